@@ -1,0 +1,3 @@
+export type * from './types.js';
+export { PLATFORMS } from './types.js';
+export { Pipeline } from './steps.js';

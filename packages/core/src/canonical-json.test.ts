@@ -1,0 +1,24 @@
+import { describe, expect, it } from 'vitest';
+import { canonicalize } from './canonical-json.js';
+
+describe('canonicalize (RFC 8785)', () => {
+  // Examples from RFC 8785 section 3.2.2 and 3.2.3.
+  it('sorts keys by UTF-16 code units and serialises numbers the ECMAScript way', () => {
+    const input = { '\u20ac': 'Euro Sign', '\r': 'Carriage Return', '\ufb33': 'Hebrew Letter Dalet With Dagesh', '1': 'One', '\ud83d\ude00': 'Emoji: Grinning Face', '\u0080': 'Control', '\u00f6': 'Latin Small Letter O With Diaeresis' };
+    expect(canonicalize(input)).toBe(
+      '{"\\r":"Carriage Return","1":"One","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis","\u20ac":"Euro Sign","\ud83d\ude00":"Emoji: Grinning Face","\ufb33":"Hebrew Letter Dalet With Dagesh"}',
+    );
+    expect(canonicalize({ numbers: [333333333.3333333, 1e30, 4.5, 2e-3, 0.000000000000000000000000001], literals: [null, true, false] })).toBe(
+      '{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27]}',
+    );
+  });
+
+  it('rejects values JSON cannot carry', () => {
+    expect(() => canonicalize({ a: Number.NaN })).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }) as Error);
+    expect(() => canonicalize({ a: 1n })).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }) as Error);
+  });
+
+  it('drops undefined members and maps -0 to 0', () => {
+    expect(canonicalize({ b: undefined, a: -0 })).toBe('{"a":0}');
+  });
+});

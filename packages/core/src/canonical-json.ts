@@ -1,0 +1,50 @@
+import { CustodyError } from './errors.js';
+import { utf8, type Bytes } from './bytes.js';
+
+/**
+ * JSON Canonicalization Scheme (RFC 8785): sorted keys (by UTF-16 code units), no whitespace,
+ * ECMAScript number serialisation, minimal string escaping. Used for every signed or logged
+ * Custody object so that a digest means the same thing everywhere.
+ */
+export function canonicalize(value: unknown): string {
+  return serialize(value, 0);
+}
+
+export function canonicalBytes(value: unknown): Bytes {
+  return utf8(canonicalize(value));
+}
+
+const MAX_DEPTH = 64;
+
+function serialize(v: unknown, depth: number): string {
+  if (depth > MAX_DEPTH) throw new CustodyError('ERR_INPUT_MALFORMED', 'value nests too deeply to canonicalize');
+  if (v === null) return 'null';
+  switch (typeof v) {
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'number':
+      if (!Number.isFinite(v)) throw new CustodyError('ERR_INPUT_MALFORMED', 'non-finite number cannot be canonicalized');
+      // ECMAScript Number.prototype.toString is exactly the RFC 8785 number form; -0 becomes 0.
+      return Object.is(v, -0) ? '0' : String(v);
+    case 'string':
+      return JSON.stringify(v);
+    case 'object': {
+      if (typeof (v as { toJSON?: unknown }).toJSON === 'function') {
+        return serialize((v as { toJSON: () => unknown }).toJSON(), depth + 1);
+      }
+      if (Array.isArray(v)) return '[' + v.map((x) => serialize(x === undefined ? null : x, depth + 1)).join(',') + ']';
+      const obj = v as Record<string, unknown>;
+      const keys = Object.keys(obj)
+        .filter((k) => obj[k] !== undefined)
+        .sort(compareUtf16);
+      return '{' + keys.map((k) => JSON.stringify(k) + ':' + serialize(obj[k], depth + 1)).join(',') + '}';
+    }
+    default:
+      throw new CustodyError('ERR_INPUT_MALFORMED', `a ${typeof v} cannot be canonicalized`);
+  }
+}
+
+function compareUtf16(a: string, b: string): number {
+  // Default string comparison in JS compares UTF-16 code units, which RFC 8785 requires.
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,7 @@
+export * from './errors.js';
+export * from './bytes.js';
+export * from './reader.js';
+export * from './canonical-json.js';
+export * from './crypto.js';
+export * from './clock.js';
+export * from './pem.js';
