@@ -1,0 +1,37 @@
+import { CustodyError, toCustodyError } from '@custody/core';
+import { EXIT_BAD_INPUT, EXIT_NOT_VERIFIED, EXIT_UNAVAILABLE } from './exit.js';
+
+/** Codes that mean "the input could not be read", as opposed to "it was read and failed". */
+const BAD_INPUT_CODES = new Set([
+  'ERR_USAGE',
+  'ERR_INPUT_TRUNCATED',
+  'ERR_INPUT_TOO_LARGE',
+  'ERR_INPUT_MALFORMED',
+  'ERR_INPUT_UNSUPPORTED',
+  'ERR_FORMAT_UNKNOWN',
+  'ERR_FILE_NOT_FOUND',
+  'ERR_POLICY_INVALID',
+]);
+
+const UNAVAILABLE_CODES = new Set(['ERR_ATTESTER_UNAVAILABLE', 'ERR_SERVICE_UNAVAILABLE']);
+
+export function exitCodeFor(code: string): number {
+  if (BAD_INPUT_CODES.has(code)) return EXIT_BAD_INPUT;
+  if (UNAVAILABLE_CODES.has(code)) return EXIT_UNAVAILABLE;
+  return EXIT_NOT_VERIFIED;
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+/** Reports an error the way every command does: JSON on stdout with --json, text on stderr otherwise. */
+export function failWith(e: unknown, json: boolean): never {
+  const err: CustodyError = toCustodyError(e);
+  if (json) printJson({ ok: false, errors: [err.toJSON()] });
+  else process.stderr.write(`custody: ${err.code}: ${err.message}\n`);
+  process.exit(exitCodeFor(err.code));
+}
+
+const useColor = process.stdout.isTTY && !process.env.NO_COLOR;
+export const mark = (ok: boolean): string => (ok ? (useColor ? '\x1b[32mPASS\x1b[0m' : 'PASS') : useColor ? '\x1b[31mFAIL\x1b[0m' : 'FAIL');
