@@ -5,3 +5,4 @@ export * from './canonical-json.js';
 export * from './crypto.js';
 export * from './clock.js';
 export * from './pem.js';
+export * from './x509/index.js';

@@ -1,0 +1,111 @@
+import { equalBytes } from '../bytes.js';
+import { VerificationError } from '../errors.js';
+import { X509Certificate } from './certificate.js';
+import type { X509Crl } from './crl.js';
+
+export interface ChainOptions {
+  /** The certificate to validate. */
+  leaf: X509Certificate;
+  /** Candidate intermediates, in any order. */
+  intermediates?: X509Certificate[];
+  /** Trust anchors: the chain must end at one of these exact certificates. */
+  roots: X509Certificate[];
+  now: Date;
+  /** CRLs to apply; each is used for the certificates its issuer signed. */
+  crls?: X509Crl[];
+  /** Whether a stale CRL (now past nextUpdate) fails validation (default) or only warns. */
+  staleCrl?: 'fail' | 'warn';
+  maxDepth?: number;
+}
+
+export interface ChainResult {
+  /** Leaf first, trust anchor last. */
+  chain: X509Certificate[];
+  root: X509Certificate;
+  /** CRLs that were checked, with the certificate they covered. */
+  crlChecks: { issuer: string; subject: string }[];
+  warnings: string[];
+}
+
+/**
+ * Validates a certificate path from `leaf` to one of `roots` (RFC 5280 basics): issuer/subject
+ * name chaining, signatures, validity periods at `now`, CA constraint on issuers, and revocation
+ * against the supplied CRLs (each CRL's own signature and freshness are checked first).
+ */
+export async function verifyCertificateChain(opts: ChainOptions): Promise<ChainResult> {
+  const { leaf, now } = opts;
+  const pool = [...(opts.intermediates ?? []), ...opts.roots];
+  const maxDepth = opts.maxDepth ?? 8;
+  const chain: X509Certificate[] = [leaf];
+  const warnings: string[] = [];
+  const crlChecks: { issuer: string; subject: string }[] = [];
+  const crls = validCrls(opts, warnings);
+
+  let current = leaf;
+  for (let depth = 0; ; depth++) {
+    if (!current.isValidAt(now)) {
+      throw new VerificationError('ERR_CERT_EXPIRED', `certificate "${current.subject.text}" is not valid at ${now.toISOString()} (valid ${current.notBefore.toISOString()} to ${current.notAfter.toISOString()})`, {
+        detail: { subject: current.subject.text, notBefore: current.notBefore.toISOString(), notAfter: current.notAfter.toISOString() },
+      });
+    }
+    const anchor = opts.roots.find((r) => r.equals(current));
+    if (anchor) return { chain, root: anchor, crlChecks, warnings };
+    if (depth >= maxDepth) throw new VerificationError('ERR_CERT_CHAIN', 'certificate chain too long');
+
+    const candidates = pool.filter((c) => equalBytes(c.subject.raw, current.issuer.raw) && !chain.includes(c));
+    let issuer: X509Certificate | undefined;
+    for (const c of candidates) {
+      if (await current.verifySignedBy(c)) {
+        issuer = c;
+        break;
+      }
+    }
+    if (!issuer) {
+      if (candidates.length > 0) {
+        throw new VerificationError('ERR_CERT_SIGNATURE', `signature on "${current.subject.text}" does not verify with its issuer "${current.issuer.text}"`, { detail: { subject: current.subject.text } });
+      }
+      if (current.isSelfIssued()) {
+        throw new VerificationError('ERR_CERT_ROOT_UNTRUSTED', `self-signed certificate "${current.subject.text}" is not a pinned trust anchor`, { detail: { subject: current.subject.text } });
+      }
+      throw new VerificationError('ERR_CERT_CHAIN', `issuer "${current.issuer.text}" of "${current.subject.text}" is not among the supplied certificates or trust anchors`, {
+        detail: { subject: current.subject.text, issuer: current.issuer.text },
+      });
+    }
+    if (issuer.isCa === false) {
+      throw new VerificationError('ERR_CERT_CHAIN', `issuer "${issuer.subject.text}" is not a CA`, { detail: { issuer: issuer.subject.text } });
+    }
+    for (const crl of crls) {
+      if (!equalBytes(crl.issuer.raw, issuer.subject.raw) || !(await crl.verifySignedBy(issuer))) continue;
+      crlChecks.push({ issuer: issuer.subject.text, subject: current.subject.text });
+      if (crl.isRevoked(current)) {
+        throw new VerificationError('ERR_CERT_REVOKED', `certificate "${current.subject.text}" (serial ${current.serialHex}) is revoked by its issuer's CRL`, {
+          detail: { subject: current.subject.text, serial: current.serialHex },
+        });
+      }
+    }
+    chain.push(issuer);
+    current = issuer;
+  }
+}
+
+/** Keeps CRLs whose time window covers `now`; a stale one fails or warns as configured. */
+function validCrls(opts: ChainOptions, warnings: string[]): X509Crl[] {
+  const out: X509Crl[] = [];
+  for (const crl of opts.crls ?? []) {
+    if (crl.thisUpdate.getTime() > opts.now.getTime()) {
+      throw new VerificationError('ERR_CRL_INVALID', `CRL from "${crl.issuer.text}" is not yet valid (thisUpdate ${crl.thisUpdate.toISOString()})`);
+    }
+    if (crl.nextUpdate && crl.nextUpdate.getTime() < opts.now.getTime()) {
+      const msg = `CRL from "${crl.issuer.text}" is stale: nextUpdate ${crl.nextUpdate.toISOString()} is before ${opts.now.toISOString()}`;
+      if ((opts.staleCrl ?? 'fail') === 'fail') throw new VerificationError('ERR_CRL_STALE', msg, { detail: { issuer: crl.issuer.text, nextUpdate: crl.nextUpdate.toISOString() } });
+      warnings.push(msg);
+    }
+    out.push(crl);
+  }
+  return out;
+}
+
+/** Parses DER blobs into certificates; each failure is a typed ERR_CERT_PARSE. */
+export function parseCertificates(ders: Uint8Array[]): X509Certificate[] {
+  return ders.map((d) => new X509Certificate(d));
+}
