@@ -56,7 +56,7 @@ export class X509Certificate {
       this.serial = serialBytes(tbs[i++]!);
       const innerAlg = parseSignatureAlgorithm(tbs[i++]!);
       this.issuer = parseName(tbs[i++]!);
-      const validity = sequence(tbs[i++]!, 'Validity');
+      const validity = sequence(tbs[i++], 'Validity');
       this.notBefore = decodeTime(validity[0]!);
       this.notAfter = decodeTime(validity[1]!);
       this.subject = parseName(tbs[i++]!);

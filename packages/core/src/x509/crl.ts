@@ -1,7 +1,7 @@
 import { copyBytes, toHex, type Bytes } from '../bytes.js';
 import { ParseError } from '../errors.js';
 import { assertMaxSize } from '../reader.js';
-import { decodeBitString, decodeSmallInteger, decodeTime, isContext, parseDer, sequence, TAG, type DerNode } from './der.js';
+import { decodeBitString, decodeSmallInteger, decodeTime, isContext, parseDer, sequence, TAG } from './der.js';
 import { parseName, type DistinguishedName, type X509Certificate } from './certificate.js';
 import { parseSignatureAlgorithm, verifySignature, type SignatureAlgorithm } from './signature.js';
 
@@ -34,7 +34,7 @@ export class X509Crl {
       parseSignatureAlgorithm(tbs[i++]!);
       this.issuer = parseName(tbs[i++]!);
       this.thisUpdate = decodeTime(tbs[i++]!);
-      const maybeNext = tbs[i] as DerNode | undefined;
+      const maybeNext = tbs[i];
       if (maybeNext && maybeNext.tagClass === 0 && (maybeNext.tagNumber === TAG.UTC_TIME || maybeNext.tagNumber === TAG.GENERALIZED_TIME)) {
         this.nextUpdate = decodeTime(maybeNext);
         i++;

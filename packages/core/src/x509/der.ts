@@ -74,8 +74,8 @@ export function readTlv(buf: Bytes, offset: number): { node: DerNode; next: numb
     tagClass,
     constructed,
     tagNumber,
-    raw: buf.subarray(offset, p + len) as Bytes,
-    value: buf.subarray(p, p + len) as Bytes,
+    raw: buf.subarray(offset, p + len),
+    value: buf.subarray(p, p + len),
   };
   return { node, next: p + len };
 }
@@ -140,7 +140,7 @@ export function decodeUnsignedInteger(node: DerNode): Bytes {
   const v = expectTag(node, TAG.INTEGER, 'INTEGER').value;
   if (v.length === 0) fail('empty INTEGER', 0);
   if (v[0]! & 0x80) fail('negative INTEGER where unsigned expected', 0);
-  return (v[0] === 0 && v.length > 1 ? v.subarray(1) : v) as Bytes;
+  return (v[0] === 0 && v.length > 1 ? v.subarray(1) : v);
 }
 
 /** Small INTEGER as a number (up to 2^48). */
@@ -155,7 +155,7 @@ export function decodeSmallInteger(node: DerNode): number {
 export function decodeBitString(node: DerNode): Bytes {
   const v = expectTag(node, TAG.BIT_STRING, 'BIT STRING').value;
   if (v.length === 0 || v[0]! > 7) fail('bad BIT STRING', 0);
-  return v.subarray(1) as Bytes;
+  return v.subarray(1);
 }
 
 export function decodeOctetString(node: DerNode): Bytes {
