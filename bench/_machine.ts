@@ -1,0 +1,34 @@
+// Shared by bench scripts: a description of the machine and small statistics helpers.
+import { cpus, totalmem } from 'node:os';
+import { writeFileSync, mkdirSync } from 'node:fs';
+
+export function machine(): string {
+  const c = cpus();
+  return `${c[0]?.model ?? 'unknown CPU'}, ${c.length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${process.platform}/${process.arch}, ${new Date().toISOString().slice(0, 10)}`;
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+/** Runs `fn` repeatedly for about `ms` milliseconds (after a warm-up) and returns ops/s. */
+export async function opsPerSecond(fn: () => Promise<unknown> | unknown, ms = 2000, warmup = 200): Promise<number> {
+  const warmEnd = performance.now() + warmup;
+  while (performance.now() < warmEnd) await fn();
+  let n = 0;
+  const start = performance.now();
+  const end = start + ms;
+  while (performance.now() < end) {
+    await fn();
+    n++;
+  }
+  return (n * 1000) / (performance.now() - start);
+}
+
+export function writeSection(name: string, markdown: string): void {
+  mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+  writeFileSync(new URL(`./results/${name}.md`, import.meta.url), markdown.trim() + '\n');
+  console.log(markdown);
+}
