@@ -1,0 +1,105 @@
+import { ibanValid, ipv4Valid, ipv6Valid, luhnValid, ssnValid } from './checksums.js';
+import { findPersonNames } from './names.js';
+
+export const PII_CATEGORIES = ['person_name', 'email', 'phone', 'national_id', 'payment_card', 'iban', 'ip_address', 'date_of_birth'] as const;
+export type BuiltinCategory = (typeof PII_CATEGORIES)[number];
+
+export interface Detection {
+  category: string;
+  start: number;
+  end: number;
+}
+
+export interface Detector {
+  category: string;
+  /** Higher wins when two detections overlap (a card number is not also a phone number). */
+  priority: number;
+  find(text: string): Detection[];
+}
+
+function regexDetector(category: string, priority: number, re: RegExp, valid: (m: string) => boolean = () => true, group = 0): Detector {
+  return {
+    category,
+    priority,
+    find(text) {
+      const out: Detection[] = [];
+      for (const m of text.matchAll(re)) {
+        const value = m[group];
+        if (value === undefined || !valid(value)) continue;
+        const start = m.index + m[0].indexOf(value);
+        out.push({ category, start, end: start + value.length });
+      }
+      return out;
+    },
+  };
+}
+
+const digitsOf = (s: string): string => s.replace(/\D/g, '');
+
+/** RFC 5322-ish addresses as people write them (dot-atoms, no quoted local parts). */
+const EMAIL = /(?<![\w.+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_])?@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])/g;
+/** 13-19 digits, optionally grouped by single spaces or dashes, Luhn-valid. */
+const CARD = /(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])/g;
+const IBAN = /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{1,4}){3,8}(?![A-Za-z0-9])/g;
+const SSN = /(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])/g;
+/** An SSN written with spaces or no separators counts only after an SSN cue. */
+const SSN_CUED = /\b(?:SSN|SS#|social security(?: number| no\.?)?)[:#\s]*(\d{3}[ -]?\d{2}[ -]?\d{4})(?![\d-])/gi;
+/** UK National Insurance number. */
+const NINO = /(?<![A-Za-z0-9])(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])/g;
+const IPV4 = /(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.]*\d)/g;
+const IPV6 = /(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![0-9A-Fa-f:])/g;
+/**
+ * Phone numbers: an optional +country code, then 7-15 digits in groups separated by a space,
+ * dot or dash, optionally with an area code in parentheses and an extension.
+ */
+const PHONE = /(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{1,4}[ .-])(?:\d{2,4}[ .-]){1,3}\d{2,8}(?: ?(?:x|ext\.?|extension) ?\d{1,6})?(?![\w])/gi;
+const DATE = String.raw`(?:\d{4}-\d{2}-\d{2}|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.? \d{1,2},? \d{4}|\d{1,2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.? \d{4})`;
+/** A date is a date of birth only with a cue just before it. */
+const DOB = new RegExp(String.raw`(?:\b(?:DOB|date of birth|birth ?date|birthday|born(?: on)?)\b|\bD\.O\.B\.)[:\s]*(?:is\s+|was\s+|of\s+)?(${DATE})`, 'gi');
+
+export const BUILTIN_DETECTORS: readonly Detector[] = [
+  regexDetector('email', 90, EMAIL),
+  regexDetector('iban', 85, IBAN, ibanValid),
+  regexDetector('payment_card', 80, CARD, (m) => luhnValid(digitsOf(m)) && !/^(\d)\1+$/.test(digitsOf(m))),
+  regexDetector('national_id', 75, SSN, ssnValid),
+  regexDetector('national_id', 76, SSN_CUED, (m) => ssnValid(m.replace(/ /g, '-')), 1),
+  regexDetector('national_id', 75, NINO),
+  regexDetector('date_of_birth', 70, DOB, () => true, 1),
+  regexDetector('ip_address', 65, IPV4, ipv4Valid),
+  regexDetector('ip_address', 65, IPV6, (m) => m.includes(':') && ipv6Valid(m) && /[0-9a-fA-F]{1,4}:[0-9a-fA-F]{0,4}:/.test(m)),
+  regexDetector('phone', 61, /(?<![\w+])\+[1-9]\d{7,14}(?!\w)/g),
+  regexDetector('phone', 60, PHONE, (m) => {
+    if (/^\d{4}-\d{2}-\d{2}$|^\d{1,2}[.-]\d{1,2}[.-]\d{2,4}$/.test(m)) return false; // a date
+    const n = digitsOf(m.replace(/(?:x|ext\.?|extension) ?\d+$/i, '')).length;
+    return n >= 7 && n <= 15;
+  }),
+  { category: 'person_name', priority: 10, find: (text) => findPersonNames(text).map((s) => ({ category: 'person_name', ...s })) },
+];
+
+/** A user-configured pattern such as a medical record number. */
+export interface CustomPattern {
+  category: string;
+  pattern: string;
+  flags?: string;
+  /** Which capture group is the sensitive value (0 = whole match). */
+  group?: number;
+  priority?: number;
+}
+
+export function customDetector(p: CustomPattern): Detector {
+  const flags = (p.flags ?? '').replace(/g/g, '') + 'g';
+  return regexDetector(p.category, p.priority ?? 95, new RegExp(p.pattern, flags), () => true, p.group ?? 0);
+}
+
+/** Runs detectors and resolves overlaps: higher priority first, then longer spans. */
+export function detectAll(text: string, detectors: readonly Detector[]): Detection[] {
+  const all: (Detection & { priority: number })[] = [];
+  for (const d of detectors) for (const hit of d.find(text)) if (hit.end > hit.start) all.push({ ...hit, priority: d.priority });
+  all.sort((a, b) => b.priority - a.priority || b.end - b.start - (a.end - a.start) || a.start - b.start);
+  const taken: Detection[] = [];
+  for (const c of all) {
+    if (taken.some((t) => c.start < t.end && t.start < c.end)) continue;
+    taken.push({ category: c.category, start: c.start, end: c.end });
+  }
+  return taken.sort((a, b) => a.start - b.start);
+}

@@ -1,0 +1,148 @@
+import { CustodyError } from '@custody/core';
+import { BUILTIN_DETECTORS, customDetector, detectAll, type CustomPattern, type Detection, type Detector } from './detectors.js';
+
+export type PiiAction = 'redact' | 'mask' | 'block' | 'allow';
+
+export interface PiiPolicy {
+  /** Action per category; categories not named use `defaultAction`. */
+  actions?: Record<string, PiiAction>;
+  defaultAction?: PiiAction;
+  custom?: CustomPattern[];
+}
+
+/** What was found, without the values: safe for logs, metrics and the ledger. */
+export interface PiiFinding {
+  category: string;
+  action: PiiAction;
+  start: number;
+  end: number;
+}
+
+export interface PiiResult {
+  text: string;
+  findings: PiiFinding[];
+  /** Tokens standing for masked values, to restore them in the response. Holds plaintext: never log it. */
+  vault: MaskVault;
+}
+
+/**
+ * Reversible masks: each masked value becomes `[CATEGORY_N]`; the vault maps tokens back.
+ * The same value within one request gets the same token, so the model can still refer to it.
+ */
+export class MaskVault {
+  private readonly byToken = new Map<string, string>();
+  private readonly byValue = new Map<string, string>();
+  private readonly counters = new Map<string, number>();
+
+  tokenFor(category: string, value: string): string {
+    const key = `${category}\u0000${value}`;
+    const existing = this.byValue.get(key);
+    if (existing) return existing;
+    const n = (this.counters.get(category) ?? 0) + 1;
+    this.counters.set(category, n);
+    const token = `[${category.toUpperCase()}_${n}]`;
+    this.byToken.set(token, value);
+    this.byValue.set(key, token);
+    return token;
+  }
+
+  get size(): number {
+    return this.byToken.size;
+  }
+
+  /** Replaces every known token in `text` by its original value. */
+  restore(text: string): string {
+    if (this.byToken.size === 0) return text;
+    return text.replace(/\[[A-Z_]+_\d+\]/g, (t) => this.byToken.get(t) ?? t);
+  }
+
+  /** Wipes the mapping (best effort: JS strings cannot be zeroed). */
+  clear(): void {
+    this.byToken.clear();
+    this.byValue.clear();
+  }
+
+  toJSON(): { tokens: number } {
+    return { tokens: this.byToken.size };
+  }
+}
+
+/** Longest mask token we hold back for when a stream splits one across chunks. */
+const MAX_TOKEN = 48;
+
+/**
+ * Restores masked tokens in a stream of text chunks. A chunk ending in what may be the start of a
+ * token is held back until the next chunk (or `flush`) completes it.
+ */
+export class StreamRestorer {
+  private pending = '';
+
+  constructor(private readonly vault: MaskVault) {}
+
+  push(chunk: string): string {
+    const text = this.pending + chunk;
+    const open = text.lastIndexOf('[');
+    if (open >= 0 && text.indexOf(']', open) < 0 && text.length - open <= MAX_TOKEN && /^\[[A-Z_]*\d*$/.test(text.slice(open))) {
+      this.pending = text.slice(open);
+      return this.vault.restore(text.slice(0, open));
+    }
+    this.pending = '';
+    return this.vault.restore(text);
+  }
+
+  flush(): string {
+    const rest = this.vault.restore(this.pending);
+    this.pending = '';
+    return rest;
+  }
+}
+
+export class PiiEngine {
+  private readonly detectors: Detector[];
+  private readonly actions: Record<string, PiiAction>;
+  private readonly defaultAction: PiiAction;
+
+  constructor(policy: PiiPolicy = {}) {
+    this.actions = policy.actions ?? {};
+    this.defaultAction = policy.defaultAction ?? 'redact';
+    this.detectors = [...BUILTIN_DETECTORS];
+    for (const c of policy.custom ?? []) {
+      try {
+        this.detectors.push(customDetector(c));
+      } catch (e) {
+        throw new CustodyError('ERR_POLICY_INVALID', `custom PII pattern for "${c.category}" is not a valid regular expression`, { cause: e });
+      }
+    }
+  }
+
+  actionFor(category: string): PiiAction {
+    return this.actions[category] ?? this.defaultAction;
+  }
+
+  detect(text: string): Detection[] {
+    return detectAll(text, this.detectors);
+  }
+
+  /**
+   * Applies the policy. A `block` finding throws ERR_POLICY_DENIED naming the categories (never
+   * the values); otherwise returns the rewritten text, the findings and the mask vault.
+   */
+  apply(text: string, vault = new MaskVault()): PiiResult {
+    const findings: PiiFinding[] = this.detect(text).map((d) => ({ ...d, action: this.actionFor(d.category) }));
+    const blocked = [...new Set(findings.filter((f) => f.action === 'block').map((f) => f.category))];
+    if (blocked.length > 0) {
+      throw new CustodyError('ERR_POLICY_DENIED', `input contains ${blocked.join(', ')}, which the policy blocks`, { detail: { categories: blocked.join(',') } });
+    }
+    let out = '';
+    let at = 0;
+    for (const f of findings) {
+      if (f.action === 'allow') continue;
+      out += text.slice(at, f.start);
+      const value = text.slice(f.start, f.end);
+      out += f.action === 'mask' ? vault.tokenFor(f.category, value) : `[${f.category.toUpperCase()}]`;
+      at = f.end;
+    }
+    out += text.slice(at);
+    return { text: out, findings, vault };
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * Person-name detection without a model: runs of capitalised words, cut at words that are
+ * capitalised for other reasons (sentence starts, titles of things, places of work), and
+ * accepted when two or more name-shaped words remain, or one after a strong cue ("Dr.",
+ * "Dear", "Patient:"). The word lists are generic English, not tuned to any test corpus.
+ */
+
+export const HONORIFICS = new Set(['mr', 'mrs', 'ms', 'miss', 'mx', 'dr', 'prof', 'sir', 'madam', 'rev', 'fr', 'sr', 'sra', 'herr', 'frau', 'mme', 'mlle', 'm']);
+
+/** Words after which a single capitalised word is taken as a name. */
+export const NAME_CUES = new Set([
+  'dear', 'hi', 'hello', 'hey', 'thanks', 'regards', 'sincerely', 'patient', 'name', 'customer', 'client', 'member',
+  'applicant', 'cardholder', 'account holder', 'signed', 'attn', 'attention', 'contact', 'caller', 'user', 'employee',
+  'beneficiary', 'payee', 'insured', 'guarantor', 'physician', 'nurse', 'agent', 'representative', 'mother', 'father',
+  'son', 'daughter', 'wife', 'husband', 'spouse', 'brother', 'sister', 'colleague', 'manager',
+]);
+
+export const NAME_SUFFIXES = new Set(['jr', 'sr', 'ii', 'iii', 'iv', 'v', 'md', 'phd', 'dds', 'dvm', 'rn', 'esq', 'cpa', 'do', 'np', 'pa']);
+
+/**
+ * Capitalised words that are never part of a name: function words at sentence starts,
+ * greetings, titles.
+ */
+export const NOT_NAME_WORDS = new Set(
+  (
+    'a an the this that these those there here it its i we you he she they my our your his her their me us them ' +
+    'and or but if then so as at by for from in into of on onto to with without within about above across after against along among around ' +
+    'before behind below beneath beside between beyond during except inside near off out outside over per since through toward under until up upon via ' +
+    'is are was were be been being am has have had do does did will would shall should can could may might must not no yes ok okay ' +
+    'please thank thanks hello hi dear regards sincerely best kind warm cheers note notes re fw fwd subject summary update reminder urgent important ' +
+    'what when where which who whom whose why how all any each every some many much more most other another such only own same than too very just also ' +
+    'monday tuesday wednesday thursday friday saturday sunday january february march april may june july august september october november december ' +
+    'mr mrs ms miss dr prof sir madam ' +
+    'sent received attached see called spoke confirmed verified reported noted requested approved denied declined'
+  ).split(/\s+/).filter((w) => !['will', 'may', 'june', 'april', 'august', 'march'].includes(w)),
+);
+
+/**
+ * Capitalised words that are usually not names (calendar words, nouns in titles of things,
+ * places of work) but are also given names or surnames (April, Ward, West, Lane, Banks). They
+ * count as part of a name only beside a word that is not on either list.
+ */
+export const WEAK_NAME_WORDS = new Set(
+  (
+    'senior junior lead head chief principal staff vice president director manager officer analyst engineer developer architect ' +
+    'assistant associate specialist consultant coordinator administrator representative executive partner counsel ' +
+    'will may june april august march today tomorrow yesterday morning afternoon evening night week month year day hour minute ' +
+    'patient patients doctor nurse clinic hospital medical medicine center centre health care emergency department room ward unit icu er ' +
+    'diagnosis history plan assessment exam examination chief complaint follow followup visit admission discharge report lab labs result results ' +
+    'allergies allergy medication medications prescription dose insurance policy claim claims record records chart file ' +
+    'bank account accounts card credit debit payment payments transfer wire invoice balance loan mortgage statement transaction transactions fee fees ' +
+    'customer client support team service services ticket issue issues request case status order orders refund billing sales help desk ' +
+    'company corporation corp inc llc ltd plc group holdings partners associates foundation university college school institute ' +
+    'street st avenue ave road rd boulevard blvd lane ln drive dr court ct place suite apt floor building ' +
+    'north south east west new old united states kingdom america american european national international global federal state city county ' +
+    'email phone mobile tel fax address contact name date birth dob id number no ssn iban swift bic ip ' +
+    'yes no none n/a na tbd fyi asap eta'
+  ).split(/\s+/),
+);
+
+/**
+ * Title-case words: one inner capital (McDonald, VonRueden, DuBuque), an elided prefix
+ * (O'Hara, D'Amore, D'angelo) and hyphenated parts (Turcotte-McCullough).
+ */
+const NAME_PART = String.raw`(?:[A-Z]['’])?[A-Z][a-z]+(?:[A-Z][a-z]+)?|[A-Z]['’][a-z]+`;
+const NAME_WORD = new RegExp(String.raw`^(?:${NAME_PART})(?:-(?:${NAME_PART}))*(?:['’]s)?$`);
+const INITIAL = /^[A-Z]\.$/;
+
+export interface NameSpan {
+  start: number;
+  end: number;
+}
+
+interface Token {
+  text: string;
+  start: number;
+  end: number;
+}
+
+/** "SURNAME, Given" and "Surname, Given" as in lists and records. */
+const INVERTED = /(?<![A-Za-z0-9'’-])([A-Z][A-Z'’-]+|[A-Z][a-z]+(?:[A-Z][a-z]+)?(?:-[A-Z][a-z]+)?), ([A-Z][a-z]+(?:-[A-Z][a-z]+)?)(?![A-Za-z0-9'’-])/g;
+
+function findInvertedNames(text: string): NameSpan[] {
+  const out: NameSpan[] = [];
+  for (const m of text.matchAll(INVERTED)) {
+    const [surname, given] = [m[1]!, m[2]!];
+    const words = [surname.toLowerCase(), given.toLowerCase()];
+    if (words.some((w) => NOT_NAME_WORDS.has(w) || WEAK_NAME_WORDS.has(w) || NAME_CUES.has(w))) continue;
+    // All-capitals surnames need at least two letters of capitals and a title-case given name.
+    if (surname.length < 2) continue;
+    out.push({ start: m.index, end: m.index + m[0].length });
+  }
+  return out;
+}
+
+export function findPersonNames(text: string): NameSpan[] {
+  const inverted = findInvertedNames(text);
+  const spans = findForwardNames(text).filter((s) => !inverted.some((v) => s.start < v.end && v.start < s.end));
+  return [...inverted, ...spans].sort((a, b) => a.start - b.start);
+}
+
+function findForwardNames(text: string): NameSpan[] {
+  const tokens: Token[] = [];
+  for (const m of text.matchAll(/(?<![A-Za-z0-9])(?:[A-Za-z][A-Za-z'’.-]*[A-Za-z.]|[A-Za-z])/g)) {
+    let t = m[0];
+    let end = m.index + t.length;
+    // A trailing period belongs to the word only for initials and abbreviations.
+    if (t.endsWith('.') && !INITIAL.test(t) && !HONORIFICS.has(t.slice(0, -1).toLowerCase()) && !NAME_SUFFIXES.has(t.slice(0, -1).toLowerCase())) {
+      t = t.slice(0, -1);
+      end--;
+    }
+    tokens.push({ text: t, start: m.index, end });
+  }
+  const spans: NameSpan[] = [];
+  let i = 0;
+  while (i < tokens.length) {
+    const tok = tokens[i]!;
+    const bare = tok.text.replace(/\.$/, '').toLowerCase();
+    const isHonorific = HONORIFICS.has(bare) && /^[A-Z]/.test(tok.text);
+    if (!isHonorific && !isNameWord(tok)) {
+      i++;
+      continue;
+    }
+    // Collect a run of name-shaped tokens (with initials), adjacent in the text.
+    let j = i + (isHonorific ? 1 : 0);
+    const run: Token[] = [];
+    while (j < tokens.length && run.length < 4) {
+      const t = tokens[j]!;
+      const prev = j > 0 ? tokens[j - 1]! : undefined;
+      if (prev && j > i && !adjacent(text, prev, t)) break;
+      if (isNameWord(t) || (INITIAL.test(t.text) && run.length > 0)) {
+        run.push(t);
+        j++;
+      } else break;
+    }
+    // Optional suffix (Jr., MD, DVM).
+    const next = tokens[j];
+    if (next && run.length > 0 && NAME_SUFFIXES.has(next.text.replace(/\.$/, '').toLowerCase()) && adjacent(text, run[run.length - 1]!, next, true)) {
+      run.push(next);
+      j++;
+    }
+    // Cue words ("Customer", "Patient") that start a run introduce the name; they are not part of it.
+    let cueInRun = false;
+    while (run.length > 0 && NAME_CUES.has(run[0]!.text.toLowerCase())) {
+      run.shift();
+      cueInRun = true;
+    }
+    // Weak words at the edges stay only when the run has a strong name word.
+    const strong = run.filter((t) => isNameWord(t) && !WEAK_NAME_WORDS.has(t.text.toLowerCase())).length;
+    const nameWords = run.filter((t) => isNameWord(t)).length;
+    const cue = isHonorific || cueInRun || precededByCue(text, tokens, i);
+    if (strong === 0 && !(cue && nameWords === 1)) {
+      i = Math.max(j, i + 1);
+      continue;
+    }
+    if (run.length > 0 && (nameWords >= 2 || (nameWords === 1 && cue))) {
+      spans.push({ start: isHonorific ? tok.start : run[0]!.start, end: run[run.length - 1]!.end });
+    }
+    i = Math.max(j, i + 1);
+  }
+  return spans;
+}
+
+function isNameWord(t: Token): boolean {
+  return NAME_WORD.test(t.text) && !NOT_NAME_WORDS.has(t.text.toLowerCase()) && t.text.length >= 2;
+}
+
+/** Two tokens are part of one name when only a single space (or ", " before a suffix) separates them. */
+function adjacent(text: string, a: Token, b: Token, suffix = false): boolean {
+  const gap = text.slice(a.end, b.start);
+  return gap === ' ' || (suffix && gap === ', ');
+}
+
+function precededByCue(text: string, tokens: Token[], i: number): boolean {
+  const before = text.slice(Math.max(0, tokens[i]!.start - 24), tokens[i]!.start).toLowerCase();
+  const m = /([a-z]+(?: holder)?)\s*[:,-]?\s*$/.exec(before);
+  return m !== null && NAME_CUES.has(m[1]!);
+}
