@@ -1,0 +1,89 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as F from '../../../../packages/policy/src/testing/claims.js';
+
+// Runs `custody policy ...` through this module's `register`, in a child process, so exit codes
+// and stdout are the real ones.
+const cliDir = resolve(fileURLToPath(import.meta.url), '../../..');
+const runner =
+  "import { Command } from 'commander'; const { register } = await import('./src/commands/policy.ts'); " +
+  "const program = new Command().name('custody').exitOverride(); register(program); " +
+  "try { await program.parseAsync(process.argv.slice(1), { from: 'user' }); } catch (e) { process.exit(2); }";
+
+function custody(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', runner, '--', ...args], {
+    cwd: cliDir,
+    encoding: 'utf8',
+    env: { ...process.env, NO_COLOR: '1' },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+let dir: string;
+const at = '2025-06-01T12:00:00Z';
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'custody-policy-'));
+  writeFileSync(join(dir, 'policy.yaml'), F.POLICY_YAML);
+  writeFileSync(join(dir, 'bad.yaml'), F.POLICY_YAML.replace('version: 3', 'version: three'));
+  writeFileSync(join(dir, 'snp.json'), JSON.stringify(F.snpClaims()));
+  const gpu = F.nvidiaClaims();
+  gpu.measurements.measurement10 = '00'.repeat(48);
+  writeFileSync(join(dir, 'composite.json'), JSON.stringify({ cpu0: F.tdxClaims(), gpu0: gpu }));
+  writeFileSync(join(dir, 'sim.json'), JSON.stringify([F.simClaims()]));
+  writeFileSync(join(dir, 'garbage.json'), '{not json');
+});
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('custody policy', () => {
+  it('test: affirming claims exit 0', () => {
+    const r = custody('policy', 'test', '--policy', join(dir, 'policy.yaml'), '--claims', join(dir, 'snp.json'), '--at', at);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('cpu0 (sev-snp): affirming');
+    expect(r.stdout).toContain('verdict: affirming');
+  });
+
+  it('test --json: a wrong GPU measurement exits 1 with the reason', () => {
+    const r = custody('policy', 'test', '--policy', join(dir, 'policy.yaml'), '--claims', join(dir, 'composite.json'), '--at', at, '--json');
+    expect(r.code).toBe(1);
+    const out = JSON.parse(r.stdout) as { ok: boolean; status: string; submods: Record<string, { status: string }>; reasons: { submod: string; code: string }[]; appraisedAt: string };
+    expect(out).toMatchObject({ ok: false, status: 'contraindicated', appraisedAt: '2025-06-01T12:00:00.000Z' });
+    expect(out.submods.cpu0!.status).toBe('affirming');
+    expect(out.reasons).toEqual([expect.objectContaining({ submod: 'gpu0', code: 'ERR_EVIDENCE_MEASUREMENT' })]);
+  });
+
+  it('test: simulated evidence is refused by the policy', () => {
+    const r = custody('policy', 'test', '--policy', join(dir, 'policy.yaml'), '--claims', join(dir, 'sim.json'), '--json');
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ status: 'contraindicated', reasons: [{ code: 'ERR_EVIDENCE_SIMULATED' }] });
+  });
+
+  it('test: an invalid policy, bad claims or a missing file exit 2', () => {
+    const bad = custody('policy', 'test', '--policy', join(dir, 'bad.yaml'), '--claims', join(dir, 'snp.json'), '--json');
+    expect(bad.code).toBe(2);
+    expect(JSON.parse(bad.stdout)).toMatchObject({ ok: false, errors: [{ code: 'ERR_POLICY_INVALID' }] });
+    const garbage = custody('policy', 'test', '--policy', join(dir, 'policy.yaml'), '--claims', join(dir, 'garbage.json'), '--json');
+    expect(garbage.code).toBe(2);
+    expect(JSON.parse(garbage.stdout)).toMatchObject({ errors: [{ code: 'ERR_INPUT_MALFORMED' }] });
+    const missing = custody('policy', 'test', '--policy', join(dir, 'nope.yaml'), '--claims', join(dir, 'snp.json'));
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('ERR_FILE_NOT_FOUND');
+  });
+
+  it('show: prints reference values and rules; without --policy the default rules', () => {
+    const r = custody('policy', 'show', '--policy', join(dir, 'policy.yaml'), '--json');
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { policyId: string; document: { id: string }; rules: { id: string }[] };
+    expect(out.policyId).toMatch(/^custody:policy:trainer:3:sha256:/);
+    expect(out.rules.map((x) => x.id)).toContain('executables');
+    const text = custody('policy', 'show');
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('simulated');
+    expect(text.stdout).toContain('!claims.debug');
+  });
+});

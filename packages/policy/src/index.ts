@@ -1,0 +1,80 @@
+export {
+  TRUST_CLAIMS,
+  TRUST_TIERS,
+  TIER_VALUE,
+  Ar4si,
+  tierOf,
+  statusOf,
+  overallStatus,
+  worseStatus,
+  mergeClaimValue,
+  isTrustClaimName,
+  isTrustTier,
+  isTrustClaimValue,
+  type TrustClaimName,
+  type TrustTier,
+  type TrustVector,
+} from './ar4si.js';
+export {
+  POLICY_API_VERSION,
+  MAX_POLICY_BYTES,
+  MAX_CUSTOM_RULES,
+  parsePolicyDocument,
+  readPolicyText,
+  validatePolicyObject,
+  policyDigest,
+  type PolicyDocument,
+  type PolicyFormat,
+  type PlatformReference,
+  type TcbReference,
+  type TcbStatusName,
+  type AppraisalRule,
+} from './reference-values.js';
+export { DEFAULT_RULES } from './default-rules.js';
+export {
+  compilePolicy,
+  loadPolicy,
+  appraise,
+  appraisalReasons,
+  submodNames,
+  type CompiledPolicy,
+  type CompileOptions,
+  type Appraisal,
+  type AppraiseOptions,
+  type SubmodAppraisal,
+  type Finding,
+  type DeviceInput,
+} from './appraise.js';
+export {
+  EAR_PROFILE,
+  DEFAULT_EAR_TTL_SECONDS,
+  DEFAULT_MAX_EAR_TTL_SECONDS,
+  MAX_EAR_BYTES,
+  buildEar,
+  signEar,
+  createEar,
+  verifyEar,
+  decodeEarUnverified,
+  teeKeyFromEar,
+  earNonce,
+  type Ear,
+  type EarAppraisal,
+  type VerifierId,
+  type BuildEarOptions,
+  type VerifyEarOptions,
+  type VerifiedEar,
+} from './ear.js';
+export {
+  EAR_ALGORITHMS,
+  generateEarSigningKey,
+  importEarSigningKey,
+  exportEarSigningKey,
+  publishJwks,
+  type EarAlgorithm,
+  type EarSigningKey,
+  type GenerateEarKeyOptions,
+} from './keys.js';
+export { spkiFromJwk, jwkFromSpki } from './tee-key.js';
+export { readCorim, corimToPolicy, MAX_CORIM_BYTES, type CorimImport, type CorimReferenceValue, type ReadCorimOptions, type CorimPolicyOptions } from './corim/import.js';
+export { compileCondition, type CelCondition } from './cel.js';
+export * from './pii/index.js';
