@@ -1,0 +1,6 @@
+export { type Attester, type AttesterPlatform, MAX_REPORT_DATA, checkReportData } from './attester.js';
+export { TpmAttester, type TpmAttesterOptions, type TpmPcrBankName } from './tpm.js';
+export { runTpm2Tool, type Tpm2ToolsOptions } from './tpm2-tools.js';
+export { ConfigfsTsmAttester, probeTsmProvider, nodeTsmFs, TSM_REPORT_ROOT, type ConfigfsTsmOptions, type TsmFs } from './configfs-tsm.js';
+export { SimAttester, type SimAttesterOptions } from './sim.js';
+export { detectPlatforms, createAttester, createDetectedAttester, type AttesterEnvironment, type DetectedPlatform, type CreateAttesterOptions, type AttesterChoice } from './detect.js';

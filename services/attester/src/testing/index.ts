@@ -1,0 +1,2 @@
+export { startSwtpm, type SwtpmInstance } from './swtpm.js';
+export { FakeTsmFs } from './fake-configfs-tsm.js';
