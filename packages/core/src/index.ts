@@ -6,3 +6,6 @@ export * from './crypto.js';
 export * from './clock.js';
 export * from './pem.js';
 export * from './x509/index.js';
+export * from './hpke/index.js';
+export * from './cbor/index.js';
+export * from './cose/index.js';

@@ -1,0 +1,181 @@
+import { hkdfSync } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { readVectorText } from '../../../../test/vectors.js';
+import { concatBytes, fromHex, toHex, utf8 } from '../bytes.js';
+import { CustodyError } from '../errors.js';
+import { hkdfExpand, hkdfExtract } from './hkdf.js';
+import { hpkeOpen, hpkeReceiveExport, hpkeSeal, hpkeSendExport, setupHpkeRecipient, setupHpkeSender } from './hpke.js';
+import { AeadId, HpkeMode, KdfId, KemId, hpkeSuiteName, isHpkeSuiteSupported } from './identifiers.js';
+import { deriveHpkeKeyPair, deserializeHpkePrivateKey, deserializeHpkePublicKey, generateHpkeKeyPair, serializeHpkePrivateKey, serializeHpkePublicKey } from './keys.js';
+
+const X25519_AES128 = { kem: KemId.DhkemX25519HkdfSha256, kdf: KdfId.HkdfSha256, aead: AeadId.Aes128Gcm };
+
+async function failure(p: Promise<unknown>): Promise<CustodyError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(CustodyError);
+  return e as CustodyError;
+}
+
+/** A deterministic RandomSource for tests (a counter, never for real keys). */
+function counterRandom(seed: number): (n: number) => Uint8Array<ArrayBuffer> {
+  let c = seed;
+  return (n) => Uint8Array.from({ length: n }, () => c++ & 0xff);
+}
+
+describe('HKDF (RFC 5869)', () => {
+  it('matches test case 1 and the platform HKDF', async () => {
+    const ikm = new Uint8Array(22).fill(0x0b);
+    const salt = fromHex('000102030405060708090a0b0c');
+    const info = fromHex('f0f1f2f3f4f5f6f7f8f9');
+    const prk = await hkdfExtract(KdfId.HkdfSha256, salt, ikm);
+    expect(toHex(prk)).toBe('077709362c2e32df0ddc3f0dc47bba6390b6c73bb50f9c3122ec844ad7c2b3e5');
+    const okm = await hkdfExpand(KdfId.HkdfSha256, prk, info, 42);
+    expect(toHex(okm)).toBe('3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865');
+    for (const [kdf, hash] of [[KdfId.HkdfSha384, 'sha384'], [KdfId.HkdfSha512, 'sha512']] as const) {
+      const p = await hkdfExtract(kdf, new Uint8Array(0), ikm);
+      expect(toHex(await hkdfExpand(kdf, p, info, 200))).toBe(toHex(new Uint8Array(hkdfSync(hash, ikm, new Uint8Array(0), info, 200))));
+    }
+  });
+
+  it('takes salts longer than the hash and refuses lengths over 255 * Nh', async () => {
+    const salt = new Uint8Array(48).fill(7);
+    const prk = await hkdfExtract(KdfId.HkdfSha256, salt, utf8('ikm'));
+    expect(toHex(await hkdfExpand(KdfId.HkdfSha256, prk, utf8('key'), 16))).toBe(toHex(new Uint8Array(hkdfSync('sha256', utf8('ikm'), salt, utf8('key'), 16))));
+    expect((await failure(hkdfExpand(KdfId.HkdfSha256, prk, new Uint8Array(0), 255 * 32 + 1))).code).toBe('ERR_HPKE_PARAMS');
+    expect(await hkdfExpand(KdfId.HkdfSha256, prk, new Uint8Array(0), 0)).toHaveLength(0);
+  });
+});
+
+describe('HPKE API', () => {
+  it('round-trips all four modes across KEMs and AEADs', async () => {
+    const suites = [
+      X25519_AES128,
+      { kem: KemId.DhkemX25519HkdfSha256, kdf: KdfId.HkdfSha384, aead: AeadId.ChaCha20Poly1305 },
+      { kem: KemId.DhkemP256HkdfSha256, kdf: KdfId.HkdfSha256, aead: AeadId.Aes256Gcm },
+      { kem: KemId.DhkemP384HkdfSha384, kdf: KdfId.HkdfSha384, aead: AeadId.Aes256Gcm },
+    ];
+    const psk = { id: utf8('tenant-a/psk-1'), key: new Uint8Array(32).fill(9) };
+    for (const suite of suites) {
+      const r = await generateHpkeKeyPair(suite.kem);
+      const s = await generateHpkeKeyPair(suite.kem);
+      for (const mode of [HpkeMode.Base, HpkeMode.Psk, HpkeMode.Auth, HpkeMode.AuthPsk]) {
+        const withPsk = mode === HpkeMode.Psk || mode === HpkeMode.AuthPsk ? { psk } : {};
+        const info = utf8(`info ${mode}`);
+        const sealed = await hpkeSeal({ suite, recipientPublicKey: r.publicKey, info, aad: utf8('aad'), ...withPsk, ...(mode >= HpkeMode.Auth ? { senderKeyPair: s } : {}) }, utf8('secret prompt'));
+        const pt = await hpkeOpen(
+          { suite, recipientKeyPair: r, enc: sealed.enc, info, aad: utf8('aad'), ...withPsk, ...(mode >= HpkeMode.Auth ? { senderPublicKey: s.publicKey } : {}) },
+          sealed.ciphertext,
+        );
+        expect(new TextDecoder().decode(pt), `${hpkeSuiteName(suite)} mode ${mode}`).toBe('secret prompt');
+      }
+    }
+  });
+
+  it('keeps messages in order within a context', async () => {
+    const r = await generateHpkeKeyPair(KemId.DhkemX25519HkdfSha256);
+    const s = await setupHpkeSender({ suite: X25519_AES128, recipientPublicKey: r.publicKey });
+    const c0 = await s.seal(utf8('zero'));
+    const c1 = await s.seal(utf8('one'));
+    const rc = await setupHpkeRecipient({ suite: X25519_AES128, recipientKeyPair: r, enc: s.enc });
+    // Out of order fails and does not advance the sequence number.
+    expect((await failure(rc.open(c1))).code).toBe('ERR_HPKE_OPEN');
+    expect(new TextDecoder().decode(await rc.open(c0))).toBe('zero');
+    expect(new TextDecoder().decode(await rc.open(c1))).toBe('one');
+    // A replayed message is refused.
+    expect((await failure(rc.open(c0))).code).toBe('ERR_HPKE_OPEN');
+  });
+
+  it('derives the ephemeral key from an injected RandomSource', async () => {
+    const r = await deriveHpkeKeyPair(KemId.DhkemX25519HkdfSha256, new Uint8Array(32).fill(1));
+    const a = await hpkeSeal({ suite: X25519_AES128, recipientPublicKey: r.publicKey, random: counterRandom(5) }, utf8('x'));
+    const b = await hpkeSeal({ suite: X25519_AES128, recipientPublicKey: r.publicKey, random: counterRandom(5) }, utf8('x'));
+    const c = await hpkeSeal({ suite: X25519_AES128, recipientPublicKey: r.publicKey, random: counterRandom(6) }, utf8('x'));
+    expect(toHex(a.enc)).toBe(toHex(b.enc));
+    expect(toHex(a.ciphertext)).toBe(toHex(b.ciphertext));
+    expect(toHex(a.enc)).not.toBe(toHex(c.enc));
+  });
+
+  it('single-shot export matches on both sides; L above 255 bytes uses a two-byte length', async () => {
+    const v = (JSON.parse(readVectorText('hpke/rfc9180-x25519-hkdfsha256-subset.json')) as { mode: number; aead_id: number; ikmR: string; ikmE: string; info: string; exporter_secret: string }[]).find(
+      (x) => x.mode === 0 && x.aead_id === 1,
+    )!;
+    const r = await deriveHpkeKeyPair(KemId.DhkemX25519HkdfSha256, fromHex(v.ikmR));
+    const e = await deriveHpkeKeyPair(KemId.DhkemX25519HkdfSha256, fromHex(v.ikmE));
+    const ctx = utf8('custody test');
+    const sent = await hpkeSendExport({ suite: X25519_AES128, recipientPublicKey: r.publicKey, info: fromHex(v.info), ephemeralKeyPair: e }, ctx, 300);
+    const got = await hpkeReceiveExport({ suite: X25519_AES128, recipientKeyPair: r, enc: sent.enc, info: fromHex(v.info) }, ctx, 300);
+    expect(toHex(got)).toBe(toHex(sent.exported));
+    // LabeledExpand(exporter_secret, "sec", ctx, 300) computed independently from the vector's exporter_secret.
+    const suiteId = fromHex('48504b45002000010001');
+    const labeledInfo = concatBytes(new Uint8Array([300 >> 8, 300 & 0xff]), utf8('HPKE-v1'), suiteId, utf8('sec'), ctx);
+    expect(toHex(got)).toBe(toHex(await hkdfExpand(KdfId.HkdfSha256, fromHex(v.exporter_secret), labeledInfo, 300)));
+    expect((await failure(hpkeReceiveExport({ suite: X25519_AES128, recipientKeyPair: r, enc: sent.enc }, ctx, 255 * 32 + 1))).code).toBe('ERR_HPKE_PARAMS');
+  });
+
+  it('refuses inconsistent mode inputs and keys of another KEM', async () => {
+    const r = await generateHpkeKeyPair(KemId.DhkemX25519HkdfSha256);
+    const p = await generateHpkeKeyPair(KemId.DhkemP256HkdfSha256);
+    const base = { suite: X25519_AES128, recipientPublicKey: r.publicKey };
+    expect((await failure(hpkeSeal({ ...base, psk: { id: new Uint8Array(0), key: new Uint8Array(32) } }, utf8('x')))).code).toBe('ERR_HPKE_PARAMS');
+    expect((await failure(hpkeSeal({ ...base, psk: { id: utf8('id'), key: new Uint8Array(0) } }, utf8('x')))).code).toBe('ERR_HPKE_PARAMS');
+    expect((await failure(hpkeSeal({ ...base, psk: { id: utf8('id'), key: new Uint8Array(16) } }, utf8('x')))).code).toBe('ERR_HPKE_PARAMS');
+    expect((await failure(hpkeSeal({ ...base, recipientPublicKey: p.publicKey }, utf8('x')))).code).toBe('ERR_HPKE_KEY');
+    expect((await failure(hpkeSeal({ ...base, senderKeyPair: p }, utf8('x')))).code).toBe('ERR_HPKE_KEY');
+    const sealed = await hpkeSeal(base, utf8('x'));
+    expect((await failure(hpkeOpen({ suite: X25519_AES128, recipientKeyPair: p, enc: sealed.enc }, sealed.ciphertext))).code).toBe('ERR_HPKE_KEY');
+  });
+
+  it('names unsupported suites with ERR_HPKE_UNSUPPORTED', async () => {
+    const r = await generateHpkeKeyPair(KemId.DhkemX25519HkdfSha256);
+    for (const suite of [
+      { kem: 0x0030, kdf: 1, aead: 1 },
+      { kem: 0x0020, kdf: 4, aead: 1 },
+      { kem: 0x0020, kdf: 1, aead: 7 },
+    ]) {
+      expect(isHpkeSuiteSupported(suite)).toBe(false);
+      expect((await failure(hpkeSeal({ suite, recipientPublicKey: r.publicKey }, utf8('x')))).code).toBe('ERR_HPKE_UNSUPPORTED');
+    }
+    expect((await failure(generateHpkeKeyPair(0x0013))).code).toBe('ERR_HPKE_UNSUPPORTED');
+  });
+
+  it('serialises and deserialises keys, refusing malformed ones', async () => {
+    for (const kem of [KemId.DhkemX25519HkdfSha256, KemId.DhkemP256HkdfSha256, KemId.DhkemP521HkdfSha512]) {
+      const kp = await generateHpkeKeyPair(kem);
+      const pk = await deserializeHpkePublicKey(kem, serializeHpkePublicKey(kp.publicKey));
+      expect(toHex(pk.bytes)).toBe(toHex(kp.publicKey.bytes));
+      const sk = await serializeHpkePrivateKey(kp);
+      const back = await deserializeHpkePrivateKey(kem, sk);
+      expect(toHex(back.publicKey.bytes)).toBe(toHex(kp.publicKey.bytes));
+      expect((await failure(deserializeHpkePublicKey(kem, kp.publicKey.bytes.subarray(1)))).code).toBe('ERR_HPKE_KEY');
+      expect((await failure(deserializeHpkePrivateKey(kem, sk.subarray(1)))).code).toBe('ERR_HPKE_KEY');
+    }
+    // Not a point on P-256.
+    const bad = new Uint8Array(65).fill(0x11);
+    bad[0] = 0x04;
+    expect((await failure(deserializeHpkePublicKey(KemId.DhkemP256HkdfSha256, bad))).code).toBe('ERR_HPKE_KEY');
+    // A P-256 scalar of zero is not a private key.
+    expect((await failure(deserializeHpkePrivateKey(KemId.DhkemP256HkdfSha256, new Uint8Array(32)))).code).toBe('ERR_HPKE_KEY');
+    expect((await failure(deriveHpkeKeyPair(KemId.DhkemX25519HkdfSha256, new Uint8Array(8)))).code).toBe('ERR_HPKE_PARAMS');
+  });
+
+  it('refuses to encapsulate to an X25519 small-order point (all-zero shared secret)', async () => {
+    const zero = await deserializeHpkePublicKey(KemId.DhkemX25519HkdfSha256, new Uint8Array(32));
+    expect((await failure(hpkeSeal({ suite: X25519_AES128, recipientPublicKey: zero }, utf8('x')))).code).toBe('ERR_HPKE_ENCAP');
+    const r = await generateHpkeKeyPair(KemId.DhkemX25519HkdfSha256);
+    expect((await failure(hpkeOpen({ suite: X25519_AES128, recipientKeyPair: r, enc: new Uint8Array(32) }, new Uint8Array(32)))).code).toBe('ERR_HPKE_DECAP');
+  });
+
+  it('keeps secrets out of error messages and details', async () => {
+    const r = await generateHpkeKeyPair(KemId.DhkemX25519HkdfSha256);
+    const psk = { id: utf8('id'), key: new Uint8Array(32).fill(0x5a) };
+    const sealed = await hpkeSeal({ suite: X25519_AES128, recipientPublicKey: r.publicKey, psk }, utf8('very secret plaintext'));
+    const e = await failure(hpkeOpen({ suite: X25519_AES128, recipientKeyPair: r, enc: sealed.enc, psk: { id: psk.id, key: new Uint8Array(32) } }, sealed.ciphertext));
+    const text = JSON.stringify(e.toJSON()) + e.message;
+    expect(text).not.toContain('very secret');
+    expect(text).not.toContain(toHex(psk.key));
+    expect(text).not.toContain(toHex(await serializeHpkePrivateKey(r)));
+  });
+});

@@ -1,0 +1,195 @@
+import { AeadId, concatBytes, CustodyError, equalBytes, KdfId, KemId, toHex, utf8 } from '@custody/core';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { decodeBhttpRequestStream, decodeBhttpResponseStream, encodeBhttpContentChunk, encodeBhttpEnd, encodeBhttpRequest, encodeBhttpResponseHead } from './bhttp.js';
+import { decapsulateChunkedRequest, encapsulateChunkedRequest, MAX_PLAINTEXT_CHUNK } from './chunked.js';
+import { createOhttpServerKey, encodeKeyConfig, encodeKeyConfigs, parseKeyConfig, parseKeyConfigs, selectSuite, type KeyConfig } from './key-config.js';
+import { assertMediaType, OhttpMediaType } from './media-types.js';
+import { decapsulateRequest, encapsulateRequest } from './ohttp.js';
+import { readAll, streamOf } from './stream-buffer.js';
+
+async function failure(p: Promise<unknown>): Promise<CustodyError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e, 'expected a typed failure').toBeInstanceOf(CustodyError);
+  return e as CustodyError;
+}
+
+function counterRandom(seed: number): (n: number) => Uint8Array<ArrayBuffer> {
+  let c = seed;
+  return (n) => Uint8Array.from({ length: n }, () => c++ & 0xff);
+}
+
+describe('key configurations', () => {
+  it('creates, encodes and parses gateway keys, single and as a list', async () => {
+    const a = await createOhttpServerKey({ keyId: 7 });
+    const b = await createOhttpServerKey({ keyId: 8, kem: KemId.DhkemP256HkdfSha256, suites: [{ kdf: KdfId.HkdfSha256, aead: AeadId.Aes256Gcm }] });
+    expect(parseKeyConfig(encodeKeyConfig(a.config))).toEqual(a.config);
+    const list = encodeKeyConfigs([a.config, b.config]);
+    expect(parseKeyConfigs(list)).toEqual([a.config, b.config]);
+    expect(b.config.publicKey).toHaveLength(65);
+    // Deterministic from a seed.
+    const c1 = await createOhttpServerKey({ keyId: 1, ikm: new Uint8Array(32).fill(9) });
+    const c2 = await createOhttpServerKey({ keyId: 1, ikm: new Uint8Array(32).fill(9) });
+    expect(toHex(encodeKeyConfig(c1.config))).toBe(toHex(encodeKeyConfig(c2.config)));
+  });
+
+  it('skips configurations with unknown KEMs in a list and selects a supported suite', async () => {
+    const a = await createOhttpServerKey({ keyId: 1 });
+    const unknownKem = concatBytes(new Uint8Array([0x09, 0x00, 0x30]), new Uint8Array(40), new Uint8Array([0, 4, 0, 1, 0, 1]));
+    const list = concatBytes(new Uint8Array([0, unknownKem.length]), unknownKem, encodeKeyConfigs([a.config]));
+    expect(parseKeyConfigs(list).map((c) => c.keyId)).toEqual([1]);
+    expect(() => parseKeyConfig(unknownKem)).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_UNSUPPORTED' }) as Error);
+    const weird: KeyConfig = { ...a.config, suites: [{ kdf: 9, aead: 1 }, { kdf: 1, aead: 0xffff }, { kdf: 3, aead: 3 }] };
+    expect(selectSuite(weird)).toEqual({ keyId: 1, kem: 0x20, kdf: 3, aead: 3 });
+    expect(selectSuite(a.config, [{ kdf: 1, aead: 3 }])).toMatchObject({ kdf: 1, aead: 3 });
+    expect(() => selectSuite({ ...a.config, suites: [{ kdf: 9, aead: 9 }] })).toThrowError(expect.objectContaining({ code: 'ERR_OHTTP_SUITE' }) as Error);
+  });
+
+  it('refuses malformed configurations with parse codes', () => {
+    expect(() => parseKeyConfig(new Uint8Array(0))).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_TRUNCATED' }) as Error);
+    const base = concatBytes(new Uint8Array([1, 0, 0x20]), new Uint8Array(32));
+    expect(() => parseKeyConfig(concatBytes(base, new Uint8Array([0, 0])))).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }) as Error);
+    expect(() => parseKeyConfig(concatBytes(base, new Uint8Array([0, 6, 0, 1, 0, 1, 0, 1])))).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }) as Error);
+    expect(() => parseKeyConfig(concatBytes(base, new Uint8Array([0, 8, 0, 1, 0, 1])))).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_TRUNCATED' }) as Error);
+    expect(() => parseKeyConfig(concatBytes(base, new Uint8Array([0, 4, 0, 1, 0, 1, 0])))).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }) as Error);
+    expect(() => parseKeyConfigs(new Uint8Array(0))).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_TRUNCATED' }) as Error);
+    expect(() => parseKeyConfigs(new Uint8Array(70_000))).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_TOO_LARGE' }) as Error);
+  });
+
+  it('checks media types', () => {
+    expect(() => assertMediaType('message/ohttp-req', OhttpMediaType.Request)).not.toThrow();
+    expect(() => assertMediaType('Message/OHTTP-Req; charset=x', OhttpMediaType.Request)).not.toThrow();
+    expect(() => assertMediaType('application/json', OhttpMediaType.Request)).toThrowError(expect.objectContaining({ code: 'ERR_OHTTP_MEDIA_TYPE' }) as Error);
+    expect(() => assertMediaType(null, OhttpMediaType.ChunkedResponse)).toThrowError(expect.objectContaining({ code: 'ERR_OHTTP_MEDIA_TYPE' }) as Error);
+  });
+});
+
+describe('OHTTP round trips', () => {
+  it('works for every supported suite and KEM, with key rotation by key id', async () => {
+    const request = encodeBhttpRequest({ method: 'POST', scheme: 'https', authority: 'gw', path: '/v1/chat/completions', headers: [['content-type', 'application/json']], content: utf8('{"messages":[]}') });
+    const keys = [
+      await createOhttpServerKey({ keyId: 1 }),
+      await createOhttpServerKey({ keyId: 2, kem: KemId.DhkemP256HkdfSha256 }),
+      await createOhttpServerKey({ keyId: 3, kem: KemId.DhkemP384HkdfSha384, suites: [{ kdf: KdfId.HkdfSha384, aead: AeadId.Aes256Gcm }] }),
+    ];
+    for (const key of keys) {
+      for (const suite of key.config.suites) {
+        const { encapsulatedRequest, context } = await encapsulateRequest(key.config, request, { preferredSuites: [suite] });
+        expect(encapsulatedRequest[0]).toBe(key.config.keyId);
+        const got = await decapsulateRequest(keys, encapsulatedRequest);
+        expect(got.request).toEqual(request);
+        const res = await got.context.encapsulateResponse(utf8('response body'));
+        expect(new TextDecoder().decode(await context.decapsulateResponse(res))).toBe('response body');
+      }
+    }
+    // A retired key id tells the client to refresh.
+    const retired = await createOhttpServerKey({ keyId: 9 });
+    const { encapsulatedRequest } = await encapsulateRequest(retired.config, request);
+    expect((await failure(decapsulateRequest(keys, encapsulatedRequest))).code).toBe('ERR_OHTTP_KEY_ID');
+    // The key id is judged first, even when the rest of the header is nonsense.
+    expect((await failure(decapsulateRequest(keys, Uint8Array.from([9, 0x7f, 0x7f, 0, 9, 0, 9])))).code).toBe('ERR_OHTTP_KEY_ID');
+    const chunkedErr = await decapsulateChunkedRequest(keys, streamOf(Uint8Array.from([9, 0x7f, 0x7f, 0, 9, 0, 9]))).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((chunkedErr as CustodyError).code).toBe('ERR_OHTTP_KEY_ID');
+  });
+
+  it('is deterministic with injected randomness and unlinkable without it', async () => {
+    const key = await createOhttpServerKey({ keyId: 1, ikm: new Uint8Array(32).fill(2) });
+    const a = await encapsulateRequest(key.config, utf8('x'), { random: counterRandom(1) });
+    const b = await encapsulateRequest(key.config, utf8('x'), { random: counterRandom(1) });
+    expect(toHex(a.encapsulatedRequest)).toBe(toHex(b.encapsulatedRequest));
+    const c = await encapsulateRequest(key.config, utf8('x'));
+    const d = await encapsulateRequest(key.config, utf8('x'));
+    expect(toHex(c.encapsulatedRequest)).not.toBe(toHex(d.encapsulatedRequest));
+  });
+
+  it('refuses a replayed response for another request and a second response context', async () => {
+    const key = await createOhttpServerKey({ keyId: 1 });
+    const r1 = await encapsulateRequest(key.config, utf8('one'));
+    const r2 = await encapsulateRequest(key.config, utf8('two'));
+    const s1 = await decapsulateRequest(key, r1.encapsulatedRequest);
+    const res1 = await s1.context.encapsulateResponse(utf8('for one'));
+    expect((await failure(r2.context.decapsulateResponse(res1))).code).toBe('ERR_OHTTP_RESPONSE_DECRYPT');
+  });
+});
+
+describe('chunked OHTTP streaming', () => {
+  async function exchange(body: Uint8Array[], responseParts: Uint8Array[], cuts: number[]): Promise<{ request: Uint8Array; response: Uint8Array }> {
+    const key = await createOhttpServerKey({ keyId: 4 });
+    const { body: encBody, context } = await encapsulateChunkedRequest(key.config, streamOf(...body));
+    // Re-split the wire bytes to model arbitrary network segmentation.
+    const wire = await readAll(encBody);
+    const segments: Uint8Array[] = [];
+    let last = 0;
+    for (const c of [...new Set(cuts.map((x) => x % (wire.length + 1)))].sort((x, y) => x - y)) {
+      segments.push(wire.subarray(last, c));
+      last = c;
+    }
+    segments.push(wire.subarray(last));
+    const server = await decapsulateChunkedRequest([key], streamOf(...segments));
+    const request = await readAll(server.request);
+    const encRes = await server.context.encapsulateResponse(streamOf(...responseParts));
+    const response = await readAll(context.decapsulateResponse(encRes));
+    return { request, response };
+  }
+
+  it('round-trips bodies of any shape and segmentation', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.uint8Array({ maxLength: 200 }), { maxLength: 6 }), fc.array(fc.uint8Array({ maxLength: 100 }), { maxLength: 6 }), fc.array(fc.nat(), { maxLength: 8 }), async (req, res, cuts) => {
+        const got = await exchange(req, res, cuts);
+        expect(got.request).toEqual(concatBytes(...req));
+        expect(got.response).toEqual(concatBytes(...res));
+      }),
+      { numRuns: 60, seed: 8 },
+    );
+  });
+
+  it('splits large chunks and carries 1 MiB', async () => {
+    const big = new Uint8Array(1024 * 1024 + 5).map((_, i) => i * 7);
+    const got = await exchange([big], [big.subarray(0, MAX_PLAINTEXT_CHUNK + 1)], []);
+    // equalBytes, not toEqual: a deep compare of 1 MiB element by element is slow.
+    expect(equalBytes(got.request, big)).toBe(true);
+    expect(equalBytes(got.response, big.subarray(0, MAX_PLAINTEXT_CHUNK + 1))).toBe(true);
+  });
+
+  it('streams server-sent events token by token through bhttp and chunked OHTTP', async () => {
+    const key = await createOhttpServerKey({ keyId: 5 });
+    const request = encodeBhttpRequest({ method: 'POST', scheme: 'https', authority: 'gw', path: '/v1/chat/completions', content: utf8('{"stream":true}') });
+    const { body, context } = await encapsulateChunkedRequest(key.config, request);
+    const server = await decapsulateChunkedRequest(key, body);
+    const inner = await decodeBhttpRequestStream(server.request);
+    expect(inner.path).toBe('/v1/chat/completions');
+    expect(new TextDecoder().decode(await readAll(inner.body))).toBe('{"stream":true}');
+
+    // The gateway writes the response head, then one bhttp chunk per token, as they are produced.
+    const tokens = ['data: {"t":"Hel"}\n\n', 'data: {"t":"lo"}\n\n', 'data: [DONE]\n\n'];
+    let push!: (b: Uint8Array) => void;
+    let end!: () => void;
+    const plain = new ReadableStream<Uint8Array>({
+      start(c) {
+        push = (b) => c.enqueue(b);
+        end = () => c.close();
+      },
+    });
+    const wire = await server.context.encapsulateResponse(plain);
+    push(encodeBhttpResponseHead({ status: 200, headers: [['content-type', 'text/event-stream']] }));
+    const res = await decodeBhttpResponseStream(context.decapsulateResponse(wire));
+    expect(res.status).toBe(200);
+    const reader = res.body.getReader();
+    for (const t of tokens) {
+      push(encodeBhttpContentChunk(utf8(t)));
+      // Each token is readable before the next one is produced.
+      const { value } = await reader.read();
+      expect(new TextDecoder().decode(value)).toBe(t);
+    }
+    push(encodeBhttpEnd());
+    end();
+    expect((await reader.read()).done).toBe(true);
+    expect(await res.trailers).toEqual([]);
+  });
+});
