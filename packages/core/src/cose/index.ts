@@ -1,0 +1,16 @@
+export {
+  parseCoseSign1,
+  verifyCoseSign1,
+  signCoseSign1,
+  encodeCoseSign1,
+  coseSign1ToBeSigned,
+  COSE_ALG,
+  COSE_HEADER,
+  COSE_SIGN1_TAG,
+  COSE_DEFAULT_MAX_SIZE,
+  type CoseSign1,
+  type CoseAlgorithm,
+  type CoseParseOptions,
+  type CoseVerifyOptions,
+  type CoseSignOptions,
+} from './sign1.js';
