@@ -17,19 +17,24 @@ export function readInputFile(path: string, what = 'file'): Uint8Array<ArrayBuff
   return new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 }
 
-/** A file, or every regular file in a directory keyed by its name. */
-export function readNamedFiles(path: string, what: string): Record<string, Uint8Array<ArrayBuffer>> {
+/**
+ * Every regular file in a directory, keyed by its name without the extension
+ * (`tcbInfo.json` → `tcbInfo`), which is how verifiers name their collateral; a single file is
+ * keyed `single` (the caller names it, e.g. `bundle`).
+ */
+export function readNamedFiles(path: string, what: string, single = 'bundle'): Record<string, Uint8Array<ArrayBuffer>> {
   let isDir: boolean;
   try {
     isDir = statSync(path).isDirectory();
   } catch {
     throw new CustodyError('ERR_FILE_NOT_FOUND', `${what} not found: ${path}`);
   }
-  if (!isDir) return { [path.split('/').pop()!]: readInputFile(path, what) };
+  const key = (name: string): string => name.replace(/\.[A-Za-z0-9]+$/, '');
+  if (!isDir) return { [single]: readInputFile(path, what) };
   const out: Record<string, Uint8Array<ArrayBuffer>> = {};
   for (const name of readdirSync(path).sort()) {
     const p = join(path, name);
-    if (statSync(p).isFile()) out[name] = readInputFile(p, what);
+    if (statSync(p).isFile()) out[key(name)] = readInputFile(p, what);
   }
   return out;
 }

@@ -1,5 +1,11 @@
 export type * from './types.js';
 export { PLATFORMS } from './types.js';
 export { Pipeline } from './steps.js';
+export { VerifierRegistry } from './registry.js';
+export { defaultRegistry } from './default-registry.js';
+export * from './sev-snp/index.js';
+export * from './tdx/index.js';
+export * from './nitro/index.js';
 export * from './tpm/index.js';
+export * from './nvidia/index.js';
 export * from './sim/index.js';

@@ -41,7 +41,7 @@ export class VerifierRegistry {
   }
 
   /** Verifies with the named platform's verifier, or the detected one. */
-  verify(input: VerifyInput & { platform?: string }): Promise<VerificationResult> {
+  async verify(input: VerifyInput & { platform?: string }): Promise<VerificationResult> {
     const platform = input.platform ?? this.detect(input.evidence);
     return this.get(platform).verify(input);
   }

@@ -2,14 +2,11 @@ import { ParseError } from './errors.js';
 
 export type Bytes = Uint8Array<ArrayBuffer>;
 
-const HEX = '0123456789abcdef';
+const HEX_BYTE = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
 export function toHex(b: Uint8Array): string {
   let s = '';
-  for (let i = 0; i < b.length; i++) {
-    const v = b[i]!;
-    s += HEX[v >> 4]! + HEX[v & 15]!;
-  }
+  for (let i = 0; i < b.length; i++) s += HEX_BYTE[b[i]!]!;
   return s;
 }
 
@@ -53,23 +50,31 @@ export function toBase64Url(b: Uint8Array): string {
 
 /** Decodes standard or URL-safe base64, padded or not. Whitespace is ignored. */
 export function fromBase64(s: string): Bytes {
-  const clean = s.replace(/[\s]/g, '').replace(/=+$/, '');
-  if (clean.length % 4 === 1) throw new ParseError('ERR_INPUT_MALFORMED', 'not a base64 string');
-  const out = new Uint8Array(Math.floor((clean.length * 3) / 4));
+  const out = new Uint8Array(Math.floor((s.length * 3) / 4) + 3);
   let o = 0;
   let acc = 0;
   let bits = 0;
-  for (let i = 0; i < clean.length; i++) {
-    const v = B64_LOOKUP[clean.charCodeAt(i) & 0xff]!;
-    if (v < 0 || clean.charCodeAt(i) > 0xff) throw new ParseError('ERR_INPUT_MALFORMED', 'not a base64 string', { detail: { offset: i } });
-    acc = (acc << 6) | v;
+  let chars = 0;
+  let padding = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) continue;
+    if (c === 0x3d /* = */) {
+      padding = true;
+      continue;
+    }
+    const v = c < 256 ? B64_LOOKUP[c]! : -1;
+    if (v < 0 || padding) throw new ParseError('ERR_INPUT_MALFORMED', 'not a base64 string', { detail: { offset: i } });
+    chars++;
+    acc = ((acc << 6) | v) & 0xffffff;
     bits += 6;
     if (bits >= 8) {
       bits -= 8;
       out[o++] = (acc >> bits) & 0xff;
     }
   }
-  return out.subarray(0, o);
+  if (chars % 4 === 1) throw new ParseError('ERR_INPUT_MALFORMED', 'not a base64 string');
+  return out.slice(0, o);
 }
 
 export const fromBase64Url = fromBase64;

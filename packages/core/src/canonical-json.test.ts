@@ -22,3 +22,18 @@ describe('canonicalize (RFC 8785)', () => {
     expect(canonicalize({ b: undefined, a: -0 })).toBe('{"a":0}');
   });
 });
+
+describe('base64', () => {
+  it('round-trips standard and URL-safe forms, with and without padding and whitespace', async () => {
+    const { fromBase64, toBase64, toBase64Url } = await import('./bytes.js');
+    for (let n = 0; n < 70; n++) {
+      const b = Uint8Array.from({ length: n }, (_, i) => (i * 73 + n) & 0xff);
+      expect(fromBase64(toBase64(b))).toEqual(b);
+      expect(fromBase64(toBase64Url(b))).toEqual(b);
+      expect(fromBase64(toBase64(b).replace(/(.{10})/g, '$1\n'))).toEqual(b);
+    }
+    expect(() => fromBase64('ab$d')).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }) as Error);
+    expect(() => fromBase64('abcde')).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }) as Error);
+    expect(() => fromBase64('ab==cd')).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }) as Error);
+  });
+});

@@ -55,7 +55,8 @@ export async function verifyCertificateChain(opts: ChainOptions): Promise<ChainR
     const candidates = pool.filter((c) => equalBytes(c.subject.raw, current.issuer.raw) && !chain.includes(c));
     let issuer: X509Certificate | undefined;
     for (const c of candidates) {
-      if (await current.verifySignedBy(c)) {
+      // A look-alike issuer with another key type must not stop the search for the real one.
+      if (await current.verifySignedBy(c).catch(() => false)) {
         issuer = c;
         break;
       }
