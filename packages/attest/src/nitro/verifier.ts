@@ -3,7 +3,7 @@ import { Pipeline } from '../steps.js';
 import type { CertificateSummary, EvidenceVerifier, NormalizedClaims, VerificationResult, VerifyInput } from '../types.js';
 import { looksLikeNitroDocument, parseNitroDocument, type NitroAttestationDocument } from './document.js';
 import { AWS_NITRO_ROOT_G1_PEM, AWS_NITRO_ROOT_G1_SHA256 } from './roots.js';
-import { parseCertificateCached, verifyChainCached, withUsableKeys } from './trust.js';
+import { parseCertificateCached, verifyChainCached } from '@custody/core';
 
 export const NITRO_DEBUG_WARNING = 'debug-mode enclave: PCR0, PCR1 and PCR2 are all zero, so the measurements say nothing about the code it runs';
 
@@ -92,7 +92,7 @@ export class NitroVerifier implements EvidenceVerifier {
       await p.step('signature', async () => {
         if (doc.cose.alg !== 'ES384') throw new ParseError('ERR_INPUT_UNSUPPORTED', `Nitro documents are signed ES384, not ${doc.cose.alg}`);
         if (leaf.publicKey.namedCurve !== 'P-384') throw new VerificationError('ERR_EVIDENCE_SIGNATURE', 'the signing certificate does not hold a P-384 key');
-        if (!(await withUsableKeys(() => verifyCoseSign1(doc.cose, leaf.publicKey)))) throw new VerificationError('ERR_EVIDENCE_SIGNATURE', 'COSE_Sign1 ES384 signature does not verify with the signing certificate');
+        if (!(await verifyCoseSign1(doc.cose, leaf.publicKey))) throw new VerificationError('ERR_EVIDENCE_SIGNATURE', 'COSE_Sign1 ES384 signature does not verify with the signing certificate');
         return 'COSE_Sign1 ES384 signature verifies with the signing certificate key';
       });
 

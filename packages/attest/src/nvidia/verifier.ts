@@ -6,7 +6,7 @@ import { TCG_DICE_TCB_INFO_OID, certificateFwid, type Fwid } from './fwid.js';
 import { NVIDIA_OPAQUE_FIELD, parseNvidiaOpaqueData, type NvidiaOpaqueData } from './opaque.js';
 import { NVIDIA_DEVICE_ROOT_PEM, NVIDIA_DEVICE_ROOT_SHA256 } from './roots.js';
 import { DMTF_MEASUREMENT_TYPES, parseSpdmMeasurementReport, type SpdmMeasurementReport } from './spdm.js';
-import { parseCertificateCached, verifyChainCached, withUsableKeys } from './trust.js';
+import { parseCertificateCached, verifyChainCached } from '@custody/core';
 
 let pinnedRoot: Promise<X509Certificate> | undefined;
 
@@ -115,7 +115,7 @@ export class NvidiaVerifier implements EvidenceVerifier {
 
       await p.step('signature', async () => {
         if (leaf.publicKey.namedCurve !== 'P-384') throw new VerificationError('ERR_EVIDENCE_SIGNATURE', 'the GPU attestation certificate does not hold a P-384 key');
-        const ok = await withUsableKeys(() => verifySignature(leaf.publicKey, { kind: 'ecdsa', hash: 'SHA-384' }, report.signedBytes, report.response.signature, 'raw'));
+        const ok = await verifySignature(leaf.publicKey, { kind: 'ecdsa', hash: 'SHA-384' }, report.signedBytes, report.response.signature, 'raw');
         if (!ok) throw new VerificationError('ERR_EVIDENCE_SIGNATURE', 'the SPDM measurement signature does not verify with the GPU attestation certificate');
         return `ECDSA P-384/SHA-384 signature over the ${report.signedBytes.length}-byte request || response verifies with the GPU attestation key`;
       });

@@ -4,3 +4,4 @@ export { verifyCertificateChain, parseCertificates, type ChainOptions, type Chai
 export { parsePublicKeyInfo, parseSignatureAlgorithm, verifySignature, importVerifyKey, ecdsaDerToRaw, fieldBytesOf, type PublicKeyInfo, type SignatureAlgorithm } from './signature.js';
 export { readTlv, parseDer, children, sequence, decodeOid, decodeUnsignedInteger, decodeSmallInteger, decodeBitString, decodeOctetString, decodeBoolean, decodeString, decodeTime, expectTag, isContext, encodeTlv, encodeLength, TAG, type DerNode } from './der.js';
 export { OID } from './oids.js';
+export { parseCertificateCached, parseCrlCached, parseCertificateBlobs, parseCrlBlob, verifyChainCached, crlSignedBy } from './cache.js';

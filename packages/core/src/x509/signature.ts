@@ -197,7 +197,15 @@ export async function verifySignature(
   signature: Uint8Array,
   ecdsaFormat: 'der' | 'raw' = 'der',
 ): Promise<boolean> {
-  const key = await importVerifyKey(info, alg);
+  let key: CryptoKey;
+  try {
+    key = await importVerifyKey(info, alg);
+  } catch (e) {
+    // A key that names the wrong algorithm is a caller error; a key WebCrypto cannot import
+    // (a point off its curve, a malformed modulus) simply verifies nothing.
+    if (e instanceof CustodyError) throw e;
+    return false;
+  }
   let sig: Bytes;
   let params: AlgorithmIdentifier | RsaPssParams | EcdsaParams;
   switch (alg.kind) {
