@@ -76,6 +76,14 @@ const CASES: Case[] = [
     nonce: true,
   },
   {
+    name: 'Azure SEV-SNP CVM: HCL report + vTPM quote (trustee evidence v1)',
+    platform: 'azure-vtpm',
+    input: () => ({ evidence: readVector('attestation/azure-vtpm/az-snp-vtpm/evidence-v1.json') }),
+    // The embedded VCEK is valid until 2032: this evidence still verifies today.
+    at: '2025-06-01T00:00:00Z',
+    nonce: true,
+  },
+  {
     name: 'NVIDIA Hopper SPDM measurements',
     platform: 'nvidia',
     input: () => ({ evidence: readVector('attestation/nvidia/hopperAttestationReport.txt'), certs: [readVector('attestation/nvidia/hopper_cert_chain_case1.txt')] }),

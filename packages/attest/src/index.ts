@@ -8,4 +8,5 @@ export * from './tdx/index.js';
 export * from './nitro/index.js';
 export * from './tpm/index.js';
 export * from './nvidia/index.js';
+export * from './azure-vtpm/index.js';
 export * from './sim/index.js';

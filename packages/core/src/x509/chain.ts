@@ -49,7 +49,11 @@ export async function verifyCertificateChain(opts: ChainOptions): Promise<ChainR
       });
     }
     const anchor = opts.roots.find((r) => r.equals(current));
-    if (anchor) return { chain, root: anchor, crlChecks, warnings };
+    if (anchor) {
+      // The chain ends at the anchor object itself, even when the evidence carried its own copy.
+      chain[chain.length - 1] = anchor;
+      return { chain, root: anchor, crlChecks, warnings };
+    }
     if (depth >= maxDepth) throw new VerificationError('ERR_CERT_CHAIN', 'certificate chain too long');
 
     const candidates = pool.filter((c) => equalBytes(c.subject.raw, current.issuer.raw) && !chain.includes(c));

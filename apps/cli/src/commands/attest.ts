@@ -1,0 +1,117 @@
+import type { Command } from 'commander';
+import { CustodyError, fromHex } from '@custody/core';
+import { defaultRegistry, type VerificationResult } from '@custody/attest';
+import { readInputFile, readNamedFiles, parseTime } from '../files.js';
+import { failWith, mark, printJson } from '../output.js';
+import { EXIT_NOT_VERIFIED, EXIT_OK } from '../exit.js';
+import type { Register } from './index.js';
+import { registerCollect } from './collect.js';
+
+interface VerifyOptions {
+  platform?: string;
+  certs?: string[];
+  collateral?: string;
+  roots?: string;
+  at?: string;
+  nonce?: string;
+  json?: boolean;
+}
+
+/** Attaches the `attest` command group; area modules add subcommands to the returned command. */
+export function attestCommand(program: Command): Command {
+  return program.commands.find((c) => c.name() === 'attest') ?? program.command('attest').description('verify and collect TEE attestation evidence');
+}
+
+export const register: Register = (program) => {
+  const attest = attestCommand(program);
+  registerCollect(attest);
+  attest
+    .command('verify')
+    .description('verify TEE evidence (SEV-SNP, TDX, Nitro, TPM, Azure vTPM, NVIDIA GPU, sim) and print each step')
+    .argument('<evidence-file>', 'evidence: raw report/quote, configfs-tsm JSON, COSE document, or a Custody evidence JSON')
+    .option('--platform <platform>', `evidence format; detected when omitted (${defaultRegistry.platforms.join(', ')})`)
+    .option('--certs <file...>', 'extra certificates, PEM or DER (e.g. VCEK, ASK/ARK); repeatable')
+    .option('--collateral <file|dir>', 'collateral: a bundle JSON, or a directory of named files (TDX: tcbInfo, qeIdentity, pckCrl, rootCaCrl, ...)')
+    .option('--roots <dir>', 'trust anchors (PEM/DER) replacing the pinned vendor roots')
+    .option('--at <rfc3339>', 'verification time (default: now)')
+    .option('--nonce <hex>', 'expected nonce / report data; fails unless the evidence carries it')
+    .option('--json', 'print one JSON object')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 verified, 1 not verified, 2 bad input or usage.
+
+Examples:
+  custody attest verify samples/sev-snp/attestation.bin --certs samples/sev-snp/vcek.der --at 2023-06-01T00:00:00Z
+  custody attest verify quote.dat --platform tdx --collateral collateral/ --json`,
+    )
+    .action(async (file: string, opts: VerifyOptions) => {
+      const json = opts.json ?? false;
+      try {
+        const result = await verifyFromFiles(file, opts);
+        if (json) printJson(result);
+        else printHuman(file, result);
+        process.exitCode = result.ok ? EXIT_OK : EXIT_NOT_VERIFIED;
+      } catch (e) {
+        failWith(e, json);
+      }
+    });
+};
+
+export async function verifyFromFiles(file: string, opts: VerifyOptions): Promise<VerificationResult> {
+  const evidence = readInputFile(file, 'evidence');
+  const certs = (opts.certs ?? []).map((c) => readInputFile(c, 'certificate file'));
+  const collateral = opts.collateral ? readNamedFiles(opts.collateral, 'collateral') : undefined;
+  const roots = opts.roots ? Object.values(readNamedFiles(opts.roots, 'roots')) : undefined;
+  const now = parseTime(opts.at) ?? new Date();
+  let nonce: Uint8Array | undefined;
+  if (opts.nonce !== undefined) {
+    try {
+      nonce = fromHex(opts.nonce);
+    } catch {
+      throw new CustodyError('ERR_USAGE', '--nonce must be hex');
+    }
+  }
+  return defaultRegistry.verify({ evidence, certs, now, ...(opts.platform && { platform: opts.platform }), ...(collateral && { collateral }), ...(roots && { roots }), ...(nonce && { nonce }) });
+}
+
+const PLATFORM_NAMES: Record<string, string> = {
+  'sev-snp': 'AMD SEV-SNP',
+  tdx: 'Intel TDX',
+  nitro: 'AWS Nitro Enclaves',
+  tpm: 'TPM 2.0',
+  'azure-vtpm': 'Azure confidential VM (vTPM)',
+  nvidia: 'NVIDIA Hopper GPU',
+  sim: 'SIMULATED TEE (development only, no hardware)',
+};
+
+function printHuman(file: string, r: VerificationResult): void {
+  const out: string[] = [];
+  out.push(`Custody attestation verification: ${PLATFORM_NAMES[r.platform] ?? r.platform}`);
+  out.push(`evidence: ${file}`);
+  out.push(`verified at: ${r.verifiedAt}`);
+  if (r.claims?.simulated) out.push('WARNING: SIMULATED evidence. No hardware TEE stands behind it; default policies reject it.');
+  out.push('');
+  for (const s of r.steps) out.push(`  ${mark(s.ok)}  ${s.name.padEnd(13)} ${s.detail}${s.code ? ` [${s.code}]` : ''}`);
+  const c = r.claims;
+  if (c) {
+    out.push('', 'claims:');
+    for (const [k, v] of Object.entries(c.measurements)) out.push(`  ${k.padEnd(16)} ${v}`);
+    out.push(`  ${'reportData'.padEnd(16)} ${c.reportData || '(none)'}`);
+    if (c.tcb) {
+      const entries = Object.entries(c.tcb.components);
+      const comps = entries.length <= 6 ? entries.map(([k, v]) => `${k}=${v}`).join(' ') : `(${entries.length} components, see --json)`;
+      out.push(`  ${'tcb'.padEnd(16)} ${c.tcb.status ? c.tcb.status + ' ' : ''}${comps}${c.tcb.tcbDate ? ` (tcbDate ${c.tcb.tcbDate})` : ''}`);
+      if (c.tcb.advisoryIds?.length) out.push(`  ${'advisories'.padEnd(16)} ${c.tcb.advisoryIds.join(', ')}`);
+    }
+    out.push(`  ${'debug'.padEnd(16)} ${c.debug}`);
+    const cn = (dn: string) => /(?:^|, )CN=([^,]+)/.exec(dn)?.[1] ?? dn;
+    if (c.signer.chain.length) out.push(`  ${'signer'.padEnd(16)} ${c.signer.kind ? c.signer.kind + ': ' : ''}${c.signer.chain.map((x) => cn(x.subject)).join(' -> ')}`);
+    if (c.signer.rootSha256) out.push(`  ${'root sha256'.padEnd(16)} ${c.signer.rootSha256}`);
+  }
+  for (const w of r.warnings) out.push(`warning: ${w}`);
+  out.push('');
+  out.push(r.ok ? 'result: VERIFIED' : `result: NOT VERIFIED (${r.errors.map((e) => e.code).join(', ')})`);
+  for (const e of r.errors) out.push(`  ${e.code}: ${e.message}`);
+  process.stdout.write(out.join('\n') + '\n');
+}

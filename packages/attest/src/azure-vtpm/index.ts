@@ -1,0 +1,35 @@
+export { AzureVtpmVerifier, azureVtpmVerifier, createAzureVtpmVerifier, azureClaims, NO_NONCE_WARNING, type AzureVtpmVerifierOptions } from './verifier.js';
+export {
+  parseAzureVtpmEvidence,
+  azureVtpmParts,
+  azureTpmQuote,
+  hclAttestationKey,
+  runtimeDataDigest,
+  verifyRuntimeDataBinding,
+  verifyHclBinding,
+  checkSnpVmpl,
+  checkTdQuoteMatchesTdReport,
+  verifyAzureTpmQuote,
+  type AzureVtpmParts,
+} from './checks.js';
+export { readAzureVtpmEvidence, detectAzureVtpmEvidence, MAX_AZURE_EVIDENCE, type AzureVtpmEvidence, type AzureTpmQuoteParts } from './evidence.js';
+export {
+  parseHclReport,
+  parseRuntimeData,
+  looksLikeHclReport,
+  HCL_REPORT_SIGNATURE,
+  HCL_HW_REPORT_SIZE,
+  HCL_REQUEST_DATA_OFFSET,
+  HCL_AK_KID,
+  HCL_EK_KID,
+  IGVM_REPORT_TYPE,
+  IGVM_REQUEST_TYPE,
+  MAX_HCL_REPORT,
+  type HclReport,
+  type HclReportHeader,
+  type HclReportType,
+  type IgvmRequestData,
+  type IgvmHashName,
+  type HclRuntimeData,
+  type HclJwk,
+} from './hcl-report.js';
