@@ -1,4 +1,5 @@
-import { CustodyError, toCustodyError } from '@custody/core';
+import type { CustodyError} from '@custody/core';
+import { toCustodyError } from '@custody/core';
 import { EXIT_BAD_INPUT, EXIT_NOT_VERIFIED, EXIT_UNAVAILABLE } from './exit.js';
 
 /** Codes that mean "the input could not be read", as opposed to "it was read and failed". */
@@ -11,9 +12,13 @@ const BAD_INPUT_CODES = new Set([
   'ERR_FORMAT_UNKNOWN',
   'ERR_FILE_NOT_FOUND',
   'ERR_POLICY_INVALID',
+  'ERR_KEY_NAME',
+  'ERR_KEY_TYPE',
+  'ERR_KEY_MATERIAL',
+  'ERR_STORE_CONFIG',
 ]);
 
-const UNAVAILABLE_CODES = new Set(['ERR_ATTESTER_UNAVAILABLE', 'ERR_SERVICE_UNAVAILABLE']);
+const UNAVAILABLE_CODES = new Set(['ERR_ATTESTER_UNAVAILABLE', 'ERR_SERVICE_UNAVAILABLE', 'ERR_STORE_UNAVAILABLE', 'ERR_STORE_AUDIT_UNAVAILABLE']);
 
 export function exitCodeFor(code: string): number {
   if (BAD_INPUT_CODES.has(code)) return EXIT_BAD_INPUT;

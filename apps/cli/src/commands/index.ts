@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
 import { register as attest } from './attest.js';
 import { register as policy } from './policy.js';
+import { register as up } from './up.js';
+import { register as keys } from './keys.js';
 
 /** Each area of the CLI registers its commands here. */
 export type Register = (program: Command) => void;
 
-export const registrations: Register[] = [attest, policy];
+export const registrations: Register[] = [up, attest, policy, keys];

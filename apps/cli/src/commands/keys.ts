@@ -1,0 +1,226 @@
+import type { Command } from 'commander';
+import { statSync } from 'node:fs';
+import { CustodyError, fromBase64, fromHex, fromUtf8, parsePem, wipe, type Bytes } from '@custody/core';
+import { BrokerAdminClient, KEY_TYPES, type KeyType, type KeyView } from '@custody/broker-service/client';
+import type { Register } from './index.js';
+import { readInputFile } from '../files.js';
+import { failWith, printJson } from '../output.js';
+
+export const DEFAULT_BROKER_URL = 'http://127.0.0.1:8787';
+
+interface ConnectionOptions {
+  broker?: string;
+  apiKeyFile?: string;
+  json?: boolean;
+}
+
+/**
+ * The admin API key comes from a file (--api-key-file) or CUSTODY_API_KEY, never from a flag
+ * value, so it does not show up in process listings or shell history.
+ */
+function apiKey(opts: ConnectionOptions): string {
+  if (opts.apiKeyFile) {
+    const text = fromUtf8(readInputFile(opts.apiKeyFile, 'API key file')).trim();
+    try {
+      if ((statSync(opts.apiKeyFile).mode & 0o077) !== 0) process.stderr.write(`custody: warning: ${opts.apiKeyFile} is readable by other users; chmod 600 it\n`);
+    } catch {
+      /* reported by readInputFile */
+    }
+    return text;
+  }
+  const env = process.env.CUSTODY_API_KEY;
+  if (env) return env.trim();
+  throw new CustodyError('ERR_USAGE', 'an admin API key is needed: --api-key-file <path> or CUSTODY_API_KEY');
+}
+
+function client(opts: ConnectionOptions): BrokerAdminClient {
+  const baseUrl = opts.broker ?? process.env.CUSTODY_BROKER_URL ?? DEFAULT_BROKER_URL;
+  if (!/^https?:\/\/[^\s/]+/.test(baseUrl)) throw new CustodyError('ERR_USAGE', `--broker must be an http(s) URL, got ${JSON.stringify(baseUrl)}`);
+  return new BrokerAdminClient({ baseUrl, apiKey: apiKey(opts) });
+}
+
+function keyType(s: string | undefined): KeyType {
+  if (!s || !(KEY_TYPES as readonly string[]).includes(s)) throw new CustodyError('ERR_USAGE', `--type must be one of ${KEY_TYPES.join(', ')}`);
+  return s as KeyType;
+}
+
+function positiveInt(s: string | undefined, what: string): number | undefined {
+  if (s === undefined) return undefined;
+  if (!/^[0-9]{1,6}$/.test(s)) throw new CustodyError('ERR_USAGE', `${what} must be a positive integer`);
+  return Number(s);
+}
+
+function policyOf(opts: { policy?: string; policyFile?: string }): string | undefined {
+  if (opts.policy !== undefined && opts.policyFile !== undefined) throw new CustodyError('ERR_USAGE', 'give --policy or --policy-file, not both');
+  if (opts.policyFile !== undefined) return fromUtf8(readInputFile(opts.policyFile, 'policy file')).trim();
+  return opts.policy;
+}
+
+function exportableOf(opts: { exportable?: boolean; nonExportable?: boolean }): boolean | undefined {
+  if (opts.exportable && opts.nonExportable) throw new CustodyError('ERR_USAGE', 'give --exportable or --non-exportable, not both');
+  return opts.nonExportable ? false : opts.exportable ? true : undefined;
+}
+
+/**
+ * Reads key material from a file. Signing keys: PKCS#8 DER or a PEM "PRIVATE KEY" block.
+ * AES keys and secrets: the raw bytes, or text in --encoding base64|hex.
+ */
+export function readMaterial(path: string, type: KeyType, encoding: string | undefined): Bytes {
+  const raw = readInputFile(path, 'key material file');
+  if (type === 'ed25519' || type === 'ecdsa-p256') {
+    if (raw[0] === 0x30) return raw;
+    let text: string;
+    try {
+      text = fromUtf8(raw);
+    } finally {
+      wipe(raw);
+    }
+    const block = parsePem(text).find((b) => b.label === 'PRIVATE KEY');
+    if (!block) throw new CustodyError('ERR_KEY_MATERIAL', 'signing keys must be PKCS#8: DER, or PEM with a "PRIVATE KEY" block');
+    return block.der;
+  }
+  if (encoding === undefined || encoding === 'raw') return raw;
+  try {
+    const text = fromUtf8(raw).trim();
+    if (encoding === 'base64') return fromBase64(text);
+    if (encoding === 'hex') return fromHex(text);
+    throw new CustodyError('ERR_USAGE', '--encoding must be raw, base64 or hex');
+  } catch (e) {
+    if (e instanceof CustodyError && e.code === 'ERR_USAGE') throw e;
+    throw new CustodyError('ERR_KEY_MATERIAL', `key material file is not ${encoding}`);
+  } finally {
+    wipe(raw);
+  }
+}
+
+function printKey(key: KeyView, json: boolean, verb: string): void {
+  if (json) return printJson({ ok: true, key });
+  const current = key.versions.find((v) => v.version === key.currentVersion);
+  process.stdout.write(`${verb} ${key.name} (${key.type}): state ${key.state}, version ${key.currentVersion}${current ? ` (${current.origin})` : ''}, ${key.exportable ? 'exportable' : 'non-exportable'}, ${key.releasePolicy === null ? 'no release policy (never released)' : 'release policy set'}\n`);
+  if (current?.publicKey) process.stdout.write(`public key (SPKI, base64): ${current.publicKey}\n`);
+}
+
+function printList(keys: KeyView[], json: boolean): void {
+  if (json) return printJson({ ok: true, keys });
+  if (keys.length === 0) return void process.stdout.write('no keys\n');
+  const rows = [['NAME', 'TYPE', 'STATE', 'VERSION', 'VERSIONS', 'EXPORTABLE', 'POLICY']];
+  for (const k of keys) rows.push([k.name, k.type, k.state, String(k.currentVersion), String(k.versions.length), k.exportable ? 'yes' : 'no', k.releasePolicy === null ? '-' : 'set']);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+}
+
+function connection(cmd: Command): Command {
+  return cmd
+    .option('--broker <url>', `broker URL (env CUSTODY_BROKER_URL, default ${DEFAULT_BROKER_URL})`)
+    .option('--api-key-file <path>', 'file holding an admin API key (else env CUSTODY_API_KEY)')
+    .option('--json', 'print JSON');
+}
+
+export const register: Register = (program) => {
+  const keys = program
+    .command('keys')
+    .description('Manage keys in a Custody broker: create, import, rotate, revoke, destroy, list.\nTalks to the broker over HTTP with an admin API key of your tenant.');
+
+  connection(keys.command('list'))
+    .description("list the tenant's keys (metadata only; key material never leaves the broker this way)")
+    .action(async (opts: ConnectionOptions) => {
+      try {
+        printList(await client(opts).listKeys(), opts.json === true);
+      } catch (e) {
+        failWith(e, opts.json === true);
+      }
+    });
+
+  connection(keys.command('create <name>'))
+    .description('generate a new key inside the broker key store')
+    .requiredOption('--type <type>', `key type: ${KEY_TYPES.join(', ')}`)
+    .option('--policy <cel>', 'release policy (CEL over the attestation result); without one the key is never released')
+    .option('--policy-file <path>', 'read the release policy from a file')
+    .option('--exportable', 'allow release to attested workloads (default for aes-256 and secret)')
+    .option('--non-exportable', 'never release; the key is only used inside the store (default for signing keys)')
+    .option('--length <bytes>', 'length of a generated secret (default 32, at most 65536)')
+    .action(async (name: string, opts: ConnectionOptions & { type?: string; policy?: string; policyFile?: string; exportable?: boolean; nonExportable?: boolean; length?: string }) => {
+      try {
+        const type = keyType(opts.type);
+        const policy = policyOf(opts);
+        const exportable = exportableOf(opts);
+        const length = positiveInt(opts.length, '--length');
+        const key = await client(opts).createKey({ name, type, ...(policy !== undefined ? { releasePolicy: policy } : {}), ...(exportable !== undefined ? { exportable } : {}), ...(length !== undefined ? { length } : {}) });
+        printKey(key, opts.json === true, 'created');
+      } catch (e) {
+        failWith(e, opts.json === true);
+      }
+    });
+
+  connection(keys.command('import <name>'))
+    .description('import existing key material as a new key (raw AES/secret bytes, or PKCS#8 for signing keys)')
+    .requiredOption('--type <type>', `key type: ${KEY_TYPES.join(', ')}`)
+    .requiredOption('--file <path>', 'file holding the material')
+    .option('--encoding <enc>', 'for aes-256 and secret: raw (default), base64 or hex')
+    .option('--policy <cel>', 'release policy (CEL over the attestation result)')
+    .option('--policy-file <path>', 'read the release policy from a file')
+    .option('--exportable', 'allow release to attested workloads')
+    .option('--non-exportable', 'never release')
+    .action(async (name: string, opts: ConnectionOptions & { type?: string; file: string; encoding?: string; policy?: string; policyFile?: string; exportable?: boolean; nonExportable?: boolean }) => {
+      let material: Bytes | undefined;
+      try {
+        const type = keyType(opts.type);
+        const policy = policyOf(opts);
+        const exportable = exportableOf(opts);
+        const c = client(opts);
+        material = readMaterial(opts.file, type, opts.encoding);
+        const key = await c.importKey({ name, type, material, ...(policy !== undefined ? { releasePolicy: policy } : {}), ...(exportable !== undefined ? { exportable } : {}) });
+        printKey(key, opts.json === true, 'imported');
+      } catch (e) {
+        failWith(e, opts.json === true);
+      } finally {
+        if (material) wipe(material);
+      }
+    });
+
+  connection(keys.command('rotate <name>'))
+    .description('add a new current version; older versions stay for decryption only and are never released')
+    .option('--file <path>', 'import the new version from a file instead of generating it')
+    .option('--encoding <enc>', 'for --file with aes-256 and secret: raw (default), base64 or hex')
+    .option('--length <bytes>', 'length of a generated secret (default: the previous length)')
+    .action(async (name: string, opts: ConnectionOptions & { file?: string; encoding?: string; length?: string }) => {
+      let material: Bytes | undefined;
+      try {
+        const c = client(opts);
+        const length = positiveInt(opts.length, '--length');
+        if (opts.file !== undefined) {
+          const current = await c.getKey(name);
+          material = readMaterial(opts.file, current.type, opts.encoding);
+        }
+        const key = await c.rotateKey(name, { ...(material ? { material } : {}), ...(length !== undefined ? { length } : {}) });
+        printKey(key, opts.json === true, 'rotated');
+      } catch (e) {
+        failWith(e, opts.json === true);
+      } finally {
+        if (material) wipe(material);
+      }
+    });
+
+  connection(keys.command('revoke <name>'))
+    .description('revoke now: no release, wrap or unwrap from this moment on, including sessions in flight (irreversible)')
+    .option('--reason <text>', 'why, recorded in the audit event')
+    .action(async (name: string, opts: ConnectionOptions & { reason?: string }) => {
+      try {
+        printKey(await client(opts).revokeKey(name, opts.reason), opts.json === true, 'revoked');
+      } catch (e) {
+        failWith(e, opts.json === true);
+      }
+    });
+
+  connection(keys.command('destroy <name>'))
+    .description('erase the material of every version (irreversible); the metadata stays for audit')
+    .option('--yes', 'confirm: data encrypted under this key becomes unrecoverable')
+    .action(async (name: string, opts: ConnectionOptions & { yes?: boolean }) => {
+      try {
+        if (!opts.yes) throw new CustodyError('ERR_USAGE', `destroying ${name} is irreversible; repeat with --yes`);
+        printKey(await client(opts).destroyKey(name), opts.json === true, 'destroyed');
+      } catch (e) {
+        failWith(e, opts.json === true);
+      }
+    });
+};

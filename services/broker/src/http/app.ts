@@ -1,0 +1,245 @@
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { routePath } from 'hono/route';
+import { pino, type Logger } from 'pino';
+import { Counter, Histogram, type Registry } from 'prom-client';
+import { z } from 'zod';
+import { CustodyError, fromBase64, wipe } from '@custody/core';
+import { authenticateApiKey } from '../auth/api-keys.js';
+import type { Principal } from '../auth/roles.js';
+import type { KeyService } from '../keys/key-service.js';
+import { KEY_TYPES, MAX_POLICY_CHARS, MAX_SECRET_BYTES } from '../keys/types.js';
+import type { ApiKeyRepository } from '../metadata/types.js';
+import { ROLES } from '../metadata/types.js';
+import { problemResponse } from './problem.js';
+
+export type BrokerEnv = { Variables: { principal: Principal } };
+
+export interface BrokerAppOptions {
+  service: KeyService;
+  /** Where API keys are looked up (the metadata store). */
+  apiKeys: ApiKeyRepository;
+  logger?: Logger;
+  /** When given, request counters and latencies are registered here and served on /metrics. */
+  metrics?: Registry;
+}
+
+/** Largest request body: a 64 KiB secret in base64 plus JSON framing. */
+const MAX_BODY = 128 * 1024;
+
+const CreateKeyBody = z
+  .object({
+    name: z.string().max(128),
+    type: z.enum(KEY_TYPES as unknown as [string, ...string[]]),
+    exportable: z.boolean().optional(),
+    releasePolicy: z.string().max(MAX_POLICY_CHARS).nullable().optional(),
+    length: z.number().int().min(1).max(MAX_SECRET_BYTES).optional(),
+    /** Base64 material: presence makes this an import. */
+    material: z.string().max(Math.ceil((MAX_SECRET_BYTES * 4) / 3) + 8).optional(),
+  })
+  .strict();
+const RotateBody = z.object({ material: z.string().max(Math.ceil((MAX_SECRET_BYTES * 4) / 3) + 8).optional(), length: z.number().int().min(1).max(MAX_SECRET_BYTES).optional() }).strict();
+const RevokeBody = z.object({ reason: z.string().max(200).optional() }).strict();
+const PolicyBody = z.object({ policy: z.string().max(MAX_POLICY_CHARS).nullable() }).strict();
+const ApiKeyBody = z.object({ role: z.enum(ROLES as unknown as [string, ...string[]]), label: z.string().max(200) }).strict();
+
+/**
+ * The broker's administrative HTTP API (hono), tested in process with `app.request()`.
+ * Every /v1 route needs `Authorization: Bearer <API key>`; the tenant is the API key's, and a
+ * `?tenant=` naming another is refused (ERR_AUTH_TENANT). Workload keys are refused on every
+ * route here before any handler runs; the KeyService checks roles again. Errors leave through
+ * one handler as application/problem+json (problem.ts).
+ *
+ * Workload routes (challenge, attest, release) mount on the returned app with `apiKeyAuth`.
+ */
+export function createBrokerApp(options: BrokerAppOptions): Hono<BrokerEnv> {
+  const { service } = options;
+  const log = options.logger ?? pino({ level: 'silent' });
+  const app = new Hono<BrokerEnv>();
+  const observe = options.metrics ? httpMetrics(options.metrics) : undefined;
+
+  app.onError((e) => problemResponse(e));
+  app.notFound(() => problemResponse(new CustodyError('ERR_INPUT_UNSUPPORTED', 'no such route'), 404));
+
+  app.use('*', async (c, next) => {
+    const started = performance.now();
+    await next();
+    const ms = performance.now() - started;
+    const principal = c.get('principal') as Principal | undefined;
+    const code = c.res.status >= 400 ? c.res.headers.get('x-custody-code') ?? undefined : undefined;
+    log.info({ method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(ms * 10) / 10, tenant: principal?.tenant, subject: principal?.subject, code }, 'request');
+    observe?.(c.req.method, routePath(c as Context, -1), c.res.status, ms);
+  });
+  app.use('/v1/*', bodyLimit({ maxSize: MAX_BODY, onError: () => problemResponse(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large')) }));
+  app.use('/v1/*', apiKeyAuth(options.apiKeys));
+  app.use('/v1/*', adminPlaneOnly(service));
+
+  app.get('/healthz', (c) => c.json({ ok: true }));
+  app.get('/readyz', async (c) => {
+    await service.ping();
+    return c.json({ ok: true });
+  });
+  if (options.metrics) {
+    const registry = options.metrics;
+    app.get('/metrics', async (c) => c.text(await registry.metrics(), 200, { 'content-type': registry.contentType }));
+  }
+
+  app.get('/v1/keys', async (c) => c.json({ keys: await service.list(who(c), tenantOf(c)) }));
+
+  app.post('/v1/keys', async (c) => {
+    const body = await parseBody(c, CreateKeyBody);
+    const common = {
+      tenant: tenantOf(c),
+      name: body.name,
+      type: body.type as (typeof KEY_TYPES)[number],
+      ...(body.exportable !== undefined ? { exportable: body.exportable } : {}),
+      ...(body.releasePolicy !== undefined ? { releasePolicy: body.releasePolicy } : {}),
+    };
+    if (body.material === undefined) {
+      return c.json(await service.create(who(c), { ...common, ...(body.length !== undefined ? { length: body.length } : {}) }), 201);
+    }
+    if (body.length !== undefined) throw new CustodyError('ERR_INPUT_MALFORMED', 'length applies to generated secrets only');
+    const material = decodeMaterial(body.material);
+    try {
+      return c.json(await service.import(who(c), { ...common, material }), 201);
+    } finally {
+      wipe(material);
+    }
+  });
+
+  app.get('/v1/keys/:name', async (c) => c.json(await service.get(who(c), tenantOf(c), c.req.param('name'))));
+
+  app.post('/v1/keys/:name/rotate', async (c) => {
+    const body = await parseBody(c, RotateBody);
+    const material = body.material === undefined ? undefined : decodeMaterial(body.material);
+    try {
+      return c.json(
+        await service.rotate(who(c), {
+          tenant: tenantOf(c),
+          name: c.req.param('name'),
+          ...(material ? { material } : {}),
+          ...(body.length !== undefined ? { length: body.length } : {}),
+        }),
+      );
+    } finally {
+      if (material) wipe(material);
+    }
+  });
+
+  app.post('/v1/keys/:name/revoke', async (c) => {
+    const body = await parseBody(c, RevokeBody);
+    return c.json(await service.revoke(who(c), { tenant: tenantOf(c), name: c.req.param('name'), ...(body.reason ? { reason: body.reason } : {}) }));
+  });
+
+  app.post('/v1/keys/:name/destroy', async (c) => c.json(await service.destroy(who(c), { tenant: tenantOf(c), name: c.req.param('name') })));
+
+  app.put('/v1/keys/:name/policy', async (c) => {
+    const body = await parseBody(c, PolicyBody);
+    return c.json(await service.setReleasePolicy(who(c), { tenant: tenantOf(c), name: c.req.param('name'), policy: body.policy }));
+  });
+
+  app.get('/v1/api-keys', async (c) => c.json({ apiKeys: await service.listApiKeys(who(c), tenantOf(c)) }));
+
+  app.post('/v1/api-keys', async (c) => {
+    const body = await parseBody(c, ApiKeyBody);
+    const created = await service.createApiKey(who(c), { tenant: tenantOf(c), role: body.role as (typeof ROLES)[number], label: body.label });
+    return c.json(created, 201, { 'cache-control': 'no-store' });
+  });
+
+  app.post('/v1/api-keys/:id/revoke', async (c) => {
+    await service.revokeApiKey(who(c), { tenant: tenantOf(c), id: c.req.param('id') });
+    return c.json({ ok: true });
+  });
+
+  app.get('/v1/audit/interim', async (c) => {
+    const after = intQuery(c.req.query('after'), -1);
+    const limit = intQuery(c.req.query('limit'), 100);
+    const events = await service.readInterimAudit(who(c), tenantOf(c), after, limit);
+    return c.json({ events: events.map((e) => ({ ...e, event: JSON.parse(e.event) as unknown })) });
+  });
+
+  return app;
+}
+
+/** Resolves `Authorization: Bearer <API key>` to the principal, or answers 401. */
+export function apiKeyAuth(repo: ApiKeyRepository): MiddlewareHandler<BrokerEnv> {
+  return async (c, next) => {
+    const header = c.req.header('authorization');
+    if (!header) throw new CustodyError('ERR_AUTH_REQUIRED');
+    const m = /^Bearer\s+(\S+)$/i.exec(header);
+    if (!m) throw new CustodyError('ERR_AUTH_INVALID', 'Authorization must be "Bearer <API key>"');
+    c.set('principal', await authenticateApiKey(repo, m[1]!));
+    await next();
+  };
+}
+
+/** Administrative routes never serve workload keys, whatever the handler would decide. */
+function adminPlaneOnly(service: KeyService): MiddlewareHandler<BrokerEnv> {
+  return async (c, next) => {
+    const p = c.get('principal');
+    if (p.role === 'workload') {
+      await service.recordDenial(p, p.tenant, `${c.req.method} ${c.req.path}`, 'ERR_AUTH_ROLE');
+      throw new CustodyError('ERR_AUTH_ROLE', 'workload API keys cannot call administrative routes', { detail: { role: p.role } });
+    }
+    await next();
+  };
+}
+
+function who(c: Context<BrokerEnv>): Principal {
+  return c.get('principal');
+}
+
+/** The caller's tenant; an explicit `?tenant=` must name it (checked by the service). */
+function tenantOf(c: Context<BrokerEnv>): string {
+  return c.req.query('tenant') ?? c.get('principal').tenant;
+}
+
+async function parseBody<T>(c: Context<BrokerEnv>, schema: z.ZodType<T>): Promise<T> {
+  const type = c.req.header('content-type') ?? '';
+  const text = await c.req.text();
+  if (text === '' && schema.safeParse({}).success) return schema.parse({});
+  if (!/^application\/json\b/i.test(type)) throw new CustodyError('ERR_INPUT_UNSUPPORTED', 'request body must be application/json');
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new CustodyError('ERR_INPUT_MALFORMED', 'request body is not JSON');
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    // Report where, never the offending value (it could be key material).
+    const issue = parsed.error.issues[0];
+    throw new CustodyError('ERR_INPUT_MALFORMED', `invalid request body at ${issue?.path.join('.') || '(root)'}: ${issue?.code ?? 'invalid'}`);
+  }
+  return parsed.data;
+}
+
+function decodeMaterial(b64: string): Uint8Array<ArrayBuffer> {
+  try {
+    return fromBase64(b64);
+  } catch {
+    throw new CustodyError('ERR_KEY_MATERIAL', 'material must be base64');
+  }
+}
+
+function intQuery(v: string | undefined, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (!/^-?[0-9]{1,15}$/.test(v)) throw new CustodyError('ERR_INPUT_MALFORMED', 'query parameter must be an integer');
+  return Number(v);
+}
+
+function httpMetrics(registry: Registry): (method: string, route: string, status: number, ms: number) => void {
+  const requests = new Counter({ name: 'custody_broker_http_requests_total', help: 'Broker HTTP requests by route pattern and status', labelNames: ['method', 'route', 'status'], registers: [registry] });
+  const latency = new Histogram({
+    name: 'custody_broker_http_request_duration_seconds',
+    help: 'Broker HTTP request latency',
+    labelNames: ['method', 'route'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
+  // Route patterns (/v1/keys/:name), never concrete paths: key names stay out of metrics.
+  return (method, route, status, ms) => {
+    requests.inc({ method, route, status: String(status) });
+    latency.observe({ method, route }, ms / 1000);
+  };
+}

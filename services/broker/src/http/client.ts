@@ -1,0 +1,134 @@
+import { CustodyError, toBase64 } from '@custody/core';
+import type { ApiKeyView, KeyView } from '../keys/key-service.js';
+import type { KeyType } from '../keys/types.js';
+
+export { KEY_TYPES } from '../keys/types.js';
+export type { KeyType } from '../keys/types.js';
+export type { KeyView, KeyVersionView, ApiKeyView } from '../keys/key-service.js';
+import type { Role, StoredAuditEvent } from '../metadata/types.js';
+import type { Problem } from './problem.js';
+
+export interface BrokerAdminClientOptions {
+  /** e.g. http://127.0.0.1:8443 */
+  baseUrl: string;
+  /** Bearer API key (`cst_...`). */
+  apiKey: string;
+  /** Injected for tests (`app.request`) or custom transports. */
+  fetch?: (input: string, init: RequestInit) => Promise<Response>;
+  /** Request timeout; the broker being unreachable is ERR_SERVICE_UNAVAILABLE. */
+  timeoutMs?: number;
+}
+
+export interface CreateKeyRequest {
+  name: string;
+  type: KeyType;
+  exportable?: boolean;
+  releasePolicy?: string | null;
+  length?: number;
+}
+
+/**
+ * Client of the broker's administrative API (used by `custody keys ...`). Problem responses
+ * become CustodyErrors with the broker's code; an unreachable broker is ERR_SERVICE_UNAVAILABLE.
+ */
+export class BrokerAdminClient {
+  private readonly base: string;
+  private readonly doFetch: (input: string, init: RequestInit) => Promise<Response>;
+
+  constructor(private readonly options: BrokerAdminClientOptions) {
+    this.base = options.baseUrl.replace(/\/+$/, '');
+    this.doFetch = options.fetch ?? ((input, init) => fetch(input, init));
+  }
+
+  async listKeys(): Promise<KeyView[]> {
+    return (await this.call<{ keys: KeyView[] }>('GET', '/v1/keys')).keys;
+  }
+
+  async getKey(name: string): Promise<KeyView> {
+    return this.call('GET', `/v1/keys/${encodeURIComponent(name)}`);
+  }
+
+  async createKey(req: CreateKeyRequest): Promise<KeyView> {
+    return this.call('POST', '/v1/keys', req);
+  }
+
+  /** Imports material (raw bytes, or PKCS#8 DER for signing keys). The caller wipes `material`. */
+  async importKey(req: Omit<CreateKeyRequest, 'length'> & { material: Uint8Array }): Promise<KeyView> {
+    const { material, ...rest } = req;
+    return this.call('POST', '/v1/keys', { ...rest, material: toBase64(material) });
+  }
+
+  async rotateKey(name: string, opts: { material?: Uint8Array; length?: number } = {}): Promise<KeyView> {
+    const body: Record<string, unknown> = {};
+    if (opts.material) body.material = toBase64(opts.material);
+    if (opts.length !== undefined) body.length = opts.length;
+    return this.call('POST', `/v1/keys/${encodeURIComponent(name)}/rotate`, body);
+  }
+
+  async revokeKey(name: string, reason?: string): Promise<KeyView> {
+    return this.call('POST', `/v1/keys/${encodeURIComponent(name)}/revoke`, reason ? { reason } : {});
+  }
+
+  async destroyKey(name: string): Promise<KeyView> {
+    return this.call('POST', `/v1/keys/${encodeURIComponent(name)}/destroy`, {});
+  }
+
+  async setReleasePolicy(name: string, policy: string | null): Promise<KeyView> {
+    return this.call('PUT', `/v1/keys/${encodeURIComponent(name)}/policy`, { policy });
+  }
+
+  async createApiKey(role: Role, label: string): Promise<{ token: string; apiKey: ApiKeyView }> {
+    return this.call('POST', '/v1/api-keys', { role, label });
+  }
+
+  async listApiKeys(): Promise<ApiKeyView[]> {
+    return (await this.call<{ apiKeys: ApiKeyView[] }>('GET', '/v1/api-keys')).apiKeys;
+  }
+
+  async revokeApiKey(id: string): Promise<void> {
+    await this.call('POST', `/v1/api-keys/${encodeURIComponent(id)}/revoke`, {});
+  }
+
+  async readInterimAudit(after = -1, limit = 100): Promise<Array<Omit<StoredAuditEvent, 'event'> & { event: unknown }>> {
+    return (await this.call<{ events: Array<Omit<StoredAuditEvent, 'event'> & { event: unknown }> }>('GET', `/v1/audit/interim?after=${after}&limit=${limit}`)).events;
+  }
+
+  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.options.apiKey}`, accept: 'application/json, application/problem+json' };
+    let payload: string | undefined;
+    if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = JSON.stringify(body);
+    }
+    let res: Response;
+    try {
+      res = await this.doFetch(this.base + path, {
+        method,
+        headers,
+        ...(payload !== undefined ? { body: payload } : {}),
+        signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000),
+      });
+    } catch (e) {
+      throw new CustodyError('ERR_SERVICE_UNAVAILABLE', `the broker at ${this.base} could not be reached`, { cause: e });
+    }
+    const text = await res.text();
+    if (!res.ok) throw problemError(res.status, text);
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new CustodyError('ERR_INPUT_MALFORMED', 'the broker answered with something other than JSON', { detail: { status: res.status } });
+    }
+  }
+}
+
+function problemError(status: number, text: string): CustodyError {
+  try {
+    const p = JSON.parse(text) as Partial<Problem>;
+    if (typeof p.code === 'string') {
+      return new CustodyError(p.code, typeof p.detail === 'string' ? p.detail : undefined, { detail: { status, ...(p.facts ?? {}) } });
+    }
+  } catch {
+    // Not a problem document; fall through.
+  }
+  return new CustodyError(status >= 500 ? 'ERR_SERVICE_UNAVAILABLE' : 'ERR_INPUT_MALFORMED', `the broker answered HTTP ${status}`, { detail: { status } });
+}

@@ -1,0 +1,77 @@
+// @custody/broker-service: key management foundation of the attestation-gated key broker.
+
+// key model and service
+export type { KeyType, KeyState, KeyVersionState, KeyOrigin, KeyRecord, KeyVersionRecord, MaterialRef } from './keys/types.js';
+export { KEY_TYPES, MAX_SECRET_BYTES, MAX_POLICY_CHARS } from './keys/types.js';
+export { KeyService, releaseBinding } from './keys/key-service.js';
+export type {
+  KeyServiceOptions,
+  KeyView,
+  KeyVersionView,
+  CreateKeyInput,
+  ImportKeyInput,
+  RotateKeyInput,
+  ReleaseAttestation,
+  ReleaseRequest,
+  ReleasedKey,
+  GeneratedDataKey,
+  ApiKeyView,
+} from './keys/key-service.js';
+export type { ReleasePolicyEvaluator, ReleasePolicyInput, ReleasePolicyDecision } from './keys/release-policy.js';
+export { encodeWrappedDataKey, decodeWrappedDataKey, envelopeAad } from './keys/envelope.js';
+export type { WrappedDataKey, EncryptionContext } from './keys/envelope.js';
+
+// key stores
+export type { KeyStore, KeyStoreCapabilities, KeyWrapper, ReleaseContext, WrappedKey, RecipientKey, RecipientCurve, MaterialSpec, MaterialInfo, AeadCiphertext } from './keystore/types.js';
+export { HpkeKeyWrapper, HPKE_KEY_WRAP_SCHEME, HPKE_SUITES } from './keystore/hpke-key-wrapper.js';
+export { EmbeddedKeyStore } from './keystore/embedded/embedded-key-store.js';
+export { masterKeyFromFile, masterKeyFromEnv, generateMasterKeyFile, MASTER_KEY_ENV } from './keystore/embedded/master-key.js';
+export type { MasterKeyProvider } from './keystore/embedded/master-key.js';
+export { Pkcs11KeyStore } from './keystore/pkcs11/pkcs11-key-store.js';
+export type { Pkcs11KeyStoreOptions } from './keystore/pkcs11/pkcs11-key-store.js';
+export { PKCS11_RELEASE_SCHEME, openPkcs11Release } from './keystore/pkcs11/release-scheme.js';
+
+// metadata
+export type {
+  MetadataStore,
+  KeyRepository,
+  SealedMaterialRepository,
+  SessionRepository,
+  SessionRecord,
+  SessionState,
+  ApiKeyRepository,
+  ApiKeyRecord,
+  AuditRepository,
+  StoredAuditEvent,
+  ReleaseCheck,
+  Role,
+} from './metadata/types.js';
+export { ROLES } from './metadata/types.js';
+export { SqliteMetadataStore } from './metadata/sqlite/sqlite-metadata-store.js';
+export { PostgresMetadataStore } from './metadata/postgres/postgres-metadata-store.js';
+export type { PostgresMetadataStoreOptions } from './metadata/postgres/postgres-metadata-store.js';
+
+// audit
+export type { AuditSink, AuditEvent, AuditActor, AuditAction, AuditVerdict } from './audit/types.js';
+export { InterimLocalAuditSink, FallbackAuditSink } from './audit/interim-local-audit-sink.js';
+
+// auth
+export type { Principal, Permission } from './auth/roles.js';
+export { authorize, isAllowed } from './auth/roles.js';
+export { issueApiKey, authenticateApiKey } from './auth/api-keys.js';
+export type { IssuedApiKey } from './auth/api-keys.js';
+
+// HTTP
+export { createBrokerApp, apiKeyAuth } from './http/app.js';
+export type { BrokerEnv, BrokerAppOptions } from './http/app.js';
+export { statusFor, toProblem, problemResponse } from './http/problem.js';
+export type { Problem } from './http/problem.js';
+export { BrokerAdminClient } from './http/client.js';
+export type { BrokerAdminClientOptions, CreateKeyRequest } from './http/client.js';
+
+// assembly
+export { BrokerStorageConfig, storageConfigFromEnv, parseStorageConfig } from './config.js';
+export { openBroker, openMetadataStore, openKeyStore } from './broker.js';
+export type { Broker, BrokerPlugins } from './broker.js';
+export { serveBroker } from './serve.js';
+export type { RunningServer } from './serve.js';

@@ -1,0 +1,290 @@
+// One conformance suite for the metadata stores: SQLite and PostgreSQL (throwaway cluster).
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { CustodyError } from '@custody/core';
+import { authenticateApiKey, issueApiKey } from '../auth/api-keys.js';
+import type { KeyRecord, KeyVersionRecord } from '../keys/types.js';
+import { startPostgres, type PostgresFixture } from '../testing/postgres.js';
+import { PostgresMetadataStore } from './postgres/postgres-metadata-store.js';
+import { SqliteMetadataStore } from './sqlite/sqlite-metadata-store.js';
+import type { MetadataStore, SessionRecord } from './types.js';
+
+interface Opened {
+  store: MetadataStore;
+  /** A second, independent store on the same database (another replica or process). */
+  second(): Promise<MetadataStore>;
+  /** Runs raw SQL on the database, bypassing the store. */
+  raw(sql: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface Factory {
+  name: string;
+  setup(): Promise<void>;
+  open(): Promise<Opened>;
+  teardown(): void;
+}
+
+const sqlite: Factory = {
+  name: 'sqlite',
+  async setup() {},
+  async open() {
+    const dir = mkdtempSync(join(tmpdir(), 'custody-meta-'));
+    const path = join(dir, 'm.db');
+    const store = await SqliteMetadataStore.open(path);
+    const extra: MetadataStore[] = [];
+    return {
+      store,
+      async second() {
+        const s = await SqliteMetadataStore.open(path);
+        extra.push(s);
+        return s;
+      },
+      raw(sql) {
+        const db = new Database(path);
+        try {
+          db.exec(sql);
+          return Promise.resolve();
+        } catch (e) {
+          return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+        } finally {
+          db.close();
+        }
+      },
+      async close() {
+        for (const s of extra) await s.close();
+        await store.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  },
+  teardown() {},
+};
+
+let fixture: PostgresFixture | undefined;
+let dbCounter = 0;
+const postgres: Factory = {
+  name: 'postgres',
+  async setup() {
+    fixture = await startPostgres();
+  },
+  async open() {
+    const url = await fixture!.createDatabase(`meta_${process.pid}_${++dbCounter}`);
+    const store = await PostgresMetadataStore.open({ connectionString: url, maxConnections: 4 });
+    const extra: MetadataStore[] = [];
+    return {
+      store,
+      async second() {
+        const s = await PostgresMetadataStore.open({ connectionString: url, maxConnections: 4 });
+        extra.push(s);
+        return s;
+      },
+      async raw(sql) {
+        const c = new pg.Client({ connectionString: url });
+        await c.connect();
+        try {
+          await c.query(sql);
+        } finally {
+          await c.end();
+        }
+      },
+      async close() {
+        for (const s of extra) await s.close();
+        await store.close();
+      },
+    };
+  },
+  teardown() {
+    fixture?.destroy();
+  },
+};
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(CustodyError);
+    return (e as CustodyError).code;
+  }
+  throw new Error('expected a CustodyError, but the call succeeded');
+}
+
+const T0 = 1_750_000_000_000;
+
+function key(id: string, name: string, over: Partial<KeyRecord> = {}): KeyRecord {
+  return { id, tenant: 'acme', name, type: 'aes-256', state: 'active', exportable: true, currentVersion: 1, releasePolicy: 'true', createdAt: T0, updatedAt: T0, revokedAt: null, destroyedAt: null, ...over };
+}
+
+function version(keyId: string, v: number, over: Partial<KeyVersionRecord> = {}): KeyVersionRecord {
+  return { keyId, version: v, state: 'enabled', origin: 'generated', materialId: `mat_${keyId}_${v}`, materialLength: 32, publicKey: null, createdAt: T0 + v, destroyedAt: null, ...over };
+}
+
+function session(id: string, nonce: string, over: Partial<SessionRecord> = {}): SessionRecord {
+  return { id, tenant: 'acme', nonce, state: 'challenged', createdAt: T0, expiresAt: T0 + 60_000, nonceConsumedAt: null, binding: null, ...over };
+}
+
+describe.each([sqlite, postgres])('metadata store conformance: $name', (factory) => {
+  let o: Opened;
+  let m: MetadataStore;
+  beforeAll(async () => factory.setup(), 120_000);
+  afterAll(() => factory.teardown());
+  beforeEach(async () => {
+    o = await factory.open();
+    m = o.store;
+  });
+  afterEach(async () => o.close());
+
+  it('stores keys and versions; (tenant, name) is unique; lists are per tenant and sorted', async () => {
+    await m.insertKey(key('key_b', 'beta'), version('key_b', 1, { publicKey: new Uint8Array([1, 2, 3]) }));
+    await m.insertKey(key('key_a', 'alpha'), version('key_a', 1));
+    await m.insertKey(key('key_c', 'alpha', { tenant: 'globex' }), version('key_c', 1));
+    expect(await codeOf(m.insertKey(key('key_d', 'alpha'), version('key_d', 1)))).toBe('ERR_KEY_EXISTS');
+    expect((await m.listKeys('acme')).map((k) => k.name)).toEqual(['alpha', 'beta']);
+    expect((await m.listKeys('globex')).map((k) => k.id)).toEqual(['key_c']);
+    expect(await m.getKey('acme', 'alpha')).toEqual(key('key_a', 'alpha'));
+    expect(await m.getKey('acme', 'nope')).toBeNull();
+    expect(await m.getKeyById('key_b')).toMatchObject({ name: 'beta', exportable: true, currentVersion: 1 });
+    expect(await m.getVersion('key_b', 1)).toEqual(version('key_b', 1, { publicKey: new Uint8Array([1, 2, 3]) }));
+  });
+
+  it('adds versions with optimistic concurrency and moves states only from allowed states', async () => {
+    await m.insertKey(key('key_a', 'a'), version('key_a', 1));
+    const k2 = await m.addVersion('key_a', 1, version('key_a', 2), T0 + 10);
+    expect(k2).toMatchObject({ currentVersion: 2, updatedAt: T0 + 10 });
+    expect(await codeOf(m.addVersion('key_a', 1, version('key_a', 3), T0 + 11))).toBe('ERR_KEY_CONFLICT');
+    expect((await m.listVersions('key_a')).map((v) => v.version)).toEqual([1, 2]);
+    const revoked = await m.transitionKey('key_a', ['active'], 'revoked', T0 + 20);
+    expect(revoked).toMatchObject({ state: 'revoked', revokedAt: T0 + 20 });
+    expect(await codeOf(m.transitionKey('key_a', ['active'], 'revoked', T0 + 21))).toBe('ERR_KEY_STATE');
+    expect(await codeOf(m.addVersion('key_a', 2, version('key_a', 3), T0 + 22))).toBe('ERR_KEY_REVOKED');
+    expect(await codeOf(m.setReleasePolicy('key_a', null, T0 + 23))).toBe('ERR_KEY_REVOKED');
+    expect(await codeOf(m.transitionKey('key_x', ['active'], 'revoked', T0))).toBe('ERR_KEY_NOT_FOUND');
+    const destroyed = await m.transitionKey('key_a', ['active', 'revoked'], 'destroyed', T0 + 30);
+    expect(destroyed).toMatchObject({ state: 'destroyed', destroyedAt: T0 + 30, revokedAt: T0 + 20 });
+    await m.markVersionsDestroyed('key_a', T0 + 30);
+    expect((await m.listVersions('key_a')).map((v) => [v.state, v.destroyedAt])).toEqual([
+      ['destroyed', T0 + 30],
+      ['destroyed', T0 + 30],
+    ]);
+  });
+
+  it('classifies the release-time re-check', async () => {
+    await m.insertKey(key('key_a', 'a'), version('key_a', 1));
+    expect(await m.checkRelease('key_a', 1)).toBe('ok');
+    await m.addVersion('key_a', 1, version('key_a', 2), T0);
+    expect(await m.checkRelease('key_a', 1)).toBe('rotated');
+    expect(await m.checkRelease('key_a', 2)).toBe('ok');
+    expect(await m.checkRelease('key_a', 3)).toBe('missing');
+    expect(await m.checkRelease('key_zz', 1)).toBe('missing');
+    await m.transitionKey('key_a', ['active'], 'revoked', T0);
+    expect(await m.checkRelease('key_a', 2)).toBe('revoked');
+    await m.transitionKey('key_a', ['revoked'], 'destroyed', T0);
+    expect(await m.checkRelease('key_a', 2)).toBe('destroyed');
+  });
+
+  it('consumes a nonce exactly once, and not after it expires', async () => {
+    await m.createSession(session('s1', 'n1'));
+    await m.createSession(session('s2', 'n2', { expiresAt: T0 + 5 }));
+    expect(await codeOf(m.createSession(session('s3', 'n1')))).toBe('ERR_KEY_CONFLICT');
+    const consumed = await m.consumeNonce('n1', T0 + 1);
+    expect(consumed).toMatchObject({ id: 's1', tenant: 'acme', nonceConsumedAt: T0 + 1 });
+    expect(await codeOf(m.consumeNonce('n1', T0 + 2))).toBe('ERR_SESSION_NONCE_USED');
+    expect(await codeOf(m.consumeNonce('n2', T0 + 5))).toBe('ERR_SESSION_EXPIRED');
+    expect(await codeOf(m.consumeNonce('nope', T0))).toBe('ERR_SESSION_NOT_FOUND');
+  });
+
+  it('a nonce raced by many consumers on two independent stores is consumed exactly once', async () => {
+    const other = await o.second();
+    for (let round = 0; round < 5; round++) {
+      await m.createSession(session(`race${round}`, `nonce-${round}`));
+      const attempts = Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? m : other).consumeNonce(`nonce-${round}`, T0 + 1).then(
+        () => 'won',
+        (e: unknown) => (e as CustodyError).code,
+      ));
+      const results = await Promise.all(attempts);
+      expect(results.filter((r) => r === 'won')).toHaveLength(1);
+      expect(results.filter((r) => r === 'ERR_SESSION_NONCE_USED')).toHaveLength(15);
+    }
+  });
+
+  it('binds an attestation only to a challenged session whose nonce was consumed, and purges expired ones', async () => {
+    await m.createSession(session('s1', 'n1'));
+    expect(await codeOf(m.bindSession('s1', { ear: 'aa' }, T0 + 30_000, T0 + 1))).toBe('ERR_SESSION_MISMATCH');
+    await m.consumeNonce('n1', T0 + 1);
+    const bound = await m.bindSession('s1', { ear: 'aa', tee: 'bb' }, T0 + 30_000, T0 + 2);
+    expect(bound).toMatchObject({ state: 'attested', binding: { ear: 'aa', tee: 'bb' }, expiresAt: T0 + 30_000 });
+    expect(await codeOf(m.bindSession('s1', { ear: 'cc' }, T0 + 30_000, T0 + 3))).toBe('ERR_SESSION_MISMATCH');
+    expect(await codeOf(m.bindSession('nope', {}, T0, T0))).toBe('ERR_SESSION_NOT_FOUND');
+    await m.createSession(session('s2', 'n2', { expiresAt: T0 + 10 }));
+    await m.consumeNonce('n2', T0 + 1);
+    expect(await codeOf(m.bindSession('s2', {}, T0 + 100, T0 + 10))).toBe('ERR_SESSION_EXPIRED');
+    await m.closeSession('s1', T0 + 4);
+    expect(await m.getSession('s1')).toMatchObject({ state: 'closed', expiresAt: T0 + 4 });
+    expect(await m.purgeExpiredSessions(T0 + 11)).toBe(2);
+    expect(await m.getSession('s1')).toBeNull();
+  });
+
+  it('stores API keys hashed and authenticates in constant time; revoked and wrong tokens fail', async () => {
+    const { token, record } = await issueApiKey(m, { tenant: 'acme', role: 'auditor', label: 'ci', createdBy: 'system', now: T0 });
+    expect(token).toMatch(/^cst_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/);
+    const stored = (await m.getApiKey(record.id))!;
+    const secret = Buffer.from(token.slice(21), 'base64url');
+    expect(Buffer.from(stored.secretHash).equals(createHash('sha256').update(secret).digest())).toBe(true);
+    expect(await authenticateApiKey(m, token)).toEqual({ tenant: 'acme', role: 'auditor', subject: `apikey:${record.id}` });
+    const wrong = token.slice(0, -2) + (token.endsWith('AA') ? 'BB' : 'AA');
+    expect(await codeOf(authenticateApiKey(m, wrong))).toBe('ERR_AUTH_INVALID');
+    expect(await codeOf(authenticateApiKey(m, 'cst_0000000000000000_' + 'A'.repeat(43)))).toBe('ERR_AUTH_INVALID');
+    expect(await codeOf(authenticateApiKey(m, 'Bearer nonsense'))).toBe('ERR_AUTH_INVALID');
+    expect((await m.listApiKeys('acme')).map((k) => k.id)).toEqual([record.id]);
+    expect(await m.revokeApiKey('globex', record.id, T0 + 1)).toBe(false);
+    expect(await m.revokeApiKey('acme', record.id, T0 + 1)).toBe(true);
+    expect(await m.revokeApiKey('acme', record.id, T0 + 2)).toBe(false);
+    expect(await codeOf(authenticateApiKey(m, token))).toBe('ERR_AUTH_INVALID');
+  });
+
+  it('keeps the interim audit table append-only and hash-chained across replicas', async () => {
+    const other = await o.second();
+    const events = Array.from({ length: 12 }, (_, i) => JSON.stringify({ i }));
+    const indices = await Promise.all(events.map((e, i) => (i % 2 ? m : other).appendAudit(i % 3 ? 'acme' : 'globex', T0 + i, e)));
+    expect(indices.map((x) => x.index).sort((a, b) => a - b)).toEqual([...Array(12).keys()]);
+    const all = await m.readAudit(null, -1, 100);
+    expect(all.map((e) => e.index)).toEqual([...Array(12).keys()]);
+    let prev = Buffer.alloc(32);
+    for (const e of all) {
+      const h = createHash('sha256').update(prev).update(e.event, 'utf8').digest();
+      expect(e.hash).toBe(h.toString('hex'));
+      prev = h;
+    }
+    expect((await m.readAudit('globex', -1, 100)).every((e) => e.tenant === 'globex')).toBe(true);
+    const acme = all.filter((e) => e.tenant === 'acme').map((e) => e.index);
+    expect((await m.readAudit('acme', 5, 2)).map((e) => e.index)).toEqual(acme.filter((i) => i > 5).slice(0, 2));
+    await expect(o.raw(`UPDATE custody_audit_interim SET event = '{}' WHERE idx = 0`)).rejects.toThrow(/append-only/);
+    await expect(o.raw('DELETE FROM custody_audit_interim')).rejects.toThrow(/append-only/);
+    expect(await m.readAudit(null, -1, 100)).toHaveLength(12);
+  });
+
+  it('stores sealed blobs and store metadata', async () => {
+    const blob = randomBytes(100);
+    await m.putSealed('mat_1', 'key_a', 1, blob);
+    expect(Buffer.from((await m.getSealed('mat_1'))!).equals(blob)).toBe(true);
+    expect(await codeOf(m.putSealed('mat_1', 'key_a', 1, blob))).toBe('ERR_KEY_CONFLICT');
+    await m.eraseSealed(['mat_1', 'mat_unknown']);
+    expect(await m.getSealed('mat_1')).toBeNull();
+    expect(await m.getStoreMeta('check')).toBeNull();
+    const first = await m.putStoreMetaIfAbsent('check', new Uint8Array([1]));
+    const second = await m.putStoreMetaIfAbsent('check', new Uint8Array([2]));
+    expect([...first, ...second]).toEqual([1, 1]);
+  });
+
+  it('fails closed with ERR_STORE_UNAVAILABLE once closed', async () => {
+    await m.close();
+    expect(await codeOf(m.getKey('acme', 'a'))).toBe('ERR_STORE_UNAVAILABLE');
+    expect(await codeOf(m.consumeNonce('n', T0))).toBe('ERR_STORE_UNAVAILABLE');
+    expect(await codeOf(m.ping())).toBe('ERR_STORE_UNAVAILABLE');
+  });
+});

@@ -1,0 +1,412 @@
+import { closeSync, existsSync, openSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { CustodyError, copyBytes, type Bytes } from '@custody/core';
+import type { KeyRecord, KeyState, KeyVersionRecord } from '../../keys/types.js';
+import {
+  chainHash,
+  classifyNonce,
+  classifyRelease,
+  toApiKey,
+  toAudit,
+  toKey,
+  toSession,
+  toVersion,
+  type ApiKeyRow,
+  type AuditRow,
+  type KeyRow,
+  type SessionRow,
+  type VersionRow,
+} from '../rows.js';
+import type { ApiKeyRecord, MetadataStore, ReleaseCheck, SessionRecord, StoredAuditEvent } from '../types.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS custody_keys (
+  id TEXT PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  name TEXT NOT NULL,
+  type TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('active', 'revoked', 'destroyed')),
+  exportable INTEGER NOT NULL,
+  current_version INTEGER NOT NULL,
+  release_policy TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  revoked_at INTEGER,
+  destroyed_at INTEGER,
+  UNIQUE (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS custody_key_versions (
+  key_id TEXT NOT NULL REFERENCES custody_keys(id),
+  version INTEGER NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('enabled', 'destroyed')),
+  origin TEXT NOT NULL,
+  material_id TEXT NOT NULL UNIQUE,
+  material_length INTEGER NOT NULL,
+  public_key BLOB,
+  created_at INTEGER NOT NULL,
+  destroyed_at INTEGER,
+  PRIMARY KEY (key_id, version)
+);
+CREATE TABLE IF NOT EXISTS custody_key_material (
+  material_id TEXT PRIMARY KEY,
+  key_id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  blob BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS custody_store_meta (
+  name TEXT PRIMARY KEY,
+  value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS custody_sessions (
+  id TEXT PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  nonce TEXT NOT NULL UNIQUE,
+  state TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  nonce_consumed_at INTEGER,
+  binding TEXT
+);
+CREATE INDEX IF NOT EXISTS custody_sessions_expires ON custody_sessions (expires_at);
+CREATE TABLE IF NOT EXISTS custody_api_keys (
+  id TEXT PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  role TEXT NOT NULL CHECK (role IN ('admin', 'auditor', 'workload')),
+  secret_hash BLOB NOT NULL,
+  label TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  created_by TEXT NOT NULL,
+  revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS custody_audit_interim (
+  idx INTEGER PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  event TEXT NOT NULL,
+  hash BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS custody_audit_interim_tenant ON custody_audit_interim (tenant, idx);
+CREATE TRIGGER IF NOT EXISTS custody_audit_interim_no_update BEFORE UPDATE ON custody_audit_interim
+  BEGIN SELECT RAISE(ABORT, 'custody_audit_interim is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS custody_audit_interim_no_delete BEFORE DELETE ON custody_audit_interim
+  BEGIN SELECT RAISE(ABORT, 'custody_audit_interim is append-only'); END;
+`;
+
+/**
+ * Metadata in one SQLite file (better-sqlite3): WAL journal, synchronous=FULL (an acknowledged
+ * key version survives power loss), secure_delete (erased material pages are zeroed), foreign
+ * keys on. Safe for several processes on one host; replicas on several hosts use PostgreSQL.
+ */
+export class SqliteMetadataStore implements MetadataStore {
+  readonly backend = 'sqlite' as const;
+
+  private constructor(private readonly db: Database.Database) {}
+
+  /** Opens (creating if needed) and migrates. `path` may be ':memory:' for tests. */
+  static async open(path: string): Promise<SqliteMetadataStore> {
+    let db: Database.Database;
+    try {
+      // Created owner-only: it holds API key hashes, policies and (sealed) key material.
+      if (path !== ':memory:' && !existsSync(path)) closeSync(openSync(path, 'a', 0o600));
+      db = new Database(path, { timeout: 5000 });
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.pragma('foreign_keys = ON');
+      db.pragma('secure_delete = ON');
+    } catch (e) {
+      throw mapSqliteError(e);
+    }
+    const store = new SqliteMetadataStore(db);
+    await store.migrate();
+    return store;
+  }
+
+  async migrate(): Promise<void> {
+    await this.run(() => this.db.exec(SCHEMA));
+  }
+
+  async ping(): Promise<void> {
+    await this.run(() => this.db.prepare('SELECT 1').get());
+  }
+
+  close(): Promise<void> {
+    if (this.db.open) this.db.close();
+    return Promise.resolve();
+  }
+
+  // keys
+
+  async insertKey(key: KeyRecord, first: KeyVersionRecord): Promise<void> {
+    await this.run(() =>
+      this.db.transaction(() => {
+        this.db
+          .prepare(
+            `INSERT INTO custody_keys (id, tenant, name, type, state, exportable, current_version, release_policy, created_at, updated_at, revoked_at, destroyed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          )
+          .run(key.id, key.tenant, key.name, key.type, key.state, key.exportable ? 1 : 0, key.currentVersion, key.releasePolicy, key.createdAt, key.updatedAt, key.revokedAt, key.destroyedAt);
+        this.insertVersion(first);
+      })(),
+    );
+  }
+
+  async getKey(tenant: string, name: string): Promise<KeyRecord | null> {
+    const row = await this.run(() => this.db.prepare('SELECT * FROM custody_keys WHERE tenant = ? AND name = ?').get(tenant, name) as KeyRow | undefined);
+    return row ? toKey(row) : null;
+  }
+
+  async getKeyById(id: string): Promise<KeyRecord | null> {
+    const row = await this.run(() => this.db.prepare('SELECT * FROM custody_keys WHERE id = ?').get(id) as KeyRow | undefined);
+    return row ? toKey(row) : null;
+  }
+
+  async listKeys(tenant: string): Promise<KeyRecord[]> {
+    const rows = await this.run(() => this.db.prepare('SELECT * FROM custody_keys WHERE tenant = ? ORDER BY name').all(tenant) as KeyRow[]);
+    return rows.map(toKey);
+  }
+
+  async listVersions(keyId: string): Promise<KeyVersionRecord[]> {
+    const rows = await this.run(() => this.db.prepare('SELECT * FROM custody_key_versions WHERE key_id = ? ORDER BY version').all(keyId) as VersionRow[]);
+    return rows.map(toVersion);
+  }
+
+  async getVersion(keyId: string, version: number): Promise<KeyVersionRecord | null> {
+    const row = await this.run(() => this.db.prepare('SELECT * FROM custody_key_versions WHERE key_id = ? AND version = ?').get(keyId, version) as VersionRow | undefined);
+    return row ? toVersion(row) : null;
+  }
+
+  async addVersion(keyId: string, expectedCurrent: number, next: KeyVersionRecord, at: number): Promise<KeyRecord> {
+    return this.run(() =>
+      this.db.transaction(() => {
+        const moved = this.db
+          .prepare(`UPDATE custody_keys SET current_version = ?, updated_at = ? WHERE id = ? AND current_version = ? AND state = 'active'`)
+          .run(next.version, at, keyId, expectedCurrent);
+        if (moved.changes !== 1) throw this.conflictOrState(keyId);
+        this.insertVersion(next);
+        return toKey(this.db.prepare('SELECT * FROM custody_keys WHERE id = ?').get(keyId) as KeyRow);
+      })(),
+    );
+  }
+
+  async transitionKey(keyId: string, from: readonly KeyState[], to: KeyState, at: number): Promise<KeyRecord> {
+    return this.run(() =>
+      this.db.transaction(() => {
+        const marks = from.map(() => '?').join(', ');
+        const stamp = to === 'revoked' ? ', revoked_at = ?' : to === 'destroyed' ? ', destroyed_at = ?' : '';
+        const args: unknown[] = [to, at, ...(stamp ? [at] : []), keyId, ...from];
+        const moved = this.db.prepare(`UPDATE custody_keys SET state = ?, updated_at = ?${stamp} WHERE id = ? AND state IN (${marks})`).run(...args);
+        const row = this.db.prepare('SELECT * FROM custody_keys WHERE id = ?').get(keyId) as KeyRow | undefined;
+        if (!row) throw new CustodyError('ERR_KEY_NOT_FOUND', undefined, { detail: { keyId } });
+        if (moved.changes !== 1) throw new CustodyError('ERR_KEY_STATE', `key is ${row.state}`, { detail: { keyId, state: row.state, wanted: to } });
+        return toKey(row);
+      })(),
+    );
+  }
+
+  async markVersionsDestroyed(keyId: string, at: number): Promise<void> {
+    await this.run(() => this.db.prepare(`UPDATE custody_key_versions SET state = 'destroyed', destroyed_at = ? WHERE key_id = ? AND state <> 'destroyed'`).run(at, keyId));
+  }
+
+  async setReleasePolicy(keyId: string, policy: string | null, at: number): Promise<KeyRecord> {
+    return this.run(() =>
+      this.db.transaction(() => {
+        const moved = this.db.prepare(`UPDATE custody_keys SET release_policy = ?, updated_at = ? WHERE id = ? AND state = 'active'`).run(policy, at, keyId);
+        if (moved.changes !== 1) throw this.conflictOrState(keyId);
+        return toKey(this.db.prepare('SELECT * FROM custody_keys WHERE id = ?').get(keyId) as KeyRow);
+      })(),
+    );
+  }
+
+  async checkRelease(keyId: string, version: number): Promise<ReleaseCheck> {
+    const row = await this.run(
+      () =>
+        this.db
+          .prepare(
+            `SELECT k.state, k.current_version, v.state AS version_state
+             FROM custody_keys k LEFT JOIN custody_key_versions v ON v.key_id = k.id AND v.version = ?
+             WHERE k.id = ?`,
+          )
+          .get(version, keyId) as { state: string; current_version: number; version_state: string | null } | undefined,
+    );
+    return classifyRelease(row, version);
+  }
+
+  // sealed material
+
+  async putSealed(materialId: string, keyId: string, version: number, blob: Uint8Array): Promise<void> {
+    await this.run(() => this.db.prepare('INSERT INTO custody_key_material (material_id, key_id, version, blob) VALUES (?, ?, ?, ?)').run(materialId, keyId, version, Buffer.from(blob)));
+  }
+
+  async getSealed(materialId: string): Promise<Bytes | null> {
+    const row = await this.run(() => this.db.prepare('SELECT blob FROM custody_key_material WHERE material_id = ?').get(materialId) as { blob: Buffer } | undefined);
+    return row ? copyBytes(row.blob) : null;
+  }
+
+  async eraseSealed(materialIds: readonly string[]): Promise<void> {
+    await this.run(() => {
+      this.db.transaction(() => {
+        const del = this.db.prepare('DELETE FROM custody_key_material WHERE material_id = ?');
+        for (const id of materialIds) del.run(id);
+      })();
+      // secure_delete zeroes the freed pages in the database file; the WAL still holds the old
+      // page images until a checkpoint rewrites them, so checkpoint and truncate it now.
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    });
+  }
+
+  async getStoreMeta(name: string): Promise<Bytes | null> {
+    const row = await this.run(() => this.db.prepare('SELECT value FROM custody_store_meta WHERE name = ?').get(name) as { value: Buffer } | undefined);
+    return row ? copyBytes(row.value) : null;
+  }
+
+  async putStoreMetaIfAbsent(name: string, value: Uint8Array): Promise<Bytes> {
+    return this.run(() =>
+      this.db.transaction(() => {
+        this.db.prepare('INSERT OR IGNORE INTO custody_store_meta (name, value) VALUES (?, ?)').run(name, Buffer.from(value));
+        return copyBytes((this.db.prepare('SELECT value FROM custody_store_meta WHERE name = ?').get(name) as { value: Buffer }).value);
+      })(),
+    );
+  }
+
+  // sessions and nonces
+
+  async createSession(s: SessionRecord): Promise<void> {
+    await this.run(() =>
+      this.db
+        .prepare('INSERT INTO custody_sessions (id, tenant, nonce, state, created_at, expires_at, nonce_consumed_at, binding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(s.id, s.tenant, s.nonce, s.state, s.createdAt, s.expiresAt, s.nonceConsumedAt, s.binding ? JSON.stringify(s.binding) : null),
+    );
+  }
+
+  async getSession(id: string): Promise<SessionRecord | null> {
+    const row = await this.run(() => this.db.prepare('SELECT * FROM custody_sessions WHERE id = ?').get(id) as SessionRow | undefined);
+    return row ? toSession(row) : null;
+  }
+
+  async consumeNonce(nonce: string, now: number): Promise<SessionRecord> {
+    return this.run(() => {
+      // One statement: the WHERE clause and the write are atomic, so a nonce is consumed once.
+      const row = this.db
+        .prepare('UPDATE custody_sessions SET nonce_consumed_at = ? WHERE nonce = ? AND nonce_consumed_at IS NULL AND expires_at > ? RETURNING *')
+        .get(now, nonce, now) as SessionRow | undefined;
+      if (row) return toSession(row);
+      const existing = this.db.prepare('SELECT * FROM custody_sessions WHERE nonce = ?').get(nonce) as SessionRow | undefined;
+      throw new CustodyError(classifyNonce(existing, now));
+    });
+  }
+
+  async bindSession(id: string, binding: Record<string, string>, expiresAt: number, now: number): Promise<SessionRecord> {
+    return this.run(() => {
+      const row = this.db
+        .prepare(
+          `UPDATE custody_sessions SET state = 'attested', binding = ?, expires_at = MIN(expires_at, ?)
+           WHERE id = ? AND state = 'challenged' AND nonce_consumed_at IS NOT NULL AND expires_at > ? RETURNING *`,
+        )
+        .get(JSON.stringify(binding), expiresAt, id, now) as SessionRow | undefined;
+      if (row) return toSession(row);
+      const existing = this.db.prepare('SELECT * FROM custody_sessions WHERE id = ?').get(id) as SessionRow | undefined;
+      if (!existing) throw new CustodyError('ERR_SESSION_NOT_FOUND');
+      if (Number(existing.expires_at) <= now) throw new CustodyError('ERR_SESSION_EXPIRED');
+      throw new CustodyError('ERR_SESSION_MISMATCH', 'session is not awaiting an attestation result', { detail: { state: existing.state } });
+    });
+  }
+
+  async closeSession(id: string, at: number): Promise<void> {
+    await this.run(() => this.db.prepare(`UPDATE custody_sessions SET state = 'closed', expires_at = MIN(expires_at, ?) WHERE id = ?`).run(at, id));
+  }
+
+  async purgeExpiredSessions(now: number): Promise<number> {
+    return this.run(() => this.db.prepare('DELETE FROM custody_sessions WHERE expires_at <= ?').run(now).changes);
+  }
+
+  // API keys
+
+  async insertApiKey(k: ApiKeyRecord): Promise<void> {
+    await this.run(() =>
+      this.db
+        .prepare('INSERT INTO custody_api_keys (id, tenant, role, secret_hash, label, created_at, created_by, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(k.id, k.tenant, k.role, Buffer.from(k.secretHash), k.label, k.createdAt, k.createdBy, k.revokedAt),
+    );
+  }
+
+  async getApiKey(id: string): Promise<ApiKeyRecord | null> {
+    const row = await this.run(() => this.db.prepare('SELECT * FROM custody_api_keys WHERE id = ?').get(id) as ApiKeyRow | undefined);
+    return row ? toApiKey(row) : null;
+  }
+
+  async listApiKeys(tenant: string): Promise<ApiKeyRecord[]> {
+    const rows = await this.run(() => this.db.prepare('SELECT * FROM custody_api_keys WHERE tenant = ? ORDER BY created_at, id').all(tenant) as ApiKeyRow[]);
+    return rows.map(toApiKey);
+  }
+
+  async revokeApiKey(tenant: string, id: string, at: number): Promise<boolean> {
+    return this.run(() => this.db.prepare('UPDATE custody_api_keys SET revoked_at = ? WHERE tenant = ? AND id = ? AND revoked_at IS NULL').run(at, tenant, id).changes === 1);
+  }
+
+  // interim audit
+
+  async appendAudit(tenant: string, at: number, canonicalEvent: string): Promise<{ index: number }> {
+    return this.run(() =>
+      this.db
+        .transaction(() => {
+          const last = this.db.prepare('SELECT idx, hash FROM custody_audit_interim ORDER BY idx DESC LIMIT 1').get() as { idx: number; hash: Buffer } | undefined;
+          const index = last ? last.idx + 1 : 0;
+          const hash = chainHash(last ? last.hash : null, canonicalEvent);
+          this.db.prepare('INSERT INTO custody_audit_interim (idx, tenant, at, event, hash) VALUES (?, ?, ?, ?, ?)').run(index, tenant, at, canonicalEvent, Buffer.from(hash));
+          return { index };
+        })
+        .immediate(),
+    );
+  }
+
+  async readAudit(tenant: string | null, afterIndex: number, limit: number): Promise<StoredAuditEvent[]> {
+    const rows = await this.run(
+      () =>
+        (tenant === null
+          ? this.db.prepare('SELECT * FROM custody_audit_interim WHERE idx > ? ORDER BY idx LIMIT ?').all(afterIndex, limit)
+          : this.db.prepare('SELECT * FROM custody_audit_interim WHERE tenant = ? AND idx > ? ORDER BY idx LIMIT ?').all(tenant, afterIndex, limit)) as AuditRow[],
+    );
+    return rows.map(toAudit);
+  }
+
+  private insertVersion(v: KeyVersionRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO custody_key_versions (key_id, version, state, origin, material_id, material_length, public_key, created_at, destroyed_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(v.keyId, v.version, v.state, v.origin, v.materialId, v.materialLength, v.publicKey ? Buffer.from(v.publicKey) : null, v.createdAt, v.destroyedAt);
+  }
+
+  private conflictOrState(keyId: string): CustodyError {
+    const row = this.db.prepare('SELECT state FROM custody_keys WHERE id = ?').get(keyId) as { state: string } | undefined;
+    if (!row) return new CustodyError('ERR_KEY_NOT_FOUND', undefined, { detail: { keyId } });
+    if (row.state !== 'active') return new CustodyError(row.state === 'revoked' ? 'ERR_KEY_REVOKED' : 'ERR_KEY_DESTROYED', undefined, { detail: { keyId } });
+    return new CustodyError('ERR_KEY_CONFLICT', undefined, { detail: { keyId } });
+  }
+
+  private async run<T>(fn: () => T): Promise<T> {
+    await Promise.resolve();
+    if (!this.db.open) throw new CustodyError('ERR_STORE_UNAVAILABLE', 'the metadata store is closed');
+    try {
+      return fn();
+    } catch (e) {
+      throw mapSqliteError(e);
+    }
+  }
+}
+
+/** SQLite failures as stable codes; constraint violations on (tenant, name) mean "exists". */
+export function mapSqliteError(e: unknown): CustodyError {
+  if (e instanceof CustodyError) return e;
+  const code = typeof (e as { code?: unknown })?.code === 'string' ? (e as { code: string }).code : '';
+  const message = e instanceof Error ? e.message : '';
+  if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
+    if (message.includes('custody_keys.tenant')) return new CustodyError('ERR_KEY_EXISTS');
+    return new CustodyError('ERR_KEY_CONFLICT', 'a record with this id already exists', { detail: { sqlite: code } });
+  }
+  if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') return new CustodyError('ERR_STORE_CORRUPT', 'the metadata database is corrupt', { detail: { sqlite: code } });
+  if (code.startsWith('SQLITE_CONSTRAINT')) return new CustodyError('ERR_STORE_BACKEND', 'the metadata store refused the change', { detail: { sqlite: code } });
+  if (code.startsWith('SQLITE_') || /not open/.test(message)) return new CustodyError('ERR_STORE_UNAVAILABLE', 'the metadata store is unavailable', { detail: { sqlite: code || 'closed' } });
+  return new CustodyError('ERR_INTERNAL', undefined, { cause: e });
+}

@@ -1,0 +1,131 @@
+import type { Bytes } from '@custody/core';
+import type { KeyRecord, KeyState, KeyVersionRecord } from '../keys/types.js';
+
+/**
+ * Broker state outside key material: keys, versions, release policies, sessions and nonces,
+ * API keys, the interim audit table, and the embedded key store's sealed material. SQLite for
+ * one broker, PostgreSQL when replicas share state. Both implement every method atomically;
+ * they never cache, so a state change committed by one replica is seen by the next read of any.
+ *
+ * Errors: ERR_STORE_UNAVAILABLE when the database cannot be reached, ERR_KEY_EXISTS,
+ * ERR_KEY_CONFLICT, ERR_KEY_STATE as documented per method.
+ */
+export interface MetadataStore extends KeyRepository, SealedMaterialRepository, SessionRepository, ApiKeyRepository, AuditRepository {
+  readonly backend: 'sqlite' | 'postgres';
+  /** Creates or upgrades the schema; safe to call from several replicas at once. */
+  migrate(): Promise<void>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Outcome of the release-time re-check. Only `ok` lets material leave. */
+export type ReleaseCheck = 'ok' | 'revoked' | 'destroyed' | 'rotated' | 'missing';
+
+export interface KeyRepository {
+  /** Inserts a key with its first version. ERR_KEY_EXISTS when (tenant, name) is taken. */
+  insertKey(key: KeyRecord, first: KeyVersionRecord): Promise<void>;
+  getKey(tenant: string, name: string): Promise<KeyRecord | null>;
+  getKeyById(id: string): Promise<KeyRecord | null>;
+  listKeys(tenant: string): Promise<KeyRecord[]>;
+  listVersions(keyId: string): Promise<KeyVersionRecord[]>;
+  getVersion(keyId: string, version: number): Promise<KeyVersionRecord | null>;
+  /**
+   * Adds `next` (version = expectedCurrent + 1) and makes it current, only if the key is still
+   * active and its current version is still `expectedCurrent`; otherwise ERR_KEY_CONFLICT
+   * (or ERR_KEY_STATE when no longer active). Atomic.
+   */
+  addVersion(keyId: string, expectedCurrent: number, next: KeyVersionRecord, at: number): Promise<KeyRecord>;
+  /** Moves a key from one of `from` to `to` atomically; ERR_KEY_STATE otherwise. */
+  transitionKey(keyId: string, from: readonly KeyState[], to: KeyState, at: number): Promise<KeyRecord>;
+  /** Marks every version destroyed (material already erased by the key store). */
+  markVersionsDestroyed(keyId: string, at: number): Promise<void>;
+  setReleasePolicy(keyId: string, policy: string | null, at: number): Promise<KeyRecord>;
+  /**
+   * The release-time re-check: reads the committed state of the key and version in one
+   * statement. Called after material was wrapped and immediately before it is returned.
+   */
+  checkRelease(keyId: string, version: number): Promise<ReleaseCheck>;
+}
+
+export interface SealedMaterialRepository {
+  /** Stores an encrypted blob for one material id (insert-only). */
+  putSealed(materialId: string, keyId: string, version: number, blob: Uint8Array): Promise<void>;
+  getSealed(materialId: string): Promise<Bytes | null>;
+  /** Deletes the blobs and, where the engine allows, scrubs freed pages. */
+  eraseSealed(materialIds: readonly string[]): Promise<void>;
+  getStoreMeta(name: string): Promise<Bytes | null>;
+  /** Returns the stored value for `name`, inserting `value` first when absent (atomic). */
+  putStoreMetaIfAbsent(name: string, value: Uint8Array): Promise<Bytes>;
+}
+
+export type SessionState = 'challenged' | 'attested' | 'closed';
+
+export interface SessionRecord {
+  id: string;
+  tenant: string;
+  /** The challenge nonce, hex. Single-use: consumed exactly once by `consumeNonce`. */
+  nonce: string;
+  state: SessionState;
+  createdAt: number;
+  expiresAt: number;
+  nonceConsumedAt: number | null;
+  /** Public facts bound to the session after attestation (EAR digest, TEE key digest). */
+  binding: Record<string, string> | null;
+}
+
+export interface SessionRepository {
+  createSession(session: SessionRecord): Promise<void>;
+  getSession(id: string): Promise<SessionRecord | null>;
+  /**
+   * Atomically marks the nonce used and returns its session, only if it was unused and not
+   * expired at `now`. Throws ERR_SESSION_NONCE_USED, ERR_SESSION_EXPIRED or
+   * ERR_SESSION_NOT_FOUND otherwise. Two replicas racing on one nonce: exactly one wins.
+   */
+  consumeNonce(nonce: string, now: number): Promise<SessionRecord>;
+  /** Records the attestation binding; only for a `challenged` session that has not expired. */
+  bindSession(id: string, binding: Record<string, string>, expiresAt: number, now: number): Promise<SessionRecord>;
+  closeSession(id: string, at: number): Promise<void>;
+  /** Deletes sessions that expired before `now`; returns how many. */
+  purgeExpiredSessions(now: number): Promise<number>;
+}
+
+export type Role = 'admin' | 'auditor' | 'workload';
+export const ROLES: readonly Role[] = ['admin', 'auditor', 'workload'];
+
+export interface ApiKeyRecord {
+  /** Public id, 16 hex, embedded in the token so the hash can be looked up. */
+  id: string;
+  tenant: string;
+  role: Role;
+  /** SHA-256 of the token's 32 random bytes. The token itself is never stored. */
+  secretHash: Bytes;
+  label: string;
+  createdAt: number;
+  createdBy: string;
+  revokedAt: number | null;
+}
+
+export interface ApiKeyRepository {
+  insertApiKey(key: ApiKeyRecord): Promise<void>;
+  getApiKey(id: string): Promise<ApiKeyRecord | null>;
+  listApiKeys(tenant: string): Promise<ApiKeyRecord[]>;
+  /** Returns false when no active key with this id exists in the tenant. */
+  revokeApiKey(tenant: string, id: string, at: number): Promise<boolean>;
+}
+
+export interface StoredAuditEvent {
+  /** 0-based position in the local log. */
+  index: number;
+  tenant: string;
+  at: number;
+  /** Canonical JSON (RFC 8785) of the event. */
+  event: string;
+  /** SHA-256(prevHash || event), hex: a hash chain so local edits are detectable. */
+  hash: string;
+}
+
+export interface AuditRepository {
+  /** Appends one canonical event; the table rejects UPDATE and DELETE. */
+  appendAudit(tenant: string, at: number, canonicalEvent: string): Promise<{ index: number }>;
+  readAudit(tenant: string | null, afterIndex: number, limit: number): Promise<StoredAuditEvent[]>;
+}
