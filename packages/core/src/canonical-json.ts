@@ -33,6 +33,12 @@ function serialize(v: unknown, depth: number): string {
         return serialize((v as { toJSON: () => unknown }).toJSON(), depth + 1);
       }
       if (Array.isArray(v)) return '[' + v.map((x) => serialize(x === undefined ? null : x, depth + 1)).join(',') + ']';
+      // Maps, Sets and typed arrays would serialise as {} or index maps, making different values
+      // share a digest: only plain objects are JSON objects here.
+      const proto = Object.getPrototypeOf(v) as unknown;
+      if (proto !== Object.prototype && proto !== null) {
+        throw new CustodyError('ERR_INPUT_MALFORMED', `a ${(v as object).constructor?.name ?? 'non-plain object'} cannot be canonicalized`);
+      }
       const obj = v as Record<string, unknown>;
       const keys = Object.keys(obj)
         .filter((k) => obj[k] !== undefined)

@@ -142,6 +142,8 @@ export const ErrorCodes = {
   ERR_STORE_BACKEND: 'the key store backend rejected the operation',
   ERR_STORE_CONFIG: 'the key store or metadata store configuration is invalid',
   ERR_STORE_AUDIT_UNAVAILABLE: 'the audit sink is unavailable; see detail.applied for whether the change was made',
+  ERR_RUNTIME_DATA: 'runtime data is not the canonical JSON {nonce, tee-pubkey} of the key release handshake',
+  ERR_VERIFIER_UNAVAILABLE: 'the evidence verifier is unavailable; nothing was released, retry later',
   // confidential inference: gateway, client SDK, receipts
   ERR_GATEWAY_PLAINTEXT: 'confidential routes are reachable only through Oblivious HTTP (POST /ohttp); plaintext requests are refused',
   ERR_GATEWAY_NOT_ATTESTED: 'the gateway has not completed attestation and serves no confidential route yet',

@@ -6,12 +6,35 @@ export interface PemBlock {
   der: Bytes;
 }
 
-const PEM_RE = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
+/** Largest PEM text Custody reads (a long certificate chain is a few tens of KiB). */
+export const MAX_PEM_TEXT = 1024 * 1024;
+const MAX_PEM_BLOCKS = 64;
 
-/** All PEM blocks in a text, in order. */
+/**
+ * All PEM blocks in a text, in order. A linear scan (a backtracking regex is quadratic on input
+ * full of unmatched BEGIN lines); text outside blocks is ignored.
+ */
 export function parsePem(text: string): PemBlock[] {
+  if (text.length > MAX_PEM_TEXT) throw new ParseError('ERR_INPUT_TOO_LARGE', `PEM text is larger than ${MAX_PEM_TEXT} characters`);
   const out: PemBlock[] = [];
-  for (const m of text.matchAll(PEM_RE)) out.push({ label: m[1]!, der: fromBase64(m[2]!) });
+  let at = 0;
+  for (;;) {
+    const begin = text.indexOf('-----BEGIN ', at);
+    if (begin < 0) break;
+    const labelEnd = text.indexOf('-----', begin + 11);
+    if (labelEnd < 0) break;
+    const label = text.slice(begin + 11, labelEnd);
+    if (!/^[A-Z0-9 ]{1,64}$/.test(label)) {
+      at = begin + 11;
+      continue;
+    }
+    const endMarker = `-----END ${label}-----`;
+    const end = text.indexOf(endMarker, labelEnd + 5);
+    if (end < 0) break;
+    out.push({ label, der: fromBase64(text.slice(labelEnd + 5, end)) });
+    if (out.length > MAX_PEM_BLOCKS) throw new ParseError('ERR_INPUT_TOO_LARGE', `more than ${MAX_PEM_BLOCKS} PEM blocks`);
+    at = end + endMarker.length;
+  }
   return out;
 }
 

@@ -121,6 +121,10 @@ export class NvidiaVerifier implements EvidenceVerifier {
       });
 
       const reportFwid = opaque.raw.get(NVIDIA_OPAQUE_FIELD.fwid);
+      p.claims!.platformClaims.certificateFwid = leafFwid ? toHex(leafFwid.digest) : null;
+      p.claims!.platformClaims.revocationChecked = false;
+      p.warn('revocation of the GPU certificate chain was not checked (NVIDIA OCSP is not consulted offline)');
+      if (!reportFwid) p.warn('the signed report carries no FWID: it is not bound to the attestation certificate beyond its signature');
       if (reportFwid) {
         await p.step('binding', () => {
           if (!leafFwid || !equalBytes(leafFwid.digest, reportFwid)) {

@@ -72,7 +72,8 @@ describe('SEV-SNP on a synthetic Turin PKI', () => {
     const r = await verify(turinReport({ version: 2, cpuid: undefined, launchMitVector: undefined, currentMitVector: undefined }), vcek);
     expect(r.ok).toBe(true);
     expect(r.claims!.tcb?.components.fmc).toBe(1);
-    expect(r.warnings).toEqual([]); // Turin's TCB bytes 2..3 are not reserved
+    // Turin's TCB bytes 2..3 are not reserved: the only warning is the missing CRL.
+    expect(r.warnings).toEqual(['revocation of the AMD certificates was not checked: no CRL supplied (collateral "crl")']);
   });
 
   it('warns (does not fail) when MASK_CHIP_KEY hides chip_id', async () => {
@@ -203,5 +204,23 @@ describe('SEV-SNP revocation (CRLs from collateral or the certificate table)', (
     const r = await verify(turinReport(), vcek, { collateral: { tcbInfo: Uint8Array.of(1) } });
     expect(r.ok).toBe(true);
     expect(r.warnings.some((w) => w.includes('"tcbInfo"'))).toBe(true);
+  });
+});
+
+describe('SEV-SNP chain roles (security review regression)', () => {
+  it('refuses a "VCEK" issued by another VCEK: a key without basicConstraints cA cannot sign certificates', async () => {
+    const { createProductPki, createKeyCertificate, amdExtensions, buildReport, signReport, tcbBytes } = await import('./testing/synthetic.js');
+    const { verifySevSnp } = await import('./verifier.js');
+    const pki = await createProductPki('Milan');
+    const oldTcb = { bootloader: 1, tee: 0, snp: 5, microcode: 100 };
+    const newTcb = { bootloader: 9, tee: 9, snp: 25, microcode: 250 };
+    // A genuine VCEK (no basicConstraints, like real ones) whose private key an attacker holds...
+    const realVcek = await createKeyCertificate({ cn: 'SEV-VCEK', serial: 0, issuer: pki.ask, ca: false, extensions: amdExtensions({ productName: 'Milan-B0', tcb: oldTcb, hwid: new Uint8Array(64).fill(0xaa) }) });
+    // ...mints a VCEK for another chip with the newest TCB.
+    const fake = await createKeyCertificate({ cn: 'Attacker VCEK', serial: 1, issuer: realVcek, ca: false, extensions: amdExtensions({ productName: 'Milan-B0', tcb: newTcb, hwid: new Uint8Array(64).fill(0xbb) }) });
+    const report = await signReport(buildReport({ version: 2, reportedTcb: tcbBytes(newTcb), chipId: new Uint8Array(64).fill(0xbb) }), fake.keys.privateKey);
+    const r = await verifySevSnp({ evidence: report, certs: [fake.cert, realVcek.cert, pki.ask.cert], roots: [pki.ark.cert], now: new Date('2025-01-01T00:00:00Z') });
+    expect(r.ok).toBe(false);
+    expect(r.errors[0]!.code).toBe('ERR_CERT_CHAIN');
   });
 });

@@ -221,8 +221,16 @@ export async function verifySevSnp(input: VerifyInput): Promise<VerificationResu
       if (fromCollateral) crls.push(...parseCrlBlob(fromCollateral));
       for (const e of evidence.certTable) if (e.kind === 'crl') crls.push(...parseCrlBlob(e.data));
       for (const name of Object.keys(input.collateral ?? {})) if (name !== SNP_COLLATERAL_CRL) p.warn(`collateral "${name.slice(0, 64)}" is not used by the SEV-SNP verifier`);
-      if (crls.length === 0) return 'no CRL supplied: revocation of the AMD certificates was not checked';
-      return (await Promise.all(crls.map((crl) => checkCrl(crl, signer.chain, input.now)))).join('; ');
+      // Revocation is reported as a claim so a policy can require it; a CRL is only ever taken as
+      // evidence of non-revocation after its signature by a chain certificate has been checked.
+      if (crls.length === 0) {
+        p.claims!.platformClaims.revocationChecked = false;
+        p.warn('revocation of the AMD certificates was not checked: no CRL supplied (collateral "crl")');
+        return 'no CRL supplied: revocation of the AMD certificates was not checked';
+      }
+      const detail = (await Promise.all(crls.map((crl) => checkCrl(crl, signer.chain, input.now)))).join('; ');
+      p.claims!.platformClaims.revocationChecked = true;
+      return detail;
     });
 
     await p.step('signature', async () => {

@@ -82,10 +82,39 @@ export class X509Certificate {
 
   /** basicConstraints cA, or undefined when the extension is absent. */
   get isCa(): boolean | undefined {
+    return this.basicConstraints?.ca;
+  }
+
+  /** basicConstraints (RFC 5280 4.2.1.9), or undefined when the extension is absent. */
+  get basicConstraints(): { ca: boolean; pathLen?: number } | undefined {
     const ext = this.extension(OID.basicConstraints);
     if (!ext) return undefined;
-    const parts = sequence(parseDer(ext.value), 'BasicConstraints');
-    return parts[0] !== undefined && parts[0].tagNumber === TAG.BOOLEAN ? decodeBoolean(parts[0]) : false;
+    try {
+      const parts = sequence(parseDer(ext.value), 'BasicConstraints');
+      let i = 0;
+      const ca = parts[0] !== undefined && parts[0].tagNumber === TAG.BOOLEAN ? decodeBoolean(parts[i++]!) : false;
+      const pathLen = parts[i] !== undefined ? decodeSmallInteger(parts[i]!) : undefined;
+      return pathLen === undefined ? { ca } : { ca, pathLen };
+    } catch (e) {
+      throw new ParseError('ERR_CERT_PARSE', 'malformed basicConstraints extension', { cause: e });
+    }
+  }
+
+  /**
+   * keyUsage bits (RFC 5280 4.2.1.3) as a number where bit 0 is digitalSignature and bit 5
+   * keyCertSign, or undefined when the extension is absent.
+   */
+  get keyUsage(): number | undefined {
+    const ext = this.extension(OID.keyUsage);
+    if (!ext) return undefined;
+    try {
+      const bits = decodeBitString(parseDer(ext.value));
+      let v = 0;
+      for (let bit = 0; bit < 16 && bit < bits.length * 8; bit++) if (bits[bit >> 3]! & (0x80 >> (bit & 7))) v |= 1 << bit;
+      return v;
+    } catch (e) {
+      throw new ParseError('ERR_CERT_PARSE', 'malformed keyUsage extension', { cause: e });
+    }
   }
 
   get serialHex(): string {

@@ -1,6 +1,44 @@
 import { equalBytes } from '../bytes.js';
 import { VerificationError } from '../errors.js';
 import { X509Certificate } from './certificate.js';
+import { OID } from './oids.js';
+
+/** Critical extensions chain validation understands (RFC 5280: any other critical one fails). */
+const UNDERSTOOD_CRITICAL = new Set<string>([
+  OID.basicConstraints,
+  OID.keyUsage,
+  '2.5.29.37', // extKeyUsage
+  '2.5.29.17', // subjectAltName
+  '2.5.29.32', // certificatePolicies
+  '2.23.133.5.4.1', // TCG DICE TcbInfo (NVIDIA FWID; the NVIDIA verifier reads it)
+  '2.23.133.5.4.4', // TCG DICE UEID
+]);
+const KEY_CERT_SIGN = 1 << 5;
+
+/** RFC 5280 6.1.4: an issuer must be a CA allowed to sign certificates, within its path length. */
+function checkIssuer(issuer: X509Certificate, intermediatesBelow: number): void {
+  const bc = issuer.basicConstraints;
+  if (!bc?.ca) {
+    throw new VerificationError('ERR_CERT_CHAIN', `"${issuer.subject.text}" signed a certificate but is not a CA (basicConstraints cA is ${bc ? 'false' : 'absent'})`, {
+      detail: { issuer: issuer.subject.text },
+    });
+  }
+  const ku = issuer.keyUsage;
+  if (ku !== undefined && (ku & KEY_CERT_SIGN) === 0) {
+    throw new VerificationError('ERR_CERT_CHAIN', `"${issuer.subject.text}" signed a certificate but its keyUsage lacks keyCertSign`, { detail: { issuer: issuer.subject.text } });
+  }
+  if (bc.pathLen !== undefined && intermediatesBelow > bc.pathLen) {
+    throw new VerificationError('ERR_CERT_CHAIN', `path length constraint of "${issuer.subject.text}" (${bc.pathLen}) exceeded`, { detail: { issuer: issuer.subject.text } });
+  }
+}
+
+function checkCriticalExtensions(cert: X509Certificate): void {
+  for (const e of cert.extensions) {
+    if (e.critical && !UNDERSTOOD_CRITICAL.has(e.oid)) {
+      throw new VerificationError('ERR_CERT_CHAIN', `certificate "${cert.subject.text}" has an unsupported critical extension ${e.oid}`, { detail: { oid: e.oid } });
+    }
+  }
+}
 import type { X509Crl } from './crl.js';
 
 export interface ChainOptions {
@@ -43,6 +81,7 @@ export async function verifyCertificateChain(opts: ChainOptions): Promise<ChainR
 
   let current = leaf;
   for (let depth = 0; ; depth++) {
+    checkCriticalExtensions(current);
     if (!current.isValidAt(now)) {
       throw new VerificationError('ERR_CERT_EXPIRED', `certificate "${current.subject.text}" is not valid at ${now.toISOString()} (valid ${current.notBefore.toISOString()} to ${current.notAfter.toISOString()})`, {
         detail: { subject: current.subject.text, notBefore: current.notBefore.toISOString(), notAfter: current.notAfter.toISOString() },
@@ -76,11 +115,13 @@ export async function verifyCertificateChain(opts: ChainOptions): Promise<ChainR
         detail: { subject: current.subject.text, issuer: current.issuer.text },
       });
     }
-    if (issuer.isCa === false) {
-      throw new VerificationError('ERR_CERT_CHAIN', `issuer "${issuer.subject.text}" is not a CA`, { detail: { issuer: issuer.subject.text } });
-    }
+    // Certificates between this issuer and the leaf, not counting self-issued ones.
+    checkIssuer(issuer, chain.slice(1).filter((c) => !c.isSelfIssued()).length);
     for (const crl of crls) {
-      if (!equalBytes(crl.issuer.raw, issuer.subject.raw) || !(await crl.verifySignedBy(issuer))) continue;
+      if (!equalBytes(crl.issuer.raw, issuer.subject.raw)) continue;
+      if (!(await crl.verifySignedBy(issuer))) {
+        throw new VerificationError('ERR_CRL_INVALID', `CRL naming "${issuer.subject.text}" as issuer is not signed by it`, { detail: { issuer: issuer.subject.text } });
+      }
       crlChecks.push({ issuer: issuer.subject.text, subject: current.subject.text });
       if (crl.isRevoked(current)) {
         throw new VerificationError('ERR_CERT_REVOKED', `certificate "${current.subject.text}" (serial ${current.serialHex}) is revoked by its issuer's CRL`, {

@@ -201,7 +201,8 @@ export function decodeTime(node: DerNode): Date {
     return utc(yy >= 50 ? 1900 + yy : 2000 + yy, m);
   }
   if (node.tagNumber === TAG.GENERALIZED_TIME && node.tagClass === 0) {
-    m = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:\.\d+)?Z$/.exec(s);
+    // RFC 5280 4.1.2.5.2: GeneralizedTime in certificates has no fractional seconds.
+    m = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s);
     if (!m) fail('bad GeneralizedTime', 0);
     return utc(Number(m[1]), m);
   }
@@ -209,8 +210,10 @@ export function decodeTime(node: DerNode): Date {
 }
 
 function utc(year: number, m: RegExpMatchArray): Date {
-  const d = new Date(Date.UTC(year, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
-  if (Number.isNaN(d.getTime())) fail('invalid date', 0);
+  const [month, day, hour, minute, second] = [Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])];
+  const d = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
+  // Date.UTC rolls 13/45 over into later dates; a field out of range is a malformed time.
+  if (Number.isNaN(d.getTime()) || d.getUTCMonth() !== month - 1 || d.getUTCDate() !== day || hour > 23 || minute > 59 || second > 59) fail('invalid date', 0);
   return d;
 }
 

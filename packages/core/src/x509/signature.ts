@@ -175,6 +175,9 @@ export function ecdsaDerToRaw(der: Uint8Array, fieldBytes: number): Bytes {
   if (parts.length !== 2) throw new ParseError('ERR_INPUT_MALFORMED', 'bad ECDSA signature');
   const out = new Uint8Array(fieldBytes * 2);
   [parts[0]!, parts[1]!].forEach((p, i) => {
+    // DER INTEGERs are minimal: a leading 0x00 only before a byte with the top bit set.
+    const raw = p.value;
+    if (raw.length > 1 && raw[0] === 0 && (raw[1]! & 0x80) === 0) throw new ParseError('ERR_INPUT_MALFORMED', 'non-minimal INTEGER in ECDSA signature');
     const v = decodeUnsignedInteger(p);
     if (v.length > fieldBytes) throw new ParseError('ERR_INPUT_MALFORMED', 'ECDSA signature component too long');
     out.set(v, (i + 1) * fieldBytes - v.length);
