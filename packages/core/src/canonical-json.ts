@@ -37,7 +37,7 @@ function serialize(v: unknown, depth: number): string {
       // share a digest: only plain objects are JSON objects here.
       const proto = Object.getPrototypeOf(v) as unknown;
       if (proto !== Object.prototype && proto !== null) {
-        throw new CustodyError('ERR_INPUT_MALFORMED', `a ${(v as object).constructor?.name ?? 'non-plain object'} cannot be canonicalized`);
+        throw new CustodyError('ERR_INPUT_MALFORMED', `a ${(v).constructor?.name ?? 'non-plain object'} cannot be canonicalized`);
       }
       const obj = v as Record<string, unknown>;
       const keys = Object.keys(obj)

@@ -1,1 +1,61 @@
 export * from './ohttp/index.js';
+export {
+  buildRuntimeData,
+  parseRuntimeData,
+  runtimeDigest,
+  runtimeDigestAlgorithm,
+  sameRuntimeKeys,
+  MAX_RUNTIME_DATA,
+  type GatewayRuntimeData,
+  type ParsedRuntimeData,
+  type OkpPublicJwk,
+  type BuildRuntimeDataInput,
+} from './attestation/runtime-data.js';
+export {
+  ATTESTATION_BUNDLE_FORMAT,
+  ATTESTATION_PATH,
+  CHALLENGE_PATH,
+  MAX_BUNDLE_BYTES,
+  parseAttestationBundle,
+  parseAttestationBundleText,
+  type AttestationBundle,
+  type BundleLedgerEntry,
+} from './attestation/bundle.js';
+export {
+  VERIFICATION_DOCUMENT_FORMAT,
+  verifyGatewayBundle,
+  assertVerified,
+  renderVerificationText,
+  verifierSet,
+  defaultVerifiers,
+  type EvidenceVerifierSet,
+  type GatewayTrustOptions,
+  type VerifyBundleOptions,
+  type VerificationDocument,
+  type VerificationStep,
+  type VerificationStepName,
+  type VerifiedGateway,
+} from './attestation/verify.js';
+export { fetchAttestationBundle, fetchJwks, discoverGateway, joinPath, type FetchLike, type FetchBundleOptions, type DiscoverOptions } from './attestation/discovery.js';
+export {
+  RECEIPT_FORMAT,
+  RECEIPT_HEADER,
+  MAX_RECEIPT_BYTES,
+  digestOf,
+  receiptIdOf,
+  receiptLedgerEvent,
+  receiptSigningBytes,
+  signReceipt,
+  encodeReceiptHeader,
+  parseReceipt,
+  importReceiptKey,
+  verifyReceipt,
+  verifyReceiptInclusion,
+  type Receipt,
+  type ReceiptBody,
+  type ReceiptLedgerRef,
+  type ReceiptExpectations,
+  type ReceiptSignFn,
+  type PolicyAction,
+} from './receipt/receipt.js';
+export { createConfidentialFetch, OHTTP_PATH, type ConfidentialFetch, type ConfidentialFetchOptions, type ReceiptInfo } from './confidential-fetch.js';
