@@ -16,9 +16,21 @@ const BAD_INPUT_CODES = new Set([
   'ERR_KEY_TYPE',
   'ERR_KEY_MATERIAL',
   'ERR_STORE_CONFIG',
+  'ERR_NOTE_MALFORMED',
+  'ERR_NOTE_KEY',
+  'ERR_TLOG_CHECKPOINT',
+  'ERR_TLOG_PROOF',
+  'ERR_TLOG_POLICY',
+  'ERR_TLOG_EVENT',
+  'ERR_TLOG_EVENT_SECRET',
 ]);
 
-const UNAVAILABLE_CODES = new Set(['ERR_ATTESTER_UNAVAILABLE', 'ERR_SERVICE_UNAVAILABLE', 'ERR_STORE_UNAVAILABLE', 'ERR_STORE_AUDIT_UNAVAILABLE']);
+const UNAVAILABLE_CODES = new Set(['ERR_ATTESTER_UNAVAILABLE', 'ERR_SERVICE_UNAVAILABLE', 'ERR_STORE_UNAVAILABLE', 'ERR_STORE_AUDIT_UNAVAILABLE', 'ERR_TLOG_UNAVAILABLE', 'ERR_WITNESS_UNAVAILABLE']);
+
+/** Whether a code means the input could not be read, or a dependency was unavailable (not "checked and failed"). */
+export function isInputOrAvailabilityCode(code: string): boolean {
+  return BAD_INPUT_CODES.has(code) || UNAVAILABLE_CODES.has(code);
+}
 
 export function exitCodeFor(code: string): number {
   if (BAD_INPUT_CODES.has(code)) return EXIT_BAD_INPUT;

@@ -3,8 +3,10 @@ import { register as attest } from './attest.js';
 import { register as policy } from './policy.js';
 import { register as up } from './up.js';
 import { register as keys } from './keys.js';
+import { register as log } from './log.js';
+import { register as witness } from './witness.js';
 
 /** Each area of the CLI registers its commands here. */
 export type Register = (program: Command) => void;
 
-export const registrations: Register[] = [up, attest, policy, keys];
+export const registrations: Register[] = [up, attest, policy, keys, log, witness];

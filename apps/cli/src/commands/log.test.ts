@@ -1,0 +1,132 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// Runs `custody log|witness ...` through these modules' `register`, in a child process, so exit
+// codes and output are the real ones.
+const cliDir = resolve(fileURLToPath(import.meta.url), '../../..');
+const runner =
+  "import { Command } from 'commander'; const { register: log } = await import('./src/commands/log.ts'); const { register: witness } = await import('./src/commands/witness.ts'); " +
+  "const program = new Command().name('custody').exitOverride(); log(program); witness(program); " +
+  "try { await program.parseAsync(process.argv.slice(1), { from: 'user' }); } catch (e) { if (e && e.code === 'commander.helpDisplayed') process.exit(0); process.exit(2); }";
+const nodeArgs = ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', runner, '--'];
+
+function custody(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [...nodeArgs, ...args], { cwd: cliDir, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function background(...args: string[]): { child: ChildProcessWithoutNullStreams; ready: Promise<string> } {
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: cliDir, env: { ...process.env, NO_COLOR: '1' } });
+  const ready = new Promise<string>((res, rej) => {
+    let buf = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const m = /"url":"(http:\/\/[^"]+)"/.exec(buf);
+      if (m) res(m[1]!);
+    });
+    child.on('exit', (code) => rej(new Error(`exited ${code}: ${buf}`)));
+  });
+  return { child, ready };
+}
+
+let dir: string;
+let vkey: string;
+const event = { v: 1, type: 'operator.event', time: '2025-05-01T12:00:00Z', action: 'drill', subject: 'recovery' };
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'custody-log-cli-'));
+  writeFileSync(join(dir, 'event.json'), JSON.stringify(event, null, 2));
+  writeFileSync(join(dir, 'forged.json'), JSON.stringify({ ...event, subject: 'forged' }));
+  writeFileSync(join(dir, 'secret.json'), JSON.stringify({ ...event, labels: { password: 'hunter2' } }));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('custody log (local directory)', () => {
+  it('keygen prints the verifier key and never overwrites a key', () => {
+    const r = custody('log', 'keygen', '--origin', 'log.test/cli', '--out', join(dir, 'log.key'));
+    expect(r.code).toBe(0);
+    vkey = r.stdout.trim();
+    expect(vkey).toMatch(/^log\.test\/cli\+[0-9a-f]{8}\+/);
+    expect(statSync(join(dir, 'log.key')).mode & 0o077).toBe(0);
+    expect(custody('log', 'keygen', '--origin', 'log.test/cli', '--out', join(dir, 'log.key')).code).toBe(2);
+  });
+
+  it('append --wait writes a tlog-proof that verify accepts; a different event or a malformed proof is refused', () => {
+    const a = custody('log', 'append', '--dir', join(dir, 'public'), '--key', join(dir, 'log.key'), '--event', join(dir, 'event.json'), '--wait', '--proof-out', join(dir, 'e0.tlog-proof'), '--json');
+    expect(a.code, a.stderr).toBe(0);
+    expect(JSON.parse(a.stdout)).toMatchObject({ ok: true, index: 0 });
+    copyFileSync(join(dir, 'public', 'checkpoint'), join(dir, 'saved-checkpoint'));
+    const v = custody('log', 'verify', '--proof', join(dir, 'e0.tlog-proof'), '--event', join(dir, 'event.json'), '--vkey', vkey);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+    expect(v.stdout).toContain('PASS checkpoint');
+    expect(v.stdout).toContain('PASS inclusion');
+    const forged = custody('log', 'verify', '--proof', join(dir, 'e0.tlog-proof'), '--event', join(dir, 'forged.json'), '--vkey', vkey, '--json');
+    expect(forged.code).toBe(1);
+    expect(JSON.parse(forged.stdout).steps[1]).toMatchObject({ step: 'inclusion', ok: false, code: 'ERR_TLOG_INCLUSION' });
+    writeFileSync(join(dir, 'bad.tlog-proof'), 'c2sp.org/tlog-proof@v1\nindex x\n\n');
+    expect(custody('log', 'verify', '--proof', join(dir, 'bad.tlog-proof'), '--event', join(dir, 'event.json'), '--vkey', vkey).code).toBe(2);
+    const secret = custody('log', 'append', '--dir', join(dir, 'public'), '--key', join(dir, 'log.key'), '--event', join(dir, 'secret.json'), '--json');
+    expect(secret.code).toBe(2);
+    expect(JSON.parse(secret.stdout).errors[0].code).toBe('ERR_TLOG_EVENT_SECRET');
+  });
+
+  it('proof, consistency from a stored checkpoint, and monitor with a state file', () => {
+    expect(custody('log', 'append', '--dir', join(dir, 'public'), '--key', join(dir, 'log.key'), '--entry', join(dir, 'forged.json')).code).toBe(0);
+    const p = custody('log', 'proof', '1', '--log', join(dir, 'public'), '--vkey', vkey, '--out', join(dir, 'e1.tlog-proof'));
+    expect(p.code, p.stderr).toBe(0);
+    const v = custody('log', 'verify', '--proof', join(dir, 'e1.tlog-proof'), '--entry', join(dir, 'forged.json'), '--vkey', vkey, '--old', join(dir, 'saved-checkpoint'), '--log', join(dir, 'public'));
+    expect(v.code, v.stdout).toBe(0);
+    expect(v.stdout).toContain('PASS consistency');
+    const m = custody('log', 'monitor', '--log', join(dir, 'public'), '--vkey', vkey, '--once', '--entries', '--state', join(dir, 'monitor.json'), '--json');
+    expect(m.code, m.stdout + m.stderr).toBe(0);
+    expect(JSON.parse(m.stdout.trim().split('\n')[0]!)).toMatchObject({ kind: 'checkpoint', size: 2 });
+    // A log that shows the monitor a smaller tree is a rollback: exit 1.
+    writeFileSync(join(dir, 'public', 'checkpoint'), readFileSync(join(dir, 'saved-checkpoint')));
+    const r = custody('log', 'monitor', '--log', join(dir, 'public'), '--vkey', vkey, '--once', '--state', join(dir, 'monitor.json'), '--json');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('ERR_TLOG_ROLLBACK');
+  });
+
+  it('prints help and rejects bad usage with exit 2', () => {
+    const h = custody('log', 'serve', '--help');
+    expect(h.code).toBe(0);
+    expect(h.stdout).toContain('--witnesses <file>');
+    expect(custody('log', 'proof', 'abc', '--log', dir).code).toBe(2);
+    expect(custody('log', 'verify', '--checkpoint', join(dir, 'nope')).code).toBe(2);
+  });
+});
+
+describe('custody log serve + custody witness serve (real processes, loopback HTTP)', () => {
+  const procs: ChildProcessWithoutNullStreams[] = [];
+  afterAll(() => procs.forEach((p) => p.kill('SIGTERM')));
+
+  it('a served log gets cosignatures from a served witness, and a monitor follows it over HTTP', async () => {
+    const w = custody('witness', 'keygen', '--name', 'witness.test/cli', '--out', join(dir, 'w.key'));
+    expect(w.code).toBe(0);
+    const wvkey = w.stdout.trim();
+    const k = custody('log', 'keygen', '--origin', 'log.test/served', '--out', join(dir, 'served.key'));
+    const servedVkey = k.stdout.trim();
+    const ws = background('witness', 'serve', '--key', join(dir, 'w.key'), '--log', servedVkey, '--db', join(dir, 'w.sqlite'), '--listen', '127.0.0.1:0', '--json');
+    procs.push(ws.child);
+    const witnessUrl = await ws.ready;
+    writeFileSync(join(dir, 'witnesses.txt'), `witness W ${wvkey} ${witnessUrl}\nquorum W\n`);
+    writeFileSync(join(dir, 'policy.txt'), `log ${servedVkey}\nwitness W ${wvkey} ${witnessUrl}\nquorum W\n`);
+    const ls = background('log', 'serve', '--dir', join(dir, 'served'), '--key', join(dir, 'served.key'), '--witnesses', join(dir, 'witnesses.txt'), '--listen', '127.0.0.1:0', '--interval', '50', '--json');
+    procs.push(ls.child);
+    const logUrl = await ls.ready;
+    const a = custody('log', 'append', '--url', logUrl, '--event', join(dir, 'event.json'), '--wait', '--json');
+    expect(a.code, a.stderr).toBe(0);
+    const proof = (JSON.parse(a.stdout) as { proof: string }).proof;
+    writeFileSync(join(dir, 'served.tlog-proof'), proof);
+    const v = custody('log', 'verify', '--proof', join(dir, 'served.tlog-proof'), '--event', join(dir, 'event.json'), '--policy', join(dir, 'policy.txt'), '--json');
+    expect(v.code, v.stdout).toBe(0);
+    expect(JSON.parse(v.stdout).steps[0].detail).toContain('cosigned by W');
+    const m = custody('log', 'monitor', '--log', logUrl, '--policy', join(dir, 'policy.txt'), '--once', '--events', '--json');
+    expect(m.code, m.stdout).toBe(0);
+    expect(m.stdout).toContain('"kind":"checkpoint"');
+  });
+});

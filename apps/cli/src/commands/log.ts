@@ -1,0 +1,469 @@
+import type { Command } from 'commander';
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { CustodyError, fromUtf8, secureRandom, toBase64, toCustodyError } from '@custody/core';
+import {
+  LogMonitor,
+  SIG_TYPE_ED25519,
+  buildTlogProof,
+  consistencyProofFromTiles,
+  createEd25519Verifier,
+  encodeEvent,
+  formatTlogPolicy,
+  formatTlogProof,
+  generateSignerKey,
+  httpLogSource,
+  inclusionProofFromTiles,
+  openCheckpoint,
+  parseCheckpointBody,
+  parseNote,
+  parseTlogPolicy,
+  parseTlogProof,
+  parseVerifierKey,
+  readEntry,
+  rfc6962,
+  verifyCheckpointWithPolicy,
+  verifyConsistency,
+  verifyInclusion,
+  type LogSource,
+  type MonitorFinding,
+  type MonitorState,
+  type TlogPolicy,
+} from '@custody/ledger';
+import { FsTileStore, createLogApp, listen, openLog } from '@custody/ledger-service';
+import type { Register } from './index.js';
+import { readInputFile, parseTime } from '../files.js';
+import { failWith, isInputOrAvailabilityCode, mark, printJson } from '../output.js';
+import { EXIT_NOT_VERIFIED, EXIT_OK, EXIT_UNAVAILABLE } from '../exit.js';
+
+function out(line = ''): void {
+  process.stdout.write(line + '\n');
+}
+
+/** `host:port`, `:port` or `port`. */
+export function parseListen(s: string): { host: string; port: number } {
+  const m = /^(?:(\[[^\]]+\]|[^:]*):)?(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new CustodyError('ERR_USAGE', `--listen must be host:port, got ${JSON.stringify(s)}`);
+  return { host: (m[1] || '127.0.0.1').replace(/^\[|\]$/g, ''), port };
+}
+
+/** Reads a signer key file, warning when other users could read it. */
+export function readKeyFile(path: string): string {
+  const text = fromUtf8(readInputFile(path, 'key file')).trim();
+  try {
+    if ((statSync(path).mode & 0o077) !== 0) process.stderr.write(`custody: warning: ${path} is readable by other users; chmod 600 it\n`);
+  } catch {
+    /* reported by readInputFile */
+  }
+  return text;
+}
+
+export function writeSecretFile(path: string, text: string): void {
+  if (existsSync(path)) throw new CustodyError('ERR_USAGE', `${path} exists; refusing to overwrite a key`);
+  writeFileSync(path, text + '\n', { mode: 0o600, flag: 'wx' });
+}
+
+/** A log by URL (tlog-tiles over HTTP) or by directory (as `custody log serve` writes it). */
+export function logSource(where: string): LogSource {
+  if (/^https?:\/\//i.test(where)) return httpLogSource((u, i) => fetch(u, i), where);
+  if (!existsSync(where)) throw new CustodyError('ERR_FILE_NOT_FOUND', `log directory not found: ${where}`);
+  return new FsTileStore(where);
+}
+
+/** Trust configuration: a tlog-policy file, or log vkeys (with quorum none). */
+export function readTrust(opts: { policy?: string; vkey?: string[] }): TlogPolicy {
+  if (opts.policy) return parseTlogPolicy(readInputFile(opts.policy, 'policy file'));
+  if (opts.vkey && opts.vkey.length > 0) return parseTlogPolicy(opts.vkey.map((k) => `log ${parseVerifierKey(k).vkey}`).join('\n') + '\nquorum none\n');
+  throw new CustodyError('ERR_USAGE', 'give --policy <file> or --vkey <vkey>');
+}
+
+/** Reads event JSON ("-" for stdin) and returns its ledger entry: canonical JSON, schema and secrets rule checked. */
+export function readEventFile(path: string): Uint8Array<ArrayBuffer> {
+  const text = path === '-' ? readFileSync(0, 'utf8') : fromUtf8(readInputFile(path, 'event file'));
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new CustodyError('ERR_TLOG_EVENT', 'event file is not JSON', { cause: e });
+  }
+  return encodeEvent(value as Record<string, unknown>);
+}
+
+const collectVkey = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+interface Step {
+  step: string;
+  ok: boolean;
+  detail: string;
+  code?: string;
+}
+
+async function step(steps: Step[], name: string, f: () => Promise<string>): Promise<boolean> {
+  try {
+    steps.push({ step: name, ok: true, detail: await f() });
+    return true;
+  } catch (e) {
+    const err = toCustodyError(e);
+    if (isInputOrAvailabilityCode(err.code)) throw err;
+    steps.push({ step: name, ok: false, detail: err.message, code: err.code });
+    return false;
+  }
+}
+
+export const register: Register = (program: Command) => {
+  const log = program.command('log').description('Run, append to, verify and monitor a Custody transparency log (C2SP tlog-tiles, signed checkpoints, witnesses)');
+
+  log
+    .command('keygen')
+    .description("Generate a log signing key (C2SP signed-note Ed25519); the key name is the log's origin")
+    .requiredOption('--origin <origin>', 'log origin, a schema-less URL such as example.com/custody-log')
+    .requiredOption('--out <file>', 'where to write the private key (mode 0600)')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { origin: string; out: string; json?: boolean }) => {
+      const json = opts.json ?? false;
+      try {
+        const k = await generateSignerKey(opts.origin, SIG_TYPE_ED25519, secureRandom);
+        writeSecretFile(opts.out, k.skey);
+        if (json) printJson({ ok: true, origin: opts.origin, vkey: k.vkey, keyFile: opts.out });
+        else out(k.vkey);
+      } catch (e) {
+        failWith(e, json);
+      }
+    });
+
+  log
+    .command('serve')
+    .description('Run the log: sequence appends durably, integrate tiles, sign checkpoints, gather witness cosignatures, serve tiles and the write API')
+    .requiredOption('--dir <dir>', 'public directory for checkpoint and tiles (static files)')
+    .requiredOption('--key <file>', 'log signing key file (from `custody log keygen`)')
+    .option('--db <file>', 'SQLite sequencing database (default <dir>.sqlite)')
+    .option('--postgres <url>', 'share sequencing through PostgreSQL instead (several writers, one log)')
+    .option('--witnesses <file>', 'tlog-policy file naming witnesses with URLs and the quorum required before publishing')
+    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8470')
+    .option('--interval <ms>', 'integrate and sign a checkpoint this often', '250')
+    .option('--json', 'log lines as JSON')
+    .addHelpText(
+      'after',
+      `
+Reads (C2SP tlog-tiles): GET /checkpoint, GET /tile/<L>/<N>[.p/<W>], GET /tile/entries/<N>[.p/<W>]
+Writes: POST /add (raw entry), POST /events (Custody event JSON); add ?wait=1 for a tlog-proof.
+Example:
+  custody log keygen --origin example.com/custody-log --out log.key
+  custody log serve --dir /var/lib/custody/log --key log.key --listen 0.0.0.0:8470`,
+    )
+    .action(async (opts: { dir: string; key: string; db?: string; postgres?: string; witnesses?: string; listen: string; interval: string; json?: boolean }) => {
+      const json = opts.json ?? false;
+      try {
+        const { host, port } = parseListen(opts.listen);
+        const interval = Number(opts.interval);
+        if (!Number.isInteger(interval) || interval < 10) throw new CustodyError('ERR_USAGE', '--interval must be an integer >= 10 (ms)');
+        const witnessPolicy = opts.witnesses ? parseTlogPolicy(readInputFile(opts.witnesses, 'witness policy')) : undefined;
+        const say = (msg: string, fields: Record<string, unknown> = {}) =>
+          json ? out(JSON.stringify({ msg, ...fields })) : out(`${msg}${Object.keys(fields).length ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${String(v)}`).join(' ') : ''}`);
+        const { log: tlog, store } = await openLog({
+          dir: opts.dir,
+          skey: readKeyFile(opts.key),
+          ...(opts.db ? { sqlitePath: opts.db } : {}),
+          ...(opts.postgres ? { postgres: opts.postgres } : {}),
+          ...(witnessPolicy ? { witnessPolicy } : {}),
+          integrateIntervalMs: interval,
+          onPublish: (_note, size) => say('checkpoint published', { size }),
+          onError: (e) => say('retrying', { code: e.code, error: e.message }),
+        });
+        const server = await listen(createLogApp(tlog, store), host, port);
+        say('log serving', { origin: tlog.origin, url: server.url, dir: opts.dir, sequencing: opts.postgres ? 'postgres' : 'sqlite' });
+        const stop = () => {
+          say('stopping');
+          void server
+            .close()
+            .then(() => tlog.close())
+            .then(() => process.exit(EXIT_OK));
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      } catch (e) {
+        failWith(e, json);
+      }
+    });
+
+  log
+    .command('append')
+    .description("Append an operator's own event (or raw entry) to a log, over HTTP or directly to a local log directory")
+    .option('--url <url>', 'log server URL (POST /events or /add)')
+    .option('--dir <dir>', 'local log directory (opens the log directly; do not use while `log serve` runs on it)')
+    .option('--key <file>', 'log signing key (with --dir)')
+    .option('--db <file>', 'SQLite sequencing database (with --dir)')
+    .option('--event <file>', 'Custody event JSON ("-" for stdin); checked against the schema and the secrets rule')
+    .option('--entry <file>', 'raw entry bytes instead of an event')
+    .option('--wait', 'wait until a published checkpoint includes it and write a tlog-proof')
+    .option('--proof-out <file>', 'where to write the tlog-proof (with --wait; default: print it)')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { url?: string; dir?: string; key?: string; db?: string; event?: string; entry?: string; wait?: boolean; proofOut?: string; json?: boolean }) => {
+      const json = opts.json ?? false;
+      try {
+        if (!opts.url === !opts.dir) throw new CustodyError('ERR_USAGE', 'give exactly one of --url or --dir');
+        if (!opts.event === !opts.entry) throw new CustodyError('ERR_USAGE', 'give exactly one of --event or --entry');
+        let entry: Uint8Array<ArrayBuffer>;
+        let isEvent = false;
+        if (opts.event) {
+          entry = readEventFile(opts.event);
+          isEvent = true;
+        } else entry = readInputFile(opts.entry!, 'entry file');
+        let index: number;
+        let proof: string | undefined;
+        if (opts.url) {
+          const path = `${isEvent ? '/events' : '/add'}${opts.wait ? '?wait=1' : ''}`;
+          let res: Response;
+          try {
+            res = await fetch(opts.url.replace(/\/+$/, '') + path, { method: 'POST', body: new Uint8Array(entry), headers: { 'content-type': isEvent ? 'application/json' : 'application/octet-stream' } });
+          } catch (e) {
+            throw new CustodyError('ERR_TLOG_UNAVAILABLE', `log at ${opts.url} did not answer`, { cause: e });
+          }
+          const body = (await res.json().catch(() => ({}))) as { index?: number; proof?: string; code?: string; detail?: string };
+          if (res.status !== 200 || typeof body.index !== 'number') throw new CustodyError(body.code ?? 'ERR_TLOG_UNAVAILABLE', body.detail ?? `log answered ${res.status}`);
+          index = body.index;
+          proof = body.proof;
+        } else {
+          if (!opts.key) throw new CustodyError('ERR_USAGE', '--dir needs --key');
+          const { log: tlog } = await openLog({ dir: opts.dir!, skey: readKeyFile(opts.key), ...(opts.db ? { sqlitePath: opts.db } : {}), integrateIntervalMs: 60_000 });
+          try {
+            index = (await tlog.addEntry(entry)).index;
+            await tlog.integrateNow();
+            if (opts.wait) proof = formatTlogProof(await tlog.proof(index));
+          } finally {
+            await tlog.close();
+          }
+        }
+        if (proof && opts.proofOut) writeFileSync(opts.proofOut, proof);
+        if (json) printJson({ ok: true, index, leafHash: toBase64(rfc6962.leaf(entry)), ...(proof ? { proof } : {}) });
+        else {
+          out(`appended at index ${index}`);
+          if (proof && !opts.proofOut) process.stdout.write(proof);
+        }
+      } catch (e) {
+        failWith(e, json);
+      }
+    });
+
+  log
+    .command('verify')
+    .description('Verify a checkpoint against log keys or a tlog-policy; optionally an entry inclusion, a tlog-proof file, and consistency from a stored checkpoint')
+    .option('--checkpoint <file>', 'signed checkpoint (default: from --proof, or the log at --log)')
+    .option('--policy <file>', 'tlog-policy: trusted logs, witnesses, quorum')
+    .option('--vkey <vkey>', 'trusted log verifier key (repeatable; no witness quorum)', collectVkey)
+    .option('--proof <file>', 'C2SP tlog-proof file to verify (with --entry)')
+    .option('--entry <file>', 'the entry bytes exactly as logged')
+    .option('--event <file>', 'a Custody event JSON file (canonicalized, as `log append --event` logs it)')
+    .option('--index <n>', 'entry index, to prove inclusion from the tiles at --log')
+    .option('--old <file>', 'an earlier checkpoint you stored, to prove consistency (needs --log)')
+    .option('--log <url|dir>', 'the log, for proofs built from its tiles')
+    .option('--at <time>', 'verification time for cosignature freshness (RFC 3339; default now)')
+    .option('--max-age <seconds>', 'cosignatures older than this do not count toward the quorum')
+    .option('--json', 'machine-readable output')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 verified, 1 not verified, 2 bad input, 3 log unavailable.
+Examples:
+  custody log verify --checkpoint checkpoint --vkey 'example.com/custody-log+1a2b3c4d+AY...'
+  custody log verify --proof entry-42.tlog-proof --entry event.json --policy tlog-policy.txt
+  custody log verify --old saved-checkpoint --log https://log.example.com/ --policy tlog-policy.txt`,
+    )
+    .action(async (opts: { checkpoint?: string; policy?: string; vkey?: string[]; proof?: string; entry?: string; event?: string; index?: string; old?: string; log?: string; at?: string; maxAge?: string; json?: boolean }) => {
+      const json = opts.json ?? false;
+      try {
+        const policy = readTrust(opts);
+        const proofFile = opts.proof ? parseTlogProof(readInputFile(opts.proof, 'proof file')) : undefined;
+        const source = opts.log ? logSource(opts.log) : undefined;
+        let cpText: string;
+        if (opts.checkpoint) cpText = fromUtf8(readInputFile(opts.checkpoint, 'checkpoint'));
+        else if (proofFile) cpText = proofFile.checkpoint;
+        else if (source) cpText = fromUtf8(await source.readCheckpoint());
+        else throw new CustodyError('ERR_USAGE', 'give --checkpoint, --proof or --log');
+        const now = parseTime(opts.at);
+        const maxAge = opts.maxAge === undefined ? undefined : Number(opts.maxAge);
+        if (maxAge !== undefined && !(maxAge >= 0)) throw new CustodyError('ERR_USAGE', '--max-age must be a number of seconds');
+        const steps: Step[] = [];
+        let size = 0;
+        let root = new Uint8Array();
+        const cpOk = await step(steps, 'checkpoint', async () => {
+          const cp = await verifyCheckpointWithPolicy(cpText, policy, {
+            ...(maxAge !== undefined ? { now: now ?? new Date(), maxAgeSeconds: maxAge } : now ? { now } : {}),
+          });
+          size = cp.checkpoint.size;
+          root = cp.checkpoint.rootHash;
+          return `${cp.checkpoint.origin} size ${size}, signed by the log${cp.witnesses.length ? `, cosigned by ${cp.witnesses.join(', ')}` : ''} (quorum ${policy.quorum})`;
+        });
+        if (cpOk && (proofFile || opts.index !== undefined)) {
+          if (!opts.entry === !opts.event) throw new CustodyError('ERR_USAGE', 'inclusion needs exactly one of --entry or --event');
+          const entry = opts.entry ? readInputFile(opts.entry, 'entry file') : readEventFile(opts.event!);
+          await step(steps, 'inclusion', async () => {
+            let index: number;
+            let hashes;
+            if (proofFile) {
+              if (opts.checkpoint && proofFile.checkpoint !== cpText) {
+                // A proof against another checkpoint: check that one too, then its inclusion.
+                const other = await verifyCheckpointWithPolicy(proofFile.checkpoint, policy);
+                verifyInclusion(proofFile.index, other.checkpoint.size, rfc6962.leaf(entry), proofFile.proof, other.checkpoint.rootHash);
+                return `entry ${proofFile.index} is in the tree of size ${other.checkpoint.size}`;
+              }
+              index = proofFile.index;
+              hashes = proofFile.proof;
+            } else {
+              index = Number(opts.index);
+              if (!Number.isSafeInteger(index) || index < 0) throw new CustodyError('ERR_USAGE', '--index must be a non-negative integer');
+              if (!source) throw new CustodyError('ERR_USAGE', '--index needs --log');
+              hashes = await inclusionProofFromTiles(source, index, size);
+            }
+            verifyInclusion(index, size, rfc6962.leaf(entry), hashes, root);
+            return `entry ${index} is in the tree of size ${size} (${hashes.length} proof hashes)`;
+          });
+        }
+        if (cpOk && opts.old) {
+          if (!source) throw new CustodyError('ERR_USAGE', '--old needs --log to build the consistency proof');
+          const oldText = fromUtf8(readInputFile(opts.old, 'old checkpoint'));
+          await step(steps, 'consistency', async () => {
+            const old = await verifyCheckpointWithPolicy(oldText, { ...policy, quorum: 'none' });
+            if (old.checkpoint.origin !== parseCheckpointBody(parseNote(cpText).text).origin) throw new CustodyError('ERR_TLOG_ORIGIN', 'the two checkpoints are from different logs');
+            if (old.checkpoint.size > size) throw new CustodyError('ERR_TLOG_ROLLBACK', `the stored checkpoint (size ${old.checkpoint.size}) is newer than this one (size ${size})`);
+            const p = await consistencyProofFromTiles(source, old.checkpoint.size, size);
+            verifyConsistency(old.checkpoint.size, size, old.checkpoint.rootHash, root, p);
+            return `size ${old.checkpoint.size} -> ${size} is append-only (${p.length} proof hashes)`;
+          });
+        }
+        const ok = steps.every((s) => s.ok);
+        if (json) printJson({ ok, steps });
+        else {
+          for (const s of steps) out(`${mark(s.ok)} ${s.step.padEnd(12)} ${s.ok ? s.detail : `${s.code}: ${s.detail}`}`);
+          out(ok ? 'verified' : 'NOT verified');
+        }
+        process.exitCode = ok ? EXIT_OK : EXIT_NOT_VERIFIED;
+      } catch (e) {
+        failWith(e, json);
+      }
+    });
+
+  log
+    .command('proof')
+    .description('Write a C2SP tlog-proof for an entry: inclusion proof from the tiles plus the (cosigned) checkpoint')
+    .argument('<index>', 'entry index')
+    .requiredOption('--log <url|dir>', 'the log')
+    .option('--out <file>', 'write the proof here (conventionally <name>.tlog-proof); default stdout')
+    .option('--policy <file>', 'check the checkpoint and the proof before writing')
+    .option('--vkey <vkey>', 'log verifier key to check with (repeatable)', collectVkey)
+    .option('--json', 'machine-readable output')
+    .action(async (indexStr: string, opts: { log: string; out?: string; policy?: string; vkey?: string[]; json?: boolean }) => {
+      const json = opts.json ?? false;
+      try {
+        if (!/^(0|[1-9][0-9]{0,15})$/.test(indexStr)) throw new CustodyError('ERR_USAGE', '<index> must be a non-negative integer');
+        const index = Number(indexStr);
+        const source = logSource(opts.log);
+        const cpText = fromUtf8(await source.readCheckpoint());
+        const size = parseCheckpointBody(parseNote(cpText).text).size;
+        if (index >= size) throw new CustodyError('ERR_TLOG_INCLUSION', `index ${index} is not in the latest checkpoint (size ${size})`);
+        const p = await buildTlogProof(source, index, cpText);
+        const entry = await readEntry(source, index, size);
+        if (opts.policy || opts.vkey) {
+          const policy = readTrust(opts);
+          const cp = await verifyCheckpointWithPolicy(cpText, policy);
+          verifyInclusion(index, size, rfc6962.leaf(entry), p.proof, cp.checkpoint.rootHash);
+        } else {
+          // Without trust configuration, still make sure the tiles agree with the checkpoint's root.
+          verifyInclusion(index, size, rfc6962.leaf(entry), p.proof, parseCheckpointBody(parseNote(cpText).text).rootHash);
+        }
+        const text = formatTlogProof(p);
+        if (opts.out) writeFileSync(opts.out, text);
+        if (json) printJson({ ok: true, index, size, leafHash: toBase64(rfc6962.leaf(entry)), proof: text, ...(opts.out ? { file: opts.out } : {}) });
+        else if (!opts.out) process.stdout.write(text);
+        else out(`wrote ${opts.out} (entry ${index}, tree size ${size})`);
+      } catch (e) {
+        failWith(e, json);
+      }
+    });
+
+  log
+    .command('monitor')
+    .description('Follow a log: verify each new checkpoint (signature, witness quorum, tiles, consistency) and report rollbacks and split views')
+    .requiredOption('--log <url|dir>', 'the log to follow')
+    .option('--policy <file>', 'tlog-policy (witness URLs are also checked for split views)')
+    .option('--vkey <vkey>', 'trusted log verifier key (repeatable)', collectVkey)
+    .option('--state <file>', 'remember the last verified checkpoint here (detects rollbacks across restarts)')
+    .option('--interval <seconds>', 'poll interval', '10')
+    .option('--once', 'check once and exit')
+    .option('--entries', 'also check every new entry against the tiles')
+    .option('--events', 'also check every new entry is a valid Custody event')
+    .option('--json', 'one JSON object per finding')
+    .addHelpText('after', '\nExit codes (with --once, or when an alarm stops the monitor): 0 ok, 1 rollback/split view/invalid, 3 unavailable.')
+    .action(async (opts: { log: string; policy?: string; vkey?: string[]; state?: string; interval: string; once?: boolean; entries?: boolean; events?: boolean; json?: boolean }) => {
+      const json = opts.json ?? false;
+      try {
+        const policy = readTrust(opts);
+        const interval = Number(opts.interval);
+        if (!(interval > 0)) throw new CustodyError('ERR_USAGE', '--interval must be a positive number of seconds');
+        let state: MonitorState | undefined;
+        if (opts.state && existsSync(opts.state)) {
+          try {
+            state = JSON.parse(fromUtf8(readInputFile(opts.state, 'monitor state'))) as MonitorState;
+            // The stored state must itself be a checkpoint we trust.
+            await openCheckpoint(state.checkpoint, await Promise.all(policy.logs.map((l) => createEd25519Verifier(l.key))));
+          } catch (e) {
+            throw new CustodyError('ERR_INPUT_MALFORMED', `monitor state ${opts.state} is not valid`, { cause: e });
+          }
+        }
+        const monitor = new LogMonitor({
+          source: logSource(opts.log),
+          policy,
+          ...(state ? { state } : {}),
+          verifyEntries: opts.entries ?? false,
+          verifyEvents: opts.events ?? false,
+          fetch: (u, i) => fetch(u, i),
+        });
+        const report = (f: MonitorFinding) => {
+          if (json) return out(JSON.stringify({ time: new Date().toISOString(), ...f }));
+          switch (f.kind) {
+            case 'checkpoint':
+              return out(`${mark(true)} checkpoint size ${f.size} (+${f.newEntries})${f.witnesses.length ? ` cosigned by ${f.witnesses.join(', ')}` : ''}`);
+            case 'unchanged':
+              return out(`${mark(true)} unchanged at size ${f.size}`);
+            case 'rollback':
+              return out(`${mark(false)} ALERT rollback: size ${f.size} after ${f.seenSize} (${f.code})`);
+            case 'split-view':
+              return out(`${mark(false)} ALERT split view from ${f.source}: ${f.detail} (${f.code})`);
+            default:
+              return out(`${mark(false)} ${f.kind} from ${f.source}: ${f.code}: ${f.detail}`);
+          }
+        };
+        for (;;) {
+          const findings = await monitor.poll();
+          findings.forEach(report);
+          if (opts.state && monitor.current) {
+            const tmp = `${opts.state}.tmp`;
+            writeFileSync(tmp, JSON.stringify(monitor.current, null, 1));
+            renameSync(tmp, opts.state);
+          }
+          const alarm = findings.some((f) => f.kind === 'rollback' || f.kind === 'split-view');
+          if (alarm) process.exit(EXIT_NOT_VERIFIED);
+          if (opts.once) {
+            process.exitCode = findings.some((f) => f.kind === 'invalid') ? EXIT_NOT_VERIFIED : findings.some((f) => f.kind === 'unavailable') ? EXIT_UNAVAILABLE : EXIT_OK;
+            return;
+          }
+          await new Promise((r) => setTimeout(r, interval * 1000));
+        }
+      } catch (e) {
+        failWith(e, json);
+      }
+    });
+
+  log
+    .command('policy')
+    .description('Print a tlog-policy in canonical form after checking it (logs, witnesses, quorum)')
+    .requiredOption('--policy <file>', 'tlog-policy file')
+    .action((opts: { policy: string }) => {
+      try {
+        process.stdout.write(formatTlogPolicy(parseTlogPolicy(readInputFile(opts.policy, 'policy file'))));
+      } catch (e) {
+        failWith(e, false);
+      }
+    });
+};
+

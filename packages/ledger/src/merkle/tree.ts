@@ -1,0 +1,169 @@
+import { VerificationError, type Bytes } from '@custody/core';
+import { rfc6962, type TreeHasher } from './hasher.js';
+
+/**
+ * A perfect subtree of the log: `level` l and `index` n cover the leaves [n * 2^l, (n+1) * 2^l).
+ * Every hash a proof needs is a perfect subtree or a right edge made of perfect subtrees, so a
+ * store only has to answer for these (tiles store levels 0, 8, 16, ... and derive the rest).
+ */
+export interface NodeId {
+  level: number;
+  index: number;
+}
+
+/** Where proof generation reads perfect-subtree hashes from (memory, tiles, a database). */
+export interface HashSource {
+  readNodes(ids: readonly NodeId[]): Promise<Bytes[]>;
+}
+
+/** Half-open leaf range [lo, hi). */
+export type LeafRange = readonly [lo: number, hi: number];
+
+/** Tree sizes and indexes are JavaScript safe integers (2^53 - 1 leaves is far beyond any log). */
+export function assertTreeSize(n: number, what = 'tree size'): void {
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new VerificationError('ERR_INPUT_MALFORMED', `${what} must be a non-negative safe integer`, { detail: { [what]: String(n) } });
+  }
+}
+
+/** Largest power of two strictly below n (n >= 2). */
+export function splitPoint(n: number): number {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+}
+
+export function isPowerOfTwo(n: number): boolean {
+  if (n < 1) return false;
+  while (n % 2 === 0) n /= 2;
+  return n === 1;
+}
+
+function log2Exact(n: number): number {
+  let l = 0;
+  while (n > 1) {
+    n /= 2;
+    l++;
+  }
+  return l;
+}
+
+/** How to compute MTH(D[lo:hi]) from perfect subtrees, following RFC 6962's split. */
+export type HashPlan = { node: NodeId } | { left: HashPlan; right: HashPlan };
+
+export function rangePlan(lo: number, hi: number): HashPlan {
+  const size = hi - lo;
+  if (size < 1) throw new VerificationError('ERR_INPUT_MALFORMED', 'empty leaf range', { detail: { lo, hi } });
+  if (isPowerOfTwo(size) && lo % size === 0) return { node: { level: log2Exact(size), index: lo / size } };
+  const k = splitPoint(size);
+  return { left: rangePlan(lo, lo + k), right: rangePlan(lo + k, hi) };
+}
+
+function collect(plan: HashPlan, out: Map<string, NodeId>): void {
+  if ('node' in plan) out.set(`${plan.node.level}/${plan.node.index}`, plan.node);
+  else {
+    collect(plan.left, out);
+    collect(plan.right, out);
+  }
+}
+
+function evaluate(plan: HashPlan, got: Map<string, Bytes>, hasher: TreeHasher): Bytes {
+  if ('node' in plan) return got.get(`${plan.node.level}/${plan.node.index}`)!;
+  return hasher.node(evaluate(plan.left, got, hasher), evaluate(plan.right, got, hasher));
+}
+
+/** MTH of each range, reading every needed perfect subtree once, in one batch. */
+export async function hashRanges(source: HashSource, ranges: readonly LeafRange[], hasher: TreeHasher = rfc6962): Promise<Bytes[]> {
+  const plans = ranges.map(([lo, hi]) => rangePlan(lo, hi));
+  const need = new Map<string, NodeId>();
+  for (const p of plans) collect(p, need);
+  const ids = [...need.values()];
+  const hashes = await source.readNodes(ids);
+  if (hashes.length !== ids.length) throw new VerificationError('ERR_TLOG_TILE', 'hash source returned the wrong number of hashes');
+  const got = new Map<string, Bytes>();
+  ids.forEach((id, i) => {
+    const h = hashes[i]!;
+    if (h.length !== 32) throw new VerificationError('ERR_TLOG_TILE', 'hash source returned a hash of the wrong length');
+    got.set(`${id.level}/${id.index}`, h);
+  });
+  return plans.map((p) => evaluate(p, got, hasher));
+}
+
+/** Root hash of the tree of the first `size` leaves. */
+export async function treeRoot(source: HashSource, size: number, hasher: TreeHasher = rfc6962): Promise<Bytes> {
+  assertTreeSize(size);
+  if (size === 0) return hasher.emptyRoot();
+  return (await hashRanges(source, [[0, size]], hasher))[0]!;
+}
+
+/** MTH over leaf hashes held in memory (RFC 6962 section 2.1), without recursion. */
+export function merkleRoot(leafHashes: readonly Uint8Array[], hasher: TreeHasher = rfc6962): Bytes {
+  if (leafHashes.length === 0) return hasher.emptyRoot();
+  // A stack of perfect subtrees (a compact range); merge equal sizes, then fold right to left.
+  const stack: { size: number; hash: Bytes }[] = [];
+  for (const h of leafHashes) {
+    let cur = { size: 1, hash: h as Bytes };
+    while (stack.length > 0 && stack[stack.length - 1]!.size === cur.size) {
+      const left = stack.pop()!;
+      cur = { size: cur.size * 2, hash: hasher.node(left.hash, cur.hash) };
+    }
+    stack.push(cur);
+  }
+  let acc = stack.pop()!.hash;
+  while (stack.length > 0) acc = hasher.node(stack.pop()!.hash, acc);
+  return acc;
+}
+
+/**
+ * An in-memory tree that keeps every perfect subtree hash (about 2n hashes). For tests, small
+ * logs and tools; the service keeps tiles instead.
+ */
+export class MemoryTree implements HashSource {
+  private readonly levels: Bytes[][] = [[]];
+
+  constructor(private readonly hasher: TreeHasher = rfc6962) {}
+
+  get size(): number {
+    return this.levels[0]!.length;
+  }
+
+  appendEntry(entry: Uint8Array): number {
+    return this.appendLeafHash(this.hasher.leaf(entry));
+  }
+
+  appendLeafHash(leafHash: Uint8Array): number {
+    const index = this.levels[0]!.length;
+    let h = leafHash as Bytes;
+    let l = 0;
+    let i = index;
+    for (;;) {
+      const level = (this.levels[l] ??= []);
+      level.push(h);
+      if (i % 2 === 0) break;
+      h = this.hasher.node(level[i - 1]!, h);
+      i = (i - 1) / 2;
+      l++;
+    }
+    return index;
+  }
+
+  leafHash(index: number): Bytes {
+    const h = this.levels[0]![index];
+    if (!h) throw new VerificationError('ERR_INPUT_MALFORMED', 'leaf index out of range', { detail: { index } });
+    return h;
+  }
+
+  readNodes(ids: readonly NodeId[]): Promise<Bytes[]> {
+    const out: Bytes[] = [];
+    for (const { level, index } of ids) {
+      const h = this.levels[level]?.[index];
+      if (!h) return Promise.reject(new VerificationError('ERR_TLOG_TILE', 'node is not in the tree', { detail: { level, index } }));
+      out.push(h);
+    }
+    return Promise.resolve(out);
+  }
+
+  root(size = this.size): Promise<Bytes> {
+    return treeRoot(this, size, this.hasher);
+  }
+}

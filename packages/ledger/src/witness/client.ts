@@ -1,0 +1,54 @@
+import { CustodyError, toCustodyError } from '@custody/core';
+import { formatAddCheckpoint, parseTlogSize, type AddCheckpointRequest } from './protocol.js';
+
+/** The subset of `fetch` the ledger clients use; inject `globalThis.fetch` or a test double. */
+export type FetchLike = (
+  url: string,
+  init?: { method?: string; body?: string | Uint8Array<ArrayBuffer>; headers?: Record<string, string>; signal?: AbortSignal },
+) => Promise<Response>;
+
+export function joinUrl(prefix: string, path: string): string {
+  return prefix.replace(/\/+$/, '') + '/' + path.replace(/^\/+/, '');
+}
+
+/**
+ * Sends `add-checkpoint` to a witness. Returns the cosignature lines on 200. A 409 becomes
+ * ERR_WITNESS_CONFLICT with the witness's size in `detail.size`, so the caller can send a
+ * consistency proof from that size; every other failure is typed by status.
+ */
+export async function requestCosignature(fetchFn: FetchLike, submissionPrefix: string, req: AddCheckpointRequest, timeoutMs = 10_000): Promise<string> {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), timeoutMs);
+  let res: Response;
+  let text: string;
+  try {
+    res = await fetchFn(joinUrl(submissionPrefix, 'add-checkpoint'), {
+      method: 'POST',
+      body: formatAddCheckpoint(req),
+      headers: { 'content-type': 'text/plain; charset=utf-8' },
+      signal: ctl.signal,
+    });
+    text = await res.text();
+  } catch (e) {
+    throw new CustodyError('ERR_WITNESS_UNAVAILABLE', 'witness did not answer', { cause: toCustodyError(e), detail: { witness: submissionPrefix } });
+  } finally {
+    clearTimeout(timer);
+  }
+  switch (res.status) {
+    case 200:
+      if (!/^(\u2014 [^\n]+\n)+$/.test(text)) throw new CustodyError('ERR_WITNESS_UNAVAILABLE', 'witness sent a malformed cosignature response');
+      return text;
+    case 409:
+      throw new CustodyError('ERR_WITNESS_CONFLICT', undefined, { detail: { witness: submissionPrefix, size: parseTlogSize(text) } });
+    case 403:
+      throw new CustodyError('ERR_WITNESS_FORBIDDEN', undefined, { detail: { witness: submissionPrefix } });
+    case 404:
+      throw new CustodyError('ERR_WITNESS_UNKNOWN_LOG', undefined, { detail: { witness: submissionPrefix } });
+    case 422:
+      throw new CustodyError('ERR_TLOG_CONSISTENCY', 'witness refused the checkpoint as inconsistent', { detail: { witness: submissionPrefix } });
+    case 400:
+      throw new CustodyError('ERR_WITNESS_BAD_REQUEST', undefined, { detail: { witness: submissionPrefix } });
+    default:
+      throw new CustodyError('ERR_WITNESS_UNAVAILABLE', 'witness answered with an unexpected status', { detail: { witness: submissionPrefix, status: res.status } });
+  }
+}

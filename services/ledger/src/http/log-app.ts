@@ -1,0 +1,74 @@
+import { Hono } from 'hono';
+import { CustodyError, fromUtf8, toBase64 } from '@custody/core';
+import { MAX_BUNDLE_SIZE, MAX_ENTRY_SIZE, TILE_WIDTH, encodeEvent, formatTlogProof, parseTilePath, rfc6962, tilePath } from '@custody/ledger';
+import type { TransparencyLog } from '../log.js';
+import type { FsTileStore } from '../storage/tile-store.js';
+import { problem, readBodyLimited } from './problem.js';
+
+const MAX_EVENT_JSON = 64 * 1024;
+
+/**
+ * The log's HTTP API. Reads are the C2SP tlog-tiles static resources (`/checkpoint`,
+ * `/tile/...`), served from the same directory any CDN could serve. Writes:
+ *   POST /add      raw entry bytes          -> {"index": n}
+ *   POST /events   a Custody event as JSON  -> {"index": n, "leafHash": base64}
+ * Either takes `?wait=1` to answer only once a published checkpoint includes the entry, with a
+ * C2SP tlog-proof for it. `GET /proof/<index>` returns a tlog-proof against the latest checkpoint.
+ */
+export function createLogApp(log: TransparencyLog, store: FsTileStore): Hono {
+  const app = new Hono();
+  app.onError((e) => problem(e));
+
+  app.get('/checkpoint', async (c) => {
+    const b = await store.readCheckpoint();
+    return c.body(b, 200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache, max-age=0' });
+  });
+
+  app.get('/tile/*', async (c) => {
+    const rel = c.req.path.replace(/^\/+/, '');
+    // Only canonical tile paths reach the filesystem (no traversal, one spelling per tile).
+    const tile = parseTilePath(rel);
+    if (tilePath(tile) !== rel) throw new CustodyError('ERR_TLOG_TILE', 'not a canonical tile path');
+    const max = tile.level === 'entries' ? MAX_BUNDLE_SIZE : TILE_WIDTH * 32;
+    const b = await store.readFileOrUndefined(rel, max);
+    if (!b) return problem(new CustodyError('ERR_TLOG_TILE', 'tile not found'));
+    return c.body(b, 200, { 'content-type': 'application/octet-stream', 'cache-control': 'public, max-age=31536000, immutable' });
+  });
+
+  const answer = async (index: number, leafHash: Uint8Array, wait: boolean): Promise<Response> => {
+    const body: Record<string, unknown> = { index, leafHash: toBase64(leafHash) };
+    if (wait) {
+      await log.waitForCheckpoint(index);
+      body.proof = formatTlogProof(await log.proof(index));
+    }
+    return new Response(JSON.stringify(body), { status: 200, headers: { 'content-type': 'application/json' } });
+  };
+
+  app.post('/add', async (c) => {
+    const entry = await readBodyLimited(c.req.raw, MAX_ENTRY_SIZE);
+    const { index } = await log.addEntry(entry);
+    return answer(index, rfc6962.leaf(entry), c.req.query('wait') === '1');
+  });
+
+  app.post('/events', async (c) => {
+    const raw = await readBodyLimited(c.req.raw, MAX_EVENT_JSON);
+    let value: unknown;
+    try {
+      value = JSON.parse(fromUtf8(raw));
+    } catch (e) {
+      throw new CustodyError('ERR_TLOG_EVENT', 'event is not JSON', { cause: e });
+    }
+    const entry = encodeEvent(value as Record<string, unknown>);
+    const { index } = await log.addEntry(entry);
+    return answer(index, rfc6962.leaf(entry), c.req.query('wait') === '1');
+  });
+
+  app.get('/proof/:index', async (c) => {
+    const s = c.req.param('index');
+    if (!/^(0|[1-9][0-9]{0,15})$/.test(s)) throw new CustodyError('ERR_INPUT_MALFORMED', 'index must be a decimal');
+    return c.body(formatTlogProof(await log.proof(Number(s))), 200, { 'content-type': 'text/plain; charset=utf-8' });
+  });
+
+  app.get('/healthz', (c) => c.json({ ok: true, origin: log.origin, size: log.publishedSize }));
+  return app;
+}

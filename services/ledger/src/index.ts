@@ -1,0 +1,13 @@
+// @custody/ledger-service: the Node side of Custody's transparency log.
+export { TransparencyLog, checkpointSize, type TransparencyLogOptions, type WitnessConfig } from './log.js';
+export { FsTileStore } from './storage/tile-store.js';
+export { nodeTreeHasher } from './hasher.js';
+export { SqliteSequencer } from './sequencer/sqlite.js';
+export { PostgresSequencer } from './sequencer/postgres.js';
+export type { Sequencer, TreeState } from './sequencer/types.js';
+export { createLogApp } from './http/log-app.js';
+export { problem, readBodyLimited, statusFor } from './http/problem.js';
+export { SqliteWitnessStore, createWitnessApp, witnessLogs } from './witness/witness-service.js';
+export { HttpAuditSink, listen, openLog, type OpenLogConfig, type RunningServer } from './open.js';
+// The interface the key broker and gateway write to; TransparencyLog and HttpAuditSink implement it.
+export type { AuditSink, CustodyEvent, ServiceAuditEvent } from '@custody/ledger';

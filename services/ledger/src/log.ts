@@ -1,0 +1,341 @@
+import { CustodyError, equalBytes, toCustodyError, type Bytes } from '@custody/core';
+import {
+  MAX_ENTRY_SIZE,
+  TileCache,
+  TileHashSource,
+  createCosignatureVerifier,
+  createEd25519Verifier,
+  encodeEvent,
+  formatNote,
+  integrate,
+  openCheckpoint,
+  openNote,
+  parseCheckpointBody,
+  parseNote,
+  proveConsistency,
+  proveInclusion,
+  quorumSatisfied,
+  requestCosignature,
+  rfc6962,
+  signCheckpoint,
+  type AuditSink,
+  type CustodyEvent,
+  type FetchLike,
+  type NoteSignature,
+  type NoteSigner,
+  type NoteVerifier,
+  type ServiceAuditEvent,
+  type TlogPolicy,
+  type TlogProof,
+} from '@custody/ledger';
+import type { FsTileStore } from './storage/tile-store.js';
+import { nodeTreeHasher } from './hasher.js';
+import type { Sequencer, TreeState } from './sequencer/types.js';
+
+export interface WitnessConfig {
+  /** Witnesses with URLs (their submission prefixes) and the quorum needed before publishing. */
+  policy: TlogPolicy;
+  fetch?: FetchLike;
+  timeoutMs?: number;
+}
+
+export interface TransparencyLogOptions {
+  origin: string;
+  signer: NoteSigner;
+  store: FsTileStore;
+  sequencer: Sequencer;
+  witnesses?: WitnessConfig;
+  /** Most entries committed in one sequencing transaction (group commit). */
+  maxBatch?: number;
+  /** How often sequenced entries are integrated into tiles and a checkpoint is signed. */
+  integrateIntervalMs?: number;
+  /** Most entries integrated per checkpoint. */
+  maxIntegrate?: number;
+  /** Called with each published checkpoint (public data only). */
+  onPublish?: (note: string, size: number) => void;
+  /** Called with operational errors that are retried (never includes key material). */
+  onError?: (e: CustodyError) => void;
+}
+
+interface Pending {
+  entry: Uint8Array;
+  resolve: (index: number) => void;
+  reject: (e: unknown) => void;
+}
+
+interface Waiter {
+  index: number;
+  resolve: (note: string) => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * A Custody transparency log writer. Appends are acknowledged once durably sequenced (group
+ * commit: one transaction per batch); a periodic integrator extends the tiles, signs a
+ * checkpoint per batch, asks the configured witnesses to cosign it and publishes the
+ * (cosigned) checkpoint. Everything published derives from the committed sequence, so a crash
+ * at any point can only delay publication, never change what a size's root is.
+ */
+export class TransparencyLog implements AuditSink {
+  readonly origin: string;
+  /** Counters for metrics: committed batches and entries, integrations, published checkpoints. */
+  readonly stats = { batches: 0, entries: 0, integrations: 0, published: 0 };
+  private queue: Pending[] = [];
+  private flushing = false;
+  private flushScheduled = false;
+  private closed = false;
+  private timer: NodeJS.Timeout | undefined;
+  private integrating: Promise<void> | undefined;
+  private published: { size: number; root: Bytes; note: string } | undefined;
+  private integrated: TreeState = { size: 0, root: rfc6962.emptyRoot() };
+  private waiters: Waiter[] = [];
+  private readonly cache = new TileCache(512);
+  private witnessVerifiers: { name: string; url: string; verifier: NoteVerifier; knownSize: number }[] = [];
+  private logVerifier: NoteVerifier | undefined;
+
+  private constructor(private readonly opts: TransparencyLogOptions) {
+    this.origin = opts.origin;
+  }
+
+  static async open(opts: TransparencyLogOptions): Promise<TransparencyLog> {
+    if (opts.signer.name !== opts.origin) throw new CustodyError('ERR_TLOG_ORIGIN', 'the log key name must be the origin');
+    const log = new TransparencyLog(opts);
+    await opts.store.init();
+    if (opts.witnesses) {
+      for (const [name, w] of opts.witnesses.policy.witnesses) {
+        if (w.url) log.witnessVerifiers.push({ name, url: w.url, verifier: await createCosignatureVerifier(w.key), knownSize: 0 });
+      }
+    }
+    log.logVerifier = await createEd25519Verifier(opts.signer.vkey);
+    const st = await opts.sequencer.state();
+    log.integrated = { size: st.size, root: st.root };
+    const existing = await opts.store.readCheckpointOrUndefined();
+    if (existing) {
+      const cp = await openCheckpoint(existing, [log.logVerifier]);
+      if (cp.checkpoint.size > st.size) {
+        throw new CustodyError('ERR_TLOG_ROLLBACK', 'published checkpoint is ahead of the database; refusing to roll back', {
+          detail: { published: cp.checkpoint.size, database: st.size },
+        });
+      }
+      log.published = { size: cp.checkpoint.size, root: cp.checkpoint.rootHash, note: new TextDecoder().decode(existing) };
+    }
+    // Publish the integrated state if a crash happened between integration and publication.
+    await log.publishIfBehind().catch((e: unknown) => log.report(e));
+    const every = opts.integrateIntervalMs ?? 200;
+    log.timer = setInterval(() => void log.integrateNow().catch((e: unknown) => log.report(e)), every);
+    log.timer.unref();
+    return log;
+  }
+
+  private report(e: unknown): void {
+    this.opts.onError?.(toCustodyError(e));
+  }
+
+  /** Durably sequences one entry; resolves with its index once committed. */
+  addEntry(entry: Uint8Array): Promise<{ index: number }> {
+    if (this.closed) return Promise.reject(new CustodyError('ERR_TLOG_UNAVAILABLE', 'log is closed'));
+    if (entry.length > MAX_ENTRY_SIZE) return Promise.reject(new CustodyError('ERR_TLOG_ENTRY', 'entry is larger than 65535 bytes', { detail: { size: entry.length } }));
+    return new Promise<number>((resolve, reject) => {
+      this.queue.push({ entry: new Uint8Array(entry), resolve, reject });
+      this.scheduleFlush();
+    }).then((index) => ({ index }));
+  }
+
+  /**
+   * AuditSink: validates the event (schema and secrets rule), then appends its canonical JSON.
+   * A service audit record (the broker's AuditEvent) is logged as an `audit.recorded` event.
+   */
+  async append(event: CustodyEvent | ServiceAuditEvent): Promise<{ index: number }> {
+    return this.addEntry(encodeEvent(event));
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.flushing) return;
+    this.flushScheduled = true;
+    // setImmediate lets every append issued in this turn join the same transaction.
+    setImmediate(() => {
+      this.flushScheduled = false;
+      void this.flush();
+    });
+  }
+
+  /** Commits one batch (one transaction, one fsync), then yields so timers and I/O get a turn. */
+  private async flush(): Promise<void> {
+    if (this.flushing || this.queue.length === 0) return;
+    this.flushing = true;
+    const batch = this.queue.splice(0, this.opts.maxBatch ?? 8192);
+    try {
+      const first = await this.opts.sequencer.sequence(batch.map((p) => p.entry));
+      this.stats.batches++;
+      this.stats.entries += batch.length;
+      batch.forEach((p, i) => p.resolve(first + i));
+    } catch (e) {
+      const err = toCustodyError(e, 'ERR_TLOG_UNAVAILABLE');
+      for (const p of batch) p.reject(err);
+    } finally {
+      this.flushing = false;
+    }
+    if (this.queue.length > 0) this.scheduleFlush();
+  }
+
+  /** Integrates what is sequenced, signs and publishes a checkpoint. Serialized within the process. */
+  integrateNow(): Promise<void> {
+    this.integrating ??= this.integrateOnce().finally(() => {
+      this.integrating = undefined;
+    });
+    return this.integrating;
+  }
+
+  private async integrateOnce(): Promise<void> {
+    const { state } = await this.opts.sequencer.integrate(this.opts.maxIntegrate ?? 65536, async (st, entries) => {
+      const r = await integrate({ oldSize: st.size, readTile: this.opts.store.readTile, entries, hasher: nodeTreeHasher });
+      await this.opts.store.writeTiles(r.tiles);
+      return { size: r.size, root: r.root };
+    });
+    this.integrated = state;
+    this.stats.integrations++;
+    await this.publishIfBehind();
+  }
+
+  /** Adopts a checkpoint another writer published (shared directory, PostgreSQL sequencing). */
+  private async refreshPublished(): Promise<void> {
+    const b = await this.opts.store.readCheckpointOrUndefined();
+    if (!b) return;
+    const cp = await openCheckpoint(b, [this.logVerifier!]);
+    if (!this.published || cp.checkpoint.size > this.published.size) this.setPublished(cp.checkpoint.size, cp.checkpoint.rootHash, new TextDecoder().decode(b));
+  }
+
+  private setPublished(size: number, root: Bytes, note: string): void {
+    this.published = { size, root, note };
+    const still: Waiter[] = [];
+    for (const w of this.waiters) {
+      if (w.index < size) w.resolve(note);
+      else still.push(w);
+    }
+    this.waiters = still;
+  }
+
+  private async publishIfBehind(): Promise<void> {
+    await this.refreshPublished();
+    const st = this.integrated;
+    if (this.published && this.published.size >= st.size) {
+      if (this.published.size === st.size && !equalBytes(this.published.root, st.root)) {
+        throw new CustodyError('ERR_TLOG_SPLIT_VIEW', 'published root differs from the database root at the same size');
+      }
+      return;
+    }
+    const note = await signCheckpoint({ origin: this.origin, size: st.size, rootHash: st.root, extensions: [] }, [this.opts.signer]);
+    const cosigned = await this.cosign(note, st.size);
+    if (cosigned === undefined) return; // quorum not met; retried on the next tick
+    const wrote = await this.opts.sequencer.publish(st.size, () => this.opts.store.writeCheckpoint(cosigned));
+    if (!wrote) {
+      await this.refreshPublished();
+      return;
+    }
+    this.setPublished(st.size, st.root, cosigned);
+    this.stats.published++;
+    this.opts.onPublish?.(cosigned, st.size);
+  }
+
+  /** Collects witness cosignatures; undefined if the quorum is not met. */
+  private async cosign(note: string, size: number): Promise<string | undefined> {
+    const cfg = this.opts.witnesses;
+    if (!cfg || this.witnessVerifiers.length === 0) return note;
+    const parsed = parseNote(note);
+    const source = new TileHashSource(this.opts.store.readTile, size, rfc6962, this.cache);
+    const fetchFn = cfg.fetch ?? ((url, init) => fetch(url, init));
+    const got: NoteSignature[] = [];
+    const names = new Set<string>();
+    await Promise.all(
+      this.witnessVerifiers.map(async (w) => {
+        for (let attempt = 0; attempt < 2; attempt++) {
+          const old = Math.min(w.knownSize, size);
+          try {
+            const proof = old === 0 ? [] : await proveConsistency(source, old, size);
+            const lines = await requestCosignature(fetchFn, w.url, { oldSize: old, proof, checkpoint: note }, cfg.timeoutMs ?? 5000);
+            const opened = await openNote(formatNote(parsed.text, parseNote(parsed.text + '\n' + lines).signatures), [w.verifier]);
+            got.push(...opened.verified.map((v) => v.signature));
+            names.add(w.name);
+            w.knownSize = size;
+            return;
+          } catch (e) {
+            const err = toCustodyError(e);
+            if (err.code === 'ERR_WITNESS_CONFLICT' && typeof err.detail?.size === 'number' && attempt === 0) {
+              w.knownSize = err.detail.size;
+              continue;
+            }
+            this.report(err);
+            return;
+          }
+        }
+      }),
+    );
+    if (!quorumSatisfied(cfg.policy, names)) {
+      this.report(new CustodyError('ERR_TLOG_QUORUM', 'witness quorum not met; checkpoint not published yet', { detail: { size, cosigned: names.size } }));
+      return undefined;
+    }
+    return formatNote(parsed.text, [...parsed.signatures, ...got]);
+  }
+
+  /** Resolves with the first published checkpoint that includes `index`. */
+  waitForCheckpoint(index: number, timeoutMs = 30_000): Promise<string> {
+    if (this.published && index < this.published.size) return Promise.resolve(this.published.note);
+    return new Promise<string>((resolve, reject) => {
+      const w: Waiter = { index, resolve, reject };
+      const t = setTimeout(() => {
+        this.waiters = this.waiters.filter((x) => x !== w);
+        reject(new CustodyError('ERR_TLOG_UNAVAILABLE', 'entry was not integrated in time', { detail: { index } }));
+      }, timeoutMs);
+      t.unref();
+      w.resolve = (n) => {
+        clearTimeout(t);
+        resolve(n);
+      };
+      this.waiters.push(w);
+    });
+  }
+
+  /** The latest published (possibly cosigned) checkpoint. */
+  latestCheckpoint(): string | undefined {
+    return this.published?.note;
+  }
+
+  get publishedSize(): number {
+    return this.published?.size ?? 0;
+  }
+
+  /** An inclusion proof file for `index` against the latest published checkpoint. */
+  async proof(index: number): Promise<TlogProof> {
+    await this.refreshPublished();
+    const p = this.published;
+    if (!p || index >= p.size) throw new CustodyError('ERR_TLOG_INCLUSION', 'entry is not in a published checkpoint yet', { detail: { index, size: p?.size ?? 0 } });
+    const proof = await proveInclusion(new TileHashSource(this.opts.store.readTile, p.size, rfc6962, this.cache), index, p.size);
+    return { index, proof, checkpoint: p.note };
+  }
+
+  /** A consistency proof between two published sizes (for witnesses and monitors). */
+  async consistency(oldSize: number, newSize: number): Promise<Bytes[]> {
+    return proveConsistency(new TileHashSource(this.opts.store.readTile, newSize, rfc6962, this.cache), oldSize, newSize);
+  }
+
+  /** Stops the integrator, commits queued appends, integrates and publishes what is sequenced. */
+  async close(opts: { integrate?: boolean } = { integrate: true }): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    while (this.flushing || this.flushScheduled || this.queue.length > 0) {
+      await this.flush();
+      await new Promise((r) => setImmediate(r));
+    }
+    if (opts.integrate !== false) await this.integrateNow().catch((e: unknown) => this.report(e));
+    else await this.integrating?.catch(() => undefined);
+    for (const w of this.waiters) w.reject(new CustodyError('ERR_TLOG_UNAVAILABLE', 'log closed'));
+    this.waiters = [];
+    await this.opts.sequencer.close();
+  }
+}
+
+/** Parses a published checkpoint's size without verifying it (for status displays). */
+export function checkpointSize(note: string): number {
+  return parseCheckpointBody(parseNote(note).text).size;
+}
