@@ -14,7 +14,7 @@ export function percentile(sorted: number[], p: number): number {
 }
 
 /** Runs `fn` repeatedly for about `ms` milliseconds (after a warm-up) and returns ops/s. */
-export async function opsPerSecond(fn: () => Promise<unknown> | unknown, ms = 2000, warmup = 200): Promise<number> {
+export async function opsPerSecond(fn: () => unknown, ms = 2000, warmup = 200): Promise<number> {
   const warmEnd = performance.now() + warmup;
   while (performance.now() < warmEnd) await fn();
   let n = 0;
