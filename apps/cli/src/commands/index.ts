@@ -5,8 +5,9 @@ import { register as up } from './up.js';
 import { register as keys } from './keys.js';
 import { register as log } from './log.js';
 import { register as witness } from './witness.js';
+import { register as gateway } from './gateway.js';
 
 /** Each area of the CLI registers its commands here. */
 export type Register = (program: Command) => void;
 
-export const registrations: Register[] = [up, attest, policy, keys, log, witness];
+export const registrations: Register[] = [up, attest, policy, keys, log, witness, gateway];

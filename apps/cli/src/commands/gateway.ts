@@ -1,0 +1,138 @@
+import { writeFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { CustodyError, fromUtf8 } from '@custody/core';
+import { launchGateway, launchRelay, type LaunchGatewayConfig } from '@custody/gateway-service';
+import { readInputFile } from '../files.js';
+import { failWith, printJson } from '../output.js';
+import type { Register } from './index.js';
+
+interface ServeOptions {
+  demo?: boolean;
+  model?: string;
+  upstream?: string;
+  modelDigest?: string[];
+  port: string;
+  host: string;
+  attester: string;
+  tpmTcti?: string;
+  measurement?: string;
+  appraisalPolicy?: string;
+  broker?: string;
+  brokerKeyEnv: string;
+  brokerTenant: string;
+  tenants?: string;
+  apiKey?: string;
+  jwksOut?: string;
+  rotateKeys?: string;
+  json?: boolean;
+}
+
+function port(s: string): number {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new CustodyError('ERR_USAGE', `--port must be 0..65535, got ${JSON.stringify(s)}`);
+  return n;
+}
+
+function untilSignal(close: () => Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      void close().finally(resolve);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+/**
+ * `custody gateway serve` (the confidential inference gateway) and `custody relay serve`
+ * (an OHTTP relay in front of one gateway). Both serve until interrupted.
+ */
+export const register: Register = (program: Command) => {
+  const gateway = program.command('gateway').description('Confidential inference gateway: OpenAI-compatible routes reachable only through Oblivious HTTP, with attestation and signed receipts');
+  gateway
+    .command('serve')
+    .description('attest, then serve the demo model, an OpenAI-compatible upstream, or a GGUF model until interrupted')
+    .option('--demo', 'serve custody-demo (not a real LLM); the default when no --model or --upstream is given')
+    .option('--model <file.gguf>', 'serve a GGUF model in process (needs node-llama-cpp installed)')
+    .option('--upstream <url>', 'forward to an OpenAI-compatible server in the same TEE (vLLM, llama.cpp server, Ollama)')
+    .option('--model-digest <id=sha256:hex...>', 'weights digest of an upstream model, for receipts (repeatable)')
+    .option('--port <n>', 'listen port (0: any free port)', '8443')
+    .option('--host <addr>', 'listen address', '127.0.0.1')
+    .option('--attester <sim|tpm>', 'evidence source (sim is SIMULATED, for development)', 'sim')
+    .option('--tpm-tcti <tcti>', 'TPM TCTI, e.g. swtpm:host=127.0.0.1,port=2321 (default device:/dev/tpmrm0)')
+    .option('--measurement <hex>', 'sim measurement (default 48 zero bytes)')
+    .option('--appraisal-policy <file>', 'appraisal policy of the in-process development broker (default: accept this sim measurement)')
+    .option('--broker <url>', 'key broker URL (docs/key-release-protocol.md); default an in-process development broker')
+    .option('--broker-key-env <name>', 'environment variable holding the workload API key for --broker', 'CUSTODY_BROKER_API_KEY')
+    .option('--broker-tenant <name>', 'tenant at the broker', 'default')
+    .option('--tenants <file>', 'tenants and input policies (YAML/JSON); default one demo tenant')
+    .option('--api-key <key>', 'API key of the default demo tenant (default: generated and printed)')
+    .option('--jwks-out <file>', 'write the JWKS clients must pin (the broker\'s EAR signing keys)')
+    .option('--rotate-keys <seconds>', 'rotate the OHTTP key (and re-attest) this often')
+    .option('--json', 'print the startup summary as JSON')
+    .action(async (opts: ServeOptions) => {
+      const json = opts.json ?? false;
+      try {
+        if ([opts.demo, opts.model, opts.upstream].filter(Boolean).length > 1) throw new CustodyError('ERR_USAGE', 'choose one of --demo, --model and --upstream');
+        if (opts.attester !== 'sim' && opts.attester !== 'tpm') throw new CustodyError('ERR_USAGE', '--attester must be sim or tpm');
+        const digests: Record<string, string> = {};
+        for (const d of opts.modelDigest ?? []) {
+          const m = /^([^=]+)=(sha256:[0-9a-f]{64})$/.exec(d);
+          if (!m) throw new CustodyError('ERR_USAGE', '--model-digest must be <model-id>=sha256:<64 hex>');
+          digests[m[1]!] = m[2]!;
+        }
+        let broker: LaunchGatewayConfig['broker'];
+        if (opts.broker) {
+          const key = process.env[opts.brokerKeyEnv];
+          if (!key) throw new CustodyError('ERR_USAGE', `--broker needs a workload API key in $${opts.brokerKeyEnv}`);
+          broker = { url: opts.broker, apiKey: key, tenant: opts.brokerTenant };
+        }
+        const launched = await launchGateway({
+          port: port(opts.port),
+          host: opts.host,
+          attester: opts.attester,
+          ...(opts.tpmTcti ? { tpmTcti: opts.tpmTcti } : {}),
+          ...(opts.measurement ? { simMeasurement: opts.measurement } : {}),
+          ...(opts.upstream ? { upstream: opts.upstream, upstreamDigests: digests } : {}),
+          ...(opts.model ? { modelPath: opts.model } : {}),
+          ...(opts.appraisalPolicy ? { appraisalPolicy: fromUtf8(readInputFile(opts.appraisalPolicy, 'appraisal policy')) } : {}),
+          ...(opts.tenants ? { tenants: fromUtf8(readInputFile(opts.tenants, 'tenants policy')) } : {}),
+          ...(opts.apiKey ? { apiKey: opts.apiKey } : {}),
+          ...(broker ? { broker } : {}),
+          ...(opts.rotateKeys ? { keyRotationMs: Number(opts.rotateKeys) * 1000 } : {}),
+        });
+        if (opts.jwksOut) writeFileSync(opts.jwksOut, JSON.stringify(launched.jwks, null, 2) + '\n');
+        if (json) printJson({ ok: true, url: launched.url, simulated: launched.simulated, jwks: launched.jwks, ...(launched.apiKey ? { apiKey: launched.apiKey } : {}) });
+        else {
+          process.stderr.write(launched.summary.join('\n') + '\n');
+          if (opts.jwksOut) process.stderr.write(`  JWKS         written to ${opts.jwksOut} (clients pin it)\n`);
+          process.stderr.write('  stop         Ctrl-C\n');
+        }
+        await untilSignal(() => launched.close());
+      } catch (e) {
+        failWith(e, json);
+      }
+    });
+
+  const relay = program.command('relay').description('Oblivious HTTP relay: forwards encapsulated requests so the gateway never sees client addresses');
+  relay
+    .command('serve')
+    .description('relay POST /ohttp and attestation discovery to one gateway until interrupted')
+    .requiredOption('--gateway <url>', 'the gateway base URL')
+    .option('--port <n>', 'listen port (0: any free port)', '8444')
+    .option('--host <addr>', 'listen address', '127.0.0.1')
+    .option('--json', 'print the startup summary as JSON')
+    .action(async (opts: { gateway: string; port: string; host: string; json?: boolean }) => {
+      const json = opts.json ?? false;
+      try {
+        const server = await launchRelay({ gateway: opts.gateway, port: port(opts.port), host: opts.host });
+        if (json) printJson({ ok: true, url: server.url, gateway: opts.gateway });
+        else process.stderr.write(`custody relay listening on ${server.url}, forwarding to ${opts.gateway} (no client addresses are passed on)\n`);
+        await untilSignal(() => server.close());
+      } catch (e) {
+        failWith(e, json);
+      }
+    });
+};

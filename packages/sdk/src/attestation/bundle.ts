@@ -1,0 +1,107 @@
+/**
+ * The attestation bundle a gateway publishes at `/.well-known/custody/attestation` (and returns
+ * from the challenge endpoint with fresh evidence). Everything in it is untrusted until
+ * `verifyGatewayBundle` has checked it; nothing in it names a trust anchor.
+ *
+ * ```json
+ * { "format": "custody.dev/attestation-bundle/v1",
+ *   "platform": "sim", "simulated": true,
+ *   "evidence": "<base64url evidence file>",
+ *   "runtimeData": "<the RFC 8785 text the evidence binds>",
+ *   "ear": "<EAR JWT from the broker>",                      // optional
+ *   "earRuntimeData": "<runtime data the EAR appraised>",    // when it differs (fresh-nonce bundles)
+ *   "ohttpKeys": "<base64url application/ohttp-keys>",       // equal to runtime data's ohttp-keys
+ *   "receiptKey": {"kty":"OKP","crv":"Ed25519","x":"..."},   // equal to runtime data's receipt-key
+ *   "model": {"id": "...", "digest": "sha256:...", "label": "..."},
+ *   "policyVersion": "...",
+ *   "issuedAt": "<RFC 3339>",
+ *   "ledger": {"index": 12, "event": {...}, "proof": "<c2sp tlog-proof>"} }   // optional
+ * ```
+ */
+import { z } from 'zod';
+import { CustodyError, fromBase64Url, type Bytes } from '@custody/core';
+import type { Platform } from '@custody/attest';
+import { MAX_RUNTIME_DATA, type OkpPublicJwk } from './runtime-data.js';
+
+export const ATTESTATION_BUNDLE_FORMAT = 'custody.dev/attestation-bundle/v1';
+export const ATTESTATION_PATH = '/.well-known/custody/attestation';
+export const CHALLENGE_PATH = '/.well-known/custody/attestation/challenge';
+export const MAX_BUNDLE_BYTES = 1024 * 1024;
+
+export interface BundleLedgerEntry {
+  /** Index of the broker's `attestation.appraised` event in the transparency log. */
+  index: number;
+  /** The event as logged (canonical JSON object). */
+  event: Record<string, unknown>;
+  /** C2SP tlog-proof text proving the event at `index`, when the log had published it. */
+  proof?: string;
+}
+
+export interface AttestationBundle {
+  format: typeof ATTESTATION_BUNDLE_FORMAT;
+  platform: Platform;
+  simulated: boolean;
+  evidence: string;
+  runtimeData: string;
+  ear?: string;
+  earRuntimeData?: string;
+  ohttpKeys: string;
+  receiptKey: OkpPublicJwk;
+  model?: { id: string; digest?: string; label?: string; backend?: string };
+  policyVersion?: string;
+  issuedAt: string;
+  ledger?: BundleLedgerEntry;
+}
+
+const PLATFORM_NAMES = ['sev-snp', 'tdx', 'nitro', 'tpm', 'azure-vtpm', 'nvidia', 'sim'] as const;
+const b64 = (max: number) => z.string().max(max).regex(/^[A-Za-z0-9_-]*$/, 'base64url');
+
+const bundleSchema = z.strictObject({
+  format: z.literal(ATTESTATION_BUNDLE_FORMAT),
+  platform: z.enum(PLATFORM_NAMES),
+  simulated: z.boolean(),
+  evidence: b64(700_000),
+  runtimeData: z.string().max(MAX_RUNTIME_DATA),
+  ear: z.string().max(256 * 1024).optional(),
+  earRuntimeData: z.string().max(MAX_RUNTIME_DATA).optional(),
+  ohttpKeys: b64(90_000),
+  receiptKey: z.strictObject({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: b64(64) }),
+  model: z.strictObject({ id: z.string().max(256), digest: z.string().max(140).optional(), label: z.string().max(256).optional(), backend: z.string().max(64).optional() }).optional(),
+  policyVersion: z.string().max(512).optional(),
+  issuedAt: z.string().max(64).refine((s) => !Number.isNaN(Date.parse(s)), 'RFC 3339 time'),
+  ledger: z
+    .strictObject({
+      index: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+      event: z.record(z.string().max(64), z.unknown()),
+      proof: z.string().max(MAX_BUNDLE_BYTES).optional(),
+    })
+    .optional(),
+});
+
+/** Validates an attestation bundle's shape and bounds (not its truth). ERR_SDK_DISCOVERY. */
+export function parseAttestationBundle(value: unknown): AttestationBundle {
+  const r = bundleSchema.safeParse(value);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new CustodyError('ERR_SDK_DISCOVERY', `attestation bundle is malformed at ${issue?.path.map(String).join('.') || '(root)'}`, {
+      detail: { path: issue?.path.map(String).join('.').slice(0, 64) ?? '' },
+    });
+  }
+  return r.data;
+}
+
+/** Parses bundle JSON text with a size bound. */
+export function parseAttestationBundleText(text: string): AttestationBundle {
+  if (text.length > MAX_BUNDLE_BYTES) throw new CustodyError('ERR_SDK_DISCOVERY', 'attestation bundle is too large', { detail: { size: text.length } });
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new CustodyError('ERR_SDK_DISCOVERY', 'attestation bundle is not JSON', { cause: e });
+  }
+  return parseAttestationBundle(v);
+}
+
+export function bundleEvidence(bundle: AttestationBundle): Bytes {
+  return fromBase64Url(bundle.evidence);
+}

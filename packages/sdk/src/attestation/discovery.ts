@@ -1,0 +1,131 @@
+/**
+ * Discovery: fetches a gateway's attestation bundle (optionally with fresh evidence bound to a
+ * caller nonce) and the broker's JWKS from a URL the caller trusts, then verifies.
+ */
+import type { JSONWebKeySet } from 'jose';
+import { CustodyError, fromUtf8, isCustodyError, secureRandom, systemClock, toBase64Url, type RandomSource } from '@custody/core';
+import { readAll } from '../ohttp/stream-buffer.js';
+import { ATTESTATION_PATH, CHALLENGE_PATH, MAX_BUNDLE_BYTES, parseAttestationBundleText, type AttestationBundle } from './bundle.js';
+import { verifyGatewayBundle, type GatewayTrustOptions, type VerificationDocument, type VerifiedGateway } from './verify.js';
+
+export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+
+const MAX_JWKS_BYTES = 64 * 1024;
+
+/** `base` with `path` appended to its path (a base of https://h/gw gives https://h/gw/.well-known/...). */
+export function joinPath(base: string | URL, path: string): string {
+  const u = new URL(String(base));
+  u.pathname = u.pathname.replace(/\/+$/, '') + path;
+  u.search = '';
+  u.hash = '';
+  return u.toString();
+}
+
+async function readBounded(res: Response, max: number, code: string): Promise<string> {
+  if (!res.body) return '';
+  try {
+    return fromUtf8(await readAll(res.body, max));
+  } catch (e) {
+    throw new CustodyError(code, 'response is too large or not UTF-8', { cause: e });
+  }
+}
+
+export interface FetchBundleOptions {
+  readonly fetch?: FetchLike;
+  /** When given, the gateway re-attests with this nonce in its runtime data. */
+  readonly nonce?: Uint8Array;
+  readonly signal?: AbortSignal;
+}
+
+/** GET the bundle, or POST the challenge with a nonce. ERR_SDK_DISCOVERY on any failure. */
+export async function fetchAttestationBundle(gateway: string | URL, options: FetchBundleOptions = {}): Promise<AttestationBundle> {
+  const f = options.fetch ?? globalThis.fetch;
+  let res: Response;
+  try {
+    res = options.nonce
+      ? await f(joinPath(gateway, CHALLENGE_PATH), {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept: 'application/json' },
+          body: JSON.stringify({ nonce: toBase64Url(options.nonce) }),
+          ...(options.signal ? { signal: options.signal } : {}),
+        })
+      : await f(joinPath(gateway, ATTESTATION_PATH), { headers: { accept: 'application/json' }, ...(options.signal ? { signal: options.signal } : {}) });
+  } catch (e) {
+    throw new CustodyError('ERR_SDK_DISCOVERY', 'the gateway attestation bundle could not be fetched', { cause: e });
+  }
+  const text = await readBounded(res, MAX_BUNDLE_BYTES, 'ERR_SDK_DISCOVERY');
+  if (res.status !== 200) {
+    let code = 'ERR_SDK_DISCOVERY';
+    try {
+      const p = JSON.parse(text) as { code?: unknown };
+      if (typeof p.code === 'string' && /^ERR_[A-Z0-9_]{1,60}$/.test(p.code)) code = p.code;
+    } catch {
+      // not a problem document; keep the generic code
+    }
+    throw new CustodyError(code, `the gateway answered ${res.status} to attestation discovery`, { detail: { status: res.status } });
+  }
+  return parseAttestationBundleText(text);
+}
+
+/** Fetches a JWKS from a URL the caller chose (never from one the gateway names). */
+export async function fetchJwks(url: string | URL, fetchFn: FetchLike = globalThis.fetch): Promise<JSONWebKeySet> {
+  let res: Response;
+  try {
+    res = await fetchFn(String(url), { headers: { accept: 'application/json' } });
+  } catch (e) {
+    throw new CustodyError('ERR_SDK_DISCOVERY', 'the broker JWKS could not be fetched', { cause: e });
+  }
+  const text = await readBounded(res, MAX_JWKS_BYTES, 'ERR_SDK_DISCOVERY');
+  if (res.status !== 200) throw new CustodyError('ERR_SDK_DISCOVERY', `the broker JWKS endpoint answered ${res.status}`, { detail: { status: res.status } });
+  try {
+    const v = JSON.parse(text) as JSONWebKeySet;
+    if (!Array.isArray(v.keys) || v.keys.length === 0 || v.keys.length > 64) throw new Error('not a JWKS');
+    return v;
+  } catch (e) {
+    throw new CustodyError('ERR_SDK_DISCOVERY', 'the broker JWKS is malformed', { cause: e });
+  }
+}
+
+export interface DiscoverOptions extends GatewayTrustOptions {
+  readonly gateway: string | URL;
+  /** Fetch the bundle through this base URL instead (an OHTTP relay that forwards it). */
+  readonly via?: string | URL;
+  readonly fetch?: FetchLike;
+  /** The broker's JWKS endpoint, when `jwks` is not pinned. */
+  readonly jwksUrl?: string | URL;
+  /** Challenge with a fresh nonce (default: when no broker JWKS is configured). */
+  readonly freshNonce?: boolean;
+  readonly nonce?: Uint8Array;
+  readonly now?: () => Date;
+  readonly random?: RandomSource;
+  readonly signal?: AbortSignal;
+}
+
+/** Fetches and verifies in one step. Never throws for a failed check: see `document.ok`. */
+export async function discoverGateway(options: DiscoverOptions): Promise<{ document: VerificationDocument; verified?: VerifiedGateway; bundle?: AttestationBundle }> {
+  const now = options.now ?? systemClock;
+  const jwks = options.jwks ?? (options.jwksUrl ? await fetchJwks(options.jwksUrl, options.fetch) : undefined);
+  const wantsNonce = options.nonce !== undefined || (options.freshNonce ?? jwks === undefined);
+  const nonce = options.nonce ?? (wantsNonce ? (options.random ?? secureRandom)(32) : undefined);
+  let bundle: AttestationBundle;
+  try {
+    bundle = await fetchAttestationBundle(options.via ?? options.gateway, {
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+      ...(nonce ? { nonce } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  } catch (e) {
+    const err = isCustodyError(e) ? e : new CustodyError('ERR_SDK_DISCOVERY', undefined, { cause: e });
+    const document: VerificationDocument = {
+      format: 'custody.dev/gateway-verification/v1',
+      ok: false,
+      gateway: String(options.gateway),
+      verifiedAt: now().toISOString(),
+      steps: [{ name: 'trust', ok: false, ran: true, detail: `discovery failed: ${err.message}`, code: err.code }],
+      error: { code: err.code, message: err.message, step: 'trust' },
+    };
+    return { document };
+  }
+  const r = await verifyGatewayBundle(bundle, { ...options, ...(jwks ? { jwks } : {}), now: now(), gateway: String(options.gateway), ...(nonce ? { nonce } : {}) });
+  return { ...r, bundle };
+}

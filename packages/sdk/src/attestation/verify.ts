@@ -1,0 +1,428 @@
+/**
+ * Verification of a gateway before any prompt leaves the client: a pipeline of small steps
+ * under a thin orchestrator. Each step reports what it checked; the first failure stops the
+ * pipeline (fail closed), and the result is a verification document a developer can print or
+ * show in a UI.
+ *
+ * Two trust paths, usable together:
+ * - broker: the EAR's signature against the broker's JWKS (pinned or fetched by the caller),
+ *   its status, expiry, nonce and the runtime data it appraised;
+ * - no broker: the raw evidence with the attestation verifiers, appraised with the caller's
+ *   policy; freshness then comes from a caller nonce (the gateway re-attests on challenge).
+ * Both bind the OHTTP key configurations and the receipt key to the evidence through the
+ * runtime data digest in the report data.
+ */
+import type { JSONWebKeySet } from 'jose';
+import { CustodyError, fromBase64Url, equalBytes, sha256, toCustodyError, toHex } from '@custody/core';
+import { simVerifier, tpmVerifier, type EvidenceVerifier, type NormalizedClaims, type Platform, type VerificationResult, type VerifyInput } from '@custody/attest';
+import { appraise, appraisalReasons, teeKeyFromEar, verifyEar, type CompiledPolicy, type Ear } from '@custody/policy';
+import { encodeEvent, verifyTlogProof, type TlogPolicy } from '@custody/ledger';
+import type { KeyConfig } from '../ohttp/key-config.js';
+import { importReceiptKey } from '../receipt/receipt.js';
+import { bundleEvidence, type AttestationBundle } from './bundle.js';
+import { parseRuntimeData, runtimeDigest, runtimeDigestAlgorithm, sameRuntimeKeys, type OkpPublicJwk, type ParsedRuntimeData } from './runtime-data.js';
+
+/** Anything that verifies evidence for a platform (the attest package's registry fits). */
+export interface EvidenceVerifierSet {
+  verify(input: VerifyInput & { platform?: string }): Promise<VerificationResult>;
+}
+
+/** The verifiers the SDK carries by default (sim and TPM); pass a registry for the others. */
+export function verifierSet(verifiers: readonly EvidenceVerifier[]): EvidenceVerifierSet {
+  return {
+    verify(input) {
+      const v = verifiers.find((x) => x.platform === input.platform) ?? verifiers.find((x) => x.detect(input.evidence));
+      if (!v) return Promise.reject(new CustodyError('ERR_FORMAT_UNKNOWN', 'no verifier for this evidence in the client', { detail: { platform: input.platform ?? '' } }));
+      return v.verify(input);
+    },
+  };
+}
+
+export const defaultVerifiers: EvidenceVerifierSet = verifierSet([simVerifier, tpmVerifier]);
+
+/** What the caller trusts and requires. At least `jwks` or `policy` must be given. */
+export interface GatewayTrustOptions {
+  /** The broker's EAR signing keys (pinned, or fetched by the caller from a URL it trusts). */
+  jwks?: JSONWebKeySet;
+  earIssuer?: string;
+  earAudience?: string;
+  /** Appraisal policy for the raw evidence (the no-broker path, or in addition to the EAR). */
+  policy?: CompiledPolicy;
+  /** Evidence verifiers; default sim and TPM. */
+  verifiers?: EvidenceVerifierSet;
+  /** Trust anchors handed to the evidence verifier (`roots`), e.g. a pinned sim key or TPM AK. */
+  evidenceRoots?: Uint8Array[];
+  /** Named measurements (lowercase hex) the gateway must report; a list accepts any of its values. */
+  expectedMeasurements?: Record<string, string | readonly string[]>;
+  /** Platforms accepted; default every hardware platform. */
+  allowedPlatforms?: readonly Platform[];
+  /** Accept `sim` evidence (no hardware stands behind it). Default false. */
+  allowSimulated?: boolean;
+  /** Accept a debug-mode TEE. Default false. */
+  allowDebug?: boolean;
+  /** Accept an AR4SI `warning` verdict. Default false. */
+  acceptWarning?: boolean;
+  /** Longest time a verification is relied on, and oldest EAR accepted. Default 300 s. */
+  maxAgeSeconds?: number;
+  /** Strict mode: the broker's appraisal must be in the transparency log under this policy. */
+  strict?: { tlogPolicy: TlogPolicy };
+}
+
+export interface VerifyBundleOptions extends GatewayTrustOptions {
+  now: Date;
+  /** The nonce the caller sent to the challenge endpoint; the evidence must bind it. */
+  nonce?: Uint8Array;
+  /** Where the bundle came from, for the document. */
+  gateway?: string;
+}
+
+export type VerificationStepName =
+  | 'trust'
+  | 'runtime-data'
+  | 'nonce'
+  | 'evidence'
+  | 'binding'
+  | 'ear'
+  | 'appraisal'
+  | 'platform'
+  | 'debug'
+  | 'measurements'
+  | 'freshness'
+  | 'ledger';
+
+export interface VerificationStep {
+  name: VerificationStepName;
+  ok: boolean;
+  /** False when the step did not apply (it then passed trivially). */
+  ran: boolean;
+  detail: string;
+  code?: string;
+}
+
+export const VERIFICATION_DOCUMENT_FORMAT = 'custody.dev/gateway-verification/v1';
+
+/** The step-by-step account of one verification (JSON-safe; `renderVerificationText` prints it). */
+export interface VerificationDocument {
+  format: typeof VERIFICATION_DOCUMENT_FORMAT;
+  ok: boolean;
+  gateway?: string;
+  verifiedAt: string;
+  validUntil?: string;
+  platform?: string;
+  simulated?: boolean;
+  debug?: boolean;
+  measurements?: Record<string, string>;
+  earId?: string;
+  earExpiresAt?: string;
+  appraisalPolicyId?: string;
+  ohttpKeyIds?: number[];
+  receiptKey?: string;
+  nonce?: string;
+  model?: AttestationBundle['model'];
+  ledgerIndex?: number;
+  steps: VerificationStep[];
+  error?: { code: string; message: string; step: VerificationStepName };
+}
+
+/** A verified gateway: what the client encrypts to and checks receipts with. */
+export interface VerifiedGateway {
+  readonly document: VerificationDocument;
+  readonly keyConfigs: readonly KeyConfig[];
+  readonly receiptKey: CryptoKey;
+  readonly receiptKeyJwk: OkpPublicJwk;
+  readonly validUntil: Date;
+  readonly platform: string;
+  readonly measurements: Record<string, string>;
+  readonly earId?: string;
+}
+
+interface Claimed {
+  platform: string;
+  simulated: boolean;
+  debug: boolean;
+  measurements: Record<string, string>;
+}
+
+class Stop extends Error {}
+
+/** Runs steps in order; the first failure stops the rest, which are listed as not run. */
+class StepRunner {
+  readonly steps: VerificationStep[] = [];
+  error: VerificationDocument['error'];
+
+  async step(name: VerificationStepName, fn: () => Promise<string | { skipped: string }> | string | { skipped: string }): Promise<void> {
+    try {
+      const r = await fn();
+      if (typeof r === 'string') this.steps.push({ name, ok: true, ran: true, detail: r });
+      else this.steps.push({ name, ok: true, ran: false, detail: r.skipped });
+    } catch (e) {
+      const err = toCustodyError(e);
+      this.steps.push({ name, ok: false, ran: true, detail: err.message, code: err.code });
+      this.error = { code: err.code, message: err.message, step: name };
+      throw new Stop();
+    }
+  }
+}
+
+const ALL_STEPS: readonly VerificationStepName[] = ['trust', 'runtime-data', 'nonce', 'evidence', 'binding', 'ear', 'appraisal', 'platform', 'debug', 'measurements', 'freshness', 'ledger'];
+const HARDWARE: readonly Platform[] = ['sev-snp', 'tdx', 'nitro', 'tpm', 'azure-vtpm', 'nvidia'];
+
+function short(hex: string): string {
+  return hex.length > 24 ? `${hex.slice(0, 16)}…${hex.slice(-8)}` : hex;
+}
+
+function fail(code: string, message: string, detail?: Record<string, string | number | boolean>): never {
+  throw new CustodyError(code, message, detail ? { detail } : {});
+}
+
+function statusAccepted(status: string, acceptWarning: boolean): boolean {
+  return status === 'affirming' || (acceptWarning && status === 'warning');
+}
+
+/** The appraised device of an EAR that carries the TEE key (else cpu0, else the first). */
+function earDevice(ear: Ear): { name: string; evidence: Record<string, unknown> | undefined; status: string } {
+  const names = Object.keys(ear.submods);
+  const name = names.find((n) => ear.submods[n]?.['ear.veraison.key-attestation'] !== undefined) ?? (names.includes('cpu0') ? 'cpu0' : names[0]!);
+  const sub = ear.submods[name]!;
+  return { name, evidence: sub['ear.veraison.annotated-evidence'], status: sub['ear.status'] };
+}
+
+function claimedFromAnnotated(a: Record<string, unknown> | undefined): Claimed | undefined {
+  if (!a) return undefined;
+  const m = a.measurements;
+  if (typeof a.platform !== 'string' || typeof a.simulated !== 'boolean' || typeof a.debug !== 'boolean' || typeof m !== 'object' || m === null) return undefined;
+  const measurements: Record<string, string> = {};
+  for (const [k, v] of Object.entries(m as Record<string, unknown>)) if (typeof v === 'string') measurements[k] = v;
+  return { platform: a.platform, simulated: a.simulated, debug: a.debug, measurements };
+}
+
+function sameMeasurements(a: Record<string, string>, b: Record<string, string>): boolean {
+  const ka = Object.keys(a).sort();
+  const kb = Object.keys(b).sort();
+  return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a[k] === b[k]);
+}
+
+/**
+ * Verifies an attestation bundle. Never throws: the document says what passed and what failed;
+ * `verified` is present only when every step passed.
+ */
+export async function verifyGatewayBundle(bundle: AttestationBundle, options: VerifyBundleOptions): Promise<{ document: VerificationDocument; verified?: VerifiedGateway }> {
+  const now = options.now;
+  const maxAge = options.maxAgeSeconds ?? 300;
+  const run = new StepRunner();
+  const doc: VerificationDocument = {
+    format: VERIFICATION_DOCUMENT_FORMAT,
+    ok: false,
+    verifiedAt: now.toISOString(),
+    steps: run.steps,
+    ...(options.gateway !== undefined ? { gateway: options.gateway } : {}),
+    ...(bundle.model ? { model: bundle.model } : {}),
+  };
+  let rd!: ParsedRuntimeData;
+  let receiptKey!: CryptoKey;
+  let evidenceClaims: NormalizedClaims | undefined;
+  let earClaims: Claimed | undefined;
+  let ear: Ear | undefined;
+  let validUntil = new Date(now.getTime() + maxAge * 1000);
+  const useEvidence = options.jwks === undefined || options.nonce !== undefined || options.policy !== undefined || options.verifiers !== undefined;
+
+  try {
+    await run.step('trust', () => {
+      if (!options.jwks && !options.policy) fail('ERR_SDK_TRUST_CONFIG', 'neither a broker JWKS nor an appraisal policy is configured: nothing to trust the gateway by');
+      if (!options.jwks && !options.nonce) fail('ERR_SDK_STALE', 'without a broker EAR, freshness needs a caller nonce (use the challenge endpoint)');
+      const how = [options.jwks ? `broker EAR against a pinned JWKS (${options.jwks.keys.length} key(s))` : '', options.policy ? `raw evidence appraised with policy ${options.policy.policyId}` : ''].filter(Boolean);
+      return `trusting ${how.join(' and ')}`;
+    });
+
+    await run.step('runtime-data', async () => {
+      rd = parseRuntimeData(bundle.runtimeData);
+      if (!equalBytes(fromBase64Url(bundle.ohttpKeys), rd.keyConfigBytes)) fail('ERR_EVIDENCE_BINDING', 'the published OHTTP key configuration is not the one the evidence binds');
+      if (bundle.receiptKey.x !== rd.value['receipt-key'].x) fail('ERR_EVIDENCE_BINDING', 'the published receipt key is not the one the evidence binds');
+      receiptKey = await importReceiptKey(rd.value['receipt-key']);
+      doc.ohttpKeyIds = rd.keyConfigs.map((k) => k.keyId);
+      doc.receiptKey = rd.value['receipt-key'].x;
+      return `canonical runtime data binds OHTTP key id(s) ${doc.ohttpKeyIds.join(', ')}, receipt key ${short(toHex(fromBase64Url(rd.value['receipt-key'].x)))} and TEE key ${short(toHex(fromBase64Url(rd.value['tee-pubkey'].x)))}`;
+    });
+
+    await run.step('nonce', () => {
+      if (!options.nonce) return { skipped: 'no caller nonce (freshness from the EAR)' };
+      if (!rd.nonce || !equalBytes(rd.nonce, options.nonce)) fail('ERR_EVIDENCE_NONCE', 'the evidence does not bind the caller nonce');
+      doc.nonce = toHex(options.nonce);
+      return `runtime data carries the caller's ${options.nonce.length}-byte nonce`;
+    });
+
+    await run.step('evidence', async () => {
+      if (!useEvidence) return { skipped: 'raw evidence not checked (the broker EAR vouches for it)' };
+      const verifiers = options.verifiers ?? defaultVerifiers;
+      const result = await verifiers.verify({ evidence: bundleEvidence(bundle), platform: bundle.platform, now, ...(options.evidenceRoots ? { roots: options.evidenceRoots } : {}) });
+      if (!result.ok || !result.claims) {
+        const first = result.errors[0];
+        fail(first?.code ?? 'ERR_EVIDENCE_SIGNATURE', `${bundle.platform} evidence does not verify: ${first?.message ?? 'unknown failure'}`);
+      }
+      evidenceClaims = result.claims;
+      const passed = result.steps.filter((s) => s.ok).map((s) => s.name);
+      return `${result.platform} evidence verifies (${passed.join(', ')})${result.claims.simulated ? ' — SIMULATED, no hardware TEE' : ''}`;
+    });
+
+    await run.step('binding', async () => {
+      if (!evidenceClaims) return { skipped: 'checked against the EAR in the next step' };
+      if (evidenceClaims.platform !== bundle.platform) fail('ERR_EVIDENCE_BINDING', 'the evidence is not from the platform the bundle names');
+      const expected = toHex(await runtimeDigest(bundle.platform, rd.text));
+      if (evidenceClaims.reportData !== expected) fail('ERR_EVIDENCE_BINDING', 'the evidence report data is not the digest of the runtime data (keys not bound)');
+      return `report data = ${runtimeDigestAlgorithm(bundle.platform)}(runtime data) = ${short(expected)}`;
+    });
+
+    await run.step('ear', async () => {
+      if (!options.jwks) return { skipped: 'no broker JWKS pinned' };
+      if (!bundle.ear) fail('ERR_EAR_MALFORMED', 'the gateway published no EAR');
+      const v = await verifyEar(bundle.ear, { jwks: options.jwks, now, ...(options.earIssuer ? { issuer: options.earIssuer } : {}), ...(options.earAudience ? { audience: options.earAudience } : {}) });
+      ear = v.ear;
+      const earRd = bundle.earRuntimeData !== undefined ? parseRuntimeData(bundle.earRuntimeData) : rd;
+      if (!sameRuntimeKeys(earRd.value, rd.value)) fail('ERR_EVIDENCE_BINDING', 'the EAR appraised other keys than the ones published');
+      if (earRd.nonce && ear.eat_nonce !== undefined && ear.eat_nonce !== earRd.value.nonce) fail('ERR_EAR_NONCE', 'the EAR nonce is not the runtime data nonce');
+      const dev = earDevice(ear);
+      if (!statusAccepted(v.status, options.acceptWarning ?? false)) fail('ERR_POLICY_DENIED', `the broker's verdict is ${v.status}`, { status: v.status });
+      earClaims = claimedFromAnnotated(dev.evidence);
+      if (!earClaims) fail('ERR_EAR_CLAIMS', 'the EAR carries no annotated evidence to bind the keys to');
+      const expected = toHex(await runtimeDigest(earClaims.platform, earRd.text));
+      if (dev.evidence?.reportData !== expected) fail('ERR_EVIDENCE_BINDING', 'the evidence the EAR appraised does not bind the published keys');
+      const tee = await teeKeyFromEar(ear, dev.name);
+      if (tee.x !== earRd.value['tee-pubkey'].x) fail('ERR_EVIDENCE_BINDING', 'the EAR carries another TEE key');
+      if (evidenceClaims && (evidenceClaims.platform !== earClaims.platform || !sameMeasurements(evidenceClaims.measurements, earClaims.measurements))) {
+        fail('ERR_EVIDENCE_MEASUREMENT', 'the fresh evidence reports other measurements than the evidence the broker appraised');
+      }
+      doc.earId = ear.jti;
+      doc.earExpiresAt = new Date(ear.exp * 1000).toISOString();
+      doc.appraisalPolicyId = ear.submods[dev.name]?.['ear.appraisal-policy-id'];
+      return `EAR ${ear.jti ?? '(no jti)'} signed by ${v.kid ?? 'a pinned key'} (${v.alg}), ${v.status}, expires ${doc.earExpiresAt}; it appraised the runtime data that binds these keys`;
+    });
+
+    const claims: Claimed = evidenceClaims ?? earClaims!;
+    doc.platform = claims.platform;
+    doc.simulated = claims.simulated;
+    doc.debug = claims.debug;
+    doc.measurements = { ...claims.measurements };
+
+    await run.step('appraisal', () => {
+      if (!options.policy) return { skipped: options.jwks ? `appraised by the broker (${doc.appraisalPolicyId ?? 'policy id not stated'})` : 'no policy' };
+      if (!evidenceClaims) fail('ERR_SDK_TRUST_CONFIG', 'a policy needs the raw evidence');
+      const a = appraise(options.policy, evidenceClaims, { now });
+      if (!statusAccepted(a.status, options.acceptWarning ?? false)) {
+        const r = appraisalReasons(a)[0];
+        fail(r?.code ?? 'ERR_POLICY_DENIED', `policy ${options.policy.policyId} says ${a.status}${r ? `: ${r.reason}` : ''}`);
+      }
+      doc.appraisalPolicyId ??= a.policyId;
+      return `policy ${a.policyId} says ${a.status}`;
+    });
+
+    await run.step('platform', () => {
+      const allowed = options.allowedPlatforms ?? HARDWARE;
+      if (claims.simulated || claims.platform === 'sim') {
+        if (!options.allowSimulated) fail('ERR_EVIDENCE_SIMULATED', 'the gateway runs on SIMULATED evidence, which this client does not accept');
+        return 'SIMULATED platform accepted because allowSimulated is set (no hardware TEE protects the prompts)';
+      }
+      if (!allowed.includes(claims.platform as Platform)) fail('ERR_SDK_PLATFORM', `platform ${claims.platform} is not in ${allowed.join(', ')}`);
+      return `${claims.platform} is an accepted platform`;
+    });
+
+    await run.step('debug', () => {
+      if (claims.debug && !options.allowDebug) fail('ERR_EVIDENCE_DEBUG', 'the gateway TEE is in debug mode (its memory can be read by the host)');
+      return claims.debug ? 'debug-mode TEE accepted because allowDebug is set' : 'not a debug-mode TEE';
+    });
+
+    await run.step('measurements', () => {
+      const pins = options.expectedMeasurements;
+      if (!pins || Object.keys(pins).length === 0) return { skipped: `no measurements pinned by the client; relying on ${doc.appraisalPolicyId ?? 'the appraisal'}` };
+      for (const [name, accepted] of Object.entries(pins)) {
+        const list = (typeof accepted === 'string' ? [accepted] : accepted).map((x) => x.toLowerCase());
+        const got = claims.measurements[name];
+        if (got === undefined || !list.includes(got.toLowerCase())) fail('ERR_EVIDENCE_MEASUREMENT', `measurement ${name} is ${got === undefined ? 'missing' : short(got)}, not a pinned value`, { name });
+      }
+      return `pinned ${Object.keys(pins).join(', ')} match`;
+    });
+
+    await run.step('freshness', () => {
+      const parts: string[] = [];
+      if (ear) {
+        const age = now.getTime() / 1000 - ear.iat;
+        if (age > maxAge) fail('ERR_SDK_STALE', `the EAR is ${Math.round(age)} s old (limit ${maxAge} s)`);
+        validUntil = new Date(Math.min(ear.exp * 1000, now.getTime() + maxAge * 1000));
+        parts.push(`EAR issued ${Math.round(age)} s ago`);
+      }
+      if (options.nonce) parts.push('evidence bound to the caller nonce');
+      doc.validUntil = validUntil.toISOString();
+      return `${parts.join('; ')}; relied on until ${doc.validUntil}`;
+    });
+
+    await run.step('ledger', async () => {
+      if (bundle.ledger) doc.ledgerIndex = bundle.ledger.index;
+      if (!options.strict) return { skipped: bundle.ledger ? `appraisal recorded at ledger index ${bundle.ledger.index} (not checked: strict mode off)` : 'strict mode off' };
+      const entry = bundle.ledger;
+      if (!entry?.proof) fail('ERR_TLOG_INCLUSION', 'strict mode: the bundle has no ledger inclusion proof');
+      if (!bundle.ear) fail('ERR_TLOG_INCLUSION', 'strict mode: the appraisal is logged by the broker, and there is no EAR');
+      const ev = entry.event;
+      if (ev.type !== 'attestation.appraised') fail('ERR_TLOG_INCLUSION', 'strict mode: the ledger entry is not an appraisal');
+      if (ev.verdict !== 'affirming') fail('ERR_TLOG_INCLUSION', 'strict mode: the logged verdict is not affirming');
+      const earDigest = 'sha256:' + toHex(await sha256(new TextEncoder().encode(bundle.ear)));
+      if (ev.resultDigest !== earDigest) fail('ERR_TLOG_INCLUSION', 'strict mode: the logged appraisal is for another EAR');
+      const v = await verifyTlogProof(entry.proof, { entry: encodeEvent(ev) }, options.strict.tlogPolicy);
+      if (v.index !== entry.index) fail('ERR_TLOG_INCLUSION', 'strict mode: the proof is for another index');
+      return `the broker's appraisal is entry ${v.index} of ${v.checkpoint.origin} (tree size ${v.checkpoint.size}, ${v.witnesses.length} witness(es))`;
+    });
+  } catch (e) {
+    if (!(e instanceof Stop)) throw e;
+  }
+
+  for (const name of ALL_STEPS) {
+    if (!run.steps.some((s) => s.name === name)) run.steps.push({ name, ok: false, ran: false, detail: 'not run (an earlier step failed)' });
+  }
+  if (run.error) {
+    doc.error = run.error;
+    return { document: doc };
+  }
+  doc.ok = true;
+  const verified: VerifiedGateway = {
+    document: doc,
+    keyConfigs: rd.keyConfigs,
+    receiptKey,
+    receiptKeyJwk: rd.value['receipt-key'],
+    validUntil,
+    platform: doc.platform!,
+    measurements: doc.measurements ?? {},
+    ...(doc.earId !== undefined ? { earId: doc.earId } : {}),
+  };
+  return { document: doc, verified };
+}
+
+/** Throws the failure of a verification document as a typed error (ERR_SDK_NOT_VERIFIED with the cause's code in detail). */
+export function assertVerified(result: { document: VerificationDocument; verified?: VerifiedGateway }): VerifiedGateway {
+  if (result.verified) return result.verified;
+  const e = result.document.error;
+  throw new CustodyError(e?.code ?? 'ERR_SDK_NOT_VERIFIED', e ? `gateway not verified at step ${e.step}: ${e.message}` : undefined, {
+    detail: { step: e?.step ?? 'unknown' },
+  });
+}
+
+/** Plain-text rendering of a verification document, one line per step. */
+export function renderVerificationText(doc: VerificationDocument): string {
+  const lines: string[] = [];
+  lines.push(`Custody gateway verification: ${doc.ok ? 'VERIFIED' : `NOT VERIFIED (${doc.error?.code ?? 'unknown'})`}`);
+  if (doc.gateway) lines.push(`  gateway       ${doc.gateway}`);
+  lines.push(`  verified at   ${doc.verifiedAt}${doc.validUntil ? `, relied on until ${doc.validUntil}` : ''}`);
+  if (doc.platform) lines.push(`  platform      ${doc.platform}${doc.simulated ? '  (SIMULATED: no hardware TEE stands behind this gateway)' : ''}${doc.debug ? '  (DEBUG mode)' : ''}`);
+  for (const [k, v] of Object.entries(doc.measurements ?? {})) lines.push(`  measurement   ${k} = ${v}`);
+  if (doc.earId) lines.push(`  EAR           ${doc.earId}, expires ${doc.earExpiresAt ?? '?'}`);
+  if (doc.appraisalPolicyId) lines.push(`  policy        ${doc.appraisalPolicyId}`);
+  if (doc.ohttpKeyIds) lines.push(`  OHTTP keys    id ${doc.ohttpKeyIds.join(', ')}`);
+  if (doc.receiptKey) lines.push(`  receipt key   Ed25519 ${doc.receiptKey}`);
+  if (doc.model) lines.push(`  model         ${doc.model.label ?? doc.model.id}${doc.model.digest ? ` (${doc.model.digest})` : ''}`);
+  if (doc.ledgerIndex !== undefined) lines.push(`  ledger        appraisal at index ${doc.ledgerIndex}`);
+  lines.push('');
+  doc.steps.forEach((s, i) => {
+    const mark = !s.ran ? (s.ok ? 'SKIP' : '----') : s.ok ? 'PASS' : 'FAIL';
+    lines.push(`  ${String(i + 1).padStart(2)}. ${mark} ${s.name.padEnd(13)} ${s.detail}${s.code ? ` [${s.code}]` : ''}`);
+  });
+  return lines.join('\n') + '\n';
+}
+
+

@@ -1,0 +1,289 @@
+/**
+ * `createConfidentialFetch`: a `fetch`-compatible function that sends every request to an
+ * attested Custody gateway through Oblivious HTTP, so any client that takes a `fetch` (the
+ * official `openai` package among them) becomes a confidential client:
+ *
+ *   const cfetch = createConfidentialFetch({ gateway: 'https://gw.example', jwks, expectedMeasurements });
+ *   const openai = new OpenAI({ baseURL: 'https://gw.example/v1', apiKey: TENANT_KEY, fetch: cfetch });
+ *
+ * Per request: verify the gateway once (cached until its EAR or the max age runs out); encode
+ * the request as Binary HTTP (its Authorization header stays inside the encryption) with a
+ * Date for the gateway's replay window; encapsulate (RFC 9458), or chunked OHTTP when the
+ * response will stream (`"stream": true` or `Accept: text/event-stream`); decapsulate; verify
+ * the receipt against the request sent and the response received (for streams, when the
+ * stream ends: a bad receipt errors the stream). The receipt is on the `custody-receipt`
+ * header of non-streamed responses, and for every response through `onReceipt` and
+ * `receiptOf(response)`.
+ */
+import { CustodyError, isCustodyError, systemClock, toHex, type Bytes, type RandomSource } from '@custody/core';
+import { Sha256 } from '@custody/ledger';
+import { decodeBhttpResponse, decodeBhttpResponseStream, encodeBhttpRequest, type HttpField } from './ohttp/bhttp.js';
+import { encapsulateChunkedRequest } from './ohttp/chunked.js';
+import { OHTTP_KEY_PROBLEM_TYPE, OhttpMediaType } from './ohttp/media-types.js';
+import { encapsulateRequest, MAX_OHTTP_MESSAGE, type EncapsulateOptions } from './ohttp/ohttp.js';
+import { readAll } from './ohttp/stream-buffer.js';
+import { discoverGateway, joinPath, type FetchLike } from './attestation/discovery.js';
+import { assertVerified, type GatewayTrustOptions, type VerificationDocument, type VerifiedGateway } from './attestation/verify.js';
+import { digestOf, RECEIPT_HEADER, verifyReceipt, type Receipt } from './receipt/receipt.js';
+
+export const OHTTP_PATH = '/ohttp';
+
+export interface ReceiptInfo {
+  readonly url: string;
+  readonly status: number;
+  readonly streamed: boolean;
+}
+
+export interface ConfidentialFetchOptions extends GatewayTrustOptions {
+  /** The gateway's base URL (where `/.well-known/custody/attestation` and `/ohttp` live). */
+  readonly gateway: string | URL;
+  /** An OHTTP relay's base URL: requests and discovery go through it, so the gateway never sees the client address. */
+  readonly relay?: string | URL;
+  /** The broker's JWKS endpoint when `jwks` is not pinned (fetched once, from this URL only). */
+  readonly jwksUrl?: string | URL;
+  /** Transport; default `globalThis.fetch`. */
+  readonly fetch?: FetchLike;
+  readonly clock?: () => Date;
+  readonly random?: RandomSource;
+  /** Challenge with a fresh nonce at each verification (default: when no broker JWKS is configured). */
+  readonly freshNonce?: boolean;
+  /** Require a valid receipt on every response except 401 and 5xx (default true). */
+  readonly requireReceipt?: boolean;
+  readonly onVerified?: (document: VerificationDocument) => void;
+  readonly onReceipt?: (receipt: Receipt, info: ReceiptInfo) => void;
+}
+
+export interface ConfidentialFetch {
+  (input: string | URL | Request, init?: RequestInit): Promise<Response>;
+  /** Verifies the gateway now, or returns the cached verification while it is valid. Throws when it fails. */
+  verify(): Promise<VerifiedGateway>;
+  /** Drops the cached verification and verifies again (new keys, new nonce). */
+  refresh(): Promise<VerifiedGateway>;
+  /** The latest verification document, passed or failed. */
+  readonly lastVerification: VerificationDocument | undefined;
+  /** The verified receipt of a response this function returned (settles when a stream ends). */
+  receiptOf(response: Response): Promise<Receipt> | undefined;
+}
+
+const DROP_HEADERS = new Set(['host', 'content-length', 'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'date']);
+const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
+const MAX_PROBLEM = 64 * 1024;
+const MAX_REQUEST_BODY = 8 * 1024 * 1024;
+
+/** Whether the response will be a stream: OpenAI-style `"stream": true`, or an SSE Accept header. */
+function wantsStream(req: Request, body: Uint8Array): boolean {
+  if ((req.headers.get('accept') ?? '').includes('text/event-stream')) return true;
+  if (body.length === 0 || body.length > 1024 * 1024) return false;
+  const text = new TextDecoder().decode(body);
+  if (!text.includes('"stream"')) return false;
+  try {
+    const v = JSON.parse(text) as { stream?: unknown };
+    return v.stream === true;
+  } catch {
+    return false;
+  }
+}
+
+function requestFields(req: Request, now: Date): HttpField[] {
+  const out: HttpField[] = [];
+  req.headers.forEach((value, name) => {
+    if (!DROP_HEADERS.has(name)) out.push([name, value]);
+  });
+  out.push(['date', now.toUTCString()]);
+  return out;
+}
+
+async function problemOf(res: Response): Promise<{ code: string; type?: string }> {
+  let text = '';
+  try {
+    text = res.body ? new TextDecoder().decode(await readAll(res.body, MAX_PROBLEM)) : '';
+  } catch {
+    // an unreadable body is an unknown refusal
+  }
+  try {
+    const p = JSON.parse(text) as { code?: unknown; type?: unknown };
+    const code = typeof p.code === 'string' && /^ERR_[A-Z0-9_]{1,60}$/.test(p.code) ? p.code : 'ERR_SDK_GATEWAY';
+    return typeof p.type === 'string' ? { code, type: p.type } : { code };
+  } catch {
+    return { code: 'ERR_SDK_GATEWAY' };
+  }
+}
+
+function contentType(res: Response): string {
+  return (res.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+export function createConfidentialFetch(options: ConfidentialFetchOptions): ConfidentialFetch {
+  const transport: FetchLike = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  const clock = options.clock ?? systemClock;
+  const requireReceipt = options.requireReceipt ?? true;
+  const ohttpUrl = joinPath(options.relay ?? options.gateway, OHTTP_PATH);
+  const encapsulateOptions: EncapsulateOptions = options.random ? { random: options.random } : {};
+  const receipts = new WeakMap<Response, Promise<Receipt>>();
+  let cached: Promise<VerifiedGateway> | undefined;
+  let last: VerificationDocument | undefined;
+
+  async function verifyNow(): Promise<VerifiedGateway> {
+    const r = await discoverGateway({ ...options, fetch: transport, now: clock, ...(options.relay ? { via: options.relay } : {}) });
+    last = r.document;
+    options.onVerified?.(r.document);
+    return assertVerified(r);
+  }
+
+  function verify(): Promise<VerifiedGateway> {
+    const current = cached;
+    if (current) {
+      return current.then((v) => {
+        if (v.validUntil.getTime() > clock().getTime()) return v;
+        if (cached === current) cached = undefined;
+        return verify();
+      });
+    }
+    const p = verifyNow();
+    cached = p;
+    p.catch(() => {
+      if (cached === p) cached = undefined;
+    });
+    return p;
+  }
+
+  function invalidate(): void {
+    cached = undefined;
+  }
+
+  async function send(req: Request, body: Bytes, stream: boolean, retried: boolean): Promise<Response> {
+    const gw = await verify();
+    const url = new URL(req.url);
+    const bhttp = encodeBhttpRequest(
+      {
+        method: req.method,
+        scheme: url.protocol.replace(/:$/, ''),
+        authority: url.host,
+        path: url.pathname + url.search,
+        headers: requestFields(req, clock()),
+        content: body,
+      },
+      stream ? { framing: 'indeterminate' } : {},
+    );
+    const requestDigest = digestOf(bhttp);
+    const config = gw.keyConfigs[0]!;
+    let outer: Response;
+    let open: (res: Response) => Promise<Response>;
+    if (!stream) {
+      const { encapsulatedRequest, context } = await encapsulateRequest(config, bhttp, encapsulateOptions);
+      outer = await transport(ohttpUrl, {
+        method: 'POST',
+        headers: { 'content-type': OhttpMediaType.Request, accept: OhttpMediaType.Response },
+        body: encapsulatedRequest,
+        ...(req.signal ? { signal: req.signal } : {}),
+      });
+      open = async (res) => {
+        if (contentType(res) !== OhttpMediaType.Response) throw new CustodyError('ERR_OHTTP_MEDIA_TYPE', 'the gateway did not answer with message/ohttp-res');
+        const sealed = await readAll(res.body!, MAX_OHTTP_MESSAGE);
+        const inner = decodeBhttpResponse(await context.decapsulateResponse(sealed));
+        const headers = new Headers(inner.headers as [string, string][]);
+        const status = inner.status;
+        const receipt = checkReceipt(gw, headers.get(RECEIPT_HEADER), { requestDigest: await requestDigest, responseDigest: await digestOf(inner.content), status });
+        const response = new Response(NULL_BODY_STATUS.has(status) ? null : inner.content, { status, headers });
+        track(response, receipt, { url: req.url, status, streamed: false });
+        if (receipt) await receipt;
+        return response;
+      };
+    } else {
+      // The whole request is known, so it is sealed up front: browsers only stream request bodies over HTTP/2.
+      const { body: sealedStream, context } = await encapsulateChunkedRequest(config, bhttp, encapsulateOptions);
+      const sealed = await readAll(sealedStream);
+      outer = await transport(ohttpUrl, {
+        method: 'POST',
+        headers: { 'content-type': OhttpMediaType.ChunkedRequest, accept: OhttpMediaType.ChunkedResponse },
+        body: sealed,
+        ...(req.signal ? { signal: req.signal } : {}),
+      });
+      open = async (res) => {
+        if (contentType(res) !== OhttpMediaType.ChunkedResponse) throw new CustodyError('ERR_OHTTP_MEDIA_TYPE', 'the gateway did not answer with message/ohttp-chunked-res');
+        const inner = await decodeBhttpResponseStream(context.decapsulateResponse(res.body!));
+        const headers = new Headers(inner.headers as [string, string][]);
+        const status = inner.status;
+        const hash = new Sha256();
+        let settle!: (r: Promise<Receipt> | undefined) => void;
+        const receiptReady = new Promise<Promise<Receipt> | undefined>((res) => (settle = res));
+        const checked = new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, controller) {
+            hash.update(chunk);
+            controller.enqueue(chunk);
+          },
+          async flush() {
+            const trailers = await inner.trailers;
+            const value = trailers.find(([n]) => n === RECEIPT_HEADER)?.[1] ?? null;
+            const r = checkReceipt(gw, value, { requestDigest: await requestDigest, responseDigest: 'sha256:' + toHex(hash.digest()), status });
+            settle(r);
+            // A receipt that does not verify fails the stream: the caller must not trust what it read.
+            if (r) await r;
+          },
+        });
+        const piped = inner.body.pipeThrough(checked);
+        const response = new Response(NULL_BODY_STATUS.has(status) ? null : piped, { status, headers });
+        track(response, receiptReady.then((r) => r ?? Promise.reject(new CustodyError('ERR_RECEIPT_MISSING'))), { url: req.url, status, streamed: true });
+        return response;
+      };
+    }
+
+    if (outer.status === 200) return open(outer);
+    const problem = await problemOf(outer);
+    if (problem.code === 'ERR_OHTTP_KEY_ID' || problem.type === OHTTP_KEY_PROBLEM_TYPE) {
+      invalidate();
+      if (!retried) return send(req, body, stream, true);
+    }
+    if (problem.code.startsWith('ERR_GATEWAY_ATTESTATION') || problem.code === 'ERR_GATEWAY_NOT_ATTESTED') invalidate();
+    throw new CustodyError(problem.code, `the gateway refused the encapsulated request (${outer.status} ${problem.code})`, { detail: { status: outer.status, code: problem.code } });
+  }
+
+  function checkReceipt(gw: VerifiedGateway, value: string | null, expect: { requestDigest: string; responseDigest: string; status: number }): Promise<Receipt> | undefined {
+    if (value === null) {
+      // 401: no tenant, so no receipt; 5xx: the gateway withheld the answer (nothing to vouch for).
+      if (requireReceipt && expect.status !== 401 && expect.status < 500) return Promise.reject(new CustodyError('ERR_RECEIPT_MISSING'));
+      return undefined;
+    }
+    return verifyReceipt(value, gw.receiptKey, expect).then((r) => {
+      if (r.gateway.platform !== gw.platform || Object.entries(gw.measurements).some(([k, v]) => r.gateway.measurements[k] !== v)) {
+        throw new CustodyError('ERR_RECEIPT_MISMATCH', 'the receipt names another gateway measurement than the verified one');
+      }
+      return r;
+    });
+  }
+
+  function track(response: Response, receipt: Promise<Receipt> | undefined, info: ReceiptInfo): void {
+    if (!receipt) return;
+    receipt.then(
+      (r) => options.onReceipt?.(r, info),
+      () => undefined,
+    );
+    receipts.set(response, receipt);
+  }
+
+  const fn = (async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const req = new Request(input, init);
+    const ab = await req.arrayBuffer();
+    if (ab.byteLength > MAX_REQUEST_BODY) throw new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large for the gateway', { detail: { max: MAX_REQUEST_BODY } });
+    const body = new Uint8Array(ab);
+    try {
+      return await send(req, body, wantsStream(req, body), false);
+    } catch (e) {
+      if (isCustodyError(e)) throw e;
+      if (e instanceof Error && e.name === 'AbortError') throw e;
+      throw new CustodyError('ERR_SDK_GATEWAY', 'the confidential request failed', { cause: e });
+    }
+  }) as ConfidentialFetch;
+  Object.defineProperties(fn, {
+    verify: { value: verify },
+    refresh: {
+      value: () => {
+        invalidate();
+        return verify();
+      },
+    },
+    lastVerification: { get: () => last },
+    receiptOf: { value: (r: Response) => receipts.get(r) },
+  });
+  return fn;
+}

@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest';
+import { CustodyError, subtle, toBase64Url } from '@custody/core';
+import { encodeEvent, validateEvent } from '@custody/ledger';
+import { digestOf, encodeReceiptHeader, parseReceipt, receiptIdOf, receiptLedgerEvent, RECEIPT_FORMAT, signReceipt, verifyReceipt, type Receipt, type ReceiptBody } from './receipt.js';
+
+const body: ReceiptBody = {
+  format: RECEIPT_FORMAT,
+  tenant: 'acme',
+  route: 'chat.completions',
+  gateway: { platform: 'sim', simulated: true, measurements: { measurement: 'a1'.repeat(48) }, earId: 'ear-1', attestationDigest: 'sha256:' + '11'.repeat(32) },
+  model: { id: 'custody-demo', digest: 'sha256:' + '22'.repeat(32), backend: 'demo' },
+  policy: { version: 'custody:gateway-policy:t:1:sha256:' + '33'.repeat(32), action: 'mask', findings: [{ category: 'email', action: 'mask', count: 1 }] },
+  request: { digest: 'sha256:' + '44'.repeat(32), forwardedDigest: 'sha256:' + '55'.repeat(32) },
+  response: { digest: 'sha256:' + '66'.repeat(32), status: 200, streamed: false },
+  timestamps: { receivedAt: '2025-06-01T00:00:00.000Z', completedAt: '2025-06-01T00:00:00.120Z' },
+};
+
+async function keys() {
+  const pair = (await subtle.generateKey({ name: 'Ed25519' }, true, ['sign', 'verify']));
+  const x = toBase64Url(new Uint8Array(await subtle.exportKey('raw', pair.publicKey)));
+  return { pair, jwk: { kty: 'OKP' as const, crv: 'Ed25519' as const, x } };
+}
+
+async function signed(): Promise<{ r: Receipt; jwk: { kty: 'OKP'; crv: 'Ed25519'; x: string } }> {
+  const { pair, jwk } = await keys();
+  const id = await receiptIdOf(body);
+  const event = receiptLedgerEvent(body, id);
+  const r = await signReceipt(body, id, { index: 7, entryDigest: await digestOf(encodeEvent(event)) }, pair.privateKey);
+  return { r, jwk };
+}
+
+async function code(p: Promise<unknown>): Promise<string> {
+  const e = await p.then(
+    () => undefined,
+    (x: unknown) => x,
+  );
+  expect(e).toBeInstanceOf(CustodyError);
+  return (e as CustodyError).code;
+}
+
+describe('receipts', () => {
+  it('the id is a version 8 UUID derived from the body, and the ledger event is a valid Custody event', async () => {
+    const id = await receiptIdOf(body);
+    expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(await receiptIdOf({ ...body, tenant: 'other' })).not.toBe(id);
+    expect(() => validateEvent(receiptLedgerEvent(body, id))).not.toThrow();
+  });
+
+  it('verifies from the header form and from the object, with matching expectations', async () => {
+    const { r, jwk } = await signed();
+    const header = encodeReceiptHeader(r);
+    expect(await verifyReceipt(header, jwk, { requestDigest: body.request.digest, responseDigest: body.response.digest, status: 200 })).toEqual(r);
+    expect(parseReceipt(header)).toEqual(r);
+  });
+
+  it('every modified field fails the signature', async () => {
+    const { r, jwk } = await signed();
+    const twins: Receipt[] = [
+      { ...r, tenant: 'evil' },
+      { ...r, model: { ...r.model, id: 'other-model' } },
+      { ...r, request: { ...r.request, forwardedDigest: 'sha256:' + '77'.repeat(32) } },
+      { ...r, response: { ...r.response, streamed: true } },
+      { ...r, policy: { ...r.policy, action: 'allow' } },
+      { ...r, ledger: { ...r.ledger!, index: 8 } },
+      { ...r, gateway: { ...r.gateway, simulated: false } },
+      { ...r, timestamps: { ...r.timestamps, completedAt: '2025-06-01T00:00:01.000Z' } },
+    ];
+    for (const t of twins) expect(await code(verifyReceipt(t, jwk))).toBe('ERR_RECEIPT_SIGNATURE');
+    const sig = Buffer.from(r.signature.value, 'base64url');
+    sig[0]! ^= 1;
+    expect(await code(verifyReceipt({ ...r, signature: { alg: 'Ed25519', value: sig.toString('base64url') } }, jwk))).toBe('ERR_RECEIPT_SIGNATURE');
+  });
+
+  it('another key fails; mismatched expectations fail with ERR_RECEIPT_MISMATCH; malformed input fails typed', async () => {
+    const { r } = await signed();
+    const other = await keys();
+    expect(await code(verifyReceipt(r, other.jwk))).toBe('ERR_RECEIPT_SIGNATURE');
+    const { r: r2, jwk } = await signed();
+    expect(await code(verifyReceipt(r2, jwk, { requestDigest: 'sha256:' + '00'.repeat(32) }))).toBe('ERR_RECEIPT_MISMATCH');
+    expect(await code(verifyReceipt(r2, jwk, { status: 500 }))).toBe('ERR_RECEIPT_MISMATCH');
+    expect(await code(verifyReceipt('not base64 json', jwk))).toBe('ERR_RECEIPT_MALFORMED');
+    expect(await code(verifyReceipt({ ...r2, extra: 1 }, jwk))).toBe('ERR_RECEIPT_MALFORMED');
+  });
+
+  it('a receipt whose id is not derived from its body is malformed even when signed', async () => {
+    const { pair, jwk } = await keys();
+    const r = await signReceipt(body, '00000000-0000-8000-8000-000000000000', null, pair.privateKey);
+    expect(await code(verifyReceipt(r, jwk))).toBe('ERR_RECEIPT_MALFORMED');
+  });
+});

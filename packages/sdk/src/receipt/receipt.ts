@@ -1,0 +1,237 @@
+/**
+ * Inference receipts (custody.dev/receipt/v1): one per response, signed by the gateway's
+ * attested receipt key (Ed25519), so that a caller can later prove what the attested gateway
+ * received, what it forwarded to the model after policy, and what it answered.
+ *
+ * ```json
+ * { "format": "custody.dev/receipt/v1",
+ *   "receiptId": "<UUIDv8 from SHA-256 of the canonical body>",
+ *   "tenant": "acme", "route": "/v1/chat/completions",
+ *   "gateway": { "platform": "sim", "simulated": true, "measurements": {...},
+ *                "earId": "<EAR jti>", "attestationDigest": "sha256:<EAR or evidence>" },
+ *   "model": { "id": "custody-demo", "digest": "sha256:...", "backend": "demo" },
+ *   "policy": { "version": "...", "action": "mask", "findings": [{"category":"email","action":"mask","count":1}] },
+ *   "request": { "digest": "sha256:<binary HTTP request as received>", "forwardedDigest": "sha256:<body sent to the model>" },
+ *   "response": { "digest": "sha256:<response content, whole stream>", "status": 200, "streamed": false },
+ *   "timestamps": { "receivedAt": "...", "completedAt": "..." },
+ *   "ledger": { "index": 42, "entryDigest": "sha256:<the inference.receipt event>" },
+ *   "signature": { "alg": "Ed25519", "value": "<base64url>" } }
+ * ```
+ *
+ * - The body is everything but `receiptId`, `ledger` and `signature`; `receiptId` is derived
+ *   from its digest, and the ledger entry (`inference.receipt`) carries that id, so the log
+ *   commits to the whole body.
+ * - The signature covers the RFC 8785 form of everything but `signature`.
+ */
+import { z } from 'zod';
+import {
+  CustodyError,
+  canonicalBytes,
+  copyBytes,
+  fromBase64Url,
+  fromUtf8,
+  sha256,
+  subtle,
+  toBase64Url,
+  toHex,
+  type Bytes,
+} from '@custody/core';
+import { encodeEvent, sha256Sync, verifyTlogProof, type CustodyEventOf, type TlogPolicy, type TlogProof } from '@custody/ledger';
+import type { OkpPublicJwk } from '../attestation/runtime-data.js';
+
+export const RECEIPT_FORMAT = 'custody.dev/receipt/v1';
+/** Header (non-streamed responses) and trailer (streamed responses) carrying the receipt. */
+export const RECEIPT_HEADER = 'custody-receipt';
+export const MAX_RECEIPT_BYTES = 16 * 1024;
+
+export type PolicyAction = 'none' | 'allow' | 'redact' | 'mask' | 'block' | 'deny';
+
+export interface ReceiptBody {
+  format: typeof RECEIPT_FORMAT;
+  tenant: string;
+  route: string;
+  gateway: {
+    platform: string;
+    simulated: boolean;
+    measurements: Record<string, string>;
+    earId?: string;
+    attestationDigest: string;
+  };
+  model: { id: string; digest?: string; backend: string };
+  policy: { version: string; action: PolicyAction; findings: { category: string; action: string; count: number }[]; rules?: string[] };
+  request: { digest: string; forwardedDigest?: string };
+  response: { digest: string; status: number; streamed: boolean };
+  timestamps: { receivedAt: string; completedAt: string };
+}
+
+export interface ReceiptLedgerRef {
+  index: number;
+  entryDigest: string;
+}
+
+export interface Receipt extends ReceiptBody {
+  receiptId: string;
+  ledger: ReceiptLedgerRef | null;
+  signature: { alg: 'Ed25519'; value: string };
+}
+
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+const digestField = z.string().regex(DIGEST);
+const time = z.string().max(40).regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/);
+const id = z.string().min(1).max(128).regex(/^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/);
+
+const receiptSchema = z.strictObject({
+  format: z.literal(RECEIPT_FORMAT),
+  receiptId: z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/),
+  tenant: id,
+  route: z.string().max(256),
+  gateway: z.strictObject({
+    platform: z.string().max(32),
+    simulated: z.boolean(),
+    measurements: z.record(z.string().max(64), z.string().max(256)).refine((r) => Object.keys(r).length <= 64),
+    earId: z.string().max(256).optional(),
+    attestationDigest: digestField,
+  }),
+  model: z.strictObject({ id, digest: digestField.optional(), backend: z.string().max(64) }),
+  policy: z.strictObject({
+    version: z.string().max(512),
+    action: z.enum(['none', 'allow', 'redact', 'mask', 'block', 'deny']),
+    findings: z.array(z.strictObject({ category: z.string().max(64), action: z.string().max(16), count: z.number().int().min(0) })).max(64),
+    rules: z.array(z.string().max(128)).max(64).optional(),
+  }),
+  request: z.strictObject({ digest: digestField, forwardedDigest: digestField.optional() }),
+  response: z.strictObject({ digest: digestField, status: z.number().int().min(100).max(599), streamed: z.boolean() }),
+  timestamps: z.strictObject({ receivedAt: time, completedAt: time }),
+  ledger: z.strictObject({ index: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER), entryDigest: digestField }).nullable(),
+  signature: z.strictObject({ alg: z.literal('Ed25519'), value: z.string().max(100) }),
+});
+
+// Below this size a synchronous hash is cheaper than a round trip through WebCrypto's job queue.
+const SYNC_HASH_MAX = 64 * 1024;
+
+/** `sha256:<hex>` of some bytes. */
+export async function digestOf(data: Uint8Array): Promise<string> {
+  return 'sha256:' + toHex(data.length <= SYNC_HASH_MAX ? sha256Sync(data) : await sha256(data));
+}
+
+function bodyOf(r: ReceiptBody | Receipt): ReceiptBody {
+  const { receiptId: _id, ledger: _ledger, signature: _sig, ...body } = r as Receipt;
+  return body;
+}
+
+/** The receipt id: SHA-256 of the canonical body, shaped as an RFC 9562 version 8 UUID. */
+export function receiptIdOf(body: ReceiptBody): Promise<string> {
+  const d = sha256Sync(canonicalBytes(bodyOf(body)));
+  const b = d.slice(0, 16);
+  b[6] = (b[6]! & 0x0f) | 0x80;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const h = toHex(b);
+  return Promise.resolve(`${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`);
+}
+
+/** The `inference.receipt` ledger event for a receipt body and its id. */
+export function receiptLedgerEvent(body: ReceiptBody, receiptId: string): CustodyEventOf<'inference.receipt'> {
+  return {
+    v: 1,
+    type: 'inference.receipt',
+    time: body.timestamps.completedAt,
+    actor: 'custody-gateway',
+    receiptId,
+    modelId: body.model.id,
+    ...(body.model.digest !== undefined ? { modelDigest: body.model.digest } : {}),
+    requestDigest: body.request.digest,
+    responseDigest: body.response.digest,
+    attestationDigest: body.gateway.attestationDigest,
+  };
+}
+
+/** The bytes the signature covers: RFC 8785 JSON of the receipt without `signature`. */
+export function receiptSigningBytes(r: Omit<Receipt, 'signature'> & { signature?: unknown }): Bytes {
+  const { signature: _sig, ...rest } = r;
+  return canonicalBytes(rest);
+}
+
+/** An Ed25519 signing function (a platform key handle the caller keeps). */
+export type ReceiptSignFn = (message: Uint8Array) => Uint8Array | Promise<Uint8Array>;
+
+/** Signs a receipt (gateway side): id from the body, ledger reference, Ed25519 signature. */
+export async function signReceipt(body: ReceiptBody, receiptId: string, ledger: ReceiptLedgerRef | null, key: CryptoKey | ReceiptSignFn): Promise<Receipt> {
+  const unsigned = { ...body, receiptId, ledger };
+  const message = receiptSigningBytes(unsigned);
+  const sig = typeof key === 'function' ? await key(message) : new Uint8Array(await subtle.sign({ name: 'Ed25519' }, key, message));
+  return { ...unsigned, signature: { alg: 'Ed25519', value: toBase64Url(sig) } };
+}
+
+/** Header value: base64url of the receipt's canonical JSON. */
+export function encodeReceiptHeader(r: Receipt): string {
+  return toBase64Url(canonicalBytes(r));
+}
+
+/** Parses a receipt from its header value or JSON object (shape and bounds only). */
+export function parseReceipt(input: unknown): Receipt {
+  let value: unknown = input;
+  if (typeof input === 'string') {
+    if (input.length > (MAX_RECEIPT_BYTES * 4) / 3 + 4) throw new CustodyError('ERR_RECEIPT_MALFORMED', 'receipt is too large');
+    try {
+      value = JSON.parse(fromUtf8(fromBase64Url(input)));
+    } catch (e) {
+      throw new CustodyError('ERR_RECEIPT_MALFORMED', 'receipt is not base64url JSON', { cause: e });
+    }
+  }
+  const r = receiptSchema.safeParse(value);
+  if (!r.success) {
+    throw new CustodyError('ERR_RECEIPT_MALFORMED', `receipt is malformed at ${r.error.issues[0]?.path.map(String).join('.') || '(root)'}`);
+  }
+  return r.data;
+}
+
+export async function importReceiptKey(jwk: OkpPublicJwk): Promise<CryptoKey> {
+  try {
+    return await subtle.importKey('jwk', { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, { name: 'Ed25519' }, true, ['verify']);
+  } catch (e) {
+    throw new CustodyError('ERR_RECEIPT_SIGNATURE', 'receipt key is not a usable Ed25519 public key', { cause: e });
+  }
+}
+
+export interface ReceiptExpectations {
+  /** `sha256:` of the binary HTTP request the client encapsulated. */
+  requestDigest?: string;
+  /** `sha256:` of the response content the client received (whole stream). */
+  responseDigest?: string;
+  status?: number;
+}
+
+/**
+ * Verifies a receipt: shape, Ed25519 signature by the attested receipt key, id derived from the
+ * body, and, when given, that it describes this request and response. Errors: ERR_RECEIPT_*.
+ */
+export async function verifyReceipt(input: unknown, key: CryptoKey | OkpPublicJwk, expect: ReceiptExpectations = {}): Promise<Receipt> {
+  const r = parseReceipt(input);
+  const k = 'type' in key && key.type === 'public' ? key : await importReceiptKey(key as OkpPublicJwk);
+  let ok = false;
+  try {
+    ok = await subtle.verify({ name: 'Ed25519' }, k, copyBytes(fromBase64Url(r.signature.value)), receiptSigningBytes(r));
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new CustodyError('ERR_RECEIPT_SIGNATURE');
+  if ((await receiptIdOf(r)) !== r.receiptId) throw new CustodyError('ERR_RECEIPT_MALFORMED', 'receipt id is not derived from the receipt body');
+  if (expect.requestDigest !== undefined && r.request.digest !== expect.requestDigest) throw new CustodyError('ERR_RECEIPT_MISMATCH', 'the receipt names another request', { detail: { field: 'request.digest' } });
+  if (expect.responseDigest !== undefined && r.response.digest !== expect.responseDigest) throw new CustodyError('ERR_RECEIPT_MISMATCH', 'the receipt names another response', { detail: { field: 'response.digest' } });
+  if (expect.status !== undefined && r.response.status !== expect.status) throw new CustodyError('ERR_RECEIPT_MISMATCH', 'the receipt names another status', { detail: { field: 'response.status' } });
+  return r;
+}
+
+/**
+ * Strict check of a receipt against the transparency log: the `inference.receipt` event rebuilt
+ * from the receipt is the entry at `ledger.index`, under a checkpoint the log policy trusts.
+ */
+export async function verifyReceiptInclusion(r: Receipt, proof: string | Uint8Array | TlogProof, policy: TlogPolicy): Promise<{ index: number; treeSize: number }> {
+  if (!r.ledger) throw new CustodyError('ERR_TLOG_INCLUSION', 'the receipt names no ledger entry');
+  const entry = encodeEvent(receiptLedgerEvent(r, r.receiptId));
+  if ((await digestOf(entry)) !== r.ledger.entryDigest) throw new CustodyError('ERR_RECEIPT_MISMATCH', 'the ledger entry digest does not match the receipt', { detail: { field: 'ledger.entryDigest' } });
+  const v = await verifyTlogProof(proof, { entry }, policy);
+  if (v.index !== r.ledger.index) throw new CustodyError('ERR_TLOG_INCLUSION', 'the proof is for another index', { detail: { index: v.index, expected: r.ledger.index } });
+  return { index: v.index, treeSize: v.checkpoint.size };
+}
+

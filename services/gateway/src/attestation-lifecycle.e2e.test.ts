@@ -1,0 +1,155 @@
+// The gateway's attestation lifecycle: it refuses to serve once its attestation is revoked or
+// lapses (fail closed, typed errors), answers client challenges with fresh evidence, works
+// without a broker (raw evidence appraised by the client), and its appraisal and receipts are
+// provable from the ledger (strict mode).
+import { afterEach, describe, expect, it } from 'vitest';
+import { CustodyError } from '@custody/core';
+import { parseTlogPolicy } from '@custody/ledger';
+import { loadPolicy } from '@custody/policy';
+import { createConfidentialFetch, discoverGateway, fetchAttestationBundle, renderVerificationText, verifyGatewayBundle, verifyReceiptInclusion, type Receipt } from '@custody/sdk';
+import { DEMO_MODEL_ID } from './backends/demo.js';
+import { simPolicyYaml, startTestGateway, type TestGateway } from './testing/index.js';
+
+let gw: TestGateway | undefined;
+afterEach(async () => {
+  await gw?.close();
+  gw = undefined;
+});
+
+const chat = (g: TestGateway, content = 'hello') => ({
+  method: 'POST',
+  headers: { authorization: `Bearer ${g.apiKey}` },
+  body: JSON.stringify({ model: DEMO_MODEL_ID, messages: [{ role: 'user', content }] }),
+});
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(CustodyError);
+  return (e as CustodyError).code;
+}
+
+describe('revocation and lapse', () => {
+  it('refuses to serve once the broker no longer accepts its measurement (revoked), typed for clients', async () => {
+    gw = await startTestGateway();
+    const g = gw;
+    const cfetch = createConfidentialFetch({ gateway: g.url, jwks: g.jwks!, allowSimulated: true });
+    expect((await cfetch(`${g.url}/v1/chat/completions`, chat(g))).status).toBe(200);
+    const events = g.ledger.events.length;
+    g.broker!.setPolicy(await g.brokerPolicy(['c3'.repeat(48)], 2));
+    await expect(g.gateway.attestation.reattest()).rejects.toMatchObject({ code: 'ERR_EVIDENCE_MEASUREMENT' });
+    expect(g.gateway.attestation.state).toBe('revoked');
+    // The client's cached verification is still valid, but the gateway itself refuses.
+    expect(await codeOf(cfetch(`${g.url}/v1/chat/completions`, chat(g)))).toBe('ERR_GATEWAY_ATTESTATION_REVOKED');
+    const bundle = await fetch(`${g.url}/.well-known/custody/attestation`);
+    expect(bundle.status).toBe(503);
+    expect(((await bundle.json()) as { code: string }).code).toBe('ERR_GATEWAY_ATTESTATION_REVOKED');
+    expect((await fetch(`${g.url}/readyz`)).status).toBe(503);
+    // New clients cannot even verify.
+    expect(await codeOf(createConfidentialFetch({ gateway: g.url, jwks: g.jwks!, allowSimulated: true }).verify())).toBe('ERR_GATEWAY_ATTESTATION_REVOKED');
+    // The refusal was logged to the ledger (contraindicated appraisal), and no receipt after it.
+    const after = g.ledger.events.slice(events);
+    expect(after.map((e) => e.type)).toEqual(['attestation.appraised']);
+    expect(after[0]).toMatchObject({ verdict: 'contraindicated' });
+  });
+
+  it('an operator revocation is final even if re-attestation would succeed', async () => {
+    gw = await startTestGateway();
+    gw.gateway.attestation.revoke('operator');
+    await expect(gw.gateway.attestation.reattest()).rejects.toMatchObject({ code: 'ERR_GATEWAY_ATTESTATION_REVOKED' });
+    expect((await fetch(`${gw.url}/readyz`)).status).toBe(503);
+  });
+
+  it('lapses when the EAR expires and the broker cannot be reached (ERR_GATEWAY_ATTESTATION_LAPSED)', async () => {
+    let offset = 0;
+    const clock = () => new Date(Date.now() + offset);
+    gw = await startTestGateway({ clock, earTtlSeconds: 60, gateway: { reattestIntervalMs: 3600_000 } });
+    const g = gw;
+    const cfetch = createConfidentialFetch({ gateway: g.url, jwks: g.jwks!, allowSimulated: true, clock });
+    expect((await cfetch(`${g.url}/v1/chat/completions`, chat(g))).status).toBe(200);
+    // The broker becomes unreachable: not a refusal, so the gateway serves until its EAR expires.
+    g.broker!.challenge = () => Promise.reject(new CustodyError('ERR_STORE_UNAVAILABLE'));
+    await expect(g.gateway.attestation.reattest()).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
+    expect(g.gateway.attestation.state).toBe('attested');
+    offset = 61_000;
+    expect(g.gateway.attestation.state).toBe('lapsed');
+    const res = await fetch(`${g.url}/readyz`);
+    expect(((await res.json()) as { code: string }).code).toBe('ERR_GATEWAY_ATTESTATION_LAPSED');
+  });
+
+  it('does not serve before its first attestation succeeds (ERR_GATEWAY_NOT_ATTESTED)', async () => {
+    gw = await startTestGateway({ attester: { platform: 'sim', collect: () => Promise.reject(new CustodyError('ERR_ATTESTER_UNAVAILABLE')) } });
+    expect(gw.gateway.attestation.state).toBe('starting');
+    const res = await fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: new Uint8Array(40) });
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { code: string }).code).toBe('ERR_GATEWAY_NOT_ATTESTED');
+  });
+});
+
+describe('model key release', () => {
+  it('the broker releases a model key wrapped to the attested TEE key; the gateway unwraps it inside', async () => {
+    const modelKey = new Uint8Array(32).map((_, i) => i + 1);
+    const got: Uint8Array[] = [];
+    gw = await startTestGateway({ brokerKeys: { 'model-key': modelKey }, gateway: { modelKey: { name: 'model-key', onKey: (k) => void got.push(k.slice()) } } });
+    expect(gw.gateway.attestation.state).toBe('attested');
+    expect(got).toHaveLength(1);
+    expect(got[0]).toEqual(modelKey);
+  });
+
+  it('a gateway asking for a key the broker does not hold does not attest (fail closed)', async () => {
+    gw = await startTestGateway({ brokerKeys: {}, gateway: { modelKey: { name: 'absent-key', onKey: () => undefined } } });
+    expect(gw.gateway.attestation.state).not.toBe('attested');
+    expect((await fetch(`${gw.url}/readyz`)).status).toBe(503);
+  });
+});
+
+describe('freshness and trust paths', () => {
+  it('answers a caller nonce with fresh evidence bound to it; the SDK checks it against the EAR', async () => {
+    gw = await startTestGateway();
+    const r = await discoverGateway({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true, freshNonce: true });
+    expect(r.document.ok).toBe(true);
+    const steps = Object.fromEntries(r.document.steps.map((s) => [s.name, s]));
+    expect(steps.nonce!.ran).toBe(true);
+    expect(steps.evidence!.ran).toBe(true);
+    expect(steps.ear!.ran).toBe(true);
+    // The same fresh bundle checked against another nonce fails.
+    const nonce = new Uint8Array(32).fill(5);
+    const bundle = await fetchAttestationBundle(gw.url, { nonce });
+    const other = await verifyGatewayBundle(bundle, { jwks: gw.jwks!, allowSimulated: true, now: new Date(), nonce: new Uint8Array(32).fill(6) });
+    expect(other.document.error?.code).toBe('ERR_EVIDENCE_NONCE');
+  });
+
+  it('without a broker: the client appraises the raw evidence with its policy, freshness by nonce', async () => {
+    gw = await startTestGateway({ broker: false });
+    const policy = await loadPolicy(simPolicyYaml([gw.measurement]));
+    const cfetch = createConfidentialFetch({ gateway: gw.url, policy, allowSimulated: true });
+    const res = await cfetch(`${gw.url}/v1/chat/completions`, chat(gw, 'raw evidence path'));
+    expect(res.status).toBe(200);
+    const doc = cfetch.lastVerification!;
+    expect(doc.steps.find((s) => s.name === 'appraisal')).toMatchObject({ ok: true, ran: true });
+    expect(doc.steps.find((s) => s.name === 'ear')).toMatchObject({ ran: false });
+    expect(renderVerificationText(doc)).toContain('SIMULATED');
+    // A policy that pins another measurement refuses.
+    const strictPolicy = await loadPolicy(simPolicyYaml(['d4'.repeat(48)]));
+    expect(await codeOf(createConfidentialFetch({ gateway: gw.url, policy: strictPolicy, allowSimulated: true }).verify())).toBe('ERR_EVIDENCE_MEASUREMENT');
+  });
+
+  it('strict mode: the appraisal is proved in the ledger; receipts are provable too; a wrong log key fails', async () => {
+    gw = await startTestGateway();
+    const tlogPolicy = parseTlogPolicy(gw.ledger.tlogPolicyText);
+    const receipts: Receipt[] = [];
+    const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true, strict: { tlogPolicy }, onReceipt: (r) => receipts.push(r) });
+    expect((await cfetch(`${gw.url}/v1/chat/completions`, chat(gw, 'strict'))).status).toBe(200);
+    expect(cfetch.lastVerification!.steps.find((s) => s.name === 'ledger')).toMatchObject({ ok: true, ran: true });
+    const r = receipts[0]!;
+    const proof = await (await fetch(`${gw.url}/.well-known/custody/ledger/proof/${r.ledger!.index}`)).text();
+    await expect(verifyReceiptInclusion(r, proof, tlogPolicy)).resolves.toMatchObject({ index: r.ledger!.index });
+    const forged = { ...r, ledger: { ...r.ledger!, index: r.ledger!.index - 1 } };
+    await expect(verifyReceiptInclusion(forged, proof, tlogPolicy)).rejects.toBeInstanceOf(CustodyError);
+    const otherLog = await (await import('./ledger/ledger-sink.js')).InMemoryLedgerSink.create('custody.dev/other-log');
+    const wrong = parseTlogPolicy(otherLog.tlogPolicyText);
+    expect(await codeOf(createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true, strict: { tlogPolicy: wrong } }).verify())).toMatch(/^ERR_(NOTE|TLOG)_/);
+  });
+});

@@ -1,0 +1,49 @@
+/**
+ * What the gateway needs from the key broker, in the shape of docs/key-release-protocol.md:
+ * a challenge (single-use nonce and session), the attestation that returns an EAR, the
+ * broker's JWKS (to read and check its own EAR), and optionally a model key wrapped to the
+ * gateway's TEE key.
+ */
+import type { JSONWebKeySet } from 'jose';
+
+export interface BrokerChallenge {
+  readonly session: string;
+  readonly nonce: Uint8Array;
+  readonly expiresAt: Date;
+}
+
+export interface BrokerAttestRequest {
+  readonly session: string;
+  readonly evidence: Uint8Array;
+  /** The JCS runtime data text whose digest is in the evidence. */
+  readonly runtimeData: string;
+  readonly platform: string;
+}
+
+export interface BrokerAttestResult {
+  /** The EAR (JWT) for this session. */
+  readonly ear: string;
+  /** Where the broker logged its appraisal, when it says. */
+  readonly ledgerIndex?: number;
+}
+
+export interface ReleasedKeyEnvelope {
+  readonly wrappedKey: Uint8Array;
+  readonly context: Readonly<Record<string, string | number | boolean>>;
+}
+
+export interface BrokerClient {
+  challenge(): Promise<BrokerChallenge>;
+  attest(request: BrokerAttestRequest): Promise<BrokerAttestResult>;
+  jwks(): Promise<JSONWebKeySet>;
+  /**
+   * The named key wrapped (HPKE, custody wrapped-key envelope) to the TEE key in the EAR, with
+   * the context the broker bound into the envelope's AAD (it names the key and its version).
+   */
+  releaseKey?(name: string, request: { readonly session: string; readonly ear: string }): Promise<ReleasedKeyEnvelope>;
+}
+
+/** Codes with which a broker refuses definitively (the gateway is then revoked, not merely lapsing). */
+export function isRefusal(code: string): boolean {
+  return /^ERR_(POLICY|EVIDENCE|EAR|TCB|CERT|COLLATERAL_MISMATCH|TPM|SESSION_MISMATCH|KEY_REVOKED|AUTH)/.test(code);
+}

@@ -1,0 +1,84 @@
+// HttpBrokerClient against a TEST DOUBLE of the broker's documented handshake endpoints
+// (docs/key-release-protocol.md), backed by the in-process appraisal broker: the wire format
+// the gateway speaks, the gateway attesting through it, and refusals arriving as typed codes.
+import { Hono } from 'hono';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CustodyError, fromBase64, toBase64Url, toCustodyError } from '@custody/core';
+import { generateEarSigningKey, loadPolicy } from '@custody/policy';
+import { listen, type RunningServer } from '../http/serve.js';
+import { simPolicyYaml, startTestGateway, TEST_MEASUREMENT, type TestGateway } from '../testing/index.js';
+import { HttpBrokerClient } from './http-broker-client.js';
+import { LocalAppraisalBroker } from './local-broker.js';
+
+const WORKLOAD_KEY = 'sk-workload-0000000001';
+
+function brokerTestDouble(local: LocalAppraisalBroker): Hono {
+  const app = new Hono();
+  const problem = (e: unknown) => {
+    const err = toCustodyError(e);
+    return new Response(JSON.stringify({ code: err.code, detail: err.message }), { status: 403, headers: { 'content-type': 'application/problem+json' } });
+  };
+  app.use('/v1/*', async (c, next) => {
+    if (c.req.header('authorization') !== `Bearer ${WORKLOAD_KEY}` && !c.req.path.endsWith('/release')) return c.json({ code: 'ERR_AUTH_INVALID' }, 401);
+    await next();
+  });
+  app.post('/v1/attest/challenge', async (c) => {
+    const ch = await local.challenge();
+    return c.json({ session: ch.session, nonce: toBase64Url(ch.nonce), expiresAt: ch.expiresAt.toISOString() });
+  });
+  app.post('/v1/attest', async (c) => {
+    const b = await c.req.json<{ session: string; evidence: string; runtimeData: string; platform: string }>();
+    try {
+      return c.json(await local.attest({ session: b.session, evidence: fromBase64(b.evidence), runtimeData: b.runtimeData, platform: b.platform }));
+    } catch (e) {
+      return problem(e);
+    }
+  });
+  app.post('/v1/keys/:name/release', async (c) => {
+    const ear = (c.req.header('authorization') ?? '').replace(/^Bearer /, '');
+    const b = await c.req.json<{ session: string }>();
+    try {
+      const r = await local.releaseKey(c.req.param('name'), { session: b.session, ear });
+      return c.json({ wrappedKey: toBase64Url(r.wrappedKey), context: r.context });
+    } catch (e) {
+      return problem(e);
+    }
+  });
+  app.get('/.well-known/jwks.json', async (c) => c.json(await local.jwks()));
+  return app;
+}
+
+describe('HttpBrokerClient', () => {
+  let local: LocalAppraisalBroker;
+  let server: RunningServer;
+  let gw: TestGateway;
+  const released: Uint8Array[] = [];
+  beforeAll(async () => {
+    local = new LocalAppraisalBroker({ policy: await loadPolicy(simPolicyYaml([TEST_MEASUREMENT])), signingKey: await generateEarSigningKey(), keys: { weights: new Uint8Array(32).fill(9) } });
+    server = await listen(brokerTestDouble(local));
+    const broker = new HttpBrokerClient({ url: server.url, apiKey: WORKLOAD_KEY, tenant: 'acme' });
+    gw = await startTestGateway({ broker: false, gateway: { broker, modelKey: { name: 'weights', onKey: (k) => void released.push(k.slice()) } } });
+  });
+  afterAll(async () => {
+    await gw.close();
+    await server.close();
+  });
+
+  it('the gateway attests through the HTTP handshake and receives the model key', () => {
+    expect(gw.gateway.attestation.state).toBe('attested');
+    expect(gw.gateway.attestation.snapshot!.earId).toBeTruthy();
+    expect(released).toEqual([new Uint8Array(32).fill(9)]);
+  });
+
+  it('a refusal keeps its code; a bad workload key is an auth failure; an unreachable broker is unavailability', async () => {
+    local.setPolicy(await loadPolicy(simPolicyYaml(['e5'.repeat(48)], { version: 2 })));
+    await expect(gw.gateway.attestation.reattest()).rejects.toMatchObject({ code: 'ERR_EVIDENCE_MEASUREMENT' });
+    expect(gw.gateway.attestation.state).toBe('revoked');
+    const wrongKey = new HttpBrokerClient({ url: server.url, apiKey: 'sk-wrong-00000000', tenant: 'acme' });
+    await expect(wrongKey.challenge()).rejects.toMatchObject({ code: 'ERR_AUTH_INVALID' });
+    const down = new HttpBrokerClient({ url: 'http://127.0.0.1:9', apiKey: WORKLOAD_KEY, tenant: 'acme', timeoutMs: 2000 });
+    const e = await down.challenge().catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(CustodyError);
+    expect((e as CustodyError).code).toBe('ERR_STORE_UNAVAILABLE');
+  });
+});

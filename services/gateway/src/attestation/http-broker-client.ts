@@ -1,0 +1,90 @@
+/**
+ * BrokerClient over HTTP, following docs/key-release-protocol.md: POST /v1/attest/challenge,
+ * POST /v1/attest, POST /v1/keys/<name>/release, and the broker's JWKS. The gateway
+ * authenticates with a workload API key. Response member names beyond the protocol document
+ * (`ear`, `wrappedKey`, `ledgerIndex`) are the ones this client reads.
+ */
+import type { JSONWebKeySet } from 'jose';
+import { CustodyError, fromBase64Url, toBase64 } from '@custody/core';
+import type { BrokerAttestRequest, BrokerAttestResult, BrokerChallenge, BrokerClient, ReleasedKeyEnvelope } from './broker-client.js';
+
+export interface HttpBrokerClientOptions {
+  /** Broker base URL. */
+  url: string;
+  /** Workload API key (Authorization: Bearer). */
+  apiKey: string;
+  tenant: string;
+  /** JWKS URL; default `<url>/.well-known/jwks.json`. */
+  jwksUrl?: string;
+  fetch?: typeof fetch;
+  timeoutMs?: number;
+}
+
+const MAX_RESPONSE = 512 * 1024;
+
+export class HttpBrokerClient implements BrokerClient {
+  private readonly f: typeof fetch;
+
+  constructor(private readonly options: HttpBrokerClientOptions) {
+    this.f = options.fetch ?? fetch;
+  }
+
+  private url(path: string): string {
+    return this.options.url.replace(/\/+$/, '') + path;
+  }
+
+  private async call(path: string, init: RequestInit & { bearer?: string }): Promise<Record<string, unknown>> {
+    let res: Response;
+    try {
+      res = await this.f(path.startsWith('http') ? path : this.url(path), {
+        ...init,
+        headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${init.bearer ?? this.options.apiKey}` },
+        signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000),
+      });
+    } catch (e) {
+      throw new CustodyError('ERR_STORE_UNAVAILABLE', 'the broker could not be reached', { cause: e });
+    }
+    const text = await res.text();
+    if (text.length > MAX_RESPONSE) throw new CustodyError('ERR_INPUT_TOO_LARGE', 'broker response is too large');
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse(text) as Record<string, unknown>;
+    } catch (e) {
+      throw new CustodyError(res.ok ? 'ERR_INPUT_MALFORMED' : 'ERR_STORE_UNAVAILABLE', `broker answered ${res.status} without JSON`, { cause: e, detail: { status: res.status } });
+    }
+    if (!res.ok) {
+      const code = typeof body.code === 'string' && /^ERR_[A-Z0-9_]{1,60}$/.test(body.code) ? body.code : res.status >= 500 ? 'ERR_STORE_UNAVAILABLE' : 'ERR_POLICY_DENIED';
+      throw new CustodyError(code, `broker refused: ${typeof body.detail === 'string' ? body.detail.slice(0, 300) : res.status}`, { detail: { status: res.status } });
+    }
+    return body;
+  }
+
+  async challenge(): Promise<BrokerChallenge> {
+    const b = await this.call('/v1/attest/challenge', { method: 'POST', body: JSON.stringify({ tenant: this.options.tenant }) });
+    if (typeof b.session !== 'string' || typeof b.nonce !== 'string' || typeof b.expiresAt !== 'string') throw new CustodyError('ERR_INPUT_MALFORMED', 'broker challenge is malformed');
+    return { session: b.session, nonce: fromBase64Url(b.nonce), expiresAt: new Date(b.expiresAt) };
+  }
+
+  async attest(req: BrokerAttestRequest): Promise<BrokerAttestResult> {
+    const b = await this.call('/v1/attest', {
+      method: 'POST',
+      body: JSON.stringify({ session: req.session, evidence: toBase64(req.evidence), runtimeData: req.runtimeData, platform: req.platform }),
+    });
+    const ear = typeof b.ear === 'string' ? b.ear : typeof b.token === 'string' ? b.token : undefined;
+    if (!ear) throw new CustodyError('ERR_EAR_MALFORMED', 'broker returned no EAR');
+    return typeof b.ledgerIndex === 'number' ? { ear, ledgerIndex: b.ledgerIndex } : { ear };
+  }
+
+  async jwks(): Promise<JSONWebKeySet> {
+    const b = await this.call(this.options.jwksUrl ?? this.url('/.well-known/jwks.json'), { method: 'GET' });
+    if (!Array.isArray(b.keys)) throw new CustodyError('ERR_EAR_KEY', 'broker JWKS is malformed');
+    return b as unknown as JSONWebKeySet;
+  }
+
+  async releaseKey(name: string, req: { session: string; ear: string }): Promise<ReleasedKeyEnvelope> {
+    const b = await this.call(`/v1/keys/${encodeURIComponent(name)}/release`, { method: 'POST', body: JSON.stringify({ session: req.session }), bearer: req.ear });
+    if (typeof b.wrappedKey !== 'string') throw new CustodyError('ERR_KEY_UNWRAP', 'broker returned no wrapped key');
+    const ctx = typeof b.context === 'object' && b.context !== null ? (b.context as Record<string, string | number | boolean>) : {};
+    return { wrappedKey: fromBase64Url(b.wrappedKey), context: ctx };
+  }
+}

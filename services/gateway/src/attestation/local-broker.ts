@@ -1,0 +1,155 @@
+/**
+ * In-process appraisal in the shape of the key broker's handshake (docs/key-release-protocol.md
+ * sections 1 to 3): single-use expiring nonces, runtime data checks, evidence verification with
+ * the expected digest, appraisal with a policy, and a real signed EAR carrying the TEE key;
+ * every verdict goes to the ledger sink. For development (`custody gateway serve --demo`) and
+ * tests until the gateway talks to the broker service; it holds its own EAR signing key, so a
+ * client must pin this instance's JWKS.
+ */
+import type { JSONWebKeySet } from 'jose';
+import { CustodyError, canonicalize, fromBase64Url, secureRandom, sha256, systemClock, toBase64Url, toHex, utf8, wrapKey, type Clock, type RandomSource } from '@custody/core';
+import { createEar, appraise, appraisalReasons, publishJwks, teeKeyFromEar, verifyEar, type CompiledPolicy, type EarSigningKey } from '@custody/policy';
+import { defaultVerifiers, parseRuntimeData, runtimeDigest, type EvidenceVerifierSet } from '@custody/sdk';
+import type { AuditSink } from '@custody/ledger';
+import type { BrokerAttestRequest, BrokerAttestResult, BrokerChallenge, BrokerClient, ReleasedKeyEnvelope } from './broker-client.js';
+
+export interface LocalAppraisalBrokerOptions {
+  policy: CompiledPolicy;
+  signingKey: EarSigningKey;
+  verifiers?: EvidenceVerifierSet;
+  /** Trust anchors for the evidence verifier (e.g. the TPM AK or a private sim key). */
+  roots?: Uint8Array[];
+  ledger?: AuditSink;
+  clock?: Clock;
+  random?: RandomSource;
+  earTtlSeconds?: number;
+  sessionTtlMs?: number;
+  /** Secrets this broker releases by name (development: e.g. a model decryption key). */
+  keys?: Record<string, Uint8Array>;
+  issuer?: string;
+}
+
+interface Session {
+  nonce: Uint8Array;
+  expiresAt: number;
+}
+
+const MAX_SESSIONS = 1024;
+
+export class LocalAppraisalBroker implements BrokerClient {
+  private readonly sessions = new Map<string, Session>();
+  private policy: CompiledPolicy;
+  private readonly clock: Clock;
+  private readonly random: RandomSource;
+
+  constructor(private readonly options: LocalAppraisalBrokerOptions) {
+    this.policy = options.policy;
+    this.clock = options.clock ?? systemClock;
+    this.random = options.random ?? secureRandom;
+  }
+
+  /** Replaces the appraisal policy (e.g. a measurement is no longer accepted: the next re-attestation fails). */
+  setPolicy(policy: CompiledPolicy): void {
+    this.policy = policy;
+  }
+
+  get policyId(): string {
+    return this.policy.policyId;
+  }
+
+  challenge(): Promise<BrokerChallenge> {
+    const now = this.clock().getTime();
+    for (const [id, s] of this.sessions) if (s.expiresAt <= now) this.sessions.delete(id);
+    if (this.sessions.size >= MAX_SESSIONS) return Promise.reject(new CustodyError('ERR_GATEWAY_OVERLOADED', 'too many open attestation sessions'));
+    const session = toBase64Url(this.random(16));
+    const nonce = this.random(32);
+    const expiresAt = now + (this.options.sessionTtlMs ?? 120_000);
+    this.sessions.set(session, { nonce, expiresAt });
+    return Promise.resolve({ session, nonce, expiresAt: new Date(expiresAt) });
+  }
+
+  async attest(req: BrokerAttestRequest): Promise<BrokerAttestResult> {
+    const now = this.clock();
+    const s = this.sessions.get(req.session);
+    // Single use: the nonce is consumed before anything else can fail.
+    this.sessions.delete(req.session);
+    if (!s) throw new CustodyError('ERR_SESSION_NOT_FOUND');
+    if (s.expiresAt <= now.getTime()) throw new CustodyError('ERR_SESSION_EXPIRED');
+    const rd = parseRuntimeData(req.runtimeData);
+    if (!rd.nonce || toBase64Url(rd.nonce) !== toBase64Url(s.nonce)) throw new CustodyError('ERR_EVIDENCE_NONCE', 'runtime data does not carry the session nonce');
+    const expected = await runtimeDigest(req.platform, req.runtimeData);
+    const verifiers = this.options.verifiers ?? defaultVerifiers;
+    const result = await verifiers.verify({ evidence: req.evidence, platform: req.platform, now, nonce: expected, ...(this.options.roots ? { roots: this.options.roots } : {}) });
+    if (result.ok && result.claims && result.claims.reportData !== toHex(expected)) {
+      result.ok = false;
+      result.errors.push({ code: 'ERR_EVIDENCE_BINDING', message: 'report data is not the runtime data digest' });
+    }
+    const appraisal = appraise(this.policy, result, { now });
+    const evidenceDigest = 'sha256:' + toHex(await sha256(req.evidence));
+    if (appraisal.status !== 'affirming') {
+      const reasons = appraisalReasons(appraisal);
+      await this.options.ledger?.append({
+        v: 1,
+        type: 'attestation.appraised',
+        time: now.toISOString(),
+        actor: 'custody-local-broker',
+        evidenceFormat: req.platform as 'sim',
+        evidenceDigest,
+        verdict: appraisal.status,
+        policyId: `custody:policy:${this.policy.document.id}:${this.policy.document.version}`,
+        policyDigest: 'sha256:' + this.policy.digest,
+        workload: 'custody-gateway',
+        reasons: [...new Set(reasons.map((r) => r.code))].slice(0, 16),
+      });
+      const first = reasons[0];
+      throw new CustodyError(first?.code ?? 'ERR_POLICY_DENIED', `appraisal is ${appraisal.status}${first ? `: ${first.reason}` : ''}`, { detail: { status: appraisal.status } });
+    }
+    const { token } = await createEar(appraisal, this.options.signingKey, {
+      now,
+      verifierId: { developer: 'https://custody.dev', build: 'custody-gateway local appraisal' },
+      nonce: s.nonce,
+      teePublicKey: { kty: 'OKP', crv: 'X25519', x: rd.value['tee-pubkey'].x },
+      ttlSeconds: this.options.earTtlSeconds ?? 300,
+      random: this.random,
+      ...(this.options.issuer ? { issuer: this.options.issuer } : {}),
+    });
+    const logged = await this.options.ledger?.append({
+      v: 1,
+      type: 'attestation.appraised',
+      time: now.toISOString(),
+      actor: 'custody-local-broker',
+      evidenceFormat: req.platform as 'sim',
+      evidenceDigest,
+      verdict: 'affirming',
+      policyId: `custody:policy:${this.policy.document.id}:${this.policy.document.version}`,
+      policyDigest: 'sha256:' + this.policy.digest,
+      resultDigest: 'sha256:' + toHex(await sha256(utf8(token))),
+      workload: 'custody-gateway',
+    });
+    return logged ? { ear: token, ledgerIndex: logged.index } : { ear: token };
+  }
+
+  /**
+   * Releases a named secret given at construction, wrapped to the TEE key of a valid EAR this
+   * broker issued for the session; the envelope's AAD names the key (key-release protocol §4).
+   */
+  async releaseKey(name: string, req: { session: string; ear: string }): Promise<ReleasedKeyEnvelope> {
+    const secret = this.options.keys?.[name];
+    if (!secret) throw new CustodyError('ERR_KEY_NOT_FOUND');
+    const v = await verifyEar(req.ear, { jwks: await this.jwks(), now: this.clock() });
+    if (v.status !== 'affirming') throw new CustodyError('ERR_POLICY_DENIED', 'the EAR is not affirming');
+    const tee = await teeKeyFromEar(v.ear);
+    if (tee.kty !== 'OKP' || tee.crv !== 'X25519' || typeof tee.x !== 'string') throw new CustodyError('ERR_KEY_RECIPIENT');
+    const context = { tenant: 'local', key: name, version: 1 };
+    return { wrappedKey: await wrapKey(secret, { recipientPublicKey: fromBase64Url(tee.x), context }), context };
+  }
+
+  jwks(): Promise<JSONWebKeySet> {
+    return Promise.resolve(publishJwks([this.options.signingKey]));
+  }
+}
+
+/** Canonical JSON of a challenge response, as the broker's HTTP endpoint returns it. */
+export function challengeJson(c: BrokerChallenge): string {
+  return canonicalize({ session: c.session, nonce: toBase64Url(c.nonce), expiresAt: c.expiresAt.toISOString() });
+}

@@ -1,0 +1,120 @@
+/**
+ * A confidential inference gateway: keys created inside the TEE, attestation with those keys
+ * bound into the evidence, the OHTTP surface, the pipeline and the backend, composed once.
+ *
+ *   const gw = await Gateway.create({ backend, attester, broker, ledger, policy });
+ *   await gw.start();                 // attests; serves confidential routes only once attested
+ *   const server = await listen(gw.app, { port: 8443 });
+ */
+import type { Hono } from 'hono';
+import type { Logger } from 'pino';
+import { systemClock, type Clock } from '@custody/core';
+import type { Attester } from '@custody/attester-service';
+import type { EvidenceVerifierSet } from '@custody/sdk';
+import { AttestationManager, type AttestationManagerOptions } from './attestation/attestation-manager.js';
+import type { BrokerClient } from './attestation/broker-client.js';
+import type { ModelBackend } from './backends/types.js';
+import { createGatewayApp } from './http/app.js';
+import { GatewayKeys } from './keys/gateway-keys.js';
+import type { LedgerSink } from './ledger/ledger-sink.js';
+import { createGatewayLogger } from './observability/logger.js';
+import { GatewayMetrics } from './observability/metrics.js';
+import { InferencePipeline } from './pipeline/inference.js';
+import { ReplayGuard } from './pipeline/replay-guard.js';
+import { TenantDirectory, type GatewayPolicyDocument } from './pipeline/tenants.js';
+
+export interface GatewayOptions {
+  backend: ModelBackend;
+  attester: Attester;
+  /** The key broker; without one the gateway publishes evidence only (clients appraise it themselves). */
+  broker?: BrokerClient;
+  ledger: LedgerSink;
+  /** Tenants and their input policies (document, YAML/JSON text, or a built directory). */
+  policy: GatewayPolicyDocument | string | TenantDirectory;
+  clock?: Clock;
+  logger?: Logger;
+  metrics?: GatewayMetrics;
+  verifiers?: EvidenceVerifierSet;
+  reattestIntervalMs?: number;
+  maxEvidenceAgeMs?: number;
+  /** How long a retired OHTTP key still decapsulates. Default 10 minutes. */
+  keyGraceMs?: number;
+  /** Rotate the OHTTP key this often (and re-attest). Default: never on a timer. */
+  keyRotationMs?: number;
+  /** Accepted distance between a request's Date and the gateway clock. Default 60 s. */
+  requestDateWindowMs?: number;
+  modelKey?: AttestationManagerOptions['modelKey'];
+  cors?: boolean;
+}
+
+export class Gateway {
+  readonly app: Hono;
+  private rotation: ReturnType<typeof setInterval> | undefined;
+
+  private constructor(
+    readonly options: GatewayOptions,
+    readonly keys: GatewayKeys,
+    readonly tenants: TenantDirectory,
+    readonly attestation: AttestationManager,
+    readonly metrics: GatewayMetrics,
+    readonly logger: Logger,
+    readonly replay: ReplayGuard,
+  ) {
+    const clock = options.clock ?? systemClock;
+    const pipeline = new InferencePipeline({
+      backend: options.backend,
+      tenants,
+      ledger: options.ledger,
+      signReceipt: keys.receipt.sign,
+      clock,
+      logger,
+      metrics,
+      ...(options.requestDateWindowMs !== undefined ? { dateWindowMs: options.requestDateWindowMs } : {}),
+    });
+    this.app = createGatewayApp({ attestation, keys, pipeline, replay, ledger: options.ledger, metrics, logger, clock, ...(options.cors !== undefined ? { cors: options.cors } : {}) });
+  }
+
+  static async create(options: GatewayOptions): Promise<Gateway> {
+    const clock = options.clock ?? systemClock;
+    const logger = options.logger ?? createGatewayLogger();
+    const metrics = options.metrics ?? new GatewayMetrics();
+    const keys = await GatewayKeys.create(clock, options.keyGraceMs !== undefined ? { graceMs: options.keyGraceMs } : {});
+    const tenants = options.policy instanceof TenantDirectory ? options.policy : await TenantDirectory.create(options.policy);
+    const model = options.backend.models()[0];
+    const attestation = new AttestationManager({
+      attester: options.attester,
+      keys,
+      ...(options.broker ? { broker: options.broker } : {}),
+      ledger: options.ledger,
+      clock,
+      logger,
+      ...(model ? { model: { id: model.id, ...(model.digest ? { digest: model.digest } : {}), ...(model.label ? { label: model.label } : {}), backend: options.backend.kind } } : {}),
+      policyVersion: tenants.policyVersion,
+      ...(options.verifiers ? { verifiers: options.verifiers } : {}),
+      ...(options.reattestIntervalMs !== undefined ? { reattestIntervalMs: options.reattestIntervalMs } : {}),
+      ...(options.maxEvidenceAgeMs !== undefined ? { maxEvidenceAgeMs: options.maxEvidenceAgeMs } : {}),
+      ...(options.modelKey ? { modelKey: options.modelKey } : {}),
+    });
+    const replay = new ReplayGuard(clock, options.requestDateWindowMs ?? 60_000);
+    return new Gateway(options, keys, tenants, attestation, metrics, logger, replay);
+  }
+
+  /** Attests (once, then on schedule). Confidential routes open only when attestation succeeds. */
+  async start(): Promise<void> {
+    await this.attestation.start();
+    if (this.options.keyRotationMs) {
+      this.rotation = setInterval(() => {
+        this.attestation.rotateKeys().catch(() => undefined);
+      }, this.options.keyRotationMs);
+      this.rotation.unref();
+    }
+  }
+
+  fetch = (request: Request): Response | Promise<Response> => this.app.fetch(request);
+
+  async close(): Promise<void> {
+    this.attestation.stop();
+    if (this.rotation) clearInterval(this.rotation);
+    await this.options.backend.close?.();
+  }
+}

@@ -1,0 +1,258 @@
+/**
+ * The gateway's HTTP surface. Only `POST /ohttp` reaches the confidential routes; everything
+ * else is public metadata (attestation bundle, key configuration, health, metrics) or a clear
+ * refusal of plaintext.
+ *
+ *   GET  /.well-known/custody/attestation             attestation bundle (JSON)
+ *   POST /.well-known/custody/attestation/challenge   {"nonce": b64url} -> bundle with fresh evidence
+ *   GET  /.well-known/ohttp-gateway                   application/ohttp-keys (RFC 9540)
+ *   GET  /.well-known/custody/ledger/proof/:index     C2SP tlog-proof of a receipt or decision
+ *   POST /ohttp                                       message/ohttp-req | message/ohttp-chunked-req
+ *   *    /v1/*                                        403 ERR_GATEWAY_PLAINTEXT
+ *   GET  /healthz, /readyz, /metrics
+ */
+import { createHash } from 'node:crypto';
+import { Hono } from 'hono';
+import { cors } from 'hono/cors';
+import type { Logger } from 'pino';
+import { CustodyError, fromBase64Url, toCustodyError, type Clock } from '@custody/core';
+import { formatTlogProof } from '@custody/ledger';
+import {
+  ATTESTATION_PATH,
+  CHALLENGE_PATH,
+  OhttpMediaType,
+  RECEIPT_HEADER,
+  decapsulateChunkedRequest,
+  decapsulateRequest,
+  encodeBhttpContentChunk,
+  encodeBhttpEnd,
+  encodeBhttpResponse,
+  encodeBhttpResponseHead,
+  encodeKeyConfigs,
+  MAX_OHTTP_MESSAGE,
+  readAll,
+  type HttpField,
+} from '@custody/sdk';
+import type { AttestationManager, AttestationSnapshot } from '../attestation/attestation-manager.js';
+import type { GatewayKeys } from '../keys/gateway-keys.js';
+import type { LedgerSink } from '../ledger/ledger-sink.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
+import { MAX_INNER_BODY, sha256Digest, type InferencePipeline, type InnerResponse } from '../pipeline/inference.js';
+import type { ReplayGuard } from '../pipeline/replay-guard.js';
+import { PROBLEM_CONTENT_TYPE, problemBody, problemResponse, toProblem } from './problem.js';
+
+export interface GatewayAppDeps {
+  attestation: AttestationManager;
+  keys: GatewayKeys;
+  pipeline: InferencePipeline;
+  replay: ReplayGuard;
+  ledger: LedgerSink;
+  metrics: GatewayMetrics;
+  logger: Logger;
+  clock: Clock;
+  /** Allow browsers on other origins to call the public endpoints (no credentials). Default true. */
+  cors?: boolean;
+}
+
+function essence(ct: string | undefined): string {
+  return (ct ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+async function readLimited(body: ReadableStream<Uint8Array> | null, max: number): Promise<Uint8Array> {
+  if (!body) return new Uint8Array(0);
+  return readAll(body, max);
+}
+
+/** The whole request body, bounded: by Content-Length when given (one read), else as a bounded stream. */
+async function readRequest(req: Request, max: number): Promise<Uint8Array> {
+  const declared = req.headers.get('content-length');
+  if (declared !== null && /^[0-9]{1,10}$/.test(declared)) {
+    if (Number(declared) > max) throw new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large', { detail: { max } });
+    return new Uint8Array(await req.arrayBuffer());
+  }
+  return readLimited(req.body, max);
+}
+
+function withReceipt(headers: HttpField[], receipt: string | undefined): HttpField[] {
+  return receipt ? [...headers, [RECEIPT_HEADER, receipt]] : headers;
+}
+
+export function createGatewayApp(d: GatewayAppDeps): Hono {
+  const app = new Hono();
+  app.onError((e) => problemResponse(e));
+  app.notFound(() => problemResponse(new CustodyError('ERR_GATEWAY_ROUTE', 'no such route')));
+  if (d.cors ?? true) {
+    const c = cors({ origin: '*', allowMethods: ['GET', 'POST'], allowHeaders: ['content-type', 'accept'], maxAge: 600 });
+    app.use('/.well-known/*', c);
+    app.use('/ohttp', c);
+  }
+
+  app.get('/healthz', (c) => c.json({ ok: true }));
+  app.get('/readyz', (c) => {
+    const state = d.attestation.state;
+    d.metrics.setState(state);
+    try {
+      d.attestation.assertServing();
+    } catch (e) {
+      return problemResponse(e);
+    }
+    return c.json({ ok: true, state });
+  });
+  app.get('/metrics', async (c) => {
+    d.metrics.setState(d.attestation.state);
+    return c.text(await d.metrics.registry.metrics(), 200, { 'content-type': d.metrics.registry.contentType });
+  });
+
+  app.get(ATTESTATION_PATH, (c) => {
+    const s = d.attestation.assertServing();
+    return c.json(s.bundle, 200, { 'cache-control': 'no-store' });
+  });
+  app.post(CHALLENGE_PATH, async (c) => {
+    let nonce: Uint8Array;
+    try {
+      const text = new TextDecoder().decode(await readLimited(c.req.raw.body, 4096));
+      const v = JSON.parse(text) as { nonce?: unknown };
+      if (typeof v.nonce !== 'string' || v.nonce.length > 100) throw new Error('no nonce');
+      nonce = fromBase64Url(v.nonce);
+    } catch (e) {
+      throw new CustodyError('ERR_INPUT_MALFORMED', 'the challenge body must be {"nonce": "<base64url, 8 to 64 bytes>"}', { cause: e });
+    }
+    return c.json(await d.attestation.challenge(nonce), 200, { 'cache-control': 'no-store' });
+  });
+  app.get('/.well-known/ohttp-gateway', () => {
+    const s = d.attestation.assertServing();
+    return new Response(encodeKeyConfigs(s.keyConfigs), { headers: { 'content-type': OhttpMediaType.Keys, 'cache-control': 'no-store' } });
+  });
+  app.get('/.well-known/custody/ledger/proof/:index', async (c) => {
+    const index = Number(c.req.param('index'));
+    if (!Number.isSafeInteger(index) || index < 0) throw new CustodyError('ERR_INPUT_MALFORMED', 'index must be a non-negative integer');
+    if (!d.ledger.proof) throw new CustodyError('ERR_GATEWAY_LEDGER', 'this gateway ledger gives no proofs');
+    const p = await d.ledger.proof(index).catch((e: unknown) => {
+      throw new CustodyError('ERR_GATEWAY_LEDGER', 'no proof for this index', { cause: e });
+    });
+    return c.text(formatTlogProof(p), 200, { 'content-type': 'text/plain; charset=utf-8' });
+  });
+
+  app.all('/v1/*', () => problemResponse(new CustodyError('ERR_GATEWAY_PLAINTEXT')));
+
+  app.post('/ohttp', async (c) => {
+    const started = performance.now();
+    const ct = essence(c.req.header('content-type'));
+    const refuse = (e: unknown): Response => {
+      const err = toCustodyError(e);
+      d.metrics.refusals.inc({ code: err.code });
+      d.logger.info({ event: 'ohttp.refused', code: err.code }, 'encapsulated request refused');
+      return problemResponse(err);
+    };
+    if (ct !== OhttpMediaType.Request && ct !== OhttpMediaType.ChunkedRequest) {
+      return refuse(new CustodyError('ERR_OHTTP_MEDIA_TYPE', `expected ${OhttpMediaType.Request} or ${OhttpMediaType.ChunkedRequest}`));
+    }
+    let snapshot: AttestationSnapshot;
+    try {
+      // Fail closed before any decryption: an unattested gateway touches no request.
+      snapshot = d.attestation.assertServing();
+    } catch (e) {
+      return refuse(e);
+    }
+    const receivedAt = d.clock();
+    if (ct === OhttpMediaType.Request) {
+      let request: Uint8Array;
+      let context;
+      try {
+        const sealed = await readRequest(c.req.raw, MAX_OHTTP_MESSAGE);
+        ({ request, context } = await decapsulateRequest(d.keys.ohttp.active, sealed));
+        d.replay.commit(context.enc);
+      } catch (e) {
+        return refuse(e);
+      }
+      const inner = await d.pipeline.handle(request, snapshot, receivedAt);
+      let content: Uint8Array;
+      let status = inner.status;
+      let headers = inner.headers;
+      try {
+        content = inner.body instanceof ReadableStream ? await readAll(inner.body, MAX_INNER_BODY) : inner.body;
+        headers = withReceipt(headers, await inner.finish(sha256Digest(content)));
+      } catch (e) {
+        const p = toProblem(e);
+        status = p.status;
+        content = problemBody(p);
+        headers = [['content-type', PROBLEM_CONTENT_TYPE]];
+      }
+      const sealedResponse = await context.encapsulateResponse(encodeBhttpResponse({ status, headers, content }));
+      observe(d, inner, status, started);
+      return new Response(sealedResponse, { status: 200, headers: { 'content-type': OhttpMediaType.Response, 'cache-control': 'no-store' } });
+    }
+
+    let requestBytes: Uint8Array;
+    let context;
+    try {
+      const decap = await decapsulateChunkedRequest(d.keys.ohttp.active, c.req.raw.body ?? new ReadableStream());
+      context = decap.context;
+      requestBytes = await readAll(decap.request, MAX_INNER_BODY);
+      d.replay.commit(context.enc);
+    } catch (e) {
+      return refuse(e);
+    }
+    const inner = await d.pipeline.handle(requestBytes, snapshot, receivedAt);
+    const sealed = await context.encapsulateResponse(bhttpStream(d, inner, started));
+    return new Response(sealed, { status: 200, headers: { 'content-type': OhttpMediaType.ChunkedResponse, 'cache-control': 'no-store' } });
+  });
+
+  return app;
+}
+
+function observe(d: GatewayAppDeps, inner: InnerResponse, status: number, started: number): void {
+  const streamed = inner.streamed ? 'true' : 'false';
+  d.metrics.requests.inc({ route: inner.routeLabel, status: String(status), streamed });
+  d.metrics.duration.observe({ route: inner.routeLabel, streamed }, (performance.now() - started) / 1000);
+}
+
+/**
+ * The inner response as an indeterminate-length Binary HTTP stream: head, one content chunk
+ * per backend chunk (so tokens leave as they come), then the end with the receipt as a trailer,
+ * finished over the digest of the whole content. An error mid-stream errors the stream, and the
+ * client sees a truncated message rather than a short one.
+ */
+function bhttpStream(d: GatewayAppDeps, inner: InnerResponse, started: number): ReadableStream<Uint8Array> {
+  const hash = createHash('sha256');
+  const reader = inner.body instanceof ReadableStream ? inner.body.getReader() : undefined;
+  let pendingBytes = inner.body instanceof ReadableStream ? undefined : inner.body;
+  let headSent = false;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        if (!headSent) {
+          headSent = true;
+          controller.enqueue(encodeBhttpResponseHead({ status: inner.status, headers: inner.headers }));
+          return;
+        }
+        if (pendingBytes) {
+          const b = pendingBytes;
+          pendingBytes = undefined;
+          hash.update(b);
+          if (b.length > 0) controller.enqueue(encodeBhttpContentChunk(b));
+          return;
+        }
+        if (reader) {
+          const r = await reader.read();
+          if (!r.done) {
+            hash.update(r.value);
+            if (r.value.length > 0) controller.enqueue(encodeBhttpContentChunk(r.value));
+            return;
+          }
+        }
+        const receipt = await inner.finish('sha256:' + hash.digest('hex'));
+        controller.enqueue(encodeBhttpEnd(receipt ? [[RECEIPT_HEADER, receipt]] : []));
+        observe(d, inner, inner.status, started);
+        controller.close();
+      } catch (e) {
+        d.logger.warn({ event: 'stream.failed', code: toCustodyError(e).code }, 'streamed response failed; the client sees a truncated message');
+        controller.error(e);
+        await reader?.cancel(e).catch(() => undefined);
+      }
+    },
+    async cancel(reason) {
+      await reader?.cancel(reason);
+    },
+  });
+}

@@ -1,0 +1,35 @@
+import { serve, type ServerType } from '@hono/node-server';
+import type { Hono } from 'hono';
+
+export interface RunningServer {
+  /** Base URL, e.g. http://127.0.0.1:8443 */
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Serves a Hono app on Node; port 0 picks a free port. Loopback by default. */
+export function listen(app: Hono, options: { port?: number; host?: string } = {}): Promise<RunningServer> {
+  const host = options.host ?? '127.0.0.1';
+  return new Promise((resolve, reject) => {
+    let server: ServerType;
+    try {
+      server = serve({ fetch: app.fetch, port: options.port ?? 0, hostname: host }, (info) => {
+        const h = host.includes(':') ? `[${host}]` : host;
+        resolve({
+          url: `http://${h}:${info.port}`,
+          port: info.port,
+          close: () =>
+            new Promise<void>((res) => {
+              const s = server as unknown as { closeAllConnections?: () => void; close(cb: () => void): void };
+              s.close(() => res());
+              s.closeAllConnections?.();
+            }),
+        });
+      });
+      server.once('error', reject);
+    } catch (e) {
+      reject(e instanceof Error ? e : new Error(String(e)));
+    }
+  });
+}

@@ -1,0 +1,24 @@
+// @custody/gateway-service: the confidential inference gateway (Node) and its OHTTP relay.
+export { Gateway, type GatewayOptions } from './gateway.js';
+export { createGatewayApp, type GatewayAppDeps } from './http/app.js';
+export { listen, type RunningServer } from './http/serve.js';
+export { statusFor, toProblem, problemResponse, type GatewayProblem } from './http/problem.js';
+export { AttestationManager, type AttestationState, type AttestationSnapshot, type AttestationManagerOptions } from './attestation/attestation-manager.js';
+export { isRefusal, type BrokerClient, type BrokerChallenge, type BrokerAttestRequest, type BrokerAttestResult, type ReleasedKeyEnvelope } from './attestation/broker-client.js';
+export { LocalAppraisalBroker, type LocalAppraisalBrokerOptions } from './attestation/local-broker.js';
+export { HttpBrokerClient, type HttpBrokerClientOptions } from './attestation/http-broker-client.js';
+export { InMemoryLedgerSink, type LedgerSink } from './ledger/ledger-sink.js';
+export { GatewayKeys, OhttpKeyRing, ReceiptSigner } from './keys/gateway-keys.js';
+export { TenantDirectory, parseGatewayPolicy, apiKeyDigest, type Tenant, type TenantConfig, type GatewayPolicyDocument } from './pipeline/tenants.js';
+export { applyInputPolicy, restoreJson, restoreSseStream, type InferenceRoute, type InputPolicyResult } from './pipeline/policy.js';
+export { InferencePipeline, type InnerResponse } from './pipeline/inference.js';
+export { ReplayGuard } from './pipeline/replay-guard.js';
+export type { ModelBackend, ModelInfo, BackendRequest, BackendResponse } from './backends/types.js';
+export { UpstreamBackend, type UpstreamBackendOptions } from './backends/upstream.js';
+export { DemoBackend, DEMO_MODEL_ID, DEMO_MODEL_LABEL, demoReply, demoEmbedding } from './backends/demo.js';
+export { LlamaCppBackend, describeGgufFile, type LlamaCppBackendOptions } from './backends/llama-cpp.js';
+export { parseGgufHeader, encodeGgufMetadata, GGUF_MAGIC, type GgufHeader, type GgufValue } from './backends/gguf.js';
+export { createRelayApp, type RelayOptions } from './relay/relay.js';
+export { GatewayMetrics } from './observability/metrics.js';
+export { createGatewayLogger } from './observability/logger.js';
+export { launchGateway, launchRelay, runConfidentialRequest, DEV_SIM_MEASUREMENT, type LaunchGatewayConfig, type LaunchedGateway } from './launch.js';

@@ -1,0 +1,170 @@
+/**
+ * Builds and starts a gateway from simple settings (what `custody gateway serve` and
+ * `custody up` take): backend (demo, upstream URL, GGUF file), attester (sim or TPM), broker
+ * (HTTP broker, or an in-process appraisal broker for development), ledger sink, tenants.
+ */
+import { randomBytes } from 'node:crypto';
+import type { JSONWebKeySet } from 'jose';
+import { destination, type Logger } from 'pino';
+import { CustodyError, systemClock, type Clock } from '@custody/core';
+import { SimAttester, TpmAttester, type Attester } from '@custody/attester-service';
+import { generateEarSigningKey, loadPolicy, type CompiledPolicy } from '@custody/policy';
+import { createConfidentialFetch, renderVerificationText, type Receipt, type VerificationDocument } from '@custody/sdk';
+import type { BrokerClient } from './attestation/broker-client.js';
+import { HttpBrokerClient } from './attestation/http-broker-client.js';
+import { LocalAppraisalBroker } from './attestation/local-broker.js';
+import { DemoBackend, DEMO_MODEL_LABEL } from './backends/demo.js';
+import { LlamaCppBackend } from './backends/llama-cpp.js';
+import type { ModelBackend } from './backends/types.js';
+import { UpstreamBackend } from './backends/upstream.js';
+import { Gateway } from './gateway.js';
+import { listen, type RunningServer } from './http/serve.js';
+import { InMemoryLedgerSink, type LedgerSink } from './ledger/ledger-sink.js';
+import { createGatewayLogger } from './observability/logger.js';
+import { apiKeyDigest, type GatewayPolicyDocument } from './pipeline/tenants.js';
+import { createRelayApp } from './relay/relay.js';
+
+export const DEV_SIM_MEASUREMENT = '00'.repeat(48);
+
+export interface LaunchGatewayConfig {
+  port?: number;
+  host?: string;
+  /** Exactly one backend; the demo model when none is given. */
+  upstream?: string;
+  modelPath?: string;
+  upstreamDigests?: Record<string, string>;
+  attester?: 'sim' | 'tpm' | Attester;
+  tpmTcti?: string;
+  /** Sim measurement (hex); default 48 zero bytes. */
+  simMeasurement?: string;
+  /** An HTTP broker (docs/key-release-protocol.md); without it an in-process appraisal broker. */
+  broker?: { url: string; apiKey: string; tenant: string; jwksUrl?: string } | BrokerClient;
+  /** Appraisal policy of the in-process broker (YAML/JSON text); default: accept this sim measurement. */
+  appraisalPolicy?: string;
+  /** Tenants policy (YAML/JSON text or document); default one `demo` tenant with `apiKey`. */
+  tenants?: string | GatewayPolicyDocument;
+  /** API key of the default demo tenant; generated when absent. */
+  apiKey?: string;
+  ledger?: LedgerSink;
+  logger?: Logger;
+  clock?: Clock;
+  keyRotationMs?: number;
+}
+
+export interface LaunchedGateway {
+  readonly gateway: Gateway;
+  readonly server: RunningServer;
+  readonly url: string;
+  /** JWKS clients pin: the in-process broker's, or the HTTP broker's. */
+  readonly jwks: JSONWebKeySet;
+  /** The demo tenant's API key (only when the default tenant was created). */
+  readonly apiKey?: string;
+  readonly ledger: LedgerSink;
+  readonly simulated: boolean;
+  /** Human summary lines (no secrets but the demo API key the operator asked for). */
+  readonly summary: string[];
+  close(): Promise<void>;
+}
+
+function simPolicy(measurement: string): string {
+  return ['apiVersion: custody.dev/policy/v1', 'id: custody-dev-gateway', 'version: 1', 'description: development policy that accepts SIMULATED evidence', 'allowSimulated: true', 'platforms:', '  sim:', `    measurement: ${measurement}`, ''].join('\n');
+}
+
+async function makeBackend(c: LaunchGatewayConfig, clock: Clock): Promise<ModelBackend> {
+  if (c.upstream && c.modelPath) throw new CustodyError('ERR_USAGE', 'give either --upstream or --model, not both');
+  if (c.upstream) return UpstreamBackend.create({ url: c.upstream, ...(c.upstreamDigests ? { digests: c.upstreamDigests } : {}) });
+  if (c.modelPath) return LlamaCppBackend.create({ modelPath: c.modelPath, clock });
+  return DemoBackend.create(clock);
+}
+
+export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<LaunchedGateway> {
+  const clock = c.clock ?? systemClock;
+  // Logs go to stderr, so stdout stays the command's own output.
+  const logger = c.logger ?? createGatewayLogger({ destination: destination(2) });
+  const measurement = (c.simMeasurement ?? DEV_SIM_MEASUREMENT).toLowerCase();
+  const attester: Attester =
+    typeof c.attester === 'object' ? c.attester : c.attester === 'tpm' ? new TpmAttester({ ...(c.tpmTcti ? { tcti: c.tpmTcti } : {}) }) : new SimAttester({ measurements: { measurement }, clock });
+  const simulated = attester.platform === 'sim';
+  const ledger = c.ledger ?? (await InMemoryLedgerSink.create());
+  const backend = await makeBackend(c, clock);
+  let broker: BrokerClient;
+  let policy: CompiledPolicy | undefined;
+  if (c.broker && 'url' in c.broker) broker = new HttpBrokerClient(c.broker);
+  else if (c.broker) broker = c.broker;
+  else {
+    policy = await loadPolicy(c.appraisalPolicy ?? simPolicy(measurement));
+    broker = new LocalAppraisalBroker({ policy, signingKey: await generateEarSigningKey({ alg: 'EdDSA' }), ledger, clock });
+  }
+  let apiKey: string | undefined;
+  let tenants: string | GatewayPolicyDocument;
+  if (c.tenants) tenants = c.tenants;
+  else {
+    apiKey = c.apiKey ?? `sk-custody-demo-${randomBytes(12).toString('hex')}`;
+    tenants = { id: 'custody-dev', version: 1, tenants: [{ id: 'demo', apiKeySha256: apiKeyDigest(apiKey), pii: { defaultAction: 'redact', actions: { email: 'mask', person_name: 'mask', phone: 'mask', payment_card: 'block' } } }] };
+  }
+  const gateway = await Gateway.create({ backend, attester, broker, ledger, policy: tenants, clock, logger, ...(c.keyRotationMs ? { keyRotationMs: c.keyRotationMs } : {}) });
+  await gateway.start();
+  if (gateway.attestation.state !== 'attested') {
+    await gateway.close();
+    throw new CustodyError('ERR_GATEWAY_NOT_ATTESTED', 'the gateway could not attest at start; see the log for the reason');
+  }
+  const server = await listen(gateway.app, { ...(c.port !== undefined ? { port: c.port } : {}), ...(c.host ? { host: c.host } : {}) });
+  const jwks = await broker.jwks();
+  const model = backend.models()[0];
+  const snap = gateway.attestation.snapshot!;
+  const summary = [
+    `custody gateway listening on ${server.url} (confidential routes only through POST ${server.url}/ohttp)`,
+    `  platform     ${snap.platform}${simulated ? '  — SIMULATED: no hardware TEE protects prompts; for development only' : ''}`,
+    `  measurement  ${Object.entries(snap.measurements).map(([k, v]) => `${k}=${v.length > 32 ? v.slice(0, 32) + '…' : v}`).join(' ')}`,
+    `  model        ${model?.label ?? model?.id ?? 'none'}${backend.kind === 'demo' ? '' : ` via ${backend.kind}`}${model?.digest ? ` ${model.digest}` : ''}`,
+    `  attestation  ${c.broker ? 'broker EAR' : 'in-process appraisal (development broker)'}${snap.earId ? `, EAR ${snap.earId}` : ''}; OHTTP key id ${snap.keyConfigs.map((k) => k.keyId).join(', ')}`,
+    `  ledger       ${c.ledger ? 'configured sink' : 'in-memory development log (not persistent)'}`,
+    `  bundle       ${server.url}/.well-known/custody/attestation`,
+    ...(apiKey ? [`  demo tenant  API key ${apiKey}`] : []),
+  ];
+  if (backend.kind === 'demo') summary.push(`  note         ${DEMO_MODEL_LABEL} answers deterministically; use --upstream or --model for a real model`);
+  return {
+    gateway,
+    server,
+    url: server.url,
+    jwks,
+    ...(apiKey ? { apiKey } : {}),
+    ledger,
+    simulated,
+    summary,
+    async close() {
+      await gateway.close();
+      await server.close();
+      await attester.close?.();
+    },
+  };
+}
+
+/** Starts an OHTTP relay in front of a gateway. */
+export async function launchRelay(c: { gateway: string; port?: number; host?: string; logger?: Logger }): Promise<RunningServer> {
+  return listen(createRelayApp({ gateway: c.gateway, ...(c.logger ? { logger: c.logger } : {}) }), { ...(c.port !== undefined ? { port: c.port } : {}), ...(c.host ? { host: c.host } : {}) });
+}
+
+/**
+ * One confidential chat request end to end with the SDK (what `custody up` shows): verify the
+ * gateway, send the prompt through OHTTP, return the answer, the verified receipt and the
+ * verification document.
+ */
+export async function runConfidentialRequest(
+  target: { url: string; jwks: JSONWebKeySet; apiKey: string; allowSimulated?: boolean },
+  prompt: string,
+): Promise<{ answer: string; receipt: Receipt; verification: VerificationDocument; verificationText: string }> {
+  let receipt: Receipt | undefined;
+  const cfetch = createConfidentialFetch({ gateway: target.url, jwks: target.jwks, allowSimulated: target.allowSimulated ?? false, onReceipt: (r) => (receipt = r) });
+  const model = ((await (await cfetch(`${target.url}/v1/models`, { headers: { authorization: `Bearer ${target.apiKey}` } })).json()) as { data: { id: string }[] }).data[0]?.id;
+  if (!model) throw new CustodyError('ERR_GATEWAY_MODEL', 'the gateway lists no model');
+  const res = await cfetch(`${target.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${target.apiKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model, messages: [{ role: 'user', content: prompt }] }),
+  });
+  const body = (await res.json()) as { choices?: { message?: { content?: string } }[]; code?: string };
+  if (res.status !== 200) throw new CustodyError(body.code ?? 'ERR_GATEWAY_BACKEND', `the gateway answered ${res.status}`);
+  const verification = cfetch.lastVerification!;
+  return { answer: body.choices?.[0]?.message?.content ?? '', receipt: receipt!, verification, verificationText: renderVerificationText(verification) };
+}

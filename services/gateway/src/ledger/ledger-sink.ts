@@ -1,0 +1,75 @@
+/**
+ * Where the gateway records receipts and policy decisions: the transparency ledger's
+ * `append(event) -> {index}` (services/ledger's TransparencyLog implements it), plus an
+ * optional inclusion proof so clients can check entries offline.
+ */
+import { SIG_TYPE_ED25519, MemoryTree, createEd25519Signer, encodeEvent, generateSignerKey, proveInclusion, signCheckpoint, type AuditSink, type CustodyEvent, type NoteSigner, type TlogProof } from '@custody/ledger';
+import { secureRandom, type RandomSource } from '@custody/core';
+
+export interface LedgerSink extends AuditSink {
+  /** A C2SP tlog-proof for an appended entry, against a checkpoint that covers it. */
+  proof?(index: number): Promise<TlogProof>;
+  /** The entry bytes (canonical event) at an index. */
+  entry?(index: number): Promise<Uint8Array>;
+}
+
+/**
+ * In-memory append-only log: a DEVELOPMENT AND TEST DOUBLE of the transparency ledger, not the
+ * ledger. Entries are validated and encoded exactly as the ledger does (canonical Custody
+ * events), hashed into an RFC 6962 tree, and proved against a checkpoint signed with an
+ * ephemeral key; nothing is persisted or witnessed. The real ledger replaces it through
+ * `LedgerSink`.
+ */
+export class InMemoryLedgerSink implements LedgerSink {
+  readonly entries: Uint8Array[] = [];
+  readonly events: CustodyEvent[] = [];
+  private readonly tree = new MemoryTree();
+  private failing = false;
+
+  private constructor(
+    readonly origin: string,
+    private readonly signer: NoteSigner,
+    /** The log's verifier key (C2SP vkey), for a tlog-policy `log` line. */
+    readonly vkey: string,
+  ) {}
+
+  static async create(origin = 'custody.dev/dev-ledger', random: RandomSource = secureRandom): Promise<InMemoryLedgerSink> {
+    const k = await generateSignerKey(origin, SIG_TYPE_ED25519, random);
+    return new InMemoryLedgerSink(origin, await createEd25519Signer(k.skey), k.vkey);
+  }
+
+  /** A tlog-policy that trusts this log alone (no witnesses). */
+  get tlogPolicyText(): string {
+    return `log ${this.vkey}\nquorum none\n`;
+  }
+
+  /** Makes appends fail (tests of the fail-closed path). */
+  setFailing(failing: boolean): void {
+    this.failing = failing;
+  }
+
+  append(event: CustodyEvent): Promise<{ index: number }> {
+    if (this.failing) return Promise.reject(new Error('ledger unavailable (test switch)'));
+    let entry: Uint8Array;
+    try {
+      entry = encodeEvent(event);
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error('invalid event'));
+    }
+    const index = this.tree.appendEntry(entry);
+    this.entries.push(entry);
+    this.events.push(event);
+    return Promise.resolve({ index });
+  }
+
+  entry(index: number): Promise<Uint8Array> {
+    const e = this.entries[index];
+    return e ? Promise.resolve(e) : Promise.reject(new Error('no such entry'));
+  }
+
+  async proof(index: number): Promise<TlogProof> {
+    const size = this.tree.size;
+    const checkpoint = await signCheckpoint({ origin: this.origin, size, rootHash: await this.tree.root(size), extensions: [] }, [this.signer]);
+    return { index, proof: await proveInclusion(this.tree, index, size), checkpoint };
+  }
+}

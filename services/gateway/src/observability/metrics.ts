@@ -1,0 +1,37 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * Gateway metrics. Labels are fixed vocabularies (route names, status codes, error codes, PII
+ * categories and actions): never a prompt, a value found in one, a tenant key or a path a
+ * client chose.
+ */
+export class GatewayMetrics {
+  readonly registry: Registry;
+  readonly requests: Counter<'route' | 'status' | 'streamed'>;
+  readonly duration: Histogram<'route' | 'streamed'>;
+  readonly refusals: Counter<'code'>;
+  readonly piiFindings: Counter<'category' | 'action'>;
+  readonly attestationState: Gauge<'state'>;
+  readonly receipts: Counter<'outcome'>;
+
+  constructor(registry = new Registry()) {
+    this.registry = registry;
+    const registers = [registry];
+    this.requests = new Counter({ name: 'custody_gateway_requests_total', help: 'Confidential requests answered, by route and inner status', labelNames: ['route', 'status', 'streamed'], registers });
+    this.duration = new Histogram({
+      name: 'custody_gateway_request_duration_seconds',
+      help: 'Time from receiving an encapsulated request to its response head (streams: to the end)',
+      labelNames: ['route', 'streamed'],
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.refusals = new Counter({ name: 'custody_gateway_refusals_total', help: 'Requests refused before the pipeline (OHTTP, replay, attestation), by code', labelNames: ['code'], registers });
+    this.piiFindings = new Counter({ name: 'custody_gateway_pii_findings_total', help: 'PII findings by category and action (counts only)', labelNames: ['category', 'action'], registers });
+    this.attestationState = new Gauge({ name: 'custody_gateway_attestation_state', help: '1 for the current attestation state', labelNames: ['state'], registers });
+    this.receipts = new Counter({ name: 'custody_gateway_receipts_total', help: 'Receipts issued or withheld', labelNames: ['outcome'], registers });
+  }
+
+  setState(state: string): void {
+    for (const s of ['starting', 'attested', 'lapsed', 'revoked']) this.attestationState.set({ state: s }, s === state ? 1 : 0);
+  }
+}

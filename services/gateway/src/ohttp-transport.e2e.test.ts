@@ -1,0 +1,161 @@
+// The OHTTP surface: replayed, modified, misaddressed and stale encapsulated requests fail with
+// typed codes; plaintext requests to confidential routes are refused; retired keys tell the
+// client to refresh, and the SDK does.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  OHTTP_KEY_PROBLEM_TYPE,
+  createConfidentialFetch,
+  decodeBhttpResponse,
+  encapsulateChunkedRequest,
+  encapsulateRequest,
+  encodeBhttpRequest,
+  parseRuntimeData,
+  readAll,
+  type AttestationBundle,
+  type KeyConfig,
+} from '@custody/sdk';
+import { DEMO_MODEL_ID } from './backends/demo.js';
+import { startTestGateway, type TestGateway } from './testing/index.js';
+
+let gw: TestGateway;
+beforeAll(async () => {
+  gw = await startTestGateway({ gateway: { keyGraceMs: 0 } });
+});
+afterAll(async () => {
+  await gw.close();
+});
+
+async function currentConfig(): Promise<KeyConfig> {
+  const b = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
+  return parseRuntimeData(b.runtimeData).keyConfigs[0]!;
+}
+
+function chatRequest(date = new Date()): Uint8Array {
+  return encodeBhttpRequest({
+    method: 'POST',
+    scheme: 'https',
+    authority: 'gateway',
+    path: '/v1/chat/completions',
+    headers: [
+      ['authorization', `Bearer ${gw.apiKey}`],
+      ['content-type', 'application/json'],
+      ['date', date.toUTCString()],
+    ],
+    content: new TextEncoder().encode(JSON.stringify({ model: DEMO_MODEL_ID, messages: [{ role: 'user', content: 'transport test' }] })),
+  });
+}
+
+const post = (body: Uint8Array, type = 'message/ohttp-req') => fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': type }, body });
+
+async function problem(res: Response): Promise<{ code: string; type: string }> {
+  expect(res.headers.get('content-type')).toBe('application/problem+json');
+  return (await res.json()) as { code: string; type: string };
+}
+
+describe('encapsulated requests', () => {
+  it('a fresh request is answered; the same bytes replayed are refused with ERR_GATEWAY_REPLAY', async () => {
+    const { encapsulatedRequest, context } = await encapsulateRequest(await currentConfig(), chatRequest());
+    const first = await post(encapsulatedRequest);
+    expect(first.status).toBe(200);
+    const inner = decodeBhttpResponse(await context.decapsulateResponse(new Uint8Array(await first.arrayBuffer())));
+    expect(inner.status).toBe(200);
+    const again = await post(encapsulatedRequest);
+    expect(again.status).toBe(400);
+    expect((await problem(again)).code).toBe('ERR_GATEWAY_REPLAY');
+  });
+
+  it('a modified ciphertext fails with ERR_OHTTP_REQUEST_DECRYPT, and the unmodified one still works afterwards', async () => {
+    const { encapsulatedRequest } = await encapsulateRequest(await currentConfig(), chatRequest());
+    for (const at of [7 + 5, encapsulatedRequest.length - 1, 60]) {
+      const bad = encapsulatedRequest.slice();
+      bad[at]! ^= 0x01;
+      const res = await post(bad);
+      expect(res.status).toBe(400);
+      expect((await problem(res)).code).toBe('ERR_OHTTP_REQUEST_DECRYPT');
+    }
+    expect((await post(encapsulatedRequest)).status).toBe(200);
+  });
+
+  it('a request under an unknown key id gets the ohttp-key problem (ERR_OHTTP_KEY_ID, 422)', async () => {
+    const config = await currentConfig();
+    const { encapsulatedRequest } = await encapsulateRequest({ ...config, keyId: (config.keyId + 77) & 0xff }, chatRequest());
+    const res = await post(encapsulatedRequest);
+    expect(res.status).toBe(422);
+    const p = await problem(res);
+    expect(p.code).toBe('ERR_OHTTP_KEY_ID');
+    expect(p.type).toBe(OHTTP_KEY_PROBLEM_TYPE);
+  });
+
+  it('a stale Date inside the request gets ERR_GATEWAY_REQUEST_DATE inside the encrypted response', async () => {
+    const { encapsulatedRequest, context } = await encapsulateRequest(await currentConfig(), chatRequest(new Date(Date.now() - 10 * 60_000)));
+    const res = await post(encapsulatedRequest);
+    expect(res.status).toBe(200);
+    const inner = decodeBhttpResponse(await context.decapsulateResponse(new Uint8Array(await res.arrayBuffer())));
+    expect(inner.status).toBe(400);
+    expect((JSON.parse(new TextDecoder().decode(inner.content)) as { code: string }).code).toBe('ERR_GATEWAY_REQUEST_DATE');
+  });
+
+  it('a chunked request replayed is refused; a chunked request cut before its final chunk fails', async () => {
+    const { body } = await encapsulateChunkedRequest(await currentConfig(), chatRequest());
+    const bytes = await readAll(body);
+    const ok = await post(bytes, 'message/ohttp-chunked-req');
+    expect(ok.status).toBe(200);
+    await ok.arrayBuffer();
+    const again = await post(bytes, 'message/ohttp-chunked-req');
+    expect((await problem(again)).code).toBe('ERR_GATEWAY_REPLAY');
+    const { body: body2 } = await encapsulateChunkedRequest(await currentConfig(), chatRequest());
+    const full = await readAll(body2);
+    const cut = await post(full.subarray(0, full.length - 18), 'message/ohttp-chunked-req');
+    expect(cut.status).toBe(400);
+    expect(['ERR_OHTTP_TRUNCATED', 'ERR_OHTTP_REQUEST_DECRYPT']).toContain((await problem(cut)).code);
+  });
+
+  it('a wrong media type gets ERR_OHTTP_MEDIA_TYPE (415)', async () => {
+    const res = await post(new Uint8Array(10), 'application/octet-stream');
+    expect(res.status).toBe(415);
+    expect((await problem(res)).code).toBe('ERR_OHTTP_MEDIA_TYPE');
+  });
+});
+
+describe('plaintext', () => {
+  it('a plaintext request to a confidential route is refused with ERR_GATEWAY_PLAINTEXT and reaches no model', async () => {
+    const before = gw.ledger.events.length;
+    for (const [method, path] of [
+      ['POST', '/v1/chat/completions'],
+      ['POST', '/v1/completions'],
+      ['POST', '/v1/embeddings'],
+      ['GET', '/v1/models'],
+    ] as const) {
+      const res = await fetch(`${gw.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${gw.apiKey}`, 'content-type': 'application/json' },
+        ...(method === 'POST' ? { body: JSON.stringify({ model: DEMO_MODEL_ID, messages: [{ role: 'user', content: 'plaintext!' }] }) } : {}),
+      });
+      expect(res.status).toBe(403);
+      const p = await problem(res);
+      expect(p.code).toBe('ERR_GATEWAY_PLAINTEXT');
+    }
+    expect(gw.ledger.events.length).toBe(before);
+  });
+});
+
+describe('key rotation', () => {
+  it('after a rotation with no grace, the old key id is refused and the SDK refreshes and retries once', async () => {
+    const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true });
+    const first = await cfetch.verify();
+    const oldId = first.keyConfigs[0]!.keyId;
+    await gw.gateway.attestation.rotateKeys();
+    const { encapsulatedRequest } = await encapsulateRequest(first.keyConfigs[0]!, chatRequest());
+    const direct = await post(encapsulatedRequest);
+    expect(direct.status).toBe(422);
+    // The SDK still holds the old configuration; the gateway's answer makes it refresh.
+    const res = await cfetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${gw.apiKey}` },
+      body: JSON.stringify({ model: DEMO_MODEL_ID, messages: [{ role: 'user', content: 'after rotation' }] }),
+    });
+    expect(res.status).toBe(200);
+    const now = await cfetch.verify();
+    expect(now.keyConfigs[0]!.keyId).not.toBe(oldId);
+  });
+});

@@ -1,0 +1,238 @@
+/**
+ * The request pipeline inside the TEE, after decapsulation: parse the Binary HTTP request,
+ * check its Date, authenticate the tenant, route (OpenAI-compatible), input policy (PII and CEL
+ * rules; the decision goes to the ledger before anything is forwarded), backend, output policy
+ * (mask restoration, streams included), and the receipt, which is finished once the whole
+ * response is known (for streams, at its end).
+ */
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import { CustodyError, toCustodyError, type Clock } from '@custody/core';
+import { encodeEvent, type CustodyEvent } from '@custody/ledger';
+import {
+  decodeBhttpRequest,
+  encodeReceiptHeader,
+  readAll,
+  receiptIdOf,
+  receiptLedgerEvent,
+  RECEIPT_FORMAT,
+  signReceipt,
+  type HttpField,
+  type PolicyAction,
+  type ReceiptBody,
+  type ReceiptSignFn,
+} from '@custody/sdk';
+import type { AttestationSnapshot } from '../attestation/attestation-manager.js';
+import type { ModelBackend, ModelInfo } from '../backends/types.js';
+import { PROBLEM_CONTENT_TYPE, problemBody, toProblem } from '../http/problem.js';
+import type { LedgerSink } from '../ledger/ledger-sink.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
+import { applyInputPolicy, restoreJson, restoreSseStream, type FindingSummary, type InferenceRoute } from './policy.js';
+import type { Tenant, TenantDirectory } from './tenants.js';
+
+const ROUTES: Record<string, InferenceRoute> = {
+  '/v1/chat/completions': 'chat.completions',
+  '/v1/completions': 'completions',
+  '/v1/embeddings': 'embeddings',
+};
+
+export const MAX_INNER_BODY = 8 * 1024 * 1024;
+const enc = new TextEncoder();
+
+export function sha256Digest(data: Uint8Array): string {
+  return 'sha256:' + createHash('sha256').update(data).digest('hex');
+}
+
+/** What the pipeline answers; the caller seals it and finishes the receipt when the body is done. */
+export interface InnerResponse {
+  readonly status: number;
+  readonly headers: HttpField[];
+  readonly body: Uint8Array | ReadableStream<Uint8Array>;
+  readonly streamed: boolean;
+  /** Route label for metrics and logs (a fixed vocabulary). */
+  readonly routeLabel: string;
+  /** Signs the receipt for the response content's digest; undefined when no tenant was authenticated. */
+  finish(responseDigest: string): Promise<string | undefined>;
+}
+
+export interface InferencePipelineOptions {
+  backend: ModelBackend;
+  tenants: TenantDirectory;
+  ledger: LedgerSink;
+  /** Signs receipts with the attested receipt key. */
+  signReceipt: ReceiptSignFn;
+  clock: Clock;
+  logger: Logger;
+  metrics: GatewayMetrics;
+  /** Accepted distance between the request's Date and the gateway clock. Default 60 s. */
+  dateWindowMs?: number;
+}
+
+interface Ctx {
+  receivedAt: Date;
+  requestDigest: string;
+  routeLabel: string;
+  route?: string;
+  tenant?: Tenant;
+  model?: ModelInfo;
+  action: PolicyAction;
+  findings: FindingSummary[];
+  rules?: string[];
+  forwardedDigest?: string;
+}
+
+function header(fields: readonly HttpField[], name: string): string | undefined {
+  for (const [n, v] of fields) if (n === name) return v;
+  return undefined;
+}
+
+export class InferencePipeline {
+  constructor(private readonly o: InferencePipelineOptions) {}
+
+  private checkDate(fields: readonly HttpField[], now: Date): void {
+    const d = header(fields, 'date');
+    const t = d === undefined ? NaN : Date.parse(d);
+    if (Number.isNaN(t) || Math.abs(t - now.getTime()) > (this.o.dateWindowMs ?? 60_000)) {
+      throw new CustodyError('ERR_GATEWAY_REQUEST_DATE', undefined, { detail: { present: d !== undefined } });
+    }
+  }
+
+  private async decide(ctx: Ctx, decision: 'allow' | 'deny' | 'redact', reason?: string): Promise<void> {
+    const event: CustodyEvent = {
+      v: 1,
+      type: 'gate.decision',
+      time: this.o.clock().toISOString(),
+      actor: 'custody-gateway',
+      gate: 'gateway.input-policy',
+      decision,
+      subject: ctx.tenant!.id,
+      inputDigest: ctx.requestDigest,
+      ...(ctx.findings.length > 0 ? { ruleIds: [...new Set(ctx.findings.map((f) => f.category))].slice(0, 64) } : {}),
+      ...(reason ? { reason } : {}),
+    };
+    try {
+      await this.o.ledger.append(event);
+    } catch (e) {
+      throw new CustodyError('ERR_GATEWAY_LEDGER', 'the ledger did not accept the policy decision; nothing was forwarded', { cause: e });
+    }
+  }
+
+  async handle(bhttp: Uint8Array, snapshot: AttestationSnapshot, receivedAt: Date): Promise<InnerResponse> {
+    const ctx: Ctx = { receivedAt, requestDigest: sha256Digest(bhttp), routeLabel: 'unknown', action: 'none', findings: [] };
+    try {
+      return await this.route(bhttp, snapshot, ctx);
+    } catch (e) {
+      const p = toProblem(e);
+      return this.respond(ctx, snapshot, p.status, [['content-type', PROBLEM_CONTENT_TYPE]], problemBody(p), false);
+    }
+  }
+
+  private async route(bhttp: Uint8Array, snapshot: AttestationSnapshot, ctx: Ctx): Promise<InnerResponse> {
+    const req = decodeBhttpRequest(bhttp);
+    this.checkDate(req.headers, this.o.clock());
+    ctx.tenant = this.o.tenants.authenticate(header(req.headers, 'authorization'));
+    const path = req.path.split('?')[0]!;
+    if (req.method === 'GET' && path === '/v1/models') {
+      ctx.routeLabel = ctx.route = 'models';
+      const data = this.o.backend
+        .models()
+        .filter((m) => !ctx.tenant!.models || ctx.tenant!.models.has(m.id))
+        .map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.ownedBy ?? 'custody', ...(m.label ? { label: m.label } : {}), ...(m.digest ? { digest: m.digest } : {}) }));
+      return this.respond(ctx, snapshot, 200, [['content-type', 'application/json']], enc.encode(JSON.stringify({ object: 'list', data })), false);
+    }
+    const route = ROUTES[path];
+    if (!route || req.method !== 'POST') throw new CustodyError('ERR_GATEWAY_ROUTE', undefined, { detail: { method: req.method.slice(0, 10) } });
+    ctx.routeLabel = ctx.route = route;
+    let json: Record<string, unknown>;
+    try {
+      const v = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(req.content)) as unknown;
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
+      json = v as Record<string, unknown>;
+    } catch (e) {
+      throw new CustodyError('ERR_INPUT_MALFORMED', 'the request body is not a JSON object', { cause: e });
+    }
+    if (typeof json.model !== 'string') throw new CustodyError('ERR_INPUT_MALFORMED', 'the request names no model');
+    const modelId = json.model;
+    const model = this.o.backend.models().find((m) => m.id === modelId);
+    if (!model || (ctx.tenant.models && !ctx.tenant.models.has(model.id))) throw new CustodyError('ERR_GATEWAY_MODEL', undefined, {});
+    ctx.model = model;
+    const stream = route !== 'embeddings' && json.stream === true;
+    let ip;
+    try {
+      ip = applyInputPolicy(route, json, req.content, ctx.tenant, { model: model.id, stream });
+    } catch (e) {
+      const err = toCustodyError(e);
+      if (err.code === 'ERR_POLICY_DENIED') {
+        ctx.action = err.detail?.rule !== undefined ? 'deny' : 'block';
+        if (typeof err.detail?.categories === 'string') ctx.findings = err.detail.categories.split(',').map((c) => ({ category: c, action: 'block', count: 1 }));
+        if (err.detail?.rule !== undefined) ctx.rules = [String(err.detail.rule)];
+        await this.decide(ctx, 'deny', 'ERR_POLICY_DENIED');
+      }
+      throw err;
+    }
+    ctx.action = ip.action;
+    ctx.findings = ip.findings;
+    ctx.rules = ip.rules;
+    for (const f of ip.findings) this.o.metrics.piiFindings.inc({ category: f.category.slice(0, 32), action: f.action }, f.count);
+    await this.decide(ctx, ip.action === 'mask' || ip.action === 'redact' ? 'redact' : 'allow');
+    ctx.forwardedDigest = sha256Digest(ip.body);
+    const res = await this.o.backend.handle({ route, body: ip.body, json, model, stream });
+    const contentType = res.contentType;
+    const vault = ip.vault;
+    if (res.body instanceof ReadableStream && contentType.includes('text/event-stream')) {
+      const body = vault.size > 0 ? res.body.pipeThrough(restoreSseStream(route, vault)) : res.body;
+      return this.respond(ctx, snapshot, res.status, [['content-type', contentType], ['cache-control', 'no-store']], body, true, () => vault.clear());
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = res.body instanceof ReadableStream ? await readAll(res.body, MAX_INNER_BODY) : res.body;
+    } catch (e) {
+      throw new CustodyError('ERR_GATEWAY_BACKEND', 'the backend response could not be read', { cause: e });
+    }
+    const out = res.status >= 200 && res.status < 300 ? restoreJson(route, bytes, vault) : bytes;
+    vault.clear();
+    return this.respond(ctx, snapshot, res.status, [['content-type', contentType]], out, false);
+  }
+
+  private respond(ctx: Ctx, snapshot: AttestationSnapshot, status: number, headers: HttpField[], body: Uint8Array | ReadableStream<Uint8Array>, streamed: boolean, onDone?: () => void): InnerResponse {
+    return {
+      status,
+      headers,
+      body,
+      streamed,
+      routeLabel: ctx.routeLabel,
+      finish: async (responseDigest) => {
+        onDone?.();
+        if (!ctx.tenant) return undefined;
+        return this.receipt(ctx, snapshot, responseDigest, status, streamed);
+      },
+    };
+  }
+
+  private async receipt(ctx: Ctx, s: AttestationSnapshot, responseDigest: string, status: number, streamed: boolean): Promise<string> {
+    const body: ReceiptBody = {
+      format: RECEIPT_FORMAT,
+      tenant: ctx.tenant!.id,
+      route: ctx.route ?? 'unknown',
+      gateway: { platform: s.platform, simulated: s.simulated, measurements: s.measurements, ...(s.earId !== undefined ? { earId: s.earId } : {}), attestationDigest: s.attestationDigest },
+      model: { id: ctx.model?.id ?? 'none', ...(ctx.model?.digest ? { digest: ctx.model.digest } : {}), backend: this.o.backend.kind },
+      policy: { version: this.o.tenants.policyVersion, action: ctx.action, findings: ctx.findings, ...(ctx.rules && ctx.rules.length > 0 ? { rules: ctx.rules } : {}) },
+      request: { digest: ctx.requestDigest, ...(ctx.forwardedDigest ? { forwardedDigest: ctx.forwardedDigest } : {}) },
+      response: { digest: responseDigest, status, streamed },
+      timestamps: { receivedAt: ctx.receivedAt.toISOString(), completedAt: this.o.clock().toISOString() },
+    };
+    const receiptId = await receiptIdOf(body);
+    const event = receiptLedgerEvent(body, receiptId);
+    let index: number;
+    try {
+      ({ index } = await this.o.ledger.append(event));
+    } catch (e) {
+      this.o.metrics.receipts.inc({ outcome: 'withheld' });
+      throw new CustodyError('ERR_GATEWAY_LEDGER', undefined, { cause: e });
+    }
+    const receipt = await signReceipt(body, receiptId, { index, entryDigest: sha256Digest(encodeEvent(event)) }, this.o.signReceipt);
+    this.o.metrics.receipts.inc({ outcome: 'issued' });
+    this.o.logger.info({ event: 'receipt', receiptId, route: ctx.routeLabel, tenant: ctx.tenant!.id, status, streamed, ledgerIndex: index, action: ctx.action }, 'receipt issued');
+    return encodeReceiptHeader(receipt);
+  }
+}

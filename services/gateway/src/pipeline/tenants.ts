@@ -1,0 +1,133 @@
+/**
+ * Tenants and their input policies. A tenant authenticates with an API key sent inside the
+ * encrypted request (`Authorization: Bearer <key>`); the gateway stores only SHA-256 digests
+ * and compares them in constant time. Each tenant has a PII policy (an action per category:
+ * redact, mask, block, allow; custom patterns) and CEL rules that must hold for a request to
+ * be forwarded.
+ *
+ * ```yaml
+ * id: acme-gateway
+ * version: 3
+ * tenants:
+ *   - id: acme
+ *     apiKeySha256: <64 hex>
+ *     models: [custody-demo]             # optional allow-list
+ *     pii:
+ *       defaultAction: redact
+ *       actions: { email: mask, person_name: mask, payment_card: block }
+ *       custom: [{ category: record_number, pattern: 'MRN-\d{6}' }]
+ *     rules:
+ *       - id: no-huge-prompts
+ *         expr: request.chars < 100000
+ *         reason: prompts are limited to 100k characters
+ * ```
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { CustodyError, canonicalBytes, sha256, toHex } from '@custody/core';
+import { PiiEngine, compileCondition, type CelCondition, type PiiPolicy } from '@custody/policy';
+
+const PII_ACTIONS = ['redact', 'mask', 'block', 'allow'] as const;
+
+const tenantSchema = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/),
+  apiKeySha256: z.string().regex(/^[0-9a-f]{64}$/),
+  models: z.array(z.string().max(256)).max(256).optional(),
+  pii: z
+    .strictObject({
+      defaultAction: z.enum(PII_ACTIONS).optional(),
+      actions: z.record(z.string().max(64), z.enum(PII_ACTIONS)).optional(),
+      custom: z.array(z.strictObject({ category: z.string().regex(/^[a-z][a-z0-9_]{0,31}$/), pattern: z.string().max(512), flags: z.string().max(8).optional() })).max(64).optional(),
+    })
+    .optional(),
+  rules: z.array(z.strictObject({ id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/), expr: z.string().min(1).max(8192), reason: z.string().max(512).optional() })).max(64).optional(),
+});
+
+const policySchema = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/),
+  version: z.number().int().min(0),
+  tenants: z.array(tenantSchema).min(1).max(1024),
+});
+
+export type TenantConfig = z.infer<typeof tenantSchema>;
+export type GatewayPolicyDocument = z.infer<typeof policySchema>;
+
+export interface Tenant {
+  readonly id: string;
+  readonly pii: PiiEngine;
+  readonly rules: readonly { id: string; condition: CelCondition; reason: string }[];
+  readonly models?: ReadonlySet<string>;
+}
+
+/** SHA-256 hex of an API key, as a policy file stores it. */
+export function apiKeyDigest(apiKey: string): string {
+  return createHash('sha256').update(apiKey, 'utf8').digest('hex');
+}
+
+export function parseGatewayPolicy(input: unknown): GatewayPolicyDocument {
+  let value = input;
+  if (typeof input === 'string') {
+    if (input.length > 1024 * 1024) throw new CustodyError('ERR_POLICY_INVALID', 'gateway policy file is too large');
+    try {
+      value = parseYaml(input, { maxAliasCount: 16 });
+    } catch (e) {
+      throw new CustodyError('ERR_POLICY_INVALID', 'gateway policy is not YAML or JSON', { cause: e });
+    }
+  }
+  const r = policySchema.safeParse(value);
+  if (!r.success) throw new CustodyError('ERR_POLICY_INVALID', `gateway policy is invalid at ${r.error.issues[0]?.path.map(String).join('.') ?? ''}: ${r.error.issues[0]?.message ?? ''}`);
+  const ids = new Set<string>();
+  for (const t of r.data.tenants) {
+    if (ids.has(t.id)) throw new CustodyError('ERR_POLICY_INVALID', `tenant ${t.id} is listed twice`);
+    ids.add(t.id);
+  }
+  return r.data;
+}
+
+interface Entry {
+  digest: Buffer;
+  tenant: Tenant;
+}
+
+export class TenantDirectory {
+  private readonly entries: Entry[];
+
+  private constructor(
+    readonly document: GatewayPolicyDocument,
+    /** `custody:gateway-policy:<id>:<version>:sha256:<digest of the canonical document>`. */
+    readonly policyVersion: string,
+    entries: Entry[],
+  ) {
+    this.entries = entries;
+  }
+
+  static async create(input: GatewayPolicyDocument | string): Promise<TenantDirectory> {
+    const doc = typeof input === 'string' ? parseGatewayPolicy(input) : parseGatewayPolicy(input);
+    const digest = toHex(await sha256(canonicalBytes(doc)));
+    const entries: Entry[] = doc.tenants.map((t) => {
+      const pii: PiiPolicy = {
+        ...(t.pii?.defaultAction ? { defaultAction: t.pii.defaultAction } : {}),
+        ...(t.pii?.actions ? { actions: t.pii.actions } : {}),
+        ...(t.pii?.custom ? { custom: t.pii.custom.map((c) => ({ category: c.category, pattern: c.pattern, ...(c.flags ? { flags: c.flags } : {}) })) } : {}),
+      };
+      const rules = (t.rules ?? []).map((r) => ({ id: r.id, condition: compileCondition(r.expr, `tenants.${t.id}.rules.${r.id}`), reason: r.reason ?? `rule ${r.id} does not hold` }));
+      const tenant: Tenant = { id: t.id, pii: new PiiEngine(pii), rules, ...(t.models ? { models: new Set(t.models) } : {}) };
+      return { digest: Buffer.from(t.apiKeySha256, 'hex'), tenant };
+    });
+    return new TenantDirectory(doc, `custody:gateway-policy:${doc.id}:${doc.version}:sha256:${digest}`, entries);
+  }
+
+  /** The tenant of an Authorization header. ERR_AUTH_REQUIRED or ERR_AUTH_INVALID. */
+  authenticate(authorization: string | undefined): Tenant {
+    const m = /^Bearer ([\x21-\x7e]{8,512})$/.exec(authorization ?? '');
+    if (!authorization) throw new CustodyError('ERR_AUTH_REQUIRED', 'the encrypted request carries no tenant API key (Authorization: Bearer <key>)');
+    if (!m) throw new CustodyError('ERR_AUTH_INVALID');
+    const d = createHash('sha256').update(m[1]!, 'utf8').digest();
+    let found: Tenant | undefined;
+    // Every entry is compared, so the time does not say which tenant matched or how far.
+    for (const e of this.entries) if (timingSafeEqual(e.digest, d)) found = e.tenant;
+    if (!found) throw new CustodyError('ERR_AUTH_INVALID');
+    return found;
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * Oblivious HTTP relay (RFC 9458 section 2): forwards encapsulated requests, and the public
+ * attestation endpoints, to one gateway, so the gateway never learns client addresses. It
+ * sends only the content type and accept headers (no Forwarded, X-Forwarded-For, Via, cookies
+ * or client headers) and cannot read what it forwards.
+ */
+import { Hono } from 'hono';
+import { cors } from 'hono/cors';
+import type { Logger } from 'pino';
+import { CustodyError } from '@custody/core';
+import { ATTESTATION_PATH, CHALLENGE_PATH, MAX_OHTTP_MESSAGE, OhttpMediaType, readAll } from '@custody/sdk';
+import { problemResponse } from '../http/problem.js';
+
+export interface RelayOptions {
+  /** The gateway's base URL. */
+  gateway: string;
+  fetch?: typeof fetch;
+  logger?: Logger;
+  timeoutMs?: number;
+}
+
+const FORWARDED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'retry-after', 'x-custody-code'];
+
+export function createRelayApp(options: RelayOptions): Hono {
+  const base = options.gateway.replace(/\/+$/, '');
+  const f = options.fetch ?? fetch;
+  const app = new Hono();
+  app.onError((e) => problemResponse(e));
+  app.use('*', cors({ origin: '*', allowMethods: ['GET', 'POST'], allowHeaders: ['content-type', 'accept'], maxAge: 600 }));
+
+  async function forward(path: string, method: 'GET' | 'POST', req: Request, accepted: readonly string[]): Promise<Response> {
+    const ct = (req.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+    if (method === 'POST' && !accepted.includes(ct)) throw new CustodyError('ERR_OHTTP_MEDIA_TYPE', `the relay forwards only ${accepted.join(', ')}`);
+    const body = method === 'POST' && req.body ? await readAll(req.body, MAX_OHTTP_MESSAGE) : undefined;
+    let res: Response;
+    try {
+      res = await f(base + path, {
+        method,
+        headers: { ...(ct ? { 'content-type': ct } : {}), accept: req.headers.get('accept') ?? '*/*' },
+        ...(body ? { body } : {}),
+        signal: AbortSignal.timeout(options.timeoutMs ?? 120_000),
+      });
+    } catch (e) {
+      options.logger?.warn({ event: 'relay.unreachable' }, 'gateway unreachable');
+      throw new CustodyError('ERR_SDK_GATEWAY', 'the relay could not reach the gateway', { cause: e });
+    }
+    const headers = new Headers();
+    for (const h of FORWARDED_RESPONSE_HEADERS) {
+      const v = res.headers.get(h);
+      if (v !== null) headers.set(h, v);
+    }
+    // The body streams through (chunked OHTTP responses arrive token by token).
+    return new Response(res.body, { status: res.status, headers });
+  }
+
+  app.post('/ohttp', (c) => forward('/ohttp', 'POST', c.req.raw, [OhttpMediaType.Request, OhttpMediaType.ChunkedRequest]));
+  app.get(ATTESTATION_PATH, (c) => forward(ATTESTATION_PATH, 'GET', c.req.raw, []));
+  app.post(CHALLENGE_PATH, (c) => forward(CHALLENGE_PATH, 'POST', c.req.raw, ['application/json']));
+  app.get('/.well-known/ohttp-gateway', (c) => forward('/.well-known/ohttp-gateway', 'GET', c.req.raw, []));
+  app.get('/healthz', (c) => c.json({ ok: true, relay: true }));
+  app.notFound(() => problemResponse(new CustodyError('ERR_GATEWAY_ROUTE', 'the relay forwards only OHTTP and attestation discovery')));
+  return app;
+}
