@@ -25,7 +25,7 @@ const BAD_INPUT_CODES = new Set([
   'ERR_TLOG_EVENT_SECRET',
 ]);
 
-const UNAVAILABLE_CODES = new Set(['ERR_ATTESTER_UNAVAILABLE', 'ERR_SERVICE_UNAVAILABLE', 'ERR_STORE_UNAVAILABLE', 'ERR_STORE_AUDIT_UNAVAILABLE', 'ERR_TLOG_UNAVAILABLE', 'ERR_WITNESS_UNAVAILABLE']);
+const UNAVAILABLE_CODES = new Set(['ERR_ATTESTER_UNAVAILABLE', 'ERR_SERVICE_UNAVAILABLE', 'ERR_STORE_UNAVAILABLE', 'ERR_STORE_AUDIT_UNAVAILABLE', 'ERR_TLOG_UNAVAILABLE', 'ERR_WITNESS_UNAVAILABLE', 'ERR_TLOG_LOCKED']);
 
 /** Whether a code means the input could not be read, or a dependency was unavailable (not "checked and failed"). */
 export function isInputOrAvailabilityCode(code: string): boolean {

@@ -91,6 +91,7 @@ export const ErrorCodes = {
   ERR_TLOG_EVENT: 'event does not match the Custody event schema',
   ERR_TLOG_EVENT_SECRET: 'event field looks like key material or plaintext and is refused',
   ERR_TLOG_UNAVAILABLE: 'the log storage or sequencer is unavailable',
+  ERR_TLOG_LOCKED: 'the log database is in use by another process',
   ERR_WITNESS_UNKNOWN_LOG: 'the witness does not know this log origin',
   ERR_WITNESS_CONFLICT: 'the old size does not match the latest checkpoint the witness cosigned',
   ERR_WITNESS_BAD_REQUEST: 'add-checkpoint request is malformed',

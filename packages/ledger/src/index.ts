@@ -76,7 +76,15 @@ export { MAX_BUNDLE_SIZE, MAX_ENTRY_SIZE, encodeEntryBundle, parseEntryBundle } 
 export { TileCache, TileHashSource, buildTileTree, tileHashes, type TileReader, type TileTree } from './tiles/tile-source.js';
 export { integrate, type IntegrateInput, type IntegrateResult, type TileWrite } from './tiles/integrate.js';
 
-export { TLOG_PROOF_HEADER, formatTlogProof, parseTlogProof, verifyTlogProof, type TlogProof, type VerifiedTlogProof } from './proof/tlog-proof.js';
+export {
+  TLOG_PROOF_HEADER,
+  formatTlogProof,
+  parseTlogProof,
+  verifyTlogProof,
+  type TlogProof,
+  type TlogProofVerifyOptions,
+  type VerifiedTlogProof,
+} from './proof/tlog-proof.js';
 export {
   formatTlogPolicy,
   parseTlogPolicy,
@@ -99,7 +107,8 @@ export {
   type AddCheckpointRequest,
 } from './witness/protocol.js';
 export { MemoryWitnessStore, Witness, type WitnessOptions, type WitnessRecord, type WitnessResponse, type WitnessStore } from './witness/witness.js';
-export { joinUrl, requestCosignature, type FetchLike } from './witness/client.js';
+export { MAX_WITNESS_RESPONSE, joinUrl, requestCosignature, type FetchLike } from './witness/client.js';
+export { readBodyLimited, type BodySource } from './client/read-body.js';
 
 export {
   buildTlogProof,
@@ -115,6 +124,7 @@ export { LogMonitor, verifyEntryInLog, type MonitorFinding, type MonitorOptions,
 export {
   EVENT_TYPES,
   EVENT_VERSION,
+  codeLooksLikeSecret,
   decodeEvent,
   encodeEvent,
   eventToString,

@@ -82,12 +82,16 @@ describe('shared tlog vectors', () => {
 
   it('checks the checkpoint against a tlog-policy with a witness quorum', async () => {
     const policy = parseTlogPolicy(`log ${v.vkey}\nwitness w1 ${v.wvkey}\nquorum w1\n`);
-    const ok = await verifyCheckpointWithPolicy(v.checkpoint, policy);
+    const at = new Date(1700000000_000);
+    const ok = await verifyCheckpointWithPolicy(v.checkpoint, policy, { now: at });
     expect(ok.witnesses).toEqual(['w1']);
-    await expect(verifyCheckpointWithPolicy(v.oldCheckpoint, policy)).rejects.toMatchObject({ code: 'ERR_TLOG_QUORUM' });
+    await expect(verifyCheckpointWithPolicy(v.oldCheckpoint, policy, { now: at })).rejects.toMatchObject({ code: 'ERR_TLOG_QUORUM' });
     // Freshness: at the cosignature's time it counts; a day later with a one-hour window it does not.
     await expect(verifyCheckpointWithPolicy(v.checkpoint, policy, { now: new Date(1700000000_000), maxAgeSeconds: 3600 })).resolves.toBeTruthy();
     await expect(verifyCheckpointWithPolicy(v.checkpoint, policy, { now: new Date(), maxAgeSeconds: 3600 })).rejects.toMatchObject({ code: 'ERR_TLOG_QUORUM' });
+    // A cosignature dated after the verification time (beyond 60 s of clock skew) does not count.
+    await expect(verifyCheckpointWithPolicy(v.checkpoint, policy, { now: new Date(1700000000_000 - 61_000) })).rejects.toMatchObject({ code: 'ERR_TLOG_QUORUM' });
+    await expect(verifyCheckpointWithPolicy(v.checkpoint, policy, { now: new Date(1700000000_000 - 60_000) })).resolves.toBeTruthy();
   });
 
   it('verifies the inclusion and consistency proofs', async () => {

@@ -145,9 +145,9 @@ describe('freshness and trust paths', () => {
     expect(cfetch.lastVerification!.steps.find((s) => s.name === 'ledger')).toMatchObject({ ok: true, ran: true });
     const r = receipts[0]!;
     const proof = await (await fetch(`${gw.url}/.well-known/custody/ledger/proof/${r.ledger!.index}`)).text();
-    await expect(verifyReceiptInclusion(r, proof, tlogPolicy)).resolves.toMatchObject({ index: r.ledger!.index });
+    await expect(verifyReceiptInclusion(r, proof, tlogPolicy, { now: new Date() })).resolves.toMatchObject({ index: r.ledger!.index });
     const forged = { ...r, ledger: { ...r.ledger!, index: r.ledger!.index - 1 } };
-    await expect(verifyReceiptInclusion(forged, proof, tlogPolicy)).rejects.toBeInstanceOf(CustodyError);
+    await expect(verifyReceiptInclusion(forged, proof, tlogPolicy, { now: new Date() })).rejects.toBeInstanceOf(CustodyError);
     const otherLog = await (await import('./ledger/ledger-sink.js')).InMemoryLedgerSink.create('custody.dev/other-log');
     const wrong = parseTlogPolicy(otherLog.tlogPolicyText);
     expect(await codeOf(createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true, strict: { tlogPolicy: wrong } }).verify())).toMatch(/^ERR_(NOTE|TLOG)_/);

@@ -1,9 +1,15 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { existsSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { fromUtf8, utf8 } from '@custody/core';
 import {
   LogMonitor,
+  MemoryTree,
+  createEd25519Signer,
+  integrate,
+  signCheckpoint,
   SIG_TYPE_COSIGNATURE_V1,
   SIG_TYPE_ED25519,
   createCosigner,
@@ -24,6 +30,7 @@ import {
 import { createLogApp } from './http/log-app.js';
 import { HttpAuditSink, openLog } from './open.js';
 import { SqliteWitnessStore, createWitnessApp, witnessLogs } from './witness/witness-service.js';
+import { FsTileStore } from './storage/tile-store.js';
 import { tempDir } from './testing/tmp.js';
 import { parseVerifierKey } from '@custody/ledger';
 
@@ -115,7 +122,7 @@ describe('log and witness over HTTP (in process)', async () => {
     const { log, store } = await openLog({ dir: join(t.dir, 'public'), skey: key.skey, witnessPolicy: policy, fetch: witnessFetch, integrateIntervalMs: 60_000 });
     const app = createLogApp(log, store);
     const logFetch: FetchLike = (url, init) => Promise.resolve(app.request(new URL(url).pathname + new URL(url).search, init));
-    const monitor = new LogMonitor({ source: httpLogSource(logFetch, 'http://log.test/'), policy, verifyEntries: true, verifyEvents: true, fetch: witnessFetch });
+    const monitor = new LogMonitor({ clock, source: httpLogSource(logFetch, 'http://log.test/'), policy, verifyEntries: true, verifyEvents: true, fetch: witnessFetch });
 
     const res = await app.request('/events', { method: 'POST', body: JSON.stringify(event(1)) });
     expect(res.status).toBe(200);
@@ -136,7 +143,7 @@ describe('log and witness over HTTP (in process)', async () => {
     const body = (await (await waited).json()) as { index: number; proof: string };
     const entry = await readEntry(store, body.index, 2);
     expect(decodeEvent(entry)).toEqual(event(2));
-    expect((await verifyTlogProof(body.proof, { entry }, policy)).witnesses.sort()).toEqual(['A', 'B']);
+    expect((await verifyTlogProof(body.proof, { entry }, policy, { now: clock() })).witnesses.sort()).toEqual(['A', 'B']);
 
     // Tiles are static files with the right headers; odd paths never reach the filesystem.
     const tile = await app.request('/tile/0/000.p/2');
@@ -188,5 +195,114 @@ describe('log and witness over HTTP (in process)', async () => {
     expect(refusals).toContain('ERR_TLOG_CONSISTENCY');
     expect(refusals).toContain('ERR_TLOG_QUORUM');
     expect(fromUtf8(await store.readCheckpoint())).toContain('log.test/http\n5\n');
+  });
+});
+
+describe('review regressions: quorum reachability, one writer, monotonic publication, durable directories, bounded answers', async () => {
+  const t = tempDir();
+  afterAll(() => t.cleanup());
+  const key = await generateSignerKey('log.test/r', SIG_TYPE_ED25519, seeded(7));
+  const [wa, wb] = await Promise.all([8, 9].map((s, i) => generateSignerKey(`witness.test/r${i}`, SIG_TYPE_COSIGNATURE_V1, seeded(s))));
+
+  it('refuses at open a witness quorum that the witnesses with URLs cannot meet', async () => {
+    const dir = join(t.dir, 'nourl');
+    const unreachable = [`witness a ${wa!.vkey}\nquorum a\n`, `witness a ${wa!.vkey} http://a.test\nwitness b ${wb!.vkey}\ngroup g 2 a b\nquorum g\n`];
+    for (const text of unreachable) {
+      await expect(openLog({ dir, skey: key.skey, witnessPolicy: parseTlogPolicy(text) })).rejects.toMatchObject({ code: 'ERR_TLOG_POLICY' });
+    }
+    expect(existsSync(join(dir, 'checkpoint'))).toBe(false);
+    // A quorum of none needs no reachable witness; the refused opens left the database unlocked.
+    const { log } = await openLog({ dir, skey: key.skey, witnessPolicy: parseTlogPolicy(`witness a ${wa!.vkey}\nquorum none\n`), integrateIntervalMs: 60_000 });
+    await log.addEntry(utf8('x'));
+    await log.integrateNow();
+    expect(log.publishedSize).toBe(1);
+    await log.close();
+  });
+
+  it('locks the log database: a second opener, in this process or another, gets ERR_TLOG_LOCKED', async () => {
+    const dir = join(t.dir, 'locked');
+    const first = await openLog({ dir, skey: key.skey, integrateIntervalMs: 60_000 });
+    await expect(openLog({ dir, skey: key.skey, integrateIntervalMs: 60_000 })).rejects.toMatchObject({ code: 'ERR_TLOG_LOCKED' });
+    const repoRoot = resolve(fileURLToPath(import.meta.url), '../../../..');
+    const script =
+      "const { openLog } = await import('./services/ledger/src/open.ts');" +
+      'try { const { log } = await openLog({ dir: process.env.LOG_DIR, skey: process.env.LOG_SKEY }); await log.close(); console.log("OPENED"); } catch (e) { console.log(e.code); }';
+    const child = spawnSync(process.execPath, ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+      env: { ...process.env, LOG_DIR: dir, LOG_SKEY: key.skey },
+      timeout: 60_000,
+    });
+    expect(child.stdout.trim(), child.stderr).toBe('ERR_TLOG_LOCKED');
+    await first.log.addEntry(utf8('still the only writer'));
+    await first.log.close();
+    // Closed (or killed: the OS drops the lock with the process), the log opens again.
+    const again = await openLog({ dir, skey: key.skey, integrateIntervalMs: 60_000 });
+    expect(again.log.publishedSize).toBe(1);
+    await again.log.close();
+  });
+
+  it('never writes its checkpoint over a larger one published while it waited for witnesses', async () => {
+    const dir = join(t.dir, 'mono');
+    const other = new MemoryTree();
+    for (let i = 0; i < 10; i++) other.appendEntry(utf8(`other-${i}`));
+    const larger = await signCheckpoint({ origin: 'log.test/r', size: 10, rootHash: await other.root(10), extensions: [] }, [await createEd25519Signer(key.skey)]);
+    // The witness is slow: while it "answers", a larger checkpoint appears in the directory.
+    const witnessFetch: FetchLike = async (_url, init) => {
+      if (String(init?.body).includes('log.test/r\n1\n')) await new FsTileStore(dir).writeCheckpoint(larger);
+      return new Response('busy', { status: 503 });
+    };
+    const policy = parseTlogPolicy(`witness a ${wa!.vkey} http://a.test\nquorum none\n`);
+    const { log } = await openLog({ dir, skey: key.skey, witnessPolicy: policy, fetch: witnessFetch, integrateIntervalMs: 60_000 });
+    await log.addEntry(utf8('mine'));
+    await log.integrateNow();
+    expect(fromUtf8(readFileSync(join(dir, 'checkpoint')))).toBe(larger);
+    expect(log.publishedSize).toBe(10);
+    await log.close({ integrate: false });
+  });
+
+  it('fsyncs the parent of every directory it creates', async () => {
+    class RecordingStore extends FsTileStore {
+      synced: string[] = [];
+      protected override async syncDirs(dirs: Iterable<string>): Promise<void> {
+        const list = [...dirs];
+        this.synced.push(...list);
+        await super.syncDirs(list);
+      }
+    }
+    const dir = join(t.dir, 'fsync', 'public');
+    const store = new RecordingStore(dir);
+    await store.init();
+    expect(new Set(store.synced)).toEqual(new Set([t.dir, join(t.dir, 'fsync'), dir]));
+    store.synced = [];
+    const r = await integrate({ oldSize: 0, readTile: store.readTile, entries: [utf8('a'), utf8('b'), utf8('c')] });
+    await store.writeTiles(r.tiles);
+    // New: tile/0, tile/0/000.p, tile/entries, tile/entries/000.p. Synced: their parents and the files' directories.
+    expect(new Set(store.synced)).toEqual(new Set(['tile', 'tile/0', 'tile/0/000.p', 'tile/entries', 'tile/entries/000.p'].map((p) => join(dir, p))));
+    store.synced = [];
+    const r2 = await integrate({ oldSize: 3, readTile: store.readTile, entries: [utf8('d')] });
+    await store.writeTiles(r2.tiles);
+    // Nothing new to create: only the directories the new files went into.
+    expect(new Set(store.synced)).toEqual(new Set(['tile/0/000.p', 'tile/entries/000.p'].map((p) => join(dir, p))));
+  });
+
+  it('reads a bounded answer from a remote ledger', async () => {
+    let pulled = 0;
+    const endless: FetchLike = () =>
+      Promise.resolve(
+        new Response(
+          new ReadableStream<Uint8Array>({
+            pull(c) {
+              pulled += 1 << 16;
+              c.enqueue(new Uint8Array(1 << 16).fill(0x20));
+            },
+          }),
+          { status: 200 },
+        ),
+      );
+    await expect(new HttpAuditSink('http://ledger.test/', endless).append(event(1))).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE' });
+    expect(pulled).toBeLessThanOrEqual(4 * (1 << 16));
+    const notJson: FetchLike = () => Promise.resolve(new Response('<html>bad gateway</html>', { status: 502 }));
+    await expect(new HttpAuditSink('http://ledger.test/', notJson).append(event(1))).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE' });
   });
 });

@@ -102,8 +102,16 @@ export class TransparencyLog implements AuditSink {
     const log = new TransparencyLog(opts);
     await opts.store.init();
     if (opts.witnesses) {
-      for (const [name, w] of opts.witnesses.policy.witnesses) {
+      const policy = opts.witnesses.policy;
+      for (const [name, w] of policy.witnesses) {
         if (w.url) log.witnessVerifiers.push({ name, url: w.url, verifier: await createCosignatureVerifier(w.key), knownSize: 0 });
+      }
+      // The log can only ask witnesses it can reach: a quorum that needs others would never be
+      // met, and publishing without it would hand out checkpoints clients refuse.
+      if (!quorumSatisfied(policy, new Set(log.witnessVerifiers.map((w) => w.name)))) {
+        throw new CustodyError('ERR_TLOG_POLICY', 'the witness quorum cannot be met by the witnesses with URLs', {
+          detail: { quorum: policy.quorum, withUrl: log.witnessVerifiers.length, witnesses: policy.witnesses.size },
+        });
       }
     }
     log.logVerifier = await createEd25519Verifier(opts.signer.vkey);
@@ -227,7 +235,7 @@ export class TransparencyLog implements AuditSink {
     const note = await signCheckpoint({ origin: this.origin, size: st.size, rootHash: st.root, extensions: [] }, [this.opts.signer]);
     const cosigned = await this.cosign(note, st.size);
     if (cosigned === undefined) return; // quorum not met; retried on the next tick
-    const wrote = await this.opts.sequencer.publish(st.size, () => this.opts.store.writeCheckpoint(cosigned));
+    const wrote = await this.opts.sequencer.publish(st.size, () => this.writeIfNewer(st, cosigned));
     if (!wrote) {
       await this.refreshPublished();
       return;
@@ -237,10 +245,29 @@ export class TransparencyLog implements AuditSink {
     this.opts.onPublish?.(cosigned, st.size);
   }
 
+  /**
+   * Runs inside the sequencer's publication critical section: re-reads the stored checkpoint
+   * and writes ours only if it is larger. Cosigning takes network round trips, and another
+   * writer (or an earlier publication whose database commit failed) may have published a
+   * larger tree meanwhile; the file must never go back.
+   */
+  private async writeIfNewer(st: TreeState, note: string): Promise<boolean> {
+    const b = await this.opts.store.readCheckpointOrUndefined();
+    if (b) {
+      const stored = (await openCheckpoint(b, [this.logVerifier!])).checkpoint;
+      if (stored.size === st.size && !equalBytes(stored.rootHash, st.root)) {
+        throw new CustodyError('ERR_TLOG_SPLIT_VIEW', 'published root differs from the database root at the same size', { detail: { size: st.size } });
+      }
+      if (stored.size >= st.size) return false;
+    }
+    await this.opts.store.writeCheckpoint(note);
+    return true;
+  }
+
   /** Collects witness cosignatures; undefined if the quorum is not met. */
   private async cosign(note: string, size: number): Promise<string | undefined> {
     const cfg = this.opts.witnesses;
-    if (!cfg || this.witnessVerifiers.length === 0) return note;
+    if (!cfg) return note;
     const parsed = parseNote(note);
     const source = new TileHashSource(this.opts.store.readTile, size, rfc6962, this.cache);
     const fetchFn = cfg.fetch ?? ((url, init) => fetch(url, init));

@@ -1,8 +1,8 @@
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
-import { CustodyError, toCustodyError } from '@custody/core';
-import { createEd25519Signer, toCustodyEvent, type AuditSink, type CustodyEvent, type FetchLike, type ServiceAuditEvent, type TlogPolicy } from '@custody/ledger';
+import { CustodyError, fromUtf8, toCustodyError } from '@custody/core';
+import { createEd25519Signer, readBodyLimited, toCustodyEvent, type AuditSink, type CustodyEvent, type FetchLike, type ServiceAuditEvent, type TlogPolicy } from '@custody/ledger';
 import { TransparencyLog } from './log.js';
 import { FsTileStore } from './storage/tile-store.js';
 import { SqliteSequencer } from './sequencer/sqlite.js';
@@ -75,6 +75,9 @@ export function listen(app: Hono, host = '127.0.0.1', port = 0): Promise<Running
   });
 }
 
+/** Bound on the ledger's answer to `POST /events` (`{"index": n, "leafHash": ...}` or a problem). */
+const MAX_SINK_RESPONSE = 64 * 1024;
+
 /** An AuditSink that posts events to a remote ledger's `POST /events`. */
 export class HttpAuditSink implements AuditSink {
   constructor(
@@ -95,9 +98,19 @@ export class HttpAuditSink implements AuditSink {
     } catch (e) {
       throw new CustodyError('ERR_TLOG_UNAVAILABLE', 'ledger did not answer', { cause: toCustodyError(e) });
     }
-    const body = (await res.json().catch(() => ({}))) as { index?: number; code?: string };
+    // The answer is a small JSON object; a ledger (or something in between) streaming more is refused.
+    let body: { index?: unknown; code?: unknown } = {};
+    try {
+      const parsed = JSON.parse(fromUtf8(await readBodyLimited(res, MAX_SINK_RESPONSE, 'ledger response'))) as unknown;
+      if (typeof parsed === 'object' && parsed !== null) body = parsed;
+    } catch (e) {
+      const err = toCustodyError(e);
+      if (err.code === 'ERR_INPUT_TOO_LARGE') throw new CustodyError('ERR_TLOG_UNAVAILABLE', 'ledger response is too large', { cause: err, detail: { status: res.status } });
+      // Not JSON: typed by status below.
+    }
     if (res.status !== 200 || typeof body.index !== 'number') {
-      throw new CustodyError(body.code ?? 'ERR_TLOG_UNAVAILABLE', 'ledger refused the event', { detail: { status: res.status } });
+      const code = typeof body.code === 'string' && /^ERR_[A-Z0-9_]{1,60}$/.test(body.code) ? body.code : 'ERR_TLOG_UNAVAILABLE';
+      throw new CustodyError(code, 'ledger refused the event', { detail: { status: res.status } });
     }
     return { index: body.index };
   }

@@ -4,6 +4,18 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fixedClock, systemClock, utf8, type Clock } from '@custody/core';
+import {
+  MemoryTree,
+  SIG_TYPE_COSIGNATURE_V1,
+  SIG_TYPE_ED25519,
+  createCosigner,
+  createEd25519Signer,
+  formatTlogProof,
+  generateSignerKey,
+  proveInclusion,
+  signCheckpoint,
+} from '@custody/ledger';
 
 // Runs `custody log|witness ...` through these modules' `register`, in a child process, so exit
 // codes and output are the real ones.
@@ -95,8 +107,46 @@ describe('custody log (local directory)', () => {
     const h = custody('log', 'serve', '--help');
     expect(h.code).toBe(0);
     expect(h.stdout).toContain('--witnesses <file>');
+    expect(h.stdout).toContain('must share one tile directory');
     expect(custody('log', 'proof', 'abc', '--log', dir).code).toBe(2);
     expect(custody('log', 'verify', '--checkpoint', join(dir, 'nope')).code).toBe(2);
+  });
+});
+
+describe('custody log verify: cosignature freshness', () => {
+  it('refuses a future-dated cosignature by default, and applies --max-age to a proof against another checkpoint', async () => {
+    const seeded = (b: number) => (n: number) => new Uint8Array(n).fill(b);
+    const logKey = await generateSignerKey('log.test/fresh', SIG_TYPE_ED25519, seeded(41));
+    const wKey = await generateSignerKey('witness.test/fresh', SIG_TYPE_COSIGNATURE_V1, seeded(42));
+    const logSigner = await createEd25519Signer(logKey.skey);
+    const tree = new MemoryTree();
+    for (let i = 0; i < 5; i++) tree.appendEntry(utf8(`e${i}`));
+    const cosigned = async (size: number, clock: Clock) =>
+      signCheckpoint({ origin: 'log.test/fresh', size, rootHash: await tree.root(size), extensions: [] }, [logSigner, await createCosigner(wKey.skey, clock)]);
+    writeFileSync(join(dir, 'fresh-policy.txt'), `log ${logKey.vkey}\nwitness a ${wKey.vkey}\nquorum a\n`);
+    writeFileSync(join(dir, 'future.cp'), await cosigned(5, fixedClock('2099-01-01T00:00:00Z')));
+    writeFileSync(join(dir, 'now.cp'), await cosigned(5, systemClock));
+    writeFileSync(join(dir, 'old.tlog-proof'), formatTlogProof({ index: 1, proof: await proveInclusion(tree, 1, 3), checkpoint: await cosigned(3, fixedClock('2020-01-01T00:00:00Z')) }));
+    writeFileSync(join(dir, 'e1'), 'e1');
+    const policy = ['--policy', join(dir, 'fresh-policy.txt')];
+
+    // A witness whose clock says 2099 does not make a checkpoint fresh today (no --at: now).
+    const future = custody('log', 'verify', '--checkpoint', join(dir, 'future.cp'), ...policy, '--json');
+    expect(future.code, future.stdout + future.stderr).toBe(1);
+    expect(JSON.parse(future.stdout).steps[0]).toMatchObject({ step: 'checkpoint', ok: false, code: 'ERR_TLOG_QUORUM' });
+    expect(custody('log', 'verify', '--checkpoint', join(dir, 'future.cp'), ...policy, '--at', '2099-01-01T00:00:30Z').code).toBe(0);
+
+    // The proof's own checkpoint (size 3, cosigned in 2020) is checked with the same freshness rules.
+    const proofArgs = ['log', 'verify', '--checkpoint', join(dir, 'now.cp'), '--proof', join(dir, 'old.tlog-proof'), '--entry', join(dir, 'e1'), ...policy, '--json'];
+    const lax = custody(...proofArgs);
+    expect(lax.code, lax.stdout + lax.stderr).toBe(0);
+    const strict = custody(...proofArgs, '--max-age', '3600');
+    expect(strict.code, strict.stdout + strict.stderr).toBe(1);
+    expect(JSON.parse(strict.stdout).steps).toEqual([
+      expect.objectContaining({ step: 'checkpoint', ok: true }),
+      expect.objectContaining({ step: 'inclusion', ok: false, code: 'ERR_TLOG_QUORUM' }),
+    ]);
+    expect(custody('log', 'verify', '--checkpoint', join(dir, 'now.cp'), ...policy, '--max-age', 'soon').code).toBe(2);
   });
 });
 

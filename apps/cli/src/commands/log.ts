@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { CustodyError, fromUtf8, secureRandom, toBase64, toCustodyError } from '@custody/core';
+import { CustodyError, fromUtf8, secureRandom, systemClock, toBase64, toCustodyError } from '@custody/core';
 import {
   LogMonitor,
   SIG_TYPE_ED25519,
@@ -91,6 +91,12 @@ export function readEventFile(path: string): Uint8Array<ArrayBuffer> {
 
 const collectVkey = (v: string, prev: string[] = []): string[] => [...prev, v];
 
+function parseMaxAge(s: string | undefined): number | undefined {
+  if (s === undefined) return undefined;
+  if (!/^(0|[1-9][0-9]{0,9})$/.test(s)) throw new CustodyError('ERR_USAGE', '--max-age must be a whole number of seconds');
+  return Number(s);
+}
+
 interface Step {
   step: string;
   ok: boolean;
@@ -137,7 +143,7 @@ export const register: Register = (program: Command) => {
     .requiredOption('--dir <dir>', 'public directory for checkpoint and tiles (static files)')
     .requiredOption('--key <file>', 'log signing key file (from `custody log keygen`)')
     .option('--db <file>', 'SQLite sequencing database (default <dir>.sqlite)')
-    .option('--postgres <url>', 'share sequencing through PostgreSQL instead (several writers, one log)')
+    .option('--postgres <url>', 'share sequencing through PostgreSQL instead (several writers, one log; every writer needs the same --dir, a shared tile directory)')
     .option('--witnesses <file>', 'tlog-policy file naming witnesses with URLs and the quorum required before publishing')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8470')
     .option('--interval <ms>', 'integrate and sign a checkpoint this often', '250')
@@ -147,6 +153,10 @@ export const register: Register = (program: Command) => {
       `
 Reads (C2SP tlog-tiles): GET /checkpoint, GET /tile/<L>/<N>[.p/<W>], GET /tile/entries/<N>[.p/<W>]
 Writes: POST /add (raw entry), POST /events (Custody event JSON); add ?wait=1 for a tlog-proof.
+One writer per SQLite log: a second process on the same database fails with ERR_TLOG_LOCKED.
+Several writers (--postgres): each one integrates and publishes into --dir, so all of them
+must share one tile directory (the same path on a shared filesystem); tiles they write are
+byte-identical and the checkpoint never goes back.
 Example:
   custody log keygen --origin example.com/custody-log --out log.key
   custody log serve --dir /var/lib/custody/log --key log.key --listen 0.0.0.0:8470`,
@@ -257,8 +267,8 @@ Example:
     .option('--index <n>', 'entry index, to prove inclusion from the tiles at --log')
     .option('--old <file>', 'an earlier checkpoint you stored, to prove consistency (needs --log)')
     .option('--log <url|dir>', 'the log, for proofs built from its tiles')
-    .option('--at <time>', 'verification time for cosignature freshness (RFC 3339; default now)')
-    .option('--max-age <seconds>', 'cosignatures older than this do not count toward the quorum')
+    .option('--at <time>', 'verification time for cosignature freshness (RFC 3339; default now): cosignatures dated over 60 s after it never count')
+    .option('--max-age <seconds>', 'cosignatures older than this do not count toward the quorum (also for a proof against another checkpoint)')
     .option('--json', 'machine-readable output')
     .addHelpText(
       'after',
@@ -280,16 +290,14 @@ Examples:
         else if (proofFile) cpText = proofFile.checkpoint;
         else if (source) cpText = fromUtf8(await source.readCheckpoint());
         else throw new CustodyError('ERR_USAGE', 'give --checkpoint, --proof or --log');
-        const now = parseTime(opts.at);
-        const maxAge = opts.maxAge === undefined ? undefined : Number(opts.maxAge);
-        if (maxAge !== undefined && !(maxAge >= 0)) throw new CustodyError('ERR_USAGE', '--max-age must be a number of seconds');
+        const now = parseTime(opts.at) ?? new Date();
+        const maxAge = parseMaxAge(opts.maxAge);
+        const fresh = { now, ...(maxAge !== undefined ? { maxAgeSeconds: maxAge } : {}) };
         const steps: Step[] = [];
         let size = 0;
         let root = new Uint8Array();
         const cpOk = await step(steps, 'checkpoint', async () => {
-          const cp = await verifyCheckpointWithPolicy(cpText, policy, {
-            ...(maxAge !== undefined ? { now: now ?? new Date(), maxAgeSeconds: maxAge } : now ? { now } : {}),
-          });
+          const cp = await verifyCheckpointWithPolicy(cpText, policy, fresh);
           size = cp.checkpoint.size;
           root = cp.checkpoint.rootHash;
           return `${cp.checkpoint.origin} size ${size}, signed by the log${cp.witnesses.length ? `, cosigned by ${cp.witnesses.join(', ')}` : ''} (quorum ${policy.quorum})`;
@@ -303,7 +311,7 @@ Examples:
             if (proofFile) {
               if (opts.checkpoint && proofFile.checkpoint !== cpText) {
                 // A proof against another checkpoint: check that one too, then its inclusion.
-                const other = await verifyCheckpointWithPolicy(proofFile.checkpoint, policy);
+                const other = await verifyCheckpointWithPolicy(proofFile.checkpoint, policy, fresh);
                 verifyInclusion(proofFile.index, other.checkpoint.size, rfc6962.leaf(entry), proofFile.proof, other.checkpoint.rootHash);
                 return `entry ${proofFile.index} is in the tree of size ${other.checkpoint.size}`;
               }
@@ -323,7 +331,8 @@ Examples:
           if (!source) throw new CustodyError('ERR_USAGE', '--old needs --log to build the consistency proof');
           const oldText = fromUtf8(readInputFile(opts.old, 'old checkpoint'));
           await step(steps, 'consistency', async () => {
-            const old = await verifyCheckpointWithPolicy(oldText, { ...policy, quorum: 'none' });
+            // A stored checkpoint is old by definition: only the log's signature matters here.
+            const old = await verifyCheckpointWithPolicy(oldText, { ...policy, quorum: 'none' }, { now });
             if (old.checkpoint.origin !== parseCheckpointBody(parseNote(cpText).text).origin) throw new CustodyError('ERR_TLOG_ORIGIN', 'the two checkpoints are from different logs');
             if (old.checkpoint.size > size) throw new CustodyError('ERR_TLOG_ROLLBACK', `the stored checkpoint (size ${old.checkpoint.size}) is newer than this one (size ${size})`);
             const p = await consistencyProofFromTiles(source, old.checkpoint.size, size);
@@ -365,7 +374,7 @@ Examples:
         const entry = await readEntry(source, index, size);
         if (opts.policy || opts.vkey) {
           const policy = readTrust(opts);
-          const cp = await verifyCheckpointWithPolicy(cpText, policy);
+          const cp = await verifyCheckpointWithPolicy(cpText, policy, { now: new Date() });
           verifyInclusion(index, size, rfc6962.leaf(entry), p.proof, cp.checkpoint.rootHash);
         } else {
           // Without trust configuration, still make sure the tiles agree with the checkpoint's root.
@@ -392,12 +401,14 @@ Examples:
     .option('--once', 'check once and exit')
     .option('--entries', 'also check every new entry against the tiles')
     .option('--events', 'also check every new entry is a valid Custody event')
+    .option('--max-age <seconds>', 'cosignatures older than this do not count toward the quorum (a frozen log becomes invalid)')
     .option('--json', 'one JSON object per finding')
     .addHelpText('after', '\nExit codes (with --once, or when an alarm stops the monitor): 0 ok, 1 rollback/split view/invalid, 3 unavailable.')
-    .action(async (opts: { log: string; policy?: string; vkey?: string[]; state?: string; interval: string; once?: boolean; entries?: boolean; events?: boolean; json?: boolean }) => {
+    .action(async (opts: { log: string; policy?: string; vkey?: string[]; state?: string; interval: string; once?: boolean; entries?: boolean; events?: boolean; maxAge?: string; json?: boolean }) => {
       const json = opts.json ?? false;
       try {
         const policy = readTrust(opts);
+        const maxAge = parseMaxAge(opts.maxAge);
         const interval = Number(opts.interval);
         if (!(interval > 0)) throw new CustodyError('ERR_USAGE', '--interval must be a positive number of seconds');
         let state: MonitorState | undefined;
@@ -417,6 +428,8 @@ Examples:
           verifyEntries: opts.entries ?? false,
           verifyEvents: opts.events ?? false,
           fetch: (u, i) => fetch(u, i),
+          clock: systemClock,
+          ...(maxAge !== undefined ? { maxAgeSeconds: maxAge } : {}),
         });
         const report = (f: MonitorFinding) => {
           if (json) return out(JSON.stringify({ time: new Date().toISOString(), ...f }));

@@ -33,7 +33,9 @@ export const register: Register = (program: Command) => {
 
   witness
     .command('serve')
-    .description('Serve POST /add-checkpoint and GET /<origin hash>/checkpoint; refuses forks (422), stale sizes (409), unknown logs (404), bad signatures (403)')
+    .description(
+      'Serve POST /add-checkpoint and GET /<origin hash>/checkpoint; refuses forks (422; 409 with its size for another root at the same size), stale sizes (409), unknown logs (404), bad signatures (403)',
+    )
     .requiredOption('--key <file>', 'witness key file (from `custody witness keygen`)')
     .option('--log <vkey>', 'a log verifier key this witness follows (repeatable); its key name is the origin', collect)
     .option('--logs <file>', 'a tlog-policy file whose `log` lines name the logs to follow')

@@ -1,4 +1,5 @@
-import { ParseError, VerificationError, toBase64, type Bytes } from '@custody/core';
+import { ParseError, VerificationError, equalBytes, toBase64, type Bytes } from '@custody/core';
+import { rfc6962 } from '../merkle/hasher.js';
 import { decodeStdBase64 } from '../note/base64.js';
 import {
   cosignatureTimestamp,
@@ -40,6 +41,8 @@ export function parseCheckpointBody(text: string): Checkpoint {
   if (!Number.isSafeInteger(size)) throw new ParseError('ERR_INPUT_UNSUPPORTED', 'checkpoint size is beyond 2^53 - 1');
   const rootHash = decodeStdBase64(rootStr);
   if (!rootHash || rootHash.length !== 32) throw bad('checkpoint root hash is not base64 of 32 bytes');
+  // The empty tree has exactly one root (RFC 6962: the hash of the empty string).
+  if (size === 0 && !equalBytes(rootHash, rfc6962.emptyRoot())) throw bad('a checkpoint of size 0 must carry the empty tree root');
   const extensions = lines.slice(3);
   if (extensions.some((l) => l.length === 0)) throw bad('checkpoint extension lines must be non-empty');
   return { origin, size, rootHash, extensions };
@@ -49,6 +52,7 @@ export function formatCheckpointBody(c: Checkpoint): string {
   if (c.origin.length === 0 || c.origin.includes('\n')) throw bad('invalid origin');
   if (!Number.isSafeInteger(c.size) || c.size < 0) throw bad('invalid size');
   if (c.rootHash.length !== 32) throw bad('root hash must be 32 bytes');
+  if (c.size === 0 && !equalBytes(c.rootHash, rfc6962.emptyRoot())) throw bad('a checkpoint of size 0 must carry the empty tree root');
   if (c.extensions.some((l) => l.length === 0 || l.includes('\n'))) throw bad('invalid extension line');
   return [c.origin, String(c.size), toBase64(c.rootHash), ...c.extensions].join('\n') + '\n';
 }

@@ -1,4 +1,4 @@
-import { CustodyError, ParseError, toCustodyError, type Bytes } from '@custody/core';
+import { CustodyError, isCustodyError, toCustodyError, type Bytes } from '@custody/core';
 import { parseCheckpointBody } from '../checkpoint/checkpoint.js';
 import { rfc6962, type TreeHasher } from '../merkle/hasher.js';
 import { proveConsistency, proveInclusion } from '../merkle/proof.js';
@@ -9,6 +9,7 @@ import { TILE_WIDTH, tilePath, tileWidthAt, type TileId } from '../tiles/paths.j
 import type { TileCache} from '../tiles/tile-source.js';
 import { TileHashSource, type TileReader } from '../tiles/tile-source.js';
 import { joinUrl, type FetchLike } from '../witness/client.js';
+import { readBodyLimited } from './read-body.js';
 
 /** A tiled log as a reader sees it: the checkpoint and immutable tiles (HTTP, disk, memory). */
 export interface LogSource {
@@ -18,10 +19,13 @@ export interface LogSource {
 
 const MAX_CHECKPOINT_BYTES = 1 << 20;
 
-async function readBody(res: Response, max: number, what: string): Promise<Bytes> {
-  const b = new Uint8Array(await res.arrayBuffer());
-  if (b.length > max) throw new ParseError('ERR_INPUT_TOO_LARGE', `${what} is too large`, { detail: { size: b.length } });
-  return b;
+async function readBody(res: Response, max: number, path: string): Promise<Bytes> {
+  try {
+    return await readBodyLimited(res, max, path);
+  } catch (e) {
+    if (isCustodyError(e)) throw e;
+    throw new CustodyError('ERR_TLOG_UNAVAILABLE', 'log response broke off', { cause: toCustodyError(e), detail: { path } });
+  }
 }
 
 /**

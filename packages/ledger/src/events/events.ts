@@ -20,10 +20,27 @@ import { MAX_ENTRY_SIZE } from '../tiles/bundle.js';
  *     ciphertext, bearer tokens and bare hex digests look like that; names made of words,
  *     versions and UUIDs do not. Identifier fields (and facts named `...id`) may hold random
  *     identifiers such as `key_<32 hex>`, so for them only runs of 40 or more are refused (a
- *     256-bit key in hex or base64 is longer). A digest belongs in a digest field, which checks
- *     its exact form; a fact named `...digest`, `...hash`, `...measurement` or `...fingerprint`
- *     may also hold bare hex of a hash length (40, 64, 96 or 128). Refused with
- *     ERR_TLOG_EVENT_SECRET.
+ *     256-bit key in hex or base64 is longer).
+ *  4. Separators do not hide a run. Runs are also measured across the separators
+ *     `[\s._:/@+,;-]` (so `0b30 557a ...`, `0b:30:55:...` and hex split by `.` or `/` count as
+ *     one run): consecutive opaque pieces (with a digit, of one or two characters, a short hex
+ *     group, or not shaped like a word) are joined, and a joined run that mixes digits and
+ *     letters (at least 2 digits, letters at least a fifth) is refused from 32 characters in
+ *     free text and from 40 in identifiers. Words (lowercase, Capitalized, CamelCase, short
+ *     ACRONYMS, with a vowel) break a joined run, except in free text when glued by `+` or `/`
+ *     to an opaque piece (base64), and a canonical RFC 9562 UUID in free text counts as a
+ *     word. Free text also may not hold four or more regular groups of an encoding
+ *     (`JBSW Y3DP EHPK 3PXP`).
+ *  5. Codes (UPPER_SNAKE reasons) are words: each `_`-separated segment is at most 24
+ *     characters, no segment may look like hex (8+ of `[0-9A-F]` with a digit, or 12+) or
+ *     base32 (8+ of `[A-Z2-7]` with digits apart), a code has at most 8 digits in all, and
+ *     rules 3 and 4 apply.
+ *  Digests by design: a digest field holds exactly `sha256:`/`sha384:`/`sha512:` and hex, and a
+ *  fact named `...digest`, `...hash`, `...measurement` or `...fingerprint` may hold bare hex of
+ *  a hash length (40, 64, 96 or 128). Those are 20 to 64 opaque bytes by construction, so the
+ *  schema cannot tell a digest from a raw key of that length there; producers pass digests
+ *  (computed by Custody from the value, never the value itself). Refused with
+ *  ERR_TLOG_EVENT_SECRET.
  *  The rule is a guard behind the schema, not a classifier: producers must still only pass
  *  digests, identifiers and verdicts.
  */
@@ -214,9 +231,90 @@ function secret(field: string, why: string): ParseError {
   return new ParseError('ERR_TLOG_EVENT_SECRET', `event field ${field} ${why}`, { detail: { field } });
 }
 
+/** Separators a run is measured across (rule 4). */
+const SEPARATORS = /^[\s._:/@+,;-]{1,3}$/;
+const PIECES = /([A-Za-z0-9=]+)/;
+// No lookbehind (older Safari lacks it): the leading boundary is captured and put back.
+const UUID_TEXT = /(^|[^0-9A-Za-z])[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}(?![0-9A-Za-z])/g;
+
 /**
- * Whether a value contains something shaped like key material or ciphertext (rule 3).
- * `identifier` relaxes the run rule for random identifiers (only runs of 40+ count).
+ * Word shapes: lowercase, Capitalized, ACRONYMS (up to 12), CamelCase (`JavaScript`, `iPhone`,
+ * `XMLHttpRequest`) and a word with a trailing acronym (`OpenSSL`, `PostgreSQL`). Random
+ * base64 letters rarely keep to these shapes.
+ */
+const WORD = /^(?:[a-z]+|[A-Z][a-z]+|[A-Z]{2,12}s?|(?:[A-Z]{2,5}|[A-Z]?[a-z]+)(?:[A-Z][a-z]+)+[A-Z]{0,5}|[A-Z]?[a-z]+[A-Z]{2,5})$/;
+
+/** Whether a piece between separators could be part of an encoding rather than a word. */
+function opaquePiece(p: string): boolean {
+  // Digits, padding, one or two characters (`x`, `fc`) and short hex groups (`DEAD BEEF`)
+  // join a run even when they happen to look like a word.
+  if (p.length <= 2 || /[0-9=]/.test(p) || /^[0-9a-fA-F]{1,4}$/.test(p)) return true;
+  // Words have vowels (acronyms aside); random letters often do not.
+  return !WORD.test(p) || (!/[aeiouyAEIOUY]/.test(p) && !/^[A-Z]{2,6}s?$/.test(p));
+}
+
+/** Rule 4: joins opaque pieces across separators; true when a joined run looks like an encoding. */
+function separatedRunLooksOpaque(value: string, minLength: number, glueBase64: boolean): boolean {
+  const parts = value.split(PIECES);
+  const opaque = parts.map((p, i) => i % 2 === 1 && opaquePiece(p));
+  // In free text `+` and `/` are base64 characters: a word-shaped fragment glued by one of
+  // them to an opaque piece is part of the same token (`Xhpb` in `...Wp+Xhpb+MSQZ...`).
+  // Identifiers use `/` as a path separator, so there it separates words.
+  const glue = (g: string | undefined) => glueBase64 && (g === '+' || g === '/');
+  const joins = parts.map((_, i) => opaque[i] || (i % 2 === 1 && ((glue(parts[i - 1]) && opaque[i - 2] === true) || (glue(parts[i + 1]) && opaque[i + 2] === true))));
+  let len = 0;
+  let digits = 0;
+  let letters = 0;
+  const looksOpaque = (): boolean => len >= minLength && digits >= 2 && letters * 5 >= len;
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]!;
+    if (i % 2 === 1 && joins[i]) {
+      len += part.length;
+      for (const c of part) {
+        if (c >= '0' && c <= '9') digits++;
+        else if (c !== '=') letters++;
+      }
+      continue;
+    }
+    if (i % 2 === 0 && (part === '' || SEPARATORS.test(part))) continue;
+    if (looksOpaque()) return true;
+    len = digits = letters = 0;
+  }
+  return looksOpaque();
+}
+
+/**
+ * Rule 4, regular groups: four or more pieces of one length (4 to 16; the last may be shorter)
+ * joined by the same separator, at least three and a third of them mixing letters and digits,
+ * no two alike at the start (`JBSW Y3DP EHPK 3PXP ...`, `Zm9v YmFy ...`). Lists of names such
+ * as `node1 node2 node3` repeat their stem, and numbers between words do not mix.
+ */
+function groupedLooksOpaque(value: string): boolean {
+  const parts = value.split(PIECES);
+  for (let i = 1; i < parts.length; i += 2) {
+    const n = parts[i]!.length;
+    if (n < 4 || n > 16) continue;
+    const sep = parts[i + 1];
+    const group = [parts[i]!];
+    let j = i + 2;
+    while (j < parts.length && parts[j - 1] === sep && sep !== undefined && SEPARATORS.test(sep) && parts[j]!.length === n) {
+      group.push(parts[j]!);
+      j += 2;
+    }
+    if (j < parts.length && parts[j - 1] === sep && sep !== undefined && SEPARATORS.test(sep) && parts[j]!.length < n) group.push(parts[j]!);
+    // A group is maximal: its later pieces need not start one of their own.
+    i = Math.max(i, j - 2);
+    if (group.length < 4) continue;
+    const mixed = group.filter((g) => /[0-9]/.test(g) && /[A-Za-z]/.test(g)).length;
+    const stems = new Set(group.map((g) => g.slice(0, 3)));
+    if (mixed >= 3 && mixed * 3 >= group.length && stems.size === group.length) return true;
+  }
+  return false;
+}
+
+/**
+ * Whether a value contains something shaped like key material or ciphertext (rules 3 and 4).
+ * `identifier` relaxes the length for random identifiers (only runs of 40+ count).
  */
 export function looksLikeSecret(value: string, identifier = false): boolean {
   if (value.includes('-----BEGIN') || /"d"\s*:/.test(value)) return true;
@@ -230,6 +328,24 @@ export function looksLikeSecret(value: string, identifier = false): boolean {
     const digits = run.replace(/[^0-9]/g, '').length;
     const letters = run.replace(/[^A-Za-z]/g, '').length;
     if (digits >= 2 && letters >= 2) return true;
+  }
+  if (identifier) return separatedRunLooksOpaque(value, 40, false);
+  const text = value.replace(UUID_TEXT, '$1 uuid ');
+  return separatedRunLooksOpaque(text, 32, true) || groupedLooksOpaque(text);
+}
+
+const MAX_CODE_SEGMENT = 24;
+const MAX_CODE_DIGITS = 8;
+
+/** Rule 5: a code is a few words; hex, base32 and long segments are refused. */
+export function codeLooksLikeSecret(code: string): boolean {
+  if (looksLikeSecret(code)) return true;
+  if (code.replace(/[^0-9]/g, '').length > MAX_CODE_DIGITS) return true;
+  for (const seg of code.split('_')) {
+    if (seg.length > MAX_CODE_SEGMENT) return true;
+    if (/^[0-9A-F]{12,}$/.test(seg) || (/^[0-9A-F]{8,}$/.test(seg) && /[0-9]/.test(seg))) return true;
+    // Base32: digits scattered among the letters (`AES256GCM` keeps its digits together).
+    if (/^[A-Z2-7]{8,}$/.test(seg) && /[2-7][A-Z]+[2-7]/.test(seg)) return true;
   }
   return false;
 }
@@ -255,6 +371,7 @@ function checkScalar(field: string, kind: 'id' | 'digest' | 'code' | 'text', v: 
     case 'code': {
       const s = checkString(field, v, 64);
       if (!CODE.test(s)) throw refuse(field, 'must be an UPPER_SNAKE code');
+      if (codeLooksLikeSecret(s)) throw secret(field, 'looks like key material, not a code');
       return;
     }
     case 'id': {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { utf8 } from '@custody/core';
+import { CustodyError, fixedClock, utf8 } from '@custody/core';
 import { LogMonitor } from './monitor.js';
 import { parseTlogPolicy } from '../policy/policy.js';
 import { MemoryTiledLog } from '../testing/memory-log.js';
@@ -7,7 +7,10 @@ import { testLogKey, testWitnessKey } from '../testing/keys.js';
 import { signatureLine } from '../note/note.js';
 import { encodeEvent } from '../events/events.js';
 import { originHash } from '../witness/origin-hash.js';
+import { mapLogSource } from '../testing/fs-source.js';
 
+// Test witnesses sign at 2025-06-01T00:00:00Z; the monitor checks a little later.
+const clock = fixedClock('2025-06-01T00:05:00Z');
 const ev = (i: number) => encodeEvent({ v: 1, type: 'operator.event', time: '2025-05-01T12:00:00Z', action: 'test', subject: `s${i}` });
 
 describe('log monitor', async () => {
@@ -20,7 +23,7 @@ describe('log monitor', async () => {
     const log = new MemoryTiledLog('log.example/m', key.signer);
     await log.append(Array.from({ length: 300 }, (_, i) => ev(i)));
     await log.publish(cosign);
-    const m = new LogMonitor({ source: log.source(), policy, verifyEntries: true, verifyEvents: true });
+    const m = new LogMonitor({ clock, source: log.source(), policy, verifyEntries: true, verifyEvents: true });
     expect(await m.poll()).toEqual([expect.objectContaining({ kind: 'checkpoint', size: 300, witnesses: ['W'], newEntries: 300 })]);
     expect(await m.poll()).toEqual([{ kind: 'unchanged', size: 300 }]);
     await log.append(Array.from({ length: 20 }, (_, i) => ev(300 + i)));
@@ -33,7 +36,7 @@ describe('log monitor', async () => {
     const log = new MemoryTiledLog('log.example/m', key.signer);
     await log.append(['a', 'b', 'c'].map((s) => utf8(s)));
     await log.publish(cosign);
-    const m = new LogMonitor({ source: log.source(), policy });
+    const m = new LogMonitor({ clock, source: log.source(), policy });
     await m.poll();
     await log.append(['d']);
     await log.publish();
@@ -43,14 +46,14 @@ describe('log monitor', async () => {
     const small = new MemoryTiledLog('log.example/m', key.signer);
     await small.append(['a', 'b']);
     await small.publish(cosign);
-    const m2 = new LogMonitor({ source: small.source(), policy, state: m.current! });
+    const m2 = new LogMonitor({ clock, source: small.source(), policy, state: m.current! });
     expect(await m2.poll()).toEqual([expect.objectContaining({ kind: 'rollback', code: 'ERR_TLOG_ROLLBACK', seenSize: 3, size: 2 })]);
 
     // Split view: same signer, different history of the same size, then of a larger size.
     const fork = new MemoryTiledLog('log.example/m', key.signer);
     await fork.append(['a', 'b', 'X']);
     await fork.publish(cosign);
-    const m3 = new LogMonitor({ source: fork.source(), policy, state: m.current! });
+    const m3 = new LogMonitor({ clock, source: fork.source(), policy, state: m.current! });
     expect(await m3.poll()).toEqual([expect.objectContaining({ kind: 'split-view', code: 'ERR_TLOG_SPLIT_VIEW' })]);
     await fork.append(['Y', 'Z']);
     await fork.publish(cosign);
@@ -63,12 +66,12 @@ describe('log monitor', async () => {
     await log.publish(cosign);
     const good = new Map(log.files);
     log.files.set('tile/0/000.p/10', new Uint8Array(320));
-    expect(await new LogMonitor({ source: log.source(), policy }).poll()).toEqual([expect.objectContaining({ kind: 'invalid', code: 'ERR_TLOG_TILE' })]);
+    expect(await new LogMonitor({ clock, source: log.source(), policy }).poll()).toEqual([expect.objectContaining({ kind: 'invalid', code: 'ERR_TLOG_TILE' })]);
     for (const [k, v] of good) log.files.set(k, v);
     const bundle = log.files.get('tile/entries/000.p/10')!.slice();
     bundle[5]! ^= 1;
     log.files.set('tile/entries/000.p/10', bundle);
-    expect(await new LogMonitor({ source: log.source(), policy, verifyEntries: true }).poll()).toEqual([expect.objectContaining({ kind: 'invalid', code: 'ERR_TLOG_ENTRY' })]);
+    expect(await new LogMonitor({ clock, source: log.source(), policy, verifyEntries: true }).poll()).toEqual([expect.objectContaining({ kind: 'invalid', code: 'ERR_TLOG_ENTRY' })]);
   });
 
   it("compares with witnesses' latest checkpoints and flags a split view shown to them", async () => {
@@ -82,15 +85,90 @@ describe('log monitor', async () => {
     const fetchFn = (url: string) =>
       Promise.resolve(url === `https://w.example/${originHash('log.example/m')}/checkpoint` ? new Response(served, { status: 200 }) : new Response('', { status: 404 }));
     served = forkNote;
-    const m = new LogMonitor({ source: log.source(), policy, fetch: fetchFn });
+    // Without the tiles of the witness's (larger) tree the views cannot be compared yet...
+    const m0 = new LogMonitor({ clock, source: log.source(), policy, fetch: fetchFn });
+    expect(await m0.poll()).toContainEqual(expect.objectContaining({ kind: 'unavailable', code: 'ERR_TLOG_TILE', source: 'witness W' }));
+    // ...and once the log serves them (it signed that tree), the proof fails: a split view.
+    log.files.set('tile/0/000.p/5', fork.files.get('tile/0/000.p/5')!);
+    const m = new LogMonitor({ clock, source: log.source(), policy, fetch: fetchFn });
     const findings = await m.poll();
-    expect(findings).toContainEqual(expect.objectContaining({ kind: 'split-view', source: 'witness W' }));
+    expect(findings).toContainEqual(expect.objectContaining({ kind: 'split-view', code: 'ERR_TLOG_SPLIT_VIEW', source: 'witness W' }));
     // An honest witness view (an older size of the same log) is fine.
     const older = new MemoryTiledLog('log.example/m', key.signer);
     await older.append(['a', 'b']);
     served = await older.publish(cosign);
     await log.publish(cosign);
-    const m2 = new LogMonitor({ source: log.source(), policy, fetch: fetchFn });
+    const m2 = new LogMonitor({ clock, source: log.source(), policy, fetch: fetchFn });
     expect((await m2.poll()).map((f) => f.kind)).toEqual(['checkpoint']);
+  });
+
+  it('does not count a future-dated cosignature, and with maxAgeSeconds flags a frozen log', async () => {
+    expect(() => new LogMonitor({ source: new MemoryTiledLog('log.example/m', key.signer).source(), policy } as unknown as ConstructorParameters<typeof LogMonitor>[0])).toThrowError(
+      expect.objectContaining({ code: 'ERR_USAGE' }) as Error,
+    );
+    const late = await testWitnessKey('witness.example/m', 32, fixedClock('2099-01-01T00:00:00Z'));
+    const log = new MemoryTiledLog('log.example/m', key.signer);
+    await log.append(['a', 'b']);
+    await log.publish(async (text) => signatureLine(late.signer.name, late.signer.keyId, await late.signer.sign(text)).line + '\n');
+    expect(await new LogMonitor({ clock, source: log.source(), policy }).poll()).toEqual([expect.objectContaining({ kind: 'invalid', code: 'ERR_TLOG_QUORUM' })]);
+    await log.publish(cosign);
+    const m = new LogMonitor({ clock, source: log.source(), policy, maxAgeSeconds: 3600 });
+    expect((await m.poll()).map((f) => f.kind)).toEqual(['checkpoint']);
+    // The log stops publishing: a day later its only cosignature is too old.
+    const dayLater = new LogMonitor({ clock: fixedClock('2025-06-02T00:05:00Z'), source: log.source(), policy, maxAgeSeconds: 3600, state: m.current! });
+    expect(await dayLater.poll()).toEqual([expect.objectContaining({ kind: 'invalid', code: 'ERR_TLOG_QUORUM' })]);
+  });
+
+  it("reports the log's tiles being unavailable during a witness comparison as unavailable, not a split view", async () => {
+    const log = new MemoryTiledLog('log.example/m', key.signer);
+    await log.append(Array.from({ length: 300 }, (_, i) => `e${i}`));
+    const logNote = await log.publish(cosign);
+    await log.append(Array.from({ length: 50 }, (_, i) => `f${i}`));
+    const witnessNote = await log.publish(cosign);
+    // The witness saw the newer, consistent checkpoint; the log's CDN still serves the older one.
+    log.files.set('checkpoint', utf8(logNote));
+    const src = log.source();
+    let down = true;
+    const source = { readCheckpoint: () => src.readCheckpoint(), readTile: (t: { level: number | 'entries'; index: number; width: number }) => (down && t.width === 94 ? Promise.reject(new CustodyError('ERR_TLOG_UNAVAILABLE', 'timeout')) : src.readTile(t)) };
+    const fetchFn = () => Promise.resolve(new Response(witnessNote, { status: 200 }));
+    const m = new LogMonitor({ clock, source, policy, fetch: fetchFn });
+    expect(await m.poll()).toEqual([
+      expect.objectContaining({ kind: 'checkpoint', size: 300 }),
+      expect.objectContaining({ kind: 'unavailable', code: 'ERR_TLOG_UNAVAILABLE', source: 'witness W' }),
+    ]);
+    // A missing tile is also "cannot compare".
+    const m404 = new LogMonitor({ clock, source: { readCheckpoint: () => src.readCheckpoint(), readTile: (t) => (t.width === 94 ? Promise.reject(new CustodyError('ERR_TLOG_TILE', 'tile not found')) : src.readTile(t)) }, policy, fetch: fetchFn });
+    expect((await m404.poll()).map((f) => f.kind)).toEqual(['checkpoint', 'unavailable']);
+    // Once the tiles are served the views compare as consistent.
+    down = false;
+    expect((await m.poll()).map((f) => f.kind)).toEqual(['unchanged']);
+    // A tile that is served but proves nothing consistent is still an alarm.
+    const bad = new Map(log.files);
+    bad.set('tile/0/001.p/94', new Uint8Array(94 * 32));
+    const forged = mapLogSource(bad);
+    const m3 = new LogMonitor({ clock, source: forged, policy, fetch: fetchFn });
+    expect(await m3.poll()).toEqual([expect.objectContaining({ kind: 'checkpoint' }), expect.objectContaining({ kind: 'split-view', code: 'ERR_TLOG_SPLIT_VIEW', source: 'witness W' })]);
+  });
+
+  it("reads at most a note's size from a witness, however much it sends", async () => {
+    const log = new MemoryTiledLog('log.example/m', key.signer);
+    await log.append(['a']);
+    await log.publish(cosign);
+    let pulled = 0;
+    const endless = () =>
+      Promise.resolve(
+        new Response(
+          new ReadableStream<Uint8Array>({
+            pull(c) {
+              pulled += 1 << 16;
+              c.enqueue(new Uint8Array(1 << 16).fill(0x41));
+            },
+          }),
+          { status: 200 },
+        ),
+      );
+    const findings = await new LogMonitor({ clock, source: log.source(), policy, fetch: endless }).poll();
+    expect(findings).toEqual([expect.objectContaining({ kind: 'checkpoint' }), expect.objectContaining({ kind: 'unavailable', code: 'ERR_INPUT_TOO_LARGE', source: 'witness W' })]);
+    expect(pulled).toBeLessThanOrEqual((1 << 20) + 3 * (1 << 16));
   });
 });

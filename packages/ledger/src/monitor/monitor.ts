@@ -1,12 +1,14 @@
-import { CustodyError, equalBytes, fromBase64, isCustodyError, toBase64, toCustodyError, type Bytes } from '@custody/core';
+import { CustodyError, equalBytes, fromBase64, fromUtf8, isCustodyError, toBase64, toCustodyError, type Bytes, type Clock } from '@custody/core';
 import { rfc6962 } from '../merkle/hasher.js';
 import { proveInclusion, verifyConsistency, verifyInclusion } from '../merkle/proof.js';
 import { treeRoot } from '../merkle/tree.js';
 import { consistencyProofFromTiles, inclusionProofFromTiles, memoizeTileReader, type LogSource } from '../client/log-source.js';
+import { readBodyLimited } from '../client/read-body.js';
+import { MAX_NOTE_SIZE } from '../note/note.js';
 import { decodeEvent } from '../events/events.js';
 import { parseEntryBundle } from '../tiles/bundle.js';
 import { TILE_WIDTH, tileWidthAt } from '../tiles/paths.js';
-import { TileCache, TileHashSource, tileHashes } from '../tiles/tile-source.js';
+import { TileCache, TileHashSource, tileHashes, type TileReader } from '../tiles/tile-source.js';
 import { policyVerifiers, verifyCheckpointWithPolicy, type PolicyCheckpoint, type PolicyVerifiers, type TlogPolicy } from '../policy/policy.js';
 import { joinUrl, type FetchLike } from '../witness/client.js';
 import { originHash } from '../witness/origin-hash.js';
@@ -39,6 +41,10 @@ export interface MonitorOptions {
   verifyEvents?: boolean;
   /** Compare with the latest checkpoint each policy witness with a URL serves. */
   fetch?: FetchLike;
+  /** The time each poll verifies at: cosignatures dated in the future do not count. */
+  clock: Clock;
+  /** Cosignatures older than this do not count either (a frozen log surfaces as `invalid`). */
+  maxAgeSeconds?: number;
 }
 
 /**
@@ -53,6 +59,7 @@ export class LogMonitor {
   private readonly cache = new TileCache(256);
 
   constructor(private readonly opts: MonitorOptions) {
+    if (typeof (opts as Partial<MonitorOptions>).clock !== 'function') throw new CustodyError('ERR_USAGE', 'LogMonitor needs a clock');
     this.state = opts.state;
   }
 
@@ -63,7 +70,12 @@ export class LogMonitor {
   private async verify(text: Uint8Array | string): Promise<PolicyCheckpoint> {
     this.verifiers ??= await policyVerifiers(this.opts.policy);
     const origin = this.opts.origin ?? this.state?.origin ?? (this.opts.policy.logs.length === 1 ? this.opts.policy.logs[0]!.key.name : undefined);
-    return verifyCheckpointWithPolicy(text, this.opts.policy, origin === undefined ? { verifiers: this.verifiers } : { origin, verifiers: this.verifiers });
+    return verifyCheckpointWithPolicy(text, this.opts.policy, {
+      now: this.opts.clock(),
+      verifiers: this.verifiers,
+      ...(origin === undefined ? {} : { origin }),
+      ...(this.opts.maxAgeSeconds === undefined ? {} : { maxAgeSeconds: this.opts.maxAgeSeconds }),
+    });
   }
 
   async poll(): Promise<MonitorFinding[]> {
@@ -168,9 +180,13 @@ export class LogMonitor {
           await res.body?.cancel();
           continue;
         }
-        if (res.status !== 200) throw new CustodyError('ERR_WITNESS_UNAVAILABLE', `status ${res.status}`);
+        if (res.status !== 200) {
+          await res.body?.cancel();
+          throw new CustodyError('ERR_WITNESS_UNAVAILABLE', `status ${res.status}`);
+        }
+        const body = await readBodyLimited(res, MAX_NOTE_SIZE, 'witness checkpoint');
         // Accept the witness's view if the log signed it; the quorum applies to what clients accept, not to evidence.
-        theirs = await verifyCheckpointWithPolicy(await res.text(), { ...this.opts.policy, quorum: 'none' }, { origin: ours.checkpoint.origin, verifiers: this.verifiers! });
+        theirs = await verifyCheckpointWithPolicy(fromUtf8(body), { ...this.opts.policy, quorum: 'none' }, { now: this.opts.clock(), origin: ours.checkpoint.origin, verifiers: this.verifiers! });
       } catch (e) {
         const err = toCustodyError(e, 'ERR_WITNESS_UNAVAILABLE');
         out.push(isCustodyError(e) && err.code.startsWith('ERR_NOTE') ? { kind: 'invalid', code: err.code, source: where, detail: err.message } : { kind: 'unavailable', code: err.code, source: where, detail: err.message });
@@ -179,16 +195,32 @@ export class LogMonitor {
       const a = ours.checkpoint;
       const b = theirs.checkpoint;
       const [small, big] = a.size <= b.size ? [a, b] : [b, a];
+      // A tile the log did not serve (timeout, 404, error status) means the views could not be
+      // compared, not that they differ: only a proof that fails to verify is an alarm.
+      const failed: { read?: CustodyError } = {};
+      const readTile: TileReader = async (tile) => {
+        try {
+          return await source.readTile(tile);
+        } catch (e) {
+          const err = toCustodyError(e, 'ERR_TLOG_UNAVAILABLE');
+          failed.read ??= err;
+          throw err;
+        }
+      };
       try {
         if (small.size === big.size) {
           if (!equalBytes(small.rootHash, big.rootHash)) throw new CustodyError('ERR_TLOG_SPLIT_VIEW', 'same size, different root');
         } else {
-          const proof = await consistencyProofFromTiles(source, small.size, big.size, rfc6962, this.cache);
+          const proof = await consistencyProofFromTiles({ readCheckpoint: () => source.readCheckpoint(), readTile }, small.size, big.size, rfc6962, this.cache);
           verifyConsistency(small.size, big.size, small.rootHash, big.rootHash, proof);
         }
       } catch (e) {
         const err = toCustodyError(e);
-        out.push({ kind: 'split-view', code: 'ERR_TLOG_SPLIT_VIEW', size: a.size, otherSize: b.size, source: where, detail: `the witness's checkpoint is not consistent with the log's (${err.code})` });
+        if (failed.read) {
+          out.push({ kind: 'unavailable', code: failed.read.code, source: where, detail: `cannot compare with the witness's checkpoint of size ${b.size}: the log's tiles are unavailable (${failed.read.message})` });
+        } else {
+          out.push({ kind: 'split-view', code: 'ERR_TLOG_SPLIT_VIEW', size: a.size, otherSize: b.size, source: where, detail: `the witness's checkpoint is not consistent with the log's (${err.code})` });
+        }
       }
     }
     return out;

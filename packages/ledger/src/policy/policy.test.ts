@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { utf8 } from '@custody/core';
+import { fixedClock, utf8 } from '@custody/core';
 import { formatTlogPolicy, parseTlogPolicy, quorumSatisfied, verifyCheckpointWithPolicy } from './policy.js';
 import { formatTlogProof, parseTlogProof, verifyTlogProof } from '../proof/tlog-proof.js';
 import { signCheckpoint } from '../checkpoint/checkpoint.js';
@@ -7,6 +7,8 @@ import { MemoryTree } from '../merkle/tree.js';
 import { proveInclusion } from '../merkle/proof.js';
 import { signatureLine, formatNote, parseNote } from '../note/note.js';
 import { testLogKey, testWitnessKey } from '../testing/keys.js';
+
+const now = new Date('2025-06-01T00:00:10Z');
 
 describe('tlog-policy', async () => {
   const log = await testLogKey('log.example/a', 11);
@@ -68,22 +70,42 @@ quorum X-and-Y
       for (const i of idx) lines.push(signatureLine(ws[i]!.signer.name, ws[i]!.signer.keyId, await ws[i]!.signer.sign(note.textBytes)));
       return formatNote(note.text, lines);
     };
-    const ok = await verifyCheckpointWithPolicy(await cosign([0, 2, 4]), p);
+    const ok = await verifyCheckpointWithPolicy(await cosign([0, 2, 4]), p, { now });
     expect(ok.witnesses.sort()).toEqual(['X1', 'X3', 'Y2']);
-    await expect(verifyCheckpointWithPolicy(await cosign([0, 4]), p)).rejects.toMatchObject({ code: 'ERR_TLOG_QUORUM' });
-    await expect(verifyCheckpointWithPolicy(signed, p)).rejects.toMatchObject({ code: 'ERR_TLOG_QUORUM' });
+    await expect(verifyCheckpointWithPolicy(await cosign([0, 4]), p, { now })).rejects.toMatchObject({ code: 'ERR_TLOG_QUORUM' });
+    await expect(verifyCheckpointWithPolicy(signed, p, { now })).rejects.toMatchObject({ code: 'ERR_TLOG_QUORUM' });
 
     // tlog-proof: a self-contained proof for entry 7, verified offline against the policy.
     const proofText = formatTlogProof({ index: 7, proof: await proveInclusion(tree, 7, 10), checkpoint: await cosign([0, 1, 3]), extra: utf8('ctx') });
     expect(proofText.startsWith('c2sp.org/tlog-proof@v1\nextra Y3R4\nindex 7\n')).toBe(true);
     const parsed = parseTlogProof(proofText);
     expect(formatTlogProof(parsed)).toBe(proofText);
-    const verified = await verifyTlogProof(proofText, { entry: utf8('e7') }, p);
+    const verified = await verifyTlogProof(proofText, { entry: utf8('e7') }, p, { now });
     expect(verified.index).toBe(7);
-    await expect(verifyTlogProof(proofText, { entry: utf8('e8') }, p)).rejects.toMatchObject({ code: 'ERR_TLOG_INCLUSION' });
-    await expect(verifyTlogProof(proofText.replace('index 7', 'index 6'), { entry: utf8('e7') }, p)).rejects.toMatchObject({ code: 'ERR_TLOG_INCLUSION' });
+    await expect(verifyTlogProof(proofText, { entry: utf8('e8') }, p, { now })).rejects.toMatchObject({ code: 'ERR_TLOG_INCLUSION' });
+    await expect(verifyTlogProof(proofText.replace('index 7', 'index 6'), { entry: utf8('e7') }, p, { now })).rejects.toMatchObject({ code: 'ERR_TLOG_INCLUSION' });
     const weak = formatTlogProof({ index: 7, proof: await proveInclusion(tree, 7, 10), checkpoint: await cosign([0]) });
-    await expect(verifyTlogProof(weak, { entry: utf8('e7') }, p)).rejects.toMatchObject({ code: 'ERR_TLOG_QUORUM' });
+    await expect(verifyTlogProof(weak, { entry: utf8('e7') }, p, { now })).rejects.toMatchObject({ code: 'ERR_TLOG_QUORUM' });
+  });
+
+  it('counts only fresh cosignatures: future-dated ones never, old ones not beyond maxAgeSeconds', async () => {
+    const late = await testWitnessKey('late.example', 200, fixedClock('2099-01-01T00:00:00Z'));
+    const single = parseTlogPolicy(`log ${log.vkey}\nwitness W ${late.vkey}\nquorum W\n`);
+    const tree = new MemoryTree();
+    for (let i = 0; i < 3; i++) tree.appendEntry(utf8(`e${i}`));
+    const note = parseNote(await signCheckpoint({ origin: 'log.example/a', size: 3, rootHash: await tree.root(), extensions: [] }, [log.signer]));
+    const cosigned = formatNote(note.text, [...note.signatures, signatureLine(late.signer.name, late.signer.keyId, await late.signer.sign(note.textBytes))]);
+    // The witness's clock says 2099: at the real verification time that cosignature does not count.
+    await expect(verifyCheckpointWithPolicy(cosigned, single, { now })).rejects.toMatchObject({ code: 'ERR_TLOG_QUORUM' });
+    const proof = formatTlogProof({ index: 1, proof: await proveInclusion(tree, 1, 3), checkpoint: cosigned });
+    await expect(verifyTlogProof(proof, { entry: utf8('e1') }, single, { now })).rejects.toMatchObject({ code: 'ERR_TLOG_QUORUM' });
+    const in2099 = new Date('2099-01-01T00:00:30Z');
+    expect((await verifyTlogProof(proof, { entry: utf8('e1') }, single, { now: in2099 })).witnesses).toEqual(['W']);
+    await expect(verifyCheckpointWithPolicy(cosigned, single, { now: new Date('2099-01-01T02:00:00Z'), maxAgeSeconds: 3600 })).rejects.toMatchObject({ code: 'ERR_TLOG_QUORUM' });
+    // `now` is required; a caller that passes none (plain JavaScript) gets a typed error, not a skipped check.
+    await expect(verifyCheckpointWithPolicy(cosigned, single, {} as { now: Date })).rejects.toMatchObject({ code: 'ERR_USAGE' });
+    await expect((verifyCheckpointWithPolicy as (i: string, p: unknown) => Promise<unknown>)(cosigned, single)).rejects.toMatchObject({ code: 'ERR_USAGE' });
+    await expect(verifyCheckpointWithPolicy(cosigned, single, { now: new Date(NaN) })).rejects.toMatchObject({ code: 'ERR_USAGE' });
   });
 
   it('rejects malformed proof files with ERR_TLOG_PROOF', () => {

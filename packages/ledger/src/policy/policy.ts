@@ -1,4 +1,4 @@
-import { ParseError, VerificationError, equalBytes, fromUtf8 } from '@custody/core';
+import { CustodyError, ParseError, VerificationError, equalBytes, fromUtf8 } from '@custody/core';
 import { openCheckpoint, type OpenedCheckpoint } from '../checkpoint/checkpoint.js';
 import { SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ED25519, parseVerifierKey, type VerifierKey } from '../note/keys.js';
 import { createCosignatureVerifier, createEd25519Verifier, type NoteVerifier } from '../note/note.js';
@@ -158,21 +158,39 @@ export interface PolicyCheckpoint extends OpenedCheckpoint {
   witnesses: string[];
 }
 
-/** Verifies a checkpoint against a policy: a trusted log signed it and a quorum of witnesses cosigned it. */
 export interface PolicyVerifyOptions {
   origin?: string;
   verifiers?: PolicyVerifiers;
   /**
-   * Freshness: with `now` and `maxAgeSeconds`, cosignatures older than that (or more than
-   * `maxFutureSeconds`, default 60, ahead of `now`) do not count toward the quorum. This stops a
-   * log from serving an old, once-cosigned checkpoint forever (a freeze).
+   * The verification time (injected; callers pass their clock's reading). A cosignature dated
+   * more than `maxFutureSeconds` (default 60) after `now`, or with `maxAgeSeconds` older than
+   * that, does not count toward the quorum. The age limit stops a log from serving an old,
+   * once-cosigned checkpoint forever (a freeze); the future limit stops a witness with a wrong
+   * clock (or a forged timestamp) from making a checkpoint look fresh for years.
    */
-  now?: Date;
+  now: Date;
   maxAgeSeconds?: number;
   maxFutureSeconds?: number;
 }
 
-export async function verifyCheckpointWithPolicy(input: string | Uint8Array, p: TlogPolicy, opts: PolicyVerifyOptions = {}): Promise<PolicyCheckpoint> {
+/** Verifies a checkpoint against a policy: a trusted log signed it and a quorum of witnesses freshly cosigned it. */
+export async function verifyCheckpointWithPolicy(input: string | Uint8Array, p: TlogPolicy, opts: PolicyVerifyOptions): Promise<PolicyCheckpoint> {
+  const nowMs = (opts as PolicyVerifyOptions | undefined)?.now instanceof Date ? opts.now.getTime() : NaN;
+  if (!Number.isFinite(nowMs)) throw new CustodyError('ERR_USAGE', 'verifyCheckpointWithPolicy needs `now`, a valid Date');
+  return verifyCheckpointQuorum(input, p, opts, Math.floor(nowMs / 1000));
+}
+
+/**
+ * The quorum check with an optional time. Without one, cosignatures are not checked for
+ * freshness: only for callers that cannot pass a time yet (the deprecated 3-argument
+ * `verifyTlogProof`); not exported from the package.
+ */
+export async function verifyCheckpointQuorum(
+  input: string | Uint8Array,
+  p: TlogPolicy,
+  opts: Omit<PolicyVerifyOptions, 'now'>,
+  nowSec: number | undefined,
+): Promise<PolicyCheckpoint> {
   const v = opts.verifiers ?? (await policyVerifiers(p));
   const opened = await openCheckpoint(
     input,
@@ -180,7 +198,6 @@ export async function verifyCheckpointWithPolicy(input: string | Uint8Array, p: 
     v.witnesses.map((w) => w.verifier),
     opts.origin,
   );
-  const nowSec = opts.now ? Math.floor(opts.now.getTime() / 1000) : undefined;
   const fresh = (ts: number): boolean => {
     if (nowSec === undefined) return true;
     if (ts > nowSec + (opts.maxFutureSeconds ?? 60)) return false;

@@ -70,15 +70,18 @@ export interface VerifiedTlogProof extends PolicyCheckpoint {
   extra?: Bytes;
 }
 
+export type TlogProofVerifyOptions = PolicyVerifyOptions & { hasher?: TreeHasher };
+
 /**
- * Verifies a proof file for an entry: the checkpoint satisfies the policy (trusted log, witness
- * quorum) and the entry is at `index` under its root. Pass the entry bytes, or `leafHash`.
+ * Verifies a proof file for an entry: the checkpoint satisfies the policy (trusted log, a
+ * quorum of fresh witness cosignatures at `opts.now`) and the entry is at `index` under its
+ * root. Pass the entry bytes, or `leafHash`.
  */
 export async function verifyTlogProof(
   input: string | Uint8Array | TlogProof,
   entry: { entry: Uint8Array } | { leafHash: Uint8Array },
   policy: TlogPolicy,
-  opts: PolicyVerifyOptions & { hasher?: TreeHasher } = {},
+  opts: TlogProofVerifyOptions,
 ): Promise<VerifiedTlogProof> {
   const p = typeof input === 'object' && 'checkpoint' in input ? input : parseTlogProof(input);
   const hasher = opts.hasher ?? rfc6962;

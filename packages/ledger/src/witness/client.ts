@@ -1,4 +1,5 @@
-import { CustodyError, toCustodyError } from '@custody/core';
+import { CustodyError, fromUtf8, toCustodyError } from '@custody/core';
+import { readBodyLimited } from '../client/read-body.js';
 import { formatAddCheckpoint, parseTlogSize, type AddCheckpointRequest } from './protocol.js';
 
 /** The subset of `fetch` the ledger clients use; inject `globalThis.fetch` or a test double. */
@@ -6,6 +7,9 @@ export type FetchLike = (
   url: string,
   init?: { method?: string; body?: string | Uint8Array<ArrayBuffer>; headers?: Record<string, string>; signal?: AbortSignal },
 ) => Promise<Response>;
+
+/** Bound on a witness's add-checkpoint response: cosignature lines (one per witness key) or a size. */
+export const MAX_WITNESS_RESPONSE = 64 * 1024;
 
 export function joinUrl(prefix: string, path: string): string {
   return prefix.replace(/\/+$/, '') + '/' + path.replace(/^\/+/, '');
@@ -28,9 +32,12 @@ export async function requestCosignature(fetchFn: FetchLike, submissionPrefix: s
       headers: { 'content-type': 'text/plain; charset=utf-8' },
       signal: ctl.signal,
     });
-    text = await res.text();
+    // A witness answers with a few signature lines or a size; never buffer more than that.
+    text = fromUtf8(await readBodyLimited(res, MAX_WITNESS_RESPONSE, 'witness response'));
   } catch (e) {
-    throw new CustodyError('ERR_WITNESS_UNAVAILABLE', 'witness did not answer', { cause: toCustodyError(e), detail: { witness: submissionPrefix } });
+    const err = toCustodyError(e);
+    const why = err.code === 'ERR_INPUT_TOO_LARGE' ? 'witness response is too large' : err.code === 'ERR_INPUT_MALFORMED' ? 'witness response is not UTF-8' : 'witness did not answer';
+    throw new CustodyError('ERR_WITNESS_UNAVAILABLE', why, { cause: err, detail: { witness: submissionPrefix } });
   } finally {
     clearTimeout(timer);
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { utf8 } from '@custody/core';
+import { toBase64, utf8 } from '@custody/core';
 import { MemoryWitnessStore, Witness } from './witness.js';
 import { formatAddCheckpoint, parseAddCheckpoint } from './protocol.js';
 import { requestCosignature } from './client.js';
@@ -7,6 +7,7 @@ import { openCheckpoint, signCheckpoint } from '../checkpoint/checkpoint.js';
 import { MemoryTree } from '../merkle/tree.js';
 import { proveConsistency } from '../merkle/proof.js';
 import { rfc6962 } from '../merkle/hasher.js';
+import { signNote } from '../note/note.js';
 import { testLogKey, testWitnessKey } from '../testing/keys.js';
 
 describe('tlog-witness add-checkpoint', async () => {
@@ -50,7 +51,13 @@ describe('tlog-witness add-checkpoint', async () => {
     expect((await w.addCheckpoint(await req(8, 10))).status).toBe(200);
     // 422: the fork grown past 10 is not consistent with what the witness cosigned
     expect((await w.addCheckpoint(await req(10, 12, fork))).status).toBe(422);
-    expect((await w.addCheckpoint(formatAddCheckpoint({ oldSize: 10, proof: [], checkpoint: await cp(fork, 10) }))).status).toBe(422);
+    // 409 (tlog-witness): the same size with another root, answered with the stored size
+    expect(await w.addCheckpoint(formatAddCheckpoint({ oldSize: 10, proof: [], checkpoint: await cp(fork, 10) }))).toMatchObject({
+      status: 409,
+      contentType: 'text/x.tlog.size',
+      body: '10\n',
+      code: 'ERR_WITNESS_CONFLICT',
+    });
     const forkBad = formatAddCheckpoint({ oldSize: 10, proof: await proveConsistency(fork, 10, 11), checkpoint: await cp(tree, 11) });
     expect((await w.addCheckpoint(forkBad)).status).toBe(422);
     // 403: signed by an unknown key for a known origin; 404 unknown origin; 400 malformed / old > size
@@ -60,12 +67,13 @@ describe('tlog-witness add-checkpoint', async () => {
     expect((await w.addCheckpoint(otherCp)).status).toBe(404);
     expect((await w.addCheckpoint('old 1\n\n')).status).toBe(400);
     expect((await w.addCheckpoint(formatAddCheckpoint({ oldSize: 11, proof: [], checkpoint: await cp(tree, 10) }))).status).toBe(400);
-    // 422: old size 0 with a non-empty proof; size 0 with a non-empty root
+    // 422: old size 0 with a non-empty proof. 400: size 0 with a non-empty root (malformed checkpoint)
     const w2 = fresh();
     const withProof = formatAddCheckpoint({ oldSize: 0, proof: [rfc6962.emptyRoot()], checkpoint: await cp(tree, 3) });
     expect((await w2.addCheckpoint(withProof)).status).toBe(422);
-    const zeroBad = formatAddCheckpoint({ oldSize: 0, proof: [], checkpoint: await signCheckpoint({ origin: 'log.example/w', size: 0, rootHash: await tree.root(1), extensions: [] }, [log.signer]) });
-    expect((await w2.addCheckpoint(zeroBad)).status).toBe(422);
+    const zeroText = `log.example/w\n0\n${toBase64(await tree.root(1))}\n`;
+    const zeroBad = formatAddCheckpoint({ oldSize: 0, proof: [], checkpoint: await signNote(zeroText, [log.signer]) });
+    expect(await w2.addCheckpoint(zeroBad)).toMatchObject({ status: 400, code: 'ERR_TLOG_CHECKPOINT' });
     // A rollback attempt: old size matches, but the checkpoint is smaller (400, never cosigned).
     expect((await w.addCheckpoint(formatAddCheckpoint({ oldSize: 10, proof: [], checkpoint: await cp(tree, 5) }))).status).toBe(400);
   });

@@ -1,6 +1,5 @@
 import { CustodyError, equalBytes, isCustodyError, type Bytes } from '@custody/core';
 import { parseCheckpointBody, type Checkpoint } from '../checkpoint/checkpoint.js';
-import { rfc6962 } from '../merkle/hasher.js';
 import { verifyConsistency } from '../merkle/proof.js';
 import { formatNote, openNote, parseNote, signatureLine, type NoteSigner, type NoteVerifier } from '../note/note.js';
 import { TLOG_SIZE_CONTENT_TYPE, parseAddCheckpoint } from './protocol.js';
@@ -47,7 +46,8 @@ function reply(status: WitnessResponse['status'], code: string, body = `${code}\
  * A C2SP tlog-witness: cosigns a log's checkpoint only if it is consistent with the last one it
  * cosigned for that origin, so a log cannot show two histories to clients that require the
  * witness's cosignature. Statuses follow the spec: 400 malformed, 403 bad log signature,
- * 404 unknown origin, 409 old size mismatch (body: our size), 422 inconsistent.
+ * 404 unknown origin, 409 old size mismatch or the same size with another root (body: our
+ * size, text/x.tlog.size), 422 inconsistent.
  */
 export class Witness {
   constructor(private readonly opts: WitnessOptions) {
@@ -79,7 +79,11 @@ export class Witness {
     if (req.oldSize !== storedSize) {
       return { status: 409, contentType: TLOG_SIZE_CONTENT_TYPE, body: `${storedSize}\n`, code: 'ERR_WITNESS_CONFLICT' };
     }
-    if (checkpoint.size === 0 && !equalBytes(checkpoint.rootHash, rfc6962.emptyRoot())) return reply(422, 'ERR_TLOG_CONSISTENCY');
+    // The parser already refused a size-0 checkpoint with another root than the empty tree's.
+    if (stored && checkpoint.size === stored.size && !equalBytes(checkpoint.rootHash, stored.rootHash)) {
+      // tlog-witness: same size, different root is a conflict, answered with our size.
+      return { status: 409, contentType: TLOG_SIZE_CONTENT_TYPE, body: `${storedSize}\n`, code: 'ERR_WITNESS_CONFLICT' };
+    }
     try {
       if (req.oldSize === 0) {
         if (req.proof.length !== 0) return reply(422, 'ERR_TLOG_CONSISTENCY');

@@ -365,7 +365,7 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
       if (ev.verdict !== 'affirming') fail('ERR_TLOG_INCLUSION', 'strict mode: the logged verdict is not affirming');
       const earDigest = 'sha256:' + toHex(await sha256(new TextEncoder().encode(bundle.ear)));
       if (ev.resultDigest !== earDigest) fail('ERR_TLOG_INCLUSION', 'strict mode: the logged appraisal is for another EAR');
-      const v = await verifyTlogProof(entry.proof, { entry: encodeEvent(ev) }, options.strict.tlogPolicy);
+      const v = await verifyTlogProof(entry.proof, { entry: encodeEvent(ev) }, options.strict.tlogPolicy, { now });
       if (v.index !== entry.index) fail('ERR_TLOG_INCLUSION', 'strict mode: the proof is for another index');
       return `the broker's appraisal is entry ${v.index} of ${v.checkpoint.origin} (tree size ${v.checkpoint.size}, ${v.witnesses.length} witness(es))`;
     });

@@ -224,13 +224,14 @@ export async function verifyReceipt(input: unknown, key: CryptoKey | OkpPublicJw
 
 /**
  * Strict check of a receipt against the transparency log: the `inference.receipt` event rebuilt
- * from the receipt is the entry at `ledger.index`, under a checkpoint the log policy trusts.
+ * from the receipt is the entry at `ledger.index`, under a checkpoint the log policy trusts
+ * whose witness cosignatures are fresh at `now`.
  */
-export async function verifyReceiptInclusion(r: Receipt, proof: string | Uint8Array | TlogProof, policy: TlogPolicy): Promise<{ index: number; treeSize: number }> {
+export async function verifyReceiptInclusion(r: Receipt, proof: string | Uint8Array | TlogProof, policy: TlogPolicy, opts: { now: Date }): Promise<{ index: number; treeSize: number }> {
   if (!r.ledger) throw new CustodyError('ERR_TLOG_INCLUSION', 'the receipt names no ledger entry');
   const entry = encodeEvent(receiptLedgerEvent(r, r.receiptId));
   if ((await digestOf(entry)) !== r.ledger.entryDigest) throw new CustodyError('ERR_RECEIPT_MISMATCH', 'the ledger entry digest does not match the receipt', { detail: { field: 'ledger.entryDigest' } });
-  const v = await verifyTlogProof(proof, { entry }, policy);
+  const v = await verifyTlogProof(proof, { entry }, policy, { now: opts.now });
   if (v.index !== r.ledger.index) throw new CustodyError('ERR_TLOG_INCLUSION', 'the proof is for another index', { detail: { index: v.index, expected: r.ledger.index } });
   return { index: v.index, treeSize: v.checkpoint.size };
 }

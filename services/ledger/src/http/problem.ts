@@ -1,4 +1,5 @@
-import { CustodyError, toCustodyError } from '@custody/core';
+import { toCustodyError } from '@custody/core';
+import { readBodyLimited as readBodyLimitedFrom } from '@custody/ledger';
 
 /** The one place ledger error codes become HTTP statuses. */
 const STATUS: Record<string, number> = {
@@ -36,29 +37,7 @@ export function problem(e: unknown): Response {
   return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/problem+json' } });
 }
 
-/** Reads a request body, refusing more than `max` bytes without buffering them. */
-export async function readBodyLimited(req: Request, max: number): Promise<Uint8Array<ArrayBuffer>> {
-  const declared = Number(req.headers.get('content-length') ?? '0');
-  if (declared > max) throw new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large', { detail: { max } });
-  if (!req.body) return new Uint8Array(0);
-  const reader = req.body.getReader();
-  const parts: Uint8Array[] = [];
-  let n = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    n += value.length;
-    if (n > max) {
-      await reader.cancel();
-      throw new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large', { detail: { max } });
-    }
-    parts.push(value);
-  }
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+/** Reads a request body, refusing more than `max` bytes without buffering them (ERR_INPUT_TOO_LARGE, 413). */
+export function readBodyLimited(req: Request, max: number): Promise<Uint8Array<ArrayBuffer>> {
+  return readBodyLimitedFrom(req, max, 'request body');
 }

@@ -1,7 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
+import pgDriver from 'pg';
 import { fromUtf8, utf8 } from '@custody/core';
-import { SIG_TYPE_ED25519, createEd25519Verifier, generateSignerKey, openCheckpoint, readEntry, rfc6962, verifyInclusion } from '@custody/ledger';
+import {
+  SIG_TYPE_COSIGNATURE_V1,
+  SIG_TYPE_ED25519,
+  createEd25519Verifier,
+  generateSignerKey,
+  openCheckpoint,
+  parseTlogPolicy,
+  readEntry,
+  rfc6962,
+  verifyInclusion,
+  type FetchLike,
+} from '@custody/ledger';
 import { openLog } from '../open.js';
 import { postgresUnavailableReason, startPostgres, type TestPostgres } from '../testing/postgres.js';
 import { tempDir } from '../testing/tmp.js';
@@ -53,6 +65,38 @@ describe.skipIf(skip !== undefined)('PostgreSQL sequencing: several writers shar
     const again = await openLog({ dir, skey: key.skey, postgres: pg.url, integrateIntervalMs: 60_000 });
     expect((await again.log.addEntry(utf8('next'))).index).toBe(1200);
     await again.log.close();
+  });
+
+  it('never publishes over a larger checkpoint file, even when the database row lags behind it', async () => {
+    const key = await generateSignerKey('log.test/pgmono', SIG_TYPE_ED25519, (n) => new Uint8Array(n).fill(8));
+    const wkey = await generateSignerKey('witness.test/pgmono', SIG_TYPE_COSIGNATURE_V1, (n) => new Uint8Array(n).fill(9));
+    const dir = join(t.dir, 'mono');
+    const verifier = await createEd25519Verifier(key.vkey);
+    const b = await openLog({ dir, skey: key.skey, postgres: pg.url, integrateIntervalMs: 60_000 });
+    // While writer A waits for its witness, writer B publishes a larger tree, and then the
+    // database row loses that publication (as if B's COMMIT had failed after the rename).
+    let raced = false;
+    const slowWitness: FetchLike = async (_url, init) => {
+      if (!raced && String(init?.body).includes('log.test/pgmono\n1\n')) {
+        raced = true;
+        for (let i = 0; i < 4; i++) await b.log.addEntry(utf8(`b${i}`));
+        await b.log.integrateNow();
+        const c = new pgDriver.Client({ connectionString: pg.url });
+        await c.connect();
+        await c.query('UPDATE tlog_published SET size = 0 WHERE origin = $1', ['log.test/pgmono']);
+        await c.end();
+      }
+      return new Response('busy', { status: 503 });
+    };
+    const policy = parseTlogPolicy(`witness w ${wkey.vkey} http://w.test\nquorum none\n`);
+    const a = await openLog({ dir, skey: key.skey, postgres: pg.url, witnessPolicy: policy, fetch: slowWitness, integrateIntervalMs: 60_000 });
+    await a.log.addEntry(utf8('a0'));
+    await a.log.integrateNow();
+    expect(raced).toBe(true);
+    const store = new FsTileStore(dir);
+    expect((await openCheckpoint(await store.readCheckpoint(), [verifier])).checkpoint.size).toBe(5);
+    expect(a.log.publishedSize).toBe(5);
+    await Promise.all([a.log.close({ integrate: false }), b.log.close({ integrate: false })]);
   });
 
   it('reports an unreachable database as ERR_TLOG_UNAVAILABLE', async () => {

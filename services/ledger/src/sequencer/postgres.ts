@@ -146,7 +146,7 @@ export class PostgresSequencer implements Sequencer {
     }
   }
 
-  async publish(size: number, write: () => Promise<void>): Promise<boolean> {
+  async publish(size: number, write: () => Promise<boolean>): Promise<boolean> {
     const c = await this.pool.connect().catch((e: unknown) => {
       throw unavailable(e, 'cannot reach PostgreSQL');
     });
@@ -159,8 +159,14 @@ export class PostgresSequencer implements Sequencer {
         await c.query('ROLLBACK');
         return false;
       }
-      await write();
+      // Record first, so the only step after the file rename is COMMIT. Should COMMIT fail after
+      // the rename anyway, the file is ahead of this row; `write` re-reads the file under this
+      // lock, so no later publisher can put a smaller checkpoint over it.
       await c.query('UPDATE tlog_published SET size = $2 WHERE origin = $1', [this.origin, size]);
+      if (!(await write())) {
+        await c.query('ROLLBACK');
+        return false;
+      }
       await c.query('COMMIT');
       return true;
     } catch (e) {

@@ -18,8 +18,14 @@ function workerMain(): void {
   const ops: Record<string, (a: any) => any> = {
     open({ path, origin, emptyRoot }: { path: string; origin: string; emptyRoot: Uint8Array }) {
       db = new Database(path);
+      // One writer process per log: the exclusive locking mode (set before WAL is entered, so
+      // no shared-memory index is used) keeps the file lock from the first transaction until
+      // close, and the OS drops it if the process dies. A second process gets SQLITE_BUSY.
+      db.pragma('busy_timeout = 1000');
+      db.pragma('locking_mode = EXCLUSIVE');
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
+      db.exec('BEGIN EXCLUSIVE; COMMIT');
       db.pragma('busy_timeout = 5000');
       db.exec(`
         CREATE TABLE IF NOT EXISTS log_meta (id INTEGER PRIMARY KEY CHECK (id = 0), origin TEXT NOT NULL);
@@ -95,7 +101,7 @@ function workerMain(): void {
       if (transfer) delete result.transfer;
       parentPort.postMessage({ id: m.id, ok: true, result }, transfer || []);
     } catch (e: any) {
-      parentPort.postMessage({ id: m.id, ok: false, error: String((e && e.message) || e) });
+      parentPort.postMessage({ id: m.id, ok: false, error: String((e && e.message) || e), code: e && typeof e.code === 'string' ? e.code : undefined });
     }
   });
   /* eslint-enable */
@@ -109,6 +115,8 @@ interface Reply {
   ok: boolean;
   result?: unknown;
   error?: string;
+  /** SQLite's result code name (SQLITE_BUSY, ...), when the driver gave one. */
+  code?: string;
 }
 
 function pack(entries: readonly Uint8Array[]): { buf: ArrayBuffer; lengths: number[] } {
@@ -126,7 +134,9 @@ function pack(entries: readonly Uint8Array[]): { buf: ArrayBuffer; lengths: numb
 
 /**
  * The embedded sequencer: SQLite (better-sqlite3) in WAL mode with synchronous=FULL, driven from
- * a worker thread. Callers batch entries (group commit), so one fsync covers many appends.
+ * a worker thread. Callers batch entries (group commit), so one fsync covers many appends. The
+ * database is locked exclusively while open: a second process opening the same log fails with
+ * ERR_TLOG_LOCKED (several writers share a log through PostgreSQL instead).
  */
 export class SqliteSequencer implements Sequencer {
   /** Entries this process sequenced and has not integrated yet, so integration need not read them back. */
@@ -143,7 +153,7 @@ export class SqliteSequencer implements Sequencer {
       if (!w) return;
       this.waiting.delete(m.id);
       if (m.ok) w.resolve(m.result);
-      else w.reject(new CustodyError('ERR_TLOG_UNAVAILABLE', 'log database operation failed', { detail: { error: (m.error ?? '').slice(0, 200) } }));
+      else w.reject(new CustodyError('ERR_TLOG_UNAVAILABLE', 'log database operation failed', { detail: { error: (m.error ?? '').slice(0, 200), ...(m.code ? { sqlite: m.code } : {}) } }));
     });
     worker.on('error', (e) => this.failAll(e));
     worker.on('exit', () => this.failAll(new Error('database worker exited')));
@@ -160,6 +170,10 @@ export class SqliteSequencer implements Sequencer {
       got = await s.call<{ origin: string }>('open', { path, origin, emptyRoot: rfc6962.emptyRoot() });
     } catch (e) {
       await s.close();
+      const sqlite = e instanceof CustodyError ? e.detail?.sqlite : undefined;
+      if (typeof sqlite === 'string' && sqlite.startsWith('SQLITE_BUSY')) {
+        throw new CustodyError('ERR_TLOG_LOCKED', 'the log database is open in another process', { cause: e, detail: { path } });
+      }
       throw new CustodyError('ERR_TLOG_UNAVAILABLE', 'cannot open the log database', { cause: e, detail: { path } });
     }
     if (got.origin !== origin) {
@@ -248,12 +262,13 @@ export class SqliteSequencer implements Sequencer {
     return { state: { size: now.size, root: now.root }, advanced: !equalBytes(now.root, st.root) };
   }
 
-  // One process owns an SQLite log and its integrator serializes publication, so the guard can
-  // live in memory (no round trip through the worker queue, behind fsync'ing commits). The
-  // published checkpoint file itself is what a restart starts from.
-  async publish(size: number, write: () => Promise<void>): Promise<boolean> {
+  // One process owns an SQLite log (the database is locked exclusively at open) and its
+  // integrator serializes publication, so the guard can live in memory (no round trip through
+  // the worker queue, behind fsync'ing commits). `write` re-reads the published checkpoint file
+  // itself, which is also what a restart starts from.
+  async publish(size: number, write: () => Promise<boolean>): Promise<boolean> {
     if (this.publishedSize !== undefined && (this.publishedSize > size || (this.publishedSize === size && size !== 0))) return false;
-    await write();
+    if (!(await write())) return false;
     this.publishedSize = size;
     return true;
   }

@@ -19,9 +19,11 @@ export interface Sequencer {
   state(): Promise<TreeState & { sequenced: number }>;
   /**
    * Runs `write` (which publishes the checkpoint of `size`) under a publication lock, only if no
-   * checkpoint of that size or larger was published yet; records `size`. Returns whether it
-   * wrote. This keeps the published checkpoint monotonic when several writers publish.
+   * checkpoint of that size or larger was recorded as published yet. `write` re-checks the
+   * stored checkpoint inside the lock and resolves false when it did not write (a larger one is
+   * there); `size` is recorded only when it wrote. Returns whether it wrote. This keeps the
+   * published checkpoint monotonic when several writers publish.
    */
-  publish(size: number, write: () => Promise<void>): Promise<boolean>;
+  publish(size: number, write: () => Promise<boolean>): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -12,8 +12,9 @@ function toBytes(b: Buffer): Bytes {
 /**
  * The log's public files in a directory, laid out per C2SP tlog-tiles so any static HTTP
  * server or CDN can serve it: `checkpoint`, `tile/<L>/<N>[.p/<W>]`, `tile/entries/<N>[.p/<W>]`.
- * Every write is atomic (temp file, fdatasync, rename, directory fsync), so a reader never sees
- * a torn file and a file that exists after a crash has its full contents.
+ * Every write is atomic (temp file, fdatasync, rename, directory fsync; a newly created tile
+ * directory is made durable by an fsync of its parent), so a reader never sees a torn file and
+ * a file that exists after a crash has its full contents.
  */
 export class FsTileStore implements LogSource {
   private seq = 0;
@@ -21,14 +22,29 @@ export class FsTileStore implements LogSource {
   constructor(readonly dir: string) {}
 
   async init(): Promise<void> {
-    await mkdir(join(this.dir, 'tile'), { recursive: true });
+    const dirs = new Set<string>();
+    await this.makeDir(join(this.dir, 'tile'), dirs);
+    await this.syncDirs(dirs);
+  }
+
+  /**
+   * Creates `dir` (and missing parents) and adds to `sync` the parent of each directory created
+   * here: fsyncing a file's own directory makes the file's name durable, not the directory's.
+   */
+  private async makeDir(dir: string, sync: Set<string>): Promise<void> {
+    const first = await mkdir(dir, { recursive: true });
+    if (first === undefined) return;
+    for (let d = dir; ; d = dirname(d)) {
+      sync.add(dirname(d));
+      if (d === first || dirname(d) === d) break;
+    }
   }
 
   private async writeAtomic(rel: string, data: Uint8Array, dirs: Set<string>): Promise<void> {
     const path = join(this.dir, rel);
     const dir = dirname(path);
     if (!dirs.has(dir)) {
-      await mkdir(dir, { recursive: true });
+      await this.makeDir(dir, dirs);
       dirs.add(dir);
     }
     const tmp = `${path}.tmp-${process.pid}-${++this.seq}`;
@@ -42,7 +58,8 @@ export class FsTileStore implements LogSource {
     await rename(tmp, path);
   }
 
-  private async syncDirs(dirs: Iterable<string>): Promise<void> {
+  /** fsyncs directories so renames and new entries in them survive a crash. */
+  protected async syncDirs(dirs: Iterable<string>): Promise<void> {
     await Promise.all(
       [...dirs].map(async (d) => {
         const fh = await open(d, 'r');

@@ -1,0 +1,50 @@
+import { ParseError, type Bytes } from '@custody/core';
+
+/** A fetch `Response` or `Request`: anything with headers and a body stream. */
+export interface BodySource {
+  readonly headers: { get(name: string): string | null };
+  readonly body: ReadableStream<Uint8Array> | null;
+}
+
+function tooLarge(what: string, max: number, detail: Record<string, unknown> = {}): ParseError {
+  return new ParseError('ERR_INPUT_TOO_LARGE', `${what} is too large`, { detail: { max, ...detail } });
+}
+
+/**
+ * Reads a body of at most `max` bytes: a declared Content-Length above `max` is refused before
+ * reading, and the stream is cancelled as soon as more than `max` bytes arrived, so a peer can
+ * never make us buffer more than `max` (plus one chunk). Browser-safe (Web streams only).
+ * Throws ERR_INPUT_TOO_LARGE; errors of the stream itself propagate as they are.
+ */
+export async function readBodyLimited(source: BodySource, max: number, what = 'body'): Promise<Bytes> {
+  const declared = source.headers.get('content-length');
+  if (declared !== null && /^[0-9]+$/.test(declared.trim()) && Number(declared.trim()) > max) {
+    await source.body?.cancel().catch(() => undefined);
+    throw tooLarge(what, max, { declared: Number(declared.trim()) });
+  }
+  if (!source.body) return new Uint8Array(0);
+  const reader = source.body.getReader();
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      n += value.length;
+      if (n > max) {
+        await reader.cancel().catch(() => undefined);
+        throw tooLarge(what, max);
+      }
+      parts.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
