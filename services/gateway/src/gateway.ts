@@ -8,8 +8,9 @@
  */
 import type { Hono } from 'hono';
 import type { Logger } from 'pino';
-import { systemClock, type Clock } from '@custody/core';
+import { setHpkeProvider, systemClock, webCryptoHpkePrimitives, type Clock } from '@custody/core';
 import type { Attester } from '@custody/attester-service';
+import { nodeHpkePrimitives } from '@custody/crypto-node';
 import type { EvidenceVerifierSet } from '@custody/sdk';
 import { AttestationManager, type AttestationManagerOptions } from './attestation/attestation-manager.js';
 import type { BrokerClient } from './attestation/broker-client.js';
@@ -45,6 +46,12 @@ export interface GatewayOptions {
   requestDateWindowMs?: number;
   modelKey?: AttestationManagerOptions['modelKey'];
   cors?: boolean;
+  /**
+   * The HPKE primitives this process uses (OHTTP, key unwrap), installed process-wide before
+   * the keys are created: node:crypto (default; synchronous, no WebCrypto round trips) or the
+   * WebCrypto default of @custody/core (for comparisons).
+   */
+  hpkeProvider?: 'node:crypto' | 'webcrypto';
 }
 
 export class Gateway {
@@ -75,6 +82,7 @@ export class Gateway {
   }
 
   static async create(options: GatewayOptions): Promise<Gateway> {
+    setHpkeProvider(options.hpkeProvider === 'webcrypto' ? webCryptoHpkePrimitives : nodeHpkePrimitives);
     const clock = options.clock ?? systemClock;
     const logger = options.logger ?? createGatewayLogger();
     const metrics = options.metrics ?? new GatewayMetrics();

@@ -49,6 +49,8 @@ export interface LaunchGatewayConfig {
   logger?: Logger;
   clock?: Clock;
   keyRotationMs?: number;
+  /** HPKE primitives of the gateway process; default node:crypto (see GatewayOptions). */
+  hpkeProvider?: 'node:crypto' | 'webcrypto';
 }
 
 export interface LaunchedGateway {
@@ -102,7 +104,17 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     apiKey = c.apiKey ?? `sk-custody-demo-${randomBytes(12).toString('hex')}`;
     tenants = { id: 'custody-dev', version: 1, tenants: [{ id: 'demo', apiKeySha256: apiKeyDigest(apiKey), pii: { defaultAction: 'redact', actions: { email: 'mask', person_name: 'mask', phone: 'mask', payment_card: 'block' } } }] };
   }
-  const gateway = await Gateway.create({ backend, attester, broker, ledger, policy: tenants, clock, logger, ...(c.keyRotationMs ? { keyRotationMs: c.keyRotationMs } : {}) });
+  const gateway = await Gateway.create({
+    backend,
+    attester,
+    broker,
+    ledger,
+    policy: tenants,
+    clock,
+    logger,
+    ...(c.keyRotationMs ? { keyRotationMs: c.keyRotationMs } : {}),
+    ...(c.hpkeProvider ? { hpkeProvider: c.hpkeProvider } : {}),
+  });
   await gateway.start();
   if (gateway.attestation.state !== 'attested') {
     await gateway.close();

@@ -1,15 +1,14 @@
 /**
- * The HPKE AEADs as plain keyed objects: AES-GCM through WebCrypto, ChaCha20-Poly1305 in
- * TypeScript. Used by the HPKE suites and directly by Oblivious HTTP responses, which encrypt
- * with a key derived outside the HPKE context.
+ * The HPKE AEADs as plain keyed objects (the providers create them): AES-GCM through
+ * WebCrypto, ChaCha20-Poly1305 in TypeScript. Used by the HPKE contexts and directly by
+ * Oblivious HTTP responses, which encrypt with a key derived outside the HPKE context.
  */
-import type { AeadEncryptionContext, AeadInterface } from '@hpke/core';
 import { copyBytes, type Bytes } from '../bytes.js';
 import { subtle } from '../crypto.js';
 import { chacha20Poly1305Open, chacha20Poly1305Seal } from './chacha20-poly1305.js';
-import { AeadId, aeadParams, HpkeError, type AeadParams } from './identifiers.js';
+import { HpkeError, type AeadParams } from './identifiers.js';
 
-/** A keyed AEAD. `open` throws ERR_HPKE_OPEN when authentication fails. */
+/** A keyed AEAD. `open` rejects with ERR_HPKE_OPEN when authentication fails. */
 export interface AeadKey {
   readonly params: AeadParams;
   seal(nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Promise<Bytes>;
@@ -20,16 +19,14 @@ function buf(b: Uint8Array): Bytes {
   return b.buffer instanceof ArrayBuffer && b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? (b as Bytes) : copyBytes(b);
 }
 
-function toBytes(b: ArrayBufferLike | ArrayBufferView): Uint8Array {
-  if (ArrayBuffer.isView(b)) return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-  return new Uint8Array(b);
-}
-
-function checkSizes(params: AeadParams, nonce: Uint8Array): void {
+/** ERR_HPKE_PARAMS unless the nonce is Nn bytes; ERR_HPKE_OPEN for a ciphertext shorter than the tag. */
+export function checkAeadInput(params: AeadParams, nonce: Uint8Array, ciphertext?: Uint8Array): void {
   if (nonce.length !== params.nN) throw new HpkeError('ERR_HPKE_PARAMS', 'AEAD nonce has the wrong length', { detail: { length: nonce.length, expected: params.nN } });
+  if (ciphertext && ciphertext.length < params.nT) throw new HpkeError('ERR_HPKE_OPEN', 'ciphertext shorter than the tag', { detail: { length: ciphertext.length } });
 }
 
-class AesGcmKey implements AeadKey {
+/** AES-GCM on WebCrypto; the raw key is imported on first use and then wiped. */
+export class WebCryptoAesGcmKey implements AeadKey {
   private key: Promise<CryptoKey> | undefined;
   private raw: Bytes | undefined;
 
@@ -52,9 +49,9 @@ class AesGcmKey implements AeadKey {
   }
 
   async seal(nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Promise<Bytes> {
-    checkSizes(this.params, nonce);
-    const key = await this.cryptoKey();
+    checkAeadInput(this.params, nonce);
     try {
+      const key = await this.cryptoKey();
       return new Uint8Array(await subtle.encrypt({ name: 'AES-GCM', iv: buf(nonce), additionalData: buf(aad), tagLength: 128 }, key, buf(plaintext)));
     } catch (e) {
       throw new HpkeError('ERR_HPKE_SEAL', undefined, { cause: e });
@@ -62,8 +59,7 @@ class AesGcmKey implements AeadKey {
   }
 
   async open(nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array): Promise<Bytes> {
-    checkSizes(this.params, nonce);
-    if (ciphertext.length < this.params.nT) throw new HpkeError('ERR_HPKE_OPEN', 'ciphertext shorter than the tag', { detail: { length: ciphertext.length } });
+    checkAeadInput(this.params, nonce, ciphertext);
     const key = await this.cryptoKey();
     try {
       return new Uint8Array(await subtle.decrypt({ name: 'AES-GCM', iv: buf(nonce), additionalData: buf(aad), tagLength: 128 }, key, buf(ciphertext)));
@@ -73,7 +69,8 @@ class AesGcmKey implements AeadKey {
   }
 }
 
-class ChaChaKey implements AeadKey {
+/** ChaCha20-Poly1305 (RFC 8439) in TypeScript: WebCrypto has none. */
+export class ChaCha20Poly1305Key implements AeadKey {
   private readonly key: Bytes;
 
   constructor(
@@ -84,24 +81,23 @@ class ChaChaKey implements AeadKey {
   }
 
   seal(nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Promise<Bytes> {
-    checkSizes(this.params, nonce);
-    return Promise.resolve(chacha20Poly1305Seal(this.key, nonce, aad, plaintext));
+    try {
+      checkAeadInput(this.params, nonce);
+      return Promise.resolve(chacha20Poly1305Seal(this.key, nonce, aad, plaintext));
+    } catch (e) {
+      return Promise.reject(e instanceof HpkeError ? e : new HpkeError('ERR_HPKE_SEAL', undefined, { cause: e }));
+    }
   }
 
   open(nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array): Promise<Bytes> {
-    checkSizes(this.params, nonce);
-    const pt = chacha20Poly1305Open(this.key, nonce, aad, ciphertext);
-    if (!pt) return Promise.reject(new HpkeError('ERR_HPKE_OPEN'));
-    return Promise.resolve(pt);
+    try {
+      checkAeadInput(this.params, nonce, ciphertext);
+      const pt = chacha20Poly1305Open(this.key, nonce, aad, ciphertext);
+      return pt ? Promise.resolve(pt) : Promise.reject(new HpkeError('ERR_HPKE_OPEN'));
+    } catch (e) {
+      return Promise.reject(e instanceof HpkeError ? e : new HpkeError('ERR_HPKE_OPEN', undefined, { cause: e }));
+    }
   }
-}
-
-/** A keyed AEAD for `aeadId`; the key must be exactly Nk bytes. Export-only has no AEAD. */
-export function createAeadKey(aeadId: number, key: Uint8Array): AeadKey {
-  const params = aeadParams(aeadId);
-  if (params.id === AeadId.ExportOnly) throw new HpkeError('ERR_HPKE_EXPORT_ONLY');
-  if (key.length !== params.nK) throw new HpkeError('ERR_HPKE_KEY', 'AEAD key has the wrong length', { detail: { length: key.length, expected: params.nK } });
-  return params.id === AeadId.ChaCha20Poly1305 ? new ChaChaKey(params, key) : new AesGcmKey(params, key);
 }
 
 /** Nonce for message `seq`: base_nonce XOR I2OSP(seq, Nn) (RFC 9180 section 5.2; also chunked OHTTP). */
@@ -114,20 +110,4 @@ export function xorNonce(base: Uint8Array, seq: number): Bytes {
     s = Math.floor(s / 256);
   }
   return out;
-}
-
-/** ChaCha20-Poly1305 as an @hpke/core AEAD, so the HPKE suites can use AEAD id 0x0003. */
-export class ChaCha20Poly1305Aead implements AeadInterface {
-  readonly id = AeadId.ChaCha20Poly1305;
-  readonly keySize = 32;
-  readonly nonceSize = 12;
-  readonly tagSize = 16;
-
-  createEncryptionContext(key: ArrayBufferLike | ArrayBufferView): AeadEncryptionContext {
-    const k = createAeadKey(AeadId.ChaCha20Poly1305, toBytes(key));
-    return {
-      seal: async (iv, data, aad) => (await k.seal(toBytes(iv), toBytes(aad), toBytes(data))).buffer,
-      open: async (iv, data, aad) => (await k.open(toBytes(iv), toBytes(aad), toBytes(data))).buffer,
-    };
-  }
 }

@@ -1,13 +1,17 @@
 /**
  * HPKE (RFC 9180) for Custody: base, psk, auth and auth_psk modes, single-shot and
- * multi-message contexts, and the secret export interface. The mode follows from the inputs:
- * a psk selects psk modes, a sender key pair (or sender public key) selects auth modes.
+ * multi-message contexts, and the secret export interface, over a pluggable primitive provider
+ * (provider.ts). The mode follows from the inputs: a psk selects psk modes, a sender key pair
+ * (or sender public key) selects auth modes.
  */
-import type { Bytes } from '../bytes.js';
+import { concatBytes, copyBytes, isAllZero, utf8, type Bytes } from '../bytes.js';
 import type { RandomSource } from '../crypto.js';
-import { AeadId, HpkeError, HpkeMode, type HpkeSuiteIds } from './identifiers.js';
-import type { HpkeKeyPair, HpkePublicKey } from './keys.js';
-import { mapHpkeError, resolveSuite, type ResolvedSuite } from './suite.js';
+import { xorNonce, type AeadKey } from './aead.js';
+import { LabeledKdf } from './hkdf.js';
+import { AeadId, HpkeError, HpkeMode, type HpkeSuiteIds, type KemParams } from './identifiers.js';
+import { deriveProviderKeyPair, keyError, kemKdf, privateKeyHandle, publicKeyHandle, type HpkeKeyPair, type HpkePublicKey } from './keys.js';
+import { getHpkeProvider, type HpkePrimitives, type ProviderKeyPair } from './provider.js';
+import { resolveSuite, type ResolvedSuite } from './suite.js';
 
 /** A pre-shared key and its identifier; both must be non-empty, the key at least 32 bytes. */
 export interface HpkePsk {
@@ -30,6 +34,8 @@ export interface HpkeSenderParams {
   readonly random?: RandomSource;
   /** Fixes the ephemeral key pair. Only for published test vectors; never reuse one. */
   readonly ephemeralKeyPair?: HpkeKeyPair;
+  /** The primitive provider for this call; default the process-wide one (getHpkeProvider). */
+  readonly provider?: HpkePrimitives;
 }
 
 export interface HpkeRecipientParams {
@@ -41,6 +47,8 @@ export interface HpkeRecipientParams {
   readonly psk?: HpkePsk;
   /** Auth modes: the sender's static public key. */
   readonly senderPublicKey?: HpkePublicKey;
+  /** The primitive provider for this call; default the process-wide one (getHpkeProvider). */
+  readonly provider?: HpkePrimitives;
 }
 
 /** What a context exports: LabeledExpand(exporter_secret, "sec", context, L). */
@@ -62,41 +70,224 @@ export interface HpkeRecipientContext extends HpkeExporter {
 }
 
 const EMPTY = new Uint8Array(0);
-
-interface CoreExporter {
-  export(ctx: ArrayBufferLike | ArrayBufferView, len: number): Promise<ArrayBuffer>;
-}
+const MIN_PSK = 32;
+const LABEL = {
+  eaePrk: utf8('eae_prk'),
+  sharedSecret: utf8('shared_secret'),
+  pskIdHash: utf8('psk_id_hash'),
+  infoHash: utf8('info_hash'),
+  secret: utf8('secret'),
+  key: utf8('key'),
+  baseNonce: utf8('base_nonce'),
+  exp: utf8('exp'),
+  sec: utf8('sec'),
+};
 
 function modeOf(psk: HpkePsk | undefined, auth: boolean): HpkeMode {
   if (psk) return auth ? HpkeMode.AuthPsk : HpkeMode.Psk;
   return auth ? HpkeMode.Auth : HpkeMode.Base;
 }
 
+/** VerifyPSKInputs (RFC 9180 section 5.1), plus the recommended minimum psk length. */
 function checkPsk(psk: HpkePsk | undefined): void {
   if (psk && (psk.id.length === 0 || psk.key.length === 0)) {
     throw new HpkeError('ERR_HPKE_PARAMS', 'psk and psk_id must both be non-empty', { detail: { pskIdLength: psk.id.length, pskLength: psk.key.length } });
   }
+  if (psk && psk.key.length < MIN_PSK) throw new HpkeError('ERR_HPKE_PARAMS', 'psk must be at least 32 bytes', { detail: { pskLength: psk.key.length, min: MIN_PSK } });
 }
 
 function checkKem(suite: ResolvedSuite, kem: number, what: string): void {
   if (kem !== suite.kem.id) throw new HpkeError('ERR_HPKE_KEY', `${what} belongs to another KEM`, { detail: { kem, expected: suite.kem.id } });
 }
 
-function makeExport(suite: ResolvedSuite, ctx: CoreExporter): (exporterContext: Uint8Array, length: number) => Promise<Bytes> {
-  return async (exporterContext, length) => {
-    if (!Number.isInteger(length) || length < 0 || length > 255 * suite.kdf.nH) {
-      throw new HpkeError('ERR_HPKE_PARAMS', 'export length out of range', { detail: { length, max: 255 * suite.kdf.nH } });
-    }
-    try {
-      return new Uint8Array(await ctx.export(exporterContext, length));
-    } catch (e) {
-      throw mapHpkeError(e, 'ERR_HPKE_PARAMS');
-    }
-  };
+// ---------------------------------------------------------------- DHKEM (RFC 9180 section 4.1)
+
+async function dhChecked(provider: HpkePrimitives, kem: KemParams, sk: unknown, pk: unknown, code: 'ERR_HPKE_ENCAP' | 'ERR_HPKE_DECAP'): Promise<Bytes> {
+  let dh: Bytes;
+  try {
+    dh = await provider.dh(kem, sk, pk);
+  } catch (e) {
+    throw keyError(e, code);
+  }
+  // X25519 and X448 give all zeros for small-order points (RFC 9180 section 7.1.4).
+  if (dh.length === 0 || isAllZero(dh)) throw new HpkeError(code, 'the Diffie-Hellman result is all zero');
+  return dh;
 }
 
-function exportOnly(): Promise<never> {
-  return Promise.reject(new HpkeError('ERR_HPKE_EXPORT_ONLY'));
+/** ExtractAndExpand(dh, kem_context); wipes dh. */
+async function extractAndExpand(kdf: LabeledKdf, kem: KemParams, dh: Bytes, kemContext: Uint8Array): Promise<Bytes> {
+  const prk = await kdf.extract(EMPTY, LABEL.eaePrk, dh);
+  dh.fill(0);
+  try {
+    return await kdf.expand(prk, LABEL.sharedSecret, kemContext, kem.nSecret);
+  } finally {
+    prk.fill(0);
+  }
+}
+
+/** Encap / AuthEncap with an ephemeral key already chosen. */
+async function encap(provider: HpkePrimitives, kem: KemParams, pkR: HpkePublicKey, eph: ProviderKeyPair, sender: HpkeKeyPair | undefined): Promise<Bytes> {
+  const pkRh = await publicKeyHandle(pkR, provider);
+  let dh = await dhChecked(provider, kem, eph.privateKey, pkRh, 'ERR_HPKE_ENCAP');
+  let kemContext = concatBytes(eph.publicKey, pkR.bytes);
+  if (sender) {
+    const dhS = await dhChecked(provider, kem, await privateKeyHandle(sender.privateKey, provider), pkRh, 'ERR_HPKE_ENCAP');
+    const both = concatBytes(dh, dhS);
+    dh.fill(0);
+    dhS.fill(0);
+    dh = both;
+    kemContext = concatBytes(kemContext, sender.publicKey.bytes);
+  }
+  return extractAndExpand(kemKdf(provider, kem), kem, dh, kemContext);
+}
+
+/** Decap / AuthDecap. */
+async function decap(provider: HpkePrimitives, kem: KemParams, enc: Uint8Array, recipient: HpkeKeyPair, senderPublicKey: HpkePublicKey | undefined): Promise<Bytes> {
+  let pkE: unknown;
+  try {
+    pkE = await provider.importPublicKey(kem, enc);
+  } catch (e) {
+    throw keyError(e, 'ERR_HPKE_DECAP');
+  }
+  const skR = await privateKeyHandle(recipient.privateKey, provider);
+  let dh = await dhChecked(provider, kem, skR, pkE, 'ERR_HPKE_DECAP');
+  let kemContext = concatBytes(enc, recipient.publicKey.bytes);
+  if (senderPublicKey) {
+    const dhS = await dhChecked(provider, kem, skR, await publicKeyHandle(senderPublicKey, provider), 'ERR_HPKE_DECAP');
+    const both = concatBytes(dh, dhS);
+    dh.fill(0);
+    dhS.fill(0);
+    dh = both;
+    kemContext = concatBytes(kemContext, senderPublicKey.bytes);
+  }
+  return extractAndExpand(kemKdf(provider, kem), kem, dh, kemContext);
+}
+
+// ---------------------------------------------------------------- key schedule and contexts
+
+interface Schedule {
+  readonly aead: AeadKey | undefined;
+  readonly baseNonce: Bytes;
+  readonly exporterSecret: Bytes;
+  readonly kdf: LabeledKdf;
+}
+
+/** KeySchedule<ROLE>(mode, shared_secret, info, psk, psk_id) (RFC 9180 section 5.1); wipes shared_secret. */
+async function keySchedule(provider: HpkePrimitives, suite: ResolvedSuite, mode: HpkeMode, sharedSecret: Bytes, info: Uint8Array, psk: HpkePsk | undefined): Promise<Schedule> {
+  const kdf = new LabeledKdf(provider, suite.kdf, suite.suiteId);
+  const pskIdHash = await kdf.extract(EMPTY, LABEL.pskIdHash, psk?.id ?? EMPTY);
+  const infoHash = await kdf.extract(EMPTY, LABEL.infoHash, info);
+  const context = concatBytes(Uint8Array.of(mode), pskIdHash, infoHash);
+  const secret = await kdf.extract(sharedSecret, LABEL.secret, psk?.key ?? EMPTY);
+  sharedSecret.fill(0);
+  try {
+    const exporterSecret = await kdf.expand(secret, LABEL.exp, context, suite.kdf.nH);
+    if (suite.aead.id === AeadId.ExportOnly) return { aead: undefined, baseNonce: EMPTY, exporterSecret, kdf };
+    const key = await kdf.expand(secret, LABEL.key, context, suite.aead.nK);
+    const baseNonce = await kdf.expand(secret, LABEL.baseNonce, context, suite.aead.nN);
+    try {
+      return { aead: provider.createAead(suite.aead, key), baseNonce, exporterSecret, kdf };
+    } finally {
+      key.fill(0);
+    }
+  } finally {
+    secret.fill(0);
+  }
+}
+
+class Context implements HpkeExporter {
+  private seq = 0;
+  /** Opens run one after another: a failed open must not advance the sequence number. */
+  private opening: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly resolved: ResolvedSuite,
+    readonly mode: HpkeMode,
+    private readonly schedule: Schedule,
+  ) {}
+
+  get suite(): HpkeSuiteIds {
+    return this.resolved.ids;
+  }
+
+  private aead(): AeadKey {
+    if (!this.schedule.aead) throw new HpkeError('ERR_HPKE_EXPORT_ONLY');
+    return this.schedule.aead;
+  }
+
+  protected async sealNext(plaintext: Uint8Array, aad: Uint8Array): Promise<Bytes> {
+    const aead = this.aead();
+    // The sequence number is taken before the first await, so concurrent seals never share a nonce.
+    const nonce = xorNonce(this.schedule.baseNonce, this.seq);
+    this.seq++;
+    try {
+      return await aead.seal(nonce, aad, plaintext);
+    } catch (e) {
+      throw keyError(e, 'ERR_HPKE_SEAL');
+    }
+  }
+
+  protected openNext(ciphertext: Uint8Array, aad: Uint8Array): Promise<Bytes> {
+    const run = this.opening.then(async () => {
+      const aead = this.aead();
+      if (ciphertext.length < this.resolved.aead.nT) throw new HpkeError('ERR_HPKE_OPEN', 'ciphertext shorter than the tag', { detail: { length: ciphertext.length } });
+      let pt: Bytes;
+      try {
+        pt = await aead.open(xorNonce(this.schedule.baseNonce, this.seq), aad, ciphertext);
+      } catch (e) {
+        throw keyError(e, 'ERR_HPKE_OPEN');
+      }
+      this.seq++;
+      return pt;
+    });
+    this.opening = run.catch(() => undefined);
+    return run;
+  }
+
+  async export(exporterContext: Uint8Array, length: number): Promise<Bytes> {
+    const max = 255 * this.resolved.kdf.nH;
+    if (!Number.isInteger(length) || length < 0 || length > max) throw new HpkeError('ERR_HPKE_PARAMS', 'export length out of range', { detail: { length, max } });
+    return this.schedule.kdf.expand(this.schedule.exporterSecret, LABEL.sec, exporterContext, length);
+  }
+}
+
+class SenderContext extends Context implements HpkeSenderContext {
+  constructor(
+    resolved: ResolvedSuite,
+    mode: HpkeMode,
+    schedule: Schedule,
+    readonly enc: Bytes,
+  ) {
+    super(resolved, mode, schedule);
+  }
+
+  seal(plaintext: Uint8Array, aad: Uint8Array = EMPTY): Promise<Bytes> {
+    return this.sealNext(plaintext, aad);
+  }
+}
+
+class RecipientContext extends Context implements HpkeRecipientContext {
+  open(ciphertext: Uint8Array, aad: Uint8Array = EMPTY): Promise<Bytes> {
+    return this.openNext(ciphertext, aad);
+  }
+}
+
+/** The ephemeral key: fixed (vectors), derived from injected randomness (tests), or fresh. */
+async function ephemeral(provider: HpkePrimitives, suite: ResolvedSuite, params: HpkeSenderParams): Promise<ProviderKeyPair> {
+  if (params.ephemeralKeyPair) return { privateKey: await privateKeyHandle(params.ephemeralKeyPair.privateKey, provider), publicKey: params.ephemeralKeyPair.publicKey.bytes };
+  try {
+    if (params.random) {
+      const ikm = params.random(suite.kem.nSk);
+      try {
+        return await deriveProviderKeyPair(provider, suite.kem, ikm);
+      } finally {
+        ikm.fill(0);
+      }
+    }
+    return await provider.generateKeyPair(suite.kem);
+  } catch (e) {
+    throw keyError(e, 'ERR_HPKE_ENCAP');
+  }
 }
 
 /** SetupS for the mode the inputs select (RFC 9180 section 5.1). */
@@ -106,41 +297,12 @@ export async function setupHpkeSender(params: HpkeSenderParams): Promise<HpkeSen
   if (params.senderKeyPair) checkKem(suite, params.senderKeyPair.kem, 'sender key pair');
   if (params.ephemeralKeyPair) checkKem(suite, params.ephemeralKeyPair.kem, 'ephemeral key pair');
   checkPsk(params.psk);
-  const ekm = params.ephemeralKeyPair
-    ? { privateKey: params.ephemeralKeyPair.privateKey, publicKey: params.ephemeralKeyPair.publicKey.key }
-    : params.random
-      ? params.random(suite.kem.nSk)
-      : undefined;
-  let ctx;
-  try {
-    ctx = await suite.impl.createSenderContext({
-      recipientPublicKey: params.recipientPublicKey.key,
-      info: params.info ?? EMPTY,
-      ...(params.psk ? { psk: { id: params.psk.id, key: params.psk.key } } : {}),
-      ...(params.senderKeyPair ? { senderKey: { privateKey: params.senderKeyPair.privateKey, publicKey: params.senderKeyPair.publicKey.key } } : {}),
-      ...(ekm ? { ekm } : {}),
-    });
-  } catch (e) {
-    throw mapHpkeError(e, 'ERR_HPKE_ENCAP');
-  } finally {
-    if (ekm instanceof Uint8Array) ekm.fill(0);
-  }
-  const c = ctx;
-  const isExportOnly = suite.aead.id === AeadId.ExportOnly;
-  return {
-    suite: suite.ids,
-    mode: modeOf(params.psk, params.senderKeyPair !== undefined),
-    enc: new Uint8Array(c.enc),
-    seal: async (plaintext, aad = EMPTY) => {
-      if (isExportOnly) return exportOnly();
-      try {
-        return new Uint8Array(await c.seal(plaintext, aad));
-      } catch (e) {
-        throw mapHpkeError(e, 'ERR_HPKE_SEAL');
-      }
-    },
-    export: makeExport(suite, c),
-  };
+  const provider = params.provider ?? getHpkeProvider();
+  const eph = await ephemeral(provider, suite, params);
+  const sharedSecret = await encap(provider, suite.kem, params.recipientPublicKey, eph, params.senderKeyPair);
+  const mode = modeOf(params.psk, params.senderKeyPair !== undefined);
+  const schedule = await keySchedule(provider, suite, mode, sharedSecret, params.info ?? EMPTY, params.psk);
+  return new SenderContext(suite, mode, schedule, copyBytes(eph.publicKey));
 }
 
 /** SetupR for the mode the inputs select (RFC 9180 section 5.1). */
@@ -152,34 +314,11 @@ export async function setupHpkeRecipient(params: HpkeRecipientParams): Promise<H
   if (params.enc.length !== suite.kem.nEnc) {
     throw new HpkeError('ERR_HPKE_DECAP', 'encapsulated key has the wrong length', { detail: { length: params.enc.length, expected: suite.kem.nEnc } });
   }
-  let ctx;
-  try {
-    ctx = await suite.impl.createRecipientContext({
-      recipientKey: { privateKey: params.recipientKeyPair.privateKey, publicKey: params.recipientKeyPair.publicKey.key },
-      enc: params.enc,
-      info: params.info ?? EMPTY,
-      ...(params.psk ? { psk: { id: params.psk.id, key: params.psk.key } } : {}),
-      ...(params.senderPublicKey ? { senderPublicKey: params.senderPublicKey.key } : {}),
-    });
-  } catch (e) {
-    throw mapHpkeError(e, 'ERR_HPKE_DECAP');
-  }
-  const c = ctx;
-  const isExportOnly = suite.aead.id === AeadId.ExportOnly;
-  return {
-    suite: suite.ids,
-    mode: modeOf(params.psk, params.senderPublicKey !== undefined),
-    open: async (ciphertext, aad = EMPTY) => {
-      if (isExportOnly) return exportOnly();
-      if (ciphertext.length < suite.aead.nT) throw new HpkeError('ERR_HPKE_OPEN', 'ciphertext shorter than the tag', { detail: { length: ciphertext.length } });
-      try {
-        return new Uint8Array(await c.open(ciphertext, aad));
-      } catch (e) {
-        throw mapHpkeError(e, 'ERR_HPKE_OPEN');
-      }
-    },
-    export: makeExport(suite, c),
-  };
+  const provider = params.provider ?? getHpkeProvider();
+  const sharedSecret = await decap(provider, suite.kem, params.enc, params.recipientKeyPair, params.senderPublicKey);
+  const mode = modeOf(params.psk, params.senderPublicKey !== undefined);
+  const schedule = await keySchedule(provider, suite, mode, sharedSecret, params.info ?? EMPTY, params.psk);
+  return new RecipientContext(suite, mode, schedule);
 }
 
 export interface HpkeSealed {

@@ -25,8 +25,19 @@ export {
   serializeHpkePrivateKey,
   deserializeHpkePrivateKey,
   type HpkePublicKey,
+  type HpkePrivateKey,
   type HpkeKeyPair,
+  type HpkeKeyOptions,
 } from './keys.js';
+export {
+  getHpkeProvider,
+  setHpkeProvider,
+  createAeadKey,
+  webCryptoHpkePrimitives,
+  type HpkePrimitives,
+  type ProviderKeyPair,
+  type MaybePromise,
+} from './provider.js';
 export {
   setupHpkeSender,
   setupHpkeRecipient,
@@ -43,7 +54,7 @@ export {
   type HpkeSealed,
 } from './hpke.js';
 export { hkdfExtract, hkdfExpand } from './hkdf.js';
-export { createAeadKey, xorNonce, type AeadKey } from './aead.js';
+export { xorNonce, type AeadKey } from './aead.js';
 export {
   WRAPPED_KEY_VERSION,
   KEY_WRAP_INFO_LABEL,

@@ -29,6 +29,7 @@ import { assertMaxSize, ByteReader } from '../reader.js';
 import { hpkeOpen, hpkeSeal } from './hpke.js';
 import { AeadId, aeadParams, HpkeError, KdfId, kdfParams, KemId, kemParams, type HpkeSuiteIds } from './identifiers.js';
 import { deserializeHpkePublicKey, type HpkeKeyPair, type HpkePublicKey } from './keys.js';
+import type { HpkePrimitives } from './provider.js';
 
 export const WRAPPED_KEY_VERSION = 1;
 /** The `info` label; the full info is this, a zero byte, then the 7-byte envelope header. */
@@ -99,6 +100,8 @@ export interface WrapKeyOptions {
   readonly context?: KeyWrapContext;
   /** Derives the ephemeral key from random bytes (tests); default is the platform generator. */
   readonly random?: RandomSource;
+  /** The primitive provider; default the process-wide one. */
+  readonly provider?: HpkePrimitives;
 }
 
 /** Wraps `secret` to the recipient; returns the encoded envelope. */
@@ -106,9 +109,10 @@ export async function wrapKey(secret: Uint8Array, options: WrapKeyOptions): Prom
   const suite = options.suite ?? KEY_WRAP_DEFAULT_SUITE;
   checkSuite(suite);
   if (secret.length > MAX_WRAPPED_SECRET) throw new HpkeError('ERR_INPUT_TOO_LARGE', 'secret too large to wrap', { detail: { size: secret.length, max: MAX_WRAPPED_SECRET } });
-  const pk = options.recipientPublicKey instanceof Uint8Array ? await deserializeHpkePublicKey(suite.kem, options.recipientPublicKey) : options.recipientPublicKey;
+  const provider = options.provider;
+  const pk = options.recipientPublicKey instanceof Uint8Array ? await deserializeHpkePublicKey(suite.kem, options.recipientPublicKey, provider ? { provider } : {}) : options.recipientPublicKey;
   const sealed = await hpkeSeal(
-    { suite, recipientPublicKey: pk, info: keyWrapInfo(suite), aad: keyWrapAad(options.context), ...(options.random ? { random: options.random } : {}) },
+    { suite, recipientPublicKey: pk, info: keyWrapInfo(suite), aad: keyWrapAad(options.context), ...(options.random ? { random: options.random } : {}), ...(provider ? { provider } : {}) },
     secret,
   );
   return encodeWrappedKey({ version: WRAPPED_KEY_VERSION, suite, enc: sealed.enc, ciphertext: sealed.ciphertext });
@@ -120,6 +124,8 @@ export interface UnwrapKeyOptions {
   readonly context?: KeyWrapContext;
   /** Suites the recipient accepts; default any supported suite whose KEM matches its key. */
   readonly allowedSuites?: readonly HpkeSuiteIds[];
+  /** The primitive provider; default the process-wide one. */
+  readonly provider?: HpkePrimitives;
 }
 
 /** Opens an envelope; ERR_HPKE_OPEN if it was tampered with or bound to another context. */
@@ -131,5 +137,8 @@ export async function unwrapKey(envelope: Uint8Array, options: UnwrapKeyOptions)
   if (options.allowedSuites && !options.allowedSuites.some((s) => s.kem === w.suite.kem && s.kdf === w.suite.kdf && s.aead === w.suite.aead)) {
     throw new HpkeError('ERR_HPKE_UNSUPPORTED', 'wrapped key uses a suite the recipient does not accept', { detail: { kem: w.suite.kem, kdf: w.suite.kdf, aead: w.suite.aead } });
   }
-  return hpkeOpen({ suite: w.suite, recipientKeyPair: options.recipientKeyPair, enc: w.enc, info: keyWrapInfo(w.suite), aad: keyWrapAad(options.context) }, w.ciphertext);
+  return hpkeOpen(
+    { suite: w.suite, recipientKeyPair: options.recipientKeyPair, enc: w.enc, info: keyWrapInfo(w.suite), aad: keyWrapAad(options.context), ...(options.provider ? { provider: options.provider } : {}) },
+    w.ciphertext,
+  );
 }

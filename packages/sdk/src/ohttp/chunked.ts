@@ -82,30 +82,38 @@ class Sealer implements ChunkSealer {
   }
 }
 
-/** A ReadableStream of prefix, sealed chunks and an empty final chunk from a plaintext source. */
+/**
+ * A ReadableStream of prefix, sealed chunks and an empty final chunk from a plaintext source.
+ * What is ready leaves as one piece (each piece is a socket write): the prefix goes with the
+ * first chunk, and a body given whole goes with its final chunk. A streamed source still
+ * leaves chunk by chunk, each as soon as it is sealed.
+ */
 function sealStream(sealer: ChunkSealer, source: ReadableStream<Uint8Array> | Uint8Array): ReadableStream<Uint8Array> {
   const reader = source instanceof Uint8Array ? undefined : source.getReader();
   let pending: Uint8Array[] = source instanceof Uint8Array ? [source] : [];
-  let started = false;
+  let prefix: Uint8Array | undefined = sealer.prefix;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        if (!started) {
-          started = true;
-          controller.enqueue(sealer.prefix);
-          return;
-        }
+        const out: Uint8Array[] = prefix ? [prefix] : [];
+        prefix = undefined;
+        const emit = () => controller.enqueue(out.length === 1 ? out[0]! : concatBytes(...out));
         for (;;) {
           const next = pending.shift();
           if (next) {
             if (next.length === 0) continue;
             if (next.length > MAX_PLAINTEXT_CHUNK) pending.unshift(next.subarray(MAX_PLAINTEXT_CHUNK));
-            controller.enqueue(await sealer.seal(next.subarray(0, MAX_PLAINTEXT_CHUNK)));
-            return;
+            out.push(await sealer.seal(next.subarray(0, MAX_PLAINTEXT_CHUNK)));
+            if (reader) {
+              emit();
+              return;
+            }
+            continue;
           }
           const r = reader ? await reader.read() : { done: true as const, value: undefined };
           if (r.done) {
-            controller.enqueue(await sealer.seal(EMPTY, true));
+            out.push(await sealer.seal(EMPTY, true));
+            emit();
             controller.close();
             return;
           }

@@ -2,8 +2,15 @@
  * An OpenAI-compatible upstream inside the same trust boundary (vLLM, llama.cpp's server,
  * Ollama's /v1): requests are forwarded as bytes, responses (streams included) pass through.
  * An upstream cannot prove which weights it serves, so a model digest comes from configuration.
+ *
+ * Transport: node:http(s) with a keep-alive agent (a third of the CPU of the global fetch,
+ * which builds Web Request, Response and stream objects for every call); an injected `fetch`
+ * replaces it (tests, in-process benchmarks).
  */
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { CustodyError } from '@custody/core';
+import { MAX_INNER_BODY } from '../pipeline/inference.js';
 import type { BackendRequest, BackendResponse, ModelBackend, ModelInfo } from './types.js';
 
 export interface UpstreamBackendOptions {
@@ -25,17 +32,77 @@ const PATHS: Record<BackendRequest['route'], string> = {
   embeddings: '/v1/embeddings',
 };
 
+/** An IncomingMessage as a byte stream with backpressure; cancelling it drops the connection. */
+function webStream(res: IncomingMessage): ReadableStream<Uint8Array> {
+  let done = false;
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      res.on('data', (chunk: Buffer) => {
+        controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        if ((controller.desiredSize ?? 1) <= 0) res.pause();
+      });
+      res.once('end', () => {
+        done = true;
+        controller.close();
+      });
+      const fail = (e: unknown) => {
+        if (done) return;
+        done = true;
+        controller.error(e);
+      };
+      res.once('error', fail);
+      // A connection that closes before the end of the body is an error, never a short stream.
+      res.once('close', () => fail(new Error('the upstream closed the stream before its end')));
+    },
+    pull() {
+      res.resume();
+    },
+    cancel() {
+      res.destroy();
+    },
+  });
+}
+
+/** The whole body of a non-streamed response, bounded like the pipeline bounds it. */
+function readBody(res: IncomingMessage): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    res.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_INNER_BODY) {
+        res.destroy();
+        reject(new CustodyError('ERR_GATEWAY_BACKEND', 'the backend response could not be read', { detail: { max: MAX_INNER_BODY } }));
+        return;
+      }
+      parts.push(chunk);
+    });
+    res.once('end', () => {
+      const out = new Uint8Array(size);
+      let o = 0;
+      for (const p of parts) {
+        out.set(p, o);
+        o += p.length;
+      }
+      resolve(out);
+    });
+    res.once('error', (e) => reject(new CustodyError('ERR_GATEWAY_BACKEND', 'the backend response could not be read', { cause: e })));
+  });
+}
+
 export class UpstreamBackend implements ModelBackend {
   readonly kind = 'upstream';
   private readonly base: string;
-  private readonly f: typeof fetch;
+  private readonly f: typeof fetch | undefined;
+  private readonly agent: HttpAgent | HttpsAgent;
 
   private constructor(
     private readonly options: UpstreamBackendOptions,
     private readonly list: ModelInfo[],
   ) {
     this.base = options.url.replace(/\/+$/, '').replace(/\/v1$/, '');
-    this.f = options.fetch ?? fetch;
+    this.f = options.fetch;
+    this.agent = this.base.startsWith('https:') ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
   }
 
   static async create(options: UpstreamBackendOptions): Promise<UpstreamBackend> {
@@ -52,7 +119,7 @@ export class UpstreamBackend implements ModelBackend {
   private async listUpstream(): Promise<ModelInfo[]> {
     let res: Response;
     try {
-      res = await this.f(`${this.base}/v1/models`, { headers: this.headers('application/json'), signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000) });
+      res = await (this.f ?? fetch)(`${this.base}/v1/models`, { headers: this.headers('application/json'), signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000) });
     } catch (e) {
       throw new CustodyError('ERR_GATEWAY_BACKEND_UNAVAILABLE', 'the upstream model server could not be reached', { cause: e });
     }
@@ -68,6 +135,7 @@ export class UpstreamBackend implements ModelBackend {
   }
 
   async handle(req: BackendRequest): Promise<BackendResponse> {
+    if (!this.f) return this.post(req);
     let res: Response;
     try {
       res = await this.f(this.base + PATHS[req.route], {
@@ -81,5 +149,31 @@ export class UpstreamBackend implements ModelBackend {
     }
     const contentType = res.headers.get('content-type') ?? 'application/json';
     return { status: res.status, contentType, body: res.body ?? new Uint8Array(0) };
+  }
+
+  /** POST over node:http(s): a stream for server-sent events, the whole body otherwise. */
+  private post(req: BackendRequest): Promise<BackendResponse> {
+    const url = new URL(this.base + PATHS[req.route]);
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    return new Promise<BackendResponse>((resolve, reject) => {
+      const unreachable = (e: unknown) => reject(new CustodyError('ERR_GATEWAY_BACKEND', 'the upstream model server could not be reached', { cause: e }));
+      const r = send(
+        url,
+        { method: 'POST', agent: this.agent, headers: { ...this.headers(req.stream ? 'text/event-stream' : 'application/json'), 'content-length': String(req.body.length) }, ...(req.signal ? { signal: req.signal } : {}) },
+        (res) => {
+          const status = res.statusCode ?? 502;
+          const contentType = res.headers['content-type'] ?? 'application/json';
+          if (contentType.includes('text/event-stream')) resolve({ status, contentType, body: webStream(res) });
+          else readBody(res).then((body) => resolve({ status, contentType, body }), reject);
+        },
+      );
+      r.once('error', unreachable);
+      r.end(req.body);
+    });
+  }
+
+  close(): Promise<void> {
+    this.agent.destroy();
+    return Promise.resolve();
   }
 }

@@ -12,7 +12,7 @@
  *   GET  /healthz, /readyz, /metrics
  */
 import { createHash } from 'node:crypto';
-import { Hono } from 'hono';
+import { Hono, type MiddlewareHandler } from 'hono';
 import { cors } from 'hono/cors';
 import type { Logger } from 'pino';
 import { CustodyError, fromBase64Url, toCustodyError, type Clock } from '@custody/core';
@@ -77,14 +77,27 @@ function withReceipt(headers: HttpField[], receipt: string | undefined): HttpFie
   return receipt ? [...headers, [RECEIPT_HEADER, receipt]] : headers;
 }
 
+const preflight = cors({ origin: '*', allowMethods: ['GET', 'POST'], allowHeaders: ['content-type', 'accept'], maxAge: 600 });
+
+/**
+ * CORS for the public endpoints, any origin, no credentials. Preflights go through Hono's
+ * middleware; other responses get the one header it would add, set after the handler: Hono's
+ * middleware sets it before, and a response whose headers were touched before the handler
+ * ran is rebuilt (two Web Response objects and a re-wrapped body stream per request).
+ */
+const publicCors: MiddlewareHandler = async (c, next) => {
+  if (c.req.method === 'OPTIONS') return preflight(c, next);
+  await next();
+  c.res.headers.set('Access-Control-Allow-Origin', '*');
+};
+
 export function createGatewayApp(d: GatewayAppDeps): Hono {
   const app = new Hono();
   app.onError((e) => problemResponse(e));
   app.notFound(() => problemResponse(new CustodyError('ERR_GATEWAY_ROUTE', 'no such route')));
   if (d.cors ?? true) {
-    const c = cors({ origin: '*', allowMethods: ['GET', 'POST'], allowHeaders: ['content-type', 'accept'], maxAge: 600 });
-    app.use('/.well-known/*', c);
-    app.use('/ohttp', c);
+    app.use('/.well-known/*', publicCors);
+    app.use('/ohttp', publicCors);
   }
 
   app.get('/healthz', (c) => c.json({ ok: true }));

@@ -1,0 +1,2 @@
+// @custody/crypto-node: Node-only primitive providers for @custody/core.
+export { nodeHpkePrimitives, installNodeHpkeProvider } from './node-hpke-provider.js';
