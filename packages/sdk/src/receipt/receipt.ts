@@ -185,12 +185,20 @@ export function parseReceipt(input: unknown): Receipt {
   return r.data;
 }
 
-export async function importReceiptKey(jwk: OkpPublicJwk): Promise<CryptoKey> {
-  try {
-    return await subtle.importKey('jwk', { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, { name: 'Ed25519' }, true, ['verify']);
-  } catch (e) {
-    throw new CustodyError('ERR_RECEIPT_SIGNATURE', 'receipt key is not a usable Ed25519 public key', { cause: e });
+/** Imported receipt keys by their `x`: a client verifies every response with the same key. */
+const receiptKeys = new Map<string, Promise<CryptoKey>>();
+
+export function importReceiptKey(jwk: OkpPublicJwk): Promise<CryptoKey> {
+  let p = receiptKeys.get(jwk.x);
+  if (!p) {
+    p = subtle.importKey('jwk', { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, { name: 'Ed25519' }, true, ['verify']).catch((e: unknown) => {
+      receiptKeys.delete(jwk.x);
+      throw new CustodyError('ERR_RECEIPT_SIGNATURE', 'receipt key is not a usable Ed25519 public key', { cause: e });
+    });
+    if (receiptKeys.size >= 64) receiptKeys.delete(receiptKeys.keys().next().value!);
+    receiptKeys.set(jwk.x, p);
   }
+  return p;
 }
 
 export interface ReceiptExpectations {
