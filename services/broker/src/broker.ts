@@ -2,8 +2,13 @@ import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Hono } from 'hono';
 import type { Clock } from '@custody/core';
+import { nodeHpkePrimitives } from '@custody/crypto-node';
 import { FallbackAuditSink, InterimLocalAuditSink } from './audit/interim-local-audit-sink.js';
 import type { AuditSink } from './audit/types.js';
+import { AppraisalPolicies } from './attestation/appraisal-policies.js';
+import { CelReleasePolicyEvaluator } from './attestation/cel-release-policy.js';
+import { EarSigner } from './attestation/ear-signer.js';
+import { AttestationService, type AttestationServiceOptions } from './attestation/handshake.js';
 import type { BrokerStorageConfig } from './config.js';
 import { createBrokerApp, type BrokerEnv } from './http/app.js';
 import { KeyService } from './keys/key-service.js';
@@ -19,10 +24,12 @@ import type { MetadataStore } from './metadata/types.js';
 
 /** What other packages plug into the broker. */
 export interface BrokerPlugins {
-  /** Wrapping to the TEE key; default HpkeKeyWrapper (@custody/core HPKE). */
+  /** Wrapping to the TEE key; default HpkeKeyWrapper (@custody/core HPKE) on the node:crypto primitives. */
   wrapper?: KeyWrapper;
-  /** CEL release policies (packages/policy). */
-  policy: ReleasePolicyEvaluator;
+  /** Release policy evaluator; default CelReleasePolicyEvaluator (CEL via packages/policy). */
+  policy?: ReleasePolicyEvaluator;
+  /** The key release handshake; when given, its routes are mounted (see AttestationPlugin). */
+  attestation?: AttestationPlugin;
   /** The transparency ledger's sink. Events fall back to the interim local table when it fails; without it they go there directly. */
   audit?: AuditSink;
   logger?: Logger;
@@ -31,8 +38,20 @@ export interface BrokerPlugins {
   env?: Record<string, string | undefined>;
 }
 
+/** Handshake settings: appraisal policies, the EAR signer, verifier and lifetimes. */
+export interface AttestationPlugin extends Pick<AttestationServiceOptions, 'verifier' | 'roots' | 'nonceTtlSeconds' | 'sessionTtlSeconds' | 'earTtlSeconds' | 'requireWorkloadApiKey'> {
+  /** Default: every tenant gets DEFAULT_DENY_POLICY_YAML (nothing is released). */
+  policies?: AppraisalPolicies;
+  /** Default: a key kept in memory (EARs die with the process). */
+  signer?: EarSigner;
+}
+
 export interface Broker {
   service: KeyService;
+  /** Present when the handshake is mounted. */
+  attestation?: AttestationService;
+  /** Where every event goes (the ledger through the interim fallback, or the interim table). */
+  audit: AuditSink;
   app: Hono<BrokerEnv>;
   metadata: MetadataStore;
   keystore: KeyStore;
@@ -62,11 +81,35 @@ export async function openBroker(config: BrokerStorageConfig, plugins: BrokerPlu
   }
   const interim = new InterimLocalAuditSink(metadata);
   const audit = plugins.audit ? new FallbackAuditSink(plugins.audit, interim, (e) => logger.error({ code: (e as { code?: string }).code ?? 'unknown' }, 'audit sink failed; event kept in the interim table')) : interim;
-  const service = new KeyService({ metadata, keystore, audit, wrapper: plugins.wrapper ?? new HpkeKeyWrapper(), policy: plugins.policy, logger, ...(plugins.clock ? { clock: plugins.clock } : {}) });
-  const app = createBrokerApp({ service, apiKeys: metadata, logger, ...(plugins.metrics ? { metrics: plugins.metrics } : {}) });
-  logger.info({ metadata: config.metadata.kind, keystore: config.keystore.kind }, 'broker storage open');
+  const service = new KeyService({ metadata, keystore, audit, wrapper: plugins.wrapper ?? new HpkeKeyWrapper(nodeHpkePrimitives), policy: plugins.policy ?? new CelReleasePolicyEvaluator(), logger, ...(plugins.clock ? { clock: plugins.clock } : {}) });
+  let attestation: AttestationService | undefined;
+  if (plugins.attestation) {
+    const { policies, signer, ...rest } = plugins.attestation;
+    try {
+      attestation = new AttestationService({
+        ...rest,
+        keys: service,
+        sessions: metadata,
+        recipientCurves: keystore.capabilities.recipientCurves,
+        policies: policies ?? (await AppraisalPolicies.load()),
+        signer: signer ?? (await EarSigner.inMemory()),
+        audit,
+        logger,
+        ...(plugins.clock ? { clock: plugins.clock } : {}),
+        ...(plugins.metrics ? { metrics: plugins.metrics } : {}),
+      });
+    } catch (e) {
+      await keystore.close();
+      await metadata.close();
+      throw e;
+    }
+  }
+  const app = createBrokerApp({ service, apiKeys: metadata, logger, ...(plugins.metrics ? { metrics: plugins.metrics } : {}), ...(attestation ? { attestation } : {}) });
+  logger.info({ metadata: config.metadata.kind, keystore: config.keystore.kind, handshake: attestation !== undefined }, 'broker storage open');
   return {
     service,
+    ...(attestation ? { attestation } : {}),
+    audit,
     app,
     metadata,
     keystore,

@@ -72,6 +72,21 @@ export type { BrokerAdminClientOptions, CreateKeyRequest } from './http/client.j
 // assembly
 export { BrokerStorageConfig, storageConfigFromEnv, parseStorageConfig } from './config.js';
 export { openBroker, openMetadataStore, openKeyStore } from './broker.js';
-export type { Broker, BrokerPlugins } from './broker.js';
+export type { Broker, BrokerPlugins, AttestationPlugin } from './broker.js';
 export { serveBroker } from './serve.js';
 export type { RunningServer } from './serve.js';
+
+// attestation-gated key release handshake (docs/key-release-protocol.md)
+export { AttestationService, HANDSHAKE_PLATFORMS, DEFAULT_NONCE_TTL_SECONDS, DEFAULT_SESSION_TTL_SECONDS, EAR_ISSUER, primaryMeasurement } from './attestation/handshake.js';
+export type { AttestationServiceOptions, EvidenceVerification, ChallengeResponse, AttestRequest, AttestResponse, ReleaseRequest as HandshakeReleaseRequest, ReleaseResponse } from './attestation/handshake.js';
+export { AppraisalPolicies, DEFAULT_DENY_POLICY_YAML } from './attestation/appraisal-policies.js';
+export type { PolicySource } from './attestation/appraisal-policies.js';
+export { EarSigner } from './attestation/ear-signer.js';
+export { CelReleasePolicyEvaluator, releasePolicyVariables } from './attestation/cel-release-policy.js';
+export { buildRuntimeData, parseRuntimeData, runtimeDigest, runtimeDigestAlgorithm, teeKeyJwk, teeKeySpki, teeKeyFromSpki, MAX_RUNTIME_DATA } from './attestation/runtime-data.js';
+export type { RuntimeData, TeeKeyJwk } from './attestation/runtime-data.js';
+export { mountAttestationRoutes, isWorkloadRoute, MAX_ATTEST_BODY } from './attestation/routes.js';
+export { BrokerWorkloadClient, generateTeeKeyPair, openReleasedKey, fetchKey } from './attestation/workload-client.js';
+export type { WorkloadClientOptions, TeeKeyPair, WorkloadAttester, FetchKeyOptions, FetchedKey } from './attestation/workload-client.js';
+export { startBroker } from './start.js';
+export type { StartBrokerOptions, StartedBroker } from './start.js';

@@ -23,7 +23,9 @@ export type AuditAction =
   | 'key.sign'
   | 'apikey.create'
   | 'apikey.revoke'
-  | 'auth.denied';
+  | 'auth.denied'
+  /** The handshake's appraisal of a workload's evidence (allow: an EAR was issued; deny: why not). */
+  | 'attest.appraise';
 
 /**
  * One audit event. Serialized as canonical JSON (RFC 8785) by the sink. Fields hold only public

@@ -11,6 +11,8 @@ import type { KeyService } from '../keys/key-service.js';
 import { KEY_TYPES, MAX_POLICY_CHARS, MAX_SECRET_BYTES } from '../keys/types.js';
 import type { ApiKeyRepository } from '../metadata/types.js';
 import { ROLES } from '../metadata/types.js';
+import type { AttestationService } from '../attestation/handshake.js';
+import { isWorkloadRoute, mountAttestationRoutes } from '../attestation/routes.js';
 import { problemResponse } from './problem.js';
 
 export type BrokerEnv = { Variables: { principal: Principal } };
@@ -22,6 +24,8 @@ export interface BrokerAppOptions {
   logger?: Logger;
   /** When given, request counters and latencies are registered here and served on /metrics. */
   metrics?: Registry;
+  /** The key release handshake; when given, its workload routes and the JWKS are mounted. */
+  attestation?: AttestationService;
 }
 
 /** Largest request body: a 64 KiB secret in base64 plus JSON framing. */
@@ -50,7 +54,9 @@ const ApiKeyBody = z.object({ role: z.enum(ROLES as unknown as [string, ...strin
  * route here before any handler runs; the KeyService checks roles again. Errors leave through
  * one handler as application/problem+json (problem.ts).
  *
- * Workload routes (challenge, attest, release) mount on the returned app with `apiKeyAuth`.
+ * The workload plane (challenge, attest, release: attestation/routes.ts) is mounted when an
+ * AttestationService is given; those three routes skip the admin middleware and authenticate
+ * by attestation (the EAR) instead.
  */
 export function createBrokerApp(options: BrokerAppOptions): Hono<BrokerEnv> {
   const { service } = options;
@@ -70,9 +76,11 @@ export function createBrokerApp(options: BrokerAppOptions): Hono<BrokerEnv> {
     log.info({ method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(ms * 10) / 10, tenant: principal?.tenant, subject: principal?.subject, code }, 'request');
     observe?.(c.req.method, routePath(c as Context, -1), c.res.status, ms);
   });
-  app.use('/v1/*', bodyLimit({ maxSize: MAX_BODY, onError: () => problemResponse(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large')) }));
-  app.use('/v1/*', apiKeyAuth(options.apiKeys));
-  app.use('/v1/*', adminPlaneOnly(service));
+  const adminOnly = (mw: MiddlewareHandler<BrokerEnv>): MiddlewareHandler<BrokerEnv> => (c, next) => (isWorkloadRoute(c.req.method, c.req.path) ? next() : mw(c, next));
+  app.use('/v1/*', adminOnly(bodyLimit({ maxSize: MAX_BODY, onError: () => problemResponse(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large')) })));
+  app.use('/v1/*', adminOnly(apiKeyAuth(options.apiKeys)));
+  app.use('/v1/*', adminOnly(adminPlaneOnly(service)));
+  if (options.attestation) mountAttestationRoutes(app, options.attestation, options.apiKeys);
 
   app.get('/healthz', (c) => c.json({ ok: true }));
   app.get('/readyz', async (c) => {

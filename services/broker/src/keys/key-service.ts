@@ -292,7 +292,7 @@ export class KeyService {
     if (!isSigningType(key.type)) throw new CustodyError('ERR_KEY_TYPE', 'only signing keys sign', { detail: { type: key.type } });
     const { ref } = await this.current(key);
     const signature = await this.keystore.sign(ref, input.data);
-    await this.auditUse(principal, 'key.sign', key, ref.version, { dataSha256: sha256Hex(input.data) });
+    await this.auditUse(principal, 'key.sign', key, ref.version, { dataDigest: `sha256:${sha256Hex(input.data)}` });
     return { signature, version: ref.version };
   }
 
@@ -308,7 +308,14 @@ export class KeyService {
    */
   async release(req: ReleaseRequest): Promise<ReleasedKey> {
     const { principal, tenant, name, attestation } = req;
-    const base = { session: attestation.sessionId, earDigest: attestation.earDigest, recipient: releaseBinding(attestation.earDigest, req.recipient).recipientSha256, ...(attestation.measurement ? { measurement: attestation.measurement } : {}) };
+    // Audit facts in the ledger's form: digests as `sha256:<hex>` or bare hex under a `...Digest` name.
+    const base = {
+      session: attestation.sessionId,
+      earDigest: attestation.earDigest,
+      recipientDigest: `sha256:${sha256Hex(req.recipient.publicKey)}`,
+      recipientCurve: req.recipient.curve,
+      ...(attestation.measurement ? { measurement: attestation.measurement } : {}),
+    };
     await this.authorize(principal, 'key.release', tenant, 'key.release');
     let subject: AuditEvent['key'] | undefined;
     let denialAudited = false;
@@ -341,7 +348,7 @@ export class KeyService {
         throwUnlessOk(before);
         let index: number;
         try {
-          ({ index } = await this.appendAudit(principal, 'key.release', tenant, subject, 'allow', undefined, { ...base, policySha256: sha256Hex(key.releasePolicy) }));
+          ({ index } = await this.appendAudit(principal, 'key.release', tenant, subject, 'allow', undefined, { ...base, policyDigest: `sha256:${sha256Hex(key.releasePolicy)}` }));
         } catch (e) {
           throw new CustodyError('ERR_STORE_AUDIT_UNAVAILABLE', undefined, { cause: e, detail: { applied: false } });
         }
@@ -673,7 +680,7 @@ function throwUnlessOk(check: string): void {
 }
 
 function policyDetail(policy: string | null): Record<string, string | boolean> {
-  return policy === null ? { releasePolicy: false } : { releasePolicy: true, policySha256: sha256Hex(policy) };
+  return policy === null ? { releasePolicy: false } : { releasePolicy: true, policyDigest: `sha256:${sha256Hex(policy)}` };
 }
 
 function sha256Hex(data: Uint8Array | string): string {

@@ -419,7 +419,7 @@ describe.each(backends)('key store conformance: $name', (backend) => {
       expect(h.audit.lines[i]).toBe(JSON.stringify(sortDeep(e)));
     }
     expect(h.audit.events[0]!.detail).toMatchObject({ releasePolicy: true, exportable: true });
-    expect(h.audit.events[0]!.detail!.policySha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(h.audit.events[0]!.detail!.policyDigest).toMatch(/^sha256:[0-9a-f]{64}$/);
   });
 });
 

@@ -1,4 +1,4 @@
-import { createPrivateKey, sign as nodeSign } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createPrivateKey, KeyObject, sign as nodeSign } from 'node:crypto';
 import { CustodyError, concatBytes, copyBytes, secureRandom, subtle, utf8, wipe, type Bytes } from '@custody/core';
 import { generateSoftwareMaterial, normalizeImportedMaterial, publicKeyOfPkcs8, scrub } from '../../keys/material.js';
 import { isSigningType, KEY_TYPES, type MaterialRef } from '../../keys/types.js';
@@ -29,11 +29,18 @@ export class EmbeddedKeyStore implements KeyStore {
   readonly capabilities: KeyStoreCapabilities = { exportableTypes: KEY_TYPES, recipientCurves: ['P-256', 'X25519'], wrapsInside: false };
 
   private closed = false;
+  /**
+   * The same master key as a node:crypto KeyObject: sealing and unsealing run synchronously on
+   * the release path instead of as WebCrypto thread-pool jobs. Both live only in this object.
+   */
+  private readonly master: KeyObject;
 
   private constructor(
-    private readonly masterKey: CryptoKey,
+    masterKey: CryptoKey,
     private readonly blobs: SealedMaterialRepository,
-  ) {}
+  ) {
+    this.master = KeyObject.from(masterKey);
+  }
 
   /**
    * Loads the master key and checks it against the check value stored on first open, so a
@@ -174,21 +181,32 @@ export class EmbeddedKeyStore implements KeyStore {
     }
   }
 
-  private async seal(plaintext: Uint8Array, aad: Uint8Array): Promise<Bytes> {
+  private seal(plaintext: Uint8Array, aad: Uint8Array): Promise<Bytes> {
     const iv = secureRandom(IV_BYTES);
-    const pt = copyBytes(plaintext);
-    try {
-      const ct = new Uint8Array(await subtle.encrypt({ name: 'AES-GCM', iv, additionalData: copyBytes(aad) }, this.masterKey, pt));
-      return concatBytes(Uint8Array.of(BLOB_VERSION), iv, ct);
-    } finally {
-      wipe(pt);
-    }
+    const cipher = createCipheriv('aes-256-gcm', this.master, iv);
+    cipher.setAAD(aad);
+    const ct = cipher.update(plaintext);
+    const last = cipher.final();
+    const blob = concatBytes(Uint8Array.of(BLOB_VERSION), iv, ct, last, cipher.getAuthTag());
+    return Promise.resolve(blob);
   }
 
-  private async unseal(blob: Uint8Array, aad: Uint8Array): Promise<Bytes> {
-    if (blob.length < 1 + IV_BYTES + 16 || blob[0] !== BLOB_VERSION) throw new Error('malformed sealed blob');
-    const iv = blob.slice(1, 1 + IV_BYTES);
-    return new Uint8Array(await subtle.decrypt({ name: 'AES-GCM', iv, additionalData: copyBytes(aad) }, this.masterKey, blob.slice(1 + IV_BYTES)));
+  /** Opens a sealed blob (0x01 || iv || ciphertext || tag); throws on any mismatch. The caller wipes the result. */
+  private unseal(blob: Uint8Array, aad: Uint8Array): Promise<Bytes> {
+    if (blob.length < 1 + IV_BYTES + 16 || blob[0] !== BLOB_VERSION) return Promise.reject(new Error('malformed sealed blob'));
+    const decipher = createDecipheriv('aes-256-gcm', this.master, blob.subarray(1, 1 + IV_BYTES));
+    decipher.setAAD(aad);
+    decipher.setAuthTag(blob.subarray(blob.length - 16));
+    const body = decipher.update(blob.subarray(1 + IV_BYTES, blob.length - 16));
+    try {
+      decipher.final();
+    } catch (e) {
+      body.fill(0);
+      return Promise.reject(e instanceof Error ? e : new Error('sealed blob does not authenticate'));
+    }
+    const out = copyBytes(body);
+    body.fill(0);
+    return Promise.resolve(out);
   }
 }
 

@@ -18,6 +18,7 @@ import {
   type VersionRow,
 } from '../rows.js';
 import type { ApiKeyRecord, MetadataStore, ReleaseCheck, SessionRecord, StoredAuditEvent } from '../types.js';
+import { WalSync } from './wal-sync.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS custody_keys (
@@ -93,14 +94,21 @@ CREATE TRIGGER IF NOT EXISTS custody_audit_interim_no_delete BEFORE DELETE ON cu
 `;
 
 /**
- * Metadata in one SQLite file (better-sqlite3): WAL journal, synchronous=FULL (an acknowledged
- * key version survives power loss), secure_delete (erased material pages are zeroed), foreign
- * keys on. Safe for several processes on one host; replicas on several hosts use PostgreSQL.
+ * Metadata in one SQLite file (better-sqlite3): WAL journal with group commit (WalSync: every
+ * acknowledged write waits for an fdatasync of the WAL that covers it, shared by concurrent
+ * writes and run off the event loop, so an acknowledged key version, nonce consumption or
+ * audit event survives power loss as with synchronous=FULL), secure_delete (erased material
+ * pages are zeroed), foreign keys on. Safe for several processes on one host; replicas on
+ * several hosts use PostgreSQL.
  */
 export class SqliteMetadataStore implements MetadataStore {
   readonly backend = 'sqlite' as const;
 
-  private constructor(private readonly db: Database.Database) {}
+  private constructor(
+    private readonly db: Database.Database,
+    /** Absent for ':memory:'. */
+    private readonly wal: WalSync | undefined,
+  ) {}
 
   /** Opens (creating if needed) and migrates. `path` may be ':memory:' for tests. */
   static async open(path: string): Promise<SqliteMetadataStore> {
@@ -110,37 +118,38 @@ export class SqliteMetadataStore implements MetadataStore {
       if (path !== ':memory:' && !existsSync(path)) closeSync(openSync(path, 'a', 0o600));
       db = new Database(path, { timeout: 5000 });
       db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = FULL');
+      // Commits do not sync; WalSync makes each acknowledged write durable (see the class comment).
+      db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');
       db.pragma('secure_delete = ON');
     } catch (e) {
       throw mapSqliteError(e);
     }
-    const store = new SqliteMetadataStore(db);
+    const store = new SqliteMetadataStore(db, path === ':memory:' ? undefined : new WalSync(`${path}-wal`));
     await store.migrate();
     return store;
   }
 
   async migrate(): Promise<void> {
-    await this.run(() => this.db.exec(SCHEMA));
+    await this.write(() => this.db.exec(SCHEMA));
   }
 
   async ping(): Promise<void> {
-    await this.run(() => this.db.prepare('SELECT 1').get());
+    await this.run(() => this.stmt('SELECT 1').get());
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.wal?.close();
     if (this.db.open) this.db.close();
-    return Promise.resolve();
   }
 
   // keys
 
   async insertKey(key: KeyRecord, first: KeyVersionRecord): Promise<void> {
-    await this.run(() =>
+    await this.write(() =>
       this.db.transaction(() => {
-        this.db
-          .prepare(
+        this
+          .stmt(
             `INSERT INTO custody_keys (id, tenant, name, type, state, exportable, current_version, release_policy, created_at, updated_at, revoked_at, destroyed_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           )
@@ -151,51 +160,51 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async getKey(tenant: string, name: string): Promise<KeyRecord | null> {
-    const row = await this.run(() => this.db.prepare('SELECT * FROM custody_keys WHERE tenant = ? AND name = ?').get(tenant, name) as KeyRow | undefined);
+    const row = await this.run(() => this.stmt('SELECT * FROM custody_keys WHERE tenant = ? AND name = ?').get(tenant, name) as KeyRow | undefined);
     return row ? toKey(row) : null;
   }
 
   async getKeyById(id: string): Promise<KeyRecord | null> {
-    const row = await this.run(() => this.db.prepare('SELECT * FROM custody_keys WHERE id = ?').get(id) as KeyRow | undefined);
+    const row = await this.run(() => this.stmt('SELECT * FROM custody_keys WHERE id = ?').get(id) as KeyRow | undefined);
     return row ? toKey(row) : null;
   }
 
   async listKeys(tenant: string): Promise<KeyRecord[]> {
-    const rows = await this.run(() => this.db.prepare('SELECT * FROM custody_keys WHERE tenant = ? ORDER BY name').all(tenant) as KeyRow[]);
+    const rows = await this.run(() => this.stmt('SELECT * FROM custody_keys WHERE tenant = ? ORDER BY name').all(tenant) as KeyRow[]);
     return rows.map(toKey);
   }
 
   async listVersions(keyId: string): Promise<KeyVersionRecord[]> {
-    const rows = await this.run(() => this.db.prepare('SELECT * FROM custody_key_versions WHERE key_id = ? ORDER BY version').all(keyId) as VersionRow[]);
+    const rows = await this.run(() => this.stmt('SELECT * FROM custody_key_versions WHERE key_id = ? ORDER BY version').all(keyId) as VersionRow[]);
     return rows.map(toVersion);
   }
 
   async getVersion(keyId: string, version: number): Promise<KeyVersionRecord | null> {
-    const row = await this.run(() => this.db.prepare('SELECT * FROM custody_key_versions WHERE key_id = ? AND version = ?').get(keyId, version) as VersionRow | undefined);
+    const row = await this.run(() => this.stmt('SELECT * FROM custody_key_versions WHERE key_id = ? AND version = ?').get(keyId, version) as VersionRow | undefined);
     return row ? toVersion(row) : null;
   }
 
   async addVersion(keyId: string, expectedCurrent: number, next: KeyVersionRecord, at: number): Promise<KeyRecord> {
-    return this.run(() =>
+    return this.write(() =>
       this.db.transaction(() => {
-        const moved = this.db
-          .prepare(`UPDATE custody_keys SET current_version = ?, updated_at = ? WHERE id = ? AND current_version = ? AND state = 'active'`)
+        const moved = this
+          .stmt(`UPDATE custody_keys SET current_version = ?, updated_at = ? WHERE id = ? AND current_version = ? AND state = 'active'`)
           .run(next.version, at, keyId, expectedCurrent);
         if (moved.changes !== 1) throw this.conflictOrState(keyId);
         this.insertVersion(next);
-        return toKey(this.db.prepare('SELECT * FROM custody_keys WHERE id = ?').get(keyId) as KeyRow);
+        return toKey(this.stmt('SELECT * FROM custody_keys WHERE id = ?').get(keyId) as KeyRow);
       })(),
     );
   }
 
   async transitionKey(keyId: string, from: readonly KeyState[], to: KeyState, at: number): Promise<KeyRecord> {
-    return this.run(() =>
+    return this.write(() =>
       this.db.transaction(() => {
         const marks = from.map(() => '?').join(', ');
         const stamp = to === 'revoked' ? ', revoked_at = ?' : to === 'destroyed' ? ', destroyed_at = ?' : '';
         const args: unknown[] = [to, at, ...(stamp ? [at] : []), keyId, ...from];
-        const moved = this.db.prepare(`UPDATE custody_keys SET state = ?, updated_at = ?${stamp} WHERE id = ? AND state IN (${marks})`).run(...args);
-        const row = this.db.prepare('SELECT * FROM custody_keys WHERE id = ?').get(keyId) as KeyRow | undefined;
+        const moved = this.stmt(`UPDATE custody_keys SET state = ?, updated_at = ?${stamp} WHERE id = ? AND state IN (${marks})`).run(...args);
+        const row = this.stmt('SELECT * FROM custody_keys WHERE id = ?').get(keyId) as KeyRow | undefined;
         if (!row) throw new CustodyError('ERR_KEY_NOT_FOUND', undefined, { detail: { keyId } });
         if (moved.changes !== 1) throw new CustodyError('ERR_KEY_STATE', `key is ${row.state}`, { detail: { keyId, state: row.state, wanted: to } });
         return toKey(row);
@@ -204,15 +213,15 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async markVersionsDestroyed(keyId: string, at: number): Promise<void> {
-    await this.run(() => this.db.prepare(`UPDATE custody_key_versions SET state = 'destroyed', destroyed_at = ? WHERE key_id = ? AND state <> 'destroyed'`).run(at, keyId));
+    await this.write(() => this.stmt(`UPDATE custody_key_versions SET state = 'destroyed', destroyed_at = ? WHERE key_id = ? AND state <> 'destroyed'`).run(at, keyId));
   }
 
   async setReleasePolicy(keyId: string, policy: string | null, at: number): Promise<KeyRecord> {
-    return this.run(() =>
+    return this.write(() =>
       this.db.transaction(() => {
-        const moved = this.db.prepare(`UPDATE custody_keys SET release_policy = ?, updated_at = ? WHERE id = ? AND state = 'active'`).run(policy, at, keyId);
+        const moved = this.stmt(`UPDATE custody_keys SET release_policy = ?, updated_at = ? WHERE id = ? AND state = 'active'`).run(policy, at, keyId);
         if (moved.changes !== 1) throw this.conflictOrState(keyId);
-        return toKey(this.db.prepare('SELECT * FROM custody_keys WHERE id = ?').get(keyId) as KeyRow);
+        return toKey(this.stmt('SELECT * FROM custody_keys WHERE id = ?').get(keyId) as KeyRow);
       })(),
     );
   }
@@ -220,8 +229,8 @@ export class SqliteMetadataStore implements MetadataStore {
   async checkRelease(keyId: string, version: number): Promise<ReleaseCheck> {
     const row = await this.run(
       () =>
-        this.db
-          .prepare(
+        this
+          .stmt(
             `SELECT k.state, k.current_version, v.state AS version_state
              FROM custody_keys k LEFT JOIN custody_key_versions v ON v.key_id = k.id AND v.version = ?
              WHERE k.id = ?`,
@@ -234,18 +243,18 @@ export class SqliteMetadataStore implements MetadataStore {
   // sealed material
 
   async putSealed(materialId: string, keyId: string, version: number, blob: Uint8Array): Promise<void> {
-    await this.run(() => this.db.prepare('INSERT INTO custody_key_material (material_id, key_id, version, blob) VALUES (?, ?, ?, ?)').run(materialId, keyId, version, Buffer.from(blob)));
+    await this.write(() => this.stmt('INSERT INTO custody_key_material (material_id, key_id, version, blob) VALUES (?, ?, ?, ?)').run(materialId, keyId, version, Buffer.from(blob)));
   }
 
   async getSealed(materialId: string): Promise<Bytes | null> {
-    const row = await this.run(() => this.db.prepare('SELECT blob FROM custody_key_material WHERE material_id = ?').get(materialId) as { blob: Buffer } | undefined);
+    const row = await this.run(() => this.stmt('SELECT blob FROM custody_key_material WHERE material_id = ?').get(materialId) as { blob: Buffer } | undefined);
     return row ? copyBytes(row.blob) : null;
   }
 
   async eraseSealed(materialIds: readonly string[]): Promise<void> {
-    await this.run(() => {
+    await this.write(() => {
       this.db.transaction(() => {
-        const del = this.db.prepare('DELETE FROM custody_key_material WHERE material_id = ?');
+        const del = this.stmt('DELETE FROM custody_key_material WHERE material_id = ?');
         for (const id of materialIds) del.run(id);
       })();
       // secure_delete zeroes the freed pages in the database file; the WAL still holds the old
@@ -255,56 +264,62 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async getStoreMeta(name: string): Promise<Bytes | null> {
-    const row = await this.run(() => this.db.prepare('SELECT value FROM custody_store_meta WHERE name = ?').get(name) as { value: Buffer } | undefined);
+    const row = await this.run(() => this.stmt('SELECT value FROM custody_store_meta WHERE name = ?').get(name) as { value: Buffer } | undefined);
     return row ? copyBytes(row.value) : null;
   }
 
   async putStoreMetaIfAbsent(name: string, value: Uint8Array): Promise<Bytes> {
-    return this.run(() =>
+    return this.write(() =>
       this.db.transaction(() => {
-        this.db.prepare('INSERT OR IGNORE INTO custody_store_meta (name, value) VALUES (?, ?)').run(name, Buffer.from(value));
-        return copyBytes((this.db.prepare('SELECT value FROM custody_store_meta WHERE name = ?').get(name) as { value: Buffer }).value);
+        this.stmt('INSERT OR IGNORE INTO custody_store_meta (name, value) VALUES (?, ?)').run(name, Buffer.from(value));
+        return copyBytes((this.stmt('SELECT value FROM custody_store_meta WHERE name = ?').get(name) as { value: Buffer }).value);
       })(),
     );
   }
 
   // sessions and nonces
+  //
+  // Session rows are committed without waiting for the disk: the next synced write (the audit
+  // event every handshake step writes before it hands out a result) makes them durable, the WAL
+  // being sequential. A crash can only lose sessions nobody was told about yet, or a nonce
+  // consumption whose EAR never reached the workload: the workload redoes its handshake. No key
+  // state or audit event depends on them being durable.
 
   async createSession(s: SessionRecord): Promise<void> {
     await this.run(() =>
-      this.db
-        .prepare('INSERT INTO custody_sessions (id, tenant, nonce, state, created_at, expires_at, nonce_consumed_at, binding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      this
+        .stmt('INSERT INTO custody_sessions (id, tenant, nonce, state, created_at, expires_at, nonce_consumed_at, binding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
         .run(s.id, s.tenant, s.nonce, s.state, s.createdAt, s.expiresAt, s.nonceConsumedAt, s.binding ? JSON.stringify(s.binding) : null),
     );
   }
 
   async getSession(id: string): Promise<SessionRecord | null> {
-    const row = await this.run(() => this.db.prepare('SELECT * FROM custody_sessions WHERE id = ?').get(id) as SessionRow | undefined);
+    const row = await this.run(() => this.stmt('SELECT * FROM custody_sessions WHERE id = ?').get(id) as SessionRow | undefined);
     return row ? toSession(row) : null;
   }
 
   async consumeNonce(nonce: string, now: number): Promise<SessionRecord> {
     return this.run(() => {
       // One statement: the WHERE clause and the write are atomic, so a nonce is consumed once.
-      const row = this.db
-        .prepare('UPDATE custody_sessions SET nonce_consumed_at = ? WHERE nonce = ? AND nonce_consumed_at IS NULL AND expires_at > ? RETURNING *')
+      const row = this
+        .stmt('UPDATE custody_sessions SET nonce_consumed_at = ? WHERE nonce = ? AND nonce_consumed_at IS NULL AND expires_at > ? RETURNING *')
         .get(now, nonce, now) as SessionRow | undefined;
       if (row) return toSession(row);
-      const existing = this.db.prepare('SELECT * FROM custody_sessions WHERE nonce = ?').get(nonce) as SessionRow | undefined;
+      const existing = this.stmt('SELECT * FROM custody_sessions WHERE nonce = ?').get(nonce) as SessionRow | undefined;
       throw new CustodyError(classifyNonce(existing, now));
     });
   }
 
   async bindSession(id: string, binding: Record<string, string>, expiresAt: number, now: number): Promise<SessionRecord> {
     return this.run(() => {
-      const row = this.db
-        .prepare(
+      const row = this
+        .stmt(
           `UPDATE custody_sessions SET state = 'attested', binding = ?, expires_at = MIN(expires_at, ?)
            WHERE id = ? AND state = 'challenged' AND nonce_consumed_at IS NOT NULL AND expires_at > ? RETURNING *`,
         )
         .get(JSON.stringify(binding), expiresAt, id, now) as SessionRow | undefined;
       if (row) return toSession(row);
-      const existing = this.db.prepare('SELECT * FROM custody_sessions WHERE id = ?').get(id) as SessionRow | undefined;
+      const existing = this.stmt('SELECT * FROM custody_sessions WHERE id = ?').get(id) as SessionRow | undefined;
       if (!existing) throw new CustodyError('ERR_SESSION_NOT_FOUND');
       if (Number(existing.expires_at) <= now) throw new CustodyError('ERR_SESSION_EXPIRED');
       throw new CustodyError('ERR_SESSION_MISMATCH', 'session is not awaiting an attestation result', { detail: { state: existing.state } });
@@ -312,47 +327,47 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async closeSession(id: string, at: number): Promise<void> {
-    await this.run(() => this.db.prepare(`UPDATE custody_sessions SET state = 'closed', expires_at = MIN(expires_at, ?) WHERE id = ?`).run(at, id));
+    await this.run(() => this.stmt(`UPDATE custody_sessions SET state = 'closed', expires_at = MIN(expires_at, ?) WHERE id = ?`).run(at, id));
   }
 
   async purgeExpiredSessions(now: number): Promise<number> {
-    return this.run(() => this.db.prepare('DELETE FROM custody_sessions WHERE expires_at <= ?').run(now).changes);
+    return this.run(() => this.stmt('DELETE FROM custody_sessions WHERE expires_at <= ?').run(now).changes);
   }
 
   // API keys
 
   async insertApiKey(k: ApiKeyRecord): Promise<void> {
-    await this.run(() =>
-      this.db
-        .prepare('INSERT INTO custody_api_keys (id, tenant, role, secret_hash, label, created_at, created_by, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+    await this.write(() =>
+      this
+        .stmt('INSERT INTO custody_api_keys (id, tenant, role, secret_hash, label, created_at, created_by, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
         .run(k.id, k.tenant, k.role, Buffer.from(k.secretHash), k.label, k.createdAt, k.createdBy, k.revokedAt),
     );
   }
 
   async getApiKey(id: string): Promise<ApiKeyRecord | null> {
-    const row = await this.run(() => this.db.prepare('SELECT * FROM custody_api_keys WHERE id = ?').get(id) as ApiKeyRow | undefined);
+    const row = await this.run(() => this.stmt('SELECT * FROM custody_api_keys WHERE id = ?').get(id) as ApiKeyRow | undefined);
     return row ? toApiKey(row) : null;
   }
 
   async listApiKeys(tenant: string): Promise<ApiKeyRecord[]> {
-    const rows = await this.run(() => this.db.prepare('SELECT * FROM custody_api_keys WHERE tenant = ? ORDER BY created_at, id').all(tenant) as ApiKeyRow[]);
+    const rows = await this.run(() => this.stmt('SELECT * FROM custody_api_keys WHERE tenant = ? ORDER BY created_at, id').all(tenant) as ApiKeyRow[]);
     return rows.map(toApiKey);
   }
 
   async revokeApiKey(tenant: string, id: string, at: number): Promise<boolean> {
-    return this.run(() => this.db.prepare('UPDATE custody_api_keys SET revoked_at = ? WHERE tenant = ? AND id = ? AND revoked_at IS NULL').run(at, tenant, id).changes === 1);
+    return this.write(() => this.stmt('UPDATE custody_api_keys SET revoked_at = ? WHERE tenant = ? AND id = ? AND revoked_at IS NULL').run(at, tenant, id).changes === 1);
   }
 
   // interim audit
 
   async appendAudit(tenant: string, at: number, canonicalEvent: string): Promise<{ index: number }> {
-    return this.run(() =>
+    return this.write(() =>
       this.db
         .transaction(() => {
-          const last = this.db.prepare('SELECT idx, hash FROM custody_audit_interim ORDER BY idx DESC LIMIT 1').get() as { idx: number; hash: Buffer } | undefined;
+          const last = this.stmt('SELECT idx, hash FROM custody_audit_interim ORDER BY idx DESC LIMIT 1').get() as { idx: number; hash: Buffer } | undefined;
           const index = last ? last.idx + 1 : 0;
           const hash = chainHash(last ? last.hash : null, canonicalEvent);
-          this.db.prepare('INSERT INTO custody_audit_interim (idx, tenant, at, event, hash) VALUES (?, ?, ?, ?, ?)').run(index, tenant, at, canonicalEvent, Buffer.from(hash));
+          this.stmt('INSERT INTO custody_audit_interim (idx, tenant, at, event, hash) VALUES (?, ?, ?, ?, ?)').run(index, tenant, at, canonicalEvent, Buffer.from(hash));
           return { index };
         })
         .immediate(),
@@ -363,15 +378,15 @@ export class SqliteMetadataStore implements MetadataStore {
     const rows = await this.run(
       () =>
         (tenant === null
-          ? this.db.prepare('SELECT * FROM custody_audit_interim WHERE idx > ? ORDER BY idx LIMIT ?').all(afterIndex, limit)
-          : this.db.prepare('SELECT * FROM custody_audit_interim WHERE tenant = ? AND idx > ? ORDER BY idx LIMIT ?').all(tenant, afterIndex, limit)) as AuditRow[],
+          ? this.stmt('SELECT * FROM custody_audit_interim WHERE idx > ? ORDER BY idx LIMIT ?').all(afterIndex, limit)
+          : this.stmt('SELECT * FROM custody_audit_interim WHERE tenant = ? AND idx > ? ORDER BY idx LIMIT ?').all(tenant, afterIndex, limit)) as AuditRow[],
     );
     return rows.map(toAudit);
   }
 
   private insertVersion(v: KeyVersionRecord): void {
-    this.db
-      .prepare(
+    this
+      .stmt(
         `INSERT INTO custody_key_versions (key_id, version, state, origin, material_id, material_length, public_key, created_at, destroyed_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
@@ -379,10 +394,29 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   private conflictOrState(keyId: string): CustodyError {
-    const row = this.db.prepare('SELECT state FROM custody_keys WHERE id = ?').get(keyId) as { state: string } | undefined;
+    const row = this.stmt('SELECT state FROM custody_keys WHERE id = ?').get(keyId) as { state: string } | undefined;
     if (!row) return new CustodyError('ERR_KEY_NOT_FOUND', undefined, { detail: { keyId } });
     if (row.state !== 'active') return new CustodyError(row.state === 'revoked' ? 'ERR_KEY_REVOKED' : 'ERR_KEY_DESTROYED', undefined, { detail: { keyId } });
     return new CustodyError('ERR_KEY_CONFLICT', undefined, { detail: { keyId } });
+  }
+
+  /** Prepared statements by SQL text (better-sqlite3 statements are reusable). */
+  private readonly statements = new Map<string, Database.Statement>();
+
+  private stmt(sql: string): Database.Statement {
+    let s = this.statements.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+
+  /** A write: run, then wait until the WAL holding it is on disk (group commit). */
+  private async write<T>(fn: () => T): Promise<T> {
+    const out = await this.run(fn);
+    await this.wal?.sync();
+    return out;
   }
 
   private async run<T>(fn: () => T): Promise<T> {

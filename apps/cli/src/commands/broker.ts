@@ -1,0 +1,166 @@
+import type { Command } from 'commander';
+import { CustodyError } from '@custody/core';
+import { startBroker, storageConfigFromEnv, type PolicySource, type StartBrokerOptions, type StartedBroker } from '@custody/broker-service';
+import type { Register } from './index.js';
+import { failWith } from '../output.js';
+
+export const DEFAULT_BROKER_PORT = 8787;
+export const DEFAULT_DATA_DIR = './custody-data';
+
+interface ServeOptions {
+  port?: string;
+  host?: string;
+  data?: string;
+  policy?: string[];
+  keystore?: string;
+  postgres?: string;
+  tenant?: string;
+  earKey?: string;
+  logLevel?: string;
+  requireWorkloadKey?: boolean;
+  json?: boolean;
+}
+
+/** `--policy FILE` sets the default policy; `--policy TENANT=FILE` a tenant's (repeatable). */
+export function parsePolicyOptions(values: readonly string[]): { policy?: PolicySource; tenantPolicies: Record<string, PolicySource> } {
+  const out: { policy?: PolicySource; tenantPolicies: Record<string, PolicySource> } = { tenantPolicies: {} };
+  for (const v of values) {
+    const m = /^([a-z0-9][a-z0-9-]{0,62})=(.+)$/.exec(v);
+    if (m) {
+      if (out.tenantPolicies[m[1]!]) throw new CustodyError('ERR_USAGE', `--policy names tenant ${m[1]} twice`);
+      out.tenantPolicies[m[1]!] = { file: m[2]! };
+    } else {
+      if (out.policy) throw new CustodyError('ERR_USAGE', 'give one default --policy FILE (and TENANT=FILE for tenant policies)');
+      out.policy = { file: v };
+    }
+  }
+  return out;
+}
+
+function port(s: string | undefined): number {
+  if (s === undefined) return DEFAULT_BROKER_PORT;
+  if (!/^[0-9]{1,5}$/.test(s) || Number(s) > 65535) throw new CustodyError('ERR_USAGE', '--port must be 0..65535 (0 picks a free port)');
+  return Number(s);
+}
+
+function keystore(kind: string | undefined): StartBrokerOptions['keystore'] {
+  if (kind === undefined || kind === 'embedded') return 'embedded';
+  if (kind !== 'pkcs11') throw new CustodyError('ERR_USAGE', '--keystore must be embedded or pkcs11');
+  if (!process.env.CUSTODY_PKCS11_LIBRARY) throw new CustodyError('ERR_STORE_CONFIG', '--keystore pkcs11 needs CUSTODY_PKCS11_LIBRARY, CUSTODY_PKCS11_TOKEN and CUSTODY_PKCS11_PIN (or CUSTODY_PKCS11_PIN_FILE)');
+  const config = storageConfigFromEnv({ ...process.env, CUSTODY_DATABASE_URL: undefined }).keystore;
+  if (config.kind !== 'pkcs11') throw new CustodyError('ERR_STORE_CONFIG', 'the PKCS#11 configuration is incomplete');
+  return config;
+}
+
+/** A connection string without its password, for printing. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
+function describe(b: StartedBroker, dataDir: string, postgres: string | undefined): string[] {
+  const lines = [`custody broker listening on ${b.url}`];
+  lines.push(`  data       ${dataDir} (${b.storage.metadata === 'sqlite' ? 'SQLite metadata, ' : ''}${b.storage.keystore === 'embedded' ? 'embedded key store with master.key, ' : ''}EAR signing key)`);
+  if (postgres) lines.push(`  metadata   PostgreSQL ${redactUrl(postgres)}`);
+  if (b.storage.keystore === 'pkcs11') lines.push(`  keys       PKCS#11 token ${process.env.CUSTODY_PKCS11_TOKEN ?? ''} (${process.env.CUSTODY_PKCS11_LIBRARY ?? ''})`);
+  lines.push(`  JWKS       ${b.jwksUrl}`);
+  const deny = b.policies.default.startsWith('custody:policy:default-deny:');
+  lines.push(`  policy     ${deny ? 'none configured: every workload is refused (give --policy FILE)' : b.policies.default}`);
+  for (const [t, id] of Object.entries(b.policies.tenants)) lines.push(`             tenant ${t}: ${id}`);
+  if (b.adminKeyCreated) lines.push(`  admin key  tenant ${b.tenant}: written to ${b.adminKeyFile} (mode 0600; it is not shown anywhere else)`);
+  else if (b.adminKeyFile) lines.push(`  admin key  tenant ${b.tenant}: in ${b.adminKeyFile} (created at the first start)`);
+  else lines.push(`  admin key  tenant ${b.tenant} already has API keys; no bootstrap key was issued`);
+  if (b.adminKeyFile) lines.push('', `  custody keys list --broker ${b.url} --api-key-file ${b.adminKeyFile}`);
+  lines.push(`  custody fetch-key <name> --broker ${b.url} --tenant ${b.tenant} --out key.bin`);
+  return lines;
+}
+
+export const register: Register = (program: Command) => {
+  const broker = program.command('broker').description('Run the attestation-gated key broker');
+
+  broker
+    .command('serve')
+    .description('serve the key broker: the key release handshake (challenge, attest, release) and the admin API')
+    .addHelpText(
+      'after',
+      '\nState lives in --data: SQLite metadata, the embedded key store and its master key, the EAR signing key.\n' +
+        'On the first start of a tenant its bootstrap admin key is written to <data>/admin-<tenant>.key (mode 0600);\n' +
+        'it is never printed or logged. Stop with Ctrl-C (SIGINT) or SIGTERM.',
+    )
+    .option('--port <n>', `TCP port (0 picks a free one)`, String(DEFAULT_BROKER_PORT))
+    .option('--host <addr>', 'address to listen on', '127.0.0.1')
+    .option('--data <dir>', 'state directory (created 0700)', DEFAULT_DATA_DIR)
+    .option('--policy <[tenant=]file>', 'appraisal policy (YAML or JSON): the default, or one tenant\'s as TENANT=FILE; repeatable. None: every workload is refused', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--keystore <kind>', 'embedded (default) or pkcs11 (CUSTODY_PKCS11_LIBRARY, _TOKEN, _PIN or _PIN_FILE)', 'embedded')
+    .option('--postgres <url>', 'PostgreSQL for metadata, shared by replicas (else env CUSTODY_DATABASE_URL, else SQLite in --data)')
+    .option('--tenant <name>', 'tenant of the bootstrap admin key', 'default')
+    .option('--ear-key <file>', 'EAR signing key file (default <data>/ear-signing-key.jwk; replicas share one)')
+    .option('--require-workload-key', 'challenges need a workload API key of the tenant (default: the attestation is the only credential)')
+    .option('--log-level <level>', 'log level of the JSON logs on stderr: debug, info, warn, error', 'info')
+    .option('--json', 'print the startup facts as one JSON line')
+    .action(async (opts: ServeOptions) => {
+      const json = opts.json === true;
+      try {
+        const { pino } = await import('pino');
+        const { Registry, collectDefaultMetrics } = await import('prom-client');
+        if (!['debug', 'info', 'warn', 'error'].includes(opts.logLevel ?? 'info')) throw new CustodyError('ERR_USAGE', '--log-level must be debug, info, warn or error');
+        const logger = pino({ level: opts.logLevel ?? 'info', base: { service: 'custody-broker' } }, pino.destination(2));
+        const metrics = new Registry();
+        collectDefaultMetrics({ register: metrics });
+        const policies = parsePolicyOptions(opts.policy ?? []);
+        const dataDir = opts.data ?? DEFAULT_DATA_DIR;
+        const postgres = opts.postgres ?? (process.env.CUSTODY_DATABASE_URL || undefined);
+        const started = await startBroker({
+          dataDir,
+          port: port(opts.port),
+          hostname: opts.host ?? '127.0.0.1',
+          tenant: opts.tenant ?? 'default',
+          bootstrap: 'file',
+          keystore: keystore(opts.keystore),
+          ...(postgres ? { postgres } : {}),
+          ...(policies.policy ? { policy: policies.policy } : {}),
+          tenantPolicies: policies.tenantPolicies,
+          ...(opts.earKey ? { earKeyFile: opts.earKey } : {}),
+          ...(opts.requireWorkloadKey ? { attestation: { requireWorkloadApiKey: true } } : {}),
+          logger,
+          metrics,
+        });
+        if (json) {
+          process.stdout.write(
+            JSON.stringify({
+              ok: true,
+              url: started.url,
+              jwks: started.jwksUrl,
+              tenant: started.tenant,
+              adminKeyFile: started.adminKeyFile ?? null,
+              adminKeyCreated: started.adminKeyCreated,
+              policies: started.policies,
+              storage: started.storage,
+            }) + '\n',
+          );
+        } else {
+          process.stdout.write(describe(started, dataDir, postgres).join('\n') + '\n');
+        }
+        logger.info({ url: started.url, metadata: started.storage.metadata, keystore: started.storage.keystore, policy: started.policies.default }, 'broker listening');
+        let stopping = false;
+        const stop = (signal: string) => {
+          if (stopping) return;
+          stopping = true;
+          logger.info({ signal }, 'broker stopping');
+          void started.close().then(
+            () => process.exit(0),
+            () => process.exit(1),
+          );
+        };
+        process.once('SIGINT', () => stop('SIGINT'));
+        process.once('SIGTERM', () => stop('SIGTERM'));
+      } catch (e) {
+        failWith(e, json);
+      }
+    });
+};

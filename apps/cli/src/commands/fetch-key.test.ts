@@ -1,0 +1,159 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { defaultRegistry } from '@custody/attest';
+import { TpmAttester } from '@custody/attester-service';
+import { startSwtpm, type SwtpmInstance } from '@custody/attester-service/testing';
+import { BrokerAdminClient } from '@custody/broker-service/client';
+
+// `custody broker serve` as a real process (a sim + TPM policy, state in a temp dir) and
+// `custody fetch-key` against it from other processes: with sim evidence, and with a TPM
+// (swtpm) quote under a persistent attestation key the policy pins. Real exit codes and output.
+const cliDir = resolve(fileURLToPath(import.meta.url), '../../..');
+const runner =
+  "import { Command } from 'commander'; " +
+  "const { register: broker } = await import('./src/commands/broker.ts'); const { register: fetchKey } = await import('./src/commands/fetch-key.ts'); " +
+  "const program = new Command().name('custody').exitOverride(); broker(program); fetchKey(program); " +
+  "try { await program.parseAsync(process.argv.slice(1), { from: 'user' }); } catch (e) { if (e && e.code === 'commander.helpDisplayed') process.exit(0); process.exit(2); }";
+const nodeArgs = ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', runner, '--'];
+
+const SIM = 'a1'.repeat(48);
+const AK = '0x81010002';
+
+let dir: string;
+let tpm: SwtpmInstance;
+let broker: ChildProcess;
+let brokerOut = '';
+let brokerErr = '';
+let url: string;
+let adminKeyFile: string;
+const material = randomBytes(32);
+
+function custody(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: cliDir, env: { ...process.env, NO_COLOR: '1', TPM2TOOLS_TCTI: '' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('exit', (code) => res({ code, stdout, stderr }));
+  });
+}
+
+const json = (r: { stdout: string }) => JSON.parse(r.stdout) as Record<string, unknown> & { errors?: Array<{ code: string }> };
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'custody-fetch-key-'));
+  tpm = await startSwtpm();
+  await tpm.tool('tpm2_createek', ['-c', `${dir}/ek.ctx`, '-G', 'rsa', '-u', `${dir}/ek.pub`]);
+  await tpm.tool('tpm2_flushcontext', ['-t']);
+  await tpm.tool('tpm2_createak', ['-C', `${dir}/ek.ctx`, '-c', `${dir}/ak.ctx`, '-G', 'ecc', '-g', 'sha256', '-s', 'ecdsa', '-u', `${dir}/ak.pub`]);
+  await tpm.tool('tpm2_flushcontext', ['-t']);
+  await tpm.tool('tpm2_evictcontrol', ['-C', 'o', '-c', `${dir}/ak.ctx`, AK]);
+  await tpm.tool('tpm2_flushcontext', ['-t']);
+  const probeAttester = new TpmAttester({ tcti: tpm.tcti, akHandle: AK, pcrs: [0, 7] });
+  const probe = await defaultRegistry.verify({ evidence: await probeAttester.collect(new Uint8Array(32)), now: new Date(), platform: 'tpm' });
+  await probeAttester.close();
+  const m = probe.claims!.measurements;
+  const policy = join(dir, 'policy.yaml');
+  writeFileSync(
+    policy,
+    `apiVersion: custody.dev/policy/v1
+id: cli-test
+version: 1
+allowSimulated: true
+platforms:
+  sim:
+    measurement: ${SIM}
+  tpm:
+    pcrs:
+      sha256: { 0: ${m.pcr0}, 7: ${m.pcr7} }
+    signerRoots: [${probe.claims!.signer.rootSha256}]
+`,
+  );
+  broker = spawn(process.execPath, [...nodeArgs, 'broker', 'serve', '--port', '0', '--data', join(dir, 'data'), '--policy', policy, '--tenant', 'acme', '--json'], { cwd: cliDir, env: { ...process.env, CUSTODY_DATABASE_URL: '' } });
+  broker.stderr!.on('data', (d: Buffer) => (brokerErr += d.toString()));
+  const first = await new Promise<string>((res, rej) => {
+    broker.stdout!.on('data', (d: Buffer) => {
+      brokerOut += d.toString();
+      if (brokerOut.includes('\n')) res(brokerOut.slice(0, brokerOut.indexOf('\n')));
+    });
+    broker.once('exit', (code) => rej(new Error(`broker serve exited ${code}: ${brokerErr}`)));
+  });
+  const started = JSON.parse(first) as { url: string; adminKeyFile: string; adminKeyCreated: boolean; policies: { default: string } };
+  expect(started).toMatchObject({ ok: true, tenant: 'acme', adminKeyCreated: true, storage: { metadata: 'sqlite', keystore: 'embedded' } });
+  expect(started.policies.default).toMatch(/^custody:policy:cli-test:1:/);
+  url = started.url;
+  adminKeyFile = started.adminKeyFile;
+  const admin = new BrokerAdminClient({ baseUrl: url, apiKey: readFileSync(adminKeyFile, 'utf8').trim() });
+  await admin.importKey({ name: 'dk', type: 'aes-256', material, releasePolicy: "status == 'affirming'" });
+}, 120_000);
+
+afterAll(async () => {
+  if (broker && broker.exitCode === null) {
+    broker.kill('SIGTERM');
+    await new Promise((r) => broker.once('exit', r));
+  }
+  await tpm?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('custody broker serve', () => {
+  it('writes the bootstrap admin key 0600 into the data dir and never prints or logs it', () => {
+    expect(statSync(adminKeyFile).mode & 0o777).toBe(0o600);
+    const token = readFileSync(adminKeyFile, 'utf8').trim();
+    expect(token).toMatch(/^cst_/);
+    expect(brokerOut + brokerErr).not.toContain(token.slice(21));
+    expect(brokerErr).toMatch(/"msg":"broker listening"/);
+  });
+});
+
+describe('custody fetch-key', () => {
+  it('attests with sim evidence and writes the key 0600 to --out', async () => {
+    const out = join(dir, 'dk.bin');
+    const r = await custody('fetch-key', 'dk', '--broker', url, '--tenant', 'acme', '--platform', 'sim', '--sim-measurement', SIM, '--out', out, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(json(r)).toMatchObject({ ok: true, key: { name: 'dk', version: 1, type: 'aes-256' }, platform: 'sim', status: 'affirming', bytes: 32, out });
+    expect(json(r)).not.toHaveProperty('material');
+    expect(readFileSync(out).equals(material)).toBe(true);
+    expect(statSync(out).mode & 0o777).toBe(0o600);
+  });
+
+  it('prints the key only with --print: base64 alone on stdout, the summary on stderr', async () => {
+    const r = await custody('fetch-key', 'dk', '--broker', url, '--tenant', 'acme', '--platform', 'sim', '--sim-measurement', SIM, '--print');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(material.toString('base64') + '\n');
+    expect(r.stderr).toMatch(/^released dk version 1 \(aes-256, 32 bytes\) to this SIMULATED sim workload/);
+  });
+
+  it('attests with a TPM quote (swtpm, persistent AK pinned by the policy)', async () => {
+    const out = join(dir, 'tpm.bin');
+    const r = await custody('fetch-key', 'dk', '--broker', url, '--tenant', 'acme', '--platform', 'tpm', '--tcti', tpm.tcti, '--ak-handle', AK, '--pcrs', '0,7', '--out', out);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^released dk version 1 \(aes-256, 32 bytes\) to this tpm workload, written to .*tpm\.bin \(mode 0600\)/);
+    expect(readFileSync(out).equals(material)).toBe(true);
+  });
+
+  it('exit codes: 1 when refused, 2 for usage, 3 when the broker is unreachable; nothing is written on refusal', async () => {
+    const out = join(dir, 'refused.bin');
+    const wrong = await custody('fetch-key', 'dk', '--broker', url, '--tenant', 'acme', '--platform', 'sim', '--sim-measurement', 'b2'.repeat(48), '--out', out, '--json');
+    expect(wrong.code).toBe(1);
+    expect(json(wrong).errors![0]!.code).toBe('ERR_EVIDENCE_MEASUREMENT');
+    expect(() => statSync(out)).toThrow();
+    const otherTenant = await custody('fetch-key', 'dk', '--broker', url, '--tenant', 'globex', '--platform', 'sim', '--sim-measurement', SIM, '--print', '--json');
+    expect(otherTenant.code).toBe(1);
+    expect(json(otherTenant).errors![0]!.code).toBe('ERR_KEY_NOT_FOUND');
+    const usage = await custody('fetch-key', 'dk', '--broker', url, '--platform', 'sim');
+    expect(usage.code).toBe(2);
+    const offline = await custody('fetch-key', 'dk', '--broker', 'http://127.0.0.1:9', '--platform', 'sim', '--print', '--json');
+    expect(offline.code).toBe(3);
+    expect(json(offline).errors![0]!.code).toBe('ERR_SERVICE_UNAVAILABLE');
+    // No key bytes in anything the broker wrote.
+    expect(brokerErr).not.toContain(material.toString('base64').slice(0, 16));
+    expect(brokerErr).not.toContain(material.toString('hex').slice(0, 24));
+  });
+});

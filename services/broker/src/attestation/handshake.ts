@@ -1,0 +1,500 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { pino, type Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+import { canonicalize, CustodyError, fromBase64Url, fromHex, secureRandom, systemClock, timingSafeEqual, toBase64Url, toCustodyError, toHex, utf8, type Clock } from '@custody/core';
+import { defaultRegistry, type NormalizedClaims, type Platform, type VerificationResult, type VerifyInput } from '@custody/attest';
+import { appraisalReasons, appraise, buildEar, DEFAULT_EAR_TTL_SECONDS, verifyEar, type Appraisal, type Ear, type VerifiedEar } from '@custody/policy';
+import type { AuditEvent, AuditSink, AuditVerdict } from '../audit/types.js';
+import type { Principal } from '../auth/roles.js';
+import { releaseBinding, type KeyService } from '../keys/key-service.js';
+import { assertTenant, type KeyType } from '../keys/types.js';
+import type { RecipientCurve, RecipientKey, ReleaseContext } from '../keystore/types.js';
+import type { SessionRecord, SessionRepository } from '../metadata/types.js';
+import type { AppraisalPolicies } from './appraisal-policies.js';
+import type { EarSigner } from './ear-signer.js';
+import { parseRuntimeData, runtimeDigest, teeKeyFromSpki, teeKeySpki, type RuntimeData } from './runtime-data.js';
+
+/** Evidence formats a workload can attest with in the handshake (NVIDIA GPU evidence only rides along a CPU TEE). */
+export const HANDSHAKE_PLATFORMS: readonly Platform[] = ['sev-snp', 'tdx', 'nitro', 'tpm', 'azure-vtpm', 'sim'];
+
+export const DEFAULT_NONCE_TTL_SECONDS = 120;
+export const DEFAULT_SESSION_TTL_SECONDS = 300;
+export const EAR_ISSUER = 'urn:custody:broker';
+const VERIFIER_ID = { developer: 'https://custody.dev', build: 'custody-broker 0.1.0' };
+const PURGE_EVERY_MS = 60_000;
+/** Verified EARs remembered (by token digest) so that reusing one in its session skips the signature check. */
+const VERIFIED_EARS = 4096;
+
+/** The verifier registry as the handshake uses it (defaultRegistry, or a test double). */
+export interface EvidenceVerification {
+  detect(evidence: Uint8Array): Platform;
+  verify(input: VerifyInput & { platform?: string }): Promise<VerificationResult>;
+}
+
+export interface AttestationServiceOptions {
+  keys: KeyService;
+  sessions: SessionRepository;
+  /** Curves the key store wraps to (KeyStore.capabilities.recipientCurves). */
+  recipientCurves: readonly RecipientCurve[];
+  policies: AppraisalPolicies;
+  signer: EarSigner;
+  /** The same sink the KeyService writes to. */
+  audit: AuditSink;
+  verifier?: EvidenceVerification;
+  /** Trust anchors handed to the verifiers (replace their pinned vendor roots; tests, private PKI, pinned sim keys). */
+  roots?: Uint8Array[];
+  clock?: Clock;
+  logger?: Logger;
+  metrics?: Registry;
+  /** How long a challenge nonce may wait for evidence. Default 120 s. */
+  nonceTtlSeconds?: number;
+  /** How long a session lives from its challenge; an attested session (and its EAR) until then at most. Default 300 s. */
+  sessionTtlSeconds?: number;
+  /** EAR lifetime, capped by the session's remaining life. Default 300 s. */
+  earTtlSeconds?: number;
+  /** Require a workload API key of the tenant on the challenge (default: the attestation is the credential). */
+  requireWorkloadApiKey?: boolean;
+}
+
+export interface ChallengeResponse {
+  session: string;
+  /** 32 random bytes, base64url: the runtime data's `nonce`. */
+  nonce: string;
+  /** The nonce must be presented (POST /v1/attest) before this time. */
+  expiresAt: string;
+  /** The session, and any EAR issued in it, ends at this time. */
+  sessionExpiresAt: string;
+  /** TEE key curves this broker's key store wraps to, preferred first. */
+  teeKeyCurves: RecipientCurve[];
+  platforms: Platform[];
+}
+
+export interface AttestRequest {
+  session: string;
+  evidence: Uint8Array;
+  /** The runtime data text exactly as bound (its digest is in the evidence). */
+  runtimeData: string;
+  platform?: string;
+  /** Extra certificates (e.g. a VCEK) and collateral (e.g. TDX tcbInfo) for the verifier. */
+  certs?: Uint8Array[];
+  collateral?: Record<string, Uint8Array>;
+}
+
+export interface AttestResponse {
+  session: string;
+  /** The signed EAR (JWT). Present it as `Authorization: Bearer` to release keys in this session. */
+  ear: string;
+  status: 'affirming' | 'warning';
+  platform: Platform;
+  policyId: string;
+  /** When the EAR and the session expire. */
+  expiresAt: string;
+  auditIndex: number;
+}
+
+export interface ReleaseRequest {
+  name: string;
+  session: string;
+  /** The EAR token exactly as the broker issued it. */
+  ear: string;
+  /** Defaults to the session's tenant; naming another is refused (ERR_AUTH_TENANT). */
+  tenant?: string;
+}
+
+export interface ReleaseResponse {
+  session: string;
+  key: { id: string; name: string; type: KeyType; version: number };
+  /** `custody-hpke-key-wrap-v1` or `custody-pkcs11-ecdh-p256-a256kwp-v1`. */
+  scheme: string;
+  /** The wrapped key, base64url. */
+  wrappedKey: string;
+  /** The release context the wrapping authenticates (its RFC 8785 form is the HPKE aad). */
+  context: ReleaseContext;
+  auditIndex: number;
+}
+
+/**
+ * The attestation-gated key release handshake (docs/key-release-protocol.md): challenge,
+ * attestation (nonce consumed atomically, runtime data checked, evidence verified with the
+ * digest it must carry, appraised with the tenant's policy, EAR signed and bound to the
+ * session), and release (EAR verified against the broker's own key for this session, then
+ * KeyService.release re-checks state, binding and the key's CEL policy, and wraps to the TEE
+ * key). Every verdict is audited; anything that fails or is unavailable denies.
+ */
+export class AttestationService {
+  private readonly keys: KeyService;
+  private readonly sessions: SessionRepository;
+  private readonly curves: readonly RecipientCurve[];
+  private readonly policies: AppraisalPolicies;
+  private readonly signer: EarSigner;
+  private readonly auditSink: AuditSink;
+  private readonly verifier: EvidenceVerification;
+  private readonly roots: Uint8Array[] | undefined;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly nonceTtlMs: number;
+  private readonly sessionTtlMs: number;
+  private readonly earTtlSeconds: number;
+  private readonly requireApiKey: boolean;
+  private readonly counters: { attest: Counter<'platform' | 'outcome'>; release: Counter<'outcome'> } | undefined;
+  private lastPurge = 0;
+  private readonly verifiedEars = new Map<string, VerifiedEar>();
+
+  constructor(options: AttestationServiceOptions) {
+    this.keys = options.keys;
+    this.sessions = options.sessions;
+    // X25519 first: the protocol's default TEE key; P-256 where the store (PKCS#11) needs it.
+    this.curves = [...options.recipientCurves].sort((a, b) => (a === 'X25519' ? -1 : b === 'X25519' ? 1 : 0));
+    this.policies = options.policies;
+    this.signer = options.signer;
+    this.auditSink = options.audit;
+    this.verifier = options.verifier ?? defaultRegistry;
+    this.roots = options.roots;
+    this.clock = options.clock ?? systemClock;
+    this.log = options.logger ?? pino({ level: 'silent' });
+    this.nonceTtlMs = seconds(options.nonceTtlSeconds ?? DEFAULT_NONCE_TTL_SECONDS, 'nonceTtlSeconds') * 1000;
+    this.sessionTtlMs = seconds(options.sessionTtlSeconds ?? DEFAULT_SESSION_TTL_SECONDS, 'sessionTtlSeconds') * 1000;
+    this.earTtlSeconds = seconds(options.earTtlSeconds ?? DEFAULT_EAR_TTL_SECONDS, 'earTtlSeconds');
+    this.requireApiKey = options.requireWorkloadApiKey ?? false;
+    if (this.nonceTtlMs > this.sessionTtlMs) throw new CustodyError('ERR_USAGE', 'the nonce cannot outlive its session');
+    if (options.metrics) {
+      this.counters = {
+        attest: new Counter({ name: 'custody_broker_attestations_total', help: 'Attestations by evidence platform and outcome (allow or the denial code)', labelNames: ['platform', 'outcome'], registers: [options.metrics] }),
+        release: new Counter({ name: 'custody_broker_releases_total', help: 'Key releases by outcome (allow or the denial code)', labelNames: ['outcome'], registers: [options.metrics] }),
+      };
+    }
+  }
+
+  /** The broker's EAR verification keys (served at /.well-known/jwks.json). */
+  get jwks(): EarSigner['jwks'] {
+    return this.signer.jwks;
+  }
+
+  /** Step 1: a session with a single-use nonce. `caller` is a workload API key when one was presented. */
+  async challenge(tenant: string, caller?: Principal): Promise<ChallengeResponse> {
+    assertTenant(tenant);
+    if (caller) checkCaller(caller, tenant);
+    else if (this.requireApiKey) throw new CustodyError('ERR_AUTH_REQUIRED', 'this broker requires a workload API key for challenges');
+    const now = this.now();
+    this.purgeExpired(now);
+    const nonce = secureRandom(32);
+    const session: SessionRecord = {
+      id: `ses_${randomUUID()}`,
+      tenant,
+      nonce: toHex(nonce),
+      state: 'challenged',
+      createdAt: now,
+      expiresAt: now + this.sessionTtlMs,
+      nonceConsumedAt: null,
+      binding: null,
+    };
+    await this.sessions.createSession(session);
+    return {
+      session: session.id,
+      nonce: toBase64Url(nonce),
+      expiresAt: iso(now + this.nonceTtlMs),
+      sessionExpiresAt: iso(session.expiresAt),
+      teeKeyCurves: [...this.curves],
+      platforms: [...HANDSHAKE_PLATFORMS],
+    };
+  }
+
+  /** Steps 2-3: verifies and appraises evidence bound to the session's nonce and a TEE key; returns a signed EAR. */
+  async attest(request: AttestRequest, caller?: Principal): Promise<AttestResponse> {
+    const now = this.now();
+    const session = await this.requireSession(request.session);
+    const actor: Principal = { tenant: session.tenant, role: 'workload', subject: `session:${session.id}` };
+    const facts: Record<string, string | number | boolean> = { session: session.id };
+    let platform: Platform | undefined;
+    try {
+      if (caller) checkCaller(caller, session.tenant);
+      // Single use: from here on this nonce is spent, whatever the outcome.
+      await this.sessions.consumeNonce(session.nonce, now);
+      if (now - session.createdAt > this.nonceTtlMs) throw new CustodyError('ERR_SESSION_EXPIRED', 'the challenge nonce expired before evidence was presented');
+      const runtime = parseRuntimeData(request.runtimeData);
+      const nonce = fromHex(session.nonce);
+      if (!timingSafeEqual(utf8(runtime.nonce), utf8(toBase64Url(nonce)))) throw new CustodyError('ERR_EVIDENCE_NONCE', "the runtime data does not carry this session's nonce");
+      if (!this.curves.includes(runtime.teeKey.curve)) {
+        throw new CustodyError('ERR_KEY_RECIPIENT', `this broker wraps keys only to ${this.curves.join(', ')} TEE keys`, { detail: { curve: runtime.teeKey.curve } });
+      }
+      platform = this.platformOf(request);
+      facts.platform = platform;
+      facts.evidenceDigest = `sha256:${sha256Hex(request.evidence)}`;
+      const expected = await runtimeDigest(platform, runtime.text);
+      const result = await this.verify(request, platform, platform === 'nitro' ? nonce : expected, now);
+      checkBinding(platform, result.claims!, expected, runtime, nonce);
+      const policy = this.policies.forTenant(session.tenant);
+      const appraisal = appraise(policy, result, { now: new Date(now) });
+      facts.status = appraisal.status;
+      facts.policy = `${policy.document.id}:${policy.document.version}`;
+      facts.policyDigest = `sha256:${policy.digest}`;
+      facts.measurement = primaryMeasurement(result.claims!);
+      if (appraisal.status !== 'affirming' && appraisal.status !== 'warning') throw appraisalDenial(appraisal);
+      const ttl = Math.min(this.earTtlSeconds, Math.floor((session.expiresAt - now) / 1000));
+      if (ttl < 1) throw new CustodyError('ERR_SESSION_EXPIRED');
+      const ear = await buildEar(appraisal, {
+        now: new Date(now),
+        verifierId: VERIFIER_ID,
+        issuer: EAR_ISSUER,
+        nonce,
+        teePublicKey: teeKeySpki(runtime.teeKey),
+        ttlSeconds: ttl,
+      });
+      const token = this.signer.sign(ear);
+      const earDigest = sha256Hex(token);
+      // This broker just signed these bytes with the key its JWKS publishes (EarSigner checks at
+      // start that its tokens verify): remember them as verified for the session's releases.
+      this.remember(earDigest, { ear, kid: this.signer.kid, alg: 'ES256', status: appraisal.status });
+      facts.earDigest = earDigest;
+      facts.recipientDigest = `sha256:${sha256Hex(runtime.teeKey.publicKey)}`;
+      await this.sessions.bindSession(session.id, releaseBinding(earDigest, runtime.teeKey), ear.exp * 1000, now);
+      let auditIndex: number;
+      try {
+        ({ index: auditIndex } = await this.appendAudit(actor, 'attest.appraise', session.tenant, 'allow', undefined, facts, now));
+      } catch (e) {
+        // No record, no EAR: the session is closed so the unsent EAR could not be used either.
+        await this.sessions.closeSession(session.id, now).catch(() => undefined);
+        throw new CustodyError('ERR_STORE_AUDIT_UNAVAILABLE', undefined, { cause: e, detail: { applied: false } });
+      }
+      this.counters?.attest.inc({ platform, outcome: 'allow' });
+      this.log.info({ op: 'attest', tenant: session.tenant, session: session.id, platform, status: appraisal.status, policy: facts.policy, auditIndex }, 'attestation affirmed');
+      return { session: session.id, ear: token, status: appraisal.status, platform, policyId: policy.policyId, expiresAt: iso(ear.exp * 1000), auditIndex };
+    } catch (e) {
+      const err = toCustodyError(e);
+      if (err.code !== 'ERR_STORE_AUDIT_UNAVAILABLE') await this.appendAudit(actor, 'attest.appraise', session.tenant, err.code === 'ERR_INTERNAL' ? 'error' : 'deny', err.code, facts, now).catch(() => undefined);
+      this.counters?.attest.inc({ platform: platform ?? 'unknown', outcome: err.code });
+      this.log.warn({ op: 'attest', tenant: session.tenant, session: session.id, platform, code: err.code }, 'attestation denied');
+      throw err;
+    }
+  }
+
+  /** Step 4: the named key, wrapped to the TEE key of the session's EAR. */
+  async release(request: ReleaseRequest): Promise<ReleaseResponse> {
+    const now = this.now();
+    const session = await this.requireSession(request.session);
+    const principal: Principal = { tenant: session.tenant, role: 'workload', subject: `session:${session.id}` };
+    const tenant = request.tenant ?? session.tenant;
+    const earDigest = sha256Hex(request.ear);
+    let verified: VerifiedEar;
+    let recipient: RecipientKey;
+    try {
+      verified = await this.verifyEarCached(request.ear, earDigest, now);
+      if (verified.ear.eat_nonce === undefined || !timingSafeEqual(utf8(verified.ear.eat_nonce), utf8(toBase64Url(fromHex(session.nonce))))) {
+        throw new CustodyError('ERR_SESSION_MISMATCH', 'the attestation result was issued for another session');
+      }
+      // The broker never issues such an EAR; refusing it here keeps a permissive key policy from ever seeing one.
+      if (verified.status !== 'affirming' && verified.status !== 'warning') throw new CustodyError('ERR_POLICY_DENIED', 'the attestation result is not affirming', { detail: { rule: 'ear.status', appraisal: verified.status } });
+      recipient = teeKeyOfEar(verified.ear);
+    } catch (e) {
+      const err = toCustodyError(e);
+      await this.appendAudit(principal, 'key.release', tenant, 'deny', err.code, { session: session.id, name: request.name.slice(0, 128), earDigest }, now).catch(() => undefined);
+      this.counters?.release.inc({ outcome: err.code });
+      this.log.warn({ op: 'key.release', tenant, session: session.id, code: err.code }, 'key release denied');
+      throw err;
+    }
+    try {
+      const measurement = earMeasurement(verified.ear);
+      const released = await this.keys.release({
+        principal,
+        tenant,
+        name: request.name,
+        attestation: { sessionId: session.id, ear: verified.ear as unknown as Record<string, unknown>, earDigest, ...(measurement ? { measurement } : {}) },
+        recipient,
+      });
+      this.counters?.release.inc({ outcome: 'allow' });
+      return {
+        session: session.id,
+        key: released.key,
+        scheme: released.wrapped.scheme,
+        wrappedKey: toBase64Url(released.wrapped.payload),
+        context: released.context,
+        auditIndex: released.auditIndex,
+      };
+    } catch (e) {
+      this.counters?.release.inc({ outcome: toCustodyError(e).code });
+      throw e;
+    }
+  }
+
+  /**
+   * verifyEar against the broker's JWKS, remembered by the token's SHA-256: a token with the
+   * same digest is the same bytes, whose signature, profile and shape verify the same way
+   * again, so only the time checks are repeated (a session's EAR is presented once per key).
+   */
+  private async verifyEarCached(token: string, digest: string, now: number): Promise<VerifiedEar> {
+    const hit = this.verifiedEars.get(digest);
+    if (hit) {
+      const nowSeconds = Math.floor(now / 1000);
+      if (hit.ear.exp <= nowSeconds) throw new CustodyError('ERR_EAR_EXPIRED');
+      if (hit.ear.iat > nowSeconds) throw new CustodyError('ERR_EAR_NOT_YET_VALID');
+      return hit;
+    }
+    const verified = await verifyEar(token, { jwks: this.signer.jwks, now: new Date(now), issuer: EAR_ISSUER });
+    this.remember(digest, verified);
+    return verified;
+  }
+
+  private remember(digest: string, verified: VerifiedEar): void {
+    if (this.verifiedEars.size >= VERIFIED_EARS) this.verifiedEars.delete(this.verifiedEars.keys().next().value!);
+    this.verifiedEars.set(digest, verified);
+  }
+
+  private async requireSession(id: unknown): Promise<SessionRecord> {
+    if (typeof id !== 'string' || !/^ses_[0-9a-f-]{36}$/.test(id)) throw new CustodyError('ERR_SESSION_NOT_FOUND');
+    const session = await this.sessions.getSession(id);
+    if (!session) throw new CustodyError('ERR_SESSION_NOT_FOUND');
+    return session;
+  }
+
+  private platformOf(request: AttestRequest): Platform {
+    let platform: string;
+    if (request.platform !== undefined) platform = request.platform;
+    else {
+      try {
+        platform = this.verifier.detect(request.evidence);
+      } catch (e) {
+        throw toCustodyError(e, 'ERR_FORMAT_UNKNOWN');
+      }
+    }
+    if (!(HANDSHAKE_PLATFORMS as readonly string[]).includes(platform)) {
+      throw new CustodyError('ERR_INPUT_UNSUPPORTED', `the handshake accepts ${HANDSHAKE_PLATFORMS.join(', ')} evidence`, { detail: { platform: platform.slice(0, 32) } });
+    }
+    return platform as Platform;
+  }
+
+  /** Verification at the broker's clock; a verifier that throws instead of answering is unavailable (deny). */
+  private async verify(request: AttestRequest, platform: Platform, nonce: Uint8Array, now: number): Promise<VerificationResult> {
+    let result: VerificationResult;
+    try {
+      result = await this.verifier.verify({
+        evidence: request.evidence,
+        platform,
+        now: new Date(now),
+        nonce,
+        ...(request.certs ? { certs: request.certs } : {}),
+        ...(request.collateral ? { collateral: request.collateral } : {}),
+        ...(this.roots ? { roots: this.roots } : {}),
+      });
+    } catch (e) {
+      if (e instanceof CustodyError && e.code !== 'ERR_INTERNAL') throw e;
+      throw new CustodyError('ERR_VERIFIER_UNAVAILABLE', undefined, { cause: e });
+    }
+    if (!result.ok || !result.claims) {
+      const first = result.errors[0];
+      throw new CustodyError(first?.code ?? 'ERR_EVIDENCE_SIGNATURE', first ? `evidence did not verify: ${first.message}` : 'evidence did not verify', { detail: { step: first?.step ?? 'unknown' } });
+    }
+    return result;
+  }
+
+  private async appendAudit(actor: Principal, action: AuditEvent['action'], tenant: string, verdict: AuditVerdict, reason: string | undefined, detail: Record<string, string | number | boolean>, now: number): Promise<{ index: number }> {
+    const event: AuditEvent = {
+      v: 1,
+      action,
+      time: iso(now),
+      actor: { tenant: actor.tenant, subject: actor.subject, role: actor.role },
+      tenant,
+      verdict,
+      ...(reason ? { reason } : {}),
+      detail: { ...detail },
+    };
+    return this.auditSink.append(event);
+  }
+
+  private purgeExpired(now: number): void {
+    if (now - this.lastPurge < PURGE_EVERY_MS) return;
+    this.lastPurge = now;
+    void this.sessions.purgeExpiredSessions(now).catch((e: unknown) => this.log.warn({ op: 'session.purge', code: toCustodyError(e).code }, 'expired sessions could not be purged'));
+  }
+
+  private now(): number {
+    return this.clock().getTime();
+  }
+}
+
+/** A workload API key presented with the handshake must be a workload key of the session's tenant. */
+function checkCaller(caller: Principal, tenant: string): void {
+  if (caller.tenant !== tenant) throw new CustodyError('ERR_AUTH_TENANT', undefined, { detail: { permission: 'key.release' } });
+  if (caller.role !== 'workload') throw new CustodyError('ERR_AUTH_ROLE', 'the handshake takes workload API keys only', { detail: { role: caller.role } });
+}
+
+/**
+ * The verifier checked the nonce it was given; this checks the binding again on the claims, per
+ * platform, so no verifier nuance (a sim `nonce` member, a shorter nonce) can stand in for it.
+ */
+function checkBinding(platform: Platform, claims: NormalizedClaims, digest: Uint8Array, runtime: RuntimeData, nonce: Uint8Array): void {
+  const hex = toHex(digest);
+  const reportData = claims.reportData.toLowerCase();
+  if (platform === 'nitro') {
+    if (reportData !== hex) throw new CustodyError('ERR_EVIDENCE_BINDING', 'the Nitro user_data is not SHA-512 of the runtime data');
+    if (claims.nonce?.toLowerCase() !== toHex(nonce)) throw new CustodyError('ERR_EVIDENCE_NONCE', 'the Nitro nonce is not the challenge nonce');
+    if (runtime.teeKey.curve !== 'X25519' || claims.publicKey?.toLowerCase() !== toHex(runtime.teeKey.publicKey)) {
+      throw new CustodyError('ERR_EVIDENCE_BINDING', 'the Nitro public_key is not the runtime data X25519 key');
+    }
+    return;
+  }
+  const padded = hex.padEnd(128, '0');
+  if (reportData !== hex && reportData !== padded) throw new CustodyError('ERR_EVIDENCE_BINDING', `the evidence report data is not the ${hex.length === 64 ? 'SHA-256' : 'SHA-512'} digest of the runtime data`);
+}
+
+/** The denial for an appraisal that is neither affirming nor warning: its first contraindicating finding. */
+function appraisalDenial(appraisal: Appraisal): CustodyError {
+  const reasons = appraisalReasons(appraisal);
+  // The most fundamental reason first: no hardware at all, then a debuggable TEE, then the rest in rule order.
+  const first =
+    reasons.find((r) => r.tier === 'contraindicated' && r.code === 'ERR_EVIDENCE_SIMULATED') ??
+    reasons.find((r) => r.tier === 'contraindicated' && r.code === 'ERR_EVIDENCE_DEBUG') ??
+    reasons.find((r) => r.tier === 'contraindicated') ??
+    reasons[0];
+  if (!first) return new CustodyError('ERR_POLICY_DENIED', `the appraisal is ${appraisal.status}`, { detail: { appraisal: appraisal.status } });
+  return new CustodyError(first.code, `appraisal ${appraisal.status}: ${first.reason}`, { detail: { appraisal: appraisal.status, rule: first.rule, submod: first.submod, findings: reasons.length } });
+}
+
+function teeKeyOfEar(ear: Ear): RecipientKey {
+  const holder = Object.values(ear.submods).find((s) => s['ear.veraison.key-attestation'] !== undefined);
+  const akpub = holder?.['ear.veraison.key-attestation']?.akpub;
+  if (akpub === undefined) throw new CustodyError('ERR_EAR_CLAIMS', 'the EAR carries no TEE key');
+  let spki: Uint8Array;
+  try {
+    spki = fromBase64Url(akpub);
+  } catch (e) {
+    throw new CustodyError('ERR_EAR_MALFORMED', 'the EAR TEE key is not base64url', { cause: e });
+  }
+  return teeKeyFromSpki(spki);
+}
+
+const PRIMARY: Partial<Record<Platform, string>> = { 'sev-snp': 'measurement', tdx: 'mrtd', nitro: 'pcr0', sim: 'measurement' };
+const HASH_HEX = /^(?:[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{96}|[0-9a-f]{128})$/;
+
+/**
+ * The workload's measurement for audit events: the platform's launch measurement when it has
+ * one of a hash's length, else the SHA-256 of the canonical JSON of all its measurements.
+ */
+export function primaryMeasurement(claims: Pick<NormalizedClaims, 'platform' | 'measurements'>): string {
+  const name = PRIMARY[claims.platform];
+  const value = name !== undefined ? claims.measurements[name] : undefined;
+  if (value !== undefined && HASH_HEX.test(value)) return value;
+  return `sha256:${sha256Hex(canonicalize(claims.measurements))}`;
+}
+
+function earMeasurement(ear: Ear): string | undefined {
+  for (const s of Object.values(ear.submods)) {
+    const a = s['ear.veraison.annotated-evidence'];
+    if (a && typeof a.platform === 'string' && typeof a.measurements === 'object' && a.measurements !== null) {
+      return primaryMeasurement({ platform: a.platform as Platform, measurements: a.measurements as Record<string, string> });
+    }
+  }
+  return undefined;
+}
+
+function sha256Hex(data: Uint8Array | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function seconds(v: number, what: string): number {
+  if (!Number.isInteger(v) || v < 1 || v > 86_400) throw new CustodyError('ERR_USAGE', `${what} must be 1 to 86400 seconds`);
+  return v;
+}

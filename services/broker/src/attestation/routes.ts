@@ -1,0 +1,125 @@
+import type { Context, Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { z } from 'zod';
+import { CustodyError, fromBase64 } from '@custody/core';
+import { PLATFORMS } from '@custody/attest';
+import { authenticateApiKey } from '../auth/api-keys.js';
+import type { Principal } from '../auth/roles.js';
+import type { BrokerEnv } from '../http/app.js';
+import { problemResponse } from '../http/problem.js';
+import type { ApiKeyRepository } from '../metadata/types.js';
+import { MAX_RUNTIME_DATA } from './runtime-data.js';
+import type { AttestationService } from './handshake.js';
+
+/** Evidence plus certificates and collateral, base64, with JSON framing. */
+export const MAX_ATTEST_BODY = 4 * 1024 * 1024;
+const MAX_SMALL_BODY = 16 * 1024;
+const B64_MAX = 3 * 1024 * 1024;
+
+const ChallengeBody = z.object({ tenant: z.string().max(63) }).strict();
+const AttestBody = z
+  .object({
+    session: z.string().max(64),
+    evidence: z.string().min(1).max(B64_MAX),
+    runtimeData: z.string().min(1).max(MAX_RUNTIME_DATA),
+    platform: z.enum(PLATFORMS as unknown as [string, ...string[]]).optional(),
+    certs: z.array(z.string().max(64 * 1024)).max(16).optional(),
+    collateral: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/), z.string().max(B64_MAX)).optional(),
+  })
+  .strict();
+const ReleaseBody = z.object({ session: z.string().max(64), tenant: z.string().max(63).optional() }).strict();
+
+/** The routes of the workload plane; the admin middleware lets exactly these through. */
+export function isWorkloadRoute(method: string, path: string): boolean {
+  return method === 'POST' && (path === '/v1/attest/challenge' || path === '/v1/attest' || /^\/v1\/keys\/[^/]+\/release$/.test(path));
+}
+
+/**
+ * Mounts the handshake (docs/key-release-protocol.md) on the broker app:
+ *
+ *   POST /v1/attest/challenge    {tenant}                            -> {session, nonce, expiresAt, ...}
+ *   POST /v1/attest              {session, evidence, runtimeData, platform?, certs?, collateral?}  -> {ear, ...}
+ *   POST /v1/keys/:name/release  Authorization: Bearer <EAR>, {session}  -> {wrappedKey, context, ...}
+ *   GET  /.well-known/jwks.json  the EAR verification keys
+ *
+ * The attestation is the workload's credential; a workload API key may accompany the challenge
+ * and the attestation (and must then be of the session's tenant). Responses are no-store.
+ */
+export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: AttestationService, apiKeys: ApiKeyRepository): void {
+  const small = bodyLimit({ maxSize: MAX_SMALL_BODY, onError: () => problemResponse(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large')) });
+  const large = bodyLimit({ maxSize: MAX_ATTEST_BODY, onError: () => problemResponse(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large')) });
+  const noStore = { 'cache-control': 'no-store' };
+
+  app.get('/.well-known/jwks.json', (c) => c.json(service.jwks, 200, { 'cache-control': 'public, max-age=300' }));
+
+  app.post('/v1/attest/challenge', small, async (c) => {
+    const body = await parseJson(c, ChallengeBody);
+    const caller = await optionalApiKey(c, apiKeys);
+    return c.json(await service.challenge(body.tenant, caller), 201, noStore);
+  });
+
+  app.post('/v1/attest', large, async (c) => {
+    const body = await parseJson(c, AttestBody);
+    const caller = await optionalApiKey(c, apiKeys);
+    const result = await service.attest(
+      {
+        session: body.session,
+        evidence: b64(body.evidence, 'evidence'),
+        runtimeData: body.runtimeData,
+        ...(body.platform !== undefined ? { platform: body.platform } : {}),
+        ...(body.certs ? { certs: body.certs.map((x) => b64(x, 'certs')) } : {}),
+        ...(body.collateral ? { collateral: Object.fromEntries(Object.entries(body.collateral).map(([k, v]) => [k, b64(v, 'collateral')])) } : {}),
+      },
+      caller,
+    );
+    return c.json(result, 200, noStore);
+  });
+
+  app.post('/v1/keys/:name/release', small, async (c) => {
+    const ear = bearer(c);
+    if (ear.startsWith('cst_')) throw new CustodyError('ERR_AUTH_INVALID', 'a release takes the EAR as its bearer token, not an API key');
+    const body = await parseJson(c, ReleaseBody);
+    const released = await service.release({ name: c.req.param('name'), session: body.session, ear, ...(body.tenant !== undefined ? { tenant: body.tenant } : {}) });
+    return c.json(released, 200, noStore);
+  });
+}
+
+function bearer(c: Context<BrokerEnv>): string {
+  const header = c.req.header('authorization');
+  if (!header) throw new CustodyError('ERR_AUTH_REQUIRED', 'a release needs Authorization: Bearer <EAR>');
+  const m = /^Bearer\s+(\S+)$/i.exec(header);
+  if (!m) throw new CustodyError('ERR_AUTH_INVALID', 'Authorization must be "Bearer <token>"');
+  return m[1]!;
+}
+
+/** A workload API key, when the caller sent one: it must be valid (and the service checks its tenant and role). */
+async function optionalApiKey(c: Context<BrokerEnv>, repo: ApiKeyRepository): Promise<Principal | undefined> {
+  if (!c.req.header('authorization')) return undefined;
+  const principal = await authenticateApiKey(repo, bearer(c));
+  c.set('principal', principal);
+  return principal;
+}
+
+async function parseJson<T>(c: Context<BrokerEnv>, schema: z.ZodType<T>): Promise<T> {
+  if (!/^application\/json\b/i.test(c.req.header('content-type') ?? '')) throw new CustodyError('ERR_INPUT_UNSUPPORTED', 'request body must be application/json');
+  let json: unknown;
+  try {
+    json = JSON.parse(await c.req.text());
+  } catch {
+    throw new CustodyError('ERR_INPUT_MALFORMED', 'request body is not JSON');
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new CustodyError('ERR_INPUT_MALFORMED', `invalid request body at ${issue?.path.join('.') || '(root)'}: ${issue?.code ?? 'invalid'}`);
+  }
+  return parsed.data;
+}
+
+function b64(s: string, what: string): Uint8Array {
+  try {
+    return fromBase64(s);
+  } catch {
+    throw new CustodyError('ERR_INPUT_MALFORMED', `${what} must be base64`);
+  }
+}

@@ -1,0 +1,64 @@
+// startBroker: the embedded defaults in one data directory, owner-only files, the bootstrap
+// admin key (in memory, or written once to a 0600 file), and state kept across restarts.
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BrokerAdminClient } from './http/client.js';
+import { startBroker } from './start.js';
+
+describe('startBroker', () => {
+  let root: string;
+  beforeEach(() => (root = mkdtempSync(join(tmpdir(), 'custody-start-'))));
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  it('creates an owner-only data dir, writes the bootstrap admin key once, and keeps keys and the EAR key across restarts', async () => {
+    const dataDir = join(root, 'data');
+    const policyFile = join(root, 'policy.yaml');
+    writeFileSync(policyFile, 'apiVersion: custody.dev/policy/v1\nid: p\nversion: 2\nallowSimulated: true\nplatforms:\n  sim:\n    measurement: "aa"\n');
+    const first = await startBroker({ dataDir, bootstrap: 'file', tenant: 'acme', policy: policyFile });
+    let jwks: unknown;
+    try {
+      expect(statSync(dataDir).mode & 0o777).toBe(0o700);
+      for (const f of ['master.key', 'ear-signing-key.jwk', 'broker.db', 'admin-acme.key']) expect(statSync(join(dataDir, f)).mode & 0o777).toBe(0o600);
+      expect(first).toMatchObject({ tenant: 'acme', adminKeyCreated: true, adminKeyFile: join(dataDir, 'admin-acme.key'), storage: { metadata: 'sqlite', keystore: 'embedded' } });
+      expect(first.policies.default).toMatch(/^custody:policy:p:2:sha256:[0-9a-f]{64}$/);
+      expect(readFileSync(first.adminKeyFile!, 'utf8').trim()).toBe(first.adminKey);
+      await new BrokerAdminClient({ baseUrl: first.url, apiKey: first.adminKey! }).createKey({ name: 'k', type: 'aes-256', releasePolicy: 'true' });
+      jwks = await (await fetch(first.jwksUrl)).json();
+    } finally {
+      await first.close();
+    }
+    const second = await startBroker({ dataDir, bootstrap: 'file', tenant: 'acme' });
+    try {
+      expect(second.adminKey).toBeUndefined();
+      expect(second.adminKeyCreated).toBe(false);
+      expect(second.policies.default).toMatch(/^custody:policy:default-deny:1:/);
+      const admin = new BrokerAdminClient({ baseUrl: second.url, apiKey: readFileSync(second.adminKeyFile!, 'utf8').trim() });
+      expect((await admin.listKeys()).map((k) => k.name)).toEqual(['k']);
+      expect(await (await fetch(second.jwksUrl)).json()).toEqual(jwks);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('by default issues an admin key held in memory only', async () => {
+    const dataDir = join(root, 'mem');
+    const b = await startBroker({ dataDir });
+    try {
+      expect(b.tenant).toBe('default');
+      expect(b.adminKey).toMatch(/^cst_[0-9a-f]{16}_/);
+      expect(existsSync(join(dataDir, 'admin-default.key'))).toBe(false);
+      expect(await new BrokerAdminClient({ baseUrl: b.url, apiKey: b.adminKey! }).listKeys()).toEqual([]);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('refuses a bad policy file and a bad tenant before serving', async () => {
+    await expect(startBroker({ dataDir: join(root, 'x'), policy: join(root, 'missing.yaml') })).rejects.toMatchObject({ code: 'ERR_FILE_NOT_FOUND' });
+    writeFileSync(join(root, 'bad.yaml'), 'apiVersion: nope\n');
+    await expect(startBroker({ dataDir: join(root, 'y'), policy: join(root, 'bad.yaml') })).rejects.toMatchObject({ code: 'ERR_POLICY_INVALID' });
+    await expect(startBroker({ dataDir: join(root, 'z'), tenant: 'Not A Tenant' })).rejects.toMatchObject({ code: 'ERR_KEY_NAME' });
+  });
+});

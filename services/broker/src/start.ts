@@ -1,0 +1,146 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Clock } from '@custody/core';
+import { AppraisalPolicies, type PolicySource } from './attestation/appraisal-policies.js';
+import { EarSigner } from './attestation/ear-signer.js';
+import type { AuditSink } from './audit/types.js';
+import { openBroker, type AttestationPlugin, type Broker } from './broker.js';
+import { parseStorageConfig, type BrokerStorageConfig } from './config.js';
+import type { ReleasePolicyEvaluator } from './keys/release-policy.js';
+import { assertTenant } from './keys/types.js';
+import { generateMasterKeyFile } from './keystore/embedded/master-key.js';
+import type { KeyWrapper } from './keystore/types.js';
+import { serveBroker } from './serve.js';
+
+export interface StartBrokerOptions {
+  /** State directory (created 0700): broker.db (SQLite metadata), master.key, ear-signing-key.jwk. */
+  dataDir: string;
+  /** Default 0: a free port. */
+  port?: number;
+  /** Default 127.0.0.1. */
+  hostname?: string;
+  /** Appraisal policy for every tenant without its own: compiled, `{file}`, `{text}` or a file path. Default: deny everything. */
+  policy?: PolicySource | string;
+  tenantPolicies?: Record<string, PolicySource | string>;
+  /** Tenant of the bootstrap admin key. Default `default`. */
+  tenant?: string;
+  /**
+   * `memory` (default): a fresh admin key for `tenant` on every start, returned and never written.
+   * `file`: on the first start of a tenant without API keys, an admin key written to
+   * `<dataDir>/admin-<tenant>.key` (0600); later starts issue none.
+   */
+  bootstrap?: 'memory' | 'file';
+  /** Default: the embedded key store with `<dataDir>/master.key` (created on first start). */
+  keystore?: 'embedded' | { kind: 'pkcs11'; library: string; tokenLabel: string; pin: string };
+  /** PostgreSQL connection string: metadata there (replicas) instead of `<dataDir>/broker.db`. */
+  postgres?: string;
+  /** The ledger's sink; events fall back to the interim table when it fails. Default: the interim table. */
+  audit?: AuditSink;
+  /** Handshake settings besides the policies and the signer (verifier, roots, lifetimes). */
+  attestation?: Omit<AttestationPlugin, 'policies' | 'signer'>;
+  /** EAR signing key file; default `<dataDir>/ear-signing-key.jwk`. Replicas share one. */
+  earKeyFile?: string;
+  logger?: Logger;
+  clock?: Clock;
+  metrics?: Registry;
+  wrapper?: KeyWrapper;
+  releasePolicy?: ReleasePolicyEvaluator;
+}
+
+export interface StartedBroker {
+  url: string;
+  port: number;
+  jwksUrl: string;
+  tenant: string;
+  /** An admin API key of `tenant` issued at this start (held in memory only; absent when none was issued). */
+  adminKey?: string;
+  /** The bootstrap admin key file (`bootstrap: 'file'`), whether written now or at an earlier start. */
+  adminKeyFile?: string;
+  /** True when `adminKeyFile` was written at this start. */
+  adminKeyCreated: boolean;
+  /** Policy ids in force. */
+  policies: { default: string; tenants: Record<string, string> };
+  storage: { metadata: 'sqlite' | 'postgres'; keystore: 'embedded' | 'pkcs11' };
+  broker: Broker;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a broker with embedded defaults: state in `dataDir`, the handshake mounted, served on
+ * loopback. For `custody broker serve` and `custody up` (composed with the ledger and gateway).
+ */
+export async function startBroker(options: StartBrokerOptions): Promise<StartedBroker> {
+  const tenant = options.tenant ?? 'default';
+  assertTenant(tenant);
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const keystore = options.keystore ?? 'embedded';
+  let keystoreConfig: BrokerStorageConfig['keystore'];
+  if (keystore === 'embedded') {
+    const masterKey = join(options.dataDir, 'master.key');
+    if (!existsSync(masterKey)) generateMasterKeyFile(masterKey);
+    keystoreConfig = { kind: 'embedded', masterKey: { source: 'file', path: masterKey } };
+  } else {
+    keystoreConfig = keystore;
+  }
+  const config = parseStorageConfig({
+    metadata: options.postgres ? { kind: 'postgres', url: options.postgres } : { kind: 'sqlite', path: join(options.dataDir, 'broker.db') },
+    keystore: keystoreConfig,
+  });
+  const tenants: Record<string, PolicySource> = {};
+  for (const [t, p] of Object.entries(options.tenantPolicies ?? {})) tenants[t] = source(p);
+  const policies = await AppraisalPolicies.load({ ...(options.policy !== undefined ? { defaultPolicy: source(options.policy) } : {}), tenants });
+  const signer = await EarSigner.open(options.earKeyFile ?? join(options.dataDir, 'ear-signing-key.jwk'));
+  const broker = await openBroker(config, {
+    attestation: { ...options.attestation, policies, signer },
+    ...(options.releasePolicy ? { policy: options.releasePolicy } : {}),
+    ...(options.audit ? { audit: options.audit } : {}),
+    ...(options.logger ? { logger: options.logger } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
+    ...(options.wrapper ? { wrapper: options.wrapper } : {}),
+  });
+  try {
+    let adminKey: string | undefined;
+    let adminKeyFile: string | undefined;
+    let adminKeyCreated = false;
+    if ((options.bootstrap ?? 'memory') === 'memory') {
+      adminKey = (await broker.service.bootstrapAdminKey(tenant, 'start')).token;
+    } else {
+      adminKeyFile = join(options.dataDir, `admin-${tenant}.key`);
+      if (!existsSync(adminKeyFile) && (await broker.metadata.listApiKeys(tenant)).length === 0) {
+        adminKey = (await broker.service.bootstrapAdminKey(tenant, 'bootstrap')).token;
+        writeFileSync(adminKeyFile, adminKey + '\n', { mode: 0o600, flag: 'wx' });
+        adminKeyCreated = true;
+      } else if (!existsSync(adminKeyFile)) {
+        adminKeyFile = undefined;
+      }
+    }
+    const server = await serveBroker(broker.app, { ...(options.port !== undefined ? { port: options.port } : {}), ...(options.hostname ? { hostname: options.hostname } : {}) });
+    let closed: Promise<void> | undefined;
+    return {
+      url: server.url,
+      port: server.port,
+      jwksUrl: `${server.url}/.well-known/jwks.json`,
+      tenant,
+      ...(adminKey !== undefined ? { adminKey } : {}),
+      ...(adminKeyFile !== undefined ? { adminKeyFile } : {}),
+      adminKeyCreated,
+      policies: policies.describe(),
+      storage: { metadata: config.metadata.kind, keystore: config.keystore.kind },
+      broker,
+      close() {
+        closed ??= server.close().finally(() => broker.close());
+        return closed;
+      },
+    };
+  } catch (e) {
+    await broker.close();
+    throw e;
+  }
+}
+
+function source(p: PolicySource | string): PolicySource {
+  return typeof p === 'string' ? { file: p } : p;
+}
