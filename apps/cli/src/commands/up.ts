@@ -1,9 +1,19 @@
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { pino } from 'pino';
+import { secureRandom, toCustodyError, wipe } from '@custody/core';
 import { defaultRegistry, type VerificationResult } from '@custody/attest';
+import { SimAttester } from '@custody/attester-service';
+import { createEd25519Signer, generateSignerKey } from '@custody/ledger';
+import { createLogApp, listen, openLog } from '@custody/ledger-service';
+import { BrokerAdminClient, fetchKey, startBroker } from '@custody/broker-service';
+import { DEV_SIM_MEASUREMENT, launchGateway, runConfidentialRequest } from '@custody/gateway-service';
 import { readInputFile, readNamedFiles } from '../files.js';
 import { failWith, mark, printJson } from '../output.js';
 import { EXIT_NOT_VERIFIED, EXIT_OK } from '../exit.js';
+import { writeSecretFile } from './log.js';
 import type { Register } from './index.js';
 
 /** Real evidence bundled in samples/ (see samples/README.md), verified at its capture time. */
@@ -33,31 +43,138 @@ export async function verifySamples(): Promise<{ name: string; result: Verificat
   return out;
 }
 
+/** The development appraisal policy `custody up` runs with: it accepts SIMULATED evidence of one measurement. */
+function devPolicy(measurement: string): string {
+  return [
+    'apiVersion: custody.dev/policy/v1',
+    'id: custody-up-dev',
+    'version: 1',
+    'description: DEVELOPMENT policy of custody up. It accepts SIMULATED evidence (no hardware TEE) of one measurement; never use it in production.',
+    'allowSimulated: true',
+    'platforms:',
+    '  sim:',
+    `    measurement: ${measurement}`,
+    '',
+  ].join('\n');
+}
+
+interface UpOptions {
+  json?: boolean;
+  data: string;
+  once?: boolean;
+  port?: string;
+}
+
 export const register: Register = (program: Command) => {
   program
     .command('up')
-    .description('the quick start: verify real TEE evidence bundled with Custody and show every step')
+    .description('the quick start: verify bundled real evidence, then run ledger, broker and gateway on embedded defaults and show a key release and one confidential request end to end')
+    .option('--data <dir>', 'state directory (ledger tiles, broker database, keys)', '.custody')
+    .option('--port <port>', 'gateway port (default: a free port)')
+    .option('--once', 'run the tour and exit instead of serving until interrupted')
     .option('--json', 'print one JSON object')
-    .action(async (opts: { json?: boolean }) => {
+    .action(async (opts: UpOptions) => {
+      const json = opts.json ?? false;
+      const say = (line = '') => {
+        if (!json) process.stdout.write(line + '\n');
+      };
+      const closers: (() => Promise<void>)[] = [];
+      const closeAll = async () => {
+        for (const c of closers.reverse()) await c().catch(() => undefined);
+      };
       try {
-        const results = await verifySamples();
-        if (opts.json) printJson({ ok: results.every((r) => r.result.ok), samples: results });
-        else {
-          const lines = ['Custody quick start', '', '1. Attestation: real evidence from real hardware, verified against pinned vendor roots at its capture time', ''];
-          for (const { name, result } of results) {
-            const c = result.claims;
-            const m = c ? Object.entries(c.measurements)[0] : undefined;
-            lines.push(`  ${mark(result.ok)}  ${name}`);
-            lines.push(`        ${result.steps.map((s) => `${s.name} ${s.ok ? 'ok' : 'FAILED'}`).join(', ')}`);
-            if (m) lines.push(`        ${m[0]} ${m[1].slice(0, 32)}...  tcb ${c?.tcb?.status ?? '-'}  debug ${c?.debug}`);
-            for (const e of result.errors) lines.push(`        ${e.code}: ${e.message}`);
-          }
-          lines.push('', 'See each step in full:', '  ./custody attest verify samples/sev-snp/attestation.bin --certs samples/sev-snp/vcek.der --at 2023-06-01T00:00:00Z');
-          process.stdout.write(lines.join('\n') + '\n');
+        // 1. Attestation on real evidence.
+        const samples = await verifySamples();
+        say('Custody quick start');
+        say('');
+        say('1. Attestation: real evidence from real hardware, verified against pinned vendor roots at its capture time');
+        for (const { name, result } of samples) {
+          const c = result.claims;
+          const m = c ? Object.entries(c.measurements)[0] : undefined;
+          say(`  ${mark(result.ok)}  ${name}`);
+          say(`        ${result.steps.map((st) => `${st.name} ${st.ok ? 'ok' : 'FAILED'}`).join(', ')}`);
+          if (m) say(`        ${m[0]} ${m[1].slice(0, 32)}...  tcb ${c?.tcb?.status ?? '-'}  debug ${c?.debug}`);
+          for (const e of result.errors) say(`        ${e.code}: ${e.message}`);
         }
-        process.exitCode = results.every((r) => r.result.ok) ? EXIT_OK : EXIT_NOT_VERIFIED;
+
+        // 2. Ledger, broker and gateway on embedded defaults.
+        const data = resolve(opts.data);
+        mkdirSync(data, { recursive: true, mode: 0o700 });
+        const logger = pino({ level: 'warn' }, pino.destination({ dest: resolve(data, 'custody.log'), sync: false }));
+        const keyFile = resolve(data, 'ledger.key');
+        if (!existsSync(keyFile)) writeSecretFile(keyFile, (await generateSignerKey('custody.local/ledger', 1, secureRandom)).skey);
+        const skey = readFileSync(keyFile, 'utf8').trim();
+        const vkey = (await createEd25519Signer(skey)).vkey;
+        const { log, store } = await openLog({ dir: resolve(data, 'ledger'), skey, integrateIntervalMs: 100 });
+        closers.push(() => log.close());
+        const ledgerServer = await listen(createLogApp(log, store));
+        closers.push(() => ledgerServer.close());
+
+        const measurement = DEV_SIM_MEASUREMENT;
+        const broker = await startBroker({ dataDir: resolve(data, 'broker'), tenant: 'demo', policy: { text: devPolicy(measurement) }, audit: log, logger });
+        closers.push(() => broker.close());
+        const admin = new BrokerAdminClient({ baseUrl: broker.url, apiKey: broker.adminKey! });
+        const keyName = 'model-key';
+        if (!(await admin.listKeys()).some((k) => k.name === keyName)) {
+          await admin.createKey({ name: keyName, type: 'aes-256', releasePolicy: `status == 'affirming' && claims.measurements.measurement == '${measurement}'` });
+        }
+        say('');
+        say('2. Services on embedded defaults (SQLite, local keystore, ledger tiles on disk; state in ' + opts.data + ')');
+        say(`  ledger   ${ledgerServer.url}   (checkpoint, tiles: C2SP tlog-tiles)`);
+        say(`  broker   ${broker.url}   (JWKS ${broker.jwksUrl})`);
+
+        // 3. Key release to an attested workload, and refusal to a tampered one.
+        say('');
+        say('3. Attestation-gated key release (SIMULATED TEE: development only, the policy above allows it)');
+        const good = await fetchKey({ broker: broker.url, tenant: 'demo', name: keyName, attester: new SimAttester({ measurements: { measurement } }) });
+        say(`  ${mark(true)}  released "${keyName}" v${good.key.version} (${good.material.length} bytes, HPKE-wrapped to the workload's TEE key) to a workload with the expected measurement; ledger entry ${good.auditIndex}`);
+        wipe(good.material);
+        const tampered = 'ee'.repeat(48);
+        try {
+          const bad = await fetchKey({ broker: broker.url, tenant: 'demo', name: keyName, attester: new SimAttester({ measurements: { measurement: tampered } }) });
+          wipe(bad.material);
+          throw new Error('a tampered workload received a key');
+        } catch (e) {
+          const err = toCustodyError(e);
+          if (err.message === 'a tampered workload received a key') throw e;
+          say(`  ${mark(true)}  refused a tampered workload (measurement ${tampered.slice(0, 16)}...): ${err.code}`);
+        }
+
+        // 4. The gateway attests to the broker; one confidential request through the SDK.
+        const workload = await admin.createApiKey('workload', 'custody-up gateway');
+        const gw = await launchGateway({ broker: { url: broker.url, apiKey: workload.token, tenant: 'demo', jwksUrl: broker.jwksUrl }, ledger: log, logger, simMeasurement: measurement, ...(opts.port ? { port: Number(opts.port) } : {}) });
+        closers.push(() => gw.close());
+        const prompt = 'Summarise the visit of patient Jane Roe (jane.roe@example.com, DOB: 1961-03-14).';
+        const r = await runConfidentialRequest({ url: gw.url, jwks: gw.jwks, apiKey: gw.apiKey!, allowSimulated: true }, prompt);
+        say('');
+        say(`4. Confidential inference: the SDK verified the gateway, then sent the prompt with Oblivious HTTP (gateway ${gw.url})`);
+        for (const line of r.verificationText.split('\n')) say('  ' + line);
+        say(`  answer (${r.receipt.model.id}): ${r.answer.slice(0, 160)}`);
+        say('  receipt (signed by the gateway\'s attested receipt key, verified by the SDK):');
+        say(`    id ${r.receipt.receiptId}`);
+        say(`    request ${r.receipt.request.digest}  forwarded ${r.receipt.request.forwardedDigest ?? '-'}  response ${r.receipt.response.digest}`);
+        if (r.receipt.ledger) say(`    ledger entry ${r.receipt.ledger.index}`);
+        say('');
+        say('How to verify what happened:');
+        say(`  ./custody log verify --checkpoint ${resolve(data, 'ledger', 'checkpoint')} --vkey '${vkey}'`);
+        if (r.receipt.ledger) say(`  ./custody log proof ${r.receipt.ledger.index} --log ${ledgerServer.url}/ --out receipt.tlog-proof   (while serving)`);
+        say(`  Every appraisal, release, refusal and receipt above is an entry of that log; no prompt text or key bytes are in it.`);
+        if (json) printJson({ ok: samples.every((x) => x.result.ok), samples, ledger: ledgerServer.url, broker: broker.url, gateway: gw.url, release: { key: good.key, auditIndex: good.auditIndex }, receipt: r.receipt, verification: r.verification });
+        if (opts.once) {
+          await closeAll();
+          process.exitCode = samples.every((x) => x.result.ok) ? EXIT_OK : EXIT_NOT_VERIFIED;
+          return;
+        }
+        say('');
+        say('Serving until interrupted (Ctrl-C).');
+        await new Promise<void>((done) => {
+          process.once('SIGINT', done);
+          process.once('SIGTERM', done);
+        });
+        await closeAll();
       } catch (e) {
-        failWith(e, opts.json ?? false);
+        await closeAll();
+        failWith(e, json);
       }
     });
 };

@@ -72,7 +72,9 @@ export class HttpBrokerClient implements BrokerClient {
     });
     const ear = typeof b.ear === 'string' ? b.ear : typeof b.token === 'string' ? b.token : undefined;
     if (!ear) throw new CustodyError('ERR_EAR_MALFORMED', 'broker returned no EAR');
-    return typeof b.ledgerIndex === 'number' ? { ear, ledgerIndex: b.ledgerIndex } : { ear };
+    // The broker's audit index is the ledger index when its audit sink is the ledger.
+    const index = typeof b.auditIndex === 'number' ? b.auditIndex : b.ledgerIndex;
+    return typeof index === 'number' ? { ear, ledgerIndex: index } : { ear };
   }
 
   async jwks(): Promise<JSONWebKeySet> {
