@@ -74,6 +74,9 @@ export function fromBase64(s: string): Bytes {
     }
   }
   if (chars % 4 === 1) throw new ParseError('ERR_INPUT_MALFORMED', 'not a base64 string');
+  // The bits after the last whole byte must be zero: otherwise several strings decode to the
+  // same bytes, and a signed value could be re-spelled without breaking its signature.
+  if ((acc & ((1 << bits) - 1)) !== 0) throw new ParseError('ERR_INPUT_MALFORMED', 'base64 string is not in canonical form (non-zero padding bits)');
   return out.slice(0, o);
 }
 

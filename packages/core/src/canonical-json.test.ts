@@ -35,5 +35,8 @@ describe('base64', () => {
     expect(() => fromBase64('ab$d')).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }) as Error);
     expect(() => fromBase64('abcde')).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }) as Error);
     expect(() => fromBase64('ab==cd')).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }) as Error);
+    // "QQ" and "QR" would both decode to "A": only the canonical spelling is accepted.
+    expect(fromBase64('QQ')).toEqual(Uint8Array.of(0x41));
+    expect(() => fromBase64('QR')).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }) as Error);
   });
 });
