@@ -143,6 +143,7 @@ export const ErrorCodes = {
   ERR_STORE_BACKEND: 'the key store backend rejected the operation',
   ERR_STORE_CONFIG: 'the key store or metadata store configuration is invalid',
   ERR_STORE_AUDIT_UNAVAILABLE: 'the audit sink is unavailable; see detail.applied for whether the change was made',
+  ERR_MASTER_KEY_TPM: 'the TPM-sealed master key could not be sealed or unsealed (TPM absent, PCRs changed, or sealed blob not for this TPM); see detail.reason',
   ERR_RUNTIME_DATA: 'runtime data is not the canonical JSON {nonce, tee-pubkey} of the key release handshake',
   ERR_VERIFIER_UNAVAILABLE: 'the evidence verifier is unavailable; nothing was released, retry later',
   // confidential inference: gateway, client SDK, receipts

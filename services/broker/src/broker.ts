@@ -9,12 +9,13 @@ import { AppraisalPolicies } from './attestation/appraisal-policies.js';
 import { CelReleasePolicyEvaluator } from './attestation/cel-release-policy.js';
 import { EarSigner } from './attestation/ear-signer.js';
 import { AttestationService, type AttestationServiceOptions } from './attestation/handshake.js';
+import { TenantPolicies } from './attestation/tenant-policies.js';
 import type { BrokerStorageConfig } from './config.js';
 import { createBrokerApp, type BrokerEnv } from './http/app.js';
 import { KeyService } from './keys/key-service.js';
 import type { ReleasePolicyEvaluator } from './keys/release-policy.js';
 import { EmbeddedKeyStore } from './keystore/embedded/embedded-key-store.js';
-import { masterKeyFromEnv, masterKeyFromFile } from './keystore/embedded/master-key.js';
+import { masterKeyProviderFor } from './keystore/embedded/master-key-source.js';
 import { HpkeKeyWrapper } from './keystore/hpke-key-wrapper.js';
 import { Pkcs11KeyStore } from './keystore/pkcs11/pkcs11-key-store.js';
 import type { KeyStore, KeyWrapper } from './keystore/types.js';
@@ -44,12 +45,16 @@ export interface AttestationPlugin extends Pick<AttestationServiceOptions, 'veri
   policies?: AppraisalPolicies;
   /** Default: a key kept in memory (EARs die with the process). */
   signer?: EarSigner;
+  /** See TenantPoliciesOptions.recheckMs. Default 0: stored policies are re-checked at every attestation. */
+  policyRecheckMs?: number;
 }
 
 export interface Broker {
   service: KeyService;
   /** Present when the handshake is mounted. */
   attestation?: AttestationService;
+  /** Appraisal policies in force: the file policies with API-set (`PUT /v1/policy`) overrides per tenant. */
+  policies: TenantPolicies;
   /** Where every event goes (the ledger through the interim fallback, or the interim table). */
   audit: AuditSink;
   app: Hono<BrokerEnv>;
@@ -64,8 +69,7 @@ export async function openMetadataStore(config: BrokerStorageConfig['metadata'])
 
 export async function openKeyStore(config: BrokerStorageConfig['keystore'], metadata: MetadataStore, env: Record<string, string | undefined> = process.env): Promise<KeyStore> {
   if (config.kind === 'pkcs11') return Pkcs11KeyStore.open({ library: config.library, tokenLabel: config.tokenLabel, pin: config.pin });
-  const master = config.masterKey.source === 'file' ? masterKeyFromFile(config.masterKey.path) : masterKeyFromEnv(env, config.masterKey.variable);
-  return EmbeddedKeyStore.open(master, metadata);
+  return EmbeddedKeyStore.open(masterKeyProviderFor(config.masterKey, env), metadata);
 }
 
 /** Opens the stores, wires the key service and the HTTP app. Close it to release pools and the HSM. */
@@ -83,15 +87,31 @@ export async function openBroker(config: BrokerStorageConfig, plugins: BrokerPlu
   const audit = plugins.audit ? new FallbackAuditSink(plugins.audit, interim, (e) => logger.error({ code: (e as { code?: string }).code ?? 'unknown' }, 'audit sink failed; event kept in the interim table')) : interim;
   const service = new KeyService({ metadata, keystore, audit, wrapper: plugins.wrapper ?? new HpkeKeyWrapper(nodeHpkePrimitives), policy: plugins.policy ?? new CelReleasePolicyEvaluator(), logger, ...(plugins.clock ? { clock: plugins.clock } : {}) });
   let attestation: AttestationService | undefined;
+  let policies: TenantPolicies;
+  try {
+    policies = new TenantPolicies({
+      files: plugins.attestation?.policies ?? (await AppraisalPolicies.load()),
+      store: metadata,
+      audit,
+      onDenied: (principal, tenant, attempted, code) => service.recordDenial(principal, tenant, attempted, code),
+      logger,
+      ...(plugins.attestation?.policyRecheckMs !== undefined ? { recheckMs: plugins.attestation.policyRecheckMs } : {}),
+      ...(plugins.clock ? { clock: plugins.clock } : {}),
+    });
+  } catch (e) {
+    await keystore.close();
+    await metadata.close();
+    throw e;
+  }
   if (plugins.attestation) {
-    const { policies, signer, ...rest } = plugins.attestation;
+    const { policies: _files, policyRecheckMs: _recheck, signer, ...rest } = plugins.attestation;
     try {
       attestation = new AttestationService({
         ...rest,
         keys: service,
         sessions: metadata,
         recipientCurves: keystore.capabilities.recipientCurves,
-        policies: policies ?? (await AppraisalPolicies.load()),
+        policies,
         signer: signer ?? (await EarSigner.inMemory()),
         audit,
         logger,
@@ -104,11 +124,12 @@ export async function openBroker(config: BrokerStorageConfig, plugins: BrokerPlu
       throw e;
     }
   }
-  const app = createBrokerApp({ service, apiKeys: metadata, logger, ...(plugins.metrics ? { metrics: plugins.metrics } : {}), ...(attestation ? { attestation } : {}) });
+  const app = createBrokerApp({ service, policies, apiKeys: metadata, logger, ...(plugins.metrics ? { metrics: plugins.metrics } : {}), ...(attestation ? { attestation } : {}) });
   logger.info({ metadata: config.metadata.kind, keystore: config.keystore.kind, handshake: attestation !== undefined }, 'broker storage open');
   return {
     service,
     ...(attestation ? { attestation } : {}),
+    policies,
     audit,
     app,
     metadata,

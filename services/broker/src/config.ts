@@ -4,7 +4,7 @@ import { CustodyError } from '@custody/core';
 
 /**
  * Broker storage configuration. Metadata: SQLite file (default) or PostgreSQL (replicas).
- * Key store: embedded (master key from a file or an environment variable) or PKCS#11.
+ * Key store: embedded (master key from a file, an environment variable, or sealed to the TPM) or PKCS#11.
  */
 export const BrokerStorageConfig = z
   .object({
@@ -19,6 +19,17 @@ export const BrokerStorageConfig = z
           masterKey: z.discriminatedUnion('source', [
             z.object({ source: z.literal('file'), path: z.string().min(1) }).strict(),
             z.object({ source: z.literal('env'), variable: z.string().min(1).optional() }).strict(),
+            z
+              .object({
+                source: z.literal('tpm'),
+                /** The sealed-blob file (public/private parts of the TPM data object, never the key). */
+                path: z.string().min(1),
+                tcti: z.string().min(1).max(512).optional(),
+                /** PCRs the key is bound to when sealed; [] = no PCR policy. Default [0, 7]. */
+                pcrs: z.array(z.number().int().min(0).max(23)).max(24).optional(),
+                bank: z.enum(['sha1', 'sha256', 'sha384', 'sha512']).optional(),
+              })
+              .strict(),
           ]),
         })
         .strict(),

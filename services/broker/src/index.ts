@@ -27,6 +27,8 @@ export { HpkeKeyWrapper, HPKE_KEY_WRAP_SCHEME, HPKE_SUITES } from './keystore/hp
 export { EmbeddedKeyStore } from './keystore/embedded/embedded-key-store.js';
 export { masterKeyFromFile, masterKeyFromEnv, generateMasterKeyFile, MASTER_KEY_ENV } from './keystore/embedded/master-key.js';
 export type { MasterKeyProvider } from './keystore/embedded/master-key.js';
+export { masterKeyFromTpm, DEFAULT_TPM_TCTI, DEFAULT_SEAL_PCRS, type TpmMasterKeyOptions, type TpmSealBank } from './keystore/embedded/tpm-master-key.js';
+export { masterKeyProviderFor, type MasterKeyConfig } from './keystore/embedded/master-key-source.js';
 export { Pkcs11KeyStore } from './keystore/pkcs11/pkcs11-key-store.js';
 export type { Pkcs11KeyStoreOptions } from './keystore/pkcs11/pkcs11-key-store.js';
 export { PKCS11_RELEASE_SCHEME, openPkcs11Release } from './keystore/pkcs11/release-scheme.js';
@@ -43,6 +45,8 @@ export type {
   ApiKeyRecord,
   AuditRepository,
   StoredAuditEvent,
+  TenantPolicyRecord,
+  TenantPolicyRepository,
   ReleaseCheck,
   Role,
 } from './metadata/types.js';
@@ -80,6 +84,7 @@ export type { RunningServer } from './serve.js';
 export { AttestationService, HANDSHAKE_PLATFORMS, DEFAULT_NONCE_TTL_SECONDS, DEFAULT_SESSION_TTL_SECONDS, EAR_ISSUER, primaryMeasurement } from './attestation/handshake.js';
 export type { AttestationServiceOptions, EvidenceVerification, ChallengeResponse, AttestRequest, AttestResponse, ReleaseRequest as HandshakeReleaseRequest, ReleaseResponse } from './attestation/handshake.js';
 export { AppraisalPolicies, DEFAULT_DENY_POLICY_YAML } from './attestation/appraisal-policies.js';
+export { TenantPolicies, type AppraisalPolicyResolver, type TenantPoliciesOptions, type TenantPolicyView } from './attestation/tenant-policies.js';
 export type { PolicySource } from './attestation/appraisal-policies.js';
 export { EarSigner } from './attestation/ear-signer.js';
 export { CelReleasePolicyEvaluator, releasePolicyVariables } from './attestation/cel-release-policy.js';

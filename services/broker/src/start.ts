@@ -21,7 +21,12 @@ export interface StartBrokerOptions {
   port?: number;
   /** Default 127.0.0.1. */
   hostname?: string;
-  /** Appraisal policy for every tenant without its own: compiled, `{file}`, `{text}` or a file path. Default: deny everything. */
+  /**
+   * Appraisal policy for every tenant without its own: compiled, `{file}`, `{text}` or a file path. Default: deny everything.
+   * Precedence per tenant, first match wins: the policy set through the API (`PUT /v1/policy`,
+   * `custody policy set`, kept in the metadata store), then `tenantPolicies[tenant]`, then this,
+   * then DEFAULT_DENY_POLICY_YAML (see TenantPolicies).
+   */
   policy?: PolicySource | string;
   tenantPolicies?: Record<string, PolicySource | string>;
   /** Tenant of the bootstrap admin key. Default `default`. */
@@ -34,6 +39,13 @@ export interface StartBrokerOptions {
   bootstrap?: 'memory' | 'file';
   /** Default: the embedded key store with `<dataDir>/master.key` (created on first start). */
   keystore?: 'embedded' | { kind: 'pkcs11'; library: string; tokenLabel: string; pin: string };
+  /**
+   * Master key of the embedded key store. `file` (default): `<dataDir>/master.key`, created on
+   * first start. `tpm`: sealed to the TPM at `tcti` (default device:/dev/tpmrm0), optionally bound
+   * to `pcrs` (default [0, 7]; [] = unbound); only the sealed blobs are kept, in
+   * `<dataDir>/master-key.tpm.json`. An unseal failure stops the start (ERR_MASTER_KEY_TPM).
+   */
+  masterKey?: 'file' | { source: 'tpm'; tcti?: string; pcrs?: number[] };
   /** PostgreSQL connection string: metadata there (replicas) instead of `<dataDir>/broker.db`. */
   postgres?: string;
   /** The ledger's sink; events fall back to the interim table when it fails. Default: the interim table. */
@@ -60,7 +72,7 @@ export interface StartedBroker {
   adminKeyFile?: string;
   /** True when `adminKeyFile` was written at this start. */
   adminKeyCreated: boolean;
-  /** Policy ids in force. */
+  /** Policy ids loaded from files at start (policies set through the API override these per tenant: `broker.policies`). */
   policies: { default: string; tenants: Record<string, string> };
   storage: { metadata: 'sqlite' | 'postgres'; keystore: 'embedded' | 'pkcs11' };
   broker: Broker;
@@ -78,9 +90,17 @@ export async function startBroker(options: StartBrokerOptions): Promise<StartedB
   const keystore = options.keystore ?? 'embedded';
   let keystoreConfig: BrokerStorageConfig['keystore'];
   if (keystore === 'embedded') {
-    const masterKey = join(options.dataDir, 'master.key');
-    if (!existsSync(masterKey)) generateMasterKeyFile(masterKey);
-    keystoreConfig = { kind: 'embedded', masterKey: { source: 'file', path: masterKey } };
+    const mk = options.masterKey ?? 'file';
+    if (mk === 'file') {
+      const masterKey = join(options.dataDir, 'master.key');
+      if (!existsSync(masterKey)) generateMasterKeyFile(masterKey);
+      keystoreConfig = { kind: 'embedded', masterKey: { source: 'file', path: masterKey } };
+    } else {
+      keystoreConfig = {
+        kind: 'embedded',
+        masterKey: { source: 'tpm', path: join(options.dataDir, 'master-key.tpm.json'), ...(mk.tcti !== undefined ? { tcti: mk.tcti } : {}), ...(mk.pcrs !== undefined ? { pcrs: mk.pcrs } : {}) },
+      };
+    }
   } else {
     keystoreConfig = keystore;
   }

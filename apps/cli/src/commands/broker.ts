@@ -13,6 +13,8 @@ interface ServeOptions {
   data?: string;
   policy?: string[];
   keystore?: string;
+  masterKey?: string;
+  masterKeyPcrs?: string;
   postgres?: string;
   tenant?: string;
   earKey?: string;
@@ -52,6 +54,24 @@ function keystore(kind: string | undefined): StartBrokerOptions['keystore'] {
   return config;
 }
 
+/** `--master-key file|tpm[:TCTI]` and `--master-key-pcrs 0,7|none` into startBroker's option. */
+export function masterKeyOption(source: string | undefined, pcrs: string | undefined): NonNullable<StartBrokerOptions['masterKey']> {
+  const s = source ?? 'file';
+  if (s === 'file') {
+    if (pcrs !== undefined) throw new CustodyError('ERR_USAGE', '--master-key-pcrs applies to --master-key tpm only');
+    return 'file';
+  }
+  const m = /^tpm(?::(.+))?$/.exec(s);
+  if (!m) throw new CustodyError('ERR_USAGE', '--master-key must be file or tpm[:TCTI] (e.g. tpm:device:/dev/tpmrm0, tpm:swtpm:host=127.0.0.1,port=2321)');
+  let list: number[] | undefined;
+  if (pcrs !== undefined) {
+    if (pcrs === 'none') list = [];
+    else if (/^([0-9]{1,2})(,[0-9]{1,2})*$/.test(pcrs) && pcrs.split(',').every((p) => Number(p) <= 23)) list = pcrs.split(',').map(Number);
+    else throw new CustodyError('ERR_USAGE', '--master-key-pcrs must be a list of PCR indices 0..23 (e.g. 0,7) or none');
+  }
+  return { source: 'tpm', ...(m[1] !== undefined ? { tcti: m[1] } : {}), ...(list !== undefined ? { pcrs: list } : {}) };
+}
+
 /** A connection string without its password, for printing. */
 export function redactUrl(url: string): string {
   try {
@@ -63,9 +83,10 @@ export function redactUrl(url: string): string {
   }
 }
 
-function describe(b: StartedBroker, dataDir: string, postgres: string | undefined): string[] {
+function describe(b: StartedBroker, dataDir: string, postgres: string | undefined, tpmMasterKey: boolean): string[] {
   const lines = [`custody broker listening on ${b.url}`];
-  lines.push(`  data       ${dataDir} (${b.storage.metadata === 'sqlite' ? 'SQLite metadata, ' : ''}${b.storage.keystore === 'embedded' ? 'embedded key store with master.key, ' : ''}EAR signing key)`);
+  const embedded = tpmMasterKey ? 'embedded key store with its master key sealed to the TPM (master-key.tpm.json), ' : 'embedded key store with master.key, ';
+  lines.push(`  data       ${dataDir} (${b.storage.metadata === 'sqlite' ? 'SQLite metadata, ' : ''}${b.storage.keystore === 'embedded' ? embedded : ''}EAR signing key)`);
   if (postgres) lines.push(`  metadata   PostgreSQL ${redactUrl(postgres)}`);
   if (b.storage.keystore === 'pkcs11') lines.push(`  keys       PKCS#11 token ${process.env.CUSTODY_PKCS11_TOKEN ?? ''} (${process.env.CUSTODY_PKCS11_LIBRARY ?? ''})`);
   lines.push(`  JWKS       ${b.jwksUrl}`);
@@ -97,6 +118,8 @@ export const register: Register = (program: Command) => {
     .option('--data <dir>', 'state directory (created 0700)', DEFAULT_DATA_DIR)
     .option('--policy <[tenant=]file>', 'appraisal policy (YAML or JSON): the default, or one tenant\'s as TENANT=FILE; repeatable. None: every workload is refused', (v: string, prev: string[] = []) => [...prev, v])
     .option('--keystore <kind>', 'embedded (default) or pkcs11 (CUSTODY_PKCS11_LIBRARY, _TOKEN, _PIN or _PIN_FILE)', 'embedded')
+    .option('--master-key <source>', 'master key of the embedded key store: file (<data>/master.key) or tpm[:TCTI] (sealed to the TPM, default TCTI device:/dev/tpmrm0)', 'file')
+    .option('--master-key-pcrs <list>', 'with --master-key tpm: PCRs (sha256) the key is sealed to when first created, e.g. 0,7 (default), or none')
     .option('--postgres <url>', 'PostgreSQL for metadata, shared by replicas (else env CUSTODY_DATABASE_URL, else SQLite in --data)')
     .option('--tenant <name>', 'tenant of the bootstrap admin key', 'default')
     .option('--ear-key <file>', 'EAR signing key file (default <data>/ear-signing-key.jwk; replicas share one)')
@@ -115,6 +138,8 @@ export const register: Register = (program: Command) => {
         const policies = parsePolicyOptions(opts.policy ?? []);
         const dataDir = opts.data ?? DEFAULT_DATA_DIR;
         const postgres = opts.postgres ?? (process.env.CUSTODY_DATABASE_URL || undefined);
+        const masterKey = masterKeyOption(opts.masterKey, opts.masterKeyPcrs);
+        if (masterKey !== 'file' && (opts.keystore ?? 'embedded') !== 'embedded') throw new CustodyError('ERR_USAGE', '--master-key tpm applies to the embedded key store only');
         const started = await startBroker({
           dataDir,
           port: port(opts.port),
@@ -122,6 +147,7 @@ export const register: Register = (program: Command) => {
           tenant: opts.tenant ?? 'default',
           bootstrap: 'file',
           keystore: keystore(opts.keystore),
+          masterKey,
           ...(postgres ? { postgres } : {}),
           ...(policies.policy ? { policy: policies.policy } : {}),
           tenantPolicies: policies.tenantPolicies,
@@ -144,7 +170,7 @@ export const register: Register = (program: Command) => {
             }) + '\n',
           );
         } else {
-          process.stdout.write(describe(started, dataDir, postgres).join('\n') + '\n');
+          process.stdout.write(describe(started, dataDir, postgres, masterKey !== 'file').join('\n') + '\n');
         }
         logger.info({ url: started.url, metadata: started.storage.metadata, keystore: started.storage.keystore, policy: started.policies.default }, 'broker listening');
         let stopping = false;

@@ -1,10 +1,11 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as F from '../../../../packages/policy/src/testing/claims.js';
+import { startBroker, type StartedBroker } from '@custody/broker-service';
 
 // Runs `custody policy ...` through this module's `register`, in a child process, so exit codes
 // and stdout are the real ones.
@@ -85,5 +86,83 @@ describe('custody policy', () => {
     expect(text.code).toBe(0);
     expect(text.stdout).toContain('simulated');
     expect(text.stdout).toContain('!claims.debug');
+  });
+});
+
+// `policy set|get` against a broker started in this process (so the child runs with async spawn).
+describe('custody policy set|get against a broker', () => {
+  let bdir: string;
+  let broker: StartedBroker;
+  let adminKeyFile: string;
+  let auditorKeyFile: string;
+  const policyText = 'apiVersion: custody.dev/policy/v1\nid: cli-set\nversion: 4\nallowSimulated: true\nplatforms:\n  sim:\n    measurement: "' + 'ab'.repeat(48) + '"\n';
+
+  function run(env: Record<string, string>, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((res) => {
+      const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', runner, '--', ...args], {
+        cwd: cliDir,
+        env: { ...process.env, NO_COLOR: '1', CUSTODY_API_KEY: '', ...env },
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('exit', (code) => res({ code, stdout, stderr }));
+    });
+  }
+
+  beforeAll(async () => {
+    bdir = mkdtempSync(join(tmpdir(), 'custody-policy-set-'));
+    broker = await startBroker({ dataDir: join(bdir, 'state'), tenant: 'acme' });
+    adminKeyFile = join(bdir, 'admin.key');
+    writeFileSync(adminKeyFile, broker.adminKey! + '\n', { mode: 0o600 });
+    const auditor = await broker.broker.service.createApiKey({ tenant: 'acme', role: 'admin', subject: 'apikey:test' }, { tenant: 'acme', role: 'auditor', label: 'a' });
+    auditorKeyFile = join(bdir, 'auditor.key');
+    writeFileSync(auditorKeyFile, auditor.token, { mode: 0o600 });
+    writeFileSync(join(bdir, 'policy.yaml'), policyText);
+    writeFileSync(join(bdir, 'bad.yaml'), 'apiVersion: custody.dev/policy/v1\nid: x\n');
+  }, 60_000);
+
+  afterAll(async () => {
+    await broker?.close();
+    rmSync(bdir, { recursive: true, force: true });
+  });
+
+  it('set installs the policy; get shows it (stored, with its text); an auditor reads but cannot set', async () => {
+    const before = await run({}, 'policy', 'get', '--broker', broker.url, '--api-key-file', adminKeyFile, '--json');
+    expect(before.code, before.stderr).toBe(0);
+    expect(JSON.parse(before.stdout)).toMatchObject({ ok: true, policy: { source: 'file', id: 'default-deny' } });
+
+    const set = await run({}, 'policy', 'set', '--file', join(bdir, 'policy.yaml'), '--broker', broker.url, '--api-key-file', adminKeyFile, '--json');
+    expect(set.code, set.stderr).toBe(0);
+    const out = JSON.parse(set.stdout) as { ok: boolean; policy: Record<string, unknown> };
+    expect(out).toMatchObject({ ok: true, policy: { tenant: 'acme', source: 'stored', id: 'cli-set', version: 4, revision: 1 } });
+    expect(out.policy).not.toHaveProperty('text');
+    expect((await broker.broker.policies.resolve('acme')).document.id).toBe('cli-set');
+
+    const got = await run({ CUSTODY_API_KEY: readFileSync(auditorKeyFile, 'utf8') }, 'policy', 'get', '--broker', broker.url, '--json');
+    expect(got.code, got.stderr).toBe(0);
+    expect(JSON.parse(got.stdout)).toMatchObject({ policy: { source: 'stored', id: 'cli-set', revision: 1, text: policyText } });
+    const text = await run({}, 'policy', 'get', '--broker', broker.url, '--api-key-file', adminKeyFile);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('policy cli-set version 4 for tenant acme');
+    expect(text.stdout).toContain('stored (custody policy set), revision 1');
+
+    const denied = await run({}, 'policy', 'set', '--file', join(bdir, 'policy.yaml'), '--broker', broker.url, '--api-key-file', auditorKeyFile, '--json');
+    expect(denied.code).toBe(1);
+    expect(JSON.parse(denied.stdout)).toMatchObject({ ok: false, errors: [{ code: 'ERR_AUTH_ROLE' }] });
+  });
+
+  it('exit 2 for an invalid policy file or no API key, 3 for an unreachable broker; nothing changes', async () => {
+    const bad = await run({}, 'policy', 'set', '--file', join(bdir, 'bad.yaml'), '--broker', broker.url, '--api-key-file', adminKeyFile, '--json');
+    expect(bad.code).toBe(2);
+    expect(JSON.parse(bad.stdout)).toMatchObject({ errors: [{ code: 'ERR_POLICY_INVALID' }] });
+    const noKey = await run({}, 'policy', 'set', '--file', join(bdir, 'policy.yaml'), '--broker', broker.url);
+    expect(noKey.code).toBe(2);
+    expect(noKey.stderr).toContain('ERR_USAGE');
+    const down = await run({}, 'policy', 'get', '--broker', 'http://127.0.0.1:1', '--api-key-file', adminKeyFile, '--json');
+    expect(down.code).toBe(3);
+    expect(JSON.parse(down.stdout)).toMatchObject({ errors: [{ code: 'ERR_SERVICE_UNAVAILABLE' }] });
+    expect((await broker.broker.policies.resolve('acme')).document.id).toBe('cli-set');
   });
 });

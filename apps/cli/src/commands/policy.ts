@@ -1,19 +1,70 @@
 import type { Command } from 'commander';
+import { statSync } from 'node:fs';
 import { CustodyError, fromUtf8, systemClock } from '@custody/core';
+import { BrokerAdminClient, type TenantPolicyView } from '@custody/broker-service/client';
 import type { DeviceInput } from '@custody/policy';
 import { DEFAULT_RULES, TRUST_CLAIMS, appraisalReasons, appraise, loadPolicy, type AppraisalRule, type CompiledPolicy } from '@custody/policy';
 import type { Register } from './index.js';
 import { readInputFile, parseTime } from '../files.js';
 import { failWith, mark, printJson } from '../output.js';
 import { EXIT_NOT_VERIFIED, EXIT_OK } from '../exit.js';
+import { DEFAULT_BROKER_URL } from './keys.js';
 
 /**
- * `custody policy show|test`: read a policy file and evaluate it against claims files, offline.
- * Nothing is released and no broker is contacted. (`policy set`, which installs a policy in a
- * running broker, belongs with the broker.)
+ * `custody policy show|test`: read a policy file and evaluate it against claims files, offline;
+ * nothing is released and no broker is contacted. `custody policy set|get`: install or read the
+ * appraisal policy of the API key's tenant in a running broker (PUT/GET /v1/policy). A policy
+ * set this way overrides the broker's file policies (--tenant-policy, then --policy) for that
+ * tenant from its next attestation on.
  */
 export const register: Register = (program: Command) => {
-  const policy = program.command('policy').description('Inspect appraisal policies and test them against claims, offline');
+  const policy = program.command('policy').description('Appraisal policies: inspect and test offline, set and get in a broker');
+
+  policy
+    .command('set')
+    .description("Validate a policy file and install it as the tenant's appraisal policy in the broker (admin API key)")
+    .requiredOption('--file <file>', 'policy file (YAML or JSON)')
+    .option('--broker <url>', `broker URL (default CUSTODY_BROKER_URL or ${DEFAULT_BROKER_URL})`)
+    .option('--api-key-file <file>', 'admin API key file (default: CUSTODY_API_KEY)')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: ConnectionOptions & { file: string }) => {
+      const json = opts.json ?? false;
+      try {
+        const bytes = readInputFile(opts.file, 'policy file');
+        // Checked here first so a bad file fails fast, offline, with the code the broker would give.
+        await loadPolicy(bytes, /\.json$/i.test(opts.file) ? 'json' : /\.ya?ml$/i.test(opts.file) ? 'yaml' : 'auto');
+        const set = await adminClient(opts).setPolicy(fromUtf8(bytes));
+        if (json) printJson({ ok: true, policy: withoutText(set) });
+        else {
+          out(`policy ${set.id} version ${set.version} set for tenant ${set.tenant} (revision ${set.revision ?? '-'})`);
+          out(`  id      ${set.policyId}`);
+        }
+      } catch (e) {
+        failWith(e, json);
+      }
+    });
+
+  policy
+    .command('get')
+    .description("Print the appraisal policy in force for the API key's tenant in the broker (admin or auditor API key)")
+    .option('--broker <url>', `broker URL (default CUSTODY_BROKER_URL or ${DEFAULT_BROKER_URL})`)
+    .option('--api-key-file <file>', 'API key file (default: CUSTODY_API_KEY)')
+    .option('--json', 'machine-readable output (includes the stored policy text)')
+    .action(async (opts: ConnectionOptions) => {
+      const json = opts.json ?? false;
+      try {
+        const p = await adminClient(opts).getPolicy();
+        if (json) printJson({ ok: true, policy: p });
+        else {
+          out(`policy ${p.id} version ${p.version} for tenant ${p.tenant}`);
+          out(`  id      ${p.policyId}`);
+          out(`  source  ${p.source === 'stored' ? `stored (custody policy set), revision ${p.revision ?? '-'}, ${p.updatedAt ?? ''} by ${p.updatedBy ?? '-'}` : "the broker's policy file"}`);
+          if (p.text !== undefined) out('\n' + p.text.replace(/\n$/, ''));
+        }
+      } catch (e) {
+        failWith(e, json);
+      }
+    });
 
   policy
     .command('show')
@@ -104,6 +155,32 @@ export const register: Register = (program: Command) => {
       }
     });
 };
+
+interface ConnectionOptions {
+  broker?: string;
+  apiKeyFile?: string;
+  json?: boolean;
+}
+
+/** As `custody keys`: the API key comes from a file or CUSTODY_API_KEY, never from a flag value. */
+function adminClient(opts: ConnectionOptions): BrokerAdminClient {
+  const baseUrl = opts.broker ?? process.env.CUSTODY_BROKER_URL ?? DEFAULT_BROKER_URL;
+  if (!/^https?:\/\/[^\s/]+/.test(baseUrl)) throw new CustodyError('ERR_USAGE', `--broker must be an http(s) URL, got ${JSON.stringify(baseUrl)}`);
+  let apiKey: string | undefined;
+  if (opts.apiKeyFile) {
+    apiKey = fromUtf8(readInputFile(opts.apiKeyFile, 'API key file')).trim();
+    if ((statSync(opts.apiKeyFile).mode & 0o077) !== 0) process.stderr.write(`custody: warning: ${opts.apiKeyFile} is readable by other users; chmod 600 it\n`);
+  } else if (process.env.CUSTODY_API_KEY) {
+    apiKey = process.env.CUSTODY_API_KEY.trim();
+  }
+  if (!apiKey) throw new CustodyError('ERR_USAGE', 'an API key is needed: --api-key-file <path> or CUSTODY_API_KEY');
+  return new BrokerAdminClient({ baseUrl, apiKey });
+}
+
+function withoutText(p: TenantPolicyView): Omit<TenantPolicyView, 'text'> {
+  const { text: _text, ...rest } = p;
+  return rest;
+}
 
 function out(line: string): void {
   process.stdout.write(line + '\n');

@@ -9,7 +9,11 @@ const STD_B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?
  */
 export function decodeStdBase64(s: string): Bytes | undefined {
   if (!STD_B64.test(s)) return undefined;
-  const b = fromBase64(s);
-  // Reject non-canonical encodings (unused trailing bits set): one value, one spelling.
-  return toBase64(b) === s ? b : undefined;
+  try {
+    // fromBase64 rejects non-canonical encodings (unused trailing bits set): one value, one spelling.
+    const b = fromBase64(s);
+    return toBase64(b) === s ? b : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -29,7 +29,11 @@ rules:
 
 export type PolicySource = CompiledPolicy | { file: string } | { text: string };
 
-/** Appraisal policies (reference values and CEL rules, packages/policy) per tenant, with a default. */
+/**
+ * Appraisal policies (reference values and CEL rules, packages/policy) per tenant, with a default,
+ * loaded from files at start. A policy installed through the API (`PUT /v1/policy`, `custody
+ * policy set`) overrides these for its tenant: see TenantPolicies for the precedence.
+ */
 export class AppraisalPolicies {
   private constructor(
     private readonly fallback: CompiledPolicy,
@@ -52,6 +56,11 @@ export class AppraisalPolicies {
 
   forTenant(tenant: string): CompiledPolicy {
     return this.tenants.get(tenant) ?? this.fallback;
+  }
+
+  /** The file policy for `tenant` (AppraisalPolicyResolver); the broker layers stored policies on top (TenantPolicies). */
+  resolve(tenant: string): Promise<CompiledPolicy> {
+    return Promise.resolve(this.forTenant(tenant));
   }
 
   /** Policy ids in force: the default and each tenant's. */

@@ -10,7 +10,7 @@ import { releaseBinding, type KeyService } from '../keys/key-service.js';
 import { assertTenant, type KeyType } from '../keys/types.js';
 import type { RecipientCurve, RecipientKey, ReleaseContext } from '../keystore/types.js';
 import type { SessionRecord, SessionRepository } from '../metadata/types.js';
-import type { AppraisalPolicies } from './appraisal-policies.js';
+import type { AppraisalPolicyResolver } from './tenant-policies.js';
 import type { EarSigner } from './ear-signer.js';
 import { parseRuntimeData, runtimeDigest, teeKeyFromSpki, teeKeySpki, type RuntimeData } from './runtime-data.js';
 
@@ -36,7 +36,8 @@ export interface AttestationServiceOptions {
   sessions: SessionRepository;
   /** Curves the key store wraps to (KeyStore.capabilities.recipientCurves). */
   recipientCurves: readonly RecipientCurve[];
-  policies: AppraisalPolicies;
+  /** The appraisal policy in force per tenant, asked at every attestation (AppraisalPolicies, or TenantPolicies with API-set overrides). */
+  policies: AppraisalPolicyResolver;
   signer: EarSigner;
   /** The same sink the KeyService writes to. */
   audit: AuditSink;
@@ -125,7 +126,7 @@ export class AttestationService {
   private readonly keys: KeyService;
   private readonly sessions: SessionRepository;
   private readonly curves: readonly RecipientCurve[];
-  private readonly policies: AppraisalPolicies;
+  private readonly policies: AppraisalPolicyResolver;
   private readonly signer: EarSigner;
   private readonly auditSink: AuditSink;
   private readonly verifier: EvidenceVerification;
@@ -223,7 +224,7 @@ export class AttestationService {
       const expected = await runtimeDigest(platform, runtime.text);
       const result = await this.verify(request, platform, platform === 'nitro' ? nonce : expected, now);
       checkBinding(platform, result.claims!, expected, runtime, nonce);
-      const policy = this.policies.forTenant(session.tenant);
+      const policy = await this.policies.resolve(session.tenant);
       const appraisal = appraise(policy, result, { now: new Date(now) });
       facts.status = appraisal.status;
       facts.policy = `${policy.document.id}:${policy.document.version}`;

@@ -60,7 +60,13 @@ export function buildRuntimeData(nonce: Uint8Array, teeKey: RecipientKey, extra:
 
 function b64url32(v: unknown, what: string): Bytes {
   if (typeof v !== 'string' || !B64URL_32.test(v)) throw fail(`${what} is not 32 bytes of base64url`);
-  const bytes = fromBase64Url(v);
+  let bytes: Bytes;
+  try {
+    // @custody/core decodes only the canonical spelling (the last character's unused bits zero).
+    bytes = fromBase64Url(v);
+  } catch {
+    throw fail(`${what} is not in canonical base64url`);
+  }
   // One value, one encoding: the last character's unused bits must be zero.
   if (toBase64Url(bytes) !== v) throw fail(`${what} is not in canonical base64url`);
   return bytes;

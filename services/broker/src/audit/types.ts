@@ -25,7 +25,9 @@ export type AuditAction =
   | 'apikey.revoke'
   | 'auth.denied'
   /** The handshake's appraisal of a workload's evidence (allow: an EAR was issued; deny: why not). */
-  | 'attest.appraise';
+  | 'attest.appraise'
+  /** A tenant's appraisal policy replaced through the API (id, version, digest; never the text). */
+  | 'policy.changed';
 
 /**
  * One audit event. Serialized as canonical JSON (RFC 8785) by the sink. Fields hold only public

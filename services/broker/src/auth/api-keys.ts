@@ -59,7 +59,13 @@ export async function authenticateApiKey(repo: ApiKeyRepository, token: string):
   const m = TOKEN_RE.exec(token);
   if (!m) throw new CustodyError('ERR_AUTH_INVALID', 'API key is malformed');
   const id = m[1]!;
-  const secret = fromBase64Url(m[2]!);
+  let secret: Bytes;
+  try {
+    secret = fromBase64Url(m[2]!);
+  } catch {
+    // Not the canonical base64url of 32 bytes: no token this broker issued.
+    throw new CustodyError('ERR_AUTH_INVALID', 'API key is malformed');
+  }
   try {
     const record = await repo.getApiKey(id);
     const presented = sha256(secret);

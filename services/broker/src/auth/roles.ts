@@ -19,7 +19,11 @@ export type Permission =
   | 'key.release'
   | 'apikey.read'
   | 'apikey.write'
-  | 'audit.read';
+  | 'audit.read'
+  /** Read the tenant's appraisal policy in force. */
+  | 'policy.read'
+  /** Replace the tenant's appraisal policy. */
+  | 'policy.write';
 
 /**
  * The one table of who may do what. A workload can only take part in a release; it can never
@@ -33,6 +37,8 @@ const GRANTS: Record<Permission, readonly Role[]> = {
   'apikey.read': ['admin', 'auditor'],
   'apikey.write': ['admin'],
   'audit.read': ['admin', 'auditor'],
+  'policy.read': ['admin', 'auditor'],
+  'policy.write': ['admin'],
 };
 
 export function isAllowed(role: Role, permission: Permission): boolean {

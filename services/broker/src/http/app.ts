@@ -12,6 +12,8 @@ import { KEY_TYPES, MAX_POLICY_CHARS, MAX_SECRET_BYTES } from '../keys/types.js'
 import type { ApiKeyRepository } from '../metadata/types.js';
 import { ROLES } from '../metadata/types.js';
 import type { AttestationService } from '../attestation/handshake.js';
+import type { TenantPolicies } from '../attestation/tenant-policies.js';
+import { MAX_POLICY_BYTES } from '@custody/policy';
 import { isWorkloadRoute, mountAttestationRoutes } from '../attestation/routes.js';
 import { problemResponse } from './problem.js';
 
@@ -26,6 +28,8 @@ export interface BrokerAppOptions {
   metrics?: Registry;
   /** The key release handshake; when given, its workload routes and the JWKS are mounted. */
   attestation?: AttestationService;
+  /** Appraisal policies with API-set overrides; when given, GET and PUT /v1/policy are mounted. */
+  policies?: TenantPolicies;
 }
 
 /** Largest request body: a 64 KiB secret in base64 plus JSON framing. */
@@ -77,7 +81,11 @@ export function createBrokerApp(options: BrokerAppOptions): Hono<BrokerEnv> {
     observe?.(c.req.method, routePath(c as Context, -1), c.res.status, ms);
   });
   const adminOnly = (mw: MiddlewareHandler<BrokerEnv>): MiddlewareHandler<BrokerEnv> => (c, next) => (isWorkloadRoute(c.req.method, c.req.path) ? next() : mw(c, next));
-  app.use('/v1/*', adminOnly(bodyLimit({ maxSize: MAX_BODY, onError: () => problemResponse(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large')) })));
+  const tooLarge = () => problemResponse(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large'));
+  const generalLimit = bodyLimit({ maxSize: MAX_BODY, onError: tooLarge });
+  // An appraisal policy may be as large as packages/policy accepts (MAX_POLICY_BYTES).
+  const policyLimit = bodyLimit({ maxSize: MAX_POLICY_BYTES, onError: tooLarge });
+  app.use('/v1/*', adminOnly((c, next) => (c.req.method === 'PUT' && c.req.path === '/v1/policy' ? policyLimit(c, next) : generalLimit(c, next))));
   app.use('/v1/*', adminOnly(apiKeyAuth(options.apiKeys)));
   app.use('/v1/*', adminOnly(adminPlaneOnly(service)));
   if (options.attestation) mountAttestationRoutes(app, options.attestation, options.apiKeys);
@@ -145,6 +153,20 @@ export function createBrokerApp(options: BrokerAppOptions): Hono<BrokerEnv> {
     const body = await parseBody(c, PolicyBody);
     return c.json(await service.setReleasePolicy(who(c), { tenant: tenantOf(c), name: c.req.param('name'), policy: body.policy }));
   });
+
+  if (options.policies) {
+    const policies = options.policies;
+    /** The tenant's appraisal policy in force (stored, or the broker's file policy); admins and auditors. */
+    app.get('/v1/policy', async (c) => c.json(await policies.get(who(c), tenantOf(c))));
+    /** Replaces the tenant's appraisal policy: the body is the policy text itself (YAML or JSON); admins only. */
+    app.put('/v1/policy', async (c) => {
+      const type = c.req.header('content-type') ?? '';
+      if (!/^(application\/(json|yaml|x-yaml)|text\/(plain|yaml|x-yaml))\s*(;|$)/i.test(type)) {
+        throw new CustodyError('ERR_INPUT_UNSUPPORTED', 'the policy body must be application/yaml, application/json or text/plain');
+      }
+      return c.json(await policies.set(who(c), tenantOf(c), await c.req.text()));
+    });
+  }
 
   app.get('/v1/api-keys', async (c) => c.json({ apiKeys: await service.listApiKeys(who(c), tenantOf(c)) }));
 

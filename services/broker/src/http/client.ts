@@ -5,6 +5,8 @@ import type { KeyType } from '../keys/types.js';
 export { KEY_TYPES } from '../keys/types.js';
 export type { KeyType } from '../keys/types.js';
 export type { KeyView, KeyVersionView, ApiKeyView } from '../keys/key-service.js';
+export type { TenantPolicyView } from '../attestation/tenant-policies.js';
+import type { TenantPolicyView } from '../attestation/tenant-policies.js';
 import type { Role, StoredAuditEvent } from '../metadata/types.js';
 import type { Problem } from './problem.js';
 
@@ -93,10 +95,26 @@ export class BrokerAdminClient {
     return (await this.call<{ events: Array<Omit<StoredAuditEvent, 'event'> & { event: unknown }> }>('GET', `/v1/audit/interim?after=${after}&limit=${limit}`)).events;
   }
 
-  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /**
+   * Replaces the tenant's appraisal policy with `text` (YAML or JSON, sent as is). The broker
+   * validates it (ERR_POLICY_INVALID: nothing changed) and audits the change before it applies.
+   */
+  async setPolicy(text: string): Promise<TenantPolicyView> {
+    return this.call('PUT', '/v1/policy', undefined, { text, type: /^\s*[{[]/.test(text) ? 'application/json' : 'application/yaml' });
+  }
+
+  /** The tenant's appraisal policy in force: the stored one (with its text), or the broker's file policy. */
+  async getPolicy(): Promise<TenantPolicyView> {
+    return this.call('GET', '/v1/policy');
+  }
+
+  private async call<T>(method: string, path: string, body?: unknown, raw?: { text: string; type: string }): Promise<T> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.options.apiKey}`, accept: 'application/json, application/problem+json' };
     let payload: string | undefined;
-    if (body !== undefined) {
+    if (raw !== undefined) {
+      headers['content-type'] = `${raw.type}; charset=utf-8`;
+      payload = raw.text;
+    } else if (body !== undefined) {
       headers['content-type'] = 'application/json';
       payload = JSON.stringify(body);
     }

@@ -10,6 +10,9 @@ import { CustodyError } from '@custody/core';
 import { authenticateApiKey, issueApiKey } from '../auth/api-keys.js';
 import type { KeyRecord, KeyVersionRecord } from '../keys/types.js';
 import { startPostgres, type PostgresFixture } from '../testing/postgres.js';
+import { InMemoryAuditSinkTestDouble } from '../testing/doubles.js';
+import { AppraisalPolicies } from '../attestation/appraisal-policies.js';
+import { TenantPolicies } from '../attestation/tenant-policies.js';
 import { PostgresMetadataStore } from './postgres/postgres-metadata-store.js';
 import { SqliteMetadataStore } from './sqlite/sqlite-metadata-store.js';
 import type { MetadataStore, SessionRecord } from './types.js';
@@ -281,8 +284,49 @@ describe.each([sqlite, postgres])('metadata store conformance: $name', (factory)
     expect([...first, ...second]).toEqual([1, 1]);
   });
 
+  it('stores one appraisal policy per tenant with a revision bumped by every write, seen by other replicas', async () => {
+    const other = await o.second();
+    expect(await m.getTenantPolicy('acme')).toBeNull();
+    expect(await m.getTenantPolicyRevision('acme')).toBeNull();
+    const row = { tenant: 'acme', text: 'id: p\n', policyId: 'p', policyVersion: 1, digest: 'ab'.repeat(32), updatedAt: T0, updatedBy: 'apikey:1' };
+    expect(await m.putTenantPolicy(row)).toEqual({ ...row, revision: 1 });
+    expect(await other.getTenantPolicy('acme')).toEqual({ ...row, revision: 1 });
+    expect(await other.getTenantPolicyRevision('globex')).toBeNull();
+    // Concurrent writers on two replicas: each write gets its own revision.
+    const writes = await Promise.all([2, 3, 4, 5].map((v, i) => (i % 2 ? m : other).putTenantPolicy({ ...row, policyVersion: v, updatedAt: T0 + v })));
+    expect(writes.map((w) => w.revision).sort()).toEqual([2, 3, 4, 5]);
+    const last = writes.find((w) => w.revision === 5)!;
+    expect(await m.getTenantPolicy('acme')).toEqual(last);
+    expect(await other.getTenantPolicyRevision('acme')).toBe(5);
+    await other.putTenantPolicy({ ...row, tenant: 'globex' });
+    expect((await m.getTenantPolicy('globex'))!.revision).toBe(1);
+    expect((await m.getTenantPolicy('acme'))!.revision).toBe(5);
+  });
+
+  it('a policy set through one replica is in force on another at its next resolve', async () => {
+    const files = await AppraisalPolicies.load();
+    const audit = new InMemoryAuditSinkTestDouble();
+    const a = new TenantPolicies({ files, store: m, audit });
+    const b = new TenantPolicies({ files, store: await o.second(), audit });
+    expect((await b.resolve('acme')).document.id).toBe('default-deny');
+    const admin = { tenant: 'acme', role: 'admin' as const, subject: 'apikey:0000000000000001' };
+    const policy = (v: number) => `apiVersion: custody.dev/policy/v1\nid: replicated\nversion: ${v}\nallowSimulated: true\nplatforms:\n  sim:\n    measurement: "aa"\n`;
+    await a.set(admin, 'acme', policy(1));
+    expect((await b.resolve('acme')).document).toMatchObject({ id: 'replicated', version: 1 });
+    const cached = await b.resolve('acme');
+    expect(await b.resolve('acme')).toBe(cached);
+    await a.set(admin, 'acme', policy(2));
+    expect((await b.resolve('acme')).document.version).toBe(2);
+    expect((await b.resolve('globex')).document.id).toBe('default-deny');
+    expect(audit.events.map((e) => [e.action, e.detail?.policyVersion])).toEqual([
+      ['policy.changed', 1],
+      ['policy.changed', 2],
+    ]);
+  });
+
   it('fails closed with ERR_STORE_UNAVAILABLE once closed', async () => {
     await m.close();
+    expect(await codeOf(m.getTenantPolicyRevision('acme'))).toBe('ERR_STORE_UNAVAILABLE');
     expect(await codeOf(m.getKey('acme', 'a'))).toBe('ERR_STORE_UNAVAILABLE');
     expect(await codeOf(m.consumeNonce('n', T0))).toBe('ERR_STORE_UNAVAILABLE');
     expect(await codeOf(m.ping())).toBe('ERR_STORE_UNAVAILABLE');

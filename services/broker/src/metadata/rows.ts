@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { copyBytes, type Bytes } from '@custody/core';
 import type { KeyOrigin, KeyRecord, KeyState, KeyType, KeyVersionRecord, KeyVersionState } from '../keys/types.js';
-import type { ApiKeyRecord, ReleaseCheck, Role, SessionRecord, SessionState, StoredAuditEvent } from './types.js';
+import type { ApiKeyRecord, ReleaseCheck, Role, SessionRecord, SessionState, StoredAuditEvent, TenantPolicyRecord } from './types.js';
 
 /** Row shapes shared by the SQLite and PostgreSQL stores (PostgreSQL BIGINTs arrive as strings). */
 type Num = number | string | bigint;
@@ -151,4 +151,28 @@ export function classifyNonce(row: SessionRow | undefined, now: number): 'ERR_SE
   if (row.nonce_consumed_at !== null) return 'ERR_SESSION_NONCE_USED';
   if (n(row.expires_at) <= now) return 'ERR_SESSION_EXPIRED';
   return 'ERR_SESSION_NONCE_USED';
+}
+
+export interface TenantPolicyRow {
+  tenant: string;
+  text: string;
+  policy_id: string;
+  policy_version: number | string;
+  digest: string;
+  revision: number | string;
+  updated_at: number | string;
+  updated_by: string;
+}
+
+export function toTenantPolicy(r: TenantPolicyRow): TenantPolicyRecord {
+  return {
+    tenant: r.tenant,
+    text: r.text,
+    policyId: r.policy_id,
+    policyVersion: Number(r.policy_version),
+    digest: r.digest,
+    revision: Number(r.revision),
+    updatedAt: Number(r.updated_at),
+    updatedBy: r.updated_by,
+  };
 }

@@ -10,7 +10,7 @@ import type { KeyRecord, KeyState, KeyVersionRecord } from '../keys/types.js';
  * Errors: ERR_STORE_UNAVAILABLE when the database cannot be reached, ERR_KEY_EXISTS,
  * ERR_KEY_CONFLICT, ERR_KEY_STATE as documented per method.
  */
-export interface MetadataStore extends KeyRepository, SealedMaterialRepository, SessionRepository, ApiKeyRepository, AuditRepository {
+export interface MetadataStore extends KeyRepository, SealedMaterialRepository, SessionRepository, ApiKeyRepository, AuditRepository, TenantPolicyRepository {
   readonly backend: 'sqlite' | 'postgres';
   /** Creates or upgrades the schema; safe to call from several replicas at once. */
   migrate(): Promise<void>;
@@ -128,4 +128,30 @@ export interface AuditRepository {
   /** Appends one canonical event; the table rejects UPDATE and DELETE. */
   appendAudit(tenant: string, at: number, canonicalEvent: string): Promise<{ index: number }>;
   readAudit(tenant: string | null, afterIndex: number, limit: number): Promise<StoredAuditEvent[]>;
+}
+
+/** A tenant's appraisal policy installed through the API (`PUT /v1/policy`). */
+export interface TenantPolicyRecord {
+  tenant: string;
+  /** The policy text as uploaded (YAML or JSON). Public, but never copied into audit events. */
+  text: string;
+  /** The document's `id` and `version`, and the SHA-256 (hex) of its canonical JSON. */
+  policyId: string;
+  policyVersion: number;
+  digest: string;
+  /** Bumped by every write (1 for the first): replicas compare it to recompile only on change. */
+  revision: number;
+  updatedAt: number;
+  updatedBy: string;
+}
+
+export interface TenantPolicyRepository {
+  /**
+   * Inserts or replaces the tenant's policy atomically; `revision` of the input is ignored and
+   * the stored row gets the previous revision + 1. Returns the stored row.
+   */
+  putTenantPolicy(record: Omit<TenantPolicyRecord, 'revision'>): Promise<TenantPolicyRecord>;
+  getTenantPolicy(tenant: string): Promise<TenantPolicyRecord | null>;
+  /** Only the revision (a primary-key lookup, for the per-attestation freshness check); null when none. */
+  getTenantPolicyRevision(tenant: string): Promise<number | null>;
 }

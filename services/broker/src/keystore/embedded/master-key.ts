@@ -2,16 +2,15 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { CustodyError, fromBase64, fromUtf8, secureRandom, subtle, toBase64, wipe, type Bytes } from '@custody/core';
 
 export const MASTER_KEY_ENV = 'CUSTODY_MASTER_KEY';
-const MASTER_KEY_BYTES = 32;
+export const MASTER_KEY_BYTES = 32;
 
 /**
  * Where the embedded key store's master key comes from. The key is imported into a
  * non-extractable WebCrypto AES-GCM key and the raw bytes are wiped immediately.
  *
- * Implemented sources: a file (`masterKeyFromFile`) and an environment variable
- * (`masterKeyFromEnv`, base64). A third source, a master key sealed to the TPM (created with
- * tpm2_create under a PCR policy and unsealed with tpm2_unseal at start), fits this same
- * interface but is NOT implemented yet.
+ * Sources: a file (`masterKeyFromFile`), an environment variable (`masterKeyFromEnv`, base64),
+ * and a key sealed to the TPM (`masterKeyFromTpm` in tpm-master-key.ts: tpm2_create under an
+ * optional PCR policy, tpm2_unseal at start). `masterKeyProviderFor` picks one from the config.
  */
 export interface MasterKeyProvider {
   /** Public description for logs: the source kind and path or variable name, never the key. */
@@ -80,7 +79,8 @@ function decodeMasterKey(content: Uint8Array): Bytes {
   }
 }
 
-async function importMasterKey(raw: Bytes): Promise<CryptoKey> {
+/** Imports 32 raw bytes as a non-extractable AES-GCM key and wipes `raw` (always). */
+export async function importMasterKey(raw: Bytes): Promise<CryptoKey> {
   try {
     if (raw.length !== MASTER_KEY_BYTES) throw new CustodyError('ERR_STORE_MASTER_KEY', 'master key must be 32 bytes', { detail: { length: raw.length } });
     return await subtle.importKey('raw', raw, { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']);

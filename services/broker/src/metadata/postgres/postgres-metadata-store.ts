@@ -9,14 +9,16 @@ import {
   toAudit,
   toKey,
   toSession,
+  toTenantPolicy,
   toVersion,
   type ApiKeyRow,
   type AuditRow,
   type KeyRow,
   type SessionRow,
+  type TenantPolicyRow,
   type VersionRow,
 } from '../rows.js';
-import type { ApiKeyRecord, MetadataStore, ReleaseCheck, SessionRecord, StoredAuditEvent } from '../types.js';
+import type { ApiKeyRecord, MetadataStore, ReleaseCheck, SessionRecord, StoredAuditEvent, TenantPolicyRecord } from '../types.js';
 
 /** Arbitrary constants naming the advisory locks (migration and interim audit chain). */
 const LOCK_MIGRATE = 0x637573_01;
@@ -91,6 +93,16 @@ const SCHEMA = [
   `DROP TRIGGER IF EXISTS custody_audit_interim_append_only ON custody_audit_interim`,
   `CREATE TRIGGER custody_audit_interim_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON custody_audit_interim
    FOR EACH STATEMENT EXECUTE FUNCTION custody_audit_interim_append_only()`,
+  `CREATE TABLE IF NOT EXISTS custody_tenant_policies (
+    tenant TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    policy_id TEXT NOT NULL,
+    policy_version BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    revision BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT NOT NULL
+  )`,
 ];
 
 export interface PostgresMetadataStoreOptions {
@@ -366,6 +378,31 @@ export class PostgresMetadataStore implements MetadataStore {
         ? await this.q<AuditRow>('SELECT * FROM custody_audit_interim WHERE idx > $1 ORDER BY idx LIMIT $2', [afterIndex, limit])
         : await this.q<AuditRow>('SELECT * FROM custody_audit_interim WHERE tenant = $1 AND idx > $2 ORDER BY idx LIMIT $3', [tenant, afterIndex, limit]);
     return rows.map(toAudit);
+  }
+
+  // tenant appraisal policies
+
+  async putTenantPolicy(r: Omit<TenantPolicyRecord, 'revision'>): Promise<TenantPolicyRecord> {
+    // One statement: concurrent writers from several replicas serialise on the row and each gets its own revision.
+    const rows = await this.q<TenantPolicyRow>(
+      `INSERT INTO custody_tenant_policies (tenant, text, policy_id, policy_version, digest, revision, updated_at, updated_by)
+       VALUES ($1, $2, $3, $4, $5, 1, $6, $7)
+       ON CONFLICT (tenant) DO UPDATE SET text = EXCLUDED.text, policy_id = EXCLUDED.policy_id, policy_version = EXCLUDED.policy_version,
+         digest = EXCLUDED.digest, revision = custody_tenant_policies.revision + 1, updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by
+       RETURNING *`,
+      [r.tenant, r.text, r.policyId, r.policyVersion, r.digest, r.updatedAt, r.updatedBy],
+    );
+    return toTenantPolicy(rows[0]!);
+  }
+
+  async getTenantPolicy(tenant: string): Promise<TenantPolicyRecord | null> {
+    const rows = await this.q<TenantPolicyRow>('SELECT * FROM custody_tenant_policies WHERE tenant = $1', [tenant]);
+    return rows[0] ? toTenantPolicy(rows[0]) : null;
+  }
+
+  async getTenantPolicyRevision(tenant: string): Promise<number | null> {
+    const rows = await this.q<{ revision: string }>('SELECT revision FROM custody_tenant_policies WHERE tenant = $1', [tenant]);
+    return rows[0] ? Number(rows[0].revision) : null;
   }
 
   private async q<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<R[]> {

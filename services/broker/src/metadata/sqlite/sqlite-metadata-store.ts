@@ -10,14 +10,16 @@ import {
   toAudit,
   toKey,
   toSession,
+  toTenantPolicy,
   toVersion,
   type ApiKeyRow,
   type AuditRow,
   type KeyRow,
   type SessionRow,
+  type TenantPolicyRow,
   type VersionRow,
 } from '../rows.js';
-import type { ApiKeyRecord, MetadataStore, ReleaseCheck, SessionRecord, StoredAuditEvent } from '../types.js';
+import type { ApiKeyRecord, MetadataStore, ReleaseCheck, SessionRecord, StoredAuditEvent, TenantPolicyRecord } from '../types.js';
 import { WalSync } from './wal-sync.js';
 
 const SCHEMA = `
@@ -91,6 +93,16 @@ CREATE TRIGGER IF NOT EXISTS custody_audit_interim_no_update BEFORE UPDATE ON cu
   BEGIN SELECT RAISE(ABORT, 'custody_audit_interim is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS custody_audit_interim_no_delete BEFORE DELETE ON custody_audit_interim
   BEGIN SELECT RAISE(ABORT, 'custody_audit_interim is append-only'); END;
+CREATE TABLE IF NOT EXISTS custody_tenant_policies (
+  tenant TEXT PRIMARY KEY,
+  text TEXT NOT NULL,
+  policy_id TEXT NOT NULL,
+  policy_version INTEGER NOT NULL,
+  digest TEXT NOT NULL,
+  revision INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  updated_by TEXT NOT NULL
+);
 `;
 
 /**
@@ -382,6 +394,34 @@ export class SqliteMetadataStore implements MetadataStore {
           : this.stmt('SELECT * FROM custody_audit_interim WHERE tenant = ? AND idx > ? ORDER BY idx LIMIT ?').all(tenant, afterIndex, limit)) as AuditRow[],
     );
     return rows.map(toAudit);
+  }
+
+  // tenant appraisal policies
+
+  async putTenantPolicy(r: Omit<TenantPolicyRecord, 'revision'>): Promise<TenantPolicyRecord> {
+    return this.write(() =>
+      toTenantPolicy(
+        this
+          .stmt(
+            `INSERT INTO custody_tenant_policies (tenant, text, policy_id, policy_version, digest, revision, updated_at, updated_by)
+             VALUES (?, ?, ?, ?, ?, 1, ?, ?)
+             ON CONFLICT (tenant) DO UPDATE SET text = excluded.text, policy_id = excluded.policy_id, policy_version = excluded.policy_version,
+               digest = excluded.digest, revision = custody_tenant_policies.revision + 1, updated_at = excluded.updated_at, updated_by = excluded.updated_by
+             RETURNING *`,
+          )
+          .get(r.tenant, r.text, r.policyId, r.policyVersion, r.digest, r.updatedAt, r.updatedBy) as TenantPolicyRow,
+      ),
+    );
+  }
+
+  async getTenantPolicy(tenant: string): Promise<TenantPolicyRecord | null> {
+    const row = await this.run(() => this.stmt('SELECT * FROM custody_tenant_policies WHERE tenant = ?').get(tenant) as TenantPolicyRow | undefined);
+    return row ? toTenantPolicy(row) : null;
+  }
+
+  async getTenantPolicyRevision(tenant: string): Promise<number | null> {
+    const row = await this.run(() => this.stmt('SELECT revision FROM custody_tenant_policies WHERE tenant = ?').get(tenant) as { revision: number } | undefined);
+    return row ? Number(row.revision) : null;
   }
 
   private insertVersion(v: KeyVersionRecord): void {
