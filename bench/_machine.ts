@@ -32,3 +32,25 @@ export function writeSection(name: string, markdown: string): void {
   writeFileSync(new URL(`./results/${name}.md`, import.meta.url), markdown.trim() + '\n');
   console.log(markdown);
 }
+
+export interface Rate {
+  /** Operations per wall-clock second. */
+  wall: number;
+  /** Operations per second of process CPU time (all threads): the rate one dedicated core sustains. */
+  perCpu: number;
+}
+
+/** Runs `fn` in batches for about `ms` milliseconds and returns its wall-clock and per-CPU-second rates. */
+export async function rate(fn: () => Promise<void>, ms: number, batch = 10): Promise<Rate> {
+  let n = 0;
+  const start = performance.now();
+  const cpu0 = process.cpuUsage();
+  let t = start;
+  while (t - start < ms) {
+    for (let i = 0; i < batch; i++) await fn();
+    n += batch;
+    t = performance.now();
+  }
+  const cpu = process.cpuUsage(cpu0);
+  return { wall: (n * 1000) / (t - start), perCpu: (n * 1e6) / (cpu.user + cpu.system) };
+}

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { X509Certificate, importVerifyKey, readCertificates, sha256, utf8, verifyCertificateChain, verifySignature, type Bytes } from '@custody/core';
 import { parseSevSnpReport, snpSignatureRaw, sevSnpVerifier } from '../packages/attest/src/sev-snp/index.js';
 import { azureVtpmVerifier, parseAzureVtpmEvidence, verifyAzureTpmQuote, verifyHclBinding } from '../packages/attest/src/azure-vtpm/index.js';
-import { machine, writeSection } from './_machine.js';
+import { machine, rate, writeSection, type Rate } from './_machine.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const vectors = process.env.CUSTODY_VECTORS ?? resolve(here, '..', '..', 'shared', 'vectors');
@@ -101,24 +101,6 @@ async function digests(): Promise<void> {
   await sha256(new Uint8Array(24 * 32));
 }
 
-interface Rate {
-  wall: number;
-  perCpu: number;
-}
-
-async function rate(fn: () => Promise<void>, ms: number): Promise<Rate> {
-  let n = 0;
-  const start = performance.now();
-  const cpu0 = process.cpuUsage();
-  let t = start;
-  while (t - start < ms) {
-    for (let i = 0; i < 10; i++) await fn();
-    n += 10;
-    t = performance.now();
-  }
-  const cpu = process.cpuUsage(cpu0);
-  return { wall: (n * 1000) / (t - start), perCpu: (n * 1e6) / (cpu.user + cpu.system) };
-}
 
 const FLOOR = 'floor: report + chain + vTPM quote';
 const E2E = 'custody azureVtpmVerifier (v1 JSON, nonce)';

@@ -27,7 +27,7 @@ import {
 } from '@custody/core';
 import { nitroVerifier, parseNitroDocument } from '../packages/attest/src/nitro/index.js';
 import { createNvidiaEvidence, nvidiaVerifier, parseSpdmMeasurementReport } from '../packages/attest/src/nvidia/index.js';
-import { machine, writeSection } from './_machine.js';
+import { machine, rate, writeSection } from './_machine.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const vectors = process.env.CUSTODY_VECTORS ?? resolve(here, '..', '..', 'shared', 'vectors');
@@ -132,17 +132,6 @@ async function nvBaseline(): Promise<void> {
   if (!(await verifySignature(certs[0]!.publicKey, { kind: 'ecdsa', hash: 'SHA-384' }, rep.signedBytes, rep.response.signature, 'raw'))) throw new Error('NVIDIA baseline');
 }
 
-async function rate(fn: () => Promise<void>, ms: number): Promise<number> {
-  let n = 0;
-  const start = performance.now();
-  let t = start;
-  while (t - start < ms) {
-    for (let i = 0; i < 10; i++) await fn();
-    n += 10;
-    t = performance.now();
-  }
-  return (n * 1000) / (t - start);
-}
 
 const cases: [string, () => Promise<void>][] = [
   ['Nitro floor: COSE ES384 verify', nitroFloorSignature],
@@ -164,7 +153,7 @@ const loadAtStart = loadavg()[0]!;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const MS = Number(process.env.BENCH_MS ?? 1500);
 const samples = new Map<string, number[]>(cases.map(([n]) => [n, []]));
-for (let round = 0; round < ROUNDS; round++) for (const [name, fn] of cases) samples.get(name)!.push(await rate(fn, MS));
+for (let round = 0; round < ROUNDS; round++) for (const [name, fn] of cases) samples.get(name)!.push((await rate(fn, MS)).wall);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const result = new Map(cases.map(([n]) => [n, median(samples.get(n)!)]));
 

@@ -20,7 +20,7 @@ import {
   SNP_CERT_GUIDS,
   verifySevSnp,
 } from '../packages/attest/src/sev-snp/index.js';
-import { machine, writeSection } from './_machine.js';
+import { machine, rate, writeSection, type Rate } from './_machine.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const vectors = process.env.CUSTODY_VECTORS ?? resolve(here, '..', '..', 'shared', 'vectors');
@@ -85,26 +85,6 @@ async function naive(): Promise<void> {
   if (!(await verifySignature(leaf.publicKey, { kind: 'ecdsa', hash: 'SHA-384' }, rep.signedBytes, snpSignatureRaw(rep)!, 'raw'))) throw new Error('naive');
 }
 
-interface Rate {
-  /** Wall-clock verifications per second. */
-  wall: number;
-  /** Verifications per second of process CPU time (all threads): the rate one dedicated core sustains. */
-  perCpu: number;
-}
-
-async function rate(fn: () => Promise<void>, ms: number): Promise<Rate> {
-  let n = 0;
-  const start = performance.now();
-  const cpu0 = process.cpuUsage();
-  let t = start;
-  while (t - start < ms) {
-    for (let i = 0; i < 20; i++) await fn();
-    n += 20;
-    t = performance.now();
-  }
-  const cpu = process.cpuUsage(cpu0);
-  return { wall: (n * 1000) / (t - start), perCpu: (n * 1e6) / (cpu.user + cpu.system) };
-}
 
 const cases: [string, () => Promise<void>][] = [
   ['floor: report ECDSA P-384 verify', floorReport],
@@ -122,7 +102,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const MS = Number(process.env.BENCH_MS ?? 1500);
 const samples = new Map<string, Rate[]>(cases.map(([n]) => [n, []]));
 for (let round = 0; round < ROUNDS; round++) {
-  for (const [name, fn] of cases) samples.get(name)!.push(await rate(fn, MS));
+  for (const [name, fn] of cases) samples.get(name)!.push(await rate(fn, MS, 20));
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const result = new Map(cases.map(([n]) => [n, { wall: median(samples.get(n)!.map((r) => r.wall)), perCpu: median(samples.get(n)!.map((r) => r.perCpu)) }]));

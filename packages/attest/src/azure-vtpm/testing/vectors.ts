@@ -1,6 +1,7 @@
 // Test-only: the Azure vTPM vector sets and helpers to build tampered twins byte-exactly, in
 // whichever of trustee's JSON forms the evidence uses.
-import fc from 'fast-check';
+import type fc from 'fast-check';
+import { mutationOf as tpmMutationOf } from '../../tpm/testing/mutate.js';
 import { ByteReader, fromBase64Url, fromHex, fromUtf8, toBase64Url, toHex, utf8, type Bytes } from '@custody/core';
 import { readVector } from '../../../../../test/vectors.js';
 import type { AzureTpmQuoteParts } from '../evidence.js';
@@ -110,23 +111,8 @@ export function readBincodeQuote(b: Uint8Array): AzureTpmQuoteParts {
   return { signature, message, pcrs };
 }
 
-/** Real bytes with a few flipped bytes, a truncation or an insertion. */
-export function mutationOf(base: Uint8Array): fc.Arbitrary<Bytes> {
-  const flips = fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 1, max: 255 })), { minLength: 1, maxLength: 4 }).map((fs) => {
-    const b = base.slice();
-    for (const [i, x] of fs) b[i] = b[i]! ^ x;
-    return b;
-  });
-  const truncation = fc.nat(base.length - 1).map((n) => base.slice(0, n));
-  const insertion = fc.tuple(fc.nat(base.length), fc.uint8Array({ minLength: 1, maxLength: 8 })).map(([at, ins]) => {
-    const b = new Uint8Array(base.length + ins.length);
-    b.set(base.subarray(0, at));
-    b.set(ins, at);
-    b.set(base.subarray(at), at + ins.length);
-    return b;
-  });
-  return fc.oneof(flips, truncation, insertion);
-}
+/** Real bytes with a few flipped bytes, a truncation or an insertion (the TPM tests' generator). */
+export const mutationOf = (base: Uint8Array): fc.Arbitrary<Bytes> => tpmMutationOf(base) as fc.Arbitrary<Bytes>;
 
 /** XORs one byte in place (a tampered twin's single change). */
 export function flip(b: Uint8Array, at: number, x: number): void {
