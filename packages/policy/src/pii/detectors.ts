@@ -17,12 +17,18 @@ export interface Detector {
   find(text: string): Detection[];
 }
 
-function regexDetector(category: string, priority: number, re: RegExp, valid: (m: string) => boolean = () => true, group = 0): Detector {
+/**
+ * `needs`: a string every match contains; text without it is skipped without running the
+ * expression (an e-mail address has an '@', an IPv6 address a ':'), which saves a regex scan of
+ * every prompt that has none.
+ */
+function regexDetector(category: string, priority: number, re: RegExp, valid: (m: string) => boolean = () => true, group = 0, needs?: string): Detector {
   return {
     category,
     priority,
     find(text) {
       const out: Detection[] = [];
+      if (needs !== undefined && !text.includes(needs)) return out;
       for (const m of text.matchAll(re)) {
         const value = m[group];
         if (value === undefined || !valid(value)) continue;
@@ -58,7 +64,7 @@ const DATE = String.raw`(?:\d{4}-\d{2}-\d{2}|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|(?:Ja
 const DOB = new RegExp(String.raw`(?:\b(?:DOB|date of birth|birth ?date|birthday|born(?: on)?)\b|\bD\.O\.B\.)[:\s]*(?:is\s+|was\s+|of\s+)?(${DATE})`, 'gi');
 
 export const BUILTIN_DETECTORS: readonly Detector[] = [
-  regexDetector('email', 90, EMAIL),
+  regexDetector('email', 90, EMAIL, () => true, 0, '@'),
   regexDetector('iban', 85, IBAN, ibanValid),
   regexDetector('payment_card', 80, CARD, (m) => luhnValid(digitsOf(m)) && !/^(\d)\1+$/.test(digitsOf(m))),
   regexDetector('national_id', 75, SSN, ssnValid),
@@ -66,7 +72,7 @@ export const BUILTIN_DETECTORS: readonly Detector[] = [
   regexDetector('national_id', 75, NINO),
   regexDetector('date_of_birth', 70, DOB, () => true, 1),
   regexDetector('ip_address', 65, IPV4, ipv4Valid),
-  regexDetector('ip_address', 65, IPV6, (m) => m.includes(':') && ipv6Valid(m) && /[0-9a-fA-F]{1,4}:[0-9a-fA-F]{0,4}:/.test(m)),
+  regexDetector('ip_address', 65, IPV6, (m) => m.includes(':') && ipv6Valid(m) && /[0-9a-fA-F]{1,4}:[0-9a-fA-F]{0,4}:/.test(m), 0, ':'),
   regexDetector('phone', 61, /(?<![\w+])\+[1-9]\d{7,14}(?!\w)/g),
   regexDetector('phone', 60, PHONE, (m) => {
     if (/^\d{4}-\d{2}-\d{2}$|^\d{1,2}[.-]\d{1,2}[.-]\d{2,4}$/.test(m)) return false; // a date

@@ -72,6 +72,7 @@ export interface NameSpan {
 }
 
 interface Token {
+  /** The word; '' for a word that starts lower-case (never a name word). */
   text: string;
   start: number;
   end: number;
@@ -94,27 +95,71 @@ function findInvertedNames(text: string): NameSpan[] {
 }
 
 export function findPersonNames(text: string): NameSpan[] {
-  const inverted = findInvertedNames(text);
+  const inverted = text.includes(', ') ? findInvertedNames(text) : [];
   const spans = findForwardNames(text).filter((s) => !inverted.some((v) => s.start < v.end && v.start < s.end));
   return [...inverted, ...spans].sort((a, b) => a.start - b.start);
 }
 
-function findForwardNames(text: string): NameSpan[] {
-  const tokens: Token[] = [];
-  for (const m of text.matchAll(/(?<![A-Za-z0-9])(?:[A-Za-z][A-Za-z'’.-]*[A-Za-z.]|[A-Za-z])/g)) {
-    let t = m[0];
-    let end = m.index + t.length;
-    // A trailing period belongs to the word only for initials and abbreviations.
-    if (t.endsWith('.') && !INITIAL.test(t) && !HONORIFICS.has(t.slice(0, -1).toLowerCase()) && !NAME_SUFFIXES.has(t.slice(0, -1).toLowerCase())) {
-      t = t.slice(0, -1);
-      end--;
+const isLetter = (c: number): boolean => (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+const isLower = (c: number): boolean => c >= 97 && c <= 122;
+const isAlnum = (c: number): boolean => isLetter(c) || (c >= 48 && c <= 57);
+/** Inside a word: letters, apostrophes (' and ’), periods and hyphens. */
+const isWordInner = (c: number): boolean => isLetter(c) || c === 0x27 || c === 0x2019 || c === 0x2e || c === 0x2d;
+/** A word ends in a letter or a period. */
+const isWordEnd = (c: number): boolean => isLetter(c) || c === 0x2e;
+
+/**
+ * Calls `f(start, end)` for each word of a text: what
+ * `/(?<![A-Za-z0-9])(?:[A-Za-z][A-Za-z'’.-]*[A-Za-z.]|[A-Za-z])/g` matches, scanned by hand
+ * (the expression cost most of the name detector on long prompts). A test checks both give
+ * the same words.
+ */
+export function forEachWord(text: string, f: (start: number, end: number) => void): void {
+  const n = text.length;
+  let p = 0;
+  while (p < n) {
+    const c = text.charCodeAt(p);
+    if (!isLetter(c) || (p > 0 && isAlnum(text.charCodeAt(p - 1)))) {
+      p++;
+      continue;
     }
-    tokens.push({ text: t, start: m.index, end });
+    let q = p + 1;
+    while (q < n && isWordInner(text.charCodeAt(q))) q++;
+    // Greedy, then back off to the last letter or period (at least the first letter).
+    while (q > p + 1 && !isWordEnd(text.charCodeAt(q - 1))) q--;
+    f(p, q);
+    p = q;
   }
+}
+
+const MAX_SUFFIX = Math.max(...[...NAME_SUFFIXES].map((s) => s.length)) + 2;
+
+function findForwardNames(text: string): NameSpan[] {
+  // Words that start lower-case are never name words; they only end a run, so they are left
+  // out (the gap they leave is not a single space, which ends the run the same way). Those
+  // that may be a suffix ("jr.") are kept, with empty text.
+  const tokens: Token[] = [];
+  forEachWord(text, (start, wordEnd) => {
+    const lower = isLower(text.charCodeAt(start));
+    if (lower && (wordEnd - start > MAX_SUFFIX || !NAME_SUFFIXES.has(text.slice(start, wordEnd).replace(/\.+$/, '')))) return;
+    let end = wordEnd;
+    // A trailing period belongs to the word only for initials and abbreviations.
+    if (text.charCodeAt(end - 1) === 0x2e) {
+      const t = text.slice(start, end);
+      const bare = t.slice(0, -1).toLowerCase();
+      if (!INITIAL.test(t) && !HONORIFICS.has(bare) && !NAME_SUFFIXES.has(bare)) end--;
+    }
+    tokens.push({ text: lower ? '' : text.slice(start, end), start, end });
+  });
   const spans: NameSpan[] = [];
   let i = 0;
   while (i < tokens.length) {
     const tok = tokens[i]!;
+    // A lower-case word is neither an honorific nor a name word (both start with a capital).
+    if (tok.text === '') {
+      i++;
+      continue;
+    }
     const bare = tok.text.replace(/\.$/, '').toLowerCase();
     const isHonorific = HONORIFICS.has(bare) && /^[A-Z]/.test(tok.text);
     if (!isHonorific && !isNameWord(tok)) {
@@ -135,7 +180,7 @@ function findForwardNames(text: string): NameSpan[] {
     }
     // Optional suffix (Jr., MD, DVM).
     const next = tokens[j];
-    if (next && run.length > 0 && NAME_SUFFIXES.has(next.text.replace(/\.$/, '').toLowerCase()) && adjacent(text, run[run.length - 1]!, next, true)) {
+    if (next && run.length > 0 && NAME_SUFFIXES.has(text.slice(next.start, next.end).replace(/\.$/, '').toLowerCase()) && adjacent(text, run[run.length - 1]!, next, true)) {
       run.push(next);
       j++;
     }
