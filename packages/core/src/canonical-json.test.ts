@@ -1,5 +1,6 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalize } from './canonical-json.js';
+import { canonicalFromMembers, canonicalize, canonicalMembers } from './canonical-json.js';
 
 describe('canonicalize (RFC 8785)', () => {
   // Examples from RFC 8785 section 3.2.2 and 3.2.3.
@@ -38,5 +39,28 @@ describe('base64', () => {
     // "QQ" and "QR" would both decode to "A": only the canonical spelling is accepted.
     expect(fromBase64('QQ')).toEqual(Uint8Array.of(0x41));
     expect(() => fromBase64('QR')).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }) as Error);
+  });
+});
+
+describe('canonical members', () => {
+  it('assemble to exactly the canonical form of the object, with members left out and added', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string({ maxLength: 6 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 8 }), fc.array(fc.string({ maxLength: 6 }), { maxLength: 3 }), fc.dictionary(fc.string({ maxLength: 6 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 }), (obj, omit, extra) => {
+        const o = Object.fromEntries(Object.entries(obj)) as Record<string, unknown>;
+        const expected: Record<string, unknown> = Object.fromEntries(Object.entries(o).filter(([k]) => !omit.includes(k)));
+        const extraTexts: Record<string, string> = {};
+        for (const [k, v] of Object.entries(extra)) {
+          expected[k] = v;
+          extraTexts[k] = canonicalize(v);
+        }
+        expect(canonicalFromMembers(canonicalMembers(o), { omit, extra: extraTexts })).toBe(canonicalize(expected));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('refuses anything but a plain object', () => {
+    expect(() => canonicalMembers([] as never)).toThrow(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }));
+    expect(() => canonicalMembers(new Map() as never)).toThrow(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }));
   });
 });

@@ -54,3 +54,31 @@ function compareUtf16(a: string, b: string): number {
   // Default string comparison in JS compares UTF-16 code units, which RFC 8785 requires.
   return a < b ? -1 : a > b ? 1 : 0;
 }
+
+/** The RFC 8785 texts of a plain object's members, sorted by key: canonicalise once, assemble many. */
+export type CanonicalMembers = readonly (readonly [key: string, text: string])[];
+
+export function canonicalMembers(value: Record<string, unknown>): CanonicalMembers {
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || (proto !== Object.prototype && proto !== null)) {
+    throw new CustodyError('ERR_INPUT_MALFORMED', 'only a plain object has canonical members');
+  }
+  return Object.keys(value)
+    .filter((k) => value[k] !== undefined)
+    .sort(compareUtf16)
+    .map((k) => [k, JSON.stringify(k) + ':' + serialize(value[k], 1)] as const);
+}
+
+/**
+ * The canonical form of the object the members came from, with `extra` members added (already
+ * canonical texts) and the keys in `omit` left out: equal to `canonicalize` of that object.
+ */
+export function canonicalFromMembers(members: CanonicalMembers, options: { omit?: readonly string[]; extra?: Record<string, string> } = {}): string {
+  const omit = options.omit ?? [];
+  let all = members.filter(([k]) => !omit.includes(k));
+  const extra = options.extra ? Object.keys(options.extra) : [];
+  if (extra.length > 0) {
+    all = [...all.filter(([k]) => !extra.includes(k)), ...extra.map((k) => [k, JSON.stringify(k) + ':' + options.extra![k]!] as const)].sort((a, b) => compareUtf16(a[0], b[0]));
+  }
+  return '{' + all.map(([, text]) => text).join(',') + '}';
+}

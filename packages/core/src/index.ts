@@ -9,3 +9,4 @@ export * from './x509/index.js';
 export * from './hpke/index.js';
 export * from './cbor/index.js';
 export * from './cose/index.js';
+export * from './signature.js';

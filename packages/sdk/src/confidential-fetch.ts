@@ -71,7 +71,7 @@ const MAX_PROBLEM = 64 * 1024;
 const MAX_REQUEST_BODY = 8 * 1024 * 1024;
 
 /** Whether the response will be a stream: OpenAI-style `"stream": true`, or an SSE Accept header. */
-function wantsStream(req: Request, body: Uint8Array): boolean {
+function wantsStream(req: OutgoingRequest, body: Uint8Array): boolean {
   if ((req.headers.get('accept') ?? '').includes('text/event-stream')) return true;
   if (body.length === 0 || body.length > 1024 * 1024) return false;
   const text = new TextDecoder().decode(body);
@@ -84,13 +84,55 @@ function wantsStream(req: Request, body: Uint8Array): boolean {
   }
 }
 
-function requestFields(req: Request, now: Date): HttpField[] {
+function requestFields(req: OutgoingRequest, now: Date): HttpField[] {
   const out: HttpField[] = [];
   req.headers.forEach((value, name) => {
     if (!DROP_HEADERS.has(name)) out.push([name, value]);
   });
   out.push(['date', now.toUTCString()]);
   return out;
+}
+
+/** What the SDK needs of a request: the parts a `Request` would hold, without building one. */
+interface OutgoingRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Headers;
+  readonly signal?: AbortSignal | null;
+}
+
+const NORMALISED_METHODS = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT']);
+
+/**
+ * The request as the Fetch standard would see it, for the common call shape `(url, init)` with
+ * a string or byte body (what the `openai` client sends), without a `Request` object and its
+ * body stream; undefined for anything else, which goes through `new Request`. Matches Request:
+ * method normalisation, an absolute URL, header list, and the `text/plain;charset=UTF-8`
+ * content type a string body gets when none is set. Exported for its test only.
+ */
+export function fastRequest(input: string | URL | Request, init: RequestInit | undefined): { req: OutgoingRequest; body: Bytes } | undefined {
+  if (input instanceof Request || (init?.body !== undefined && init.body !== null && typeof init.body !== 'string' && !(init.body instanceof Uint8Array) && !(init.body instanceof ArrayBuffer))) return undefined;
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    return undefined;
+  }
+  if (url.username || url.password) return undefined;
+  const rawMethod = init?.method ?? 'GET';
+  const method = NORMALISED_METHODS.has(rawMethod.toUpperCase()) ? rawMethod.toUpperCase() : rawMethod;
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(method) || ['CONNECT', 'TRACE', 'TRACK'].includes(method.toUpperCase())) return undefined;
+  const b = init?.body;
+  if ((method === 'GET' || method === 'HEAD') && b !== undefined && b !== null) return undefined;
+  const headers = new Headers(init?.headers);
+  let body: Bytes;
+  if (typeof b === 'string') {
+    body = new TextEncoder().encode(b);
+    if (!headers.has('content-type')) headers.set('content-type', 'text/plain;charset=UTF-8');
+  } else if (b instanceof Uint8Array) body = new Uint8Array(b);
+  else if (b instanceof ArrayBuffer) body = new Uint8Array(b.slice(0));
+  else body = new Uint8Array(0);
+  return { req: { method, url: url.href, headers, signal: init?.signal ?? null }, body };
 }
 
 async function problemOf(res: Response): Promise<{ code: string; type?: string }> {
@@ -151,7 +193,7 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
     cached = undefined;
   }
 
-  async function send(req: Request, body: Bytes, stream: boolean, retried: boolean): Promise<Response> {
+  async function send(req: OutgoingRequest, body: Bytes, stream: boolean, retried: boolean): Promise<Response> {
     const gw = await verify();
     const url = new URL(req.url);
     const bhttp = encodeBhttpRequest(
@@ -244,7 +286,7 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
       if (requireReceipt && expect.status !== 401 && expect.status < 500) return Promise.reject(new CustodyError('ERR_RECEIPT_MISSING'));
       return undefined;
     }
-    return verifyReceipt(value, gw.receiptKey, expect).then((r) => {
+    return verifyReceipt(value, gw.receiptKeyJwk, expect).then((r) => {
       if (r.gateway.platform !== gw.platform || Object.entries(gw.measurements).some(([k, v]) => r.gateway.measurements[k] !== v)) {
         throw new CustodyError('ERR_RECEIPT_MISMATCH', 'the receipt names another gateway measurement than the verified one');
       }
@@ -262,10 +304,16 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
   }
 
   const fn = (async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    const req = new Request(input, init);
-    const ab = await req.arrayBuffer();
-    if (ab.byteLength > MAX_REQUEST_BODY) throw new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large for the gateway', { detail: { max: MAX_REQUEST_BODY } });
-    const body = new Uint8Array(ab);
+    let req: OutgoingRequest;
+    let body: Bytes;
+    const fast = fastRequest(input, init);
+    if (fast) ({ req, body } = fast);
+    else {
+      const r = new Request(input, init);
+      req = r;
+      body = new Uint8Array(await r.arrayBuffer());
+    }
+    if (body.byteLength > MAX_REQUEST_BODY) throw new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large for the gateway', { detail: { max: MAX_REQUEST_BODY } });
     try {
       return await send(req, body, wantsStream(req, body), false);
     } catch (e) {

@@ -46,6 +46,8 @@ export {
   receiptLedgerEvent,
   receiptSigningBytes,
   signReceipt,
+  prepareReceipt,
+  signPreparedReceipt,
   encodeReceiptHeader,
   parseReceipt,
   importReceiptKey,
@@ -56,6 +58,7 @@ export {
   type ReceiptLedgerRef,
   type ReceiptExpectations,
   type ReceiptSignFn,
+  type PreparedReceipt,
   type PolicyAction,
 } from './receipt/receipt.js';
 export { createConfidentialFetch, OHTTP_PATH, type ConfidentialFetch, type ConfidentialFetchOptions, type ReceiptInfo } from './confidential-fetch.js';

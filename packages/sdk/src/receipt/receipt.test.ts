@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { CustodyError, subtle, toBase64Url } from '@custody/core';
+import { canonicalize, CustodyError, setSignatureProvider, subtle, toBase64Url, webCryptoSignaturePrimitives, type SignaturePrimitives } from '@custody/core';
 import { encodeEvent, validateEvent } from '@custody/ledger';
-import { digestOf, encodeReceiptHeader, parseReceipt, receiptIdOf, receiptLedgerEvent, RECEIPT_FORMAT, signReceipt, verifyReceipt, type Receipt, type ReceiptBody } from './receipt.js';
+import { digestOf, encodeReceiptHeader, parseReceipt, prepareReceipt, receiptIdOf, receiptLedgerEvent, receiptSigningBytes, RECEIPT_FORMAT, signPreparedReceipt, signReceipt, verifyReceipt, type Receipt, type ReceiptBody } from './receipt.js';
 
 const body: ReceiptBody = {
   format: RECEIPT_FORMAT,
@@ -86,5 +86,45 @@ describe('receipts', () => {
     const { pair, jwk } = await keys();
     const r = await signReceipt(body, '00000000-0000-8000-8000-000000000000', null, pair.privateKey);
     expect(await code(verifyReceipt(r, jwk))).toBe('ERR_RECEIPT_MALFORMED');
+  });
+});
+
+describe('receipts canonicalised once', () => {
+  it('the prepared path gives the same id, signed bytes and header as canonicalising each form', async () => {
+    const { pair } = await keys();
+    const p = prepareReceipt(body);
+    expect(p.receiptId).toBe(await receiptIdOf(body));
+    const signedMessages: string[] = [];
+    const sign = async (m: Uint8Array) => {
+      signedMessages.push(new TextDecoder().decode(m));
+      return new Uint8Array(await subtle.sign({ name: 'Ed25519' }, pair.privateKey, m));
+    };
+    const { receipt, header } = await signPreparedReceipt(p, { index: 3, entryDigest: 'sha256:' + '77'.repeat(32) }, sign);
+    expect(header).toBe(encodeReceiptHeader(receipt));
+    expect(signedMessages).toEqual([new TextDecoder().decode(receiptSigningBytes(receipt))]);
+    expect(canonicalize(parseReceipt(header))).toBe(canonicalize(receipt));
+  });
+
+  it('verifies a JWK key through the installed signature provider, and a CryptoKey through WebCrypto', async () => {
+    const { r, jwk } = await signed();
+    const calls: number[] = [];
+    const counting: SignaturePrimitives = {
+      name: 'counting',
+      verifyEd25519: (pk, sig, msg) => {
+        calls.push(pk.length);
+        return webCryptoSignaturePrimitives.verifyEd25519(pk, sig, msg);
+      },
+    };
+    const previous = setSignatureProvider(counting);
+    try {
+      await verifyReceipt(encodeReceiptHeader(r), jwk);
+      expect(calls).toEqual([32]);
+      expect(await code(verifyReceipt({ ...r, tenant: 'other' }, jwk))).toBe('ERR_RECEIPT_SIGNATURE');
+      const key = await subtle.importKey('jwk', jwk, { name: 'Ed25519' }, true, ['verify']);
+      await verifyReceipt(r, key);
+      expect(calls).toHaveLength(2);
+    } finally {
+      setSignatureProvider(previous);
+    }
   });
 });

@@ -27,6 +27,12 @@ import { z } from 'zod';
 import {
   CustodyError,
   canonicalBytes,
+  canonicalFromMembers,
+  canonicalize,
+  canonicalMembers,
+  getSignatureProvider,
+  utf8,
+  type CanonicalMembers,
   copyBytes,
   fromBase64Url,
   fromUtf8,
@@ -114,19 +120,36 @@ export async function digestOf(data: Uint8Array): Promise<string> {
   return 'sha256:' + toHex(data.length <= SYNC_HASH_MAX ? sha256Sync(data) : await sha256(data));
 }
 
-function bodyOf(r: ReceiptBody | Receipt): ReceiptBody {
-  const { receiptId: _id, ledger: _ledger, signature: _sig, ...body } = r as Receipt;
-  return body;
-}
+const RECEIPT_ONLY = ['receiptId', 'ledger', 'signature'] as const;
 
-/** The receipt id: SHA-256 of the canonical body, shaped as an RFC 9562 version 8 UUID. */
-export function receiptIdOf(body: ReceiptBody): Promise<string> {
-  const d = sha256Sync(canonicalBytes(bodyOf(body)));
+function idFromDigest(d: Uint8Array): string {
   const b = d.slice(0, 16);
   b[6] = (b[6]! & 0x0f) | 0x80;
   b[8] = (b[8]! & 0x3f) | 0x80;
   const h = toHex(b);
-  return Promise.resolve(`${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** The id from a receipt's (or a body's) canonical members: SHA-256 of the body's RFC 8785 form. */
+function idOfMembers(members: CanonicalMembers): string {
+  return idFromDigest(sha256Sync(utf8(canonicalFromMembers(members, { omit: RECEIPT_ONLY }))));
+}
+
+/** The receipt id: SHA-256 of the canonical body, shaped as an RFC 9562 version 8 UUID. */
+export function receiptIdOf(body: ReceiptBody): Promise<string> {
+  return Promise.resolve(idOfMembers(canonicalMembers(body as unknown as Record<string, unknown>)));
+}
+
+/** A receipt body canonicalised once, with its id: what the gateway logs before it signs. */
+export interface PreparedReceipt {
+  readonly body: ReceiptBody;
+  readonly receiptId: string;
+  readonly members: CanonicalMembers;
+}
+
+export function prepareReceipt(body: ReceiptBody): PreparedReceipt {
+  const members = canonicalMembers(body as unknown as Record<string, unknown>);
+  return { body, receiptId: idOfMembers(members), members };
 }
 
 /** The `inference.receipt` ledger event for a receipt body and its id. */
@@ -154,12 +177,23 @@ export function receiptSigningBytes(r: Omit<Receipt, 'signature'> & { signature?
 /** An Ed25519 signing function (a platform key handle the caller keeps). */
 export type ReceiptSignFn = (message: Uint8Array) => Uint8Array | Promise<Uint8Array>;
 
+/**
+ * Signs a prepared receipt (gateway side) and encodes its header value, from the body's
+ * canonical members: the body is canonicalised once for id, signature and header together.
+ */
+export async function signPreparedReceipt(p: PreparedReceipt, ledger: ReceiptLedgerRef | null, key: CryptoKey | ReceiptSignFn): Promise<{ receipt: Receipt; header: string }> {
+  const extra = { receiptId: JSON.stringify(p.receiptId), ledger: canonicalize(ledger) };
+  const message = utf8(canonicalFromMembers(p.members, { omit: RECEIPT_ONLY, extra }));
+  const sig = typeof key === 'function' ? await key(message) : new Uint8Array(await subtle.sign({ name: 'Ed25519' }, key, message));
+  const signature = { alg: 'Ed25519' as const, value: toBase64Url(sig) };
+  const header = toBase64Url(utf8(canonicalFromMembers(p.members, { omit: RECEIPT_ONLY, extra: { ...extra, signature: canonicalize(signature) } })));
+  return { receipt: { ...p.body, receiptId: p.receiptId, ledger, signature }, header };
+}
+
 /** Signs a receipt (gateway side): id from the body, ledger reference, Ed25519 signature. */
 export async function signReceipt(body: ReceiptBody, receiptId: string, ledger: ReceiptLedgerRef | null, key: CryptoKey | ReceiptSignFn): Promise<Receipt> {
-  const unsigned = { ...body, receiptId, ledger };
-  const message = receiptSigningBytes(unsigned);
-  const sig = typeof key === 'function' ? await key(message) : new Uint8Array(await subtle.sign({ name: 'Ed25519' }, key, message));
-  return { ...unsigned, signature: { alg: 'Ed25519', value: toBase64Url(sig) } };
+  const p = prepareReceipt(body);
+  return (await signPreparedReceipt({ ...p, receiptId }, ledger, key)).receipt;
 }
 
 /** Header value: base64url of the receipt's canonical JSON. */
@@ -215,15 +249,19 @@ export interface ReceiptExpectations {
  */
 export async function verifyReceipt(input: unknown, key: CryptoKey | OkpPublicJwk, expect: ReceiptExpectations = {}): Promise<Receipt> {
   const r = parseReceipt(input);
-  const k = 'type' in key && key.type === 'public' ? key : await importReceiptKey(key as OkpPublicJwk);
+  // One canonical pass: the signed bytes and the id's bytes are both assembled from it.
+  const members = canonicalMembers(r as unknown as Record<string, unknown>);
+  const message = utf8(canonicalFromMembers(members, { omit: ['signature'] }));
   let ok = false;
   try {
-    ok = await subtle.verify({ name: 'Ed25519' }, k, copyBytes(fromBase64Url(r.signature.value)), receiptSigningBytes(r));
+    const sig = fromBase64Url(r.signature.value);
+    if ('type' in key && key.type === 'public') ok = await subtle.verify({ name: 'Ed25519' }, key, copyBytes(sig), message);
+    else ok = await getSignatureProvider().verifyEd25519(fromBase64Url((key as OkpPublicJwk).x), sig, message);
   } catch {
     ok = false;
   }
   if (!ok) throw new CustodyError('ERR_RECEIPT_SIGNATURE');
-  if ((await receiptIdOf(r)) !== r.receiptId) throw new CustodyError('ERR_RECEIPT_MALFORMED', 'receipt id is not derived from the receipt body');
+  if (idOfMembers(members) !== r.receiptId) throw new CustodyError('ERR_RECEIPT_MALFORMED', 'receipt id is not derived from the receipt body');
   if (expect.requestDigest !== undefined && r.request.digest !== expect.requestDigest) throw new CustodyError('ERR_RECEIPT_MISMATCH', 'the receipt names another request', { detail: { field: 'request.digest' } });
   if (expect.responseDigest !== undefined && r.response.digest !== expect.responseDigest) throw new CustodyError('ERR_RECEIPT_MISMATCH', 'the receipt names another response', { detail: { field: 'response.digest' } });
   if (expect.status !== undefined && r.response.status !== expect.status) throw new CustodyError('ERR_RECEIPT_MISMATCH', 'the receipt names another status', { detail: { field: 'response.status' } });

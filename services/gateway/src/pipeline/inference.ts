@@ -11,12 +11,11 @@ import { CustodyError, toCustodyError, type Clock } from '@custody/core';
 import { encodeEvent, type CustodyEvent } from '@custody/ledger';
 import {
   decodeBhttpRequest,
-  encodeReceiptHeader,
+  prepareReceipt,
   readAll,
-  receiptIdOf,
   receiptLedgerEvent,
   RECEIPT_FORMAT,
-  signReceipt,
+  signPreparedReceipt,
   type HttpField,
   type PolicyAction,
   type ReceiptBody,
@@ -221,8 +220,8 @@ export class InferencePipeline {
       response: { digest: responseDigest, status, streamed },
       timestamps: { receivedAt: ctx.receivedAt.toISOString(), completedAt: this.o.clock().toISOString() },
     };
-    const receiptId = await receiptIdOf(body);
-    const event = receiptLedgerEvent(body, receiptId);
+    const prepared = prepareReceipt(body);
+    const event = receiptLedgerEvent(body, prepared.receiptId);
     let index: number;
     try {
       ({ index } = await this.o.ledger.append(event));
@@ -230,9 +229,9 @@ export class InferencePipeline {
       this.o.metrics.receipts.inc({ outcome: 'withheld' });
       throw new CustodyError('ERR_GATEWAY_LEDGER', undefined, { cause: e });
     }
-    const receipt = await signReceipt(body, receiptId, { index, entryDigest: sha256Digest(encodeEvent(event)) }, this.o.signReceipt);
+    const { header } = await signPreparedReceipt(prepared, { index, entryDigest: sha256Digest(encodeEvent(event)) }, this.o.signReceipt);
     this.o.metrics.receipts.inc({ outcome: 'issued' });
-    this.o.logger.info({ event: 'receipt', receiptId, route: ctx.routeLabel, tenant: ctx.tenant!.id, status, streamed, ledgerIndex: index, action: ctx.action }, 'receipt issued');
-    return encodeReceiptHeader(receipt);
+    this.o.logger.info({ event: 'receipt', receiptId: prepared.receiptId, route: ctx.routeLabel, tenant: ctx.tenant!.id, status, streamed, ledgerIndex: index, action: ctx.action }, 'receipt issued');
+    return header;
   }
 }

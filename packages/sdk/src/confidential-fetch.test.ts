@@ -1,0 +1,56 @@
+// The fast path that skips building a Request must see exactly what a Request would hold.
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { fastRequest } from './confidential-fetch.js';
+
+async function viaRequest(input: string | URL, init?: RequestInit) {
+  const r = new Request(input, init);
+  const headers: [string, string][] = [];
+  r.headers.forEach((v, k) => headers.push([k, v]));
+  return { method: r.method, url: r.url, headers, body: new Uint8Array(await r.arrayBuffer()) };
+}
+
+function viaFast(input: string | URL, init?: RequestInit) {
+  const f = fastRequest(input, init);
+  if (!f) return undefined;
+  const headers: [string, string][] = [];
+  f.req.headers.forEach((v, k) => headers.push([k, v]));
+  return { method: f.req.method, url: f.req.url, headers, body: f.body };
+}
+
+describe('fastRequest', () => {
+  it.each<[string, string | URL, RequestInit | undefined]>([
+    ['openai-style JSON POST', 'https://gw.example/v1/chat/completions', { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: 'Bearer k' }, body: '{"model":"m"}' }],
+    ['string body without a content type', 'https://gw.example/v1/x', { method: 'post', body: 'hello' }],
+    ['bytes body', new URL('https://gw.example/v1/x?q=1'), { method: 'PUT', body: new Uint8Array([1, 2, 3]) }],
+    ['ArrayBuffer body and header pairs', 'https://gw.example:8443/a/../b', { method: 'POST', headers: [['x-a', '1'], ['X-A', '2']], body: new Uint8Array([9]).buffer }],
+    ['GET without init', 'https://gw.example/v1/models', undefined],
+    ['custom method keeps its case', 'https://gw.example/', { method: 'Patch', body: 'x' }],
+  ])('%s', async (_name, input, init) => {
+    expect(viaFast(input, init)).toEqual(await viaRequest(input, init));
+  });
+
+  it('leaves other shapes to Request', () => {
+    expect(fastRequest(new Request('https://gw.example/'), undefined)).toBeUndefined();
+    expect(fastRequest('https://gw.example/', { method: 'POST', body: new Blob(['x']) })).toBeUndefined();
+    expect(fastRequest('/relative', undefined)).toBeUndefined();
+    expect(fastRequest('https://gw.example/', { method: 'GET', body: 'x' })).toBeUndefined();
+    expect(fastRequest('https://u:p@gw.example/', undefined)).toBeUndefined();
+  });
+
+  it('agrees with Request on random methods, headers and bodies', async () => {
+    const token = fc.stringMatching(/^[A-Za-z][A-Za-z0-9-]{0,10}$/);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('GET', 'get', 'POST', 'post', 'Put', 'DELETE', 'options', 'PATCH', 'Merge', 'X-Custom'),
+        fc.array(fc.tuple(token, fc.stringMatching(/^[ -~]{0,20}$/)), { maxLength: 5 }),
+        fc.option(fc.oneof(fc.string({ maxLength: 40 }), fc.uint8Array({ maxLength: 40 })), { nil: undefined }),
+        async (method, headers, body) => {
+          const init: RequestInit = { method, headers, ...(body !== undefined && !/^(get|head)$/i.test(method) ? { body } : {}) };
+          expect(viaFast('https://gw.example/v1/p?x=1', init)).toEqual(await viaRequest('https://gw.example/v1/p?x=1', init));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
