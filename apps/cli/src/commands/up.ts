@@ -63,6 +63,7 @@ interface UpOptions {
   data: string;
   once?: boolean;
   port?: string;
+  model?: string;
 }
 
 export const register: Register = (program: Command) => {
@@ -71,6 +72,7 @@ export const register: Register = (program: Command) => {
     .description('the quick start: verify bundled real evidence, then run ledger, broker and gateway on embedded defaults and show a key release and one confidential request end to end')
     .option('--data <dir>', 'state directory (ledger tiles, broker database, keys)', '.custody')
     .option('--port <port>', 'gateway port (default: a free port)')
+    .option('--model <file.gguf>', 'serve a GGUF model in process (node-llama-cpp, CPU) instead of custody-demo')
     .option('--once', 'run the tour and exit instead of serving until interrupted')
     .option('--json', 'print one JSON object')
     .action(async (opts: UpOptions) => {
@@ -142,7 +144,7 @@ export const register: Register = (program: Command) => {
 
         // 4. The gateway attests to the broker; one confidential request through the SDK.
         const workload = await admin.createApiKey('workload', 'custody-up gateway');
-        const gw = await launchGateway({ broker: { url: broker.url, apiKey: workload.token, tenant: 'demo', jwksUrl: broker.jwksUrl }, ledger: log, logger, simMeasurement: measurement, ...(opts.port ? { port: Number(opts.port) } : {}) });
+        const gw = await launchGateway({ broker: { url: broker.url, apiKey: workload.token, tenant: 'demo', jwksUrl: broker.jwksUrl }, ledger: log, logger, simMeasurement: measurement, ...(opts.port ? { port: Number(opts.port) } : {}), ...(opts.model ? { modelPath: opts.model } : {}) });
         closers.push(() => gw.close());
         const prompt = 'Summarise the visit of patient Jane Roe (jane.roe@example.com, DOB: 1961-03-14).';
         const r = await runConfidentialRequest({ url: gw.url, jwks: gw.jwks, apiKey: gw.apiKey!, allowSimulated: true }, prompt);

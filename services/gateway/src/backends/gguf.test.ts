@@ -90,10 +90,10 @@ describe('GGUF files and the node-llama-cpp backend', () => {
     await expect(describeGgufFile(other)).rejects.toMatchObject({ code: 'ERR_GATEWAY_MODEL_FILE' });
   });
 
-  it('without node-llama-cpp installed, the backend says so (ERR_GATEWAY_BACKEND_UNAVAILABLE) after checking the file', async () => {
-    const e = await LlamaCppBackend.create({ modelPath: file, clock }).catch((x: unknown) => x);
+  it('a well-formed header without tensors is refused by the engine (ERR_GATEWAY_MODEL_FILE), after the file was hashed', async () => {
+    const e = await LlamaCppBackend.create({ modelPath: file, clock, onEngineLog: () => undefined }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(CustodyError);
-    expect((e as CustodyError).code).toBe('ERR_GATEWAY_BACKEND_UNAVAILABLE');
-    expect((e as CustodyError).detail?.digest).toMatch(/^sha256:/);
+    expect((e as CustodyError).code).toBe('ERR_GATEWAY_MODEL_FILE');
+    expect((e as CustodyError).detail?.digest).toBe('sha256:' + createHash('sha256').update(bytes).digest('hex'));
   });
 });
