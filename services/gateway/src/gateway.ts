@@ -8,9 +8,9 @@
  */
 import type { Hono } from 'hono';
 import type { Logger } from 'pino';
-import { setHpkeProvider, systemClock, webCryptoHpkePrimitives, type Clock } from '@custody/core';
+import { setHpkeProvider, setSignatureProvider, systemClock, webCryptoHpkePrimitives, type Clock } from '@custody/core';
 import type { Attester } from '@custody/attester-service';
-import { nodeHpkePrimitives } from '@custody/crypto-node';
+import { nodeHpkePrimitives, nodeSignaturePrimitives } from '@custody/crypto-node';
 import type { EvidenceVerifierSet } from '@custody/sdk';
 import { AttestationManager, type AttestationManagerOptions } from './attestation/attestation-manager.js';
 import type { BrokerClient } from './attestation/broker-client.js';
@@ -21,7 +21,7 @@ import type { LedgerSink } from './ledger/ledger-sink.js';
 import { createGatewayLogger } from './observability/logger.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { InferencePipeline } from './pipeline/inference.js';
-import { ReplayGuard } from './pipeline/replay-guard.js';
+import { MemoryReplayStore, type ReplayStore } from './pipeline/replay-guard.js';
 import { TenantDirectory, type GatewayPolicyDocument } from './pipeline/tenants.js';
 
 export interface GatewayOptions {
@@ -44,12 +44,19 @@ export interface GatewayOptions {
   keyRotationMs?: number;
   /** Accepted distance between a request's Date and the gateway clock. Default 60 s. */
   requestDateWindowMs?: number;
+  /**
+   * Anti-replay store (built with the same Date window). Default: this process's memory, which
+   * replicas behind a load balancer do not share; give them a SqliteReplayStore (one host) or a
+   * PostgresReplayStore (several hosts). The caller closes it.
+   */
+  replay?: ReplayStore;
   modelKey?: AttestationManagerOptions['modelKey'];
   cors?: boolean;
   /**
-   * The HPKE primitives this process uses (OHTTP, key unwrap), installed process-wide before
-   * the keys are created: node:crypto (default; synchronous, no WebCrypto round trips) or the
-   * WebCrypto default of @custody/core (for comparisons).
+   * The HPKE and signature primitives this process uses (OHTTP, key unwrap, Ed25519
+   * verification), installed process-wide before the keys are created: node:crypto (default;
+   * synchronous, no WebCrypto round trips) or the WebCrypto default of @custody/core (for
+   * comparisons).
    */
   hpkeProvider?: 'node:crypto' | 'webcrypto';
 }
@@ -65,7 +72,7 @@ export class Gateway {
     readonly attestation: AttestationManager,
     readonly metrics: GatewayMetrics,
     readonly logger: Logger,
-    readonly replay: ReplayGuard,
+    readonly replay: ReplayStore,
   ) {
     const clock = options.clock ?? systemClock;
     const pipeline = new InferencePipeline({
@@ -83,6 +90,7 @@ export class Gateway {
 
   static async create(options: GatewayOptions): Promise<Gateway> {
     setHpkeProvider(options.hpkeProvider === 'webcrypto' ? webCryptoHpkePrimitives : nodeHpkePrimitives);
+    setSignatureProvider(options.hpkeProvider === 'webcrypto' ? undefined : nodeSignaturePrimitives);
     const clock = options.clock ?? systemClock;
     const logger = options.logger ?? createGatewayLogger();
     const metrics = options.metrics ?? new GatewayMetrics();
@@ -103,7 +111,7 @@ export class Gateway {
       ...(options.maxEvidenceAgeMs !== undefined ? { maxEvidenceAgeMs: options.maxEvidenceAgeMs } : {}),
       ...(options.modelKey ? { modelKey: options.modelKey } : {}),
     });
-    const replay = new ReplayGuard(clock, options.requestDateWindowMs ?? 60_000);
+    const replay = options.replay ?? new MemoryReplayStore(clock, options.requestDateWindowMs ?? 60_000);
     return new Gateway(options, keys, tenants, attestation, metrics, logger, replay);
   }
 

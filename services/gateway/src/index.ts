@@ -12,7 +12,18 @@ export { GatewayKeys, OhttpKeyRing, ReceiptSigner } from './keys/gateway-keys.js
 export { TenantDirectory, parseGatewayPolicy, apiKeyDigest, type Tenant, type TenantConfig, type GatewayPolicyDocument } from './pipeline/tenants.js';
 export { applyInputPolicy, restoreJson, restoreSseStream, type InferenceRoute, type InputPolicyResult } from './pipeline/policy.js';
 export { InferencePipeline, type InnerResponse } from './pipeline/inference.js';
-export { ReplayGuard } from './pipeline/replay-guard.js';
+export {
+  ReplayGuard,
+  MemoryReplayStore,
+  SqliteReplayStore,
+  PostgresReplayStore,
+  openReplayStore,
+  replayKey,
+  type ReplayStore,
+  type SqliteReplayStoreOptions,
+  type PostgresReplayStoreOptions,
+  type ReplayStoreSettings,
+} from './pipeline/replay-guard.js';
 export type { ModelBackend, ModelInfo, BackendRequest, BackendResponse } from './backends/types.js';
 export { UpstreamBackend, type UpstreamBackendOptions } from './backends/upstream.js';
 export { DemoBackend, DEMO_MODEL_ID, DEMO_MODEL_LABEL, demoReply, demoEmbedding } from './backends/demo.js';

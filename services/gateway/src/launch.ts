@@ -21,6 +21,7 @@ import { Gateway } from './gateway.js';
 import { listen, type RunningServer } from './http/serve.js';
 import { InMemoryLedgerSink, type LedgerSink } from './ledger/ledger-sink.js';
 import { createGatewayLogger } from './observability/logger.js';
+import { openReplayStore, type ReplayStore } from './pipeline/replay-guard.js';
 import { apiKeyDigest, type GatewayPolicyDocument } from './pipeline/tenants.js';
 import { createRelayApp } from './relay/relay.js';
 
@@ -51,6 +52,13 @@ export interface LaunchGatewayConfig {
   keyRotationMs?: number;
   /** HPKE primitives of the gateway process; default node:crypto (see GatewayOptions). */
   hpkeProvider?: 'node:crypto' | 'webcrypto';
+  /**
+   * Anti-replay store: `memory` (default; one process only), `sqlite:PATH` (replicas on one host)
+   * or `postgres://...` (replicas on several hosts), or a store. Replicas behind a load balancer
+   * need a shared one, or a request replayed to another replica is accepted. A store opened
+   * from a location is closed with the gateway.
+   */
+  replayStore?: string | ReplayStore;
 }
 
 export interface LaunchedGateway {
@@ -104,6 +112,10 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     apiKey = c.apiKey ?? `sk-custody-demo-${randomBytes(12).toString('hex')}`;
     tenants = { id: 'custody-dev', version: 1, tenants: [{ id: 'demo', apiKeySha256: apiKeyDigest(apiKey), pii: { defaultAction: 'redact', actions: { email: 'mask', person_name: 'mask', phone: 'mask', payment_card: 'block' } } }] };
   }
+  const replay = typeof c.replayStore === 'object' ? c.replayStore : await openReplayStore(c.replayStore ?? 'memory', { clock });
+  const closeReplay = async () => {
+    if (typeof c.replayStore !== 'object') await replay.close?.();
+  };
   const gateway = await Gateway.create({
     backend,
     attester,
@@ -112,12 +124,14 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     policy: tenants,
     clock,
     logger,
+    replay,
     ...(c.keyRotationMs ? { keyRotationMs: c.keyRotationMs } : {}),
     ...(c.hpkeProvider ? { hpkeProvider: c.hpkeProvider } : {}),
   });
   await gateway.start();
   if (gateway.attestation.state !== 'attested') {
     await gateway.close();
+    await closeReplay();
     throw new CustodyError('ERR_GATEWAY_NOT_ATTESTED', 'the gateway could not attest at start; see the log for the reason');
   }
   const server = await listen(gateway.app, { ...(c.port !== undefined ? { port: c.port } : {}), ...(c.host ? { host: c.host } : {}) });
@@ -131,6 +145,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     `  model        ${model?.label ?? model?.id ?? 'none'}${backend.kind === 'demo' ? '' : ` via ${backend.kind}`}${model?.digest ? ` ${model.digest}` : ''}`,
     `  attestation  ${c.broker ? 'broker EAR' : 'in-process appraisal (development broker)'}${snap.earId ? `, EAR ${snap.earId}` : ''}; OHTTP key id ${snap.keyConfigs.map((k) => k.keyId).join(', ')}`,
     `  ledger       ${c.ledger ? 'configured sink' : 'in-memory development log (not persistent)'}`,
+    `  anti-replay  ${replay.kind === 'memory' ? 'memory (this process only; replicas need --replay-store sqlite:PATH or postgres://...)' : `shared ${replay.kind} store`}`,
     `  bundle       ${server.url}/.well-known/custody/attestation`,
     ...(apiKey ? [`  demo tenant  API key ${apiKey}`] : []),
   ];
@@ -148,6 +163,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
       await gateway.close();
       await server.close();
       await attester.close?.();
+      await closeReplay();
     },
   };
 }

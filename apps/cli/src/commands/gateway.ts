@@ -24,6 +24,7 @@ interface ServeOptions {
   apiKey?: string;
   jwksOut?: string;
   rotateKeys?: string;
+  replayStore: string;
   json?: boolean;
 }
 
@@ -71,12 +72,14 @@ export const register: Register = (program: Command) => {
     .option('--api-key <key>', 'API key of the default demo tenant (default: generated and printed)')
     .option('--jwks-out <file>', 'write the JWKS clients must pin (the broker\'s EAR signing keys)')
     .option('--rotate-keys <seconds>', 'rotate the OHTTP key (and re-attest) this often')
+    .option('--replay-store <sqlite:PATH|postgres://...>', 'anti-replay store; memory protects one process only, so replicas behind a load balancer need a shared one: sqlite:PATH (same host) or postgres://... (several hosts)', 'memory')
     .option('--json', 'print the startup summary as JSON')
     .action(async (opts: ServeOptions) => {
       const json = opts.json ?? false;
       try {
         if ([opts.demo, opts.model, opts.upstream].filter(Boolean).length > 1) throw new CustodyError('ERR_USAGE', 'choose one of --demo, --model and --upstream');
         if (opts.attester !== 'sim' && opts.attester !== 'tpm') throw new CustodyError('ERR_USAGE', '--attester must be sim or tpm');
+        if (!/^(memory|sqlite:.+|postgres(ql)?:\/\/.+)$/.test(opts.replayStore)) throw new CustodyError('ERR_USAGE', '--replay-store must be memory, sqlite:PATH or postgres://...');
         const digests: Record<string, string> = {};
         for (const d of opts.modelDigest ?? []) {
           const m = /^([^=]+)=(sha256:[0-9a-f]{64})$/.exec(d);
@@ -102,6 +105,7 @@ export const register: Register = (program: Command) => {
           ...(opts.apiKey ? { apiKey: opts.apiKey } : {}),
           ...(broker ? { broker } : {}),
           ...(opts.rotateKeys ? { keyRotationMs: Number(opts.rotateKeys) * 1000 } : {}),
+          replayStore: opts.replayStore,
         });
         if (opts.jwksOut) writeFileSync(opts.jwksOut, JSON.stringify(launched.jwks, null, 2) + '\n');
         if (json) printJson({ ok: true, url: launched.url, simulated: launched.simulated, jwks: launched.jwks, ...(launched.apiKey ? { apiKey: launched.apiKey } : {}) });

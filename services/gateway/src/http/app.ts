@@ -38,14 +38,14 @@ import type { GatewayKeys } from '../keys/gateway-keys.js';
 import type { LedgerSink } from '../ledger/ledger-sink.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { MAX_INNER_BODY, sha256Digest, type InferencePipeline, type InnerResponse } from '../pipeline/inference.js';
-import type { ReplayGuard } from '../pipeline/replay-guard.js';
+import type { ReplayStore } from '../pipeline/replay-guard.js';
 import { PROBLEM_CONTENT_TYPE, problemBody, problemResponse, toProblem } from './problem.js';
 
 export interface GatewayAppDeps {
   attestation: AttestationManager;
   keys: GatewayKeys;
   pipeline: InferencePipeline;
-  replay: ReplayGuard;
+  replay: ReplayStore;
   ledger: LedgerSink;
   metrics: GatewayMetrics;
   logger: Logger;
@@ -174,7 +174,7 @@ export function createGatewayApp(d: GatewayAppDeps): Hono {
       try {
         const sealed = await readRequest(c.req.raw, MAX_OHTTP_MESSAGE);
         ({ request, context } = await decapsulateRequest(d.keys.ohttp.active, sealed));
-        d.replay.commit(context.enc);
+        await d.replay.commit(context.enc);
       } catch (e) {
         return refuse(e);
       }
@@ -202,7 +202,7 @@ export function createGatewayApp(d: GatewayAppDeps): Hono {
       const decap = await decapsulateChunkedRequest(d.keys.ohttp.active, c.req.raw.body ?? new ReadableStream());
       context = decap.context;
       requestBytes = await readAll(decap.request, MAX_INNER_BODY);
-      d.replay.commit(context.enc);
+      await d.replay.commit(context.enc);
     } catch (e) {
       return refuse(e);
     }
