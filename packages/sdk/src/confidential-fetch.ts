@@ -15,12 +15,13 @@
  * header of non-streamed responses, and for every response through `onReceipt` and
  * `receiptOf(response)`.
  */
-import { CustodyError, isCustodyError, systemClock, toHex, type Bytes, type RandomSource } from '@custody/core';
+import { CustodyError, isCustodyError, systemClock, toHex, type Bytes, type HpkePreparedEncap, type RandomSource } from '@custody/core';
 import { Sha256 } from '@custody/ledger';
 import { decodeBhttpResponse, decodeBhttpResponseStream, encodeBhttpRequest, type HttpField } from './ohttp/bhttp.js';
 import { encapsulateChunkedRequest } from './ohttp/chunked.js';
 import { OHTTP_KEY_PROBLEM_TYPE, OhttpMediaType } from './ohttp/media-types.js';
-import { encapsulateRequest, MAX_OHTTP_MESSAGE, type EncapsulateOptions } from './ohttp/ohttp.js';
+import { encapsulateRequest, MAX_OHTTP_MESSAGE, prepareEncapsulation, type EncapsulateOptions } from './ohttp/ohttp.js';
+import type { KeyConfig } from './ohttp/key-config.js';
 import { readAll } from './ohttp/stream-buffer.js';
 import { discoverGateway, joinPath, type FetchLike } from './attestation/discovery.js';
 import { assertVerified, type GatewayTrustOptions, type VerificationDocument, type VerifiedGateway } from './attestation/verify.js';
@@ -191,6 +192,38 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
 
   function invalidate(): void {
     cached = undefined;
+    spare?.prepared.then((p) => p?.discard(), () => undefined);
+    spare = undefined;
+  }
+
+  // The KEM half of the next request's encapsulation (ephemeral key and X25519), made after a
+  // request has gone out, while the client waits: the next request then spends only the key
+  // schedule and the seal before it leaves. Not with injected randomness (deterministic tests).
+  let spare: { config: KeyConfig; prepared: Promise<HpkePreparedEncap | undefined> } | undefined;
+
+  function prepareNext(config: KeyConfig): void {
+    if (options.random || spare) return;
+    setTimeout(() => {
+      if (spare) return;
+      spare = { config, prepared: prepareEncapsulation(config).catch(() => undefined) };
+    }, 0);
+  }
+
+  async function takePrepared(config: KeyConfig): Promise<HpkePreparedEncap | undefined> {
+    const s = spare;
+    if (!s) return undefined;
+    spare = undefined;
+    const p = await s.prepared;
+    if (p && (s.config !== config || p.used)) {
+      p.discard();
+      return undefined;
+    }
+    return p;
+  }
+
+  async function encapsulateOptionsFor(config: KeyConfig): Promise<EncapsulateOptions> {
+    const prepared = await takePrepared(config);
+    return prepared ? { ...encapsulateOptions, prepared } : encapsulateOptions;
   }
 
   async function send(req: OutgoingRequest, body: Bytes, stream: boolean, retried: boolean): Promise<Response> {
@@ -212,7 +245,8 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
     let outer: Response;
     let open: (res: Response) => Promise<Response>;
     if (!stream) {
-      const { encapsulatedRequest, context } = await encapsulateRequest(config, bhttp, encapsulateOptions);
+      const { encapsulatedRequest, context } = await encapsulateRequest(config, bhttp, await encapsulateOptionsFor(config));
+      prepareNext(config);
       outer = await transport(ohttpUrl, {
         method: 'POST',
         headers: { 'content-type': OhttpMediaType.Request, accept: OhttpMediaType.Response },
@@ -233,8 +267,9 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
       };
     } else {
       // The whole request is known, so it is sealed up front: browsers only stream request bodies over HTTP/2.
-      const { body: sealedStream, context } = await encapsulateChunkedRequest(config, bhttp, encapsulateOptions);
+      const { body: sealedStream, context } = await encapsulateChunkedRequest(config, bhttp, await encapsulateOptionsFor(config));
       const sealed = await readAll(sealedStream);
+      prepareNext(config);
       outer = await transport(ohttpUrl, {
         method: 'POST',
         headers: { 'content-type': OhttpMediaType.ChunkedRequest, accept: OhttpMediaType.ChunkedResponse },

@@ -4,7 +4,7 @@ import { readVectorText } from '../../../../test/vectors.js';
 import { concatBytes, fromHex, toHex, utf8 } from '../bytes.js';
 import { CustodyError } from '../errors.js';
 import { hkdfExpand, hkdfExtract } from './hkdf.js';
-import { hpkeOpen, hpkeReceiveExport, hpkeSeal, hpkeSendExport, setupHpkeRecipient, setupHpkeSender } from './hpke.js';
+import { hpkeOpen, hpkeReceiveExport, hpkeSeal, hpkeSendExport, prepareHpkeEncap, setupHpkeRecipient, setupHpkeSender } from './hpke.js';
 import { AeadId, HpkeMode, KdfId, KemId, hpkeSuiteName, isHpkeSuiteSupported } from './identifiers.js';
 import { deriveHpkeKeyPair, deserializeHpkePrivateKey, deserializeHpkePublicKey, generateHpkeKeyPair, serializeHpkePrivateKey, serializeHpkePublicKey } from './keys.js';
 
@@ -177,5 +177,44 @@ describe('HPKE API', () => {
     expect(text).not.toContain('very secret');
     expect(text).not.toContain(toHex(psk.key));
     expect(text).not.toContain(toHex(await serializeHpkePrivateKey(r)));
+  });
+});
+
+describe('prepared encapsulation (base mode, done ahead of time)', () => {
+  type V = { mode: number; aead_id: number; ikmR: string; ikmE: string; info: string; enc: string; shared_secret: string; encryptions: { aad: string; pt: string; ct: string }[] };
+  const vectors = (JSON.parse(readVectorText('hpke/rfc9180-x25519-hkdfsha256-subset.json')) as V[]).filter((x) => x.mode === 0);
+
+  it.each(vectors.map((v) => [`aead ${v.aead_id}`, v] as const))('reproduces the RFC 9180 base-mode vector, %s', async (_name, v) => {
+    const suite = { kem: KemId.DhkemX25519HkdfSha256, kdf: KdfId.HkdfSha256, aead: v.aead_id };
+    const r = await deriveHpkeKeyPair(KemId.DhkemX25519HkdfSha256, fromHex(v.ikmR));
+    const e = await deriveHpkeKeyPair(KemId.DhkemX25519HkdfSha256, fromHex(v.ikmE));
+    const prepared = await prepareHpkeEncap({ kem: suite.kem, recipientPublicKey: r.publicKey, ephemeralKeyPair: e });
+    expect(toHex(prepared.enc)).toBe(v.enc);
+    const ctx = await setupHpkeSender({ suite, recipientPublicKey: r.publicKey, info: fromHex(v.info), prepared });
+    expect(prepared.used).toBe(true);
+    expect(toHex(ctx.enc)).toBe(v.enc);
+    const first = v.encryptions[0]!;
+    if (v.aead_id !== AeadId.ExportOnly) expect(toHex(await ctx.seal(fromHex(first.pt), fromHex(first.aad)))).toBe(first.ct);
+  });
+
+  it('is used once, for its recipient key, in base mode only; discard wipes it', async () => {
+    const r = await generateHpkeKeyPair(KemId.DhkemX25519HkdfSha256);
+    const other = await generateHpkeKeyPair(KemId.DhkemX25519HkdfSha256);
+    const base = { suite: X25519_AES128, recipientPublicKey: r.publicKey };
+    const p = await prepareHpkeEncap({ kem: X25519_AES128.kem, recipientPublicKey: r.publicKey });
+    const sealed = await (await setupHpkeSender({ ...base, prepared: p })).seal(utf8('hello'));
+    expect((await failure(setupHpkeSender({ ...base, prepared: p }))).code).toBe('ERR_HPKE_PARAMS');
+    // The recipient opens what the prepared context sealed.
+    expect(new TextDecoder().decode(await hpkeOpen({ suite: X25519_AES128, recipientKeyPair: r, enc: p.enc }, sealed))).toBe('hello');
+    const q = await prepareHpkeEncap({ kem: X25519_AES128.kem, recipientPublicKey: r.publicKey });
+    expect((await failure(setupHpkeSender({ ...base, recipientPublicKey: other.publicKey, prepared: q }))).code).toBe('ERR_HPKE_PARAMS');
+    expect((await failure(setupHpkeSender({ ...base, psk: { id: utf8('id'), key: new Uint8Array(32).fill(1) }, prepared: q }))).code).toBe('ERR_HPKE_PARAMS');
+    expect((await failure(setupHpkeSender({ ...base, senderKeyPair: other, prepared: q }))).code).toBe('ERR_HPKE_PARAMS');
+    expect(q.used).toBe(false);
+    q.discard();
+    expect(q.used).toBe(true);
+    expect((await failure(setupHpkeSender({ ...base, prepared: q }))).code).toBe('ERR_HPKE_PARAMS');
+    const p256 = await generateHpkeKeyPair(KemId.DhkemP256HkdfSha256);
+    expect((await failure(prepareHpkeEncap({ kem: X25519_AES128.kem, recipientPublicKey: p256.publicKey }))).code).toBe('ERR_HPKE_PARAMS');
   });
 });

@@ -4,11 +4,11 @@
  * (provider.ts). The mode follows from the inputs: a psk selects psk modes, a sender key pair
  * (or sender public key) selects auth modes.
  */
-import { concatBytes, copyBytes, isAllZero, utf8, type Bytes } from '../bytes.js';
+import { concatBytes, copyBytes, equalBytes, isAllZero, utf8, type Bytes } from '../bytes.js';
 import type { RandomSource } from '../crypto.js';
 import { xorNonce, type AeadKey } from './aead.js';
 import { LabeledKdf } from './hkdf.js';
-import { AeadId, HpkeError, HpkeMode, type HpkeSuiteIds, type KemParams } from './identifiers.js';
+import { AeadId, HpkeError, HpkeMode, kemParams, type HpkeSuiteIds, type KemParams } from './identifiers.js';
 import { deriveProviderKeyPair, keyError, kemKdf, privateKeyHandle, publicKeyHandle, type HpkeKeyPair, type HpkePublicKey } from './keys.js';
 import { getHpkeProvider, type HpkePrimitives, type ProviderKeyPair } from './provider.js';
 import { resolveSuite, type ResolvedSuite } from './suite.js';
@@ -34,8 +34,65 @@ export interface HpkeSenderParams {
   readonly random?: RandomSource;
   /** Fixes the ephemeral key pair. Only for published test vectors; never reuse one. */
   readonly ephemeralKeyPair?: HpkeKeyPair;
+  /** Base mode only: an encapsulation made ahead of time for this recipient (used once). */
+  readonly prepared?: HpkePreparedEncap;
   /** The primitive provider for this call; default the process-wide one (getHpkeProvider). */
   readonly provider?: HpkePrimitives;
+}
+
+/**
+ * Encap done ahead of time for base mode: the ephemeral key pair and the KEM shared secret,
+ * which depend on neither `info` nor the message. A client computes it while idle and then
+ * spends only the key schedule and the seal when a request is ready. It belongs to one
+ * recipient key and KEM and is used once: a second SetupS with it throws ERR_HPKE_PARAMS.
+ */
+export class HpkePreparedEncap {
+  private secret: Bytes | undefined;
+
+  /** @internal */
+  constructor(
+    readonly kem: number,
+    readonly recipientPublicKey: Bytes,
+    readonly enc: Bytes,
+    sharedSecret: Bytes,
+  ) {
+    this.secret = sharedSecret;
+  }
+
+  get used(): boolean {
+    return this.secret === undefined;
+  }
+
+  /** @internal the shared secret, once. */
+  take(): Bytes {
+    const s = this.secret;
+    if (!s) throw new HpkeError('ERR_HPKE_PARAMS', 'a prepared encapsulation is used once');
+    this.secret = undefined;
+    return s;
+  }
+
+  /** Wipes the shared secret without using it (the recipient's key changed, the client closes). */
+  discard(): void {
+    this.secret?.fill(0);
+    this.secret = undefined;
+  }
+}
+
+/** Encap (base mode) now, for a SetupS later: see HpkePreparedEncap. */
+export async function prepareHpkeEncap(params: {
+  readonly kem: number;
+  readonly recipientPublicKey: HpkePublicKey;
+  readonly random?: RandomSource;
+  /** Only for published test vectors. */
+  readonly ephemeralKeyPair?: HpkeKeyPair;
+  readonly provider?: HpkePrimitives;
+}): Promise<HpkePreparedEncap> {
+  const kem = kemParams(params.kem);
+  if (params.recipientPublicKey.kem !== kem.id) throw new HpkeError('ERR_HPKE_PARAMS', 'recipient public key is for another KEM', { detail: { kem: params.recipientPublicKey.kem, expected: kem.id } });
+  const provider = params.provider ?? getHpkeProvider();
+  const eph = await ephemeral(provider, kem, params);
+  const sharedSecret = await encap(provider, kem, params.recipientPublicKey, eph, undefined);
+  return new HpkePreparedEncap(kem.id, copyBytes(params.recipientPublicKey.bytes), copyBytes(eph.publicKey), sharedSecret);
 }
 
 export interface HpkeRecipientParams {
@@ -273,18 +330,18 @@ class RecipientContext extends Context implements HpkeRecipientContext {
 }
 
 /** The ephemeral key: fixed (vectors), derived from injected randomness (tests), or fresh. */
-async function ephemeral(provider: HpkePrimitives, suite: ResolvedSuite, params: HpkeSenderParams): Promise<ProviderKeyPair> {
+async function ephemeral(provider: HpkePrimitives, kem: KemParams, params: { readonly random?: RandomSource; readonly ephemeralKeyPair?: HpkeKeyPair }): Promise<ProviderKeyPair> {
   if (params.ephemeralKeyPair) return { privateKey: await privateKeyHandle(params.ephemeralKeyPair.privateKey, provider), publicKey: params.ephemeralKeyPair.publicKey.bytes };
   try {
     if (params.random) {
-      const ikm = params.random(suite.kem.nSk);
+      const ikm = params.random(kem.nSk);
       try {
-        return await deriveProviderKeyPair(provider, suite.kem, ikm);
+        return await deriveProviderKeyPair(provider, kem, ikm);
       } finally {
         ikm.fill(0);
       }
     }
-    return await provider.generateKeyPair(suite.kem);
+    return await provider.generateKeyPair(kem);
   } catch (e) {
     throw keyError(e, 'ERR_HPKE_ENCAP');
   }
@@ -298,9 +355,17 @@ export async function setupHpkeSender(params: HpkeSenderParams): Promise<HpkeSen
   if (params.ephemeralKeyPair) checkKem(suite, params.ephemeralKeyPair.kem, 'ephemeral key pair');
   checkPsk(params.psk);
   const provider = params.provider ?? getHpkeProvider();
-  const eph = await ephemeral(provider, suite, params);
-  const sharedSecret = await encap(provider, suite.kem, params.recipientPublicKey, eph, params.senderKeyPair);
   const mode = modeOf(params.psk, params.senderKeyPair !== undefined);
+  if (params.prepared) {
+    const p = params.prepared;
+    if (mode !== HpkeMode.Base || params.ephemeralKeyPair || params.random) throw new HpkeError('ERR_HPKE_PARAMS', 'a prepared encapsulation is for base mode with nothing else choosing the ephemeral key');
+    if (p.kem !== suite.kem.id || !equalBytes(p.recipientPublicKey, params.recipientPublicKey.bytes)) throw new HpkeError('ERR_HPKE_PARAMS', 'the prepared encapsulation is for another recipient key');
+    const sharedSecret = p.take();
+    const schedule = await keySchedule(provider, suite, mode, sharedSecret, params.info ?? EMPTY, params.psk);
+    return new SenderContext(suite, mode, schedule, copyBytes(p.enc));
+  }
+  const eph = await ephemeral(provider, suite.kem, params);
+  const sharedSecret = await encap(provider, suite.kem, params.recipientPublicKey, eph, params.senderKeyPair);
   const schedule = await keySchedule(provider, suite, mode, sharedSecret, params.info ?? EMPTY, params.psk);
   return new SenderContext(suite, mode, schedule, copyBytes(eph.publicKey));
 }

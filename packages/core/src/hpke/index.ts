@@ -41,6 +41,8 @@ export {
 export {
   setupHpkeSender,
   setupHpkeRecipient,
+  prepareHpkeEncap,
+  HpkePreparedEncap,
   hpkeSeal,
   hpkeOpen,
   hpkeSendExport,

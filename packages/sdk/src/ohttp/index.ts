@@ -25,6 +25,7 @@ export {
   deriveResponseKeys,
   findServerKey,
   encapsulateRequest,
+  prepareEncapsulation,
   decapsulateRequest,
   OhttpClientContext,
   OhttpServerContext,

@@ -21,6 +21,7 @@ import {
   hkdfExtract,
   isCustodyError,
   kemParams,
+  prepareHpkeEncap,
   secureRandom,
   setupHpkeRecipient,
   setupHpkeSender,
@@ -31,6 +32,7 @@ import {
   type ErrorCode,
   type HpkeExporter,
   type HpkeKeyPair,
+  type HpkePreparedEncap,
   type HpkePublicKey,
   type HpkeRecipientContext,
   type HpkeSenderContext,
@@ -141,6 +143,17 @@ export interface EncapsulateOptions {
   readonly random?: RandomSource;
   /** Fixes the ephemeral key. Only for published test vectors. */
   readonly ephemeralKeyPair?: HpkeKeyPair;
+  /** An encapsulation to this configuration's key made ahead of time (`prepareEncapsulation`); used once. */
+  readonly prepared?: HpkePreparedEncap;
+}
+
+/**
+ * The KEM half of a future request's encapsulation, made now (while the client is idle): the
+ * ephemeral key and shared secret for this configuration's key. Pass it as `prepared` to one
+ * `encapsulateRequest` or `encapsulateChunkedRequest` to this configuration.
+ */
+export async function prepareEncapsulation(config: KeyConfig): Promise<HpkePreparedEncap> {
+  return prepareHpkeEncap({ kem: config.kem, recipientPublicKey: await importConfigKey(config) });
 }
 
 /** The client's half of an exchange: opens the matching response. */
@@ -184,6 +197,7 @@ export async function setupClient(config: KeyConfig, label: string, options: Enc
     info: requestInfo(label, header),
     ...(options.random ? { random: options.random } : {}),
     ...(options.ephemeralKeyPair ? { ephemeralKeyPair: options.ephemeralKeyPair } : {}),
+    ...(options.prepared ? { prepared: options.prepared } : {}),
   });
   return { ctx, header, hdr: encodeRequestHeader(header) };
 }
