@@ -140,7 +140,18 @@ function checkVisible(b: Uint8Array, what: string): void {
   }
 }
 
+const asciiDecoder = new TextDecoder('utf-8');
+
+/** Bytes as ISO-8859-1 text: ASCII (the usual case) through TextDecoder, else byte by byte. */
 function latin1(b: Uint8Array): string {
+  let ascii = true;
+  for (let i = 0; i < b.length; i++) {
+    if (b[i]! > 0x7f) {
+      ascii = false;
+      break;
+    }
+  }
+  if (ascii) return asciiDecoder.decode(b);
   let s = '';
   for (let i = 0; i < b.length; i += 4096) s += String.fromCharCode(...b.subarray(i, i + 4096));
   return s;
