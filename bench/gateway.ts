@@ -19,8 +19,8 @@ import { generateKeyPairSync, sign as nodeSign, createCipheriv, createDecipheriv
 import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { setHpkeProvider, subtle, webCryptoHpkePrimitives, type HpkePrimitives } from '@custody/core';
-import { nodeHpkePrimitives } from '@custody/crypto-node';
+import { setHpkeProvider, setSignatureProvider, subtle, webCryptoHpkePrimitives, type HpkePrimitives } from '@custody/core';
+import { nodeHpkePrimitives, nodeSignaturePrimitives } from '@custody/crypto-node';
 import {
   createConfidentialFetch,
   createOhttpServerKey,
@@ -71,6 +71,28 @@ if (ROLE === 'upstream') {
   process.stdout.write(JSON.stringify({ url: g.url, jwks: g.jwks }) + '\n');
   // A clean exit on SIGTERM, so `--cpu-prof` profiles of this process get written.
   process.once('SIGTERM', () => process.exit(0));
+  await new Promise(() => undefined);
+}
+
+if (ROLE === 'proxy') {
+  // The baseline hop: a plain reverse proxy (node:http, keep-alive to the model server, bodies
+  // piped both ways), what any extra process in front of the model costs without Custody.
+  const { createServer, request, Agent } = await import('node:http');
+  const target = new URL(process.env.UPSTREAM!);
+  const agent = new Agent({ keepAlive: true });
+  const server = createServer((req, res) => {
+    const out = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
+    out.on('error', () => res.destroy());
+    req.pipe(out);
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen(0, '127.0.0.1', () => {
+    const a = server.address();
+    process.stdout.write(JSON.stringify({ url: `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}` }) + '\n');
+  });
   await new Promise(() => undefined);
 }
 
@@ -248,6 +270,9 @@ async function floors(): Promise<{ raw: { name: string; us: number }[]; rows: Fl
   raw.push({ name: 'receipt signature, Ed25519 over ~900 B: gateway signs (node:crypto)', us: await timeUs(() => nodeSign(null, receiptBytes, ed.privateKey)) });
   const sig = await subtle.sign({ name: 'Ed25519' }, webEd.privateKey, receiptBytes);
   raw.push({ name: 'receipt verification, Ed25519 over ~900 B: the SDK verifies (WebCrypto)', us: await timeUs(() => subtle.verify({ name: 'Ed25519' }, webEd.publicKey, sig, receiptBytes)) });
+  const rawPub = new Uint8Array(await subtle.exportKey('raw', webEd.publicKey));
+  const sigBytes = new Uint8Array(sig);
+  raw.push({ name: 'receipt verification, Ed25519 over ~900 B: the SDK verifies (node:crypto signature provider)', us: await timeUs(() => nodeSignaturePrimitives.verifyEd25519(rawPub, sigBytes, receiptBytes)) });
   return { raw, rows };
 }
 
@@ -315,6 +340,8 @@ interface LoopRow {
   shape: string;
   c: number;
   direct: Stat;
+  /** The same requests through a plain reverse proxy (the baseline extra hop). */
+  proxy: Stat;
   gateway: Stat;
 }
 
@@ -322,6 +349,8 @@ async function loopback(name: string, serviceMs: number, tokenMs: number, config
   const rows: LoopRow[] = [];
   const up = await child('upstream', { SERVICE_MS: String(serviceMs), TOKEN_MS: String(tokenMs) });
   const upstream = up.info.url as string;
+  const px = await child('proxy', { UPSTREAM: upstream });
+  const proxyUrl = px.info.url as string;
   try {
     for (const cfg of configs) {
       const gw = await child('gateway', { UPSTREAM: upstream, GATEWAY_HPKE: cfg.gateway });
@@ -329,9 +358,10 @@ async function loopback(name: string, serviceMs: number, tokenMs: number, config
       const config = `gateway ${cfg.gateway}, client ${cfg.client}`;
       try {
         setHpkeProvider(PROVIDERS[cfg.client]);
+        setSignatureProvider(cfg.client === 'node:crypto' ? nodeSignaturePrimitives : undefined);
         const cfetch = createConfidentialFetch({ gateway, jwks: gw.info.jwks as never, allowSimulated: true });
         await cfetch.verify();
-        const direct = (stream: boolean) => async () => drain(await fetch(`${upstream}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chatBody(stream) }));
+        const direct = (stream: boolean, base = upstream) => async () => drain(await fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chatBody(stream) }));
         const viaGateway = (stream: boolean) => async () =>
           drain(await cfetch(`${gateway}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` }, body: chatBody(stream) }));
         // A fresh gateway process compiles its hot paths first: warm every shape before measuring.
@@ -339,10 +369,11 @@ async function loopback(name: string, serviceMs: number, tokenMs: number, config
         for (const stream of shapes) {
           for (const c of [1, 8]) {
             const d = await load(c, direct(stream), { upstream: up.proc.pid! });
+            const p = await load(c, direct(stream, proxyUrl), { gateway: px.proc.pid!, upstream: up.proc.pid! });
             const g = await load(c, viaGateway(stream), { gateway: gw.proc.pid!, upstream: up.proc.pid! });
             const shape = stream ? 'streamed (16 tokens)' : 'short answer';
-            console.log(`${name} [${config}] ${shape} c=${c}: direct ${d.rps.toFixed(0)} rps p50 ${d.p50.toFixed(2)} ms | gateway ${g.rps.toFixed(0)} rps p50 ${g.p50.toFixed(2)} ms p99 ${g.p99.toFixed(2)} ms | CPU µs/req client ${g.cpu.client.toFixed(0)} gateway ${g.cpu.gateway.toFixed(0)} server ${g.cpu.upstream.toFixed(0)}`);
-            rows.push({ profile: name, config, shape, c, direct: d, gateway: g });
+            console.log(`${name} [${config}] ${shape} c=${c}: direct ${d.rps.toFixed(0)} rps p50 ${d.p50.toFixed(2)} ms | proxy ${p.rps.toFixed(0)} rps p50 ${p.p50.toFixed(2)} ms | gateway ${g.rps.toFixed(0)} rps p50 ${g.p50.toFixed(2)} ms p99 ${g.p99.toFixed(2)} ms | CPU µs/req client ${g.cpu.client.toFixed(0)} gateway ${g.cpu.gateway.toFixed(0)} server ${g.cpu.upstream.toFixed(0)}`);
+            rows.push({ profile: name, config, shape, c, direct: d, proxy: p, gateway: g });
           }
         }
       } finally {
@@ -351,7 +382,9 @@ async function loopback(name: string, serviceMs: number, tokenMs: number, config
     }
   } finally {
     up.proc.kill('SIGTERM');
+    px.proc.kill('SIGTERM');
     setHpkeProvider();
+    setSignatureProvider();
   }
   return rows;
 }
@@ -365,10 +398,12 @@ if (!ROLE) {
   for (const r of fl.raw) console.log(`${r.name}: ${r.us.toFixed(0)} µs`);
   for (const r of fl.rows) console.log(`${r.name}: WebCrypto ${r.us.webcrypto.toFixed(0)} µs, node:crypto ${r.us['node:crypto'].toFixed(0)} µs`);
   const inproc = await inProcess();
-  const defaults = { gateway: 'node:crypto', client: 'webcrypto' } as const;
+  // A Node client installs the node:crypto providers (installNodeCrypto); a browser has WebCrypto only.
+  const defaults = { gateway: 'node:crypto', client: 'node:crypto' } as const;
+  const browserLike = { gateway: 'node:crypto', client: 'webcrypto' } as const;
   const loop = [
-    ...(await loopback('instant', 0, 0, [{ gateway: 'webcrypto', client: 'webcrypto' }, defaults, { gateway: 'node:crypto', client: 'node:crypto' }])),
-    ...(await loopback('model-like', 10, 1, [defaults])),
+    ...(await loopback('instant', 0, 0, [{ gateway: 'webcrypto', client: 'webcrypto' }, browserLike, defaults])),
+    ...(await loopback('model-like', 10, 1, [defaults, browserLike])),
   ];
   const load1 = loadavg();
   const uptime1 = execFileSync('uptime', { encoding: 'utf8' }).trim();
@@ -401,32 +436,39 @@ if (!ROLE) {
   lines.push('');
   lines.push('### Loopback: three processes on 2 cores');
   lines.push('');
-  lines.push('Model server and gateway are child processes, the clients run in the bench process. CPU per request is measured for each process (all threads) over the same window.');
+  lines.push('Model server, plain proxy and gateway are child processes; the clients run in the bench process. Three paths, measured one after the other with the same requests: direct to the model server; through a plain reverse proxy (node:http, keep-alive, bodies piped: the cost of any extra process hop, the baseline); and through SDK + OHTTP + gateway. CPU per request is measured for each process (all threads) over the same window.');
   lines.push('');
-  lines.push('| backend | HPKE providers | request | clients | direct rps | gateway rps | throughput ratio | direct p50 / p99 (ms) | gateway p50 / p99 (ms) | added p50 (ms) | added p99 (ms) | CPU µs/req direct: client + server | CPU µs/req gateway path: client + gateway + server |');
-  lines.push('|---|---|---|---:|---:|---:|---:|---|---|---:|---:|---|---|');
+  lines.push('| backend | HPKE providers | request | clients | direct rps | proxy rps | gateway rps | gateway / direct | gateway / proxy | p50 ms direct / proxy / gateway | p99 ms direct / proxy / gateway | added p50 ms vs direct / vs proxy | CPU µs/req direct: client + server | CPU µs/req proxy path: client + proxy + server | CPU µs/req gateway path: client + gateway + server |');
+  lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---|');
   for (const r of loop) {
     const d = r.direct;
+    const p = r.proxy;
     const g = r.gateway;
     lines.push(
-      `| ${r.profile} | ${r.config} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${((g.rps / d.rps) * 100).toFixed(0)}% | ${ms(d.p50)} / ${ms(d.p99)} | ${ms(g.p50)} / ${ms(g.p99)} | ${ms(g.p50 - d.p50)} | ${ms(g.p99 - d.p99)} | ${us(d.cpu.client)} + ${us(d.cpu.upstream)} | ${us(g.cpu.client)} + ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)} |`,
+      `| ${r.profile} | ${r.config} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${p.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${((g.rps / d.rps) * 100).toFixed(0)}% | ${((g.rps / p.rps) * 100).toFixed(0)}% | ${ms(d.p50)} / ${ms(p.p50)} / ${ms(g.p50)} | ${ms(d.p99)} / ${ms(p.p99)} / ${ms(g.p99)} | ${ms(g.p50 - d.p50)} / ${ms(g.p50 - p.p50)} | ${us(d.cpu.client)} + ${us(d.cpu.upstream)} | ${us(p.cpu.client)} + ${us(p.cpu.gateway)} + ${us(p.cpu.upstream)} | ${us(g.cpu.client)} + ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)} |`,
     );
   }
   lines.push('');
-  const main = loop.filter((r) => r.config === `gateway ${defaults.gateway}, client ${defaults.client}`);
-  const worst1 = Math.max(...main.filter((r) => r.c === 1).map((r) => r.gateway.p50 - r.direct.p50));
-  const ratios8 = main.filter((r) => r.c === 8).map((r) => `${r.profile} ${r.shape} ${((r.gateway.rps / r.direct.rps) * 100).toFixed(0)}%`);
-  const gwCpu = main.filter((r) => r.profile === 'instant' && r.c === 1).map((r) => `${r.shape} ${us(r.gateway.cpu.gateway)} µs`);
-  lines.push(
-    `Goals (issue 5, section 6): at most 1 ms added at p50 (measured with the defaults, worst case at 1 client: ${ms(worst1)} ms) and at least 90% of direct throughput at 8 clients (measured: ${ratios8.join('; ')}). The gateway process itself spends ${gwCpu.join(' and ')} of CPU per request (instant profile, 1 client).`,
-  );
+  const rowsOf = (cfg: { gateway: ProviderName; client: ProviderName }) => loop.filter((r) => r.config === `gateway ${cfg.gateway}, client ${cfg.client}`);
+  const summary = (cfg: { gateway: ProviderName; client: ProviderName }, label: string) => {
+    const rows = rowsOf(cfg);
+    const one = rows.filter((r) => r.c === 1).map((r) => `${r.profile} ${r.shape} ${ms(r.gateway.p50 - r.direct.p50)} ms (${ms(r.gateway.p50 - r.proxy.p50)} ms over the plain proxy)`);
+    const eight = rows.filter((r) => r.c === 8).map((r) => `${r.profile} ${r.shape} ${((r.gateway.rps / r.direct.rps) * 100).toFixed(0)}% (${((r.gateway.rps / r.proxy.rps) * 100).toFixed(0)}% of the plain proxy)`);
+    return `${label}: added p50 at 1 client: ${one.join('; ')}. Throughput at 8 clients: ${eight.join('; ')}.`;
+  };
+  lines.push('Goals (issue 5, section 6): at most 1 ms added at p50 and at least 90% of direct throughput at 8 clients.');
+  lines.push('');
+  lines.push(`- ${summary(defaults, 'Node client (SDK with node:crypto providers, `installNodeCrypto()`)')}`);
+  lines.push(`- ${summary(browserLike, 'WebCrypto client (what a browser runs)')}`);
+  lines.push('');
+  const gwCpu = rowsOf(defaults).filter((r) => r.profile === 'instant' && r.c === 1).map((r) => `${r.shape} ${us(r.gateway.cpu.gateway)} µs`);
   const ip = (p: ProviderName, shape: string) => inproc.find((r) => r.providers === p && r.shape === shape)!;
   const ex = (p: ProviderName) => fl.rows[0]!.us[p];
   lines.push(
-    `Where the time goes. In process (no sockets), SDK + gateway add ${us(ip('node:crypto', 'short answer').gateway - ip('node:crypto', 'short answer').direct)} µs of CPU to a short request on node:crypto and ${us(ip('webcrypto', 'short answer').gateway - ip('webcrypto', 'short answer').direct)} µs on WebCrypto; the OHTTP exchange itself is ${us(ex('node:crypto'))} µs of that on node:crypto (${us(ex('webcrypto'))} µs on WebCrypto). The rest is the request pipeline (Binary HTTP, PII scan of the 4 KiB prompt, two ledger appends, receipt canonicalisation, signature and verification, Web streams and Request/Response objects on both sides). On loopback the gateway path also crosses two more sockets (client to gateway, gateway to server and back), and on this VM every socket write that wakes another process costs it the CPU for a while: three processes share 2 cores with the other jobs, so each crossing waits.`,
+    `Where the time goes. The gateway process spends ${gwCpu.join(' and ')} of CPU per request (instant profile, 1 client). In process (no sockets), SDK + gateway add ${us(ip('node:crypto', 'short answer').gateway - ip('node:crypto', 'short answer').direct)} µs of CPU to a short request on node:crypto and ${us(ip('webcrypto', 'short answer').gateway - ip('webcrypto', 'short answer').direct)} µs on WebCrypto. Of that, the OHTTP exchange is ${us(ex('node:crypto'))} µs on node:crypto (${us(ex('webcrypto'))} µs on WebCrypto) and the receipt signature and check ${us(fl.raw[2]!.us)} + ${us(fl.raw[4]!.us)} µs (${us(fl.raw[3]!.us)} µs to check on WebCrypto); the rest is the request pipeline (Binary HTTP, PII scan of the 4 KiB prompt, two ledger appends, receipt canonicalisation, Web streams and Request/Response objects). On loopback the gateway path also pays an extra process hop, which the plain-proxy column prices on its own.`,
   );
   lines.push(
-    'Reading: the "instant" profile puts the gateway against a server that does no work, so every microsecond of the extra process shows; the "model-like" profile is closer to the intended use, and a real model spends milliseconds to seconds per answer (the CC hardware itself costs about 7% of tokens per second on an H100 for an 8B model). Throughput at 8 clients is bounded by CPU: the gateway path spends the CPU of the rightmost column for each request where the direct path spends only the server\'s. At 1 client with a model-like backend, CPU per request includes the idle wake-ups of the token timers.',
+    'Reading: the "instant" profile puts the gateway against a server that does no work, so every microsecond of the extra process shows; the "model-like" profile (10 ms per short answer, 1 ms per streamed token) is closer to the intended use, and a real model spends milliseconds to seconds per answer (the CC hardware itself costs about 7% of tokens per second on an H100 for an 8B model). Throughput at 8 clients is bounded by CPU: client, gateway and model server share the 2 cores, so every path spends the CPU of its rightmost column per request.',
   );
   writeSection('gateway', lines.join('\n'));
   process.exit(0);
