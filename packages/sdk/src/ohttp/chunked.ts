@@ -83,6 +83,24 @@ class Sealer implements ChunkSealer {
 }
 
 /**
+ * Seals plaintext that is ready now into one framed piece (what one socket write carries), for
+ * producers that frame their own stream: `first` puts the sealer's prefix in front, `final`
+ * seals the last part as the final chunk (plaintext may be empty then). Parts above
+ * MAX_PLAINTEXT_CHUNK are split; an empty non-final plaintext gives only the prefix, if any.
+ */
+export async function sealReady(sealer: ChunkSealer, plaintext: Uint8Array, options: { readonly first?: boolean; readonly final?: boolean } = {}): Promise<Bytes> {
+  const out: Uint8Array[] = options.first ? [sealer.prefix] : [];
+  let rest = plaintext;
+  while (rest.length > MAX_PLAINTEXT_CHUNK) {
+    out.push(await sealer.seal(rest.subarray(0, MAX_PLAINTEXT_CHUNK)));
+    rest = rest.subarray(MAX_PLAINTEXT_CHUNK);
+  }
+  if (options.final) out.push(await sealer.seal(rest, true));
+  else if (rest.length > 0) out.push(await sealer.seal(rest));
+  return out.length === 1 ? (out[0] as Bytes) : concatBytes(...out);
+}
+
+/**
  * A ReadableStream of prefix, sealed chunks and an empty final chunk from a plaintext source.
  * What is ready leaves as one piece (each piece is a socket write): the prefix goes with the
  * first chunk, and a body given whole goes with its final chunk. A streamed source still

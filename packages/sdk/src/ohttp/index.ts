@@ -40,6 +40,7 @@ export {
   decapsulateChunkedRequest,
   ChunkedClientContext,
   ChunkedServerContext,
+  sealReady,
   type ChunkSealer,
   type ChunkedLimits,
 } from './chunked.js';

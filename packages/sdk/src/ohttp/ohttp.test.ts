@@ -2,7 +2,7 @@ import { AeadId, concatBytes, CustodyError, equalBytes, KdfId, KemId, toHex, utf
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeBhttpRequestStream, decodeBhttpResponseStream, encodeBhttpContentChunk, encodeBhttpEnd, encodeBhttpRequest, encodeBhttpResponseHead } from './bhttp.js';
-import { decapsulateChunkedRequest, encapsulateChunkedRequest, MAX_PLAINTEXT_CHUNK } from './chunked.js';
+import { decapsulateChunkedRequest, encapsulateChunkedRequest, MAX_PLAINTEXT_CHUNK, sealReady } from './chunked.js';
 import { createOhttpServerKey, encodeKeyConfig, encodeKeyConfigs, parseKeyConfig, parseKeyConfigs, selectSuite, type KeyConfig } from './key-config.js';
 import { assertMediaType, OhttpMediaType } from './media-types.js';
 import { decapsulateRequest, encapsulateRequest } from './ohttp.js';
@@ -191,5 +191,25 @@ describe('chunked OHTTP streaming', () => {
     end();
     expect((await reader.read()).done).toBe(true);
     expect(await res.trailers).toEqual([]);
+  });
+
+  it('sealReady frames what a producer has ready: prefix first, split above the chunk limit, content in the final chunk', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.uint8Array({ maxLength: 80 }), { minLength: 1, maxLength: 5 }), fc.boolean(), async (parts, big) => {
+        const key = await createOhttpServerKey({ keyId: 6 });
+        const { body, context } = await encapsulateChunkedRequest(key.config, utf8('q'));
+        const server = await decapsulateChunkedRequest(key, body);
+        await readAll(server.request);
+        const sealer = await server.context.createResponseSealer();
+        const pieces = big ? [new Uint8Array(MAX_PLAINTEXT_CHUNK + 3).fill(9), ...parts] : parts;
+        const wire: Uint8Array[] = [];
+        for (const [i, p] of pieces.entries()) wire.push(await sealReady(sealer, p, { first: i === 0, final: i === pieces.length - 1 }));
+        const got = await readAll(context.decapsulateResponse(streamOf(...wire)));
+        expect(equalBytes(got, concatBytes(...pieces))).toBe(true);
+        // Nothing may follow the final chunk.
+        await expect(sealer.seal(new Uint8Array(1))).rejects.toMatchObject({ code: 'ERR_HPKE_PARAMS' });
+      }),
+      { numRuns: 25, seed: 9 },
+    );
   });
 });

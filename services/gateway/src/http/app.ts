@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { Hono, type MiddlewareHandler } from 'hono';
 import { cors } from 'hono/cors';
 import type { Logger } from 'pino';
-import { CustodyError, fromBase64Url, toCustodyError, type Clock } from '@custody/core';
+import { concatBytes, CustodyError, fromBase64Url, toCustodyError, type Clock } from '@custody/core';
 import { formatTlogProof } from '@custody/ledger';
 import {
   ATTESTATION_PATH,
@@ -31,6 +31,8 @@ import {
   encodeKeyConfigs,
   MAX_OHTTP_MESSAGE,
   readAll,
+  sealReady,
+  type ChunkSealer,
   type HttpField,
 } from '@custody/sdk';
 import type { AttestationManager, AttestationSnapshot } from '../attestation/attestation-manager.js';
@@ -207,8 +209,8 @@ export function createGatewayApp(d: GatewayAppDeps): Hono {
       return refuse(e);
     }
     const inner = await d.pipeline.handle(requestBytes, snapshot, receivedAt);
-    const sealed = await context.encapsulateResponse(bhttpStream(d, inner, started));
-    return new Response(sealed, { status: 200, headers: { 'content-type': OhttpMediaType.ChunkedResponse, 'cache-control': 'no-store' } });
+    const sealer = await context.createResponseSealer();
+    return new Response(sealedBhttpStream(d, inner, started, sealer), { status: 200, headers: { 'content-type': OhttpMediaType.ChunkedResponse, 'cache-control': 'no-store' } });
   });
 
   return app;
@@ -221,41 +223,42 @@ function observe(d: GatewayAppDeps, inner: InnerResponse, status: number, starte
 }
 
 /**
- * The inner response as an indeterminate-length Binary HTTP stream: head, one content chunk
- * per backend chunk (so tokens leave as they come), then the end with the receipt as a trailer,
- * finished over the digest of the whole content. An error mid-stream errors the stream, and the
- * client sees a truncated message rather than a short one.
+ * The inner response as an indeterminate-length Binary HTTP message, sealed as chunked OHTTP
+ * in one stream: the head leaves with the first content piece, then one sealed chunk per
+ * backend chunk (so tokens leave as they come), then the end with the receipt as a trailer,
+ * finished over the digest of the whole content, sealed as the final chunk. An error mid-stream
+ * errors the stream, and the client sees a truncated message rather than a short one.
  */
-function bhttpStream(d: GatewayAppDeps, inner: InnerResponse, started: number): ReadableStream<Uint8Array> {
+function sealedBhttpStream(d: GatewayAppDeps, inner: InnerResponse, started: number, sealer: ChunkSealer): ReadableStream<Uint8Array> {
   const hash = createHash('sha256');
   const reader = inner.body instanceof ReadableStream ? inner.body.getReader() : undefined;
   let pendingBytes = inner.body instanceof ReadableStream ? undefined : inner.body;
-  let headSent = false;
+  let head: Uint8Array | undefined = encodeBhttpResponseHead({ status: inner.status, headers: inner.headers });
+  /** The next piece of content, or undefined at its end. */
+  const next = async (): Promise<Uint8Array | undefined> => {
+    if (pendingBytes) {
+      const b = pendingBytes;
+      pendingBytes = undefined;
+      return b;
+    }
+    if (!reader) return undefined;
+    const r = await reader.read();
+    return r.done ? undefined : r.value;
+  };
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        if (!headSent) {
-          headSent = true;
-          controller.enqueue(encodeBhttpResponseHead({ status: inner.status, headers: inner.headers }));
+        const first = head !== undefined;
+        const lead = head ?? new Uint8Array(0);
+        head = undefined;
+        const piece = await next();
+        if (piece !== undefined) {
+          hash.update(piece);
+          controller.enqueue(await sealReady(sealer, piece.length > 0 ? concatBytes(lead, encodeBhttpContentChunk(piece)) : lead, { first }));
           return;
-        }
-        if (pendingBytes) {
-          const b = pendingBytes;
-          pendingBytes = undefined;
-          hash.update(b);
-          if (b.length > 0) controller.enqueue(encodeBhttpContentChunk(b));
-          return;
-        }
-        if (reader) {
-          const r = await reader.read();
-          if (!r.done) {
-            hash.update(r.value);
-            if (r.value.length > 0) controller.enqueue(encodeBhttpContentChunk(r.value));
-            return;
-          }
         }
         const receipt = await inner.finish('sha256:' + hash.digest('hex'));
-        controller.enqueue(encodeBhttpEnd(receipt ? [[RECEIPT_HEADER, receipt]] : []));
+        controller.enqueue(await sealReady(sealer, concatBytes(lead, encodeBhttpEnd(receipt ? [[RECEIPT_HEADER, receipt]] : [])), { first, final: true }));
         observe(d, inner, inner.status, started);
         controller.close();
       } catch (e) {
