@@ -8,7 +8,7 @@
  */
 import type { Hono } from 'hono';
 import type { Logger } from 'pino';
-import { setHpkeProvider, setSignatureProvider, systemClock, webCryptoHpkePrimitives, type Clock } from '@custody/core';
+import { CustodyError, setHpkeProvider, setSignatureProvider, systemClock, webCryptoHpkePrimitives, type Clock } from '@custody/core';
 import type { Attester } from '@custody/attester-service';
 import { nodeHpkePrimitives, nodeSignaturePrimitives } from '@custody/crypto-node';
 import type { EvidenceVerifierSet } from '@custody/sdk';
@@ -51,6 +51,16 @@ export interface GatewayOptions {
    */
   replay?: ReplayStore;
   modelKey?: AttestationManagerOptions['modelKey'];
+  /**
+   * Replicas behind one address: the name of a broker-held secret (a `secret` key of the
+   * gateway's tenant, with a release policy naming the gateway's measurements) from which every
+   * replica derives the same OHTTP key (id from the key's version) and receipt key, after
+   * attesting with its TEE key. Needs `broker`. The gateway serves only once the secret is
+   * released; a revoked or refused key closes the confidential routes at the next attestation;
+   * a new version at the broker is picked up at the next attestation (or `rotateKeys()`), the
+   * previous OHTTP key staying in grace. Default: this process's own keys.
+   */
+  identityKey?: { name: string };
   cors?: boolean;
   /**
    * The HPKE and signature primitives this process uses (OHTTP, key unwrap, Ed25519
@@ -79,7 +89,8 @@ export class Gateway {
       backend: options.backend,
       tenants,
       ledger: options.ledger,
-      signReceipt: keys.receipt.sign,
+      // Read at each response: a shared identity's receipt key changes with its version.
+      signReceipt: (message) => keys.receipt.sign(message),
       clock,
       logger,
       metrics,
@@ -94,7 +105,11 @@ export class Gateway {
     const clock = options.clock ?? systemClock;
     const logger = options.logger ?? createGatewayLogger();
     const metrics = options.metrics ?? new GatewayMetrics();
-    const keys = await GatewayKeys.create(clock, options.keyGraceMs !== undefined ? { graceMs: options.keyGraceMs } : {});
+    if (options.identityKey) {
+      if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(options.identityKey.name)) throw new CustodyError('ERR_GATEWAY_CONFIG', 'the identity key name must be 1-128 of [A-Za-z0-9._-], starting with a letter or digit');
+      if (!options.broker?.releaseKey) throw new CustodyError('ERR_GATEWAY_CONFIG', 'a shared identity key is released by a key broker: configure one that releases keys');
+    }
+    const keys = await GatewayKeys.create(clock, { ...(options.keyGraceMs !== undefined ? { graceMs: options.keyGraceMs } : {}), ...(options.identityKey ? { shared: true } : {}) });
     const tenants = options.policy instanceof TenantDirectory ? options.policy : await TenantDirectory.create(options.policy);
     const model = options.backend.models()[0];
     const attestation = new AttestationManager({
@@ -110,6 +125,7 @@ export class Gateway {
       ...(options.reattestIntervalMs !== undefined ? { reattestIntervalMs: options.reattestIntervalMs } : {}),
       ...(options.maxEvidenceAgeMs !== undefined ? { maxEvidenceAgeMs: options.maxEvidenceAgeMs } : {}),
       ...(options.modelKey ? { modelKey: options.modelKey } : {}),
+      ...(options.identityKey ? { identityKey: options.identityKey } : {}),
     });
     const replay = options.replay ?? new MemoryReplayStore(clock, options.requestDateWindowMs ?? 60_000);
     return new Gateway(options, keys, tenants, attestation, metrics, logger, replay);

@@ -59,6 +59,12 @@ export interface LaunchGatewayConfig {
    * from a location is closed with the gateway.
    */
   replayStore?: string | ReplayStore;
+  /**
+   * Replicas: the name of the broker-held secret from which this gateway derives the OHTTP and
+   * receipt keys every replica shares (GatewayOptions.identityKey). Needs `broker`; pair it with
+   * a shared `replayStore`.
+   */
+  identityKey?: string;
 }
 
 export interface LaunchedGateway {
@@ -97,10 +103,12 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
   const simulated = attester.platform === 'sim';
   const ledger = c.ledger ?? (await InMemoryLedgerSink.create());
   const backend = await makeBackend(c, clock);
+  if (c.identityKey !== undefined && !c.broker) throw new CustodyError('ERR_USAGE', 'a shared identity key is held by the key broker: give --broker with --identity-key');
   let broker: BrokerClient;
   let policy: CompiledPolicy | undefined;
-  if (c.broker && 'url' in c.broker) broker = new HttpBrokerClient(c.broker);
-  else if (c.broker) broker = c.broker;
+  // A BrokerClient (HttpBrokerClient has a `url` method too), or the settings of an HTTP one.
+  if (c.broker && typeof (c.broker as Partial<BrokerClient>).challenge === 'function') broker = c.broker as BrokerClient;
+  else if (c.broker) broker = new HttpBrokerClient(c.broker as { url: string; apiKey: string; tenant: string; jwksUrl?: string });
   else {
     policy = await loadPolicy(c.appraisalPolicy ?? simPolicy(measurement));
     broker = new LocalAppraisalBroker({ policy, signingKey: await generateEarSigningKey({ alg: 'EdDSA' }), ledger, clock });
@@ -127,6 +135,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     replay,
     ...(c.keyRotationMs ? { keyRotationMs: c.keyRotationMs } : {}),
     ...(c.hpkeProvider ? { hpkeProvider: c.hpkeProvider } : {}),
+    ...(c.identityKey !== undefined ? { identityKey: { name: c.identityKey } } : {}),
   });
   await gateway.start();
   if (gateway.attestation.state !== 'attested') {
@@ -145,6 +154,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     `  model        ${model?.label ?? model?.id ?? 'none'}${backend.kind === 'demo' ? '' : ` via ${backend.kind}`}${model?.digest ? ` ${model.digest}` : ''}`,
     `  attestation  ${c.broker ? 'broker EAR' : 'in-process appraisal (development broker)'}${snap.earId ? `, EAR ${snap.earId}` : ''}; OHTTP key id ${snap.keyConfigs.map((k) => k.keyId).join(', ')}`,
     `  ledger       ${c.ledger ? 'configured sink' : 'in-memory development log (not persistent)'}`,
+    ...(gateway.keys.identity ? [`  identity     shared keys from broker key ${gateway.keys.identity.name} v${gateway.keys.identity.version} (every replica with it publishes the same OHTTP and receipt keys)`] : []),
     `  anti-replay  ${replay.kind === 'memory' ? 'memory (this process only; replicas need --replay-store sqlite:PATH or postgres://...)' : `shared ${replay.kind} store`}`,
     `  bundle       ${server.url}/.well-known/custody/attestation`,
     ...(apiKey ? [`  demo tenant  API key ${apiKey}`] : []),

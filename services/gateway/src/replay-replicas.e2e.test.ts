@@ -4,7 +4,9 @@
 // A store outage refuses requests with a typed 503 and the model never sees them.
 //
 // Replicas behind one address must decapsulate with the same OHTTP key (clients fetch one key
-// configuration). Gateways create their own keys today, so B is given A's keys here.
+// configuration): both derive it from one identity key their broker releases to each attested
+// replica (GatewayOptions.identityKey; replica-identity.e2e.test.ts covers it in depth).
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,9 +21,11 @@ import {
   type AttestationBundle,
   type KeyConfig,
 } from '@custody/sdk';
+import { generateEarSigningKey, loadPolicy } from '@custody/policy';
 import { startPostgres, type PostgresFixture } from '../../broker/src/testing/postgres.js';
+import { LocalAppraisalBroker } from './attestation/local-broker.js';
 import { PostgresReplayStore, SqliteReplayStore, type ReplayStore } from './pipeline/replay-guard.js';
-import { startTestGateway, type TestGateway, type TestGatewayOptions } from './testing/index.js';
+import { simPolicyYaml, startTestGateway, TEST_MEASUREMENT, type TestGateway, type TestGatewayOptions } from './testing/index.js';
 
 let pgFixture: PostgresFixture;
 let dir: string;
@@ -40,11 +44,20 @@ interface Replicas {
   close(): Promise<void>;
 }
 
-/** Two gateways, each with its own store handle (as two processes would have), sharing A's OHTTP keys. */
+/**
+ * Two gateways, each with its own store handle (as two processes would have), attesting to one
+ * broker that releases them one identity key: they derive and publish the same OHTTP key.
+ */
 async function startReplicas(stores: [ReplayStore | undefined, ReplayStore | undefined], options: TestGatewayOptions = {}): Promise<Replicas> {
-  const a = await startTestGateway({ ...options, gateway: { ...(stores[0] ? { replay: stores[0] } : {}) } });
-  const b = await startTestGateway({ ...options, gateway: { ...(stores[1] ? { replay: stores[1] } : {}) } });
-  Object.defineProperty(b.gateway.keys.ohttp, 'active', { get: () => a.gateway.keys.ohttp.active });
+  const broker = new LocalAppraisalBroker({
+    policy: await loadPolicy(simPolicyYaml([TEST_MEASUREMENT])),
+    signingKey: await generateEarSigningKey({ alg: 'EdDSA' }),
+    keys: { 'replica-identity': randomBytes(32) },
+  });
+  const shared = { broker, identityKey: { name: 'replica-identity' } };
+  const a = await startTestGateway({ ...options, broker: false, gateway: { ...shared, ...(stores[0] ? { replay: stores[0] } : {}) } });
+  const b = await startTestGateway({ ...options, broker: false, gateway: { ...shared, ...(stores[1] ? { replay: stores[1] } : {}) } });
+  expect(b.gateway.keys.ohttp.configs).toEqual(a.gateway.keys.ohttp.configs);
   return {
     a,
     b,

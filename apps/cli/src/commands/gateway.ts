@@ -25,6 +25,7 @@ interface ServeOptions {
   jwksOut?: string;
   rotateKeys?: string;
   replayStore: string;
+  identityKey?: string;
   json?: boolean;
 }
 
@@ -56,7 +57,7 @@ export const register: Register = (program: Command) => {
     .command('serve')
     .description('attest, then serve the demo model, an OpenAI-compatible upstream, or a GGUF model until interrupted')
     .option('--demo', 'serve custody-demo (not a real LLM); the default when no --model or --upstream is given')
-    .option('--model <file.gguf>', 'serve a GGUF model in process (needs node-llama-cpp installed)')
+    .option('--model <file.gguf>', 'serve a GGUF model in process (node-llama-cpp, CPU prebuilt binary)')
     .option('--upstream <url>', 'forward to an OpenAI-compatible server in the same TEE (vLLM, llama.cpp server, Ollama)')
     .option('--model-digest <id=sha256:hex...>', 'weights digest of an upstream model, for receipts (repeatable)')
     .option('--port <n>', 'listen port (0: any free port)', '8443')
@@ -73,12 +74,14 @@ export const register: Register = (program: Command) => {
     .option('--jwks-out <file>', 'write the JWKS clients must pin (the broker\'s EAR signing keys)')
     .option('--rotate-keys <seconds>', 'rotate the OHTTP key (and re-attest) this often')
     .option('--replay-store <sqlite:PATH|postgres://...>', 'anti-replay store; memory protects one process only, so replicas behind a load balancer need a shared one: sqlite:PATH (same host) or postgres://... (several hosts)', 'memory')
+    .option('--identity-key <name>', 'replicas behind one address: derive the OHTTP and receipt keys from this broker-held secret, released only to attested replicas (needs --broker; use with a shared --replay-store)')
     .option('--json', 'print the startup summary as JSON')
     .action(async (opts: ServeOptions) => {
       const json = opts.json ?? false;
       try {
         if ([opts.demo, opts.model, opts.upstream].filter(Boolean).length > 1) throw new CustodyError('ERR_USAGE', 'choose one of --demo, --model and --upstream');
         if (opts.attester !== 'sim' && opts.attester !== 'tpm') throw new CustodyError('ERR_USAGE', '--attester must be sim or tpm');
+        if (opts.identityKey !== undefined && !opts.broker) throw new CustodyError('ERR_USAGE', '--identity-key needs --broker: the identity key is held by the key broker');
         if (!/^(memory|sqlite:.+|postgres(ql)?:\/\/.+)$/.test(opts.replayStore)) throw new CustodyError('ERR_USAGE', '--replay-store must be memory, sqlite:PATH or postgres://...');
         const digests: Record<string, string> = {};
         for (const d of opts.modelDigest ?? []) {
@@ -106,6 +109,7 @@ export const register: Register = (program: Command) => {
           ...(broker ? { broker } : {}),
           ...(opts.rotateKeys ? { keyRotationMs: Number(opts.rotateKeys) * 1000 } : {}),
           replayStore: opts.replayStore,
+          ...(opts.identityKey !== undefined ? { identityKey: opts.identityKey } : {}),
         });
         if (opts.jwksOut) writeFileSync(opts.jwksOut, JSON.stringify(launched.jwks, null, 2) + '\n');
         if (json) printJson({ ok: true, url: launched.url, simulated: launched.simulated, jwks: launched.jwks, ...(launched.apiKey ? { apiKey: launched.apiKey } : {}) });

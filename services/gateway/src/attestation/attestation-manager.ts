@@ -3,17 +3,24 @@
  * broker, publish the bundle, re-attest on a schedule, answer client challenges with fresh
  * evidence, and fail closed: no EAR yet, an expired EAR that could not be renewed, or a broker
  * refusal stops every confidential route with a typed error.
+ *
+ * With a shared identity key (replicas behind one address), each attestation round first makes
+ * sure the gateway holds the broker's current identity secret: at start a key-release handshake
+ * bound to the TEE key alone releases it, the shared OHTTP and receipt keys are derived from it
+ * (keys/gateway-keys.ts) and only then bound into the evidence that is published; at each
+ * re-attestation the key is released again in the same session, so a new version is picked up
+ * (and bound in a second round) and a revoked or refused key closes the confidential routes.
  */
 import type { JSONWebKeySet } from 'jose';
 import type { Logger } from 'pino';
-import { CustodyError, sha256, toBase64Url, toCustodyError, toHex, unwrapKey, utf8, type Clock } from '@custody/core';
+import { canonicalize, CustodyError, fromBase64Url, sha256, toBase64Url, toCustodyError, toHex, unwrapKey, utf8, type Clock } from '@custody/core';
 import { decodeEvent, formatTlogProof } from '@custody/ledger';
 import { verifyEar, type Ear } from '@custody/policy';
 import { ATTESTATION_BUNDLE_FORMAT, buildRuntimeData, defaultVerifiers, encodeKeyConfigs, runtimeDigest, type AttestationBundle, type EvidenceVerifierSet, type KeyConfig } from '@custody/sdk';
 import type { Attester } from '@custody/attester-service';
-import type { GatewayKeys } from '../keys/gateway-keys.js';
+import { deriveGatewayIdentity, type GatewayKeys } from '../keys/gateway-keys.js';
 import type { LedgerSink } from '../ledger/ledger-sink.js';
-import { isRefusal, type BrokerClient } from './broker-client.js';
+import { isIdentityRefusal, isRefusal, releasedKeyName, releasedKeyVersion, type BrokerClient } from './broker-client.js';
 
 export type AttestationState = 'starting' | 'attested' | 'lapsed' | 'revoked';
 
@@ -58,6 +65,12 @@ export interface AttestationManagerOptions {
   maxEvidenceAgeMs?: number;
   /** A key the broker releases to the attested gateway (model decryption key). */
   modelKey?: { name: string; onKey(key: Uint8Array): Promise<void> | void };
+  /**
+   * A broker-held secret (e.g. a `secret` key of the broker's tenant) from which the gateway
+   * derives its OHTTP and receipt keys, so that replicas share them; `keys` must have been
+   * created with `shared: true`. Without it the keys are this process's own.
+   */
+  identityKey?: { name: string };
   /** Concurrent client challenges (each collects fresh evidence). Default 4. */
   maxConcurrentChallenges?: number;
 }
@@ -145,12 +158,17 @@ export class AttestationManager {
     this.sticky = true;
     this.revokedBy = reason;
     this.stateValue = 'revoked';
+    if (this.o.identityKey) this.o.keys.dropIdentity();
     this.o.logger.warn({ event: 'attestation.revoked', reason }, 'attestation revoked: confidential routes closed');
   }
 
-  /** Rotates the OHTTP key and re-attests so the new key is bound and published. */
+  /**
+   * Rotates the OHTTP key and re-attests so the new key is bound and published. With a shared
+   * identity key a replica cannot rotate on its own (the others would not follow): the broker
+   * rotates the identity key, and this re-attests, which picks up its current version.
+   */
   async rotateKeys(): Promise<AttestationSnapshot> {
-    await this.o.keys.ohttp.rotate();
+    if (!this.o.identityKey) await this.o.keys.ohttp.rotate();
     return this.reattest();
   }
 
@@ -167,9 +185,13 @@ export class AttestationManager {
       return s;
     } catch (e) {
       const err = toCustodyError(e);
-      if (isRefusal(err.code) || err.code === 'ERR_GATEWAY_ATTESTATION_REVOKED') {
+      const identityRefused = err.code === 'ERR_GATEWAY_IDENTITY_KEY' && isIdentityRefusal(String(err.detail?.code ?? ''));
+      if (isRefusal(err.code) || err.code === 'ERR_GATEWAY_ATTESTATION_REVOKED' || identityRefused) {
         this.stateValue = 'revoked';
         this.revokedBy = this.revokedBy ?? err.code;
+        // The broker no longer vouches for this replica: it stops holding the shared keys too
+        // (a later successful attestation releases them again).
+        if (this.o.identityKey) this.o.keys.dropIdentity();
         this.o.logger.error({ event: 'attestation.refused', code: err.code }, 'attestation refused: confidential routes closed');
       } else {
         this.o.logger.warn({ event: 'attestation.failed', code: err.code }, 'attestation attempt failed; serving until the current result lapses');
@@ -184,11 +206,11 @@ export class AttestationManager {
     return this.jwksCache;
   }
 
-  private async collect(nonce: Uint8Array | undefined, keyConfigs: readonly KeyConfig[]): Promise<{ runtimeData: string; evidence: Uint8Array }> {
+  private async collect(nonce: Uint8Array | undefined, keyConfigs: readonly KeyConfig[], receiptKey: Uint8Array): Promise<{ runtimeData: string; evidence: Uint8Array }> {
     const runtimeData = buildRuntimeData({
       ...(nonce ? { nonce } : {}),
       keyConfigs,
-      receiptKey: this.o.keys.receipt.publicKey,
+      receiptKey,
       teePublicKey: this.o.keys.tee.publicKey.bytes,
     });
     const evidence = await this.o.attester.collect(await runtimeDigest(this.o.attester.platform, runtimeData));
@@ -197,7 +219,76 @@ export class AttestationManager {
 
   private async attestOnce(): Promise<AttestationSnapshot> {
     const o = this.o;
+    let justReleased = false;
+    if (o.identityKey && !o.keys.identity) {
+      await this.releaseIdentityKey();
+      justReleased = true;
+    }
+    const s = await this.attestBound(o.identityKey !== undefined && !justReleased);
+    // A new identity key version was installed during the round: bind and publish its keys.
+    return s ?? (await this.attestBound(false))!;
+  }
+
+  /**
+   * Key-release handshake for the identity secret alone: challenge, evidence over the protocol's
+   * runtime data `{nonce, tee-pubkey}` (the gateway has no OHTTP or receipt key to bind yet),
+   * EAR, release wrapped to the TEE key, derivation. Nothing of it is published.
+   */
+  private async releaseIdentityKey(): Promise<void> {
+    const o = this.o;
+    const broker = o.broker;
+    if (!broker?.releaseKey) throw new CustodyError('ERR_GATEWAY_CONFIG', 'a shared identity key needs a key broker that releases keys');
+    const ch = await broker.challenge();
+    const runtimeData = canonicalize({ nonce: toBase64Url(ch.nonce), 'tee-pubkey': { crv: 'X25519', kty: 'OKP', x: toBase64Url(o.keys.tee.publicKey.bytes) } });
+    const evidence = await o.attester.collect(await runtimeDigest(o.attester.platform, runtimeData));
+    const r = await broker.attest({ session: ch.session, evidence, runtimeData, platform: o.attester.platform });
+    await this.installIdentity(ch.session, r.ear);
+  }
+
+  /**
+   * Releases the identity key in an attested session and, when its version is new, derives and
+   * installs the shared keys (the previous OHTTP key stays in grace). True when keys changed.
+   * Any failure is ERR_GATEWAY_IDENTITY_KEY with the broker's code in `detail.code`. The secret
+   * is wiped before this returns; no key material is logged.
+   */
+  private async installIdentity(session: string, ear: string): Promise<boolean> {
+    const o = this.o;
+    const name = o.identityKey!.name;
+    const current = o.keys.identity;
+    let secret: Uint8Array | undefined;
+    try {
+      if (!o.broker?.releaseKey) throw new CustodyError('ERR_GATEWAY_CONFIG', 'a shared identity key needs a key broker that releases keys');
+      const released = await o.broker.releaseKey(name, { session, ear });
+      // The envelope's AAD names the key, its version and (broker service) the session.
+      const version = releasedKeyVersion(released.context);
+      if (releasedKeyName(released.context) !== name) throw new CustodyError('ERR_KEY_UNWRAP', 'the broker released another key than the identity key');
+      if (version === undefined) throw new CustodyError('ERR_KEY_UNWRAP', 'the release context names no key version');
+      if (released.context.session !== undefined && released.context.session !== session) throw new CustodyError('ERR_KEY_UNWRAP', 'the release context names another session');
+      if (released.context.earDigest !== undefined && released.context.earDigest !== toHex(await sha256(utf8(ear)))) throw new CustodyError('ERR_KEY_UNWRAP', 'the release context names another EAR');
+      secret = await unwrapKey(released.wrappedKey, { recipientKeyPair: o.keys.tee, context: released.context });
+      if (current && version === current.version) return false;
+      if (current && version < current.version) throw new CustodyError('ERR_KEY_VERSION', 'the broker released an older identity key version than the one in use', { detail: { version, current: current.version } });
+      const derived = await deriveGatewayIdentity(secret, { name, version });
+      o.keys.installIdentity(derived);
+      o.logger.info({ event: 'identity.installed', key: name, version, keyId: derived.ohttp.config.keyId, ...(current ? { previousVersion: current.version } : {}) }, 'shared gateway keys derived from the identity key');
+      return true;
+    } catch (e) {
+      const err = toCustodyError(e);
+      throw new CustodyError('ERR_GATEWAY_IDENTITY_KEY', `the identity key was not released (${err.code})`, { cause: err, detail: { code: err.code, key: name } });
+    } finally {
+      secret?.fill(0);
+    }
+  }
+
+  /**
+   * One attestation round with the keys held now bound into the evidence. With `checkIdentity`,
+   * the identity key is released again in the round's session; undefined when that installed a
+   * new version (the keys just attested are no longer current).
+   */
+  private async attestBound(checkIdentity: boolean): Promise<AttestationSnapshot | undefined> {
+    const o = this.o;
     const keyConfigs = o.keys.ohttp.configs;
+    const receiptKey = o.keys.receipt.publicKey;
     const platform = o.attester.platform;
     let session: string | undefined;
     let nonce: Uint8Array | undefined;
@@ -206,7 +297,7 @@ export class AttestationManager {
       session = ch.session;
       nonce = ch.nonce;
     }
-    const { runtimeData, evidence } = await this.collect(nonce, keyConfigs);
+    const { runtimeData, evidence } = await this.collect(nonce, keyConfigs, receiptKey);
     const now = o.clock();
     const self = await (o.verifiers ?? defaultVerifiers).verify({ evidence, platform, now });
     if (!self.ok || !self.claims) throw new CustodyError(self.errors[0]?.code ?? 'ERR_ATTESTER_FAILED', 'the gateway could not verify its own evidence');
@@ -220,15 +311,12 @@ export class AttestationManager {
       const v = await verifyEar(token, { jwks: await this.brokerJwks(), now: o.clock(), clockToleranceSeconds: 5, ...(nonce ? { nonce } : {}) });
       if (v.status !== 'affirming') throw new CustodyError('ERR_POLICY_DENIED', `the broker's verdict is ${v.status}`);
       ear = v.ear;
-      if (r.ledgerIndex !== undefined && o.ledger?.proof && o.ledger.entry) {
-        const entry = await o.ledger.entry(r.ledgerIndex);
-        const proof = await o.ledger.proof(r.ledgerIndex);
-        ledger = { index: r.ledgerIndex, event: decodeEvent(entry) as unknown as Record<string, unknown>, proof: formatTlogProof(proof) };
-      }
+      if (r.ledgerIndex !== undefined) ledger = await this.ledgerProof(r.ledgerIndex, token);
+      if (checkIdentity && (await this.installIdentity(session, token))) return undefined;
       if (o.modelKey && o.broker.releaseKey) {
         const released = await o.broker.releaseKey(o.modelKey.name, { session, ear: token });
         // The envelope's AAD names the key: a broker cannot hand over another key as this one.
-        if (released.context.key !== o.modelKey.name) throw new CustodyError('ERR_KEY_UNWRAP', 'the broker released another key than the one asked for');
+        if (releasedKeyName(released.context) !== o.modelKey.name) throw new CustodyError('ERR_KEY_UNWRAP', 'the broker released another key than the one asked for');
         const key = await unwrapKey(released.wrappedKey, { recipientKeyPair: o.keys.tee, context: released.context });
         try {
           await o.modelKey.onKey(key);
@@ -245,7 +333,7 @@ export class AttestationManager {
       runtimeData,
       ...(token ? { ear: token } : {}),
       ohttpKeys: toBase64Url(encodeKeyConfigs(keyConfigs)),
-      receiptKey: { kty: 'OKP', crv: 'Ed25519', x: toBase64Url(o.keys.receipt.publicKey) },
+      receiptKey: { kty: 'OKP', crv: 'Ed25519', x: toBase64Url(receiptKey) },
       ...(o.model ? { model: o.model } : {}),
       ...(o.policyVersion ? { policyVersion: o.policyVersion } : {}),
       issuedAt: now.toISOString(),
@@ -266,6 +354,34 @@ export class AttestationManager {
   }
 
   /**
+   * The broker's appraisal event at `index` of this gateway's ledger, with an inclusion proof,
+   * when that ledger is the one the broker logs to: the entry must name the EAR's SHA-256. The
+   * broker's audit index says nothing about another log (a development in-memory ledger next
+   * to the broker service), so a missing or unrelated entry is left out of the bundle rather
+   * than published or failing the attestation.
+   */
+  private async ledgerProof(index: number, token: string): Promise<AttestationBundle['ledger']> {
+    const l = this.o.ledger;
+    if (!l?.proof || !l.entry) return undefined;
+    try {
+      const event = decodeEvent(await l.entry(index)) as unknown as Record<string, unknown>;
+      if (!JSON.stringify(event).includes(toHex(await sha256(utf8(token))))) {
+        this.o.logger.warn({ event: 'attestation.ledger', index }, "the broker's audit index is not this EAR's entry in the gateway's ledger; the bundle carries no ledger proof");
+        return undefined;
+      }
+      return { index, event, proof: formatTlogProof(await l.proof(index)) };
+    } catch (e) {
+      this.o.logger.warn({ event: 'attestation.ledger', index, code: toCustodyError(e).code }, "the broker's audit index is not in the gateway's ledger; the bundle carries no ledger proof");
+      return undefined;
+    }
+  }
+
+  /** The receipt key the snapshot bound (the keys may have moved on since). */
+  private boundReceiptKey(s: AttestationSnapshot): Uint8Array {
+    return fromBase64Url(s.bundle.receiptKey.x);
+  }
+
+  /**
    * Fresh evidence bound to a client nonce, for the same keys as the current bundle. The EAR
    * stays the broker's (it appraised `earRuntimeData`); the client checks both.
    */
@@ -275,7 +391,7 @@ export class AttestationManager {
     if (this.challenges >= (this.o.maxConcurrentChallenges ?? 4)) throw new CustodyError('ERR_GATEWAY_OVERLOADED', 'too many concurrent attestation challenges');
     this.challenges++;
     try {
-      const { runtimeData, evidence } = await this.collect(nonce, s.keyConfigs);
+      const { runtimeData, evidence } = await this.collect(nonce, s.keyConfigs, this.boundReceiptKey(s));
       return {
         ...s.bundle,
         evidence: toBase64Url(evidence),

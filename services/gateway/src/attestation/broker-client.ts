@@ -47,3 +47,29 @@ export interface BrokerClient {
 export function isRefusal(code: string): boolean {
   return /^ERR_(POLICY|EVIDENCE|EAR|TCB|CERT|COLLATERAL_MISMATCH|TPM|SESSION_MISMATCH|KEY_REVOKED|AUTH)/.test(code);
 }
+
+/**
+ * The key a release envelope names, read from its authenticated context (the wrapping's AAD):
+ * the broker service writes `name` (docs/key-release-protocol.md §4), the in-process
+ * development broker `key`.
+ */
+export function releasedKeyName(context: ReleasedKeyEnvelope['context']): string | undefined {
+  const name = context.name ?? context.key;
+  return typeof name === 'string' ? name : undefined;
+}
+
+/** The key version a release envelope's authenticated context names, when it is a positive integer. */
+export function releasedKeyVersion(context: ReleasedKeyEnvelope['context']): number | undefined {
+  const v = context.version;
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 1 ? v : undefined;
+}
+
+/**
+ * Whether a failed identity key release is definitive (the gateway stops serving with the
+ * shared keys) rather than an outage: every refusal code, and any ERR_KEY_* but a concurrent
+ * change (not found, revoked, destroyed, not exportable, no release policy, malformed material,
+ * a version going backwards, an envelope that does not open).
+ */
+export function isIdentityRefusal(code: string): boolean {
+  return isRefusal(code) || (code.startsWith('ERR_KEY_') && code !== 'ERR_KEY_CONFLICT');
+}

@@ -24,7 +24,7 @@ export interface LocalAppraisalBrokerOptions {
   random?: RandomSource;
   earTtlSeconds?: number;
   sessionTtlMs?: number;
-  /** Secrets this broker releases by name (development: e.g. a model decryption key). */
+  /** Secrets this broker releases by name, as version 1 (development: a model decryption key, a replicas' identity key). */
   keys?: Record<string, Uint8Array>;
   issuer?: string;
 }
@@ -34,6 +34,37 @@ interface Session {
   expiresAt: number;
 }
 
+interface HeldKey {
+  material: Uint8Array;
+  version: number;
+  revoked: boolean;
+}
+
+/**
+ * The nonce and TEE key of runtime data: the gateway's full form (with its OHTTP and receipt
+ * keys), or the key-release protocol's `{nonce, tee-pubkey}` a gateway binds when it attests
+ * only to have a key released (its shared identity key).
+ */
+function readRuntimeData(text: string): { nonce?: Uint8Array; teeX: string } {
+  let v: unknown;
+  try {
+    v = text.length <= 4096 ? JSON.parse(text) : undefined;
+  } catch {
+    v = undefined;
+  }
+  const o = typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  if (o && Object.keys(o).sort().join(',') === 'nonce,tee-pubkey') {
+    const tee = o['tee-pubkey'] as Record<string, unknown> | null;
+    if (canonicalize(o) !== text || typeof o.nonce !== 'string' || typeof tee !== 'object' || tee === null || Object.keys(tee).sort().join(',') !== 'crv,kty,x' || tee.kty !== 'OKP' || tee.crv !== 'X25519' || typeof tee.x !== 'string') {
+      throw new CustodyError('ERR_RUNTIME_DATA', 'runtime data is not the canonical {nonce, tee-pubkey} of the key release handshake');
+    }
+    if (fromBase64Url(tee.x).length !== 32) throw new CustodyError('ERR_RUNTIME_DATA', 'tee-pubkey is not a 32-byte X25519 key');
+    return { nonce: fromBase64Url(o.nonce), teeX: tee.x };
+  }
+  const rd = parseRuntimeData(text);
+  return { ...(rd.nonce ? { nonce: rd.nonce } : {}), teeX: rd.value['tee-pubkey'].x };
+}
+
 const MAX_SESSIONS = 1024;
 
 export class LocalAppraisalBroker implements BrokerClient {
@@ -41,11 +72,31 @@ export class LocalAppraisalBroker implements BrokerClient {
   private policy: CompiledPolicy;
   private readonly clock: Clock;
   private readonly random: RandomSource;
+  private readonly held = new Map<string, HeldKey>();
 
   constructor(private readonly options: LocalAppraisalBrokerOptions) {
     this.policy = options.policy;
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? secureRandom;
+    for (const [name, material] of Object.entries(options.keys ?? {})) this.held.set(name, { material: material.slice(), version: 1, revoked: false });
+  }
+
+  /** Gives a held key a new version with this material (version 1 when the name is new); returns the version. */
+  rotateKey(name: string, material: Uint8Array): number {
+    const k = this.held.get(name);
+    if (k?.revoked) throw new CustodyError('ERR_KEY_REVOKED');
+    const version = (k?.version ?? 0) + 1;
+    k?.material.fill(0);
+    this.held.set(name, { material: material.slice(), version, revoked: false });
+    return version;
+  }
+
+  /** Revokes a held key for good: nothing more is released under its name. */
+  revokeKey(name: string): void {
+    const k = this.held.get(name);
+    if (!k) throw new CustodyError('ERR_KEY_NOT_FOUND');
+    k.revoked = true;
+    k.material.fill(0);
   }
 
   /** Replaces the appraisal policy (e.g. a measurement is no longer accepted: the next re-attestation fails). */
@@ -75,7 +126,7 @@ export class LocalAppraisalBroker implements BrokerClient {
     this.sessions.delete(req.session);
     if (!s) throw new CustodyError('ERR_SESSION_NOT_FOUND');
     if (s.expiresAt <= now.getTime()) throw new CustodyError('ERR_SESSION_EXPIRED');
-    const rd = parseRuntimeData(req.runtimeData);
+    const rd = readRuntimeData(req.runtimeData);
     if (!rd.nonce || toBase64Url(rd.nonce) !== toBase64Url(s.nonce)) throw new CustodyError('ERR_EVIDENCE_NONCE', 'runtime data does not carry the session nonce');
     const expected = await runtimeDigest(req.platform, req.runtimeData);
     const verifiers = this.options.verifiers ?? defaultVerifiers;
@@ -108,7 +159,7 @@ export class LocalAppraisalBroker implements BrokerClient {
       now,
       verifierId: { developer: 'https://custody.dev', build: 'custody-gateway local appraisal' },
       nonce: s.nonce,
-      teePublicKey: { kty: 'OKP', crv: 'X25519', x: rd.value['tee-pubkey'].x },
+      teePublicKey: { kty: 'OKP', crv: 'X25519', x: rd.teeX },
       ttlSeconds: this.options.earTtlSeconds ?? 300,
       random: this.random,
       ...(this.options.issuer ? { issuer: this.options.issuer } : {}),
@@ -134,14 +185,15 @@ export class LocalAppraisalBroker implements BrokerClient {
    * broker issued for the session; the envelope's AAD names the key (key-release protocol §4).
    */
   async releaseKey(name: string, req: { session: string; ear: string }): Promise<ReleasedKeyEnvelope> {
-    const secret = this.options.keys?.[name];
-    if (!secret) throw new CustodyError('ERR_KEY_NOT_FOUND');
+    const held = this.held.get(name);
+    if (!held) throw new CustodyError('ERR_KEY_NOT_FOUND');
+    if (held.revoked) throw new CustodyError('ERR_KEY_REVOKED');
     const v = await verifyEar(req.ear, { jwks: await this.jwks(), now: this.clock() });
     if (v.status !== 'affirming') throw new CustodyError('ERR_POLICY_DENIED', 'the EAR is not affirming');
     const tee = await teeKeyFromEar(v.ear);
     if (tee.kty !== 'OKP' || tee.crv !== 'X25519' || typeof tee.x !== 'string') throw new CustodyError('ERR_KEY_RECIPIENT');
-    const context = { tenant: 'local', key: name, version: 1 };
-    return { wrappedKey: await wrapKey(secret, { recipientPublicKey: fromBase64Url(tee.x), context }), context };
+    const context = { tenant: 'local', key: name, version: held.version };
+    return { wrappedKey: await wrapKey(held.material, { recipientPublicKey: fromBase64Url(tee.x), context }), context };
   }
 
   jwks(): Promise<JSONWebKeySet> {

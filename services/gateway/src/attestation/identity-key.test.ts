@@ -1,0 +1,79 @@
+// The identity key flow against the in-process development broker (LocalAppraisalBroker): its
+// key-release handshake with the protocol's {nonce, tee-pubkey} runtime data, versions picked
+// up at re-attestation, revocation closing the routes, and a wrapped key for another name.
+import { randomBytes } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CustodyError } from '@custody/core';
+import { startTestGateway, type TestGateway } from '../testing/index.js';
+
+let gw: TestGateway | undefined;
+afterEach(async () => {
+  await gw?.close();
+  gw = undefined;
+});
+
+async function rejection(p: Promise<unknown>): Promise<{ code?: string; detail?: Record<string, unknown> }> {
+  try {
+    await p;
+  } catch (e) {
+    return e as { code?: string; detail?: Record<string, unknown> };
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('identity key with the development broker', () => {
+  it('attests, picks up a rotated version at the next attestation, and closes when the key is revoked', async () => {
+    gw = await startTestGateway({ brokerKeys: { ident: randomBytes(32) }, gateway: { identityKey: { name: 'ident' } } });
+    const g = gw.gateway;
+    expect(g.attestation.state).toBe('attested');
+    expect(g.keys.identity).toEqual({ name: 'ident', version: 1 });
+    const first = g.attestation.snapshot!;
+    expect(first.keyConfigs.map((k) => k.keyId)).toEqual([1]);
+    // Same version: a re-attestation keeps the keys.
+    const same = await g.attestation.reattest();
+    expect(same.bundle.ohttpKeys).toBe(first.bundle.ohttpKeys);
+    expect(same.bundle.receiptKey).toEqual(first.bundle.receiptKey);
+    expect(gw.broker!.rotateKey('ident', randomBytes(32))).toBe(2);
+    const rotated = await g.attestation.reattest();
+    expect(rotated.keyConfigs.map((k) => k.keyId)).toEqual([2, 1]);
+    expect(rotated.bundle.receiptKey.x).not.toBe(first.bundle.receiptKey.x);
+    gw.broker!.revokeKey('ident');
+    const e = await rejection(g.attestation.reattest());
+    expect(e.code).toBe('ERR_GATEWAY_IDENTITY_KEY');
+    expect(e.detail).toMatchObject({ code: 'ERR_KEY_REVOKED' });
+    expect(g.attestation.state).toBe('revoked');
+    expect(g.keys.ohttp.active).toEqual([]);
+  });
+
+  it('does not serve when the broker holds no such key', async () => {
+    gw = await startTestGateway({ brokerKeys: { other: randomBytes(32) }, gateway: { identityKey: { name: 'ident' } } });
+    expect(gw.gateway.attestation.state).toBe('revoked');
+    const e = await rejection(gw.gateway.attestation.reattest());
+    expect(e).toMatchObject({ code: 'ERR_GATEWAY_IDENTITY_KEY', detail: { code: 'ERR_KEY_NOT_FOUND' } });
+  });
+
+  it('refuses an identity secret shorter than 32 bytes', async () => {
+    gw = await startTestGateway({ brokerKeys: { ident: randomBytes(16) }, gateway: { identityKey: { name: 'ident' } } });
+    expect(gw.gateway.attestation.state).toBe('revoked');
+    expect(await rejection(gw.gateway.attestation.reattest())).toMatchObject({ code: 'ERR_GATEWAY_IDENTITY_KEY', detail: { code: 'ERR_KEY_MATERIAL' } });
+  });
+
+  it('a broker outage during re-attestation is not a refusal: the gateway keeps serving until its EAR lapses', async () => {
+    gw = await startTestGateway({ brokerKeys: { ident: randomBytes(32) }, gateway: { identityKey: { name: 'ident' } } });
+    const broker = gw.broker!;
+    broker.releaseKey = () => Promise.reject(new CustodyError('ERR_STORE_UNAVAILABLE'));
+    const e = await rejection(gw.gateway.attestation.reattest());
+    expect(e).toMatchObject({ code: 'ERR_GATEWAY_IDENTITY_KEY', detail: { code: 'ERR_STORE_UNAVAILABLE' } });
+    expect(gw.gateway.attestation.state).toBe('attested');
+    expect(gw.gateway.keys.identity).toEqual({ name: 'ident', version: 1 });
+  });
+
+  it('refuses an envelope that names another key', async () => {
+    gw = await startTestGateway({ brokerKeys: { ident: randomBytes(32), decoy: randomBytes(32) }, gateway: { identityKey: { name: 'ident' } } });
+    const broker = gw.broker!;
+    const real = broker.releaseKey.bind(broker);
+    broker.releaseKey = (_name, req) => real('decoy', req);
+    expect(await rejection(gw.gateway.attestation.reattest())).toMatchObject({ code: 'ERR_GATEWAY_IDENTITY_KEY', detail: { code: 'ERR_KEY_UNWRAP' } });
+    expect(gw.gateway.attestation.state).toBe('revoked');
+  });
+});
