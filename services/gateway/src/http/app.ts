@@ -180,7 +180,7 @@ export function createGatewayApp(d: GatewayAppDeps): Hono {
       } catch (e) {
         return refuse(e);
       }
-      const inner = await d.pipeline.handle(request, snapshot, receivedAt);
+      const inner = await d.pipeline.handle(request, snapshot, receivedAt, context.header.keyId);
       let content: Uint8Array;
       let status = inner.status;
       let headers = inner.headers;
@@ -208,7 +208,7 @@ export function createGatewayApp(d: GatewayAppDeps): Hono {
     } catch (e) {
       return refuse(e);
     }
-    const inner = await d.pipeline.handle(requestBytes, snapshot, receivedAt);
+    const inner = await d.pipeline.handle(requestBytes, snapshot, receivedAt, context.header.keyId);
     const sealer = await context.createResponseSealer();
     return new Response(sealedBhttpStream(d, inner, started, sealer), { status: 200, headers: { 'content-type': OhttpMediaType.ChunkedResponse, 'cache-control': 'no-store' } });
   });

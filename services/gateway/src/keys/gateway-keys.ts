@@ -191,6 +191,11 @@ export async function deriveGatewayIdentity(secret: Uint8Array, id: IdentityKeyV
 export class GatewayKeys {
   private receiptSigner: ReceiptSigner | undefined;
   private identityValue: IdentityKeyVersion | undefined;
+  /**
+   * Shared identities: the receipt key of each installed version by its OHTTP key id, so that a
+   * request sealed to a key still in grace gets a receipt from the key its client verified.
+   */
+  private readonly receiptByKeyId = new Map<number, ReceiptSigner>();
 
   private constructor(
     readonly ohttp: OhttpKeyRing,
@@ -218,6 +223,21 @@ export class GatewayKeys {
     return this.receiptSigner;
   }
 
+  /**
+   * The receipt key published beside the OHTTP key `keyId` (the one a request was sealed to):
+   * for a shared identity in rotation, the previous version's key while its OHTTP key is in
+   * grace; otherwise the current receipt key.
+   */
+  receiptFor(keyId: number | undefined): ReceiptSigner {
+    if (keyId !== undefined && this.receiptByKeyId.size > 0) {
+      const live = new Set(this.ohttp.active.map((k) => k.config.keyId));
+      for (const id of [...this.receiptByKeyId.keys()]) if (!live.has(id)) this.receiptByKeyId.delete(id);
+      const signer = this.receiptByKeyId.get(keyId);
+      if (signer) return signer;
+    }
+    return this.receipt;
+  }
+
   /** The identity key version the shared keys come from (undefined: per-process keys, or none yet). */
   get identity(): IdentityKeyVersion | undefined {
     return this.identityValue;
@@ -227,6 +247,7 @@ export class GatewayKeys {
   installIdentity(derived: GatewayIdentity): void {
     this.ohttp.install(derived.ohttp);
     this.receiptSigner = derived.receipt;
+    this.receiptByKeyId.set(derived.ohttp.config.keyId, derived.receipt);
     this.identityValue = { name: derived.name, version: derived.version };
   }
 
@@ -234,6 +255,7 @@ export class GatewayKeys {
   dropIdentity(): void {
     this.ohttp.clear();
     this.receiptSigner = undefined;
+    this.receiptByKeyId.clear();
     this.identityValue = undefined;
   }
 }

@@ -58,8 +58,11 @@ export interface InferencePipelineOptions {
   backend: ModelBackend;
   tenants: TenantDirectory;
   ledger: LedgerSink;
-  /** Signs receipts with the attested receipt key. */
-  signReceipt: ReceiptSignFn;
+  /**
+   * Signs receipts with the attested receipt key; `keyId` is the OHTTP key the request was
+   * sealed to, whose receipt key the client verified beside it.
+   */
+  signReceipt: (message: Uint8Array, keyId?: number) => ReturnType<ReceiptSignFn>;
   clock: Clock;
   logger: Logger;
   metrics: GatewayMetrics;
@@ -69,6 +72,8 @@ export interface InferencePipelineOptions {
 
 interface Ctx {
   receivedAt: Date;
+  /** The OHTTP key id the request was sealed to. */
+  keyId?: number;
   requestDigest: string;
   routeLabel: string;
   route?: string;
@@ -116,8 +121,8 @@ export class InferencePipeline {
     }
   }
 
-  async handle(bhttp: Uint8Array, snapshot: AttestationSnapshot, receivedAt: Date): Promise<InnerResponse> {
-    const ctx: Ctx = { receivedAt, requestDigest: sha256Digest(bhttp), routeLabel: 'unknown', action: 'none', findings: [] };
+  async handle(bhttp: Uint8Array, snapshot: AttestationSnapshot, receivedAt: Date, keyId?: number): Promise<InnerResponse> {
+    const ctx: Ctx = { receivedAt, requestDigest: sha256Digest(bhttp), routeLabel: 'unknown', action: 'none', findings: [], ...(keyId !== undefined ? { keyId } : {}) };
     try {
       return await this.route(bhttp, snapshot, ctx);
     } catch (e) {
@@ -229,7 +234,7 @@ export class InferencePipeline {
       this.o.metrics.receipts.inc({ outcome: 'withheld' });
       throw new CustodyError('ERR_GATEWAY_LEDGER', undefined, { cause: e });
     }
-    const { header } = await signPreparedReceipt(prepared, { index, entryDigest: sha256Digest(encodeEvent(event)) }, this.o.signReceipt);
+    const { header } = await signPreparedReceipt(prepared, { index, entryDigest: sha256Digest(encodeEvent(event)) }, (m) => this.o.signReceipt(m, ctx.keyId));
     this.o.metrics.receipts.inc({ outcome: 'issued' });
     this.o.logger.info({ event: 'receipt', receiptId: prepared.receiptId, route: ctx.routeLabel, tenant: ctx.tenant!.id, status, streamed, ledgerIndex: index, action: ctx.action }, 'receipt issued');
     return header;
