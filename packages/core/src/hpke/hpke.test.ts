@@ -4,7 +4,7 @@ import { readVectorText } from '../../../../test/vectors.js';
 import { concatBytes, fromHex, toHex, utf8 } from '../bytes.js';
 import { CustodyError } from '../errors.js';
 import { hkdfExpand, hkdfExtract } from './hkdf.js';
-import { hpkeOpen, hpkeReceiveExport, hpkeSeal, hpkeSendExport, prepareHpkeEncap, setupHpkeRecipient, setupHpkeSender } from './hpke.js';
+import { HpkePreparedEncap, hpkeOpen, hpkeReceiveExport, hpkeSeal, hpkeSendExport, prepareHpkeEncap, setupHpkeRecipient, setupHpkeSender } from './hpke.js';
 import { AeadId, HpkeMode, KdfId, KemId, hpkeSuiteName, isHpkeSuiteSupported } from './identifiers.js';
 import { deriveHpkeKeyPair, deserializeHpkePrivateKey, deserializeHpkePublicKey, generateHpkeKeyPair, serializeHpkePrivateKey, serializeHpkePublicKey } from './keys.js';
 
@@ -216,5 +216,24 @@ describe('prepared encapsulation (base mode, done ahead of time)', () => {
     expect((await failure(setupHpkeSender({ ...base, prepared: q }))).code).toBe('ERR_HPKE_PARAMS');
     const p256 = await generateHpkeKeyPair(KemId.DhkemP256HkdfSha256);
     expect((await failure(prepareHpkeEncap({ kem: X25519_AES128.kem, recipientPublicKey: p256.publicKey }))).code).toBe('ERR_HPKE_PARAMS');
+  });
+
+  it('cannot be made twice from one shared secret, read, or re-aimed at another key', async () => {
+    const r = await generateHpkeKeyPair(KemId.DhkemX25519HkdfSha256);
+    const other = await generateHpkeKeyPair(KemId.DhkemX25519HkdfSha256);
+    const p = await prepareHpkeEncap({ kem: X25519_AES128.kem, recipientPublicKey: r.publicKey });
+    // Only prepareHpkeEncap constructs one: a copy of an encapsulation would reuse its ephemeral key.
+    const forge = () => new (HpkePreparedEncap as unknown as new (...a: unknown[]) => HpkePreparedEncap)(Symbol('HpkePreparedEncap'), X25519_AES128.kem, r.publicKey.bytes, p.enc, new Uint8Array(32));
+    expect(forge).toThrow(expect.objectContaining({ code: 'ERR_HPKE_PARAMS' }) as Error);
+    // The shared secret is not a readable member.
+    expect(Object.values(p)).toEqual([X25519_AES128.kem]);
+    expect('take' in p).toBe(false);
+    // What a caller reads is a copy: changing it aims the encapsulation at no other key.
+    p.recipientPublicKey.set(other.publicKey.bytes);
+    p.enc.fill(0);
+    expect((await failure(setupHpkeSender({ suite: X25519_AES128, recipientPublicKey: other.publicKey, prepared: p }))).code).toBe('ERR_HPKE_PARAMS');
+    const ctx = await setupHpkeSender({ suite: X25519_AES128, recipientPublicKey: r.publicKey, prepared: p });
+    expect(toHex(ctx.enc)).toBe(toHex(p.enc));
+    expect(new TextDecoder().decode(await hpkeOpen({ suite: X25519_AES128, recipientKeyPair: r, enc: ctx.enc }, await ctx.seal(utf8('hi'))))).toBe('hi');
   });
 });

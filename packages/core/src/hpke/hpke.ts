@@ -47,35 +47,58 @@ export interface HpkeSenderParams {
  * recipient key and KEM and is used once: a second SetupS with it throws ERR_HPKE_PARAMS.
  */
 export class HpkePreparedEncap {
-  private secret: Bytes | undefined;
+  readonly kem: number;
+  // Private copies: what a caller reads (`enc`, `recipientPublicKey`) is a copy, so the key
+  // the secret was made for cannot be changed under it.
+  readonly #recipient: Bytes;
+  readonly #enc: Bytes;
 
-  /** @internal */
-  constructor(
-    readonly kem: number,
-    readonly recipientPublicKey: Bytes,
-    readonly enc: Bytes,
-    sharedSecret: Bytes,
-  ) {
-    this.secret = sharedSecret;
+  /**
+   * @internal Made by prepareHpkeEncap only: the shared secret is held where no caller can read
+   * or copy it into a second prepared encapsulation (an ephemeral key serves one request).
+   */
+  constructor(token: typeof PREPARED, kem: number, recipientPublicKey: Bytes, enc: Bytes, sharedSecret: Bytes) {
+    if (token !== PREPARED) throw new HpkeError('ERR_HPKE_PARAMS', 'a prepared encapsulation is made by prepareHpkeEncap');
+    this.kem = kem;
+    this.#recipient = copyBytes(recipientPublicKey);
+    this.#enc = copyBytes(enc);
+    preparedSecrets.set(this, sharedSecret);
+  }
+
+  get recipientPublicKey(): Bytes {
+    return copyBytes(this.#recipient);
+  }
+
+  get enc(): Bytes {
+    return copyBytes(this.#enc);
   }
 
   get used(): boolean {
-    return this.secret === undefined;
+    return !preparedSecrets.has(this);
   }
 
-  /** @internal the shared secret, once. */
-  take(): Bytes {
-    const s = this.secret;
-    if (!s) throw new HpkeError('ERR_HPKE_PARAMS', 'a prepared encapsulation is used once');
-    this.secret = undefined;
-    return s;
+  /** @internal SetupS: whether it is for this KEM and recipient key. */
+  isFor(kem: number, recipientPublicKey: Uint8Array): boolean {
+    return kem === this.kem && equalBytes(this.#recipient, recipientPublicKey);
   }
 
   /** Wipes the shared secret without using it (the recipient's key changed, the client closes). */
   discard(): void {
-    this.secret?.fill(0);
-    this.secret = undefined;
+    preparedSecrets.get(this)?.fill(0);
+    preparedSecrets.delete(this);
   }
+}
+
+/** Only this module constructs prepared encapsulations. */
+const PREPARED: unique symbol = Symbol('HpkePreparedEncap');
+/** The unused shared secret of each prepared encapsulation; taken (deleted) by its one SetupS. */
+const preparedSecrets = new WeakMap<HpkePreparedEncap, Bytes>();
+
+function takePreparedSecret(p: HpkePreparedEncap): Bytes {
+  const s = preparedSecrets.get(p);
+  if (!s) throw new HpkeError('ERR_HPKE_PARAMS', 'a prepared encapsulation is used once');
+  preparedSecrets.delete(p);
+  return s;
 }
 
 /** Encap (base mode) now, for a SetupS later: see HpkePreparedEncap. */
@@ -92,7 +115,7 @@ export async function prepareHpkeEncap(params: {
   const provider = params.provider ?? getHpkeProvider();
   const eph = await ephemeral(provider, kem, params);
   const sharedSecret = await encap(provider, kem, params.recipientPublicKey, eph, undefined);
-  return new HpkePreparedEncap(kem.id, copyBytes(params.recipientPublicKey.bytes), copyBytes(eph.publicKey), sharedSecret);
+  return new HpkePreparedEncap(PREPARED, kem.id, params.recipientPublicKey.bytes, eph.publicKey, sharedSecret);
 }
 
 export interface HpkeRecipientParams {
@@ -359,10 +382,10 @@ export async function setupHpkeSender(params: HpkeSenderParams): Promise<HpkeSen
   if (params.prepared) {
     const p = params.prepared;
     if (mode !== HpkeMode.Base || params.ephemeralKeyPair || params.random) throw new HpkeError('ERR_HPKE_PARAMS', 'a prepared encapsulation is for base mode with nothing else choosing the ephemeral key');
-    if (p.kem !== suite.kem.id || !equalBytes(p.recipientPublicKey, params.recipientPublicKey.bytes)) throw new HpkeError('ERR_HPKE_PARAMS', 'the prepared encapsulation is for another recipient key');
-    const sharedSecret = p.take();
+    if (!p.isFor(suite.kem.id, params.recipientPublicKey.bytes)) throw new HpkeError('ERR_HPKE_PARAMS', 'the prepared encapsulation is for another recipient key');
+    const sharedSecret = takePreparedSecret(p);
     const schedule = await keySchedule(provider, suite, mode, sharedSecret, params.info ?? EMPTY, params.psk);
-    return new SenderContext(suite, mode, schedule, copyBytes(p.enc));
+    return new SenderContext(suite, mode, schedule, p.enc);
   }
   const eph = await ephemeral(provider, suite.kem, params);
   const sharedSecret = await encap(provider, suite.kem, params.recipientPublicKey, eph, params.senderKeyPair);

@@ -36,6 +36,10 @@ describe('findPersonNames with lower-case words left out', () => {
     ['report from the health care team of Dr', []],
     ['Acme Health care team', [[0, 11]]],
     ['Jane Roe phd.. and JOHN', [[0, 13]]],
+    // A suffix that starts lower-case counts whatever the case of its other letters (as before the hand scanner).
+    ['John Smith pHD', [[0, 14]]],
+    ['Jane Roe, iII', [[0, 13]]],
+    ['Jane Roe dO.', [[0, 12]]],
   ])('%s', (text, spans) => {
     expect(findPersonNames(text).map((s) => [s.start, s.end])).toEqual(spans);
   });

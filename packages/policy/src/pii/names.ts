@@ -137,11 +137,11 @@ const MAX_SUFFIX = Math.max(...[...NAME_SUFFIXES].map((s) => s.length)) + 2;
 function findForwardNames(text: string): NameSpan[] {
   // Words that start lower-case are never name words; they only end a run, so they are left
   // out (the gap they leave is not a single space, which ends the run the same way). Those
-  // that may be a suffix ("jr.") are kept, with empty text.
+  // that may be a suffix ("jr.", "pHD": the suffix test ignores case) are kept, with empty text.
   const tokens: Token[] = [];
   forEachWord(text, (start, wordEnd) => {
     const lower = isLower(text.charCodeAt(start));
-    if (lower && (wordEnd - start > MAX_SUFFIX || !NAME_SUFFIXES.has(text.slice(start, wordEnd).replace(/\.+$/, '')))) return;
+    if (lower && (wordEnd - start > MAX_SUFFIX || !NAME_SUFFIXES.has(text.slice(start, wordEnd).replace(/\.+$/, '').toLowerCase()))) return;
     let end = wordEnd;
     // A trailing period belongs to the word only for initials and abbreviations.
     if (text.charCodeAt(end - 1) === 0x2e) {

@@ -86,6 +86,12 @@ export class AttestationManager {
   private revokedBy: string | undefined;
   private sticky = false;
   private jwksCache: JSONWebKeySet | undefined;
+  /**
+   * The newest identity key version this process has installed. It outlives dropIdentity, so a
+   * broker that releases an older version is refused at every round, not only while the newer
+   * keys are still held.
+   */
+  private newestIdentityVersion = 0;
 
   constructor(private readonly o: AttestationManagerOptions) {}
 
@@ -173,6 +179,9 @@ export class AttestationManager {
   }
 
   private async attestAndRecord(): Promise<AttestationSnapshot> {
+    // Revoked for good: no more evidence, EARs or key releases (the identity secret would be
+    // released and derived again only to be dropped at the end of the round).
+    if (this.sticky) throw new CustodyError('ERR_GATEWAY_ATTESTATION_REVOKED', undefined, this.revokedBy ? { detail: { reason: this.revokedBy } } : {});
     try {
       const s = await this.attestOnce();
       if (this.sticky) throw new CustodyError('ERR_GATEWAY_ATTESTATION_REVOKED');
@@ -267,9 +276,10 @@ export class AttestationManager {
       if (released.context.earDigest !== undefined && released.context.earDigest !== toHex(await sha256(utf8(ear)))) throw new CustodyError('ERR_KEY_UNWRAP', 'the release context names another EAR');
       secret = await unwrapKey(released.wrappedKey, { recipientKeyPair: o.keys.tee, context: released.context });
       if (current && version === current.version) return false;
-      if (current && version < current.version) throw new CustodyError('ERR_KEY_VERSION', 'the broker released an older identity key version than the one in use', { detail: { version, current: current.version } });
+      if (version < this.newestIdentityVersion) throw new CustodyError('ERR_KEY_VERSION', 'the broker released an older identity key version than one already in use', { detail: { version, newest: this.newestIdentityVersion } });
       const derived = await deriveGatewayIdentity(secret, { name, version });
       o.keys.installIdentity(derived);
+      this.newestIdentityVersion = Math.max(this.newestIdentityVersion, version);
       o.logger.info({ event: 'identity.installed', key: name, version, keyId: derived.ohttp.config.keyId, ...(current ? { previousVersion: current.version } : {}) }, 'shared gateway keys derived from the identity key');
       return true;
     } catch (e) {

@@ -45,6 +45,39 @@ describe('identity key with the development broker', () => {
     expect(g.keys.ohttp.active).toEqual([]);
   });
 
+  it('after an operator revocation it asks the broker for nothing: the identity secret is not released again', async () => {
+    gw = await startTestGateway({ brokerKeys: { ident: randomBytes(32) }, gateway: { identityKey: { name: 'ident' } } });
+    const broker = gw.broker!;
+    const calls: string[] = [];
+    const release = broker.releaseKey.bind(broker);
+    const attest = broker.attest.bind(broker);
+    broker.releaseKey = (name, req) => (calls.push(`release ${name}`), release(name, req));
+    broker.attest = (req) => (calls.push('attest'), attest(req));
+    gw.gateway.attestation.revoke('operator');
+    expect(gw.gateway.keys.ohttp.active).toEqual([]);
+    expect(await rejection(gw.gateway.attestation.reattest())).toMatchObject({ code: 'ERR_GATEWAY_ATTESTATION_REVOKED' });
+    expect(calls).toEqual([]);
+    expect(gw.gateway.keys.identity).toBeUndefined();
+    expect(gw.gateway.attestation.state).toBe('revoked');
+  });
+
+  it('refuses a rolled-back identity key version at every round, also after dropping its keys', async () => {
+    const v1 = randomBytes(32);
+    gw = await startTestGateway({ brokerKeys: { ident: v1 }, gateway: { identityKey: { name: 'ident' } } });
+    const g = gw.gateway;
+    expect(gw.broker!.rotateKey('ident', randomBytes(32))).toBe(2);
+    await g.attestation.reattest();
+    expect(g.keys.identity).toEqual({ name: 'ident', version: 2 });
+    // The broker's key store is restored from a backup taken before the rotation.
+    (gw.broker as unknown as { held: Map<string, { material: Uint8Array; version: number; revoked: boolean }> }).held.set('ident', { material: v1, version: 1, revoked: false });
+    for (let round = 0; round < 2; round++) {
+      expect(await rejection(g.attestation.reattest())).toMatchObject({ code: 'ERR_GATEWAY_IDENTITY_KEY', detail: { code: 'ERR_KEY_VERSION' } });
+      expect(g.attestation.state).toBe('revoked');
+      expect(g.keys.identity).toBeUndefined();
+      expect(g.keys.ohttp.active).toEqual([]);
+    }
+  });
+
   it('does not serve when the broker holds no such key', async () => {
     gw = await startTestGateway({ brokerKeys: { other: randomBytes(32) }, gateway: { identityKey: { name: 'ident' } } });
     expect(gw.gateway.attestation.state).toBe('revoked');
