@@ -3,7 +3,7 @@ import { utf8 } from '@custody/core';
 import { MaskVault } from '@custody/policy';
 import { OhttpKeyRing } from '../keys/gateway-keys.js';
 import { applyInputPolicy, restoreJson, restoreSseStream } from './policy.js';
-import { ReplayGuard } from './replay-guard.js';
+import { REPLAY_MARGIN_MS, ReplayGuard } from './replay-guard.js';
 import { apiKeyDigest, TenantDirectory } from './tenants.js';
 
 async function runStream(chunks: string[], vault: MaskVault, route: 'chat.completions' | 'completions' = 'chat.completions'): Promise<string> {
@@ -84,14 +84,16 @@ describe('input policy', () => {
 });
 
 describe('replay guard and key ring', () => {
-  it('remembers enc values for twice the window, then forgets them; refuses when full', () => {
+  it('remembers enc values for twice the window plus the margin, then forgets them; refuses when full', () => {
     let t = 0;
     const g = new ReplayGuard(() => new Date(t), 1000, 2);
     g.commit(new Uint8Array([1]));
     expect(() => g.commit(new Uint8Array([1]))).toThrow(expect.objectContaining({ code: 'ERR_GATEWAY_REPLAY' }) as Error);
     g.commit(new Uint8Array([2]));
     expect(() => g.commit(new Uint8Array([3]))).toThrow(expect.objectContaining({ code: 'ERR_GATEWAY_OVERLOADED' }) as Error);
-    t = 2001;
+    t = 2000 + REPLAY_MARGIN_MS - 1;
+    expect(() => g.commit(new Uint8Array([1]))).toThrow(expect.objectContaining({ code: 'ERR_GATEWAY_REPLAY' }) as Error);
+    t = 2000 + REPLAY_MARGIN_MS + 1;
     g.commit(new Uint8Array([1]));
     expect(g.size).toBe(1);
   });

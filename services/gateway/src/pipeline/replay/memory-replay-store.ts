@@ -1,5 +1,5 @@
 import { CustodyError, type Clock } from '@custody/core';
-import { replayRefused, type ReplayStore } from './replay-store.js';
+import { replayRefused, type ReplayStore, replayExpiry } from './replay-store.js';
 
 /**
  * One process's replay memory: a Map of `enc` to its expiry, twice the Date window after the
@@ -40,6 +40,6 @@ export class MemoryReplayStore implements ReplayStore {
     if (expires === undefined && this.seen.size >= this.maxEntries) throw new CustodyError('ERR_GATEWAY_OVERLOADED', 'the replay window is full');
     // Delete first so a re-recorded key moves to the end and insertion order stays expiry order.
     this.seen.delete(key);
-    this.seen.set(key, now + 2 * this.windowMs);
+    this.seen.set(key, replayExpiry(now, this.windowMs));
   }
 }

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Clock } from '@custody/core';
-import { checkWindow, replayKey, replayRefused, replayStoreUnavailable, type ReplayStore } from './replay-store.js';
+import { checkWindow, replayKey, replayRefused, replayStoreUnavailable, type ReplayStore, replayExpiry } from './replay-store.js';
 
 export interface PostgresReplayStoreOptions {
   /** postgres://user@host:port/db, shared by every gateway replica. */
@@ -106,7 +106,7 @@ export class PostgresReplayStore implements ReplayStore {
     let inserted: number | null;
     try {
       // Named: prepared once per connection.
-      inserted = (await this.pool.query({ name: 'custody-replay-commit', text: COMMIT_SQL, values: [replayKey(enc), now + 2 * this.windowMs, now] })).rowCount;
+      inserted = (await this.pool.query({ name: 'custody-replay-commit', text: COMMIT_SQL, values: [replayKey(enc), replayExpiry(now, this.windowMs), now] })).rowCount;
     } catch (e) {
       throw replayStoreUnavailable('postgres', e);
     }

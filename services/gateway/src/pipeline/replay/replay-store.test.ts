@@ -13,7 +13,7 @@ import { startPostgres, type PostgresFixture } from '../../../../broker/src/test
 import { MemoryReplayStore } from './memory-replay-store.js';
 import { openReplayStore } from './open-replay-store.js';
 import { PostgresReplayStore } from './postgres-replay-store.js';
-import type { ReplayStore } from './replay-store.js';
+import { REPLAY_MARGIN_MS, type ReplayStore } from './replay-store.js';
 import { SqliteReplayStore } from './sqlite-replay-store.js';
 
 const WINDOW = 1000;
@@ -142,9 +142,9 @@ describe.each(subjects)('$name replay store', (subject) => {
       await s.commit(enc(7));
       t.set(start + WINDOW);
       expect(await codeOf(() => s.commit(enc(7)))).toBe('ERR_GATEWAY_REPLAY');
-      t.set(start + 2 * WINDOW - 1);
+      t.set(start + 2 * WINDOW + REPLAY_MARGIN_MS - 1);
       expect(await codeOf(() => s.commit(enc(7)))).toBe('ERR_GATEWAY_REPLAY');
-      t.set(start + 2 * WINDOW);
+      t.set(start + 2 * WINDOW + REPLAY_MARGIN_MS);
       await s.commit(enc(7));
       // Recorded again, for a new window.
       t.set(start + 4 * WINDOW - 1);
@@ -197,7 +197,7 @@ describe('memory replay store', () => {
     s.commit(enc(2));
     expect(() => s.commit(enc(3))).toThrow(expect.objectContaining({ code: 'ERR_GATEWAY_OVERLOADED' }) as Error);
     expect(() => s.commit(enc(1))).toThrow(expect.objectContaining({ code: 'ERR_GATEWAY_REPLAY' }) as Error);
-    t.set(t.at() + 2 * WINDOW);
+    t.set(t.at() + 2 * WINDOW + REPLAY_MARGIN_MS);
     s.commit(enc(3));
     expect(s.size).toBe(1);
   });
@@ -213,7 +213,7 @@ describe('sqlite replay store', () => {
       t.set(start + WINDOW);
       for (let i = 0; i < 10; i++) s.commit(enc(i, 1));
       expect(s.count()).toBe(260);
-      t.set(start + 2 * WINDOW);
+      t.set(start + 2 * WINDOW + REPLAY_MARGIN_MS);
       expect(s.sweep()).toBe(100);
       expect(s.count()).toBe(160);
       // The full batch left a sweep due: the next commits each sweep one more batch.
@@ -331,7 +331,7 @@ describe('postgres replay store', () => {
       for (let i = 0; i < 100; i++) await s.commit(enc(i));
       t.set(start + WINDOW);
       for (let i = 0; i < 10; i++) await s.commit(enc(i, 1));
-      t.set(start + 2 * WINDOW);
+      t.set(start + 2 * WINDOW + REPLAY_MARGIN_MS);
       expect(await s.sweep()).toBe(100);
       expect(await s.count()).toBe(10);
       expect(await codeOf(() => s.commit(enc(4, 1)))).toBe('ERR_GATEWAY_REPLAY');

@@ -4,8 +4,8 @@ import { CustodyError } from '@custody/core';
 /**
  * Anti-replay for encapsulated requests (RFC 9458 section 6.5). Each request's encapsulated
  * key `enc` is fresh per request, so a second sighting within the replay window is a replay.
- * The window is twice the accepted Date window: the Date check inside the request bounds how
- * long a key must be remembered.
+ * A key is remembered for twice the accepted Date window plus a margin (`replayExpiry`): the
+ * Date check inside the request bounds how long a key must be remembered.
  *
  * Implementations: memory (one process), SQLite (replicas on one host sharing a file),
  * PostgreSQL (replicas on several hosts). A store that cannot answer throws
@@ -45,6 +45,19 @@ export function replayRefused(): CustodyError {
  */
 export function replayStoreUnavailable(store: string, cause?: unknown): CustodyError {
   return new CustodyError('ERR_GATEWAY_REPLAY_STORE', undefined, { detail: { store }, ...(cause === undefined ? {} : { cause }) });
+}
+
+/**
+ * How long a store remembers a key recorded at `now`: twice the Date window, plus a margin.
+ * The margin covers the time between the store's clock reading at the first sighting and the
+ * Date check that follows it (a database round trip), so a replay can never be recorded as new
+ * at a moment when its Date is still accepted (it would need both sightings' Date checks within
+ * 2W while the store saw them more than 2W + margin apart).
+ */
+export const REPLAY_MARGIN_MS = 60_000;
+
+export function replayExpiry(now: number, windowMs: number): number {
+  return now + 2 * windowMs + REPLAY_MARGIN_MS;
 }
 
 export function checkWindow(windowMs: number): void {

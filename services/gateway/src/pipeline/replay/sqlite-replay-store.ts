@@ -1,7 +1,7 @@
 import { closeSync, existsSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type { Clock } from '@custody/core';
-import { checkWindow, replayKey, replayRefused, replayStoreUnavailable, type ReplayStore } from './replay-store.js';
+import { checkWindow, replayKey, replayRefused, replayStoreUnavailable, type ReplayStore, replayExpiry } from './replay-store.js';
 
 export interface SqliteReplayStoreOptions {
   /** Database file shared by the replicas on this host (created 0600 when missing). */
@@ -98,7 +98,7 @@ export class SqliteReplayStore implements ReplayStore {
     const now = this.clock().getTime();
     let changes: number;
     try {
-      changes = this.insert.run(replayKey(enc), now + 2 * this.windowMs, now).changes;
+      changes = this.insert.run(replayKey(enc), replayExpiry(now, this.windowMs), now).changes;
     } catch (e) {
       throw replayStoreUnavailable('sqlite', e);
     }
