@@ -89,9 +89,9 @@ export class Gateway {
       backend: options.backend,
       tenants,
       ledger: options.ledger,
-      // Read at each response: a shared identity's receipt key changes with its version, and a
-      // request sealed to a key in grace is answered with that key's receipt key.
-      signReceipt: (message, keyId) => keys.receiptFor(keyId).sign(message),
+      // Read at each response: a shared identity's receipt key changes with its version. (The
+      // HTTP surface passes the signer of the key a request was sealed to.)
+      signReceipt: (message) => keys.receipt.sign(message),
       clock,
       logger,
       metrics,

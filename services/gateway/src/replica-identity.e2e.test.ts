@@ -310,10 +310,18 @@ describe('(f) rotation of the identity key at the broker', () => {
     for (const g of [a, b]) expect(await send(oldConfig, g)).toEqual({ status: 200, inner: 200 });
     for (const g of [a, b]) expect(await send(current, g)).toEqual({ status: 200, inner: 200 });
     // The receipt key moved with the version, but a client that verified version 1 seals to the
-    // old OHTTP key and is answered with the old receipt key, which it verified beside it.
-    expect((await chat()).status).toBe(200);
+    // old OHTTP key and is answered with the old receipt key, which it verified beside it, and
+    // the receipt names the attestation that bound that key (version 1's), not the newest one.
+    const v1EarId = a.gateway.attestation.snapshotFor(1, new Uint8Array(Buffer.from(before.receiptKey.x, 'base64url'))).earId;
+    expect(v1EarId).toBeDefined();
+    expect(v1EarId).not.toBe(snap.earId);
+    const old = await chat();
+    expect(old.status).toBe(200);
+    expect((await cfetch.receiptOf(old))!.gateway.earId).toBe(v1EarId);
     await cfetch.refresh();
-    expect((await chat()).status).toBe(200);
+    const fresh = await chat();
+    expect(fresh.status).toBe(200);
+    expect((await cfetch.receiptOf(fresh))!.gateway.earId).toBe(a.gateway.attestation.snapshot!.earId);
     // After the grace period the old key id is unknown (the SDK refreshes on this problem type).
     offset = 6000;
     for (const g of [a, b]) expect(await send(oldConfig, g)).toMatchObject({ status: 422, code: 'ERR_OHTTP_KEY_ID' });

@@ -13,7 +13,7 @@
  */
 import type { JSONWebKeySet } from 'jose';
 import type { Logger } from 'pino';
-import { canonicalize, CustodyError, fromBase64Url, sha256, toBase64Url, toCustodyError, toHex, unwrapKey, utf8, type Clock } from '@custody/core';
+import { canonicalize, CustodyError, equalBytes, fromBase64Url, sha256, toBase64Url, toCustodyError, toHex, unwrapKey, utf8, type Clock } from '@custody/core';
 import { decodeEvent, formatTlogProof } from '@custody/ledger';
 import { verifyEar, type Ear } from '@custody/policy';
 import { ATTESTATION_BUNDLE_FORMAT, buildRuntimeData, defaultVerifiers, encodeKeyConfigs, runtimeDigest, type AttestationBundle, type EvidenceVerifierSet, type KeyConfig } from '@custody/sdk';
@@ -92,6 +92,9 @@ export class AttestationManager {
    * keys are still held.
    */
   private newestIdentityVersion = 0;
+
+  /** The latest attestations, newest first (bounded): receipts for keys in grace name theirs. */
+  private readonly recent: AttestationSnapshot[] = [];
 
   constructor(private readonly o: AttestationManagerOptions) {}
 
@@ -187,6 +190,8 @@ export class AttestationManager {
       if (this.sticky) throw new CustodyError('ERR_GATEWAY_ATTESTATION_REVOKED');
       const before = this.stateValue;
       this.snap = s;
+      this.recent.unshift(s);
+      this.recent.length = Math.min(this.recent.length, 8);
       this.stateValue = 'attested';
       this.revokedBy = undefined;
       if (this.timer && before !== 'attested') this.schedule();
@@ -389,6 +394,20 @@ export class AttestationManager {
   /** The receipt key the snapshot bound (the keys may have moved on since). */
   private boundReceiptKey(s: AttestationSnapshot): Uint8Array {
     return fromBase64Url(s.bundle.receiptKey.x);
+  }
+
+  /**
+   * The attestation a request sealed to OHTTP key `keyId` is answered under: the newest one that
+   * bound both that key and `receiptKey` (the key that will sign its receipt), so a receipt names
+   * the attestation its signing key was bound in (during an identity rotation, the previous
+   * version's). The current one when none did; throws when not serving.
+   */
+  snapshotFor(keyId: number, receiptKey: Uint8Array): AttestationSnapshot {
+    const current = this.assertServing();
+    for (const s of [current, ...this.recent]) {
+      if (s.keyConfigs.some((k) => k.keyId === keyId) && equalBytes(this.boundReceiptKey(s), receiptKey)) return s;
+    }
+    return current;
   }
 
   /**

@@ -34,6 +34,7 @@ import {
   sealReady,
   type ChunkSealer,
   type HttpField,
+  type ReceiptSignFn,
 } from '@custody/sdk';
 import type { AttestationManager, AttestationSnapshot } from '../attestation/attestation-manager.js';
 import type { GatewayKeys } from '../keys/gateway-keys.js';
@@ -162,10 +163,9 @@ export function createGatewayApp(d: GatewayAppDeps): Hono {
     if (ct !== OhttpMediaType.Request && ct !== OhttpMediaType.ChunkedRequest) {
       return refuse(new CustodyError('ERR_OHTTP_MEDIA_TYPE', `expected ${OhttpMediaType.Request} or ${OhttpMediaType.ChunkedRequest}`));
     }
-    let snapshot: AttestationSnapshot;
     try {
       // Fail closed before any decryption: an unattested gateway touches no request.
-      snapshot = d.attestation.assertServing();
+      d.attestation.assertServing();
     } catch (e) {
       return refuse(e);
     }
@@ -173,14 +173,16 @@ export function createGatewayApp(d: GatewayAppDeps): Hono {
     if (ct === OhttpMediaType.Request) {
       let request: Uint8Array;
       let context;
+      let answer;
       try {
         const sealed = await readRequest(c.req.raw, MAX_OHTTP_MESSAGE);
         ({ request, context } = await decapsulateRequest(d.keys.ohttp.active, sealed));
         await d.replay.commit(context.enc);
+        answer = answerUnder(d, context.header.keyId);
       } catch (e) {
         return refuse(e);
       }
-      const inner = await d.pipeline.handle(request, snapshot, receivedAt, context.header.keyId);
+      const inner = await d.pipeline.handle(request, answer.snapshot, receivedAt, answer.sign);
       let content: Uint8Array;
       let status = inner.status;
       let headers = inner.headers;
@@ -200,20 +202,32 @@ export function createGatewayApp(d: GatewayAppDeps): Hono {
 
     let requestBytes: Uint8Array;
     let context;
+    let answer;
     try {
       const decap = await decapsulateChunkedRequest(d.keys.ohttp.active, c.req.raw.body ?? new ReadableStream());
       context = decap.context;
       requestBytes = await readAll(decap.request, MAX_INNER_BODY);
       await d.replay.commit(context.enc);
+      answer = answerUnder(d, context.header.keyId);
     } catch (e) {
       return refuse(e);
     }
-    const inner = await d.pipeline.handle(requestBytes, snapshot, receivedAt, context.header.keyId);
+    const inner = await d.pipeline.handle(requestBytes, answer.snapshot, receivedAt, answer.sign);
     const sealer = await context.createResponseSealer();
     return new Response(sealedBhttpStream(d, inner, started, sealer), { status: 200, headers: { 'content-type': OhttpMediaType.ChunkedResponse, 'cache-control': 'no-store' } });
   });
 
   return app;
+}
+
+/**
+ * The receipt signer and attestation for a request sealed to OHTTP key `keyId`, fixed at
+ * decapsulation: the receipt key published beside that key (a shared identity's previous
+ * version while its key is in grace), and the attestation that bound both.
+ */
+function answerUnder(d: GatewayAppDeps, keyId: number): { snapshot: AttestationSnapshot; sign: ReceiptSignFn } {
+  const signer = d.keys.receiptFor(keyId);
+  return { snapshot: d.attestation.snapshotFor(keyId, signer.publicKey), sign: signer.sign };
 }
 
 function observe(d: GatewayAppDeps, inner: InnerResponse, status: number, started: number): void {

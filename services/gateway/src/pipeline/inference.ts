@@ -58,11 +58,8 @@ export interface InferencePipelineOptions {
   backend: ModelBackend;
   tenants: TenantDirectory;
   ledger: LedgerSink;
-  /**
-   * Signs receipts with the attested receipt key; `keyId` is the OHTTP key the request was
-   * sealed to, whose receipt key the client verified beside it.
-   */
-  signReceipt: (message: Uint8Array, keyId?: number) => ReturnType<ReceiptSignFn>;
+  /** Signs receipts with the attested receipt key (when `handle` is given no signer). */
+  signReceipt: ReceiptSignFn;
   clock: Clock;
   logger: Logger;
   metrics: GatewayMetrics;
@@ -72,8 +69,8 @@ export interface InferencePipelineOptions {
 
 interface Ctx {
   receivedAt: Date;
-  /** The OHTTP key id the request was sealed to. */
-  keyId?: number;
+  /** The receipt signer chosen at decapsulation. */
+  sign?: ReceiptSignFn;
   requestDigest: string;
   routeLabel: string;
   route?: string;
@@ -121,8 +118,12 @@ export class InferencePipeline {
     }
   }
 
-  async handle(bhttp: Uint8Array, snapshot: AttestationSnapshot, receivedAt: Date, keyId?: number): Promise<InnerResponse> {
-    const ctx: Ctx = { receivedAt, requestDigest: sha256Digest(bhttp), routeLabel: 'unknown', action: 'none', findings: [], ...(keyId !== undefined ? { keyId } : {}) };
+  /**
+   * `sign`: the receipt signer chosen when the request was decapsulated (the receipt key bound
+   * beside its OHTTP key, under `snapshot`); default the pipeline's `signReceipt`.
+   */
+  async handle(bhttp: Uint8Array, snapshot: AttestationSnapshot, receivedAt: Date, sign?: ReceiptSignFn): Promise<InnerResponse> {
+    const ctx: Ctx = { receivedAt, requestDigest: sha256Digest(bhttp), routeLabel: 'unknown', action: 'none', findings: [], ...(sign ? { sign } : {}) };
     try {
       return await this.route(bhttp, snapshot, ctx);
     } catch (e) {
@@ -234,7 +235,7 @@ export class InferencePipeline {
       this.o.metrics.receipts.inc({ outcome: 'withheld' });
       throw new CustodyError('ERR_GATEWAY_LEDGER', undefined, { cause: e });
     }
-    const { header } = await signPreparedReceipt(prepared, { index, entryDigest: sha256Digest(encodeEvent(event)) }, (m) => this.o.signReceipt(m, ctx.keyId));
+    const { header } = await signPreparedReceipt(prepared, { index, entryDigest: sha256Digest(encodeEvent(event)) }, ctx.sign ?? this.o.signReceipt);
     this.o.metrics.receipts.inc({ outcome: 'issued' });
     this.o.logger.info({ event: 'receipt', receiptId: prepared.receiptId, route: ctx.routeLabel, tenant: ctx.tenant!.id, status, streamed, ledgerIndex: index, action: ctx.action }, 'receipt issued');
     return header;
