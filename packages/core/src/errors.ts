@@ -146,6 +146,9 @@ export const ErrorCodes = {
   ERR_MASTER_KEY_TPM: 'the TPM-sealed master key could not be sealed or unsealed (TPM absent, PCRs changed, or sealed blob not for this TPM); see detail.reason',
   ERR_RUNTIME_DATA: 'runtime data is not the canonical JSON {nonce, tee-pubkey} of the key release handshake',
   ERR_VERIFIER_UNAVAILABLE: 'the evidence verifier is unavailable; nothing was released, retry later',
+  ERR_RATE_LIMITED: 'too many handshake challenges from this client address or API key, or too many open sessions on this broker; retry after Retry-After seconds (see detail.scope)',
+  ERR_POLICY_NOT_STORED: "the tenant has no appraisal policy stored through the API (the broker's file policy is in force); nothing was changed",
+  ERR_POLICY_CONFLICT: "the tenant's stored appraisal policy changed while it was being deleted; nothing was deleted, retry",
   // confidential inference: gateway, client SDK, receipts
   ERR_GATEWAY_PLAINTEXT: 'confidential routes are reachable only through Oblivious HTTP (POST /ohttp); plaintext requests are refused',
   ERR_GATEWAY_NOT_ATTESTED: 'the gateway has not completed attestation and serves no confidential route yet',

@@ -10,7 +10,8 @@ import { CelReleasePolicyEvaluator } from './attestation/cel-release-policy.js';
 import { EarSigner } from './attestation/ear-signer.js';
 import { AttestationService, type AttestationServiceOptions } from './attestation/handshake.js';
 import { TenantPolicies } from './attestation/tenant-policies.js';
-import type { BrokerStorageConfig } from './config.js';
+import { ChallengeLimiter } from './attestation/challenge-limits.js';
+import { parseChallengeRateLimit, type BrokerStorageConfig, type ChallengeRateLimitInput } from './config.js';
 import { createBrokerApp, type BrokerEnv } from './http/app.js';
 import { KeyService } from './keys/key-service.js';
 import type { ReleasePolicyEvaluator } from './keys/release-policy.js';
@@ -47,12 +48,20 @@ export interface AttestationPlugin extends Pick<AttestationServiceOptions, 'veri
   signer?: EarSigner;
   /** See TenantPoliciesOptions.recheckMs. Default 0: stored policies are re-checked at every attestation. */
   policyRecheckMs?: number;
+  /**
+   * Limits on `POST /v1/attest/challenge` over DEFAULT_CHALLENGE_RATE_LIMIT (per client address,
+   * per workload API key, live sessions per replica; trustProxy for X-Forwarded-For); see
+   * ChallengeRateLimitConfig. `{ enabled: false }` turns them off.
+   */
+  challengeRateLimit?: ChallengeRateLimitInput;
 }
 
 export interface Broker {
   service: KeyService;
   /** Present when the handshake is mounted. */
   attestation?: AttestationService;
+  /** The challenge route's limits; present when the handshake is mounted with them enabled. */
+  challengeLimiter?: ChallengeLimiter;
   /** Appraisal policies in force: the file policies with API-set (`PUT /v1/policy`) overrides per tenant. */
   policies: TenantPolicies;
   /** Where every event goes (the ledger through the interim fallback, or the interim table). */
@@ -103,9 +112,12 @@ export async function openBroker(config: BrokerStorageConfig, plugins: BrokerPlu
     await metadata.close();
     throw e;
   }
+  let challengeLimiter: ChallengeLimiter | undefined;
   if (plugins.attestation) {
-    const { policies: _files, policyRecheckMs: _recheck, signer, ...rest } = plugins.attestation;
+    const { policies: _files, policyRecheckMs: _recheck, challengeRateLimit, signer, ...rest } = plugins.attestation;
     try {
+      const limits = parseChallengeRateLimit(challengeRateLimit);
+      if (limits.enabled) challengeLimiter = new ChallengeLimiter(limits, { ...(plugins.clock ? { clock: plugins.clock } : {}), ...(plugins.metrics ? { metrics: plugins.metrics } : {}) });
       attestation = new AttestationService({
         ...rest,
         keys: service,
@@ -124,11 +136,20 @@ export async function openBroker(config: BrokerStorageConfig, plugins: BrokerPlu
       throw e;
     }
   }
-  const app = createBrokerApp({ service, policies, apiKeys: metadata, logger, ...(plugins.metrics ? { metrics: plugins.metrics } : {}), ...(attestation ? { attestation } : {}) });
+  const app = createBrokerApp({
+    service,
+    policies,
+    apiKeys: metadata,
+    logger,
+    challengeLimiter: challengeLimiter ?? false,
+    ...(plugins.metrics ? { metrics: plugins.metrics } : {}),
+    ...(attestation ? { attestation } : {}),
+  });
   logger.info({ metadata: config.metadata.kind, keystore: config.keystore.kind, handshake: attestation !== undefined }, 'broker storage open');
   return {
     service,
     ...(attestation ? { attestation } : {}),
+    ...(challengeLimiter ? { challengeLimiter } : {}),
     policies,
     audit,
     app,

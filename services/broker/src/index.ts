@@ -47,6 +47,7 @@ export type {
   StoredAuditEvent,
   TenantPolicyRecord,
   TenantPolicyRepository,
+  TenantPolicyStamp,
   ReleaseCheck,
   Role,
 } from './metadata/types.js';
@@ -75,6 +76,8 @@ export type { BrokerAdminClientOptions, CreateKeyRequest } from './http/client.j
 
 // assembly
 export { BrokerStorageConfig, storageConfigFromEnv, parseStorageConfig } from './config.js';
+export { ChallengeRateLimitConfig, DEFAULT_CHALLENGE_RATE_LIMIT, parseChallengeRateLimit, challengeRateLimitFromEnv, type ChallengeRateLimitInput } from './config.js';
+export { ChallengeLimiter, TokenBuckets, clientAddressKey, type ChallengeLimiterOptions, type ChallengeLimitScope, type SessionSlot, type TokenBucketRate } from './attestation/challenge-limits.js';
 export { openBroker, openMetadataStore, openKeyStore } from './broker.js';
 export type { Broker, BrokerPlugins, AttestationPlugin } from './broker.js';
 export { serveBroker } from './serve.js';
@@ -84,7 +87,7 @@ export type { RunningServer } from './serve.js';
 export { AttestationService, HANDSHAKE_PLATFORMS, DEFAULT_NONCE_TTL_SECONDS, DEFAULT_SESSION_TTL_SECONDS, EAR_ISSUER, primaryMeasurement } from './attestation/handshake.js';
 export type { AttestationServiceOptions, EvidenceVerification, ChallengeResponse, AttestRequest, AttestResponse, ReleaseRequest as HandshakeReleaseRequest, ReleaseResponse } from './attestation/handshake.js';
 export { AppraisalPolicies, DEFAULT_DENY_POLICY_YAML } from './attestation/appraisal-policies.js';
-export { TenantPolicies, type AppraisalPolicyResolver, type TenantPoliciesOptions, type TenantPolicyView } from './attestation/tenant-policies.js';
+export { TenantPolicies, type AppraisalPolicyResolver, type TenantPoliciesOptions, type TenantPolicyView, type TenantPolicyDeletion } from './attestation/tenant-policies.js';
 export type { PolicySource } from './attestation/appraisal-policies.js';
 export { EarSigner } from './attestation/ear-signer.js';
 export { CelReleasePolicyEvaluator, releasePolicyVariables } from './attestation/cel-release-policy.js';

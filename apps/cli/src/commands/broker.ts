@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { CustodyError } from '@custody/core';
-import { startBroker, storageConfigFromEnv, type PolicySource, type StartBrokerOptions, type StartedBroker } from '@custody/broker-service';
+import { challengeRateLimitFromEnv, startBroker, storageConfigFromEnv, type PolicySource, type StartBrokerOptions, type StartedBroker } from '@custody/broker-service';
 import type { Register } from './index.js';
 import { failWith } from '../output.js';
 
@@ -152,7 +152,9 @@ export const register: Register = (program: Command) => {
           ...(policies.policy ? { policy: policies.policy } : {}),
           tenantPolicies: policies.tenantPolicies,
           ...(opts.earKey ? { earKeyFile: opts.earKey } : {}),
-          ...(opts.requireWorkloadKey ? { attestation: { requireWorkloadApiKey: true } } : {}),
+          // Challenge rate limits from CUSTODY_BROKER_TRUST_PROXY, _CHALLENGE_BURST,
+          // _CHALLENGE_PER_SECOND and _MAX_SESSIONS (defaults when unset).
+          attestation: { challengeRateLimit: challengeRateLimitFromEnv(), ...(opts.requireWorkloadKey ? { requireWorkloadApiKey: true } : {}) },
           logger,
           metrics,
         });

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { statSync } from 'node:fs';
-import { CustodyError, fromUtf8, systemClock } from '@custody/core';
+import { CustodyError, fromUtf8, systemClock, toCustodyError } from '@custody/core';
 import { BrokerAdminClient, type TenantPolicyView } from '@custody/broker-service/client';
 import type { DeviceInput } from '@custody/policy';
 import { DEFAULT_RULES, TRUST_CLAIMS, appraisalReasons, appraise, loadPolicy, type AppraisalRule, type CompiledPolicy } from '@custody/policy';
@@ -12,10 +12,10 @@ import { DEFAULT_BROKER_URL } from './keys.js';
 
 /**
  * `custody policy show|test`: read a policy file and evaluate it against claims files, offline;
- * nothing is released and no broker is contacted. `custody policy set|get`: install or read the
- * appraisal policy of the API key's tenant in a running broker (PUT/GET /v1/policy). A policy
- * set this way overrides the broker's file policies (--tenant-policy, then --policy) for that
- * tenant from its next attestation on.
+ * nothing is released and no broker is contacted. `custody policy set|get|delete`: install, read
+ * or delete the appraisal policy of the API key's tenant in a running broker (PUT/GET/DELETE
+ * /v1/policy). A policy set this way overrides the broker's file policies (--tenant-policy, then
+ * --policy) for that tenant from its next attestation on; deleting it brings them back.
  */
 export const register: Register = (program: Command) => {
   const policy = program.command('policy').description('Appraisal policies: inspect and test offline, set and get in a broker');
@@ -62,6 +62,35 @@ export const register: Register = (program: Command) => {
           if (p.text !== undefined) out('\n' + p.text.replace(/\n$/, ''));
         }
       } catch (e) {
+        failWith(e, json);
+      }
+    });
+
+  policy
+    .command('delete')
+    .description("Delete the tenant's stored appraisal policy in the broker, so the broker's file policy is in force from the next attestation on (admin API key)")
+    .requiredOption('--tenant <tenant>', "the tenant whose stored policy is deleted; must be the API key's (the broker refuses another with ERR_AUTH_TENANT)")
+    .option('--missing-ok', 'exit 0 when no policy is stored (default: exit 1 with ERR_POLICY_NOT_STORED)')
+    .option('--broker <url>', `broker URL (default CUSTODY_BROKER_URL or ${DEFAULT_BROKER_URL})`)
+    .option('--api-key-file <file>', 'admin API key file (default: CUSTODY_API_KEY)')
+    .option('--json', 'machine-readable output')
+    .addHelpText('after', '\nExit codes: 0 deleted (or nothing stored with --missing-ok); 1 nothing stored, or refused (role, tenant);\n2 bad usage; 3 broker, store or audit sink unavailable (nothing deleted).')
+    .action(async (opts: ConnectionOptions & { tenant: string; missingOk?: boolean }) => {
+      const json = opts.json ?? false;
+      try {
+        const d = await adminClient(opts).deletePolicy(opts.tenant);
+        if (json) printJson({ ok: true, tenant: d.tenant, deleted: d.deleted, inForce: d.inForce });
+        else {
+          out(`policy ${d.deleted.id} version ${d.deleted.version} (revision ${d.deleted.revision}) deleted for tenant ${d.tenant}`);
+          out(`  now in force  ${d.inForce.id} version ${d.inForce.version}, the broker's policy file`);
+          out(`  id            ${d.inForce.policyId}`);
+        }
+      } catch (e) {
+        if (opts.missingOk && toCustodyError(e).code === 'ERR_POLICY_NOT_STORED') {
+          if (json) printJson({ ok: true, tenant: opts.tenant, deleted: null });
+          else out(`no stored policy for tenant ${opts.tenant}; the broker's policy file is in force`);
+          return;
+        }
         failWith(e, json);
       }
     });

@@ -9,6 +9,7 @@ import type { BrokerEnv } from '../http/app.js';
 import { problemResponse } from '../http/problem.js';
 import type { ApiKeyRepository } from '../metadata/types.js';
 import { MAX_RUNTIME_DATA } from './runtime-data.js';
+import type { ChallengeLimiter } from './challenge-limits.js';
 import type { AttestationService } from './handshake.js';
 
 /** Evidence plus certificates and collateral, base64, with JSON framing. */
@@ -44,8 +45,10 @@ export function isWorkloadRoute(method: string, path: string): boolean {
  *
  * The attestation is the workload's credential; a workload API key may accompany the challenge
  * and the attestation (and must then be of the session's tenant). Responses are no-store.
+ * With a `limiter`, challenges are rate-limited per client address and per workload API key, and
+ * capped by the sessions still open (429 ERR_RATE_LIMITED with Retry-After; ChallengeLimiter).
  */
-export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: AttestationService, apiKeys: ApiKeyRepository): void {
+export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: AttestationService, apiKeys: ApiKeyRepository, limiter?: ChallengeLimiter): void {
   const small = bodyLimit({ maxSize: MAX_SMALL_BODY, onError: () => problemResponse(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large')) });
   const large = bodyLimit({ maxSize: MAX_ATTEST_BODY, onError: () => problemResponse(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large')) });
   const noStore = { 'cache-control': 'no-store' };
@@ -53,9 +56,20 @@ export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: Attestatio
   app.get('/.well-known/jwks.json', (c) => c.json(service.jwks, 200, { 'cache-control': 'public, max-age=300' }));
 
   app.post('/v1/attest/challenge', small, async (c) => {
+    // Address first: a flood is refused before its body is parsed or its API key looked up.
+    limiter?.admitAddress(limiter.addressKeyFor(peerAddress(c), c.req.header('x-forwarded-for')));
     const body = await parseJson(c, ChallengeBody);
     const caller = await optionalApiKey(c, apiKeys);
-    return c.json(await service.challenge(body.tenant, caller), 201, noStore);
+    if (caller) limiter?.admitApiKey(caller.subject);
+    const slot = limiter?.reserveSession();
+    try {
+      const challenge = await service.challenge(body.tenant, caller);
+      slot?.commit(Date.parse(challenge.sessionExpiresAt));
+      return c.json(challenge, 201, noStore);
+    } catch (e) {
+      slot?.cancel();
+      throw e;
+    }
   });
 
   app.post('/v1/attest', large, async (c) => {
@@ -82,6 +96,13 @@ export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: Attestatio
     const released = await service.release({ name: c.req.param('name'), session: body.session, ear, ...(body.tenant !== undefined ? { tenant: body.tenant } : {}) });
     return c.json(released, 200, noStore);
   });
+}
+
+/** The TCP peer as @hono/node-server exposes it (`env.incoming`, or `env.server.incoming` over HTTP/2); undefined in process. */
+function peerAddress(c: Context<BrokerEnv>): string | undefined {
+  type Incoming = { incoming?: { socket?: { remoteAddress?: string } } };
+  const env = c.env as (Incoming & { server?: Incoming }) | undefined;
+  return (env?.server ?? env)?.incoming?.socket?.remoteAddress;
 }
 
 function bearer(c: Context<BrokerEnv>): string {

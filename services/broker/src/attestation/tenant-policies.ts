@@ -48,8 +48,17 @@ export interface TenantPoliciesOptions {
   logger?: Logger;
 }
 
+/** `DELETE /v1/policy`: what was removed, and the file policy in force for the tenant from now on. */
+export interface TenantPolicyDeletion {
+  tenant: string;
+  deleted: { policyId: string; id: string; version: number; digest: string; revision: number };
+  /** The broker's file policy for the tenant (per tenant, else the default, else deny-all). */
+  inForce: TenantPolicyView;
+}
+
 interface Cached {
   revision: number;
+  digest: string;
   policy: CompiledPolicy;
   checkedAt: number;
 }
@@ -87,12 +96,13 @@ export class TenantPolicies implements AppraisalPolicyResolver {
     const now = this.clock().getTime();
     const cached = this.cache.get(tenant);
     if (cached && this.recheckMs > 0 && now - cached.checkedAt < this.recheckMs) return cached.policy;
-    const revision = await this.store.getTenantPolicyRevision(tenant);
-    if (revision === null) {
+    const stamp = await this.store.getTenantPolicyStamp(tenant);
+    if (stamp === null) {
       this.cache.delete(tenant);
       return this.files.forTenant(tenant);
     }
-    if (cached && cached.revision === revision) {
+    // The digest too: a delete followed by a new write restarts the revision at 1.
+    if (cached && cached.revision === stamp.revision && cached.digest === stamp.digest) {
       cached.checkedAt = now;
       return cached.policy;
     }
@@ -102,7 +112,7 @@ export class TenantPolicies implements AppraisalPolicyResolver {
       return this.files.forTenant(tenant);
     }
     const policy = await loadPolicy(record.text);
-    this.cache.set(tenant, { revision: record.revision, policy, checkedAt: now });
+    this.cache.set(tenant, { revision: record.revision, digest: record.digest, policy, checkedAt: now });
     return policy;
   }
 
@@ -132,9 +142,63 @@ export class TenantPolicies implements AppraisalPolicyResolver {
       updatedAt: this.clock().getTime(),
       updatedBy: principal.subject,
     });
-    this.cache.set(tenant, { revision: record.revision, policy, checkedAt: this.clock().getTime() });
+    this.cache.set(tenant, { revision: record.revision, digest: record.digest, policy, checkedAt: this.clock().getTime() });
     this.log.info({ op: 'policy.set', tenant, policy: `${policy.document.id}:${policy.document.version}`, revision: record.revision }, 'appraisal policy set');
     return { ...view(tenant, 'stored', policy), text: record.text, revision: record.revision, updatedAt: new Date(record.updatedAt).toISOString(), updatedBy: record.updatedBy };
+  }
+
+  /**
+   * `DELETE /v1/policy`: removes the tenant's stored policy, so the broker's file policy (per
+   * tenant, else the default, else deny-all) is in force from the next attestation on, on every
+   * replica (they find no stored revision). Admins of the tenant only. Audited like `set`, before
+   * the change: `policy.changed` with `operation: delete` and the removed policy's id, version
+   * and digest (never its text), plus the file policy now in force (ERR_STORE_AUDIT_UNAVAILABLE:
+   * nothing changes). Not idempotent on purpose: ERR_POLICY_NOT_STORED (404, nothing audited)
+   * when nothing is stored, so a caller learns that its delete changed nothing; ERR_POLICY_CONFLICT
+   * (409, nothing deleted) when another write replaced the policy between the read and the delete
+   * (a concurrent delete that won gives the loser ERR_POLICY_NOT_STORED).
+   */
+  async delete(principal: Principal, tenant: string): Promise<TenantPolicyDeletion> {
+    await this.authorize(principal, 'policy.write', tenant, 'policy.delete');
+    const record = await this.store.getTenantPolicy(tenant);
+    if (!record) throw new CustodyError('ERR_POLICY_NOT_STORED', undefined, { detail: { tenant } });
+    const fallback = this.files.forTenant(tenant);
+    const detail = {
+      operation: 'delete',
+      policyId: record.policyId,
+      policyVersion: record.policyVersion,
+      policyDigest: `sha256:${record.digest}`,
+      revision: record.revision,
+      fallbackPolicyId: fallback.document.id,
+      fallbackPolicyVersion: fallback.document.version,
+      fallbackPolicyDigest: `sha256:${fallback.digest}`,
+    };
+    try {
+      await this.appendAudit(principal, tenant, detail);
+    } catch (e) {
+      this.log.error({ op: 'policy.delete', tenant, code: 'ERR_STORE_AUDIT_UNAVAILABLE' }, 'audit unavailable; policy not changed');
+      throw new CustodyError('ERR_STORE_AUDIT_UNAVAILABLE', undefined, { cause: e, detail: { applied: false } });
+    }
+    const deleted = await this.store.deleteTenantPolicy(tenant, record.revision);
+    if (!deleted) {
+      // Another replica deleted it first (nothing stored now), or replaced it (a new revision).
+      if ((await this.store.getTenantPolicyStamp(tenant)) === null) throw new CustodyError('ERR_POLICY_NOT_STORED', undefined, { detail: { tenant } });
+      this.log.warn({ op: 'policy.delete', tenant, revision: record.revision, code: 'ERR_POLICY_CONFLICT' }, 'stored policy changed concurrently; not deleted');
+      throw new CustodyError('ERR_POLICY_CONFLICT', undefined, { detail: { tenant, revision: record.revision, applied: false } });
+    }
+    this.cache.delete(tenant);
+    this.log.info({ op: 'policy.delete', tenant, policy: `${deleted.policyId}:${deleted.policyVersion}`, revision: deleted.revision, fallback: `${fallback.document.id}:${fallback.document.version}` }, 'appraisal policy deleted');
+    return {
+      tenant,
+      deleted: {
+        policyId: `custody:policy:${deleted.policyId}:${deleted.policyVersion}:sha256:${deleted.digest}`,
+        id: deleted.policyId,
+        version: deleted.policyVersion,
+        digest: deleted.digest,
+        revision: deleted.revision,
+      },
+      inForce: view(tenant, 'file', fallback),
+    };
   }
 
   /** `GET /v1/policy`: admins and auditors of the tenant. */

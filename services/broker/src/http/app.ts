@@ -4,7 +4,7 @@ import { routePath } from 'hono/route';
 import { pino, type Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { z } from 'zod';
-import { CustodyError, fromBase64, wipe } from '@custody/core';
+import { CustodyError, fromBase64, wipe, type Clock } from '@custody/core';
 import { authenticateApiKey } from '../auth/api-keys.js';
 import type { Principal } from '../auth/roles.js';
 import type { KeyService } from '../keys/key-service.js';
@@ -15,6 +15,8 @@ import type { AttestationService } from '../attestation/handshake.js';
 import type { TenantPolicies } from '../attestation/tenant-policies.js';
 import { MAX_POLICY_BYTES } from '@custody/policy';
 import { isWorkloadRoute, mountAttestationRoutes } from '../attestation/routes.js';
+import { ChallengeLimiter } from '../attestation/challenge-limits.js';
+import { DEFAULT_CHALLENGE_RATE_LIMIT } from '../config.js';
 import { problemResponse } from './problem.js';
 
 export type BrokerEnv = { Variables: { principal: Principal } };
@@ -28,8 +30,15 @@ export interface BrokerAppOptions {
   metrics?: Registry;
   /** The key release handshake; when given, its workload routes and the JWKS are mounted. */
   attestation?: AttestationService;
-  /** Appraisal policies with API-set overrides; when given, GET and PUT /v1/policy are mounted. */
+  /** Appraisal policies with API-set overrides; when given, GET, PUT and DELETE /v1/policy are mounted. */
   policies?: TenantPolicies;
+  /**
+   * Admission control of `POST /v1/attest/challenge` (with `attestation`). Default: a
+   * ChallengeLimiter with DEFAULT_CHALLENGE_RATE_LIMIT on `clock`; false: no limits.
+   */
+  challengeLimiter?: ChallengeLimiter | false;
+  /** For the default challenge limiter. */
+  clock?: Clock;
 }
 
 /** Largest request body: a 64 KiB secret in base64 plus JSON framing. */
@@ -88,7 +97,10 @@ export function createBrokerApp(options: BrokerAppOptions): Hono<BrokerEnv> {
   app.use('/v1/*', adminOnly((c, next) => (c.req.method === 'PUT' && c.req.path === '/v1/policy' ? policyLimit(c, next) : generalLimit(c, next))));
   app.use('/v1/*', adminOnly(apiKeyAuth(options.apiKeys)));
   app.use('/v1/*', adminOnly(adminPlaneOnly(service)));
-  if (options.attestation) mountAttestationRoutes(app, options.attestation, options.apiKeys);
+  if (options.attestation) {
+    const limiter = options.challengeLimiter ?? new ChallengeLimiter(DEFAULT_CHALLENGE_RATE_LIMIT, { ...(options.clock ? { clock: options.clock } : {}), ...(options.metrics ? { metrics: options.metrics } : {}) });
+    mountAttestationRoutes(app, options.attestation, options.apiKeys, limiter === false ? undefined : limiter);
+  }
 
   app.get('/healthz', (c) => c.json({ ok: true }));
   app.get('/readyz', async (c) => {
@@ -166,6 +178,11 @@ export function createBrokerApp(options: BrokerAppOptions): Hono<BrokerEnv> {
       }
       return c.json(await policies.set(who(c), tenantOf(c), await c.req.text()));
     });
+    /**
+     * Deletes the tenant's stored appraisal policy: the broker's file policy is in force from the
+     * next attestation on; admins only. 404 ERR_POLICY_NOT_STORED when nothing is stored.
+     */
+    app.delete('/v1/policy', async (c) => c.json(await policies.delete(who(c), tenantOf(c))));
   }
 
   app.get('/v1/api-keys', async (c) => c.json({ apiKeys: await service.listApiKeys(who(c), tenantOf(c)) }));

@@ -5,8 +5,8 @@ import type { KeyType } from '../keys/types.js';
 export { KEY_TYPES } from '../keys/types.js';
 export type { KeyType } from '../keys/types.js';
 export type { KeyView, KeyVersionView, ApiKeyView } from '../keys/key-service.js';
-export type { TenantPolicyView } from '../attestation/tenant-policies.js';
-import type { TenantPolicyView } from '../attestation/tenant-policies.js';
+export type { TenantPolicyDeletion, TenantPolicyView } from '../attestation/tenant-policies.js';
+import type { TenantPolicyDeletion, TenantPolicyView } from '../attestation/tenant-policies.js';
 import type { Role, StoredAuditEvent } from '../metadata/types.js';
 import type { Problem } from './problem.js';
 
@@ -101,6 +101,15 @@ export class BrokerAdminClient {
    */
   async setPolicy(text: string): Promise<TenantPolicyView> {
     return this.call('PUT', '/v1/policy', undefined, { text, type: /^\s*[{[]/.test(text) ? 'application/json' : 'application/yaml' });
+  }
+
+  /**
+   * Deletes the tenant's stored appraisal policy (admin key): the broker's file policy is in force
+   * from the next attestation on. `tenant`, when given, must be the API key's (else
+   * ERR_AUTH_TENANT). ERR_POLICY_NOT_STORED when nothing was stored.
+   */
+  async deletePolicy(tenant?: string): Promise<TenantPolicyDeletion> {
+    return this.call('DELETE', `/v1/policy${tenant !== undefined ? `?tenant=${encodeURIComponent(tenant)}` : ''}`);
   }
 
   /** The tenant's appraisal policy in force: the stored one (with its text), or the broker's file policy. */

@@ -25,6 +25,9 @@ const EXACT: Record<string, number> = {
   ERR_KEY_NOT_EXPORTABLE: 403,
   ERR_KEY_NO_RELEASE_POLICY: 403,
   ERR_POLICY_INVALID: 400,
+  ERR_POLICY_NOT_STORED: 404,
+  ERR_POLICY_CONFLICT: 409,
+  ERR_RATE_LIMITED: 429,
   ERR_POLICY_DENIED: 403,
   ERR_POLICY_RULE: 403,
   ERR_SESSION_NOT_FOUND: 404,
@@ -103,5 +106,11 @@ export function problemResponse(e: unknown, statusOverride?: number): Response {
   const headers: Record<string, string> = { 'content-type': 'application/problem+json', 'cache-control': 'no-store', 'x-custody-code': problem.code };
   if (problem.status === 401) headers['www-authenticate'] = 'Bearer realm="custody"';
   if (problem.status === 503) headers['retry-after'] = '5';
+  if (problem.status === 429) headers['retry-after'] = String(retryAfterSeconds(problem.facts?.retryAfterSeconds));
   return new Response(JSON.stringify(problem), { status: problem.status, headers });
+}
+
+/** Whole seconds, at least 1 (RFC 9110 delay-seconds); 1 when the error did not say. */
+function retryAfterSeconds(v: string | number | boolean | undefined): number {
+  return typeof v === 'number' && Number.isFinite(v) ? Math.min(86_400, Math.max(1, Math.ceil(v))) : 1;
 }

@@ -287,17 +287,17 @@ describe.each([sqlite, postgres])('metadata store conformance: $name', (factory)
   it('stores one appraisal policy per tenant with a revision bumped by every write, seen by other replicas', async () => {
     const other = await o.second();
     expect(await m.getTenantPolicy('acme')).toBeNull();
-    expect(await m.getTenantPolicyRevision('acme')).toBeNull();
+    expect(await m.getTenantPolicyStamp('acme')).toBeNull();
     const row = { tenant: 'acme', text: 'id: p\n', policyId: 'p', policyVersion: 1, digest: 'ab'.repeat(32), updatedAt: T0, updatedBy: 'apikey:1' };
     expect(await m.putTenantPolicy(row)).toEqual({ ...row, revision: 1 });
     expect(await other.getTenantPolicy('acme')).toEqual({ ...row, revision: 1 });
-    expect(await other.getTenantPolicyRevision('globex')).toBeNull();
+    expect(await other.getTenantPolicyStamp('globex')).toBeNull();
     // Concurrent writers on two replicas: each write gets its own revision.
     const writes = await Promise.all([2, 3, 4, 5].map((v, i) => (i % 2 ? m : other).putTenantPolicy({ ...row, policyVersion: v, updatedAt: T0 + v })));
     expect(writes.map((w) => w.revision).sort()).toEqual([2, 3, 4, 5]);
     const last = writes.find((w) => w.revision === 5)!;
     expect(await m.getTenantPolicy('acme')).toEqual(last);
-    expect(await other.getTenantPolicyRevision('acme')).toBe(5);
+    expect(await other.getTenantPolicyStamp('acme')).toEqual({ revision: 5, digest: row.digest });
     await other.putTenantPolicy({ ...row, tenant: 'globex' });
     expect((await m.getTenantPolicy('globex'))!.revision).toBe(1);
     expect((await m.getTenantPolicy('acme'))!.revision).toBe(5);
@@ -324,9 +324,98 @@ describe.each([sqlite, postgres])('metadata store conformance: $name', (factory)
     ]);
   });
 
+  it('deletes a tenant policy only at the expected revision; exactly one of two racing replicas wins', async () => {
+    const other = await o.second();
+    const row = { tenant: 'acme', text: 'id: p\n', policyId: 'p', policyVersion: 1, digest: 'cd'.repeat(32), updatedAt: T0, updatedBy: 'apikey:1' };
+    expect(await m.deleteTenantPolicy('acme', 1)).toBeNull();
+    await m.putTenantPolicy(row);
+    await m.putTenantPolicy({ ...row, policyVersion: 2 });
+    await other.putTenantPolicy({ ...row, tenant: 'globex' });
+    // A stale revision deletes nothing.
+    expect(await other.deleteTenantPolicy('acme', 1)).toBeNull();
+    expect((await m.getTenantPolicy('acme'))!.revision).toBe(2);
+    const results = await Promise.all([m.deleteTenantPolicy('acme', 2), other.deleteTenantPolicy('acme', 2)]);
+    expect(results.filter((r) => r !== null)).toEqual([{ ...row, policyVersion: 2, revision: 2 }]);
+    expect(await m.getTenantPolicy('acme')).toBeNull();
+    expect(await other.getTenantPolicyStamp('acme')).toBeNull();
+    // Other tenants keep theirs; a new write after a delete starts again at revision 1.
+    expect((await m.getTenantPolicy('globex'))!.revision).toBe(1);
+    expect(await other.putTenantPolicy({ ...row, digest: 'ef'.repeat(32) })).toMatchObject({ revision: 1 });
+    expect(await m.getTenantPolicyStamp('acme')).toEqual({ revision: 1, digest: 'ef'.repeat(32) });
+  });
+
+  it('a policy deleted through one replica leaves the file policy in force on another at its next resolve', async () => {
+    const files = await AppraisalPolicies.load();
+    const audit = new InMemoryAuditSinkTestDouble();
+    const a = new TenantPolicies({ files, store: m, audit });
+    const b = new TenantPolicies({ files, store: await o.second(), audit });
+    const admin = { tenant: 'acme', role: 'admin' as const, subject: 'apikey:0000000000000001' };
+    const policy = (id: string) => `apiVersion: custody.dev/policy/v1\nid: ${id}\nversion: 1\nallowSimulated: true\nplatforms:\n  sim:\n    measurement: "aa"\n`;
+    expect(await codeOf(a.delete(admin, 'acme'))).toBe('ERR_POLICY_NOT_STORED');
+    const set = await a.set(admin, 'acme', policy('first'));
+    expect((await b.resolve('acme')).document.id).toBe('first');
+    const deleted = await a.delete(admin, 'acme');
+    expect(deleted).toMatchObject({ tenant: 'acme', deleted: { id: 'first', version: 1, revision: 1, digest: set.digest, policyId: set.policyId }, inForce: { source: 'file', id: 'default-deny' } });
+    expect((await b.resolve('acme')).document.id).toBe('default-deny');
+    expect((await a.resolve('acme')).document.id).toBe('default-deny');
+    // A replica that cached revision 1 of one policy must not serve it for revision 1 of another.
+    await a.set(admin, 'acme', policy('second'));
+    expect((await b.resolve('acme')).document.id).toBe('second');
+    await a.delete(admin, 'acme');
+    await a.set(admin, 'acme', policy('third'));
+    expect((await b.resolve('acme')).document.id).toBe('third');
+    expect(await codeOf(b.delete({ ...admin, role: 'auditor' }, 'acme'))).toBe('ERR_AUTH_ROLE');
+    expect(await codeOf(b.delete({ ...admin, tenant: 'globex' }, 'acme'))).toBe('ERR_AUTH_TENANT');
+    expect((await a.resolve('acme')).document.id).toBe('third');
+    expect(audit.events.map((e) => [e.action, e.detail?.operation ?? 'set', e.detail?.policyId])).toEqual([
+      ['policy.changed', 'set', 'first'],
+      ['policy.changed', 'delete', 'first'],
+      ['policy.changed', 'set', 'second'],
+      ['policy.changed', 'delete', 'second'],
+      ['policy.changed', 'set', 'third'],
+    ]);
+    expect(audit.events[1]!.detail).toEqual({
+      operation: 'delete',
+      policyId: 'first',
+      policyVersion: 1,
+      policyDigest: `sha256:${set.digest}`,
+      revision: 1,
+      fallbackPolicyId: 'default-deny',
+      fallbackPolicyVersion: 1,
+      fallbackPolicyDigest: `sha256:${files.forTenant('acme').digest}`,
+    });
+  });
+
+  it('a delete racing a write on another replica deletes nothing (ERR_POLICY_CONFLICT); audit down changes nothing', async () => {
+    const files = await AppraisalPolicies.load();
+    const audit = new InMemoryAuditSinkTestDouble();
+    const a = new TenantPolicies({ files, store: m, audit });
+    const b = new TenantPolicies({ files, store: await o.second(), audit });
+    const admin = { tenant: 'acme', role: 'admin' as const, subject: 'apikey:0000000000000001' };
+    const policy = (v: number) => `apiVersion: custody.dev/policy/v1\nid: raced\nversion: ${v}\nallowSimulated: true\nplatforms:\n  sim:\n    measurement: "aa"\n`;
+    await a.set(admin, 'acme', policy(1));
+    // b's write lands while a's delete is writing its audit event.
+    audit.beforeAppend = async (e) => {
+      audit.beforeAppend = undefined;
+      if (e.detail?.operation === 'delete') await b.set(admin, 'acme', policy(2));
+    };
+    expect(await codeOf(a.delete(admin, 'acme'))).toBe('ERR_POLICY_CONFLICT');
+    expect((await b.resolve('acme')).document.version).toBe(2);
+    expect((await a.resolve('acme')).document.version).toBe(2);
+    audit.failing = true;
+    expect(await codeOf(a.delete(admin, 'acme'))).toBe('ERR_STORE_AUDIT_UNAVAILABLE');
+    audit.failing = false;
+    expect((await b.resolve('acme')).document.version).toBe(2);
+    // Two deletes at once: one wins, the other learns nothing is stored any more.
+    const outcomes = await Promise.allSettled([a.delete(admin, 'acme'), b.delete(admin, 'acme')]);
+    expect(outcomes.map((r) => (r.status === 'fulfilled' ? 'deleted' : (r.reason as CustodyError).code)).sort()).toEqual(['ERR_POLICY_NOT_STORED', 'deleted']);
+    expect((await b.resolve('acme')).document.id).toBe('default-deny');
+  });
+
   it('fails closed with ERR_STORE_UNAVAILABLE once closed', async () => {
     await m.close();
-    expect(await codeOf(m.getTenantPolicyRevision('acme'))).toBe('ERR_STORE_UNAVAILABLE');
+    expect(await codeOf(m.getTenantPolicyStamp('acme'))).toBe('ERR_STORE_UNAVAILABLE');
+    expect(await codeOf(m.deleteTenantPolicy('acme', 1))).toBe('ERR_STORE_UNAVAILABLE');
     expect(await codeOf(m.getKey('acme', 'a'))).toBe('ERR_STORE_UNAVAILABLE');
     expect(await codeOf(m.consumeNonce('n', T0))).toBe('ERR_STORE_UNAVAILABLE');
     expect(await codeOf(m.ping())).toBe('ERR_STORE_UNAVAILABLE');

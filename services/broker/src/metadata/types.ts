@@ -139,7 +139,10 @@ export interface TenantPolicyRecord {
   policyId: string;
   policyVersion: number;
   digest: string;
-  /** Bumped by every write (1 for the first): replicas compare it to recompile only on change. */
+  /**
+   * Bumped by every write (1 for the first). After a delete the next write starts again at 1,
+   * so replicas compare the revision and the digest (getTenantPolicyStamp) to recompile only on change.
+   */
   revision: number;
   updatedAt: number;
   updatedBy: string;
@@ -152,6 +155,18 @@ export interface TenantPolicyRepository {
    */
   putTenantPolicy(record: Omit<TenantPolicyRecord, 'revision'>): Promise<TenantPolicyRecord>;
   getTenantPolicy(tenant: string): Promise<TenantPolicyRecord | null>;
-  /** Only the revision (a primary-key lookup, for the per-attestation freshness check); null when none. */
-  getTenantPolicyRevision(tenant: string): Promise<number | null>;
+  /**
+   * Only the revision and digest (a primary-key lookup, for the per-attestation freshness
+   * check); null when none. Together they name the stored policy even across a delete and a
+   * new write (which restarts the revision at 1).
+   */
+  getTenantPolicyStamp(tenant: string): Promise<TenantPolicyStamp | null>;
+  /**
+   * Deletes the tenant's stored policy atomically, only if its revision is still
+   * `expectedRevision`, and returns the deleted row. Null when nothing was deleted: no policy is
+   * stored, or another write changed the revision first (the caller tells them apart by reading).
+   */
+  deleteTenantPolicy(tenant: string, expectedRevision: number): Promise<TenantPolicyRecord | null>;
 }
+
+export type TenantPolicyStamp = Pick<TenantPolicyRecord, 'revision' | 'digest'>;

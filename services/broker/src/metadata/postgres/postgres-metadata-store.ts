@@ -18,7 +18,7 @@ import {
   type TenantPolicyRow,
   type VersionRow,
 } from '../rows.js';
-import type { ApiKeyRecord, MetadataStore, ReleaseCheck, SessionRecord, StoredAuditEvent, TenantPolicyRecord } from '../types.js';
+import type { ApiKeyRecord, MetadataStore, ReleaseCheck, SessionRecord, StoredAuditEvent, TenantPolicyRecord, TenantPolicyStamp } from '../types.js';
 
 /** Arbitrary constants naming the advisory locks (migration and interim audit chain). */
 const LOCK_MIGRATE = 0x637573_01;
@@ -400,9 +400,16 @@ export class PostgresMetadataStore implements MetadataStore {
     return rows[0] ? toTenantPolicy(rows[0]) : null;
   }
 
-  async getTenantPolicyRevision(tenant: string): Promise<number | null> {
-    const rows = await this.q<{ revision: string }>('SELECT revision FROM custody_tenant_policies WHERE tenant = $1', [tenant]);
-    return rows[0] ? Number(rows[0].revision) : null;
+  async getTenantPolicyStamp(tenant: string): Promise<TenantPolicyStamp | null> {
+    const rows = await this.q<{ revision: string; digest: string }>('SELECT revision, digest FROM custody_tenant_policies WHERE tenant = $1', [tenant]);
+    return rows[0] ? { revision: Number(rows[0].revision), digest: rows[0].digest } : null;
+  }
+
+  async deleteTenantPolicy(tenant: string, expectedRevision: number): Promise<TenantPolicyRecord | null> {
+    // One statement: a concurrent write from another replica either commits first (the revision
+    // no longer matches: nothing is deleted) or waits for this delete and then inserts anew.
+    const rows = await this.q<TenantPolicyRow>('DELETE FROM custody_tenant_policies WHERE tenant = $1 AND revision = $2 RETURNING *', [tenant, expectedRevision]);
+    return rows[0] ? toTenantPolicy(rows[0]) : null;
   }
 
   private async q<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<R[]> {

@@ -19,7 +19,7 @@ import {
   type TenantPolicyRow,
   type VersionRow,
 } from '../rows.js';
-import type { ApiKeyRecord, MetadataStore, ReleaseCheck, SessionRecord, StoredAuditEvent, TenantPolicyRecord } from '../types.js';
+import type { ApiKeyRecord, MetadataStore, ReleaseCheck, SessionRecord, StoredAuditEvent, TenantPolicyRecord, TenantPolicyStamp } from '../types.js';
 import { WalSync } from './wal-sync.js';
 
 const SCHEMA = `
@@ -419,9 +419,17 @@ export class SqliteMetadataStore implements MetadataStore {
     return row ? toTenantPolicy(row) : null;
   }
 
-  async getTenantPolicyRevision(tenant: string): Promise<number | null> {
-    const row = await this.run(() => this.stmt('SELECT revision FROM custody_tenant_policies WHERE tenant = ?').get(tenant) as { revision: number } | undefined);
-    return row ? Number(row.revision) : null;
+  async getTenantPolicyStamp(tenant: string): Promise<TenantPolicyStamp | null> {
+    const row = await this.run(() => this.stmt('SELECT revision, digest FROM custody_tenant_policies WHERE tenant = ?').get(tenant) as { revision: number; digest: string } | undefined);
+    return row ? { revision: Number(row.revision), digest: row.digest } : null;
+  }
+
+  async deleteTenantPolicy(tenant: string, expectedRevision: number): Promise<TenantPolicyRecord | null> {
+    return this.write(() => {
+      // One statement: the revision check and the delete are atomic against writers in other processes.
+      const row = this.stmt('DELETE FROM custody_tenant_policies WHERE tenant = ? AND revision = ? RETURNING *').get(tenant, expectedRevision) as TenantPolicyRow | undefined;
+      return row ? toTenantPolicy(row) : null;
+    });
   }
 
   private insertVersion(v: KeyVersionRecord): void {
