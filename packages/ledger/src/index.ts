@@ -73,7 +73,7 @@ export {
 
 export { TILE_HEIGHT, TILE_WIDTH, formatTileIndex, parseTilePath, tilePath, tileWidthAt, tilesForSize, type TileId } from './tiles/paths.js';
 export { MAX_BUNDLE_SIZE, MAX_ENTRY_SIZE, encodeEntryBundle, parseEntryBundle } from './tiles/bundle.js';
-export { TileCache, TileHashSource, buildTileTree, tileHashes, type TileReader, type TileTree } from './tiles/tile-source.js';
+export { HashTile, TileCache, TileHashSource, buildTileTree, tileHashes, type TileCacheOptions, type TileReader, type TileTree } from './tiles/tile-source.js';
 export { integrate, type IntegrateInput, type IntegrateResult, type TileWrite } from './tiles/integrate.js';
 
 export {

@@ -51,6 +51,8 @@ export interface TransparencyLogOptions {
   integrateIntervalMs?: number;
   /** Most entries integrated per checkpoint. */
   maxIntegrate?: number;
+  /** Memory for decoded hash tiles kept for proof generation (default 64 MiB, ~3,900 full tiles). */
+  proofCacheBytes?: number;
   /** Called with each published checkpoint (public data only). */
   onPublish?: (note: string, size: number) => void;
   /** Called with operational errors that are retried (never includes key material). */
@@ -89,12 +91,13 @@ export class TransparencyLog implements AuditSink {
   private published: { size: number; root: Bytes; note: string } | undefined;
   private integrated: TreeState = { size: 0, root: rfc6962.emptyRoot() };
   private waiters: Waiter[] = [];
-  private readonly cache = new TileCache(512);
+  private readonly cache: TileCache;
   private witnessVerifiers: { name: string; url: string; verifier: NoteVerifier; knownSize: number }[] = [];
   private logVerifier: NoteVerifier | undefined;
 
   private constructor(private readonly opts: TransparencyLogOptions) {
     this.origin = opts.origin;
+    this.cache = new TileCache({ maxBytes: opts.proofCacheBytes ?? 64 * 2 ** 20 });
   }
 
   static async open(opts: TransparencyLogOptions): Promise<TransparencyLog> {
@@ -198,6 +201,9 @@ export class TransparencyLog implements AuditSink {
     const { state } = await this.opts.sequencer.integrate(this.opts.maxIntegrate ?? 65536, async (st, entries) => {
       const r = await integrate({ oldSize: st.size, readTile: this.opts.store.readTile, entries, hasher: nodeTreeHasher });
       await this.opts.store.writeTiles(r.tiles);
+      // These bytes are now what the files hold (tiles are deterministic from the committed
+      // sequence), so proofs at the new size find the grown right edge without reading it back.
+      for (const w of r.tiles) this.cache.prime(w.tile, w.data, rfc6962);
       return { size: r.size, root: r.root };
     });
     this.integrated = state;

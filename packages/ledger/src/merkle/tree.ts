@@ -14,6 +14,17 @@ export interface NodeId {
 /** Where proof generation reads perfect-subtree hashes from (memory, tiles, a database). */
 export interface HashSource {
   readNodes(ids: readonly NodeId[]): Promise<Bytes[]>;
+  /**
+   * Optional memory for hashes of ranges that are not perfect subtrees (the right edge of this
+   * source's tree), which proofs otherwise recompute from perfect subtrees every time.
+   */
+  readonly rangeMemo?: RangeHashMemo;
+}
+
+/** Hashes of composite leaf ranges of one tree, bound to the hasher that computed them. */
+export interface RangeHashMemo {
+  get(lo: number, hi: number, hasher: TreeHasher): Bytes | undefined;
+  set(lo: number, hi: number, hasher: TreeHasher, hash: Bytes): void;
 }
 
 /** Half-open leaf range [lo, hi). */
@@ -74,9 +85,19 @@ function evaluate(plan: HashPlan, got: Map<string, Bytes>, hasher: TreeHasher): 
 
 /** MTH of each range, reading every needed perfect subtree once, in one batch. */
 export async function hashRanges(source: HashSource, ranges: readonly LeafRange[], hasher: TreeHasher = rfc6962): Promise<Bytes[]> {
-  const plans = ranges.map(([lo, hi]) => rangePlan(lo, hi));
+  const memo = source.rangeMemo;
+  const out: Bytes[] = new Array<Bytes>(ranges.length);
+  const todo: { i: number; plan: HashPlan }[] = [];
+  for (let i = 0; i < ranges.length; i++) {
+    const [lo, hi] = ranges[i]!;
+    const perfect = hi > lo && isPowerOfTwo(hi - lo) && lo % (hi - lo) === 0;
+    const known = memo && !perfect ? memo.get(lo, hi, hasher) : undefined;
+    if (known) out[i] = known.slice();
+    else todo.push({ i, plan: rangePlan(lo, hi) });
+  }
+  if (todo.length === 0) return out;
   const need = new Map<string, NodeId>();
-  for (const p of plans) collect(p, need);
+  for (const t of todo) collect(t.plan, need);
   const ids = [...need.values()];
   const hashes = await source.readNodes(ids);
   if (hashes.length !== ids.length) throw new VerificationError('ERR_TLOG_TILE', 'hash source returned the wrong number of hashes');
@@ -86,7 +107,12 @@ export async function hashRanges(source: HashSource, ranges: readonly LeafRange[
     if (h.length !== 32) throw new VerificationError('ERR_TLOG_TILE', 'hash source returned a hash of the wrong length');
     got.set(`${id.level}/${id.index}`, h);
   });
-  return plans.map((p) => evaluate(p, got, hasher));
+  for (const { i, plan } of todo) {
+    const h = evaluate(plan, got, hasher);
+    if (memo && !('node' in plan)) memo.set(ranges[i]![0], ranges[i]![1], hasher, h.slice());
+    out[i] = h;
+  }
+  return out;
 }
 
 /** Root hash of the tree of the first `size` leaves. */

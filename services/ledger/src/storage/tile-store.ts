@@ -1,3 +1,4 @@
+import { closeSync, openSync, readSync } from 'node:fs';
 import { mkdir, open, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { CustodyError, type Bytes } from '@custody/core';
@@ -96,11 +97,39 @@ export class FsTileStore implements LogSource {
   }
 
   readTile = async (tile: TileId): Promise<Bytes> => {
-    const max = tile.level === 'entries' ? MAX_BUNDLE_SIZE : TILE_WIDTH * 32;
-    const b = await this.readFileOrUndefined(tilePath(tile), max);
+    if (tile.level !== 'entries') return this.readHashTileSync(tile);
+    const b = await this.readFileOrUndefined(tilePath(tile), MAX_BUNDLE_SIZE);
     if (!b) throw new CustodyError('ERR_TLOG_TILE', 'tile not found', { detail: { path: tilePath(tile) } });
     return b;
   };
+
+  /**
+   * Reads a hash tile (at most 8 KiB) synchronously. Tiles are small and usually in the page
+   * cache, where one blocking read costs ~10 µs against ~200 µs of thread-pool round trips for
+   * an async readFile; proof generation only reads on a TileCache miss. Entry bundles (up to
+   * 16 MiB) and HTTP responses stay asynchronous.
+   */
+  readHashTileSync(tile: TileId): Bytes {
+    const max = TILE_WIDTH * 32;
+    const path = tilePath(tile);
+    let fd: number;
+    try {
+      fd = openSync(join(this.dir, path), 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new CustodyError('ERR_TLOG_TILE', 'tile not found', { detail: { path } });
+      throw e;
+    }
+    try {
+      // One byte more than allowed, so an oversized file is detected without reading it all.
+      const buf = new Uint8Array(max + 1);
+      let n = 0;
+      for (let r = -1; r !== 0 && n < buf.length; n += r) r = readSync(fd, buf, n, buf.length - n, n);
+      if (n > max) throw new CustodyError('ERR_INPUT_TOO_LARGE', 'log file is larger than allowed', { detail: { path } });
+      return buf.slice(0, n);
+    } finally {
+      closeSync(fd);
+    }
+  }
 
   /** Reads a file under the log directory by its (already validated) relative path. */
   async readFileOrUndefined(rel: string, max: number): Promise<Bytes | undefined> {
