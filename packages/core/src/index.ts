@@ -1,5 +1,6 @@
 export * from './errors.js';
 export * from './bytes.js';
+export * from './bytes-cache.js';
 export * from './reader.js';
 export * from './canonical-json.js';
 export * from './crypto.js';

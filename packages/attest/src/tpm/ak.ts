@@ -1,8 +1,9 @@
-import { ParseError, VerificationError, fromBase64, fromUtf8, parsePem, sha256, toHex, type Bytes } from '@custody/core';
+import { ParseError, VerificationError, fromUtf8, parsePem, sha256, toHex, type Bytes } from '@custody/core';
+import { decodeBase64 } from './base64.js';
 import { TPM_ALG, TPMA_OBJECT, decodeObjectAttributes } from './constants.js';
 import { decodeSpki, encodeEcSpki, encodeRsaSpki, jwkToSpki, type RsaOrEcJwk, type SpkiKey } from './spki.js';
 import { parseTpm2bPublic, parseTpmtPublic, tpmEccCurve, tpmObjectName, type TpmtPublic } from './structures.js';
-import { PublicKeyMemo, bytesKey } from './cache.js';
+import { PublicKeyMemo } from './cache.js';
 
 /** An attestation key in the one form the verifier uses, with where it came from. */
 export interface TpmAttestationKey {
@@ -20,18 +21,19 @@ export function describeAk(ak: TpmAttestationKey): string {
   return ak.key.kty === 'RSA' ? `rsa-${ak.key.bits}` : `ecc-${ak.key.curve.toLowerCase().replace('-', '')}`;
 }
 
-const digestCache = new PublicKeyMemo<string>();
+const spkiDigestCache = new PublicKeyMemo<string>();
+const nameCache = new PublicKeyMemo<string>();
 
 /** SHA-256 of the AK's SPKI DER, hex: the value policies pin. */
 export function akSpkiSha256(ak: TpmAttestationKey): Promise<string> {
-  return digestCache.get(`spki:${bytesKey(ak.spki)}`, async () => toHex(await sha256(ak.spki)));
+  return spkiDigestCache.get([ak.spki], async () => toHex(await sha256(ak.spki)));
 }
 
 /** The AK's TPM name (nameAlg || H(TPMT_PUBLIC)), hex, when the AK came as a public area. */
 export function akTpmName(ak: TpmAttestationKey): Promise<string> | undefined {
   const pub = ak.tpmPublic;
   if (!pub) return undefined;
-  return digestCache.get(`name:${bytesKey(pub.bytes)}`, async () => toHex(await tpmObjectName(pub)));
+  return nameCache.get([pub.bytes], async () => toHex(await tpmObjectName(pub)));
 }
 
 /** Builds the SPKI form of a TPM public area (RSA exponent 0 means the default 65537). */
@@ -76,10 +78,36 @@ export function readAttestationKey(input: Uint8Array): TpmAttestationKey {
   return akFromTpmPublic(parseTpmtPublic(input), 'tpmt-public');
 }
 
+// Parsed AKs by the exact `ak_public` text. A machine quotes with the same AK every time, and
+// reading it (base64, TPM public area, SPKI encoding and decoding) is work done before the
+// signature check can start. Only successful parses are kept; a hit gives a deep copy, so no
+// two results share a buffer.
+const akTextCache = new Map<string, TpmAttestationKey>();
+const AK_TEXT_CACHE_MAX = 64;
+
 /** Reads the `ak_public` string of a JSON evidence file: PEM text, or base64 of any binary form. */
 export function readAttestationKeyString(s: string): TpmAttestationKey {
-  if (s.includes('-----BEGIN')) return readAttestationKey(new TextEncoder().encode(s));
-  return readAttestationKey(fromBase64(s));
+  const hit = akTextCache.get(s);
+  if (hit) return cloneAk(hit);
+  const ak = s.includes('-----BEGIN') ? readAttestationKey(new TextEncoder().encode(s)) : readAttestationKey(decodeBase64(s));
+  if (akTextCache.size >= AK_TEXT_CACHE_MAX) akTextCache.delete(akTextCache.keys().next().value!);
+  akTextCache.set(s, cloneAk(ak));
+  return ak;
+}
+
+/** A deep copy: every byte array is copied (keep in step with TpmAttestationKey and TpmtPublic). */
+export function cloneAk(ak: TpmAttestationKey): TpmAttestationKey {
+  const k = ak.key;
+  const key: SpkiKey = k.kty === 'RSA' ? { kty: 'RSA', bits: k.bits, n: k.n.slice(), e: k.e.slice() } : { kty: 'EC', curve: k.curve, x: k.x.slice(), y: k.y.slice() };
+  const out: TpmAttestationKey = { spki: ak.spki.slice(), key, source: ak.source };
+  const p = ak.tpmPublic;
+  if (p) {
+    const pub: TpmtPublic = { ...p, bytes: p.bytes.slice(), authPolicy: p.authPolicy.slice(), symmetric: { ...p.symmetric }, scheme: { ...p.scheme } };
+    if (p.rsa) pub.rsa = { ...p.rsa, modulus: p.rsa.modulus.slice() };
+    if (p.ecc) pub.ecc = { ...p.ecc, kdf: { ...p.ecc.kdf }, x: p.ecc.x.slice(), y: p.ecc.y.slice() };
+    out.tpmPublic = pub;
+  }
+  return out;
 }
 
 function isPemText(b: Uint8Array): boolean {

@@ -1,32 +1,45 @@
+import { BytesKeyedCache } from '@custody/core';
+
 /**
  * A small bounded memo for work derived from public keys (imported CryptoKeys, SPKI digests,
  * TPM names). An AK is a long-lived identity, so a verifier that sees the same AK again skips
- * that work. Only public data goes in; a failed computation is not kept.
+ * that work. Only public data goes in. Keyed by the exact bytes (one or more parts, e.g. an
+ * algorithm tag and an SPKI): a lookup compares every byte, and no key string is built on the
+ * hot path. A failed computation is dropped, so the next call tries again.
  */
-/** A map key for bytes: one UTF-16 unit per byte, cheaper to build than hex. */
-export function bytesKey(b: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < b.length; i += 4096) s += String.fromCharCode(...b.subarray(i, i + 4096));
-  return s;
-}
-
 export class PublicKeyMemo<T> {
-  private readonly entries = new Map<string, Promise<T>>();
+  private readonly entries: BytesKeyedCache<{ promise: Promise<T>; value?: T; settled: boolean }>;
 
-  constructor(private readonly max = 64) {}
+  constructor(max = 64) {
+    this.entries = new BytesKeyedCache(max);
+  }
 
-  get(id: string, compute: () => Promise<T>): Promise<T> {
-    const hit = this.entries.get(id);
-    if (hit) {
-      this.entries.delete(id);
-      this.entries.set(id, hit);
-      return hit;
-    }
-    const p = compute();
-    p.catch(() => this.entries.delete(id));
-    this.entries.set(id, p);
-    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
-    return p;
+  get(key: readonly Uint8Array[], compute: () => Promise<T>): Promise<T> {
+    const hit = this.entries.get(key);
+    if (hit) return hit.promise;
+    const entry: { promise: Promise<T>; value?: T; settled: boolean } = { promise: compute(), settled: false };
+    this.entries.set(key, entry);
+    // The caller's buffers may be reused; drop a failure by a copy of the key.
+    const own = key.map((b) => b.slice());
+    entry.promise.then(
+      (v) => {
+        entry.value = v;
+        entry.settled = true;
+      },
+      () => {
+        if (this.entries.get(own) === entry) this.entries.delete(own);
+      },
+    );
+    return entry.promise;
+  }
+
+  /**
+   * The value, when it was computed before and is cached: lets a caller start the work that
+   * needs it (a signature check) synchronously instead of a microtask later.
+   */
+  peek(key: readonly Uint8Array[]): T | undefined {
+    const hit = this.entries.get(key);
+    return hit?.settled ? hit.value : undefined;
   }
 }
 
@@ -37,4 +50,34 @@ export function hexOf(b: Uint8Array): string {
   let s = '';
   for (let i = 0; i < b.length; i++) s += BYTE_HEX[b[i]!]!;
   return s;
+}
+
+const HEX_DIGITS = new TextEncoder().encode('0123456789abcdef');
+const ascii = new TextDecoder();
+
+/**
+ * Lowercase hex of several byte strings at once: one pass into a byte buffer and one decode,
+ * then a substring each (a verification hex-encodes every selected PCR value for the claims).
+ */
+export function hexOfEach(list: readonly Uint8Array[]): string[] {
+  let n = 0;
+  for (const b of list) n += b.length;
+  const out = new Uint8Array(2 * n);
+  let o = 0;
+  for (const b of list) {
+    for (let i = 0; i < b.length; i++) {
+      const v = b[i]!;
+      out[o++] = HEX_DIGITS[v >>> 4]!;
+      out[o++] = HEX_DIGITS[v & 0x0f]!;
+    }
+  }
+  const s = ascii.decode(out);
+  const res = new Array<string>(list.length);
+  let p = 0;
+  for (let i = 0; i < list.length; i++) {
+    const len = 2 * list[i]!.length;
+    res[i] = s.slice(p, p + len);
+    p += len;
+  }
+  return res;
 }

@@ -1,4 +1,5 @@
-import { ParseError, assertMaxSize, fromBase64, fromUtf8, toBase64, toHex, utf8, type Bytes } from '@custody/core';
+import { ParseError, assertMaxSize, fromUtf8, toBase64, toHex, utf8, type Bytes } from '@custody/core';
+import { decodeBase64 } from './base64.js';
 import { readAttestationKeyString, type TpmAttestationKey } from './ak.js';
 import { tpmHash, tpmHashByName } from './constants.js';
 import type { TpmPcrBank, TpmQuote } from './quote.js';
@@ -101,15 +102,21 @@ function readKey(v: unknown): TpmAttestationKey {
   return readAttestationKeyString(asString(v, 'ak_public', 8192));
 }
 
-/** Reads either JSON form into parsed quote parts; every byte field is parsed and bounded. */
-export function parseTpmEvidence(bytes: Uint8Array): TpmQuoteEvidence {
+/**
+ * Reads either JSON form into parsed quote parts; every byte field is parsed and bounded.
+ * `onSigned`, when given, is called with the signed parts (TPMS_ATTEST, TPMT_SIGNATURE, AK) as
+ * soon as they are parsed and before the PCR values are: a verifier starts the signature check
+ * there, so it runs while the rest is parsed. Its result counts only if the whole parse succeeds.
+ */
+export function parseTpmEvidence(bytes: Uint8Array, onSigned?: (parts: Pick<TpmQuote, 'attest' | 'signature' | 'ak'>) => void): TpmQuoteEvidence {
   assertMaxSize(bytes, MAX_TPM_EVIDENCE, 'TPM evidence');
   const o = asObject(parseJson(bytes, 'TPM evidence'), 'TPM evidence');
   if (o.format !== undefined) {
     if (o.format !== TPM_QUOTE_FORMAT) throw new ParseError('ERR_INPUT_UNSUPPORTED', 'TPM evidence format is not custody-tpm-quote/v1');
     const ak = readKey(o.ak_public);
-    const attest = parseTpmsAttest(fromBase64(asString(o.quote, 'quote', 8192)));
-    const signature = parseTpmtSignature(fromBase64(asString(o.signature, 'signature', 2048)));
+    const attest = parseTpmsAttest(decodeBase64(asString(o.quote, 'quote', 8192)));
+    const signature = parseTpmtSignature(decodeBase64(asString(o.signature, 'signature', 2048)));
+    onSigned?.({ attest, signature, ak });
     const rawBanks = Array.isArray(o.pcrs) ? (o.pcrs as unknown[]) : [o.pcrs];
     if (rawBanks.length === 0 || rawBanks.length > MAX_BANKS) throw new ParseError('ERR_INPUT_MALFORMED', `pcrs must hold 1 to ${MAX_BANKS} banks`);
     const pcrs = rawBanks.map((b, i) => readBank(b, `pcrs[${i}]`));
@@ -119,8 +126,9 @@ export function parseTpmEvidence(bytes: Uint8Array): TpmQuoteEvidence {
   if (o.tpm_quote !== undefined && o.ak_public !== undefined) {
     const ak = readKey(o.ak_public);
     const q = asObject(o.tpm_quote, 'tpm_quote');
-    const attest = parseTpmsAttest(fromBase64(asString(q.message, 'tpm_quote.message', 8192)));
-    const signature = parseTpmtSignature(fromBase64(asString(q.signature, 'tpm_quote.signature', 2048)));
+    const attest = parseTpmsAttest(decodeBase64(asString(q.message, 'tpm_quote.message', 8192)));
+    const signature = parseTpmtSignature(decodeBase64(asString(q.signature, 'tpm_quote.signature', 2048)));
+    onSigned?.({ attest, signature, ak });
     if (!Array.isArray(q.pcrs)) throw new ParseError('ERR_INPUT_MALFORMED', 'tpm_quote.pcrs is not an array');
     const list = q.pcrs as unknown[];
     if (list.length > MAX_PCR_INDEX + 1) throw new ParseError('ERR_INPUT_TOO_LARGE', `tpm_quote.pcrs has more than ${MAX_PCR_INDEX + 1} values`);

@@ -1,8 +1,8 @@
-import { ParseError, VerificationError, concatBytes, copyBytes, digest, equalBytes, subtle, toHex, type Bytes } from '@custody/core';
+import { BytesKeyedCache, ParseError, VerificationError, concatBytes, copyBytes, digest, equalBytes, subtle, toHex, type Bytes } from '@custody/core';
 import { TPM_ST_ATTEST, tpmAlgName, tpmHash, tpmHashByName, type TpmHashName } from './constants.js';
 import { checkAkAttributes, describeAk, type AkAttributeCheck, type TpmAttestationKey } from './ak.js';
 import { leftPad } from './spki.js';
-import { PublicKeyMemo, bytesKey, hexOf } from './cache.js';
+import { PublicKeyMemo, hexOfEach } from './cache.js';
 import type { TpmsAttest, TpmsQuoteInfo, TpmtSignature } from './structures.js';
 
 /** PCR values of one bank, as read from the TPM next to the quote (untrusted until checked). */
@@ -41,14 +41,38 @@ export function requireQuoteInfo(attest: TpmsAttest): TpmsQuoteInfo {
 // Imported public keys, keyed by algorithm and SPKI: importing dominates the cost of a verify.
 const keyCache = new PublicKeyMemo<CryptoKey>();
 
-function importVerifyKey(spki: Bytes, alg: { name: 'RSASSA-PKCS1-v1_5' | 'RSA-PSS'; hash: string } | { name: 'ECDSA'; namedCurve: string }): Promise<CryptoKey> {
-  const id = `${alg.name}|${'hash' in alg ? alg.hash : alg.namedCurve}|${bytesKey(spki)}`;
-  return keyCache.get(id, () => subtle.importKey('spki', copyBytes(spki), alg, false, ['verify']));
+const algTags = new Map<string, Map<string, Bytes>>();
+
+/** The import parameters as bytes, the first part of the cache key (the SPKI is the second). */
+function algTag(name: string, param: string): Bytes {
+  let byParam = algTags.get(name);
+  if (!byParam) algTags.set(name, (byParam = new Map<string, Bytes>()));
+  let tag = byParam.get(param);
+  if (!tag) byParam.set(param, (tag = new TextEncoder().encode(`${name}|${param}`)));
+  return tag;
+}
+
+type VerifyKeyAlg = { name: 'RSASSA-PKCS1-v1_5' | 'RSA-PSS'; hash: string } | { name: 'ECDSA'; namedCurve: string };
+
+function importVerifyKey(spki: Bytes, alg: VerifyKeyAlg): Promise<CryptoKey> {
+  const tag = algTag(alg.name, 'hash' in alg ? alg.hash : alg.namedCurve);
+  return keyCache.get([tag, spki], () => subtle.importKey('spki', copyBytes(spki), alg, false, ['verify']));
+}
+
+/**
+ * Starts one signature check. With the AK's key already imported the WebCrypto job is started
+ * before this returns, so the caller's synchronous work overlaps it; otherwise after the import.
+ */
+function startVerify(spki: Bytes, alg: VerifyKeyAlg, params: AlgorithmIdentifier | RsaPssParams | EcdsaParams, sig: Uint8Array, data: Uint8Array): Promise<boolean> {
+  const key = keyCache.peek([algTag(alg.name, 'hash' in alg ? alg.hash : alg.namedCurve), spki]);
+  if (key) return verifyWith(params, key, sig, data);
+  return importVerifyKey(spki, alg).then((k) => verifyWith(params, k, sig, data));
 }
 
 async function verifyWith(params: AlgorithmIdentifier | RsaPssParams | EcdsaParams, key: CryptoKey, sig: Uint8Array, data: Uint8Array): Promise<boolean> {
   try {
-    return await subtle.verify(params, key, copyBytes(sig), copyBytes(data));
+    // WebCrypto copies its inputs when called; only views of shared memory need a copy first.
+    return await subtle.verify(params, key, ownBytes(sig), ownBytes(data));
   } catch {
     return false;
   }
@@ -70,8 +94,7 @@ export async function verifyTpmQuoteSignature(attest: TpmsAttest, sig: TpmtSigna
     const k = ak.key.n.length;
     if (sig.sig.length !== k) throw new VerificationError('ERR_EVIDENCE_SIGNATURE', 'RSA signature length differs from the AK modulus length', { detail: { signature: sig.sig.length, modulus: k } });
     if (sig.scheme === 'rsassa') {
-      const key = await importVerifyKey(ak.spki, { name: 'RSASSA-PKCS1-v1_5', hash: hash.webcrypto });
-      ok = await verifyWith({ name: 'RSASSA-PKCS1-v1_5' }, key, sig.sig, attest.bytes);
+      ok = await startVerify(ak.spki, { name: 'RSASSA-PKCS1-v1_5', hash: hash.webcrypto }, { name: 'RSASSA-PKCS1-v1_5' }, sig.sig, attest.bytes);
     } else {
       const key = await importVerifyKey(ak.spki, { name: 'RSA-PSS', hash: hash.webcrypto });
       // TPMs since spec 1.38 use a salt as long as the digest; earlier ones used the largest salt.
@@ -87,13 +110,16 @@ export async function verifyTpmQuoteSignature(attest: TpmsAttest, sig: TpmtSigna
     } catch (e) {
       throw new VerificationError('ERR_EVIDENCE_SIGNATURE', 'ECDSA r or s is longer than the AK curve size', { cause: e });
     }
-    const key = await importVerifyKey(ak.spki, { name: 'ECDSA', namedCurve: ak.key.curve });
-    ok = await verifyWith({ name: 'ECDSA', hash: hash.webcrypto }, key, raw, attest.bytes);
+    ok = await startVerify(ak.spki, { name: 'ECDSA', namedCurve: ak.key.curve }, { name: 'ECDSA', hash: hash.webcrypto }, raw, attest.bytes);
   } else {
     throw new ParseError('ERR_INPUT_UNSUPPORTED', `${sig.scheme} quote signatures are not supported`, { detail: { sigAlg: sig.sigAlg } });
   }
   if (!ok) throw new VerificationError('ERR_EVIDENCE_SIGNATURE', `${what} does not verify over TPMS_ATTEST`);
   return { detail: `${what} verifies over TPMS_ATTEST`, attributes };
+}
+
+function ownBytes(b: Uint8Array): Bytes {
+  return b.buffer instanceof ArrayBuffer ? (b as Bytes) : copyBytes(b);
 }
 
 function curveSize(curve: 'P-256' | 'P-384' | 'P-521'): number {
@@ -120,8 +146,20 @@ export async function computePcrDigest(quote: TpmsQuoteInfo, banks: TpmPcrBank[]
       parts.push(v);
     }
   }
-  return digest(hash.webcrypto, concatBytes(...parts));
+  const data = concatBytes(...parts);
+  // A machine's PCR values stay the same across its quotes until it reboots or measures more, so
+  // the digest is memoised by the exact bytes hashed (and the hash): a hit saves a WebCrypto
+  // round trip. The comparison with the signed pcrDigest still runs on every verification.
+  const key = [Uint8Array.of(hashAlg >>> 8, hashAlg & 0xff), data];
+  let computed = pcrDigestCache.get(key);
+  if (!computed) {
+    computed = await digest(hash.webcrypto, data);
+    pcrDigestCache.set(key, computed);
+  }
+  return computed.slice();
 }
+
+const pcrDigestCache = new BytesKeyedCache<Bytes>(256);
 
 /** Checks that the PCR values given with the quote hash to its signed pcrDigest. */
 export async function verifyPcrDigest(attest: TpmsAttest, sig: TpmtSignature, banks: TpmPcrBank[]): Promise<string> {
@@ -157,6 +195,18 @@ export function checkQuoteNonce(attest: TpmsAttest, nonce: Uint8Array): string {
   return `qualifying data equals the expected ${nonce.length}-byte nonce`;
 }
 
+const pcrNameLists = new Map<string, string[]>();
+
+/** `pcr0`..`pcr63` with a bank prefix, built once: fresh key strings per verification cost more than the values. */
+function pcrNames(prefix: string): string[] {
+  let names = pcrNameLists.get(prefix);
+  if (!names) {
+    names = Array.from({ length: 64 }, (_, i) => `${prefix}pcr${i}`);
+    pcrNameLists.set(prefix, names);
+  }
+  return names;
+}
+
 /**
  * Named PCR values for the claims: only PCRs the quote selected (others were not signed). The
  * SHA-256 bank, or else the first selected bank, gives `pcrN`; other banks give `<bank>_pcrN`.
@@ -167,15 +217,22 @@ export function quoteMeasurements(attest: TpmsAttest, banks: TpmPcrBank[]): { me
   if (!info) return { measurements };
   const selected = info.pcrSelect.filter((s) => s.pcrs.length > 0 && s.hash !== undefined);
   const primary = selected.find((s) => s.hash === 'sha256') ?? selected[0];
+  const keys: string[] = [];
+  const values: Uint8Array[] = [];
   for (const sel of selected) {
     const bank = banks.find((b) => b.hashAlg === sel.hashAlg);
     if (!bank) continue;
     const prefix = sel === primary ? '' : `${sel.hash}_`;
+    const names = pcrNames(prefix);
     for (const i of sel.pcrs) {
       const v = bank.values.get(i);
-      if (v) measurements[`${prefix}pcr${i}`] = hexOf(v);
+      if (!v) continue;
+      keys.push(names[i] ?? `${prefix}pcr${i}`);
+      values.push(v);
     }
   }
+  const hex = hexOfEach(values);
+  for (let i = 0; i < keys.length; i++) measurements[keys[i]!] = hex[i]!;
   return primary?.hash ? { measurements, primaryBank: primary.hash } : { measurements };
 }
 

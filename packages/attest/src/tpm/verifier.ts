@@ -72,23 +72,29 @@ export class TpmVerifier implements EvidenceVerifier {
     const p = new Pipeline('tpm', input.now);
     return p.run(async () => {
       let ev: TpmQuoteEvidence | undefined;
+      let signature: ReturnType<typeof verifyTpmQuoteSignature> | undefined;
       await p.step('parse', () => {
-        ev = parseTpmEvidence(input.evidence);
+        // The signature check starts as soon as the signed parts are parsed, so it runs on the
+        // thread pool while the PCR values are parsed and the claims built; the steps still
+        // report in order, and a later step only if the earlier ones passed.
+        ev = parseTpmEvidence(input.evidence, (parts) => {
+          signature = verifyTpmQuoteSignature(parts.attest, parts.signature, parts.ak);
+          signature.catch(() => undefined);
+        });
         const info = requireQuoteInfo(ev.attest);
         return `${ev.format}: TPMS_ATTEST quote over ${describeSelection(info)}, ${ev.signature.scheme.toUpperCase()}/${tpmAlgName(ev.signature.hashAlg)} signature, ${describeAk(ev.ak)} AK from ${ev.ak.source}`;
       });
       const q = ev!;
-      // Start both crypto jobs now so they run on the thread pool while the claims are built
-      // here; the steps still report in order, and a later step only if the earlier passed.
-      const signature = verifyTpmQuoteSignature(q.attest, q.signature, q.ak);
+      // (Every parse path reports its signed parts; should one not, the check starts here.)
+      const signed = signature ?? verifyTpmQuoteSignature(q.attest, q.signature, q.ak);
+      signed.catch(() => undefined);
       const pcrDigest = verifyPcrDigest(q.attest, q.signature, q.pcrs);
-      signature.catch(() => undefined);
       pcrDigest.catch(() => undefined);
       p.claims = await tpmQuoteClaims(q);
       p.warn(NO_AK_CHAIN_WARNING);
       if (!q.ak.tpmPublic) p.warn('the AK was given without its TPM public area, so its attributes (restricted signing key) could not be checked');
       await p.step('signature', async () => {
-        const { detail, attributes } = await signature;
+        const { detail, attributes } = await signed;
         const keyNote = attributes.checked ? 'AK is a restricted signing key' : 'AK attributes unknown (given without its TPM public area)';
         return `${detail}; ${keyNote}; no AK certificate: AK SPKI SHA-256 ${p.claims!.signer.rootSha256} must be pinned by policy`;
       });
