@@ -1,4 +1,5 @@
 import {
+  BytesKeyedCache,
   CustodyError,
   VerificationError,
   X509Certificate,
@@ -21,7 +22,6 @@ import type { CertificateSummary, EvidenceVerifier, NormalizedClaims, Verificati
 import { CollateralCache } from './cache.js';
 import { decodeTdAttributes, hex, sgxTcbComponents, tdMeasurements, teeTcbComponents } from './claims.js';
 import { INTEL_QE_VENDOR_ID } from './constants.js';
-import { BytesMemo } from './memo.js';
 import { parseQeIdentity, parseTdxTcbInfo, readTdxCollateral, type QeIdentity, type TdxCollateralInput, type TdxTcbInfo } from './collateral.js';
 import { parsePckExtensions, type PckSgxExtensions } from './pck-extensions.js';
 import { looksLikeTdxQuote, parseTdxQuote, type TdxQuote } from './quote.js';
@@ -111,12 +111,12 @@ export class TdxVerifier implements EvidenceVerifier {
   private readonly requireCrls: boolean;
   private readonly requireQeIdentity: boolean;
   private readonly rememberQeReports: boolean;
-  private readonly pckMemo = new BytesMemo<PckChainEntry>();
-  private readonly containerMemo = new BytesMemo<TdxCollateralInput>(64);
-  private readonly rootsMemo = new BytesMemo<Roots>(64);
+  private readonly pckMemo = new BytesKeyedCache<PckChainEntry>(1024);
+  private readonly containerMemo = new BytesKeyedCache<TdxCollateralInput>(64);
+  private readonly rootsMemo = new BytesKeyedCache<Roots>(64);
   private readonly pathMemo = new WeakMap<X509Certificate, Map<string, VerifiedPath>>();
-  private readonly qeReportMemo = new BytesMemo<true>();
-  private readonly attKeyMemo = new BytesMemo<Promise<CryptoKey>>();
+  private readonly qeReportMemo = new BytesKeyedCache<true>(1024);
+  private readonly attKeyMemo = new BytesKeyedCache<Promise<CryptoKey>>(1024);
 
   constructor(options: TdxVerifierOptions = {}) {
     this.cache = options.cache ?? new CollateralCache();
