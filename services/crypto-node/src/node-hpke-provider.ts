@@ -14,6 +14,7 @@ import {
   createCipheriv,
   createDecipheriv,
   createECDH,
+  createHash,
   createHmac,
   createPrivateKey,
   createPublicKey,
@@ -197,6 +198,11 @@ export const nodeHpkePrimitives: HpkePrimitives = {
     const h = createHmac(HASHES[kdf.hash], key);
     for (const m of message) h.update(m);
     return owned(h.digest());
+  },
+
+  sha256(data) {
+    const d = createHash('sha256').update(data).digest();
+    return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
   },
 };
 

@@ -50,6 +50,12 @@ export interface HpkePrimitives {
   createAead(aead: AeadParams, key: Uint8Array): AeadKey;
   /** HMAC with the KDF's hash over the concatenated message parts. */
   hmac(kdf: KdfParams, key: Uint8Array, message: readonly Uint8Array[]): MaybePromise<Bytes>;
+  /**
+   * Optional: SHA-256 of some bytes, synchronously (a fresh 32-byte array). Providers with a
+   * native hash offer it so callers that hash on a hot path (receipt ids, request and response
+   * digests) skip the JavaScript implementation; callers fall back to that when it is absent.
+   */
+  sha256?(data: Uint8Array): Bytes;
 }
 
 let current: HpkePrimitives = webCryptoHpkePrimitives;

@@ -48,7 +48,8 @@ export class InMemoryLedgerSink implements LedgerSink {
     this.failing = failing;
   }
 
-  append(event: CustodyEvent): Promise<{ index: number }> {
+  /** Also hands back the entry bytes it stored, so the caller digests them without encoding the event again. */
+  append(event: CustodyEvent): Promise<{ index: number; entry: Uint8Array }> {
     if (this.failing) return Promise.reject(new Error('ledger unavailable (test switch)'));
     let entry: Uint8Array;
     try {
@@ -59,7 +60,7 @@ export class InMemoryLedgerSink implements LedgerSink {
     const index = this.tree.appendEntry(entry);
     this.entries.push(entry);
     this.events.push(event);
-    return Promise.resolve({ index });
+    return Promise.resolve({ index, entry: entry.slice() });
   }
 
   entry(index: number): Promise<Uint8Array> {

@@ -229,13 +229,16 @@ export class InferencePipeline {
     const prepared = prepareReceipt(body);
     const event = receiptLedgerEvent(body, prepared.receiptId);
     let index: number;
+    let stored: unknown;
     try {
-      ({ index } = await this.o.ledger.append(event));
+      const appended: { index: number; entry?: unknown } = await this.o.ledger.append(event);
+      index = appended.index;
+      stored = appended.entry;
     } catch (e) {
       this.o.metrics.receipts.inc({ outcome: 'withheld' });
       throw new CustodyError('ERR_GATEWAY_LEDGER', undefined, { cause: e });
     }
-    const { header } = await signPreparedReceipt(prepared, { index, entryDigest: sha256Digest(encodeEvent(event)) }, ctx.sign ?? this.o.signReceipt);
+    const { header } = await signPreparedReceipt(prepared, { index, entryDigest: sha256Digest(stored instanceof Uint8Array ? stored : encodeEvent(event)) }, ctx.sign ?? this.o.signReceipt);
     this.o.metrics.receipts.inc({ outcome: 'issued' });
     this.o.logger.info({ event: 'receipt', receiptId: prepared.receiptId, route: ctx.routeLabel, tenant: ctx.tenant!.id, status, streamed, ledgerIndex: index, action: ctx.action }, 'receipt issued');
     return header;

@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { encodeEvent, parseTlogPolicy, type CustodyEvent } from '@custody/ledger';
+import { createConfidentialFetch, digestOf, prepareReceipt, RECEIPT_FORMAT, receiptLedgerEvent, verifyReceiptInclusion, type Receipt, type ReceiptBody } from '@custody/sdk';
+import { toHex } from '@custody/core';
+import { createHash } from 'node:crypto';
+import { startTestGateway } from '../testing/index.js';
+import { InMemoryLedgerSink, type LedgerSink } from './ledger-sink.js';
+
+const hex = (b: Uint8Array) => 'sha256:' + createHash('sha256').update(b).digest('hex');
+
+describe('InMemoryLedgerSink', () => {
+  it('hands back a copy of the entry bytes it stored, equal to the encoded event', async () => {
+    const sink = await InMemoryLedgerSink.create();
+    const body: ReceiptBody = {
+      format: RECEIPT_FORMAT,
+      tenant: 'acme',
+      route: 'chat.completions',
+      gateway: { platform: 'sim', simulated: true, measurements: { measurement: '00'.repeat(48) }, attestationDigest: 'sha256:' + 'ab'.repeat(32) },
+      model: { id: 'm', backend: 'upstream' },
+      policy: { version: 1, action: 'none', findings: [] },
+      request: { digest: 'sha256:' + '01'.repeat(32) },
+      response: { digest: 'sha256:' + '02'.repeat(32), status: 200, streamed: false },
+      timestamps: { receivedAt: '2026-11-26T10:00:00.000Z', completedAt: '2026-11-26T10:00:00.001Z' },
+    };
+    const event = receiptLedgerEvent(body, prepareReceipt(body).receiptId);
+    const expected = encodeEvent(event);
+    const { index, entry } = await sink.append(event);
+    expect(toHex(entry)).toBe(toHex(expected));
+    expect(toHex(sink.entries[index]!)).toBe(toHex(expected));
+    entry.fill(0);
+    expect(toHex(sink.entries[index]!)).toBe(toHex(expected));
+  });
+});
+
+describe('receipt entry digest', () => {
+  async function receiptThrough(ledger?: LedgerSink) {
+    const gw = await startTestGateway(ledger ? { gateway: { ledger } } : {});
+    try {
+      const receipts: Receipt[] = [];
+      const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true, onReceipt: (r) => receipts.push(r) });
+      const res = await cfetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${gw.apiKey}` }, body: JSON.stringify({ model: 'custody-demo', messages: [{ role: 'user', content: 'hello there' }] }) });
+      await res.arrayBuffer();
+      const r = await cfetch.receiptOf(res)!;
+      return { gw, r };
+    } finally {
+      await gw.close();
+    }
+  }
+
+  it('is the digest of the stored entry and of the event rebuilt from the receipt, and the entry proves', async () => {
+    const { gw, r } = await receiptThrough();
+    const stored = gw.ledger.entries[r.ledger!.index]!;
+    expect(r.ledger!.entryDigest).toBe(hex(stored));
+    expect(r.ledger!.entryDigest).toBe(await digestOf(encodeEvent(receiptLedgerEvent(r, r.receiptId))));
+    const proof = await gw.ledger.proof(r.ledger!.index);
+    await expect(verifyReceiptInclusion(r, proof, parseTlogPolicy(gw.ledger.tlogPolicyText), { now: new Date() })).resolves.toMatchObject({ index: r.ledger!.index });
+  });
+
+  it('is the same when the sink returns only the index (the gateway encodes the event itself)', async () => {
+    const inner = await InMemoryLedgerSink.create();
+    const indexOnly: LedgerSink = {
+      append: async (e) => ({ index: (await inner.append(e as CustodyEvent)).index }),
+      entry: (i) => inner.entry(i),
+      proof: (i) => inner.proof(i),
+    };
+    const { r } = await receiptThrough(indexOnly);
+    const stored = inner.entries[r.ledger!.index]!;
+    expect(r.ledger!.entryDigest).toBe(hex(stored));
+    expect(r.ledger!.entryDigest).toBe(await digestOf(encodeEvent(receiptLedgerEvent(r, r.receiptId))));
+  });
+});
