@@ -307,7 +307,9 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
 
     if (outer.status === 200) return open(outer);
     const problem = await problemOf(outer);
-    if (problem.code === 'ERR_OHTTP_KEY_ID' || problem.type === OHTTP_KEY_PROBLEM_TYPE) {
+    // An unknown key id, or a key id that now names another key (the request did not decrypt):
+    // the configuration is stale, so verify the gateway again and retry once.
+    if (problem.code === 'ERR_OHTTP_KEY_ID' || problem.type === OHTTP_KEY_PROBLEM_TYPE || problem.code === 'ERR_OHTTP_REQUEST_DECRYPT') {
       invalidate();
       if (!retried) return send(req, body, stream, true);
     }

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   OHTTP_KEY_PROBLEM_TYPE,
   createConfidentialFetch,
+  createOhttpServerKey,
   decodeBhttpResponse,
   encapsulateChunkedRequest,
   encapsulateRequest,
@@ -157,5 +158,24 @@ describe('key rotation', () => {
     expect(res.status).toBe(200);
     const now = await cfetch.verify();
     expect(now.keyConfigs[0]!.keyId).not.toBe(oldId);
+  });
+
+  it('a key id reused by another key (a stale configuration that still names a live id) fails to decrypt, and the SDK refreshes and retries once', async () => {
+    const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true });
+    const first = await cfetch.verify();
+    const id = first.keyConfigs[0]!.keyId;
+    // Another key under the same id (what 255 identity versions apart look like), then attested.
+    gw.gateway.keys.ohttp.remove(id);
+    gw.gateway.keys.ohttp.install(await createOhttpServerKey({ keyId: id }));
+    await gw.gateway.attestation.reattest();
+    const { encapsulatedRequest } = await encapsulateRequest(first.keyConfigs[0]!, chatRequest());
+    expect((await problem(await post(encapsulatedRequest))).code).toBe('ERR_OHTTP_REQUEST_DECRYPT');
+    const res = await cfetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${gw.apiKey}` },
+      body: JSON.stringify({ model: DEMO_MODEL_ID, messages: [{ role: 'user', content: 'same id, new key' }] }),
+    });
+    expect(res.status).toBe(200);
+    expect((await cfetch.verify()).keyConfigs[0]!.keyId).toBe(id);
   });
 });
