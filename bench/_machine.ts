@@ -1,6 +1,7 @@
 // Shared by bench scripts: a description of the machine and small statistics helpers.
 import { cpus, totalmem } from 'node:os';
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { closeSync, fdatasyncSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 
 export function machine(): string {
   const c = cpus();
@@ -53,4 +54,19 @@ export async function rate(fn: () => Promise<void>, ms: number, batch = 10): Pro
   }
   const cpu = process.cpuUsage(cpu0);
   return { wall: (n * 1000) / (t - start), perCpu: (n * 1e6) / (cpu.user + cpu.system) };
+}
+
+/** The durable-write floor: 4 KiB writes each followed by fdatasync, in a file under `dir`, per second. */
+export function fdatasyncPerSecond(dir: string, ms = 2000): number {
+  const fd = openSync(join(dir, 'fsync.bin'), 'w');
+  const buf = Buffer.alloc(4096, 7);
+  let n = 0;
+  const start = performance.now();
+  while (performance.now() - start < ms) {
+    writeSync(fd, buf, 0, buf.length, (n % 64) * 4096);
+    fdatasyncSync(fd);
+    n++;
+  }
+  closeSync(fd);
+  return (n * 1000) / (performance.now() - start);
 }

@@ -1,7 +1,7 @@
 // Transparency ledger: durable appends per second (group commit), append -> published checkpoint
 // latency, and proof generation/verification at 1M and 10M entries, next to the floor (the
 // disk's raw fsync rate, SHA-256 and Ed25519 costs) and a baseline (one SQLite commit per append).
-import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -35,7 +35,7 @@ import {
   type TileTree,
 } from '@custody/ledger';
 import { FsTileStore, openLog } from '@custody/ledger-service';
-import { machine, percentile, writeSection } from './_machine.js';
+import { fdatasyncPerSecond, machine, percentile, writeSection } from './_machine.js';
 import { postgresUnavailableReason, startPostgres } from '../services/ledger/src/testing/postgres.js';
 
 const RUN_MS = Number(process.env.BENCH_MS ?? 8000);
@@ -47,20 +47,6 @@ const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFracti
 const log = (s: string) => console.log(s);
 
 // ---------------------------------------------------------------- floor
-function fsyncRate(ms = 2000): number {
-  const fd = openSync(join(work, 'fsync.bin'), 'w');
-  const buf = Buffer.alloc(4096, 7);
-  let n = 0;
-  const start = performance.now();
-  while (performance.now() - start < ms) {
-    writeSync(fd, buf, 0, buf.length, (n % 64) * 4096);
-    fdatasyncSync(fd);
-    n++;
-  }
-  closeSync(fd);
-  return (n * 1000) / (performance.now() - start);
-}
-
 function perOp(f: () => unknown, n: number): number {
   for (let i = 0; i < Math.min(n, 20000); i++) f();
   const t = performance.now();
@@ -68,7 +54,7 @@ function perOp(f: () => unknown, n: number): number {
   return ((performance.now() - t) * 1000) / n;
 }
 
-const fsyncs = fsyncRate();
+const fsyncs = fdatasyncPerSecond(work);
 log(`floor: fdatasync ${fmt(fsyncs)}/s`);
 const a32 = rfc6962.leaf(utf8('a'));
 const b32 = rfc6962.leaf(utf8('b'));

@@ -4,14 +4,14 @@
 // `enc`, one INSERT into a bare SQLite table, one PostgreSQL round trip `SELECT 1`).
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { MemoryReplayStore, PostgresReplayStore, SqliteReplayStore, replayKey, type ReplayStore } from '@custody/gateway-service';
 import { startPostgres } from '../services/broker/src/testing/postgres.js';
-import { machine, percentile, writeSection } from './_machine.js';
+import { fdatasyncPerSecond, machine, percentile, writeSection } from './_machine.js';
 
 const N = Number(process.env.BENCH_N ?? 20000);
 const WINDOW_MS = 60_000;
@@ -48,20 +48,6 @@ function row(what: string, t: Timing, note = ''): Timing {
   rows.push(`| ${what} | ${fmt(t.mean)} | ${fmt(t.p50)} | ${fmt(t.p99)} | ${note} |`);
   console.log(`${what}: mean ${fmt(t.mean)} µs, p50 ${fmt(t.p50)}, p99 ${fmt(t.p99)}`);
   return t;
-}
-
-function fsyncMicros(ms = 1500): number {
-  const fd = openSync(join(work, 'fsync.bin'), 'w');
-  const buf = Buffer.alloc(4096, 7);
-  let n = 0;
-  const start = performance.now();
-  while (performance.now() - start < ms) {
-    writeSync(fd, buf, 0, buf.length, (n % 64) * 4096);
-    fdatasyncSync(fd);
-    n++;
-  }
-  closeSync(fd);
-  return ((performance.now() - start) * 1000) / n;
 }
 
 /** `procs` processes commit fresh keys into one SQLite file for `ms`; returns commits per second in total. */
@@ -113,7 +99,7 @@ async function throughput(store: ReplayStore, inflight: number, ms: number): Pro
 
 let sqliteCommit: Timing | undefined;
 let pgCommit: Timing | undefined;
-const fsyncUs = fsyncMicros();
+const fsyncUs = 1e6 / fdatasyncPerSecond(work, 1500);
 console.log(`fsync: ${fmt(fsyncUs)} µs`);
 
 // ---------------------------------------------------------------- memory
