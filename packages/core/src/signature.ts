@@ -4,7 +4,7 @@
  * installs with `setSignatureProvider` (@custody/crypto-node). WebCrypto's Ed25519 verify runs
  * as a job on another thread, which costs a round trip per response for a 50 µs check.
  */
-import { toBase64Url } from './bytes.js';
+import { BytesKeyedCache } from './bytes-cache.js';
 import type { MaybePromise } from './hpke/provider.js';
 import { subtle } from './crypto.js';
 
@@ -18,30 +18,14 @@ export interface SignaturePrimitives {
   verifyEd25519(publicKey: Uint8Array, signature: Uint8Array, message: Uint8Array): MaybePromise<boolean>;
 }
 
-/** Imported public keys by their base64url form: a client verifies many signatures by one key. */
-export class PublicKeyCache<K> {
-  private readonly keys = new Map<string, K>();
-  constructor(private readonly max = 64) {}
-
-  get(raw: Uint8Array, load: () => K): K {
-    const id = toBase64Url(raw);
-    let k = this.keys.get(id);
-    if (k === undefined) {
-      k = load();
-      if (this.keys.size >= this.max) this.keys.delete(this.keys.keys().next().value!);
-      this.keys.set(id, k);
-    }
-    return k;
-  }
-}
-
-const webKeys = new PublicKeyCache<Promise<CryptoKey | undefined>>();
+/** Imported public keys by their exact bytes: a client verifies many signatures by one key. */
+const webKeys = new BytesKeyedCache<Promise<CryptoKey | undefined>>(64);
 
 export const webCryptoSignaturePrimitives: SignaturePrimitives = {
   name: 'webcrypto',
   async verifyEd25519(publicKey, signature, message) {
     if (publicKey.length !== 32 || signature.length !== 64) return false;
-    const key = await webKeys.get(publicKey, () =>
+    const key = await webKeys.getOrSet([publicKey], () =>
       subtle.importKey('raw', new Uint8Array(publicKey), { name: 'Ed25519' }, false, ['verify']).catch(() => undefined),
     );
     if (!key) return false;

@@ -6,12 +6,13 @@
  *   installNodeCrypto();   // HPKE and signatures
  */
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
-import { PublicKeyCache, setSignatureProvider, type SignaturePrimitives } from '@custody/core';
+import { BytesKeyedCache, setSignatureProvider, type SignaturePrimitives } from '@custody/core';
 
-const keys = new PublicKeyCache<KeyObject | undefined>();
+/** Imported public keys by their exact bytes: a client verifies many signatures by one key. */
+const keys = new BytesKeyedCache<KeyObject | undefined>(64);
 
 function ed25519Key(raw: Uint8Array): KeyObject | undefined {
-  return keys.get(raw, () => {
+  return keys.getOrSet([raw], () => {
     try {
       return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' });
     } catch {

@@ -224,8 +224,7 @@ function syncSha256(data: Uint8Array): Bytes {
 
 /** `sha256:<hex>` of some bytes. */
 export async function digestOf(data: Uint8Array): Promise<string> {
-  const provider = getHpkeProvider();
-  return 'sha256:' + toHex(provider.sha256 ? provider.sha256(data) : data.length <= SYNC_HASH_MAX ? sha256Sync(data) : await sha256(data));
+  return 'sha256:' + toHex(getHpkeProvider().sha256 || data.length <= SYNC_HASH_MAX ? syncSha256(data) : await sha256(data));
 }
 
 const RECEIPT_ONLY = ['receiptId', 'ledger', 'signature'] as const;
