@@ -4,7 +4,7 @@
  *
  *   const gw = await Gateway.create({ backend, attester, broker, ledger, policy });
  *   await gw.start();                 // attests; serves confidential routes only once attested
- *   const server = await listen(gw.app, { port: 8443 });
+ *   const server = await listen(gw.app, { port: 8443, intercept: gw.intercept });
  */
 import type { Hono } from 'hono';
 import type { Logger } from 'pino';
@@ -15,7 +15,8 @@ import type { EvidenceVerifierSet } from '@custody/sdk';
 import { AttestationManager, type AttestationManagerOptions } from './attestation/attestation-manager.js';
 import type { BrokerClient } from './attestation/broker-client.js';
 import type { ModelBackend } from './backends/types.js';
-import { createGatewayApp } from './http/app.js';
+import { createGatewayApp, createOhttpNodeHandler } from './http/app.js';
+import type { NodeIntercept } from './http/serve.js';
 import { GatewayKeys } from './keys/gateway-keys.js';
 import type { LedgerSink } from './ledger/ledger-sink.js';
 import { createGatewayLogger } from './observability/logger.js';
@@ -73,6 +74,8 @@ export interface GatewayOptions {
 
 export class Gateway {
   readonly app: Hono;
+  /** The node:http fast path for `message/ohttp-req` (same exchange as the app's route): `listen(gw.app, { intercept: gw.intercept })`. */
+  readonly intercept: NodeIntercept;
   private rotation: ReturnType<typeof setInterval> | undefined;
 
   private constructor(
@@ -97,7 +100,9 @@ export class Gateway {
       metrics,
       ...(options.requestDateWindowMs !== undefined ? { dateWindowMs: options.requestDateWindowMs } : {}),
     });
-    this.app = createGatewayApp({ attestation, keys, pipeline, replay, ledger: options.ledger, metrics, logger, clock, ...(options.cors !== undefined ? { cors: options.cors } : {}) });
+    const deps = { attestation, keys, pipeline, replay, ledger: options.ledger, metrics, logger, clock, ...(options.cors !== undefined ? { cors: options.cors } : {}) };
+    this.app = createGatewayApp(deps);
+    this.intercept = createOhttpNodeHandler(deps);
   }
 
   static async create(options: GatewayOptions): Promise<Gateway> {

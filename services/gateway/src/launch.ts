@@ -143,7 +143,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     await closeReplay();
     throw new CustodyError('ERR_GATEWAY_NOT_ATTESTED', 'the gateway could not attest at start; see the log for the reason');
   }
-  const server = await listen(gateway.app, { ...(c.port !== undefined ? { port: c.port } : {}), ...(c.host ? { host: c.host } : {}) });
+  const server = await listen(gateway.app, { intercept: gateway.intercept, ...(c.port !== undefined ? { port: c.port } : {}), ...(c.host ? { host: c.host } : {}) });
   const jwks = await broker.jwks();
   const model = backend.models()[0];
   const snap = gateway.attestation.snapshot!;

@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   OHTTP_KEY_PROBLEM_TYPE,
+  RECEIPT_HEADER,
   createConfidentialFetch,
   createOhttpServerKey,
   decodeBhttpResponse,
@@ -115,6 +116,58 @@ describe('encapsulated requests', () => {
     const res = await post(new Uint8Array(10), 'application/octet-stream');
     expect(res.status).toBe(415);
     expect((await problem(res)).code).toBe('ERR_OHTTP_MEDIA_TYPE');
+  });
+});
+
+describe('two HTTP paths, one exchange', () => {
+  // Over the socket, `message/ohttp-req` is answered by the node:http fast path; in process,
+  // `gateway.fetch` goes through the Hono route. Both must answer alike.
+  const viaApp = (body: Uint8Array, type = 'message/ohttp-req') => Promise.resolve(gw.gateway.fetch(new Request('http://gateway.invalid/ohttp', { method: 'POST', headers: { 'content-type': type }, body })));
+  const paths = [
+    ['node:http fast path', post],
+    ['Hono route', viaApp],
+  ] as const;
+
+  for (const [name, send] of paths) {
+    it(`${name}: answers, refuses a replay, and sets the same headers`, async () => {
+      const config = await currentConfig();
+      const { encapsulatedRequest, context } = await encapsulateRequest(config, chatRequest());
+      const ok = await send(encapsulatedRequest);
+      expect(ok.status).toBe(200);
+      expect(ok.headers.get('content-type')).toBe('message/ohttp-res');
+      expect(ok.headers.get('cache-control')).toBe('no-store');
+      expect(ok.headers.get('access-control-allow-origin')).toBe('*');
+      const inner = decodeBhttpResponse(await context.decapsulateResponse(new Uint8Array(await ok.arrayBuffer())));
+      expect(inner.status).toBe(200);
+      expect(inner.headers.some(([n]) => n === RECEIPT_HEADER)).toBe(true);
+
+      const again = await send(encapsulatedRequest);
+      expect(again.status).toBe(400);
+      expect(again.headers.get('x-custody-code')).toBe('ERR_GATEWAY_REPLAY');
+      expect(again.headers.get('access-control-allow-origin')).toBe('*');
+      expect((await problem(again)).code).toBe('ERR_GATEWAY_REPLAY');
+    });
+
+    it(`${name}: a body over the OHTTP message limit is refused with ERR_INPUT_TOO_LARGE (413) before any decryption`, async () => {
+      const decrypts = gw.ledger.events.length;
+      const res = await send(new Uint8Array(17 * 1024 * 1024));
+      expect(res.status).toBe(413);
+      expect((await problem(res)).code).toBe('ERR_INPUT_TOO_LARGE');
+      expect(gw.ledger.events.length).toBe(decrypts);
+    });
+  }
+
+  it('the fast path refuses a body over the limit sent without Content-Length (chunked transfer) as well', async () => {
+    const big = new Uint8Array(17 * 1024 * 1024);
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        for (let o = 0; o < big.length; o += 1 << 20) c.enqueue(big.subarray(o, o + (1 << 20)));
+        c.close();
+      },
+    });
+    const res = await fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body, duplex: 'half' } as RequestInit);
+    expect(res.status).toBe(413);
+    expect((await problem(res)).code).toBe('ERR_INPUT_TOO_LARGE');
   });
 });
 

@@ -12,6 +12,7 @@
  *   GET  /healthz, /readyz, /metrics
  */
 import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Hono, type MiddlewareHandler } from 'hono';
 import { cors } from 'hono/cors';
 import type { Logger } from 'pino';
@@ -151,18 +152,18 @@ export function createGatewayApp(d: GatewayAppDeps): Hono {
 
   app.all('/v1/*', () => problemResponse(new CustodyError('ERR_GATEWAY_PLAINTEXT')));
 
+  const exchange = createOhttpExchange(d);
   app.post('/ohttp', async (c) => {
     const started = performance.now();
     const ct = essence(c.req.header('content-type'));
-    const refuse = (e: unknown): Response => {
-      const err = toCustodyError(e);
-      d.metrics.refusals.inc({ code: err.code });
-      d.logger.info({ event: 'ohttp.refused', code: err.code }, 'encapsulated request refused');
-      return problemResponse(err);
-    };
-    if (ct !== OhttpMediaType.Request && ct !== OhttpMediaType.ChunkedRequest) {
-      return refuse(new CustodyError('ERR_OHTTP_MEDIA_TYPE', `expected ${OhttpMediaType.Request} or ${OhttpMediaType.ChunkedRequest}`));
+    if (ct !== OhttpMediaType.ChunkedRequest) {
+      const a = await exchange(ct, () => readRequest(c.req.raw, MAX_OHTTP_MESSAGE), started);
+      return new Response(a.body, { status: a.status, headers: a.headers });
     }
+    const refuse = (e: unknown): Response => {
+      const a = refusal(d, e);
+      return new Response(a.body, { status: a.status, headers: a.headers });
+    };
     try {
       // Fail closed before any decryption: an unattested gateway touches no request.
       d.attestation.assertServing();
@@ -170,36 +171,6 @@ export function createGatewayApp(d: GatewayAppDeps): Hono {
       return refuse(e);
     }
     const receivedAt = d.clock();
-    if (ct === OhttpMediaType.Request) {
-      let request: Uint8Array;
-      let context;
-      let answer;
-      try {
-        const sealed = await readRequest(c.req.raw, MAX_OHTTP_MESSAGE);
-        ({ request, context } = await decapsulateRequest(d.keys.ohttp.active, sealed));
-        await d.replay.commit(context.enc);
-        answer = answerUnder(d, context.header.keyId);
-      } catch (e) {
-        return refuse(e);
-      }
-      const inner = await d.pipeline.handle(request, answer.snapshot, receivedAt, answer.sign);
-      let content: Uint8Array;
-      let status = inner.status;
-      let headers = inner.headers;
-      try {
-        content = inner.body instanceof ReadableStream ? await readAll(inner.body, MAX_INNER_BODY) : inner.body;
-        headers = withReceipt(headers, await inner.finish(sha256Digest(content)));
-      } catch (e) {
-        const p = toProblem(e);
-        status = p.status;
-        content = problemBody(p);
-        headers = [['content-type', PROBLEM_CONTENT_TYPE]];
-      }
-      const sealedResponse = await context.encapsulateResponse(encodeBhttpResponse({ status, headers, content }));
-      observe(d, inner, status, started);
-      return new Response(sealedResponse, { status: 200, headers: { 'content-type': OhttpMediaType.Response, 'cache-control': 'no-store' } });
-    }
-
     let requestBytes: Uint8Array;
     let context;
     let answer;
@@ -218,6 +189,142 @@ export function createGatewayApp(d: GatewayAppDeps): Hono {
   });
 
   return app;
+}
+
+/** A whole answer to an exchange, ready for any HTTP server: status, headers, body bytes. */
+export interface ExchangeAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: Uint8Array<ArrayBuffer>;
+}
+
+function refusal(d: GatewayAppDeps, e: unknown): ExchangeAnswer {
+  const p = toProblem(e);
+  d.metrics.refusals.inc({ code: p.code });
+  d.logger.info({ event: 'ohttp.refused', code: p.code }, 'encapsulated request refused');
+  const headers: Record<string, string> = { 'content-type': PROBLEM_CONTENT_TYPE, 'cache-control': 'no-store', 'x-custody-code': p.code };
+  if (p.status === 503) headers['retry-after'] = '5';
+  return { status: p.status, headers, body: problemBody(p) };
+}
+
+/**
+ * The non-chunked OHTTP exchange (`message/ohttp-req`), independent of the HTTP server: the
+ * media type (`ct`, its essence) and the sealed request's bytes in, the sealed response (or a
+ * problem document) out. The Hono route and the node:http fast path both answer through it.
+ */
+export function createOhttpExchange(d: GatewayAppDeps): (ct: string, read: () => Promise<Uint8Array>, started: number) => Promise<ExchangeAnswer> {
+  return async (ct, read, started) => {
+    if (ct !== OhttpMediaType.Request) {
+      return refusal(d, new CustodyError('ERR_OHTTP_MEDIA_TYPE', `expected ${OhttpMediaType.Request} or ${OhttpMediaType.ChunkedRequest}`));
+    }
+    try {
+      // Fail closed before any decryption: an unattested gateway touches no request.
+      d.attestation.assertServing();
+    } catch (e) {
+      return refusal(d, e);
+    }
+    const receivedAt = d.clock();
+    let request: Uint8Array;
+    let context;
+    let answer;
+    try {
+      const sealed = await read();
+      ({ request, context } = await decapsulateRequest(d.keys.ohttp.active, sealed));
+      await d.replay.commit(context.enc);
+      answer = answerUnder(d, context.header.keyId);
+    } catch (e) {
+      return refusal(d, e);
+    }
+    const inner = await d.pipeline.handle(request, answer.snapshot, receivedAt, answer.sign);
+    let content: Uint8Array;
+    let status = inner.status;
+    let headers = inner.headers;
+    try {
+      content = inner.body instanceof ReadableStream ? await readAll(inner.body, MAX_INNER_BODY) : inner.body;
+      headers = withReceipt(headers, await inner.finish(sha256Digest(content)));
+    } catch (e) {
+      const p = toProblem(e);
+      status = p.status;
+      content = problemBody(p);
+      headers = [['content-type', PROBLEM_CONTENT_TYPE]];
+    }
+    const sealedResponse = await context.encapsulateResponse(encodeBhttpResponse({ status, headers, content }));
+    observe(d, inner, status, started);
+    return { status: 200, headers: { 'content-type': OhttpMediaType.Response, 'cache-control': 'no-store' }, body: sealedResponse };
+  };
+}
+
+/**
+ * `POST /ohttp` with `message/ohttp-req` served straight from node:http (no Web Request,
+ * Response or body streams: the body is read into one buffer, the sealed answer written in one
+ * call), through the same exchange as the Hono route; everything else (chunked OHTTP, other
+ * routes) goes to the app. Returns whether it took the request.
+ */
+export function createOhttpNodeHandler(d: GatewayAppDeps): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const exchange = createOhttpExchange(d);
+  const cors = d.cors ?? true;
+  return (req, res) => {
+    if (req.method !== 'POST' || req.url !== '/ohttp' || essence(req.headers['content-type']) !== OhttpMediaType.Request) return false;
+    const started = performance.now();
+    exchange(OhttpMediaType.Request, () => readNodeBody(req, MAX_OHTTP_MESSAGE), started).then(
+      (a) => {
+        if (cors) a.headers['access-control-allow-origin'] = '*';
+        a.headers['content-length'] = String(a.body.length);
+        res.writeHead(a.status, a.headers);
+        res.end(a.body);
+      },
+      (e: unknown) => {
+        // The exchange answers every refusal itself; this is a defect, answered as one.
+        d.logger.error({ event: 'ohttp.failed', code: toCustodyError(e).code }, 'encapsulated request failed');
+        if (!res.headersSent) res.writeHead(500, { 'content-type': PROBLEM_CONTENT_TYPE });
+        res.end();
+      },
+    );
+    return true;
+  };
+}
+
+/** A node:http request body, bounded (by Content-Length up front, then by what arrives). */
+function readNodeBody(req: IncomingMessage, max: number): Promise<Uint8Array> {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && /^[0-9]{1,10}$/.test(declared) && Number(declared) > max) {
+    req.resume();
+    return Promise.reject(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large', { detail: { max } }));
+  }
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      size += chunk.length;
+      if (size > max) {
+        failed = true;
+        reject(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large', { detail: { max } }));
+        return;
+      }
+      parts.push(chunk);
+    });
+    req.once('end', () => {
+      if (failed) return;
+      if (parts.length === 1) {
+        const b = parts[0]!;
+        resolve(new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
+        return;
+      }
+      const out = new Uint8Array(size);
+      let o = 0;
+      for (const p of parts) {
+        out.set(p, o);
+        o += p.length;
+      }
+      resolve(out);
+    });
+    req.once('error', (e) => {
+      if (!failed) reject(new CustodyError('ERR_INPUT_MALFORMED', 'the request body could not be read', { cause: e }));
+      failed = true;
+    });
+  });
 }
 
 /**

@@ -117,7 +117,7 @@ export async function startTestGateway(o: TestGatewayOptions = {}): Promise<Test
     ...o.gateway,
   });
   await gateway.start();
-  const server = await listen(gateway.app);
+  const server = await listen(gateway.app, { intercept: gateway.intercept });
   return {
     gateway,
     server,
