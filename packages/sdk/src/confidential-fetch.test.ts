@@ -1,7 +1,7 @@
 // The fast path that skips building a Request must see exactly what a Request would hold.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fastRequest } from './confidential-fetch.js';
+import { fastRequest, wantsStream } from './confidential-fetch.js';
 
 async function viaRequest(input: string | URL, init?: RequestInit) {
   const r = new Request(input, init);
@@ -52,5 +52,54 @@ describe('fastRequest', () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('wantsStream', () => {
+  // The reference: parse the body and read its top-level "stream" member.
+  const reference = (text: string): boolean => {
+    try {
+      const v = JSON.parse(text) as { stream?: unknown };
+      return typeof v === 'object' && v !== null && v.stream === true;
+    } catch {
+      return false;
+    }
+  };
+  const req = { method: 'POST', url: 'https://gw.example/v1/chat/completions', headers: new Headers() };
+  const bytes = (s: string) => new TextEncoder().encode(s);
+
+  it.each([
+    ['{"model":"m","stream":true}', true],
+    ['{"model":"m", "stream" :\n\ttrue }', true],
+    ['{"model":"m","stream":false}', false],
+    ['{"model":"m","messages":[{"role":"user","content":"say \\"stream\\": true"}]}', false],
+    ['{"model":"m","metadata":{"stream":true}}', false],
+    ['{"model":"m","str\\u0065am":true}', true],
+    ['{"stream":true', false],
+    ['', false],
+  ])('%s -> %s', (text, expected) => {
+    expect(wantsStream(req, bytes(text))).toBe(expected);
+    expect(reference(text)).toBe(expected);
+  });
+
+  it('agrees with parsing the whole body on arbitrary JSON objects, with and without a stream member', () => {
+    fc.assert(
+      fc.property(
+        fc.dictionary(fc.string(), fc.jsonValue()),
+        fc.option(fc.oneof(fc.boolean(), fc.constant('true'), fc.constant(1))),
+        fc.constantFrom('', ' ', '\n', '\t '),
+        (obj, stream, ws) => {
+          const o: Record<string, unknown> = { ...obj };
+          if (stream !== null) o.stream = stream;
+          const text = JSON.stringify(o, null, ws.length > 0 ? ws : undefined);
+          expect(wantsStream(req, bytes(text))).toBe(reference(text));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('an SSE Accept header means a stream whatever the body', () => {
+    expect(wantsStream({ ...req, headers: new Headers({ accept: 'text/event-stream' }) }, bytes('{}'))).toBe(true);
   });
 });

@@ -71,12 +71,16 @@ const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 const MAX_PROBLEM = 64 * 1024;
 const MAX_REQUEST_BODY = 8 * 1024 * 1024;
 
+const STREAM_TRUE = /"stream"\s*:\s*true/;
+
 /** Whether the response will be a stream: OpenAI-style `"stream": true`, or an SSE Accept header. */
-function wantsStream(req: OutgoingRequest, body: Uint8Array): boolean {
+export function wantsStream(req: OutgoingRequest, body: Uint8Array): boolean {
   if ((req.headers.get('accept') ?? '').includes('text/event-stream')) return true;
   if (body.length === 0 || body.length > 1024 * 1024) return false;
   const text = new TextDecoder().decode(body);
-  if (!text.includes('"stream"')) return false;
+  // Top-level `"stream": true` leaves this text in the JSON (or a \u escape spelling it); only
+  // then is the body parsed (a 4 KiB prompt costs a parse otherwise).
+  if (!STREAM_TRUE.test(text) && !text.includes('\\u')) return false;
   try {
     const v = JSON.parse(text) as { stream?: unknown };
     return v.stream === true;

@@ -37,6 +37,8 @@ const ROUTES: Record<string, InferenceRoute> = {
 
 export const MAX_INNER_BODY = 8 * 1024 * 1024;
 const enc = new TextEncoder();
+/** Stateless between calls (every decode is of a whole body), so one serves every request. */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 export function sha256Digest(data: Uint8Array): string {
   return 'sha256:' + createHash('sha256').update(data).digest('hex');
@@ -150,7 +152,7 @@ export class InferencePipeline {
     ctx.routeLabel = ctx.route = route;
     let json: Record<string, unknown>;
     try {
-      const v = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(req.content)) as unknown;
+      const v = JSON.parse(strictUtf8.decode(req.content)) as unknown;
       if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
       json = v as Record<string, unknown>;
     } catch (e) {
