@@ -309,7 +309,7 @@ async function inProcess(): Promise<InProcessRow[]> {
       hpkeProvider: providers,
     });
     await gw.start();
-    const cfetch = createConfidentialFetch({ gateway: 'http://gateway.invalid', jwks: await broker.jwks(), allowSimulated: true, fetch: (input, init) => gw.fetch(new Request(input, init)) });
+    const cfetch = createConfidentialFetch({ gateway: 'http://gateway.invalid', jwks: await broker.jwks(), allowSimulated: true, fetch: (input, init) => Promise.resolve(gw.fetch(new Request(input, init))) });
     await cfetch.verify();
     const cpuPer = async (f: () => Promise<void>, n = INPROC_N): Promise<number> => {
       for (let i = 0; i < 150; i++) await f();

@@ -27,6 +27,8 @@ fi
 
 status=0
 echo "== build"; npx tsc -b || status=1
+# tsc -b builds package sources only; this also type-checks tests, bench/, test/ (no emit).
+npx tsc -p tsconfig.check.json || status=1
 echo "== lint"; npm run -s lint || status=1
 
 echo "== tests"

@@ -19,6 +19,7 @@ import {
   streamOf,
   verifyReceipt,
   type Receipt,
+  type ReceiptBody,
 } from '@custody/sdk';
 
 interface Result {
@@ -120,13 +121,13 @@ async function run(): Promise<void> {
   await test('receipts: sign, verify, and refuse a modified receipt', async () => {
     const pair = (await subtle.generateKey({ name: 'Ed25519' }, true, ['sign', 'verify']));
     const jwk = { kty: 'OKP' as const, crv: 'Ed25519' as const, x: toBase64Url(new Uint8Array(await subtle.exportKey('raw', pair.publicKey))) };
-    const body = {
+    const body: ReceiptBody = {
       format: RECEIPT_FORMAT,
       tenant: 'browser',
       route: 'chat.completions',
       gateway: { platform: 'sim', simulated: true, measurements: {}, attestationDigest: await digestOf(new Uint8Array(1)) },
       model: { id: 'm', backend: 'demo' },
-      policy: { version: 'v', action: 'none' as const, findings: [] },
+      policy: { version: 'v', action: 'none', findings: [] },
       request: { digest: await digestOf(new Uint8Array(2)) },
       response: { digest: await digestOf(new Uint8Array(3)), status: 200, streamed: false },
       timestamps: { receivedAt: '2025-06-01T00:00:00.000Z', completedAt: '2025-06-01T00:00:01.000Z' },

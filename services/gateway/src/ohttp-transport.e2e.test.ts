@@ -2,6 +2,7 @@
 // typed codes; plaintext requests to confidential routes are refused; retired keys tell the
 // client to refresh, and the SDK does.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Bytes } from '@custody/core';
 import {
   OHTTP_KEY_PROBLEM_TYPE,
   RECEIPT_HEADER,
@@ -47,7 +48,7 @@ function chatRequest(date = new Date()): Uint8Array {
   });
 }
 
-const post = (body: Uint8Array, type = 'message/ohttp-req') => fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': type }, body });
+const post = (body: Bytes, type = 'message/ohttp-req') => fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': type }, body });
 
 async function problem(res: Response): Promise<{ code: string; type: string }> {
   expect(res.headers.get('content-type')).toBe('application/problem+json');
@@ -122,7 +123,7 @@ describe('encapsulated requests', () => {
 describe('two HTTP paths, one exchange', () => {
   // Over the socket, `message/ohttp-req` is answered by the node:http fast path; in process,
   // `gateway.fetch` goes through the Hono route. Both must answer alike.
-  const viaApp = (body: Uint8Array, type = 'message/ohttp-req') => Promise.resolve(gw.gateway.fetch(new Request('http://gateway.invalid/ohttp', { method: 'POST', headers: { 'content-type': type }, body })));
+  const viaApp = (body: Bytes, type = 'message/ohttp-req') => Promise.resolve(gw.gateway.fetch(new Request('http://gateway.invalid/ohttp', { method: 'POST', headers: { 'content-type': type }, body })));
   const paths = [
     ['node:http fast path', post],
     ['Hono route', viaApp],

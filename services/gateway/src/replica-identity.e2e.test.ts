@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deriveHpkeKeyPair, KemId, serializeHpkePrivateKey, toBase64, toBase64Url, toHex, utf8, type Bytes } from '@custody/core';
+import { deriveHpkeKeyPair, KemId, serializeHpkePrivateKey, systemClock, toBase64, toBase64Url, toHex, utf8, type Bytes } from '@custody/core';
 import {
   createConfidentialFetch,
   decodeBhttpResponse,
@@ -242,7 +242,7 @@ describe('fail closed', () => {
   it('an identity key without a releasing broker is a configuration error', async () => {
     const ledger = await InMemoryLedgerSink.create();
     const attester = new SimAttester({ measurements: { measurement: GOOD } });
-    const base = { backend: await DemoBackend.create(), attester, ledger, policy: { id: 'p', version: 1, tenants: [] } };
+    const base = { backend: await DemoBackend.create(systemClock), attester, ledger, policy: { id: 'p', version: 1, tenants: [] } };
     expect((await rejection(Gateway.create({ ...base, identityKey: { name: 'gw-identity' } }))).code).toBe('ERR_GATEWAY_CONFIG');
     expect((await rejection(Gateway.create({ ...base, broker: ib.client(), identityKey: { name: 'bad name\n' } }))).code).toBe('ERR_GATEWAY_CONFIG');
     expect((await rejection(launchGateway({ identityKey: 'gw-identity', port: 0 }))).code).toBe('ERR_USAGE');

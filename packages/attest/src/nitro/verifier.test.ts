@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CustodyError, decodeCbor, encodeCbor, encodeCoseSign1, fromHex, parseCoseSign1, toHex, type CborMap, type CborValue } from '@custody/core';
+import { CustodyError, decodeCbor, encodeCbor, encodeCoseSign1, fromHex, parseCoseSign1, toHex, type Bytes, type CborMap, type CborValue } from '@custody/core';
 import { readVector } from '../../../../test/vectors.js';
 import { parseNitroDocument, looksLikeNitroDocument } from './document.js';
 import { AWS_NITRO_ROOT_G1_SHA256 } from './roots.js';
@@ -110,7 +110,7 @@ describe('Nitro: the real NSM attestation document', () => {
 
 describe('Nitro: tampered twins', () => {
   const pcr3 = (payloadOf(DOC).get('pcrs') as CborMap).get(3) as Uint8Array;
-  const fixtureBundle = payloadOf(INVALID).get('cabundle') as Uint8Array[];
+  const fixtureBundle = payloadOf(INVALID).get('cabundle') as Bytes[]; // CBOR byte strings decode to Bytes
   const nvidiaRootDer = (() => {
     const b64 = new TextDecoder().decode(NVIDIA_ROOT_PEM).replace(/-----[A-Z ]+-----|\s/g, '');
     return Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));

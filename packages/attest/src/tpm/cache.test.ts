@@ -74,7 +74,7 @@ describe('TPM verifier with warm caches', () => {
     const ev = parseTpmEvidence(vectorBytes);
     await verifyTpmQuoteSignature(ev.attest, ev.signature, ev.ak);
     const spki = ev.ak.spki.slice();
-    spki[spki.length - 10] ^= 0x01; // a different modulus, same length and form
+    spki[spki.length - 10]! ^= 0x01; // a different modulus, same length and form
     const other = { ...ev.ak, spki };
     await expect(verifyTpmQuoteSignature(ev.attest, ev.signature, other)).rejects.toMatchObject({ code: 'ERR_EVIDENCE_SIGNATURE' });
   });

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { toHex, utf8, type Bytes } from '@custody/core';
+import { toHex, utf8 } from '@custody/core';
 import { rfc6962, type TreeHasher } from '../merkle/hasher.js';
 import { proveConsistency, proveInclusion } from '../merkle/proof.js';
 import { MemoryTree, treeRoot } from '../merkle/tree.js';
@@ -253,7 +253,7 @@ describe('TileCache: bounds and sharing', () => {
   it('does not cache a failed read, and retries it next time', async () => {
     const f = await growLog([300]);
     let fail = true;
-    const flaky: TileReader = (t: TileId): Promise<Bytes> => (fail ? Promise.reject(new Error('disk')) : f.reader(t));
+    const flaky: TileReader = (t: TileId): Promise<Uint8Array> => (fail ? Promise.reject(new Error('disk')) : f.reader(t));
     const cache = new TileCache();
     await expect(proveInclusion(new TileHashSource(flaky, 300, rfc6962, cache), 1, 300)).rejects.toThrow('disk');
     fail = false;

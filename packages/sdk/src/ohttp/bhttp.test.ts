@@ -13,6 +13,7 @@ import {
   encodeBhttpResponse,
   encodeBhttpResponseHead,
   type BhttpResponseInit,
+  type HttpField,
 } from './bhttp.js';
 import { readAll, streamOf } from './stream-buffer.js';
 
@@ -225,7 +226,8 @@ describe('Binary HTTP: invalid messages', () => {
 
   it('decodes field values byte for byte as ISO-8859-1, obs-text included', () => {
     const value = 'caf\u00e9 \u0080\u00ff end';
-    const res = { informational: [], status: 200, headers: [['x-latin', value] as [string, string], ['x-ascii', 'plain']], content: new Uint8Array(0), trailers: [] };
+    const headers: HttpField[] = [['x-latin', value], ['x-ascii', 'plain']];
+    const res = { informational: [], status: 200, headers, content: new Uint8Array(0), trailers: [] };
     const decoded = decodeBhttpResponse(encodeBhttpResponse(res));
     expect(decoded.headers).toEqual(res.headers);
     expect([...decoded.headers[0]![1]].map((c) => c.charCodeAt(0))).toEqual([...value].map((c) => c.charCodeAt(0)));

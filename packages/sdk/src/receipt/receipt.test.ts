@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalize, CustodyError, setSignatureProvider, subtle, toBase64Url, webCryptoSignaturePrimitives, type SignaturePrimitives } from '@custody/core';
+import { canonicalize, CustodyError, setSignatureProvider, subtle, toBase64Url, webCryptoSignaturePrimitives, type Bytes, type SignaturePrimitives } from '@custody/core';
 import { encodeEvent, validateEvent } from '@custody/ledger';
 import { digestOf, encodeReceiptHeader, parseReceipt, prepareReceipt, receiptIdOf, receiptLedgerEvent, receiptSigningBytes, RECEIPT_FORMAT, signPreparedReceipt, signReceipt, verifyReceipt, type Receipt, type ReceiptBody } from './receipt.js';
 
@@ -95,7 +95,7 @@ describe('receipts canonicalised once', () => {
     const p = prepareReceipt(body);
     expect(p.receiptId).toBe(await receiptIdOf(body));
     const signedMessages: string[] = [];
-    const sign = async (m: Uint8Array) => {
+    const sign = async (m: Bytes) => {
       signedMessages.push(new TextDecoder().decode(m));
       return new Uint8Array(await subtle.sign({ name: 'Ed25519' }, pair.privateKey, m));
     };

@@ -282,7 +282,7 @@ export function receiptSigningBytes(r: Omit<Receipt, 'signature'> & { signature?
 }
 
 /** An Ed25519 signing function (a platform key handle the caller keeps). */
-export type ReceiptSignFn = (message: Uint8Array) => Uint8Array | Promise<Uint8Array>;
+export type ReceiptSignFn = (message: Bytes) => Uint8Array | Promise<Uint8Array>;
 
 /**
  * Signs a prepared receipt (gateway side) and encodes its header value, from the body's

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CustodyError} from '@custody/core';
-import { fromBase64Url, toBase64, toBase64Url, toHex, type Bytes } from '@custody/core';
+import { fromBase64Url, toBase64, toBase64Url, toHex } from '@custody/core';
 import { verifyEar } from '@custody/policy';
 import { SimAttester } from '@custody/attester-service';
 import { toCustodyEvent } from '@custody/ledger';
@@ -38,7 +38,7 @@ function encodings(secret: Uint8Array): string[] {
 
 describe('key release handshake over HTTP with sim evidence', () => {
   let b: HandshakeBroker;
-  const secrets: Bytes[] = [];
+  const secrets: Uint8Array[] = []; // only searched for in logs, any buffer will do
   const errorTexts: string[] = [];
   const material = { dk: randomBytes(32), dk2: randomBytes(32), other: randomBytes(32) };
 

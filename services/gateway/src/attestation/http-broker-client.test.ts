@@ -20,7 +20,7 @@ function brokerTestDouble(local: LocalAppraisalBroker): Hono {
   };
   app.use('/v1/*', async (c, next) => {
     if (c.req.header('authorization') !== `Bearer ${WORKLOAD_KEY}` && !c.req.path.endsWith('/release')) return c.json({ code: 'ERR_AUTH_INVALID' }, 401);
-    await next();
+    return next();
   });
   app.post('/v1/attest/challenge', async (c) => {
     const ch = await local.challenge();

@@ -17,7 +17,7 @@ describe('InMemoryLedgerSink', () => {
       route: 'chat.completions',
       gateway: { platform: 'sim', simulated: true, measurements: { measurement: '00'.repeat(48) }, attestationDigest: 'sha256:' + 'ab'.repeat(32) },
       model: { id: 'm', backend: 'upstream' },
-      policy: { version: 1, action: 'none', findings: [] },
+      policy: { version: '1', action: 'none', findings: [] },
       request: { digest: 'sha256:' + '01'.repeat(32) },
       response: { digest: 'sha256:' + '02'.repeat(32), status: 200, streamed: false },
       timestamps: { receivedAt: '2026-11-26T10:00:00.000Z', completedAt: '2026-11-26T10:00:00.001Z' },
