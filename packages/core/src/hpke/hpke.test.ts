@@ -74,6 +74,33 @@ describe('HPKE API', () => {
     }
   });
 
+  it('the cached key schedule context never crosses info, mode or suite', async () => {
+    // Setups without a PSK reuse key_schedule_context per (provider, suite, mode, info). Interleave
+    // infos (one differing in its last byte), modes and suites, twice over: a matching recipient
+    // opens; one with another info or mode must not, which it would if a cached context were
+    // shared across inputs. (The RFC 9180 vectors check the derived values themselves.)
+    const r = await generateHpkeKeyPair(KemId.DhkemX25519HkdfSha256);
+    const s = await generateHpkeKeyPair(KemId.DhkemX25519HkdfSha256);
+    const suites = [X25519_AES128, { kem: KemId.DhkemX25519HkdfSha256, kdf: KdfId.HkdfSha256, aead: AeadId.ChaCha20Poly1305 }];
+    const infos = [utf8('message/bhttp request'), utf8('message/bhttp requesu'), new Uint8Array(0), utf8('message/bhttp request')];
+    for (let round = 0; round < 2; round++) {
+      for (const suite of suites) {
+        for (const info of infos) {
+          for (const auth of [false, true]) {
+            const sender = await setupHpkeSender({ suite, recipientPublicKey: r.publicKey, info, ...(auth ? { senderKeyPair: s } : {}) });
+            const ct = await sender.seal(utf8('x'));
+            for (const [otherInfo, otherAuth] of [[info, auth], [infos[(infos.indexOf(info) + 1) % 3]!, auth], [info, !auth]] as const) {
+              const same = toHex(otherInfo) === toHex(info) && otherAuth === auth;
+              const opened = setupHpkeRecipient({ suite, recipientKeyPair: r, enc: sender.enc, info: otherInfo, ...(otherAuth ? { senderPublicKey: s.publicKey } : {}) }).then((rc) => rc.open(ct));
+              if (same) expect(new TextDecoder().decode(await opened)).toBe('x');
+              else await expect(opened).rejects.toMatchObject({ code: 'ERR_HPKE_OPEN' });
+            }
+          }
+        }
+      }
+    }
+  });
+
   it('keeps messages in order within a context', async () => {
     const r = await generateHpkeKeyPair(KemId.DhkemX25519HkdfSha256);
     const s = await setupHpkeSender({ suite: X25519_AES128, recipientPublicKey: r.publicKey });

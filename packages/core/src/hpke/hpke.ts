@@ -5,6 +5,7 @@
  * (or sender public key) selects auth modes.
  */
 import { concatBytes, copyBytes, equalBytes, isAllZero, utf8, type Bytes } from '../bytes.js';
+import { BytesKeyedCache } from '../bytes-cache.js';
 import type { RandomSource } from '../crypto.js';
 import { xorNonce, type AeadKey } from './aead.js';
 import { LabeledKdf } from './hkdf.js';
@@ -253,11 +254,27 @@ interface Schedule {
 }
 
 /** KeySchedule<ROLE>(mode, shared_secret, info, psk, psk_id) (RFC 9180 section 5.1); wipes shared_secret. */
+/**
+ * key_schedule_context by provider, then suite, mode and info, for PSK-less setups (public
+ * values: hashes of public inputs). Per provider, so each provider's conformance run computes
+ * its own.
+ */
+const scheduleContexts = new WeakMap<HpkePrimitives, BytesKeyedCache<Bytes>>();
+
 async function keySchedule(provider: HpkePrimitives, suite: ResolvedSuite, mode: HpkeMode, sharedSecret: Bytes, info: Uint8Array, psk: HpkePsk | undefined): Promise<Schedule> {
   const kdf = new LabeledKdf(provider, suite.kdf, suite.suiteId);
-  const pskIdHash = await kdf.extract(EMPTY, LABEL.pskIdHash, psk?.id ?? EMPTY);
-  const infoHash = await kdf.extract(EMPTY, LABEL.infoHash, info);
-  const context = concatBytes(Uint8Array.of(mode), pskIdHash, infoHash);
+  // key_schedule_context depends only on mode, psk_id and info: without a PSK (base and auth
+  // modes, every OHTTP request) it is the same for every message to a key configuration.
+  const cacheKey = psk ? undefined : [suite.suiteId, Uint8Array.of(mode), info];
+  let contexts = scheduleContexts.get(provider);
+  if (!contexts) scheduleContexts.set(provider, (contexts = new BytesKeyedCache<Bytes>(64)));
+  let context = cacheKey ? contexts.get(cacheKey) : undefined;
+  if (!context) {
+    const pskIdHash = await kdf.extract(EMPTY, LABEL.pskIdHash, psk?.id ?? EMPTY);
+    const infoHash = await kdf.extract(EMPTY, LABEL.infoHash, info);
+    context = concatBytes(Uint8Array.of(mode), pskIdHash, infoHash);
+    if (cacheKey) contexts.set(cacheKey, context);
+  }
   const secret = await kdf.extract(sharedSecret, LABEL.secret, psk?.key ?? EMPTY);
   sharedSecret.fill(0);
   try {
