@@ -343,18 +343,34 @@ function observe(d: GatewayAppDeps, inner: InnerResponse, status: number, starte
   d.metrics.duration.observe({ route: inner.routeLabel, streamed }, (performance.now() - started) / 1000);
 }
 
+/** What `reader.read()` gives when nothing is queued yet (see `sealedBhttpStream`). */
+const NOT_YET = Symbol('not yet');
+const notYet = Promise.resolve(NOT_YET);
+/** Content bytes gathered into one sealed chunk at most (pieces already waiting, never waited for). */
+const MAX_GATHER = 64 * 1024;
+
 /**
  * The inner response as an indeterminate-length Binary HTTP message, sealed as chunked OHTTP
- * in one stream: the head leaves with the first content piece, then one sealed chunk per
- * backend chunk (so tokens leave as they come), then the end with the receipt as a trailer,
- * finished over the digest of the whole content, sealed as the final chunk. An error mid-stream
- * errors the stream, and the client sees a truncated message rather than a short one.
+ * in one stream: the head leaves with the first content piece; then each sealed chunk carries
+ * the next piece together with every piece already waiting behind it (tokens leave as soon as
+ * they come, and a backend that runs ahead of the socket costs one seal per batch, not per
+ * token); the end carries the receipt as a trailer, finished over the digest of the whole
+ * content, sealed as the final chunk (with the last content when that was already there). An
+ * error mid-stream errors the stream, and the client sees a truncated message rather than a
+ * short one.
  */
 function sealedBhttpStream(d: GatewayAppDeps, inner: InnerResponse, started: number, sealer: ChunkSealer): ReadableStream<Uint8Array> {
   const hash = createHash('sha256');
   const reader = inner.body instanceof ReadableStream ? inner.body.getReader() : undefined;
   let pendingBytes = inner.body instanceof ReadableStream ? undefined : inner.body;
   let head: Uint8Array | undefined = encodeBhttpResponseHead({ status: inner.status, headers: inner.headers });
+  /** A read that lost the race in `waiting`, still owed to the next call. */
+  let owed: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
+  const read = (): Promise<ReadableStreamReadResult<Uint8Array>> => {
+    const r = owed ?? reader!.read();
+    owed = undefined;
+    return r;
+  };
   /** The next piece of content, or undefined at its end. */
   const next = async (): Promise<Uint8Array | undefined> => {
     if (pendingBytes) {
@@ -363,25 +379,64 @@ function sealedBhttpStream(d: GatewayAppDeps, inner: InnerResponse, started: num
       return b;
     }
     if (!reader) return undefined;
-    const r = await reader.read();
+    const r = await read();
     return r.done ? undefined : r.value;
+  };
+  /**
+   * The next piece if it is already queued (a read of a queued chunk is settled when it
+   * returns, so it wins the race against an already-resolved marker), undefined at the end,
+   * NOT_YET otherwise; a read that is not yet settled is kept for the next call.
+   */
+  const waiting = async (): Promise<Uint8Array | undefined | typeof NOT_YET> => {
+    if (!reader) return undefined;
+    const p = read();
+    const r = await Promise.race<ReadableStreamReadResult<Uint8Array> | typeof NOT_YET>([p, notYet]);
+    if (r === NOT_YET) {
+      owed = p;
+      return NOT_YET;
+    }
+    return r.done ? undefined : r.value;
+  };
+  const end = async (lead: Uint8Array, first: boolean): Promise<Uint8Array> => {
+    const receipt = await inner.finish('sha256:' + hash.digest('hex'));
+    return sealReady(sealer, concatBytes(lead, encodeBhttpEnd(receipt ? [[RECEIPT_HEADER, receipt]] : [])), { first, final: true });
   };
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
         const first = head !== undefined;
-        const lead = head ?? new Uint8Array(0);
+        let lead = head ?? new Uint8Array(0);
         head = undefined;
         const piece = await next();
-        if (piece !== undefined) {
-          hash.update(piece);
-          controller.enqueue(await sealReady(sealer, piece.length > 0 ? concatBytes(lead, encodeBhttpContentChunk(piece)) : lead, { first }));
+        if (piece === undefined) {
+          controller.enqueue(await end(lead, first));
+          observe(d, inner, inner.status, started);
+          controller.close();
           return;
         }
-        const receipt = await inner.finish('sha256:' + hash.digest('hex'));
-        controller.enqueue(await sealReady(sealer, concatBytes(lead, encodeBhttpEnd(receipt ? [[RECEIPT_HEADER, receipt]] : [])), { first, final: true }));
-        observe(d, inner, inner.status, started);
-        controller.close();
+        const pieces = [piece];
+        let size = piece.length;
+        let ended = false;
+        while (size < MAX_GATHER) {
+          const more = await waiting();
+          if (more === NOT_YET) break;
+          if (more === undefined) {
+            ended = true;
+            break;
+          }
+          pieces.push(more);
+          size += more.length;
+        }
+        const content = pieces.length === 1 ? piece : concatBytes(...pieces);
+        hash.update(content);
+        if (content.length > 0) lead = concatBytes(lead, encodeBhttpContentChunk(content));
+        if (ended) {
+          controller.enqueue(await end(lead, first));
+          observe(d, inner, inner.status, started);
+          controller.close();
+          return;
+        }
+        controller.enqueue(await sealReady(sealer, lead, { first }));
       } catch (e) {
         d.logger.warn({ event: 'stream.failed', code: toCustodyError(e).code }, 'streamed response failed; the client sees a truncated message');
         controller.error(e);

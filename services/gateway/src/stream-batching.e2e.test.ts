@@ -1,0 +1,119 @@
+// Streamed answers: every token leaves as soon as the backend gives it, and tokens that are
+// already waiting when the gateway seals the next chunk travel together in that chunk. Both
+// shapes decode to the same bytes, and the receipt covers the whole stream either way.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createConfidentialFetch, decodeBhttpResponseStream, encapsulateChunkedRequest, encodeBhttpRequest, parseRuntimeData, readAll, streamOf, RECEIPT_HEADER, type AttestationBundle } from '@custody/sdk';
+import type { BackendRequest, BackendResponse, ModelBackend, ModelInfo } from './backends/types.js';
+import { startTestGateway, type TestGateway } from './testing/index.js';
+
+const TOKENS = 24;
+const enc = new TextEncoder();
+const event = (i: number) => enc.encode(`data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 0, model: 'm', choices: [{ index: 0, delta: { content: ` t${i}` }, finish_reason: null }] })}\n\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A backend whose model `burst` queues every token at once, and `paced` one every `gapMs`. */
+class ShapedBackend implements ModelBackend {
+  readonly kind = 'test-shaped';
+  constructor(private readonly gapMs: number) {}
+  models(): readonly ModelInfo[] {
+    return [{ id: 'burst' }, { id: 'paced' }];
+  }
+  handle(req: BackendRequest): Promise<BackendResponse> {
+    const paced = req.model.id === 'paced';
+    let i = 0;
+    const body = new ReadableStream<Uint8Array>({
+      start: (c) => {
+        if (paced) return;
+        for (let k = 0; k < TOKENS; k++) c.enqueue(event(k));
+        c.enqueue(enc.encode('data: [DONE]\n\n'));
+        c.close();
+      },
+      pull: async (c) => {
+        if (!paced) return;
+        await sleep(this.gapMs);
+        if (i < TOKENS) c.enqueue(event(i++));
+        else {
+          c.enqueue(enc.encode('data: [DONE]\n\n'));
+          c.close();
+        }
+      },
+    });
+    return Promise.resolve({ status: 200, contentType: 'text/event-stream', body });
+  }
+}
+
+const expected = (() => {
+  let s = '';
+  for (let k = 0; k < TOKENS; k++) s += new TextDecoder().decode(event(k));
+  return s + 'data: [DONE]\n\n';
+})();
+
+let gw: TestGateway;
+beforeAll(async () => {
+  gw = await startTestGateway({ backend: new ShapedBackend(15) });
+});
+afterAll(async () => {
+  await gw.close();
+});
+
+/** Sends a streamed chat request by hand; returns the sealed chunks' plaintexts and the decoded answer. */
+async function exchange(model: string): Promise<{ chunks: number; text: string; receipt: string | undefined }> {
+  const b = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
+  const config = parseRuntimeData(b.runtimeData).keyConfigs[0]!;
+  const request = encodeBhttpRequest(
+    {
+      method: 'POST',
+      scheme: 'https',
+      authority: 'gateway',
+      path: '/v1/chat/completions',
+      headers: [
+        ['authorization', `Bearer ${gw.apiKey}`],
+        ['content-type', 'application/json'],
+        ['date', new Date().toUTCString()],
+      ],
+      content: enc.encode(JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: 'hello' }] })),
+    },
+    { framing: 'indeterminate' },
+  );
+  const { body, context } = await encapsulateChunkedRequest(config, request);
+  const res = await fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' }, body: await readAll(body) });
+  expect(res.status).toBe(200);
+  const plain = context.decapsulateResponse(res.body!).getReader();
+  const pieces: Uint8Array[] = [];
+  for (;;) {
+    const r = await plain.read();
+    if (r.done) break;
+    pieces.push(r.value);
+  }
+  const inner = await decodeBhttpResponseStream(streamOf(...pieces));
+  const text = new TextDecoder().decode(await readAll(inner.body));
+  const receipt = (await inner.trailers).find(([n]) => n === RECEIPT_HEADER)?.[1];
+  return { chunks: pieces.length, text, receipt };
+}
+
+describe('streamed answers, sealed chunk by chunk', () => {
+  it('tokens already waiting travel together: a burst of 25 events leaves in far fewer sealed chunks, byte for byte', async () => {
+    const r = await exchange('burst');
+    expect(r.text).toBe(expected);
+    expect(r.receipt).toBeDefined();
+    expect(r.chunks).toBeLessThan(TOKENS / 2);
+  });
+
+  it('tokens that come one by one leave one by one (nothing is held back to batch)', async () => {
+    const r = await exchange('paced');
+    expect(r.text).toBe(expected);
+    expect(r.receipt).toBeDefined();
+    expect(r.chunks).toBeGreaterThanOrEqual(TOKENS);
+  });
+
+  it('the SDK verifies the receipt over the whole stream in both shapes', async () => {
+    const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true });
+    for (const model of ['burst', 'paced']) {
+      const res = await cfetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${gw.apiKey}` }, body: JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: 'hello' }] }) });
+      expect(await res.text()).toBe(expected);
+      const receipt = await cfetch.receiptOf(res);
+      expect(receipt?.response.streamed).toBe(true);
+      expect(receipt?.model.id).toBe(model);
+    }
+  });
+});
