@@ -80,11 +80,16 @@ export class DemoBackend implements ModelBackend {
   private constructor(
     private readonly info: ModelInfo,
     private readonly clock: Clock,
+    private readonly tokenMs: number,
   ) {}
 
-  static async create(clock: Clock): Promise<DemoBackend> {
+  /**
+   * `tokenMs`: the pause before each streamed token after the first (default 3 ms), so a
+   * streamed answer arrives token by token as from a model; 0 answers at once.
+   */
+  static async create(clock: Clock, options: { tokenMs?: number } = {}): Promise<DemoBackend> {
     const digest = 'sha256:' + toHex(await sha256(canonicalBytes(DEFINITION)));
-    return new DemoBackend({ id: DEMO_MODEL_ID, digest, label: DEMO_MODEL_LABEL, ownedBy: 'custody' }, clock);
+    return new DemoBackend({ id: DEMO_MODEL_ID, digest, label: DEMO_MODEL_LABEL, ownedBy: 'custody' }, clock, options.tokenMs ?? 3);
   }
 
   models(): readonly ModelInfo[] {
@@ -122,8 +127,10 @@ export class DemoBackend implements ModelBackend {
     const object = chat ? 'chat.completion.chunk' : 'text_completion';
     const event = (choice: Record<string, unknown>) => enc.encode(`data: ${JSON.stringify({ id, object, created, model: this.info.id, choices: [choice] })}\n\n`);
     let i = 0;
+    const pause = this.tokenMs;
     const body = new ReadableStream<Uint8Array>({
-      pull(controller) {
+      async pull(controller) {
+        if (i > 0 && pause > 0) await new Promise((r) => setTimeout(r, pause));
         if (i === 0 && chat) controller.enqueue(event({ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }));
         if (i < words.length) {
           const piece = (i === 0 ? '' : ' ') + words[i]!;
