@@ -172,6 +172,34 @@ describe('two HTTP paths, one exchange', () => {
   });
 });
 
+describe('refused before the whole body arrived', () => {
+  it('the node:http path answers 413 with Connection: close, then stops reading a client that keeps sending', async () => {
+    const { connect } = await import('node:net');
+    const url = new URL(gw.url);
+    const sock = connect(Number(url.port), url.hostname);
+    await new Promise<void>((r) => sock.once('connect', () => r()));
+    sock.write(`POST /ohttp HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: message/ohttp-req\r\ncontent-length: 9999999999\r\n\r\n`);
+    let answer = '';
+    sock.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    const closed = new Promise<number>((r) => sock.once('close', () => r(performance.now())));
+    sock.on('error', () => undefined);
+    // Keep sending far more than the drain allowance for far longer than its time limit.
+    const chunk = Buffer.alloc(1 << 20);
+    const started = performance.now();
+    const pump = setInterval(() => {
+      if (!sock.destroyed) sock.write(chunk);
+    }, 5);
+    const at = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 10_000))]);
+    clearInterval(pump);
+    sock.destroy();
+    expect(answer).toMatch(/^HTTP\/1\.1 413 /);
+    expect(answer.toLowerCase()).toContain('connection: close');
+    expect(answer).toContain('ERR_INPUT_TOO_LARGE');
+    expect(at, 'the gateway closed the connection').toBeGreaterThan(0);
+    expect(at - started).toBeLessThan(5_000);
+  });
+});
+
 describe('plaintext', () => {
   it('a plaintext request to a confidential route is refused with ERR_GATEWAY_PLAINTEXT and reaches no model', async () => {
     const before = gw.ledger.events.length;

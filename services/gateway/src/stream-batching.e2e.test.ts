@@ -2,7 +2,7 @@
 // already waiting when the gateway seals the next chunk travel together in that chunk. Both
 // shapes decode to the same bytes, and the receipt covers the whole stream either way.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createConfidentialFetch, decodeBhttpResponseStream, encapsulateChunkedRequest, encodeBhttpRequest, parseRuntimeData, readAll, streamOf, RECEIPT_HEADER, type AttestationBundle } from '@custody/sdk';
+import { createConfidentialFetch, decodeBhttpResponseStream, encapsulateChunkedRequest, encapsulateRequest, encodeBhttpRequest, parseRuntimeData, readAll, streamOf, RECEIPT_HEADER, type AttestationBundle } from '@custody/sdk';
 import type { BackendRequest, BackendResponse, ModelBackend, ModelInfo } from './backends/types.js';
 import { startTestGateway, type TestGateway } from './testing/index.js';
 
@@ -11,20 +11,40 @@ const enc = new TextEncoder();
 const event = (i: number) => enc.encode(`data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 0, model: 'm', choices: [{ index: 0, delta: { content: ` t${i}` }, finish_reason: null }] })}\n\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A backend whose model `burst` queues every token at once, and `paced` one every `gapMs`. */
+/**
+ * A backend whose model `burst` queues every token at once, `paced` gives one every `gapMs`,
+ * and `empties` queues 3,000 empty chunks among the tokens (more than one sealed chunk gathers).
+ */
 class ShapedBackend implements ModelBackend {
   readonly kind = 'test-shaped';
+  cancelled = 0;
+  /** Non-streamed requests to `slow` whose signal was aborted while the backend worked. */
+  aborted = 0;
   constructor(private readonly gapMs: number) {}
   models(): readonly ModelInfo[] {
-    return [{ id: 'burst' }, { id: 'paced' }];
+    return [{ id: 'burst' }, { id: 'paced' }, { id: 'empties' }, { id: 'slow' }];
   }
   handle(req: BackendRequest): Promise<BackendResponse> {
+    if (req.model.id === 'slow') {
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => resolve({ status: 200, contentType: 'application/json', body: enc.encode('{}') }), 3000);
+        req.signal?.addEventListener('abort', () => {
+          clearTimeout(t);
+          this.aborted++;
+          reject(new Error('cancelled'));
+        });
+      });
+    }
     const paced = req.model.id === 'paced';
+    const empties = req.model.id === 'empties';
     let i = 0;
     const body = new ReadableStream<Uint8Array>({
       start: (c) => {
         if (paced) return;
-        for (let k = 0; k < TOKENS; k++) c.enqueue(event(k));
+        for (let k = 0; k < TOKENS; k++) {
+          if (empties && k % 8 === 1) for (let e = 0; e < 1000; e++) c.enqueue(new Uint8Array(0));
+          c.enqueue(event(k));
+        }
         c.enqueue(enc.encode('data: [DONE]\n\n'));
         c.close();
       },
@@ -36,6 +56,9 @@ class ShapedBackend implements ModelBackend {
           c.enqueue(enc.encode('data: [DONE]\n\n'));
           c.close();
         }
+      },
+      cancel: () => {
+        this.cancelled++;
       },
     });
     return Promise.resolve({ status: 200, contentType: 'text/event-stream', body });
@@ -49,15 +72,16 @@ const expected = (() => {
 })();
 
 let gw: TestGateway;
+const backend = new ShapedBackend(15);
 beforeAll(async () => {
-  gw = await startTestGateway({ backend: new ShapedBackend(15) });
+  gw = await startTestGateway({ backend });
 });
 afterAll(async () => {
   await gw.close();
 });
 
-/** Sends a streamed chat request by hand; returns the sealed chunks' plaintexts and the decoded answer. */
-async function exchange(model: string): Promise<{ chunks: number; text: string; receipt: string | undefined }> {
+/** POSTs a streamed chat request for `model`, sealed by hand; the response and the client context. */
+async function open(model: string, signal?: AbortSignal) {
   const b = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
   const config = parseRuntimeData(b.runtimeData).keyConfigs[0]!;
   const request = encodeBhttpRequest(
@@ -76,8 +100,14 @@ async function exchange(model: string): Promise<{ chunks: number; text: string; 
     { framing: 'indeterminate' },
   );
   const { body, context } = await encapsulateChunkedRequest(config, request);
-  const res = await fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' }, body: await readAll(body) });
+  const res = await fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' }, body: await readAll(body), ...(signal ? { signal } : {}) });
   expect(res.status).toBe(200);
+  return { res, context };
+}
+
+/** Sends a streamed chat request by hand; returns the sealed chunks' plaintexts and the decoded answer. */
+async function exchange(model: string): Promise<{ chunks: number; text: string; receipt: string | undefined }> {
+  const { res, context } = await open(model);
   const plain = context.decapsulateResponse(res.body!).getReader();
   const pieces: Uint8Array[] = [];
   for (;;) {
@@ -115,5 +145,53 @@ describe('streamed answers, sealed chunk by chunk', () => {
       expect(receipt?.response.streamed).toBe(true);
       expect(receipt?.model.id).toBe(model);
     }
+  });
+
+  it('empty pieces from a backend are skipped and bounded per chunk (the stream neither stalls the gateway nor overflows)', async () => {
+    const r = await exchange('empties');
+    expect(r.text).toBe(expected);
+    expect(r.receipt).toBeDefined();
+  });
+
+  it('a client that drops the stream mid-answer gets no receipt: none is signed or logged, and the backend is cancelled', async () => {
+    const receiptsBefore = gw.ledger.events.filter((e) => e.type === 'inference.receipt').length;
+    const cancelledBefore = backend.cancelled;
+    const ac = new AbortController();
+    const { res } = await open('paced', ac.signal);
+    const reader = res.body!.getReader();
+    await reader.read();
+    await reader.read();
+    ac.abort();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(gw.ledger.events.filter((e) => e.type === 'inference.receipt').length).toBe(receiptsBefore);
+    expect(backend.cancelled).toBe(cancelledBefore + 1);
+    expect(gw.logs.some((l) => l.includes('"event":"stream.cancelled"'))).toBe(true);
+    expect(gw.logs.some((l) => l.includes('"event":"stream.failed"'))).toBe(false);
+  });
+
+  it('a client that leaves before a non-streamed answer stops the backend (node:http path)', async () => {
+    const b = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
+    const config = parseRuntimeData(b.runtimeData).keyConfigs[0]!;
+    const request = encodeBhttpRequest({
+      method: 'POST',
+      scheme: 'https',
+      authority: 'gateway',
+      path: '/v1/chat/completions',
+      headers: [
+        ['authorization', `Bearer ${gw.apiKey}`],
+        ['content-type', 'application/json'],
+        ['date', new Date().toUTCString()],
+      ],
+      content: enc.encode(JSON.stringify({ model: 'slow', messages: [{ role: 'user', content: 'hello' }] })),
+    });
+    const { encapsulatedRequest } = await encapsulateRequest(config, request);
+    const before = backend.aborted;
+    const ac = new AbortController();
+    const pending = fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: encapsulatedRequest, signal: ac.signal }).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 200));
+    ac.abort();
+    await pending;
+    await new Promise((r) => setTimeout(r, 200));
+    expect(backend.aborted).toBe(before + 1);
   });
 });

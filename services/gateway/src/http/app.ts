@@ -157,7 +157,7 @@ export function createGatewayApp(d: GatewayAppDeps): Hono {
     const started = performance.now();
     const ct = essence(c.req.header('content-type'));
     if (ct !== OhttpMediaType.ChunkedRequest) {
-      const a = await exchange(ct, () => readRequest(c.req.raw, MAX_OHTTP_MESSAGE), started);
+      const a = await exchange(ct, () => readRequest(c.req.raw, MAX_OHTTP_MESSAGE), started, c.req.raw.signal);
       return new Response(a.body, { status: a.status, headers: a.headers });
     }
     const refuse = (e: unknown): Response => {
@@ -183,7 +183,7 @@ export function createGatewayApp(d: GatewayAppDeps): Hono {
     } catch (e) {
       return refuse(e);
     }
-    const inner = await d.pipeline.handle(requestBytes, answer.snapshot, receivedAt, answer.sign);
+    const inner = await d.pipeline.handle(requestBytes, answer.snapshot, receivedAt, answer.sign, c.req.raw.signal);
     const sealer = await context.createResponseSealer();
     return new Response(sealedBhttpStream(d, inner, started, sealer), { status: 200, headers: { 'content-type': OhttpMediaType.ChunkedResponse, 'cache-control': 'no-store' } });
   });
@@ -212,8 +212,8 @@ function refusal(d: GatewayAppDeps, e: unknown): ExchangeAnswer {
  * media type (`ct`, its essence) and the sealed request's bytes in, the sealed response (or a
  * problem document) out. The Hono route and the node:http fast path both answer through it.
  */
-export function createOhttpExchange(d: GatewayAppDeps): (ct: string, read: () => Promise<Uint8Array>, started: number) => Promise<ExchangeAnswer> {
-  return async (ct, read, started) => {
+export function createOhttpExchange(d: GatewayAppDeps): (ct: string, read: () => Promise<Uint8Array>, started: number, signal?: AbortSignal) => Promise<ExchangeAnswer> {
+  return async (ct, read, started, signal) => {
     if (ct !== OhttpMediaType.Request) {
       return refusal(d, new CustodyError('ERR_OHTTP_MEDIA_TYPE', `expected ${OhttpMediaType.Request} or ${OhttpMediaType.ChunkedRequest}`));
     }
@@ -235,7 +235,7 @@ export function createOhttpExchange(d: GatewayAppDeps): (ct: string, read: () =>
     } catch (e) {
       return refusal(d, e);
     }
-    const inner = await d.pipeline.handle(request, answer.snapshot, receivedAt, answer.sign);
+    const inner = await d.pipeline.handle(request, answer.snapshot, receivedAt, answer.sign, signal);
     let content: Uint8Array;
     let status = inner.status;
     let headers = inner.headers;
@@ -266,29 +266,67 @@ export function createOhttpNodeHandler(d: GatewayAppDeps): (req: IncomingMessage
   return (req, res) => {
     if (req.method !== 'POST' || req.url !== '/ohttp' || essence(req.headers['content-type']) !== OhttpMediaType.Request) return false;
     const started = performance.now();
-    exchange(OhttpMediaType.Request, () => readNodeBody(req, MAX_OHTTP_MESSAGE), started).then(
-      (a) => {
+    // A client that goes away before its answer stops the backend's work for it.
+    const abandoned = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) abandoned.abort();
+    });
+    exchange(OhttpMediaType.Request, () => readNodeBody(req, MAX_OHTTP_MESSAGE), started, abandoned.signal)
+      .catch((e: unknown) => {
+        // The exchange answers every refusal itself; reaching here is a defect, answered as one.
+        d.logger.error({ event: 'ohttp.failed', code: toCustodyError(e).code }, 'encapsulated request failed');
+        return refusal(d, new CustodyError('ERR_INTERNAL'));
+      })
+      .then((a) => {
+        if (res.destroyed) return;
         if (cors) a.headers['access-control-allow-origin'] = '*';
         a.headers['content-length'] = String(a.body.length);
+        // Answered before the whole body arrived (a refusal): no keep-alive, and what is still
+        // coming is read for a bounded time and size, then the connection is closed.
+        const early = !req.complete;
+        if (early) a.headers.connection = 'close';
         res.writeHead(a.status, a.headers);
         res.end(a.body);
-      },
-      (e: unknown) => {
-        // The exchange answers every refusal itself; this is a defect, answered as one.
-        d.logger.error({ event: 'ohttp.failed', code: toCustodyError(e).code }, 'encapsulated request failed');
-        if (!res.headersSent) res.writeHead(500, { 'content-type': PROBLEM_CONTENT_TYPE });
-        res.end();
-      },
-    );
+        if (early) drainThenClose(req);
+      })
+      .catch((e: unknown) => {
+        d.logger.error({ event: 'ohttp.failed', code: toCustodyError(e).code }, 'encapsulated response could not be written');
+        res.destroy();
+      });
     return true;
   };
+}
+
+/** Longest and most a refused request's remaining body is read before its connection is closed. */
+const DRAIN_MS = 500;
+const DRAIN_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Reads and discards the rest of a request answered early, for at most DRAIN_MS and
+ * DRAIN_BYTES, then closes the connection: a client that keeps sending is cut off, and one that
+ * finishes gets to read the answer (closing with unread data would reset the connection first).
+ */
+function drainThenClose(req: IncomingMessage): void {
+  let seen = 0;
+  const stop = () => {
+    clearTimeout(timer);
+    req.socket.destroy();
+  };
+  const timer = setTimeout(stop, DRAIN_MS);
+  timer.unref();
+  req.on('data', (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > DRAIN_BYTES) stop();
+  });
+  req.once('end', () => clearTimeout(timer));
+  req.once('error', stop);
+  req.resume();
 }
 
 /** A node:http request body, bounded (by Content-Length up front, then by what arrives). */
 function readNodeBody(req: IncomingMessage, max: number): Promise<Uint8Array> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && /^[0-9]{1,10}$/.test(declared) && Number(declared) > max) {
-    req.resume();
     return Promise.reject(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large', { detail: { max } }));
   }
   return new Promise((resolve, reject) => {
@@ -346,8 +384,9 @@ function observe(d: GatewayAppDeps, inner: InnerResponse, status: number, starte
 /** What `reader.read()` gives when nothing is queued yet (see `sealedBhttpStream`). */
 const NOT_YET = Symbol('not yet');
 const notYet = Promise.resolve(NOT_YET);
-/** Content bytes gathered into one sealed chunk at most (pieces already waiting, never waited for). */
+/** Content bytes, and pieces, gathered into one sealed chunk at most (pieces already waiting, never waited for). */
 const MAX_GATHER = 64 * 1024;
+const MAX_GATHER_PIECES = 1024;
 
 /**
  * The inner response as an indeterminate-length Binary HTTP message, sealed as chunked OHTTP
@@ -364,6 +403,8 @@ function sealedBhttpStream(d: GatewayAppDeps, inner: InnerResponse, started: num
   const reader = inner.body instanceof ReadableStream ? inner.body.getReader() : undefined;
   let pendingBytes = inner.body instanceof ReadableStream ? undefined : inner.body;
   let head: Uint8Array | undefined = encodeBhttpResponseHead({ status: inner.status, headers: inner.headers });
+  /** Set when the consumer cancels: nothing more is sealed, finished or logged as a receipt. */
+  let cancelled = false;
   /** A read that lost the race in `waiting`, still owed to the next call. */
   let owed: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
   const read = (): Promise<ReadableStreamReadResult<Uint8Array>> => {
@@ -408,8 +449,11 @@ function sealedBhttpStream(d: GatewayAppDeps, inner: InnerResponse, started: num
         let lead = head ?? new Uint8Array(0);
         head = undefined;
         const piece = await next();
+        if (cancelled) return;
         if (piece === undefined) {
-          controller.enqueue(await end(lead, first));
+          const last = await end(lead, first);
+          if (cancelled) return;
+          controller.enqueue(last);
           observe(d, inner, inner.status, started);
           controller.close();
           return;
@@ -417,34 +461,58 @@ function sealedBhttpStream(d: GatewayAppDeps, inner: InnerResponse, started: num
         const pieces = [piece];
         let size = piece.length;
         let ended = false;
-        while (size < MAX_GATHER) {
+        for (let n = 1; size < MAX_GATHER && n < MAX_GATHER_PIECES; n++) {
           const more = await waiting();
+          if (cancelled) return;
           if (more === NOT_YET) break;
           if (more === undefined) {
             ended = true;
             break;
           }
+          if (more.length === 0) continue;
           pieces.push(more);
           size += more.length;
         }
-        const content = pieces.length === 1 ? piece : concatBytes(...pieces);
+        const content = pieces.length === 1 ? piece : joined(pieces, size);
         hash.update(content);
         if (content.length > 0) lead = concatBytes(lead, encodeBhttpContentChunk(content));
         if (ended) {
-          controller.enqueue(await end(lead, first));
+          const last = await end(lead, first);
+          if (cancelled) return;
+          controller.enqueue(last);
           observe(d, inner, inner.status, started);
           controller.close();
           return;
         }
-        controller.enqueue(await sealReady(sealer, lead, { first }));
+        const sealed = await sealReady(sealer, lead, { first });
+        if (cancelled) return;
+        controller.enqueue(sealed);
       } catch (e) {
+        if (cancelled) return;
         d.logger.warn({ event: 'stream.failed', code: toCustodyError(e).code }, 'streamed response failed; the client sees a truncated message');
         controller.error(e);
         await reader?.cancel(e).catch(() => undefined);
       }
     },
     async cancel(reason) {
+      // The client went away: what it did not get is not vouched for. No receipt is signed or
+      // logged for a cut-short stream (a read pending in pull resolves as done, which must not
+      // read as the end of the answer).
+      cancelled = true;
+      inner.abandon();
+      d.logger.info({ event: 'stream.cancelled', route: inner.routeLabel }, 'streamed response cancelled by the client; no receipt');
       await reader?.cancel(reason);
     },
   });
+}
+
+/** The pieces as one array (a loop, not a spread: there can be many). */
+function joined(pieces: readonly Uint8Array[], size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let o = 0;
+  for (const p of pieces) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
 }

@@ -54,6 +54,8 @@ export interface InnerResponse {
   readonly routeLabel: string;
   /** Signs the receipt for the response content's digest; undefined when no tenant was authenticated. */
   finish(responseDigest: string): Promise<string | undefined>;
+  /** The answer will not be finished (the client went away mid-stream): no receipt, state released. */
+  abandon(): void;
 }
 
 export interface InferencePipelineOptions {
@@ -73,6 +75,8 @@ interface Ctx {
   receivedAt: Date;
   /** The receipt signer chosen at decapsulation. */
   sign?: ReceiptSignFn;
+  /** Aborted when the client went away: the backend stops working for it. */
+  signal?: AbortSignal;
   requestDigest: string;
   routeLabel: string;
   route?: string;
@@ -122,10 +126,11 @@ export class InferencePipeline {
 
   /**
    * `sign`: the receipt signer chosen when the request was decapsulated (the receipt key bound
-   * beside its OHTTP key, under `snapshot`); default the pipeline's `signReceipt`.
+   * beside its OHTTP key, under `snapshot`); default the pipeline's `signReceipt`. `signal`:
+   * aborted when the client has gone away, passed to the backend.
    */
-  async handle(bhttp: Uint8Array, snapshot: AttestationSnapshot, receivedAt: Date, sign?: ReceiptSignFn): Promise<InnerResponse> {
-    const ctx: Ctx = { receivedAt, requestDigest: sha256Digest(bhttp), routeLabel: 'unknown', action: 'none', findings: [], ...(sign ? { sign } : {}) };
+  async handle(bhttp: Uint8Array, snapshot: AttestationSnapshot, receivedAt: Date, sign?: ReceiptSignFn, signal?: AbortSignal): Promise<InnerResponse> {
+    const ctx: Ctx = { receivedAt, requestDigest: sha256Digest(bhttp), routeLabel: 'unknown', action: 'none', findings: [], ...(sign ? { sign } : {}), ...(signal ? { signal } : {}) };
     try {
       return await this.route(bhttp, snapshot, ctx);
     } catch (e) {
@@ -183,7 +188,7 @@ export class InferencePipeline {
     for (const f of ip.findings) this.o.metrics.piiFindings.inc({ category: f.category.slice(0, 32), action: f.action }, f.count);
     await this.decide(ctx, ip.action === 'mask' || ip.action === 'redact' ? 'redact' : 'allow');
     ctx.forwardedDigest = sha256Digest(ip.body);
-    const res = await this.o.backend.handle({ route, body: ip.body, json, model, stream });
+    const res = await this.o.backend.handle({ route, body: ip.body, json, model, stream, ...(ctx.signal ? { signal: ctx.signal } : {}) });
     const contentType = res.contentType;
     const vault = ip.vault;
     if (res.body instanceof ReadableStream && contentType.includes('text/event-stream')) {
@@ -213,6 +218,7 @@ export class InferencePipeline {
         if (!ctx.tenant) return undefined;
         return this.receipt(ctx, snapshot, responseDigest, status, streamed);
       },
+      abandon: () => onDone?.(),
     };
   }
 
