@@ -81,8 +81,8 @@ afterAll(async () => {
 });
 
 /** POSTs a streamed chat request for `model`, sealed by hand; the response and the client context. */
-async function open(model: string, signal?: AbortSignal) {
-  const b = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
+async function open(model: string, signal?: AbortSignal, target: TestGateway = gw, content = 'hello') {
+  const b = (await (await fetch(`${target.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
   const config = parseRuntimeData(b.runtimeData).keyConfigs[0]!;
   const request = encodeBhttpRequest(
     {
@@ -91,23 +91,23 @@ async function open(model: string, signal?: AbortSignal) {
       authority: 'gateway',
       path: '/v1/chat/completions',
       headers: [
-        ['authorization', `Bearer ${gw.apiKey}`],
+        ['authorization', `Bearer ${target.apiKey}`],
         ['content-type', 'application/json'],
         ['date', new Date().toUTCString()],
       ],
-      content: enc.encode(JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: 'hello' }] })),
+      content: enc.encode(JSON.stringify({ model, stream: true, messages: [{ role: 'user', content }] })),
     },
     { framing: 'indeterminate' },
   );
   const { body, context } = await encapsulateChunkedRequest(config, request);
-  const res = await fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' }, body: await readAll(body), ...(signal ? { signal } : {}) });
+  const res = await fetch(`${target.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' }, body: await readAll(body), ...(signal ? { signal } : {}) });
   expect(res.status).toBe(200);
   return { res, context };
 }
 
 /** Sends a streamed chat request by hand; returns the sealed chunks' plaintexts and the decoded answer. */
-async function exchange(model: string): Promise<{ chunks: number; text: string; receipt: string | undefined }> {
-  const { res, context } = await open(model);
+async function exchange(model: string, target: TestGateway = gw, content = 'hello'): Promise<{ chunks: number; text: string; receipt: string | undefined }> {
+  const { res, context } = await open(model, undefined, target, content);
   const plain = context.decapsulateResponse(res.body!).getReader();
   const pieces: Uint8Array[] = [];
   for (;;) {
@@ -193,5 +193,17 @@ describe('streamed answers, sealed chunk by chunk', () => {
     await pending;
     await new Promise((r) => setTimeout(r, 200));
     expect(backend.aborted).toBe(before + 1);
+  });
+
+  it('a burst still travels in few chunks when masked PII is restored on the way out (through the restoring transform)', async () => {
+    const masking = await startTestGateway({ backend: new ShapedBackend(15), tenant: { pii: { defaultAction: 'mask' } } });
+    try {
+      const r = await exchange('burst', masking, 'write to jane.roe@clinic.example please');
+      expect(masking.ledger.events.some((e) => e.type === 'gate.decision' && e.decision === 'redact')).toBe(true);
+      expect(r.text).toBe(expected);
+      expect(r.chunks).toBeLessThan(TOKENS / 2);
+    } finally {
+      await masking.close();
+    }
   });
 });

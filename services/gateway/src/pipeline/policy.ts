@@ -177,7 +177,10 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault): Trans
     });
     return `data: ${JSON.stringify(obj)}\n\n`;
   };
-  return new TransformStream<Uint8Array, Uint8Array>({
+  // The readable side queues up to 16 rewritten chunks, so events the backend has already sent
+  // are rewritten ahead and the gateway can seal them together (with the default of one, every
+  // event would wait for the next read and leave alone).
+  const transformer: Transformer<Uint8Array, Uint8Array> = {
     transform(chunk, controller) {
       pending += decoder.decode(chunk, { stream: true });
       pending = pending.replace(/\r\n/g, '\n');
@@ -193,5 +196,6 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault): Trans
       const out = (pending.trim() ? rewrite(pending.replace(/\n+$/, '')) : '') + flushAll();
       if (out) controller.enqueue(enc.encode(out));
     },
-  });
+  };
+  return new TransformStream<Uint8Array, Uint8Array>(transformer, undefined, { highWaterMark: 16 });
 }
