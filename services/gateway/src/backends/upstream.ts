@@ -87,6 +87,10 @@ function readBody(res: IncomingMessage): Promise<Uint8Array> {
       resolve(out);
     });
     res.once('error', (e) => reject(new CustodyError('ERR_GATEWAY_BACKEND', 'the backend response could not be read', { cause: e })));
+    // A connection that closes before the end of the body (or is destroyed on an abort) fails the read.
+    res.once('close', () => {
+      if (!res.complete) reject(new CustodyError('ERR_GATEWAY_BACKEND', 'the backend response could not be read'));
+    });
   });
 }
 
@@ -151,22 +155,43 @@ export class UpstreamBackend implements ModelBackend {
     return { status: res.status, contentType, body: res.body ?? new Uint8Array(0) };
   }
 
-  /** POST over node:http(s): a stream for server-sent events, the whole body otherwise. */
+  /**
+   * POST over node:http(s): a stream for server-sent events, the whole body otherwise. An abort
+   * of `req.signal` (the client went away) destroys the request until the response head is in
+   * (a stream is then cancelled through its reader). A plain listener, not the `signal` option,
+   * whose per-request bookkeeping costs more than the rest of this call.
+   */
   private post(req: BackendRequest): Promise<BackendResponse> {
     const url = new URL(this.base + PATHS[req.route]);
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const signal = req.signal;
+    if (signal?.aborted) return Promise.reject(new CustodyError('ERR_GATEWAY_BACKEND', 'the request was cancelled'));
     return new Promise<BackendResponse>((resolve, reject) => {
-      const unreachable = (e: unknown) => reject(new CustodyError('ERR_GATEWAY_BACKEND', 'the upstream model server could not be reached', { cause: e }));
-      const r = send(
-        url,
-        { method: 'POST', agent: this.agent, headers: { ...this.headers(req.stream ? 'text/event-stream' : 'application/json'), 'content-length': String(req.body.length) }, ...(req.signal ? { signal: req.signal } : {}) },
-        (res) => {
-          const status = res.statusCode ?? 502;
-          const contentType = res.headers['content-type'] ?? 'application/json';
-          if (contentType.includes('text/event-stream')) resolve({ status, contentType, body: webStream(res) });
-          else readBody(res).then((body) => resolve({ status, contentType, body }), reject);
-        },
-      );
+      const unreachable = (e: unknown) => {
+        stopListening();
+        reject(new CustodyError('ERR_GATEWAY_BACKEND', 'the upstream model server could not be reached', { cause: e }));
+      };
+      const r = send(url, { method: 'POST', agent: this.agent, headers: { ...this.headers(req.stream ? 'text/event-stream' : 'application/json'), 'content-length': String(req.body.length) } }, (res) => {
+        const status = res.statusCode ?? 502;
+        const contentType = res.headers['content-type'] ?? 'application/json';
+        if (contentType.includes('text/event-stream')) {
+          stopListening();
+          resolve({ status, contentType, body: webStream(res) });
+        } else
+          readBody(res).then(
+            (body) => {
+              stopListening();
+              resolve({ status, contentType, body });
+            },
+            (e: unknown) => {
+              stopListening();
+              reject(e instanceof Error ? e : new Error(String(e)));
+            },
+          );
+      });
+      const onAbort = () => r.destroy(new Error('the request was cancelled'));
+      const stopListening = () => signal?.removeEventListener('abort', onAbort);
+      signal?.addEventListener('abort', onAbort, { once: true });
       r.once('error', unreachable);
       r.end(req.body);
     });
