@@ -1,0 +1,108 @@
+// The upstream backend over node:http: an abort stops the upstream request, and a response cut
+// off before its end fails instead of never settling.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { UpstreamBackend } from './upstream.js';
+
+let server: Server | undefined;
+afterEach(async () => {
+  const s = server;
+  server = undefined;
+  if (s) {
+    s.closeAllConnections();
+    await new Promise((r) => s.close(r));
+  }
+});
+
+async function upstream(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
+  server = createServer(handler);
+  await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+  const a = server.address();
+  return `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`;
+}
+
+const request = (signal?: AbortSignal) => ({
+  route: 'chat.completions' as const,
+  body: new TextEncoder().encode('{"model":"m","messages":[]}'),
+  json: { model: 'm' },
+  model: { id: 'm' },
+  stream: false,
+  ...(signal ? { signal } : {}),
+});
+
+describe('UpstreamBackend', () => {
+  it('an abort while the upstream works closes the upstream request and rejects with ERR_GATEWAY_BACKEND', async () => {
+    let closedAt = 0;
+    const url = await upstream((req) => {
+      req.resume();
+      // Never answers; records when the gateway side goes away.
+      req.socket.once('close', () => (closedAt = performance.now()));
+    });
+    const backend = await UpstreamBackend.create({ url, models: [{ id: 'm' }] });
+    try {
+      const ac = new AbortController();
+      const pending = backend.handle(request(ac.signal));
+      await new Promise((r) => setTimeout(r, 100));
+      const abortedAt = performance.now();
+      ac.abort();
+      await expect(pending).rejects.toMatchObject({ code: 'ERR_GATEWAY_BACKEND' });
+      await new Promise((r) => setTimeout(r, 100));
+      expect(closedAt).toBeGreaterThanOrEqual(abortedAt);
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it('an already-aborted signal sends nothing', async () => {
+    let requests = 0;
+    const url = await upstream((_req, res) => {
+      requests++;
+      res.end('{}');
+    });
+    const backend = await UpstreamBackend.create({ url, models: [{ id: 'm' }] });
+    try {
+      const ac = new AbortController();
+      ac.abort();
+      await expect(backend.handle(request(ac.signal))).rejects.toMatchObject({ code: 'ERR_GATEWAY_BACKEND' });
+      expect(requests).toBe(0);
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it('a response whose connection closes before the end of its body rejects instead of hanging', async () => {
+    const url = await upstream((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
+      res.write('{"partial":');
+      setTimeout(() => res.socket?.destroy(), 20);
+    });
+    const backend = await UpstreamBackend.create({ url, models: [{ id: 'm' }] });
+    try {
+      await expect(backend.handle(request())).rejects.toMatchObject({ code: 'ERR_GATEWAY_BACKEND' });
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it('an answer is read whole, and the abort listener is gone afterwards (a later abort changes nothing)', async () => {
+    const url = await upstream((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"ok":true}');
+    });
+    const backend = await UpstreamBackend.create({ url, models: [{ id: 'm' }] });
+    try {
+      const ac = new AbortController();
+      const res = await backend.handle(request(ac.signal));
+      expect(res.status).toBe(200);
+      expect(new TextDecoder().decode(res.body as Uint8Array)).toBe('{"ok":true}');
+      ac.abort();
+      // The keep-alive connection is still usable: a second request goes through.
+      const again = await backend.handle(request());
+      expect(again.status).toBe(200);
+    } finally {
+      await backend.close();
+    }
+  });
+});
