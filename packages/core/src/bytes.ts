@@ -83,8 +83,13 @@ export function fromBase64(s: string): Bytes {
 export const fromBase64Url = fromBase64;
 
 export function concatBytes(...parts: Uint8Array[]): Bytes {
-  let n = 0;
-  for (const p of parts) n += p.length;
+  return joinBytes(parts);
+}
+
+/** The parts as one array; takes a list (any length: no spread), and their total size when known. */
+export function joinBytes(parts: readonly Uint8Array[], size?: number): Bytes {
+  let n = size ?? 0;
+  if (size === undefined) for (const p of parts) n += p.length;
   const out = new Uint8Array(n);
   let o = 0;
   for (const p of parts) {

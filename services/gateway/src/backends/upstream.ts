@@ -9,7 +9,7 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { CustodyError } from '@custody/core';
+import { CustodyError, joinBytes } from '@custody/core';
 import { MAX_INNER_BODY } from '../pipeline/inference.js';
 import type { BackendRequest, BackendResponse, ModelBackend, ModelInfo } from './types.js';
 
@@ -77,15 +77,7 @@ function readBody(res: IncomingMessage): Promise<Uint8Array> {
       }
       parts.push(chunk);
     });
-    res.once('end', () => {
-      const out = new Uint8Array(size);
-      let o = 0;
-      for (const p of parts) {
-        out.set(p, o);
-        o += p.length;
-      }
-      resolve(out);
-    });
+    res.once('end', () => resolve(joinBytes(parts, size)));
     res.once('error', (e) => reject(new CustodyError('ERR_GATEWAY_BACKEND', 'the backend response could not be read', { cause: e })));
     // A connection that closes before the end of the body (or is destroyed on an abort) fails the read.
     res.once('close', () => {

@@ -16,7 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Hono, type MiddlewareHandler } from 'hono';
 import { cors } from 'hono/cors';
 import type { Logger } from 'pino';
-import { concatBytes, CustodyError, fromBase64Url, toCustodyError, type Clock } from '@custody/core';
+import { concatBytes, CustodyError, fromBase64Url, joinBytes, toCustodyError, type Clock } from '@custody/core';
 import { formatTlogProof } from '@custody/ledger';
 import {
   ATTESTATION_PATH,
@@ -350,13 +350,7 @@ function readNodeBody(req: IncomingMessage, max: number): Promise<Uint8Array> {
         resolve(new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
         return;
       }
-      const out = new Uint8Array(size);
-      let o = 0;
-      for (const p of parts) {
-        out.set(p, o);
-        o += p.length;
-      }
-      resolve(out);
+      resolve(joinBytes(parts, size));
     });
     req.once('error', (e) => {
       if (!failed) reject(new CustodyError('ERR_INPUT_MALFORMED', 'the request body could not be read', { cause: e }));
@@ -438,9 +432,14 @@ function sealedBhttpStream(d: GatewayAppDeps, inner: InnerResponse, started: num
     }
     return r.done ? undefined : r.value;
   };
-  const end = async (lead: Uint8Array, first: boolean): Promise<Uint8Array> => {
+  /** Seals the end (after `lead`) with the receipt over the whole content, and closes the stream. */
+  const end = async (controller: ReadableStreamDefaultController<Uint8Array>, lead: Uint8Array, first: boolean): Promise<void> => {
     const receipt = await inner.finish('sha256:' + hash.digest('hex'));
-    return sealReady(sealer, concatBytes(lead, encodeBhttpEnd(receipt ? [[RECEIPT_HEADER, receipt]] : [])), { first, final: true });
+    const last = await sealReady(sealer, concatBytes(lead, encodeBhttpEnd(receipt ? [[RECEIPT_HEADER, receipt]] : [])), { first, final: true });
+    if (cancelled) return;
+    controller.enqueue(last);
+    observe(d, inner, inner.status, started);
+    controller.close();
   };
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -451,11 +450,7 @@ function sealedBhttpStream(d: GatewayAppDeps, inner: InnerResponse, started: num
         const piece = await next();
         if (cancelled) return;
         if (piece === undefined) {
-          const last = await end(lead, first);
-          if (cancelled) return;
-          controller.enqueue(last);
-          observe(d, inner, inner.status, started);
-          controller.close();
+          await end(controller, lead, first);
           return;
         }
         const pieces = [piece];
@@ -473,15 +468,11 @@ function sealedBhttpStream(d: GatewayAppDeps, inner: InnerResponse, started: num
           pieces.push(more);
           size += more.length;
         }
-        const content = pieces.length === 1 ? piece : joined(pieces, size);
+        const content = pieces.length === 1 ? piece : joinBytes(pieces, size);
         hash.update(content);
         if (content.length > 0) lead = concatBytes(lead, encodeBhttpContentChunk(content));
         if (ended) {
-          const last = await end(lead, first);
-          if (cancelled) return;
-          controller.enqueue(last);
-          observe(d, inner, inner.status, started);
-          controller.close();
+          await end(controller, lead, first);
           return;
         }
         const sealed = await sealReady(sealer, lead, { first });
@@ -506,13 +497,3 @@ function sealedBhttpStream(d: GatewayAppDeps, inner: InnerResponse, started: num
   });
 }
 
-/** The pieces as one array (a loop, not a spread: there can be many). */
-function joined(pieces: readonly Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let o = 0;
-  for (const p of pieces) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
