@@ -306,3 +306,62 @@ describe('review regressions: quorum reachability, one writer, monotonic publica
     await expect(new HttpAuditSink('http://ledger.test/', notJson).append(event(1))).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE' });
   });
 });
+
+describe('reading entries back: TransparencyLog.entry and HttpAuditSink (entry, proof, connect)', async () => {
+  const t = tempDir();
+  afterAll(() => t.cleanup());
+  const key = await generateSignerKey('log.test/read', SIG_TYPE_ED25519, seeded(7));
+  const policy = parseTlogPolicy(`log ${key.vkey}\nquorum none\n`);
+
+  it('entry() waits for the integrator, then returns the bytes the tiles hold; an index never sequenced times out typed', async () => {
+    const { log } = await openLog({ dir: join(t.dir, 'a'), skey: key.skey, integrateIntervalMs: 60_000 });
+    const { index } = await log.append(event(1));
+    let got: Uint8Array | undefined;
+    const pending = log.entry(index).then((b) => (got = b));
+    await new Promise((r) => setTimeout(r, 50));
+    // Sequenced, not yet published: entry() is still waiting.
+    expect(got).toBeUndefined();
+    await log.integrateNow();
+    await pending;
+    expect(decodeEvent(got!)).toEqual(event(1));
+    await expect(log.entry(5, 100)).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE' });
+    await expect(log.entry(-1)).rejects.toMatchObject({ code: 'ERR_TLOG_ENTRY' });
+    await log.close();
+  });
+
+  it('the HTTP sink appends, reads the entry back from the tiles and builds a proof that verifies; before publication it waits, then says so (the same code as the in-process wait)', async () => {
+    const { log, store } = await openLog({ dir: join(t.dir, 'b'), skey: key.skey, integrateIntervalMs: 60_000 });
+    const app = createLogApp(log, store);
+    const logFetch: FetchLike = async (input, init) => app.request(String(input).replace('http://ledger.test', ''), init);
+    const sink = await HttpAuditSink.connect('http://ledger.test/', logFetch);
+    const { index } = await sink.append(event(2));
+    // Nothing published includes it, and nobody integrates: a short wait ends typed.
+    await expect(new HttpAuditSink('http://ledger.test/', logFetch, { waitMs: 120 }).entry(index)).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE' });
+    // Published while the sink polls: it picks the checkpoint up.
+    const reading = sink.entry(index);
+    setTimeout(() => void log.integrateNow(), 80);
+    expect(decodeEvent(await reading)).toEqual(event(2));
+    const proof = await sink.proof(index);
+    // A proof is never waited for: an index the log has not published is refused at once, even
+    // by a sink that would wait ten minutes for an entry (a waiting sink would time this test out).
+    await expect(new HttpAuditSink('http://ledger.test/', logFetch, { waitMs: 600_000 }).proof(10_000)).rejects.toMatchObject({ code: 'ERR_TLOG_INCLUSION' });
+    const v = await verifyTlogProof(proof, { entry: await sink.entry(index) }, policy, { now: new Date() });
+    expect(v.index).toBe(index);
+    // A tampered twin: another entry's bytes do not verify under this proof.
+    const other = await sink.append(event(3));
+    await log.integrateNow();
+    await expect(verifyTlogProof(proof, { entry: await sink.entry(other.index) }, policy, { now: new Date() })).rejects.toMatchObject({ code: 'ERR_TLOG_INCLUSION' });
+    await log.close();
+  });
+
+  it('connect() refuses a URL that is not http(s) and a ledger that does not answer, with typed errors; location masks a password', async () => {
+    await expect(HttpAuditSink.connect('ftp://ledger.test/')).rejects.toMatchObject({ code: 'ERR_USAGE' });
+    await expect(HttpAuditSink.connect('not a url')).rejects.toMatchObject({ code: 'ERR_USAGE' });
+    const down: FetchLike = () => Promise.reject(new TypeError('fetch failed'));
+    await expect(HttpAuditSink.connect('http://ledger.test/', down)).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE' });
+    const empty: FetchLike = () => Promise.resolve(new Response('not found', { status: 404 }));
+    await expect(HttpAuditSink.connect('http://ledger.test/', empty)).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE' });
+    // What a service prints of the URL never includes its password.
+    expect(new HttpAuditSink('https://writer:s3cret-pass@ledger.test/log/').location).toBe('https://writer:***@ledger.test/log/');
+  });
+});

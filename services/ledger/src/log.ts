@@ -15,6 +15,7 @@ import {
   proveConsistency,
   proveInclusion,
   quorumSatisfied,
+  readEntry,
   requestCosignature,
   rfc6962,
   signCheckpoint,
@@ -58,6 +59,9 @@ export interface TransparencyLogOptions {
   /** Called with operational errors that are retried (never includes key material). */
   onError?: (e: CustodyError) => void;
 }
+
+/** How long `entry` waits by default for a checkpoint to include the entry asked for. */
+export const ENTRY_WAIT_MS = 10_000;
 
 interface Pending {
   entry: Uint8Array;
@@ -335,6 +339,18 @@ export class TransparencyLog implements AuditSink {
 
   get publishedSize(): number {
     return this.published?.size ?? 0;
+  }
+
+  /**
+   * The entry at `index` as published: once a checkpoint includes it (waiting up to `timeoutMs`
+   * for the integrator), read back from its entry bundle, the bytes any tile reader sees.
+   */
+  async entry(index: number, timeoutMs = ENTRY_WAIT_MS): Promise<Bytes> {
+    if (!Number.isSafeInteger(index) || index < 0) throw new CustodyError('ERR_TLOG_ENTRY', 'index must be a non-negative integer', { detail: { index } });
+    await this.refreshPublished();
+    if (!this.published || index >= this.published.size) await this.waitForCheckpoint(index, timeoutMs);
+    const store = this.opts.store;
+    return readEntry({ readCheckpoint: () => store.readCheckpoint(), readTile: store.readTile }, index, this.published!.size);
   }
 
   /** An inclusion proof file for `index` against the latest published checkpoint. */

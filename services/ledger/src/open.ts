@@ -1,9 +1,9 @@
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
-import { CustodyError, fromUtf8, toCustodyError } from '@custody/core';
-import { createEd25519Signer, readBodyLimited, toCustodyEvent, type AuditSink, type CustodyEvent, type FetchLike, type ServiceAuditEvent, type TlogPolicy } from '@custody/ledger';
-import { TransparencyLog } from './log.js';
+import { CustodyError, fromUtf8, toCustodyError, type Bytes } from '@custody/core';
+import { buildTlogProof, createEd25519Signer, httpLogSource, readBodyLimited, readEntry, toCustodyEvent, type AuditSink, type CustodyEvent, type FetchLike, type LogSource, type ServiceAuditEvent, type TlogPolicy, type TlogProof } from '@custody/ledger';
+import { ENTRY_WAIT_MS, TransparencyLog, checkpointSize } from './log.js';
 import { FsTileStore } from './storage/tile-store.js';
 import { SqliteSequencer } from './sequencer/sqlite.js';
 import { PostgresSequencer } from './sequencer/postgres.js';
@@ -78,12 +78,89 @@ export function listen(app: Hono, host = '127.0.0.1', port = 0): Promise<Running
 /** Bound on the ledger's answer to `POST /events` (`{"index": n, "leafHash": ...}` or a problem). */
 const MAX_SINK_RESPONSE = 64 * 1024;
 
-/** An AuditSink that posts events to a remote ledger's `POST /events`. */
+/**
+ * The transparency ledger over HTTP, for services that do not run it in process (the key
+ * broker, the gateway): appends through the log's `POST /events`, and reads entries back and
+ * builds inclusion proofs from the C2SP tlog-tiles resources the same log serves (`/checkpoint`,
+ * `/tile/...`), so what a service republishes is what any tile reader sees. `entry` waits,
+ * polling the checkpoint for up to `waitMs`, for the integrator to publish a checkpoint that
+ * includes the entry; `proof` does not. The checkpoint is not verified here: whoever relies on a
+ * proof verifies it against its own tlog policy.
+ */
 export class HttpAuditSink implements AuditSink {
+  private readonly source: LogSource;
+  private readonly waitMs: number;
+
   constructor(
     private readonly url: string,
     private readonly fetchFn: FetchLike = (u, i) => fetch(u, i),
-  ) {}
+    options: { waitMs?: number } = {},
+  ) {
+    this.source = httpLogSource(fetchFn, url);
+    this.waitMs = options.waitMs ?? ENTRY_WAIT_MS;
+  }
+
+  /**
+   * A sink for the ledger at `url` (http or https), checked once: its checkpoint must be
+   * readable, so a service pointed at a wrong or stopped ledger says so at start instead of
+   * refusing its first audited operation.
+   */
+  static async connect(url: string, fetchFn?: FetchLike): Promise<HttpAuditSink> {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      throw new CustodyError('ERR_USAGE', "the ledger URL must be the ledger's http:// or https:// URL");
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CustodyError('ERR_USAGE', "the ledger URL must be the ledger's http:// or https:// URL");
+    const sink = new HttpAuditSink(url, fetchFn);
+    await sink.checkpoint();
+    return sink;
+  }
+
+  /** The ledger's URL as safe to print: a password in it is masked. */
+  get location(): string {
+    try {
+      const u = new URL(this.url);
+      if (u.password) u.password = '***';
+      return u.toString();
+    } catch {
+      return '(unparseable URL)';
+    }
+  }
+
+  /** The latest published checkpoint (note text), as the log serves it. */
+  async checkpoint(): Promise<string> {
+    return fromUtf8(await this.source.readCheckpoint());
+  }
+
+  /** The entry at `index`, from its entry bundle, once a published checkpoint includes it. */
+  async entry(index: number): Promise<Bytes> {
+    const note = await this.checkpointIncluding(index);
+    return readEntry(this.source, index, checkpointSize(note));
+  }
+
+  /**
+   * A tlog-proof of `index` against the latest published checkpoint. It does not wait (as
+   * TransparencyLog.proof): a gateway serves proofs to anyone, and an index far ahead of the
+   * log must not keep it polling the ledger.
+   */
+  async proof(index: number): Promise<TlogProof> {
+    return buildTlogProof(this.source, index, await this.checkpointIncluding(index, 0));
+  }
+
+  private async checkpointIncluding(index: number, waitMs = this.waitMs): Promise<string> {
+    if (!Number.isSafeInteger(index) || index < 0) throw new CustodyError('ERR_TLOG_ENTRY', 'index must be a non-negative integer', { detail: { index } });
+    const deadline = Date.now() + waitMs;
+    for (let pause = 50; ; pause = Math.min(pause * 2, 1000)) {
+      const note = await this.checkpoint();
+      const size = checkpointSize(note);
+      if (index < size) return note;
+      if (waitMs === 0) throw new CustodyError('ERR_TLOG_INCLUSION', 'entry is not in a published checkpoint yet', { detail: { index, size } });
+      if (Date.now() + pause > deadline) throw new CustodyError('ERR_TLOG_UNAVAILABLE', 'no published checkpoint included the entry in time', { detail: { index, size } });
+      await new Promise((r) => setTimeout(r, pause));
+    }
+  }
 
   async append(event: CustodyEvent | ServiceAuditEvent): Promise<{ index: number }> {
     // Validate locally first: a refused event never leaves the process.
