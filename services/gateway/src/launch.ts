@@ -8,6 +8,8 @@ import type { JSONWebKeySet } from 'jose';
 import { destination, type Logger } from 'pino';
 import { CustodyError, systemClock, type Clock } from '@custody/core';
 import { SimAttester, TpmAttester, type Attester } from '@custody/attester-service';
+import type { TlogPolicy } from '@custody/ledger';
+import { HttpAuditSink } from '@custody/ledger-service';
 import { generateEarSigningKey, loadPolicy, type CompiledPolicy } from '@custody/policy';
 import { createConfidentialFetch, renderVerificationText, type Receipt, type VerificationDocument } from '@custody/sdk';
 import type { BrokerClient } from './attestation/broker-client.js';
@@ -46,7 +48,12 @@ export interface LaunchGatewayConfig {
   tenants?: string | GatewayPolicyDocument;
   /** API key of the default demo tenant; generated when absent. */
   apiKey?: string;
-  ledger?: LedgerSink;
+  /**
+   * Where receipts and policy decisions (and, with the development broker, appraisals) are
+   * logged: the transparency ledger's URL (`custody log serve`), or a sink. Default an in-memory
+   * development log, neither persistent nor shared with anyone.
+   */
+  ledger?: LedgerSink | string;
   logger?: Logger;
   clock?: Clock;
   keyRotationMs?: number;
@@ -101,7 +108,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
   const attester: Attester =
     typeof c.attester === 'object' ? c.attester : c.attester === 'tpm' ? new TpmAttester({ ...(c.tpmTcti ? { tcti: c.tpmTcti } : {}) }) : new SimAttester({ measurements: { measurement }, clock });
   const simulated = attester.platform === 'sim';
-  const ledger = c.ledger ?? (await InMemoryLedgerSink.create());
+  const ledger = typeof c.ledger === 'string' ? await HttpAuditSink.connect(c.ledger) : (c.ledger ?? (await InMemoryLedgerSink.create()));
   const backend = await makeBackend(c, clock);
   if (c.identityKey !== undefined && !c.broker) throw new CustodyError('ERR_USAGE', 'a shared identity key is held by the key broker: give --broker with --identity-key');
   let broker: BrokerClient;
@@ -153,7 +160,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     `  measurement  ${Object.entries(snap.measurements).map(([k, v]) => `${k}=${v.length > 32 ? v.slice(0, 32) + '…' : v}`).join(' ')}`,
     `  model        ${model?.label ?? model?.id ?? 'none'}${backend.kind === 'demo' ? '' : ` via ${backend.kind}`}${model?.digest ? ` ${model.digest}` : ''}`,
     `  attestation  ${c.broker ? 'broker EAR' : 'in-process appraisal (development broker)'}${snap.earId ? `, EAR ${snap.earId}` : ''}; OHTTP key id ${snap.keyConfigs.map((k) => k.keyId).join(', ')}`,
-    `  ledger       ${c.ledger ? 'configured sink' : 'in-memory development log (not persistent)'}`,
+    `  ledger       ${ledger instanceof HttpAuditSink ? `${ledger.location} (transparency log: receipts and policy decisions)` : c.ledger ? 'configured sink' : 'in-memory development log (not persistent)'}`,
     ...(gateway.keys.identity ? [`  identity     shared keys from broker key ${gateway.keys.identity.name} v${gateway.keys.identity.version} (every replica with it publishes the same OHTTP and receipt keys)`] : []),
     `  anti-replay  ${replay.kind === 'memory' ? 'memory (this process only; replicas need --replay-store sqlite:PATH or postgres://...)' : `shared ${replay.kind} store`}`,
     `  bundle       ${server.url}/.well-known/custody/attestation`,
@@ -189,11 +196,18 @@ export async function launchRelay(c: { gateway: string; port?: number; host?: st
  * verification document.
  */
 export async function runConfidentialRequest(
-  target: { url: string; jwks: JSONWebKeySet; apiKey: string; allowSimulated?: boolean },
+  target: { url: string; jwks: JSONWebKeySet; apiKey: string; allowSimulated?: boolean; tlogPolicy?: TlogPolicy },
   prompt: string,
 ): Promise<{ answer: string; receipt: Receipt; verification: VerificationDocument; verificationText: string }> {
   let receipt: Receipt | undefined;
-  const cfetch = createConfidentialFetch({ gateway: target.url, jwks: target.jwks, allowSimulated: target.allowSimulated ?? false, onReceipt: (r) => (receipt = r) });
+  const cfetch = createConfidentialFetch({
+    gateway: target.url,
+    jwks: target.jwks,
+    allowSimulated: target.allowSimulated ?? false,
+    onReceipt: (r) => (receipt = r),
+    // Strict: the broker's appraisal of the gateway must be proven included in this log.
+    ...(target.tlogPolicy ? { strict: { tlogPolicy: target.tlogPolicy } } : {}),
+  });
   const model = ((await (await cfetch(`${target.url}/v1/models`, { headers: { authorization: `Bearer ${target.apiKey}` } })).json()) as { data: { id: string }[] }).data[0]?.id;
   if (!model) throw new CustodyError('ERR_GATEWAY_MODEL', 'the gateway lists no model');
   const res = await cfetch(`${target.url}/v1/chat/completions`, {

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { CustodyError } from '@custody/core';
+import { HttpAuditSink } from '@custody/ledger-service';
 import { challengeRateLimitFromEnv, startBroker, storageConfigFromEnv, type PolicySource, type StartBrokerOptions, type StartedBroker } from '@custody/broker-service';
 import type { Register } from './index.js';
 import { failWith } from '../output.js';
@@ -20,6 +21,7 @@ interface ServeOptions {
   earKey?: string;
   logLevel?: string;
   requireWorkloadKey?: boolean;
+  ledger?: string;
   json?: boolean;
 }
 
@@ -83,13 +85,14 @@ export function redactUrl(url: string): string {
   }
 }
 
-function describe(b: StartedBroker, dataDir: string, postgres: string | undefined, tpmMasterKey: boolean): string[] {
+function describe(b: StartedBroker, dataDir: string, postgres: string | undefined, tpmMasterKey: boolean, ledger: string | undefined): string[] {
   const lines = [`custody broker listening on ${b.url}`];
   const embedded = tpmMasterKey ? 'embedded key store with its master key sealed to the TPM (master-key.tpm.json), ' : 'embedded key store with master.key, ';
   lines.push(`  data       ${dataDir} (${b.storage.metadata === 'sqlite' ? 'SQLite metadata, ' : ''}${b.storage.keystore === 'embedded' ? embedded : ''}EAR signing key)`);
   if (postgres) lines.push(`  metadata   PostgreSQL ${redactUrl(postgres)}`);
   if (b.storage.keystore === 'pkcs11') lines.push(`  keys       PKCS#11 token ${process.env.CUSTODY_PKCS11_TOKEN ?? ''} (${process.env.CUSTODY_PKCS11_LIBRARY ?? ''})`);
   lines.push(`  JWKS       ${b.jwksUrl}`);
+  lines.push(ledger ? `  ledger     ${redactUrl(ledger)} (every audit event; kept in the local interim table only while the ledger fails)` : `  audit      local interim table in ${dataDir} (hash-chained; give --ledger URL to log to the transparency ledger)`);
   const deny = b.policies.default.startsWith('custody:policy:default-deny:');
   lines.push(`  policy     ${deny ? 'none configured: every workload is refused (give --policy FILE)' : b.policies.default}`);
   for (const [t, id] of Object.entries(b.policies.tenants)) lines.push(`             tenant ${t}: ${id}`);
@@ -125,6 +128,7 @@ export const register: Register = (program: Command) => {
     .option('--ear-key <file>', 'EAR signing key file (default <data>/ear-signing-key.jwk; replicas share one)')
     .option('--require-workload-key', 'challenges need a workload API key of the tenant (default: the attestation is the only credential)')
     .option('--log-level <level>', 'log level of the JSON logs on stderr: debug, info, warn, error', 'info')
+    .option('--ledger <url>', 'transparency ledger (`custody log serve`) for every audit event: appraisals, releases, refusals, admin changes (default: the local interim table only)')
     .option('--json', 'print the startup facts as one JSON line')
     .action(async (opts: ServeOptions) => {
       const json = opts.json === true;
@@ -139,6 +143,7 @@ export const register: Register = (program: Command) => {
         const dataDir = opts.data ?? DEFAULT_DATA_DIR;
         const postgres = opts.postgres ?? (process.env.CUSTODY_DATABASE_URL || undefined);
         const masterKey = masterKeyOption(opts.masterKey, opts.masterKeyPcrs);
+        const audit = opts.ledger !== undefined ? await HttpAuditSink.connect(opts.ledger) : undefined;
         if (masterKey !== 'file' && (opts.keystore ?? 'embedded') !== 'embedded') throw new CustodyError('ERR_USAGE', '--master-key tpm applies to the embedded key store only');
         const started = await startBroker({
           dataDir,
@@ -152,6 +157,7 @@ export const register: Register = (program: Command) => {
           ...(policies.policy ? { policy: policies.policy } : {}),
           tenantPolicies: policies.tenantPolicies,
           ...(opts.earKey ? { earKeyFile: opts.earKey } : {}),
+          ...(audit ? { audit } : {}),
           // Challenge rate limits from CUSTODY_BROKER_TRUST_PROXY, _CHALLENGE_BURST,
           // _CHALLENGE_PER_SECOND and _MAX_SESSIONS (defaults when unset).
           attestation: { challengeRateLimit: challengeRateLimitFromEnv(), ...(opts.requireWorkloadKey ? { requireWorkloadApiKey: true } : {}) },
@@ -169,10 +175,11 @@ export const register: Register = (program: Command) => {
               adminKeyCreated: started.adminKeyCreated,
               policies: started.policies,
               storage: started.storage,
+              ledger: opts.ledger !== undefined ? redactUrl(opts.ledger) : null,
             }) + '\n',
           );
         } else {
-          process.stdout.write(describe(started, dataDir, postgres, masterKey !== 'file').join('\n') + '\n');
+          process.stdout.write(describe(started, dataDir, postgres, masterKey !== 'file', opts.ledger).join('\n') + '\n');
         }
         logger.info({ url: started.url, metadata: started.storage.metadata, keystore: started.storage.keystore, policy: started.policies.default }, 'broker listening');
         let stopping = false;

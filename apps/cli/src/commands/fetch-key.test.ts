@@ -9,8 +9,11 @@ import { defaultRegistry } from '@custody/attest';
 import { TpmAttester } from '@custody/attester-service';
 import { startSwtpm, type SwtpmInstance } from '@custody/attester-service/testing';
 import { BrokerAdminClient } from '@custody/broker-service/client';
+import { SIG_TYPE_ED25519, decodeEvent, generateSignerKey } from '@custody/ledger';
+import { HttpAuditSink, createLogApp, listen, openLog, type RunningServer, type TransparencyLog } from '@custody/ledger-service';
 
-// `custody broker serve` as a real process (a sim + TPM policy, state in a temp dir) and
+// `custody broker serve` as a real process (a sim + TPM policy, state in a temp dir, audit
+// events to a transparency ledger served by this process) and
 // `custody fetch-key` against it from other processes: with sim evidence, and with a TPM
 // (swtpm) quote under a persistent attestation key the policy pins. Real exit codes and output.
 const cliDir = resolve(fileURLToPath(import.meta.url), '../../..');
@@ -31,6 +34,8 @@ let brokerOut = '';
 let brokerErr = '';
 let url: string;
 let adminKeyFile: string;
+let log: TransparencyLog;
+let ledger: RunningServer;
 const material = randomBytes(32);
 
 function custody(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -75,7 +80,11 @@ platforms:
     signerRoots: [${probe.claims!.signer.rootSha256}]
 `,
   );
-  broker = spawn(process.execPath, [...nodeArgs, 'broker', 'serve', '--port', '0', '--data', join(dir, 'data'), '--policy', policy, '--tenant', 'acme', '--json'], { cwd: cliDir, env: { ...process.env, CUSTODY_DATABASE_URL: '' } });
+  const logKey = await generateSignerKey('custody.test/cli-broker', SIG_TYPE_ED25519, (n) => new Uint8Array(n).fill(5));
+  const opened = await openLog({ dir: join(dir, 'ledger'), skey: logKey.skey, integrateIntervalMs: 50 });
+  log = opened.log;
+  ledger = await listen(createLogApp(opened.log, opened.store));
+  broker = spawn(process.execPath, [...nodeArgs, 'broker', 'serve', '--port', '0', '--data', join(dir, 'data'), '--policy', policy, '--tenant', 'acme', '--ledger', ledger.url, '--json'], { cwd: cliDir, env: { ...process.env, CUSTODY_DATABASE_URL: '' } });
   broker.stderr!.on('data', (d: Buffer) => (brokerErr += d.toString()));
   const first = await new Promise<string>((res, rej) => {
     broker.stdout!.on('data', (d: Buffer) => {
@@ -85,7 +94,7 @@ platforms:
     broker.once('exit', (code) => rej(new Error(`broker serve exited ${code}: ${brokerErr}`)));
   });
   const started = JSON.parse(first) as { url: string; adminKeyFile: string; adminKeyCreated: boolean; policies: { default: string } };
-  expect(started).toMatchObject({ ok: true, tenant: 'acme', adminKeyCreated: true, storage: { metadata: 'sqlite', keystore: 'embedded' } });
+  expect(started).toMatchObject({ ok: true, tenant: 'acme', adminKeyCreated: true, storage: { metadata: 'sqlite', keystore: 'embedded' }, ledger: new URL(ledger.url).toString() });
   expect(started.policies.default).toMatch(/^custody:policy:cli-test:1:/);
   url = started.url;
   adminKeyFile = started.adminKeyFile;
@@ -99,6 +108,8 @@ afterAll(async () => {
     await new Promise((r) => broker.once('exit', r));
   }
   await tpm?.stop();
+  await ledger?.close();
+  await log?.close({ integrate: false });
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -109,6 +120,23 @@ describe('custody broker serve', () => {
     expect(token).toMatch(/^cst_/);
     expect(brokerOut + brokerErr).not.toContain(token.slice(21));
     expect(brokerErr).toMatch(/"msg":"broker listening"/);
+  });
+
+  it('--ledger: its audit events (the bootstrap key, the key import) are entries of the transparency ledger', async () => {
+    const reader = new HttpAuditSink(ledger.url);
+    const events = [await reader.entry(0), await reader.entry(1)].map((b) => decodeEvent(b) as unknown as Record<string, unknown>);
+    expect(events.map((e) => [e.type, e.action, e.verdict])).toEqual([
+      ['audit.recorded', 'apikey.create', 'allow'],
+      ['audit.recorded', 'key.import', 'allow'],
+    ]);
+    // Public facts only: the imported key's bytes are in no entry.
+    for (const i of [0, 1]) expect(Buffer.from(await reader.entry(i)).includes(material)).toBe(false);
+  });
+
+  it('--ledger refuses a ledger that does not answer before it serves (exit 3)', async () => {
+    const r = await custody('broker', 'serve', '--port', '0', '--data', join(dir, 'data-2'), '--ledger', 'http://127.0.0.1:9/', '--json');
+    expect(r.code).toBe(3);
+    expect(json(r).errors?.[0]?.code).toBe('ERR_TLOG_UNAVAILABLE');
   });
 });
 

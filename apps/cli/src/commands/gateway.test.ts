@@ -3,7 +3,10 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createConfidentialFetch } from '@custody/sdk';
+import { SIG_TYPE_ED25519, decodeEvent, generateSignerKey } from '@custody/ledger';
+import { HttpAuditSink, createLogApp, listen, openLog } from '@custody/ledger-service';
+import { createConfidentialFetch, type Receipt } from '@custody/sdk';
+import { tempDir } from '../../../../services/ledger/src/testing/tmp.js';
 
 // Runs `custody gateway serve` and `custody relay serve` through this module's `register`, in
 // child processes, and talks to them with the SDK and the openai client.
@@ -72,4 +75,41 @@ describe('custody gateway serve / custody relay serve', () => {
     expect(await exitOf(child)).toBe(2);
     expect(out).toContain('ERR_USAGE');
   }, 30_000);
+
+  it('--ledger: receipts and policy decisions go to the transparency ledger; a bad or unreachable ledger stops the start (exit 2, exit 3)', async () => {
+    const t = tempDir();
+    const key = await generateSignerKey('custody.test/cli-gateway', SIG_TYPE_ED25519, (n) => new Uint8Array(n).fill(4));
+    const { log, store } = await openLog({ dir: t.dir + '/log', skey: key.skey, integrateIntervalMs: 50 });
+    const server = await listen(createLogApp(log, store));
+    try {
+      const apiKey = 'sk-cli-test-key-0002';
+      const gw = await start('gateway', 'serve', '--port', '0', '--json', '--api-key', apiKey, '--ledger', server.url);
+      expect(gw.ledger).toBe(new URL(server.url).toString());
+      let receipt: Receipt | undefined;
+      const cfetch = createConfidentialFetch({ gateway: gw.url as string, jwks: gw.jwks as never, allowSimulated: true, onReceipt: (r) => (receipt = r) });
+      const res = await cfetch(`${gw.url as string}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${apiKey}` }, body: JSON.stringify({ model: 'custody-demo', messages: [{ role: 'user', content: 'logged remotely' }] }) });
+      expect(res.status).toBe(200);
+      const entry = decodeEvent(await new HttpAuditSink(server.url).entry(receipt!.ledger!.index));
+      expect(entry).toMatchObject({ type: 'inference.receipt', receiptId: receipt!.receiptId });
+      const g = children.at(-1)!;
+      const exited = exitOf(g);
+      g.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      await server.close();
+      await log.close({ integrate: false });
+      t.cleanup();
+    }
+    for (const [ledger, code, exit] of [
+      ['ftp://127.0.0.1/', 'ERR_USAGE', 2],
+      ['http://127.0.0.1:9/', 'ERR_TLOG_UNAVAILABLE', 3],
+    ] as const) {
+      const child = spawn(process.execPath, [...nodeArgs, 'gateway', 'serve', '--port', '0', '--json', '--ledger', ledger], { cwd: cliDir });
+      children.push(child);
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      expect(await exitOf(child)).toBe(exit);
+      expect(out).toContain(code);
+    }
+  }, 60_000);
 });

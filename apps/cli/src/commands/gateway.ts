@@ -4,6 +4,7 @@ import { CustodyError, fromUtf8 } from '@custody/core';
 import { launchGateway, launchRelay, type LaunchGatewayConfig } from '@custody/gateway-service';
 import { readInputFile } from '../files.js';
 import { failWith, printJson } from '../output.js';
+import { redactUrl } from './broker.js';
 import type { Register } from './index.js';
 
 interface ServeOptions {
@@ -26,6 +27,7 @@ interface ServeOptions {
   rotateKeys?: string;
   replayStore: string;
   identityKey?: string;
+  ledger?: string;
   json?: boolean;
 }
 
@@ -75,6 +77,7 @@ export const register: Register = (program: Command) => {
     .option('--rotate-keys <seconds>', 'rotate the OHTTP key (and re-attest) this often')
     .option('--replay-store <sqlite:PATH|postgres://...>', 'anti-replay store; memory protects one process only, so replicas behind a load balancer need a shared one: sqlite:PATH (same host) or postgres://... (several hosts)', 'memory')
     .option('--identity-key <name>', 'replicas behind one address: derive the OHTTP and receipt keys from this broker-held secret, released only to attested replicas (needs --broker; use with a shared --replay-store)')
+    .option('--ledger <url>', 'transparency ledger (`custody log serve`) for receipts and policy decisions; default an in-memory development log that nothing outside this process sees')
     .option('--json', 'print the startup summary as JSON')
     .action(async (opts: ServeOptions) => {
       const json = opts.json ?? false;
@@ -110,9 +113,10 @@ export const register: Register = (program: Command) => {
           ...(opts.rotateKeys ? { keyRotationMs: Number(opts.rotateKeys) * 1000 } : {}),
           replayStore: opts.replayStore,
           ...(opts.identityKey !== undefined ? { identityKey: opts.identityKey } : {}),
+          ...(opts.ledger ? { ledger: opts.ledger } : {}),
         });
         if (opts.jwksOut) writeFileSync(opts.jwksOut, JSON.stringify(launched.jwks, null, 2) + '\n');
-        if (json) printJson({ ok: true, url: launched.url, simulated: launched.simulated, jwks: launched.jwks, ...(launched.apiKey ? { apiKey: launched.apiKey } : {}) });
+        if (json) printJson({ ok: true, url: launched.url, simulated: launched.simulated, jwks: launched.jwks, ledger: opts.ledger !== undefined ? redactUrl(opts.ledger) : null, ...(launched.apiKey ? { apiKey: launched.apiKey } : {}) });
         else {
           process.stderr.write(launched.summary.join('\n') + '\n');
           if (opts.jwksOut) process.stderr.write(`  JWKS         written to ${opts.jwksOut} (clients pin it)\n`);

@@ -23,6 +23,8 @@ describe('custody up (the quick start)', () => {
     expect(r.stdout).toContain('Custody gateway verification: VERIFIED');
     expect(r.stdout).toContain('SIMULATED');
     expect(r.stdout).toMatch(/ledger entry \d+/);
+    // Strict mode: the SDK proved the broker's appraisal of the gateway from the ledger.
+    expect(r.stdout).toMatch(/PASS ledger +the broker's appraisal is entry \d+ of custody\.local\/ledger/);
     // The PII in the prompt never reached the model: it was masked, then restored in the answer.
     expect(r.stdout).toMatch(/person_name_1/);
   });
@@ -33,6 +35,7 @@ describe('custody up (the quick start)', () => {
     const j = JSON.parse(again.stdout);
     expect(j.ok).toBe(true);
     expect(j.receipt.ledger.index).toBeGreaterThan(0);
+    expect(j.verification.steps.find((x: { name: string }) => x.name === 'ledger')).toMatchObject({ ok: true, ran: true });
     const texts: string[] = [readFileSync(join(data, 'custody.log'), 'utf8')];
     const walk = (d: string): void => {
       for (const e of readdirSync(d, { withFileTypes: true })) {

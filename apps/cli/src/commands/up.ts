@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { secureRandom, toCustodyError, wipe } from '@custody/core';
 import { defaultRegistry, type VerificationResult } from '@custody/attest';
 import { SimAttester } from '@custody/attester-service';
-import { createEd25519Signer, generateSignerKey } from '@custody/ledger';
+import { createEd25519Signer, generateSignerKey, parseTlogPolicy } from '@custody/ledger';
 import { createLogApp, listen, openLog } from '@custody/ledger-service';
 import { BrokerAdminClient, fetchKey, startBroker } from '@custody/broker-service';
 import { DEV_SIM_MEASUREMENT, launchGateway, runConfidentialRequest } from '@custody/gateway-service';
@@ -147,7 +147,8 @@ export const register: Register = (program: Command) => {
         const gw = await launchGateway({ broker: { url: broker.url, apiKey: workload.token, tenant: 'demo', jwksUrl: broker.jwksUrl }, ledger: log, logger, simMeasurement: measurement, ...(opts.port ? { port: Number(opts.port) } : {}), ...(opts.model ? { modelPath: opts.model } : {}) });
         closers.push(() => gw.close());
         const prompt = 'Summarise the visit of patient Jane Roe (jane.roe@example.com, DOB: 1961-03-14).';
-        const r = await runConfidentialRequest({ url: gw.url, jwks: gw.jwks, apiKey: gw.apiKey!, allowSimulated: true }, prompt);
+        // Strict: the SDK also checks that the broker's appraisal of this gateway is in the ledger.
+        const r = await runConfidentialRequest({ url: gw.url, jwks: gw.jwks, apiKey: gw.apiKey!, allowSimulated: true, tlogPolicy: parseTlogPolicy(`log ${vkey}\nquorum none\n`) }, prompt);
         say('');
         say(`4. Confidential inference: the SDK verified the gateway, then sent the prompt with Oblivious HTTP (gateway ${gw.url})`);
         for (const line of r.verificationText.split('\n')) say('  ' + line);

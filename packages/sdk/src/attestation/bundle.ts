@@ -29,7 +29,7 @@ export const CHALLENGE_PATH = '/.well-known/custody/attestation/challenge';
 export const MAX_BUNDLE_BYTES = 1024 * 1024;
 
 export interface BundleLedgerEntry {
-  /** Index of the broker's `attestation.appraised` event in the transparency log. */
+  /** Index of the broker's appraisal record in the transparency log (`attestation.appraised`, or the broker service's `audit.recorded` of `attest.appraise`). */
   index: number;
   /** The event as logged (canonical JSON object). */
   event: Record<string, unknown>;

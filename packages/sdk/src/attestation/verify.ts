@@ -164,6 +164,25 @@ class StepRunner {
   }
 }
 
+/**
+ * The appraisal an EAR-issuing broker logged, in either of its two ledger forms: the
+ * `attestation.appraised` event (the in-process development broker) or the key broker
+ * service's audit record of its handshake (`audit.recorded`, action `attest.appraise`, verdict
+ * `allow`, with the appraisal status and the EAR's SHA-256 among its facts). Undefined for any
+ * other entry. `earDigest` is lowercase hex.
+ */
+function loggedAppraisal(ev: Record<string, unknown>): { status: unknown; earDigest: unknown } | undefined {
+  if (ev.type === 'attestation.appraised') {
+    const d = ev.resultDigest;
+    return { status: ev.verdict, earDigest: typeof d === 'string' && d.startsWith('sha256:') ? d.slice(7) : undefined };
+  }
+  if (ev.type === 'audit.recorded' && ev.action === 'attest.appraise' && ev.verdict === 'allow') {
+    const facts = typeof ev.detail === 'object' && ev.detail !== null ? (ev.detail as Record<string, unknown>) : {};
+    return { status: facts.status, earDigest: facts.earDigest };
+  }
+  return undefined;
+}
+
 const ALL_STEPS: readonly VerificationStepName[] = ['trust', 'runtime-data', 'nonce', 'evidence', 'binding', 'ear', 'appraisal', 'platform', 'debug', 'measurements', 'freshness', 'ledger'];
 const HARDWARE: readonly Platform[] = ['sev-snp', 'tdx', 'nitro', 'tpm', 'azure-vtpm', 'nvidia'];
 
@@ -361,10 +380,11 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
       if (!entry?.proof) fail('ERR_TLOG_INCLUSION', 'strict mode: the bundle has no ledger inclusion proof');
       if (!bundle.ear) fail('ERR_TLOG_INCLUSION', 'strict mode: the appraisal is logged by the broker, and there is no EAR');
       const ev = entry.event;
-      if (ev.type !== 'attestation.appraised') fail('ERR_TLOG_INCLUSION', 'strict mode: the ledger entry is not an appraisal');
-      if (ev.verdict !== 'affirming') fail('ERR_TLOG_INCLUSION', 'strict mode: the logged verdict is not affirming');
-      const earDigest = 'sha256:' + toHex(await sha256(new TextEncoder().encode(bundle.ear)));
-      if (ev.resultDigest !== earDigest) fail('ERR_TLOG_INCLUSION', 'strict mode: the logged appraisal is for another EAR');
+      const logged = loggedAppraisal(ev);
+      if (!logged) fail('ERR_TLOG_INCLUSION', 'strict mode: the ledger entry is not an appraisal');
+      if (logged.status !== 'affirming') fail('ERR_TLOG_INCLUSION', 'strict mode: the logged verdict is not affirming');
+      const earDigest = toHex(await sha256(new TextEncoder().encode(bundle.ear)));
+      if (logged.earDigest !== earDigest) fail('ERR_TLOG_INCLUSION', 'strict mode: the logged appraisal is for another EAR');
       const v = await verifyTlogProof(entry.proof, { entry: encodeEvent(ev) }, options.strict.tlogPolicy, { now });
       if (v.index !== entry.index) fail('ERR_TLOG_INCLUSION', 'strict mode: the proof is for another index');
       return `the broker's appraisal is entry ${v.index} of ${v.checkpoint.origin} (tree size ${v.checkpoint.size}, ${v.witnesses.length} witness(es))`;

@@ -1,0 +1,127 @@
+// The deployed topology, each service its own server on loopback: the transparency ledger
+// (`custody log serve`), the key broker service (`custody broker serve --ledger URL`) and the
+// gateway (`custody gateway serve --broker URL --ledger URL`). The broker and the gateway log to
+// the same ledger over HTTP, so a client in strict mode proves the gateway's appraisal from it,
+// and every receipt is an entry of it. Without its ledger the gateway forwards nothing.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CustodyError } from '@custody/core';
+import { SIG_TYPE_ED25519, decodeEvent, generateSignerKey, parseTlogPolicy } from '@custody/ledger';
+import { HttpAuditSink, createLogApp, listen as listenLog, openLog, type RunningServer, type TransparencyLog } from '@custody/ledger-service';
+import { BrokerAdminClient, startBroker, type StartedBroker } from '@custody/broker-service';
+import { createConfidentialFetch, fetchAttestationBundle, verifyGatewayBundle, verifyReceiptInclusion, type AttestationBundle, type Receipt } from '@custody/sdk';
+import { launchGateway, type LaunchedGateway } from './launch.js';
+import { sha256Digest } from './pipeline/inference.js';
+import { simPolicyYaml, startFakeUpstream, type FakeUpstream } from './testing/index.js';
+
+const M = 'c3'.repeat(48);
+const silent = pino({ level: 'silent' });
+
+describe('ledger, broker and gateway as separate services, one ledger over HTTP', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'custody-separate-'));
+  let log: TransparencyLog;
+  let ledger: RunningServer;
+  let broker: StartedBroker;
+  let upstream: FakeUpstream;
+  let gw: LaunchedGateway;
+  let vkey: string;
+
+  beforeAll(async () => {
+    const key = await generateSignerKey('custody.test/separate', SIG_TYPE_ED25519, (n) => new Uint8Array(n).fill(9));
+    vkey = key.vkey;
+    const opened = await openLog({ dir: join(dir, 'ledger'), skey: key.skey, integrateIntervalMs: 50 });
+    log = opened.log;
+    ledger = await listenLog(createLogApp(opened.log, opened.store));
+    broker = await startBroker({ dataDir: join(dir, 'broker'), tenant: 'demo', policy: { text: simPolicyYaml([M]) }, audit: await HttpAuditSink.connect(ledger.url), logger: silent });
+    const workload = await new BrokerAdminClient({ baseUrl: broker.url, apiKey: broker.adminKey! }).createApiKey('workload', 'separate-services gateway');
+    upstream = await startFakeUpstream({ words: 6 });
+    gw = await launchGateway({ broker: { url: broker.url, apiKey: workload.token, tenant: 'demo', jwksUrl: broker.jwksUrl }, ledger: ledger.url, upstream: upstream.url, simMeasurement: M, port: 0, logger: silent });
+  });
+
+  afterAll(async () => {
+    await gw?.close();
+    await upstream?.close();
+    await broker?.close();
+    await ledger?.close();
+    await log?.close({ integrate: false });
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const chat = (content: string) => ({
+    method: 'POST',
+    headers: { authorization: `Bearer ${gw.apiKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'fake-model', messages: [{ role: 'user', content }] }),
+  });
+
+  it("strict mode proves the broker service's appraisal from the ledger, and the receipt is that ledger's entry", async () => {
+    expect(gw.summary.join('\n')).toContain(`ledger       ${new URL(ledger.url).toString()} (transparency log`);
+    const tlogPolicy = parseTlogPolicy(`log ${vkey}\nquorum none\n`);
+    const receipts: Receipt[] = [];
+    const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks, allowSimulated: true, strict: { tlogPolicy }, onReceipt: (r) => receipts.push(r) });
+    const res = await cfetch(`${gw.url}/v1/chat/completions`, chat('hello from a separate client'));
+    expect(res.status).toBe(200);
+    const ledgerStep = cfetch.lastVerification!.steps.find((s) => s.name === 'ledger');
+    expect(ledgerStep).toMatchObject({ ok: true, ran: true });
+    expect(ledgerStep!.detail).toContain('custody.test/separate');
+
+    // The receipt's ledger entry is in the ledger service: its bytes hash to the receipt's entry
+    // digest, it is the receipt's event, and its proof verifies against the log's key.
+    const r = receipts[0]!;
+    const reader = new HttpAuditSink(ledger.url);
+    const entry = await reader.entry(r.ledger!.index);
+    expect(sha256Digest(entry)).toBe(r.ledger!.entryDigest);
+    expect(decodeEvent(entry)).toMatchObject({ type: 'inference.receipt', receiptId: r.receiptId });
+    const proof = await (await fetch(`${ledger.url}/proof/${r.ledger!.index}`)).text();
+    await expect(verifyReceiptInclusion(r, proof, tlogPolicy, { now: new Date() })).resolves.toMatchObject({ index: r.ledger!.index });
+    // The policy decision before it went to the same ledger.
+    const decisions = await Promise.all(Array.from({ length: r.ledger!.index }, (_, i) => reader.entry(i).then((b) => decodeEvent(b) as unknown as Record<string, unknown>)));
+    expect(decisions.some((e) => e.type === 'gate.decision' && e.decision === 'allow')).toBe(true);
+  });
+
+  it("the bundle carries the broker service's audit record of the appraisal; tampered twins fail strict mode", async () => {
+    const tlogPolicy = parseTlogPolicy(`log ${vkey}\nquorum none\n`);
+    const bundle = await fetchAttestationBundle(gw.url);
+    expect(bundle.ledger?.event).toMatchObject({ type: 'audit.recorded', action: 'attest.appraise', verdict: 'allow' });
+    const opts = { jwks: gw.jwks, allowSimulated: true, strict: { tlogPolicy }, now: new Date() };
+    expect((await verifyGatewayBundle(bundle, opts)).document.ok).toBe(true);
+    const twin = (edit: (event: Record<string, unknown>) => void): AttestationBundle => {
+      const b = structuredClone(bundle);
+      edit(b.ledger!.event);
+      return b;
+    };
+    const errorOf = async (b: AttestationBundle) => (await verifyGatewayBundle(b, opts)).document.error;
+    // Another EAR's appraisal, a refused one, a record of something else, a non-affirming status:
+    // each refused at the ledger step for its own reason (before the proof, which also breaks).
+    expect(await errorOf(twin((e) => ((e.detail as Record<string, unknown>).earDigest = 'ab'.repeat(32))))).toMatchObject({ code: 'ERR_TLOG_INCLUSION', step: 'ledger', message: expect.stringContaining('another EAR') });
+    expect(await errorOf(twin((e) => (e.verdict = 'deny')))).toMatchObject({ code: 'ERR_TLOG_INCLUSION', step: 'ledger', message: expect.stringContaining('not an appraisal') });
+    expect(await errorOf(twin((e) => (e.action = 'key.release')))).toMatchObject({ code: 'ERR_TLOG_INCLUSION', step: 'ledger', message: expect.stringContaining('not an appraisal') });
+    expect(await errorOf(twin((e) => ((e.detail as Record<string, unknown>).status = 'warning')))).toMatchObject({ code: 'ERR_TLOG_INCLUSION', step: 'ledger', message: expect.stringContaining('not affirming') });
+    // The untouched event with a proof of another entry.
+    const other = structuredClone(bundle);
+    other.ledger!.index = 0;
+    expect(await errorOf(other)).toMatchObject({ code: expect.stringMatching(/^ERR_TLOG_/), step: 'ledger' });
+  });
+
+  it('with its ledger gone the gateway forwards nothing and answers ERR_GATEWAY_LEDGER', async () => {
+    const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks, allowSimulated: true });
+    await cfetch.verify();
+    const before = upstream.received.length;
+    await ledger.close();
+    const res = await cfetch(`${gw.url}/v1/chat/completions`, chat('must not reach the model'));
+    expect(res.status).toBeGreaterThanOrEqual(500);
+    expect(((await res.json()) as { code?: string }).code).toBe('ERR_GATEWAY_LEDGER');
+    expect(upstream.received.length).toBe(before);
+  });
+
+  it('refuses to start against a ledger that does not answer', async () => {
+    const e = await launchGateway({ ledger: 'http://127.0.0.1:9/', logger: silent, port: 0 }).then(
+      (g) => g.close().then(() => undefined),
+      (err: unknown) => err,
+    );
+    expect(e).toBeInstanceOf(CustodyError);
+    expect((e as CustodyError).code).toBe('ERR_TLOG_UNAVAILABLE');
+  });
+});
