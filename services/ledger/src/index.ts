@@ -6,6 +6,7 @@ export { SqliteSequencer } from './sequencer/sqlite.js';
 export { PostgresSequencer } from './sequencer/postgres.js';
 export type { Sequencer, TreeState } from './sequencer/types.js';
 export { createLogApp } from './http/log-app.js';
+export { nodeHttpFetch } from './http/node-fetch.js';
 export { problem, readBodyLimited, statusFor } from './http/problem.js';
 export { SqliteWitnessStore, createWitnessApp, witnessLogs } from './witness/witness-service.js';
 export { HttpAuditSink, listen, openLog, type OpenLogConfig, type RunningServer } from './open.js';

@@ -3,6 +3,7 @@ import type { Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
 import { CustodyError, fromUtf8, toCustodyError, type Bytes } from '@custody/core';
 import { buildTlogProof, createEd25519Signer, httpLogSource, readBodyLimited, readEntry, toCustodyEvent, type AuditSink, type CustodyEvent, type FetchLike, type LogSource, type ServiceAuditEvent, type TlogPolicy, type TlogProof } from '@custody/ledger';
+import { nodeHttpFetch } from './http/node-fetch.js';
 import { ENTRY_WAIT_MS, TransparencyLog, checkpointSize } from './log.js';
 import { FsTileStore } from './storage/tile-store.js';
 import { SqliteSequencer } from './sequencer/sqlite.js';
@@ -93,7 +94,7 @@ export class HttpAuditSink implements AuditSink {
 
   constructor(
     private readonly url: string,
-    private readonly fetchFn: FetchLike = (u, i) => fetch(u, i),
+    private readonly fetchFn: FetchLike = nodeHttpFetch(),
     options: { waitMs?: number } = {},
   ) {
     this.source = httpLogSource(fetchFn, url);
