@@ -61,6 +61,7 @@ if (ROLE === 'upstream') {
   const { launchGateway, createGatewayLogger } = await import('@custody/gateway-service');
   const { destination } = await import('pino');
   const g = await launchGateway({
+    ...(process.env.LEDGER ? { ledger: process.env.LEDGER } : {}),
     upstream: process.env.UPSTREAM!,
     port: 0,
     apiKey: API_KEY,
@@ -71,6 +72,30 @@ if (ROLE === 'upstream') {
   process.stdout.write(JSON.stringify({ url: g.url, jwks: g.jwks }) + '\n');
   // A clean exit on SIGTERM, so `--cpu-prof` profiles of this process get written.
   process.once('SIGTERM', () => process.exit(0));
+  await new Promise(() => undefined);
+}
+
+if (ROLE === 'ledger') {
+  // The transparency ledger as its own service (what `custody log serve` runs): SQLite
+  // sequencing with synchronous=FULL (every acknowledged append is on disk), tiles on disk.
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const path = await import('node:path');
+  const join = (...p: string[]) => path.join(...p);
+  const { SIG_TYPE_ED25519, generateSignerKey } = await import('@custody/ledger');
+  const { secureRandom } = await import('@custody/core');
+  const { createLogApp, listen, openLog } = await import('@custody/ledger-service');
+  const dir = mkdtempSync(join(tmpdir(), 'custody-bench-ledger-'));
+  const key = await generateSignerKey('bench.local/ledger', SIG_TYPE_ED25519, secureRandom);
+  const { log, store } = await openLog({ dir: join(dir, 'log'), skey: key.skey });
+  const server = await listen(createLogApp(log, store));
+  process.stdout.write(JSON.stringify({ url: server.url }) + '\n');
+  process.once('SIGTERM', () => {
+    void log.close({ integrate: false }).finally(() => {
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(0);
+    });
+  });
   await new Promise(() => undefined);
 }
 
@@ -134,11 +159,11 @@ interface Stat {
   rps: number;
   p50: number;
   p99: number;
-  /** CPU µs per request: this process (clients), the gateway, the model server. */
-  cpu: { client: number; gateway: number; upstream: number };
+  /** CPU µs per request: this process (clients), the gateway, the model server, and the ledger service when there is one. */
+  cpu: { client: number; gateway: number; upstream: number; ledger?: number };
 }
 
-async function load(concurrency: number, one: () => Promise<void>, pids: { gateway?: number; upstream: number }, ms = RUN_MS): Promise<Stat> {
+async function load(concurrency: number, one: () => Promise<void>, pids: { gateway?: number; upstream: number; ledger?: number }, ms = RUN_MS): Promise<Stat> {
   const warmEnd = performance.now() + 1000;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -146,7 +171,7 @@ async function load(concurrency: number, one: () => Promise<void>, pids: { gatew
     }),
   );
   const lat: number[] = [];
-  const c0 = { client: cpuSelf(), gateway: pids.gateway ? cpuOfPid(pids.gateway) : 0, upstream: cpuOfPid(pids.upstream) };
+  const c0 = { client: cpuSelf(), gateway: pids.gateway ? cpuOfPid(pids.gateway) : 0, upstream: cpuOfPid(pids.upstream), ledger: pids.ledger ? cpuOfPid(pids.ledger) : 0 };
   const start = performance.now();
   const end = start + ms;
   await Promise.all(
@@ -160,7 +185,12 @@ async function load(concurrency: number, one: () => Promise<void>, pids: { gatew
   );
   const elapsed = performance.now() - start;
   const n = lat.length;
-  const cpu = { client: (cpuSelf() - c0.client) / n, gateway: pids.gateway ? (cpuOfPid(pids.gateway) - c0.gateway) / n : 0, upstream: (cpuOfPid(pids.upstream) - c0.upstream) / n };
+  const cpu = {
+    client: (cpuSelf() - c0.client) / n,
+    gateway: pids.gateway ? (cpuOfPid(pids.gateway) - c0.gateway) / n : 0,
+    upstream: (cpuOfPid(pids.upstream) - c0.upstream) / n,
+    ...(pids.ledger ? { ledger: (cpuOfPid(pids.ledger) - c0.ledger) / n } : {}),
+  };
   lat.sort((a, b) => a - b);
   return { n, rps: (n * 1000) / elapsed, p50: percentile(lat, 50), p99: percentile(lat, 99), cpu };
 }
@@ -345,7 +375,16 @@ interface LoopRow {
   gateway: Stat;
 }
 
-async function loopback(name: string, serviceMs: number, tokenMs: number, configs: readonly { gateway: ProviderName; client: ProviderName }[], shapes: readonly boolean[] = [false, true]): Promise<LoopRow[]> {
+/** HPKE providers of a loopback run; `ledger`: the gateway logs to a ledger service over HTTP instead of its in-memory log. */
+interface LoopConfig {
+  gateway: ProviderName;
+  client: ProviderName;
+  ledger?: boolean;
+}
+
+const LEDGER_LABEL = ', ledger service over HTTP';
+
+async function loopback(name: string, serviceMs: number, tokenMs: number, configs: readonly LoopConfig[], shapes: readonly boolean[] = [false, true]): Promise<LoopRow[]> {
   const rows: LoopRow[] = [];
   const up = await child('upstream', { SERVICE_MS: String(serviceMs), TOKEN_MS: String(tokenMs) });
   const upstream = up.info.url as string;
@@ -353,9 +392,11 @@ async function loopback(name: string, serviceMs: number, tokenMs: number, config
   const proxyUrl = px.info.url as string;
   try {
     for (const cfg of configs) {
-      const gw = await child('gateway', { UPSTREAM: upstream, GATEWAY_HPKE: cfg.gateway });
+      const ledger = cfg.ledger ? await child('ledger', {}) : undefined;
+      const gw = await child('gateway', { UPSTREAM: upstream, GATEWAY_HPKE: cfg.gateway, ...(ledger ? { LEDGER: ledger.info.url as string } : {}) });
       const gateway = gw.info.url as string;
-      const config = `gateway ${cfg.gateway}, client ${cfg.client}`;
+      const config = `gateway ${cfg.gateway}, client ${cfg.client}${cfg.ledger ? LEDGER_LABEL : ''}`;
+      const gwPids = { gateway: gw.proc.pid!, upstream: up.proc.pid!, ...(ledger ? { ledger: ledger.proc.pid! } : {}) };
       try {
         setHpkeProvider(PROVIDERS[cfg.client]);
         setSignatureProvider(cfg.client === 'node:crypto' ? nodeSignaturePrimitives : undefined);
@@ -365,19 +406,20 @@ async function loopback(name: string, serviceMs: number, tokenMs: number, config
         const viaGateway = (stream: boolean) => async () =>
           drain(await cfetch(`${gateway}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` }, body: chatBody(stream) }));
         // A fresh gateway process compiles its hot paths first: warm every shape before measuring.
-        for (const stream of shapes) await load(4, viaGateway(stream), { gateway: gw.proc.pid!, upstream: up.proc.pid! }, WARM_MS);
+        for (const stream of shapes) await load(4, viaGateway(stream), gwPids, WARM_MS);
         for (const stream of shapes) {
           for (const c of [1, 8]) {
             const d = await load(c, direct(stream), { upstream: up.proc.pid! });
             const p = await load(c, direct(stream, proxyUrl), { gateway: px.proc.pid!, upstream: up.proc.pid! });
-            const g = await load(c, viaGateway(stream), { gateway: gw.proc.pid!, upstream: up.proc.pid! });
+            const g = await load(c, viaGateway(stream), gwPids);
             const shape = stream ? 'streamed (16 tokens)' : 'short answer';
-            console.log(`${name} [${config}] ${shape} c=${c}: direct ${d.rps.toFixed(0)} rps p50 ${d.p50.toFixed(2)} ms | proxy ${p.rps.toFixed(0)} rps p50 ${p.p50.toFixed(2)} ms | gateway ${g.rps.toFixed(0)} rps p50 ${g.p50.toFixed(2)} ms p99 ${g.p99.toFixed(2)} ms | CPU µs/req client ${g.cpu.client.toFixed(0)} gateway ${g.cpu.gateway.toFixed(0)} server ${g.cpu.upstream.toFixed(0)}`);
+            console.log(`${name} [${config}] ${shape} c=${c}: direct ${d.rps.toFixed(0)} rps p50 ${d.p50.toFixed(2)} ms | proxy ${p.rps.toFixed(0)} rps p50 ${p.p50.toFixed(2)} ms | gateway ${g.rps.toFixed(0)} rps p50 ${g.p50.toFixed(2)} ms p99 ${g.p99.toFixed(2)} ms | CPU µs/req client ${g.cpu.client.toFixed(0)} gateway ${g.cpu.gateway.toFixed(0)} server ${g.cpu.upstream.toFixed(0)}${g.cpu.ledger !== undefined ? ` ledger ${g.cpu.ledger.toFixed(0)}` : ''}`);
             rows.push({ profile: name, config, shape, c, direct: d, proxy: p, gateway: g });
           }
         }
       } finally {
         gw.proc.kill('SIGTERM');
+        ledger?.proc.kill('SIGTERM');
       }
     }
   } finally {
@@ -403,7 +445,7 @@ if (!ROLE) {
   const browserLike = { gateway: 'node:crypto', client: 'webcrypto' } as const;
   const loop = [
     ...(await loopback('instant', 0, 0, [{ gateway: 'webcrypto', client: 'webcrypto' }, browserLike, defaults])),
-    ...(await loopback('model-like', 10, 1, [defaults, browserLike])),
+    ...(await loopback('model-like', 10, 1, [defaults, browserLike, { ...defaults, ledger: true }])),
   ];
   const load1 = loadavg();
   const uptime1 = execFileSync('uptime', { encoding: 'utf8' }).trim();
@@ -445,7 +487,7 @@ if (!ROLE) {
     const p = r.proxy;
     const g = r.gateway;
     lines.push(
-      `| ${r.profile} | ${r.config} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${p.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${((g.rps / d.rps) * 100).toFixed(0)}% | ${((g.rps / p.rps) * 100).toFixed(0)}% | ${ms(d.p50)} / ${ms(p.p50)} / ${ms(g.p50)} | ${ms(d.p99)} / ${ms(p.p99)} / ${ms(g.p99)} | ${ms(g.p50 - d.p50)} / ${ms(g.p50 - p.p50)} | ${us(d.cpu.client)} + ${us(d.cpu.upstream)} | ${us(p.cpu.client)} + ${us(p.cpu.gateway)} + ${us(p.cpu.upstream)} | ${us(g.cpu.client)} + ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)} |`,
+      `| ${r.profile} | ${r.config} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${p.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${((g.rps / d.rps) * 100).toFixed(0)}% | ${((g.rps / p.rps) * 100).toFixed(0)}% | ${ms(d.p50)} / ${ms(p.p50)} / ${ms(g.p50)} | ${ms(d.p99)} / ${ms(p.p99)} / ${ms(g.p99)} | ${ms(g.p50 - d.p50)} / ${ms(g.p50 - p.p50)} | ${us(d.cpu.client)} + ${us(d.cpu.upstream)} | ${us(p.cpu.client)} + ${us(p.cpu.gateway)} + ${us(p.cpu.upstream)} | ${us(g.cpu.client)} + ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)}${g.cpu.ledger !== undefined ? ` + ledger ${us(g.cpu.ledger)}` : ''} |`,
     );
   }
   lines.push('');
@@ -460,6 +502,13 @@ if (!ROLE) {
   lines.push('');
   lines.push(`- ${summary(defaults, 'Node client (SDK with node:crypto providers, `installNodeCrypto()`)')}`);
   lines.push(`- ${summary(browserLike, 'WebCrypto client (what a browser runs)')}`);
+  const withLedger = loop.filter((r) => r.config.endsWith(LEDGER_LABEL));
+  const memoryTwin = (r: LoopRow) => rowsOf(defaults).find((x) => x.profile === r.profile && x.shape === r.shape && x.c === r.c)!;
+  lines.push(
+    `- Node client, the gateway logging to the ledger as a separate service (what \`custody gateway serve --ledger URL\` does; SQLite with synchronous=FULL, so each of the two appends per request waits for its commit to reach the disk): ${withLedger
+      .map((r) => `${r.profile} ${r.shape}, ${r.c} client(s): p50 ${ms(r.gateway.p50)} ms against ${ms(memoryTwin(r).gateway.p50)} ms with the in-memory log, ${r.gateway.rps.toFixed(0)} rps (${((r.gateway.rps / r.direct.rps) * 100).toFixed(0)}% of direct), ledger CPU ${us(r.gateway.cpu.ledger ?? 0)} µs per request`)
+      .join('; ')}. The rows above use the gateway's in-memory development log, which measures the gateway alone.`,
+  );
   lines.push('');
   const gwCpu = rowsOf(defaults).filter((r) => r.profile === 'instant' && r.c === 1).map((r) => `${r.shape} ${us(r.gateway.cpu.gateway)} µs`);
   const ip = (p: ProviderName, shape: string) => inproc.find((r) => r.providers === p && r.shape === shape)!;
