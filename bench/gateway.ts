@@ -84,11 +84,11 @@ if (ROLE === 'ledger') {
   const join = (...p: string[]) => path.join(...p);
   const { SIG_TYPE_ED25519, generateSignerKey } = await import('@custody/ledger');
   const { secureRandom } = await import('@custody/core');
-  const { createLogApp, listen, openLog } = await import('@custody/ledger-service');
+  const { createEventsNodeHandler, createLogApp, listen, openLog } = await import('@custody/ledger-service');
   const dir = mkdtempSync(join(tmpdir(), 'custody-bench-ledger-'));
   const key = await generateSignerKey('bench.local/ledger', SIG_TYPE_ED25519, secureRandom);
   const { log, store } = await openLog({ dir: join(dir, 'log'), skey: key.skey });
-  const server = await listen(createLogApp(log, store));
+  const server = await listen(createLogApp(log, store), '127.0.0.1', 0, { intercept: createEventsNodeHandler(log) });
   process.stdout.write(JSON.stringify({ url: server.url }) + '\n');
   process.once('SIGTERM', () => {
     void log.close({ integrate: false }).finally(() => {

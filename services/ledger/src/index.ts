@@ -5,7 +5,7 @@ export { nodeTreeHasher } from './hasher.js';
 export { SqliteSequencer } from './sequencer/sqlite.js';
 export { PostgresSequencer } from './sequencer/postgres.js';
 export type { Sequencer, TreeState } from './sequencer/types.js';
-export { createLogApp } from './http/log-app.js';
+export { createEventsNodeHandler, createLogApp } from './http/log-app.js';
 export { nodeHttpFetch } from './http/node-fetch.js';
 export { problem, readBodyLimited, statusFor } from './http/problem.js';
 export { SqliteWitnessStore, createWitnessApp, witnessLogs } from './witness/witness-service.js';

@@ -27,8 +27,8 @@ import {
   type CustodyEvent,
   type FetchLike,
 } from '@custody/ledger';
-import { createLogApp } from './http/log-app.js';
-import { HttpAuditSink, openLog } from './open.js';
+import { createEventsNodeHandler, createLogApp } from './http/log-app.js';
+import { HttpAuditSink, listen, openLog } from './open.js';
 import { SqliteWitnessStore, createWitnessApp, witnessLogs } from './witness/witness-service.js';
 import { FsTileStore } from './storage/tile-store.js';
 import { tempDir } from './testing/tmp.js';
@@ -363,5 +363,67 @@ describe('reading entries back: TransparencyLog.entry and HttpAuditSink (entry, 
     await expect(HttpAuditSink.connect('http://ledger.test/', empty)).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE' });
     // What a service prints of the URL never includes its password.
     expect(new HttpAuditSink('https://writer:s3cret-pass@ledger.test/log/').location).toBe('https://writer:***@ledger.test/log/');
+  });
+});
+
+describe('the log served on loopback: POST /events straight from node:http, the rest through the app', async () => {
+  const t = tempDir();
+  afterAll(() => t.cleanup());
+  const key = await generateSignerKey('log.test/served', SIG_TYPE_ED25519, seeded(8));
+
+  it('answers appends as the app route does, refuses bad and oversized events with the same problems, and leaves ?wait=1 and reads to the app', async () => {
+    const { log, store } = await openLog({ dir: join(t.dir, 'a'), skey: key.skey, integrateIntervalMs: 50 });
+    const app = createLogApp(log, store);
+    const handler = createEventsNodeHandler(log);
+    const claimed: string[] = [];
+    const server = await listen(app, '127.0.0.1', 0, {
+      intercept: (req, res) => {
+        const took = handler(req, res);
+        if (took) claimed.push(`${req.method} ${req.url}`);
+        return took;
+      },
+    });
+    try {
+      const post = (body: string, path = '/events', headers: Record<string, string> = {}) => fetch(`${server.url}${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
+      // The same event through the node:http path and through the app: the same answer shape, consecutive indexes.
+      const fast = await post(JSON.stringify(event(1)));
+      expect(fast.status).toBe(200);
+      const a = (await fast.json()) as { index: number; leafHash: string };
+      const viaApp = (await (await app.request('/events', { method: 'POST', body: JSON.stringify(event(2)) })).json()) as { index: number; leafHash: string };
+      expect(viaApp.index).toBe(a.index + 1);
+      const sink = new HttpAuditSink(server.url);
+      const entry = await sink.entry(a.index);
+      expect(decodeEvent(entry)).toEqual(event(1));
+      expect(a.leafHash).toBe(Buffer.from(rfc6962.leaf(entry)).toString('base64'));
+      // Refusals: the app's problem documents and statuses.
+      const notJson = await post('{not json');
+      expect([notJson.status, notJson.headers.get('content-type'), ((await notJson.json()) as { code: string }).code]).toEqual([400, 'application/problem+json', 'ERR_TLOG_EVENT']);
+      const secret = await post(JSON.stringify({ ...event(3), labels: { token: 'x' } }));
+      expect([secret.status, ((await secret.json()) as { code: string }).code]).toEqual([400, 'ERR_TLOG_EVENT_SECRET']);
+      const big = await post(JSON.stringify({ ...event(4), subject: 'x'.repeat(70 * 1024) }));
+      expect([big.status, ((await big.json()) as { code: string }).code]).toEqual([413, 'ERR_INPUT_TOO_LARGE']);
+      // Chunked, no Content-Length: refused by what arrives.
+      const chunks = new ReadableStream<Uint8Array>({
+        start(c) {
+          for (let i = 0; i < 20; i++) c.enqueue(new Uint8Array(8 * 1024).fill(0x20));
+          c.close();
+        },
+      });
+      const streamed = await fetch(`${server.url}/events`, { method: 'POST', body: chunks, duplex: 'half' } as RequestInit);
+      expect([streamed.status, ((await streamed.json()) as { code: string }).code]).toEqual([413, 'ERR_INPUT_TOO_LARGE']);
+      // ?wait=1 is the app's: it answers with a proof once a checkpoint includes the entry.
+      const waited = (await (await post(JSON.stringify(event(5)), '/events?wait=1')).json()) as { index: number; proof?: string };
+      expect(waited.proof).toContain(`index ${waited.index}`);
+      expect((await fetch(`${server.url}/checkpoint`)).status).toBe(200);
+      // The node:http path took every plain append and refusal; the app the rest.
+      expect(claimed).toEqual(Array.from({ length: 5 }, () => 'POST /events'));
+      // Nothing that was refused reached the log.
+      await log.integrateNow();
+      const size = (await openCheckpoint(await (await fetch(`${server.url}/checkpoint`)).text(), [await createEd25519Verifier(key.vkey)])).checkpoint.size;
+      expect(size).toBe(3);
+    } finally {
+      await server.close();
+      await log.close({ integrate: false });
+    }
   });
 });

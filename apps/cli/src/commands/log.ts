@@ -29,7 +29,7 @@ import {
   type MonitorState,
   type TlogPolicy,
 } from '@custody/ledger';
-import { FsTileStore, createLogApp, listen, openLog } from '@custody/ledger-service';
+import { FsTileStore, createEventsNodeHandler, createLogApp, listen, openLog } from '@custody/ledger-service';
 import type { Register } from './index.js';
 import { readInputFile, parseTime } from '../files.js';
 import { failWith, isInputOrAvailabilityCode, mark, printJson } from '../output.js';
@@ -180,7 +180,7 @@ Example:
           onPublish: (_note, size) => say('checkpoint published', { size }),
           onError: (e) => say('retrying', { code: e.code, error: e.message }),
         });
-        const server = await listen(createLogApp(tlog, store), host, port);
+        const server = await listen(createLogApp(tlog, store), host, port, { intercept: createEventsNodeHandler(tlog) });
         say('log serving', { origin: tlog.origin, url: server.url, dir: opts.dir, sequencing: opts.postgres ? 'postgres' : 'sqlite' });
         const stop = () => {
           say('stopping');

@@ -7,7 +7,7 @@ import { secureRandom, toCustodyError, wipe } from '@custody/core';
 import { defaultRegistry, type VerificationResult } from '@custody/attest';
 import { SimAttester } from '@custody/attester-service';
 import { createEd25519Signer, generateSignerKey, parseTlogPolicy } from '@custody/ledger';
-import { createLogApp, listen, openLog } from '@custody/ledger-service';
+import { createEventsNodeHandler, createLogApp, listen, openLog } from '@custody/ledger-service';
 import { BrokerAdminClient, fetchKey, startBroker } from '@custody/broker-service';
 import { DEV_SIM_MEASUREMENT, launchGateway, runConfidentialRequest } from '@custody/gateway-service';
 import { readInputFile, readNamedFiles } from '../files.js';
@@ -109,7 +109,7 @@ export const register: Register = (program: Command) => {
         const vkey = (await createEd25519Signer(skey)).vkey;
         const { log, store } = await openLog({ dir: resolve(data, 'ledger'), skey, integrateIntervalMs: 100 });
         closers.push(() => log.close());
-        const ledgerServer = await listen(createLogApp(log, store));
+        const ledgerServer = await listen(createLogApp(log, store), '127.0.0.1', 0, { intercept: createEventsNodeHandler(log) });
         closers.push(() => ledgerServer.close());
 
         const measurement = DEV_SIM_MEASUREMENT;

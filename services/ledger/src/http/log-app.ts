@@ -1,11 +1,25 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Hono } from 'hono';
-import { CustodyError, fromUtf8, toBase64 } from '@custody/core';
+import { CustodyError, fromUtf8, toBase64, type Bytes } from '@custody/core';
 import { MAX_BUNDLE_SIZE, MAX_ENTRY_SIZE, TILE_WIDTH, encodeEvent, formatTlogProof, parseTilePath, rfc6962, tilePath } from '@custody/ledger';
 import type { TransparencyLog } from '../log.js';
 import type { FsTileStore } from '../storage/tile-store.js';
-import { problem, readBodyLimited } from './problem.js';
+import { PROBLEM_CONTENT_TYPE, problem, problemBody, readBodyLimited } from './problem.js';
 
 const MAX_EVENT_JSON = 64 * 1024;
+
+/** `POST /events`: a Custody event as JSON text, validated, encoded canonically and sequenced. */
+async function appendEventJson(log: TransparencyLog, raw: Uint8Array): Promise<{ index: number; entry: Bytes }> {
+  let value: unknown;
+  try {
+    value = JSON.parse(fromUtf8(raw));
+  } catch (e) {
+    throw new CustodyError('ERR_TLOG_EVENT', 'event is not JSON', { cause: e });
+  }
+  const entry = encodeEvent(value as Record<string, unknown>);
+  const { index } = await log.addEntry(entry);
+  return { index, entry };
+}
 
 /**
  * The log's HTTP API. Reads are the C2SP tlog-tiles static resources (`/checkpoint`,
@@ -51,15 +65,7 @@ export function createLogApp(log: TransparencyLog, store: FsTileStore): Hono {
   });
 
   app.post('/events', async (c) => {
-    const raw = await readBodyLimited(c.req.raw, MAX_EVENT_JSON);
-    let value: unknown;
-    try {
-      value = JSON.parse(fromUtf8(raw));
-    } catch (e) {
-      throw new CustodyError('ERR_TLOG_EVENT', 'event is not JSON', { cause: e });
-    }
-    const entry = encodeEvent(value as Record<string, unknown>);
-    const { index } = await log.addEntry(entry);
+    const { index, entry } = await appendEventJson(log, await readBodyLimited(c.req.raw, MAX_EVENT_JSON));
     return answer(index, rfc6962.leaf(entry), c.req.query('wait') === '1');
   });
 
@@ -71,4 +77,71 @@ export function createLogApp(log: TransparencyLog, store: FsTileStore): Hono {
 
   app.get('/healthz', (c) => c.json({ ok: true, origin: log.origin, size: log.publishedSize }));
   return app;
+}
+
+/** How long a refused request's remaining body is read before its connection is closed. */
+const DRAIN_MS = 1000;
+
+/**
+ * `POST /events` (without `?wait=1`) straight from node:http: the body read into one buffer,
+ * the answer written in one call, no Web Request, Response or streams. Every audited operation
+ * of a broker or gateway pays this once or twice, so the write path skips the app; the answer
+ * and the refusals are those of the app's route (which still serves `?wait=1` and in-process
+ * requests). Returns whether it took the request.
+ */
+export function createEventsNodeHandler(log: TransparencyLog): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const reply = (req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string) => {
+    if (res.destroyed) return;
+    // Answered before the whole body arrived (too large): close once the rest is read, or after DRAIN_MS.
+    const early = !req.complete;
+    res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), ...(early ? { connection: 'close' } : {}) });
+    res.end(body);
+    if (early) {
+      const t = setTimeout(() => req.socket.destroy(), DRAIN_MS);
+      t.unref();
+      req.once('end', () => clearTimeout(t));
+      req.resume();
+    }
+  };
+  return (req, res) => {
+    if (req.method !== 'POST' || req.url !== '/events') return false;
+    readNodeBody(req, MAX_EVENT_JSON)
+      .then((raw) => appendEventJson(log, raw))
+      .then(
+        ({ index, entry }) => reply(req, res, 200, 'application/json', JSON.stringify({ index, leafHash: toBase64(rfc6962.leaf(entry)) })),
+        (e: unknown) => {
+          const p = problemBody(e);
+          reply(req, res, p.status, PROBLEM_CONTENT_TYPE, p.body);
+        },
+      )
+      .catch(() => res.destroy());
+    return true;
+  };
+}
+
+/** A node:http request body, bounded by Content-Length up front and by what arrives. */
+function readNodeBody(req: IncomingMessage, max: number): Promise<Bytes> {
+  const tooLarge = () => new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is larger than allowed', { detail: { max } });
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && /^[0-9]{1,12}$/.test(declared) && Number(declared) > max) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      size += chunk.length;
+      if (size > max) {
+        failed = true;
+        reject(tooLarge());
+      } else parts.push(chunk);
+    });
+    req.once('end', () => {
+      if (!failed) resolve(new Uint8Array(Buffer.concat(parts, size)));
+    });
+    req.once('error', (e) => {
+      if (!failed) reject(new CustodyError('ERR_INPUT_MALFORMED', 'the request body could not be read', { cause: e }));
+      failed = true;
+    });
+  });
 }

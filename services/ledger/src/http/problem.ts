@@ -21,8 +21,10 @@ export function statusFor(code: string): number {
   return STATUS[code] ?? 500;
 }
 
-/** RFC 9457 problem details; `detail` carries only public facts (codes, sizes, indexes). */
-export function problem(e: unknown): Response {
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+/** RFC 9457 problem details as a status and JSON text; `detail` carries only public facts (codes, sizes, indexes). */
+export function problemBody(e: unknown): { status: number; body: string } {
   const err = toCustodyError(e);
   const status = statusFor(err.code);
   const body = {
@@ -34,7 +36,13 @@ export function problem(e: unknown): Response {
     code: err.code,
     ...(err.detail && status !== 500 ? { facts: err.detail } : {}),
   };
-  return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/problem+json' } });
+  return { status, body: JSON.stringify(body) };
+}
+
+/** The problem document as a Response. */
+export function problem(e: unknown): Response {
+  const p = problemBody(e);
+  return new Response(p.body, { status: p.status, headers: { 'content-type': PROBLEM_CONTENT_TYPE } });
 }
 
 /** Reads a request body, refusing more than `max` bytes without buffering them (ERR_INPUT_TOO_LARGE, 413). */
