@@ -161,7 +161,7 @@ export const ErrorCodes = {
   ERR_GATEWAY_BACKEND: 'the model backend failed or answered with an error',
   ERR_GATEWAY_BACKEND_UNAVAILABLE: 'the model backend is not available on this machine',
   ERR_GATEWAY_LEDGER: 'the ledger did not accept the receipt; the response is withheld',
-  ERR_GATEWAY_OVERLOADED: 'the gateway is at a safety limit (replay window or attestation queue); retry later',
+  ERR_GATEWAY_OVERLOADED: 'the gateway is at a safety limit (replay window, attestation queue or ledger proofs in flight); retry later',
   ERR_GATEWAY_CONFIG: 'the gateway configuration is invalid',
   ERR_GATEWAY_MODEL_FILE: 'the model file is missing or is not a well-formed GGUF file',
   ERR_GATEWAY_REPLAY_STORE: 'the shared anti-replay store is unavailable, locked or full; the request was refused unprocessed (retry later)',

@@ -24,6 +24,7 @@ export {
 export {
   VERIFICATION_DOCUMENT_FORMAT,
   verifyGatewayBundle,
+  loggedAppraisal,
   assertVerified,
   renderVerificationText,
   verifierSet,

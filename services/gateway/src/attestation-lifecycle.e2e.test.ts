@@ -152,4 +152,26 @@ describe('freshness and trust paths', () => {
     const wrong = parseTlogPolicy(otherLog.tlogPolicyText);
     expect(await codeOf(createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true, strict: { tlogPolicy: wrong } }).verify())).toMatch(/^ERR_(NOTE|TLOG)_/);
   });
+
+  it('builds at most 8 ledger proofs at once for anonymous callers; the 9th is refused with ERR_GATEWAY_OVERLOADED, and the others still answer', async () => {
+    gw = await startTestGateway();
+    const real = gw.ledger.proof.bind(gw.ledger);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started = 0;
+    gw.ledger.proof = async (index: number) => {
+      started++;
+      await gate;
+      return real(index);
+    };
+    const pending = Array.from({ length: 8 }, () => fetch(`${gw!.url}/.well-known/custody/ledger/proof/0`));
+    while (started < 8) await new Promise((r) => setTimeout(r, 5));
+    const ninth = await fetch(`${gw.url}/.well-known/custody/ledger/proof/0`);
+    expect(ninth.status).toBe(503);
+    expect(((await ninth.json()) as { code: string }).code).toBe('ERR_GATEWAY_OVERLOADED');
+    release();
+    for (const r of await Promise.all(pending)) expect(r.status).toBe(200);
+    // The limit is on proofs in flight, not a count: it is free again.
+    expect((await fetch(`${gw.url}/.well-known/custody/ledger/proof/0`)).status).toBe(200);
+  });
 });

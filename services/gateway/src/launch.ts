@@ -148,6 +148,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
   if (gateway.attestation.state !== 'attested') {
     await gateway.close();
     await closeReplay();
+    if (typeof c.ledger === 'string' && ledger instanceof HttpAuditSink) ledger.close();
     throw new CustodyError('ERR_GATEWAY_NOT_ATTESTED', 'the gateway could not attest at start; see the log for the reason');
   }
   const server = await listen(gateway.app, { intercept: gateway.intercept, ...(c.port !== undefined ? { port: c.port } : {}), ...(c.host ? { host: c.host } : {}) });
@@ -181,6 +182,8 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
       await server.close();
       await attester.close?.();
       await closeReplay();
+      // A ledger this launch connected to (a URL): its keep-alive connections.
+      if (typeof c.ledger === 'string' && ledger instanceof HttpAuditSink) ledger.close();
     },
   };
 }

@@ -302,6 +302,10 @@ describe('review regressions: quorum reachability, one writer, monotonic publica
       );
     await expect(new HttpAuditSink('http://ledger.test/', endless).append(event(1))).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE' });
     expect(pulled).toBeLessThanOrEqual(4 * (1 << 16));
+    for (const index of [-1, 1.5, 2 ** 60]) {
+      const odd: FetchLike = () => Promise.resolve(new Response(JSON.stringify({ index }), { status: 200 }));
+      await expect(new HttpAuditSink('http://ledger.test/', odd).append(event(1))).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE' });
+    }
     const notJson: FetchLike = () => Promise.resolve(new Response('<html>bad gateway</html>', { status: 502 }));
     await expect(new HttpAuditSink('http://ledger.test/', notJson).append(event(1))).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE' });
   });
@@ -354,7 +358,7 @@ describe('reading entries back: TransparencyLog.entry and HttpAuditSink (entry, 
     await log.close();
   });
 
-  it('connect() refuses a URL that is not http(s) and a ledger that does not answer, with typed errors; location masks a password', async () => {
+  it('connect() refuses a URL that is not http(s) and a ledger that does not answer, with typed errors; location masks credentials', async () => {
     await expect(HttpAuditSink.connect('ftp://ledger.test/')).rejects.toMatchObject({ code: 'ERR_USAGE' });
     await expect(HttpAuditSink.connect('not a url')).rejects.toMatchObject({ code: 'ERR_USAGE' });
     const down: FetchLike = () => Promise.reject(new TypeError('fetch failed'));
@@ -362,7 +366,8 @@ describe('reading entries back: TransparencyLog.entry and HttpAuditSink (entry, 
     const empty: FetchLike = () => Promise.resolve(new Response('not found', { status: 404 }));
     await expect(HttpAuditSink.connect('http://ledger.test/', empty)).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE' });
     // What a service prints of the URL never includes its password.
-    expect(new HttpAuditSink('https://writer:s3cret-pass@ledger.test/log/').location).toBe('https://writer:***@ledger.test/log/');
+    expect(new HttpAuditSink('https://writer:s3cret-pass@ledger.test/log/').location).toBe('https://***:***@ledger.test/log/');
+    expect(new HttpAuditSink('https://tok3n@ledger.test/').location).toBe('https://***@ledger.test/');
   });
 });
 

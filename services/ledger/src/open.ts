@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type RequestListener, type ServerOp
 import type { AddressInfo } from 'node:net';
 import { CustodyError, fromUtf8, toCustodyError, type Bytes } from '@custody/core';
 import { buildTlogProof, createEd25519Signer, httpLogSource, readBodyLimited, readEntry, toCustodyEvent, type AuditSink, type CustodyEvent, type FetchLike, type LogSource, type ServiceAuditEvent, type TlogPolicy, type TlogProof } from '@custody/ledger';
-import { nodeHttpFetch } from './http/node-fetch.js';
+import { nodeHttpFetch, type NodeHttpFetch } from './http/node-fetch.js';
 import { ENTRY_WAIT_MS, TransparencyLog, checkpointSize } from './log.js';
 import { FsTileStore } from './storage/tile-store.js';
 import { SqliteSequencer } from './sequencer/sqlite.js';
@@ -93,6 +93,9 @@ export function listen(app: Hono, host = '127.0.0.1', port = 0, options: { inter
 /** Bound on the ledger's answer to `POST /events` (`{"index": n, "leafHash": ...}` or a problem). */
 const MAX_SINK_RESPONSE = 64 * 1024;
 
+/** Deadline of one call to the ledger (an append, a checkpoint or tile read). */
+const CALL_TIMEOUT_MS = 10_000;
+
 /**
  * The transparency ledger over HTTP, for services that do not run it in process (the key
  * broker, the gateway): appends through the log's `POST /events`, and reads entries back and
@@ -105,14 +108,36 @@ const MAX_SINK_RESPONSE = 64 * 1024;
 export class HttpAuditSink implements AuditSink {
   private readonly source: LogSource;
   private readonly waitMs: number;
+  private readonly appendFetch: FetchLike;
+  /** The transports this sink made (and closes); none when the caller gave one. */
+  private readonly owned: NodeHttpFetch[] = [];
 
+  /**
+   * `fetchFn`: the transport for every call (tests inject one). Default: node:http with
+   * keep-alive, appends answered in at most 64 KiB and reads in at most one entry bundle, each
+   * call ended within 10 s.
+   */
   constructor(
     private readonly url: string,
-    private readonly fetchFn: FetchLike = nodeHttpFetch(),
+    fetchFn?: FetchLike,
     options: { waitMs?: number } = {},
   ) {
-    this.source = httpLogSource(fetchFn, url);
+    let reads: FetchLike;
+    if (fetchFn) reads = this.appendFetch = fetchFn;
+    else {
+      const a = nodeHttpFetch({ maxBody: MAX_SINK_RESPONSE, timeoutMs: CALL_TIMEOUT_MS });
+      const r = nodeHttpFetch({ timeoutMs: CALL_TIMEOUT_MS });
+      this.owned.push(a, r);
+      this.appendFetch = a;
+      reads = r;
+    }
+    this.source = httpLogSource(reads, url);
     this.waitMs = options.waitMs ?? ENTRY_WAIT_MS;
+  }
+
+  /** Closes the connections this sink keeps open to the ledger. */
+  close(): void {
+    for (const f of this.owned) f.close();
   }
 
   /**
@@ -129,14 +154,20 @@ export class HttpAuditSink implements AuditSink {
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CustodyError('ERR_USAGE', "the ledger URL must be the ledger's http:// or https:// URL");
     const sink = new HttpAuditSink(url, fetchFn);
-    await sink.checkpoint();
+    try {
+      await sink.checkpoint();
+    } catch (e) {
+      sink.close();
+      throw e;
+    }
     return sink;
   }
 
-  /** The ledger's URL as safe to print: a password in it is masked. */
+  /** The ledger's URL as safe to print: the credentials in it (user and password) are masked. */
   get location(): string {
     try {
       const u = new URL(this.url);
+      if (u.username) u.username = '***';
       if (u.password) u.password = '***';
       return u.toString();
     } catch {
@@ -149,9 +180,9 @@ export class HttpAuditSink implements AuditSink {
     return fromUtf8(await this.source.readCheckpoint());
   }
 
-  /** The entry at `index`, from its entry bundle, once a published checkpoint includes it. */
-  async entry(index: number): Promise<Bytes> {
-    const note = await this.checkpointIncluding(index);
+  /** The entry at `index`, from its entry bundle, once a published checkpoint includes it (waiting up to `waitMs`). */
+  async entry(index: number, waitMs = this.waitMs): Promise<Bytes> {
+    const note = await this.checkpointIncluding(index, waitMs);
     return readEntry(this.source, index, checkpointSize(note));
   }
 
@@ -164,7 +195,7 @@ export class HttpAuditSink implements AuditSink {
     return buildTlogProof(this.source, index, await this.checkpointIncluding(index, 0));
   }
 
-  private async checkpointIncluding(index: number, waitMs = this.waitMs): Promise<string> {
+  private async checkpointIncluding(index: number, waitMs: number): Promise<string> {
     if (!Number.isSafeInteger(index) || index < 0) throw new CustodyError('ERR_TLOG_ENTRY', 'index must be a non-negative integer', { detail: { index } });
     const deadline = Date.now() + waitMs;
     for (let pause = 50; ; pause = Math.min(pause * 2, 1000)) {
@@ -173,7 +204,8 @@ export class HttpAuditSink implements AuditSink {
       if (index < size) return note;
       if (waitMs === 0) throw new CustodyError('ERR_TLOG_INCLUSION', 'entry is not in a published checkpoint yet', { detail: { index, size } });
       if (Date.now() + pause > deadline) throw new CustodyError('ERR_TLOG_UNAVAILABLE', 'no published checkpoint included the entry in time', { detail: { index, size } });
-      await new Promise((r) => setTimeout(r, pause));
+      // Not unref'd: a service starting up may have nothing else keeping it alive while it waits.
+      await new Promise((r) => setTimeout(r, Math.min(pause, deadline - Date.now())));
     }
   }
 
@@ -182,7 +214,7 @@ export class HttpAuditSink implements AuditSink {
     const e = toCustodyEvent(event);
     let res: Response;
     try {
-      res = await this.fetchFn(this.url.replace(/\/+$/, '') + '/events', {
+      res = await this.appendFetch(this.url.replace(/\/+$/, '') + '/events', {
         method: 'POST',
         body: JSON.stringify(e),
         headers: { 'content-type': 'application/json' },
@@ -200,10 +232,10 @@ export class HttpAuditSink implements AuditSink {
       if (err.code === 'ERR_INPUT_TOO_LARGE') throw new CustodyError('ERR_TLOG_UNAVAILABLE', 'ledger response is too large', { cause: err, detail: { status: res.status } });
       // Not JSON: typed by status below.
     }
-    if (res.status !== 200 || typeof body.index !== 'number') {
+    if (res.status !== 200 || !Number.isSafeInteger(body.index) || (body.index as number) < 0) {
       const code = typeof body.code === 'string' && /^ERR_[A-Z0-9_]{1,60}$/.test(body.code) ? body.code : 'ERR_TLOG_UNAVAILABLE';
       throw new CustodyError(code, 'ledger refused the event', { detail: { status: res.status } });
     }
-    return { index: body.index };
+    return { index: body.index as number };
   }
 }

@@ -102,6 +102,8 @@ describe('custody gateway serve / custody relay serve', () => {
     }
     for (const [ledger, code, exit] of [
       ['ftp://127.0.0.1/', 'ERR_USAGE', 2],
+      // An empty value (an unset variable) is an error, not the in-memory log.
+      ['', 'ERR_USAGE', 2],
       ['http://127.0.0.1:9/', 'ERR_TLOG_UNAVAILABLE', 3],
     ] as const) {
       const child = spawn(process.execPath, [...nodeArgs, 'gateway', 'serve', '--port', '0', '--json', '--ledger', ledger], { cwd: cliDir });

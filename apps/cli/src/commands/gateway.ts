@@ -113,7 +113,7 @@ export const register: Register = (program: Command) => {
           ...(opts.rotateKeys ? { keyRotationMs: Number(opts.rotateKeys) * 1000 } : {}),
           replayStore: opts.replayStore,
           ...(opts.identityKey !== undefined ? { identityKey: opts.identityKey } : {}),
-          ...(opts.ledger ? { ledger: opts.ledger } : {}),
+          ...(opts.ledger !== undefined ? { ledger: opts.ledger } : {}),
         });
         if (opts.jwksOut) writeFileSync(opts.jwksOut, JSON.stringify(launched.jwks, null, 2) + '\n');
         if (json) printJson({ ok: true, url: launched.url, simulated: launched.simulated, jwks: launched.jwks, ledger: opts.ledger !== undefined ? redactUrl(opts.ledger) : null, ...(launched.apiKey ? { apiKey: launched.apiKey } : {}) });

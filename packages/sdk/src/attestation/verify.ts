@@ -171,7 +171,7 @@ class StepRunner {
  * `allow`, with the appraisal status and the EAR's SHA-256 among its facts). Undefined for any
  * other entry. `earDigest` is lowercase hex.
  */
-function loggedAppraisal(ev: Record<string, unknown>): { status: unknown; earDigest: unknown } | undefined {
+export function loggedAppraisal(ev: Record<string, unknown>): { status: unknown; earDigest: unknown } | undefined {
   if (ev.type === 'attestation.appraised') {
     const d = ev.resultDigest;
     return { status: ev.verdict, earDigest: typeof d === 'string' && d.startsWith('sha256:') ? d.slice(7) : undefined };

@@ -16,11 +16,14 @@ import type { Logger } from 'pino';
 import { canonicalize, CustodyError, equalBytes, fromBase64Url, sha256, toBase64Url, toCustodyError, toHex, unwrapKey, utf8, type Clock } from '@custody/core';
 import { decodeEvent, formatTlogProof } from '@custody/ledger';
 import { verifyEar, type Ear } from '@custody/policy';
-import { ATTESTATION_BUNDLE_FORMAT, buildRuntimeData, defaultVerifiers, encodeKeyConfigs, runtimeDigest, type AttestationBundle, type EvidenceVerifierSet, type KeyConfig } from '@custody/sdk';
+import { ATTESTATION_BUNDLE_FORMAT, buildRuntimeData, defaultVerifiers, encodeKeyConfigs, loggedAppraisal, runtimeDigest, type AttestationBundle, type EvidenceVerifierSet, type KeyConfig } from '@custody/sdk';
 import type { Attester } from '@custody/attester-service';
 import { deriveGatewayIdentity, type GatewayKeys } from '../keys/gateway-keys.js';
 import type { LedgerSink } from '../ledger/ledger-sink.js';
 import { isIdentityRefusal, isRefusal, releasedKeyName, releasedKeyVersion, type BrokerClient } from './broker-client.js';
+
+/** Longest an attestation round waits for the ledger to publish the broker's appraisal record. */
+const LEDGER_PROOF_WAIT_MS = 3000;
 
 export type AttestationState = 'starting' | 'attested' | 'lapsed' | 'revoked';
 
@@ -326,7 +329,6 @@ export class AttestationManager {
       const v = await verifyEar(token, { jwks: await this.brokerJwks(), now: o.clock(), clockToleranceSeconds: 5, ...(nonce ? { nonce } : {}) });
       if (v.status !== 'affirming') throw new CustodyError('ERR_POLICY_DENIED', `the broker's verdict is ${v.status}`);
       ear = v.ear;
-      if (r.ledgerIndex !== undefined) ledger = await this.ledgerProof(r.ledgerIndex, token);
       if (checkIdentity && (await this.installIdentity(session, token))) return undefined;
       if (o.modelKey && o.broker.releaseKey) {
         const released = await o.broker.releaseKey(o.modelKey.name, { session, ear: token });
@@ -339,6 +341,8 @@ export class AttestationManager {
           key.fill(0);
         }
       }
+      // Last: the releases above use the session while it is fresh; this waits for the ledger.
+      if (r.ledgerIndex !== undefined) ledger = await this.ledgerProof(r.ledgerIndex, token);
     }
     const bundle: AttestationBundle = {
       format: ATTESTATION_BUNDLE_FORMAT,
@@ -369,19 +373,21 @@ export class AttestationManager {
   }
 
   /**
-   * The broker's appraisal event at `index` of this gateway's ledger, with an inclusion proof,
-   * when that ledger is the one the broker logs to: the entry must name the EAR's SHA-256. The
-   * broker's audit index says nothing about another log (a development in-memory ledger next
-   * to the broker service), so a missing or unrelated entry is left out of the bundle rather
-   * than published or failing the attestation.
+   * The broker's appraisal record at `index` of this gateway's ledger, with an inclusion proof,
+   * when that ledger is the one the broker logs to: the entry must be the broker's record that
+   * it affirmed this EAR (the SDK's strict mode checks the same). The broker's audit index says
+   * nothing about another log (a development in-memory ledger next to the broker service, or
+   * the broker's interim table while the ledger failed), so a missing or unrelated entry is
+   * left out of the bundle rather than published or failing the attestation. The wait for the
+   * ledger to publish the entry is bounded by LEDGER_PROOF_WAIT_MS.
    */
   private async ledgerProof(index: number, token: string): Promise<AttestationBundle['ledger']> {
     const l = this.o.ledger;
     if (!l?.proof || !l.entry) return undefined;
     try {
-      const event = decodeEvent(await l.entry(index)) as unknown as Record<string, unknown>;
-      if (!JSON.stringify(event).includes(toHex(await sha256(utf8(token))))) {
-        this.o.logger.warn({ event: 'attestation.ledger', index }, "the broker's audit index is not this EAR's entry in the gateway's ledger; the bundle carries no ledger proof");
+      const event = decodeEvent(await l.entry(index, LEDGER_PROOF_WAIT_MS)) as unknown as Record<string, unknown>;
+      if (loggedAppraisal(event)?.earDigest !== toHex(await sha256(utf8(token)))) {
+        this.o.logger.warn({ event: 'attestation.ledger', index }, "the broker's audit index is not this EAR's appraisal in the gateway's ledger; the bundle carries no ledger proof");
         return undefined;
       }
       return { index, event, proof: formatTlogProof(await l.proof(index)) };

@@ -95,6 +95,9 @@ const publicCors: MiddlewareHandler = async (c, next) => {
   c.res.headers.set('Access-Control-Allow-Origin', '*');
 };
 
+
+/** Ledger proofs the gateway builds at once for `/.well-known/custody/ledger/proof/:index`. */
+const MAX_PROOFS_IN_FLIGHT = 8;
 export function createGatewayApp(d: GatewayAppDeps): Hono {
   const app = new Hono();
   app.onError((e) => problemResponse(e));
@@ -140,14 +143,22 @@ export function createGatewayApp(d: GatewayAppDeps): Hono {
     const s = d.attestation.assertServing();
     return new Response(encodeKeyConfigs(s.keyConfigs), { headers: { 'content-type': OhttpMediaType.Keys, 'cache-control': 'no-store' } });
   });
+  // Anyone may ask, and each proof reads the ledger (its checkpoint and tiles): a bounded number at once.
+  let proofsInFlight = 0;
   app.get('/.well-known/custody/ledger/proof/:index', async (c) => {
     const index = Number(c.req.param('index'));
     if (!Number.isSafeInteger(index) || index < 0) throw new CustodyError('ERR_INPUT_MALFORMED', 'index must be a non-negative integer');
     if (!d.ledger.proof) throw new CustodyError('ERR_GATEWAY_LEDGER', 'this gateway ledger gives no proofs');
-    const p = await d.ledger.proof(index).catch((e: unknown) => {
-      throw new CustodyError('ERR_GATEWAY_LEDGER', 'no proof for this index', { cause: e });
-    });
-    return c.text(formatTlogProof(p), 200, { 'content-type': 'text/plain; charset=utf-8' });
+    if (proofsInFlight >= MAX_PROOFS_IN_FLIGHT) throw new CustodyError('ERR_GATEWAY_OVERLOADED', 'too many ledger proofs are being built; retry later', { detail: { limit: 'ledger-proofs', max: MAX_PROOFS_IN_FLIGHT } });
+    proofsInFlight++;
+    try {
+      const p = await d.ledger.proof(index).catch((e: unknown) => {
+        throw new CustodyError('ERR_GATEWAY_LEDGER', 'no proof for this index', { cause: e });
+      });
+      return c.text(formatTlogProof(p), 200, { 'content-type': 'text/plain; charset=utf-8' });
+    } finally {
+      proofsInFlight--;
+    }
   });
 
   app.all('/v1/*', () => problemResponse(new CustodyError('ERR_GATEWAY_PLAINTEXT')));

@@ -9,8 +9,8 @@ import { secureRandom, type RandomSource } from '@custody/core';
 export interface LedgerSink extends AuditSink {
   /** A C2SP tlog-proof for an appended entry, against a checkpoint that covers it. */
   proof?(index: number): Promise<TlogProof>;
-  /** The entry bytes (canonical event) at an index. */
-  entry?(index: number): Promise<Uint8Array>;
+  /** The entry bytes (canonical event) at an index, waiting up to `waitMs` for the log to publish it (a log that publishes at once ignores it). */
+  entry?(index: number, waitMs?: number): Promise<Uint8Array>;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeHttpFetch } from './node-fetch.js';
 
@@ -24,6 +24,11 @@ describe('nodeHttpFetch', () => {
           res.end();
         } else if (req.url === '/slow') {
           // never answers
+        } else if (req.url === '/drip') {
+          // One byte every 50 ms, for ever: never idle, never done.
+          res.writeHead(200, { 'content-type': 'text/plain' });
+          const t = setInterval(() => res.write('.'), 50);
+          res.once('close', () => clearInterval(t));
         } else if (req.url === '/cut') {
           res.writeHead(200, { 'content-length': '1000' });
           res.write('only part of it');
@@ -65,20 +70,35 @@ describe('nodeHttpFetch', () => {
     expect(ports.size).toBe(1);
   });
 
-  it('fails a longer answer than maxBody, a call past its timeout, an aborted call and a cut-off answer', async () => {
+  it('fails, typed, a longer answer than maxBody, a call past its deadline (silent or trickling), a cut-off answer; an aborted call rejects with its reason', async () => {
     await expect(nodeHttpFetch({ maxBody: 1000 })(`${base}/big`)).rejects.toMatchObject({ code: 'ERR_INPUT_TOO_LARGE' });
     expect((await (await nodeHttpFetch({ maxBody: 4096 })(`${base}/big`)).arrayBuffer()).byteLength).toBe(4096);
-    await expect(nodeHttpFetch({ timeoutMs: 100 })(`${base}/slow`)).rejects.toThrow(/no answer within 100 ms/);
+    await expect(nodeHttpFetch({ timeoutMs: 100 })(`${base}/slow`)).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE', detail: { reason: 'timeout' } });
+    // A deadline, not an idle timeout: bytes every 50 ms do not keep a 200 ms call alive.
+    await expect(nodeHttpFetch({ timeoutMs: 200 })(`${base}/drip`)).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE', detail: { reason: 'timeout' } });
+    await expect(nodeHttpFetch()(`${base}/cut`)).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE', detail: { reason: 'cut-off' } });
     const ac = new AbortController();
     const pending = nodeHttpFetch()(`${base}/slow`, { signal: ac.signal });
     setTimeout(() => ac.abort(new Error('caller gave up')), 20);
     await expect(pending).rejects.toThrow(/caller gave up/);
     await expect(nodeHttpFetch()(`${base}/x`, { signal: AbortSignal.abort(new Error('already')) })).rejects.toThrow(/already/);
-    await expect(nodeHttpFetch()(`${base}/cut`)).rejects.toThrow();
   });
 
-  it('refuses a URL that is not http(s) with ERR_USAGE, and an unreachable host with an error', async () => {
+  it('refuses a status outside 200-599 with a typed error instead of throwing from the socket (a hostile ledger)', async () => {
+    const raw: TcpServer = createTcpServer((sock) => {
+      sock.once('data', () => sock.end('HTTP/1.1 600 Odd\r\ncontent-length: 2\r\n\r\nok'));
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(raw.address() as AddressInfo).port}/x`;
+      await expect(nodeHttpFetch()(url)).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE', detail: { reason: 'status' } });
+    } finally {
+      await new Promise((r) => raw.close(r));
+    }
+  });
+
+  it('refuses a URL that is not http(s) with ERR_USAGE, and an unreachable host with ERR_TLOG_UNAVAILABLE', async () => {
     await expect(nodeHttpFetch()('ftp://127.0.0.1/x')).rejects.toMatchObject({ code: 'ERR_USAGE' });
-    await expect(nodeHttpFetch()('http://127.0.0.1:9/x')).rejects.toThrow();
+    await expect(nodeHttpFetch()('http://127.0.0.1:9/x')).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE', detail: { reason: 'connect' } });
   });
 });

@@ -5,22 +5,38 @@ import { MAX_BUNDLE_SIZE, type FetchLike } from '@custody/ledger';
 
 const NULL_BODY = new Set([204, 205, 304]);
 
+/** A FetchLike that owns its connections: `close` ends the idle ones (keep-alive). */
+export interface NodeHttpFetch extends FetchLike {
+  close(): void;
+}
+
+export interface NodeHttpFetchOptions {
+  /** Longest answer body accepted (default: the largest entry bundle); a longer one fails the call. */
+  maxBody?: number;
+  /** Deadline of a whole call, connect to last byte (default 30 s), however the bytes trickle in. */
+  timeoutMs?: number;
+  /** Most connections open at once per scheme (default 16); more calls queue. */
+  maxSockets?: number;
+}
+
 /**
  * A FetchLike over node:http and node:https with keep-alive agents: what the key broker and the
  * gateway use to reach the ledger (appends, the checkpoint, tiles). A gateway pays this
  * transport twice on every request (the policy decision, the receipt), and node:http costs a
  * third of undici fetch's CPU per call on the machines in BENCHMARKS.md.
  *
- * The answer is read whole, up to `maxBody` bytes (default: the largest entry bundle); a longer
- * one fails the call and drops its connection. Callers still bound what they accept. A call
- * with no answer within `timeoutMs` (default 30 s) fails, so a stalled ledger cannot hold a
- * request forever.
+ * The answer is read whole, up to `maxBody` bytes; a longer one fails the call
+ * (ERR_INPUT_TOO_LARGE) and drops its connection. A call that has not ended within `timeoutMs`,
+ * an answer cut off, a status outside 200-599 and a connection that fails are ERR_TLOG_UNAVAILABLE
+ * (`detail.reason`). An aborted call rejects with the signal's reason, as fetch does.
  */
-export function nodeHttpFetch(options: { maxBody?: number; timeoutMs?: number } = {}): FetchLike {
+export function nodeHttpFetch(options: NodeHttpFetchOptions = {}): NodeHttpFetch {
   const maxBody = options.maxBody ?? MAX_BUNDLE_SIZE;
   const timeoutMs = options.timeoutMs ?? 30_000;
-  const agents = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) };
-  return (url, init = {}) =>
+  const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 16, timeout: 60_000 };
+  const agents = { http: new HttpAgent(agentOptions), https: new HttpsAgent(agentOptions) };
+  const unavailable = (reason: string, message: string, cause?: unknown) => new CustodyError('ERR_TLOG_UNAVAILABLE', message, { detail: { reason }, ...(cause !== undefined ? { cause } : {}) });
+  const call = (url: string, init: Parameters<FetchLike>[1] = {}) =>
     new Promise<Response>((resolve, reject) => {
       let u: URL;
       try {
@@ -39,14 +55,23 @@ export function nodeHttpFetch(options: { maxBody?: number; timeoutMs?: number } 
       const headers: Record<string, string | number> = { ...init.headers };
       if (init.body !== undefined) headers['content-length'] = typeof init.body === 'string' ? Buffer.byteLength(init.body) : init.body.byteLength;
       let settled = false;
-      // The first outcome wins; a failure drops the connection (it may be mid-answer).
-      const fail = (e: unknown) => {
-        if (settled) return;
+      const done = () => {
         settled = true;
-        reject(e instanceof Error ? e : new Error(String(e)));
+        clearTimeout(deadline);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      // The first outcome wins; a failure drops the connection (it may be mid-answer).
+      const fail = (e: Error) => {
+        if (settled) return;
+        done();
+        reject(e);
         req.destroy();
       };
-      const req = (https ? httpsRequest : httpRequest)(u, { method: init.method ?? 'GET', headers, agent: https ? agents.https : agents.http, timeout: timeoutMs }, (res: IncomingMessage) => {
+      const onAbort = () => {
+        const reason: unknown = signal!.reason;
+        fail(reason instanceof Error ? reason : new Error('aborted'));
+      };
+      const req = (https ? httpsRequest : httpRequest)(u, { method: init.method ?? 'GET', headers, agent: https ? agents.https : agents.http }, (res: IncomingMessage) => {
         const parts: Buffer[] = [];
         let size = 0;
         res.on('data', (chunk: Buffer) => {
@@ -57,24 +82,39 @@ export function nodeHttpFetch(options: { maxBody?: number; timeoutMs?: number } 
         });
         res.once('end', () => {
           if (settled) return;
-          settled = true;
-          const status = res.statusCode ?? 502;
-          const out = new Headers();
-          for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) out.set(k, Array.isArray(v) ? v.join(', ') : v);
-          resolve(new Response(NULL_BODY.has(status) ? null : Buffer.concat(parts, size), { status, headers: out }));
+          const status = res.statusCode ?? 0;
+          // Any 3-digit status parses; a Response holds 200-599 only.
+          if (status < 200 || status > 599) {
+            fail(unavailable('status', 'the ledger answered with an invalid HTTP status'));
+            return;
+          }
+          let answer: Response;
+          try {
+            const out = new Headers();
+            for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) out.set(k, Array.isArray(v) ? v.join(', ') : v);
+            answer = new Response(NULL_BODY.has(status) ? null : Buffer.concat(parts, size), { status, headers: out });
+          } catch (e) {
+            fail(unavailable('answer', 'the ledger answer is not valid HTTP', e));
+            return;
+          }
+          done();
+          resolve(answer);
         });
-        res.on('error', fail);
+        res.on('error', (e) => fail(unavailable('cut-off', 'the ledger answer was cut off', e)));
         res.once('close', () => {
-          if (!res.complete) fail(new Error('the answer was cut off'));
+          if (!res.complete) fail(unavailable('cut-off', 'the ledger answer was cut off'));
         });
       });
-      req.once('timeout', () => fail(new Error(`no answer within ${timeoutMs} ms`)));
-      req.on('error', fail);
-      if (signal) {
-        const onAbort = () => fail(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-        signal.addEventListener('abort', onAbort, { once: true });
-        req.once('close', () => signal.removeEventListener('abort', onAbort));
-      }
+      const deadline = setTimeout(() => fail(unavailable('timeout', `the ledger did not answer within ${timeoutMs} ms`)), timeoutMs);
+      deadline.unref();
+      req.on('error', (e) => fail(unavailable('connect', 'the ledger could not be reached', e)));
+      signal?.addEventListener('abort', onAbort, { once: true });
       req.end(init.body);
     });
+  return Object.assign(call, {
+    close() {
+      agents.http.destroy();
+      agents.https.destroy();
+    },
+  });
 }
