@@ -1,10 +1,10 @@
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
-import { createServer, type IncomingMessage, type RequestListener, type ServerOptions, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CustodyError, fromUtf8, toCustodyError, type Bytes } from '@custody/core';
 import { buildTlogProof, createEd25519Signer, httpLogSource, readBodyLimited, readEntry, toCustodyEvent, type AuditSink, type CustodyEvent, type FetchLike, type LogSource, type ServiceAuditEvent, type TlogPolicy, type TlogProof } from '@custody/ledger';
 import { nodeHttpFetch, type NodeHttpFetch } from './http/node-fetch.js';
+import { interceptingServer, type NodeIntercept } from './http/node-server.js';
 import { ENTRY_WAIT_MS, TransparencyLog, checkpointSize } from './log.js';
 import { FsTileStore } from './storage/tile-store.js';
 import { SqliteSequencer } from './sequencer/sqlite.js';
@@ -62,17 +62,8 @@ export interface RunningServer {
  * Serves a hono app on host:port (port 0 picks a free one). `intercept` answers the requests it
  * claims straight from node:http (the log's `createEventsNodeHandler`), the app the others.
  */
-export function listen(app: Hono, host = '127.0.0.1', port = 0, options: { intercept?: (req: IncomingMessage, res: ServerResponse) => boolean } = {}): Promise<RunningServer> {
-  const intercept = options.intercept;
-  const make = (opts: ServerOptions, listener: RequestListener) =>
-    createServer(
-      opts,
-      intercept
-        ? (req, res) => {
-            if (!intercept(req, res)) listener(req, res);
-          }
-        : listener,
-    );
+export function listen(app: Hono, host = '127.0.0.1', port = 0, options: { intercept?: NodeIntercept } = {}): Promise<RunningServer> {
+  const make = interceptingServer(options.intercept);
   return new Promise((resolve, reject) => {
     const server = serve({ fetch: app.fetch, hostname: host, port, createServer: make as never }, (info: AddressInfo) => {
       const h = info.address.includes(':') ? `[${info.address}]` : info.address;

@@ -18,6 +18,7 @@ import { cors } from 'hono/cors';
 import type { Logger } from 'pino';
 import { concatBytes, CustodyError, fromBase64Url, joinBytes, toCustodyError, type Clock } from '@custody/core';
 import { formatTlogProof } from '@custody/ledger';
+import { readNodeBody } from '@custody/ledger-service';
 import {
   ATTESTATION_PATH,
   CHALLENGE_PATH,
@@ -332,42 +333,6 @@ function drainThenClose(req: IncomingMessage): void {
   req.once('end', () => clearTimeout(timer));
   req.once('error', stop);
   req.resume();
-}
-
-/** A node:http request body, bounded (by Content-Length up front, then by what arrives). */
-function readNodeBody(req: IncomingMessage, max: number): Promise<Uint8Array> {
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && /^[0-9]{1,10}$/.test(declared) && Number(declared) > max) {
-    return Promise.reject(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large', { detail: { max } }));
-  }
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
-    let size = 0;
-    let failed = false;
-    req.on('data', (chunk: Buffer) => {
-      if (failed) return;
-      size += chunk.length;
-      if (size > max) {
-        failed = true;
-        reject(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large', { detail: { max } }));
-        return;
-      }
-      parts.push(chunk);
-    });
-    req.once('end', () => {
-      if (failed) return;
-      if (parts.length === 1) {
-        const b = parts[0]!;
-        resolve(new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
-        return;
-      }
-      resolve(joinBytes(parts, size));
-    });
-    req.once('error', (e) => {
-      if (!failed) reject(new CustodyError('ERR_INPUT_MALFORMED', 'the request body could not be read', { cause: e }));
-      failed = true;
-    });
-  });
 }
 
 /**

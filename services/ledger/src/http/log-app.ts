@@ -4,6 +4,7 @@ import { CustodyError, fromUtf8, toBase64, type Bytes } from '@custody/core';
 import { MAX_BUNDLE_SIZE, MAX_ENTRY_SIZE, TILE_WIDTH, encodeEvent, formatTlogProof, parseTilePath, rfc6962, tilePath } from '@custody/ledger';
 import type { TransparencyLog } from '../log.js';
 import type { FsTileStore } from '../storage/tile-store.js';
+import { readNodeBody } from './node-server.js';
 import { PROBLEM_CONTENT_TYPE, problem, problemBody, readBodyLimited } from './problem.js';
 
 const MAX_EVENT_JSON = 64 * 1024;
@@ -117,31 +118,4 @@ export function createEventsNodeHandler(log: TransparencyLog): (req: IncomingMes
       .catch(() => res.destroy());
     return true;
   };
-}
-
-/** A node:http request body, bounded by Content-Length up front and by what arrives. */
-function readNodeBody(req: IncomingMessage, max: number): Promise<Bytes> {
-  const tooLarge = () => new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is larger than allowed', { detail: { max } });
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && /^[0-9]{1,12}$/.test(declared) && Number(declared) > max) return Promise.reject(tooLarge());
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
-    let size = 0;
-    let failed = false;
-    req.on('data', (chunk: Buffer) => {
-      if (failed) return;
-      size += chunk.length;
-      if (size > max) {
-        failed = true;
-        reject(tooLarge());
-      } else parts.push(chunk);
-    });
-    req.once('end', () => {
-      if (!failed) resolve(new Uint8Array(Buffer.concat(parts, size)));
-    });
-    req.once('error', (e) => {
-      if (!failed) reject(new CustodyError('ERR_INPUT_MALFORMED', 'the request body could not be read', { cause: e }));
-      failed = true;
-    });
-  });
 }
