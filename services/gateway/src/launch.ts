@@ -54,6 +54,8 @@ export interface LaunchGatewayConfig {
    * development log, neither persistent nor shared with anyone.
    */
   ledger?: LedgerSink | string;
+  /** With a ledger URL: the log's writer key (`custody log writer-key`), sent with every append. */
+  ledgerWriterKey?: string;
   logger?: Logger;
   clock?: Clock;
   keyRotationMs?: number;
@@ -108,7 +110,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
   const attester: Attester =
     typeof c.attester === 'object' ? c.attester : c.attester === 'tpm' ? new TpmAttester({ ...(c.tpmTcti ? { tcti: c.tpmTcti } : {}) }) : new SimAttester({ measurements: { measurement }, clock });
   const simulated = attester.platform === 'sim';
-  const ledger = typeof c.ledger === 'string' ? await HttpAuditSink.connect(c.ledger) : (c.ledger ?? (await InMemoryLedgerSink.create()));
+  const ledger = typeof c.ledger === 'string' ? await HttpAuditSink.connect(c.ledger, undefined, c.ledgerWriterKey ? { writerKey: c.ledgerWriterKey } : {}) : (c.ledger ?? (await InMemoryLedgerSink.create()));
   const backend = await makeBackend(c, clock);
   if (c.identityKey !== undefined && !c.broker) throw new CustodyError('ERR_USAGE', 'a shared identity key is held by the key broker: give --broker with --identity-key');
   let broker: BrokerClient;

@@ -1,6 +1,7 @@
 // The deployed topology, each service its own server on loopback: the transparency ledger
-// (`custody log serve`), the key broker service (`custody broker serve --ledger URL`) and the
-// gateway (`custody gateway serve --broker URL --ledger URL`). The broker and the gateway log to
+// (`custody log serve --writers FILE`), the key broker service (`custody broker serve --ledger
+// URL`) and the gateway (`custody gateway serve --broker URL --ledger URL`), each writer with
+// its own key. The broker and the gateway log to
 // the same ledger over HTTP, so a client in strict mode proves the gateway's appraisal from it,
 // and every receipt is an entry of it. Without its ledger the gateway forwards nothing.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CustodyError } from '@custody/core';
 import { SIG_TYPE_ED25519, decodeEvent, generateSignerKey, parseTlogPolicy } from '@custody/ledger';
-import { HttpAuditSink, createLogApp, listen as listenLog, openLog, type RunningServer, type TransparencyLog } from '@custody/ledger-service';
+import { HttpAuditSink, createEventsNodeHandler, createLogApp, listen as listenLog, newWriterKey, openLog, parseWriters, type RunningServer, type TransparencyLog } from '@custody/ledger-service';
 import { BrokerAdminClient, startBroker, type StartedBroker } from '@custody/broker-service';
 import { createConfidentialFetch, fetchAttestationBundle, verifyGatewayBundle, verifyReceiptInclusion, type AttestationBundle, type Receipt } from '@custody/sdk';
 import { launchGateway, type LaunchedGateway } from './launch.js';
@@ -28,17 +29,21 @@ describe('ledger, broker and gateway as separate services, one ledger over HTTP'
   let upstream: FakeUpstream;
   let gw: LaunchedGateway;
   let vkey: string;
+  const brokerWriter = newWriterKey('broker');
+  const gatewayWriter = newWriterKey('gateway');
 
   beforeAll(async () => {
     const key = await generateSignerKey('custody.test/separate', SIG_TYPE_ED25519, (n) => new Uint8Array(n).fill(9));
     vkey = key.vkey;
     const opened = await openLog({ dir: join(dir, 'ledger'), skey: key.skey, integrateIntervalMs: 50 });
     log = opened.log;
-    ledger = await listenLog(createLogApp(opened.log, opened.store));
-    broker = await startBroker({ dataDir: join(dir, 'broker'), tenant: 'demo', policy: { text: simPolicyYaml([M]) }, audit: await HttpAuditSink.connect(ledger.url), logger: silent });
+    // The log takes appends from its two writers only (custody log serve --writers).
+    const writers = parseWriters([brokerWriter.line, gatewayWriter.line].join('\n'));
+    ledger = await listenLog(createLogApp(opened.log, opened.store, { writers }), '127.0.0.1', 0, { intercept: createEventsNodeHandler(opened.log, { writers }) });
+    broker = await startBroker({ dataDir: join(dir, 'broker'), tenant: 'demo', policy: { text: simPolicyYaml([M]) }, audit: await HttpAuditSink.connect(ledger.url, undefined, { writerKey: brokerWriter.key }), logger: silent });
     const workload = await new BrokerAdminClient({ baseUrl: broker.url, apiKey: broker.adminKey! }).createApiKey('workload', 'separate-services gateway');
     upstream = await startFakeUpstream({ words: 6 });
-    gw = await launchGateway({ broker: { url: broker.url, apiKey: workload.token, tenant: 'demo', jwksUrl: broker.jwksUrl }, ledger: ledger.url, upstream: upstream.url, simMeasurement: M, port: 0, logger: silent });
+    gw = await launchGateway({ broker: { url: broker.url, apiKey: workload.token, tenant: 'demo', jwksUrl: broker.jwksUrl }, ledger: ledger.url, ledgerWriterKey: gatewayWriter.key, upstream: upstream.url, simMeasurement: M, port: 0, logger: silent });
   });
 
   afterAll(async () => {
@@ -77,6 +82,10 @@ describe('ledger, broker and gateway as separate services, one ledger over HTTP'
     const proof = await (await fetch(`${ledger.url}/proof/${r.ledger!.index}`)).text();
     await expect(verifyReceiptInclusion(r, proof, tlogPolicy, { now: new Date() })).resolves.toMatchObject({ index: r.ledger!.index });
     // The policy decision before it went to the same ledger.
+    // Nobody else may write to this ledger: an append without a writer key is refused.
+    const stranger = await fetch(`${ledger.url}/events`, { method: 'POST', body: JSON.stringify({ v: 1, type: 'operator.event', time: new Date().toISOString(), action: 'forge', subject: 's' }) });
+    expect([stranger.status, ((await stranger.json()) as { code: string }).code]).toEqual([401, 'ERR_AUTH_REQUIRED']);
+    await expect(launchGateway({ ledger: ledger.url, logger: silent, port: 0 })).rejects.toMatchObject({ code: 'ERR_AUTH_REQUIRED' });
     const decisions = await Promise.all(Array.from({ length: r.ledger!.index }, (_, i) => reader.entry(i).then((b) => decodeEvent(b) as unknown as Record<string, unknown>)));
     expect(decisions.some((e) => e.type === 'gate.decision' && e.decision === 'allow')).toBe(true);
   });

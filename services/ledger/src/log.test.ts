@@ -28,6 +28,7 @@ import {
   type FetchLike,
 } from '@custody/ledger';
 import { createEventsNodeHandler, createLogApp } from './http/log-app.js';
+import { newWriterKey, parseWriters } from './http/writers.js';
 import { HttpAuditSink, listen, openLog } from './open.js';
 import { SqliteWitnessStore, createWitnessApp, witnessLogs } from './witness/witness-service.js';
 import { FsTileStore } from './storage/tile-store.js';
@@ -426,6 +427,46 @@ describe('the log served on loopback: POST /events straight from node:http, the 
       await log.integrateNow();
       const size = (await openCheckpoint(await (await fetch(`${server.url}/checkpoint`)).text(), [await createEd25519Verifier(key.vkey)])).checkpoint.size;
       expect(size).toBe(3);
+    } finally {
+      await server.close();
+      await log.close({ integrate: false });
+    }
+  });
+});
+
+describe('a served log with a writers list: appends need a writer key, reads stay public', async () => {
+  const t = tempDir();
+  afterAll(() => t.cleanup());
+  const key = await generateSignerKey('log.test/writers', SIG_TYPE_ED25519, seeded(10));
+
+  it('refuses appends without a key or with a wrong one on both write paths, admits the writers, and a sink finds out at connect', async () => {
+    const { log, store } = await openLog({ dir: join(t.dir, 'a'), skey: key.skey, integrateIntervalMs: 50 });
+    const broker = newWriterKey('broker');
+    const stranger = newWriterKey('broker');
+    const writers = parseWriters(broker.line);
+    const server = await listen(createLogApp(log, store, { writers }), '127.0.0.1', 0, { intercept: createEventsNodeHandler(log, { writers }) });
+    try {
+      const post = (path: string, body: string, token?: string) =>
+        fetch(`${server.url}${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) } });
+      const codeOf = async (r: Response) => [r.status, ((await r.json()) as { code?: string }).code];
+      for (const path of ['/events', '/events?wait=1', '/add']) {
+        expect(await codeOf(await post(path, JSON.stringify(event(1))))).toEqual([401, 'ERR_AUTH_REQUIRED']);
+        expect(await codeOf(await post(path, JSON.stringify(event(1)), stranger.key))).toEqual([401, 'ERR_AUTH_INVALID']);
+      }
+      expect((await post('/events', JSON.stringify(event(1)), broker.key)).status).toBe(200);
+      expect((await post('/add', 'raw entry', broker.key)).status).toBe(200);
+      // Reads need nothing.
+      expect((await fetch(`${server.url}/checkpoint`)).status).toBe(200);
+      // A sink learns at connect whether it may write; appends carry its key.
+      await expect(HttpAuditSink.connect(server.url)).rejects.toMatchObject({ code: 'ERR_AUTH_REQUIRED' });
+      await expect(HttpAuditSink.connect(server.url, undefined, { writerKey: stranger.key })).rejects.toMatchObject({ code: 'ERR_AUTH_INVALID' });
+      const sink = await HttpAuditSink.connect(server.url, undefined, { writerKey: broker.key });
+      const { index } = await sink.append(event(2));
+      expect(decodeEvent(await sink.entry(index))).toEqual(event(2));
+      sink.close();
+      // Only the three admitted appends are in the log.
+      await log.integrateNow();
+      expect((await openCheckpoint(await (await fetch(`${server.url}/checkpoint`)).text(), [await createEd25519Verifier(key.vkey)])).checkpoint.size).toBe(3);
     } finally {
       await server.close();
       await log.close({ integrate: false });

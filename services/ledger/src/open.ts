@@ -100,6 +100,8 @@ export class HttpAuditSink implements AuditSink {
   private readonly source: LogSource;
   private readonly waitMs: number;
   private readonly appendFetch: FetchLike;
+  /** The log's writer key, sent with appends (never with reads, never logged). */
+  private readonly writerKey: string | undefined;
   /** The transports this sink made (and closes); none when the caller gave one. */
   private readonly owned: NodeHttpFetch[] = [];
 
@@ -111,8 +113,9 @@ export class HttpAuditSink implements AuditSink {
   constructor(
     private readonly url: string,
     fetchFn?: FetchLike,
-    options: { waitMs?: number } = {},
+    options: { waitMs?: number; writerKey?: string } = {},
   ) {
+    this.writerKey = options.writerKey;
     let reads: FetchLike;
     if (fetchFn) reads = this.appendFetch = fetchFn;
     else {
@@ -136,7 +139,7 @@ export class HttpAuditSink implements AuditSink {
    * readable, so a service pointed at a wrong or stopped ledger says so at start instead of
    * refusing its first audited operation.
    */
-  static async connect(url: string, fetchFn?: FetchLike): Promise<HttpAuditSink> {
+  static async connect(url: string, fetchFn?: FetchLike, options: { writerKey?: string } = {}): Promise<HttpAuditSink> {
     let u: URL;
     try {
       u = new URL(url);
@@ -144,14 +147,43 @@ export class HttpAuditSink implements AuditSink {
       throw new CustodyError('ERR_USAGE', "the ledger URL must be the ledger's http:// or https:// URL");
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CustodyError('ERR_USAGE', "the ledger URL must be the ledger's http:// or https:// URL");
-    const sink = new HttpAuditSink(url, fetchFn);
+    const sink = new HttpAuditSink(url, fetchFn, options);
     try {
       await sink.checkpoint();
+      await sink.probeWrite();
     } catch (e) {
       sink.close();
       throw e;
     }
     return sink;
+  }
+
+  /**
+   * Checks that this sink may append, without appending: an empty event is refused by the
+   * log's schema (ERR_TLOG_EVENT) only after the writer key was accepted. Throws the log's
+   * ERR_AUTH_REQUIRED or ERR_AUTH_INVALID when it is not.
+   */
+  private async probeWrite(): Promise<void> {
+    let res: Response;
+    try {
+      res = await this.appendFetch(this.url.replace(/\/+$/, '') + '/events', {
+        method: 'POST',
+        body: '{}',
+        headers: { 'content-type': 'application/json', ...(this.writerKey ? { authorization: `Bearer ${this.writerKey}` } : {}) },
+      });
+    } catch (e) {
+      throw new CustodyError('ERR_TLOG_UNAVAILABLE', 'ledger did not answer', { cause: toCustodyError(e) });
+    }
+    let code: unknown;
+    try {
+      code = (JSON.parse(fromUtf8(await readBodyLimited(res, MAX_SINK_RESPONSE, 'ledger response'))) as { code?: unknown }).code;
+    } catch {
+      // typed by status below
+    }
+    if (res.status === 401 && (code === 'ERR_AUTH_REQUIRED' || code === 'ERR_AUTH_INVALID')) {
+      throw new CustodyError(code, code === 'ERR_AUTH_REQUIRED' ? 'the ledger takes appends from its writers only: give this service a writer key' : 'the ledger refused this writer key');
+    }
+    if (res.status !== 400 || code !== 'ERR_TLOG_EVENT') throw new CustodyError('ERR_TLOG_UNAVAILABLE', 'the ledger did not answer a write as a Custody ledger does', { detail: { status: res.status } });
   }
 
   /** The ledger's URL as safe to print: the credentials in it (user and password) are masked. */
@@ -208,7 +240,7 @@ export class HttpAuditSink implements AuditSink {
       res = await this.appendFetch(this.url.replace(/\/+$/, '') + '/events', {
         method: 'POST',
         body: JSON.stringify(e),
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...(this.writerKey ? { authorization: `Bearer ${this.writerKey}` } : {}) },
       });
     } catch (e) {
       throw new CustodyError('ERR_TLOG_UNAVAILABLE', 'ledger did not answer', { cause: toCustodyError(e) });

@@ -22,6 +22,7 @@ interface ServeOptions {
   logLevel?: string;
   requireWorkloadKey?: boolean;
   ledger?: string;
+  ledgerKeyEnv?: string;
   json?: boolean;
 }
 
@@ -129,6 +130,7 @@ export const register: Register = (program: Command) => {
     .option('--require-workload-key', 'challenges need a workload API key of the tenant (default: the attestation is the only credential)')
     .option('--log-level <level>', 'log level of the JSON logs on stderr: debug, info, warn, error', 'info')
     .option('--ledger <url>', 'transparency ledger (`custody log serve`) for every audit event: appraisals, releases, refusals, admin changes (default: the local interim table only)')
+    .option('--ledger-key-env <name>', 'environment variable holding the broker\'s writer key for --ledger (`custody log writer-key`), when the log admits its writers only', 'CUSTODY_LEDGER_KEY')
     .option('--json', 'print the startup facts as one JSON line')
     .action(async (opts: ServeOptions) => {
       const json = opts.json === true;
@@ -143,7 +145,8 @@ export const register: Register = (program: Command) => {
         const dataDir = opts.data ?? DEFAULT_DATA_DIR;
         const postgres = opts.postgres ?? (process.env.CUSTODY_DATABASE_URL || undefined);
         const masterKey = masterKeyOption(opts.masterKey, opts.masterKeyPcrs);
-        const audit = opts.ledger !== undefined ? await HttpAuditSink.connect(opts.ledger) : undefined;
+        const writerKey = process.env[opts.ledgerKeyEnv ?? 'CUSTODY_LEDGER_KEY'];
+        const audit = opts.ledger !== undefined ? await HttpAuditSink.connect(opts.ledger, undefined, writerKey ? { writerKey } : {}) : undefined;
         if (masterKey !== 'file' && (opts.keystore ?? 'embedded') !== 'embedded') throw new CustodyError('ERR_USAGE', '--master-key tpm applies to the embedded key store only');
         const started = await startBroker({
           dataDir,

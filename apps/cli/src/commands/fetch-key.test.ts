@@ -10,7 +10,7 @@ import { TpmAttester } from '@custody/attester-service';
 import { startSwtpm, type SwtpmInstance } from '@custody/attester-service/testing';
 import { BrokerAdminClient } from '@custody/broker-service/client';
 import { SIG_TYPE_ED25519, decodeEvent, generateSignerKey } from '@custody/ledger';
-import { HttpAuditSink, createLogApp, listen, openLog, type RunningServer, type TransparencyLog } from '@custody/ledger-service';
+import { HttpAuditSink, createEventsNodeHandler, createLogApp, listen, newWriterKey, openLog, parseWriters, type RunningServer, type TransparencyLog } from '@custody/ledger-service';
 
 // `custody broker serve` as a real process (a sim + TPM policy, state in a temp dir, audit
 // events to a transparency ledger served by this process) and
@@ -83,8 +83,14 @@ platforms:
   const logKey = await generateSignerKey('custody.test/cli-broker', SIG_TYPE_ED25519, (n) => new Uint8Array(n).fill(5));
   const opened = await openLog({ dir: join(dir, 'ledger'), skey: logKey.skey, integrateIntervalMs: 50 });
   log = opened.log;
-  ledger = await listen(createLogApp(opened.log, opened.store));
-  broker = spawn(process.execPath, [...nodeArgs, 'broker', 'serve', '--port', '0', '--data', join(dir, 'data'), '--policy', policy, '--tenant', 'acme', '--ledger', ledger.url, '--json'], { cwd: cliDir, env: { ...process.env, CUSTODY_DATABASE_URL: '' } });
+  // The ledger admits one writer, the broker, whose key it gets from $BROKER_LEDGER_KEY.
+  const writer = newWriterKey('broker');
+  const writers = parseWriters(writer.line);
+  ledger = await listen(createLogApp(opened.log, opened.store, { writers }), '127.0.0.1', 0, { intercept: createEventsNodeHandler(opened.log, { writers }) });
+  broker = spawn(process.execPath, [...nodeArgs, 'broker', 'serve', '--port', '0', '--data', join(dir, 'data'), '--policy', policy, '--tenant', 'acme', '--ledger', ledger.url, '--ledger-key-env', 'BROKER_LEDGER_KEY', '--json'], {
+    cwd: cliDir,
+    env: { ...process.env, CUSTODY_DATABASE_URL: '', BROKER_LEDGER_KEY: writer.key },
+  });
   broker.stderr!.on('data', (d: Buffer) => (brokerErr += d.toString()));
   const first = await new Promise<string>((res, rej) => {
     broker.stdout!.on('data', (d: Buffer) => {
@@ -131,6 +137,12 @@ describe('custody broker serve', () => {
     ]);
     // Public facts only: the imported key's bytes are in no entry.
     for (const i of [0, 1]) expect(Buffer.from(await reader.entry(i)).includes(material)).toBe(false);
+  });
+
+  it('--ledger refuses, before it serves, a ledger that does not take its writes (no writer key)', async () => {
+    const r = await custody('broker', 'serve', '--port', '0', '--data', join(dir, 'data-3'), '--ledger', ledger.url, '--ledger-key-env', 'NO_SUCH_VARIABLE', '--json');
+    expect(r.code).not.toBe(0);
+    expect(json(r).errors?.[0]?.code).toBe('ERR_AUTH_REQUIRED');
   });
 
   it('--ledger refuses a ledger that does not answer before it serves (exit 3)', async () => {

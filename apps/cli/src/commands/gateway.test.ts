@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SIG_TYPE_ED25519, decodeEvent, generateSignerKey } from '@custody/ledger';
-import { HttpAuditSink, createLogApp, listen, openLog } from '@custody/ledger-service';
+import { HttpAuditSink, createEventsNodeHandler, createLogApp, listen, newWriterKey, openLog, parseWriters } from '@custody/ledger-service';
 import { createConfidentialFetch, type Receipt } from '@custody/sdk';
 import { tempDir } from '../../../../services/ledger/src/testing/tmp.js';
 
@@ -19,8 +19,10 @@ const nodeArgs = ['--conditions=source', '--import', 'tsx', '--input-type=module
 
 const children: ChildProcessWithoutNullStreams[] = [];
 
-function start(...args: string[]): Promise<Record<string, unknown>> {
-  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: cliDir, env: { ...process.env, NO_COLOR: '1' } });
+function start(...argsAndEnv: (string | Record<string, string>)[]): Promise<Record<string, unknown>> {
+  const args = argsAndEnv.filter((a): a is string => typeof a === 'string');
+  const extra = argsAndEnv.find((a): a is Record<string, string> => typeof a === 'object') ?? {};
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: cliDir, env: { ...process.env, NO_COLOR: '1', ...extra } });
   children.push(child);
   return new Promise((res, rej) => {
     let out = '';
@@ -76,14 +78,16 @@ describe('custody gateway serve / custody relay serve', () => {
     expect(out).toContain('ERR_USAGE');
   }, 30_000);
 
-  it('--ledger: receipts and policy decisions go to the transparency ledger; a bad or unreachable ledger stops the start (exit 2, exit 3)', async () => {
+  it('--ledger with a writer key from --ledger-key-env: receipts and policy decisions go to the transparency ledger; a bad or unreachable ledger stops the start (exit 2, exit 3)', async () => {
     const t = tempDir();
     const key = await generateSignerKey('custody.test/cli-gateway', SIG_TYPE_ED25519, (n) => new Uint8Array(n).fill(4));
     const { log, store } = await openLog({ dir: t.dir + '/log', skey: key.skey, integrateIntervalMs: 50 });
-    const server = await listen(createLogApp(log, store));
+    const writer = newWriterKey('gateway');
+    const writers = parseWriters(writer.line);
+    const server = await listen(createLogApp(log, store, { writers }), '127.0.0.1', 0, { intercept: createEventsNodeHandler(log, { writers }) });
     try {
       const apiKey = 'sk-cli-test-key-0002';
-      const gw = await start('gateway', 'serve', '--port', '0', '--json', '--api-key', apiKey, '--ledger', server.url);
+      const gw = await start('gateway', 'serve', '--port', '0', '--json', '--api-key', apiKey, '--ledger', server.url, '--ledger-key-env', 'GW_LEDGER_KEY', { GW_LEDGER_KEY: writer.key });
       expect(gw.ledger).toBe(new URL(server.url).toString());
       let receipt: Receipt | undefined;
       const cfetch = createConfidentialFetch({ gateway: gw.url as string, jwks: gw.jwks as never, allowSimulated: true, onReceipt: (r) => (receipt = r) });

@@ -28,6 +28,7 @@ interface ServeOptions {
   replayStore: string;
   identityKey?: string;
   ledger?: string;
+  ledgerKeyEnv: string;
   json?: boolean;
 }
 
@@ -78,6 +79,7 @@ export const register: Register = (program: Command) => {
     .option('--replay-store <sqlite:PATH|postgres://...>', 'anti-replay store; memory protects one process only, so replicas behind a load balancer need a shared one: sqlite:PATH (same host) or postgres://... (several hosts)', 'memory')
     .option('--identity-key <name>', 'replicas behind one address: derive the OHTTP and receipt keys from this broker-held secret, released only to attested replicas (needs --broker; use with a shared --replay-store)')
     .option('--ledger <url>', 'transparency ledger (`custody log serve`) for receipts and policy decisions; default an in-memory development log that nothing outside this process sees')
+    .option('--ledger-key-env <name>', 'environment variable holding this gateway\'s writer key for --ledger (`custody log writer-key`), when the log admits its writers only', 'CUSTODY_LEDGER_KEY')
     .option('--json', 'print the startup summary as JSON')
     .action(async (opts: ServeOptions) => {
       const json = opts.json ?? false;
@@ -114,6 +116,7 @@ export const register: Register = (program: Command) => {
           replayStore: opts.replayStore,
           ...(opts.identityKey !== undefined ? { identityKey: opts.identityKey } : {}),
           ...(opts.ledger !== undefined ? { ledger: opts.ledger } : {}),
+          ...(opts.ledger !== undefined && process.env[opts.ledgerKeyEnv] ? { ledgerWriterKey: process.env[opts.ledgerKeyEnv] } : {}),
         });
         if (opts.jwksOut) writeFileSync(opts.jwksOut, JSON.stringify(launched.jwks, null, 2) + '\n');
         if (json) printJson({ ok: true, url: launched.url, simulated: launched.simulated, jwks: launched.jwks, ledger: opts.ledger !== undefined ? redactUrl(opts.ledger) : null, ...(launched.apiKey ? { apiKey: launched.apiKey } : {}) });

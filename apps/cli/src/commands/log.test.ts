@@ -179,4 +179,30 @@ describe('custody log serve + custody witness serve (real processes, loopback HT
     expect(m.code, m.stdout).toBe(0);
     expect(m.stdout).toContain('"kind":"checkpoint"');
   });
+
+  it('writer-key and serve --writers: appends need the key (from $CUSTODY_LEDGER_KEY), the key file is 0600 and printed nowhere', async () => {
+    const wk = custody('log', 'writer-key', '--name', 'operator', '--out', join(dir, 'operator.key'));
+    expect(wk.code, wk.stderr).toBe(0);
+    const line = wk.stdout.trim();
+    expect(line).toMatch(/^operator sha256:[0-9a-f]{64}$/);
+    const writerKey = readFileSync(join(dir, 'operator.key'), 'utf8').trim();
+    expect(statSync(join(dir, 'operator.key')).mode & 0o777).toBe(0o600);
+    expect(wk.stdout + wk.stderr).not.toContain(writerKey);
+    expect(custody('log', 'writer-key', '--name', 'operator', '--out', join(dir, 'operator.key')).code).toBe(2);
+    writeFileSync(join(dir, 'writers.txt'), `# who may append\n${line}\n`);
+    writeFileSync(join(dir, 'bad-writers.txt'), 'operator sha256:nothex\n');
+    custody('log', 'keygen', '--origin', 'log.test/writers', '--out', join(dir, 'writers-log.key'));
+    const bad = custody('log', 'serve', '--dir', join(dir, 'wl-bad'), '--key', join(dir, 'writers-log.key'), '--writers', join(dir, 'bad-writers.txt'), '--listen', '127.0.0.1:0', '--json');
+    expect(bad.code).toBe(2);
+    expect(bad.stdout).toContain('ERR_USAGE');
+    const ls = background('log', 'serve', '--dir', join(dir, 'wl'), '--key', join(dir, 'writers-log.key'), '--writers', join(dir, 'writers.txt'), '--listen', '127.0.0.1:0', '--interval', '50', '--json');
+    procs.push(ls.child);
+    const logUrl = await ls.ready;
+    const refused = custody('log', 'append', '--url', logUrl, '--event', join(dir, 'event.json'), '--json');
+    expect(refused.code).not.toBe(0);
+    expect(refused.stdout).toContain('ERR_AUTH_REQUIRED');
+    const r = spawnSync(process.execPath, [...nodeArgs, 'log', 'append', '--url', logUrl, '--event', join(dir, 'event.json'), '--json'], { cwd: cliDir, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', CUSTODY_LEDGER_KEY: writerKey } });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, index: 0 });
+  });
 });

@@ -29,7 +29,7 @@ import {
   type MonitorState,
   type TlogPolicy,
 } from '@custody/ledger';
-import { FsTileStore, createEventsNodeHandler, createLogApp, listen, openLog } from '@custody/ledger-service';
+import { FsTileStore, createEventsNodeHandler, createLogApp, listen, newWriterKey, openLog, parseWriters } from '@custody/ledger-service';
 import type { Register } from './index.js';
 import { readInputFile, parseTime } from '../files.js';
 import { failWith, isInputOrAvailabilityCode, mark, printJson } from '../output.js';
@@ -138,6 +138,24 @@ export const register: Register = (program: Command) => {
     });
 
   log
+    .command('writer-key')
+    .description("Generate a key that may append to a served log: writes the key (mode 0600) and prints the line that admits it to the log's --writers file")
+    .requiredOption('--name <name>', 'the writer, e.g. broker or gateway-1 (1-64 of [A-Za-z0-9._-])')
+    .requiredOption('--out <file>', 'where to write the key (mode 0600); give it to the writer as $CUSTODY_LEDGER_KEY')
+    .option('--json', 'machine-readable output')
+    .action((opts: { name: string; out: string; json?: boolean }) => {
+      const json = opts.json ?? false;
+      try {
+        const { key, line } = newWriterKey(opts.name);
+        writeSecretFile(opts.out, key);
+        if (json) printJson({ ok: true, name: opts.name, keyFile: opts.out, writersLine: line });
+        else out(line);
+      } catch (e) {
+        failWith(e, json);
+      }
+    });
+
+  log
     .command('serve')
     .description('Run the log: sequence appends durably, integrate tiles, sign checkpoints, gather witness cosignatures, serve tiles and the write API')
     .requiredOption('--dir <dir>', 'public directory for checkpoint and tiles (static files)')
@@ -147,12 +165,14 @@ export const register: Register = (program: Command) => {
     .option('--witnesses <file>', 'tlog-policy file naming witnesses with URLs and the quorum required before publishing')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8470')
     .option('--interval <ms>', 'integrate and sign a checkpoint this often', '250')
+    .option('--writers <file>', 'who may append: lines `NAME sha256:<hex>` from `custody log writer-key`; without it anyone who reaches --listen may append')
     .option('--json', 'log lines as JSON')
     .addHelpText(
       'after',
       `
 Reads (C2SP tlog-tiles): GET /checkpoint, GET /tile/<L>/<N>[.p/<W>], GET /tile/entries/<N>[.p/<W>]
 Writes: POST /add (raw entry), POST /events (Custody event JSON); add ?wait=1 for a tlog-proof.
+With --writers, writes need Authorization: Bearer <writer key>; reads stay public.
 One writer per SQLite log: a second process on the same database fails with ERR_TLOG_LOCKED.
 Several writers (--postgres): each one integrates and publishes into --dir, so all of them
 must share one tile directory (the same path on a shared filesystem); tiles they write are
@@ -161,13 +181,14 @@ Example:
   custody log keygen --origin example.com/custody-log --out log.key
   custody log serve --dir /var/lib/custody/log --key log.key --listen 0.0.0.0:8470`,
     )
-    .action(async (opts: { dir: string; key: string; db?: string; postgres?: string; witnesses?: string; listen: string; interval: string; json?: boolean }) => {
+    .action(async (opts: { dir: string; key: string; db?: string; postgres?: string; witnesses?: string; writers?: string; listen: string; interval: string; json?: boolean }) => {
       const json = opts.json ?? false;
       try {
         const { host, port } = parseListen(opts.listen);
         const interval = Number(opts.interval);
         if (!Number.isInteger(interval) || interval < 10) throw new CustodyError('ERR_USAGE', '--interval must be an integer >= 10 (ms)');
         const witnessPolicy = opts.witnesses ? parseTlogPolicy(readInputFile(opts.witnesses, 'witness policy')) : undefined;
+        const writers = opts.writers !== undefined ? parseWriters(fromUtf8(readInputFile(opts.writers, 'writers file'))) : undefined;
         const say = (msg: string, fields: Record<string, unknown> = {}) =>
           json ? out(JSON.stringify({ msg, ...fields })) : out(`${msg}${Object.keys(fields).length ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${String(v)}`).join(' ') : ''}`);
         const { log: tlog, store } = await openLog({
@@ -180,8 +201,8 @@ Example:
           onPublish: (_note, size) => say('checkpoint published', { size }),
           onError: (e) => say('retrying', { code: e.code, error: e.message }),
         });
-        const server = await listen(createLogApp(tlog, store), host, port, { intercept: createEventsNodeHandler(tlog) });
-        say('log serving', { origin: tlog.origin, url: server.url, dir: opts.dir, sequencing: opts.postgres ? 'postgres' : 'sqlite' });
+        const server = await listen(createLogApp(tlog, store, writers ? { writers } : {}), host, port, { intercept: createEventsNodeHandler(tlog, writers ? { writers } : {}) });
+        say('log serving', { origin: tlog.origin, url: server.url, dir: opts.dir, sequencing: opts.postgres ? 'postgres' : 'sqlite', writes: writers ? `writers ${writers.names.join(',')}` : 'open to anyone who can reach this address (give --writers FILE)' });
         const stop = () => {
           say('stopping');
           void server
@@ -199,7 +220,7 @@ Example:
   log
     .command('append')
     .description("Append an operator's own event (or raw entry) to a log, over HTTP or directly to a local log directory")
-    .option('--url <url>', 'log server URL (POST /events or /add)')
+    .option('--url <url>', 'log server URL (POST /events or /add; a writer key in $CUSTODY_LEDGER_KEY is sent)')
     .option('--dir <dir>', 'local log directory (opens the log directly; do not use while `log serve` runs on it)')
     .option('--key <file>', 'log signing key (with --dir)')
     .option('--db <file>', 'SQLite sequencing database (with --dir)')
@@ -225,7 +246,12 @@ Example:
           const path = `${isEvent ? '/events' : '/add'}${opts.wait ? '?wait=1' : ''}`;
           let res: Response;
           try {
-            res = await fetch(opts.url.replace(/\/+$/, '') + path, { method: 'POST', body: new Uint8Array(entry), headers: { 'content-type': isEvent ? 'application/json' : 'application/octet-stream' } });
+            const writerKey = process.env.CUSTODY_LEDGER_KEY;
+            res = await fetch(opts.url.replace(/\/+$/, '') + path, {
+              method: 'POST',
+              body: new Uint8Array(entry),
+              headers: { 'content-type': isEvent ? 'application/json' : 'application/octet-stream', ...(writerKey ? { authorization: `Bearer ${writerKey}` } : {}) },
+            });
           } catch (e) {
             throw new CustodyError('ERR_TLOG_UNAVAILABLE', `log at ${opts.url} did not answer`, { cause: e });
           }

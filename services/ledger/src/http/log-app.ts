@@ -5,6 +5,7 @@ import { MAX_BUNDLE_SIZE, MAX_ENTRY_SIZE, TILE_WIDTH, encodeEvent, formatTlogPro
 import type { TransparencyLog } from '../log.js';
 import type { FsTileStore } from '../storage/tile-store.js';
 import { readNodeBody } from './node-server.js';
+import type { Writers } from './writers.js';
 import { PROBLEM_CONTENT_TYPE, problem, problemBody, readBodyLimited } from './problem.js';
 
 const MAX_EVENT_JSON = 64 * 1024;
@@ -29,8 +30,11 @@ async function appendEventJson(log: TransparencyLog, raw: Uint8Array): Promise<{
  *   POST /events   a Custody event as JSON  -> {"index": n, "leafHash": base64}
  * Either takes `?wait=1` to answer only once a published checkpoint includes the entry, with a
  * C2SP tlog-proof for it. `GET /proof/<index>` returns a tlog-proof against the latest checkpoint.
+ * With `writers`, a write needs `Authorization: Bearer <writer key>` of one of them (401
+ * ERR_AUTH_REQUIRED / ERR_AUTH_INVALID otherwise); reads stay public.
  */
-export function createLogApp(log: TransparencyLog, store: FsTileStore): Hono {
+export function createLogApp(log: TransparencyLog, store: FsTileStore, options: { writers?: Writers } = {}): Hono {
+  const writers = options.writers;
   const app = new Hono();
   app.onError((e) => problem(e));
 
@@ -60,12 +64,14 @@ export function createLogApp(log: TransparencyLog, store: FsTileStore): Hono {
   };
 
   app.post('/add', async (c) => {
+    writers?.check(c.req.header('authorization'));
     const entry = await readBodyLimited(c.req.raw, MAX_ENTRY_SIZE);
     const { index } = await log.addEntry(entry);
     return answer(index, rfc6962.leaf(entry), c.req.query('wait') === '1');
   });
 
   app.post('/events', async (c) => {
+    writers?.check(c.req.header('authorization'));
     const { index, entry } = await appendEventJson(log, await readBodyLimited(c.req.raw, MAX_EVENT_JSON));
     return answer(index, rfc6962.leaf(entry), c.req.query('wait') === '1');
   });
@@ -90,7 +96,8 @@ const DRAIN_MS = 1000;
  * and the refusals are those of the app's route (which still serves `?wait=1` and in-process
  * requests). Returns whether it took the request.
  */
-export function createEventsNodeHandler(log: TransparencyLog): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function createEventsNodeHandler(log: TransparencyLog, options: { writers?: Writers } = {}): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const writers = options.writers;
   const reply = (req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string) => {
     if (res.destroyed) return;
     // Answered before the whole body arrived (too large): close once the rest is read, or after DRAIN_MS.
@@ -106,7 +113,9 @@ export function createEventsNodeHandler(log: TransparencyLog): (req: IncomingMes
   };
   return (req, res) => {
     if (req.method !== 'POST' || req.url !== '/events') return false;
-    readNodeBody(req, MAX_EVENT_JSON)
+    Promise.resolve()
+      .then(() => writers?.check(req.headers.authorization))
+      .then(() => readNodeBody(req, MAX_EVENT_JSON))
       .then((raw) => appendEventJson(log, raw))
       .then(
         ({ index, entry }) => reply(req, res, 200, 'application/json', JSON.stringify({ index, leafHash: toBase64(rfc6962.leaf(entry)) })),

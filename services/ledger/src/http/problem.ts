@@ -3,6 +3,8 @@ import { readBodyLimited as readBodyLimitedFrom } from '@custody/ledger';
 
 /** The one place ledger error codes become HTTP statuses. */
 const STATUS: Record<string, number> = {
+  ERR_AUTH_REQUIRED: 401,
+  ERR_AUTH_INVALID: 401,
   ERR_INPUT_TOO_LARGE: 413,
   ERR_INPUT_MALFORMED: 400,
   ERR_INPUT_TRUNCATED: 400,
