@@ -20,6 +20,9 @@ import { simPolicyYaml, startFakeUpstream, type FakeUpstream } from './testing/i
 
 const M = 'c3'.repeat(48);
 const silent = pino({ level: 'silent' });
+/** Every log line of the broker and the gateway, to check that no writer key is in them. */
+const logLines: string[] = [];
+const captured = pino({ level: 'debug' }, { write: (line: string) => void logLines.push(line) });
 
 describe('ledger, broker and gateway as separate services, one ledger over HTTP', () => {
   const dir = mkdtempSync(join(tmpdir(), 'custody-separate-'));
@@ -40,10 +43,10 @@ describe('ledger, broker and gateway as separate services, one ledger over HTTP'
     // The log takes appends from its two writers only (custody log serve --writers).
     const writers = parseWriters([brokerWriter.line, gatewayWriter.line].join('\n'));
     ledger = await listenLog(createLogApp(opened.log, opened.store, { writers }), '127.0.0.1', 0, { intercept: createEventsNodeHandler(opened.log, { writers }) });
-    broker = await startBroker({ dataDir: join(dir, 'broker'), tenant: 'demo', policy: { text: simPolicyYaml([M]) }, audit: await HttpAuditSink.connect(ledger.url, undefined, { writerKey: brokerWriter.key }), logger: silent });
+    broker = await startBroker({ dataDir: join(dir, 'broker'), tenant: 'demo', policy: { text: simPolicyYaml([M]) }, audit: await HttpAuditSink.connect(ledger.url, undefined, { writerKey: brokerWriter.key }), logger: captured });
     const workload = await new BrokerAdminClient({ baseUrl: broker.url, apiKey: broker.adminKey! }).createApiKey('workload', 'separate-services gateway');
     upstream = await startFakeUpstream({ words: 6 });
-    gw = await launchGateway({ broker: { url: broker.url, apiKey: workload.token, tenant: 'demo', jwksUrl: broker.jwksUrl }, ledger: ledger.url, ledgerWriterKey: gatewayWriter.key, upstream: upstream.url, simMeasurement: M, port: 0, logger: silent });
+    gw = await launchGateway({ broker: { url: broker.url, apiKey: workload.token, tenant: 'demo', jwksUrl: broker.jwksUrl }, ledger: ledger.url, ledgerWriterKey: gatewayWriter.key, upstream: upstream.url, simMeasurement: M, port: 0, logger: captured });
   });
 
   afterAll(async () => {
@@ -123,6 +126,12 @@ describe('ledger, broker and gateway as separate services, one ledger over HTTP'
     expect(res.status).toBeGreaterThanOrEqual(500);
     expect(((await res.json()) as { code?: string }).code).toBe('ERR_GATEWAY_LEDGER');
     expect(upstream.received.length).toBe(before);
+  });
+
+  it('no writer key appears in any log line or in the startup summary', () => {
+    expect(logLines.length).toBeGreaterThan(5);
+    const text = logLines.join('\n') + gw.summary.join('\n');
+    for (const k of [brokerWriter.key, gatewayWriter.key]) expect(text).not.toContain(k.slice(4));
   });
 
   it('refuses to start against a ledger that does not answer', async () => {
