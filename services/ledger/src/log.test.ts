@@ -453,6 +453,16 @@ describe('a served log with a writers list: appends need a writer key, reads sta
         expect(await codeOf(await post(path, JSON.stringify(event(1))))).toEqual([401, 'ERR_AUTH_REQUIRED']);
         expect(await codeOf(await post(path, JSON.stringify(event(1)), stranger.key))).toEqual([401, 'ERR_AUTH_INVALID']);
       }
+      // A 401 names the scheme it wants, on both paths.
+      expect((await post('/events', JSON.stringify(event(1)))).headers.get('www-authenticate')).toBe('Bearer realm="custody-log"');
+      expect((await post('/add', 'x')).headers.get('www-authenticate')).toBe('Bearer realm="custody-log"');
+      // A web page's write is refused even with a writer key: browsers mark theirs (Origin, Sec-Fetch-Site).
+      for (const path of ['/events', '/add']) {
+        for (const mark of [{ origin: 'http://page.example' }, { 'sec-fetch-site': 'cross-site' }] as Record<string, string>[]) {
+          const r = await fetch(`${server.url}${path}`, { method: 'POST', body: JSON.stringify(event(1)), headers: { authorization: `Bearer ${broker.key}`, ...mark } });
+          expect(await codeOf(r)).toEqual([400, 'ERR_INPUT_UNSUPPORTED']);
+        }
+      }
       expect((await post('/events', JSON.stringify(event(1)), broker.key)).status).toBe(200);
       expect((await post('/add', 'raw entry', broker.key)).status).toBe(200);
       // Reads need nothing.

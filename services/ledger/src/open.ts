@@ -5,6 +5,7 @@ import { CustodyError, fromUtf8, toCustodyError, type Bytes } from '@custody/cor
 import { buildTlogProof, createEd25519Signer, httpLogSource, readBodyLimited, readEntry, toCustodyEvent, type AuditSink, type CustodyEvent, type FetchLike, type LogSource, type ServiceAuditEvent, type TlogPolicy, type TlogProof } from '@custody/ledger';
 import { nodeHttpFetch, type NodeHttpFetch } from './http/node-fetch.js';
 import { interceptingServer, type NodeIntercept } from './http/node-server.js';
+import { writerKeyFrom } from './http/writers.js';
 import { ENTRY_WAIT_MS, TransparencyLog, checkpointSize } from './log.js';
 import { FsTileStore } from './storage/tile-store.js';
 import { SqliteSequencer } from './sequencer/sqlite.js';
@@ -115,7 +116,7 @@ export class HttpAuditSink implements AuditSink {
     fetchFn?: FetchLike,
     options: { waitMs?: number; writerKey?: string } = {},
   ) {
-    this.writerKey = options.writerKey;
+    this.writerKey = options.writerKey === undefined ? undefined : writerKeyFrom(options.writerKey);
     let reads: FetchLike;
     if (fetchFn) reads = this.appendFetch = fetchFn;
     else {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { CustodyError } from '@custody/core';
-import { HttpAuditSink } from '@custody/ledger-service';
+import { HttpAuditSink, writerKeyFrom } from '@custody/ledger-service';
 import { challengeRateLimitFromEnv, startBroker, storageConfigFromEnv, type PolicySource, type StartBrokerOptions, type StartedBroker } from '@custody/broker-service';
 import type { Register } from './index.js';
 import { failWith } from '../output.js';
@@ -75,6 +75,16 @@ export function masterKeyOption(source: string | undefined, pcrs: string | undef
   return { source: 'tpm', ...(m[1] !== undefined ? { tcti: m[1] } : {}), ...(list !== undefined ? { pcrs: list } : {}) };
 }
 
+/**
+ * The ledger writer key from environment variable `name`, checked (ERR_USAGE when malformed) and
+ * removed from the environment, so processes this one starts do not inherit it.
+ */
+export function takeWriterKey(name: string): string | undefined {
+  const value = process.env[name];
+  delete process.env[name];
+  return value === undefined || value === '' ? undefined : writerKeyFrom(value);
+}
+
 /** A connection string without its password, for printing. */
 export function redactUrl(url: string): string {
   try {
@@ -145,7 +155,7 @@ export const register: Register = (program: Command) => {
         const dataDir = opts.data ?? DEFAULT_DATA_DIR;
         const postgres = opts.postgres ?? (process.env.CUSTODY_DATABASE_URL || undefined);
         const masterKey = masterKeyOption(opts.masterKey, opts.masterKeyPcrs);
-        const writerKey = process.env[opts.ledgerKeyEnv ?? 'CUSTODY_LEDGER_KEY'];
+        const writerKey = opts.ledger !== undefined ? takeWriterKey(opts.ledgerKeyEnv ?? 'CUSTODY_LEDGER_KEY') : undefined;
         const audit = opts.ledger !== undefined ? await HttpAuditSink.connect(opts.ledger, undefined, writerKey ? { writerKey } : {}) : undefined;
         if (masterKey !== 'file' && (opts.keystore ?? 'embedded') !== 'embedded') throw new CustodyError('ERR_USAGE', '--master-key tpm applies to the embedded key store only');
         const started = await startBroker({

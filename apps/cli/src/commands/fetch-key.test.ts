@@ -141,7 +141,7 @@ describe('custody broker serve', () => {
 
   it('--ledger refuses, before it serves, a ledger that does not take its writes (no writer key)', async () => {
     const r = await custody('broker', 'serve', '--port', '0', '--data', join(dir, 'data-3'), '--ledger', ledger.url, '--ledger-key-env', 'NO_SUCH_VARIABLE', '--json');
-    expect(r.code).not.toBe(0);
+    expect(r.code).toBe(2);
     expect(json(r).errors?.[0]?.code).toBe('ERR_AUTH_REQUIRED');
   });
 

@@ -87,7 +87,8 @@ describe('custody gateway serve / custody relay serve', () => {
     const server = await listen(createLogApp(log, store, { writers }), '127.0.0.1', 0, { intercept: createEventsNodeHandler(log, { writers }) });
     try {
       const apiKey = 'sk-cli-test-key-0002';
-      const gw = await start('gateway', 'serve', '--port', '0', '--json', '--api-key', apiKey, '--ledger', server.url, '--ledger-key-env', 'GW_LEDGER_KEY', { GW_LEDGER_KEY: writer.key });
+      // The key as a secret file gives it: with its trailing newline.
+      const gw = await start('gateway', 'serve', '--port', '0', '--json', '--api-key', apiKey, '--ledger', server.url, '--ledger-key-env', 'GW_LEDGER_KEY', { GW_LEDGER_KEY: `${writer.key}\n` });
       expect(gw.ledger).toBe(new URL(server.url).toString());
       let receipt: Receipt | undefined;
       const cfetch = createConfidentialFetch({ gateway: gw.url as string, jwks: gw.jwks as never, allowSimulated: true, onReceipt: (r) => (receipt = r) });
@@ -99,6 +100,15 @@ describe('custody gateway serve / custody relay serve', () => {
       const exited = exitOf(g);
       g.kill('SIGTERM');
       expect(await exited).toBe(0);
+      // Without a key the log does not take this gateway's writes, and a malformed key is a usage error: both exit 2 before serving.
+      for (const [env, code] of [[{}, 'ERR_AUTH_REQUIRED'], [{ CUSTODY_LEDGER_KEY: 'ctw_not-a-key' }, 'ERR_USAGE']] as const) {
+        const child = spawn(process.execPath, [...nodeArgs, 'gateway', 'serve', '--port', '0', '--json', '--ledger', server.url], { cwd: cliDir, env: { ...process.env, CUSTODY_LEDGER_KEY: '', ...env } });
+        children.push(child);
+        let o = '';
+        child.stdout.on('data', (d: Buffer) => (o += d.toString()));
+        expect(await exitOf(child)).toBe(2);
+        expect(o).toContain(code);
+      }
     } finally {
       await server.close();
       await log.close({ integrate: false });

@@ -4,7 +4,7 @@ import { CustodyError, fromUtf8 } from '@custody/core';
 import { launchGateway, launchRelay, type LaunchGatewayConfig } from '@custody/gateway-service';
 import { readInputFile } from '../files.js';
 import { failWith, printJson } from '../output.js';
-import { redactUrl } from './broker.js';
+import { redactUrl, takeWriterKey } from './broker.js';
 import type { Register } from './index.js';
 
 interface ServeOptions {
@@ -94,6 +94,7 @@ export const register: Register = (program: Command) => {
           if (!m) throw new CustodyError('ERR_USAGE', '--model-digest must be <model-id>=sha256:<64 hex>');
           digests[m[1]!] = m[2]!;
         }
+        const writerKey = opts.ledger !== undefined ? takeWriterKey(opts.ledgerKeyEnv) : undefined;
         let broker: LaunchGatewayConfig['broker'];
         if (opts.broker) {
           const key = process.env[opts.brokerKeyEnv];
@@ -116,7 +117,7 @@ export const register: Register = (program: Command) => {
           replayStore: opts.replayStore,
           ...(opts.identityKey !== undefined ? { identityKey: opts.identityKey } : {}),
           ...(opts.ledger !== undefined ? { ledger: opts.ledger } : {}),
-          ...(opts.ledger !== undefined && process.env[opts.ledgerKeyEnv] ? { ledgerWriterKey: process.env[opts.ledgerKeyEnv] } : {}),
+          ...(writerKey ? { ledgerWriterKey: writerKey } : {}),
         });
         if (opts.jwksOut) writeFileSync(opts.jwksOut, JSON.stringify(launched.jwks, null, 2) + '\n');
         if (json) printJson({ ok: true, url: launched.url, simulated: launched.simulated, jwks: launched.jwks, ledger: opts.ledger !== undefined ? redactUrl(opts.ledger) : null, ...(launched.apiKey ? { apiKey: launched.apiKey } : {}) });

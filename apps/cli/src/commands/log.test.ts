@@ -199,8 +199,12 @@ describe('custody log serve + custody witness serve (real processes, loopback HT
     procs.push(ls.child);
     const logUrl = await ls.ready;
     const refused = custody('log', 'append', '--url', logUrl, '--event', join(dir, 'event.json'), '--json');
-    expect(refused.code).not.toBe(0);
+    expect(refused.code).toBe(2);
     expect(refused.stdout).toContain('ERR_AUTH_REQUIRED');
+    // Beyond loopback, a log without --writers refuses to start unless told writes are open.
+    const open = custody('log', 'serve', '--dir', join(dir, 'wl-open'), '--key', join(dir, 'writers-log.key'), '--listen', '0.0.0.0:0', '--json');
+    expect(open.code).toBe(2);
+    expect(open.stdout).toContain('--writers');
     const r = spawnSync(process.execPath, [...nodeArgs, 'log', 'append', '--url', logUrl, '--event', join(dir, 'event.json'), '--json'], { cwd: cliDir, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', CUSTODY_LEDGER_KEY: writerKey } });
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, index: 0 });

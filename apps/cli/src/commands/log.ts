@@ -166,6 +166,7 @@ export const register: Register = (program: Command) => {
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8470')
     .option('--interval <ms>', 'integrate and sign a checkpoint this often', '250')
     .option('--writers <file>', 'who may append: lines `NAME sha256:<hex>` from `custody log writer-key`; without it anyone who reaches --listen may append')
+    .option('--open-writes', 'listen beyond loopback without --writers (anyone who reaches the address may append)')
     .option('--json', 'log lines as JSON')
     .addHelpText(
       'after',
@@ -179,9 +180,10 @@ must share one tile directory (the same path on a shared filesystem); tiles they
 byte-identical and the checkpoint never goes back.
 Example:
   custody log keygen --origin example.com/custody-log --out log.key
-  custody log serve --dir /var/lib/custody/log --key log.key --listen 0.0.0.0:8470`,
+  custody log writer-key --name broker --out broker.lkey >> writers.txt
+  custody log serve --dir /var/lib/custody/log --key log.key --writers writers.txt --listen 0.0.0.0:8470`,
     )
-    .action(async (opts: { dir: string; key: string; db?: string; postgres?: string; witnesses?: string; writers?: string; listen: string; interval: string; json?: boolean }) => {
+    .action(async (opts: { dir: string; key: string; db?: string; postgres?: string; witnesses?: string; writers?: string; openWrites?: boolean; listen: string; interval: string; json?: boolean }) => {
       const json = opts.json ?? false;
       try {
         const { host, port } = parseListen(opts.listen);
@@ -189,6 +191,8 @@ Example:
         if (!Number.isInteger(interval) || interval < 10) throw new CustodyError('ERR_USAGE', '--interval must be an integer >= 10 (ms)');
         const witnessPolicy = opts.witnesses ? parseTlogPolicy(readInputFile(opts.witnesses, 'witness policy')) : undefined;
         const writers = opts.writers !== undefined ? parseWriters(fromUtf8(readInputFile(opts.writers, 'writers file'))) : undefined;
+        const loopback = host === '127.0.0.1' || host === '::1' || host === 'localhost';
+        if (!writers && !loopback && !opts.openWrites) throw new CustodyError('ERR_USAGE', 'a log listening beyond loopback needs --writers FILE (or --open-writes to let anyone who reaches it append)');
         const say = (msg: string, fields: Record<string, unknown> = {}) =>
           json ? out(JSON.stringify({ msg, ...fields })) : out(`${msg}${Object.keys(fields).length ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${String(v)}`).join(' ') : ''}`);
         const { log: tlog, store } = await openLog({

@@ -7,7 +7,7 @@ import { secureRandom, toCustodyError, wipe } from '@custody/core';
 import { defaultRegistry, type VerificationResult } from '@custody/attest';
 import { SimAttester } from '@custody/attester-service';
 import { createEd25519Signer, generateSignerKey, parseTlogPolicy } from '@custody/ledger';
-import { createEventsNodeHandler, createLogApp, listen, openLog } from '@custody/ledger-service';
+import { createEventsNodeHandler, createLogApp, listen, newWriterKey, openLog, parseWriters } from '@custody/ledger-service';
 import { BrokerAdminClient, fetchKey, startBroker } from '@custody/broker-service';
 import { DEV_SIM_MEASUREMENT, launchGateway, runConfidentialRequest } from '@custody/gateway-service';
 import { readInputFile, readNamedFiles } from '../files.js';
@@ -109,7 +109,10 @@ export const register: Register = (program: Command) => {
         const vkey = (await createEd25519Signer(skey)).vkey;
         const { log, store } = await openLog({ dir: resolve(data, 'ledger'), skey, integrateIntervalMs: 100 });
         closers.push(() => log.close());
-        const ledgerServer = await listen(createLogApp(log, store), '127.0.0.1', 0, { intercept: createEventsNodeHandler(log) });
+        // Reads only over HTTP: the broker and the gateway here write in process, so the log's
+        // one writer key is made and thrown away.
+        const noWriters = { writers: parseWriters(newWriterKey('nobody').line) };
+        const ledgerServer = await listen(createLogApp(log, store, noWriters), '127.0.0.1', 0, { intercept: createEventsNodeHandler(log, noWriters) });
         closers.push(() => ledgerServer.close());
 
         const measurement = DEV_SIM_MEASUREMENT;

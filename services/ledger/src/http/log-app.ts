@@ -6,9 +6,18 @@ import type { TransparencyLog } from '../log.js';
 import type { FsTileStore } from '../storage/tile-store.js';
 import { readNodeBody } from './node-server.js';
 import type { Writers } from './writers.js';
-import { PROBLEM_CONTENT_TYPE, problem, problemBody, readBodyLimited } from './problem.js';
+import { problem, problemBody, problemHeaders, readBodyLimited } from './problem.js';
 
 const MAX_EVENT_JSON = 64 * 1024;
+
+/**
+ * Before any write: a log takes no writes from web pages. A browser marks every request a page
+ * makes (Origin, Sec-Fetch-Site); no log client does. Without this, a page could append to a
+ * log on the reader's loopback with a form post (which browsers send without asking first).
+ */
+function refuseBrowser(origin: string | undefined, fetchSite: string | undefined): void {
+  if (origin !== undefined || fetchSite !== undefined) throw new CustodyError('ERR_INPUT_UNSUPPORTED', 'this log takes no writes from web pages');
+}
 
 /** `POST /events`: a Custody event as JSON text, validated, encoded canonically and sequenced. */
 async function appendEventJson(log: TransparencyLog, raw: Uint8Array): Promise<{ index: number; entry: Bytes }> {
@@ -64,6 +73,7 @@ export function createLogApp(log: TransparencyLog, store: FsTileStore, options: 
   };
 
   app.post('/add', async (c) => {
+    refuseBrowser(c.req.header('origin'), c.req.header('sec-fetch-site'));
     writers?.check(c.req.header('authorization'));
     const entry = await readBodyLimited(c.req.raw, MAX_ENTRY_SIZE);
     const { index } = await log.addEntry(entry);
@@ -71,6 +81,7 @@ export function createLogApp(log: TransparencyLog, store: FsTileStore, options: 
   });
 
   app.post('/events', async (c) => {
+    refuseBrowser(c.req.header('origin'), c.req.header('sec-fetch-site'));
     writers?.check(c.req.header('authorization'));
     const { index, entry } = await appendEventJson(log, await readBodyLimited(c.req.raw, MAX_EVENT_JSON));
     return answer(index, rfc6962.leaf(entry), c.req.query('wait') === '1');
@@ -98,11 +109,11 @@ const DRAIN_MS = 1000;
  */
 export function createEventsNodeHandler(log: TransparencyLog, options: { writers?: Writers } = {}): (req: IncomingMessage, res: ServerResponse) => boolean {
   const writers = options.writers;
-  const reply = (req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string) => {
+  const reply = (req: IncomingMessage, res: ServerResponse, status: number, headers: Record<string, string>, body: string) => {
     if (res.destroyed) return;
-    // Answered before the whole body arrived (too large): close once the rest is read, or after DRAIN_MS.
+    // Answered before the whole body arrived (too large, refused): close once the rest is read, or after DRAIN_MS.
     const early = !req.complete;
-    res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), ...(early ? { connection: 'close' } : {}) });
+    res.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(body), ...(early ? { connection: 'close' } : {}) });
     res.end(body);
     if (early) {
       const t = setTimeout(() => req.socket.destroy(), DRAIN_MS);
@@ -114,14 +125,17 @@ export function createEventsNodeHandler(log: TransparencyLog, options: { writers
   return (req, res) => {
     if (req.method !== 'POST' || req.url !== '/events') return false;
     Promise.resolve()
-      .then(() => writers?.check(req.headers.authorization))
+      .then(() => {
+        refuseBrowser(req.headers.origin, req.headers['sec-fetch-site']);
+        writers?.check(req.headers.authorization);
+      })
       .then(() => readNodeBody(req, MAX_EVENT_JSON))
       .then((raw) => appendEventJson(log, raw))
       .then(
-        ({ index, entry }) => reply(req, res, 200, 'application/json', JSON.stringify({ index, leafHash: toBase64(rfc6962.leaf(entry)) })),
+        ({ index, entry }) => reply(req, res, 200, { 'content-type': 'application/json' }, JSON.stringify({ index, leafHash: toBase64(rfc6962.leaf(entry)) })),
         (e: unknown) => {
           const p = problemBody(e);
-          reply(req, res, p.status, PROBLEM_CONTENT_TYPE, p.body);
+          reply(req, res, p.status, problemHeaders(p.status), p.body);
         },
       )
       .catch(() => res.destroy());

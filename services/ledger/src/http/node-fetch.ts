@@ -1,4 +1,4 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { CustodyError } from '@custody/core';
 import { MAX_BUNDLE_SIZE, type FetchLike } from '@custody/ledger';
@@ -55,6 +55,8 @@ export function nodeHttpFetch(options: NodeHttpFetchOptions = {}): NodeHttpFetch
       const headers: Record<string, string | number> = { ...init.headers };
       if (init.body !== undefined) headers['content-length'] = typeof init.body === 'string' ? Buffer.byteLength(init.body) : init.body.byteLength;
       let settled = false;
+      const deadline = setTimeout(() => fail(unavailable('timeout', `the ledger did not answer within ${timeoutMs} ms`)), timeoutMs);
+      deadline.unref();
       const done = () => {
         settled = true;
         clearTimeout(deadline);
@@ -71,7 +73,16 @@ export function nodeHttpFetch(options: NodeHttpFetchOptions = {}): NodeHttpFetch
         const reason: unknown = signal!.reason;
         fail(reason instanceof Error ? reason : new Error('aborted'));
       };
-      const req = (https ? httpsRequest : httpRequest)(u, { method: init.method ?? 'GET', headers, agent: https ? agents.https : agents.http }, (res: IncomingMessage) => {
+      let req: ClientRequest;
+      try {
+        req = (https ? httpsRequest : httpRequest)(u, { method: init.method ?? 'GET', headers, agent: https ? agents.https : agents.http }, onResponse);
+      } catch (e) {
+        // A header Node refuses (a control character in a value): a usage error, nothing sent.
+        clearTimeout(deadline);
+        reject(new CustodyError('ERR_USAGE', 'the request to the ledger could not be made (a header is invalid)', { cause: e }));
+        return;
+      }
+      function onResponse(res: IncomingMessage): void {
         const parts: Buffer[] = [];
         let size = 0;
         res.on('data', (chunk: Buffer) => {
@@ -104,9 +115,7 @@ export function nodeHttpFetch(options: NodeHttpFetchOptions = {}): NodeHttpFetch
         res.once('close', () => {
           if (!res.complete) fail(unavailable('cut-off', 'the ledger answer was cut off'));
         });
-      });
-      const deadline = setTimeout(() => fail(unavailable('timeout', `the ledger did not answer within ${timeoutMs} ms`)), timeoutMs);
-      deadline.unref();
+      }
       req.on('error', (e) => fail(unavailable('connect', 'the ledger could not be reached', e)));
       signal?.addEventListener('abort', onAbort, { once: true });
       req.end(init.body);

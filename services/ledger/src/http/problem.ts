@@ -41,10 +41,15 @@ export function problemBody(e: unknown): { status: number; body: string } {
   return { status, body: JSON.stringify(body) };
 }
 
+/** Headers of a problem answer: its media type, and the auth scheme a 401 asks for. */
+export function problemHeaders(status: number): Record<string, string> {
+  return status === 401 ? { 'content-type': PROBLEM_CONTENT_TYPE, 'www-authenticate': 'Bearer realm="custody-log"' } : { 'content-type': PROBLEM_CONTENT_TYPE };
+}
+
 /** The problem document as a Response. */
 export function problem(e: unknown): Response {
   const p = problemBody(e);
-  return new Response(p.body, { status: p.status, headers: { 'content-type': PROBLEM_CONTENT_TYPE } });
+  return new Response(p.body, { status: p.status, headers: problemHeaders(p.status) });
 }
 
 /** Reads a request body, refusing more than `max` bytes without buffering them (ERR_INPUT_TOO_LARGE, 413). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { newWriterKey, parseWriters } from './writers.js';
+import { newWriterKey, parseWriters, writerKeyFrom } from './writers.js';
 
 describe('writers: who may append to a served log', () => {
   it('admits the writer whose key a line names, and says which', () => {
@@ -11,6 +11,17 @@ describe('writers: who may append to a served log', () => {
     expect(w.names).toEqual(['broker', 'gateway-1']);
     expect(w.check(`Bearer ${a.key}`)).toBe('broker');
     expect(w.check(`Bearer ${b.key}`)).toBe('gateway-1');
+    // The scheme is case-insensitive (RFC 9110).
+    expect(w.check(`bearer ${a.key}`)).toBe('broker');
+  });
+
+  it('takes a key as given to a service (a trailing newline from a file) and refuses a malformed one as a usage error', () => {
+    const { key } = newWriterKey('broker');
+    expect(writerKeyFrom(`${key}\n`)).toBe(key);
+    expect(writerKeyFrom(`  ${key}`)).toBe(key);
+    for (const bad of ['', 'ctw_short', `${key}x`, `x${key}`, `${key.slice(0, 10)}\n${key.slice(10)}`]) {
+      expect(() => writerKeyFrom(bad)).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }));
+    }
   });
 
   it('refuses a missing, malformed or unknown key with typed errors that do not echo it', () => {
@@ -39,6 +50,8 @@ describe('writers: who may append to a served log', () => {
       [`${good}\nbad name sha256:${'0'.repeat(64)}`, 2],
       [`${good}\n${good.replace(/sha256:.*/, 'sha256:' + '1'.repeat(64))}`, 2],
       [`${good}\ngateway SHA256:${'A'.repeat(64)}`, 2],
+      // One key under two names.
+      [`${good}\n${good.replace(/^broker/, 'gateway')}`, 2],
     ] as const) {
       expect(() => parseWriters(text)).toThrow(expect.objectContaining({ code: 'ERR_USAGE', detail: { line } }));
     }

@@ -26,6 +26,7 @@ export function parseWriters(text: string): Writers {
     const m = /^(\S+)\s+sha256:([0-9a-f]{64})$/.exec(line);
     if (!m || !NAME.test(m[1]!)) throw new CustodyError('ERR_USAGE', 'writers file: each line is NAME sha256:<64 lowercase hex>', { detail: { line: i + 1 } });
     if ([...byDigest.values()].includes(m[1]!)) throw new CustodyError('ERR_USAGE', 'writers file: a writer name appears twice', { detail: { line: i + 1 } });
+    if (byDigest.has(m[2]!)) throw new CustodyError('ERR_USAGE', 'writers file: two writers share one key', { detail: { line: i + 1 } });
     byDigest.set(m[2]!, m[1]!);
   });
   if (byDigest.size === 0) throw new CustodyError('ERR_USAGE', 'writers file names no writer');
@@ -34,7 +35,7 @@ export function parseWriters(text: string): Writers {
     names: digests.map((d) => d.name),
     check(authorization) {
       if (authorization === undefined || authorization === '') throw new CustodyError('ERR_AUTH_REQUIRED', 'this log takes appends from its writers only (Authorization: Bearer <writer key>)');
-      const m = /^Bearer (\S+)$/.exec(authorization);
+      const m = /^bearer +(\S+)$/i.exec(authorization);
       if (!m || !KEY.test(m[1]!)) throw new CustodyError('ERR_AUTH_INVALID', 'the writer key is malformed');
       const got = createHash('sha256').update(m[1]!).digest();
       // Every digest is compared, in constant time each: the time says nothing of which matched.
@@ -44,6 +45,17 @@ export function parseWriters(text: string): Writers {
       return name;
     },
   };
+}
+
+/**
+ * A writer key as a service is given it (an environment variable, a secret file): surrounding
+ * white space dropped, the shape checked here, so a bad value is a usage error at start rather
+ * than a refused or malformed request.
+ */
+export function writerKeyFrom(value: string): string {
+  const key = value.trim();
+  if (!KEY.test(key)) throw new CustodyError('ERR_USAGE', 'the ledger writer key is malformed (expected ctw_ and 43 base64url characters, from `custody log writer-key`)');
+  return key;
 }
 
 /** A new writer key and the line that admits it to a writers file. */
