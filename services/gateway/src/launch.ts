@@ -164,6 +164,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     `  model        ${model?.label ?? model?.id ?? 'none'}${backend.kind === 'demo' ? '' : ` via ${backend.kind}`}${model?.digest ? ` ${model.digest}` : ''}`,
     `  attestation  ${c.broker ? 'broker EAR' : 'in-process appraisal (development broker)'}${snap.earId ? `, EAR ${snap.earId}` : ''}; OHTTP key id ${snap.keyConfigs.map((k) => k.keyId).join(', ')}`,
     `  ledger       ${ledger instanceof HttpAuditSink ? `${ledger.location} (transparency log: receipts and policy decisions)` : c.ledger ? 'configured sink' : 'in-memory development log (not persistent)'}`,
+    ...(ledger instanceof HttpAuditSink && ledger.sendsKeyInClear ? ['  WARNING      the ledger writer key travels in clear over http:// to another host; give the ledger an https:// URL'] : []),
     ...(gateway.keys.identity ? [`  identity     shared keys from broker key ${gateway.keys.identity.name} v${gateway.keys.identity.version} (every replica with it publishes the same OHTTP and receipt keys)`] : []),
     `  anti-replay  ${replay.kind === 'memory' ? 'memory (this process only; replicas need --replay-store sqlite:PATH or postgres://...)' : `shared ${replay.kind} store`}`,
     `  bundle       ${server.url}/.well-known/custody/attestation`,

@@ -369,6 +369,13 @@ describe('reading entries back: TransparencyLog.entry and HttpAuditSink (entry, 
     // What a service prints of the URL never includes its password.
     expect(new HttpAuditSink('https://writer:s3cret-pass@ledger.test/log/').location).toBe('https://***:***@ledger.test/log/');
     expect(new HttpAuditSink('https://tok3n@ledger.test/').location).toBe('https://***@ledger.test/');
+    // A writer key over plain http to another host is flagged (services print a warning); https and loopback are not.
+    const k = newWriterKey('gateway').key;
+    expect(new HttpAuditSink('http://ledger.example:8470/', undefined, { writerKey: k }).sendsKeyInClear).toBe(true);
+    expect(new HttpAuditSink('https://ledger.example/', undefined, { writerKey: k }).sendsKeyInClear).toBe(false);
+    expect(new HttpAuditSink('http://127.0.0.1:8470/', undefined, { writerKey: k }).sendsKeyInClear).toBe(false);
+    expect(new HttpAuditSink('http://[::1]:8470/', undefined, { writerKey: k }).sendsKeyInClear).toBe(false);
+    expect(new HttpAuditSink('http://ledger.example:8470/').sendsKeyInClear).toBe(false);
   });
 });
 

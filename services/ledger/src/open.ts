@@ -187,6 +187,17 @@ export class HttpAuditSink implements AuditSink {
     if (res.status !== 400 || code !== 'ERR_TLOG_EVENT') throw new CustodyError('ERR_TLOG_UNAVAILABLE', 'the ledger did not answer a write as a Custody ledger does', { detail: { status: res.status } });
   }
 
+  /** Whether this sink's writer key would travel in clear: plain http to a host other than loopback. */
+  get sendsKeyInClear(): boolean {
+    if (!this.writerKey) return false;
+    try {
+      const u = new URL(this.url);
+      return u.protocol === 'http:' && !['127.0.0.1', '[::1]', 'localhost'].includes(u.hostname);
+    } catch {
+      return false;
+    }
+  }
+
   /** The ledger's URL as safe to print: the credentials in it (user and password) are masked. */
   get location(): string {
     try {
