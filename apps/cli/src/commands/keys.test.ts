@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -136,5 +136,31 @@ describe('custody keys', () => {
     const offline = await custody({}, 'keys', 'list', '--broker', 'http://127.0.0.1:9', '--api-key-file', adminKeyFile, '--json');
     expect(offline.code).toBe(3);
     expect(json(offline).errors![0]!.code).toBe('ERR_SERVICE_UNAVAILABLE');
+  });
+
+  it('api-key create writes a new key 0600 and shows it nowhere; list shows it; revoke ends it (a revoked key exits 2)', async () => {
+    const out = join(dir, 'gateway-workload.key');
+    const created = await keys('api-key', 'create', '--role', 'workload', '--label', 'gateway replica 1', '--out', out, '--json');
+    expect(created.code, created.stderr).toBe(0);
+    const made = JSON.parse(created.stdout) as { apiKey: { id: string; role: string; label: string }; keyFile: string };
+    expect(made.apiKey).toMatchObject({ role: 'workload', label: 'gateway replica 1' });
+    const token = readFileSync(out, 'utf8').trim();
+    expect(statSync(out).mode & 0o777).toBe(0o600);
+    expect(created.stdout + created.stderr).not.toContain(token.slice(-20));
+    // The new key authenticates: a workload key is refused admin work by role, not as unknown.
+    const asWorkload = await custody({}, 'keys', 'list', '--broker', server.url, '--api-key-file', out, '--json');
+    expect(json(asWorkload).errors![0]!.code).toBe('ERR_AUTH_ROLE');
+    const listed = await keys('api-key', 'list', '--json');
+    expect((JSON.parse(listed.stdout) as { apiKeys: { id: string }[] }).apiKeys.map((k) => k.id)).toContain(made.apiKey.id);
+    expect(listed.stdout).not.toContain(token.slice(-20));
+    expect((await keys('api-key', 'revoke', made.apiKey.id)).code).toBe(0);
+    const revoked = await custody({}, 'keys', 'list', '--broker', server.url, '--api-key-file', out, '--json');
+    expect(revoked.code).toBe(2);
+    expect(json(revoked).errors![0]!.code).toBe('ERR_AUTH_INVALID');
+    // Usage: an unknown role, and a file that exists already (never overwritten).
+    expect((await keys('api-key', 'create', '--role', 'root', '--label', 'x', '--out', join(dir, 'x.key'))).code).toBe(2);
+    const again = await keys('api-key', 'create', '--role', 'workload', '--label', 'y', '--out', out, '--json');
+    expect(again.code).toBe(2);
+    expect(readFileSync(out, 'utf8').trim()).toBe(token);
   });
 });

@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { CustodyError, fromBase64, fromHex, fromUtf8, parsePem, wipe, type Bytes } from '@custody/core';
 import { BrokerAdminClient, KEY_TYPES, type KeyType, type KeyView } from '@custody/broker-service/client';
 import type { Register } from './index.js';
 import { readInputFile } from '../files.js';
 import { failWith, printJson } from '../output.js';
+import { writeSecretFile } from './log.js';
 
 export const DEFAULT_BROKER_URL = 'http://127.0.0.1:8787';
 
@@ -219,6 +220,52 @@ export const register: Register = (program) => {
       try {
         if (!opts.yes) throw new CustodyError('ERR_USAGE', `destroying ${name} is irreversible; repeat with --yes`);
         printKey(await client(opts).destroyKey(name), opts.json === true, 'destroyed');
+      } catch (e) {
+        failWith(e, opts.json === true);
+      }
+    });
+
+  // API keys: who may call the broker. A gateway given `--broker URL` presents a workload key.
+  const apiKeys = keys.command('api-key').description("the tenant's broker API keys (admin, auditor, workload): create one into a file, list, revoke");
+
+  connection(apiKeys.command('create'))
+    .description('issue an API key and write it to --out (mode 0600); it is shown nowhere else, and the broker keeps only its digest')
+    .requiredOption('--role <role>', 'admin, auditor or workload (a gateway or workload attesting with --broker)')
+    .requiredOption('--label <text>', 'what the key is for, e.g. "gateway replica 1" (1-128 characters)')
+    .requiredOption('--out <file>', 'where to write the key (mode 0600; refuses to overwrite)')
+    .action(async (opts: ConnectionOptions & { role: string; label: string; out: string }) => {
+      try {
+        if (!['admin', 'auditor', 'workload'].includes(opts.role)) throw new CustodyError('ERR_USAGE', '--role must be admin, auditor or workload');
+        if (opts.label.length < 1 || opts.label.length > 128) throw new CustodyError('ERR_USAGE', '--label must be 1-128 characters');
+        if (existsSync(opts.out)) throw new CustodyError('ERR_USAGE', `${opts.out} exists; refusing to overwrite a key`);
+        const { token, apiKey } = await client(opts).createApiKey(opts.role as 'admin' | 'auditor' | 'workload', opts.label);
+        writeSecretFile(opts.out, token);
+        if (opts.json === true) printJson({ ok: true, apiKey, keyFile: opts.out });
+        else process.stdout.write(`created ${apiKey.role} API key ${apiKey.id} (${apiKey.label}), written to ${opts.out} (mode 0600)\n`);
+      } catch (e) {
+        failWith(e, opts.json === true);
+      }
+    });
+
+  connection(apiKeys.command('list'))
+    .description("list the tenant's API keys (ids, roles, labels, dates; never the keys)")
+    .action(async (opts: ConnectionOptions) => {
+      try {
+        const list = await client(opts).listApiKeys();
+        if (opts.json === true) printJson({ ok: true, apiKeys: list });
+        else for (const k of list) process.stdout.write(`${k.id}  ${k.role.padEnd(8)}  ${k.revokedAt ? 'revoked ' + k.revokedAt : 'active  '}  ${k.label}\n`);
+      } catch (e) {
+        failWith(e, opts.json === true);
+      }
+    });
+
+  connection(apiKeys.command('revoke <id>'))
+    .description('revoke an API key now (irreversible)')
+    .action(async (id: string, opts: ConnectionOptions) => {
+      try {
+        await client(opts).revokeApiKey(id);
+        if (opts.json === true) printJson({ ok: true, revoked: id });
+        else process.stdout.write(`revoked API key ${id}\n`);
       } catch (e) {
         failWith(e, opts.json === true);
       }
