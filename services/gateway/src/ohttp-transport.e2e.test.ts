@@ -11,14 +11,13 @@ import {
   decodeBhttpResponse,
   encapsulateChunkedRequest,
   encapsulateRequest,
-  encodeBhttpRequest,
   parseRuntimeData,
   readAll,
   type AttestationBundle,
   type KeyConfig,
 } from '@custody/sdk';
 import { DEMO_MODEL_ID } from './backends/demo.js';
-import { startTestGateway, type TestGateway } from './testing/index.js';
+import { bhttpChatRequest, startTestGateway, type TestGateway } from './testing/index.js';
 
 let gw: TestGateway;
 beforeAll(async () => {
@@ -34,18 +33,7 @@ async function currentConfig(): Promise<KeyConfig> {
 }
 
 function chatRequest(date = new Date()): Uint8Array {
-  return encodeBhttpRequest({
-    method: 'POST',
-    scheme: 'https',
-    authority: 'gateway',
-    path: '/v1/chat/completions',
-    headers: [
-      ['authorization', `Bearer ${gw.apiKey}`],
-      ['content-type', 'application/json'],
-      ['date', date.toUTCString()],
-    ],
-    content: new TextEncoder().encode(JSON.stringify({ model: DEMO_MODEL_ID, messages: [{ role: 'user', content: 'transport test' }] })),
-  });
+  return bhttpChatRequest({ apiKey: gw.apiKey, model: DEMO_MODEL_ID, content: 'transport test', date });
 }
 
 const post = (body: Bytes, type = 'message/ohttp-req') => fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': type }, body });

@@ -15,7 +15,6 @@ import {
   decodeBhttpResponse,
   encapsulateChunkedRequest,
   encapsulateRequest,
-  encodeBhttpRequest,
   parseRuntimeData,
   readAll,
   type AttestationBundle,
@@ -25,7 +24,7 @@ import { generateEarSigningKey, loadPolicy } from '@custody/policy';
 import { startPostgres, type PostgresFixture } from '../../broker/src/testing/postgres.js';
 import { LocalAppraisalBroker } from './attestation/local-broker.js';
 import { PostgresReplayStore, SqliteReplayStore, type ReplayStore } from './pipeline/replay-guard.js';
-import { simPolicyYaml, startTestGateway, TEST_MEASUREMENT, type TestGateway, type TestGatewayOptions } from './testing/index.js';
+import { bhttpChatRequest, simPolicyYaml, startTestGateway, TEST_MEASUREMENT, type TestGateway, type TestGatewayOptions } from './testing/index.js';
 
 let pgFixture: PostgresFixture;
 let dir: string;
@@ -75,18 +74,7 @@ async function keyConfig(gw: TestGateway): Promise<KeyConfig> {
 }
 
 function chatRequest(gw: TestGateway, prompt = 'replica test'): Uint8Array {
-  return encodeBhttpRequest({
-    method: 'POST',
-    scheme: 'https',
-    authority: 'gateway',
-    path: '/v1/chat/completions',
-    headers: [
-      ['authorization', `Bearer ${gw.apiKey}`],
-      ['content-type', 'application/json'],
-      ['date', new Date().toUTCString()],
-    ],
-    content: new TextEncoder().encode(JSON.stringify({ model: gw.backend.models()[0]!.id, messages: [{ role: 'user', content: prompt }] })),
-  });
+  return bhttpChatRequest({ apiKey: gw.apiKey, model: gw.backend.models()[0]!.id, content: prompt });
 }
 
 const post = (gw: TestGateway, body: Uint8Array, type = 'message/ohttp-req') => fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': type }, body: body as Uint8Array<ArrayBuffer> });

@@ -15,7 +15,6 @@ import {
   createConfidentialFetch,
   decodeBhttpResponse,
   encapsulateRequest,
-  encodeBhttpRequest,
   parseRuntimeData,
   type AttestationBundle,
   type FetchLike,
@@ -29,7 +28,7 @@ import { launchGateway } from './launch.js';
 import { createGatewayLogger } from './observability/logger.js';
 import { SqliteReplayStore } from './pipeline/replay-guard.js';
 import { startIdentityBroker, type IdentityBroker } from './testing/identity-broker.js';
-import { startTestGateway, TEST_MEASUREMENT, type TestGateway, type TestGatewayOptions } from './testing/index.js';
+import { bhttpChatRequest, startTestGateway, TEST_MEASUREMENT, type TestGateway, type TestGatewayOptions } from './testing/index.js';
 import { SimAttester } from '@custody/attester-service';
 
 const GOOD = TEST_MEASUREMENT;
@@ -72,18 +71,7 @@ async function keyConfigOf(gw: TestGateway): Promise<KeyConfig> {
 }
 
 function chatRequest(gw: TestGateway, prompt = 'replica identity test'): Uint8Array {
-  return encodeBhttpRequest({
-    method: 'POST',
-    scheme: 'https',
-    authority: 'gateway',
-    path: '/v1/chat/completions',
-    headers: [
-      ['authorization', `Bearer ${gw.apiKey}`],
-      ['content-type', 'application/json'],
-      ['date', new Date().toUTCString()],
-    ],
-    content: utf8(JSON.stringify({ model: gw.backend.models()[0]!.id, messages: [{ role: 'user', content: prompt }] })),
-  });
+  return bhttpChatRequest({ apiKey: gw.apiKey, model: gw.backend.models()[0]!.id, content: prompt });
 }
 
 const post = (gw: TestGateway, body: Uint8Array) => fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: body as Uint8Array<ArrayBuffer> });

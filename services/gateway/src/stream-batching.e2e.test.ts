@@ -2,9 +2,9 @@
 // already waiting when the gateway seals the next chunk travel together in that chunk. Both
 // shapes decode to the same bytes, and the receipt covers the whole stream either way.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createConfidentialFetch, decodeBhttpResponseStream, encapsulateChunkedRequest, encapsulateRequest, encodeBhttpRequest, parseRuntimeData, readAll, streamOf, RECEIPT_HEADER, type AttestationBundle } from '@custody/sdk';
+import { createConfidentialFetch, decodeBhttpResponseStream, encapsulateChunkedRequest, encapsulateRequest, parseRuntimeData, readAll, streamOf, RECEIPT_HEADER, type AttestationBundle } from '@custody/sdk';
 import type { BackendRequest, BackendResponse, ModelBackend, ModelInfo } from './backends/types.js';
-import { startTestGateway, type TestGateway } from './testing/index.js';
+import { bhttpChatRequest, startTestGateway, type TestGateway } from './testing/index.js';
 
 const TOKENS = 24;
 const enc = new TextEncoder();
@@ -84,21 +84,7 @@ afterAll(async () => {
 async function open(model: string, signal?: AbortSignal, target: TestGateway = gw, content = 'hello') {
   const b = (await (await fetch(`${target.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
   const config = parseRuntimeData(b.runtimeData).keyConfigs[0]!;
-  const request = encodeBhttpRequest(
-    {
-      method: 'POST',
-      scheme: 'https',
-      authority: 'gateway',
-      path: '/v1/chat/completions',
-      headers: [
-        ['authorization', `Bearer ${target.apiKey}`],
-        ['content-type', 'application/json'],
-        ['date', new Date().toUTCString()],
-      ],
-      content: enc.encode(JSON.stringify({ model, stream: true, messages: [{ role: 'user', content }] })),
-    },
-    { framing: 'indeterminate' },
-  );
+  const request = bhttpChatRequest({ apiKey: target.apiKey, model, content, stream: true });
   const { body, context } = await encapsulateChunkedRequest(config, request);
   const res = await fetch(`${target.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' }, body: await readAll(body), ...(signal ? { signal } : {}) });
   expect(res.status).toBe(200);
@@ -172,18 +158,7 @@ describe('streamed answers, sealed chunk by chunk', () => {
   it('a client that leaves before a non-streamed answer stops the backend (node:http path)', async () => {
     const b = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
     const config = parseRuntimeData(b.runtimeData).keyConfigs[0]!;
-    const request = encodeBhttpRequest({
-      method: 'POST',
-      scheme: 'https',
-      authority: 'gateway',
-      path: '/v1/chat/completions',
-      headers: [
-        ['authorization', `Bearer ${gw.apiKey}`],
-        ['content-type', 'application/json'],
-        ['date', new Date().toUTCString()],
-      ],
-      content: enc.encode(JSON.stringify({ model: 'slow', messages: [{ role: 'user', content: 'hello' }] })),
-    });
+    const request = bhttpChatRequest({ apiKey: gw.apiKey, model: 'slow' });
     const { encapsulatedRequest } = await encapsulateRequest(config, request);
     const before = backend.aborted;
     const ac = new AbortController();
