@@ -9,7 +9,7 @@ import { destination, type Logger } from 'pino';
 import { CustodyError, systemClock, type Clock } from '@custody/core';
 import { SimAttester, TpmAttester, type Attester } from '@custody/attester-service';
 import type { TlogPolicy } from '@custody/ledger';
-import { HttpAuditSink } from '@custody/ledger-service';
+import { CLEARTEXT_KEY_WARNING, HttpAuditSink } from '@custody/ledger-service';
 import { generateEarSigningKey, loadPolicy, type CompiledPolicy } from '@custody/policy';
 import { createConfidentialFetch, renderVerificationText, type Receipt, type VerificationDocument } from '@custody/sdk';
 import type { BrokerClient } from './attestation/broker-client.js';
@@ -110,7 +110,9 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
   const attester: Attester =
     typeof c.attester === 'object' ? c.attester : c.attester === 'tpm' ? new TpmAttester({ ...(c.tpmTcti ? { tcti: c.tpmTcti } : {}) }) : new SimAttester({ measurements: { measurement }, clock });
   const simulated = attester.platform === 'sim';
-  const ledger = typeof c.ledger === 'string' ? await HttpAuditSink.connect(c.ledger, undefined, c.ledgerWriterKey ? { writerKey: c.ledgerWriterKey } : {}) : (c.ledger ?? (await InMemoryLedgerSink.create()));
+  // A ledger this launch connects to (a URL) is also one it closes.
+  const remote = typeof c.ledger === 'string' ? await HttpAuditSink.connect(c.ledger, undefined, c.ledgerWriterKey ? { writerKey: c.ledgerWriterKey } : {}) : undefined;
+  const ledger = remote ?? (c.ledger as LedgerSink | undefined) ?? (await InMemoryLedgerSink.create());
   const backend = await makeBackend(c, clock);
   if (c.identityKey !== undefined && !c.broker) throw new CustodyError('ERR_USAGE', 'a shared identity key is held by the key broker: give --broker with --identity-key');
   let broker: BrokerClient;
@@ -150,7 +152,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
   if (gateway.attestation.state !== 'attested') {
     await gateway.close();
     await closeReplay();
-    if (typeof c.ledger === 'string' && ledger instanceof HttpAuditSink) ledger.close();
+    remote?.close();
     throw new CustodyError('ERR_GATEWAY_NOT_ATTESTED', 'the gateway could not attest at start; see the log for the reason');
   }
   const server = await listen(gateway.app, { intercept: gateway.intercept, ...(c.port !== undefined ? { port: c.port } : {}), ...(c.host ? { host: c.host } : {}) });
@@ -163,8 +165,8 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     `  measurement  ${Object.entries(snap.measurements).map(([k, v]) => `${k}=${v.length > 32 ? v.slice(0, 32) + '…' : v}`).join(' ')}`,
     `  model        ${model?.label ?? model?.id ?? 'none'}${backend.kind === 'demo' ? '' : ` via ${backend.kind}`}${model?.digest ? ` ${model.digest}` : ''}`,
     `  attestation  ${c.broker ? 'broker EAR' : 'in-process appraisal (development broker)'}${snap.earId ? `, EAR ${snap.earId}` : ''}; OHTTP key id ${snap.keyConfigs.map((k) => k.keyId).join(', ')}`,
-    `  ledger       ${ledger instanceof HttpAuditSink ? `${ledger.location} (transparency log: receipts and policy decisions)` : c.ledger ? 'configured sink' : 'in-memory development log (not persistent)'}`,
-    ...(ledger instanceof HttpAuditSink && ledger.sendsKeyInClear ? ['  WARNING      the ledger writer key travels in clear over http:// to another host; give the ledger an https:// URL'] : []),
+    `  ledger       ${remote ? `${remote.location} (transparency log: receipts and policy decisions)` : c.ledger ? 'configured sink' : 'in-memory development log (not persistent)'}`,
+    ...(remote?.sendsKeyInClear ? [`  WARNING      ${CLEARTEXT_KEY_WARNING}`] : []),
     ...(gateway.keys.identity ? [`  identity     shared keys from broker key ${gateway.keys.identity.name} v${gateway.keys.identity.version} (every replica with it publishes the same OHTTP and receipt keys)`] : []),
     `  anti-replay  ${replay.kind === 'memory' ? 'memory (this process only; replicas need --replay-store sqlite:PATH or postgres://...)' : `shared ${replay.kind} store`}`,
     `  bundle       ${server.url}/.well-known/custody/attestation`,
@@ -185,8 +187,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
       await server.close();
       await attester.close?.();
       await closeReplay();
-      // A ledger this launch connected to (a URL): its keep-alive connections.
-      if (typeof c.ledger === 'string' && ledger instanceof HttpAuditSink) ledger.close();
+      remote?.close();
     },
   };
 }

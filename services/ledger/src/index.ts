@@ -11,6 +11,6 @@ export { interceptingServer, readNodeBody, type NodeIntercept } from './http/nod
 export { newWriterKey, parseWriters, writerKeyFrom, type Writers } from './http/writers.js';
 export { problem, readBodyLimited, statusFor } from './http/problem.js';
 export { SqliteWitnessStore, createWitnessApp, witnessLogs } from './witness/witness-service.js';
-export { HttpAuditSink, listen, openLog, type OpenLogConfig, type RunningServer } from './open.js';
+export { CLEARTEXT_KEY_WARNING, HttpAuditSink, listen, openLog, type OpenLogConfig, type RunningServer } from './open.js';
 // The interface the key broker and gateway write to; TransparencyLog and HttpAuditSink implement it.
 export type { AuditSink, CustodyEvent, ServiceAuditEvent } from '@custody/ledger';

@@ -85,6 +85,9 @@ export function listen(app: Hono, host = '127.0.0.1', port = 0, options: { inter
 /** Bound on the ledger's answer to `POST /events` (`{"index": n, "leafHash": ...}` or a problem). */
 const MAX_SINK_RESPONSE = 64 * 1024;
 
+/** What a service prints at start when `HttpAuditSink.sendsKeyInClear`. */
+export const CLEARTEXT_KEY_WARNING = 'the ledger writer key travels in clear over http:// to another host; give the ledger an https:// URL';
+
 /** Deadline of one call to the ledger (an append, a checkpoint or tile read). */
 const CALL_TIMEOUT_MS = 10_000;
 
@@ -165,26 +168,40 @@ export class HttpAuditSink implements AuditSink {
    * ERR_AUTH_REQUIRED or ERR_AUTH_INVALID when it is not.
    */
   private async probeWrite(): Promise<void> {
+    const { status, body } = await this.postEvent('{}');
+    const code = body.code;
+    if (status === 401 && (code === 'ERR_AUTH_REQUIRED' || code === 'ERR_AUTH_INVALID')) {
+      throw new CustodyError(code, code === 'ERR_AUTH_REQUIRED' ? 'the ledger takes appends from its writers only: give this service a writer key' : 'the ledger refused this writer key');
+    }
+    if (status !== 400 || code !== 'ERR_TLOG_EVENT') throw new CustodyError('ERR_TLOG_UNAVAILABLE', 'the ledger did not answer a write as a Custody ledger does', { detail: { status } });
+  }
+
+  /**
+   * `POST /events` with this sink's writer key: the status and the answer's JSON object (empty
+   * when it is not JSON). The answer is a small JSON object; a ledger (or something in between)
+   * sending more is refused, as is one that does not answer (ERR_TLOG_UNAVAILABLE).
+   */
+  private async postEvent(json: string): Promise<{ status: number; body: { index?: unknown; code?: unknown } }> {
     let res: Response;
     try {
       res = await this.appendFetch(this.url.replace(/\/+$/, '') + '/events', {
         method: 'POST',
-        body: '{}',
+        body: json,
         headers: { 'content-type': 'application/json', ...(this.writerKey ? { authorization: `Bearer ${this.writerKey}` } : {}) },
       });
     } catch (e) {
       throw new CustodyError('ERR_TLOG_UNAVAILABLE', 'ledger did not answer', { cause: toCustodyError(e) });
     }
-    let code: unknown;
+    let body: { index?: unknown; code?: unknown } = {};
     try {
-      code = (JSON.parse(fromUtf8(await readBodyLimited(res, MAX_SINK_RESPONSE, 'ledger response'))) as { code?: unknown }).code;
-    } catch {
-      // typed by status below
+      const parsed = JSON.parse(fromUtf8(await readBodyLimited(res, MAX_SINK_RESPONSE, 'ledger response'))) as unknown;
+      if (typeof parsed === 'object' && parsed !== null) body = parsed;
+    } catch (e) {
+      const err = toCustodyError(e);
+      if (err.code === 'ERR_INPUT_TOO_LARGE') throw new CustodyError('ERR_TLOG_UNAVAILABLE', 'ledger response is too large', { cause: err, detail: { status: res.status } });
+      // Not JSON: typed by status by the caller.
     }
-    if (res.status === 401 && (code === 'ERR_AUTH_REQUIRED' || code === 'ERR_AUTH_INVALID')) {
-      throw new CustodyError(code, code === 'ERR_AUTH_REQUIRED' ? 'the ledger takes appends from its writers only: give this service a writer key' : 'the ledger refused this writer key');
-    }
-    if (res.status !== 400 || code !== 'ERR_TLOG_EVENT') throw new CustodyError('ERR_TLOG_UNAVAILABLE', 'the ledger did not answer a write as a Custody ledger does', { detail: { status: res.status } });
+    return { status: res.status, body };
   }
 
   /** Whether this sink's writer key would travel in clear: plain http to a host other than loopback. */
@@ -246,30 +263,10 @@ export class HttpAuditSink implements AuditSink {
 
   async append(event: CustodyEvent | ServiceAuditEvent): Promise<{ index: number }> {
     // Validate locally first: a refused event never leaves the process.
-    const e = toCustodyEvent(event);
-    let res: Response;
-    try {
-      res = await this.appendFetch(this.url.replace(/\/+$/, '') + '/events', {
-        method: 'POST',
-        body: JSON.stringify(e),
-        headers: { 'content-type': 'application/json', ...(this.writerKey ? { authorization: `Bearer ${this.writerKey}` } : {}) },
-      });
-    } catch (e) {
-      throw new CustodyError('ERR_TLOG_UNAVAILABLE', 'ledger did not answer', { cause: toCustodyError(e) });
-    }
-    // The answer is a small JSON object; a ledger (or something in between) streaming more is refused.
-    let body: { index?: unknown; code?: unknown } = {};
-    try {
-      const parsed = JSON.parse(fromUtf8(await readBodyLimited(res, MAX_SINK_RESPONSE, 'ledger response'))) as unknown;
-      if (typeof parsed === 'object' && parsed !== null) body = parsed;
-    } catch (e) {
-      const err = toCustodyError(e);
-      if (err.code === 'ERR_INPUT_TOO_LARGE') throw new CustodyError('ERR_TLOG_UNAVAILABLE', 'ledger response is too large', { cause: err, detail: { status: res.status } });
-      // Not JSON: typed by status below.
-    }
-    if (res.status !== 200 || !Number.isSafeInteger(body.index) || (body.index as number) < 0) {
+    const { status, body } = await this.postEvent(JSON.stringify(toCustodyEvent(event)));
+    if (status !== 200 || !Number.isSafeInteger(body.index) || (body.index as number) < 0) {
       const code = typeof body.code === 'string' && /^ERR_[A-Z0-9_]{1,60}$/.test(body.code) ? body.code : 'ERR_TLOG_UNAVAILABLE';
-      throw new CustodyError(code, 'ledger refused the event', { detail: { status: res.status } });
+      throw new CustodyError(code, 'ledger refused the event', { detail: { status } });
     }
     return { index: body.index as number };
   }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { CustodyError } from '@custody/core';
-import { HttpAuditSink, writerKeyFrom } from '@custody/ledger-service';
+import { CLEARTEXT_KEY_WARNING, HttpAuditSink, writerKeyFrom } from '@custody/ledger-service';
 import { challengeRateLimitFromEnv, startBroker, storageConfigFromEnv, type PolicySource, type StartBrokerOptions, type StartedBroker } from '@custody/broker-service';
 import type { Register } from './index.js';
 import { failWith } from '../output.js';
@@ -96,15 +96,15 @@ export function redactUrl(url: string): string {
   }
 }
 
-function describe(b: StartedBroker, dataDir: string, postgres: string | undefined, tpmMasterKey: boolean, ledger: string | undefined, keyInClear: boolean): string[] {
+function describe(b: StartedBroker, dataDir: string, postgres: string | undefined, tpmMasterKey: boolean, ledger: HttpAuditSink | undefined): string[] {
   const lines = [`custody broker listening on ${b.url}`];
   const embedded = tpmMasterKey ? 'embedded key store with its master key sealed to the TPM (master-key.tpm.json), ' : 'embedded key store with master.key, ';
   lines.push(`  data       ${dataDir} (${b.storage.metadata === 'sqlite' ? 'SQLite metadata, ' : ''}${b.storage.keystore === 'embedded' ? embedded : ''}EAR signing key)`);
   if (postgres) lines.push(`  metadata   PostgreSQL ${redactUrl(postgres)}`);
   if (b.storage.keystore === 'pkcs11') lines.push(`  keys       PKCS#11 token ${process.env.CUSTODY_PKCS11_TOKEN ?? ''} (${process.env.CUSTODY_PKCS11_LIBRARY ?? ''})`);
   lines.push(`  JWKS       ${b.jwksUrl}`);
-  lines.push(ledger ? `  ledger     ${redactUrl(ledger)} (every audit event; kept in the local interim table only while the ledger fails)` : `  audit      local interim table in ${dataDir} (hash-chained; give --ledger URL to log to the transparency ledger)`);
-  if (keyInClear) lines.push('  WARNING    the ledger writer key travels in clear over http:// to another host; give the ledger an https:// URL');
+  lines.push(ledger ? `  ledger     ${ledger.location} (every audit event; kept in the local interim table only while the ledger fails)` : `  audit      local interim table in ${dataDir} (hash-chained; give --ledger URL to log to the transparency ledger)`);
+  if (ledger?.sendsKeyInClear) lines.push(`  WARNING    ${CLEARTEXT_KEY_WARNING}`);
   const deny = b.policies.default.startsWith('custody:policy:default-deny:');
   lines.push(`  policy     ${deny ? 'none configured: every workload is refused (give --policy FILE)' : b.policies.default}`);
   for (const [t, id] of Object.entries(b.policies.tenants)) lines.push(`             tenant ${t}: ${id}`);
@@ -189,11 +189,11 @@ export const register: Register = (program: Command) => {
               adminKeyCreated: started.adminKeyCreated,
               policies: started.policies,
               storage: started.storage,
-              ledger: opts.ledger !== undefined ? redactUrl(opts.ledger) : null,
+              ledger: audit?.location ?? null,
             }) + '\n',
           );
         } else {
-          process.stdout.write(describe(started, dataDir, postgres, masterKey !== 'file', opts.ledger, audit?.sendsKeyInClear ?? false).join('\n') + '\n');
+          process.stdout.write(describe(started, dataDir, postgres, masterKey !== 'file', audit).join('\n') + '\n');
         }
         logger.info({ url: started.url, metadata: started.storage.metadata, keystore: started.storage.keystore, policy: started.policies.default }, 'broker listening');
         let stopping = false;

@@ -4,7 +4,8 @@ import { CustodyError, fromUtf8 } from '@custody/core';
 import { launchGateway, launchRelay, type LaunchGatewayConfig } from '@custody/gateway-service';
 import { readInputFile } from '../files.js';
 import { failWith, printJson } from '../output.js';
-import { redactUrl, takeWriterKey } from './broker.js';
+import { HttpAuditSink } from '@custody/ledger-service';
+import { takeWriterKey } from './broker.js';
 import type { Register } from './index.js';
 
 interface ServeOptions {
@@ -120,7 +121,7 @@ export const register: Register = (program: Command) => {
           ...(writerKey ? { ledgerWriterKey: writerKey } : {}),
         });
         if (opts.jwksOut) writeFileSync(opts.jwksOut, JSON.stringify(launched.jwks, null, 2) + '\n');
-        if (json) printJson({ ok: true, url: launched.url, simulated: launched.simulated, jwks: launched.jwks, ledger: opts.ledger !== undefined ? redactUrl(opts.ledger) : null, ...(launched.apiKey ? { apiKey: launched.apiKey } : {}) });
+        if (json) printJson({ ok: true, url: launched.url, simulated: launched.simulated, jwks: launched.jwks, ledger: launched.ledger instanceof HttpAuditSink ? launched.ledger.location : null, ...(launched.apiKey ? { apiKey: launched.apiKey } : {}) });
         else {
           process.stderr.write(launched.summary.join('\n') + '\n');
           if (opts.jwksOut) process.stderr.write(`  JWKS         written to ${opts.jwksOut} (clients pin it)\n`);
