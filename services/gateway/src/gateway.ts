@@ -74,7 +74,7 @@ export interface GatewayOptions {
 
 export class Gateway {
   readonly app: Hono;
-  /** The node:http fast path for `message/ohttp-req` (same exchange as the app's route): `listen(gw.app, { intercept: gw.intercept })`. */
+  /** The node:http fast path for `POST /ohttp`, both media types (same exchanges as the app's route): `listen(gw.app, { intercept: gw.intercept })`. */
   readonly intercept: NodeIntercept;
   private rotation: ReturnType<typeof setInterval> | undefined;
 

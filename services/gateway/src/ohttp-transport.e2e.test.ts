@@ -9,8 +9,10 @@ import {
   createConfidentialFetch,
   createOhttpServerKey,
   decodeBhttpResponse,
+  decodeBhttpResponseStream,
   encapsulateChunkedRequest,
   encapsulateRequest,
+  encodeBhttpRequest,
   parseRuntimeData,
   readAll,
   type AttestationBundle,
@@ -140,6 +142,41 @@ describe('two HTTP paths, one exchange', () => {
     it(`${name}: a body over the OHTTP message limit is refused with ERR_INPUT_TOO_LARGE (413) before any decryption`, async () => {
       const decrypts = gw.ledger.events.length;
       const res = await send(new Uint8Array(17 * 1024 * 1024));
+      expect(res.status).toBe(413);
+      expect((await problem(res)).code).toBe('ERR_INPUT_TOO_LARGE');
+      expect(gw.ledger.events.length).toBe(decrypts);
+    });
+
+    it(`${name}: a chunked request is answered as a chunked response with the receipt as a trailer; its replay is refused with the same headers`, async () => {
+      const { body, context } = await encapsulateChunkedRequest(await currentConfig(), bhttpChatRequest({ apiKey: gw.apiKey, model: DEMO_MODEL_ID, content: 'chunked transport test', stream: true }));
+      const sealed = await readAll(body);
+      const ok = await send(sealed, 'message/ohttp-chunked-req');
+      expect(ok.status).toBe(200);
+      expect(ok.headers.get('content-type')).toBe('message/ohttp-chunked-res');
+      expect(ok.headers.get('cache-control')).toBe('no-store');
+      expect(ok.headers.get('access-control-allow-origin')).toBe('*');
+      const inner = await decodeBhttpResponseStream(context.decapsulateResponse(ok.body!));
+      expect(inner.status).toBe(200);
+      const text = new TextDecoder().decode(await readAll(inner.body));
+      expect(text).toContain('data: ');
+      expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+      expect((await inner.trailers).some(([n]) => n === RECEIPT_HEADER)).toBe(true);
+
+      const again = await send(sealed, 'message/ohttp-chunked-req');
+      expect(again.status).toBe(400);
+      expect(again.headers.get('x-custody-code')).toBe('ERR_GATEWAY_REPLAY');
+      expect(again.headers.get('access-control-allow-origin')).toBe('*');
+      expect((await problem(again)).code).toBe('ERR_GATEWAY_REPLAY');
+    });
+
+    it(`${name}: a chunked request over the size limits is refused with ERR_INPUT_TOO_LARGE (413) and reaches no pipeline`, async () => {
+      // The node:http path bounds the sealed message (16 MiB) as it reads it; the Hono route
+      // bounds the plaintext as it opens the chunks (8 MiB). Either way: 413, nothing logged.
+      const big = encodeBhttpRequest({ method: 'POST', scheme: 'https', authority: 'gw', path: '/v1/chat/completions', headers: [], content: new Uint8Array(17 * 1024 * 1024) });
+      const { body } = await encapsulateChunkedRequest(await currentConfig(), big);
+      const sealed = await readAll(body);
+      const decrypts = gw.ledger.events.length;
+      const res = await send(sealed, 'message/ohttp-chunked-req');
       expect(res.status).toBe(413);
       expect((await problem(res)).code).toBe('ERR_INPUT_TOO_LARGE');
       expect(gw.ledger.events.length).toBe(decrypts);

@@ -155,6 +155,25 @@ describe('streamed answers, sealed chunk by chunk', () => {
     expect(gw.logs.some((l) => l.includes('"event":"stream.failed"'))).toBe(false);
   });
 
+  it('the same through the Hono route (in process): a cancelled stream gets no receipt and cancels the backend', async () => {
+    const receiptsBefore = gw.ledger.events.filter((e) => e.type === 'inference.receipt').length;
+    const cancelledBefore = backend.cancelled;
+    const logsBefore = gw.logs.filter((l) => l.includes('"event":"stream.cancelled"')).length;
+    const b = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
+    const config = parseRuntimeData(b.runtimeData).keyConfigs[0]!;
+    const { body } = await encapsulateChunkedRequest(config, bhttpChatRequest({ apiKey: gw.apiKey, model: 'paced', stream: true }));
+    const res = await gw.gateway.fetch(new Request('http://gateway.invalid/ohttp', { method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' }, body: await readAll(body) }));
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    await reader.read();
+    await reader.read();
+    await reader.cancel();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(gw.ledger.events.filter((e) => e.type === 'inference.receipt').length).toBe(receiptsBefore);
+    expect(backend.cancelled).toBe(cancelledBefore + 1);
+    expect(gw.logs.filter((l) => l.includes('"event":"stream.cancelled"')).length).toBe(logsBefore + 1);
+  });
+
   it('a client that leaves before a non-streamed answer stops the backend (node:http path)', async () => {
     const b = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
     const config = parseRuntimeData(b.runtimeData).keyConfigs[0]!;

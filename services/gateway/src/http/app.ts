@@ -34,6 +34,7 @@ import {
   MAX_OHTTP_MESSAGE,
   readAll,
   sealReady,
+  streamOf,
   type ChunkSealer,
   type HttpField,
   type ReceiptSignFn,
@@ -165,6 +166,7 @@ export function createGatewayApp(d: GatewayAppDeps): Hono {
   app.all('/v1/*', () => problemResponse(new CustodyError('ERR_GATEWAY_PLAINTEXT')));
 
   const exchange = createOhttpExchange(d);
+  const chunked = createChunkedExchange(d);
   app.post('/ohttp', async (c) => {
     const started = performance.now();
     const ct = essence(c.req.header('content-type'));
@@ -172,32 +174,8 @@ export function createGatewayApp(d: GatewayAppDeps): Hono {
       const a = await exchange(ct, () => readRequest(c.req.raw, MAX_OHTTP_MESSAGE), started, c.req.raw.signal);
       return new Response(a.body, { status: a.status, headers: a.headers });
     }
-    const refuse = (e: unknown): Response => {
-      const a = refusal(d, e);
-      return new Response(a.body, { status: a.status, headers: a.headers });
-    };
-    try {
-      // Fail closed before any decryption: an unattested gateway touches no request.
-      d.attestation.assertServing();
-    } catch (e) {
-      return refuse(e);
-    }
-    const receivedAt = d.clock();
-    let requestBytes: Uint8Array;
-    let context;
-    let answer;
-    try {
-      const decap = await decapsulateChunkedRequest(d.keys.ohttp.active, c.req.raw.body ?? new ReadableStream());
-      context = decap.context;
-      requestBytes = await readAll(decap.request, MAX_INNER_BODY);
-      await d.replay.commit(context.enc);
-      answer = answerUnder(d, context.header.keyId);
-    } catch (e) {
-      return refuse(e);
-    }
-    const inner = await d.pipeline.handle(requestBytes, answer.snapshot, receivedAt, answer.sign, c.req.raw.signal);
-    const sealer = await context.createResponseSealer();
-    return new Response(sealedBhttpStream(d, inner, started, sealer), { status: 200, headers: { 'content-type': OhttpMediaType.ChunkedResponse, 'cache-control': 'no-store' } });
+    const a = await chunked(() => c.req.raw.body ?? new ReadableStream(), started, c.req.raw.signal);
+    return new Response('chunks' in a ? streamOfChunks(a.chunks) : a.body, { status: a.status, headers: a.headers });
   });
 
   return app;
@@ -266,32 +244,86 @@ export function createOhttpExchange(d: GatewayAppDeps): (ct: string, read: () =>
   };
 }
 
+/** A chunked exchange's answer: a refusal (whole), or the sealed response chunk by chunk. */
+export type ChunkedExchangeAnswer = ExchangeAnswer | { status: 200; headers: Record<string, string>; chunks: SealedChunks };
+
 /**
- * `POST /ohttp` with `message/ohttp-req` served straight from node:http (no Web Request,
- * Response or body streams: the body is read into one buffer, the sealed answer written in one
- * call), through the same exchange as the Hono route; everything else (chunked OHTTP, other
- * routes) goes to the app. Returns whether it took the request.
+ * The chunked OHTTP exchange (`message/ohttp-chunked-req`), independent of the HTTP server:
+ * the sealed request's stream in (`body` is called once the gateway is known to serve); a
+ * refusal, or the sealed response as chunks to write as they come, out. The Hono route and the
+ * node:http fast path both answer through it.
+ */
+export function createChunkedExchange(d: GatewayAppDeps): (body: () => ReadableStream<Uint8Array> | Promise<ReadableStream<Uint8Array>>, started: number, signal?: AbortSignal) => Promise<ChunkedExchangeAnswer> {
+  return async (body, started, signal) => {
+    try {
+      // Fail closed before any decryption: an unattested gateway touches no request.
+      d.attestation.assertServing();
+    } catch (e) {
+      return refusal(d, e);
+    }
+    const receivedAt = d.clock();
+    let requestBytes: Uint8Array;
+    let context;
+    let answer;
+    try {
+      const decap = await decapsulateChunkedRequest(d.keys.ohttp.active, await body());
+      context = decap.context;
+      requestBytes = await readAll(decap.request, MAX_INNER_BODY);
+      await d.replay.commit(context.enc);
+      answer = answerUnder(d, context.header.keyId);
+    } catch (e) {
+      return refusal(d, e);
+    }
+    const inner = await d.pipeline.handle(requestBytes, answer.snapshot, receivedAt, answer.sign, signal);
+    const sealer = await context.createResponseSealer();
+    return { status: 200, headers: { 'content-type': OhttpMediaType.ChunkedResponse, 'cache-control': 'no-store' }, chunks: sealedBhttpChunks(d, inner, started, sealer) };
+  };
+}
+
+/**
+ * `POST /ohttp` served straight from node:http, both media types, through the same exchanges as
+ * the Hono route (no Web Request or Response objects). `message/ohttp-req`: the body is read
+ * into one buffer and the sealed answer written in one call. `message/ohttp-chunked-req`: the
+ * sealed request is read whole (the pipeline needs all of it before it starts, and the bound is
+ * the same OHTTP message limit), and each sealed response chunk is written as it is made.
+ * Everything else (other routes, other media types) goes to the app. Returns whether it took the
+ * request.
  */
 export function createOhttpNodeHandler(d: GatewayAppDeps): (req: IncomingMessage, res: ServerResponse) => boolean {
   const exchange = createOhttpExchange(d);
+  const chunked = createChunkedExchange(d);
   const cors = d.cors ?? true;
   return (req, res) => {
-    if (req.method !== 'POST' || req.url !== '/ohttp' || essence(req.headers['content-type']) !== OhttpMediaType.Request) return false;
+    if (req.method !== 'POST' || req.url !== '/ohttp') return false;
+    const ct = essence(req.headers['content-type']);
+    if (ct !== OhttpMediaType.Request && ct !== OhttpMediaType.ChunkedRequest) return false;
     const started = performance.now();
     // A client that goes away before its answer stops the backend's work for it.
     const abandoned = new AbortController();
     res.once('close', () => {
       if (!res.writableFinished) abandoned.abort();
     });
-    exchange(OhttpMediaType.Request, () => readNodeBody(req, MAX_OHTTP_MESSAGE), started, abandoned.signal)
+    const answer: Promise<ChunkedExchangeAnswer> =
+      ct === OhttpMediaType.Request
+        ? exchange(ct, () => readNodeBody(req, MAX_OHTTP_MESSAGE), started, abandoned.signal)
+        : chunked(() => readNodeBody(req, MAX_OHTTP_MESSAGE).then((b) => streamOf(b)), started, abandoned.signal);
+    answer
       .catch((e: unknown) => {
-        // The exchange answers every refusal itself; reaching here is a defect, answered as one.
+        // The exchanges answer every refusal themselves; reaching here is a defect, answered as one.
         d.logger.error({ event: 'ohttp.failed', code: toCustodyError(e).code }, 'encapsulated request failed');
         return refusal(d, new CustodyError('ERR_INTERNAL'));
       })
-      .then((a) => {
-        if (res.destroyed) return;
+      .then(async (a) => {
+        if (res.destroyed) {
+          if ('chunks' in a) await a.chunks.cancel(new Error('the client went away'));
+          return;
+        }
         if (cors) a.headers['access-control-allow-origin'] = '*';
+        if ('chunks' in a) {
+          res.writeHead(a.status, a.headers);
+          await writeChunks(a.chunks, res);
+          return;
+        }
         a.headers['content-length'] = String(a.body.length);
         // Answered before the whole body arrived (a refusal): no keep-alive, and what is still
         // coming is read for a bounded time and size, then the connection is closed.
@@ -307,6 +339,41 @@ export function createOhttpNodeHandler(d: GatewayAppDeps): (req: IncomingMessage
       });
     return true;
   };
+}
+
+/**
+ * Writes sealed chunks to a node:http response as they are made, waiting for the socket when it
+ * is full. A client that goes away cancels the chunks (no receipt for what it did not get); a
+ * chunk that fails cuts the response off without its end, so the client sees a truncated message.
+ */
+async function writeChunks(chunks: SealedChunks, res: ServerResponse): Promise<void> {
+  const gone = () => {
+    if (!res.writableFinished) void chunks.cancel(new Error('the client went away'));
+  };
+  res.once('close', gone);
+  try {
+    for (;;) {
+      const chunk = await chunks.next();
+      if (chunk === undefined || res.destroyed) break;
+      if (!res.write(chunk)) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            res.off('drain', done);
+            res.off('close', done);
+            resolve();
+          };
+          res.on('drain', done);
+          res.on('close', done);
+        });
+      }
+    }
+    if (!res.destroyed) res.end();
+  } catch {
+    // Already logged where it failed (stream.failed).
+    res.destroy();
+  } finally {
+    res.off('close', gone);
+  }
 }
 
 /** Longest and most a refused request's remaining body is read before its connection is closed. */
@@ -358,23 +425,48 @@ const notYet = Promise.resolve(NOT_YET);
 const MAX_GATHER = 64 * 1024;
 const MAX_GATHER_PIECES = 1024;
 
+/** Sealed response chunks, pulled one at a time by whatever writes them. */
+export interface SealedChunks {
+  /** The next sealed chunk; undefined after the final one, or once cancelled. Throws (after logging) when the answer fails mid-way. */
+  next(): Promise<Uint8Array | undefined>;
+  /** The client went away: nothing more is sealed, and no receipt is finished or logged. */
+  cancel(reason?: unknown): Promise<void>;
+}
+
+/** Sealed chunks as a Web stream (for the Hono route). */
+function streamOfChunks(chunks: SealedChunks): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const chunk = await chunks.next();
+        if (chunk === undefined) controller.close();
+        else controller.enqueue(chunk);
+      } catch (e) {
+        controller.error(e);
+      }
+    },
+    cancel: (reason) => chunks.cancel(reason),
+  });
+}
+
 /**
- * The inner response as an indeterminate-length Binary HTTP message, sealed as chunked OHTTP
- * in one stream: the head leaves with the first content piece; then each sealed chunk carries
- * the next piece together with every piece already waiting behind it (tokens leave as soon as
- * they come, and a backend that runs ahead of the socket costs one seal per batch, not per
- * token); the end carries the receipt as a trailer, finished over the digest of the whole
- * content, sealed as the final chunk (with the last content when that was already there). An
- * error mid-stream errors the stream, and the client sees a truncated message rather than a
- * short one.
+ * The inner response as an indeterminate-length Binary HTTP message, sealed as chunked OHTTP:
+ * the head leaves with the first content piece; then each sealed chunk carries the next piece
+ * together with every piece already waiting behind it (tokens leave as soon as they come, and a
+ * backend that runs ahead of the socket costs one seal per batch, not per token); the end
+ * carries the receipt as a trailer, finished over the digest of the whole content, sealed as the
+ * final chunk (with the last content when that was already there). An error mid-stream fails
+ * `next`, and the client sees a truncated message rather than a short one.
  */
-function sealedBhttpStream(d: GatewayAppDeps, inner: InnerResponse, started: number, sealer: ChunkSealer): ReadableStream<Uint8Array> {
+function sealedBhttpChunks(d: GatewayAppDeps, inner: InnerResponse, started: number, sealer: ChunkSealer): SealedChunks {
   const hash = createHash('sha256');
   const reader = inner.body instanceof ReadableStream ? inner.body.getReader() : undefined;
   let pendingBytes = inner.body instanceof ReadableStream ? undefined : inner.body;
   let head: Uint8Array | undefined = encodeBhttpResponseHead({ status: inner.status, headers: inner.headers });
   /** Set when the consumer cancels: nothing more is sealed, finished or logged as a receipt. */
   let cancelled = false;
+  /** Set once the final chunk is sealed (or the answer failed): `next` gives nothing more. */
+  let over = false;
   /** A read that lost the race in `waiting`, still owed to the next call. */
   let owed: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
   const read = (): Promise<ReadableStreamReadResult<Uint8Array>> => {
@@ -383,7 +475,7 @@ function sealedBhttpStream(d: GatewayAppDeps, inner: InnerResponse, started: num
     return r;
   };
   /** The next piece of content, or undefined at its end. */
-  const next = async (): Promise<Uint8Array | undefined> => {
+  const piece = async (): Promise<Uint8Array | undefined> => {
     if (pendingBytes) {
       const b = pendingBytes;
       pendingBytes = undefined;
@@ -408,68 +500,66 @@ function sealedBhttpStream(d: GatewayAppDeps, inner: InnerResponse, started: num
     }
     return r.done ? undefined : r.value;
   };
-  /** Seals the end (after `lead`) with the receipt over the whole content, and closes the stream. */
-  const end = async (controller: ReadableStreamDefaultController<Uint8Array>, lead: Uint8Array, first: boolean): Promise<void> => {
+  /** Seals the end (after `lead`) with the receipt over the whole content. */
+  const end = async (lead: Uint8Array, first: boolean): Promise<Uint8Array | undefined> => {
     const receipt = await inner.finish('sha256:' + hash.digest('hex'));
     const last = await sealReady(sealer, concatBytes(lead, encodeBhttpEnd(receipt ? [[RECEIPT_HEADER, receipt]] : [])), { first, final: true });
-    if (cancelled) return;
-    controller.enqueue(last);
+    over = true;
+    if (cancelled) return undefined;
     observe(d, inner, inner.status, started);
-    controller.close();
+    return last;
   };
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
+  const next = async (): Promise<Uint8Array | undefined> => {
+    const first = head !== undefined;
+    let lead = head ?? new Uint8Array(0);
+    head = undefined;
+    const p = await piece();
+    if (cancelled) return undefined;
+    if (p === undefined) return end(lead, first);
+    const pieces = [p];
+    let size = p.length;
+    let ended = false;
+    for (let n = 1; size < MAX_GATHER && n < MAX_GATHER_PIECES; n++) {
+      const more = await waiting();
+      if (cancelled) return undefined;
+      if (more === NOT_YET) break;
+      if (more === undefined) {
+        ended = true;
+        break;
+      }
+      if (more.length === 0) continue;
+      pieces.push(more);
+      size += more.length;
+    }
+    const content = pieces.length === 1 ? p : joinBytes(pieces, size);
+    hash.update(content);
+    if (content.length > 0) lead = concatBytes(lead, encodeBhttpContentChunk(content));
+    if (ended) return end(lead, first);
+    const sealed = await sealReady(sealer, lead, { first });
+    return cancelled ? undefined : sealed;
+  };
+  return {
+    async next() {
+      if (over || cancelled) return undefined;
       try {
-        const first = head !== undefined;
-        let lead = head ?? new Uint8Array(0);
-        head = undefined;
-        const piece = await next();
-        if (cancelled) return;
-        if (piece === undefined) {
-          await end(controller, lead, first);
-          return;
-        }
-        const pieces = [piece];
-        let size = piece.length;
-        let ended = false;
-        for (let n = 1; size < MAX_GATHER && n < MAX_GATHER_PIECES; n++) {
-          const more = await waiting();
-          if (cancelled) return;
-          if (more === NOT_YET) break;
-          if (more === undefined) {
-            ended = true;
-            break;
-          }
-          if (more.length === 0) continue;
-          pieces.push(more);
-          size += more.length;
-        }
-        const content = pieces.length === 1 ? piece : joinBytes(pieces, size);
-        hash.update(content);
-        if (content.length > 0) lead = concatBytes(lead, encodeBhttpContentChunk(content));
-        if (ended) {
-          await end(controller, lead, first);
-          return;
-        }
-        const sealed = await sealReady(sealer, lead, { first });
-        if (cancelled) return;
-        controller.enqueue(sealed);
+        return await next();
       } catch (e) {
-        if (cancelled) return;
+        over = true;
+        if (cancelled) return undefined;
         d.logger.warn({ event: 'stream.failed', code: toCustodyError(e).code }, 'streamed response failed; the client sees a truncated message');
-        controller.error(e);
         await reader?.cancel(e).catch(() => undefined);
+        throw e;
       }
     },
     async cancel(reason) {
       // The client went away: what it did not get is not vouched for. No receipt is signed or
-      // logged for a cut-short stream (a read pending in pull resolves as done, which must not
+      // logged for a cut-short stream (a read pending in `next` resolves as done, which must not
       // read as the end of the answer).
+      if (cancelled || over) return;
       cancelled = true;
       inner.abandon();
       d.logger.info({ event: 'stream.cancelled', route: inner.routeLabel }, 'streamed response cancelled by the client; no receipt');
       await reader?.cancel(reason);
     },
-  });
+  };
 }
-
