@@ -288,21 +288,36 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
         const hash = new Sha256();
         let settle!: (r: Promise<Receipt> | undefined) => void;
         const receiptReady = new Promise<Promise<Receipt> | undefined>((res) => (settle = res));
-        const checked = new TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, controller) {
-            hash.update(chunk);
-            controller.enqueue(chunk);
-          },
-          async flush() {
+        // The content as it comes, hashed on the way; at its end the receipt (a trailer) is
+        // checked over the whole content. One pull-through layer, not a TransformStream: a pipe
+        // costs several promise hops per chunk.
+        const source = inner.body.getReader();
+        const piped = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            let r: ReadableStreamReadResult<Uint8Array>;
+            try {
+              r = await source.read();
+            } catch (e) {
+              // A cut or undecryptable stream has no receipt to give: whoever waits for it learns why.
+              const err = e instanceof Error ? e : new CustodyError('ERR_SDK_GATEWAY', 'the streamed response failed');
+              settle(Promise.reject(err));
+              throw err;
+            }
+            if (!r.done) {
+              hash.update(r.value);
+              controller.enqueue(r.value);
+              return;
+            }
             const trailers = await inner.trailers;
             const value = trailers.find(([n]) => n === RECEIPT_HEADER)?.[1] ?? null;
-            const r = checkReceipt(gw, value, { requestDigest: await requestDigest, responseDigest: 'sha256:' + toHex(hash.digest()), status });
-            settle(r);
+            const checked = checkReceipt(gw, value, { requestDigest: await requestDigest, responseDigest: 'sha256:' + toHex(hash.digest()), status });
+            settle(checked);
             // A receipt that does not verify fails the stream: the caller must not trust what it read.
-            if (r) await r;
+            if (checked) await checked;
+            controller.close();
           },
+          cancel: (reason) => source.cancel(reason),
         });
-        const piped = inner.body.pipeThrough(checked);
         const response = new Response(NULL_BODY_STATUS.has(status) ? null : piped, { status, headers });
         track(response, receiptReady.then((r) => r ?? Promise.reject(new CustodyError('ERR_RECEIPT_MISSING'))), { url: req.url, status, streamed: true });
         return response;

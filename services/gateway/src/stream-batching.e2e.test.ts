@@ -133,6 +133,22 @@ describe('streamed answers, sealed chunk by chunk', () => {
     }
   });
 
+  it('a streamed answer cut off on the way fails the body, and the receipt the caller waits for fails too (it does not hang)', async () => {
+    // A transport that passes the gateway's answer on without its last 30 bytes (inside the final chunk, which carries the receipt).
+    const cutting: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      if (res.headers.get('content-type') !== 'message/ohttp-chunked-res') return res;
+      const all = new Uint8Array(await res.arrayBuffer());
+      return new Response(all.subarray(0, all.length - 30), { status: res.status, headers: res.headers });
+    };
+    const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true, fetch: cutting });
+    const res = await cfetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${gw.apiKey}` }, body: JSON.stringify({ model: 'paced', stream: true, messages: [{ role: 'user', content: 'hello' }] }) });
+    // The final chunk is read to the end of the message, so a short one fails to open (or reads as truncated).
+    const read = await res.text().then(() => undefined, (e: { code?: string }) => e);
+    expect(['ERR_OHTTP_TRUNCATED', 'ERR_OHTTP_RESPONSE_DECRYPT']).toContain(read?.code);
+    await expect(cfetch.receiptOf(res)).rejects.toMatchObject({ code: read!.code });
+  });
+
   it('empty pieces from a backend are skipped and bounded per chunk (the stream neither stalls the gateway nor overflows)', async () => {
     const r = await exchange('empties');
     expect(r.text).toBe(expected);
