@@ -198,6 +198,31 @@ function refusal(d: GatewayAppDeps, e: unknown): ExchangeAnswer {
 }
 
 /**
+ * What both exchanges do before the pipeline: refuse at once when the gateway is not attested
+ * (an unattested gateway decrypts nothing), open the request (`open` reads and decapsulates
+ * it), refuse a replay of it, and fix the receipt signer and attestation under its key id. A
+ * refusal comes back as a whole answer.
+ */
+async function admit<C extends { readonly enc: Uint8Array; readonly header: { readonly keyId: number } }>(
+  d: GatewayAppDeps,
+  open: () => Promise<{ request: Uint8Array; context: C }>,
+): Promise<ExchangeAnswer | { request: Uint8Array; context: C; answer: { snapshot: AttestationSnapshot; sign: ReceiptSignFn }; receivedAt: Date }> {
+  try {
+    d.attestation.assertServing();
+  } catch (e) {
+    return refusal(d, e);
+  }
+  const receivedAt = d.clock();
+  try {
+    const { request, context } = await open();
+    await d.replay.commit(context.enc);
+    return { request, context, answer: answerUnder(d, context.header.keyId), receivedAt };
+  } catch (e) {
+    return refusal(d, e);
+  }
+}
+
+/**
  * The non-chunked OHTTP exchange (`message/ohttp-req`), independent of the HTTP server: the
  * media type (`ct`, its essence) and the sealed request's bytes in, the sealed response (or a
  * problem document) out. The Hono route and the node:http fast path both answer through it.
@@ -207,25 +232,10 @@ export function createOhttpExchange(d: GatewayAppDeps): (ct: string, read: () =>
     if (ct !== OhttpMediaType.Request) {
       return refusal(d, new CustodyError('ERR_OHTTP_MEDIA_TYPE', `expected ${OhttpMediaType.Request} or ${OhttpMediaType.ChunkedRequest}`));
     }
-    try {
-      // Fail closed before any decryption: an unattested gateway touches no request.
-      d.attestation.assertServing();
-    } catch (e) {
-      return refusal(d, e);
-    }
-    const receivedAt = d.clock();
-    let request: Uint8Array;
-    let context;
-    let answer;
-    try {
-      const sealed = await read();
-      ({ request, context } = await decapsulateRequest(d.keys.ohttp.active, sealed));
-      await d.replay.commit(context.enc);
-      answer = answerUnder(d, context.header.keyId);
-    } catch (e) {
-      return refusal(d, e);
-    }
-    const inner = await d.pipeline.handle(request, answer.snapshot, receivedAt, answer.sign, signal);
+    const a = await admit(d, async () => decapsulateRequest(d.keys.ohttp.active, await read()));
+    if ('body' in a) return a;
+    const { context, answer } = a;
+    const inner = await d.pipeline.handle(a.request, answer.snapshot, a.receivedAt, answer.sign, signal);
     let content: Uint8Array;
     let status = inner.status;
     let headers = inner.headers;
@@ -255,27 +265,13 @@ export type ChunkedExchangeAnswer = ExchangeAnswer | { status: 200; headers: Rec
  */
 export function createChunkedExchange(d: GatewayAppDeps): (body: () => ReadableStream<Uint8Array> | Promise<ReadableStream<Uint8Array>>, started: number, signal?: AbortSignal) => Promise<ChunkedExchangeAnswer> {
   return async (body, started, signal) => {
-    try {
-      // Fail closed before any decryption: an unattested gateway touches no request.
-      d.attestation.assertServing();
-    } catch (e) {
-      return refusal(d, e);
-    }
-    const receivedAt = d.clock();
-    let requestBytes: Uint8Array;
-    let context;
-    let answer;
-    try {
+    const a = await admit(d, async () => {
       const decap = await decapsulateChunkedRequest(d.keys.ohttp.active, await body());
-      context = decap.context;
-      requestBytes = await readAll(decap.request, MAX_INNER_BODY);
-      await d.replay.commit(context.enc);
-      answer = answerUnder(d, context.header.keyId);
-    } catch (e) {
-      return refusal(d, e);
-    }
-    const inner = await d.pipeline.handle(requestBytes, answer.snapshot, receivedAt, answer.sign, signal);
-    const sealer = await context.createResponseSealer();
+      return { request: await readAll(decap.request, MAX_INNER_BODY), context: decap.context };
+    });
+    if ('body' in a) return a;
+    const inner = await d.pipeline.handle(a.request, a.answer.snapshot, a.receivedAt, a.answer.sign, signal);
+    const sealer = await a.context.createResponseSealer();
     return { status: 200, headers: { 'content-type': OhttpMediaType.ChunkedResponse, 'cache-control': 'no-store' }, chunks: sealedBhttpChunks(d, inner, started, sealer) };
   };
 }
