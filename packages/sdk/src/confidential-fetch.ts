@@ -286,8 +286,15 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
         const headers = new Headers(inner.headers as [string, string][]);
         const status = inner.status;
         const hash = new Sha256();
-        let settle!: (r: Promise<Receipt> | undefined) => void;
-        const receiptReady = new Promise<Promise<Receipt> | undefined>((res) => (settle = res));
+        let resolveReceipt!: (r: Promise<Receipt> | undefined) => void;
+        const receiptReady = new Promise<Promise<Receipt> | undefined>((res) => (resolveReceipt = res));
+        let settled = false;
+        // Once: a rejected promise made after the receipt was settled would be unhandled.
+        const settle = (r: Promise<Receipt> | undefined | (() => Promise<Receipt>)) => {
+          if (settled) return;
+          settled = true;
+          resolveReceipt(typeof r === 'function' ? r() : r);
+        };
         // The content as it comes, hashed on the way; at its end the receipt (a trailer) is
         // checked over the whole content. One pull-through layer, not a TransformStream: a pipe
         // costs several promise hops per chunk.
@@ -300,7 +307,7 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
             } catch (e) {
               // A cut or undecryptable stream has no receipt to give: whoever waits for it learns why.
               const err = e instanceof Error ? e : new CustodyError('ERR_SDK_GATEWAY', 'the streamed response failed');
-              settle(Promise.reject(err));
+              settle(() => Promise.reject(err));
               throw err;
             }
             if (!r.done) {
@@ -316,7 +323,11 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
             if (checked) await checked;
             controller.close();
           },
-          cancel: (reason) => source.cancel(reason),
+          cancel: (reason) => {
+            // The caller stopped reading: there is no receipt for what it did not read.
+            settle(() => Promise.reject(new CustodyError('ERR_RECEIPT_MISSING', 'the streamed response was cancelled before its end')));
+            return source.cancel(reason);
+          },
         });
         const response = new Response(NULL_BODY_STATUS.has(status) ? null : piped, { status, headers });
         track(response, receiptReady.then((r) => r ?? Promise.reject(new CustodyError('ERR_RECEIPT_MISSING'))), { url: req.url, status, streamed: true });

@@ -2,7 +2,7 @@
 // typed codes; plaintext requests to confidential routes are refused; retired keys tell the
 // client to refresh, and the SDK does.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Bytes } from '@custody/core';
+import { concatBytes, type Bytes } from '@custody/core';
 import {
   OHTTP_KEY_PROBLEM_TYPE,
   RECEIPT_HEADER,
@@ -10,6 +10,7 @@ import {
   createOhttpServerKey,
   decodeBhttpResponse,
   decodeBhttpResponseStream,
+  createChunkedRequest,
   encapsulateChunkedRequest,
   encapsulateRequest,
   encodeBhttpRequest,
@@ -114,8 +115,10 @@ describe('two HTTP paths, one exchange', () => {
   // Over the socket, `message/ohttp-req` is answered by the node:http fast path; in process,
   // `gateway.fetch` goes through the Hono route. Both must answer alike.
   const viaApp = (body: Bytes, type = 'message/ohttp-req') => Promise.resolve(gw.gateway.fetch(new Request('http://gateway.invalid/ohttp', { method: 'POST', headers: { 'content-type': type }, body })));
+  const withQuery = (body: Bytes, type = 'message/ohttp-req') => fetch(`${gw.url}/ohttp?via=query`, { method: 'POST', headers: { 'content-type': type }, body });
   const paths = [
     ['node:http fast path', post],
+    ['node:http fast path, /ohttp with a query', withQuery],
     ['Hono route', viaApp],
   ] as const;
 
@@ -167,6 +170,19 @@ describe('two HTTP paths, one exchange', () => {
       expect(again.headers.get('x-custody-code')).toBe('ERR_GATEWAY_REPLAY');
       expect(again.headers.get('access-control-allow-origin')).toBe('*');
       expect((await problem(again)).code).toBe('ERR_GATEWAY_REPLAY');
+    });
+
+    it(`${name}: a chunked request cut into more than 4096 chunks is refused with ERR_INPUT_TOO_LARGE (413) and reaches no pipeline`, async () => {
+      const { sealer } = await createChunkedRequest(await currentConfig());
+      const request = chatRequest();
+      const parts: Uint8Array[] = [sealer.prefix];
+      for (let i = 0; i < 5000; i++) parts.push(await sealer.seal(request.subarray(i % request.length, (i % request.length) + 1)));
+      parts.push(await sealer.seal(new Uint8Array(0), true));
+      const decrypts = gw.ledger.events.length;
+      const res = await send(concatBytes(...parts), 'message/ohttp-chunked-req');
+      expect(res.status).toBe(413);
+      expect((await problem(res)).code).toBe('ERR_INPUT_TOO_LARGE');
+      expect(gw.ledger.events.length).toBe(decrypts);
     });
 
     it(`${name}: a chunked request over the size limits is refused with ERR_INPUT_TOO_LARGE (413) and reaches no pipeline`, async () => {

@@ -149,6 +149,15 @@ describe('streamed answers, sealed chunk by chunk', () => {
     await expect(cfetch.receiptOf(res)).rejects.toMatchObject({ code: read!.code });
   });
 
+  it('a caller that cancels a streamed answer gets a rejected receipt (ERR_RECEIPT_MISSING), not one that never settles', async () => {
+    const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true });
+    const res = await cfetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${gw.apiKey}` }, body: JSON.stringify({ model: 'paced', stream: true, messages: [{ role: 'user', content: 'hello' }] }) });
+    const reader = res.body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    await expect(cfetch.receiptOf(res)).rejects.toMatchObject({ code: 'ERR_RECEIPT_MISSING' });
+  });
+
   it('empty pieces from a backend are skipped and bounded per chunk (the stream neither stalls the gateway nor overflows)', async () => {
     const r = await exchange('empties');
     expect(r.text).toBe(expected);

@@ -50,11 +50,17 @@ const EMPTY = new Uint8Array(0);
 export interface ChunkedLimits {
   /** Largest ciphertext chunk accepted, including the final one. Default 1 MiB + 16. */
   readonly maxChunkSize?: number;
+  /**
+   * Most chunks accepted in one message, empty ones included (each costs an AEAD open, so tiny
+   * chunks would otherwise buy much work for few bytes). Default 1,048,576.
+   */
+  readonly maxChunks?: number;
 }
 
 /** Plaintext is cut into chunks of at most this size when sealing a stream. */
 export const MAX_PLAINTEXT_CHUNK = 64 * 1024;
 const DEFAULT_MAX_CHUNK = 1024 * 1024 + 16;
+const DEFAULT_MAX_CHUNKS = 1 << 20;
 
 function frame(ct: Uint8Array, final: boolean): Bytes {
   return concatBytes(final ? new Uint8Array([0]) : encodeVarint(ct.length), ct);
@@ -161,8 +167,10 @@ function openStream(
   limits: ChunkedLimits,
 ): ReadableStream<Uint8Array> {
   const max = limits.maxChunkSize ?? DEFAULT_MAX_CHUNK;
+  const maxChunks = limits.maxChunks ?? DEFAULT_MAX_CHUNKS;
   const truncated = (): HpkeError => new HpkeError('ERR_OHTTP_TRUNCATED');
   let started = false;
+  let chunks = 0;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
@@ -170,31 +178,38 @@ function openStream(
           started = true;
           await start();
         }
-        let len: number | null;
-        try {
-          len = await buf.readVarint();
-        } catch (e) {
-          throw isCustodyError(e) && e.code === 'ERR_INPUT_TRUNCATED' ? truncated() : e;
-        }
-        if (len === null) throw truncated();
-        if (len > max) throw new ParseError('ERR_INPUT_TOO_LARGE', 'chunk exceeds its size bound', { detail: { length: len, max } });
-        const final = len === 0;
-        let ct: Bytes;
-        if (final) ct = await buf.readToEnd(max);
-        else {
-          if (!(await buf.fill(len))) throw truncated();
-          ct = buf.take(len);
-        }
-        let pt: Bytes;
-        try {
-          pt = await open(ct, final);
-        } catch (e) {
-          throw wrapError(e, code);
-        }
-        if (pt.length > 0) controller.enqueue(pt);
-        if (final) {
-          buf.release();
-          controller.close();
+        // Until something is enqueued or the message ends: a pull that returns having enqueued
+        // nothing (after an empty chunk) is not called again, and the reader would wait forever.
+        for (;;) {
+          let len: number | null;
+          try {
+            len = await buf.readVarint();
+          } catch (e) {
+            throw isCustodyError(e) && e.code === 'ERR_INPUT_TRUNCATED' ? truncated() : e;
+          }
+          if (len === null) throw truncated();
+          if (len > max) throw new ParseError('ERR_INPUT_TOO_LARGE', 'chunk exceeds its size bound', { detail: { length: len, max } });
+          if (++chunks > maxChunks) throw new ParseError('ERR_INPUT_TOO_LARGE', 'message has more chunks than allowed', { detail: { max: maxChunks } });
+          const final = len === 0;
+          let ct: Bytes;
+          if (final) ct = await buf.readToEnd(max);
+          else {
+            if (!(await buf.fill(len))) throw truncated();
+            ct = buf.take(len);
+          }
+          let pt: Bytes;
+          try {
+            pt = await open(ct, final);
+          } catch (e) {
+            throw wrapError(e, code);
+          }
+          if (pt.length > 0) controller.enqueue(pt);
+          if (final) {
+            buf.release();
+            controller.close();
+            return;
+          }
+          if (pt.length > 0) return;
         }
       } catch (e) {
         await buf.cancel(e);

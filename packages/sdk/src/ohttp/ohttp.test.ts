@@ -2,7 +2,7 @@ import { AeadId, concatBytes, CustodyError, equalBytes, KdfId, KemId, toHex, utf
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeBhttpRequestStream, decodeBhttpResponseStream, encodeBhttpContentChunk, encodeBhttpEnd, encodeBhttpRequest, encodeBhttpResponseHead } from './bhttp.js';
-import { decapsulateChunkedRequest, encapsulateChunkedRequest, MAX_PLAINTEXT_CHUNK, sealReady } from './chunked.js';
+import { createChunkedRequest, decapsulateChunkedRequest, encapsulateChunkedRequest, MAX_PLAINTEXT_CHUNK, sealReady } from './chunked.js';
 import { createOhttpServerKey, encodeKeyConfig, encodeKeyConfigs, parseKeyConfig, parseKeyConfigs, selectSuite, type KeyConfig } from './key-config.js';
 import { assertMediaType, OhttpMediaType } from './media-types.js';
 import { decapsulateRequest, encapsulateRequest } from './ohttp.js';
@@ -147,6 +147,28 @@ describe('chunked OHTTP streaming', () => {
       }),
       { numRuns: 60, seed: 8 },
     );
+  });
+
+  it('opens empty chunks without stalling (each is a whole chunk: a tag and nothing else), and bounds how many a message may hold', async () => {
+    const key = await createOhttpServerKey({ keyId: 4 });
+    const seal = async (empties: number, content: Uint8Array) => {
+      const { sealer } = await createChunkedRequest(key.config);
+      const parts: Uint8Array[] = [sealer.prefix];
+      for (let i = 0; i < empties; i++) parts.push(await sealer.seal(new Uint8Array(0)));
+      parts.push(await sealer.seal(content));
+      for (let i = 0; i < empties; i++) parts.push(await sealer.seal(new Uint8Array(0)));
+      parts.push(await sealer.seal(new Uint8Array(0), true));
+      return concatBytes(...parts);
+    };
+    const wire = await seal(3, utf8('after three empty chunks'));
+    const opened = await decapsulateChunkedRequest([key], streamOf(wire));
+    expect(new TextDecoder().decode(await readAll(opened.request))).toBe('after three empty chunks');
+
+    // 3 + 1 + 3 + final = 8 chunks: over a bound of 7, refused as too large (no stall either).
+    const bounded = await decapsulateChunkedRequest([key], streamOf(wire), { maxChunks: 7 });
+    expect((await failure(readAll(bounded.request))).code).toBe('ERR_INPUT_TOO_LARGE');
+    const atBound = await decapsulateChunkedRequest([key], streamOf(wire), { maxChunks: 8 });
+    expect(new TextDecoder().decode(await readAll(atBound.request))).toBe('after three empty chunks');
   });
 
   it('splits large chunks and carries 1 MiB', async () => {

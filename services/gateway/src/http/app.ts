@@ -254,6 +254,13 @@ export function createOhttpExchange(d: GatewayAppDeps): (ct: string, read: () =>
   };
 }
 
+/**
+ * Most chunks in one chunked request (each costs an AEAD open): an 8 MiB body in 2 KiB chunks.
+ * Clients seal requests in far fewer (the SDK in one); a request cut into tiny chunks would buy
+ * seconds of gateway CPU for a megabyte on the wire.
+ */
+const MAX_REQUEST_CHUNKS = 4096;
+
 /** A chunked exchange's answer: a refusal (whole), or the sealed response chunk by chunk. */
 export type ChunkedExchangeAnswer = ExchangeAnswer | { status: 200; headers: Record<string, string>; chunks: SealedChunks };
 
@@ -266,7 +273,7 @@ export type ChunkedExchangeAnswer = ExchangeAnswer | { status: 200; headers: Rec
 export function createChunkedExchange(d: GatewayAppDeps): (body: () => ReadableStream<Uint8Array> | Promise<ReadableStream<Uint8Array>>, started: number, signal?: AbortSignal) => Promise<ChunkedExchangeAnswer> {
   return async (body, started, signal) => {
     const a = await admit(d, async () => {
-      const decap = await decapsulateChunkedRequest(d.keys.ohttp.active, await body());
+      const decap = await decapsulateChunkedRequest(d.keys.ohttp.active, await body(), { maxChunks: MAX_REQUEST_CHUNKS });
       return { request: await readAll(decap.request, MAX_INNER_BODY), context: decap.context };
     });
     if ('body' in a) return a;
@@ -290,7 +297,9 @@ export function createOhttpNodeHandler(d: GatewayAppDeps): (req: IncomingMessage
   const chunked = createChunkedExchange(d);
   const cors = d.cors ?? true;
   return (req, res) => {
-    if (req.method !== 'POST' || req.url !== '/ohttp') return false;
+    // `/ohttp` with or without a query: the Hono route takes both, so both are answered here alike.
+    const url = req.url ?? '';
+    if (req.method !== 'POST' || (url !== '/ohttp' && !url.startsWith('/ohttp?'))) return false;
     const ct = essence(req.headers['content-type']);
     if (ct !== OhttpMediaType.Request && ct !== OhttpMediaType.ChunkedRequest) return false;
     const started = performance.now();
@@ -338,9 +347,16 @@ export function createOhttpNodeHandler(d: GatewayAppDeps): (req: IncomingMessage
 }
 
 /**
+ * Longest a streamed answer waits for a client that stopped reading (its socket stays full): then
+ * the response is cut off, which cancels the backend's work for it, instead of holding it open.
+ */
+const WRITE_STALL_MS = 60_000;
+
+/**
  * Writes sealed chunks to a node:http response as they are made, waiting for the socket when it
- * is full. A client that goes away cancels the chunks (no receipt for what it did not get); a
- * chunk that fails cuts the response off without its end, so the client sees a truncated message.
+ * is full (for at most WRITE_STALL_MS). A client that goes away cancels the chunks (no receipt
+ * for what it did not get); a chunk that fails cuts the response off without its end, so the
+ * client sees a truncated message.
  */
 async function writeChunks(chunks: SealedChunks, res: ServerResponse): Promise<void> {
   const gone = () => {
@@ -354,10 +370,15 @@ async function writeChunks(chunks: SealedChunks, res: ServerResponse): Promise<v
       if (!res.write(chunk)) {
         await new Promise<void>((resolve) => {
           const done = () => {
+            clearTimeout(stalled);
             res.off('drain', done);
             res.off('close', done);
             resolve();
           };
+          const stalled = setTimeout(() => {
+            done();
+            res.destroy();
+          }, WRITE_STALL_MS);
           res.on('drain', done);
           res.on('close', done);
         });
@@ -496,8 +517,11 @@ function sealedBhttpChunks(d: GatewayAppDeps, inner: InnerResponse, started: num
     }
     return r.done ? undefined : r.value;
   };
+  /** Set once the receipt is being finished: a cancel after that cannot withhold it. */
+  let finishing = false;
   /** Seals the end (after `lead`) with the receipt over the whole content. */
   const end = async (lead: Uint8Array, first: boolean): Promise<Uint8Array | undefined> => {
+    finishing = true;
     const receipt = await inner.finish('sha256:' + hash.digest('hex'));
     const last = await sealReady(sealer, concatBytes(lead, encodeBhttpEnd(receipt ? [[RECEIPT_HEADER, receipt]] : [])), { first, final: true });
     over = true;
@@ -554,7 +578,8 @@ function sealedBhttpChunks(d: GatewayAppDeps, inner: InnerResponse, started: num
       if (cancelled || over) return;
       cancelled = true;
       inner.abandon();
-      d.logger.info({ event: 'stream.cancelled', route: inner.routeLabel }, 'streamed response cancelled by the client; no receipt');
+      if (finishing) d.logger.info({ event: 'stream.cancelled', route: inner.routeLabel, receipt: 'issued' }, 'streamed response cancelled by the client at its end, after its receipt was issued');
+      else d.logger.info({ event: 'stream.cancelled', route: inner.routeLabel }, 'streamed response cancelled by the client; no receipt');
       await reader?.cancel(reason);
     },
   };

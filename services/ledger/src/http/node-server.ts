@@ -48,6 +48,8 @@ export function readNodeBody(req: IncomingMessage, max: number): Promise<Bytes> 
       if (failed) return;
       const only = parts.length === 1 ? parts[0]! : undefined;
       resolve(only ? new Uint8Array(only.buffer as ArrayBuffer, only.byteOffset, only.byteLength) : joinBytes(parts, size));
+      // The listeners keep `parts` reachable as long as the request object lives: let the pieces go.
+      parts.length = 0;
     });
     req.once('error', (e) => {
       if (!failed) reject(new CustodyError('ERR_INPUT_MALFORMED', 'the request body could not be read', { cause: e }));
