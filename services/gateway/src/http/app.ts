@@ -18,7 +18,7 @@ import { cors } from 'hono/cors';
 import type { Logger } from 'pino';
 import { concatBytes, CustodyError, fromBase64Url, joinBytes, toCustodyError, type Clock } from '@custody/core';
 import { formatTlogProof } from '@custody/ledger';
-import { readNodeBody } from '@custody/ledger-service';
+import { endWhole, readNodeBody } from '@custody/ledger-service';
 import {
   ATTESTATION_PATH,
   CHALLENGE_PATH,
@@ -96,7 +96,6 @@ const publicCors: MiddlewareHandler = async (c, next) => {
   await next();
   c.res.headers.set('Access-Control-Allow-Origin', '*');
 };
-
 
 /** Ledger proofs the gateway builds at once for `/.well-known/custody/ledger/proof/:index`. */
 const MAX_PROOFS_IN_FLIGHT = 8;
@@ -329,14 +328,8 @@ export function createOhttpNodeHandler(d: GatewayAppDeps): (req: IncomingMessage
           await writeChunks(a.chunks, res);
           return;
         }
-        a.headers['content-length'] = String(a.body.length);
-        // Answered before the whole body arrived (a refusal): no keep-alive, and what is still
-        // coming is read for a bounded time and size, then the connection is closed.
-        const early = !req.complete;
-        if (early) a.headers.connection = 'close';
-        res.writeHead(a.status, a.headers);
-        res.end(a.body);
-        if (early) drainThenClose(req);
+        // A refusal answered before the whole body arrived closes the connection after a bounded drain.
+        endWhole(req, res, a.status, a.headers, a.body, { ms: DRAIN_MS, maxBytes: DRAIN_BYTES });
       })
       .catch((e: unknown) => {
         d.logger.error({ event: 'ohttp.failed', code: toCustodyError(e).code }, 'encapsulated response could not be written');
@@ -396,28 +389,6 @@ async function writeChunks(chunks: SealedChunks, res: ServerResponse): Promise<v
 /** Longest and most a refused request's remaining body is read before its connection is closed. */
 const DRAIN_MS = 500;
 const DRAIN_BYTES = 64 * 1024 * 1024;
-
-/**
- * Reads and discards the rest of a request answered early, for at most DRAIN_MS and
- * DRAIN_BYTES, then closes the connection: a client that keeps sending is cut off, and one that
- * finishes gets to read the answer (closing with unread data would reset the connection first).
- */
-function drainThenClose(req: IncomingMessage): void {
-  let seen = 0;
-  const stop = () => {
-    clearTimeout(timer);
-    req.socket.destroy();
-  };
-  const timer = setTimeout(stop, DRAIN_MS);
-  timer.unref();
-  req.on('data', (chunk: Buffer) => {
-    seen += chunk.length;
-    if (seen > DRAIN_BYTES) stop();
-  });
-  req.once('end', () => clearTimeout(timer));
-  req.once('error', stop);
-  req.resume();
-}
 
 /**
  * The receipt signer and attestation for a request sealed to OHTTP key `keyId`, fixed at

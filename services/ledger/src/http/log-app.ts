@@ -4,7 +4,7 @@ import { CustodyError, fromUtf8, toBase64, type Bytes } from '@custody/core';
 import { MAX_BUNDLE_SIZE, MAX_ENTRY_SIZE, TILE_WIDTH, encodeEvent, formatTlogProof, parseTilePath, rfc6962, tilePath } from '@custody/ledger';
 import type { TransparencyLog } from '../log.js';
 import type { FsTileStore } from '../storage/tile-store.js';
-import { readNodeBody } from './node-server.js';
+import { endWhole, readNodeBody } from './node-server.js';
 import type { Writers } from './writers.js';
 import { problem, problemBody, problemHeaders, readBodyLimited } from './problem.js';
 
@@ -110,17 +110,7 @@ const DRAIN_MS = 1000;
 export function createEventsNodeHandler(log: TransparencyLog, options: { writers?: Writers } = {}): (req: IncomingMessage, res: ServerResponse) => boolean {
   const writers = options.writers;
   const reply = (req: IncomingMessage, res: ServerResponse, status: number, headers: Record<string, string>, body: string) => {
-    if (res.destroyed) return;
-    // Answered before the whole body arrived (too large, refused): close once the rest is read, or after DRAIN_MS.
-    const early = !req.complete;
-    res.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(body), ...(early ? { connection: 'close' } : {}) });
-    res.end(body);
-    if (early) {
-      const t = setTimeout(() => req.socket.destroy(), DRAIN_MS);
-      t.unref();
-      req.once('end', () => clearTimeout(t));
-      req.resume();
-    }
+    if (!res.destroyed) endWhole(req, res, status, headers, body, { ms: DRAIN_MS });
   };
   return (req, res) => {
     if (req.method !== 'POST' || req.url !== '/events') return false;

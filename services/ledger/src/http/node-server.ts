@@ -57,3 +57,37 @@ export function readNodeBody(req: IncomingMessage, max: number): Promise<Bytes> 
     });
   });
 }
+
+/** How long, and how much, of a request answered before its body arrived is read before its connection is closed. */
+export interface DrainBounds {
+  readonly ms: number;
+  readonly maxBytes?: number;
+}
+
+/**
+ * Writes a whole answer (with its Content-Length). An answer given before the request body
+ * arrived (a refusal) is sent with `Connection: close`, and the rest of the body is read and
+ * discarded for at most `drain.ms` and `drain.maxBytes`, then the connection is closed: a
+ * client that keeps sending is cut off, and one that finishes gets to read the answer (closing
+ * with unread data would reset the connection first).
+ */
+export function endWhole(req: IncomingMessage, res: ServerResponse, status: number, headers: Record<string, string>, body: string | Uint8Array, drain: DrainBounds): void {
+  const early = !req.complete;
+  res.writeHead(status, { ...headers, 'content-length': String(typeof body === 'string' ? Buffer.byteLength(body) : body.length), ...(early ? { connection: 'close' } : {}) });
+  res.end(body);
+  if (!early) return;
+  let seen = 0;
+  const stop = () => {
+    clearTimeout(timer);
+    req.socket.destroy();
+  };
+  const timer = setTimeout(stop, drain.ms);
+  timer.unref();
+  req.on('data', (chunk: Buffer) => {
+    seen += chunk.length;
+    if (drain.maxBytes !== undefined && seen > drain.maxBytes) stop();
+  });
+  req.once('end', () => clearTimeout(timer));
+  req.once('error', stop);
+  req.resume();
+}
