@@ -64,16 +64,15 @@ if (ROLE === 'upstream') {
   process.stdout.write(JSON.stringify({ url: up.url }) + '\n');
   await new Promise(() => undefined);
 } else if (ROLE === 'gateway') {
-  const { launchGateway, createGatewayLogger } = await import('@custody/gateway-service');
-  const { destination } = await import('pino');
+  const { launchGateway, createGatewayLogger, gatewayLogDestination } = await import('@custody/gateway-service');
   const g = await launchGateway({
     ...(process.env.LEDGER ? { ledger: process.env.LEDGER } : {}),
     upstream: process.env.UPSTREAM!,
     port: 0,
     apiKey: API_KEY,
     hpkeProvider: (process.env.GATEWAY_HPKE as ProviderName | undefined) ?? 'node:crypto',
-    // Logged as in production (one line per receipt), written to /dev/null.
-    logger: createGatewayLogger({ level: 'info', destination: destination('/dev/null') }),
+    // Logged as in production (one line per receipt, the gateway's buffered destination), to /dev/null.
+    logger: createGatewayLogger({ level: 'info', destination: gatewayLogDestination('/dev/null') }),
   });
   process.stdout.write(JSON.stringify({ url: g.url, jwks: g.jwks }) + '\n');
   // A clean exit on SIGTERM, so `--cpu-prof` profiles of this process get written.

@@ -31,5 +31,5 @@ export { LlamaCppBackend, describeGgufFile, type LlamaCppBackendOptions } from '
 export { parseGgufHeader, encodeGgufMetadata, GGUF_MAGIC, type GgufHeader, type GgufValue } from './backends/gguf.js';
 export { createRelayApp, type RelayOptions } from './relay/relay.js';
 export { GatewayMetrics } from './observability/metrics.js';
-export { createGatewayLogger } from './observability/logger.js';
+export { createGatewayLogger, gatewayLogDestination } from './observability/logger.js';
 export { launchGateway, launchRelay, runConfidentialRequest, DEV_SIM_MEASUREMENT, type LaunchGatewayConfig, type LaunchedGateway } from './launch.js';

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { JSONWebKeySet } from 'jose';
-import { destination, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { CustodyError, systemClock, type Clock } from '@custody/core';
 import { SimAttester, TpmAttester, type Attester } from '@custody/attester-service';
 import type { TlogPolicy } from '@custody/ledger';
@@ -22,7 +22,7 @@ import { UpstreamBackend } from './backends/upstream.js';
 import { Gateway } from './gateway.js';
 import { listen, type RunningServer } from './http/serve.js';
 import { InMemoryLedgerSink, type LedgerSink } from './ledger/ledger-sink.js';
-import { createGatewayLogger } from './observability/logger.js';
+import { createGatewayLogger, gatewayLogDestination } from './observability/logger.js';
 import { openReplayStore, type ReplayStore } from './pipeline/replay-guard.js';
 import { apiKeyDigest, type GatewayPolicyDocument } from './pipeline/tenants.js';
 import { createRelayApp } from './relay/relay.js';
@@ -105,7 +105,7 @@ async function makeBackend(c: LaunchGatewayConfig, clock: Clock): Promise<ModelB
 export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<LaunchedGateway> {
   const clock = c.clock ?? systemClock;
   // Logs go to stderr, so stdout stays the command's own output.
-  const logger = c.logger ?? createGatewayLogger({ destination: destination(2) });
+  const logger = c.logger ?? createGatewayLogger({ destination: gatewayLogDestination(2) });
   const measurement = (c.simMeasurement ?? DEV_SIM_MEASUREMENT).toLowerCase();
   const attester: Attester =
     typeof c.attester === 'object' ? c.attester : c.attester === 'tpm' ? new TpmAttester({ ...(c.tpmTcti ? { tcti: c.tpmTcti } : {}) }) : new SimAttester({ measurements: { measurement }, clock });
