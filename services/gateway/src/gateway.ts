@@ -63,6 +63,8 @@ export interface GatewayOptions {
    */
   identityKey?: { name: string };
   cors?: boolean;
+  /** Longest a streamed answer waits for a client that stopped reading before it is cut off (default 60 s). */
+  writeStallMs?: number;
   /**
    * The HPKE and signature primitives this process uses (OHTTP, key unwrap, Ed25519
    * verification), installed process-wide before the keys are created: node:crypto (default;
@@ -100,7 +102,7 @@ export class Gateway {
       metrics,
       ...(options.requestDateWindowMs !== undefined ? { dateWindowMs: options.requestDateWindowMs } : {}),
     });
-    const deps = { attestation, keys, pipeline, replay, ledger: options.ledger, metrics, logger, clock, ...(options.cors !== undefined ? { cors: options.cors } : {}) };
+    const deps = { attestation, keys, pipeline, replay, ledger: options.ledger, metrics, logger, clock, ...(options.cors !== undefined ? { cors: options.cors } : {}), ...(options.writeStallMs !== undefined ? { writeStallMs: options.writeStallMs } : {}) };
     this.app = createGatewayApp(deps);
     this.intercept = createOhttpNodeHandler(deps);
   }

@@ -58,6 +58,8 @@ export interface GatewayAppDeps {
   clock: Clock;
   /** Allow browsers on other origins to call the public endpoints (no credentials). Default true. */
   cors?: boolean;
+  /** Longest a streamed answer waits for a client that stopped reading (its socket stays full) before it is cut off. Default WRITE_STALL_MS. */
+  writeStallMs?: number;
 }
 
 function essence(ct: string | undefined): string {
@@ -325,7 +327,7 @@ export function createOhttpNodeHandler(d: GatewayAppDeps): (req: IncomingMessage
         if (cors) a.headers['access-control-allow-origin'] = '*';
         if ('chunks' in a) {
           res.writeHead(a.status, a.headers);
-          await writeChunks(a.chunks, res);
+          await writeChunks(a.chunks, res, d);
           return;
         }
         // A refusal answered before the whole body arrived closes the connection after a bounded drain.
@@ -340,26 +342,35 @@ export function createOhttpNodeHandler(d: GatewayAppDeps): (req: IncomingMessage
 }
 
 /**
- * Longest a streamed answer waits for a client that stopped reading (its socket stays full): then
- * the response is cut off, which cancels the backend's work for it, instead of holding it open.
+ * Longest a streamed answer waits by default for a client that stopped reading (its socket stays
+ * full): then the response is cut off, which cancels the backend's work for it, instead of
+ * holding it open.
  */
 const WRITE_STALL_MS = 60_000;
 
 /**
  * Writes sealed chunks to a node:http response as they are made, waiting for the socket when it
- * is full (for at most WRITE_STALL_MS). A client that goes away cancels the chunks (no receipt
- * for what it did not get); a chunk that fails cuts the response off without its end, so the
- * client sees a truncated message.
+ * is full (for at most `d.writeStallMs`, then the response is cut off). Whenever the response
+ * does not reach its end (the client went away, it stopped reading, or the response was
+ * destroyed), the chunks are cancelled: nothing more is sealed, the backend's stream is
+ * cancelled, and no receipt is issued for what the client did not get. A chunk that fails cuts
+ * the response off without its end, so the client sees a truncated message.
  */
-async function writeChunks(chunks: SealedChunks, res: ServerResponse): Promise<void> {
+async function writeChunks(chunks: SealedChunks, res: ServerResponse, d: GatewayAppDeps): Promise<void> {
+  const stallMs = d.writeStallMs ?? WRITE_STALL_MS;
   const gone = () => {
     if (!res.writableFinished) void chunks.cancel(new Error('the client went away'));
   };
   res.once('close', gone);
+  let ended = false;
   try {
     for (;;) {
       const chunk = await chunks.next();
-      if (chunk === undefined || res.destroyed) break;
+      if (chunk === undefined) {
+        ended = true;
+        break;
+      }
+      if (res.destroyed) break;
       if (!res.write(chunk)) {
         await new Promise<void>((resolve) => {
           const done = () => {
@@ -369,20 +380,24 @@ async function writeChunks(chunks: SealedChunks, res: ServerResponse): Promise<v
             resolve();
           };
           const stalled = setTimeout(() => {
+            d.logger.info({ event: 'stream.stalled', waitedMs: stallMs }, 'the client stopped reading a streamed response; cut off');
             done();
             res.destroy();
-          }, WRITE_STALL_MS);
+          }, stallMs);
           res.on('drain', done);
           res.on('close', done);
         });
       }
     }
-    if (!res.destroyed) res.end();
+    if (ended && !res.destroyed) res.end();
   } catch {
     // Already logged where it failed (stream.failed).
     res.destroy();
   } finally {
     res.off('close', gone);
+    // Cut off before the end: a destroyed response may not have emitted 'close' yet (the socket
+    // closes later), so the chunks are cancelled here rather than left to `gone`.
+    if (!ended) await chunks.cancel(new Error('the response was cut off')).catch(() => undefined);
   }
 }
 
