@@ -302,6 +302,20 @@ function mapJoseError(e: unknown): CustodyError {
   return new CustodyError('ERR_EAR_MALFORMED', undefined, { cause: e });
 }
 
+/**
+ * Reads an EAR whose exact bytes are authenticated another way, without a JWKS: the claims'
+ * shape and profile are checked, the signature is NOT. The one use is an EAR whose SHA-256 is in
+ * a verified transparency-log entry recording the broker's appraisal (the log vouches for the
+ * bytes); never call it on bytes nothing else authenticates.
+ */
+export function parseAuthenticatedEar(token: string): Ear {
+  const { ear } = decodeEarUnverified(token);
+  const parsed = earSchema.safeParse(ear);
+  if (!parsed.success) throw new CustodyError('ERR_EAR_MALFORMED', `EAR claims are malformed at ${parsed.error.issues[0]?.path.map(String).join('.') ?? ''}`);
+  if (parsed.data.eat_profile !== EAR_PROFILE) throw new CustodyError('ERR_EAR_CLAIMS', 'EAR has an unknown eat_profile', { detail: { profile: parsed.data.eat_profile.slice(0, 128) } });
+  return parsed.data;
+}
+
 /** Reads an EAR without verifying it (for display only; never for a decision). */
 export function decodeEarUnverified(token: string): { header: Record<string, unknown>; ear: Record<string, unknown> } {
   try {

@@ -55,6 +55,7 @@ export {
   createEar,
   verifyEar,
   decodeEarUnverified,
+  parseAuthenticatedEar,
   teeKeyFromEar,
   earNonce,
   type Ear,

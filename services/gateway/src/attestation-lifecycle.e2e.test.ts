@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CustodyError } from '@custody/core';
 import { parseTlogPolicy } from '@custody/ledger';
 import { loadPolicy } from '@custody/policy';
-import { createConfidentialFetch, discoverGateway, fetchAttestationBundle, renderVerificationText, verifyGatewayBundle, verifyReceiptInclusion, type Receipt } from '@custody/sdk';
+import { createConfidentialFetch, discoverGateway, fetchAttestationBundle, renderVerificationText, verifyGatewayBundle, verifyReceiptInclusion, type AttestationBundle, type Receipt } from '@custody/sdk';
 import { DEMO_MODEL_ID } from './backends/demo.js';
 import { simPolicyYaml, startTestGateway, type TestGateway } from './testing/index.js';
 
@@ -131,6 +131,9 @@ describe('freshness and trust paths', () => {
     expect(doc.steps.find((s) => s.name === 'appraisal')).toMatchObject({ ok: true, ran: true });
     expect(doc.steps.find((s) => s.name === 'ear')).toMatchObject({ ran: false });
     expect(renderVerificationText(doc)).toContain('SIMULATED');
+    // The model the bundle names is shown as the gateway's claim, not as attested.
+    expect(doc.model).toBeDefined();
+    expect(renderVerificationText(doc)).toMatch(/model .*\(as the bundle states, not attested; each receipt names the model that answered\)/);
     // A policy that pins another measurement refuses.
     const strictPolicy = await loadPolicy(simPolicyYaml(['d4'.repeat(48)]));
     expect(await codeOf(createConfidentialFetch({ gateway: gw.url, policy: strictPolicy, allowSimulated: true }).verify())).toBe('ERR_EVIDENCE_MEASUREMENT');
@@ -151,6 +154,36 @@ describe('freshness and trust paths', () => {
     const otherLog = await (await import('./ledger/ledger-sink.js')).InMemoryLedgerSink.create('custody.dev/other-log');
     const wrong = parseTlogPolicy(otherLog.tlogPolicyText);
     expect(await codeOf(createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true, strict: { tlogPolicy: wrong } }).verify())).toMatch(/^ERR_(NOTE|TLOG)_/);
+  });
+
+  it('strict mode without a broker JWKS: the logged appraisal must be of this gateway, not one spliced in from another', async () => {
+    gw = await startTestGateway();
+    const unappraised = await startTestGateway({ broker: false, measurement: 'b7'.repeat(48) });
+    const { listen } = await import('./http/serve.js');
+    const { Hono } = await import('hono');
+    const donor = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
+    // A proxy in front of the gateway that was never appraised, splicing the other gateway's EAR and ledger entry into its bundles.
+    const app = new Hono();
+    const splice = async (res: Response) => ({ ...((await res.json()) as AttestationBundle), ear: donor.ear!, ledger: donor.ledger! });
+    app.get('/.well-known/custody/attestation', async (c) => c.json(await splice(await fetch(`${unappraised.url}/.well-known/custody/attestation`))));
+    app.post('/.well-known/custody/attestation/challenge', async (c) =>
+      c.json(await splice(await fetch(`${unappraised.url}/.well-known/custody/attestation/challenge`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: await c.req.text() }))),
+    );
+    const mitm = await listen(app);
+    try {
+      const tlogPolicy = parseTlogPolicy(gw.ledger.tlogPolicyText);
+      // The appraised gateway passes strict mode on the no-broker path (raw evidence, policy, nonce).
+      const own = createConfidentialFetch({ gateway: gw.url, policy: await loadPolicy(simPolicyYaml([gw.measurement])), allowSimulated: true, strict: { tlogPolicy } });
+      expect((await own.verify()).document.steps.find((s) => s.name === 'ledger')).toMatchObject({ ok: true, ran: true });
+      const policy = await loadPolicy(simPolicyYaml([unappraised.measurement]));
+      // Alone, the unappraised gateway has no logged appraisal; with another's spliced in, it is refused too.
+      expect(await codeOf(createConfidentialFetch({ gateway: unappraised.url, policy, allowSimulated: true, strict: { tlogPolicy } }).verify())).toBe('ERR_TLOG_INCLUSION');
+      const spliced = createConfidentialFetch({ gateway: mitm.url, policy, allowSimulated: true, strict: { tlogPolicy } });
+      expect(await codeOf(spliced.verify())).toBe('ERR_TLOG_INCLUSION');
+    } finally {
+      await mitm.close();
+      await unappraised.close();
+    }
   });
 
   it('builds at most 8 ledger proofs at once for anonymous callers; the 9th is refused with ERR_GATEWAY_OVERLOADED, and the others still answer', async () => {

@@ -95,6 +95,22 @@ describe('TPM verifier: trustee plain-TPM vector (azure-vtpm/tpm_evidence.json)'
     }
   });
 
+  it('pins the AK when roots are given (SPKI DER or PEM): its own key passes, any other is ERR_CERT_ROOT_UNTRUSTED', async () => {
+    const own = parseTpmEvidence(vectorBytes).ak.spki;
+    const pem = utf8(`-----BEGIN PUBLIC KEY-----\n${vectorJson.ak_public}\n-----END PUBLIC KEY-----\n`);
+    const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'der' });
+    for (const roots of [[own], [pem], [new Uint8Array(other), own]]) {
+      const r = await tpmVerifier.verify({ evidence: vectorBytes, now: AT, nonce: vectorNonce, roots });
+      expect(r.ok).toBe(true);
+      expect(r.steps.find((s) => s.name === 'signature')?.detail).toContain('AK pinned by the given roots');
+    }
+    for (const roots of [[new Uint8Array(other)], [utf8('not a key')], [own.slice(0, -1)]]) {
+      const r = await tpmVerifier.verify({ evidence: vectorBytes, now: AT, nonce: vectorNonce, roots });
+      expect(r.ok).toBe(false);
+      expect(r.errors[0]?.code).toBe('ERR_CERT_ROOT_UNTRUSTED');
+    }
+  });
+
   // Tampered twins. A plain TPM quote has no certificate chain, so the chain twins (swapped or
   // missing chain certificate, wrong root) become "a different AK" here.
   const otherRsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'der' });

@@ -1,4 +1,4 @@
-import { toHex } from '@custody/core';
+import { VerificationError, fromUtf8, parsePem, sha256, toHex } from '@custody/core';
 import { Pipeline } from '../steps.js';
 import type { EvidenceVerifier, NormalizedClaims, VerificationResult, VerifyInput } from '../types.js';
 import { akSpkiSha256, akTpmName, describeAk } from './ak.js';
@@ -60,7 +60,26 @@ function tpmAlgNameOfType(type: number): string {
   return type === 0x8018 ? 'quote' : `0x${type.toString(16)}`;
 }
 
-/** Plain TPM 2.0 quotes (custody-tpm-quote/v1 JSON, or the {ak_public, tpm_quote} form). */
+/** SHA-256 (lowercase hex) of every public key in `roots`: SPKI DER, or PEM PUBLIC KEY blocks. */
+async function rootSpkiDigests(roots: Uint8Array[]): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (const r of roots) {
+    if (r[0] === 0x30) {
+      out.add(toHex(await sha256(r)));
+      continue;
+    }
+    let text: string;
+    try {
+      text = fromUtf8(r);
+    } catch {
+      continue;
+    }
+    for (const b of parsePem(text)) if (b.label === 'PUBLIC KEY') out.add(toHex(await sha256(b.der)));
+  }
+  return out;
+}
+
+/** Plain TPM 2.0 quotes (custody-tpm-quote/v1 JSON, or the {ak_public, tpm_quote} form). Given `roots` pin the AK by its SPKI. */
 export class TpmVerifier implements EvidenceVerifier {
   readonly platform = 'tpm' as const;
 
@@ -96,6 +115,11 @@ export class TpmVerifier implements EvidenceVerifier {
       await p.step('signature', async () => {
         const { detail, attributes } = await signed;
         const keyNote = attributes.checked ? 'AK is a restricted signing key' : 'AK attributes unknown (given without its TPM public area)';
+        // Given roots pin the AK itself (a plain quote has no chain to anchor): its SPKI must be one of them.
+        if (input.roots && input.roots.length > 0) {
+          if (!(await rootSpkiDigests(input.roots)).has(p.claims!.signer.rootSha256 ?? '')) throw new VerificationError('ERR_CERT_ROOT_UNTRUSTED', 'the attestation key is not one of the given roots');
+          return `${detail}; ${keyNote}; AK pinned by the given roots (SPKI SHA-256 ${p.claims!.signer.rootSha256})`;
+        }
         return `${detail}; ${keyNote}; no AK certificate: AK SPKI SHA-256 ${p.claims!.signer.rootSha256} must be pinned by policy`;
       });
       await p.step('measurements', () => pcrDigest);

@@ -15,7 +15,7 @@
 import type { JSONWebKeySet } from 'jose';
 import { CustodyError, fromBase64Url, equalBytes, sha256, toCustodyError, toHex } from '@custody/core';
 import { simVerifier, tpmVerifier, type EvidenceVerifier, type NormalizedClaims, type Platform, type VerificationResult, type VerifyInput } from '@custody/attest';
-import { appraise, appraisalReasons, teeKeyFromEar, verifyEar, type CompiledPolicy, type Ear } from '@custody/policy';
+import { appraise, appraisalReasons, parseAuthenticatedEar, teeKeyFromEar, verifyEar, type CompiledPolicy, type Ear } from '@custody/policy';
 import { encodeEvent, verifyTlogProof, type TlogPolicy } from '@custody/ledger';
 import type { KeyConfig } from '../ohttp/key-config.js';
 import { importReceiptKey } from '../receipt/receipt.js';
@@ -118,6 +118,7 @@ export interface VerificationDocument {
   ohttpKeyIds?: number[];
   receiptKey?: string;
   nonce?: string;
+  /** The model the bundle says the gateway serves: NOT covered by the evidence (each receipt names the model that answered, under the attested key). */
   model?: AttestationBundle['model'];
   ledgerIndex?: number;
   steps: VerificationStep[];
@@ -222,6 +223,29 @@ function sameMeasurements(a: Record<string, string>, b: Record<string, string>):
 }
 
 /**
+ * Checks that an EAR appraised exactly the published keys (and, given fresh evidence, the same
+ * platform, mode and measurements); returns its device and claims. `code` replaces the binding
+ * codes when the EAR came from the ledger (strict mode without a JWKS).
+ */
+async function bindEar(ear: Ear, bundle: AttestationBundle, rd: ParsedRuntimeData, evidenceClaims: Claimed | undefined, code?: string): Promise<{ dev: ReturnType<typeof earDevice>; claims: Claimed }> {
+  const earRd = bundle.earRuntimeData !== undefined ? parseRuntimeData(bundle.earRuntimeData) : rd;
+  const what = code ? 'strict mode: the logged appraisal' : 'the EAR';
+  if (!sameRuntimeKeys(earRd.value, rd.value)) fail(code ?? 'ERR_EVIDENCE_BINDING', `${what} appraised other keys than the ones published`);
+  if (earRd.nonce && ear.eat_nonce !== undefined && ear.eat_nonce !== earRd.value.nonce) fail(code ?? 'ERR_EAR_NONCE', `${what}'s nonce is not the runtime data nonce`);
+  const dev = earDevice(ear);
+  const claims = claimedFromAnnotated(dev.evidence);
+  if (!claims) fail(code ?? 'ERR_EAR_CLAIMS', `${what} carries no annotated evidence to bind the keys to`);
+  const expected = toHex(await runtimeDigest(claims.platform, earRd.text));
+  if (dev.evidence?.reportData !== expected) fail(code ?? 'ERR_EVIDENCE_BINDING', `the evidence ${what} covers does not bind the published keys`);
+  const tee = await teeKeyFromEar(ear, dev.name);
+  if (tee.x !== earRd.value['tee-pubkey'].x) fail(code ?? 'ERR_EVIDENCE_BINDING', `${what} carries another TEE key`);
+  if (evidenceClaims && (evidenceClaims.platform !== claims.platform || evidenceClaims.simulated !== claims.simulated || evidenceClaims.debug !== claims.debug || !sameMeasurements(evidenceClaims.measurements, claims.measurements))) {
+    fail(code ?? 'ERR_EVIDENCE_MEASUREMENT', `the fresh evidence reports another platform, mode or measurements than the evidence ${what} covers`);
+  }
+  return { dev, claims };
+}
+
+/**
  * Verifies an attestation bundle. Never throws: the document says what passed and what failed;
  * `verified` is present only when every step passed.
  */
@@ -296,20 +320,10 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
       if (!bundle.ear) fail('ERR_EAR_MALFORMED', 'the gateway published no EAR');
       const v = await verifyEar(bundle.ear, { jwks: options.jwks, now, ...(options.earIssuer ? { issuer: options.earIssuer } : {}), ...(options.earAudience ? { audience: options.earAudience } : {}) });
       ear = v.ear;
-      const earRd = bundle.earRuntimeData !== undefined ? parseRuntimeData(bundle.earRuntimeData) : rd;
-      if (!sameRuntimeKeys(earRd.value, rd.value)) fail('ERR_EVIDENCE_BINDING', 'the EAR appraised other keys than the ones published');
-      if (earRd.nonce && ear.eat_nonce !== undefined && ear.eat_nonce !== earRd.value.nonce) fail('ERR_EAR_NONCE', 'the EAR nonce is not the runtime data nonce');
-      const dev = earDevice(ear);
+      const bound = await bindEar(ear, bundle, rd, evidenceClaims);
       if (!statusAccepted(v.status, options.acceptWarning ?? false)) fail('ERR_POLICY_DENIED', `the broker's verdict is ${v.status}`, { status: v.status });
-      earClaims = claimedFromAnnotated(dev.evidence);
-      if (!earClaims) fail('ERR_EAR_CLAIMS', 'the EAR carries no annotated evidence to bind the keys to');
-      const expected = toHex(await runtimeDigest(earClaims.platform, earRd.text));
-      if (dev.evidence?.reportData !== expected) fail('ERR_EVIDENCE_BINDING', 'the evidence the EAR appraised does not bind the published keys');
-      const tee = await teeKeyFromEar(ear, dev.name);
-      if (tee.x !== earRd.value['tee-pubkey'].x) fail('ERR_EVIDENCE_BINDING', 'the EAR carries another TEE key');
-      if (evidenceClaims && (evidenceClaims.platform !== earClaims.platform || !sameMeasurements(evidenceClaims.measurements, earClaims.measurements))) {
-        fail('ERR_EVIDENCE_MEASUREMENT', 'the fresh evidence reports other measurements than the evidence the broker appraised');
-      }
+      earClaims = bound.claims;
+      const dev = bound.dev;
       doc.earId = ear.jti;
       doc.earExpiresAt = new Date(ear.exp * 1000).toISOString();
       doc.appraisalPolicyId = ear.submods[dev.name]?.['ear.appraisal-policy-id'];
@@ -387,6 +401,17 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
       if (logged.earDigest !== earDigest) fail('ERR_TLOG_INCLUSION', 'strict mode: the logged appraisal is for another EAR');
       const v = await verifyTlogProof(entry.proof, { entry: encodeEvent(ev) }, options.strict.tlogPolicy, { now });
       if (v.index !== entry.index) fail('ERR_TLOG_INCLUSION', 'strict mode: the proof is for another index');
+      // Without a broker JWKS the EAR step did not run: the log now vouches for the EAR's bytes,
+      // and they must be an appraisal of exactly these keys and this evidence, not of another gateway.
+      if (!ear) {
+        let logged: Ear;
+        try {
+          logged = parseAuthenticatedEar(bundle.ear);
+        } catch (e) {
+          fail('ERR_TLOG_INCLUSION', `strict mode: the logged EAR cannot be read (${toCustodyError(e).code})`);
+        }
+        await bindEar(logged, bundle, rd, evidenceClaims, 'ERR_TLOG_INCLUSION');
+      }
       return `the broker's appraisal is entry ${v.index} of ${v.checkpoint.origin} (tree size ${v.checkpoint.size}, ${v.witnesses.length} witness(es))`;
     });
   } catch (e) {
@@ -435,7 +460,8 @@ export function renderVerificationText(doc: VerificationDocument): string {
   if (doc.appraisalPolicyId) lines.push(`  policy        ${doc.appraisalPolicyId}`);
   if (doc.ohttpKeyIds) lines.push(`  OHTTP keys    id ${doc.ohttpKeyIds.join(', ')}`);
   if (doc.receiptKey) lines.push(`  receipt key   Ed25519 ${doc.receiptKey}`);
-  if (doc.model) lines.push(`  model         ${doc.model.label ?? doc.model.id}${doc.model.digest ? ` (${doc.model.digest})` : ''}`);
+  // The bundle's model is what the gateway says it serves: no evidence covers it (each receipt, signed by the attested key, names the model that answered).
+  if (doc.model) lines.push(`  model         ${doc.model.label ?? doc.model.id}${doc.model.digest ? ` (${doc.model.digest})` : ''}  (as the bundle states, not attested; each receipt names the model that answered)`);
   if (doc.ledgerIndex !== undefined) lines.push(`  ledger        appraisal at index ${doc.ledgerIndex}`);
   lines.push('');
   doc.steps.forEach((s, i) => {
