@@ -99,6 +99,12 @@ describe('wantsStream', () => {
     );
   });
 
+  it('a body over 1 MiB is read too: the gateway streams whatever the size, and a whole answer must not carry a streamed receipt', () => {
+    const long = 'x'.repeat(1024 * 1024 + 1);
+    expect(wantsStream(req, bytes(JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: long }] })))).toBe(true);
+    expect(wantsStream(req, bytes(JSON.stringify({ model: 'm', stream: false, messages: [{ role: 'user', content: long }] })))).toBe(false);
+  });
+
   it('an SSE Accept header means a stream whatever the body', () => {
     expect(wantsStream({ ...req, headers: new Headers({ accept: 'text/event-stream' }) }, bytes('{}'))).toBe(true);
   });

@@ -76,7 +76,9 @@ const STREAM_TRUE = /"stream"\s*:\s*true/;
 /** Whether the response will be a stream: OpenAI-style `"stream": true`, or an SSE Accept header. */
 export function wantsStream(req: OutgoingRequest, body: Uint8Array): boolean {
   if ((req.headers.get('accept') ?? '').includes('text/event-stream')) return true;
-  if (body.length === 0 || body.length > 1024 * 1024) return false;
+  // No size cut-off: the gateway streams whenever the body says `"stream": true`, and a receipt
+  // that says it streamed an answer the client received whole is refused (ERR_RECEIPT_MISMATCH).
+  if (body.length === 0) return false;
   const text = new TextDecoder().decode(body);
   // Top-level `"stream": true` leaves this text in the JSON (or a \u escape spelling it); only
   // then is the body parsed (a 4 KiB prompt costs a parse otherwise).
@@ -138,6 +140,27 @@ export function fastRequest(input: string | URL | Request, init: RequestInit | u
   else if (b instanceof ArrayBuffer) body = new Uint8Array(b.slice(0));
   else body = new Uint8Array(0);
   return { req: { method, url: url.href, headers, signal: init?.signal ?? null }, body };
+}
+
+/**
+ * The request to send, through `fastRequest` or a `Request`. Their errors (a TypeError) quote
+ * what they refuse: a header value (the API key) or a URL with its credentials. So any error is
+ * replaced by ERR_INPUT_MALFORMED, without the error as its cause, which would carry the secret.
+ */
+async function buildRequest(input: string | URL | Request, init: RequestInit | undefined): Promise<{ req: OutgoingRequest; body: Bytes }> {
+  try {
+    const fast = fastRequest(input, init);
+    if (fast) return fast;
+    const r = new Request(input, init);
+    return { req: r, body: new Uint8Array(await r.arrayBuffer()) };
+  } catch (e) {
+    if (isCustodyError(e)) throw e;
+    throw new CustodyError('ERR_INPUT_MALFORMED', 'the request cannot be built: its URL (credentials are not allowed), method, headers or body are invalid');
+  }
+}
+
+function receiptOfTrailers(trailers: readonly HttpField[]): string | null {
+  return trailers.find(([n]) => n === RECEIPT_HEADER)?.[1] ?? null;
 }
 
 async function problemOf(res: Response): Promise<{ code: string; type?: string }> {
@@ -263,7 +286,7 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
         const inner = decodeBhttpResponse(await context.decapsulateResponse(sealed));
         const headers = new Headers(inner.headers as [string, string][]);
         const status = inner.status;
-        const receipt = checkReceipt(gw, headers.get(RECEIPT_HEADER), { requestDigest: await requestDigest, responseDigest: await digestOf(inner.content), status });
+        const receipt = checkReceipt(gw, headers.get(RECEIPT_HEADER), { requestDigest: await requestDigest, responseDigest: await digestOf(inner.content), status, streamed: false });
         const response = new Response(NULL_BODY_STATUS.has(status) ? null : inner.content, { status, headers });
         track(response, receipt, { url: req.url, status, streamed: false });
         if (receipt) await receipt;
@@ -285,6 +308,16 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
         const inner = await decodeBhttpResponseStream(context.decapsulateResponse(res.body!));
         const headers = new Headers(inner.headers as [string, string][]);
         const status = inner.status;
+        if (NULL_BODY_STATUS.has(status)) {
+          // No body stream to fail when the receipt does not verify: read the (empty) content and
+          // the trailers now and check the receipt before the answer is returned, as for a plain one.
+          const content = await readAll(inner.body, MAX_OHTTP_MESSAGE);
+          const checked = checkReceipt(gw, receiptOfTrailers(await inner.trailers), { requestDigest: await requestDigest, responseDigest: await digestOf(content), status });
+          const response = new Response(null, { status, headers });
+          track(response, checked, { url: req.url, status, streamed: true });
+          if (checked) await checked;
+          return response;
+        }
         const hash = new Sha256();
         let resolveReceipt!: (r: Promise<Receipt> | undefined) => void;
         const receiptReady = new Promise<Promise<Receipt> | undefined>((res) => (resolveReceipt = res));
@@ -315,9 +348,7 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
               controller.enqueue(r.value);
               return;
             }
-            const trailers = await inner.trailers;
-            const value = trailers.find(([n]) => n === RECEIPT_HEADER)?.[1] ?? null;
-            const checked = checkReceipt(gw, value, { requestDigest: await requestDigest, responseDigest: 'sha256:' + toHex(hash.digest()), status });
+            const checked = checkReceipt(gw, receiptOfTrailers(await inner.trailers), { requestDigest: await requestDigest, responseDigest: 'sha256:' + toHex(hash.digest()), status });
             settle(checked);
             // A receipt that does not verify fails the stream: the caller must not trust what it read.
             if (checked) await checked;
@@ -329,7 +360,7 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
             return source.cancel(reason);
           },
         });
-        const response = new Response(NULL_BODY_STATUS.has(status) ? null : piped, { status, headers });
+        const response = new Response(piped, { status, headers });
         track(response, receiptReady.then((r) => r ?? Promise.reject(new CustodyError('ERR_RECEIPT_MISSING'))), { url: req.url, status, streamed: true });
         return response;
       };
@@ -347,7 +378,13 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
     throw new CustodyError(problem.code, `the gateway refused the encapsulated request (${outer.status} ${problem.code})`, { detail: { status: outer.status, code: problem.code } });
   }
 
-  function checkReceipt(gw: VerifiedGateway, value: string | null, expect: { requestDigest: string; responseDigest: string; status: number }): Promise<Receipt> | undefined {
+  /**
+   * The receipt checked against the request sent, the response received and the verified
+   * gateway. `streamed` is known only for a plain exchange (false: the answer came whole); the
+   * gateway records whether the model's answer streamed, and a chunked exchange carries whole
+   * answers too (errors, embeddings, backends that do not stream), so there it is not compared.
+   */
+  function checkReceipt(gw: VerifiedGateway, value: string | null, expect: { requestDigest: string; responseDigest: string; status: number; streamed?: boolean }): Promise<Receipt> | undefined {
     if (value === null) {
       // 401: no tenant, so no receipt; 5xx: the gateway withheld the answer (nothing to vouch for).
       if (requireReceipt && expect.status !== 401 && expect.status < 500) return Promise.reject(new CustodyError('ERR_RECEIPT_MISSING'));
@@ -356,6 +393,10 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
     return verifyReceipt(value, gw.receiptKeyJwk, expect).then((r) => {
       if (r.gateway.platform !== gw.platform || Object.entries(gw.measurements).some(([k, v]) => r.gateway.measurements[k] !== v)) {
         throw new CustodyError('ERR_RECEIPT_MISMATCH', 'the receipt names another gateway measurement than the verified one');
+      }
+      // The mode the verified evidence reported (always set on a verified document; a missing one refuses).
+      if (r.gateway.simulated !== gw.document.simulated) {
+        throw new CustodyError('ERR_RECEIPT_MISMATCH', 'the receipt names another gateway mode (simulated or not) than the verified one', { detail: { field: 'gateway.simulated' } });
       }
       return r;
     });
@@ -371,15 +412,7 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
   }
 
   const fn = (async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    let req: OutgoingRequest;
-    let body: Bytes;
-    const fast = fastRequest(input, init);
-    if (fast) ({ req, body } = fast);
-    else {
-      const r = new Request(input, init);
-      req = r;
-      body = new Uint8Array(await r.arrayBuffer());
-    }
+    const { req, body } = await buildRequest(input, init);
     if (body.byteLength > MAX_REQUEST_BODY) throw new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large for the gateway', { detail: { max: MAX_REQUEST_BODY } });
     try {
       return await send(req, body, wantsStream(req, body), false);

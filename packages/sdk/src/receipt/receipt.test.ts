@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalize, CustodyError, setSignatureProvider, subtle, toBase64Url, webCryptoSignaturePrimitives, type Bytes, type SignaturePrimitives } from '@custody/core';
+import { canonicalize, CustodyError, fromBase64Url, fromUtf8, setSignatureProvider, subtle, toBase64Url, utf8, webCryptoSignaturePrimitives, type Bytes, type SignaturePrimitives } from '@custody/core';
 import { encodeEvent, validateEvent } from '@custody/ledger';
 import { digestOf, encodeReceiptHeader, parseReceipt, prepareReceipt, receiptIdOf, receiptLedgerEvent, receiptSigningBytes, RECEIPT_FORMAT, signPreparedReceipt, signReceipt, verifyReceipt, type Receipt, type ReceiptBody } from './receipt.js';
 
@@ -126,5 +126,54 @@ describe('receipts canonicalised once', () => {
     } finally {
       setSignatureProvider(previous);
     }
+  });
+});
+
+describe('a received receipt is exactly what was signed', () => {
+  // Re-spellings of a signed header's JSON: each drops, repeats or re-spells a member, so the
+  // bytes received are not the bytes signed, and each must fail (the parse would hide the change).
+  const respelled: [string, (text: string) => string][] = [
+    ['a __proto__ member in measurements', (t) => t.replace('"measurements":{', '"measurements":{"__proto__":"injected",')],
+    ['a __proto__ object in measurements', (t) => t.replace('"measurements":{', '"measurements":{"__proto__":{"measurement":"ff"},')],
+    ['a __proto__ member at the top level', (t) => t.replace(/^\{/, '{"__proto__":{},')],
+    ['a __proto__ member in gateway', (t) => t.replace('"gateway":{', '"gateway":{"__proto__":null,')],
+    ['a __proto__ member in a finding', (t) => t.replace('"findings":[{', '"findings":[{"__proto__":1,')],
+    ['a repeated tenant (the parse keeps the last)', (t) => t.replace(/^\{/, '{"tenant":"evil",')],
+    ['a repeated measurement', (t) => t.replace('"measurements":{', '"measurements":{"measurement":"ff",')],
+    ['whitespace between members', (t) => t.replace('",', '", ')],
+    ['a trailing line feed', (t) => t + '\n'],
+    ['a byte order mark', (t) => '\uFEFF' + t],
+    ['an escaped letter', (t) => t.replace('"tenant":"acme"', '"tenant":"\\u0061cme"')],
+    ['another number spelling', (t) => t.replace('"status":200', '"status":2e2')],
+    ['members out of order', (t) => t.replace(/"ledger":\{("entryDigest":"[^"]+"),("index":7)\}/, '"ledger":{$2,$1}')],
+  ];
+
+  it.each(respelled)('%s: ERR_RECEIPT_MALFORMED', async (_name, respell) => {
+    const { r, jwk } = await signed();
+    const header = encodeReceiptHeader(r);
+    const text = respell(fromUtf8(fromBase64Url(header)));
+    const tampered = toBase64Url(utf8(text));
+    expect(tampered).not.toBe(header);
+    // The honest header verifies with the same key and expectations.
+    const expect200 = { requestDigest: body.request.digest, responseDigest: body.response.digest, status: 200 };
+    await expect(verifyReceipt(header, jwk, expect200)).resolves.toEqual(r);
+    expect(await code(verifyReceipt(tampered, jwk, expect200))).toBe('ERR_RECEIPT_MALFORMED');
+  });
+
+  it('a __proto__ member is refused in a parsed object too, by parseReceipt and verifyReceipt', async () => {
+    const { r, jwk } = await signed();
+    const text = fromUtf8(fromBase64Url(encodeReceiptHeader(r)));
+    for (const at of ['"measurements":{', '"policy":{', '"signature":{']) {
+      const parsed: unknown = JSON.parse(text.replace(at, `${at}"__proto__":"x",`));
+      expect(() => parseReceipt(parsed)).toThrow(expect.objectContaining({ code: 'ERR_RECEIPT_MALFORMED' }));
+      expect(await code(verifyReceipt(parsed, jwk))).toBe('ERR_RECEIPT_MALFORMED');
+    }
+    expect(await verifyReceipt(JSON.parse(text), jwk)).toEqual(r);
+  });
+
+  it('a receipt that says the response streamed does not describe one sent whole, and the reverse', async () => {
+    const { r, jwk } = await signed();
+    expect(await verifyReceipt(r, jwk, { streamed: false })).toEqual(r);
+    expect(await code(verifyReceipt(r, jwk, { streamed: true }))).toBe('ERR_RECEIPT_MISMATCH');
   });
 });

@@ -34,6 +34,7 @@ import {
   utf8,
   type CanonicalMembers,
   copyBytes,
+  equalBytes,
   fromBase64Url,
   fromUtf8,
   getHpkeProvider,
@@ -308,25 +309,47 @@ export function encodeReceiptHeader(r: Receipt): string {
   return toBase64Url(canonicalBytes(r));
 }
 
-/** Parses a receipt from its header value or JSON object (shape and bounds only). */
-export function parseReceipt(input: unknown): Receipt {
+/**
+ * Whether a JSON value has a `__proto__` member at any depth. The schema's records drop such a
+ * member without failing, so a parsed receipt would no longer hold everything received (and a
+ * signature checked over the parsed receipt would not cover it). Receipt values nest at most 4
+ * levels and the schema refuses an object or array wherever it wants a string, number or
+ * boolean, so the search stops at depth 8 (also ending cycles in an object given by a caller).
+ */
+function hasProtoMember(v: unknown, depth = 0): boolean {
+  if (typeof v !== 'object' || v === null || depth > 8) return false;
+  if (Array.isArray(v)) return v.some((x) => hasProtoMember(x, depth + 1));
+  if (Object.hasOwn(v, '__proto__')) return true;
+  return Object.values(v).some((x) => hasProtoMember(x, depth + 1));
+}
+
+/** A parsed receipt and, when it came from a header value, the JSON bytes it was decoded from. */
+function decodeReceipt(input: unknown): { receipt: Receipt; bytes?: Bytes } {
   let value: unknown = input;
+  let bytes: Bytes | undefined;
   if (typeof input === 'string') {
     if (input.length > (MAX_RECEIPT_BYTES * 4) / 3 + 4) throw new CustodyError('ERR_RECEIPT_MALFORMED', 'receipt is too large');
     try {
-      value = JSON.parse(fromUtf8(fromBase64Url(input)));
+      bytes = fromBase64Url(input);
+      value = JSON.parse(fromUtf8(bytes));
     } catch (e) {
       throw new CustodyError('ERR_RECEIPT_MALFORMED', 'receipt is not base64url JSON', { cause: e });
     }
     // Freshly parsed JSON: the hand check builds what the schema would (the schema decides otherwise).
     const fast = fastReceipt(value);
-    if (fast) return fast;
+    if (fast) return { receipt: fast, bytes };
   }
+  if (hasProtoMember(value)) throw new CustodyError('ERR_RECEIPT_MALFORMED', 'receipt has a __proto__ member');
   const r = receiptSchema.safeParse(value);
   if (!r.success) {
     throw new CustodyError('ERR_RECEIPT_MALFORMED', `receipt is malformed at ${r.error.issues[0]?.path.map(String).join('.') || '(root)'}`);
   }
-  return r.data;
+  return bytes ? { receipt: r.data, bytes } : { receipt: r.data };
+}
+
+/** Parses a receipt from its header value or JSON object (shape and bounds only). */
+export function parseReceipt(input: unknown): Receipt {
+  return decodeReceipt(input).receipt;
 }
 
 /** Imported receipt keys by their `x`: a client verifies every response with the same key. */
@@ -351,6 +374,8 @@ export interface ReceiptExpectations {
   /** `sha256:` of the response content the client received (whole stream). */
   responseDigest?: string;
   status?: number;
+  /** Whether the response was streamed (an answer sent whole must not have a receipt that says it streamed). */
+  streamed?: boolean;
 }
 
 /**
@@ -358,9 +383,15 @@ export interface ReceiptExpectations {
  * body, and, when given, that it describes this request and response. Errors: ERR_RECEIPT_*.
  */
 export async function verifyReceipt(input: unknown, key: CryptoKey | OkpPublicJwk, expect: ReceiptExpectations = {}): Promise<Receipt> {
-  const r = parseReceipt(input);
-  // One canonical pass: the signed bytes and the id's bytes are both assembled from it.
+  const { receipt: r, bytes } = decodeReceipt(input);
+  // One canonical pass: the signed bytes, the id's bytes and the whole receipt's form are all assembled from it.
   const members = canonicalMembers(r as unknown as Record<string, unknown>);
+  // The signature is checked over the parsed receipt, so the bytes received must be exactly its
+  // RFC 8785 form (what the gateway sends): otherwise a member the parse dropped or merged (a
+  // repeated key, a member the schema does not keep), or any other spelling, would go unsigned.
+  // Assembled from the members above (a join, not a second canonicalisation), so every header
+  // takes this check, the fast path included: the hand check cannot see repeated keys either.
+  if (bytes && !equalBytes(utf8(canonicalFromMembers(members)), bytes)) throw new CustodyError('ERR_RECEIPT_MALFORMED', 'receipt is not in its canonical (RFC 8785) form');
   const message = utf8(canonicalFromMembers(members, { omit: ['signature'] }));
   let ok = false;
   try {
@@ -375,6 +406,7 @@ export async function verifyReceipt(input: unknown, key: CryptoKey | OkpPublicJw
   if (expect.requestDigest !== undefined && r.request.digest !== expect.requestDigest) throw new CustodyError('ERR_RECEIPT_MISMATCH', 'the receipt names another request', { detail: { field: 'request.digest' } });
   if (expect.responseDigest !== undefined && r.response.digest !== expect.responseDigest) throw new CustodyError('ERR_RECEIPT_MISMATCH', 'the receipt names another response', { detail: { field: 'response.digest' } });
   if (expect.status !== undefined && r.response.status !== expect.status) throw new CustodyError('ERR_RECEIPT_MISMATCH', 'the receipt names another status', { detail: { field: 'response.status' } });
+  if (expect.streamed !== undefined && r.response.streamed !== expect.streamed) throw new CustodyError('ERR_RECEIPT_MISMATCH', expect.streamed ? 'the receipt says the response was not streamed' : 'the receipt says the response was streamed', { detail: { field: 'response.streamed' } });
   return r;
 }
 
