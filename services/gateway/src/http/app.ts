@@ -71,6 +71,43 @@ async function readLimited(body: ReadableStream<Uint8Array> | null, max: number)
   return readAll(body, max);
 }
 
+/**
+ * A streamed inner answer read whole for a non-chunked exchange, bounded by MAX_INNER_BODY. A
+ * client that goes away (`signal`) cancels the backend's stream, and the read fails rather than
+ * ending short.
+ */
+async function readWhole(body: ReadableStream<Uint8Array>, signal: AbortSignal | undefined): Promise<Uint8Array> {
+  if (!signal) return readAll(body, MAX_INNER_BODY);
+  const gone = new CustodyError('ERR_GATEWAY_BACKEND', 'the client went away before the answer was complete');
+  if (signal.aborted) {
+    await body.cancel(gone).catch(() => undefined);
+    throw gone;
+  }
+  // Cancelled through the reader this loop holds; a read pending at that moment resolves as
+  // done, which must not pass for the end of the answer (hence the check after each read).
+  const reader = body.getReader();
+  const stop = () => void reader.cancel(gone).catch(() => undefined);
+  signal.addEventListener('abort', stop, { once: true });
+  try {
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    for (;;) {
+      const r = await reader.read();
+      if (signal.aborted) throw gone;
+      if (r.done) break;
+      size += r.value.length;
+      if (size > MAX_INNER_BODY) {
+        await reader.cancel().catch(() => undefined);
+        throw new CustodyError('ERR_GATEWAY_BACKEND', 'the backend response could not be read', { detail: { max: MAX_INNER_BODY } });
+      }
+      parts.push(r.value);
+    }
+    return joinBytes(parts, size);
+  } finally {
+    signal.removeEventListener('abort', stop);
+  }
+}
+
 /** The whole request body, bounded: by Content-Length when given (one read), else as a bounded stream. */
 async function readRequest(req: Request, max: number): Promise<Uint8Array> {
   const declared = req.headers.get('content-length');
@@ -241,9 +278,13 @@ export function createOhttpExchange(d: GatewayAppDeps): (ct: string, read: () =>
     let status = inner.status;
     let headers = inner.headers;
     try {
-      content = inner.body instanceof ReadableStream ? await readAll(inner.body, MAX_INNER_BODY) : inner.body;
+      content = inner.body instanceof ReadableStream ? await readWhole(inner.body, signal) : inner.body;
+      // Revoked or lapsed while the backend answered: the answer is withheld, and no receipt vouches for it.
+      d.attestation.assertServing();
       headers = withReceipt(headers, await inner.finish(sha256Digest(content)));
     } catch (e) {
+      // The answer is not going out: its masked values are wiped (finish did it if it ran).
+      inner.abandon();
       const p = toProblem(e);
       status = p.status;
       content = problemBody(p);
@@ -359,7 +400,7 @@ const WRITE_STALL_MS = 60_000;
 async function writeChunks(chunks: SealedChunks, res: ServerResponse, d: GatewayAppDeps): Promise<void> {
   const stallMs = d.writeStallMs ?? WRITE_STALL_MS;
   const gone = () => {
-    if (!res.writableFinished) void chunks.cancel(new Error('the client went away'));
+    if (!res.writableFinished) void chunks.cancel(new Error('the client went away')).catch(() => undefined);
   };
   res.once('close', gone);
   let ended = false;
@@ -507,6 +548,8 @@ function sealedBhttpChunks(d: GatewayAppDeps, inner: InnerResponse, started: num
   let finishing = false;
   /** Seals the end (after `lead`) with the receipt over the whole content. */
   const end = async (lead: Uint8Array, first: boolean): Promise<Uint8Array | undefined> => {
+    // Revoked or lapsed while it streamed: no receipt vouches for the answer, which ends truncated.
+    d.attestation.assertServing();
     finishing = true;
     const receipt = await inner.finish('sha256:' + hash.digest('hex'));
     const last = await sealReady(sealer, concatBytes(lead, encodeBhttpEnd(receipt ? [[RECEIPT_HEADER, receipt]] : [])), { first, final: true });
@@ -537,6 +580,8 @@ function sealedBhttpChunks(d: GatewayAppDeps, inner: InnerResponse, started: num
       pieces.push(more);
       size += more.length;
     }
+    // Nothing more leaves once the gateway is no longer attested (fail closed mid-stream).
+    d.attestation.assertServing();
     const content = pieces.length === 1 ? p : joinBytes(pieces, size);
     hash.update(content);
     if (content.length > 0) lead = concatBytes(lead, encodeBhttpContentChunk(content));
@@ -551,6 +596,8 @@ function sealedBhttpChunks(d: GatewayAppDeps, inner: InnerResponse, started: num
         return await next();
       } catch (e) {
         over = true;
+        // The answer will not be completed: its masked values are wiped.
+        inner.abandon();
         if (cancelled) return undefined;
         d.logger.warn({ event: 'stream.failed', code: toCustodyError(e).code }, 'streamed response failed; the client sees a truncated message');
         await reader?.cancel(e).catch(() => undefined);
@@ -566,7 +613,9 @@ function sealedBhttpChunks(d: GatewayAppDeps, inner: InnerResponse, started: num
       inner.abandon();
       if (finishing) d.logger.info({ event: 'stream.cancelled', route: inner.routeLabel, receipt: 'issued' }, 'streamed response cancelled by the client at its end, after its receipt was issued');
       else d.logger.info({ event: 'stream.cancelled', route: inner.routeLabel }, 'streamed response cancelled by the client; no receipt');
-      await reader?.cancel(reason);
+      // A backend stream that already failed rejects its cancel: nothing is left to stop, and a
+      // rejection here would be unhandled (the callers cancel on socket events).
+      await reader?.cancel(reason).catch(() => undefined);
     },
   };
 }

@@ -185,25 +185,32 @@ export class InferencePipeline {
     ctx.action = ip.action;
     ctx.findings = ip.findings;
     ctx.rules = ip.rules;
-    for (const f of ip.findings) this.o.metrics.piiFindings.inc({ category: f.category.slice(0, 32), action: f.action }, f.count);
-    await this.decide(ctx, ip.action === 'mask' || ip.action === 'redact' ? 'redact' : 'allow');
-    ctx.forwardedDigest = sha256Digest(ip.body);
-    const res = await this.o.backend.handle({ route, body: ip.body, json, model, stream, ...(ctx.signal ? { signal: ctx.signal } : {}) });
-    const contentType = res.contentType;
     const vault = ip.vault;
-    if (res.body instanceof ReadableStream && contentType.includes('text/event-stream')) {
-      const body = vault.size > 0 ? res.body.pipeThrough(restoreSseStream(route, vault)) : res.body;
-      return this.respond(ctx, snapshot, res.status, [['content-type', contentType], ['cache-control', 'no-store']], body, true, () => vault.clear());
-    }
-    let bytes: Uint8Array;
+    // The masked values live until the answer is restored and sent, or until it fails: every
+    // way out of here wipes them, except a stream handed to `respond`, whose end or cancel does.
+    let handedOff = false;
     try {
-      bytes = res.body instanceof ReadableStream ? await readAll(res.body, MAX_INNER_BODY) : res.body;
-    } catch (e) {
-      throw new CustodyError('ERR_GATEWAY_BACKEND', 'the backend response could not be read', { cause: e });
+      for (const f of ip.findings) this.o.metrics.piiFindings.inc({ category: f.category.slice(0, 32), action: f.action }, f.count);
+      await this.decide(ctx, ip.action === 'mask' || ip.action === 'redact' ? 'redact' : 'allow');
+      ctx.forwardedDigest = sha256Digest(ip.body);
+      const res = await this.o.backend.handle({ route, body: ip.body, json, model, stream, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+      const contentType = res.contentType;
+      if (res.body instanceof ReadableStream && contentType.includes('text/event-stream')) {
+        const body = vault.size > 0 ? res.body.pipeThrough(restoreSseStream(route, vault)) : res.body;
+        handedOff = true;
+        return this.respond(ctx, snapshot, res.status, [['content-type', contentType], ['cache-control', 'no-store']], body, true, () => vault.clear());
+      }
+      let bytes: Uint8Array;
+      try {
+        bytes = res.body instanceof ReadableStream ? await readAll(res.body, MAX_INNER_BODY) : res.body;
+      } catch (e) {
+        throw new CustodyError('ERR_GATEWAY_BACKEND', 'the backend response could not be read', { cause: e });
+      }
+      const out = res.status >= 200 && res.status < 300 ? restoreJson(route, bytes, vault) : bytes;
+      return this.respond(ctx, snapshot, res.status, [['content-type', contentType]], out, false);
+    } finally {
+      if (!handedOff) vault.clear();
     }
-    const out = res.status >= 200 && res.status < 300 ? restoreJson(route, bytes, vault) : bytes;
-    vault.clear();
-    return this.respond(ctx, snapshot, res.status, [['content-type', contentType]], out, false);
   }
 
   private respond(ctx: Ctx, snapshot: AttestationSnapshot, status: number, headers: HttpField[], body: Uint8Array | ReadableStream<Uint8Array>, streamed: boolean, onDone?: () => void): InnerResponse {

@@ -1,0 +1,66 @@
+// A non-chunked exchange (message/ohttp-req) that asks for stream:true reads the backend's SSE
+// stream whole; when its client goes away, that stream is cancelled (the upstream connection is
+// released), as it is on the chunked path.
+import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encapsulateChunkedRequest, encapsulateRequest, parseRuntimeData, readAll, type AttestationBundle } from '@custody/sdk';
+import { UpstreamBackend } from './backends/upstream.js';
+import { bhttpChatRequest, startTestGateway, type TestGateway } from './testing/index.js';
+
+let gw: TestGateway;
+let upstream: Server;
+let upstreamReq: IncomingMessage | undefined;
+let upstreamClosed = false;
+beforeAll(async () => {
+  upstream = createServer((req, res) => {
+    upstreamReq = req;
+    req.resume();
+    res.once('close', () => (upstreamClosed = true));
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write(`data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'thinking...' } }] })}\n\n`);
+    // ...and then nothing more, ever (a wedged model server).
+  });
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  const backend = await UpstreamBackend.create({ url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, models: [{ id: 'm' }], timeoutMs: 1000 });
+  gw = await startTestGateway({ backend });
+});
+afterAll(async () => {
+  await gw.close();
+  upstream.closeAllConnections();
+  await new Promise((r) => upstream.close(r));
+});
+
+describe('a non-chunked streamed request whose client went away', () => {
+  it('control: the same over chunked OHTTP releases the backend stream', async () => {
+    const bundle = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
+    const config = parseRuntimeData(bundle.runtimeData).keyConfigs[0]!;
+    const { body } = await encapsulateChunkedRequest(config, bhttpChatRequest({ apiKey: gw.apiKey, model: 'm', stream: true }));
+    const sealed = await readAll(body);
+    const req = request(`${gw.url}/ohttp`, { method: 'POST', agent: false, headers: { 'content-type': 'message/ohttp-chunked-req', 'content-length': sealed.length } });
+    req.on('error', () => undefined);
+    req.end(sealed);
+    for (let i = 0; i < 100 && !upstreamReq; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(upstreamReq).toBeDefined();
+    req.destroy();
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(upstreamClosed).toBe(true);
+    upstreamReq = undefined;
+    upstreamClosed = false;
+  });
+
+  it('releases the backend stream', async () => {
+    const bundle = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
+    const config = parseRuntimeData(bundle.runtimeData).keyConfigs[0]!;
+    const { encapsulatedRequest } = await encapsulateRequest(config, bhttpChatRequest({ apiKey: gw.apiKey, model: 'm', stream: true, content: 'mail alice@example.com' }));
+    const req = request(`${gw.url}/ohttp`, { method: 'POST', agent: false, headers: { 'content-type': 'message/ohttp-req', 'content-length': encapsulatedRequest.length } });
+    req.on('error', () => undefined);
+    req.end(encapsulatedRequest);
+    // Wait until the upstream has been asked, then the client gives up.
+    for (let i = 0; i < 100 && !upstreamReq; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(upstreamReq).toBeDefined();
+    req.destroy();
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(upstreamClosed).toBe(true);
+  });
+});
