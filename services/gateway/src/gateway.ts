@@ -65,6 +65,8 @@ export interface GatewayOptions {
   cors?: boolean;
   /** Longest a streamed answer waits for a client that stopped reading before it is cut off (default 60 s). */
   writeStallMs?: number;
+  /** Most bytes of sealed request bodies held at once while they arrive, all clients together (default 64 MiB). */
+  maxArrivingBodyBytes?: number;
   /**
    * The HPKE and signature primitives this process uses (OHTTP, key unwrap, Ed25519
    * verification), installed process-wide before the keys are created: node:crypto (default;
@@ -102,7 +104,7 @@ export class Gateway {
       metrics,
       ...(options.requestDateWindowMs !== undefined ? { dateWindowMs: options.requestDateWindowMs } : {}),
     });
-    const deps = { attestation, keys, pipeline, replay, ledger: options.ledger, metrics, logger, clock, ...(options.cors !== undefined ? { cors: options.cors } : {}), ...(options.writeStallMs !== undefined ? { writeStallMs: options.writeStallMs } : {}) };
+    const deps = { attestation, keys, pipeline, replay, ledger: options.ledger, metrics, logger, clock, ...(options.cors !== undefined ? { cors: options.cors } : {}), ...(options.writeStallMs !== undefined ? { writeStallMs: options.writeStallMs } : {}), ...(options.maxArrivingBodyBytes !== undefined ? { maxArrivingBodyBytes: options.maxArrivingBodyBytes } : {}) };
     this.app = createGatewayApp(deps);
     this.intercept = createOhttpNodeHandler(deps);
   }

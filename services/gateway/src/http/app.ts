@@ -18,7 +18,7 @@ import { cors } from 'hono/cors';
 import type { Logger } from 'pino';
 import { concatBytes, CustodyError, fromBase64Url, joinBytes, toCustodyError, type Clock } from '@custody/core';
 import { formatTlogProof } from '@custody/ledger';
-import { endWhole, readNodeBody } from '@custody/ledger-service';
+import { BodyBudget, endWhole, readNodeBody } from '@custody/ledger-service';
 import {
   ATTESTATION_PATH,
   CHALLENGE_PATH,
@@ -60,6 +60,8 @@ export interface GatewayAppDeps {
   cors?: boolean;
   /** Longest a streamed answer waits for a client that stopped reading (its socket stays full) before it is cut off. Default WRITE_STALL_MS. */
   writeStallMs?: number;
+  /** Most bytes of sealed request bodies held at once while they arrive (all clients together). Default BODY_BUDGET_BYTES. */
+  maxArrivingBodyBytes?: number;
 }
 
 function essence(ct: string | undefined): string {
@@ -338,6 +340,8 @@ export function createOhttpNodeHandler(d: GatewayAppDeps): (req: IncomingMessage
   const exchange = createOhttpExchange(d);
   const chunked = createChunkedExchange(d);
   const cors = d.cors ?? true;
+  // Before any authentication a body is just bytes from anyone: slow senders together hold at most this much.
+  const budget = new BodyBudget(d.maxArrivingBodyBytes ?? BODY_BUDGET_BYTES, () => new CustodyError('ERR_GATEWAY_OVERLOADED', 'too many request bodies are arriving at once; retry later'));
   return (req, res) => {
     // `/ohttp` with or without a query: the Hono route takes both, so both are answered here alike.
     const url = req.url ?? '';
@@ -352,8 +356,8 @@ export function createOhttpNodeHandler(d: GatewayAppDeps): (req: IncomingMessage
     });
     const answer: Promise<ChunkedExchangeAnswer> =
       ct === OhttpMediaType.Request
-        ? exchange(ct, () => readNodeBody(req, MAX_OHTTP_MESSAGE), started, abandoned.signal)
-        : chunked(() => readNodeBody(req, MAX_OHTTP_MESSAGE).then((b) => streamOf(b)), started, abandoned.signal);
+        ? exchange(ct, () => readNodeBody(req, MAX_OHTTP_MESSAGE, budget), started, abandoned.signal)
+        : chunked(() => readNodeBody(req, MAX_OHTTP_MESSAGE, budget).then((b) => streamOf(b)), started, abandoned.signal);
     answer
       .catch((e: unknown) => {
         // The exchanges answer every refusal themselves; reaching here is a defect, answered as one.
@@ -381,6 +385,13 @@ export function createOhttpNodeHandler(d: GatewayAppDeps): (req: IncomingMessage
     return true;
   };
 }
+
+/**
+ * Bytes of sealed request bodies the fast path holds at once while they arrive: four of the
+ * largest, or some sixteen thousand 4 KiB prompts. A body that would cross it is refused with
+ * ERR_GATEWAY_OVERLOADED (503, retry later) instead of growing the gateway's memory.
+ */
+const BODY_BUDGET_BYTES = 4 * MAX_OHTTP_MESSAGE;
 
 /**
  * Longest a streamed answer waits by default for a client that stopped reading (its socket stays

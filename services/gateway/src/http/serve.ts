@@ -12,10 +12,17 @@ export interface RunningServer {
 }
 
 /**
+ * Longest a client may take to send a whole request (head and body), by default: a 16 MiB body
+ * at under 300 KB/s is cut off, and so is a sender that stalls, instead of holding its bytes for
+ * Node's default of 300 s. (Node checks every 30 s, so the cut comes up to that much later.)
+ */
+const REQUEST_TIMEOUT_MS = 60_000;
+
+/**
  * Serves a Hono app on Node; port 0 picks a free port. Loopback by default. `intercept` answers
  * the requests it claims without the app (the gateway's node:http OHTTP fast path).
  */
-export function listen(app: Hono, options: { port?: number; host?: string; intercept?: NodeIntercept } = {}): Promise<RunningServer> {
+export function listen(app: Hono, options: { port?: number; host?: string; intercept?: NodeIntercept; requestTimeoutMs?: number } = {}): Promise<RunningServer> {
   const host = options.host ?? '127.0.0.1';
   const make = interceptingServer(options.intercept);
   return new Promise((resolve, reject) => {
@@ -34,6 +41,7 @@ export function listen(app: Hono, options: { port?: number; host?: string; inter
             }),
         });
       });
+      (server as unknown as { requestTimeout: number }).requestTimeout = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
       server.once('error', reject);
     } catch (e) {
       reject(e instanceof Error ? e : new Error(String(e)));

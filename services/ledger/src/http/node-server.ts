@@ -24,11 +24,42 @@ export function interceptingServer(intercept: NodeIntercept | undefined): (opts:
 }
 
 /**
+ * How many bytes of request bodies a server holds while they arrive, across all its requests:
+ * one slow sender cannot pin more than its own body, and many cannot pin more than this. A body
+ * that would cross it is refused with `refusal()`; its bytes are given back once it is read,
+ * refused or broken off.
+ */
+export class BodyBudget {
+  private used = 0;
+
+  constructor(
+    readonly maxBytes: number,
+    readonly refusal: () => CustodyError,
+  ) {}
+
+  /** Bytes held now by bodies still arriving. */
+  get inUse(): number {
+    return this.used;
+  }
+
+  take(n: number): boolean {
+    if (this.used + n > this.maxBytes) return false;
+    this.used += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.used -= n;
+  }
+}
+
+/**
  * A node:http request body in one buffer, bounded: refused up front by its Content-Length, then
  * by what arrives (ERR_INPUT_TOO_LARGE); a body the client breaks off is ERR_INPUT_MALFORMED.
- * A body that came in one chunk is returned without a copy.
+ * With a `budget`, the bytes held while the body arrives count against it (its refusal when it
+ * is spent). A body that came in one chunk is returned without a copy.
  */
-export function readNodeBody(req: IncomingMessage, max: number): Promise<Bytes> {
+export function readNodeBody(req: IncomingMessage, max: number, budget?: BodyBudget): Promise<Bytes> {
   const tooLarge = () => new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is larger than allowed', { detail: { max } });
   const declared = req.headers['content-length'];
   if (declared !== undefined && /^[0-9]{1,15}$/.test(declared) && Number(declared) > max) return Promise.reject(tooLarge());
@@ -36,15 +67,31 @@ export function readNodeBody(req: IncomingMessage, max: number): Promise<Bytes> 
     const parts: Buffer[] = [];
     let size = 0;
     let failed = false;
+    /** Bytes taken from the budget and not yet given back. */
+    let held = 0;
+    const release = () => {
+      budget?.give(held);
+      held = 0;
+    };
     req.on('data', (chunk: Buffer) => {
       if (failed) return;
       size += chunk.length;
       if (size > max) {
         failed = true;
+        release();
         reject(tooLarge());
-      } else parts.push(chunk);
+      } else if (budget && !budget.take(chunk.length)) {
+        failed = true;
+        release();
+        parts.length = 0;
+        reject(budget.refusal());
+      } else {
+        held += budget ? chunk.length : 0;
+        parts.push(chunk);
+      }
     });
     req.once('end', () => {
+      release();
       if (failed) return;
       const only = parts.length === 1 ? parts[0]! : undefined;
       resolve(only ? new Uint8Array(only.buffer as ArrayBuffer, only.byteOffset, only.byteLength) : joinBytes(parts, size));
@@ -52,7 +99,17 @@ export function readNodeBody(req: IncomingMessage, max: number): Promise<Bytes> 
       parts.length = 0;
     });
     req.once('error', (e) => {
+      release();
+      parts.length = 0;
       if (!failed) reject(new CustodyError('ERR_INPUT_MALFORMED', 'the request body could not be read', { cause: e }));
+      failed = true;
+    });
+    // A connection closed or timed out before the end: the bytes are not held for a body that will not come.
+    req.once('close', () => {
+      if (req.complete) return;
+      release();
+      parts.length = 0;
+      if (!failed) reject(new CustodyError('ERR_INPUT_MALFORMED', 'the request body was broken off'));
       failed = true;
     });
   });
