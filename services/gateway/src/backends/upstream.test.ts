@@ -53,6 +53,30 @@ describe('UpstreamBackend', () => {
     }
   });
 
+  it('an upstream that sends nothing for idleTimeoutMs fails the call (before the answer, and mid-stream)', async () => {
+    const url = await upstream((req, res) => {
+      req.resume();
+      if (req.headers.accept === 'text/event-stream') {
+        // One event, then silence.
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write('data: {"choices":[]}\n\n');
+      }
+      // Otherwise never answers.
+    });
+    const backend = await UpstreamBackend.create({ url, models: [{ id: 'm' }], idleTimeoutMs: 150 });
+    try {
+      const started = performance.now();
+      await expect(backend.handle(request())).rejects.toMatchObject({ code: 'ERR_GATEWAY_BACKEND' });
+      expect(performance.now() - started).toBeGreaterThanOrEqual(140);
+      const streamed = await backend.handle({ ...request(), stream: true });
+      const reader = (streamed.body as ReadableStream<Uint8Array>).getReader();
+      expect((await reader.read()).done).toBe(false);
+      await expect(reader.read()).rejects.toBeDefined();
+    } finally {
+      await backend.close();
+    }
+  });
+
   it('an already-aborted signal sends nothing', async () => {
     let requests = 0;
     const url = await upstream((_req, res) => {

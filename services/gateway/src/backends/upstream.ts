@@ -23,8 +23,18 @@ export interface UpstreamBackendOptions {
   /** Bearer key for the upstream (never the tenant's key). */
   apiKey?: string;
   fetch?: typeof fetch;
+  /** Bound on `GET /v1/models` (default 10 s). */
   timeoutMs?: number;
+  /**
+   * Longest the upstream may send nothing during an inference call, before its answer starts or
+   * between two pieces of a stream (default 600 s: a long answer that is not streamed arrives all
+   * at once). A wedged upstream then fails the call (ERR_GATEWAY_BACKEND) instead of holding the
+   * request, its pipeline and its masked values for good. Over node:http only (not an injected fetch).
+   */
+  idleTimeoutMs?: number;
 }
+
+const IDLE_TIMEOUT_MS = 600_000;
 
 const PATHS: Record<BackendRequest['route'], string> = {
   'chat.completions': '/v1/chat/completions',
@@ -181,6 +191,8 @@ export class UpstreamBackend implements ModelBackend {
             },
           );
       });
+      const idleMs = this.options.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
+      r.setTimeout(idleMs, () => r.destroy(new CustodyError('ERR_GATEWAY_BACKEND', 'the upstream model server sent nothing for too long', { detail: { idleMs } })));
       const onAbort = () => r.destroy(new Error('the request was cancelled'));
       const stopListening = () => signal?.removeEventListener('abort', onAbort);
       signal?.addEventListener('abort', onAbort, { once: true });
