@@ -1,15 +1,47 @@
 /**
  * Input and output policy on OpenAI-shaped bodies, inside the TEE.
  *
- * Input: every text the model would read (chat message contents and text parts, completion
- * prompts, embedding inputs) goes through the tenant's PII engine with one mask vault per
- * request; then the tenant's CEL rules must hold. A `block` finding or a failed rule is
- * ERR_POLICY_DENIED and nothing reaches the model. When nothing changed, the request bytes are
- * forwarded as received.
+ * Input: every string of the request body goes through the tenant's PII engine with one mask
+ * vault per request, and counts toward the CEL fact `request.chars` — message contents and
+ * text parts, but also message names, assistant tool-call arguments (legacy `function_call`
+ * too), tool definitions (name, description and every name and string of the parameters
+ * schema), completion prompts and suffixes, embedding inputs, stop sequences, metadata,
+ * structured-output schemas, and any member the gateway does not know. A `block`
+ * finding or a failed rule is ERR_POLICY_DENIED and nothing reaches the model. When nothing
+ * changed, the request bytes are forwarded as received; otherwise the received text is
+ * forwarded with only the rewritten strings replaced.
  *
- * Output: masked tokens are restored in the response (message contents, completion texts),
- * and in streams event by event with a restorer per choice that holds back a token split
- * across events.
+ * Unknown fields. OpenAI-compatible servers keep adding members the model reads (and vLLM,
+ * llama.cpp and Ollama add their own), so a list of text fields is always one release behind
+ * and every field missing from it would be a way around the policy. The scanner therefore
+ * works the other way round: every string, every member name and every number is text unless
+ * a fixed table (`ROOTS` below, per route) says where the non-text fields are:
+ *  - enums (roles, `type`s, `tool_choice`, `encoding_format`, ...): never rewritten and not
+ *    counted, but still scanned: a finding there denies the request;
+ *  - opaque identifiers (tool-call ids, `user`, file ids): passed as they are when they look
+ *    like one (letters, digits, `_.:-`), because server-made ids hold Luhn-valid digit runs
+ *    (about one vLLM tool-call id in 600 reads as a card) and scanning them would deny whole
+ *    conversations at random; any other value there (an e-mail, a spaced number) is text;
+ *  - the model id, already matched against the backend's models;
+ *  - base64 payloads (images, audio, files): not text and not rewritten, scanned like an
+ *    enum when well formed (a digit run stuffed into one denies), text otherwise;
+ *  - sampling parameters and token arrays, whose numbers are not text (a random 19-digit seed
+ *    is Luhn-valid one time in ten);
+ *  - member names of known objects (fixed identifiers).
+ * Unknown members are scanned like text, so the gateway keeps forwarding them faithfully
+ * (refusing them would break clients of servers with extensions) and no unknown member can
+ * carry PII past the policy. Tool-call arguments are JSON the model reads as text: when they
+ * parse, they are scanned value by value (a masked value stays inside its string, a rewritten
+ * number becomes a string), so they stay valid JSON; when they do not parse, they are plain text.
+ *
+ * The scanner reads the received text, not the parsed object, so a member name given twice
+ * (JSON.parse keeps the last, an upstream may keep the first) is refused as malformed, numbers
+ * keep every digit, and escaped text (`\u0040`) is scanned decoded.
+ *
+ * Output: masked tokens are restored in the response (message contents and refusals, tool-call
+ * names and arguments — JSON-escaped there — and completion texts), and in streams event by
+ * event with a restorer per choice and per text (content, refusal, each tool call's arguments)
+ * that holds back a token split across events.
  */
 import { CustodyError, utf8, type Bytes } from '@custody/core';
 import { MaskVault, StreamRestorer, type PiiFinding } from '@custody/policy';
@@ -36,50 +68,395 @@ export interface InputPolicyResult {
 }
 
 const enc = new TextEncoder();
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** Visits every model-readable text of a request body, replacing it with `f(text)`. */
-function mapTexts(route: InferenceRoute, body: Record<string, unknown>, f: (text: string) => string): void {
-  const mapStringOrList = (key: string) => {
-    const v = body[key];
-    if (typeof v === 'string') body[key] = f(v);
-    else if (Array.isArray(v)) body[key] = (v as unknown[]).map((x) => (typeof x === 'string' ? f(x) : x));
-  };
-  if (route === 'chat.completions') {
-    const messages = body.messages;
-    if (!Array.isArray(messages)) throw new CustodyError('ERR_INPUT_MALFORMED', 'messages must be a list');
-    for (const m of messages) {
-      if (typeof m !== 'object' || m === null) throw new CustodyError('ERR_INPUT_MALFORMED', 'a message must be an object');
-      const msg = m as Record<string, unknown>;
-      if (typeof msg.content === 'string') msg.content = f(msg.content);
-      else if (Array.isArray(msg.content)) {
-        for (const part of msg.content) {
-          if (typeof part === 'object' && part !== null && typeof (part as Record<string, unknown>).text === 'string') {
-            (part as Record<string, unknown>).text = f((part as Record<string, unknown>).text as string);
-          }
+/** How the scanner reads a string at one position of a body. */
+type StringKind =
+  /** Text: scanned, rewritten by the policy, counted in `request.chars`. */
+  | 'text'
+  /** An enum: never rewritten, not counted; a finding denies. */
+  | 'protocol'
+  /** An opaque identifier: as is when identifier-shaped, text otherwise. */
+  | 'identifier'
+  /** The model id, already resolved against the backend's list (any other value: protocol). */
+  | 'model'
+  /** A base64 payload or data: URL: like protocol when well formed, text otherwise. */
+  | 'binary'
+  /** JSON the model reads as text (tool-call arguments). */
+  | 'json';
+
+/** What the scanner knows about one position of a body. Anything left out is read as text. */
+interface Shape {
+  str?: StringKind;
+  /** Numbers here are parameters or token ids. Elsewhere a number is scanned as text. */
+  num?: 'param';
+  /**
+   * Known members of an object here: their names are fixed identifiers and are not scanned.
+   * Any other member's name is text and its value is read with `rest` (default: all text).
+   */
+  fields?: Readonly<Record<string, Shape>>;
+  rest?: Shape;
+  /** Elements of an array here (default: all text). */
+  items?: Shape;
+}
+
+/** Everything is text: strings, member names, numbers, at any depth. */
+const FREE: Shape = {};
+const TEXT: Shape = FREE;
+const PROTOCOL: Shape = { str: 'protocol' };
+const IDENTIFIER: Shape = { str: 'identifier' };
+const PARAM: Shape = { num: 'param' };
+const BINARY: Shape = { str: 'binary' };
+
+const CONTENT: Shape = {
+  items: {
+    fields: {
+      type: PROTOCOL,
+      text: TEXT,
+      refusal: TEXT,
+      image_url: { str: 'binary', fields: { url: BINARY, detail: PROTOCOL } },
+      input_audio: { fields: { data: BINARY, format: PROTOCOL } },
+      file: { fields: { file_data: BINARY, file_id: IDENTIFIER, filename: TEXT } },
+    },
+  },
+};
+const FUNCTION_CALL: Shape = { fields: { name: TEXT, arguments: { str: 'json' } } };
+const FUNCTION_DEFINITION: Shape = { fields: { name: TEXT, description: TEXT, parameters: FREE, strict: PARAM } };
+const MESSAGE: Shape = {
+  fields: {
+    role: PROTOCOL,
+    content: CONTENT,
+    name: TEXT,
+    refusal: TEXT,
+    tool_call_id: IDENTIFIER,
+    tool_calls: { items: { fields: { id: IDENTIFIER, type: PROTOCOL, function: FUNCTION_CALL } } },
+    function_call: FUNCTION_CALL,
+    audio: { fields: { id: IDENTIFIER } },
+  },
+};
+/** Prompts and embedding inputs: text, a list of texts, token ids or lists of token ids. */
+const TEXTS_OR_TOKENS: Shape = { num: 'param', items: { num: 'param', items: { num: 'param' } } };
+const COMMON: Readonly<Record<string, Shape>> = {
+  model: { str: 'model' },
+  /** End-user ids for abuse monitoring (often a hash or a UUID): not read by the model. */
+  user: IDENTIFIER,
+  safety_identifier: IDENTIFIER,
+  prompt_cache_key: IDENTIFIER,
+  stream: PARAM,
+  stream_options: { fields: { include_usage: PARAM } },
+  n: PARAM,
+  seed: PARAM,
+  max_tokens: PARAM,
+  max_completion_tokens: PARAM,
+  temperature: PARAM,
+  top_p: PARAM,
+  top_k: PARAM,
+  min_p: PARAM,
+  presence_penalty: PARAM,
+  frequency_penalty: PARAM,
+  repetition_penalty: PARAM,
+  logprobs: PARAM,
+  top_logprobs: PARAM,
+  best_of: PARAM,
+  echo: PARAM,
+  dimensions: PARAM,
+  store: PARAM,
+  parallel_tool_calls: PARAM,
+  /** Token ids (member names, scanned as text) to biases. */
+  logit_bias: { fields: {}, rest: PARAM },
+  stop: TEXT,
+  metadata: FREE,
+};
+const ROOTS: Readonly<Record<InferenceRoute, Shape>> = {
+  'chat.completions': {
+    fields: {
+      ...COMMON,
+      messages: { items: MESSAGE },
+      tools: { items: { fields: { type: PROTOCOL, function: FUNCTION_DEFINITION } } },
+      tool_choice: { str: 'protocol', fields: { type: PROTOCOL, function: { fields: { name: TEXT } } } },
+      functions: { items: FUNCTION_DEFINITION },
+      function_call: { str: 'protocol', fields: { name: TEXT } },
+      response_format: { fields: { type: PROTOCOL, json_schema: { fields: { name: TEXT, description: TEXT, schema: FREE, strict: PARAM } } } },
+      prediction: { fields: { type: PROTOCOL, content: CONTENT } },
+      reasoning_effort: PROTOCOL,
+      service_tier: PROTOCOL,
+      verbosity: PROTOCOL,
+      modalities: { items: PROTOCOL },
+      audio: { fields: { voice: PROTOCOL, format: PROTOCOL } },
+    },
+  },
+  completions: { fields: { ...COMMON, prompt: TEXTS_OR_TOKENS, suffix: TEXT } },
+  embeddings: { fields: { ...COMMON, input: TEXTS_OR_TOKENS, encoding_format: PROTOCOL } },
+};
+
+/** Deeper than any real request or tool schema; bounds the scanner's recursion. */
+const MAX_DEPTH = 256;
+/** Base64, optionally as a data: URL (images, audio and files sent inline). */
+const BASE64_PAYLOAD = /^(?:data:[\w.+-]+\/[\w.+-]+(?:;[\w.+-]+=[\w.+-]+)*;base64,)?[A-Za-z0-9+/]*={0,2}$/;
+/** What server-made ids (call_…, chatcmpl-tool-<hex>, UUIDs) and client user ids look like. */
+const IDENTIFIER_SHAPE = /^[A-Za-z0-9_.:-]{1,256}$/;
+const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+
+const malformed = (cause?: unknown) => new CustodyError('ERR_INPUT_MALFORMED', 'the request body is not well-formed JSON', cause === undefined ? {} : { cause });
+
+interface ScanState {
+  readonly tenant: Tenant;
+  readonly vault: MaskVault;
+  readonly model: string;
+  readonly findings: PiiFinding[];
+  chars: number;
+}
+
+/**
+ * Walks one JSON text, applying the policy to each string, member name and number as its
+ * position's `Shape` says, and copies the text through with only the rewritten tokens replaced.
+ */
+class JsonPolicyScanner {
+  private i = 0;
+  private copied = 0;
+  private readonly parts: string[] = [];
+
+  /** `uniqueNames`: refuse a member name given twice in one object (the request body). */
+  constructor(
+    private readonly src: string,
+    private readonly st: ScanState,
+    private readonly uniqueNames: boolean,
+  ) {}
+
+  /** The rewritten text; the very same string when nothing changed. */
+  run(shape: Shape, depth: number): string {
+    this.ws();
+    this.value(shape, depth);
+    this.ws();
+    if (this.i !== this.src.length) throw malformed();
+    if (this.parts.length === 0) return this.src;
+    this.parts.push(this.src.slice(this.copied));
+    return this.parts.join('');
+  }
+
+  private replace(start: number, end: number, token: string): void {
+    this.parts.push(this.src.slice(this.copied, start), token);
+    this.copied = end;
+  }
+
+  private ws(): void {
+    for (let c = this.src.charCodeAt(this.i); c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09; c = this.src.charCodeAt(this.i)) this.i++;
+  }
+
+  private expect(c: number): void {
+    if (this.src.charCodeAt(this.i) !== c) throw malformed();
+    this.i++;
+  }
+
+  private value(shape: Shape, depth: number): void {
+    if (depth > MAX_DEPTH) throw new CustodyError('ERR_INPUT_MALFORMED', 'the request body nests too deeply');
+    const c = this.src.charCodeAt(this.i);
+    if (c === 0x7b) this.object(shape, depth);
+    else if (c === 0x5b) this.array(shape, depth);
+    else if (c === 0x22) this.stringValue(shape, depth);
+    else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) this.number(shape);
+    else {
+      for (const literal of ['true', 'false', 'null']) {
+        if (this.src.startsWith(literal, this.i)) {
+          this.i += literal.length;
+          return;
         }
       }
+      throw malformed();
     }
-  } else if (route === 'completions') {
-    mapStringOrList('prompt');
-  } else {
-    mapStringOrList('input');
+  }
+
+  private object(shape: Shape, depth: number): void {
+    this.i++;
+    this.ws();
+    if (this.src.charCodeAt(this.i) === 0x7d) {
+      this.i++;
+      return;
+    }
+    const names = new Set<string>();
+    const written = new Set<string>();
+    const rewrittenCategories = new Set<string>();
+    for (;;) {
+      if (this.src.charCodeAt(this.i) !== 0x22) throw malformed();
+      const start = this.i;
+      const name = this.string();
+      const known = shape.fields !== undefined && Object.hasOwn(shape.fields, name);
+      let out = name;
+      if (!known) {
+        const before = this.st.findings.length;
+        out = this.text(name);
+        if (out !== name) {
+          this.replace(start, this.i, JSON.stringify(out));
+          for (const f of this.st.findings.slice(before)) if (f.action !== 'allow') rewrittenCategories.add(f.category);
+        }
+      }
+      if (names.has(name)) {
+        if (this.uniqueNames) throw new CustodyError('ERR_INPUT_MALFORMED', 'the request body gives a member name twice in one object');
+      } else if (written.has(out)) {
+        // Two names that differed would be one after the rewrite: the object would lose a member.
+        const categories = [...rewrittenCategories].join(',');
+        throw new CustodyError('ERR_POLICY_DENIED', `a member name rewritten for ${categories} collides with another`, { detail: { categories } });
+      }
+      names.add(name);
+      written.add(out);
+      this.ws();
+      this.expect(0x3a);
+      this.ws();
+      this.value(known ? shape.fields![name]! : (shape.rest ?? FREE), depth + 1);
+      this.ws();
+      const c = this.src.charCodeAt(this.i++);
+      if (c === 0x7d) return;
+      if (c !== 0x2c) throw malformed();
+      this.ws();
+    }
+  }
+
+  private array(shape: Shape, depth: number): void {
+    this.i++;
+    this.ws();
+    if (this.src.charCodeAt(this.i) === 0x5d) {
+      this.i++;
+      return;
+    }
+    for (;;) {
+      this.value(shape.items ?? FREE, depth + 1);
+      this.ws();
+      const c = this.src.charCodeAt(this.i++);
+      if (c === 0x5d) return;
+      if (c !== 0x2c) throw malformed();
+      this.ws();
+    }
+  }
+
+  /** Reads a string token at `i` (a quote) and returns its decoded value. */
+  private string(): string {
+    const s = this.src;
+    const start = this.i;
+    let j = start + 1;
+    let escaped = false;
+    for (;;) {
+      if (j >= s.length) throw malformed();
+      const c = s.charCodeAt(j);
+      if (c === 0x22) break;
+      if (c === 0x5c) {
+        escaped = true;
+        j += 2;
+        continue;
+      }
+      if (c < 0x20) throw malformed();
+      j++;
+    }
+    this.i = j + 1;
+    if (!escaped) return s.slice(start + 1, j);
+    try {
+      return JSON.parse(s.slice(start, j + 1)) as string;
+    } catch (e) {
+      throw malformed(e);
+    }
+  }
+
+  private stringValue(shape: Shape, depth: number): void {
+    const start = this.i;
+    const value = this.string();
+    let out = value;
+    switch (shape.str ?? 'text') {
+      case 'model':
+        if (value !== this.st.model) this.inspect(value);
+        break;
+      case 'protocol':
+        this.inspect(value);
+        break;
+      case 'identifier':
+        if (!IDENTIFIER_SHAPE.test(value)) out = this.text(value);
+        break;
+      case 'binary':
+        if (BASE64_PAYLOAD.test(value)) this.inspect(value);
+        else out = this.text(value);
+        break;
+      case 'json':
+        out = this.jsonText(value, depth);
+        break;
+      case 'text':
+        out = this.text(value);
+        break;
+    }
+    if (out !== value) this.replace(start, this.i, JSON.stringify(out));
+  }
+
+  private number(shape: Shape): void {
+    NUMBER.lastIndex = this.i;
+    const m = NUMBER.exec(this.src);
+    if (!m) throw malformed();
+    const start = this.i;
+    this.i += m[0].length;
+    if (shape.num === 'param') return;
+    // Digits the model reads (a card number in a schema's enum, a phone number in tool-call
+    // arguments): scanned like text but not counted; a rewritten number becomes a string.
+    const r = this.st.tenant.pii.apply(m[0], this.st.vault);
+    for (const f of r.findings) this.st.findings.push(f);
+    if (r.text !== m[0]) this.replace(start, this.i, JSON.stringify(r.text));
+  }
+
+  private text(value: string): string {
+    if (value.length === 0) return value;
+    this.st.chars += value.length;
+    const r = this.st.tenant.pii.apply(value, this.st.vault);
+    for (const f of r.findings) this.st.findings.push(f);
+    return r.text;
+  }
+
+  /** A string that must not be rewritten: a finding the policy would act on denies the request. */
+  private inspect(value: string): void {
+    if (value.length === 0) return;
+    const pii = this.st.tenant.pii;
+    const categories = [...new Set(pii.detect(value).map((d) => d.category))].filter((c) => pii.actionFor(c) !== 'allow');
+    if (categories.length > 0) {
+      throw new CustodyError('ERR_POLICY_DENIED', `a field the gateway does not rewrite (an enum or an encoded payload) contains ${categories.join(', ')}`, { detail: { categories: categories.join(',') } });
+    }
+  }
+
+  /** JSON in a string (tool-call arguments): scanned value by value so it stays valid JSON. */
+  private jsonText(value: string, depth: number): string {
+    try {
+      JSON.parse(value);
+    } catch {
+      return this.text(value);
+    }
+    return new JsonPolicyScanner(value, this.st, false).run(FREE, depth + 1);
   }
 }
 
+/** Makes `target` (the object the backend reads) hold `source`'s members, in place. */
+function replaceMembers(target: Record<string, unknown>, source: unknown): void {
+  if (typeof source !== 'object' || source === null || Array.isArray(source)) throw malformed();
+  for (const k of Object.keys(target)) Reflect.deleteProperty(target, k);
+  // defineProperty, not assignment: a member named "__proto__" stays a member.
+  for (const [k, v] of Object.entries(source)) Object.defineProperty(target, k, { value: v, writable: true, enumerable: true, configurable: true });
+}
+
+/**
+ * Applies the tenant's input policy to a request. `body` is `raw` parsed (the object the
+ * backend reads); when the policy rewrites anything, it is updated in place to match the
+ * forwarded bytes.
+ */
 export function applyInputPolicy(route: InferenceRoute, body: Record<string, unknown>, raw: Bytes, tenant: Tenant, request: { model: string; stream: boolean }): InputPolicyResult {
+  if (route === 'chat.completions') {
+    const messages = body.messages;
+    if (!Array.isArray(messages)) throw new CustodyError('ERR_INPUT_MALFORMED', 'messages must be a list');
+    for (const m of messages) if (typeof m !== 'object' || m === null || Array.isArray(m)) throw new CustodyError('ERR_INPUT_MALFORMED', 'a message must be an object');
+  }
+  let src: string;
+  try {
+    src = strictUtf8.decode(raw);
+  } catch (e) {
+    throw new CustodyError('ERR_INPUT_MALFORMED', 'the request body is not UTF-8', { cause: e });
+  }
   const vault = new MaskVault();
-  const all: PiiFinding[] = [];
-  let chars = 0;
-  let changed = false;
-  mapTexts(route, body, (text) => {
-    chars += text.length;
-    const r = tenant.pii.apply(text, vault);
-    all.push(...r.findings);
-    if (r.text !== text) changed = true;
-    return r.text;
-  });
+  const st: ScanState = { tenant, vault, model: request.model, findings: [], chars: 0 };
+  const forwarded = new JsonPolicyScanner(src, st, true).run(ROOTS[route], 0);
+  const changed = forwarded !== src;
   const counts = new Map<string, FindingSummary>();
-  for (const f of all) {
+  for (const f of st.findings) {
     const k = `${f.category}\u0000${f.action}`;
     const c = counts.get(k);
     if (c) c.count++;
@@ -88,32 +465,50 @@ export function applyInputPolicy(route: InferenceRoute, body: Record<string, unk
   const findings = [...counts.values()];
   const categories = [...new Set(findings.map((f) => f.category))];
   for (const rule of tenant.rules) {
-    const r = rule.condition.evaluate({ request: { route, model: request.model, stream: request.stream, chars }, tenant: { id: tenant.id }, pii: { categories, count: all.length } });
+    const r = rule.condition.evaluate({ request: { route, model: request.model, stream: request.stream, chars: st.chars }, tenant: { id: tenant.id }, pii: { categories, count: st.findings.length } });
     if (!r.ok) throw new CustodyError('ERR_POLICY_DENIED', `rule ${rule.id}: ${rule.reason}`, { detail: { rule: rule.id } });
   }
+  if (changed) replaceMembers(body, JSON.parse(forwarded));
   const action: PolicyAction = findings.some((f) => f.action === 'mask') ? 'mask' : findings.some((f) => f.action === 'redact') ? 'redact' : findings.length > 0 ? 'allow' : 'none';
-  return { body: changed ? utf8(JSON.stringify(body)) : raw, changed, vault, findings, action, rules: tenant.rules.map((r) => r.id) };
+  return { body: changed ? utf8(forwarded) : raw, changed, vault, findings, action, rules: tenant.rules.map((r) => r.id) };
 }
 
-function restoreChoiceTexts(route: InferenceRoute, obj: Record<string, unknown>, f: (index: number, text: string, finished: boolean) => string): void {
-  const choices = obj.choices;
-  if (!Array.isArray(choices)) return;
-  for (const c of choices) {
-    if (typeof c !== 'object' || c === null) continue;
-    const choice = c as Record<string, unknown>;
-    const index = typeof choice.index === 'number' ? choice.index : 0;
-    const finished = choice.finish_reason !== undefined && choice.finish_reason !== null;
-    if (route === 'chat.completions') {
-      for (const key of ['message', 'delta']) {
-        const m = choice[key];
-        if (typeof m === 'object' && m !== null) {
-          const msg = m as Record<string, unknown>;
-          if (typeof msg.content === 'string' || finished) msg.content = f(index, typeof msg.content === 'string' ? msg.content : '', finished);
-        }
-      }
-    } else if (route === 'completions') {
-      if (typeof choice.text === 'string' || finished) choice.text = f(index, typeof choice.text === 'string' ? choice.text : '', finished);
-    }
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The shape of a MaskVault token. */
+const MASK_TOKEN = /\[[A-Z_]+_\d+\]/g;
+
+/**
+ * A view of a vault that restores values JSON-escaped, for tokens inside JSON string literals
+ * (tool-call arguments): a value with a quote or a backslash keeps the arguments valid JSON.
+ */
+class JsonEscapingVault extends MaskVault {
+  constructor(private readonly inner: MaskVault) {
+    super();
+  }
+
+  override get size(): number {
+    return this.inner.size;
+  }
+
+  override restore(text: string): string {
+    if (this.inner.size === 0) return text;
+    return text.replace(MASK_TOKEN, (t) => {
+      const value = this.inner.restore(t);
+      return value === t ? t : JSON.stringify(value).slice(1, -1);
+    });
+  }
+}
+
+/** Restores a whole chat message (or a stream event's `message`). */
+function restoreMessage(msg: Record<string, unknown>, vault: MaskVault, jsonVault: MaskVault): void {
+  if (typeof msg.content === 'string') msg.content = vault.restore(msg.content);
+  if (typeof msg.refusal === 'string') msg.refusal = vault.restore(msg.refusal);
+  const calls: unknown[] = Array.isArray(msg.tool_calls) ? msg.tool_calls : [];
+  for (const fn of [...calls.map((c) => (isObject(c) ? c.function : undefined)), msg.function_call]) {
+    if (!isObject(fn)) continue;
+    if (typeof fn.name === 'string') fn.name = vault.restore(fn.name);
+    if (typeof fn.arguments === 'string') fn.arguments = jsonVault.restore(fn.arguments);
   }
 }
 
@@ -126,36 +521,114 @@ export function restoreJson(route: InferenceRoute, bytes: Uint8Array, vault: Mas
   } catch {
     return bytes;
   }
-  if (typeof obj !== 'object' || obj === null) return bytes;
-  restoreChoiceTexts(route, obj as Record<string, unknown>, (_i, text) => vault.restore(text));
+  if (!isObject(obj) || !Array.isArray(obj.choices)) return bytes;
+  const jsonVault = new JsonEscapingVault(vault);
+  for (const choice of obj.choices as unknown[]) {
+    if (!isObject(choice)) continue;
+    if (route === 'chat.completions') {
+      if (isObject(choice.message)) restoreMessage(choice.message, vault, jsonVault);
+    } else if (typeof choice.text === 'string') choice.text = vault.restore(choice.text);
+  }
   return enc.encode(JSON.stringify(obj));
 }
+
+/** Appends a held-back tail to its place in a delta (or a completions choice). */
+type PutRest = (target: Record<string, unknown>, rest: string) => void;
+
+const appendTo =
+  (key: string): PutRest =>
+  (target, rest) => {
+    target[key] = (typeof target[key] === 'string' ? target[key] : '') + rest;
+  };
+
+const appendToolArguments =
+  (index: number): PutRest =>
+  (target, rest) => {
+    const list: unknown[] = Array.isArray(target.tool_calls) ? target.tool_calls : (target.tool_calls = []);
+    let call = list.find((c): c is Record<string, unknown> => isObject(c) && c.index === index);
+    if (!call) list.push((call = { index, function: {} }));
+    const fn = isObject(call.function) ? call.function : (call.function = {});
+    appendTo('arguments')(fn, rest);
+  };
+
+const appendFunctionArguments: PutRest = (target, rest) => {
+  appendTo('arguments')(isObject(target.function_call) ? target.function_call : (target.function_call = {}), rest);
+};
 
 /**
  * Restores masked tokens in a server-sent event stream. Events that are not JSON data pass
  * unchanged; a token split across events is held back until it is complete (or the choice
- * finishes, or the stream ends).
+ * finishes, or the stream ends). Each choice has a restorer per text it streams: the content,
+ * the refusal, and each tool call's arguments (restored JSON-escaped).
  */
 export function restoreSseStream(route: InferenceRoute, vault: MaskVault): TransformStream<Uint8Array, Uint8Array> {
   const decoder = new TextDecoder();
-  const restorers = new Map<number, StreamRestorer>();
+  const jsonVault = new JsonEscapingVault(vault);
+  type Channel = { restorer: StreamRestorer; put: PutRest };
+  const channels = new Map<number, Map<string, Channel>>();
   let pending = '';
-  const restorer = (i: number): StreamRestorer => {
-    let r = restorers.get(i);
-    if (!r) restorers.set(i, (r = new StreamRestorer(vault)));
-    return r;
+  /** Restores `holder[field]` through the choice's restorer named `key`. */
+  const push = (choice: number, key: string, holder: Record<string, unknown>, field: string, put: PutRest, json = false): void => {
+    const text = holder[field];
+    if (typeof text !== 'string') return;
+    let byKey = channels.get(choice);
+    if (!byKey) channels.set(choice, (byKey = new Map<string, Channel>()));
+    let ch = byKey.get(key);
+    if (!ch) byKey.set(key, (ch = { restorer: new StreamRestorer(json ? jsonVault : vault), put }));
+    holder[field] = ch.restorer.push(text);
+  };
+  /** Puts every held-back tail of a choice into `target`; true when there was one. */
+  const flushChoice = (choice: number, target: Record<string, unknown>): boolean => {
+    let any = false;
+    for (const ch of channels.get(choice)?.values() ?? []) {
+      const rest = ch.restorer.flush();
+      if (rest.length > 0) {
+        ch.put(target, rest);
+        any = true;
+      }
+    }
+    channels.delete(choice);
+    return any;
   };
   const flushAll = (): string => {
     let out = '';
-    for (const [i, r] of restorers) {
-      const rest = r.flush();
-      if (rest.length > 0) {
-        const choice = route === 'chat.completions' ? { index: i, delta: { content: rest }, finish_reason: null } : { index: i, text: rest, finish_reason: null };
-        out += `data: ${JSON.stringify({ object: route === 'chat.completions' ? 'chat.completion.chunk' : 'text_completion', choices: [choice] })}\n\n`;
+    for (const i of [...channels.keys()]) {
+      const target: Record<string, unknown> = {};
+      if (!flushChoice(i, target)) continue;
+      const choice = route === 'chat.completions' ? { index: i, delta: target, finish_reason: null } : { index: i, ...target, finish_reason: null };
+      out += `data: ${JSON.stringify({ object: route === 'chat.completions' ? 'chat.completion.chunk' : 'text_completion', choices: [choice] })}\n\n`;
+    }
+    return out;
+  };
+  const restoreChoice = (choice: Record<string, unknown>): void => {
+    const i = typeof choice.index === 'number' ? choice.index : 0;
+    const finished = choice.finish_reason !== undefined && choice.finish_reason !== null;
+    if (route !== 'chat.completions') {
+      push(i, 'text', choice, 'text', appendTo('text'));
+      if (finished) flushChoice(i, choice);
+      return;
+    }
+    if (isObject(choice.message)) restoreMessage(choice.message, vault, jsonVault);
+    const delta = choice.delta;
+    if (isObject(delta)) {
+      push(i, 'content', delta, 'content', appendTo('content'));
+      push(i, 'refusal', delta, 'refusal', appendTo('refusal'));
+      const calls: unknown[] = Array.isArray(delta.tool_calls) ? delta.tool_calls : [];
+      calls.forEach((c, position) => {
+        if (!isObject(c) || !isObject(c.function)) return;
+        const k = typeof c.index === 'number' ? c.index : position;
+        if (typeof c.function.name === 'string') c.function.name = vault.restore(c.function.name);
+        push(i, `tool_calls.${k}`, c.function, 'arguments', appendToolArguments(k), true);
+      });
+      if (isObject(delta.function_call)) {
+        if (typeof delta.function_call.name === 'string') delta.function_call.name = vault.restore(delta.function_call.name);
+        push(i, 'function_call', delta.function_call, 'arguments', appendFunctionArguments, true);
       }
     }
-    restorers.clear();
-    return out;
+    if (finished) {
+      const target = isObject(delta) ? delta : {};
+      if (flushChoice(i, target) && !isObject(delta)) choice.delta = target;
+    }
   };
   const rewrite = (event: string): string => {
     const lines = event.split('\n');
@@ -169,12 +642,8 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault): Trans
     } catch {
       return event + '\n\n';
     }
-    if (typeof obj !== 'object' || obj === null) return event + '\n\n';
-    restoreChoiceTexts(route, obj as Record<string, unknown>, (i, text, finished) => {
-      const r = restorer(i);
-      const out = r.push(text);
-      return finished ? out + r.flush() : out;
-    });
+    if (!isObject(obj)) return event + '\n\n';
+    if (Array.isArray(obj.choices)) for (const c of obj.choices as unknown[]) if (isObject(c)) restoreChoice(c);
     return `data: ${JSON.stringify(obj)}\n\n`;
   };
   // The readable side queues up to 16 rewritten chunks, so events the backend has already sent
