@@ -53,7 +53,8 @@ export class MaskVault {
   /** Replaces every known token in `text` by its original value. */
   restore(text: string): string {
     if (this.byToken.size === 0) return text;
-    return text.replace(/\[[A-Z_]+_\d+\]/g, (t) => this.byToken.get(t) ?? t);
+    // Categories are `[a-z][a-z0-9_]*` (digits too: `ssn2` gives `[SSN2_1]`).
+    return text.replace(/\[[A-Z][A-Z0-9_]*_\d+\]/g, (t) => this.byToken.get(t) ?? t);
   }
 
   /** Wipes the mapping (best effort: JS strings cannot be zeroed). */
@@ -82,7 +83,7 @@ export class StreamRestorer {
   push(chunk: string): string {
     const text = this.pending + chunk;
     const open = text.lastIndexOf('[');
-    if (open >= 0 && text.indexOf(']', open) < 0 && text.length - open <= MAX_TOKEN && /^\[[A-Z_]*\d*$/.test(text.slice(open))) {
+    if (open >= 0 && text.indexOf(']', open) < 0 && text.length - open <= MAX_TOKEN && /^\[(?:[A-Z][A-Z0-9_]*)?$/.test(text.slice(open))) {
       this.pending = text.slice(open);
       return this.vault.restore(text.slice(0, open));
     }

@@ -78,6 +78,19 @@ describe('PII actions', () => {
     }
   });
 
+  it('restores tokens of custom categories whose names hold digits or underscores, whole and split across chunks', () => {
+    const custom = new PiiEngine({ custom: [{ category: 'ssn2', pattern: 'ZX-\\d{4}' }, { category: 'mrn_v2', pattern: 'MRN\\d{6}' }], actions: { ssn2: 'mask', mrn_v2: 'mask' } });
+    const vault = new MaskVault();
+    const text = 'ids ZX-1234 and MRN123456 here';
+    const masked = custom.apply(text, vault).text;
+    expect(masked).toBe('ids [SSN2_1] and [MRN_V2_1] here');
+    expect(vault.restore(masked)).toBe(text);
+    for (let cut = 1; cut < masked.length; cut++) {
+      const r = new StreamRestorer(vault);
+      expect(r.push(masked.slice(0, cut)) + r.push(masked.slice(cut)) + r.flush()).toBe(text);
+    }
+  });
+
   it('rejects an invalid custom pattern with a typed error', () => {
     expect(() => new PiiEngine({ custom: [{ category: 'x', pattern: '(' }] })).toThrowError(expect.objectContaining({ code: 'ERR_POLICY_INVALID' }) as Error);
   });
