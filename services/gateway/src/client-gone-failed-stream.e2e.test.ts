@@ -1,12 +1,10 @@
 // A client that goes away mid-stream while the backend fails its stream on the abort signal (as
 // a fetch-based backend does): the gateway cancels the answer without an unhandled rejection
 // (Node 20 exits on one). The cancel rejected when the backend's stream had already failed.
-import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { utf8 } from '@custody/core';
-import { encapsulateChunkedRequest, parseRuntimeData, readAll, type AttestationBundle } from '@custody/sdk';
 import type { ModelBackend } from './backends/types.js';
-import { bhttpChatRequest, startTestGateway, type TestGateway } from './testing/index.js';
+import { postSealedRaw, sealedChunkedChat, startTestGateway, type TestGateway } from './testing/index.js';
 
 const EVENT = utf8(`data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'hello' } }] })}\n\n`);
 let backendAborted!: () => void;
@@ -45,19 +43,15 @@ afterAll(async () => {
 
 describe('a client that goes away mid-stream', () => {
   it('does not cause an unhandled rejection in the gateway', async () => {
-    const bundle = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
-    const config = parseRuntimeData(bundle.runtimeData).keyConfigs[0]!;
-    const { body } = await encapsulateChunkedRequest(config, bhttpChatRequest({ apiKey: gw.apiKey, model: 'abortable', stream: true }));
-    const sealed = await readAll(body);
+    const { sealed } = await sealedChunkedChat(gw.url, { apiKey: gw.apiKey, model: 'abortable', stream: true });
+    // The client reads the first piece of the answer, then hangs up.
     await new Promise<void>((resolve) => {
-      const req = request(`${gw.url}/ohttp`, { method: 'POST', agent: false, headers: { 'content-type': 'message/ohttp-chunked-req', 'content-length': sealed.length } }, (res) => {
+      postSealedRaw(gw.url, sealed, 'message/ohttp-chunked-req', (req, res) =>
         res.once('data', () => {
           req.destroy();
           resolve();
-        });
-      });
-      req.on('error', () => undefined);
-      req.end(sealed);
+        }),
+      );
     });
     await aborted;
     await new Promise((r) => setTimeout(r, 200));

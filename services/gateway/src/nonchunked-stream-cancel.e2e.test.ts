@@ -1,12 +1,12 @@
 // A non-chunked exchange (message/ohttp-req) that asks for stream:true reads the backend's SSE
 // stream whole; when its client goes away, that stream is cancelled (the upstream connection is
 // released), as it is on the chunked path.
-import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encapsulateChunkedRequest, encapsulateRequest, parseRuntimeData, readAll, type AttestationBundle } from '@custody/sdk';
+import { encapsulateRequest } from '@custody/sdk';
 import { UpstreamBackend } from './backends/upstream.js';
-import { bhttpChatRequest, startTestGateway, type TestGateway } from './testing/index.js';
+import { bhttpChatRequest, postSealedRaw, publishedKeyConfig, sealedChunkedChat, startTestGateway, type TestGateway } from './testing/index.js';
 
 let gw: TestGateway;
 let upstream: Server;
@@ -33,13 +33,8 @@ afterAll(async () => {
 
 describe('a non-chunked streamed request whose client went away', () => {
   it('control: the same over chunked OHTTP releases the backend stream', async () => {
-    const bundle = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
-    const config = parseRuntimeData(bundle.runtimeData).keyConfigs[0]!;
-    const { body } = await encapsulateChunkedRequest(config, bhttpChatRequest({ apiKey: gw.apiKey, model: 'm', stream: true }));
-    const sealed = await readAll(body);
-    const req = request(`${gw.url}/ohttp`, { method: 'POST', agent: false, headers: { 'content-type': 'message/ohttp-chunked-req', 'content-length': sealed.length } });
-    req.on('error', () => undefined);
-    req.end(sealed);
+    const { sealed } = await sealedChunkedChat(gw.url, { apiKey: gw.apiKey, model: 'm', stream: true });
+    const req = postSealedRaw(gw.url, sealed, 'message/ohttp-chunked-req', () => undefined);
     for (let i = 0; i < 100 && !upstreamReq; i++) await new Promise((r) => setTimeout(r, 20));
     expect(upstreamReq).toBeDefined();
     req.destroy();
@@ -50,12 +45,8 @@ describe('a non-chunked streamed request whose client went away', () => {
   });
 
   it('releases the backend stream', async () => {
-    const bundle = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
-    const config = parseRuntimeData(bundle.runtimeData).keyConfigs[0]!;
-    const { encapsulatedRequest } = await encapsulateRequest(config, bhttpChatRequest({ apiKey: gw.apiKey, model: 'm', stream: true, content: 'mail alice@example.com' }));
-    const req = request(`${gw.url}/ohttp`, { method: 'POST', agent: false, headers: { 'content-type': 'message/ohttp-req', 'content-length': encapsulatedRequest.length } });
-    req.on('error', () => undefined);
-    req.end(encapsulatedRequest);
+    const { encapsulatedRequest } = await encapsulateRequest(await publishedKeyConfig(gw.url), bhttpChatRequest({ apiKey: gw.apiKey, model: 'm', stream: true, content: 'mail alice@example.com' }));
+    const req = postSealedRaw(gw.url, encapsulatedRequest, 'message/ohttp-req', () => undefined);
     // Wait until the upstream has been asked, then the client gives up.
     for (let i = 0; i < 100 && !upstreamReq; i++) await new Promise((r) => setTimeout(r, 20));
     expect(upstreamReq).toBeDefined();

@@ -3,9 +3,9 @@
 // name the revoked attestation.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { utf8 } from '@custody/core';
-import { encapsulateChunkedRequest, decodeBhttpResponseStream, parseRuntimeData, readAll, RECEIPT_HEADER, type AttestationBundle } from '@custody/sdk';
+import { decodeBhttpResponseStream, RECEIPT_HEADER } from '@custody/sdk';
 import type { ModelBackend } from './backends/types.js';
-import { bhttpChatRequest, startTestGateway, type TestGateway } from './testing/index.js';
+import { sealedChunkedChat, startTestGateway, type TestGateway } from './testing/index.js';
 
 const ev = (i: number) => utf8(`data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: `tok${i} ` } }] })}\n\n`);
 let emitted = 0;
@@ -36,30 +36,28 @@ afterAll(async () => {
 
 describe('attestation revoked while an answer streams', () => {
   it('stops the answer and issues no receipt', async () => {
-    const bundle = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
-    const config = parseRuntimeData(bundle.runtimeData).keyConfigs[0]!;
-    const { body, context } = await encapsulateChunkedRequest(config, bhttpChatRequest({ apiKey: gw.apiKey, model: 'slow', stream: true }));
-    const res = await fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' }, body: await readAll(body) });
+    const { sealed, context } = await sealedChunkedChat(gw.url, { apiKey: gw.apiKey, model: 'slow', stream: true });
+    const res = await fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' }, body: sealed });
     expect(res.status).toBe(200);
     const inner = await decodeBhttpResponseStream(context.decapsulateResponse(res.body!));
     const reader = inner.body.getReader();
     await reader.read();
     gw.gateway.attestation.revoke('test: revoked mid-stream');
     const emittedAtRevoke = emitted;
-    let after = 0;
     let failed = false;
     try {
       for (;;) {
         const r = await reader.read();
         if (r.done) break;
-        after += r.value.length;
       }
     } catch {
       failed = true;
     }
     const trailers = await inner.trailers.catch(() => []);
     const receipt = trailers.find(([n]) => n === RECEIPT_HEADER);
-    console.log({ emittedAtRevoke, emittedTotal: emitted, bytesAfterRevoke: after, failed, receipt: Boolean(receipt), receiptsInLedger: gw.ledger.events.filter((e) => e.type === 'inference.receipt').length });
+    // The answer ended truncated (an error, not an end), at most a piece already on its way after the revocation, and no receipt.
+    expect(failed).toBe(true);
+    expect(emitted - emittedAtRevoke).toBeLessThanOrEqual(2);
     expect(receipt).toBeUndefined();
     expect(gw.ledger.events.filter((e) => e.type === 'inference.receipt').length).toBe(0);
   });

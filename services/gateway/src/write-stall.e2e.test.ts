@@ -2,12 +2,10 @@
 // then cuts the response off, which cancels the backend's work for it (no receipt is issued for
 // an answer the client did not get). Without the bound a stalled client would hold the backend,
 // the pipeline and the sealed chunks for as long as it kept its connection open.
-import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { utf8 } from '@custody/core';
-import { encapsulateChunkedRequest, parseRuntimeData, readAll, type AttestationBundle } from '@custody/sdk';
 import type { ModelBackend } from './backends/types.js';
-import { bhttpChatRequest, startTestGateway, type TestGateway } from './testing/index.js';
+import { postSealedRaw, sealedChunkedChat, startTestGateway, type TestGateway } from './testing/index.js';
 
 const STALL_MS = 300;
 // One SSE event of about 64 KiB: a few hundred of them fill any loopback socket's buffers.
@@ -45,24 +43,18 @@ afterAll(async () => {
 
 describe('a client that stops reading a streamed answer', () => {
   it(`is cut off after the write-stall bound (${STALL_MS} ms here): the backend's stream is cancelled and no receipt is issued`, async () => {
-    const bundle = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as AttestationBundle;
-    const config = parseRuntimeData(bundle.runtimeData).keyConfigs[0]!;
-    const { body } = await encapsulateChunkedRequest(config, bhttpChatRequest({ apiKey: gw.apiKey, model: 'flood', stream: true }));
-    const sealed = await readAll(body);
+    const { sealed } = await sealedChunkedChat(gw.url, { apiKey: gw.apiKey, model: 'flood', stream: true });
     const receiptsBefore = gw.ledger.events.filter((e) => e.type === 'inference.receipt').length;
     const started = Date.now();
     // The client reads the first piece of the answer, then stops reading for good: the sockets'
     // buffers fill and the gateway's writes wait. (It cannot see the cut-off itself: the close
     // queues behind the data it does not read.)
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = request(`${gw.url}/ohttp`, { method: 'POST', agent: false, headers: { 'content-type': 'message/ohttp-chunked-req', 'content-length': sealed.length } }, (res) => {
+    const status = await new Promise<number>((resolve) => {
+      postSealedRaw(gw.url, sealed, 'message/ohttp-chunked-req', (req, res) => {
         res.once('data', () => res.pause());
         resolve(res.statusCode ?? 0);
         void backendCancelled.then(() => req.destroy());
       });
-      req.on('error', () => undefined);
-      req.once('error', reject);
-      req.end(sealed);
     });
     expect(status).toBe(200);
     await backendCancelled;

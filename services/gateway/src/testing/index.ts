@@ -2,4 +2,4 @@ export { startFakeUpstream, createFakeUpstreamApp, type FakeUpstream, type FakeU
 export { startTestGateway, simPolicyYaml, TEST_API_KEY, TEST_MEASUREMENT, type TestGateway, type TestGatewayOptions } from './gateway-fixture.js';
 export { encodeGguf, gguf, GgufType, type GgufFile, type GgufMetadataValue, type GgufTensor } from './gguf-writer.js';
 export { tinyLlamaGguf, tinyVocab, writeTinyLlamaGguf, TINY_LLAMA_BOS, TINY_LLAMA_EOS, TINY_LLAMA_UNK, type TinyLlamaOptions, type TinyVocab } from './tiny-llama.js';
-export { bhttpChatRequest } from './bhttp-chat.js';
+export { bhttpChatRequest, postSealedRaw, publishedKeyConfig, sealedChunkedChat } from './bhttp-chat.js';
