@@ -303,6 +303,9 @@ describe('(f) rotation of the identity key at the broker', () => {
     const v1EarId = a.gateway.attestation.snapshotFor(1, new Uint8Array(Buffer.from(before.receiptKey.x, 'base64url'))).earId;
     expect(v1EarId).toBeDefined();
     expect(v1EarId).not.toBe(snap.earId);
+    // However many re-attestations come during the grace period, the attestation that bound the old key is kept.
+    for (let i = 0; i < 10; i++) await a.gateway.attestation.reattest();
+    expect(a.gateway.attestation.snapshotFor(1, new Uint8Array(Buffer.from(before.receiptKey.x, 'base64url'))).earId).toBe(v1EarId);
     const old = await chat();
     expect(old.status).toBe(200);
     expect((await cfetch.receiptOf(old))!.gateway.earId).toBe(v1EarId);

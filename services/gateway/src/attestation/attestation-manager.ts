@@ -28,6 +28,9 @@ const LEDGER_PROOF_WAIT_MS = 3000;
 export type AttestationState = 'starting' | 'attested' | 'lapsed' | 'revoked';
 
 /** What the gateway currently proves about itself. */
+/** Most past snapshots kept for requests sealed to keys still in their grace period. */
+const MAX_REMEMBERED = 64;
+
 export interface AttestationSnapshot {
   readonly bundle: AttestationBundle;
   readonly runtimeData: string;
@@ -193,8 +196,7 @@ export class AttestationManager {
       if (this.sticky) throw new CustodyError('ERR_GATEWAY_ATTESTATION_REVOKED');
       const before = this.stateValue;
       this.snap = s;
-      this.recent.unshift(s);
-      this.recent.length = Math.min(this.recent.length, 8);
+      this.remember(s);
       this.stateValue = 'attested';
       this.revokedBy = undefined;
       if (this.timer && before !== 'attested') this.schedule();
@@ -395,6 +397,24 @@ export class AttestationManager {
       this.o.logger.warn({ event: 'attestation.ledger', index, code: toCustodyError(e).code }, "the broker's audit index is not in the gateway's ledger; the bundle carries no ledger proof");
       return undefined;
     }
+  }
+
+  /**
+   * Keeps, for every (OHTTP key id, receipt key) an attestation bound, the newest snapshot that
+   * bound it: a request sealed to a key still in its grace period is answered under the
+   * attestation that bound that key, however many re-attestations came since (a count of recent
+   * snapshots lost it after a few intervals). Snapshots that bind nothing newer ones do not are
+   * dropped, so the list stays short; at most MAX_REMEMBERED.
+   */
+  private remember(s: AttestationSnapshot): void {
+    const covered = new Set<string>();
+    const kept: AttestationSnapshot[] = [];
+    for (const x of [s, ...this.recent]) {
+      const pairs = x.keyConfigs.map((k) => `${k.keyId}:${x.bundle.receiptKey.x}`);
+      if (pairs.some((p) => !covered.has(p))) kept.push(x);
+      for (const p of pairs) covered.add(p);
+    }
+    this.recent.splice(0, this.recent.length, ...kept.slice(0, MAX_REMEMBERED));
   }
 
   /** The receipt key the snapshot bound (the keys may have moved on since). */
