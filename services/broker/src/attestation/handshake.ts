@@ -122,6 +122,11 @@ export interface ReleaseResponse {
  * KeyService.release re-checks state, binding and the key's CEL policy, and wraps to the TEE
  * key). Every verdict is audited; anything that fails or is unavailable denies.
  */
+/** Refusals per session that are appended to the audit log; later ones are logged only. */
+const MAX_AUDITED_DENIALS_PER_SESSION = 3;
+/** Sessions whose refusals are counted at once (the oldest is forgotten first). */
+const MAX_TRACKED_SESSIONS = 65_536;
+
 export class AttestationService {
   private readonly keys: KeyService;
   private readonly sessions: SessionRepository;
@@ -140,6 +145,8 @@ export class AttestationService {
   private readonly counters: { attest: Counter<'platform' | 'outcome'>; release: Counter<'outcome'> } | undefined;
   private lastPurge = 0;
   private readonly verifiedEars = new Map<string, VerifiedEar>();
+  /** Refusals audited per session (bounded): a session's repeated refusals are logged, not appended again. */
+  private readonly deniedBySession = new Map<string, number>();
 
   constructor(options: AttestationServiceOptions) {
     this.keys = options.keys;
@@ -262,7 +269,7 @@ export class AttestationService {
       return { session: session.id, ear: token, status: appraisal.status, platform, policyId: policy.policyId, expiresAt: iso(ear.exp * 1000), auditIndex };
     } catch (e) {
       const err = toCustodyError(e);
-      if (err.code !== 'ERR_STORE_AUDIT_UNAVAILABLE') await this.appendAudit(actor, 'attest.appraise', session.tenant, err.code === 'ERR_INTERNAL' ? 'error' : 'deny', err.code, facts, now).catch(() => undefined);
+      if (err.code !== 'ERR_STORE_AUDIT_UNAVAILABLE' && this.auditsDenial(session.id)) await this.appendAudit(actor, 'attest.appraise', session.tenant, err.code === 'ERR_INTERNAL' ? 'error' : 'deny', err.code, facts, now).catch(() => undefined);
       this.counters?.attest.inc({ platform: platform ?? 'unknown', outcome: err.code });
       this.log.warn({ op: 'attest', tenant: session.tenant, session: session.id, platform, code: err.code }, 'attestation denied');
       throw err;
@@ -274,7 +281,9 @@ export class AttestationService {
     const now = this.now();
     const session = await this.requireSession(request.session);
     const principal: Principal = { tenant: session.tenant, role: 'workload', subject: `session:${session.id}` };
-    const tenant = request.tenant ?? session.tenant;
+    // A session belongs to one tenant: its releases, and the refusals of their evidence, are that
+    // tenant's (a caller cannot file refusals in another tenant's trail).
+    const tenant = session.tenant;
     const earDigest = sha256Hex(request.ear);
     let verified: VerifiedEar;
     let recipient: RecipientKey;
@@ -288,10 +297,18 @@ export class AttestationService {
       recipient = teeKeyOfEar(verified.ear);
     } catch (e) {
       const err = toCustodyError(e);
-      await this.appendAudit(principal, 'key.release', tenant, 'deny', err.code, { session: session.id, name: request.name.slice(0, 128), earDigest }, now).catch(() => undefined);
+      if (this.auditsDenial(session.id)) await this.appendAudit(principal, 'key.release', tenant, 'deny', err.code, { session: session.id, name: request.name.slice(0, 128), earDigest }, now).catch(() => undefined);
       this.counters?.release.inc({ outcome: err.code });
       this.log.warn({ op: 'key.release', tenant, session: session.id, code: err.code }, 'key release denied');
       throw err;
+    }
+    // An attested workload naming another tenant: an authorisation refusal, recorded (within the
+    // session's bound) in that tenant's trail with the session's tenant as the actor.
+    if (request.tenant !== undefined && request.tenant !== session.tenant) {
+      if (this.auditsDenial(session.id)) await this.appendAudit(principal, 'auth.denied', request.tenant.slice(0, 128), 'deny', 'ERR_AUTH_TENANT', { attempted: 'key.release' }, now).catch(() => undefined);
+      this.counters?.release.inc({ outcome: 'ERR_AUTH_TENANT' });
+      this.log.warn({ op: 'key.release', tenant: session.tenant, session: session.id, code: 'ERR_AUTH_TENANT' }, 'key release for another tenant denied');
+      throw new CustodyError('ERR_AUTH_TENANT', 'a session releases keys of its own tenant only');
     }
     try {
       const measurement = earMeasurement(verified.ear);
@@ -315,6 +332,21 @@ export class AttestationService {
       this.counters?.release.inc({ outcome: toCustodyError(e).code });
       throw e;
     }
+  }
+
+  /**
+   * Whether a refusal on this session is appended to the audit log: the first
+   * MAX_AUDITED_DENIALS_PER_SESSION are; later ones are only logged and counted. A session costs
+   * a rate-limited challenge, and without this bound each one would buy unlimited permanent
+   * ledger entries (junk EARs, a spent nonce presented again).
+   */
+  private auditsDenial(sessionId: string): boolean {
+    const n = (this.deniedBySession.get(sessionId) ?? 0) + 1;
+    if (!this.deniedBySession.has(sessionId) && this.deniedBySession.size >= MAX_TRACKED_SESSIONS) this.deniedBySession.delete(this.deniedBySession.keys().next().value!);
+    this.deniedBySession.set(sessionId, n);
+    if (n <= MAX_AUDITED_DENIALS_PER_SESSION) return true;
+    this.log.warn({ op: 'audit', session: sessionId, refusals: n }, 'repeated refusal on one session: logged here, not appended to the audit log again');
+    return false;
   }
 
   /**

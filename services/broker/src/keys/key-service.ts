@@ -343,8 +343,10 @@ export class KeyService {
           earDigest: attestation.earDigest,
         };
         const wrapped = await this.keystore.wrapForRelease(ref, req.recipient, context, this.wrapper);
-        const before = await this.metadata.checkRelease(key.id, ref.version);
-        if (before === 'rotated' && attempt < RELEASE_ATTEMPTS) continue;
+        // A rotation or a new release policy since the key was read restarts the release (the
+        // next round evaluates the new version or policy); a revocation or destruction denies it.
+        const before = await this.metadata.checkRelease(key.id, ref.version, key.releasePolicy);
+        if ((before === 'rotated' || before === 'policy-changed') && attempt < RELEASE_ATTEMPTS) continue;
         throwUnlessOk(before);
         let index: number;
         try {
@@ -353,10 +355,10 @@ export class KeyService {
           throw new CustodyError('ERR_STORE_AUDIT_UNAVAILABLE', undefined, { cause: e, detail: { applied: false } });
         }
         // The final re-check: nothing is awaited between it and handing the result back.
-        const after = await this.metadata.checkRelease(key.id, ref.version);
+        const after = await this.metadata.checkRelease(key.id, ref.version, key.releasePolicy);
         if (after !== 'ok') {
           await this.appendAudit(principal, 'key.release', tenant, subject, 'deny', releaseCheckCode(after), { ...base, supersedes: index }).catch(() => undefined);
-          if (after === 'rotated' && attempt < RELEASE_ATTEMPTS) continue;
+          if ((after === 'rotated' || after === 'policy-changed') && attempt < RELEASE_ATTEMPTS) continue;
           denialAudited = true;
           throwUnlessOk(after);
         }
@@ -669,6 +671,7 @@ function releaseCheckCode(check: string): string {
     case 'destroyed':
       return 'ERR_KEY_DESTROYED';
     case 'rotated':
+    case 'policy-changed':
       return 'ERR_KEY_CONFLICT';
     default:
       return 'ERR_KEY_NOT_FOUND';

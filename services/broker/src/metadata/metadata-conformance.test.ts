@@ -179,6 +179,14 @@ describe.each([sqlite, postgres])('metadata store conformance: $name', (factory)
   it('classifies the release-time re-check', async () => {
     await m.insertKey(key('key_a', 'a'), version('key_a', 1));
     expect(await m.checkRelease('key_a', 1)).toBe('ok');
+    // Under the policy the release evaluated: the same passes; a changed or removed one does not.
+    expect(await m.checkRelease('key_a', 1, 'true')).toBe('ok');
+    await m.setReleasePolicy('key_a', "platform == 'tdx'", T0);
+    expect(await m.checkRelease('key_a', 1, 'true')).toBe('policy-changed');
+    expect(await m.checkRelease('key_a', 1, "platform == 'tdx'")).toBe('ok');
+    await m.setReleasePolicy('key_a', null, T0);
+    expect(await m.checkRelease('key_a', 1, "platform == 'tdx'")).toBe('policy-changed');
+    expect(await m.checkRelease('key_a', 1, null)).toBe('ok');
     await m.addVersion('key_a', 1, version('key_a', 2), T0);
     expect(await m.checkRelease('key_a', 1)).toBe('rotated');
     expect(await m.checkRelease('key_a', 2)).toBe('ok');

@@ -137,12 +137,13 @@ export function chainHash(previous: Uint8Array | null, event: string): Bytes {
 }
 
 /** Classifies the release-time re-check from one joined row. */
-export function classifyRelease(row: { state: string; current_version: Num; version_state: string | null } | undefined, version: number): ReleaseCheck {
+export function classifyRelease(row: { state: string; current_version: Num; version_state: string | null; release_policy?: string | null } | undefined, version: number, releasePolicy?: string | null): ReleaseCheck {
   if (!row) return 'missing';
   if (row.state === 'revoked') return 'revoked';
   if (row.state === 'destroyed' || row.version_state === 'destroyed') return 'destroyed';
   if (row.version_state === null) return 'missing';
   if (n(row.current_version) !== version) return 'rotated';
+  if (releasePolicy !== undefined && (row.release_policy ?? null) !== releasePolicy) return 'policy-changed';
   return row.state === 'active' ? 'ok' : 'missing';
 }
 

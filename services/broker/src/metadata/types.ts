@@ -19,7 +19,8 @@ export interface MetadataStore extends KeyRepository, SealedMaterialRepository, 
 }
 
 /** Outcome of the release-time re-check. Only `ok` lets material leave. */
-export type ReleaseCheck = 'ok' | 'revoked' | 'destroyed' | 'rotated' | 'missing';
+/** `policy-changed`: the key's release policy is no longer the one the release evaluated. */
+export type ReleaseCheck = 'ok' | 'revoked' | 'destroyed' | 'rotated' | 'policy-changed' | 'missing';
 
 export interface KeyRepository {
   /** Inserts a key with its first version. ERR_KEY_EXISTS when (tenant, name) is taken. */
@@ -44,7 +45,8 @@ export interface KeyRepository {
    * The release-time re-check: reads the committed state of the key and version in one
    * statement. Called after material was wrapped and immediately before it is returned.
    */
-  checkRelease(keyId: string, version: number): Promise<ReleaseCheck>;
+  /** The key's state for a release of `version` under `releasePolicy` (when given: the policy the release evaluated), in one read. */
+  checkRelease(keyId: string, version: number, releasePolicy?: string | null): Promise<ReleaseCheck>;
 }
 
 export interface SealedMaterialRepository {

@@ -235,14 +235,14 @@ export class PostgresMetadataStore implements MetadataStore {
     });
   }
 
-  async checkRelease(keyId: string, version: number): Promise<ReleaseCheck> {
-    const rows = await this.q<{ state: string; current_version: number; version_state: string | null }>(
-      `SELECT k.state, k.current_version, v.state AS version_state
+  async checkRelease(keyId: string, version: number, releasePolicy?: string | null): Promise<ReleaseCheck> {
+    const rows = await this.q<{ state: string; current_version: number; version_state: string | null; release_policy: string | null }>(
+      `SELECT k.state, k.current_version, k.release_policy, v.state AS version_state
        FROM custody_keys k LEFT JOIN custody_key_versions v ON v.key_id = k.id AND v.version = $1
        WHERE k.id = $2`,
       [version, keyId],
     );
-    return classifyRelease(rows[0], version);
+    return classifyRelease(rows[0], version, releasePolicy);
   }
 
   // sealed material

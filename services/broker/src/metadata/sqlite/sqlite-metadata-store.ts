@@ -238,18 +238,18 @@ export class SqliteMetadataStore implements MetadataStore {
     );
   }
 
-  async checkRelease(keyId: string, version: number): Promise<ReleaseCheck> {
+  async checkRelease(keyId: string, version: number, releasePolicy?: string | null): Promise<ReleaseCheck> {
     const row = await this.run(
       () =>
         this
           .stmt(
-            `SELECT k.state, k.current_version, v.state AS version_state
+            `SELECT k.state, k.current_version, k.release_policy, v.state AS version_state
              FROM custody_keys k LEFT JOIN custody_key_versions v ON v.key_id = k.id AND v.version = ?
              WHERE k.id = ?`,
           )
-          .get(version, keyId) as { state: string; current_version: number; version_state: string | null } | undefined,
+          .get(version, keyId) as { state: string; current_version: number; version_state: string | null; release_policy: string | null } | undefined,
     );
-    return classifyRelease(row, version);
+    return classifyRelease(row, version, releasePolicy);
   }
 
   // sealed material
