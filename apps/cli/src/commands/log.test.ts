@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -147,6 +147,128 @@ describe('custody log verify: cosignature freshness', () => {
       expect.objectContaining({ step: 'inclusion', ok: false, code: 'ERR_TLOG_QUORUM' }),
     ]);
     expect(custody('log', 'verify', '--checkpoint', join(dir, 'now.cp'), ...policy, '--max-age', 'soon').code).toBe(2);
+  });
+});
+
+describe('custody log verify: nothing given is left unchecked', () => {
+  let v = '';
+  let log = '';
+  const f = (name: string) => join(dir, 'unchecked', name);
+  const json = (r: { stdout: string }) => JSON.parse(r.stdout) as { ok: boolean; steps?: { step: string; ok: boolean; code?: string }[]; errors?: { code: string }[] };
+
+  beforeAll(() => {
+    mkdirSync(join(dir, 'unchecked'));
+    const k = custody('log', 'keygen', '--origin', 'log.test/unchecked', '--out', f('log.key'));
+    expect(k.code, k.stderr).toBe(0);
+    v = k.stdout.trim();
+    log = f('log');
+    expect(custody('log', 'append', '--dir', log, '--key', f('log.key'), '--event', join(dir, 'event.json'), '--wait', '--proof-out', f('e0.tlog-proof')).code).toBe(0);
+    copyFileSync(join(log, 'checkpoint'), f('cp1'));
+    expect(custody('log', 'append', '--dir', log, '--key', f('log.key'), '--entry', join(dir, 'forged.json')).code).toBe(0);
+    copyFileSync(join(log, 'checkpoint'), f('cp2'));
+  });
+
+  // Each of these was once (or could be) reported verified while an input was never checked.
+  const usage: [string, () => string[]][] = [
+    ['--entry without --proof or --index', () => ['--checkpoint', f('cp2'), '--entry', join(dir, 'forged.json')]],
+    ['--event without --proof or --index', () => ['--checkpoint', f('cp2'), '--event', join(dir, 'forged.json')]],
+    ['--event with --log but no --index (a log cannot be searched by content)', () => ['--log', log, '--event', join(dir, 'event.json')]],
+    ['--proof and --index together', () => ['--proof', f('e0.tlog-proof'), '--index', '1', '--log', log, '--event', join(dir, 'event.json')]],
+    ['--index without --log', () => ['--checkpoint', f('cp2'), '--index', '0', '--event', join(dir, 'event.json')]],
+    ['--index negative', () => ['--log', log, '--index', '-1', '--event', join(dir, 'event.json')]],
+    ['--index not a decimal', () => ['--log', log, '--index', '1e0', '--event', join(dir, 'event.json')]],
+    ['--index without an entry', () => ['--log', log, '--index', '0']],
+    ['--entry and --event together', () => ['--proof', f('e0.tlog-proof'), '--entry', join(dir, 'event.json'), '--event', join(dir, 'event.json')]],
+    ['--old without --log', () => ['--checkpoint', f('cp2'), '--old', f('cp1')]],
+  ];
+  for (const [name, args] of usage) {
+    it(`${name}: exit 2, ERR_USAGE, nothing reported verified`, () => {
+      const r = custody('log', 'verify', ...args(), '--vkey', v, '--json');
+      expect(r.code, r.stdout + r.stderr).toBe(2);
+      expect(json(r)).toMatchObject({ ok: false, errors: [{ code: 'ERR_USAGE' }] });
+    });
+  }
+
+  const proven: [string, () => string[], number, { step: string; ok: boolean; code?: string }[]][] = [
+    ['event 0 by --index from the log', () => ['--log', log, '--index', '0', '--event', join(dir, 'event.json')], 0, [{ step: 'checkpoint', ok: true }, { step: 'inclusion', ok: true }]],
+    ['raw entry 1 by --index from the log', () => ['--log', log, '--index', '1', '--entry', join(dir, 'forged.json')], 0, [{ step: 'checkpoint', ok: true }, { step: 'inclusion', ok: true }]],
+    ['tampered twin: another event at index 0', () => ['--log', log, '--index', '0', '--event', join(dir, 'forged.json')], 1, [{ step: 'checkpoint', ok: true }, { step: 'inclusion', ok: false, code: 'ERR_TLOG_INCLUSION' }]],
+    ['tampered twin: the entry at the wrong index', () => ['--log', log, '--index', '0', '--entry', join(dir, 'forged.json')], 1, [{ step: 'checkpoint', ok: true }, { step: 'inclusion', ok: false, code: 'ERR_TLOG_INCLUSION' }]],
+    ['the proof file with its event', () => ['--proof', f('e0.tlog-proof'), '--event', join(dir, 'event.json')], 0, [{ step: 'checkpoint', ok: true }, { step: 'inclusion', ok: true }]],
+    ['a checkpoint alone (nothing else given)', () => ['--checkpoint', f('cp2')], 0, [{ step: 'checkpoint', ok: true }]],
+  ];
+  for (const [name, args, code, steps] of proven) {
+    it(`${name}: exit ${code}`, () => {
+      const r = custody('log', 'verify', ...args(), '--vkey', v, '--json');
+      expect(r.code, r.stdout + r.stderr).toBe(code);
+      expect(json(r).steps).toEqual(steps.map((s): unknown => expect.objectContaining(s)));
+    });
+  }
+
+  it('a checkpoint file with a UTF-8 byte-order mark is checked as given and fails (its twin passes)', () => {
+    writeFileSync(f('bom.cp'), Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), readFileSync(f('cp2'))]));
+    const r = custody('log', 'verify', '--checkpoint', f('bom.cp'), '--vkey', v, '--json');
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(json(r).steps).toEqual([expect.objectContaining({ step: 'checkpoint', ok: false })]);
+    expect(custody('log', 'verify', '--checkpoint', f('cp2'), '--vkey', v).code).toBe(0);
+  });
+});
+
+describe('custody log monitor: a saved state is trusted only through its signed checkpoint', () => {
+  let v = '';
+  let state: { origin: string; size: number; rootHash: string; checkpoint: string };
+  let untrusted = '';
+  const f = (name: string) => join(dir, 'mstate', name);
+  const monitor = (stateFile: string) => custody('log', 'monitor', '--log', f('log'), '--vkey', v, '--once', '--state', stateFile, '--json');
+
+  beforeAll(async () => {
+    mkdirSync(join(dir, 'mstate'));
+    const k = custody('log', 'keygen', '--origin', 'log.test/mstate', '--out', f('log.key'));
+    v = k.stdout.trim();
+    for (const e of ['event.json', 'forged.json']) expect(custody('log', 'append', '--dir', f('log'), '--key', f('log.key'), '--entry', join(dir, e)).code).toBe(0);
+    const first = monitor(f('state.json'));
+    expect(first.code, first.stdout + first.stderr).toBe(0);
+    state = JSON.parse(readFileSync(f('state.json'), 'utf8')) as typeof state;
+    expect(state.size).toBe(2);
+    // A checkpoint signed by a key the monitor does not trust, with the same origin.
+    const other = await generateSignerKey('log.test/mstate', SIG_TYPE_ED25519, (n) => new Uint8Array(n).fill(9));
+    untrusted = await signCheckpoint({ origin: 'log.test/mstate', size: 1, rootHash: new Uint8Array(32).fill(1), extensions: [] }, [await createEd25519Signer(other.skey)]);
+  });
+
+  it('the state the monitor wrote is accepted', () => {
+    copyFileSync(f('state.json'), f('ok.json'));
+    const r = monitor(f('ok.json'));
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain('"kind":"unchanged"');
+  });
+
+  const flip = (cp: string) => {
+    const at = cp.length - 10;
+    return cp.slice(0, at) + (cp[at] === 'A' ? 'B' : 'A') + cp.slice(at + 1);
+  };
+  const tampered: [string, () => unknown][] = [
+    ['a larger size (a false rollback alarm)', () => ({ ...state, size: state.size + 100 })],
+    ['a smaller size (skips the consistency check)', () => ({ ...state, size: 1 })],
+    ['another root hash', () => ({ ...state, rootHash: Buffer.alloc(32, 7).toString('base64') })],
+    ['another origin', () => ({ ...state, origin: 'log.test/other' })],
+    ['no origin, size or root', () => ({ checkpoint: state.checkpoint })],
+    ['a flipped signature byte', () => ({ ...state, checkpoint: flip(state.checkpoint) })],
+    ['a checkpoint from an untrusted key', () => ({ ...state, checkpoint: untrusted })],
+    ['no checkpoint', () => ({ origin: state.origin, size: state.size, rootHash: state.rootHash })],
+    ['not an object', () => 'state'],
+  ];
+  for (const [name, make] of tampered) {
+    it(`refuses a state with ${name}: exit 2, ERR_INPUT_MALFORMED`, () => {
+      writeFileSync(f('t.json'), JSON.stringify(make()));
+      const r = monitor(f('t.json'));
+      expect(r.code, r.stdout + r.stderr).toBe(2);
+      expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, errors: [{ code: 'ERR_INPUT_MALFORMED' }] });
+    });
+  }
+
+  it('refuses a state file that is not JSON', () => {
+    writeFileSync(f('t.json'), '{');
+    expect(monitor(f('t.json')).code).toBe(2);
   });
 });
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { CustodyError, fromUtf8, secureRandom, systemClock, toBase64, toCustodyError } from '@custody/core';
+import { CustodyError, ParseError, fromUtf8, secureRandom, systemClock, toBase64, toCustodyError } from '@custody/core';
 import {
   LogMonitor,
   SIG_TYPE_ED25519,
@@ -87,6 +87,78 @@ export function readEventFile(path: string): Uint8Array<ArrayBuffer> {
     throw new CustodyError('ERR_TLOG_EVENT', 'event file is not JSON', { cause: e });
   }
   return encodeEvent(value as Record<string, unknown>);
+}
+
+// Signed notes (checkpoints) are decoded byte for byte: a leading byte-order mark stays in the
+// text, as in @custody/ledger's parsers, so a signature is never checked over other bytes than given.
+const exactUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** Decodes a signed note read from a file or a log exactly (invalid UTF-8: ERR_NOTE_MALFORMED). */
+export function decodeNote(bytes: Uint8Array, what: string): string {
+  try {
+    return exactUtf8.decode(bytes);
+  } catch (e) {
+    throw new ParseError('ERR_NOTE_MALFORMED', `${what} is not valid UTF-8`, { cause: e });
+  }
+}
+
+/**
+ * What `log verify` will check, decided before anything is verified: every entry, event, index
+ * or stored checkpoint given must be checked, or the command is a usage error (exit 2). An
+ * entry with no way to prove it is never silently skipped.
+ */
+export function planVerify(opts: { proof?: string; entry?: string; event?: string; index?: string; old?: string; log?: string }): { inclusion: 'proof' | 'index' | undefined; index?: number } {
+  const hasEntry = opts.entry !== undefined || opts.event !== undefined;
+  if (opts.entry !== undefined && opts.event !== undefined) throw new CustodyError('ERR_USAGE', 'give one of --entry or --event, not both');
+  if (opts.proof !== undefined && opts.index !== undefined) throw new CustodyError('ERR_USAGE', 'give --proof or --index, not both (a tlog-proof carries its own index)');
+  if (opts.old !== undefined && opts.log === undefined) throw new CustodyError('ERR_USAGE', '--old needs --log to build the consistency proof');
+  let inclusion: 'proof' | 'index' | undefined;
+  let index: number | undefined;
+  if (opts.proof !== undefined) inclusion = 'proof';
+  else if (opts.index !== undefined) {
+    if (!/^(0|[1-9][0-9]{0,15})$/.test(opts.index) || !Number.isSafeInteger(Number(opts.index))) throw new CustodyError('ERR_USAGE', '--index must be a non-negative integer');
+    if (opts.log === undefined) throw new CustodyError('ERR_USAGE', '--index needs --log to build the inclusion proof from its tiles');
+    inclusion = 'index';
+    index = Number(opts.index);
+  }
+  if (inclusion && !hasEntry) throw new CustodyError('ERR_USAGE', 'inclusion needs exactly one of --entry or --event');
+  // A log cannot be asked where an entry is (tlog-tiles has no lookup by content), so an entry
+  // alone cannot be proven: say so instead of verifying only the checkpoint.
+  if (!inclusion && hasEntry) {
+    throw new CustodyError('ERR_USAGE', `${opts.entry !== undefined ? '--entry' : '--event'} needs a way to prove inclusion: --proof <tlog-proof>, or --index <n> with --log <url|dir>`);
+  }
+  return index === undefined ? { inclusion } : { inclusion, index };
+}
+
+/**
+ * A saved monitor state is trusted only through its checkpoint: the checkpoint must be signed by
+ * a policy log, and the size, root hash and origin saved beside it must be that checkpoint's
+ * (they drive the rollback and consistency checks). Returns the state rebuilt from the checkpoint.
+ */
+export async function readMonitorState(text: string, policy: TlogPolicy, where: string): Promise<MonitorState> {
+  let saved: unknown;
+  try {
+    saved = JSON.parse(text);
+  } catch (e) {
+    throw new CustodyError('ERR_INPUT_MALFORMED', `monitor state ${where} is not JSON`, { cause: e });
+  }
+  const s = saved as Partial<Record<keyof MonitorState, unknown>> | null;
+  if (typeof s !== 'object' || s === null || typeof s.checkpoint !== 'string') throw new CustodyError('ERR_INPUT_MALFORMED', `monitor state ${where} has no checkpoint`);
+  let cp;
+  try {
+    cp = (await openCheckpoint(s.checkpoint, await Promise.all(policy.logs.map((l) => createEd25519Verifier(l.key))))).checkpoint;
+  } catch (e) {
+    throw new CustodyError('ERR_INPUT_MALFORMED', `monitor state ${where}: its checkpoint is not signed by a trusted log (${toCustodyError(e).code})`, { cause: e });
+  }
+  const mismatched = [
+    s.origin !== cp.origin ? 'origin' : '',
+    s.size !== cp.size ? 'size' : '',
+    s.rootHash !== toBase64(cp.rootHash) ? 'rootHash' : '',
+  ].filter(Boolean);
+  if (mismatched.length) {
+    throw new CustodyError('ERR_INPUT_MALFORMED', `monitor state ${where}: ${mismatched.join(', ')} do not match its signed checkpoint (${cp.origin} size ${cp.size}); refusing it`);
+  }
+  return { origin: cp.origin, size: cp.size, rootHash: toBase64(cp.rootHash), checkpoint: s.checkpoint };
 }
 
 const collectVkey = (v: string, prev: string[] = []): string[] => [...prev, v];
@@ -312,13 +384,14 @@ Examples:
     .action(async (opts: { checkpoint?: string; policy?: string; vkey?: string[]; proof?: string; entry?: string; event?: string; index?: string; old?: string; log?: string; at?: string; maxAge?: string; json?: boolean }) => {
       const json = opts.json ?? false;
       try {
+        const plan = planVerify(opts);
         const policy = readTrust(opts);
         const proofFile = opts.proof ? parseTlogProof(readInputFile(opts.proof, 'proof file')) : undefined;
         const source = opts.log ? logSource(opts.log) : undefined;
         let cpText: string;
-        if (opts.checkpoint) cpText = fromUtf8(readInputFile(opts.checkpoint, 'checkpoint'));
+        if (opts.checkpoint) cpText = decodeNote(readInputFile(opts.checkpoint, 'checkpoint'), 'checkpoint');
         else if (proofFile) cpText = proofFile.checkpoint;
-        else if (source) cpText = fromUtf8(await source.readCheckpoint());
+        else if (source) cpText = decodeNote(await source.readCheckpoint(), "the log's checkpoint");
         else throw new CustodyError('ERR_USAGE', 'give --checkpoint, --proof or --log');
         const now = parseTime(opts.at) ?? new Date();
         const maxAge = parseMaxAge(opts.maxAge);
@@ -332,8 +405,7 @@ Examples:
           root = cp.checkpoint.rootHash;
           return `${cp.checkpoint.origin} size ${size}, signed by the log${cp.witnesses.length ? `, cosigned by ${cp.witnesses.join(', ')}` : ''} (quorum ${policy.quorum})`;
         });
-        if (cpOk && (proofFile || opts.index !== undefined)) {
-          if (!opts.entry === !opts.event) throw new CustodyError('ERR_USAGE', 'inclusion needs exactly one of --entry or --event');
+        if (cpOk && plan.inclusion) {
           const entry = opts.entry ? readInputFile(opts.entry, 'entry file') : readEventFile(opts.event!);
           await step(steps, 'inclusion', async () => {
             let index: number;
@@ -348,10 +420,8 @@ Examples:
               index = proofFile.index;
               hashes = proofFile.proof;
             } else {
-              index = Number(opts.index);
-              if (!Number.isSafeInteger(index) || index < 0) throw new CustodyError('ERR_USAGE', '--index must be a non-negative integer');
-              if (!source) throw new CustodyError('ERR_USAGE', '--index needs --log');
-              hashes = await inclusionProofFromTiles(source, index, size);
+              index = plan.index!;
+              hashes = await inclusionProofFromTiles(source!, index, size);
             }
             verifyInclusion(index, size, rfc6962.leaf(entry), hashes, root);
             return `entry ${index} is in the tree of size ${size} (${hashes.length} proof hashes)`;
@@ -359,7 +429,7 @@ Examples:
         }
         if (cpOk && opts.old) {
           if (!source) throw new CustodyError('ERR_USAGE', '--old needs --log to build the consistency proof');
-          const oldText = fromUtf8(readInputFile(opts.old, 'old checkpoint'));
+          const oldText = decodeNote(readInputFile(opts.old, 'old checkpoint'), 'old checkpoint');
           await step(steps, 'consistency', async () => {
             // A stored checkpoint is old by definition: only the log's signature matters here.
             const old = await verifyCheckpointWithPolicy(oldText, { ...policy, quorum: 'none' }, { now });
@@ -397,7 +467,7 @@ Examples:
         if (!/^(0|[1-9][0-9]{0,15})$/.test(indexStr)) throw new CustodyError('ERR_USAGE', '<index> must be a non-negative integer');
         const index = Number(indexStr);
         const source = logSource(opts.log);
-        const cpText = fromUtf8(await source.readCheckpoint());
+        const cpText = decodeNote(await source.readCheckpoint(), "the log's checkpoint");
         const size = parseCheckpointBody(parseNote(cpText).text).size;
         if (index >= size) throw new CustodyError('ERR_TLOG_INCLUSION', `index ${index} is not in the latest checkpoint (size ${size})`);
         const p = await buildTlogProof(source, index, cpText);
@@ -443,13 +513,7 @@ Examples:
         if (!(interval > 0)) throw new CustodyError('ERR_USAGE', '--interval must be a positive number of seconds');
         let state: MonitorState | undefined;
         if (opts.state && existsSync(opts.state)) {
-          try {
-            state = JSON.parse(fromUtf8(readInputFile(opts.state, 'monitor state'))) as MonitorState;
-            // The stored state must itself be a checkpoint we trust.
-            await openCheckpoint(state.checkpoint, await Promise.all(policy.logs.map((l) => createEd25519Verifier(l.key))));
-          } catch (e) {
-            throw new CustodyError('ERR_INPUT_MALFORMED', `monitor state ${opts.state} is not valid`, { cause: e });
-          }
+          state = await readMonitorState(fromUtf8(readInputFile(opts.state, 'monitor state')), policy, opts.state);
         }
         const monitor = new LogMonitor({
           source: logSource(opts.log),

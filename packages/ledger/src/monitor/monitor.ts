@@ -1,10 +1,11 @@
-import { CustodyError, equalBytes, fromBase64, fromUtf8, isCustodyError, toBase64, toCustodyError, type Bytes, type Clock } from '@custody/core';
+import { CustodyError, equalBytes, fromBase64, isCustodyError, toBase64, toCustodyError, type Bytes, type Clock } from '@custody/core';
 import { rfc6962 } from '../merkle/hasher.js';
 import { proveInclusion, verifyConsistency, verifyInclusion } from '../merkle/proof.js';
 import { treeRoot } from '../merkle/tree.js';
 import { consistencyProofFromTiles, inclusionProofFromTiles, memoizeTileReader, type LogSource } from '../client/log-source.js';
 import { readBodyLimited } from '../client/read-body.js';
 import { MAX_NOTE_SIZE } from '../note/note.js';
+import { decodeUtf8Exact } from '../note/utf8.js';
 import { decodeEvent } from '../events/events.js';
 import { parseEntryBundle } from '../tiles/bundle.js';
 import { TILE_WIDTH, tileWidthAt } from '../tiles/paths.js';
@@ -137,7 +138,7 @@ export class LogMonitor {
         }
       }
       findings.push({ kind: 'checkpoint', size, rootHash: toBase64(rootHash), witnesses: cp.witnesses, newEntries: size - (prev?.size ?? 0) });
-      this.state = { origin: cp.checkpoint.origin, size, rootHash: toBase64(rootHash), checkpoint: typeof text === 'string' ? text : new TextDecoder().decode(text) };
+      this.state = { origin: cp.checkpoint.origin, size, rootHash: toBase64(rootHash), checkpoint: decodeUtf8Exact(text) };
     }
     if (this.opts.fetch) findings.push(...(await this.compareWitnesses(source, cp)));
     return findings;
@@ -186,7 +187,7 @@ export class LogMonitor {
         }
         const body = await readBodyLimited(res, MAX_NOTE_SIZE, 'witness checkpoint');
         // Accept the witness's view if the log signed it; the quorum applies to what clients accept, not to evidence.
-        theirs = await verifyCheckpointWithPolicy(fromUtf8(body), { ...this.opts.policy, quorum: 'none' }, { now: this.opts.clock(), origin: ours.checkpoint.origin, verifiers: this.verifiers! });
+        theirs = await verifyCheckpointWithPolicy(decodeUtf8Exact(body), { ...this.opts.policy, quorum: 'none' }, { now: this.opts.clock(), origin: ours.checkpoint.origin, verifiers: this.verifiers! });
       } catch (e) {
         const err = toCustodyError(e, 'ERR_WITNESS_UNAVAILABLE');
         out.push(isCustodyError(e) && err.code.startsWith('ERR_NOTE') ? { kind: 'invalid', code: err.code, source: where, detail: err.message } : { kind: 'unavailable', code: err.code, source: where, detail: err.message });

@@ -21,9 +21,25 @@ export interface VerifierKey {
 
 const MAX_KEY_STRING = 1024;
 
-/** Key names are non-empty and contain no Unicode space and no plus sign. */
+/**
+ * Exactly the characters Go's unicode.IsSpace reports (Unicode White_Space): TAB, LF, VT, FF, CR,
+ * space, NEL, NBSP, U+1680, U+2000-U+200A, LINE/PARAGRAPH SEPARATOR, U+202F, U+205F, U+3000.
+ * JS `\s` differs both ways (it lacks U+0085 and includes U+FEFF), so it must not be used here.
+ */
+const GO_SPACE = /[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/u;
+const ASCII_SPACE_EDGES = /^[\t\n\v\f\r ]+|[\t\n\v\f\r ]+$/g;
+
+/**
+ * Key names are non-empty valid UTF-8 with no space (as Go's unicode.IsSpace defines it) and no
+ * plus sign: x/mod/sumdb/note's isValidName. Names also have a length bound here.
+ */
 export function isValidKeyName(name: string): boolean {
-  return name.length > 0 && name.length <= 512 && !/[\s+]/u.test(name) && !/\p{Cs}/u.test(name);
+  return name.length > 0 && name.length <= 512 && !name.includes('+') && !GO_SPACE.test(name) && !/\p{Cs}/u.test(name);
+}
+
+/** Trims only ASCII whitespace around a key string (a line from a file); other characters stay and are judged. */
+function trimKey(s: string): string {
+  return s.replace(ASCII_SPACE_EDGES, '');
 }
 
 /** key ID = SHA-256(key name || 0x0A || signature type || public key)[:4], big-endian uint32. */
@@ -73,7 +89,7 @@ function parseKeyMaterial(name: string, idHex: string, b64: string, what: string
 }
 
 export function parseVerifierKey(vkey: string): VerifierKey {
-  const [name, idHex, b64] = splitKey(vkey.trim(), 3, 'verifier key') as [string, string, string];
+  const [name, idHex, b64] = splitKey(trimKey(vkey), 3, 'verifier key') as [string, string, string];
   const { keyId, type, material } = parseKeyMaterial(name, idHex, b64, 'verifier key');
   if (computeKeyId(name, type, material) !== keyId) throw new ParseError('ERR_NOTE_KEY', 'verifier key ID does not match the key');
   return { name, keyId, type, publicKey: material, vkey: formatVerifierKey(name, type, material) };
@@ -126,7 +142,7 @@ export interface SignerKeyParts {
 }
 
 export function parseSignerKey(skey: string): SignerKeyParts {
-  const parts = splitKey(skey.trim(), 5, 'signer key');
+  const parts = splitKey(trimKey(skey), 5, 'signer key');
   if (parts[0] !== 'PRIVATE' || parts[1] !== 'KEY') throw new ParseError('ERR_NOTE_KEY', 'signer key must start with PRIVATE+KEY+');
   const { keyId, type, material } = parseKeyMaterial(parts[2]!, parts[3]!, parts[4]!, 'signer key');
   return { name: parts[2]!, keyId, type, seed: material };

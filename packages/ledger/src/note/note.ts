@@ -1,4 +1,4 @@
-import { ParseError, VerificationError, concatBytes, fromUtf8, subtle, toBase64, utf8, type Bytes, type Clock } from '@custody/core';
+import { ParseError, VerificationError, concatBytes, subtle, toBase64, utf8, type Bytes, type Clock } from '@custody/core';
 import { decodeStdBase64 } from './base64.js';
 import {
   SIG_TYPE_COSIGNATURE_V1,
@@ -14,6 +14,7 @@ import {
   type SupportedSigType,
   type VerifierKey,
 } from './keys.js';
+import { decodeUtf8Exact } from './utf8.js';
 
 /** Notes are small; this also bounds the work a hostile note can cause. */
 export const MAX_NOTE_SIZE = 1 << 20;
@@ -69,13 +70,17 @@ export function checkNoteText(s: string): void {
   }
 }
 
-/** Splits a signed note; checks its syntax, not its signatures. */
+/**
+ * Splits a signed note; checks its syntax, not its signatures. Bytes are decoded exactly (a
+ * leading byte-order mark stays part of the text), so bytes and the string they encode parse
+ * and verify alike.
+ */
 export function parseNote(input: Uint8Array | string): SignedNote {
   const bytes = typeof input === 'string' ? utf8(input) : input;
   if (bytes.length > MAX_NOTE_SIZE) throw new ParseError('ERR_INPUT_TOO_LARGE', 'note is too large', { detail: { size: bytes.length } });
   let s: string;
   try {
-    s = typeof input === 'string' ? input : fromUtf8(bytes);
+    s = typeof input === 'string' ? input : decodeUtf8Exact(bytes);
   } catch (e) {
     throw new ParseError('ERR_NOTE_MALFORMED', 'note is not valid UTF-8', { cause: e });
   }

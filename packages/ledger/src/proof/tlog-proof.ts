@@ -1,8 +1,9 @@
-import { ParseError, fromUtf8, toBase64, type Bytes } from '@custody/core';
+import { ParseError, toBase64, type Bytes } from '@custody/core';
 import { rfc6962, type TreeHasher } from '../merkle/hasher.js';
 import { MAX_PROOF_HASHES, verifyInclusion } from '../merkle/proof.js';
 import { decodeStdBase64 } from '../note/base64.js';
 import { MAX_NOTE_SIZE } from '../note/note.js';
+import { decodeUtf8Exact } from '../note/utf8.js';
 import { verifyCheckpointWithPolicy, type PolicyCheckpoint, type PolicyVerifyOptions, type TlogPolicy } from '../policy/policy.js';
 
 export const TLOG_PROOF_HEADER = 'c2sp.org/tlog-proof@v1';
@@ -33,7 +34,7 @@ export function parseTlogProof(input: string | Uint8Array): TlogProof {
   if (size > MAX_NOTE_SIZE + 8192) throw new ParseError('ERR_INPUT_TOO_LARGE', 'proof file is too large', { detail: { size } });
   let text: string;
   try {
-    text = typeof input === 'string' ? input : fromUtf8(input);
+    text = typeof input === 'string' ? input : decodeUtf8Exact(input);
   } catch (e) {
     throw new ParseError('ERR_TLOG_PROOF', 'proof file is not UTF-8', { cause: e });
   }

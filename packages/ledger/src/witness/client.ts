@@ -1,4 +1,5 @@
-import { CustodyError, fromUtf8, toCustodyError } from '@custody/core';
+import { CustodyError, toCustodyError } from '@custody/core';
+import { decodeUtf8Exact } from '../note/utf8.js';
 import { readBodyLimited } from '../client/read-body.js';
 import { formatAddCheckpoint, parseTlogSize, type AddCheckpointRequest } from './protocol.js';
 
@@ -33,7 +34,7 @@ export async function requestCosignature(fetchFn: FetchLike, submissionPrefix: s
       signal: ctl.signal,
     });
     // A witness answers with a few signature lines or a size; never buffer more than that.
-    text = fromUtf8(await readBodyLimited(res, MAX_WITNESS_RESPONSE, 'witness response'));
+    text = decodeUtf8Exact(await readBodyLimited(res, MAX_WITNESS_RESPONSE, 'witness response'));
   } catch (e) {
     const err = toCustodyError(e);
     const why = err.code === 'ERR_INPUT_TOO_LARGE' ? 'witness response is too large' : err.code === 'ERR_INPUT_MALFORMED' ? 'witness response is not UTF-8' : 'witness did not answer';

@@ -1,4 +1,5 @@
-import { ParseError, fromUtf8, toBase64, type Bytes } from '@custody/core';
+import { ParseError, toBase64, type Bytes } from '@custody/core';
+import { decodeUtf8Exact } from '../note/utf8.js';
 import { MAX_PROOF_HASHES } from '../merkle/proof.js';
 import { decodeStdBase64 } from '../note/base64.js';
 import { MAX_NOTE_SIZE } from '../note/note.js';
@@ -26,7 +27,7 @@ export function parseAddCheckpoint(body: Uint8Array | string): AddCheckpointRequ
   if (body.length > MAX_ADD_CHECKPOINT_BODY) throw new ParseError('ERR_INPUT_TOO_LARGE', 'add-checkpoint body is too large');
   let text: string;
   try {
-    text = typeof body === 'string' ? body : fromUtf8(body);
+    text = typeof body === 'string' ? body : decodeUtf8Exact(body);
   } catch (e) {
     throw new ParseError('ERR_WITNESS_BAD_REQUEST', 'request is not UTF-8', { cause: e });
   }
