@@ -4,7 +4,9 @@ import type { TcbStatus } from '../types.js';
 import { parseTdxTcbInfo, readSignedResponse, type TdxTcbInfo } from './collateral.js';
 import type { PckSgxExtensions } from './pck-extensions.js';
 import type { TdReportBody } from './quote.js';
-import { convergeStatus, evaluateTdxTcb, matchTcbLevels } from './tcb.js';
+import { convergeStatus, evaluateQeIdentity, evaluateTdxTcb, matchTcbLevels } from './tcb.js';
+import type { QeIdentity } from './collateral.js';
+import type { SgxEnclaveReport } from './quote.js';
 import { G } from './testing/sets.js';
 
 const z = (n: number) => new Uint8Array(n);
@@ -105,5 +107,31 @@ describe('TDX TCB level matching on the v5 TCB Info', () => {
     expect(() => evaluateTdxTcb(v5, pck([3, 3, 2, 2, 4, 1, 0, 5], 13), body([5, 1, 1]), 5)).toThrow(expect.objectContaining({ code: 'ERR_TCB_NO_MATCH' }));
     // module TDX_01 has no level below ISVSVN 2
     expect(() => evaluateTdxTcb(v5, pck([3, 3, 2, 2, 4, 1, 0, 5], 13), body([1, 1, 3]), 5)).toThrow(expect.objectContaining({ code: 'ERR_TCB_NO_MATCH' }));
+  });
+});
+
+describe('QE Identity MISCSELECT', () => {
+  // A uint32: little-endian in the QE report, a big-endian hex number in the QE Identity JSON.
+  const identity = (miscSelect: number[], miscSelectMask: number[]): QeIdentity => ({
+    id: 'TD_QE',
+    version: 2,
+    issueDate: new Date(0),
+    nextUpdate: new Date(0),
+    tcbEvaluationDataNumber: 1,
+    miscSelect: Uint8Array.from(miscSelect),
+    miscSelectMask: Uint8Array.from(miscSelectMask),
+    attributes: z(16),
+    attributesMask: z(16),
+    mrSigner: z(32),
+    isvProdId: 2,
+    tcbLevels: [{ isvSvn: 0, tcbDate: '2024-01-01T00:00:00Z', tcbStatus: 'UpToDate', advisoryIds: [] }],
+  });
+  const report = (miscSelect: number[]): SgxEnclaveReport => ({ raw: z(384), cpuSvn: z(16), miscSelect: Uint8Array.from(miscSelect), attributes: z(16), mrEnclave: z(32), mrSigner: z(32), isvProdId: 2, isvSvn: 1, reportData: z(64) });
+  it('is compared as an integer: report bytes 01 00 00 00 (= 1) match identity 00000001 under mask 000000FF; 00 00 00 01 (= 0x01000000) does not', () => {
+    const id = identity([0, 0, 0, 1], [0, 0, 0, 0xff]);
+    expect(evaluateQeIdentity(id, report([1, 0, 0, 0])).status).toBe('UpToDate');
+    expect(() => evaluateQeIdentity(id, report([0, 0, 0, 1]))).toThrowError(expect.objectContaining({ code: 'ERR_TDX_QE_IDENTITY' }) as Error);
+    // The real values (0 under FFFFFFFF) read the same either way.
+    expect(evaluateQeIdentity(identity([0, 0, 0, 0], [0xff, 0xff, 0xff, 0xff]), report([0, 0, 0, 0])).status).toBe('UpToDate');
   });
 });

@@ -22,7 +22,10 @@ export interface QeIdentityResult extends MatchedLevel {
 
 /** Checks the QE report against the QE Identity (4.1.2.4.15) and returns the QE's TCB level. */
 export function evaluateQeIdentity(identity: QeIdentity, report: SgxEnclaveReport): QeIdentityResult {
-  if (!equalBytes(mask(report.miscSelect, identity.miscSelectMask), identity.miscSelect)) {
+  // MISCSELECT is a uint32: little-endian in the report, a big-endian hex number in the QE
+  // Identity (Intel's QVL compares the two as integers), so the report's bytes are reversed first.
+  const miscSelect = report.miscSelect.slice().reverse();
+  if (!equalBytes(mask(miscSelect, identity.miscSelectMask), identity.miscSelect)) {
     throw new CustodyError('ERR_TDX_QE_IDENTITY', 'QE report MISCSELECT does not match the QE Identity under its mask', { detail: { field: 'miscselect' } });
   }
   if (!equalBytes(mask(report.attributes, identity.attributesMask), identity.attributes)) {

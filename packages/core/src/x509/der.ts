@@ -211,8 +211,11 @@ export function decodeTime(node: DerNode): Date {
 
 function utc(year: number, m: RegExpMatchArray): Date {
   const [month, day, hour, minute, second] = [Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])];
-  const d = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
-  // Date.UTC rolls 13/45 over into later dates; a field out of range is a malformed time.
+  // Not Date.UTC, which reads years 0-99 as 1900-1999 (GeneralizedTime 0050 is the year 50).
+  const d = new Date(0);
+  d.setUTCFullYear(year, month - 1, day);
+  d.setUTCHours(hour, minute, second, 0);
+  // A day or month out of range rolls over into a later date; a field out of range is a malformed time.
   if (Number.isNaN(d.getTime()) || d.getUTCMonth() !== month - 1 || d.getUTCDate() !== day || hour > 23 || minute > 59 || second > 59) fail('invalid date', 0);
   return d;
 }

@@ -4,6 +4,7 @@ import { readCertificates } from '../pem.js';
 import { X509Certificate } from './certificate.js';
 import { X509Crl } from './crl.js';
 import { verifyCertificateChain } from './chain.js';
+import { decodeTime, encodeTlv, parseDer } from './der.js';
 
 const certs = (rel: string) => readCertificates(readVector(rel)).map((d) => new X509Certificate(d));
 
@@ -67,4 +68,24 @@ describe('X509Certificate on real vendor certificates', () => {
     const der = readVector('attestation/sev-snp/go-sev-guest/vcek.testcer');
     for (const n of [0, 1, 10, 100, der.length - 1]) expect(() => new X509Certificate(der.subarray(0, n))).toThrowError(expect.objectContaining({ code: 'ERR_CERT_PARSE' }) as Error);
   });
+});
+
+describe('DER times', () => {
+  const time = (tag: number, text: string) => decodeTime(parseDer(encodeTlv(tag, new TextEncoder().encode(text))));
+  it.each([
+    [0x17, '500101000000Z', '1950-01-01T00:00:00.000Z'],
+    [0x17, '491231235959Z', '2049-12-31T23:59:59.000Z'],
+    [0x18, '20240229120000Z', '2024-02-29T12:00:00.000Z'],
+    [0x18, '99991231235959Z', '9999-12-31T23:59:59.000Z'],
+    // Years 0-99 are those years, not 1900-1999 (Date.UTC's reading).
+    [0x18, '00500101000000Z', '0050-01-01T00:00:00.000Z'],
+    [0x18, '00000229000000Z', '0000-02-29T00:00:00.000Z'],
+  ])('tag %i %s is %s', (tag, text, iso) => expect(time(tag, text).toISOString()).toBe(iso));
+  it.each([
+    [0x18, '20230229000000Z'],
+    [0x18, '20241301000000Z'],
+    [0x18, '20240101240000Z'],
+    [0x17, '240101000060Z'],
+    [0x18, '20240101000000.5Z'],
+  ])('tag %i %s is malformed', (tag, text) => expect(() => time(tag, text)).toThrow());
 });
