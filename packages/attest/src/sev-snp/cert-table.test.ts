@@ -60,6 +60,8 @@ describe('SNP certificate table (configfs-tsm auxblob)', () => {
     ['a huge length', cat(entry(SNP_CERT_GUIDS.vcek, 48, 0xffffffff), new Uint8Array(24)), 'ERR_INPUT_MALFORMED'],
     ['a zero length', cat(entry(SNP_CERT_GUIDS.vcek, 48, 0), new Uint8Array(24)), 'ERR_INPUT_MALFORMED'],
     ['a duplicate GUID', cat(entry(SNP_CERT_GUIDS.vcek, 72, 1), entry(SNP_CERT_GUIDS.vcek, 72, 1), new Uint8Array(24), Uint8Array.of(1)), 'ERR_INPUT_MALFORMED'],
+    ['two GUIDs on the same bytes', cat(entry(SNP_CERT_GUIDS.vcek, 72, 2), entry(SNP_CERT_GUIDS.ask, 72, 2), new Uint8Array(24), Uint8Array.of(1, 2)), 'ERR_INPUT_MALFORMED'],
+    ['overlapping entries', cat(entry(SNP_CERT_GUIDS.vcek, 72, 2), entry(SNP_CERT_GUIDS.ask, 73, 2), new Uint8Array(24), Uint8Array.of(1, 2, 3)), 'ERR_INPUT_MALFORMED'],
     ['a terminator with an offset', cat(entry('00000000-0000-0000-0000-000000000000', 5, 0)), 'ERR_INPUT_MALFORMED'],
     ['too many entries', cat(...Array.from({ length: 70 }, (_, i) => entry(`00000000-0000-0000-0000-${String(i + 1).padStart(12, '0')}`, 0, 0))), 'ERR_INPUT_TOO_LARGE'],
     ['an oversized blob', new Uint8Array(600 * 1024).fill(1), 'ERR_INPUT_TOO_LARGE'],

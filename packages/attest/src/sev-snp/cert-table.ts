@@ -70,7 +70,7 @@ export function parseSnpCertTable(blob: Uint8Array): SnpCertTableEntry[] {
   }
   const headerEnd = r.offset;
   const seen = new Set<string>();
-  return headers.map((h, i) => {
+  const entries = headers.map((h, i) => {
     if (seen.has(h.guid)) throw new ParseError('ERR_INPUT_MALFORMED', `SNP certificate table lists ${h.guid} twice`, { detail: { entry: i } });
     seen.add(h.guid);
     if (h.length === 0 || h.offset < headerEnd || h.offset + h.length > blob.length) {
@@ -80,6 +80,13 @@ export function parseSnpCertTable(blob: Uint8Array): SnpCertTableEntry[] {
     }
     return { guid: h.guid, kind: KIND_BY_GUID.get(h.guid) ?? 'other', data: blob.slice(h.offset, h.offset + h.length) };
   });
+  // Each entry owns its bytes: two GUIDs pointing at the same or overlapping bytes (a VCEK that
+  // is also the ASK) is malformed, not two certificates.
+  const spans = headers.map((h, i) => ({ i, start: h.offset, end: h.offset + h.length })).sort((a, b) => a.start - b.start);
+  for (let k = 1; k < spans.length; k++) {
+    if (spans[k]!.start < spans[k - 1]!.end) throw new ParseError('ERR_INPUT_MALFORMED', 'SNP certificate table entries overlap', { detail: { entry: spans[k]!.i, other: spans[k - 1]!.i } });
+  }
+  return entries;
 }
 
 /** Builds an SNP certificate table (the layout a host writes and configfs-tsm returns). */
