@@ -99,13 +99,24 @@ export function streamOf(...parts: Uint8Array[]): ReadableStream<Uint8Array> {
   });
 }
 
-/** Reads a whole stream into one array, refusing more than `max` bytes. */
-export async function readAll(stream: ReadableStream<Uint8Array>, max = Number.MAX_SAFE_INTEGER): Promise<Bytes> {
+/**
+ * Reads a whole stream into one array, refusing more than `max` bytes. An abort of `signal`
+ * cancels the stream and fails the read with the signal's reason (a read cut short by the
+ * cancel never passes for the whole stream).
+ */
+export async function readAll(stream: ReadableStream<Uint8Array>, max = Number.MAX_SAFE_INTEGER, signal?: AbortSignal): Promise<Bytes> {
   const buf = new StreamBuffer(stream.getReader());
+  const stop = () => void buf.cancel(signal!.reason);
+  signal?.addEventListener('abort', stop, { once: true });
   try {
-    return await buf.readToEnd(max);
+    signal?.throwIfAborted();
+    const all = await buf.readToEnd(max);
+    signal?.throwIfAborted();
+    return all;
   } catch (e) {
     await buf.cancel(e);
     throw e;
+  } finally {
+    signal?.removeEventListener('abort', stop);
   }
 }

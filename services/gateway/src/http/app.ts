@@ -79,34 +79,11 @@ async function readLimited(body: ReadableStream<Uint8Array> | null, max: number)
  * ending short.
  */
 async function readWhole(body: ReadableStream<Uint8Array>, signal: AbortSignal | undefined): Promise<Uint8Array> {
-  if (!signal) return readAll(body, MAX_INNER_BODY);
-  const gone = new CustodyError('ERR_GATEWAY_BACKEND', 'the client went away before the answer was complete');
-  if (signal.aborted) {
-    await body.cancel(gone).catch(() => undefined);
-    throw gone;
-  }
-  // Cancelled through the reader this loop holds; a read pending at that moment resolves as
-  // done, which must not pass for the end of the answer (hence the check after each read).
-  const reader = body.getReader();
-  const stop = () => void reader.cancel(gone).catch(() => undefined);
-  signal.addEventListener('abort', stop, { once: true });
   try {
-    const parts: Uint8Array[] = [];
-    let size = 0;
-    for (;;) {
-      const r = await reader.read();
-      if (signal.aborted) throw gone;
-      if (r.done) break;
-      size += r.value.length;
-      if (size > MAX_INNER_BODY) {
-        await reader.cancel().catch(() => undefined);
-        throw new CustodyError('ERR_GATEWAY_BACKEND', 'the backend response could not be read', { detail: { max: MAX_INNER_BODY } });
-      }
-      parts.push(r.value);
-    }
-    return joinBytes(parts, size);
-  } finally {
-    signal.removeEventListener('abort', stop);
+    return await readAll(body, MAX_INNER_BODY, signal);
+  } catch (e) {
+    if (signal?.aborted) throw new CustodyError('ERR_GATEWAY_BACKEND', 'the client went away before the answer was complete');
+    throw new CustodyError('ERR_GATEWAY_BACKEND', 'the backend response could not be read', { cause: e, detail: { max: MAX_INNER_BODY } });
   }
 }
 
