@@ -48,7 +48,7 @@ export interface ConfidentialFetchOptions extends GatewayTrustOptions {
   readonly random?: RandomSource;
   /** Challenge with a fresh nonce at each verification (default: when no broker JWKS is configured). */
   readonly freshNonce?: boolean;
-  /** Require a valid receipt on every response except 401 and 5xx (default true). */
+  /** Require a valid receipt on every response except 401, 429 and 5xx (default true). */
   readonly requireReceipt?: boolean;
   readonly onVerified?: (document: VerificationDocument) => void;
   readonly onReceipt?: (receipt: Receipt, info: ReceiptInfo) => void;
@@ -386,8 +386,9 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
    */
   function checkReceipt(gw: VerifiedGateway, value: string | null, expect: { requestDigest: string; responseDigest: string; status: number; streamed?: boolean }): Promise<Receipt> | undefined {
     if (value === null) {
-      // 401: no tenant, so no receipt; 5xx: the gateway withheld the answer (nothing to vouch for).
-      if (requireReceipt && expect.status !== 401 && expect.status < 500) return Promise.reject(new CustodyError('ERR_RECEIPT_MISSING'));
+      // 401: no tenant, so no receipt; 429: the tenant was refused at its limit before anything
+      // was looked at; 5xx: the gateway withheld the answer (nothing to vouch for).
+      if (requireReceipt && expect.status !== 401 && expect.status !== 429 && expect.status < 500) return Promise.reject(new CustodyError('ERR_RECEIPT_MISSING'));
       return undefined;
     }
     return verifyReceipt(value, gw.receiptKeyJwk, expect).then((r) => {

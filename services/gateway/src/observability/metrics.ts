@@ -2,7 +2,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
  * Gateway metrics. Labels are fixed vocabularies (route names, status codes, error codes, PII
- * categories and actions): never a prompt, a value found in one, a tenant key or a path a
+ * categories and actions, tenant ids of the gateway policy): never a prompt, a value found in one, a tenant key or a path a
  * client chose.
  */
 export class GatewayMetrics {
@@ -13,6 +13,7 @@ export class GatewayMetrics {
   readonly piiFindings: Counter<'category' | 'action'>;
   readonly attestationState: Gauge<'state'>;
   readonly receipts: Counter<'outcome'>;
+  readonly tenantLimited: Counter<'tenant' | 'limit'>;
 
   constructor(registry = new Registry()) {
     this.registry = registry;
@@ -29,6 +30,8 @@ export class GatewayMetrics {
     this.piiFindings = new Counter({ name: 'custody_gateway_pii_findings_total', help: 'PII findings by category and action (counts only)', labelNames: ['category', 'action'], registers });
     this.attestationState = new Gauge({ name: 'custody_gateway_attestation_state', help: '1 for the current attestation state', labelNames: ['state'], registers });
     this.receipts = new Counter({ name: 'custody_gateway_receipts_total', help: 'Receipts issued or withheld', labelNames: ['outcome'], registers });
+    // Tenant ids come from the gateway policy (at most 1024), never from a request.
+    this.tenantLimited = new Counter({ name: 'custody_gateway_tenant_limited_total', help: 'Requests refused because their tenant was at a limit (concurrent or rate)', labelNames: ['tenant', 'limit'], registers });
   }
 
   setState(state: string): void {

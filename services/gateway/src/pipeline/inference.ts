@@ -27,6 +27,7 @@ import { PROBLEM_CONTENT_TYPE, problemBody, toProblem } from '../http/problem.js
 import type { LedgerSink } from '../ledger/ledger-sink.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { applyInputPolicy, restoreJson, restoreSseStream, type FindingSummary, type InferenceRoute } from './policy.js';
+import { TenantLimiter } from './tenant-limits.js';
 import type { Tenant, TenantDirectory } from './tenants.js';
 
 const ROUTES: Record<string, InferenceRoute> = {
@@ -86,6 +87,8 @@ interface Ctx {
   findings: FindingSummary[];
   rules?: string[];
   forwardedDigest?: string;
+  /** Gives back the tenant's place (tenant-limits.ts); set once the tenant is admitted. */
+  release?: () => void;
 }
 
 function header(fields: readonly HttpField[], name: string): string | undefined {
@@ -94,7 +97,16 @@ function header(fields: readonly HttpField[], name: string): string | undefined 
 }
 
 export class InferencePipeline {
-  constructor(private readonly o: InferencePipelineOptions) {}
+  private readonly limiter: TenantLimiter;
+
+  constructor(private readonly o: InferencePipelineOptions) {
+    this.limiter = new TenantLimiter(() => o.clock().getTime());
+  }
+
+  /** Requests of `tenant` in the pipeline now, streams included (tests, diagnostics). */
+  inFlight(tenant: string): number {
+    return this.limiter.inFlight(tenant);
+  }
 
   private checkDate(fields: readonly HttpField[], now: Date): void {
     const d = header(fields, 'date');
@@ -135,14 +147,27 @@ export class InferencePipeline {
       return await this.route(bhttp, snapshot, ctx);
     } catch (e) {
       const p = toProblem(e);
-      return this.respond(ctx, snapshot, p.status, [['content-type', PROBLEM_CONTENT_TYPE]], problemBody(p), false);
+      const headers: HttpField[] = [['content-type', PROBLEM_CONTENT_TYPE]];
+      if (p.code === 'ERR_GATEWAY_TENANT_LIMIT') headers.push(['retry-after', String(p.facts?.retryAfterSeconds ?? 1)]);
+      return this.respond(ctx, snapshot, p.status, headers, problemBody(p), false);
     }
   }
 
   private async route(bhttp: Uint8Array, snapshot: AttestationSnapshot, ctx: Ctx): Promise<InnerResponse> {
     const req = decodeBhttpRequest(bhttp);
     this.checkDate(req.headers, this.o.clock());
-    ctx.tenant = this.o.tenants.authenticate(header(req.headers, 'authorization'));
+    const tenant = this.o.tenants.authenticate(header(req.headers, 'authorization'));
+    // Over its limits the tenant is refused before anything else: no decision, no receipt, no
+    // ledger entry (ctx.tenant stays unset), so a flood of refusals costs the ledger nothing.
+    try {
+      ctx.release = this.limiter.acquire(tenant.id, tenant.limits);
+    } catch (e) {
+      const limit = toCustodyError(e).detail?.limit;
+      this.o.metrics.tenantLimited.inc({ tenant: tenant.id, limit: limit === 'rate' ? 'rate' : 'concurrent' });
+      this.o.logger.info({ event: 'tenant.limited', tenant: tenant.id, limit }, 'request refused: the tenant is at its limit');
+      throw e;
+    }
+    ctx.tenant = tenant;
     const path = req.path.split('?')[0]!;
     if (req.method === 'GET' && path === '/v1/models') {
       ctx.routeLabel = ctx.route = 'models';
@@ -213,7 +238,12 @@ export class InferencePipeline {
     }
   }
 
-  private respond(ctx: Ctx, snapshot: AttestationSnapshot, status: number, headers: HttpField[], body: Uint8Array | ReadableStream<Uint8Array>, streamed: boolean, onDone?: () => void): InnerResponse {
+  private respond(ctx: Ctx, snapshot: AttestationSnapshot, status: number, headers: HttpField[], body: Uint8Array | ReadableStream<Uint8Array>, streamed: boolean, onEnd?: () => void): InnerResponse {
+    // Whichever of finish and abandon comes (the callers call one), the tenant's place is given back.
+    const onDone = (): void => {
+      onEnd?.();
+      ctx.release?.();
+    };
     return {
       status,
       headers,
@@ -221,11 +251,11 @@ export class InferencePipeline {
       streamed,
       routeLabel: ctx.routeLabel,
       finish: async (responseDigest) => {
-        onDone?.();
+        onDone();
         if (!ctx.tenant) return undefined;
         return this.receipt(ctx, snapshot, responseDigest, status, streamed);
       },
-      abandon: () => onDone?.(),
+      abandon: onDone,
     };
   }
 

@@ -20,6 +20,8 @@
  *       - id: no-huge-prompts
  *         expr: request.chars < 100000
  *         reason: prompts are limited to 100k characters
+ *     limits: { concurrent: 8, perMinute: 600 }  # optional; see tenant-limits.ts
+ * limits: { concurrent: 32 }               # optional default for tenants without their own
  * ```
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -27,8 +29,17 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { CustodyError, canonicalBytes, sha256, toHex } from '@custody/core';
 import { PiiEngine, compileCondition, type CelCondition, type PiiPolicy } from '@custody/policy';
+import type { TenantLimits } from './tenant-limits.js';
 
 const PII_ACTIONS = ['redact', 'mask', 'block', 'allow'] as const;
+
+const limitsSchema = z
+  .strictObject({
+    concurrent: z.number().int().min(1).max(100_000).optional(),
+    perMinute: z.number().int().min(1).max(6_000_000).optional(),
+    burst: z.number().int().min(1).max(6_000_000).optional(),
+  })
+  .refine((l) => l.burst === undefined || l.perMinute !== undefined, { message: 'burst needs perMinute' });
 
 const tenantSchema = z.strictObject({
   id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/),
@@ -42,12 +53,15 @@ const tenantSchema = z.strictObject({
     })
     .optional(),
   rules: z.array(z.strictObject({ id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/), expr: z.string().min(1).max(8192), reason: z.string().max(512).optional() })).max(64).optional(),
+  limits: limitsSchema.optional(),
 });
 
 const policySchema = z.strictObject({
   id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/),
   version: z.number().int().min(0),
   tenants: z.array(tenantSchema).min(1).max(1024),
+  /** Limits for every tenant that sets none of its own. */
+  limits: limitsSchema.optional(),
 });
 
 export type TenantConfig = z.infer<typeof tenantSchema>;
@@ -58,6 +72,7 @@ export interface Tenant {
   readonly pii: PiiEngine;
   readonly rules: readonly { id: string; condition: CelCondition; reason: string }[];
   readonly models?: ReadonlySet<string>;
+  readonly limits?: TenantLimits;
 }
 
 /** SHA-256 hex of an API key, as a policy file stores it. */
@@ -112,7 +127,8 @@ export class TenantDirectory {
         ...(t.pii?.custom ? { custom: t.pii.custom.map((c) => ({ category: c.category, pattern: c.pattern, ...(c.flags ? { flags: c.flags } : {}) })) } : {}),
       };
       const rules = (t.rules ?? []).map((r) => ({ id: r.id, condition: compileCondition(r.expr, `tenants.${t.id}.rules.${r.id}`), reason: r.reason ?? `rule ${r.id} does not hold` }));
-      const tenant: Tenant = { id: t.id, pii: new PiiEngine(pii), rules, ...(t.models ? { models: new Set(t.models) } : {}) };
+      const limits = t.limits ?? doc.limits;
+      const tenant: Tenant = { id: t.id, pii: new PiiEngine(pii), rules, ...(t.models ? { models: new Set(t.models) } : {}), ...(limits ? { limits } : {}) };
       return { digest: Buffer.from(t.apiKeySha256, 'hex'), tenant };
     });
     return new TenantDirectory(doc, `custody:gateway-policy:${doc.id}:${doc.version}:sha256:${digest}`, entries);
