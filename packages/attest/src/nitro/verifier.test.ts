@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { CustodyError, decodeCbor, encodeCbor, encodeCoseSign1, fromHex, parseCoseSign1, toHex, type Bytes, type CborMap, type CborValue } from '@custody/core';
+import { CustodyError, KEY_USAGE, decodeCbor, encodeCbor, encodeCoseSign1, fromHex, parseCoseSign1, signCoseSign1, toHex, type Bytes, type CborMap, type CborValue } from '@custody/core';
 import { readVector } from '../../../../test/vectors.js';
+import { createKeyCertificate } from '../../../core/src/testing/certificates.js';
 import { parseNitroDocument, looksLikeNitroDocument } from './document.js';
 import { AWS_NITRO_ROOT_G1_SHA256 } from './roots.js';
 import { NITRO_DEBUG_WARNING, nitroVerifier } from './verifier.js';
@@ -189,6 +190,41 @@ describe('Nitro: tampered twins', () => {
     expect(r.claims!.platformClaims.unknownFields).toEqual(['extra']);
     expect(r.errors[0]!.code).toBe('ERR_EVIDENCE_SIGNATURE');
   });
+});
+
+describe('Nitro: the signing certificate must be allowed to sign (keyUsage digitalSignature)', () => {
+  /** The real document's payload, re-issued under a test root with a leaf of the given keyUsage and re-signed by that leaf. */
+  async function reissued(keyUsage: number | undefined): Promise<{ evidence: Uint8Array; roots: Uint8Array[] }> {
+    const root = await createKeyCertificate({ cn: 'Test Nitro Root', serial: 1, ca: true, keyUsage: KEY_USAGE.keyCertSign | KEY_USAGE.cRLSign });
+    const leaf = await createKeyCertificate({ cn: 'i-0test-enc0test', serial: 2, ca: false, issuer: root, ...(keyUsage === undefined ? {} : { keyUsage }) });
+    const m = payloadOf(DOC);
+    m.set('certificate', leaf.cert);
+    m.set('cabundle', [root.cert]);
+    const evidence = await signCoseSign1({ alg: 'ES384', key: leaf.keys.privateKey, payload: encodeCbor(m), tagged: false });
+    return { evidence, roots: [root.cert] };
+  }
+
+  const cases: { name: string; keyUsage: number | undefined; code?: string }[] = [
+    { name: 'digitalSignature + nonRepudiation, as AWS issues them', keyUsage: KEY_USAGE.digitalSignature | KEY_USAGE.contentCommitment },
+    { name: 'no keyUsage extension', keyUsage: undefined },
+    { name: 'keyCertSign only (a CA key)', keyUsage: KEY_USAGE.keyCertSign, code: 'ERR_CERT_CHAIN' },
+    { name: 'nonRepudiation + keyAgreement, no digitalSignature', keyUsage: KEY_USAGE.contentCommitment | KEY_USAGE.keyAgreement, code: 'ERR_CERT_CHAIN' },
+  ];
+  for (const c of cases) {
+    it(`a leaf with ${c.name} -> ${c.code ?? 'verifies'}`, async () => {
+      const { evidence, roots } = await reissued(c.keyUsage);
+      const r = await nitroVerifier.verify({ evidence, roots, now: AT });
+      if (!c.code) {
+        expect(r.errors).toEqual([]);
+        expect(r.ok).toBe(true);
+        return;
+      }
+      expect(r.ok).toBe(false);
+      expect(r.errors).toHaveLength(1);
+      expect(r.errors[0]).toMatchObject({ code: c.code, step: 'chain' });
+      expect(r.steps.at(-1)).toMatchObject({ name: 'chain', ok: false, code: c.code });
+    });
+  }
 });
 
 describe('Nitro: strict document parsing (AWS NSM field rules)', () => {

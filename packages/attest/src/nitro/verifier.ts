@@ -1,9 +1,14 @@
-import { ParseError, VerificationError, X509Certificate, equalBytes, isAllZero, readCertificates, toHex, utf8, verifyCoseSign1 } from '@custody/core';
+import { KEY_USAGE, ParseError, VerificationError, X509Certificate, equalBytes, isAllZero, readCertificates, toHex, utf8, verifyCoseSign1 } from '@custody/core';
 import { Pipeline } from '../steps.js';
 import type { CertificateSummary, EvidenceVerifier, NormalizedClaims, VerificationResult, VerifyInput } from '../types.js';
 import { looksLikeNitroDocument, parseNitroDocument, type NitroAttestationDocument } from './document.js';
 import { AWS_NITRO_ROOT_G1_PEM, AWS_NITRO_ROOT_G1_SHA256 } from './roots.js';
 import { parseCertificateCached, verifyChainCached } from '@custody/core';
+
+// The document signer's key signs COSE_Sign1 documents. Real Nitro leaves carry keyUsage
+// digitalSignature + nonRepudiation and no extKeyUsage; a leaf whose keyUsage lacks
+// digitalSignature (a CA certificate, say) may not sign documents.
+const NITRO_SIGNER_USAGE = { keyUsage: KEY_USAGE.digitalSignature };
 
 export const NITRO_DEBUG_WARNING = 'debug-mode enclave: PCR0, PCR1 and PCR2 are all zero, so the measurements say nothing about the code it runs';
 
@@ -83,7 +88,7 @@ export class NitroVerifier implements EvidenceVerifier {
             detail: { subject: first.subject.text },
           });
         }
-        const result = await verifyChainCached(leaf, bundle.slice(1), roots, input.now);
+        const result = await verifyChainCached(leaf, bundle.slice(1), roots, input.now, { leafUsage: NITRO_SIGNER_USAGE });
         const rootSha256 = await result.root.sha256();
         p.claims!.signer = { chain: await Promise.all(result.chain.map(summarize)), rootSha256, kind: custom ? 'Nitro (custom root)' : 'AWS Nitro Root-G1' };
         return `${result.chain.length}-certificate chain from "${leaf.subject.text}" to ${custom ? 'a given root' : 'the pinned AWS Nitro Enclaves Root-G1'} (SHA-256 ${rootSha256.slice(0, 16)}…) valid at ${input.now.toISOString()}`;

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { CustodyError, X509Certificate, fromHex, readCertificates, toHex, utf8 } from '@custody/core';
+import { CustodyError, KEY_USAGE, X509Certificate, fromHex, readCertificates, toHex, utf8 } from '@custody/core';
 import { readVector, readVectorText } from '../../../../test/vectors.js';
+import { createKeyCertificate } from '../../../core/src/testing/certificates.js';
 import { createNvidiaEvidence, readNvidiaEvidence } from './evidence.js';
-import { certificateFwid } from './fwid.js';
+import { TCG_DICE_TCB_INFO_OID, certificateFwid } from './fwid.js';
 import { parseNvidiaOpaqueData } from './opaque.js';
 import { NVIDIA_DEVICE_ROOT_SHA256 } from './roots.js';
 import { parseSpdmMeasurementReport } from './spdm.js';
@@ -166,6 +167,49 @@ describe('NVIDIA Hopper: tampered twins and chain cases', () => {
     expect(r.ok).toBe(true);
     expect(r.claims!.signer.kind).toBe('NVIDIA GPU (custom root)');
   });
+});
+
+describe('NVIDIA Hopper: the attestation certificate must be allowed to sign (keyUsage digitalSignature)', () => {
+  const realLeaf = new X509Certificate(readCertificates(CHAIN(1))[0]!);
+  const fwidExtension = realLeaf.extension(TCG_DICE_TCB_INFO_OID)!;
+
+  /** The real report re-signed by a test leaf (the real leaf's FWID, the given keyUsage) under a test root. */
+  async function reissued(keyUsage: number | undefined): Promise<{ evidence: Uint8Array; roots: Uint8Array[] }> {
+    const root = await createKeyCertificate({ cn: 'Test GPU Root', serial: 1, ca: true, keyUsage: KEY_USAGE.keyCertSign | KEY_USAGE.cRLSign });
+    const leaf = await createKeyCertificate({
+      cn: 'Test GSP FMC LF',
+      serial: 2,
+      ca: false,
+      issuer: root,
+      extensions: [[TCG_DICE_TCB_INFO_OID, fwidExtension.value]],
+      ...(keyUsage === undefined ? {} : { keyUsage }),
+    });
+    const report = REPORT.slice();
+    const signedEnd = report.length - 96;
+    const sig = await globalThis.crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-384' }, leaf.keys.privateKey, report.slice(0, signedEnd));
+    report.set(new Uint8Array(sig), signedEnd);
+    return { evidence: utf8(createNvidiaEvidence(report, [leaf.cert])), roots: [root.cert] };
+  }
+
+  const cases: { name: string; keyUsage: number | undefined; code?: string }[] = [
+    { name: 'digitalSignature, as NVIDIA issues them', keyUsage: KEY_USAGE.digitalSignature },
+    { name: 'no keyUsage extension', keyUsage: undefined },
+    { name: 'keyCertSign only (a CA key, like the GSP BROM certificate)', keyUsage: KEY_USAGE.keyCertSign, code: 'ERR_CERT_CHAIN' },
+  ];
+  for (const c of cases) {
+    it(`a leaf with ${c.name} -> ${c.code ?? 'verifies'}`, async () => {
+      const { evidence, roots } = await reissued(c.keyUsage);
+      const r = await nvidiaVerifier.verify({ evidence, roots, now: AT });
+      if (!c.code) {
+        expect(r.errors).toEqual([]);
+        expect(r.ok).toBe(true);
+        return;
+      }
+      expect(r.ok).toBe(false);
+      expect(r.errors).toHaveLength(1);
+      expect(r.errors[0]).toMatchObject({ code: c.code, step: 'chain' });
+    });
+  }
 });
 
 describe('NVIDIA Hopper: strict SPDM parsing', () => {

@@ -1,4 +1,4 @@
-import { VerificationError, X509Certificate, equalBytes, readCertificates, toHex, utf8, verifySignature } from '@custody/core';
+import { KEY_USAGE, VerificationError, X509Certificate, equalBytes, readCertificates, toHex, utf8, verifySignature } from '@custody/core';
 import { Pipeline } from '../steps.js';
 import type { CertificateSummary, EvidenceVerifier, NormalizedClaims, VerificationResult, VerifyInput } from '../types.js';
 import { looksLikeNvidiaEvidence, readNvidiaEvidence, type NvidiaGpuEvidence } from './evidence.js';
@@ -7,6 +7,11 @@ import { NVIDIA_OPAQUE_FIELD, parseNvidiaOpaqueData, type NvidiaOpaqueData } fro
 import { NVIDIA_DEVICE_ROOT_PEM, NVIDIA_DEVICE_ROOT_SHA256 } from './roots.js';
 import { DMTF_MEASUREMENT_TYPES, parseSpdmMeasurementReport, type SpdmMeasurementReport } from './spdm.js';
 import { parseCertificateCached, verifyChainCached } from '@custody/core';
+
+// The attestation certificate's key signs SPDM measurement responses. The real Hopper leaf
+// (GH100 A01 GSP FMC LF) carries a critical keyUsage of digitalSignature alone and no
+// extKeyUsage; a leaf whose keyUsage lacks digitalSignature may not sign reports.
+const GPU_SIGNER_USAGE = { keyUsage: KEY_USAGE.digitalSignature };
 
 let pinnedRoot: Promise<X509Certificate> | undefined;
 
@@ -107,7 +112,7 @@ export class NvidiaVerifier implements EvidenceVerifier {
         leafFwid = certificateFwid(leaf);
         const custom = input.roots !== undefined && input.roots.length > 0;
         const roots = custom ? input.roots!.flatMap((r) => readCertificates(r)).map(parseCertificateCached) : [await nvidiaRoot()];
-        const result = await verifyChainCached(leaf, certs.slice(1), roots, input.now);
+        const result = await verifyChainCached(leaf, certs.slice(1), roots, input.now, { leafUsage: GPU_SIGNER_USAGE });
         const rootSha256 = await result.root.sha256();
         p.claims!.signer = { chain: await Promise.all(result.chain.map(summarize)), rootSha256, kind: custom ? 'NVIDIA GPU (custom root)' : 'NVIDIA Device Identity CA' };
         return `${result.chain.length}-certificate chain from "${leaf.subject.text}" to ${custom ? 'a given root' : 'the pinned NVIDIA Device Identity CA'} (SHA-256 ${rootSha256.slice(0, 16)}…) valid at ${input.now.toISOString()}`;

@@ -1,7 +1,7 @@
 // Paths no public sample covers (Turin layout and 8-byte hwID, v5 fields, VLEK CSP id, CRLs,
 // TCB/chip-id mismatches, product disagreements), on a synthetic AMD-like PKI given as `roots`.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { utf8 } from '@custody/core';
+import { KEY_USAGE, utf8 } from '@custody/core';
 import type { VerificationResult, VerifyInput } from '../types.js';
 import { encodeSnpCertTable, SNP_CERT_GUIDS } from './cert-table.js';
 import { createConfigfsTsmEvidence } from './evidence.js';
@@ -48,6 +48,14 @@ describe('SEV-SNP on a synthetic Turin PKI', () => {
     expect(c.platformClaims.policy).toMatchObject({ pageSwapDisabled: true, debugAllowed: false });
     expect(r.steps.find((s) => s.name === 'tcb')!.detail).toContain('fmc=1');
     expect(r.steps.find((s) => s.name === 'chain')!.detail).toContain('caller-supplied root');
+  });
+
+  it('verifies a VCEK that carries keyUsage digitalSignature (AMD issues them with no keyUsage at all)', async () => {
+    const signer = await createKeyCertificate({ cn: 'SEV-VCEK', serial: 4, ca: false, issuer: turin.ask, keyUsage: KEY_USAGE.digitalSignature, extensions: amdExtensions({ productName: 'Turin-B0', tcb: TURIN_TCB, hwid: HWID8 }) });
+    const signed = await signReport(turinReport(), signer.keys.privateKey);
+    const r = await verifySevSnp({ evidence: signed, certs: [signer.cert, turin.ask.cert], roots: [turin.ark.cert], now: AT });
+    expect(r.errors).toEqual([]);
+    expect(r.ok).toBe(true);
   });
 
   it('verifies a VLEK-signed Turin report and reports the CSP id', async () => {
@@ -123,6 +131,11 @@ describe('SEV-SNP on a synthetic Turin PKI', () => {
         const odd = await createKeyCertificate({ cn: 'SEV-VCEK', serial: 2, ca: false, issuer: turin.asvk, extensions: amdExtensions({ productName: 'Turin-B0', tcb: TURIN_TCB, hwid: HWID8 }) });
         const signed = await signReport(turinReport(), odd.keys.privateKey);
         return verifySevSnp({ evidence: signed, certs: [odd.cert, turin.asvk.cert], roots: [turin.ark.cert], now: AT });
+      }, code: 'ERR_CERT_CHAIN', step: 'chain' },
+    { name: 'a VCEK whose keyUsage lacks digitalSignature (keyCertSign only)', make: async () => {
+        const caKey = await createKeyCertificate({ cn: 'SEV-VCEK', serial: 3, ca: false, issuer: turin.ask, keyUsage: KEY_USAGE.keyCertSign, extensions: amdExtensions({ productName: 'Turin-B0', tcb: TURIN_TCB, hwid: HWID8 }) });
+        const signed = await signReport(turinReport(), caKey.keys.privateKey);
+        return verifySevSnp({ evidence: signed, certs: [caKey.cert, turin.ask.cert], roots: [turin.ark.cert], now: AT });
       }, code: 'ERR_CERT_CHAIN', step: 'chain' },
     { name: 'a root that did not issue the chain', make: async () => {
         const stranger = await createProductPki('Turin');

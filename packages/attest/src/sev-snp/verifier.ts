@@ -1,4 +1,4 @@
-import { VerificationError, equalBytes, isAllZero, toHex, verifySignature, type X509Certificate, type X509Crl } from '@custody/core';
+import { KEY_USAGE, VerificationError, equalBytes, isAllZero, toHex, verifySignature, type X509Certificate, type X509Crl } from '@custody/core';
 import { Pipeline } from '../steps.js';
 import type { CertificateSummary, EvidenceVerifier, NormalizedClaims, VerificationResult, VerifyInput } from '../types.js';
 import { amdCaName, amdKeyKind, asProduct, commonName, leafProductName, readAmdKeyExtensions } from './amd-certs.js';
@@ -11,6 +11,10 @@ import { crlSignedBy, loadAmdTrust, parseCertificate, parseCertificateBlobs, par
 export const SNP_COLLATERAL_CRL = 'crl';
 
 const ECDSA_P384_SHA384 = { kind: 'ecdsa', hash: 'SHA-384' } as const;
+// The VCEK/VLEK signs attestation reports. AMD's VCEKs and VLEKs carry no keyUsage or
+// extKeyUsage extension at all (unrestricted, RFC 5280); should one carry a keyUsage, it must
+// allow digitalSignature.
+const SNP_SIGNER_USAGE = { keyUsage: KEY_USAGE.digitalSignature };
 const TCB_FIELDS = ['bootloader', 'tee', 'snp', 'microcode'] as const;
 
 function u64Hex(v: bigint): string {
@@ -191,7 +195,7 @@ export async function verifySevSnp(input: VerifyInput): Promise<VerificationResu
       const intermediates = trust && !input.roots ? [kind === 'VCEK' ? trust.ask : trust.asvk] : [];
       for (const c of supplied) if (c !== leaf && !intermediates.includes(c)) intermediates.push(c);
 
-      const { chain, root } = await verifyChainCached(leaf, intermediates, roots, input.now);
+      const { chain, root } = await verifyChainCached(leaf, intermediates, roots, input.now, { leafUsage: SNP_SIGNER_USAGE });
       const issuerRole = chain.length > 1 ? amdCaName(commonName(chain[1]!))?.role : undefined;
       if (issuerRole && issuerRole !== (kind === 'VCEK' ? 'ASK' : 'ASVK')) {
         throw new VerificationError('ERR_CERT_CHAIN', `a ${kind} must be issued by the ${kind === 'VCEK' ? 'ASK' : 'ASVK'}, not "${commonName(chain[1]!)}"`);

@@ -1,8 +1,10 @@
 import {
   BytesKeyedCache,
   CustodyError,
+  KEY_USAGE,
   VerificationError,
   X509Certificate,
+  checkLeafUsage,
   concatBytes,
   copyBytes,
   equalBytes,
@@ -14,6 +16,7 @@ import {
   verifyCertificateChain,
   verifySignature,
   type Bytes,
+  type LeafUsage,
   type SignatureAlgorithm,
   type X509Crl,
 } from '@custody/core';
@@ -54,6 +57,10 @@ const ECDSA_SHA256: SignatureAlgorithm = { kind: 'ecdsa', hash: 'SHA-256' };
 const ECDSA_P256_SHA256: EcdsaParams = { name: 'ECDSA', hash: 'SHA-256' };
 const latin1 = new TextDecoder('latin1');
 const INTEL_ROOT_ID = 'intel-sgx-root';
+// The PCK signs the QE report and the TCB Signing key signs TCB Info and QE Identity. Intel's
+// real PCK and TCB Signing certificates carry keyUsage digitalSignature + nonRepudiation
+// (critical) and no extKeyUsage; a leaf whose keyUsage lacks digitalSignature may not sign.
+const SIGNER_USAGE: LeafUsage = { keyUsage: KEY_USAGE.digitalSignature };
 
 interface PckChainEntry {
   certs: X509Certificate[];
@@ -227,7 +234,7 @@ export class TdxVerifier implements EvidenceVerifier {
     run.roots = roots;
     const pck = run.pck!;
     const extra = run.input.certs?.length ? run.input.certs.flatMap((c) => readCertificates(c).map((d) => new X509Certificate(d))) : [];
-    const path = await this.verifyPath(pck.leaf, [...pck.certs.slice(1), ...extra], roots, run.now);
+    const path = await this.verifyPath(pck.leaf, [...pck.certs.slice(1), ...extra], roots, run.now, SIGNER_USAGE);
     if (path.chain.length < 2) throw new VerificationError('ERR_CERT_CHAIN', 'the PCK certificate itself cannot be a trust anchor');
     run.pckPath = path;
     p.claims!.signer = { chain: path.summary, rootSha256: path.rootSha256, kind: 'PCK' };
@@ -247,8 +254,9 @@ export class TdxVerifier implements EvidenceVerifier {
     return roots;
   }
 
-  /** Chain validation with its signature work memoised per (leaf, anchors); validity re-checked at `now` each time. */
-  private async verifyPath(leaf: X509Certificate, intermediates: X509Certificate[], roots: Roots, now: Date): Promise<VerifiedPath> {
+  /** Chain validation with its signature work memoised per (leaf, anchors); validity and the leaf's usage re-checked each time. */
+  private async verifyPath(leaf: X509Certificate, intermediates: X509Certificate[], roots: Roots, now: Date, leafUsage?: LeafUsage): Promise<VerifiedPath> {
+    if (leafUsage) checkLeafUsage(leaf, leafUsage);
     let byRoots = this.pathMemo.get(leaf);
     const hit = byRoots?.get(roots.id);
     if (hit && hit.chain.slice(1, -1).every((c) => intermediates.includes(c) || intermediates.some((i) => i.equals(c)))) {
@@ -456,7 +464,7 @@ export class TdxVerifier implements EvidenceVerifier {
     if (!chain || chain.length === 0) throw new VerificationError('ERR_COLLATERAL_MISSING', `${what} issuer chain is required`, { detail: { collateral: `${kind}IssuerChain` } });
     const signer = chain[0]!;
     if (commonName(signer) !== 'Intel SGX TCB Signing') throw new VerificationError('ERR_COLLATERAL_INVALID', `${what} signer is "${signer.subject.text}", not Intel SGX TCB Signing`);
-    const signerPath = await this.verifyPath(signer, chain.slice(1), run.roots!, run.now);
+    const signerPath = await this.verifyPath(signer, chain.slice(1), run.roots!, run.now, SIGNER_USAGE);
     if (!(await verifySignature(signer.publicKey, ECDSA_SHA256, utf8(signed.body), signed.signature, 'raw'))) {
       throw new VerificationError('ERR_COLLATERAL_INVALID', `${what} signature does not verify with the Intel SGX TCB Signing key`, { detail: { collateral: kind } });
     }

@@ -3,7 +3,7 @@ import { VerificationError } from '../errors.js';
 import { parsePem, readCertificates } from '../pem.js';
 import { X509Certificate } from './certificate.js';
 import { X509Crl } from './crl.js';
-import { verifyCertificateChain } from './chain.js';
+import { checkLeafUsage, verifyCertificateChain, type LeafUsage } from './chain.js';
 
 // Verification caches shared by every verifier that validates vendor chains.
 // Parsed certificates and CRLs are cached by their exact DER, so the same bytes always give the
@@ -110,9 +110,17 @@ function checkValidity(cert: X509Certificate, now: Date): void {
  * verifyCertificateChain with a cache of successful path validations. The key is the exact set
  * of certificates offered (by parsed-object identity, which follows the DER bytes), so a
  * different certificate anywhere gives a fresh validation. On a hit the signatures are not
- * re-verified, but every certificate's validity period is checked against `now` again.
+ * re-verified, but every certificate's validity period is checked against `now` again. The
+ * leaf's key usage (`options.leafUsage`) is checked on every call, hit or miss.
  */
-export async function verifyChainCached(leaf: X509Certificate, intermediates: X509Certificate[], roots: X509Certificate[], now: Date): Promise<{ chain: X509Certificate[]; root: X509Certificate; cached: boolean }> {
+export async function verifyChainCached(
+  leaf: X509Certificate,
+  intermediates: X509Certificate[],
+  roots: X509Certificate[],
+  now: Date,
+  options: { leafUsage?: LeafUsage } = {},
+): Promise<{ chain: X509Certificate[]; root: X509Certificate; cached: boolean }> {
+  if (options.leafUsage) checkLeafUsage(leaf, options.leafUsage);
   const key = `${idOf(leaf)}|${intermediates.map(idOf).sort((a, b) => a - b).join(',')}|${roots.map(idOf).sort((a, b) => a - b).join(',')}`;
   const hit = chainCache.get(key);
   if (hit) {

@@ -21,6 +21,19 @@ export interface DistinguishedName {
   attributes: { type: string; value: string }[];
 }
 
+/** keyUsage bits (RFC 5280 4.2.1.3) in the numbering of `X509Certificate.keyUsage`. */
+export const KEY_USAGE = {
+  digitalSignature: 1 << 0,
+  contentCommitment: 1 << 1, // formerly nonRepudiation
+  keyEncipherment: 1 << 2,
+  dataEncipherment: 1 << 3,
+  keyAgreement: 1 << 4,
+  keyCertSign: 1 << 5,
+  cRLSign: 1 << 6,
+  encipherOnly: 1 << 7,
+  decipherOnly: 1 << 8,
+} as const;
+
 /** Largest certificate Custody parses. */
 export const MAX_CERTIFICATE_SIZE = 64 * 1024;
 
@@ -114,6 +127,22 @@ export class X509Certificate {
       return v;
     } catch (e) {
       throw new ParseError('ERR_CERT_PARSE', 'malformed keyUsage extension', { cause: e });
+    }
+  }
+
+  /**
+   * extKeyUsage purposes (RFC 5280 4.2.1.12) as dotted OIDs, or undefined when the extension is
+   * absent. The extension is a non-empty SEQUENCE OF KeyPurposeId.
+   */
+  get extKeyUsage(): string[] | undefined {
+    const ext = this.extension(OID.extKeyUsage);
+    if (!ext) return undefined;
+    try {
+      const purposes = sequence(parseDer(ext.value), 'ExtKeyUsageSyntax').map(decodeOid);
+      if (purposes.length === 0) throw new ParseError('ERR_CERT_PARSE', 'empty extKeyUsage extension');
+      return purposes;
+    } catch (e) {
+      throw new ParseError('ERR_CERT_PARSE', 'malformed extKeyUsage extension', { cause: e });
     }
   }
 

@@ -1,19 +1,18 @@
 import { equalBytes } from '../bytes.js';
 import { VerificationError } from '../errors.js';
-import { X509Certificate } from './certificate.js';
+import { KEY_USAGE, X509Certificate } from './certificate.js';
 import { OID } from './oids.js';
 
 /** Critical extensions chain validation understands (RFC 5280: any other critical one fails). */
 const UNDERSTOOD_CRITICAL = new Set<string>([
   OID.basicConstraints,
   OID.keyUsage,
-  '2.5.29.37', // extKeyUsage
+  OID.extKeyUsage,
   '2.5.29.17', // subjectAltName
   '2.5.29.32', // certificatePolicies
   '2.23.133.5.4.1', // TCG DICE TcbInfo (NVIDIA FWID; the NVIDIA verifier reads it)
   '2.23.133.5.4.4', // TCG DICE UEID
 ]);
-const KEY_CERT_SIGN = 1 << 5;
 
 /** RFC 5280 6.1.4: an issuer must be a CA allowed to sign certificates, within its path length. */
 function checkIssuer(issuer: X509Certificate, intermediatesBelow: number): void {
@@ -24,7 +23,7 @@ function checkIssuer(issuer: X509Certificate, intermediatesBelow: number): void 
     });
   }
   const ku = issuer.keyUsage;
-  if (ku !== undefined && (ku & KEY_CERT_SIGN) === 0) {
+  if (ku !== undefined && (ku & KEY_USAGE.keyCertSign) === 0) {
     throw new VerificationError('ERR_CERT_CHAIN', `"${issuer.subject.text}" signed a certificate but its keyUsage lacks keyCertSign`, { detail: { issuer: issuer.subject.text } });
   }
   if (bc.pathLen !== undefined && intermediatesBelow > bc.pathLen) {
@@ -41,6 +40,40 @@ function checkCriticalExtensions(cert: X509Certificate): void {
 }
 import type { X509Crl } from './crl.js';
 
+/**
+ * What the leaf's key is used for by the caller, e.g. `{ keyUsage: KEY_USAGE.digitalSignature }`
+ * for a key that signs evidence. RFC 5280 4.2.1.3 and 4.2.1.12: an extension the leaf does not
+ * carry does not restrict it; one it carries must allow the use.
+ */
+export interface LeafUsage {
+  /** KEY_USAGE bits that must all be set when the leaf has a keyUsage extension. */
+  keyUsage?: number;
+  /** A KeyPurposeId the leaf's extKeyUsage must list (or anyExtendedKeyUsage) when it has one. */
+  extKeyUsage?: string;
+}
+
+/** Fails with ERR_CERT_CHAIN when `leaf`'s keyUsage or extKeyUsage rules out `usage`. */
+export function checkLeafUsage(leaf: X509Certificate, usage: LeafUsage): void {
+  const required = usage.keyUsage ?? 0;
+  if (required !== 0) {
+    const ku = leaf.keyUsage;
+    if (ku !== undefined && (ku & required) !== required) {
+      const missing = Object.entries(KEY_USAGE).filter(([, bit]) => (required & bit) !== 0 && (ku & bit) === 0).map(([name]) => name);
+      throw new VerificationError('ERR_CERT_CHAIN', `certificate "${leaf.subject.text}" may not be used here: its keyUsage lacks ${missing.join(', ')}`, {
+        detail: { subject: leaf.subject.text, missingKeyUsage: missing.join(',') },
+      });
+    }
+  }
+  if (usage.extKeyUsage !== undefined) {
+    const eku = leaf.extKeyUsage;
+    if (eku !== undefined && !eku.includes(usage.extKeyUsage) && !eku.includes(OID.anyExtendedKeyUsage)) {
+      throw new VerificationError('ERR_CERT_CHAIN', `certificate "${leaf.subject.text}" may not be used here: its extKeyUsage does not list ${usage.extKeyUsage}`, {
+        detail: { subject: leaf.subject.text, requiredPurpose: usage.extKeyUsage, purposes: eku.join(',') },
+      });
+    }
+  }
+}
+
 export interface ChainOptions {
   /** The certificate to validate. */
   leaf: X509Certificate;
@@ -54,6 +87,8 @@ export interface ChainOptions {
   /** Whether a stale CRL (now past nextUpdate) fails validation (default) or only warns. */
   staleCrl?: 'fail' | 'warn';
   maxDepth?: number;
+  /** The use the caller makes of the leaf's key, checked against its keyUsage and extKeyUsage. */
+  leafUsage?: LeafUsage;
 }
 
 export interface ChainResult {
@@ -67,8 +102,9 @@ export interface ChainResult {
 
 /**
  * Validates a certificate path from `leaf` to one of `roots` (RFC 5280 basics): issuer/subject
- * name chaining, signatures, validity periods at `now`, CA constraint on issuers, and revocation
- * against the supplied CRLs (each CRL's own signature and freshness are checked first).
+ * name chaining, signatures, validity periods at `now`, CA constraint on issuers, the leaf's
+ * key usage when `leafUsage` is given, and revocation against the supplied CRLs (each CRL's own
+ * signature and freshness are checked first).
  */
 export async function verifyCertificateChain(opts: ChainOptions): Promise<ChainResult> {
   const { leaf, now } = opts;
@@ -78,6 +114,7 @@ export async function verifyCertificateChain(opts: ChainOptions): Promise<ChainR
   const warnings: string[] = [];
   const crlChecks: { issuer: string; subject: string }[] = [];
   const crls = validCrls(opts, warnings);
+  if (opts.leafUsage) checkLeafUsage(leaf, opts.leafUsage);
 
   let current = leaf;
   for (let depth = 0; ; depth++) {

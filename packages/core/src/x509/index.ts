@@ -1,6 +1,6 @@
-export { X509Certificate, parseName, MAX_CERTIFICATE_SIZE, type Extension, type DistinguishedName } from './certificate.js';
+export { X509Certificate, KEY_USAGE, parseName, MAX_CERTIFICATE_SIZE, type Extension, type DistinguishedName } from './certificate.js';
 export { X509Crl, MAX_CRL_SIZE } from './crl.js';
-export { verifyCertificateChain, parseCertificates, type ChainOptions, type ChainResult } from './chain.js';
+export { verifyCertificateChain, checkLeafUsage, parseCertificates, type ChainOptions, type ChainResult, type LeafUsage } from './chain.js';
 export { parsePublicKeyInfo, parseSignatureAlgorithm, verifySignature, importVerifyKey, ecdsaDerToRaw, fieldBytesOf, type PublicKeyInfo, type SignatureAlgorithm } from './signature.js';
 export { readTlv, parseDer, children, sequence, decodeOid, decodeUnsignedInteger, decodeSmallInteger, decodeBitString, decodeOctetString, decodeBoolean, decodeString, decodeTime, expectTag, isContext, encodeTlv, encodeLength, TAG, type DerNode } from './der.js';
 export { OID } from './oids.js';

@@ -26,6 +26,8 @@ export const OID = {
   // extensions
   basicConstraints: '2.5.29.19',
   keyUsage: '2.5.29.15',
+  extKeyUsage: '2.5.29.37',
+  anyExtendedKeyUsage: '2.5.29.37.0',
   subjectKeyIdentifier: '2.5.29.14',
   authorityKeyIdentifier: '2.5.29.35',
   crlDistributionPoints: '2.5.29.31',

@@ -2,112 +2,13 @@
 // report builder/signer, so paths no public sample covers (Turin TCB layout and 8-byte hwID, v5
 // fields, CRLs, TCB and chip-id mismatches) can be exercised end to end. Never used by the
 // verifier itself; trust in these certificates comes only from passing them as `roots`.
-import { concatBytes, encodeTlv, utf8, type Bytes } from '@custody/core';
+import type { Bytes } from '@custody/core';
+import { createKeyCertificate, derIa5 as ia5, derInteger as integer, type SyntheticKey } from '../../../../core/src/testing/certificates.js';
+
+// The certificate and CRL builder is the shared one in @custody/core's testing helpers.
+export { createCrl, createKeyCertificate, type CertOptions, type SyntheticKey } from '../../../../core/src/testing/certificates.js';
 
 const subtle = globalThis.crypto.subtle;
-
-function oid(dotted: string): Bytes {
-  const arcs = dotted.split('.').map(Number);
-  const out: number[] = [arcs[0]! * 40 + arcs[1]!];
-  for (const a of arcs.slice(2)) {
-    const chunk: number[] = [];
-    let v = a;
-    do {
-      chunk.unshift(v & 0x7f);
-      v = Math.floor(v / 128);
-    } while (v > 0);
-    for (let i = 0; i < chunk.length - 1; i++) chunk[i]! |= 0x80;
-    out.push(...chunk);
-  }
-  return encodeTlv(0x06, Uint8Array.from(out));
-}
-
-function integer(v: number | Uint8Array): Bytes {
-  let b: Uint8Array;
-  if (typeof v === 'number') {
-    const bytes: number[] = [];
-    let n = v;
-    do {
-      bytes.unshift(n & 0xff);
-      n = Math.floor(n / 256);
-    } while (n > 0);
-    b = Uint8Array.from(bytes);
-  } else {
-    let i = 0;
-    while (i < v.length - 1 && v[i] === 0) i++;
-    b = v.subarray(i);
-  }
-  if (b[0]! & 0x80) b = concatBytes(Uint8Array.of(0), b);
-  return encodeTlv(0x02, b);
-}
-
-const seq = (...parts: Uint8Array[]) => encodeTlv(0x30, concatBytes(...parts));
-const set = (...parts: Uint8Array[]) => encodeTlv(0x31, concatBytes(...parts));
-const octets = (b: Uint8Array) => encodeTlv(0x04, b);
-const ia5 = (s: string) => encodeTlv(0x16, utf8(s));
-
-function utcTime(d: Date): Bytes {
-  const p = (n: number) => String(n).padStart(2, '0');
-  const s = `${p(d.getUTCFullYear() % 100)}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}${p(d.getUTCHours())}${p(d.getUTCMinutes())}${p(d.getUTCSeconds())}Z`;
-  return encodeTlv(0x17, utf8(s));
-}
-
-function name(cn: string): Bytes {
-  return seq(set(seq(oid('2.5.4.11'), encodeTlv(0x0c, utf8('Engineering')))), set(seq(oid('2.5.4.3'), encodeTlv(0x0c, utf8(cn)))));
-}
-
-const ECDSA_SHA384 = seq(oid('1.2.840.10045.4.3.3'));
-
-async function signDer(key: CryptoKey, data: Uint8Array): Promise<Bytes> {
-  const raw = new Uint8Array(await subtle.sign({ name: 'ECDSA', hash: 'SHA-384' }, key, data as Bytes));
-  return seq(integer(raw.subarray(0, 48)), integer(raw.subarray(48)));
-}
-
-export interface SyntheticKey {
-  cert: Bytes;
-  keys: CryptoKeyPair;
-  serial: number;
-  cn: string;
-}
-
-export interface CertOptions {
-  cn: string;
-  serial: number;
-  issuer?: SyntheticKey;
-  ca: boolean;
-  notBefore?: Date;
-  notAfter?: Date;
-  /** Extra extensions as [oid, DER value]. */
-  extensions?: [string, Uint8Array][];
-}
-
-export async function createKeyCertificate(o: CertOptions): Promise<SyntheticKey> {
-  const keys = await subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-384' }, true, ['sign', 'verify']);
-  const spki = new Uint8Array(await subtle.exportKey('spki', keys.publicKey));
-  const exts: Uint8Array[] = [];
-  if (o.ca) exts.push(seq(oid('2.5.29.19'), encodeTlv(0x01, Uint8Array.of(0xff)), octets(seq(encodeTlv(0x01, Uint8Array.of(0xff))))));
-  for (const [id, value] of o.extensions ?? []) exts.push(seq(oid(id), octets(value)));
-  const tbs = seq(
-    encodeTlv(0xa0, integer(2)),
-    integer(o.serial),
-    ECDSA_SHA384,
-    name(o.issuer?.cn ?? o.cn),
-    seq(utcTime(o.notBefore ?? new Date('2024-01-01T00:00:00Z')), utcTime(o.notAfter ?? new Date('2034-01-01T00:00:00Z'))),
-    name(o.cn),
-    spki,
-    encodeTlv(0xa3, seq(...exts)),
-  );
-  const signer = o.issuer?.keys.privateKey ?? keys.privateKey;
-  const cert = seq(tbs, ECDSA_SHA384, encodeTlv(0x03, concatBytes(Uint8Array.of(0), await signDer(signer, tbs))));
-  return { cert, keys, serial: o.serial, cn: o.cn };
-}
-
-/** An X.509 v2 CRL issued by `issuer`, listing `revoked` serials. */
-export async function createCrl(issuer: SyntheticKey, revoked: number[], thisUpdate: Date, nextUpdate: Date): Promise<Bytes> {
-  const entries = revoked.map((s) => seq(integer(s), utcTime(thisUpdate)));
-  const tbs = seq(integer(1), ECDSA_SHA384, name(issuer.cn), utcTime(thisUpdate), utcTime(nextUpdate), ...(entries.length ? [seq(...entries)] : []));
-  return seq(tbs, ECDSA_SHA384, encodeTlv(0x03, concatBytes(Uint8Array.of(0), await signDer(issuer.keys.privateKey, tbs))));
-}
 
 export interface AmdTcb {
   bootloader: number;
