@@ -1,8 +1,8 @@
 import { copyBytes, toHex, type Bytes } from '../bytes.js';
-import { ParseError } from '../errors.js';
+import { ParseError, VerificationError } from '../errors.js';
 import { assertMaxSize } from '../reader.js';
 import { decodeBitString, decodeSmallInteger, decodeTime, isContext, parseDer, sequence, TAG } from './der.js';
-import { parseName, type DistinguishedName, type X509Certificate } from './certificate.js';
+import { KEY_USAGE, parseName, type DistinguishedName, type X509Certificate } from './certificate.js';
 import { parseSignatureAlgorithm, verifySignature, type SignatureAlgorithm } from './signature.js';
 
 export const MAX_CRL_SIZE = 8 * 1024 * 1024;
@@ -57,7 +57,15 @@ export class X509Crl {
     }
   }
 
+  /**
+   * Whether `issuer`'s key signed this CRL. An issuer whose keyUsage does not allow cRLSign may
+   * not sign CRLs at all (RFC 5280 6.3.3 (f)): ERR_CRL_INVALID, whatever the signature.
+   */
   verifySignedBy(issuer: X509Certificate): Promise<boolean> {
+    const ku = issuer.keyUsage;
+    if (ku !== undefined && (ku & KEY_USAGE.cRLSign) === 0) {
+      return Promise.reject(new VerificationError('ERR_CRL_INVALID', `"${issuer.subject.text}" issued a CRL but its keyUsage lacks cRLSign`, { detail: { issuer: issuer.subject.text } }));
+    }
     return verifySignature(issuer.publicKey, this.signatureAlgorithm, this.tbs, this.signature);
   }
 
