@@ -32,6 +32,7 @@ const valid = fc.record(
         action: fc.constantFrom('none', 'allow', 'redact', 'mask', 'block', 'deny'),
         findings: fc.array(fc.record({ category: fc.string({ maxLength: 10 }), action: fc.string({ maxLength: 16 }), count: fc.nat() }), { maxLength: 3 }),
         rules: fc.array(fc.string({ maxLength: 10 }), { maxLength: 3 }),
+        output: fc.record({ findings: fc.array(fc.record({ category: fc.string({ maxLength: 10 }), action: fc.string({ maxLength: 16 }), count: fc.nat() }), { maxLength: 3 }) }),
       },
       { requiredKeys: ['version', 'action', 'findings'] },
     ),

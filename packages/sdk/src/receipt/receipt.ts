@@ -11,6 +11,8 @@
  *                "earId": "<EAR jti>", "attestationDigest": "sha256:<EAR or evidence>" },
  *   "model": { "id": "custody-demo", "digest": "sha256:...", "backend": "demo" },
  *   "policy": { "version": "...", "action": "mask", "findings": [{"category":"email","action":"mask","count":1}] },
+ *              (plus "output": { "findings": [...] } when the tenant has an output policy: what
+ *              was found in the model's answer, redacted or allowed, counts only)
  *   "request": { "digest": "sha256:<binary HTTP request as received>", "forwardedDigest": "sha256:<body sent to the model>" },
  *   "response": { "digest": "sha256:<response content, whole stream>", "status": 200, "streamed": false },
  *   "timestamps": { "receivedAt": "...", "completedAt": "..." },
@@ -66,7 +68,14 @@ export interface ReceiptBody {
     attestationDigest: string;
   };
   model: { id: string; digest?: string; backend: string };
-  policy: { version: string; action: PolicyAction; findings: { category: string; action: string; count: number }[]; rules?: string[] };
+  policy: {
+    version: string;
+    action: PolicyAction;
+    findings: { category: string; action: string; count: number }[];
+    rules?: string[];
+    /** Present when the tenant has an output policy: what it found in the model's answer (redact or allow). */
+    output?: { findings: { category: string; action: string; count: number }[] };
+  };
   request: { digest: string; forwardedDigest?: string };
   response: { digest: string; status: number; streamed: boolean };
   timestamps: { receivedAt: string; completedAt: string };
@@ -106,6 +115,7 @@ const receiptSchema = z.strictObject({
     action: z.enum(['none', 'allow', 'redact', 'mask', 'block', 'deny']),
     findings: z.array(z.strictObject({ category: z.string().max(64), action: z.string().max(16), count: z.number().int().min(0) })).max(64),
     rules: z.array(z.string().max(128)).max(64).optional(),
+    output: z.strictObject({ findings: z.array(z.strictObject({ category: z.string().max(64), action: z.string().max(16), count: z.number().int().min(0) })).max(64) }).optional(),
   }),
   request: z.strictObject({ digest: digestField, forwardedDigest: digestField.optional() }),
   response: z.strictObject({ digest: digestField, status: z.number().int().min(100).max(599), streamed: z.boolean() }),
@@ -138,6 +148,16 @@ function keysOk(o: Obj, required: readonly string[], optional: readonly string[]
   return n >= required.length;
 }
 
+function fastFindings(v: unknown): Receipt['policy']['findings'] | undefined {
+  if (!Array.isArray(v) || v.length > 64) return undefined;
+  const findings: Receipt['policy']['findings'] = [];
+  for (const f of v as unknown[]) {
+    if (!isObj(f) || !keysOk(f, ['category', 'action', 'count']) || !str(f.category, 64) || !str(f.action, 16) || !intIn(f.count, 0, Number.MAX_SAFE_INTEGER)) return undefined;
+    findings.push({ category: f.category, action: f.action, count: f.count });
+  }
+  return findings;
+}
+
 /**
  * The receipt schema checked by hand, for JSON the SDK parsed itself: the same object zod
  * builds (members in schema order, optional members only when present), or undefined when
@@ -164,11 +184,15 @@ function fastReceipt(v: unknown): Receipt | undefined {
   const md = v.model;
   if (!isObj(md) || !keysOk(md, ['id', 'backend'], ['digest']) || !idOk(md.id) || (md.digest !== undefined && !digestOk(md.digest)) || !str(md.backend, 64)) return undefined;
   const p = v.policy;
-  if (!isObj(p) || !keysOk(p, ['version', 'action', 'findings'], ['rules']) || !str(p.version, 512) || !ACTIONS.has(p.action) || !Array.isArray(p.findings) || p.findings.length > 64) return undefined;
-  const findings: Receipt['policy']['findings'] = [];
-  for (const f of p.findings as unknown[]) {
-    if (!isObj(f) || !keysOk(f, ['category', 'action', 'count']) || !str(f.category, 64) || !str(f.action, 16) || !intIn(f.count, 0, Number.MAX_SAFE_INTEGER)) return undefined;
-    findings.push({ category: f.category, action: f.action, count: f.count });
+  if (!isObj(p) || !keysOk(p, ['version', 'action', 'findings'], ['rules', 'output']) || !str(p.version, 512) || !ACTIONS.has(p.action)) return undefined;
+  const findings = fastFindings(p.findings);
+  if (!findings) return undefined;
+  let output: { findings: Receipt['policy']['findings'] } | undefined;
+  if (p.output !== undefined) {
+    const o = p.output;
+    const of = isObj(o) && keysOk(o, ['findings']) ? fastFindings(o.findings) : undefined;
+    if (!of) return undefined;
+    output = { findings: of };
   }
   let rules: string[] | undefined;
   if (p.rules !== undefined) {
@@ -196,7 +220,7 @@ function fastReceipt(v: unknown): Receipt | undefined {
     route: v.route,
     gateway: { platform: g.platform, simulated: g.simulated, measurements, ...(g.earId !== undefined ? { earId: g.earId } : {}), attestationDigest: g.attestationDigest },
     model: { id: md.id, ...(md.digest !== undefined ? { digest: md.digest } : {}), backend: md.backend },
-    policy: { version: p.version, action: p.action as PolicyAction, findings, ...(rules !== undefined ? { rules } : {}) },
+    policy: { version: p.version, action: p.action as PolicyAction, findings, ...(rules !== undefined ? { rules } : {}), ...(output !== undefined ? { output } : {}) },
     request: { digest: rq.digest, ...(rq.forwardedDigest !== undefined ? { forwardedDigest: rq.forwardedDigest } : {}) },
     response: { digest: rs.digest, status: rs.status, streamed: rs.streamed },
     timestamps: { receivedAt: t.receivedAt, completedAt: t.completedAt },

@@ -11,6 +11,7 @@ export class GatewayMetrics {
   readonly duration: Histogram<'route' | 'streamed'>;
   readonly refusals: Counter<'code'>;
   readonly piiFindings: Counter<'category' | 'action'>;
+  readonly outputPiiFindings: Counter<'category' | 'action'>;
   readonly attestationState: Gauge<'state'>;
   readonly receipts: Counter<'outcome'>;
   readonly tenantLimited: Counter<'tenant' | 'limit'>;
@@ -28,6 +29,7 @@ export class GatewayMetrics {
     });
     this.refusals = new Counter({ name: 'custody_gateway_refusals_total', help: 'Requests refused before the pipeline (OHTTP, replay, attestation), by code', labelNames: ['code'], registers });
     this.piiFindings = new Counter({ name: 'custody_gateway_pii_findings_total', help: 'PII findings by category and action (counts only)', labelNames: ['category', 'action'], registers });
+    this.outputPiiFindings = new Counter({ name: 'custody_gateway_output_pii_findings_total', help: 'PII the output policy found in model answers, by category and action (counts only)', labelNames: ['category', 'action'], registers });
     this.attestationState = new Gauge({ name: 'custody_gateway_attestation_state', help: '1 for the current attestation state', labelNames: ['state'], registers });
     this.receipts = new Counter({ name: 'custody_gateway_receipts_total', help: 'Receipts issued or withheld', labelNames: ['outcome'], registers });
     // Tenant ids come from the gateway policy (at most 1024), never from a request.

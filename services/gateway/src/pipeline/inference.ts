@@ -26,7 +26,7 @@ import type { ModelBackend, ModelInfo } from '../backends/types.js';
 import { PROBLEM_CONTENT_TYPE, problemBody, toProblem } from '../http/problem.js';
 import type { LedgerSink } from '../ledger/ledger-sink.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
-import { applyInputPolicy, restoreJson, restoreSseStream, type FindingSummary, type InferenceRoute } from './policy.js';
+import { applyInputPolicy, restoreJson, restoreSseStream, type FindingSummary, type InferenceRoute, type OutputScan } from './policy.js';
 import { TenantLimiter } from './tenant-limits.js';
 import type { Tenant, TenantDirectory } from './tenants.js';
 
@@ -89,6 +89,8 @@ interface Ctx {
   forwardedDigest?: string;
   /** Gives back the tenant's place (tenant-limits.ts); set once the tenant is admitted. */
   release?: () => void;
+  /** What the tenant's output policy found in the answer, by category and action (set when it applies). */
+  output?: Map<string, FindingSummary>;
 }
 
 function header(fields: readonly HttpField[], name: string): string | undefined {
@@ -218,10 +220,11 @@ export class InferencePipeline {
       for (const f of ip.findings) this.o.metrics.piiFindings.inc({ category: f.category.slice(0, 32), action: f.action }, f.count);
       await this.decide(ctx, ip.action === 'mask' || ip.action === 'redact' ? 'redact' : 'allow');
       ctx.forwardedDigest = sha256Digest(ip.body);
+      const output = this.outputScan(ctx, route);
       const res = await this.o.backend.handle({ route, body: ip.body, json, model, stream, ...(ctx.signal ? { signal: ctx.signal } : {}) });
       const contentType = res.contentType;
       if (res.body instanceof ReadableStream && contentType.includes('text/event-stream')) {
-        const body = vault.size > 0 ? res.body.pipeThrough(restoreSseStream(route, vault)) : res.body;
+        const body = vault.size > 0 || output ? res.body.pipeThrough(restoreSseStream(route, vault, output)) : res.body;
         handedOff = true;
         return this.respond(ctx, snapshot, res.status, [['content-type', contentType], ['cache-control', 'no-store']], body, true, () => vault.clear());
       }
@@ -231,11 +234,29 @@ export class InferencePipeline {
       } catch (e) {
         throw new CustodyError('ERR_GATEWAY_BACKEND', 'the backend response could not be read', { cause: e });
       }
-      const out = res.status >= 200 && res.status < 300 ? restoreJson(route, bytes, vault) : bytes;
+      const out = res.status >= 200 && res.status < 300 ? restoreJson(route, bytes, vault, output) : bytes;
       return this.respond(ctx, snapshot, res.status, [['content-type', contentType]], out, false);
     } finally {
       if (!handedOff) vault.clear();
     }
+  }
+
+  /** The tenant's output policy for this answer, counting what it finds into `ctx.output` (and metrics). */
+  private outputScan(ctx: Ctx, route: InferenceRoute): OutputScan | undefined {
+    const engine = ctx.tenant?.output;
+    if (!engine || route === 'embeddings') return undefined;
+    const counts = (ctx.output = new Map<string, FindingSummary>());
+    const metric = this.o.metrics.outputPiiFindings;
+    return {
+      engine,
+      onFinding: (f) => {
+        const k = `${f.category}\u0000${f.action}`;
+        const c = counts.get(k);
+        if (c) c.count++;
+        else if (counts.size < 64) counts.set(k, { category: f.category, action: f.action, count: 1 });
+        metric.inc({ category: f.category.slice(0, 32), action: f.action });
+      },
+    };
   }
 
   private respond(ctx: Ctx, snapshot: AttestationSnapshot, status: number, headers: HttpField[], body: Uint8Array | ReadableStream<Uint8Array>, streamed: boolean, onEnd?: () => void): InnerResponse {
@@ -266,7 +287,13 @@ export class InferencePipeline {
       route: ctx.route ?? 'unknown',
       gateway: { platform: s.platform, simulated: s.simulated, measurements: s.measurements, ...(s.earId !== undefined ? { earId: s.earId } : {}), attestationDigest: s.attestationDigest },
       model: { id: ctx.model?.id ?? 'none', ...(ctx.model?.digest ? { digest: ctx.model.digest } : {}), backend: this.o.backend.kind },
-      policy: { version: this.o.tenants.policyVersion, action: ctx.action, findings: ctx.findings, ...(ctx.rules && ctx.rules.length > 0 ? { rules: ctx.rules } : {}) },
+      policy: {
+        version: this.o.tenants.policyVersion,
+        action: ctx.action,
+        findings: ctx.findings,
+        ...(ctx.rules && ctx.rules.length > 0 ? { rules: ctx.rules } : {}),
+        ...(ctx.output ? { output: { findings: [...ctx.output.values()] } } : {}),
+      },
       request: { digest: ctx.requestDigest, ...(ctx.forwardedDigest ? { forwardedDigest: ctx.forwardedDigest } : {}) },
       response: { digest: responseDigest, status, streamed },
       timestamps: { receivedAt: ctx.receivedAt.toISOString(), completedAt: this.o.clock().toISOString() },

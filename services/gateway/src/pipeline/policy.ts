@@ -41,10 +41,15 @@
  * Output: masked tokens are restored in the response (message contents and refusals, tool-call
  * names and arguments — JSON-escaped there — and completion texts), and in streams event by
  * event with a restorer per choice and per text (content, refusal, each tool call's arguments)
- * that holds back a token split across events.
+ * that holds back a token split across events. A tenant's output policy (`output.pii`) is
+ * applied to the same texts first, to what the model wrote (its mask tokens, not the restored
+ * values, so a caller's own masked values come back as sent): values it redacts become
+ * `[CATEGORY]`, in streams through a StreamRedactor per text, which holds back
+ * OUTPUT_HOLD_CHARS characters so that no part of a redacted value is sent before it is seen
+ * whole. Tool-call arguments are scanned as the JSON text they are.
  */
 import { CustodyError, utf8, type Bytes } from '@custody/core';
-import { MaskVault, StreamRestorer, type PiiFinding } from '@custody/policy';
+import { MaskVault, StreamRedactor, StreamRestorer, type PiiEngine, type PiiFinding } from '@custody/policy';
 import type { PolicyAction } from '@custody/sdk';
 import type { Tenant } from './tenants.js';
 
@@ -500,21 +505,56 @@ class JsonEscapingVault extends MaskVault {
   }
 }
 
-/** Restores a whole chat message (or a stream event's `message`). */
-function restoreMessage(msg: Record<string, unknown>, vault: MaskVault, jsonVault: MaskVault): void {
-  if (typeof msg.content === 'string') msg.content = vault.restore(msg.content);
-  if (typeof msg.refusal === 'string') msg.refusal = vault.restore(msg.refusal);
+/**
+ * A tenant's output policy for one answer: its engine, and where each finding goes (the
+ * pipeline counts them into the receipt; offsets are per text and not reported further).
+ */
+export interface OutputScan {
+  readonly engine: PiiEngine;
+  onFinding(f: PiiFinding): void;
+}
+
+/** The rewrite of one whole text: the output policy, then mask restoration. */
+type Fix = (text: string) => string;
+
+function fixer(vault: MaskVault, output: OutputScan | undefined): Fix {
+  if (!output) return (t) => vault.restore(t);
+  return (t) => {
+    const r = output.engine.apply(t);
+    for (const f of r.findings) output.onFinding(f);
+    return vault.restore(r.text);
+  };
+}
+
+/** Rewrites a whole chat message (or a stream event's `message`) in place; true when anything changed. */
+function rewriteMessage(msg: Record<string, unknown>, text: Fix, json: Fix, names: Fix): boolean {
+  let changed = false;
+  const set = (holder: Record<string, unknown>, key: string, fix: Fix): void => {
+    const v = holder[key];
+    if (typeof v !== 'string') return;
+    const next = fix(v);
+    if (next !== v) {
+      holder[key] = next;
+      changed = true;
+    }
+  };
+  set(msg, 'content', text);
+  set(msg, 'refusal', text);
   const calls: unknown[] = Array.isArray(msg.tool_calls) ? msg.tool_calls : [];
   for (const fn of [...calls.map((c) => (isObject(c) ? c.function : undefined)), msg.function_call]) {
     if (!isObject(fn)) continue;
-    if (typeof fn.name === 'string') fn.name = vault.restore(fn.name);
-    if (typeof fn.arguments === 'string') fn.arguments = jsonVault.restore(fn.arguments);
+    set(fn, 'name', names);
+    set(fn, 'arguments', json);
   }
+  return changed;
 }
 
-/** Restores masked tokens in a whole JSON response. */
-export function restoreJson(route: InferenceRoute, bytes: Uint8Array, vault: MaskVault): Uint8Array {
-  if (vault.size === 0 || route === 'embeddings') return bytes;
+/**
+ * Restores masked tokens in a whole JSON response, after the output policy (when given) has
+ * redacted what it redacts. The bytes come back as they were when nothing changed.
+ */
+export function restoreJson(route: InferenceRoute, bytes: Uint8Array, vault: MaskVault, output?: OutputScan): Uint8Array {
+  if ((vault.size === 0 && !output) || route === 'embeddings') return bytes;
   let obj: unknown;
   try {
     obj = JSON.parse(new TextDecoder().decode(bytes));
@@ -522,14 +562,46 @@ export function restoreJson(route: InferenceRoute, bytes: Uint8Array, vault: Mas
     return bytes;
   }
   if (!isObject(obj) || !Array.isArray(obj.choices)) return bytes;
-  const jsonVault = new JsonEscapingVault(vault);
+  const text = fixer(vault, output);
+  const json = fixer(new JsonEscapingVault(vault), output);
+  const names: Fix = (t) => vault.restore(t);
+  let changed = false;
   for (const choice of obj.choices as unknown[]) {
     if (!isObject(choice)) continue;
     if (route === 'chat.completions') {
-      if (isObject(choice.message)) restoreMessage(choice.message, vault, jsonVault);
-    } else if (typeof choice.text === 'string') choice.text = vault.restore(choice.text);
+      if (isObject(choice.message) && rewriteMessage(choice.message, text, json, names)) changed = true;
+    } else if (typeof choice.text === 'string') {
+      const next = text(choice.text);
+      if (next !== choice.text) {
+        choice.text = next;
+        changed = true;
+      }
+    }
   }
-  return enc.encode(JSON.stringify(obj));
+  return changed ? enc.encode(JSON.stringify(obj)) : bytes;
+}
+
+/**
+ * One streamed text of an answer (a choice's content, refusal or a tool call's arguments): the
+ * output policy's redactor (when there is one), then the mask restorer, each holding back what
+ * it cannot decide yet.
+ */
+class TextChannel {
+  private readonly restorer: StreamRestorer;
+  private readonly redactor: StreamRedactor | undefined;
+
+  constructor(vault: MaskVault, output: OutputScan | undefined) {
+    this.restorer = new StreamRestorer(vault);
+    this.redactor = output ? new StreamRedactor(output.engine, (f) => output.onFinding(f)) : undefined;
+  }
+
+  push(text: string): string {
+    return this.restorer.push(this.redactor ? this.redactor.push(text) : text);
+  }
+
+  flush(): string {
+    return (this.redactor ? this.restorer.push(this.redactor.flush()) : '') + this.restorer.flush();
+  }
 }
 
 /** Appends a held-back tail to its place in a delta (or a completions choice). */
@@ -561,10 +633,13 @@ const appendFunctionArguments: PutRest = (target, rest) => {
  * finishes, or the stream ends). Each choice has a restorer per text it streams: the content,
  * the refusal, and each tool call's arguments (restored JSON-escaped).
  */
-export function restoreSseStream(route: InferenceRoute, vault: MaskVault): TransformStream<Uint8Array, Uint8Array> {
+export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output?: OutputScan): TransformStream<Uint8Array, Uint8Array> {
   const decoder = new TextDecoder();
   const jsonVault = new JsonEscapingVault(vault);
-  type Channel = { restorer: StreamRestorer; put: PutRest };
+  const wholeText = fixer(vault, output);
+  const wholeJson = fixer(jsonVault, output);
+  const names: Fix = (t) => vault.restore(t);
+  type Channel = { restorer: TextChannel; put: PutRest };
   const channels = new Map<number, Map<string, Channel>>();
   let pending = '';
   /** Restores `holder[field]` through the choice's restorer named `key`. */
@@ -574,7 +649,7 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault): Trans
     let byKey = channels.get(choice);
     if (!byKey) channels.set(choice, (byKey = new Map<string, Channel>()));
     let ch = byKey.get(key);
-    if (!ch) byKey.set(key, (ch = { restorer: new StreamRestorer(json ? jsonVault : vault), put }));
+    if (!ch) byKey.set(key, (ch = { restorer: new TextChannel(json ? jsonVault : vault, output), put }));
     holder[field] = ch.restorer.push(text);
   };
   /** Puts every held-back tail of a choice into `target`; true when there was one. */
@@ -608,7 +683,7 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault): Trans
       if (finished) flushChoice(i, choice);
       return;
     }
-    if (isObject(choice.message)) restoreMessage(choice.message, vault, jsonVault);
+    if (isObject(choice.message)) rewriteMessage(choice.message, wholeText, wholeJson, names);
     const delta = choice.delta;
     if (isObject(delta)) {
       push(i, 'content', delta, 'content', appendTo('content'));

@@ -20,6 +20,8 @@
  *       - id: no-huge-prompts
  *         expr: request.chars < 100000
  *         reason: prompts are limited to 100k characters
+ *     output:                            # optional: PII in the model's answers
+ *       pii: { actions: { payment_card: redact, national_id: redact } }   # default allow
  *     limits: { concurrent: 8, perMinute: 600 }  # optional; see tenant-limits.ts
  * limits: { concurrent: 32 }               # optional default for tenants without their own
  * ```
@@ -32,6 +34,10 @@ import { PiiEngine, compileCondition, type CelCondition, type PiiPolicy } from '
 import type { TenantLimits } from './tenant-limits.js';
 
 const PII_ACTIONS = ['redact', 'mask', 'block', 'allow'] as const;
+
+/** What an output policy may do with a value found in an answer (an answer partly sent cannot be blocked or masked). */
+const OUTPUT_ACTIONS = ['redact', 'allow'] as const;
+const customSchema = z.array(z.strictObject({ category: z.string().regex(/^[a-z][a-z0-9_]{0,31}$/), pattern: z.string().max(512), flags: z.string().max(8).optional() })).max(64);
 
 const limitsSchema = z
   .strictObject({
@@ -49,11 +55,20 @@ const tenantSchema = z.strictObject({
     .strictObject({
       defaultAction: z.enum(PII_ACTIONS).optional(),
       actions: z.record(z.string().max(64), z.enum(PII_ACTIONS)).optional(),
-      custom: z.array(z.strictObject({ category: z.string().regex(/^[a-z][a-z0-9_]{0,31}$/), pattern: z.string().max(512), flags: z.string().max(8).optional() })).max(64).optional(),
+      custom: customSchema.optional(),
     })
     .optional(),
   rules: z.array(z.strictObject({ id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/), expr: z.string().min(1).max(8192), reason: z.string().max(512).optional() })).max(64).optional(),
   limits: limitsSchema.optional(),
+  output: z
+    .strictObject({
+      pii: z.strictObject({
+        defaultAction: z.enum(OUTPUT_ACTIONS).optional(),
+        actions: z.record(z.string().max(64), z.enum(OUTPUT_ACTIONS)).optional(),
+        custom: customSchema.optional(),
+      }),
+    })
+    .optional(),
 });
 
 const policySchema = z.strictObject({
@@ -73,6 +88,8 @@ export interface Tenant {
   readonly rules: readonly { id: string; condition: CelCondition; reason: string }[];
   readonly models?: ReadonlySet<string>;
   readonly limits?: TenantLimits;
+  /** The output policy: what is redacted from the model's answers (default allow). */
+  readonly output?: PiiEngine;
 }
 
 /** SHA-256 hex of an API key, as a policy file stores it. */
@@ -128,7 +145,11 @@ export class TenantDirectory {
       };
       const rules = (t.rules ?? []).map((r) => ({ id: r.id, condition: compileCondition(r.expr, `tenants.${t.id}.rules.${r.id}`), reason: r.reason ?? `rule ${r.id} does not hold` }));
       const limits = t.limits ?? doc.limits;
-      const tenant: Tenant = { id: t.id, pii: new PiiEngine(pii), rules, ...(t.models ? { models: new Set(t.models) } : {}), ...(limits ? { limits } : {}) };
+      const out = t.output?.pii;
+      const output = out
+        ? new PiiEngine({ defaultAction: out.defaultAction ?? 'allow', ...(out.actions ? { actions: out.actions } : {}), ...(out.custom ? { custom: out.custom.map((c) => ({ category: c.category, pattern: c.pattern, ...(c.flags ? { flags: c.flags } : {}) })) } : {}) })
+        : undefined;
+      const tenant: Tenant = { id: t.id, pii: new PiiEngine(pii), rules, ...(t.models ? { models: new Set(t.models) } : {}), ...(limits ? { limits } : {}), ...(output ? { output } : {}) };
       return { digest: Buffer.from(t.apiKeySha256, 'hex'), tenant };
     });
     return new TenantDirectory(doc, `custody:gateway-policy:${doc.id}:${doc.version}:sha256:${digest}`, entries);

@@ -1,0 +1,83 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { PiiEngine, type PiiFinding } from './engine.js';
+import { StreamRedactor } from './stream-redactor.js';
+import { generateCorpus } from './testing/corpus.js';
+
+const redactAll = new PiiEngine({ defaultAction: 'redact' });
+const cardsOnly = new PiiEngine({ defaultAction: 'allow', actions: { payment_card: 'redact', national_id: 'redact' } });
+
+/** The text through a StreamRedactor in the given pieces: what leaves, and the findings. */
+function stream(engine: PiiEngine, pieces: string[], hold?: number): { out: string; emitted: string[]; findings: PiiFinding[] } {
+  const findings: PiiFinding[] = [];
+  const r = new StreamRedactor(engine, (f) => findings.push(f), hold);
+  const emitted = pieces.map((p) => r.push(p));
+  emitted.push(r.flush());
+  return { out: emitted.join(''), emitted, findings };
+}
+
+/** Cuts `text` at the given fractions. */
+function split(text: string, cuts: number[]): string[] {
+  const at = [...new Set(cuts.map((c) => Math.floor(c * text.length)))].sort((a, b) => a - b);
+  const out: string[] = [];
+  let prev = 0;
+  for (const a of at) {
+    out.push(text.slice(prev, a));
+    prev = a;
+  }
+  out.push(text.slice(prev));
+  return out;
+}
+
+describe('StreamRedactor', () => {
+  it('redacts a value split across tokens, and never sends any part of it', () => {
+    const tokens = ['Your card ', '4111', ' 1111', ' 1111', ' 1111', ' is on file', ...Array.from({ length: 40 }, (_, i) => ` word${i}`)];
+    const { out, emitted, findings } = stream(cardsOnly, tokens);
+    expect(out).toBe(cardsOnly.apply(tokens.join('')).text);
+    expect(out).toContain('Your card [PAYMENT_CARD] is on file');
+    for (const e of emitted) expect(e).not.toMatch(/4111|1111/);
+    expect(findings).toEqual([{ category: 'payment_card', action: 'redact', start: 10, end: 29 }]);
+  });
+
+  it('holds back `hold` characters, and sends the rest at the end', () => {
+    const r = new StreamRedactor(cardsOnly, () => undefined, 16);
+    expect(r.push('0123456789')).toBe('');
+    expect(r.push('abcdefghij')).toBe('0123');
+    expect(r.flush()).toBe('456789abcdefghij');
+    expect(r.flush()).toBe('');
+  });
+
+  it('reports allowed findings without changing them', () => {
+    const { out, findings } = stream(cardsOnly, ['mail ann@example.com ', 'or SSN 123-45-6789 ', 'x'.repeat(200)]);
+    expect(out).toContain('mail ann@example.com or SSN [NATIONAL_ID] ');
+    expect(findings.map((f) => [f.category, f.action])).toEqual([
+      ['email', 'allow'],
+      ['national_id', 'redact'],
+    ]);
+  });
+
+  // Over the labelled corpus, cut at random places: the streamed answer is the whole-text
+  // redaction, and each finding is reported once (the whole text's detections, in order).
+  // Five documents to a text (some 1,200 characters), so values cross many cuts and hold-backs.
+  const corpus = generateCorpus(60, 4242).map((d) => d.text);
+  const docs = Array.from({ length: 12 }, (_, i) => corpus.slice(i * 5, i * 5 + 5).join('\n'));
+  it('equals the whole-text redaction for any split of realistic text (corpus, random cuts)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: docs.length - 1 }), fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 40 }), (i, cuts) => {
+        const text = docs[i]!;
+        const { out, findings } = stream(redactAll, split(text, cuts));
+        expect(out).toBe(redactAll.apply(text).text);
+        expect(findings.map((f) => [f.category, f.start, f.end])).toEqual(redactAll.detect(text).map((d) => [d.category, d.start, d.end]));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('token by token (one to four characters at a time) over every corpus document', () => {
+    for (const text of docs) {
+      const pieces: string[] = [];
+      for (let at = 0, n = 1; at < text.length; at += n, n = (n % 4) + 1) pieces.push(text.slice(at, at + n));
+      expect(stream(redactAll, pieces).out).toBe(redactAll.apply(text).text);
+    }
+  });
+});
