@@ -8,7 +8,7 @@ import type { AuditSink } from './audit/types.js';
 import { AppraisalPolicies } from './attestation/appraisal-policies.js';
 import { CelReleasePolicyEvaluator } from './attestation/cel-release-policy.js';
 import { EarSigner } from './attestation/ear-signer.js';
-import { AttestationService, type AttestationServiceOptions } from './attestation/handshake.js';
+import { AttestationService, earLifetimeBound, type AttestationServiceOptions } from './attestation/handshake.js';
 import { TenantPolicies } from './attestation/tenant-policies.js';
 import { ChallengeLimiter } from './attestation/challenge-limits.js';
 import { parseChallengeRateLimit, type BrokerStorageConfig, type ChallengeRateLimitInput } from './config.js';
@@ -44,7 +44,7 @@ export interface BrokerPlugins {
 export interface AttestationPlugin extends Pick<AttestationServiceOptions, 'verifier' | 'roots' | 'nonceTtlSeconds' | 'sessionTtlSeconds' | 'earTtlSeconds' | 'requireWorkloadApiKey'> {
   /** Default: every tenant gets DEFAULT_DENY_POLICY_YAML (nothing is released). */
   policies?: AppraisalPolicies;
-  /** Default: a key kept in memory (EARs die with the process). */
+  /** Default: a key kept in memory (EARs die with the process). Its maxEarLifetimeSeconds must cover earLifetimeBound of these settings. */
   signer?: EarSigner;
   /** See TenantPoliciesOptions.recheckMs. Default 0: stored policies are re-checked at every attestation. */
   policyRecheckMs?: number;
@@ -124,7 +124,7 @@ export async function openBroker(config: BrokerStorageConfig, plugins: BrokerPlu
         sessions: metadata,
         recipientCurves: keystore.capabilities.recipientCurves,
         policies,
-        signer: signer ?? (await EarSigner.inMemory()),
+        signer: signer ?? (await EarSigner.inMemory({ maxEarLifetimeSeconds: earLifetimeBound(rest), ...(plugins.clock ? { clock: plugins.clock } : {}) })),
         audit,
         logger,
         ...(plugins.clock ? { clock: plugins.clock } : {}),

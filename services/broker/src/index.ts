@@ -84,12 +84,13 @@ export { serveBroker } from './serve.js';
 export type { RunningServer } from './serve.js';
 
 // attestation-gated key release handshake (docs/key-release-protocol.md)
-export { AttestationService, HANDSHAKE_PLATFORMS, DEFAULT_NONCE_TTL_SECONDS, DEFAULT_SESSION_TTL_SECONDS, EAR_ISSUER, primaryMeasurement } from './attestation/handshake.js';
+export { AttestationService, earLifetimeBound, HANDSHAKE_PLATFORMS, DEFAULT_NONCE_TTL_SECONDS, DEFAULT_SESSION_TTL_SECONDS, EAR_ISSUER, primaryMeasurement } from './attestation/handshake.js';
 export type { AttestationServiceOptions, EvidenceVerification, ChallengeResponse, AttestRequest, AttestResponse, ReleaseRequest as HandshakeReleaseRequest, ReleaseResponse } from './attestation/handshake.js';
 export { AppraisalPolicies, DEFAULT_DENY_POLICY_YAML } from './attestation/appraisal-policies.js';
 export { TenantPolicies, type AppraisalPolicyResolver, type TenantPoliciesOptions, type TenantPolicyView, type TenantPolicyDeletion } from './attestation/tenant-policies.js';
 export type { PolicySource } from './attestation/appraisal-policies.js';
-export { EarSigner } from './attestation/ear-signer.js';
+export { EarSigner, DEFAULT_EAR_KEY_RELOAD_MS, type EarSignerOptions, type EarKeyReload } from './attestation/ear-signer.js';
+export { rotateEarKeyFile, readEarKeyFile, EAR_KEY_SET_FORMAT, EAR_KEY_CLOCK_SKEW_SECONDS, MAX_RETIRED_EAR_KEYS, type EarKeyRotation, type EarKeyRotationOptions, type EarKeySet, type RetiredEarKey } from './attestation/ear-key-set.js';
 export { CelReleasePolicyEvaluator, releasePolicyVariables } from './attestation/cel-release-policy.js';
 export { buildRuntimeData, parseRuntimeData, runtimeDigest, runtimeDigestAlgorithm, teeKeyJwk, teeKeySpki, teeKeyFromSpki, MAX_RUNTIME_DATA } from './attestation/runtime-data.js';
 export type { RuntimeData, TeeKeyJwk } from './attestation/runtime-data.js';

@@ -4,7 +4,8 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Clock } from '@custody/core';
 import { AppraisalPolicies, type PolicySource } from './attestation/appraisal-policies.js';
-import { EarSigner } from './attestation/ear-signer.js';
+import { DEFAULT_EAR_KEY_RELOAD_MS, EarSigner } from './attestation/ear-signer.js';
+import { earLifetimeBound } from './attestation/handshake.js';
 import type { AuditSink } from './audit/types.js';
 import { openBroker, type AttestationPlugin, type Broker } from './broker.js';
 import { parseStorageConfig, type BrokerStorageConfig } from './config.js';
@@ -54,6 +55,13 @@ export interface StartBrokerOptions {
   attestation?: Omit<AttestationPlugin, 'policies' | 'signer'>;
   /** EAR signing key file; default `<dataDir>/ear-signing-key.jwk`. Replicas share one. */
   earKeyFile?: string;
+  /**
+   * How often the EAR key file is checked for a rotation (`custody broker rotate-ear-key`), in ms:
+   * a stat, and a re-read only when it changed. Default 10 000; 0: only on `reloadEarKey()`
+   * (SIGHUP in `custody broker serve`) and when a release presents an EAR of an unknown kid.
+   * Also part of how long retired keys stay published, so replicas should agree on it.
+   */
+  earKeyReloadMs?: number;
   logger?: Logger;
   clock?: Clock;
   metrics?: Registry;
@@ -76,6 +84,8 @@ export interface StartedBroker {
   policies: { default: string; tenants: Record<string, string> };
   storage: { metadata: 'sqlite' | 'postgres'; keystore: 'embedded' | 'pkcs11' };
   broker: Broker;
+  /** Re-reads the EAR key file now; true when it changed (a rotation) and is now in use. Errors: ERR_EAR_KEY (the keys in use stay). */
+  reloadEarKey(): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -111,7 +121,11 @@ export async function startBroker(options: StartBrokerOptions): Promise<StartedB
   const tenants: Record<string, PolicySource> = {};
   for (const [t, p] of Object.entries(options.tenantPolicies ?? {})) tenants[t] = source(p);
   const policies = await AppraisalPolicies.load({ ...(options.policy !== undefined ? { defaultPolicy: source(options.policy) } : {}), tenants });
-  const signer = await EarSigner.open(options.earKeyFile ?? join(options.dataDir, 'ear-signing-key.jwk'));
+  const signer = await EarSigner.open(options.earKeyFile ?? join(options.dataDir, 'ear-signing-key.jwk'), {
+    maxEarLifetimeSeconds: earLifetimeBound(options.attestation),
+    reloadIntervalMs: options.earKeyReloadMs ?? DEFAULT_EAR_KEY_RELOAD_MS,
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
   const broker = await openBroker(config, {
     attestation: { ...options.attestation, policies, signer },
     ...(options.releasePolicy ? { policy: options.releasePolicy } : {}),
@@ -120,6 +134,12 @@ export async function startBroker(options: StartBrokerOptions): Promise<StartedB
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.metrics ? { metrics: options.metrics } : {}),
     ...(options.wrapper ? { wrapper: options.wrapper } : {}),
+  });
+  // Mtime polling rather than a signal: replicas converge on a rotated file without anyone
+  // signalling each one, and the poll interval bounds how long one keeps signing with a retired key.
+  const stopWatching = signer.watch({
+    onReload: (r) => options.logger?.info({ op: 'ear-key.reload', kid: r.kid, retired: r.retired }, 'EAR signing key file re-read: signing with the current key'),
+    onError: (e) => options.logger?.error({ op: 'ear-key.reload', code: e.code }, 'the EAR signing key file could not be re-read; keeping the keys in use'),
   });
   try {
     let adminKey: string | undefined;
@@ -150,12 +170,15 @@ export async function startBroker(options: StartBrokerOptions): Promise<StartedB
       policies: policies.describe(),
       storage: { metadata: config.metadata.kind, keystore: config.keystore.kind },
       broker,
+      reloadEarKey: () => signer.reload(),
       close() {
+        stopWatching();
         closed ??= server.close().finally(() => broker.close());
         return closed;
       },
     };
   } catch (e) {
+    stopWatching();
     await broker.close();
     throw e;
   }

@@ -1,12 +1,16 @@
+import { join } from 'node:path';
 import type { Command } from 'commander';
-import { CustodyError } from '@custody/core';
+import { CustodyError, toCustodyError } from '@custody/core';
 import { CLEARTEXT_KEY_WARNING, HttpAuditSink, writerKeyFrom } from '@custody/ledger-service';
-import { challengeRateLimitFromEnv, startBroker, storageConfigFromEnv, type PolicySource, type StartBrokerOptions, type StartedBroker } from '@custody/broker-service';
+import { challengeRateLimitFromEnv, rotateEarKeyFile, startBroker, storageConfigFromEnv, type EarKeyRotation, type PolicySource, type StartBrokerOptions, type StartedBroker } from '@custody/broker-service';
 import type { Register } from './index.js';
-import { failWith } from '../output.js';
+import { EXIT_BAD_INPUT, EXIT_UNAVAILABLE } from '../exit.js';
+import { failWith, printJson } from '../output.js';
 
 export const DEFAULT_BROKER_PORT = 8787;
 export const DEFAULT_DATA_DIR = './custody-data';
+/** The EAR signing key file's name in the data directory. */
+export const EAR_KEY_FILE = 'ear-signing-key.jwk';
 
 interface ServeOptions {
   port?: string;
@@ -24,6 +28,37 @@ interface ServeOptions {
   ledger?: string;
   ledgerKeyEnv?: string;
   json?: boolean;
+}
+
+interface RotateEarKeyOptions {
+  data?: string;
+  earKey?: string;
+  overlap?: boolean;
+  json?: boolean;
+}
+
+/** What `broker rotate-ear-key` prints: kids and times only, never key material. */
+export function describeRotation(r: EarKeyRotation): string[] {
+  const lines = [`EAR signing key rotated in ${r.path}`, `  new kid      ${r.kid} (signs every EAR from the brokers' next re-read of the file)`];
+  if (r.overlap) {
+    lines.push(`  retired kid  ${r.previousKid} (retired ${r.retiredAt}; stays in the JWKS while its EARs can be valid: EAR lifetime + reload interval + 60 s)`);
+  } else {
+    lines.push(`  dropped kid  ${r.previousKid} (no overlap: its EARs stop verifying at the brokers' next re-read)`);
+  }
+  const others = r.dropped.filter((k) => k !== r.previousKid);
+  if (others.length > 0) lines.push(`  dropped      ${others.join(', ')} (retired keys no broker publishes any more)`);
+  lines.push('', "Running brokers sharing the file re-read it within 10 s (or at once on SIGHUP); a broker that meets an EAR of the new kid re-reads it then.");
+  return lines;
+}
+
+/** Errors of `rotate-ear-key`: an unusable key file is bad input (exit 2), a concurrent rotation is worth retrying (exit 3). */
+function failRotation(e: unknown, json: boolean): never {
+  const err = toCustodyError(e);
+  const exit = err.code === 'ERR_EAR_KEY' ? EXIT_BAD_INPUT : err.code === 'ERR_KEY_CONFLICT' ? EXIT_UNAVAILABLE : undefined;
+  if (exit === undefined) failWith(err, json);
+  if (json) printJson({ ok: false, errors: [err.toJSON()] });
+  else process.stderr.write(`custody: ${err.code}: ${err.message}\n`);
+  process.exit(exit);
 }
 
 /** `--policy FILE` sets the default policy; `--policy TENANT=FILE` a tenant's (repeatable). */
@@ -126,7 +161,8 @@ export const register: Register = (program: Command) => {
       'after',
       '\nState lives in --data: SQLite metadata, the embedded key store and its master key, the EAR signing key.\n' +
         'On the first start of a tenant its bootstrap admin key is written to <data>/admin-<tenant>.key (mode 0600);\n' +
-        'it is never printed or logged. Stop with Ctrl-C (SIGINT) or SIGTERM.',
+        'it is never printed or logged. Stop with Ctrl-C (SIGINT) or SIGTERM.\n' +
+        'The EAR key file is re-read when it changes (checked every 10 s; at once on SIGHUP): see `custody broker rotate-ear-key`.',
     )
     .option('--port <n>', `TCP port (0 picks a free one)`, String(DEFAULT_BROKER_PORT))
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
@@ -137,7 +173,7 @@ export const register: Register = (program: Command) => {
     .option('--master-key-pcrs <list>', 'with --master-key tpm: PCRs (sha256) the key is sealed to when first created, e.g. 0,7 (default), or none')
     .option('--postgres <url>', 'PostgreSQL for metadata, shared by replicas (else env CUSTODY_DATABASE_URL, else SQLite in --data)')
     .option('--tenant <name>', 'tenant of the bootstrap admin key', 'default')
-    .option('--ear-key <file>', 'EAR signing key file (default <data>/ear-signing-key.jwk; replicas share one)')
+    .option('--ear-key <file>', 'EAR signing key file (default <data>/ear-signing-key.jwk; replicas share one; rotate with `custody broker rotate-ear-key`)')
     .option('--require-workload-key', 'challenges need a workload API key of the tenant (default: the attestation is the only credential)')
     .option('--log-level <level>', 'log level of the JSON logs on stderr: debug, info, warn, error', 'info')
     .option('--ledger <url>', 'transparency ledger (`custody log serve`) for every audit event: appraisals, releases, refusals, admin changes (default: the local interim table only)')
@@ -208,8 +244,44 @@ export const register: Register = (program: Command) => {
         };
         process.once('SIGINT', () => stop('SIGINT'));
         process.once('SIGTERM', () => stop('SIGTERM'));
+        // SIGHUP: re-read the EAR key file now (after `custody broker rotate-ear-key`) instead of at the next check.
+        process.on('SIGHUP', () => {
+          started.reloadEarKey().then(
+            (changed) => logger.info({ signal: 'SIGHUP', op: 'ear-key.reload', changed }, changed ? 'EAR signing key file re-read: signing with the current key' : 'EAR signing key file unchanged'),
+            (e: unknown) => logger.error({ signal: 'SIGHUP', op: 'ear-key.reload', code: toCustodyError(e).code }, 'the EAR signing key file could not be re-read; keeping the keys in use'),
+          );
+        });
       } catch (e) {
         failWith(e, json);
+      }
+    });
+
+  broker
+    .command('rotate-ear-key')
+    .description('rotate the broker\'s EAR signing key: a new key signs from now on, the previous one stays published while EARs it signed can be valid')
+    .addHelpText(
+      'after',
+      '\nThe key file becomes a key set: the new private key, and the retired keys\' public halves with their retirement time.\n' +
+        'It is replaced atomically (a 0600 file renamed over it). Running brokers sharing it (replicas) pick it up within\n' +
+        'their reload interval (10 s), at once on SIGHUP, or when they meet an EAR of the new key. Only kids are printed.\n' +
+        'With --no-overlap the previous key and all retired keys are dropped: every EAR issued so far stops verifying.',
+    )
+    .option('--data <dir>', 'the broker\'s state directory', DEFAULT_DATA_DIR)
+    .option('--ear-key <file>', `EAR signing key file (default <data>/${EAR_KEY_FILE})`)
+    .option('--no-overlap', 'drop the previous and every retired key at once (a compromised key): outstanding EARs stop verifying')
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: RotateEarKeyOptions) => {
+      const json = opts.json === true;
+      try {
+        const path = opts.earKey ?? join(opts.data ?? DEFAULT_DATA_DIR, EAR_KEY_FILE);
+        const r = await rotateEarKeyFile(path, { overlap: opts.overlap !== false });
+        if (json) {
+          printJson({ ok: true, file: r.path, kid: r.kid, retiredKid: r.overlap ? r.previousKid : null, retiredAt: r.retiredAt, overlap: r.overlap, retired: r.retired, dropped: r.dropped });
+        } else {
+          process.stdout.write(describeRotation(r).join('\n') + '\n');
+        }
+      } catch (e) {
+        failRotation(e, json);
       }
     });
 };

@@ -8,6 +8,7 @@ import type { AuditEvent, AuditSink, AuditVerdict } from '../audit/types.js';
 import type { Principal } from '../auth/roles.js';
 import { releaseBinding, type KeyService } from '../keys/key-service.js';
 import { assertTenant, type KeyType } from '../keys/types.js';
+import { assertContributoryX25519 } from '../keystore/recipient.js';
 import type { RecipientCurve, RecipientKey, ReleaseContext } from '../keystore/types.js';
 import type { SessionRecord, SessionRepository } from '../metadata/types.js';
 import type { AppraisalPolicyResolver } from './tenant-policies.js';
@@ -165,6 +166,11 @@ export class AttestationService {
     this.earTtlSeconds = seconds(options.earTtlSeconds ?? DEFAULT_EAR_TTL_SECONDS, 'earTtlSeconds');
     this.requireApiKey = options.requireWorkloadApiKey ?? false;
     if (this.nonceTtlMs > this.sessionTtlMs) throw new CustodyError('ERR_USAGE', 'the nonce cannot outlive its session');
+    // A retired EAR key stays published for the signer's maximum EAR lifetime: no EAR may live longer.
+    const longest = Math.min(this.earTtlSeconds, this.sessionTtlMs / 1000);
+    if (longest > this.signer.maxEarLifetimeSeconds) {
+      throw new CustodyError('ERR_USAGE', `EARs may live ${longest} s here but the EAR signer signs at most ${this.signer.maxEarLifetimeSeconds} s (EarSignerOptions.maxEarLifetimeSeconds; see earLifetimeBound)`);
+    }
     if (options.metrics) {
       this.counters = {
         attest: new Counter({ name: 'custody_broker_attestations_total', help: 'Attestations by evidence platform and outcome (allow or the denial code)', labelNames: ['platform', 'outcome'], registers: [options.metrics] }),
@@ -225,6 +231,8 @@ export class AttestationService {
       if (!this.curves.includes(runtime.teeKey.curve)) {
         throw new CustodyError('ERR_KEY_RECIPIENT', `this broker wraps keys only to ${this.curves.join(', ')} TEE keys`, { detail: { curve: runtime.teeKey.curve } });
       }
+      // A small-order X25519 key would make every wrap to it readable by anyone: refused before the session is bound to it.
+      if (runtime.teeKey.curve === 'X25519') assertContributoryX25519(runtime.teeKey.publicKey);
       platform = this.platformOf(request);
       facts.platform = platform;
       facts.evidenceDigest = `sha256:${sha256Hex(request.evidence)}`;
@@ -248,11 +256,12 @@ export class AttestationService {
         teePublicKey: teeKeySpki(runtime.teeKey),
         ttlSeconds: ttl,
       });
-      const token = this.signer.sign(ear);
+      const { token, kid } = this.signer.signWithKid(ear);
       const earDigest = sha256Hex(token);
       // This broker just signed these bytes with the key its JWKS publishes (EarSigner checks at
-      // start that its tokens verify): remember them as verified for the session's releases.
-      this.remember(earDigest, { ear, kid: this.signer.kid, alg: 'ES256', status: appraisal.status });
+      // start and at every reload that its tokens verify): remember them as verified for the
+      // session's releases, under the kid that signed them.
+      this.remember(earDigest, { ear, kid, alg: 'ES256', status: appraisal.status });
       facts.earDigest = earDigest;
       facts.recipientDigest = `sha256:${sha256Hex(runtime.teeKey.publicKey)}`;
       await this.sessions.bindSession(session.id, releaseBinding(earDigest, runtime.teeKey), ear.exp * 1000, now);
@@ -352,17 +361,38 @@ export class AttestationService {
   /**
    * verifyEar against the broker's JWKS, remembered by the token's SHA-256: a token with the
    * same digest is the same bytes, whose signature, profile and shape verify the same way
-   * again, so only the time checks are repeated (a session's EAR is presented once per key).
+   * again, so only the time checks are repeated (a session's EAR is presented once per key),
+   * as long as the JWKS still lists the key that signed it. Once a rotation has dropped that
+   * key the remembered result is forgotten and the token verified afresh, which fails as any
+   * token of an unknown key does (ERR_EAR_KEY_UNKNOWN).
    */
   private async verifyEarCached(token: string, digest: string, now: number): Promise<VerifiedEar> {
     const hit = this.verifiedEars.get(digest);
     if (hit) {
-      const nowSeconds = Math.floor(now / 1000);
-      if (hit.ear.exp <= nowSeconds) throw new CustodyError('ERR_EAR_EXPIRED');
-      if (hit.ear.iat > nowSeconds) throw new CustodyError('ERR_EAR_NOT_YET_VALID');
-      return hit;
+      if (this.signer.publishes(hit.kid, now)) {
+        const nowSeconds = Math.floor(now / 1000);
+        if (hit.ear.exp <= nowSeconds) throw new CustodyError('ERR_EAR_EXPIRED');
+        if (hit.ear.iat > nowSeconds) throw new CustodyError('ERR_EAR_NOT_YET_VALID');
+        return hit;
+      }
+      this.verifiedEars.delete(digest);
     }
-    const verified = await verifyEar(token, { jwks: this.signer.jwks, now: new Date(now), issuer: EAR_ISSUER });
+    const options = { now: new Date(now), issuer: EAR_ISSUER };
+    let verified: VerifiedEar;
+    try {
+      verified = await verifyEar(token, { ...options, jwks: this.signer.jwksAt(now) });
+    } catch (e) {
+      // Signed by a key this replica does not know: another replica may already sign with a key
+      // rotated in since this one last read the key file. Re-read it (a stat when unchanged) and
+      // verify once more if it changed; an unreadable file keeps the keys in use.
+      if (!(e instanceof CustodyError && e.code === 'ERR_EAR_KEY_UNKNOWN')) throw e;
+      const reloaded = await this.signer.reload().catch((r: unknown) => {
+        this.log.error({ op: 'ear-key.reload', code: toCustodyError(r).code }, 'the EAR signing key file could not be re-read; keeping the keys in use');
+        return false;
+      });
+      if (!reloaded) throw e;
+      verified = await verifyEar(token, { ...options, jwks: this.signer.jwksAt(now) });
+    }
     this.remember(digest, verified);
     return verified;
   }
@@ -525,6 +555,14 @@ function sha256Hex(data: Uint8Array | string): string {
 
 function iso(ms: number): string {
   return new Date(ms).toISOString();
+}
+
+/**
+ * The longest EAR an AttestationService with these settings issues (its EAR TTL, capped by the
+ * session's): the `maxEarLifetimeSeconds` its EarSigner needs.
+ */
+export function earLifetimeBound(options: { earTtlSeconds?: number; sessionTtlSeconds?: number } = {}): number {
+  return Math.min(options.earTtlSeconds ?? DEFAULT_EAR_TTL_SECONDS, options.sessionTtlSeconds ?? DEFAULT_SESSION_TTL_SECONDS);
 }
 
 function seconds(v: number, what: string): number {

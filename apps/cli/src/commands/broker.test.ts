@@ -1,0 +1,187 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fromBase64Url, toBase64, toBase64Url, toHex } from '@custody/core';
+import { EarSigner } from '@custody/broker-service';
+
+// `custody broker rotate-ear-key` in a child process (real exit codes and output): the key set
+// it writes (0600, renamed into place), what it prints (kids, never key material: every private
+// key involved is searched for in stdout and stderr in hex, base64 and base64url, whole and as a
+// 12-byte prefix), its typed refusals, and a running `custody broker serve` re-reading the
+// rotated file on SIGHUP.
+const cliDir = resolve(fileURLToPath(import.meta.url), '../../..');
+const runner =
+  "import { Command } from 'commander'; const { register } = await import('./src/commands/broker.ts'); " +
+  "const program = new Command().name('custody').exitOverride(); register(program); " +
+  "try { await program.parseAsync(process.argv.slice(1), { from: 'user' }); } catch (e) { if (e && e.code === 'commander.helpDisplayed') process.exit(0); process.exit(2); }";
+const nodeArgs = ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', runner, '--'];
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function custody(...args: string[]): Promise<Run> {
+  return new Promise((res) => {
+    const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: cliDir, env: { ...process.env, NO_COLOR: '1' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('exit', (code) => res({ code, stdout, stderr }));
+  });
+}
+
+function encodings(secret: Uint8Array): string[] {
+  const out: string[] = [];
+  for (const part of [secret, secret.subarray(0, 12)]) {
+    if (part.length < 8) continue;
+    const hex = toHex(part);
+    out.push(hex, hex.toUpperCase(), toBase64(part).replace(/=+$/, ''), toBase64Url(part));
+  }
+  return out;
+}
+
+/** The private scalars in a key file (either form), for the secret scan. */
+function privateKeys(path: string): Uint8Array[] {
+  const o = JSON.parse(readFileSync(path, 'utf8')) as { d?: string; current?: { d: string } };
+  return [fromBase64Url(o.d ?? o.current!.d)];
+}
+
+function expectNoSecrets(runs: Run[], secrets: Uint8Array[]): void {
+  const text = runs.map((r) => r.stdout + '\n' + r.stderr).join('\n');
+  for (const s of secrets) for (const e of encodings(s)) expect(text.includes(e), `key material (${e.slice(0, 6)}…) printed`).toBe(false);
+}
+
+const json = (r: Run) => JSON.parse(r.stdout) as { ok: boolean; kid?: string; retiredKid?: string | null; overlap?: boolean; retired?: string[]; dropped?: string[]; errors?: Array<{ code: string }> };
+
+let root: string;
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'custody-broker-cli-'));
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe('custody broker rotate-ear-key', () => {
+  let data: string;
+  let keyFile: string;
+  beforeEach(async (ctx) => {
+    data = join(root, ctx.task.id);
+    mkdirSync(data, { mode: 0o700 });
+    keyFile = join(data, 'ear-signing-key.jwk');
+    await EarSigner.open(keyFile);
+  });
+
+  it('writes a new key set atomically and owner-only, prints the new and the retired kid and no key material', async () => {
+    const first = (await EarSigner.open(keyFile)).kid;
+    const secrets = privateKeys(keyFile);
+    const ino = statSync(keyFile).ino;
+    const r = await custody('broker', 'rotate-ear-key', '--data', data);
+    expect(r.code).toBe(0);
+    const st = statSync(keyFile);
+    expect(st.mode & 0o777).toBe(0o600);
+    expect(st.ino).not.toBe(ino);
+    expect(readdirSync(data)).toEqual(['ear-signing-key.jwk']);
+    const signer = await EarSigner.open(keyFile);
+    expect(signer.retired.map((k) => k.kid)).toEqual([first]);
+    expect(r.stdout).toContain(`new kid      ${signer.kid}`);
+    expect(r.stdout).toContain(`retired kid  ${first}`);
+    secrets.push(...privateKeys(keyFile));
+
+    // --ear-key and --json: the second rotation retires the second key and keeps the first published.
+    const j = await custody('broker', 'rotate-ear-key', '--ear-key', keyFile, '--json');
+    expect(j.code).toBe(0);
+    const out = json(j);
+    expect(out).toMatchObject({ ok: true, retiredKid: signer.kid, overlap: true, retired: [signer.kid, first], dropped: [] });
+    expect(out.kid).toBe((await EarSigner.open(keyFile)).kid);
+    secrets.push(...privateKeys(keyFile));
+    expectNoSecrets([r, j], secrets);
+  });
+
+  it('--no-overlap drops the previous and the retired keys', async () => {
+    const first = (await EarSigner.open(keyFile)).kid;
+    const a = await custody('broker', 'rotate-ear-key', '--data', data, '--json');
+    const b = await custody('broker', 'rotate-ear-key', '--data', data, '--no-overlap', '--json');
+    expect([a.code, b.code]).toEqual([0, 0]);
+    expect(json(b)).toMatchObject({ ok: true, retiredKid: null, overlap: false, retired: [], dropped: [json(a).kid, first] });
+    expect((await EarSigner.open(keyFile)).retired).toEqual([]);
+    const text = await custody('broker', 'rotate-ear-key', '--data', data, '--no-overlap');
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain(`dropped kid  ${json(b).kid}`);
+  });
+
+  it('refuses a missing, malformed or exposed key file with a typed error and exit 2, without printing its contents', async () => {
+    const secrets = privateKeys(keyFile);
+    const legacy = readFileSync(keyFile, 'utf8');
+    const runs: Run[] = [];
+    const missing = await custody('broker', 'rotate-ear-key', '--data', join(root, 'nowhere'));
+    runs.push(missing);
+    expect([missing.code, missing.stderr]).toEqual([2, expect.stringMatching(/^custody: ERR_FILE_NOT_FOUND: /)]);
+
+    // Truncated JSON (JSON.parse would quote it), a public key only, an unknown format.
+    const contents = [legacy.slice(0, legacy.length - 20), JSON.stringify({ ...JSON.parse(legacy), d: undefined }), JSON.stringify({ format: 'custody-ear-key-set/v9', current: JSON.parse(legacy), retired: [] })];
+    for (const [i, content] of contents.entries()) {
+      writeFileSync(keyFile, content, { mode: 0o600 });
+      const t = await custody('broker', 'rotate-ear-key', '--data', data, ...(i === 0 ? ['--json'] : []));
+      runs.push(t);
+      if (i === 0) expect([t.code, json(t).errors?.[0]?.code]).toEqual([2, 'ERR_EAR_KEY']);
+      else expect([t.code, t.stderr]).toEqual([2, expect.stringMatching(/^custody: ERR_EAR_KEY: /)]);
+      expect(readFileSync(keyFile, 'utf8')).toBe(content); // nothing written
+    }
+    writeFileSync(keyFile, legacy, { mode: 0o600 });
+    chmodSync(keyFile, 0o644);
+    const exposed = await custody('broker', 'rotate-ear-key', '--data', data);
+    runs.push(exposed);
+    expect([exposed.code, exposed.stderr]).toEqual([2, expect.stringMatching(/^custody: ERR_EAR_KEY: /)]);
+    expect(readFileSync(keyFile, 'utf8')).toBe(legacy);
+    expectNoSecrets(runs, secrets);
+  });
+});
+
+describe('custody broker serve with a rotated EAR key', () => {
+  let child: ChildProcess | undefined;
+  afterAll(() => {
+    if (child && child.exitCode === null) child.kill('SIGKILL');
+  });
+
+  it('re-reads the key file on SIGHUP and publishes the new and the retired key', async () => {
+    const data = join(root, 'serve');
+    child = spawn(process.execPath, [...nodeArgs, 'broker', 'serve', '--port', '0', '--data', data, '--json', '--log-level', 'info'], { cwd: cliDir, env: { ...process.env, NO_COLOR: '1', CUSTODY_DATABASE_URL: '', CUSTODY_BROKER_CHALLENGE_LIMIT: 'off' } });
+    let out = '';
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const started = await new Promise<{ jwks: string }>((res, rej) => {
+      child!.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const line = out.split('\n').find((l) => l.startsWith('{'));
+        if (line) res(JSON.parse(line) as { jwks: string });
+      });
+      child!.on('exit', (code) => rej(new Error(`broker exited ${code}: ${err}`)));
+    });
+    const kids = async () => ((await (await fetch(started.jwks)).json()) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid);
+    const before = await kids();
+    expect(before).toHaveLength(1);
+    const r = await custody('broker', 'rotate-ear-key', '--data', data, '--json');
+    expect(r.code).toBe(0);
+    const newKid = json(r).kid!;
+    child.kill('SIGHUP');
+    let now: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      now = await kids();
+      if (now[0] === newKid) break;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    expect(now).toEqual([newKid, before[0]]);
+    expect(child.exitCode).toBeNull();
+    // Re-read on the signal (the default SIGHUP action would have ended the process).
+    expect(err).toMatch(/"signal":"SIGHUP","op":"ear-key.reload"/);
+    const secrets = privateKeys(join(data, 'ear-signing-key.jwk'));
+    expectNoSecrets([{ code: 0, stdout: out, stderr: err }, r], secrets);
+    const exited = new Promise((res) => child!.once('exit', res));
+    child.kill('SIGTERM');
+    await exited;
+  });
+});
