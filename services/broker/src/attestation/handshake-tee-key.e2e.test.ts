@@ -2,7 +2,7 @@
 // attestation step over HTTP: ERR_KEY_RECIPIENT (400), an audited denial, and no session bound
 // to the key, for canonical and non-canonical encodings of the small-order points.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fromBase64Url } from '@custody/core';
+import { fromBase64Url, type Bytes } from '@custody/core';
 import { SimAttester } from '@custody/attester-service';
 import { codeOf, simPolicy, startHandshakeBroker, statusOf, type HandshakeBroker } from '../testing/handshake.js';
 import { buildRuntimeData, runtimeDigest } from './runtime-data.js';
@@ -12,13 +12,13 @@ const GOOD = 'a1'.repeat(48);
 const P = (1n << 255n) - 19n;
 
 /** A u-coordinate as X25519 encodes it: 32 bytes, little-endian. */
-function u(n: bigint): Uint8Array {
+function u(n: bigint): Bytes {
   const out = new Uint8Array(32);
   for (let i = 0; i < 32; i++, n >>= 8n) out[i] = Number(n & 0xffn);
   return out;
 }
 
-const SMALL_ORDER: Array<[string, Uint8Array]> = [
+const SMALL_ORDER: Array<[string, Bytes]> = [
   ['u = 0', u(0n)],
   ['u = 1 (order 4)', u(1n)],
   ['an order-8 point', u(325606250916557431795983626356110631294008115727848805560023387167927233504n)],
@@ -36,7 +36,7 @@ describe('small-order X25519 TEE keys', () => {
   });
   afterAll(async () => b?.close());
 
-  async function present(publicKey: Uint8Array) {
+  async function present(publicKey: Bytes) {
     const c = await b.workload.challenge('acme');
     const runtimeData = buildRuntimeData(fromBase64Url(c.nonce), { curve: 'X25519', publicKey });
     const evidence = await new SimAttester({ measurements: { measurement: GOOD } }).collect(await runtimeDigest('sim', runtimeData));

@@ -2,10 +2,11 @@
 // all-zero shared secret) are refused like malformed ones, ordinary keys pass.
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import type { Bytes } from '@custody/core';
 import { assertContributoryX25519, assertRecipient } from './recipient.js';
 
 const P = (1n << 255n) - 19n;
-function u(n: bigint): Uint8Array {
+function u(n: bigint): Bytes {
   const out = new Uint8Array(32);
   for (let i = 0; i < 32; i++, n >>= 8n) out[i] = Number(n & 0xffn);
   return out;
@@ -20,7 +21,7 @@ describe('X25519 recipient keys', () => {
     ['u = p', u(P)],
     ['u = p + 1', u(P + 1n)],
     ['u = 0 with the top bit set (masked off by X25519)', u(1n << 255n)],
-  ] as Array<[string, Uint8Array]>)('refuses %s', (_name, key) => {
+  ] as Array<[string, Bytes]>)('refuses %s', (_name, key) => {
     expect(() => assertContributoryX25519(key)).toThrowError(expect.objectContaining({ code: 'ERR_KEY_RECIPIENT' }) as Error);
     expect(() => assertRecipient({ curve: 'X25519', publicKey: key }, ['X25519'])).toThrowError(expect.objectContaining({ code: 'ERR_KEY_RECIPIENT' }) as Error);
   });
