@@ -10,3 +10,4 @@ export * from './tpm/index.js';
 export * from './nvidia/index.js';
 export * from './azure-vtpm/index.js';
 export * from './sim/index.js';
+export * from './collateral/index.js';

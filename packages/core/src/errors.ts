@@ -53,6 +53,10 @@ export const ErrorCodes = {
   ERR_TDX_QE_IDENTITY: 'the quoting enclave does not match the QE Identity (MRSIGNER, ISVPRODID, MISCSELECT or ATTRIBUTES)',
   ERR_TDX_MODULE_MISMATCH: 'the TDX module (version, MRSIGNERSEAM or SEAMATTRIBUTES) does not match the TCB Info',
   ERR_SNP_PRODUCT: 'the SEV-SNP report and its certificates name different AMD products (Milan, Genoa, Turin), or the product has no trust anchors',
+  ERR_COLLATERAL_UNAVAILABLE: 'the collateral service (AMD KDS, Intel PCS or a PCCS) could not be reached, timed out or answered with a server error; retry later',
+  ERR_COLLATERAL_NOT_FOUND: 'the collateral service has no collateral for this evidence (HTTP 404 or 410)',
+  ERR_COLLATERAL_RESPONSE: 'the collateral service answered unusably: an unexpected status, a response over the size bound, or a missing or malformed issuer-chain header',
+  ERR_SNP_VLEK_NOT_FETCHABLE: 'the SEV-SNP report is signed by a VLEK, which the cloud provider issues and AMD KDS does not serve; supply the VLEK certificate',
   // attesters
   ERR_ATTESTER_UNAVAILABLE: 'no attestation device is available on this machine',
   ERR_ATTESTER_FAILED: 'collecting evidence failed',

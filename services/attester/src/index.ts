@@ -4,3 +4,4 @@ export { runTpm2Tool, type Tpm2ToolsOptions } from './tpm2-tools.js';
 export { ConfigfsTsmAttester, probeTsmProvider, nodeTsmFs, TSM_REPORT_ROOT, type ConfigfsTsmOptions, type TsmFs } from './configfs-tsm.js';
 export { SimAttester, type SimAttesterOptions } from './sim.js';
 export { detectPlatforms, createAttester, createDetectedAttester, type AttesterEnvironment, type DetectedPlatform, type CreateAttesterOptions, type AttesterChoice } from './detect.js';
+export { DiskCollateralStore } from './collateral-cache.js';

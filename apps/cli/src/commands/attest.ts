@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { CustodyError, fromHex } from '@custody/core';
-import { defaultRegistry, type VerificationResult } from '@custody/attest';
+import { CollateralSource, collateralAccepted, defaultRegistry, parseSevSnpProduct, withFetchedCollateral, type FetchedItem, type Platform, type VerificationResult } from '@custody/attest';
+import { DiskCollateralStore } from '@custody/attester-service';
 import { readInputFile, readNamedFiles, parseTime } from '../files.js';
 import { failWith, mark, printJson } from '../output.js';
 import { EXIT_NOT_VERIFIED, EXIT_OK } from '../exit.js';
@@ -15,7 +16,15 @@ interface VerifyOptions {
   at?: string;
   nonce?: string;
   json?: boolean;
+  fetchCollateral?: boolean;
+  pcsUrl?: string;
+  kdsUrl?: string;
+  collateralCache?: string;
+  snpProduct?: string;
 }
+
+/** A verification result, with where fetched collateral came from when --fetch-collateral was given. */
+export type VerifyFromFilesResult = VerificationResult & { fetchedCollateral?: FetchedItem[] };
 
 /** Attaches the `attest` command group; area modules add subcommands to the returned command. */
 export function attestCommand(program: Command): Command {
@@ -36,14 +45,20 @@ export const register: Register = (program) => {
     .option('--at <rfc3339>', 'verification time (default: now)')
     .option('--nonce <hex>', 'expected nonce / report data; fails unless the evidence carries it')
     .option('--json', 'print one JSON object')
+    .option('--fetch-collateral', 'fetch missing vendor collateral (SEV-SNP: VCEK, ASK/ARK, CRL from AMD KDS; TDX: TCB Info, QE Identity, CRLs from Intel PCS); hand-given files win')
+    .option('--pcs-url <url>', 'Intel PCS v4 or PCCS base URL for --fetch-collateral (default https://api.trustedservices.intel.com)')
+    .option('--kds-url <url>', 'AMD KDS base URL for --fetch-collateral (default https://kdsintf.amd.com)')
+    .option('--collateral-cache <dir>', 'keep fetched collateral here until its nextUpdate; a warm cache needs no network')
+    .option('--snp-product <name>', 'SEV-SNP product (Milan, Genoa, Turin) for reports that do not name it (v2)')
     .addHelpText(
       'after',
       `
-Exit codes: 0 verified, 1 not verified, 2 bad input or usage.
+Exit codes: 0 verified, 1 not verified, 2 bad input or usage, 3 collateral service unavailable.
 
 Examples:
   custody attest verify samples/sev-snp/attestation.bin --certs samples/sev-snp/vcek.der --at 2023-06-01T00:00:00Z
-  custody attest verify quote.dat --platform tdx --collateral collateral/ --json`,
+  custody attest verify quote.dat --platform tdx --collateral collateral/ --json
+  custody attest verify quote.dat --fetch-collateral --collateral-cache ~/.cache/custody/collateral`,
     )
     .action(async (file: string, opts: VerifyOptions) => {
       const json = opts.json ?? false;
@@ -58,7 +73,7 @@ Examples:
     });
 };
 
-export async function verifyFromFiles(file: string, opts: VerifyOptions): Promise<VerificationResult> {
+export async function verifyFromFiles(file: string, opts: VerifyOptions): Promise<VerifyFromFilesResult> {
   const evidence = readInputFile(file, 'evidence');
   const certs = (opts.certs ?? []).map((c) => readInputFile(c, 'certificate file'));
   const collateral = opts.collateral ? readNamedFiles(opts.collateral, 'collateral') : undefined;
@@ -72,7 +87,33 @@ export async function verifyFromFiles(file: string, opts: VerifyOptions): Promis
       throw new CustodyError('ERR_USAGE', '--nonce must be hex');
     }
   }
-  return defaultRegistry.verify({ evidence, certs, now, ...(opts.platform && { platform: opts.platform }), ...(collateral && { collateral }), ...(roots && { roots }), ...(nonce && { nonce }) });
+  const base = { evidence, now, ...(opts.platform && { platform: opts.platform }), ...(roots && { roots }), ...(nonce && { nonce }) };
+  if (!opts.fetchCollateral) {
+    if (opts.pcsUrl || opts.kdsUrl || opts.collateralCache || opts.snpProduct) throw new CustodyError('ERR_USAGE', '--pcs-url, --kds-url, --collateral-cache and --snp-product go with --fetch-collateral');
+    return defaultRegistry.verify({ ...base, certs, ...(collateral && { collateral }) });
+  }
+  const source = new CollateralSource({
+    ...(opts.pcsUrl && { pcsUrl: opts.pcsUrl }),
+    ...(opts.kdsUrl && { kdsUrl: opts.kdsUrl }),
+    ...(opts.collateralCache && { store: new DiskCollateralStore(opts.collateralCache) }),
+  });
+  const fetched = await source.fetchFor(evidence, {
+    now,
+    certs,
+    ...(collateral && { collateral }),
+    ...(opts.platform && { platform: opts.platform as Platform }),
+    ...(opts.snpProduct && { product: parseSevSnpProduct(opts.snpProduct) }),
+  });
+  const result: VerifyFromFilesResult = await defaultRegistry.verify({ ...base, ...withFetchedCollateral({ certs, ...(collateral && { collateral }) }, fetched) });
+  if (collateralAccepted(fetched.platform, result)) {
+    try {
+      await fetched.commit();
+    } catch {
+      result.warnings.push(`fetched collateral could not be kept in ${opts.collateralCache ?? 'the cache'}`);
+    }
+  }
+  result.fetchedCollateral = fetched.items;
+  return result;
 }
 
 const PLATFORM_NAMES: Record<string, string> = {
@@ -85,11 +126,12 @@ const PLATFORM_NAMES: Record<string, string> = {
   sim: 'SIMULATED TEE (development only, no hardware)',
 };
 
-function printHuman(file: string, r: VerificationResult): void {
+function printHuman(file: string, r: VerifyFromFilesResult): void {
   const out: string[] = [];
   out.push(`Custody attestation verification: ${PLATFORM_NAMES[r.platform] ?? r.platform}`);
   out.push(`evidence: ${file}`);
   out.push(`verified at: ${r.verifiedAt}`);
+  for (const f of r.fetchedCollateral ?? []) out.push(`collateral: ${f.kind.padEnd(10)} ${f.from === 'cache' ? 'from cache' : 'fetched'} ${f.url}`);
   if (r.claims?.simulated) out.push('WARNING: SIMULATED evidence. No hardware TEE stands behind it; default policies reject it.');
   out.push('');
   for (const s of r.steps) out.push(`  ${mark(s.ok)}  ${s.name.padEnd(13)} ${s.detail}${s.code ? ` [${s.code}]` : ''}`);

@@ -1,0 +1,357 @@
+// The collateral fetcher against a loopback STAND-IN for AMD KDS and Intel PCS (a test double
+// serving the real vendor bytes from shared/vectors): URL mapping, equal outcomes with fetched and
+// hand-given collateral (tampered twins included), typed transport errors, and the store.
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { toHex, X509Certificate, type CustodyError } from '@custody/core';
+import { readVector } from '../../../../test/vectors.js';
+import { readAmdKeyExtensions } from '../sev-snp/amd-certs.js';
+import { verifySevSnp } from '../sev-snp/verifier.js';
+import { amdExtensions, buildReport, createCrl, createKeyCertificate, createProductPki, signReport, tcbBytes, type AmdTcb, type SyntheticKey, type SyntheticProductPki } from '../sev-snp/testing/synthetic.js';
+import { TdxVerifier } from '../tdx/verifier.js';
+import type { VerificationResult, VerifyInput } from '../types.js';
+import { CollateralSource, collateralAccepted, withFetchedCollateral, type CollateralSourceOptions, type FetchedCollateral } from './source.js';
+import { MemoryCollateralStore } from './store.js';
+import { AMD_KDS_URL, INTEL_ROOT_CA_CRL_URL } from './urls.js';
+import { PCS_PATHS, TDX_QUOTE_4, TDX_SPR_E4, VendorServiceStandIn, amdMilan, encodeChainHeader, handGiven2023, intel2023, servePcs2023 } from './testing/vendor-stand-in.js';
+
+const AT_2023 = new Date('2023-07-01T01:00:00Z');
+const AT_SNP = new Date('2023-06-01T00:00:00Z');
+const MILAN_HWID = '3ac3fe21e13fb0990eb28a802e3fb6a29483a6b0753590c951bdd3b8e53786184ca39e359669a2b76a1936776b564ea464cdce40c05f63c9b610c5068b006b5d';
+
+async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (e) {
+    return (e as CustodyError).code;
+  }
+}
+
+function summary(r: VerificationResult): unknown {
+  return { ok: r.ok, codes: r.errors.map((e) => [e.code, e.step]), steps: r.steps.map((s) => [s.name, s.ok, s.code]), claims: r.claims, warnings: r.warnings };
+}
+
+// ---------- synthetic Turin PKI (no public Turin sample or AMD CRL exists in the vectors) ----------
+const AT_TURIN = new Date('2025-06-01T00:00:00Z');
+const TURIN_TCB: AmdTcb = { fmc: 1, bootloader: 2, tee: 3, snp: 4, microcode: 0x4a };
+const HWID8 = Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8);
+let turin: SyntheticProductPki;
+let turinVcek: SyntheticKey;
+let turinReport: Uint8Array;
+let turinChainPem: string;
+let turinCrl: Uint8Array;
+let turinStaleCrl: Uint8Array;
+let otherChipVcek: SyntheticKey;
+
+const pem = (der: Uint8Array): string => `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE-----\n`;
+
+beforeAll(async () => {
+  turin = await createProductPki('Turin');
+  turinVcek = await createKeyCertificate({ cn: 'SEV-VCEK', serial: 0, ca: false, issuer: turin.ask, extensions: amdExtensions({ productName: 'Turin-B0', tcb: TURIN_TCB, hwid: HWID8 }) });
+  const chipId = new Uint8Array(64);
+  chipId.set(HWID8);
+  turinReport = await signReport(buildReport({ version: 5, reportedTcb: tcbBytes(TURIN_TCB), cpuid: { family: 0x1a, model: 0x02, stepping: 1 }, chipId, policy: 0x30000n, launchMitVector: 0n, currentMitVector: 0n }), turinVcek.keys.privateKey);
+  turinChainPem = pem(turin.ask.cert) + pem(turin.ark.cert);
+  turinCrl = await createCrl(turin.ark, [], new Date('2025-05-01T00:00:00Z'), new Date('2025-07-01T00:00:00Z'));
+  otherChipVcek = await createKeyCertificate({ cn: 'SEV-VCEK', serial: 1, ca: false, issuer: turin.ask, extensions: amdExtensions({ productName: 'Turin-B0', tcb: TURIN_TCB, hwid: Uint8Array.of(9, 9, 9, 9, 9, 9, 9, 9) }) });
+  turinStaleCrl = await createCrl(turin.ark, [], new Date('2025-04-01T00:00:00Z'), new Date('2025-05-01T00:00:00Z'));
+});
+
+describe('the URL each piece of evidence maps to', () => {
+  const source = new CollateralSource();
+  const milanVcekExt = () => readAmdKeyExtensions(new X509Certificate(amdMilan().vcek));
+
+  it('SEV-SNP Milan (v2 report, product given): the VCEK for CHIP_ID and REPORTED_TCB, the cert_chain and the crl', () => {
+    const plan = source.plan(amdMilan().report, { product: 'Milan' });
+    // The hwid and SPLs are the ones AMD put in the real VCEK KDS issued for this chip.
+    const ext = milanVcekExt();
+    expect(plan.platform === 'sev-snp' && plan.hwid).toBe(toHex(ext.hwid!));
+    expect(plan.requests.map((r) => [r.kind, r.url])).toEqual([
+      ['vcek', `${AMD_KDS_URL}/vcek/v1/Milan/${MILAN_HWID}?blSPL=02&teeSPL=00&snpSPL=05&ucodeSPL=68`],
+      ['certChain', `${AMD_KDS_URL}/vcek/v1/Milan/cert_chain`],
+      ['crl', `${AMD_KDS_URL}/vcek/v1/Milan/crl`],
+    ]);
+    expect([ext.tcb.bootloader, ext.tcb.tee, ext.tcb.snp, ext.tcb.microcode]).toEqual([2, 0, 5, 68]);
+  });
+
+  const table: { name: string; evidence: () => Uint8Array; options?: CollateralSourceOptions; product?: 'Milan' | 'Genoa' | 'Turin'; platform?: 'tdx'; urls?: string[]; code?: string }[] = [
+    {
+      name: 'trustee Milan report: three-digit ucodeSPL',
+      evidence: () => readVector('attestation/sev-snp/trustee/test-report.bin'),
+      product: 'Milan',
+      urls: [expect.stringMatching(/^https:\/\/kdsintf\.amd\.com\/vcek\/v1\/Milan\/c38427a30d4c[0-9a-f]{116}\?blSPL=03&teeSPL=00&snpSPL=08&ucodeSPL=115$/), `${AMD_KDS_URL}/vcek/v1/Milan/cert_chain`, `${AMD_KDS_URL}/vcek/v1/Milan/crl`],
+    },
+    {
+      name: 'Turin v5 report: product from CPUID, 8-byte hwid, fmcSPL, another KDS base',
+      evidence: () => turinReport,
+      options: { kdsUrl: 'https://kds.example/prefix/' },
+      urls: ['https://kds.example/prefix/vcek/v1/Turin/0102030405060708?fmcSPL=01&blSPL=02&teeSPL=03&snpSPL=04&ucodeSPL=74', 'https://kds.example/prefix/vcek/v1/Turin/cert_chain', 'https://kds.example/prefix/vcek/v1/Turin/crl'],
+    },
+    { name: 'Turin report said to be Milan', evidence: () => turinReport, product: 'Milan', code: 'ERR_SNP_PRODUCT' },
+    { name: 'v2 report without a product', evidence: () => amdMilan().report, code: 'ERR_USAGE' },
+    { name: 'VLEK-signed report', evidence: () => readVector('attestation/sev-snp/trustee/test-vlek-report.bin'), code: 'ERR_SNP_VLEK_NOT_FETCHABLE' },
+    {
+      name: 'TDX SPR E4 quote: FMSPC and Platform CA from the PCK chain in the quote; Intel PCS v4 and the root CA CRL distribution point',
+      evidence: TDX_SPR_E4,
+      urls: [
+        'https://api.trustedservices.intel.com/tdx/certification/v4/tcb?fmspc=50806F000000',
+        'https://api.trustedservices.intel.com/tdx/certification/v4/qe/identity',
+        'https://api.trustedservices.intel.com/sgx/certification/v4/pckcrl?ca=platform&encoding=der',
+        INTEL_ROOT_CA_CRL_URL,
+      ],
+    },
+    {
+      name: 'TDX trustee quote 6 through a PCCS: its rootcacrl endpoint',
+      evidence: () => readVector('attestation/tdx/trustee/tdx_quote_6.dat'),
+      options: { pcsUrl: 'https://pccs.example:8081' },
+      urls: [
+        'https://pccs.example:8081/tdx/certification/v4/tcb?fmspc=00A06D080000',
+        'https://pccs.example:8081/tdx/certification/v4/qe/identity',
+        'https://pccs.example:8081/sgx/certification/v4/pckcrl?ca=platform&encoding=der',
+        'https://pccs.example:8081/sgx/certification/v4/rootcacrl',
+      ],
+    },
+    { name: 'Nitro evidence has no collateral service', evidence: () => readVector('attestation/nitro/eternis_lib_test_attestation.cbor'), code: 'ERR_FORMAT_UNKNOWN' },
+    { name: 'a truncated quote', evidence: () => TDX_SPR_E4().subarray(0, 600), platform: 'tdx', code: 'ERR_INPUT_TRUNCATED' },
+    { name: 'bytes that are no evidence', evidence: () => new Uint8Array(100), code: 'ERR_FORMAT_UNKNOWN' },
+  ];
+  for (const c of table) {
+    it(c.name, () => {
+      const s = new CollateralSource(c.options);
+      const run = () => s.plan(c.evidence(), { ...(c.product && { product: c.product }), ...(c.platform && { platform: c.platform }) });
+      if (c.code) expect(() => run()).toThrow(expect.objectContaining({ code: c.code }) as Error);
+      else expect(run().requests.map((r) => r.url)).toEqual(c.urls);
+    });
+  }
+
+  it('refuses base URLs with credentials, queries or other schemes', () => {
+    for (const bad of ['ftp://kds.example', 'https://u:p@kds.example', 'https://kds.example/?x=1', 'not a url']) {
+      expect(() => new CollateralSource({ kdsUrl: bad })).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }) as Error);
+    }
+  });
+});
+
+describe('fetching from the stand-in gives exactly what hand-given files give', () => {
+  let s: VendorServiceStandIn;
+  beforeEach(async () => {
+    s = await VendorServiceStandIn.start();
+  });
+  afterEach(async () => {
+    await s.stop();
+  });
+
+  const tdx = (evidence: Uint8Array, input: Partial<VerifyInput>, now = AT_2023) => new TdxVerifier().verify({ evidence, now, ...input });
+  async function fetchTdx(evidence: Uint8Array, now = AT_2023, options: Partial<CollateralSourceOptions> = {}): Promise<{ r: VerificationResult; f: FetchedCollateral }> {
+    const f = await new CollateralSource({ pcsUrl: s.url, ...options }).fetchFor(evidence, { now });
+    return { r: await tdx(evidence, withFetchedCollateral({}, f), now), f };
+  }
+
+  it('TDX quote 4: UpToDate, with every step and claim equal to the hand-given run', async () => {
+    servePcs2023(s);
+    const { r, f } = await fetchTdx(TDX_QUOTE_4());
+    expect(r.ok).toBe(true);
+    expect(r.claims!.tcb!.status).toBe('UpToDate');
+    expect(summary(r)).toEqual(summary(await tdx(TDX_QUOTE_4(), { collateral: handGiven2023() })));
+    expect(Object.keys(f.collateral).sort()).toEqual(['pckCrl', 'pckCrlIssuerChain', 'qeIdentity', 'qeIdentityIssuerChain', 'rootCaCrl', 'tcbInfo', 'tcbInfoIssuerChain']);
+    expect(f.items.map((i) => i.from)).toEqual(['network', 'network', 'network', 'network']);
+    expect(s.requests.sort()).toEqual([PCS_PATHS.pckCrl('platform'), PCS_PATHS.qeIdentity, PCS_PATHS.rootCaCrl, PCS_PATHS.tcbInfo('50806F000000')].sort());
+    expect(collateralAccepted('tdx', r)).toBe(true);
+  });
+
+  it('TDX SPR E4: the same ERR_TCB_NO_MATCH as hand-given, and the collateral still counts as accepted', async () => {
+    servePcs2023(s);
+    const { r } = await fetchTdx(TDX_SPR_E4());
+    expect(r.errors[0]!.code).toBe('ERR_TCB_NO_MATCH');
+    expect(summary(r)).toEqual(summary(await tdx(TDX_SPR_E4(), { collateral: handGiven2023() })));
+    expect(collateralAccepted('tdx', r)).toBe(true);
+  });
+
+  it('reads the v3-era SGX-TCB-Info-Issuer-Chain header name when the v4 one is absent (older PCCS)', async () => {
+    servePcs2023(s);
+    const route = s.routes.get(PCS_PATHS.tcbInfo('50806F000000'))!;
+    route.headers = { 'SGX-TCB-Info-Issuer-Chain': encodeChainHeader(intel2023().tcbChain) };
+    expect((await fetchTdx(TDX_QUOTE_4())).r.ok).toBe(true);
+  });
+
+  const flipInBody = (b: Uint8Array, needle: string): Uint8Array => {
+    const c = b.slice();
+    const at = new TextDecoder().decode(b).indexOf(needle);
+    c[at] = c[at]! ^ 0x01;
+    return c;
+  };
+  const tdxTwins: { name: string; over: () => Partial<ReturnType<typeof intel2023>>; code: string; now?: Date }[] = [
+    { name: 'TCB Info with a flipped byte in its signed body', over: () => ({ tcbInfo: flipInBody(intel2023().tcbInfo, '"tcbEvaluationDataNumber":15') }), code: 'ERR_COLLATERAL_INVALID' },
+    { name: 'QE Identity with a flipped signature byte', over: () => ({ qeIdentity: flipInBody(intel2023().qeIdentity, '"signature":"') }), code: 'ERR_COLLATERAL_INVALID' },
+    { name: 'the root CA CRL served as the PCK CRL', over: () => ({ pckCrl: intel2023().rootCaCrl }), code: 'ERR_CRL_INVALID' },
+    { name: 'the PCK CRL, stale at 2023-07-09', over: () => ({}), code: 'ERR_CRL_STALE', now: new Date('2023-07-09T00:00:00Z') },
+    { name: 'a TCB Info issuer chain that is the PCK CRL chain (wrong signer)', over: () => ({ tcbChain: intel2023().crlChain, qeChain: intel2023().crlChain }), code: 'ERR_COLLATERAL_INVALID' },
+  ];
+  for (const t of tdxTwins) {
+    it(`TDX tampered twin, ${t.name}: ${t.code}, as hand-given; not accepted for keeping`, async () => {
+      servePcs2023(s, t.over());
+      const { r } = await fetchTdx(TDX_QUOTE_4(), t.now);
+      const hand = await tdx(TDX_QUOTE_4(), { collateral: handGiven2023(t.over()) }, t.now);
+      expect(hand.errors[0]!.code).toBe(t.code);
+      expect(summary(r)).toEqual(summary(hand));
+      expect(collateralAccepted('tdx', r)).toBe(false); // so the CLI keeps none of it
+    });
+  }
+
+  it('SEV-SNP Milan: the fetched real VCEK and ASK/ARK verify to the pinned ARK; the CRL the stand-in serves is applied as a hand-given one', async () => {
+    const m = amdMilan();
+    s.serve(`/vcek/v1/Milan/${MILAN_HWID}?blSPL=02&teeSPL=00&snpSPL=05&ucodeSPL=68`, { body: m.vcek }).serve('/vcek/v1/Milan/cert_chain', { body: m.chain }).serve('/vcek/v1/Milan/crl', { body: turinCrl });
+    const f = await new CollateralSource({ kdsUrl: s.url }).fetchFor(m.report, { now: AT_SNP, product: 'Milan' });
+    expect(f.certs).toEqual([m.vcek, m.chain]);
+    const r = await verifySevSnp({ evidence: m.report, now: AT_SNP, ...withFetchedCollateral({}, f) });
+    // No real AMD CRL is among the vectors: this one is from an unrelated (synthetic) ARK.
+    expect(summary(r)).toEqual(summary(await verifySevSnp({ evidence: m.report, now: AT_SNP, certs: [m.vcek, m.chain], collateral: { crl: turinCrl } })));
+    expect(r.steps.slice(0, 2).map((x) => [x.name, x.ok])).toEqual([['parse', true], ['chain', true]]);
+    expect(r.errors[0]!.code).toBe('ERR_COLLATERAL_MISMATCH');
+  });
+
+  const turinPaths = { vcek: '/vcek/v1/Turin/0102030405060708?fmcSPL=01&blSPL=02&teeSPL=03&snpSPL=04&ucodeSPL=74', chain: '/vcek/v1/Turin/cert_chain', crl: '/vcek/v1/Turin/crl' };
+  const turinTwins: { name: string; crl: () => Uint8Array; vcek?: () => Uint8Array; ok: boolean; code?: string }[] = [
+    { name: 'a current CRL: verified, revocation checked', crl: () => turinCrl, ok: true },
+    { name: 'a stale CRL', crl: () => turinStaleCrl, ok: false, code: 'ERR_CRL_STALE' },
+    { name: 'a VCEK for another chip (same ASK, same TCB)', crl: () => turinCrl, vcek: () => otherChipVcek.cert, ok: false, code: 'ERR_EVIDENCE_SIGNATURE' },
+    { name: 'a CRL with a flipped signature byte', crl: () => Uint8Array.from(turinCrl, (b, i) => (i === turinCrl.length - 3 ? b ^ 1 : b)), ok: false, code: 'ERR_CRL_INVALID' },
+  ];
+  for (const t of turinTwins) {
+    it(`SEV-SNP Turin (synthetic PKI as roots), ${t.name}`, async () => {
+      const vcek = t.vcek?.() ?? turinVcek.cert;
+      s.serve(turinPaths.vcek, { body: vcek }).serve(turinPaths.chain, { body: turinChainPem }).serve(turinPaths.crl, { body: t.crl() });
+      const f = await new CollateralSource({ kdsUrl: s.url }).fetchFor(turinReport, { now: AT_TURIN });
+      const r = await verifySevSnp({ evidence: turinReport, now: AT_TURIN, roots: [turin.ark.cert], ...withFetchedCollateral({}, f) });
+      const hand = await verifySevSnp({ evidence: turinReport, now: AT_TURIN, roots: [turin.ark.cert], certs: [vcek, new TextEncoder().encode(turinChainPem)], collateral: { crl: t.crl() } });
+      expect(r.ok).toBe(t.ok);
+      if (t.ok) expect(r.claims!.platformClaims.revocationChecked).toBe(true);
+      else expect(r.errors[0]!.code).toBe(t.code);
+      expect(summary(r)).toEqual(summary(hand));
+      expect(collateralAccepted('sev-snp', r)).toBe(t.ok);
+    });
+  }
+
+  it('a VLEK-signed report with its VLEK supplied needs nothing from KDS', async () => {
+    const report = readVector('attestation/sev-snp/trustee/test-vlek-report.bin');
+    const f = await new CollateralSource({ kdsUrl: s.url }).fetchFor(report, { now: AT_SNP, certs: [readVector('attestation/sev-snp/trustee/test-vlek.der')] });
+    expect(f.items).toEqual([]);
+    expect(await codeOf(new CollateralSource({ kdsUrl: s.url }).fetchFor(report, { now: AT_SNP }))).toBe('ERR_SNP_VLEK_NOT_FETCHABLE');
+    expect(s.requests).toEqual([]);
+  });
+
+  it('hand-given TDX collateral wins: only what is missing is fetched (named files or a bundle)', async () => {
+    servePcs2023(s);
+    const hand = handGiven2023();
+    const f = await new CollateralSource({ pcsUrl: s.url }).fetchFor(TDX_QUOTE_4(), { now: AT_2023, collateral: { tcbInfo: hand.tcbInfo!, tcbInfoIssuerChain: hand.tcbInfoIssuerChain! } });
+    expect(f.items.map((i) => i.kind)).toEqual(['qeIdentity', 'pckCrl', 'rootCaCrl']);
+    expect(s.count('/tdx/certification/v4/tcb')).toBe(0);
+  });
+});
+
+describe('transport failures are typed', () => {
+  let s: VendorServiceStandIn;
+  beforeAll(async () => {
+    s = await VendorServiceStandIn.start();
+  });
+  afterAll(async () => {
+    await s.stop();
+  });
+
+  const cases: { name: string; route?: Parameters<VendorServiceStandIn['serve']>[1]; options?: Partial<CollateralSourceOptions>; code: string }[] = [
+    { name: '404', route: { status: 404 }, code: 'ERR_COLLATERAL_NOT_FOUND' },
+    { name: '410', route: { status: 410 }, code: 'ERR_COLLATERAL_NOT_FOUND' },
+    { name: '500', route: { status: 500 }, code: 'ERR_COLLATERAL_UNAVAILABLE' },
+    { name: '503', route: { status: 503 }, code: 'ERR_COLLATERAL_UNAVAILABLE' },
+    { name: '429', route: { status: 429, headers: { 'retry-after': '10' } }, code: 'ERR_COLLATERAL_UNAVAILABLE' },
+    { name: '400', route: { status: 400 }, code: 'ERR_COLLATERAL_RESPONSE' },
+    { name: 'a timeout', route: { delayMs: 1500, body: intel2023().tcbInfo }, options: { timeoutMs: 150 }, code: 'ERR_COLLATERAL_UNAVAILABLE' },
+    { name: 'an oversized body with Content-Length', route: { body: new Uint8Array(5000) }, options: { maxResponseBytes: 4096 }, code: 'ERR_COLLATERAL_RESPONSE' },
+    { name: 'an oversized chunked body', route: { body: new Uint8Array(5000), chunked: true }, options: { maxResponseBytes: 4096 }, code: 'ERR_COLLATERAL_RESPONSE' },
+    { name: 'no issuer-chain header', route: { body: intel2023().tcbInfo }, code: 'ERR_COLLATERAL_RESPONSE' },
+    { name: 'an issuer-chain header that is not percent-encoded PEM', route: { body: intel2023().tcbInfo, headers: { 'TCB-Info-Issuer-Chain': '%E0%A4%A' } }, code: 'ERR_COLLATERAL_RESPONSE' },
+  ];
+  for (const c of cases) {
+    it(`TCB Info answered with ${c.name}: ${c.code}`, async () => {
+      servePcs2023(s);
+      if (c.route) s.serve(PCS_PATHS.tcbInfo('50806F000000'), c.route);
+      const e = await new CollateralSource({ pcsUrl: s.url, ...c.options }).fetchFor(TDX_QUOTE_4(), { now: AT_2023 }).catch((x: unknown) => x as CustodyError);
+      expect((e as CustodyError).code).toBe(c.code);
+      if (c.name === 'a timeout') expect((e as CustodyError).detail?.reason).toBe('timeout');
+    });
+  }
+
+  it('a service that cannot be reached: ERR_COLLATERAL_UNAVAILABLE (network)', async () => {
+    const closed = await VendorServiceStandIn.start();
+    const url = closed.url;
+    await closed.stop();
+    const e = (await new CollateralSource({ pcsUrl: url }).fetchFor(TDX_QUOTE_4(), { now: AT_2023 }).catch((x: unknown) => x)) as CustodyError;
+    expect([e.code, e.detail?.reason]).toEqual(['ERR_COLLATERAL_UNAVAILABLE', 'network']);
+  });
+
+  it('an injected fetch that throws is a network failure, never another exception', async () => {
+    const e = (await new CollateralSource({ fetch: () => Promise.reject(new TypeError('boom')) }).fetchFor(TDX_QUOTE_4(), { now: AT_2023 }).catch((x: unknown) => x)) as CustodyError;
+    expect(e.code).toBe('ERR_COLLATERAL_UNAVAILABLE');
+  });
+});
+
+describe('the store: reuse until nextUpdate, offline with a warm store', () => {
+  let s: VendorServiceStandIn;
+  beforeEach(async () => {
+    s = await VendorServiceStandIn.start();
+    servePcs2023(s);
+  });
+  afterEach(async () => {
+    await s.stop();
+  });
+
+  it('a second run is served from the store with the stand-in stopped; expiries are the collateral nextUpdates', async () => {
+    const store = new MemoryCollateralStore();
+    const source = new CollateralSource({ pcsUrl: s.url, store });
+    const first = await source.fetchFor(TDX_QUOTE_4(), { now: AT_2023 });
+    expect(Object.fromEntries(first.items.map((i) => [i.kind, i.expiresAt]))).toEqual({
+      tcbInfo: '2023-07-18T08:42:58.000Z',
+      qeIdentity: '2023-07-08T07:24:59.000Z',
+      pckCrl: '2023-07-08T07:27:52.000Z',
+      rootCaCrl: '2024-04-02T10:22:51.000Z',
+    });
+    expect(store.size).toBe(0); // nothing is kept before the verifier accepted it
+    await first.commit();
+    expect(store.size).toBe(4);
+    await s.stop();
+    const second = await source.fetchFor(TDX_QUOTE_4(), { now: AT_2023 });
+    expect(second.items.map((i) => i.from)).toEqual(['cache', 'cache', 'cache', 'cache']);
+    const r = await new TdxVerifier().verify({ evidence: TDX_QUOTE_4(), now: AT_2023, ...withFetchedCollateral({}, second) });
+    expect(r.ok).toBe(true);
+    s = await VendorServiceStandIn.start(); // for afterEach
+  });
+
+  it('refetches exactly what passed its nextUpdate (injected clock)', async () => {
+    const store = new MemoryCollateralStore();
+    const source = new CollateralSource({ pcsUrl: s.url, store });
+    await (await source.fetchFor(TDX_QUOTE_4(), { now: AT_2023 })).commit();
+    s.requests.length = 0;
+    const later = await source.fetchFor(TDX_QUOTE_4(), { now: new Date('2023-07-09T00:00:00Z') });
+    expect(Object.fromEntries(later.items.map((i) => [i.kind, i.from]))).toEqual({ tcbInfo: 'cache', qeIdentity: 'network', pckCrl: 'network', rootCaCrl: 'cache' });
+    expect(s.requests.sort()).toEqual([PCS_PATHS.pckCrl('platform'), PCS_PATHS.qeIdentity].sort());
+  });
+
+  it('the VCEK and chains are kept for the fixed TTL', async () => {
+    const m = amdMilan();
+    s.serve(`/vcek/v1/Milan/${MILAN_HWID}?blSPL=02&teeSPL=00&snpSPL=05&ucodeSPL=68`, { body: m.vcek }).serve('/vcek/v1/Milan/cert_chain', { body: m.chain });
+    const store = new MemoryCollateralStore();
+    const source = new CollateralSource({ kdsUrl: s.url, store, fixedTtlMs: 60_000 });
+    const f = await source.fetchFor(m.report, { now: AT_SNP, product: 'Milan', collateral: { crl: turinCrl } });
+    expect(f.items.map((i) => i.expiresAt)).toEqual(['2023-06-01T00:01:00.000Z', '2023-06-01T00:01:00.000Z']);
+    await f.commit();
+    expect((await source.fetchFor(m.report, { now: new Date(AT_SNP.getTime() + 59_000), product: 'Milan', collateral: { crl: turinCrl } })).items.map((i) => i.from)).toEqual(['cache', 'cache']);
+    expect((await source.fetchFor(m.report, { now: new Date(AT_SNP.getTime() + 60_000), product: 'Milan', collateral: { crl: turinCrl } })).items.map((i) => i.from)).toEqual(['network', 'network']);
+  });
+
+  it('a stale CRL is passed to the verifier but never kept', async () => {
+    const store = new MemoryCollateralStore();
+    const f = await new CollateralSource({ pcsUrl: s.url, store }).fetchFor(TDX_QUOTE_4(), { now: new Date('2023-07-09T00:00:00Z') });
+    expect(f.collateral.pckCrl).toEqual(intel2023().pckCrl);
+    await f.commit();
+    expect(store.size).toBe(2); // tcbInfo and rootCaCrl; the expired QE Identity and PCK CRL are not kept
+  });
+});

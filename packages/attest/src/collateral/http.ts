@@ -1,0 +1,99 @@
+import { CustodyError, joinBytes, type Bytes } from '@custody/core';
+
+/** The subset of WHATWG `fetch` the collateral client uses (inject it; browsers and Node 20 have one). */
+export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+
+export interface BoundedFetchOptions {
+  fetch: FetchLike;
+  /** Whole-request deadline: connect, headers and body. */
+  timeoutMs: number;
+  /** Largest body accepted; a larger one is refused before or while reading. */
+  maxBytes: number;
+  /** Response headers to keep (case-insensitive names). */
+  keepHeaders?: readonly string[];
+}
+
+export interface BoundedResponse {
+  url: string;
+  body: Bytes;
+  /** The kept headers that were present, by lowercase name. */
+  headers: Record<string, string>;
+}
+
+function fail(code: 'ERR_COLLATERAL_UNAVAILABLE' | 'ERR_COLLATERAL_NOT_FOUND' | 'ERR_COLLATERAL_RESPONSE', message: string, detail: Record<string, string | number>, cause?: unknown): CustodyError {
+  return new CustodyError(code, message, { detail, ...(cause === undefined ? {} : { cause }) });
+}
+
+/**
+ * GET `url` with a deadline and a size bound. 200 gives the body; 404/410 ERR_COLLATERAL_NOT_FOUND;
+ * 408, 429 and 5xx, network failures and the deadline ERR_COLLATERAL_UNAVAILABLE; anything else,
+ * and a body over the bound, ERR_COLLATERAL_RESPONSE. The body is untrusted bytes.
+ */
+export async function fetchBounded(url: string, options: BoundedFetchOptions): Promise<BoundedResponse> {
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, options.timeoutMs);
+  try {
+    let res: Response;
+    try {
+      res = await options.fetch(url, { method: 'GET', redirect: 'follow', signal: controller.signal });
+    } catch (e) {
+      throw unreachable(url, timedOut, options.timeoutMs, e);
+    }
+    if (res.status !== 200) {
+      await res.body?.cancel().catch(() => undefined);
+      const detail = { url, status: res.status };
+      if (res.status === 404 || res.status === 410) throw fail('ERR_COLLATERAL_NOT_FOUND', `${url} answered ${res.status}: no such collateral`, detail);
+      if (res.status === 408 || res.status === 429 || res.status >= 500) throw fail('ERR_COLLATERAL_UNAVAILABLE', `${url} answered ${res.status}`, detail);
+      throw fail('ERR_COLLATERAL_RESPONSE', `${url} answered ${res.status}`, detail);
+    }
+    const declared = res.headers.get('content-length');
+    if (declared !== null && /^\d+$/.test(declared) && Number(declared) > options.maxBytes) {
+      await res.body?.cancel().catch(() => undefined);
+      throw fail('ERR_COLLATERAL_RESPONSE', `${url} declares ${declared} bytes, more than the ${options.maxBytes}-byte bound`, { url, bound: options.maxBytes });
+    }
+    let body: Bytes;
+    try {
+      body = await readBody(res, options.maxBytes);
+    } catch (e) {
+      if (e instanceof CustodyError) throw fail('ERR_COLLATERAL_RESPONSE', `${url} sent more than the ${options.maxBytes}-byte bound`, { url, bound: options.maxBytes });
+      throw unreachable(url, timedOut, options.timeoutMs, e);
+    }
+    const headers: Record<string, string> = {};
+    for (const name of options.keepHeaders ?? []) {
+      const v = res.headers.get(name);
+      if (v !== null) headers[name.toLowerCase()] = v;
+    }
+    return { url, body, headers };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function unreachable(url: string, timedOut: boolean, timeoutMs: number, cause: unknown): CustodyError {
+  return timedOut
+    ? fail('ERR_COLLATERAL_UNAVAILABLE', `${url} did not answer within ${timeoutMs} ms`, { url, reason: 'timeout' }, cause)
+    : fail('ERR_COLLATERAL_UNAVAILABLE', `${url} could not be reached`, { url, reason: 'network' }, cause);
+}
+
+/** Reads a body up to `max` bytes; one byte more cancels the stream and throws. */
+async function readBody(res: Response, max: number): Promise<Bytes> {
+  if (!res.body) return new Uint8Array(0);
+  const reader = res.body.getReader();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > max) {
+      await reader.cancel().catch(() => undefined);
+      throw new CustodyError('ERR_INPUT_TOO_LARGE', 'response body over the bound');
+    }
+    parts.push(value);
+  }
+  return joinBytes(parts, total);
+}

@@ -1,0 +1,263 @@
+import { CustodyError, X509Certificate, readCertificates, type Bytes } from '@custody/core';
+import { amdCaName, amdKeyKind, commonName } from '../sev-snp/amd-certs.js';
+import { detectSevSnpEvidence, readSevSnpEvidence } from '../sev-snp/evidence.js';
+import type { SevSnpProduct } from '../sev-snp/report.js';
+import { parseCollateralBundle } from '../tdx/collateral.js';
+import { looksLikeTdxQuote } from '../tdx/quote.js';
+import type { Platform, StepName, VerificationResult } from '../types.js';
+import { fetchBounded, type FetchLike } from './http.js';
+import { decodeIssuerChainHeader } from './issuer-chain.js';
+import { DEFAULT_FIXED_TTL_MS, collateralExpiry, type CollateralStore, type StoredCollateral } from './store.js';
+import { AMD_KDS_URL, INTEL_PCS_URL, checkBaseUrl, planSevSnpCollateral, planTdxCollateral, type CollateralItemKind, type CollateralRequest, type SevSnpCollateralPlan, type TdxCollateralPlan } from './urls.js';
+
+export interface CollateralSourceOptions {
+  /** Defaults to `globalThis.fetch`. */
+  fetch?: FetchLike;
+  /** AMD KDS base URL (default https://kdsintf.amd.com). */
+  kdsUrl?: string;
+  /** Intel PCS v4 or PCCS base URL (default https://api.trustedservices.intel.com). */
+  pcsUrl?: string;
+  /** Where the Intel SGX Root CA CRL is fetched (default: Intel's distribution point, or the PCCS `rootcacrl` when `pcsUrl` is given). */
+  rootCaCrlUrl?: string;
+  /** Deadline for each request (default 10 s). */
+  timeoutMs?: number;
+  /** Largest response body accepted (default 1 MiB; real ones are 1-100 KB). */
+  maxResponseBytes?: number;
+  /** Where fetched responses are kept until they expire; none by default. */
+  store?: CollateralStore;
+  /** How long a VCEK and certificate chains are kept (default 7 days). */
+  fixedTtlMs?: number;
+}
+
+export interface FetchCollateralOptions {
+  /** The verification time: cached copies must be current at it. */
+  now: Date;
+  /** Evidence format; detected when omitted. */
+  platform?: Platform;
+  /** SEV-SNP product, for reports that do not name it (v2). */
+  product?: SevSnpProduct;
+  /** Certificates the caller already has: nothing they cover is fetched. */
+  certs?: readonly Uint8Array[];
+  /** Collateral the caller already has, by verifier name: nothing it covers is fetched. */
+  collateral?: Readonly<Record<string, Uint8Array>>;
+}
+
+export interface FetchedItem {
+  kind: CollateralItemKind;
+  url: string;
+  from: 'network' | 'cache';
+  /** When a kept copy expires (absent when it is not kept). */
+  expiresAt?: string;
+}
+
+/** Fetched collateral in exactly the form `VerifyInput` takes; all of it unverified. */
+export interface FetchedCollateral {
+  platform: 'sev-snp' | 'tdx';
+  certs: Bytes[];
+  collateral: Record<string, Bytes>;
+  items: FetchedItem[];
+  /** Keeps what came from the network in the store. Call it once the verifier accepted the collateral (see `collateralAccepted`). */
+  commit(): Promise<void>;
+}
+
+/** The verifier's collateral name for each kind (VCEK and chains go to `certs`). */
+const COLLATERAL_NAME: Record<CollateralItemKind, string | undefined> = { vcek: undefined, certChain: undefined, crl: 'crl', tcbInfo: 'tcbInfo', qeIdentity: 'qeIdentity', pckCrl: 'pckCrl', rootCaCrl: 'rootCaCrl' };
+const CHAIN_NAME: Partial<Record<CollateralItemKind, string>> = { tcbInfo: 'tcbInfoIssuerChain', qeIdentity: 'qeIdentityIssuerChain', pckCrl: 'pckCrlIssuerChain' };
+const BUNDLE_FIELDS = [
+  ['tcbInfo', 'tcbInfo'],
+  ['qeIdentity', 'qeIdentity'],
+  ['pckCrl', 'pckCrl'],
+  ['rootCaCrl', 'rootCaCrl'],
+] as const;
+
+interface Got {
+  request: CollateralRequest;
+  body: Bytes;
+  chain?: Bytes;
+  from: 'network' | 'cache';
+  keep?: StoredCollateral;
+  expiresAt?: Date;
+}
+
+/**
+ * Fetches the vendor collateral a piece of evidence needs (SEV-SNP: VCEK, ASK/ARK, CRL from AMD KDS;
+ * TDX: TCB Info, QE Identity, PCK and root CA CRLs with their issuer chains from Intel PCS or a
+ * PCCS), from a store while a kept copy is current. It decides nothing: the output goes to the
+ * verifier, which checks it against the pinned vendor roots exactly as hand-supplied files.
+ */
+export class CollateralSource {
+  private readonly fetchFn: FetchLike;
+  private readonly timeoutMs: number;
+  private readonly maxBytes: number;
+  private readonly fixedTtlMs: number;
+
+  constructor(private readonly options: CollateralSourceOptions = {}) {
+    this.fetchFn = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.maxBytes = options.maxResponseBytes ?? 1024 * 1024;
+    this.fixedTtlMs = options.fixedTtlMs ?? DEFAULT_FIXED_TTL_MS;
+    checkBaseUrl(options.kdsUrl ?? AMD_KDS_URL, 'the KDS URL');
+    checkBaseUrl(options.pcsUrl ?? INTEL_PCS_URL, 'the PCS URL');
+  }
+
+  /** The requests a piece of evidence maps to (no network). */
+  plan(evidence: Uint8Array, options: { platform?: Platform; product?: SevSnpProduct } = {}): SevSnpCollateralPlan | TdxCollateralPlan {
+    const platform = options.platform ?? detectPlatform(evidence);
+    if (platform === 'sev-snp') return planSevSnpCollateral(evidence, { ...(this.options.kdsUrl !== undefined && { kdsUrl: this.options.kdsUrl }), ...(options.product && { product: options.product }) });
+    if (platform === 'tdx') {
+      return planTdxCollateral(evidence, { ...(this.options.pcsUrl !== undefined && { pcsUrl: this.options.pcsUrl }), ...(this.options.rootCaCrlUrl !== undefined && { rootCaCrlUrl: this.options.rootCaCrlUrl }) });
+    }
+    throw new CustodyError('ERR_INPUT_UNSUPPORTED', `collateral is fetched for SEV-SNP and TDX evidence, not ${platform}`, { detail: { platform } });
+  }
+
+  /** Fetches (or reads from the store) what the evidence needs and the caller does not already have. */
+  async fetchFor(evidence: Uint8Array, options: FetchCollateralOptions): Promise<FetchedCollateral> {
+    let plan: SevSnpCollateralPlan | TdxCollateralPlan;
+    try {
+      plan = this.plan(evidence, options);
+    } catch (e) {
+      // A VLEK the caller supplied needs nothing from KDS; without one there is nothing to verify with.
+      if (e instanceof CustodyError && e.code === 'ERR_SNP_VLEK_NOT_FETCHABLE' && suppliesVlek(evidence, options)) {
+        return { platform: 'sev-snp', certs: [], collateral: {}, items: [], commit: () => Promise.resolve() };
+      }
+      throw e;
+    }
+    const have = plan.platform === 'sev-snp' ? suppliedSnp(evidence, options) : suppliedTdx(options);
+    const todo = plan.requests.filter((r) => !have.has(r.kind));
+    const got = await Promise.all(todo.map((r) => this.get(r, options.now)));
+    const certs: Bytes[] = [];
+    const collateral: Record<string, Bytes> = {};
+    for (const g of got) {
+      const name = COLLATERAL_NAME[g.request.kind];
+      if (name) collateral[name] = g.body;
+      else certs.push(g.body);
+      const chainName = CHAIN_NAME[g.request.kind];
+      if (chainName && g.chain) collateral[chainName] = g.chain;
+    }
+    const keep = got.flatMap((g) => (g.keep ? [g.keep] : []));
+    const store = this.options.store;
+    let committed = false;
+    return {
+      platform: plan.platform,
+      certs,
+      collateral,
+      items: got.map((g) => ({ kind: g.request.kind, url: g.request.url, from: g.from, ...(g.expiresAt && { expiresAt: g.expiresAt.toISOString() }) })),
+      async commit() {
+        if (committed || !store) return;
+        committed = true;
+        for (const e of keep) await store.put(e);
+      },
+    };
+  }
+
+  private async get(request: CollateralRequest, now: Date): Promise<Got> {
+    const store = this.options.store;
+    if (store) {
+      let cached: StoredCollateral | undefined;
+      try {
+        cached = await store.get(request.url, now);
+      } catch {
+        cached = undefined; // an unreadable store is a cache miss, never a failure
+      }
+      if (cached) {
+        try {
+          const chain = issuerChain(request, cached.headers);
+          return { request, body: cached.body, from: 'cache', expiresAt: cached.expiresAt, ...(chain && { chain }) };
+        } catch {
+          // a kept copy without its issuer chain is damaged: fetch it again
+        }
+      }
+    }
+    const res = await fetchBounded(request.url, { fetch: this.fetchFn, timeoutMs: this.timeoutMs, maxBytes: this.maxBytes, ...(request.issuerChainHeaders && { keepHeaders: request.issuerChainHeaders }) });
+    const chain = issuerChain(request, res.headers);
+    const expiresAt = collateralExpiry(request, res.body, now, this.fixedTtlMs);
+    return {
+      request,
+      body: res.body,
+      from: 'network',
+      ...(chain && { chain }),
+      ...(expiresAt && { expiresAt, keep: { url: request.url, body: res.body, headers: res.headers, expiresAt } }),
+    };
+  }
+}
+
+function issuerChain(request: CollateralRequest, headers: Record<string, string>): Bytes | undefined {
+  if (!request.issuerChainHeaders) return undefined;
+  for (const name of request.issuerChainHeaders) {
+    const v = headers[name.toLowerCase()];
+    if (v !== undefined) return decodeIssuerChainHeader(v, name);
+  }
+  throw new CustodyError('ERR_COLLATERAL_RESPONSE', `${request.url} answered without its ${request.issuerChainHeaders[0]} header`, { detail: { url: request.url, header: request.issuerChainHeaders[0]! } });
+}
+
+function detectPlatform(evidence: Uint8Array): Platform {
+  if (detectSevSnpEvidence(evidence)) return 'sev-snp';
+  if (looksLikeTdxQuote(evidence)) return 'tdx';
+  throw new CustodyError('ERR_FORMAT_UNKNOWN', 'the evidence is neither an SEV-SNP report nor a TDX quote, so no collateral applies');
+}
+
+/** Certificates the caller and the configfs-tsm certificate table supply (unreadable ones are the verifier's to report). */
+function suppliedSnpCertificates(evidence: Uint8Array, options: FetchCollateralOptions): X509Certificate[] {
+  const table = readSevSnpEvidence(evidence).certTable;
+  const blobs = [...(options.certs ?? []), ...table.filter((e) => e.kind !== 'crl').map((e) => e.data)];
+  return blobs.flatMap((blob) => {
+    try {
+      return readCertificates(blob).map((d) => new X509Certificate(d));
+    } catch {
+      return [];
+    }
+  });
+}
+
+function suppliesVlek(evidence: Uint8Array, options: FetchCollateralOptions): boolean {
+  return suppliedSnpCertificates(evidence, options).some((c) => amdKeyKind(c) === 'VLEK');
+}
+
+/** SEV-SNP items the caller (or the configfs-tsm certificate table) already supplies. */
+function suppliedSnp(evidence: Uint8Array, options: FetchCollateralOptions): Set<CollateralItemKind> {
+  const have = new Set<CollateralItemKind>();
+  if (options.collateral?.crl || readSevSnpEvidence(evidence).certTable.some((e) => e.kind === 'crl')) have.add('crl');
+  for (const c of suppliedSnpCertificates(evidence, options)) {
+    if (amdKeyKind(c) === 'VCEK') have.add('vcek');
+    if (amdCaName(commonName(c))?.role === 'ASK') have.add('certChain');
+  }
+  return have;
+}
+
+/** TDX items the caller already supplies, as named files or inside a `bundle`. */
+function suppliedTdx(options: FetchCollateralOptions): Set<CollateralItemKind> {
+  const have = new Set<CollateralItemKind>();
+  const given = options.collateral ?? {};
+  for (const [kind, name] of BUNDLE_FIELDS) if (given[name]) have.add(kind);
+  if (given.bundle) {
+    try {
+      const b = parseCollateralBundle(given.bundle);
+      for (const [kind, field] of BUNDLE_FIELDS) if (b[field]) have.add(kind);
+    } catch {
+      // a bundle that does not parse is the verifier's to report; fetch nothing that could mask it
+      for (const [kind] of BUNDLE_FIELDS) have.add(kind);
+    }
+  }
+  return have;
+}
+
+/** Hand-given certificates and collateral combined with fetched ones; hand-given ones win. */
+export function withFetchedCollateral(input: { certs?: Uint8Array[]; collateral?: Record<string, Uint8Array> }, fetched: FetchedCollateral): { certs: Uint8Array[]; collateral: Record<string, Uint8Array> } {
+  // The verifiers prefer earlier certificates among equal candidates, so hand-given ones go first.
+  return { certs: [...(input.certs ?? []), ...fetched.certs], collateral: { ...fetched.collateral, ...(input.collateral ?? {}) } };
+}
+
+/** The steps that check collateral; fetched copies are kept only after all of them passed. */
+const COLLATERAL_STEPS: Record<'sev-snp' | 'tdx', StepName[]> = {
+  'sev-snp': ['chain', 'revocation', 'signature', 'tcb'],
+  tdx: ['chain', 'revocation', 'collateral'],
+};
+
+/**
+ * Whether a verification accepted the collateral it was given (chain, revocation and collateral
+ * steps passed), so fetched copies may be kept: a tampered or wrong response is never kept, and
+ * is fetched again next time.
+ */
+export function collateralAccepted(platform: 'sev-snp' | 'tdx', result: VerificationResult): boolean {
+  return COLLATERAL_STEPS[platform].every((name) => result.steps.some((s) => s.name === name && s.ok));
+}
