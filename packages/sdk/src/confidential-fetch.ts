@@ -24,6 +24,7 @@ import { encapsulateRequest, MAX_OHTTP_MESSAGE, prepareEncapsulation, type Encap
 import type { KeyConfig } from './ohttp/key-config.js';
 import { readAll } from './ohttp/stream-buffer.js';
 import { discoverGateway, joinPath, type FetchLike } from './attestation/discovery.js';
+import type { AttestationBundle } from './attestation/bundle.js';
 import { assertVerified, type GatewayTrustOptions, type VerificationDocument, type VerifiedGateway } from './attestation/verify.js';
 import { digestOf, RECEIPT_HEADER, verifyReceipt, type Receipt } from './receipt/receipt.js';
 
@@ -62,6 +63,8 @@ export interface ConfidentialFetch {
   refresh(): Promise<VerifiedGateway>;
   /** The latest verification document, passed or failed. */
   readonly lastVerification: VerificationDocument | undefined;
+  /** The attestation bundle that verification was of (keep it with receipts for `verifyReceiptOffline`). */
+  readonly lastBundle: AttestationBundle | undefined;
   /** The verified receipt of a response this function returned (settles when a stream ends). */
   receiptOf(response: Response): Promise<Receipt> | undefined;
 }
@@ -192,10 +195,12 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
   const receipts = new WeakMap<Response, Promise<Receipt>>();
   let cached: Promise<VerifiedGateway> | undefined;
   let last: VerificationDocument | undefined;
+  let lastBundle: AttestationBundle | undefined;
 
   async function verifyNow(): Promise<VerifiedGateway> {
     const r = await discoverGateway({ ...options, fetch: transport, now: clock, ...(options.relay ? { via: options.relay } : {}) });
     last = r.document;
+    lastBundle = r.bundle;
     options.onVerified?.(r.document);
     return assertVerified(r);
   }
@@ -432,6 +437,7 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
       },
     },
     lastVerification: { get: () => last },
+    lastBundle: { get: () => lastBundle },
     receiptOf: { value: (r: Response) => receipts.get(r) },
   });
   return fn;

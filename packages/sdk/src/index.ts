@@ -62,4 +62,13 @@ export {
   type PreparedReceipt,
   type PolicyAction,
 } from './receipt/receipt.js';
+export {
+  RECEIPT_VERIFICATION_FORMAT,
+  verifyReceiptOffline,
+  renderReceiptVerificationText,
+  type ReceiptVerificationDocument,
+  type ReceiptVerificationStep,
+  type ReceiptStepName,
+  type VerifyReceiptOfflineInput,
+} from './receipt/offline.js';
 export { createConfidentialFetch, OHTTP_PATH, type ConfidentialFetch, type ConfidentialFetchOptions, type ReceiptInfo } from './confidential-fetch.js';

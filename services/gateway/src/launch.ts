@@ -11,7 +11,7 @@ import { SimAttester, TpmAttester, type Attester } from '@custody/attester-servi
 import type { TlogPolicy } from '@custody/ledger';
 import { CLEARTEXT_KEY_WARNING, HttpAuditSink } from '@custody/ledger-service';
 import { generateEarSigningKey, loadPolicy, type CompiledPolicy } from '@custody/policy';
-import { createConfidentialFetch, renderVerificationText, type Receipt, type VerificationDocument } from '@custody/sdk';
+import { createConfidentialFetch, renderVerificationText, type AttestationBundle, type Receipt, type VerificationDocument } from '@custody/sdk';
 import type { BrokerClient } from './attestation/broker-client.js';
 import { HttpBrokerClient } from './attestation/http-broker-client.js';
 import { LocalAppraisalBroker } from './attestation/local-broker.js';
@@ -205,7 +205,7 @@ export async function launchRelay(c: { gateway: string; port?: number; host?: st
 export async function runConfidentialRequest(
   target: { url: string; jwks: JSONWebKeySet; apiKey: string; allowSimulated?: boolean; tlogPolicy?: TlogPolicy },
   prompt: string,
-): Promise<{ answer: string; receipt: Receipt; verification: VerificationDocument; verificationText: string }> {
+): Promise<{ answer: string; receipt: Receipt; verification: VerificationDocument; verificationText: string; bundle: AttestationBundle; response: Uint8Array }> {
   let receipt: Receipt | undefined;
   const cfetch = createConfidentialFetch({
     gateway: target.url,
@@ -222,8 +222,11 @@ export async function runConfidentialRequest(
     headers: { authorization: `Bearer ${target.apiKey}`, 'content-type': 'application/json' },
     body: JSON.stringify({ model, messages: [{ role: 'user', content: prompt }] }),
   });
-  const body = (await res.json()) as { choices?: { message?: { content?: string } }[]; code?: string };
+  // The bytes as received: the receipt signs their digest (`custody receipt verify --response`).
+  const response = new Uint8Array(await res.arrayBuffer());
+  const body = JSON.parse(new TextDecoder().decode(response)) as { choices?: { message?: { content?: string } }[]; code?: string };
   if (res.status !== 200) throw new CustodyError(body.code ?? 'ERR_GATEWAY_BACKEND', `the gateway answered ${res.status}`);
+  await cfetch.receiptOf(res);
   const verification = cfetch.lastVerification!;
-  return { answer: body.choices?.[0]?.message?.content ?? '', receipt: receipt!, verification, verificationText: renderVerificationText(verification) };
+  return { answer: body.choices?.[0]?.message?.content ?? '', receipt: receipt!, verification, verificationText: renderVerificationText(verification), bundle: cfetch.lastBundle!, response };
 }

@@ -1,11 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { repoRoot } from '../../../../test/vectors.js';
 
 const data = mkdtempSync(join(tmpdir(), 'custody-up-'));
+let firstRun = '';
 afterAll(() => rmSync(data, { recursive: true, force: true }));
 
 function custody(...args: string[]) {
@@ -15,6 +16,7 @@ function custody(...args: string[]) {
 describe('custody up (the quick start)', () => {
   it('verifies the samples, releases a key to an attested workload, refuses a tampered one, and runs one confidential request', () => {
     const r = custody('up', '--data', data, '--once');
+    firstRun = r.stdout;
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout.match(/PASS {2}(AMD SEV-SNP|Intel TDX|AWS Nitro)/g)).toHaveLength(3);
@@ -49,5 +51,27 @@ describe('custody up (the quick start)', () => {
       expect(t).not.toContain('Jane Roe');
       expect(t).not.toContain('jane.roe@example.com');
     }
+  });
+
+  it('saves what an auditor needs, and `custody receipt verify` checks it offline; a changed answer fails', () => {
+    const saved = join(data, 'last-request');
+    const vkey = /--vkey '([^']+)'/.exec(firstRun.split('custody receipt verify')[1] ?? '')?.[1];
+    expect(vkey).toBeDefined();
+    const args = [join(saved, 'receipt.json'), '--bundle', join(saved, 'bundle.json'), '--jwks', join(saved, 'jwks.json'), '--allow-simulated', '--proof', join(saved, 'receipt.tlog-proof'), '--vkey', vkey!];
+    // The first run's files were replaced by the second run's: verify what is there now.
+    const ok = custody('receipt', 'verify', ...args, '--response', join(saved, 'response.json'), '--json');
+    expect(ok.status).toBe(0);
+    const doc = JSON.parse(ok.stdout);
+    expect(doc.ok).toBe(true);
+    expect(doc.steps.map((x: { name: string; ran: boolean }) => `${x.name}:${x.ran}`)).toEqual(['receipt:true', 'gateway:true', 'binding:true', 'signature:true', 'ledger:true', 'response:true']);
+    const changed = join(data, 'changed-response.json');
+    writeFileSync(changed, readFileSync(join(saved, 'response.json'), 'utf8').replace('custody-demo', 'custody-dem0'));
+    const bad = custody('receipt', 'verify', ...args, '--response', changed);
+    expect(bad.status).toBe(1);
+    expect(bad.stdout).toMatch(/FAIL {2}response .*\[ERR_RECEIPT_MISMATCH\]/);
+    // Usage: no trust anchor for the gateway's attestation.
+    const usage = custody('receipt', 'verify', join(saved, 'receipt.json'), '--bundle', join(saved, 'bundle.json'));
+    expect(usage.status).toBe(2);
+    expect(usage.stderr).toContain('ERR_USAGE');
   });
 });

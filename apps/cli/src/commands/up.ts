@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { secureRandom, toCustodyError, wipe } from '@custody/core';
 import { defaultRegistry, type VerificationResult } from '@custody/attest';
 import { SimAttester } from '@custody/attester-service';
-import { createEd25519Signer, generateSignerKey, parseTlogPolicy } from '@custody/ledger';
+import { createEd25519Signer, formatTlogProof, generateSignerKey, parseTlogPolicy } from '@custody/ledger';
 import { createEventsNodeHandler, createLogApp, listen, newWriterKey, openLog, parseWriters } from '@custody/ledger-service';
 import { BrokerAdminClient, fetchKey, startBroker } from '@custody/broker-service';
 import { DEV_SIM_MEASUREMENT, launchGateway, runConfidentialRequest } from '@custody/gateway-service';
@@ -160,10 +160,25 @@ export const register: Register = (program: Command) => {
         say(`    id ${r.receipt.receiptId}`);
         say(`    request ${r.receipt.request.digest}  forwarded ${r.receipt.request.forwardedDigest ?? '-'}  response ${r.receipt.response.digest}`);
         if (r.receipt.ledger) say(`    ledger entry ${r.receipt.ledger.index}`);
+        // What an auditor needs to check the receipt offline, with `custody receipt verify`.
+        const saved = resolve(data, 'last-request');
+        mkdirSync(saved, { recursive: true, mode: 0o700 });
+        writeFileSync(resolve(saved, 'receipt.json'), JSON.stringify(r.receipt, null, 2) + '\n');
+        writeFileSync(resolve(saved, 'bundle.json'), JSON.stringify(r.bundle, null, 2) + '\n');
+        writeFileSync(resolve(saved, 'jwks.json'), JSON.stringify(gw.jwks, null, 2) + '\n');
+        writeFileSync(resolve(saved, 'response.json'), r.response);
+        let proofFile: string | undefined;
+        if (r.receipt.ledger) {
+          await log.entry(r.receipt.ledger.index, 5000);
+          proofFile = resolve(saved, 'receipt.tlog-proof');
+          writeFileSync(proofFile, formatTlogProof(await log.proof(r.receipt.ledger.index)));
+        }
         say('');
         say('How to verify what happened:');
         say(`  ./custody log verify --checkpoint ${resolve(data, 'ledger', 'checkpoint')} --vkey '${vkey}'`);
-        if (r.receipt.ledger) say(`  ./custody log proof ${r.receipt.ledger.index} --log ${ledgerServer.url}/ --out receipt.tlog-proof   (while serving)`);
+        say(`  ./custody receipt verify ${resolve(saved, 'receipt.json')} --bundle ${resolve(saved, 'bundle.json')} --jwks ${resolve(saved, 'jwks.json')} --allow-simulated \\`);
+        say(`      --response ${resolve(saved, 'response.json')}${proofFile ? ` --proof ${proofFile} --vkey '${vkey}'` : ''}`);
+        say(`    (offline: the gateway was attested when it answered, the receipt is signed by its attested key, is in the log, and covers this answer)`);
         say(`  Every appraisal, release, refusal and receipt above is an entry of that log; no prompt text or key bytes are in it.`);
         if (json) printJson({ ok: samples.every((x) => x.result.ok), samples, ledger: ledgerServer.url, broker: broker.url, gateway: gw.url, release: { key: good.key, auditIndex: good.auditIndex }, receipt: r.receipt, verification: r.verification });
         if (opts.once) {

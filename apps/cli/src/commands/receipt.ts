@@ -1,0 +1,114 @@
+import type { JSONWebKeySet } from 'jose';
+import { CustodyError, fromUtf8 } from '@custody/core';
+import { defaultRegistry } from '@custody/attest';
+import { loadPolicy } from '@custody/policy';
+import { parseAttestationBundleText, renderReceiptVerificationText, verifyReceiptOffline, type VerifyReceiptOfflineInput } from '@custody/sdk';
+import { readInputFile, parseTime } from '../files.js';
+import { failWith, printJson } from '../output.js';
+import { EXIT_NOT_VERIFIED, EXIT_OK } from '../exit.js';
+import type { Register } from './index.js';
+import { readTrust } from './log.js';
+
+interface ReceiptVerifyOptions {
+  bundle: string;
+  jwks?: string;
+  policy?: string;
+  allowSimulated?: boolean;
+  allowDebug?: boolean;
+  measurement?: string[];
+  proof?: string;
+  tlogPolicy?: string;
+  vkey?: string[];
+  response?: string;
+  at?: string;
+  json?: boolean;
+}
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+export const register: Register = (program) => {
+  const receipt = program.command('receipt').description('Verify inference receipts offline: the attested gateway, the signature, the ledger entry and the response');
+  receipt
+    .command('verify')
+    .description('Verify a receipt against the attestation bundle it was answered under, offline')
+    .argument('<receipt>', 'the receipt: its JSON, or its header value (base64url)')
+    .requiredOption('--bundle <file>', "the gateway's attestation bundle (/.well-known/custody/attestation) the receipt was answered under")
+    .option('--jwks <file>', "the broker's JWKS that signed the gateway's EAR")
+    .option('--policy <file>', 'an appraisal policy for the raw evidence (without a broker, or in addition)')
+    .option('--allow-simulated', 'accept a SIMULATED gateway (development only)')
+    .option('--allow-debug', 'accept a debug-mode TEE')
+    .option('--measurement <name=hex>', 'a measurement the gateway must have reported (repeatable)', collect)
+    .option('--proof <file>', "a C2SP tlog-proof for the receipt's ledger entry (custody log proof INDEX)")
+    .option('--tlog-policy <file>', 'the tlog-policy trusting the log the proof is from')
+    .option('--vkey <vkey>', 'or: the log verifier key (repeatable; no witness quorum)', collect)
+    .option('--response <file>', 'the response content received (the whole stream for a streamed answer)')
+    .option('--at <rfc3339>', "when to check the gateway's attestation (default: the receipt's completedAt)")
+    .option('--json', 'print the verification document as JSON')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 verified, 1 not verified, 2 bad input or usage.
+
+Example (what ./custody up writes to .custody/last-request/):
+  custody receipt verify receipt.json --bundle bundle.json --jwks jwks.json --allow-simulated \\
+    --proof receipt.tlog-proof --vkey 'custody.dev/ledger+...' --response response.json`,
+    )
+    .action(async (file: string, opts: ReceiptVerifyOptions) => {
+      const json = opts.json ?? false;
+      try {
+        const doc = await verifyReceiptOffline(await inputFrom(file, opts));
+        if (json) printJson(doc);
+        else process.stdout.write(renderReceiptVerificationText(doc) + '\n');
+        process.exitCode = doc.ok ? EXIT_OK : EXIT_NOT_VERIFIED;
+      } catch (e) {
+        failWith(e, json);
+      }
+    });
+};
+
+async function inputFrom(file: string, opts: ReceiptVerifyOptions): Promise<VerifyReceiptOfflineInput> {
+  if (!opts.jwks && !opts.policy) throw new CustodyError('ERR_USAGE', "give --jwks (the broker's EAR keys) or --policy (an appraisal policy for the raw evidence)");
+  if (opts.proof && !opts.tlogPolicy && !opts.vkey?.length) throw new CustodyError('ERR_USAGE', '--proof needs --tlog-policy or --vkey');
+  const text = fromUtf8(readInputFile(file, 'receipt')).trim();
+  let receipt: unknown = text;
+  if (text.startsWith('{')) {
+    try {
+      receipt = JSON.parse(text);
+    } catch (e) {
+      throw new CustodyError('ERR_RECEIPT_MALFORMED', 'the receipt file is not JSON', { cause: e });
+    }
+  }
+  const bundle = parseAttestationBundleText(fromUtf8(readInputFile(opts.bundle, 'attestation bundle')));
+  let jwks: JSONWebKeySet | undefined;
+  if (opts.jwks) {
+    try {
+      jwks = JSON.parse(fromUtf8(readInputFile(opts.jwks, 'JWKS'))) as JSONWebKeySet;
+    } catch (e) {
+      throw new CustodyError('ERR_INPUT_MALFORMED', 'the JWKS file is not JSON', { cause: e });
+    }
+    if (!Array.isArray(jwks.keys)) throw new CustodyError('ERR_INPUT_MALFORMED', 'the JWKS file has no keys');
+  }
+  const policy = opts.policy ? await loadPolicy(readInputFile(opts.policy, 'appraisal policy')) : undefined;
+  const expectedMeasurements: Record<string, string> = {};
+  for (const m of opts.measurement ?? []) {
+    const at = m.indexOf('=');
+    if (at < 1 || !/^[0-9a-fA-F]+$/.test(m.slice(at + 1))) throw new CustodyError('ERR_USAGE', `--measurement wants name=hex, got "${m.slice(0, 40)}"`);
+    expectedMeasurements[m.slice(0, at)] = m.slice(at + 1).toLowerCase();
+  }
+  const attestedAt = parseTime(opts.at);
+  return {
+    receipt,
+    bundle,
+    now: new Date(),
+    ...(jwks ? { jwks } : {}),
+    ...(policy ? { policy } : {}),
+    // Every platform Custody verifies, not only the SDK's browser-sized default (sim and TPM).
+    verifiers: defaultRegistry,
+    allowSimulated: opts.allowSimulated ?? false,
+    allowDebug: opts.allowDebug ?? false,
+    ...(Object.keys(expectedMeasurements).length > 0 ? { expectedMeasurements } : {}),
+    ...(opts.proof ? { proof: readInputFile(opts.proof, 'tlog-proof'), tlogPolicy: readTrust({ ...(opts.tlogPolicy ? { policy: opts.tlogPolicy } : {}), ...(opts.vkey ? { vkey: opts.vkey } : {}) }) } : {}),
+    ...(opts.response ? { response: readInputFile(opts.response, 'response') } : {}),
+    ...(attestedAt ? { attestedAt } : {}),
+  };
+}

@@ -1,0 +1,162 @@
+/**
+ * Offline verification of an inference receipt, for an auditor who holds the receipt, the
+ * gateway's attestation bundle it was answered under, and optionally a ledger proof and the
+ * response body: no gateway, broker or log needs to be reachable.
+ *
+ * Steps, each reported (the first failure stops the rest):
+ *  1. receipt    its shape and format;
+ *  2. gateway    the bundle verifies under the caller's trust (broker JWKS or appraisal
+ *                policy, platforms, measurements, strict ledger check) at the receipt's
+ *                completion time: the gateway was attested when it answered;
+ *  3. binding    the receipt names exactly that attestation (its digest, platform, mode,
+ *                measurements and EAR id);
+ *  4. signature  Ed25519 by the receipt key the evidence binds, over the RFC 8785 form, and
+ *                the id derived from the body;
+ *  5. ledger     with a C2SP tlog-proof and a log policy: the receipt's `inference.receipt`
+ *                entry is at its ledger index under a trusted checkpoint;
+ *  6. response   with the response content: its SHA-256 is the one the receipt signs.
+ */
+import { CustodyError, sha256, toCustodyError, toHex, utf8 } from '@custody/core';
+import type { TlogPolicy, TlogProof } from '@custody/ledger';
+import { bundleEvidence, type AttestationBundle } from '../attestation/bundle.js';
+import { verifyGatewayBundle, type GatewayTrustOptions, type VerificationDocument } from '../attestation/verify.js';
+import { digestOf, parseReceipt, verifyReceipt, verifyReceiptInclusion, type Receipt } from './receipt.js';
+
+export const RECEIPT_VERIFICATION_FORMAT = 'custody.dev/receipt-verification/v1';
+
+export type ReceiptStepName = 'receipt' | 'gateway' | 'binding' | 'signature' | 'ledger' | 'response';
+
+export interface ReceiptVerificationStep {
+  name: ReceiptStepName;
+  ok: boolean;
+  /** False when the step did not apply or did not run. */
+  ran: boolean;
+  detail: string;
+  code?: string;
+}
+
+export interface ReceiptVerificationDocument {
+  format: typeof RECEIPT_VERIFICATION_FORMAT;
+  ok: boolean;
+  receiptId?: string;
+  /** The time the gateway's attestation was checked at (the receipt's completion time unless given). */
+  attestedAt?: string;
+  steps: ReceiptVerificationStep[];
+  /** The gateway bundle's own verification, step by step. */
+  gateway?: VerificationDocument;
+  error?: { code: string; message: string; step: ReceiptStepName };
+}
+
+export interface VerifyReceiptOfflineInput extends GatewayTrustOptions {
+  /** The receipt: its header value (base64url) or the parsed JSON object. */
+  receipt: unknown;
+  /** The attestation bundle the gateway published when it answered. */
+  bundle: AttestationBundle;
+  /** A C2SP tlog-proof for the receipt's ledger entry, with the policy trusting its log. */
+  proof?: string | Uint8Array | TlogProof;
+  tlogPolicy?: TlogPolicy;
+  /** The response content the caller received (the whole stream for a streamed answer). */
+  response?: Uint8Array;
+  /** When to check the attestation; default the receipt's `completedAt`. */
+  attestedAt?: Date;
+  /** The current time: the log's witness cosignatures are checked against it. */
+  now: Date;
+}
+
+const ORDER: readonly ReceiptStepName[] = ['receipt', 'gateway', 'binding', 'signature', 'ledger', 'response'];
+
+/** Verifies a receipt offline; never throws for a failed check (see `ok`, `steps`, `error`). */
+export async function verifyReceiptOffline(input: VerifyReceiptOfflineInput): Promise<ReceiptVerificationDocument> {
+  const doc: ReceiptVerificationDocument = { format: RECEIPT_VERIFICATION_FORMAT, ok: false, steps: [] };
+  let receipt!: Receipt;
+  let at!: Date;
+  const run = async (name: ReceiptStepName, fn: () => Promise<string | { skipped: string }> | string | { skipped: string }): Promise<boolean> => {
+    try {
+      const r = await fn();
+      doc.steps.push(typeof r === 'string' ? { name, ok: true, ran: true, detail: r } : { name, ok: true, ran: false, detail: r.skipped });
+      return true;
+    } catch (e) {
+      const err = toCustodyError(e);
+      doc.steps.push({ name, ok: false, ran: true, detail: err.message, code: err.code });
+      doc.error = { code: err.code, message: err.message, step: name };
+      for (const rest of ORDER.slice(ORDER.indexOf(name) + 1)) doc.steps.push({ name: rest, ok: false, ran: false, detail: 'not run' });
+      return false;
+    }
+  };
+
+  const steps: [ReceiptStepName, () => Promise<string | { skipped: string }> | string | { skipped: string }][] = [
+    [
+      'receipt',
+      () => {
+        receipt = parseReceipt(input.receipt);
+        doc.receiptId = receipt.receiptId;
+        at = input.attestedAt ?? new Date(receipt.timestamps.completedAt);
+        doc.attestedAt = at.toISOString();
+        return `${receipt.format} ${receipt.receiptId}: ${receipt.route} for tenant ${receipt.tenant}, answered ${receipt.response.status} at ${receipt.timestamps.completedAt}`;
+      },
+    ],
+    [
+      'gateway',
+      async () => {
+        const { document } = await verifyGatewayBundle(input.bundle, { ...input, now: at });
+        doc.gateway = document;
+        if (!document.ok) throw new CustodyError(document.error?.code ?? 'ERR_SDK_GATEWAY', `the gateway's attestation does not verify at ${at.toISOString()}: ${document.error?.message ?? 'failed'}`);
+        return `${document.platform}${document.simulated ? ' (SIMULATED)' : ''} attested at ${at.toISOString()}${document.earId ? `, EAR ${document.earId}` : ''}; receipt key bound to the evidence`;
+      },
+    ],
+    [
+      'binding',
+      async () => {
+        const b = input.bundle;
+        const digest = 'sha256:' + toHex(await sha256(b.ear !== undefined ? utf8(b.ear) : bundleEvidence(b)));
+        const g = receipt.gateway;
+        const d = doc.gateway!;
+        const mismatch = (field: string) => new CustodyError('ERR_RECEIPT_MISMATCH', `the receipt names another gateway attestation than the bundle (${field})`, { detail: { field } });
+        if (g.attestationDigest !== digest) throw mismatch('gateway.attestationDigest');
+        if (g.platform !== d.platform) throw mismatch('gateway.platform');
+        if (g.simulated !== d.simulated) throw mismatch('gateway.simulated');
+        const want = d.measurements ?? {};
+        if (Object.keys(want).length !== Object.keys(g.measurements).length || Object.entries(want).some(([k, v]) => g.measurements[k] !== v)) throw mismatch('gateway.measurements');
+        if ((g.earId ?? null) !== (d.earId ?? null)) throw mismatch('gateway.earId');
+        return `the receipt names this attestation (${digest.slice(0, 23)}...)`;
+      },
+    ],
+    [
+      'signature',
+      async () => {
+        // The bundle's receipt key is the one its runtime data, and so its evidence, binds (step gateway).
+        const key = input.bundle.receiptKey;
+        await verifyReceipt(input.receipt, key);
+        return `Ed25519 signature by the attested receipt key ${key.x.slice(0, 12)}...; receipt id derived from the body`;
+      },
+    ],
+    [
+      'ledger',
+      async () => {
+        if (input.proof === undefined) return { skipped: receipt.ledger ? `not checked: no proof given for ledger entry ${receipt.ledger.index}` : 'not checked: the receipt names no ledger entry' };
+        if (!input.tlogPolicy) throw new CustodyError('ERR_USAGE', 'a ledger proof needs the policy (log key, witnesses) that trusts its log');
+        const r = await verifyReceiptInclusion(receipt, input.proof, input.tlogPolicy, { now: input.now });
+        return `entry ${r.index} of a log of ${r.treeSize} entries under a trusted checkpoint is this receipt's inference.receipt event`;
+      },
+    ],
+    [
+      'response',
+      async () => {
+        if (!input.response) return { skipped: 'not checked: no response content given' };
+        const digest = await digestOf(input.response);
+        if (digest !== receipt.response.digest) throw new CustodyError('ERR_RECEIPT_MISMATCH', 'the response content is not the one the receipt signs', { detail: { field: 'response.digest' } });
+        return `the response content (${input.response.length} bytes) is the one the receipt signs`;
+      },
+    ],
+  ];
+  for (const [name, fn] of steps) if (!(await run(name, fn))) return doc;
+  doc.ok = true;
+  return doc;
+}
+
+/** The document as plain text, one line a step, for a terminal or a log. */
+export function renderReceiptVerificationText(doc: ReceiptVerificationDocument): string {
+  const lines = [`receipt ${doc.receiptId ?? '(unreadable)'}: ${doc.ok ? 'VERIFIED' : `NOT VERIFIED (${doc.error?.code ?? 'failed'} at ${doc.error?.step ?? '?'})`}`];
+  for (const s of doc.steps) lines.push(`  ${s.ok ? (s.ran ? 'ok  ' : 'skip') : s.ran ? 'FAIL' : '-   '}  ${s.name.padEnd(9)} ${s.detail}${s.code ? ` [${s.code}]` : ''}`);
+  return lines.join('\n');
+}
