@@ -80,4 +80,49 @@ describe('StreamRedactor', () => {
       expect(stream(redactAll, pieces).out).toBe(redactAll.apply(text).text);
     }
   });
+
+  /** An engine that counts the characters it scans (the redactor's work). */
+  class CountingEngine extends PiiEngine {
+    scanned = 0;
+    override detect(text: string) {
+      this.scanned += text.length;
+      return super.detect(text);
+    }
+  }
+
+  const growing: { name: string; engine: () => CountingEngine; lead: string; piece: string; leaks: RegExp; placeholder: string }[] = [
+    { name: 'a custom pattern over an endless token', engine: () => new CountingEngine({ defaultAction: 'allow', actions: { secret: 'redact' }, custom: [{ category: 'secret', pattern: '[A-Za-z0-9+/]{32,}' }] }), lead: 'key ', piece: 'AbCd', leaks: /AbCd/, placeholder: 'key [SECRET]' },
+    { name: 'an e-mail address with endless domain labels', engine: () => new CountingEngine({ defaultAction: 'allow', actions: { email: 'redact' } }), lead: 'Write to x@', piece: 'ab.', leaks: /ab\./, placeholder: 'Write to [EMAIL]' },
+  ];
+  for (const g of growing) {
+    it(`bounds a value that keeps growing (${g.name}): redacted as far as seen, the rest dropped, work linear in the text`, () => {
+      for (const n of [20_000, 40_000]) {
+        const engine = g.engine();
+        const found: PiiFinding[] = [];
+        const r = new StreamRedactor(engine, (f) => found.push(f));
+        let out = r.push(g.lead);
+        for (let i = 0; i < n; i += g.piece.length) out += r.push(g.piece);
+        // Something left before the end (not held whole), and none of the value.
+        expect(out).toBe(g.placeholder);
+        out += r.push(' and then the answer goes on.' + ' more'.repeat(40)) + r.flush();
+        expect(out).not.toMatch(g.leaks);
+        expect(out.startsWith(g.placeholder + ' and then the answer goes on.')).toBe(true);
+        expect(found.filter((f) => f.action === 'redact')).toHaveLength(1);
+        // Each push scans at most the bounded window: no rescan of the whole value per token.
+        expect(engine.scanned).toBeLessThan((n / g.piece.length) * (48 + 4 * 128 + 8 + g.piece.length) + 10_000);
+      }
+    });
+  }
+
+  it('never cuts between the halves of a surrogate pair', () => {
+    const r = new StreamRedactor(cardsOnly, () => undefined);
+    const pieces: string[] = [];
+    for (let i = 0; i < 200; i++) pieces.push(r.push('\u{1F600}a'));
+    pieces.push(r.flush());
+    for (const p of pieces) {
+      expect(p).not.toMatch(/[\uD800-\uDBFF]$/);
+      expect(p).not.toMatch(/^[\uDC00-\uDFFF]/);
+    }
+    expect(pieces.join('')).toBe('\u{1F600}a'.repeat(200));
+  });
 });

@@ -1,9 +1,12 @@
 import type { PiiEngine, PiiFinding } from './engine.js';
+import type { Detection } from './detectors.js';
 
 /** Characters of an answer held back before they are sent, so a value is seen whole before any of it leaves. */
 export const OUTPUT_HOLD_CHARS = 128;
 /** Characters already sent that stay as left context (cues such as "Dr." or "SSN:" before a value). */
 const CONTEXT_CHARS = 48;
+/** Most characters held for one value that keeps growing (times the hold): past it, what was seen is redacted and sent. */
+const MAX_HELD_FACTOR = 4;
 
 /**
  * Output policy on a streamed text (a model's answer arriving token by token): redacts what the
@@ -13,13 +16,20 @@ const CONTEXT_CHARS = 48;
  * is scanned with that much right context and `CONTEXT_CHARS` of what was already sent as left
  * context. A value crossing the cut is held back whole. So any value up to `hold` characters
  * long (cards, IBANs, phone numbers, national ids, addresses, names with their cue) is redacted
- * as in a whole answer; only a value longer than that can be found after its start was sent, and
- * then its remaining part is redacted. The price is latency: the client sees each character
- * about `hold` characters later (some 25 to 30 tokens), and the rest at the end.
+ * as in a whole answer. Longer values are bounded, not held without end:
+ *  - a value still growing when `MAX_HELD_FACTOR * hold` characters are held (a custom pattern
+ *    matching a long run, an address with endless labels) is redacted as far as it has come,
+ *    and its continuation is dropped until it ends (one placeholder in all);
+ *  - a value recognised only by text more than `hold` characters after its start (a multi-line
+ *    block whose end marker comes late) may have been sent in part before it is recognised, and
+ *    its cue may have left the left context: such patterns are only reliable on whole answers.
+ * The scan window is bounded (context, held text and the new piece), so the cost per piece does
+ * not grow with the answer. A cut never splits a surrogate pair. The price is latency: the
+ * client sees each character about `hold` characters later, and the rest at the end.
  *
- * Findings are reported once each, as their (redacted) end is sent, through `onFinding`, with
- * offsets into the whole text. Only `redact` and `allow` actions apply here (an answer already
- * partly sent cannot be blocked); `mask` acts as `redact`.
+ * Findings are reported once each, through `onFinding`, with offsets into the whole text (a
+ * value cut short as above is reported as far as it was seen). Only `redact` and `allow` apply
+ * here (an answer already partly sent cannot be blocked); `mask` acts as `redact`.
  */
 export class StreamRedactor {
   private pending = '';
@@ -27,6 +37,8 @@ export class StreamRedactor {
   private context = '';
   /** Characters of the whole text before `pending`. */
   private sent = 0;
+  /** The last thing sent was a placeholder for a value that had not ended: its continuation is dropped. */
+  private suppressing = false;
 
   constructor(
     private readonly engine: PiiEngine,
@@ -48,28 +60,66 @@ export class StreamRedactor {
     const base = this.context.length;
     const text = this.context + this.pending;
     const found = this.engine.detect(text).filter((d) => d.end > base);
+    const maxHeld = this.hold * MAX_HELD_FACTOR;
     let cut = final ? text.length : text.length - this.hold;
-    // A value crossing the cut waits whole (detections do not overlap; from the last one back).
+    // A value crossing the cut waits whole (detections do not overlap; from the last one back),
+    // unless it started before this round (its start was sent or dropped already) or has grown
+    // past the bound: then it is cut here, redacted, and its continuation dropped.
     for (let i = found.length - 1; i >= 0; i--) {
       const d = found[i]!;
-      if (d.start < cut && d.end > cut) cut = d.start;
+      if (d.start < cut && d.end > cut && d.start >= base && text.length - d.start <= maxHeld) cut = d.start;
     }
+    if (!final && cut > base && cut < text.length && isHighSurrogate(text.charCodeAt(cut - 1))) cut--;
     if (cut <= base) return '';
     let out = '';
     let at = base;
+    let open = false;
+    if (this.suppressing) {
+      // The value cut short last round goes on: dropped while the engine still sees it, or (when
+      // its start has left the context and the engine no longer can) up to the next whitespace.
+      const cont = found.find((d) => d.start < base && this.engine.actionFor(d.category) !== 'allow');
+      if (cont) {
+        at = Math.min(cont.end, cut);
+        open = cont.end > cut;
+      } else {
+        const ws = text.slice(base, cut).search(/\s/);
+        at = ws < 0 ? cut : base + ws;
+        open = ws < 0;
+      }
+    }
     for (const d of found) {
-      if (d.end > cut) break;
+      if (d.start >= cut) break;
+      if (d.end <= at) continue;
       const action = this.engine.actionFor(d.category);
-      this.onFinding({ category: d.category, action: action === 'allow' ? 'allow' : 'redact', start: this.sent - base + d.start, end: this.sent - base + d.end });
+      if (this.suppressing && d.start < at) {
+        // Still the value being dropped.
+        if (action !== 'allow') {
+          at = Math.min(d.end, cut);
+          open = d.end > cut;
+        }
+        continue;
+      }
+      // Reported once: a redacted value when it is first cut or sent, an allowed one when it ends.
+      if (action !== 'allow' || d.end <= cut) this.report(d, action, base);
       if (action === 'allow') continue;
-      const start = Math.max(d.start, base);
-      out += text.slice(at, start) + `[${d.category.toUpperCase()}]`;
-      at = d.end;
+      out += text.slice(at, Math.max(d.start, at)) + `[${d.category.toUpperCase()}]`;
+      at = Math.min(d.end, cut);
+      open = d.end > cut;
     }
     out += text.slice(at, cut);
+    this.suppressing = open;
     this.sent += cut - base;
     this.context = text.slice(Math.max(0, cut - CONTEXT_CHARS), cut);
     this.pending = text.slice(cut);
     return out;
   }
+
+  private report(d: Detection, action: string, base: number): void {
+    const offset = this.sent - base;
+    this.onFinding({ category: d.category, action: action === 'allow' ? 'allow' : 'redact', start: offset + d.start, end: offset + d.end });
+  }
+}
+
+function isHighSurrogate(c: number): boolean {
+  return c >= 0xd800 && c <= 0xdbff;
 }

@@ -205,7 +205,8 @@ const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 const malformed = (cause?: unknown) => new CustodyError('ERR_INPUT_MALFORMED', 'the request body is not well-formed JSON', cause === undefined ? {} : { cause });
 
 interface ScanState {
-  readonly tenant: Tenant;
+  /** The engine applied: the tenant's input policy, or its output policy (tool-call arguments of answers). */
+  readonly pii: PiiEngine;
   readonly vault: MaskVault;
   readonly model: string;
   readonly findings: PiiFinding[];
@@ -397,7 +398,7 @@ class JsonPolicyScanner {
     if (shape.num === 'param') return;
     // Digits the model reads (a card number in a schema's enum, a phone number in tool-call
     // arguments): scanned like text but not counted; a rewritten number becomes a string.
-    const r = this.st.tenant.pii.apply(m[0], this.st.vault);
+    const r = this.st.pii.apply(m[0], this.st.vault);
     for (const f of r.findings) this.st.findings.push(f);
     if (r.text !== m[0]) this.replace(start, this.i, JSON.stringify(r.text));
   }
@@ -405,7 +406,7 @@ class JsonPolicyScanner {
   private text(value: string): string {
     if (value.length === 0) return value;
     this.st.chars += value.length;
-    const r = this.st.tenant.pii.apply(value, this.st.vault);
+    const r = this.st.pii.apply(value, this.st.vault);
     for (const f of r.findings) this.st.findings.push(f);
     return r.text;
   }
@@ -413,7 +414,7 @@ class JsonPolicyScanner {
   /** A string that must not be rewritten: a finding the policy would act on denies the request. */
   private inspect(value: string): void {
     if (value.length === 0) return;
-    const pii = this.st.tenant.pii;
+    const pii = this.st.pii;
     const categories = [...new Set(pii.detect(value).map((d) => d.category))].filter((c) => pii.actionFor(c) !== 'allow');
     if (categories.length > 0) {
       throw new CustodyError('ERR_POLICY_DENIED', `a field the gateway does not rewrite (an enum or an encoded payload) contains ${categories.join(', ')}`, { detail: { categories: categories.join(',') } });
@@ -457,7 +458,7 @@ export function applyInputPolicy(route: InferenceRoute, body: Record<string, unk
     throw new CustodyError('ERR_INPUT_MALFORMED', 'the request body is not UTF-8', { cause: e });
   }
   const vault = new MaskVault();
-  const st: ScanState = { tenant, vault, model: request.model, findings: [], chars: 0 };
+  const st: ScanState = { pii: tenant.pii, vault, model: request.model, findings: [], chars: 0 };
   const forwarded = new JsonPolicyScanner(src, st, true).run(ROOTS[route], 0);
   const changed = forwarded !== src;
   const counts = new Map<string, FindingSummary>();
@@ -526,6 +527,38 @@ function fixer(vault: MaskVault, output: OutputScan | undefined): Fix {
   };
 }
 
+/**
+ * The rewrite of tool-call arguments, JSON the model wrote: the output policy value by value
+ * (the input scanner's walk, so escapes are decoded before scanning, a redacted value stays
+ * inside its string and a redacted number becomes a string: the arguments stay valid JSON;
+ * arguments that are not JSON are scanned as text), then mask restoration JSON-escaped.
+ */
+function jsonFixer(jsonVault: MaskVault, output: OutputScan | undefined): Fix {
+  if (!output) return (t) => jsonVault.restore(t);
+  return (t) => {
+    let redacted: string;
+    let valid = true;
+    try {
+      JSON.parse(t);
+    } catch {
+      valid = false;
+    }
+    if (valid) {
+      const st: ScanState = { pii: output.engine, vault: new MaskVault(), model: '', findings: [], chars: 0 };
+      redacted = new JsonPolicyScanner(t, st, false).run(FREE, 0);
+      for (const f of st.findings) output.onFinding(f);
+    } else {
+      const r = output.engine.apply(t);
+      for (const f of r.findings) output.onFinding(f);
+      redacted = r.text;
+    }
+    return jsonVault.restore(redacted);
+  };
+}
+
+/** Members of a message or delta that are not model text (`name` is restored, never redacted). */
+const MESSAGE_STRUCTURE = new Set(['role', 'name', 'tool_call_id', 'tool_calls', 'function_call']);
+
 /** Rewrites a whole chat message (or a stream event's `message`) in place; true when anything changed. */
 function rewriteMessage(msg: Record<string, unknown>, text: Fix, json: Fix, names: Fix): boolean {
   let changed = false;
@@ -538,8 +571,15 @@ function rewriteMessage(msg: Record<string, unknown>, text: Fix, json: Fix, name
       changed = true;
     }
   };
-  set(msg, 'content', text);
-  set(msg, 'refusal', text);
+  // Every text the model wrote: content, refusal, reasoning (reasoning_content and the like),
+  // and text parts of a content list.
+  for (const key of Object.keys(msg)) {
+    if (MESSAGE_STRUCTURE.has(key)) continue;
+    const v = msg[key];
+    if (typeof v === 'string') set(msg, key, text);
+    else if (Array.isArray(v)) for (const part of v as unknown[]) if (isObject(part)) set(part, 'text', text);
+  }
+  set(msg, 'name', names);
   const calls: unknown[] = Array.isArray(msg.tool_calls) ? msg.tool_calls : [];
   for (const fn of [...calls.map((c) => (isObject(c) ? c.function : undefined)), msg.function_call]) {
     if (!isObject(fn)) continue;
@@ -549,25 +589,37 @@ function rewriteMessage(msg: Record<string, unknown>, text: Fix, json: Fix, name
   return changed;
 }
 
+/** Drops a choice's token log-probabilities: they spell out the model's text token by token. */
+function dropLogprobs(choice: Record<string, unknown>): boolean {
+  if (choice.logprobs === undefined || choice.logprobs === null) return false;
+  choice.logprobs = null;
+  return true;
+}
+
 /**
- * Restores masked tokens in a whole JSON response, after the output policy (when given) has
- * redacted what it redacts. The bytes come back as they were when nothing changed.
+ * Restores masked tokens in a whole response, after the output policy (when given) has
+ * redacted what it redacts. The bytes come back as they were when nothing changed. With an
+ * output policy nothing passes unscanned: token log-probabilities are dropped, and a body that
+ * is not a completion (an error document, another shape) has every string scanned, or is
+ * scanned as text when it is not JSON.
  */
 export function restoreJson(route: InferenceRoute, bytes: Uint8Array, vault: MaskVault, output?: OutputScan): Uint8Array {
   if ((vault.size === 0 && !output) || route === 'embeddings') return bytes;
+  const src = new TextDecoder().decode(bytes);
   let obj: unknown;
   try {
-    obj = JSON.parse(new TextDecoder().decode(bytes));
+    obj = JSON.parse(src);
   } catch {
-    return bytes;
+    return output ? redactOpaque(src, bytes, output) : bytes;
   }
-  if (!isObject(obj) || !Array.isArray(obj.choices)) return bytes;
+  if (!isObject(obj) || !Array.isArray(obj.choices)) return output ? redactOpaque(src, bytes, output) : bytes;
   const text = fixer(vault, output);
-  const json = fixer(new JsonEscapingVault(vault), output);
+  const json = jsonFixer(new JsonEscapingVault(vault), output);
   const names: Fix = (t) => vault.restore(t);
   let changed = false;
   for (const choice of obj.choices as unknown[]) {
     if (!isObject(choice)) continue;
+    if (output && dropLogprobs(choice)) changed = true;
     if (route === 'chat.completions') {
       if (isObject(choice.message) && rewriteMessage(choice.message, text, json, names)) changed = true;
     } else if (typeof choice.text === 'string') {
@@ -581,12 +633,34 @@ export function restoreJson(route: InferenceRoute, bytes: Uint8Array, vault: Mas
   return changed ? enc.encode(JSON.stringify(obj)) : bytes;
 }
 
+/** An answer of no known shape under an output policy: every string of its JSON scanned, or all of it as text. */
+function redactOpaque(src: string, bytes: Uint8Array, output: OutputScan): Uint8Array {
+  let out: string;
+  try {
+    JSON.parse(src);
+    const st: ScanState = { pii: output.engine, vault: new MaskVault(), model: '', findings: [], chars: 0 };
+    out = new JsonPolicyScanner(src, st, false).run(FREE, 0);
+    for (const f of st.findings) output.onFinding(f);
+  } catch {
+    const r = output.engine.apply(src);
+    for (const f of r.findings) output.onFinding(f);
+    out = r.text;
+  }
+  return out === src ? bytes : enc.encode(out);
+}
+
+/** One streamed text of an answer: what it sends now, and the held-back rest at its end. */
+interface StreamChannel {
+  push(text: string): string;
+  flush(): string;
+}
+
 /**
- * One streamed text of an answer (a choice's content, refusal or a tool call's arguments): the
- * output policy's redactor (when there is one), then the mask restorer, each holding back what
- * it cannot decide yet.
+ * One streamed text of an answer (a choice's content, refusal, reasoning): the output policy's
+ * redactor (when there is one), then the mask restorer, each holding back what it cannot
+ * decide yet.
  */
-class TextChannel {
+class TextChannel implements StreamChannel {
   private readonly restorer: StreamRestorer;
   private readonly redactor: StreamRedactor | undefined;
 
@@ -601,6 +675,28 @@ class TextChannel {
 
   flush(): string {
     return (this.redactor ? this.restorer.push(this.redactor.flush()) : '') + this.restorer.flush();
+  }
+}
+
+/**
+ * A tool call's arguments under an output policy: held whole until the call ends, then
+ * rewritten as JSON (jsonFixer), so values are scanned decoded and the arguments stay valid
+ * JSON. Clients assemble arguments before they use them, so only their timing changes.
+ */
+class WholeJsonChannel implements StreamChannel {
+  private held = '';
+
+  constructor(private readonly fix: Fix) {}
+
+  push(text: string): string {
+    this.held += text;
+    return '';
+  }
+
+  flush(): string {
+    const all = this.held;
+    this.held = '';
+    return all.length > 0 ? this.fix(all) : '';
   }
 }
 
@@ -628,35 +724,43 @@ const appendFunctionArguments: PutRest = (target, rest) => {
 };
 
 /**
- * Restores masked tokens in a server-sent event stream. Events that are not JSON data pass
- * unchanged; a token split across events is held back until it is complete (or the choice
- * finishes, or the stream ends). Each choice has a restorer per text it streams: the content,
- * the refusal, and each tool call's arguments (restored JSON-escaped).
+ * Restores masked tokens in a server-sent event stream, after the output policy (when given).
+ * Events are read as the SSE format defines them (LF, CRLF or CR line ends; a payload over
+ * several `data:` lines is one payload; `id:`, `event:` and comment lines are kept). A token
+ * split across events is held back until it is complete (or the choice finishes, or the stream
+ * ends). Each choice has a channel per text it streams: the content, the refusal, any other text
+ * member of the delta (reasoning), and each tool call's arguments (restored JSON-escaped; under
+ * an output policy held whole until the call ends). Under an output policy nothing passes
+ * unscanned: token log-probabilities are dropped, and an event whose data is not a JSON object
+ * (other than `[DONE]`) is dropped.
  */
 export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output?: OutputScan): TransformStream<Uint8Array, Uint8Array> {
   const decoder = new TextDecoder();
   const jsonVault = new JsonEscapingVault(vault);
   const wholeText = fixer(vault, output);
-  const wholeJson = fixer(jsonVault, output);
+  const wholeJson = jsonFixer(jsonVault, output);
   const names: Fix = (t) => vault.restore(t);
-  type Channel = { restorer: TextChannel; put: PutRest };
+  type Channel = { channel: StreamChannel; put: PutRest };
   const channels = new Map<number, Map<string, Channel>>();
   let pending = '';
-  /** Restores `holder[field]` through the choice's restorer named `key`. */
+  /** Rewrites `holder[field]` through the choice's channel named `key`. */
   const push = (choice: number, key: string, holder: Record<string, unknown>, field: string, put: PutRest, json = false): void => {
     const text = holder[field];
     if (typeof text !== 'string') return;
     let byKey = channels.get(choice);
     if (!byKey) channels.set(choice, (byKey = new Map<string, Channel>()));
     let ch = byKey.get(key);
-    if (!ch) byKey.set(key, (ch = { restorer: new TextChannel(json ? jsonVault : vault, output), put }));
-    holder[field] = ch.restorer.push(text);
+    if (!ch) {
+      const channel = json && output ? new WholeJsonChannel(wholeJson) : new TextChannel(json ? jsonVault : vault, output);
+      byKey.set(key, (ch = { channel, put }));
+    }
+    holder[field] = ch.channel.push(text);
   };
   /** Puts every held-back tail of a choice into `target`; true when there was one. */
   const flushChoice = (choice: number, target: Record<string, unknown>): boolean => {
     let any = false;
     for (const ch of channels.get(choice)?.values() ?? []) {
-      const rest = ch.restorer.flush();
+      const rest = ch.channel.flush();
       if (rest.length > 0) {
         ch.put(target, rest);
         any = true;
@@ -678,6 +782,7 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output
   const restoreChoice = (choice: Record<string, unknown>): void => {
     const i = typeof choice.index === 'number' ? choice.index : 0;
     const finished = choice.finish_reason !== undefined && choice.finish_reason !== null;
+    if (output) dropLogprobs(choice);
     if (route !== 'chat.completions') {
       push(i, 'text', choice, 'text', appendTo('text'));
       if (finished) flushChoice(i, choice);
@@ -686,8 +791,8 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output
     if (isObject(choice.message)) rewriteMessage(choice.message, wholeText, wholeJson, names);
     const delta = choice.delta;
     if (isObject(delta)) {
-      push(i, 'content', delta, 'content', appendTo('content'));
-      push(i, 'refusal', delta, 'refusal', appendTo('refusal'));
+      for (const key of Object.keys(delta)) if (!MESSAGE_STRUCTURE.has(key)) push(i, key, delta, key, appendTo(key));
+      if (typeof delta.name === 'string') delta.name = vault.restore(delta.name);
       const calls: unknown[] = Array.isArray(delta.tool_calls) ? delta.tool_calls : [];
       calls.forEach((c, position) => {
         if (!isObject(c) || !isObject(c.function)) return;
@@ -705,21 +810,52 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output
       if (flushChoice(i, target) && !isObject(delta)) choice.delta = target;
     }
   };
+  /** One event (its lines, without the blank line that ended it), rewritten. */
   const rewrite = (event: string): string => {
     const lines = event.split('\n');
-    const dataLines = lines.filter((l) => l.startsWith('data:'));
-    if (dataLines.length !== 1 || lines.length !== 1) return event + '\n\n';
-    const data = dataLines[0]!.slice(5).trimStart();
-    if (data === '[DONE]') return flushAll() + event + '\n\n';
+    const kept: string[] = [];
+    const data: string[] = [];
+    for (const line of lines) {
+      if (line.startsWith('data:')) data.push(line.slice(line.startsWith('data: ') ? 6 : 5));
+      else if (line === 'data') data.push('');
+      else kept.push(line);
+    }
+    if (data.length === 0) return event + '\n\n';
+    const payload = data.join('\n');
+    const head = kept.length > 0 ? kept.join('\n') + '\n' : '';
+    if (payload.trim() === '[DONE]') return flushAll() + event + '\n\n';
     let obj: unknown;
     try {
-      obj = JSON.parse(data);
+      obj = JSON.parse(payload);
     } catch {
-      return event + '\n\n';
+      obj = undefined;
     }
-    if (!isObject(obj)) return event + '\n\n';
-    if (Array.isArray(obj.choices)) for (const c of obj.choices as unknown[]) if (isObject(c)) restoreChoice(c);
-    return `data: ${JSON.stringify(obj)}\n\n`;
+    if (!isObject(obj)) return output ? '' : event + '\n\n';
+    if (Array.isArray(obj.choices)) {
+      for (const c of obj.choices as unknown[]) if (isObject(c)) restoreChoice(c);
+    } else if (output) {
+      // Another object (an error event, say): every string in it scanned.
+      const json = JSON.stringify(obj);
+      return `${head}data: ${new TextDecoder().decode(redactOpaque(json, enc.encode(json), output))}\n\n`;
+    }
+    return `${head}data: ${JSON.stringify(obj)}\n\n`;
+  };
+  /** Splits complete events off `pending` (line ends normalised to LF; a final CR waits: it may be half a CRLF). */
+  const events = (final: boolean): string => {
+    let text = pending;
+    let tail = '';
+    if (!final && text.endsWith('\r')) {
+      tail = '\r';
+      text = text.slice(0, -1);
+    }
+    text = text.replace(/\r\n?/g, '\n');
+    let out = '';
+    for (let at = text.indexOf('\n\n'); at >= 0; at = text.indexOf('\n\n')) {
+      out += rewrite(text.slice(0, at));
+      text = text.slice(at + 2);
+    }
+    pending = text + tail;
+    return out;
   };
   // The readable side queues up to 16 rewritten chunks, so events the backend has already sent
   // are rewritten ahead and the gateway can seal them together (with the default of one, every
@@ -727,17 +863,15 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output
   const transformer: Transformer<Uint8Array, Uint8Array> = {
     transform(chunk, controller) {
       pending += decoder.decode(chunk, { stream: true });
-      pending = pending.replace(/\r\n/g, '\n');
-      let out = '';
-      for (let at = pending.indexOf('\n\n'); at >= 0; at = pending.indexOf('\n\n')) {
-        out += rewrite(pending.slice(0, at));
-        pending = pending.slice(at + 2);
-      }
+      const out = events(false);
       if (out) controller.enqueue(enc.encode(out));
     },
     flush(controller) {
       pending += decoder.decode();
-      const out = (pending.trim() ? rewrite(pending.replace(/\n+$/, '')) : '') + flushAll();
+      let out = events(true);
+      if (pending.trim()) out += rewrite(pending.replace(/\n+$/, ''));
+      pending = '';
+      out += flushAll();
       if (out) controller.enqueue(enc.encode(out));
     },
   };
