@@ -46,6 +46,11 @@ export interface GatewayOptions {
   /** Accepted distance between a request's Date and the gateway clock. Default 60 s. */
   requestDateWindowMs?: number;
   /**
+   * Monotonic milliseconds for the per-tenant limits (default `performance.now()`): the token
+   * buckets do not follow `clock`, which is the wall clock and may step. For tests.
+   */
+  limitsClock?: () => number;
+  /**
    * Anti-replay store (built with the same Date window). Default: this process's memory, which
    * replicas behind a load balancer do not share; give them a SqliteReplayStore (one host) or a
    * PostgresReplayStore (several hosts). The caller closes it.
@@ -103,6 +108,7 @@ export class Gateway {
       logger,
       metrics,
       ...(options.requestDateWindowMs !== undefined ? { dateWindowMs: options.requestDateWindowMs } : {}),
+      ...(options.limitsClock ? { limitsClock: options.limitsClock } : {}),
     });
     const deps = { attestation, keys, pipeline, replay, ledger: options.ledger, metrics, logger, clock, ...(options.cors !== undefined ? { cors: options.cors } : {}), ...(options.writeStallMs !== undefined ? { writeStallMs: options.writeStallMs } : {}), ...(options.maxArrivingBodyBytes !== undefined ? { maxArrivingBodyBytes: options.maxArrivingBodyBytes } : {}) };
     this.app = createGatewayApp(deps);

@@ -21,6 +21,7 @@ const backend: ModelBackend = {
   handle: ({ body, stream }) => {
     const sent = JSON.parse(new TextDecoder().decode(body)) as { messages: { content: string }[] };
     const masked = /\[EMAIL_\d+\]/.exec(sent.messages[0]!.content)?.[0] ?? 'nobody';
+    if (sent.messages[0]!.content.includes('fail please')) return Promise.resolve({ status: 400, contentType: 'application/json', body: utf8(JSON.stringify({ error: { message: `the model choked on ${CARD}`, type: 'invalid_request_error' } })) });
     const text = answerFor(masked) + (stream ? filler : '');
     if (!stream) return Promise.resolve({ status: 200, contentType: 'application/json', body: utf8(JSON.stringify({ id: 'c1', object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }] })) });
     const pieces: string[] = [];
@@ -121,5 +122,13 @@ describe('output policy', () => {
     for (const action of ['mask', 'block']) {
       await expect(TenantDirectory.create({ id: 'p', version: 1, tenants: [{ id: 'a', apiKeySha256: '00'.repeat(32), output: { pii: { actions: { email: action } } } }] } as never)).rejects.toMatchObject({ code: 'ERR_POLICY_INVALID' });
     }
+  });
+
+  it('an error answer from the backend is scanned too', async () => {
+    const res = await cfetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.apiKey}` }, body: JSON.stringify({ model: 'leaky', messages: [{ role: 'user', content: 'fail please' }] }) });
+    expect(res.status).toBe(400);
+    const text = await res.text();
+    expect(text).toContain('the model choked on [PAYMENT_CARD]');
+    expect(text).not.toContain('1111');
   });
 });

@@ -53,9 +53,9 @@ afterEach(async () => {
   gw = undefined;
 });
 
-async function start(limits: TenantConfig['limits'], clock?: () => Date) {
+async function start(limits: TenantConfig['limits'], clock?: () => Date, limitsClock?: () => number) {
   const g = gatedBackend();
-  gw = await startTestGateway({ backend: g.backend, tenant: { limits }, ...(clock ? { clock } : {}) });
+  gw = await startTestGateway({ backend: g.backend, tenant: { limits }, ...(clock ? { clock } : {}), ...(limitsClock ? { gateway: { limitsClock } } : {}) });
   const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true, ...(clock ? { clock } : {}) });
   await cfetch.verify();
   return { g, gw, cfetch };
@@ -115,9 +115,10 @@ describe('per-tenant limits', () => {
   });
 
   it('rate: perMinute with a burst; the refusal says when to retry, and the next minute admits again', async () => {
+    // The buckets run on the limits' monotonic clock (injected here), not the wall clock.
     let offset = 0;
-    const clock = () => new Date(Date.now() + offset);
-    const { gw, cfetch } = await start({ perMinute: 2 }, clock);
+    const limitsClock = () => performance.now() + offset;
+    const { gw, cfetch } = await start({ perMinute: 2 }, undefined, limitsClock);
     expect((await chat(cfetch, gw.url, false)).status).toBe(200);
     expect((await chat(cfetch, gw.url, false)).status).toBe(200);
     const refused = await chat(cfetch, gw.url, false);
@@ -130,13 +131,70 @@ describe('per-tenant limits', () => {
     expect((await chat(cfetch, gw.url, false)).status).toBe(200);
   });
 
-  it('a policy-level default applies to tenants without their own; a malformed limit is refused at load', async () => {
-    const { TenantDirectory } = await import('./pipeline/tenants.js');
-    const tenant = { id: 'a', apiKeySha256: '00'.repeat(32) };
-    const dir = await TenantDirectory.create({ id: 'p', version: 1, limits: { concurrent: 3 }, tenants: [tenant, { ...tenant, id: 'b', apiKeySha256: '11'.repeat(32), limits: { perMinute: 10 } }] });
+  it('a policy-level default applies to every tenant, under what the tenant sets itself; a malformed limit is refused at load', async () => {
+    const { TenantDirectory, apiKeyDigest } = await import('./pipeline/tenants.js');
+    const tenant = { id: 'a', apiKeySha256: apiKeyDigest('sk-tenant-a-0001') };
+    const dir = await TenantDirectory.create({ id: 'p', version: 1, limits: { concurrent: 3 }, tenants: [tenant, { ...tenant, id: 'b', apiKeySha256: apiKeyDigest('sk-tenant-b-0001'), limits: { perMinute: 10 } }] });
     expect(dir.document.limits).toEqual({ concurrent: 3 });
+    expect(dir.authenticate('Bearer sk-tenant-a-0001').limits).toEqual({ concurrent: 3 });
+    // b sets only a rate: it keeps the policy-wide cap on requests in progress.
+    expect(dir.authenticate('Bearer sk-tenant-b-0001').limits).toEqual({ concurrent: 3, perMinute: 10 });
     for (const bad of [{ concurrent: 0 }, { burst: 5 }, { perMinute: 1.5 }, { concurrent: 1, other: 1 }]) {
       await expect(TenantDirectory.create({ id: 'p', version: 1, tenants: [{ ...tenant, limits: bad }] })).rejects.toMatchObject({ code: 'ERR_POLICY_INVALID' });
     }
+  });
+
+  it('rate: the buckets do not follow a wall clock that steps forward and back (they run on the monotonic limits clock)', async () => {
+    let wallOffset = 0;
+    let mono = 0;
+    const clock = () => new Date(Date.now() + wallOffset);
+    const { gw, cfetch } = await start({ perMinute: 60, burst: 1 }, clock, () => mono);
+    const status = async () => (await chat(cfetch, gw.url, false)).status;
+    expect(await status()).toBe(200);
+    // The wall clock steps 50 s ahead (within the Date window): that refills nothing ...
+    wallOffset = 50_000;
+    expect(await status()).toBe(429);
+    mono += 1000;
+    expect(await status()).toBe(200);
+    // ... and stepping back empties nothing: a second of real time later the tenant is admitted.
+    wallOffset = 0;
+    mono += 1000;
+    expect(await status()).toBe(200);
+    expect(await status()).toBe(429);
+  });
+
+  it('rate: by default the buckets run on performance.now(), so a wall clock stepping back does not lock the tenant out', async () => {
+    let wallOffset = 0;
+    const clock = () => new Date(Date.now() + wallOffset);
+    // 600 a minute: one token every 100 ms.
+    const { gw, cfetch } = await start({ perMinute: 600, burst: 1 }, clock);
+    const status = async () => (await chat(cfetch, gw.url, false)).status;
+    const pause = () => new Promise((r) => setTimeout(r, 250));
+    expect(await status()).toBe(200);
+    wallOffset = 50_000;
+    await pause();
+    expect(await status()).toBe(200);
+    // Back by 50 s: on the wall clock the bucket would stay empty for 50 s.
+    wallOffset = 0;
+    await pause();
+    expect(await status()).toBe(200);
+  });
+
+  it('a flood of refusals writes one tenant.limited line a second, carrying how many were refused; the metric counts each', async () => {
+    let mono = 0;
+    const { g, gw, cfetch } = await start({ concurrent: 1 }, undefined, () => mono);
+    const held = await chat(cfetch, gw.url, true);
+    const reader = held.body!.getReader();
+    await reader.read();
+    const lines = () => gw.logs.map((l) => JSON.parse(l) as { event?: string; tenant?: string; limit?: string; refused?: number }).filter((l) => l.event === 'tenant.limited');
+    for (let i = 0; i < 10; i++) expect((await chat(cfetch, gw.url, false)).status).toBe(429);
+    expect(lines()).toEqual([expect.objectContaining({ tenant: 'acme', limit: 'concurrent', refused: 1 })]);
+    expect(await gw.gateway.metrics.registry.getSingleMetricAsString('custody_gateway_tenant_limited_total')).toContain('custody_gateway_tenant_limited_total{tenant="acme",limit="concurrent"} 10');
+    // A second later the next refusal writes a line with the nine held back and itself.
+    mono += 1000;
+    expect((await chat(cfetch, gw.url, false)).status).toBe(429);
+    expect(lines().map((l) => l.refused)).toEqual([1, 10]);
+    g.open();
+    for (;;) if ((await reader.read()).done) break;
   });
 });

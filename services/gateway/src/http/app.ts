@@ -258,6 +258,8 @@ export function createOhttpExchange(d: GatewayAppDeps): (ct: string, read: () =>
     let headers = inner.headers;
     try {
       content = inner.body instanceof ReadableStream ? await readWhole(inner.body, signal) : inner.body;
+      // An answer Binary HTTP cannot carry fails here, before a receipt is signed and logged for it.
+      answerHead(status, headers);
       // Revoked or lapsed while the backend answered: the answer is withheld, and no receipt vouches for it.
       d.attestation.assertServing();
       headers = withReceipt(headers, await inner.finish(sha256Digest(content)));
@@ -299,8 +301,17 @@ export function createChunkedExchange(d: GatewayAppDeps): (body: () => ReadableS
     });
     if ('body' in a) return a;
     const inner = await d.pipeline.handle(a.request, a.answer.snapshot, a.receivedAt, a.answer.sign, signal);
-    const sealer = await a.context.createResponseSealer();
-    return { status: 200, headers: { 'content-type': OhttpMediaType.ChunkedResponse, 'cache-control': 'no-store' }, chunks: sealedBhttpChunks(d, inner, started, sealer) };
+    // From here the answer holds the tenant's place and the masked values until `finish` or
+    // `abandon`: whatever fails before the chunks take it over gives them back.
+    try {
+      const sealer = await a.context.createResponseSealer();
+      return { status: 200, headers: { 'content-type': OhttpMediaType.ChunkedResponse, 'cache-control': 'no-store' }, chunks: sealedBhttpChunks(d, inner, started, sealer) };
+    } catch (e) {
+      inner.abandon();
+      if (inner.body instanceof ReadableStream) await inner.body.cancel(e).catch(() => undefined);
+      d.logger.error({ event: 'ohttp.failed', code: toCustodyError(e).code }, 'the sealed response could not be started');
+      return refusal(d, new CustodyError('ERR_INTERNAL', undefined, { cause: e }));
+    }
   };
 }
 
@@ -348,7 +359,13 @@ export function createOhttpNodeHandler(d: GatewayAppDeps): (req: IncomingMessage
         }
         if (cors) a.headers['access-control-allow-origin'] = '*';
         if ('chunks' in a) {
-          res.writeHead(a.status, a.headers);
+          try {
+            res.writeHead(a.status, a.headers);
+          } catch (e) {
+            // The chunks were never read: cancelling them gives back what the answer holds.
+            await a.chunks.cancel(e);
+            throw e;
+          }
           await writeChunks(a.chunks, res, d);
           return;
         }
@@ -444,6 +461,19 @@ function answerUnder(d: GatewayAppDeps, keyId: number): { snapshot: AttestationS
   return { snapshot: d.attestation.snapshotFor(keyId, signer.publicKey), sign: signer.sign };
 }
 
+/**
+ * The inner answer's Binary HTTP head (indeterminate-length framing), which checks its status
+ * and header fields the way both encodings do. One Binary HTTP cannot carry is the backend's
+ * failure (ERR_GATEWAY_BACKEND, 502), never the client's malformed input.
+ */
+function answerHead(status: number, headers: readonly HttpField[]): Uint8Array {
+  try {
+    return encodeBhttpResponseHead({ status, headers });
+  } catch (e) {
+    throw new CustodyError('ERR_GATEWAY_BACKEND', 'the answer cannot be carried in Binary HTTP', { cause: e });
+  }
+}
+
 function observe(d: GatewayAppDeps, inner: InnerResponse, status: number, started: number): void {
   const streamed = inner.streamed ? 'true' : 'false';
   d.metrics.requests.inc({ route: inner.routeLabel, status: String(status), streamed });
@@ -491,10 +521,11 @@ function streamOfChunks(chunks: SealedChunks): ReadableStream<Uint8Array> {
  * `next`, and the client sees a truncated message rather than a short one.
  */
 function sealedBhttpChunks(d: GatewayAppDeps, inner: InnerResponse, started: number, sealer: ChunkSealer): SealedChunks {
+  // First, before the body's reader is taken: when it throws, the caller can still cancel the body.
+  let head: Uint8Array | undefined = answerHead(inner.status, inner.headers);
   const hash = createHash('sha256');
   const reader = inner.body instanceof ReadableStream ? inner.body.getReader() : undefined;
   let pendingBytes = inner.body instanceof ReadableStream ? undefined : inner.body;
-  let head: Uint8Array | undefined = encodeBhttpResponseHead({ status: inner.status, headers: inner.headers });
   /** Set when the consumer cancels: nothing more is sealed, finished or logged as a receipt. */
   let cancelled = false;
   /** Set once the final chunk is sealed (or the answer failed): `next` gives nothing more. */

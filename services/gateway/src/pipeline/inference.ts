@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
+import { MaskVault } from '@custody/policy';
 import { CustodyError, toCustodyError, type Clock } from '@custody/core';
 import { encodeEvent, type CustodyEvent } from '@custody/ledger';
 import {
@@ -27,7 +28,7 @@ import { PROBLEM_CONTENT_TYPE, problemBody, toProblem } from '../http/problem.js
 import type { LedgerSink } from '../ledger/ledger-sink.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { applyInputPolicy, restoreJson, restoreSseStream, type FindingSummary, type InferenceRoute, type OutputScan } from './policy.js';
-import { TenantLimiter } from './tenant-limits.js';
+import { RefusalLogThrottle, TenantLimiter, type MonotonicClock } from './tenant-limits.js';
 import type { Tenant, TenantDirectory } from './tenants.js';
 
 const ROUTES: Record<string, InferenceRoute> = {
@@ -70,6 +71,11 @@ export interface InferencePipelineOptions {
   metrics: GatewayMetrics;
   /** Accepted distance between the request's Date and the gateway clock. Default 60 s. */
   dateWindowMs?: number;
+  /**
+   * Monotonic milliseconds for the per-tenant limits (token buckets, refusal log lines); default
+   * `performance.now()`. Never the wall clock `clock`, which may step. Tests inject one.
+   */
+  limitsClock?: MonotonicClock;
 }
 
 interface Ctx {
@@ -100,9 +106,11 @@ function header(fields: readonly HttpField[], name: string): string | undefined 
 
 export class InferencePipeline {
   private readonly limiter: TenantLimiter;
+  private readonly refusals: RefusalLogThrottle;
 
   constructor(private readonly o: InferencePipelineOptions) {
-    this.limiter = new TenantLimiter(() => o.clock().getTime());
+    this.limiter = new TenantLimiter(o.limitsClock);
+    this.refusals = new RefusalLogThrottle(o.limitsClock);
   }
 
   /** Requests of `tenant` in the pipeline now, streams included (tests, diagnostics). */
@@ -166,7 +174,9 @@ export class InferencePipeline {
     } catch (e) {
       const limit = toCustodyError(e).detail?.limit;
       this.o.metrics.tenantLimited.inc({ tenant: tenant.id, limit: limit === 'rate' ? 'rate' : 'concurrent' });
-      this.o.logger.info({ event: 'tenant.limited', tenant: tenant.id, limit }, 'request refused: the tenant is at its limit');
+      // One line per tenant a second at most, with the refusals since the previous line.
+      const refused = this.refusals.note(tenant.id);
+      if (refused !== undefined) this.o.logger.info({ event: 'tenant.limited', tenant: tenant.id, limit, refused }, 'requests refused: the tenant is at its limit');
       throw e;
     }
     ctx.tenant = tenant;
@@ -222,6 +232,12 @@ export class InferencePipeline {
       ctx.forwardedDigest = sha256Digest(ip.body);
       const output = this.outputScan(ctx, route);
       const res = await this.o.backend.handle({ route, body: ip.body, json, model, stream, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+      // A final status Binary HTTP cannot carry (node:http accepts 100-999 from an upstream) is
+      // the backend's failure, answered as one, not an answer to seal (or to sign a receipt for).
+      if (!Number.isInteger(res.status) || res.status < 200 || res.status > 599) {
+        if (res.body instanceof ReadableStream) await res.body.cancel().catch(() => undefined);
+        throw new CustodyError('ERR_GATEWAY_BACKEND', 'the backend answered with a status outside 200-599', { detail: { status: Number.isFinite(res.status) ? res.status : String(res.status) } });
+      }
       const contentType = res.contentType;
       if (res.body instanceof ReadableStream && contentType.includes('text/event-stream')) {
         const body = vault.size > 0 || output ? res.body.pipeThrough(restoreSseStream(route, vault, output)) : res.body;
@@ -234,7 +250,9 @@ export class InferencePipeline {
       } catch (e) {
         throw new CustodyError('ERR_GATEWAY_BACKEND', 'the backend response could not be read', { cause: e });
       }
-      const out = res.status >= 200 && res.status < 300 ? restoreJson(route, bytes, vault, output) : bytes;
+      // An error body is not the model's answer (no masks to restore), but under an output
+      // policy it is scanned too: nothing the backend sends passes unscanned.
+      const out = res.status >= 200 && res.status < 300 ? restoreJson(route, bytes, vault, output) : output ? restoreJson(route, bytes, new MaskVault(), output) : bytes;
       return this.respond(ctx, snapshot, res.status, [['content-type', contentType]], out, false);
     } finally {
       if (!handedOff) vault.clear();

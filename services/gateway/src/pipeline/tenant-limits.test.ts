@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { CustodyError } from '@custody/core';
-import { TenantLimiter, type TenantLimits } from './tenant-limits.js';
+import { RefusalLogThrottle, TenantLimiter, type TenantLimits } from './tenant-limits.js';
 
 function refusal(f: () => unknown): { code: string; limit: unknown; retryAfterSeconds: unknown } {
   try {
@@ -70,5 +70,56 @@ describe('TenantLimiter', () => {
     // One token left: the concurrent refusal above did not spend it.
     l2.acquire('t', limits)();
     expect(refusal(() => l2.acquire('t', limits)).limit).toBe('rate');
+  });
+
+  it('runs on performance.now() by default, never on the wall clock', () => {
+    let mono = 1_000;
+    const now = vi.spyOn(performance, 'now').mockImplementation(() => mono);
+    const wall = vi.spyOn(Date, 'now');
+    try {
+      const l = new TenantLimiter();
+      const limits = { perMinute: 60, burst: 1 };
+      l.acquire('t', limits)();
+      expect(refusal(() => l.acquire('t', limits)).retryAfterSeconds).toBe(1);
+      mono += 1000;
+      l.acquire('t', limits)();
+      expect(now).toHaveBeenCalled();
+      expect(wall).not.toHaveBeenCalled();
+    } finally {
+      now.mockRestore();
+      wall.mockRestore();
+    }
+  });
+});
+
+describe('RefusalLogThrottle', () => {
+  // [atMs, tenant, what note() gives: the count for a line written now, or undefined (no line)]
+  const steps: [number, string, number | undefined][] = [
+    [0, 't', 1], // the first refusal is logged at once
+    [10, 't', undefined],
+    [500, 't', undefined],
+    [20, 'u', 1], // another tenant has its own line
+    [999, 't', undefined],
+    [1000, 't', 4], // a second after the last line: the three held back and this one
+    [1001, 't', undefined],
+    [60_000, 't', 2],
+    [60_000, 'u', 1],
+  ];
+  it('writes one line per tenant a second at most, carrying the refusals since the previous line', () => {
+    let now = 0;
+    const log = new RefusalLogThrottle(() => now);
+    for (const [at, tenant, want] of steps) {
+      now = at;
+      expect([at, tenant, log.note(tenant)]).toEqual([at, tenant, want]);
+    }
+  });
+
+  it('an injected clock that steps back still gets a line (nothing is held back for good)', () => {
+    let now = 10_000;
+    const log = new RefusalLogThrottle(() => now);
+    expect(log.note('t')).toBe(1);
+    now = 5_000;
+    expect(log.note('t')).toBe(1);
+    expect(log.note('t')).toBeUndefined();
   });
 });

@@ -3,8 +3,14 @@
  * requests of one tenant in the pipeline at once (a streamed answer holds its place until its
  * last chunk, or until its client leaves), and at most `perMinute` requests a minute (a token
  * bucket holding up to `burst`, refilled at `perMinute / 60` a second). A request over either
- * limit is refused with 429 `ERR_GATEWAY_TENANT_LIMIT` and a `Retry-After`, before its body is
- * looked at: nothing is forwarded, decided or logged to the ledger for it.
+ * limit is refused with 429 `ERR_GATEWAY_TENANT_LIMIT` and a `Retry-After` as soon as its tenant
+ * is known: its sealed body has been read, decrypted, checked against replays and decoded as
+ * Binary HTTP (the API key is inside it), but its JSON is not parsed, no policy runs, nothing is
+ * forwarded to the model, and nothing is decided or logged to the ledger for it.
+ *
+ * The bucket runs on a monotonic clock (`performance.now()` by default), not the wall clock: a
+ * wall clock that steps (an NTP correction, a host setting the guest's clock) neither refills it
+ * nor empties it for the length of the step.
  *
  * The counts live in this gateway process: behind a load balancer each replica applies the
  * limits on its own.
@@ -30,10 +36,16 @@ interface State {
 /** Tenants tracked at most (a policy lists at most 1024). */
 const MAX_TRACKED = 4096;
 
+/** Milliseconds from a monotonic source: `performance.now()` unless a test injects its own. */
+export type MonotonicClock = () => number;
+
+const monotonic: MonotonicClock = () => performance.now();
+
 export class TenantLimiter {
   private readonly states = new Map<string, State>();
 
-  constructor(private readonly clock: () => number) {}
+  /** `clock`: monotonic milliseconds (default `performance.now()`); never the wall clock. */
+  constructor(private readonly clock: MonotonicClock = monotonic) {}
 
   /**
    * Takes one place for a request of `tenant`; the returned function gives it back (calling it
@@ -54,7 +66,7 @@ export class TenantLimiter {
     if (limits.perMinute !== undefined) {
       const size = bucketSize(limits);
       const perMs = limits.perMinute / 60_000;
-      // A clock that steps back refills nothing until it passes the latest time seen again.
+      // An injected clock that steps back refills nothing until it passes the latest time seen again.
       if (now > s.at) {
         s.tokens = Math.min(size, s.tokens + (now - s.at) * perMs);
         s.at = now;
@@ -83,6 +95,42 @@ export class TenantLimiter {
 }
 
 function noop(): void {}
+
+/**
+ * Log lines for refusals, at most one per tenant per `intervalMs` (default 1 s): a flood of
+ * refused requests writes one line a second carrying how many were refused since the previous
+ * line, instead of a line each (the metric still counts each one).
+ */
+export class RefusalLogThrottle {
+  private readonly tenants = new Map<string, { lastAt: number; pending: number }>();
+
+  constructor(
+    private readonly clock: MonotonicClock = monotonic,
+    private readonly intervalMs = 1000,
+  ) {}
+
+  /**
+   * Counts one refusal of `tenant`. Returns the number of refusals the line to write now should
+   * report (this one included), or undefined when no line is due yet (the refusal is carried
+   * into the next line).
+   */
+  note(tenant: string): number | undefined {
+    const now = this.clock();
+    let t = this.tenants.get(tenant);
+    if (!t) {
+      // Bounded like the limiter: a policy lists at most 1024 tenants; past that, forget all.
+      if (this.tenants.size >= MAX_TRACKED) this.tenants.clear();
+      t = { lastAt: -Infinity, pending: 0 };
+      this.tenants.set(tenant, t);
+    }
+    t.pending++;
+    if (now - t.lastAt < this.intervalMs && now >= t.lastAt) return undefined;
+    const n = t.pending;
+    t.pending = 0;
+    t.lastAt = now;
+    return n;
+  }
+}
 
 function bucketSize(limits: TenantLimits): number {
   return limits.burst ?? limits.perMinute ?? 0;

@@ -22,9 +22,18 @@
  *         reason: prompts are limited to 100k characters
  *     output:                            # optional: PII in the model's answers
  *       pii: { actions: { payment_card: redact, national_id: redact } }   # default allow
- *     limits: { concurrent: 8, perMinute: 600 }  # optional; see tenant-limits.ts
- * limits: { concurrent: 32 }               # optional default for tenants without their own
+ *     limits: { perMinute: 600 }         # optional; see tenant-limits.ts
+ * limits: { concurrent: 32 }               # optional policy-wide default (acme: 32 at once, 600 a minute)
  * ```
+ *
+ * A tenant's `limits` override the policy-wide ones limit by limit: `concurrent` from the tenant
+ * when it sets one, else the default; the rate (`perMinute` with its `burst`) likewise, as one
+ * (a tenant that sets `perMinute` gets its own `burst`, default its `perMinute`, never the
+ * default's burst, which was sized for another rate).
+ *
+ * A custom PII category may not end in `_<digits>`: a value it redacts would read `[ACCT_2]`,
+ * which is the shape of a mask token (category `acct`, value 2), and restoring the answer would
+ * turn it into that value.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
@@ -37,7 +46,11 @@ const PII_ACTIONS = ['redact', 'mask', 'block', 'allow'] as const;
 
 /** What an output policy may do with a value found in an answer (an answer partly sent cannot be blocked or masked). */
 const OUTPUT_ACTIONS = ['redact', 'allow'] as const;
-const customSchema = z.array(z.strictObject({ category: z.string().regex(/^[a-z][a-z0-9_]{0,31}$/), pattern: z.string().max(512), flags: z.string().max(8).optional() })).max(64);
+const customCategory = z
+  .string()
+  .regex(/^[a-z][a-z0-9_]{0,31}$/)
+  .refine((c) => !/_[0-9]+$/.test(c), { message: 'a custom category may not end in _<digits> (it would read as a mask token)' });
+const customSchema = z.array(z.strictObject({ category: customCategory, pattern: z.string().max(512), flags: z.string().max(8).optional() })).max(64);
 
 const limitsSchema = z
   .strictObject({
@@ -75,7 +88,7 @@ const policySchema = z.strictObject({
   id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/),
   version: z.number().int().min(0),
   tenants: z.array(tenantSchema).min(1).max(1024),
-  /** Limits for every tenant that sets none of its own. */
+  /** Default limits for every tenant; a tenant's own override them limit by limit (mergeLimits). */
   limits: limitsSchema.optional(),
 });
 
@@ -90,6 +103,21 @@ export interface Tenant {
   readonly limits?: TenantLimits;
   /** The output policy: what is redacted from the model's answers (default allow). */
   readonly output?: PiiEngine;
+}
+
+/**
+ * A tenant's limits over the policy-wide default, limit by limit: `concurrent`, and the rate
+ * (`perMinute` with its `burst`, which belong together), each from the tenant when it sets it.
+ */
+export function mergeLimits(policy: TenantLimits | undefined, tenant: TenantLimits | undefined): TenantLimits | undefined {
+  const concurrent = tenant?.concurrent ?? policy?.concurrent;
+  const rate = tenant?.perMinute !== undefined ? tenant : policy;
+  const merged: TenantLimits = {
+    ...(concurrent !== undefined ? { concurrent } : {}),
+    ...(rate?.perMinute !== undefined ? { perMinute: rate.perMinute } : {}),
+    ...(rate?.perMinute !== undefined && rate.burst !== undefined ? { burst: rate.burst } : {}),
+  };
+  return Object.keys(merged).length > 0 ? merged : undefined;
 }
 
 /** SHA-256 hex of an API key, as a policy file stores it. */
@@ -144,7 +172,7 @@ export class TenantDirectory {
         ...(t.pii?.custom ? { custom: t.pii.custom.map((c) => ({ category: c.category, pattern: c.pattern, ...(c.flags ? { flags: c.flags } : {}) })) } : {}),
       };
       const rules = (t.rules ?? []).map((r) => ({ id: r.id, condition: compileCondition(r.expr, `tenants.${t.id}.rules.${r.id}`), reason: r.reason ?? `rule ${r.id} does not hold` }));
-      const limits = t.limits ?? doc.limits;
+      const limits = mergeLimits(doc.limits, t.limits);
       const out = t.output?.pii;
       const output = out
         ? new PiiEngine({ defaultAction: out.defaultAction ?? 'allow', ...(out.actions ? { actions: out.actions } : {}), ...(out.custom ? { custom: out.custom.map((c) => ({ category: c.category, pattern: c.pattern, ...(c.flags ? { flags: c.flags } : {}) })) } : {}) })
