@@ -57,6 +57,7 @@ export const ErrorCodes = {
   ERR_COLLATERAL_NOT_FOUND: 'the collateral service has no collateral for this evidence (HTTP 404 or 410)',
   ERR_COLLATERAL_RESPONSE: 'the collateral service answered unusably: an unexpected status, a response over the size bound, or a missing or malformed issuer-chain header',
   ERR_SNP_VLEK_NOT_FETCHABLE: 'the SEV-SNP report is signed by a VLEK, which the cloud provider issues and AMD KDS does not serve; supply the VLEK certificate',
+  ERR_COLLATERAL_CACHE_DIR: 'the collateral cache directory is refused: not a directory, not owned by the current user, writable by group or others, or it could not be created',
   // attesters
   ERR_ATTESTER_UNAVAILABLE: 'no attestation device is available on this machine',
   ERR_ATTESTER_FAILED: 'collecting evidence failed',
@@ -76,6 +77,7 @@ export const ErrorCodes = {
   ERR_EAR_NONCE: 'attestation result nonce does not match the expected nonce',
   ERR_EAR_CLAIMS: 'attestation result claims fail validation (issuer, audience, profile)',
   ERR_EAR_KEY: 'signing key is unsupported or unusable for attestation results',
+  ERR_EAR_KEY_OWNER: 'the EAR signing key file belongs to another user than the one reading or rewriting it',
   // transparency log: signed notes, checkpoints, proofs, tiles, witnesses
   ERR_NOTE_MALFORMED: 'signed note is malformed',
   ERR_NOTE_KEY: 'note verifier or signer key is malformed or its key ID does not match',

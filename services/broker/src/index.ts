@@ -89,8 +89,23 @@ export type { AttestationServiceOptions, EvidenceVerification, ChallengeResponse
 export { AppraisalPolicies, DEFAULT_DENY_POLICY_YAML } from './attestation/appraisal-policies.js';
 export { TenantPolicies, type AppraisalPolicyResolver, type TenantPoliciesOptions, type TenantPolicyView, type TenantPolicyDeletion } from './attestation/tenant-policies.js';
 export type { PolicySource } from './attestation/appraisal-policies.js';
-export { EarSigner, DEFAULT_EAR_KEY_RELOAD_MS, type EarSignerOptions, type EarKeyReload } from './attestation/ear-signer.js';
-export { rotateEarKeyFile, readEarKeyFile, EAR_KEY_SET_FORMAT, EAR_KEY_CLOCK_SKEW_SECONDS, MAX_RETIRED_EAR_KEYS, type EarKeyRotation, type EarKeyRotationOptions, type EarKeySet, type RetiredEarKey } from './attestation/ear-key-set.js';
+export { EarSigner, DEFAULT_EAR_KEY_RELOAD_MS, EAR_KEY_RECHECK_MS, type EarSignerOptions, type EarKeyReload, type EarKeyCheck, type EarKeyRefreshTrigger } from './attestation/ear-signer.js';
+export {
+  rotateEarKeyFile,
+  readEarKeyFile,
+  EAR_KEY_SET_FORMAT,
+  EAR_KEY_CLOCK_SKEW_SECONDS,
+  EAR_KEY_RETENTION_SECONDS,
+  EAR_KEY_LOCK_STALE_SECONDS,
+  MAX_EAR_KEY_RELOAD_SECONDS,
+  MAX_RETIRED_EAR_KEYS,
+  type EarKeyRotation,
+  type EarKeyRotationOptions,
+  type EarKeySet,
+  type EarKeyFileOwner,
+  type ReadEarKeyFileOptions,
+  type RetiredEarKey,
+} from './attestation/ear-key-set.js';
 export { CelReleasePolicyEvaluator, releasePolicyVariables } from './attestation/cel-release-policy.js';
 export { buildRuntimeData, parseRuntimeData, runtimeDigest, runtimeDigestAlgorithm, teeKeyJwk, teeKeySpki, teeKeyFromSpki, MAX_RUNTIME_DATA } from './attestation/runtime-data.js';
 export type { RuntimeData, TeeKeyJwk } from './attestation/runtime-data.js';

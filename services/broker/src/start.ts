@@ -57,9 +57,10 @@ export interface StartBrokerOptions {
   earKeyFile?: string;
   /**
    * How often the EAR key file is checked for a rotation (`custody broker rotate-ear-key`), in ms:
-   * a stat, and a re-read only when it changed. Default 10 000; 0: only on `reloadEarKey()`
-   * (SIGHUP in `custody broker serve`) and when a release presents an EAR of an unknown kid.
-   * Also part of how long retired keys stay published, so replicas should agree on it.
+   * a stat, and a re-read only when it changed. 1 to 3 600 000, default 10 000 (0 is refused:
+   * a replica that never looks would keep a dropped key). Besides, `reloadEarKey()` (SIGHUP in
+   * `custody broker serve`) checks at once, and attestations and releases check at most once a
+   * second. Retired keys stay published EAR_KEY_RETENTION_SECONDS whatever this is.
    */
   earKeyReloadMs?: number;
   logger?: Logger;
@@ -136,10 +137,12 @@ export async function startBroker(options: StartBrokerOptions): Promise<StartedB
     ...(options.wrapper ? { wrapper: options.wrapper } : {}),
   });
   // Mtime polling rather than a signal: replicas converge on a rotated file without anyone
-  // signalling each one, and the poll interval bounds how long one keeps signing with a retired key.
+  // signalling each one, and the poll interval bounds how long an idle one keeps signing with
+  // (and publishing) a retired or dropped key.
   const stopWatching = signer.watch({
     onReload: (r) => options.logger?.info({ op: 'ear-key.reload', kid: r.kid, retired: r.retired }, 'EAR signing key file re-read: signing with the current key'),
-    onError: (e) => options.logger?.error({ op: 'ear-key.reload', code: e.code }, 'the EAR signing key file could not be re-read; keeping the keys in use'),
+    // Once per bad version of the file (the code and a fixed reason, never its contents).
+    onError: (e) => options.logger?.error({ op: 'ear-key.reload', code: e.code, reason: e.message }, 'the EAR signing key file could not be re-read; keeping the keys in use'),
   });
   try {
     let adminKey: string | undefined;

@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fromBase64Url, toBase64, toBase64Url, toHex } from '@custody/core';
-import { EarSigner } from '@custody/broker-service';
+import { DEFAULT_EAR_KEY_RELOAD_MS, EAR_KEY_RETENTION_SECONDS, EarSigner, type EarKeyRotation } from '@custody/broker-service';
+import { describeRotation, formatSeconds } from './broker.js';
 
 // `custody broker rotate-ear-key` in a child process (real exit codes and output): the key set
 // it writes (0600, renamed into place), what it prints (kids, never key material: every private
@@ -25,9 +26,22 @@ interface Run {
   stderr: string;
 }
 
+const isRoot = process.geteuid?.() === 0;
+const NOBODY = 65534;
+
 function custody(...args: string[]): Promise<Run> {
+  return run(process.execPath, [...nodeArgs, ...args]);
+}
+
+/** `custody` as root without the right to chown (CAP_CHOWN dropped), as in a restricted container. */
+function custodyWithoutChown(...args: string[]): Promise<Run> {
+  const quoted = [process.execPath, ...nodeArgs, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  return run('capsh', ['--drop=cap_chown', '--', '-c', `exec ${quoted}`]);
+}
+
+function run(command: string, args: string[]): Promise<Run> {
   return new Promise((res) => {
-    const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: cliDir, env: { ...process.env, NO_COLOR: '1' } });
+    const child = spawn(command, args, { cwd: cliDir, env: { ...process.env, NO_COLOR: '1' } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -57,7 +71,20 @@ function expectNoSecrets(runs: Run[], secrets: Uint8Array[]): void {
   for (const s of secrets) for (const e of encodings(s)) expect(text.includes(e), `key material (${e.slice(0, 6)}…) printed`).toBe(false);
 }
 
-const json = (r: Run) => JSON.parse(r.stdout) as { ok: boolean; kid?: string; retiredKid?: string | null; overlap?: boolean; retired?: string[]; dropped?: string[]; errors?: Array<{ code: string }> };
+const json = (r: Run) =>
+  JSON.parse(r.stdout) as {
+    ok: boolean;
+    kid?: string;
+    retiredKid?: string | null;
+    retiredAt?: string;
+    publishedUntil?: string | null;
+    overlap?: boolean;
+    retired?: string[];
+    dropped?: string[];
+    owner?: { uid: number; gid: number };
+    warnings?: string[];
+    errors?: Array<{ code: string }>;
+  };
 
 let root: string;
 beforeAll(() => {
@@ -138,6 +165,91 @@ describe('custody broker rotate-ear-key', () => {
     expect([exposed.code, exposed.stderr]).toEqual([2, expect.stringMatching(/^custody: ERR_EAR_KEY: /)]);
     expect(readFileSync(keyFile, 'utf8')).toBe(legacy);
     expectNoSecrets(runs, secrets);
+  });
+});
+
+describe('custody broker rotate-ear-key: ownership and concurrency', () => {
+  let data: string;
+  let keyFile: string;
+  beforeEach(async (ctx) => {
+    data = join(root, ctx.task.id);
+    mkdirSync(data, { mode: 0o700 });
+    keyFile = join(data, 'ear-signing-key.jwk');
+    await EarSigner.open(keyFile);
+  });
+
+  it.skipIf(!isRoot)('run as root on the broker user\'s file: the new file keeps that owner, and the output says whose it is', async () => {
+    chownSync(keyFile, NOBODY, NOBODY);
+    const r = await custody('broker', 'rotate-ear-key', '--data', data);
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    const st = statSync(keyFile);
+    expect([st.uid, st.gid, st.mode & 0o777]).toEqual([NOBODY, NOBODY, 0o600]);
+    expect(r.stdout).toContain(`owner        uid ${NOBODY}, gid ${NOBODY}`);
+    const j = await custody('broker', 'rotate-ear-key', '--data', data, '--json');
+    expect(json(j)).toMatchObject({ ok: true, owner: { uid: NOBODY, gid: NOBODY } });
+    expect(statSync(keyFile).uid).toBe(NOBODY);
+  });
+
+  it.skipIf(!isRoot)('refuses (exit 2, ERR_EAR_KEY_OWNER) rather than leave a file the broker user cannot read when it may not chown', async () => {
+    chownSync(keyFile, NOBODY, NOBODY);
+    const before = readFileSync(keyFile, 'utf8');
+    const ino = statSync(keyFile).ino;
+    const r = await custodyWithoutChown('broker', 'rotate-ear-key', '--data', data);
+    expect([r.code, r.stderr]).toEqual([2, expect.stringMatching(/^custody: ERR_EAR_KEY_OWNER: /)]);
+    expect(r.stdout).toBe('');
+    expect(readFileSync(keyFile, 'utf8')).toBe(before);
+    expect([statSync(keyFile).ino, statSync(keyFile).uid]).toEqual([ino, NOBODY]);
+    expect(readdirSync(data)).toEqual(['ear-signing-key.jwk']); // no temporary file, no lock left
+    expectNoSecrets([r], privateKeys(keyFile));
+  });
+
+  it('refuses while another rotation holds the lock (exit 3, ERR_KEY_CONFLICT), and breaks a stale lock with a warning', async () => {
+    const lock = `${keyFile}.lock`;
+    writeFileSync(lock, 'held\n', { mode: 0o600 });
+    const held = await custody('broker', 'rotate-ear-key', '--data', data, '--json');
+    expect([held.code, json(held).errors?.[0]?.code]).toEqual([3, 'ERR_KEY_CONFLICT']);
+    const old = Date.now() / 1000 - 3600;
+    utimesSync(lock, old, old);
+    const r = await custody('broker', 'rotate-ear-key', '--data', data, '--json');
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^custody: warning: broke a stale rotation lock/);
+    expect(json(r).warnings).toHaveLength(1);
+    expect(readdirSync(data)).toEqual(['ear-signing-key.jwk']);
+  });
+});
+
+describe('describeRotation', () => {
+  it.each([
+    [1, '1 s'],
+    [10, '10 s'],
+    [60, '1 min'],
+    [61, '1 min 1 s'],
+    [3600, '1 h'],
+    [90_060, '25 h 1 min'],
+  ])('formatSeconds(%i) is %s', (seconds, text) => expect(formatSeconds(seconds)).toBe(text));
+
+  const base: EarKeyRotation = {
+    path: '/data/ear-signing-key.jwk',
+    kid: 'new-kid',
+    previousKid: 'old-kid',
+    retiredAt: '2030-01-01T00:00:00.000Z',
+    overlap: true,
+    publishedUntil: '2030-01-02T01:01:00.000Z',
+    retired: ['old-kid'],
+    dropped: [],
+    owner: { uid: 1001, gid: 1002 },
+    warnings: [],
+  };
+
+  it('states the publication end, the owner and the reload interval from their settings, not fixed numbers', () => {
+    const text = describeRotation(base).join('\n');
+    expect(text).toContain(`retired kid  old-kid (retired 2030-01-01T00:00:00.000Z; every broker publishes it until 2030-01-02T01:01:00.000Z, ${formatSeconds(EAR_KEY_RETENTION_SECONDS)}`);
+    expect(text).toContain('owner        uid 1001, gid 1002');
+    expect(text).toContain(`(default ${formatSeconds(DEFAULT_EAR_KEY_RELOAD_MS / 1000)})`);
+    const dropped = describeRotation({ ...base, overlap: false, publishedUntil: null, retired: [], dropped: ['old-kid', 'older'] }).join('\n');
+    expect(dropped).toContain('dropped kid  old-kid');
+    expect(dropped).toContain('dropped      older');
+    expect(dropped).toContain('max-age 300 s');
   });
 });
 

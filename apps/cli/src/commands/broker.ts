@@ -2,7 +2,18 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { CustodyError, toCustodyError } from '@custody/core';
 import { CLEARTEXT_KEY_WARNING, HttpAuditSink, writerKeyFrom } from '@custody/ledger-service';
-import { challengeRateLimitFromEnv, rotateEarKeyFile, startBroker, storageConfigFromEnv, type EarKeyRotation, type PolicySource, type StartBrokerOptions, type StartedBroker } from '@custody/broker-service';
+import {
+  challengeRateLimitFromEnv,
+  DEFAULT_EAR_KEY_RELOAD_MS,
+  EAR_KEY_RETENTION_SECONDS,
+  rotateEarKeyFile,
+  startBroker,
+  storageConfigFromEnv,
+  type EarKeyRotation,
+  type PolicySource,
+  type StartBrokerOptions,
+  type StartedBroker,
+} from '@custody/broker-service';
 import type { Register } from './index.js';
 import { EXIT_BAD_INPUT, EXIT_UNAVAILABLE } from '../exit.js';
 import { failWith, printJson } from '../output.js';
@@ -37,24 +48,40 @@ interface RotateEarKeyOptions {
   json?: boolean;
 }
 
-/** What `broker rotate-ear-key` prints: kids and times only, never key material. */
+/** A duration in seconds as the CLI prints it: `10 s`, `25 h 1 min`. */
+export function formatSeconds(seconds: number): string {
+  if (seconds < 60) return `${seconds} s`;
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  return [h ? `${h} h` : '', m ? `${m} min` : '', s ? `${s} s` : ''].filter(Boolean).join(' ');
+}
+
+const RELOAD_INTERVAL = formatSeconds(DEFAULT_EAR_KEY_RELOAD_MS / 1000);
+
+/** What `broker rotate-ear-key` prints: kids, times and the file's owner, never key material. */
 export function describeRotation(r: EarKeyRotation): string[] {
   const lines = [`EAR signing key rotated in ${r.path}`, `  new kid      ${r.kid} (signs every EAR from the brokers' next re-read of the file)`];
   if (r.overlap) {
-    lines.push(`  retired kid  ${r.previousKid} (retired ${r.retiredAt}; stays in the JWKS while its EARs can be valid: EAR lifetime + reload interval + 60 s)`);
+    lines.push(`  retired kid  ${r.previousKid} (retired ${r.retiredAt}; every broker publishes it until ${r.publishedUntil}, ${formatSeconds(EAR_KEY_RETENTION_SECONDS)}: the longest EAR lifetime and reload interval any broker may use, + clock skew)`);
   } else {
     lines.push(`  dropped kid  ${r.previousKid} (no overlap: its EARs stop verifying at the brokers' next re-read)`);
   }
   const others = r.dropped.filter((k) => k !== r.previousKid);
   if (others.length > 0) lines.push(`  dropped      ${others.join(', ')} (retired keys no broker publishes any more)`);
-  lines.push('', "Running brokers sharing the file re-read it within 10 s (or at once on SIGHUP); a broker that meets an EAR of the new kid re-reads it then.");
+  lines.push(`  owner        uid ${r.owner.uid}, gid ${r.owner.gid} (kept from the previous file, mode 0600: the brokers must run as uid ${r.owner.uid})`);
+  lines.push(
+    '',
+    `Running brokers sharing the file re-read it within their reload interval (default ${RELOAD_INTERVAL}), at once on SIGHUP, and within a second when they attest or release.`,
+  );
+  if (!r.overlap) lines.push('Verifiers that cached the JWKS (max-age 300 s) may trust the dropped key until they fetch it again.');
   return lines;
 }
 
 /** Errors of `rotate-ear-key`: an unusable key file is bad input (exit 2), a concurrent rotation is worth retrying (exit 3). */
 function failRotation(e: unknown, json: boolean): never {
   const err = toCustodyError(e);
-  const exit = err.code === 'ERR_EAR_KEY' ? EXIT_BAD_INPUT : err.code === 'ERR_KEY_CONFLICT' ? EXIT_UNAVAILABLE : undefined;
+  const exit = err.code === 'ERR_EAR_KEY' || err.code === 'ERR_EAR_KEY_OWNER' ? EXIT_BAD_INPUT : err.code === 'ERR_KEY_CONFLICT' ? EXIT_UNAVAILABLE : undefined;
   if (exit === undefined) failWith(err, json);
   if (json) printJson({ ok: false, errors: [err.toJSON()] });
   else process.stderr.write(`custody: ${err.code}: ${err.message}\n`);
@@ -162,7 +189,7 @@ export const register: Register = (program: Command) => {
       '\nState lives in --data: SQLite metadata, the embedded key store and its master key, the EAR signing key.\n' +
         'On the first start of a tenant its bootstrap admin key is written to <data>/admin-<tenant>.key (mode 0600);\n' +
         'it is never printed or logged. Stop with Ctrl-C (SIGINT) or SIGTERM.\n' +
-        'The EAR key file is re-read when it changes (checked every 10 s; at once on SIGHUP): see `custody broker rotate-ear-key`.',
+        `The EAR key file is re-read when it changes (checked every ${RELOAD_INTERVAL}, within a second of an attestation or release, at once on SIGHUP): see \`custody broker rotate-ear-key\`.`,
     )
     .option('--port <n>', `TCP port (0 picks a free one)`, String(DEFAULT_BROKER_PORT))
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
@@ -262,9 +289,12 @@ export const register: Register = (program: Command) => {
     .addHelpText(
       'after',
       '\nThe key file becomes a key set: the new private key, and the retired keys\' public halves with their retirement time.\n' +
-        'It is replaced atomically (a 0600 file renamed over it). Running brokers sharing it (replicas) pick it up within\n' +
-        'their reload interval (10 s), at once on SIGHUP, or when they meet an EAR of the new key. Only kids are printed.\n' +
-        'With --no-overlap the previous key and all retired keys are dropped: every EAR issued so far stops verifying.',
+        'It is replaced atomically (a 0600 file renamed over it, owned by the owner of the old one: run this as that user or root;\n' +
+        'one rotation at a time, by a lock file beside it). Running brokers sharing it (replicas) pick it up within their reload\n' +
+        `interval (default ${RELOAD_INTERVAL}), at once on SIGHUP, and within a second when they attest or release. A retired key stays\n` +
+        `published ${formatSeconds(EAR_KEY_RETENTION_SECONDS)}. Only kids are printed.\n` +
+        'With --no-overlap the previous key and all retired keys are dropped: every EAR issued so far stops verifying\n' +
+        '(verifiers caching the JWKS, max-age 300 s, may trust the dropped key that much longer).',
     )
     .option('--data <dir>', 'the broker\'s state directory', DEFAULT_DATA_DIR)
     .option('--ear-key <file>', `EAR signing key file (default <data>/${EAR_KEY_FILE})`)
@@ -275,8 +305,21 @@ export const register: Register = (program: Command) => {
       try {
         const path = opts.earKey ?? join(opts.data ?? DEFAULT_DATA_DIR, EAR_KEY_FILE);
         const r = await rotateEarKeyFile(path, { overlap: opts.overlap !== false });
+        for (const w of r.warnings) process.stderr.write(`custody: warning: ${w}\n`);
         if (json) {
-          printJson({ ok: true, file: r.path, kid: r.kid, retiredKid: r.overlap ? r.previousKid : null, retiredAt: r.retiredAt, overlap: r.overlap, retired: r.retired, dropped: r.dropped });
+          printJson({
+            ok: true,
+            file: r.path,
+            kid: r.kid,
+            retiredKid: r.overlap ? r.previousKid : null,
+            retiredAt: r.retiredAt,
+            publishedUntil: r.publishedUntil,
+            overlap: r.overlap,
+            retired: r.retired,
+            dropped: r.dropped,
+            owner: r.owner,
+            warnings: r.warnings,
+          });
         } else {
           process.stdout.write(describeRotation(r).join('\n') + '\n');
         }

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EAR_PROFILE, verifyEar, type Ear } from '@custody/policy';
-import { EarSigner } from './ear-signer.js';
-import { EAR_KEY_PRUNE_SECONDS, EAR_KEY_SET_FORMAT, ecThumbprint, MAX_RETIRED_EAR_KEYS, readEarKeyFile, rotateEarKeyFile } from './ear-key-set.js';
+import { EAR_KEY_RECHECK_MS, EarSigner } from './ear-signer.js';
+import { EAR_KEY_RETENTION_SECONDS, EAR_KEY_SET_FORMAT, ecThumbprint, MAX_EAR_KEY_RELOAD_SECONDS, MAX_EAR_LIFETIME_SECONDS, MAX_RETIRED_EAR_KEYS, readEarKeyFile, rotateEarKeyFile } from './ear-key-set.js';
 
 const T0 = Date.UTC(2030, 0, 1, 12, 0, 0);
 const S = 1000;
@@ -50,7 +50,9 @@ describe('EAR signing-key rotation', () => {
     const signer = await EarSigner.open(path, { clock, maxEarLifetimeSeconds: 300, reloadIntervalMs: 10 * S });
     // A replica sharing the file that has not re-read it yet.
     const lagging = await EarSigner.open(path, { clock, maxEarLifetimeSeconds: 300, reloadIntervalMs: 10 * S });
-    expect(signer.retentionSeconds).toBe(300 + 10 + 60);
+    const R = EAR_KEY_RETENTION_SECONDS;
+    expect(R).toBe(86_400 + 3_600 + 60);
+    expect(signer.retentionSeconds).toBe(R);
     const oldKid = signer.kid;
     const before = signer.sign(ear(T0));
     expect(kidOf(before)).toBe(oldKid);
@@ -71,10 +73,10 @@ describe('EAR signing-key rotation', () => {
     const late = lagging.sign(ear(retiredAt + 9 * S));
     expect(kidOf(late)).toBe(oldKid);
 
-    // JWKS over time: current first, then the retired key until retiredAt + 370 s.
+    // JWKS over time: current first, then the retired key until retiredAt + R.
     expect(kids(signer.jwksAt(retiredAt))).toEqual([r.kid, oldKid]);
-    expect(kids(signer.jwksAt(retiredAt + 369_999))).toEqual([r.kid, oldKid]);
-    expect(kids(signer.jwksAt(retiredAt + 370 * S))).toEqual([r.kid]);
+    expect(kids(signer.jwksAt(retiredAt + R * S - 1))).toEqual([r.kid, oldKid]);
+    expect(kids(signer.jwksAt(retiredAt + R * S))).toEqual([r.kid]);
     expect(JSON.stringify(signer.jwksAt(retiredAt))).not.toMatch(/"d"/);
 
     // Old-key EARs verify to the end of their lifetime, including the lagging replica's last one.
@@ -82,9 +84,9 @@ describe('EAR signing-key rotation', () => {
     expect(await codeOf(verifyAt(before, signer, T0 + 300 * S))).toBe('ERR_EAR_EXPIRED');
     expect((await verifyAt(late, signer, retiredAt + 9 * S + 299 * S)).kid).toBe(oldKid);
     // Once the window has passed the retired key is gone: its tokens fail as unknown-key tokens.
-    expect(await codeOf(verifyAt(late, signer, retiredAt + 370 * S))).toBe('ERR_EAR_KEY_UNKNOWN');
-    expect(signer.publishes(oldKid, retiredAt + 369 * S)).toBe(true);
-    expect(signer.publishes(oldKid, retiredAt + 370 * S)).toBe(false);
+    expect(await codeOf(verifyEar(late, { jwks: signer.jwksAt(retiredAt + R * S), now: new Date(retiredAt + 9 * S + 299 * S) }))).toBe('ERR_EAR_KEY_UNKNOWN');
+    expect(signer.publishes(oldKid, retiredAt + R * S - 1)).toBe(true);
+    expect(signer.publishes(oldKid, retiredAt + R * S)).toBe(false);
     // New-key EARs verify against the JWKS of the lagging replica once it has re-read the file.
     expect(await codeOf(verifyAt(after, lagging, now))).toBe('ERR_EAR_KEY_UNKNOWN');
     expect(await lagging.reload()).toBe(true);
@@ -101,10 +103,10 @@ describe('EAR signing-key rotation', () => {
     now = T0 + 61 * S;
     await signer.reload();
     expect(kids(signer.jwks)).toEqual([r2.kid, r1.kid, k0]);
-    // Default retention: 300 s lifetime + 10 s reload + 60 s skew.
-    now = T0 + 370 * S;
+    // Retention: a day of EAR lifetime + an hour of reload interval + 60 s skew, whatever the signer's settings.
+    now = T0 + EAR_KEY_RETENTION_SECONDS * S;
     expect(kids(signer.jwks)).toEqual([r2.kid, r1.kid]);
-    const r3 = await rotateEarKeyFile(path, { now: new Date(T0 + EAR_KEY_PRUNE_SECONDS * S) });
+    const r3 = await rotateEarKeyFile(path, { now: new Date(T0 + EAR_KEY_RETENTION_SECONDS * S) });
     expect(r3).toMatchObject({ previousKid: r2.kid, retired: [r2.kid, r1.kid], dropped: [k0] });
   });
 
@@ -204,11 +206,98 @@ describe('EAR signing-key rotation', () => {
     }
   });
 
+  // The signing replica's settings decide how long its EARs of a retired key live, and the
+  // verifying replica may have others: every replica publishes a retired key for the same fixed
+  // time, long enough for the longest EAR any replica may sign after the longest reload delay.
+  const replicaSettings = [
+    { name: 'defaults (300 s EARs, 10 s reloads)', maxEarLifetimeSeconds: 300, reloadIntervalMs: 10 * S },
+    { name: '3600 s EARs', maxEarLifetimeSeconds: 3600, reloadIntervalMs: 10 * S },
+    { name: 'a day of EAR lifetime, hourly reloads', maxEarLifetimeSeconds: MAX_EAR_LIFETIME_SECONDS, reloadIntervalMs: MAX_EAR_KEY_RELOAD_SECONDS * S },
+    { name: '60 s EARs, 1 s reloads', maxEarLifetimeSeconds: 60, reloadIntervalMs: S },
+  ];
+  for (const signing of replicaSettings) {
+    it(`every replica keeps verifying the retired key's EARs of a lagging replica with ${signing.name}, until they expire`, async () => {
+      const lagging = await EarSigner.open(path, { clock, ...signing });
+      const verifiers = await Promise.all(replicaSettings.map((v) => EarSigner.open(path, { clock, maxEarLifetimeSeconds: v.maxEarLifetimeSeconds, reloadIntervalMs: v.reloadIntervalMs })));
+      const oldKid = lagging.kid;
+      await rotateEarKeyFile(path, { now: new Date(T0) });
+      for (const v of verifiers) expect(await v.reload()).toBe(true);
+      // The lagging replica re-reads the file only at the end of its reload interval (+ skew):
+      // its last EAR of the retired key, of its longest lifetime, is signed then.
+      const signedAt = T0 + signing.reloadIntervalMs + 60 * S;
+      const token = lagging.sign(ear(signedAt, signing.maxEarLifetimeSeconds));
+      expect(kidOf(token)).toBe(oldKid);
+      const lastValid = signedAt + signing.maxEarLifetimeSeconds * S - 1;
+      const outcomes = await Promise.all(verifiers.map(async (v, i) => [replicaSettings[i]!.name, await codeOf(verifyEar(token, { jwks: v.jwksAt(lastValid), now: new Date(lastValid), maxTtlSeconds: MAX_EAR_LIFETIME_SECONDS }))]));
+      expect(outcomes).toEqual(replicaSettings.map((v) => [v.name, 'resolved']));
+      // Then it expires as any EAR does (with the longest settings, exactly when its key leaves the JWKS).
+      expect(await codeOf(verifyEar(token, { jwks: verifiers[0]!.jwksAt(lastValid), now: new Date(lastValid + 1), maxTtlSeconds: MAX_EAR_LIFETIME_SECONDS }))).toBe('ERR_EAR_EXPIRED');
+      expect(verifiers[0]!.publishes(oldKid, T0 + EAR_KEY_RETENTION_SECONDS * S)).toBe(false);
+      expect(verifiers.map((v) => v.retentionSeconds)).toEqual(verifiers.map(() => EAR_KEY_RETENTION_SECONDS));
+    });
+  }
+
+  it('refuses a reload interval of 0 (or above an hour) for a file-backed key: a replica must notice a rotation by itself', async () => {
+    for (const reloadIntervalMs of [0, -1, 1.5, MAX_EAR_KEY_RELOAD_SECONDS * S + 1]) {
+      expect([reloadIntervalMs, await codeOf(EarSigner.open(path, { reloadIntervalMs }))]).toEqual([reloadIntervalMs, 'ERR_USAGE']);
+    }
+    expect((await EarSigner.open(path, { reloadIntervalMs: 1 })).reloadIntervalMs).toBe(1);
+    expect((await EarSigner.open(path)).reloadIntervalMs).toBe(10 * S);
+    // In memory there is no file to re-read.
+    expect((await EarSigner.inMemory({ reloadIntervalMs: 0 })).reloadIntervalMs).toBe(0);
+  });
+
+  it('refresh looks at the file at most once a second per trigger, and reports each bad version of it once', async () => {
+    let mono = 0;
+    const signer = await EarSigner.open(path, { clock, monotonicMs: () => mono });
+    const k0 = signer.kid;
+    expect(await signer.refresh('request')).toEqual({ changed: false });
+    const r1 = await rotateEarKeyFile(path, { now: new Date(T0) });
+    // Within the second: not looked at, by this trigger; the other trigger has its own budget.
+    mono += EAR_KEY_RECHECK_MS - 1;
+    expect(await signer.refresh('request')).toEqual({ changed: false });
+    expect(signer.kid).toBe(k0);
+    expect(await signer.refresh('unknown-kid')).toEqual({ changed: true });
+    expect(signer.kid).toBe(r1.kid);
+    const r2 = await rotateEarKeyFile(path, { now: new Date(T0 + S) });
+    expect(await signer.refresh('unknown-kid')).toEqual({ changed: false });
+    mono += 1;
+    expect(await signer.refresh('request')).toEqual({ changed: true });
+    expect(signer.kid).toBe(r2.kid);
+
+    // A bad file: reported the first time only, however often it is looked at; the keys in use stay.
+    const good = readFileSync(path, 'utf8');
+    writeFileSync(path, '{"kty":"EC","d":"partial', { mode: 0o600 });
+    mono += EAR_KEY_RECHECK_MS;
+    const first = await signer.refresh('request');
+    expect(first.changed).toBe(false);
+    expect(first.error?.code).toBe('ERR_EAR_KEY');
+    expect(JSON.stringify({ m: first.error?.message, d: first.error?.detail })).not.toContain('partial');
+    for (let i = 0; i < 5; i++) {
+      mono += EAR_KEY_RECHECK_MS;
+      expect(await signer.refresh('request')).toEqual({ changed: false });
+      expect(await signer.refresh('unknown-kid')).toEqual({ changed: false });
+    }
+    // An explicit reload still says why.
+    expect(await codeOf(signer.reload())).toBe('ERR_EAR_KEY');
+    expect(signer.kid).toBe(r2.kid);
+    // Another bad version is reported once more; a good one is used.
+    chmodSync(path, 0o644);
+    mono += EAR_KEY_RECHECK_MS;
+    expect((await signer.refresh('request')).error?.code).toBe('ERR_EAR_KEY');
+    mono += EAR_KEY_RECHECK_MS;
+    expect(await signer.refresh('request')).toEqual({ changed: false });
+    rmSync(path);
+    writeFileSync(path, good, { mode: 0o600 });
+    mono += EAR_KEY_RECHECK_MS;
+    expect(await signer.refresh('request')).toEqual({ changed: true });
+    expect(signer.kid).toBe(r2.kid);
+  });
+
   it('refuses to sign an EAR that would outlive the publication of its key', async () => {
     const signer = await EarSigner.inMemory({ clock, maxEarLifetimeSeconds: 120 });
     expect(kidOf(signer.sign(ear(T0, 120)))).toBe(signer.kid);
     expect(() => signer.sign(ear(T0, 121))).toThrowError(expect.objectContaining({ code: 'ERR_USAGE' }) as Error);
     await expect(EarSigner.inMemory({ maxEarLifetimeSeconds: 0 })).rejects.toMatchObject({ code: 'ERR_USAGE' });
-    await expect(EarSigner.open(path, { reloadIntervalMs: -1 })).rejects.toMatchObject({ code: 'ERR_USAGE' });
   });
 });

@@ -1,5 +1,6 @@
 import { createHash, createPublicKey, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, fchownSync, fstatSync, fsyncSync, linkSync, lstatSync, openSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { JWK } from 'jose';
 import { CustodyError } from '@custody/core';
@@ -17,9 +18,10 @@ import { exportEarSigningKey, generateEarSigningKey, importEarSigningKey, type E
  *        "retired":[{"retiredAt":"<RFC 3339>","jwk":{<public JWK with kid>}}, ...]}
  *
  * The broker signs with `current` only. A retired key keeps only its public half: it is published
- * in the JWKS while EARs it signed can still be valid (EarSigner.retentionSeconds after
- * `retiredAt`) so that they keep verifying, then dropped. The file is owner-only (0600), and
- * refused when group or others can access it.
+ * in the JWKS for EAR_KEY_RETENTION_SECONDS after `retiredAt` on every broker, whatever that
+ * broker's own settings, so that EARs it signed keep verifying on every replica; then dropped.
+ * The file is a regular file (not a symbolic link), owned by the user reading it and owner-only
+ * (0600); anything else is refused.
  */
 
 export const EAR_KEY_SET_FORMAT = 'custody-ear-key-set/v1';
@@ -31,13 +33,19 @@ export const MAX_RETIRED_EAR_KEYS = 32;
 export const EAR_KEY_CLOCK_SKEW_SECONDS = 60;
 /** The longest EAR lifetime a broker can be configured with (AttestationService bounds it to a day). */
 export const MAX_EAR_LIFETIME_SECONDS = 86_400;
-/** The longest interval at which a broker re-reads the key file. */
+/** The longest interval at which a broker re-reads the key file (EarSignerOptions.reloadIntervalMs). */
 export const MAX_EAR_KEY_RELOAD_SECONDS = 3_600;
 /**
- * A rotation drops retired keys older than this from the file: no broker configuration keeps
- * one published that long (longest EAR lifetime + longest reload interval + skew).
+ * How long a retired key stays in every broker's JWKS after its `retiredAt`: the longest EAR any
+ * broker may issue + the longest reload interval any broker may use + clock skew (25 h 1 min).
+ * A fixed bound, not the local replica's settings: the replica that signed an EAR with the key
+ * may have a longer EAR lifetime or reload interval than the one verifying it. Publishing a
+ * public key longer than needed is harmless (every EAR carries its `exp`); a compromised key is
+ * dropped at once with `--no-overlap`. A rotation also drops retired keys older than this.
  */
-export const EAR_KEY_PRUNE_SECONDS = MAX_EAR_LIFETIME_SECONDS + MAX_EAR_KEY_RELOAD_SECONDS + EAR_KEY_CLOCK_SKEW_SECONDS;
+export const EAR_KEY_RETENTION_SECONDS = MAX_EAR_LIFETIME_SECONDS + MAX_EAR_KEY_RELOAD_SECONDS + EAR_KEY_CLOCK_SKEW_SECONDS;
+/** A rotation lock file older than this was left by an interrupted rotation and may be broken. */
+export const EAR_KEY_LOCK_STALE_SECONDS = 60;
 
 /** A retired key: its public JWK (kid, alg ES256, use sig) and when it stopped signing. */
 export interface RetiredEarKey {
@@ -55,6 +63,12 @@ export interface EarKeySet {
   readonly form: 'jwk' | 'set';
 }
 
+/** The user and group owning a key file. */
+export interface EarKeyFileOwner {
+  uid: number;
+  gid: number;
+}
+
 /** Identifies one version of the file on disk (a rename gives a new inode, a rewrite a new mtime). */
 export function fileStamp(st: Stats): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
@@ -64,26 +78,69 @@ function keyError(message: string, path: string, cause?: unknown, detail: Record
   return new CustodyError('ERR_EAR_KEY', message, { ...(cause !== undefined ? { cause } : {}), detail: { path, ...detail } });
 }
 
-/** Reads and checks the key file at `path` (owner-only, bounded, either form). Errors: ERR_EAR_KEY. */
-export async function readEarKeyFile(path: string, options: { extractable?: boolean } = {}): Promise<{ set: EarKeySet; stamp: string }> {
-  let st: Stats;
+function errnoOf(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException | undefined)?.code;
+}
+
+export interface ReadEarKeyFileOptions {
+  /** Import the current private key extractable (the rotation re-exports nothing, so default false). */
+  extractable?: boolean;
+  /**
+   * The uid the file must belong to. Default: the effective uid of this process (a broker trusts
+   * only a key file of its own user). `any`: not checked (a rotation run as root, which keeps the
+   * file's owner).
+   */
+  owner?: number | 'any';
+}
+
+/**
+ * Reads and checks the key file at `path`: opened once (O_NOFOLLOW, so a symbolic link is
+ * refused; O_NONBLOCK, so a FIFO cannot block), and the checks (a regular file, owner-only mode,
+ * the expected owner, the size bound) made on that open file, whose bytes are the ones parsed: a
+ * file renamed over `path` meanwhile cannot slip between check and read. Errors: ERR_EAR_KEY,
+ * ERR_EAR_KEY_OWNER.
+ */
+export async function readEarKeyFile(path: string, options: ReadEarKeyFileOptions = {}): Promise<{ set: EarKeySet; stamp: string; owner: EarKeyFileOwner }> {
+  const { text, st } = await readKeyFileText(path, options.owner ?? process.geteuid?.() ?? 'any');
+  return { set: await parseEarKeySet(text, path, options), stamp: fileStamp(st), owner: { uid: st.uid, gid: st.gid } };
+}
+
+async function readKeyFileText(path: string, owner: number | 'any'): Promise<{ text: string; st: Stats }> {
+  let fh: FileHandle;
   try {
-    st = statSync(path);
+    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (e) {
+    if (errnoOf(e) === 'ELOOP') throw keyError('the EAR signing key file is a symbolic link: name the file itself', path, undefined, { reason: 'symlink' });
     throw keyError('the EAR signing key file cannot be read', path, e);
   }
-  if (!st.isFile()) throw keyError('the EAR signing key file is not a regular file', path);
-  if ((st.mode & 0o077) !== 0) throw keyError('the EAR signing key file must not be accessible by group or others (chmod 600)', path, undefined, { mode: (st.mode & 0o777).toString(8) });
-  if (st.size > MAX_EAR_KEY_FILE_BYTES) throw keyError('the EAR signing key file is too large', path, undefined, { size: st.size, max: MAX_EAR_KEY_FILE_BYTES });
-  let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    const st = await fh.stat();
+    if (!st.isFile()) throw keyError('the EAR signing key file is not a regular file', path, undefined, { reason: 'type' });
+    if ((st.mode & 0o077) !== 0) throw keyError('the EAR signing key file must not be accessible by group or others (chmod 600)', path, undefined, { reason: 'mode', mode: (st.mode & 0o777).toString(8) });
+    if (owner !== 'any' && st.uid !== owner) {
+      throw new CustodyError('ERR_EAR_KEY_OWNER', 'the EAR signing key file belongs to another user: run as its owner (or chown it)', { detail: { path, uid: st.uid, expected: owner } });
+    }
+    if (st.size > MAX_EAR_KEY_FILE_BYTES) throw keyError('the EAR signing key file is too large', path, undefined, { reason: 'size', size: st.size, max: MAX_EAR_KEY_FILE_BYTES });
+    // One byte more than allowed tells a file that grew after the fstat.
+    const buf = Buffer.alloc(MAX_EAR_KEY_FILE_BYTES + 1);
+    try {
+      let n = 0;
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+        if (bytesRead === 0) break;
+        n += bytesRead;
+        if (n === buf.length) throw keyError('the EAR signing key file is too large', path, undefined, { reason: 'size', max: MAX_EAR_KEY_FILE_BYTES });
+      }
+      return { text: buf.toString('utf8', 0, n), st };
+    } finally {
+      buf.fill(0);
+    }
   } catch (e) {
+    if (e instanceof CustodyError) throw e;
     throw keyError('the EAR signing key file cannot be read', path, e);
+  } finally {
+    await fh.close();
   }
-  // Checked again on what was read: the file may have been replaced between stat and read.
-  if (text.length > MAX_EAR_KEY_FILE_BYTES) throw keyError('the EAR signing key file is too large', path, undefined, { max: MAX_EAR_KEY_FILE_BYTES });
-  return { set: await parseEarKeySet(text, path, options), stamp: fileStamp(st) };
 }
 
 /** Parses the text of a key file (either form). `path` only names the file in errors. */
@@ -174,32 +231,60 @@ export async function serializeEarKeySet(current: EarSigningKey, retired: readon
 }
 
 /**
- * Writes `text` to `path` atomically: a new 0600 file beside it (exclusive create), flushed to
- * disk, renamed over `path`, then the directory flushed. A reader sees the old file or the new
- * one, never a partial one; a crash leaves at most a stray `.tmp` file.
+ * Writes `text` to a new 0600 file beside `path` (exclusive create), flushed to disk, and given
+ * to `owner` when that differs from the writing user. Returns the temporary path.
+ * Errors: ERR_EAR_KEY, ERR_EAR_KEY_OWNER (`owner` cannot be given the file: nothing is left behind).
  */
-export function writeFileAtomic(path: string, text: string): void {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+function writeTempFile(path: string, text: string, owner: EarKeyFileOwner | undefined): string {
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   let fd: number | undefined;
   try {
-    fd = openSync(tmp, 'wx', 0o600);
+    fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     const bytes = Buffer.from(text, 'utf8');
-    let off = 0;
-    while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+    try {
+      let off = 0;
+      while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+    } finally {
+      bytes.fill(0);
+    }
+    if (owner) giveTo(fd, owner, path);
     fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
-    renameSync(tmp, path);
+    return tmp;
   } catch (e) {
     if (fd !== undefined) closeSync(fd);
     try {
       unlinkSync(tmp);
     } catch {
-      // Already renamed, or never created.
+      // Never created.
     }
+    if (e instanceof CustodyError) throw e;
     throw keyError('the EAR signing key file cannot be written', path, e);
   }
+}
+
+/**
+ * Gives the open file to `owner`: a rotation run as root (or another user allowed to chown)
+ * keeps the key file readable by the broker's user. Without the right to, a file owned by the
+ * wrong user is refused rather than put in place (the broker could not read it and would keep
+ * signing with the old key); only a different group, which a 0600 file does not need, is let be.
+ */
+function giveTo(fd: number, owner: EarKeyFileOwner, path: string): void {
+  const st = fstatSync(fd);
+  if (st.uid === owner.uid && st.gid === owner.gid) return;
+  try {
+    fchownSync(fd, owner.uid, owner.gid);
+  } catch (e) {
+    if (st.uid === owner.uid) return;
+    throw new CustodyError('ERR_EAR_KEY_OWNER', `the new EAR signing key file cannot be given to the owner of the old one (uid ${owner.uid}): run the rotation as that user or as root`, {
+      cause: e,
+      detail: { path, uid: owner.uid, gid: owner.gid, writer: st.uid },
+    });
+  }
+}
+
+function fsyncDir(dir: string): void {
   try {
     const d = openSync(dir, 'r');
     try {
@@ -208,15 +293,61 @@ export function writeFileAtomic(path: string, text: string): void {
       closeSync(d);
     }
   } catch {
-    // Some file systems cannot fsync a directory; the rename itself is atomic.
+    // Some file systems cannot fsync a directory; the rename or link itself is atomic.
   }
+}
+
+/**
+ * Writes `text` to `path` atomically: a new 0600 file beside it (exclusive create), given to
+ * `owner` when set, flushed to disk, renamed over `path`, then the directory flushed. A reader
+ * sees the old file or the new one, never a partial one; a crash leaves at most a stray `.tmp`
+ * file. Errors: ERR_EAR_KEY, ERR_EAR_KEY_OWNER.
+ */
+export function writeFileAtomic(path: string, text: string, owner?: EarKeyFileOwner): void {
+  const tmp = writeTempFile(path, text, owner);
+  try {
+    renameSync(tmp, path);
+  } catch (e) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // Already gone.
+    }
+    throw keyError('the EAR signing key file cannot be written', path, e);
+  }
+  fsyncDir(dirname(path));
+}
+
+/**
+ * Creates `path` holding `text` (0600) unless it exists, atomically: the complete file is written
+ * and flushed beside it, then hard-linked to `path` (link() fails when `path` exists, so of
+ * replicas starting together exactly one creates it, and none ever reads it partly written).
+ * Returns whether this call created it. Errors: ERR_EAR_KEY.
+ */
+export function writeFileExclusive(path: string, text: string): boolean {
+  const tmp = writeTempFile(path, text, undefined);
+  let created = true;
+  try {
+    linkSync(tmp, path);
+  } catch (e) {
+    if (errnoOf(e) !== 'EEXIST') throw keyError('the EAR signing key file cannot be written', path, e);
+    created = false;
+  } finally {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // Already gone.
+    }
+  }
+  if (created) fsyncDir(dirname(path));
+  return created;
 }
 
 export interface EarKeyRotationOptions {
   /** The retirement time written for the previous key. Default: now. */
   now?: Date;
   /**
-   * true (default): the previous key is retired and stays published while its EARs can be valid.
+   * true (default): the previous key is retired and stays published for EAR_KEY_RETENTION_SECONDS.
    * false: the previous key and every retired key are dropped at once, so every EAR issued so far
    * stops verifying as soon as the brokers re-read the file (a compromised key).
    */
@@ -231,47 +362,139 @@ export interface EarKeyRotation {
   previousKid: string;
   retiredAt: string;
   overlap: boolean;
+  /** With overlap: until when brokers publish the previous key (retiredAt + EAR_KEY_RETENTION_SECONDS); null without. */
+  publishedUntil: string | null;
   /** Retired keys the file now lists, newest first (the previous key first with overlap). */
   retired: string[];
   /** Keys removed from the file by this rotation. */
   dropped: string[];
+  /** Who owns the key file (kept from the previous file): the user the broker must run as. */
+  owner: EarKeyFileOwner;
+  /** Things the operator should know, e.g. a stale lock of an interrupted rotation was broken. */
+  warnings: string[];
 }
 
 /**
  * Rotates the key file at `path`: a new ES256 key becomes current, the previous one is retired
- * at `now` (public half only), retired keys past EAR_KEY_PRUNE_SECONDS are dropped, and the set
- * is written atomically (0600). Running brokers pick it up when they re-read the file.
+ * at `now` (public half only), retired keys past EAR_KEY_RETENTION_SECONDS are dropped, and the
+ * set is written atomically (0600, owned by the owner of the previous file). Rotations of one
+ * file are serialised by a lock file (`<path>.lock`, created exclusively and removed at the end;
+ * one older than EAR_KEY_LOCK_STALE_SECONDS is broken, with a warning). Running brokers pick the
+ * new file up when they re-read it. Run as the file's owner or as root.
  * Errors: ERR_FILE_NOT_FOUND, ERR_EAR_KEY (unreadable, malformed, too many retired keys),
- * ERR_KEY_CONFLICT (the file changed while rotating: run again).
+ * ERR_EAR_KEY_OWNER (the file belongs to another user, or the new file cannot be given to its
+ * owner), ERR_KEY_CONFLICT (another rotation holds the lock, or the file changed while rotating:
+ * run again).
  */
 export async function rotateEarKeyFile(path: string, options: EarKeyRotationOptions = {}): Promise<EarKeyRotation> {
   const now = options.now ?? new Date();
   if (Number.isNaN(now.getTime())) throw new CustodyError('ERR_USAGE', 'the rotation time is not a valid date');
   const overlap = options.overlap ?? true;
   try {
-    statSync(path);
+    lstatSync(path);
   } catch (e) {
     throw new CustodyError('ERR_FILE_NOT_FOUND', `EAR signing key file not found: ${path}`, { cause: e, detail: { path } });
   }
-  const { set, stamp } = await readEarKeyFile(path);
-  const next = await generateEarSigningKey({ alg: 'ES256', extractable: true });
-  const at = now.getTime();
-  const previous: RetiredEarKey = { kid: set.current.kid, publicJwk: publicJwkOf(set.current), retiredAt: at };
-  const kept = overlap ? [previous, ...set.retired.filter((r) => at < r.retiredAt + EAR_KEY_PRUNE_SECONDS * 1000)] : [];
-  if (kept.length > MAX_RETIRED_EAR_KEYS) throw keyError(`more than ${MAX_RETIRED_EAR_KEYS} keys were retired within ${EAR_KEY_PRUNE_SECONDS} s; rotate without overlap or wait`, path, undefined, { retired: kept.length });
-  const keptKids = new Set(kept.map((r) => r.kid));
-  const dropped = [set.current, ...set.retired].map((k) => k.kid).filter((kid) => !keptKids.has(kid));
-  const text = await serializeEarKeySet(next, kept);
-  // Optimistic concurrency: another rotation between our read and our rename would lose a key.
-  let again: string | undefined;
+  const warnings: string[] = [];
+  const unlock = lockRotation(path, warnings);
   try {
-    again = fileStamp(statSync(path));
-  } catch {
-    again = undefined;
+    // Root may rotate the file of the broker's user; it keeps that owner (below).
+    const euid = process.geteuid?.();
+    const { set, stamp, owner } = await readEarKeyFile(path, { owner: euid === 0 || euid === undefined ? 'any' : euid });
+    const next = await generateEarSigningKey({ alg: 'ES256', extractable: true });
+    const at = now.getTime();
+    const previous: RetiredEarKey = { kid: set.current.kid, publicJwk: publicJwkOf(set.current), retiredAt: at };
+    const kept = overlap ? [previous, ...set.retired.filter((r) => at < r.retiredAt + EAR_KEY_RETENTION_SECONDS * 1000)] : [];
+    if (kept.length > MAX_RETIRED_EAR_KEYS) throw keyError(`more than ${MAX_RETIRED_EAR_KEYS} keys were retired within ${EAR_KEY_RETENTION_SECONDS} s; rotate without overlap or wait`, path, undefined, { retired: kept.length });
+    const keptKids = new Set(kept.map((r) => r.kid));
+    const dropped = [set.current, ...set.retired].map((k) => k.kid).filter((kid) => !keptKids.has(kid));
+    const text = await serializeEarKeySet(next, kept);
+    // The lock serialises rotations; this catches a hand edit (or a rotation that ignored the lock) meanwhile.
+    let again: string | undefined;
+    try {
+      again = fileStamp(statSync(path));
+    } catch {
+      again = undefined;
+    }
+    if (again !== stamp) throw new CustodyError('ERR_KEY_CONFLICT', 'the EAR signing key file changed during the rotation; run it again', { detail: { path } });
+    writeFileAtomic(path, text, owner);
+    return {
+      path,
+      kid: next.kid,
+      previousKid: set.current.kid,
+      retiredAt: now.toISOString(),
+      overlap,
+      publishedUntil: overlap ? new Date(at + EAR_KEY_RETENTION_SECONDS * 1000).toISOString() : null,
+      retired: kept.map((r) => r.kid),
+      dropped,
+      owner,
+      warnings,
+    };
+  } finally {
+    unlock();
   }
-  if (again !== stamp) throw new CustodyError('ERR_KEY_CONFLICT', 'the EAR signing key file changed during the rotation; run it again', { detail: { path } });
-  writeFileAtomic(path, text);
-  return { path, kid: next.kid, previousKid: set.current.kid, retiredAt: now.toISOString(), overlap, retired: kept.map((r) => r.kid), dropped };
+}
+
+function lockConflict(path: string, lock: string): CustodyError {
+  return new CustodyError('ERR_KEY_CONFLICT', `another rotation of this EAR signing key file is running (lock file ${lock}); run again when it has finished`, { detail: { path, lock } });
+}
+
+/**
+ * Takes the rotation lock of `path` (`<path>.lock`, O_CREAT|O_EXCL): returns its release. A lock
+ * older than EAR_KEY_LOCK_STALE_SECONDS is broken, with a warning: it is first renamed aside and
+ * only removed when the renamed file is still the one found stale (otherwise it is a fresh lock
+ * of another rotation, which is put back). Errors: ERR_KEY_CONFLICT, ERR_EAR_KEY.
+ */
+function lockRotation(path: string, warnings: string[]): () => void {
+  const lock = `${path}.lock`;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    let fd: number | undefined;
+    try {
+      fd = openSync(lock, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+      writeSync(fd, `${process.pid} ${new Date().toISOString()}\n`);
+      const mine = fstatSync(fd);
+      closeSync(fd);
+      return () => {
+        try {
+          const st = lstatSync(lock);
+          if (st.ino === mine.ino && st.dev === mine.dev) unlinkSync(lock);
+        } catch {
+          // Already removed (broken as stale by another rotation).
+        }
+      };
+    } catch (e) {
+      if (fd !== undefined) closeSync(fd);
+      if (errnoOf(e) !== 'EEXIST') throw keyError('the rotation lock file cannot be created', path, e, { lock });
+    }
+    let held: Stats;
+    try {
+      held = lstatSync(lock);
+    } catch {
+      continue; // released meanwhile: try again
+    }
+    const ageMs = Date.now() - held.mtimeMs;
+    if (ageMs < EAR_KEY_LOCK_STALE_SECONDS * 1000) throw lockConflict(path, lock);
+    const aside = `${lock}.${randomBytes(6).toString('hex')}.stale`;
+    try {
+      renameSync(lock, aside);
+    } catch {
+      continue; // another rotation broke or released it first
+    }
+    const moved = lstatSync(aside);
+    if (moved.ino !== held.ino || moved.dev !== held.dev) {
+      // A fresh lock replaced the stale one between our stat and rename: put it back.
+      try {
+        linkSync(aside, lock);
+      } catch {
+        // Yet another rotation holds the lock now.
+      }
+      unlinkSync(aside);
+      throw lockConflict(path, lock);
+    }
+    unlinkSync(aside);
+    warnings.push(`broke a stale rotation lock (${lock}, ${Math.floor(ageMs / 1000)} s old): an earlier rotation was interrupted`);
+  }
+  throw lockConflict(path, lock);
 }
 
 function publicJwkOf(key: EarSigningKey): JWK {

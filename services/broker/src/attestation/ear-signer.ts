@@ -1,28 +1,34 @@
 import { KeyObject, sign as nodeSign } from 'node:crypto';
-import { statSync, writeFileSync } from 'node:fs';
+import { lstatSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
 import type { JSONWebKeySet } from 'jose';
 import { CustodyError, systemClock, toCustodyError, type Clock } from '@custody/core';
 import { DEFAULT_EAR_TTL_SECONDS, EAR_PROFILE, exportEarSigningKey, generateEarSigningKey, publishJwks, verifyEar, type Ear, type EarSigningKey } from '@custody/policy';
-import { EAR_KEY_CLOCK_SKEW_SECONDS, fileStamp, MAX_EAR_KEY_RELOAD_SECONDS, MAX_EAR_LIFETIME_SECONDS, readEarKeyFile, type EarKeySet, type RetiredEarKey } from './ear-key-set.js';
+import { EAR_KEY_RETENTION_SECONDS, fileStamp, MAX_EAR_KEY_RELOAD_SECONDS, MAX_EAR_LIFETIME_SECONDS, readEarKeyFile, writeFileExclusive, type EarKeySet, type RetiredEarKey } from './ear-key-set.js';
 
 /** How often a file-backed signer re-reads its key file when watching it (EarSigner.watch). */
 export const DEFAULT_EAR_KEY_RELOAD_MS = 10_000;
+/** `refresh` looks at the key file at most this often per trigger (a stat; a read only when it changed). */
+export const EAR_KEY_RECHECK_MS = 1_000;
 
 export interface EarSignerOptions {
   /** The time at which the JWKS is computed (retired keys age out of it). Default: the system clock. */
   clock?: Clock;
   /**
-   * The longest EAR lifetime (`exp - iat`) this signer signs; `sign` refuses longer ones. A retired
-   * key stays published this long after its retirement, plus the reload interval and
-   * EAR_KEY_CLOCK_SKEW_SECONDS. Default DEFAULT_EAR_TTL_SECONDS (300); at most a day.
+   * The longest EAR lifetime (`exp - iat`) this signer signs; `sign` refuses longer ones.
+   * Default DEFAULT_EAR_TTL_SECONDS (300); at most MAX_EAR_LIFETIME_SECONDS (a day), which
+   * EAR_KEY_RETENTION_SECONDS covers whatever the value.
    */
   maxEarLifetimeSeconds?: number;
   /**
-   * How often `watch` re-reads the key file, in ms (default 10 000; 0: only on `reload()`). Part
-   * of the retention window, since a replica that has not yet re-read a rotated file still signs
-   * with the retired key. Replicas sharing the file should use the same settings.
+   * How often `watch` re-reads the key file, in ms: 1 to 3 600 000 (MAX_EAR_KEY_RELOAD_SECONDS),
+   * default 10 000. A file-backed signer must poll: a replica that never re-read the file would
+   * keep signing with (and publishing) a key a rotation retired or dropped. Ignored in memory.
    */
   reloadIntervalMs?: number;
+  /** Monotonic milliseconds, for the once-a-second bound of `refresh`. Default `performance.now`. */
+  monotonicMs?: () => number;
 }
 
 export interface EarKeyReload {
@@ -30,6 +36,20 @@ export interface EarKeyReload {
   /** Retired keys listed in the file, newest first. */
   retired: string[];
 }
+
+/** What `refresh` found. */
+export interface EarKeyCheck {
+  /** The file changed and its keys are now in use. */
+  changed: boolean;
+  /**
+   * The file could not be used (the keys in use stay): set the first time a version of the file
+   * fails only, so that a caller logging it logs each bad version once. Its code and message
+   * carry no key material.
+   */
+  error?: CustodyError;
+}
+
+export type EarKeyRefreshTrigger = 'request' | 'unknown-kid';
 
 interface SignerState {
   readonly key: EarSigningKey;
@@ -40,28 +60,42 @@ interface SignerState {
   readonly stamp: string | undefined;
 }
 
+interface LoadResult {
+  changed: boolean;
+  error?: CustodyError;
+  /** The error is that of a file version that already failed (not read again). */
+  repeated?: boolean;
+}
+
 /**
  * The broker's EAR signing key (ES256) and the JWKS it publishes at /.well-known/jwks.json.
  *
- * With a path the keys live in that file (mode 0600, created on first start as a single private
- * JWK, refused when group or others can access it), so EARs stay verifiable across restarts and
+ * With a path the keys live in that file (mode 0600, owned by this process's user, created
+ * atomically on first start as a single private JWK), so EARs stay verifiable across restarts and
  * replicas that share the file verify each other's EARs. `custody broker rotate-ear-key` turns
  * the file into a key set (ear-key-set.ts): this signer signs with its current key only and
- * publishes the current key plus each retired key until `retentionSeconds` after its
- * retirement, so EARs signed before a rotation keep verifying until they expire. A running
- * signer picks a rotated file up on `reload()`, which `watch()` calls every `reloadIntervalMs`
- * (a stat; the file is read only when it changed). Without a path the key lives in memory only.
+ * publishes the current key plus each retired key until EAR_KEY_RETENTION_SECONDS after its
+ * retirement, so EARs signed before a rotation, by this replica or any other, keep verifying until
+ * they expire. A running signer picks a rotated file up on `reload()`, which `watch()` calls every
+ * `reloadIntervalMs`, and on `refresh()`, which the handshake calls before each attestation and
+ * release (at most once a second) and when a release presents an unknown kid (likewise). Each is a
+ * stat; the file is read only when it changed, and a version that failed is not read again.
+ * Without a path the key lives in memory only.
  */
 export class EarSigner {
   /** The longest EAR lifetime this signer signs. */
   readonly maxEarLifetimeSeconds: number;
   readonly reloadIntervalMs: number;
-  /** How long a retired key stays in the JWKS after `retiredAt`: EAR lifetime + reload interval + skew. */
-  readonly retentionSeconds: number;
+  /** How long a retired key stays in the JWKS after `retiredAt`: EAR_KEY_RETENTION_SECONDS, on every broker. */
+  readonly retentionSeconds = EAR_KEY_RETENTION_SECONDS;
   private readonly clock: Clock;
+  private readonly monotonicMs: () => number;
   private state: SignerState;
   private published: { ids: string; jwks: JSONWebKeySet } | undefined;
-  private reloading: Promise<boolean> | undefined;
+  private loading: Promise<LoadResult> | undefined;
+  /** The last file version that could not be used, and why. */
+  private failed: { stamp: string; error: CustodyError } | undefined;
+  private readonly lastRefresh: Record<EarKeyRefreshTrigger, number> = { request: -Infinity, 'unknown-kid': -Infinity };
 
   private constructor(
     set: EarKeySet,
@@ -71,8 +105,8 @@ export class EarSigner {
     options: EarSignerOptions,
   ) {
     this.clock = options.clock ?? systemClock;
+    this.monotonicMs = options.monotonicMs ?? (() => performance.now());
     ({ maxEarLifetimeSeconds: this.maxEarLifetimeSeconds, reloadIntervalMs: this.reloadIntervalMs } = checkOptions(options, path));
-    this.retentionSeconds = this.maxEarLifetimeSeconds + Math.ceil(this.reloadIntervalMs / 1000) + EAR_KEY_CLOCK_SKEW_SECONDS;
     this.state = stateOf(set, stamp);
   }
 
@@ -138,40 +172,78 @@ export class EarSigner {
 
   /**
    * Re-reads the key file when it changed since it was last read (a stat otherwise), checks it
-   * (permissions, form, a probe EAR verifying against the new JWKS) and switches to it. Returns
-   * whether it switched. On any error the keys in use stay in use. Always false in memory.
+   * (owner, permissions, form, a probe EAR verifying against the new JWKS) and switches to it.
+   * Returns whether it switched. On any error the keys in use stay in use (and a version that
+   * failed is not read again until it changes). Always false in memory.
    */
-  reload(): Promise<boolean> {
-    if (this.path === undefined) return Promise.resolve(false);
-    this.reloading ??= this.reloadNow(this.path).finally(() => (this.reloading = undefined));
-    return this.reloading;
-  }
-
-  private async reloadNow(path: string): Promise<boolean> {
-    let stamp: string;
-    try {
-      stamp = fileStamp(statSync(path));
-    } catch (e) {
-      throw new CustodyError('ERR_EAR_KEY', 'the EAR signing key file cannot be read', { cause: e, detail: { path } });
-    }
-    if (stamp === this.state.stamp) return false;
-    const read = await readEarKeyFile(path);
-    const next = stateOf(read.set, read.stamp);
-    await selfTest(next, this.retentionSeconds, this.clock().getTime());
-    this.state = next;
-    return true;
+  async reload(): Promise<boolean> {
+    const r = await this.load();
+    if (r.error) throw r.error;
+    return r.changed;
   }
 
   /**
-   * Calls `reload` every `reloadIntervalMs` (not at all when 0) until the returned function is
-   * called. The timer does not keep the process alive.
+   * `reload` for the request path, at most once per EAR_KEY_RECHECK_MS for each trigger (so a
+   * stream of requests, or of EARs with made-up kids, costs at most a stat a second each), and
+   * never throwing: an unusable file is returned as `error` the first time that version fails.
+   */
+  async refresh(trigger: EarKeyRefreshTrigger): Promise<EarKeyCheck> {
+    if (this.path === undefined) return { changed: false };
+    const t = this.monotonicMs();
+    if (t - this.lastRefresh[trigger] < EAR_KEY_RECHECK_MS) return { changed: false };
+    this.lastRefresh[trigger] = t;
+    const r = await this.load();
+    return r.error && !r.repeated ? { changed: r.changed, error: r.error } : { changed: r.changed };
+  }
+
+  private load(): Promise<LoadResult> {
+    if (this.path === undefined) return Promise.resolve({ changed: false });
+    this.loading ??= this.loadNow(this.path).finally(() => (this.loading = undefined));
+    return this.loading;
+  }
+
+  private async loadNow(path: string): Promise<LoadResult> {
+    let stamp: string;
+    try {
+      stamp = fileStamp(await stat(path));
+    } catch (e) {
+      stamp = `unreadable:${(e as NodeJS.ErrnoException).code ?? 'unknown'}`;
+      return this.fail(stamp, new CustodyError('ERR_EAR_KEY', 'the EAR signing key file cannot be read', { cause: e, detail: { path } }));
+    }
+    if (stamp === this.state.stamp) {
+      this.failed = undefined;
+      return { changed: false };
+    }
+    if (this.failed?.stamp === stamp) return { changed: false, error: this.failed.error, repeated: true };
+    try {
+      const read = await readEarKeyFile(path);
+      const next = stateOf(read.set, read.stamp);
+      await selfTest(next, this.clock().getTime());
+      this.state = next;
+      this.failed = undefined;
+      return { changed: true };
+    } catch (e) {
+      return this.fail(stamp, toCustodyError(e, 'ERR_EAR_KEY'));
+    }
+  }
+
+  private fail(stamp: string, error: CustodyError): LoadResult {
+    if (this.failed?.stamp === stamp) return { changed: false, error: this.failed.error, repeated: true };
+    this.failed = { stamp, error };
+    return { changed: false, error };
+  }
+
+  /**
+   * Calls `reload` every `reloadIntervalMs` until the returned function is called; `onError`
+   * hears of each bad version of the file once. The timer does not keep the process alive.
    */
   watch(handlers: { onReload?: (r: EarKeyReload) => void; onError?: (e: CustodyError) => void } = {}): () => void {
-    if (this.path === undefined || this.reloadIntervalMs === 0) return () => undefined;
+    if (this.path === undefined) return () => undefined;
     const timer = setInterval(() => {
-      this.reload().then(
-        (changed) => {
-          if (changed) handlers.onReload?.({ kid: this.kid, retired: this.state.retired.map((r) => r.kid) });
+      this.load().then(
+        (r) => {
+          if (r.changed) handlers.onReload?.({ kid: this.kid, retired: this.state.retired.map((k) => k.kid) });
+          if (r.error && !r.repeated) handlers.onError?.(r.error);
         },
         (e: unknown) => handlers.onError?.(toCustodyError(e, 'ERR_EAR_KEY')),
       );
@@ -182,29 +254,25 @@ export class EarSigner {
 
   static async inMemory(options: EarSignerOptions = {}): Promise<EarSigner> {
     const signer = new EarSigner({ current: await generateEarSigningKey({ alg: 'ES256' }), retired: [], form: 'jwk' }, undefined, undefined, options);
-    await selfTest(signer.state, signer.retentionSeconds, signer.clock().getTime());
+    await selfTest(signer.state, signer.clock().getTime());
     return signer;
   }
 
   /**
-   * Loads the keys at `path` (a private JWK or a key set), creating a single-key file (0600,
-   * exclusive create) when the file does not exist.
+   * Loads the keys at `path` (a private JWK or a key set), creating a single-key file (0600)
+   * when none exists: written completely beside it, then linked into place, so a replica
+   * starting at the same moment reads the whole file or uses its own.
    */
   static async open(path: string, options: EarSignerOptions = {}): Promise<EarSigner> {
     checkOptions(options, path);
     if (!exists(path)) {
       const fresh = await generateEarSigningKey({ alg: 'ES256', extractable: true });
-      const jwk = await exportEarSigningKey(fresh);
-      try {
-        writeFileSync(path, JSON.stringify(jwk) + '\n', { mode: 0o600, flag: 'wx' });
-      } catch (e) {
-        // Another replica created it first: use theirs.
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new CustodyError('ERR_EAR_KEY', 'the EAR signing key file cannot be written', { cause: e, detail: { path } });
-      }
+      // Another replica may create it first: then theirs is used.
+      writeFileExclusive(path, JSON.stringify(await exportEarSigningKey(fresh)) + '\n');
     }
     const read = await readEarKeyFile(path);
     const signer = new EarSigner(read.set, read.stamp, path, options);
-    await selfTest(signer.state, signer.retentionSeconds, signer.clock().getTime());
+    await selfTest(signer.state, signer.clock().getTime());
     return signer;
   }
 }
@@ -226,10 +294,10 @@ function signWith(s: SignerState, ear: Ear): string {
 }
 
 /** Signs a probe EAR with the state's key and verifies it with `verifyEar` against that state's JWKS: they agree, or the keys are not used. */
-async function selfTest(s: SignerState, retentionSeconds: number, nowMs: number): Promise<void> {
+async function selfTest(s: SignerState, nowMs: number): Promise<void> {
   const now = Math.floor(nowMs / 1000);
   const probe: Ear = { eat_profile: EAR_PROFILE, iat: now, exp: now + 1, 'ear.verifier-id': { developer: 'custody', build: 'self-test' }, submods: { cpu0: { 'ear.status': 'none' } } };
-  const jwks = publishJwks([s.key, ...s.retired.filter((r) => nowMs < r.retiredAt + retentionSeconds * 1000).map((r) => r.publicJwk)]);
+  const jwks = publishJwks([s.key, ...s.retired.filter((r) => nowMs < r.retiredAt + EAR_KEY_RETENTION_SECONDS * 1000).map((r) => r.publicJwk)]);
   try {
     await verifyEar(signWith(s, probe), { jwks, now: new Date(now * 1000) });
   } catch (e) {
@@ -240,7 +308,8 @@ async function selfTest(s: SignerState, retentionSeconds: number, nowMs: number)
 function checkOptions(options: EarSignerOptions, path: string | undefined): { maxEarLifetimeSeconds: number; reloadIntervalMs: number } {
   return {
     maxEarLifetimeSeconds: bounded(options.maxEarLifetimeSeconds ?? DEFAULT_EAR_TTL_SECONDS, 1, MAX_EAR_LIFETIME_SECONDS, 'maxEarLifetimeSeconds'),
-    reloadIntervalMs: bounded(options.reloadIntervalMs ?? (path === undefined ? 0 : DEFAULT_EAR_KEY_RELOAD_MS), 0, MAX_EAR_KEY_RELOAD_SECONDS * 1000, 'reloadIntervalMs'),
+    // A file-backed signer must poll (0 would never see a rotation); in memory there is no file.
+    reloadIntervalMs: bounded(options.reloadIntervalMs ?? (path === undefined ? 0 : DEFAULT_EAR_KEY_RELOAD_MS), path === undefined ? 0 : 1, MAX_EAR_KEY_RELOAD_SECONDS * 1000, 'reloadIntervalMs'),
   };
 }
 
@@ -251,7 +320,7 @@ function bounded(v: number, min: number, max: number, what: string): number {
 
 function exists(path: string): boolean {
   try {
-    statSync(path);
+    lstatSync(path);
     return true;
   } catch {
     return false;

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyEar } from '@custody/policy';
 import { SimAttester } from '@custody/attester-service';
 import { attestWith, codeOf, releaseWith, simPolicy, startHandshakeBroker, statusOf, type HandshakeBroker } from '../testing/handshake.js';
-import { rotateEarKeyFile } from './ear-key-set.js';
+import { EAR_KEY_RETENTION_SECONDS, rotateEarKeyFile } from './ear-key-set.js';
 import { EAR_ISSUER } from './handshake.js';
 
 const GOOD = 'a1'.repeat(48);
@@ -54,8 +54,9 @@ describe('EAR signing-key rotation on a running broker', () => {
     expect(kidOf(a2.attested.ear)).toBe(r.kid);
     expect(Buffer.from((await releaseWith(b.workload, 'acme', a2, 'dk')).material).equals(material)).toBe(true);
 
-    // Retention: 300 s EAR lifetime + 10 s reload interval + 60 s skew after the retirement.
-    b.time.advance(369_000);
+    // Retention, on every broker whatever its settings: a day of EAR lifetime + an hour of reload
+    // interval + 60 s skew after the retirement (the EAR itself expired long before).
+    b.time.advance(EAR_KEY_RETENTION_SECONDS * 1000 - 1_000);
     expect(await kids()).toEqual([r.kid, oldKid]);
     b.time.advance(1_000);
     expect(await kids()).toEqual([r.kid]);

@@ -12,7 +12,8 @@ import { assertContributoryX25519 } from '../keystore/recipient.js';
 import type { RecipientCurve, RecipientKey, ReleaseContext } from '../keystore/types.js';
 import type { SessionRecord, SessionRepository } from '../metadata/types.js';
 import type { AppraisalPolicyResolver } from './tenant-policies.js';
-import type { EarSigner } from './ear-signer.js';
+import { MAX_EAR_LIFETIME_SECONDS } from './ear-key-set.js';
+import type { EarKeyRefreshTrigger, EarSigner } from './ear-signer.js';
 import { parseRuntimeData, runtimeDigest, teeKeyFromSpki, teeKeySpki, type RuntimeData } from './runtime-data.js';
 
 /** Evidence formats a workload can attest with in the handshake (NVIDIA GPU evidence only rides along a CPU TEE). */
@@ -248,6 +249,8 @@ export class AttestationService {
       if (appraisal.status !== 'affirming' && appraisal.status !== 'warning') throw appraisalDenial(appraisal);
       const ttl = Math.min(this.earTtlSeconds, Math.floor((session.expiresAt - now) / 1000));
       if (ttl < 1) throw new CustodyError('ERR_SESSION_EXPIRED');
+      // Sign with the key file's current key: a rotation is seen within a second here.
+      await this.refreshEarKeys('request');
       const ear = await buildEar(appraisal, {
         now: new Date(now),
         verifierId: VERIFIER_ID,
@@ -296,6 +299,9 @@ export class AttestationService {
     const earDigest = sha256Hex(request.ear);
     let verified: VerifiedEar;
     let recipient: RecipientKey;
+    // A rotation (a dropped, compromised key above all) takes effect here within a second,
+    // whatever the reload interval.
+    await this.refreshEarKeys('request');
     try {
       verified = await this.verifyEarCached(request.ear, earDigest, now);
       if (verified.ear.eat_nonce === undefined || !timingSafeEqual(utf8(verified.ear.eat_nonce), utf8(toBase64Url(fromHex(session.nonce))))) {
@@ -377,24 +383,30 @@ export class AttestationService {
       }
       this.verifiedEars.delete(digest);
     }
-    const options = { now: new Date(now), issuer: EAR_ISSUER };
+    // Any broker sharing the key file may have signed it, with an EAR lifetime of up to a day:
+    // the bound is that of the key file (which publishes retired keys as long), not this replica's.
+    const options = { now: new Date(now), issuer: EAR_ISSUER, maxTtlSeconds: MAX_EAR_LIFETIME_SECONDS };
     let verified: VerifiedEar;
     try {
       verified = await verifyEar(token, { ...options, jwks: this.signer.jwksAt(now) });
     } catch (e) {
       // Signed by a key this replica does not know: another replica may already sign with a key
-      // rotated in since this one last read the key file. Re-read it (a stat when unchanged) and
-      // verify once more if it changed; an unreadable file keeps the keys in use.
+      // rotated in since this one last read the key file. Look again (a stat when unchanged; at
+      // most once a second, whatever kids callers make up) and verify once more if it changed;
+      // an unusable file keeps the keys in use.
       if (!(e instanceof CustodyError && e.code === 'ERR_EAR_KEY_UNKNOWN')) throw e;
-      const reloaded = await this.signer.reload().catch((r: unknown) => {
-        this.log.error({ op: 'ear-key.reload', code: toCustodyError(r).code }, 'the EAR signing key file could not be re-read; keeping the keys in use');
-        return false;
-      });
-      if (!reloaded) throw e;
+      if (!(await this.refreshEarKeys('unknown-kid'))) throw e;
       verified = await verifyEar(token, { ...options, jwks: this.signer.jwksAt(now) });
     }
     this.remember(digest, verified);
     return verified;
+  }
+
+  /** EarSigner.refresh, logging each bad version of the key file once (its code and a fixed reason; never its contents). */
+  private async refreshEarKeys(trigger: EarKeyRefreshTrigger): Promise<boolean> {
+    const r = await this.signer.refresh(trigger);
+    if (r.error) this.log.error({ op: 'ear-key.reload', trigger, code: r.error.code, reason: r.error.message }, 'the EAR signing key file could not be re-read; keeping the keys in use');
+    return r.changed;
   }
 
   private remember(digest: string, verified: VerifiedEar): void {
