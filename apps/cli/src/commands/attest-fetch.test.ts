@@ -1,12 +1,14 @@
 // `custody attest verify --fetch-collateral` end to end, against a loopback STAND-IN for Intel PCS
 // and AMD KDS (a test double serving the real vendor bytes from shared/vectors; no internet here).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot, vectorPath } from '../../../../test/vectors.js';
-import { VendorServiceStandIn, handGiven2023, intel2023, servePcs2023 } from '../../../../packages/attest/src/collateral/testing/vendor-stand-in.js';
+import { DiskCollateralStore } from '@custody/attester-service';
+import { PCS_PATHS, VendorServiceStandIn, encodeChainHeader, handGiven2023, intel2023, servePcs2023 } from '../../../../packages/attest/src/collateral/testing/vendor-stand-in.js';
+import { parseCollateralMaxAge } from './attest.js';
 import { amdExtensions, buildReport, createCrl, createKeyCertificate, createProductPki, signReport, tcbBytes } from '../../../../packages/attest/src/sev-snp/testing/synthetic.js';
 
 /** Runs the real `custody` program (from source) without blocking this process, which serves the stand-in. */
@@ -93,7 +95,7 @@ describe('custody attest verify --fetch-collateral (TDX, Intel PCS stand-in)', (
     expect([tf.status, th.status]).toEqual([1, 1]);
     expect(json(tf).errors[0]!.code).toBe(json(th).errors[0]!.code);
     expect(json(tf).errors[0]!.code).toBe('ERR_COLLATERAL_INVALID');
-    expect(() => readdirSync(cache)).toThrow(); // nothing the verifier refused is kept
+    expect(readdirSync(cache)).toEqual([]); // nothing the verifier refused is kept (the directory is made 0700 up front)
   });
 
   it('exit 3 for a 500 and a 404 from the service; exit 2 for bad usage', async () => {
@@ -114,6 +116,74 @@ describe('custody attest verify --fetch-collateral (TDX, Intel PCS stand-in)', (
       [2, 'ERR_USAGE'],
       [2, 'ERR_SNP_VLEK_NOT_FETCHABLE'],
     ]);
+  });
+});
+
+// Review of f5c4367: the cache directory, eviction of refused copies, hand-given parts, the maximum age.
+describe('custody attest verify --fetch-collateral: the cache after review', () => {
+  it('a --collateral-cache directory writable by others is refused: exit 2, ERR_COLLATERAL_CACHE_DIR, nothing fetched', async () => {
+    const own = await VendorServiceStandIn.start();
+    servePcs2023(own);
+    const cache = join(dir, 'cache-shared');
+    mkdirSync(cache);
+    chmodSync(cache, 0o777);
+    const [j, text] = await Promise.all([
+      custody('attest', 'verify', QUOTE_4, '--fetch-collateral', '--pcs-url', own.url, '--collateral-cache', cache, '--at', AT, '--json'),
+      custody('attest', 'verify', QUOTE_4, '--fetch-collateral', '--pcs-url', own.url, '--collateral-cache', cache, '--at', AT),
+    ]);
+    await own.stop();
+    expect([j.status, json(j).errors[0]!.code]).toEqual([2, 'ERR_COLLATERAL_CACHE_DIR']);
+    expect([text.status, text.stderr]).toEqual([2, expect.stringContaining('ERR_COLLATERAL_CACHE_DIR')]);
+    expect(own.requests).toEqual([]);
+  });
+
+  it('a kept copy the verifier refuses is dropped: the run fails (exit 1) and the next one fetches afresh and verifies', async () => {
+    const own = await VendorServiceStandIn.start();
+    servePcs2023(own);
+    const cache = join(dir, 'cache-evict');
+    const args = ['attest', 'verify', QUOTE_4, '--fetch-collateral', '--pcs-url', own.url, '--collateral-cache', cache, '--at', AT, '--json'];
+    // A kept TCB Info that no longer verifies (one flipped byte in its signed body).
+    const bad = intel2023().tcbInfo.slice();
+    bad[40] = bad[40]! ^ 0x01;
+    const store = await DiskCollateralStore.open(cache);
+    await store.put({ url: `${own.url}${PCS_PATHS.tcbInfo('50806F000000')}`, body: bad, headers: { 'tcb-info-issuer-chain': encodeChainHeader(intel2023().tcbChain) }, fetchedAt: new Date(AT), expiresAt: new Date('2023-07-01T02:00:00Z') });
+    const one = await custody(...args);
+    expect([one.status, json(one).errors[0]!.code, json(one).fetchedCollateral![0]]).toEqual([1, 'ERR_COLLATERAL_INVALID', { kind: 'tcbInfo', url: expect.any(String) as string, from: 'cache', expiresAt: '2023-07-01T02:00:00.000Z' }]);
+    const two = await custody(...args);
+    await own.stop();
+    expect([two.status, json(two).fetchedCollateral!.map((i) => i.from)]).toEqual([0, ['network', 'network', 'network', 'network']]);
+  });
+
+  it('an item of which only the issuer chain is given by hand is not kept; --collateral-max-age 0 keeps nothing; bad durations are usage errors', async () => {
+    const own = await VendorServiceStandIn.start();
+    servePcs2023(own, { tcbChain: intel2023().crlChain }); // the service's TCB Info header chain is wrong
+    const hand = join(dir, 'chain-only');
+    mkdirSync(hand);
+    writeFileSync(join(hand, 'tcbInfoIssuerChain.pem'), intel2023().tcbChain);
+    const cache = join(dir, 'cache-partial');
+    const zero = join(dir, 'cache-zero');
+    const [partial, none, bad, alone] = await Promise.all([
+      custody('attest', 'verify', QUOTE_4, '--fetch-collateral', '--pcs-url', own.url, '--collateral', hand, '--collateral-cache', cache, '--at', AT, '--json'),
+      custody('attest', 'verify', QUOTE_4, '--fetch-collateral', '--pcs-url', own.url, '--collateral', hand, '--collateral-cache', zero, '--collateral-max-age', '0', '--at', AT, '--json'),
+      custody('attest', 'verify', QUOTE_4, '--fetch-collateral', '--pcs-url', own.url, '--collateral-cache', zero, '--collateral-max-age', '24 hours', '--json'),
+      custody('attest', 'verify', QUOTE_4, '--fetch-collateral', '--pcs-url', own.url, '--collateral-max-age', '1h', '--json'),
+    ]);
+    expect([partial.status, none.status]).toEqual([0, 0]);
+    expect(readdirSync(cache)).toHaveLength(3); // QE Identity and the two CRLs, not the TCB Info
+    expect(readdirSync(zero)).toHaveLength(0);
+    expect([bad, alone].map((r) => [r.status, json(r).errors[0]!.code])).toEqual([
+      [2, 'ERR_USAGE'],
+      [2, 'ERR_USAGE'],
+    ]);
+    servePcs2023(own); // the service is fixed: the next run fetches the TCB Info and verifies
+    const later = await custody('attest', 'verify', QUOTE_4, '--fetch-collateral', '--pcs-url', own.url, '--collateral-cache', cache, '--at', AT, '--json');
+    await own.stop();
+    expect([later.status, json(later).fetchedCollateral!.map((i) => [i.kind, i.from])]).toEqual([0, [['tcbInfo', 'network'], ['qeIdentity', 'cache'], ['pckCrl', 'cache'], ['rootCaCrl', 'cache']]]);
+  });
+
+  it('parseCollateralMaxAge: a whole number and s, m, h or d, up to 366 days, or 0', () => {
+    expect(['0', '0s', '90s', '30m', '24h', '7d', '366d'].map(parseCollateralMaxAge)).toEqual([0, 0, 90_000, 1_800_000, 86_400_000, 7 * 86_400_000, 366 * 86_400_000]);
+    for (const bad of ['', '5', '-1h', '1.5h', '1w', '367d', 'forever', '1h30m']) expect(() => parseCollateralMaxAge(bad)).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }) as Error);
   });
 });
 

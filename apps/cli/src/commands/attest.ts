@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
-import { CustodyError, fromHex } from '@custody/core';
-import { CollateralSource, collateralAccepted, defaultRegistry, parseSevSnpProduct, withFetchedCollateral, type FetchedItem, type Platform, type VerificationResult } from '@custody/attest';
+import { CustodyError, fromHex, toCustodyError } from '@custody/core';
+import { CollateralSource, collateralAccepted, collateralRefused, defaultRegistry, parseSevSnpProduct, withFetchedCollateral, type FetchedItem, type Platform, type VerificationResult } from '@custody/attest';
 import { DiskCollateralStore } from '@custody/attester-service';
 import { readInputFile, readNamedFiles, parseTime } from '../files.js';
 import { failWith, mark, printJson } from '../output.js';
-import { EXIT_NOT_VERIFIED, EXIT_OK } from '../exit.js';
+import { EXIT_BAD_INPUT, EXIT_NOT_VERIFIED, EXIT_OK } from '../exit.js';
 import type { Register } from './index.js';
 import { registerCollect } from './collect.js';
 
@@ -20,6 +20,7 @@ interface VerifyOptions {
   pcsUrl?: string;
   kdsUrl?: string;
   collateralCache?: string;
+  collateralMaxAge?: string;
   snpProduct?: string;
 }
 
@@ -48,12 +49,13 @@ export const register: Register = (program) => {
     .option('--fetch-collateral', 'fetch missing vendor collateral (SEV-SNP: VCEK, ASK/ARK, CRL from AMD KDS; TDX: TCB Info, QE Identity, CRLs from Intel PCS); hand-given files win')
     .option('--pcs-url <url>', 'Intel PCS v4 or PCCS base URL for --fetch-collateral (default https://api.trustedservices.intel.com)')
     .option('--kds-url <url>', 'AMD KDS base URL for --fetch-collateral (default https://kdsintf.amd.com)')
-    .option('--collateral-cache <dir>', 'keep fetched collateral here until its nextUpdate; a warm cache needs no network')
+    .option('--collateral-cache <dir>', 'keep accepted collateral here (a directory of yours, not group/other-writable; created 0700); a warm cache needs no network')
+    .option('--collateral-max-age <duration>', 'reuse a cached item at most this long after it was fetched, and never past its nextUpdate (default 24h; e.g. 30m, 12h, 7d; 0 reuses nothing)')
     .option('--snp-product <name>', 'SEV-SNP product (Milan, Genoa, Turin) for reports that do not name it (v2)')
     .addHelpText(
       'after',
       `
-Exit codes: 0 verified, 1 not verified, 2 bad input or usage, 3 collateral service unavailable.
+Exit codes: 0 verified, 1 not verified, 2 bad input or usage (an unsafe --collateral-cache included), 3 collateral service unavailable.
 
 Examples:
   custody attest verify samples/sev-snp/attestation.bin --certs samples/sev-snp/vcek.der --at 2023-06-01T00:00:00Z
@@ -68,10 +70,32 @@ Examples:
         else printHuman(file, result);
         process.exitCode = result.ok ? EXIT_OK : EXIT_NOT_VERIFIED;
       } catch (e) {
-        failWith(e, json);
+        failVerify(e, json);
       }
     });
 };
+
+/** Like failWith, but a refused cache directory is bad input (exit 2): fix its owner or mode, or choose another. */
+function failVerify(e: unknown, json: boolean): never {
+  const err = toCustodyError(e);
+  if (err.code !== 'ERR_COLLATERAL_CACHE_DIR') failWith(err, json);
+  if (json) printJson({ ok: false, errors: [err.toJSON()] });
+  else process.stderr.write(`custody: ${err.code}: ${err.message}\n`);
+  process.exit(EXIT_BAD_INPUT);
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const MAX_COLLATERAL_AGE_MS = 366 * 86_400_000;
+
+/** `--collateral-max-age`: a whole number and a unit (s, m, h, d), at most a year; `0` alone too. */
+export function parseCollateralMaxAge(value: string): number {
+  const m = /^(\d{1,6})([smhd])?$/.exec(value.trim());
+  const ms = m && (m[2] ? Number(m[1]) * DURATION_UNITS[m[2]]! : Number(m[1]) === 0 ? 0 : undefined);
+  if (ms === null || ms === undefined || ms > MAX_COLLATERAL_AGE_MS) {
+    throw new CustodyError('ERR_USAGE', `--collateral-max-age must be a duration such as 30m, 24h or 7d (at most 366d), or 0; got ${JSON.stringify(value.slice(0, 32))}`);
+  }
+  return ms;
+}
 
 export async function verifyFromFiles(file: string, opts: VerifyOptions): Promise<VerifyFromFilesResult> {
   const evidence = readInputFile(file, 'evidence');
@@ -89,13 +113,18 @@ export async function verifyFromFiles(file: string, opts: VerifyOptions): Promis
   }
   const base = { evidence, now, ...(opts.platform && { platform: opts.platform }), ...(roots && { roots }), ...(nonce && { nonce }) };
   if (!opts.fetchCollateral) {
-    if (opts.pcsUrl || opts.kdsUrl || opts.collateralCache || opts.snpProduct) throw new CustodyError('ERR_USAGE', '--pcs-url, --kds-url, --collateral-cache and --snp-product go with --fetch-collateral');
+    if (opts.pcsUrl || opts.kdsUrl || opts.collateralCache || opts.collateralMaxAge || opts.snpProduct) {
+      throw new CustodyError('ERR_USAGE', '--pcs-url, --kds-url, --collateral-cache, --collateral-max-age and --snp-product go with --fetch-collateral');
+    }
     return defaultRegistry.verify({ ...base, certs, ...(collateral && { collateral }) });
   }
+  if (opts.collateralMaxAge !== undefined && !opts.collateralCache) throw new CustodyError('ERR_USAGE', '--collateral-max-age goes with --collateral-cache');
+  const maxAgeMs = opts.collateralMaxAge === undefined ? undefined : parseCollateralMaxAge(opts.collateralMaxAge);
   const source = new CollateralSource({
     ...(opts.pcsUrl && { pcsUrl: opts.pcsUrl }),
     ...(opts.kdsUrl && { kdsUrl: opts.kdsUrl }),
-    ...(opts.collateralCache && { store: new DiskCollateralStore(opts.collateralCache) }),
+    ...(opts.collateralCache && { store: await DiskCollateralStore.open(opts.collateralCache) }),
+    ...(maxAgeMs !== undefined && { maxAgeMs }),
   });
   const fetched = await source.fetchFor(evidence, {
     now,
@@ -110,6 +139,13 @@ export async function verifyFromFiles(file: string, opts: VerifyOptions): Promis
       await fetched.commit();
     } catch {
       result.warnings.push(`fetched collateral could not be kept in ${opts.collateralCache ?? 'the cache'}`);
+    }
+  } else if (collateralRefused(fetched.platform, result)) {
+    // A kept copy that no longer verifies is dropped, so the next run fetches it afresh.
+    try {
+      await fetched.evict();
+    } catch {
+      result.warnings.push(`refused collateral could not be removed from ${opts.collateralCache ?? 'the cache'}`);
     }
   }
   result.fetchedCollateral = fetched.items;
@@ -131,7 +167,7 @@ function printHuman(file: string, r: VerifyFromFilesResult): void {
   out.push(`Custody attestation verification: ${PLATFORM_NAMES[r.platform] ?? r.platform}`);
   out.push(`evidence: ${file}`);
   out.push(`verified at: ${r.verifiedAt}`);
-  for (const f of r.fetchedCollateral ?? []) out.push(`collateral: ${f.kind.padEnd(10)} ${f.from === 'cache' ? 'from cache' : 'fetched'} ${f.url}`);
+  for (const f of r.fetchedCollateral ?? []) out.push(`collateral: ${f.kind.padEnd(10)} ${f.from === 'cache' ? 'from cache' : 'fetched'} ${f.url}${f.partlyGiven ? ' (part given by hand; not kept)' : ''}`);
   if (r.claims?.simulated) out.push('WARNING: SIMULATED evidence. No hardware TEE stands behind it; default policies reject it.');
   out.push('');
   for (const s of r.steps) out.push(`  ${mark(s.ok)}  ${s.name.padEnd(13)} ${s.detail}${s.code ? ` [${s.code}]` : ''}`);

@@ -9,12 +9,15 @@ import { verifySevSnp } from '../sev-snp/verifier.js';
 import { amdExtensions, buildReport, createCrl, createKeyCertificate, createProductPki, signReport, tcbBytes, type AmdTcb, type SyntheticKey, type SyntheticProductPki } from '../sev-snp/testing/synthetic.js';
 import { TdxVerifier } from '../tdx/verifier.js';
 import type { VerificationResult, VerifyInput } from '../types.js';
-import { CollateralSource, collateralAccepted, withFetchedCollateral, type CollateralSourceOptions, type FetchedCollateral } from './source.js';
+import { fetchBounded, type FetchLike } from './http.js';
+import { CollateralSource, collateralAccepted, collateralRefused, withFetchedCollateral, type CollateralSourceOptions, type FetchedCollateral } from './source.js';
 import { MemoryCollateralStore } from './store.js';
-import { AMD_KDS_URL, INTEL_ROOT_CA_CRL_URL } from './urls.js';
+import { AMD_KDS_URL, INTEL_PCS_URL, INTEL_ROOT_CA_CRL_URL } from './urls.js';
 import { PCS_PATHS, TDX_QUOTE_4, TDX_SPR_E4, VendorServiceStandIn, amdMilan, encodeChainHeader, handGiven2023, intel2023, servePcs2023 } from './testing/vendor-stand-in.js';
 
 const AT_2023 = new Date('2023-07-01T01:00:00Z');
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
 const AT_SNP = new Date('2023-06-01T00:00:00Z');
 const MILAN_HWID = '3ac3fe21e13fb0990eb28a802e3fb6a29483a6b0753590c951bdd3b8e53786184ca39e359669a2b76a1936776b564ea464cdce40c05f63c9b610c5068b006b5d';
 
@@ -109,6 +112,29 @@ describe('the URL each piece of evidence maps to', () => {
         'https://pccs.example:8081/tdx/certification/v4/qe/identity',
         'https://pccs.example:8081/sgx/certification/v4/pckcrl?ca=platform&encoding=der',
         'https://pccs.example:8081/sgx/certification/v4/rootcacrl',
+      ],
+    },
+    {
+      // Review C-D: naming Intel's PCS explicitly must not switch the root CA CRL to a rootcacrl path PCS does not serve.
+      name: 'TDX SPR E4 with Intel PCS given explicitly (any spelling): still the root CA CRL distribution point',
+      evidence: TDX_SPR_E4,
+      options: { pcsUrl: 'https://API.trustedservices.intel.com/' },
+      urls: [
+        'https://api.trustedservices.intel.com/tdx/certification/v4/tcb?fmspc=50806F000000',
+        'https://api.trustedservices.intel.com/tdx/certification/v4/qe/identity',
+        'https://api.trustedservices.intel.com/sgx/certification/v4/pckcrl?ca=platform&encoding=der',
+        INTEL_ROOT_CA_CRL_URL,
+      ],
+    },
+    {
+      name: 'TDX SPR E4 through a PCCS with the root CA CRL URL given: that URL',
+      evidence: TDX_SPR_E4,
+      options: { pcsUrl: 'https://pccs.example', rootCaCrlUrl: 'https://crl.example/root.der' },
+      urls: [
+        'https://pccs.example/tdx/certification/v4/tcb?fmspc=50806F000000',
+        'https://pccs.example/tdx/certification/v4/qe/identity',
+        'https://pccs.example/sgx/certification/v4/pckcrl?ca=platform&encoding=der',
+        'https://crl.example/root.der',
       ],
     },
     { name: 'Nitro evidence has no collateral service', evidence: () => readVector('attestation/nitro/eternis_lib_test_attestation.cbor'), code: 'ERR_FORMAT_UNKNOWN' },
@@ -304,9 +330,9 @@ describe('the store: reuse until nextUpdate, offline with a warm store', () => {
     await s.stop();
   });
 
-  it('a second run is served from the store with the stand-in stopped; expiries are the collateral nextUpdates', async () => {
+  it('a second run is served from the store with the stand-in stopped; with a long maximum age, expiries are the collateral nextUpdates', async () => {
     const store = new MemoryCollateralStore();
-    const source = new CollateralSource({ pcsUrl: s.url, store });
+    const source = new CollateralSource({ pcsUrl: s.url, store, maxAgeMs: 365 * DAY });
     const first = await source.fetchFor(TDX_QUOTE_4(), { now: AT_2023 });
     expect(Object.fromEntries(first.items.map((i) => [i.kind, i.expiresAt]))).toEqual({
       tcbInfo: '2023-07-18T08:42:58.000Z',
@@ -327,7 +353,7 @@ describe('the store: reuse until nextUpdate, offline with a warm store', () => {
 
   it('refetches exactly what passed its nextUpdate (injected clock)', async () => {
     const store = new MemoryCollateralStore();
-    const source = new CollateralSource({ pcsUrl: s.url, store });
+    const source = new CollateralSource({ pcsUrl: s.url, store, maxAgeMs: 30 * DAY });
     await (await source.fetchFor(TDX_QUOTE_4(), { now: AT_2023 })).commit();
     s.requests.length = 0;
     const later = await source.fetchFor(TDX_QUOTE_4(), { now: new Date('2023-07-09T00:00:00Z') });
@@ -353,5 +379,203 @@ describe('the store: reuse until nextUpdate, offline with a warm store', () => {
     expect(f.collateral.pckCrl).toEqual(intel2023().pckCrl);
     await f.commit();
     expect(store.size).toBe(2); // tcbInfo and rootCaCrl; the expired QE Identity and PCK CRL are not kept
+  });
+});
+
+describe('review of f5c4367: hand-given parts, eviction, freshness, redirects', () => {
+  let s: VendorServiceStandIn;
+  beforeEach(async () => {
+    s = await VendorServiceStandIn.start();
+  });
+  afterEach(async () => {
+    await s.stop();
+  });
+
+  /** One CLI-like run: fetch, verify, keep what was accepted, drop kept copies that were refused. */
+  async function verifyRun(source: CollateralSource, hand: Record<string, Uint8Array> = {}, now = AT_2023): Promise<{ r: VerificationResult; f: FetchedCollateral }> {
+    const f = await source.fetchFor(TDX_QUOTE_4(), { now, collateral: hand });
+    const r = await new TdxVerifier().verify({ evidence: TDX_QUOTE_4(), now, ...withFetchedCollateral({ collateral: hand }, f) });
+    if (collateralAccepted('tdx', r)) await f.commit();
+    else if (collateralRefused('tdx', r)) await f.evict();
+    return { r, f };
+  }
+  const tcbItem = (f: FetchedCollateral) => f.items.find((i) => i.kind === 'tcbInfo')!;
+
+  it('C-B: an item whose issuer chain is given by hand is fetched but not kept, so later runs fetch it afresh and verify', async () => {
+    // The service sends the TCB Info with a wrong (well-formed) issuer chain header; the operator hands in the right chain.
+    servePcs2023(s, { tcbChain: intel2023().crlChain });
+    const store = new MemoryCollateralStore();
+    const source = new CollateralSource({ pcsUrl: s.url, store });
+    const one = await verifyRun(source, { tcbInfoIssuerChain: intel2023().tcbChain });
+    expect(one.r.ok).toBe(true);
+    expect(tcbItem(one.f)).toEqual({ kind: 'tcbInfo', url: `${s.url}${PCS_PATHS.tcbInfo('50806F000000')}`, from: 'network', partlyGiven: true });
+    expect(one.f.collateral.tcbInfoIssuerChain).toBeUndefined(); // the unchecked header chain is not even offered
+    expect(store.size).toBe(3); // QE Identity and both CRLs
+    servePcs2023(s); // the service is fixed
+    const two = await verifyRun(source);
+    expect([two.r.ok, tcbItem(two.f).from]).toEqual([true, 'network']);
+  });
+
+  it('C-B: an issuer chain in a hand-given bundle wins over the fetched header chain, and that item is not kept', async () => {
+    servePcs2023(s, { tcbChain: intel2023().crlChain });
+    const store = new MemoryCollateralStore();
+    const bundle = new TextEncoder().encode(JSON.stringify({ tcb_info_issuer_chain: new TextDecoder().decode(intel2023().tcbChain) }));
+    const { r, f } = await verifyRun(new CollateralSource({ pcsUrl: s.url, store }), { bundle });
+    expect(r.ok).toBe(true);
+    expect(tcbItem(f).partlyGiven).toBe(true);
+    expect(await store.get(`${s.url}${PCS_PATHS.tcbInfo('50806F000000')}`, AT_2023)).toBeUndefined();
+  });
+
+  it('C-A: a kept copy the verifier refuses is evicted, so the next run fetches it again (an accepted one is kept)', async () => {
+    servePcs2023(s);
+    const store = new MemoryCollateralStore();
+    const url = `${s.url}${PCS_PATHS.tcbInfo('50806F000000')}`;
+    // A kept TCB Info that no longer verifies (flipped byte in its signed body; its nextUpdate intact).
+    const bad = intel2023().tcbInfo.slice();
+    bad[40] = bad[40]! ^ 0x01;
+    await store.put({ url, body: bad, headers: { 'tcb-info-issuer-chain': encodeChainHeader(intel2023().tcbChain) }, fetchedAt: AT_2023, expiresAt: new Date(AT_2023.getTime() + HOUR) });
+    const source = new CollateralSource({ pcsUrl: s.url, store });
+    const one = await verifyRun(source);
+    expect([one.r.errors[0]?.code, tcbItem(one.f).from, collateralRefused('tdx', one.r)]).toEqual(['ERR_COLLATERAL_INVALID', 'cache', true]);
+    expect(await store.get(url, AT_2023)).toBeUndefined();
+    const two = await verifyRun(source);
+    expect([two.r.ok, tcbItem(two.f).from]).toEqual([true, 'network']);
+    const three = await verifyRun(source);
+    expect([three.r.ok, tcbItem(three.f).from]).toEqual([true, 'cache']);
+  });
+
+  it('collateralRefused: a collateral step failed (not a TCB level that does not match, not an accepted run)', async () => {
+    servePcs2023(s);
+    const e4 = await new TdxVerifier().verify({ evidence: TDX_SPR_E4(), now: AT_2023, collateral: handGiven2023() });
+    const stale = await new TdxVerifier().verify({ evidence: TDX_QUOTE_4(), now: new Date('2023-07-09T00:00:00Z'), collateral: handGiven2023() });
+    const ok = await new TdxVerifier().verify({ evidence: TDX_QUOTE_4(), now: AT_2023, collateral: handGiven2023() });
+    expect([e4, stale, ok].map((r) => [r.errors[0]?.code, collateralRefused('tdx', r)])).toEqual([
+      ['ERR_TCB_NO_MATCH', false],
+      ['ERR_CRL_STALE', true],
+      [undefined, false],
+    ]);
+  });
+
+  it('C-A: a kept entry is not trusted beyond its own bytes: a far expiresAt is cut to the body nextUpdate, a body with none is dropped', async () => {
+    servePcs2023(s);
+    const store = new MemoryCollateralStore();
+    const qeUrl = `${s.url}${PCS_PATHS.qeIdentity}`;
+    const pckUrl = `${s.url}${PCS_PATHS.pckCrl('platform')}`;
+    const far = new Date('9999-01-01T00:00:00Z');
+    const headers = { 'sgx-enclave-identity-issuer-chain': encodeChainHeader(intel2023().qeChain) };
+    // The real QE Identity (nextUpdate 2023-07-08T07:24:59Z) and PCK CRL (2023-07-08T07:27:52Z), kept with a 9999 expiry.
+    await store.put({ url: qeUrl, body: intel2023().qeIdentity.slice(), headers, fetchedAt: new Date('2023-07-08T00:00:00Z'), expiresAt: far });
+    await store.put({ url: pckUrl, body: intel2023().pckCrl.slice(), headers: { 'sgx-pck-crl-issuer-chain': encodeChainHeader(intel2023().crlChain) }, fetchedAt: new Date('2023-07-08T00:00:00Z'), expiresAt: far });
+    const source = new CollateralSource({ pcsUrl: s.url, store, maxAgeMs: 30 * DAY });
+    const before = await source.fetchFor(TDX_QUOTE_4(), { now: new Date('2023-07-08T07:00:00Z') });
+    expect(Object.fromEntries(before.items.map((i) => [i.kind, [i.from, i.expiresAt]]))).toMatchObject({ qeIdentity: ['cache', '2023-07-08T07:24:59.000Z'], pckCrl: ['cache', '2023-07-08T07:27:52.000Z'] });
+    const after = await source.fetchFor(TDX_QUOTE_4(), { now: new Date('2023-07-08T08:00:00Z') });
+    expect(Object.fromEntries(after.items.map((i) => [i.kind, i.from]))).toMatchObject({ qeIdentity: 'network', pckCrl: 'network' });
+    // A body that names no nextUpdate (not Intel's) gives the copy no life at all: dropped, fetched again.
+    await store.put({ url: qeUrl, body: new TextEncoder().encode('{"enclaveIdentity":{},"signature":"00"}'), headers, fetchedAt: AT_2023, expiresAt: far });
+    const planted = await source.fetchFor(TDX_QUOTE_4(), { now: AT_2023 });
+    expect(planted.items.find((i) => i.kind === 'qeIdentity')!.from).toBe('network');
+    expect(await store.get(qeUrl, AT_2023)).toBeUndefined();
+  });
+
+  it('C-C: by default each entry lives min(its nextUpdate, fetched + 24 h); maxAgeMs changes that, and a lower one also cuts copies kept earlier', async () => {
+    servePcs2023(s);
+    const store = new MemoryCollateralStore();
+    const first = await new CollateralSource({ pcsUrl: s.url, store }).fetchFor(TDX_QUOTE_4(), { now: AT_2023 });
+    const dayLater = new Date(AT_2023.getTime() + DAY).toISOString();
+    expect(first.items.map((i) => [i.kind, i.expiresAt])).toEqual([
+      ['tcbInfo', dayLater],
+      ['qeIdentity', dayLater],
+      ['pckCrl', dayLater],
+      ['rootCaCrl', dayLater], // its nextUpdate is 2024-04-02: nine months of hidden revocations otherwise
+    ]);
+    await first.commit();
+    s.requests.length = 0;
+    const fresh = await new CollateralSource({ pcsUrl: s.url, store }).fetchFor(TDX_QUOTE_4(), { now: new Date(AT_2023.getTime() + DAY - 1000) });
+    expect(fresh.items.map((i) => i.from)).toEqual(['cache', 'cache', 'cache', 'cache']);
+    const old = await new CollateralSource({ pcsUrl: s.url, store }).fetchFor(TDX_QUOTE_4(), { now: new Date(AT_2023.getTime() + DAY) });
+    expect(old.items.map((i) => i.from)).toEqual(['network', 'network', 'network', 'network']);
+
+    const longer = new MemoryCollateralStore();
+    const longLived = await new CollateralSource({ pcsUrl: s.url, store: longer, maxAgeMs: 8 * DAY }).fetchFor(TDX_QUOTE_4(), { now: AT_2023 });
+    expect(Object.fromEntries(longLived.items.map((i) => [i.kind, i.expiresAt]))).toEqual({
+      tcbInfo: new Date(AT_2023.getTime() + 8 * DAY).toISOString(),
+      qeIdentity: '2023-07-08T07:24:59.000Z',
+      pckCrl: '2023-07-08T07:27:52.000Z',
+      rootCaCrl: new Date(AT_2023.getTime() + 8 * DAY).toISOString(),
+    });
+    await longLived.commit();
+    // Kept for 8 days, read with a one-hour maximum: an hour after it was fetched it is fetched again.
+    const hourly = new CollateralSource({ pcsUrl: s.url, store: longer, maxAgeMs: HOUR });
+    expect((await hourly.fetchFor(TDX_QUOTE_4(), { now: new Date(AT_2023.getTime() + HOUR) })).items.map((i) => i.from)).toEqual(['network', 'network', 'network', 'network']);
+    // 0 keeps nothing.
+    const none = new MemoryCollateralStore();
+    await (await new CollateralSource({ pcsUrl: s.url, store: none, maxAgeMs: 0 }).fetchFor(TDX_QUOTE_4(), { now: AT_2023 })).commit();
+    expect(none.size).toBe(0);
+    expect(() => new CollateralSource({ maxAgeMs: -1 })).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }) as Error);
+  });
+
+  /**
+   * A fetch that behaves as WHATWG fetch does with redirects: `follow` follows them itself (as
+   * undici and browsers do), `manual` hands back the 3xx. Every URL it is asked for is recorded.
+   */
+  function redirectingFetch(routes: Record<string, { status: number; location?: string; body?: Uint8Array<ArrayBuffer> }>): { fetch: FetchLike; requested: string[] } {
+    const requested: string[] = [];
+    const fetch: FetchLike = (input, init) => {
+      let url = input;
+      for (let i = 0; i < 20; i++) {
+        requested.push(url);
+        const r = routes[url];
+        if (!r) return Promise.resolve(new Response(null, { status: 404 }));
+        if (r.location && init?.redirect !== 'manual') {
+          url = new URL(r.location, url).href;
+          continue;
+        }
+        return Promise.resolve(new Response(r.body ?? null, { status: r.status, headers: r.location ? { location: r.location } : {} }));
+      }
+      return Promise.reject(new TypeError('redirect count exceeded'));
+    };
+    return { fetch, requested };
+  }
+  const crl = intel2023().rootCaCrl.slice();
+  const bounded = (fetch: FetchLike, url: string) => fetchBounded(url, { fetch, timeoutMs: 5000, maxBytes: 1 << 20 }).catch((e: CustodyError) => e);
+
+  it('redirects: https to http is refused before the http URL is requested (ERR_COLLATERAL_RESPONSE, downgrade)', async () => {
+    const f = redirectingFetch({ 'https://pcs.test/crl': { status: 302, location: 'http://pcs.test/crl' }, 'http://pcs.test/crl': { status: 200, body: crl } });
+    const e = (await bounded(f.fetch, 'https://pcs.test/crl')) as CustodyError;
+    expect([e.code, e.detail?.reason]).toEqual(['ERR_COLLATERAL_RESPONSE', 'downgrade']);
+    expect(f.requested).toEqual(['https://pcs.test/crl']);
+  });
+
+  it('redirects: https to https and http to http(s) are followed (relative Location too), at most MAX_REDIRECTS', async () => {
+    const f = redirectingFetch({
+      'https://pcs.test/a': { status: 301, location: '/b' },
+      'https://pcs.test/b': { status: 308, location: 'https://cdn.test/crl' },
+      'https://cdn.test/crl': { status: 200, body: crl },
+      'http://pccs.test/a': { status: 307, location: 'https://pccs.test/a' },
+      'https://pccs.test/a': { status: 200, body: crl },
+      'https://loop.test/x': { status: 302, location: '/x' },
+      'http://pccs.test/ftp': { status: 302, location: 'ftp://pccs.test/crl' },
+    });
+    expect(((await bounded(f.fetch, 'https://pcs.test/a')) as { body: Uint8Array }).body).toEqual(crl);
+    expect(((await bounded(f.fetch, 'http://pccs.test/a')) as { body: Uint8Array }).body).toEqual(crl);
+    const loop = (await bounded(f.fetch, 'https://loop.test/x')) as CustodyError;
+    expect([loop.code, loop.detail?.reason]).toEqual(['ERR_COLLATERAL_RESPONSE', 'redirect']);
+    expect(f.requested.filter((u) => u === 'https://loop.test/x')).toHaveLength(6);
+    expect(((await bounded(f.fetch, 'http://pccs.test/ftp')) as CustodyError).code).toBe('ERR_COLLATERAL_RESPONSE');
+  });
+
+  it('redirects: the real fetch against the stand-in follows a 302 within the service', async () => {
+    servePcs2023(s);
+    s.serve('/moved/rootcacrl', { status: 302, headers: { location: PCS_PATHS.rootCaCrl } });
+    const r = await fetchBounded(`${s.url}/moved/rootcacrl`, { fetch: (i, init) => fetch(i, init), timeoutMs: 5000, maxBytes: 1 << 20 });
+    expect(r.body).toEqual(intel2023().rootCaCrl);
+    expect(s.requests).toEqual(['/moved/rootcacrl', PCS_PATHS.rootCaCrl]);
+  });
+
+  it('C-D: Intel PCS named explicitly fetches the root CA CRL from its distribution point, never from PCS', () => {
+    const explicit = new CollateralSource({ pcsUrl: INTEL_PCS_URL }).plan(TDX_SPR_E4());
+    expect(explicit.requests.find((r) => r.kind === 'rootCaCrl')!.url).toBe(INTEL_ROOT_CA_CRL_URL);
+    expect(new CollateralSource({ pcsUrl: 'http://api.trustedservices.intel.com' }).plan(TDX_SPR_E4()).requests.find((r) => r.kind === 'rootCaCrl')!.url).toBe('http://api.trustedservices.intel.com/sgx/certification/v4/rootcacrl');
   });
 });

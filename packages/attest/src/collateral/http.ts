@@ -24,10 +24,19 @@ function fail(code: 'ERR_COLLATERAL_UNAVAILABLE' | 'ERR_COLLATERAL_NOT_FOUND' | 
   return new CustodyError(code, message, { detail, ...(cause === undefined ? {} : { cause }) });
 }
 
+/** Most redirects followed for one request. */
+export const MAX_REDIRECTS = 5;
+const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
+
 /**
  * GET `url` with a deadline and a size bound. 200 gives the body; 404/410 ERR_COLLATERAL_NOT_FOUND;
  * 408, 429 and 5xx, network failures and the deadline ERR_COLLATERAL_UNAVAILABLE; anything else,
  * and a body over the bound, ERR_COLLATERAL_RESPONSE. The body is untrusted bytes.
+ *
+ * Redirects are followed here, not by `fetch` (at most MAX_REDIRECTS, all within the one deadline),
+ * so that one from https to anything but https is refused before it is requested
+ * (ERR_COLLATERAL_RESPONSE, reason `downgrade`), as is a redirect `fetch` will not show (a browser's
+ * opaque redirect).
  */
 export async function fetchBounded(url: string, options: BoundedFetchOptions): Promise<BoundedResponse> {
   const controller = new AbortController();
@@ -38,10 +47,20 @@ export async function fetchBounded(url: string, options: BoundedFetchOptions): P
   }, options.timeoutMs);
   try {
     let res: Response;
-    try {
-      res = await options.fetch(url, { method: 'GET', redirect: 'follow', signal: controller.signal });
-    } catch (e) {
-      throw unreachable(url, timedOut, options.timeoutMs, e);
+    let at = url;
+    for (let hops = 0; ; hops++) {
+      try {
+        res = await options.fetch(at, { method: 'GET', redirect: 'manual', signal: controller.signal });
+      } catch (e) {
+        throw unreachable(url, timedOut, options.timeoutMs, e);
+      }
+      if (res.type === 'opaqueredirect') {
+        await res.body?.cancel().catch(() => undefined);
+        throw fail('ERR_COLLATERAL_RESPONSE', `${url} redirected where it cannot be followed`, { url, reason: 'redirect' });
+      }
+      if (!REDIRECT_STATUS.has(res.status)) break;
+      await res.body?.cancel().catch(() => undefined);
+      at = redirectTarget(url, at, res.headers.get('location'), hops);
     }
     if (res.status !== 200) {
       await res.body?.cancel().catch(() => undefined);
@@ -71,6 +90,23 @@ export async function fetchBounded(url: string, options: BoundedFetchOptions): P
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Where a redirect from `from` leads: an http(s) URL, never from https to http, at most MAX_REDIRECTS hops. */
+function redirectTarget(url: string, from: string, location: string | null, hops: number): string {
+  if (hops >= MAX_REDIRECTS) throw fail('ERR_COLLATERAL_RESPONSE', `${url} redirected more than ${MAX_REDIRECTS} times`, { url, reason: 'redirect' });
+  let next: URL;
+  try {
+    if (location === null) throw new TypeError('no Location header');
+    next = new URL(location, from);
+  } catch (e) {
+    throw fail('ERR_COLLATERAL_RESPONSE', `${url} redirected without a usable Location`, { url, reason: 'redirect' }, e);
+  }
+  const wasHttps = new URL(from).protocol === 'https:';
+  if (next.protocol !== 'https:' && (wasHttps || next.protocol !== 'http:')) {
+    throw fail('ERR_COLLATERAL_RESPONSE', `${url} redirected to a ${next.protocol.replace(/:$/, '')} URL (only http(s) is followed, and only https from https)`, { url, reason: 'downgrade' });
+  }
+  return next.href;
 }
 
 function unreachable(url: string, timedOut: boolean, timeoutMs: number, cause: unknown): CustodyError {

@@ -1,5 +1,5 @@
-export { CollateralSource, collateralAccepted, withFetchedCollateral, type CollateralSourceOptions, type FetchCollateralOptions, type FetchedCollateral, type FetchedItem } from './source.js';
-export { MemoryCollateralStore, collateralExpiry, DEFAULT_FIXED_TTL_MS, type CollateralStore, type StoredCollateral } from './store.js';
+export { CollateralSource, collateralAccepted, collateralRefused, withFetchedCollateral, type CollateralSourceOptions, type FetchCollateralOptions, type FetchedCollateral, type FetchedItem } from './source.js';
+export { MemoryCollateralStore, collateralExpiry, DEFAULT_FIXED_TTL_MS, DEFAULT_MAX_AGE_MS, type CollateralLifetime, type CollateralStore, type StoredCollateral } from './store.js';
 export {
   planSevSnpCollateral,
   planTdxCollateral,
@@ -14,4 +14,4 @@ export {
   type TdxCollateralPlan,
 } from './urls.js';
 export { decodeIssuerChainHeader, MAX_ISSUER_CHAIN_HEADER } from './issuer-chain.js';
-export { fetchBounded, type FetchLike, type BoundedFetchOptions, type BoundedResponse } from './http.js';
+export { fetchBounded, MAX_REDIRECTS, type FetchLike, type BoundedFetchOptions, type BoundedResponse } from './http.js';

@@ -7,7 +7,7 @@ import { looksLikeTdxQuote } from '../tdx/quote.js';
 import type { Platform, StepName, VerificationResult } from '../types.js';
 import { fetchBounded, type FetchLike } from './http.js';
 import { decodeIssuerChainHeader } from './issuer-chain.js';
-import { DEFAULT_FIXED_TTL_MS, collateralExpiry, type CollateralStore, type StoredCollateral } from './store.js';
+import { DEFAULT_FIXED_TTL_MS, DEFAULT_MAX_AGE_MS, collateralExpiry, ownExpiry, type CollateralLifetime, type CollateralStore, type StoredCollateral } from './store.js';
 import { AMD_KDS_URL, INTEL_PCS_URL, checkBaseUrl, planSevSnpCollateral, planTdxCollateral, type CollateralItemKind, type CollateralRequest, type SevSnpCollateralPlan, type TdxCollateralPlan } from './urls.js';
 
 export interface CollateralSourceOptions {
@@ -17,7 +17,7 @@ export interface CollateralSourceOptions {
   kdsUrl?: string;
   /** Intel PCS v4 or PCCS base URL (default https://api.trustedservices.intel.com). */
   pcsUrl?: string;
-  /** Where the Intel SGX Root CA CRL is fetched (default: Intel's distribution point, or the PCCS `rootcacrl` when `pcsUrl` is given). */
+  /** Where the Intel SGX Root CA CRL is fetched (default: Intel's distribution point, or the PCCS `rootcacrl` when `pcsUrl` is not Intel's PCS). */
   rootCaCrlUrl?: string;
   /** Deadline for each request (default 10 s). */
   timeoutMs?: number;
@@ -25,7 +25,9 @@ export interface CollateralSourceOptions {
   maxResponseBytes?: number;
   /** Where fetched responses are kept until they expire; none by default. */
   store?: CollateralStore;
-  /** How long a VCEK and certificate chains are kept (default 7 days). */
+  /** Longest reuse of any kept item after it was fetched (default 24 h); never past the item's own nextUpdate. */
+  maxAgeMs?: number;
+  /** Longest reuse of a VCEK and certificate chains (default 7 days), within maxAgeMs. */
   fixedTtlMs?: number;
 }
 
@@ -48,6 +50,8 @@ export interface FetchedItem {
   from: 'network' | 'cache';
   /** When a kept copy expires (absent when it is not kept). */
   expiresAt?: string;
+  /** Part of the item was given by hand (an issuer chain, an ARK): that part is not taken from the fetch, and nothing of the item is kept. */
+  partlyGiven?: true;
 }
 
 /** Fetched collateral in exactly the form `VerifyInput` takes; all of it unverified. */
@@ -58,6 +62,12 @@ export interface FetchedCollateral {
   items: FetchedItem[];
   /** Keeps what came from the network in the store. Call it once the verifier accepted the collateral (see `collateralAccepted`). */
   commit(): Promise<void>;
+  /**
+   * Drops from the store every item that was served from it, so the next run fetches them again.
+   * Call it when the verifier refused the collateral (see `collateralRefused`): a kept copy that no
+   * longer verifies is not served again until it expires.
+   */
+  evict(): Promise<void>;
 }
 
 /** The verifier's collateral name for each kind (VCEK and chains go to `certs`). */
@@ -79,6 +89,14 @@ interface Got {
   expiresAt?: Date;
 }
 
+/** What the caller already has: whole items (not fetched) and parts of items (those items are fetched, not kept). */
+interface Supplied {
+  have: Set<CollateralItemKind>;
+  partly: Set<CollateralItemKind>;
+}
+
+const NOTHING_FETCHED = (platform: 'sev-snp' | 'tdx'): FetchedCollateral => ({ platform, certs: [], collateral: {}, items: [], commit: () => Promise.resolve(), evict: () => Promise.resolve() });
+
 /**
  * Fetches the vendor collateral a piece of evidence needs (SEV-SNP: VCEK, ASK/ARK, CRL from AMD KDS;
  * TDX: TCB Info, QE Identity, PCK and root CA CRLs with their issuer chains from Intel PCS or a
@@ -89,13 +107,16 @@ export class CollateralSource {
   private readonly fetchFn: FetchLike;
   private readonly timeoutMs: number;
   private readonly maxBytes: number;
-  private readonly fixedTtlMs: number;
+  private readonly lifetime: CollateralLifetime;
 
   constructor(private readonly options: CollateralSourceOptions = {}) {
     this.fetchFn = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.maxBytes = options.maxResponseBytes ?? 1024 * 1024;
-    this.fixedTtlMs = options.fixedTtlMs ?? DEFAULT_FIXED_TTL_MS;
+    for (const [name, v] of [['maxAgeMs', options.maxAgeMs], ['fixedTtlMs', options.fixedTtlMs]] as const) {
+      if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new CustodyError('ERR_USAGE', `${name} must be a whole number of milliseconds, 0 or more`);
+    }
+    this.lifetime = { ...(options.maxAgeMs !== undefined && { maxAgeMs: options.maxAgeMs }), ...(options.fixedTtlMs !== undefined && { fixedTtlMs: options.fixedTtlMs }) };
     checkBaseUrl(options.kdsUrl ?? AMD_KDS_URL, 'the KDS URL');
     checkBaseUrl(options.pcsUrl ?? INTEL_PCS_URL, 'the PCS URL');
   }
@@ -118,13 +139,13 @@ export class CollateralSource {
     } catch (e) {
       // A VLEK the caller supplied needs nothing from KDS; without one there is nothing to verify with.
       if (e instanceof CustodyError && e.code === 'ERR_SNP_VLEK_NOT_FETCHABLE' && suppliesVlek(evidence, options)) {
-        return { platform: 'sev-snp', certs: [], collateral: {}, items: [], commit: () => Promise.resolve() };
+        return NOTHING_FETCHED('sev-snp');
       }
       throw e;
     }
-    const have = plan.platform === 'sev-snp' ? suppliedSnp(evidence, options) : suppliedTdx(options);
-    const todo = plan.requests.filter((r) => !have.has(r.kind));
-    const got = await Promise.all(todo.map((r) => this.get(r, options.now)));
+    const supplied = plan.platform === 'sev-snp' ? suppliedSnp(evidence, options) : suppliedTdx(options);
+    const todo = plan.requests.filter((r) => !supplied.have.has(r.kind));
+    const got = await Promise.all(todo.map((r) => this.get(r, options.now, supplied.partly.has(r.kind))));
     const certs: Bytes[] = [];
     const collateral: Record<string, Bytes> = {};
     for (const g of got) {
@@ -132,52 +153,91 @@ export class CollateralSource {
       if (name) collateral[name] = g.body;
       else certs.push(g.body);
       const chainName = CHAIN_NAME[g.request.kind];
-      if (chainName && g.chain) collateral[chainName] = g.chain;
+      // A chain given by hand (named, or in a bundle, which named collateral would override) is used instead.
+      if (chainName && g.chain && !supplied.partly.has(g.request.kind)) collateral[chainName] = g.chain;
     }
     const keep = got.flatMap((g) => (g.keep ? [g.keep] : []));
+    const cached = got.filter((g) => g.from === 'cache').map((g) => g.request.url);
     const store = this.options.store;
-    let committed = false;
+    let settled = false;
     return {
       platform: plan.platform,
       certs,
       collateral,
-      items: got.map((g) => ({ kind: g.request.kind, url: g.request.url, from: g.from, ...(g.expiresAt && { expiresAt: g.expiresAt.toISOString() }) })),
+      items: got.map((g) => ({
+        kind: g.request.kind,
+        url: g.request.url,
+        from: g.from,
+        ...(g.expiresAt && { expiresAt: g.expiresAt.toISOString() }),
+        ...(supplied.partly.has(g.request.kind) && { partlyGiven: true as const }),
+      })),
       async commit() {
-        if (committed || !store) return;
-        committed = true;
+        if (settled || !store) return;
+        settled = true;
         for (const e of keep) await store.put(e);
+      },
+      async evict() {
+        if (settled || !store) return;
+        settled = true;
+        for (const url of cached) await store.delete(url);
       },
     };
   }
 
-  private async get(request: CollateralRequest, now: Date): Promise<Got> {
+  /**
+   * One item, from the store while a kept copy is current, else from the network. A fetched item
+   * part of which is given by hand is not kept: the kept copy would hold the fetched part that this
+   * run did not use, hence did not check, and later runs would use it.
+   */
+  private async get(request: CollateralRequest, now: Date, partlyGiven: boolean): Promise<Got> {
     const store = this.options.store;
     if (store) {
-      let cached: StoredCollateral | undefined;
-      try {
-        cached = await store.get(request.url, now);
-      } catch {
-        cached = undefined; // an unreadable store is a cache miss, never a failure
-      }
-      if (cached) {
-        try {
-          const chain = issuerChain(request, cached.headers);
-          return { request, body: cached.body, from: 'cache', expiresAt: cached.expiresAt, ...(chain && { chain }) };
-        } catch {
-          // a kept copy without its issuer chain is damaged: fetch it again
-        }
-      }
+      const hit = await this.fromStore(store, request, now);
+      if (hit) return hit;
     }
     const res = await fetchBounded(request.url, { fetch: this.fetchFn, timeoutMs: this.timeoutMs, maxBytes: this.maxBytes, ...(request.issuerChainHeaders && { keepHeaders: request.issuerChainHeaders }) });
     const chain = issuerChain(request, res.headers);
-    const expiresAt = collateralExpiry(request, res.body, now, this.fixedTtlMs);
+    const expiresAt = store && !partlyGiven ? collateralExpiry(request, res.body, now, this.lifetime) : undefined;
     return {
       request,
       body: res.body,
       from: 'network',
       ...(chain && { chain }),
-      ...(expiresAt && { expiresAt, keep: { url: request.url, body: res.body, headers: res.headers, expiresAt } }),
+      ...(expiresAt && { expiresAt, keep: { url: request.url, body: res.body, headers: res.headers, fetchedAt: now, expiresAt } }),
     };
+  }
+
+  /**
+   * A kept copy that is current at `now`. Its life is recomputed from its own bytes and fetch time
+   * (nextUpdate, the maximum age in force now); the stored expiry only ever shortens it. A copy
+   * whose bytes give no life, or without its issuer chain, is damaged: it is dropped and fetched
+   * again. A store that cannot be read is a miss, except one that refuses its location
+   * (ERR_COLLATERAL_CACHE_DIR).
+   */
+  private async fromStore(store: CollateralStore, request: CollateralRequest, now: Date): Promise<Got | undefined> {
+    let cached: StoredCollateral | undefined;
+    try {
+      cached = await store.get(request.url, now);
+    } catch (e) {
+      if (e instanceof CustodyError && e.code === 'ERR_COLLATERAL_CACHE_DIR') throw e;
+      return undefined;
+    }
+    if (!cached) return undefined;
+    // Kept by a run at a later verification time (--at in the past): not evidence of anything at `now`.
+    if (cached.fetchedAt.getTime() > now.getTime()) return undefined;
+    const own = ownExpiry(request, cached.body, cached.fetchedAt, this.lifetime.fixedTtlMs ?? DEFAULT_FIXED_TTL_MS);
+    let chain: Bytes | undefined;
+    try {
+      if (!own) throw new CustodyError('ERR_COLLATERAL_RESPONSE', 'the kept copy gives no expiry');
+      chain = issuerChain(request, cached.headers);
+    } catch {
+      await store.delete(request.url).catch(() => undefined);
+      return undefined;
+    }
+    const capped = Math.min(own.getTime(), cached.fetchedAt.getTime() + (this.lifetime.maxAgeMs ?? DEFAULT_MAX_AGE_MS), cached.expiresAt.getTime());
+    if (capped <= now.getTime()) return undefined;
+    const expiresAt = new Date(capped);
+    return { request, body: cached.body, from: 'cache', expiresAt, ...(chain && { chain }) };
   }
 }
 
@@ -213,32 +273,40 @@ function suppliesVlek(evidence: Uint8Array, options: FetchCollateralOptions): bo
   return suppliedSnpCertificates(evidence, options).some((c) => amdKeyKind(c) === 'VLEK');
 }
 
-/** SEV-SNP items the caller (or the configfs-tsm certificate table) already supplies. */
-function suppliedSnp(evidence: Uint8Array, options: FetchCollateralOptions): Set<CollateralItemKind> {
+/** SEV-SNP items the caller (or the configfs-tsm certificate table) already supplies; an ARK without its ASK is part of the chain. */
+function suppliedSnp(evidence: Uint8Array, options: FetchCollateralOptions): Supplied {
   const have = new Set<CollateralItemKind>();
+  const partly = new Set<CollateralItemKind>();
   if (options.collateral?.crl || readSevSnpEvidence(evidence).certTable.some((e) => e.kind === 'crl')) have.add('crl');
   for (const c of suppliedSnpCertificates(evidence, options)) {
+    const role = amdCaName(commonName(c))?.role;
     if (amdKeyKind(c) === 'VCEK') have.add('vcek');
-    if (amdCaName(commonName(c))?.role === 'ASK') have.add('certChain');
+    if (role === 'ASK') have.add('certChain');
+    if (role === 'ARK') partly.add('certChain');
   }
-  return have;
+  for (const k of have) partly.delete(k);
+  return { have, partly };
 }
 
-/** TDX items the caller already supplies, as named files or inside a `bundle`. */
-function suppliedTdx(options: FetchCollateralOptions): Set<CollateralItemKind> {
+/** TDX items the caller already supplies, as named files or inside a `bundle`, and items of which it supplies only the issuer chain. */
+function suppliedTdx(options: FetchCollateralOptions): Supplied {
   const have = new Set<CollateralItemKind>();
+  const partly = new Set<CollateralItemKind>();
   const given = options.collateral ?? {};
+  const chains = new Set(Object.keys(given).filter((k) => given[k]));
   for (const [kind, name] of BUNDLE_FIELDS) if (given[name]) have.add(kind);
   if (given.bundle) {
     try {
       const b = parseCollateralBundle(given.bundle);
       for (const [kind, field] of BUNDLE_FIELDS) if (b[field]) have.add(kind);
+      for (const name of Object.values(CHAIN_NAME)) if (b[name as keyof typeof b]) chains.add(name);
     } catch {
       // a bundle that does not parse is the verifier's to report; fetch nothing that could mask it
       for (const [kind] of BUNDLE_FIELDS) have.add(kind);
     }
   }
-  return have;
+  for (const [kind, name] of Object.entries(CHAIN_NAME) as [CollateralItemKind, string][]) if (!have.has(kind) && chains.has(name)) partly.add(kind);
+  return { have, partly };
 }
 
 /** Hand-given certificates and collateral combined with fetched ones; hand-given ones win. */
@@ -247,7 +315,7 @@ export function withFetchedCollateral(input: { certs?: Uint8Array[]; collateral?
   return { certs: [...(input.certs ?? []), ...fetched.certs], collateral: { ...fetched.collateral, ...(input.collateral ?? {}) } };
 }
 
-/** The steps that check collateral; fetched copies are kept only after all of them passed. */
+/** The steps that check collateral; fetched copies are kept only after all of them passed, and kept copies dropped when one failed. */
 const COLLATERAL_STEPS: Record<'sev-snp' | 'tdx', StepName[]> = {
   'sev-snp': ['chain', 'revocation', 'signature', 'tcb'],
   tdx: ['chain', 'revocation', 'collateral'],
@@ -260,4 +328,13 @@ const COLLATERAL_STEPS: Record<'sev-snp' | 'tdx', StepName[]> = {
  */
 export function collateralAccepted(platform: 'sev-snp' | 'tdx', result: VerificationResult): boolean {
   return COLLATERAL_STEPS[platform].every((name) => result.steps.some((s) => s.name === name && s.ok));
+}
+
+/**
+ * Whether a verification refused collateral: one of the steps that check it failed (a parse or
+ * binding failure says nothing about the collateral). Copies served from the store are then
+ * dropped (`FetchedCollateral.evict`), so a bad one is not served again until it expires.
+ */
+export function collateralRefused(platform: 'sev-snp' | 'tdx', result: VerificationResult): boolean {
+  return result.steps.some((s) => !s.ok && COLLATERAL_STEPS[platform].includes(s.name));
 }

@@ -8,19 +8,29 @@ export interface StoredCollateral {
   body: Bytes;
   /** Kept response headers by lowercase name. */
   headers: Record<string, string>;
-  /** The copy may be used until this time (the collateral's own nextUpdate, or a fixed TTL). */
+  /** When it was fetched (the verification time of the run that fetched it). */
+  fetchedAt: Date;
+  /**
+   * The copy may be used until this time: the collateral's own nextUpdate, capped at `fetchedAt`
+   * plus the maximum age. A reader recomputes the bound from `body` and `fetchedAt` (see
+   * `collateralExpiry`) and never trusts this field beyond it.
+   */
   expiresAt: Date;
 }
 
 /**
  * Where fetched collateral is kept between verifications, keyed by URL. `get` returns a copy only
  * while `now` is before its `expiresAt`, and nothing for a missing, expired or damaged entry (the
- * caller then fetches again). The bytes stay untrusted: the verifier checks them on every use.
+ * caller then fetches again). The bytes stay untrusted: the verifier checks them on every use, and
+ * `delete` drops a copy the verifier refused.
  */
 export interface CollateralStore {
   get(url: string, now: Date): Promise<StoredCollateral | undefined>;
   put(entry: StoredCollateral): Promise<void>;
+  delete(url: string): Promise<void>;
 }
+
+const copy = (e: StoredCollateral): StoredCollateral => ({ ...e, body: e.body.slice(), headers: { ...e.headers }, fetchedAt: new Date(e.fetchedAt), expiresAt: new Date(e.expiresAt) });
 
 /** An in-memory store (browsers, tests, one process); the Node CLI has a disk store. */
 export class MemoryCollateralStore implements CollateralStore {
@@ -31,13 +41,18 @@ export class MemoryCollateralStore implements CollateralStore {
   get(url: string, now: Date): Promise<StoredCollateral | undefined> {
     const e = this.entries.get(url);
     if (e && e.expiresAt.getTime() <= now.getTime()) this.entries.delete(url);
-    return Promise.resolve(e && e.expiresAt.getTime() > now.getTime() ? { ...e, body: e.body.slice(), headers: { ...e.headers } } : undefined);
+    return Promise.resolve(e && e.expiresAt.getTime() > now.getTime() ? copy(e) : undefined);
   }
 
   put(entry: StoredCollateral): Promise<void> {
     this.entries.delete(entry.url);
     if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(entry.url, { ...entry, body: entry.body.slice(), headers: { ...entry.headers } });
+    this.entries.set(entry.url, copy(entry));
+    return Promise.resolve();
+  }
+
+  delete(url: string): Promise<void> {
+    this.entries.delete(url);
     return Promise.resolve();
   }
 
@@ -46,39 +61,60 @@ export class MemoryCollateralStore implements CollateralStore {
   }
 }
 
-/** How long the AMD VCEK and certificate chains are kept: they do not change for a chip and TCB. */
+/** How long the AMD VCEK and certificate chains are kept at most: they do not change for a chip and TCB. */
 export const DEFAULT_FIXED_TTL_MS = 7 * 24 * 60 * 60 * 1000;
+
+/**
+ * How long any fetched item is reused at most (24 h): CRLs, TCB Info and QE Identity often name a
+ * nextUpdate weeks or months away (Intel's root CA CRL about a year), and reusing them that long
+ * would hide a revocation or a TCB recovery published meanwhile.
+ */
+export const DEFAULT_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+
+export interface CollateralLifetime {
+  /** Longest reuse of any item after it was fetched (default DEFAULT_MAX_AGE_MS). */
+  maxAgeMs?: number;
+  /** Longest reuse of a certificate (VCEK, ASK/ARK; default DEFAULT_FIXED_TTL_MS), within maxAgeMs. */
+  fixedTtlMs?: number;
+}
 
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
 
 /**
- * Until when a fetched response may be reused: a CRL's nextUpdate, a TCB Info's or QE Identity's
- * nextUpdate, or `now + fixedTtlMs` for certificates. Undefined when the bytes do not say (they are
- * then passed to the verifier, which rejects them with its own code, and never kept) or when that
- * time has already passed at `now`.
+ * Until when a response fetched at `fetchedAt` may be reused: `fetchedAt + maxAgeMs`, and never past
+ * a CRL's, a TCB Info's or a QE Identity's own nextUpdate, nor (certificates) `fetchedAt +
+ * fixedTtlMs`. Undefined when the bytes do not say (they are then passed to the verifier, which
+ * rejects them with its own code, and never kept) or when that time is not after `fetchedAt`. A
+ * reader of a kept copy calls it again on the kept body: a stored expiry is never trusted beyond it.
  */
-export function collateralExpiry(request: CollateralRequest, body: Uint8Array, now: Date, fixedTtlMs = DEFAULT_FIXED_TTL_MS): Date | undefined {
-  let at: Date | undefined;
+export function collateralExpiry(request: CollateralRequest, body: Uint8Array, fetchedAt: Date, lifetime: CollateralLifetime = {}): Date | undefined {
+  const own = ownExpiry(request, body, fetchedAt, lifetime.fixedTtlMs ?? DEFAULT_FIXED_TTL_MS);
+  if (own === undefined) return undefined;
+  const at = Math.min(own.getTime(), fetchedAt.getTime() + (lifetime.maxAgeMs ?? DEFAULT_MAX_AGE_MS));
+  return at > fetchedAt.getTime() ? new Date(at) : undefined;
+}
+
+/** The life the bytes themselves give (nextUpdate; certificates `fetchedAt + fixedTtlMs`), before any maximum age; undefined when they give none. */
+export function ownExpiry(request: CollateralRequest, body: Uint8Array, fetchedAt: Date, fixedTtlMs: number): Date | undefined {
+  let at: number | undefined;
   try {
     switch (request.expiry) {
       case 'fixed':
-        at = new Date(now.getTime() + fixedTtlMs);
+        at = fetchedAt.getTime() + fixedTtlMs;
         break;
       case 'crl':
-        at = readCrl(body, 'CRL').nextUpdate;
+        at = readCrl(body, 'CRL').nextUpdate?.getTime();
         break;
       case 'tcbInfo':
       case 'qeIdentity': {
         const signed = readSignedResponse(body, request.expiry === 'tcbInfo' ? 'tcbInfo' : 'enclaveIdentity', request.kind);
         const next = (JSON.parse(signed.body) as { nextUpdate?: unknown }).nextUpdate;
-        if (typeof next === 'string' && ISO_UTC.test(next)) at = new Date(next);
+        if (typeof next === 'string' && ISO_UTC.test(next)) at = new Date(next).getTime();
         break;
       }
     }
   } catch {
     return undefined;
   }
-  if (!at || Number.isNaN(at.getTime()) || at.getTime() <= now.getTime()) return undefined;
-  return at;
+  return at === undefined || Number.isNaN(at) ? undefined : new Date(at);
 }
-

@@ -120,12 +120,20 @@ export function planSevSnpCollateral(evidence: Uint8Array, options: { kdsUrl?: s
   };
 }
 
+/** Whether a PCS base URL is Intel's own PCS (its host over https), not a PCCS. */
+function isIntelPcs(base: string): boolean {
+  const u = checkBaseUrl(base, 'the PCS URL');
+  return u.protocol === 'https:' && u.hostname.toLowerCase() === new URL(INTEL_PCS_URL).hostname;
+}
+
 const PCK_CA: Record<string, 'platform' | 'processor'> = { 'Intel SGX PCK Platform CA': 'platform', 'Intel SGX PCK Processor CA': 'processor' };
 
 /**
  * What Intel PCS v4 (or a PCCS at `pcsUrl`) serves for a TDX quote: TCB Info for the FMSPC of the
  * PCK certificate in the quote, the TD_QE identity, the CRL of the PCK's issuing CA, and the Intel
- * SGX Root CA CRL (from Intel's distribution point, or the PCCS `rootcacrl` when `pcsUrl` is a PCCS).
+ * SGX Root CA CRL: from Intel's distribution point (the one in Intel's root certificate) while
+ * `pcsUrl` is Intel's PCS, which does not serve `rootcacrl`; from the PCCS `rootcacrl` when `pcsUrl`
+ * is another host (a PCCS); from `rootCaCrlUrl` when given.
  */
 export function planTdxCollateral(evidence: Uint8Array, options: { pcsUrl?: string; rootCaCrlUrl?: string } = {}): TdxCollateralPlan {
   const base = options.pcsUrl ?? INTEL_PCS_URL;
@@ -138,7 +146,7 @@ export function planTdxCollateral(evidence: Uint8Array, options: { pcsUrl?: stri
   const issuerCn = leaf.issuer.attributes.find((a) => a.type === 'CN')?.value ?? '';
   const ca = PCK_CA[issuerCn];
   if (!ca) throw new CustodyError('ERR_TDX_PCK_CERT', `the PCK certificate is issued by "${issuerCn.slice(0, 64)}", not an Intel SGX PCK Platform or Processor CA`);
-  const rootCaCrl = options.rootCaCrlUrl ?? (options.pcsUrl === undefined ? INTEL_ROOT_CA_CRL_URL : join(base, 'the PCS URL', '/sgx/certification/v4/rootcacrl'));
+  const rootCaCrl = options.rootCaCrlUrl ?? (isIntelPcs(base) ? INTEL_ROOT_CA_CRL_URL : join(base, 'the PCS URL', '/sgx/certification/v4/rootcacrl'));
   if (options.rootCaCrlUrl !== undefined) checkBaseUrl(options.rootCaCrlUrl.replace(/\?.*$/, ''), 'the root CA CRL URL');
   return {
     platform: 'tdx',
