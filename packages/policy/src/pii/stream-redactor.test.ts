@@ -39,12 +39,16 @@ describe('StreamRedactor', () => {
     expect(findings).toEqual([{ category: 'payment_card', action: 'redact', start: 10, end: 29 }]);
   });
 
-  it('holds back `hold` characters, and sends the rest at the end', () => {
-    const r = new StreamRedactor(cardsOnly, () => undefined, 16);
+  it('holds back `hold` characters (scanning again every `step`), and sends the rest at the end', () => {
+    const r = new StreamRedactor(cardsOnly, () => undefined, 16, 0);
     expect(r.push('0123456789')).toBe('');
     expect(r.push('abcdefghij')).toBe('0123');
     expect(r.flush()).toBe('456789abcdefghij');
     expect(r.flush()).toBe('');
+    const stepped = new StreamRedactor(cardsOnly, () => undefined, 16, 8);
+    expect(stepped.push('0123456789abcdefghij')).toBe('');
+    expect(stepped.push('klmno')).toBe('012345678');
+    expect(stepped.push('p')).toBe('');
   });
 
   it('reports allowed findings without changing them', () => {

@@ -3,6 +3,8 @@ import type { Detection } from './detectors.js';
 
 /** Characters of an answer held back before they are sent, so a value is seen whole before any of it leaves. */
 export const OUTPUT_HOLD_CHARS = 128;
+/** Characters gathered past the hold before the held text is scanned again (fewer scans; that much more latency). */
+export const OUTPUT_STEP_CHARS = 32;
 /** Characters already sent that stay as left context (cues such as "Dr." or "SSN:" before a value). */
 const CONTEXT_CHARS = 48;
 /** Most characters held for one value that keeps growing (times the hold): past it, what was seen is redacted and sent. */
@@ -24,8 +26,9 @@ const MAX_HELD_FACTOR = 4;
  *    block whose end marker comes late) may have been sent in part before it is recognised, and
  *    its cue may have left the left context: such patterns are only reliable on whole answers.
  * The scan window is bounded (context, held text and the new piece), so the cost per piece does
- * not grow with the answer. A cut never splits a surrogate pair. The price is latency: the
- * client sees each character about `hold` characters later, and the rest at the end.
+ * not grow with the answer, and the held text is scanned once per `step` characters, not per
+ * piece. A cut never splits a surrogate pair. The price is latency: the client sees each
+ * character `hold` to `hold + step` characters later, and the rest at the end.
  *
  * Findings are reported once each, through `onFinding`, with offsets into the whole text (a
  * value cut short as above is reported as far as it was seen). Only `redact` and `allow` apply
@@ -44,11 +47,12 @@ export class StreamRedactor {
     private readonly engine: PiiEngine,
     private readonly onFinding: (f: PiiFinding) => void,
     private readonly hold = OUTPUT_HOLD_CHARS,
+    private readonly step = OUTPUT_STEP_CHARS,
   ) {}
 
   push(chunk: string): string {
     this.pending += chunk;
-    return this.pending.length > this.hold ? this.emit(false) : '';
+    return this.pending.length > this.hold + this.step ? this.emit(false) : '';
   }
 
   /** The held-back rest, redacted: the text has ended. */
