@@ -535,25 +535,29 @@ function fixer(vault: MaskVault, output: OutputScan | undefined): Fix {
  */
 function jsonFixer(jsonVault: MaskVault, output: OutputScan | undefined): Fix {
   if (!output) return (t) => jsonVault.restore(t);
-  return (t) => {
-    let redacted: string;
-    let valid = true;
-    try {
-      JSON.parse(t);
-    } catch {
-      valid = false;
-    }
-    if (valid) {
-      const st: ScanState = { pii: output.engine, vault: new MaskVault(), model: '', findings: [], chars: 0 };
-      redacted = new JsonPolicyScanner(t, st, false).run(FREE, 0);
-      for (const f of st.findings) output.onFinding(f);
-    } else {
-      const r = output.engine.apply(t);
-      for (const f of r.findings) output.onFinding(f);
-      redacted = r.text;
-    }
-    return jsonVault.restore(redacted);
-  };
+  return (t) => jsonVault.restore(redactJsonOrText(t, output));
+}
+
+/**
+ * The output policy over text that may be JSON: value by value when it parses (the scanner's
+ * own refusals, such as nesting too deep, fail the answer), as plain text otherwise.
+ */
+function redactJsonOrText(t: string, output: OutputScan): string {
+  let json = true;
+  try {
+    JSON.parse(t);
+  } catch {
+    json = false;
+  }
+  if (!json) {
+    const r = output.engine.apply(t);
+    for (const f of r.findings) output.onFinding(f);
+    return r.text;
+  }
+  const st: ScanState = { pii: output.engine, vault: new MaskVault(), model: '', findings: [], chars: 0 };
+  const out = new JsonPolicyScanner(t, st, false).run(FREE, 0);
+  for (const f of st.findings) output.onFinding(f);
+  return out;
 }
 
 /** Members of a message or delta that are not model text (`name` is restored, never redacted). */
@@ -635,17 +639,7 @@ export function restoreJson(route: InferenceRoute, bytes: Uint8Array, vault: Mas
 
 /** An answer of no known shape under an output policy: every string of its JSON scanned, or all of it as text. */
 function redactOpaque(src: string, bytes: Uint8Array, output: OutputScan): Uint8Array {
-  let out: string;
-  try {
-    JSON.parse(src);
-    const st: ScanState = { pii: output.engine, vault: new MaskVault(), model: '', findings: [], chars: 0 };
-    out = new JsonPolicyScanner(src, st, false).run(FREE, 0);
-    for (const f of st.findings) output.onFinding(f);
-  } catch {
-    const r = output.engine.apply(src);
-    for (const f of r.findings) output.onFinding(f);
-    out = r.text;
-  }
+  const out = redactJsonOrText(src, output);
   return out === src ? bytes : enc.encode(out);
 }
 
