@@ -5,7 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTlogPolicy } from '@custody/ledger';
 import { createConfidentialFetch, encodeReceiptHeader, verifyReceiptOffline, type AttestationBundle, type Receipt, type VerifyReceiptOfflineInput } from '@custody/sdk';
 import { DEMO_MODEL_ID } from './backends/demo.js';
-import { startTestGateway, type TestGateway } from './testing/index.js';
+import { loadPolicy } from '@custody/policy';
+import { defaultRegistry } from '@custody/attest';
+import { simPolicyYaml, startTestGateway, type TestGateway } from './testing/index.js';
 
 let gw: TestGateway;
 let other: TestGateway;
@@ -50,8 +52,26 @@ describe('verifyReceiptOffline', () => {
         ['ledger', true, true],
         ['response', true, true],
       ]);
-      expect(doc.attestedAt).toBe(new Date(receipt.timestamps.completedAt).toISOString());
+      expect(doc.attestedAt).toBe(new Date(receipt.timestamps.receivedAt).toISOString());
     }
+  });
+
+  it('without a broker JWKS, an appraisal policy over the raw evidence is enough (no caller nonce can exist for a past answer)', async () => {
+    const { jwks: _j, ...rest } = base;
+    const doc = await verifyReceiptOffline({ ...rest, policy: await loadPolicy(simPolicyYaml([gw.measurement])), verifiers: defaultRegistry });
+    expect(doc.error, JSON.stringify(doc.error)).toBeUndefined();
+    expect(doc.ok).toBe(true);
+    const wrong = await verifyReceiptOffline({ ...rest, policy: await loadPolicy(simPolicyYaml(['d4'.repeat(48)])), verifiers: defaultRegistry });
+    expect(wrong.error).toMatchObject({ step: 'gateway', code: 'ERR_EVIDENCE_MEASUREMENT' });
+  });
+
+  it('checks the attestation when the request was received: an answer that streamed for ten minutes still verifies', async () => {
+    // The receipt is what the gateway signed; only its completion time is pretended later here, so
+    // the signature step is not reached with a changed receipt: check the gateway step alone.
+    const late = { ...receipt, timestamps: { ...receipt.timestamps, completedAt: new Date(Date.parse(receipt.timestamps.receivedAt) + 600_000).toISOString() } };
+    const doc = await verifyReceiptOffline({ ...base, receipt: late });
+    expect(doc.steps.find((x) => x.name === 'gateway')).toMatchObject({ ok: true, ran: true });
+    expect(doc.error).toMatchObject({ step: 'signature', code: 'ERR_RECEIPT_SIGNATURE' });
   });
 
   it('without a proof or the response those steps are reported as not checked', async () => {

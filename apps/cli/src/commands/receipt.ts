@@ -42,7 +42,7 @@ export const register: Register = (program) => {
     .option('--tlog-policy <file>', 'the tlog-policy trusting the log the proof is from')
     .option('--vkey <vkey>', 'or: the log verifier key (repeatable; no witness quorum)', collect)
     .option('--response <file>', 'the response content received (the whole stream for a streamed answer)')
-    .option('--at <rfc3339>', "when to check the gateway's attestation (default: the receipt's completedAt)")
+    .option('--at <rfc3339>', "when to check the gateway's attestation (default: the receipt's receivedAt)")
     .option('--json', 'print the verification document as JSON')
     .addHelpText(
       'after',

@@ -117,7 +117,8 @@ export class PiiEngine {
   }
 
   actionFor(category: string): PiiAction {
-    return this.actions[category] ?? this.defaultAction;
+    // Own members only: a category named like an Object.prototype member ("constructor") is a category.
+    return (Object.hasOwn(this.actions, category) ? this.actions[category] : undefined) ?? this.defaultAction;
   }
 
   detect(text: string): Detection[] {

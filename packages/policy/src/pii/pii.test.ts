@@ -115,3 +115,14 @@ describe('PII quality on the seeded development corpus', () => {
     }
   });
 });
+
+describe('PII categories named like Object.prototype members', () => {
+  it('"constructor" or "toString" is a category with the default action, not an inherited member', () => {
+    const e = new PiiEngine({ defaultAction: 'mask', custom: [{ category: 'constructor', pattern: 'ZZ\\d{4}' }, { category: 'tostring', pattern: 'YY\\d{4}' }] });
+    expect(e.actionFor('constructor')).toBe('mask');
+    expect(e.actionFor('toString')).toBe('mask');
+    const r = e.apply('codes ZZ1234 and YY5678');
+    expect(r.text).toBe('codes [CONSTRUCTOR_1] and [TOSTRING_1]');
+    expect(r.findings.map((f) => f.action)).toEqual(['mask', 'mask']);
+  });
+});

@@ -74,6 +74,12 @@ export interface VerifyBundleOptions extends GatewayTrustOptions {
   nonce?: Uint8Array;
   /** Where the bundle came from, for the document. */
   gateway?: string;
+  /**
+   * Checking the bundle a past answer was given under (verifyReceiptOffline), not deciding
+   * whether to send a prompt now: without a broker EAR no caller nonce can exist, and the
+   * evidence's binding of the keys is what matters, so none is required.
+   */
+  pastAnswer?: boolean;
 }
 
 export type VerificationStepName =
@@ -272,7 +278,7 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
   try {
     await run.step('trust', () => {
       if (!options.jwks && !options.policy) fail('ERR_SDK_TRUST_CONFIG', 'neither a broker JWKS nor an appraisal policy is configured: nothing to trust the gateway by');
-      if (!options.jwks && !options.nonce) fail('ERR_SDK_STALE', 'without a broker EAR, freshness needs a caller nonce (use the challenge endpoint)');
+      if (!options.jwks && !options.nonce && !options.pastAnswer) fail('ERR_SDK_STALE', 'without a broker EAR, freshness needs a caller nonce (use the challenge endpoint)');
       const how = [options.jwks ? `broker EAR against a pinned JWKS (${options.jwks.keys.length} key(s))` : '', options.policy ? `raw evidence appraised with policy ${options.policy.policyId}` : ''].filter(Boolean);
       return `trusting ${how.join(' and ')}`;
     });

@@ -6,8 +6,9 @@
  * Steps, each reported (the first failure stops the rest):
  *  1. receipt    its shape and format;
  *  2. gateway    the bundle verifies under the caller's trust (broker JWKS or appraisal
- *                policy, platforms, measurements, strict ledger check) at the receipt's
- *                completion time: the gateway was attested when it answered;
+ *                policy, platforms, measurements, strict ledger check) at the time the
+ *                receipt says the request was received: the gateway was attested when it
+ *                accepted it (a revocation during the answer would have withheld the receipt);
  *  3. binding    the receipt names exactly that attestation (its digest, platform, mode,
  *                measurements and EAR id);
  *  4. signature  Ed25519 by the receipt key the evidence binds, over the RFC 8785 form, and
@@ -39,7 +40,7 @@ export interface ReceiptVerificationDocument {
   format: typeof RECEIPT_VERIFICATION_FORMAT;
   ok: boolean;
   receiptId?: string;
-  /** The time the gateway's attestation was checked at (the receipt's completion time unless given). */
+  /** The time the gateway's attestation was checked at (the receipt's receivedAt unless given). */
   attestedAt?: string;
   steps: ReceiptVerificationStep[];
   /** The gateway bundle's own verification, step by step. */
@@ -57,7 +58,7 @@ export interface VerifyReceiptOfflineInput extends GatewayTrustOptions {
   tlogPolicy?: TlogPolicy;
   /** The response content the caller received (the whole stream for a streamed answer). */
   response?: Uint8Array;
-  /** When to check the attestation; default the receipt's `completedAt`. */
+  /** When to check the attestation; default the receipt's `receivedAt`. */
   attestedAt?: Date;
   /** The current time: the log's witness cosignatures are checked against it. */
   now: Date;
@@ -90,7 +91,9 @@ export async function verifyReceiptOffline(input: VerifyReceiptOfflineInput): Pr
       () => {
         receipt = parseReceipt(input.receipt);
         doc.receiptId = receipt.receiptId;
-        at = input.attestedAt ?? new Date(receipt.timestamps.completedAt);
+        // When the gateway accepted the request under this attestation: an answer that streamed
+        // for minutes completed later, and a revocation meanwhile would have cut it off unsigned.
+        at = input.attestedAt ?? new Date(receipt.timestamps.receivedAt);
         doc.attestedAt = at.toISOString();
         return `${receipt.format} ${receipt.receiptId}: ${receipt.route} for tenant ${receipt.tenant}, answered ${receipt.response.status} at ${receipt.timestamps.completedAt}`;
       },
@@ -98,7 +101,7 @@ export async function verifyReceiptOffline(input: VerifyReceiptOfflineInput): Pr
     [
       'gateway',
       async () => {
-        const { document } = await verifyGatewayBundle(input.bundle, { ...input, now: at });
+        const { document } = await verifyGatewayBundle(input.bundle, { ...input, now: at, pastAnswer: true });
         doc.gateway = document;
         if (!document.ok) throw new CustodyError(document.error?.code ?? 'ERR_SDK_GATEWAY', `the gateway's attestation does not verify at ${at.toISOString()}: ${document.error?.message ?? 'failed'}`);
         return `${document.platform}${document.simulated ? ' (SIMULATED)' : ''} attested at ${at.toISOString()}${document.earId ? `, EAR ${document.earId}` : ''}; receipt key bound to the evidence`;
@@ -117,7 +120,9 @@ export async function verifyReceiptOffline(input: VerifyReceiptOfflineInput): Pr
         if (g.simulated !== d.simulated) throw mismatch('gateway.simulated');
         const want = d.measurements ?? {};
         if (Object.keys(want).length !== Object.keys(g.measurements).length || Object.entries(want).some(([k, v]) => g.measurements[k] !== v)) throw mismatch('gateway.measurements');
-        if ((g.earId ?? null) !== (d.earId ?? null)) throw mismatch('gateway.earId');
+        // With a verified EAR its id must be the receipt's (without one, the raw evidence was
+        // appraised, and the digest above already ties the receipt to the bundle's EAR bytes).
+        if (d.earId !== undefined && g.earId !== d.earId) throw mismatch('gateway.earId');
         return `the receipt names this attestation (${digest.slice(0, 23)}...)`;
       },
     ],
