@@ -122,3 +122,48 @@ describe('answers of no known shape', () => {
     expect(restoreJson('chat.completions', text, (() => { const v = new MaskVault(); v.tokenFor('email', 'a@b.example'); return v; })())).toBe(text);
   });
 });
+
+// The second review: places outside the known text members.
+describe('nothing outside the answer structure passes unscanned', () => {
+  const SSN = '123-45-6789';
+  const wholeOut = (message: Record<string, unknown>, extra: Record<string, unknown> = {}, top: Record<string, unknown> = {}) =>
+    dec.decode(restoreJson('chat.completions', json({ id: 'c1', ...top, choices: [{ index: 0, message, finish_reason: 'stop', ...extra }] }), new MaskVault(), scan()));
+  const cases: [string, () => string][] = [
+    ['a tool-call function name', () => wholeOut({ role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'lookup_4111111111111111', arguments: '{}' } }] })],
+    ['content parts of any type (refusal, nested thinking)', () => wholeOut({ role: 'assistant', content: [{ type: 'refusal', refusal: `card ${CARD}` }, { type: 'thinking', thinking: [{ type: 'text', text: `ssn ${SSN}` }] }] })],
+    ['an object member of the message (audio.transcript)', () => wholeOut({ role: 'assistant', content: 'ok', audio: { id: 'a1', transcript: `card ${CARD}` } })],
+    ['a list of strings in the message', () => wholeOut({ role: 'assistant', content: 'ok', notes: [`card ${CARD}`, `ssn ${SSN}`] })],
+    ['a choice member beside message, and a top-level member beside choices', () => wholeOut({ role: 'assistant', content: 'ok' }, { text: `card ${CARD}` }, { extra: { note: `ssn ${SSN}` } })],
+  ];
+  for (const [name, run] of cases) {
+    it(`whole: ${name}`, () => {
+      const out = run();
+      expect(out).not.toMatch(/4111|123-45-6789/);
+      expect(out).toMatch(/\[(PAYMENT_CARD|NATIONAL_ID)\]/);
+    });
+  }
+
+  const end = [ev({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }), 'data: [DONE]\n\n'];
+  it('streamed: content as a list of parts, split across events, is scanned as one text per path', async () => {
+    const parts = ['card 41', '11 1111 11', '11 1111 and more'];
+    const raw = await sse([...parts.map((t) => ev({ choices: [{ index: 0, delta: { content: [{ type: 'text', text: t }] }, finish_reason: null }] })), ...end], scan());
+    expect(raw).not.toMatch(/41|1111/);
+    const texts = datas(raw).flatMap((o) => (((o.choices?.[0]?.delta as { content?: { text?: string }[] } | undefined)?.content ?? []).map((p) => p.text ?? '')));
+    expect(texts.join('')).toBe('card [PAYMENT_CARD] and more');
+  });
+
+  it('streamed: an object member of a delta (audio.transcript), a tool name, and an event with no data line', async () => {
+    const raw = await sse(
+      [
+        ev({ choices: [{ index: 0, delta: { audio: { id: 'a1', transcript: `card ${CARD}` } }, finish_reason: null }] }),
+        ev({ choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'c', type: 'function', function: { name: `x_${SSN}`, arguments: '{}' } }] }, finish_reason: null }] }),
+        `${JSON.stringify({ choices: [{ index: 0, message: { content: `card ${CARD}` } }] })}\n: a comment\nid: 7\n\n`,
+        ...end,
+      ],
+      scan(),
+    );
+    expect(raw).not.toMatch(/4111|123-45-6789/);
+    expect(raw).toContain(': a comment\nid: 7\n\n');
+  });
+});
+

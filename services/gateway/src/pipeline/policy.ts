@@ -562,9 +562,48 @@ function redactJsonOrText(t: string, output: OutputScan): string {
 
 /** Members of a message or delta that are not model text (`name` is restored, never redacted). */
 const MESSAGE_STRUCTURE = new Set(['role', 'name', 'tool_call_id', 'tool_calls', 'function_call']);
+/** Members of a choice, and of a whole answer, that are not the model's text. */
+const CHOICE_STRUCTURE: Record<InferenceRoute, ReadonlySet<string>> = {
+  'chat.completions': new Set(['index', 'finish_reason', 'logprobs', 'message', 'delta']),
+  completions: new Set(['index', 'finish_reason', 'logprobs', 'text']),
+  embeddings: new Set(),
+};
+const ANSWER_STRUCTURE = new Set(['id', 'object', 'created', 'model', 'system_fingerprint', 'service_tier', 'usage', 'choices']);
+/** Deepest nesting the output policy walks; anything deeper is dropped. */
+const MAX_OUTPUT_DEPTH = 16;
 
-/** Rewrites a whole chat message (or a stream event's `message`) in place; true when anything changed. */
-function rewriteMessage(msg: Record<string, unknown>, text: Fix, json: Fix, names: Fix): boolean {
+/**
+ * Every string in `value`, at any depth, through `fix` (in place); true when anything changed.
+ * Under an output policy this is how members of no known shape are scanned; deeper than
+ * MAX_OUTPUT_DEPTH a value is replaced by null rather than passed unscanned.
+ */
+function fixEverywhere(holder: Record<string, unknown> | unknown[], key: string | number, fix: Fix, depth = 0): boolean {
+  const v = (holder as Record<string | number, unknown>)[key];
+  const set = (next: unknown): boolean => {
+    (holder as Record<string | number, unknown>)[key] = next;
+    return true;
+  };
+  if (typeof v === 'string') {
+    const next = fix(v);
+    return next !== v ? set(next) : false;
+  }
+  if (typeof v !== 'object' || v === null) return false;
+  if (depth >= MAX_OUTPUT_DEPTH) return set(null);
+  let changed = false;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) if (fixEverywhere(v, i, fix, depth + 1)) changed = true;
+  } else {
+    for (const k of Object.keys(v)) if (fixEverywhere(v as Record<string, unknown>, k, fix, depth + 1)) changed = true;
+  }
+  return changed;
+}
+
+/**
+ * Rewrites a whole chat message (or a stream event's `message`) in place; true when anything
+ * changed. `output`: every member but the structure is model text, at any depth (content
+ * parts of any type, reasoning, audio transcripts), and tool names are scanned too.
+ */
+function rewriteMessage(msg: Record<string, unknown>, text: Fix, json: Fix, names: Fix, output: boolean): boolean {
   let changed = false;
   const set = (holder: Record<string, unknown>, key: string, fix: Fix): void => {
     const v = holder[key];
@@ -575,21 +614,28 @@ function rewriteMessage(msg: Record<string, unknown>, text: Fix, json: Fix, name
       changed = true;
     }
   };
-  // Every text the model wrote: content, refusal, reasoning (reasoning_content and the like),
-  // and text parts of a content list.
   for (const key of Object.keys(msg)) {
     if (MESSAGE_STRUCTURE.has(key)) continue;
     const v = msg[key];
     if (typeof v === 'string') set(msg, key, text);
-    else if (Array.isArray(v)) for (const part of v as unknown[]) if (isObject(part)) set(part, 'text', text);
+    else if (output) {
+      if (fixEverywhere(msg, key, text)) changed = true;
+    } else if (Array.isArray(v)) for (const part of v as unknown[]) if (isObject(part)) set(part, 'text', text);
   }
   set(msg, 'name', names);
   const calls: unknown[] = Array.isArray(msg.tool_calls) ? msg.tool_calls : [];
   for (const fn of [...calls.map((c) => (isObject(c) ? c.function : undefined)), msg.function_call]) {
     if (!isObject(fn)) continue;
-    set(fn, 'name', names);
+    set(fn, 'name', output ? text : names);
     set(fn, 'arguments', json);
   }
+  return changed;
+}
+
+/** Under an output policy: every member of `obj` outside `structure` scanned as model text. */
+function fixUnknownMembers(obj: Record<string, unknown>, structure: ReadonlySet<string>, fix: Fix): boolean {
+  let changed = false;
+  for (const key of Object.keys(obj)) if (!structure.has(key) && fixEverywhere(obj, key, fix)) changed = true;
   return changed;
 }
 
@@ -603,9 +649,10 @@ function dropLogprobs(choice: Record<string, unknown>): boolean {
 /**
  * Restores masked tokens in a whole response, after the output policy (when given) has
  * redacted what it redacts. The bytes come back as they were when nothing changed. With an
- * output policy nothing passes unscanned: token log-probabilities are dropped, and a body that
- * is not a completion (an error document, another shape) has every string scanned, or is
- * scanned as text when it is not JSON.
+ * output policy nothing passes unscanned: token log-probabilities are dropped, every member
+ * outside the answer's structure is scanned at any depth, and a body that is not a completion
+ * (an error document, another shape) has every string scanned, or is scanned as text when it
+ * is not JSON.
  */
 export function restoreJson(route: InferenceRoute, bytes: Uint8Array, vault: MaskVault, output?: OutputScan): Uint8Array {
   if ((vault.size === 0 && !output) || route === 'embeddings') return bytes;
@@ -620,12 +667,15 @@ export function restoreJson(route: InferenceRoute, bytes: Uint8Array, vault: Mas
   const text = fixer(vault, output);
   const json = jsonFixer(new JsonEscapingVault(vault), output);
   const names: Fix = (t) => vault.restore(t);
-  let changed = false;
+  let changed = output ? fixUnknownMembers(obj, ANSWER_STRUCTURE, text) : false;
   for (const choice of obj.choices as unknown[]) {
     if (!isObject(choice)) continue;
-    if (output && dropLogprobs(choice)) changed = true;
+    if (output) {
+      if (dropLogprobs(choice)) changed = true;
+      if (fixUnknownMembers(choice, CHOICE_STRUCTURE[route], text)) changed = true;
+    }
     if (route === 'chat.completions') {
-      if (isObject(choice.message) && rewriteMessage(choice.message, text, json, names)) changed = true;
+      if (isObject(choice.message) && rewriteMessage(choice.message, text, json, names, output !== undefined)) changed = true;
     } else if (typeof choice.text === 'string') {
       const next = text(choice.text);
       if (next !== choice.text) {
@@ -703,6 +753,21 @@ const appendTo =
     target[key] = (typeof target[key] === 'string' ? target[key] : '') + rest;
   };
 
+/** Appends at a path of members and list positions inside a delta, making what is missing. */
+const appendAtPath =
+  (path: readonly (string | number)[]): PutRest =>
+  (target, rest) => {
+    let cur = target as Record<string | number, unknown>;
+    for (let j = 0; j < path.length - 1; j++) {
+      const seg = path[j]!;
+      const next = cur[seg];
+      if (typeof next !== 'object' || next === null) cur[seg] = typeof path[j + 1] === 'number' ? [] : {};
+      cur = cur[seg] as Record<string | number, unknown>;
+    }
+    const last = path[path.length - 1]!;
+    cur[last] = (typeof cur[last] === 'string' ? cur[last] : '') + rest;
+  };
+
 const appendToolArguments =
   (index: number): PutRest =>
   (target, rest) => {
@@ -750,6 +815,21 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output
     }
     holder[field] = ch.channel.push(text);
   };
+  /** Every string under `holder[field]` through a channel named by its path (output policy only). */
+  const pushLeaves = (choice: number, path: (string | number)[], holder: Record<string | number, unknown>, field: string | number, depth: number): void => {
+    const v = holder[field];
+    if (typeof v === 'string') {
+      push(choice, `leaf:${JSON.stringify(path)}`, holder, field as string, appendAtPath(path));
+      return;
+    }
+    if (typeof v !== 'object' || v === null) return;
+    if (depth >= MAX_OUTPUT_DEPTH) {
+      holder[field] = null;
+      return;
+    }
+    if (Array.isArray(v)) for (let k = 0; k < v.length; k++) pushLeaves(choice, [...path, k], v as unknown as Record<number, unknown>, k, depth + 1);
+    else for (const k of Object.keys(v)) pushLeaves(choice, [...path, k], v as Record<string, unknown>, k, depth + 1);
+  };
   /** Puts every held-back tail of a choice into `target`; true when there was one. */
   const flushChoice = (choice: number, target: Record<string, unknown>): boolean => {
     let any = false;
@@ -776,26 +856,35 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output
   const restoreChoice = (choice: Record<string, unknown>): void => {
     const i = typeof choice.index === 'number' ? choice.index : 0;
     const finished = choice.finish_reason !== undefined && choice.finish_reason !== null;
-    if (output) dropLogprobs(choice);
+    if (output) {
+      dropLogprobs(choice);
+      fixUnknownMembers(choice, CHOICE_STRUCTURE[route], wholeText);
+    }
     if (route !== 'chat.completions') {
       push(i, 'text', choice, 'text', appendTo('text'));
       if (finished) flushChoice(i, choice);
       return;
     }
-    if (isObject(choice.message)) rewriteMessage(choice.message, wholeText, wholeJson, names);
+    if (isObject(choice.message)) rewriteMessage(choice.message, wholeText, wholeJson, names, output !== undefined);
     const delta = choice.delta;
     if (isObject(delta)) {
-      for (const key of Object.keys(delta)) if (!MESSAGE_STRUCTURE.has(key)) push(i, key, delta, key, appendTo(key));
+      for (const key of Object.keys(delta)) {
+        if (MESSAGE_STRUCTURE.has(key)) continue;
+        if (typeof delta[key] === 'string') push(i, key, delta, key, appendTo(key));
+        // Text streamed inside objects or lists (content parts, audio transcripts): a channel per
+        // path, so a value split across events is seen whole as in any other text.
+        else if (output) pushLeaves(i, [key], delta, key, 0);
+      }
       if (typeof delta.name === 'string') delta.name = vault.restore(delta.name);
       const calls: unknown[] = Array.isArray(delta.tool_calls) ? delta.tool_calls : [];
       calls.forEach((c, position) => {
         if (!isObject(c) || !isObject(c.function)) return;
         const k = typeof c.index === 'number' ? c.index : position;
-        if (typeof c.function.name === 'string') c.function.name = vault.restore(c.function.name);
+        if (typeof c.function.name === 'string') c.function.name = output ? wholeText(c.function.name) : vault.restore(c.function.name);
         push(i, `tool_calls.${k}`, c.function, 'arguments', appendToolArguments(k), true);
       });
       if (isObject(delta.function_call)) {
-        if (typeof delta.function_call.name === 'string') delta.function_call.name = vault.restore(delta.function_call.name);
+        if (typeof delta.function_call.name === 'string') delta.function_call.name = output ? wholeText(delta.function_call.name) : vault.restore(delta.function_call.name);
         push(i, 'function_call', delta.function_call, 'arguments', appendFunctionArguments, true);
       }
     }
@@ -814,7 +903,13 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output
       else if (line === 'data') data.push('');
       else kept.push(line);
     }
-    if (data.length === 0) return event + '\n\n';
+    if (data.length === 0) {
+      if (!output) return event + '\n\n';
+      // Only the fields SSE defines (and comments) pass: anything else is no event a client
+      // should read, and is not scanned.
+      const fields = lines.filter((l) => l === '' || l.startsWith(':') || /^(?:id|event|retry)(?::|$)/.test(l));
+      return fields.length > 0 ? fields.join('\n') + '\n\n' : '';
+    }
     const payload = data.join('\n');
     const head = kept.length > 0 ? kept.join('\n') + '\n' : '';
     if (payload.trim() === '[DONE]') return flushAll() + event + '\n\n';
@@ -826,6 +921,7 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output
     }
     if (!isObject(obj)) return output ? '' : event + '\n\n';
     if (Array.isArray(obj.choices)) {
+      if (output) fixUnknownMembers(obj, ANSWER_STRUCTURE, wholeText);
       for (const c of obj.choices as unknown[]) if (isObject(c)) restoreChoice(c);
     } else if (output) {
       // Another object (an error event, say): every string in it scanned.
