@@ -1,10 +1,13 @@
 // startBroker: the embedded defaults in one data directory, owner-only files, the bootstrap
-// admin key (in memory, or written once to a 0600 file), and state kept across restarts.
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+// admin key (in memory, or written once to a 0600 file), state kept across restarts, and a JWKS
+// route that looks at the EAR key file itself (a dropped key leaves it at once, whatever the
+// reload interval; an unusable file publishes no key, not to be cached).
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BrokerAdminClient } from './http/client.js';
+import { rotateEarKeyFile } from './attestation/ear-key-set.js';
 import { startBroker } from './start.js';
 
 describe('startBroker', () => {
@@ -50,6 +53,32 @@ describe('startBroker', () => {
       expect(b.adminKey).toMatch(/^cst_[0-9a-f]{16}_/);
       expect(existsSync(join(dataDir, 'admin-default.key'))).toBe(false);
       expect(await new BrokerAdminClient({ baseUrl: b.url, apiKey: b.adminKey! }).listKeys()).toEqual([]);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('serves a JWKS without a key dropped by --no-overlap at the next fetch, however long the reload interval, and an uncached empty one while the key file is unusable', async () => {
+    const dataDir = join(root, 'jwks');
+    const b = await startBroker({ dataDir, earKeyReloadMs: 3_600_000 });
+    try {
+      const get = async () => {
+        const res = await fetch(b.jwksUrl);
+        return { cache: res.headers.get('cache-control'), kids: ((await res.json()) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid) };
+      };
+      const before = await get();
+      expect(before).toMatchObject({ cache: 'public, max-age=300', kids: [expect.any(String)] });
+      const r = await rotateEarKeyFile(join(dataDir, 'ear-signing-key.jwk'), { overlap: false });
+      // The route looks at the file at most once a second.
+      await new Promise((res) => setTimeout(res, 1100));
+      expect(await get()).toEqual({ cache: 'public, max-age=300', kids: [r.kid] });
+      const again = await rotateEarKeyFile(join(dataDir, 'ear-signing-key.jwk'), { overlap: false });
+      chmodSync(join(dataDir, 'ear-signing-key.jwk'), 0o640);
+      await new Promise((res) => setTimeout(res, 1100));
+      expect(await get()).toEqual({ cache: 'no-store', kids: [] });
+      chmodSync(join(dataDir, 'ear-signing-key.jwk'), 0o600);
+      await new Promise((res) => setTimeout(res, 1100));
+      expect(await get()).toEqual({ cache: 'public, max-age=300', kids: [again.kid] });
     } finally {
       await b.close();
     }

@@ -85,7 +85,7 @@ export interface StartedBroker {
   policies: { default: string; tenants: Record<string, string> };
   storage: { metadata: 'sqlite' | 'postgres'; keystore: 'embedded' | 'pkcs11' };
   broker: Broker;
-  /** Re-reads the EAR key file now; true when it changed (a rotation) and is now in use. Errors: ERR_EAR_KEY (the keys in use stay). */
+  /** Re-reads the EAR key file now; true when it changed (a rotation) and is now in use. Errors: ERR_EAR_KEY (the broker then signs, verifies and releases nothing until a usable file loads). */
   reloadEarKey(): Promise<boolean>;
   close(): Promise<void>;
 }
@@ -142,7 +142,7 @@ export async function startBroker(options: StartBrokerOptions): Promise<StartedB
   const stopWatching = signer.watch({
     onReload: (r) => options.logger?.info({ op: 'ear-key.reload', kid: r.kid, retired: r.retired }, 'EAR signing key file re-read: signing with the current key'),
     // Once per bad version of the file (the code and a fixed reason, never its contents).
-    onError: (e) => options.logger?.error({ op: 'ear-key.reload', code: e.code, reason: e.message }, 'the EAR signing key file could not be re-read; keeping the keys in use'),
+    onError: (e) => options.logger?.error({ op: 'ear-key.reload', code: e.code, reason: e.message }, 'the EAR signing key file changed and cannot be used: no EAR is signed, verified or released on until a usable file is in place'),
   });
   try {
     let adminKey: string | undefined;

@@ -230,6 +230,7 @@ describe('describeRotation', () => {
 
   const base: EarKeyRotation = {
     path: '/data/ear-signing-key.jwk',
+    file: '/data/ear-signing-key.jwk',
     kid: 'new-kid',
     previousKid: 'old-kid',
     retiredAt: '2030-01-01T00:00:00.000Z',

@@ -61,7 +61,7 @@ const RELOAD_INTERVAL = formatSeconds(DEFAULT_EAR_KEY_RELOAD_MS / 1000);
 
 /** What `broker rotate-ear-key` prints: kids, times and the file's owner, never key material. */
 export function describeRotation(r: EarKeyRotation): string[] {
-  const lines = [`EAR signing key rotated in ${r.path}`, `  new kid      ${r.kid} (signs every EAR from the brokers' next re-read of the file)`];
+  const lines = [`EAR signing key rotated in ${r.file === r.path ? r.path : `${r.file} (the target of the symbolic link ${r.path}, which is left as it is)`}`, `  new kid      ${r.kid} (signs every EAR from the brokers' next re-read of the file)`];
   if (r.overlap) {
     lines.push(`  retired kid  ${r.previousKid} (retired ${r.retiredAt}; every broker publishes it until ${r.publishedUntil}, ${formatSeconds(EAR_KEY_RETENTION_SECONDS)}: the longest EAR lifetime and reload interval any broker may use, + clock skew)`);
   } else {
@@ -74,7 +74,7 @@ export function describeRotation(r: EarKeyRotation): string[] {
     '',
     `Running brokers sharing the file re-read it within their reload interval (default ${RELOAD_INTERVAL}), at once on SIGHUP, and within a second when they attest or release.`,
   );
-  if (!r.overlap) lines.push('Verifiers that cached the JWKS (max-age 300 s) may trust the dropped key until they fetch it again.');
+  if (!r.overlap) lines.push('A broker re-reads the file on each JWKS fetch too (at most once a second), so the dropped key leaves its JWKS at once; verifiers that cached the JWKS (max-age 300 s) may trust it until they fetch it again.');
   return lines;
 }
 
@@ -275,7 +275,7 @@ export const register: Register = (program: Command) => {
         process.on('SIGHUP', () => {
           started.reloadEarKey().then(
             (changed) => logger.info({ signal: 'SIGHUP', op: 'ear-key.reload', changed }, changed ? 'EAR signing key file re-read: signing with the current key' : 'EAR signing key file unchanged'),
-            (e: unknown) => logger.error({ signal: 'SIGHUP', op: 'ear-key.reload', code: toCustodyError(e).code }, 'the EAR signing key file could not be re-read; keeping the keys in use'),
+            (e: unknown) => logger.error({ signal: 'SIGHUP', op: 'ear-key.reload', code: toCustodyError(e).code }, 'the EAR signing key file changed and cannot be used: no EAR is signed, verified or released on until a usable file is in place'),
           );
         });
       } catch (e) {
@@ -294,7 +294,10 @@ export const register: Register = (program: Command) => {
         `interval (default ${RELOAD_INTERVAL}), at once on SIGHUP, and within a second when they attest or release. A retired key stays\n` +
         `published ${formatSeconds(EAR_KEY_RETENTION_SECONDS)}. Only kids are printed.\n` +
         'With --no-overlap the previous key and all retired keys are dropped: every EAR issued so far stops verifying\n' +
-        '(verifiers caching the JWKS, max-age 300 s, may trust the dropped key that much longer).',
+        '(a broker re-reads the file on each JWKS fetch too, at most once a second; verifiers caching the JWKS, max-age 300 s,\n' +
+        'may trust the dropped key that much longer). A symbolic link given as the key file is followed: the file it leads to\n' +
+        'is replaced (beside it) and the link kept. If a broker meets a changed key file it cannot use, it fails closed: it\n' +
+        'signs, verifies and releases nothing (ERR_EAR_KEY) and publishes an empty JWKS until a usable file is in place.',
     )
     .option('--data <dir>', 'the broker\'s state directory', DEFAULT_DATA_DIR)
     .option('--ear-key <file>', `EAR signing key file (default <data>/${EAR_KEY_FILE})`)
@@ -310,6 +313,7 @@ export const register: Register = (program: Command) => {
           printJson({
             ok: true,
             file: r.path,
+            target: r.file,
             kid: r.kid,
             retiredKid: r.overlap ? r.previousKid : null,
             retiredAt: r.retiredAt,

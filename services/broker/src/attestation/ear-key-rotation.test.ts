@@ -1,6 +1,7 @@
 // EAR signing-key rotation with overlap: the key set file (ear-key-set.ts), the signer that reads
 // it (retired keys published until their EARs can no longer be valid, at an injected clock),
-// reloads of a running signer, and refusals of malformed key files.
+// reloads of a running signer, refusals of malformed key files, and failing closed (no key
+// trusted, nothing signed) while a changed key file cannot be used.
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -180,17 +181,21 @@ describe('EAR signing-key rotation', () => {
     expect(await codeOf(rotateEarKeyFile(path))).toBe('ERR_EAR_KEY');
   });
 
-  it('keeps the keys in use when a reload meets a bad file, and watch() picks up a rotation by itself', async () => {
+  it('fails closed when a reload meets a bad file (no key published, nothing signed) until a good one loads, and watch() picks up a rotation by itself', async () => {
     const signer = await EarSigner.open(path, { clock, reloadIntervalMs: 20 });
     const kid = signer.kid;
     const text = readFileSync(path, 'utf8');
     writeFileSync(path, '{"format":"nope"}');
     expect(await codeOf(signer.reload())).toBe('ERR_EAR_KEY');
-    expect(signer.kid).toBe(kid);
-    expect(kids(signer.jwks)).toEqual([kid]);
+    expect(signer.unusable()?.code).toBe('ERR_EAR_KEY');
+    expect(kids(signer.jwks)).toEqual([]);
+    expect(signer.publishes(kid, now)).toBe(false);
+    expect(() => signer.sign(ear(now))).toThrow(expect.objectContaining({ code: 'ERR_EAR_KEY' }));
     writeFileSync(path, text);
     expect(await signer.reload()).toBe(true);
     expect(signer.kid).toBe(kid);
+    expect(signer.unusable()).toBeUndefined();
+    expect(kids(signer.jwks)).toEqual([kid]);
 
     const reloads: string[] = [];
     const errors: string[] = [];
@@ -245,6 +250,36 @@ describe('EAR signing-key rotation', () => {
     expect((await EarSigner.open(path)).reloadIntervalMs).toBe(10 * S);
     // In memory there is no file to re-read.
     expect((await EarSigner.inMemory({ reloadIntervalMs: 0 })).reloadIntervalMs).toBe(0);
+  });
+
+  it('after --no-overlap, a rotated file the broker cannot use (chmod 640) does not leave the dropped key trusted', async () => {
+    let mono = 0;
+    const signer = await EarSigner.open(path, { clock, monotonicMs: () => mono });
+    const stolen = join(dir, 'stolen.jwk');
+    writeFileSync(stolen, readFileSync(path), { mode: 0o600 });
+    const attacker = await EarSigner.open(stolen, { clock });
+    const r = await rotateEarKeyFile(path, { now: new Date(T0), overlap: false });
+    chmodSync(path, 0o640);
+    mono += EAR_KEY_RECHECK_MS;
+    expect((await signer.refresh('request')).error?.code).toBe('ERR_EAR_KEY');
+    // Neither the dropped key nor any other is trusted, at any time, while the file is unusable.
+    for (const at of [now, now + 24 * 3600 * S]) {
+      expect(await codeOf(verifyAt(attacker.sign(ear(at)), signer, at))).toBe('ERR_EAR_KEY_UNKNOWN');
+      expect(signer.publishes(r.previousKid, at)).toBe(false);
+    }
+    expect(kids(signer.jwks)).toEqual([]);
+    // Looked at again (a stat a second), still unusable: still closed, and not reported again.
+    mono += EAR_KEY_RECHECK_MS;
+    expect(await signer.refresh('request')).toEqual({ changed: false });
+    expect(signer.unusable()?.code).toBe('ERR_EAR_KEY');
+    // Fixed: the new key is used, the dropped one stays untrusted.
+    chmodSync(path, 0o600);
+    mono += EAR_KEY_RECHECK_MS;
+    expect(await signer.refresh('request')).toEqual({ changed: true });
+    expect(signer.kid).toBe(r.kid);
+    expect(kids(signer.jwks)).toEqual([r.kid]);
+    expect(await codeOf(verifyAt(attacker.sign(ear(now)), signer, now))).toBe('ERR_EAR_KEY_UNKNOWN');
+    expect(kidOf(signer.sign(ear(now)))).toBe(r.kid);
   });
 
   it('refresh looks at the file at most once a second per trigger, and reports each bad version of it once', async () => {

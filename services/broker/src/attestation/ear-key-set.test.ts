@@ -1,8 +1,10 @@
 // The EAR key file on disk (ear-key-set.ts): what readEarKeyFile accepts (one open file, checked
-// and read through the same handle: no symbolic link, no special file, owner-only, this user's),
-// the atomic first-start creation, rotations that keep the file's owner, and the rotation lock.
+// and read through the same handle: no special file, owner-only, this user's; a symbolic link is
+// followed and the file it leads to checked), the atomic first-start creation, rotations that keep
+// the file's owner (and replace a link's target, keeping the link), the rotation lock, and the
+// removal of temporary files a crash left.
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,7 +37,9 @@ describe('EAR key file', () => {
 
   describe('readEarKeyFile refuses what is not an owner-only regular file of this user', () => {
     const cases: Array<{ name: string; make: (good: string, at: string) => void; code: string; root?: boolean }> = [
-      { name: 'a symbolic link to a good key file', make: (good, at) => symlinkSync(good, at), code: 'ERR_EAR_KEY' },
+      // A link is followed, and the file it leads to checked like any other.
+      { name: 'a symbolic link to a group-readable key file', make: (good, at) => (copyFileSync(good, `${at}.target`), chmodSync(`${at}.target`, 0o640), symlinkSync(`${at}.target`, at)), code: 'ERR_EAR_KEY' },
+      { name: 'a symbolic link to a FIFO', make: (_good, at) => (execFileSync('mkfifo', ['-m', '600', `${at}.fifo`]), symlinkSync(`${at}.fifo`, at)), code: 'ERR_EAR_KEY' },
       { name: 'a directory', make: (_good, at) => execFileSync('mkdir', ['-m', '700', at]), code: 'ERR_EAR_KEY' },
       // Opened without blocking (O_NONBLOCK), then refused as not a regular file.
       { name: 'a FIFO', make: (_good, at) => execFileSync('mkfifo', ['-m', '600', at]), code: 'ERR_EAR_KEY' },
@@ -54,6 +58,105 @@ describe('EAR key file', () => {
         expect(await codeOf(readEarKeyFile(good))).toBe('resolved');
       });
     }
+  });
+
+  describe('a key path that is a symbolic link', () => {
+    /** The layout of a Kubernetes Secret volume: name -> ..data/name, ..data -> ..<timestamp>/. */
+    function secretVolume(mount: string, stampDir: string, keyText: Buffer): string {
+      mkdirSync(join(mount, stampDir), { recursive: true });
+      writeFileSync(join(mount, stampDir, 'ear-signing-key.jwk'), keyText, { mode: 0o400 });
+      const data = join(mount, '..data');
+      // The kubelet's atomic update: a new link renamed over ..data.
+      symlinkSync(stampDir, `${data}.tmp`);
+      renameSync(`${data}.tmp`, data);
+      if (!existsSync(join(mount, 'ear-signing-key.jwk'))) symlinkSync('..data/ear-signing-key.jwk', join(mount, 'ear-signing-key.jwk'));
+      return join(mount, 'ear-signing-key.jwk');
+    }
+
+    it('loads a key from a Kubernetes Secret volume, and a Secret update (the ..data link swapped) on reload', async () => {
+      const a = join(dir, 'a.jwk');
+      const b = join(dir, 'b.jwk');
+      const kidA = (await EarSigner.open(a)).kid;
+      const kidB = (await EarSigner.open(b)).kid;
+      const mount = join(dir, 'secret');
+      const keyPath = secretVolume(mount, '..2030_01_01_12_00_00.1', readFileSync(a));
+      const signer = await EarSigner.open(keyPath);
+      expect(signer.kid).toBe(kidA);
+      secretVolume(mount, '..2030_01_01_12_05_00.2', readFileSync(b));
+      expect(await signer.reload()).toBe(true);
+      expect(signer.kid).toBe(kidB);
+      expect(signer.unusable()).toBeUndefined();
+    });
+
+    it('rotates the file an operator link leads to, in its own directory, and keeps the link', async () => {
+      const real = join(dir, 'real');
+      mkdirSync(real, { mode: 0o700 });
+      const target = join(real, 'ear-signing-key.jwk');
+      const first = (await EarSigner.open(target)).kid;
+      const link = join(dir, 'ear.jwk');
+      symlinkSync(target, link);
+      const signer = await EarSigner.open(link);
+      const r = await rotateEarKeyFile(link, { now: new Date(T0) });
+      expect(r).toMatchObject({ path: link, file: realpathSync(target), previousKid: first });
+      expect(lstatSync(link).isSymbolicLink()).toBe(true);
+      expect((await readEarKeyFile(target)).set.current.kid).toBe(r.kid);
+      expect(statSync(target).mode & 0o777).toBe(0o600);
+      // No temporary file or lock left, in either directory.
+      expect(readdirSync(real)).toEqual(['ear-signing-key.jwk']);
+      expect(readdirSync(dir).sort()).toEqual(['ear.jwk', 'real']);
+      expect(await signer.reload()).toBe(true);
+      expect(signer.kid).toBe(r.kid);
+    });
+
+    it('refuses (ERR_KEY_CONFLICT) to replace a file the link stopped leading to during the rotation', async () => {
+      const a = join(dir, 'a.jwk');
+      const b = join(dir, 'b.jwk');
+      await EarSigner.open(a);
+      await EarSigner.open(b);
+      const link = join(dir, 'ear.jwk');
+      symlinkSync(a, link);
+      const textA = readFileSync(a, 'utf8');
+      const rotation = rotateEarKeyFile(link, { now: new Date(T0) });
+      // Re-pointed while the rotation reads the file.
+      symlinkSync(b, `${link}.new`);
+      renameSync(`${link}.new`, link);
+      expect(await codeOf(rotation)).toBe('ERR_KEY_CONFLICT');
+      expect(readFileSync(a, 'utf8')).toBe(textA);
+      expect(readdirSync(dir).sort()).toEqual(['a.jwk', 'b.jwk', 'ear.jwk']);
+    });
+  });
+
+  describe('temporary files a crash left', () => {
+    const name = 'ear-signing-key.jwk';
+    const old = (Date.now() - 600_000) / 1000;
+    function leftover(file: string, aged: boolean): string {
+      const at = join(dir, file);
+      writeFileSync(at, '{"kty":"EC","d":"c2VjcmV0"}', { mode: 0o600 });
+      if (aged) utimesSync(at, old, old);
+      return at;
+    }
+
+    it('removes ours older than 60 s at start and at rotation, and leaves fresh ones, other names and links alone', async () => {
+      leftover(`.${name}.0123456789ab.tmp`, true);
+      leftover(`${name}.lock.0123456789ab.stale`, true);
+      const fresh = leftover(`.${name}.0123456789ac.tmp`, false);
+      leftover(`.other.jwk.0123456789ab.tmp`, true);
+      leftover(`.${name}.notours.tmp`, true);
+      symlinkSync(join(dir, '.other.jwk.0123456789ab.tmp'), join(dir, `.${name}.0123456789ad.tmp`));
+      await EarSigner.open(path);
+      expect(readdirSync(dir).sort()).toEqual([`.${name}.0123456789ac.tmp`, `.${name}.0123456789ad.tmp`, `.${name}.notours.tmp`, '.other.jwk.0123456789ab.tmp', name]);
+      utimesSync(fresh, old, old);
+      await rotateEarKeyFile(path, { now: new Date(T0) });
+      expect(readdirSync(dir).sort()).toEqual([`.${name}.0123456789ad.tmp`, `.${name}.notours.tmp`, '.other.jwk.0123456789ab.tmp', name]);
+    });
+
+    it.skipIf(!isRoot)('leaves one of another user alone', async () => {
+      const theirs = leftover(`.${name}.0123456789ab.tmp`, true);
+      chownSync(theirs, NOBODY, NOBODY);
+      utimesSync(theirs, old, old);
+      await EarSigner.open(path);
+      expect(existsSync(theirs)).toBe(true);
+    });
   });
 
   it('checks and reads one open file: a group/world-readable key renamed over the path in between is never accepted', async () => {
@@ -170,6 +273,23 @@ describe('EAR key file', () => {
       expect(r.warnings[0]).toMatch(/stale rotation lock/);
       expect(readdirSync(dir)).toEqual(['ear-signing-key.jwk']);
       expect((await readEarKeyFile(path)).set.current.kid).toBe(r.kid);
+    });
+
+    it('a rotation whose stale-looking lock was broken by another writes nothing (ERR_KEY_CONFLICT) and leaves the new holder\'s lock alone', async () => {
+      await EarSigner.open(path);
+      const text = readFileSync(path, 'utf8');
+      const lock = `${path}.lock`;
+      const rotation = rotateEarKeyFile(path, { now: new Date(T0) });
+      // The rotation has its lock and is reading the file (it stalled, as far as others can tell):
+      // another rotation finds the lock older than the stale bound, breaks it and takes its own.
+      const aside = `${lock}.broken`;
+      renameSync(lock, aside);
+      unlinkSync(aside);
+      writeFileSync(lock, 'the other rotation\n', { mode: 0o600, flag: 'wx' });
+      expect(await codeOf(rotation)).toBe('ERR_KEY_CONFLICT');
+      expect(readFileSync(path, 'utf8')).toBe(text);
+      expect(readFileSync(lock, 'utf8')).toBe('the other rotation\n');
+      expect(readdirSync(dir).sort()).toEqual(['ear-signing-key.jwk', 'ear-signing-key.jwk.lock']);
     });
 
     it('loses no key when rotations run at once in several processes', async () => {

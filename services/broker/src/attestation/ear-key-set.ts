@@ -1,5 +1,5 @@
 import { createHash, createPublicKey, randomBytes } from 'node:crypto';
-import { closeSync, constants, fchownSync, fstatSync, fsyncSync, linkSync, lstatSync, openSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, fchownSync, fstatSync, fsyncSync, linkSync, lstatSync, openSync, readdirSync, readSync, realpathSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { JWK } from 'jose';
@@ -20,8 +20,9 @@ import { exportEarSigningKey, generateEarSigningKey, importEarSigningKey, type E
  * The broker signs with `current` only. A retired key keeps only its public half: it is published
  * in the JWKS for EAR_KEY_RETENTION_SECONDS after `retiredAt` on every broker, whatever that
  * broker's own settings, so that EARs it signed keep verifying on every replica; then dropped.
- * The file is a regular file (not a symbolic link), owned by the user reading it and owner-only
- * (0600); anything else is refused.
+ * The file is a regular file, owned by the user reading it and owner-only (0600); anything else is
+ * refused. The key path may be a symbolic link (a Kubernetes Secret volume, an operator's link):
+ * the checks are made on the file it leads to, through the handle it was opened with.
  */
 
 export const EAR_KEY_SET_FORMAT = 'custody-ear-key-set/v1';
@@ -46,6 +47,8 @@ export const MAX_EAR_KEY_RELOAD_SECONDS = 3_600;
 export const EAR_KEY_RETENTION_SECONDS = MAX_EAR_LIFETIME_SECONDS + MAX_EAR_KEY_RELOAD_SECONDS + EAR_KEY_CLOCK_SKEW_SECONDS;
 /** A rotation lock file older than this was left by an interrupted rotation and may be broken. */
 export const EAR_KEY_LOCK_STALE_SECONDS = 60;
+/** A temporary key file (`.<name>.<hex>.tmp`) older than this was left by a crash and is removed. */
+export const EAR_KEY_TEMP_STALE_SECONDS = 60;
 
 /** A retired key: its public JWK (kid, alg ES256, use sig) and when it stopped signing. */
 export interface RetiredEarKey {
@@ -94,11 +97,11 @@ export interface ReadEarKeyFileOptions {
 }
 
 /**
- * Reads and checks the key file at `path`: opened once (O_NOFOLLOW, so a symbolic link is
- * refused; O_NONBLOCK, so a FIFO cannot block), and the checks (a regular file, owner-only mode,
- * the expected owner, the size bound) made on that open file, whose bytes are the ones parsed: a
- * file renamed over `path` meanwhile cannot slip between check and read. Errors: ERR_EAR_KEY,
- * ERR_EAR_KEY_OWNER.
+ * Reads and checks the key file at `path`: opened once (following symbolic links, so a Kubernetes
+ * Secret mount or an operator's link works; O_NONBLOCK, so a FIFO cannot block), and the checks (a
+ * regular file, owner-only mode, the expected owner, the size bound) made on that open file, whose
+ * bytes are the ones parsed: a file renamed over `path`, or a link swapped, meanwhile cannot slip
+ * between check and read. Errors: ERR_EAR_KEY, ERR_EAR_KEY_OWNER.
  */
 export async function readEarKeyFile(path: string, options: ReadEarKeyFileOptions = {}): Promise<{ set: EarKeySet; stamp: string; owner: EarKeyFileOwner }> {
   const { text, st } = await readKeyFileText(path, options.owner ?? process.geteuid?.() ?? 'any');
@@ -108,9 +111,9 @@ export async function readEarKeyFile(path: string, options: ReadEarKeyFileOption
 async function readKeyFileText(path: string, owner: number | 'any'): Promise<{ text: string; st: Stats }> {
   let fh: FileHandle;
   try {
-    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    // Links are followed: every check below is on the file this handle holds, not on the name.
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
-    if (errnoOf(e) === 'ELOOP') throw keyError('the EAR signing key file is a symbolic link: name the file itself', path, undefined, { reason: 'symlink' });
     throw keyError('the EAR signing key file cannot be read', path, e);
   }
   try {
@@ -301,11 +304,14 @@ function fsyncDir(dir: string): void {
  * Writes `text` to `path` atomically: a new 0600 file beside it (exclusive create), given to
  * `owner` when set, flushed to disk, renamed over `path`, then the directory flushed. A reader
  * sees the old file or the new one, never a partial one; a crash leaves at most a stray `.tmp`
- * file. Errors: ERR_EAR_KEY, ERR_EAR_KEY_OWNER.
+ * file (removed by removeStaleKeyFileLeftovers). `beforeRename` runs once the new file is written,
+ * immediately before the rename: a throw leaves `path` untouched (and removes the new file).
+ * Errors: ERR_EAR_KEY, ERR_EAR_KEY_OWNER, or what `beforeRename` throws.
  */
-export function writeFileAtomic(path: string, text: string, owner?: EarKeyFileOwner): void {
+export function writeFileAtomic(path: string, text: string, owner?: EarKeyFileOwner, beforeRename?: () => void): void {
   const tmp = writeTempFile(path, text, owner);
   try {
+    beforeRename?.();
     renameSync(tmp, path);
   } catch (e) {
     try {
@@ -313,9 +319,46 @@ export function writeFileAtomic(path: string, text: string, owner?: EarKeyFileOw
     } catch {
       // Already gone.
     }
+    if (e instanceof CustodyError) throw e;
     throw keyError('the EAR signing key file cannot be written', path, e);
   }
   fsyncDir(dirname(path));
+}
+
+/**
+ * Removes what a crash may leave beside the key file `path` (in its directory, named after it):
+ * temporary key files `.<name>.<hex>.tmp` (0600, they may hold a private key) and rotation locks
+ * set aside `<name>.lock.<hex>.stale`, when older than EAR_KEY_TEMP_STALE_SECONDS, regular files
+ * (not links) and owned by this process's user. Best effort: returns the names removed.
+ */
+export function removeStaleKeyFileLeftovers(path: string, nowMs: number = Date.now()): string[] {
+  const dir = dirname(path);
+  const name = basename(path);
+  const euid = process.geteuid?.();
+  const removed: string[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const entry of entries) {
+    const leftover =
+      (entry.startsWith(`.${name}.`) && /^\.[0-9a-f]{12}\.tmp$/.test(entry.slice(name.length + 1))) ||
+      (entry.startsWith(`${name}.lock.`) && /^\.[0-9a-f]{12}\.stale$/.test(entry.slice(name.length + 5)));
+    if (!leftover) continue;
+    const at = join(dir, entry);
+    try {
+      const st = lstatSync(at);
+      if (!st.isFile() || (euid !== undefined && st.uid !== euid)) continue;
+      if (nowMs - st.mtimeMs <= EAR_KEY_TEMP_STALE_SECONDS * 1000) continue;
+      unlinkSync(at);
+      removed.push(entry);
+    } catch {
+      // Gone meanwhile, or not ours to remove.
+    }
+  }
+  return removed;
 }
 
 /**
@@ -355,7 +398,10 @@ export interface EarKeyRotationOptions {
 }
 
 export interface EarKeyRotation {
+  /** The key path given. */
   path: string;
+  /** The file replaced: `path`, or the file it leads to when it is a symbolic link (which is left as it is). */
+  file: string;
   /** The new signing key. */
   kid: string;
   /** The key it replaces: retired (overlap) or dropped. */
@@ -377,10 +423,13 @@ export interface EarKeyRotation {
 /**
  * Rotates the key file at `path`: a new ES256 key becomes current, the previous one is retired
  * at `now` (public half only), retired keys past EAR_KEY_RETENTION_SECONDS are dropped, and the
- * set is written atomically (0600, owned by the owner of the previous file). Rotations of one
- * file are serialised by a lock file (`<path>.lock`, created exclusively and removed at the end;
- * one older than EAR_KEY_LOCK_STALE_SECONDS is broken, with a warning). Running brokers pick the
- * new file up when they re-read it. Run as the file's owner or as root.
+ * set is written atomically (0600, owned by the owner of the previous file). When `path` is a
+ * symbolic link the file it leads to (its realpath) is the one replaced, in its own directory, and
+ * the link is left as it is. Rotations of one file are serialised by a lock file
+ * (`<file>.lock`, see takeRotationLock); the lock, the file's version and what `path` leads to are
+ * checked once more after the new file is written, immediately before the rename. Stale
+ * temporary files of crashed writers are removed first. Running brokers pick the new file up when
+ * they re-read it. Run as the file's owner or as root.
  * Errors: ERR_FILE_NOT_FOUND, ERR_EAR_KEY (unreadable, malformed, too many retired keys),
  * ERR_EAR_KEY_OWNER (the file belongs to another user, or the new file cannot be given to its
  * owner), ERR_KEY_CONFLICT (another rotation holds the lock, or the file changed while rotating:
@@ -390,17 +439,19 @@ export async function rotateEarKeyFile(path: string, options: EarKeyRotationOpti
   const now = options.now ?? new Date();
   if (Number.isNaN(now.getTime())) throw new CustodyError('ERR_USAGE', 'the rotation time is not a valid date');
   const overlap = options.overlap ?? true;
+  let file: string;
   try {
-    lstatSync(path);
+    file = realpathSync(path);
   } catch (e) {
     throw new CustodyError('ERR_FILE_NOT_FOUND', `EAR signing key file not found: ${path}`, { cause: e, detail: { path } });
   }
   const warnings: string[] = [];
-  const unlock = lockRotation(path, warnings);
+  const lock = takeRotationLock(file, warnings);
   try {
+    removeStaleKeyFileLeftovers(file);
     // Root may rotate the file of the broker's user; it keeps that owner (below).
     const euid = process.geteuid?.();
-    const { set, stamp, owner } = await readEarKeyFile(path, { owner: euid === 0 || euid === undefined ? 'any' : euid });
+    const { set, stamp, owner } = await readEarKeyFile(file, { owner: euid === 0 || euid === undefined ? 'any' : euid });
     const next = await generateEarSigningKey({ alg: 'ES256', extractable: true });
     const at = now.getTime();
     const previous: RetiredEarKey = { kid: set.current.kid, publicJwk: publicJwkOf(set.current), retiredAt: at };
@@ -409,17 +460,16 @@ export async function rotateEarKeyFile(path: string, options: EarKeyRotationOpti
     const keptKids = new Set(kept.map((r) => r.kid));
     const dropped = [set.current, ...set.retired].map((k) => k.kid).filter((kid) => !keptKids.has(kid));
     const text = await serializeEarKeySet(next, kept);
-    // The lock serialises rotations; this catches a hand edit (or a rotation that ignored the lock) meanwhile.
-    let again: string | undefined;
-    try {
-      again = fileStamp(statSync(path));
-    } catch {
-      again = undefined;
-    }
-    if (again !== stamp) throw new CustodyError('ERR_KEY_CONFLICT', 'the EAR signing key file changed during the rotation; run it again', { detail: { path } });
-    writeFileAtomic(path, text, owner);
+    writeFileAtomic(file, text, owner, () => {
+      // After the new file is written, immediately before it replaces the old one: the lock is
+      // still ours (not broken as stale while this rotation stalled), the file is still the version
+      // read (no hand edit, no rotation that ignored the lock) and `path` still leads to it.
+      lock.assertHeld();
+      if (stampOf(file) !== stamp || realpathOf(path) !== file) throw new CustodyError('ERR_KEY_CONFLICT', 'the EAR signing key file changed during the rotation; run it again', { detail: { path } });
+    });
     return {
       path,
+      file,
       kid: next.kid,
       previousKid: set.current.kid,
       retiredAt: now.toISOString(),
@@ -431,7 +481,23 @@ export async function rotateEarKeyFile(path: string, options: EarKeyRotationOpti
       warnings,
     };
   } finally {
-    unlock();
+    lock.release();
+  }
+}
+
+function stampOf(path: string): string | undefined {
+  try {
+    return fileStamp(statSync(path));
+  } catch {
+    return undefined;
+  }
+}
+
+function realpathOf(path: string): string | undefined {
+  try {
+    return realpathSync(path);
+  } catch {
+    return undefined;
   }
 }
 
@@ -439,62 +505,114 @@ function lockConflict(path: string, lock: string): CustodyError {
   return new CustodyError('ERR_KEY_CONFLICT', `another rotation of this EAR signing key file is running (lock file ${lock}); run again when it has finished`, { detail: { path, lock } });
 }
 
+/** A rotation lock this process created. */
+export interface RotationLock {
+  /** Throws ERR_KEY_CONFLICT unless the lock file at its path is still the one created here. */
+  assertHeld(): void;
+  /** Removes the lock file if (and only if) it is still the one created here. */
+  release(): void;
+}
+
+/** The lock file at `lock`, read through one handle: its token (content) and identity; undefined when absent. */
+function readLock(lock: string): { token: string; dev: number; ino: number; mtimeMs: number } | undefined {
+  let fd: number;
+  try {
+    fd = openSync(lock, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (e) {
+    if (errnoOf(e) === 'ENOENT') return undefined;
+    throw e;
+  }
+  try {
+    const st = fstatSync(fd);
+    const buf = Buffer.alloc(256);
+    const n = st.isFile() ? readSync(fd, buf, 0, buf.length, 0) : 0;
+    return { token: buf.toString('utf8', 0, n), dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs };
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
- * Takes the rotation lock of `path` (`<path>.lock`, O_CREAT|O_EXCL): returns its release. A lock
- * older than EAR_KEY_LOCK_STALE_SECONDS is broken, with a warning: it is first renamed aside and
- * only removed when the renamed file is still the one found stale (otherwise it is a fresh lock
- * of another rotation, which is put back). Errors: ERR_KEY_CONFLICT, ERR_EAR_KEY.
+ * Removes the lock file at `lock` if it is the one identified by `held` (token and inode):
+ * renamed aside to a name of ours first, and removed only when the file set aside is that one.
+ * Another rotation's lock set aside by mistake is linked back; if a third rotation took the lock
+ * meanwhile, it is left aside (never unlinked: its holder then finds its lock gone and stops).
  */
-function lockRotation(path: string, warnings: string[]): () => void {
-  const lock = `${path}.lock`;
+function removeLockIf(lock: string, held: { token: string; dev: number; ino: number }): 'removed' | 'other' | 'gone' {
+  const aside = `${lock}.${randomBytes(6).toString('hex')}.stale`;
+  try {
+    renameSync(lock, aside);
+  } catch {
+    return 'gone';
+  }
+  const moved = readLock(aside);
+  if (moved !== undefined && moved.token === held.token && moved.ino === held.ino && moved.dev === held.dev) {
+    unlinkSync(aside);
+    return 'removed';
+  }
+  try {
+    linkSync(aside, lock);
+  } catch {
+    return 'other'; // a third rotation holds the lock now; the one set aside is left for its holder to notice
+  }
+  unlinkSync(aside); // the lock is back at its path (this name was a second link to it)
+  return 'other';
+}
+
+/**
+ * Takes the rotation lock of the key file `file` (`<file>.lock`, O_CREAT|O_EXCL, holding a random
+ * token). A lock older than EAR_KEY_LOCK_STALE_SECONDS was left by an interrupted (or stalled)
+ * rotation and is broken, with a warning: only the very file found stale (same token and inode) is
+ * removed, by removeLockIf; a lock this process did not create is never unlinked. A stalled
+ * rotation whose lock was broken finds out before it writes (assertHeld). Node has no flock: this
+ * assumes the lock's mtime and the local clock agree (no concurrent rotations over NFS with clock
+ * skew). Errors: ERR_KEY_CONFLICT, ERR_EAR_KEY.
+ */
+export function takeRotationLock(file: string, warnings: string[], nowMs: () => number = Date.now): RotationLock {
+  const lock = `${file}.lock`;
   for (let attempt = 0; attempt < 3; attempt++) {
+    const token = `${process.pid} ${randomBytes(16).toString('hex')} ${new Date(nowMs()).toISOString()}\n`;
     let fd: number | undefined;
     try {
       fd = openSync(lock, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-      writeSync(fd, `${process.pid} ${new Date().toISOString()}\n`);
-      const mine = fstatSync(fd);
+      writeSync(fd, token);
+      const st = fstatSync(fd);
       closeSync(fd);
-      return () => {
-        try {
-          const st = lstatSync(lock);
-          if (st.ino === mine.ino && st.dev === mine.dev) unlinkSync(lock);
-        } catch {
-          // Already removed (broken as stale by another rotation).
-        }
+      const mine = { token, dev: st.dev, ino: st.ino };
+      const held = () => {
+        const now = readLock(lock);
+        return now !== undefined && now.token === mine.token && now.ino === mine.ino && now.dev === mine.dev;
+      };
+      return {
+        assertHeld() {
+          if (!held()) throw new CustodyError('ERR_KEY_CONFLICT', `this rotation's lock file ${lock} was broken as stale by another rotation; run it again`, { detail: { path: file, lock } });
+        },
+        release() {
+          try {
+            removeLockIf(lock, mine);
+          } catch {
+            // Best effort: a lock left behind is broken as stale by the next rotation.
+          }
+        },
       };
     } catch (e) {
       if (fd !== undefined) closeSync(fd);
-      if (errnoOf(e) !== 'EEXIST') throw keyError('the rotation lock file cannot be created', path, e, { lock });
+      if (errnoOf(e) !== 'EEXIST') throw keyError('the rotation lock file cannot be created', file, e, { lock });
     }
-    let held: Stats;
+    let found: ReturnType<typeof readLock>;
     try {
-      held = lstatSync(lock);
-    } catch {
-      continue; // released meanwhile: try again
+      found = readLock(lock);
+    } catch (e) {
+      throw keyError('the rotation lock file cannot be read', file, e, { lock });
     }
-    const ageMs = Date.now() - held.mtimeMs;
-    if (ageMs < EAR_KEY_LOCK_STALE_SECONDS * 1000) throw lockConflict(path, lock);
-    const aside = `${lock}.${randomBytes(6).toString('hex')}.stale`;
-    try {
-      renameSync(lock, aside);
-    } catch {
-      continue; // another rotation broke or released it first
-    }
-    const moved = lstatSync(aside);
-    if (moved.ino !== held.ino || moved.dev !== held.dev) {
-      // A fresh lock replaced the stale one between our stat and rename: put it back.
-      try {
-        linkSync(aside, lock);
-      } catch {
-        // Yet another rotation holds the lock now.
-      }
-      unlinkSync(aside);
-      throw lockConflict(path, lock);
-    }
-    unlinkSync(aside);
-    warnings.push(`broke a stale rotation lock (${lock}, ${Math.floor(ageMs / 1000)} s old): an earlier rotation was interrupted`);
+    if (found === undefined) continue; // released meanwhile: try again
+    const ageMs = nowMs() - found.mtimeMs;
+    if (ageMs < EAR_KEY_LOCK_STALE_SECONDS * 1000) throw lockConflict(file, lock);
+    const r = removeLockIf(lock, found);
+    if (r === 'other') throw lockConflict(file, lock);
+    if (r === 'removed') warnings.push(`broke a stale rotation lock (${lock}, ${Math.floor(ageMs / 1000)} s old): an earlier rotation was interrupted`);
   }
-  throw lockConflict(path, lock);
+  throw lockConflict(file, lock);
 }
 
 function publicJwkOf(key: EarSigningKey): JWK {

@@ -1,11 +1,11 @@
 import { KeyObject, sign as nodeSign } from 'node:crypto';
-import { lstatSync } from 'node:fs';
+import { lstatSync, realpathSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import type { JSONWebKeySet } from 'jose';
 import { CustodyError, systemClock, toCustodyError, type Clock } from '@custody/core';
 import { DEFAULT_EAR_TTL_SECONDS, EAR_PROFILE, exportEarSigningKey, generateEarSigningKey, publishJwks, verifyEar, type Ear, type EarSigningKey } from '@custody/policy';
-import { EAR_KEY_RETENTION_SECONDS, fileStamp, MAX_EAR_KEY_RELOAD_SECONDS, MAX_EAR_LIFETIME_SECONDS, readEarKeyFile, writeFileExclusive, type EarKeySet, type RetiredEarKey } from './ear-key-set.js';
+import { EAR_KEY_RETENTION_SECONDS, fileStamp, MAX_EAR_KEY_RELOAD_SECONDS, MAX_EAR_LIFETIME_SECONDS, readEarKeyFile, removeStaleKeyFileLeftovers, writeFileExclusive, type EarKeySet, type RetiredEarKey } from './ear-key-set.js';
 
 /** How often a file-backed signer re-reads its key file when watching it (EarSigner.watch). */
 export const DEFAULT_EAR_KEY_RELOAD_MS = 10_000;
@@ -42,14 +42,18 @@ export interface EarKeyCheck {
   /** The file changed and its keys are now in use. */
   changed: boolean;
   /**
-   * The file could not be used (the keys in use stay): set the first time a version of the file
-   * fails only, so that a caller logging it logs each bad version once. Its code and message
-   * carry no key material.
+   * The file changed and could not be used (the signer is unusable until it can: see
+   * EarSigner.unusable): set the first time a version of the file fails only, so that a caller
+   * logging it logs each bad version once. Its code and message carry no key material.
    */
   error?: CustodyError;
 }
 
-export type EarKeyRefreshTrigger = 'request' | 'unknown-kid';
+/** What made `refresh` look: a request (attestation, release), an EAR of an unknown kid, a JWKS fetch. Each is throttled on its own. */
+export type EarKeyRefreshTrigger = 'request' | 'unknown-kid' | 'jwks';
+
+/** The JWKS published while the key file is unusable: no key is vouched for. */
+const NO_KEYS: JSONWebKeySet = Object.freeze({ keys: Object.freeze([]) as unknown as JSONWebKeySet['keys'] });
 
 interface SignerState {
   readonly key: EarSigningKey;
@@ -80,6 +84,12 @@ interface LoadResult {
  * `reloadIntervalMs`, and on `refresh()`, which the handshake calls before each attestation and
  * release (at most once a second) and when a release presents an unknown kid (likewise). Each is a
  * stat; the file is read only when it changed, and a version that failed is not read again.
+ *
+ * Fail closed: once the file has changed (a rotation, a chmod, a removal) and cannot be used, the
+ * keys read from the earlier version are no longer vouched for (a `--no-overlap` rotation may have
+ * dropped them as compromised): until a usable file loads, or the file is back to the version in
+ * use, the signer publishes an empty JWKS, `publishes` nothing, refuses to sign and `unusable`
+ * returns the ERR_EAR_KEY that the handshake refuses releases with.
  * Without a path the key lives in memory only.
  */
 export class EarSigner {
@@ -93,9 +103,9 @@ export class EarSigner {
   private state: SignerState;
   private published: { ids: string; jwks: JSONWebKeySet } | undefined;
   private loading: Promise<LoadResult> | undefined;
-  /** The last file version that could not be used, and why. */
+  /** The file version that could not be used, and why: while set, the signer is unusable (fail closed). */
   private failed: { stamp: string; error: CustodyError } | undefined;
-  private readonly lastRefresh: Record<EarKeyRefreshTrigger, number> = { request: -Infinity, 'unknown-kid': -Infinity };
+  private readonly lastRefresh: Record<EarKeyRefreshTrigger, number> = { request: -Infinity, 'unknown-kid': -Infinity, jwks: -Infinity };
 
   private constructor(
     set: EarKeySet,
@@ -131,10 +141,20 @@ export class EarSigner {
   }
 
   /**
+   * ERR_EAR_KEY while the key file has changed and cannot be used (no key is trusted then: see
+   * the class comment), else undefined. The error names no path and carries no key material.
+   */
+  unusable(): CustodyError | undefined {
+    if (this.failed === undefined) return undefined;
+    return new CustodyError('ERR_EAR_KEY', 'the EAR signing key file changed and cannot be used: no attestation result is signed, verified or released on until a usable file is in place');
+  }
+
+  /**
    * The JWKS at `now` (ms): the current key, then every retired key retired less than
-   * `retentionSeconds` before `now`, newest first. Public members only.
+   * `retentionSeconds` before `now`, newest first. Public members only. Empty while `unusable`.
    */
   jwksAt(now: number): JSONWebKeySet {
+    if (this.failed !== undefined) return NO_KEYS;
     const s = this.state;
     const kept = s.retired.filter((r) => now < r.retiredAt + this.retentionSeconds * 1000);
     const ids = [s.key.kid, ...kept.map((r) => r.kid)].join(' ');
@@ -147,7 +167,7 @@ export class EarSigner {
 
   /** Whether the JWKS at `now` lists `kid`. */
   publishes(kid: string | undefined, now: number): boolean {
-    if (kid === undefined) return false;
+    if (kid === undefined || this.failed !== undefined) return false;
     const s = this.state;
     if (kid === s.key.kid) return true;
     return s.retired.some((r) => r.kid === kid && now < r.retiredAt + this.retentionSeconds * 1000);
@@ -158,6 +178,7 @@ export class EarSigner {
    * `signEar` (jose) writes, made synchronously with node:crypto on the attestation path.
    * Verified with `verifyEar` against `jwks` like any other. An EAR living longer than
    * `maxEarLifetimeSeconds` is refused (ERR_USAGE): it could outlive its key's publication.
+   * While `unusable`, nothing is signed (ERR_EAR_KEY).
    */
   sign(ear: Ear): string {
     return this.signWithKid(ear).token;
@@ -166,6 +187,8 @@ export class EarSigner {
   /** `sign`, also naming the key that signed (the current key may change between two calls). */
   signWithKid(ear: Ear): { token: string; kid: string } {
     if (!(ear.exp - ear.iat <= this.maxEarLifetimeSeconds)) throw new CustodyError('ERR_USAGE', `the EAR lifetime exceeds this signer's maximum of ${this.maxEarLifetimeSeconds} s`);
+    const refused = this.unusable();
+    if (refused) throw refused;
     const s = this.state;
     return { token: signWith(s, ear), kid: s.key.kid };
   }
@@ -173,8 +196,9 @@ export class EarSigner {
   /**
    * Re-reads the key file when it changed since it was last read (a stat otherwise), checks it
    * (owner, permissions, form, a probe EAR verifying against the new JWKS) and switches to it.
-   * Returns whether it switched. On any error the keys in use stay in use (and a version that
-   * failed is not read again until it changes). Always false in memory.
+   * Returns whether it switched. On any error the signer is unusable (fail closed, see the class
+   * comment) until a usable file loads; a version that failed is not read again until it changes.
+   * Always false in memory.
    */
   async reload(): Promise<boolean> {
     const r = await this.load();
@@ -265,6 +289,10 @@ export class EarSigner {
    */
   static async open(path: string, options: EarSignerOptions = {}): Promise<EarSigner> {
     checkOptions(options, path);
+    // Temporary files a crashed creation or rotation left (they may hold a private key).
+    removeStaleKeyFileLeftovers(path);
+    const target = realpathOr(path);
+    if (target !== undefined && target !== path) removeStaleKeyFileLeftovers(target);
     if (!exists(path)) {
       const fresh = await generateEarSigningKey({ alg: 'ES256', extractable: true });
       // Another replica may create it first: then theirs is used.
@@ -316,6 +344,14 @@ function checkOptions(options: EarSignerOptions, path: string | undefined): { ma
 function bounded(v: number, min: number, max: number, what: string): number {
   if (!Number.isInteger(v) || v < min || v > max) throw new CustodyError('ERR_USAGE', `${what} must be an integer from ${min} to ${max}`);
   return v;
+}
+
+function realpathOr(path: string): string | undefined {
+  try {
+    return realpathSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 function exists(path: string): boolean {

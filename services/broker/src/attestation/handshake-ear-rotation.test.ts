@@ -2,10 +2,11 @@
 // rotation the replica that re-read the file signs with the new key, and the other verifies
 // that EAR by re-reading the file when it meets the unknown kid. A dropped key stops releasing
 // within a second whatever the reload interval; EARs longer than an hour verify at any replica;
-// a bad key file costs a stat a second and one log line, whatever kids callers make up. Also:
+// a bad key file costs a stat a second and one log line, whatever kids callers make up, and
+// while a changed key file cannot be used every release is refused (ERR_EAR_KEY, audited). Also:
 // a signer whose maximum EAR lifetime is shorter than the EARs the service would issue is
 // refused at construction.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -117,7 +118,7 @@ describe('AttestationService replicas across an EAR key rotation', () => {
     expect((await b.release({ name: 'dk', session: attested.session, ear: attested.ear })).key).toMatchObject({ name: 'dk' });
   });
 
-  it('while the key file is bad, EARs of made-up kids cost a stat a second and the bad file one log line per version', async () => {
+  it('while the key file is bad, releases are refused (ERR_EAR_KEY), EARs of made-up kids cost a stat a second and the bad file one log line per version', async () => {
     const path = join(dir, 'ear.jwk');
     let mono = 0;
     const signer = await EarSigner.open(path, { reloadIntervalMs: NO_POLL, monotonicMs: () => mono });
@@ -134,7 +135,7 @@ describe('AttestationService replicas across an EAR key rotation', () => {
     writeFileSync(path, '{"kty":"EC","d":"c2VjcmV0LWZyYWdtZW50', { mode: 0o600 });
     for (let i = 0; i < 200; i++) {
       if (i % 20 === 0) mono += EAR_KEY_RECHECK_MS; // ten seconds in all
-      expect(await codeOf(service.release({ name: 'dk', session: c.session, ear: token }))).toBe('ERR_EAR_KEY_UNKNOWN');
+      expect(await codeOf(service.release({ name: 'dk', session: c.session, ear: token }))).toBe('ERR_EAR_KEY');
     }
     expect(reloadLines()).toHaveLength(1);
     const line = JSON.parse(reloadLines()[0]!) as { code: string; reason: string };
@@ -147,6 +148,35 @@ describe('AttestationService replicas across an EAR key rotation', () => {
       await codeOf(service.release({ name: 'dk', session: c.session, ear: token }));
     }
     expect(reloadLines()).toHaveLength(2);
+  });
+
+  it('after --no-overlap, a rotated key file it cannot use makes a replica refuse releases and attestations (ERR_EAR_KEY, audited) until it can', async () => {
+    const path = join(dir, 'ear.jwk');
+    let mono = 0;
+    const signer = await EarSigner.open(path, { reloadIntervalMs: NO_POLL, monotonicMs: () => mono });
+    const audit = new InMemoryAuditSinkTestDouble();
+    const service = await replica(signer, { audit });
+    await h.service.create(admin(), { tenant: 'acme', name: 'dk', type: 'aes-256', releasePolicy: 'true' });
+    // An EAR of the key about to be dropped as compromised (as good as one forged with it).
+    const a = await attestAt(service);
+    const b = await attestAt(service);
+    const r = await rotateEarKeyFile(path, { overlap: false });
+    // Config management resets the mode: the broker cannot read the rotated file.
+    chmodSync(path, 0o640);
+    mono += EAR_KEY_RECHECK_MS;
+    expect(await codeOf(service.release({ name: 'dk', session: a.session, ear: a.ear }))).toBe('ERR_EAR_KEY');
+    const denial = audit.events.at(-1)!;
+    expect(denial).toMatchObject({ action: 'key.release', verdict: 'deny', reason: 'ERR_EAR_KEY' });
+    expect(await codeOf(attestAt(service))).toBe('ERR_EAR_KEY');
+    expect(audit.events.at(-1)).toMatchObject({ action: 'attest.appraise', verdict: 'deny', reason: 'ERR_EAR_KEY' });
+    expect(service.jwks.keys).toEqual([]);
+    // Fixed: the new key signs and releases; the dropped key's EARs stay refused.
+    chmodSync(path, 0o600);
+    mono += EAR_KEY_RECHECK_MS;
+    expect(await codeOf(service.release({ name: 'dk', session: b.session, ear: b.ear }))).toBe('ERR_EAR_KEY_UNKNOWN');
+    expect(signer.kid).toBe(r.kid);
+    const c = await attestAt(service);
+    expect((await service.release({ name: 'dk', session: c.session, ear: c.ear })).key).toMatchObject({ name: 'dk' });
   });
 
   it('refuses a signer whose EARs could outlive their key publication', async () => {

@@ -180,9 +180,20 @@ export class AttestationService {
     }
   }
 
-  /** The broker's EAR verification keys (served at /.well-known/jwks.json). */
+  /** The broker's EAR verification keys as last read (empty while the key file is unusable). */
   get jwks(): EarSigner['jwks'] {
     return this.signer.jwks;
+  }
+
+  /**
+   * The JWKS served at /.well-known/jwks.json: the key file is looked at first (at most once a
+   * second; a stat when unchanged), so a rotation (a key dropped with `--no-overlap` above all)
+   * reaches external verifiers at once, whatever the reload interval. `usable` is false while the
+   * key file has changed and cannot be used: the set is then empty and must not be cached.
+   */
+  async publishedJwks(): Promise<{ jwks: EarSigner['jwks']; usable: boolean }> {
+    await this.refreshEarKeys('jwks');
+    return { jwks: this.signer.jwks, usable: this.signer.unusable() === undefined };
   }
 
   /** Step 1: a session with a single-use nonce. `caller` is a workload API key when one was presented. */
@@ -303,6 +314,10 @@ export class AttestationService {
     // whatever the reload interval.
     await this.refreshEarKeys('request');
     try {
+      // Fail closed: a key file that changed and cannot be used no longer vouches for the keys
+      // read before (a --no-overlap rotation may have dropped them as compromised).
+      const refused = this.signer.unusable();
+      if (refused) throw refused;
       verified = await this.verifyEarCached(request.ear, earDigest, now);
       if (verified.ear.eat_nonce === undefined || !timingSafeEqual(utf8(verified.ear.eat_nonce), utf8(toBase64Url(fromHex(session.nonce))))) {
         throw new CustodyError('ERR_SESSION_MISMATCH', 'the attestation result was issued for another session');
@@ -405,7 +420,7 @@ export class AttestationService {
   /** EarSigner.refresh, logging each bad version of the key file once (its code and a fixed reason; never its contents). */
   private async refreshEarKeys(trigger: EarKeyRefreshTrigger): Promise<boolean> {
     const r = await this.signer.refresh(trigger);
-    if (r.error) this.log.error({ op: 'ear-key.reload', trigger, code: r.error.code, reason: r.error.message }, 'the EAR signing key file could not be re-read; keeping the keys in use');
+    if (r.error) this.log.error({ op: 'ear-key.reload', trigger, code: r.error.code, reason: r.error.message }, 'the EAR signing key file changed and cannot be used: no EAR is signed, verified or released on until a usable file is in place');
     return r.changed;
   }
 

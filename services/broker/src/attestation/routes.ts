@@ -53,7 +53,12 @@ export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: Attestatio
   const large = bodyLimit({ maxSize: MAX_ATTEST_BODY, onError: () => problemResponse(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large')) });
   const noStore = { 'cache-control': 'no-store' };
 
-  app.get('/.well-known/jwks.json', (c) => c.json(service.jwks, 200, { 'cache-control': 'public, max-age=300' }));
+  // The key file is looked at first (at most once a second), so a dropped key leaves the served
+  // set at once; verifiers may cache it 300 s. An empty set (the key file unusable) is not cached.
+  app.get('/.well-known/jwks.json', async (c) => {
+    const { jwks, usable } = await service.publishedJwks();
+    return c.json(jwks, 200, { 'cache-control': usable ? 'public, max-age=300' : 'no-store' });
+  });
 
   app.post('/v1/attest/challenge', small, async (c) => {
     // Address first: a flood is refused before its body is parsed or its API key looked up.

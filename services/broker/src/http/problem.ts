@@ -5,6 +5,8 @@ import { ErrorCodes, toCustodyError, type CustodyError } from '@custody/core';
  * (application/problem+json). Exact codes first, then code families, then 500.
  */
 const EXACT: Record<string, number> = {
+  // The broker's own EAR signing key is unusable (its key file changed and cannot be loaded): an outage, not the caller's EAR.
+  ERR_EAR_KEY: 503,
   ERR_AUTH_REQUIRED: 401,
   ERR_AUTH_INVALID: 401,
   ERR_AUTH_ROLE: 403,
