@@ -1,7 +1,7 @@
 // `custody attest verify --fetch-collateral` end to end, against a loopback STAND-IN for Intel PCS
 // and AMD KDS (a test double serving the real vendor bytes from shared/vectors; no internet here).
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -137,7 +137,7 @@ describe('custody attest verify --fetch-collateral: the cache after review', () 
     expect(own.requests).toEqual([]);
   });
 
-  it('a kept copy the verifier refuses is dropped: the run fails (exit 1) and the next one fetches afresh and verifies', async () => {
+  it('a kept copy the verifier refuses is fetched again in the same run: the fresh one differs and verifies (exit 0) and replaces it', async () => {
     const own = await VendorServiceStandIn.start();
     servePcs2023(own);
     const cache = join(dir, 'cache-evict');
@@ -148,10 +148,11 @@ describe('custody attest verify --fetch-collateral: the cache after review', () 
     const store = await DiskCollateralStore.open(cache);
     await store.put({ url: `${own.url}${PCS_PATHS.tcbInfo('50806F000000')}`, body: bad, headers: { 'tcb-info-issuer-chain': encodeChainHeader(intel2023().tcbChain) }, fetchedAt: new Date(AT), expiresAt: new Date('2023-07-01T02:00:00Z') });
     const one = await custody(...args);
-    expect([one.status, json(one).errors[0]!.code, json(one).fetchedCollateral![0]]).toEqual([1, 'ERR_COLLATERAL_INVALID', { kind: 'tcbInfo', url: expect.any(String) as string, from: 'cache', expiresAt: '2023-07-01T02:00:00.000Z' }]);
-    const two = await custody(...args);
+    expect([one.status, json(one).fetchedCollateral!.map((i) => i.from)]).toEqual([0, ['network', 'network', 'network', 'network']]);
+    expect(own.count(PCS_PATHS.tcbInfo(''))).toBe(1); // served from the cache, refused, then fetched once
     await own.stop();
-    expect([two.status, json(two).fetchedCollateral!.map((i) => i.from)]).toEqual([0, ['network', 'network', 'network', 'network']]);
+    const two = await custody(...args);
+    expect([two.status, json(two).fetchedCollateral!.map((i) => i.from)]).toEqual([0, ['cache', 'cache', 'cache', 'cache']]);
   });
 
   it('an item of which only the issuer chain is given by hand is not kept; --collateral-max-age 0 keeps nothing; bad durations are usage errors', async () => {
@@ -219,5 +220,41 @@ describe('custody attest verify --fetch-collateral (SEV-SNP, AMD KDS stand-in)',
     expect(f.fetchedCollateral!.map((i) => i.kind)).toEqual(['vcek', 'certChain', 'crl']);
     delete f.fetchedCollateral;
     expect(f).toEqual(json(hand));
+  });
+});
+
+// Review br3 of f4f51bd: evidence anyone can send must not empty the cache (C4); a 200 that is not collateral is "unavailable" (C2).
+describe('custody attest verify --fetch-collateral: refusals and unusable answers (review br3)', () => {
+  it('C4: a quote with a flipped byte in its own PCK certificate fails (exit 1) but leaves the cache: offline, a good quote then verifies (exit 0)', async () => {
+    const own = await VendorServiceStandIn.start();
+    servePcs2023(own);
+    const cache = join(dir, 'cache-br3-c4');
+    const args = (file: string) => ['attest', 'verify', file, '--fetch-collateral', '--pcs-url', own.url, '--collateral-cache', cache, '--at', AT, '--json'];
+    expect((await custody(...args(QUOTE_4))).status).toBe(0);
+    const entries = readdirSync(cache).sort();
+    const q = readFileSync(QUOTE_4);
+    const end = q.indexOf('-----END CERTIFICATE-----');
+    let i = end - 20;
+    while (!/[A-Za-z]/.test(String.fromCharCode(q[i]!))) i--;
+    q[i] = q[i] === 0x41 ? 0x42 : 0x41;
+    const bad = join(dir, 'br3-broken-pck.dat');
+    writeFileSync(bad, q);
+    const crafted = await custody(...args(bad));
+    expect([crafted.status, json(crafted).errors[0]!.code]).toEqual([1, 'ERR_CERT_SIGNATURE']);
+    expect(readdirSync(cache).sort()).toEqual(entries);
+    await own.stop();
+    const offlineBad = await custody(...args(bad));
+    expect(offlineBad.status).toBe(1);
+    const good = await custody(...args(QUOTE_4));
+    expect([good.status, json(good).fetchedCollateral!.map((x) => x.from)]).toEqual([0, ['cache', 'cache', 'cache', 'cache']]);
+  });
+
+  it('C2: a captive-portal HTML page (200) for the root CA CRL is "unavailable" (exit 3, ERR_COLLATERAL_RESPONSE), not "not verified"', async () => {
+    const own = await VendorServiceStandIn.start();
+    servePcs2023(own);
+    own.serve(PCS_PATHS.rootCaCrl, { body: '<html>Please log in to the Wi-Fi</html>', headers: { 'content-type': 'text/html' } });
+    const r = await custody('attest', 'verify', QUOTE_4, '--fetch-collateral', '--pcs-url', own.url, '--at', AT, '--json');
+    await own.stop();
+    expect([r.status, json(r).errors[0]!.code]).toEqual([3, 'ERR_COLLATERAL_RESPONSE']);
   });
 });

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { CustodyError, fromHex, toCustodyError } from '@custody/core';
-import { CollateralSource, collateralAccepted, collateralRefused, defaultRegistry, parseSevSnpProduct, withFetchedCollateral, type FetchedItem, type Platform, type VerificationResult } from '@custody/attest';
+import { CollateralSource, collateralAccepted, collateralRefused, defaultRegistry, parseSevSnpProduct, withFetchedCollateral, type FetchedCollateral, type FetchedItem, type Platform, type VerificationResult } from '@custody/attest';
 import { DiskCollateralStore } from '@custody/attester-service';
 import { readInputFile, readNamedFiles, parseTime } from '../files.js';
 import { failWith, mark, printJson } from '../output.js';
@@ -43,7 +43,7 @@ export const register: Register = (program) => {
     .option('--certs <file...>', 'extra certificates, PEM or DER (e.g. VCEK, ASK/ARK); repeatable')
     .option('--collateral <file|dir>', 'collateral: a bundle JSON, or a directory of named files (TDX: tcbInfo, qeIdentity, pckCrl, rootCaCrl, ...)')
     .option('--roots <dir>', 'trust anchors (PEM/DER) replacing the pinned vendor roots')
-    .option('--at <rfc3339>', 'verification time (default: now)')
+    .option('--at <rfc3339>', 'verification time (default: now); with --collateral-cache, copies fetched in this run are dated at it')
     .option('--nonce <hex>', 'expected nonce / report data; fails unless the evidence carries it')
     .option('--json', 'print one JSON object')
     .option('--fetch-collateral', 'fetch missing vendor collateral (SEV-SNP: VCEK, ASK/ARK, CRL from AMD KDS; TDX: TCB Info, QE Identity, CRLs from Intel PCS); hand-given files win')
@@ -126,26 +126,30 @@ export async function verifyFromFiles(file: string, opts: VerifyOptions): Promis
     ...(opts.collateralCache && { store: await DiskCollateralStore.open(opts.collateralCache) }),
     ...(maxAgeMs !== undefined && { maxAgeMs }),
   });
-  const fetched = await source.fetchFor(evidence, {
+  let fetched = await source.fetchFor(evidence, {
     now,
     certs,
     ...(collateral && { collateral }),
     ...(opts.platform && { platform: opts.platform as Platform }),
     ...(opts.snpProduct && { product: parseSevSnpProduct(opts.snpProduct) }),
   });
-  const result: VerifyFromFilesResult = await defaultRegistry.verify({ ...base, ...withFetchedCollateral({ certs, ...(collateral && { collateral }) }, fetched) });
+  const verifyWith = (f: FetchedCollateral): Promise<VerifyFromFilesResult> => defaultRegistry.verify({ ...base, ...withFetchedCollateral({ certs, ...(collateral && { collateral }) }, f) });
+  let result = await verifyWith(fetched);
+  if (collateralRefused(fetched.platform, result)) {
+    // The refusal may be the evidence's own (anyone can send a quote with a broken certificate), so
+    // kept copies are never dropped for it: they are fetched again, and only fresh copies that
+    // differ are verified again and, if accepted, replace them. Offline, the kept copies stay.
+    const fresh = await fetched.refresh();
+    if (fresh) {
+      fetched = fresh;
+      result = await verifyWith(fresh);
+    }
+  }
   if (collateralAccepted(fetched.platform, result)) {
     try {
       await fetched.commit();
     } catch {
       result.warnings.push(`fetched collateral could not be kept in ${opts.collateralCache ?? 'the cache'}`);
-    }
-  } else if (collateralRefused(fetched.platform, result)) {
-    // A kept copy that no longer verifies is dropped, so the next run fetches it afresh.
-    try {
-      await fetched.evict();
-    } catch {
-      result.warnings.push(`refused collateral could not be removed from ${opts.collateralCache ?? 'the cache'}`);
     }
   }
   result.fetchedCollateral = fetched.items;

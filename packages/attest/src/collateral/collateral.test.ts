@@ -2,7 +2,7 @@
 // serving the real vendor bytes from shared/vectors): URL mapping, equal outcomes with fetched and
 // hand-given collateral (tampered twins included), typed transport errors, and the store.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { toHex, X509Certificate, type CustodyError } from '@custody/core';
+import { toHex, X509Certificate, type Bytes, type CustodyError } from '@custody/core';
 import { readVector } from '../../../../test/vectors.js';
 import { readAmdKeyExtensions } from '../sev-snp/amd-certs.js';
 import { verifySevSnp } from '../sev-snp/verifier.js';
@@ -32,6 +32,39 @@ async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
 
 function summary(r: VerificationResult): unknown {
   return { ok: r.ok, codes: r.errors.map((e) => [e.code, e.step]), steps: r.steps.map((s) => [s.name, s.ok, s.code]), claims: r.claims, warnings: r.warnings };
+}
+
+/**
+ * One run as the CLI does it: fetch, verify; on a refusal, fetch the kept copies again and verify
+ * again if they differ; keep what was accepted. `first` is the verdict before any refresh.
+ */
+async function cliLikeRun(
+  source: CollateralSource,
+  evidence: Uint8Array,
+  hand: Record<string, Uint8Array> = {},
+  now = AT_2023,
+  verify: (input: VerifyInput) => Promise<VerificationResult> = (i) => new TdxVerifier().verify(i),
+  extra: Partial<VerifyInput> = {},
+): Promise<{ r: VerificationResult; f: FetchedCollateral; first: VerificationResult; firstFetched: FetchedCollateral }> {
+  const firstFetched = await source.fetchFor(evidence, { now, collateral: hand });
+  const run = (f: FetchedCollateral) => verify({ evidence, now, ...extra, ...withFetchedCollateral({ collateral: hand }, f) });
+  const first = await run(firstFetched);
+  let f = firstFetched;
+  let r = first;
+  if (collateralRefused(f.platform, r)) {
+    const fresh = await f.refresh();
+    if (fresh) {
+      f = fresh;
+      r = await run(fresh);
+    }
+  }
+  if (collateralAccepted(f.platform, r)) await f.commit();
+  return { r, f, first, firstFetched };
+}
+
+/** Every entry of a memory store, by URL (body bytes as hex). */
+async function storeContents(store: MemoryCollateralStore, urls: string[], now: Date): Promise<Record<string, string | undefined>> {
+  return Object.fromEntries(await Promise.all(urls.map(async (u) => [u, (await store.get(u, now)) && toHex((await store.get(u, now))!.body)] as const)));
 }
 
 // ---------- synthetic Turin PKI (no public Turin sample or AMD CRL exists in the vectors) ----------
@@ -199,15 +232,16 @@ describe('fetching from the stand-in gives exactly what hand-given files give', 
     expect((await fetchTdx(TDX_QUOTE_4())).r.ok).toBe(true);
   });
 
-  const flipInBody = (b: Uint8Array, needle: string): Uint8Array => {
+  /** The byte just after `needle` changed to another digit: the JSON still parses (a broken one is an unusable answer, not collateral). */
+  const flipAfter = (b: Uint8Array, needle: string): Uint8Array => {
     const c = b.slice();
-    const at = new TextDecoder().decode(b).indexOf(needle);
-    c[at] = c[at]! ^ 0x01;
+    const at = new TextDecoder().decode(b).indexOf(needle) + needle.length;
+    c[at] = c[at] === 0x30 ? 0x31 : 0x30;
     return c;
   };
   const tdxTwins: { name: string; over: () => Partial<ReturnType<typeof intel2023>>; code: string; now?: Date }[] = [
-    { name: 'TCB Info with a flipped byte in its signed body', over: () => ({ tcbInfo: flipInBody(intel2023().tcbInfo, '"tcbEvaluationDataNumber":15') }), code: 'ERR_COLLATERAL_INVALID' },
-    { name: 'QE Identity with a flipped signature byte', over: () => ({ qeIdentity: flipInBody(intel2023().qeIdentity, '"signature":"') }), code: 'ERR_COLLATERAL_INVALID' },
+    { name: 'TCB Info with a changed byte in its signed body', over: () => ({ tcbInfo: flipAfter(intel2023().tcbInfo, '"tcbEvaluationDataNumber":1') }), code: 'ERR_COLLATERAL_INVALID' },
+    { name: 'QE Identity with a changed signature byte', over: () => ({ qeIdentity: flipAfter(intel2023().qeIdentity, '"signature":"') }), code: 'ERR_COLLATERAL_INVALID' },
     { name: 'the root CA CRL served as the PCK CRL', over: () => ({ pckCrl: intel2023().rootCaCrl }), code: 'ERR_CRL_INVALID' },
     { name: 'the PCK CRL, stale at 2023-07-09', over: () => ({}), code: 'ERR_CRL_STALE', now: new Date('2023-07-09T00:00:00Z') },
     { name: 'a TCB Info issuer chain that is the PCK CRL chain (wrong signer)', over: () => ({ tcbChain: intel2023().crlChain, qeChain: intel2023().crlChain }), code: 'ERR_COLLATERAL_INVALID' },
@@ -391,14 +425,7 @@ describe('review of f5c4367: hand-given parts, eviction, freshness, redirects', 
     await s.stop();
   });
 
-  /** One CLI-like run: fetch, verify, keep what was accepted, drop kept copies that were refused. */
-  async function verifyRun(source: CollateralSource, hand: Record<string, Uint8Array> = {}, now = AT_2023): Promise<{ r: VerificationResult; f: FetchedCollateral }> {
-    const f = await source.fetchFor(TDX_QUOTE_4(), { now, collateral: hand });
-    const r = await new TdxVerifier().verify({ evidence: TDX_QUOTE_4(), now, ...withFetchedCollateral({ collateral: hand }, f) });
-    if (collateralAccepted('tdx', r)) await f.commit();
-    else if (collateralRefused('tdx', r)) await f.evict();
-    return { r, f };
-  }
+  const verifyRun = (source: CollateralSource, hand: Record<string, Uint8Array> = {}, now = AT_2023) => cliLikeRun(source, TDX_QUOTE_4(), hand, now);
   const tcbItem = (f: FetchedCollateral) => f.items.find((i) => i.kind === 'tcbInfo')!;
 
   it('C-B: an item whose issuer chain is given by hand is fetched but not kept, so later runs fetch it afresh and verify', async () => {
@@ -426,7 +453,7 @@ describe('review of f5c4367: hand-given parts, eviction, freshness, redirects', 
     expect(await store.get(`${s.url}${PCS_PATHS.tcbInfo('50806F000000')}`, AT_2023)).toBeUndefined();
   });
 
-  it('C-A: a kept copy the verifier refuses is evicted, so the next run fetches it again (an accepted one is kept)', async () => {
+  it('C-A: a kept copy the verifier refuses is fetched again and, as the fresh one verifies, replaced in the same run (an accepted one is kept)', async () => {
     servePcs2023(s);
     const store = new MemoryCollateralStore();
     const url = `${s.url}${PCS_PATHS.tcbInfo('50806F000000')}`;
@@ -436,12 +463,11 @@ describe('review of f5c4367: hand-given parts, eviction, freshness, redirects', 
     await store.put({ url, body: bad, headers: { 'tcb-info-issuer-chain': encodeChainHeader(intel2023().tcbChain) }, fetchedAt: AT_2023, expiresAt: new Date(AT_2023.getTime() + HOUR) });
     const source = new CollateralSource({ pcsUrl: s.url, store });
     const one = await verifyRun(source);
-    expect([one.r.errors[0]?.code, tcbItem(one.f).from, collateralRefused('tdx', one.r)]).toEqual(['ERR_COLLATERAL_INVALID', 'cache', true]);
-    expect(await store.get(url, AT_2023)).toBeUndefined();
+    expect([one.first.errors[0]?.code, tcbItem(one.firstFetched).from, collateralRefused('tdx', one.first)]).toEqual(['ERR_COLLATERAL_INVALID', 'cache', true]);
+    expect([one.r.ok, tcbItem(one.f).from]).toEqual([true, 'network']);
+    expect((await store.get(url, AT_2023))!.body).toEqual(intel2023().tcbInfo);
     const two = await verifyRun(source);
-    expect([two.r.ok, tcbItem(two.f).from]).toEqual([true, 'network']);
-    const three = await verifyRun(source);
-    expect([three.r.ok, tcbItem(three.f).from]).toEqual([true, 'cache']);
+    expect([two.r.ok, tcbItem(two.f).from]).toEqual([true, 'cache']);
   });
 
   it('collateralRefused: a collateral step failed (not a TCB level that does not match, not an accepted run)', async () => {
@@ -547,6 +573,21 @@ describe('review of f5c4367: hand-given parts, eviction, freshness, redirects', 
     expect(f.requested).toEqual(['https://pcs.test/crl']);
   });
 
+  it('br3 C3: a redirect to a URL with credentials is refused before it is requested (ERR_COLLATERAL_RESPONSE, redirect), not reported as unreachable', async () => {
+    const f = redirectingFetch({ 'https://pcs.test/crl': { status: 302, location: 'https://user:pw@cdn.test/crl' }, 'http://pccs.test/crl': { status: 307, location: 'http://:secret@pccs.test/other' } });
+    for (const url of ['https://pcs.test/crl', 'http://pccs.test/crl']) {
+      const e = (await bounded(f.fetch, url)) as CustodyError;
+      expect([e.code, e.detail?.reason]).toEqual(['ERR_COLLATERAL_RESPONSE', 'redirect']);
+    }
+    expect(f.requested).toEqual(['https://pcs.test/crl', 'http://pccs.test/crl']);
+    // The real fetch, which would itself refuse such a URL with a TypeError.
+    const s2 = await VendorServiceStandIn.start();
+    s2.serve('/x', { status: 302, headers: { location: 'http://user:pw@127.0.0.1:1/y' } });
+    const real = (await bounded((u, i) => fetch(u, i), `${s2.url}/x`)) as CustodyError;
+    await s2.stop();
+    expect([real.code, real.detail?.reason]).toEqual(['ERR_COLLATERAL_RESPONSE', 'redirect']);
+  });
+
   it('redirects: https to https and http to http(s) are followed (relative Location too), at most MAX_REDIRECTS', async () => {
     const f = redirectingFetch({
       'https://pcs.test/a': { status: 301, location: '/b' },
@@ -579,3 +620,140 @@ describe('review of f5c4367: hand-given parts, eviction, freshness, redirects', 
     expect(new CollateralSource({ pcsUrl: 'http://api.trustedservices.intel.com' }).plan(TDX_SPR_E4()).requests.find((r) => r.kind === 'rootCaCrl')!.url).toBe('http://api.trustedservices.intel.com/sgx/certification/v4/rootcacrl');
   });
 });
+
+describe('review br3 of f4f51bd: refusals never empty the store (C4); a 200 that is not collateral is unusable (C2)', () => {
+  let s: VendorServiceStandIn;
+  beforeEach(async () => {
+    s = await VendorServiceStandIn.start();
+  });
+  afterEach(async () => {
+    await s.stop();
+  });
+
+  const tdxUrls = (base: string) => [PCS_PATHS.tcbInfo('50806F000000'), PCS_PATHS.qeIdentity, PCS_PATHS.pckCrl('platform'), PCS_PATHS.rootCaCrl].map((p) => base + p);
+  /** Quote 4 with one letter changed in the base64 of its embedded PCK certificate (its signature, near the end). */
+  function quoteWithBrokenPck(): Uint8Array {
+    const q = TDX_QUOTE_4().slice();
+    const end = Buffer.from(q).indexOf('-----END CERTIFICATE-----');
+    let i = end - 20;
+    while (!/[A-Za-z]/.test(String.fromCharCode(q[i]!))) i--;
+    q[i] = q[i] === 0x41 ? 0x42 : 0x41;
+    return q;
+  }
+
+  it('C4: a quote with a broken certificate of its own (anyone can send one) leaves every kept copy; offline, a good quote still verifies from the store', async () => {
+    servePcs2023(s);
+    const store = new MemoryCollateralStore();
+    const source = new CollateralSource({ pcsUrl: s.url, store });
+    expect((await cliLikeRun(source, TDX_QUOTE_4())).r.ok).toBe(true);
+    const before = await storeContents(store, tdxUrls(s.url), AT_2023);
+    expect(Object.values(before).every((v) => v !== undefined)).toBe(true);
+    s.requests.length = 0;
+    const bad = await cliLikeRun(source, quoteWithBrokenPck());
+    expect([bad.r.ok, bad.r.steps.find((x) => !x.ok)?.name, collateralRefused('tdx', bad.r)]).toEqual([false, 'chain', true]);
+    expect(s.requests).toHaveLength(4); // the kept copies were fetched again: the same bytes, so the refusal is the quote's
+    expect(bad.f).toBe(bad.firstFetched);
+    expect(await storeContents(store, tdxUrls(s.url), AT_2023)).toEqual(before);
+    // Offline: the kept copies stay too, and a good quote verifies from them.
+    await s.stop();
+    const offline = await cliLikeRun(source, quoteWithBrokenPck());
+    expect(offline.r.ok).toBe(false);
+    expect(await storeContents(store, tdxUrls(s.url), AT_2023)).toEqual(before);
+    const good = await cliLikeRun(source, TDX_QUOTE_4());
+    expect([good.r.ok, good.f.items.map((i) => i.from)]).toEqual([true, ['cache', 'cache', 'cache', 'cache']]);
+    s = await VendorServiceStandIn.start(); // for afterEach
+  });
+
+  it('C4: a kept copy the verifier refuses, with the service offline or answering the same bytes, is kept (the refusal stands); an out-of-date quote (ERR_TCB_NO_MATCH) refetches nothing', async () => {
+    servePcs2023(s);
+    const store = new MemoryCollateralStore();
+    const source = new CollateralSource({ pcsUrl: s.url, store });
+    await cliLikeRun(source, TDX_QUOTE_4());
+    // An out-of-date platform: a TCB step result, not a refusal of the collateral.
+    s.requests.length = 0;
+    const e4 = await cliLikeRun(source, TDX_SPR_E4());
+    expect([e4.r.errors[0]?.code, collateralRefused('tdx', e4.r), s.requests]).toEqual(['ERR_TCB_NO_MATCH', false, []]);
+    // A kept TCB Info that no longer verifies, and the service now serves exactly those bytes.
+    const bad = flipDigitAfter(intel2023().tcbInfo, '"tcbEvaluationDataNumber":1');
+    const url = tdxUrls(s.url)[0]!;
+    await store.put({ url, body: bad, headers: { 'tcb-info-issuer-chain': encodeChainHeader(intel2023().tcbChain) }, fetchedAt: AT_2023, expiresAt: new Date(AT_2023.getTime() + HOUR) });
+    servePcs2023(s, { tcbInfo: bad });
+    const same = await cliLikeRun(source, TDX_QUOTE_4());
+    expect([same.r.errors[0]?.code, same.f === same.firstFetched]).toEqual(['ERR_COLLATERAL_INVALID', true]);
+    expect((await store.get(url, AT_2023))!.body).toEqual(bad);
+    await s.stop();
+    const offline = await cliLikeRun(source, TDX_QUOTE_4());
+    expect([offline.r.errors[0]?.code, (await store.get(url, AT_2023))!.body]).toEqual(['ERR_COLLATERAL_INVALID', bad]);
+    s = await VendorServiceStandIn.start();
+  });
+
+  it('C4: SEV-SNP, a report with a broken signature leaves the kept VCEK, chain and CRL', async () => {
+    const paths = { vcek: '/vcek/v1/Turin/0102030405060708?fmcSPL=01&blSPL=02&teeSPL=03&snpSPL=04&ucodeSPL=74', chain: '/vcek/v1/Turin/cert_chain', crl: '/vcek/v1/Turin/crl' };
+    s.serve(paths.vcek, { body: turinVcek.cert }).serve(paths.chain, { body: turinChainPem }).serve(paths.crl, { body: turinCrl });
+    const store = new MemoryCollateralStore();
+    const source = new CollateralSource({ kdsUrl: s.url, store });
+    const snp = (i: VerifyInput) => verifySevSnp(i);
+    const extra = { roots: [turin.ark.cert] };
+    expect((await cliLikeRun(source, turinReport, {}, AT_TURIN, snp, extra)).r.ok).toBe(true);
+    const urls = Object.values(paths).map((p) => s.url + p);
+    const before = await storeContents(store, urls, AT_TURIN);
+    expect(Object.values(before).every((v) => v !== undefined)).toBe(true);
+    const forged = turinReport.slice();
+    forged[0x2a0] = forged[0x2a0]! ^ 0x01; // in the signature's r
+    const bad = await cliLikeRun(source, forged, {}, AT_TURIN, snp, extra);
+    expect([bad.r.errors[0]?.code, collateralRefused('sev-snp', bad.r)]).toEqual(['ERR_EVIDENCE_SIGNATURE', true]);
+    expect(await storeContents(store, urls, AT_TURIN)).toEqual(before);
+  });
+
+  it('C4: refresh() is undefined when nothing came from the store, and a fresh copy that is not even collateral keeps the kept one', async () => {
+    servePcs2023(s);
+    const store = new MemoryCollateralStore();
+    const source = new CollateralSource({ pcsUrl: s.url, store });
+    const cold = await source.fetchFor(TDX_QUOTE_4(), { now: AT_2023 });
+    expect(await cold.refresh()).toBeUndefined();
+    await cold.commit();
+    s.serve(PCS_PATHS.rootCaCrl, { body: '<html>log in</html>', headers: { 'content-type': 'text/html' } });
+    const warm = await source.fetchFor(TDX_QUOTE_4(), { now: AT_2023 });
+    expect(await warm.refresh()).toBeUndefined();
+    expect((await store.get(tdxUrls(s.url)[3]!, AT_2023))!.body).toEqual(intel2023().rootCaCrl);
+  });
+
+  const notCollateral: { name: string; path: string; route: Parameters<VendorServiceStandIn['serve']>[1] }[] = [
+    { name: 'a captive-portal HTML page for the root CA CRL', path: PCS_PATHS.rootCaCrl, route: { body: '<html>Please log in to the Wi-Fi</html>', headers: { 'content-type': 'text/html' } } },
+    { name: 'a real CRL sent as text/html', path: PCS_PATHS.rootCaCrl, route: { body: intel2023().rootCaCrl, headers: { 'content-type': 'Text/HTML; charset=utf-8' } } },
+    { name: 'a PCK CRL that is neither DER, PEM nor hex', path: PCS_PATHS.pckCrl('platform'), route: { body: 'Service temporarily degraded', headers: { 'SGX-PCK-CRL-Issuer-Chain': encodeChainHeader(intel2023().crlChain) } } },
+    { name: 'a TCB Info that is not the signed JSON', path: PCS_PATHS.tcbInfo('50806F000000'), route: { body: '{"error":"maintenance"}', headers: { 'content-type': 'application/json', 'TCB-Info-Issuer-Chain': encodeChainHeader(intel2023().tcbChain) } } },
+    { name: 'a QE Identity that is not JSON at all', path: PCS_PATHS.qeIdentity, route: { body: 'OK', headers: { 'SGX-Enclave-Identity-Issuer-Chain': encodeChainHeader(intel2023().qeChain) } } },
+  ];
+  for (const c of notCollateral) {
+    it(`C2: ${c.name} is an unusable answer (ERR_COLLATERAL_RESPONSE, content), not collateral the verifier refuses`, async () => {
+      servePcs2023(s);
+      s.serve(c.path, c.route);
+      const e = (await new CollateralSource({ pcsUrl: s.url }).fetchFor(TDX_QUOTE_4(), { now: AT_2023 }).catch((x: unknown) => x)) as CustodyError;
+      expect([e.code, e.detail?.reason]).toEqual(['ERR_COLLATERAL_RESPONSE', 'content']);
+    });
+  }
+
+  it('C2: SEV-SNP, a VCEK or cert_chain that is no certificate is an unusable answer; a CRL that parses but does not verify is still the verifier\'s', async () => {
+    const paths = { vcek: '/vcek/v1/Turin/0102030405060708?fmcSPL=01&blSPL=02&teeSPL=03&snpSPL=04&ucodeSPL=74', chain: '/vcek/v1/Turin/cert_chain', crl: '/vcek/v1/Turin/crl' };
+    const source = new CollateralSource({ kdsUrl: s.url });
+    const codeFor = async () => ((await source.fetchFor(turinReport, { now: AT_TURIN }).catch((x: unknown) => x)) as CustodyError).code;
+    s.serve(paths.vcek, { body: 'not found, try again' }).serve(paths.chain, { body: turinChainPem }).serve(paths.crl, { body: turinCrl });
+    expect(await codeFor()).toBe('ERR_COLLATERAL_RESPONSE');
+    s.serve(paths.vcek, { body: turinVcek.cert }).serve(paths.chain, { body: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' });
+    expect(await codeFor()).toBe('ERR_COLLATERAL_RESPONSE');
+    const tampered = Uint8Array.from(turinCrl, (b, i) => (i === turinCrl.length - 3 ? b ^ 1 : b));
+    s.serve(paths.chain, { body: turinChainPem }).serve(paths.crl, { body: tampered });
+    const f = await source.fetchFor(turinReport, { now: AT_TURIN });
+    const r = await verifySevSnp({ evidence: turinReport, now: AT_TURIN, roots: [turin.ark.cert], ...withFetchedCollateral({}, f) });
+    expect(r.errors[0]!.code).toBe('ERR_CRL_INVALID');
+  });
+});
+
+/** The byte just after `needle` changed to another digit (the JSON still parses). */
+function flipDigitAfter(b: Uint8Array, needle: string): Bytes {
+  const c = b.slice();
+  const at = new TextDecoder().decode(b).indexOf(needle) + needle.length;
+  c[at] = c[at] === 0x30 ? 0x31 : 0x30;
+  return c;
+}

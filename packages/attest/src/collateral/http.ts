@@ -36,7 +36,7 @@ const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
  * Redirects are followed here, not by `fetch` (at most MAX_REDIRECTS, all within the one deadline),
  * so that one from https to anything but https is refused before it is requested
  * (ERR_COLLATERAL_RESPONSE, reason `downgrade`), as is a redirect `fetch` will not show (a browser's
- * opaque redirect).
+ * opaque redirect) or one to a URL with credentials in it (reason `redirect`).
  */
 export async function fetchBounded(url: string, options: BoundedFetchOptions): Promise<BoundedResponse> {
   const controller = new AbortController();
@@ -92,7 +92,7 @@ export async function fetchBounded(url: string, options: BoundedFetchOptions): P
   }
 }
 
-/** Where a redirect from `from` leads: an http(s) URL, never from https to http, at most MAX_REDIRECTS hops. */
+/** Where a redirect from `from` leads: an http(s) URL without credentials, never from https to http, at most MAX_REDIRECTS hops. */
 function redirectTarget(url: string, from: string, location: string | null, hops: number): string {
   if (hops >= MAX_REDIRECTS) throw fail('ERR_COLLATERAL_RESPONSE', `${url} redirected more than ${MAX_REDIRECTS} times`, { url, reason: 'redirect' });
   let next: URL;
@@ -102,6 +102,8 @@ function redirectTarget(url: string, from: string, location: string | null, hops
   } catch (e) {
     throw fail('ERR_COLLATERAL_RESPONSE', `${url} redirected without a usable Location`, { url, reason: 'redirect' }, e);
   }
+  // fetch refuses a URL with credentials as a TypeError, which would read as the service unreachable.
+  if (next.username || next.password) throw fail('ERR_COLLATERAL_RESPONSE', `${url} redirected to a URL with credentials in it`, { url, reason: 'redirect' });
   const wasHttps = new URL(from).protocol === 'https:';
   if (next.protocol !== 'https:' && (wasHttps || next.protocol !== 'http:')) {
     throw fail('ERR_COLLATERAL_RESPONSE', `${url} redirected to a ${next.protocol.replace(/:$/, '')} URL (only http(s) is followed, and only https from https)`, { url, reason: 'downgrade' });

@@ -1,8 +1,8 @@
-import { CustodyError, X509Certificate, readCertificates, type Bytes } from '@custody/core';
+import { CustodyError, X509Certificate, equalBytes, readCertificates, type Bytes } from '@custody/core';
 import { amdCaName, amdKeyKind, commonName } from '../sev-snp/amd-certs.js';
 import { detectSevSnpEvidence, readSevSnpEvidence } from '../sev-snp/evidence.js';
 import type { SevSnpProduct } from '../sev-snp/report.js';
-import { parseCollateralBundle } from '../tdx/collateral.js';
+import { parseCollateralBundle, readCrl, readSignedResponse } from '../tdx/collateral.js';
 import { looksLikeTdxQuote } from '../tdx/quote.js';
 import type { Platform, StepName, VerificationResult } from '../types.js';
 import { fetchBounded, type FetchLike } from './http.js';
@@ -32,7 +32,11 @@ export interface CollateralSourceOptions {
 }
 
 export interface FetchCollateralOptions {
-  /** The verification time: cached copies must be current at it. */
+  /**
+   * The verification time: cached copies must be current at it. It is also the time a fetched copy
+   * is recorded as fetched (`StoredCollateral.fetchedAt`), from which its maximum age is counted:
+   * a run at a past or future time keeps copies dated then (see `StoredCollateral.fetchedAt`).
+   */
   now: Date;
   /** Evidence format; detected when omitted. */
   platform?: Platform;
@@ -63,11 +67,17 @@ export interface FetchedCollateral {
   /** Keeps what came from the network in the store. Call it once the verifier accepted the collateral (see `collateralAccepted`). */
   commit(): Promise<void>;
   /**
-   * Drops from the store every item that was served from it, so the next run fetches them again.
-   * Call it when the verifier refused the collateral (see `collateralRefused`): a kept copy that no
-   * longer verifies is not served again until it expires.
+   * Call it when the verifier refused the collateral (see `collateralRefused`). Fetches the items
+   * that were served from the store again, from the network, and returns the collateral with those
+   * fresh copies when at least one of them differs from its kept copy: verify again with it, and
+   * `commit()` it if accepted, which replaces the kept copies. Undefined when nothing came from the
+   * store, when every fresh copy equals its kept copy (the same bytes give the same refusal: it is
+   * the evidence's, not the cache's), or when the service does not answer usably. The store is
+   * never emptied by a refusal: evidence anyone can send (a flipped byte in a quote's own
+   * certificate) cannot make a warm cache cold, and kept copies are only ever replaced by fresh
+   * ones the verifier accepted.
    */
-  evict(): Promise<void>;
+  refresh(): Promise<FetchedCollateral | undefined>;
 }
 
 /** The verifier's collateral name for each kind (VCEK and chains go to `certs`). */
@@ -95,7 +105,7 @@ interface Supplied {
   partly: Set<CollateralItemKind>;
 }
 
-const NOTHING_FETCHED = (platform: 'sev-snp' | 'tdx'): FetchedCollateral => ({ platform, certs: [], collateral: {}, items: [], commit: () => Promise.resolve(), evict: () => Promise.resolve() });
+const NOTHING_FETCHED = (platform: 'sev-snp' | 'tdx'): FetchedCollateral => ({ platform, certs: [], collateral: {}, items: [], commit: () => Promise.resolve(), refresh: () => Promise.resolve(undefined) });
 
 /**
  * Fetches the vendor collateral a piece of evidence needs (SEV-SNP: VCEK, ASK/ARK, CRL from AMD KDS;
@@ -146,6 +156,11 @@ export class CollateralSource {
     const supplied = plan.platform === 'sev-snp' ? suppliedSnp(evidence, options) : suppliedTdx(options);
     const todo = plan.requests.filter((r) => !supplied.have.has(r.kind));
     const got = await Promise.all(todo.map((r) => this.get(r, options.now, supplied.partly.has(r.kind))));
+    return this.assemble(plan.platform, supplied, got, options.now);
+  }
+
+  /** The verifier's input from the items got, with the store operations that settle them. */
+  private assemble(platform: 'sev-snp' | 'tdx', supplied: Supplied, got: Got[], now: Date): FetchedCollateral {
     const certs: Bytes[] = [];
     const collateral: Record<string, Bytes> = {};
     for (const g of got) {
@@ -157,11 +172,11 @@ export class CollateralSource {
       if (chainName && g.chain && !supplied.partly.has(g.request.kind)) collateral[chainName] = g.chain;
     }
     const keep = got.flatMap((g) => (g.keep ? [g.keep] : []));
-    const cached = got.filter((g) => g.from === 'cache').map((g) => g.request.url);
     const store = this.options.store;
-    let settled = false;
+    let committed = false;
+    let refreshed = false;
     return {
-      platform: plan.platform,
+      platform,
       certs,
       collateral,
       items: got.map((g) => ({
@@ -172,14 +187,26 @@ export class CollateralSource {
         ...(supplied.partly.has(g.request.kind) && { partlyGiven: true as const }),
       })),
       async commit() {
-        if (settled || !store) return;
-        settled = true;
+        if (committed || !store) return;
+        committed = true;
         for (const e of keep) await store.put(e);
       },
-      async evict() {
-        if (settled || !store) return;
-        settled = true;
-        for (const url of cached) await store.delete(url);
+      refresh: async () => {
+        if (refreshed || committed || !store) return undefined;
+        refreshed = true;
+        const kept = got.filter((g) => g.from === 'cache');
+        if (kept.length === 0) return undefined;
+        let fresh: Got[];
+        try {
+          fresh = await Promise.all(kept.map((g) => this.fromNetwork(g.request, now, supplied.partly.has(g.request.kind))));
+        } catch (e) {
+          // Unreachable, or an unusable answer: the kept copies stay, and the refusal stands.
+          if (e instanceof CustodyError) return undefined;
+          throw e;
+        }
+        if (fresh.every((f, i) => sameCopy(f, kept[i]!))) return undefined;
+        const byUrl = new Map(fresh.map((f) => [f.request.url, f]));
+        return this.assemble(platform, supplied, got.map((g) => byUrl.get(g.request.url) ?? g), now);
       },
     };
   }
@@ -195,15 +222,28 @@ export class CollateralSource {
       const hit = await this.fromStore(store, request, now);
       if (hit) return hit;
     }
-    const res = await fetchBounded(request.url, { fetch: this.fetchFn, timeoutMs: this.timeoutMs, maxBytes: this.maxBytes, ...(request.issuerChainHeaders && { keepHeaders: request.issuerChainHeaders }) });
-    const chain = issuerChain(request, res.headers);
+    return this.fromNetwork(request, now, partlyGiven);
+  }
+
+  /**
+   * One item from the network. A body that is not even the kind of thing asked for (a CRL that is
+   * not a DER, PEM or hex CRL, TCB Info or QE Identity that is not the signed JSON, certificates
+   * that do not parse), or one sent as text/html (a captive portal, a proxy's error page), is an
+   * unusable answer (ERR_COLLATERAL_RESPONSE), not collateral for the verifier to refuse.
+   */
+  private async fromNetwork(request: CollateralRequest, now: Date, partlyGiven: boolean): Promise<Got> {
+    const store = this.options.store;
+    const res = await fetchBounded(request.url, { fetch: this.fetchFn, timeoutMs: this.timeoutMs, maxBytes: this.maxBytes, keepHeaders: [...(request.issuerChainHeaders ?? []), 'content-type'] });
+    const { 'content-type': contentType, ...headers } = res.headers;
+    checkResponseKind(request, res.body, contentType);
+    const chain = issuerChain(request, headers);
     const expiresAt = store && !partlyGiven ? collateralExpiry(request, res.body, now, this.lifetime) : undefined;
     return {
       request,
       body: res.body,
       from: 'network',
       ...(chain && { chain }),
-      ...(expiresAt && { expiresAt, keep: { url: request.url, body: res.body, headers: res.headers, fetchedAt: now, expiresAt } }),
+      ...(expiresAt && { expiresAt, keep: { url: request.url, body: res.body, headers, fetchedAt: now, expiresAt } }),
     };
   }
 
@@ -238,6 +278,34 @@ export class CollateralSource {
     if (capped <= now.getTime()) return undefined;
     const expiresAt = new Date(capped);
     return { request, body: cached.body, from: 'cache', expiresAt, ...(chain && { chain }) };
+  }
+}
+
+/** Whether a fresh copy is the kept one: the same body and the same issuer chain. */
+function sameCopy(fresh: Got, kept: Got): boolean {
+  return equalBytes(fresh.body, kept.body) && (fresh.chain === undefined ? kept.chain === undefined : kept.chain !== undefined && equalBytes(fresh.chain, kept.chain));
+}
+
+/** Refuses a fetched body that is not even the kind of collateral asked for (see `fromNetwork`); whether it verifies is the verifier's to say. */
+function checkResponseKind(request: CollateralRequest, body: Bytes, contentType: string | undefined): void {
+  const refuse = (why: string, cause?: unknown): CustodyError =>
+    new CustodyError('ERR_COLLATERAL_RESPONSE', `${request.url} answered with ${why}, not ${request.kind} collateral`, { detail: { url: request.url, reason: 'content' }, ...(cause === undefined ? {} : { cause }) });
+  if (contentType !== undefined && /^\s*text\/html\s*(;|$)/i.test(contentType)) throw refuse('an HTML page');
+  try {
+    switch (request.expiry) {
+      case 'crl':
+        readCrl(body, 'CRL');
+        break;
+      case 'tcbInfo':
+      case 'qeIdentity':
+        readSignedResponse(body, request.expiry === 'tcbInfo' ? 'tcbInfo' : 'enclaveIdentity', request.kind);
+        break;
+      case 'fixed':
+        for (const der of readCertificates(body)) new X509Certificate(der);
+        break;
+    }
+  } catch (e) {
+    throw refuse('a body that does not parse', e);
   }
 }
 
@@ -315,7 +383,7 @@ export function withFetchedCollateral(input: { certs?: Uint8Array[]; collateral?
   return { certs: [...(input.certs ?? []), ...fetched.certs], collateral: { ...fetched.collateral, ...(input.collateral ?? {}) } };
 }
 
-/** The steps that check collateral; fetched copies are kept only after all of them passed, and kept copies dropped when one failed. */
+/** The steps that check collateral; fetched copies are kept only after all of them passed, and kept copies re-fetched when one failed. */
 const COLLATERAL_STEPS: Record<'sev-snp' | 'tdx', StepName[]> = {
   'sev-snp': ['chain', 'revocation', 'signature', 'tcb'],
   tdx: ['chain', 'revocation', 'collateral'],
@@ -332,8 +400,10 @@ export function collateralAccepted(platform: 'sev-snp' | 'tdx', result: Verifica
 
 /**
  * Whether a verification refused collateral: one of the steps that check it failed (a parse or
- * binding failure says nothing about the collateral). Copies served from the store are then
- * dropped (`FetchedCollateral.evict`), so a bad one is not served again until it expires.
+ * binding failure says nothing about the collateral). Such a failure may still be the evidence's
+ * own (a broken certificate or signature in it), so copies served from the store are not dropped:
+ * `FetchedCollateral.refresh` fetches them again, and only fresh copies that differ are verified
+ * again and, if accepted, replace them.
  */
 export function collateralRefused(platform: 'sev-snp' | 'tdx', result: VerificationResult): boolean {
   return result.steps.some((s) => !s.ok && COLLATERAL_STEPS[platform].includes(s.name));

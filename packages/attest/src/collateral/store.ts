@@ -8,7 +8,12 @@ export interface StoredCollateral {
   body: Bytes;
   /** Kept response headers by lowercase name. */
   headers: Record<string, string>;
-  /** When it was fetched (the verification time of the run that fetched it). */
+  /**
+   * When it was fetched: the verification time of the run that fetched it, not the wall clock
+   * (packages read no clock). A run verifying at a future time (`--at`) thus keeps copies dated
+   * then, which runs at earlier times do not use (a copy dated after `now` is a miss), and whose
+   * maximum age counts from that future time; such a copy replaces the entry for its URL.
+   */
   fetchedAt: Date;
   /**
    * The copy may be used until this time: the collateral's own nextUpdate, capped at `fetchedAt`
