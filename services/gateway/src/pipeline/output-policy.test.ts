@@ -163,7 +163,46 @@ describe('nothing outside the answer structure passes unscanned', () => {
       scan(),
     );
     expect(raw).not.toMatch(/4111|123-45-6789/);
-    expect(raw).toContain(': a comment\nid: 7\n\n');
+    // Only SSE's own fields pass (values scanned); the comment is dropped.
+    expect(raw).toContain('id: 7\n\n');
+    expect(raw).not.toContain('a comment');
+  });
+});
+
+// The third review: prototype members, names, other tool-call shapes, misshapen choices, field lines.
+describe('model JSON of any shape under an output policy', () => {
+  const SSN = '123-45-6789';
+  const endEvents = [ev({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }), 'data: [DONE]\n\n'];
+  it('a __proto__ member never reaches Object.prototype (streamed, with and without a finishing event), whole or streamed', async () => {
+    for (const events of [[`data: {"choices":[{"index":0,"delta":{"__proto__":{"pwned":"hello"}},"finish_reason":null}]}\n\n`, ...endEvents], [`data: {"choices":[{"index":0,"delta":{"__proto__":{"pwned":"hello"}},"finish_reason":null}]}\n\n`]]) {
+      await sse(events, scan());
+      expect(({} as Record<string, unknown>).pwned).toBeUndefined();
+    }
+    const whole = dec.decode(restoreJson('chat.completions', enc.encode(`{"choices":[{"index":0,"message":{"role":"assistant","content":"ok","__proto__":"card ${CARD}"}}]}`), new MaskVault(), scan()));
+    expect(whole).not.toContain('1111');
+    expect(({} as Record<string, unknown>).pwned).toBeUndefined();
+  });
+
+  it('names, custom tool calls, misshapen choices, member names and numbers in unknown members, and field lines are scanned', async () => {
+    const whole = (o: unknown) => dec.decode(restoreJson('chat.completions', json(o), new MaskVault(), scan()));
+    const outs = [
+      whole({ choices: [{ index: 0, message: { role: 'assistant', name: `agent ${SSN}`, content: 'ok' } }] }),
+      whole({ choices: [{ index: 0, message: { role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'custom', custom: { name: 'x', input: `card ${CARD}` } }] } }] }),
+      whole({ choices: [`card ${CARD}`, { index: 1, message: [`ssn ${SSN}`] }] }),
+      whole({ choices: [{ index: 0, message: { role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: { card: CARD } } }] } }] }),
+      whole({ choices: [{ index: 0, message: { role: 'assistant', content: 'ok' } }], extra: { [CARD]: 1, n: 4111111111111111 } }),
+    ];
+    for (const o of outs) expect(o).not.toMatch(/4111|123-45-6789/);
+    const raw = await sse(
+      [
+        `id: ${SSN}\nevent: card ${CARD}\n: comment ${CARD}\nx-note: ${CARD}\ndata: ${JSON.stringify({ choices: [{ index: 0, delta: { name: `agent ${SSN}`, content: 'hi' }, finish_reason: null }] })}\n\n`,
+        ev({ choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'c', type: 'custom', custom: { input: `card ${CARD}` } }] }, finish_reason: null }] }),
+        ev({ choices: ['card 4111 1111 1111 1111', { index: 0, delta: `ssn ${SSN}` }] }),
+        ...endEvents,
+      ],
+      scan(),
+    );
+    expect(raw).not.toMatch(/4111|123-45-6789/);
   });
 });
 

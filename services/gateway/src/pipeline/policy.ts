@@ -573,29 +573,63 @@ const ANSWER_STRUCTURE = new Set(['id', 'object', 'created', 'model', 'system_fi
 const MAX_OUTPUT_DEPTH = 16;
 
 /**
- * Every string in `value`, at any depth, through `fix` (in place); true when anything changed.
- * Under an output policy this is how members of no known shape are scanned; deeper than
- * MAX_OUTPUT_DEPTH a value is replaced by null rather than passed unscanned.
+ * Every string, member name and number in `holder[key]`, at any depth, through `fix` (in place);
+ * true when anything changed. Under an output policy this is how members of no known shape are
+ * scanned, as the input scanner reads them: a rewritten number becomes a string, a member whose
+ * rewritten name collides with another is dropped, and deeper than MAX_OUTPUT_DEPTH a value is
+ * replaced by null rather than passed unscanned. A `__proto__` member is dropped.
  */
 function fixEverywhere(holder: Record<string, unknown> | unknown[], key: string | number, fix: Fix, depth = 0): boolean {
-  const v = (holder as Record<string | number, unknown>)[key];
+  const h = holder as Record<string | number, unknown>;
+  if (key === '__proto__') {
+    delete h[key];
+    return true;
+  }
+  const v = h[key];
   const set = (next: unknown): boolean => {
-    (holder as Record<string | number, unknown>)[key] = next;
+    h[key] = next;
     return true;
   };
-  if (typeof v === 'string') {
-    const next = fix(v);
-    return next !== v ? set(next) : false;
+  if (typeof v === 'string' || typeof v === 'number') {
+    const str = String(v);
+    const next = fix(str);
+    return next !== str ? set(next) : false;
   }
   if (typeof v !== 'object' || v === null) return false;
   if (depth >= MAX_OUTPUT_DEPTH) return set(null);
   let changed = false;
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) if (fixEverywhere(v, i, fix, depth + 1)) changed = true;
-  } else {
-    for (const k of Object.keys(v)) if (fixEverywhere(v as Record<string, unknown>, k, fix, depth + 1)) changed = true;
+    return changed;
+  }
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (fixEverywhere(o, k, fix, depth + 1)) changed = true;
+    if (k === '__proto__' || !Object.hasOwn(o, k)) continue;
+    const name = fix(k);
+    if (name === k) continue;
+    if (!Object.hasOwn(o, name) && name !== '__proto__') Object.defineProperty(o, name, { value: o[k], enumerable: true, writable: true, configurable: true });
+    delete o[k];
+    changed = true;
   }
   return changed;
+}
+
+/** Drops every own `__proto__` member of parsed model JSON (JSON.parse makes them plain members; an assignment through one would reach Object.prototype); true when there was one. */
+function stripProto(v: unknown, depth = 0): boolean {
+  if (typeof v !== 'object' || v === null || depth > MAX_OUTPUT_DEPTH) return false;
+  let found = false;
+  if (Array.isArray(v)) {
+    for (const x of v) if (stripProto(x, depth + 1)) found = true;
+    return found;
+  }
+  const o = v as Record<string, unknown>;
+  if (Object.hasOwn(o, '__proto__')) {
+    delete o['__proto__'];
+    found = true;
+  }
+  for (const k of Object.keys(o)) if (stripProto(o[k], depth + 1)) found = true;
+  return found;
 }
 
 /**
@@ -622,12 +656,46 @@ function rewriteMessage(msg: Record<string, unknown>, text: Fix, json: Fix, name
       if (fixEverywhere(msg, key, text)) changed = true;
     } else if (Array.isArray(v)) for (const part of v as unknown[]) if (isObject(part)) set(part, 'text', text);
   }
-  set(msg, 'name', names);
+  set(msg, 'name', output ? text : names);
   const calls: unknown[] = Array.isArray(msg.tool_calls) ? msg.tool_calls : [];
+  if (output) {
+    if (msg.tool_calls !== undefined && !Array.isArray(msg.tool_calls) && fixEverywhere(msg, 'tool_calls', text)) changed = true;
+    if (msg.function_call !== undefined && !isObject(msg.function_call) && fixEverywhere(msg, 'function_call', text)) changed = true;
+    if (fixToolCalls(calls, text)) changed = true;
+  }
   for (const fn of [...calls.map((c) => (isObject(c) ? c.function : undefined)), msg.function_call]) {
     if (!isObject(fn)) continue;
     set(fn, 'name', output ? text : names);
     set(fn, 'arguments', json);
+  }
+  return changed;
+}
+
+/** Members of a tool call, and of its function, that rewriteMessage and the stream handle themselves. */
+const TOOL_CALL_STRUCTURE = new Set(['id', 'type', 'index', 'function']);
+const FUNCTION_STRUCTURE = new Set(['name', 'arguments']);
+
+/**
+ * Under an output policy: every other member of each tool call (a custom tool's input, say),
+ * arguments that are not a string, and entries that are not objects, scanned as model text.
+ */
+function fixToolCalls(calls: unknown[], text: Fix): boolean {
+  let changed = false;
+  for (let i = 0; i < calls.length; i++) {
+    const c = calls[i];
+    if (!isObject(c)) {
+      if (fixEverywhere(calls, i, text)) changed = true;
+      continue;
+    }
+    if (fixUnknownMembers(c, TOOL_CALL_STRUCTURE, text)) changed = true;
+    const fn = c.function;
+    if (fn === undefined) continue;
+    if (!isObject(fn)) {
+      if (fixEverywhere(c, 'function', text)) changed = true;
+      continue;
+    }
+    if (fixUnknownMembers(fn, FUNCTION_STRUCTURE, text)) changed = true;
+    if (fn.arguments !== undefined && typeof fn.arguments !== 'string' && fixEverywhere(fn, 'arguments', text)) changed = true;
   }
   return changed;
 }
@@ -637,6 +705,12 @@ function fixUnknownMembers(obj: Record<string, unknown>, structure: ReadonlySet<
   let changed = false;
   for (const key of Object.keys(obj)) if (!structure.has(key) && fixEverywhere(obj, key, fix)) changed = true;
   return changed;
+}
+
+/** A choice's `message` (chat) or `text` (completions) present but not of its kind: scanned whole under an output policy. */
+function wrongShape(choice: Record<string, unknown>, route: InferenceRoute): boolean {
+  if (route === 'chat.completions') return choice.message !== undefined && !isObject(choice.message);
+  return choice.text !== undefined && typeof choice.text !== 'string';
 }
 
 /** Drops a choice's token log-probabilities: they spell out the model's text token by token. */
@@ -667,12 +741,19 @@ export function restoreJson(route: InferenceRoute, bytes: Uint8Array, vault: Mas
   const text = fixer(vault, output);
   const json = jsonFixer(new JsonEscapingVault(vault), output);
   const names: Fix = (t) => vault.restore(t);
-  let changed = output ? fixUnknownMembers(obj, ANSWER_STRUCTURE, text) : false;
-  for (const choice of obj.choices as unknown[]) {
-    if (!isObject(choice)) continue;
+  let changed = output ? stripProto(obj) : false;
+  if (output && fixUnknownMembers(obj, ANSWER_STRUCTURE, text)) changed = true;
+  const choices = obj.choices as unknown[];
+  for (let idx = 0; idx < choices.length; idx++) {
+    const choice = choices[idx];
+    if (!isObject(choice)) {
+      if (output && fixEverywhere(choices, idx, text)) changed = true;
+      continue;
+    }
     if (output) {
       if (dropLogprobs(choice)) changed = true;
       if (fixUnknownMembers(choice, CHOICE_STRUCTURE[route], text)) changed = true;
+      if (wrongShape(choice, route) && fixEverywhere(choice, route === 'chat.completions' ? 'message' : 'text', text)) changed = true;
     }
     if (route === 'chat.completions') {
       if (isObject(choice.message) && rewriteMessage(choice.message, text, json, names, output !== undefined)) changed = true;
@@ -757,6 +838,8 @@ const appendTo =
 const appendAtPath =
   (path: readonly (string | number)[]): PutRest =>
   (target, rest) => {
+    // Model JSON's `__proto__` members are dropped before they get a channel; never write through one.
+    if (path.includes('__proto__')) return;
     let cur = target as Record<string | number, unknown>;
     for (let j = 0; j < path.length - 1; j++) {
       const seg = path[j]!;
@@ -781,6 +864,20 @@ const appendToolArguments =
 const appendFunctionArguments: PutRest = (target, rest) => {
   appendTo('arguments')(isObject(target.function_call) ? target.function_call : (target.function_call = {}), rest);
 };
+
+/** The non-data lines of an event under an output policy: `id` and `event` (values scanned) and `retry`; nothing else. */
+function sseFields(lines: readonly string[], fix: Fix): string[] {
+  const out: string[] = [];
+  for (const line of lines) {
+    const m = /^(id|event|retry)(?::(.*))?$/.exec(line);
+    if (!m) continue;
+    const value = (m[2] ?? '').replace(/^ /, '');
+    if (m[1] === 'retry') {
+      if (/^\d+$/.test(value)) out.push(`retry: ${value}`);
+    } else out.push(`${m[1]}: ${fix(value)}`);
+  }
+  return out;
+}
 
 /**
  * Restores masked tokens in a server-sent event stream, after the output policy (when given).
@@ -817,7 +914,20 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output
   };
   /** Every string under `holder[field]` through a channel named by its path (output policy only). */
   const pushLeaves = (choice: number, path: (string | number)[], holder: Record<string | number, unknown>, field: string | number, depth: number): void => {
+    if (field === '__proto__') {
+      delete holder[field];
+      return;
+    }
     const v = holder[field];
+    // A part's `type` is structure: scanned in its event, never held back.
+    if (typeof v === 'string' && field === 'type') {
+      holder[field] = wholeText(v);
+      return;
+    }
+    if (typeof v === 'number') {
+      fixEverywhere(holder, field, wholeText);
+      return;
+    }
     if (typeof v === 'string') {
       push(choice, `leaf:${JSON.stringify(path)}`, holder, field as string, appendAtPath(path));
       return;
@@ -859,6 +969,8 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output
     if (output) {
       dropLogprobs(choice);
       fixUnknownMembers(choice, CHOICE_STRUCTURE[route], wholeText);
+      if (wrongShape(choice, route)) fixEverywhere(choice, route === 'chat.completions' ? 'message' : 'text', wholeText);
+      if (route === 'chat.completions' && choice.delta !== undefined && !isObject(choice.delta)) fixEverywhere(choice, 'delta', wholeText);
     }
     if (route !== 'chat.completions') {
       push(i, 'text', choice, 'text', appendTo('text'));
@@ -875,8 +987,13 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output
         // path, so a value split across events is seen whole as in any other text.
         else if (output) pushLeaves(i, [key], delta, key, 0);
       }
-      if (typeof delta.name === 'string') delta.name = vault.restore(delta.name);
+      if (typeof delta.name === 'string') delta.name = output ? wholeText(delta.name) : vault.restore(delta.name);
       const calls: unknown[] = Array.isArray(delta.tool_calls) ? delta.tool_calls : [];
+      if (output) {
+        if (delta.tool_calls !== undefined && !Array.isArray(delta.tool_calls)) fixEverywhere(delta, 'tool_calls', wholeText);
+        if (delta.function_call !== undefined && !isObject(delta.function_call)) fixEverywhere(delta, 'function_call', wholeText);
+        fixToolCalls(calls, wholeText);
+      }
       calls.forEach((c, position) => {
         if (!isObject(c) || !isObject(c.function)) return;
         const k = typeof c.index === 'number' ? c.index : position;
@@ -903,16 +1020,16 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output
       else if (line === 'data') data.push('');
       else kept.push(line);
     }
+    // Under an output policy only the fields SSE defines besides data pass, `id` and `event`
+    // values scanned; comments and unknown fields are dropped (nothing a client reads unscanned).
+    const fields = output ? sseFields(kept, wholeText) : kept;
     if (data.length === 0) {
       if (!output) return event + '\n\n';
-      // Only the fields SSE defines (and comments) pass: anything else is no event a client
-      // should read, and is not scanned.
-      const fields = lines.filter((l) => l === '' || l.startsWith(':') || /^(?:id|event|retry)(?::|$)/.test(l));
       return fields.length > 0 ? fields.join('\n') + '\n\n' : '';
     }
     const payload = data.join('\n');
-    const head = kept.length > 0 ? kept.join('\n') + '\n' : '';
-    if (payload.trim() === '[DONE]') return flushAll() + event + '\n\n';
+    const head = fields.length > 0 ? fields.join('\n') + '\n' : '';
+    if (payload.trim() === '[DONE]') return flushAll() + (output ? `${head}data: [DONE]\n\n` : event + '\n\n');
     let obj: unknown;
     try {
       obj = JSON.parse(payload);
@@ -920,9 +1037,15 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output
       obj = undefined;
     }
     if (!isObject(obj)) return output ? '' : event + '\n\n';
+    if (output) stripProto(obj);
     if (Array.isArray(obj.choices)) {
       if (output) fixUnknownMembers(obj, ANSWER_STRUCTURE, wholeText);
-      for (const c of obj.choices as unknown[]) if (isObject(c)) restoreChoice(c);
+      const choices = obj.choices as unknown[];
+      for (let idx = 0; idx < choices.length; idx++) {
+        const c = choices[idx];
+        if (isObject(c)) restoreChoice(c);
+        else if (output) fixEverywhere(choices, idx, wholeText);
+      }
     } else if (output) {
       // Another object (an error event, say): every string in it scanned.
       const json = JSON.stringify(obj);
