@@ -705,6 +705,30 @@ describe('review br3 of f4f51bd: refusals never empty the store (C4); a 200 that
     expect(await storeContents(store, urls, AT_TURIN)).toEqual(before);
   });
 
+  it('r4: after a refusal, a fresh CRL older than the kept one (a stale mirror without the revocation) is not used: the refusal stands and the kept CRL stays; a newer one is used', async () => {
+    const paths = { vcek: '/vcek/v1/Turin/0102030405060708?fmcSPL=01&blSPL=02&teeSPL=03&snpSPL=04&ucodeSPL=74', chain: '/vcek/v1/Turin/cert_chain', crl: '/vcek/v1/Turin/crl' };
+    // The kept CRL (2025-05-15) revokes the ASK; the mirror serves the older turinCrl (2025-05-01) without it.
+    const revoking = await createCrl(turin.ark, [0x10001], new Date('2025-05-15T00:00:00Z'), new Date('2025-07-01T00:00:00Z'));
+    s.serve(paths.vcek, { body: turinVcek.cert }).serve(paths.chain, { body: turinChainPem }).serve(paths.crl, { body: turinCrl });
+    const store = new MemoryCollateralStore();
+    const kept = { vcek: turinVcek.cert, chain: new TextEncoder().encode(turinChainPem), crl: revoking };
+    for (const [k, body] of Object.entries(kept)) await store.put({ url: s.url + paths[k as keyof typeof paths], body, headers: {}, fetchedAt: AT_TURIN, expiresAt: new Date(AT_TURIN.getTime() + HOUR) });
+    const source = new CollateralSource({ kdsUrl: s.url, store });
+    const snp = (i: VerifyInput) => verifySevSnp(i);
+    const extra = { roots: [turin.ark.cert] };
+    const run = await cliLikeRun(source, turinReport, {}, AT_TURIN, snp, extra);
+    expect([run.first.ok, run.first.steps.find((x) => !x.ok)?.name, collateralRefused('sev-snp', run.first)]).toEqual([false, 'revocation', true]);
+    expect(s.requests).toHaveLength(3); // the kept copies were fetched again
+    expect([run.r.ok, run.f === run.firstFetched]).toEqual([false, true]);
+    expect((await store.get(s.url + paths.crl, AT_TURIN))!.body).toEqual(revoking);
+    // A CRL newer than the kept one (the revocation lifted, say) is used and, accepted, kept.
+    const newer = await createCrl(turin.ark, [], new Date('2025-05-20T00:00:00Z'), new Date('2025-07-01T00:00:00Z'));
+    s.serve(paths.crl, { body: newer });
+    const later = await cliLikeRun(source, turinReport, {}, AT_TURIN, snp, extra);
+    expect([later.first.ok, later.r.ok, later.f.items.find((i) => i.kind === 'crl')?.from]).toEqual([false, true, 'network']);
+    expect((await store.get(s.url + paths.crl, AT_TURIN))!.body).toEqual(newer);
+  });
+
   it('C4: refresh() is undefined when nothing came from the store, and a fresh copy that is not even collateral keeps the kept one', async () => {
     servePcs2023(s);
     const store = new MemoryCollateralStore();

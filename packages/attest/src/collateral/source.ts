@@ -72,7 +72,10 @@ export interface FetchedCollateral {
    * fresh copies when at least one of them differs from its kept copy: verify again with it, and
    * `commit()` it if accepted, which replaces the kept copies. Undefined when nothing came from the
    * store, when every fresh copy equals its kept copy (the same bytes give the same refusal: it is
-   * the evidence's, not the cache's), or when the service does not answer usably. The store is
+   * the evidence's, not the cache's) or is not newer than it (a CRL, TCB Info or QE Identity is used
+   * instead of its kept copy only when strictly newer by its own dates and numbers, so a stale
+   * mirror cannot roll the cache back; certificates carry no such order and may replace kept ones
+   * whenever they differ), or when the service does not answer usably. The store is
    * never emptied by a refusal: evidence anyone can send (a flipped byte in a quote's own
    * certificate) cannot make a warm cache cold, and kept copies are only ever replaced by fresh
    * ones the verifier accepted.
@@ -204,8 +207,10 @@ export class CollateralSource {
           if (e instanceof CustodyError) return undefined;
           throw e;
         }
-        if (fresh.every((f, i) => sameCopy(f, kept[i]!))) return undefined;
-        const byUrl = new Map(fresh.map((f) => [f.request.url, f]));
+        // Only fresh copies that may replace their kept copy (differ, and are not older) are used.
+        const replacing = fresh.filter((f, i) => supersedes(f, kept[i]!));
+        if (replacing.length === 0) return undefined;
+        const byUrl = new Map(replacing.map((f) => [f.request.url, f]));
         return this.assemble(platform, supplied, got.map((g) => byUrl.get(g.request.url) ?? g), now);
       },
     };
@@ -280,6 +285,70 @@ export class CollateralSource {
     return { request, body: cached.body, from: 'cache', expiresAt, ...(chain && { chain }) };
   }
 }
+
+/**
+ * Whether a fresh copy may replace (and be verified instead of) a kept one. A dated item (a CRL,
+ * TCB Info, QE Identity) must be no older by its own fields (`newerByOwnFields`): a stale PCCS or
+ * CDN serving an older copy that still verifies (an older CRL without a revocation) must not
+ * roll the kept copy back, while a same-dated copy that differs (the kept one damaged) may
+ * replace it, and the verifier decides. Certificates (a VCEK, the chains, an item's issuer chain when its
+ * body is the kept one) carry no freshness order: a different one may replace the kept one, and
+ * the verifier decides whether it is good.
+ */
+function supersedes(fresh: Got, kept: Got): boolean {
+  if (sameCopy(fresh, kept)) return false;
+  if (fresh.request.expiry === 'fixed' || equalBytes(fresh.body, kept.body)) return true;
+  return newerByOwnFields(fresh.request, fresh.body, kept.body);
+}
+
+/**
+ * Whether `fresh` is no older than `kept` by the fields each carries: a CRL by its thisUpdate;
+ * TCB Info and QE Identity by tcbEvaluationDataNumber (when both have it) and issueDate, none
+ * older. A kept copy whose fields cannot be read is damaged (a
+ * readable fresh copy may replace it); a fresh one whose fields cannot be read is not used.
+ */
+function newerByOwnFields(request: CollateralRequest, fresh: Bytes, kept: Bytes): boolean {
+  const f = freshnessOf(request, fresh);
+  if (f === undefined) return false;
+  const k = freshnessOf(request, kept);
+  if (k === undefined) return true;
+  for (let i = 0; i < f.length; i++) {
+    const a = f[i];
+    const b = k[i];
+    if (a === undefined || b === undefined) continue;
+    if (a < b) return false;
+  }
+  return true;
+}
+
+/** The fields that order copies of a dated item (see `newerByOwnFields`), or undefined when they cannot be read. */
+function freshnessOf(request: CollateralRequest, body: Bytes): (number | undefined)[] | undefined {
+  try {
+    switch (request.expiry) {
+      case 'crl':
+        return finite([readCrl(body, 'CRL').thisUpdate.getTime()]);
+      case 'tcbInfo':
+      case 'qeIdentity': {
+        const signed = readSignedResponse(body, request.expiry === 'tcbInfo' ? 'tcbInfo' : 'enclaveIdentity', request.kind);
+        const o = JSON.parse(signed.body) as { issueDate?: unknown; tcbEvaluationDataNumber?: unknown };
+        if (typeof o.issueDate !== 'string' || !ISO_UTC.test(o.issueDate)) return undefined;
+        const n = o.tcbEvaluationDataNumber;
+        if (n !== undefined && !(Number.isSafeInteger(n) && (n as number) >= 0)) return undefined;
+        return finite([n as number | undefined, new Date(o.issueDate).getTime()]);
+      }
+      case 'fixed':
+        return undefined;
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+function finite(v: (number | undefined)[]): (number | undefined)[] | undefined {
+  return v.every((x) => x === undefined || Number.isFinite(x)) ? v : undefined;
+}
+
+const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
 
 /** Whether a fresh copy is the kept one: the same body and the same issuer chain. */
 function sameCopy(fresh: Got, kept: Got): boolean {

@@ -83,7 +83,8 @@ interface LoadResult {
  * they expire. A running signer picks a rotated file up on `reload()`, which `watch()` calls every
  * `reloadIntervalMs`, and on `refresh()`, which the handshake calls before each attestation and
  * release (at most once a second) and when a release presents an unknown kid (likewise). Each is a
- * stat; the file is read only when it changed, and a version that failed is not read again.
+ * stat; the file is read only when it changed, and a version that failed is not read again
+ * unless it failed on an I/O error (EMFILE, EIO, ...: read again on the next look).
  *
  * Fail closed: once the file has changed (a rotation, a chmod, a removal) and cannot be used, the
  * keys read from the earlier version are no longer vouched for (a `--no-overlap` rotation may have
@@ -103,8 +104,13 @@ export class EarSigner {
   private state: SignerState;
   private published: { ids: string; jwks: JSONWebKeySet } | undefined;
   private loading: Promise<LoadResult> | undefined;
-  /** The file version that could not be used, and why: while set, the signer is unusable (fail closed). */
-  private failed: { stamp: string; error: CustodyError } | undefined;
+  /**
+   * The file version that could not be used, and why: while set, the signer is unusable (fail
+   * closed). `retry`: the failure was an I/O error (EMFILE, EIO, EAGAIN, ...) that may not repeat,
+   * so that version is read again on the next look; otherwise (parse, form, mode, owner, size, type,
+   * self-test) it would fail the same way and is not read again until the file changes.
+   */
+  private failed: { stamp: string; error: CustodyError; retry: boolean } | undefined;
   private readonly lastRefresh: Record<EarKeyRefreshTrigger, number> = { request: -Infinity, 'unknown-kid': -Infinity, jwks: -Infinity };
 
   private constructor(
@@ -197,7 +203,8 @@ export class EarSigner {
    * Re-reads the key file when it changed since it was last read (a stat otherwise), checks it
    * (owner, permissions, form, a probe EAR verifying against the new JWKS) and switches to it.
    * Returns whether it switched. On any error the signer is unusable (fail closed, see the class
-   * comment) until a usable file loads; a version that failed is not read again until it changes.
+   * comment) until a usable file loads; a version that failed is not read again until it changes,
+   * unless it failed on an I/O error (too many open files, EIO, ...), which may not repeat.
    * Always false in memory.
    */
   async reload(): Promise<boolean> {
@@ -232,13 +239,14 @@ export class EarSigner {
       stamp = fileStamp(await stat(path));
     } catch (e) {
       stamp = `unreadable:${(e as NodeJS.ErrnoException).code ?? 'unknown'}`;
-      return this.fail(stamp, new CustodyError('ERR_EAR_KEY', 'the EAR signing key file cannot be read', { cause: e, detail: { path } }));
+      // The stat runs on every look anyway: the stamp only keeps the error from being reported twice.
+      return this.fail(stamp, new CustodyError('ERR_EAR_KEY', 'the EAR signing key file cannot be read', { cause: e, detail: { path } }), false);
     }
     if (stamp === this.state.stamp) {
       this.failed = undefined;
       return { changed: false };
     }
-    if (this.failed?.stamp === stamp) return { changed: false, error: this.failed.error, repeated: true };
+    if (this.failed?.stamp === stamp && !this.failed.retry) return { changed: false, error: this.failed.error, repeated: true };
     try {
       const read = await readEarKeyFile(path);
       const next = stateOf(read.set, read.stamp);
@@ -247,13 +255,15 @@ export class EarSigner {
       this.failed = undefined;
       return { changed: true };
     } catch (e) {
-      return this.fail(stamp, toCustodyError(e, 'ERR_EAR_KEY'));
+      const error = toCustodyError(e, 'ERR_EAR_KEY');
+      return this.fail(stamp, error, isIoError(error));
     }
   }
 
-  private fail(stamp: string, error: CustodyError): LoadResult {
-    if (this.failed?.stamp === stamp) return { changed: false, error: this.failed.error, repeated: true };
-    this.failed = { stamp, error };
+  /** Fails closed on `stamp`; an error of the same kind (I/O or not) for the same version was already reported: repeated. */
+  private fail(stamp: string, error: CustodyError, retry: boolean): LoadResult {
+    if (this.failed?.stamp === stamp && this.failed.retry === retry) return { changed: false, error: this.failed.error, repeated: true };
+    this.failed = { stamp, error, retry };
     return { changed: false, error };
   }
 
@@ -303,6 +313,16 @@ export class EarSigner {
     await selfTest(signer.state, signer.clock().getTime());
     return signer;
   }
+}
+
+/**
+ * Whether reading the key file failed on an I/O error (the open or a read returned an errno:
+ * EMFILE, ENFILE, EIO, EAGAIN, EINTR, ...), which the next attempt may not meet, rather than on
+ * what the file holds or how it is kept, which an attempt on the same version would meet again.
+ */
+function isIoError(e: CustodyError): boolean {
+  const code = (e.cause as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' && /^E[A-Z0-9]+$/.test(code);
 }
 
 function stateOf(set: EarKeySet, stamp: string | undefined): SignerState {
