@@ -113,11 +113,6 @@ export class InferencePipeline {
     this.refusals = new RefusalLogThrottle(o.limitsClock);
   }
 
-  /** Requests of `tenant` in the pipeline now, streams included (tests, diagnostics). */
-  inFlight(tenant: string): number {
-    return this.limiter.inFlight(tenant);
-  }
-
   private checkDate(fields: readonly HttpField[], now: Date): void {
     const d = header(fields, 'date');
     const t = d === undefined ? NaN : Date.parse(d);
