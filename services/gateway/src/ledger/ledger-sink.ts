@@ -5,6 +5,7 @@
  */
 import { SIG_TYPE_ED25519, MemoryTree, createEd25519Signer, encodeEvent, generateSignerKey, proveInclusion, signCheckpoint, type AuditSink, type CustodyEvent, type NoteSigner, type TlogProof } from '@custody/ledger';
 import { secureRandom, type RandomSource } from '@custody/core';
+import { nodeTreeHasher } from '@custody/ledger-service';
 
 export interface LedgerSink extends AuditSink {
   /** A C2SP tlog-proof for an appended entry, against a checkpoint that covers it. */
@@ -23,7 +24,8 @@ export interface LedgerSink extends AuditSink {
 export class InMemoryLedgerSink implements LedgerSink {
   readonly entries: Uint8Array[] = [];
   readonly events: CustodyEvent[] = [];
-  private readonly tree = new MemoryTree();
+  /** Leaf hashes on the native digest, as the ledger service hashes them (byte-identical to RFC 6962's). */
+  private readonly tree = new MemoryTree(nodeTreeHasher);
   private failing = false;
 
   private constructor(
@@ -71,6 +73,6 @@ export class InMemoryLedgerSink implements LedgerSink {
   async proof(index: number): Promise<TlogProof> {
     const size = this.tree.size;
     const checkpoint = await signCheckpoint({ origin: this.origin, size, rootHash: await this.tree.root(size), extensions: [] }, [this.signer]);
-    return { index, proof: await proveInclusion(this.tree, index, size), checkpoint };
+    return { index, proof: await proveInclusion(this.tree, index, size, nodeTreeHasher), checkpoint };
   }
 }
