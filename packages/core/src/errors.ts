@@ -176,6 +176,7 @@ export const ErrorCodes = {
   ERR_SDK_TRUST_CONFIG: 'no trust anchor configured: pin a broker JWKS or give an appraisal policy',
   ERR_SDK_DISCOVERY: 'the gateway attestation bundle could not be fetched or is malformed',
   ERR_SDK_PLATFORM: 'the gateway runs on a platform the client does not accept',
+  ERR_SDK_DEVICE_MISSING: 'the gateway did not prove as many attested GPUs as the client requires',
   ERR_SDK_STALE: 'the gateway attestation is older than the accepted age',
   ERR_SDK_NOT_VERIFIED: 'the gateway did not pass verification; no request was sent',
   ERR_SDK_GATEWAY: 'the gateway or relay refused the encapsulated request',

@@ -41,7 +41,7 @@ export interface BrokerPlugins {
 }
 
 /** Handshake settings: appraisal policies, the EAR signer, verifier and lifetimes. */
-export interface AttestationPlugin extends Pick<AttestationServiceOptions, 'verifier' | 'roots' | 'nonceTtlSeconds' | 'sessionTtlSeconds' | 'earTtlSeconds' | 'requireWorkloadApiKey'> {
+export interface AttestationPlugin extends Pick<AttestationServiceOptions, 'verifier' | 'roots' | 'deviceRoots' | 'nonceTtlSeconds' | 'sessionTtlSeconds' | 'earTtlSeconds' | 'requireWorkloadApiKey'> {
   /** Default: every tenant gets DEFAULT_DENY_POLICY_YAML (nothing is released). */
   policies?: AppraisalPolicies;
   /** Default: a key kept in memory (EARs die with the process). Its maxEarLifetimeSeconds must cover earLifetimeBound of these settings. */

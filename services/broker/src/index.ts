@@ -84,8 +84,8 @@ export { serveBroker } from './serve.js';
 export type { RunningServer } from './serve.js';
 
 // attestation-gated key release handshake (docs/key-release-protocol.md)
-export { AttestationService, earLifetimeBound, HANDSHAKE_PLATFORMS, DEFAULT_NONCE_TTL_SECONDS, DEFAULT_SESSION_TTL_SECONDS, EAR_ISSUER, primaryMeasurement } from './attestation/handshake.js';
-export type { AttestationServiceOptions, EvidenceVerification, ChallengeResponse, AttestRequest, AttestResponse, ReleaseRequest as HandshakeReleaseRequest, ReleaseResponse } from './attestation/handshake.js';
+export { AttestationService, earLifetimeBound, HANDSHAKE_PLATFORMS, DEFAULT_NONCE_TTL_SECONDS, DEFAULT_SESSION_TTL_SECONDS, EAR_ISSUER, primaryMeasurement, DEVICE_PLATFORMS, MAX_DEVICES } from './attestation/handshake.js';
+export type { AttestationServiceOptions, EvidenceVerification, ChallengeResponse, AttestRequest, AttestResponse, DeviceEvidenceInput, DevicePlatform, ReleaseRequest as HandshakeReleaseRequest, ReleaseResponse } from './attestation/handshake.js';
 export { AppraisalPolicies, DEFAULT_DENY_POLICY_YAML } from './attestation/appraisal-policies.js';
 export { TenantPolicies, type AppraisalPolicyResolver, type TenantPoliciesOptions, type TenantPolicyView, type TenantPolicyDeletion } from './attestation/tenant-policies.js';
 export type { PolicySource } from './attestation/appraisal-policies.js';
@@ -111,6 +111,6 @@ export { buildRuntimeData, parseRuntimeData, runtimeDigest, runtimeDigestAlgorit
 export type { RuntimeData, TeeKeyJwk } from './attestation/runtime-data.js';
 export { mountAttestationRoutes, isWorkloadRoute, MAX_ATTEST_BODY } from './attestation/routes.js';
 export { BrokerWorkloadClient, generateTeeKeyPair, openReleasedKey, fetchKey } from './attestation/workload-client.js';
-export type { WorkloadClientOptions, TeeKeyPair, WorkloadAttester, FetchKeyOptions, FetchedKey } from './attestation/workload-client.js';
+export type { WorkloadClientOptions, TeeKeyPair, WorkloadAttester, WorkloadDeviceAttester, FetchKeyOptions, FetchedKey } from './attestation/workload-client.js';
 export { startBroker } from './start.js';
 export type { StartBrokerOptions, StartedBroker } from './start.js';

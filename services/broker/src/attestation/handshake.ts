@@ -46,6 +46,11 @@ export interface AttestationServiceOptions {
   verifier?: EvidenceVerification;
   /** Trust anchors handed to the verifiers (replace their pinned vendor roots; tests, private PKI, pinned sim keys). */
   roots?: Uint8Array[];
+  /**
+   * Trust anchors for device (GPU) evidence, kept apart from `roots`: when absent, the device
+   * verifiers use their pinned vendor roots (the NVIDIA Device Identity CA). Tests, private PKI.
+   */
+  deviceRoots?: Uint8Array[];
   clock?: Clock;
   logger?: Logger;
   metrics?: Registry;
@@ -70,6 +75,8 @@ export interface ChallengeResponse {
   /** TEE key curves this broker's key store wraps to, preferred first. */
   teeKeyCurves: RecipientCurve[];
   platforms: Platform[];
+  /** Platforms whose device evidence may ride along the TEE's (`devices` of POST /v1/attest). */
+  devicePlatforms: DevicePlatform[];
 }
 
 export interface AttestRequest {
@@ -81,6 +88,25 @@ export interface AttestRequest {
   /** Extra certificates (e.g. a VCEK) and collateral (e.g. TDX tcbInfo) for the verifier. */
   certs?: Uint8Array[];
   collateral?: Record<string, Uint8Array>;
+  /**
+   * Evidence of devices attached to the TEE (NVIDIA GPUs in confidential-computing mode), each
+   * bound to the same runtime data: its nonce is SHA-256(runtime data) (`runtimeDigest('nvidia', …)`).
+   * Appraised with the CPU evidence as one composite: EAR submodules cpu0, gpu0, gpu1, ...
+   */
+  devices?: DeviceEvidenceInput[];
+}
+
+/** Platforms a device's evidence may come from (riding along a CPU TEE's evidence). */
+export const DEVICE_PLATFORMS = ['nvidia'] as const;
+export type DevicePlatform = (typeof DEVICE_PLATFORMS)[number];
+/** Most devices one attestation may carry (an HGX board holds 8 GPUs). */
+export const MAX_DEVICES = 8;
+
+export interface DeviceEvidenceInput {
+  platform: DevicePlatform;
+  evidence: Uint8Array;
+  /** The device's certificate chain when its evidence does not carry it (PEM or DER). */
+  certs?: Uint8Array[];
 }
 
 export interface AttestResponse {
@@ -138,6 +164,7 @@ export class AttestationService {
   private readonly auditSink: AuditSink;
   private readonly verifier: EvidenceVerification;
   private readonly roots: Uint8Array[] | undefined;
+  private readonly deviceRoots: Uint8Array[] | undefined;
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly nonceTtlMs: number;
@@ -160,6 +187,7 @@ export class AttestationService {
     this.auditSink = options.audit;
     this.verifier = options.verifier ?? defaultRegistry;
     this.roots = options.roots;
+    this.deviceRoots = options.deviceRoots;
     this.clock = options.clock ?? systemClock;
     this.log = options.logger ?? pino({ level: 'silent' });
     this.nonceTtlMs = seconds(options.nonceTtlSeconds ?? DEFAULT_NONCE_TTL_SECONDS, 'nonceTtlSeconds') * 1000;
@@ -222,6 +250,7 @@ export class AttestationService {
       sessionExpiresAt: iso(session.expiresAt),
       teeKeyCurves: [...this.curves],
       platforms: [...HANDSHAKE_PLATFORMS],
+      devicePlatforms: [...DEVICE_PLATFORMS],
     };
   }
 
@@ -248,11 +277,18 @@ export class AttestationService {
       platform = this.platformOf(request);
       facts.platform = platform;
       facts.evidenceDigest = `sha256:${sha256Hex(request.evidence)}`;
+      const devices = request.devices !== undefined ? checkDevices(request.devices) : undefined;
+      if (devices) {
+        facts.devices = devices.length;
+        facts.devicesEvidenceDigest = devicesEvidenceDigest(devices);
+      }
       const expected = await runtimeDigest(platform, runtime.text);
       const result = await this.verify(request, platform, platform === 'nitro' ? nonce : expected, now);
       checkBinding(platform, result.claims!, expected, runtime, nonce);
+      const deviceResults = devices ? await this.verifyDevices(devices, runtime.text, now) : undefined;
       const policy = await this.policies.resolve(session.tenant);
-      const appraisal = appraise(policy, result, { now: new Date(now) });
+      // Without devices the single-device call of before (the EAR names it cpu0 all the same).
+      const appraisal = deviceResults ? appraise(policy, { cpu0: result, ...deviceResults }, { now: new Date(now) }) : appraise(policy, result, { now: new Date(now) });
       facts.status = appraisal.status;
       facts.policy = `${policy.document.id}:${policy.document.version}`;
       facts.policyDigest = `sha256:${policy.digest}`;
@@ -288,13 +324,15 @@ export class AttestationService {
         throw new CustodyError('ERR_STORE_AUDIT_UNAVAILABLE', undefined, { cause: e, detail: { applied: false } });
       }
       this.counters?.attest.inc({ platform, outcome: 'allow' });
-      this.log.info({ op: 'attest', tenant: session.tenant, session: session.id, platform, status: appraisal.status, policy: facts.policy, auditIndex }, 'attestation affirmed');
+      this.log.info({ op: 'attest', tenant: session.tenant, session: session.id, platform, ...(devices ? { devices: devices.length } : {}), status: appraisal.status, policy: facts.policy, auditIndex }, 'attestation affirmed');
       return { session: session.id, ear: token, status: appraisal.status, platform, policyId: policy.policyId, expiresAt: iso(ear.exp * 1000), auditIndex };
     } catch (e) {
       const err = toCustodyError(e);
+      // In a composite, the refusal names the device (submodule) it is about.
+      if (facts.devices !== undefined && typeof err.detail?.submod === 'string') facts.submod = err.detail.submod;
       if (err.code !== 'ERR_STORE_AUDIT_UNAVAILABLE' && this.auditsDenial(session.id)) await this.appendAudit(actor, 'attest.appraise', session.tenant, err.code === 'ERR_INTERNAL' ? 'error' : 'deny', err.code, facts, now).catch(() => undefined);
       this.counters?.attest.inc({ platform: platform ?? 'unknown', outcome: err.code });
-      this.log.warn({ op: 'attest', tenant: session.tenant, session: session.id, platform, code: err.code }, 'attestation denied');
+      this.log.warn({ op: 'attest', tenant: session.tenant, session: session.id, platform, ...(facts.submod !== undefined ? { submod: facts.submod } : {}), code: err.code }, 'attestation denied');
       throw err;
     }
   }
@@ -452,19 +490,58 @@ export class AttestationService {
     return platform as Platform;
   }
 
+  /** Verification of the TEE's evidence at the broker's clock. */
+  private verify(request: AttestRequest, platform: Platform, nonce: Uint8Array, now: number): Promise<VerificationResult> {
+    return this.runVerifier({
+      evidence: request.evidence,
+      platform,
+      now: new Date(now),
+      nonce,
+      ...(request.certs ? { certs: request.certs } : {}),
+      ...(request.collateral ? { collateral: request.collateral } : {}),
+      ...(this.roots ? { roots: this.roots } : {}),
+    });
+  }
+
+  /**
+   * Verifies every device's evidence with the digest of the runtime data as its nonce (an
+   * NVIDIA GPU's SPDM request nonce) and the device trust anchors (never the TEE's `roots`),
+   * and checks that binding again on its claims. Devices are named gpu0, gpu1, ... in request
+   * order; the first (by that order) that fails denies the attestation, naming its submodule.
+   */
+  private async verifyDevices(devices: readonly DeviceEvidenceInput[], runtimeText: string, now: number): Promise<Record<string, VerificationResult>> {
+    const settled = await Promise.allSettled(
+      devices.map(async (device) => {
+        const digest = await runtimeDigest(device.platform, runtimeText);
+        const result = await this.runVerifier({
+          evidence: device.evidence,
+          platform: device.platform,
+          now: new Date(now),
+          nonce: digest,
+          ...(device.certs ? { certs: device.certs } : {}),
+          ...(this.deviceRoots ? { roots: this.deviceRoots } : {}),
+        });
+        checkDeviceBinding(device.platform, result, digest);
+        return result;
+      }),
+    );
+    const out: Record<string, VerificationResult> = {};
+    settled.forEach((s, i) => {
+      const submod = deviceSubmod(devices[i]!.platform, i);
+      if (s.status === 'rejected') {
+        const err = toCustodyError(s.reason);
+        throw new CustodyError(err.code, `${submod}: ${err.message}`, { cause: err, detail: { ...err.detail, submod } });
+      }
+      out[submod] = s.value;
+    });
+    return out;
+  }
+
   /** Verification at the broker's clock; a verifier that throws instead of answering is unavailable (deny). */
-  private async verify(request: AttestRequest, platform: Platform, nonce: Uint8Array, now: number): Promise<VerificationResult> {
+  private async runVerifier(input: VerifyInput & { platform: string }): Promise<VerificationResult> {
     let result: VerificationResult;
     try {
-      result = await this.verifier.verify({
-        evidence: request.evidence,
-        platform,
-        now: new Date(now),
-        nonce,
-        ...(request.certs ? { certs: request.certs } : {}),
-        ...(request.collateral ? { collateral: request.collateral } : {}),
-        ...(this.roots ? { roots: this.roots } : {}),
-      });
+      result = await this.verifier.verify(input);
     } catch (e) {
       if (e instanceof CustodyError && e.code !== 'ERR_INTERNAL') throw e;
       throw new CustodyError('ERR_VERIFIER_UNAVAILABLE', undefined, { cause: e });
@@ -526,6 +603,52 @@ function checkBinding(platform: Platform, claims: NormalizedClaims, digest: Uint
   if (reportData !== hex && reportData !== padded) throw new CustodyError('ERR_EVIDENCE_BINDING', `the evidence report data is not the ${hex.length === 64 ? 'SHA-256' : 'SHA-512'} digest of the runtime data`);
 }
 
+/**
+ * The devices of a request, checked before any of them is verified: 1 to MAX_DEVICES, each of a
+ * device platform (the route's schema says the same; this holds for callers in process too).
+ */
+function checkDevices(devices: readonly DeviceEvidenceInput[]): readonly DeviceEvidenceInput[] {
+  if (devices.length === 0) throw new CustodyError('ERR_INPUT_MALFORMED', 'devices, when given, lists at least one device');
+  if (devices.length > MAX_DEVICES) throw new CustodyError('ERR_INPUT_TOO_LARGE', `at most ${MAX_DEVICES} devices per attestation`, { detail: { devices: devices.length } });
+  for (const d of devices) {
+    const platform: unknown = (d as { platform?: unknown } | null)?.platform;
+    if (typeof platform !== 'string' || !(DEVICE_PLATFORMS as readonly string[]).includes(platform)) {
+      throw new CustodyError('ERR_INPUT_UNSUPPORTED', `device evidence may come from ${DEVICE_PLATFORMS.join(', ')} only`, { detail: { platform: String(platform).slice(0, 32) } });
+    }
+    if (!(d.evidence instanceof Uint8Array) || d.evidence.length === 0) throw new CustodyError('ERR_INPUT_MALFORMED', 'device evidence is empty');
+  }
+  return devices;
+}
+
+/** The EAR submodule of the i-th device: every device platform (NVIDIA) is a GPU. */
+function deviceSubmod(_platform: DevicePlatform, index: number): string {
+  return `gpu${index}`;
+}
+
+/**
+ * The audit fact pinning every device's evidence in one value (an audit record holds at most 16
+ * facts, too few for one digest per device of eight): SHA-256 over the SHA-256 digests of the
+ * devices' evidence bytes, concatenated in request (gpu0, gpu1, ...) order.
+ */
+function devicesEvidenceDigest(devices: readonly DeviceEvidenceInput[]): string {
+  const h = createHash('sha256');
+  for (const d of devices) h.update(createHash('sha256').update(d.evidence).digest());
+  return `sha256:${h.digest('hex')}`;
+}
+
+/**
+ * The device verifier checked the nonce it was given; this checks the binding again on the
+ * claims: a device's request nonce (claims.nonce and claims.reportData) is the digest.
+ */
+function checkDeviceBinding(platform: DevicePlatform, result: VerificationResult, digest: Uint8Array): void {
+  const claims = result.claims!;
+  const hex = toHex(digest);
+  if (result.platform !== platform || claims.platform !== platform) throw new CustodyError('ERR_EVIDENCE_BINDING', `the device evidence is not ${platform} evidence`);
+  if (claims.reportData.toLowerCase() !== hex || claims.nonce?.toLowerCase() !== hex) {
+    throw new CustodyError('ERR_EVIDENCE_BINDING', 'the device request nonce is not the SHA-256 digest of the runtime data');
+  }
+}
+
 /** The denial for an appraisal that is neither affirming nor warning: its first contraindicating finding. */
 function appraisalDenial(appraisal: Appraisal): CustodyError {
   const reasons = appraisalReasons(appraisal);
@@ -567,7 +690,9 @@ export function primaryMeasurement(claims: Pick<NormalizedClaims, 'platform' | '
 }
 
 function earMeasurement(ear: Ear): string | undefined {
-  for (const s of Object.values(ear.submods)) {
+  // The TEE's own measurement (the submodule holding the TEE key), not a device's.
+  const subs = Object.values(ear.submods).sort((a, b) => Number(b['ear.veraison.key-attestation'] !== undefined) - Number(a['ear.veraison.key-attestation'] !== undefined));
+  for (const s of subs) {
     const a = s['ear.veraison.annotated-evidence'];
     if (a && typeof a.platform === 'string' && typeof a.measurements === 'object' && a.measurements !== null) {
       return primaryMeasurement({ platform: a.platform as Platform, measurements: a.measurements as Record<string, string> });

@@ -10,12 +10,20 @@ import { problemResponse } from '../http/problem.js';
 import type { ApiKeyRepository } from '../metadata/types.js';
 import { MAX_RUNTIME_DATA } from './runtime-data.js';
 import type { ChallengeLimiter } from './challenge-limits.js';
-import type { AttestationService } from './handshake.js';
+import { DEVICE_PLATFORMS, MAX_DEVICES, type AttestationService } from './handshake.js';
 
 /** Evidence plus certificates and collateral, base64, with JSON framing. */
 export const MAX_ATTEST_BODY = 4 * 1024 * 1024;
 const MAX_SMALL_BODY = 16 * 1024;
 const B64_MAX = 3 * 1024 * 1024;
+/**
+ * One device's evidence, base64: the largest NVIDIA GPU evidence the verifier reads (192 KiB:
+ * an SPDM report as hex text plus its certificate chain) is 256 KiB as base64. With its
+ * certificates, eight devices stay within 3 MiB; the body limit bounds the whole request.
+ */
+const DEVICE_B64_MAX = 256 * 1024;
+const DEVICE_CERT_B64_MAX = 16 * 1024;
+const MAX_DEVICE_CERTS = 8;
 
 const ChallengeBody = z.object({ tenant: z.string().max(63) }).strict();
 const AttestBody = z
@@ -26,6 +34,19 @@ const AttestBody = z
     platform: z.enum(PLATFORMS as unknown as [string, ...string[]]).optional(),
     certs: z.array(z.string().max(64 * 1024)).max(16).optional(),
     collateral: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/), z.string().max(B64_MAX)).optional(),
+    devices: z
+      .array(
+        z
+          .object({
+            platform: z.enum(DEVICE_PLATFORMS),
+            evidence: z.string().min(1).max(DEVICE_B64_MAX),
+            certs: z.array(z.string().min(1).max(DEVICE_CERT_B64_MAX)).min(1).max(MAX_DEVICE_CERTS).optional(),
+          })
+          .strict(),
+      )
+      .min(1)
+      .max(MAX_DEVICES)
+      .optional(),
   })
   .strict();
 const ReleaseBody = z.object({ session: z.string().max(64), tenant: z.string().max(63).optional() }).strict();
@@ -39,7 +60,7 @@ export function isWorkloadRoute(method: string, path: string): boolean {
  * Mounts the handshake (docs/key-release-protocol.md) on the broker app:
  *
  *   POST /v1/attest/challenge    {tenant}                            -> {session, nonce, expiresAt, ...}
- *   POST /v1/attest              {session, evidence, runtimeData, platform?, certs?, collateral?}  -> {ear, ...}
+ *   POST /v1/attest              {session, evidence, runtimeData, platform?, certs?, collateral?, devices?}  -> {ear, ...}
  *   POST /v1/keys/:name/release  Authorization: Bearer <EAR>, {session}  -> {wrappedKey, context, ...}
  *   GET  /.well-known/jwks.json  the EAR verification keys
  *
@@ -88,6 +109,15 @@ export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: Attestatio
         ...(body.platform !== undefined ? { platform: body.platform } : {}),
         ...(body.certs ? { certs: body.certs.map((x) => b64(x, 'certs')) } : {}),
         ...(body.collateral ? { collateral: Object.fromEntries(Object.entries(body.collateral).map(([k, v]) => [k, b64(v, 'collateral')])) } : {}),
+        ...(body.devices
+          ? {
+              devices: body.devices.map((d, i) => ({
+                platform: d.platform,
+                evidence: b64(d.evidence, `devices.${i}.evidence`),
+                ...(d.certs ? { certs: d.certs.map((x) => b64(x, `devices.${i}.certs`)) } : {}),
+              })),
+            }
+          : {}),
       },
       caller,
     );

@@ -124,11 +124,12 @@ export function parseRuntimeData(text: unknown): RuntimeData {
 
 /**
  * Which digest of the runtime data a platform's evidence carries: SHA-256 where a TPM quote's
- * qualifying data holds it (tpm, azure-vtpm), SHA-512 everywhere else (SNP and TDX report
- * data, Nitro user_data, sim).
+ * qualifying data holds it (tpm, azure-vtpm) and in an NVIDIA GPU's 32-byte SPDM request nonce
+ * (GPU evidence rides along a CPU TEE's, bound to the same runtime data), SHA-512 everywhere
+ * else (SNP and TDX report data, Nitro user_data, sim).
  */
 export function runtimeDigestAlgorithm(platform: string): HashName {
-  return platform === 'tpm' || platform === 'azure-vtpm' ? 'SHA-256' : 'SHA-512';
+  return platform === 'tpm' || platform === 'azure-vtpm' || platform === 'nvidia' ? 'SHA-256' : 'SHA-512';
 }
 
 /** The digest the evidence of `platform` must carry for this runtime data text (UTF-8 bytes). */

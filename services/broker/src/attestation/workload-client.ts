@@ -4,7 +4,7 @@ import { nodeHpkePrimitives } from '@custody/crypto-node';
 import { HPKE_KEY_WRAP_SCHEME, HPKE_SUITES } from '../keystore/hpke-key-wrapper.js';
 import { openPkcs11Release, PKCS11_RELEASE_SCHEME } from '../keystore/pkcs11/release-scheme.js';
 import type { RecipientCurve, RecipientKey } from '../keystore/types.js';
-import type { AttestResponse, ChallengeResponse, ReleaseResponse } from './handshake.js';
+import type { AttestResponse, ChallengeResponse, DeviceEvidenceInput, DevicePlatform, ReleaseResponse } from './handshake.js';
 import { buildRuntimeData, runtimeDigest } from './runtime-data.js';
 
 /**
@@ -41,11 +41,12 @@ export class BrokerWorkloadClient {
     return this.call('/v1/attest/challenge', { tenant }, this.options.apiKey);
   }
 
-  attest(request: { session: string; evidence: Uint8Array; runtimeData: string; platform?: string; certs?: Uint8Array[]; collateral?: Record<string, Uint8Array> }): Promise<AttestResponse> {
+  attest(request: { session: string; evidence: Uint8Array; runtimeData: string; platform?: string; certs?: Uint8Array[]; collateral?: Record<string, Uint8Array>; devices?: DeviceEvidenceInput[] }): Promise<AttestResponse> {
     const body: Record<string, unknown> = { session: request.session, evidence: toBase64(request.evidence), runtimeData: request.runtimeData };
     if (request.platform !== undefined) body.platform = request.platform;
     if (request.certs) body.certs = request.certs.map((c) => toBase64(c));
     if (request.collateral) body.collateral = Object.fromEntries(Object.entries(request.collateral).map(([k, v]) => [k, toBase64(v)]));
+    if (request.devices) body.devices = request.devices.map((d) => ({ platform: d.platform, evidence: toBase64(d.evidence), ...(d.certs ? { certs: d.certs.map((c) => toBase64(c)) } : {}) }));
     return this.call('/v1/attest', body, this.options.apiKey);
   }
 
@@ -146,11 +147,20 @@ export interface WorkloadAttester {
   collect(reportData: Uint8Array): Promise<Uint8Array>;
 }
 
+/** A device attached to the TEE (an NVIDIA GPU in CC mode) that reports evidence for a nonce. */
+export interface WorkloadDeviceAttester {
+  readonly platform: DevicePlatform;
+  /** Evidence whose request nonce is `nonce` (SHA-256 of the runtime data, 32 bytes). */
+  collect(nonce: Uint8Array): Promise<Uint8Array>;
+}
+
 export interface FetchKeyOptions extends Omit<WorkloadClientOptions, 'baseUrl'> {
   broker: string;
   tenant: string;
   name: string;
   attester: WorkloadAttester;
+  /** Devices whose evidence rides along the TEE's, bound to the same runtime data (appraised as gpu0, gpu1, ...). */
+  devices?: WorkloadDeviceAttester[];
   /** TEE key curve; default the broker's first (X25519 unless its key store needs P-256). */
   curve?: RecipientCurve;
 }
@@ -177,7 +187,9 @@ export async function fetchKey(options: FetchKeyOptions): Promise<FetchedKey> {
   const tee = generateTeeKeyPair(curve);
   const runtimeData = buildRuntimeData(fromBase64Url(challenge.nonce), tee.recipient);
   const evidence = await options.attester.collect(await runtimeDigest(options.attester.platform, runtimeData));
-  const attested = await client.attest({ session: challenge.session, evidence, runtimeData, platform: options.attester.platform });
+  const devices: DeviceEvidenceInput[] = [];
+  for (const d of options.devices ?? []) devices.push({ platform: d.platform, evidence: await d.collect(await runtimeDigest(d.platform, runtimeData)) });
+  const attested = await client.attest({ session: challenge.session, evidence, runtimeData, platform: options.attester.platform, ...(devices.length > 0 ? { devices } : {}) });
   const released = await client.release(options.name, { session: challenge.session, ear: attested.ear });
   const material = await openReleasedKey(tee, released, { tenant: options.tenant, name: options.name, session: challenge.session, ear: attested.ear });
   return {

@@ -1,0 +1,60 @@
+// Test-only: NVIDIA GPU evidence with a chosen request nonce, for tests of evidence bound to a
+// runtime data digest (no GPU here can produce a report for a new nonce). The real Hopper report
+// from the vectors gets the nonce written into its GET_MEASUREMENTS request and is signed again
+// by a test attestation key whose certificate carries the real leaf's FWID, under a test root.
+// Trust in such evidence comes only from passing `roots` to the verifier: the pinned NVIDIA root
+// refuses it.
+import { KEY_USAGE, fromHex, readCertificates, X509Certificate, type Bytes } from '@custody/core';
+import { createKeyCertificate } from '../../../../core/src/testing/certificates.js';
+import { readVector, readVectorText } from '../../../../../test/vectors.js';
+import { createNvidiaEvidence } from '../evidence.js';
+import { TCG_DICE_TCB_INFO_OID } from '../fwid.js';
+
+/** Where the request nonce sits in the SPDM report: request header (4 bytes), then 32 bytes. */
+const NONCE_AT = 4;
+const NONCE_LENGTH = 32;
+/** ECDSA P-384 signature (r || s) at the end of the MEASUREMENTS response. */
+const SIGNATURE_LENGTH = 96;
+
+export const REAL_NVIDIA_REPORT: Bytes = fromHex(readVectorText('attestation/nvidia/hopperAttestationReport.txt').trim());
+
+interface TestGpuPki {
+  root: Uint8Array;
+  leafCert: Uint8Array;
+  leafKey: CryptoKey;
+}
+
+let pki: Promise<TestGpuPki> | undefined;
+
+/** One test root and attestation-key certificate per process (P-384, the real leaf's FWID extension). */
+function testPki(): Promise<TestGpuPki> {
+  pki ??= (async () => {
+    const realLeaf = new X509Certificate(readCertificates(readVector('attestation/nvidia/hopper_cert_chain_case1.txt'))[0]!);
+    const fwid = realLeaf.extension(TCG_DICE_TCB_INFO_OID)!;
+    const root = await createKeyCertificate({ cn: 'Test GPU Root (not NVIDIA)', serial: 1, ca: true, keyUsage: KEY_USAGE.keyCertSign | KEY_USAGE.cRLSign });
+    const leaf = await createKeyCertificate({ cn: 'Test GPU attestation key', serial: 2, ca: false, issuer: root, extensions: [[TCG_DICE_TCB_INFO_OID, fwid.value]], keyUsage: KEY_USAGE.digitalSignature });
+    return { root: root.cert, leafCert: leaf.cert, leafKey: leaf.keys.privateKey };
+  })();
+  return pki;
+}
+
+/** The test root that `reissuedNvidiaEvidence` chains to (pass it as `roots`). */
+export async function testGpuRoot(): Promise<Uint8Array> {
+  return (await testPki()).root;
+}
+
+/**
+ * `custody-nvidia-gpu/v1` evidence: the real report with `nonce` (32 bytes) as its request nonce,
+ * re-signed under the test root. `report` replaces the real report (a tampered copy, say) before
+ * the nonce is written and the bytes signed. The chain is the test leaf alone.
+ */
+export async function reissuedNvidiaEvidence(nonce: Uint8Array, report: Uint8Array = REAL_NVIDIA_REPORT): Promise<{ evidence: Uint8Array; roots: Uint8Array[] }> {
+  if (nonce.length !== NONCE_LENGTH) throw new Error(`an SPDM request nonce is ${NONCE_LENGTH} bytes`);
+  const p = await testPki();
+  const out = report.slice();
+  out.set(nonce, NONCE_AT);
+  const signedEnd = out.length - SIGNATURE_LENGTH;
+  const sig = await globalThis.crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-384' }, p.leafKey, out.slice(0, signedEnd));
+  out.set(new Uint8Array(sig), signedEnd);
+  return { evidence: new TextEncoder().encode(createNvidiaEvidence(out, [p.leafCert])), roots: [p.root] };
+}
