@@ -25,7 +25,7 @@ import type { KeyConfig } from './ohttp/key-config.js';
 import { readAll } from './ohttp/stream-buffer.js';
 import { discoverGateway, joinPath, type FetchLike } from './attestation/discovery.js';
 import type { AttestationBundle } from './attestation/bundle.js';
-import { assertVerified, type GatewayTrustOptions, type VerificationDocument, type VerifiedGateway } from './attestation/verify.js';
+import { assertDeviceOptions, assertVerified, type GatewayTrustOptions, type VerificationDocument, type VerifiedGateway } from './attestation/verify.js';
 import { digestOf, RECEIPT_HEADER, verifyReceipt, type Receipt } from './receipt/receipt.js';
 
 export const OHTTP_PATH = '/ohttp';
@@ -187,6 +187,8 @@ function contentType(res: Response): string {
 }
 
 export function createConfidentialFetch(options: ConfidentialFetchOptions): ConfidentialFetch {
+  // A GPU requirement no gateway could meet is the caller's mistake: say so now, not at the first request.
+  assertDeviceOptions(options);
   const transport: FetchLike = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const clock = options.clock ?? systemClock;
   const requireReceipt = options.requireReceipt ?? true;

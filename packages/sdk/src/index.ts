@@ -16,10 +16,14 @@ export {
   ATTESTATION_PATH,
   CHALLENGE_PATH,
   MAX_BUNDLE_BYTES,
+  MAX_BUNDLE_DEVICES,
+  MAX_BUNDLE_DEVICE_EVIDENCE,
+  bundleAttestationDigest,
   parseAttestationBundle,
   parseAttestationBundleText,
   type AttestationBundle,
   type BundleLedgerEntry,
+  type BundleDevice,
 } from './attestation/bundle.js';
 export {
   VERIFICATION_DOCUMENT_FORMAT,
@@ -29,6 +33,7 @@ export {
   renderVerificationText,
   verifierSet,
   defaultVerifiers,
+  defaultDeviceVerifiers,
   type EvidenceVerifierSet,
   type GatewayTrustOptions,
   type VerifyBundleOptions,
@@ -36,6 +41,7 @@ export {
   type VerificationStep,
   type VerificationStepName,
   type VerifiedGateway,
+  type VerifiedDevice,
 } from './attestation/verify.js';
 export { fetchAttestationBundle, fetchJwks, discoverGateway, joinPath, type FetchLike, type FetchBundleOptions, type DiscoverOptions } from './attestation/discovery.js';
 export {

@@ -12,6 +12,7 @@
  *   "earRuntimeData": "<runtime data the EAR appraised>",    // when it differs (fresh-nonce bundles)
  *   "ohttpKeys": "<base64url application/ohttp-keys>",       // equal to runtime data's ohttp-keys
  *   "receiptKey": {"kty":"OKP","crv":"Ed25519","x":"..."},   // equal to runtime data's receipt-key
+ *   "devices": [{"platform": "nvidia", "evidence": "<base64url>"}], // optional: GPUs, each bound to runtimeData
  *   "model": {"id": "...", "digest": "sha256:...", "label": "..."},
  *   "policyVersion": "...",
  *   "issuedAt": "<RFC 3339>",
@@ -19,7 +20,7 @@
  * ```
  */
 import { z } from 'zod';
-import { CustodyError, fromBase64Url, type Bytes } from '@custody/core';
+import { canonicalize, CustodyError, fromBase64Url, sha256, toHex, utf8, type Bytes } from '@custody/core';
 import type { Platform } from '@custody/attest';
 import { MAX_RUNTIME_DATA, type OkpPublicJwk } from './runtime-data.js';
 
@@ -37,6 +38,22 @@ export interface BundleLedgerEntry {
   proof?: string;
 }
 
+/**
+ * Evidence of a device attached to the gateway's TEE (an NVIDIA GPU in confidential-computing
+ * mode), bound to the same runtime data as the CPU evidence: its SPDM request nonce is
+ * SHA-256(runtimeData) (`runtimeDigest('nvidia', runtimeData)`).
+ */
+export interface BundleDevice {
+  platform: 'nvidia';
+  /** base64url of the device evidence file (`custody-nvidia-gpu/v1` JSON with its certificate chain). */
+  evidence: string;
+}
+
+/** Most devices a bundle may carry (an HGX board holds 8 GPUs). */
+export const MAX_BUNDLE_DEVICES = 8;
+/** Largest device evidence file a bundle carries (a Hopper report with its chain is about 13 KB). */
+export const MAX_BUNDLE_DEVICE_EVIDENCE = 72 * 1024;
+
 export interface AttestationBundle {
   format: typeof ATTESTATION_BUNDLE_FORMAT;
   platform: Platform;
@@ -47,6 +64,7 @@ export interface AttestationBundle {
   earRuntimeData?: string;
   ohttpKeys: string;
   receiptKey: OkpPublicJwk;
+  devices?: BundleDevice[];
   model?: { id: string; digest?: string; label?: string; backend?: string };
   policyVersion?: string;
   issuedAt: string;
@@ -66,6 +84,7 @@ const bundleSchema = z.strictObject({
   earRuntimeData: z.string().max(MAX_RUNTIME_DATA).optional(),
   ohttpKeys: b64(90_000),
   receiptKey: z.strictObject({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: b64(64) }),
+  devices: z.array(z.strictObject({ platform: z.literal('nvidia'), evidence: b64(Math.ceil((MAX_BUNDLE_DEVICE_EVIDENCE * 4) / 3)) })).min(1).max(MAX_BUNDLE_DEVICES).optional(),
   model: z.strictObject({ id: z.string().max(256), digest: z.string().max(140).optional(), label: z.string().max(256).optional(), backend: z.string().max(64).optional() }).optional(),
   policyVersion: z.string().max(512).optional(),
   issuedAt: z.string().max(64).refine((s) => !Number.isNaN(Date.parse(s)), 'RFC 3339 time'),
@@ -104,4 +123,19 @@ export function parseAttestationBundleText(text: string): AttestationBundle {
 
 export function bundleEvidence(bundle: AttestationBundle): Bytes {
   return fromBase64Url(bundle.evidence);
+}
+
+/**
+ * What a receipt names as the attestation it was answered under (`gateway.attestationDigest`).
+ * With an EAR: the EAR's digest (the broker appraised the CPU and every GPU in it, submodules
+ * cpu0, gpu0, ...). Without one the client appraises the raw evidence, so the digest covers all
+ * of it: with GPUs, the RFC 8785 JSON of the bundle's `devices` and `evidence` exactly as
+ * published (base64url text, so it is recomputed from the bundle without re-encoding); a digest
+ * of the CPU evidence alone would let the GPU evidence beside it be swapped for other evidence
+ * bound to the same runtime data. Without GPUs, the CPU evidence's digest.
+ */
+export async function bundleAttestationDigest(bundle: Pick<AttestationBundle, 'ear' | 'evidence' | 'devices'>): Promise<string> {
+  if (bundle.ear !== undefined) return 'sha256:' + toHex(await sha256(utf8(bundle.ear)));
+  if (bundle.devices) return 'sha256:' + toHex(await sha256(utf8(canonicalize({ devices: bundle.devices, evidence: bundle.evidence }))));
+  return 'sha256:' + toHex(await sha256(fromBase64Url(bundle.evidence)));
 }

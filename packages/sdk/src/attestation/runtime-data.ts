@@ -44,9 +44,13 @@ export interface ParsedRuntimeData {
 export const MAX_RUNTIME_DATA = 64 * 1024;
 const FIELDS = new Set(['nonce', 'ohttp-keys', 'receipt-key', 'tee-pubkey']);
 
-/** Which digest of the runtime data a platform's evidence carries (key-release-protocol table). */
+/**
+ * Which digest of the runtime data a platform's evidence carries (key-release-protocol table):
+ * SHA-256 in a TPM quote's qualifying data and in an NVIDIA GPU's 32-byte SPDM request nonce
+ * (GPU evidence rides along the CPU TEE's, bound to the same runtime data), SHA-512 elsewhere.
+ */
 export function runtimeDigestAlgorithm(platform: string): HashName {
-  return platform === 'tpm' || platform === 'azure-vtpm' ? 'SHA-256' : 'SHA-512';
+  return platform === 'tpm' || platform === 'azure-vtpm' || platform === 'nvidia' ? 'SHA-256' : 'SHA-512';
 }
 
 /** The digest the evidence of `platform` must carry for this runtime data. */

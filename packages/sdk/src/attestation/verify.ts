@@ -11,15 +11,21 @@
  *   policy; freshness then comes from a caller nonce (the gateway re-attests on challenge).
  * Both bind the OHTTP key configurations and the receipt key to the evidence through the
  * runtime data digest in the report data.
+ *
+ * GPUs attached to the TEE (NVIDIA, confidential-computing mode) are checked the same two ways
+ * in step `devices`: each published GPU's SPDM request nonce must be SHA-256 of the runtime data
+ * (raw evidence), and the broker's composite EAR must cover each as an accepted `gpuN` submodule
+ * bound to the runtime data it appraised. Published GPU evidence that fails any check fails the
+ * verification whatever `minGpus` says; `minGpus` only sets how many attested GPUs are required.
  */
 import type { JSONWebKeySet } from 'jose';
-import { CustodyError, fromBase64Url, equalBytes, sha256, toCustodyError, toHex } from '@custody/core';
-import { simVerifier, tpmVerifier, type EvidenceVerifier, type NormalizedClaims, type Platform, type VerificationResult, type VerifyInput } from '@custody/attest';
+import { canonicalBytes, CustodyError, fromBase64Url, equalBytes, sha256, toCustodyError, toHex, type Bytes } from '@custody/core';
+import { nvidiaVerifier, simVerifier, tpmVerifier, type EvidenceVerifier, type NormalizedClaims, type Platform, type VerificationResult, type VerifyInput } from '@custody/attest';
 import { appraise, appraisalReasons, parseAuthenticatedEar, teeKeyFromEar, verifyEar, type CompiledPolicy, type Ear } from '@custody/policy';
 import { encodeEvent, verifyTlogProof, type TlogPolicy } from '@custody/ledger';
 import type { KeyConfig } from '../ohttp/key-config.js';
 import { importReceiptKey } from '../receipt/receipt.js';
-import { bundleEvidence, type AttestationBundle } from './bundle.js';
+import { bundleEvidence, type AttestationBundle, type BundleDevice } from './bundle.js';
 import { parseRuntimeData, runtimeDigest, runtimeDigestAlgorithm, sameRuntimeKeys, type OkpPublicJwk, type ParsedRuntimeData } from './runtime-data.js';
 
 /** Anything that verifies evidence for a platform (the attest package's registry fits). */
@@ -39,6 +45,13 @@ export function verifierSet(verifiers: readonly EvidenceVerifier[]): EvidenceVer
 }
 
 export const defaultVerifiers: EvidenceVerifierSet = verifierSet([simVerifier, tpmVerifier]);
+
+/**
+ * The verifiers GPU evidence is checked with when the caller gives none (`verifiers` is used for
+ * both when given). Kept apart from `defaultVerifiers` so that GPU evidence alone never stands in
+ * for the CPU TEE that holds the keys.
+ */
+export const defaultDeviceVerifiers: EvidenceVerifierSet = verifierSet([nvidiaVerifier]);
 
 /** What the caller trusts and requires. At least `jwks` or `policy` must be given. */
 export interface GatewayTrustOptions {
@@ -66,6 +79,14 @@ export interface GatewayTrustOptions {
   maxAgeSeconds?: number;
   /** Strict mode: the broker's appraisal must be in the transparency log under this policy. */
   strict?: { tlogPolicy: TlogPolicy };
+  /**
+   * At least this many GPUs must be attested and bound to the runtime data (default 0): fewer
+   * fails step `devices` with ERR_SDK_DEVICE_MISSING, before any prompt is sent. A non-negative
+   * integer (else ERR_USAGE). Published GPU evidence is checked whatever this says.
+   */
+  minGpus?: number;
+  /** Trust anchors for GPU evidence checked by the client (tests, private PKI); default the pinned NVIDIA Device Identity CA. */
+  gpuRoots?: Uint8Array[];
 }
 
 export interface VerifyBundleOptions extends GatewayTrustOptions {
@@ -89,6 +110,7 @@ export type VerificationStepName =
   | 'evidence'
   | 'binding'
   | 'ear'
+  | 'devices'
   | 'appraisal'
   | 'platform'
   | 'debug'
@@ -118,6 +140,8 @@ export interface VerificationDocument {
   simulated?: boolean;
   debug?: boolean;
   measurements?: Record<string, string>;
+  /** The attested GPUs (EAR submodule names), with a digest of their measurements and, when appraised, the verdict. */
+  devices?: VerifiedDevice[];
   earId?: string;
   earExpiresAt?: string;
   appraisalPolicyId?: string;
@@ -131,6 +155,17 @@ export interface VerificationDocument {
   error?: { code: string; message: string; step: VerificationStepName };
 }
 
+/** One attested GPU of a verification document. */
+export interface VerifiedDevice {
+  /** Its EAR submodule name: `gpu0`, `gpu1`, ... (the bundle's device i is `gpu<i>`). */
+  name: string;
+  platform: 'nvidia';
+  /** `sha256:<hex>` of the RFC 8785 form of its measurements (name -> hex). */
+  measurementsDigest: string;
+  /** The broker's or the client policy's verdict on it. */
+  status?: string;
+}
+
 /** A verified gateway: what the client encrypts to and checks receipts with. */
 export interface VerifiedGateway {
   readonly document: VerificationDocument;
@@ -141,6 +176,8 @@ export interface VerifiedGateway {
   readonly platform: string;
   readonly measurements: Record<string, string>;
   readonly earId?: string;
+  /** How many GPUs were attested and bound to the runtime data (0 when none was published or required). */
+  readonly gpus: number;
 }
 
 interface Claimed {
@@ -190,8 +227,9 @@ export function loggedAppraisal(ev: Record<string, unknown>): { status: unknown;
   return undefined;
 }
 
-const ALL_STEPS: readonly VerificationStepName[] = ['trust', 'runtime-data', 'nonce', 'evidence', 'binding', 'ear', 'appraisal', 'platform', 'debug', 'measurements', 'freshness', 'ledger'];
-const HARDWARE: readonly Platform[] = ['sev-snp', 'tdx', 'nitro', 'tpm', 'azure-vtpm', 'nvidia'];
+const ALL_STEPS: readonly VerificationStepName[] = ['trust', 'runtime-data', 'nonce', 'evidence', 'binding', 'ear', 'devices', 'appraisal', 'platform', 'debug', 'measurements', 'freshness', 'ledger'];
+/** CPU TEEs a gateway may run in by default. A GPU holds no gateway keys: its evidence only rides along (`devices`). */
+const HARDWARE: readonly Platform[] = ['sev-snp', 'tdx', 'nitro', 'tpm', 'azure-vtpm'];
 
 function short(hex: string): string {
   return hex.length > 24 ? `${hex.slice(0, 16)}…${hex.slice(-8)}` : hex;
@@ -252,6 +290,92 @@ async function bindEar(ear: Ear, bundle: AttestationBundle, rd: ParsedRuntimeDat
 }
 
 /**
+ * Throws ERR_USAGE for GPU options no verification could honour (a `minGpus` that is not a
+ * non-negative integer, `gpuRoots` that are not byte arrays). `createConfidentialFetch` calls it
+ * up front; `verifyGatewayBundle` reports it at step `trust`.
+ */
+export function assertDeviceOptions(options: Pick<GatewayTrustOptions, 'minGpus' | 'gpuRoots'>): void {
+  const m = options.minGpus;
+  if (m !== undefined && !(typeof m === 'number' && Number.isSafeInteger(m) && m >= 0)) throw new CustodyError('ERR_USAGE', 'minGpus must be a non-negative integer');
+  const r = options.gpuRoots as unknown;
+  if (r !== undefined && !(Array.isArray(r) && r.every((x) => x instanceof Uint8Array))) throw new CustodyError('ERR_USAGE', 'gpuRoots must be a list of certificates (DER or PEM bytes)');
+}
+
+/** EAR submodules that appraised GPUs: packages/policy names NVIDIA devices gpu0, gpu1, ... */
+const GPU_SUBMOD = /^gpu(0|[1-9][0-9]?)$/;
+
+interface AttestedDevice {
+  name: string;
+  measurements: Record<string, string>;
+  status?: string;
+}
+
+/** `sha256:<hex>` of the RFC 8785 form of a device's measurements. */
+async function measurementsDigest(m: Record<string, string>): Promise<string> {
+  return `sha256:${toHex(await sha256(canonicalBytes(m)))}`;
+}
+
+/**
+ * Verifies one published device's evidence at `now`, bound to the runtime data: its SPDM request
+ * nonce must be `nonce` (SHA-256 of the runtime data text). The verifier checks the nonce; the
+ * claims are checked again, so a verifier that ignored it still cannot bind other evidence.
+ */
+async function verifyDevice(verifiers: EvidenceVerifierSet, device: BundleDevice, name: string, nonce: Bytes, now: Date, roots: Uint8Array[] | undefined): Promise<NormalizedClaims> {
+  let result: VerificationResult;
+  try {
+    result = await verifiers.verify({ evidence: fromBase64Url(device.evidence), platform: device.platform, now, nonce, ...(roots && roots.length > 0 ? { roots } : {}) });
+  } catch (e) {
+    const err = toCustodyError(e);
+    fail(err.code, `${name} (${device.platform}) evidence cannot be verified: ${err.message}`, { device: name });
+  }
+  if (!result.ok || !result.claims) {
+    const first = result.errors[0];
+    fail(first?.code ?? 'ERR_EVIDENCE_SIGNATURE', `${name} (${device.platform}) evidence does not verify: ${first?.message ?? 'unknown failure'}`, { device: name });
+  }
+  if (result.claims.platform !== 'nvidia') fail('ERR_EVIDENCE_BINDING', `${name} evidence is not NVIDIA GPU evidence`, { device: name });
+  if (result.claims.reportData !== toHex(nonce)) fail('ERR_EVIDENCE_BINDING', `${name}'s request nonce is not SHA-256 of the runtime data (the GPU is not bound to these keys)`, { device: name });
+  return result.claims;
+}
+
+/**
+ * Checks that an EAR covers the gateway's GPUs: each published device i has a submodule
+ * `gpu<i>`, and every `gpuN` submodule is an accepted appraisal of NVIDIA evidence whose request
+ * nonce is SHA-256 of the runtime data the EAR appraised (and, given the raw evidence the client
+ * verified, reports the same measurements). Returns every GPU the EAR covers.
+ *
+ * GPU submodules without published evidence count as attested GPUs: the broker verified their
+ * evidence, checked it is bound to the same runtime data as the CPU's (which is checked here
+ * again from the annotated claims) and appraised it, and in EAR mode the client relies on the
+ * broker's appraisal for the CPU in the same way. `code` replaces the codes when the EAR came
+ * from the ledger (strict mode without a JWKS).
+ */
+async function bindEarDevices(ear: Ear, bundle: AttestationBundle, rd: ParsedRuntimeData, raw: Readonly<Record<string, NormalizedClaims>>, acceptWarning: boolean, code?: string): Promise<AttestedDevice[]> {
+  const earRd = bundle.earRuntimeData !== undefined ? parseRuntimeData(bundle.earRuntimeData) : rd;
+  const what = code ? 'strict mode: the logged appraisal' : 'the EAR';
+  const expected = toHex(await runtimeDigest('nvidia', earRd.text));
+  (bundle.devices ?? []).forEach((_, i) => {
+    if (!ear.submods[`gpu${i}`]) fail(code ?? 'ERR_EAR_CLAIMS', `${what} does not cover the published GPU gpu${i}`, { device: `gpu${i}` });
+  });
+  const names = Object.keys(ear.submods)
+    .filter((n) => GPU_SUBMOD.test(n))
+    .sort((a, b) => Number(a.slice(3)) - Number(b.slice(3)));
+  const out: AttestedDevice[] = [];
+  for (const name of names) {
+    const sub = ear.submods[name]!;
+    const status = sub['ear.status'];
+    if (!statusAccepted(status, acceptWarning)) fail(code ?? 'ERR_POLICY_DENIED', `the broker's verdict on ${name} is ${status}`, { device: name, status });
+    const annotated = sub['ear.veraison.annotated-evidence'];
+    const claims = claimedFromAnnotated(annotated);
+    if (!claims || claims.platform !== 'nvidia') fail(code ?? 'ERR_EAR_CLAIMS', `${what}'s ${name} is not an appraisal of NVIDIA GPU evidence`, { device: name });
+    if (annotated?.reportData !== expected) fail(code ?? 'ERR_EVIDENCE_BINDING', `the GPU evidence ${what} covers as ${name} is not bound to the runtime data it appraised`, { device: name });
+    const fresh = raw[name];
+    if (fresh && !sameMeasurements(fresh.measurements, claims.measurements)) fail(code ?? 'ERR_EVIDENCE_MEASUREMENT', `the GPU evidence ${name} reports other measurements than the evidence ${what} covers`, { device: name });
+    out.push({ name, measurements: claims.measurements, status });
+  }
+  return out;
+}
+
+/**
  * Verifies an attestation bundle. Never throws: the document says what passed and what failed;
  * `verified` is present only when every step passed.
  */
@@ -272,15 +396,19 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
   let evidenceClaims: NormalizedClaims | undefined;
   let earClaims: Claimed | undefined;
   let ear: Ear | undefined;
+  const rawDevices: Record<string, NormalizedClaims> = {};
+  let gpus = 0;
   let validUntil = new Date(now.getTime() + maxAge * 1000);
   const useEvidence = options.jwks === undefined || options.nonce !== undefined || options.policy !== undefined || options.verifiers !== undefined;
 
   try {
     await run.step('trust', () => {
+      assertDeviceOptions(options);
       if (!options.jwks && !options.policy) fail('ERR_SDK_TRUST_CONFIG', 'neither a broker JWKS nor an appraisal policy is configured: nothing to trust the gateway by');
       if (!options.jwks && !options.nonce && !options.pastAnswer) fail('ERR_SDK_STALE', 'without a broker EAR, freshness needs a caller nonce (use the challenge endpoint)');
       const how = [options.jwks ? `broker EAR against a pinned JWKS (${options.jwks.keys.length} key(s))` : '', options.policy ? `raw evidence appraised with policy ${options.policy.policyId}` : ''].filter(Boolean);
-      return `trusting ${how.join(' and ')}`;
+      const gpuNeed = options.minGpus ? `; at least ${options.minGpus} attested GPU(s) required` : '';
+      return `trusting ${how.join(' and ')}${gpuNeed}`;
     });
 
     await run.step('runtime-data', async () => {
@@ -336,6 +464,33 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
       return `EAR ${ear.jti ?? '(no jti)'} signed by ${v.kid ?? 'a pinned key'} (${v.alg}), ${v.status}, expires ${doc.earExpiresAt}; it appraised the runtime data that binds these keys`;
     });
 
+    await run.step('devices', async () => {
+      const published = bundle.devices ?? [];
+      const minGpus = options.minGpus ?? 0;
+      if (published.length === 0 && minGpus === 0) return { skipped: 'no GPU evidence published' };
+      const parts: string[] = [];
+      if (useEvidence && published.length > 0) {
+        const verifiers = options.verifiers ?? defaultDeviceVerifiers;
+        const nonce = await runtimeDigest('nvidia', rd.text);
+        for (const [i, d] of published.entries()) rawDevices[`gpu${i}`] = await verifyDevice(verifiers, d, `gpu${i}`, nonce, now, options.gpuRoots);
+        parts.push(`${published.length} GPU evidence file(s) verify, each with request nonce SHA-256(runtime data) = ${short(toHex(nonce))}`);
+      }
+      let attested: AttestedDevice[];
+      if (ear) {
+        attested = await bindEarDevices(ear, bundle, rd, rawDevices, options.acceptWarning ?? false);
+        parts.push(`the EAR covers ${attested.length} GPU(s) (${attested.map((d) => `${d.name} ${d.status ?? ''}`.trim()).join(', ') || 'none'}), bound to the runtime data it appraised`);
+      } else {
+        attested = Object.entries(rawDevices).map(([name, c]) => ({ name, measurements: c.measurements }));
+      }
+      gpus = attested.length;
+      doc.devices = await Promise.all(
+        attested.map(async (d) => ({ name: d.name, platform: 'nvidia' as const, measurementsDigest: await measurementsDigest(d.measurements), ...(d.status !== undefined ? { status: d.status } : {}) })),
+      );
+      if (gpus < minGpus) fail('ERR_SDK_DEVICE_MISSING', `${gpus} attested GPU(s), the client requires ${minGpus}`, { attested: gpus, required: minGpus });
+      if (parts.length === 0) parts.push('no GPU evidence published');
+      return `${parts.join('; ')}${minGpus > 0 ? `; ${gpus} >= ${minGpus} required` : ''}`;
+    });
+
     const claims: Claimed = evidenceClaims ?? earClaims!;
     doc.platform = claims.platform;
     doc.simulated = claims.simulated;
@@ -345,13 +500,19 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
     await run.step('appraisal', () => {
       if (!options.policy) return { skipped: options.jwks ? `appraised by the broker (${doc.appraisalPolicyId ?? 'policy id not stated'})` : 'no policy' };
       if (!evidenceClaims) fail('ERR_SDK_TRUST_CONFIG', 'a policy needs the raw evidence');
-      const a = appraise(options.policy, evidenceClaims, { now });
+      // With GPUs, the composite the broker would appraise: the CPU as cpu0, GPU i as gpu<i>.
+      const composite = Object.keys(rawDevices).length > 0;
+      const a = appraise(options.policy, composite ? { cpu0: evidenceClaims, ...rawDevices } : evidenceClaims, { now });
+      for (const d of doc.devices ?? []) {
+        const s = a.submods[d.name];
+        if (s && d.status === undefined) d.status = s.status;
+      }
       if (!statusAccepted(a.status, options.acceptWarning ?? false)) {
         const r = appraisalReasons(a)[0];
-        fail(r?.code ?? 'ERR_POLICY_DENIED', `policy ${options.policy.policyId} says ${a.status}${r ? `: ${r.reason}` : ''}`);
+        fail(r?.code ?? 'ERR_POLICY_DENIED', `policy ${options.policy.policyId} says ${a.status}${r ? `: ${composite ? `${r.submod}: ` : ''}${r.reason}` : ''}`, composite && r ? { submod: r.submod } : undefined);
       }
       doc.appraisalPolicyId ??= a.policyId;
-      return `policy ${a.policyId} says ${a.status}`;
+      return composite ? `policy ${a.policyId} says ${a.status} (${Object.entries(a.submods).map(([n, s]) => `${n} ${s.status}`).join(', ')})` : `policy ${a.policyId} says ${a.status}`;
     });
 
     await run.step('platform', () => {
@@ -360,6 +521,7 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
         if (!options.allowSimulated) fail('ERR_EVIDENCE_SIMULATED', 'the gateway runs on SIMULATED evidence, which this client does not accept');
         return 'SIMULATED platform accepted because allowSimulated is set (no hardware TEE protects the prompts)';
       }
+      if (claims.platform === 'nvidia') fail('ERR_SDK_PLATFORM', "a GPU's evidence cannot stand for the gateway's TEE (GPUs ride along a CPU TEE's evidence)");
       if (!allowed.includes(claims.platform as Platform)) fail('ERR_SDK_PLATFORM', `platform ${claims.platform} is not in ${allowed.join(', ')}`);
       return `${claims.platform} is an accepted platform`;
     });
@@ -417,6 +579,7 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
           fail('ERR_TLOG_INCLUSION', `strict mode: the logged EAR cannot be read (${toCustodyError(e).code})`);
         }
         await bindEar(logged, bundle, rd, evidenceClaims, 'ERR_TLOG_INCLUSION');
+        if ((bundle.devices?.length ?? 0) > 0) await bindEarDevices(logged, bundle, rd, rawDevices, options.acceptWarning ?? false, 'ERR_TLOG_INCLUSION');
       }
       return `the broker's appraisal is entry ${v.index} of ${v.checkpoint.origin} (tree size ${v.checkpoint.size}, ${v.witnesses.length} witness(es))`;
     });
@@ -441,6 +604,7 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
     platform: doc.platform!,
     measurements: doc.measurements ?? {},
     ...(doc.earId !== undefined ? { earId: doc.earId } : {}),
+    gpus,
   };
   return { document: doc, verified };
 }
@@ -462,6 +626,7 @@ export function renderVerificationText(doc: VerificationDocument): string {
   lines.push(`  verified at   ${doc.verifiedAt}${doc.validUntil ? `, relied on until ${doc.validUntil}` : ''}`);
   if (doc.platform) lines.push(`  platform      ${doc.platform}${doc.simulated ? '  (SIMULATED: no hardware TEE stands behind this gateway)' : ''}${doc.debug ? '  (DEBUG mode)' : ''}`);
   for (const [k, v] of Object.entries(doc.measurements ?? {})) lines.push(`  measurement   ${k} = ${v}`);
+  for (const d of doc.devices ?? []) lines.push(`  GPU           ${d.name} ${d.platform}, measurements ${d.measurementsDigest}${d.status ? ` (${d.status})` : ''}`);
   if (doc.earId) lines.push(`  EAR           ${doc.earId}, expires ${doc.earExpiresAt ?? '?'}`);
   if (doc.appraisalPolicyId) lines.push(`  policy        ${doc.appraisalPolicyId}`);
   if (doc.ohttpKeyIds) lines.push(`  OHTTP keys    id ${doc.ohttpKeyIds.join(', ')}`);

@@ -17,9 +17,9 @@
  *                entry is at its ledger index under a trusted checkpoint;
  *  6. response   with the response content: its SHA-256 is the one the receipt signs.
  */
-import { CustodyError, sha256, toCustodyError, toHex, utf8 } from '@custody/core';
+import { CustodyError, toCustodyError } from '@custody/core';
 import type { TlogPolicy, TlogProof } from '@custody/ledger';
-import { bundleEvidence, type AttestationBundle } from '../attestation/bundle.js';
+import { bundleAttestationDigest, type AttestationBundle } from '../attestation/bundle.js';
 import { verifyGatewayBundle, type GatewayTrustOptions, type VerificationDocument } from '../attestation/verify.js';
 import { digestOf, parseReceipt, verifyReceipt, verifyReceiptInclusion, type Receipt } from './receipt.js';
 
@@ -111,7 +111,7 @@ export async function verifyReceiptOffline(input: VerifyReceiptOfflineInput): Pr
       'binding',
       async () => {
         const b = input.bundle;
-        const digest = 'sha256:' + toHex(await sha256(b.ear !== undefined ? utf8(b.ear) : bundleEvidence(b)));
+        const digest = await bundleAttestationDigest(b);
         const g = receipt.gateway;
         const d = doc.gateway!;
         const mismatch = (field: string) => new CustodyError('ERR_RECEIPT_MISMATCH', `the receipt names another gateway attestation than the bundle (${field})`, { detail: { field } });
