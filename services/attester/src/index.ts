@@ -5,3 +5,5 @@ export { ConfigfsTsmAttester, probeTsmProvider, nodeTsmFs, TSM_REPORT_ROOT, type
 export { SimAttester, type SimAttesterOptions } from './sim.js';
 export { detectPlatforms, createAttester, createDetectedAttester, type AttesterEnvironment, type DetectedPlatform, type CreateAttesterOptions, type AttesterChoice } from './detect.js';
 export { DiskCollateralStore } from './collateral-cache.js';
+export { GPU_NONCE_LENGTH, type DeviceAttester, type DeviceAttesterPlatform } from './device-attester.js';
+export { CommandGpuAttester, GPU_NONCE_TOKEN, DEFAULT_GPU_OUTPUT_LIMIT, DEFAULT_GPU_TIMEOUT_MS, type CommandGpuAttesterOptions } from './command-gpu.js';

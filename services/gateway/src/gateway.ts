@@ -9,7 +9,7 @@
 import type { Hono } from 'hono';
 import type { Logger } from 'pino';
 import { CustodyError, setHpkeProvider, setSignatureProvider, systemClock, webCryptoHpkePrimitives, type Clock } from '@custody/core';
-import type { Attester } from '@custody/attester-service';
+import type { Attester, DeviceAttester } from '@custody/attester-service';
 import { nodeHpkePrimitives, nodeSignaturePrimitives } from '@custody/crypto-node';
 import type { EvidenceVerifierSet } from '@custody/sdk';
 import { AttestationManager, type AttestationManagerOptions } from './attestation/attestation-manager.js';
@@ -30,6 +30,14 @@ export interface GatewayOptions {
   attester: Attester;
   /** The key broker; without one the gateway publishes evidence only (clients appraise it themselves). */
   broker?: BrokerClient;
+  /**
+   * NVIDIA GPUs in confidential-computing mode attached to the TEE (at most 8): their evidence,
+   * bound to the same runtime data as the CPU's, goes to the broker (composite EAR) and into
+   * the published bundle. A GPU that fails to attest stops the gateway from attesting.
+   */
+  devices?: readonly DeviceAttester[];
+  /** Trust anchors for the GPUs' evidence (private PKI, tests); default the pinned NVIDIA root. */
+  deviceRoots?: Uint8Array[];
   ledger: LedgerSink;
   /** Tenants and their input policies (document, YAML/JSON text, or a built directory). */
   policy: GatewayPolicyDocument | string | TenantDirectory;
@@ -142,6 +150,8 @@ export class Gateway {
       ...(options.maxEvidenceAgeMs !== undefined ? { maxEvidenceAgeMs: options.maxEvidenceAgeMs } : {}),
       ...(options.modelKey ? { modelKey: options.modelKey } : {}),
       ...(options.identityKey ? { identityKey: options.identityKey } : {}),
+      ...(options.devices && options.devices.length > 0 ? { devices: options.devices } : {}),
+      ...(options.deviceRoots ? { deviceRoots: options.deviceRoots } : {}),
     });
     const replay = options.replay ?? new MemoryReplayStore(clock, options.requestDateWindowMs ?? 60_000);
     return new Gateway(options, keys, tenants, attestation, metrics, logger, replay);

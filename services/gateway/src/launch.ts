@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { JSONWebKeySet } from 'jose';
 import type { Logger } from 'pino';
 import { CustodyError, systemClock, type Clock } from '@custody/core';
-import { SimAttester, TpmAttester, type Attester } from '@custody/attester-service';
+import { CommandGpuAttester, SimAttester, TpmAttester, type Attester, type DeviceAttester } from '@custody/attester-service';
 import type { TlogPolicy } from '@custody/ledger';
 import { CLEARTEXT_KEY_WARNING, HttpAuditSink } from '@custody/ledger-service';
 import { generateEarSigningKey, loadPolicy, type CompiledPolicy } from '@custody/policy';
@@ -40,6 +40,13 @@ export interface LaunchGatewayConfig {
   tpmTcti?: string;
   /** Sim measurement (hex); default 48 zero bytes. */
   simMeasurement?: string;
+  /**
+   * NVIDIA GPUs attested with the CPU, one entry per GPU: the argv of a program printing the
+   * GPU's evidence for the nonce given as `{nonce}` (CommandGpuAttester), or an attester.
+   */
+  gpus?: readonly (readonly string[] | DeviceAttester)[];
+  /** Trust anchors for GPU evidence instead of the pinned NVIDIA root (private PKI, tests): the gateway's own check and the in-process broker's. */
+  gpuRoots?: Uint8Array[];
   /** An HTTP broker (docs/key-release-protocol.md); without it an in-process appraisal broker. */
   broker?: { url: string; apiKey: string; tenant: string; jwksUrl?: string } | BrokerClient;
   /** Appraisal policy of the in-process broker (YAML/JSON text); default: accept this sim measurement. */
@@ -86,6 +93,8 @@ export interface LaunchedGateway {
   readonly apiKey?: string;
   readonly ledger: LedgerSink;
   readonly simulated: boolean;
+  /** GPUs attested with the CPU (0 without). */
+  readonly gpus: number;
   /** Human summary lines (no secrets but the demo API key the operator asked for). */
   readonly summary: string[];
   close(): Promise<void>;
@@ -102,6 +111,10 @@ async function makeBackend(c: LaunchGatewayConfig, clock: Clock): Promise<ModelB
   return DemoBackend.create(clock);
 }
 
+function isArgv(g: readonly string[] | DeviceAttester): g is readonly string[] {
+  return Array.isArray(g);
+}
+
 export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<LaunchedGateway> {
   const clock = c.clock ?? systemClock;
   // Logs go to stderr, so stdout stays the command's own output.
@@ -110,6 +123,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
   const attester: Attester =
     typeof c.attester === 'object' ? c.attester : c.attester === 'tpm' ? new TpmAttester({ ...(c.tpmTcti ? { tcti: c.tpmTcti } : {}) }) : new SimAttester({ measurements: { measurement }, clock });
   const simulated = attester.platform === 'sim';
+  const devices: DeviceAttester[] = (c.gpus ?? []).map((g) => (isArgv(g) ? new CommandGpuAttester({ argv: g }) : g));
   // A ledger this launch connects to (a URL) is also one it closes.
   const remote = typeof c.ledger === 'string' ? await HttpAuditSink.connect(c.ledger, undefined, c.ledgerWriterKey ? { writerKey: c.ledgerWriterKey } : {}) : undefined;
   const ledger = remote ?? (c.ledger as LedgerSink | undefined) ?? (await InMemoryLedgerSink.create());
@@ -122,7 +136,9 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
   else if (c.broker) broker = new HttpBrokerClient(c.broker as { url: string; apiKey: string; tenant: string; jwksUrl?: string });
   else {
     policy = await loadPolicy(c.appraisalPolicy ?? simPolicy(measurement));
-    broker = new LocalAppraisalBroker({ policy, signingKey: await generateEarSigningKey({ alg: 'EdDSA' }), ledger, clock });
+    // The development policy knows no GPU: without reference values for them every round would be refused.
+    if (devices.length > 0 && !policy.document.platforms.nvidia) throw new CustodyError('ERR_USAGE', 'GPUs with the development broker need an appraisal policy with an `nvidia` section (--appraisal-policy)');
+    broker = new LocalAppraisalBroker({ policy, signingKey: await generateEarSigningKey({ alg: 'EdDSA' }), ledger, clock, ...(c.gpuRoots ? { deviceRoots: c.gpuRoots } : {}) });
   }
   let apiKey: string | undefined;
   let tenants: string | GatewayPolicyDocument;
@@ -147,6 +163,8 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     ...(c.keyRotationMs ? { keyRotationMs: c.keyRotationMs } : {}),
     ...(c.hpkeProvider ? { hpkeProvider: c.hpkeProvider } : {}),
     ...(c.identityKey !== undefined ? { identityKey: { name: c.identityKey } } : {}),
+    ...(devices.length > 0 ? { devices } : {}),
+    ...(c.gpuRoots ? { deviceRoots: c.gpuRoots } : {}),
   });
   await gateway.start();
   if (gateway.attestation.state !== 'attested') {
@@ -163,6 +181,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     `custody gateway listening on ${server.url} (confidential routes only through POST ${server.url}/ohttp)`,
     `  platform     ${snap.platform}${simulated ? '  — SIMULATED: no hardware TEE protects prompts; for development only' : ''}`,
     `  measurement  ${Object.entries(snap.measurements).map(([k, v]) => `${k}=${v.length > 32 ? v.slice(0, 32) + '…' : v}`).join(' ')}`,
+    ...(snap.devices ? [`  gpus         ${snap.devices.length} NVIDIA GPU(s) attested over the same runtime data (${snap.devices.map((d) => d.name).join(', ')})${c.gpuRoots ? ' — custom GPU trust anchor, not the NVIDIA root' : ''}`] : []),
     `  model        ${model?.label ?? model?.id ?? 'none'}${backend.kind === 'demo' ? '' : ` via ${backend.kind}`}${model?.digest ? ` ${model.digest}` : ''}`,
     `  attestation  ${c.broker ? 'broker EAR' : 'in-process appraisal (development broker)'}${snap.earId ? `, EAR ${snap.earId}` : ''}; OHTTP key id ${snap.keyConfigs.map((k) => k.keyId).join(', ')}`,
     `  ledger       ${remote ? `${remote.location} (transparency log: receipts and policy decisions)` : c.ledger ? 'configured sink' : 'in-memory development log (not persistent)'}`,
@@ -181,6 +200,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     ...(apiKey ? { apiKey } : {}),
     ledger,
     simulated,
+    gpus: snap.devices?.length ?? 0,
     summary,
     async close() {
       await gateway.close();

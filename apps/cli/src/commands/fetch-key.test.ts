@@ -10,6 +10,7 @@ import { TpmAttester } from '@custody/attester-service';
 import { startSwtpm, type SwtpmInstance } from '@custody/attester-service/testing';
 import { BrokerAdminClient } from '@custody/broker-service/client';
 import { SIG_TYPE_ED25519, decodeEvent, generateSignerKey } from '@custody/ledger';
+import { readVectorText } from '../../../../test/vectors.js';
 import { HttpAuditSink, createEventsNodeHandler, createLogApp, listen, newWriterKey, openLog, parseWriters, type RunningServer, type TransparencyLog } from '@custody/ledger-service';
 
 // `custody broker serve` as a real process (a sim + TPM policy, state in a temp dir, audit
@@ -176,6 +177,24 @@ describe('custody fetch-key', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^released dk version 1 \(aes-256, 32 bytes\) to this tpm workload, written to .*tpm\.bin \(mode 0600\)/);
     expect(readFileSync(out).equals(material)).toBe(true);
+  });
+
+  it('--gpu-evidence-cmd: the GPU evidence goes with the CPU evidence; the real Hopper report (made for another nonce) is refused as gpu0', async () => {
+    // A stand-in for an operator's NVML wrapper: prints real NVIDIA evidence (the vectors' report and
+    // chain, which verify under the pinned NVIDIA root) and records the nonce it was given.
+    const evidence = JSON.stringify({ format: 'custody-nvidia-gpu/v1', report: readVectorText('attestation/nvidia/hopperAttestationReport.txt').trim(), certChain: readVectorText('attestation/nvidia/hopper_cert_chain_case1.txt') });
+    writeFileSync(join(dir, 'gpu.json'), evidence);
+    writeFileSync(join(dir, 'gpu.mjs'), "import { readFileSync, writeFileSync } from 'node:fs'; writeFileSync(process.argv[3], process.argv[4]); process.stdout.write(readFileSync(process.argv[2]));");
+    const out = join(dir, 'gpu-refused.bin');
+    const cmd = `${process.execPath} ${join(dir, 'gpu.mjs')} ${join(dir, 'gpu.json')} ${join(dir, 'gpu.nonce')} {nonce}`;
+    const r = await custody('fetch-key', 'dk', '--broker', url, '--tenant', 'acme', '--platform', 'sim', '--sim-measurement', SIM, '--gpu-evidence-cmd', cmd, '--out', out, '--json');
+    expect(r.code, r.stderr).toBe(1);
+    // The broker verified the GPU's chain and signature, then found it bound to another nonce than SHA-256(runtime data).
+    expect(json(r).errors![0]!.code).toBe('ERR_EVIDENCE_NONCE');
+    expect(readFileSync(join(dir, 'gpu.nonce'), 'utf8')).toMatch(/^[0-9a-f]{64}$/);
+    expect(() => statSync(out)).toThrow();
+    const usage = await custody('fetch-key', 'dk', '--broker', url, '--platform', 'sim', '--print', '--gpu-evidence-cmd', 'gpu-evidence 0');
+    expect(usage.code).toBe(2);
   });
 
   it('exit codes: 1 when refused, 2 for usage, 3 when the broker is unreachable; nothing is written on refusal', async () => {

@@ -7,6 +7,7 @@ import { createAttester, createDetectedAttester, type Attester } from '@custody/
 import { fetchKey } from '@custody/broker-service/workload';
 import type { Register } from './index.js';
 import { readInputFile } from '../files.js';
+import { GPU_EVIDENCE_CMD_HELP, gpuAttesters } from '../gpu.js';
 import { exitCodeFor, failWith, printJson } from '../output.js';
 import { EXIT_UNAVAILABLE } from '../exit.js';
 
@@ -24,6 +25,7 @@ interface FetchKeyOptions {
   pcrs?: string;
   simMeasurement?: string;
   apiKeyFile?: string;
+  gpuEvidenceCmd?: string[];
 }
 
 /** Codes that mean "try again later" beyond the shared table (see output.ts). */
@@ -108,6 +110,7 @@ export const register: Register = (program: Command) => {
     .option('--pcrs <list>', 'TPM PCRs to quote, e.g. 0,1,7 (default 0-23)')
     .option('--sim-measurement <hex>', 'the measurement sim evidence claims (default 48 zero bytes)')
     .option('--api-key-file <path>', 'a workload API key, for brokers that require one on challenges')
+    .option('--gpu-evidence-cmd <command>', GPU_EVIDENCE_CMD_HELP, (v: string, prev: string[] = []) => [...prev, v])
     .action(async (name: string, opts: FetchKeyOptions) => {
       const json = opts.json === true;
       let attester: Attester | undefined;
@@ -118,7 +121,8 @@ export const register: Register = (program: Command) => {
         const tenant = opts.tenant ?? process.env.CUSTODY_TENANT ?? 'default';
         const apiKey = opts.apiKeyFile ? fromUtf8(readInputFile(opts.apiKeyFile, 'API key file')).trim() : undefined;
         attester = await attesterFor(opts);
-        const got = await fetchKey({ broker, tenant, name, attester, ...(apiKey ? { apiKey } : {}) });
+        const devices = gpuAttesters(opts.gpuEvidenceCmd ?? []);
+        const got = await fetchKey({ broker, tenant, name, attester, ...(apiKey ? { apiKey } : {}), ...(devices.length > 0 ? { devices } : {}) });
         try {
           if (opts.out) writeSecretFile(opts.out, got.material);
           const facts = {

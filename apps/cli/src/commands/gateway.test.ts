@@ -1,11 +1,17 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SIG_TYPE_ED25519, decodeEvent, generateSignerKey } from '@custody/ledger';
 import { HttpAuditSink, createEventsNodeHandler, createLogApp, listen, newWriterKey, openLog, parseWriters } from '@custody/ledger-service';
 import { createConfidentialFetch, type Receipt } from '@custody/sdk';
+import { fromHex, toPem } from '@custody/core';
+import { FixtureGpuAttester } from '@custody/attester-service/testing';
+import { DEV_SIM_MEASUREMENT } from '@custody/gateway-service';
+import { compositePolicyYaml, fixtureGpuMeasurements } from '../../../../services/gateway/src/testing/index.js';
 import { tempDir } from '../../../../services/ledger/src/testing/tmp.js';
 
 // Runs `custody gateway serve` and `custody relay serve` through this module's `register`, in
@@ -128,4 +134,61 @@ describe('custody gateway serve / custody relay serve', () => {
       expect(out).toContain(code);
     }
   }, 60_000);
+  it('--gpu-evidence-cmd: the program\'s GPU evidence, bound to the runtime data, is appraised with the CPU and published; a failing program stops the start', async () => {
+    // The GPU evidence program: asks this test process (which holds the FixtureGpuAttester TEST
+    // DOUBLE and its test root) for evidence for the nonce it was given, and prints it.
+    const gpu = new FixtureGpuAttester();
+    const evidenceServer = createServer((req, res) => {
+      const nonce = (req.url ?? '').slice(1);
+      if (!/^[0-9a-f]{64}$/.test(nonce)) return void res.writeHead(400).end();
+      void gpu.collect(fromHex(nonce)).then((ev) => res.writeHead(200).end(Buffer.from(ev)));
+    });
+    await new Promise<void>((r) => evidenceServer.listen(0, '127.0.0.1', r));
+    const evidenceUrl = `http://127.0.0.1:${(evidenceServer.address() as { port: number }).port}`;
+    const t = tempDir();
+    try {
+      const program = join(t.dir, 'gpu-evidence.mjs');
+      writeFileSync(program, "const [url, nonce] = process.argv.slice(2); const r = await fetch(url + '/' + nonce); if (!r.ok) process.exit(1); process.stdout.write(Buffer.from(await r.arrayBuffer()));\n");
+      const failing = join(t.dir, 'gpu-broken.mjs');
+      writeFileSync(failing, 'process.exit(4);\n');
+      const root = await FixtureGpuAttester.testRoot();
+      const rootFile = join(t.dir, 'gpu-root.pem');
+      writeFileSync(rootFile, toPem('CERTIFICATE', root));
+      const policyFile = join(t.dir, 'policy.yaml');
+      writeFileSync(policyFile, compositePolicyYaml([DEV_SIM_MEASUREMENT], await fixtureGpuMeasurements()));
+      const apiKey = 'sk-cli-test-key-0003';
+      const gw = await start('gateway', 'serve', '--port', '0', '--json', '--api-key', apiKey, '--gpu-evidence-cmd', `${process.execPath} ${program} ${evidenceUrl} {nonce}`, '--gpu-root', rootFile, '--appraisal-policy', policyFile);
+      expect(gw.gpus).toBe(1);
+      const cfetch = createConfidentialFetch({ gateway: gw.url as string, jwks: gw.jwks as never, allowSimulated: true, minGpus: 1, gpuRoots: [root] });
+      const res = await cfetch(`${gw.url as string}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${apiKey}` }, body: JSON.stringify({ model: 'custody-demo', messages: [{ role: 'user', content: 'on the GPU' }] }) });
+      expect(res.status).toBe(200);
+      expect(cfetch.lastVerification!.devices?.map((d) => d.name)).toEqual(['gpu0']);
+      expect(cfetch.lastBundle!.devices).toHaveLength(1);
+      expect(gpu.nonces.length).toBeGreaterThan(0);
+      const g = children.at(-1)!;
+      const exited = exitOf(g);
+      g.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      // Refused before serving: a program that fails (not attested, exit 1), a command without
+      // {nonce} and GPUs without a policy that knows them (usage, exit 2).
+      for (const [args, code, exit] of [
+        [['--gpu-evidence-cmd', `${process.execPath} ${failing} {nonce}`, '--gpu-root', rootFile, '--appraisal-policy', policyFile], 'ERR_GATEWAY_NOT_ATTESTED', 1],
+        [['--gpu-evidence-cmd', `${process.execPath} ${program} ${evidenceUrl}`], 'ERR_USAGE', 2],
+        [['--gpu-evidence-cmd', `${process.execPath} ${program} ${evidenceUrl} {nonce}`, '--gpu-root', rootFile], 'ERR_USAGE', 2],
+      ] as const) {
+        const child = spawn(process.execPath, [...nodeArgs, 'gateway', 'serve', '--port', '0', '--json', ...args], { cwd: cliDir });
+        children.push(child);
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        expect(await exitOf(child)).toBe(exit);
+        expect(out).toContain(code);
+        if (code === 'ERR_GATEWAY_NOT_ATTESTED') expect(err).toContain('ERR_ATTESTER_FAILED');
+      }
+    } finally {
+      evidenceServer.close();
+      t.cleanup();
+    }
+  }, 90_000);
 });

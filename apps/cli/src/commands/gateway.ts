@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { CustodyError, fromUtf8 } from '@custody/core';
 import { launchGateway, launchRelay, type LaunchGatewayConfig } from '@custody/gateway-service';
 import { readInputFile } from '../files.js';
+import { GPU_EVIDENCE_CMD_HELP, gpuCommands, gpuRoots as readGpuRoots } from '../gpu.js';
 import { failWith, printJson } from '../output.js';
 import { HttpAuditSink } from '@custody/ledger-service';
 import { takeWriterKey } from './broker.js';
@@ -30,8 +31,12 @@ interface ServeOptions {
   identityKey?: string;
   ledger?: string;
   ledgerKeyEnv: string;
+  gpuEvidenceCmd?: string[];
+  gpuRoot?: string[];
   json?: boolean;
 }
+
+const repeat = (value: string, previous: string[] = []): string[] => [...previous, value];
 
 function port(s: string): number {
   const n = Number(s);
@@ -81,6 +86,12 @@ export const register: Register = (program: Command) => {
     .option('--identity-key <name>', 'replicas behind one address: derive the OHTTP and receipt keys from this broker-held secret, released only to attested replicas (needs --broker; use with a shared --replay-store)')
     .option('--ledger <url>', 'transparency ledger (`custody log serve`) for receipts and policy decisions; default an in-memory development log that nothing outside this process sees')
     .option('--ledger-key-env <name>', 'environment variable holding this gateway\'s writer key for --ledger (`custody log writer-key`), when the log admits its writers only', 'CUSTODY_LEDGER_KEY')
+    .option(
+      '--gpu-evidence-cmd <command>',
+      GPU_EVIDENCE_CMD_HELP,
+      repeat,
+    )
+    .option('--gpu-root <file>', 'trust anchor (PEM/DER) for GPU evidence instead of the pinned NVIDIA Device Identity CA (private PKI, tests), for this gateway\'s own check and the development broker (repeatable)', repeat)
     .option('--json', 'print the startup summary as JSON')
     .action(async (opts: ServeOptions) => {
       const json = opts.json ?? false;
@@ -95,6 +106,9 @@ export const register: Register = (program: Command) => {
           if (!m) throw new CustodyError('ERR_USAGE', '--model-digest must be <model-id>=sha256:<64 hex>');
           digests[m[1]!] = m[2]!;
         }
+        const gpus = gpuCommands(opts.gpuEvidenceCmd ?? []);
+        const gpuRoots = readGpuRoots(opts.gpuRoot ?? []);
+        if (gpuRoots.length > 0 && gpus.length === 0) throw new CustodyError('ERR_USAGE', '--gpu-root applies to GPU evidence: give --gpu-evidence-cmd too');
         const writerKey = opts.ledger !== undefined ? takeWriterKey(opts.ledgerKeyEnv) : undefined;
         let broker: LaunchGatewayConfig['broker'];
         if (opts.broker) {
@@ -119,9 +133,11 @@ export const register: Register = (program: Command) => {
           ...(opts.identityKey !== undefined ? { identityKey: opts.identityKey } : {}),
           ...(opts.ledger !== undefined ? { ledger: opts.ledger } : {}),
           ...(writerKey ? { ledgerWriterKey: writerKey } : {}),
+          ...(gpus.length > 0 ? { gpus } : {}),
+          ...(gpuRoots.length > 0 ? { gpuRoots } : {}),
         });
         if (opts.jwksOut) writeFileSync(opts.jwksOut, JSON.stringify(launched.jwks, null, 2) + '\n');
-        if (json) printJson({ ok: true, url: launched.url, simulated: launched.simulated, jwks: launched.jwks, ledger: launched.ledger instanceof HttpAuditSink ? launched.ledger.location : null, ...(launched.apiKey ? { apiKey: launched.apiKey } : {}) });
+        if (json) printJson({ ok: true, url: launched.url, simulated: launched.simulated, gpus: launched.gpus, jwks: launched.jwks, ledger: launched.ledger instanceof HttpAuditSink ? launched.ledger.location : null, ...(launched.apiKey ? { apiKey: launched.apiKey } : {}) });
         else {
           process.stderr.write(launched.summary.join('\n') + '\n');
           if (opts.jwksOut) process.stderr.write(`  JWKS         written to ${opts.jwksOut} (clients pin it)\n`);

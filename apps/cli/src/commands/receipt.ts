@@ -4,6 +4,7 @@ import { defaultRegistry } from '@custody/attest';
 import { loadPolicy } from '@custody/policy';
 import { parseAttestationBundleText, renderReceiptVerificationText, verifyReceiptOffline, type VerifyReceiptOfflineInput } from '@custody/sdk';
 import { readInputFile, parseTime } from '../files.js';
+import { gpuRoots, minGpus } from '../gpu.js';
 import { failWith, printJson } from '../output.js';
 import { EXIT_NOT_VERIFIED, EXIT_OK } from '../exit.js';
 import type { Register } from './index.js';
@@ -16,6 +17,8 @@ interface ReceiptVerifyOptions {
   allowSimulated?: boolean;
   allowDebug?: boolean;
   measurement?: string[];
+  minGpus?: number;
+  gpuRoot?: string[];
   proof?: string;
   tlogPolicy?: string;
   vkey?: string[];
@@ -38,6 +41,8 @@ export const register: Register = (program) => {
     .option('--allow-simulated', 'accept a SIMULATED gateway (development only)')
     .option('--allow-debug', 'accept a debug-mode TEE')
     .option('--measurement <name=hex>', 'a measurement the gateway must have reported (repeatable)', collect)
+    .option('--min-gpus <n>', 'at least this many attested NVIDIA GPUs must be bound to the gateway\'s evidence (default 0; published GPU evidence is checked whatever this says)', minGpus)
+    .option('--gpu-root <file>', 'trust anchor (PEM/DER) for GPU evidence instead of the pinned NVIDIA Device Identity CA (private PKI, tests; repeatable)', collect)
     .option('--proof <file>', "a C2SP tlog-proof for the receipt's ledger entry (custody log proof INDEX)")
     .option('--tlog-policy <file>', 'the tlog-policy trusting the log the proof is from')
     .option('--vkey <vkey>', 'or: the log verifier key (repeatable; no witness quorum)', collect)
@@ -107,6 +112,8 @@ async function inputFrom(file: string, opts: ReceiptVerifyOptions): Promise<Veri
     allowSimulated: opts.allowSimulated ?? false,
     allowDebug: opts.allowDebug ?? false,
     ...(Object.keys(expectedMeasurements).length > 0 ? { expectedMeasurements } : {}),
+    ...(opts.minGpus !== undefined ? { minGpus: opts.minGpus } : {}),
+    ...(opts.gpuRoot ? { gpuRoots: gpuRoots(opts.gpuRoot) } : {}),
     ...(opts.proof ? { proof: readInputFile(opts.proof, 'tlog-proof'), tlogPolicy: readTrust({ ...(opts.tlogPolicy ? { policy: opts.tlogPolicy } : {}), ...(opts.vkey ? { vkey: opts.vkey } : {}) }) } : {}),
     ...(opts.response ? { response: readInputFile(opts.response, 'response') } : {}),
     ...(attestedAt ? { attestedAt } : {}),

@@ -69,6 +69,11 @@ describe('custody up (the quick start)', () => {
     const bad = custody('receipt', 'verify', ...args, '--response', changed);
     expect(bad.status).toBe(1);
     expect(bad.stdout).toMatch(/FAIL {2}response .*\[ERR_RECEIPT_MISMATCH\]/);
+    // The demo gateway has no GPU: an auditor who requires one is refused, naming why.
+    const gpu = custody('receipt', 'verify', ...args, '--min-gpus', '1', '--json');
+    expect(gpu.status).toBe(1);
+    expect(JSON.parse(gpu.stdout).error).toMatchObject({ step: 'gateway', code: 'ERR_SDK_DEVICE_MISSING' });
+    expect(custody('receipt', 'verify', ...args, '--min-gpus', 'one').status).toBe(2);
     // Usage: no trust anchor for the gateway's attestation.
     const usage = custody('receipt', 'verify', join(saved, 'receipt.json'), '--bundle', join(saved, 'bundle.json'));
     expect(usage.status).toBe(2);

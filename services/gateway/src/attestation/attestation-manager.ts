@@ -16,8 +16,9 @@ import type { Logger } from 'pino';
 import { canonicalize, CustodyError, equalBytes, fromBase64Url, sha256, toBase64Url, toCustodyError, toHex, unwrapKey, utf8, type Clock } from '@custody/core';
 import { decodeEvent, formatTlogProof } from '@custody/ledger';
 import { verifyEar, type Ear } from '@custody/policy';
-import { ATTESTATION_BUNDLE_FORMAT, buildRuntimeData, defaultVerifiers, encodeKeyConfigs, loggedAppraisal, runtimeDigest, type AttestationBundle, type EvidenceVerifierSet, type KeyConfig } from '@custody/sdk';
-import type { Attester } from '@custody/attester-service';
+import { nvidiaVerifier, type EvidenceVerifier } from '@custody/attest';
+import { ATTESTATION_BUNDLE_FORMAT, MAX_BUNDLE_DEVICE_EVIDENCE, MAX_BUNDLE_DEVICES, bundleAttestationDigest, buildRuntimeData, defaultVerifiers, encodeKeyConfigs, loggedAppraisal, runtimeDigest, type AttestationBundle, type BundleDevice, type EvidenceVerifierSet, type KeyConfig } from '@custody/sdk';
+import type { Attester, DeviceAttester } from '@custody/attester-service';
 import { deriveGatewayIdentity, type GatewayKeys } from '../keys/gateway-keys.js';
 import type { LedgerSink } from '../ledger/ledger-sink.js';
 import { isIdentityRefusal, isRefusal, releasedKeyName, releasedKeyVersion, type BrokerClient } from './broker-client.js';
@@ -43,8 +44,27 @@ export interface AttestationSnapshot {
   /** ms since the epoch. */
   readonly earExpiresAt?: number;
   readonly attestedAt: number;
-  /** `sha256:` of the EAR token, or of the evidence when there is no broker. */
+  /**
+   * `sha256:` of the EAR token; without a broker, of the evidence, or (with GPUs) of the
+   * canonical JSON `{"devices": [...], "evidence": "..."}` of the bundle's own fields.
+   */
   readonly attestationDigest: string;
+  /** The GPUs attested with the CPU, as EAR submodules name them (gpu0, gpu1, ...). */
+  readonly devices?: readonly AttestedDevice[];
+}
+
+export interface AttestedDevice {
+  readonly name: string;
+  readonly platform: 'nvidia';
+  readonly measurements: Record<string, string>;
+}
+
+/** Evidence of the CPU TEE and its GPUs over one runtime data text. */
+interface CollectedEvidence {
+  runtimeData: string;
+  evidence: Uint8Array;
+  devices: { platform: 'nvidia'; evidence: Uint8Array }[];
+  attested: AttestedDevice[];
 }
 
 export interface ModelInfoForBundle {
@@ -79,6 +99,18 @@ export interface AttestationManagerOptions {
   identityKey?: { name: string };
   /** Concurrent client challenges (each collects fresh evidence). Default 4. */
   maxConcurrentChallenges?: number;
+  /**
+   * GPUs attached to the TEE (at most 8). Each round, each challenge and the identity handshake
+   * collect every GPU's evidence for SHA-256 of the same runtime data as the CPU evidence,
+   * verify it here, send it to the broker (composite EAR: cpu0, gpu0, ...) and publish it in
+   * the bundle. Fail closed: a GPU that fails to answer or whose evidence does not verify fails
+   * the round; a gateway configured with GPUs never publishes a CPU-only attestation.
+   */
+  devices?: readonly DeviceAttester[];
+  /** Trust anchors for the GPUs' evidence (private PKI, tests); default the pinned NVIDIA Device Identity CA. */
+  deviceRoots?: Uint8Array[];
+  /** Verifier of the GPUs' evidence; default the NVIDIA verifier. */
+  deviceVerifier?: EvidenceVerifier;
 }
 
 const DEFAULT_INTERVAL = 60_000;
@@ -102,7 +134,11 @@ export class AttestationManager {
   /** The latest attestations, newest first (bounded): receipts for keys in grace name theirs. */
   private readonly recent: AttestationSnapshot[] = [];
 
-  constructor(private readonly o: AttestationManagerOptions) {}
+  constructor(private readonly o: AttestationManagerOptions) {
+    const devices = o.devices ?? [];
+    if (devices.length > MAX_BUNDLE_DEVICES) throw new CustodyError('ERR_GATEWAY_CONFIG', `at most ${MAX_BUNDLE_DEVICES} GPUs per gateway`, { detail: { devices: devices.length } });
+    if (devices.some((d) => d.platform !== 'nvidia')) throw new CustodyError('ERR_GATEWAY_CONFIG', 'device evidence is NVIDIA GPU evidence only');
+  }
 
   get state(): AttestationState {
     this.checkLapse();
@@ -225,15 +261,55 @@ export class AttestationManager {
     return this.jwksCache;
   }
 
-  private async collect(nonce: Uint8Array | undefined, keyConfigs: readonly KeyConfig[], receiptKey: Uint8Array): Promise<{ runtimeData: string; evidence: Uint8Array }> {
+  private async collect(nonce: Uint8Array | undefined, keyConfigs: readonly KeyConfig[], receiptKey: Uint8Array): Promise<CollectedEvidence> {
     const runtimeData = buildRuntimeData({
       ...(nonce ? { nonce } : {}),
       keyConfigs,
       receiptKey,
       teePublicKey: this.o.keys.tee.publicKey.bytes,
     });
-    const evidence = await this.o.attester.collect(await runtimeDigest(this.o.attester.platform, runtimeData));
-    return { runtimeData, evidence };
+    return this.collectFor(runtimeData);
+  }
+
+  /** CPU evidence over the runtime data's digest and every GPU's over SHA-256 of the same text, together. */
+  private async collectFor(runtimeData: string): Promise<CollectedEvidence> {
+    const [evidence, gpus] = await Promise.all([this.o.attester.collect(await runtimeDigest(this.o.attester.platform, runtimeData)), this.collectDevices(runtimeData)]);
+    return { runtimeData, evidence, ...gpus };
+  }
+
+  /**
+   * Each GPU's evidence for nonce SHA-256(runtimeData), verified here like the CPU evidence is:
+   * the chain (to `deviceRoots`, or the pinned NVIDIA root), the signature and the nonce. Any
+   * GPU that fails to answer or does not verify fails the whole collection.
+   */
+  private async collectDevices(runtimeData: string): Promise<Pick<CollectedEvidence, 'devices' | 'attested'>> {
+    const attesters = this.o.devices ?? [];
+    if (attesters.length === 0) return { devices: [], attested: [] };
+    const nonce = await runtimeDigest('nvidia', runtimeData);
+    const verifier = this.o.deviceVerifier ?? nvidiaVerifier;
+    const roots = this.o.deviceRoots;
+    const now = this.o.clock();
+    const results = await Promise.all(
+      attesters.map(async (a, i) => {
+        const name = `gpu${i}`;
+        let evidence: Uint8Array;
+        try {
+          evidence = await a.collect(nonce);
+        } catch (e) {
+          const err = toCustodyError(e);
+          throw new CustodyError(err.code, `${name} evidence could not be collected`, { cause: err, detail: { device: name } });
+        }
+        // Clients refuse a bundle with larger device evidence: it is not published.
+        if (evidence.length > MAX_BUNDLE_DEVICE_EVIDENCE) throw new CustodyError('ERR_ATTESTER_FAILED', `${name} evidence is over ${MAX_BUNDLE_DEVICE_EVIDENCE} bytes`, { detail: { device: name, size: evidence.length } });
+        const r = await verifier.verify({ evidence, now, nonce, ...(roots && roots.length > 0 ? { roots } : {}) });
+        if (!r.ok || !r.claims || r.claims.platform !== 'nvidia') {
+          throw new CustodyError(r.errors[0]?.code ?? 'ERR_ATTESTER_FAILED', `the gateway could not verify the evidence of ${name}`, { detail: { device: name } });
+        }
+        if (r.claims.reportData !== toHex(nonce)) throw new CustodyError('ERR_EVIDENCE_BINDING', `the evidence of ${name} is not bound to the runtime data`, { detail: { device: name } });
+        return { device: { platform: 'nvidia' as const, evidence }, attested: { name, platform: 'nvidia' as const, measurements: { ...r.claims.measurements } } };
+      }),
+    );
+    return { devices: results.map((r) => r.device), attested: results.map((r) => r.attested) };
   }
 
   private async attestOnce(): Promise<AttestationSnapshot> {
@@ -259,8 +335,10 @@ export class AttestationManager {
     if (!broker?.releaseKey) throw new CustodyError('ERR_GATEWAY_CONFIG', 'a shared identity key needs a key broker that releases keys');
     const ch = await broker.challenge();
     const runtimeData = canonicalize({ nonce: toBase64Url(ch.nonce), 'tee-pubkey': { crv: 'X25519', kty: 'OKP', x: toBase64Url(o.keys.tee.publicKey.bytes) } });
-    const evidence = await o.attester.collect(await runtimeDigest(o.attester.platform, runtimeData));
-    const r = await broker.attest({ session: ch.session, evidence, runtimeData, platform: o.attester.platform });
+    // The broker's composite policy applies to this release too: the GPUs attest over the same
+    // runtime data as the CPU.
+    const { evidence, devices } = await this.collectFor(runtimeData);
+    const r = await broker.attest({ session: ch.session, evidence, runtimeData, platform: o.attester.platform, ...(devices.length > 0 ? { devices } : {}) });
     await this.installIdentity(ch.session, r.ear);
   }
 
@@ -317,7 +395,7 @@ export class AttestationManager {
       session = ch.session;
       nonce = ch.nonce;
     }
-    const { runtimeData, evidence } = await this.collect(nonce, keyConfigs, receiptKey);
+    const { runtimeData, evidence, devices, attested } = await this.collect(nonce, keyConfigs, receiptKey);
     const now = o.clock();
     const self = await (o.verifiers ?? defaultVerifiers).verify({ evidence, platform, now });
     if (!self.ok || !self.claims) throw new CustodyError(self.errors[0]?.code ?? 'ERR_ATTESTER_FAILED', 'the gateway could not verify its own evidence');
@@ -326,10 +404,15 @@ export class AttestationManager {
     let token: string | undefined;
     let ledger: AttestationBundle['ledger'];
     if (o.broker && session) {
-      const r = await o.broker.attest({ session, evidence, runtimeData, platform });
+      const r = await o.broker.attest({ session, evidence, runtimeData, platform, ...(devices.length > 0 ? { devices } : {}) });
       token = r.ear;
       const v = await verifyEar(token, { jwks: await this.brokerJwks(), now: o.clock(), clockToleranceSeconds: 5, ...(nonce ? { nonce } : {}) });
       if (v.status !== 'affirming') throw new CustodyError('ERR_POLICY_DENIED', `the broker's verdict is ${v.status}`);
+      // A broker that ignored the GPUs (one that predates composite appraisal) would vouch for
+      // the CPU alone while the bundle carries GPU evidence: clients would refuse it, and the
+      // gateway does not publish it.
+      const unappraised = attested.find((d) => v.ear.submods[d.name] === undefined);
+      if (unappraised) throw new CustodyError('ERR_EAR_CLAIMS', `the broker's EAR does not appraise ${unappraised.name}`, { detail: { device: unappraised.name } });
       ear = v.ear;
       if (checkIdentity && (await this.installIdentity(session, token))) return undefined;
       if (o.modelKey && o.broker.releaseKey) {
@@ -346,6 +429,7 @@ export class AttestationManager {
       // Last: the releases above use the session while it is fresh; this waits for the ledger.
       if (r.ledgerIndex !== undefined) ledger = await this.ledgerProof(r.ledgerIndex, token);
     }
+    const bundleDevices = publishedDevices(devices);
     const bundle: AttestationBundle = {
       format: ATTESTATION_BUNDLE_FORMAT,
       platform: platform,
@@ -355,6 +439,7 @@ export class AttestationManager {
       ...(token ? { ear: token } : {}),
       ohttpKeys: toBase64Url(encodeKeyConfigs(keyConfigs)),
       receiptKey: { kty: 'OKP', crv: 'Ed25519', x: toBase64Url(receiptKey) },
+      ...(bundleDevices ? { devices: bundleDevices } : {}),
       ...(o.model ? { model: o.model } : {}),
       ...(o.policyVersion ? { policyVersion: o.policyVersion } : {}),
       issuedAt: now.toISOString(),
@@ -370,7 +455,8 @@ export class AttestationManager {
       measurements: { ...claims.measurements },
       ...(ear ? { earId: ear.jti, earExpiresAt: ear.exp * 1000 } : {}),
       attestedAt: now.getTime(),
-      attestationDigest: 'sha256:' + toHex(await sha256(token ? utf8(token) : evidence)),
+      attestationDigest: await bundleAttestationDigest(bundle),
+      ...(attested.length > 0 ? { devices: attested } : {}),
     };
   }
 
@@ -446,11 +532,14 @@ export class AttestationManager {
     if (this.challenges >= (this.o.maxConcurrentChallenges ?? 4)) throw new CustodyError('ERR_GATEWAY_OVERLOADED', 'too many concurrent attestation challenges');
     this.challenges++;
     try {
-      const { runtimeData, evidence } = await this.collect(nonce, s.keyConfigs, this.boundReceiptKey(s));
+      // Fresh GPU evidence too: the GPUs' nonce is the digest of this fresh runtime data.
+      const { runtimeData, evidence, devices } = await this.collect(nonce, s.keyConfigs, this.boundReceiptKey(s));
+      const bundleDevices = publishedDevices(devices);
       return {
         ...s.bundle,
         evidence: toBase64Url(evidence),
         runtimeData,
+        ...(bundleDevices ? { devices: bundleDevices } : {}),
         ...(s.bundle.ear ? { earRuntimeData: s.runtimeData } : {}),
         issuedAt: this.o.clock().toISOString(),
       };
@@ -459,3 +548,8 @@ export class AttestationManager {
     }
   }
 }
+
+function publishedDevices(devices: readonly { platform: 'nvidia'; evidence: Uint8Array }[]): BundleDevice[] | undefined {
+  return devices.length > 0 ? devices.map((d) => ({ platform: d.platform, evidence: toBase64Url(d.evidence) })) : undefined;
+}
+

@@ -18,6 +18,11 @@ export interface BrokerAttestRequest {
   /** The JCS runtime data text whose digest is in the evidence. */
   readonly runtimeData: string;
   readonly platform: string;
+  /**
+   * Evidence of the GPUs attached to the TEE, each bound to the same runtime data (nonce
+   * SHA-256 of it): appraised with the CPU evidence as one composite (EAR submodules gpu0, ...).
+   */
+  readonly devices?: readonly { readonly platform: 'nvidia'; readonly evidence: Uint8Array }[];
 }
 
 export interface BrokerAttestResult {

@@ -6,11 +6,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CustodyError, fromBase64, toBase64Url, toCustodyError } from '@custody/core';
 import { generateEarSigningKey, loadPolicy } from '@custody/policy';
 import { listen, type RunningServer } from '../http/serve.js';
-import { simPolicyYaml, startTestGateway, TEST_MEASUREMENT, type TestGateway } from '../testing/index.js';
+import { FixtureGpuAttester } from '@custody/attester-service/testing';
+import { compositePolicyYaml, fixtureGpuMeasurements, simPolicyYaml, startTestGateway, TEST_MEASUREMENT, type TestGateway } from '../testing/index.js';
 import { HttpBrokerClient } from './http-broker-client.js';
 import { LocalAppraisalBroker } from './local-broker.js';
 
 const WORKLOAD_KEY = 'sk-workload-0000000001';
+/** Every POST /v1/attest body the test double received. */
+const bodies: Record<string, unknown>[] = [];
 
 function brokerTestDouble(local: LocalAppraisalBroker): Hono {
   const app = new Hono();
@@ -27,9 +30,11 @@ function brokerTestDouble(local: LocalAppraisalBroker): Hono {
     return c.json({ session: ch.session, nonce: toBase64Url(ch.nonce), expiresAt: ch.expiresAt.toISOString() });
   });
   app.post('/v1/attest', async (c) => {
-    const b = await c.req.json<{ session: string; evidence: string; runtimeData: string; platform: string }>();
+    const b = await c.req.json<{ session: string; evidence: string; runtimeData: string; platform: string; devices?: { platform: 'nvidia'; evidence: string }[] }>();
+    bodies.push(b);
     try {
-      return c.json(await local.attest({ session: b.session, evidence: fromBase64(b.evidence), runtimeData: b.runtimeData, platform: b.platform }));
+      const devices = b.devices?.map((d) => ({ platform: d.platform, evidence: fromBase64(d.evidence) }));
+      return c.json(await local.attest({ session: b.session, evidence: fromBase64(b.evidence), runtimeData: b.runtimeData, platform: b.platform, ...(devices ? { devices } : {}) }));
     } catch (e) {
       return problem(e);
     }
@@ -80,5 +85,45 @@ describe('HttpBrokerClient', () => {
     const e = await down.challenge().catch((x: unknown) => x);
     expect(e).toBeInstanceOf(CustodyError);
     expect((e as CustodyError).code).toBe('ERR_STORE_UNAVAILABLE');
+  });
+});
+
+describe('HttpBrokerClient with GPUs', () => {
+  it('sends each GPU as devices[] {platform, evidence: base64} in POST /v1/attest, and the composite EAR comes back', async () => {
+    const root = await FixtureGpuAttester.testRoot();
+    const local = new LocalAppraisalBroker({ policy: await loadPolicy(compositePolicyYaml([TEST_MEASUREMENT], await fixtureGpuMeasurements())), signingKey: await generateEarSigningKey(), deviceRoots: [root] });
+    const server = await listen(brokerTestDouble(local));
+    const broker = new HttpBrokerClient({ url: server.url, apiKey: WORKLOAD_KEY, tenant: 'acme' });
+    const gw = await startTestGateway({ broker: false, gateway: { broker, devices: [new FixtureGpuAttester(), new FixtureGpuAttester()], deviceRoots: [root] } });
+    try {
+      expect(gw.gateway.attestation.state).toBe('attested');
+      const body = bodies.at(-1)!;
+      const devices = body.devices as { platform: string; evidence: string }[];
+      expect(devices.map((d) => Object.keys(d).sort())).toEqual([['evidence', 'platform'], ['evidence', 'platform']]);
+      expect(devices.map((d) => d.platform)).toEqual(['nvidia', 'nvidia']);
+      // Standard base64, as `evidence` is; the same bytes the bundle publishes (base64url).
+      const published = gw.gateway.attestation.snapshot!.bundle.devices!;
+      expect(devices.map((d) => Buffer.from(fromBase64(d.evidence)).toString('base64url'))).toEqual(published.map((d) => d.evidence));
+      expect(typeof body.evidence).toBe('string');
+    } finally {
+      await gw.close();
+      await server.close();
+    }
+  });
+
+  it('sends no devices member without GPUs', async () => {
+    const fetched: string[] = [];
+    const client = new HttpBrokerClient({
+      url: 'http://broker.invalid',
+      apiKey: WORKLOAD_KEY,
+      tenant: 'acme',
+      fetch: (_url, init) => {
+        fetched.push(init?.body as string);
+        return Promise.resolve(new Response(JSON.stringify({ ear: 'a.b.c' }), { status: 200 }));
+      },
+    });
+    await client.attest({ session: 's', evidence: new Uint8Array([1, 2]), runtimeData: '{}', platform: 'sim' });
+    await client.attest({ session: 's', evidence: new Uint8Array([1, 2]), runtimeData: '{}', platform: 'sim', devices: [] });
+    for (const f of fetched) expect(Object.keys(JSON.parse(f) as object).sort()).toEqual(['evidence', 'platform', 'runtimeData', 'session']);
   });
 });

@@ -68,7 +68,14 @@ export class HttpBrokerClient implements BrokerClient {
   async attest(req: BrokerAttestRequest): Promise<BrokerAttestResult> {
     const b = await this.call('/v1/attest', {
       method: 'POST',
-      body: JSON.stringify({ session: req.session, evidence: toBase64(req.evidence), runtimeData: req.runtimeData, platform: req.platform }),
+      body: JSON.stringify({
+        session: req.session,
+        evidence: toBase64(req.evidence),
+        runtimeData: req.runtimeData,
+        platform: req.platform,
+        // GPUs: appraised with the CPU as one composite (EAR submodules gpu0, gpu1, ...).
+        ...(req.devices && req.devices.length > 0 ? { devices: req.devices.map((d) => ({ platform: d.platform, evidence: toBase64(d.evidence) })) } : {}),
+      }),
     });
     const ear = typeof b.ear === 'string' ? b.ear : typeof b.token === 'string' ? b.token : undefined;
     if (!ear) throw new CustodyError('ERR_EAR_MALFORMED', 'broker returned no EAR');

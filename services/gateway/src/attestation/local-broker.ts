@@ -1,15 +1,18 @@
 /**
  * In-process appraisal in the shape of the key broker's handshake (docs/key-release-protocol.md
  * sections 1 to 3): single-use expiring nonces, runtime data checks, evidence verification with
- * the expected digest, appraisal with a policy, and a real signed EAR carrying the TEE key;
+ * the expected digest (and of each GPU's evidence with the nonce SHA-256 of the runtime data),
+ * appraisal of the composite with a policy (submodules cpu0, gpu0, ...; any failing device
+ * fails it), and a real signed EAR carrying the TEE key on cpu0;
  * every verdict goes to the ledger sink. For development (`custody gateway serve --demo`) and
  * tests until the gateway talks to the broker service; it holds its own EAR signing key, so a
  * client must pin this instance's JWKS.
  */
 import type { JSONWebKeySet } from 'jose';
 import { CustodyError, canonicalize, fromBase64Url, secureRandom, sha256, systemClock, toBase64Url, toHex, utf8, wrapKey, type Clock, type RandomSource } from '@custody/core';
-import { createEar, appraise, appraisalReasons, publishJwks, teeKeyFromEar, verifyEar, type CompiledPolicy, type EarSigningKey } from '@custody/policy';
-import { defaultVerifiers, parseRuntimeData, runtimeDigest, type EvidenceVerifierSet } from '@custody/sdk';
+import { nvidiaVerifier, type EvidenceVerifier, type VerificationResult } from '@custody/attest';
+import { createEar, appraise, appraisalReasons, publishJwks, teeKeyFromEar, verifyEar, type CompiledPolicy, type DeviceInput, type EarSigningKey } from '@custody/policy';
+import { MAX_BUNDLE_DEVICES, defaultVerifiers, parseRuntimeData, runtimeDigest, type EvidenceVerifierSet } from '@custody/sdk';
 import type { AuditSink } from '@custody/ledger';
 import type { BrokerAttestRequest, BrokerAttestResult, BrokerChallenge, BrokerClient, ReleasedKeyEnvelope } from './broker-client.js';
 
@@ -19,6 +22,10 @@ export interface LocalAppraisalBrokerOptions {
   verifiers?: EvidenceVerifierSet;
   /** Trust anchors for the evidence verifier (e.g. the TPM AK or a private sim key). */
   roots?: Uint8Array[];
+  /** Trust anchors for GPU evidence (private PKI, tests); default the pinned NVIDIA Device Identity CA. */
+  deviceRoots?: Uint8Array[];
+  /** Verifier of GPU evidence; default the NVIDIA verifier. */
+  deviceVerifier?: EvidenceVerifier;
   ledger?: AuditSink;
   clock?: Clock;
   random?: RandomSource;
@@ -128,14 +135,30 @@ export class LocalAppraisalBroker implements BrokerClient {
     if (s.expiresAt <= now.getTime()) throw new CustodyError('ERR_SESSION_EXPIRED');
     const rd = readRuntimeData(req.runtimeData);
     if (!rd.nonce || toBase64Url(rd.nonce) !== toBase64Url(s.nonce)) throw new CustodyError('ERR_EVIDENCE_NONCE', 'runtime data does not carry the session nonce');
+    const devices = req.devices ?? [];
+    if (devices.length > MAX_BUNDLE_DEVICES) throw new CustodyError('ERR_INPUT_TOO_LARGE', `at most ${MAX_BUNDLE_DEVICES} devices per attestation`);
     const expected = await runtimeDigest(req.platform, req.runtimeData);
     const verifiers = this.options.verifiers ?? defaultVerifiers;
     const result = await verifiers.verify({ evidence: req.evidence, platform: req.platform, now, nonce: expected, ...(this.options.roots ? { roots: this.options.roots } : {}) });
-    if (result.ok && result.claims && result.claims.reportData !== toHex(expected)) {
-      result.ok = false;
-      result.errors.push({ code: 'ERR_EVIDENCE_BINDING', message: 'report data is not the runtime data digest' });
+    bindTo(result, expected);
+    // The composite: the CPU is cpu0 (it carries the TEE key), GPU i is gpu<i>, each verified
+    // with the nonce SHA-256(runtime data); one failed device makes the whole appraisal fail.
+    const composite: Record<string, DeviceInput> = { cpu0: result };
+    if (devices.length > 0) {
+      const gpuNonce = await runtimeDigest('nvidia', req.runtimeData);
+      const verifier = this.options.deviceVerifier ?? nvidiaVerifier;
+      const roots = this.options.deviceRoots;
+      for (const [i, d] of devices.entries()) {
+        if (d.platform !== 'nvidia') throw new CustodyError('ERR_INPUT_UNSUPPORTED', 'device evidence is NVIDIA GPU evidence only', { detail: { device: `gpu${i}` } });
+        const r = await verifier.verify({ evidence: d.evidence, now, nonce: gpuNonce, ...(roots && roots.length > 0 ? { roots } : {}) });
+        if (r.ok && r.claims?.platform !== 'nvidia') {
+          r.ok = false;
+          r.errors.push({ code: 'ERR_INPUT_UNSUPPORTED', message: 'device evidence is not NVIDIA GPU evidence' });
+        }
+        composite[`gpu${i}`] = bindTo(r, gpuNonce);
+      }
     }
-    const appraisal = appraise(this.policy, result, { now });
+    const appraisal = appraise(this.policy, composite, { now });
     const evidenceDigest = 'sha256:' + toHex(await sha256(req.evidence));
     if (appraisal.status !== 'affirming') {
       const reasons = appraisalReasons(appraisal);
@@ -153,7 +176,7 @@ export class LocalAppraisalBroker implements BrokerClient {
         reasons: [...new Set(reasons.map((r) => r.code))].slice(0, 16),
       });
       const first = reasons[0];
-      throw new CustodyError(first?.code ?? 'ERR_POLICY_DENIED', `appraisal is ${appraisal.status}${first ? `: ${first.reason}` : ''}`, { detail: { status: appraisal.status } });
+      throw new CustodyError(first?.code ?? 'ERR_POLICY_DENIED', `appraisal is ${appraisal.status}${first ? `: ${first.submod}: ${first.reason}` : ''}`, { detail: { status: appraisal.status, ...(first ? { submod: first.submod } : {}) } });
     }
     const { token } = await createEar(appraisal, this.options.signingKey, {
       now,
@@ -199,6 +222,15 @@ export class LocalAppraisalBroker implements BrokerClient {
   jwks(): Promise<JSONWebKeySet> {
     return Promise.resolve(publishJwks([this.options.signingKey]));
   }
+}
+
+/** Fails a verification whose report data is not the expected runtime data digest. */
+function bindTo(result: VerificationResult, expected: Uint8Array): VerificationResult {
+  if (result.ok && result.claims && result.claims.reportData !== toHex(expected)) {
+    result.ok = false;
+    result.errors.push({ code: 'ERR_EVIDENCE_BINDING', message: 'report data is not the runtime data digest' });
+  }
+  return result;
 }
 
 /** Canonical JSON of a challenge response, as the broker's HTTP endpoint returns it. */

@@ -43,6 +43,10 @@ export interface TestGatewayOptions {
   broker?: boolean;
   brokerMeasurements?: string[];
   brokerAllowsDebug?: boolean;
+  /** The in-process broker's appraisal policy (YAML) instead of the sim policy of `brokerMeasurements`. */
+  brokerPolicyYaml?: string;
+  /** Trust anchors of the in-process broker for GPU evidence (the FixtureGpuAttester test root). */
+  brokerDeviceRoots?: Uint8Array[];
   earTtlSeconds?: number;
   /** Secrets the in-process broker releases by name. */
   brokerKeys?: Record<string, Uint8Array>;
@@ -91,7 +95,8 @@ export async function startTestGateway(o: TestGatewayOptions = {}): Promise<Test
   let jwks: JSONWebKeySet | undefined;
   if (o.broker ?? true) {
     broker = new LocalAppraisalBroker({
-      policy: await brokerPolicy(o.brokerMeasurements ?? [measurement], 1),
+      policy: o.brokerPolicyYaml !== undefined ? await loadPolicy(o.brokerPolicyYaml) : await brokerPolicy(o.brokerMeasurements ?? [measurement], 1),
+      ...(o.brokerDeviceRoots ? { deviceRoots: o.brokerDeviceRoots } : {}),
       signingKey: await generateEarSigningKey({ alg: 'EdDSA' }),
       ledger,
       clock,
