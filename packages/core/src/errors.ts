@@ -29,6 +29,7 @@ export const ErrorCodes = {
   // evidence
   ERR_EVIDENCE_SIGNATURE: 'evidence signature is invalid',
   ERR_EVIDENCE_BINDING: 'evidence is not bound to the expected data',
+  ERR_EVIDENCE_DEVICE_REPEATED: 'the same device (GPU attestation key) is presented more than once',
   ERR_EVIDENCE_NONCE: 'evidence nonce does not match the expected nonce',
   ERR_EVIDENCE_DEBUG: 'evidence comes from a debug-mode TEE',
   ERR_EVIDENCE_SIMULATED: 'evidence is simulated (no hardware TEE) and not allowed here',

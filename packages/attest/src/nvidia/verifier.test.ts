@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CustodyError, KEY_USAGE, X509Certificate, fromHex, readCertificates, toHex, utf8 } from '@custody/core';
+import { CustodyError, KEY_USAGE, X509Certificate, fromHex, readCertificates, toHex, toPem, utf8 } from '@custody/core';
 import { readVector, readVectorText } from '../../../../test/vectors.js';
 import { createKeyCertificate } from '../../../core/src/testing/certificates.js';
 import { createNvidiaEvidence, readNvidiaEvidence } from './evidence.js';
@@ -7,7 +7,7 @@ import { TCG_DICE_TCB_INFO_OID, certificateFwid } from './fwid.js';
 import { parseNvidiaOpaqueData } from './opaque.js';
 import { NVIDIA_DEVICE_ROOT_SHA256 } from './roots.js';
 import { parseSpdmMeasurementReport } from './spdm.js';
-import { nvidiaVerifier } from './verifier.js';
+import { MAX_NVIDIA_CERTIFICATES, nvidiaVerifier } from './verifier.js';
 
 // Provenance: NVIDIA nvtrust test data via the shared vectors (see ../shared/vectors/attestation/README.md).
 const REPORT_TEXT = readVector('attestation/nvidia/hopperAttestationReport.txt');
@@ -210,6 +210,57 @@ describe('NVIDIA Hopper: the attestation certificate must be allowed to sign (ke
       expect(r.errors[0]).toMatchObject({ code: c.code, step: 'chain' });
     });
   }
+});
+
+describe(`NVIDIA Hopper: at most ${MAX_NVIDIA_CERTIFICATES} certificates per evidence (certChain and certs together)`, () => {
+  const chain = readCertificates(CHAIN(1));
+  /** Self-signed certificates no chain certificate names as its issuer. */
+  const unrelated = (n: number) => Promise.all(Array.from({ length: n }, async (_, i) => (await createKeyCertificate({ cn: `Unrelated ${i}`, serial: 100 + i, ca: true })).cert));
+
+  it('the real 5-certificate chain with 3 unrelated certificates (8) verifies, in certs or in certChain', async () => {
+    expect(MAX_NVIDIA_CERTIFICATES).toBe(8);
+    expect(chain).toHaveLength(5);
+    const extra = await unrelated(3);
+    for (const input of [{ evidence: REPORT, certs: [...chain, ...extra] }, { evidence: utf8(createNvidiaEvidence(REPORT, chain)), certs: extra }, { evidence: utf8(createNvidiaEvidence(REPORT, [...chain, ...extra])) }]) {
+      const r = await nvidiaVerifier.verify({ ...input, now: AT });
+      expect(r.errors).toEqual([]);
+      expect(r.ok).toBe(true);
+    }
+  });
+
+  it('9 certificates are refused (ERR_INPUT_TOO_LARGE at the chain step), however they are split, although the chain in them is good', async () => {
+    const extra = await unrelated(4);
+    const inputs = [
+      { evidence: REPORT, certs: [...chain, ...extra] },
+      { evidence: utf8(createNvidiaEvidence(REPORT, chain)), certs: extra },
+      { evidence: utf8(createNvidiaEvidence(REPORT, chain.slice(0, 2))), certs: [...chain.slice(2), ...extra] },
+      { evidence: utf8(createNvidiaEvidence(REPORT, [...chain, ...extra])) },
+      // One PEM blob holding all nine counts nine.
+      { evidence: REPORT, certs: [utf8([...chain, ...extra].map((d) => toPem('CERTIFICATE', d)).join(''))] },
+    ];
+    for (const input of inputs) {
+      const r = await nvidiaVerifier.verify({ ...input, now: AT });
+      expect(r.ok).toBe(false);
+      expect(r.errors).toEqual([expect.objectContaining({ code: 'ERR_INPUT_TOO_LARGE', step: 'chain' })]);
+      expect(r.steps.map((s) => [s.name, s.ok])).toEqual([
+        ['parse', true],
+        ['chain', false],
+      ]);
+    }
+  });
+
+  it('a pool of junk certificates named as the leaf issuer is refused for its size, before any of them is tried as the issuer', async () => {
+    const realLeaf = new X509Certificate(chain[0]!);
+    const issuerKey = await createKeyCertificate({ cn: 'Junk Issuer', serial: 1, ca: true, keyUsage: KEY_USAGE.keyCertSign });
+    const junkKey = await createKeyCertificate({ cn: 'Junk Issuer', serial: 2, ca: true, keyUsage: KEY_USAGE.keyCertSign });
+    const leaf = await createKeyCertificate({ cn: 'leaf', serial: 3, ca: false, issuer: issuerKey, extensions: [[TCG_DICE_TCB_INFO_OID, realLeaf.extension(TCG_DICE_TCB_INFO_OID)!.value]], keyUsage: KEY_USAGE.digitalSignature });
+    const junk = async (n: number) => Promise.all(Array.from({ length: n }, async (_, i) => (await createKeyCertificate({ cn: 'Junk Issuer', serial: 10 + i, ca: true, keyUsage: KEY_USAGE.keyCertSign, keys: junkKey.keys })).cert));
+    // Within the bound the pool is tried (and fails on a signature); one more is refused outright.
+    const within = await nvidiaVerifier.verify({ evidence: utf8(createNvidiaEvidence(REPORT, [leaf.cert, ...(await junk(MAX_NVIDIA_CERTIFICATES - 1))])), now: AT });
+    expect(within.errors[0]).toMatchObject({ code: 'ERR_CERT_SIGNATURE', step: 'chain' });
+    const over = await nvidiaVerifier.verify({ evidence: utf8(createNvidiaEvidence(REPORT, [leaf.cert, ...(await junk(MAX_NVIDIA_CERTIFICATES))])), now: AT });
+    expect(over.errors).toEqual([expect.objectContaining({ code: 'ERR_INPUT_TOO_LARGE', step: 'chain' })]);
+  });
 });
 
 describe('NVIDIA Hopper: strict SPDM parsing', () => {

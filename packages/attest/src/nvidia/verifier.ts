@@ -1,4 +1,4 @@
-import { KEY_USAGE, VerificationError, X509Certificate, equalBytes, readCertificates, toHex, utf8, verifySignature } from '@custody/core';
+import { KEY_USAGE, VerificationError, X509Certificate, equalBytes, readCertificates, sha256, toHex, utf8, verifySignature } from '@custody/core';
 import { Pipeline } from '../steps.js';
 import type { CertificateSummary, EvidenceVerifier, NormalizedClaims, VerificationResult, VerifyInput } from '../types.js';
 import { looksLikeNvidiaEvidence, readNvidiaEvidence, type NvidiaGpuEvidence } from './evidence.js';
@@ -12,6 +12,14 @@ import { parseCertificateCached, verifyChainCached } from '@custody/core';
 // (GH100 A01 GSP FMC LF) carries a critical keyUsage of digitalSignature alone and no
 // extKeyUsage; a leaf whose keyUsage lacks digitalSignature may not sign reports.
 const GPU_SIGNER_USAGE = { keyUsage: KEY_USAGE.digitalSignature };
+
+/**
+ * Most certificates one GPU evidence may bring (its `certChain` and `certs` together). A real
+ * Hopper chain is 5 (attestation key, BROM, provisioner ICA, GH100 identity, Device Identity CA);
+ * every certificate in the pool that names a chain certificate's issuer costs a signature
+ * verification while the chain is built, so the pool is bounded before that.
+ */
+export const MAX_NVIDIA_CERTIFICATES = 8;
 
 let pinnedRoot: Promise<X509Certificate> | undefined;
 
@@ -72,7 +80,9 @@ function claimsOf(report: SpdmMeasurementReport, opaque: NvidiaOpaqueData): Norm
  * certificate and must carry the TCG DICE FWID extension; it chains to the pinned NVIDIA Device
  * Identity CA, or one of `roots`), signature (ECDSA P-384/SHA-384 over request || response),
  * binding (the FWID in the signed opaque data equals the certificate's) and nonce.
- * Certificates come from the JSON evidence's `certChain` and/or `certs` (PEM or DER), leaf first.
+ * Certificates come from the JSON evidence's `certChain` and/or `certs` (PEM or DER), leaf first,
+ * at most MAX_NVIDIA_CERTIFICATES of them together (more: ERR_INPUT_TOO_LARGE, before any chain
+ * is built).
  */
 export class NvidiaVerifier implements EvidenceVerifier {
   readonly platform = 'nvidia' as const;
@@ -101,6 +111,9 @@ export class NvidiaVerifier implements EvidenceVerifier {
       let leafFwid: Fwid | undefined;
       await p.step('chain', async () => {
         const ders = [...ev.certChain, ...(input.certs ?? []).flatMap((c) => readCertificates(c))];
+        if (ders.length > MAX_NVIDIA_CERTIFICATES) {
+          throw new VerificationError('ERR_INPUT_TOO_LARGE', `a GPU certificate chain holds at most ${MAX_NVIDIA_CERTIFICATES} certificates (certChain and certs together)`, { detail: { certificates: ders.length } });
+        }
         if (ders.length === 0) throw new VerificationError('ERR_CERT_MISSING', 'no GPU certificate chain was given (certChain in the evidence, or certs)');
         const certs = ders.map(parseCertificateCached);
         leaf = certs[0]!;
@@ -127,6 +140,9 @@ export class NvidiaVerifier implements EvidenceVerifier {
 
       const reportFwid = opaque.raw.get(NVIDIA_OPAQUE_FIELD.fwid);
       p.claims!.platformClaims.certificateFwid = leafFwid ? toHex(leafFwid.digest) : null;
+      // The GPU's identity: its attestation key (the DICE alias key of this device and firmware).
+      // Two reports with one key are one GPU, however their bytes differ (ECDSA signs afresh).
+      p.claims!.platformClaims.attestationKeySha256 = toHex(await sha256(leaf.publicKey.spki));
       p.claims!.platformClaims.revocationChecked = false;
       p.warn('revocation of the GPU certificate chain was not checked (NVIDIA OCSP is not consulted offline)');
       if (!reportFwid) p.warn('the signed report carries no FWID: it is not bound to the attestation certificate beyond its signature');

@@ -44,7 +44,8 @@ describe('composite CPU + GPU attestation over HTTP', () => {
     const runtimeData = buildRuntimeData(fromBase64Url(challenge.nonce), tee.recipient);
     const evidence = await sim.collect(await runtimeDigest('sim', runtimeData));
     const gpuNonce = await runtimeDigest('nvidia', runtimeData);
-    const devices = await Promise.all(Array.from({ length: gpus }, async () => ({ platform: 'nvidia', evidence: toBase64((await reissuedNvidiaEvidence(gpuNonce)).evidence) })));
+    // Test GPUs 0, 1, ...: each its own attestation key (one GPU twice is refused).
+    const devices = await Promise.all(Array.from({ length: gpus }, async (_, i) => ({ platform: 'nvidia', evidence: toBase64((await reissuedNvidiaEvidence(gpuNonce, undefined, i)).evidence) })));
     return { challenge, tee, runtimeData, gpuNonce, body: { session: challenge.session, evidence: toBase64(evidence), runtimeData, platform: 'sim', devices } };
   }
 
@@ -95,6 +96,12 @@ describe('composite CPU + GPU attestation over HTTP', () => {
     expect([again.status, again.json.code]).toEqual([403, 'ERR_SESSION_NONCE_USED']);
   });
 
+  it('refuses one GPU presented twice with 403 ERR_EVIDENCE_DEVICE_REPEATED naming gpu1', async () => {
+    const p = await prepare();
+    const res = await post('/v1/attest', { ...p.body, devices: [p.body.devices[0]!, p.body.devices[0]!] });
+    expect([res.status, res.json.code, res.json.facts]).toEqual([403, 'ERR_EVIDENCE_DEVICE_REPEATED', { submod: 'gpu1', sameAs: 'gpu0' }]);
+  });
+
   it(`refuses malformed device lists at the route (400 ERR_INPUT_MALFORMED) without spending the nonce`, async () => {
     const p = await prepare();
     const device = p.body.devices[0]!;
@@ -132,12 +139,14 @@ describe('composite CPU + GPU attestation over HTTP', () => {
   });
 
   it('fetchKey carries device evidence from device attesters', async () => {
-    const gpu = { platform: 'nvidia' as const, collect: async (nonce: Uint8Array) => (await reissuedNvidiaEvidence(nonce)).evidence };
-    const got = await fetchKey({ broker: b.url, tenant: 'acme', name: 'gpu-dk', attester: sim, devices: [gpu, gpu] });
+    const gpu = (index: number) => ({ platform: 'nvidia' as const, collect: async (nonce: Uint8Array) => (await reissuedNvidiaEvidence(nonce, undefined, index)).evidence });
+    const got = await fetchKey({ broker: b.url, tenant: 'acme', name: 'gpu-dk', attester: sim, devices: [gpu(0), gpu(1)] });
     expect(Buffer.from(got.material).equals(material)).toBe(true);
     const event = b.ledger.events.find((e) => e.action === 'attest.appraise' && e.detail?.session === got.session);
     expect(event?.detail).toMatchObject({ devices: 2 });
     // Without devices the key policy (it asks for gpu0) refuses.
     expect(await codeOf(fetchKey({ broker: b.url, tenant: 'acme', name: 'gpu-dk', attester: sim }))).toBe('ERR_POLICY_DENIED');
+    // One GPU given twice is one GPU: the attestation is refused.
+    expect(await codeOf(fetchKey({ broker: b.url, tenant: 'acme', name: 'gpu-dk', attester: sim, devices: [gpu(0), gpu(0)] }))).toBe('ERR_EVIDENCE_DEVICE_REPEATED');
   });
 });

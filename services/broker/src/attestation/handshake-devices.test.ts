@@ -36,8 +36,9 @@ function nvidiaSection(measurements: Record<string, string>): string {
   return `  nvidia:\n    indices:\n${lines.join('\n')}\n`;
 }
 
-async function gpuEvidence(nonce: Uint8Array): Promise<DeviceEvidenceInput> {
-  return { platform: 'nvidia', evidence: (await reissuedNvidiaEvidence(nonce)).evidence };
+/** Evidence of test GPU `gpu` (each index is another GPU: its own attestation key). */
+async function gpuEvidence(nonce: Uint8Array, gpu = 0): Promise<DeviceEvidenceInput> {
+  return { platform: 'nvidia', evidence: (await reissuedNvidiaEvidence(nonce, undefined, gpu)).evidence };
 }
 
 /** The evidence JSON with one byte of its SPDM signature (the report's last 96 bytes) flipped. */
@@ -84,7 +85,7 @@ describe('AttestationService with device (GPU) evidence', () => {
       recipientCurves: h.keystore.capabilities.recipientCurves,
       policies: await AppraisalPolicies.load({
         defaultPolicy: { text: simPolicy([M], nvidiaSection(gpuMeasurements)) },
-        tenants: { nogpu: { text: simPolicy([M]) }, othergpu: { text: simPolicy([M], nvidiaSection(other)) } },
+        tenants: { nogpu: { text: simPolicy([M]) }, othergpu: { text: simPolicy([M], nvidiaSection(other)) }, othercpu: { text: simPolicy(['b2'.repeat(48)], nvidiaSection(gpuMeasurements)) } },
       }),
       signer,
       audit,
@@ -160,7 +161,7 @@ describe('AttestationService with device (GPU) evidence', () => {
 
   it(`takes up to ${MAX_DEVICES} GPUs (gpu0..gpu${MAX_DEVICES - 1}), and their audit record stays within the ledger's limits`, async () => {
     const p = await present();
-    const gpus = await Promise.all(Array.from({ length: MAX_DEVICES }, () => gpuEvidence(p.gpuNonce)));
+    const gpus = await Promise.all(Array.from({ length: MAX_DEVICES }, (_, i) => gpuEvidence(p.gpuNonce, i)));
     const r = await p.run(gpus);
     const v = await verifyEar(r.ear, { jwks: svc.jwks, now: new Date(), nonce: fromBase64Url(p.c.nonce), issuer: EAR_ISSUER });
     expect(Object.keys(v.ear.submods)).toEqual(['cpu0', ...gpus.map((_, i) => `gpu${i}`)]);
@@ -181,7 +182,7 @@ describe('AttestationService with device (GPU) evidence', () => {
   it('refuses GPU evidence for another nonce (ERR_EVIDENCE_NONCE) naming the device, and the nonce stays spent', async () => {
     const p = await present();
     const good = await gpuEvidence(p.gpuNonce);
-    const stale = await gpuEvidence(sha256(new TextEncoder().encode('another runtime data')));
+    const stale = await gpuEvidence(sha256(new TextEncoder().encode('another runtime data')), 1);
     expect(await refusal(p.run([good, stale]))).toMatchObject({ code: 'ERR_EVIDENCE_NONCE', detail: { submod: 'gpu1', step: 'nonce' } });
     const event = eventOf(p.c.session);
     expect(event).toMatchObject({ verdict: 'deny', reason: 'ERR_EVIDENCE_NONCE', detail: { devices: 2, submod: 'gpu1', platform: 'sim' } });
@@ -286,5 +287,125 @@ describe('AttestationService with device (GPU) evidence', () => {
     const haystack = [...logLines, ...audit.events.map((e) => JSON.stringify(e)), ...errorTexts, await metrics.metrics()].join('\n');
     expect(logLines.length).toBeGreaterThan(0);
     for (const n of needles) expect(haystack.includes(n), n.slice(0, 16)).toBe(false);
+  });
+
+  /** defaultRegistry, counting the device (nvidia) verifications and the most of them in flight at once. */
+  function countingVerifier() {
+    const count = { devices: 0, inFlight: 0, maxInFlight: 0 };
+    const verifier: EvidenceVerification = {
+      detect: (e) => defaultRegistry.detect(e),
+      async verify(input): Promise<VerificationResult> {
+        if (input.platform !== 'nvidia') return defaultRegistry.verify(input);
+        count.devices++;
+        count.maxInFlight = Math.max(count.maxInFlight, ++count.inFlight);
+        try {
+          // A turn of the event loop: a caller that starts the next device before this one ends shows here.
+          await new Promise((resolve) => setImmediate(resolve));
+          return await defaultRegistry.verify(input);
+        } finally {
+          count.inFlight--;
+        }
+      },
+    };
+    return { count, verifier };
+  }
+
+  describe('one GPU is one device (its attestation key), however often it is presented', () => {
+    it('refuses the same evidence file as gpu0 and gpu1 (ERR_EVIDENCE_DEVICE_REPEATED naming gpu1), audited, and the nonce stays spent', async () => {
+      const p = await present();
+      const gpu = await gpuEvidence(p.gpuNonce);
+      expect(await refusal(p.run([gpu, gpu]))).toMatchObject({ code: 'ERR_EVIDENCE_DEVICE_REPEATED', detail: { submod: 'gpu1', sameAs: 'gpu0' } });
+      const event = eventOf(p.c.session);
+      expect(event).toMatchObject({ verdict: 'deny', reason: 'ERR_EVIDENCE_DEVICE_REPEATED', detail: { devices: 2, submod: 'gpu1', platform: 'sim' } });
+      expect(() => toCustodyEvent(event)).not.toThrow();
+      expect(await metrics.metrics()).toContain('custody_broker_attestations_total{platform="sim",outcome="ERR_EVIDENCE_DEVICE_REPEATED"} 1');
+      expect(await refusal(p.run([gpu]))).toMatchObject({ code: 'ERR_SESSION_NONCE_USED' });
+    });
+
+    it('refuses two separately signed reports of one GPU (other bytes, one attestation key)', async () => {
+      const p = await present();
+      const a = await gpuEvidence(p.gpuNonce, 3);
+      const b = await gpuEvidence(p.gpuNonce, 3); // ECDSA signs afresh: other bytes, the same GPU
+      expect(Buffer.from(a.evidence).equals(Buffer.from(b.evidence))).toBe(false);
+      expect(await refusal(p.run([a, b]))).toMatchObject({ code: 'ERR_EVIDENCE_DEVICE_REPEATED', detail: { submod: 'gpu1', sameAs: 'gpu0' } });
+    });
+
+    it(`refuses ${MAX_DEVICES} copies of one GPU at the first repeat (gpu1), verifying no device after it`, async () => {
+      const { count, verifier } = countingVerifier();
+      svc = await service({ verifier });
+      const p = await present();
+      const gpu = await gpuEvidence(p.gpuNonce);
+      expect(await refusal(p.run(Array.from({ length: MAX_DEVICES }, () => gpu)))).toMatchObject({ code: 'ERR_EVIDENCE_DEVICE_REPEATED', detail: { submod: 'gpu1' } });
+      expect(count.devices).toBe(2);
+    });
+
+    it('names the later device when the repeat is not adjacent (gpu0, gpu1, gpu0 again: gpu2 repeats gpu0)', async () => {
+      const p = await present();
+      const [g0, g1, g0again] = await Promise.all([gpuEvidence(p.gpuNonce, 0), gpuEvidence(p.gpuNonce, 1), gpuEvidence(p.gpuNonce, 0)]);
+      expect(await refusal(p.run([g0, g1, g0again]))).toMatchObject({ code: 'ERR_EVIDENCE_DEVICE_REPEATED', detail: { submod: 'gpu2', sameAs: 'gpu0' } });
+    });
+
+    it('refuses device claims that carry no attestation key identity (ERR_EVIDENCE_BINDING): devices that cannot be told apart are not counted', async () => {
+      const anonymous: EvidenceVerification = {
+        detect: (e) => defaultRegistry.detect(e),
+        async verify(input): Promise<VerificationResult> {
+          const r = await defaultRegistry.verify(input);
+          if (input.platform === 'nvidia' && r.claims) {
+            const { attestationKeySha256: _dropped, ...rest } = r.claims.platformClaims;
+            r.claims = { ...r.claims, platformClaims: rest };
+          }
+          return r;
+        },
+      };
+      svc = await service({ verifier: anonymous });
+      const p = await present();
+      expect(await refusal(p.run([await gpuEvidence(p.gpuNonce)]))).toMatchObject({ code: 'ERR_EVIDENCE_BINDING', detail: { submod: 'gpu0' } });
+    });
+  });
+
+  describe('work before a refusal', () => {
+    it('verifies no device for CPU evidence the policy refuses (default-deny: ERR_EVIDENCE_SIMULATED on cpu0)', async () => {
+      const { count, verifier } = countingVerifier();
+      svc = await service({ verifier, policies: await AppraisalPolicies.load({}) });
+      const p = await present();
+      const gpus = await Promise.all(Array.from({ length: MAX_DEVICES }, (_, i) => gpuEvidence(p.gpuNonce, i)));
+      expect(await refusal(p.run(gpus))).toMatchObject({ code: 'ERR_EVIDENCE_SIMULATED', detail: { submod: 'cpu0' } });
+      expect(count.devices).toBe(0);
+      expect(eventOf(p.c.session)).toMatchObject({ verdict: 'deny', reason: 'ERR_EVIDENCE_SIMULATED', detail: { devices: MAX_DEVICES, submod: 'cpu0', status: 'contraindicated' } });
+    });
+
+    it('verifies no device for a CPU measurement the policy does not list (ERR_EVIDENCE_MEASUREMENT on cpu0), and the code is that of the CPU alone', async () => {
+      const { count, verifier } = countingVerifier();
+      svc = await service({ verifier });
+      const p = await present('othercpu');
+      expect(await refusal(p.run([await gpuEvidence(p.gpuNonce)]))).toMatchObject({ code: 'ERR_EVIDENCE_MEASUREMENT', detail: { submod: 'cpu0', appraisal: 'contraindicated' } });
+      expect(count.devices).toBe(0);
+      // Without devices: the same refusal.
+      const q = await present('othercpu');
+      expect(await refusal(q.run())).toMatchObject({ code: 'ERR_EVIDENCE_MEASUREMENT', detail: { submod: 'cpu0' } });
+    });
+
+    it('verifies the devices one at a time, in request order', async () => {
+      const { count, verifier } = countingVerifier();
+      svc = await service({ verifier });
+      const p = await present();
+      const gpus = await Promise.all(Array.from({ length: MAX_DEVICES }, (_, i) => gpuEvidence(p.gpuNonce, i)));
+      expect(await p.run(gpus)).toMatchObject({ status: 'affirming' });
+      expect(count).toMatchObject({ devices: MAX_DEVICES, maxInFlight: 1 });
+    });
+
+    for (const bad of [0, 3, MAX_DEVICES - 1]) {
+      it(`stops at the first failing device (gpu${bad} of ${MAX_DEVICES}: ${bad + 1} verified)`, async () => {
+        const { count, verifier } = countingVerifier();
+        svc = await service({ verifier });
+        const p = await present();
+        const gpus = await Promise.all(Array.from({ length: MAX_DEVICES }, (_, i) => gpuEvidence(p.gpuNonce, i)));
+        gpus[bad] = { platform: 'nvidia', evidence: flipSignatureByte(gpus[bad]!.evidence) };
+        // A later device failing too does not change which one is named.
+        if (bad + 1 < MAX_DEVICES) gpus[bad + 1] = { platform: 'nvidia', evidence: (await reissuedNvidiaEvidence(new Uint8Array(32), undefined, bad + 1)).evidence };
+        expect(await refusal(p.run(gpus))).toMatchObject({ code: 'ERR_EVIDENCE_SIGNATURE', detail: { submod: `gpu${bad}`, step: 'signature' } });
+        expect(count.devices).toBe(bad + 1);
+      });
+    }
   });
 });

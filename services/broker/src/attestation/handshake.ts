@@ -285,15 +285,24 @@ export class AttestationService {
       const expected = await runtimeDigest(platform, runtime.text);
       const result = await this.verify(request, platform, platform === 'nitro' ? nonce : expected, now);
       checkBinding(platform, result.claims!, expected, runtime, nonce);
-      const deviceResults = devices ? await this.verifyDevices(devices, runtime.text, now) : undefined;
       const policy = await this.policies.resolve(session.tenant);
-      // Without devices the single-device call of before (the EAR names it cpu0 all the same).
-      const appraisal = deviceResults ? appraise(policy, { cpu0: result, ...deviceResults }, { now: new Date(now) }) : appraise(policy, result, { now: new Date(now) });
-      facts.status = appraisal.status;
       facts.policy = `${policy.document.id}:${policy.document.version}`;
       facts.policyDigest = `sha256:${policy.digest}`;
       facts.measurement = primaryMeasurement(result.claims!);
-      if (appraisal.status !== 'affirming' && appraisal.status !== 'warning') throw appraisalDenial(appraisal);
+      // The TEE alone first (the EAR names it cpu0): each submodule is appraised on its own and
+      // the composite is the worst of them, so a TEE the policy refuses is refused with devices
+      // too, and none of the devices' evidence is verified for it.
+      let appraisal = appraise(policy, result, { now: new Date(now) });
+      if (!acceptable(appraisal)) {
+        facts.status = appraisal.status;
+        throw appraisalDenial(appraisal);
+      }
+      if (devices) {
+        const deviceResults = await this.verifyDevices(devices, runtime.text, now);
+        appraisal = appraise(policy, { cpu0: result, ...deviceResults }, { now: new Date(now) });
+      }
+      facts.status = appraisal.status;
+      if (!acceptable(appraisal)) throw appraisalDenial(appraisal);
       const ttl = Math.min(this.earTtlSeconds, Math.floor((session.expiresAt - now) / 1000));
       if (ttl < 1) throw new CustodyError('ERR_SESSION_EXPIRED');
       // Sign with the key file's current key: a rotation is seen within a second here.
@@ -504,14 +513,20 @@ export class AttestationService {
   }
 
   /**
-   * Verifies every device's evidence with the digest of the runtime data as its nonce (an
-   * NVIDIA GPU's SPDM request nonce) and the device trust anchors (never the TEE's `roots`),
-   * and checks that binding again on its claims. Devices are named gpu0, gpu1, ... in request
-   * order; the first (by that order) that fails denies the attestation, naming its submodule.
+   * Verifies the devices' evidence one at a time, in request order (gpu0, gpu1, ...), with the
+   * digest of the runtime data as its nonce (an NVIDIA GPU's SPDM request nonce) and the device
+   * trust anchors (never the TEE's `roots`), and checks that binding again on its claims. A
+   * device whose identity (its attestation key) is that of an earlier one is the same device
+   * counted twice: ERR_EVIDENCE_DEVICE_REPEATED. The first device that fails denies the
+   * attestation, naming its submodule, and the devices after it are not looked at.
    */
   private async verifyDevices(devices: readonly DeviceEvidenceInput[], runtimeText: string, now: number): Promise<Record<string, VerificationResult>> {
-    const settled = await Promise.allSettled(
-      devices.map(async (device) => {
+    const out: Record<string, VerificationResult> = {};
+    /** Device identity -> the submodule that presented it first. */
+    const seen = new Map<string, string>();
+    for (const [i, device] of devices.entries()) {
+      const submod = deviceSubmod(device.platform, i);
+      try {
         const digest = await runtimeDigest(device.platform, runtimeText);
         const result = await this.runVerifier({
           evidence: device.evidence,
@@ -522,18 +537,16 @@ export class AttestationService {
           ...(this.deviceRoots ? { roots: this.deviceRoots } : {}),
         });
         checkDeviceBinding(device.platform, result, digest);
-        return result;
-      }),
-    );
-    const out: Record<string, VerificationResult> = {};
-    settled.forEach((s, i) => {
-      const submod = deviceSubmod(devices[i]!.platform, i);
-      if (s.status === 'rejected') {
-        const err = toCustodyError(s.reason);
+        const identity = deviceIdentity(device.platform, result);
+        const first = seen.get(identity);
+        if (first !== undefined) throw new CustodyError('ERR_EVIDENCE_DEVICE_REPEATED', `the same device as ${first} (one attestation key)`, { detail: { sameAs: first } });
+        seen.set(identity, submod);
+        out[submod] = result;
+      } catch (e) {
+        const err = toCustodyError(e);
         throw new CustodyError(err.code, `${submod}: ${err.message}`, { cause: err, detail: { ...err.detail, submod } });
       }
-      out[submod] = s.value;
-    });
+    }
     return out;
   }
 
@@ -647,6 +660,22 @@ function checkDeviceBinding(platform: DevicePlatform, result: VerificationResult
   if (claims.reportData.toLowerCase() !== hex || claims.nonce?.toLowerCase() !== hex) {
     throw new CustodyError('ERR_EVIDENCE_BINDING', 'the device request nonce is not the SHA-256 digest of the runtime data');
   }
+}
+
+/**
+ * A device's identity: for an NVIDIA GPU the SHA-256 of its attestation key (the verifier's
+ * `platformClaims.attestationKeySha256`); two reports with one key are one GPU, whatever their
+ * bytes. Claims without it cannot be told apart from another device's: refused.
+ */
+function deviceIdentity(platform: DevicePlatform, result: VerificationResult): string {
+  const key = result.claims!.platformClaims.attestationKeySha256;
+  if (typeof key !== 'string' || !/^[0-9a-f]{64}$/i.test(key)) throw new CustodyError('ERR_EVIDENCE_BINDING', `the ${platform} device claims carry no attestation key identity`);
+  return `${platform}:${key.toLowerCase()}`;
+}
+
+/** Whether an appraisal lets an EAR be issued: affirming or warning. */
+function acceptable(appraisal: Appraisal): appraisal is Appraisal & { status: 'affirming' | 'warning' } {
+  return appraisal.status === 'affirming' || appraisal.status === 'warning';
 }
 
 /** The denial for an appraisal that is neither affirming nor warning: its first contraindicating finding. */
