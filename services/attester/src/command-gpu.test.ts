@@ -22,6 +22,7 @@ switch (mode) {
   case 'fail': process.stdout.write(readFileSync(dir + '/evidence')); process.exitCode = 3; break;
   case 'other': process.stdout.write('SECRET-MARKER this is not GPU evidence\\n'); break;
   case 'empty': break;
+  case 'env': writeFileSync(dir + '/env.json', JSON.stringify(process.env)); process.stdout.write(readFileSync(dir + '/evidence')); break;
   case 'slow':
     appendFileSync(dir + '/order', 'start\\n');
     setTimeout(() => { appendFileSync(dir + '/order', 'end\\n'); process.stdout.write(readFileSync(dir + '/evidence')); }, 100);
@@ -111,6 +112,27 @@ describe('CommandGpuAttester (operator-supplied GPU evidence program)', () => {
       expect(e.code).toBe('ERR_ATTESTER_FAILED');
       expect(e.message).not.toContain('SECRET-MARKER');
       expect(JSON.stringify(e.detail)).not.toContain('SECRET-MARKER');
+    }
+  });
+
+  it("runs the program without Custody's variables (CUSTODY_*: the broker API key, a ledger writer key), with the rest of the environment", async () => {
+    const set = { CUSTODY_BROKER_API_KEY: 'cst_secret_api_key_marker', CUSTODY_LEDGER_KEY: 'ledger_writer_key_marker', GPU_PROGRAM_SETTING: 'kept', NOT_CUSTODY_X: 'kept too' };
+    const previous = Object.fromEntries(Object.keys(set).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, set);
+    try {
+      const out = await attester('env').collect(NONCE);
+      expect(out.length).toBe(evidence.length);
+      const seen = JSON.parse(readFileSync(join(dir, 'env.json'), 'utf8')) as Record<string, string>;
+      expect(Object.keys(seen).filter((k) => k.startsWith('CUSTODY_'))).toEqual([]);
+      expect(JSON.stringify(seen)).not.toContain('_marker');
+      expect(seen).toMatchObject({ GPU_PROGRAM_SETTING: 'kept', NOT_CUSTODY_X: 'kept too', PATH: process.env.PATH });
+      // The gateway's own environment is left as it was.
+      expect(process.env.CUSTODY_BROKER_API_KEY).toBe(set.CUSTODY_BROKER_API_KEY);
+    } finally {
+      for (const [k, v] of Object.entries(previous)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
     }
   });
 

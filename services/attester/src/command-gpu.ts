@@ -43,6 +43,18 @@ export interface CommandGpuAttesterOptions {
  * NVIDIA's attestation SDK tools can serve as that program, behind a wrapper that prints this
  * format for the nonce given on its command line. A program per GPU: give it the GPU's index.
  *
+ * What the nonce proves: the report was made, freshly, for this gateway's runtime data (the
+ * nonce is its SHA-256). It does not by itself prove that the GPU is attached to this CVM: a
+ * program that passed the nonce on to a GPU elsewhere would get an equally valid report. That
+ * rests on the attested gateway image collecting the report itself from its own GPU: this
+ * program must be part of the measured image (e.g. on its dm-verity root file system), not an
+ * unmeasured path, and in confidential-computing mode the driver talks to the GPU over the
+ * GPU's SPDM session with this CVM.
+ *
+ * The program runs with the gateway's environment minus every CUSTODY_* variable (the broker
+ * API key, a ledger writer key...): Custody's secrets never reach it. A variable it needs
+ * besides can be set in its argv (`/usr/bin/env NAME=value program ...`).
+ *
  * Bounds and failure: no shell; output over `maxOutputBytes`, no exit within `timeoutMs` (the
  * program and its process group are killed), a non-zero exit or output that is not NVIDIA GPU
  * evidence is ERR_ATTESTER_FAILED; a program that cannot be started is ERR_ATTESTER_UNAVAILABLE.
@@ -116,7 +128,7 @@ export class CommandGpuAttester implements DeviceAttester {
       }, this.timeoutMs);
       try {
         // Its own process group, so that a timeout also stops what the program started.
-        child = spawn(args[0]!, args.slice(1), { stdio: ['ignore', 'pipe', 'ignore'], shell: false, detached: true, windowsHide: true });
+        child = spawn(args[0]!, args.slice(1), { env: gpuProgramEnv(), stdio: ['ignore', 'pipe', 'ignore'], shell: false, detached: true, windowsHide: true });
       } catch (e) {
         finish(new CustodyError('ERR_ATTESTER_UNAVAILABLE', 'the GPU evidence program could not be started', { cause: e, detail: { program } }));
         return;
@@ -147,6 +159,18 @@ export class CommandGpuAttester implements DeviceAttester {
       });
     });
   }
+}
+
+/**
+ * The program's environment: the gateway's, without Custody's own variables (CUSTODY_*: the
+ * broker API key, a ledger writer key, ...), as for the TPM tools of the broker's master key.
+ * The program needs PATH, library paths and the like, never Custody's secrets; one that needs a
+ * variable of its own can be given it in its argv (`/usr/bin/env NAME=value program ...`).
+ */
+function gpuProgramEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) if (!k.startsWith('CUSTODY_')) out[k] = v;
+  return out;
 }
 
 function killGroup(child: ChildProcess | undefined): void {

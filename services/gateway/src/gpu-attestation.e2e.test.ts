@@ -12,6 +12,7 @@ import { generateEarSigningKey, loadPolicy, verifyEar } from '@custody/policy';
 import { createConfidentialFetch, MAX_BUNDLE_DEVICE_EVIDENCE, parseRuntimeData, runtimeDigest, verifyReceiptOffline, type AttestationBundle, type ConfidentialFetchOptions, type Receipt } from '@custody/sdk';
 import type { BrokerClient } from './attestation/broker-client.js';
 import { LocalAppraisalBroker } from './attestation/local-broker.js';
+import { InMemoryLedgerSink } from './ledger/ledger-sink.js';
 import { compositePolicyYaml, fixtureGpuMeasurements, fixtureGpuRootSha256, startTestGateway, TEST_MEASUREMENT, type TestGateway } from './testing/index.js';
 
 const chat = JSON.stringify({ model: 'fake-model', messages: [{ role: 'user', content: 'TOP-SECRET prompt for the GPU' }] });
@@ -90,7 +91,9 @@ describe('a gateway with a GPU: CPU and GPU evidence over the same runtime data,
     await cfetch.receiptOf(res);
     expect(receipts).toHaveLength(1);
     expect(receipts[0]!.gateway.earId).toBe(gw.gateway.attestation.snapshot!.earId);
-    expect(receipts[0]!.gateway.attestationDigest).toBe('sha256:' + toHex(await sha256(utf8(gw.gateway.attestation.snapshot!.bundle.ear!))));
+    // With GPUs the receipt names the EAR and the CPU and GPU evidence together.
+    const b = gw.gateway.attestation.snapshot!.bundle;
+    expect(receipts[0]!.gateway.attestationDigest).toBe('sha256:' + toHex(await sha256(utf8(canonicalize({ devices: b.devices, evidence: b.evidence, ear: b.ear })))));
     const doc = cfetch.lastVerification!;
     expect(doc.ok).toBe(true);
     expect(doc.devices?.map((d) => d.name)).toEqual(['gpu0']);
@@ -275,6 +278,129 @@ describe('fail closed', () => {
     const v = await verifyEar(ok.ear, { jwks: await local.jwks(), now: new Date() });
     expect(v.status).toBe('affirming');
     expect(Object.keys(v.ear.submods).sort()).toEqual(['cpu0', 'gpu0']);
+  });
+});
+
+describe('one GPU is counted once (its attestation key is its identity)', () => {
+  /** The GPU identity the NVIDIA verifier reports for evidence of `gpu` (any nonce). */
+  async function identityOf(gpu: DeviceAttester): Promise<string> {
+    const nonce = new Uint8Array(32).fill(0x42);
+    const r = await nvidiaVerifier.verify({ evidence: await gpu.collect(nonce), roots: [root], now: new Date(), nonce });
+    expect(r.ok).toBe(true);
+    return r.claims!.platformClaims.attestationKeySha256 as string;
+  }
+
+  it('two FixtureGpuAttester instances are two GPUs (every multi-GPU test here means distinct GPUs); one instance asked twice is one', async () => {
+    const [a, b] = [new FixtureGpuAttester(), new FixtureGpuAttester()];
+    const ka = await identityOf(a);
+    expect(ka).toMatch(/^[0-9a-f]{64}$/);
+    expect(await identityOf(b)).not.toBe(ka);
+    expect(await identityOf(a)).toBe(ka);
+  });
+
+  it('the same GPU configured twice: the gateway does not attest, publishes nothing, the broker is not asked, and a client requiring two GPUs sends nothing', async () => {
+    const gpu = new FixtureGpuAttester();
+    const gw = await gpuGateway([gpu, gpu]);
+    try {
+      expect(gpu.nonces.length).toBeGreaterThan(0);
+      expect(gw.gateway.attestation.state).toBe('revoked');
+      expect(gw.gateway.attestation.snapshot).toBeUndefined();
+      expect((await fetch(`${gw.url}/.well-known/custody/attestation`)).status).toBe(503);
+      expect(gw.ledger.events.filter((e) => e.type === 'attestation.appraised')).toHaveLength(0);
+      expect(gw.logs.some((l) => l.includes('"code":"ERR_EVIDENCE_DEVICE_REPEATED"'))).toBe(true);
+      await expect(gw.gateway.attestation.reattest()).rejects.toMatchObject({ code: 'ERR_EVIDENCE_DEVICE_REPEATED', detail: { device: 'gpu1', same: 'gpu0' } });
+      const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true, minGpus: 2, gpuRoots: [root] });
+      const e = await refusal(cfetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.apiKey}` }, body: chat }));
+      expect(e.code).toBe('ERR_GATEWAY_ATTESTATION_REVOKED');
+      expect(gw.upstream!.received).toHaveLength(0);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('the repeated GPU is named as the later one, also without a broker: [a, b, a] fails on gpu2', async () => {
+    const [a, b] = [new FixtureGpuAttester(), new FixtureGpuAttester()];
+    const gw = await gpuGateway([a, b, a], { broker: false });
+    try {
+      expect(gw.gateway.attestation.snapshot).toBeUndefined();
+      await expect(gw.gateway.attestation.reattest()).rejects.toMatchObject({ code: 'ERR_EVIDENCE_DEVICE_REPEATED', detail: { device: 'gpu2', same: 'gpu0' } });
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('two GPUs: published as gpu0 and gpu1, both affirmed in the EAR, and a client requiring two GPUs is served', async () => {
+    const gw = await gpuGateway([new FixtureGpuAttester(), new FixtureGpuAttester()]);
+    try {
+      expect(gw.gateway.attestation.state).toBe('attested');
+      const b = await bundleOf(gw);
+      expect(b.devices).toHaveLength(2);
+      const v = await verifyEar(b.ear!, { jwks: gw.jwks!, now: new Date() });
+      expect(Object.keys(v.ear.submods).sort()).toEqual(['cpu0', 'gpu0', 'gpu1']);
+      const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true, minGpus: 2, gpuRoots: [root] });
+      const res = await cfetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.apiKey}` }, body: chat });
+      expect(res.status).toBe(200);
+      expect(cfetch.lastVerification!.devices?.map((d) => d.name)).toEqual(['gpu0', 'gpu1']);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('a GPU that starts answering as another configured GPU: the round is refused and the gateway stops serving until a round counts two GPUs again', async () => {
+    const [a, b] = [new FixtureGpuAttester(), new FixtureGpuAttester()];
+    let second: DeviceAttester = b;
+    const switching: DeviceAttester = { platform: 'nvidia', collect: (n) => second.collect(n) };
+    const gw = await gpuGateway([a, switching]);
+    try {
+      const before = await bundleOf(gw);
+      expect(before.devices).toHaveLength(2);
+      second = a;
+      await expect(gw.gateway.attestation.reattest()).rejects.toMatchObject({ code: 'ERR_EVIDENCE_DEVICE_REPEATED', detail: { device: 'gpu1' } });
+      // A refusal (as a GPU answering for another nonce is): confidential routes close at once.
+      expect(gw.gateway.attestation.state).toBe('revoked');
+      expect((await fetch(`${gw.url}/.well-known/custody/attestation`)).status).toBe(503);
+      await expect(gw.gateway.attestation.challenge(new Uint8Array(16).fill(3))).rejects.toMatchObject({ code: 'ERR_GATEWAY_ATTESTATION_REVOKED', detail: { reason: 'ERR_EVIDENCE_DEVICE_REPEATED' } });
+      // Only one round was appraised: the repeated GPU never reached the broker.
+      expect(gw.ledger.events.filter((e) => e.type === 'attestation.appraised')).toHaveLength(1);
+      second = b;
+      await gw.gateway.attestation.reattest();
+      expect(gw.gateway.attestation.state).toBe('attested');
+      expect((await bundleOf(gw)).devices).toHaveLength(2);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('the development broker denies one GPU presented twice (audited, naming the later submodule) and affirms two GPUs', async () => {
+    const ledger = await InMemoryLedgerSink.create();
+    const local = new LocalAppraisalBroker({ policy: await loadPolicy(policyYaml), signingKey: await generateEarSigningKey({ alg: 'EdDSA' }), deviceRoots: [root], ledger });
+    const [a, b] = [new FixtureGpuAttester(), new FixtureGpuAttester()];
+    const sim = new SimAttester({ measurements: { measurement: TEST_MEASUREMENT } });
+    const present = async (gpus: DeviceAttester[]) => {
+      const ch = await local.challenge();
+      const runtimeData = canonicalize({ nonce: toBase64Url(ch.nonce), 'tee-pubkey': { crv: 'X25519', kty: 'OKP', x: toBase64Url(new Uint8Array(32).fill(9)) } });
+      const evidence = await sim.collect(await runtimeDigest('sim', runtimeData));
+      const gpuNonce = await runtimeDigest('nvidia', runtimeData);
+      const devices = [];
+      for (const g of gpus) devices.push({ platform: 'nvidia' as const, evidence: await g.collect(gpuNonce) });
+      return local.attest({ session: ch.session, evidence, runtimeData, platform: 'sim', devices });
+    };
+    for (const [gpus, submod] of [
+      [[a, a], 'gpu1'],
+      [[a, b, b], 'gpu2'],
+      [[b, a, a, b], 'gpu2'],
+    ] as const) {
+      const e = await refusal(present([...gpus]));
+      expect(e.code).toBe('ERR_EVIDENCE_DEVICE_REPEATED');
+      expect(e.detail).toMatchObject({ status: 'contraindicated', submod });
+      const audited = ledger.events.at(-1) as unknown as { type: string; verdict: string; reasons: string[] };
+      expect(audited).toMatchObject({ type: 'attestation.appraised', verdict: 'contraindicated' });
+      expect(audited.reasons).toEqual(['ERR_EVIDENCE_DEVICE_REPEATED']);
+    }
+    const ok = await present([a, b]);
+    const v = await verifyEar(ok.ear, { jwks: await local.jwks(), now: new Date() });
+    expect(v.status).toBe('affirming');
+    expect(Object.keys(v.ear.submods).sort()).toEqual(['cpu0', 'gpu0', 'gpu1']);
   });
 });
 

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,7 @@ import { FixtureGpuAttester } from '@custody/attester-service/testing';
 import { DEV_SIM_MEASUREMENT } from '@custody/gateway-service';
 import { compositePolicyYaml, fixtureGpuMeasurements } from '../../../../services/gateway/src/testing/index.js';
 import { tempDir } from '../../../../services/ledger/src/testing/tmp.js';
+import { takeBrokerKey } from './gateway.js';
 
 // Runs `custody gateway serve` and `custody relay serve` through this module's `register`, in
 // child processes, and talks to them with the SDK and the openai client.
@@ -191,4 +192,56 @@ describe('custody gateway serve / custody relay serve', () => {
       t.cleanup();
     }
   }, 90_000);
+});
+
+describe('the broker API key stays with the gateway', () => {
+  it('takeBrokerKey reads the variable once and removes it from the environment', () => {
+    process.env.GW_UNIT_BROKER_KEY = 'cst_unit_key';
+    expect(takeBrokerKey('GW_UNIT_BROKER_KEY')).toBe('cst_unit_key');
+    expect('GW_UNIT_BROKER_KEY' in process.env).toBe(false);
+    expect(takeBrokerKey('GW_UNIT_BROKER_KEY')).toBeUndefined();
+    process.env.GW_UNIT_BROKER_KEY = '';
+    expect(takeBrokerKey('GW_UNIT_BROKER_KEY')).toBeUndefined();
+    expect('GW_UNIT_BROKER_KEY' in process.env).toBe(false);
+  });
+
+  it('--broker: the key is sent to the broker, and the GPU evidence program inherits neither it (whatever --broker-key-env names) nor any CUSTODY_* variable', async () => {
+    const key = 'cst_broker_key_for_the_gateway_only';
+    const seenAuth: string[] = [];
+    // A broker that hands out a challenge (the GPU program then runs for its nonce) and is unavailable after.
+    const broker = createServer((req, res) => {
+      seenAuth.push(req.headers.authorization ?? '');
+      req.resume();
+      if (req.method === 'POST' && req.url === '/v1/attest/challenge') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ session: 's1', nonce: Buffer.alloc(32, 7).toString('base64url'), expiresAt: new Date(Date.now() + 60_000).toISOString() }));
+      } else res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'ERR_STORE_UNAVAILABLE' }));
+    });
+    await new Promise<void>((r) => broker.listen(0, '127.0.0.1', r));
+    const t = tempDir();
+    try {
+      const envFile = join(t.dir, 'env.json');
+      const program = join(t.dir, 'gpu-env.mjs');
+      writeFileSync(program, "import { readFileSync, writeFileSync } from 'node:fs'; writeFileSync(process.argv[2], JSON.stringify(process.env));\n");
+      const brokerUrl = `http://127.0.0.1:${(broker.address() as { port: number }).port}`;
+      const child = spawn(process.execPath, [...nodeArgs, 'gateway', 'serve', '--port', '0', '--json', '--broker', brokerUrl, '--broker-key-env', 'GW_TEST_BROKER_KEY', '--gpu-evidence-cmd', `${process.execPath} ${program} ${envFile} {nonce}`], {
+        cwd: cliDir,
+        env: { ...process.env, NO_COLOR: '1', GW_TEST_BROKER_KEY: key, CUSTODY_OTHER_SECRET: 'custody_secret_marker' },
+      });
+      children.push(child);
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      // The program prints no evidence: the gateway does not attest and stops.
+      expect(await exitOf(child)).toBe(1);
+      expect(out).toContain('ERR_GATEWAY_NOT_ATTESTED');
+      expect(seenAuth).toContain(`Bearer ${key}`);
+      const seen = JSON.parse(readFileSync(envFile, 'utf8')) as Record<string, string>;
+      expect(Object.keys(seen).filter((k) => k.startsWith('CUSTODY_') || k === 'GW_TEST_BROKER_KEY')).toEqual([]);
+      expect(JSON.stringify(seen)).not.toContain(key);
+      expect(JSON.stringify(seen)).not.toContain('custody_secret_marker');
+      expect(seen.NO_COLOR).toBe('1');
+    } finally {
+      broker.close();
+      t.cleanup();
+    }
+  }, 60_000);
 });

@@ -44,6 +44,16 @@ function port(s: string): number {
   return n;
 }
 
+/**
+ * The workload API key for --broker, read once and removed from the environment (as the ledger
+ * writer key is): nothing started later (a GPU evidence program, a TPM tool) inherits it.
+ */
+export function takeBrokerKey(name: string): string | undefined {
+  const value = process.env[name];
+  delete process.env[name];
+  return value === undefined || value === '' ? undefined : value;
+}
+
 function untilSignal(close: () => Promise<void>): Promise<void> {
   return new Promise((resolve) => {
     const stop = () => {
@@ -112,7 +122,7 @@ export const register: Register = (program: Command) => {
         const writerKey = opts.ledger !== undefined ? takeWriterKey(opts.ledgerKeyEnv) : undefined;
         let broker: LaunchGatewayConfig['broker'];
         if (opts.broker) {
-          const key = process.env[opts.brokerKeyEnv];
+          const key = takeBrokerKey(opts.brokerKeyEnv);
           if (!key) throw new CustodyError('ERR_USAGE', `--broker needs a workload API key in $${opts.brokerKeyEnv}`);
           broker = { url: opts.broker, apiKey: key, tenant: opts.brokerTenant };
         }

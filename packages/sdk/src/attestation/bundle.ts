@@ -127,15 +127,16 @@ export function bundleEvidence(bundle: AttestationBundle): Bytes {
 
 /**
  * What a receipt names as the attestation it was answered under (`gateway.attestationDigest`).
- * With an EAR: the EAR's digest (the broker appraised the CPU and every GPU in it, submodules
- * cpu0, gpu0, ...). Without one the client appraises the raw evidence, so the digest covers all
- * of it: with GPUs, the RFC 8785 JSON of the bundle's `devices` and `evidence` exactly as
- * published (base64url text, so it is recomputed from the bundle without re-encoding); a digest
- * of the CPU evidence alone would let the GPU evidence beside it be swapped for other evidence
- * bound to the same runtime data. Without GPUs, the CPU evidence's digest.
+ * Without GPUs: the EAR's digest, or without a broker the CPU evidence's. With GPUs: SHA-256 of
+ * the RFC 8785 JSON of the bundle's `devices`, `evidence` and, when there is one, `ear`, exactly
+ * as published (base64url and JWT text, so it is recomputed from the bundle without re-encoding).
+ * The GPU evidence must be covered even with an EAR: an auditor who appraises the raw evidence
+ * with a policy, without the broker's JWKS, cannot rely on the EAR, and anyone with a GPU can make
+ * evidence for the published runtime data, so evidence the receipt does not name could be swapped
+ * in beside the same EAR.
  */
 export async function bundleAttestationDigest(bundle: Pick<AttestationBundle, 'ear' | 'evidence' | 'devices'>): Promise<string> {
+  if (bundle.devices) return 'sha256:' + toHex(await sha256(utf8(canonicalize({ devices: bundle.devices, evidence: bundle.evidence, ...(bundle.ear !== undefined ? { ear: bundle.ear } : {}) }))));
   if (bundle.ear !== undefined) return 'sha256:' + toHex(await sha256(utf8(bundle.ear)));
-  if (bundle.devices) return 'sha256:' + toHex(await sha256(utf8(canonicalize({ devices: bundle.devices, evidence: bundle.evidence }))));
   return 'sha256:' + toHex(await sha256(fromBase64Url(bundle.evidence)));
 }

@@ -10,18 +10,20 @@
 // not the vitest files.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { NVIDIA_DEVICE_ROOT_PEM, createSimEvidence, nvidiaVerifier, simVerifier, type NormalizedClaims } from '@custody/attest';
-import { canonicalBytes, fromBase64Url, fromHex, sha256, subtle, toBase64Url, toHex, utf8, type Bytes } from '@custody/core';
+import { KEY_USAGE, canonicalBytes, fromBase64Url, fromHex, sha256, subtle, toBase64Url, toHex, utf8, type Bytes } from '@custody/core';
 import { appraise, buildEar, generateEarSigningKey, loadPolicy, publishJwks, signEar, type CompiledPolicy, type DeviceInput, type Ear } from '@custody/policy';
 import { buildTlogProof, encodeEvent, formatTlogProof, parseTlogPolicy } from '@custody/ledger';
 import type { JSONWebKeySet } from 'jose';
+import { createNvidiaEvidence } from '../../../attest/src/nvidia/evidence.js';
 import { REAL_NVIDIA_REPORT, reissuedNvidiaEvidence } from '../../../attest/src/nvidia/testing/reissue.js';
+import { createKeyCertificate } from '../../../core/src/testing/certificates.js';
 import { testLogKey } from '../../../ledger/src/testing/keys.js';
 import { MemoryTiledLog } from '../../../ledger/src/testing/memory-log.js';
 import { createConfidentialFetch } from '../confidential-fetch.js';
 import { createOhttpServerKey, encodeKeyConfigs, type KeyConfig } from '../ohttp/key-config.js';
 import { verifyReceiptOffline } from '../receipt/offline.js';
 import { receiptIdOf, signReceipt, RECEIPT_FORMAT, type ReceiptBody } from '../receipt/receipt.js';
-import { parseAttestationBundle, type AttestationBundle } from './bundle.js';
+import { bundleAttestationDigest, parseAttestationBundle, type AttestationBundle } from './bundle.js';
 import { discoverGateway } from './discovery.js';
 import { buildRuntimeData, runtimeDigest } from './runtime-data.js';
 import { renderVerificationText, verifierSet, verifyGatewayBundle, type EvidenceVerifierSet, type VerificationDocument, type VerifyBundleOptions } from './verify.js';
@@ -57,9 +59,9 @@ function simEvidence(rd: string): Promise<Bytes> {
   return runtimeDigest('sim', rd).then((reportData) => createSimEvidence({ measurements: { measurement: MEASUREMENT }, reportData, issuedAt: NOW }));
 }
 
-/** GPU evidence whose request nonce is SHA-256 of this runtime data (optionally of a tampered report). */
-async function gpuEvidence(rd: string, report?: Uint8Array): Promise<Uint8Array> {
-  return (await reissuedNvidiaEvidence(await runtimeDigest('nvidia', rd), report)).evidence;
+/** GPU evidence whose request nonce is SHA-256 of this runtime data, by test GPU `gpu` (optionally of a tampered report). */
+async function gpuEvidence(rd: string, report?: Uint8Array, gpu = 0): Promise<Uint8Array> {
+  return (await reissuedNvidiaEvidence(await runtimeDigest('nvidia', rd), report, gpu)).evidence;
 }
 
 async function gpuEvidenceForNonce(nonce: Uint8Array): Promise<Uint8Array> {
@@ -132,7 +134,8 @@ function annotated(ear: Ear, name: string): Record<string, unknown> {
 }
 
 const rawOptions = (extra: Partial<VerifyBundleOptions> = {}): VerifyBundleOptions => ({ policy, nonce: NONCE, allowSimulated: true, gpuRoots: roots, now: NOW, ...extra });
-const earOptions = (extra: Partial<VerifyBundleOptions> = {}): VerifyBundleOptions => ({ jwks, allowSimulated: true, now: NOW, ...extra });
+// Published GPU evidence is verified in EAR mode too: the test GPUs chain to the test root.
+const earOptions = (extra: Partial<VerifyBundleOptions> = {}): VerifyBundleOptions => ({ jwks, allowSimulated: true, gpuRoots: roots, now: NOW, ...extra });
 
 function stepOf(doc: VerificationDocument, name: string) {
   return doc.steps.find((s) => s.name === name);
@@ -191,7 +194,25 @@ describe('devices, raw evidence mode (client policy and nonce)', () => {
   const cases: Case[] = [
     { name: '1 GPU bound to the fresh runtime data, minGpus 1: passes', bundle: async () => bundleOf({ runtimeData: freshRd, devices: [await gpuEvidence(freshRd)] }), options: () => rawOptions({ minGpus: 1 }), gpus: 1 },
     { name: '1 GPU, minGpus unset: the GPU is still verified and counted', bundle: async () => bundleOf({ runtimeData: freshRd, devices: [await gpuEvidence(freshRd)] }), options: () => rawOptions(), gpus: 1 },
-    { name: '2 GPUs, minGpus 2: passes', bundle: async () => bundleOf({ runtimeData: freshRd, devices: [await gpuEvidence(freshRd), await gpuEvidence(freshRd)] }), options: () => rawOptions({ minGpus: 2 }), gpus: 2 },
+    { name: '2 GPUs, minGpus 2: passes', bundle: async () => bundleOf({ runtimeData: freshRd, devices: [await gpuEvidence(freshRd), await gpuEvidence(freshRd, undefined, 1)] }), options: () => rawOptions({ minGpus: 2 }), gpus: 2 },
+    {
+      // ECDSA signs afresh: two reports by one GPU differ in bytes, and are one GPU (its attestation key).
+      name: 'one GPU published twice (two reports, one attestation key) is not two GPUs',
+      bundle: async () => bundleOf({ runtimeData: freshRd, devices: [await gpuEvidence(freshRd), await gpuEvidence(freshRd)] }),
+      options: () => rawOptions(),
+      code: 'ERR_EVIDENCE_DEVICE_REPEATED',
+      step: 'devices',
+    },
+    {
+      name: 'the same evidence file twice',
+      bundle: async () => {
+        const ev = await gpuEvidence(freshRd);
+        return bundleOf({ runtimeData: freshRd, devices: [ev, ev] });
+      },
+      options: () => rawOptions({ minGpus: 2 }),
+      code: 'ERR_EVIDENCE_DEVICE_REPEATED',
+      step: 'devices',
+    },
     { name: 'minGpus 2 with 1 GPU', bundle: async () => bundleOf({ runtimeData: freshRd, devices: [await gpuEvidence(freshRd)] }), options: () => rawOptions({ minGpus: 2 }), code: 'ERR_SDK_DEVICE_MISSING', step: 'devices' },
     { name: 'no devices, minGpus 1', bundle: () => bundleOf({ runtimeData: freshRd }), options: () => rawOptions({ minGpus: 1 }), code: 'ERR_SDK_DEVICE_MISSING', step: 'devices' },
     { name: 'GPU evidence for another nonce', bundle: async () => bundleOf({ runtimeData: freshRd, devices: [await gpuEvidenceForNonce(OTHER_NONCE)] }), options: () => rawOptions({ minGpus: 1 }), code: 'ERR_EVIDENCE_NONCE', step: 'devices' },
@@ -278,7 +299,7 @@ describe('devices, raw evidence mode (client policy and nonce)', () => {
   });
 
   it('documents each GPU: its name, a digest of its measurements and the policy verdict, in the text too', async () => {
-    const doc = await runCase({ name: 'two', bundle: async () => bundleOf({ runtimeData: freshRd, devices: [await gpuEvidence(freshRd), await gpuEvidence(freshRd)] }), options: () => rawOptions({ minGpus: 1 }), gpus: 2 });
+    const doc = await runCase({ name: 'two', bundle: async () => bundleOf({ runtimeData: freshRd, devices: [await gpuEvidence(freshRd), await gpuEvidence(freshRd, undefined, 1)] }), options: () => rawOptions({ minGpus: 1 }), gpus: 2 });
     const digest = `sha256:${toHex(await sha256(canonicalBytes(gpuMeasurements)))}`;
     expect(doc.devices).toEqual([
       { name: 'gpu0', platform: 'nvidia', measurementsDigest: digest, status: 'affirming' },
@@ -327,16 +348,45 @@ describe('devices, raw evidence mode (client policy and nonce)', () => {
 describe('devices, EAR mode (broker JWKS)', () => {
   /** An EAR-mode bundle: the runtime data the broker appraised, its EAR, and the GPU evidence. */
   const earBundle = async (gpus: number, published = gpus, mutate?: (ear: Ear) => void) => {
-    const evidence = await Promise.all(Array.from({ length: gpus }, () => gpuEvidence(baseRd)));
+    const evidence = await Promise.all(Array.from({ length: gpus }, (_, i) => gpuEvidence(baseRd, undefined, i)));
     return bundleOf({ runtimeData: baseRd, ear: await earOf(baseRd, evidence, mutate), ...(published > 0 ? { devices: evidence.slice(0, published) } : {}) });
   };
 
   const cases: Case[] = [
     { name: 'EAR with gpu0 affirming, minGpus 1: passes', bundle: () => earBundle(1), options: () => earOptions({ minGpus: 1 }), gpus: 1 },
-    // Decision (see bindEarDevices): a gpuN submodule the bundle publishes no evidence for counts;
-    // the broker verified, bound and appraised it, and is trusted for the CPU the same way.
-    { name: 'EAR gpu0 without published GPU evidence counts as an attested GPU', bundle: () => earBundle(1, 0), options: () => earOptions({ minGpus: 1 }), gpus: 1 },
-    { name: 'EAR gpu0 and gpu1, one published: 2 GPUs', bundle: () => earBundle(2, 1), options: () => earOptions({ minGpus: 2 }), gpus: 2 },
+    // A GPU counts only when the client verified its evidence too (see bindEarDevices): the
+    // gateway publishes every GPU the broker appraised, so an EAR GPU without evidence is refused.
+    { name: 'EAR gpu0 without published GPU evidence', bundle: () => earBundle(1, 0), options: () => earOptions(), code: 'ERR_EAR_CLAIMS', step: 'devices' },
+    { name: 'EAR gpu0 and gpu1, one published', bundle: () => earBundle(2, 1), options: () => earOptions({ minGpus: 1 }), code: 'ERR_EAR_CLAIMS', step: 'devices' },
+    { name: 'EAR gpu0 and gpu1, both published: 2 GPUs', bundle: () => earBundle(2), options: () => earOptions({ minGpus: 2 }), gpus: 2 },
+    {
+      name: 'EAR gpu0 appraised one GPU, the bundle publishes another with the same firmware',
+      bundle: async () => bundleOf({ runtimeData: baseRd, ear: await earOf(baseRd, [await gpuEvidence(baseRd, undefined, 0)]), devices: [await gpuEvidence(baseRd, undefined, 1)] }),
+      options: () => earOptions({ minGpus: 1 }),
+      code: 'ERR_EVIDENCE_BINDING',
+      step: 'devices',
+    },
+    {
+      name: 'EAR mode checks the published evidence itself: evidence for another nonce',
+      bundle: async () => bundleOf({ runtimeData: baseRd, ear: await earOf(baseRd, [await gpuEvidence(baseRd)]), devices: [await gpuEvidenceForNonce(OTHER_NONCE)] }),
+      options: () => earOptions(),
+      code: 'ERR_EVIDENCE_NONCE',
+      step: 'devices',
+    },
+    {
+      name: 'EAR mode checks the published evidence itself: unreadable evidence',
+      bundle: async () => bundleOf({ runtimeData: baseRd, ear: await earOf(baseRd, [await gpuEvidence(baseRd)]), devices: [utf8('{"format":"custody-nvidia-gpu/v1","report":"11e0"}')] }),
+      options: () => earOptions(),
+      code: 'ERR_INPUT_TRUNCATED',
+      step: 'devices',
+    },
+    {
+      name: 'EAR mode without gpuRoots: the pinned NVIDIA root refuses the test GPU',
+      bundle: () => earBundle(1),
+      options: () => ({ ...earOptions(), gpuRoots: undefined }),
+      code: 'ERR_CERT_CHAIN',
+      step: 'devices',
+    },
     { name: 'EAR without gpu submodules, no devices, minGpus 1', bundle: () => earBundle(0), options: () => earOptions({ minGpus: 1 }), code: 'ERR_SDK_DEVICE_MISSING', step: 'devices' },
     { name: 'EAR gpu0 only, minGpus 2', bundle: () => earBundle(1), options: () => earOptions({ minGpus: 2 }), code: 'ERR_SDK_DEVICE_MISSING', step: 'devices' },
     {
@@ -355,8 +405,8 @@ describe('devices, EAR mode (broker JWKS)', () => {
       step: 'devices',
     },
     {
-      name: 'EAR gpu1 (not published) with other report data: every GPU the EAR counts must be bound',
-      bundle: async () => bundleOf({ runtimeData: baseRd, ear: await earOf(baseRd, [await gpuEvidence(baseRd), await gpuEvidenceForNonce(OTHER_NONCE)]), devices: [await gpuEvidence(baseRd)] }),
+      name: 'EAR gpu1 with other report data',
+      bundle: async () => bundleOf({ runtimeData: baseRd, ear: await earOf(baseRd, [await gpuEvidence(baseRd), await gpuEvidenceForNonce(OTHER_NONCE)]), devices: [await gpuEvidence(baseRd), await gpuEvidence(baseRd, undefined, 1)] }),
       options: () => earOptions(),
       code: 'ERR_EVIDENCE_BINDING',
       step: 'devices',
@@ -379,7 +429,7 @@ describe('devices, EAR mode (broker JWKS)', () => {
   });
 
   it("documents the broker's verdict on each GPU", async () => {
-    const doc = await runCase({ name: 'ear', bundle: () => earBundle(2, 1, (e) => (e.submods.gpu1!['ear.status'] = 'warning')), options: () => earOptions({ minGpus: 2, acceptWarning: true }), gpus: 2 });
+    const doc = await runCase({ name: 'ear', bundle: () => earBundle(2, 2, (e) => (e.submods.gpu1!['ear.status'] = 'warning')), options: () => earOptions({ minGpus: 2, acceptWarning: true }), gpus: 2 });
     const digest = `sha256:${toHex(await sha256(canonicalBytes(gpuMeasurements)))}`;
     expect(doc.devices).toEqual([
       { name: 'gpu0', platform: 'nvidia', measurementsDigest: digest, status: 'affirming' },
@@ -478,20 +528,20 @@ describe('the GPU options reach verification from every entry point', () => {
 
   it('discoverGateway', async () => {
     const gw = serving(await bundleOf({ runtimeData: baseRd, ear: await earOf(baseRd, [await gpuEvidence(baseRd)]), devices: [await gpuEvidence(baseRd)] }));
-    const ok = await discoverGateway({ gateway: 'https://gw.test', fetch: gw.fetch, jwks, allowSimulated: true, now: () => NOW, minGpus: 1 });
+    const ok = await discoverGateway({ gateway: 'https://gw.test', fetch: gw.fetch, jwks, allowSimulated: true, now: () => NOW, minGpus: 1, gpuRoots: roots });
     expect(ok.verified?.gpus).toBe(1);
-    const short = await discoverGateway({ gateway: 'https://gw.test', fetch: gw.fetch, jwks, allowSimulated: true, now: () => NOW, minGpus: 2 });
+    const short = await discoverGateway({ gateway: 'https://gw.test', fetch: gw.fetch, jwks, allowSimulated: true, now: () => NOW, minGpus: 2, gpuRoots: roots });
     expect(short.document.error).toMatchObject({ code: 'ERR_SDK_DEVICE_MISSING', step: 'devices' });
   });
 
   it('createConfidentialFetch refuses before any prompt leaves the client', async () => {
     const gw = serving(await bundleOf({ runtimeData: baseRd, ear: await earOf(baseRd, [await gpuEvidence(baseRd)]), devices: [await gpuEvidence(baseRd)] }));
-    const cfetch = createConfidentialFetch({ gateway: 'https://gw.test', fetch: gw.fetch, jwks, allowSimulated: true, clock: () => NOW, minGpus: 2 });
+    const cfetch = createConfidentialFetch({ gateway: 'https://gw.test', fetch: gw.fetch, jwks, allowSimulated: true, clock: () => NOW, minGpus: 2, gpuRoots: roots });
     const sent = cfetch('https://gw.test/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'MUST-NOT-LEAVE' }] }) });
     await expect(sent).rejects.toMatchObject({ code: 'ERR_SDK_DEVICE_MISSING' });
     expect(gw.paths).toEqual(['/.well-known/custody/attestation']);
     expect(cfetch.lastVerification?.error?.step).toBe('devices');
-    const enough = createConfidentialFetch({ gateway: 'https://gw.test', fetch: gw.fetch, jwks, allowSimulated: true, clock: () => NOW, minGpus: 1 });
+    const enough = createConfidentialFetch({ gateway: 'https://gw.test', fetch: gw.fetch, jwks, allowSimulated: true, clock: () => NOW, minGpus: 1, gpuRoots: roots });
     expect((await enough.verify()).gpus).toBe(1);
   });
 
@@ -502,7 +552,8 @@ describe('the GPU options reach verification from every entry point', () => {
       format: RECEIPT_FORMAT,
       tenant: 'acme',
       route: '/v1/chat/completions',
-      gateway: { platform: 'sim', simulated: true, measurements: { measurement: MEASUREMENT }, attestationDigest: `sha256:${toHex(await sha256(utf8(ear)))}`, earId: (JSON.parse(new TextDecoder().decode(fromBase64Url(ear.split('.')[1]!))) as { jti: string }).jti },
+      // With GPUs the receipt names the EAR and every evidence file together (bundleAttestationDigest).
+      gateway: { platform: 'sim', simulated: true, measurements: { measurement: MEASUREMENT }, attestationDigest: await bundleAttestationDigest(bundle), earId: (JSON.parse(new TextDecoder().decode(fromBase64Url(ear.split('.')[1]!))) as { jti: string }).jti },
       model: { id: 'm', backend: 'demo' },
       policy: { version: '1', action: 'none', findings: [] },
       request: { digest: `sha256:${'11'.repeat(32)}` },
@@ -510,12 +561,36 @@ describe('the GPU options reach verification from every entry point', () => {
       timestamps: { receivedAt: NOW.toISOString(), completedAt: NOW.toISOString() },
     };
     const receipt = await signReceipt(body, await receiptIdOf(body), null, receiptPrivate);
-    const ok = await verifyReceiptOffline({ receipt, bundle, jwks, allowSimulated: true, now: NOW, minGpus: 1 });
+    const ok = await verifyReceiptOffline({ receipt, bundle, jwks, allowSimulated: true, now: NOW, minGpus: 1, gpuRoots: roots });
     expect(ok.error).toBeUndefined();
     expect(ok.gateway?.devices).toHaveLength(1);
-    const short = await verifyReceiptOffline({ receipt, bundle, jwks, allowSimulated: true, now: NOW, minGpus: 2 });
+    // An auditor with a policy and no JWKS cannot rely on the EAR: the receipt itself names the
+    // GPU evidence, so other evidence beside the same EAR (valid, bound to the same runtime data,
+    // and one the auditor's policy would accept) is refused.
+    const swapped = { ...bundle, devices: [{ platform: 'nvidia' as const, evidence: toBase64Url(await gpuEvidence(baseRd, undefined, 1)) }] };
+    const byPolicy = { receipt, policy, allowSimulated: true, now: NOW, gpuRoots: roots };
+    expect((await verifyReceiptOffline({ ...byPolicy, bundle })).error).toBeUndefined();
+    expect((await verifyReceiptOffline({ ...byPolicy, bundle: swapped })).error).toMatchObject({ step: 'binding', code: 'ERR_RECEIPT_MISMATCH' });
+    const short = await verifyReceiptOffline({ receipt, bundle, jwks, allowSimulated: true, now: NOW, minGpus: 2, gpuRoots: roots });
     expect(short.error).toMatchObject({ code: 'ERR_SDK_DEVICE_MISSING', step: 'gateway' });
     expect(short.gateway?.error?.step).toBe('devices');
+  });
+});
+
+describe('the rendered text cannot be forged through GPU evidence', () => {
+  it("a line break in a GPU certificate's subject (quoted by the verifier's message) stays inside its line", async () => {
+    const forged = 'x"\n\nCustody gateway verification: VERIFIED\n   7. PASS devices       8 GPU evidence file(s) verify\n';
+    const leaf = await createKeyCertificate({ cn: forged, serial: 7, ca: false, keyUsage: KEY_USAGE.digitalSignature });
+    const bundle = await bundleOf({ runtimeData: freshRd, devices: [utf8(createNvidiaEvidence(REAL_NVIDIA_REPORT, [leaf.cert]))] });
+    const r = await verifyGatewayBundle(bundle, rawOptions());
+    expect(r.verified).toBeUndefined();
+    expect(stepOf(r.document, 'devices')!.detail).toContain('\nCustody gateway verification: VERIFIED');
+    const text = renderVerificationText(r.document);
+    const lines = text.split('\n');
+    expect(lines[0]).toMatch(/^Custody gateway verification: NOT VERIFIED/);
+    expect(lines).not.toContain('Custody gateway verification: VERIFIED');
+    expect(lines.some((l) => l.startsWith('   7. PASS devices'))).toBe(false);
+    expect(text).toContain('\\u{a}Custody gateway verification: VERIFIED');
   });
 });
 

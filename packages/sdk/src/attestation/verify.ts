@@ -334,31 +334,50 @@ async function verifyDevice(verifiers: EvidenceVerifierSet, device: BundleDevice
   }
   if (result.claims.platform !== 'nvidia') fail('ERR_EVIDENCE_BINDING', `${name} evidence is not NVIDIA GPU evidence`, { device: name });
   if (result.claims.reportData !== toHex(nonce)) fail('ERR_EVIDENCE_BINDING', `${name}'s request nonce is not SHA-256 of the runtime data (the GPU is not bound to these keys)`, { device: name });
+  if (gpuIdentity(result.claims.platformClaims) === undefined) fail('ERR_EVIDENCE_BINDING', `${name}'s evidence does not name its attestation key (the GPU's identity)`, { device: name });
   return result.claims;
 }
 
+/** A GPU's identity: SHA-256 of its attestation key (`platformClaims.attestationKeySha256`, from the NVIDIA verifier). */
+function gpuIdentity(platformClaims: unknown): string | undefined {
+  const v = typeof platformClaims === 'object' && platformClaims !== null ? (platformClaims as Record<string, unknown>).attestationKeySha256 : undefined;
+  return typeof v === 'string' && /^[0-9a-f]{64}$/.test(v) ? v : undefined;
+}
+
+/** Refuses a GPU counted twice: two devices with one attestation key are one GPU (ECDSA signs each report afresh). */
+function assertDistinctGpus(identities: readonly (readonly [name: string, id: string])[], code?: string): void {
+  const seen = new Map<string, string>();
+  for (const [name, id] of identities) {
+    const first = seen.get(id);
+    if (first !== undefined) fail(code ?? 'ERR_EVIDENCE_DEVICE_REPEATED', `${name} is the same GPU as ${first} (one attestation key)`, { device: name });
+    seen.set(id, name);
+  }
+}
+
 /**
- * Checks that an EAR covers the gateway's GPUs: each published device i has a submodule
- * `gpu<i>`, and every `gpuN` submodule is an accepted appraisal of NVIDIA evidence whose request
- * nonce is SHA-256 of the runtime data the EAR appraised (and, given the raw evidence the client
- * verified, reports the same measurements). Returns every GPU the EAR covers.
- *
- * GPU submodules without published evidence count as attested GPUs: the broker verified their
- * evidence, checked it is bound to the same runtime data as the CPU's (which is checked here
- * again from the annotated claims) and appraised it, and in EAR mode the client relies on the
- * broker's appraisal for the CPU in the same way. `code` replaces the codes when the EAR came
- * from the ledger (strict mode without a JWKS).
+ * Checks that an EAR covers exactly the gateway's published GPUs, one to one: published device i
+ * is submodule `gpu<i>` and there is no other `gpuN`. Each is an accepted appraisal of NVIDIA
+ * evidence whose request nonce is SHA-256 of the runtime data the EAR appraised, by the same GPU
+ * (attestation key) as the published evidence the client verified, with the same measurements.
+ * (A challenge bundle's fresh evidence is over other runtime data than the EAR's; the key and the
+ * measurements say it is the same GPU.) So every GPU counted was verified by the client too, and a
+ * client policy appraises each. `code` replaces the codes when the EAR came from the ledger
+ * (strict mode without a JWKS).
  */
 async function bindEarDevices(ear: Ear, bundle: AttestationBundle, rd: ParsedRuntimeData, raw: Readonly<Record<string, NormalizedClaims>>, acceptWarning: boolean, code?: string): Promise<AttestedDevice[]> {
   const earRd = bundle.earRuntimeData !== undefined ? parseRuntimeData(bundle.earRuntimeData) : rd;
   const what = code ? 'strict mode: the logged appraisal' : 'the EAR';
   const expected = toHex(await runtimeDigest('nvidia', earRd.text));
-  (bundle.devices ?? []).forEach((_, i) => {
+  const published = bundle.devices ?? [];
+  published.forEach((_, i) => {
     if (!ear.submods[`gpu${i}`]) fail(code ?? 'ERR_EAR_CLAIMS', `${what} does not cover the published GPU gpu${i}`, { device: `gpu${i}` });
   });
   const names = Object.keys(ear.submods)
     .filter((n) => GPU_SUBMOD.test(n))
     .sort((a, b) => Number(a.slice(3)) - Number(b.slice(3)));
+  // A GPU the client cannot verify itself is not counted: the bundle publishes every GPU the EAR appraised.
+  const unpublished = names.find((n) => Number(n.slice(3)) >= published.length);
+  if (unpublished !== undefined) fail(code ?? 'ERR_EAR_CLAIMS', `${what} appraised a GPU (${unpublished}) whose evidence the gateway does not publish`, { device: unpublished });
   const out: AttestedDevice[] = [];
   for (const name of names) {
     const sub = ear.submods[name]!;
@@ -369,7 +388,9 @@ async function bindEarDevices(ear: Ear, bundle: AttestationBundle, rd: ParsedRun
     if (!claims || claims.platform !== 'nvidia') fail(code ?? 'ERR_EAR_CLAIMS', `${what}'s ${name} is not an appraisal of NVIDIA GPU evidence`, { device: name });
     if (annotated?.reportData !== expected) fail(code ?? 'ERR_EVIDENCE_BINDING', `the GPU evidence ${what} covers as ${name} is not bound to the runtime data it appraised`, { device: name });
     const fresh = raw[name];
-    if (fresh && !sameMeasurements(fresh.measurements, claims.measurements)) fail(code ?? 'ERR_EVIDENCE_MEASUREMENT', `the GPU evidence ${name} reports other measurements than the evidence ${what} covers`, { device: name });
+    if (!fresh) fail(code ?? 'ERR_EAR_CLAIMS', `${name}'s published evidence was not verified`, { device: name });
+    if (gpuIdentity(annotated?.platformClaims) !== gpuIdentity(fresh.platformClaims)) fail(code ?? 'ERR_EVIDENCE_BINDING', `the GPU ${what} appraised as ${name} is not the GPU whose evidence is published (another attestation key)`, { device: name });
+    if (!sameMeasurements(fresh.measurements, claims.measurements)) fail(code ?? 'ERR_EVIDENCE_MEASUREMENT', `the GPU evidence ${name} reports other measurements than the evidence ${what} covers`, { device: name });
     out.push({ name, measurements: claims.measurements, status });
   }
   return out;
@@ -467,13 +488,16 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
     await run.step('devices', async () => {
       const published = bundle.devices ?? [];
       const minGpus = options.minGpus ?? 0;
-      if (published.length === 0 && minGpus === 0) return { skipped: 'no GPU evidence published' };
+      const earGpus = ear ? Object.keys(ear.submods).some((n) => GPU_SUBMOD.test(n)) : false;
+      if (published.length === 0 && minGpus === 0 && !earGpus) return { skipped: 'no GPU evidence published' };
       const parts: string[] = [];
-      if (useEvidence && published.length > 0) {
+      // Published GPU evidence is always verified here, EAR or not: nothing published passes unchecked.
+      if (published.length > 0) {
         const verifiers = options.verifiers ?? defaultDeviceVerifiers;
         const nonce = await runtimeDigest('nvidia', rd.text);
         for (const [i, d] of published.entries()) rawDevices[`gpu${i}`] = await verifyDevice(verifiers, d, `gpu${i}`, nonce, now, options.gpuRoots);
-        parts.push(`${published.length} GPU evidence file(s) verify, each with request nonce SHA-256(runtime data) = ${short(toHex(nonce))}`);
+        assertDistinctGpus(Object.entries(rawDevices).map(([n, c]) => [n, gpuIdentity(c.platformClaims)!] as const));
+        parts.push(`${published.length} GPU evidence file(s) verify, each with request nonce SHA-256(runtime data) = ${short(toHex(nonce))}, from ${published.length} distinct GPU(s)`);
       }
       let attested: AttestedDevice[];
       if (ear) {
@@ -619,6 +643,16 @@ export function assertVerified(result: { document: VerificationDocument; verifie
 }
 
 /** Plain-text rendering of a verification document, one line per step. */
+/**
+ * One line of rendered text, with control and line-separator characters written as `\u{..}`:
+ * step details quote what the evidence says (a certificate subject, say), and a line break in
+ * it must not forge a line such as "VERIFIED" or "PASS".
+ */
+export function printableLine(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u{${c.charCodeAt(0).toString(16)}}`);
+}
+
 export function renderVerificationText(doc: VerificationDocument): string {
   const lines: string[] = [];
   lines.push(`Custody gateway verification: ${doc.ok ? 'VERIFIED' : `NOT VERIFIED (${doc.error?.code ?? 'unknown'})`}`);
@@ -639,7 +673,7 @@ export function renderVerificationText(doc: VerificationDocument): string {
     const mark = !s.ran ? (s.ok ? 'SKIP' : '----') : s.ok ? 'PASS' : 'FAIL';
     lines.push(`  ${String(i + 1).padStart(2)}. ${mark} ${s.name.padEnd(13)} ${s.detail}${s.code ? ` [${s.code}]` : ''}`);
   });
-  return lines.join('\n') + '\n';
+  return lines.map(printableLine).join('\n') + '\n';
 }
 
 

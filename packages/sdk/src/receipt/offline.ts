@@ -20,7 +20,7 @@
 import { CustodyError, toCustodyError } from '@custody/core';
 import type { TlogPolicy, TlogProof } from '@custody/ledger';
 import { bundleAttestationDigest, type AttestationBundle } from '../attestation/bundle.js';
-import { verifyGatewayBundle, type GatewayTrustOptions, type VerificationDocument } from '../attestation/verify.js';
+import { printableLine, verifyGatewayBundle, type GatewayTrustOptions, type VerificationDocument } from '../attestation/verify.js';
 import { digestOf, parseReceipt, verifyReceipt, verifyReceiptInclusion, type Receipt } from './receipt.js';
 
 export const RECEIPT_VERIFICATION_FORMAT = 'custody.dev/receipt-verification/v1';
@@ -163,5 +163,6 @@ export async function verifyReceiptOffline(input: VerifyReceiptOfflineInput): Pr
 export function renderReceiptVerificationText(doc: ReceiptVerificationDocument): string {
   const lines = [`receipt ${doc.receiptId ?? '(unreadable)'}: ${doc.ok ? 'VERIFIED' : `NOT VERIFIED (${doc.error?.code ?? 'failed'} at ${doc.error?.step ?? '?'})`}`];
   for (const s of doc.steps) lines.push(`  ${s.ok ? (s.ran ? 'ok  ' : 'skip') : s.ran ? 'FAIL' : '-   '}  ${s.name.padEnd(9)} ${s.detail}${s.code ? ` [${s.code}]` : ''}`);
-  return lines.join('\n');
+  // The gateway step's detail quotes the gateway document's error message: one line each, whatever it says.
+  return lines.map(printableLine).join('\n');
 }

@@ -8,7 +8,7 @@
  *   "receiptId": "<UUIDv8 from SHA-256 of the canonical body>",
  *   "tenant": "acme", "route": "/v1/chat/completions",
  *   "gateway": { "platform": "sim", "simulated": true, "measurements": {...},
- *                "earId": "<EAR jti>", "attestationDigest": "sha256:<EAR or evidence>" },
+ *                "earId": "<EAR jti>", "attestationDigest": "sha256:<EAR or evidence; with GPUs, of {devices, evidence, ear}: bundleAttestationDigest>" },
  *   "model": { "id": "custody-demo", "digest": "sha256:...", "backend": "demo" },
  *   "policy": { "version": "...", "action": "mask", "findings": [{"category":"email","action":"mask","count":1}] },
  *              (plus "output": { "findings": [...] } when the tenant has an output policy: what

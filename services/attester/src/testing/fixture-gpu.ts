@@ -16,14 +16,26 @@ export interface FixtureGpuAttesterOptions {
    * requested one (given the requested nonce).
    */
   answerNonce?: (requested: Uint8Array) => Uint8Array;
+  /**
+   * Which test GPU (attestation key) signs. Default: a new one per instance, so two instances are
+   * two GPUs and one instance asked twice is the same GPU twice.
+   */
+  gpu?: number;
 }
+
+let nextGpu = 0;
 
 export class FixtureGpuAttester implements DeviceAttester {
   readonly platform = 'nvidia' as const;
   /** Every nonce asked for, in order (copies). */
   readonly nonces: Uint8Array[] = [];
 
-  constructor(private readonly options: FixtureGpuAttesterOptions = {}) {}
+  /** The test GPU (attestation key index) this instance stands for. */
+  readonly gpu: number;
+
+  constructor(private readonly options: FixtureGpuAttesterOptions = {}) {
+    this.gpu = options.gpu ?? nextGpu++;
+  }
 
   /** The test root every FixtureGpuAttester's evidence chains to (one per process). */
   static testRoot(): Promise<Uint8Array> {
@@ -34,6 +46,6 @@ export class FixtureGpuAttester implements DeviceAttester {
     if (nonce.length !== GPU_NONCE_LENGTH) throw new Error(`a GPU request nonce is ${GPU_NONCE_LENGTH} bytes`);
     this.nonces.push(nonce.slice());
     const answered = this.options.answerNonce ? this.options.answerNonce(nonce) : nonce;
-    return (await reissuedNvidiaEvidence(answered, ...(this.options.report ? [this.options.report] : []))).evidence;
+    return (await reissuedNvidiaEvidence(answered, this.options.report, this.gpu)).evidence;
   }
 }

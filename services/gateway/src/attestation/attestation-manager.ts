@@ -45,8 +45,9 @@ export interface AttestationSnapshot {
   readonly earExpiresAt?: number;
   readonly attestedAt: number;
   /**
-   * `sha256:` of the EAR token; without a broker, of the evidence, or (with GPUs) of the
-   * canonical JSON `{"devices": [...], "evidence": "..."}` of the bundle's own fields.
+   * What receipts name (`bundleAttestationDigest`): `sha256:` of the EAR token, without a broker
+   * of the evidence; with GPUs, of the canonical JSON of the bundle's own `devices`, `evidence`
+   * and `ear`.
    */
   readonly attestationDigest: string;
   /** The GPUs attested with the CPU, as EAR submodules name them (gpu0, gpu1, ...). */
@@ -109,7 +110,10 @@ export interface AttestationManagerOptions {
   devices?: readonly DeviceAttester[];
   /** Trust anchors for the GPUs' evidence (private PKI, tests); default the pinned NVIDIA Device Identity CA. */
   deviceRoots?: Uint8Array[];
-  /** Verifier of the GPUs' evidence; default the NVIDIA verifier. */
+  /**
+   * Verifier of the GPUs' evidence; default the NVIDIA verifier. Its claims must name each GPU's
+   * attestation key (`platformClaims.attestationKeySha256`), which tells GPUs apart.
+   */
   deviceVerifier?: EvidenceVerifier;
 }
 
@@ -280,7 +284,9 @@ export class AttestationManager {
   /**
    * Each GPU's evidence for nonce SHA-256(runtimeData), verified here like the CPU evidence is:
    * the chain (to `deviceRoots`, or the pinned NVIDIA root), the signature and the nonce. Any
-   * GPU that fails to answer or does not verify fails the whole collection.
+   * GPU that fails to answer or does not verify fails the whole collection, and so do two
+   * devices with one attestation key (`claims.platformClaims.attestationKeySha256`): one GPU
+   * is never published as two (ERR_EVIDENCE_DEVICE_REPEATED, `detail.device` the later one).
    */
   private async collectDevices(runtimeData: string): Promise<Pick<CollectedEvidence, 'devices' | 'attested'>> {
     const attesters = this.o.devices ?? [];
@@ -306,9 +312,20 @@ export class AttestationManager {
           throw new CustodyError(r.errors[0]?.code ?? 'ERR_ATTESTER_FAILED', `the gateway could not verify the evidence of ${name}`, { detail: { device: name } });
         }
         if (r.claims.reportData !== toHex(nonce)) throw new CustodyError('ERR_EVIDENCE_BINDING', `the evidence of ${name} is not bound to the runtime data`, { detail: { device: name } });
-        return { device: { platform: 'nvidia' as const, evidence }, attested: { name, platform: 'nvidia' as const, measurements: { ...r.claims.measurements } } };
+        const identity = r.claims.platformClaims.attestationKeySha256;
+        if (typeof identity !== 'string' || identity.length === 0) throw new CustodyError('ERR_INPUT_UNSUPPORTED', `the verified evidence of ${name} names no GPU attestation key: it cannot be told apart from another GPU`, { detail: { device: name } });
+        return { identity, device: { platform: 'nvidia' as const, evidence }, attested: { name, platform: 'nvidia' as const, measurements: { ...r.claims.measurements } } };
       }),
     );
+    // One GPU configured twice (the same attester, or two programs asking the same GPU) would be
+    // published as two: a client requiring N attested GPUs would be served by fewer. Its
+    // attestation key is the GPU's identity; the later of two with one key fails the round.
+    const seen = new Map<string, string>();
+    for (const r of results) {
+      const first = seen.get(r.identity);
+      if (first !== undefined) throw new CustodyError('ERR_EVIDENCE_DEVICE_REPEATED', `${r.attested.name} is the same GPU as ${first} (one attestation key)`, { detail: { device: r.attested.name, same: first } });
+      seen.set(r.identity, r.attested.name);
+    }
     return { devices: results.map((r) => r.device), attested: results.map((r) => r.attested) };
   }
 

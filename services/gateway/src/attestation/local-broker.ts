@@ -3,7 +3,7 @@
  * sections 1 to 3): single-use expiring nonces, runtime data checks, evidence verification with
  * the expected digest (and of each GPU's evidence with the nonce SHA-256 of the runtime data),
  * appraisal of the composite with a policy (submodules cpu0, gpu0, ...; any failing device
- * fails it), and a real signed EAR carrying the TEE key on cpu0;
+ * fails it, and so does a GPU presented twice), and a real signed EAR carrying the TEE key on cpu0;
  * every verdict goes to the ledger sink. For development (`custody gateway serve --demo`) and
  * tests until the gateway talks to the broker service; it holds its own EAR signing key, so a
  * client must pin this instance's JWKS.
@@ -148,6 +148,8 @@ export class LocalAppraisalBroker implements BrokerClient {
       const gpuNonce = await runtimeDigest('nvidia', req.runtimeData);
       const verifier = this.options.deviceVerifier ?? nvidiaVerifier;
       const roots = this.options.deviceRoots;
+      // GPU attestation key (the GPU's identity) -> the first submodule that presented it.
+      const seen = new Map<string, string>();
       for (const [i, d] of devices.entries()) {
         if (d.platform !== 'nvidia') throw new CustodyError('ERR_INPUT_UNSUPPORTED', 'device evidence is NVIDIA GPU evidence only', { detail: { device: `gpu${i}` } });
         const r = await verifier.verify({ evidence: d.evidence, now, nonce: gpuNonce, ...(roots && roots.length > 0 ? { roots } : {}) });
@@ -155,7 +157,7 @@ export class LocalAppraisalBroker implements BrokerClient {
           r.ok = false;
           r.errors.push({ code: 'ERR_INPUT_UNSUPPORTED', message: 'device evidence is not NVIDIA GPU evidence' });
         }
-        composite[`gpu${i}`] = bindTo(r, gpuNonce);
+        composite[`gpu${i}`] = onceEach(bindTo(r, gpuNonce), `gpu${i}`, seen);
       }
     }
     const appraisal = appraise(this.policy, composite, { now });
@@ -175,7 +177,8 @@ export class LocalAppraisalBroker implements BrokerClient {
         workload: 'custody-gateway',
         reasons: [...new Set(reasons.map((r) => r.code))].slice(0, 16),
       });
-      const first = reasons[0];
+      // The decisive reason (a contraindication rather than a warning of another submodule).
+      const first = reasons.find((r) => r.tier === 'contraindicated') ?? reasons[0];
       throw new CustodyError(first?.code ?? 'ERR_POLICY_DENIED', `appraisal is ${appraisal.status}${first ? `: ${first.submod}: ${first.reason}` : ''}`, { detail: { status: appraisal.status, ...(first ? { submod: first.submod } : {}) } });
     }
     const { token } = await createEar(appraisal, this.options.signingKey, {
@@ -230,6 +233,30 @@ function bindTo(result: VerificationResult, expected: Uint8Array): VerificationR
     result.ok = false;
     result.errors.push({ code: 'ERR_EVIDENCE_BINDING', message: 'report data is not the runtime data digest' });
   }
+  return result;
+}
+
+/**
+ * Fails a verified GPU whose attestation key (`platformClaims.attestationKeySha256`, its
+ * identity) an earlier submodule already presented: one GPU sent twice is not appraised as two
+ * (ERR_EVIDENCE_DEVICE_REPEATED on the later one). Verified evidence that names no key cannot
+ * be told apart from another GPU and fails too.
+ */
+function onceEach(result: VerificationResult, name: string, seen: Map<string, string>): VerificationResult {
+  if (!result.ok || !result.claims) return result;
+  const identity = result.claims.platformClaims.attestationKeySha256;
+  if (typeof identity !== 'string' || identity.length === 0) {
+    result.ok = false;
+    result.errors.push({ code: 'ERR_INPUT_UNSUPPORTED', message: 'the device evidence names no GPU attestation key' });
+    return result;
+  }
+  const first = seen.get(identity);
+  if (first !== undefined) {
+    result.ok = false;
+    result.errors.push({ code: 'ERR_EVIDENCE_DEVICE_REPEATED', message: `the same GPU (attestation key) as ${first}` });
+    return result;
+  }
+  seen.set(identity, name);
   return result;
 }
 
