@@ -16,7 +16,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fromBase64Url, type Bytes } from '@custody/core';
 import { nodeHpkePrimitives } from '@custody/crypto-node';
-import { defaultRegistry } from '@custody/attest';
+import { defaultRegistry, nvidiaVerifier } from '@custody/attest';
+import { reissuedNvidiaEvidence, testGpuRoot } from '../packages/attest/src/nvidia/testing/reissue.js';
 import { appraise, buildEar, loadPolicy, verifyEar } from '@custody/policy';
 import { SimAttester, TpmAttester } from '@custody/attester-service';
 import { startSwtpm, type SwtpmInstance } from '@custody/attester-service/testing';
@@ -46,10 +47,14 @@ const SIM_MEASUREMENT = '5a'.repeat(48);
 if (ROLE === 'broker') {
   const { startBroker } = await import('@custody/broker-service');
   const { pino, destination } = await import('pino');
+  // GPU rows: the test root the re-signed Hopper reports chain to (no GPU here; see below).
+  const deviceRoots = process.env.GPU_ROOT ? [Buffer.from(process.env.GPU_ROOT, 'base64')] : undefined;
   const started = await startBroker({
     dataDir: process.env.DATA_DIR!,
     tenant: 'bench',
     policy: { text: process.env.POLICY! },
+    // Every bench client shares one address: the per-address challenge rate limit (10/s by default) is off here.
+    attestation: { challengeRateLimit: { enabled: false }, ...(deviceRoots ? { deviceRoots } : {}) },
     logger: pino({ level: 'info' }, destination({ dest: '/dev/null', sync: false })),
   });
   process.stdout.write(JSON.stringify({ url: started.url, adminKey: started.adminKey }) + '\n');
@@ -123,9 +128,9 @@ async function load(name: string, concurrency: number, op: (worker: number) => P
   return row;
 }
 
-async function startBrokerProcess(dataDir: string, policy: string): Promise<{ child: ChildProcess; url: string; adminKey: string }> {
+async function startBrokerProcess(dataDir: string, policy: string, gpuRoot: Uint8Array): Promise<{ child: ChildProcess; url: string; adminKey: string }> {
   const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', fileURLToPath(import.meta.url)], {
-    env: { ...process.env, CUSTODY_BENCH_ROLE: 'broker', DATA_DIR: dataDir, POLICY: policy },
+    env: { ...process.env, CUSTODY_BENCH_ROLE: 'broker', DATA_DIR: dataDir, POLICY: policy, GPU_ROOT: Buffer.from(gpuRoot).toString('base64') },
     // The broker's stdin is this process's pipe: when this process dies, the broker sees EOF and exits.
     stdio: ['pipe', 'pipe', 'inherit'],
   });
@@ -168,6 +173,13 @@ try {
   await tpm?.stop();
   tpm = undefined;
 }
+// GPUs: there is no GPU here, so the GPU rows use the real Hopper report re-signed for each
+// nonce under a test root (packages/attest/src/nvidia/testing/reissue.ts), which the broker is
+// given as its device root; the verification work (chain, ECDSA P-384 signature, nonce) is the
+// same as for a report NVIDIA signed. The policy pins the report's real measurements.
+const gpuRoot = await testGpuRoot();
+const gpuClaims = (await nvidiaVerifier.verify({ evidence: (await reissuedNvidiaEvidence(new Uint8Array(32))).evidence, roots: [gpuRoot], now: new Date() })).claims!;
+const gpuIndices = Object.entries(gpuClaims.measurements).map(([k, v]) => `      ${k.replace('measurement', '')}: ${v}`).join('\n');
 const POLICY = `apiVersion: custody.dev/policy/v1
 id: bench
 version: 1
@@ -175,11 +187,14 @@ allowSimulated: true
 platforms:
   sim:
     measurement: ${SIM_MEASUREMENT}
+  nvidia:
+    indices:
+${gpuIndices}
 ${tpmSection}`;
 const RELEASE_POLICY = "status == 'affirming'";
 
 const simAttester = new SimAttester({ measurements: { measurement: SIM_MEASUREMENT } });
-const broker = await startBrokerProcess(join(work, 'data'), POLICY);
+const broker = await startBrokerProcess(join(work, 'data'), POLICY, gpuRoot);
 brokerPid = broker.child.pid;
 const admin = new BrokerAdminClient({ baseUrl: broker.url, apiKey: broker.adminKey });
 const client = new BrokerWorkloadClient({ baseUrl: broker.url });
@@ -245,6 +260,15 @@ await load('floor: HPKE wrap of a 32-byte key alone (X25519, node:crypto primiti
 const floorFullSim = await load('floor: sim verify + appraise + EAR sign + EAR verify + HPKE wrap', 1, () => fullFloor(floorSim, 'sim'), 2000);
 const floorFullSim8 = await load('floor: sim verify + appraise + EAR sign + EAR verify + HPKE wrap', 8, () => fullFloor(floorSim, 'sim'), 2000);
 const floorRelease = await load('floor: EAR verify + HPKE wrap', 1, () => releaseFloor(floorSim), 2000);
+// One GPU's share of a composite attestation: its report verified (chain, ECDSA P-384, FWID, nonce) and appraised.
+const floorGpuNonce = randomBytes(32);
+const floorGpuEvidence = (await reissuedNvidiaEvidence(floorGpuNonce)).evidence;
+const floorCpuResult = await defaultRegistry.verify({ evidence: floorSim.evidence, now: new Date(), nonce: floorSim.digest, platform: 'sim' });
+const floorGpu = await load('floor: one GPU report verified (chain, ECDSA P-384/SHA-384, nonce) and appraised with the CPU (cpu0 verified beforehand)', 1, async () => {
+  const now = new Date();
+  const r = await nvidiaVerifier.verify({ evidence: floorGpuEvidence, roots: [gpuRoot], nonce: floorGpuNonce, now });
+  appraise(policy, { cpu0: floorCpuResult, gpu0: r }, { now });
+}, 2000);
 const floorRelease8 = await load('floor: EAR verify + HPKE wrap', 8, () => releaseFloor(floorSim), 2000);
 let floorFullTpm: Row | undefined;
 if (floorTpm) {
@@ -307,15 +331,17 @@ for (const [label, attester] of [['sim', simAttester], ...(tpmAttester ? [['TPM'
 log('full handshake over HTTP:');
 // Broker-side latency: the three round trips, without the workload's own evidence collection.
 const brokerSide: Record<string, number[]> = {};
-async function fullHandshake(label: string, attester: WorkloadAttester, evidenceOf?: (rd: string) => Promise<Uint8Array>): Promise<Bytes> {
+async function fullHandshake(label: string, attester: WorkloadAttester, evidenceOf?: (rd: string) => Promise<Uint8Array>, gpus = 0): Promise<Bytes> {
   const t0 = performance.now();
   const challenge = await client.challenge('bench');
   const t1 = performance.now();
   const tee = generateTeeKeyPair('X25519');
   const runtimeData = buildRuntimeData(fromBase64Url(challenge.nonce), tee.recipient);
   const evidence = evidenceOf ? await evidenceOf(runtimeData) : await attester.collect(await runtimeDigest(attester.platform, runtimeData));
+  const gpuNonce = await runtimeDigest('nvidia', runtimeData);
+  const devices = await Promise.all(Array.from({ length: gpus }, async (_, i) => ({ platform: 'nvidia' as const, evidence: (await reissuedNvidiaEvidence(gpuNonce, undefined, i)).evidence })));
   const t2 = performance.now();
-  const attested = await client.attest({ session: challenge.session, evidence, runtimeData, platform: attester.platform });
+  const attested = await client.attest({ session: challenge.session, evidence, runtimeData, platform: attester.platform, ...(gpus > 0 ? { devices } : {}) });
   const released = await client.release('dk', { session: challenge.session, ear: attested.ear });
   const t3 = performance.now();
   (brokerSide[label] ??= []).push(t1 - t0 + (t3 - t2));
@@ -329,6 +355,21 @@ for (const c of [1, 8, 32]) {
   const bs = brokerSide[`sim${c}`]!.sort((a, b) => a - b);
   row.note = `broker round trips alone: p50 ${fmt(percentile(bs, 50), 2)} ms, p99 ${fmt(percentile(bs, 99), 2)} ms`;
   fullRows.push(row);
+}
+
+// Composite attestations: sim CPU evidence with 1 or 8 GPUs (re-signed Hopper reports, see above).
+// The GPU reports are made by the client (an ECDSA P-384 signature each) and count in its CPU,
+// not the broker's; the broker verifies every report, appraises the composite and signs a larger EAR.
+const gpuRows: Row[] = [];
+for (const gpus of [1, 8]) {
+  for (const c of [1, 8]) {
+    const label = `gpu${gpus}x${c}`;
+    brokerSide[label] = [];
+    const row = await load(`full handshake (sim + ${gpus} GPU${gpus > 1 ? 's' : ''}): challenge + attest + release + unwrap`, c, () => fullHandshake(label, simAttester, undefined, gpus));
+    const bs = brokerSide[label].sort((a, b) => a - b);
+    row.note = `broker round trips alone: p50 ${fmt(percentile(bs, 50), 2)} ms, p99 ${fmt(percentile(bs, 99), 2)} ms`;
+    gpuRows.push(row);
+  }
 }
 
 // TPM: a swtpm quote takes tens of milliseconds (tpm2-tools processes), so the quotes are taken
@@ -409,7 +450,8 @@ Machine: ${machine()}; \`nproc\` ${cpus().length}. Shared with other jobs: 1-min
 ${loadavg()[0]!.toFixed(1)} at the end, so every figure moves with the load.
 Setup: the broker in its own process (startBroker: SQLite metadata in WAL mode with group commit, an fdatasync before every
 acknowledged write, shared by concurrent writes; embedded key store; the interim audit table in the same database; info logs
-to /dev/null), the workload clients in the bench process on the same 2 cores, HTTP/1.1 keep-alive on loopback. Key: AES-256
+to /dev/null; the per-address challenge rate limit off, since every bench client shares one address), the workload clients
+in the bench process on the same 2 cores, HTTP/1.1 keep-alive on loopback. Key: AES-256
 with a CEL release policy; TEE key X25519; EAR ES256; HPKE on the node:crypto primitives (@custody/crypto-node).
 "broker CPU" is the broker process's user+system time per operation (all its threads, from /proc), the figure that does not
 depend on how busy the other core is; 1000 / that is what one dedicated core would serve.
@@ -428,6 +470,8 @@ Summary (sim evidence):
   evidence and unwrap included); one client: ${fullRows[0]?.note ?? ''}. Broker CPU ${fmt(bestFull.brokerCpu ?? NaN, 2)} ms per handshake (three HTTP exchanges).
   Floor (verify + appraise + EAR sign + verify + wrap): ${fmt(bestFloorFull.opsPerSecond)}/s at ${fmt(bestFloorFull.clientCpu, 2)} ms CPU per operation:
   the served rate is ${fmt(bestFloorFull.opsPerSecond / bestFull.opsPerSecond, 2)}x below it, the broker's CPU per handshake ${fmt((bestFull.brokerCpu ?? NaN) / bestFloorFull.clientCpu, 2)}x above it.
+- GPUs (sim CPU evidence with NVIDIA GPU reports in one attestation): broker CPU per full handshake ${gpuRows.map((r) => `${r.name.match(/\d+ GPUs?/)![0]} at ${r.concurrency} client(s) ${fmt(r.brokerCpu ?? NaN, 2)} ms`).join('; ')},
+  against ${fmt(bestFull.brokerCpu ?? NaN, 2)} ms without GPUs; the floor of one GPU's share (report verification and the composite appraisal) is ${fmt(floorGpu.clientCpu, 2)} ms.
 ${floorFullTpm ? `- TPM floor (quote verification + appraisal + EAR + wrap): ${fmt(floorFullTpm.opsPerSecond)}/s; a swtpm quote costs ${fmt(tpmQuoteMs ?? 0, 1)} ms of tpm2-tools time on the workload side.` : '- TPM rows skipped (swtpm unavailable).'}
 `,
 );
