@@ -14,7 +14,7 @@ import { SimAttester } from '@custody/attester-service';
 import { nvidiaVerifier } from '../../../../packages/attest/src/nvidia/verifier.js';
 import { reissuedNvidiaEvidence } from '../../../../packages/attest/src/nvidia/testing/reissue.js';
 import { InMemoryAuditSinkTestDouble } from '../testing/doubles.js';
-import { bufferLogger, embeddedBackend, type Harness } from '../testing/harness.js';
+import { admin, bufferLogger, embeddedBackend, type Harness } from '../testing/harness.js';
 import { simPolicy } from '../testing/handshake.js';
 import { AppraisalPolicies } from './appraisal-policies.js';
 import { EarSigner } from './ear-signer.js';
@@ -169,6 +169,26 @@ describe('AttestationService with device (GPU) evidence', () => {
     const event = eventOf(p.c.session);
     expect(event.detail).toMatchObject({ devices: MAX_DEVICES, devicesEvidenceDigest: `sha256:${toHex(sha256(Buffer.concat(gpus.map((g) => sha256(g.evidence)))))}` });
     expect(() => toCustodyEvent(event)).not.toThrow();
+  });
+
+  it('the verified-EAR cache is bounded by bytes as well as entries: GPU EARs are large; an EAR it dropped still releases (verified afresh)', async () => {
+    await h.service.create(admin(), { tenant: 'acme', name: 'dk', type: 'aes-256', releasePolicy: 'true' });
+    // Room for about two EARs with one GPU each (some 14 KiB apiece).
+    svc = await service({ verifiedEarCacheBytes: 32 * 1024 });
+    const sessions: { session: string; ear: string }[] = [];
+    for (let i = 0; i < 4; i++) {
+      const p = await present();
+      const r = await p.run([await gpuEvidence(p.gpuNonce)]);
+      expect(r.ear.length).toBeGreaterThan(10 * 1024);
+      sessions.push({ session: p.c.session, ear: r.ear });
+      const cache = svc.verifiedEarCache;
+      expect(cache.bytes).toBeLessThanOrEqual(32 * 1024);
+      expect(cache.entries).toBeLessThanOrEqual(2);
+    }
+    // The first EAR was dropped from the cache long ago: its release verifies it again.
+    const released = await svc.release({ name: 'dk', session: sessions[0]!.session, ear: sessions[0]!.ear });
+    expect(released.wrappedKey.length).toBeGreaterThan(32);
+    expect(svc.verifiedEarCache.bytes).toBeLessThanOrEqual(32 * 1024);
   });
 
   it('keeps the single-device EAR and audit record when no devices are given', async () => {

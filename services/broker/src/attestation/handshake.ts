@@ -26,6 +26,12 @@ const VERIFIER_ID = { developer: 'https://custody.dev', build: 'custody-broker 0
 const PURGE_EVERY_MS = 60_000;
 /** Verified EARs remembered (by token digest) so that reusing one in its session skips the signature check. */
 const VERIFIED_EARS = 4096;
+/**
+ * ...and at most this many bytes of their tokens: an EAR covering GPUs carries their annotated
+ * measurements (about 12 KiB each, some 100 KiB for eight), and 4096 of those would hold hundreds
+ * of MiB. A parsed EAR takes about as much heap as its token.
+ */
+export const VERIFIED_EAR_BYTES = 32 * 1024 * 1024;
 
 /** The verifier registry as the handshake uses it (defaultRegistry, or a test double). */
 export interface EvidenceVerification {
@@ -51,6 +57,8 @@ export interface AttestationServiceOptions {
    * verifiers use their pinned vendor roots (the NVIDIA Device Identity CA). Tests, private PKI.
    */
   deviceRoots?: Uint8Array[];
+  /** Bytes of EAR tokens the verified-EAR cache may hold (default VERIFIED_EAR_BYTES; tests). */
+  verifiedEarCacheBytes?: number;
   clock?: Clock;
   logger?: Logger;
   metrics?: Registry;
@@ -173,7 +181,9 @@ export class AttestationService {
   private readonly requireApiKey: boolean;
   private readonly counters: { attest: Counter<'platform' | 'outcome'>; release: Counter<'outcome'> } | undefined;
   private lastPurge = 0;
-  private readonly verifiedEars = new Map<string, VerifiedEar>();
+  private readonly verifiedEars = new Map<string, VerifiedEar & { readonly tokenBytes: number }>();
+  private verifiedEarBytes = 0;
+  private readonly verifiedEarBudget: number;
   /** Refusals audited per session (bounded): a session's repeated refusals are logged, not appended again. */
   private readonly deniedBySession = new Map<string, number>();
 
@@ -188,6 +198,7 @@ export class AttestationService {
     this.verifier = options.verifier ?? defaultRegistry;
     this.roots = options.roots;
     this.deviceRoots = options.deviceRoots;
+    this.verifiedEarBudget = options.verifiedEarCacheBytes ?? VERIFIED_EAR_BYTES;
     this.clock = options.clock ?? systemClock;
     this.log = options.logger ?? pino({ level: 'silent' });
     this.nonceTtlMs = seconds(options.nonceTtlSeconds ?? DEFAULT_NONCE_TTL_SECONDS, 'nonceTtlSeconds') * 1000;
@@ -320,7 +331,7 @@ export class AttestationService {
       // This broker just signed these bytes with the key its JWKS publishes (EarSigner checks at
       // start and at every reload that its tokens verify): remember them as verified for the
       // session's releases, under the kid that signed them.
-      this.remember(earDigest, { ear, kid, alg: 'ES256', status: appraisal.status });
+      this.remember(earDigest, { ear, kid, alg: 'ES256', status: appraisal.status }, token.length);
       facts.earDigest = earDigest;
       facts.recipientDigest = `sha256:${sha256Hex(runtime.teeKey.publicKey)}`;
       await this.sessions.bindSession(session.id, releaseBinding(earDigest, runtime.teeKey), ear.exp * 1000, now);
@@ -443,7 +454,7 @@ export class AttestationService {
         if (hit.ear.iat > nowSeconds) throw new CustodyError('ERR_EAR_NOT_YET_VALID');
         return hit;
       }
-      this.verifiedEars.delete(digest);
+      this.forget(digest);
     }
     // Any broker sharing the key file may have signed it, with an EAR lifetime of up to a day:
     // the bound is that of the key file (which publishes retired keys as long), not this replica's.
@@ -460,7 +471,7 @@ export class AttestationService {
       if (!(await this.refreshEarKeys('unknown-kid'))) throw e;
       verified = await verifyEar(token, { ...options, jwks: this.signer.jwksAt(now) });
     }
-    this.remember(digest, verified);
+    this.remember(digest, verified, token.length);
     return verified;
   }
 
@@ -471,9 +482,24 @@ export class AttestationService {
     return r.changed;
   }
 
-  private remember(digest: string, verified: VerifiedEar): void {
-    if (this.verifiedEars.size >= VERIFIED_EARS) this.verifiedEars.delete(this.verifiedEars.keys().next().value!);
-    this.verifiedEars.set(digest, verified);
+  /** Oldest first out, within VERIFIED_EARS entries and VERIFIED_EAR_BYTES of tokens. */
+  private remember(digest: string, verified: VerifiedEar, tokenBytes: number): void {
+    this.forget(digest);
+    while (this.verifiedEars.size > 0 && (this.verifiedEars.size >= VERIFIED_EARS || this.verifiedEarBytes + tokenBytes > this.verifiedEarBudget)) this.forget(this.verifiedEars.keys().next().value!);
+    this.verifiedEars.set(digest, { ...verified, tokenBytes });
+    this.verifiedEarBytes += tokenBytes;
+  }
+
+  private forget(digest: string): void {
+    const e = this.verifiedEars.get(digest);
+    if (!e) return;
+    this.verifiedEars.delete(digest);
+    this.verifiedEarBytes -= e.tokenBytes;
+  }
+
+  /** The remembered verified EARs (tests): how many, and how many bytes of tokens. */
+  get verifiedEarCache(): { entries: number; bytes: number } {
+    return { entries: this.verifiedEars.size, bytes: this.verifiedEarBytes };
   }
 
   private async requireSession(id: unknown): Promise<SessionRecord> {
