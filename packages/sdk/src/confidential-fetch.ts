@@ -192,6 +192,7 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
   const transport: FetchLike = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const clock = options.clock ?? systemClock;
   const requireReceipt = options.requireReceipt ?? true;
+  const minGpus = options.minGpus ?? 0;
   const ohttpUrl = joinPath(options.relay ?? options.gateway, OHTTP_PATH);
   const encapsulateOptions: EncapsulateOptions = options.random ? { random: options.random } : {};
   const receipts = new WeakMap<Response, Promise<Receipt>>();
@@ -405,6 +406,12 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
       // The mode the verified evidence reported (always set on a verified document; a missing one refuses).
       if (r.gateway.simulated !== gw.document.simulated) {
         throw new CustodyError('ERR_RECEIPT_MISMATCH', 'the receipt names another gateway mode (simulated or not) than the verified one', { detail: { field: 'gateway.simulated' } });
+      }
+      // Replicas that share an identity key share the receipt key, whatever GPUs each has: the
+      // replica that answered may not be the one verified, so its receipt must name enough GPUs.
+      const gpus = r.gateway.gpus ?? 0;
+      if (minGpus > 0 && gpus < minGpus) {
+        throw new CustodyError('ERR_RECEIPT_MISMATCH', `the receipt names ${gpus} attested GPU(s), the client requires ${minGpus}`, { detail: { field: 'gateway.gpus', gpus, required: minGpus } });
       }
       return r;
     });

@@ -31,6 +31,7 @@ export {
   loggedAppraisal,
   assertVerified,
   renderVerificationText,
+  printableLine,
   verifierSet,
   defaultVerifiers,
   defaultDeviceVerifiers,

@@ -9,7 +9,19 @@ import { nvidiaVerifier } from '@custody/attest';
 import { CommandGpuAttester, SimAttester, type DeviceAttester } from '@custody/attester-service';
 import { FixtureGpuAttester } from '@custody/attester-service/testing';
 import { generateEarSigningKey, loadPolicy, verifyEar } from '@custody/policy';
-import { createConfidentialFetch, MAX_BUNDLE_DEVICE_EVIDENCE, parseRuntimeData, runtimeDigest, verifyReceiptOffline, type AttestationBundle, type ConfidentialFetchOptions, type Receipt } from '@custody/sdk';
+import {
+  createConfidentialFetch,
+  MAX_BUNDLE_DEVICE_EVIDENCE,
+  parseRuntimeData,
+  prepareReceipt,
+  runtimeDigest,
+  signPreparedReceipt,
+  verifyReceiptOffline,
+  type AttestationBundle,
+  type ConfidentialFetchOptions,
+  type Receipt,
+  type ReceiptBody,
+} from '@custody/sdk';
 import type { BrokerClient } from './attestation/broker-client.js';
 import { LocalAppraisalBroker } from './attestation/local-broker.js';
 import { InMemoryLedgerSink } from './ledger/ledger-sink.js';
@@ -91,9 +103,8 @@ describe('a gateway with a GPU: CPU and GPU evidence over the same runtime data,
     await cfetch.receiptOf(res);
     expect(receipts).toHaveLength(1);
     expect(receipts[0]!.gateway.earId).toBe(gw.gateway.attestation.snapshot!.earId);
-    // With GPUs the receipt names the EAR and the CPU and GPU evidence together.
-    const b = gw.gateway.attestation.snapshot!.bundle;
-    expect(receipts[0]!.gateway.attestationDigest).toBe('sha256:' + toHex(await sha256(utf8(canonicalize({ devices: b.devices, evidence: b.evidence, ear: b.ear })))));
+    // The receipt names the EAR, which appraised the CPU and the GPU (an auditor without the JWKS binds the evidence beside it to it).
+    expect(receipts[0]!.gateway.attestationDigest).toBe('sha256:' + toHex(await sha256(utf8(gw.gateway.attestation.snapshot!.bundle.ear!))));
     const doc = cfetch.lastVerification!;
     expect(doc.ok).toBe(true);
     expect(doc.devices?.map((d) => d.name)).toEqual(['gpu0']);
@@ -452,5 +463,112 @@ describe('without a broker: the client appraises the raw CPU and GPU evidence', 
     } finally {
       await gw.close();
     }
+  });
+});
+
+describe('replicas sharing an identity key: the receipt names the GPUs of the replica that answered', () => {
+  // Same identity secret, so the same OHTTP and receipt keys; only A has a GPU. A client that
+  // verified A cannot tell from the keys which replica answered: the receipt must say.
+  const identity = { 'gw-identity': new Uint8Array(32).fill(6) };
+  let a: TestGateway;
+  let b: TestGateway;
+  beforeAll(async () => {
+    a = await gpuGateway([new FixtureGpuAttester()], { brokerKeys: identity, gateway: { identityKey: { name: 'gw-identity' } } });
+    b = await startTestGateway({ backend: 'upstream', brokerPolicyYaml: policyYaml, brokerKeys: identity, gateway: { identityKey: { name: 'gw-identity' } } });
+  });
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+  });
+
+  /** A load balancer: discovery reaches A, every encapsulated request reaches B. */
+  const toB = (input: string | URL | Request, init?: RequestInit) => {
+    const url = String(input instanceof Request ? input.url : input);
+    return fetch(url.endsWith('/ohttp') ? url.replace(a.url, b.url) : input, init);
+  };
+  const send = (cfetch: ReturnType<typeof createConfidentialFetch>, stream = false) =>
+    cfetch(`${a.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${a.apiKey}` }, body: stream ? JSON.stringify({ ...(JSON.parse(chat) as object), stream: true }) : chat });
+
+  it('both replicas publish one key set; A attests a GPU, B none; A names its GPU in its receipts', async () => {
+    const [ba, bb] = await Promise.all([bundleOf(a), bundleOf(b)]);
+    expect(bb.ohttpKeys).toBe(ba.ohttpKeys);
+    expect(bb.receiptKey.x).toBe(ba.receiptKey.x);
+    expect(ba.devices).toHaveLength(1);
+    expect(bb.devices).toBeUndefined();
+    const receipts: Receipt[] = [];
+    const cfetch = createConfidentialFetch({ gateway: a.url, jwks: a.jwks!, allowSimulated: true, minGpus: 1, gpuRoots: [root], onReceipt: (r) => receipts.push(r) });
+    expect((await send(cfetch)).status).toBe(200);
+    const res = await send(cfetch, true);
+    expect(await res.text()).toContain('data:');
+    await cfetch.receiptOf(res);
+    expect(receipts.map((r) => r.gateway.gpus)).toEqual([1, 1]);
+  });
+
+  it('a client requiring one GPU verifies A; the answer B computed is refused, whole or streamed: ERR_RECEIPT_MISMATCH on gateway.gpus', async () => {
+    const before = b.upstream!.received.length;
+    const cfetch = createConfidentialFetch({ gateway: a.url, jwks: a.jwks!, allowSimulated: true, minGpus: 1, gpuRoots: [root], fetch: toB });
+    const whole = await refusal(send(cfetch));
+    expect(whole.code).toBe('ERR_RECEIPT_MISMATCH');
+    expect(whole.detail).toMatchObject({ field: 'gateway.gpus', gpus: 0, required: 1 });
+    expect(cfetch.lastVerification?.devices).toHaveLength(1);
+    // The stream is handed over, then fails at its end: the caller must not trust what it read.
+    const res = await send(cfetch, true);
+    expect(res.status).toBe(200);
+    const read = await res.text().then(
+      () => 'read whole',
+      (e: unknown) => (e instanceof CustodyError ? e.code : 'failed'),
+    );
+    expect(read).toBe('ERR_RECEIPT_MISMATCH');
+    const streamed = await refusal(cfetch.receiptOf(res)!);
+    expect(streamed.code).toBe('ERR_RECEIPT_MISMATCH');
+    expect(streamed.detail).toMatchObject({ field: 'gateway.gpus' });
+    // B (no GPU) computed both answers: what the client refuses is the answer, after the fact.
+    expect(b.upstream!.received.length).toBe(before + 2);
+  });
+
+  it('a client that requires no GPU accepts the answer B computed; its receipt has no gpus member', async () => {
+    const receipts: Receipt[] = [];
+    const cfetch = createConfidentialFetch({ gateway: a.url, jwks: a.jwks!, allowSimulated: true, gpuRoots: [root], fetch: toB, onReceipt: (r) => receipts.push(r) });
+    expect((await send(cfetch)).status).toBe(200);
+    expect(receipts).toHaveLength(1);
+    expect('gpus' in receipts[0]!.gateway).toBe(false);
+    expect(receipts[0]!.gateway.attestationDigest).toBe(b.gateway.attestation.snapshot!.attestationDigest);
+  });
+
+  it('offline: a receipt whose GPU count is not the one its bundle attests is refused at binding, even signed by the shared receipt key', async () => {
+    const answer = async (g: TestGateway) => {
+      const receipts: Receipt[] = [];
+      const cfetch = createConfidentialFetch({ gateway: g.url, jwks: g.jwks!, allowSimulated: true, gpuRoots: [root], onReceipt: (r) => receipts.push(r) });
+      await (await send(cfetch)).text();
+      return { receipt: receipts[0]!, bundle: cfetch.lastBundle! };
+    };
+    // The replicas' receipt key signs whatever body it is given: a twin re-signed with it.
+    const resigned = async (r: Receipt, gpus: number | undefined): Promise<Receipt> => {
+      const { receiptId: _i, ledger: _l, signature: _s, ...body } = r;
+      const { gpus: _g, ...gateway } = body.gateway;
+      const changed: ReceiptBody = { ...body, gateway: { ...gateway, ...(gpus !== undefined ? { gpus } : {}) } };
+      return (await signPreparedReceipt(prepareReceipt(changed), null, a.gateway.keys.receipt.sign)).receipt;
+    };
+    const withGpu = await answer(a);
+    const without = await answer(b);
+    const check = (x: { receipt: Receipt; bundle: AttestationBundle }, g: TestGateway) => verifyReceiptOffline({ ...x, jwks: g.jwks!, allowSimulated: true, gpuRoots: [root], now: new Date() });
+    // The genuine receipts verify, and their re-signed copies too (the twins below differ only in gpus).
+    for (const [x, g] of [[withGpu, a], [without, b]] as const) {
+      expect((await check(x, g)).error).toBeUndefined();
+      expect((await check({ ...x, receipt: await resigned(x.receipt, x.receipt.gateway.gpus) }, g)).error).toBeUndefined();
+    }
+    const twins: [string, { receipt: Receipt; bundle: AttestationBundle }, TestGateway][] = [
+      ['a receipt naming one GPU beside a bundle without GPUs', { receipt: await resigned(without.receipt, 1), bundle: without.bundle }, b],
+      ['a receipt naming no GPU beside a bundle with one', { receipt: await resigned(withGpu.receipt, undefined), bundle: withGpu.bundle }, a],
+      ['a receipt naming two GPUs beside a bundle with one', { receipt: await resigned(withGpu.receipt, 2), bundle: withGpu.bundle }, a],
+    ];
+    for (const [name, x, g] of twins) {
+      const doc = await check(x, g);
+      expect(doc.error, name).toMatchObject({ step: 'binding', code: 'ERR_RECEIPT_MISMATCH' });
+      expect(doc.steps.find((s) => s.name === 'binding')!.detail, name).toContain('gateway.gpus');
+    }
+    // A receipt without GPUs never satisfies an auditor who requires one (its bundle fails first).
+    const strict = await verifyReceiptOffline({ ...without, jwks: b.jwks!, allowSimulated: true, minGpus: 1, gpuRoots: [root], now: new Date() });
+    expect(strict.error).toMatchObject({ step: 'gateway', code: 'ERR_SDK_DEVICE_MISSING' });
   });
 });

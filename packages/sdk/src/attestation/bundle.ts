@@ -126,17 +126,16 @@ export function bundleEvidence(bundle: AttestationBundle): Bytes {
 }
 
 /**
- * What a receipt names as the attestation it was answered under (`gateway.attestationDigest`).
- * Without GPUs: the EAR's digest, or without a broker the CPU evidence's. With GPUs: SHA-256 of
- * the RFC 8785 JSON of the bundle's `devices`, `evidence` and, when there is one, `ear`, exactly
- * as published (base64url and JWT text, so it is recomputed from the bundle without re-encoding).
- * The GPU evidence must be covered even with an EAR: an auditor who appraises the raw evidence
- * with a policy, without the broker's JWKS, cannot rely on the EAR, and anyone with a GPU can make
- * evidence for the published runtime data, so evidence the receipt does not name could be swapped
- * in beside the same EAR.
+ * What a receipt names as the attestation it was answered under (`gateway.attestationDigest`):
+ * the EAR's digest when there is one (the broker appraised the CPU and every GPU in it, and its
+ * appraisal record in the ledger names the same digest; a challenge bundle carries the same EAR).
+ * An auditor without the broker's JWKS checks that the evidence published beside it is what it
+ * appraised (verifyReceiptOffline). Without an EAR: the CPU evidence's digest, or with GPUs the
+ * digest of the RFC 8785 JSON of the bundle's `devices` and `evidence` exactly as published
+ * (base64url text), so that the GPU evidence is named too.
  */
 export async function bundleAttestationDigest(bundle: Pick<AttestationBundle, 'ear' | 'evidence' | 'devices'>): Promise<string> {
-  if (bundle.devices) return 'sha256:' + toHex(await sha256(utf8(canonicalize({ devices: bundle.devices, evidence: bundle.evidence, ...(bundle.ear !== undefined ? { ear: bundle.ear } : {}) }))));
   if (bundle.ear !== undefined) return 'sha256:' + toHex(await sha256(utf8(bundle.ear)));
+  if (bundle.devices) return 'sha256:' + toHex(await sha256(utf8(canonicalize({ devices: bundle.devices, evidence: bundle.evidence }))));
   return 'sha256:' + toHex(await sha256(fromBase64Url(bundle.evidence)));
 }

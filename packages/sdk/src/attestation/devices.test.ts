@@ -553,7 +553,7 @@ describe('the GPU options reach verification from every entry point', () => {
       tenant: 'acme',
       route: '/v1/chat/completions',
       // With GPUs the receipt names the EAR and every evidence file together (bundleAttestationDigest).
-      gateway: { platform: 'sim', simulated: true, measurements: { measurement: MEASUREMENT }, attestationDigest: await bundleAttestationDigest(bundle), earId: (JSON.parse(new TextDecoder().decode(fromBase64Url(ear.split('.')[1]!))) as { jti: string }).jti },
+      gateway: { platform: 'sim', simulated: true, measurements: { measurement: MEASUREMENT }, attestationDigest: await bundleAttestationDigest(bundle), gpus: 1, earId: (JSON.parse(new TextDecoder().decode(fromBase64Url(ear.split('.')[1]!))) as { jti: string }).jti },
       model: { id: 'm', backend: 'demo' },
       policy: { version: '1', action: 'none', findings: [] },
       request: { digest: `sha256:${'11'.repeat(32)}` },
@@ -564,13 +564,21 @@ describe('the GPU options reach verification from every entry point', () => {
     const ok = await verifyReceiptOffline({ receipt, bundle, jwks, allowSimulated: true, now: NOW, minGpus: 1, gpuRoots: roots });
     expect(ok.error).toBeUndefined();
     expect(ok.gateway?.devices).toHaveLength(1);
-    // An auditor with a policy and no JWKS cannot rely on the EAR: the receipt itself names the
-    // GPU evidence, so other evidence beside the same EAR (valid, bound to the same runtime data,
-    // and one the auditor's policy would accept) is refused.
+    // An auditor with a policy and no JWKS cannot rely on the EAR's signature, but the receipt
+    // names the EAR, and the evidence beside it must be what it appraised: other GPU evidence
+    // (valid, bound to the same runtime data, one the auditor's policy would accept) is refused.
     const swapped = { ...bundle, devices: [{ platform: 'nvidia' as const, evidence: toBase64Url(await gpuEvidence(baseRd, undefined, 1)) }] };
     const byPolicy = { receipt, policy, allowSimulated: true, now: NOW, gpuRoots: roots };
     expect((await verifyReceiptOffline({ ...byPolicy, bundle })).error).toBeUndefined();
-    expect((await verifyReceiptOffline({ ...byPolicy, bundle: swapped })).error).toMatchObject({ step: 'binding', code: 'ERR_RECEIPT_MISMATCH' });
+    const refused = await verifyReceiptOffline({ ...byPolicy, bundle: swapped });
+    expect(refused.error).toMatchObject({ step: 'gateway', code: 'ERR_RECEIPT_MISMATCH' });
+    expect(refused.gateway?.error).toMatchObject({ step: 'devices', code: 'ERR_RECEIPT_MISMATCH' });
+    // Other CPU evidence beside the same EAR: another measurement, validly made for the same runtime data.
+    const otherCpu = { ...bundle, evidence: toBase64Url(await createSimEvidence({ measurements: { measurement: 'd4'.repeat(48) }, reportData: await runtimeDigest('sim', baseRd), issuedAt: NOW })) };
+    const cpuPolicy = await loadPolicy(['apiVersion: custody.dev/policy/v1', 'id: any-sim', 'version: 1', 'allowSimulated: true', 'platforms:', '  sim:', `    measurement: [${MEASUREMENT}, ${'d4'.repeat(48)}]`, '  nvidia:', '    indices:', ...Object.entries(gpuMeasurements).map(([k, v]) => `      ${k.slice('measurement'.length)}: ${v}`), ''].join('\n'));
+    const cpuRefused = await verifyReceiptOffline({ ...byPolicy, policy: cpuPolicy, bundle: otherCpu });
+    expect(cpuRefused.error).toMatchObject({ step: 'gateway', code: 'ERR_RECEIPT_MISMATCH' });
+    expect(cpuRefused.gateway?.error).toMatchObject({ step: 'ear', code: 'ERR_RECEIPT_MISMATCH' });
     const short = await verifyReceiptOffline({ receipt, bundle, jwks, allowSimulated: true, now: NOW, minGpus: 2, gpuRoots: roots });
     expect(short.error).toMatchObject({ code: 'ERR_SDK_DEVICE_MISSING', step: 'gateway' });
     expect(short.gateway?.error?.step).toBe('devices');

@@ -19,7 +19,7 @@
  * verification whatever `minGpus` says; `minGpus` only sets how many attested GPUs are required.
  */
 import type { JSONWebKeySet } from 'jose';
-import { canonicalBytes, CustodyError, fromBase64Url, equalBytes, sha256, toCustodyError, toHex, type Bytes } from '@custody/core';
+import { canonicalBytes, canonicalize, CustodyError, fromBase64Url, equalBytes, sha256, toCustodyError, toHex, type Bytes } from '@custody/core';
 import { nvidiaVerifier, simVerifier, tpmVerifier, type EvidenceVerifier, type NormalizedClaims, type Platform, type VerificationResult, type VerifyInput } from '@custody/attest';
 import { appraise, appraisalReasons, parseAuthenticatedEar, teeKeyFromEar, verifyEar, type CompiledPolicy, type Ear } from '@custody/policy';
 import { encodeEvent, verifyTlogProof, type TlogPolicy } from '@custody/ledger';
@@ -271,7 +271,7 @@ function sameMeasurements(a: Record<string, string>, b: Record<string, string>):
  * platform, mode and measurements); returns its device and claims. `code` replaces the binding
  * codes when the EAR came from the ledger (strict mode without a JWKS).
  */
-async function bindEar(ear: Ear, bundle: AttestationBundle, rd: ParsedRuntimeData, evidenceClaims: Claimed | undefined, code?: string): Promise<{ dev: ReturnType<typeof earDevice>; claims: Claimed }> {
+async function bindEar(ear: Ear, bundle: AttestationBundle, rd: ParsedRuntimeData, evidenceClaims: NormalizedClaims | undefined, code?: string): Promise<{ dev: ReturnType<typeof earDevice>; claims: Claimed }> {
   const earRd = bundle.earRuntimeData !== undefined ? parseRuntimeData(bundle.earRuntimeData) : rd;
   const what = code ? 'strict mode: the logged appraisal' : 'the EAR';
   if (!sameRuntimeKeys(earRd.value, rd.value)) fail(code ?? 'ERR_EVIDENCE_BINDING', `${what} appraised other keys than the ones published`);
@@ -285,6 +285,10 @@ async function bindEar(ear: Ear, bundle: AttestationBundle, rd: ParsedRuntimeDat
   if (tee.x !== earRd.value['tee-pubkey'].x) fail(code ?? 'ERR_EVIDENCE_BINDING', `${what} carries another TEE key`);
   if (evidenceClaims && (evidenceClaims.platform !== claims.platform || evidenceClaims.simulated !== claims.simulated || evidenceClaims.debug !== claims.debug || !sameMeasurements(evidenceClaims.measurements, claims.measurements))) {
     fail(code ?? 'ERR_EVIDENCE_MEASUREMENT', `the fresh evidence reports another platform, mode or measurements than the evidence ${what} covers`);
+  }
+  // Firmware levels too (from the evidence itself; a TCB status depends on when collateral was read, so it is not compared).
+  if (evidenceClaims && canonicalize(evidenceClaims.tcb?.components ?? null) !== canonicalize((dev.evidence?.tcb as { components?: unknown } | undefined)?.components ?? null)) {
+    fail(code ?? 'ERR_EVIDENCE_MEASUREMENT', `the fresh evidence reports other firmware levels (TCB) than the evidence ${what} covers`);
   }
   return { dev, claims };
 }
@@ -419,6 +423,8 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
   let ear: Ear | undefined;
   const rawDevices: Record<string, NormalizedClaims> = {};
   let gpus = 0;
+  /** A past answer's EAR checked without the broker's JWKS: bound to the raw evidence, not trusted. */
+  let pastEar: Ear | undefined;
   let validUntil = new Date(now.getTime() + maxAge * 1000);
   const useEvidence = options.jwks === undefined || options.nonce !== undefined || options.policy !== undefined || options.verifiers !== undefined;
 
@@ -471,7 +477,21 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
     });
 
     await run.step('ear', async () => {
-      if (!options.jwks) return { skipped: 'no broker JWKS pinned' };
+      if (!options.jwks) {
+        if (!options.pastAnswer || bundle.ear === undefined) return { skipped: 'no broker JWKS pinned' };
+        // A receipt names the EAR (its digest), not the evidence published beside it. An auditor
+        // who appraises that evidence without the broker's JWKS checks that it is what the EAR
+        // appraised (platform, mode, measurements, firmware levels; the GPUs in step devices), so
+        // other evidence over the same public runtime data cannot be shown beside the same EAR.
+        try {
+          pastEar = parseAuthenticatedEar(bundle.ear);
+        } catch (e) {
+          fail('ERR_RECEIPT_MISMATCH', `the bundle's EAR cannot be read (${toCustodyError(e).code})`);
+        }
+        if (!evidenceClaims) fail('ERR_SDK_TRUST_CONFIG', 'without a broker JWKS the raw evidence must be checked');
+        await bindEar(pastEar, bundle, rd, evidenceClaims, 'ERR_RECEIPT_MISMATCH');
+        return { skipped: 'no broker JWKS pinned; the raw evidence is what the EAR appraised (its signature not checked)' };
+      }
       if (!bundle.ear) fail('ERR_EAR_MALFORMED', 'the gateway published no EAR');
       const v = await verifyEar(bundle.ear, { jwks: options.jwks, now, ...(options.earIssuer ? { issuer: options.earIssuer } : {}), ...(options.earAudience ? { audience: options.earAudience } : {}) });
       ear = v.ear;
@@ -488,7 +508,7 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
     await run.step('devices', async () => {
       const published = bundle.devices ?? [];
       const minGpus = options.minGpus ?? 0;
-      const earGpus = ear ? Object.keys(ear.submods).some((n) => GPU_SUBMOD.test(n)) : false;
+      const earGpus = [ear, pastEar].some((e) => e !== undefined && Object.keys(e.submods).some((n) => GPU_SUBMOD.test(n)));
       if (published.length === 0 && minGpus === 0 && !earGpus) return { skipped: 'no GPU evidence published' };
       const parts: string[] = [];
       // Published GPU evidence is always verified here, EAR or not: nothing published passes unchecked.
@@ -500,6 +520,7 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
         parts.push(`${published.length} GPU evidence file(s) verify, each with request nonce SHA-256(runtime data) = ${short(toHex(nonce))}, from ${published.length} distinct GPU(s)`);
       }
       let attested: AttestedDevice[];
+      if (pastEar) await bindEarDevices(pastEar, bundle, rd, rawDevices, true, 'ERR_RECEIPT_MISMATCH');
       if (ear) {
         attested = await bindEarDevices(ear, bundle, rd, rawDevices, options.acceptWarning ?? false);
         parts.push(`the EAR covers ${attested.length} GPU(s) (${attested.map((d) => `${d.name} ${d.status ?? ''}`.trim()).join(', ') || 'none'}), bound to the runtime data it appraised`);

@@ -10,7 +10,7 @@
  *                receipt says the request was received: the gateway was attested when it
  *                accepted it (a revocation during the answer would have withheld the receipt);
  *  3. binding    the receipt names exactly that attestation (its digest, platform, mode,
- *                measurements and EAR id);
+ *                measurements, EAR id and number of attested GPUs), and at least `minGpus` GPUs;
  *  4. signature  Ed25519 by the receipt key the evidence binds, over the RFC 8785 form, and
  *                the id derived from the body;
  *  5. ledger     with a C2SP tlog-proof and a log policy: the receipt's `inference.receipt`
@@ -123,7 +123,12 @@ export async function verifyReceiptOffline(input: VerifyReceiptOfflineInput): Pr
         // With a verified EAR its id must be the receipt's (without one, the raw evidence was
         // appraised, and the digest above already ties the receipt to the bundle's EAR bytes).
         if (d.earId !== undefined && g.earId !== d.earId) throw mismatch('gateway.earId');
-        return `the receipt names this attestation (${digest.slice(0, 23)}...)`;
+        // The GPUs the answering gateway attested (absent: none) are the ones the bundle attests.
+        const gpus = g.gpus ?? 0;
+        if (gpus !== (d.devices?.length ?? 0)) throw mismatch('gateway.gpus');
+        const minGpus = input.minGpus ?? 0;
+        if (gpus < minGpus) throw new CustodyError('ERR_RECEIPT_MISMATCH', `the receipt names ${gpus} attested GPU(s), at least ${minGpus} required`, { detail: { field: 'gateway.gpus', gpus, required: minGpus } });
+        return `the receipt names this attestation (${digest.slice(0, 23)}...)${gpus > 0 ? ` and its ${gpus} GPU(s)` : ''}`;
       },
     ],
     [

@@ -22,6 +22,7 @@ const valid = fc.record(
         measurements: fc.dictionary(fc.string({ maxLength: 10 }), fc.string({ maxLength: 20 }), { maxKeys: 4 }),
         earId: fc.string({ maxLength: 20 }),
         attestationDigest: digest,
+        gpus: fc.integer({ min: 1, max: 8 }),
       },
       { requiredKeys: ['platform', 'simulated', 'measurements', 'attestationDigest'] },
     ),
@@ -113,6 +114,28 @@ describe('receipt hand check against the zod schema', () => {
       const r = viaJson(base) as Record<string, Record<string, unknown>>;
       c(r);
       expect(fastReceiptForTests(r)).toBeUndefined();
+    }
+  });
+
+  it('gateway.gpus: an integer 1..8 or absent, the same for both checks', () => {
+    const base = viaJson(fc.sample(valid, { seed, numRuns: 1 })[0]) as Record<string, Record<string, unknown>>;
+    const withGpus = (gpus: unknown) => {
+      const r = viaJson(base) as Record<string, Record<string, unknown>>;
+      if (gpus === undefined) delete r.gateway!.gpus;
+      else r.gateway!.gpus = gpus;
+      return r;
+    };
+    for (const gpus of [0, 9, 1.5, '1', -1, null, true, [1], 1e21]) {
+      expect(fastReceiptForTests(withGpus(gpus)), `gpus ${JSON.stringify(gpus)}`).toBeUndefined();
+      expect(parseReceiptWithSchema(withGpus(gpus)), `gpus ${JSON.stringify(gpus)}`).toBeUndefined();
+    }
+    for (const gpus of [undefined, 1, 8]) {
+      const fast = fastReceiptForTests(withGpus(gpus));
+      const schema = parseReceiptWithSchema(withGpus(gpus));
+      expect(fast).toBeDefined();
+      expect(JSON.stringify(fast)).toBe(JSON.stringify(schema));
+      expect(fast!.gateway.gpus).toBe(gpus);
+      expect('gpus' in fast!.gateway).toBe(gpus !== undefined);
     }
   });
 });

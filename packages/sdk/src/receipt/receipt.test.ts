@@ -63,12 +63,26 @@ describe('receipts', () => {
       { ...r, policy: { ...r.policy, action: 'allow' } },
       { ...r, ledger: { ...r.ledger!, index: 8 } },
       { ...r, gateway: { ...r.gateway, simulated: false } },
+      { ...r, gateway: { ...r.gateway, gpus: 1 } },
       { ...r, timestamps: { ...r.timestamps, completedAt: '2025-06-01T00:00:01.000Z' } },
     ];
     for (const t of twins) expect(await code(verifyReceipt(t, jwk))).toBe('ERR_RECEIPT_SIGNATURE');
     const sig = Buffer.from(r.signature.value, 'base64url');
     sig[0]! ^= 1;
     expect(await code(verifyReceipt({ ...r, signature: { alg: 'Ed25519', value: sig.toString('base64url') } }, jwk))).toBe('ERR_RECEIPT_SIGNATURE');
+  });
+
+  it('gateway.gpus is signed and survives the header form; a receipt without GPUs has no gpus member', async () => {
+    const { pair, jwk } = await keys();
+    const withGpus: ReceiptBody = { ...body, gateway: { ...body.gateway, gpus: 2 } };
+    const id = await receiptIdOf(withGpus);
+    expect(id).not.toBe(await receiptIdOf(body));
+    const { receipt, header } = await signPreparedReceipt({ ...prepareReceipt(withGpus), receiptId: id }, null, pair.privateKey);
+    expect((await verifyReceipt(header, jwk)).gateway.gpus).toBe(2);
+    expect(await code(verifyReceipt({ ...receipt, gateway: { ...receipt.gateway, gpus: 1 } }, jwk))).toBe('ERR_RECEIPT_SIGNATURE');
+    const { r } = await signed();
+    expect('gpus' in parseReceipt(encodeReceiptHeader(r)).gateway).toBe(false);
+    expect(fromUtf8(fromBase64Url(encodeReceiptHeader(r)))).not.toContain('gpus');
   });
 
   it('another key fails; mismatched expectations fail with ERR_RECEIPT_MISMATCH; malformed input fails typed', async () => {

@@ -8,7 +8,11 @@
  *   "receiptId": "<UUIDv8 from SHA-256 of the canonical body>",
  *   "tenant": "acme", "route": "/v1/chat/completions",
  *   "gateway": { "platform": "sim", "simulated": true, "measurements": {...},
- *                "earId": "<EAR jti>", "attestationDigest": "sha256:<EAR or evidence; with GPUs, of {devices, evidence, ear}: bundleAttestationDigest>" },
+ *                "earId": "<EAR jti>", "attestationDigest": "sha256:<EAR or evidence; with GPUs, of {devices, evidence, ear}: bundleAttestationDigest>",
+ *                "gpus": 1 },
+ *              ("gpus": how many GPUs the answering gateway attested, 1..8; absent when it has none,
+ *              so receipts of gateways without GPUs are unchanged. Replicas sharing an identity
+ *              key share the receipt key, so this says which kind of replica answered.)
  *   "model": { "id": "custody-demo", "digest": "sha256:...", "backend": "demo" },
  *   "policy": { "version": "...", "action": "mask", "findings": [{"category":"email","action":"mask","count":1}] },
  *              (plus "output": { "findings": [...] } when the tenant has an output policy: what
@@ -47,6 +51,7 @@ import {
   type Bytes,
 } from '@custody/core';
 import { encodeEvent, sha256Sync, verifyTlogProof, type CustodyEventOf, type TlogPolicy, type TlogProof } from '@custody/ledger';
+import { MAX_BUNDLE_DEVICES } from '../attestation/bundle.js';
 import type { OkpPublicJwk } from '../attestation/runtime-data.js';
 
 export const RECEIPT_FORMAT = 'custody.dev/receipt/v1';
@@ -66,6 +71,8 @@ export interface ReceiptBody {
     measurements: Record<string, string>;
     earId?: string;
     attestationDigest: string;
+    /** The answering gateway's attested GPUs (1..8); absent when it has none. */
+    gpus?: number;
   };
   model: { id: string; digest?: string; backend: string };
   policy: {
@@ -108,6 +115,7 @@ const receiptSchema = z.strictObject({
     measurements: z.record(z.string().max(64), z.string().max(256)).refine((r) => Object.keys(r).length <= 64),
     earId: z.string().max(256).optional(),
     attestationDigest: digestField,
+    gpus: z.number().int().min(1).max(MAX_BUNDLE_DEVICES).optional(),
   }),
   model: z.strictObject({ id, digest: digestField.optional(), backend: z.string().max(64) }),
   policy: z.strictObject({
@@ -168,8 +176,8 @@ function fastReceipt(v: unknown): Receipt | undefined {
   if (!isObj(v) || !keysOk(v, ['format', 'receiptId', 'tenant', 'route', 'gateway', 'model', 'policy', 'request', 'response', 'timestamps', 'ledger', 'signature'])) return undefined;
   if (v.format !== RECEIPT_FORMAT || typeof v.receiptId !== 'string' || !RECEIPT_ID.test(v.receiptId) || !idOk(v.tenant) || !str(v.route, 256)) return undefined;
   const g = v.gateway;
-  if (!isObj(g) || !keysOk(g, ['platform', 'simulated', 'measurements', 'attestationDigest'], ['earId'])) return undefined;
-  if (!str(g.platform, 32) || typeof g.simulated !== 'boolean' || !digestOk(g.attestationDigest) || (g.earId !== undefined && !str(g.earId, 256))) return undefined;
+  if (!isObj(g) || !keysOk(g, ['platform', 'simulated', 'measurements', 'attestationDigest'], ['earId', 'gpus'])) return undefined;
+  if (!str(g.platform, 32) || typeof g.simulated !== 'boolean' || !digestOk(g.attestationDigest) || (g.earId !== undefined && !str(g.earId, 256)) || (g.gpus !== undefined && !intIn(g.gpus, 1, MAX_BUNDLE_DEVICES))) return undefined;
   const m = g.measurements;
   if (!isObj(m)) return undefined;
   const measurements: Record<string, string> = {};
@@ -218,7 +226,7 @@ function fastReceipt(v: unknown): Receipt | undefined {
     receiptId: v.receiptId,
     tenant: v.tenant,
     route: v.route,
-    gateway: { platform: g.platform, simulated: g.simulated, measurements, ...(g.earId !== undefined ? { earId: g.earId } : {}), attestationDigest: g.attestationDigest },
+    gateway: { platform: g.platform, simulated: g.simulated, measurements, ...(g.earId !== undefined ? { earId: g.earId } : {}), attestationDigest: g.attestationDigest, ...(g.gpus !== undefined ? { gpus: g.gpus } : {}) },
     model: { id: md.id, ...(md.digest !== undefined ? { digest: md.digest } : {}), backend: md.backend },
     policy: { version: p.version, action: p.action as PolicyAction, findings, ...(rules !== undefined ? { rules } : {}), ...(output !== undefined ? { output } : {}) },
     request: { digest: rq.digest, ...(rq.forwardedDigest !== undefined ? { forwardedDigest: rq.forwardedDigest } : {}) },

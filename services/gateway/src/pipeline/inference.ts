@@ -46,6 +46,16 @@ export function sha256Digest(data: Uint8Array): string {
   return 'sha256:' + createHash('sha256').update(data).digest('hex');
 }
 
+/**
+ * The GPUs attested in the snapshot a request is answered under, for its receipt: replicas that
+ * share an identity key share the receipt key, so the receipt itself must say whether the replica
+ * that answered had the GPUs a client required. Absent without GPUs (receipts unchanged).
+ */
+function gpusOf(s: AttestationSnapshot): { gpus?: number } {
+  const n = s.devices?.length ?? 0;
+  return n > 0 ? { gpus: n } : {};
+}
+
 /** What the pipeline answers; the caller seals it and finishes the receipt when the body is done. */
 export interface InnerResponse {
   readonly status: number;
@@ -298,7 +308,7 @@ export class InferencePipeline {
       format: RECEIPT_FORMAT,
       tenant: ctx.tenant!.id,
       route: ctx.route ?? 'unknown',
-      gateway: { platform: s.platform, simulated: s.simulated, measurements: s.measurements, ...(s.earId !== undefined ? { earId: s.earId } : {}), attestationDigest: s.attestationDigest },
+      gateway: { platform: s.platform, simulated: s.simulated, measurements: s.measurements, ...(s.earId !== undefined ? { earId: s.earId } : {}), attestationDigest: s.attestationDigest, ...gpusOf(s) },
       model: { id: ctx.model?.id ?? 'none', ...(ctx.model?.digest ? { digest: ctx.model.digest } : {}), backend: this.o.backend.kind },
       policy: {
         version: this.o.tenants.policyVersion,
