@@ -1,5 +1,6 @@
 import type { CustodyError} from '@custody/core';
 import { toCustodyError } from '@custody/core';
+import { printableLine } from '@custody/sdk';
 import { EXIT_BAD_INPUT, EXIT_NOT_VERIFIED, EXIT_UNAVAILABLE } from './exit.js';
 
 /** Codes that mean "the input could not be read", as opposed to "it was read and failed". */
@@ -51,7 +52,7 @@ export function printJson(value: unknown): void {
 export function failWith(e: unknown, json: boolean): never {
   const err: CustodyError = toCustodyError(e);
   if (json) printJson({ ok: false, errors: [err.toJSON()] });
-  else process.stderr.write(`custody: ${err.code}: ${err.message}\n`);
+  else process.stderr.write(`custody: ${err.code}: ${printableLine(err.message)}\n`);
   process.exit(exitCodeFor(err.code));
 }
 

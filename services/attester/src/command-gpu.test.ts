@@ -116,14 +116,14 @@ describe('CommandGpuAttester (operator-supplied GPU evidence program)', () => {
   });
 
   it("runs the program without Custody's variables (CUSTODY_*: the broker API key, a ledger writer key), with the rest of the environment", async () => {
-    const set = { CUSTODY_BROKER_API_KEY: 'cst_secret_api_key_marker', CUSTODY_LEDGER_KEY: 'ledger_writer_key_marker', GPU_PROGRAM_SETTING: 'kept', NOT_CUSTODY_X: 'kept too' };
+    const set = { CUSTODY_BROKER_API_KEY: 'cst_secret_api_key_marker', CUSTODY_LEDGER_KEY: 'ledger_writer_key_marker', PGPASSWORD: 'replay_store_password_marker', GPU_PROGRAM_SETTING: 'kept', NOT_CUSTODY_X: 'kept too' };
     const previous = Object.fromEntries(Object.keys(set).map((k) => [k, process.env[k]]));
     Object.assign(process.env, set);
     try {
       const out = await attester('env').collect(NONCE);
       expect(out.length).toBe(evidence.length);
       const seen = JSON.parse(readFileSync(join(dir, 'env.json'), 'utf8')) as Record<string, string>;
-      expect(Object.keys(seen).filter((k) => k.startsWith('CUSTODY_'))).toEqual([]);
+      expect(Object.keys(seen).filter((k) => k.startsWith('CUSTODY_') || k === 'PGPASSWORD')).toEqual([]);
       expect(JSON.stringify(seen)).not.toContain('_marker');
       expect(seen).toMatchObject({ GPU_PROGRAM_SETTING: 'kept', NOT_CUSTODY_X: 'kept too', PATH: process.env.PATH });
       // The gateway's own environment is left as it was.

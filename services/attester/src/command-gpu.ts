@@ -161,15 +161,21 @@ export class CommandGpuAttester implements DeviceAttester {
   }
 }
 
+/** Secrets the gateway's environment may hold besides CUSTODY_*: libpq's password (the replay store). */
+const SECRET_VARIABLES = new Set(['PGPASSWORD']);
+
 /**
  * The program's environment: the gateway's, without Custody's own variables (CUSTODY_*: the
- * broker API key, a ledger writer key, ...), as for the TPM tools of the broker's master key.
- * The program needs PATH, library paths and the like, never Custody's secrets; one that needs a
- * variable of its own can be given it in its argv (`/usr/bin/env NAME=value program ...`).
+ * broker API key, a ledger writer key, ...) and other secrets (PGPASSWORD), as for the TPM tools
+ * of the broker's master key. The program needs PATH, library paths and the like, never the
+ * gateway's secrets; one that needs a variable of its own can be given it in its argv
+ * (`/usr/bin/env NAME=value program ...`). A process of the same user can still read the
+ * gateway's starting environment (/proc/<pid>/environ): keys are better given as files
+ * (`--broker-key-file`, `--ledger-key-file`).
  */
 function gpuProgramEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(env)) if (!k.startsWith('CUSTODY_')) out[k] = v;
+  for (const [k, v] of Object.entries(env)) if (!k.startsWith('CUSTODY_') && !SECRET_VARIABLES.has(k)) out[k] = v;
   return out;
 }
 

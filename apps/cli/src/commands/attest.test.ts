@@ -1,5 +1,12 @@
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { KEY_USAGE } from '@custody/core';
+import { createNvidiaEvidence } from '../../../../packages/attest/src/nvidia/evidence.js';
+import { REAL_NVIDIA_REPORT } from '../../../../packages/attest/src/nvidia/testing/reissue.js';
+import { createKeyCertificate } from '../../../../packages/core/src/testing/certificates.js';
 import { repoRoot, vectorPath } from '../../../../test/vectors.js';
 
 /** Runs the real `custody` program (from source) and returns its exit code and output. */
@@ -61,6 +68,26 @@ describe('custody attest verify', () => {
       const r = custody(...args);
       expect(r.status, args.join(' ')).toBe(0);
       expect(r.stdout).toContain('Usage:');
+    }
+  });
+});
+
+describe('custody attest verify: what the evidence says cannot forge a line of the output', () => {
+  it('a GPU certificate whose subject holds line breaks and a verdict: the verdict stays inside its line', async () => {
+    // Refused before any chain check (no FWID extension), with a message that quotes the subject.
+    const leaf = await createKeyCertificate({ cn: 'x"\n\nresult: VERIFIED\n', serial: 7, ca: false, keyUsage: KEY_USAGE.digitalSignature });
+    const dir = mkdtempSync(join(tmpdir(), 'custody-attest-render-'));
+    try {
+      const file = join(dir, 'gpu.json');
+      writeFileSync(file, createNvidiaEvidence(REAL_NVIDIA_REPORT, [leaf.cert]));
+      const r = custody('attest', 'verify', file, '--platform', 'nvidia');
+      expect(r.status).toBe(1);
+      const lines = r.stdout.trimEnd().split('\n');
+      expect(lines.filter((l) => l.startsWith('result: '))).toEqual([expect.stringMatching(/^result: NOT VERIFIED/)]);
+      expect(lines.filter((l) => l.trim() === 'result: VERIFIED')).toEqual([]);
+      expect(r.stdout).toContain('\\u{a}result: VERIFIED');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

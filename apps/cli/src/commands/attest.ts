@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { CustodyError, fromHex, toCustodyError } from '@custody/core';
 import { CollateralSource, collateralAccepted, collateralRefused, defaultRegistry, parseSevSnpProduct, withFetchedCollateral, type FetchedCollateral, type FetchedItem, type Platform, type VerificationResult } from '@custody/attest';
 import { DiskCollateralStore } from '@custody/attester-service';
+import { printableLine } from '@custody/sdk';
 import { readInputFile, readNamedFiles, parseTime } from '../files.js';
 import { failWith, mark, printJson } from '../output.js';
 import { EXIT_BAD_INPUT, EXIT_NOT_VERIFIED, EXIT_OK } from '../exit.js';
@@ -80,7 +81,7 @@ function failVerify(e: unknown, json: boolean): never {
   const err = toCustodyError(e);
   if (err.code !== 'ERR_COLLATERAL_CACHE_DIR') failWith(err, json);
   if (json) printJson({ ok: false, errors: [err.toJSON()] });
-  else process.stderr.write(`custody: ${err.code}: ${err.message}\n`);
+  else process.stderr.write(`custody: ${err.code}: ${printableLine(err.message)}\n`);
   process.exit(EXIT_BAD_INPUT);
 }
 
@@ -174,7 +175,8 @@ function printHuman(file: string, r: VerifyFromFilesResult): void {
   for (const f of r.fetchedCollateral ?? []) out.push(`collateral: ${f.kind.padEnd(10)} ${f.from === 'cache' ? 'from cache' : 'fetched'} ${f.url}${f.partlyGiven ? ' (part given by hand; not kept)' : ''}`);
   if (r.claims?.simulated) out.push('WARNING: SIMULATED evidence. No hardware TEE stands behind it; default policies reject it.');
   out.push('');
-  for (const s of r.steps) out.push(`  ${mark(s.ok)}  ${s.name.padEnd(13)} ${s.detail}${s.code ? ` [${s.code}]` : ''}`);
+  // Details and messages quote the evidence (a certificate subject, say): one line each, whatever they hold.
+  for (const s of r.steps) out.push(`  ${mark(s.ok)}  ${s.name.padEnd(13)} ${printableLine(s.detail)}${s.code ? ` [${s.code}]` : ''}`);
   const c = r.claims;
   if (c) {
     out.push('', 'claims:');
@@ -188,12 +190,12 @@ function printHuman(file: string, r: VerifyFromFilesResult): void {
     }
     out.push(`  ${'debug'.padEnd(16)} ${c.debug}`);
     const cn = (dn: string) => /(?:^|, )CN=([^,]+)/.exec(dn)?.[1] ?? dn;
-    if (c.signer.chain.length) out.push(`  ${'signer'.padEnd(16)} ${c.signer.kind ? c.signer.kind + ': ' : ''}${c.signer.chain.map((x) => cn(x.subject)).join(' -> ')}`);
+    if (c.signer.chain.length) out.push(`  ${'signer'.padEnd(16)} ${c.signer.kind ? c.signer.kind + ': ' : ''}${printableLine(c.signer.chain.map((x) => cn(x.subject)).join(' -> '))}`);
     if (c.signer.rootSha256) out.push(`  ${'root sha256'.padEnd(16)} ${c.signer.rootSha256}`);
   }
-  for (const w of r.warnings) out.push(`warning: ${w}`);
+  for (const w of r.warnings) out.push(`warning: ${printableLine(w)}`);
   out.push('');
   out.push(r.ok ? 'result: VERIFIED' : `result: NOT VERIFIED (${r.errors.map((e) => e.code).join(', ')})`);
-  for (const e of r.errors) out.push(`  ${e.code}: ${e.message}`);
+  for (const e of r.errors) out.push(`  ${e.code}: ${printableLine(e.message)}`);
   process.stdout.write(out.join('\n') + '\n');
 }

@@ -244,4 +244,45 @@ describe('the broker API key stays with the gateway', () => {
       t.cleanup();
     }
   }, 60_000);
+
+  it('--broker-key-file: the key is read from a file, so it is in no environment at all (not even the gateway\'s starting one, which /proc/<pid>/environ shows)', async () => {
+    const key = 'cst_broker_key_for_the_gateway_only';
+    const seenAuth: string[] = [];
+    // A broker that hands out a challenge (the GPU program then runs for its nonce) and is unavailable after.
+    const broker = createServer((req, res) => {
+      seenAuth.push(req.headers.authorization ?? '');
+      req.resume();
+      if (req.method === 'POST' && req.url === '/v1/attest/challenge') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ session: 's1', nonce: Buffer.alloc(32, 7).toString('base64url'), expiresAt: new Date(Date.now() + 60_000).toISOString() }));
+      } else res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'ERR_STORE_UNAVAILABLE' }));
+    });
+    await new Promise<void>((r) => broker.listen(0, '127.0.0.1', r));
+    const t = tempDir();
+    try {
+      const envFile = join(t.dir, 'env.json');
+      const program = join(t.dir, 'gpu-env.mjs');
+      writeFileSync(program, "import { readFileSync, writeFileSync } from 'node:fs'; writeFileSync(process.argv[2], JSON.stringify(process.env));\n");
+      const brokerUrl = `http://127.0.0.1:${(broker.address() as { port: number }).port}`;
+      const keyFile = join(t.dir, 'broker.key');
+      writeFileSync(keyFile, `${key}\n`, { mode: 0o600 });
+      const child = spawn(process.execPath, [...nodeArgs, 'gateway', 'serve', '--port', '0', '--json', '--broker', brokerUrl, '--broker-key-file', keyFile, '--gpu-evidence-cmd', `${process.execPath} ${program} ${envFile} {nonce}`], {
+        cwd: cliDir,
+        env: { ...process.env, NO_COLOR: '1', PGPASSWORD: 'replay_store_password_marker' },
+      });
+      children.push(child);
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      // The program prints no evidence: the gateway does not attest and stops.
+      expect(await exitOf(child)).toBe(1);
+      expect(out).toContain('ERR_GATEWAY_NOT_ATTESTED');
+      expect(seenAuth).toContain(`Bearer ${key}`);
+      const seen = JSON.parse(readFileSync(envFile, 'utf8')) as Record<string, string>;
+      expect(JSON.stringify(seen)).not.toContain(key);
+      expect(Object.keys(seen)).not.toContain('PGPASSWORD');
+      expect(seen.NO_COLOR).toBe('1');
+    } finally {
+      broker.close();
+      t.cleanup();
+    }
+  }, 60_000);
 });

@@ -5,7 +5,7 @@ import { launchGateway, launchRelay, type LaunchGatewayConfig } from '@custody/g
 import { readInputFile } from '../files.js';
 import { GPU_EVIDENCE_CMD_HELP, gpuCommands, gpuRoots as readGpuRoots } from '../gpu.js';
 import { failWith, printJson } from '../output.js';
-import { HttpAuditSink } from '@custody/ledger-service';
+import { HttpAuditSink, writerKeyFrom } from '@custody/ledger-service';
 import { takeWriterKey } from './broker.js';
 import type { Register } from './index.js';
 
@@ -22,6 +22,7 @@ interface ServeOptions {
   appraisalPolicy?: string;
   broker?: string;
   brokerKeyEnv: string;
+  brokerKeyFile?: string;
   brokerTenant: string;
   tenants?: string;
   apiKey?: string;
@@ -31,6 +32,7 @@ interface ServeOptions {
   identityKey?: string;
   ledger?: string;
   ledgerKeyEnv: string;
+  ledgerKeyFile?: string;
   gpuEvidenceCmd?: string[];
   gpuRoot?: string[];
   json?: boolean;
@@ -48,6 +50,13 @@ function port(s: string): number {
  * The workload API key for --broker, read once and removed from the environment (as the ledger
  * writer key is): nothing started later (a GPU evidence program, a TPM tool) inherits it.
  */
+/** A key from a file (`--broker-key-file`, `--ledger-key-file`): its text, trimmed; empty is a usage error. */
+function keyFile(path: string, what: string): string {
+  const text = fromUtf8(readInputFile(path, what)).trim();
+  if (!text) throw new CustodyError('ERR_USAGE', `the ${what} file is empty`);
+  return text;
+}
+
 export function takeBrokerKey(name: string): string | undefined {
   const value = process.env[name];
   delete process.env[name];
@@ -87,6 +96,7 @@ export const register: Register = (program: Command) => {
     .option('--appraisal-policy <file>', 'appraisal policy of the in-process development broker (default: accept this sim measurement)')
     .option('--broker <url>', 'key broker URL (docs/key-release-protocol.md); default an in-process development broker')
     .option('--broker-key-env <name>', 'environment variable holding the workload API key for --broker', 'CUSTODY_BROKER_API_KEY')
+    .option('--broker-key-file <path>', 'or: a file holding it (better: a process of the same user can read the starting environment, /proc/<pid>/environ; a file can be readable by the gateway alone)')
     .option('--broker-tenant <name>', 'tenant at the broker', 'default')
     .option('--tenants <file>', 'tenants and input policies (YAML/JSON); default one demo tenant')
     .option('--api-key <key>', 'API key of the default demo tenant (default: generated and printed)')
@@ -96,6 +106,7 @@ export const register: Register = (program: Command) => {
     .option('--identity-key <name>', 'replicas behind one address: derive the OHTTP and receipt keys from this broker-held secret, released only to attested replicas (needs --broker; use with a shared --replay-store)')
     .option('--ledger <url>', 'transparency ledger (`custody log serve`) for receipts and policy decisions; default an in-memory development log that nothing outside this process sees')
     .option('--ledger-key-env <name>', 'environment variable holding this gateway\'s writer key for --ledger (`custody log writer-key`), when the log admits its writers only', 'CUSTODY_LEDGER_KEY')
+    .option('--ledger-key-file <path>', 'or: a file holding it')
     .option(
       '--gpu-evidence-cmd <command>',
       GPU_EVIDENCE_CMD_HELP,
@@ -119,10 +130,10 @@ export const register: Register = (program: Command) => {
         const gpus = gpuCommands(opts.gpuEvidenceCmd ?? []);
         const gpuRoots = readGpuRoots(opts.gpuRoot ?? []);
         if (gpuRoots.length > 0 && gpus.length === 0) throw new CustodyError('ERR_USAGE', '--gpu-root applies to GPU evidence: give --gpu-evidence-cmd too');
-        const writerKey = opts.ledger !== undefined ? takeWriterKey(opts.ledgerKeyEnv) : undefined;
+        const writerKey = opts.ledger !== undefined ? (opts.ledgerKeyFile ? writerKeyFrom(keyFile(opts.ledgerKeyFile, 'ledger writer key')) : takeWriterKey(opts.ledgerKeyEnv)) : undefined;
         let broker: LaunchGatewayConfig['broker'];
         if (opts.broker) {
-          const key = takeBrokerKey(opts.brokerKeyEnv);
+          const key = opts.brokerKeyFile ? keyFile(opts.brokerKeyFile, 'broker API key') : takeBrokerKey(opts.brokerKeyEnv);
           if (!key) throw new CustodyError('ERR_USAGE', `--broker needs a workload API key in $${opts.brokerKeyEnv}`);
           broker = { url: opts.broker, apiKey: key, tenant: opts.brokerTenant };
         }
