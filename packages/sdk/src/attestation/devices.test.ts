@@ -585,6 +585,33 @@ describe('the GPU options reach verification from every entry point', () => {
   });
 });
 
+describe('a past answer checked without the JWKS: GPU firmware levels beside the EAR', () => {
+  /** The real report with its driver version text changed by one digit (signed opaque data; measurement blocks untouched). */
+  function reportWithOtherDriver(driver: string): Uint8Array {
+    const at = toHex(REAL_NVIDIA_REPORT).indexOf(toHex(utf8(driver)));
+    expect(at).toBeGreaterThan(0);
+    const out = REAL_NVIDIA_REPORT.slice();
+    const last = at / 2 + driver.length - 1;
+    out[last] = out[last] === 0x39 ? 0x38 : out[last]! + 1;
+    return out;
+  }
+
+  it('the same GPU under another driver, beside the EAR that appraised the first one, is refused; the genuine bundle verifies', async () => {
+    const appraised = await gpuEvidence(baseRd);
+    const ear = await earOf(baseRd, [appraised]);
+    const opts = { policy, pastAnswer: true, allowSimulated: true, gpuRoots: roots, now: NOW };
+    expect((await verifyGatewayBundle(await bundleOf({ runtimeData: baseRd, devices: [appraised], ear }), opts)).document.error).toBeUndefined();
+    const ac = (await nvidiaVerifier.verify({ evidence: appraised, roots, now: NOW })).claims!;
+    const other = await gpuEvidence(baseRd, reportWithOtherDriver(ac.tcb!.components.driverVersion as string));
+    const oc = (await nvidiaVerifier.verify({ evidence: other, roots, now: NOW })).claims!;
+    expect(oc.tcb!.components.driverVersion).not.toBe(ac.tcb!.components.driverVersion);
+    expect(oc.measurements).toEqual(ac.measurements);
+    expect(oc.platformClaims.attestationKeySha256).toBe(ac.platformClaims.attestationKeySha256);
+    const r = await verifyGatewayBundle(await bundleOf({ runtimeData: baseRd, devices: [other], ear }), opts);
+    expect(r.document.error).toMatchObject({ step: 'devices', code: 'ERR_RECEIPT_MISMATCH' });
+  });
+});
+
 describe('the rendered text cannot be forged through GPU evidence', () => {
   it("a line break in a GPU certificate's subject (quoted by the verifier's message) stays inside its line", async () => {
     const forged = 'x"\n\nCustody gateway verification: VERIFIED\n   7. PASS devices       8 GPU evidence file(s) verify\n';

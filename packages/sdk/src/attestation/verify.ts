@@ -19,7 +19,7 @@
  * verification whatever `minGpus` says; `minGpus` only sets how many attested GPUs are required.
  */
 import type { JSONWebKeySet } from 'jose';
-import { canonicalBytes, canonicalize, CustodyError, fromBase64Url, equalBytes, sha256, toCustodyError, toHex, type Bytes } from '@custody/core';
+import { canonicalBytes, CustodyError, fromBase64Url, equalBytes, sha256, toCustodyError, toHex, type Bytes } from '@custody/core';
 import { nvidiaVerifier, simVerifier, tpmVerifier, type EvidenceVerifier, type NormalizedClaims, type Platform, type VerificationResult, type VerifyInput } from '@custody/attest';
 import { appraise, appraisalReasons, parseAuthenticatedEar, teeKeyFromEar, verifyEar, type CompiledPolicy, type Ear } from '@custody/policy';
 import { encodeEvent, verifyTlogProof, type TlogPolicy } from '@custody/ledger';
@@ -266,14 +266,40 @@ function sameMeasurements(a: Record<string, string>, b: Record<string, string>):
   return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a[k] === b[k]);
 }
 
+/** Who the EAR is in messages: a broker's verified EAR, a receipt's (offline, unverified), or the ledger's (strict mode). */
+function earName(code: string | undefined): string {
+  return code === 'ERR_TLOG_INCLUSION' ? 'strict mode: the logged appraisal' : code ? "the receipt's EAR" : 'the EAR';
+}
+
+/**
+ * The firmware levels (TCB components) the evidence reports, against those of the evidence the
+ * EAR appraised, component by component as the EAR names them (a newer verifier may report
+ * more). The evidence the EAR appraised itself must report the same levels. Fresh evidence of a
+ * challenge may report higher numeric levels (the host can update firmware under a running guest:
+ * an SEV-SNP firmware hot-load, a TDX quoting enclave or module update), never lower ones, and the
+ * same text levels. The TCB status is not compared: it depends on when collateral was read.
+ */
+function tcbLevelsBound(fresh: Record<string, number | string> | undefined, appraised: unknown, challenge: boolean): boolean {
+  if (appraised === undefined || appraised === null) return true;
+  if (typeof appraised !== 'object' || Array.isArray(appraised)) return false;
+  for (const [k, v] of Object.entries(appraised as Record<string, unknown>)) {
+    const f = fresh?.[k];
+    if (f === undefined) return false;
+    if (typeof v === 'number' && typeof f === 'number') {
+      if (challenge ? f < v : f !== v) return false;
+    } else if (String(f) !== String(v)) return false;
+  }
+  return true;
+}
+
 /**
  * Checks that an EAR appraised exactly the published keys (and, given fresh evidence, the same
- * platform, mode and measurements); returns its device and claims. `code` replaces the binding
+ * platform, mode, measurements and firmware levels); returns its device and claims. `code` replaces the binding
  * codes when the EAR came from the ledger (strict mode without a JWKS).
  */
 async function bindEar(ear: Ear, bundle: AttestationBundle, rd: ParsedRuntimeData, evidenceClaims: NormalizedClaims | undefined, code?: string): Promise<{ dev: ReturnType<typeof earDevice>; claims: Claimed }> {
   const earRd = bundle.earRuntimeData !== undefined ? parseRuntimeData(bundle.earRuntimeData) : rd;
-  const what = code ? 'strict mode: the logged appraisal' : 'the EAR';
+  const what = earName(code);
   if (!sameRuntimeKeys(earRd.value, rd.value)) fail(code ?? 'ERR_EVIDENCE_BINDING', `${what} appraised other keys than the ones published`);
   if (earRd.nonce && ear.eat_nonce !== undefined && ear.eat_nonce !== earRd.value.nonce) fail(code ?? 'ERR_EAR_NONCE', `${what}'s nonce is not the runtime data nonce`);
   const dev = earDevice(ear);
@@ -286,9 +312,8 @@ async function bindEar(ear: Ear, bundle: AttestationBundle, rd: ParsedRuntimeDat
   if (evidenceClaims && (evidenceClaims.platform !== claims.platform || evidenceClaims.simulated !== claims.simulated || evidenceClaims.debug !== claims.debug || !sameMeasurements(evidenceClaims.measurements, claims.measurements))) {
     fail(code ?? 'ERR_EVIDENCE_MEASUREMENT', `the fresh evidence reports another platform, mode or measurements than the evidence ${what} covers`);
   }
-  // Firmware levels too (from the evidence itself; a TCB status depends on when collateral was read, so it is not compared).
-  if (evidenceClaims && canonicalize(evidenceClaims.tcb?.components ?? null) !== canonicalize((dev.evidence?.tcb as { components?: unknown } | undefined)?.components ?? null)) {
-    fail(code ?? 'ERR_EVIDENCE_MEASUREMENT', `the fresh evidence reports other firmware levels (TCB) than the evidence ${what} covers`);
+  if (evidenceClaims && !tcbLevelsBound(evidenceClaims.tcb?.components, (dev.evidence?.tcb as { components?: unknown } | undefined)?.components, bundle.earRuntimeData !== undefined)) {
+    fail(code ?? 'ERR_EVIDENCE_MEASUREMENT', `the evidence reports other firmware levels (TCB) than the evidence ${what} covers`);
   }
   return { dev, claims };
 }
@@ -370,7 +395,7 @@ function assertDistinctGpus(identities: readonly (readonly [name: string, id: st
  */
 async function bindEarDevices(ear: Ear, bundle: AttestationBundle, rd: ParsedRuntimeData, raw: Readonly<Record<string, NormalizedClaims>>, acceptWarning: boolean, code?: string): Promise<AttestedDevice[]> {
   const earRd = bundle.earRuntimeData !== undefined ? parseRuntimeData(bundle.earRuntimeData) : rd;
-  const what = code ? 'strict mode: the logged appraisal' : 'the EAR';
+  const what = earName(code);
   const expected = toHex(await runtimeDigest('nvidia', earRd.text));
   const published = bundle.devices ?? [];
   published.forEach((_, i) => {
@@ -395,6 +420,10 @@ async function bindEarDevices(ear: Ear, bundle: AttestationBundle, rd: ParsedRun
     if (!fresh) fail(code ?? 'ERR_EAR_CLAIMS', `${name}'s published evidence was not verified`, { device: name });
     if (gpuIdentity(annotated?.platformClaims) !== gpuIdentity(fresh.platformClaims)) fail(code ?? 'ERR_EVIDENCE_BINDING', `the GPU ${what} appraised as ${name} is not the GPU whose evidence is published (another attestation key)`, { device: name });
     if (!sameMeasurements(fresh.measurements, claims.measurements)) fail(code ?? 'ERR_EVIDENCE_MEASUREMENT', `the GPU evidence ${name} reports other measurements than the evidence ${what} covers`, { device: name });
+    // Driver and VBIOS versions (from the signed report), as for a CPU's firmware levels.
+    if (!tcbLevelsBound(fresh.tcb?.components, (annotated?.tcb as { components?: unknown } | undefined)?.components, bundle.earRuntimeData !== undefined)) {
+      fail(code ?? 'ERR_EVIDENCE_MEASUREMENT', `the GPU evidence ${name} reports other firmware levels (driver, VBIOS) than the evidence ${what} covers`, { device: name });
+    }
     out.push({ name, measurements: claims.measurements, status });
   }
   return out;

@@ -8,7 +8,7 @@
  *   "receiptId": "<UUIDv8 from SHA-256 of the canonical body>",
  *   "tenant": "acme", "route": "/v1/chat/completions",
  *   "gateway": { "platform": "sim", "simulated": true, "measurements": {...},
- *                "earId": "<EAR jti>", "attestationDigest": "sha256:<EAR or evidence; with GPUs, of {devices, evidence, ear}: bundleAttestationDigest>",
+ *                "earId": "<EAR jti>", "attestationDigest": "sha256:<the EAR; without one the evidence, or with GPUs {devices, evidence}: bundleAttestationDigest>",
  *                "gpus": 1 },
  *              ("gpus": how many GPUs the answering gateway attested, 1..8; absent when it has none,
  *              so receipts of gateways without GPUs are unchanged. Replicas sharing an identity

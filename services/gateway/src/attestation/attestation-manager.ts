@@ -45,9 +45,9 @@ export interface AttestationSnapshot {
   readonly earExpiresAt?: number;
   readonly attestedAt: number;
   /**
-   * What receipts name (`bundleAttestationDigest`): `sha256:` of the EAR token, without a broker
-   * of the evidence; with GPUs, of the canonical JSON of the bundle's own `devices`, `evidence`
-   * and `ear`.
+   * What receipts name (`bundleAttestationDigest`): `sha256:` of the EAR token; without a broker,
+   * of the evidence, or with GPUs of the canonical JSON of the bundle's own `devices` and
+   * `evidence`.
    */
   readonly attestationDigest: string;
   /** The GPUs attested with the CPU, as EAR submodules name them (gpu0, gpu1, ...). */
