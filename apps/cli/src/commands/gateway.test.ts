@@ -85,6 +85,24 @@ describe('custody gateway serve / custody relay serve', () => {
     expect(out).toContain('ERR_USAGE');
   }, 30_000);
 
+  it('a key file without the service it is for is a usage error (exit 2)', async () => {
+    const t = tempDir();
+    try {
+      const file = join(t.dir, 'k');
+      writeFileSync(file, 'cst_key\n', { mode: 0o600 });
+      for (const args of [['--broker-key-file', file], ['--ledger-key-file', file]]) {
+        const child = spawn(process.execPath, [...nodeArgs, 'gateway', 'serve', '--port', '0', '--json', ...args], { cwd: cliDir });
+        children.push(child);
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        expect(await exitOf(child), args[0]).toBe(2);
+        expect(out).toContain('ERR_USAGE');
+      }
+    } finally {
+      t.cleanup();
+    }
+  }, 30_000);
+
   it('--ledger with a writer key from --ledger-key-env: receipts and policy decisions go to the transparency ledger; a bad or unreachable ledger stops the start (exit 2, exit 3)', async () => {
     const t = tempDir();
     const key = await generateSignerKey('custody.test/cli-gateway', SIG_TYPE_ED25519, (n) => new Uint8Array(n).fill(4));

@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { CustodyError, fromUtf8 } from '@custody/core';
 import { launchGateway, launchRelay, type LaunchGatewayConfig } from '@custody/gateway-service';
@@ -52,6 +52,12 @@ function port(s: string): number {
  */
 /** A key from a file (`--broker-key-file`, `--ledger-key-file`): its text, trimmed; empty is a usage error. */
 function keyFile(path: string, what: string): string {
+  try {
+    // Warned, not refused: a Kubernetes Secret volume is group- or world-readable unless its defaultMode says otherwise.
+    if ((statSync(path).mode & 0o077) !== 0) process.stderr.write(`custody: warning: the ${what} file ${path} is readable by other users (chmod 600 it)\n`);
+  } catch {
+    // readInputFile below reports a missing or unreadable file
+  }
   const text = fromUtf8(readInputFile(path, what)).trim();
   if (!text) throw new CustodyError('ERR_USAGE', `the ${what} file is empty`);
   return text;
@@ -130,10 +136,18 @@ export const register: Register = (program: Command) => {
         const gpus = gpuCommands(opts.gpuEvidenceCmd ?? []);
         const gpuRoots = readGpuRoots(opts.gpuRoot ?? []);
         if (gpuRoots.length > 0 && gpus.length === 0) throw new CustodyError('ERR_USAGE', '--gpu-root applies to GPU evidence: give --gpu-evidence-cmd too');
-        const writerKey = opts.ledger !== undefined ? (opts.ledgerKeyFile ? writerKeyFrom(keyFile(opts.ledgerKeyFile, 'ledger writer key')) : takeWriterKey(opts.ledgerKeyEnv)) : undefined;
+        let writerKey: ReturnType<typeof takeWriterKey>;
+        if (opts.ledger !== undefined && opts.ledgerKeyFile) {
+          delete process.env[opts.ledgerKeyEnv];
+          writerKey = writerKeyFrom(keyFile(opts.ledgerKeyFile, 'ledger writer key'));
+        } else if (opts.ledger !== undefined) writerKey = takeWriterKey(opts.ledgerKeyEnv);
+        if (opts.brokerKeyFile && !opts.broker) throw new CustodyError('ERR_USAGE', '--broker-key-file is the key for --broker: give --broker too');
+        if (opts.ledgerKeyFile && opts.ledger === undefined) throw new CustodyError('ERR_USAGE', '--ledger-key-file is the key for --ledger: give --ledger too');
         let broker: LaunchGatewayConfig['broker'];
         if (opts.broker) {
-          const key = opts.brokerKeyFile ? keyFile(opts.brokerKeyFile, 'broker API key') : takeBrokerKey(opts.brokerKeyEnv);
+          // With a key file, a key also left in the environment is taken out of it all the same (child processes never see it).
+          const fromEnv = takeBrokerKey(opts.brokerKeyEnv);
+          const key = opts.brokerKeyFile ? keyFile(opts.brokerKeyFile, 'broker API key') : fromEnv;
           if (!key) throw new CustodyError('ERR_USAGE', `--broker needs a workload API key in $${opts.brokerKeyEnv}`);
           broker = { url: opts.broker, apiKey: key, tenant: opts.brokerTenant };
         }
