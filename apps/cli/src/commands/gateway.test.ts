@@ -223,84 +223,65 @@ describe('the broker API key stays with the gateway', () => {
     expect('GW_UNIT_BROKER_KEY' in process.env).toBe(false);
   });
 
+  /**
+   * `gateway serve --broker` against a broker stand-in that hands out one challenge (the GPU
+   * program then runs for its nonce) and is unavailable after, with a GPU program that records its
+   * environment and prints no evidence (so the gateway does not attest and exits 1). `keyArgs`
+   * says where the broker key comes from; returns what the broker saw and what the program saw.
+   */
+  async function brokerKeyRun(keyArgs: (dir: string) => string[], env: Record<string, string>): Promise<{ seenAuth: string[]; seen: Record<string, string> }> {
+    const seenAuth: string[] = [];
+    const broker = createServer((req, res) => {
+      seenAuth.push(req.headers.authorization ?? '');
+      req.resume();
+      if (req.method === 'POST' && req.url === '/v1/attest/challenge') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ session: 's1', nonce: Buffer.alloc(32, 7).toString('base64url'), expiresAt: new Date(Date.now() + 60_000).toISOString() }));
+      } else res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'ERR_STORE_UNAVAILABLE' }));
+    });
+    await new Promise<void>((r) => broker.listen(0, '127.0.0.1', r));
+    const t = tempDir();
+    try {
+      const envFile = join(t.dir, 'env.json');
+      const program = join(t.dir, 'gpu-env.mjs');
+      writeFileSync(program, "import { readFileSync, writeFileSync } from 'node:fs'; writeFileSync(process.argv[2], JSON.stringify(process.env));\n");
+      const brokerUrl = `http://127.0.0.1:${(broker.address() as { port: number }).port}`;
+      const child = spawn(process.execPath, [...nodeArgs, 'gateway', 'serve', '--port', '0', '--json', '--broker', brokerUrl, ...keyArgs(t.dir), '--gpu-evidence-cmd', `${process.execPath} ${program} ${envFile} {nonce}`], {
+        cwd: cliDir,
+        env: { ...process.env, NO_COLOR: '1', ...env },
+      });
+      children.push(child);
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      expect(await exitOf(child)).toBe(1);
+      expect(out).toContain('ERR_GATEWAY_NOT_ATTESTED');
+      const seen = JSON.parse(readFileSync(envFile, 'utf8')) as Record<string, string>;
+      expect(seen.NO_COLOR).toBe('1');
+      return { seenAuth, seen };
+    } finally {
+      broker.close();
+      t.cleanup();
+    }
+  }
+
   it('--broker: the key is sent to the broker, and the GPU evidence program inherits neither it (whatever --broker-key-env names) nor any CUSTODY_* variable', async () => {
     const key = 'cst_broker_key_for_the_gateway_only';
-    const seenAuth: string[] = [];
-    // A broker that hands out a challenge (the GPU program then runs for its nonce) and is unavailable after.
-    const broker = createServer((req, res) => {
-      seenAuth.push(req.headers.authorization ?? '');
-      req.resume();
-      if (req.method === 'POST' && req.url === '/v1/attest/challenge') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ session: 's1', nonce: Buffer.alloc(32, 7).toString('base64url'), expiresAt: new Date(Date.now() + 60_000).toISOString() }));
-      } else res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'ERR_STORE_UNAVAILABLE' }));
-    });
-    await new Promise<void>((r) => broker.listen(0, '127.0.0.1', r));
-    const t = tempDir();
-    try {
-      const envFile = join(t.dir, 'env.json');
-      const program = join(t.dir, 'gpu-env.mjs');
-      writeFileSync(program, "import { readFileSync, writeFileSync } from 'node:fs'; writeFileSync(process.argv[2], JSON.stringify(process.env));\n");
-      const brokerUrl = `http://127.0.0.1:${(broker.address() as { port: number }).port}`;
-      const child = spawn(process.execPath, [...nodeArgs, 'gateway', 'serve', '--port', '0', '--json', '--broker', brokerUrl, '--broker-key-env', 'GW_TEST_BROKER_KEY', '--gpu-evidence-cmd', `${process.execPath} ${program} ${envFile} {nonce}`], {
-        cwd: cliDir,
-        env: { ...process.env, NO_COLOR: '1', GW_TEST_BROKER_KEY: key, CUSTODY_OTHER_SECRET: 'custody_secret_marker' },
-      });
-      children.push(child);
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      // The program prints no evidence: the gateway does not attest and stops.
-      expect(await exitOf(child)).toBe(1);
-      expect(out).toContain('ERR_GATEWAY_NOT_ATTESTED');
-      expect(seenAuth).toContain(`Bearer ${key}`);
-      const seen = JSON.parse(readFileSync(envFile, 'utf8')) as Record<string, string>;
-      expect(Object.keys(seen).filter((k) => k.startsWith('CUSTODY_') || k === 'GW_TEST_BROKER_KEY')).toEqual([]);
-      expect(JSON.stringify(seen)).not.toContain(key);
-      expect(JSON.stringify(seen)).not.toContain('custody_secret_marker');
-      expect(seen.NO_COLOR).toBe('1');
-    } finally {
-      broker.close();
-      t.cleanup();
-    }
+    const { seenAuth, seen } = await brokerKeyRun(() => ['--broker-key-env', 'GW_TEST_BROKER_KEY'], { GW_TEST_BROKER_KEY: key, CUSTODY_OTHER_SECRET: 'custody_secret_marker' });
+    expect(seenAuth).toContain(`Bearer ${key}`);
+    expect(Object.keys(seen).filter((k) => k.startsWith('CUSTODY_') || k === 'GW_TEST_BROKER_KEY')).toEqual([]);
+    expect(JSON.stringify(seen)).not.toContain(key);
+    expect(JSON.stringify(seen)).not.toContain('custody_secret_marker');
   }, 60_000);
 
-  it('--broker-key-file: the key is read from a file, so it is in no environment at all (not even the gateway\'s starting one, which /proc/<pid>/environ shows)', async () => {
+  it("--broker-key-file: the key is read from a file, so it is in no environment at all (not even the gateway's starting one, which /proc/<pid>/environ shows)", async () => {
     const key = 'cst_broker_key_for_the_gateway_only';
-    const seenAuth: string[] = [];
-    // A broker that hands out a challenge (the GPU program then runs for its nonce) and is unavailable after.
-    const broker = createServer((req, res) => {
-      seenAuth.push(req.headers.authorization ?? '');
-      req.resume();
-      if (req.method === 'POST' && req.url === '/v1/attest/challenge') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ session: 's1', nonce: Buffer.alloc(32, 7).toString('base64url'), expiresAt: new Date(Date.now() + 60_000).toISOString() }));
-      } else res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'ERR_STORE_UNAVAILABLE' }));
-    });
-    await new Promise<void>((r) => broker.listen(0, '127.0.0.1', r));
-    const t = tempDir();
-    try {
-      const envFile = join(t.dir, 'env.json');
-      const program = join(t.dir, 'gpu-env.mjs');
-      writeFileSync(program, "import { readFileSync, writeFileSync } from 'node:fs'; writeFileSync(process.argv[2], JSON.stringify(process.env));\n");
-      const brokerUrl = `http://127.0.0.1:${(broker.address() as { port: number }).port}`;
-      const keyFile = join(t.dir, 'broker.key');
-      writeFileSync(keyFile, `${key}\n`, { mode: 0o600 });
-      const child = spawn(process.execPath, [...nodeArgs, 'gateway', 'serve', '--port', '0', '--json', '--broker', brokerUrl, '--broker-key-file', keyFile, '--gpu-evidence-cmd', `${process.execPath} ${program} ${envFile} {nonce}`], {
-        cwd: cliDir,
-        env: { ...process.env, NO_COLOR: '1', PGPASSWORD: 'replay_store_password_marker' },
-      });
-      children.push(child);
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      // The program prints no evidence: the gateway does not attest and stops.
-      expect(await exitOf(child)).toBe(1);
-      expect(out).toContain('ERR_GATEWAY_NOT_ATTESTED');
-      expect(seenAuth).toContain(`Bearer ${key}`);
-      const seen = JSON.parse(readFileSync(envFile, 'utf8')) as Record<string, string>;
-      expect(JSON.stringify(seen)).not.toContain(key);
-      expect(Object.keys(seen)).not.toContain('PGPASSWORD');
-      expect(seen.NO_COLOR).toBe('1');
-    } finally {
-      broker.close();
-      t.cleanup();
-    }
+    const keyArgs = (dir: string) => {
+      const file = join(dir, 'broker.key');
+      writeFileSync(file, `${key}\n`, { mode: 0o600 });
+      return ['--broker-key-file', file];
+    };
+    const { seenAuth, seen } = await brokerKeyRun(keyArgs, { PGPASSWORD: 'replay_store_password_marker' });
+    expect(seenAuth).toContain(`Bearer ${key}`);
+    expect(JSON.stringify(seen)).not.toContain(key);
+    expect(Object.keys(seen)).not.toContain('PGPASSWORD');
   }, 60_000);
 });
