@@ -173,6 +173,7 @@ export const ErrorCodes = {
   ERR_GATEWAY_MODEL_FILE: 'the model file is missing or is not a well-formed GGUF file',
   ERR_GATEWAY_REPLAY_STORE: 'the shared anti-replay store is unavailable, locked or full; the request was refused unprocessed (retry later)',
   ERR_GATEWAY_IDENTITY_KEY: 'the broker did not release the gateway identity key (refused, revoked or malformed); the gateway does not serve with shared keys; see detail.code',
+  ERR_GATEWAY_BUNDLE_UNKNOWN: 'the gateway keeps no attestation bundle with this digest (never published, or older than it keeps)',
   ERR_GATEWAY_TENANT_LIMIT: 'the tenant is at its limit of requests in progress or requests a minute; nothing was forwarded (retry after the Retry-After seconds)',
   ERR_SDK_TRUST_CONFIG: 'no trust anchor configured: pin a broker JWKS or give an appraisal policy',
   ERR_SDK_DISCOVERY: 'the gateway attestation bundle could not be fetched or is malformed',

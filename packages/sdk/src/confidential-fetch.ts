@@ -23,8 +23,8 @@ import { OHTTP_KEY_PROBLEM_TYPE, OhttpMediaType } from './ohttp/media-types.js';
 import { encapsulateRequest, MAX_OHTTP_MESSAGE, prepareEncapsulation, type EncapsulateOptions } from './ohttp/ohttp.js';
 import type { KeyConfig } from './ohttp/key-config.js';
 import { readAll } from './ohttp/stream-buffer.js';
-import { discoverGateway, joinPath, type FetchLike } from './attestation/discovery.js';
-import type { AttestationBundle } from './attestation/bundle.js';
+import { discoverGateway, fetchAttestationBundleByDigest, joinPath, type FetchLike } from './attestation/discovery.js';
+import { bundleAttestationDigest, type AttestationBundle } from './attestation/bundle.js';
 import { assertDeviceOptions, assertVerified, type GatewayTrustOptions, type VerificationDocument, type VerifiedGateway } from './attestation/verify.js';
 import { digestOf, RECEIPT_HEADER, verifyReceipt, type Receipt } from './receipt/receipt.js';
 
@@ -63,8 +63,17 @@ export interface ConfidentialFetch {
   refresh(): Promise<VerifiedGateway>;
   /** The latest verification document, passed or failed. */
   readonly lastVerification: VerificationDocument | undefined;
-  /** The attestation bundle that verification was of (keep it with receipts for `verifyReceiptOffline`). */
+  /**
+   * The attestation bundle that verification was of. It names the receipts answered in the same
+   * attestation round only: keep `bundleFor(receipt)` with each receipt for `verifyReceiptOffline`.
+   */
   readonly lastBundle: AttestationBundle | undefined;
+  /**
+   * The bundle a receipt names (`gateway.attestationDigest`): `lastBundle` when it is that one,
+   * else fetched from the gateway (through the relay, if any), which keeps its past bundles for
+   * about two hours of rounds. Checked to have exactly that digest; not trusted (verify offline).
+   */
+  bundleFor(receipt: Receipt): Promise<AttestationBundle>;
   /** The verified receipt of a response this function returned (settles when a stream ends). */
   receiptOf(response: Response): Promise<Receipt> | undefined;
 }
@@ -447,6 +456,13 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
     },
     lastVerification: { get: () => last },
     lastBundle: { get: () => lastBundle },
+    bundleFor: {
+      value: async (receipt: Receipt): Promise<AttestationBundle> => {
+        const digest = receipt.gateway.attestationDigest;
+        if (lastBundle && (await bundleAttestationDigest(lastBundle)) === digest) return lastBundle;
+        return fetchAttestationBundleByDigest(options.relay ?? options.gateway, digest, { fetch: transport });
+      },
+    },
     receiptOf: { value: (r: Response) => receipts.get(r) },
   });
   return fn;

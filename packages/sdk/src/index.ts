@@ -44,7 +44,7 @@ export {
   type VerifiedGateway,
   type VerifiedDevice,
 } from './attestation/verify.js';
-export { fetchAttestationBundle, fetchJwks, discoverGateway, joinPath, type FetchLike, type FetchBundleOptions, type DiscoverOptions } from './attestation/discovery.js';
+export { fetchAttestationBundle, fetchAttestationBundleByDigest, fetchJwks, discoverGateway, joinPath, type FetchLike, type FetchBundleOptions, type DiscoverOptions } from './attestation/discovery.js';
 export {
   RECEIPT_FORMAT,
   RECEIPT_HEADER,

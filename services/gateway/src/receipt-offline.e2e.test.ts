@@ -7,6 +7,8 @@ import { createConfidentialFetch, encodeReceiptHeader, verifyReceiptOffline, typ
 import { DEMO_MODEL_ID } from './backends/demo.js';
 import { loadPolicy } from '@custody/policy';
 import { defaultRegistry } from '@custody/attest';
+import { listen } from './http/serve.js';
+import { createRelayApp } from './relay/relay.js';
 import { simPolicyYaml, startTestGateway, type TestGateway } from './testing/index.js';
 
 let gw: TestGateway;
@@ -108,4 +110,53 @@ describe('verifyReceiptOffline', () => {
       expect(doc.steps.slice(at + 1).every((s) => !s.ran)).toBe(true);
     });
   }
+});
+
+describe('the bundle a receipt names, after the gateway re-attested (bundleFor, ?digest=)', () => {
+  it('a receipt answered in a later round names a newer bundle than lastBundle; the gateway still serves the one it names, directly and through the relay', async () => {
+    const g = await startTestGateway();
+    const relay = await listen(createRelayApp({ gateway: g.url }));
+    try {
+      const receipts: Receipt[] = [];
+      const cfetch = createConfidentialFetch({ gateway: g.url, relay: relay.url, jwks: g.jwks!, allowSimulated: true, onReceipt: (r) => receipts.push(r) });
+      const ask = async () => {
+        const res = await cfetch(`${g.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${g.apiKey}` }, body: JSON.stringify({ model: DEMO_MODEL_ID, messages: [{ role: 'user', content: 'Name a colour.' }] }) });
+        const content = new Uint8Array(await res.arrayBuffer());
+        await cfetch.receiptOf(res);
+        return { receipt: receipts.at(-1)!, content };
+      };
+      const first = await ask();
+      expect(await cfetch.bundleFor(first.receipt)).toBe(cfetch.lastBundle);
+      await g.gateway.attestation.reattest();
+      const later = await ask();
+      // The client's verification is still cached: its bundle is the earlier round's.
+      expect(later.receipt.gateway.attestationDigest).not.toBe(first.receipt.gateway.attestationDigest);
+      await expect(verifyReceiptOffline({ receipt: later.receipt, bundle: cfetch.lastBundle!, now: new Date(), jwks: g.jwks!, allowSimulated: true })).resolves.toMatchObject({ error: { step: 'binding', code: 'ERR_RECEIPT_MISMATCH' } });
+      const named = await cfetch.bundleFor(later.receipt);
+      expect(named).not.toBe(cfetch.lastBundle);
+      const doc = await verifyReceiptOffline({ receipt: later.receipt, bundle: named, now: new Date(), jwks: g.jwks!, allowSimulated: true, response: later.content });
+      expect(doc.error, JSON.stringify(doc.error)).toBeUndefined();
+      // The first round's bundle is still served, by its digest, to anyone.
+      const res = await fetch(`${g.url}/.well-known/custody/attestation?digest=${first.receipt.gateway.attestationDigest}`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('cache-control')).toContain('max-age');
+      expect(((await res.json()) as AttestationBundle).ear).toBe(cfetch.lastBundle!.ear);
+    } finally {
+      await relay.close();
+      await g.close();
+    }
+  });
+
+  it('an unknown digest is 404 ERR_GATEWAY_BUNDLE_UNKNOWN, a malformed one 400; a gateway that answers another bundle is refused', async () => {
+    const unknown = await fetch(`${gw.url}/.well-known/custody/attestation?digest=sha256:${'ab'.repeat(32)}`);
+    expect(unknown.status).toBe(404);
+    expect(((await unknown.json()) as { code: string }).code).toBe('ERR_GATEWAY_BUNDLE_UNKNOWN');
+    const malformed = await fetch(`${gw.url}/.well-known/custody/attestation?digest=sha256:XYZ`);
+    expect(malformed.status).toBe(400);
+    // A gateway (or anyone on the path) answering with another bundle: the digest does not match.
+    const liar = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true, fetch: (input, init) => ((typeof input === 'string' ? input : input instanceof URL ? input.href : input.url).includes('?digest=') ? Promise.resolve(Response.json(other.gateway.attestation.snapshot!.bundle)) : fetch(input, init)) });
+    await expect(liar.bundleFor({ ...receipt, gateway: { ...receipt.gateway, attestationDigest: `sha256:${'cd'.repeat(32)}` } })).rejects.toMatchObject({ code: 'ERR_SDK_DISCOVERY' });
+    const gone = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true });
+    await expect(gone.bundleFor({ ...receipt, gateway: { ...receipt.gateway, attestationDigest: `sha256:${'ab'.repeat(32)}` } })).rejects.toMatchObject({ code: 'ERR_GATEWAY_BUNDLE_UNKNOWN' });
+  });
 });

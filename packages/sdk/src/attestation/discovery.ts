@@ -5,7 +5,7 @@
 import type { JSONWebKeySet } from 'jose';
 import { CustodyError, fromUtf8, isCustodyError, secureRandom, systemClock, toBase64Url, type RandomSource } from '@custody/core';
 import { readAll } from '../ohttp/stream-buffer.js';
-import { ATTESTATION_PATH, CHALLENGE_PATH, MAX_BUNDLE_BYTES, parseAttestationBundleText, type AttestationBundle } from './bundle.js';
+import { ATTESTATION_PATH, CHALLENGE_PATH, MAX_BUNDLE_BYTES, bundleAttestationDigest, parseAttestationBundleText, type AttestationBundle } from './bundle.js';
 import { verifyGatewayBundle, type GatewayTrustOptions, type VerificationDocument, type VerifiedGateway } from './verify.js';
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -65,6 +65,39 @@ export async function fetchAttestationBundle(gateway: string | URL, options: Fet
     throw new CustodyError(code, `the gateway answered ${res.status} to attestation discovery`, { detail: { status: res.status } });
   }
   return parseAttestationBundleText(text);
+}
+
+/**
+ * A bundle the gateway published in an earlier round, by the attestation digest a receipt names
+ * (`receipt.gateway.attestationDigest`): what `verifyReceiptOffline` needs beside a receipt
+ * answered after the bundle a client verified was replaced (every re-attestation publishes a new
+ * one). Nothing in it is trusted: it must have exactly that digest (ERR_SDK_DISCOVERY otherwise),
+ * and the offline verification checks it like any bundle. ERR_GATEWAY_BUNDLE_UNKNOWN when the
+ * gateway no longer keeps it (about two hours of rounds).
+ */
+export async function fetchAttestationBundleByDigest(gateway: string | URL, digest: string, options: Omit<FetchBundleOptions, 'nonce'> = {}): Promise<AttestationBundle> {
+  if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new CustodyError('ERR_USAGE', 'an attestation digest is sha256:<64 lowercase hex>');
+  const f = options.fetch ?? globalThis.fetch;
+  let res: Response;
+  try {
+    res = await f(`${joinPath(gateway, ATTESTATION_PATH)}?digest=${digest}`, { headers: { accept: 'application/json' }, ...(options.signal ? { signal: options.signal } : {}) });
+  } catch (e) {
+    throw new CustodyError('ERR_SDK_DISCOVERY', 'the attestation bundle could not be fetched', { cause: e });
+  }
+  const text = await readBounded(res, MAX_BUNDLE_BYTES, 'ERR_SDK_DISCOVERY');
+  if (res.status !== 200) {
+    let code = 'ERR_SDK_DISCOVERY';
+    try {
+      const p = JSON.parse(text) as { code?: unknown };
+      if (typeof p.code === 'string' && /^ERR_[A-Z0-9_]{1,60}$/.test(p.code)) code = p.code;
+    } catch {
+      // not a problem document; keep the generic code
+    }
+    throw new CustodyError(code, `the gateway answered ${res.status} for the attestation bundle ${digest.slice(0, 23)}...`, { detail: { status: res.status } });
+  }
+  const bundle = parseAttestationBundleText(text);
+  if ((await bundleAttestationDigest(bundle)) !== digest) throw new CustodyError('ERR_SDK_DISCOVERY', 'the gateway answered another attestation bundle than the one asked for');
+  return bundle;
 }
 
 /** Fetches a JWKS from a URL the caller chose (never from one the gateway names). */

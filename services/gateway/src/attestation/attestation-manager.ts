@@ -31,6 +31,13 @@ export type AttestationState = 'starting' | 'attested' | 'lapsed' | 'revoked';
 /** What the gateway currently proves about itself. */
 /** Most past snapshots kept for requests sealed to keys still in their grace period. */
 const MAX_REMEMBERED = 64;
+/**
+ * Published bundles kept by attestation digest, so that a receipt's bundle can be fetched after
+ * later rounds (two hours of rounds at the 60 s default), within a byte budget (GPU bundles are
+ * larger).
+ */
+const MAX_PUBLISHED_KEPT = 128;
+const PUBLISHED_KEPT_BYTES = 16 * 1024 * 1024;
 
 export interface AttestationSnapshot {
   readonly bundle: AttestationBundle;
@@ -137,6 +144,9 @@ export class AttestationManager {
 
   /** The latest attestations, newest first (bounded): receipts for keys in grace name theirs. */
   private readonly recent: AttestationSnapshot[] = [];
+  /** Bundles published, by the attestation digest receipts name, oldest first (bounded). */
+  private readonly published = new Map<string, { bundle: AttestationBundle; bytes: number }>();
+  private publishedBytes = 0;
 
   constructor(private readonly o: AttestationManagerOptions) {
     const devices = o.devices ?? [];
@@ -237,6 +247,7 @@ export class AttestationManager {
       const before = this.stateValue;
       this.snap = s;
       this.remember(s);
+      this.keepPublished(s);
       this.stateValue = 'attested';
       this.revokedBy = undefined;
       if (this.timer && before !== 'attested') this.schedule();
@@ -518,6 +529,27 @@ export class AttestationManager {
       for (const p of pairs) covered.add(p);
     }
     this.recent.splice(0, this.recent.length, ...kept.slice(0, MAX_REMEMBERED));
+  }
+
+  private keepPublished(s: AttestationSnapshot): void {
+    if (this.published.has(s.attestationDigest)) return;
+    const bytes = JSON.stringify(s.bundle).length;
+    while (this.published.size > 0 && (this.published.size >= MAX_PUBLISHED_KEPT || this.publishedBytes + bytes > PUBLISHED_KEPT_BYTES)) {
+      const [oldest, e] = this.published.entries().next().value!;
+      this.published.delete(oldest);
+      this.publishedBytes -= e.bytes;
+    }
+    this.published.set(s.attestationDigest, { bundle: s.bundle, bytes });
+    this.publishedBytes += bytes;
+  }
+
+  /**
+   * A bundle this gateway published, by the attestation digest a receipt names (the last
+   * MAX_PUBLISHED_KEPT rounds): what an auditor needs beside a receipt answered in an earlier
+   * round. Bundles are public; a revoked or lapsed gateway still answers for its past ones.
+   */
+  publishedBundle(digest: string): AttestationBundle | undefined {
+    return this.published.get(digest)?.bundle;
   }
 
   /** The receipt key the snapshot bound (the keys may have moved on since). */

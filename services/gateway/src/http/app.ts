@@ -3,7 +3,7 @@
  * else is public metadata (attestation bundle, key configuration, health, metrics) or a clear
  * refusal of plaintext.
  *
- *   GET  /.well-known/custody/attestation             attestation bundle (JSON)
+ *   GET  /.well-known/custody/attestation             attestation bundle (JSON); ?digest=sha256:<hex> a past one a receipt names
  *   POST /.well-known/custody/attestation/challenge   {"nonce": b64url} -> bundle with fresh evidence
  *   GET  /.well-known/ohttp-gateway                   application/ohttp-keys (RFC 9540)
  *   GET  /.well-known/custody/ledger/proof/:index     C2SP tlog-proof of a receipt or decision
@@ -143,6 +143,14 @@ export function createGatewayApp(d: GatewayAppDeps): Hono {
   });
 
   app.get(ATTESTATION_PATH, (c) => {
+    // `?digest=sha256:<hex>`: a bundle published in an earlier round, the one a receipt names.
+    const digest = c.req.query('digest');
+    if (digest !== undefined) {
+      if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new CustodyError('ERR_INPUT_MALFORMED', 'digest must be sha256:<64 lowercase hex>');
+      const b = d.attestation.publishedBundle(digest);
+      if (!b) throw new CustodyError('ERR_GATEWAY_BUNDLE_UNKNOWN');
+      return c.json(b, 200, { 'cache-control': 'public, max-age=3600' });
+    }
     const s = d.attestation.assertServing();
     return c.json(s.bundle, 200, { 'cache-control': 'no-store' });
   });

@@ -54,7 +54,12 @@ export function createRelayApp(options: RelayOptions): Hono {
   }
 
   app.post('/ohttp', (c) => forward('/ohttp', 'POST', c.req.raw, [OhttpMediaType.Request, OhttpMediaType.ChunkedRequest]));
-  app.get(ATTESTATION_PATH, (c) => forward(ATTESTATION_PATH, 'GET', c.req.raw, []));
+  app.get(ATTESTATION_PATH, (c) => {
+    // A past bundle by digest passes through; nothing else of the query does.
+    const digest = c.req.query('digest');
+    if (digest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(digest)) throw new CustodyError('ERR_INPUT_MALFORMED', 'digest must be sha256:<64 lowercase hex>');
+    return forward(digest !== undefined ? `${ATTESTATION_PATH}?digest=${digest}` : ATTESTATION_PATH, 'GET', c.req.raw, []);
+  });
   app.post(CHALLENGE_PATH, (c) => forward(CHALLENGE_PATH, 'POST', c.req.raw, ['application/json']));
   app.get('/.well-known/ohttp-gateway', (c) => forward('/.well-known/ohttp-gateway', 'GET', c.req.raw, []));
   app.get('/healthz', (c) => c.json({ ok: true, relay: true }));
