@@ -1,4 +1,4 @@
-export { NvidiaVerifier, nvidiaVerifier } from './verifier.js';
+export { NvidiaVerifier, nvidiaVerifier, gpuAttestationKey } from './verifier.js';
 export {
   parseSpdmMeasurementReport,
   SPDM_VERSION_1_1,

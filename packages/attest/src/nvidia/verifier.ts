@@ -167,3 +167,13 @@ export class NvidiaVerifier implements EvidenceVerifier {
 }
 
 export const nvidiaVerifier: EvidenceVerifier = new NvidiaVerifier();
+
+/**
+ * A GPU's identity from its verified claims: `platformClaims.attestationKeySha256` (lowercase
+ * hex), or undefined when the claims name no well-formed key. Two devices with one key are one
+ * GPU, however their reports' bytes differ (ECDSA signs afresh).
+ */
+export function gpuAttestationKey(platformClaims: unknown): string | undefined {
+  const v = typeof platformClaims === 'object' && platformClaims !== null ? (platformClaims as Record<string, unknown>).attestationKeySha256 : undefined;
+  return typeof v === 'string' && /^[0-9a-f]{64}$/i.test(v) ? v.toLowerCase() : undefined;
+}

@@ -37,19 +37,14 @@ export interface FetchBundleOptions {
   readonly signal?: AbortSignal;
 }
 
-/** GET the bundle, or POST the challenge with a nonce. ERR_SDK_DISCOVERY on any failure. */
-export async function fetchAttestationBundle(gateway: string | URL, options: FetchBundleOptions = {}): Promise<AttestationBundle> {
-  const f = options.fetch ?? globalThis.fetch;
+/**
+ * A bundle from a gateway's answer: `request` makes the call; a status other than 200 throws the
+ * answer's problem code (ERR_SDK_DISCOVERY when it names none), `what` naming the request.
+ */
+async function bundleFrom(request: () => Promise<Response>, what: string): Promise<AttestationBundle> {
   let res: Response;
   try {
-    res = options.nonce
-      ? await f(joinPath(gateway, CHALLENGE_PATH), {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', accept: 'application/json' },
-          body: JSON.stringify({ nonce: toBase64Url(options.nonce) }),
-          ...(options.signal ? { signal: options.signal } : {}),
-        })
-      : await f(joinPath(gateway, ATTESTATION_PATH), { headers: { accept: 'application/json' }, ...(options.signal ? { signal: options.signal } : {}) });
+    res = await request();
   } catch (e) {
     throw new CustodyError('ERR_SDK_DISCOVERY', 'the gateway attestation bundle could not be fetched', { cause: e });
   }
@@ -62,9 +57,23 @@ export async function fetchAttestationBundle(gateway: string | URL, options: Fet
     } catch {
       // not a problem document; keep the generic code
     }
-    throw new CustodyError(code, `the gateway answered ${res.status} to attestation discovery`, { detail: { status: res.status } });
+    throw new CustodyError(code, `the gateway answered ${res.status} to ${what}`, { detail: { status: res.status } });
   }
   return parseAttestationBundleText(text);
+}
+
+/** GET the bundle, or POST the challenge with a nonce. ERR_SDK_DISCOVERY on any failure. */
+export function fetchAttestationBundle(gateway: string | URL, options: FetchBundleOptions = {}): Promise<AttestationBundle> {
+  const f = options.fetch ?? globalThis.fetch;
+  const signal = options.signal ? { signal: options.signal } : {};
+  const nonce = options.nonce;
+  return bundleFrom(
+    () =>
+      nonce
+        ? f(joinPath(gateway, CHALLENGE_PATH), { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' }, body: JSON.stringify({ nonce: toBase64Url(nonce) }), ...signal })
+        : f(joinPath(gateway, ATTESTATION_PATH), { headers: { accept: 'application/json' }, ...signal }),
+    'attestation discovery',
+  );
 }
 
 /**
@@ -78,24 +87,7 @@ export async function fetchAttestationBundle(gateway: string | URL, options: Fet
 export async function fetchAttestationBundleByDigest(gateway: string | URL, digest: string, options: Omit<FetchBundleOptions, 'nonce'> = {}): Promise<AttestationBundle> {
   if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new CustodyError('ERR_USAGE', 'an attestation digest is sha256:<64 lowercase hex>');
   const f = options.fetch ?? globalThis.fetch;
-  let res: Response;
-  try {
-    res = await f(`${joinPath(gateway, ATTESTATION_PATH)}?digest=${digest}`, { headers: { accept: 'application/json' }, ...(options.signal ? { signal: options.signal } : {}) });
-  } catch (e) {
-    throw new CustodyError('ERR_SDK_DISCOVERY', 'the attestation bundle could not be fetched', { cause: e });
-  }
-  const text = await readBounded(res, MAX_BUNDLE_BYTES, 'ERR_SDK_DISCOVERY');
-  if (res.status !== 200) {
-    let code = 'ERR_SDK_DISCOVERY';
-    try {
-      const p = JSON.parse(text) as { code?: unknown };
-      if (typeof p.code === 'string' && /^ERR_[A-Z0-9_]{1,60}$/.test(p.code)) code = p.code;
-    } catch {
-      // not a problem document; keep the generic code
-    }
-    throw new CustodyError(code, `the gateway answered ${res.status} for the attestation bundle ${digest.slice(0, 23)}...`, { detail: { status: res.status } });
-  }
-  const bundle = parseAttestationBundleText(text);
+  const bundle = await bundleFrom(() => f(`${joinPath(gateway, ATTESTATION_PATH)}?digest=${digest}`, { headers: { accept: 'application/json' }, ...(options.signal ? { signal: options.signal } : {}) }), `the attestation bundle ${digest.slice(0, 23)}...`);
   if ((await bundleAttestationDigest(bundle)) !== digest) throw new CustodyError('ERR_SDK_DISCOVERY', 'the gateway answered another attestation bundle than the one asked for');
   return bundle;
 }

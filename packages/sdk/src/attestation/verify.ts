@@ -20,7 +20,7 @@
  */
 import type { JSONWebKeySet } from 'jose';
 import { canonicalBytes, CustodyError, fromBase64Url, equalBytes, sha256, toCustodyError, toHex, type Bytes } from '@custody/core';
-import { nvidiaVerifier, simVerifier, tpmVerifier, type EvidenceVerifier, type NormalizedClaims, type Platform, type VerificationResult, type VerifyInput } from '@custody/attest';
+import { gpuAttestationKey, nvidiaVerifier, simVerifier, tpmVerifier, type EvidenceVerifier, type NormalizedClaims, type Platform, type VerificationResult, type VerifyInput } from '@custody/attest';
 import { appraise, appraisalReasons, parseAuthenticatedEar, teeKeyFromEar, verifyEar, type CompiledPolicy, type Ear } from '@custody/policy';
 import { encodeEvent, verifyTlogProof, type TlogPolicy } from '@custody/ledger';
 import type { KeyConfig } from '../ohttp/key-config.js';
@@ -363,15 +363,10 @@ async function verifyDevice(verifiers: EvidenceVerifierSet, device: BundleDevice
   }
   if (result.claims.platform !== 'nvidia') fail('ERR_EVIDENCE_BINDING', `${name} evidence is not NVIDIA GPU evidence`, { device: name });
   if (result.claims.reportData !== toHex(nonce)) fail('ERR_EVIDENCE_BINDING', `${name}'s request nonce is not SHA-256 of the runtime data (the GPU is not bound to these keys)`, { device: name });
-  if (gpuIdentity(result.claims.platformClaims) === undefined) fail('ERR_EVIDENCE_BINDING', `${name}'s evidence does not name its attestation key (the GPU's identity)`, { device: name });
+  if (gpuAttestationKey(result.claims.platformClaims) === undefined) fail('ERR_EVIDENCE_BINDING', `${name}'s evidence does not name its attestation key (the GPU's identity)`, { device: name });
   return result.claims;
 }
 
-/** A GPU's identity: SHA-256 of its attestation key (`platformClaims.attestationKeySha256`, from the NVIDIA verifier). */
-function gpuIdentity(platformClaims: unknown): string | undefined {
-  const v = typeof platformClaims === 'object' && platformClaims !== null ? (platformClaims as Record<string, unknown>).attestationKeySha256 : undefined;
-  return typeof v === 'string' && /^[0-9a-f]{64}$/.test(v) ? v : undefined;
-}
 
 /** Refuses a GPU counted twice: two devices with one attestation key are one GPU (ECDSA signs each report afresh). */
 function assertDistinctGpus(identities: readonly (readonly [name: string, id: string])[], code?: string): void {
@@ -418,7 +413,7 @@ async function bindEarDevices(ear: Ear, bundle: AttestationBundle, rd: ParsedRun
     if (annotated?.reportData !== expected) fail(code ?? 'ERR_EVIDENCE_BINDING', `the GPU evidence ${what} covers as ${name} is not bound to the runtime data it appraised`, { device: name });
     const fresh = raw[name];
     if (!fresh) fail(code ?? 'ERR_EAR_CLAIMS', `${name}'s published evidence was not verified`, { device: name });
-    if (gpuIdentity(annotated?.platformClaims) !== gpuIdentity(fresh.platformClaims)) fail(code ?? 'ERR_EVIDENCE_BINDING', `the GPU ${what} appraised as ${name} is not the GPU whose evidence is published (another attestation key)`, { device: name });
+    if (gpuAttestationKey(annotated?.platformClaims) !== gpuAttestationKey(fresh.platformClaims)) fail(code ?? 'ERR_EVIDENCE_BINDING', `the GPU ${what} appraised as ${name} is not the GPU whose evidence is published (another attestation key)`, { device: name });
     if (!sameMeasurements(fresh.measurements, claims.measurements)) fail(code ?? 'ERR_EVIDENCE_MEASUREMENT', `the GPU evidence ${name} reports other measurements than the evidence ${what} covers`, { device: name });
     // Driver and VBIOS versions (from the signed report), as for a CPU's firmware levels.
     if (!tcbLevelsBound(fresh.tcb?.components, (annotated?.tcb as { components?: unknown } | undefined)?.components, bundle.earRuntimeData !== undefined)) {
@@ -545,7 +540,7 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
         const verifiers = options.verifiers ?? defaultDeviceVerifiers;
         const nonce = await runtimeDigest('nvidia', rd.text);
         for (const [i, d] of published.entries()) rawDevices[`gpu${i}`] = await verifyDevice(verifiers, d, `gpu${i}`, nonce, now, options.gpuRoots);
-        assertDistinctGpus(Object.entries(rawDevices).map(([n, c]) => [n, gpuIdentity(c.platformClaims)!] as const));
+        assertDistinctGpus(Object.entries(rawDevices).map(([n, c]) => [n, gpuAttestationKey(c.platformClaims)!] as const));
         parts.push(`${published.length} GPU evidence file(s) verify, each with request nonce SHA-256(runtime data) = ${short(toHex(nonce))}, from ${published.length} distinct GPU(s)`);
       }
       let attested: AttestedDevice[];

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { canonicalize, CustodyError, fromBase64Url, fromHex, secureRandom, systemClock, timingSafeEqual, toBase64Url, toCustodyError, toHex, utf8, type Clock } from '@custody/core';
-import { defaultRegistry, type NormalizedClaims, type Platform, type VerificationResult, type VerifyInput } from '@custody/attest';
+import { defaultRegistry, gpuAttestationKey, type NormalizedClaims, type Platform, type VerificationResult, type VerifyInput } from '@custody/attest';
 import { appraisalReasons, appraise, buildEar, DEFAULT_EAR_TTL_SECONDS, verifyEar, type Appraisal, type Ear, type VerifiedEar } from '@custody/policy';
 import type { AuditEvent, AuditSink, AuditVerdict } from '../audit/types.js';
 import type { Principal } from '../auth/roles.js';
@@ -694,9 +694,9 @@ function checkDeviceBinding(platform: DevicePlatform, result: VerificationResult
  * bytes. Claims without it cannot be told apart from another device's: refused.
  */
 function deviceIdentity(platform: DevicePlatform, result: VerificationResult): string {
-  const key = result.claims!.platformClaims.attestationKeySha256;
-  if (typeof key !== 'string' || !/^[0-9a-f]{64}$/i.test(key)) throw new CustodyError('ERR_EVIDENCE_BINDING', `the ${platform} device claims carry no attestation key identity`);
-  return `${platform}:${key.toLowerCase()}`;
+  const key = gpuAttestationKey(result.claims!.platformClaims);
+  if (key === undefined) throw new CustodyError('ERR_EVIDENCE_BINDING', `the ${platform} device claims carry no attestation key identity`);
+  return `${platform}:${key}`;
 }
 
 /** Whether an appraisal lets an EAR be issued: affirming or warning. */

@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import { canonicalize, CustodyError, equalBytes, fromBase64Url, sha256, toBase64Url, toCustodyError, toHex, unwrapKey, utf8, type Clock } from '@custody/core';
 import { decodeEvent, formatTlogProof } from '@custody/ledger';
 import { verifyEar, type Ear } from '@custody/policy';
-import { nvidiaVerifier, type EvidenceVerifier } from '@custody/attest';
+import { gpuAttestationKey, nvidiaVerifier, type EvidenceVerifier } from '@custody/attest';
 import { ATTESTATION_BUNDLE_FORMAT, MAX_BUNDLE_DEVICE_EVIDENCE, MAX_BUNDLE_DEVICES, bundleAttestationDigest, buildRuntimeData, defaultVerifiers, encodeKeyConfigs, loggedAppraisal, runtimeDigest, type AttestationBundle, type BundleDevice, type EvidenceVerifierSet, type KeyConfig } from '@custody/sdk';
 import type { Attester, DeviceAttester } from '@custody/attester-service';
 import { deriveGatewayIdentity, type GatewayKeys } from '../keys/gateway-keys.js';
@@ -323,8 +323,8 @@ export class AttestationManager {
           throw new CustodyError(r.errors[0]?.code ?? 'ERR_ATTESTER_FAILED', `the gateway could not verify the evidence of ${name}`, { detail: { device: name } });
         }
         if (r.claims.reportData !== toHex(nonce)) throw new CustodyError('ERR_EVIDENCE_BINDING', `the evidence of ${name} is not bound to the runtime data`, { detail: { device: name } });
-        const identity = r.claims.platformClaims.attestationKeySha256;
-        if (typeof identity !== 'string' || identity.length === 0) throw new CustodyError('ERR_INPUT_UNSUPPORTED', `the verified evidence of ${name} names no GPU attestation key: it cannot be told apart from another GPU`, { detail: { device: name } });
+        const identity = gpuAttestationKey(r.claims.platformClaims);
+        if (identity === undefined) throw new CustodyError('ERR_INPUT_UNSUPPORTED', `the verified evidence of ${name} names no GPU attestation key: it cannot be told apart from another GPU`, { detail: { device: name } });
         return { identity, device: { platform: 'nvidia' as const, evidence }, attested: { name, platform: 'nvidia' as const, measurements: { ...r.claims.measurements } } };
       }),
     );

@@ -10,7 +10,7 @@
  */
 import type { JSONWebKeySet } from 'jose';
 import { CustodyError, canonicalize, fromBase64Url, secureRandom, sha256, systemClock, toBase64Url, toHex, utf8, wrapKey, type Clock, type RandomSource } from '@custody/core';
-import { nvidiaVerifier, type EvidenceVerifier, type VerificationResult } from '@custody/attest';
+import { gpuAttestationKey, nvidiaVerifier, type EvidenceVerifier, type VerificationResult } from '@custody/attest';
 import { createEar, appraise, appraisalReasons, publishJwks, teeKeyFromEar, verifyEar, type CompiledPolicy, type DeviceInput, type EarSigningKey } from '@custody/policy';
 import { MAX_BUNDLE_DEVICES, defaultVerifiers, parseRuntimeData, runtimeDigest, type EvidenceVerifierSet } from '@custody/sdk';
 import type { AuditSink } from '@custody/ledger';
@@ -244,8 +244,8 @@ function bindTo(result: VerificationResult, expected: Uint8Array): VerificationR
  */
 function onceEach(result: VerificationResult, name: string, seen: Map<string, string>): VerificationResult {
   if (!result.ok || !result.claims) return result;
-  const identity = result.claims.platformClaims.attestationKeySha256;
-  if (typeof identity !== 'string' || identity.length === 0) {
+  const identity = gpuAttestationKey(result.claims.platformClaims);
+  if (identity === undefined) {
     result.ok = false;
     result.errors.push({ code: 'ERR_INPUT_UNSUPPORTED', message: 'the device evidence names no GPU attestation key' });
     return result;
