@@ -6,11 +6,11 @@ import { machine, writeSection } from './_machine.js';
 const engine = new PiiEngine({ defaultAction: 'mask', custom: [{ category: 'record_number', pattern: 'MRN[:# ]*\\d{6,10}' }] });
 const N = 3000;
 const SEED = 99;
-const sets = ['development', 'holdout', 'holdout2'] as const;
+const sets = ['development', 'holdout', 'holdout2', 'holdout3'] as const;
 
 let md = `## PII policy quality (issue 5, section 4)\n\nMachine: ${machine()}\n\n`;
 md += `Corpus: ${N} seeded documents per template set (@faker-js/faker, seed ${SEED}), clinical notes, financial messages and support tickets with entities embedded, plus look-alike non-PII (order numbers, amounts, visit dates, versions, ticket ids). Entity-level scoring: a labelled entity counts as found when a detection of the same category overlaps it.\n\n`;
-md += `- \`development\`: the templates the detectors were written against (optimistic).\n- \`holdout\`: written afterwards; its first run led to two generic rules (cued SSNs with spaces, "SURNAME, Given" names), so it is no longer blind.\n- \`holdout2\`: written after that. Its first, blind run (2026-11-26, same seed) scored: date_of_birth recall 0.000 ("d.o.b." cue not recognised), phone recall 0.483 (E.164 without separators), person_name precision 0.872 (job titles such as "Senior Analyst"); all other categories 1.000. Those three generic fixes were then made, so the table below is after them.\n\n`;
+md += `- \`development\`: the templates the detectors were written against (optimistic).\n- \`holdout\`: written afterwards; its first run led to two generic rules (cued SSNs with spaces, "SURNAME, Given" names), so it is no longer blind.\n- \`holdout2\`: written after that. Its first, blind run (2026-11-26, same seed) scored: date_of_birth recall 0.000 ("d.o.b." cue not recognised), phone recall 0.483 (E.164 without separators), person_name precision 0.872 (job titles such as "Senior Analyst"); all other categories 1.000. Those three generic fixes were then made, so the table below is after them.\n- \`holdout3\`: written on 2026-11-27 (names in mail headers, sign-offs, chat and call notes, lone given names, lower-case names, and unlabelled look-alikes: teams, products, places). Its first, blind run (same seed) scored person_name precision 0.7287 and recall 0.6066 (4779 found, 3099 missed, 1779 false: "Customer Success", "Google Drive", "New York"); every other category 1.000. It led to four generic rules: a single word beside a team after it ("Ann from Legal", "Raj in accounts"), a possessive after "per", lower-case names after phrases that introduce a person ("this is maria lopez", "talked to zane") unless the words are everyday English, and departments, places and products as non-name words. The table is after them; \`holdout\` person_name recall went from 0.8101 to the figure below with the same rules. No set is blind any more; the next template set written will be.\n\n`;
 md += '| set | category | precision | recall | TP | FN | FP |\n|---|---|---|---|---|---|---|\n';
 for (const set of sets) {
   const docs = generateCorpus(N, SEED, set);
@@ -18,7 +18,7 @@ for (const set of sets) {
     md += `| ${set} | ${s.category} | ${s.precision.toFixed(4)} | ${s.recall.toFixed(4)} | ${s.truePositives} | ${s.falseNegatives} | ${s.falsePositives} |\n`;
   }
 }
-md += `\nKnown limits (rule-based, no model): lower-case names ("spoke to maria lopez") and lone given names without a cue ("Escalation: Joany from billing") are missed, which is what holds \`holdout\` person_name recall down. A gateway operator can add CEL rules and custom patterns.\n\n`;
+md += `\nKnown limits (rule-based, no model): a lone given name with no cue before or after it ("Joany said so"), a lower-case name without an introducing phrase, names that are also everyday words in lower case ("talked to london"), and inverted names whose surname is also a place or a word ("West, Kacie") are missed; a capitalised word beside a team ("Kiosk in accounts") is taken for a name. A gateway operator can add CEL rules and custom patterns.\n\n`;
 
 // Speed: detection + masking over the whole development corpus, against a baseline that only scans the text once with one regex.
 const docs = generateCorpus(2000, 5);

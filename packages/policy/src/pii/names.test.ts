@@ -44,3 +44,40 @@ describe('findPersonNames with lower-case words left out', () => {
     expect(findPersonNames(text).map((s) => [s.start, s.end])).toEqual(spans);
   });
 });
+
+describe('findPersonNames beside a cue after the name, and in lower case', () => {
+  it.each([
+    // A team after a single word, a possessive after "per".
+    ['Harriet from Legal will review', ['Harriet']],
+    ['Fernando in accounts approved it', ['Fernando']],
+    ["Per Edison's note, stable", ["Edison's"]],
+    // Lower case after a phrase that introduces a person.
+    ['hi, this is maria lopez, calling about my bill', ['maria lopez']],
+    ['hi this is zane here', ['zane']],
+    ['called back, talked to zane at 555-1234', ['zane']],
+    ['this is gustave ward, my card', ['gustave ward']],
+    ['this is will ortiz-armstrong, my card', ['will ortiz-armstrong']],
+    // Look-alikes that stay unflagged.
+    ['this is urgent', []],
+    ['this is still broken', []],
+    ['this is unbelievable.', []],
+    ['this is totally unacceptable.', []],
+    ['this is a test', []],
+    ['this is my account', []],
+    ['my name is jo', []],
+    ['spoke to the pharmacy', []],
+    ['talked to someone earlier', []],
+    ['spoke to billing again', []],
+    ['talked to dispatch', []],
+    ['ask for a refund', []],
+    ['Routed to Customer Success via Salesforce', []],
+    ['the New York office', []],
+    ['see the Google Drive folder', []],
+    ['Data from billing shows', []],
+    ['Requests in accounts are slow', []],
+    ['per Section 4', []],
+    ['Per policy, no.', []],
+  ])('%s', (text, names) => {
+    expect(findPersonNames(text).map((s) => text.slice(s.start, s.end))).toEqual(names);
+  });
+});

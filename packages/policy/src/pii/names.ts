@@ -1,8 +1,11 @@
 /**
  * Person-name detection without a model: runs of capitalised words, cut at words that are
  * capitalised for other reasons (sentence starts, titles of things, places of work), and
- * accepted when two or more name-shaped words remain, or one after a strong cue ("Dr.",
- * "Dear", "Patient:"). The word lists are generic English, not tuned to any test corpus.
+ * accepted when two or more name-shaped words remain, or one beside a strong cue: before it
+ * ("Dr.", "Dear", "Patient:", "per Ann's") or after it ("Ann from Legal", "Raj in accounts").
+ * Names written in lower case are taken only after a phrase that introduces a person ("this is
+ * maria lopez", "talked to zane") and only when the words are not common English. The word
+ * lists are generic English, not tuned to any test corpus.
  */
 
 export const HONORIFICS = new Set(['mr', 'mrs', 'ms', 'miss', 'mx', 'dr', 'prof', 'sir', 'madam', 'rev', 'fr', 'sr', 'sra', 'herr', 'frau', 'mme', 'mlle', 'm']);
@@ -31,7 +34,14 @@ export const NOT_NAME_WORDS = new Set(
     'what when where which who whom whose why how all any each every some many much more most other another such only own same than too very just also ' +
     'monday tuesday wednesday thursday friday saturday sunday january february march april may june july august september october november december ' +
     'mr mrs ms miss dr prof sir madam ' +
-    'sent received attached see called spoke confirmed verified reported noted requested approved denied declined'
+    'sent received attached see called spoke confirmed verified reported noted requested approved denied declined ' +
+    // Departments and business functions ("Customer Success", "Legal"): never a name, even after a cue.
+    'success experience legal finance compliance marketing engineering operations security procurement payroll facilities ' +
+    'accounting admissions pharmacy radiology cardiology oncology pediatrics surgery triage reception human resources relations ' +
+    'collections fraud risk audit treasury underwriting shipping logistics warehouse returns product design research quality ' +
+    // Things that come "from billing" or sit "in accounts" at the start of a sentence.
+    'data information requests reports documents files updates changes emails messages calls approvals figures numbers ' +
+    'details forms feedback complaints questions tickets funds charges errors'
   ).split(/\s+/).filter((w) => !['will', 'may', 'june', 'april', 'august', 'march'].includes(w)),
 );
 
@@ -54,7 +64,43 @@ export const WEAK_NAME_WORDS = new Set(
     'street st avenue ave road rd boulevard blvd lane ln drive dr court ct place suite apt floor building ' +
     'north south east west new old united states kingdom america american european national international global federal state city county ' +
     'email phone mobile tel fax address contact name date birth dob id number no ssn iban swift bic ip ' +
-    'yes no none n/a na tbd fyi asap eta'
+    'yes no none n/a na tbd fyi asap eta ' +
+    // Places and products that are written like names ("New York", "Google Drive").
+    'york london paris berlin chicago boston texas california florida washington jersey angeles francisco diego seattle toronto ' +
+    'google microsoft amazon salesforce slack zoom outlook gmail dropbox linkedin facebook whatsapp paypal venmo zelle stripe ' +
+    'sharepoint onedrive excel jira confluence github okta workday servicenow zendesk drive docs sheets teams office cloud'
+  ).split(/\s+/),
+);
+
+/**
+ * Teams a person is "from" or "in" ("Ann from Legal", "Raj in accounts"): after one of them a
+ * single capitalised word is taken as a name.
+ */
+export const DEPARTMENTS = new Set(
+  (
+    'accounts accounting admin admissions audit billing collections compliance engineering facilities finance fraud hr it legal ' +
+    'logistics marketing operations ops payroll pharmacy procurement radiology reception records risk sales security shipping ' +
+    'support treasury triage underwriting cardiology oncology pediatrics surgery'
+  ).split(/\s+/),
+);
+
+/**
+ * Common English words that follow "this is", "talked to" and the like without being a name
+ * ("this is urgent", "talked to someone", "spoke to billing"). With NOT_NAME_WORDS and
+ * WEAK_NAME_WORDS they keep lower-case name detection to words that are not everyday English.
+ */
+export const COMMON_LOWER_WORDS = new Set(
+  (
+    'someone somebody anyone anybody everyone everybody nobody noone one another each both either neither several multiple ' +
+    'myself yourself himself herself themselves ourselves people folks guys person lady man woman gentleman girl boy ' +
+    'again earlier later today tonight now soon back already still also just really very quite actually definitely probably ' +
+    'maybe perhaps finally regarding concerning re urgent important fine good great bad wrong correct right true false ' +
+    'broken ridiculous unacceptable frustrating annoying confusing strange weird odd same different done over finished serious ' +
+    'critical normal expected unexpected possible impossible going getting happening taking calling writing following ' +
+    'management supervisor rep operator admin tech technician receptionist pharmacist physician surgeon therapist specialist ' +
+    'front desk office someone else everyone two three four five first second last next previous new old my mine ' +
+    'well sure sorry happy glad unhappy upset worried concerned ready available busy late early free away home here there ' +
+    'not never always sometimes usually only even mom dad mum ma pa grandma grandpa dispatch corporate headquarters hq'
   ).split(/\s+/),
 );
 
@@ -94,10 +140,50 @@ function findInvertedNames(text: string): NameSpan[] {
   return out;
 }
 
+/**
+ * Phrases that introduce a person by name, after which a name may be written in lower case
+ * ("this is maria lopez", "talked to zane"). The cue itself may start with a capital.
+ */
+const LOWER_CUE = /(?<![A-Za-z])(this is|my name is|name is|talked to|talked with|spoke to|spoke with|speak to|speak with|speaking with|ask for|asked for)\s+(?=[a-z])/gi;
+/**
+ * After these cues ("this is unbelievable") a single word is a name only when followed by a word
+ * that goes with introducing oneself ("this is zane here", "my name is zane from the bank").
+ */
+const SELF_CUES = new Set(['this is', 'my name is', 'name is']);
+const AFTER_SELF = /^ (?:here|from|calling|speaking|again)\b/;
+const LOWER_WORD = /^[a-z][a-z'’-]*[a-z]$/;
+
+function isLowerNameWord(w: string): boolean {
+  return LOWER_WORD.test(w) && !NOT_NAME_WORDS.has(w) && !WEAK_NAME_WORDS.has(w) && !COMMON_LOWER_WORDS.has(w) && !NAME_CUES.has(w) && !HONORIFICS.has(w) && !DEPARTMENTS.has(w);
+}
+
+/** Lower-case names after a phrase that introduces a person: one word, or two separated by a single space. */
+function findLowerCaseNames(text: string): NameSpan[] {
+  const out: NameSpan[] = [];
+  for (const m of text.matchAll(LOWER_CUE)) {
+    const start = m.index + m[0].length;
+    const words = /^([a-z][a-z'’-]*)(?: ([a-z][a-z'’-]*))?(?![A-Za-z0-9@.])/.exec(text.slice(start, start + 64));
+    if (!words) continue;
+    const a = words[1]!.replace(/['’]s$/, '');
+    const b = words[2]?.replace(/['’]s$/, '');
+    // A word that is also an everyday capitalised word ("ward", "will") counts beside a strong one.
+    const weakOk = (w: string) => LOWER_WORD.test(w) && WEAK_NAME_WORDS.has(w) && !NOT_NAME_WORDS.has(w);
+    const strongA = isLowerNameWord(a);
+    const strongB = b !== undefined && isLowerNameWord(b);
+    if (!strongA && !(strongB && weakOk(a))) continue;
+    const second = b !== undefined && (strongB || (strongA && weakOk(b)));
+    if (!second && SELF_CUES.has(m[1]!.toLowerCase().replace(/\s+/g, ' ')) && !AFTER_SELF.test(text.slice(start + words[1]!.length, start + words[1]!.length + 12))) continue;
+    out.push({ start, end: start + words[1]!.length + (second ? 1 + words[2]!.length : 0) });
+  }
+  return out;
+}
+
 export function findPersonNames(text: string): NameSpan[] {
   const inverted = text.includes(', ') ? findInvertedNames(text) : [];
-  const spans = findForwardNames(text).filter((s) => !inverted.some((v) => s.start < v.end && v.start < s.end));
-  return [...inverted, ...spans].sort((a, b) => a.start - b.start);
+  const lower = findLowerCaseNames(text);
+  const earlier = [...inverted, ...lower];
+  const spans = findForwardNames(text).filter((s) => !earlier.some((v) => s.start < v.end && v.start < s.end));
+  return [...earlier, ...spans].sort((a, b) => a.start - b.start);
 }
 
 const isLetter = (c: number): boolean => (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
@@ -193,7 +279,7 @@ function findForwardNames(text: string): NameSpan[] {
     // Weak words at the edges stay only when the run has a strong name word.
     const strong = run.filter((t) => isNameWord(t) && !WEAK_NAME_WORDS.has(t.text.toLowerCase())).length;
     const nameWords = run.filter((t) => isNameWord(t)).length;
-    const cue = isHonorific || cueInRun || precededByCue(text, tokens, i);
+    const cue = isHonorific || cueInRun || precededByCue(text, tokens, i) || (run.length === 1 && followedByCue(text, run[0]!));
     if (strong === 0 && !(cue && nameWords === 1)) {
       i = Math.max(j, i + 1);
       continue;
@@ -217,7 +303,16 @@ function adjacent(text: string, a: Token, b: Token, suffix = false): boolean {
 }
 
 function precededByCue(text: string, tokens: Token[], i: number): boolean {
-  const before = text.slice(Math.max(0, tokens[i]!.start - 24), tokens[i]!.start).toLowerCase();
+  const tok = tokens[i]!;
+  const before = text.slice(Math.max(0, tok.start - 24), tok.start).toLowerCase();
   const m = /([a-z]+(?: holder)?)\s*[:,-]?\s*$/.exec(before);
-  return m !== null && NAME_CUES.has(m[1]!);
+  if (m !== null && NAME_CUES.has(m[1]!)) return true;
+  // "per Ann's note": a possessive after "per".
+  return /(?:^|[^a-z])per $/.test(before) && /['’]s$/.test(tok.text);
+}
+
+/** "Ann from Legal", "Raj in accounts", "Lee at the front desk": a team after a single word. */
+function followedByCue(text: string, tok: Token): boolean {
+  const m = /^ (?:from|in|at|with) (?:the )?([A-Za-z]+)/.exec(text.slice(tok.end, tok.end + 32));
+  return m !== null && DEPARTMENTS.has(m[1]!.toLowerCase());
 }

@@ -25,10 +25,15 @@ type Part = string | { category: string; value: string };
  * `templates: 'development'` is the set the detectors were developed against. `'holdout'` was
  * written afterwards (inverted and lower-case names, URLs, unusual number groupings); its first
  * run led to two generic rules (SSNs with spaces after an SSN cue, "SURNAME, Given" names), so
- * it is no longer blind. `'holdout2'` was written after that and never used to adjust anything:
- * its scores are the honest ones.
+ * it is no longer blind. `'holdout2'` was written after that; its first run led to three generic
+ * fixes. `'holdout3'` was written on 2026-11-27, before the name rules for lone given names and
+ * lower-case names: names in mail headers, sign-offs, chat and call notes, with look-alikes
+ * (teams, products, places, "spoke to the pharmacy") that carry no label. Its first, blind run
+ * is recorded in bench/pii.ts.
  */
-export function generateCorpus(count: number, seed = 20261126, templates: 'development' | 'holdout' | 'holdout2' = 'development'): CorpusDoc[] {
+export type CorpusTemplates = 'development' | 'holdout' | 'holdout2' | 'holdout3';
+
+export function generateCorpus(count: number, seed = 20261126, templates: CorpusTemplates = 'development'): CorpusDoc[] {
   const f = new Faker({ locale: [en] });
   f.seed(seed);
   f.setDefaultRefDate('2026-01-01T00:00:00Z');
@@ -121,6 +126,21 @@ export function generateCorpus(count: number, seed = 20261126, templates: 'devel
     () => ['Firewall blocked ', P('ip_address', f.internet.ipv4()), ' and ', P('ip_address', f.internet.ipv6()), ' after ', distract(), '; owner ', P('person_name', name()), ' notified.'],
   ])();
 
+  const first = (): string => f.person.firstName();
+  const last = (): string => f.person.lastName();
+  const holdout3 = (): Part[] => f.helpers.arrayElement<() => Part[]>([
+    () => ['From: ', P('person_name', name()), ' <', P('email', f.internet.email()), '>\nTo: ', P('person_name', `${first()} ${last()}`), '\nSubject: ', distract(), '\n'],
+    () => ['[chat] customer: hi, this is ', P('person_name', `${first().toLowerCase()} ${last().toLowerCase()}`), ', my card ', P('payment_card', card()), ' was charged twice'],
+    () => [P('person_name', first()), ' in accounts approved the refund of ', distract(), '; ', P('person_name', first()), ' from Legal will review it.'],
+    () => ['Let me know if you need anything else.\nThanks,\n', P('person_name', first()), '\n'],
+    () => ['Seen with husband ', P('person_name', `${first()} ${last()}`), '. Pt reports ', distract(), '. PCP: Dr ', P('person_name', last()), '.'],
+    () => ['called back, talked to ', P('person_name', first().toLowerCase()), ' at ', P('phone', phone()), ', she will send the forms to ', P('email', f.internet.email().toLowerCase()), '.'],
+    () => ['Routed to Customer Success via Salesforce; see the Google Drive folder "Q3 Planning" and ask the New York office about ', distract(), '.'],
+    () => ['spoke to the pharmacy and to billing again about ', distract(), ', nothing new.'],
+    () => ['Per ', P('person_name', first()), "'s note (", P('person_name', name()), ', night shift), vitals stable; ', distract(), '.'],
+    () => ['cc: ', P('person_name', name()), '; ', P('person_name', name()), '; ', P('email', f.internet.email())],
+  ])();
+
   const docs: CorpusDoc[] = [];
   for (let i = 0; i < count; i++) {
     const domain = (['clinical', 'financial', 'support'] as const)[i % 3]!;
@@ -128,7 +148,7 @@ export function generateCorpus(count: number, seed = 20261126, templates: 'devel
     const parts: Part[] = [];
     for (let s = 0; s < sentences; s++) {
       if (s > 0) parts.push(' ');
-      parts.push(...(templates === 'holdout2' ? holdout2() : templates === 'holdout' ? holdout() : domain === 'clinical' ? clinical() : domain === 'financial' ? financial() : support()));
+      parts.push(...(templates === 'holdout3' ? holdout3() : templates === 'holdout2' ? holdout2() : templates === 'holdout' ? holdout() : domain === 'clinical' ? clinical() : domain === 'financial' ? financial() : support()));
     }
     let text = '';
     const labels: Labelled[] = [];
