@@ -2,11 +2,14 @@
  * Person-name detection without a model: runs of capitalised words, cut at words that are
  * capitalised for other reasons (sentence starts, titles of things, places of work), and
  * accepted when two or more name-shaped words remain, or one beside a strong cue: before it
- * ("Dr.", "Dear", "Patient:", "per Ann's") or after it ("Ann from Legal", "Raj in accounts").
- * Names written in lower case are taken only after a phrase that introduces a person ("this is
- * maria lopez", "talked to zane") and only when the words are not common English. The word
- * lists are generic English, not tuned to any test corpus.
+ * ("Dr.", "Dear", "Patient:", "talked to", "per Ann's") or after it ("Ann from Legal", "Raj in
+ * accounts"). Names written in lower case are taken only after a phrase that introduces a person
+ * ("this is maria lopez", "talked to zane"). A single word taken on a cue other than a title or a
+ * form label must not be everyday English (common-words.ts), so "Results from radiology" and
+ * "talked to him" stay unflagged, at the price of names that are also words ("Mark from IT").
+ * The word lists are generic English, not tuned to any test corpus.
  */
+import { isCommonWord } from './common-words.js';
 
 export const HONORIFICS = new Set(['mr', 'mrs', 'ms', 'miss', 'mx', 'dr', 'prof', 'sir', 'madam', 'rev', 'fr', 'sr', 'sra', 'herr', 'frau', 'mme', 'mlle', 'm']);
 
@@ -65,32 +68,38 @@ export const WEAK_NAME_WORDS = new Set(
     'north south east west new old united states kingdom america american european national international global federal state city county ' +
     'email phone mobile tel fax address contact name date birth dob id number no ssn iban swift bic ip ' +
     'yes no none n/a na tbd fyi asap eta ' +
-    // Places and products that are written like names ("New York", "Google Drive").
-    'york london paris berlin chicago boston texas california florida washington jersey angeles francisco diego seattle toronto ' +
+    // Places and products that are written like names ("Google Drive"); places whose words are
+    // also names are phrases (PLACE_PHRASES).
+    'york berlin chicago boston texas california jersey seattle toronto ' +
     'google microsoft amazon salesforce slack zoom outlook gmail dropbox linkedin facebook whatsapp paypal venmo zelle stripe ' +
     'sharepoint onedrive excel jira confluence github okta workday servicenow zendesk drive docs sheets teams office cloud'
   ).split(/\s+/),
 );
 
+/** Places written as two name-shaped words ("San Diego"): never a name as a whole. */
+export const PLACE_PHRASES = new Set(['new york', 'new jersey', 'new orleans', 'new zealand', 'new delhi', 'los angeles', 'las vegas', 'san francisco', 'san diego', 'san jose', 'san antonio', 'hong kong', 'el paso', 'st louis', 'salt lake']);
+
 /**
  * Teams a person is "from" or "in" ("Ann from Legal", "Raj in accounts"): after one of them a
- * single capitalised word is taken as a name.
+ * single capitalised word that is not everyday English is taken as a name. IT counts only in
+ * capitals ("Deal with it").
  */
 export const DEPARTMENTS = new Set(
   (
-    'accounts accounting admin admissions audit billing collections compliance engineering facilities finance fraud hr it legal ' +
+    'accounts accounting admin admissions audit billing collections compliance engineering facilities finance fraud hr legal ' +
     'logistics marketing operations ops payroll pharmacy procurement radiology reception records risk sales security shipping ' +
     'support treasury triage underwriting cardiology oncology pediatrics surgery'
   ).split(/\s+/),
 );
 
 /**
- * Common English words that follow "this is", "talked to" and the like without being a name
- * ("this is urgent", "talked to someone", "spoke to billing"). With NOT_NAME_WORDS and
- * WEAK_NAME_WORDS they keep lower-case name detection to words that are not everyday English.
+ * Words that follow "this is", "talked to" and the like without being a name, beyond everyday
+ * English (common-words.ts): shorthand ("spoke with pt", "talked to hq") and a few more.
  */
 export const COMMON_LOWER_WORDS = new Set(
   (
+    'pt pts pcp rn np md er icu ed hq dept mgmt cs tl fyi asap tbd eta noone ok okay pls plz thx ty lol idk yesterday tomorrow meds ' +
+    'ortho gi ent peds obgyn neuro cardio psych derm onc rehab ot slp advisor advisors frontline ' +
     'someone somebody anyone anybody everyone everybody nobody noone one another each both either neither several multiple ' +
     'myself yourself himself herself themselves ourselves people folks guys person lady man woman gentleman girl boy ' +
     'again earlier later today tonight now soon back already still also just really very quite actually definitely probably ' +
@@ -144,17 +153,33 @@ function findInvertedNames(text: string): NameSpan[] {
  * Phrases that introduce a person by name, after which a name may be written in lower case
  * ("this is maria lopez", "talked to zane"). The cue itself may start with a capital.
  */
-const LOWER_CUE = /(?<![A-Za-z])(this is|my name is|name is|talked to|talked with|spoke to|spoke with|speak to|speak with|speaking with|ask for|asked for)\s+(?=[a-z])/gi;
+const INTRO = String.raw`this is|my name is|name is|talked to|talked with|spoke to|spoke with|speak to|speak with|speaking with|ask for|asked for`;
+const LOWER_CUE = new RegExp(String.raw`(?<!\p{L})(${INTRO})\s+(?=\p{Ll})`, 'giu');
+/** The same phrases just before a capitalised word ("I talked to Zane yesterday"). */
+const INTRO_BEFORE = new RegExp(String.raw`(?:^|[^a-z])(?:${INTRO}) $`);
 /**
- * After these cues ("this is unbelievable") a single word is a name only when followed by a word
- * that goes with introducing oneself ("this is zane here", "my name is zane from the bank").
+ * After these cues ("this is unbelievable") a single word is a name only at the end of a clause
+ * or before a word that goes with introducing oneself ("my name is zane", "this is zane here").
  */
 const SELF_CUES = new Set(['this is', 'my name is', 'name is']);
-const AFTER_SELF = /^ (?:here|from|calling|speaking|again)\b/;
-const LOWER_WORD = /^[a-z][a-z'’-]*[a-z]$/;
+const AFTER_SELF = /^(?:$|[,.!?;:]|\s*\n| (?:here|calling|speaking)\b)/;
+const LOWER_WORD = /^\p{Ll}[\p{Ll}'’-]*\p{Ll}$/u;
+/** Up to two lower-case words, ending at a space, punctuation or a full stop (not inside an address or a number). */
+const LOWER_WORDS = /^(\p{Ll}[\p{Ll}'’-]*)(?: (\p{Ll}[\p{Ll}'’-]*))?(?![\p{L}\p{N}@'’-]|\.[\p{L}\p{N}])/u;
 
+/** Never a name in lower case: function and cue words, teams, everyday English, shorthand. */
+function lowerNotName(w: string): boolean {
+  return NOT_NAME_WORDS.has(w) || NAME_CUES.has(w) || HONORIFICS.has(w) || DEPARTMENTS.has(w) || COMMON_LOWER_WORDS.has(w);
+}
+
+/** A lower-case word that can only be a name: no part of it is a word of any list or everyday English. */
 function isLowerNameWord(w: string): boolean {
-  return LOWER_WORD.test(w) && !NOT_NAME_WORDS.has(w) && !WEAK_NAME_WORDS.has(w) && !COMMON_LOWER_WORDS.has(w) && !NAME_CUES.has(w) && !HONORIFICS.has(w) && !DEPARTMENTS.has(w);
+  return LOWER_WORD.test(w) && w.split(/[-'’]/).every((p) => p.length < 2 || (!lowerNotName(p) && !WEAK_NAME_WORDS.has(p) && !isCommonWord(p)));
+}
+
+/** A lower-case word that may be a name beside one that can only be a name ("gustave ward", "will ortiz"). */
+function isLowerWeakWord(w: string): boolean {
+  return LOWER_WORD.test(w) && !lowerNotName(w) && (WEAK_NAME_WORDS.has(w) || isCommonWord(w));
 }
 
 /** Lower-case names after a phrase that introduces a person: one word, or two separated by a single space. */
@@ -162,28 +187,50 @@ function findLowerCaseNames(text: string): NameSpan[] {
   const out: NameSpan[] = [];
   for (const m of text.matchAll(LOWER_CUE)) {
     const start = m.index + m[0].length;
-    const words = /^([a-z][a-z'’-]*)(?: ([a-z][a-z'’-]*))?(?![A-Za-z0-9@.])/.exec(text.slice(start, start + 64));
+    const words = LOWER_WORDS.exec(text.slice(start, start + 64));
     if (!words) continue;
+    const possessive = /['’]s$/.test(words[1]!);
     const a = words[1]!.replace(/['’]s$/, '');
-    const b = words[2]?.replace(/['’]s$/, '');
-    // A word that is also an everyday capitalised word ("ward", "will") counts beside a strong one.
-    const weakOk = (w: string) => LOWER_WORD.test(w) && WEAK_NAME_WORDS.has(w) && !NOT_NAME_WORDS.has(w);
+    // "zane's manager": a possessive ends the name.
+    const b = possessive ? undefined : words[2]?.replace(/['’]s$/, '');
     const strongA = isLowerNameWord(a);
     const strongB = b !== undefined && isLowerNameWord(b);
-    if (!strongA && !(strongB && weakOk(a))) continue;
-    const second = b !== undefined && (strongB || (strongA && weakOk(b)));
-    if (!second && SELF_CUES.has(m[1]!.toLowerCase().replace(/\s+/g, ' ')) && !AFTER_SELF.test(text.slice(start + words[1]!.length, start + words[1]!.length + 12))) continue;
-    out.push({ start, end: start + words[1]!.length + (second ? 1 + words[2]!.length : 0) });
+    if (!strongA && !(strongB && isLowerWeakWord(a))) continue;
+    const second = b !== undefined && (strongB || (strongA && isLowerWeakWord(b)));
+    const end = start + words[1]!.length + (second ? 1 + words[2]!.length : 0);
+    if (!second && SELF_CUES.has(m[1]!.toLowerCase().replace(/\s+/g, ' ')) && !AFTER_SELF.test(text.slice(end, end + 12))) continue;
+    out.push({ start, end });
+  }
+  return out;
+}
+
+/** Overlapping spans joined: sorted, disjoint intervals. */
+function union(spans: NameSpan[]): NameSpan[] {
+  const sorted = [...spans].sort((x, y) => x.start - y.start);
+  const out: NameSpan[] = [];
+  for (const s of sorted) {
+    const last = out[out.length - 1];
+    if (last && s.start < last.end) last.end = Math.max(last.end, s.end);
+    else out.push({ ...s });
   }
   return out;
 }
 
 export function findPersonNames(text: string): NameSpan[] {
   const inverted = text.includes(', ') ? findInvertedNames(text) : [];
-  const lower = findLowerCaseNames(text);
-  const earlier = [...inverted, ...lower];
-  const spans = findForwardNames(text).filter((s) => !earlier.some((v) => s.start < v.end && v.start < s.end));
-  return [...earlier, ...spans].sort((a, b) => a.start - b.start);
+  const earlier = [...inverted, ...findLowerCaseNames(text)];
+  const forward = findForwardNames(text);
+  if (earlier.length === 0) return forward;
+  // Forward spans that overlap none of the earlier ones, in one pass over both (sorted) lists.
+  const taken = union(earlier);
+  const kept: NameSpan[] = [];
+  let j = 0;
+  for (const s of forward) {
+    while (j < taken.length && taken[j]!.end <= s.start) j++;
+    if (j < taken.length && taken[j]!.start < s.end) continue;
+    kept.push(s);
+  }
+  return [...earlier, ...kept].sort((a, b) => a.start - b.start);
 }
 
 const isLetter = (c: number): boolean => (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
@@ -284,6 +331,10 @@ function findForwardNames(text: string): NameSpan[] {
       i = Math.max(j, i + 1);
       continue;
     }
+    if (run.length === 2 && PLACE_PHRASES.has(`${run[0]!.text} ${run[1]!.text}`.toLowerCase())) {
+      i = Math.max(j, i + 1);
+      continue;
+    }
     if (run.length > 0 && (nameWords >= 2 || (nameWords === 1 && cue))) {
       spans.push({ start: isHonorific ? tok.start : run[0]!.start, end: run[run.length - 1]!.end });
     }
@@ -302,17 +353,28 @@ function adjacent(text: string, a: Token, b: Token, suffix = false): boolean {
   return gap === ' ' || (suffix && gap === ', ');
 }
 
+/** What a person leaves that a text follows "per": "per Ann's note", "per Raj's email". */
+const PERSONAL_AFTER_PER = /^ (?:note|notes|email|e-mail|message|call|voicemail|instructions|comments|orders?|advice|recommendation|reply|text)\b/;
+
+/** A capitalised word that is a word of no list and not everyday English ("Zane", not "Results" or "Tuesday's"). */
+function onlyAName(tok: Token): boolean {
+  const w = tok.text.replace(/['’]s$/, '').toLowerCase();
+  return !NOT_NAME_WORDS.has(w) && !WEAK_NAME_WORDS.has(w) && !NAME_CUES.has(w) && !HONORIFICS.has(w) && !DEPARTMENTS.has(w) && !isCommonWord(w);
+}
+
 function precededByCue(text: string, tokens: Token[], i: number): boolean {
   const tok = tokens[i]!;
   const before = text.slice(Math.max(0, tok.start - 24), tok.start).toLowerCase();
   const m = /([a-z]+(?: holder)?)\s*[:,-]?\s*$/.exec(before);
   if (m !== null && NAME_CUES.has(m[1]!)) return true;
-  // "per Ann's note": a possessive after "per".
-  return /(?:^|[^a-z])per $/.test(before) && /['’]s$/.test(tok.text);
+  // "per Ann's note" (a possessive after "per", before what a person writes or asks: "per
+  // Medicare's guidance" is no name), "I talked to Zane": only for a word that is only a name.
+  const perPerson = /(?:^|[^a-z])per $/.test(before) && /['’]s$/.test(tok.text) && PERSONAL_AFTER_PER.test(text.slice(tok.end, tok.end + 24));
+  return (perPerson || INTRO_BEFORE.test(before)) && onlyAName(tok);
 }
 
-/** "Ann from Legal", "Raj in accounts", "Lee at the front desk": a team after a single word. */
+/** "Ann from Legal", "Raj in accounts", "Lee from IT": a team after a single word that is only a name. */
 function followedByCue(text: string, tok: Token): boolean {
-  const m = /^ (?:from|in|at|with) (?:the )?([A-Za-z]+)/.exec(text.slice(tok.end, tok.end + 32));
-  return m !== null && DEPARTMENTS.has(m[1]!.toLowerCase());
+  const m = /^ (?:from|in) (?:the )?([A-Za-z]+)/.exec(text.slice(tok.end, tok.end + 32));
+  return m !== null && (m[1] === 'IT' || DEPARTMENTS.has(m[1]!.toLowerCase())) && onlyAName(tok);
 }
