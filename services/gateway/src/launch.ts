@@ -17,6 +17,8 @@ import { HttpBrokerClient } from './attestation/http-broker-client.js';
 import { LocalAppraisalBroker } from './attestation/local-broker.js';
 import { DemoBackend, DEMO_MODEL_LABEL } from './backends/demo.js';
 import { LlamaCppBackend } from './backends/llama-cpp.js';
+import { SealedModelBackend } from './backends/sealed-backend.js';
+import { isSealedModelFile } from './backends/sealed-model.js';
 import type { ModelBackend } from './backends/types.js';
 import { UpstreamBackend } from './backends/upstream.js';
 import { Gateway } from './gateway.js';
@@ -34,7 +36,13 @@ export interface LaunchGatewayConfig {
   host?: string;
   /** Exactly one backend; the demo model when none is given. */
   upstream?: string;
+  /**
+   * A GGUF file, or a sealed model (`custody model seal`): its weights are decrypted inside the
+   * TEE with the key the broker releases to the attested gateway, so a sealed model needs `broker`.
+   */
   modelPath?: string;
+  /** Where a sealed model is decrypted for loading (tmpfs or ramfs only); default /dev/shm. */
+  modelPlainDir?: string;
   upstreamDigests?: Record<string, string>;
   attester?: 'sim' | 'tpm' | Attester;
   tpmTcti?: string;
@@ -104,9 +112,16 @@ function simPolicy(measurement: string): string {
   return ['apiVersion: custody.dev/policy/v1', 'id: custody-dev-gateway', 'version: 1', 'description: development policy that accepts SIMULATED evidence', 'allowSimulated: true', 'platforms:', '  sim:', `    measurement: ${measurement}`, ''].join('\n');
 }
 
-async function makeBackend(c: LaunchGatewayConfig, clock: Clock): Promise<ModelBackend> {
+async function makeBackend(c: LaunchGatewayConfig, clock: Clock, logger: Logger): Promise<ModelBackend> {
   if (c.upstream && c.modelPath) throw new CustodyError('ERR_USAGE', 'give either --upstream or --model, not both');
+  if (c.modelPlainDir !== undefined && !c.modelPath) throw new CustodyError('ERR_USAGE', '--model-plain-dir is for a sealed --model');
   if (c.upstream) return UpstreamBackend.create({ url: c.upstream, ...(c.upstreamDigests ? { digests: c.upstreamDigests } : {}) });
+  if (c.modelPath && (await isSealedModelFile(c.modelPath))) {
+    // Checked before anything loads: the key of a sealed model is released only by a key broker.
+    if (!c.broker) throw new CustodyError('ERR_USAGE', 'a sealed model is decrypted with a key the key broker releases to the attested gateway: give --broker');
+    return SealedModelBackend.create({ sealedPath: c.modelPath, clock, logger, ...(c.modelPlainDir !== undefined ? { plainDir: c.modelPlainDir } : {}) });
+  }
+  if (c.modelPlainDir !== undefined) throw new CustodyError('ERR_USAGE', '--model-plain-dir is for a sealed model; this --model is a GGUF file');
   if (c.modelPath) return LlamaCppBackend.create({ modelPath: c.modelPath, clock });
   return DemoBackend.create(clock);
 }
@@ -127,7 +142,8 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
   // A ledger this launch connects to (a URL) is also one it closes.
   const remote = typeof c.ledger === 'string' ? await HttpAuditSink.connect(c.ledger, undefined, c.ledgerWriterKey ? { writerKey: c.ledgerWriterKey } : {}) : undefined;
   const ledger = remote ?? (c.ledger as LedgerSink | undefined) ?? (await InMemoryLedgerSink.create());
-  const backend = await makeBackend(c, clock);
+  const backend = await makeBackend(c, clock, logger);
+  const sealed = backend instanceof SealedModelBackend ? backend : undefined;
   if (c.identityKey !== undefined && !c.broker) throw new CustodyError('ERR_USAGE', 'a shared identity key is held by the key broker: give --broker with --identity-key');
   let broker: BrokerClient;
   let policy: CompiledPolicy | undefined;
@@ -163,6 +179,8 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     ...(c.keyRotationMs ? { keyRotationMs: c.keyRotationMs } : {}),
     ...(c.hpkeProvider ? { hpkeProvider: c.hpkeProvider } : {}),
     ...(c.identityKey !== undefined ? { identityKey: { name: c.identityKey } } : {}),
+    // A sealed model's key, released with every attestation: the first release unseals and loads it.
+    ...(sealed ? { modelKey: { name: sealed.keyName, onKey: (key: Uint8Array, version: number | undefined) => sealed.onKey(key, version) } } : {}),
     ...(devices.length > 0 ? { devices } : {}),
     ...(c.gpuRoots ? { deviceRoots: c.gpuRoots } : {}),
   });
@@ -183,6 +201,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     `  measurement  ${Object.entries(snap.measurements).map(([k, v]) => `${k}=${v.length > 32 ? v.slice(0, 32) + '…' : v}`).join(' ')}`,
     ...(snap.devices ? [`  gpus         ${snap.devices.length} NVIDIA GPU(s) attested over the same runtime data (${snap.devices.map((d) => d.name).join(', ')})${c.gpuRoots ? ' — custom GPU trust anchor, not the NVIDIA root' : ''}`] : []),
     `  model        ${model?.label ?? model?.id ?? 'none'}${backend.kind === 'demo' ? '' : ` via ${backend.kind}`}${model?.digest ? ` ${model.digest}` : ''}`,
+    ...(sealed ? [`  sealed       weights encrypted under broker key ${sealed.header.key.name} v${sealed.header.key.version}, released to this attested gateway and decrypted inside it (every re-attestation asks again)`] : []),
     `  attestation  ${c.broker ? 'broker EAR' : 'in-process appraisal (development broker)'}${snap.earId ? `, EAR ${snap.earId}` : ''}; OHTTP key id ${snap.keyConfigs.map((k) => k.keyId).join(', ')}`,
     `  ledger       ${remote ? `${remote.location} (transparency log: receipts and policy decisions)` : c.ledger ? 'configured sink' : 'in-memory development log (not persistent)'}`,
     ...(remote?.sendsKeyInClear ? [`  WARNING      ${CLEARTEXT_KEY_WARNING}`] : []),

@@ -9,6 +9,7 @@ import { defaultRegistry } from '@custody/attest';
 import { TpmAttester } from '@custody/attester-service';
 import { startSwtpm, type SwtpmInstance } from '@custody/attester-service/testing';
 import { BrokerAdminClient } from '@custody/broker-service/client';
+import { unsealModelFile } from '@custody/gateway-service';
 import { SIG_TYPE_ED25519, decodeEvent, generateSignerKey } from '@custody/ledger';
 import { readVectorText } from '../../../../test/vectors.js';
 import { HttpAuditSink, createEventsNodeHandler, createLogApp, listen, newWriterKey, openLog, parseWriters, type RunningServer, type TransparencyLog } from '@custody/ledger-service';
@@ -20,8 +21,8 @@ import { HttpAuditSink, createEventsNodeHandler, createLogApp, listen, newWriter
 const cliDir = resolve(fileURLToPath(import.meta.url), '../../..');
 const runner =
   "import { Command } from 'commander'; " +
-  "const { register: broker } = await import('./src/commands/broker.ts'); const { register: fetchKey } = await import('./src/commands/fetch-key.ts'); " +
-  "const program = new Command().name('custody').exitOverride(); broker(program); fetchKey(program); " +
+  "const { register: broker } = await import('./src/commands/broker.ts'); const { register: fetchKey } = await import('./src/commands/fetch-key.ts'); const { register: model } = await import('./src/commands/model.ts'); " +
+  "const program = new Command().name('custody').exitOverride(); broker(program); fetchKey(program); model(program); " +
   "try { await program.parseAsync(process.argv.slice(1), { from: 'user' }); } catch (e) { if (e && e.code === 'commander.helpDisplayed') process.exit(0); process.exit(2); }";
 const nodeArgs = ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', runner, '--'];
 
@@ -150,6 +151,32 @@ describe('custody broker serve', () => {
     const r = await custody('broker', 'serve', '--port', '0', '--data', join(dir, 'data-2'), '--ledger', 'http://127.0.0.1:9/', '--json');
     expect(r.code).toBe(3);
     expect(json(r).errors?.[0]?.code).toBe('ERR_TLOG_UNAVAILABLE');
+  });
+});
+
+describe('custody model seal (a key the broker creates)', () => {
+  it('creates the key at the broker with the release policy, and that key, released to an attested workload, opens the sealed model', async () => {
+    const weights = join(dir, 'weights.bin');
+    writeFileSync(weights, randomBytes(70_000));
+    const sealed = join(dir, 'weights.sealed');
+    const r = await custody('model', 'seal', weights, '--out', sealed, '--key', 'weights-key', '--model-id', 'acme-weights', '--policy', `status == 'affirming' && claims.measurements.measurement == '${SIM}'`, '--broker', url, '--api-key-file', adminKeyFile, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(json(r)).toMatchObject({ ok: true, header: { key: { name: 'weights-key', version: 1 }, model: { id: 'acme-weights' }, size: 70_000 } });
+    const admin = new BrokerAdminClient({ baseUrl: url, apiKey: readFileSync(adminKeyFile, 'utf8').trim() });
+    expect(await admin.getKey('weights-key')).toMatchObject({ type: 'aes-256', exportable: true, currentVersion: 1, releasePolicy: `status == 'affirming' && claims.measurements.measurement == '${SIM}'` });
+    // Only an attested workload with that measurement gets the key; with it the model opens.
+    const keyOut = join(dir, 'weights.key');
+    const f = await custody('fetch-key', 'weights-key', '--broker', url, '--tenant', 'acme', '--platform', 'sim', '--sim-measurement', SIM, '--out', keyOut);
+    expect(f.code, f.stderr).toBe(0);
+    await unsealModelFile(sealed, readFileSync(keyOut), join(dir, 'weights.plain'));
+    expect(readFileSync(join(dir, 'weights.plain')).equals(readFileSync(weights))).toBe(true);
+    const other = await custody('fetch-key', 'weights-key', '--broker', url, '--tenant', 'acme', '--platform', 'sim', '--sim-measurement', 'b2'.repeat(48), '--print');
+    expect(other.code).toBe(1);
+    // A second seal under the same name is refused before any work: the broker's key is never replaced.
+    const again = await custody('model', 'seal', weights, '--out', join(dir, 'again.sealed'), '--key', 'weights-key', '--model-id', 'acme-weights', '--policy', 'true', '--broker', url, '--api-key-file', adminKeyFile, '--json');
+    expect(again.code).toBe(2);
+    expect(json(again).errors?.[0]?.code).toBe('ERR_USAGE');
+    expect(() => statSync(join(dir, 'again.sealed'))).toThrow();
   });
 });
 

@@ -12,6 +12,7 @@ import type { Register } from './index.js';
 interface ServeOptions {
   demo?: boolean;
   model?: string;
+  modelPlainDir?: string;
   upstream?: string;
   modelDigest?: string[];
   port: string;
@@ -91,7 +92,8 @@ export const register: Register = (program: Command) => {
     .command('serve')
     .description('attest, then serve the demo model, an OpenAI-compatible upstream, or a GGUF model until interrupted')
     .option('--demo', 'serve custody-demo (not a real LLM); the default when no --model or --upstream is given')
-    .option('--model <file.gguf>', 'serve a GGUF model in process (node-llama-cpp, CPU prebuilt binary)')
+    .option('--model <file>', 'serve a GGUF model in process (node-llama-cpp, CPU prebuilt binary), or a sealed model (`custody model seal`), decrypted inside the TEE with the key --broker releases to this attested gateway')
+    .option('--model-plain-dir <dir>', 'where a sealed model is decrypted for loading, then unlinked: tmpfs or ramfs only (default /dev/shm)')
     .option('--upstream <url>', 'forward to an OpenAI-compatible server in the same TEE (vLLM, llama.cpp server, Ollama)')
     .option('--model-digest <id=sha256:hex...>', 'weights digest of an upstream model, for receipts (repeatable)')
     .option('--port <n>', 'listen port (0: any free port)', '8443')
@@ -159,6 +161,7 @@ export const register: Register = (program: Command) => {
           ...(opts.measurement ? { simMeasurement: opts.measurement } : {}),
           ...(opts.upstream ? { upstream: opts.upstream, upstreamDigests: digests } : {}),
           ...(opts.model ? { modelPath: opts.model } : {}),
+          ...(opts.modelPlainDir !== undefined ? { modelPlainDir: opts.modelPlainDir } : {}),
           ...(opts.appraisalPolicy ? { appraisalPolicy: fromUtf8(readInputFile(opts.appraisalPolicy, 'appraisal policy')) } : {}),
           ...(opts.tenants ? { tenants: fromUtf8(readInputFile(opts.tenants, 'tenants policy')) } : {}),
           ...(opts.apiKey ? { apiKey: opts.apiKey } : {}),

@@ -9,8 +9,9 @@ import { register as log } from './log.js';
 import { register as witness } from './witness.js';
 import { register as gateway } from './gateway.js';
 import { register as receipt } from './receipt.js';
+import { register as model } from './model.js';
 
 /** Each area of the CLI registers its commands here. */
 export type Register = (program: Command) => void;
 
-export const registrations: Register[] = [up, attest, policy, keys, broker, fetchKey, log, witness, gateway, receipt];
+export const registrations: Register[] = [up, attest, policy, keys, broker, fetchKey, log, witness, gateway, model, receipt];

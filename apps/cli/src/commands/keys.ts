@@ -9,7 +9,7 @@ import { writeSecretFile } from './log.js';
 
 export const DEFAULT_BROKER_URL = 'http://127.0.0.1:8787';
 
-interface ConnectionOptions {
+export interface ConnectionOptions {
   broker?: string;
   apiKeyFile?: string;
   json?: boolean;
@@ -34,7 +34,7 @@ function apiKey(opts: ConnectionOptions): string {
   throw new CustodyError('ERR_USAGE', 'an admin API key is needed: --api-key-file <path> or CUSTODY_API_KEY');
 }
 
-function client(opts: ConnectionOptions): BrokerAdminClient {
+export function client(opts: ConnectionOptions): BrokerAdminClient {
   const baseUrl = opts.broker ?? process.env.CUSTODY_BROKER_URL ?? DEFAULT_BROKER_URL;
   if (!/^https?:\/\/[^\s/]+/.test(baseUrl)) throw new CustodyError('ERR_USAGE', `--broker must be an http(s) URL, got ${JSON.stringify(baseUrl)}`);
   return new BrokerAdminClient({ baseUrl, apiKey: apiKey(opts) });
@@ -51,7 +51,7 @@ function positiveInt(s: string | undefined, what: string): number | undefined {
   return Number(s);
 }
 
-function policyOf(opts: { policy?: string; policyFile?: string }): string | undefined {
+export function policyOf(opts: { policy?: string; policyFile?: string }): string | undefined {
   if (opts.policy !== undefined && opts.policyFile !== undefined) throw new CustodyError('ERR_USAGE', 'give --policy or --policy-file, not both');
   if (opts.policyFile !== undefined) return fromUtf8(readInputFile(opts.policyFile, 'policy file')).trim();
   return opts.policy;
@@ -110,7 +110,7 @@ function printList(keys: KeyView[], json: boolean): void {
   for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
 }
 
-function connection(cmd: Command): Command {
+export function connection(cmd: Command): Command {
   return cmd
     .option('--broker <url>', `broker URL (env CUSTODY_BROKER_URL, default ${DEFAULT_BROKER_URL})`)
     .option('--api-key-file <path>', 'file holding an admin API key (else env CUSTODY_API_KEY)')

@@ -98,7 +98,7 @@ export interface AttestationManagerOptions {
   /** Without a broker: evidence older than this stops serving (default 3 periods). */
   maxEvidenceAgeMs?: number;
   /** A key the broker releases to the attested gateway (model decryption key). */
-  modelKey?: { name: string; onKey(key: Uint8Array): Promise<void> | void };
+  modelKey?: { name: string; onKey(key: Uint8Array, version: number | undefined): Promise<void> | void };
   /**
    * A broker-held secret (e.g. a `secret` key of the broker's tenant) from which the gateway
    * derives its OHTTP and receipt keys, so that replicas share them; `keys` must have been
@@ -449,7 +449,7 @@ export class AttestationManager {
         if (releasedKeyName(released.context) !== o.modelKey.name) throw new CustodyError('ERR_KEY_UNWRAP', 'the broker released another key than the one asked for');
         const key = await unwrapKey(released.wrappedKey, { recipientKeyPair: o.keys.tee, context: released.context });
         try {
-          await o.modelKey.onKey(key);
+          await o.modelKey.onKey(key, releasedKeyVersion(released.context));
         } finally {
           key.fill(0);
         }

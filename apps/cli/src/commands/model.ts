@@ -1,0 +1,133 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { CustodyError, wipe } from '@custody/core';
+import { describeGgufFile, readSealedModelHeader, sealModelFile, type SealedModelHeader } from '@custody/gateway-service';
+import type { Register } from './index.js';
+import { client, connection, policyOf, readMaterial, type ConnectionOptions } from './keys.js';
+import { printableLine } from '@custody/sdk';
+import { failWith, printJson } from '../output.js';
+
+const MODEL_ID = /^[A-Za-z0-9._:/@+-]{1,128}$/;
+
+interface SealOptions extends ConnectionOptions {
+  out: string;
+  key: string;
+  keyFile?: string;
+  keyVersion?: string;
+  policy?: string;
+  policyFile?: string;
+  modelId?: string;
+  label?: string;
+  chunkSize?: string;
+}
+
+function positive(s: string | undefined, what: string, max: number): number | undefined {
+  if (s === undefined) return undefined;
+  if (!/^[0-9]{1,9}$/.test(s) || Number(s) < 1 || Number(s) > max) throw new CustodyError('ERR_USAGE', `${what} must be an integer from 1 to ${max}`);
+  return Number(s);
+}
+
+/** The model id and label: from the options, else from the GGUF header, else the file name. */
+async function describe(file: string, opts: SealOptions): Promise<{ id: string; label?: string }> {
+  let name: string | undefined;
+  let arch: string | undefined;
+  try {
+    const d = await describeGgufFile(file);
+    name = d.header.name;
+    arch = d.header.architecture;
+  } catch {
+    // Not a GGUF file: sealing works on any weights file, with --model-id.
+  }
+  const id = opts.modelId ?? (name ?? basename(file).replace(/\.gguf$/, '')).replace(/[^A-Za-z0-9._:/@+-]/g, '-').slice(0, 128);
+  if (!MODEL_ID.test(id)) throw new CustodyError('ERR_USAGE', '--model-id must be 1-128 of A-Z a-z 0-9 . _ : / @ + -');
+  const label = opts.label ?? (name ? `${name}${arch ? ` (GGUF ${arch})` : ''}` : undefined);
+  return { id, ...(label !== undefined ? { label } : {}) };
+}
+
+function printHeader(h: SealedModelHeader, json: boolean, verb: string, path: string): void {
+  if (json) return printJson({ ok: true, file: path, header: h });
+  process.stdout.write(
+    [
+      `${verb} ${printableLine(path)} (${h.format})`,
+      `  model    ${printableLine(h.model.id)}${h.model.label ? ` (${printableLine(h.model.label)})` : ''}`,
+      `  digest   ${h.digest} (${h.size} bytes of weights; receipts name this digest)`,
+      `  key      broker key ${printableLine(h.key.name)} v${h.key.version} (${h.cipher}, ${h.chunkSize}-byte chunks)`,
+      '',
+    ].join('\n'),
+  );
+}
+
+export const register: Register = (program) => {
+  const model = program.command('model').description('Sealed models: weights encrypted at rest, decrypted only inside a gateway the key broker released the key to.');
+
+  connection(model.command('seal <file>'))
+    .description(
+      'encrypt a model file (custody.sealed-model/v1) under a key the broker holds. By default a fresh 32-byte key is made in this process, the file is sealed, and the key is imported into the broker as a new aes-256 key with your release policy, then wiped here; with --key-file the material you give is used and the broker is not contacted. Serve it with `custody gateway serve --model FILE --broker URL`.',
+    )
+    .requiredOption('--out <file>', 'where to write the sealed model (must not exist)')
+    .requiredOption('--key <name>', 'the broker key to seal under (created, unless --key-file)')
+    .option('--policy <cel>', "the key's release policy, e.g. \"status == 'affirming' && claims.measurements.measurement == '<hex>'\"")
+    .option('--policy-file <path>', 'read the release policy from a file')
+    .option('--key-file <path>', 'seal with this raw 32-byte key (an aes-256 key the broker already holds) instead of creating one')
+    .option('--key-version <n>', 'with --key-file: the version of that key at the broker (default 1)')
+    .option('--model-id <id>', 'the id clients send as `model` (default: the GGUF general.name, else the file name)')
+    .option('--label <text>', 'a label for the model (default from the GGUF header)')
+    .option('--chunk-size <bytes>', 'bytes of weights per authenticated chunk (4096 to 16777216, default 1048576)')
+    .action(async (file: string, opts: SealOptions) => {
+      const json = opts.json === true;
+      let material: Uint8Array | undefined;
+      const partial = join(dirname(opts.out), `.${basename(opts.out)}.partial-${randomBytes(6).toString('hex')}`);
+      try {
+        if (existsSync(opts.out)) throw new CustodyError('ERR_USAGE', `${opts.out} exists; the sealed model is never written over another file`);
+        const chunkSize = positive(opts.chunkSize, '--chunk-size', 1 << 24);
+        const described = await describe(file, opts);
+        const common = { keyName: opts.key, modelId: described.id, ...(described.label !== undefined ? { label: described.label } : {}), ...(chunkSize !== undefined ? { chunkSize } : {}) };
+        let header: SealedModelHeader;
+        if (opts.keyFile !== undefined) {
+          if (opts.policy !== undefined || opts.policyFile !== undefined) throw new CustodyError('ERR_USAGE', '--policy is for a key this command creates; with --key-file the key and its policy already are at the broker');
+          material = readMaterial(opts.keyFile, 'aes-256', undefined);
+          if (material.length !== 32) throw new CustodyError('ERR_KEY_MATERIAL', 'the key file must hold exactly 32 raw bytes (an aes-256 key)');
+          header = await sealModelFile(file, partial, { ...common, key: material, keyVersion: positive(opts.keyVersion, '--key-version', 1_000_000) ?? 1 });
+        } else {
+          if (opts.keyVersion !== undefined) throw new CustodyError('ERR_USAGE', '--key-version is for --key-file; a created key is version 1');
+          const policy = policyOf(opts);
+          if (policy === undefined) throw new CustodyError('ERR_USAGE', "a sealed model's key needs a release policy naming the gateway's measurements: --policy or --policy-file");
+          const broker = client(opts);
+          // Fails early (before reading gigabytes) when the name is taken or the broker is unreachable.
+          const existing = await broker.getKey(opts.key).then(
+            () => true,
+            (e: unknown) => {
+              if (e instanceof CustodyError && e.code === 'ERR_KEY_NOT_FOUND') return false;
+              throw e;
+            },
+          );
+          if (existing) throw new CustodyError('ERR_USAGE', `the broker already holds a key named ${opts.key}: choose another --key, or seal with --key-file`);
+          material = new Uint8Array(randomBytes(32));
+          header = await sealModelFile(file, partial, { ...common, key: material, keyVersion: 1 });
+          const key = await broker.importKey({ name: opts.key, type: 'aes-256', material, releasePolicy: policy, exportable: true });
+          if (key.currentVersion !== 1) throw new CustodyError('ERR_KEY_MATERIAL', 'the broker stored the key under another version than the sealed header names');
+        }
+        if (existsSync(opts.out)) throw new CustodyError('ERR_USAGE', `${opts.out} appeared while sealing; the sealed model is left unwritten`);
+        renameSync(partial, opts.out);
+        printHeader(header, json, 'sealed', opts.out);
+      } catch (e) {
+        rmSync(partial, { force: true });
+        failWith(e, json);
+      } finally {
+        if (material) wipe(material);
+      }
+    });
+
+  model
+    .command('inspect <file>')
+    .description("print a sealed model's public header (model id, weights digest, broker key and version); needs no key")
+    .option('--json', 'print JSON')
+    .action(async (file: string, opts: { json?: boolean }) => {
+      try {
+        printHeader((await readSealedModelHeader(file)).header, opts.json === true, 'sealed model', file);
+      } catch (e) {
+        failWith(e, opts.json === true);
+      }
+    });
+};

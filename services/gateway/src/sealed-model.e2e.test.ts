@@ -1,0 +1,130 @@
+// A sealed GGUF model through the gateway: the weights are encrypted at rest under a key the
+// (in-process) broker holds; the broker releases it to the attested gateway, which decrypts the
+// model into tmpfs, loads it in the real engine (node-llama-cpp) and unlinks the plaintext at once.
+// Every failure (wrong key, other version, key not held, key revoked) keeps the gateway closed.
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock, toCustodyError } from '@custody/core';
+import { createConfidentialFetch, type Receipt } from '@custody/sdk';
+import { SealedModelBackend } from './backends/sealed-backend.js';
+import { sealModelFile } from './backends/sealed-model.js';
+import { launchGateway } from './launch.js';
+import { createGatewayLogger } from './observability/logger.js';
+import { startTestGateway, type TestGateway } from './testing/index.js';
+import { writeTinyLlamaGguf } from './testing/tiny-llama.js';
+
+const SHM = '/dev/shm';
+let dir: string;
+let ggufDigest: string;
+let sealedV1: string;
+let sealedV2: string;
+const key = new Uint8Array(randomBytes(32));
+let gw: TestGateway | undefined;
+
+const plaintextLeft = () => readdirSync(SHM).filter((f) => f.startsWith('custody-model-'));
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'custody-sealed-e2e-'));
+  const gguf = join(dir, 'tiny.gguf');
+  const bytes = await writeTinyLlamaGguf(gguf);
+  ggufDigest = 'sha256:' + createHash('sha256').update(bytes).digest('hex');
+  sealedV1 = join(dir, 'tiny.v1.sealed');
+  sealedV2 = join(dir, 'tiny.v2.sealed');
+  await sealModelFile(gguf, sealedV1, { key, keyName: 'model-key', keyVersion: 1, modelId: 'custody-tiny-llama', chunkSize: 64 * 1024 });
+  await sealModelFile(gguf, sealedV2, { key, keyName: 'model-key', keyVersion: 2, modelId: 'custody-tiny-llama', chunkSize: 64 * 1024 });
+});
+
+afterEach(async () => {
+  await gw?.close();
+  gw = undefined;
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function sealedGateway(path: string, brokerKeys: Record<string, Uint8Array>): Promise<{ gw: TestGateway; backend: SealedModelBackend; logs: string[] }> {
+  const logs: string[] = [];
+  const logger = createGatewayLogger({ level: 'info', destination: { write: (line: string) => void logs.push(line) } });
+  const backend = await SealedModelBackend.create({ sealedPath: path, clock: systemClock, logger, engine: { onEngineLog: () => undefined } });
+  const g = await startTestGateway({ backend, brokerKeys, gateway: { modelKey: { name: backend.keyName, onKey: (k, v) => backend.onKey(k, v) } } });
+  return { gw: g, backend, logs };
+}
+
+describe('a sealed model served by the gateway', () => {
+  it('is unsealed inside the attested gateway, leaves no plaintext file, and answers with receipts naming the weights digest', async () => {
+    const before = plaintextLeft();
+    const s = await sealedGateway(sealedV1, { 'model-key': key });
+    gw = s.gw;
+    expect(gw.gateway.attestation.state).toBe('attested');
+    expect(s.backend.loaded).toBe(true);
+    expect(plaintextLeft()).toEqual(before);
+    // The bundle names the model by the digest of its plaintext weights, known from the sealed header.
+    const bundle = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as { model?: { id: string; digest?: string } };
+    expect(bundle.model).toMatchObject({ id: 'custody-tiny-llama', digest: ggufDigest });
+    let receipt: Receipt | undefined;
+    const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true, onReceipt: (r) => (receipt = r) });
+    const res = await cfetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${gw.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'custody-tiny-llama', messages: [{ role: 'user', content: 'hello' }], max_tokens: 4, temperature: 0 }),
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { choices: { message: { content: string } }[] };
+    expect(typeof body.choices[0]!.message.content).toBe('string');
+    // The SDK verified the receipt's signature with the attested receipt key before handing it over.
+    await cfetch.receiptOf(res);
+    expect(receipt!.model).toMatchObject({ id: 'custody-tiny-llama', digest: ggufDigest, backend: 'llama-cpp' });
+    // The logs name the unsealing, never the key.
+    const logs = [...gw.logs, ...s.logs].join('\n');
+    expect(logs).toContain('"event":"model.unsealed"');
+    expect(logs).not.toContain(Buffer.from(key).toString('base64'));
+    expect(logs).not.toContain(Buffer.from(key).toString('hex'));
+  });
+
+  it('a re-attestation asks for the key again: once the broker revokes it the gateway closes (fail closed)', async () => {
+    const s = await sealedGateway(sealedV1, { 'model-key': key });
+    gw = s.gw;
+    expect(gw.gateway.attestation.state).toBe('attested');
+    gw.broker!.revokeKey('model-key');
+    await gw.gateway.attestation.reattest().catch(() => undefined);
+    expect(gw.gateway.attestation.state).not.toBe('attested');
+    const res = await fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: new Uint8Array(40) });
+    expect(res.status).toBe(503);
+  });
+
+  it.each([
+    ['another key under the same name', () => ({ 'model-key': new Uint8Array(randomBytes(32)) }), () => sealedV1, 'ERR_MODEL_UNSEAL'],
+    ['a model sealed under another version of the key', () => ({ 'model-key': key }), () => sealedV2, 'ERR_MODEL_KEY_VERSION'],
+    ['no key of that name at the broker', () => ({}), () => sealedV1, 'ERR_KEY_NOT_FOUND'],
+  ])('does not attest, load or serve with %s, and keeps no plaintext', async (_name, keys, path, code) => {
+    const before = plaintextLeft();
+    const s = await sealedGateway(path(), keys());
+    gw = s.gw;
+    expect(gw.gateway.attestation.state).not.toBe('attested');
+    expect(s.backend.loaded).toBe(false);
+    expect(plaintextLeft()).toEqual(before);
+    expect(gw.logs.join('\n')).toContain(code);
+    expect((await fetch(`${gw.url}/readyz`)).status).toBe(503);
+  });
+
+  it('refuses a plaintext directory on a disk, and a sealed model without a key broker', async () => {
+    const disk = await mkdtemp(join(tmpdir(), 'custody-disk-'));
+    try {
+      const e = await SealedModelBackend.create({ sealedPath: sealedV1, plainDir: disk, clock: systemClock }).catch((x: unknown) => toCustodyError(x));
+      expect((e as { code?: string }).code).toBe('ERR_MODEL_PLAINTEXT_DIR');
+    } finally {
+      await rm(disk, { recursive: true, force: true });
+    }
+    const launched = await launchGateway({ modelPath: sealedV1 }).catch((x: unknown) => toCustodyError(x));
+    expect((launched as { code?: string }).code).toBe('ERR_USAGE');
+    const plainGguf = join(dir, 'plain.gguf');
+    await writeFile(plainGguf, await readFile(join(dir, 'tiny.gguf')));
+    const wrongDir = await launchGateway({ modelPath: plainGguf, modelPlainDir: SHM }).catch((x: unknown) => toCustodyError(x));
+    expect((wrongDir as { code?: string }).code).toBe('ERR_USAGE');
+  });
+});
