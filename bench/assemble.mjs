@@ -2,7 +2,7 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 
 const dir = new URL('./results/', import.meta.url);
-const order = ['attest-snp', 'attest-tdx', 'attest-nitro', 'attest-tpm', 'policy', 'hpke', 'broker', 'ledger', 'gateway', 'gateway-llama', 'replay-store', 'pii'];
+const order = ['attest-snp', 'attest-tdx', 'attest-nitro', 'attest-tpm', 'policy', 'hpke', 'broker', 'ledger', 'gateway', 'gateway-llama', 'sealed-model', 'replay-store', 'pii'];
 const files = readdirSync(dir).filter((f) => f.endsWith('.md'));
 files.sort((a, b) => {
   const ia = order.indexOf(a.replace(/\.md$/, ''));
