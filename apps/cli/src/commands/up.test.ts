@@ -79,4 +79,29 @@ describe('custody up (the quick start)', () => {
     expect(usage.status).toBe(2);
     expect(usage.stderr).toContain('ERR_USAGE');
   });
+
+  it('--model: seals the GGUF under a broker key in the state directory, serves it sealed, and reuses both on the next run', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'custody-up-model-'));
+    try {
+      const model = join(dir, 'tiny.gguf');
+      const made = spawnSync(process.execPath, ['--conditions=source', '--import', 'tsx', 'services/gateway/src/testing/make-tiny-gguf.ts', model], { cwd: repoRoot, encoding: 'utf8' });
+      expect(made.status, made.stderr).toBe(0);
+      const state = join(dir, 'state');
+      const first = custody('up', '--data', state, '--once', '--model', model);
+      expect(first.status, first.stderr).toBe(0);
+      expect(first.stdout).toMatch(/PASS {2}model weights sealed under broker key "model-weights-[0-9a-f]{12}" v1 \(sealed now: .*\.sealed\); the broker released the key to the attested gateway/);
+      expect(first.stdout).toContain('Custody gateway verification: VERIFIED');
+      expect(first.stdout).toMatch(/answer \(custody-tiny-llama\)/);
+      const sealed = readdirSync(join(state, 'models'));
+      expect(sealed).toHaveLength(1);
+      // The sealed file holds no stretch of the weights.
+      expect(readFileSync(join(state, 'models', sealed[0]!)).includes(readFileSync(model).subarray(-4096))).toBe(false);
+      const second = custody('up', '--data', state, '--once', '--model', model);
+      expect(second.status, second.stderr).toBe(0);
+      expect(second.stdout).toContain('(kept from an earlier run');
+      expect(readdirSync(join(state, 'models'))).toEqual(sealed);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

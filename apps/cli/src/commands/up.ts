@@ -1,5 +1,6 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { pino } from 'pino';
@@ -9,7 +10,7 @@ import { SimAttester } from '@custody/attester-service';
 import { createEd25519Signer, formatTlogProof, generateSignerKey, parseTlogPolicy } from '@custody/ledger';
 import { createEventsNodeHandler, createLogApp, listen, newWriterKey, openLog, parseWriters } from '@custody/ledger-service';
 import { BrokerAdminClient, fetchKey, startBroker } from '@custody/broker-service';
-import { DEV_SIM_MEASUREMENT, launchGateway, runConfidentialRequest } from '@custody/gateway-service';
+import { DEV_SIM_MEASUREMENT, describeGgufFile, launchGateway, runConfidentialRequest, sealModelFile } from '@custody/gateway-service';
 import { readInputFile, readNamedFiles } from '../files.js';
 import { failWith, mark, printJson } from '../output.js';
 import { EXIT_NOT_VERIFIED, EXIT_OK } from '../exit.js';
@@ -43,6 +44,37 @@ export async function verifySamples(): Promise<{ name: string; result: Verificat
   return out;
 }
 
+/**
+ * Seals the model `custody up` serves under a key of the broker (once per weights digest: the
+ * sealed file and its key are reused from the data directory), so the gateway gets the weights
+ * only as the broker releases the key to it after attestation. Returns the sealed file and key.
+ */
+async function sealForUp(model: string, data: string, admin: BrokerAdminClient, releasePolicy: string): Promise<{ path: string; key: string; reused: boolean }> {
+  const described = await describeGgufFile(model);
+  const base = `model-weights-${described.digest.slice('sha256:'.length, 'sha256:'.length + 12)}`;
+  const held = new Set((await admin.listKeys()).map((k) => k.name));
+  const dir = resolve(data, 'models');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const path = resolve(dir, `${base}.sealed`);
+  if (existsSync(path) && held.has(base)) return { path, key: base, reused: true };
+  // A key whose sealed file is gone cannot be used again (its material never leaves the broker): a new name.
+  const key = held.has(base) ? `${base}-${randomBytes(3).toString('hex')}` : base;
+  const target = key === base ? path : resolve(dir, `${key}.sealed`);
+  rmSync(target, { force: true });
+  const material = new Uint8Array(randomBytes(32));
+  try {
+    const modelId = (described.header.name ?? basename(model, '.gguf')).replace(/[^A-Za-z0-9._:/@+-]/g, '-').slice(0, 128);
+    await sealModelFile(model, target, { key: material, keyName: key, keyVersion: 1, modelId, ...(described.header.name ? { label: described.header.name } : {}) });
+    await admin.importKey({ name: key, type: 'aes-256', material, releasePolicy, exportable: true });
+  } catch (e) {
+    rmSync(target, { force: true });
+    throw e;
+  } finally {
+    wipe(material);
+  }
+  return { path: target, key, reused: false };
+}
+
 /** The development appraisal policy `custody up` runs with: it accepts SIMULATED evidence of one measurement. */
 function devPolicy(measurement: string): string {
   return [
@@ -72,7 +104,7 @@ export const register: Register = (program: Command) => {
     .description('the quick start: verify bundled real evidence, then run ledger, broker and gateway on embedded defaults and show a key release and one confidential request end to end')
     .option('--data <dir>', 'state directory (ledger tiles, broker database, keys)', '.custody')
     .option('--port <port>', 'gateway port (default: a free port)')
-    .option('--model <file.gguf>', 'serve a GGUF model in process (node-llama-cpp, CPU) instead of custody-demo')
+    .option('--model <file.gguf>', 'serve a GGUF model in process (node-llama-cpp, CPU) instead of custody-demo; it is sealed under a broker key first, and the gateway decrypts it only after attesting')
     .option('--once', 'run the tour and exit instead of serving until interrupted')
     .option('--json', 'print one JSON object')
     .action(async (opts: UpOptions) => {
@@ -120,8 +152,9 @@ export const register: Register = (program: Command) => {
         closers.push(() => broker.close());
         const admin = new BrokerAdminClient({ baseUrl: broker.url, apiKey: broker.adminKey! });
         const keyName = 'model-key';
+        const releasePolicy = `status == 'affirming' && claims.measurements.measurement == '${measurement}'`;
         if (!(await admin.listKeys()).some((k) => k.name === keyName)) {
-          await admin.createKey({ name: keyName, type: 'aes-256', releasePolicy: `status == 'affirming' && claims.measurements.measurement == '${measurement}'` });
+          await admin.createKey({ name: keyName, type: 'aes-256', releasePolicy });
         }
         say('');
         say('2. Services on embedded defaults (SQLite, local keystore, ledger tiles on disk; state in ' + opts.data + ')');
@@ -147,13 +180,16 @@ export const register: Register = (program: Command) => {
 
         // 4. The gateway attests to the broker; one confidential request through the SDK.
         const workload = await admin.createApiKey('workload', 'custody-up gateway');
-        const gw = await launchGateway({ broker: { url: broker.url, apiKey: workload.token, tenant: 'demo', jwksUrl: broker.jwksUrl }, ledger: log, logger, simMeasurement: measurement, ...(opts.port ? { port: Number(opts.port) } : {}), ...(opts.model ? { modelPath: opts.model } : {}) });
+        // A model is served sealed: encrypted at rest under a broker key with the same release policy.
+        const sealed = opts.model ? await sealForUp(opts.model, data, admin, releasePolicy) : undefined;
+        const gw = await launchGateway({ broker: { url: broker.url, apiKey: workload.token, tenant: 'demo', jwksUrl: broker.jwksUrl }, ledger: log, logger, simMeasurement: measurement, ...(opts.port ? { port: Number(opts.port) } : {}), ...(sealed ? { modelPath: sealed.path } : {}) });
         closers.push(() => gw.close());
         const prompt = 'Summarise the visit of patient Jane Roe (jane.roe@example.com, DOB: 1961-03-14).';
         // Strict: the SDK also checks that the broker's appraisal of this gateway is in the ledger.
         const r = await runConfidentialRequest({ url: gw.url, jwks: gw.jwks, apiKey: gw.apiKey!, allowSimulated: true, tlogPolicy: parseTlogPolicy(`log ${vkey}\nquorum none\n`) }, prompt);
         say('');
         say(`4. Confidential inference: the SDK verified the gateway, then sent the prompt with Oblivious HTTP (gateway ${gw.url})`);
+        if (sealed) say(`  ${mark(true)}  model weights sealed under broker key "${sealed.key}" v1 (${sealed.reused ? 'kept from an earlier run' : 'sealed now'}: ${sealed.path}); the broker released the key to the attested gateway, which decrypted them inside the TEE (tmpfs) and unlinked the plaintext`);
         for (const line of r.verificationText.split('\n')) say('  ' + line);
         say(`  answer (${r.receipt.model.id}): ${r.answer.slice(0, 160)}`);
         say('  receipt (signed by the gateway\'s attested receipt key, verified by the SDK):');
