@@ -176,6 +176,7 @@ export const ErrorCodes = {
   ERR_MODEL_KEY_VERSION: 'the broker released another version of the model key than the one the model was sealed under; reseal the model under the current version',
   ERR_MODEL_PLAINTEXT_DIR: 'the directory for the unsealed model is not memory-backed (tmpfs or ramfs): decrypted weights would reach a disk',
   ERR_GATEWAY_REPLAY_STORE: 'the shared anti-replay store is unavailable, locked or full; the request was refused unprocessed (retry later)',
+  ERR_GATEWAY_MODEL_KEY: 'the broker did not release the model key (refused, revoked, destroyed or malformed), or it did not open the sealed model; see detail.code',
   ERR_GATEWAY_IDENTITY_KEY: 'the broker did not release the gateway identity key (refused, revoked or malformed); the gateway does not serve with shared keys; see detail.code',
   ERR_GATEWAY_BUNDLE_UNKNOWN: 'the gateway keeps no attestation bundle with this digest (never published, or older than it keeps)',
   ERR_GATEWAY_TENANT_LIMIT: 'the tenant is at its limit of requests in progress or requests a minute; nothing was forwarded (retry after the Retry-After seconds)',

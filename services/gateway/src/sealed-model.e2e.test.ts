@@ -1,10 +1,11 @@
 // A sealed GGUF model through the gateway: the weights are encrypted at rest under a key the
 // (in-process) broker holds; the broker releases it to the attested gateway, which decrypts the
 // model into tmpfs, loads it in the real engine (node-llama-cpp) and unlinks the plaintext at once.
-// Every failure (wrong key, other version, key not held, key revoked) keeps the gateway closed.
+// Every failure (wrong key, other version, key not held, key revoked, destroyed or without a
+// release policy, a release replayed from an earlier round) keeps or makes the gateway closed.
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -14,21 +15,30 @@ import { SealedModelBackend } from './backends/sealed-backend.js';
 import { sealModelFile } from './backends/sealed-model.js';
 import { launchGateway } from './launch.js';
 import { createGatewayLogger } from './observability/logger.js';
-import { startTestGateway, type TestGateway } from './testing/index.js';
+import type { BrokerClient } from './attestation/broker-client.js';
+import type { ModelBackend } from './backends/types.js';
+import { LlamaCppBackend } from './backends/llama-cpp.js';
+import { releasePolicyFor, startIdentityBroker, type IdentityBroker } from './testing/identity-broker.js';
+import { startTestGateway, TEST_MEASUREMENT, type TestGateway } from './testing/index.js';
 import { writeTinyLlamaGguf } from './testing/tiny-llama.js';
 
 const SHM = '/dev/shm';
 let dir: string;
+/** This file's own plaintext directory in tmpfs: what other processes put in /dev/shm does not matter. */
+let shm: string;
+let ib: IdentityBroker;
 let ggufDigest: string;
 let sealedV1: string;
 let sealedV2: string;
 const key = new Uint8Array(randomBytes(32));
 let gw: TestGateway | undefined;
 
-const plaintextLeft = () => readdirSync(SHM).filter((f) => f.startsWith('custody-model-'));
+const plaintextLeft = () => readdirSync(shm);
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'custody-sealed-e2e-'));
+  shm = await mkdtemp(join(SHM, 'custody-sealed-e2e-'));
+  ib = await startIdentityBroker([TEST_MEASUREMENT]);
   const gguf = join(dir, 'tiny.gguf');
   const bytes = await writeTinyLlamaGguf(gguf);
   ggufDigest = 'sha256:' + createHash('sha256').update(bytes).digest('hex');
@@ -44,25 +54,46 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
+  await ib?.close();
   await rm(dir, { recursive: true, force: true });
+  await rm(shm, { recursive: true, force: true });
 });
 
 async function sealedGateway(path: string, brokerKeys: Record<string, Uint8Array>): Promise<{ gw: TestGateway; backend: SealedModelBackend; logs: string[] }> {
   const logs: string[] = [];
   const logger = createGatewayLogger({ level: 'info', destination: { write: (line: string) => void logs.push(line) } });
-  const backend = await SealedModelBackend.create({ sealedPath: path, clock: systemClock, logger, engine: { onEngineLog: () => undefined } });
+  const backend = await SealedModelBackend.create({ sealedPath: path, plainDir: shm, clock: systemClock, logger, engine: { onEngineLog: () => undefined } });
   const g = await startTestGateway({ backend, brokerKeys, gateway: { modelKey: { name: backend.keyName, onKey: (k, v) => backend.onKey(k, v) } } });
   return { gw: g, backend, logs };
 }
 
+/** A gateway whose model key is held by the real broker service (keys destroyed, re-policied, rotated through its admin API). */
+async function brokerGateway(name: string, path: string, client: BrokerClient = ib.client()): Promise<{ gw: TestGateway; backend: SealedModelBackend; logs: string[] }> {
+  await ib.broker.admin.importKey({ name, type: 'aes-256', material: key, releasePolicy: releasePolicyFor([TEST_MEASUREMENT]) });
+  const logs: string[] = [];
+  const logger = createGatewayLogger({ level: 'info', destination: { write: (line: string) => void logs.push(line) } });
+  const backend = await SealedModelBackend.create({ sealedPath: path, plainDir: shm, clock: systemClock, logger, engine: { onEngineLog: () => undefined } });
+  const g = await startTestGateway({ backend, broker: false, gateway: { broker: client, modelKey: { name, onKey: (k, v) => backend.onKey(k, v) } } });
+  return { gw: g, backend, logs };
+}
+
 describe('a sealed model served by the gateway', () => {
-  it('is unsealed inside the attested gateway, leaves no plaintext file, and answers with receipts naming the weights digest', async () => {
-    const before = plaintextLeft();
-    const s = await sealedGateway(sealedV1, { 'model-key': key });
-    gw = s.gw;
+  it('is unsealed inside the attested gateway into a file with no name, and answers with receipts naming the weights digest', async () => {
+    // The engine opens the plaintext through /proc/self/fd: while it loads, the directory is empty.
+    let seenWhileLoading: string[] | undefined;
+    const load = async (p: string, id: string): Promise<ModelBackend> => {
+      seenWhileLoading = await readdir(shm);
+      expect(p).toMatch(/^\/proc\/self\/fd\/\d+$/);
+      return LlamaCppBackend.create({ modelPath: p, modelId: id, clock: systemClock, onEngineLog: () => undefined });
+    };
+    const logsOfBackend: string[] = [];
+    const backend = await SealedModelBackend.create({ sealedPath: sealedV1, plainDir: shm, clock: systemClock, load, logger: createGatewayLogger({ level: 'info', destination: { write: (line: string) => void logsOfBackend.push(line) } }) });
+    gw = await startTestGateway({ backend, brokerKeys: { 'model-key': key }, gateway: { modelKey: { name: backend.keyName, onKey: (k, v) => backend.onKey(k, v) } } });
+    const s = { backend, logs: logsOfBackend };
+    expect(seenWhileLoading).toEqual([]);
     expect(gw.gateway.attestation.state).toBe('attested');
     expect(s.backend.loaded).toBe(true);
-    expect(plaintextLeft()).toEqual(before);
+    expect(plaintextLeft()).toEqual([]);
     // The bundle names the model by the digest of its plaintext weights, known from the sealed header.
     const bundle = (await (await fetch(`${gw.url}/.well-known/custody/attestation`)).json()) as { model?: { id: string; digest?: string } };
     expect(bundle.model).toMatchObject({ id: 'custody-tiny-llama', digest: ggufDigest });
@@ -95,6 +126,61 @@ describe('a sealed model served by the gateway', () => {
     expect(gw.gateway.attestation.state).not.toBe('attested');
     const res = await fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: new Uint8Array(40) });
     expect(res.status).toBe(503);
+  });
+
+  it('closes for good when the broker destroys the key, drops its release policy or revokes it, or an old release is replayed', async () => {
+    const cases: [string, (name: string) => Promise<unknown>, string][] = [
+      ['destroyed', (name) => ib.broker.admin.destroyKey(name), 'ERR_KEY_DESTROYED'],
+      ['without a release policy', (name) => ib.broker.admin.setReleasePolicy(name, null), 'ERR_KEY_NO_RELEASE_POLICY'],
+      ['revoked', (name) => ib.broker.admin.revokeKey(name, 'test'), 'ERR_KEY_REVOKED'],
+    ];
+    let n = 0;
+    for (const [what, act, code] of cases) {
+      const name = `sealed-${n++}`;
+      // Sealed under this broker key's name (same material).
+      const path = join(dir, `${name}.sealed`);
+      await sealModelFile(join(dir, 'tiny.gguf'), path, { key, keyName: name, keyVersion: 1, modelId: 'custody-tiny-llama', chunkSize: 64 * 1024 });
+      const s = await brokerGateway(name, path);
+      expect(s.gw.gateway.attestation.state, what).toBe('attested');
+      await act(name);
+      await s.gw.gateway.attestation.reattest().catch(() => undefined);
+      expect(s.gw.gateway.attestation.state, what).toBe('revoked');
+      expect((await fetch(`${s.gw.url}/readyz`)).status, what).toBe(503);
+      expect(s.gw.logs.join('\n'), what).toContain(`"code":"ERR_GATEWAY_MODEL_KEY","cause":"${code}"`);
+      await s.gw.close();
+    }
+    // A relay of the broker's answers (a plain-http link) keeps the first release and replays it
+    // after the key is revoked: the envelope names the first round's session, so it is refused.
+    const path = join(dir, 'replayed.sealed');
+    await sealModelFile(join(dir, 'tiny.gguf'), path, { key, keyName: 'replayed', keyVersion: 1, modelId: 'custody-tiny-llama', chunkSize: 64 * 1024 });
+    const real = ib.client();
+    let kept: Awaited<ReturnType<NonNullable<BrokerClient['releaseKey']>>> | undefined;
+    const relay: BrokerClient = {
+      challenge: () => real.challenge(),
+      attest: (r) => real.attest(r),
+      jwks: () => real.jwks(),
+      releaseKey: async (name, req) => (kept ??= await real.releaseKey!(name, req)),
+    };
+    const s = await brokerGateway('replayed', path, relay);
+    expect(s.gw.gateway.attestation.state).toBe('attested');
+    await ib.broker.admin.revokeKey('replayed', 'test');
+    await s.gw.gateway.attestation.reattest().catch(() => undefined);
+    expect(s.gw.gateway.attestation.state).toBe('revoked');
+    expect(s.gw.logs.join('\n')).toContain('"cause":"ERR_KEY_UNWRAP"');
+    await s.gw.close();
+  });
+
+  it('a rotated key (a new version released after loading) does not unload the model; it is logged once', async () => {
+    const path = join(dir, 'rotating.sealed');
+    await sealModelFile(join(dir, 'tiny.gguf'), path, { key, keyName: 'rotating', keyVersion: 1, modelId: 'custody-tiny-llama', chunkSize: 64 * 1024 });
+    const s = await brokerGateway('rotating', path);
+    await ib.broker.admin.rotateKey('rotating', { material: randomBytes(32) });
+    await s.gw.gateway.attestation.reattest();
+    await s.gw.gateway.attestation.reattest();
+    expect(s.gw.gateway.attestation.state).toBe('attested');
+    expect(s.backend.loaded).toBe(true);
+    expect(s.logs.filter((l) => l.includes('"event":"model.key-changed"'))).toHaveLength(1);
+    await s.gw.close();
   });
 
   it.each([

@@ -77,6 +77,9 @@ describe('custody model seal --key-file and inspect', () => {
       [['model', 'seal', gguf, '--out', out, '--key', 'bad name', '--key-file', keyFile, '--json'], 'ERR_MODEL_SEALED'],
       [['model', 'seal', join(dir, 'absent'), '--out', out, '--key', 'k', '--key-file', keyFile, '--model-id', 'm', '--json'], 'ERR_GATEWAY_MODEL_FILE'],
       [['model', 'inspect', gguf, '--json'], 'ERR_MODEL_SEALED'],
+      // With --key-file nothing is sent to a broker: a --broker given too is a mistake, not ignored.
+      [['model', 'seal', gguf, '--out', out, '--key', 'k', '--key-file', keyFile, '--broker', 'http://127.0.0.1:9', '--json'], 'ERR_USAGE'],
+      [['model', 'seal', gguf, '--out', join(dir, 'no-such-dir', 'x.sealed'), '--key', 'k', '--key-file', keyFile, '--json'], 'ERR_GATEWAY_MODEL_FILE'],
     ];
     for (const [args, code] of cases) {
       const r = await custody(...args);
@@ -85,6 +88,17 @@ describe('custody model seal --key-file and inspect', () => {
       expect(existsSync(out)).toBe(false);
     }
     expect(readdirSync(dir).filter((f) => f.includes('.partial-'))).toEqual([]);
+  });
+
+  it('--key-encoding hex reads a key written as text', async () => {
+    const hexFile = join(dir, 'model.key.hex');
+    writeFileSync(hexFile, key.toString('hex') + '\n', { mode: 0o600 });
+    const out = join(dir, 'hex.sealed');
+    const r = await custody('model', 'seal', gguf, '--out', out, '--key', 'k', '--key-file', hexFile, '--key-encoding', 'hex', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const plain = join(dir, 'hex.plain');
+    await unsealModelFile(out, key, plain);
+    expect(readFileSync(plain).equals(readFileSync(gguf))).toBe(true);
   });
 
   it('gateway serve refuses a sealed model without a key broker (exit 2), before anything is decrypted', async () => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, linkSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CustodyError, wipe } from '@custody/core';
 import { describeGgufFile, readSealedModelHeader, sealModelFile, type SealedModelHeader } from '@custody/gateway-service';
@@ -14,6 +14,7 @@ interface SealOptions extends ConnectionOptions {
   out: string;
   key: string;
   keyFile?: string;
+  keyEncoding?: string;
   keyVersion?: string;
   policy?: string;
   policyFile?: string;
@@ -45,6 +46,17 @@ async function describe(file: string, opts: SealOptions): Promise<{ id: string; 
   return { id, ...(label !== undefined ? { label } : {}) };
 }
 
+/** Gives the sealed file its name, never over another file (a hard link fails when the name exists). */
+function publish(partial: string, out: string): void {
+  try {
+    linkSync(partial, out);
+  } catch (e) {
+    throw new CustodyError('ERR_USAGE', `${out} cannot be written (it exists, or its directory does not)`, { cause: e });
+  } finally {
+    rmSync(partial, { force: true });
+  }
+}
+
 function printHeader(h: SealedModelHeader, json: boolean, verb: string, path: string): void {
   if (json) return printJson({ ok: true, file: path, header: h });
   process.stdout.write(
@@ -69,7 +81,8 @@ export const register: Register = (program) => {
     .requiredOption('--key <name>', 'the broker key to seal under (created, unless --key-file)')
     .option('--policy <cel>', "the key's release policy, e.g. \"status == 'affirming' && claims.measurements.measurement == '<hex>'\"")
     .option('--policy-file <path>', 'read the release policy from a file')
-    .option('--key-file <path>', 'seal with this raw 32-byte key (an aes-256 key the broker already holds) instead of creating one')
+    .option('--key-file <path>', 'seal with this 32-byte key (an aes-256 key the broker already holds, e.g. one you gave `keys import` or `keys rotate --file`) instead of creating one')
+    .option('--key-encoding <enc>', 'with --key-file: raw (default), base64 or hex')
     .option('--key-version <n>', 'with --key-file: the version of that key at the broker (default 1)')
     .option('--model-id <id>', 'the id clients send as `model` (default: the GGUF general.name, else the file name)')
     .option('--label <text>', 'a label for the model (default from the GGUF header)')
@@ -86,11 +99,13 @@ export const register: Register = (program) => {
         let header: SealedModelHeader;
         if (opts.keyFile !== undefined) {
           if (opts.policy !== undefined || opts.policyFile !== undefined) throw new CustodyError('ERR_USAGE', '--policy is for a key this command creates; with --key-file the key and its policy already are at the broker');
-          material = readMaterial(opts.keyFile, 'aes-256', undefined);
+          if (opts.broker !== undefined || opts.apiKeyFile !== undefined) throw new CustodyError('ERR_USAGE', 'with --key-file the broker is not contacted: leave out --broker and --api-key-file');
+          material = readMaterial(opts.keyFile, 'aes-256', opts.keyEncoding);
+          if ((statSync(opts.keyFile).mode & 0o077) !== 0) process.stderr.write(`custody: warning: ${opts.keyFile} is readable by other users; chmod 600 it\n`);
           if (material.length !== 32) throw new CustodyError('ERR_KEY_MATERIAL', 'the key file must hold exactly 32 raw bytes (an aes-256 key)');
           header = await sealModelFile(file, partial, { ...common, key: material, keyVersion: positive(opts.keyVersion, '--key-version', 1_000_000) ?? 1 });
         } else {
-          if (opts.keyVersion !== undefined) throw new CustodyError('ERR_USAGE', '--key-version is for --key-file; a created key is version 1');
+          if (opts.keyVersion !== undefined || opts.keyEncoding !== undefined) throw new CustodyError('ERR_USAGE', '--key-version and --key-encoding are for --key-file; a created key is version 1');
           const policy = policyOf(opts);
           if (policy === undefined) throw new CustodyError('ERR_USAGE', "a sealed model's key needs a release policy naming the gateway's measurements: --policy or --policy-file");
           const broker = client(opts);
@@ -105,11 +120,20 @@ export const register: Register = (program) => {
           if (existing) throw new CustodyError('ERR_USAGE', `the broker already holds a key named ${opts.key}: choose another --key, or seal with --key-file`);
           material = new Uint8Array(randomBytes(32));
           header = await sealModelFile(file, partial, { ...common, key: material, keyVersion: 1 });
-          const key = await broker.importKey({ name: opts.key, type: 'aes-256', material, releasePolicy: policy, exportable: true });
-          if (key.currentVersion !== 1) throw new CustodyError('ERR_KEY_MATERIAL', 'the broker stored the key under another version than the sealed header names');
+          // The sealed file is in place before the key exists at the broker: a key is never left
+          // without its file. If the import fails the file goes (no one could open it).
+          publish(partial, opts.out);
+          try {
+            const key = await broker.importKey({ name: opts.key, type: 'aes-256', material, releasePolicy: policy, exportable: true });
+            if (key.currentVersion !== 1) throw new CustodyError('ERR_KEY_MATERIAL', 'the broker stored the key under another version than the sealed header names');
+          } catch (e) {
+            rmSync(opts.out, { force: true });
+            throw e;
+          }
+          printHeader(header, json, 'sealed', opts.out);
+          return;
         }
-        if (existsSync(opts.out)) throw new CustodyError('ERR_USAGE', `${opts.out} appeared while sealing; the sealed model is left unwritten`);
-        renameSync(partial, opts.out);
+        publish(partial, opts.out);
         printHeader(header, json, 'sealed', opts.out);
       } catch (e) {
         rmSync(partial, { force: true });

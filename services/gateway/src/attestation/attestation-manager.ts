@@ -255,16 +255,17 @@ export class AttestationManager {
       return s;
     } catch (e) {
       const err = toCustodyError(e);
-      const identityRefused = err.code === 'ERR_GATEWAY_IDENTITY_KEY' && isIdentityRefusal(String(err.detail?.code ?? ''));
-      if (isRefusal(err.code) || err.code === 'ERR_GATEWAY_ATTESTATION_REVOKED' || identityRefused) {
+      // A key the broker refuses (revoked, destroyed, deleted, no release policy) or that cannot open the model: for good.
+      const keyRefused = (err.code === 'ERR_GATEWAY_IDENTITY_KEY' || err.code === 'ERR_GATEWAY_MODEL_KEY') && (isIdentityRefusal(String(err.detail?.code ?? '')) || String(err.detail?.code ?? '').startsWith('ERR_MODEL_'));
+      if (isRefusal(err.code) || err.code === 'ERR_GATEWAY_ATTESTATION_REVOKED' || keyRefused) {
         this.stateValue = 'revoked';
         this.revokedBy = this.revokedBy ?? err.code;
         // The broker no longer vouches for this replica: it stops holding the shared keys too
         // (a later successful attestation releases them again).
         if (this.o.identityKey) this.o.keys.dropIdentity();
-        this.o.logger.error({ event: 'attestation.refused', code: err.code }, 'attestation refused: confidential routes closed');
+        this.o.logger.error({ event: 'attestation.refused', code: err.code, ...(typeof err.detail?.code === 'string' ? { cause: err.detail.code } : {}) }, 'attestation refused: confidential routes closed');
       } else {
-        this.o.logger.warn({ event: 'attestation.failed', code: err.code }, 'attestation attempt failed; serving until the current result lapses');
+        this.o.logger.warn({ event: 'attestation.failed', code: err.code, ...(typeof err.detail?.code === 'string' ? { cause: err.detail.code } : {}) }, 'attestation attempt failed; serving until the current result lapses');
         this.checkLapse();
       }
       throw err;
@@ -376,21 +377,52 @@ export class AttestationManager {
    * Any failure is ERR_GATEWAY_IDENTITY_KEY with the broker's code in `detail.code`. The secret
    * is wiped before this returns; no key material is logged.
    */
+  /**
+   * A key the broker releases to this round's session, unwrapped with the TEE key, after checking
+   * that the envelope's authenticated context names this key, a version and (broker service) this
+   * session and EAR: an envelope replayed from an earlier round, after the key was revoked, is
+   * refused. The caller wipes the key.
+   */
+  private async releaseChecked(name: string, session: string, ear: string): Promise<{ key: Uint8Array; version: number }> {
+    const o = this.o;
+    if (!o.broker?.releaseKey) throw new CustodyError('ERR_GATEWAY_CONFIG', 'releasing a key needs a key broker that releases keys');
+    const released = await o.broker.releaseKey(name, { session, ear });
+    const version = releasedKeyVersion(released.context);
+    if (releasedKeyName(released.context) !== name) throw new CustodyError('ERR_KEY_UNWRAP', 'the broker released another key than the one asked for');
+    if (version === undefined) throw new CustodyError('ERR_KEY_UNWRAP', 'the release context names no key version');
+    if (released.context.session !== undefined && released.context.session !== session) throw new CustodyError('ERR_KEY_UNWRAP', 'the release context names another session');
+    if (released.context.earDigest !== undefined && released.context.earDigest !== toHex(await sha256(utf8(ear)))) throw new CustodyError('ERR_KEY_UNWRAP', 'the release context names another EAR');
+    return { key: await unwrapKey(released.wrappedKey, { recipientKeyPair: o.keys.tee, context: released.context }), version };
+  }
+
+  /**
+   * The model key, released again every round: any failure (a refused, revoked, destroyed or
+   * replayed release, or a key that does not open the model) fails the round as
+   * ERR_GATEWAY_MODEL_KEY with the cause in `detail.code`; refusals close the routes for good.
+   */
+  private async releaseModelKey(modelKey: NonNullable<AttestationManagerOptions['modelKey']>, session: string, ear: string): Promise<void> {
+    let key: Uint8Array | undefined;
+    try {
+      const released = await this.releaseChecked(modelKey.name, session, ear);
+      key = released.key;
+      await modelKey.onKey(key, released.version);
+    } catch (e) {
+      const err = toCustodyError(e);
+      throw new CustodyError('ERR_GATEWAY_MODEL_KEY', `the model key was not released or did not open the model (${err.code})`, { cause: err, detail: { code: err.code, key: modelKey.name } });
+    } finally {
+      key?.fill(0);
+    }
+  }
+
   private async installIdentity(session: string, ear: string): Promise<boolean> {
     const o = this.o;
     const name = o.identityKey!.name;
     const current = o.keys.identity;
     let secret: Uint8Array | undefined;
     try {
-      if (!o.broker?.releaseKey) throw new CustodyError('ERR_GATEWAY_CONFIG', 'a shared identity key needs a key broker that releases keys');
-      const released = await o.broker.releaseKey(name, { session, ear });
-      // The envelope's AAD names the key, its version and (broker service) the session.
-      const version = releasedKeyVersion(released.context);
-      if (releasedKeyName(released.context) !== name) throw new CustodyError('ERR_KEY_UNWRAP', 'the broker released another key than the identity key');
-      if (version === undefined) throw new CustodyError('ERR_KEY_UNWRAP', 'the release context names no key version');
-      if (released.context.session !== undefined && released.context.session !== session) throw new CustodyError('ERR_KEY_UNWRAP', 'the release context names another session');
-      if (released.context.earDigest !== undefined && released.context.earDigest !== toHex(await sha256(utf8(ear)))) throw new CustodyError('ERR_KEY_UNWRAP', 'the release context names another EAR');
-      secret = await unwrapKey(released.wrappedKey, { recipientKeyPair: o.keys.tee, context: released.context });
+      const released = await this.releaseChecked(name, session, ear);
+      secret = released.key;
+      const version = released.version;
       if (current && version === current.version) return false;
       if (version < this.newestIdentityVersion) throw new CustodyError('ERR_KEY_VERSION', 'the broker released an older identity key version than one already in use', { detail: { version, newest: this.newestIdentityVersion } });
       const derived = await deriveGatewayIdentity(secret, { name, version });
@@ -443,17 +475,7 @@ export class AttestationManager {
       if (unappraised) throw new CustodyError('ERR_EAR_CLAIMS', `the broker's EAR does not appraise ${unappraised.name}`, { detail: { device: unappraised.name } });
       ear = v.ear;
       if (checkIdentity && (await this.installIdentity(session, token))) return undefined;
-      if (o.modelKey && o.broker.releaseKey) {
-        const released = await o.broker.releaseKey(o.modelKey.name, { session, ear: token });
-        // The envelope's AAD names the key: a broker cannot hand over another key as this one.
-        if (releasedKeyName(released.context) !== o.modelKey.name) throw new CustodyError('ERR_KEY_UNWRAP', 'the broker released another key than the one asked for');
-        const key = await unwrapKey(released.wrappedKey, { recipientKeyPair: o.keys.tee, context: released.context });
-        try {
-          await o.modelKey.onKey(key, releasedKeyVersion(released.context));
-        } finally {
-          key.fill(0);
-        }
-      }
+      if (o.modelKey) await this.releaseModelKey(o.modelKey, session, token);
       // Last: the releases above use the session while it is fresh; this waits for the ledger.
       if (r.ledgerIndex !== undefined) ledger = await this.ledgerProof(r.ledgerIndex, token);
     }

@@ -4,9 +4,10 @@
  * key broker releases the model key to the attested gateway (the key's release policy names the
  * gateway's measurements). Then, inside the TEE, the weights are decrypted into a memory-backed
  * directory (tmpfs; a disk would hold them in the clear outside the TEE's memory encryption),
- * checked against the header's digest, loaded by llama.cpp, and the file is unlinked at once (the
- * engine keeps its mapping; nothing is left to open). Until the key arrives nothing is served,
- * and the gateway does not publish an attestation bundle.
+ * into a file unlinked before the first byte is written: it has no name at any time, the engine
+ * opens it through /proc/self/fd, and the kernel frees it when the process ends however it ends
+ * (a signal or a crash mid-load leaves nothing). The weights are checked against the header's
+ * digest. Until the key arrives nothing is served, and the gateway publishes no attestation bundle.
  *
  * Every re-attestation asks for the key again, so a revoked key or a refused release closes the
  * gateway's confidential routes (fail closed). A later release of another version (the key was
@@ -14,12 +15,12 @@
  * resealed under the current version before the gateway restarts.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { rm, statfs } from 'node:fs/promises';
+import { open, readdir, readFile, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { CustodyError, type Clock } from '@custody/core';
 import { LlamaCppBackend, type LlamaCppBackendOptions } from './llama-cpp.js';
-import { readSealedModelHeader, unsealModelFile, type SealedModelHeader } from './sealed-model.js';
+import { readSealedModelHeader, unsealModelInto, type SealedModelHeader } from './sealed-model.js';
 import type { BackendRequest, BackendResponse, ModelBackend, ModelInfo } from './types.js';
 
 /** statfs(2) magic numbers of memory-backed file systems. */
@@ -38,6 +39,24 @@ export interface SealedModelBackendOptions {
   /** How the decrypted file becomes a backend; default the node-llama-cpp engine. Tests inject a loader. */
   load?: (path: string, modelId: string) => Promise<ModelBackend>;
 }
+
+/**
+ * Swap devices in use (from /proc/swaps): tmpfs pages can be swapped out, to a disk the host may
+ * read. Empty where /proc/swaps cannot be read.
+ */
+export async function activeSwaps(): Promise<string[]> {
+  try {
+    return (await readFile('/proc/swaps', 'utf8'))
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split(/\s+/)[0] ?? '')
+      .filter((f) => f !== '');
+  } catch {
+    return [];
+  }
+}
+
+const PLAINTEXT_PREFIX = 'custody-model-';
 
 /** Refuses a directory that is not memory-backed: decrypted weights must not reach a disk. ERR_MODEL_PLAINTEXT_DIR. */
 export async function checkMemoryBacked(dir: string): Promise<void> {
@@ -65,11 +84,18 @@ export class SealedModelBackend implements ModelBackend {
     private readonly plainDir: string,
   ) {}
 
-  /** Reads the sealed header and checks the plaintext directory; loads nothing until `onKey`. */
+  /**
+   * Reads the sealed header and checks the plaintext directory (memory-backed; a warning when
+   * swap is on); loads nothing until `onKey`. Names an older gateway left (files of its own
+   * prefix; this one leaves none) are removed.
+   */
   static async create(o: SealedModelBackendOptions): Promise<SealedModelBackend> {
     const { header } = await readSealedModelHeader(o.sealedPath);
     const plainDir = o.plainDir ?? DEFAULT_PLAINTEXT_DIR;
     await checkMemoryBacked(plainDir);
+    for (const f of await readdir(plainDir).catch(() => [] as string[])) if (f.startsWith(PLAINTEXT_PREFIX) && f.endsWith('.gguf')) await rm(join(plainDir, f), { force: true }).catch(() => undefined);
+    const swaps = await activeSwaps();
+    if (swaps.length > 0) o.logger?.warn({ event: 'model.swap-on', swaps }, 'swap is on: pages of the unsealed model in tmpfs can be written to a swap device; turn swap off in a confidential VM image');
     return new SealedModelBackend(o, header, plainDir);
   }
 
@@ -110,11 +136,14 @@ export class SealedModelBackend implements ModelBackend {
   }
 
   private async load(key: Uint8Array, keyDigest: Buffer): Promise<void> {
-    const path = join(this.plainDir, `custody-model-${randomBytes(12).toString('hex')}.gguf`);
+    const named = join(this.plainDir, `${PLAINTEXT_PREFIX}${randomBytes(12).toString('hex')}.gguf`);
+    const fh = await open(named, 'wx+', 0o600);
     try {
-      await unsealModelFile(this.o.sealedPath, key, path);
+      // Unlinked before a byte is written: the plaintext never has a name.
+      await rm(named, { force: true });
+      await unsealModelInto(this.o.sealedPath, key, fh);
       const load = this.o.load ?? ((p: string, id: string) => LlamaCppBackend.create({ ...this.o.engine, modelPath: p, modelId: id, clock: this.o.clock }));
-      const inner = await load(path, this.header.model.id);
+      const inner = await load(`/proc/self/fd/${fh.fd}`, this.header.model.id);
       // The engine hashed the file it loaded: it must be the plaintext the header names.
       const loadedDigest = inner.models()[0]?.digest;
       if (loadedDigest !== undefined && loadedDigest !== this.header.digest) {
@@ -129,8 +158,10 @@ export class SealedModelBackend implements ModelBackend {
       this.keyDigest = keyDigest;
       this.o.logger?.info({ event: 'model.unsealed', model: this.header.model.id, digest: this.header.digest, key: this.header.key.name, keyVersion: this.header.key.version }, 'sealed model decrypted inside the TEE and loaded');
     } finally {
-      // Loaded (the engine keeps its own mapping) or not: no decrypted file stays behind.
-      await rm(path, { force: true });
+      // Loaded (the engine keeps its own mapping and descriptor) or not: this descriptor goes,
+      // and with the engine's the kernel frees the plaintext.
+      await rm(named, { force: true });
+      await fh.close().catch(() => undefined);
     }
   }
 

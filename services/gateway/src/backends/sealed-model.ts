@@ -5,7 +5,7 @@
  *
  *   file    = magic || u32be(len(header)) || header || chunk_0 || ... || chunk_(n-1)
  *   magic   = 89 43 53 4D 0D 0A 1A 0A          ("\x89CSM\r\n\x1a\n")
- *   header  = RFC 8785 JSON, 1..4096 bytes: format, cipher, key {name, version}, model {id,
+ *   header  = RFC 8785 JSON, 2..4096 bytes: format, cipher, key {name, version}, model {id,
  *             label?}, size, digest (sha256: of the plaintext), chunkSize, salt (32 bytes)
  *   n       = ceil(size / chunkSize)
  *   K       = HKDF-SHA256(model key, salt, "custody.sealed-model/v1 key" || 0x00 || SHA-256(magic || u32be(len) || header), 32)
@@ -34,6 +34,8 @@ const MAX_CHUNK = 1 << 24;
 const KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const MODEL_ID = /^[A-Za-z0-9._:/@+-]{1,128}$/;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
+/** Largest plaintext (256 TiB): far past any model, and exact in a double with room for the lengths added to it. */
+const MAX_SIZE = 2 ** 48;
 
 export interface SealedModelHeader {
   readonly format: typeof SEALED_MODEL_FORMAT;
@@ -88,7 +90,7 @@ function checkHeader(v: unknown): SealedModelHeader {
   if (typeof model !== 'object' || model === null || Object.keys(model).some((k) => k !== 'id' && k !== 'label')) throw malformed('the sealed model header names no model');
   if (typeof model.id !== 'string' || !MODEL_ID.test(model.id)) throw malformed('the sealed model id is not a model id');
   if (model.label !== undefined && (typeof model.label !== 'string' || model.label.length === 0 || model.label.length > 256 || !printable(model.label))) throw malformed('the sealed model label is not 1..256 printable characters');
-  if (typeof h.size !== 'number' || !Number.isSafeInteger(h.size) || h.size < 1) throw malformed('the sealed model size is not a positive integer');
+  if (typeof h.size !== 'number' || !Number.isSafeInteger(h.size) || h.size < 1 || h.size > MAX_SIZE) throw malformed(`the sealed model size is not 1..${MAX_SIZE}`);
   if (typeof h.digest !== 'string' || !DIGEST.test(h.digest)) throw malformed('the sealed model digest is not sha256: and 64 lowercase hex digits');
   if (typeof h.chunkSize !== 'number' || !Number.isSafeInteger(h.chunkSize) || h.chunkSize < MIN_CHUNK || h.chunkSize > MAX_CHUNK) throw malformed(`the sealed model chunk size is not ${MIN_CHUNK}..${MAX_CHUNK}`);
   if (typeof h.salt !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(h.salt) || fromBase64Url(h.salt).length !== SALT_BYTES) throw malformed('the sealed model salt is not 32 bytes of base64url');
@@ -198,6 +200,8 @@ export interface SealOptions {
  */
 export async function sealModelFile(inPath: string, outPath: string, o: SealOptions): Promise<SealedModelHeader> {
   const chunkSize = o.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  // Everything but the digest and size is checked before the file is read (a bad name fails at once).
+  checkHeader({ format: SEALED_MODEL_FORMAT, cipher: CIPHER, key: { name: o.keyName, version: o.keyVersion }, model: { id: o.modelId, ...(o.label !== undefined ? { label: o.label } : {}) }, size: 1, digest: 'sha256:' + '0'.repeat(64), chunkSize, salt: toBase64Url(new Uint8Array(SALT_BYTES)) });
   let input: FileHandle;
   try {
     input = await open(inPath, 'r');
@@ -226,12 +230,16 @@ export async function sealModelFile(inPath: string, outPath: string, o: SealOpti
     const chunks = Math.ceil(s.size / chunkSize);
     const info: SealedModelInfo = { header, headerBytes, offset: 12 + headerBytes.length, chunks };
     const k = contentKey(o.key, info);
-    out = await open(outPath, 'wx', 0o600);
+    try {
+      out = await open(outPath, 'wx', 0o600);
+    } catch (e) {
+      throw new CustodyError('ERR_GATEWAY_MODEL_FILE', 'the sealed model file cannot be created (it exists, or its directory does not)', { cause: e, detail: { file: basename(outPath) } });
+    }
     const len = Buffer.alloc(4);
     len.writeUInt32BE(headerBytes.length);
     await writeAll(out, Buffer.concat([SEALED_MODEL_MAGIC, len, headerBytes]));
     const second = createHash('sha256');
-    const piece = Buffer.alloc(chunkSize);
+    const piece = Buffer.alloc(Math.min(chunkSize, s.size));
     try {
       for (let i = 0; i < chunks; i++) {
         const n = Math.min(chunkSize, s.size - i * chunkSize);
@@ -260,6 +268,13 @@ export async function sealModelFile(inPath: string, outPath: string, o: SealOpti
   }
 }
 
+/** A write error of the plaintext: a full tmpfs is the operator's to fix, typed as such. */
+function writeFailure(e: unknown): CustodyError {
+  const code = (e as { code?: unknown }).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new CustodyError('ERR_MODEL_PLAINTEXT_DIR', 'no space left for the unsealed model in its directory (tmpfs size)', { cause: e });
+  return new CustodyError('ERR_MODEL_UNSEAL', 'the unsealed model could not be written', { cause: e });
+}
+
 /**
  * Decrypts a sealed model into `outPath` (created exclusively, mode 0600) with the model key,
  * checking every chunk, its place, the last one, and the plaintext digest against the header.
@@ -267,15 +282,47 @@ export async function sealModelFile(inPath: string, outPath: string, o: SealOpti
  */
 export async function unsealModelFile(sealedPath: string, key: Uint8Array, outPath: string): Promise<SealedModelInfo> {
   const info = await readSealedModelHeader(sealedPath);
+  let out: FileHandle;
+  try {
+    out = await open(outPath, 'wx', 0o600);
+  } catch (e) {
+    throw new CustodyError('ERR_MODEL_UNSEAL', 'the file for the unsealed model cannot be created (it exists, or its directory does not)', { cause: e });
+  }
+  let ok = false;
+  try {
+    await unsealInto(sealedPath, info, key, out);
+    ok = true;
+    return info;
+  } finally {
+    await out.close().catch(() => undefined);
+    if (!ok) await rm(outPath, { force: true });
+  }
+}
+
+/**
+ * Decrypts a sealed model into an open, empty file (the caller's to close; on failure it is
+ * truncated to nothing). The gateway passes a file it has already unlinked, so the plaintext has
+ * no name at any moment and is freed when the process ends, however it ends.
+ */
+export async function unsealModelInto(sealedPath: string, key: Uint8Array, out: FileHandle): Promise<SealedModelInfo> {
+  const info = await readSealedModelHeader(sealedPath);
+  let ok = false;
+  try {
+    await unsealInto(sealedPath, info, key, out);
+    ok = true;
+    return info;
+  } finally {
+    if (!ok) await out.truncate(0).catch(() => undefined);
+  }
+}
+
+async function unsealInto(sealedPath: string, info: SealedModelInfo, key: Uint8Array, out: FileHandle): Promise<void> {
   const { header, offset, chunks } = info;
   const k = contentKey(key, info);
   let input: FileHandle | undefined;
-  let out: FileHandle | undefined;
-  let ok = false;
-  const sealedChunk = Buffer.alloc(header.chunkSize + TAG);
+  const sealedChunk = Buffer.alloc(Math.min(header.chunkSize, header.size) + TAG);
   try {
     input = await open(sealedPath, 'r');
-    out = await open(outPath, 'wx', 0o600);
     const hash = createHash('sha256');
     for (let i = 0; i < chunks; i++) {
       const n = Math.min(header.chunkSize, header.size - i * header.chunkSize);
@@ -291,19 +338,22 @@ export async function unsealModelFile(sealedPath: string, key: Uint8Array, outPa
         throw new CustodyError('ERR_MODEL_UNSEAL', 'the sealed model does not decrypt with this key: a wrong key, or a tampered, reordered or truncated file', { cause: e, detail: { chunk: i } });
       }
       hash.update(plain);
-      await writeAll(out, plain);
-      plain.fill(0);
+      try {
+        await writeAll(out, plain);
+      } catch (e) {
+        throw writeFailure(e);
+      } finally {
+        plain.fill(0);
+      }
     }
     const digest = Buffer.from(hash.digest('hex'));
     if (!timingSafeEqual(digest, Buffer.from(header.digest.slice('sha256:'.length)))) throw new CustodyError('ERR_MODEL_UNSEAL', 'the unsealed model does not have the digest its header names');
-    await out.sync();
-    ok = true;
-    return info;
+    await out.sync().catch((e: unknown) => {
+      throw writeFailure(e);
+    });
   } finally {
     k.fill(0);
     sealedChunk.fill(0);
     await input?.close().catch(() => undefined);
-    await out?.close().catch(() => undefined);
-    if (out && !ok) await rm(outPath, { force: true });
   }
 }
