@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { findPersonNames, forEachWord } from './names.js';
 
-const WORD_RE = /(?<![A-Za-z0-9])(?:[A-Za-z][A-Za-z'’.-]*[A-Za-z.]|[A-Za-z])/g;
+const WORD_RE = /(?<![\p{L}0-9])(?:\p{L}[\p{L}'’.-]*[\p{L}.]|\p{L})/gu;
 const words = (text: string): [number, number][] => {
   const out: [number, number][] = [];
   forEachWord(text, (s, e) => out.push([s, e]));
@@ -12,7 +12,7 @@ const words = (text: string): [number, number][] => {
 describe('forEachWord', () => {
   it('finds the same words as the regular expression it replaces', () => {
     // Text over the characters that matter: letters, digits, apostrophes, periods, hyphens, spaces.
-    const alphabet = fc.constantFrom(...'aZq09.-\'’ ,:@é\n'.split(''));
+    const alphabet = fc.constantFrom(...'aZq09.-\'’ ,:@éÉßñ\n'.split(''));
     fc.assert(
       fc.property(fc.array(alphabet, { maxLength: 60 }), (chars) => {
         const text = chars.join('');
@@ -45,81 +45,52 @@ describe('findPersonNames with lower-case words left out', () => {
   });
 });
 
-describe('findPersonNames beside a cue after the name, and in lower case', () => {
-  it('stays linear in the length of a text full of names the rules find in different ways', () => {
-    // Each rule's spans are merged in one pass: 2 MiB of them is no slower per byte than 256 KiB.
-    const unit = 'talked to zane now Ann Lee and Smith, John. ';
+describe('findPersonNames: lower case, Unicode, and cues it does not take', () => {
+  it('stays linear in the length of a text full of names found in different ways', () => {
+    // Each rule's spans are merged in one pass: 40 times the text, 40 times the spans.
+    const unit = 'spoke to tasha jaskolski now Ann Lee and Smith, John. ';
     const count = (n: number) => findPersonNames(unit.repeat(n)).length;
     expect(count(1000)).toBe(3000);
     expect(count(40_000)).toBe(120_000);
   });
 
   it.each([
-    // A team after a single word, a possessive after "per".
-    ['Harriet from Legal will review', ['Harriet']],
-    ['Fernando in accounts approved it', ['Fernando']],
-    ["Per Edison's note, stable", ["Edison's"]],
-    // Lower case after a phrase that introduces a person.
-    ['hi, this is maria lopez, calling about my bill', ['maria lopez']],
-    ['hi this is zane here', ['zane']],
-    ['called back, talked to zane at 555-1234', ['zane']],
-    ['this is gustave ward, my card', ['gustave ward']],
-    ['this is will ortiz-armstrong, my card', ['will ortiz-armstrong']],
-    // Look-alikes that stay unflagged.
-    ['this is urgent', []],
-    ['this is still broken', []],
-    ['this is unbelievable.', []],
-    ['this is totally unacceptable.', []],
-    ['this is a test', []],
-    ['this is my account', []],
-    ['my name is jo', ['jo']],
-    ['spoke to the pharmacy', []],
-    ['talked to someone earlier', []],
-    ['spoke to billing again', []],
-    ['talked to dispatch', []],
-    ['ask for a refund', []],
-    ['Routed to Customer Success via Salesforce', []],
-    ['the New York office', []],
-    ['see the Google Drive folder', []],
-    ['Data from billing shows', []],
-    ['Requests in accounts are slow', []],
-    ['per Section 4', []],
-    ['Per policy, no.', []],
-    // Found in review: everyday words after a cue, a team after a common word, "per" before an organisation.
+    // Two lower-case words after a phrase that introduces a person, neither of them everyday English.
+    ['hi, this is tasha jaskolski, calling about my bill', ['tasha jaskolski']],
+    ['this is tasha jaskolski.', ['tasha jaskolski']],
+    ['my name is tasha jaskolski from the bank', ['tasha jaskolski']],
+    ['spoke to tasha jaskolski earlier, she said', ['tasha jaskolski']],
+    ['talked to josé garcía about it', ['josé garcía']],
+    // Accented capitalised names are masked whole, never in part.
+    ['Dr. José García saw the patient', ['Dr. José García']],
+    ['This is José García from billing', ['José García']],
+    ['Patient: Zoë', ['Zoë']],
+    ['GARCÍA, José 09:40', ['GARCÍA, José']],
+    // Not taken: a single word on a weak cue, a word of everyday English, jargon after "this is".
+    ['I talked to zane.', []],
+    ['I talked to Zane yesterday', []],
+    ['Harriet from Legal will review', []],
+    ["Per Edison's note, stable", []],
+    ['my name is maria lopez', []],
+    ['this is redis evicting keys', []],
+    ['Pt asked for dilaudid refill', []],
+    ['this is idempotent, so retry', []],
+    ['Spoke with hospitalist about discharge', []],
+    ['Talked to Aetna about the claim', []],
+    ['Xarelto in pharmacy is out of stock', []],
     ['Check with pharmacy', []],
     ['Results from radiology are pending', []],
-    ['Growth in sales was flat', []],
-    ['Someone from IT called', []],
-    ['Deal with it', []],
     ['Spoke with pt and family', []],
     ['Talked to him about it', []],
-    ['Pt asked for water', []],
-    ['ask for clarification', []],
-    ['speak to whoever handles it', []],
-    ['Spoke with on-call resident', []],
     ['This is likely viral', []],
-    ['This is coming from the ACH batch', []],
-    ['The name is missing from the wire instructions', []],
-    ['this is failing again', []],
     ['Talked to support twice', []],
-    ["Per Tuesday's meeting", []],
-    ["per Legal's terms", []],
-    ["Per Medicare's guidelines the visit is billable", []],
     ['spoke to caregivers yesterday', []],
+    ['Routed to Customer Success via Salesforce', []],
+    ['the New York office', []],
     ['San Diego office', []],
-    // Found in review: names the rules are meant to find.
-    ['I talked to zane.', ['zane']],
-    ['this is maria lopez.', ['maria lopez']],
-    ['my name is tasha', ['tasha']],
-    ['hi this is tasha, calling about', ['tasha']],
-    // A name that is also a word (maria, the plural of mare) is missed on its own, found beside a surname.
-    ['my name is maria', []],
-    ['my name is maria lopez', ['maria lopez']],
-    ['I talked to Zane yesterday', ['Zane']],
-    ['this is Tasha here', ['Tasha']],
-    ['Raj from IT called', ['Raj']],
-    ['talked to josé', ['josé']],
-    ["talked to zane's manager", ["zane's"]],
+    ['see the Google Drive folder', []],
+    ['this is urgent', []],
+    ['spoke to the pharmacy', []],
     ['Lopez, Diego', ['Lopez, Diego']],
     ['Washington, Keisha', ['Washington, Keisha']],
   ])('%s', (text, names) => {
