@@ -2,15 +2,18 @@
  * Person-name detection without a model: runs of capitalised words, cut at words that are
  * capitalised for other reasons (sentence starts, titles of things, places of work), and
  * accepted when two or more name-shaped words remain, or one after a strong cue ("Dr.",
- * "Dear", "Patient:"). Names written in lower case are taken only as two words after a phrase
- * that introduces a person ("this is maria lopez,", "spoke to maria lopez") when neither word is
- * everyday English (common-words.ts). A single word on a weaker cue ("talked to Zane", "Ann from
- * Legal") is not taken: drug, vendor and product names are missing from word lists just as names
- * are, and review found such rules flagging them in half of realistic sentences. Letters are
- * Unicode letters ("José García" is masked whole). The word lists are generic English, not
- * tuned to any test corpus.
+ * "Dear", "Patient:"). On weaker cues (a team after the word: "Ann from Legal"; a phrase that
+ * introduces a person: "talked to Zane", "this is zane here"; "per Ann's note") a single word is
+ * taken only when it is a known given name (given-names.ts) and not everyday English
+ * (common-words.ts): a word missing from a dictionary is no evidence of a name (drug, vendor and
+ * product names are missing too), so these rules need positive evidence. Names written in lower
+ * case are taken after a phrase that introduces a person: a given name, or two words neither of
+ * which is everyday English ("this is tasha jaskolski,"), or a given name and such a word ("spoke
+ * to maria lopez"). Letters are Unicode letters ("José García" is masked whole). The word lists
+ * are generic, not tuned to any test corpus.
  */
 import { isCommonWord } from './common-words.js';
+import { isGivenName } from './given-names.js';
 
 export const HONORIFICS = new Set(['mr', 'mrs', 'ms', 'miss', 'mx', 'dr', 'prof', 'sir', 'madam', 'rev', 'fr', 'sr', 'sra', 'herr', 'frau', 'mme', 'mlle', 'm']);
 
@@ -80,7 +83,7 @@ export const WEAK_NAME_WORDS = new Set(
 /** Places written as two name-shaped words ("San Diego"): never a name as a whole. */
 export const PLACE_PHRASES = new Set(['new york', 'new jersey', 'new orleans', 'new zealand', 'new delhi', 'los angeles', 'las vegas', 'san francisco', 'san diego', 'san jose', 'san antonio', 'hong kong', 'el paso', 'st louis', 'salt lake']);
 
-/** Teams and departments: never a lower-case name ("spoke to billing"). */
+/** Teams a person is "from" or "in" ("Ann from Legal"; IT only in capitals), never themselves a lower-case name ("spoke to billing"). */
 export const DEPARTMENTS = new Set(
   (
     'accounts accounting admin admissions audit billing collections compliance engineering facilities finance fraud hr legal ' +
@@ -159,6 +162,16 @@ const LOWER_CUE = new RegExp(String.raw`(?<!\p{L})(${INTRO})\s+(?=\p{Ll})`, 'giu
  */
 const SELF_CUES = new Set(['this is', 'my name is', 'name is']);
 const AFTER_SELF = /^(?:$|[,.!?;:]|\s*\n| (?:here|calling|speaking|from|and|with|at)\b)/;
+/** The same phrases just before a capitalised word ("I talked to Zane yesterday"). */
+const INTRO_BEFORE = new RegExp(String.raw`(?:^|[^a-z])(?:${INTRO}) $`);
+/** What a person leaves that a text follows "per": "per Ann's note", "per Raj's email". */
+const PERSONAL_AFTER_PER = /^ (?:note|notes|email|e-mail|message|call|voicemail|instructions|comments|orders?|advice|recommendation|reply|text)\b/;
+
+/** A word that may stand alone as a name on a weak cue: a known given name that is not everyday English. */
+function isKnownName(word: string): boolean {
+  const w = word.replace(/['’]s$/, '').toLowerCase();
+  return isGivenName(w) && !isCommonWord(w) && !lowerNotName(w) && !WEAK_NAME_WORDS.has(w);
+}
 const LOWER_WORD = /^\p{Ll}[\p{Ll}'’-]*\p{Ll}$/u;
 /** Up to two lower-case words, ending at a space, punctuation or a full stop (not inside an address or a number). */
 const LOWER_WORDS = /^(\p{Ll}[\p{Ll}'’-]*)(?: (\p{Ll}[\p{Ll}'’-]*))?(?![\p{L}\p{N}@'’-]|\.[\p{L}\p{N}])/u;
@@ -175,17 +188,25 @@ function isLowerNameWord(w: string): boolean {
 
 /**
  * Lower-case names after a phrase that introduces a person: two words separated by a single
- * space, neither of them everyday English or on a list ("spoke to maria lopez" is missed: maria is
- * a word; "this is tasha jaskolski," is found).
+ * space, neither of them everyday English or on a list ("this is tasha jaskolski,"), or a given
+ * name followed by such a word ("spoke to maria lopez"), or a known given name alone ("talked to
+ * zane"). After "this is" and "my name is" the name must end a clause or come before "here",
+ * "calling", "from"...
  */
 function findLowerCaseNames(text: string): NameSpan[] {
   const out: NameSpan[] = [];
   for (const m of text.matchAll(LOWER_CUE)) {
     const start = m.index + m[0].length;
     const words = LOWER_WORDS.exec(text.slice(start, start + 64));
-    if (!words || words[2] === undefined || /['’]s$/.test(words[1]!)) continue;
-    if (!isLowerNameWord(words[1]!) || !isLowerNameWord(words[2].replace(/['’]s$/, ''))) continue;
-    const end = start + words[0].length;
+    if (!words) continue;
+    const first = words[1]!;
+    const possessive = /['’]s$/.test(first);
+    const second = possessive ? undefined : words[2]?.replace(/['’]s$/, '');
+    const given = isGivenName(first.replace(/['’]s$/, '')) && !lowerNotName(first.replace(/['’]s$/, ''));
+    let end: number;
+    if (second !== undefined && isLowerNameWord(second) && (isLowerNameWord(first) || given)) end = start + words[0].length;
+    else if (isKnownName(first)) end = start + first.length;
+    else continue;
     if (SELF_CUES.has(m[1]!.toLowerCase().replace(/\s+/g, ' ')) && !AFTER_SELF.test(text.slice(end, end + 12))) continue;
     out.push({ start, end });
   }
@@ -317,7 +338,7 @@ function findForwardNames(text: string): NameSpan[] {
     // Weak words at the edges stay only when the run has a strong name word.
     const strong = run.filter((t) => isNameWord(t) && !WEAK_NAME_WORDS.has(t.text.toLowerCase())).length;
     const nameWords = run.filter((t) => isNameWord(t)).length;
-    const cue = isHonorific || cueInRun || precededByCue(text, tokens, i);
+    const cue = isHonorific || cueInRun || precededByCue(text, tokens, i) || (run.length === 1 && followedByCue(text, run[0]!));
     if (strong === 0 && !(cue && nameWords === 1)) {
       i = Math.max(j, i + 1);
       continue;
@@ -348,5 +369,14 @@ function precededByCue(text: string, tokens: Token[], i: number): boolean {
   const tok = tokens[i]!;
   const before = text.slice(Math.max(0, tok.start - 24), tok.start).toLowerCase();
   const m = /([a-z]+(?: holder)?)\s*[:,-]?\s*$/.exec(before);
-  return m !== null && NAME_CUES.has(m[1]!);
+  if (m !== null && NAME_CUES.has(m[1]!)) return true;
+  // Weak cues, for a known given name only: "I talked to Zane", "per Ann's note".
+  if (!isKnownName(tok.text)) return false;
+  return INTRO_BEFORE.test(before) || (/(?:^|[^a-z])per $/.test(before) && /['’]s$/.test(tok.text) && PERSONAL_AFTER_PER.test(text.slice(tok.end, tok.end + 24)));
+}
+
+/** "Ann from Legal", "Raj in accounts", "Lee from IT": a team after a known given name. */
+function followedByCue(text: string, tok: Token): boolean {
+  const m = /^ (?:from|in) (?:the |our )?([A-Za-z]+)/.exec(text.slice(tok.end, tok.end + 32));
+  return m !== null && (m[1] === 'IT' || DEPARTMENTS.has(m[1]!.toLowerCase())) && isKnownName(tok.text);
 }
