@@ -366,6 +366,21 @@ function checkString(field: string, v: unknown, max: number): string {
   return v;
 }
 
+/**
+ * Identifier and text values already found clean (bounded, short ones only): producers repeat
+ * the same tenants, actors, routes and model ids in every event, and the secret checks are the
+ * costliest part of validating one.
+ */
+const cleanValues = new Set<string>();
+const MAX_CACHED_VALUE = 128;
+
+function checkedClean(kind: 'id' | 'text', s: string, check: () => void): void {
+  const key = kind === 'id' ? 'i' + s : 't' + s;
+  if (cleanValues.has(key)) return;
+  check();
+  if (s.length <= MAX_CACHED_VALUE && cleanValues.size < 4096) cleanValues.add(key);
+}
+
 function checkScalar(field: string, kind: 'id' | 'digest' | 'code' | 'text', v: unknown): void {
   switch (kind) {
     case 'digest': {
@@ -381,14 +396,18 @@ function checkScalar(field: string, kind: 'id' | 'digest' | 'code' | 'text', v: 
     }
     case 'id': {
       const s = checkString(field, v, MAX_ID);
-      if (!ID.test(s)) throw refuse(field, 'must be an identifier');
-      if (looksLikeSecret(s, true)) throw secret(field, 'looks like key material or ciphertext');
+      checkedClean('id', s, () => {
+        if (!ID.test(s)) throw refuse(field, 'must be an identifier');
+        if (looksLikeSecret(s, true)) throw secret(field, 'looks like key material or ciphertext');
+      });
       return;
     }
     case 'text': {
       const s = checkString(field, v, MAX_TEXT);
-      if (/\p{Cc}/u.test(s)) throw refuse(field, 'must not contain control characters');
-      if (looksLikeSecret(s)) throw secret(field, 'looks like key material or ciphertext');
+      checkedClean('text', s, () => {
+        if (/\p{Cc}/u.test(s)) throw refuse(field, 'must not contain control characters');
+        if (looksLikeSecret(s)) throw secret(field, 'looks like key material or ciphertext');
+      });
       return;
     }
   }

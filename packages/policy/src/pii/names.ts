@@ -278,6 +278,19 @@ export function forEachWord(text: string, f: (start: number, end: number) => voi
 }
 
 const MAX_SUFFIX = Math.max(...[...NAME_SUFFIXES].map((s) => s.length)) + 2;
+const LONGEST_SUFFIX = MAX_SUFFIX - 2;
+
+/**
+ * Whether the word at [start, end) is a name suffix ("jr.", "pHD"): what
+ * `NAME_SUFFIXES.has(word.replace(/\.+$/, '').toLowerCase())` says of a word at most MAX_SUFFIX
+ * long, without building strings for the longer lower-case words that make up most of a prompt.
+ */
+function isSuffixAt(text: string, start: number, end: number): boolean {
+  if (end - start > MAX_SUFFIX) return false;
+  let bare = end;
+  while (bare > start && text.charCodeAt(bare - 1) === 0x2e) bare--;
+  return bare - start <= LONGEST_SUFFIX && NAME_SUFFIXES.has(text.slice(start, bare).toLowerCase());
+}
 
 function findForwardNames(text: string): NameSpan[] {
   // Words that start lower-case are never name words; they only end a run, so they are left
@@ -286,7 +299,7 @@ function findForwardNames(text: string): NameSpan[] {
   const tokens: Token[] = [];
   forEachWord(text, (start, wordEnd) => {
     const lower = isLower(text.charCodeAt(start));
-    if (lower && (wordEnd - start > MAX_SUFFIX || !NAME_SUFFIXES.has(text.slice(start, wordEnd).replace(/\.+$/, '').toLowerCase()))) return;
+    if (lower && !isSuffixAt(text, start, wordEnd)) return;
     let end = wordEnd;
     // A trailing period belongs to the word only for initials and abbreviations.
     if (text.charCodeAt(end - 1) === 0x2e) {
