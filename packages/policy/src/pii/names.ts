@@ -61,7 +61,7 @@ export const WEAK_NAME_WORDS = new Set(
   (
     'senior junior lead head chief principal staff vice president director manager officer analyst engineer developer architect ' +
     'assistant associate specialist consultant coordinator administrator representative executive partner counsel ' +
-    'will may june april august march today tomorrow yesterday morning afternoon evening night week month year day hour minute ' +
+    'will may june april august march jan feb mar apr jun jul aug sep sept oct nov dec today tomorrow yesterday morning afternoon evening night week month year day hour minute ' +
     'patient patients doctor nurse clinic hospital medical medicine center centre health care emergency department room ward unit icu er ' +
     'diagnosis history plan assessment exam examination chief complaint follow followup visit admission discharge report lab labs result results ' +
     'allergies allergy medication medications prescription dose insurance policy claim claims record records chart file ' +
@@ -75,6 +75,11 @@ export const WEAK_NAME_WORDS = new Set(
     // Places and products that are written like names ("Google Drive"); places whose words are
     // also names are phrases (PLACE_PHRASES).
     'york berlin chicago boston texas california jersey seattle toronto ' +
+    // Places and products that are also given names ("Virginia in payroll", "talked to Claude"):
+    // never a name alone on a weak cue, still one beside a surname or after a title.
+    'virginia georgia carolina florida dakota sydney austin dallas houston orlando savannah chelsea india jordan israel kenya ' +
+    'paris london madison phoenix denver victoria adelaide alexandria augusta charlotte florence lincoln raleigh ' +
+    'claude alexa siri cortana erica harvey kira lexis athena loki apollo aurora cassandra django jenkins hugo jasper ruby sage rocky ' +
     'google microsoft amazon salesforce slack zoom outlook gmail dropbox linkedin facebook whatsapp paypal venmo zelle stripe ' +
     'sharepoint onedrive excel jira confluence github okta workday servicenow zendesk drive docs sheets teams office cloud'
   ).split(/\s+/),
@@ -98,7 +103,7 @@ export const DEPARTMENTS = new Set(
  */
 export const COMMON_LOWER_WORDS = new Set(
   (
-    'pt pts pcp rn np md er icu ed hq dept mgmt cs tl fyi asap tbd eta noone ok okay pls plz thx ty lol idk yesterday tomorrow meds ' +
+    'dev devs prod qa sre infra max min pt pts pcp rn np md er icu ed hq dept mgmt cs tl fyi asap tbd eta noone ok okay pls plz thx ty lol idk yesterday tomorrow meds ' +
     'ortho gi ent peds obgyn neuro cardio psych derm onc rehab ot slp advisor advisors frontline ' +
     'someone somebody anyone anybody everyone everybody nobody noone one another each both either neither several multiple ' +
     'myself yourself himself herself themselves ourselves people folks guys person lady man woman gentleman girl boy ' +
@@ -162,15 +167,31 @@ const LOWER_CUE = new RegExp(String.raw`(?<!\p{L})(${INTRO})\s+(?=\p{Ll})`, 'giu
  */
 const SELF_CUES = new Set(['this is', 'my name is', 'name is']);
 const AFTER_SELF = /^(?:$|[,.!?;:]|\s*\n| (?:here|calling|speaking|from|and|with|at)\b)/;
+/**
+ * "this is X" also describes things ("this is dev", "this is Django 4.2"): a single name after it
+ * needs a greeting before ("hi, this is zane") or a word of introduction after ("this is Zane
+ * here", "this is zane from billing").
+ */
+const SELF_SINGLE = /^ (?:here|calling|speaking|from)\b/;
+const GREETING_BEFORE = /(?:^|[^a-z])(?:hi|hello|hey|good (?:morning|afternoon|evening))[,!.]? *$/i;
 /** The same phrases just before a capitalised word ("I talked to Zane yesterday"). */
 const INTRO_BEFORE = new RegExp(String.raw`(?:^|[^a-z])(?:${INTRO}) $`);
 /** What a person leaves that a text follows "per": "per Ann's note", "per Raj's email". */
 const PERSONAL_AFTER_PER = /^ (?:note|notes|email|e-mail|message|call|voicemail|instructions|comments|orders?|advice|recommendation|reply|text)\b/;
 
-/** A word that may stand alone as a name on a weak cue: a known given name that is not everyday English. */
+/**
+ * A word that may stand alone as a name on a weak cue: a known given name that is not everyday
+ * English, or a hyphenated one whose parts are all given names ("Ann-Marie", "Jean-Pierre").
+ */
 function isKnownName(word: string): boolean {
   const w = word.replace(/['’]s$/, '').toLowerCase();
-  return isGivenName(w) && !isCommonWord(w) && !lowerNotName(w) && !WEAK_NAME_WORDS.has(w);
+  const known = (x: string) => isGivenName(x) && !isCommonWord(x) && !lowerNotName(x) && !WEAK_NAME_WORDS.has(x);
+  return known(w) || (w.includes('-') && w.split('-').every((x) => x.length > 1 && isGivenName(x)));
+}
+
+/** A single name after "this is": only with a greeting before or a word of introduction after. */
+function introducedAfterThisIs(text: string, cueStart: number, nameEnd: number): boolean {
+  return SELF_SINGLE.test(text.slice(nameEnd, nameEnd + 12)) || GREETING_BEFORE.test(text.slice(Math.max(0, cueStart - 16), cueStart));
 }
 const LOWER_WORD = /^\p{Ll}[\p{Ll}'’-]*\p{Ll}$/u;
 /** Up to two lower-case words, ending at a space, punctuation or a full stop (not inside an address or a number). */
@@ -204,10 +225,14 @@ function findLowerCaseNames(text: string): NameSpan[] {
     const second = possessive ? undefined : words[2]?.replace(/['’]s$/, '');
     const given = isGivenName(first.replace(/['’]s$/, '')) && !lowerNotName(first.replace(/['’]s$/, ''));
     let end: number;
-    if (second !== undefined && isLowerNameWord(second) && (isLowerNameWord(first) || given)) end = start + words[0].length;
+    // A surname after a known given name is masked with it even when it is also a word ("zane smith").
+    const surnameAfterKnown = second !== undefined && isKnownName(first) && !lowerNotName(second) && !WEAK_NAME_WORDS.has(second) && LOWER_WORD.test(second);
+    if (second !== undefined && ((isLowerNameWord(second) && (isLowerNameWord(first) || given)) || surnameAfterKnown)) end = start + words[0].length;
     else if (isKnownName(first)) end = start + first.length;
     else continue;
-    if (SELF_CUES.has(m[1]!.toLowerCase().replace(/\s+/g, ' ')) && !AFTER_SELF.test(text.slice(end, end + 12))) continue;
+    const cue = m[1]!.toLowerCase().replace(/\s+/g, ' ');
+    if (SELF_CUES.has(cue) && !AFTER_SELF.test(text.slice(end, end + 12))) continue;
+    if (cue === 'this is' && end === start + first.length && !introducedAfterThisIs(text, m.index, end)) continue;
     out.push({ start, end });
   }
   return out;
@@ -385,6 +410,7 @@ function precededByCue(text: string, tokens: Token[], i: number): boolean {
   if (m !== null && NAME_CUES.has(m[1]!)) return true;
   // Weak cues, for a known given name only: "I talked to Zane", "per Ann's note".
   if (!isKnownName(tok.text)) return false;
+  if (/(?:^|[^a-z])this is $/.test(before)) return introducedAfterThisIs(text, tok.start - 'this is '.length, tok.end);
   return INTRO_BEFORE.test(before) || (/(?:^|[^a-z])per $/.test(before) && /['’]s$/.test(tok.text) && PERSONAL_AFTER_PER.test(text.slice(tok.end, tok.end + 24)));
 }
 
