@@ -60,7 +60,8 @@ if (ROLE === 'upstream') {
   const { startFakeUpstream } = await import('@custody/gateway-service/testing');
   const serviceMs = Number(process.env.SERVICE_MS ?? 0);
   const tokenMs = Number(process.env.TOKEN_MS ?? 0);
-  const up = await startFakeUpstream({ words: 16, serviceMs, tokenMs, echo: false });
+  // Nothing recorded: the model server's heap stays flat over the whole run.
+  const up = await startFakeUpstream({ words: 16, serviceMs, tokenMs, echo: false, record: false });
   process.stdout.write(JSON.stringify({ url: up.url }) + '\n');
   await new Promise(() => undefined);
 } else if (ROLE === 'gateway') {
@@ -129,6 +130,7 @@ if (ROLE === 'proxy') {
 if (ROLE === 'floor') {
   // The floor path (bench/_floor.ts): the raw crypto of a confidential exchange around the same hop.
   process.stdout.write(JSON.stringify(await startFloorServer(process.env.UPSTREAM!)) + '\n');
+  process.once('SIGTERM', () => process.exit(0));
   await new Promise(() => undefined);
 }
 

@@ -16,6 +16,11 @@ export interface FakeUpstreamOptions {
   tokenMs?: number;
   /** Echo the last user message at the start of the answer (to test mask restoration). Default true. */
   echo?: boolean;
+  /**
+   * Keep every request body in `received` (what tests inspect). Default true; benchmarks turn it
+   * off, or the server's heap grows by each request and its GC weighs on every later measurement.
+   */
+  record?: boolean;
 }
 
 export interface FakeUpstream {
@@ -42,7 +47,7 @@ export function createFakeUpstreamApp(options: FakeUpstreamOptions = {}, receive
   app.get('/v1/models', (c) => c.json({ object: 'list', data: [{ id: 'fake-model', object: 'model', created: 0, owned_by: 'test-double' }] }));
   const completion = async (c: { req: { text(): Promise<string>; path: string } }, chat: boolean): Promise<Response> => {
     const text = await c.req.text();
-    received.push({ path: c.req.path, body: text });
+    if (options.record !== false) received.push({ path: c.req.path, body: text });
     const body = JSON.parse(text) as Record<string, unknown>;
     const words = answer(body);
     const id = 'fake-1';
@@ -77,7 +82,7 @@ export function createFakeUpstreamApp(options: FakeUpstreamOptions = {}, receive
   app.post('/v1/completions', (c) => completion(c, false));
   app.post('/v1/embeddings', async (c) => {
     const text = await c.req.text();
-    received.push({ path: c.req.path, body: text });
+    if (options.record !== false) received.push({ path: c.req.path, body: text });
     const body = JSON.parse(text) as { input?: unknown };
     const inputs = typeof body.input === 'string' ? [body.input] : Array.isArray(body.input) ? body.input : [];
     return c.json({ object: 'list', data: inputs.map((_, index) => ({ object: 'embedding', index, embedding: [0.5, 0.5, 0.5, 0.5] })), model: 'fake-model', usage: { prompt_tokens: 1, total_tokens: 1 } });
