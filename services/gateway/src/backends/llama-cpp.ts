@@ -20,13 +20,14 @@
  * context. `max_tokens` is bounded by `maxTokensLimit` and the context size.
  */
 import { createHash } from 'node:crypto';
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
 import { CustodyError, toBase64, type Clock } from '@custody/core';
 import type * as NodeLlamaCppModule from 'node-llama-cpp';
 import type { ChatHistoryItem, Llama, LlamaContext, LlamaContextSequence, LlamaEmbeddingContext, LlamaModel, LlamaOptions } from 'node-llama-cpp';
 import { parseGgufHeader, type GgufHeader } from './gguf.js';
+import { openModelFile } from './sealed-model.js';
 import type { BackendRequest, BackendResponse, ModelBackend, ModelInfo } from './types.js';
 
 type NodeLlamaCpp = typeof NodeLlamaCppModule;
@@ -48,15 +49,8 @@ async function identityOf(path: string): Promise<FileIdentity> {
 
 /** Reads and checks a GGUF file's header, and hashes the whole file (streamed). ERR_GATEWAY_MODEL_FILE. */
 export async function describeGgufFile(path: string): Promise<{ header: GgufHeader; digest: string; size: number; identity: FileIdentity }> {
-  let fh;
+  const { fh, stat: s } = await openModelFile(path);
   try {
-    fh = await open(path, 'r');
-  } catch (e) {
-    throw new CustodyError('ERR_GATEWAY_MODEL_FILE', 'the model file cannot be opened', { cause: e, detail: { file: basename(path) } });
-  }
-  try {
-    const s = await fh.stat();
-    if (!s.isFile()) throw new CustodyError('ERR_GATEWAY_MODEL_FILE', 'the model path is not a regular file', { detail: { file: basename(path) } });
     const head = new Uint8Array(Math.min(s.size, HEADER_READ));
     await fh.read(head, 0, head.length, 0);
     const header = parseGgufHeader(head);

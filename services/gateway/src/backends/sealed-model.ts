@@ -16,6 +16,7 @@
  * same way (ERR_MODEL_UNSEAL), and the plaintext written so far is removed. Node-only (files).
  */
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Stats } from 'node:fs';
 import { open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { canonicalBytes, CustodyError, fromBase64Url, toBase64Url } from '@custody/core';
@@ -149,17 +150,29 @@ async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
   while (done < data.length) done += (await fh.write(data, done, data.length - done)).bytesWritten;
 }
 
-/** Reads a sealed model's header (no key needed: it is public metadata). ERR_MODEL_SEALED. */
-export async function readSealedModelHeader(path: string): Promise<SealedModelInfo> {
+/** Opens a model file for reading, with its stat: a regular file, or ERR_GATEWAY_MODEL_FILE (GGUF and sealed files alike). */
+export async function openModelFile(path: string): Promise<{ fh: FileHandle; stat: Stats }> {
   let fh: FileHandle;
   try {
     fh = await open(path, 'r');
   } catch (e) {
     throw new CustodyError('ERR_GATEWAY_MODEL_FILE', 'the model file cannot be opened', { cause: e, detail: { file: basename(path) } });
   }
+  const s = await fh.stat().catch(async (e: unknown) => {
+    await fh.close().catch(() => undefined);
+    throw e;
+  });
+  if (!s.isFile()) {
+    await fh.close().catch(() => undefined);
+    throw new CustodyError('ERR_GATEWAY_MODEL_FILE', 'the model path is not a regular file', { detail: { file: basename(path) } });
+  }
+  return { fh, stat: s };
+}
+
+/** Reads a sealed model's header (no key needed: it is public metadata). ERR_MODEL_SEALED. */
+export async function readSealedModelHeader(path: string): Promise<SealedModelInfo> {
+  const { fh, stat: s } = await openModelFile(path);
   try {
-    const s = await fh.stat();
-    if (!s.isFile()) throw new CustodyError('ERR_GATEWAY_MODEL_FILE', 'the model path is not a regular file', { detail: { file: basename(path) } });
     const prefix = Buffer.alloc(Math.min(s.size, 12 + MAX_HEADER));
     await readExactly(fh, prefix, 0);
     return parseSealedModelPrefix(prefix, s.size);
@@ -281,7 +294,8 @@ function writeFailure(e: unknown): CustodyError {
  * On any failure the partial plaintext is removed and nothing is returned (ERR_MODEL_UNSEAL).
  */
 export async function unsealModelFile(sealedPath: string, key: Uint8Array, outPath: string): Promise<SealedModelInfo> {
-  const info = await readSealedModelHeader(sealedPath);
+  // The header first: a file that is no sealed model creates nothing.
+  await readSealedModelHeader(sealedPath);
   let out: FileHandle;
   try {
     out = await open(outPath, 'wx', 0o600);
@@ -290,7 +304,7 @@ export async function unsealModelFile(sealedPath: string, key: Uint8Array, outPa
   }
   let ok = false;
   try {
-    await unsealInto(sealedPath, info, key, out);
+    const info = await unsealModelInto(sealedPath, key, out);
     ok = true;
     return info;
   } finally {
