@@ -170,6 +170,28 @@ describe('a sealed model served by the gateway', () => {
     await s.gw.close();
   });
 
+  it('the chain an auditor follows: receipt -> the EAR it names -> the broker\'s key.release event for that EAR -> the sealed header -> the weights digest', async () => {
+    const path = join(dir, 'chain.sealed');
+    const header = await sealModelFile(join(dir, 'tiny.gguf'), path, { key, keyName: 'chain', keyVersion: 1, modelId: 'custody-tiny-llama', chunkSize: 64 * 1024 });
+    const s = await brokerGateway('chain', path);
+    let receipt: Receipt | undefined;
+    const cfetch = createConfidentialFetch({ gateway: s.gw.url, jwks: ib.jwks, allowSimulated: true, onReceipt: (r) => (receipt = r) });
+    const res = await cfetch(`${s.gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${s.gw.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'custody-tiny-llama', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, temperature: 0 }),
+    });
+    expect(res.status).toBe(200);
+    await cfetch.receiptOf(res);
+    // The receipt names the weights (the sealed header's digest) and the attestation (the EAR's digest).
+    expect(receipt!.model.digest).toBe(header.digest);
+    const earDigest = receipt!.gateway.attestationDigest.replace(/^sha256:/, '');
+    // The broker's audit log holds the release of that key, at that version, to the holder of that EAR.
+    const releases = ib.broker.ledger.events.filter((e) => e.action === 'key.release' && e.verdict === 'allow' && e.key?.name === 'chain');
+    expect(releases.some((e) => e.key?.version === header.key.version && e.detail?.earDigest === earDigest)).toBe(true);
+    await s.gw.close();
+  });
+
   it('a rotated key (a new version released after loading) does not unload the model; it is logged once', async () => {
     const path = join(dir, 'rotating.sealed');
     await sealModelFile(join(dir, 'tiny.gguf'), path, { key, keyName: 'rotating', keyVersion: 1, modelId: 'custody-tiny-llama', chunkSize: 64 * 1024 });
