@@ -2,15 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, linkSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CustodyError, wipe } from '@custody/core';
-import { openModelFile, parseGgufHeader, readSealedModelHeader, sealModelFile, type SealedModelHeader } from '@custody/gateway-service';
+import { readGgufHeader, readSealedModelHeader, sealModelFile, type SealedModelHeader } from '@custody/gateway-service';
 import type { Register } from './index.js';
 import { client, connection, policyOf, readMaterial, type ConnectionOptions } from './keys.js';
 import { printableLine } from '@custody/sdk';
 import { failWith, printJson } from '../output.js';
 
 const MODEL_ID = /^[A-Za-z0-9._:/@+-]{1,128}$/;
-/** GGUF metadata (names, vocabulary) fits in the first 32 MiB of a model file. */
-const GGUF_HEADER_READ = 32 * 1024 * 1024;
 
 interface SealOptions extends ConnectionOptions {
   out: string;
@@ -35,17 +33,10 @@ function positive(s: string | undefined, what: string, max: number): number | un
 async function describe(file: string, opts: SealOptions): Promise<{ id: string; label?: string }> {
   let name: string | undefined;
   let arch: string | undefined;
-  const { fh, stat } = await openModelFile(file);
   try {
-    const head = new Uint8Array(Math.min(stat.size, GGUF_HEADER_READ));
-    await fh.read(head, 0, head.length, 0);
-    const header = parseGgufHeader(head);
-    name = header.name;
-    arch = header.architecture;
+    ({ name, architecture: arch } = await readGgufHeader(file));
   } catch {
-    // Not a GGUF file: sealing works on any weights file, with --model-id.
-  } finally {
-    await fh.close().catch(() => undefined);
+    // Not a GGUF file (or none at all: sealing says so): sealing works on any weights file, with --model-id.
   }
   const id = opts.modelId ?? (name ?? basename(file).replace(/\.gguf$/, '')).replace(/[^A-Za-z0-9._:/@+-]/g, '-').slice(0, 128);
   if (!MODEL_ID.test(id)) throw new CustodyError('ERR_USAGE', '--model-id must be 1-128 of A-Z a-z 0-9 . _ : / @ + -');

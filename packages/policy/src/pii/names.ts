@@ -221,14 +221,15 @@ function findLowerCaseNames(text: string): NameSpan[] {
     const words = LOWER_WORDS.exec(text.slice(start, start + 64));
     if (!words) continue;
     const first = words[1]!;
-    const possessive = /['’]s$/.test(first);
-    const second = possessive ? undefined : words[2]?.replace(/['’]s$/, '');
-    const given = isGivenName(first.replace(/['’]s$/, '')) && !lowerNotName(first.replace(/['’]s$/, ''));
+    const bare = first.replace(/['’]s$/, '');
+    // "zane's manager": a possessive ends the name.
+    const second = bare !== first ? undefined : words[2]?.replace(/['’]s$/, '');
+    const known = isKnownName(first);
     let end: number;
+    if (second !== undefined && isLowerNameWord(second) && (isLowerNameWord(first) || (isGivenName(bare) && !lowerNotName(bare)))) end = start + words[0].length;
     // A surname after a known given name is masked with it even when it is also a word ("zane smith").
-    const surnameAfterKnown = second !== undefined && isKnownName(first) && !lowerNotName(second) && !WEAK_NAME_WORDS.has(second) && LOWER_WORD.test(second);
-    if (second !== undefined && ((isLowerNameWord(second) && (isLowerNameWord(first) || given)) || surnameAfterKnown)) end = start + words[0].length;
-    else if (isKnownName(first)) end = start + first.length;
+    else if (second !== undefined && known && !lowerNotName(second) && !WEAK_NAME_WORDS.has(second) && LOWER_WORD.test(second)) end = start + words[0].length;
+    else if (known) end = start + first.length;
     else continue;
     const cue = m[1]!.toLowerCase().replace(/\s+/g, ' ');
     if (SELF_CUES.has(cue) && !AFTER_SELF.test(text.slice(end, end + 12))) continue;

@@ -20,7 +20,7 @@
  * context. `max_tokens` is bounded by `maxTokensLimit` and the context size.
  */
 import { createHash } from 'node:crypto';
-import { stat } from 'node:fs/promises';
+import { stat, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
 import { CustodyError, toBase64, type Clock } from '@custody/core';
@@ -47,16 +47,38 @@ async function identityOf(path: string): Promise<FileIdentity> {
   return { size: s.size, mtimeMs: s.mtimeMs, ino: s.ino, dev: s.dev };
 }
 
-/** Reads and checks a GGUF file's header, and hashes the whole file (streamed). ERR_GATEWAY_MODEL_FILE. */
-export async function describeGgufFile(path: string): Promise<{ header: GgufHeader; digest: string; size: number; identity: FileIdentity }> {
+async function headerOf(fh: FileHandle, size: number): Promise<GgufHeader> {
+  const head = new Uint8Array(Math.min(size, HEADER_READ));
+  await fh.read(head, 0, head.length, 0);
+  return parseGgufHeader(head);
+}
+
+/**
+ * Reads and checks a GGUF file's header and hashes the whole file (streamed), unless the caller
+ * gives the digest it already computed over this very file (a sealed model, checked as it was
+ * decrypted). ERR_GATEWAY_MODEL_FILE.
+ */
+export async function describeGgufFile(path: string, knownDigest?: string): Promise<{ header: GgufHeader; digest: string; size: number; identity: FileIdentity }> {
   const { fh, stat: s } = await openModelFile(path);
   try {
-    const head = new Uint8Array(Math.min(s.size, HEADER_READ));
-    await fh.read(head, 0, head.length, 0);
-    const header = parseGgufHeader(head);
-    const hash = createHash('sha256');
-    for await (const chunk of fh.createReadStream({ start: 0, highWaterMark: 1 << 20, autoClose: false })) hash.update(chunk as Buffer);
-    return { header, digest: 'sha256:' + hash.digest('hex'), size: s.size, identity: { size: s.size, mtimeMs: s.mtimeMs, ino: s.ino, dev: s.dev } };
+    const header = await headerOf(fh, s.size);
+    let digest = knownDigest;
+    if (digest === undefined) {
+      const hash = createHash('sha256');
+      for await (const chunk of fh.createReadStream({ start: 0, highWaterMark: 1 << 20, autoClose: false })) hash.update(chunk as Buffer);
+      digest = 'sha256:' + hash.digest('hex');
+    }
+    return { header, digest, size: s.size, identity: { size: s.size, mtimeMs: s.mtimeMs, ino: s.ino, dev: s.dev } };
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
+
+/** A GGUF file's header alone, the file not hashed (what `custody model seal` names a model by). ERR_GATEWAY_MODEL_FILE. */
+export async function readGgufHeader(path: string): Promise<GgufHeader> {
+  const { fh, stat: s } = await openModelFile(path);
+  try {
+    return await headerOf(fh, s.size);
   } finally {
     await fh.close().catch(() => undefined);
   }
@@ -66,6 +88,8 @@ export interface LlamaCppBackendOptions {
   modelPath: string;
   /** The id clients send; default the GGUF `general.name` or the file name. */
   modelId?: string;
+  /** The weights' digest when the caller already computed it over this very file (a sealed model); the file is then not hashed again. */
+  digest?: string;
   /** Tokens each sequence can see (prompt and answer); default min(2048, the model's training context). */
   contextSize?: number;
   /** Requests generated at the same time (sequences of the one context); default 2. */
@@ -252,7 +276,7 @@ export class LlamaCppBackend implements ModelBackend {
   ) {}
 
   static async create(options: LlamaCppBackendOptions): Promise<LlamaCppBackend> {
-    const file = await describeGgufFile(options.modelPath);
+    const file = await describeGgufFile(options.modelPath, options.digest);
     const onLog = options.onEngineLog ?? ((level, message) => process.stderr.write(`llama.cpp ${level}: ${message}\n`));
     const threads = Math.max(1, options.threads ?? (file.size < SMALL_MODEL_BYTES ? 1 : availableParallelism()));
     const { mod, llama } = await acquireEngine(onLog, Math.max(threads, availableParallelism()));

@@ -35,7 +35,7 @@ export interface SealedModelBackendOptions {
   clock: Clock;
   logger?: Logger;
   /** Engine settings (threads, context size...). */
-  engine?: Omit<LlamaCppBackendOptions, 'modelPath' | 'modelId' | 'clock'>;
+  engine?: Omit<LlamaCppBackendOptions, 'modelPath' | 'modelId' | 'digest' | 'clock'>;
   /** How the decrypted file becomes a backend; default the node-llama-cpp engine. Tests inject a loader. */
   load?: (path: string, modelId: string) => Promise<ModelBackend>;
 }
@@ -86,8 +86,8 @@ export class SealedModelBackend implements ModelBackend {
 
   /**
    * Reads the sealed header and checks the plaintext directory (memory-backed; a warning when
-   * swap is on); loads nothing until `onKey`. Names an older gateway left (files of its own
-   * prefix; this one leaves none) are removed.
+   * swap is on); loads nothing until `onKey`. A name of its prefix left behind (a gateway killed
+   * between creating its file and unlinking it, before any byte was written) is removed.
    */
   static async create(o: SealedModelBackendOptions): Promise<SealedModelBackend> {
     const { header } = await readSealedModelHeader(o.sealedPath);
@@ -142,14 +142,9 @@ export class SealedModelBackend implements ModelBackend {
       // Unlinked before a byte is written: the plaintext never has a name.
       await rm(named, { force: true });
       await unsealModelInto(this.o.sealedPath, key, fh);
-      const load = this.o.load ?? ((p: string, id: string) => LlamaCppBackend.create({ ...this.o.engine, modelPath: p, modelId: id, clock: this.o.clock }));
+      // The plaintext was checked against the header's digest as it was decrypted: the engine does not hash it again.
+      const load = this.o.load ?? ((p: string, id: string) => LlamaCppBackend.create({ ...this.o.engine, modelPath: p, modelId: id, digest: this.header.digest, clock: this.o.clock }));
       const inner = await load(`/proc/self/fd/${fh.fd}`, this.header.model.id);
-      // The engine hashed the file it loaded: it must be the plaintext the header names.
-      const loadedDigest = inner.models()[0]?.digest;
-      if (loadedDigest !== undefined && loadedDigest !== this.header.digest) {
-        await inner.close?.();
-        throw new CustodyError('ERR_MODEL_UNSEAL', 'the loaded model does not have the digest the sealed header names');
-      }
       if (this.closed) {
         await inner.close?.();
         return;
