@@ -91,7 +91,7 @@ try {
   }
   const unseal = median(rows[3]![1].map((r) => r.wallMs));
   const copy = median(rows[1]![1].map((r) => r.wallMs));
-  md += `\nUnsealing costs ${(unseal / floor).toFixed(2)}x the floor and ${(unseal / copy).toFixed(1)}x a plain copy of the file; it is paid once, when the gateway first attests (the engine then hashes the file again as it loads it). At this rate an 8 GB (Q8 8B) model unseals in about ${((8e9 / MIB) / ((SIZE / MIB) / (unseal / 1000))).toFixed(0)} s on one of these cores.\n`;
+  md += `\nUnsealing costs ${(unseal / floor).toFixed(2)}x the floor and ${(unseal / copy).toFixed(1)}x a plain copy of the file; it is paid once, when the gateway first attests (the engine takes the digest checked during decryption and does not hash the file again). At this rate an 8 GB (Q8 8B) model unseals in about ${((8e9 / MIB) / ((SIZE / MIB) / (unseal / 1000))).toFixed(0)} s on one of these cores.\n`;
   writeSection('sealed-model', md);
 } finally {
   await rm(dir, { recursive: true, force: true });
