@@ -56,9 +56,10 @@ const IPV4 = /(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.]*\d)/g;
 const IPV6 = /(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![0-9A-Fa-f:])/g;
 /**
  * Phone numbers: an optional +country code, then 7-15 digits in groups separated by a space,
- * dot or dash, optionally with an area code in parentheses and an extension.
+ * dot or dash, optionally with a trunk prefix ("+44 (0)20 ..."), an area code in parentheses and
+ * an extension.
  */
-const PHONE = /(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{1,4}[ .-])(?:\d{2,4}[ .-]){1,3}\d{2,8}(?: ?(?:x|ext\.?|extension) ?\d{1,6})?(?![\w])/gi;
+const PHONE = /(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(0\) ?)?(?:\(\d{2,4}\)[ .-]?|\d{1,4}[ .-])(?:\d{2,4}[ .-]){1,3}\d{2,8}(?: ?(?:x|ext\.?|extension) ?\d{1,6})?(?![\w])/gi;
 const DATE = String.raw`(?:\d{4}-\d{2}-\d{2}|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.? \d{1,2},? \d{4}|\d{1,2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.? \d{4})`;
 /** A date is a date of birth only with a cue just before it. */
 const DOB = new RegExp(String.raw`(?:\b(?:DOB|date of birth|birth ?date|birthday|born(?: on)?)\b|\bD\.O\.B\.)[:\s]*(?:is\s+|was\s+|of\s+)?(${DATE})`, 'gi');

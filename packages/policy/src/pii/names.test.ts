@@ -113,6 +113,40 @@ describe('findPersonNames: weak cues (known given names only), lower case, Unico
     ['spoke to the pharmacy', []],
     ['Lopez, Diego', ['Lopez, Diego']],
     ['Washington, Keisha', ['Washington, Keisha']],
+    // Added with the SSA given-name list and the international name set (2026-11-27).
+    // A list of names whose middle reads as "Surname, Given": every letter of both names is covered.
+    ['cc: Itzel U. Mraz, Wilton McGlynn; Ann Lee', ['Itzel U. Mraz', 'Wilton McGlynn', 'Ann Lee']],
+    // The part of an inverted name outside a forward one is added, trimmed to letters.
+    ['cc: Itzel Mraz, Wilton', ['Itzel Mraz', 'Wilton']],
+    // Given names on the SSA list, and accents ignored when looking a name up.
+    ['Chadrick in accounts approved it', ['Chadrick']],
+    ['called back, talked to madilyn at 555-0100', ['madilyn']],
+    ['Fábio from Legal will review', ['Fábio']],
+    ["Per Håkan's note, stable", ["Håkan's"]],
+    ['Søren from Legal and Bjørn in accounts', ['Søren', 'Bjørn']],
+    // Places on the SSA list are left out of it, and particles are never a lower-case name.
+    ['Talked to Italy about the VAT registration; Nevada in finance files', []],
+    ['talked to de la cruz', []],
+    ['Dhr. van Dijk and Sig. Rossi', ['Dhr. van Dijk', 'Sig. Rossi']],
+    // Multi-word surnames in "SURNAME, Given".
+    ['DELVALLE GUTIÉRREZ, Denise 09:40; de Vries, Jacobo 10:15', ['DELVALLE GUTIÉRREZ, Denise', 'de Vries, Jacobo']],
+    ['ATTN SMITH, John', ['SMITH, John']],
+    // Surname particles between name words; not at the edges, not in places.
+    ['was opened by Inger de Vries at noon', ['Inger de Vries']],
+    ['Signed: Thirza van der Laan', ['Thirza van der Laan']],
+    ['Dr. van der Berg will call', ['Dr. van der Berg']],
+    ['Patient Lucia Carlos von Santos Gomez was seen', ['Lucia Carlos von Santos Gomez']],
+    ['Inger Smit de said no', ['Inger Smit']],
+    // Organisations and places with particles are not names (no title, cue or given name first).
+    ['wire from Banco de Chile via Gare de Lyon and the Tour de France office', []],
+    ['Universidad de los Andes and Politecnico di Milano', []],
+    ['María de los Ángeles Marchal called', ['María de los Ángeles Marchal']],
+    ['Jan de said no', []],
+    ['the de Vries file', []],
+    ['flights to Rio de Janeiro and Buenos Aires', []],
+    // A third lower-case word of a name after an introducing phrase; an everyday word ends it.
+    ['spoke to ana luiza agyei-ampadu earlier', ['ana luiza agyei-ampadu']],
+    ['spoke to tasha jaskolski earlier today', ['tasha jaskolski']],
   ])('%s', (text, names) => {
     expect(findPersonNames(text).map((s) => text.slice(s.start, s.end))).toEqual(names);
   });

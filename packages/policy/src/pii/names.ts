@@ -15,11 +15,11 @@
 import { isCommonWord } from './common-words.js';
 import { isGivenName } from './given-names.js';
 
-export const HONORIFICS = new Set(['mr', 'mrs', 'ms', 'miss', 'mx', 'dr', 'prof', 'sir', 'madam', 'rev', 'fr', 'sr', 'sra', 'herr', 'frau', 'mme', 'mlle', 'm']);
+export const HONORIFICS = new Set(['mr', 'mrs', 'ms', 'miss', 'mx', 'dr', 'prof', 'sir', 'madam', 'rev', 'fr', 'sr', 'sra', 'srta', 'dra', 'herr', 'frau', 'mme', 'mlle', 'm', 'dhr', 'mevr', 'sig', 'sig.ra', 'dott']);
 
 /** Words after which a single capitalised word is taken as a name. */
 export const NAME_CUES = new Set([
-  'dear', 'hi', 'hello', 'hey', 'thanks', 'regards', 'sincerely', 'patient', 'name', 'customer', 'client', 'member',
+  'dear', 'hi', 'hello', 'hey', 'thanks', 'regards', 'sincerely', 'patient', 'pt', 'name', 'customer', 'client', 'member',
   'applicant', 'cardholder', 'account holder', 'signed', 'attn', 'attention', 'contact', 'caller', 'user', 'employee',
   'beneficiary', 'payee', 'insured', 'guarantor', 'physician', 'nurse', 'agent', 'representative', 'mother', 'father',
   'son', 'daughter', 'wife', 'husband', 'spouse', 'brother', 'sister', 'colleague', 'manager',
@@ -81,12 +81,19 @@ export const WEAK_NAME_WORDS = new Set(
     'paris london madison phoenix denver victoria adelaide alexandria augusta charlotte florence lincoln raleigh ' +
     'claude alexa siri cortana erica harvey kira lexis athena loki apollo aurora cassandra django jenkins hugo jasper ruby sage rocky ' +
     'google microsoft amazon salesforce slack zoom outlook gmail dropbox linkedin facebook whatsapp paypal venmo zelle stripe ' +
+    // Nationalities and languages, some of them also given names ("German customers", "talked to French support").
+    'german french english dutch irish scottish welsh british italian spanish portuguese swiss austrian belgian danish swedish ' +
+    'norwegian finnish polish russian greek turkish arabic persian hebrew hindi urdu bengali tamil chinese mandarin cantonese ' +
+    'japanese korean vietnamese thai filipino indian african asian mexican canadian brazilian latin hispanic israeli egyptian nigerian ' +
     'sharepoint onedrive excel jira confluence github okta workday servicenow zendesk drive docs sheets teams office cloud'
   ).split(/\s+/),
 );
 
-/** Places written as two name-shaped words ("San Diego"): never a name as a whole. */
-export const PLACE_PHRASES = new Set(['new york', 'new jersey', 'new orleans', 'new zealand', 'new delhi', 'los angeles', 'las vegas', 'san francisco', 'san diego', 'san jose', 'san antonio', 'hong kong', 'el paso', 'st louis', 'salt lake']);
+/** Places written as two name-shaped words ("San Diego"), or two around a particle ("Rio de Janeiro"): never a name as a whole. */
+export const PLACE_PHRASES = new Set([
+  'new york', 'new jersey', 'new orleans', 'new zealand', 'new delhi', 'los angeles', 'las vegas', 'san francisco', 'san diego', 'san jose', 'san antonio', 'hong kong', 'el paso', 'st louis', 'salt lake',
+  'rio de janeiro', 'buenos aires', 'costa rica', 'puerto rico', 'sri lanka', 'tel aviv', 'abu dhabi', 'santo domingo', 'sao paulo', 'são paulo', 'porto alegre', 'belo horizonte', 'den haag', 'costa del sol',
+]);
 
 /** Teams a person is "from" or "in" ("Ann from Legal"; IT only in capitals), never themselves a lower-case name ("spoke to billing"). */
 export const DEPARTMENTS = new Set(
@@ -132,14 +139,36 @@ export interface NameSpan {
 }
 
 interface Token {
-  /** The word; '' for a word that starts lower-case (never a name word). */
+  /** The word; '' for a word that starts lower-case (never a name word), except particles. */
   text: string;
   start: number;
   end: number;
+  /** A surname particle ("de", "van", "der"): inside a name only between its words ("Inger de Vries"). */
+  particle: boolean;
 }
 
-/** "SURNAME, Given" and "Surname, Given" as in lists and records. */
+/** Lower-case surname particles, taken inside a run of name words: "Yuri de Koning", "Thirza van der Laan", "María de los Ángeles". */
+export const SURNAME_PARTICLES = new Set(['de', 'van', 'von', 'der', 'den', 'da', 'di', 'del', 'della', 'dos', 'das', 'du', 'la', 'le', 'los', 'las', 'ter', 'ten', 'bin', 'ibn']);
+/** Length and first two letters of each particle, as one number: a test that builds no string. */
+const particleKey = (length: number, c0: number, c1: number): number => (length << 16) | (c0 << 8) | c1;
+const PARTICLE_KEYS = new Set([...SURNAME_PARTICLES].map((p) => particleKey(p.length, p.charCodeAt(0), p.charCodeAt(1))));
+
+/** Whether the word at [start, end) is a surname particle, without building a string for most short words of a prompt. */
+function isParticleAt(text: string, start: number, end: number): boolean {
+  const n = end - start;
+  if (n < 2 || n > 5) return false;
+  const c0 = text.charCodeAt(start);
+  const c1 = text.charCodeAt(start + 1);
+  // Particles are ASCII: a wider letter is none.
+  if (c0 > 0xff || c1 > 0xff || !PARTICLE_KEYS.has(particleKey(n, c0, c1))) return false;
+  return SURNAME_PARTICLES.has(text.slice(start, end));
+}
+
+/** "SURNAME, Given" and "Surname, Given" as in lists and records (see surnameStart for longer surnames). */
 const INVERTED = /(?<![\p{L}0-9'’-])(\p{Lu}[\p{Lu}'’-]+|\p{Lu}\p{Ll}+(?:\p{Lu}\p{Ll}+)?(?:-\p{Lu}\p{Ll}+)?), (\p{Lu}\p{Ll}+(?:-\p{Lu}\p{Ll}+)?)(?![\p{L}0-9'’-])/gu;
+const ALL_CAPS = /^\p{Lu}[\p{Lu}'’-]+$/u;
+/** The word that ends just before a space at the end of a text slice. */
+const WORD_BEFORE = /(?<![\p{L}0-9'’-])([\p{L}'’-]+) $/u;
 
 function findInvertedNames(text: string): NameSpan[] {
   const out: NameSpan[] = [];
@@ -149,9 +178,32 @@ function findInvertedNames(text: string): NameSpan[] {
     if (words.some((w) => NOT_NAME_WORDS.has(w) || WEAK_NAME_WORDS.has(w) || NAME_CUES.has(w))) continue;
     // All-capitals surnames need at least two letters of capitals and a title-case given name.
     if (surname.length < 2) continue;
-    out.push({ start: m.index, end: m.index + m[0].length });
+    out.push({ start: surnameStart(text, m.index, ALL_CAPS.test(surname)), end: m.index + m[0].length });
   }
   return out;
+}
+
+/**
+ * Where a surname found at `start` begins when up to three words before it belong to it:
+ * particles ("de Vries, Jacobo", "VAN DER MEER, Long") and, before an all-capitals surname,
+ * all-capitals words ("DELVALLE GUTIÉRREZ, Denise"), but not words that introduce a name ("ATTN").
+ */
+function surnameStart(text: string, start: number, capsSurname: boolean): number {
+  let from = start;
+  for (let n = 0; n < 3; n++) {
+    const m = WORD_BEFORE.exec(text.slice(Math.max(0, from - 32), from));
+    if (m === null) break;
+    const w = m[1]!;
+    if (!SURNAME_PARTICLES.has(w.toLowerCase()) && !(capsSurname && ALL_CAPS.test(w) && !isIntroWord(w))) break;
+    from -= w.length + 1;
+  }
+  return from;
+}
+
+/** A word that may stand before a name without being part of it. */
+function isIntroWord(word: string): boolean {
+  const w = word.toLowerCase();
+  return NOT_NAME_WORDS.has(w) || WEAK_NAME_WORDS.has(w) || NAME_CUES.has(w) || HONORIFICS.has(w);
 }
 
 /**
@@ -194,12 +246,13 @@ function introducedAfterThisIs(text: string, cueStart: number, nameEnd: number):
   return SELF_SINGLE.test(text.slice(nameEnd, nameEnd + 12)) || GREETING_BEFORE.test(text.slice(Math.max(0, cueStart - 16), cueStart));
 }
 const LOWER_WORD = /^\p{Ll}[\p{Ll}'’-]*\p{Ll}$/u;
-/** Up to two lower-case words, ending at a space, punctuation or a full stop (not inside an address or a number). */
-const LOWER_WORDS = /^(\p{Ll}[\p{Ll}'’-]*)(?: (\p{Ll}[\p{Ll}'’-]*))?(?![\p{L}\p{N}@'’-]|\.[\p{L}\p{N}])/u;
+/** Up to three lower-case words, ending at a space, punctuation or a full stop (not inside an address or a number). */
+const LOWER_WORDS = /^(\p{Ll}[\p{Ll}'’-]*)(?: (\p{Ll}[\p{Ll}'’-]*))?(?: (\p{Ll}[\p{Ll}'’-]*))?(?![\p{L}\p{N}@'’-]|\.[\p{L}\p{N}])/u;
+const LOWER_TWO = /^(\p{Ll}[\p{Ll}'’-]*) (\p{Ll}[\p{Ll}'’-]*)/u;
 
-/** Never a name in lower case: function and cue words, teams, everyday English, shorthand. */
+/** Never a name in lower case: function and cue words, teams, shorthand, particles and suffixes ("de", "jr"). */
 function lowerNotName(w: string): boolean {
-  return NOT_NAME_WORDS.has(w) || NAME_CUES.has(w) || HONORIFICS.has(w) || DEPARTMENTS.has(w) || COMMON_LOWER_WORDS.has(w);
+  return NOT_NAME_WORDS.has(w) || NAME_CUES.has(w) || HONORIFICS.has(w) || DEPARTMENTS.has(w) || COMMON_LOWER_WORDS.has(w) || SURNAME_PARTICLES.has(w) || NAME_SUFFIXES.has(w);
 }
 
 /** A lower-case word that can only be a name: no part of it is a word of any list or everyday English. */
@@ -210,8 +263,9 @@ function isLowerNameWord(w: string): boolean {
 /**
  * Lower-case names after a phrase that introduces a person: two words separated by a single
  * space, neither of them everyday English or on a list ("this is tasha jaskolski,"), or a given
- * name followed by such a word ("spoke to maria lopez"), or a known given name alone ("talked to
- * zane"). After "this is" and "my name is" the name must end a clause or come before "here",
+ * name followed by such a word ("spoke to maria lopez"), with a third such word if one follows
+ * ("ana luiza agyei-ampadu"), or a known given name followed by any other lower-case word ("zane
+ * smith"), or a known given name alone ("talked to zane"). After "this is" and "my name is" the name must end a clause or come before "here",
  * "calling", "from"...
  */
 function findLowerCaseNames(text: string): NameSpan[] {
@@ -226,9 +280,13 @@ function findLowerCaseNames(text: string): NameSpan[] {
     const second = bare !== first ? undefined : words[2]?.replace(/['’]s$/, '');
     const known = isKnownName(first);
     let end: number;
-    if (second !== undefined && isLowerNameWord(second) && (isLowerNameWord(first) || (isGivenName(bare) && !lowerNotName(bare)))) end = start + words[0].length;
+    if (second !== undefined && isLowerNameWord(second) && (isLowerNameWord(first) || (isGivenName(bare) && !lowerNotName(bare)))) {
+      // A third word of the same kind belongs to the name ("ana luiza agyei-ampadu"); a word of any list ends it.
+      const third = second === words[2] ? words[3] : undefined;
+      end = start + (third !== undefined && isLowerNameWord(third.replace(/['’]s$/, '')) ? words[0].length : LOWER_TWO.exec(words[0])![0].length);
+    }
     // A surname after a known given name is masked with it even when it is also a word ("zane smith").
-    else if (second !== undefined && known && !lowerNotName(second) && !WEAK_NAME_WORDS.has(second) && LOWER_WORD.test(second)) end = start + words[0].length;
+    else if (second !== undefined && known && !lowerNotName(second) && !WEAK_NAME_WORDS.has(second) && LOWER_WORD.test(second)) end = start + LOWER_TWO.exec(words[0])![0].length;
     else if (known) end = start + first.length;
     else continue;
     const cue = m[1]!.toLowerCase().replace(/\s+/g, ' ');
@@ -251,21 +309,38 @@ function union(spans: NameSpan[]): NameSpan[] {
   return out;
 }
 
+/**
+ * Person-name spans of a text, sorted and disjoint. The finders overlap ("Itzel U. Mraz, Wilton
+ * McGlynn" holds the forward names "Itzel U. Mraz" and "Wilton McGlynn" and the inverted "Mraz,
+ * Wilton"). The forward spans stand; of the other finders' spans, the parts outside them are
+ * added (trimmed to letters and digits), so every letter any finder takes is covered while each
+ * span stays the size of one name: a list of names is not one span (one placeholder for many
+ * people, and one span a higher-priority detection would drop whole).
+ */
 export function findPersonNames(text: string): NameSpan[] {
   const inverted = text.includes(', ') ? findInvertedNames(text) : [];
   const earlier = [...inverted, ...findLowerCaseNames(text)];
   const forward = findForwardNames(text);
   if (earlier.length === 0) return forward;
-  // Forward spans that overlap none of the earlier ones, in one pass over both (sorted) lists.
-  const taken = union(earlier);
-  const kept: NameSpan[] = [];
+  const out = [...forward];
   let j = 0;
-  for (const s of forward) {
-    while (j < taken.length && taken[j]!.end <= s.start) j++;
-    if (j < taken.length && taken[j]!.start < s.end) continue;
-    kept.push(s);
+  for (const s of union(earlier)) {
+    while (j < forward.length && forward[j]!.end <= s.start) j++;
+    let from = s.start;
+    for (let k = j; k < forward.length && forward[k]!.start < s.end; k++) {
+      addTrimmed(text, from, forward[k]!.start, out);
+      from = Math.max(from, forward[k]!.end);
+    }
+    addTrimmed(text, from, s.end, out);
   }
-  return [...earlier, ...kept].sort((a, b) => a.start - b.start);
+  return out.sort((a, b) => a.start - b.start);
+}
+
+/** Adds [start, end) without the characters at its edges that are neither letters nor digits, if anything is left. */
+function addTrimmed(text: string, start: number, end: number, out: NameSpan[]): void {
+  while (start < end && !isAlnum(text.charCodeAt(start))) start++;
+  while (end > start && !isAlnum(text.charCodeAt(end - 1))) end--;
+  if (start < end) out.push({ start, end });
 }
 
 const LETTER = /\p{L}/u;
@@ -325,6 +400,12 @@ function findForwardNames(text: string): NameSpan[] {
   const tokens: Token[] = [];
   forEachWord(text, (start, wordEnd) => {
     const lower = isLower(text.charCodeAt(start));
+    // A particle counts only right after a word kept here (a capitalised word or another particle).
+    const prev = tokens.length > 0 ? tokens[tokens.length - 1]! : undefined;
+    if (lower && prev !== undefined && prev.end === start - 1 && prev.text !== '' && isParticleAt(text, start, wordEnd)) {
+      tokens.push({ text: text.slice(start, wordEnd), start, end: wordEnd, particle: true });
+      return;
+    }
     if (lower && !isSuffixAt(text, start, wordEnd)) return;
     let end = wordEnd;
     // A trailing period belongs to the word only for initials and abbreviations.
@@ -333,14 +414,14 @@ function findForwardNames(text: string): NameSpan[] {
       const bare = t.slice(0, -1).toLowerCase();
       if (!INITIAL.test(t) && !HONORIFICS.has(bare) && !NAME_SUFFIXES.has(bare)) end--;
     }
-    tokens.push({ text: lower ? '' : text.slice(start, end), start, end });
+    tokens.push({ text: lower ? '' : text.slice(start, end), start, end, particle: false });
   });
   const spans: NameSpan[] = [];
   let i = 0;
   while (i < tokens.length) {
     const tok = tokens[i]!;
     // A lower-case word is neither an honorific nor a name word (both start with a capital).
-    if (tok.text === '') {
+    if (tok.text === '' || tok.particle) {
       i++;
       continue;
     }
@@ -353,13 +434,26 @@ function findForwardNames(text: string): NameSpan[] {
     // Collect a run of name-shaped tokens (with initials), adjacent in the text.
     let j = i + (isHonorific ? 1 : 0);
     const run: Token[] = [];
-    while (j < tokens.length && run.length < 4) {
+    // Up to six name words and initials ("Xuân Uyên Leo Danielsson Dahl"); particles and the cue
+    // words that start a run ("Patient", dropped below) do not count.
+    let particles = 0;
+    let leadingCues = 0;
+    let cueBefore: boolean | undefined;
+    while (j < tokens.length && run.length - particles - leadingCues < 6) {
       const t = tokens[j]!;
       const prev = j > 0 ? tokens[j - 1]! : undefined;
       if (prev && j > i && !adjacent(text, prev, t)) break;
-      if (isNameWord(t) || (INITIAL.test(t.text) && run.length > 0)) {
+      if (isNameWord(t) || (INITIAL.test(t.text) && run.length > leadingCues)) {
+        if (run.length === leadingCues && NAME_CUES.has(t.text.toLowerCase())) leadingCues++;
         run.push(t);
         j++;
+      } else if (t.particle && (particlesMayFollow(run, leadingCues, isHonorific) || (run.length > 0 && (cueBefore ??= precededByCue(text, tokens, i))))) {
+        // Particles join the run only when a name word follows them ("de Vries", "van der Laan").
+        let k = j;
+        while (k < tokens.length && tokens[k]!.particle && adjacent(text, tokens[k - 1]!, tokens[k]!)) k++;
+        if (k === j || k - j > 3 || k >= tokens.length || !adjacent(text, tokens[k - 1]!, tokens[k]!) || !isNameWord(tokens[k]!)) break;
+        particles += k - j;
+        for (; j < k; j++) run.push(tokens[j]!);
       } else break;
     }
     // Optional suffix (Jr., MD, DVM).
@@ -377,12 +471,12 @@ function findForwardNames(text: string): NameSpan[] {
     // Weak words at the edges stay only when the run has a strong name word.
     const strong = run.filter((t) => isNameWord(t) && !WEAK_NAME_WORDS.has(t.text.toLowerCase())).length;
     const nameWords = run.filter((t) => isNameWord(t)).length;
-    const cue = isHonorific || cueInRun || precededByCue(text, tokens, i) || (run.length === 1 && followedByCue(text, run[0]!));
+    const cue = isHonorific || cueInRun || (cueBefore ??= precededByCue(text, tokens, i)) || (run.length === 1 && followedByCue(text, run[0]!));
     if (strong === 0 && !(cue && nameWords === 1)) {
       i = Math.max(j, i + 1);
       continue;
     }
-    if (run.length === 2 && PLACE_PHRASES.has(`${run[0]!.text} ${run[1]!.text}`.toLowerCase())) {
+    if ((run.length === 2 || (run.length === 3 && particles === 1)) && PLACE_PHRASES.has(run.map((t) => t.text).join(' ').toLowerCase())) {
       i = Math.max(j, i + 1);
       continue;
     }
@@ -392,6 +486,17 @@ function findForwardNames(text: string): NameSpan[] {
     i = Math.max(j, i + 1);
   }
   return spans;
+}
+
+/**
+ * Particles belong to a person's name ("Inger de Vries", "Dr. van der Berg"), but the same words
+ * join the names of organisations, places and things ("Banco de Chile", "Gare de Lyon", "Tour de
+ * France"): they join a run only after a title or a cue ("Dr.", "Patient", "Signed:"), or when
+ * a word of the run before them is a given name ("Nnamdi Charles de Jong").
+ */
+function particlesMayFollow(run: Token[], leadingCues: number, afterHonorific: boolean): boolean {
+  if (afterHonorific || leadingCues > 0) return true;
+  return run.some((t) => !t.particle && isGivenName(t.text.toLowerCase()));
 }
 
 function isNameWord(t: Token): boolean {

@@ -4,7 +4,7 @@
  * (order numbers, amounts, visit dates, versions). Seeded, so every run sees the same corpus.
  * Test/bench only (uses @faker-js/faker, a dev dependency).
  */
-import { Faker, en } from '@faker-js/faker';
+import { Faker, de, en, en_GH, en_IN, en_NG, es, fr, it, nl, pl, pt_BR, sv, tr, vi } from '@faker-js/faker';
 import { luhnValid } from '../checksums.js';
 
 export interface Labelled {
@@ -33,17 +33,36 @@ type Part = string | { category: string; value: string };
  */
 export type CorpusTemplates = 'development' | 'holdout' | 'holdout2' | 'holdout3';
 
-export function generateCorpus(count: number, seed = 20261126, templates: CorpusTemplates = 'development'): CorpusDoc[] {
+/**
+ * Where person names come from. `'en-US'` (the default): faker's US-English names, the
+ * distribution the sets above were scored on. `'international'`: each first and last name from
+ * one of thirteen other locales written in Latin script (German, French, Spanish, Italian, Dutch,
+ * Brazilian Portuguese, Polish, Swedish, Turkish, Vietnamese, Indian, Nigerian and Ghanaian
+ * English), with their accents: names the given-name lists were not drawn from. Added on
+ * 2026-11-27 with the SSA given-name list; its first run is recorded in bench/pii.ts.
+ */
+export type CorpusNames = 'en-US' | 'international';
+
+const INTERNATIONAL = [de, fr, es, it, nl, pt_BR, pl, sv, tr, vi, en_IN, en_NG, en_GH];
+
+export function generateCorpus(count: number, seed = 20261126, templates: CorpusTemplates = 'development', names: CorpusNames = 'en-US'): CorpusDoc[] {
   const f = new Faker({ locale: [en] });
   f.seed(seed);
   f.setDefaultRefDate('2026-01-01T00:00:00Z');
+  // Name fakers: the main one, or one per locale picked per name (seeded from the main one).
+  const nameFakers = names === 'international' ? INTERNATIONAL.map((locale, i) => {
+    const nf = new Faker({ locale: [locale, en] });
+    nf.seed(seed + 1 + i);
+    return nf;
+  }) : [f];
+  const p = (): Faker['person'] => (nameFakers.length === 1 ? f : f.helpers.arrayElement(nameFakers)).person;
 
   const name = (): string =>
     f.helpers.weightedArrayElement([
-      { weight: 5, value: () => `${f.person.firstName()} ${f.person.lastName()}` },
-      { weight: 2, value: () => f.person.fullName() },
-      { weight: 1, value: () => `${f.person.firstName()} ${f.string.alpha({ length: 1, casing: 'upper' })}. ${f.person.lastName()}` },
-      { weight: 1, value: () => `${f.helpers.arrayElement(['Dr.', 'Mr.', 'Ms.', 'Mrs.'])} ${f.person.lastName()}` },
+      { weight: 5, value: () => `${p().firstName()} ${p().lastName()}` },
+      { weight: 2, value: () => p().fullName() },
+      { weight: 1, value: () => `${p().firstName()} ${f.string.alpha({ length: 1, casing: 'upper' })}. ${p().lastName()}` },
+      { weight: 1, value: () => `${f.helpers.arrayElement(['Dr.', 'Mr.', 'Ms.', 'Mrs.'])} ${p().lastName()}` },
     ])();
   const phone = (): string =>
     f.helpers.weightedArrayElement([
@@ -96,10 +115,10 @@ export function generateCorpus(count: number, seed = 20261126, templates: Corpus
     () => ['Card ', P('payment_card', card()), ' was declined ', distract(), '. Cardholder ', P('person_name', name()), ' can be reached at ', P('phone', phone()), ' or ', P('email', f.internet.email()), '.'],
     () => ['KYC check: ', P('person_name', name()), ', date of birth ', P('date_of_birth', dob()), ', SSN ', P('national_id', ssn()), ', logged in from ', P('ip_address', ip()), '.'],
     () => ['Please refund ', distract(), ' to card ending ', f.string.numeric(4), ' and confirm by email to ', P('email', f.internet.email()), '. Account IBAN ', P('iban', iban()), '.'],
-    () => ['Dear ', P('person_name', f.person.firstName()), ', your statement ', distract(), ' is ready. Questions? Call ', P('phone', phone()), '.'],
+    () => ['Dear ', P('person_name', p().firstName()), ', your statement ', distract(), ' is ready. Questions? Call ', P('phone', phone()), '.'],
   ])();
   const support = (): Part[] => f.helpers.arrayElement<() => Part[]>([
-    () => ['Hi ', P('person_name', f.person.firstName()), ', thanks for reaching out about ', distract(), '. I have escalated it to ', P('person_name', name()), '.'],
+    () => ['Hi ', P('person_name', p().firstName()), ', thanks for reaching out about ', distract(), '. I have escalated it to ', P('person_name', name()), '.'],
     () => ['Customer ', P('person_name', name()), ' reports errors since ', distract(), ' from IP ', P('ip_address', ip()), '. Contact: ', P('email', f.internet.email()), ', ', P('phone', phone()), '.'],
     () => ['User ', P('email', f.internet.email()), ' cannot log in; last seen at ', P('ip_address', ip()), ' running ', distract(), '. Assigned to ', P('person_name', name()), '.'],
     () => ['Callback requested by ', P('person_name', name()), ' on ', P('phone', phone()), ' about ', distract(), '. Card on file ', P('payment_card', card()), '.'],
@@ -107,27 +126,27 @@ export function generateCorpus(count: number, seed = 20261126, templates: Corpus
   ])();
 
   const holdout = (): Part[] => f.helpers.arrayElement<() => Part[]>([
-    () => ['Appt list: ', P('person_name', `${f.person.lastName().toUpperCase()}, ${f.person.firstName()}`), ' 09:40; ', P('person_name', `${f.person.lastName()}, ${f.person.firstName()}`), ' 10:15.'],
-    () => ['spoke to ', P('person_name', `${f.person.firstName().toLowerCase()} ${f.person.lastName().toLowerCase()}`), ' earlier, she said to use ', P('email', f.internet.email().toUpperCase()), ' instead'],
+    () => ['Appt list: ', P('person_name', `${p().lastName().toUpperCase()}, ${p().firstName()}`), ' 09:40; ', P('person_name', `${p().lastName()}, ${p().firstName()}`), ' 10:15.'],
+    () => ['spoke to ', P('person_name', `${p().firstName().toLowerCase()} ${p().lastName().toLowerCase()}`), ' earlier, she said to use ', P('email', f.internet.email().toUpperCase()), ' instead'],
     () => [P('person_name', name()), "'s insurer called from ", P('phone', `(0)20 ${f.string.numeric(4)} ${f.string.numeric(4)}`), ' about claim ', distract(), '.'],
     () => ['Admin console http://', P('ip_address', f.internet.ipv4()), ':8080/login was opened by ', P('person_name', name()), ' at ', distract(), '.'],
     () => ['Pay to ', P('iban', f.finance.iban({ formatted: true })), ' (beneficiary: ', P('person_name', name()), '), card ', P('payment_card', (() => { for (;;) { const c = f.finance.creditCardNumber({ issuer: 'visa' }).replace(/\D/g, ''); if (luhnValid(c) && c.length === 16) return c.replace(/(\d{4})(?=\d)/g, '$1 '); } })()), '.'],
     () => ['SSN ', P('national_id', `${f.number.int({ min: 100, max: 665 })} ${f.string.numeric({ length: 2, exclude: ['0'] })} ${f.number.int({ min: 1000, max: 9999 })}`), ', born ', P('date_of_birth', f.date.birthdate().toISOString().slice(0, 10)), ', Paris line ', P('phone', `+33 1 ${f.string.numeric(2)} ${f.string.numeric(2)} ${f.string.numeric(2)} ${f.string.numeric(2)}`), '.'],
-    () => ['Escalation: ', P('person_name', f.person.firstName()), ' from billing says ', P('person_name', name()), ' disputes ', distract(), '; VPN ', P('ip_address', f.internet.ipv6()), '.'],
+    () => ['Escalation: ', P('person_name', p().firstName()), ' from billing says ', P('person_name', name()), ' disputes ', distract(), '; VPN ', P('ip_address', f.internet.ipv6()), '.'],
     () => ['Meeting notes. Attendees: ', P('person_name', name()), ', ', P('person_name', name()), ' and ', P('person_name', name()), '. Next review ', distract(), '.'],
   ])();
 
   const holdout2 = (): Part[] => f.helpers.arrayElement<() => Part[]>([
-    () => ['[chat] agent: Can I have your full name? customer: It is ', P('person_name', `${f.person.firstName()} ${f.person.middleName()} ${f.person.lastName()}`), '. agent: And a number to reach you? customer: ', P('phone', f.phone.number({ style: 'national' })), '.'],
+    () => ['[chat] agent: Can I have your full name? customer: It is ', P('person_name', `${p().firstName()} ${p().middleName()} ${p().lastName()}`), '. agent: And a number to reach you? customer: ', P('phone', f.phone.number({ style: 'national' })), '.'],
     () => ['-- \n', P('person_name', name()), '\nSenior Analyst\nM: ', P('phone', f.phone.number({ style: 'international' })), '\nE: ', P('email', f.internet.email({ provider: 'example.org' })), '\n'],
     () => ['Forwarded by "', P('person_name', name()), '" <', P('email', f.internet.email()), '> on ', distract(), '.'],
     () => ['Chargeback on ', P('payment_card', (() => { for (;;) { const c = f.finance.creditCardNumber({ issuer: 'mastercard' }).replace(/\D/g, ''); if (luhnValid(c)) return c; } })()), ' raised by ', P('person_name', name()), '. Funds returned to ', P('iban', f.finance.iban({ formatted: false, countryCode: 'DE' })), '.'],
-    () => ['Fall risk noted. Pt ', P('person_name', name()), ' (d.o.b. ', P('date_of_birth', `${f.number.int({ min: 1, max: 28 })}.${f.number.int({ min: 1, max: 12 })}.${f.number.int({ min: 1930, max: 2005 })}`), ') to be reviewed by Dr. ', P('person_name', f.person.lastName()), '.'],
+    () => ['Fall risk noted. Pt ', P('person_name', name()), ' (d.o.b. ', P('date_of_birth', `${f.number.int({ min: 1, max: 28 })}.${f.number.int({ min: 1, max: 12 })}.${f.number.int({ min: 1930, max: 2005 })}`), ') to be reviewed by Dr. ', P('person_name', p().lastName()), '.'],
     () => ['Firewall blocked ', P('ip_address', f.internet.ipv4()), ' and ', P('ip_address', f.internet.ipv6()), ' after ', distract(), '; owner ', P('person_name', name()), ' notified.'],
   ])();
 
-  const first = (): string => f.person.firstName();
-  const last = (): string => f.person.lastName();
+  const first = (): string => p().firstName();
+  const last = (): string => p().lastName();
   const holdout3 = (): Part[] => f.helpers.arrayElement<() => Part[]>([
     () => ['From: ', P('person_name', name()), ' <', P('email', f.internet.email()), '>\nTo: ', P('person_name', `${first()} ${last()}`), '\nSubject: ', distract(), '\n'],
     () => ['[chat] customer: hi, this is ', P('person_name', `${first().toLowerCase()} ${last().toLowerCase()}`), ', my card ', P('payment_card', card()), ' was charged twice'],
@@ -169,24 +188,39 @@ export interface CategoryScore {
   truePositives: number;
   falseNegatives: number;
   falsePositives: number;
+  /** Found labels of which some letter or digit is covered by no detection of the category: masking leaves part of them. */
+  partial: number;
   precision: number;
   recall: number;
 }
 
-/** Entity-level scoring: a label is found when a detection of its category overlaps it. */
+/**
+ * Entity-level scoring: a label is found when a detection of its category overlaps it; a found
+ * label counts as partial when a letter or digit of it lies outside every such detection.
+ */
 export function scoreDetections(docs: CorpusDoc[], detect: (text: string) => { category: string; start: number; end: number }[]): CategoryScore[] {
-  const stats = new Map<string, { tp: number; fn: number; fp: number }>();
+  const stats = new Map<string, { tp: number; fn: number; fp: number; partial: number }>();
   const s = (c: string) => {
     let v = stats.get(c);
-    if (!v) stats.set(c, (v = { tp: 0, fn: 0, fp: 0 }));
+    if (!v) stats.set(c, (v = { tp: 0, fn: 0, fp: 0, partial: 0 }));
     return v;
   };
   const overlaps = (a: { start: number; end: number }, b: { start: number; end: number }) => a.start < b.end && b.start < a.end;
   for (const d of docs) {
     const found = detect(d.text);
     for (const l of d.labels) {
-      if (found.some((x) => x.category === l.category && overlaps(x, l))) s(l.category).tp++;
-      else s(l.category).fn++;
+      const hits = found.filter((x) => x.category === l.category && overlaps(x, l));
+      if (hits.length === 0) {
+        s(l.category).fn++;
+        continue;
+      }
+      s(l.category).tp++;
+      for (let i = l.start; i < l.end; i++) {
+        if (/[\p{L}\p{N}]/u.test(d.text[i]!) && !hits.some((x) => x.start <= i && i < x.end)) {
+          s(l.category).partial++;
+          break;
+        }
+      }
     }
     for (const x of found) if (!d.labels.some((l) => l.category === x.category && overlaps(x, l))) s(x.category).fp++;
   }
@@ -197,6 +231,7 @@ export function scoreDetections(docs: CorpusDoc[], detect: (text: string) => { c
       truePositives: v.tp,
       falseNegatives: v.fn,
       falsePositives: v.fp,
+      partial: v.partial,
       precision: v.tp + v.fp === 0 ? 1 : v.tp / (v.tp + v.fp),
       recall: v.tp + v.fn === 0 ? 1 : v.tp / (v.tp + v.fn),
     }));
