@@ -22,7 +22,7 @@ for (const names of nameSources) {
     }
   }
 }
-md += `\nThe \`international\` rows show person_name only: the other categories come from the same generators and are scored in the \`en-US\` rows.\n\nKnown limits (rule-based, no model): a lone given name without a strong cue (a title, a greeting, a form label such as "Patient:") is found only when it is on the given-name lists and not an English word, so "Mark from IT", "talked to grace" and names the lists lack ("Chizoba in accounts", "talked to smriti") are missed; that is most of what \`international\` \`holdout3\` still misses. Text in decomposed Unicode (accents as separate combining marks) is not read as names; NFC, what keyboards and browsers produce, is. A gateway operator can add CEL rules and custom patterns.\n\n`;
+md += `\nThe \`international\` rows show person_name only: the other categories come from the same generators and are scored in the \`en-US\` rows.\n\nKnown limits (rule-based, no model): a lone given name without a strong cue (a title, a greeting, a form label such as "Patient:") is found only when it is on the given-name lists and not an English word, so "Mark from IT", "talked to grace" and names the lists lack ("Chizoba in accounts", "talked to smriti") are missed; that is most of what \`international\` \`holdout3\` still misses. Text with combining marks (accents written as separate characters, "José" as "Jose" + U+0301) is read in composed form (NFC) by the input policy; before, such a name was masked in part or not at all. A gateway operator can add CEL rules and custom patterns.\n\n`;
 
 // Speed: detection + masking over the whole development corpus, against a baseline that only scans the text once with one regex.
 const docs = generateCorpus(2000, 5);

@@ -68,6 +68,9 @@ export class MaskVault {
   }
 }
 
+/** A combining mark: text that has one may read differently once composed (NFC). */
+const COMBINING_MARK = /\p{M}/u;
+
 /** Longest mask token we hold back for when a stream splits one across chunks. */
 const MAX_TOKEN = 48;
 
@@ -129,12 +132,18 @@ export class PiiEngine {
    * Applies the policy. A `block` finding throws ERR_POLICY_DENIED naming the categories (never
    * the values); otherwise returns the rewritten text, the findings and the mask vault.
    */
-  apply(text: string, vault = new MaskVault()): PiiResult {
+  apply(original: string, vault = new MaskVault()): PiiResult {
+    // Text with combining marks ("José" as "Jose" + U+0301, as some systems write it) is read in
+    // its composed form (NFC): the detectors' letters are composed letters, and a name read in
+    // part would be masked in part. When nothing is rewritten the original text is returned as
+    // it came; otherwise the rewritten text is composed, and offsets refer to the composed text.
+    const text = COMBINING_MARK.test(original) ? original.normalize('NFC') : original;
     const findings: PiiFinding[] = this.detect(text).map((d) => ({ ...d, action: this.actionFor(d.category) }));
     const blocked = [...new Set(findings.filter((f) => f.action === 'block').map((f) => f.category))];
     if (blocked.length > 0) {
       throw new CustodyError('ERR_POLICY_DENIED', `input contains ${blocked.join(', ')}, which the policy blocks`, { detail: { categories: blocked.join(',') } });
     }
+    if (text !== original && findings.every((f) => f.action === 'allow')) return { text: original, findings, vault };
     let out = '';
     let at = 0;
     for (const f of findings) {

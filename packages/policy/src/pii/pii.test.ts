@@ -134,6 +134,22 @@ describe('PII quality on the seeded development corpus', () => {
   });
 });
 
+describe('PiiEngine: text with combining marks', () => {
+  const e = new PiiEngine({ defaultAction: 'mask' });
+  it('reads decomposed accents composed, so a name is masked whole (before, only "Jose" was masked and "García" written with U+0301 went through)', () => {
+    const nfd = 'Patient: José García, seen today'.normalize('NFD');
+    expect(nfd).not.toBe(nfd.normalize('NFC'));
+    const r = e.apply(nfd);
+    expect(r.text).toBe('Patient: [PERSON_NAME_1], seen today');
+    expect(r.vault.restore(r.text)).toBe('Patient: José García, seen today'.normalize('NFC'));
+  });
+
+  it('returns text with combining marks as it came when nothing is rewritten', () => {
+    const nfd = 'the café serves crème brûlée'.normalize('NFD');
+    expect(e.apply(nfd).text).toBe(nfd);
+  });
+});
+
 describe('scoreDetections', () => {
   it('counts a found label as partial when a letter or digit of it is left uncovered', () => {
     const docs = [{ domain: 'support' as const, text: 'Ann Lee Jr. at 555 0100', labels: [{ category: 'person_name', start: 0, end: 11 }, { category: 'phone', start: 15, end: 23 }] }];

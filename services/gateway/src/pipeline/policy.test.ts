@@ -157,6 +157,15 @@ describe('input policy covers every text of the request', () => {
     }
   });
 
+  it('a field it does not rewrite is read composed: a name written with combining accents still denies', async () => {
+    const tenant = await tenantWith({ pii: { defaultAction: 'redact' } });
+    const nfd = 'Patient: Ángel'.normalize('NFD');
+    expect(nfd).not.toBe('Patient: Ángel');
+    expect(() => run('chat.completions', JSON.stringify(chat({ tool_choice: nfd })), tenant)).toThrow(expect.objectContaining({ code: 'ERR_POLICY_DENIED', detail: { categories: 'person_name' } }));
+    // As text, the same value is masked whole.
+    expect(run('chat.completions', JSON.stringify(chat({ messages: [user(nfd)] })), tenant).sent).toContain('Patient: [PERSON_NAME]');
+  });
+
   it('opaque identifiers pass as they are (server-made ids hold card-like digit runs); anything else there is text', async () => {
     const tenant = await tenantWith();
     const conversation = (id: string, userId: string) =>
