@@ -1,5 +1,5 @@
 import { ibanValid, ipv4Valid, ipv6Valid, luhnValid, ssnValid } from './checksums.js';
-import { findPersonNames } from './names.js';
+import { findPersonNames, trimToLettersAndDigits } from './names.js';
 
 export const PII_CATEGORIES = ['person_name', 'email', 'phone', 'national_id', 'payment_card', 'iban', 'ip_address', 'date_of_birth'] as const;
 export type BuiltinCategory = (typeof PII_CATEGORIES)[number];
@@ -104,9 +104,42 @@ export function detectAll(text: string, detectors: readonly Detector[]): Detecti
   for (const d of detectors) for (const hit of d.find(text)) if (hit.end > hit.start) all.push({ ...hit, priority: d.priority });
   all.sort((a, b) => b.priority - a.priority || b.end - b.start - (a.end - a.start) || a.start - b.start);
   const taken: Detection[] = [];
+  // Characters already taken, once there are enough detections for a pairwise check to cost more
+  // than marking them (a long text full of values): then each candidate checks its own characters.
+  let covered: Uint8Array | undefined;
+  const cover = (): Uint8Array => {
+    if (covered === undefined) {
+      covered = new Uint8Array(text.length);
+      for (const t of taken) covered.fill(1, t.start, t.end);
+    }
+    return covered;
+  };
+  if (all.length > 32) cover();
+  const free = (start: number, end: number): boolean => {
+    if (covered === undefined) return !taken.some((t) => start < t.end && t.start < end);
+    for (let i = start; i < end; i++) if (covered[i] === 1) return false;
+    return true;
+  };
+  const take = (category: string, start: number, end: number) => {
+    taken.push({ category, start, end });
+    covered?.fill(1, start, end);
+  };
   for (const c of all) {
-    if (taken.some((t) => c.start < t.end && t.start < c.end)) continue;
-    taken.push({ category: c.category, start: c.start, end: c.end });
+    if (free(c.start, c.end)) take(c.category, c.start, c.end);
+    // A name that overlaps something else ("Globex Ruiz" where a custom pattern takes "Globex")
+    // keeps the parts of it that are free, so no part of it goes out unmasked.
+    else if (c.category === 'person_name') {
+      const marks = cover();
+      let i = c.start;
+      while (i < c.end) {
+        while (i < c.end && marks[i] === 1) i++;
+        let j = i;
+        while (j < c.end && marks[j] === 0) j++;
+        const piece = trimToLettersAndDigits(text, i, j);
+        if (piece !== undefined) take(c.category, piece.start, piece.end);
+        i = j;
+      }
+    }
   }
   return taken.sort((a, b) => a.start - b.start);
 }

@@ -1,4 +1,5 @@
 import { CustodyError } from '@custody/core';
+import { composeForDetection } from './compose.js';
 import { BUILTIN_DETECTORS, customDetector, detectAll, type CustomPattern, type Detection, type Detector } from './detectors.js';
 
 export type PiiAction = 'redact' | 'mask' | 'block' | 'allow';
@@ -68,9 +69,6 @@ export class MaskVault {
   }
 }
 
-/** A combining mark: text that has one may read differently once composed (NFC). */
-const COMBINING_MARK = /\p{M}/u;
-
 /** Longest mask token we hold back for when a stream splits one across chunks. */
 const MAX_TOKEN = 48;
 
@@ -124,26 +122,33 @@ export class PiiEngine {
     return (Object.hasOwn(this.actions, category) ? this.actions[category] : undefined) ?? this.defaultAction;
   }
 
+  /**
+   * Detections with offsets into `text`. Text with combining marks is read with each letter and
+   * its marks composed (compose.ts); the offsets still refer to `text` as given.
+   */
   detect(text: string): Detection[] {
-    return detectAll(text, this.detectors);
+    const composed = composeForDetection(text);
+    if (composed === undefined) return detectAll(text, this.detectors);
+    const out: Detection[] = [];
+    for (const d of detectAll(composed.text, this.detectors)) {
+      const prev = out[out.length - 1];
+      const start = Math.max(composed.startOf(d.start), prev ? prev.end : 0);
+      const end = composed.endOf(d.end);
+      if (end > start) out.push({ category: d.category, start, end });
+    }
+    return out;
   }
 
   /**
    * Applies the policy. A `block` finding throws ERR_POLICY_DENIED naming the categories (never
    * the values); otherwise returns the rewritten text, the findings and the mask vault.
    */
-  apply(original: string, vault = new MaskVault()): PiiResult {
-    // Text with combining marks ("José" as "Jose" + U+0301, as some systems write it) is read in
-    // its composed form (NFC): the detectors' letters are composed letters, and a name read in
-    // part would be masked in part. When nothing is rewritten the original text is returned as
-    // it came; otherwise the rewritten text is composed, and offsets refer to the composed text.
-    const text = COMBINING_MARK.test(original) ? original.normalize('NFC') : original;
+  apply(text: string, vault = new MaskVault()): PiiResult {
     const findings: PiiFinding[] = this.detect(text).map((d) => ({ ...d, action: this.actionFor(d.category) }));
     const blocked = [...new Set(findings.filter((f) => f.action === 'block').map((f) => f.category))];
     if (blocked.length > 0) {
       throw new CustodyError('ERR_POLICY_DENIED', `input contains ${blocked.join(', ')}, which the policy blocks`, { detail: { categories: blocked.join(',') } });
     }
-    if (text !== original && findings.every((f) => f.action === 'allow')) return { text: original, findings, vault };
     let out = '';
     let at = 0;
     for (const f of findings) {

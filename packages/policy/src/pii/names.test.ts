@@ -52,6 +52,9 @@ describe('findPersonNames: weak cues (known given names only), lower case, Unico
     const count = (n: number) => findPersonNames(unit.repeat(n)).length;
     expect(count(1000)).toBe(3000);
     expect(count(40_000)).toBe(120_000);
+    // Runs of cue words were unbounded and dropped one by one (quadratic: 1 MB of "Pt " took 36 s).
+    expect(findPersonNames('Pt '.repeat(300_000))).toEqual([]);
+    expect(findPersonNames('Customer Member '.repeat(100_000))).toEqual([]);
   });
 
   it.each([
@@ -131,6 +134,13 @@ describe('findPersonNames: weak cues (known given names only), lower case, Unico
     // Multi-word surnames in "SURNAME, Given".
     ['DELVALLE GUTIÉRREZ, Denise 09:40; de Vries, Jacobo 10:15', ['DELVALLE GUTIÉRREZ, Denise', 'de Vries, Jacobo']],
     ['ATTN SMITH, John', ['SMITH, John']],
+    // Found in the fifth review.
+    ['FINAL NOTICE BROWN, David', ['BROWN, David']],
+    ['𞤀𞤣𞤤𞤢𞤥, 𞤀𞤣𞤢 called', ['𞤀𞤣𞤤𞤢𞤥, 𞤀𞤣𞤢']],
+    ['set in 11 pt Calibri, 12pt Arial', []],
+    ['Pt Lorraine van der Meulen seen', ['Lorraine van der Meulen']],
+    ['the SIG Meeting and the DRA Report', []],
+    ['Senior Vice President Global Sales Kevin Brown will present', ['Senior Vice President Global Sales Kevin Brown']],
     // Surname particles between name words; not at the edges, not in places.
     ['was opened by Inger de Vries at noon', ['Inger de Vries']],
     ['Signed: Thirza van der Laan', ['Thirza van der Laan']],

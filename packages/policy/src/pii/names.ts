@@ -16,10 +16,12 @@ import { isCommonWord } from './common-words.js';
 import { isGivenName } from './given-names.js';
 
 export const HONORIFICS = new Set(['mr', 'mrs', 'ms', 'miss', 'mx', 'dr', 'prof', 'sir', 'madam', 'rev', 'fr', 'sr', 'sra', 'srta', 'dra', 'herr', 'frau', 'mme', 'mlle', 'm', 'dhr', 'mevr', 'sig', 'sig.ra', 'dott']);
+/** Titles that are also acronyms ("SIG Meeting", "DRA Report"): a title only written with a period ("Sig. Rossi", "Dhr. van Dijk"). */
+const PERIOD_HONORIFICS = new Set(['srta', 'dra', 'dhr', 'mevr', 'sig', 'sig.ra', 'dott']);
 
 /** Words after which a single capitalised word is taken as a name. */
 export const NAME_CUES = new Set([
-  'dear', 'hi', 'hello', 'hey', 'thanks', 'regards', 'sincerely', 'patient', 'pt', 'name', 'customer', 'client', 'member',
+  'dear', 'hi', 'hello', 'hey', 'thanks', 'regards', 'sincerely', 'patient', 'name', 'customer', 'client', 'member',
   'applicant', 'cardholder', 'account holder', 'signed', 'attn', 'attention', 'contact', 'caller', 'user', 'employee',
   'beneficiary', 'payee', 'insured', 'guarantor', 'physician', 'nurse', 'agent', 'representative', 'mother', 'father',
   'son', 'daughter', 'wife', 'husband', 'spouse', 'brother', 'sister', 'colleague', 'manager',
@@ -91,6 +93,7 @@ export const WEAK_NAME_WORDS = new Set(
 
 /** Places written as two name-shaped words ("San Diego"), or two around a particle ("Rio de Janeiro"): never a name as a whole. */
 export const PLACE_PHRASES = new Set([
+  'marina del rey',
   'new york', 'new jersey', 'new orleans', 'new zealand', 'new delhi', 'los angeles', 'las vegas', 'san francisco', 'san diego', 'san jose', 'san antonio', 'hong kong', 'el paso', 'st louis', 'salt lake',
   'rio de janeiro', 'buenos aires', 'costa rica', 'puerto rico', 'sri lanka', 'tel aviv', 'abu dhabi', 'santo domingo', 'sao paulo', 'são paulo', 'porto alegre', 'belo horizonte', 'den haag', 'costa del sol',
 ]);
@@ -168,7 +171,7 @@ function isParticleAt(text: string, start: number, end: number): boolean {
 const INVERTED = /(?<![\p{L}0-9'’-])(\p{Lu}[\p{Lu}'’-]+|\p{Lu}\p{Ll}+(?:\p{Lu}\p{Ll}+)?(?:-\p{Lu}\p{Ll}+)?), (\p{Lu}\p{Ll}+(?:-\p{Lu}\p{Ll}+)?)(?![\p{L}0-9'’-])/gu;
 const ALL_CAPS = /^\p{Lu}[\p{Lu}'’-]+$/u;
 /** The word that ends just before a space at the end of a text slice. */
-const WORD_BEFORE = /(?<![\p{L}0-9'’-])([\p{L}'’-]+) $/u;
+const WORD_BEFORE = /(?:^|\s)([\p{L}'’-]+) $/u;
 
 function findInvertedNames(text: string): NameSpan[] {
   const out: NameSpan[] = [];
@@ -186,7 +189,9 @@ function findInvertedNames(text: string): NameSpan[] {
 /**
  * Where a surname found at `start` begins when up to three words before it belong to it:
  * particles ("de Vries, Jacobo", "VAN DER MEER, Long") and, before an all-capitals surname,
- * all-capitals words ("DELVALLE GUTIÉRREZ, Denise"), but not words that introduce a name ("ATTN").
+ * all-capitals words ("DELVALLE GUTIÉRREZ, Denise"), but not words that introduce a name ("ATTN")
+ * or everyday English ("FINAL NOTICE BROWN, David"), and only words that stand after a space or
+ * at the start (not ".de" of "anna@firma.de SCHMIDT, Anna").
  */
 function surnameStart(text: string, start: number, capsSurname: boolean): number {
   let from = start;
@@ -194,7 +199,7 @@ function surnameStart(text: string, start: number, capsSurname: boolean): number
     const m = WORD_BEFORE.exec(text.slice(Math.max(0, from - 32), from));
     if (m === null) break;
     const w = m[1]!;
-    if (!SURNAME_PARTICLES.has(w.toLowerCase()) && !(capsSurname && ALL_CAPS.test(w) && !isIntroWord(w))) break;
+    if (!SURNAME_PARTICLES.has(w.toLowerCase()) && !(capsSurname && ALL_CAPS.test(w) && !isIntroWord(w) && !isCommonWord(w.toLowerCase()))) break;
     from -= w.length + 1;
   }
   return from;
@@ -336,11 +341,26 @@ export function findPersonNames(text: string): NameSpan[] {
   return out.sort((a, b) => a.start - b.start);
 }
 
-/** Adds [start, end) without the characters at its edges that are neither letters nor digits, if anything is left. */
+/** Adds [start, end) trimmed to letters and digits, if anything is left. */
 function addTrimmed(text: string, start: number, end: number, out: NameSpan[]): void {
-  while (start < end && !isAlnum(text.charCodeAt(start))) start++;
-  while (end > start && !isAlnum(text.charCodeAt(end - 1))) end--;
-  if (start < end) out.push({ start, end });
+  const span = trimToLettersAndDigits(text, start, end);
+  if (span !== undefined) out.push(span);
+}
+
+/** [start, end) without the characters at its edges that are neither letters nor digits; undefined if nothing is left. */
+export function trimToLettersAndDigits(text: string, start: number, end: number): NameSpan | undefined {
+  while (start < end && !alnumCodePointAt(text, start)) start++;
+  while (end > start && !alnumCodePointAt(text, end - 1)) end--;
+  return start < end ? { start, end } : undefined;
+}
+
+const ALNUM = /^[\p{L}\p{N}]/u;
+/** Whether the code point that UTF-16 unit `i` belongs to is a letter or digit (letters outside the BMP too: "𞤀𞤣𞤤𞤢𞤥"). */
+function alnumCodePointAt(text: string, i: number): boolean {
+  const c = text.charCodeAt(i);
+  if (c < 0xd800 || c > 0xdfff) return isAlnum(c);
+  const from = c >= 0xdc00 && i > 0 ? i - 1 : i;
+  return ALNUM.test(text.slice(from, from + 2));
 }
 
 const LETTER = /\p{L}/u;
@@ -426,7 +446,7 @@ function findForwardNames(text: string): NameSpan[] {
       continue;
     }
     const bare = tok.text.replace(/\.$/, '').toLowerCase();
-    const isHonorific = HONORIFICS.has(bare) && /^\p{Lu}/u.test(tok.text);
+    const isHonorific = HONORIFICS.has(bare) && /^\p{Lu}/u.test(tok.text) && (!PERIOD_HONORIFICS.has(bare) || tok.text.endsWith('.'));
     if (!isHonorific && !isNameWord(tok)) {
       i++;
       continue;
@@ -434,17 +454,17 @@ function findForwardNames(text: string): NameSpan[] {
     // Collect a run of name-shaped tokens (with initials), adjacent in the text.
     let j = i + (isHonorific ? 1 : 0);
     const run: Token[] = [];
-    // Up to six name words and initials ("Xuân Uyên Leo Danielsson Dahl"); particles and the cue
-    // words that start a run ("Patient", dropped below) do not count.
+    // Up to MAX_RUN name words and initials ("Xuân Uyên Leo Danielsson Dahl"); particles and up
+    // to two cue words that start a run ("Patient", "Pt", dropped below) do not count.
     let particles = 0;
     let leadingCues = 0;
     let cueBefore: boolean | undefined;
-    while (j < tokens.length && run.length - particles - leadingCues < 6) {
+    while (j < tokens.length && run.length - particles - leadingCues < MAX_RUN) {
       const t = tokens[j]!;
       const prev = j > 0 ? tokens[j - 1]! : undefined;
       if (prev && j > i && !adjacent(text, prev, t)) break;
       if (isNameWord(t) || (INITIAL.test(t.text) && run.length > leadingCues)) {
-        if (run.length === leadingCues && NAME_CUES.has(t.text.toLowerCase())) leadingCues++;
+        if (run.length === leadingCues && leadingCues < 2 && isRunCue(t.text)) leadingCues++;
         run.push(t);
         j++;
       } else if (t.particle && (particlesMayFollow(run, leadingCues, isHonorific) || (run.length > 0 && (cueBefore ??= precededByCue(text, tokens, i))))) {
@@ -463,11 +483,10 @@ function findForwardNames(text: string): NameSpan[] {
       j++;
     }
     // Cue words ("Customer", "Patient") that start a run introduce the name; they are not part of it.
-    let cueInRun = false;
-    while (run.length > 0 && NAME_CUES.has(run[0]!.text.toLowerCase())) {
-      run.shift();
-      cueInRun = true;
-    }
+    let cues = 0;
+    while (cues < run.length && isRunCue(run[cues]!.text)) cues++;
+    const cueInRun = cues > 0;
+    if (cueInRun) run.splice(0, cues);
     // Weak words at the edges stay only when the run has a strong name word.
     const strong = run.filter((t) => isNameWord(t) && !WEAK_NAME_WORDS.has(t.text.toLowerCase())).length;
     const nameWords = run.filter((t) => isNameWord(t)).length;
@@ -499,6 +518,15 @@ function particlesMayFollow(run: Token[], leadingCues: number, afterHonorific: b
   return run.some((t) => !t.particle && isGivenName(t.text.toLowerCase()));
 }
 
+/** Most name words and initials in one run: longer runs of capitalised words are cut there. */
+const MAX_RUN = 12;
+
+/** A cue word at the start of a run ("Patient Ann Lee", "Pt Ann Lee"; "Pt" only there, not before a name as in "12 pt Arial"). */
+function isRunCue(word: string): boolean {
+  const w = word.toLowerCase();
+  return NAME_CUES.has(w) || w === 'pt';
+}
+
 function isNameWord(t: Token): boolean {
   return NAME_WORD.test(t.text) && !NOT_NAME_WORDS.has(t.text.toLowerCase()) && t.text.length >= 2;
 }
@@ -512,7 +540,7 @@ function adjacent(text: string, a: Token, b: Token, suffix = false): boolean {
 function precededByCue(text: string, tokens: Token[], i: number): boolean {
   const tok = tokens[i]!;
   const before = text.slice(Math.max(0, tok.start - 24), tok.start).toLowerCase();
-  const m = /([a-z]+(?: holder)?)\s*[:,-]?\s*$/.exec(before);
+  const m = /(?<![a-z0-9])([a-z]+(?: holder)?)\s*[:,-]?\s*$/.exec(before);
   if (m !== null && NAME_CUES.has(m[1]!)) return true;
   // Weak cues, for a known given name only: "I talked to Zane", "per Ann's note".
   if (!isKnownName(tok.text)) return false;

@@ -134,19 +134,45 @@ describe('PII quality on the seeded development corpus', () => {
   });
 });
 
+describe('PiiEngine: names beside other values', () => {
+  it('a "Surname, Given" after an e-mail address is masked too (it once reached into ".de" and was dropped for overlapping the address)', () => {
+    const e = new PiiEngine({ defaultAction: 'mask' });
+    expect(e.apply('Email: anna.schmidt@firma.de Schmidt, Anna').text).toBe('Email: [EMAIL_1] [PERSON_NAME_1]');
+    expect(e.apply('ANNA@FIRMA.COM SCHMIDT, Anna').text).toBe('[EMAIL_1] [PERSON_NAME_1]');
+  });
+
+  it('a name that overlaps a higher-priority detection keeps its free part (it was dropped whole)', () => {
+    const e = new PiiEngine({ defaultAction: 'redact', custom: [{ category: 'vendor', pattern: '\\b(?:Initech|Globex)\\b' }] });
+    expect(e.apply('Attendees: Ann Lee, Bob Stone, Cara Diaz, Globex Ruiz').text).toBe('Attendees: [PERSON_NAME], [PERSON_NAME], [PERSON_NAME], [VENDOR] [PERSON_NAME]');
+  });
+});
+
 describe('PiiEngine: text with combining marks', () => {
   const e = new PiiEngine({ defaultAction: 'mask' });
-  it('reads decomposed accents composed, so a name is masked whole (before, only "Jose" was masked and "García" written with U+0301 went through)', () => {
+  it('reads a letter with its combining marks as one, so a name is masked whole (before, only "Jose" was masked and "García" written with U+0301 went through)', () => {
     const nfd = 'Patient: José García, seen today'.normalize('NFD');
     expect(nfd).not.toBe(nfd.normalize('NFC'));
     const r = e.apply(nfd);
     expect(r.text).toBe('Patient: [PERSON_NAME_1], seen today');
-    expect(r.vault.restore(r.text)).toBe('Patient: José García, seen today'.normalize('NFC'));
+    // The vault gives back exactly what was sent, marks and all.
+    expect(r.vault.restore(r.text)).toBe(nfd);
+    expect(r.findings).toEqual([{ category: 'person_name', action: 'mask', start: 9, end: nfd.indexOf(',') }]);
   });
 
-  it('returns text with combining marks as it came when nothing is rewritten', () => {
-    const nfd = 'the café serves crème brûlée'.normalize('NFD');
-    expect(e.apply(nfd).text).toBe(nfd);
+  it('masks names whose letters have no composed form ("ọ̀")', () => {
+    const text = 'Seen by Dr. Olúwaṣeun Adébáyọ̀ Okonkwo today.';
+    const r = e.apply(text);
+    expect(r.text).toBe('Seen by [PERSON_NAME_1] today.');
+    expect(r.vault.restore(r.text)).toBe(text);
+  });
+
+  it('leaves everything else as it came (decomposed accents, the Ångström sign, CJK compatibility ideographs)', () => {
+    const text = 'File /Users/x/Jose\u0301.pdf, unit \u212B, \uF91D, mail bob@example.com'.normalize('NFD');
+    const r = e.apply(text);
+    expect(r.text).toBe(text.replace('bob@example.com', '[EMAIL_1]'));
+    expect(r.vault.restore(r.text)).toBe(text);
+    const plain = 'the café serves crème brûlée'.normalize('NFD');
+    expect(e.apply(plain).text).toBe(plain);
   });
 });
 

@@ -1,8 +1,6 @@
 import type { PiiEngine, PiiFinding } from './engine.js';
 import type { Detection } from './detectors.js';
 
-const COMBINING_MARK = /\p{M}/u;
-
 /** Characters of an answer held back before they are sent, so a value is seen whole before any of it leaves. */
 export const OUTPUT_HOLD_CHARS = 128;
 /** Characters gathered past the hold before the held text is scanned again (fewer scans; that much more latency). */
@@ -33,8 +31,9 @@ const MAX_HELD_FACTOR = 4;
  * character `hold` to `hold + step` characters later, and the rest at the end.
  *
  * Findings are reported once each, through `onFinding`, with offsets into the whole text (a
- * value cut short as above is reported as far as it was seen). Text with combining marks is
- * composed (NFC) as it arrives, so offsets and output are those of the composed text. Only `redact` and `allow` apply
+ * value cut short as above is reported as far as it was seen). A combining mark arriving after
+ * its letter joins it while both are held (the last `hold` characters always are), and the
+ * engine reads a letter with its marks as one (compose.ts). Only `redact` and `allow` apply
  * here (an answer already partly sent cannot be blocked); `mask` acts as `redact`.
  */
 export class StreamRedactor {
@@ -55,9 +54,6 @@ export class StreamRedactor {
 
   push(chunk: string): string {
     this.pending += chunk;
-    // Read composed, as PiiEngine.apply reads text: a combining accent composes with the letter
-    // before it, which is still held (the last `hold` characters always are).
-    if (COMBINING_MARK.test(chunk)) this.pending = this.pending.normalize('NFC');
     return this.pending.length > this.hold + this.step ? this.emit(false) : '';
   }
 

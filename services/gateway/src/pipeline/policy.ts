@@ -415,8 +415,7 @@ class JsonPolicyScanner {
   private inspect(value: string): void {
     if (value.length === 0) return;
     const pii = this.st.pii;
-    // Read composed, as `apply` reads text ("José" written with a combining accent).
-    const categories = [...new Set(pii.detect(value.normalize('NFC')).map((d) => d.category))].filter((c) => pii.actionFor(c) !== 'allow');
+    const categories = [...new Set(pii.detect(value).map((d) => d.category))].filter((c) => pii.actionFor(c) !== 'allow');
     if (categories.length > 0) {
       throw new CustodyError('ERR_POLICY_DENIED', `a field the gateway does not rewrite (an enum or an encoded payload) contains ${categories.join(', ')}`, { detail: { categories: categories.join(',') } });
     }
