@@ -1,5 +1,4 @@
 import { CustodyError } from '@custody/core';
-import { composeForDetection } from './compose.js';
 import { BUILTIN_DETECTORS, customDetector, detectAll, type CustomPattern, type Detection, type Detector } from './detectors.js';
 
 export type PiiAction = 'redact' | 'mask' | 'block' | 'allow';
@@ -122,21 +121,8 @@ export class PiiEngine {
     return (Object.hasOwn(this.actions, category) ? this.actions[category] : undefined) ?? this.defaultAction;
   }
 
-  /**
-   * Detections with offsets into `text`. Text with combining marks is read with each letter and
-   * its marks composed (compose.ts); the offsets still refer to `text` as given.
-   */
   detect(text: string): Detection[] {
-    const composed = composeForDetection(text);
-    if (composed === undefined) return detectAll(text, this.detectors);
-    const out: Detection[] = [];
-    for (const d of detectAll(composed.text, this.detectors)) {
-      const prev = out[out.length - 1];
-      const start = Math.max(composed.startOf(d.start), prev ? prev.end : 0);
-      const end = composed.endOf(d.end);
-      if (end > start) out.push({ category: d.category, start, end });
-    }
-    return out;
+    return detectAll(text, this.detectors);
   }
 
   /**

@@ -132,9 +132,13 @@ export const COMMON_LOWER_WORDS = new Set(
  * Title-case words: one inner capital (McDonald, VonRueden, DuBuque), an elided prefix
  * (O'Hara, D'Amore, D'angelo) and hyphenated parts (Turcotte-McCullough).
  */
-const NAME_PART = String.raw`(?:\p{Lu}['’])?\p{Lu}\p{Ll}+(?:\p{Lu}\p{Ll}+)?|\p{Lu}['’]\p{Ll}+`;
+// Letters may carry combining marks ("Jose\u0301" as some systems write "José"; "ọ̀", which has no
+// composed form): a mark belongs to the letter before it.
+const UP = String.raw`\p{Lu}\p{M}*`;
+const LOW = String.raw`(?:\p{Ll}\p{M}*)`;
+const NAME_PART = String.raw`(?:${UP}['’])?${UP}${LOW}+(?:${UP}${LOW}+)?|${UP}['’]${LOW}+`;
 const NAME_WORD = new RegExp(String.raw`^(?:${NAME_PART})(?:-(?:${NAME_PART}))*(?:['’]s)?$`, 'u');
-const INITIAL = /^\p{Lu}\.$/u;
+const INITIAL = /^\p{Lu}\p{M}*\.$/u;
 
 export interface NameSpan {
   start: number;
@@ -168,10 +172,10 @@ function isParticleAt(text: string, start: number, end: number): boolean {
 }
 
 /** "SURNAME, Given" and "Surname, Given" as in lists and records (see surnameStart for longer surnames). */
-const INVERTED = /(?<![\p{L}0-9'’-])(\p{Lu}[\p{Lu}'’-]+|\p{Lu}\p{Ll}+(?:\p{Lu}\p{Ll}+)?(?:-\p{Lu}\p{Ll}+)?), (\p{Lu}\p{Ll}+(?:-\p{Lu}\p{Ll}+)?)(?![\p{L}0-9'’-])/gu;
-const ALL_CAPS = /^\p{Lu}[\p{Lu}'’-]+$/u;
+const INVERTED = new RegExp(String.raw`(?<![\p{L}\p{M}0-9'’-])(\p{Lu}[\p{Lu}\p{M}'’-]+|${UP}${LOW}+(?:${UP}${LOW}+)?(?:-${UP}${LOW}+)?), (${UP}${LOW}+(?:-${UP}${LOW}+)?)(?![\p{L}\p{M}0-9'’-])`, 'gu');
+const ALL_CAPS = /^\p{Lu}[\p{Lu}\p{M}'’-]+$/u;
 /** The word that ends just before a space at the end of a text slice. */
-const WORD_BEFORE = /(?:^|\s)([\p{L}'’-]+) $/u;
+const WORD_BEFORE = /(?<![\p{L}\p{M}\p{N}.@'’-])([\p{L}\p{M}'’-]+) $/u;
 
 function findInvertedNames(text: string): NameSpan[] {
   const out: NameSpan[] = [];
@@ -199,7 +203,7 @@ function surnameStart(text: string, start: number, capsSurname: boolean): number
     const m = WORD_BEFORE.exec(text.slice(Math.max(0, from - 32), from));
     if (m === null) break;
     const w = m[1]!;
-    if (!SURNAME_PARTICLES.has(w.toLowerCase()) && !(capsSurname && ALL_CAPS.test(w) && !isIntroWord(w) && !isCommonWord(w.toLowerCase()))) break;
+    if (!SURNAME_PARTICLES.has(w.toLowerCase()) && !(capsSurname && ALL_CAPS.test(w) && !isIntroWord(w))) break;
     from -= w.length + 1;
   }
   return from;
@@ -250,10 +254,10 @@ function isKnownName(word: string): boolean {
 function introducedAfterThisIs(text: string, cueStart: number, nameEnd: number): boolean {
   return SELF_SINGLE.test(text.slice(nameEnd, nameEnd + 12)) || GREETING_BEFORE.test(text.slice(Math.max(0, cueStart - 16), cueStart));
 }
-const LOWER_WORD = /^\p{Ll}[\p{Ll}'’-]*\p{Ll}$/u;
+const LOWER_WORD = /^\p{Ll}[\p{Ll}\p{M}'’-]*[\p{Ll}\p{M}]$/u;
 /** Up to three lower-case words, ending at a space, punctuation or a full stop (not inside an address or a number). */
-const LOWER_WORDS = /^(\p{Ll}[\p{Ll}'’-]*)(?: (\p{Ll}[\p{Ll}'’-]*))?(?: (\p{Ll}[\p{Ll}'’-]*))?(?![\p{L}\p{N}@'’-]|\.[\p{L}\p{N}])/u;
-const LOWER_TWO = /^(\p{Ll}[\p{Ll}'’-]*) (\p{Ll}[\p{Ll}'’-]*)/u;
+const LOWER_WORDS = /^(\p{Ll}[\p{Ll}\p{M}'’-]*)(?: (\p{Ll}[\p{Ll}\p{M}'’-]*))?(?: (\p{Ll}[\p{Ll}\p{M}'’-]*))?(?![\p{L}\p{M}\p{N}@'’-]|\.[\p{L}\p{N}])/u;
+const LOWER_TWO = /^(\p{Ll}[\p{Ll}\p{M}'’-]*) (\p{Ll}[\p{Ll}\p{M}'’-]*)/u;
 
 /** Never a name in lower case: function and cue words, teams, shorthand, particles and suffixes ("de", "jr"). */
 function lowerNotName(w: string): boolean {
@@ -354,8 +358,8 @@ export function trimToLettersAndDigits(text: string, start: number, end: number)
   return start < end ? { start, end } : undefined;
 }
 
-const ALNUM = /^[\p{L}\p{N}]/u;
-/** Whether the code point that UTF-16 unit `i` belongs to is a letter or digit (letters outside the BMP too: "𞤀𞤣𞤤𞤢𞤥"). */
+const ALNUM = /^[\p{L}\p{N}\p{M}]/u;
+/** Whether the code point that UTF-16 unit `i` belongs to is a letter, digit or combining mark (letters outside the BMP too: "𞤀𞤣𞤤𞤢𞤥"). */
 function alnumCodePointAt(text: string, i: number): boolean {
   const c = text.charCodeAt(i);
   if (c < 0xd800 || c > 0xdfff) return isAlnum(c);
@@ -365,18 +369,21 @@ function alnumCodePointAt(text: string, i: number): boolean {
 
 const LETTER = /\p{L}/u;
 const LOWER = /\p{Ll}/u;
+const MARK = /\p{M}/u;
+/** A combining mark (in the BMP): part of the letter before it. */
+const isMark = (c: number): boolean => c >= 0x300 && (c <= 0x36f || MARK.test(String.fromCharCode(c)));
 /** A letter: ASCII at once, any other UTF-16 unit through the Unicode letter class (surrogates are not letters here). */
 const isLetter = (c: number): boolean => (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 0xc0 && LETTER.test(String.fromCharCode(c)));
 const isLower = (c: number): boolean => (c >= 97 && c <= 122) || (c >= 0xc0 && LOWER.test(String.fromCharCode(c)));
 const isAlnum = (c: number): boolean => isLetter(c) || (c >= 48 && c <= 57);
-/** Inside a word: letters, apostrophes (' and ’), periods and hyphens. */
-const isWordInner = (c: number): boolean => isLetter(c) || c === 0x27 || c === 0x2019 || c === 0x2e || c === 0x2d;
-/** A word ends in a letter or a period. */
-const isWordEnd = (c: number): boolean => isLetter(c) || c === 0x2e;
+/** Inside a word: letters, combining marks, apostrophes (' and ’), periods and hyphens. */
+const isWordInner = (c: number): boolean => isLetter(c) || c === 0x27 || c === 0x2019 || c === 0x2e || c === 0x2d || isMark(c);
+/** A word ends in a letter, a combining mark or a period. */
+const isWordEnd = (c: number): boolean => isLetter(c) || c === 0x2e || isMark(c);
 
 /**
  * Calls `f(start, end)` for each word of a text: what
- * `/(?<![A-Za-z0-9])(?:[A-Za-z][A-Za-z'’.-]*[A-Za-z.]|[A-Za-z])/g` matches, scanned by hand
+ * `/(?<![\p{L}0-9])(?:\p{L}[\p{L}\p{M}'’.-]*[\p{L}\p{M}.]|\p{L})/gu` matches in the BMP, scanned by hand
  * (the expression cost most of the name detector on long prompts). A test checks both give
  * the same words.
  */

@@ -31,9 +31,7 @@ const MAX_HELD_FACTOR = 4;
  * character `hold` to `hold + step` characters later, and the rest at the end.
  *
  * Findings are reported once each, through `onFinding`, with offsets into the whole text (a
- * value cut short as above is reported as far as it was seen). A combining mark arriving after
- * its letter joins it while both are held (the last `hold` characters always are), and the
- * engine reads a letter with its marks as one (compose.ts). Only `redact` and `allow` apply
+ * value cut short as above is reported as far as it was seen). Only `redact` and `allow` apply
  * here (an answer already partly sent cannot be blocked); `mask` acts as `redact`.
  */
 export class StreamRedactor {
