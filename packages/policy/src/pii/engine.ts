@@ -25,6 +25,9 @@ export interface PiiResult {
   vault: MaskVault;
 }
 
+/** A mask token: `[CATEGORY_N]`. */
+const TOKEN = /\[[A-Z][A-Z0-9_]*_\d+\]/g;
+
 /**
  * Reversible masks: each masked value becomes `[CATEGORY_N]`; the vault maps tokens back.
  * The same value within one request gets the same token, so the model can still refer to it.
@@ -33,14 +36,27 @@ export class MaskVault {
   private readonly byToken = new Map<string, string>();
   private readonly byValue = new Map<string, string>();
   private readonly counters = new Map<string, number>();
+  /** Token-shaped text that was in the request itself: never issued, never restored. */
+  private readonly reserved = new Set<string>();
+
+  /**
+   * Keeps token-shaped text found in `text` ("[EMAIL_1]" typed by the user) from being issued,
+   * so a restore never turns the user's own literal into a masked value.
+   */
+  reserveTokensIn(text: string): void {
+    if (!text.includes('[')) return;
+    for (const m of text.matchAll(TOKEN)) if (!this.byToken.has(m[0])) this.reserved.add(m[0]);
+  }
 
   tokenFor(category: string, value: string): string {
     const key = `${category}\u0000${value}`;
     const existing = this.byValue.get(key);
     if (existing) return existing;
-    const n = (this.counters.get(category) ?? 0) + 1;
+    let n = this.counters.get(category) ?? 0;
+    let token: string;
+    do token = `[${category.toUpperCase()}_${++n}]`;
+    while (this.reserved.has(token));
     this.counters.set(category, n);
-    const token = `[${category.toUpperCase()}_${n}]`;
     this.byToken.set(token, value);
     this.byValue.set(key, token);
     return token;
@@ -54,7 +70,7 @@ export class MaskVault {
   restore(text: string): string {
     if (this.byToken.size === 0) return text;
     // Categories are `[a-z][a-z0-9_]*` (digits too: `ssn2` gives `[SSN2_1]`).
-    return text.replace(/\[[A-Z][A-Z0-9_]*_\d+\]/g, (t) => this.byToken.get(t) ?? t);
+    return text.replace(TOKEN, (t) => this.byToken.get(t) ?? t);
   }
 
   /** Wipes the mapping (best effort: JS strings cannot be zeroed). */
@@ -130,6 +146,7 @@ export class PiiEngine {
    * the values); otherwise returns the rewritten text, the findings and the mask vault.
    */
   apply(text: string, vault = new MaskVault()): PiiResult {
+    vault.reserveTokensIn(text);
     const findings: PiiFinding[] = this.detect(text).map((d) => ({ ...d, action: this.actionFor(d.category) }));
     const blocked = [...new Set(findings.filter((f) => f.action === 'block').map((f) => f.category))];
     if (blocked.length > 0) {

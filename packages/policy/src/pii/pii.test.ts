@@ -49,6 +49,12 @@ describe('PII actions', () => {
     expect(r.vault.restore('Sent to [EMAIL_1] and [PHONE_1].')).toBe('Sent to ann@example.com and 555-010-4477.');
   });
 
+  it('never issues a token the text already holds: a literal "[EMAIL_1]" typed by the user stays literal on restore', () => {
+    const r = engine.apply('see [EMAIL_1] and bob@x.com');
+    expect(r.text).toBe('see [EMAIL_1] and [EMAIL_2]');
+    expect(r.vault.restore('[EMAIL_1] / [EMAIL_2]')).toBe('[EMAIL_1] / bob@x.com');
+  });
+
   it('redacts irreversibly, allows, and blocks without naming the value', () => {
     const e = new PiiEngine({ actions: { email: 'redact', phone: 'allow', payment_card: 'block' } });
     expect(e.apply('ann@example.com 555-010-4477').text).toBe('[EMAIL] 555-010-4477');

@@ -157,6 +157,16 @@ describe('input policy covers every text of the request', () => {
     }
   });
 
+  it('a literal mask token anywhere in the request (also as JSON escapes) is never issued, so restoring leaves it literal', async () => {
+    const tenant = await tenantWith({});
+    for (const literal of ['[EMAIL_1]', '\\u005bEMAIL_1\\u005d']) {
+      const text = `{"model":"m","messages":[{"role":"user","content":"mail bob@x.com"},{"role":"user","content":"I typed ${literal} myself"}]}`;
+      const r = run('chat.completions', text, tenant);
+      expect(r.sent).toContain('mail [EMAIL_2]');
+      expect(r.vault.restore('[EMAIL_1] and [EMAIL_2]')).toBe('[EMAIL_1] and bob@x.com');
+    }
+  });
+
   it('a field it does not rewrite is read composed: a name written with combining accents still denies', async () => {
     const tenant = await tenantWith({ pii: { defaultAction: 'redact' } });
     const nfd = 'Patient: Ángel'.normalize('NFD');
@@ -227,7 +237,10 @@ describe('input policy covers every text of the request', () => {
     expect(deniedCode(() => run('chat.completions', `{"model":"m","messages":[{"role":"user","content":"${CARD}","content":"hi"}]}`, tenant))).toBe('ERR_POLICY_DENIED');
     expect(deniedCode(() => run('chat.completions', `{"model":"m","messages":[{"role":"user","content":"a","content":"hi"}]}`, tenant))).toBe('ERR_INPUT_MALFORMED');
     expect(deniedCode(() => run('chat.completions', '{"model":"other","model":"m","messages":[]}', tenant))).toBe('ERR_INPUT_MALFORMED');
-    expect(deniedCode(() => run('chat.completions', JSON.stringify(chat({ metadata: { [EMAIL]: 1, '[EMAIL_1]': 2 } })), tenant))).toBe('ERR_POLICY_DENIED');
+    // Two redacted member names become the same "[PHONE]": refused.
+    expect(deniedCode(() => run('chat.completions', JSON.stringify(chat({ metadata: { '555-010-4477': 1, '555-010-9999': 2 } })), tenant))).toBe('ERR_POLICY_DENIED');
+    // A member named like a mask token is never merged with a masked one: the token is not issued.
+    expect(run('chat.completions', JSON.stringify(chat({ metadata: { [EMAIL]: 1, '[EMAIL_1]': 2 } })), tenant).sent).toContain('"[EMAIL_2]":1,"[EMAIL_1]":2');
     // Inside tool-call arguments (model output, read as text) a repeated name is only text.
     const args = `{"a":"${EMAIL}","a":"x"}`;
     const r = run('chat.completions', JSON.stringify(chat({ messages: [user('x'), { role: 'assistant', tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: args } }] }] })), tenant);

@@ -458,6 +458,9 @@ export function applyInputPolicy(route: InferenceRoute, body: Record<string, unk
     throw new CustodyError('ERR_INPUT_MALFORMED', 'the request body is not UTF-8', { cause: e });
   }
   const vault = new MaskVault();
+  // Token-shaped text anywhere in the request ("[EMAIL_1]" typed by the user, also as JSON
+  // escapes) is never issued, so restoring the answer leaves the user's literal as it was.
+  vault.reserveTokensIn(src.includes('\\u') ? JSON.stringify(body) : src);
   const st: ScanState = { pii: tenant.pii, vault, model: request.model, findings: [], chars: 0 };
   const forwarded = new JsonPolicyScanner(src, st, true).run(ROOTS[route], 0);
   const changed = forwarded !== src;
