@@ -142,6 +142,8 @@ describe('findPersonNames: weak cues (known given names only), lower case, Unico
     ['(VAN DER MEER, Long) and "de Vries, Jacobo"', ['VAN DER MEER, Long', 'de Vries, Jacobo']],
     // Letters with combining marks ("Jose\u0301", "ọ̀" with no composed form) are one letter.
     ['Patient: Jose\u0301 Garci\u0301a, Dr. Adébáyọ̀ Okonkwo', ['Jose\u0301 Garci\u0301a', 'Dr. Adébáyọ̀ Okonkwo']],
+    // A mark that ends a trimmed span stays in it (the mask covered "Adébáyọ" and left the grave accent out).
+    ['Okonkwo, Adébáyọ̀ 09:40', ['Okonkwo, Adébáyọ̀']],
     ['𞤀𞤣𞤤𞤢𞤥, 𞤀𞤣𞤢 called', ['𞤀𞤣𞤤𞤢𞤥, 𞤀𞤣𞤢']],
     ['set in 11 pt Calibri, 12pt Arial', []],
     ['Pt Lorraine van der Meulen seen', ['Lorraine van der Meulen']],

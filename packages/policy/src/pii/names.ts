@@ -362,7 +362,7 @@ const ALNUM = /^[\p{L}\p{N}\p{M}]/u;
 /** Whether the code point that UTF-16 unit `i` belongs to is a letter, digit or combining mark (letters outside the BMP too: "𞤀𞤣𞤤𞤢𞤥"). */
 function alnumCodePointAt(text: string, i: number): boolean {
   const c = text.charCodeAt(i);
-  if (c < 0xd800 || c > 0xdfff) return isAlnum(c);
+  if (c < 0xd800 || c > 0xdfff) return isAlnum(c) || isMark(c);
   const from = c >= 0xdc00 && i > 0 ? i - 1 : i;
   return ALNUM.test(text.slice(from, from + 2));
 }
