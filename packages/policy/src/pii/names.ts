@@ -128,14 +128,14 @@ export const COMMON_LOWER_WORDS = new Set(
   ).split(/\s+/),
 );
 
-/**
- * Title-case words: one inner capital (McDonald, VonRueden, DuBuque), an elided prefix
- * (O'Hara, D'Amore, D'angelo) and hyphenated parts (Turcotte-McCullough).
- */
 // Letters may carry combining marks ("Jose\u0301" as some systems write "José"; "ọ̀", which has no
 // composed form): a mark belongs to the letter before it.
 const UP = String.raw`\p{Lu}\p{M}*`;
 const LOW = String.raw`(?:\p{Ll}\p{M}*)`;
+/**
+ * Title-case words: one inner capital (McDonald, VonRueden, DuBuque), an elided prefix
+ * (O'Hara, D'Amore, D'angelo) and hyphenated parts (Turcotte-McCullough).
+ */
 const NAME_PART = String.raw`(?:${UP}['’])?${UP}${LOW}+(?:${UP}${LOW}+)?|${UP}['’]${LOW}+`;
 const NAME_WORD = new RegExp(String.raw`^(?:${NAME_PART})(?:-(?:${NAME_PART}))*(?:['’]s)?$`, 'u');
 const INITIAL = /^\p{Lu}\p{M}*\.$/u;
@@ -193,9 +193,9 @@ function findInvertedNames(text: string): NameSpan[] {
 /**
  * Where a surname found at `start` begins when up to three words before it belong to it:
  * particles ("de Vries, Jacobo", "VAN DER MEER, Long") and, before an all-capitals surname,
- * all-capitals words ("DELVALLE GUTIÉRREZ, Denise"), but not words that introduce a name ("ATTN")
- * or everyday English ("FINAL NOTICE BROWN, David"), and only words that stand after a space or
- * at the start (not ".de" of "anna@firma.de SCHMIDT, Anna").
+ * all-capitals words ("DELVALLE GUTIÉRREZ, Denise", "WHITE SMITH, Anna"; a heading before one
+ * is taken too), but not words that introduce a name ("ATTN"), and not a word joined to what
+ * comes before it (".de" of "anna@firma.de SCHMIDT, Anna").
  */
 function surnameStart(text: string, start: number, capsSurname: boolean): number {
   let from = start;
@@ -274,8 +274,8 @@ function isLowerNameWord(w: string): boolean {
  * space, neither of them everyday English or on a list ("this is tasha jaskolski,"), or a given
  * name followed by such a word ("spoke to maria lopez"), with a third such word if one follows
  * ("ana luiza agyei-ampadu"), or a known given name followed by any other lower-case word ("zane
- * smith"), or a known given name alone ("talked to zane"). After "this is" and "my name is" the name must end a clause or come before "here",
- * "calling", "from"...
+ * smith"), or a known given name alone ("talked to zane"). After "this is" and "my name is" the
+ * name must end a clause or come before "here", "calling", "from"...
  */
 function findLowerCaseNames(text: string): NameSpan[] {
   const out: NameSpan[] = [];
