@@ -29,27 +29,99 @@ const B64_LOOKUP = (() => {
   return t;
 })();
 
+/** The two alphabets as ASCII codes: a code at a time into a byte array, decoded once at the end. */
+const B64_STD = Uint8Array.from(B64, (c) => c.charCodeAt(0));
+const B64_URL = Uint8Array.from(B64.slice(0, 62) + '-_', (c) => c.charCodeAt(0));
+/** The encoders' output is ASCII, which UTF-8 decodes as is (and fast). */
+const ascii = new TextDecoder();
+const EQ = 0x3d;
+
+function encode64(b: Uint8Array, alphabet: Uint8Array, pad: boolean): string {
+  const n = b.length;
+  const full = n - (n % 3);
+  const rest = n - full;
+  const out = new Uint8Array((full / 3) * 4 + (rest === 0 ? 0 : pad ? 4 : rest + 1));
+  let o = 0;
+  for (let i = 0; i < full; i += 3) {
+    const v = (b[i]! << 16) | (b[i + 1]! << 8) | b[i + 2]!;
+    out[o] = alphabet[v >> 18]!;
+    out[o + 1] = alphabet[(v >> 12) & 63]!;
+    out[o + 2] = alphabet[(v >> 6) & 63]!;
+    out[o + 3] = alphabet[v & 63]!;
+    o += 4;
+  }
+  if (rest > 0) {
+    const v = (b[full]! << 16) | (rest > 1 ? b[full + 1]! << 8 : 0);
+    out[o++] = alphabet[v >> 18]!;
+    out[o++] = alphabet[(v >> 12) & 63]!;
+    if (rest > 1) out[o++] = alphabet[(v >> 6) & 63]!;
+    else if (pad) out[o++] = EQ;
+    if (pad) out[o] = EQ;
+  }
+  return ascii.decode(out);
+}
+
 export function toBase64(b: Uint8Array): string {
-  let s = '';
-  let i = 0;
-  for (; i + 2 < b.length; i += 3) {
-    const n = (b[i]! << 16) | (b[i + 1]! << 8) | b[i + 2]!;
-    s += B64[n >> 18]! + B64[(n >> 12) & 63]! + B64[(n >> 6) & 63]! + B64[n & 63]!;
-  }
-  if (i < b.length) {
-    const rest = b.length - i;
-    const n = (b[i]! << 16) | (rest > 1 ? b[i + 1]! << 8 : 0);
-    s += B64[n >> 18]! + B64[(n >> 12) & 63]! + (rest > 1 ? B64[(n >> 6) & 63]! : '=') + '=';
-  }
-  return s;
+  return encode64(b, B64_STD, true);
 }
 
+/** URL-safe base64 without padding (RFC 4648 section 5). */
 export function toBase64Url(b: Uint8Array): string {
-  return toBase64(b).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  return encode64(b, B64_URL, false);
 }
 
-/** Decodes standard or URL-safe base64, padded or not. Whitespace is ignored. */
+/**
+ * Decodes standard or URL-safe base64, padded or not. Whitespace is ignored. Strict: a
+ * character outside both alphabets, anything after padding, or non-zero bits after the last
+ * whole byte is an error (ERR_INPUT_MALFORMED).
+ */
 export function fromBase64(s: string): Bytes {
+  return fromBase64Quads(s) ?? fromBase64Chars(s);
+}
+
+/**
+ * The common case, four characters at a time: only alphabet characters, then at most trailing
+ * `=`. Undefined for anything else (whitespace, an error), which the character-at-a-time
+ * decoder handles, with its errors.
+ */
+function fromBase64Quads(s: string): Bytes | undefined {
+  let end = s.length;
+  while (end > 0 && s.charCodeAt(end - 1) === EQ) end--;
+  const tail = end & 3;
+  if (tail === 1) return undefined;
+  const quads = end - tail;
+  const out = new Uint8Array((quads / 4) * 3 + (tail === 0 ? 0 : tail - 1));
+  let o = 0;
+  for (let i = 0; i < quads; i += 4) {
+    const a = s.charCodeAt(i);
+    const b = s.charCodeAt(i + 1);
+    const c = s.charCodeAt(i + 2);
+    const d = s.charCodeAt(i + 3);
+    if ((a | b | c | d) > 255) return undefined;
+    const v = (B64_LOOKUP[a]! << 18) | (B64_LOOKUP[b]! << 12) | (B64_LOOKUP[c]! << 6) | B64_LOOKUP[d]!;
+    // A -1 anywhere sets the sign bit.
+    if (v < 0) return undefined;
+    out[o] = v >> 16;
+    out[o + 1] = (v >> 8) & 0xff;
+    out[o + 2] = v & 0xff;
+    o += 3;
+  }
+  if (tail > 0) {
+    const a = s.charCodeAt(quads);
+    const b = s.charCodeAt(quads + 1);
+    const c = tail === 3 ? s.charCodeAt(quads + 2) : 0x41; /* 'A', zero bits */
+    if ((a | b | c) > 255) return undefined;
+    const v = (B64_LOOKUP[a]! << 18) | (B64_LOOKUP[b]! << 12) | (B64_LOOKUP[c]! << 6);
+    if (v < 0) return undefined;
+    // Non-zero bits after the last whole byte: the character decoder refuses it.
+    if ((tail === 2 ? v & 0xffff : v & 0xff) !== 0) return undefined;
+    out[o] = v >> 16;
+    if (tail === 3) out[o + 1] = (v >> 8) & 0xff;
+  }
+  return out;
+}
+
+function fromBase64Chars(s: string): Bytes {
   const out = new Uint8Array(Math.floor((s.length * 3) / 4) + 3);
   let o = 0;
   let acc = 0;
