@@ -313,6 +313,7 @@ export async function encapsulateChunkedRequest(
 
 export class ChunkedServerContext {
   private used = false;
+  private prepared: Promise<{ nonce: Bytes; keys: { aead: AeadKey; nonce: Bytes } }> | undefined;
 
   /** @internal */
   constructor(
@@ -325,12 +326,33 @@ export class ChunkedServerContext {
     return this.ctx;
   }
 
-  /** Starts the response: the sealer's prefix is the response nonce, then each sealed chunk. */
+  /**
+   * Draws the response nonce and derives the response keys now, from the secure generator, so
+   * that `createResponseSealer` only wraps them: the gateway calls it while the model works.
+   * Does nothing once the response is started or already prepared.
+   */
+  prepareResponse(): void {
+    if (this.used || this.prepared) return;
+    this.prepared = this.responseKeys(secureRandom);
+    // A failure here surfaces when the response is started (the same derivation, so the same error).
+    this.prepared.catch(() => undefined);
+  }
+
+  private async responseKeys(random: RandomSource): Promise<{ nonce: Bytes; keys: { aead: AeadKey; nonce: Bytes } }> {
+    const nonce = random(responseNonceLength(this.header.aead));
+    return { nonce, keys: await exportResponseKeys(this.ctx, OhttpLabel.ChunkedResponse, this.enc, nonce) };
+  }
+
+  /**
+   * Starts the response: the sealer's prefix is the response nonce, then each sealed chunk. A
+   * `random` given here wins over a nonce `prepareResponse` drew.
+   */
   async createResponseSealer(options: { readonly random?: RandomSource } = {}): Promise<ChunkSealer> {
     if (this.used) throw new HpkeError('ERR_HPKE_PARAMS', 'the response to this request has already been started');
     this.used = true;
-    const nonce = (options.random ?? secureRandom)(responseNonceLength(this.header.aead));
-    const keys = await exportResponseKeys(this.ctx, OhttpLabel.ChunkedResponse, this.enc, nonce);
+    const prepared = options.random ? undefined : this.prepared;
+    this.prepared = undefined;
+    const { nonce, keys } = await (prepared ?? this.responseKeys(options.random ?? secureRandom));
     const cipher = new ResponseChunkCipher(keys.aead, keys.nonce);
     return new Sealer(nonce, (pt, aad) => cipher.seal(pt, aad));
   }

@@ -118,6 +118,48 @@ describe('OHTTP round trips', () => {
   });
 });
 
+describe('responses prepared ahead (the gateway derives the response keys while the model works)', () => {
+  it('a prepared response opens as any other; preparing twice, or after sealing, changes nothing', async () => {
+    const key = await createOhttpServerKey({ keyId: 1 });
+    const client = await encapsulateRequest(key.config, utf8('question'));
+    const server = await decapsulateRequest(key, client.encapsulatedRequest);
+    server.context.prepareResponse();
+    server.context.prepareResponse();
+    const sealed = await server.context.encapsulateResponse(utf8('answer'));
+    expect(new TextDecoder().decode(await client.context.decapsulateResponse(sealed))).toBe('answer');
+    // After sealing, nothing is prepared again: a second response gets a fresh nonce of its own.
+    server.context.prepareResponse();
+    const again = await server.context.encapsulateResponse(utf8('answer'));
+    expect(toHex(again.subarray(0, 16))).not.toBe(toHex(sealed.subarray(0, 16)));
+    expect(new TextDecoder().decode(await client.context.decapsulateResponse(again))).toBe('answer');
+  });
+
+  it('injected randomness wins over a prepared nonce (the published vectors stay reproducible)', async () => {
+    const key = await createOhttpServerKey({ keyId: 1, ikm: new Uint8Array(32).fill(3) });
+    const responses: string[] = [];
+    for (const prepare of [false, true]) {
+      const client = await encapsulateRequest(key.config, utf8('q'), { random: counterRandom(5) });
+      const server = await decapsulateRequest(key, client.encapsulatedRequest);
+      if (prepare) server.context.prepareResponse();
+      responses.push(toHex(await server.context.encapsulateResponse(utf8('a'), { random: counterRandom(40) })));
+    }
+    expect(responses[1]).toBe(responses[0]);
+    expect(responses[0]!.slice(0, 32)).toBe(toHex(counterRandom(40)(16)));
+  });
+
+  it('a prepared chunked response opens as any other, and the response still starts only once', async () => {
+    const key = await createOhttpServerKey({ keyId: 2 });
+    const { body, context } = await encapsulateChunkedRequest(key.config, streamOf(utf8('question')));
+    const server = await decapsulateChunkedRequest(key, streamOf(await readAll(body)));
+    expect(new TextDecoder().decode(await readAll(server.request))).toBe('question');
+    server.context.prepareResponse();
+    const sealer = await server.context.createResponseSealer();
+    const wire = concatBytes(sealer.prefix, await sealReady(sealer, utf8('to'), { first: false }), await sealReady(sealer, utf8('ken'), { first: false, final: true }));
+    expect(new TextDecoder().decode(await readAll(context.decapsulateResponse(streamOf(wire))))).toBe('token');
+    expect((await failure(server.context.createResponseSealer())).code).toBe('ERR_HPKE_PARAMS');
+  });
+});
+
 describe('chunked OHTTP streaming', () => {
   async function exchange(body: Uint8Array[], responseParts: Uint8Array[], cuts: number[]): Promise<{ request: Uint8Array; response: Uint8Array }> {
     const key = await createOhttpServerKey({ keyId: 4 });

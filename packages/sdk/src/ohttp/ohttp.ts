@@ -209,8 +209,18 @@ export async function encapsulateRequest(config: KeyConfig, request: Uint8Array,
   return { encapsulatedRequest: concatBytes(hdr, ctx.enc, ct), context: new OhttpClientContext(ctx, header) };
 }
 
+/** A response nonce and the keys derived from it, made before the response is known. */
+interface PreparedResponse {
+  readonly nonce: Bytes;
+  readonly keys: { readonly aead: AeadKey; readonly nonce: Bytes };
+}
+
 /** The gateway's half of an exchange: seals the response to the client. */
 export class OhttpServerContext {
+  private prepared: Promise<PreparedResponse> | undefined;
+  /** Set once a response is sealed: nothing more is prepared. */
+  private sealed = false;
+
   /** @internal */
   constructor(
     private readonly ctx: HpkeRecipientContext,
@@ -218,10 +228,32 @@ export class OhttpServerContext {
     readonly enc: Bytes,
   ) {}
 
-  /** Seals message/ohttp-res bytes; `random` supplies the response nonce (default secure). */
+  /**
+   * Draws the response nonce and derives the response keys now, from the secure generator, so
+   * that `encapsulateResponse` only seals: the gateway calls it while the model works. Does
+   * nothing once a response is sealed or already prepared.
+   */
+  prepareResponse(): void {
+    if (this.sealed || this.prepared) return;
+    this.prepared = this.responseKeys(secureRandom);
+    // A failure here surfaces when the response is sealed (the same derivation, so the same error).
+    this.prepared.catch(() => undefined);
+  }
+
+  private async responseKeys(random: RandomSource): Promise<PreparedResponse> {
+    const nonce = random(responseNonceLength(this.header.aead));
+    return { nonce, keys: await exportResponseKeys(this.ctx, OhttpLabel.Response, this.enc, nonce) };
+  }
+
+  /**
+   * Seals message/ohttp-res bytes; `random` supplies the response nonce (default secure, or what
+   * `prepareResponse` drew; a `random` given here wins over a prepared nonce).
+   */
   async encapsulateResponse(response: Uint8Array, options: { readonly random?: RandomSource } = {}): Promise<Bytes> {
-    const nonce = (options.random ?? secureRandom)(responseNonceLength(this.header.aead));
-    const keys = await exportResponseKeys(this.ctx, OhttpLabel.Response, this.enc, nonce);
+    const prepared = options.random ? undefined : this.prepared;
+    this.prepared = undefined;
+    this.sealed = true;
+    const { nonce, keys } = await (prepared ?? this.responseKeys(options.random ?? secureRandom));
     const ct = await keys.aead.seal(keys.nonce, new Uint8Array(0), response);
     return concatBytes(nonce, ct);
   }

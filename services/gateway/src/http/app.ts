@@ -248,6 +248,16 @@ async function admit<C extends { readonly enc: Uint8Array; readonly header: { re
 }
 
 /**
+ * Runs `work` once the pipeline waits for the backend: the pipeline runs on from here through
+ * already-settled promises (policy, the decision in the ledger, the call to the backend), and an
+ * immediate runs after them, while the model works. Work that does not depend on the answer
+ * (the response nonce and keys) then leaves the path between the answer and the client.
+ */
+function whileTheModelWorks(work: () => void): void {
+  setImmediate(work);
+}
+
+/**
  * The non-chunked OHTTP exchange (`message/ohttp-req`), independent of the HTTP server: the
  * media type (`ct`, its essence) and the sealed request's bytes in, the sealed response (or a
  * problem document) out. The Hono route and the node:http fast path both answer through it.
@@ -260,6 +270,7 @@ export function createOhttpExchange(d: GatewayAppDeps): (ct: string, read: () =>
     const a = await admit(d, async () => decapsulateRequest(d.keys.ohttp.active, await read()));
     if ('body' in a) return a;
     const { context, answer } = a;
+    whileTheModelWorks(() => context.prepareResponse());
     const inner = await d.pipeline.handle(a.request, answer.snapshot, a.receivedAt, answer.sign, signal);
     let content: Uint8Array;
     let status = inner.status;
@@ -308,6 +319,8 @@ export function createChunkedExchange(d: GatewayAppDeps): (body: () => ReadableS
       return { request: await readAll(decap.request, MAX_INNER_BODY), context: decap.context };
     });
     if ('body' in a) return a;
+    const { context } = a;
+    whileTheModelWorks(() => context.prepareResponse());
     const inner = await d.pipeline.handle(a.request, a.answer.snapshot, a.receivedAt, a.answer.sign, signal);
     // From here the answer holds the tenant's place and the masked values until `finish` or
     // `abandon`: whatever fails before the chunks take it over gives them back.
