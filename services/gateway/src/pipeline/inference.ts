@@ -198,8 +198,10 @@ export class InferencePipeline {
     if (!route || req.method !== 'POST') throw new CustodyError('ERR_GATEWAY_ROUTE', undefined, { detail: { method: req.method.slice(0, 10) } });
     ctx.routeLabel = ctx.route = route;
     let json: Record<string, unknown>;
+    let text: string;
     try {
-      const v = JSON.parse(strictUtf8.decode(req.content)) as unknown;
+      text = strictUtf8.decode(req.content);
+      const v = JSON.parse(text) as unknown;
       if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
       json = v as Record<string, unknown>;
     } catch (e) {
@@ -213,7 +215,7 @@ export class InferencePipeline {
     const stream = route !== 'embeddings' && json.stream === true;
     let ip;
     try {
-      ip = applyInputPolicy(route, json, req.content, ctx.tenant, { model: model.id, stream });
+      ip = applyInputPolicy(route, json, req.content, ctx.tenant, { model: model.id, stream }, text);
     } catch (e) {
       const err = toCustodyError(e);
       if (err.code === 'ERR_POLICY_DENIED') {

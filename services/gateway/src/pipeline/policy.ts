@@ -445,7 +445,15 @@ function replaceMembers(target: Record<string, unknown>, source: unknown): void 
  * backend reads); when the policy rewrites anything, it is updated in place to match the
  * forwarded bytes.
  */
-export function applyInputPolicy(route: InferenceRoute, body: Record<string, unknown>, raw: Bytes, tenant: Tenant, request: { model: string; stream: boolean }): InputPolicyResult {
+export function applyInputPolicy(
+  route: InferenceRoute,
+  body: Record<string, unknown>,
+  raw: Bytes,
+  tenant: Tenant,
+  request: { model: string; stream: boolean },
+  /** `raw` already decoded (strict UTF-8) by the caller, which parsed `body` from it. */
+  text?: string,
+): InputPolicyResult {
   if (route === 'chat.completions') {
     const messages = body.messages;
     if (!Array.isArray(messages)) throw new CustodyError('ERR_INPUT_MALFORMED', 'messages must be a list');
@@ -453,7 +461,7 @@ export function applyInputPolicy(route: InferenceRoute, body: Record<string, unk
   }
   let src: string;
   try {
-    src = strictUtf8.decode(raw);
+    src = text ?? strictUtf8.decode(raw);
   } catch (e) {
     throw new CustodyError('ERR_INPUT_MALFORMED', 'the request body is not UTF-8', { cause: e });
   }
