@@ -62,3 +62,18 @@ export function failWith(e: unknown, json: boolean): never {
 
 const useColor = process.stdout.isTTY && !process.env.NO_COLOR;
 export const mark = (ok: boolean): string => (ok ? (useColor ? '\x1b[32mPASS\x1b[0m' : 'PASS') : useColor ? '\x1b[31mFAIL\x1b[0m' : 'FAIL');
+
+/**
+ * How the user ran this command, for the commands it suggests: the checkout's launcher sets
+ * CUSTODY_COMMAND to its own path as invoked (`./custody`, `/opt/custody/custody`); an
+ * installed binary is `custody`.
+ */
+export function commandName(): string {
+  const c = process.env.CUSTODY_COMMAND;
+  return c ? shellWord(c) : 'custody';
+}
+
+/** A word for a POSIX shell: as is when it needs no quoting, else single-quoted. */
+export function shellWord(s: string): string {
+  return /^[A-Za-z0-9_./:@%+=,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}

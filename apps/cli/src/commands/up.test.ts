@@ -10,7 +10,7 @@ let firstRun = '';
 afterAll(() => rmSync(data, { recursive: true, force: true }));
 
 function custody(...args: string[]) {
-  return spawnSync(process.execPath, ['--conditions=source', '--import', 'tsx', 'apps/cli/src/main.ts', ...args], { cwd: repoRoot, encoding: 'utf8', timeout: 120_000 });
+  return spawnSync(process.execPath, ['--conditions=source', '--import', 'tsx', 'apps/cli/src/main.ts', ...args], { cwd: repoRoot, encoding: 'utf8', timeout: 120_000, env: { ...process.env, CUSTODY_COMMAND: '' } });
 }
 
 describe('custody up (the quick start)', () => {
@@ -29,6 +29,26 @@ describe('custody up (the quick start)', () => {
     expect(r.stdout).toMatch(/PASS ledger +the broker's appraisal is entry \d+ of custody\.local\/ledger/);
     // The PII in the prompt never reached the model: it was masked, then restored in the answer.
     expect(r.stdout).toMatch(/person_name_1/);
+    // The commands it suggests name an installed `custody` when no launcher says otherwise.
+    expect(r.stdout).toMatch(/^ {2}custody receipt verify \//m);
+  });
+
+  it('suggests commands as the launcher was run, quoted for the shell when they need it', () => {
+    const dir = mkdtempSync(join(tmpdir(), "custody up's dir "));
+    try {
+      const r = spawnSync(process.execPath, ['--conditions=source', '--import', 'tsx', 'apps/cli/src/main.ts', 'up', '--data', dir, '--once'], {
+        cwd: repoRoot,
+        encoding: 'utf8',
+        timeout: 120_000,
+        env: { ...process.env, CUSTODY_COMMAND: '/opt/my tools/custody' },
+      });
+      expect(r.status, r.stderr).toBe(0);
+      const quotedDir = `'${dir.replace(/'/g, `'\\''`)}`;
+      expect(r.stdout).toContain(`  '/opt/my tools/custody' log verify --checkpoint ${quotedDir}/ledger/checkpoint' --vkey '`);
+      expect(r.stdout).toContain(`  '/opt/my tools/custody' receipt verify ${quotedDir}/last-request/receipt.json' --bundle `);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('is idempotent on its state directory, and its log and ledger hold no prompt text', () => {

@@ -12,7 +12,7 @@ import { createEventsNodeHandler, createLogApp, listen, newWriterKey, openLog, p
 import { BrokerAdminClient, fetchKey, startBroker } from '@custody/broker-service';
 import { DEV_SIM_MEASUREMENT, describeGgufFile, launchGateway, runConfidentialRequest, sealModelFile } from '@custody/gateway-service';
 import { readInputFile, readNamedFiles } from '../files.js';
-import { failWith, mark, printJson } from '../output.js';
+import { commandName, failWith, mark, printJson, shellWord } from '../output.js';
 import { EXIT_NOT_VERIFIED, EXIT_OK } from '../exit.js';
 import { writeSecretFile } from './log.js';
 import type { Register } from './index.js';
@@ -211,9 +211,11 @@ export const register: Register = (program: Command) => {
         }
         say('');
         say('How to verify what happened:');
-        say(`  ./custody log verify --checkpoint ${resolve(data, 'ledger', 'checkpoint')} --vkey '${vkey}'`);
-        say(`  ./custody receipt verify ${resolve(saved, 'receipt.json')} --bundle ${resolve(saved, 'bundle.json')} --jwks ${resolve(saved, 'jwks.json')} --allow-simulated \\`);
-        say(`      --response ${resolve(saved, 'response.json')}${proofFile ? ` --proof ${proofFile} --vkey '${vkey}'` : ''}`);
+        const cmd = commandName();
+        const q = shellWord;
+        say(`  ${cmd} log verify --checkpoint ${q(resolve(data, 'ledger', 'checkpoint'))} --vkey '${vkey}'`);
+        say(`  ${cmd} receipt verify ${q(resolve(saved, 'receipt.json'))} --bundle ${q(resolve(saved, 'bundle.json'))} --jwks ${q(resolve(saved, 'jwks.json'))} --allow-simulated \\`);
+        say(`      --response ${q(resolve(saved, 'response.json'))}${proofFile ? ` --proof ${q(proofFile)} --vkey '${vkey}'` : ''}`);
         say(`    (offline: the gateway was attested when it answered, the receipt is signed by its attested key, is in the log, and covers this answer)`);
         say(`  Every appraisal, release, refusal and receipt above is an entry of that log; no prompt text or key bytes are in it.`);
         if (json) printJson({ ok: samples.every((x) => x.result.ok), samples, ledger: ledgerServer.url, broker: broker.url, gateway: gw.url, release: { key: good.key, auditIndex: good.auditIndex }, receipt: r.receipt, verification: r.verification });
