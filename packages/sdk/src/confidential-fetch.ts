@@ -240,16 +240,17 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
     spare = undefined;
   }
 
-  // The KEM half of the next request's encapsulation (ephemeral key and X25519), made after a
-  // request has gone out, while the client waits: the next request then spends only the key
-  // schedule and the seal before it leaves. Not with injected randomness (deterministic tests).
+  // The next request's encapsulation up to the seal (ephemeral key, X25519, and the key schedule
+  // for a request of the kind that just went out), made after a request has gone out, while the
+  // client waits: the next request then spends only the seal before it leaves. Not with
+  // injected randomness (deterministic tests).
   let spare: { config: KeyConfig; prepared: Promise<HpkePreparedEncap | undefined> } | undefined;
 
-  function prepareNext(config: KeyConfig): void {
+  function prepareNext(config: KeyConfig, chunked: boolean): void {
     if (options.random || spare) return;
     setTimeout(() => {
       if (spare) return;
-      spare = { config, prepared: prepareEncapsulation(config).catch(() => undefined) };
+      spare = { config, prepared: prepareEncapsulation(config, { chunked }).catch(() => undefined) };
     }, 0);
   }
 
@@ -290,7 +291,7 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
     let open: (res: Response) => Promise<Response>;
     if (!stream) {
       const { encapsulatedRequest, context } = await encapsulateRequest(config, bhttp, await encapsulateOptionsFor(config));
-      prepareNext(config);
+      prepareNext(config, false);
       outer = await transport(ohttpUrl, {
         method: 'POST',
         headers: { 'content-type': OhttpMediaType.Request, accept: OhttpMediaType.Response },
@@ -313,7 +314,7 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
       // The whole request is known, so it is sealed up front: browsers only stream request bodies over HTTP/2.
       const { body: sealedStream, context } = await encapsulateChunkedRequest(config, bhttp, await encapsulateOptionsFor(config));
       const sealed = await readAll(sealedStream);
-      prepareNext(config);
+      prepareNext(config, true);
       outer = await transport(ohttpUrl, {
         method: 'POST',
         headers: { 'content-type': OhttpMediaType.ChunkedRequest, accept: OhttpMediaType.ChunkedResponse },

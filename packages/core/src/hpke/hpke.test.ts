@@ -7,6 +7,7 @@ import { hkdfExpand, hkdfExtract } from './hkdf.js';
 import { HpkePreparedEncap, hpkeOpen, hpkeReceiveExport, hpkeSeal, hpkeSendExport, prepareHpkeEncap, setupHpkeRecipient, setupHpkeSender } from './hpke.js';
 import { AeadId, HpkeMode, KdfId, KemId, hpkeSuiteName, isHpkeSuiteSupported } from './identifiers.js';
 import { deriveHpkeKeyPair, deserializeHpkePrivateKey, deserializeHpkePublicKey, generateHpkeKeyPair, serializeHpkePrivateKey, serializeHpkePublicKey } from './keys.js';
+import { getHpkeProvider, type HpkePrimitives } from './provider.js';
 
 const X25519_AES128 = { kem: KemId.DhkemX25519HkdfSha256, kdf: KdfId.HkdfSha256, aead: AeadId.Aes128Gcm };
 
@@ -222,6 +223,46 @@ describe('prepared encapsulation (base mode, done ahead of time)', () => {
     expect(toHex(ctx.enc)).toBe(v.enc);
     const first = v.encryptions[0]!;
     if (v.aead_id !== AeadId.ExportOnly) expect(toHex(await ctx.seal(fromHex(first.pt), fromHex(first.aad)))).toBe(first.ct);
+  });
+
+  it.each(vectors.map((v) => [`aead ${v.aead_id}`, v] as const))('with its key schedule run ahead, for the info used or another, still reproduces the vector, %s', async (_name, v) => {
+    const suite = { kem: KemId.DhkemX25519HkdfSha256, kdf: KdfId.HkdfSha256, aead: v.aead_id };
+    const r = await deriveHpkeKeyPair(KemId.DhkemX25519HkdfSha256, fromHex(v.ikmR));
+    const e = await deriveHpkeKeyPair(KemId.DhkemX25519HkdfSha256, fromHex(v.ikmE));
+    const otherAead = v.aead_id === AeadId.Aes128Gcm ? AeadId.Aes256Gcm : AeadId.Aes128Gcm;
+    // The expected info and suite; another info; another AEAD: each SetupS gives the vector's context.
+    for (const expect_ of [{ suite, info: fromHex(v.info) }, { suite, info: utf8('another info') }, { suite: { ...suite, aead: otherAead }, info: fromHex(v.info) }]) {
+      const prepared = await prepareHpkeEncap({ kem: suite.kem, recipientPublicKey: r.publicKey, ephemeralKeyPair: e, expect: expect_ });
+      const ctx = await setupHpkeSender({ suite, recipientPublicKey: r.publicKey, info: fromHex(v.info), prepared });
+      expect(prepared.used).toBe(true);
+      const first = v.encryptions[0]!;
+      if (v.aead_id !== AeadId.ExportOnly) expect(toHex(await ctx.seal(fromHex(first.pt), fromHex(first.aad)))).toBe(first.ct);
+      // The second message too: the sequence number starts at zero whichever schedule was used.
+      const second = v.encryptions[1];
+      if (second && v.aead_id !== AeadId.ExportOnly) expect(toHex(await ctx.seal(fromHex(second.pt), fromHex(second.aad)))).toBe(second.ct);
+    }
+  });
+
+  it('the schedule run ahead is what SetupS uses: no key derivation is left for it (and one is, for another info)', async () => {
+    const base = getHpkeProvider();
+    let hmacs = 0;
+    const counting: HpkePrimitives = { ...base, hmac: (kdf, key, message) => (hmacs++, base.hmac(kdf, key, message)) };
+    const r = await generateHpkeKeyPair(KemId.DhkemX25519HkdfSha256);
+    const info = utf8('the request info');
+    for (const [setupInfo, derives] of [[info, false], [utf8('another'), true]] as const) {
+      const p = await prepareHpkeEncap({ kem: X25519_AES128.kem, recipientPublicKey: r.publicKey, provider: counting, expect: { suite: X25519_AES128, info } });
+      hmacs = 0;
+      const ctx = await setupHpkeSender({ suite: X25519_AES128, recipientPublicKey: r.publicKey, info: setupInfo, prepared: p, provider: counting });
+      expect(hmacs > 0).toBe(derives);
+      const sealed = await ctx.seal(utf8('hello'));
+      expect(new TextDecoder().decode(await hpkeOpen({ suite: X25519_AES128, recipientKeyPair: r, enc: ctx.enc, info: setupInfo }, sealed))).toBe('hello');
+    }
+  });
+
+  it('a schedule run ahead for a suite of another KEM is refused when prepared', async () => {
+    const r = await generateHpkeKeyPair(KemId.DhkemX25519HkdfSha256);
+    const err = await failure(prepareHpkeEncap({ kem: X25519_AES128.kem, recipientPublicKey: r.publicKey, expect: { suite: { ...X25519_AES128, kem: KemId.DhkemP256HkdfSha256 }, info: utf8('x') } }));
+    expect(err.code).toBe('ERR_HPKE_KEY');
   });
 
   it('is used once, for its recipient key, in base mode only; discard wipes it', async () => {

@@ -46,6 +46,9 @@ export interface HpkeSenderParams {
  * which depend on neither `info` nor the message. A client computes it while idle and then
  * spends only the key schedule and the seal when a request is ready. It belongs to one
  * recipient key and KEM and is used once: a second SetupS with it throws ERR_HPKE_PARAMS.
+ * Given the suite and `info` the next SetupS will most likely use (`prepareHpkeEncap`'s
+ * `expect`), the key schedule for them is run ahead too; a SetupS with another suite or info
+ * runs its own from the shared secret, and the expected one is wiped.
  */
 export class HpkePreparedEncap {
   readonly kem: number;
@@ -87,7 +90,42 @@ export class HpkePreparedEncap {
   discard(): void {
     preparedSecrets.get(this)?.fill(0);
     preparedSecrets.delete(this);
+    dropSchedule(this);
   }
+}
+
+/** A key schedule run ahead for the suite and info a prepared encapsulation expects. */
+interface PreparedSchedule {
+  readonly suite: HpkeSuiteIds;
+  readonly info: Bytes;
+  readonly schedule: Promise<Schedule>;
+}
+const preparedSchedules = new WeakMap<HpkePreparedEncap, PreparedSchedule>();
+
+/** The schedule run ahead for exactly this suite and info, taken (it is used once); undefined otherwise. */
+function takeSchedule(p: HpkePreparedEncap, suite: HpkeSuiteIds, info: Uint8Array): Promise<Schedule> | undefined {
+  const s = preparedSchedules.get(p);
+  if (!s) return undefined;
+  preparedSchedules.delete(p);
+  if (s.suite.kem === suite.kem && s.suite.kdf === suite.kdf && s.suite.aead === suite.aead && equalBytes(s.info, info)) return s.schedule;
+  wipeSchedule(s.schedule);
+  return undefined;
+}
+
+function dropSchedule(p: HpkePreparedEncap): void {
+  const s = preparedSchedules.get(p);
+  preparedSchedules.delete(p);
+  if (s) wipeSchedule(s.schedule);
+}
+
+function wipeSchedule(schedule: Promise<Schedule>): void {
+  schedule.then(
+    (x) => {
+      x.exporterSecret.fill(0);
+      x.baseNonce.fill(0);
+    },
+    () => undefined,
+  );
 }
 
 /** Only this module constructs prepared encapsulations. */
@@ -110,13 +148,27 @@ export async function prepareHpkeEncap(params: {
   /** Only for published test vectors. */
   readonly ephemeralKeyPair?: HpkeKeyPair;
   readonly provider?: HpkePrimitives;
+  /** The suite (its KEM is `kem`) and info the SetupS will most likely use: its key schedule is run now too. */
+  readonly expect?: { readonly suite: HpkeSuiteIds; readonly info: Uint8Array };
 }): Promise<HpkePreparedEncap> {
   const kem = kemParams(params.kem);
   if (params.recipientPublicKey.kem !== kem.id) throw new HpkeError('ERR_HPKE_PARAMS', 'recipient public key is for another KEM', { detail: { kem: params.recipientPublicKey.kem, expected: kem.id } });
   const provider = params.provider ?? getHpkeProvider();
+  const expect = params.expect;
+  const suite = expect ? resolveSuite(expect.suite) : undefined;
+  if (suite) checkKem(suite, kem.id, 'prepared encapsulation');
   const eph = await ephemeral(provider, kem, params);
   const sharedSecret = await encap(provider, kem, params.recipientPublicKey, eph, undefined);
-  return new HpkePreparedEncap(PREPARED, kem.id, params.recipientPublicKey.bytes, eph.publicKey, sharedSecret);
+  const prepared = new HpkePreparedEncap(PREPARED, kem.id, params.recipientPublicKey.bytes, eph.publicKey, sharedSecret);
+  if (expect && suite) {
+    // Its own copy of the secret: the key schedule wipes what it is given, and a SetupS with another info still needs it.
+    const schedule = keySchedule(provider, suite, HpkeMode.Base, copyBytes(sharedSecret), expect.info, undefined);
+    // A failure here is not this call's: the SetupS that would use it runs its own schedule instead.
+    schedule.catch(() => undefined);
+    preparedSchedules.set(prepared, { suite: { kem: suite.kem.id, kdf: suite.kdf.id, aead: suite.aead.id }, info: copyBytes(expect.info), schedule });
+    await schedule.catch(() => undefined);
+  }
+  return prepared;
 }
 
 export interface HpkeRecipientParams {
@@ -401,7 +453,13 @@ export async function setupHpkeSender(params: HpkeSenderParams): Promise<HpkeSen
     if (mode !== HpkeMode.Base || params.ephemeralKeyPair || params.random) throw new HpkeError('ERR_HPKE_PARAMS', 'a prepared encapsulation is for base mode with nothing else choosing the ephemeral key');
     if (!p.isFor(suite.kem.id, params.recipientPublicKey.bytes)) throw new HpkeError('ERR_HPKE_PARAMS', 'the prepared encapsulation is for another recipient key');
     const sharedSecret = takePreparedSecret(p);
-    const schedule = await keySchedule(provider, suite, mode, sharedSecret, params.info ?? EMPTY, params.psk);
+    const ahead = takeSchedule(p, params.suite, params.info ?? EMPTY);
+    let schedule: Schedule | undefined;
+    if (ahead) {
+      schedule = await ahead.catch(() => undefined);
+      if (schedule) sharedSecret.fill(0);
+    }
+    schedule ??= await keySchedule(provider, suite, mode, sharedSecret, params.info ?? EMPTY, params.psk);
     return new SenderContext(suite, mode, schedule, p.enc);
   }
   const eph = await ephemeral(provider, suite.kem, params);

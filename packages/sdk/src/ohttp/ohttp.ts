@@ -149,11 +149,17 @@ export interface EncapsulateOptions {
 
 /**
  * The KEM half of a future request's encapsulation, made now (while the client is idle): the
- * ephemeral key and shared secret for this configuration's key. Pass it as `prepared` to one
- * `encapsulateRequest` or `encapsulateChunkedRequest` to this configuration.
+ * ephemeral key and shared secret for this configuration's key, and the key schedule of the
+ * kind of request expected next (`chunked`: `encapsulateChunkedRequest`, else
+ * `encapsulateRequest`) with the suite `preferredSuites` selects. Pass it as `prepared` to one
+ * `encapsulateRequest` or `encapsulateChunkedRequest` to this configuration; the other kind,
+ * or another suite, runs its own key schedule.
  */
-export async function prepareEncapsulation(config: KeyConfig): Promise<HpkePreparedEncap> {
-  return prepareHpkeEncap({ kem: config.kem, recipientPublicKey: await importConfigKey(config) });
+export async function prepareEncapsulation(config: KeyConfig, expect: { readonly chunked?: boolean; readonly preferredSuites?: readonly OhttpSymmetricSuite[] } = {}): Promise<HpkePreparedEncap> {
+  const suite = selectSuite(config, expect.preferredSuites);
+  const header: OhttpRequestHeader = { keyId: config.keyId, kem: suite.kem, kdf: suite.kdf, aead: suite.aead };
+  const info = requestInfo(expect.chunked ? OhttpLabel.ChunkedRequest : OhttpLabel.Request, header);
+  return prepareHpkeEncap({ kem: config.kem, recipientPublicKey: await importConfigKey(config), expect: { suite, info } });
 }
 
 /** The client's half of an exchange: opens the matching response. */
