@@ -17,18 +17,33 @@ export interface Detector {
   find(text: string): Detection[];
 }
 
+/** What every match of an expression contains: a string, or an ASCII digit (what `\d` matches). */
+type Needs = string | typeof DIGIT;
+const DIGIT: unique symbol = Symbol('an ASCII digit');
+
+/** Whether the last text asked about has an ASCII digit: the digit detectors ask of the same text in turn. */
+let digitText: string | undefined;
+let digitFound = false;
+function hasDigit(text: string): boolean {
+  if (text !== digitText) {
+    digitText = text;
+    digitFound = /\d/.test(text);
+  }
+  return digitFound;
+}
+
 /**
- * `needs`: a string every match contains; text without it is skipped without running the
- * expression (an e-mail address has an '@', an IPv6 address a ':'), which saves a regex scan of
- * every prompt that has none.
+ * `needs`: what every match contains; text without it is skipped without running the expression
+ * (an e-mail address has an '@', an IPv6 address a ':', a card, IBAN, national id, IPv4 address,
+ * phone number or date a digit), which saves a regex scan of every prompt that has none.
  */
-function regexDetector(category: string, priority: number, re: RegExp, valid: (m: string) => boolean = () => true, group = 0, needs?: string): Detector {
+function regexDetector(category: string, priority: number, re: RegExp, valid: (m: string) => boolean = () => true, group = 0, needs?: Needs): Detector {
   return {
     category,
     priority,
     find(text) {
       const out: Detection[] = [];
-      if (needs !== undefined && !text.includes(needs)) return out;
+      if (needs === DIGIT ? !hasDigit(text) : needs !== undefined && !text.includes(needs)) return out;
       for (const m of text.matchAll(re)) {
         const value = m[group];
         if (value === undefined || !valid(value)) continue;
@@ -66,20 +81,27 @@ const DOB = new RegExp(String.raw`(?:\b(?:DOB|date of birth|birth ?date|birthday
 
 export const BUILTIN_DETECTORS: readonly Detector[] = [
   regexDetector('email', 90, EMAIL, () => true, 0, '@'),
-  regexDetector('iban', 85, IBAN, ibanValid),
-  regexDetector('payment_card', 80, CARD, (m) => luhnValid(digitsOf(m)) && !/^(\d)\1+$/.test(digitsOf(m))),
-  regexDetector('national_id', 75, SSN, ssnValid),
-  regexDetector('national_id', 76, SSN_CUED, (m) => ssnValid(m.replace(/ /g, '-')), 1),
-  regexDetector('national_id', 75, NINO),
-  regexDetector('date_of_birth', 70, DOB, () => true, 1),
-  regexDetector('ip_address', 65, IPV4, ipv4Valid),
+  regexDetector('iban', 85, IBAN, ibanValid, 0, DIGIT),
+  regexDetector('payment_card', 80, CARD, (m) => luhnValid(digitsOf(m)) && !/^(\d)\1+$/.test(digitsOf(m)), 0, DIGIT),
+  regexDetector('national_id', 75, SSN, ssnValid, 0, DIGIT),
+  regexDetector('national_id', 76, SSN_CUED, (m) => ssnValid(m.replace(/ /g, '-')), 1, DIGIT),
+  regexDetector('national_id', 75, NINO, () => true, 0, DIGIT),
+  regexDetector('date_of_birth', 70, DOB, () => true, 1, DIGIT),
+  regexDetector('ip_address', 65, IPV4, ipv4Valid, 0, DIGIT),
   regexDetector('ip_address', 65, IPV6, (m) => m.includes(':') && ipv6Valid(m) && /[0-9a-fA-F]{1,4}:[0-9a-fA-F]{0,4}:/.test(m), 0, ':'),
-  regexDetector('phone', 61, /(?<![\w+])\+[1-9]\d{7,14}(?!\w)/g),
-  regexDetector('phone', 60, PHONE, (m) => {
-    if (/^\d{4}-\d{2}-\d{2}$|^\d{1,2}[.-]\d{1,2}[.-]\d{2,4}$/.test(m)) return false; // a date
-    const n = digitsOf(m.replace(/(?:x|ext\.?|extension) ?\d+$/i, '')).length;
-    return n >= 7 && n <= 15;
-  }),
+  regexDetector('phone', 61, /(?<![\w+])\+[1-9]\d{7,14}(?!\w)/g, () => true, 0, DIGIT),
+  regexDetector(
+    'phone',
+    60,
+    PHONE,
+    (m) => {
+      if (/^\d{4}-\d{2}-\d{2}$|^\d{1,2}[.-]\d{1,2}[.-]\d{2,4}$/.test(m)) return false; // a date
+      const n = digitsOf(m.replace(/(?:x|ext\.?|extension) ?\d+$/i, '')).length;
+      return n >= 7 && n <= 15;
+    },
+    0,
+    DIGIT,
+  ),
   { category: 'person_name', priority: 10, find: (text) => findPersonNames(text).map((s) => ({ category: 'person_name', ...s })) },
 ];
 

@@ -31,6 +31,20 @@ describe('PII detectors', () => {
     expect(cats(text)).toEqual(expected);
   });
 
+  it('texts with and without digits, one after another, each get every detector that can match them', () => {
+    // The digit detectors skip a text without an ASCII digit (remembering the last text asked about).
+    const texts: [string, string[][]][] = [
+      ['no digits in this one, only words', []],
+      ['call (555) 010-4477 or mail a@b.example', [['phone', '(555) 010-4477'], ['email', 'a@b.example']]],
+      ['no digits in this one, only words', []],
+      ['card 4111 1111 1111 1111', [['payment_card', '4111 1111 1111 1111']]],
+      // Digits outside ASCII are not what `\d` matches: no detector would match them anyway.
+      ['card ٤١١١ ١١١١ ١١١١ ١١١١', []],
+      ['card 4111 1111 1111 1111', [['payment_card', '4111 1111 1111 1111']]],
+    ];
+    for (let round = 0; round < 2; round++) for (const [text, expected] of texts) expect(cats(text)).toEqual(expected);
+  });
+
   it('checks checksums exactly', () => {
     expect(luhnValid('79927398713')).toBe(true);
     expect(luhnValid('79927398710')).toBe(false);
