@@ -155,17 +155,16 @@ export async function prepareHpkeEncap(params: {
   if (params.recipientPublicKey.kem !== kem.id) throw new HpkeError('ERR_HPKE_PARAMS', 'recipient public key is for another KEM', { detail: { kem: params.recipientPublicKey.kem, expected: kem.id } });
   const provider = params.provider ?? getHpkeProvider();
   const expect = params.expect;
-  const suite = expect ? resolveSuite(expect.suite) : undefined;
-  if (suite) checkKem(suite, kem.id, 'prepared encapsulation');
+  if (expect) checkKem(resolveSuite(expect.suite), kem.id, 'prepared encapsulation');
   const eph = await ephemeral(provider, kem, params);
   const sharedSecret = await encap(provider, kem, params.recipientPublicKey, eph, undefined);
   const prepared = new HpkePreparedEncap(PREPARED, kem.id, params.recipientPublicKey.bytes, eph.publicKey, sharedSecret);
-  if (expect && suite) {
+  if (expect) {
+    const { kem: k, kdf, aead } = expect.suite;
     // Its own copy of the secret: the key schedule wipes what it is given, and a SetupS with another info still needs it.
-    const schedule = keySchedule(provider, suite, HpkeMode.Base, copyBytes(sharedSecret), expect.info, undefined);
+    const schedule = keySchedule(provider, resolveSuite(expect.suite), HpkeMode.Base, copyBytes(sharedSecret), expect.info, undefined);
+    preparedSchedules.set(prepared, { suite: { kem: k, kdf, aead }, info: copyBytes(expect.info), schedule });
     // A failure here is not this call's: the SetupS that would use it runs its own schedule instead.
-    schedule.catch(() => undefined);
-    preparedSchedules.set(prepared, { suite: { kem: suite.kem.id, kdf: suite.kdf.id, aead: suite.aead.id }, info: copyBytes(expect.info), schedule });
     await schedule.catch(() => undefined);
   }
   return prepared;

@@ -30,6 +30,7 @@ import {
 import type { KeyConfig, OhttpServerKey } from './key-config.js';
 import {
   decodeRequestHeader,
+  drawResponseKeys,
   exportResponseKeys,
   findServerKey,
   OhttpLabel,
@@ -40,6 +41,7 @@ import {
   wrapError,
   type EncapsulateOptions,
   type OhttpRequestHeader,
+  type PreparedResponse,
 } from './ohttp.js';
 import { StreamBuffer } from './stream-buffer.js';
 import { encodeVarint } from './varint.js';
@@ -313,7 +315,7 @@ export async function encapsulateChunkedRequest(
 
 export class ChunkedServerContext {
   private used = false;
-  private prepared: Promise<{ nonce: Bytes; keys: { aead: AeadKey; nonce: Bytes } }> | undefined;
+  private prepared: Promise<PreparedResponse> | undefined;
 
   /** @internal */
   constructor(
@@ -338,9 +340,8 @@ export class ChunkedServerContext {
     this.prepared.catch(() => undefined);
   }
 
-  private async responseKeys(random: RandomSource): Promise<{ nonce: Bytes; keys: { aead: AeadKey; nonce: Bytes } }> {
-    const nonce = random(responseNonceLength(this.header.aead));
-    return { nonce, keys: await exportResponseKeys(this.ctx, OhttpLabel.ChunkedResponse, this.enc, nonce) };
+  private responseKeys(random: RandomSource): Promise<PreparedResponse> {
+    return drawResponseKeys(this.ctx, OhttpLabel.ChunkedResponse, this.enc, this.header.aead, random);
   }
 
   /**

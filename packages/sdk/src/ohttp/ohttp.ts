@@ -216,9 +216,15 @@ export async function encapsulateRequest(config: KeyConfig, request: Uint8Array,
 }
 
 /** A response nonce and the keys derived from it, made before the response is known. */
-interface PreparedResponse {
+export interface PreparedResponse {
   readonly nonce: Bytes;
   readonly keys: { readonly aead: AeadKey; readonly nonce: Bytes };
+}
+
+/** @internal A response nonce from `random` and the response keys for it (both server contexts). */
+export async function drawResponseKeys(ctx: HpkeExporter, label: string, enc: Uint8Array, aead: number, random: RandomSource): Promise<PreparedResponse> {
+  const nonce = random(responseNonceLength(aead));
+  return { nonce, keys: await exportResponseKeys(ctx, label, enc, nonce) };
 }
 
 /** The gateway's half of an exchange: seals the response to the client. */
@@ -246,9 +252,8 @@ export class OhttpServerContext {
     this.prepared.catch(() => undefined);
   }
 
-  private async responseKeys(random: RandomSource): Promise<PreparedResponse> {
-    const nonce = random(responseNonceLength(this.header.aead));
-    return { nonce, keys: await exportResponseKeys(this.ctx, OhttpLabel.Response, this.enc, nonce) };
+  private responseKeys(random: RandomSource): Promise<PreparedResponse> {
+    return drawResponseKeys(this.ctx, OhttpLabel.Response, this.enc, this.header.aead, random);
   }
 
   /**
