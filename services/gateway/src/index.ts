@@ -7,7 +7,7 @@ export { AttestationManager, type AttestationState, type AttestationSnapshot, ty
 export { isRefusal, isIdentityRefusal, releasedKeyName, releasedKeyVersion, type BrokerClient, type BrokerChallenge, type BrokerAttestRequest, type BrokerAttestResult, type ReleasedKeyEnvelope } from './attestation/broker-client.js';
 export { LocalAppraisalBroker, type LocalAppraisalBrokerOptions } from './attestation/local-broker.js';
 export { HttpBrokerClient, type HttpBrokerClientOptions } from './attestation/http-broker-client.js';
-export { InMemoryLedgerSink, type LedgerSink } from './ledger/ledger-sink.js';
+export { InMemoryLedgerSink, type InMemoryLedgerOptions, type LedgerSink } from './ledger/ledger-sink.js';
 export { GatewayKeys, OhttpKeyRing, ReceiptSigner, deriveGatewayIdentity, identityKeyId, IDENTITY_DERIVATION_SALT, MIN_IDENTITY_SECRET, type GatewayIdentity, type IdentityKeyVersion } from './keys/gateway-keys.js';
 export { TenantDirectory, parseGatewayPolicy, apiKeyDigest, type Tenant, type TenantConfig, type GatewayPolicyDocument } from './pipeline/tenants.js';
 export { applyInputPolicy, restoreJson, restoreSseStream, type InferenceRoute, type InputPolicyResult } from './pipeline/policy.js';

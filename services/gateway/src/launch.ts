@@ -30,6 +30,11 @@ import { apiKeyDigest, type GatewayPolicyDocument } from './pipeline/tenants.js'
 import { createRelayApp } from './relay/relay.js';
 
 export const DEV_SIM_MEASUREMENT = '00'.repeat(48);
+/**
+ * Entries whose bytes the default in-memory development log keeps (every entry's hash stays,
+ * so any index still proves): a gateway serving for days without `--ledger` stays bounded.
+ */
+export const DEV_LEDGER_RETAIN = 4096;
 
 export interface LaunchGatewayConfig {
   port?: number;
@@ -66,7 +71,8 @@ export interface LaunchGatewayConfig {
   /**
    * Where receipts and policy decisions (and, with the development broker, appraisals) are
    * logged: the transparency ledger's URL (`custody log serve`), or a sink. Default an in-memory
-   * development log, neither persistent nor shared with anyone.
+   * development log, neither persistent nor shared with anyone, that keeps the bytes of its last
+   * `DEV_LEDGER_RETAIN` entries (and every entry's hash, for proofs).
    */
   ledger?: LedgerSink | string;
   /** With a ledger URL: the log's writer key (`custody log writer-key`), sent with every append. */
@@ -141,7 +147,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
   const devices: DeviceAttester[] = (c.gpus ?? []).map((g) => (isArgv(g) ? new CommandGpuAttester({ argv: g }) : g));
   // A ledger this launch connects to (a URL) is also one it closes.
   const remote = typeof c.ledger === 'string' ? await HttpAuditSink.connect(c.ledger, undefined, c.ledgerWriterKey ? { writerKey: c.ledgerWriterKey } : {}) : undefined;
-  const ledger = remote ?? (c.ledger as LedgerSink | undefined) ?? (await InMemoryLedgerSink.create());
+  const ledger = remote ?? (c.ledger as LedgerSink | undefined) ?? (await InMemoryLedgerSink.create(undefined, undefined, { retain: DEV_LEDGER_RETAIN }));
   const backend = await makeBackend(c, clock, logger);
   const sealed = backend instanceof SealedModelBackend ? backend : undefined;
   if (c.identityKey !== undefined && !c.broker) throw new CustodyError('ERR_USAGE', 'a shared identity key is held by the key broker: give --broker with --identity-key');
@@ -203,7 +209,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     `  model        ${model?.label ?? model?.id ?? 'none'}${backend.kind === 'demo' ? '' : ` via ${backend.kind}`}${model?.digest ? ` ${model.digest}` : ''}`,
     ...(sealed ? [`  sealed       weights encrypted under broker key ${sealed.header.key.name} v${sealed.header.key.version}, released to this attested gateway and decrypted inside it (every re-attestation asks again)`] : []),
     `  attestation  ${c.broker ? 'broker EAR' : 'in-process appraisal (development broker)'}${snap.earId ? `, EAR ${snap.earId}` : ''}; OHTTP key id ${snap.keyConfigs.map((k) => k.keyId).join(', ')}`,
-    `  ledger       ${remote ? `${remote.location} (transparency log: receipts and policy decisions)` : c.ledger ? 'configured sink' : 'in-memory development log (not persistent)'}`,
+    `  ledger       ${remote ? `${remote.location} (transparency log: receipts and policy decisions)` : c.ledger ? 'configured sink' : `in-memory development log (not persistent; keeps the last ${DEV_LEDGER_RETAIN} entries, every hash)`}`,
     ...(remote?.sendsKeyInClear ? [`  WARNING      ${CLEARTEXT_KEY_WARNING}`] : []),
     ...(gateway.keys.identity ? [`  identity     shared keys from broker key ${gateway.keys.identity.name} v${gateway.keys.identity.version} (every replica with it publishes the same OHTTP and receipt keys)`] : []),
     `  anti-replay  ${replay.kind === 'memory' ? 'memory (this process only; replicas need --replay-store sqlite:PATH or postgres://...)' : `shared ${replay.kind} store`}`,

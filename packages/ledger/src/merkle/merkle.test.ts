@@ -126,6 +126,28 @@ describe('Merkle tree and proofs (RFC 6962 / 9162)', () => {
     expect(() => inclusionProofRanges(3, 3)).toThrowError(expect.objectContaining({ code: 'ERR_TLOG_INCLUSION' }) as Error);
   });
 
+  it('keeps its hashes packed past every buffer doubling: roots and proofs stay those of the RFC', async () => {
+    // Level buffers start at 16 hashes and double; 1100 leaves cross that six times on level 0.
+    const many = Array.from({ length: 1100 }, (_, i) => utf8(`entry ${i}`));
+    const big = new MemoryTree();
+    for (const e of many) big.appendEntry(e);
+    const leafHashes = many.map((e) => rfc6962.leaf(e));
+    for (const n of [1, 15, 16, 17, 31, 32, 33, 513, 1024, 1025, 1100]) expect(toHex(await big.root(n)), `size ${n}`).toBe(toHex(merkleRoot(leafHashes.slice(0, n))));
+    for (const i of [0, 15, 16, 17, 1023, 1024, 1099]) {
+      const proof = await proveInclusion(big, i, 1100);
+      expect(() => verifyInclusion(i, 1100, leafHashes[i]!, proof, merkleRoot(leafHashes))).not.toThrow();
+    }
+    // What it hands out is a copy: changing it changes nothing inside.
+    const h = big.leafHash(17);
+    h.fill(0);
+    expect(toHex(big.leafHash(17))).toBe(toHex(leafHashes[17]!));
+    expect(toHex(await big.root())).toBe(toHex(merkleRoot(leafHashes)));
+    expect(() => big.leafHash(1100)).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }) as Error);
+    await expect(big.readNodes([{ level: 11, index: 0 }])).rejects.toMatchObject({ code: 'ERR_TLOG_TILE' });
+    expect(() => big.appendLeafHash(new Uint8Array(31))).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }) as Error);
+    expect(big.size).toBe(1100);
+  });
+
   it('handles indexes beyond 2^32 (no 32-bit shifts)', () => {
     const size = 2 ** 40 + 12345;
     const ranges = inclusionProofRanges(2 ** 35 + 7, size);

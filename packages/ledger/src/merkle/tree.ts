@@ -1,5 +1,5 @@
 import { VerificationError, type Bytes } from '@custody/core';
-import { rfc6962, type TreeHasher } from './hasher.js';
+import { HASH_SIZE, rfc6962, type TreeHasher } from './hasher.js';
 
 /**
  * A perfect subtree of the log: `level` l and `index` n cover the leaves [n * 2^l, (n+1) * 2^l).
@@ -141,11 +141,43 @@ export function merkleRoot(leafHashes: readonly Uint8Array[], hasher: TreeHasher
 }
 
 /**
- * An in-memory tree that keeps every perfect subtree hash (about 2n hashes). For tests, small
- * logs and tools; the service keeps tiles instead.
+ * One level of a MemoryTree: its hashes back to back in a buffer that doubles as it fills, so a
+ * hash costs its 32 bytes and not an object of its own (about 150 bytes more each, and work for
+ * the garbage collector).
+ */
+class HashLevel {
+  private buf = new Uint8Array(HASH_SIZE * 16);
+  length = 0;
+
+  push(h: Uint8Array): void {
+    if (h.length !== HASH_SIZE) throw new VerificationError('ERR_INPUT_MALFORMED', 'Merkle hashes are 32 bytes', { detail: { length: h.length } });
+    if ((this.length + 1) * HASH_SIZE > this.buf.length) {
+      const grown = new Uint8Array(this.buf.length * 2);
+      grown.set(this.buf);
+      this.buf = grown;
+    }
+    this.buf.set(h, this.length * HASH_SIZE);
+    this.length++;
+  }
+
+  /** A view of hash `i` (valid until the next push; only for hashing at once). */
+  view(i: number): Uint8Array {
+    return this.buf.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE);
+  }
+
+  /** A copy of hash `i`, or undefined out of range. */
+  get(i: number): Bytes | undefined {
+    return Number.isInteger(i) && i >= 0 && i < this.length ? this.buf.slice(i * HASH_SIZE, (i + 1) * HASH_SIZE) : undefined;
+  }
+}
+
+/**
+ * An in-memory tree that keeps every perfect subtree hash (about 2n hashes, 64 bytes a leaf).
+ * For tests, small logs, tools and the gateway's development log; the service keeps tiles
+ * instead.
  */
 export class MemoryTree implements HashSource {
-  private readonly levels: Bytes[][] = [[]];
+  private readonly levels: HashLevel[] = [new HashLevel()];
 
   constructor(private readonly hasher: TreeHasher = rfc6962) {}
 
@@ -159,14 +191,14 @@ export class MemoryTree implements HashSource {
 
   appendLeafHash(leafHash: Uint8Array): number {
     const index = this.levels[0]!.length;
-    let h = leafHash as Bytes;
+    let h = leafHash;
     let l = 0;
     let i = index;
     for (;;) {
-      const level = (this.levels[l] ??= []);
+      const level = (this.levels[l] ??= new HashLevel());
       level.push(h);
       if (i % 2 === 0) break;
-      h = this.hasher.node(level[i - 1]!, h);
+      h = this.hasher.node(level.view(i - 1), level.view(i));
       i = (i - 1) / 2;
       l++;
     }
@@ -174,7 +206,7 @@ export class MemoryTree implements HashSource {
   }
 
   leafHash(index: number): Bytes {
-    const h = this.levels[0]![index];
+    const h = this.levels[0]!.get(index);
     if (!h) throw new VerificationError('ERR_INPUT_MALFORMED', 'leaf index out of range', { detail: { index } });
     return h;
   }
@@ -182,7 +214,7 @@ export class MemoryTree implements HashSource {
   readNodes(ids: readonly NodeId[]): Promise<Bytes[]> {
     const out: Bytes[] = [];
     for (const { level, index } of ids) {
-      const h = this.levels[level]?.[index];
+      const h = this.levels[level]?.get(index);
       if (!h) return Promise.reject(new VerificationError('ERR_TLOG_TILE', 'node is not in the tree', { detail: { level, index } }));
       out.push(h);
     }

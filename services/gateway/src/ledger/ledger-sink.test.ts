@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeEvent, parseTlogPolicy, type CustodyEvent } from '@custody/ledger';
+import { encodeEvent, parseTlogPolicy, verifyTlogProof, type CustodyEvent } from '@custody/ledger';
 import { createConfidentialFetch, digestOf, prepareReceipt, RECEIPT_FORMAT, receiptLedgerEvent, verifyReceiptInclusion, type Receipt, type ReceiptBody } from '@custody/sdk';
 import { toHex } from '@custody/core';
 import { createHash } from 'node:crypto';
@@ -29,6 +29,34 @@ describe('InMemoryLedgerSink', () => {
     expect(toHex(sink.entries[index]!)).toBe(toHex(expected));
     entry.fill(0);
     expect(toHex(sink.entries[index]!)).toBe(toHex(expected));
+  });
+
+  it('with retain, keeps only recent entries in memory, and still proves every index', async () => {
+    const sink = await InMemoryLedgerSink.create(undefined, undefined, { retain: 4 });
+    const event = (i: number): CustodyEvent => ({ v: 1, type: 'gate.decision', time: '2026-11-27T10:00:00.000Z', actor: 'custody-gateway', gate: 'gateway.input-policy', decision: 'allow', subject: `tenant-${i}`, inputDigest: 'sha256:' + '0a'.repeat(32) });
+    const stored: Uint8Array[] = [];
+    for (let i = 0; i < 11; i++) {
+      const { index, entry } = await sink.append(event(i));
+      expect(index).toBe(i);
+      stored.push(entry);
+      // Never more than twice `retain` held, never fewer than `retain` (once there are that many).
+      expect(sink.entries.length).toBeLessThan(8);
+      expect(sink.entries.length).toBeGreaterThanOrEqual(Math.min(i + 1, 4));
+      expect(sink.events).toHaveLength(sink.entries.length);
+    }
+    expect(sink.size).toBe(11);
+    expect(sink.firstRetained).toBe(4);
+    expect(sink.events[0]).toMatchObject({ subject: 'tenant-4' });
+    for (let i = 4; i < 11; i++) expect(toHex(await sink.entry(i))).toBe(toHex(stored[i]!));
+    await expect(sink.entry(3)).rejects.toThrow('no longer retained');
+    await expect(sink.entry(11)).rejects.toThrow('no such entry');
+    const policy = parseTlogPolicy(sink.tlogPolicyText);
+    for (const i of [0, 3, 4, 10]) {
+      await expect(verifyTlogProof(await sink.proof(i), { entry: stored[i]! }, policy, { now: new Date() })).resolves.toMatchObject({ index: i });
+      await expect(verifyTlogProof(await sink.proof(i), { entry: stored[(i + 1) % 11]! }, policy, { now: new Date() })).rejects.toMatchObject({ code: 'ERR_TLOG_INCLUSION' });
+    }
+    await expect(InMemoryLedgerSink.create(undefined, undefined, { retain: 0 })).rejects.toMatchObject({ code: 'ERR_USAGE' });
+    await expect(InMemoryLedgerSink.create(undefined, undefined, { retain: 1.5 })).rejects.toMatchObject({ code: 'ERR_USAGE' });
   });
 });
 
