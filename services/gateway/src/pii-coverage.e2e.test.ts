@@ -93,6 +93,26 @@ describe('every field reaches the input policy (upstream test double)', () => {
     expect(gw.upstream!.received.length).toBe(before);
   });
 
+  it('a card or an address spelt with fullwidth digits, zero-width spaces or a fullwidth @ is found as its ASCII spelling', async () => {
+    const before = gw.upstream!.received.length;
+    const card = '\uFF14\uFF11\uFF11\uFF11\u200B \uFF11\uFF11\uFF11\uFF11\u00A0\uFF11\uFF11\uFF11\uFF11 1111';
+    // Sent as raw UTF-8 and as JSON escapes: the policy reads the decoded string either way.
+    for (const text of [JSON.stringify(chat('fake-model', { messages: [user(`pay with ${card}`)] })), JSON.stringify(chat('fake-model', { messages: [user(`pay with ${card}`)] })).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)]) {
+      const res = await fetcher(gw).send('chat', text);
+      expect(res.status).toBe(403);
+      expect(((await res.json()) as { code: string }).code).toBe('ERR_POLICY_DENIED');
+      expect(lastDecision(gw)).toMatchObject({ decision: 'deny', ruleIds: ['payment_card'] });
+    }
+    expect(gw.upstream!.received.length).toBe(before);
+    const mail = 'alice.martin\uFF20example.org';
+    const res = await fetcher(gw).send('chat', JSON.stringify(chat('fake-model', { messages: [user(`write to ${mail} today`)] })));
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+    const forwarded = gw.upstream!.received.at(-1)!.body;
+    expect(forwarded).not.toContain('alice.martin');
+    expect(forwarded).toContain('write to [EMAIL_1] today');
+  });
+
   it('control: a request with nothing to rewrite is forwarded byte for byte; a masked one differs only in the masked string', async () => {
     // Unusual but valid JSON: spacing, escapes, a big integer seed, numbers as written, a
     // vendor extension, tool calls and tool definitions.

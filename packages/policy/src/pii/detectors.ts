@@ -120,8 +120,143 @@ export function customDetector(p: CustomPattern): Detector {
   return regexDetector(p.category, p.priority ?? 95, new RegExp(p.pattern, flags), () => true, p.group ?? 0);
 }
 
-/** Runs detectors and resolves overlaps: higher priority first, then longer spans. */
+/**
+ * The text as the detectors read it, when it is not plain ASCII: each character folded to what
+ * the ASCII patterns expect, so a value cannot slip past them by its spelling. Segment `i`
+ * covers folded characters from `at[i]` and the text from `src[i]`: a run copied as it is
+ * (`len[i]` = -1: character for character), or one code point of `len[i]` code units folded
+ * (every folded character of it stands for the whole code point).
+ */
+interface FoldedText {
+  text: string;
+  at: number[];
+  src: number[];
+  len: number[];
+}
+
+/** A UTF-16 code unit outside ASCII (surrogates included). */
+const NON_ASCII_G = /[\u0080-\uffff]/g;
+const NON_ASCII = /[\u0080-\uffff]/;
+const FORMAT = /^\p{Cf}$/u;
+const SPACE = /^\p{Zs}$/u;
+const DASH = /^\p{Pd}$/u;
+const DECIMAL = /^\p{Nd}$/u;
+const folds = new Map<number, string>();
+
+/** The value of a decimal digit of any script: Unicode encodes each script's digits 0 to 9 in runs of ten. */
+function digitValue(cp: number): number {
+  let k = 0;
+  while (DECIMAL.test(String.fromCodePoint(cp - k - 1))) k++;
+  return k % 10;
+}
+
+/**
+ * One code point folded: invisible format characters (zero-width spaces and joiners, soft
+ * hyphens, direction marks) to nothing; any space to ' '; compatibility forms whose NFKC form is
+ * ASCII (fullwidth digits, letters and '@', superscript digits, ligatures) to that; any dash to
+ * '-'; a decimal digit of any script to its ASCII digit. Anything else stays as it is.
+ */
+function foldCodePoint(cp: number): string {
+  let f = folds.get(cp);
+  if (f !== undefined) return f;
+  const ch = String.fromCodePoint(cp);
+  const nfkc = ch.normalize('NFKC');
+  if (FORMAT.test(ch)) f = '';
+  else if (SPACE.test(ch)) f = ' ';
+  else if (nfkc !== ch && !NON_ASCII.test(nfkc)) f = nfkc;
+  else if (DASH.test(ch)) f = '-';
+  else if (DECIMAL.test(ch)) f = String(digitValue(cp));
+  else f = ch;
+  if (folds.size < 8192) folds.set(cp, f);
+  return f;
+}
+
+/** `undefined` for ASCII text (nothing to fold: the common case costs one scan). */
+function foldForDetection(text: string): FoldedText | undefined {
+  NON_ASCII_G.lastIndex = 0;
+  let m = NON_ASCII_G.exec(text);
+  if (!m) return undefined;
+  const parts: string[] = [];
+  const at: number[] = [];
+  const src: number[] = [];
+  const len: number[] = [];
+  let size = 0;
+  let i = 0;
+  while (i < text.length) {
+    const j = m ? m.index : text.length;
+    if (j > i) {
+      at.push(size);
+      src.push(i);
+      len.push(-1);
+      parts.push(text.slice(i, j));
+      size += j - i;
+    }
+    if (!m) break;
+    const cp = text.codePointAt(j)!;
+    const n = cp > 0xffff ? 2 : 1;
+    const f = foldCodePoint(cp);
+    if (f.length > 0) {
+      at.push(size);
+      src.push(j);
+      len.push(n);
+      parts.push(f);
+      size += f.length;
+    }
+    i = j + n;
+    NON_ASCII_G.lastIndex = i;
+    m = NON_ASCII_G.exec(text);
+  }
+  return { text: parts.join(''), at, src, len };
+}
+
+/** The segment of folded character `k` (the last whose start is at or before it). */
+function segmentOf(f: FoldedText, k: number): number {
+  let lo = 0;
+  let hi = f.at.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (f.at[mid]! <= k) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/** Where the text behind folded character `k` starts. */
+function sourceStart(f: FoldedText, k: number): number {
+  const s = segmentOf(f, k);
+  return f.len[s] === -1 ? f.src[s]! + (k - f.at[s]!) : f.src[s]!;
+}
+
+/** Where the text behind folded character `k` ends. */
+function sourceEnd(f: FoldedText, k: number): number {
+  const s = segmentOf(f, k);
+  return f.len[s] === -1 ? f.src[s]! + (k - f.at[s]!) + 1 : f.src[s]! + f.len[s]!;
+}
+
+/**
+ * Runs detectors and resolves overlaps: higher priority first, then longer spans. Text that is
+ * not plain ASCII is read folded (`foldCodePoint`): a card number in fullwidth digits, a phone
+ * number with no-break spaces or en dashes, an address with a fullwidth '@' or digits with
+ * zero-width spaces between them are found as their ASCII spelling would be, and the spans
+ * returned are those of the text as given (what is redacted or masked is what was sent).
+ */
 export function detectAll(text: string, detectors: readonly Detector[]): Detection[] {
+  const folded = foldForDetection(text);
+  if (!folded) return detectFolded(text, detectors);
+  const out: Detection[] = [];
+  let end = 0;
+  for (const d of detectFolded(folded.text, detectors)) {
+    // Two values folded from one character (a ligature) would overlap in the text: the later starts where the earlier ends.
+    const start = Math.max(sourceStart(folded, d.start), end);
+    const stop = sourceEnd(folded, d.end - 1);
+    if (stop <= start) continue;
+    out.push({ category: d.category, start, end: stop });
+    end = stop;
+  }
+  return out;
+}
+
+function detectFolded(text: string, detectors: readonly Detector[]): Detection[] {
   const all: (Detection & { priority: number })[] = [];
   for (const d of detectors) for (const hit of d.find(text)) if (hit.end > hit.start) all.push({ ...hit, priority: d.priority });
   all.sort((a, b) => b.priority - a.priority || b.end - b.start - (a.end - a.start) || a.start - b.start);

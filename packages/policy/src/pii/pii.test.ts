@@ -38,8 +38,8 @@ describe('PII detectors', () => {
       ['call (555) 010-4477 or mail a@b.example', [['phone', '(555) 010-4477'], ['email', 'a@b.example']]],
       ['no digits in this one, only words', []],
       ['card 4111 1111 1111 1111', [['payment_card', '4111 1111 1111 1111']]],
-      // Digits outside ASCII are not what `\d` matches: no detector would match them anyway.
-      ['card ٤١١١ ١١١١ ١١١١ ١١١١', []],
+      // Digits of another script are read as their ASCII digits (detectAll folds the text first).
+      ['card ٤١١١ ١١١١ ١١١١ ١١١١', [['payment_card', '٤١١١ ١١١١ ١١١١ ١١١١']]],
       ['card 4111 1111 1111 1111', [['payment_card', '4111 1111 1111 1111']]],
     ];
     for (let round = 0; round < 2; round++) for (const [text, expected] of texts) expect(cats(text)).toEqual(expected);
@@ -122,6 +122,21 @@ describe('PII actions', () => {
         expect(r.vault.restore(r.text)).toBe(s.replace(/\[[A-Z_]+_\d+\]/g, (t) => t));
       }),
       { numRuns: 500, seed: 3 },
+    );
+    // Any UTF-16 (lone surrogates, astral characters, format characters, other scripts' digits).
+    fc.assert(
+      fc.property(fc.string({ unit: fc.oneof(fc.constantFrom('4', '1', ' ', '@', 'a', '.', '-', '\u200B', '\uFF11', '\u0661', '\u00A0', '\uFB01', '\u{1D7CF}'), fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)), fc.integer({ min: 0x10000, max: 0x10ffff }).map((c) => String.fromCodePoint(c))), maxLength: 200 }), (s) => {
+        let prev = 0;
+        for (const d of engine.detect(s)) {
+          expect(d.start).toBeGreaterThanOrEqual(prev);
+          expect(d.end).toBeGreaterThan(d.start);
+          expect(d.end).toBeLessThanOrEqual(s.length);
+          prev = d.end;
+        }
+        const r = engine.apply(s);
+        expect(r.vault.restore(r.text)).toBe(s);
+      }),
+      { numRuns: 1500, seed: 5 },
     );
   });
 });
@@ -211,6 +226,73 @@ describe('PiiEngine: text with combining marks', () => {
     expect(r.vault.restore(r.text)).toBe(text);
     const plain = 'the café serves crème brûlée'.normalize('NFD');
     expect(e.apply(plain).text).toBe(plain);
+  });
+});
+
+describe('PiiEngine: values spelt to slip past ASCII patterns', () => {
+  const e = new PiiEngine({ defaultAction: 'redact' });
+  const masking = new PiiEngine({ defaultAction: 'mask' });
+  // Each is found as its ASCII spelling is, and what is redacted is exactly the span as sent.
+  it.each([
+    ['fullwidth digits', 'card \uFF14\uFF11\uFF11\uFF11 \uFF11\uFF11\uFF11\uFF11 \uFF11\uFF11\uFF11\uFF11 \uFF11\uFF11\uFF11\uFF11 thanks', 'payment_card'],
+    ['zero-width spaces between digits', 'card 4\u200B111 1111 1111 11\u200D11 thanks', 'payment_card'],
+    ['soft hyphens and word joiners', 'card 4111\u00AD1111\u20601111\u00AD1111 thanks', 'payment_card'],
+    ['Devanagari digits', 'card \u096A\u0967\u0967\u0967 \u0967\u0967\u0967\u0967 \u0967\u0967\u0967\u0967 \u0967\u0967\u0967\u0967 thanks', 'payment_card'],
+    ['mathematical bold digits (surrogate pairs)', 'card \u{1D7D2}\u{1D7CF}\u{1D7CF}\u{1D7CF} 1111 1111 1111 thanks', 'payment_card'],
+    ['a fullwidth at sign', 'mail ann.lee\uFF20example.org today', 'email'],
+    ['a small at sign and a fullwidth full stop', 'mail ann.lee\uFE6Bexample\uFF0Eorg today', 'email'],
+    ['en dashes', 'SSN 123\u201345\u20136789 on file', 'national_id'],
+    ['no-break and narrow no-break spaces', 'call +44\u00A020\u202F7946\u00A00958 today', 'phone'],
+    ['a right-to-left mark inside an IBAN', 'IBAN DE89\u200F 3704 0044 0532 0130 00 ok', 'iban'],
+  ])('%s', (_name, text, category) => {
+    const found = e.detect(text);
+    expect(found.map((d) => d.category)).toEqual([category]);
+    const [d] = found;
+    const r = e.apply(text);
+    // Everything around the value is as sent (non-ASCII included); no digit or '@' of it is left.
+    expect(r.text).toBe(text.slice(0, d!.start) + `[${category.toUpperCase()}]` + text.slice(d!.end));
+    expect(text.slice(d!.start, d!.end)).not.toMatch(/^\s|\s$/);
+    expect(r.text.slice(d!.start)).not.toMatch(/[0-9\uFF10-\uFF19\u0966-\u096F@\uFF20\uFE6B]|\u{1D7CF}/u);
+    // Masked, the value is given back exactly as it was written.
+    const m = masking.apply(text);
+    expect(m.vault.restore(m.text)).toBe(text);
+  });
+
+  it('reads a name with a no-break space after its title, and keeps non-ASCII text around it as it is', () => {
+    const text = 'Café note: seen by Dr.\u00A0Miguel Ángel Ortega, ﬁle ＃12';
+    const r = masking.apply(text);
+    expect(r.text).toBe('Café note: seen by [PERSON_NAME_1], ﬁle ＃12');
+    expect(r.vault.restore(r.text)).toBe(text);
+  });
+
+  it('finds nothing new in text without values (fullwidth words, dashes, ligatures, other scripts)', () => {
+    for (const text of ['ＦＵＬＬＷＩＤＴＨ ｗｏｒｄｓ — and an en dash – here', 'the ﬁnal ﬂoor plan', 'Привет, мир — 你好，世界', '\u0661\u0662 items']) expect(e.detect(text)).toEqual([]);
+  });
+
+  it('spans stay in order and inside the text for any mix of folded characters (fuzzed against a plain ASCII twin)', () => {
+    // Each piece has an ASCII twin: the folded text's findings are those of the twin, by category.
+    const pieces: [string, string][] = [
+      ['4111', '4111'], ['\uFF14\uFF11\uFF11\uFF11', '4111'], [' 1111', ' 1111'], ['\u00A01111', ' 1111'], ['\u200B', ''], ['-', '-'], ['\u2013', '-'],
+      ['ann', 'ann'], ['@', '@'], ['\uFF20', '@'], ['example.org', 'example.org'], [' ', ' '], ['\u{1D7D2}', '4'], ['x', 'x'], ['555', '555'], ['\u0665\u0665\u0665', '555'],
+    ];
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(...pieces), { maxLength: 24 }), (parts) => {
+        const text = parts.map((p) => p[0]).join('');
+        const twin = parts.map((p) => p[1]).join('');
+        const found = e.detect(text);
+        expect(found.map((d) => d.category)).toEqual(e.detect(twin).map((d) => d.category));
+        let prev = 0;
+        for (const d of found) {
+          expect(d.start).toBeGreaterThanOrEqual(prev);
+          expect(d.end).toBeGreaterThan(d.start);
+          expect(d.end).toBeLessThanOrEqual(text.length);
+          prev = d.end;
+        }
+        const m = masking.apply(text);
+        expect(m.vault.restore(m.text)).toBe(text);
+      }),
+      { numRuns: 2000, seed: 11 },
+    );
   });
 });
 

@@ -39,6 +39,16 @@ describe('StreamRedactor', () => {
     expect(findings).toEqual([{ category: 'payment_card', action: 'redact', start: 10, end: 29 }]);
   });
 
+  it('redacts a card written in fullwidth digits with zero-width spaces, sent one character at a time', () => {
+    const card = '\uFF14\uFF11\uFF11\uFF11\u200B \uFF11\uFF11\uFF11\uFF11 \uFF11\uFF11\uFF11\uFF11 \uFF11\uFF11\uFF11\uFF11';
+    const text = `Your card ${card} is on file` + Array.from({ length: 40 }, (_, i) => ` word${i}`).join('');
+    const { out, emitted, findings } = stream(cardsOnly, [...text]);
+    expect(out).toBe(cardsOnly.apply(text).text);
+    expect(out).toContain('Your card [PAYMENT_CARD] is on file');
+    for (const e of emitted) expect(e).not.toMatch(/[\uFF10-\uFF19]/);
+    expect(findings).toEqual([{ category: 'payment_card', action: 'redact', start: 10, end: 10 + card.length }]);
+  });
+
   it('holds back `hold` characters (scanning again every `step`), and sends the rest at the end', () => {
     const r = new StreamRedactor(cardsOnly, () => undefined, 16, 0);
     expect(r.push('0123456789')).toBe('');
