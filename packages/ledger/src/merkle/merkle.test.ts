@@ -148,6 +148,20 @@ describe('Merkle tree and proofs (RFC 6962 / 9162)', () => {
     expect(big.size).toBe(1100);
   });
 
+  it('keeps roots and proofs across its 1 MiB pages (32768 hashes a page)', async () => {
+    const n = 70_000;
+    const leafHashes = Array.from({ length: n }, (_, i) => rfc6962.leaf(utf8(`e${i}`)));
+    const big = new MemoryTree();
+    for (const h of leafHashes) big.appendLeafHash(h);
+    for (const size of [32767, 32768, 32769, 65536, 65537, n]) expect(toHex(await big.root(size)), `size ${size}`).toBe(toHex(merkleRoot(leafHashes.slice(0, size))));
+    const root = merkleRoot(leafHashes);
+    for (const i of [0, 32767, 32768, 65535, 65536, n - 1]) {
+      const proof = await proveInclusion(big, i, n);
+      expect(() => verifyInclusion(i, n, leafHashes[i]!, proof, root)).not.toThrow();
+    }
+    expect(toHex(big.leafHash(32768))).toBe(toHex(leafHashes[32768]!));
+  });
+
   it('handles indexes beyond 2^32 (no 32-bit shifts)', () => {
     const size = 2 ** 40 + 12345;
     const ranges = inclusionProofRanges(2 ** 35 + 7, size);

@@ -140,39 +140,49 @@ export function merkleRoot(leafHashes: readonly Uint8Array[], hasher: TreeHasher
   return acc;
 }
 
+/** Hashes a page of a MemoryTree level holds (1 MiB). */
+const PAGE_HASHES = 32768;
+
 /**
- * One level of a MemoryTree: its hashes back to back in a buffer that doubles as it fills, so a
- * hash costs its 32 bytes and not an object of its own (about 150 bytes more each, and work for
- * the garbage collector).
+ * One level of a MemoryTree: its hashes back to back in pages of `PAGE_HASHES` (the first page
+ * starts small and doubles up to that), so a hash costs its 32 bytes and not an object of its
+ * own (about 150 bytes more, and work for the garbage collector), and a level never needs one
+ * buffer larger than a page.
  */
 class HashLevel {
-  private buf = new Uint8Array(HASH_SIZE * 16);
+  private readonly pages: Uint8Array[] = [new Uint8Array(HASH_SIZE * 16)];
   length = 0;
 
   push(h: Uint8Array): void {
     if (h.length !== HASH_SIZE) throw new VerificationError('ERR_INPUT_MALFORMED', 'Merkle hashes are 32 bytes', { detail: { length: h.length } });
-    if ((this.length + 1) * HASH_SIZE > this.buf.length) {
-      const grown = new Uint8Array(this.buf.length * 2);
-      grown.set(this.buf);
-      this.buf = grown;
+    const p = Math.floor(this.length / PAGE_HASHES);
+    const o = (this.length % PAGE_HASHES) * HASH_SIZE;
+    let page = this.pages[p];
+    if (!page) this.pages.push((page = new Uint8Array(HASH_SIZE * PAGE_HASHES)));
+    else if (o + HASH_SIZE > page.length) {
+      const grown = new Uint8Array(Math.min(page.length * 2, HASH_SIZE * PAGE_HASHES));
+      grown.set(page);
+      this.pages[p] = page = grown;
     }
-    this.buf.set(h, this.length * HASH_SIZE);
+    page.set(h, o);
     this.length++;
   }
 
   /** A view of hash `i` (valid until the next push; only for hashing at once). */
   view(i: number): Uint8Array {
-    return this.buf.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE);
+    const o = (i % PAGE_HASHES) * HASH_SIZE;
+    return this.pages[Math.floor(i / PAGE_HASHES)]!.subarray(o, o + HASH_SIZE);
   }
 
   /** A copy of hash `i`, or undefined out of range. */
   get(i: number): Bytes | undefined {
-    return Number.isInteger(i) && i >= 0 && i < this.length ? this.buf.slice(i * HASH_SIZE, (i + 1) * HASH_SIZE) : undefined;
+    return Number.isInteger(i) && i >= 0 && i < this.length ? this.view(i).slice() : undefined;
   }
 }
 
 /**
- * An in-memory tree that keeps every perfect subtree hash (about 2n hashes, 64 bytes a leaf).
+ * An in-memory tree that keeps every perfect subtree hash (about 2n hashes, 64 bytes a leaf, in
+ * 1 MiB pages).
  * For tests, small logs, tools and the gateway's development log; the service keeps tiles
  * instead.
  */

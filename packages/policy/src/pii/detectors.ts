@@ -15,6 +15,11 @@ export interface Detector {
   /** Higher wins when two detections overlap (a card number is not also a phone number). */
   priority: number;
   find(text: string): Detection[];
+  /**
+   * Also run on the text as sent, not only folded (`detectAll`): a custom pattern may be written
+   * with characters the fold rewrites ("患者ID：", Devanagari digits, a ZWNJ).
+   */
+  raw?: boolean;
 }
 
 /** What every match of an expression contains: a string, or an ASCII digit (what `\d` matches). */
@@ -117,15 +122,15 @@ export interface CustomPattern {
 
 export function customDetector(p: CustomPattern): Detector {
   const flags = (p.flags ?? '').replace(/g/g, '') + 'g';
-  return regexDetector(p.category, p.priority ?? 95, new RegExp(p.pattern, flags), () => true, p.group ?? 0);
+  return { ...regexDetector(p.category, p.priority ?? 95, new RegExp(p.pattern, flags), () => true, p.group ?? 0), raw: true };
 }
 
 /**
- * The text as the detectors read it, when it is not plain ASCII: each character folded to what
- * the ASCII patterns expect, so a value cannot slip past them by its spelling. Segment `i`
- * covers folded characters from `at[i]` and the text from `src[i]`: a run copied as it is
- * (`len[i]` = -1: character for character), or one code point of `len[i]` code units folded
- * (every folded character of it stands for the whole code point).
+ * The text as the detectors read it, when folding changes it: each character folded to what the
+ * ASCII patterns expect, so a value cannot slip past them by its spelling. Segment `i` covers
+ * folded characters from `at[i]` and the text from `src[i]`: a run copied as it is (`len[i]` =
+ * -1: character for character), or one code point of `len[i]` code units folded (every folded
+ * character of it stands for the whole code point).
  */
 interface FoldedText {
   text: string;
@@ -135,13 +140,19 @@ interface FoldedText {
 }
 
 /** A UTF-16 code unit outside ASCII (surrogates included). */
-const NON_ASCII_G = /[\u0080-\uffff]/g;
 const NON_ASCII = /[\u0080-\uffff]/;
-const FORMAT = /^\p{Cf}$/u;
+const REMOVABLE = /^[\p{Cf}\p{Default_Ignorable_Code_Point}]$/u;
 const SPACE = /^\p{Zs}$/u;
-const DASH = /^\p{Pd}$/u;
 const DECIMAL = /^\p{Nd}$/u;
-const folds = new Map<number, string>();
+const ALNUM = /^[A-Za-z0-9]+$/;
+/** Hyphens and dashes written inside numbers and identifiers (not em dashes, which separate words). */
+const DASHES = new Set([0x2010, 0x2011, 0x2012, 0x2013, 0x2212]);
+/** Ideographic full stops, read as dots in addresses as IDNA reads them. */
+const FULL_STOPS = new Set([0x3002, 0xff61, 0xfe12]);
+/** Per code point: 0 not yet known, 1 folds to itself, 2 folds to `changed.get(cp)`. */
+let state: Uint8Array | undefined;
+/** What the code points that fold to something else fold to (a fixed, finite set: a few thousand). */
+const changed = new Map<number, string>();
 
 /** The value of a decimal digit of any script: Unicode encodes each script's digits 0 to 9 in runs of ten. */
 function digitValue(cp: number): number {
@@ -151,60 +162,96 @@ function digitValue(cp: number): number {
 }
 
 /**
- * One code point folded: invisible format characters (zero-width spaces and joiners, soft
- * hyphens, direction marks) to nothing; any space to ' '; compatibility forms whose NFKC form is
- * ASCII (fullwidth digits, letters and '@', superscript digits, ligatures) to that; any dash to
- * '-'; a decimal digit of any script to its ASCII digit. Anything else stays as it is.
+ * One code point folded: invisible characters (format characters and the default-ignorable ones:
+ * zero-width spaces and joiners, soft hyphens, direction marks, variation selectors, fillers) to
+ * nothing; any space to ' '; a compatibility form whose NFKC form is one ASCII character, or
+ * ASCII letters and digits (fullwidth digits, letters, '@' and '.', superscript digits,
+ * ligatures), to that; hyphens, en dashes and the minus sign to '-'; ideographic full stops to
+ * '.'; a decimal digit of any script to its ASCII digit. Anything else (em dashes and ellipses,
+ * which separate words, included) stays as it is.
  */
-function foldCodePoint(cp: number): string {
-  let f = folds.get(cp);
-  if (f !== undefined) return f;
+function computeFold(cp: number): string {
   const ch = String.fromCodePoint(cp);
+  if (REMOVABLE.test(ch)) return '';
+  if (SPACE.test(ch)) return ' ';
   const nfkc = ch.normalize('NFKC');
-  if (FORMAT.test(ch)) f = '';
-  else if (SPACE.test(ch)) f = ' ';
-  else if (nfkc !== ch && !NON_ASCII.test(nfkc)) f = nfkc;
-  else if (DASH.test(ch)) f = '-';
-  else if (DECIMAL.test(ch)) f = String(digitValue(cp));
-  else f = ch;
-  if (folds.size < 8192) folds.set(cp, f);
+  if (nfkc !== ch && ((nfkc.length === 1 && nfkc.charCodeAt(0) < 0x80) || ALNUM.test(nfkc))) return nfkc;
+  if (DASHES.has(cp)) return '-';
+  if (FULL_STOPS.has(cp)) return '.';
+  if (DECIMAL.test(ch)) return String(digitValue(cp));
+  return ch;
+}
+
+/** The fold of a non-ASCII code point, or undefined when it folds to itself. */
+function foldOf(cp: number): string | undefined {
+  state ??= new Uint8Array(0x110000);
+  const s = state[cp];
+  if (s === 1) return undefined;
+  if (s === 2) return changed.get(cp);
+  const f = computeFold(cp);
+  if (f === String.fromCodePoint(cp)) {
+    state[cp] = 1;
+    return undefined;
+  }
+  changed.set(cp, f);
+  state[cp] = 2;
   return f;
 }
 
-/** `undefined` for ASCII text (nothing to fold: the common case costs one scan). */
+/** Whether a code unit is read as nothing (the stream redactor does not count it toward what it holds). */
+export function foldsToNothing(text: string, i: number): boolean {
+  const c = text.charCodeAt(i);
+  return c >= 0x80 && foldOf(text.codePointAt(i)!) === '';
+}
+
+/** `undefined` when folding changes nothing (ASCII text, or text whose every character folds to itself). */
 function foldForDetection(text: string): FoldedText | undefined {
-  NON_ASCII_G.lastIndex = 0;
-  let m = NON_ASCII_G.exec(text);
-  if (!m) return undefined;
-  const parts: string[] = [];
+  const first = text.search(NON_ASCII);
+  if (first < 0) return undefined;
+  let parts: string[] | undefined;
   const at: number[] = [];
   const src: number[] = [];
   const len: number[] = [];
   let size = 0;
-  let i = 0;
-  while (i < text.length) {
-    const j = m ? m.index : text.length;
-    if (j > i) {
-      at.push(size);
-      src.push(i);
-      len.push(-1);
-      parts.push(text.slice(i, j));
-      size += j - i;
+  /** Start of the run of characters copied as they are. */
+  let run = 0;
+  for (let i = first; i < text.length; ) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) {
+      i++;
+      continue;
     }
-    if (!m) break;
-    const cp = text.codePointAt(j)!;
+    const cp = text.codePointAt(i)!;
     const n = cp > 0xffff ? 2 : 1;
-    const f = foldCodePoint(cp);
+    const f = foldOf(cp);
+    if (f === undefined) {
+      i += n;
+      continue;
+    }
+    parts ??= [];
+    if (i > run) {
+      at.push(size);
+      src.push(run);
+      len.push(-1);
+      parts.push(text.slice(run, i));
+      size += i - run;
+    }
     if (f.length > 0) {
       at.push(size);
-      src.push(j);
+      src.push(i);
       len.push(n);
       parts.push(f);
       size += f.length;
     }
-    i = j + n;
-    NON_ASCII_G.lastIndex = i;
-    m = NON_ASCII_G.exec(text);
+    i += n;
+    run = i;
+  }
+  if (!parts) return undefined;
+  if (run < text.length) {
+    at.push(size);
+    src.push(run);
+    len.push(-1);
+    parts.push(text.slice(run));
   }
   return { text: parts.join(''), at, src, len };
 }
@@ -233,34 +280,47 @@ function sourceEnd(f: FoldedText, k: number): number {
   return f.len[s] === -1 ? f.src[s]! + (k - f.at[s]!) + 1 : f.src[s]! + f.len[s]!;
 }
 
+type Candidate = Detection & { priority: number };
+
+function candidates(text: string, detectors: readonly Detector[]): Candidate[] {
+  const all: Candidate[] = [];
+  for (const d of detectors) for (const hit of d.find(text)) if (hit.end > hit.start) all.push({ ...hit, priority: d.priority });
+  return all;
+}
+
 /**
- * Runs detectors and resolves overlaps: higher priority first, then longer spans. Text that is
- * not plain ASCII is read folded (`foldCodePoint`): a card number in fullwidth digits, a phone
+ * Runs detectors and resolves overlaps: higher priority first, then longer spans. Text that
+ * folding changes is read folded (`computeFold`): a card number in fullwidth digits, a phone
  * number with no-break spaces or en dashes, an address with a fullwidth '@' or digits with
  * zero-width spaces between them are found as their ASCII spelling would be, and the spans
  * returned are those of the text as given (what is redacted or masked is what was sent).
+ * Custom patterns also run on the text as given, and what they find there counts too.
  */
 export function detectAll(text: string, detectors: readonly Detector[]): Detection[] {
   const folded = foldForDetection(text);
-  if (!folded) return detectFolded(text, detectors);
-  const out: Detection[] = [];
+  if (!folded) return resolve(text, candidates(text, detectors)).map(plain);
+  const mapped: Candidate[] = [];
   let end = 0;
-  for (const d of detectFolded(folded.text, detectors)) {
+  for (const d of resolve(folded.text, candidates(folded.text, detectors))) {
     // Two values folded from one character (a ligature) would overlap in the text: the later starts where the earlier ends.
     const start = Math.max(sourceStart(folded, d.start), end);
     const stop = sourceEnd(folded, d.end - 1);
     if (stop <= start) continue;
-    out.push({ category: d.category, start, end: stop });
+    mapped.push({ category: d.category, start, end: stop, priority: d.priority });
     end = stop;
   }
-  return out;
+  const raw = detectors.some((d) => d.raw) ? candidates(text, detectors.filter((d) => d.raw)) : [];
+  return (raw.length > 0 ? resolve(text, [...mapped, ...raw]) : mapped).map(plain);
 }
 
-function detectFolded(text: string, detectors: readonly Detector[]): Detection[] {
-  const all: (Detection & { priority: number })[] = [];
-  for (const d of detectors) for (const hit of d.find(text)) if (hit.end > hit.start) all.push({ ...hit, priority: d.priority });
+function plain(c: Candidate): Detection {
+  return { category: c.category, start: c.start, end: c.end };
+}
+
+/** Overlapping candidates resolved: higher priority first, then longer spans; in text order. */
+function resolve(text: string, all: Candidate[]): Candidate[] {
   all.sort((a, b) => b.priority - a.priority || b.end - b.start - (a.end - a.start) || a.start - b.start);
-  const taken: Detection[] = [];
+  const taken: Candidate[] = [];
   // Characters already taken, once there are enough detections for a pairwise check to cost more
   // than marking them (a long text full of values): then each candidate checks its own characters.
   let covered: Uint8Array | undefined;
@@ -277,12 +337,12 @@ function detectFolded(text: string, detectors: readonly Detector[]): Detection[]
     for (let i = start; i < end; i++) if (covered[i] === 1) return false;
     return true;
   };
-  const take = (category: string, start: number, end: number) => {
-    taken.push({ category, start, end });
+  const take = (category: string, start: number, end: number, priority: number) => {
+    taken.push({ category, start, end, priority });
     covered?.fill(1, start, end);
   };
   for (const c of all) {
-    if (free(c.start, c.end)) take(c.category, c.start, c.end);
+    if (free(c.start, c.end)) take(c.category, c.start, c.end, c.priority);
     // A name that overlaps something else ("Globex Ruiz" where a custom pattern takes "Globex")
     // keeps the parts of it that are free, so no part of it goes out unmasked.
     else if (c.category === 'person_name') {
@@ -293,7 +353,7 @@ function detectFolded(text: string, detectors: readonly Detector[]): Detection[]
         let j = i;
         while (j < c.end && marks[j] === 0) j++;
         const piece = trimToLettersAndDigits(text, i, j);
-        if (piece !== undefined) take(c.category, piece.start, piece.end);
+        if (piece !== undefined) take(c.category, piece.start, piece.end, c.priority);
         i = j;
       }
     }

@@ -244,6 +244,9 @@ describe('PiiEngine: values spelt to slip past ASCII patterns', () => {
     ['en dashes', 'SSN 123\u201345\u20136789 on file', 'national_id'],
     ['no-break and narrow no-break spaces', 'call +44\u00A020\u202F7946\u00A00958 today', 'phone'],
     ['a right-to-left mark inside an IBAN', 'IBAN DE89\u200F 3704 0044 0532 0130 00 ok', 'iban'],
+    ['variation selectors, a grapheme joiner and fillers between digits', 'card 4\uFE0F111 11\u034F11 1111 1\u3164111\u{E0100} thanks', 'payment_card'],
+    ['a minus sign', 'SSN 123\u221245\u22126789 on file', 'national_id'],
+    ['ideographic full stops in an address', 'mail ann.lee@example\u3002org today', 'email'],
   ])('%s', (_name, text, category) => {
     const found = e.detect(text);
     expect(found.map((d) => d.category)).toEqual([category]);
@@ -258,11 +261,38 @@ describe('PiiEngine: values spelt to slip past ASCII patterns', () => {
     expect(m.vault.restore(m.text)).toBe(text);
   });
 
+  it.each([
+    ['患者ID：\\d{6}', '患者ID：123456 を確認', '患者ID：123456'],
+    ['患者ＩＤ：[０-９]{6}', '患者ＩＤ：１２３４５６ を確認', '患者ＩＤ：１２３４５６'],
+    ['रोगी संख्या [०-९]{8}', 'रोगी संख्या १२३४५६७८ दर्ज', 'रोगी संख्या १२३४५६७८'],
+    ['ملف رقم [٠-٩]{7}', 'ملف رقم ٤٥٦٧٨٩٠ مغلق', 'ملف رقم ٤٥٦٧٨٩٠'],
+    ['شماره\u200cی پرونده \\d{6}', 'شماره\u200cی پرونده 123456', 'شماره\u200cی پرونده 123456'],
+    ['N°\u00a0dossier\u00a0\\d{6}', 'N°\u00a0dossier\u00a0123456', 'N°\u00a0dossier\u00a0123456'],
+    ['REF–\\d{6}', 'see REF–123456', 'REF–123456'],
+  ])('a custom pattern written with characters the fold rewrites (%s) still matches the text as sent', (pattern, text, value) => {
+    const custom = new PiiEngine({ defaultAction: 'redact', custom: [{ category: 'record_number', pattern }] });
+    expect(custom.apply(text).text).toBe(text.replace(value, '[RECORD_NUMBER]'));
+  });
+
+  it('a custom pattern and a built-in detection of the folded text resolve by priority, in the text as sent', () => {
+    // The custom pattern (priority 95) matches the fullwidth spelling as sent; the card detector
+    // finds the same digits folded; one placeholder, of the custom category.
+    const custom = new PiiEngine({ defaultAction: 'redact', custom: [{ category: 'account', pattern: '口座[０-９ ]{19}' }] });
+    const text = '口座４１１１ １１１１ １１１１ １１１１ end';
+    expect(custom.apply(text).text).toBe('[ACCOUNT] end');
+  });
+
   it('reads a name with a no-break space after its title, and keeps non-ASCII text around it as it is', () => {
     const text = 'Café note: seen by Dr.\u00A0Miguel Ángel Ortega, ﬁle ＃12';
     const r = masking.apply(text);
     expect(r.text).toBe('Café note: seen by [PERSON_NAME_1], ﬁle ＃12');
     expect(r.vault.restore(r.text)).toBe(text);
+  });
+
+  it('reads ellipses and em dashes as they are: they separate words, and names beside them are masked whole', () => {
+    expect(masking.apply('Assigned to Joey Huel\u2026 Customer Lennie Ko').text).toBe('Assigned to [PERSON_NAME_1]\u2026 Customer [PERSON_NAME_2]');
+    expect(masking.apply('Patient: José García\u2026').text).toBe('Patient: [PERSON_NAME_1]\u2026');
+    expect(masking.apply('Patient: Ann Lee\u2014she called').text).toBe('Patient: [PERSON_NAME_1]\u2014she called');
   });
 
   it('finds nothing new in text without values (fullwidth words, dashes, ligatures, other scripts)', () => {

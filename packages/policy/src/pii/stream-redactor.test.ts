@@ -39,6 +39,18 @@ describe('StreamRedactor', () => {
     expect(findings).toEqual([{ category: 'payment_card', action: 'redact', start: 10, end: 29 }]);
   });
 
+  it('holds a card padded with zero-width spaces between every digit (longer than the hold) until it is whole', () => {
+    const card = [...'4111111111111111'].join('\u200B'.repeat(12));
+    expect(card.length).toBeGreaterThan(128);
+    const text = `Your card ${card} is on file` + Array.from({ length: 40 }, (_, i) => ` word${i}`).join('');
+    for (const pieces of [[...text], split(text, [0.1, 0.3, 0.5, 0.7])]) {
+      const { out, emitted } = stream(cardsOnly, pieces);
+      expect(out).toBe(cardsOnly.apply(text).text);
+      expect(out).toContain('Your card [PAYMENT_CARD] is on file');
+      for (const e of emitted) expect(e.replace(/\u200B/g, '')).not.toMatch(/\d{4}/);
+    }
+  });
+
   it('redacts a card written in fullwidth digits with zero-width spaces, sent one character at a time', () => {
     const card = '\uFF14\uFF11\uFF11\uFF11\u200B \uFF11\uFF11\uFF11\uFF11 \uFF11\uFF11\uFF11\uFF11 \uFF11\uFF11\uFF11\uFF11';
     const text = `Your card ${card} is on file` + Array.from({ length: 40 }, (_, i) => ` word${i}`).join('');

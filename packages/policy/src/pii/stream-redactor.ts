@@ -1,5 +1,5 @@
 import type { PiiEngine, PiiFinding } from './engine.js';
-import type { Detection } from './detectors.js';
+import { foldsToNothing, type Detection } from './detectors.js';
 
 /** Characters of an answer held back before they are sent, so a value is seen whole before any of it leaves. */
 export const OUTPUT_HOLD_CHARS = 128;
@@ -14,7 +14,9 @@ const MAX_HELD_FACTOR = 4;
  * Output policy on a streamed text (a model's answer arriving token by token): redacts what the
  * engine finds, without ever sending part of a value it would redact.
  *
- * Every character waits until `hold` more have arrived after it (or the text ends), and the text
+ * Every character waits until `hold` more have arrived after it (or the text ends; characters the
+ * detectors read as nothing, such as zero-width spaces, do not count, up to `MAX_HELD_FACTOR *
+ * hold` code units held), and the text
  * is scanned with that much right context and `CONTEXT_CHARS` of what was already sent as left
  * context. A value crossing the cut is held back whole. So any value up to `hold` characters
  * long (cards, IBANs, phone numbers, national ids, addresses, names with their cue) is redacted
@@ -65,7 +67,7 @@ export class StreamRedactor {
     const text = this.context + this.pending;
     const found = this.engine.detect(text).filter((d) => d.end > base);
     const maxHeld = this.hold * MAX_HELD_FACTOR;
-    let cut = final ? text.length : text.length - this.hold;
+    let cut = final ? text.length : this.holdStart(text);
     // A value crossing the cut waits whole (detections do not overlap; from the last one back),
     // unless it started before this round (its start was sent or dropped already) or has grown
     // past the bound: then it is cut here, redacted, and its continuation dropped.
@@ -118,6 +120,24 @@ export class StreamRedactor {
     return out;
   }
 
+  /**
+   * Where the held tail starts: `hold` characters back from the end, not counting those the
+   * detectors read as nothing (zero-width spaces, variation selectors...), so a value padded
+   * with them is still held whole; but never more than `hold * MAX_HELD_FACTOR` code units back.
+   */
+  private holdStart(text: string): number {
+    const limit = Math.max(0, text.length - this.hold * MAX_HELD_FACTOR);
+    let i = text.length;
+    let seen = 0;
+    while (i > limit && seen < this.hold) {
+      i--;
+      // A surrogate pair is one character, read at its first unit.
+      if (i > limit && isLowSurrogate(text.charCodeAt(i)) && isHighSurrogate(text.charCodeAt(i - 1))) i--;
+      if (!foldsToNothing(text, i)) seen++;
+    }
+    return i;
+  }
+
   private report(d: Detection, action: string, base: number): void {
     const offset = this.sent - base;
     this.onFinding({ category: d.category, action: action === 'allow' ? 'allow' : 'redact', start: offset + d.start, end: offset + d.end });
@@ -126,4 +146,8 @@ export class StreamRedactor {
 
 function isHighSurrogate(c: number): boolean {
   return c >= 0xd800 && c <= 0xdbff;
+}
+
+function isLowSurrogate(c: number): boolean {
+  return c >= 0xdc00 && c <= 0xdfff;
 }
