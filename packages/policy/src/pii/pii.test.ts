@@ -8,6 +8,17 @@ import { generateCorpus, scoreDetections } from './testing/corpus.js';
 const engine = new PiiEngine({ defaultAction: 'mask', custom: [{ category: 'record_number', pattern: 'MRN[:# ]*\\d{6,10}' }] });
 const cats = (text: string) => engine.detect(text).map((d) => [d.category, text.slice(d.start, d.end)]);
 
+/** Detections are non-empty, in text order, do not overlap, and lie inside the text. */
+function expectSpansInOrder(found: readonly { start: number; end: number }[], text: string): void {
+  let prev = 0;
+  for (const d of found) {
+    expect(d.start).toBeGreaterThanOrEqual(prev);
+    expect(d.end).toBeGreaterThan(d.start);
+    expect(d.end).toBeLessThanOrEqual(text.length);
+    prev = d.end;
+  }
+}
+
 describe('PII detectors', () => {
   it.each([
     ['Mail jane.doe+lab@clinic.example.org today', [['email', 'jane.doe+lab@clinic.example.org']]],
@@ -126,13 +137,7 @@ describe('PII actions', () => {
     // Any UTF-16 (lone surrogates, astral characters, format characters, other scripts' digits).
     fc.assert(
       fc.property(fc.string({ unit: fc.oneof(fc.constantFrom('4', '1', ' ', '@', 'a', '.', '-', '\u200B', '\uFF11', '\u0661', '\u00A0', '\uFB01', '\u{1D7CF}'), fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)), fc.integer({ min: 0x10000, max: 0x10ffff }).map((c) => String.fromCodePoint(c))), maxLength: 200 }), (s) => {
-        let prev = 0;
-        for (const d of engine.detect(s)) {
-          expect(d.start).toBeGreaterThanOrEqual(prev);
-          expect(d.end).toBeGreaterThan(d.start);
-          expect(d.end).toBeLessThanOrEqual(s.length);
-          prev = d.end;
-        }
+        expectSpansInOrder(engine.detect(s), s);
         const r = engine.apply(s);
         expect(r.vault.restore(r.text)).toBe(s);
       }),
@@ -208,12 +213,7 @@ describe('PiiEngine: text with combining marks', () => {
         const text = parts.join('');
         const r = e.apply(text);
         expect(r.vault.restore(r.text)).toBe(text);
-        let prev = 0;
-        for (const f of r.findings) {
-          expect(f.start).toBeGreaterThanOrEqual(prev);
-          expect(f.end).toBeGreaterThan(f.start);
-          prev = f.end;
-        }
+        expectSpansInOrder(r.findings, text);
       }),
       { numRuns: 1500, seed: 7 },
     );
@@ -311,13 +311,7 @@ describe('PiiEngine: values spelt to slip past ASCII patterns', () => {
         const twin = parts.map((p) => p[1]).join('');
         const found = e.detect(text);
         expect(found.map((d) => d.category)).toEqual(e.detect(twin).map((d) => d.category));
-        let prev = 0;
-        for (const d of found) {
-          expect(d.start).toBeGreaterThanOrEqual(prev);
-          expect(d.end).toBeGreaterThan(d.start);
-          expect(d.end).toBeLessThanOrEqual(text.length);
-          prev = d.end;
-        }
+        expectSpansInOrder(found, text);
         const m = masking.apply(text);
         expect(m.vault.restore(m.text)).toBe(text);
       }),
