@@ -77,6 +77,39 @@ describe('UpstreamBackend', () => {
     }
   });
 
+  it('reuses a kept-alive connection for back-to-back calls, and closes it itself once idle for freeSocketTimeoutMs', async () => {
+    const opened: number[] = [];
+    const closed: number[] = [];
+    let delayMs = 0;
+    const answer = (req: IncomingMessage, res: ServerResponse) => {
+      req.resume();
+      req.on('end', () => setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'), delayMs));
+    };
+    const url = await upstream(answer);
+    // The server would keep an idle connection for 10 s: any close before that is the gateway's.
+    server!.keepAliveTimeout = 10_000;
+    server!.on('connection', (socket) => {
+      opened.push(performance.now());
+      socket.once('close', () => closed.push(performance.now()));
+    });
+    const backend = await UpstreamBackend.create({ url, models: [{ id: 'm' }], freeSocketTimeoutMs: 150 });
+    try {
+      for (let i = 0; i < 3; i++) expect((await backend.handle(request())).status).toBe(200);
+      expect(opened).toHaveLength(1);
+      const idleFrom = performance.now();
+      await new Promise((r) => setTimeout(r, 600));
+      expect(closed).toHaveLength(1);
+      expect(closed[0]! - idleFrom).toBeGreaterThanOrEqual(100);
+      // The next call opens a new connection and is answered; a call in progress is not cut by
+      // the free-socket timeout (the model may think longer than that before it answers).
+      delayMs = 500;
+      expect((await backend.handle(request())).status).toBe(200);
+      expect(opened).toHaveLength(2);
+    } finally {
+      await backend.close();
+    }
+  });
+
   it('an already-aborted signal sends nothing', async () => {
     let requests = 0;
     const url = await upstream((_req, res) => {

@@ -32,9 +32,18 @@ export interface UpstreamBackendOptions {
    * request, its pipeline and its masked values for good. Over node:http only (not an injected fetch).
    */
   idleTimeoutMs?: number;
+  /**
+   * How long a kept-alive connection to the upstream may sit unused before the gateway closes it
+   * (default 4 s). Servers close idle connections after their own keep-alive timeout (uvicorn,
+   * which serves vLLM, after 5 s; Node after 5 s); a request sent on a connection the server is
+   * closing at that moment fails. Closing first, and by the server's `Keep-Alive: timeout=` hint
+   * less a second when it sends a shorter one, keeps the gateway out of that race.
+   */
+  freeSocketTimeoutMs?: number;
 }
 
 const IDLE_TIMEOUT_MS = 600_000;
+const FREE_SOCKET_TIMEOUT_MS = 4_000;
 
 const PATHS: Record<BackendRequest['route'], string> = {
   'chat.completions': '/v1/chat/completions',
@@ -108,7 +117,10 @@ export class UpstreamBackend implements ModelBackend {
   ) {
     this.base = options.url.replace(/\/+$/, '').replace(/\/v1$/, '');
     this.f = options.fetch;
-    this.agent = this.base.startsWith('https:') ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+    // `timeout` is what a free socket gets (node:http also lowers it to a server's keep-alive
+    // hint less a second); a call in progress runs under its own `idleTimeoutMs` instead.
+    const agentOptions = { keepAlive: true, timeout: options.freeSocketTimeoutMs ?? FREE_SOCKET_TIMEOUT_MS };
+    this.agent = this.base.startsWith('https:') ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
   }
 
   static async create(options: UpstreamBackendOptions): Promise<UpstreamBackend> {
