@@ -350,7 +350,8 @@ async function inProcess(): Promise<InProcessRow[]> {
   const { apiKeyDigest, createGatewayLogger, Gateway, InMemoryLedgerSink, LocalAppraisalBroker, UpstreamBackend } = await import('@custody/gateway-service');
   const { createFakeUpstreamApp } = await import('@custody/gateway-service/testing');
   const M = '00'.repeat(48);
-  const up = createFakeUpstreamApp({ words: 16, echo: false });
+  // Nothing recorded: the model server's heap stays flat (it would keep every 4 KiB prompt).
+  const up = createFakeUpstreamApp({ words: 16, echo: false, record: false });
   const upFetch = ((input: RequestInfo | URL, init?: RequestInit) => up.fetch(new Request(input, init))) as typeof fetch;
   const rows: InProcessRow[] = [];
   for (const providers of ['webcrypto', 'node:crypto'] as const) {
