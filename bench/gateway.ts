@@ -134,14 +134,39 @@ if (ROLE === 'floor') {
   await new Promise(() => undefined);
 }
 
+/**
+ * Where processes may run. `shared`: anywhere (both cores, as the OS schedules them). `pinned`:
+ * the clients (this process) on core 0, every server (model server, proxy, floor server,
+ * gateway) on core 1, as in a deployment where the clients are other machines and the gateway
+ * shares the TEE with the model server.
+ */
+type Placement = 'shared' | 'pinned';
+let placement: Placement = 'shared';
+
+/** Sets the CPU affinity of every thread of a process (util-linux taskset). */
+function pin(pid: number, cpus: string): void {
+  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+}
+
+function place(p: Placement): void {
+  placement = p;
+  pin(process.pid, p === 'pinned' ? '0' : '0-1');
+}
+
 function child(role: string, env: Record<string, string>): Promise<{ proc: ChildProcess; info: Record<string, unknown> }> {
   const proc = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], { env: { ...process.env, ...env, CUSTODY_BENCH_ROLE: role }, stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((res, rej) => {
     let out = '';
+    let settled = false;
     proc.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const line = out.split('\n')[0]!;
-      if (out.includes('\n')) res({ proc, info: JSON.parse(line) as Record<string, unknown> });
+      if (out.includes('\n') && !settled) {
+        settled = true;
+        // Once it is listening, so every thread it starts with is placed.
+        if (placement === 'pinned') pin(proc.pid!, '1');
+        res({ proc, info: JSON.parse(line) as Record<string, unknown> });
+      }
     });
     proc.on('exit', (code) => rej(new Error(`${role} exited ${code}`)));
   });
@@ -486,10 +511,20 @@ if (!ROLE) {
   // A Node client installs the node:crypto providers (installNodeCrypto); a browser has WebCrypto only.
   const defaults = { gateway: 'node:crypto', client: 'node:crypto' } as const;
   const browserLike = { gateway: 'node:crypto', client: 'webcrypto' } as const;
+  /** The model-like rows again with the clients on one core and the servers on the other. */
+  const pinnedRun = async () => {
+    place('pinned');
+    try {
+      return await loopback('model-like', 10, 1, [defaults]);
+    } finally {
+      place('shared');
+    }
+  };
   if (process.env.BENCH_QUICK === '1') {
     // For trying a change: the default providers on both profiles, printed, nothing written.
     await loopback('instant', 0, 0, [defaults]);
     await loopback('model-like', 10, 1, [defaults]);
+    if (process.env.BENCH_PINNED === '1') await pinnedRun();
     process.exit(0);
   }
   const inproc = await inProcess();
@@ -497,6 +532,7 @@ if (!ROLE) {
     ...(await loopback('instant', 0, 0, [{ gateway: 'webcrypto', client: 'webcrypto' }, browserLike, defaults])),
     ...(await loopback('model-like', 10, 1, [defaults, browserLike, { ...defaults, ledger: true }])),
   ];
+  const pinned = await pinnedRun();
   const load1 = loadavg();
   const uptime1 = execFileSync('uptime', { encoding: 'utf8' }).trim();
   const ms = (x: number) => x.toFixed(2);
@@ -557,6 +593,23 @@ if (!ROLE) {
     );
   }
   lines.push('');
+  lines.push('### Placed as deployed: the clients on one core, the servers on the other');
+  lines.push('');
+  lines.push('Above, the clients share both cores with the servers, so every microsecond the SDK spends is taken from the gateway and the model server, and the other way round. In a deployment the clients are other machines, and the gateway shares its TEE with the model server. The same model-like rows, run again with the bench process (all clients) pinned to core 0 and every server process (model server, plain proxy, floor server, gateway; all their threads) pinned to core 1 (`taskset`). Default providers (node:crypto on both sides), in-memory log. Against direct, the gateway path now has only the server core to share with the model server, as it would in its TEE.');
+  lines.push('');
+  lines.push('| backend | request | clients | direct rps | proxy rps | floor rps | gateway rps | proxy / direct | floor / direct | gateway / direct | gateway / floor | p50 ms direct / floor / gateway | added p50 ms floor / gateway | CPU µs/req on the server core: proxy + model server / floor + model server / gateway + model server | client CPU µs/req: direct / floor / gateway |');
+  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|');
+  for (const r of pinned) {
+    const d = r.direct;
+    const p = r.proxy;
+    const f = r.floor!;
+    const g = r.gateway;
+    const pct = (a: Stat, b: Stat) => `${((a.rps / b.rps) * 100).toFixed(0)}%`;
+    lines.push(
+      `| ${r.profile} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${p.rps.toFixed(0)} | ${f.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${pct(p, d)} | ${pct(f, d)} | ${pct(g, d)} | ${pct(g, f)} | ${ms(d.p50)} / ${ms(f.p50)} / ${ms(g.p50)} | ${ms(f.p50 - d.p50)} / ${ms(g.p50 - d.p50)} | ${us(p.cpu.gateway)} + ${us(p.cpu.upstream)} / ${us(f.cpu.gateway)} + ${us(f.cpu.upstream)} / ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)} | ${us(d.cpu.client)} / ${us(f.cpu.client)} / ${us(g.cpu.client)} |`,
+    );
+  }
+  lines.push('');
   const rowsOf = (cfg: { gateway: ProviderName; client: ProviderName }) => loop.filter((r) => r.config === `gateway ${cfg.gateway}, client ${cfg.client}`);
   const summary = (cfg: { gateway: ProviderName; client: ProviderName }, label: string) => {
     const rows = rowsOf(cfg);
@@ -577,6 +630,15 @@ if (!ROLE) {
       .map((r) => `${r.profile} ${r.shape} ${((r.floor.rps / r.direct.rps) * 100).toFixed(0)}%`)
       .join('; ')}. Where the floor itself misses a goal, no implementation of this exchange meets it on this machine; the gateway's distance to the floor is the part Custody can still cut.`,
   );
+  lines.push(
+    `- Placed as deployed (clients on core 0, servers on core 1), Node client: added p50 at 1 client: ${pinned
+      .filter((r) => r.c === 1)
+      .map((r) => `${r.profile} ${r.shape} ${ms(r.gateway.p50 - r.direct.p50)} ms (floor ${ms(r.floor!.p50 - r.direct.p50)} ms)`)
+      .join('; ')}. Throughput at 8 clients: ${pinned
+      .filter((r) => r.c === 8)
+      .map((r) => `${r.profile} ${r.shape} ${((r.gateway.rps / r.direct.rps) * 100).toFixed(0)}% (floor ${((r.floor!.rps / r.direct.rps) * 100).toFixed(0)}%)`)
+      .join('; ')}.`,
+  );
   const withLedger = loop.filter((r) => r.config.endsWith(LEDGER_LABEL));
   const memoryTwin = (r: LoopRow) => rowsOf(defaults).find((x) => x.profile === r.profile && x.shape === r.shape && x.c === r.c)!;
   lines.push(
@@ -592,7 +654,7 @@ if (!ROLE) {
     `Where the time goes. The gateway process spends ${gwCpu.join(' and ')} of CPU per request (instant profile, 1 client). In process (no sockets), SDK + gateway add ${us(ip('node:crypto', 'short answer').gateway - ip('node:crypto', 'short answer').direct)} µs of CPU to a short request on node:crypto and ${us(ip('webcrypto', 'short answer').gateway - ip('webcrypto', 'short answer').direct)} µs on WebCrypto. Of that, the OHTTP exchange is ${us(ex('node:crypto'))} µs on node:crypto (${us(ex('webcrypto'))} µs on WebCrypto) and the receipt signature and check ${us(fl.raw[2]!.us)} + ${us(fl.raw[4]!.us)} µs (${us(fl.raw[3]!.us)} µs to check on WebCrypto); the rest is the request pipeline (Binary HTTP, PII scan of the 4 KiB prompt, two ledger appends, receipt canonicalisation, Web streams and Request/Response objects). On loopback the gateway path also pays an extra process hop, which the plain-proxy column prices on its own.`,
   );
   lines.push(
-    'Reading: the "instant" profile puts the gateway against a server that does no work, so every microsecond of the extra process shows; the "model-like" profile (10 ms per short answer, 1 ms per streamed token) is closer to the intended use, and a real model spends milliseconds to seconds per answer (the CC hardware itself costs about 7% of tokens per second on an H100 for an 8B model). Throughput at 8 clients is bounded by CPU: client, gateway and model server share the 2 cores, so every path spends the CPU of its rightmost column per request.',
+    'Reading: the "instant" profile puts the gateway against a server that does no work, so every microsecond of the extra process shows; the "model-like" profile (10 ms per short answer, 1 ms per streamed token) is closer to the intended use, and a real model spends milliseconds to seconds per answer (the CC hardware itself costs about 7% of tokens per second on an H100 for an 8B model). Throughput at 8 clients is bounded by CPU: in all but the placed-as-deployed table, client, gateway and model server share the 2 cores, so every path spends the CPU of its rightmost column per request.',
   );
   writeSection('gateway', lines.join('\n'));
   process.exit(0);
