@@ -41,6 +41,8 @@ import { machine, percentile, writeSection } from './_machine.js';
 
 const ROLE = process.env.CUSTODY_BENCH_ROLE;
 const RUN_MS = Number(process.env.BENCH_MS ?? 3000);
+/** Interleaved rounds per row (measureRow). */
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const INPROC_N = Number(process.env.BENCH_INPROC_N ?? 1000);
 /** Requests each process path gets before it is measured: V8 optimises a hot function only after many calls. */
 const WARM_REQUESTS = Number(process.env.BENCH_WARM_REQUESTS ?? 3000);
@@ -199,10 +201,21 @@ interface Stat {
   p99: number;
   /** CPU µs per request: this process (clients), the gateway, the model server, and the ledger service when there is one. */
   cpu: { client: number; gateway: number; upstream: number; ledger?: number };
+  /** Requests per second in each interleaved round (measureRow). */
+  rounds: number[];
 }
 
-async function load(concurrency: number, one: () => Promise<void>, pids: { gateway?: number; upstream: number; ledger?: number }, ms = RUN_MS): Promise<Stat> {
-  const warmEnd = performance.now() + 1000;
+type Pids = { gateway?: number; upstream: number; ledger?: number };
+
+/** One measured window of one path: latencies, elapsed time and CPU by process. */
+interface Window {
+  lat: number[];
+  elapsed: number;
+  cpu: { client: number; gateway: number; upstream: number; ledger: number };
+}
+
+async function window(concurrency: number, one: () => Promise<void>, pids: Pids, ms: number, warmMs: number): Promise<Window> {
+  const warmEnd = performance.now() + warmMs;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (performance.now() < warmEnd) await one();
@@ -222,15 +235,53 @@ async function load(concurrency: number, one: () => Promise<void>, pids: { gatew
     }),
   );
   const elapsed = performance.now() - start;
-  const n = lat.length;
-  const cpu = {
-    client: (cpuSelf() - c0.client) / n,
-    gateway: pids.gateway ? (cpuOfPid(pids.gateway) - c0.gateway) / n : 0,
-    upstream: (cpuOfPid(pids.upstream) - c0.upstream) / n,
-    ...(pids.ledger ? { ledger: (cpuOfPid(pids.ledger) - c0.ledger) / n } : {}),
+  return {
+    lat,
+    elapsed,
+    cpu: {
+      client: cpuSelf() - c0.client,
+      gateway: pids.gateway ? cpuOfPid(pids.gateway) - c0.gateway : 0,
+      upstream: cpuOfPid(pids.upstream) - c0.upstream,
+      ledger: pids.ledger ? cpuOfPid(pids.ledger) - c0.ledger : 0,
+    },
   };
-  lat.sort((a, b) => a - b);
-  return { n, rps: (n * 1000) / elapsed, p50: percentile(lat, 50), p99: percentile(lat, 99), cpu };
+}
+
+/** Windows of one path pooled: rps over their summed time, percentiles over all their latencies, CPU over all their requests. */
+function pooled(ws: readonly Window[], withLedger: boolean): Stat {
+  const lat = ws.flatMap((w) => w.lat).sort((a, b) => a - b);
+  const n = lat.length;
+  const sum = (f: (w: Window) => number) => ws.reduce((a, w) => a + f(w), 0);
+  return {
+    n,
+    rps: (n * 1000) / sum((w) => w.elapsed),
+    p50: percentile(lat, 50),
+    p99: percentile(lat, 99),
+    cpu: {
+      client: sum((w) => w.cpu.client) / n,
+      gateway: sum((w) => w.cpu.gateway) / n,
+      upstream: sum((w) => w.cpu.upstream) / n,
+      ...(withLedger ? { ledger: sum((w) => w.cpu.ledger) / n } : {}),
+    },
+    rounds: ws.map((w) => (w.lat.length * 1000) / w.elapsed),
+  };
+}
+
+/**
+ * The paths of one row measured in ROUNDS interleaved rounds (each round takes every path once,
+ * in an order that rotates), RUN_MS per path in all: a machine that slows down or speeds up
+ * during the row (these 2 cores are shared) moves every path alike, not only the one measured
+ * at that moment. The first window of each path warms it for a second, later ones briefly.
+ */
+async function measureRow<K extends string>(concurrency: number, paths: readonly { key: K; one: () => Promise<void>; pids: Pids }[]): Promise<Record<K, Stat>> {
+  const ws = new Map<K, Window[]>(paths.map((p) => [p.key, []]));
+  for (let r = 0; r < ROUNDS; r++) {
+    for (let i = 0; i < paths.length; i++) {
+      const p = paths[(i + r) % paths.length]!;
+      ws.get(p.key)!.push(await window(concurrency, p.one, p.pids, RUN_MS / ROUNDS, r === 0 ? 1000 : 200));
+    }
+  }
+  return Object.fromEntries(paths.map((p) => [p.key, pooled(ws.get(p.key)!, p.pids.ledger !== undefined)])) as Record<K, Stat>;
 }
 
 /** WARM_REQUESTS requests of one kind from 8 clients, unmeasured. */
@@ -476,10 +527,14 @@ async function loopback(name: string, serviceMs: number, tokenMs: number, config
         }
         for (const stream of shapes) {
           for (const c of [1, 8]) {
-            const d = await load(c, direct(stream), { upstream: up.proc.pid! });
-            const p = await load(c, direct(stream, proxyUrl), { gateway: px.proc.pid!, upstream: up.proc.pid! });
-            const f = withFloor(cfg) ? await load(c, () => viaFloor('/v1/chat/completions', chatBody(stream), stream), { gateway: fl.proc.pid!, upstream: up.proc.pid! }) : undefined;
-            const g = await load(c, viaGateway(stream), gwPids);
+            const row = await measureRow(c, [
+              { key: 'direct', one: direct(stream), pids: { upstream: up.proc.pid! } },
+              { key: 'proxy', one: direct(stream, proxyUrl), pids: { gateway: px.proc.pid!, upstream: up.proc.pid! } },
+              ...(withFloor(cfg) ? [{ key: 'floor' as const, one: () => viaFloor('/v1/chat/completions', chatBody(stream), stream), pids: { gateway: fl.proc.pid!, upstream: up.proc.pid! } }] : []),
+              { key: 'gateway', one: viaGateway(stream), pids: gwPids },
+            ]);
+            const { direct: d, proxy: p, gateway: g } = row;
+            const f = withFloor(cfg) ? row.floor : undefined;
             const shape = stream ? 'streamed (16 tokens)' : 'short answer';
             console.log(`${name} [${config}] ${shape} c=${c}: direct ${d.rps.toFixed(0)} rps p50 ${d.p50.toFixed(2)} ms | proxy ${p.rps.toFixed(0)} rps p50 ${p.p50.toFixed(2)} ms |${f ? ` floor ${f.rps.toFixed(0)} rps p50 ${f.p50.toFixed(2)} ms CPU µs/req client ${f.cpu.client.toFixed(0)} floor ${f.cpu.gateway.toFixed(0)} server ${f.cpu.upstream.toFixed(0)} |` : ''} gateway ${g.rps.toFixed(0)} rps p50 ${g.p50.toFixed(2)} ms p99 ${g.p99.toFixed(2)} ms | CPU µs/req client ${g.cpu.client.toFixed(0)} gateway ${g.cpu.gateway.toFixed(0)} server ${g.cpu.upstream.toFixed(0)}${g.cpu.ledger !== undefined ? ` ledger ${g.cpu.ledger.toFixed(0)}` : ''}`);
             rows.push({ profile: name, config, shape, c, direct: d, proxy: p, ...(f ? { floor: f } : {}), gateway: g });
@@ -537,6 +592,11 @@ if (!ROLE) {
   const uptime1 = execFileSync('uptime', { encoding: 'utf8' }).trim();
   const ms = (x: number) => x.toFixed(2);
   const us = (x: number) => x.toFixed(0);
+  /** The ratio of two paths' throughput in each interleaved round, as a range: how much the rounds agree. */
+  const byRound = (a: Stat, b: Stat) => {
+    const r = a.rounds.map((x, i) => (x / b.rounds[i]!) * 100);
+    return `${Math.min(...r).toFixed(0)}–${Math.max(...r).toFixed(0)}%`;
+  };
   const lines: string[] = [];
   lines.push('## Confidential inference gateway (bench/gateway.ts)');
   lines.push('');
@@ -564,7 +624,7 @@ if (!ROLE) {
   lines.push('');
   lines.push('### Loopback: three processes on 2 cores');
   lines.push('');
-  lines.push(`Model server, plain proxy, floor server and gateway are child processes; the clients run in the bench process. Three paths, measured one after the other with the same requests: direct to the model server; through a plain reverse proxy (node:http, keep-alive, bodies piped: the cost of any extra process hop, the baseline); and through SDK + OHTTP + gateway. CPU per request is measured for each process (all threads) over the same window. Before any measurement the gateway (and the floor server) get ${WARM_REQUESTS} requests of each shape from 8 clients, so that V8 has optimised their hot paths, as in a server that has been running; the direct and proxy paths warm for a second before each row.`);
+  lines.push(`Model server, plain proxy, floor server and gateway are child processes; the clients run in the bench process. Three paths with the same requests: direct to the model server; through a plain reverse proxy (node:http, keep-alive, bodies piped: the cost of any extra process hop, the baseline); and through SDK + OHTTP + gateway. The paths of a row (and the floor path below) are measured interleaved, in ${ROUNDS} rounds of ${RUN_MS / ROUNDS / 1000} s each (each round takes every path once, in a rotating order), so that the machine slowing down or speeding up during a row moves every path alike; rps is over the pooled windows, p50 and p99 over their pooled latencies. CPU per request is measured for each process (all threads) over the same windows. Before any measurement the gateway (and the floor server) get ${WARM_REQUESTS} requests of each shape from 8 clients, so that V8 has optimised their hot paths, as in a server that has been running; in a row, every path warms for a second before its first window and for 0.2 s before each later one.`);
   lines.push('');
   lines.push('| backend | HPKE providers | request | clients | direct rps | proxy rps | gateway rps | gateway / direct | gateway / proxy | p50 ms direct / proxy / gateway | p99 ms direct / proxy / gateway | added p50 ms vs direct / vs proxy | CPU µs/req direct: client + server | CPU µs/req proxy path: client + proxy + server | CPU µs/req gateway path: client + gateway + server |');
   lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---|');
@@ -581,15 +641,15 @@ if (!ROLE) {
   lines.push('');
   lines.push('The same requests through a minimal confidential hop (bench/_floor.ts, a bench-only exchange, not a Custody format): the client seals the request to the server\'s X25519 key (ephemeral key, one DH, HKDF, AES-128-GCM), the server opens it and forwards the plaintext exactly as the plain proxy does, seals the response (each streamed chunk on its own) and signs a 900-byte receipt-sized record with Ed25519, and the client opens the response and checks the signature, all on node:crypto with nothing else. The gateway row is the same requests through SDK + gateway (the default providers) in the same run; what the gateway costs over the floor is everything Custody does beyond the raw crypto: Binary HTTP and OHTTP framing, date, replay and tenant checks, the PII scan, the policy decision and the receipt in the ledger, logging and metrics.');
   lines.push('');
-  lines.push('| backend | request | clients | direct rps | floor rps | gateway rps | floor / direct | gateway / direct | gateway / floor | p50 ms direct / floor / gateway | added p50 ms floor / gateway | CPU µs/req floor path: client + floor server + model server | CPU µs/req gateway path: client + gateway + model server |');
-  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|');
+  lines.push('| backend | request | clients | direct rps | floor rps | gateway rps | floor / direct | gateway / direct | gateway / direct by round | gateway / floor | p50 ms direct / floor / gateway | added p50 ms floor / gateway | CPU µs/req floor path: client + floor server + model server | CPU µs/req gateway path: client + gateway + model server |');
+  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|');
   const floorRows = loop.filter((r): r is LoopRow & { floor: Stat } => r.floor !== undefined);
   for (const r of floorRows) {
     const d = r.direct;
     const f = r.floor;
     const g = r.gateway;
     lines.push(
-      `| ${r.profile} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${f.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${((f.rps / d.rps) * 100).toFixed(0)}% | ${((g.rps / d.rps) * 100).toFixed(0)}% | ${((g.rps / f.rps) * 100).toFixed(0)}% | ${ms(d.p50)} / ${ms(f.p50)} / ${ms(g.p50)} | ${ms(f.p50 - d.p50)} / ${ms(g.p50 - d.p50)} | ${us(f.cpu.client)} + ${us(f.cpu.gateway)} + ${us(f.cpu.upstream)} | ${us(g.cpu.client)} + ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)} |`,
+      `| ${r.profile} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${f.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${((f.rps / d.rps) * 100).toFixed(0)}% | ${((g.rps / d.rps) * 100).toFixed(0)}% | ${byRound(g, d)} | ${((g.rps / f.rps) * 100).toFixed(0)}% | ${ms(d.p50)} / ${ms(f.p50)} / ${ms(g.p50)} | ${ms(f.p50 - d.p50)} / ${ms(g.p50 - d.p50)} | ${us(f.cpu.client)} + ${us(f.cpu.gateway)} + ${us(f.cpu.upstream)} | ${us(g.cpu.client)} + ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)} |`,
     );
   }
   lines.push('');
@@ -597,8 +657,8 @@ if (!ROLE) {
   lines.push('');
   lines.push('Above, the clients share both cores with the servers, so every microsecond the SDK spends is taken from the gateway and the model server, and the other way round. In a deployment the clients are other machines, and the gateway shares its TEE with the model server. The same model-like rows, run again with the bench process (all clients) pinned to core 0 and every server process (model server, plain proxy, floor server, gateway; all their threads) pinned to core 1 (`taskset`). Default providers (node:crypto on both sides), in-memory log. Against direct, the gateway path now has only the server core to share with the model server, as it would in its TEE.');
   lines.push('');
-  lines.push('| backend | request | clients | direct rps | proxy rps | floor rps | gateway rps | proxy / direct | floor / direct | gateway / direct | gateway / floor | p50 ms direct / floor / gateway | added p50 ms floor / gateway | CPU µs/req on the server core: proxy + model server / floor + model server / gateway + model server | client CPU µs/req: direct / floor / gateway |');
-  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|');
+  lines.push('| backend | request | clients | direct rps | proxy rps | floor rps | gateway rps | proxy / direct | floor / direct | gateway / direct | gateway / direct by round | gateway / floor | p50 ms direct / floor / gateway | added p50 ms floor / gateway | CPU µs/req on the server core: proxy + model server / floor + model server / gateway + model server | client CPU µs/req: direct / floor / gateway |');
+  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|');
   for (const r of pinned) {
     const d = r.direct;
     const p = r.proxy;
@@ -606,7 +666,7 @@ if (!ROLE) {
     const g = r.gateway;
     const pct = (a: Stat, b: Stat) => `${((a.rps / b.rps) * 100).toFixed(0)}%`;
     lines.push(
-      `| ${r.profile} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${p.rps.toFixed(0)} | ${f.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${pct(p, d)} | ${pct(f, d)} | ${pct(g, d)} | ${pct(g, f)} | ${ms(d.p50)} / ${ms(f.p50)} / ${ms(g.p50)} | ${ms(f.p50 - d.p50)} / ${ms(g.p50 - d.p50)} | ${us(p.cpu.gateway)} + ${us(p.cpu.upstream)} / ${us(f.cpu.gateway)} + ${us(f.cpu.upstream)} / ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)} | ${us(d.cpu.client)} / ${us(f.cpu.client)} / ${us(g.cpu.client)} |`,
+      `| ${r.profile} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${p.rps.toFixed(0)} | ${f.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${pct(p, d)} | ${pct(f, d)} | ${pct(g, d)} | ${byRound(g, d)} | ${pct(g, f)} | ${ms(d.p50)} / ${ms(f.p50)} / ${ms(g.p50)} | ${ms(f.p50 - d.p50)} / ${ms(g.p50 - d.p50)} | ${us(p.cpu.gateway)} + ${us(p.cpu.upstream)} / ${us(f.cpu.gateway)} + ${us(f.cpu.upstream)} / ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)} | ${us(d.cpu.client)} / ${us(f.cpu.client)} / ${us(g.cpu.client)} |`,
     );
   }
   lines.push('');
