@@ -185,17 +185,33 @@ describe('two HTTP paths, one exchange', () => {
       expect(gw.ledger.events.length).toBe(decrypts);
     });
 
-    it(`${name}: a chunked request over the size limits is refused with ERR_INPUT_TOO_LARGE (413) and reaches no pipeline`, async () => {
-      // The node:http path bounds the sealed message (16 MiB) as it reads it; the Hono route
-      // bounds the plaintext as it opens the chunks (8 MiB). Either way: 413, nothing logged.
-      const big = encodeBhttpRequest({ method: 'POST', scheme: 'https', authority: 'gw', path: '/v1/chat/completions', headers: [], content: new Uint8Array(17 * 1024 * 1024) });
-      const { body } = await encapsulateChunkedRequest(await currentConfig(), big);
-      const sealed = await readAll(body);
+    it(`${name}: a chunked request with a modified middle chunk fails with ERR_OHTTP_REQUEST_DECRYPT (400) and reaches no pipeline`, async () => {
+      const { sealer } = await createChunkedRequest(await currentConfig());
+      const request = chatRequest();
+      const half = request.length >> 1;
+      const first = await sealer.seal(request.subarray(0, half));
+      const sealed = concatBytes(sealer.prefix, first, await sealer.seal(request.subarray(half)), await sealer.seal(new Uint8Array(0), true));
+      sealed[sealer.prefix.length + first.length + 4]! ^= 0x01;
       const decrypts = gw.ledger.events.length;
       const res = await send(sealed, 'message/ohttp-chunked-req');
-      expect(res.status).toBe(413);
-      expect((await problem(res)).code).toBe('ERR_INPUT_TOO_LARGE');
+      expect(res.status).toBe(400);
+      expect((await problem(res)).code).toBe('ERR_OHTTP_REQUEST_DECRYPT');
       expect(gw.ledger.events.length).toBe(decrypts);
+    });
+
+    it(`${name}: a chunked request over the size limits is refused with ERR_INPUT_TOO_LARGE (413) and reaches no pipeline`, async () => {
+      // The node:http path bounds the sealed message (16 MiB) as it reads it, and the opened
+      // request (8 MiB) as it opens it whole; the Hono route bounds the opened request as it
+      // opens the chunks. Either way: 413, nothing logged. 9 MiB: sealed, it is under 16 MiB.
+      for (const mib of [9, 17]) {
+        const big = encodeBhttpRequest({ method: 'POST', scheme: 'https', authority: 'gw', path: '/v1/chat/completions', headers: [], content: new Uint8Array(mib * 1024 * 1024) });
+        const sealed = await readAll((await encapsulateChunkedRequest(await currentConfig(), big)).body);
+        const decrypts = gw.ledger.events.length;
+        const res = await send(sealed, 'message/ohttp-chunked-req');
+        expect(res.status).toBe(413);
+        expect((await problem(res)).code).toBe('ERR_INPUT_TOO_LARGE');
+        expect(gw.ledger.events.length).toBe(decrypts);
+      }
     });
   }
 

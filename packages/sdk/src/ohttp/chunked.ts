@@ -12,9 +12,11 @@
  * fails with ERR_OHTTP_TRUNCATED, never a silent short message.
  */
 import {
+  ByteReader,
   concatBytes,
   HpkeError,
   isCustodyError,
+  joinBytes,
   kemParams,
   ParseError,
   secureRandom,
@@ -44,7 +46,7 @@ import {
   type PreparedResponse,
 } from './ohttp.js';
 import { StreamBuffer } from './stream-buffer.js';
-import { encodeVarint } from './varint.js';
+import { encodeVarint, readVarint } from './varint.js';
 
 const FINAL_AAD = utf8('final');
 const EMPTY = new Uint8Array(0);
@@ -399,5 +401,68 @@ export async function decapsulateChunkedRequest(
     'ERR_OHTTP_REQUEST_DECRYPT',
     limits,
   );
+  return { request, context: new ChunkedServerContext(ctx, header, enc) };
+}
+
+/**
+ * Gateway: `decapsulateChunkedRequest` for a message already read whole (the gateway reads a
+ * sealed request whole before it starts): the same checks, limits and errors, in one pass over
+ * the bytes, without the streams. `maxPlaintext` bounds the opened request (ERR_INPUT_TOO_LARGE,
+ * as a bounded read of the request stream would fail). Whatever was opened is wiped when a
+ * later chunk fails.
+ */
+export async function decapsulateChunkedRequestBytes(
+  keys: OhttpServerKey | readonly OhttpServerKey[],
+  message: Uint8Array,
+  limits: ChunkedLimits & { readonly maxPlaintext?: number } = {},
+): Promise<{ request: Bytes; context: ChunkedServerContext }> {
+  const max = limits.maxChunkSize ?? DEFAULT_MAX_CHUNK;
+  const maxChunks = limits.maxChunks ?? DEFAULT_MAX_CHUNKS;
+  const maxPlaintext = limits.maxPlaintext ?? Number.MAX_SAFE_INTEGER;
+  const truncated = (): HpkeError => new HpkeError('ERR_OHTTP_TRUNCATED');
+  if (message.length < REQUEST_HEADER_LENGTH) throw new HpkeError('ERR_OHTTP_TRUNCATED', 'request ended inside its header');
+  const header = decodeRequestHeader(message.slice(0, REQUEST_HEADER_LENGTH));
+  // The key id is checked before anything else, so a stale client learns to refresh its keys.
+  const key = findServerKey(keys, header);
+  const nEnc = kemParams(key.config.kem).nEnc;
+  if (message.length < REQUEST_HEADER_LENGTH + nEnc) throw new HpkeError('ERR_OHTTP_TRUNCATED', 'request ended inside its encapsulated key');
+  const enc = message.slice(REQUEST_HEADER_LENGTH, REQUEST_HEADER_LENGTH + nEnc);
+  const ctx = await setupServer(key, header, enc, OhttpLabel.ChunkedRequest);
+  const r = new ByteReader(message, 'chunked request', REQUEST_HEADER_LENGTH + nEnc);
+  const pieces: Bytes[] = [];
+  let size = 0;
+  try {
+    for (let chunks = 1; ; chunks++) {
+      if (r.remaining === 0) throw truncated();
+      let len: number;
+      try {
+        len = readVarint(r);
+      } catch (e) {
+        throw isCustodyError(e) && e.code === 'ERR_INPUT_TRUNCATED' ? truncated() : e;
+      }
+      if (len > max) throw new ParseError('ERR_INPUT_TOO_LARGE', 'chunk exceeds its size bound', { detail: { length: len, max } });
+      if (chunks > maxChunks) throw new ParseError('ERR_INPUT_TOO_LARGE', 'message has more chunks than allowed', { detail: { max: maxChunks } });
+      const final = len === 0;
+      if (final && r.remaining > max) throw new ParseError('ERR_INPUT_TOO_LARGE', 'stream tail exceeds its size bound', { detail: { max } });
+      if (!final && r.remaining < len) throw truncated();
+      const ct = r.bytesView(final ? r.remaining : len);
+      let pt: Bytes;
+      try {
+        pt = await ctx.open(ct, final ? FINAL_AAD : EMPTY);
+      } catch (e) {
+        throw wrapError(e, 'ERR_OHTTP_REQUEST_DECRYPT');
+      }
+      size += pt.length;
+      pieces.push(pt);
+      if (size > maxPlaintext) throw new ParseError('ERR_INPUT_TOO_LARGE', 'stream tail exceeds its size bound', { detail: { max: maxPlaintext } });
+      if (final) break;
+    }
+  } catch (e) {
+    for (const p of pieces) p.fill(0);
+    throw e;
+  }
+  if (pieces.length === 1) return { request: pieces[0]!, context: new ChunkedServerContext(ctx, header, enc) };
+  const request = joinBytes(pieces, size);
+  for (const p of pieces) p.fill(0);
   return { request, context: new ChunkedServerContext(ctx, header, enc) };
 }

@@ -38,6 +38,7 @@ export {
   createChunkedRequest,
   encapsulateChunkedRequest,
   decapsulateChunkedRequest,
+  decapsulateChunkedRequestBytes,
   ChunkedClientContext,
   ChunkedServerContext,
   sealReady,

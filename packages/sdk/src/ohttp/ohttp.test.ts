@@ -1,8 +1,8 @@
-import { AeadId, concatBytes, CustodyError, equalBytes, KdfId, KemId, toHex, utf8 } from '@custody/core';
+import { AeadId, concatBytes, CustodyError, equalBytes, getHpkeProvider, KdfId, KemId, setHpkeProvider, toHex, utf8 } from '@custody/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeBhttpRequestStream, decodeBhttpResponseStream, encodeBhttpContentChunk, encodeBhttpEnd, encodeBhttpRequest, encodeBhttpResponseHead } from './bhttp.js';
-import { createChunkedRequest, decapsulateChunkedRequest, encapsulateChunkedRequest, MAX_PLAINTEXT_CHUNK, sealReady } from './chunked.js';
+import { createChunkedRequest, decapsulateChunkedRequest, decapsulateChunkedRequestBytes, encapsulateChunkedRequest, MAX_PLAINTEXT_CHUNK, sealReady } from './chunked.js';
 import { createOhttpServerKey, encodeKeyConfig, encodeKeyConfigs, parseKeyConfig, parseKeyConfigs, selectSuite, type KeyConfig } from './key-config.js';
 import { assertMediaType, OhttpMediaType } from './media-types.js';
 import { decapsulateRequest, encapsulateRequest } from './ohttp.js';
@@ -96,6 +96,7 @@ describe('OHTTP round trips', () => {
       (e: unknown) => e,
     );
     expect((chunkedErr as CustodyError).code).toBe('ERR_OHTTP_KEY_ID');
+    expect((await failure(decapsulateChunkedRequestBytes(keys, Uint8Array.from([9, 0x7f, 0x7f, 0, 9, 0, 9])))).code).toBe('ERR_OHTTP_KEY_ID');
   });
 
   it('is deterministic with injected randomness and unlinkable without it', async () => {
@@ -211,6 +212,64 @@ describe('chunked OHTTP streaming', () => {
     expect((await failure(readAll(bounded.request))).code).toBe('ERR_INPUT_TOO_LARGE');
     const atBound = await decapsulateChunkedRequest([key], streamOf(wire), { maxChunks: 8 });
     expect(new TextDecoder().decode(await readAll(atBound.request))).toBe('after three empty chunks');
+
+    // Read whole (the gateway's node:http path): the same result and the same bound.
+    expect(new TextDecoder().decode((await decapsulateChunkedRequestBytes([key], wire)).request)).toBe('after three empty chunks');
+    expect((await failure(decapsulateChunkedRequestBytes([key], wire, { maxChunks: 7 }))).code).toBe('ERR_INPUT_TOO_LARGE');
+    expect(new TextDecoder().decode((await decapsulateChunkedRequestBytes([key], wire, { maxChunks: 8 })).request)).toBe('after three empty chunks');
+  });
+
+  it('read whole, a chunked request is bounded like a bounded read of its stream, and a failure wipes what was opened', async () => {
+    const key = await createOhttpServerKey({ keyId: 6 });
+    const { sealer } = await createChunkedRequest(key.config);
+    const first = await sealer.seal(utf8('0123456789'));
+    const wire = concatBytes(sealer.prefix, first, await sealer.seal(utf8('abcdefghij')), await sealer.seal(utf8('last'), true));
+    // The opened request (24 bytes) against maxPlaintext, as readAll(request, max) bounds it.
+    expect(new TextDecoder().decode((await decapsulateChunkedRequestBytes([key], wire, { maxPlaintext: 24 })).request)).toBe('0123456789abcdefghijlast');
+    const over = await failure(decapsulateChunkedRequestBytes([key], wire, { maxPlaintext: 23 }));
+    const overStream = await failure(decapsulateChunkedRequest([key], streamOf(wire)).then(({ request }) => readAll(request, 23)));
+    expect([over.code, overStream.code]).toEqual(['ERR_INPUT_TOO_LARGE', 'ERR_INPUT_TOO_LARGE']);
+    // Chunk sizes: a non-final chunk over maxChunkSize, and a final chunk (the tail) over it.
+    for (const maxChunkSize of [10 + 16 - 1, 4 + 16 - 1]) {
+      const bytes = await failure(decapsulateChunkedRequestBytes([key], wire, { maxChunkSize }));
+      const stream = await failure(decapsulateChunkedRequest([key], streamOf(wire), { maxChunkSize }).then(({ request }) => readAll(request)));
+      expect([bytes.code, stream.code]).toEqual(['ERR_INPUT_TOO_LARGE', 'ERR_INPUT_TOO_LARGE']);
+    }
+    // A second chunk that does not open: the first chunk's plaintext is wiped before the error.
+    const tampered = wire.slice();
+    tampered[sealer.prefix.length + first.length + 3]! ^= 1;
+    const opened: Uint8Array[] = [];
+    const base = getHpkeProvider();
+    setHpkeProvider({
+      ...base,
+      name: 'recording',
+      createAead(aead, k) {
+        const inner = base.createAead(aead, k);
+        return {
+          params: inner.params,
+          seal: (n, a, pt) => inner.seal(n, a, pt),
+          open: async (n, a, ct) => {
+            const pt = await inner.open(n, a, ct);
+            opened.push(pt);
+            return pt;
+          },
+        };
+      },
+    });
+    try {
+      const err = await failure(decapsulateChunkedRequestBytes([key], tampered));
+      expect(err.code).toBe('ERR_OHTTP_REQUEST_DECRYPT');
+      expect(opened.map((b) => b.length)).toEqual([10]);
+      expect([...opened[0]!].every((b) => b === 0)).toBe(true);
+      // Opened whole, the chunks' plaintexts are wiped once joined; the request is a copy.
+      opened.length = 0;
+      const ok = await decapsulateChunkedRequestBytes([key], wire);
+      expect(new TextDecoder().decode(ok.request)).toBe('0123456789abcdefghijlast');
+      expect(opened.map((b) => b.length)).toEqual([10, 10, 4]);
+      expect(opened.every((b) => b.every((x) => x === 0))).toBe(true);
+    } finally {
+      setHpkeProvider(base);
+    }
   });
 
   it('splits large chunks and carries 1 MiB', async () => {

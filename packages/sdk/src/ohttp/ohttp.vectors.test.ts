@@ -4,7 +4,7 @@ import { CustodyError, deserializeHpkePrivateKey, fromHex, hpkeReceiveExport, to
 import { describe, expect, it } from 'vitest';
 import { readVectorText } from '../../../../test/vectors.js';
 import { decodeBhttpRequest, decodeBhttpResponse, encodeBhttpRequest, encodeBhttpResponse } from './bhttp.js';
-import { createChunkedRequest, decapsulateChunkedRequest } from './chunked.js';
+import { createChunkedRequest, decapsulateChunkedRequest, decapsulateChunkedRequestBytes } from './chunked.js';
 import { encodeKeyConfig, encodeKeyConfigs, parseKeyConfig, parseKeyConfigs, type OhttpServerKey } from './key-config.js';
 import { decapsulateRequest, deriveResponseKeys, encapsulateRequest, OhttpLabel, requestInfo } from './ohttp.js';
 import { readAll, streamOf } from './stream-buffer.js';
@@ -212,6 +212,13 @@ describe('chunked OHTTP example (draft-ietf-ohai-chunked-ohttp)', () => {
     const plain = await chunksOf(request);
     expect(plain).toEqual(chunked.requestChunks.filter((c) => c.plaintext !== '').map((c) => c.plaintext));
     expect(plain.join('')).toBe(chunked.requestBhttp);
+    // Read whole, the same request, and a context that seals the same response.
+    const whole = await decapsulateChunkedRequestBytes(key, h(chunked.encapsulatedRequest));
+    expect(toHex(whole.request)).toBe(chunked.requestBhttp);
+    const wholeSealer = await whole.context.createResponseSealer({ random: fixed(h(chunked.responseNonce)) });
+    const wholeParts = [wholeSealer.prefix];
+    for (const c of chunked.responseChunks) wholeParts.push(await wholeSealer.seal(h(c.plaintext), c.final === true));
+    expect(toHex(Buffer.concat(wholeParts))).toBe(chunked.encapsulatedResponse);
 
     const enc = h(chunked.pkE);
     const suite = { kem: chunked.kemId, kdf: chunked.kdfId, aead: chunked.aeadId };
@@ -241,12 +248,16 @@ describe('chunked OHTTP example (draft-ietf-ohai-chunked-ohttp)', () => {
     const full = h(chunked.encapsulatedRequest);
     const hdr = 7 + 32;
     const [c0, c1, c2] = chunked.requestChunks.map((c) => h(c.encoded));
+    // Both openers (the stream, and the message read whole) fail alike.
     const errorOf = async (b: Uint8Array): Promise<string> => {
       const e = await decapsulateChunkedRequest(key, streamOf(b)).then(
         async ({ request }) => readAll(request).then(() => undefined),
         (err: unknown) => err,
       ).catch((err: unknown) => err);
       expect(e).toBeInstanceOf(CustodyError);
+      const whole = await decapsulateChunkedRequestBytes(key, b).then(() => undefined, (err: unknown) => err);
+      expect(whole).toBeInstanceOf(CustodyError);
+      expect((whole as CustodyError).code).toBe((e as CustodyError).code);
       return (e as CustodyError).code;
     };
     expect(await errorOf(flip(full, hdr + 5))).toBe('ERR_OHTTP_REQUEST_DECRYPT'); // first chunk body

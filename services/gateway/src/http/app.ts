@@ -25,6 +25,7 @@ import {
   OhttpMediaType,
   RECEIPT_HEADER,
   decapsulateChunkedRequest,
+  decapsulateChunkedRequestBytes,
   decapsulateRequest,
   encodeBhttpContentChunk,
   encodeBhttpEnd,
@@ -34,7 +35,6 @@ import {
   MAX_OHTTP_MESSAGE,
   readAll,
   sealReady,
-  streamOf,
   type ChunkSealer,
   type HttpField,
   type ReceiptSignFn,
@@ -303,19 +303,25 @@ export function createOhttpExchange(d: GatewayAppDeps): (ct: string, read: () =>
  */
 const MAX_REQUEST_CHUNKS = 4096;
 
+/** A sealed chunked request: as it arrives, or read whole. */
+export type ChunkedRequestBody = ReadableStream<Uint8Array> | Uint8Array;
+
 /** A chunked exchange's answer: a refusal (whole), or the sealed response chunk by chunk. */
 export type ChunkedExchangeAnswer = ExchangeAnswer | { status: 200; headers: Record<string, string>; chunks: SealedChunks };
 
 /**
  * The chunked OHTTP exchange (`message/ohttp-chunked-req`), independent of the HTTP server:
- * the sealed request's stream in (`body` is called once the gateway is known to serve); a
- * refusal, or the sealed response as chunks to write as they come, out. The Hono route and the
- * node:http fast path both answer through it.
+ * the sealed request in, as a stream or read whole (`body` is called once the gateway is known
+ * to serve); a refusal, or the sealed response as chunks to write as they come, out. The Hono
+ * route and the node:http fast path both answer through it.
  */
-export function createChunkedExchange(d: GatewayAppDeps): (body: () => ReadableStream<Uint8Array> | Promise<ReadableStream<Uint8Array>>, started: number, signal?: AbortSignal) => Promise<ChunkedExchangeAnswer> {
+export function createChunkedExchange(d: GatewayAppDeps): (body: () => ChunkedRequestBody | Promise<ChunkedRequestBody>, started: number, signal?: AbortSignal) => Promise<ChunkedExchangeAnswer> {
   return async (body, started, signal) => {
     const a = await admit(d, async () => {
-      const decap = await decapsulateChunkedRequest(d.keys.ohttp.active, await body(), { maxChunks: MAX_REQUEST_CHUNKS });
+      const sealed = await body();
+      // Read whole already (the node:http path): opened in one pass, with the same limits and errors.
+      if (sealed instanceof Uint8Array) return decapsulateChunkedRequestBytes(d.keys.ohttp.active, sealed, { maxChunks: MAX_REQUEST_CHUNKS, maxPlaintext: MAX_INNER_BODY });
+      const decap = await decapsulateChunkedRequest(d.keys.ohttp.active, sealed, { maxChunks: MAX_REQUEST_CHUNKS });
       return { request: await readAll(decap.request, MAX_INNER_BODY), context: decap.context };
     });
     if ('body' in a) return a;
@@ -366,7 +372,7 @@ export function createOhttpNodeHandler(d: GatewayAppDeps): (req: IncomingMessage
     const answer: Promise<ChunkedExchangeAnswer> =
       ct === OhttpMediaType.Request
         ? exchange(ct, () => readNodeBody(req, MAX_OHTTP_MESSAGE, budget), started, abandoned.signal)
-        : chunked(() => readNodeBody(req, MAX_OHTTP_MESSAGE, budget).then((b) => streamOf(b)), started, abandoned.signal);
+        : chunked(() => readNodeBody(req, MAX_OHTTP_MESSAGE, budget), started, abandoned.signal);
     answer
       .catch((e: unknown) => {
         // The exchanges answer every refusal themselves; reaching here is a defect, answered as one.
