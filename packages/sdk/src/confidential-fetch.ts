@@ -15,10 +15,10 @@
  * header of non-streamed responses, and for every response through `onReceipt` and
  * `receiptOf(response)`.
  */
-import { CustodyError, isCustodyError, systemClock, toHex, type Bytes, type HpkePreparedEncap, type RandomSource } from '@custody/core';
+import { concatBytes, CustodyError, isCustodyError, systemClock, toHex, type Bytes, type HpkePreparedEncap, type RandomSource } from '@custody/core';
 import { Sha256 } from '@custody/ledger';
 import { decodeBhttpResponse, decodeBhttpResponseStream, encodeBhttpRequest, type HttpField } from './ohttp/bhttp.js';
-import { encapsulateChunkedRequest } from './ohttp/chunked.js';
+import { createChunkedRequest, sealReady } from './ohttp/chunked.js';
 import { OHTTP_KEY_PROBLEM_TYPE, OhttpMediaType } from './ohttp/media-types.js';
 import { encapsulateRequest, MAX_OHTTP_MESSAGE, prepareEncapsulation, type EncapsulateOptions } from './ohttp/ohttp.js';
 import type { KeyConfig } from './ohttp/key-config.js';
@@ -312,8 +312,10 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
       };
     } else {
       // The whole request is known, so it is sealed up front: browsers only stream request bodies over HTTP/2.
-      const { body: sealedStream, context } = await encapsulateChunkedRequest(config, bhttp, await encapsulateOptionsFor(config));
-      const sealed = await readAll(sealedStream);
+      // Sealed straight into bytes: the prefix and the request's chunks, then an empty final
+      // chunk (the bytes encapsulateChunkedRequest's stream would give, without the stream).
+      const { sealer, context } = await createChunkedRequest(config, await encapsulateOptionsFor(config));
+      const sealed = concatBytes(await sealReady(sealer, bhttp, { first: true }), await sealer.seal(new Uint8Array(0), true));
       prepareNext(config, true);
       outer = await transport(ohttpUrl, {
         method: 'POST',

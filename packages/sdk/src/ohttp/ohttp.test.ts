@@ -1,4 +1,4 @@
-import { AeadId, concatBytes, CustodyError, equalBytes, getHpkeProvider, KdfId, KemId, setHpkeProvider, toHex, utf8 } from '@custody/core';
+import { AeadId, concatBytes, CustodyError, equalBytes, generateHpkeKeyPair, getHpkeProvider, KdfId, KemId, setHpkeProvider, toHex, utf8 } from '@custody/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeBhttpRequestStream, decodeBhttpResponseStream, encodeBhttpContentChunk, encodeBhttpEnd, encodeBhttpRequest, encodeBhttpResponseHead } from './bhttp.js';
@@ -269,6 +269,20 @@ describe('chunked OHTTP streaming', () => {
       expect(opened.every((b) => b.every((x) => x === 0))).toBe(true);
     } finally {
       setHpkeProvider(base);
+    }
+  });
+
+  it('a whole body sealed with sealReady and an empty final chunk is, byte for byte, what encapsulateChunkedRequest streams', async () => {
+    // The SDK seals a streamed request's whole Binary HTTP message this way, without the stream.
+    const key = await createOhttpServerKey({ keyId: 8 });
+    for (const size of [1, 1000, MAX_PLAINTEXT_CHUNK, MAX_PLAINTEXT_CHUNK + 1, 3 * MAX_PLAINTEXT_CHUNK + 5]) {
+      const body = new Uint8Array(size).map((_, i) => i * 7);
+      const ephemeralKeyPair = await generateHpkeKeyPair(KemId.DhkemX25519HkdfSha256);
+      const streamed = await readAll((await encapsulateChunkedRequest(key.config, body, { ephemeralKeyPair })).body);
+      const { sealer } = await createChunkedRequest(key.config, { ephemeralKeyPair });
+      const whole = concatBytes(await sealReady(sealer, body, { first: true }), await sealer.seal(new Uint8Array(0), true));
+      expect(toHex(whole)).toBe(toHex(streamed));
+      expect(equalBytes((await decapsulateChunkedRequestBytes([key], whole)).request, body)).toBe(true);
     }
   });
 
