@@ -421,13 +421,16 @@ export async function decapsulateChunkedRequestBytes(
   const maxPlaintext = limits.maxPlaintext ?? Number.MAX_SAFE_INTEGER;
   const truncated = (): HpkeError => new HpkeError('ERR_OHTTP_TRUNCATED');
   if (message.length < REQUEST_HEADER_LENGTH) throw new HpkeError('ERR_OHTTP_TRUNCATED', 'request ended inside its header');
-  const header = decodeRequestHeader(message.slice(0, REQUEST_HEADER_LENGTH));
+  // Copies (a Buffer's slice would be a view): the context keeps `enc`, not the caller's message.
+  const header = decodeRequestHeader(new Uint8Array(message.subarray(0, REQUEST_HEADER_LENGTH)));
   // The key id is checked before anything else, so a stale client learns to refresh its keys.
   const key = findServerKey(keys, header);
   const nEnc = kemParams(key.config.kem).nEnc;
   if (message.length < REQUEST_HEADER_LENGTH + nEnc) throw new HpkeError('ERR_OHTTP_TRUNCATED', 'request ended inside its encapsulated key');
-  const enc = message.slice(REQUEST_HEADER_LENGTH, REQUEST_HEADER_LENGTH + nEnc);
+  const enc = new Uint8Array(message.subarray(REQUEST_HEADER_LENGTH, REQUEST_HEADER_LENGTH + nEnc));
   const ctx = await setupServer(key, header, enc, OhttpLabel.ChunkedRequest);
+  // As a bounded read with a negative bound fails before it reads anything.
+  if (maxPlaintext < 0) throw new ParseError('ERR_INPUT_TOO_LARGE', 'stream tail exceeds its size bound', { detail: { max: maxPlaintext } });
   const r = new ByteReader(message, 'chunked request', REQUEST_HEADER_LENGTH + nEnc);
   const pieces: Bytes[] = [];
   let size = 0;

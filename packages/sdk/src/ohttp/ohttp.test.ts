@@ -286,6 +286,17 @@ describe('chunked OHTTP streaming', () => {
     }
   });
 
+  it('opened whole from a Buffer, the context keeps its own copy of enc, not a view of the message', async () => {
+    const key = await createOhttpServerKey({ keyId: 10 });
+    const wire = Buffer.from(await readAll((await encapsulateChunkedRequest(key.config, utf8('hello'))).body));
+    const sent = toHex(wire.subarray(7, 7 + 32));
+    const { context } = await decapsulateChunkedRequestBytes([key], wire);
+    expect(toHex(context.enc)).toBe(sent);
+    expect(context.enc.buffer).not.toBe(wire.buffer);
+    wire.fill(0);
+    expect(toHex(context.enc)).toBe(sent);
+  });
+
   it('splits large chunks and carries 1 MiB', async () => {
     const big = new Uint8Array(1024 * 1024 + 5).map((_, i) => i * 7);
     const got = await exchange([big], [big.subarray(0, MAX_PLAINTEXT_CHUNK + 1)], []);
