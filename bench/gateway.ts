@@ -592,6 +592,8 @@ if (!ROLE) {
   const uptime1 = execFileSync('uptime', { encoding: 'utf8' }).trim();
   const ms = (x: number) => x.toFixed(2);
   const us = (x: number) => x.toFixed(0);
+  /** One path's throughput as a share of another's. */
+  const pct = (a: Stat, b: Stat) => `${((a.rps / b.rps) * 100).toFixed(0)}%`;
   /** The ratio of two paths' throughput in each interleaved round, as a range: how much the rounds agree. */
   const byRound = (a: Stat, b: Stat) => {
     const r = a.rounds.map((x, i) => (x / b.rounds[i]!) * 100);
@@ -633,7 +635,7 @@ if (!ROLE) {
     const p = r.proxy;
     const g = r.gateway;
     lines.push(
-      `| ${r.profile} | ${r.config} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${p.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${((g.rps / d.rps) * 100).toFixed(0)}% | ${((g.rps / p.rps) * 100).toFixed(0)}% | ${ms(d.p50)} / ${ms(p.p50)} / ${ms(g.p50)} | ${ms(d.p99)} / ${ms(p.p99)} / ${ms(g.p99)} | ${ms(g.p50 - d.p50)} / ${ms(g.p50 - p.p50)} | ${us(d.cpu.client)} + ${us(d.cpu.upstream)} | ${us(p.cpu.client)} + ${us(p.cpu.gateway)} + ${us(p.cpu.upstream)} | ${us(g.cpu.client)} + ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)}${g.cpu.ledger !== undefined ? ` + ledger ${us(g.cpu.ledger)}` : ''} |`,
+      `| ${r.profile} | ${r.config} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${p.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${pct(g, d)} | ${pct(g, p)} | ${ms(d.p50)} / ${ms(p.p50)} / ${ms(g.p50)} | ${ms(d.p99)} / ${ms(p.p99)} / ${ms(g.p99)} | ${ms(g.p50 - d.p50)} / ${ms(g.p50 - p.p50)} | ${us(d.cpu.client)} + ${us(d.cpu.upstream)} | ${us(p.cpu.client)} + ${us(p.cpu.gateway)} + ${us(p.cpu.upstream)} | ${us(g.cpu.client)} + ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)}${g.cpu.ledger !== undefined ? ` + ledger ${us(g.cpu.ledger)}` : ''} |`,
     );
   }
   lines.push('');
@@ -649,7 +651,7 @@ if (!ROLE) {
     const f = r.floor;
     const g = r.gateway;
     lines.push(
-      `| ${r.profile} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${f.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${((f.rps / d.rps) * 100).toFixed(0)}% | ${((g.rps / d.rps) * 100).toFixed(0)}% | ${byRound(g, d)} | ${((g.rps / f.rps) * 100).toFixed(0)}% | ${ms(d.p50)} / ${ms(f.p50)} / ${ms(g.p50)} | ${ms(f.p50 - d.p50)} / ${ms(g.p50 - d.p50)} | ${us(f.cpu.client)} + ${us(f.cpu.gateway)} + ${us(f.cpu.upstream)} | ${us(g.cpu.client)} + ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)} |`,
+      `| ${r.profile} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${f.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${pct(f, d)} | ${pct(g, d)} | ${byRound(g, d)} | ${pct(g, f)} | ${ms(d.p50)} / ${ms(f.p50)} / ${ms(g.p50)} | ${ms(f.p50 - d.p50)} / ${ms(g.p50 - d.p50)} | ${us(f.cpu.client)} + ${us(f.cpu.gateway)} + ${us(f.cpu.upstream)} | ${us(g.cpu.client)} + ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)} |`,
     );
   }
   lines.push('');
@@ -664,7 +666,6 @@ if (!ROLE) {
     const p = r.proxy;
     const f = r.floor!;
     const g = r.gateway;
-    const pct = (a: Stat, b: Stat) => `${((a.rps / b.rps) * 100).toFixed(0)}%`;
     lines.push(
       `| ${r.profile} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${p.rps.toFixed(0)} | ${f.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${pct(p, d)} | ${pct(f, d)} | ${pct(g, d)} | ${byRound(g, d)} | ${pct(g, f)} | ${ms(d.p50)} / ${ms(f.p50)} / ${ms(g.p50)} | ${ms(f.p50 - d.p50)} / ${ms(g.p50 - d.p50)} | ${us(p.cpu.gateway)} + ${us(p.cpu.upstream)} / ${us(f.cpu.gateway)} + ${us(f.cpu.upstream)} / ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)} | ${us(d.cpu.client)} / ${us(f.cpu.client)} / ${us(g.cpu.client)} |`,
     );
@@ -674,7 +675,7 @@ if (!ROLE) {
   const summary = (cfg: { gateway: ProviderName; client: ProviderName }, label: string) => {
     const rows = rowsOf(cfg);
     const one = rows.filter((r) => r.c === 1).map((r) => `${r.profile} ${r.shape} ${ms(r.gateway.p50 - r.direct.p50)} ms (${ms(r.gateway.p50 - r.proxy.p50)} ms over the plain proxy)`);
-    const eight = rows.filter((r) => r.c === 8).map((r) => `${r.profile} ${r.shape} ${((r.gateway.rps / r.direct.rps) * 100).toFixed(0)}% (${((r.gateway.rps / r.proxy.rps) * 100).toFixed(0)}% of the plain proxy)`);
+    const eight = rows.filter((r) => r.c === 8).map((r) => `${r.profile} ${r.shape} ${pct(r.gateway, r.direct)} (${pct(r.gateway, r.proxy)} of the plain proxy)`);
     return `${label}: added p50 at 1 client: ${one.join('; ')}. Throughput at 8 clients: ${eight.join('; ')}.`;
   };
   lines.push('Goals (issue 5, section 6): at most 1 ms added at p50 and at least 90% of direct throughput at 8 clients.');
@@ -687,7 +688,7 @@ if (!ROLE) {
       .map((r) => `${r.profile} ${r.shape} ${ms(r.floor.p50 - r.direct.p50)} ms`)
       .join('; ')}. Throughput at 8 clients: ${floorRows
       .filter((r) => r.c === 8)
-      .map((r) => `${r.profile} ${r.shape} ${((r.floor.rps / r.direct.rps) * 100).toFixed(0)}%`)
+      .map((r) => `${r.profile} ${r.shape} ${pct(r.floor, r.direct)}`)
       .join('; ')}. Where the floor itself misses a goal, no implementation of this exchange meets it on this machine; the gateway's distance to the floor is the part Custody can still cut.`,
   );
   lines.push(
@@ -696,14 +697,14 @@ if (!ROLE) {
       .map((r) => `${r.profile} ${r.shape} ${ms(r.gateway.p50 - r.direct.p50)} ms (floor ${ms(r.floor!.p50 - r.direct.p50)} ms)`)
       .join('; ')}. Throughput at 8 clients: ${pinned
       .filter((r) => r.c === 8)
-      .map((r) => `${r.profile} ${r.shape} ${((r.gateway.rps / r.direct.rps) * 100).toFixed(0)}% (floor ${((r.floor!.rps / r.direct.rps) * 100).toFixed(0)}%)`)
+      .map((r) => `${r.profile} ${r.shape} ${pct(r.gateway, r.direct)} (floor ${pct(r.floor!, r.direct)})`)
       .join('; ')}.`,
   );
   const withLedger = loop.filter((r) => r.config.endsWith(LEDGER_LABEL));
   const memoryTwin = (r: LoopRow) => rowsOf(defaults).find((x) => x.profile === r.profile && x.shape === r.shape && x.c === r.c)!;
   lines.push(
     `- Node client, the gateway logging to the ledger as a separate service (what \`custody gateway serve --ledger URL\` does; SQLite with synchronous=FULL, so each of the two appends per request waits for its commit to reach the disk): ${withLedger
-      .map((r) => `${r.profile} ${r.shape}, ${r.c} client(s): p50 ${ms(r.gateway.p50)} ms against ${ms(memoryTwin(r).gateway.p50)} ms with the in-memory log, ${r.gateway.rps.toFixed(0)} rps (${((r.gateway.rps / r.direct.rps) * 100).toFixed(0)}% of direct), ledger CPU ${us(r.gateway.cpu.ledger ?? 0)} µs per request`)
+      .map((r) => `${r.profile} ${r.shape}, ${r.c} client(s): p50 ${ms(r.gateway.p50)} ms against ${ms(memoryTwin(r).gateway.p50)} ms with the in-memory log, ${r.gateway.rps.toFixed(0)} rps (${pct(r.gateway, r.direct)} of direct), ledger CPU ${us(r.gateway.cpu.ledger ?? 0)} µs per request`)
       .join('; ')}. The rows above use the gateway's in-memory development log, which measures the gateway alone.`,
   );
   lines.push('');

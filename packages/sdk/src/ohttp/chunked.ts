@@ -158,6 +158,12 @@ function sealStream(sealer: ChunkSealer, source: ReadableStream<Uint8Array> | Ui
   });
 }
 
+/** The bounds on a chunk's length and on the number of chunks (`count` includes this one), for both openers. */
+function checkChunk(len: number, count: number, max: number, maxChunks: number): void {
+  if (len > max) throw new ParseError('ERR_INPUT_TOO_LARGE', 'chunk exceeds its size bound', { detail: { length: len, max } });
+  if (count > maxChunks) throw new ParseError('ERR_INPUT_TOO_LARGE', 'message has more chunks than allowed', { detail: { max: maxChunks } });
+}
+
 /**
  * Opens framed chunks from `buf` as a plaintext stream. `start` runs before the first chunk
  * (a response reads its nonce there); `open` decrypts one chunk; `code` is the error for
@@ -192,8 +198,7 @@ function openStream(
             throw isCustodyError(e) && e.code === 'ERR_INPUT_TRUNCATED' ? truncated() : e;
           }
           if (len === null) throw truncated();
-          if (len > max) throw new ParseError('ERR_INPUT_TOO_LARGE', 'chunk exceeds its size bound', { detail: { length: len, max } });
-          if (++chunks > maxChunks) throw new ParseError('ERR_INPUT_TOO_LARGE', 'message has more chunks than allowed', { detail: { max: maxChunks } });
+          checkChunk(len, ++chunks, max, maxChunks);
           const final = len === 0;
           let ct: Bytes;
           if (final) ct = await buf.readToEnd(max);
@@ -443,8 +448,7 @@ export async function decapsulateChunkedRequestBytes(
       } catch (e) {
         throw isCustodyError(e) && e.code === 'ERR_INPUT_TRUNCATED' ? truncated() : e;
       }
-      if (len > max) throw new ParseError('ERR_INPUT_TOO_LARGE', 'chunk exceeds its size bound', { detail: { length: len, max } });
-      if (chunks > maxChunks) throw new ParseError('ERR_INPUT_TOO_LARGE', 'message has more chunks than allowed', { detail: { max: maxChunks } });
+      checkChunk(len, chunks, max, maxChunks);
       const final = len === 0;
       if (final && r.remaining > max) throw new ParseError('ERR_INPUT_TOO_LARGE', 'stream tail exceeds its size bound', { detail: { max } });
       if (!final && r.remaining < len) throw truncated();
@@ -464,8 +468,7 @@ export async function decapsulateChunkedRequestBytes(
     for (const p of pieces) p.fill(0);
     throw e;
   }
-  if (pieces.length === 1) return { request: pieces[0]!, context: new ChunkedServerContext(ctx, header, enc) };
-  const request = joinBytes(pieces, size);
-  for (const p of pieces) p.fill(0);
+  const request = pieces.length === 1 ? pieces[0]! : joinBytes(pieces, size);
+  if (pieces.length > 1) for (const p of pieces) p.fill(0);
   return { request, context: new ChunkedServerContext(ctx, header, enc) };
 }
