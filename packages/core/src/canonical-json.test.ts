@@ -22,6 +22,37 @@ describe('canonicalize (RFC 8785)', () => {
   it('drops undefined members and maps -0 to 0', () => {
     expect(canonicalize({ b: undefined, a: -0 })).toBe('{"a":0}');
   });
+
+  // The serialiser builds its text by appending and sorts small objects by insertion; this
+  // reference is RFC 8785 written the plain way (sort, map, join), for any JSON value.
+  const reference = (v: unknown): string => {
+    if (v === null || typeof v !== 'object') return typeof v === 'number' ? (Object.is(v, -0) ? '0' : String(v)) : JSON.stringify(v);
+    if (Array.isArray(v)) return '[' + v.map((x) => reference(x === undefined ? null : x)).join(',') + ']';
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o).filter((k) => o[k] !== undefined);
+    keys.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    return '{' + keys.map((k) => JSON.stringify(k) + ':' + reference(o[k])).join(',') + '}';
+  };
+
+  it('gives the same text as a plain RFC 8785 serialiser, for objects small and large (insertion sort and Array#sort)', () => {
+    // Keys from the whole UTF-16 range, lone surrogates and astral pairs included (RFC 8785 orders by code units).
+    const key = fc.string({ unit: 'binary', maxLength: 4 });
+    const value = fc.jsonValue({ maxDepth: 3 });
+    fc.assert(
+      fc.property(fc.dictionary(key, value, { maxKeys: 40 }), fc.array(fc.dictionary(key, fc.option(value, { nil: undefined }), { maxKeys: 30 }), { maxLength: 3 }), (big, list) => {
+        expect(canonicalize(big)).toBe(reference(big));
+        expect(canonicalize(list)).toBe(reference(list));
+        expect(canonicalize({ nested: big, list })).toBe(reference({ nested: big, list }));
+      }),
+      { numRuns: 400 },
+    );
+    // Exactly at and around the insertion-sort bound, in reverse order.
+    for (const n of [23, 24, 25, 60]) {
+      const o = Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${String(n - i).padStart(3, '0')}`, i]));
+      expect(canonicalize(o)).toBe(reference(o));
+      expect(JSON.parse(canonicalize(o))).toEqual(o);
+    }
+  });
 });
 
 describe('base64', () => {

@@ -32,7 +32,17 @@ function serialize(v: unknown, depth: number): string {
       if (typeof (v as { toJSON?: unknown }).toJSON === 'function') {
         return serialize((v as { toJSON: () => unknown }).toJSON(), depth + 1);
       }
-      if (Array.isArray(v)) return '[' + v.map((x) => serialize(x === undefined ? null : x, depth + 1)).join(',') + ']';
+      // Built by appending, not with map and join: receipts and ledger events are canonicalised
+      // several times a request, and the intermediate arrays were most of what that allocated.
+      if (Array.isArray(v)) {
+        let out = '[';
+        for (let i = 0; i < v.length; i++) {
+          const x: unknown = v[i];
+          if (i > 0) out += ',';
+          out += serialize(x === undefined ? null : x, depth + 1);
+        }
+        return out + ']';
+      }
       // Maps, Sets and typed arrays would serialise as {} or index maps, making different values
       // share a digest: only plain objects are JSON objects here.
       const proto = Object.getPrototypeOf(v) as unknown;
@@ -40,14 +50,42 @@ function serialize(v: unknown, depth: number): string {
         throw new CustodyError('ERR_INPUT_MALFORMED', `a ${(v).constructor?.name ?? 'non-plain object'} cannot be canonicalized`);
       }
       const obj = v as Record<string, unknown>;
-      const keys = Object.keys(obj)
-        .filter((k) => obj[k] !== undefined)
-        .sort(compareUtf16);
-      return '{' + keys.map((k) => JSON.stringify(k) + ':' + serialize(obj[k], depth + 1)).join(',') + '}';
+      const keys = sortedKeys(obj);
+      let out = '{';
+      let first = true;
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i]!;
+        const x = obj[k];
+        if (x === undefined) continue;
+        if (!first) out += ',';
+        first = false;
+        out += JSON.stringify(k) + ':' + serialize(x, depth + 1);
+      }
+      return out + '}';
     }
     default:
       throw new CustodyError('ERR_INPUT_MALFORMED', `a ${typeof v} cannot be canonicalized`);
   }
+}
+
+/** Objects with at most this many keys are sorted in place by insertion (no allocation); larger ones by Array#sort. */
+const INSERTION_SORT_MAX = 24;
+
+/** An object's own enumerable keys in RFC 8785 order (by UTF-16 code units); undefined members are the caller's to skip. */
+function sortedKeys(obj: Record<string, unknown>): string[] {
+  const keys = Object.keys(obj);
+  if (keys.length > INSERTION_SORT_MAX) return keys.sort(compareUtf16);
+  for (let i = 1; i < keys.length; i++) {
+    const k = keys[i]!;
+    let j = i - 1;
+    // `<` and `>` on strings compare UTF-16 code units, as RFC 8785 requires.
+    while (j >= 0 && keys[j]! > k) {
+      keys[j + 1] = keys[j]!;
+      j--;
+    }
+    keys[j + 1] = k;
+  }
+  return keys;
 }
 
 function compareUtf16(a: string, b: string): number {
@@ -63,10 +101,9 @@ export function canonicalMembers(value: Record<string, unknown>): CanonicalMembe
   if (typeof value !== 'object' || value === null || Array.isArray(value) || (proto !== Object.prototype && proto !== null)) {
     throw new CustodyError('ERR_INPUT_MALFORMED', 'only a plain object has canonical members');
   }
-  return Object.keys(value)
-    .filter((k) => value[k] !== undefined)
-    .sort(compareUtf16)
-    .map((k) => [k, JSON.stringify(k) + ':' + serialize(value[k], 1)] as const);
+  const out: (readonly [string, string])[] = [];
+  for (const k of sortedKeys(value)) if (value[k] !== undefined) out.push([k, JSON.stringify(k) + ':' + serialize(value[k], 1)]);
+  return out;
 }
 
 /**
@@ -75,10 +112,26 @@ export function canonicalMembers(value: Record<string, unknown>): CanonicalMembe
  */
 export function canonicalFromMembers(members: CanonicalMembers, options: { omit?: readonly string[]; extra?: Record<string, string> } = {}): string {
   const omit = options.omit ?? [];
-  let all = members.filter(([k]) => !omit.includes(k));
-  const extra = options.extra ? Object.keys(options.extra) : [];
-  if (extra.length > 0) {
-    all = [...all.filter(([k]) => !extra.includes(k)), ...extra.map((k) => [k, JSON.stringify(k) + ':' + options.extra![k]!] as const)].sort((a, b) => compareUtf16(a[0], b[0]));
+  const extra = options.extra;
+  const added = extra ? sortedKeys(extra) : [];
+  // One merge of two sorted lists: the members (less those omitted or replaced) and the extras.
+  let out = '{';
+  let first = true;
+  const put = (text: string): void => {
+    if (!first) out += ',';
+    first = false;
+    out += text;
+  };
+  let j = 0;
+  for (let i = 0; i < members.length; i++) {
+    const [k, text] = members[i]!;
+    while (j < added.length && added[j]! < k) {
+      put(JSON.stringify(added[j]) + ':' + extra![added[j]!]!);
+      j++;
+    }
+    if (omit.includes(k) || (j < added.length && added[j] === k)) continue;
+    put(text);
   }
-  return '{' + all.map(([, text]) => text).join(',') + '}';
+  for (; j < added.length; j++) put(JSON.stringify(added[j]) + ':' + extra![added[j]!]!);
+  return out + '}';
 }
