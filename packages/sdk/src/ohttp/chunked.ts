@@ -19,7 +19,7 @@ import {
   joinBytes,
   kemParams,
   ParseError,
-  secureRandom,
+  publicNonceRandom,
   utf8,
   xorNonce,
   type AeadKey,
@@ -336,13 +336,14 @@ export class ChunkedServerContext {
   }
 
   /**
-   * Draws the response nonce and derives the response keys now, from the secure generator, so
+   * Draws the response nonce (from the secure generator, through the pool of public nonces,
+   * `publicNonceRandom`) and derives the response keys now, so
    * that `createResponseSealer` only wraps them: the gateway calls it while the model works.
    * Does nothing once the response is started or already prepared.
    */
   prepareResponse(): void {
     if (this.used || this.prepared) return;
-    this.prepared = this.responseKeys(secureRandom);
+    this.prepared = this.responseKeys(publicNonceRandom);
     // A failure here surfaces when the response is started (the same derivation, so the same error).
     this.prepared.catch(() => undefined);
   }
@@ -360,7 +361,7 @@ export class ChunkedServerContext {
     this.used = true;
     const prepared = options.random ? undefined : this.prepared;
     this.prepared = undefined;
-    const { nonce, keys } = await (prepared ?? this.responseKeys(options.random ?? secureRandom));
+    const { nonce, keys } = await (prepared ?? this.responseKeys(options.random ?? publicNonceRandom));
     const cipher = new ResponseChunkCipher(keys.aead, keys.nonce);
     return new Sealer(nonce, (pt, aad) => cipher.seal(pt, aad));
   }

@@ -22,7 +22,7 @@ import {
   isCustodyError,
   kemParams,
   prepareHpkeEncap,
-  secureRandom,
+  publicNonceRandom,
   setupHpkeRecipient,
   setupHpkeSender,
   utf8,
@@ -241,13 +241,14 @@ export class OhttpServerContext {
   ) {}
 
   /**
-   * Draws the response nonce and derives the response keys now, from the secure generator, so
+   * Draws the response nonce (from the secure generator, through the pool of public nonces,
+   * `publicNonceRandom`) and derives the response keys now, so
    * that `encapsulateResponse` only seals: the gateway calls it while the model works. Does
    * nothing once a response is sealed or already prepared.
    */
   prepareResponse(): void {
     if (this.sealed || this.prepared) return;
-    this.prepared = this.responseKeys(secureRandom);
+    this.prepared = this.responseKeys(publicNonceRandom);
     // A failure here surfaces when the response is sealed (the same derivation, so the same error).
     this.prepared.catch(() => undefined);
   }
@@ -264,7 +265,7 @@ export class OhttpServerContext {
     const prepared = options.random ? undefined : this.prepared;
     this.prepared = undefined;
     this.sealed = true;
-    const { nonce, keys } = await (prepared ?? this.responseKeys(options.random ?? secureRandom));
+    const { nonce, keys } = await (prepared ?? this.responseKeys(options.random ?? publicNonceRandom));
     const ct = await keys.aead.seal(keys.nonce, new Uint8Array(0), response);
     return concatBytes(nonce, ct);
   }
