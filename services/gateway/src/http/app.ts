@@ -277,6 +277,7 @@ export function createOhttpExchange(d: GatewayAppDeps): (ct: string, read: () =>
     let headers = inner.headers;
     try {
       content = inner.body instanceof ReadableStream ? await readWhole(inner.body, signal) : inner.body;
+      backendAnswered(inner);
       // An answer Binary HTTP cannot carry fails here, before a receipt is signed and logged for it.
       answerHead(status, headers);
       // Revoked or lapsed while the backend answered: the answer is withheld, and no receipt vouches for it.
@@ -503,8 +504,18 @@ function answerHead(status: number, headers: readonly HttpField[]): Uint8Array {
 
 function observe(d: GatewayAppDeps, inner: InnerResponse, status: number, started: number): void {
   const streamed = inner.streamed ? 'true' : 'false';
-  d.metrics.requests.inc({ route: inner.routeLabel, status: String(status), streamed });
-  d.metrics.duration.observe({ route: inner.routeLabel, streamed }, (performance.now() - started) / 1000);
+  const labels = { route: inner.routeLabel, streamed };
+  const ms = performance.now() - started;
+  d.metrics.requests.inc({ ...labels, status: String(status) });
+  d.metrics.duration.observe(labels, ms / 1000);
+  // What the gateway added: only for answers the backend gave whole (not a failure mid-way).
+  const b = inner.backend;
+  if (b?.ended !== undefined) d.metrics.overhead.observe(labels, Math.max(0, ms - (b.ended - b.started)) / 1000);
+}
+
+/** Marks the end of the backend's answer when a stream of it reaches its end (once). */
+function backendAnswered(inner: InnerResponse): void {
+  if (inner.backend && inner.backend.ended === undefined) inner.backend.ended = performance.now();
 }
 
 /** What `reader.read()` gives when nothing is queued yet (see `sealedBhttpStream`). */
@@ -594,6 +605,7 @@ function sealedBhttpChunks(d: GatewayAppDeps, inner: InnerResponse, started: num
   let finishing = false;
   /** Seals the end (after `lead`) with the receipt over the whole content. */
   const end = async (lead: Uint8Array, first: boolean): Promise<Uint8Array | undefined> => {
+    backendAnswered(inner);
     // Revoked or lapsed while it streamed: no receipt vouches for the answer, which ends truncated.
     d.attestation.assertServing();
     finishing = true;

@@ -9,6 +9,7 @@ export class GatewayMetrics {
   readonly registry: Registry;
   readonly requests: Counter<'route' | 'status' | 'streamed'>;
   readonly duration: Histogram<'route' | 'streamed'>;
+  readonly overhead: Histogram<'route' | 'streamed'>;
   readonly refusals: Counter<'code'>;
   readonly piiFindings: Counter<'category' | 'action'>;
   readonly outputPiiFindings: Counter<'category' | 'action'>;
@@ -25,6 +26,13 @@ export class GatewayMetrics {
       help: 'Time from receiving an encapsulated request to its response head (streams: to the end)',
       labelNames: ['route', 'streamed'],
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.overhead = new Histogram({
+      name: 'custody_gateway_overhead_seconds',
+      help: "Time the gateway adds to a request: its duration less the backend's (from the call to the whole answer; streams: to their end)",
+      labelNames: ['route', 'streamed'],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     });
     this.refusals = new Counter({ name: 'custody_gateway_refusals_total', help: 'Requests refused before the pipeline (OHTTP, replay, attestation), by code', labelNames: ['code'], registers });

@@ -57,11 +57,23 @@ function gpusOf(s: AttestationSnapshot): { gpus?: number } {
 }
 
 /** What the pipeline answers; the caller seals it and finishes the receipt when the body is done. */
+/**
+ * When the backend worked on an answer, in `performance.now()` milliseconds: from the call to
+ * the whole answer (for a stream, its end, which whoever reads the stream marks). The time the
+ * gateway adds to a request is its duration less this.
+ */
+export interface BackendTiming {
+  readonly started: number;
+  ended?: number;
+}
+
 export interface InnerResponse {
   readonly status: number;
   readonly headers: HttpField[];
   readonly body: Uint8Array | ReadableStream<Uint8Array>;
   readonly streamed: boolean;
+  /** Set when the request reached the backend. */
+  readonly backend?: BackendTiming;
   /** Route label for metrics and logs (a fixed vocabulary). */
   readonly routeLabel: string;
   /** Signs the receipt for the response content's digest; undefined when no tenant was authenticated. */
@@ -107,6 +119,8 @@ interface Ctx {
   release?: () => void;
   /** What the tenant's output policy found in the answer, by category and action (set when it applies). */
   output?: Map<string, FindingSummary>;
+  /** When the backend was called, and (for an answer read whole) when it had answered. */
+  backend?: BackendTiming;
 }
 
 function header(fields: readonly HttpField[], name: string): string | undefined {
@@ -238,6 +252,8 @@ export class InferencePipeline {
       await this.decide(ctx, ip.action === 'mask' || ip.action === 'redact' ? 'redact' : 'allow');
       ctx.forwardedDigest = sha256Digest(ip.body);
       const output = this.outputScan(ctx, route);
+      const backend: BackendTiming = { started: performance.now() };
+      ctx.backend = backend;
       const res = await this.o.backend.handle({ route, body: ip.body, json, model, stream, ...(ctx.signal ? { signal: ctx.signal } : {}) });
       // A final status Binary HTTP cannot carry (node:http accepts 100-999 from an upstream) is
       // the backend's failure, answered as one, not an answer to seal (or to sign a receipt for).
@@ -257,6 +273,7 @@ export class InferencePipeline {
       } catch (e) {
         throw new CustodyError('ERR_GATEWAY_BACKEND', 'the backend response could not be read', { cause: e });
       }
+      backend.ended = performance.now();
       // An error body is not the model's answer (no masks to restore), but under an output
       // policy it is scanned too: nothing the backend sends passes unscanned.
       const out = res.status >= 200 && res.status < 300 ? restoreJson(route, bytes, vault, output) : output ? restoreJson(route, bytes, new MaskVault(), output) : bytes;
@@ -296,6 +313,7 @@ export class InferencePipeline {
       body,
       streamed,
       routeLabel: ctx.routeLabel,
+      ...(ctx.backend ? { backend: ctx.backend } : {}),
       finish: async (responseDigest) => {
         onDone();
         if (!ctx.tenant) return undefined;
