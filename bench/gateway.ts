@@ -203,15 +203,31 @@ interface Stat {
   cpu: { client: number; gateway: number; upstream: number; ledger?: number };
   /** Requests per second in each interleaved round (measureRow). */
   rounds: number[];
+  /** Gateway path: the mean of the gateway's own custody_gateway_overhead_seconds over the same windows, µs. */
+  overhead?: number;
 }
 
-type Pids = { gateway?: number; upstream: number; ledger?: number };
+/** Processes to measure; `metrics`: the gateway's /metrics URL, for its own count of the time it adds. */
+type Pids = { gateway?: number; upstream: number; ledger?: number; metrics?: string };
+
+/** Sum (seconds) and count of custody_gateway_overhead_seconds over all its series, from the gateway's /metrics. */
+async function overheadTotals(url: string): Promise<{ sum: number; count: number }> {
+  const text = await (await fetch(url)).text();
+  const total = (suffix: string) =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith(`custody_gateway_overhead_seconds_${suffix}{`))
+      .reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  return { sum: total('sum'), count: total('count') };
+}
 
 /** One measured window of one path: latencies, elapsed time and CPU by process. */
 interface Window {
   lat: number[];
   elapsed: number;
   cpu: { client: number; gateway: number; upstream: number; ledger: number };
+  /** What the gateway's overhead histogram gained over the window (read outside the measured time). */
+  overhead?: { sum: number; count: number };
 }
 
 async function window(concurrency: number, one: () => Promise<void>, pids: Pids, ms: number, warmMs: number): Promise<Window> {
@@ -222,6 +238,7 @@ async function window(concurrency: number, one: () => Promise<void>, pids: Pids,
     }),
   );
   const lat: number[] = [];
+  const o0 = pids.metrics ? await overheadTotals(pids.metrics) : undefined;
   const c0 = { client: cpuSelf(), gateway: pids.gateway ? cpuOfPid(pids.gateway) : 0, upstream: cpuOfPid(pids.upstream), ledger: pids.ledger ? cpuOfPid(pids.ledger) : 0 };
   const start = performance.now();
   const end = start + ms;
@@ -235,16 +252,14 @@ async function window(concurrency: number, one: () => Promise<void>, pids: Pids,
     }),
   );
   const elapsed = performance.now() - start;
-  return {
-    lat,
-    elapsed,
-    cpu: {
-      client: cpuSelf() - c0.client,
-      gateway: pids.gateway ? cpuOfPid(pids.gateway) - c0.gateway : 0,
-      upstream: cpuOfPid(pids.upstream) - c0.upstream,
-      ledger: pids.ledger ? cpuOfPid(pids.ledger) - c0.ledger : 0,
-    },
+  const cpu = {
+    client: cpuSelf() - c0.client,
+    gateway: pids.gateway ? cpuOfPid(pids.gateway) - c0.gateway : 0,
+    upstream: cpuOfPid(pids.upstream) - c0.upstream,
+    ledger: pids.ledger ? cpuOfPid(pids.ledger) - c0.ledger : 0,
   };
+  const o1 = pids.metrics ? await overheadTotals(pids.metrics) : undefined;
+  return { lat, elapsed, cpu, ...(o0 && o1 ? { overhead: { sum: o1.sum - o0.sum, count: o1.count - o0.count } } : {}) };
 }
 
 /** Windows of one path pooled: rps over their summed time, percentiles over all their latencies, CPU over all their requests. */
@@ -264,6 +279,7 @@ function pooled(ws: readonly Window[], withLedger: boolean): Stat {
       ...(withLedger ? { ledger: sum((w) => w.cpu.ledger) / n } : {}),
     },
     rounds: ws.map((w) => (w.lat.length * 1000) / w.elapsed),
+    ...(ws.every((w) => w.overhead) && sum((w) => w.overhead!.count) > 0 ? { overhead: (sum((w) => w.overhead!.sum) / sum((w) => w.overhead!.count)) * 1e6 } : {}),
   };
 }
 
@@ -506,7 +522,7 @@ async function loopback(name: string, serviceMs: number, tokenMs: number, config
       const gw = await child('gateway', { UPSTREAM: upstream, GATEWAY_HPKE: cfg.gateway, ...(ledger ? { LEDGER: ledger.info.url as string } : {}) });
       const gateway = gw.info.url as string;
       const config = `gateway ${cfg.gateway}, client ${cfg.client}${cfg.ledger ? LEDGER_LABEL : ''}`;
-      const gwPids = { gateway: gw.proc.pid!, upstream: up.proc.pid!, ...(ledger ? { ledger: ledger.proc.pid! } : {}) };
+      const gwPids = { gateway: gw.proc.pid!, upstream: up.proc.pid!, metrics: `${gateway}/metrics`, ...(ledger ? { ledger: ledger.proc.pid! } : {}) };
       try {
         setHpkeProvider(PROVIDERS[cfg.client]);
         setSignatureProvider(cfg.client === 'node:crypto' ? nodeSignaturePrimitives : undefined);
@@ -536,7 +552,7 @@ async function loopback(name: string, serviceMs: number, tokenMs: number, config
             const { direct: d, proxy: p, gateway: g } = row;
             const f = withFloor(cfg) ? row.floor : undefined;
             const shape = stream ? 'streamed (16 tokens)' : 'short answer';
-            console.log(`${name} [${config}] ${shape} c=${c}: direct ${d.rps.toFixed(0)} rps p50 ${d.p50.toFixed(2)} ms | proxy ${p.rps.toFixed(0)} rps p50 ${p.p50.toFixed(2)} ms |${f ? ` floor ${f.rps.toFixed(0)} rps p50 ${f.p50.toFixed(2)} ms CPU µs/req client ${f.cpu.client.toFixed(0)} floor ${f.cpu.gateway.toFixed(0)} server ${f.cpu.upstream.toFixed(0)} |` : ''} gateway ${g.rps.toFixed(0)} rps p50 ${g.p50.toFixed(2)} ms p99 ${g.p99.toFixed(2)} ms | CPU µs/req client ${g.cpu.client.toFixed(0)} gateway ${g.cpu.gateway.toFixed(0)} server ${g.cpu.upstream.toFixed(0)}${g.cpu.ledger !== undefined ? ` ledger ${g.cpu.ledger.toFixed(0)}` : ''}`);
+            console.log(`${name} [${config}] ${shape} c=${c}: direct ${d.rps.toFixed(0)} rps p50 ${d.p50.toFixed(2)} ms | proxy ${p.rps.toFixed(0)} rps p50 ${p.p50.toFixed(2)} ms |${f ? ` floor ${f.rps.toFixed(0)} rps p50 ${f.p50.toFixed(2)} ms CPU µs/req client ${f.cpu.client.toFixed(0)} floor ${f.cpu.gateway.toFixed(0)} server ${f.cpu.upstream.toFixed(0)} |` : ''} gateway ${g.rps.toFixed(0)} rps p50 ${g.p50.toFixed(2)} ms p99 ${g.p99.toFixed(2)} ms${g.overhead !== undefined ? ` (own added time ${(g.overhead / 1000).toFixed(2)} ms)` : ''} | CPU µs/req client ${g.cpu.client.toFixed(0)} gateway ${g.cpu.gateway.toFixed(0)} server ${g.cpu.upstream.toFixed(0)}${g.cpu.ledger !== undefined ? ` ledger ${g.cpu.ledger.toFixed(0)}` : ''}`);
             rows.push({ profile: name, config, shape, c, direct: d, proxy: p, ...(f ? { floor: f } : {}), gateway: g });
           }
         }
@@ -599,6 +615,8 @@ if (!ROLE) {
     const r = a.rounds.map((x, i) => (x / b.rounds[i]!) * 100);
     return `${Math.min(...r).toFixed(0)}–${Math.max(...r).toFixed(0)}%`;
   };
+  /** The gateway's own metric of the time it adds (mean over the row's windows), or n/a. */
+  const ownOverhead = (g: Stat) => (g.overhead === undefined ? 'n/a' : ms(g.overhead / 1000));
   const lines: string[] = [];
   lines.push('## Confidential inference gateway (bench/gateway.ts)');
   lines.push('');
@@ -641,17 +659,17 @@ if (!ROLE) {
   lines.push('');
   lines.push('### The floor path: the least this exchange costs here');
   lines.push('');
-  lines.push('The same requests through a minimal confidential hop (bench/_floor.ts, a bench-only exchange, not a Custody format): the client seals the request to the server\'s X25519 key (ephemeral key, one DH, HKDF, AES-128-GCM), the server opens it and forwards the plaintext exactly as the plain proxy does, seals the response (each streamed chunk on its own) and signs a 900-byte receipt-sized record with Ed25519, and the client opens the response and checks the signature, all on node:crypto with nothing else. The gateway row is the same requests through SDK + gateway (the default providers) in the same run; what the gateway costs over the floor is everything Custody does beyond the raw crypto: Binary HTTP and OHTTP framing, date, replay and tenant checks, the PII scan, the policy decision and the receipt in the ledger, logging and metrics.');
+  lines.push('The same requests through a minimal confidential hop (bench/_floor.ts, a bench-only exchange, not a Custody format): the client seals the request to the server\'s X25519 key (ephemeral key, one DH, HKDF, AES-128-GCM), the server opens it and forwards the plaintext exactly as the plain proxy does, seals the response (each streamed chunk on its own) and signs a 900-byte receipt-sized record with Ed25519, and the client opens the response and checks the signature, all on node:crypto with nothing else. The gateway row is the same requests through SDK + gateway (the default providers) in the same run; what the gateway costs over the floor is everything Custody does beyond the raw crypto: Binary HTTP and OHTTP framing, date, replay and tenant checks, the PII scan, the policy decision and the receipt in the ledger, logging and metrics. The column "gateway\'s own added time" is the mean of the gateway\'s metric `custody_gateway_overhead_seconds` over the same windows (read from its `/metrics` outside the measured time): from the sealed request reaching the gateway to its sealed answer, less the model server\'s time, as an operator sees it in production. The rest of the added p50 is the client (the SDK\'s sealing, opening and receipt check), the extra hop, and the writes to and from the gateway.');
   lines.push('');
-  lines.push('| backend | request | clients | direct rps | floor rps | gateway rps | floor / direct | gateway / direct | gateway / direct by round | gateway / floor | p50 ms direct / floor / gateway | added p50 ms floor / gateway | CPU µs/req floor path: client + floor server + model server | CPU µs/req gateway path: client + gateway + model server |');
-  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|');
+  lines.push('| backend | request | clients | direct rps | floor rps | gateway rps | floor / direct | gateway / direct | gateway / direct by round | gateway / floor | p50 ms direct / floor / gateway | added p50 ms floor / gateway | gateway\'s own added time, mean ms (custody_gateway_overhead_seconds) | CPU µs/req floor path: client + floor server + model server | CPU µs/req gateway path: client + gateway + model server |');
+  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|---|');
   const floorRows = loop.filter((r): r is LoopRow & { floor: Stat } => r.floor !== undefined);
   for (const r of floorRows) {
     const d = r.direct;
     const f = r.floor;
     const g = r.gateway;
     lines.push(
-      `| ${r.profile} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${f.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${pct(f, d)} | ${pct(g, d)} | ${byRound(g, d)} | ${pct(g, f)} | ${ms(d.p50)} / ${ms(f.p50)} / ${ms(g.p50)} | ${ms(f.p50 - d.p50)} / ${ms(g.p50 - d.p50)} | ${us(f.cpu.client)} + ${us(f.cpu.gateway)} + ${us(f.cpu.upstream)} | ${us(g.cpu.client)} + ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)} |`,
+      `| ${r.profile} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${f.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${pct(f, d)} | ${pct(g, d)} | ${byRound(g, d)} | ${pct(g, f)} | ${ms(d.p50)} / ${ms(f.p50)} / ${ms(g.p50)} | ${ms(f.p50 - d.p50)} / ${ms(g.p50 - d.p50)} | ${ownOverhead(g)} | ${us(f.cpu.client)} + ${us(f.cpu.gateway)} + ${us(f.cpu.upstream)} | ${us(g.cpu.client)} + ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)} |`,
     );
   }
   lines.push('');
@@ -659,15 +677,15 @@ if (!ROLE) {
   lines.push('');
   lines.push('Above, the clients share both cores with the servers, so every microsecond the SDK spends is taken from the gateway and the model server, and the other way round. In a deployment the clients are other machines, and the gateway shares its TEE with the model server. The same model-like rows, run again with the bench process (all clients) pinned to core 0 and every server process (model server, plain proxy, floor server, gateway; all their threads) pinned to core 1 (`taskset`). Default providers (node:crypto on both sides), in-memory log. Against direct, the gateway path now has only the server core to share with the model server, as it would in its TEE.');
   lines.push('');
-  lines.push('| backend | request | clients | direct rps | proxy rps | floor rps | gateway rps | proxy / direct | floor / direct | gateway / direct | gateway / direct by round | gateway / floor | p50 ms direct / floor / gateway | added p50 ms floor / gateway | CPU µs/req on the server core: proxy + model server / floor + model server / gateway + model server | client CPU µs/req: direct / floor / gateway |');
-  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|');
+  lines.push('| backend | request | clients | direct rps | proxy rps | floor rps | gateway rps | proxy / direct | floor / direct | gateway / direct | gateway / direct by round | gateway / floor | p50 ms direct / floor / gateway | added p50 ms floor / gateway | gateway\'s own added time, mean ms | CPU µs/req on the server core: proxy + model server / floor + model server / gateway + model server | client CPU µs/req: direct / floor / gateway |');
+  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|---|');
   for (const r of pinned) {
     const d = r.direct;
     const p = r.proxy;
     const f = r.floor!;
     const g = r.gateway;
     lines.push(
-      `| ${r.profile} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${p.rps.toFixed(0)} | ${f.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${pct(p, d)} | ${pct(f, d)} | ${pct(g, d)} | ${byRound(g, d)} | ${pct(g, f)} | ${ms(d.p50)} / ${ms(f.p50)} / ${ms(g.p50)} | ${ms(f.p50 - d.p50)} / ${ms(g.p50 - d.p50)} | ${us(p.cpu.gateway)} + ${us(p.cpu.upstream)} / ${us(f.cpu.gateway)} + ${us(f.cpu.upstream)} / ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)} | ${us(d.cpu.client)} / ${us(f.cpu.client)} / ${us(g.cpu.client)} |`,
+      `| ${r.profile} | ${r.shape} | ${r.c} | ${d.rps.toFixed(0)} | ${p.rps.toFixed(0)} | ${f.rps.toFixed(0)} | ${g.rps.toFixed(0)} | ${pct(p, d)} | ${pct(f, d)} | ${pct(g, d)} | ${byRound(g, d)} | ${pct(g, f)} | ${ms(d.p50)} / ${ms(f.p50)} / ${ms(g.p50)} | ${ms(f.p50 - d.p50)} / ${ms(g.p50 - d.p50)} | ${ownOverhead(g)} | ${us(p.cpu.gateway)} + ${us(p.cpu.upstream)} / ${us(f.cpu.gateway)} + ${us(f.cpu.upstream)} / ${us(g.cpu.gateway)} + ${us(g.cpu.upstream)} | ${us(d.cpu.client)} / ${us(f.cpu.client)} / ${us(g.cpu.client)} |`,
     );
   }
   lines.push('');
