@@ -122,16 +122,13 @@ export function canonicalFromMembers(members: CanonicalMembers, options: { omit?
     first = false;
     out += text;
   };
+  const putExtra = (k: string): void => put(JSON.stringify(k) + ':' + extra![k]!);
   let j = 0;
-  for (let i = 0; i < members.length; i++) {
-    const [k, text] = members[i]!;
-    while (j < added.length && added[j]! < k) {
-      put(JSON.stringify(added[j]) + ':' + extra![added[j]!]!);
-      j++;
-    }
-    if (omit.includes(k) || (j < added.length && added[j] === k)) continue;
+  for (const [k, text] of members) {
+    while (j < added.length && added[j]! < k) putExtra(added[j++]!);
+    if (omit.includes(k) || added[j] === k) continue;
     put(text);
   }
-  for (; j < added.length; j++) put(JSON.stringify(added[j]) + ':' + extra![added[j]!]!);
+  while (j < added.length) putExtra(added[j++]!);
   return out + '}';
 }

@@ -56,7 +56,6 @@ function gpusOf(s: AttestationSnapshot): { gpus?: number } {
   return n > 0 ? { gpus: n } : {};
 }
 
-/** What the pipeline answers; the caller seals it and finishes the receipt when the body is done. */
 /**
  * When the backend worked on an answer, in `performance.now()` milliseconds: from the call to
  * the whole answer (for a stream, its end, which whoever reads the stream marks). The time the
@@ -67,6 +66,7 @@ export interface BackendTiming {
   ended?: number;
 }
 
+/** What the pipeline answers; the caller seals it and finishes the receipt when the body is done. */
 export interface InnerResponse {
   readonly status: number;
   readonly headers: HttpField[];
