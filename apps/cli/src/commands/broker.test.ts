@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fromBase64Url, toBase64, toBase64Url, toHex } from '@custody/core';
 import { DEFAULT_EAR_KEY_RELOAD_MS, EAR_KEY_RETENTION_SECONDS, EarSigner, type EarKeyRotation } from '@custody/broker-service';
-import { describeRotation, formatSeconds } from './broker.js';
+import { describeRotation, formatSeconds, startupLines } from './broker.js';
 
 // `custody broker rotate-ear-key` in a child process (real exit codes and output): the key set
 // it writes (0600, renamed into place), what it prints (kids, never key material: every private
@@ -296,5 +296,23 @@ describe('custody broker serve with a rotated EAR key', () => {
     const exited = new Promise((res) => child!.once('exit', res));
     child.kill('SIGTERM');
     await exited;
+  });
+});
+
+describe('broker serve start-up lines', () => {
+  const started = { url: 'http://127.0.0.1:8443', jwksUrl: 'http://127.0.0.1:8443/.well-known/jwks.json', tenant: 'acme corp', adminKeyFile: '/tmp/d/admin-acme corp.key', adminKeyCreated: true, storage: { metadata: 'sqlite', keystore: 'embedded' }, policies: { default: 'custody:policy:dev:1', tenants: {} } };
+  it('name the command as it was invoked (a checkout runs ./custody), with paths quoted for the shell', () => {
+    const saved = process.env.CUSTODY_COMMAND;
+    try {
+      process.env.CUSTODY_COMMAND = './custody';
+      const text = startupLines(started as never, '/tmp/d', undefined, false, undefined).join('\n');
+      expect(text).toContain("  ./custody keys list --broker http://127.0.0.1:8443 --api-key-file '/tmp/d/admin-acme corp.key'");
+      expect(text).toContain("  ./custody fetch-key <name> --broker http://127.0.0.1:8443 --tenant 'acme corp' --out key.bin");
+      delete process.env.CUSTODY_COMMAND;
+      expect(startupLines(started as never, '/tmp/d', undefined, false, undefined).join('\n')).toContain('  custody fetch-key <name>');
+    } finally {
+      if (saved === undefined) delete process.env.CUSTODY_COMMAND;
+      else process.env.CUSTODY_COMMAND = saved;
+    }
   });
 });

@@ -16,7 +16,7 @@ import {
 } from '@custody/broker-service';
 import type { Register } from './index.js';
 import { EXIT_BAD_INPUT, EXIT_UNAVAILABLE } from '../exit.js';
-import { failWith, printJson } from '../output.js';
+import { commandName, failWith, printJson, shellWord } from '../output.js';
 
 export const DEFAULT_BROKER_PORT = 8787;
 export const DEFAULT_DATA_DIR = './custody-data';
@@ -158,7 +158,8 @@ export function redactUrl(url: string): string {
   }
 }
 
-function describe(b: StartedBroker, dataDir: string, postgres: string | undefined, tpmMasterKey: boolean, ledger: HttpAuditSink | undefined): string[] {
+/** What `broker serve` prints at start: where everything is, and the next commands to run (as this CLI was invoked). */
+export function startupLines(b: StartedBroker, dataDir: string, postgres: string | undefined, tpmMasterKey: boolean, ledger: HttpAuditSink | undefined): string[] {
   const lines = [`custody broker listening on ${b.url}`];
   const embedded = tpmMasterKey ? 'embedded key store with its master key sealed to the TPM (master-key.tpm.json), ' : 'embedded key store with master.key, ';
   lines.push(`  data       ${dataDir} (${b.storage.metadata === 'sqlite' ? 'SQLite metadata, ' : ''}${b.storage.keystore === 'embedded' ? embedded : ''}EAR signing key)`);
@@ -173,8 +174,9 @@ function describe(b: StartedBroker, dataDir: string, postgres: string | undefine
   if (b.adminKeyCreated) lines.push(`  admin key  tenant ${b.tenant}: written to ${b.adminKeyFile} (mode 0600; it is not shown anywhere else)`);
   else if (b.adminKeyFile) lines.push(`  admin key  tenant ${b.tenant}: in ${b.adminKeyFile} (created at the first start)`);
   else lines.push(`  admin key  tenant ${b.tenant} already has API keys; no bootstrap key was issued`);
-  if (b.adminKeyFile) lines.push('', `  custody keys list --broker ${b.url} --api-key-file ${b.adminKeyFile}`);
-  lines.push(`  custody fetch-key <name> --broker ${b.url} --tenant ${b.tenant} --out key.bin`);
+  const custody = commandName();
+  if (b.adminKeyFile) lines.push('', `  ${custody} keys list --broker ${b.url} --api-key-file ${shellWord(b.adminKeyFile)}`);
+  lines.push(`  ${custody} fetch-key <name> --broker ${b.url} --tenant ${shellWord(b.tenant)} --out key.bin`);
   return lines;
 }
 
@@ -256,7 +258,7 @@ export const register: Register = (program: Command) => {
             }) + '\n',
           );
         } else {
-          process.stdout.write(describe(started, dataDir, postgres, masterKey !== 'file', audit).join('\n') + '\n');
+          process.stdout.write(startupLines(started, dataDir, postgres, masterKey !== 'file', audit).join('\n') + '\n');
         }
         logger.info({ url: started.url, metadata: started.storage.metadata, keystore: started.storage.keystore, policy: started.policies.default }, 'broker listening');
         let stopping = false;
