@@ -166,8 +166,12 @@ describe('mask restoration across split stream events', () => {
     try {
       const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true });
       const res = await cfetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.apiKey}` }, body: JSON.stringify({ model: 'split-model', messages: [{ role: 'user', content: 'hi' }] }) }).catch((e: unknown) => e);
-      const code = res instanceof CustodyError ? res.code : ((await (res as Response).json()) as { code: string }).code;
-      expect(code).toBe('ERR_GATEWAY_LEDGER');
+      expect(res).toBeInstanceOf(Response);
+      const problem = (await (res as Response).json()) as { code: string; detail: string };
+      expect([(res as Response).status, problem.code]).toEqual([503, 'ERR_GATEWAY_LEDGER']);
+      // The step that failed is named: the decision was refused, so nothing reached the model
+      // (not the receipt's refusal, which a second append for the problem answer used to report).
+      expect(problem.detail).toMatch(/policy decision; nothing was forwarded/);
     } finally {
       gw.ledger.setFailing(false);
     }

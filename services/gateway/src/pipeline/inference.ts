@@ -121,6 +121,8 @@ interface Ctx {
   output?: Map<string, FindingSummary>;
   /** When the backend was called, and (for an answer read whole) when it had answered. */
   backend?: BackendTiming;
+  /** The ledger refused the policy decision: the problem answered for it carries no receipt (5xx never does). */
+  ledgerRefused?: boolean;
 }
 
 function header(fields: readonly HttpField[], name: string): string | undefined {
@@ -161,6 +163,7 @@ export class InferencePipeline {
     try {
       await this.o.ledger.append(event);
     } catch (e) {
+      ctx.ledgerRefused = true;
       throw new CustodyError('ERR_GATEWAY_LEDGER', 'the ledger did not accept the policy decision; nothing was forwarded', { cause: e });
     }
   }
@@ -317,6 +320,12 @@ export class InferencePipeline {
       finish: async (responseDigest) => {
         onDone();
         if (!ctx.tenant) return undefined;
+        // The ledger just refused this request's decision: no receipt is appended for the problem
+        // answered instead, so the client learns which step failed (not a second refusal's).
+        if (ctx.ledgerRefused) {
+          this.o.metrics.receipts.inc({ outcome: 'withheld' });
+          return undefined;
+        }
         return this.receipt(ctx, snapshot, responseDigest, status, streamed);
       },
       abandon: onDone,
