@@ -110,12 +110,16 @@ describe('custody attest verify --fetch-collateral (TDX, Intel PCS stand-in)', (
       custody('attest', 'verify', QUOTE_4, '--pcs-url', s.url, '--json'),
       custody('attest', 'verify', QUOTE_4, '--fetch-collateral', '--pcs-url', 'ftp://x', '--json'),
       custody('attest', 'verify', vectorPath('attestation/sev-snp/trustee/test-vlek-report.bin'), '--fetch-collateral', '--kds-url', s.url, '--json'),
+      // A v2 report does not name its product: the answer names the flag that gives it.
+      custody('attest', 'verify', vectorPath('attestation/sev-snp/go-sev-guest/attestation.bin'), '--fetch-collateral', '--kds-url', s.url, '--json'),
     ]);
     expect(usage.map((u) => [u.status, json(u).errors[0]!.code])).toEqual([
       [2, 'ERR_USAGE'],
       [2, 'ERR_USAGE'],
       [2, 'ERR_SNP_VLEK_NOT_FETCHABLE'],
+      [2, 'ERR_USAGE'],
     ]);
+    expect((json(usage[3]!).errors[0] as { message?: string }).message).toMatch(/does not name its product: give --snp-product Milan, Genoa or Turin$/);
   });
 });
 

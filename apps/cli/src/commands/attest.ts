@@ -133,6 +133,11 @@ export async function verifyFromFiles(file: string, opts: VerifyOptions): Promis
     ...(collateral && { collateral }),
     ...(opts.platform && { platform: opts.platform as Platform }),
     ...(opts.snpProduct && { product: parseSevSnpProduct(opts.snpProduct) }),
+  }).catch((e: unknown) => {
+    const err = toCustodyError(e);
+    // The report does not say which product's KDS path its VCEK is under: name the flag that says it.
+    if (err.code === 'ERR_USAGE' && err.detail?.missing === 'product') throw new CustodyError('ERR_USAGE', `${err.message.replace(/; give it .*$/, '')}: give --snp-product Milan, Genoa or Turin`, { cause: e });
+    throw e;
   });
   const verifyWith = (f: FetchedCollateral): Promise<VerifyFromFilesResult> => defaultRegistry.verify({ ...base, ...withFetchedCollateral({ certs, ...(collateral && { collateral }) }, f) });
   let result = await verifyWith(fetched);
