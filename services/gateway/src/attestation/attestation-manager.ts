@@ -530,7 +530,7 @@ export class AttestationManager {
       }
       return { index, event, proof: formatTlogProof(await l.proof(index)) };
     } catch (e) {
-      this.o.logger.warn({ event: 'attestation.ledger', index, code: toCustodyError(e).code }, "the broker's audit index is not in the gateway's ledger; the bundle carries no ledger proof");
+      this.o.logger.warn({ event: 'attestation.ledger', index, code: toCustodyError(e).code }, "the broker's audit index is not in the gateway's ledger (the broker logs elsewhere: give both the same --ledger); the bundle carries no ledger proof");
       return undefined;
     }
   }

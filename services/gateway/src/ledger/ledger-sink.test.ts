@@ -48,8 +48,8 @@ describe('InMemoryLedgerSink', () => {
     expect(sink.firstRetained).toBe(4);
     expect(sink.events[0]).toMatchObject({ subject: 'tenant-4' });
     for (let i = 4; i < 11; i++) expect(toHex(await sink.entry(i))).toBe(toHex(stored[i]!));
-    await expect(sink.entry(3)).rejects.toThrow('no longer retained');
-    await expect(sink.entry(11)).rejects.toThrow('no such entry');
+    await expect(sink.entry(3)).rejects.toMatchObject({ code: 'ERR_TLOG_ENTRY', message: expect.stringContaining('no longer retained') as string });
+    await expect(sink.entry(11)).rejects.toMatchObject({ code: 'ERR_TLOG_ENTRY', message: expect.stringContaining('no such entry') as string });
     const policy = parseTlogPolicy(sink.tlogPolicyText);
     for (const i of [0, 3, 4, 10]) {
       await expect(verifyTlogProof(await sink.proof(i), { entry: stored[i]! }, policy, { now: new Date() })).resolves.toMatchObject({ index: i });

@@ -97,7 +97,7 @@ export class InMemoryLedgerSink implements LedgerSink {
     const e = this.entries[index - this.firstRetained];
     if (e) return Promise.resolve(e);
     const dropped = Number.isSafeInteger(index) && index >= 0 && index < this.firstRetained;
-    return Promise.reject(new Error(dropped ? 'entry no longer retained by this development log' : 'no such entry'));
+    return Promise.reject(new CustodyError('ERR_TLOG_ENTRY', dropped ? 'entry no longer retained by this development log' : 'no such entry in this development log', { detail: { index: Number.isSafeInteger(index) ? index : String(index).slice(0, 20) } }));
   }
 
   async proof(index: number): Promise<TlogProof> {
