@@ -37,6 +37,8 @@ beforeAll(() => {
   writeFileSync(join(dir, 'composite.json'), JSON.stringify({ cpu0: F.tdxClaims(), gpu0: gpu }));
   writeFileSync(join(dir, 'sim.json'), JSON.stringify([F.simClaims()]));
   writeFileSync(join(dir, 'garbage.json'), '{not json');
+  writeFileSync(join(dir, 'debug-allowed.yaml'), F.POLICY_YAML.replace('version: 3', 'version: 3\nallowDebug: true'));
+  writeFileSync(join(dir, 'snp-debug.json'), JSON.stringify({ ...F.snpClaims(), debug: true }));
 });
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -56,6 +58,17 @@ describe('custody policy', () => {
     expect(out).toMatchObject({ ok: false, status: 'contraindicated', appraisedAt: '2025-06-01T12:00:00.000Z' });
     expect(out.submods.cpu0!.status).toBe('affirming');
     expect(out.reasons).toEqual([expect.objectContaining({ submod: 'gpu0', code: 'ERR_EVIDENCE_MEASUREMENT' })]);
+  });
+
+  it('test: a warning verdict (a debug TEE a policy allows) exits 0 as the broker admits it, with the warning shown; refused without allowDebug', () => {
+    const r = custody('policy', 'test', '--policy', join(dir, 'debug-allowed.yaml'), '--claims', join(dir, 'snp-debug.json'), '--at', at);
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(r.stdout).toContain('cpu0 (sev-snp): warning');
+    expect(r.stdout).toMatch(/verdict: warning \(admitted by the broker/);
+    const j = custody('policy', 'test', '--policy', join(dir, 'debug-allowed.yaml'), '--claims', join(dir, 'snp-debug.json'), '--at', at, '--json');
+    expect([j.code, (JSON.parse(j.stdout) as { ok: boolean; status: string }).status]).toEqual([0, 'warning']);
+    const refused = custody('policy', 'test', '--policy', join(dir, 'policy.yaml'), '--claims', join(dir, 'snp-debug.json'), '--at', at, '--json');
+    expect([refused.code, JSON.parse(refused.stdout)]).toEqual([1, expect.objectContaining({ ok: false, status: 'contraindicated', reasons: expect.arrayContaining([expect.objectContaining({ code: 'ERR_EVIDENCE_DEBUG', tier: 'contraindicated' })]) as unknown })]);
   });
 
   it('test: simulated evidence is refused by the policy', () => {

@@ -151,7 +151,9 @@ export const register: Register = (program: Command) => {
         const input = readClaims(opts.claims);
         const a = appraise(p, input, { now });
         const reasons = appraisalReasons(a);
-        const ok = a.status === 'affirming';
+        // As the broker: a warning verdict is admitted (its findings are printed); a key's release
+        // policy may still ask for ear.status == 'affirming'.
+        const ok = a.status === 'affirming' || a.status === 'warning';
         if (json) {
           printJson({
             ok,
@@ -176,7 +178,7 @@ export const register: Register = (program: Command) => {
               out(`  ${mark(f.tier !== 'warning' && f.tier !== 'contraindicated')} ${f.rule}${f.device ? ` [${f.device}]` : ''} ${f.code ?? ''}: ${f.reason ?? ''}`);
             }
           }
-          out(`\nverdict: ${a.status}${ok ? '' : ` (${reasons.length} reason${reasons.length === 1 ? '' : 's'})`}`);
+          out(`\nverdict: ${a.status}${a.status === 'warning' ? ' (admitted by the broker; a release policy may still require affirming)' : ok ? '' : ` (${reasons.length} reason${reasons.length === 1 ? '' : 's'})`}`);
         }
         process.exitCode = ok ? EXIT_OK : EXIT_NOT_VERIFIED;
       } catch (e) {
