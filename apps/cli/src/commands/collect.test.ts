@@ -52,6 +52,19 @@ describe('custody attest collect', () => {
     expect(Object.keys(r.claims!.measurements)).toEqual(['pcr0', 'pcr1', 'pcr2', 'pcr3', 'pcr4', 'pcr5', 'pcr6', 'pcr7', 'pcr16']);
   });
 
+  it('--platform tpm without --tcti takes the TPM from $TPM2TOOLS_TCTI, as tpm2-tools do', async () => {
+    vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    vi.stubEnv('TPM2TOOLS_TCTI', tpm.tcti);
+    try {
+      const out = join(dir, 'tpm-env.json');
+      await run(['--platform', 'tpm', '--ak', 'ecc', '--pcrs', '0', '--nonce', '0a0b', '--out', out, '--json']);
+      const r = await tpmVerifier.verify({ evidence: new Uint8Array(await readFile(out)), now: new Date(), nonce: fromHex('0a0b') });
+      expect(r.ok).toBe(true);
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+
   it('exits 2 for a bad nonce and 3 when the device is not there', async () => {
     const exits: (number | undefined)[] = [];
     vi.spyOn(process, 'exit').mockImplementation((code) => {

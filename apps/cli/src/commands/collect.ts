@@ -43,9 +43,11 @@ function parseMeasurements(list: string[]): Record<string, string> {
 }
 
 function buildAttester(opts: CollectOptions): Promise<Attester> {
+  // As tpm2-tools and `fetch-key`: the TCTI from the flag, else from $TPM2TOOLS_TCTI.
+  const tcti = opts.tcti ?? process.env.TPM2TOOLS_TCTI;
   const options: CreateAttesterOptions = {
     tpm: {
-      ...(opts.tcti ? { tcti: opts.tcti } : {}),
+      ...(tcti ? { tcti } : {}),
       ...(opts.ak ? { keyAlgorithm: opts.ak === 'ecc' ? 'ecc' : 'rsa' } : {}),
       ...(opts.akHandle ? { akHandle: opts.akHandle } : {}),
       ...(opts.pcrs ? { pcrs: parsePcrList(opts.pcrs) } : {}),
@@ -57,7 +59,7 @@ function buildAttester(opts: CollectOptions): Promise<Attester> {
     ...(opts.tsmRoot ? { tsmRoot: opts.tsmRoot } : {}),
   };
   if (opts.ak !== undefined && opts.ak !== 'rsa' && opts.ak !== 'ecc') throw new CustodyError('ERR_USAGE', '--ak must be rsa or ecc');
-  if (opts.platform === undefined) return createDetectedAttester({ ...(opts.tcti ? { tcti: opts.tcti } : {}), ...(opts.tsmRoot ? { tsmRoot: opts.tsmRoot } : {}) }, options);
+  if (opts.platform === undefined) return createDetectedAttester({ ...(tcti ? { tcti } : {}), ...(opts.tsmRoot ? { tsmRoot: opts.tsmRoot } : {}) }, options);
   return Promise.resolve(createAttester(opts.platform, options));
 }
 
@@ -70,7 +72,7 @@ export function registerCollect(attest: Command): void {
     .requiredOption('--nonce <hex>', `report data to bind, hex, at most ${MAX_REPORT_DATA} bytes (TPM qualifying data, SNP/TDX report_data)`)
     .option('--out <file>', 'write the evidence to this file instead of standard output')
     .option('--json', 'print one JSON object describing the result (the evidence goes to --out, or inline)')
-    .option('--tcti <tcti>', 'TPM: TCTI, e.g. device:/dev/tpmrm0 (default) or swtpm:host=127.0.0.1,port=2321')
+    .option('--tcti <tcti>', 'TPM: TCTI, e.g. device:/dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321 (env TPM2TOOLS_TCTI, default device:/dev/tpmrm0)')
     .option('--ak <alg>', 'TPM: algorithm of the AK to create under the EK: rsa (default) or ecc')
     .option('--ak-handle <handle>', 'TPM: use this persistent AK instead of creating one, e.g. 0x81000003')
     .option('--pcrs <list>', 'TPM: SHA-256 PCRs to quote, e.g. 0-7,14 (default 0-23)')
