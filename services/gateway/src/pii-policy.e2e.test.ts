@@ -4,7 +4,6 @@
 // prompt text appears in logs, ledger events or metrics.
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CustodyError } from '@custody/core';
 import { createConfidentialFetch, type Receipt } from '@custody/sdk';
 import type { BackendRequest, BackendResponse, ModelBackend } from './backends/types.js';
 import { startTestGateway, type TestGateway } from './testing/index.js';

@@ -26,7 +26,7 @@ function custody(...args: string[]): Promise<{ status: number | null; stdout: st
 const AT = '2023-07-01T01:00:00Z';
 const QUOTE_4 = vectorPath('attestation/tdx/trustee/tdx_quote_4.dat');
 const SPR_E4 = vectorPath('attestation/tdx/go-tdx-guest/tdx_prod_quote_SPR_E4.dat');
-const json = (r: { stdout: string }) => JSON.parse(r.stdout) as { ok: boolean; errors: { code: string }[]; steps: unknown[]; claims: unknown; fetchedCollateral?: { kind: string; from: string }[] };
+const json = (r: { stdout: string }) => JSON.parse(r.stdout) as { ok: boolean; errors: { code: string; message?: string }[]; steps: unknown[]; claims: unknown; fetchedCollateral?: { kind: string; from: string }[] };
 
 let dir: string;
 let s: VendorServiceStandIn;
@@ -119,7 +119,7 @@ describe('custody attest verify --fetch-collateral (TDX, Intel PCS stand-in)', (
       [2, 'ERR_SNP_VLEK_NOT_FETCHABLE'],
       [2, 'ERR_USAGE'],
     ]);
-    expect((json(usage[3]!).errors[0] as { message?: string }).message).toMatch(/does not name its product: give --snp-product Milan, Genoa or Turin$/);
+    expect(json(usage[3]).errors[0]!.message).toMatch(/does not name its product: give --snp-product Milan, Genoa or Turin$/);
   });
 });
 
