@@ -130,21 +130,34 @@ export interface DrainBounds {
  */
 export function endWhole(req: IncomingMessage, res: ServerResponse, status: number, headers: Record<string, string>, body: string | Uint8Array, drain: DrainBounds): void {
   const early = !req.complete;
+  const socket = req.socket;
+  if (early) {
+    // node:http closes a `Connection: close` socket as soon as the answer is written
+    // (destroySoon). With the client's body still arriving, that close sends a reset, which can
+    // discard the answer before the client has read it. Instead, a lingering close: the answer,
+    // then FIN (the client reads to the end), while what still comes is read and discarded
+    // within the bounds below; the socket is destroyed when the client closes its side too, or
+    // at the first bound reached.
+    socket.destroySoon = function lingeringClose(this: typeof socket): void {
+      if (this.writable) this.end();
+    };
+  }
   res.writeHead(status, { ...headers, 'content-length': String(typeof body === 'string' ? Buffer.byteLength(body) : body.length), ...(early ? { connection: 'close' } : {}) });
   res.end(body);
   if (!early) return;
   let seen = 0;
   const stop = () => {
     clearTimeout(timer);
-    req.socket.destroy();
+    socket.destroy();
   };
+  // Also after the body's end: a client that never closes its side is closed at the time bound.
   const timer = setTimeout(stop, drain.ms);
   timer.unref();
+  socket.once('close', () => clearTimeout(timer));
   req.on('data', (chunk: Buffer) => {
     seen += chunk.length;
     if (drain.maxBytes !== undefined && seen > drain.maxBytes) stop();
   });
-  req.once('end', () => clearTimeout(timer));
   req.once('error', stop);
   req.resume();
 }
