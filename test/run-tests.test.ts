@@ -80,10 +80,10 @@ function reportedTimes(output: string, file: string): number {
 
 describe.skipIf(process.platform !== 'linux')('run-tests.mjs watchdog', () => {
   it('reruns a file that stalled once, counts it once by its rerun result, and passes', async () => {
-    const r = await runRunner(['passes', 'hangs-once'], 5);
+    const r = await runRunner(['passes', 'hangs-once'], 15);
     expect(r.lines.at(-1)).toBe('3 passed, 0 failed, 1 skipped');
     expect(r.code).toBe(0);
-    const stall = r.lines.find((l) => l.startsWith('watchdog: no test file finished in 5 seconds; stopping vitest; rerunning the '));
+    const stall = r.lines.find((l) => l.startsWith('watchdog: no test file finished in 15 seconds; stopping vitest; rerunning the '));
     expect(stall).toBeDefined();
     expect(r.output).toContain('watchdog: rerunning hangs-once.fixture.ts');
     const rerunLine = r.lines.find((l) => l.startsWith('rerun after the watchdog (counted once, by the rerun): '));
@@ -97,11 +97,11 @@ describe.skipIf(process.platform !== 'linux')('run-tests.mjs watchdog', () => {
   }, 90_000);
 
   it('fails clearly, naming the file, when the rerun stalls too', async () => {
-    const r = await runRunner(['passes', 'hangs.fixture'], 5);
+    const r = await runRunner(['passes', 'hangs.fixture'], 15);
     expect(r.lines.at(-1)).toBe('2 passed, 1 failed, 1 skipped');
     expect(r.code).toBe(1);
-    expect(r.output).toMatch(/^watchdog: no test file finished in 5 seconds; stopping vitest; rerunning the [12] unfinished files? once$/m);
-    expect(r.output).toContain('watchdog: no test file finished in 5 seconds on the rerun; stopping vitest; these files never finished: hangs.fixture.ts\n');
+    expect(r.output).toMatch(/^watchdog: no test file finished in 15 seconds; stopping vitest; rerunning the [12] unfinished files? once$/m);
+    expect(r.output).toContain('watchdog: no test file finished in 15 seconds on the rerun; stopping vitest; these files never finished: hangs.fixture.ts\n');
     expect(r.output).toContain('these test files never reported a result (counted as failed): hangs.fixture.ts\n');
     expect(r.output).toMatch(/^rerun after the watchdog \(counted once, by the rerun\): .*hangs\.fixture\.ts \(never finished\)/m);
     expect(reportedTimes(r.output, 'hangs.fixture.ts')).toBe(0);

@@ -20,12 +20,15 @@ class ShapedBackend implements ModelBackend {
   cancelled = 0;
   /** Non-streamed requests to `slow` whose signal was aborted while the backend worked. */
   aborted = 0;
+  /** Requests to `slow` the backend has started on. */
+  slowStarted = 0;
   constructor(private readonly gapMs: number) {}
   models(): readonly ModelInfo[] {
     return [{ id: 'burst' }, { id: 'paced' }, { id: 'empties' }, { id: 'slow' }];
   }
   handle(req: BackendRequest): Promise<BackendResponse> {
     if (req.model.id === 'slow') {
+      this.slowStarted++;
       return new Promise((resolve, reject) => {
         const t = setTimeout(() => resolve({ status: 200, contentType: 'application/json', body: enc.encode('{}') }), 3000);
         req.signal?.addEventListener('abort', () => {
@@ -173,9 +176,8 @@ describe('streamed answers, sealed chunk by chunk', () => {
     await reader.read();
     await reader.read();
     ac.abort();
-    await new Promise((r) => setTimeout(r, 300));
+    await expect.poll(() => backend.cancelled, { timeout: 10_000 }).toBe(cancelledBefore + 1);
     expect(gw.ledger.events.filter((e) => e.type === 'inference.receipt').length).toBe(receiptsBefore);
-    expect(backend.cancelled).toBe(cancelledBefore + 1);
     expect(gw.logs.some((l) => l.includes('"event":"stream.cancelled"'))).toBe(true);
     expect(gw.logs.some((l) => l.includes('"event":"stream.failed"'))).toBe(false);
   });
@@ -193,9 +195,8 @@ describe('streamed answers, sealed chunk by chunk', () => {
     await reader.read();
     await reader.read();
     await reader.cancel();
-    await new Promise((r) => setTimeout(r, 100));
+    await expect.poll(() => backend.cancelled, { timeout: 10_000 }).toBe(cancelledBefore + 1);
     expect(gw.ledger.events.filter((e) => e.type === 'inference.receipt').length).toBe(receiptsBefore);
-    expect(backend.cancelled).toBe(cancelledBefore + 1);
     expect(gw.logs.filter((l) => l.includes('"event":"stream.cancelled"')).length).toBe(logsBefore + 1);
   });
 
@@ -205,13 +206,14 @@ describe('streamed answers, sealed chunk by chunk', () => {
     const request = bhttpChatRequest({ apiKey: gw.apiKey, model: 'slow' });
     const { encapsulatedRequest } = await encapsulateRequest(config, request);
     const before = backend.aborted;
+    const started = backend.slowStarted;
     const ac = new AbortController();
     const pending = fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: encapsulatedRequest, signal: ac.signal }).catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 200));
+    // The client leaves once the backend works on its request (not after a guess at how long that takes).
+    await expect.poll(() => backend.slowStarted, { timeout: 10_000 }).toBe(started + 1);
     ac.abort();
     await pending;
-    await new Promise((r) => setTimeout(r, 200));
-    expect(backend.aborted).toBe(before + 1);
+    await expect.poll(() => backend.aborted, { timeout: 10_000 }).toBe(before + 1);
   });
 
   it('a burst still travels in few chunks when masked PII is restored on the way out (through the restoring transform)', async () => {

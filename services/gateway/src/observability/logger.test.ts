@@ -31,8 +31,8 @@ describe('gatewayLogDestination', () => {
     await new Promise((r) => setTimeout(r, 20));
     // Two short lines are below the 4 KiB batch: nothing written yet.
     expect(readFileSync(file, 'utf8')).toBe('');
-    await new Promise((r) => setTimeout(r, 600));
-    expect(lines(file).map((l) => l.receiptId)).toEqual(['r-1', 'r-2']);
+    // The timer (250 ms) writes them with nothing more logged; polled, as a loaded machine may be late.
+    await expect.poll(() => lines(file).map((l) => l.receiptId), { timeout: 3_000 }).toEqual(['r-1', 'r-2']);
     (dest as unknown as { end(): void }).end();
   });
 
