@@ -64,11 +64,20 @@ export async function startPostgres(): Promise<PostgresFixture> {
     if (r.status !== 0) throw new Error(`${cmd} failed (${r.status}): ${r.stderr.toString().slice(0, 2000)}`);
   };
   run('initdb', ['-D', data, '-A', 'trust', '-U', 'custody', '-E', 'UTF8', '--no-sync']);
-  const port = await freeLoopbackPort();
-  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100`;
-  const start = () => run('pg_ctl', ['-D', data, '-o', options, '-l', join(dir, 'server.log'), '-w', '-t', '60', 'start']);
+  let port = 0;
+  const options = () => `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100`;
+  const start = () => run('pg_ctl', ['-D', data, '-o', options(), '-l', join(dir, 'server.log'), '-w', '-t', '60', 'start']);
   const stop = () => run('pg_ctl', ['-D', data, '-m', 'fast', '-w', '-t', '60', 'stop']);
-  start();
+  // The free port can be taken by another process before the server binds it: try another.
+  for (let attempt = 1; ; attempt++) {
+    port = await freeLoopbackPort();
+    try {
+      start();
+      break;
+    } catch (e) {
+      if (attempt >= 3) throw e;
+    }
+  }
   let running = true;
   const url = `postgres://custody@127.0.0.1:${port}/postgres`;
   return {
