@@ -32,9 +32,12 @@ const request = (signal?: AbortSignal) => ({
 
 describe('UpstreamBackend', () => {
   it('an abort while the upstream works closes the upstream request and rejects with ERR_GATEWAY_BACKEND', async () => {
+    let arrived!: () => void;
+    const arrival = new Promise<void>((r) => (arrived = r));
     let closedAt = 0;
     const url = await upstream((req) => {
       req.resume();
+      arrived();
       // Never answers; records when the gateway side goes away.
       req.socket.once('close', () => (closedAt = performance.now()));
     });
@@ -42,12 +45,12 @@ describe('UpstreamBackend', () => {
     try {
       const ac = new AbortController();
       const pending = backend.handle(request(ac.signal));
-      await new Promise((r) => setTimeout(r, 100));
+      // Aborted once the upstream works on it (awaited, not guessed with a sleep).
+      await arrival;
       const abortedAt = performance.now();
       ac.abort();
       await expect(pending).rejects.toMatchObject({ code: 'ERR_GATEWAY_BACKEND' });
-      await new Promise((r) => setTimeout(r, 100));
-      expect(closedAt).toBeGreaterThanOrEqual(abortedAt);
+      await expect.poll(() => closedAt, { timeout: 10_000 }).toBeGreaterThanOrEqual(abortedAt);
     } finally {
       await backend.close();
     }
