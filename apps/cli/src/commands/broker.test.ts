@@ -289,8 +289,9 @@ describe('custody broker serve with a rotated EAR key', () => {
     }
     expect(now).toEqual([newKid, before[0]]);
     expect(child.exitCode).toBeNull();
-    // Re-read on the signal (the default SIGHUP action would have ended the process).
-    expect(err).toMatch(/"signal":"SIGHUP","op":"ear-key.reload"/);
+    // Re-read on the signal (the default SIGHUP action would have ended the process). Polled: a
+    // JWKS fetch may pick the new key up first, before the signal's log line reaches stderr.
+    await expect.poll(() => err, { timeout: 10_000 }).toMatch(/"signal":"SIGHUP","op":"ear-key.reload"/);
     const secrets = privateKeys(join(data, 'ear-signing-key.jwk'));
     expectNoSecrets([{ code: 0, stdout: out, stderr: err }, r], secrets);
     const exited = new Promise((res) => child!.once('exit', res));
