@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { CustodyError, fromHex, toCustodyError } from '@custody/core';
-import { CollateralSource, collateralAccepted, collateralRefused, defaultRegistry, parseSevSnpProduct, withFetchedCollateral, type FetchedCollateral, type FetchedItem, type Platform, type VerificationResult } from '@custody/attest';
+import { CollateralSource, collateralAccepted, collateralRefused, defaultRegistry, parseSevSnpProduct, SEV_SNP_PRODUCTS, withFetchedCollateral, type FetchedCollateral, type FetchedItem, type Platform, type VerificationResult } from '@custody/attest';
 import { DiskCollateralStore } from '@custody/attester-service';
 import { printableLine } from '@custody/sdk';
 import { readInputFile, readNamedFiles, parseTime } from '../files.js';
@@ -136,7 +136,9 @@ export async function verifyFromFiles(file: string, opts: VerifyOptions): Promis
   }).catch((e: unknown) => {
     const err = toCustodyError(e);
     // The report does not say which product's KDS path its VCEK is under: name the flag that says it.
-    if (err.code === 'ERR_USAGE' && err.detail?.missing === 'product') throw new CustodyError('ERR_USAGE', `${err.message.replace(/; give it .*$/, '')}: give --snp-product Milan, Genoa or Turin`, { cause: e });
+    if (err.code === 'ERR_USAGE' && err.detail?.missing === 'product') {
+      throw new CustodyError('ERR_USAGE', `the SEV-SNP report (v${String(err.detail.version)}) does not name its product: give --snp-product ${SEV_SNP_PRODUCTS.slice(0, -1).join(', ')} or ${SEV_SNP_PRODUCTS.at(-1)!}`, { cause: e });
+    }
     throw e;
   });
   const verifyWith = (f: FetchedCollateral): Promise<VerifyFromFilesResult> => defaultRegistry.verify({ ...base, ...withFetchedCollateral({ certs, ...(collateral && { collateral }) }, f) });

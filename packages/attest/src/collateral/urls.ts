@@ -105,7 +105,7 @@ export function planSevSnpCollateral(evidence: Uint8Array, options: { kdsUrl?: s
     throw new CustodyError('ERR_SNP_PRODUCT', `the report's CPUID names ${report.cpuidProduct}, not ${options.product}`, { detail: { cpuid: report.cpuidProduct, given: options.product } });
   }
   const product = options.product ?? report.cpuidProduct;
-  if (!product) throw new CustodyError('ERR_USAGE', `the SEV-SNP report (v${report.version}) does not name its product; give it (${SEV_SNP_PRODUCTS.join(', ')})`, { detail: { missing: 'product' } });
+  if (!product) throw new CustodyError('ERR_USAGE', `the SEV-SNP report (v${report.version}) does not name its product; give it (${SEV_SNP_PRODUCTS.join(', ')})`, { detail: { missing: 'product', version: report.version } });
   if (report.tcbLayout !== (product === 'Turin' ? 'turin' : 'legacy')) report = parseSevSnpReport(ev.report, { product });
   const { hwid, path } = vcekPath(product, report);
   return {

@@ -146,10 +146,7 @@ export function endWhole(req: IncomingMessage, res: ServerResponse, status: numb
   res.end(body);
   if (!early) return;
   let seen = 0;
-  const stop = () => {
-    clearTimeout(timer);
-    socket.destroy();
-  };
+  const stop = () => socket.destroy();
   // Also after the body's end: a client that never closes its side is closed at the time bound.
   const timer = setTimeout(stop, drain.ms);
   timer.unref();
