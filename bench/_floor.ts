@@ -128,7 +128,7 @@ export function startFloorServer(upstream: string): Promise<{ url: string; kem: 
 }
 
 /** A client of the floor server: seals one request, opens the answer, checks the signature. */
-export function floorClient(info: { url: string; kem: string; sig: string }): (path: string, json: string, streamed: boolean) => Promise<void> {
+export function floorClient(info: { url: string; kem: string; sig: string }, transport: typeof fetch = fetch): (path: string, json: string, streamed: boolean) => Promise<void> {
   const serverKem = importX25519(Buffer.from(info.kem, 'base64'));
   const serverSig = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(info.sig, 'base64').toString('base64url') }, format: 'jwk' });
   const check = (requestDigest: Buffer, responseDigest: Buffer, signature: Buffer) => {
@@ -141,7 +141,7 @@ export function floorClient(info: { url: string; kem: string; sig: string }): (p
     const body = Buffer.concat([enc, seal(derive(shared, enc, 'request'), 0, Buffer.from(json))]);
     const rk = derive(shared, enc, 'response');
     const requestDigest = createHash('sha256').update(body).digest();
-    const res = await fetch(info.url + path, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body });
+    const res = await transport(info.url + path, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body });
     if (res.status !== 200) throw new Error(`floor: status ${res.status}`);
     if (!streamed) {
       const answer = open(rk, 0, new Uint8Array(await res.arrayBuffer()));

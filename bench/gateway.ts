@@ -24,7 +24,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { setHpkeProvider, setSignatureProvider, subtle, webCryptoHpkePrimitives, type HpkePrimitives } from '@custody/core';
-import { nodeHpkePrimitives, nodeSignaturePrimitives } from '@custody/crypto-node';
+import { nodeHpkePrimitives, nodeHttpFetch, nodeSignaturePrimitives } from '@custody/crypto-node';
 import {
   createConfidentialFetch,
   createOhttpServerKey,
@@ -310,9 +310,9 @@ async function warm(one: () => Promise<void>): Promise<void> {
   );
 }
 
-/** The floor path runs beside the default providers (node:crypto on both sides, in-memory log). */
+/** The floor path runs beside the default Node setup (node:crypto on both sides, node:http client transport, in-memory log). */
 function withFloor(cfg: LoopConfig): boolean {
-  return cfg.client === 'node:crypto' && cfg.gateway === 'node:crypto' && !cfg.ledger;
+  return cfg.client === 'node:crypto' && cfg.gateway === 'node:crypto' && cfg.transport === 'node:http' && !cfg.ledger;
 }
 
 function chatBody(stream: boolean): string {
@@ -498,14 +498,20 @@ interface LoopRow {
   gateway: Stat;
 }
 
-/** HPKE providers of a loopback run; `ledger`: the gateway logs to a ledger service over HTTP instead of its in-memory log. */
+/**
+ * HPKE providers of a loopback run; `transport`: the clients' HTTP transport on every path of
+ * the run (direct, proxy, floor and under the SDK), undici's fetch or nodeHttpFetch; `ledger`:
+ * the gateway logs to a ledger service over HTTP instead of its in-memory log.
+ */
 interface LoopConfig {
   gateway: ProviderName;
   client: ProviderName;
+  transport: 'fetch' | 'node:http';
   ledger?: boolean;
 }
 
 const LEDGER_LABEL = ', ledger service over HTTP';
+const configLabel = (cfg: LoopConfig) => `gateway ${cfg.gateway}, client ${cfg.client} over ${cfg.transport === 'fetch' ? 'fetch (undici)' : 'node:http'}${cfg.ledger ? LEDGER_LABEL : ''}`;
 
 async function loopback(name: string, serviceMs: number, tokenMs: number, configs: readonly LoopConfig[], shapes: readonly boolean[] = [false, true]): Promise<LoopRow[]> {
   const rows: LoopRow[] = [];
@@ -514,21 +520,24 @@ async function loopback(name: string, serviceMs: number, tokenMs: number, config
   const px = await child('proxy', { UPSTREAM: upstream });
   const proxyUrl = px.info.url as string;
   const fl = await child('floor', { UPSTREAM: upstream });
-  const viaFloor = floorClient(fl.info as { url: string; kem: string; sig: string });
+  // One node:http transport for the runs that use it; streamed answers handed over as they come.
+  const nodeFetch = nodeHttpFetch({ stream: true, maxSockets: 64, peer: 'the server', timeoutMs: 60_000 });
+  const viaFloor = floorClient(fl.info as { url: string; kem: string; sig: string }, nodeFetch);
   const floorWarm = new Set<boolean>();
   try {
     for (const cfg of configs) {
       const ledger = cfg.ledger ? await child('ledger', {}) : undefined;
       const gw = await child('gateway', { UPSTREAM: upstream, GATEWAY_HPKE: cfg.gateway, ...(ledger ? { LEDGER: ledger.info.url as string } : {}) });
       const gateway = gw.info.url as string;
-      const config = `gateway ${cfg.gateway}, client ${cfg.client}${cfg.ledger ? LEDGER_LABEL : ''}`;
+      const config = configLabel(cfg);
+      const clientFetch: typeof fetch = cfg.transport === 'fetch' ? fetch : nodeFetch;
       const gwPids = { gateway: gw.proc.pid!, upstream: up.proc.pid!, metrics: `${gateway}/metrics`, ...(ledger ? { ledger: ledger.proc.pid! } : {}) };
       try {
         setHpkeProvider(PROVIDERS[cfg.client]);
         setSignatureProvider(cfg.client === 'node:crypto' ? nodeSignaturePrimitives : undefined);
-        const cfetch = createConfidentialFetch({ gateway, jwks: gw.info.jwks as never, allowSimulated: true });
+        const cfetch = createConfidentialFetch({ gateway, jwks: gw.info.jwks as never, allowSimulated: true, fetch: clientFetch });
         await cfetch.verify();
-        const direct = (stream: boolean, base = upstream) => async () => drain(await fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chatBody(stream) }));
+        const direct = (stream: boolean, base = upstream) => async () => drain(await clientFetch(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chatBody(stream) }));
         const viaGateway = (stream: boolean) => async () =>
           drain(await cfetch(`${gateway}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` }, body: chatBody(stream) }));
         // A fresh process compiles its hot paths first: the gateway (and the floor server, the
@@ -565,6 +574,7 @@ async function loopback(name: string, serviceMs: number, tokenMs: number, config
     up.proc.kill('SIGTERM');
     px.proc.kill('SIGTERM');
     fl.proc.kill('SIGTERM');
+    nodeFetch.close();
     setHpkeProvider();
     setSignatureProvider();
   }
@@ -579,9 +589,11 @@ if (!ROLE) {
   const fl = await floors();
   for (const r of fl.raw) console.log(`${r.name}: ${r.us.toFixed(0)} µs`);
   for (const r of fl.rows) console.log(`${r.name}: WebCrypto ${r.us.webcrypto.toFixed(0)} µs, node:crypto ${r.us['node:crypto'].toFixed(0)} µs`);
-  // A Node client installs the node:crypto providers (installNodeCrypto); a browser has WebCrypto only.
-  const defaults = { gateway: 'node:crypto', client: 'node:crypto' } as const;
-  const browserLike = { gateway: 'node:crypto', client: 'webcrypto' } as const;
+  // A Node client installs the node:crypto providers (installNodeCrypto) and gives the SDK
+  // nodeHttpFetch; a browser has WebCrypto and fetch only.
+  const defaults: LoopConfig = { gateway: 'node:crypto', client: 'node:crypto', transport: 'node:http' };
+  const browserLike: LoopConfig = { gateway: 'node:crypto', client: 'webcrypto', transport: 'fetch' };
+  const nodeOnFetch: LoopConfig = { ...defaults, transport: 'fetch' };
   /** The model-like rows again with the clients on one core and the servers on the other. */
   const pinnedRun = async () => {
     place('pinned');
@@ -600,7 +612,7 @@ if (!ROLE) {
   }
   const inproc = await inProcess();
   const loop = [
-    ...(await loopback('instant', 0, 0, [{ gateway: 'webcrypto', client: 'webcrypto' }, browserLike, defaults])),
+    ...(await loopback('instant', 0, 0, [{ gateway: 'webcrypto', client: 'webcrypto', transport: 'fetch' }, browserLike, nodeOnFetch, defaults])),
     ...(await loopback('model-like', 10, 1, [defaults, browserLike, { ...defaults, ledger: true }])),
   ];
   const pinned = await pinnedRun();
@@ -644,7 +656,7 @@ if (!ROLE) {
   lines.push('');
   lines.push('### Loopback: three processes on 2 cores');
   lines.push('');
-  lines.push(`Model server, plain proxy, floor server and gateway are child processes; the clients run in the bench process. Three paths with the same requests: direct to the model server; through a plain reverse proxy (node:http, keep-alive, bodies piped: the cost of any extra process hop, the baseline); and through SDK + OHTTP + gateway. The paths of a row (and the floor path below) are measured interleaved, in ${ROUNDS} rounds of ${RUN_MS / ROUNDS / 1000} s each (each round takes every path once, in a rotating order), so that the machine slowing down or speeding up during a row moves every path alike; rps is over the pooled windows, p50 and p99 over their pooled latencies. CPU per request is measured for each process (all threads) over the same windows. Before any measurement the gateway (and the floor server) get ${WARM_REQUESTS} requests of each shape from 8 clients, so that V8 has optimised their hot paths, as in a server that has been running; in a row, every path warms for a second before its first window and for 0.2 s before each later one.`);
+  lines.push(`Model server, plain proxy, floor server and gateway are child processes; the clients run in the bench process. Three paths with the same requests: direct to the model server; through a plain reverse proxy (node:http, keep-alive, bodies piped: the cost of any extra process hop, the baseline); and through SDK + OHTTP + gateway. Every path of a row uses the same client HTTP transport, named in its configuration: undici's \`fetch\` (Node's built-in, and what a browser's fetch stands for) or \`nodeHttpFetch\` from @custody/crypto-node (node:http with keep-alive, what a Node client gives the SDK). The paths of a row (and the floor path below) are measured interleaved, in ${ROUNDS} rounds of ${RUN_MS / ROUNDS / 1000} s each (each round takes every path once, in a rotating order), so that the machine slowing down or speeding up during a row moves every path alike; rps is over the pooled windows, p50 and p99 over their pooled latencies. CPU per request is measured for each process (all threads) over the same windows. Before any measurement the gateway (and the floor server) get ${WARM_REQUESTS} requests of each shape from 8 clients, so that V8 has optimised their hot paths, as in a server that has been running; in a row, every path warms for a second before its first window and for 0.2 s before each later one.`);
   lines.push('');
   lines.push('| backend | HPKE providers | request | clients | direct rps | proxy rps | gateway rps | gateway / direct | gateway / proxy | p50 ms direct / proxy / gateway | p99 ms direct / proxy / gateway | added p50 ms vs direct / vs proxy | CPU µs/req direct: client + server | CPU µs/req proxy path: client + proxy + server | CPU µs/req gateway path: client + gateway + server |');
   lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---|');
@@ -689,8 +701,10 @@ if (!ROLE) {
     );
   }
   lines.push('');
-  const rowsOf = (cfg: { gateway: ProviderName; client: ProviderName }) => loop.filter((r) => r.config === `gateway ${cfg.gateway}, client ${cfg.client}`);
-  const summary = (cfg: { gateway: ProviderName; client: ProviderName }, label: string) => {
+  const rowsOf = (cfg: LoopConfig) => loop.filter((r) => r.config === configLabel(cfg));
+  /** The default Node setup's row of the same profile, shape and clients. */
+  const twin = (r: LoopRow) => rowsOf(defaults).find((x) => x.profile === r.profile && x.shape === r.shape && x.c === r.c)!;
+  const summary = (cfg: LoopConfig, label: string) => {
     const rows = rowsOf(cfg);
     const one = rows.filter((r) => r.c === 1).map((r) => `${r.profile} ${r.shape} ${ms(r.gateway.p50 - r.direct.p50)} ms (${ms(r.gateway.p50 - r.proxy.p50)} ms over the plain proxy)`);
     const eight = rows.filter((r) => r.c === 8).map((r) => `${r.profile} ${r.shape} ${pct(r.gateway, r.direct)} (${pct(r.gateway, r.proxy)} of the plain proxy)`);
@@ -698,8 +712,14 @@ if (!ROLE) {
   };
   lines.push('Goals (issue 5, section 6): at most 1 ms added at p50 and at least 90% of direct throughput at 8 clients.');
   lines.push('');
-  lines.push(`- ${summary(defaults, 'Node client (SDK with node:crypto providers, `installNodeCrypto()`)')}`);
-  lines.push(`- ${summary(browserLike, 'WebCrypto client (what a browser runs)')}`);
+  lines.push(`- ${summary(defaults, 'Node client (SDK with node:crypto providers, `installNodeCrypto()`, and the node:http transport, `nodeHttpFetch`; every path of these rows uses that transport)')}`);
+  lines.push(`- ${summary(browserLike, 'WebCrypto client on fetch (what a browser runs)')}`);
+  const onFetch = rowsOf(nodeOnFetch);
+  lines.push(
+    `- The client's HTTP transport (instant profile, Node client, every path on the same transport): ${onFetch
+      .map((r) => `${r.shape}, ${r.c} client(s): client CPU per request through SDK + gateway ${us(r.gateway.cpu.client)} µs on undici's fetch, ${us(twin(r).gateway.cpu.client)} µs on node:http (direct: ${us(r.direct.cpu.client)} / ${us(twin(r).direct.cpu.client)} µs); gateway p50 ${ms(r.gateway.p50)} / ${ms(twin(r).gateway.p50)} ms, added p50 ${ms(r.gateway.p50 - r.direct.p50)} / ${ms(twin(r).gateway.p50 - twin(r).direct.p50)} ms`)
+      .join('; ')}.`,
+  );
   lines.push(
     `- The floor path (the raw crypto of the exchange around the same hop, nothing else): added p50 at 1 client: ${floorRows
       .filter((r) => r.c === 1)
@@ -719,10 +739,9 @@ if (!ROLE) {
       .join('; ')}.`,
   );
   const withLedger = loop.filter((r) => r.config.endsWith(LEDGER_LABEL));
-  const memoryTwin = (r: LoopRow) => rowsOf(defaults).find((x) => x.profile === r.profile && x.shape === r.shape && x.c === r.c)!;
   lines.push(
     `- Node client, the gateway logging to the ledger as a separate service (what \`custody gateway serve --ledger URL\` does; SQLite with synchronous=FULL, so each of the two appends per request waits for its commit to reach the disk): ${withLedger
-      .map((r) => `${r.profile} ${r.shape}, ${r.c} client(s): p50 ${ms(r.gateway.p50)} ms against ${ms(memoryTwin(r).gateway.p50)} ms with the in-memory log, ${r.gateway.rps.toFixed(0)} rps (${pct(r.gateway, r.direct)} of direct), ledger CPU ${us(r.gateway.cpu.ledger ?? 0)} µs per request`)
+      .map((r) => `${r.profile} ${r.shape}, ${r.c} client(s): p50 ${ms(r.gateway.p50)} ms against ${ms(twin(r).gateway.p50)} ms with the in-memory log, ${r.gateway.rps.toFixed(0)} rps (${pct(r.gateway, r.direct)} of direct), ledger CPU ${us(r.gateway.cpu.ledger ?? 0)} µs per request`)
       .join('; ')}. The rows above use the gateway's in-memory development log, which measures the gateway alone.`,
   );
   lines.push('');

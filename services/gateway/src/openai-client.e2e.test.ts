@@ -2,17 +2,19 @@
 // against the gateway (in-process demo model, and an OpenAI-compatible upstream test double).
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nodeHttpFetch } from '@custody/crypto-node';
 import { createConfidentialFetch, renderVerificationText, verifyReceipt, type Receipt } from '@custody/sdk';
 import { DEMO_MODEL_ID, DEMO_MODEL_LABEL } from './backends/demo.js';
 import { startTestGateway, type TestGateway } from './testing/index.js';
 
-function client(gw: TestGateway, receipts: Receipt[] = []) {
+function client(gw: TestGateway, receipts: Receipt[] = [], transport?: typeof fetch) {
   const cfetch = createConfidentialFetch({
     gateway: gw.url,
     jwks: gw.jwks!,
     allowSimulated: true,
     expectedMeasurements: { measurement: gw.measurement },
     onReceipt: (r) => receipts.push(r),
+    ...(transport ? { fetch: transport } : {}),
   });
   const openai = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: gw.apiKey, fetch: cfetch, maxRetries: 0 });
   return { cfetch, openai };
@@ -59,6 +61,34 @@ describe('openai client through the SDK and the gateway (demo model)', () => {
     await new Promise((r) => setTimeout(r, 10));
     expect(receipts).toHaveLength(1);
     expect(receipts[0]!.response.streamed).toBe(true);
+  });
+
+  it('does the same over the Node transport (nodeHttpFetch, streamed answers), which carries every call of the SDK', async () => {
+    const node = nodeHttpFetch({ stream: true, peer: 'the gateway', code: 'ERR_SDK_GATEWAY' });
+    const urls: string[] = [];
+    const counted = ((input: string | URL | Request, init?: RequestInit) => {
+      urls.push(input instanceof Request ? input.url : String(input));
+      return node(input, init);
+    }) as typeof fetch;
+    try {
+      const receipts: Receipt[] = [];
+      const { cfetch, openai } = client(gw, receipts, counted);
+      const res = await openai.chat.completions.create({ model: DEMO_MODEL_ID, messages: [{ role: 'user', content: 'Summarise the quarterly invoice backlog for finance' }] });
+      expect(res.choices[0]!.message.content).toContain('quarterly invoice backlog');
+      const stream = await openai.chat.completions.create({ model: DEMO_MODEL_ID, stream: true, messages: [{ role: 'user', content: 'Stream the demo answer please' }] });
+      const parts: string[] = [];
+      for await (const chunk of stream) parts.push(chunk.choices[0]?.delta?.content ?? '');
+      expect(parts.filter((p) => p.length > 0).length).toBeGreaterThan(5);
+      expect(parts.join('')).toContain(DEMO_MODEL_LABEL);
+      await expect.poll(() => receipts.length).toBe(2);
+      expect(receipts.map((r) => r.response.streamed)).toEqual([false, true]);
+      expect(cfetch.lastVerification!.ok).toBe(true);
+      // Discovery and both encapsulated requests went through it.
+      expect(urls.filter((u) => u.endsWith('/ohttp'))).toHaveLength(2);
+      expect(urls.some((u) => u.includes('/.well-known/custody/attestation'))).toBe(true);
+    } finally {
+      node.close();
+    }
   });
 
   it('serves completions, embeddings and the model list', async () => {

@@ -2,8 +2,8 @@ import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
 import { CustodyError, fromUtf8, toCustodyError, type Bytes } from '@custody/core';
-import { buildTlogProof, createEd25519Signer, httpLogSource, readBodyLimited, readEntry, toCustodyEvent, type AuditSink, type CustodyEvent, type FetchLike, type LogSource, type ServiceAuditEvent, type TlogPolicy, type TlogProof } from '@custody/ledger';
-import { nodeHttpFetch, type NodeHttpFetch } from './http/node-fetch.js';
+import { MAX_BUNDLE_SIZE, buildTlogProof, createEd25519Signer, httpLogSource, readBodyLimited, readEntry, toCustodyEvent, type AuditSink, type CustodyEvent, type FetchLike, type LogSource, type ServiceAuditEvent, type TlogPolicy, type TlogProof } from '@custody/ledger';
+import { nodeHttpFetch, type NodeHttpFetch } from '@custody/crypto-node';
 import { interceptingServer, type NodeIntercept } from './http/node-server.js';
 import { writerKeyFrom } from './http/writers.js';
 import { ENTRY_WAIT_MS, TransparencyLog, checkpointSize } from './log.js';
@@ -123,8 +123,9 @@ export class HttpAuditSink implements AuditSink {
     let reads: FetchLike;
     if (fetchFn) reads = this.appendFetch = fetchFn;
     else {
-      const a = nodeHttpFetch({ maxBody: MAX_SINK_RESPONSE, timeoutMs: CALL_TIMEOUT_MS });
-      const r = nodeHttpFetch({ timeoutMs: CALL_TIMEOUT_MS });
+      const ledger = { peer: 'the ledger', code: 'ERR_TLOG_UNAVAILABLE', timeoutMs: CALL_TIMEOUT_MS } as const;
+      const a = nodeHttpFetch({ ...ledger, maxBody: MAX_SINK_RESPONSE });
+      const r = nodeHttpFetch({ ...ledger, maxBody: MAX_BUNDLE_SIZE });
       this.owned.push(a, r);
       this.appendFetch = a;
       reads = r;
