@@ -19,6 +19,12 @@ afterAll(async () => {
   await gw.close();
 });
 
+/** The gateway's gauge of bytes held by bodies still arriving, as a scrape reads it. */
+async function arriving(): Promise<number> {
+  const text = await gw.gateway.metrics.registry.getSingleMetricAsString('custody_gateway_arriving_body_bytes');
+  return Number(/^custody_gateway_arriving_body_bytes (\d+)$/m.exec(text)![1]);
+}
+
 /** Opens a raw connection that declares `declared` bytes of sealed request and sends `sent` of them, then waits. */
 function slowSender(declared: number, sent: number): Promise<{ socket: Socket; answer: Promise<string> }> {
   const port = Number(new URL(gw.url).port);
@@ -39,9 +45,11 @@ function slowSender(declared: number, sent: number): Promise<{ socket: Socket; a
 
 describe('bodies arriving at once', () => {
   it('are bounded together: the body that would cross the bound gets 503 ERR_GATEWAY_OVERLOADED; a broken-off body gives its bytes back', async () => {
+    expect(await gw.gateway.metrics.registry.getSingleMetricAsString('custody_gateway_arriving_body_limit_bytes')).toContain(` ${8 * MiB}`);
+    expect(await arriving()).toBe(0);
     // A holds 6 MiB of a 10 MiB body and stalls.
     const a = await slowSender(10 * MiB, 6 * MiB);
-    await new Promise((r) => setTimeout(r, 200));
+    await expect.poll(arriving).toBe(6 * MiB);
     // B's 4 MiB would take the total past 8 MiB: refused, and its connection closed.
     const b = await slowSender(10 * MiB, 4 * MiB);
     const refused = await b.answer;
@@ -52,13 +60,19 @@ describe('bodies arriving at once', () => {
     const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true });
     const ok = await cfetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.apiKey}` }, body: JSON.stringify({ model: DEMO_MODEL_ID, messages: [{ role: 'user', content: 'hello' }] }) });
     expect(ok.status).toBe(200);
-    // A breaks off: its 6 MiB are given back, so a 7 MiB body fits again (still arriving after 500 ms, not refused).
+    // B's refusal gave back what it had taken; A still holds its 6 MiB.
+    expect(await arriving()).toBe(6 * MiB);
+    // A breaks off: its 6 MiB are given back, so a 7 MiB body fits again: held, and not answered.
     a.socket.destroy();
     await a.answer;
-    await new Promise((r) => setTimeout(r, 200));
+    await expect.poll(arriving).toBe(0);
     const c = await slowSender(10 * MiB, 7 * MiB);
-    const early = await Promise.race([c.answer.then((t) => `answered: ${t.slice(0, 40)}`), new Promise((r) => setTimeout(() => r('still arriving'), 500))]);
-    expect(early).toBe('still arriving');
+    let answered = false;
+    void c.answer.then(() => (answered = true));
+    await expect.poll(arriving).toBe(7 * MiB);
+    expect(answered).toBe(false);
     c.socket.destroy();
+    await c.answer;
+    await expect.poll(arriving).toBe(0);
   });
 });

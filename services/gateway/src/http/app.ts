@@ -358,6 +358,7 @@ export function createOhttpNodeHandler(d: GatewayAppDeps): (req: IncomingMessage
   const cors = d.cors ?? true;
   // Before any authentication a body is just bytes from anyone: slow senders together hold at most this much.
   const budget = new BodyBudget(d.maxArrivingBodyBytes ?? BODY_BUDGET_BYTES, () => new CustodyError('ERR_GATEWAY_OVERLOADED', 'too many request bodies are arriving at once; retry later'));
+  d.metrics.watchArrivingBodies(budget);
   return (req, res) => {
     // `/ohttp` with or without a query: the Hono route takes both, so both are answered here alike.
     const url = req.url ?? '';

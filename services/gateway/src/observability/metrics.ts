@@ -16,6 +16,10 @@ export class GatewayMetrics {
   readonly attestationState: Gauge<'state'>;
   readonly receipts: Counter<'outcome'>;
   readonly tenantLimited: Counter<'tenant' | 'limit'>;
+  readonly arrivingBodyBytes: Gauge;
+  readonly arrivingBodyLimit: Gauge;
+  /** Reads the arriving-body budget at each scrape (set by the OHTTP handler that owns it). */
+  private arriving: { inUse: number; maxBytes: number } | undefined;
 
   constructor(registry = new Registry()) {
     this.registry = registry;
@@ -42,6 +46,25 @@ export class GatewayMetrics {
     this.receipts = new Counter({ name: 'custody_gateway_receipts_total', help: 'Receipts issued or withheld', labelNames: ['outcome'], registers });
     // Tenant ids come from the gateway policy (at most 1024), never from a request.
     this.tenantLimited = new Counter({ name: 'custody_gateway_tenant_limited_total', help: 'Requests refused because their tenant was at a limit (concurrent or rate)', labelNames: ['tenant', 'limit'], registers });
+    this.arrivingBodyBytes = new Gauge({
+      name: 'custody_gateway_arriving_body_bytes',
+      help: 'Bytes of sealed request bodies held now while they arrive, before anything authenticates them (all clients together)',
+      registers,
+      collect: () => this.arrivingBodyBytes.set(this.arriving?.inUse ?? 0),
+    });
+    this.arrivingBodyLimit = new Gauge({
+      name: 'custody_gateway_arriving_body_limit_bytes',
+      help: 'The bound on custody_gateway_arriving_body_bytes; a body that would cross it is refused with 503 ERR_GATEWAY_OVERLOADED',
+      registers,
+      collect: () => {
+        if (this.arriving) this.arrivingBodyLimit.set(this.arriving.maxBytes);
+      },
+    });
+  }
+
+  /** The budget of bodies still arriving, read at each scrape (the gauges above). */
+  watchArrivingBodies(budget: { readonly inUse: number; readonly maxBytes: number }): void {
+    this.arriving = budget;
   }
 
   setState(state: string): void {
