@@ -24,7 +24,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { setHpkeProvider, setSignatureProvider, subtle, webCryptoHpkePrimitives, type HpkePrimitives } from '@custody/core';
-import { nodeHpkePrimitives, nodeHttpFetch, nodeSignaturePrimitives } from '@custody/crypto-node';
+import { nodeGatewayFetch, nodeHpkePrimitives, nodeSignaturePrimitives } from '@custody/crypto-node';
 import {
   createConfidentialFetch,
   createOhttpServerKey,
@@ -500,7 +500,7 @@ interface LoopRow {
 
 /**
  * HPKE providers of a loopback run; `transport`: the clients' HTTP transport on every path of
- * the run (direct, proxy, floor and under the SDK), undici's fetch or nodeHttpFetch; `ledger`:
+ * the run (direct, proxy, floor and under the SDK), undici's fetch or nodeGatewayFetch; `ledger`:
  * the gateway logs to a ledger service over HTTP instead of its in-memory log.
  */
 interface LoopConfig {
@@ -521,7 +521,7 @@ async function loopback(name: string, serviceMs: number, tokenMs: number, config
   const proxyUrl = px.info.url as string;
   const fl = await child('floor', { UPSTREAM: upstream });
   // One node:http transport for the runs that use it; streamed answers handed over as they come.
-  const nodeFetch = nodeHttpFetch({ stream: true, maxSockets: 64, peer: 'the server', timeoutMs: 60_000 });
+  const nodeFetch = nodeGatewayFetch({ maxSockets: 64, peer: 'the server' });
   const viaFloor = floorClient(fl.info as { url: string; kem: string; sig: string }, nodeFetch);
   const floorWarm = new Set<boolean>();
   try {
@@ -590,7 +590,7 @@ if (!ROLE) {
   for (const r of fl.raw) console.log(`${r.name}: ${r.us.toFixed(0)} µs`);
   for (const r of fl.rows) console.log(`${r.name}: WebCrypto ${r.us.webcrypto.toFixed(0)} µs, node:crypto ${r.us['node:crypto'].toFixed(0)} µs`);
   // A Node client installs the node:crypto providers (installNodeCrypto) and gives the SDK
-  // nodeHttpFetch; a browser has WebCrypto and fetch only.
+  // nodeGatewayFetch; a browser has WebCrypto and fetch only.
   const defaults: LoopConfig = { gateway: 'node:crypto', client: 'node:crypto', transport: 'node:http' };
   const browserLike: LoopConfig = { gateway: 'node:crypto', client: 'webcrypto', transport: 'fetch' };
   const nodeOnFetch: LoopConfig = { ...defaults, transport: 'fetch' };
@@ -656,7 +656,7 @@ if (!ROLE) {
   lines.push('');
   lines.push('### Loopback: three processes on 2 cores');
   lines.push('');
-  lines.push(`Model server, plain proxy, floor server and gateway are child processes; the clients run in the bench process. Three paths with the same requests: direct to the model server; through a plain reverse proxy (node:http, keep-alive, bodies piped: the cost of any extra process hop, the baseline); and through SDK + OHTTP + gateway. Every path of a row uses the same client HTTP transport, named in its configuration: undici's \`fetch\` (Node's built-in, and what a browser's fetch stands for) or \`nodeHttpFetch\` from @custody/crypto-node (node:http with keep-alive, what a Node client gives the SDK). The paths of a row (and the floor path below) are measured interleaved, in ${ROUNDS} rounds of ${RUN_MS / ROUNDS / 1000} s each (each round takes every path once, in a rotating order), so that the machine slowing down or speeding up during a row moves every path alike; rps is over the pooled windows, p50 and p99 over their pooled latencies. CPU per request is measured for each process (all threads) over the same windows. Before any measurement the gateway (and the floor server) get ${WARM_REQUESTS} requests of each shape from 8 clients, so that V8 has optimised their hot paths, as in a server that has been running; in a row, every path warms for a second before its first window and for 0.2 s before each later one.`);
+  lines.push(`Model server, plain proxy, floor server and gateway are child processes; the clients run in the bench process. Three paths with the same requests: direct to the model server; through a plain reverse proxy (node:http, keep-alive, bodies piped: the cost of any extra process hop, the baseline); and through SDK + OHTTP + gateway. Every path of a row uses the same client HTTP transport, named in its configuration: undici's \`fetch\` (Node's built-in, and what a browser's fetch stands for) or \`nodeGatewayFetch\` from @custody/crypto-node (nodeHttpFetch: node:http with keep-alive, what a Node client gives the SDK). The paths of a row (and the floor path below) are measured interleaved, in ${ROUNDS} rounds of ${RUN_MS / ROUNDS / 1000} s each (each round takes every path once, in a rotating order), so that the machine slowing down or speeding up during a row moves every path alike; rps is over the pooled windows, p50 and p99 over their pooled latencies. CPU per request is measured for each process (all threads) over the same windows. Before any measurement the gateway (and the floor server) get ${WARM_REQUESTS} requests of each shape from 8 clients, so that V8 has optimised their hot paths, as in a server that has been running; in a row, every path warms for a second before its first window and for 0.2 s before each later one.`);
   lines.push('');
   lines.push('| backend | HPKE providers | request | clients | direct rps | proxy rps | gateway rps | gateway / direct | gateway / proxy | p50 ms direct / proxy / gateway | p99 ms direct / proxy / gateway | added p50 ms vs direct / vs proxy | CPU µs/req direct: client + server | CPU µs/req proxy path: client + proxy + server | CPU µs/req gateway path: client + gateway + server |');
   lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---|');
@@ -712,7 +712,7 @@ if (!ROLE) {
   };
   lines.push('Goals (issue 5, section 6): at most 1 ms added at p50 and at least 90% of direct throughput at 8 clients.');
   lines.push('');
-  lines.push(`- ${summary(defaults, 'Node client (SDK with node:crypto providers, `installNodeCrypto()`, and the node:http transport, `nodeHttpFetch`; every path of these rows uses that transport)')}`);
+  lines.push(`- ${summary(defaults, 'Node client (SDK with node:crypto providers, `installNodeCrypto()`, and the node:http transport, `nodeGatewayFetch`; every path of these rows uses that transport)')}`);
   lines.push(`- ${summary(browserLike, 'WebCrypto client on fetch (what a browser runs)')}`);
   const onFetch = rowsOf(nodeOnFetch);
   lines.push(

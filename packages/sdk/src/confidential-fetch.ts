@@ -191,6 +191,11 @@ async function problemOf(res: Response): Promise<{ code: string; type?: string }
   }
 }
 
+/** Lets an answer that will not be read go: its connection is not held for a body nobody reads. */
+async function discard(res: Response): Promise<void> {
+  await res.body?.cancel().catch(() => undefined);
+}
+
 function contentType(res: Response): string {
   return (res.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
 }
@@ -299,7 +304,10 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
         ...(req.signal ? { signal: req.signal } : {}),
       });
       open = async (res) => {
-        if (contentType(res) !== OhttpMediaType.Response) throw new CustodyError('ERR_OHTTP_MEDIA_TYPE', 'the gateway did not answer with message/ohttp-res');
+        if (contentType(res) !== OhttpMediaType.Response) {
+          await discard(res);
+          throw new CustodyError('ERR_OHTTP_MEDIA_TYPE', 'the gateway did not answer with message/ohttp-res');
+        }
         const sealed = await readAll(res.body!, MAX_OHTTP_MESSAGE);
         const inner = decodeBhttpResponse(await context.decapsulateResponse(sealed));
         const headers = new Headers(inner.headers as [string, string][]);
@@ -324,7 +332,10 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
         ...(req.signal ? { signal: req.signal } : {}),
       });
       open = async (res) => {
-        if (contentType(res) !== OhttpMediaType.ChunkedResponse) throw new CustodyError('ERR_OHTTP_MEDIA_TYPE', 'the gateway did not answer with message/ohttp-chunked-res');
+        if (contentType(res) !== OhttpMediaType.ChunkedResponse) {
+          await discard(res);
+          throw new CustodyError('ERR_OHTTP_MEDIA_TYPE', 'the gateway did not answer with message/ohttp-chunked-res');
+        }
         const inner = await decodeBhttpResponseStream(context.decapsulateResponse(res.body!));
         const headers = new Headers(inner.headers as [string, string][]);
         const status = inner.status;

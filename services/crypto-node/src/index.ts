@@ -5,7 +5,7 @@ import { installNodeSignatureProvider } from './node-signature-provider.js';
 
 export { nodeHpkePrimitives, installNodeHpkeProvider } from './node-hpke-provider.js';
 export { nodeSignaturePrimitives, installNodeSignatureProvider } from './node-signature-provider.js';
-export { nodeHttpFetch, DEFAULT_MAX_BODY, type NodeHttpFetch, type NodeHttpFetchOptions } from './node-fetch.js';
+export { nodeHttpFetch, nodeGatewayFetch, DEFAULT_MAX_BODY, type NodeHttpFetch, type NodeHttpFetchOptions } from './node-fetch.js';
 
 /** Installs every node:crypto provider (HPKE, signatures) process-wide. Call at startup, before keys are created. */
 export function installNodeCrypto(): void {

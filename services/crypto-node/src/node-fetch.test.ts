@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nodeHttpFetch } from './node-fetch.js';
+import { nodeGatewayFetch, nodeHttpFetch } from './node-fetch.js';
 
 // nodeHttpFetch against a real node:http server on loopback: what it sends, what it gives
 // back, and every way a call ends without an answer.
@@ -36,6 +36,14 @@ describe('nodeHttpFetch', () => {
           res.writeHead(200, { 'content-type': 'text/plain' });
           res.write('first;');
           gate = () => res.end('second');
+        } else if (req.url === '/stall') {
+          // A chunked answer that gives one part and then nothing, for ever.
+          res.writeHead(200, { 'content-type': 'text/plain' });
+          res.write('one;');
+        } else if (req.url === '/cookies') {
+          res.setHeader('set-cookie', ['a=1', 'b=2']);
+          res.setHeader('x-dup', ['p', 'q']);
+          res.end('ok');
         } else if (req.url === '/stream-cut') {
           res.writeHead(200, { 'content-type': 'text/plain' });
           res.write('part;');
@@ -121,6 +129,37 @@ describe('nodeHttpFetch', () => {
     await expect(nodeHttpFetch({ peer: 'the gateway', code: 'ERR_SDK_GATEWAY' })('http://127.0.0.1:9/x')).rejects.toMatchObject({ code: 'ERR_SDK_GATEWAY', message: 'the gateway could not be reached' });
   });
 
+  it('gives repeated answer fields back as fetch does (each Set-Cookie on its own)', async () => {
+    const res = await nodeHttpFetch()(`${base}/cookies`);
+    expect(res.headers.getSetCookie()).toEqual(['a=1', 'b=2']);
+    expect(res.headers.get('x-dup')).toBe('p, q');
+  });
+
+  it('refuses, without the secret in the error, a header value fetch would refuse and a URL with credentials; refuses a timer Node cannot set', async () => {
+    const secret = 'Bearer SECRET-TOKEN';
+    for (const headers of [[['authorization', `${secret}\u0000x`]], { authorization: `${secret}\r\nx: y` }] as HeadersInit[]) {
+      const e = (await nodeHttpFetch()(`${base}/x`, { headers }).catch((x: unknown) => x)) as Error & { code: string; cause?: unknown };
+      expect(e.code).toBe('ERR_USAGE');
+      expect(`${e.message} ${String(e.cause)} ${JSON.stringify(e)}`).not.toContain('SECRET');
+    }
+    const creds = (await nodeHttpFetch()('http://user:SECRET-PW@127.0.0.1:9/x').catch((x: unknown) => x)) as Error & { code: string; cause?: unknown };
+    expect(creds).toMatchObject({ code: 'ERR_USAGE', message: 'the URL of the server must not carry credentials' });
+    const bad = (await nodeHttpFetch()('http://SECRET-PW@[::1').catch((x: unknown) => x)) as Error & { code: string; cause?: unknown };
+    expect(bad.code).toBe('ERR_USAGE');
+    expect(`${bad.message} ${String(bad.cause)}`).not.toContain('SECRET');
+    expect(() => nodeHttpFetch({ timeoutMs: 2 ** 31 })).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }));
+    expect(() => nodeHttpFetch({ idleTimeoutMs: 0 })).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }));
+    expect(() => nodeHttpFetch({ timeoutMs: Infinity })).not.toThrow();
+  });
+
+  it('rejects an aborted call with the signal\'s reason, whatever it is', async () => {
+    await expect(nodeHttpFetch()(`${base}/x`, { signal: AbortSignal.abort('stop') })).rejects.toBe('stop');
+    const ac = new AbortController();
+    const pending = nodeHttpFetch()(`${base}/slow`, { signal: ac.signal });
+    setTimeout(() => ac.abort('later'), 20);
+    await expect(pending).rejects.toBe('later');
+  });
+
   it('takes headers as a Headers object or pairs, and a body as an ArrayBuffer (what fetch takes)', async () => {
     const f = nodeHttpFetch();
     await (await f(new URL(`${base}/h1`), { method: 'POST', headers: new Headers({ 'X-One': '1' }), body: new TextEncoder().encode('ab').buffer })).text();
@@ -166,6 +205,22 @@ describe('nodeHttpFetch', () => {
       await aborted.read();
       ac.abort(new Error('caller gave up'));
       await expect(aborted.read()).rejects.toThrow(/caller gave up/);
+    });
+
+    it('fails a streamed body that goes silent for idleTimeoutMs, typed', async () => {
+      const reader = (await nodeHttpFetch({ stream: true, idleTimeoutMs: 150, peer: 'the gateway', code: 'ERR_SDK_GATEWAY' })(`${base}/stall`)).body!.getReader();
+      expect(new TextDecoder().decode((await reader.read()).value)).toBe('one;');
+      await expect(reader.read()).rejects.toMatchObject({ code: 'ERR_SDK_GATEWAY', detail: { reason: 'timeout' } });
+    });
+
+    it('nodeGatewayFetch is the SDK setup: streamed, ERR_SDK_GATEWAY, overridable', async () => {
+      const f = nodeGatewayFetch({ timeoutMs: 100 });
+      await expect(f(`${base}/slow`)).rejects.toMatchObject({ code: 'ERR_SDK_GATEWAY', detail: { reason: 'timeout' }, message: 'the gateway did not answer within 100 ms' });
+      const res = await f(`${base}/chunks`);
+      const reader = res.body!.getReader();
+      expect(new TextDecoder().decode((await reader.read()).value)).toBe('first;');
+      await reader.cancel();
+      f.close();
     });
 
     it('a cancelled body drops its connection and the transport goes on', async () => {

@@ -1,19 +1,22 @@
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { CustodyError, type ErrorCode } from '@custody/core';
+import { CustodyError, toCustodyError, type ErrorCode } from '@custody/core';
 
 const NULL_BODY = new Set([204, 205, 304]);
 
 /** Default bound on an answer read whole: 16 MiB. */
 export const DEFAULT_MAX_BODY = 16 * 1024 * 1024;
 
+/** The longest delay a Node timer takes (about 24.8 days); a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
- * A fetch-shaped transport that owns its connections: `close` ends the idle ones (keep-alive).
- * It takes what fetch takes, so it fits the SDK's and the ledger clients' `fetch` options; a
+ * A fetch-shaped transport that owns its (keep-alive) connections. It takes what fetch takes, so it fits the SDK's and the ledger clients' `fetch` options; a
  * `Request` object or a streamed request body is refused (ERR_USAGE), the body must be bytes or text.
  */
 export interface NodeHttpFetch {
   (input: string | URL | Request, init?: RequestInit): Promise<Response>;
+  /** Destroys every connection, idle or in use (a body being streamed errors); later calls open new ones. */
   close(): void;
 }
 
@@ -25,7 +28,9 @@ export interface NodeHttpFetchOptions {
    * to last byte for an answer read whole, connect to the answer's head for a streamed one.
    */
   timeoutMs?: number;
-  /** Most connections open at once per scheme (default 16); more calls queue. */
+  /** A streamed body that gives no byte for this long fails (default 300 s, as undici's fetch; `Infinity` for never). */
+  idleTimeoutMs?: number;
+  /** Most connections open at once to one host and port (default 16); more calls wait for one. */
   maxSockets?: number;
   /**
    * Streamed answers (default false). When true, an answer without a Content-Length (chunked)
@@ -45,43 +50,44 @@ export interface NodeHttpFetchOptions {
  * A fetch over node:http and node:https with keep-alive agents. In Node 20 undici's fetch costs
  * several times node:http's CPU per call (bench/gateway.ts measures both); this is the transport
  * the key broker and the gateway use to reach the ledger (twice on every inference request: the
- * policy decision, the receipt), and the one a Node client gives the SDK
- * (`createConfidentialFetch({ fetch: nodeHttpFetch({ stream: true, ... }) })`).
+ * policy decision, the receipt), and, set up by `nodeGatewayFetch`, the one a Node client gives
+ * the SDK (`createConfidentialFetch({ fetch: nodeGatewayFetch() })`).
  *
  * Differences from fetch: redirects are not followed (a 3xx is the answer); no cookies, cache or
- * CORS; the answer's `url` is empty. A call that has not ended within `timeoutMs`, an answer cut
- * off, a status outside 200-599 and a connection that fails are `code` (`detail.reason`:
- * timeout, cut-off, status, connect); a streamed body cut off errors its stream the same way.
+ * CORS; the answer's `url` is empty; a URL with credentials is refused. A call that has not
+ * ended within `timeoutMs`, an answer cut off, a status outside 200-599 and a connection that
+ * fails are `code` (`detail.reason`: timeout, cut-off, status, connect); a streamed body cut off,
+ * or silent for `idleTimeoutMs`, errors its stream the same way.
  * An aborted call rejects with the signal's reason, as fetch does, and errors a body being streamed.
  */
 export function nodeHttpFetch(options: NodeHttpFetchOptions = {}): NodeHttpFetch {
   const maxBody = options.maxBody ?? DEFAULT_MAX_BODY;
-  const timeoutMs = options.timeoutMs ?? 30_000;
+  const timeoutMs = checkDelay('timeoutMs', options.timeoutMs ?? 30_000);
+  const idleTimeoutMs = checkDelay('idleTimeoutMs', options.idleTimeoutMs ?? 300_000);
   const streaming = options.stream ?? false;
   const peer = options.peer ?? 'the server';
   const code: ErrorCode = options.code ?? 'ERR_SERVICE_UNAVAILABLE';
   const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 16, timeout: 60_000 };
   const agents = { http: new HttpAgent(agentOptions), https: new HttpsAgent(agentOptions) };
   const unavailable = (reason: string, message: string, cause?: unknown) => new CustodyError(code, message, { detail: { reason }, ...(cause !== undefined ? { cause } : {}) });
-  const asError = (reason: unknown) => (reason instanceof Error ? reason : new Error('aborted'));
   const call = (input: string | URL | Request, init: RequestInit = {}) =>
     new Promise<Response>((resolve, reject) => {
       let u: URL;
       let headers: Record<string, string | number>;
       let body: string | Uint8Array | undefined;
       try {
-        if (typeof input !== 'string' && !(input instanceof URL)) throw new CustodyError('ERR_USAGE', 'this transport takes a URL, not a Request object');
-        u = new URL(input);
-        if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CustodyError('ERR_USAGE', `the URL of ${peer} must be http:// or https://`);
+        u = urlOf(input, peer);
         headers = headersOf(init.headers);
         body = bodyOf(init.body);
       } catch (e) {
-        reject(e instanceof CustodyError ? e : new CustodyError('ERR_USAGE', `the URL of ${peer} must be http:// or https://`, { cause: e }));
+        reject(toCustodyError(e, 'ERR_USAGE'));
         return;
       }
       const signal = init.signal ?? undefined;
       if (signal?.aborted) {
-        reject(asError(signal.reason));
+        // As fetch: the signal's reason, whatever it is (the default is an AbortError DOMException).
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+        reject(signal.reason);
         return;
       }
       const https = u.protocol === 'https:';
@@ -89,7 +95,7 @@ export function nodeHttpFetch(options: NodeHttpFetchOptions = {}): NodeHttpFetch
       if (body !== undefined) headers['content-length'] = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
       // settled: the call's promise is decided; streaming: a body stream is open after that.
       let settled = false;
-      let streamFail: ((e: Error) => void) | undefined;
+      let streamFail: ((e: unknown) => void) | undefined;
       const deadline = Number.isFinite(timeoutMs) ? setTimeout(() => fail(unavailable('timeout', `${peer} did not answer within ${timeoutMs} ms`)), timeoutMs) : undefined;
       deadline?.unref();
       const done = () => {
@@ -98,7 +104,7 @@ export function nodeHttpFetch(options: NodeHttpFetchOptions = {}): NodeHttpFetch
         if (!streamFail) signal?.removeEventListener('abort', onAbort);
       };
       // The first outcome wins; a failure drops the connection (it may be mid-answer).
-      const fail = (e: Error) => {
+      const fail = (e: unknown) => {
         if (settled) {
           if (streamFail) {
             const f = streamFail;
@@ -110,10 +116,11 @@ export function nodeHttpFetch(options: NodeHttpFetchOptions = {}): NodeHttpFetch
           return;
         }
         done();
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- an abort's reason may be any value, as with fetch
         reject(e);
         req.destroy();
       };
-      const onAbort = () => fail(asError(signal!.reason));
+      const onAbort = () => fail(signal!.reason);
       let req: ClientRequest;
       try {
         req = (https ? httpsRequest : httpRequest)(u, { method, headers, agent: https ? agents.https : agents.http }, onResponse);
@@ -132,8 +139,10 @@ export function nodeHttpFetch(options: NodeHttpFetchOptions = {}): NodeHttpFetch
         }
         let out: Headers;
         try {
+          // From the raw lines, as fetch does: repeated fields kept (each Set-Cookie on its own).
           out = new Headers();
-          for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) out.set(k, Array.isArray(v) ? v.join(', ') : v);
+          const raw = res.rawHeaders;
+          for (let i = 0; i + 1 < raw.length; i += 2) out.append(raw[i]!, raw[i + 1]!);
         } catch (e) {
           fail(unavailable('answer', `the answer of ${peer} is not valid HTTP`, e));
           return;
@@ -188,6 +197,7 @@ export function nodeHttpFetch(options: NodeHttpFetchOptions = {}): NodeHttpFetch
                 ended = true;
                 streamFail = undefined;
                 signal?.removeEventListener('abort', onAbort);
+                req.setTimeout(0);
                 controller.close();
               });
             },
@@ -216,6 +226,8 @@ export function nodeHttpFetch(options: NodeHttpFetchOptions = {}): NodeHttpFetch
           return;
         }
         done();
+        // The head is in: from now on a body that goes quiet for idleTimeoutMs fails (the deadline is over).
+        if (Number.isFinite(idleTimeoutMs)) req.setTimeout(idleTimeoutMs, () => fail(unavailable('timeout', `${peer} sent nothing for ${idleTimeoutMs} ms of a streamed answer`)));
         resolve(answer);
       }
       req.on('error', (e) => fail(unavailable('connect', `${peer} could not be reached`, e)));
@@ -230,11 +242,37 @@ export function nodeHttpFetch(options: NodeHttpFetchOptions = {}): NodeHttpFetch
   });
 }
 
+function checkDelay(name: string, ms: number): number {
+  if (ms === Infinity || (Number.isFinite(ms) && ms > 0 && ms <= MAX_TIMER_MS)) return ms;
+  throw new CustodyError('ERR_USAGE', `${name} must be a positive number of milliseconds up to ${MAX_TIMER_MS}, or Infinity`);
+}
+
+/** The URL to call: http(s), without credentials (fetch refuses them too). Errors name neither the URL nor its parts. */
+function urlOf(input: string | URL | Request, peer: string): URL {
+  if (typeof input !== 'string' && !(input instanceof URL)) throw new CustodyError('ERR_USAGE', 'this transport takes a URL, not a Request object');
+  let u: URL;
+  try {
+    u = new URL(input);
+  } catch {
+    throw new CustodyError('ERR_USAGE', `the URL of ${peer} is not a valid URL`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CustodyError('ERR_USAGE', `the URL of ${peer} must be http:// or https://`);
+  if (u.username || u.password) throw new CustodyError('ERR_USAGE', `the URL of ${peer} must not carry credentials`);
+  return u;
+}
+
+/** Request headers as Node takes them. A value fetch would refuse is refused without itself in the error (it may be a key). */
 function headersOf(h: HeadersInit | undefined): Record<string, string | number> {
   const out: Record<string, string | number> = {};
   if (h === undefined) return out;
   if (h instanceof Headers || Array.isArray(h)) {
-    for (const [k, v] of h instanceof Headers ? h : new Headers(h)) out[k] = v;
+    let all: Headers;
+    try {
+      all = h instanceof Headers ? h : new Headers(h);
+    } catch {
+      throw new CustodyError('ERR_USAGE', 'a request header is invalid');
+    }
+    for (const [k, v] of all) out[k] = v;
     return out;
   }
   for (const [k, v] of Object.entries(h)) out[k.toLowerCase()] = v;
@@ -248,4 +286,15 @@ function bodyOf(b: RequestInit['body']): string | Uint8Array | undefined {
   if (b instanceof ArrayBuffer) return new Uint8Array(b);
   if (ArrayBuffer.isView(b)) return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   throw new CustodyError('ERR_USAGE', 'this transport sends a body of bytes or text only (not a stream, form or blob)');
+}
+
+/**
+ * The transport a Node client gives the SDK: `createConfidentialFetch({ ..., fetch:
+ * nodeGatewayFetch() })`. Streamed answers as they come; a non-streamed answer's head comes only
+ * when the model has finished, so a call may take up to 10 minutes (the openai client's own
+ * default) and a stream may be silent for 300 s; failures are ERR_SDK_GATEWAY, as the SDK's own.
+ * `overrides` change any of it. `close()` when done.
+ */
+export function nodeGatewayFetch(overrides: NodeHttpFetchOptions = {}): NodeHttpFetch {
+  return nodeHttpFetch({ stream: true, peer: 'the gateway', code: 'ERR_SDK_GATEWAY', timeoutMs: 600_000, idleTimeoutMs: 300_000, ...overrides });
 }

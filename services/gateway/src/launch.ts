@@ -8,7 +8,7 @@ import type { JSONWebKeySet } from 'jose';
 import type { Logger } from 'pino';
 import { CustodyError, systemClock, type Clock } from '@custody/core';
 import { CommandGpuAttester, SimAttester, TpmAttester, type Attester, type DeviceAttester } from '@custody/attester-service';
-import { nodeHttpFetch } from '@custody/crypto-node';
+import { nodeGatewayFetch } from '@custody/crypto-node';
 import type { TlogPolicy } from '@custody/ledger';
 import { CLEARTEXT_KEY_WARNING, HttpAuditSink } from '@custody/ledger-service';
 import { generateEarSigningKey, loadPolicy, type CompiledPolicy } from '@custody/policy';
@@ -255,7 +255,7 @@ export async function runConfidentialRequest(
 ): Promise<{ answer: string; receipt: Receipt; verification: VerificationDocument; verificationText: string; bundle: AttestationBundle; response: Uint8Array }> {
   let receipt: Receipt | undefined;
   // node:http, not undici's fetch: the same calls at a fraction of the CPU (BENCHMARKS.md).
-  const transport = nodeHttpFetch({ stream: true, peer: 'the gateway', code: 'ERR_SDK_GATEWAY' });
+  const transport = nodeGatewayFetch();
   try {
     const cfetch = createConfidentialFetch({
       gateway: target.url,

@@ -109,6 +109,25 @@ describe('encapsulated requests', () => {
     expect(res.status).toBe(415);
     expect((await problem(res)).code).toBe('ERR_OHTTP_MEDIA_TYPE');
   });
+
+  it('the SDK lets go of an answer of the wrong media type (a proxy page): ERR_OHTTP_MEDIA_TYPE, and its body is cancelled, not left holding the connection', async () => {
+    let cancelled = 0;
+    // Discovery reaches the gateway; the sealed request meets something that answers 200 text/html and never ends.
+    const transport = ((input: string | URL | Request, init?: RequestInit) => {
+      if (!(input instanceof Request ? input.url : String(input)).endsWith('/ohttp')) return fetch(input, init);
+      const body = new ReadableStream<Uint8Array>({
+        start: (c) => c.enqueue(new TextEncoder().encode('<html>sign in to the wifi</html>')),
+        cancel: () => void cancelled++,
+      });
+      return Promise.resolve(new Response(body, { status: 200, headers: { 'content-type': 'text/html' } }));
+    }) as typeof fetch;
+    const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true, fetch: transport });
+    for (const stream of [false, true]) {
+      const res = cfetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.apiKey}` }, body: JSON.stringify({ model: DEMO_MODEL_ID, stream, messages: [{ role: 'user', content: 'hi' }] }) });
+      await expect(res).rejects.toMatchObject({ code: 'ERR_OHTTP_MEDIA_TYPE' });
+    }
+    expect(cancelled).toBe(2);
+  });
 });
 
 describe('two HTTP paths, one exchange', () => {

@@ -2,7 +2,7 @@
 // against the gateway (in-process demo model, and an OpenAI-compatible upstream test double).
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nodeHttpFetch } from '@custody/crypto-node';
+import { nodeGatewayFetch } from '@custody/crypto-node';
 import { createConfidentialFetch, renderVerificationText, verifyReceipt, type Receipt } from '@custody/sdk';
 import { DEMO_MODEL_ID, DEMO_MODEL_LABEL } from './backends/demo.js';
 import { startTestGateway, type TestGateway } from './testing/index.js';
@@ -63,8 +63,8 @@ describe('openai client through the SDK and the gateway (demo model)', () => {
     expect(receipts[0]!.response.streamed).toBe(true);
   });
 
-  it('does the same over the Node transport (nodeHttpFetch, streamed answers), which carries every call of the SDK', async () => {
-    const node = nodeHttpFetch({ stream: true, peer: 'the gateway', code: 'ERR_SDK_GATEWAY' });
+  it('does the same over the Node transport (nodeGatewayFetch: node:http, streamed answers), which carries every call of the SDK', async () => {
+    const node = nodeGatewayFetch();
     const urls: string[] = [];
     const counted = ((input: string | URL | Request, init?: RequestInit) => {
       urls.push(input instanceof Request ? input.url : String(input));
