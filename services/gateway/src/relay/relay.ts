@@ -8,22 +8,27 @@ import { Hono } from 'hono';
 import { cors } from 'hono/cors';
 import type { Logger } from 'pino';
 import { CustodyError } from '@custody/core';
+import { nodeHttpFetch } from '@custody/crypto-node';
 import { ATTESTATION_PATH, CHALLENGE_PATH, MAX_OHTTP_MESSAGE, OhttpMediaType, readAll } from '@custody/sdk';
 import { problemResponse } from '../http/problem.js';
 
 export interface RelayOptions {
   /** The gateway's base URL. */
   gateway: string;
+  /** Transport to the gateway (tests inject one). Default: node:http with keep-alive, answers streamed through as they come. */
   fetch?: typeof fetch;
   logger?: Logger;
+  /** Longest wait for the head of the gateway's answer (default 10 minutes: a non-streamed answer's head comes when the model has finished). */
   timeoutMs?: number;
+  /** A streamed answer that gives no byte for this long is cut off (default 300 s). Its length is not bounded. */
+  idleTimeoutMs?: number;
 }
 
 const FORWARDED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'retry-after', 'x-custody-code'];
 
 export function createRelayApp(options: RelayOptions): Hono {
   const base = options.gateway.replace(/\/+$/, '');
-  const f = options.fetch ?? fetch;
+  const f: typeof fetch = options.fetch ?? nodeHttpFetch({ stream: true, peer: 'the gateway', code: 'ERR_SDK_GATEWAY', maxSockets: 256, timeoutMs: options.timeoutMs ?? 600_000, idleTimeoutMs: options.idleTimeoutMs ?? 300_000 });
   const app = new Hono();
   app.onError((e) => problemResponse(e));
   app.use('*', cors({ origin: '*', allowMethods: ['GET', 'POST'], allowHeaders: ['content-type', 'accept'], maxAge: 600 }));
@@ -38,7 +43,9 @@ export function createRelayApp(options: RelayOptions): Hono {
         method,
         headers: { ...(ct ? { 'content-type': ct } : {}), accept: req.headers.get('accept') ?? '*/*' },
         ...(body ? { body } : {}),
-        signal: AbortSignal.timeout(options.timeoutMs ?? 120_000),
+        // With an injected fetch, the deadline covers the whole call (fetch has no other); the
+        // default transport keeps it to the head and bounds a stream's silences instead.
+        ...(options.fetch ? { signal: AbortSignal.timeout(options.timeoutMs ?? 600_000) } : {}),
       });
     } catch (e) {
       options.logger?.warn({ event: 'relay.unreachable' }, 'gateway unreachable');

@@ -1,0 +1,60 @@
+// The relay's own transport to the gateway: a streamed answer passes through for as long as it
+// keeps coming (the deadline covers the wait for its head), and one that falls silent is cut off.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listen, type RunningServer } from '../http/serve.js';
+import { createRelayApp } from './relay.js';
+
+describe('relay transport', () => {
+  let gateway: Server;
+  let relay: RunningServer;
+
+  beforeAll(async () => {
+    // A stand-in gateway: a chunked answer of six parts 100 ms apart, or one part and then silence.
+    gateway = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'message/ohttp-chunked-res', 'x-not-forwarded': 'secret-ish' });
+        if (req.headers['content-type'] === 'message/ohttp-chunked-req') {
+          let n = 0;
+          const t = setInterval(() => {
+            res.write(`part${n};`);
+            if (++n === 6) {
+              clearInterval(t);
+              res.end();
+            }
+          }, 100);
+          res.once('close', () => clearInterval(t));
+        } else res.write('only;');
+      });
+    });
+    await new Promise<void>((r) => gateway.listen(0, '127.0.0.1', r));
+    relay = await listen(createRelayApp({ gateway: `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`, timeoutMs: 250, idleTimeoutMs: 250 }));
+  });
+  afterAll(async () => {
+    await relay.close();
+    gateway.closeAllConnections();
+    await new Promise((r) => gateway.close(r));
+  });
+
+  it('passes a stream longer than its deadline through whole, as it comes, with only the forwarded headers', async () => {
+    const res = await fetch(`${relay.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' }, body: new Uint8Array(40) });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('message/ohttp-chunked-res');
+    expect(res.headers.get('x-not-forwarded')).toBeNull();
+    const started = performance.now();
+    const text = await res.text();
+    expect(text).toBe('part0;part1;part2;part3;part4;part5;');
+    // Six parts 100 ms apart: longer than the 250 ms deadline, which only covers the head.
+    expect(performance.now() - started).toBeGreaterThan(300);
+  });
+
+  it('cuts off a stream that falls silent for idleTimeoutMs', async () => {
+    const res = await fetch(`${relay.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: new Uint8Array(40) });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe('only;');
+    await expect(reader.read()).rejects.toThrow();
+  });
+});
