@@ -43,7 +43,11 @@ export interface ConfidentialFetchOptions extends GatewayTrustOptions {
   readonly relay?: string | URL;
   /** The broker's JWKS endpoint when `jwks` is not pinned (fetched once, from this URL only). */
   readonly jwksUrl?: string | URL;
-  /** Transport; default `globalThis.fetch`. */
+  /**
+   * Transport for discovery and the encapsulated requests; default `globalThis.fetch`. In Node,
+   * give `nodeGatewayFetch()` from @custody/crypto-node: the same calls over node:http, at a
+   * fraction of undici's CPU per call (BENCHMARKS.md).
+   */
   readonly fetch?: FetchLike;
   readonly clock?: () => Date;
   readonly random?: RandomSource;
