@@ -147,6 +147,11 @@ export function nodeHttpFetch(options: NodeHttpFetchOptions = {}): NodeHttpFetch
           fail(unavailable('answer', `the answer of ${peer} is not valid HTTP`, e));
           return;
         }
+        // Read whole or streamed, an answer that breaks off fails the call or errors its stream.
+        res.on('error', (e) => fail(unavailable('cut-off', `the answer of ${peer} was cut off`, e)));
+        res.once('close', () => {
+          if (!res.complete) fail(unavailable('cut-off', `the answer of ${peer} was cut off`));
+        });
         const declared = res.headers['content-length'] === undefined ? undefined : Number(res.headers['content-length']);
         const empty = NULL_BODY.has(status) || method === 'HEAD';
         if (streaming && !empty && (declared === undefined || declared > maxBody)) streamAnswer(res, status, out);
@@ -173,13 +178,15 @@ export function nodeHttpFetch(options: NodeHttpFetchOptions = {}): NodeHttpFetch
           done();
           resolve(answer);
         });
-        res.on('error', (e) => fail(unavailable('cut-off', `the answer of ${peer} was cut off`, e)));
-        res.once('close', () => {
-          if (!res.complete) fail(unavailable('cut-off', `the answer of ${peer} was cut off`));
-        });
       }
       function streamAnswer(res: IncomingMessage, status: number, out: Headers): void {
         let ended = false;
+        // The stream is over (read to its end or cancelled): nothing more to fail, no abort to hear.
+        const finish = () => {
+          ended = true;
+          streamFail = undefined;
+          signal?.removeEventListener('abort', onAbort);
+        };
         const stream = new ReadableStream<Uint8Array>(
           {
             start(controller) {
@@ -194,9 +201,7 @@ export function nodeHttpFetch(options: NodeHttpFetchOptions = {}): NodeHttpFetch
               });
               res.once('end', () => {
                 if (ended) return;
-                ended = true;
-                streamFail = undefined;
-                signal?.removeEventListener('abort', onAbort);
+                finish();
                 req.setTimeout(0);
                 controller.close();
               });
@@ -205,18 +210,12 @@ export function nodeHttpFetch(options: NodeHttpFetchOptions = {}): NodeHttpFetch
               res.resume();
             },
             cancel() {
-              ended = true;
-              streamFail = undefined;
-              signal?.removeEventListener('abort', onAbort);
+              finish();
               req.destroy();
             },
           },
           { highWaterMark: 16 },
         );
-        res.on('error', (e) => fail(unavailable('cut-off', `the answer of ${peer} was cut off`, e)));
-        res.once('close', () => {
-          if (!res.complete) fail(unavailable('cut-off', `the answer of ${peer} was cut off`));
-        });
         let answer: Response;
         try {
           answer = new Response(stream, { status, headers: out });

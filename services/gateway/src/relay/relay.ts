@@ -8,7 +8,7 @@ import { Hono } from 'hono';
 import { cors } from 'hono/cors';
 import type { Logger } from 'pino';
 import { CustodyError } from '@custody/core';
-import { nodeHttpFetch } from '@custody/crypto-node';
+import { nodeGatewayFetch } from '@custody/crypto-node';
 import { ATTESTATION_PATH, CHALLENGE_PATH, MAX_OHTTP_MESSAGE, OhttpMediaType, readAll } from '@custody/sdk';
 import { problemResponse } from '../http/problem.js';
 
@@ -28,7 +28,8 @@ const FORWARDED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'retry-afte
 
 export function createRelayApp(options: RelayOptions): Hono {
   const base = options.gateway.replace(/\/+$/, '');
-  const f: typeof fetch = options.fetch ?? nodeHttpFetch({ stream: true, peer: 'the gateway', code: 'ERR_SDK_GATEWAY', maxSockets: 256, timeoutMs: options.timeoutMs ?? 600_000, idleTimeoutMs: options.idleTimeoutMs ?? 300_000 });
+  const timeoutMs = options.timeoutMs ?? 600_000;
+  const f: typeof fetch = options.fetch ?? nodeGatewayFetch({ maxSockets: 256, timeoutMs, ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}) });
   const app = new Hono();
   app.onError((e) => problemResponse(e));
   app.use('*', cors({ origin: '*', allowMethods: ['GET', 'POST'], allowHeaders: ['content-type', 'accept'], maxAge: 600 }));
@@ -45,7 +46,7 @@ export function createRelayApp(options: RelayOptions): Hono {
         ...(body ? { body } : {}),
         // With an injected fetch, the deadline covers the whole call (fetch has no other); the
         // default transport keeps it to the head and bounds a stream's silences instead.
-        ...(options.fetch ? { signal: AbortSignal.timeout(options.timeoutMs ?? 600_000) } : {}),
+        ...(options.fetch ? { signal: AbortSignal.timeout(timeoutMs) } : {}),
       });
     } catch (e) {
       options.logger?.warn({ event: 'relay.unreachable' }, 'gateway unreachable');
