@@ -154,10 +154,12 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
   const sealed = backend instanceof SealedModelBackend ? backend : undefined;
   if (c.identityKey !== undefined && !c.broker) throw new CustodyError('ERR_USAGE', 'a shared identity key is held by the key broker: give --broker with --identity-key');
   let broker: BrokerClient;
+  // An HTTP broker this launch connects to (settings, not a client) is also one it closes.
+  let ownedBroker: HttpBrokerClient | undefined;
   let policy: CompiledPolicy | undefined;
   // A BrokerClient (HttpBrokerClient has a `url` method too), or the settings of an HTTP one.
   if (c.broker && typeof (c.broker as Partial<BrokerClient>).challenge === 'function') broker = c.broker as BrokerClient;
-  else if (c.broker) broker = new HttpBrokerClient(c.broker as { url: string; apiKey: string; tenant: string; jwksUrl?: string });
+  else if (c.broker) broker = ownedBroker = new HttpBrokerClient(c.broker as { url: string; apiKey: string; tenant: string; jwksUrl?: string });
   else {
     policy = await loadPolicy(c.appraisalPolicy ?? simPolicy(measurement));
     // The development policy knows no GPU: without reference values for them every round would be refused.
@@ -197,6 +199,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     await gateway.close();
     await closeReplay();
     remote?.close();
+    ownedBroker?.close();
     throw new CustodyError('ERR_GATEWAY_NOT_ATTESTED', 'the gateway could not attest at start; see the log for the reason');
   }
   const server = await listen(gateway.app, { intercept: gateway.intercept, ...(c.port !== undefined ? { port: c.port } : {}), ...(c.host ? { host: c.host } : {}) });
@@ -235,6 +238,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
       await attester.close?.();
       await closeReplay();
       remote?.close();
+      ownedBroker?.close();
     },
   };
 }

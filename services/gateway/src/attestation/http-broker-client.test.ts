@@ -1,6 +1,8 @@
 // HttpBrokerClient against a TEST DOUBLE of the broker's documented handshake endpoints
 // (docs/key-release-protocol.md), backed by the in-process appraisal broker: the wire format
 // the gateway speaks, the gateway attesting through it, and refusals arriving as typed codes.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CustodyError, fromBase64, toBase64Url, toCustodyError } from '@custody/core';
@@ -125,5 +127,89 @@ describe('HttpBrokerClient with GPUs', () => {
     await client.attest({ session: 's', evidence: new Uint8Array([1, 2]), runtimeData: '{}', platform: 'sim' });
     await client.attest({ session: 's', evidence: new Uint8Array([1, 2]), runtimeData: '{}', platform: 'sim', devices: [] });
     for (const f of fetched) expect(Object.keys(JSON.parse(f) as object).sort()).toEqual(['evidence', 'platform', 'runtimeData', 'session']);
+  });
+});
+
+describe('HttpBrokerClient transport (node:http, its own)', () => {
+  // A stand-in broker that answers every request in the way its path names.
+  let raw: Server;
+  let base: string;
+  let sent = 0;
+  beforeAll(async () => {
+    raw = createServer((req, res) => {
+      req.resume();
+      if (req.url === '/huge/v1/attest/challenge') {
+        // 4 MiB of JSON-looking bytes, streamed: far past the client's 512 KiB bound.
+        res.writeHead(200, { 'content-type': 'application/json' });
+        const chunk = Buffer.alloc(64 * 1024, 0x20);
+        const more = () => {
+          while (sent < 64) {
+            sent++;
+            if (!res.write(chunk)) return void res.once('drain', more);
+          }
+          res.end();
+        };
+        res.once('close', () => res.removeAllListeners('drain'));
+        more();
+      } else if (req.url === '/silent/v1/attest/challenge') {
+        // Never answers.
+      } else {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ session: 's1', nonce: 'AAAA', expiresAt: '2030-01-01T00:00:00Z' }));
+      }
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(raw.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    raw.closeAllConnections();
+    await new Promise((r) => raw.close(r));
+  });
+
+  it('reads an answer, and keeps its connection for the next call until close()', async () => {
+    const client = new HttpBrokerClient({ url: `${base}/ok`, apiKey: WORKLOAD_KEY, tenant: 'acme' });
+    const sockets = new Set<unknown>();
+    const onConn = (s: unknown) => sockets.add(s);
+    raw.on('connection', onConn);
+    try {
+      expect((await client.challenge()).session).toBe('s1');
+      expect((await client.challenge()).session).toBe('s1');
+      expect(sockets.size).toBe(1);
+      client.close();
+      expect((await client.challenge()).session).toBe('s1');
+      expect(sockets.size).toBe(2);
+    } finally {
+      raw.off('connection', onConn);
+      client.close();
+    }
+  });
+
+  it('refuses an answer past 512 KiB as ERR_INPUT_TOO_LARGE, and stops reading it', async () => {
+    const client = new HttpBrokerClient({ url: `${base}/huge`, apiKey: WORKLOAD_KEY, tenant: 'acme' });
+    try {
+      await expect(client.challenge()).rejects.toMatchObject({ code: 'ERR_INPUT_TOO_LARGE' });
+      // The stand-in could not write all 64 chunks: the client dropped the connection.
+      await new Promise((r) => setTimeout(r, 100));
+      expect(sent).toBeLessThan(64);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('gives up on a broker that does not answer within timeoutMs (ERR_STORE_UNAVAILABLE)', async () => {
+    const client = new HttpBrokerClient({ url: `${base}/silent`, apiKey: WORKLOAD_KEY, tenant: 'acme', timeoutMs: 200 });
+    try {
+      const started = performance.now();
+      await expect(client.challenge()).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
+      expect(performance.now() - started).toBeLessThan(5000);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('bounds an injected fetch the same way', async () => {
+    const big = new Uint8Array(600 * 1024).fill(0x20);
+    const client = new HttpBrokerClient({ url: 'http://broker.invalid', apiKey: WORKLOAD_KEY, tenant: 'acme', fetch: () => Promise.resolve(new Response(big, { status: 200 })) });
+    await expect(client.challenge()).rejects.toMatchObject({ code: 'ERR_INPUT_TOO_LARGE' });
   });
 });

@@ -6,6 +6,8 @@
  */
 import type { JSONWebKeySet } from 'jose';
 import { CustodyError, fromBase64Url, toBase64 } from '@custody/core';
+import { nodeHttpFetch, type NodeHttpFetch } from '@custody/crypto-node';
+import { readAll } from '@custody/sdk';
 import type { BrokerAttestRequest, BrokerAttestResult, BrokerChallenge, BrokerClient, ReleasedKeyEnvelope } from './broker-client.js';
 
 export interface HttpBrokerClientOptions {
@@ -16,17 +18,29 @@ export interface HttpBrokerClientOptions {
   tenant: string;
   /** JWKS URL; default `<url>/.well-known/jwks.json`. */
   jwksUrl?: string;
+  /** Transport (tests inject one). Default: node:http with keep-alive, owned by this client (`close()`). */
   fetch?: typeof fetch;
+  /** Deadline of each call, connect to last byte (default 10 s). */
   timeoutMs?: number;
 }
 
+/** Largest broker answer read; a longer one fails the call (ERR_INPUT_TOO_LARGE) without being held whole. */
 const MAX_RESPONSE = 512 * 1024;
 
 export class HttpBrokerClient implements BrokerClient {
   private readonly f: typeof fetch;
+  private readonly owned: NodeHttpFetch | undefined;
+  private readonly timeoutMs: number;
 
   constructor(private readonly options: HttpBrokerClientOptions) {
-    this.f = options.fetch ?? fetch;
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.owned = options.fetch ? undefined : nodeHttpFetch({ peer: 'the broker', code: 'ERR_STORE_UNAVAILABLE', maxBody: MAX_RESPONSE, timeoutMs: this.timeoutMs, maxSockets: 4 });
+    this.f = options.fetch ?? this.owned!;
+  }
+
+  /** Closes the connections this client keeps open to the broker (none with an injected fetch). */
+  close(): void {
+    this.owned?.close();
   }
 
   private url(path: string): string {
@@ -39,13 +53,20 @@ export class HttpBrokerClient implements BrokerClient {
       res = await this.f(path.startsWith('http') ? path : this.url(path), {
         ...init,
         headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${init.bearer ?? this.options.apiKey}` },
-        signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000),
+        // The default transport keeps its own deadline; an injected fetch gets it as a signal.
+        ...(this.owned ? {} : { signal: AbortSignal.timeout(this.timeoutMs) }),
       });
     } catch (e) {
+      if (e instanceof CustodyError && e.code === 'ERR_INPUT_TOO_LARGE') throw new CustodyError('ERR_INPUT_TOO_LARGE', `broker answer is larger than ${MAX_RESPONSE} bytes`, { cause: e });
       throw new CustodyError('ERR_STORE_UNAVAILABLE', 'the broker could not be reached', { cause: e });
     }
-    const text = await res.text();
-    if (text.length > MAX_RESPONSE) throw new CustodyError('ERR_INPUT_TOO_LARGE', 'broker response is too large');
+    let text: string;
+    try {
+      text = new TextDecoder().decode(res.body ? await readAll(res.body, MAX_RESPONSE) : new Uint8Array(0));
+    } catch (e) {
+      if (e instanceof CustodyError && e.code === 'ERR_INPUT_TOO_LARGE') throw new CustodyError('ERR_INPUT_TOO_LARGE', `broker answer is larger than ${MAX_RESPONSE} bytes`, { cause: e });
+      throw new CustodyError('ERR_STORE_UNAVAILABLE', 'the broker\'s answer broke off', { cause: e });
+    }
     let body: Record<string, unknown>;
     try {
       body = JSON.parse(text) as Record<string, unknown>;

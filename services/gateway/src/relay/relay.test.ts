@@ -1,14 +1,19 @@
 // The relay's own transport to the gateway: a streamed answer passes through for as long as it
-// keeps coming (the deadline covers the wait for its head), and one that falls silent is cut off.
+// keeps coming (the deadline covers the wait for its head), and one that falls silent is cut off,
+// logged through the relay's logger (not printed by the HTTP server).
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { listen, type RunningServer } from '../http/serve.js';
+import { createGatewayLogger } from '../observability/logger.js';
 import { createRelayApp } from './relay.js';
 
 describe('relay transport', () => {
   let gateway: Server;
   let relay: RunningServer;
+  const lines: string[] = [];
+  let finished = 0;
+  let closedEarly = 0;
 
   beforeAll(async () => {
     // A stand-in gateway: a chunked answer of six parts 100 ms apart, or one part and then silence.
@@ -25,12 +30,18 @@ describe('relay transport', () => {
               res.end();
             }
           }, 100);
-          res.once('close', () => clearInterval(t));
+          res.once('finish', () => finished++);
+          res.once('close', () => {
+            clearInterval(t);
+            if (n < 6) closedEarly++;
+          });
         } else res.write('only;');
       });
     });
     await new Promise<void>((r) => gateway.listen(0, '127.0.0.1', r));
-    relay = await listen(createRelayApp({ gateway: `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`, timeoutMs: 250, idleTimeoutMs: 250 }));
+    relay = await listen(
+      createRelayApp({ gateway: `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`, timeoutMs: 250, idleTimeoutMs: 250, logger: createGatewayLogger({ destination: { write: (l: string) => void lines.push(l) } }) }),
+    );
   });
   afterAll(async () => {
     await relay.close();
@@ -50,11 +61,34 @@ describe('relay transport', () => {
     expect(performance.now() - started).toBeGreaterThan(300);
   });
 
-  it('cuts off a stream that falls silent for idleTimeoutMs', async () => {
+  it("closes its call to the gateway when the client leaves mid-answer", async () => {
+    const before = { finished, closedEarly };
+    const ac = new AbortController();
+    const res = await fetch(`${relay.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' }, body: new Uint8Array(40), signal: ac.signal });
+    const reader = res.body!.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe('part0;');
+    ac.abort();
+    await expect.poll(() => closedEarly).toBe(before.closedEarly + 1);
+    expect(finished).toBe(before.finished);
+  });
+
+  it('cuts off a stream that falls silent for idleTimeoutMs, and logs it through its logger only', async () => {
+    const printed = [vi.spyOn(console, 'error').mockImplementation(() => undefined), vi.spyOn(console, 'info').mockImplementation(() => undefined)];
+    lines.length = 0;
     const res = await fetch(`${relay.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: new Uint8Array(40) });
     expect(res.status).toBe(200);
     const reader = res.body!.getReader();
     expect(new TextDecoder().decode((await reader.read()).value)).toBe('only;');
+    // The client's connection is cut: the answer ends in an error, not a clean end.
     await expect(reader.read()).rejects.toThrow();
+    await expect.poll(() => lines.map((l) => JSON.parse(l) as { event?: string; code?: string; path?: string }).filter((l) => l.event === 'relay.stream_cut')).toEqual([
+      expect.objectContaining({ event: 'relay.stream_cut', code: 'ERR_SDK_GATEWAY', path: '/ohttp' }),
+    ]);
+    // Nothing else reached the console (the HTTP server would print the error and append it to the answer).
+    await new Promise((r) => setTimeout(r, 50));
+    for (const spy of printed) {
+      expect(spy).not.toHaveBeenCalled();
+      spy.mockRestore();
+    }
   });
 });

@@ -4,10 +4,11 @@
  * sends only the content type and accept headers (no Forwarded, X-Forwarded-For, Via, cookies
  * or client headers) and cannot read what it forwards.
  */
+import type { ServerResponse } from 'node:http';
 import { Hono } from 'hono';
 import { cors } from 'hono/cors';
 import type { Logger } from 'pino';
-import { CustodyError } from '@custody/core';
+import { CustodyError, toCustodyError } from '@custody/core';
 import { nodeGatewayFetch } from '@custody/crypto-node';
 import { ATTESTATION_PATH, CHALLENGE_PATH, MAX_OHTTP_MESSAGE, OhttpMediaType, readAll } from '@custody/sdk';
 import { problemResponse } from '../http/problem.js';
@@ -26,6 +27,41 @@ export interface RelayOptions {
 
 const FORWARDED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'retry-after', 'x-custody-code'];
 
+/**
+ * The gateway's answer, passed on as it comes. When it breaks off (the gateway closed its
+ * connection, or went silent past idleTimeoutMs), `broke` is told and the stream ends where it
+ * broke: the caller cuts the client's connection, so the client sees a truncated answer (a chunked
+ * OHTTP response without its final chunk does not open). Without a connection to cut (an
+ * injected server), the stream errors instead.
+ */
+function passOn(body: ReadableStream<Uint8Array>, broke: (e: unknown) => boolean): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch (e) {
+          if (broke(e)) controller.close();
+          else controller.error(e);
+          return;
+        }
+        if (chunk.done) controller.close();
+        else controller.enqueue(chunk.value);
+      },
+      cancel: (reason) => reader.cancel(reason).catch(() => undefined),
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/** The Node response under a request served by @hono/node-server, when there is one. */
+function nodeResponse(env: unknown): ServerResponse | undefined {
+  const out = (env as { outgoing?: unknown } | undefined)?.outgoing;
+  return out && typeof (out as ServerResponse).destroy === 'function' ? (out as ServerResponse) : undefined;
+}
+
 export function createRelayApp(options: RelayOptions): Hono {
   const base = options.gateway.replace(/\/+$/, '');
   const timeoutMs = options.timeoutMs ?? 600_000;
@@ -34,7 +70,7 @@ export function createRelayApp(options: RelayOptions): Hono {
   app.onError((e) => problemResponse(e));
   app.use('*', cors({ origin: '*', allowMethods: ['GET', 'POST'], allowHeaders: ['content-type', 'accept'], maxAge: 600 }));
 
-  async function forward(path: string, method: 'GET' | 'POST', req: Request, accepted: readonly string[]): Promise<Response> {
+  async function forward(path: string, method: 'GET' | 'POST', req: Request, accepted: readonly string[], client?: ServerResponse): Promise<Response> {
     const ct = (req.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
     if (method === 'POST' && !accepted.includes(ct)) throw new CustodyError('ERR_OHTTP_MEDIA_TYPE', `the relay forwards only ${accepted.join(', ')}`);
     const body = method === 'POST' && req.body ? await readAll(req.body, MAX_OHTTP_MESSAGE) : undefined;
@@ -57,19 +93,28 @@ export function createRelayApp(options: RelayOptions): Hono {
       const v = res.headers.get(h);
       if (v !== null) headers.set(h, v);
     }
-    // The body streams through (chunked OHTTP responses arrive token by token).
-    return new Response(res.body, { status: res.status, headers });
+    // The body streams through (chunked OHTTP responses arrive token by token). A break is logged
+    // here, through the relay's logger, and not left to the HTTP server (which prints it).
+    const answer = res.body
+      ? passOn(res.body, (e) => {
+          options.logger?.warn({ event: 'relay.stream_cut', code: toCustodyError(e).code, path }, "the gateway's answer broke off; the client's connection is cut");
+          if (!client) return false;
+          client.destroy();
+          return true;
+        })
+      : null;
+    return new Response(answer, { status: res.status, headers });
   }
 
-  app.post('/ohttp', (c) => forward('/ohttp', 'POST', c.req.raw, [OhttpMediaType.Request, OhttpMediaType.ChunkedRequest]));
+  app.post('/ohttp', (c) => forward('/ohttp', 'POST', c.req.raw, [OhttpMediaType.Request, OhttpMediaType.ChunkedRequest], nodeResponse(c.env)));
   app.get(ATTESTATION_PATH, (c) => {
     // A past bundle by digest passes through; nothing else of the query does.
     const digest = c.req.query('digest');
     if (digest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(digest)) throw new CustodyError('ERR_INPUT_MALFORMED', 'digest must be sha256:<64 lowercase hex>');
-    return forward(digest !== undefined ? `${ATTESTATION_PATH}?digest=${digest}` : ATTESTATION_PATH, 'GET', c.req.raw, []);
+    return forward(digest !== undefined ? `${ATTESTATION_PATH}?digest=${digest}` : ATTESTATION_PATH, 'GET', c.req.raw, [], nodeResponse(c.env));
   });
-  app.post(CHALLENGE_PATH, (c) => forward(CHALLENGE_PATH, 'POST', c.req.raw, ['application/json']));
-  app.get('/.well-known/ohttp-gateway', (c) => forward('/.well-known/ohttp-gateway', 'GET', c.req.raw, []));
+  app.post(CHALLENGE_PATH, (c) => forward(CHALLENGE_PATH, 'POST', c.req.raw, ['application/json'], nodeResponse(c.env)));
+  app.get('/.well-known/ohttp-gateway', (c) => forward('/.well-known/ohttp-gateway', 'GET', c.req.raw, [], nodeResponse(c.env)));
   app.get('/healthz', (c) => c.json({ ok: true, relay: true }));
   app.notFound(() => problemResponse(new CustodyError('ERR_GATEWAY_ROUTE', 'the relay forwards only OHTTP and attestation discovery')));
   return app;
