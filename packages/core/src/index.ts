@@ -11,3 +11,4 @@ export * from './hpke/index.js';
 export * from './cbor/index.js';
 export * from './cose/index.js';
 export * from './signature.js';
+export * from './read-body.js';

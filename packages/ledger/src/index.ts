@@ -108,7 +108,6 @@ export {
 } from './witness/protocol.js';
 export { MemoryWitnessStore, Witness, type WitnessOptions, type WitnessRecord, type WitnessResponse, type WitnessStore } from './witness/witness.js';
 export { MAX_WITNESS_RESPONSE, joinUrl, requestCosignature, type FetchLike } from './witness/client.js';
-export { readBodyLimited, type BodySource } from './client/read-body.js';
 
 export {
   buildTlogProof,

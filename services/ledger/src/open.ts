@@ -1,8 +1,8 @@
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
-import { CustodyError, fromUtf8, toCustodyError, type Bytes } from '@custody/core';
-import { MAX_BUNDLE_SIZE, buildTlogProof, createEd25519Signer, httpLogSource, readBodyLimited, readEntry, toCustodyEvent, type AuditSink, type CustodyEvent, type FetchLike, type LogSource, type ServiceAuditEvent, type TlogPolicy, type TlogProof } from '@custody/ledger';
+import { CustodyError, fromUtf8, readBodyLimited, toCustodyError, type Bytes } from '@custody/core';
+import { MAX_BUNDLE_SIZE, buildTlogProof, createEd25519Signer, httpLogSource, readEntry, toCustodyEvent, type AuditSink, type CustodyEvent, type FetchLike, type LogSource, type ServiceAuditEvent, type TlogPolicy, type TlogProof } from '@custody/ledger';
 import { nodeHttpFetch, type NodeHttpFetch } from '@custody/crypto-node';
 import { interceptingServer, type NodeIntercept } from './http/node-server.js';
 import { writerKeyFrom } from './http/writers.js';

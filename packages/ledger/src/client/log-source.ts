@@ -1,4 +1,4 @@
-import { CustodyError, isCustodyError, toCustodyError, type Bytes } from '@custody/core';
+import { CustodyError, isCustodyError, readBodyLimited, toCustodyError, type Bytes } from '@custody/core';
 import { parseCheckpointBody } from '../checkpoint/checkpoint.js';
 import { rfc6962, type TreeHasher } from '../merkle/hasher.js';
 import { proveConsistency, proveInclusion } from '../merkle/proof.js';
@@ -9,7 +9,6 @@ import { TILE_WIDTH, tilePath, tileWidthAt, type TileId } from '../tiles/paths.j
 import type { TileCache} from '../tiles/tile-source.js';
 import { TileHashSource, type TileReader } from '../tiles/tile-source.js';
 import { joinUrl, type FetchLike } from '../witness/client.js';
-import { readBodyLimited } from './read-body.js';
 
 /** A tiled log as a reader sees it: the checkpoint and immutable tiles (HTTP, disk, memory). */
 export interface LogSource {

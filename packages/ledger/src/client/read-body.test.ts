@@ -1,5 +1,6 @@
+// readBodyLimited (@custody/core) and the ledger's clients that read bounded bodies through it.
 import { describe, expect, it } from 'vitest';
-import { readBodyLimited } from './read-body.js';
+import { readBodyLimited } from '@custody/core';
 import { httpLogSource } from './log-source.js';
 import { requestCosignature } from '../witness/client.js';
 

@@ -1,9 +1,8 @@
-import { CustodyError, equalBytes, fromBase64, isCustodyError, toBase64, toCustodyError, type Bytes, type Clock } from '@custody/core';
+import { CustodyError, equalBytes, fromBase64, isCustodyError, readBodyLimited, toBase64, toCustodyError, type Bytes, type Clock } from '@custody/core';
 import { rfc6962 } from '../merkle/hasher.js';
 import { proveInclusion, verifyConsistency, verifyInclusion } from '../merkle/proof.js';
 import { treeRoot } from '../merkle/tree.js';
 import { consistencyProofFromTiles, inclusionProofFromTiles, memoizeTileReader, type LogSource } from '../client/log-source.js';
-import { readBodyLimited } from '../client/read-body.js';
 import { MAX_NOTE_SIZE } from '../note/note.js';
 import { decodeUtf8Exact } from '../note/utf8.js';
 import { decodeEvent } from '../events/events.js';

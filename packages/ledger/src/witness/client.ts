@@ -1,6 +1,5 @@
-import { CustodyError, toCustodyError } from '@custody/core';
+import { CustodyError, readBodyLimited, toCustodyError } from '@custody/core';
 import { decodeUtf8Exact } from '../note/utf8.js';
-import { readBodyLimited } from '../client/read-body.js';
 import { formatAddCheckpoint, parseTlogSize, type AddCheckpointRequest } from './protocol.js';
 
 /** The subset of `fetch` the ledger clients use; inject `globalThis.fetch` or a test double. */

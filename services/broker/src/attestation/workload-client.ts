@@ -6,6 +6,7 @@ import { openPkcs11Release, PKCS11_RELEASE_SCHEME } from '../keystore/pkcs11/rel
 import type { RecipientCurve, RecipientKey } from '../keystore/types.js';
 import type { AttestResponse, ChallengeResponse, DeviceEvidenceInput, DevicePlatform, ReleaseResponse } from './handshake.js';
 import { buildRuntimeData, runtimeDigest } from './runtime-data.js';
+import { readBroker } from '../http/read-answer.js';
 
 /**
  * The workload side of the key release handshake (docs/key-release-protocol.md), for code
@@ -63,8 +64,7 @@ export class BrokerWorkloadClient {
     } catch (e) {
       throw new CustodyError('ERR_SERVICE_UNAVAILABLE', `the broker at ${this.base} could not be reached`, { cause: e });
     }
-    const text = await res.text();
-    if (text.length > MAX_RESPONSE) throw new CustodyError('ERR_INPUT_TOO_LARGE', 'the broker response is too large');
+    const text = await readBroker(res, MAX_RESPONSE);
     let json: unknown;
     try {
       json = JSON.parse(text);

@@ -9,6 +9,10 @@ export type { TenantPolicyDeletion, TenantPolicyView } from '../attestation/tena
 import type { TenantPolicyDeletion, TenantPolicyView } from '../attestation/tenant-policies.js';
 import type { Role, StoredAuditEvent } from '../metadata/types.js';
 import type { Problem } from './problem.js';
+import { readBroker } from './read-answer.js';
+
+/** Largest admin answer read (key and audit listings included). */
+const MAX_RESPONSE = 16 * 1024 * 1024;
 
 export interface BrokerAdminClientOptions {
   /** e.g. http://127.0.0.1:8443 */
@@ -138,7 +142,7 @@ export class BrokerAdminClient {
     } catch (e) {
       throw new CustodyError('ERR_SERVICE_UNAVAILABLE', `the broker at ${this.base} could not be reached`, { cause: e });
     }
-    const text = await res.text();
+    const text = await readBroker(res, MAX_RESPONSE);
     if (!res.ok) throw problemError(res.status, text);
     try {
       return JSON.parse(text) as T;

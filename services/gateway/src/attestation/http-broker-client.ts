@@ -5,9 +5,8 @@
  * (`ear`, `wrappedKey`, `ledgerIndex`) are the ones this client reads.
  */
 import type { JSONWebKeySet } from 'jose';
-import { CustodyError, fromBase64Url, toBase64 } from '@custody/core';
+import { CustodyError, fromBase64Url, readBodyLimited, toBase64 } from '@custody/core';
 import { nodeHttpFetch, type NodeHttpFetch } from '@custody/crypto-node';
-import { readAll } from '@custody/sdk';
 import type { BrokerAttestRequest, BrokerAttestResult, BrokerChallenge, BrokerClient, ReleasedKeyEnvelope } from './broker-client.js';
 
 export interface HttpBrokerClientOptions {
@@ -57,19 +56,19 @@ export class HttpBrokerClient implements BrokerClient {
         ...(this.owned ? {} : { signal: AbortSignal.timeout(this.timeoutMs) }),
       });
     } catch (e) {
-      if (e instanceof CustodyError && e.code === 'ERR_INPUT_TOO_LARGE') throw new CustodyError('ERR_INPUT_TOO_LARGE', `broker answer is larger than ${MAX_RESPONSE} bytes`, { cause: e });
+      if (e instanceof CustodyError && e.code === 'ERR_INPUT_TOO_LARGE') throw new CustodyError('ERR_INPUT_TOO_LARGE', 'broker answer is too large', { cause: e, detail: { max: MAX_RESPONSE } });
       throw new CustodyError('ERR_STORE_UNAVAILABLE', 'the broker could not be reached', { cause: e });
     }
-    let text: string;
+    let bytes: Uint8Array;
     try {
-      text = new TextDecoder().decode(res.body ? await readAll(res.body, MAX_RESPONSE) : new Uint8Array(0));
+      bytes = await readBodyLimited(res, MAX_RESPONSE, 'broker answer');
     } catch (e) {
-      if (e instanceof CustodyError && e.code === 'ERR_INPUT_TOO_LARGE') throw new CustodyError('ERR_INPUT_TOO_LARGE', `broker answer is larger than ${MAX_RESPONSE} bytes`, { cause: e });
-      throw new CustodyError('ERR_STORE_UNAVAILABLE', 'the broker\'s answer broke off', { cause: e });
+      if (e instanceof CustodyError && e.code === 'ERR_INPUT_TOO_LARGE') throw e;
+      throw new CustodyError('ERR_STORE_UNAVAILABLE', "the broker's answer broke off", { cause: e });
     }
     let body: Record<string, unknown>;
     try {
-      body = JSON.parse(text) as Record<string, unknown>;
+      body = JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
     } catch (e) {
       throw new CustodyError(res.ok ? 'ERR_INPUT_MALFORMED' : 'ERR_STORE_UNAVAILABLE', `broker answered ${res.status} without JSON`, { cause: e, detail: { status: res.status } });
     }

@@ -11,7 +11,7 @@
  * Untrusted input: every length is bounded before use; arrays are summarised (type and length,
  * and the first few scalar values) rather than kept.
  */
-import { ByteReader, CustodyError, fromUtf8, isCustodyError } from '@custody/core';
+import { ByteReader, CustodyError, fromUtf8, isCustodyError, joinBytes } from '@custody/core';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
 const MAX_KV = 65536;
@@ -194,13 +194,5 @@ export function encodeGgufMetadata(metadata: Record<string, string | number | bo
       for (const s of v) str(s);
     }
   }
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return joinBytes(parts);
 }

@@ -165,4 +165,23 @@ describe('UpstreamBackend', () => {
       await backend.close();
     }
   });
+
+  // The model list at start, from GET /v1/models: what is not a list of models is a typed refusal.
+  const listed = (body: BodyInit | null, status = 200) => ({ fetch: () => Promise.resolve(new Response(body, { status, headers: { 'content-type': 'application/json' } })) });
+  it.each([
+    ['not JSON', '<html>captive portal</html>'],
+    ['JSON null', 'null'],
+    ['data not a list', '{"data":{"id":"m"}}'],
+    ['entries without a string id', '{"data":[null,{"id":7},"m"]}'],
+    ['an empty list', '{"data":[]}'],
+    ['more than 1 MiB', new Uint8Array(1024 * 1024 + 1).fill(0x20)],
+  ])('a model list that is %s refuses to start (ERR_GATEWAY_BACKEND_UNAVAILABLE)', async (_, body) => {
+    await expect(UpstreamBackend.create({ url: 'http://upstream.invalid', ...listed(body) })).rejects.toMatchObject({ code: 'ERR_GATEWAY_BACKEND_UNAVAILABLE' });
+  });
+
+  it('reads the models of a list, skipping entries it cannot use', async () => {
+    const backend = await UpstreamBackend.create({ url: 'http://upstream.invalid', ...listed('{"data":[{"id":"llama-3-8b","owned_by":"me"},null,{"id":3},{"id":"qwen"}]}') });
+    expect(backend.models()).toEqual([{ id: 'llama-3-8b', ownedBy: 'me' }, { id: 'qwen' }]);
+    await backend.close();
+  });
 });

@@ -9,9 +9,12 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { CustodyError, joinBytes } from '@custody/core';
+import { CustodyError, joinBytes, readBodyLimited } from '@custody/core';
 import { MAX_INNER_BODY } from '../pipeline/inference.js';
 import type { BackendRequest, BackendResponse, ModelBackend, ModelInfo } from './types.js';
+
+/** Largest model list read from an upstream's GET /v1/models. */
+const MAX_MODEL_LIST = 1024 * 1024;
 
 export interface UpstreamBackendOptions {
   /** Server root or its `/v1` base, e.g. http://127.0.0.1:8000 or http://127.0.0.1:11434/v1. */
@@ -142,8 +145,15 @@ export class UpstreamBackend implements ModelBackend {
       throw new CustodyError('ERR_GATEWAY_BACKEND_UNAVAILABLE', 'the upstream model server could not be reached', { cause: e });
     }
     if (!res.ok) throw new CustodyError('ERR_GATEWAY_BACKEND_UNAVAILABLE', `the upstream answered ${res.status} to GET /v1/models`, { detail: { status: res.status } });
-    const body = (await res.json()) as { data?: { id?: unknown; owned_by?: unknown }[] };
-    const list = (body.data ?? []).filter((m) => typeof m.id === 'string').map((m) => ({ id: m.id as string, ...(typeof m.owned_by === 'string' ? { ownedBy: m.owned_by } : {}) }));
+    let body: unknown;
+    try {
+      body = JSON.parse(new TextDecoder().decode(await readBodyLimited(res, MAX_MODEL_LIST, 'the upstream model list')));
+    } catch (e) {
+      throw new CustodyError('ERR_GATEWAY_BACKEND_UNAVAILABLE', 'the upstream answered GET /v1/models with no readable JSON model list', { cause: e });
+    }
+    const data = (body as { data?: unknown } | null)?.data;
+    const entries = Array.isArray(data) ? (data as unknown[]).filter((m): m is { id: string; owned_by?: unknown } => typeof (m as { id?: unknown } | null)?.id === 'string') : [];
+    const list = entries.map((m) => ({ id: m.id, ...(typeof m.owned_by === 'string' ? { ownedBy: m.owned_by } : {}) }));
     if (list.length === 0) throw new CustodyError('ERR_GATEWAY_BACKEND_UNAVAILABLE', 'the upstream lists no models');
     return list;
   }

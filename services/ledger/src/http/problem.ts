@@ -1,5 +1,5 @@
 import { toCustodyError } from '@custody/core';
-import { readBodyLimited as readBodyLimitedFrom } from '@custody/ledger';
+import { readBodyLimited as readBodyLimitedFrom } from '@custody/core';
 
 /** The one place ledger error codes become HTTP statuses. */
 const STATUS: Record<string, number> = {

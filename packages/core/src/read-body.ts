@@ -1,4 +1,5 @@
-import { ParseError, type Bytes } from '@custody/core';
+import { ParseError } from './errors.js';
+import { joinBytes, type Bytes } from './bytes.js';
 
 /** A fetch `Response` or `Request`: anything with headers and a body stream. */
 export interface BodySource {
@@ -40,11 +41,5 @@ export async function readBodyLimited(source: BodySource, max: number, what = 'b
   } finally {
     reader.releaseLock();
   }
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return joinBytes(parts, n);
 }
