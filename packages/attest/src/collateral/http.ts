@@ -1,4 +1,4 @@
-import { CustodyError, joinBytes, type Bytes } from '@custody/core';
+import { CustodyError, readBodyLimited, type Bytes } from '@custody/core';
 
 /** The subset of WHATWG `fetch` the collateral client uses (inject it; browsers and Node 20 have one). */
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
@@ -76,7 +76,7 @@ export async function fetchBounded(url: string, options: BoundedFetchOptions): P
     }
     let body: Bytes;
     try {
-      body = await readBody(res, options.maxBytes);
+      body = await readBodyLimited(res, options.maxBytes, 'the response body');
     } catch (e) {
       if (e instanceof CustodyError) throw fail('ERR_COLLATERAL_RESPONSE', `${url} sent more than the ${options.maxBytes}-byte bound`, { url, bound: options.maxBytes });
       throw unreachable(url, timedOut, options.timeoutMs, e);
@@ -115,23 +115,4 @@ function unreachable(url: string, timedOut: boolean, timeoutMs: number, cause: u
   return timedOut
     ? fail('ERR_COLLATERAL_UNAVAILABLE', `${url} did not answer within ${timeoutMs} ms`, { url, reason: 'timeout' }, cause)
     : fail('ERR_COLLATERAL_UNAVAILABLE', `${url} could not be reached`, { url, reason: 'network' }, cause);
-}
-
-/** Reads a body up to `max` bytes; one byte more cancels the stream and throws. */
-async function readBody(res: Response, max: number): Promise<Bytes> {
-  if (!res.body) return new Uint8Array(0);
-  const reader = res.body.getReader();
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.length;
-    if (total > max) {
-      await reader.cancel().catch(() => undefined);
-      throw new CustodyError('ERR_INPUT_TOO_LARGE', 'response body over the bound');
-    }
-    parts.push(value);
-  }
-  return joinBytes(parts, total);
 }
