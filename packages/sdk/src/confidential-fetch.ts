@@ -41,7 +41,7 @@ export interface ConfidentialFetchOptions extends GatewayTrustOptions {
   readonly gateway: string | URL;
   /** An OHTTP relay's base URL: requests and discovery go through it, so the gateway never sees the client address. */
   readonly relay?: string | URL;
-  /** The broker's JWKS endpoint when `jwks` is not pinned (fetched once, from this URL only). */
+  /** The broker's JWKS endpoint when `jwks` is not pinned: fetched from this URL only (never one the gateway names), at each verification of the gateway, so a rotated broker key is picked up. */
   readonly jwksUrl?: string | URL;
   /**
    * Transport for discovery and the encapsulated requests; default `globalThis.fetch`. In Node,

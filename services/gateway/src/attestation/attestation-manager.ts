@@ -272,9 +272,25 @@ export class AttestationManager {
     }
   }
 
-  private async brokerJwks(): Promise<JSONWebKeySet> {
-    this.jwksCache ??= await this.o.broker!.jwks();
-    return this.jwksCache;
+  /**
+   * The broker's EAR, verified against its JWKS. The JWKS is kept between rounds; an EAR signed
+   * with a key it does not hold (the broker rotated its signing key) has it fetched again, once,
+   * before the EAR is refused.
+   */
+  private async verifyBrokerEar(token: string, nonce: Uint8Array | undefined): Promise<Awaited<ReturnType<typeof verifyEar>>> {
+    const verify = (jwks: JSONWebKeySet) => verifyEar(token, { jwks, now: this.o.clock(), clockToleranceSeconds: 5, ...(nonce ? { nonce } : {}) });
+    const kept = this.jwksCache;
+    if (kept) {
+      try {
+        return await verify(kept);
+      } catch (e) {
+        if (toCustodyError(e).code !== 'ERR_EAR_KEY_UNKNOWN') throw e;
+      }
+    }
+    const fresh = await this.o.broker!.jwks();
+    this.jwksCache = fresh;
+    if (kept) this.o.logger.info({ event: 'attestation.jwks_refreshed', kids: fresh.keys.map((k) => k.kid).filter((k) => typeof k === 'string') }, "the broker's EAR is signed with a key not seen before; its JWKS was fetched again");
+    return verify(fresh);
   }
 
   private async collect(nonce: Uint8Array | undefined, keyConfigs: readonly KeyConfig[], receiptKey: Uint8Array): Promise<CollectedEvidence> {
@@ -466,7 +482,7 @@ export class AttestationManager {
     if (o.broker && session) {
       const r = await o.broker.attest({ session, evidence, runtimeData, platform, ...(devices.length > 0 ? { devices } : {}) });
       token = r.ear;
-      const v = await verifyEar(token, { jwks: await this.brokerJwks(), now: o.clock(), clockToleranceSeconds: 5, ...(nonce ? { nonce } : {}) });
+      const v = await this.verifyBrokerEar(token, nonce);
       if (v.status !== 'affirming') throw new CustodyError('ERR_POLICY_DENIED', `the broker's verdict is ${v.status}`);
       // A broker that ignored the GPUs (one that predates composite appraisal) would vouch for
       // the CPU alone while the bundle carries GPU evidence: clients would refuse it, and the
