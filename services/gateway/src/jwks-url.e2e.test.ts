@@ -120,3 +120,34 @@ describe('broker signing-key rotation: the gateway, and SDK clients with jwksUrl
     expect(gw.gateway.attestation.state).toBe('revoked');
   });
 });
+
+describe("the gateway's kept copy of the broker JWKS", () => {
+  it('is fetched again after 300 s even without a rotation (a key the broker dropped leaves it)', async () => {
+    let t = Date.parse('2026-11-27T12:00:00Z');
+    const clock = () => new Date(t);
+    const local = new LocalAppraisalBroker({ policy: await loadPolicy(simPolicyYaml([TEST_MEASUREMENT])), signingKey: await generateEarSigningKey({ alg: 'EdDSA' }), clock, earTtlSeconds: 3600 });
+    let calls = 0;
+    const broker: BrokerClient = {
+      challenge: () => local.challenge(),
+      attest: (r) => local.attest(r),
+      jwks: () => {
+        calls++;
+        return local.jwks();
+      },
+    };
+    const g = await startTestGateway({ broker: false, clock, gateway: { broker } });
+    try {
+      const atStart = calls;
+      expect(atStart).toBeGreaterThanOrEqual(1);
+      t += 200_000;
+      await g.gateway.attestation.reattest();
+      expect(calls).toBe(atStart);
+      t += 101_000;
+      await g.gateway.attestation.reattest();
+      expect(calls).toBe(atStart + 1);
+      expect(g.gateway.attestation.state).toBe('attested');
+    } finally {
+      await g.close();
+    }
+  });
+});

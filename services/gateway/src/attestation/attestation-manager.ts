@@ -23,6 +23,9 @@ import { deriveGatewayIdentity, type GatewayKeys } from '../keys/gateway-keys.js
 import type { LedgerSink } from '../ledger/ledger-sink.js';
 import { isIdentityRefusal, isRefusal, releasedKeyName, releasedKeyVersion, type BrokerClient } from './broker-client.js';
 
+/** Longest the gateway keeps the broker's JWKS between rounds (the broker serves it with max-age=300). */
+const JWKS_MAX_AGE_MS = 300_000;
+
 /** Longest an attestation round waits for the ledger to publish the broker's appraisal record. */
 const LEDGER_PROOF_WAIT_MS = 3000;
 
@@ -134,7 +137,7 @@ export class AttestationManager {
   private challenges = 0;
   private revokedBy: string | undefined;
   private sticky = false;
-  private jwksCache: JSONWebKeySet | undefined;
+  private jwksCache: { jwks: JSONWebKeySet; at: number } | undefined;
   /**
    * The newest identity key version this process has installed. It outlives dropIdentity, so a
    * broker that releases an older version is refused at every round, not only while the newer
@@ -273,13 +276,14 @@ export class AttestationManager {
   }
 
   /**
-   * The broker's EAR, verified against its JWKS. The JWKS is kept between rounds; an EAR signed
-   * with a key it does not hold (the broker rotated its signing key) has it fetched again, once,
-   * before the EAR is refused.
+   * The broker's EAR, verified against its JWKS. The JWKS is kept between rounds for at most
+   * JWKS_MAX_AGE_MS (the broker serves it with max-age=300: a key it dropped as compromised
+   * leaves it within that); an EAR signed with a key the kept copy does not hold (the broker
+   * rotated its signing key) has it fetched again, once, before the EAR is refused.
    */
   private async verifyBrokerEar(token: string, nonce: Uint8Array | undefined): Promise<Awaited<ReturnType<typeof verifyEar>>> {
     const verify = (jwks: JSONWebKeySet) => verifyEar(token, { jwks, now: this.o.clock(), clockToleranceSeconds: 5, ...(nonce ? { nonce } : {}) });
-    const kept = this.jwksCache;
+    const kept = this.jwksCache && this.o.clock().getTime() - this.jwksCache.at < JWKS_MAX_AGE_MS ? this.jwksCache.jwks : undefined;
     if (kept) {
       try {
         return await verify(kept);
@@ -288,7 +292,7 @@ export class AttestationManager {
       }
     }
     const fresh = await this.o.broker!.jwks();
-    this.jwksCache = fresh;
+    this.jwksCache = { jwks: fresh, at: this.o.clock().getTime() };
     if (kept) this.o.logger.info({ event: 'attestation.jwks_refreshed', kids: fresh.keys.map((k) => k.kid).filter((k) => typeof k === 'string') }, "the broker's EAR is signed with a key not seen before; its JWKS was fetched again");
     return verify(fresh);
   }
