@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CustodyError } from '@custody/core';
 import { SIG_TYPE_ED25519, decodeEvent, generateSignerKey, parseTlogPolicy } from '@custody/ledger';
 import { HttpAuditSink, createEventsNodeHandler, createLogApp, listen as listenLog, newWriterKey, openLog, parseWriters, type RunningServer, type TransparencyLog } from '@custody/ledger-service';
-import { BrokerAdminClient, startBroker, type StartedBroker } from '@custody/broker-service';
+import { BrokerAdminClient, rotateEarKeyFile, startBroker, type StartedBroker } from '@custody/broker-service';
 import { createConfidentialFetch, fetchAttestationBundle, verifyGatewayBundle, verifyReceiptInclusion, type AttestationBundle, type Receipt } from '@custody/sdk';
 import { launchGateway, type LaunchedGateway } from './launch.js';
 import { sha256Digest } from './pipeline/inference.js';
@@ -117,8 +117,27 @@ describe('ledger, broker and gateway as separate services, one ledger over HTTP'
     expect(await errorOf(other)).toMatchObject({ code: expect.stringMatching(/^ERR_TLOG_/), step: 'ledger' });
   });
 
+  it("a rotation of the broker service's EAR signing key keeps the gateway attested, and a jwksUrl client follows it", async () => {
+    const kidOf = (ear: string) => (JSON.parse(Buffer.from(ear.split('.')[0]!, 'base64url').toString('utf8')) as { kid: string }).kid;
+    const before = kidOf((await fetchAttestationBundle(gw.url)).ear!);
+    const pinned = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks, allowSimulated: true });
+    const rotated = await rotateEarKeyFile(join(dir, 'broker', 'ear-signing-key.jwk'));
+    expect(await broker.reloadEarKey()).toBe(true);
+    await gw.gateway.attestation.reattest();
+    expect(gw.gateway.attestation.state).toBe('attested');
+    expect(kidOf((await fetchAttestationBundle(gw.url)).ear!)).toBe(rotated.kid);
+    expect(rotated.kid).not.toBe(before);
+    expect(logLines.map((l) => JSON.parse(l) as { event?: string }).some((l) => l.event === 'attestation.jwks_refreshed')).toBe(true);
+    // A client that fetches the broker's JWKS itself verifies the new EAR; one pinned to the JWKS
+    // from before the rotation refuses it, before sending anything.
+    const fromUrl = createConfidentialFetch({ gateway: gw.url, jwksUrl: broker.jwksUrl, allowSimulated: true });
+    expect((await fromUrl(`${gw.url}/v1/chat/completions`, chat('after the rotation'))).status).toBe(200);
+    await expect(pinned(`${gw.url}/v1/chat/completions`, chat('pinned to the old key set'))).rejects.toMatchObject({ code: 'ERR_EAR_KEY_UNKNOWN' });
+  });
+
   it('with its ledger gone the gateway forwards nothing and answers ERR_GATEWAY_LEDGER', async () => {
-    const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks, allowSimulated: true });
+    // The broker's key set from its endpoint (its signing key was rotated above).
+    const cfetch = createConfidentialFetch({ gateway: gw.url, jwksUrl: broker.jwksUrl, allowSimulated: true });
     await cfetch.verify();
     const before = upstream.received.length;
     await ledger.close();
