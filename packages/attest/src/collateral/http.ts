@@ -78,7 +78,7 @@ export async function fetchBounded(url: string, options: BoundedFetchOptions): P
     try {
       body = await readBodyLimited(res, options.maxBytes, 'the response body');
     } catch (e) {
-      if (e instanceof CustodyError) throw fail('ERR_COLLATERAL_RESPONSE', `${url} sent more than the ${options.maxBytes}-byte bound`, { url, bound: options.maxBytes });
+      if (e instanceof CustodyError && e.code === 'ERR_INPUT_TOO_LARGE') throw fail('ERR_COLLATERAL_RESPONSE', `${url} sent more than the ${options.maxBytes}-byte bound`, { url, bound: options.maxBytes });
       throw unreachable(url, timedOut, options.timeoutMs, e);
     }
     const headers: Record<string, string> = {};

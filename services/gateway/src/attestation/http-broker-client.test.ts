@@ -10,6 +10,7 @@ import { generateEarSigningKey, loadPolicy } from '@custody/policy';
 import { listen, type RunningServer } from '../http/serve.js';
 import { FixtureGpuAttester } from '@custody/attester-service/testing';
 import { compositePolicyYaml, fixtureGpuMeasurements, simPolicyYaml, startTestGateway, TEST_MEASUREMENT, type TestGateway } from '../testing/index.js';
+import { isRefusal } from './broker-client.js';
 import { HttpBrokerClient } from './http-broker-client.js';
 import { LocalAppraisalBroker } from './local-broker.js';
 
@@ -151,6 +152,9 @@ describe('HttpBrokerClient transport (node:http, its own)', () => {
         };
         res.once('close', () => res.removeAllListeners('drain'));
         more();
+      } else if (req.url === '/moved/v1/attest/challenge') {
+        res.writeHead(307, { location: '/ok/v1/attest/challenge', 'content-type': 'application/json' });
+        res.end('{"detail":"moved"}');
       } else if (req.url === '/silent/v1/attest/challenge') {
         // Never answers.
       } else {
@@ -211,5 +215,16 @@ describe('HttpBrokerClient transport (node:http, its own)', () => {
     const big = new Uint8Array(600 * 1024).fill(0x20);
     const client = new HttpBrokerClient({ url: 'http://broker.invalid', apiKey: WORKLOAD_KEY, tenant: 'acme', fetch: () => Promise.resolve(new Response(big, { status: 200 })) });
     await expect(client.challenge()).rejects.toMatchObject({ code: 'ERR_INPUT_TOO_LARGE' });
+  });
+
+  it('does not follow a redirect, and takes it for the broker being unavailable, never a refusal', async () => {
+    const client = new HttpBrokerClient({ url: `${base}/moved`, apiKey: WORKLOAD_KEY, tenant: 'acme' });
+    try {
+      const e = await client.challenge().catch((x: unknown) => x);
+      expect(e).toMatchObject({ code: 'ERR_STORE_UNAVAILABLE', detail: { status: 307 } });
+      expect(isRefusal((e as CustodyError).code)).toBe(false);
+    } finally {
+      client.close();
+    }
   });
 });

@@ -17,7 +17,7 @@ export interface HttpBrokerClientOptions {
   tenant: string;
   /** JWKS URL; default `<url>/.well-known/jwks.json`. */
   jwksUrl?: string;
-  /** Transport (tests inject one). Default: node:http with keep-alive, owned by this client (`close()`). */
+  /** Transport (tests inject one). Default: node:http with keep-alive, owned by this client (`close()`); redirects are not followed (ERR_STORE_UNAVAILABLE). */
   fetch?: typeof fetch;
   /** Deadline of each call, connect to last byte (default 10 s). */
   timeoutMs?: number;
@@ -58,6 +58,12 @@ export class HttpBrokerClient implements BrokerClient {
     } catch (e) {
       if (e instanceof CustodyError && e.code === 'ERR_INPUT_TOO_LARGE') throw new CustodyError('ERR_INPUT_TOO_LARGE', 'broker answer is too large', { cause: e, detail: { max: MAX_RESPONSE } });
       throw new CustodyError('ERR_STORE_UNAVAILABLE', 'the broker could not be reached', { cause: e });
+    }
+    // Redirects are not followed (the call carries the workload's key): an answer that sends the
+    // gateway elsewhere is the broker not being where it was configured, never a refusal.
+    if (res.status >= 300 && res.status < 400) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new CustodyError('ERR_STORE_UNAVAILABLE', `the broker answered ${res.status} (a redirect, which is not followed): configure its final URL`, { detail: { status: res.status } });
     }
     let bytes: Uint8Array;
     try {

@@ -144,7 +144,10 @@ export class UpstreamBackend implements ModelBackend {
     } catch (e) {
       throw new CustodyError('ERR_GATEWAY_BACKEND_UNAVAILABLE', 'the upstream model server could not be reached', { cause: e });
     }
-    if (!res.ok) throw new CustodyError('ERR_GATEWAY_BACKEND_UNAVAILABLE', `the upstream answered ${res.status} to GET /v1/models`, { detail: { status: res.status } });
+    if (!res.ok) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new CustodyError('ERR_GATEWAY_BACKEND_UNAVAILABLE', `the upstream answered ${res.status} to GET /v1/models`, { detail: { status: res.status } });
+    }
     let body: unknown;
     try {
       body = JSON.parse(new TextDecoder().decode(await readBodyLimited(res, MAX_MODEL_LIST, 'the upstream model list')));

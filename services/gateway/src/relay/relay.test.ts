@@ -14,11 +14,21 @@ describe('relay transport', () => {
   const lines: string[] = [];
   let finished = 0;
   let closedEarly = 0;
+  let closedBeforeHead = 0;
 
   beforeAll(async () => {
     // A stand-in gateway: a chunked answer of six parts 100 ms apart, or one part and then silence.
     gateway = createServer((req, res) => {
       req.resume();
+      if (req.headers.accept === 'application/x-slow-head') {
+        // A model still working: no head for a while.
+        const t = setTimeout(() => res.end('late'), 5000);
+        res.once('close', () => {
+          clearTimeout(t);
+          if (!res.writableFinished) closedBeforeHead++;
+        });
+        return;
+      }
       req.on('end', () => {
         res.writeHead(200, { 'content-type': 'message/ohttp-chunked-res', 'x-not-forwarded': 'secret-ish' });
         if (req.headers['content-type'] === 'message/ohttp-chunked-req') {
@@ -70,6 +80,23 @@ describe('relay transport', () => {
     ac.abort();
     await expect.poll(() => closedEarly).toBe(before.closedEarly + 1);
     expect(finished).toBe(before.finished);
+  });
+
+  it('closes its call to the gateway when the client leaves before the answer has begun, and logs nothing for it', async () => {
+    // A relay whose deadline for the head (10 s) is far off: only the client's leaving can end the call.
+    const own: string[] = [];
+    const patient = await listen(createRelayApp({ gateway: `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`, timeoutMs: 10_000, logger: createGatewayLogger({ destination: { write: (l: string) => void own.push(l) } }) }));
+    try {
+      const ac = new AbortController();
+      const pending = fetch(`${patient.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req', accept: 'application/x-slow-head' }, body: new Uint8Array(40), signal: ac.signal });
+      await new Promise((r) => setTimeout(r, 100));
+      ac.abort();
+      await expect(pending).rejects.toThrow();
+      await expect.poll(() => closedBeforeHead, { timeout: 3000 }).toBe(1);
+      expect(own.filter((l) => l.includes('relay.'))).toEqual([]);
+    } finally {
+      await patient.close();
+    }
   });
 
   it('cuts off a stream that falls silent for idleTimeoutMs, and logs it through its logger only', async () => {

@@ -80,11 +80,13 @@ export function createRelayApp(options: RelayOptions): Hono {
         method,
         headers: { ...(ct ? { 'content-type': ct } : {}), accept: req.headers.get('accept') ?? '*/*' },
         ...(body ? { body } : {}),
-        // With an injected fetch, the deadline covers the whole call (fetch has no other); the
-        // default transport keeps it to the head and bounds a stream's silences instead.
-        ...(options.fetch ? { signal: AbortSignal.timeout(timeoutMs) } : {}),
+        // A client that leaves ends the call, before the answer's head too (the gateway then
+        // stops the model). With an injected fetch, the deadline covers the whole call (fetch has
+        // no other); the default transport keeps it to the head and bounds a stream's silences.
+        signal: options.fetch ? AbortSignal.any([req.signal, AbortSignal.timeout(timeoutMs)]) : req.signal,
       });
     } catch (e) {
+      if (req.signal.aborted) throw new CustodyError('ERR_SDK_GATEWAY', 'the client left before the answer', { cause: e });
       options.logger?.warn({ event: 'relay.unreachable' }, 'gateway unreachable');
       throw new CustodyError('ERR_SDK_GATEWAY', 'the relay could not reach the gateway', { cause: e });
     }
@@ -97,7 +99,11 @@ export function createRelayApp(options: RelayOptions): Hono {
     // here, through the relay's logger, and not left to the HTTP server (which prints it).
     const answer = res.body
       ? passOn(res.body, (e) => {
-          options.logger?.warn({ event: 'relay.stream_cut', code: toCustodyError(e).code, path }, "the gateway's answer broke off; the client's connection is cut");
+          // A client that left ended the call itself: nothing to report.
+          if (!req.signal.aborted && !client?.destroyed) {
+            // Cut off by the gateway, or silent for idleTimeoutMs (a client that stops reading stalls it too).
+            options.logger?.warn({ event: 'relay.stream_cut', code: toCustodyError(e).code, path }, "the gateway's answer broke off or stalled; the client's connection is cut");
+          }
           if (!client) return false;
           client.destroy();
           return true;
