@@ -162,15 +162,23 @@ describe('mask restoration across split stream events', () => {
 
   it('fails closed when the ledger refuses: the response is withheld (ERR_GATEWAY_LEDGER)', async () => {
     gw.ledger.setFailing(true);
+    const lines = gw.logs.length;
     try {
       const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true });
-      const res = await cfetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.apiKey}` }, body: JSON.stringify({ model: 'split-model', messages: [{ role: 'user', content: 'hi' }] }) }).catch((e: unknown) => e);
+      const ask = () => cfetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.apiKey}` }, body: JSON.stringify({ model: 'split-model', messages: [{ role: 'user', content: 'hi' }] }) }).catch((e: unknown) => e);
+      const res = await ask();
       expect(res).toBeInstanceOf(Response);
       const problem = (await (res as Response).json()) as { code: string; detail: string };
       expect([(res as Response).status, problem.code]).toEqual([503, 'ERR_GATEWAY_LEDGER']);
       // The step that failed is named: the decision was refused, so nothing reached the model
       // (not the receipt's refusal, which a second append for the problem answer used to report).
       expect(problem.detail).toMatch(/policy decision; nothing was forwarded/);
+      // The operator sees it in the log: one line for a burst of refusals, with its code.
+      for (let i = 0; i < 5; i++) await ask();
+      const failed = gw.logs.slice(lines).map((l) => JSON.parse(l) as { event?: string; entry?: string; code?: string; failed?: number }).filter((l) => l.event === 'ledger.failed');
+      expect(failed.length).toBeGreaterThanOrEqual(1);
+      expect(failed.length).toBeLessThan(6);
+      expect(failed[0]).toMatchObject({ entry: 'decision', code: expect.stringMatching(/^ERR_/), failed: 1 });
     } finally {
       gw.ledger.setFailing(false);
     }

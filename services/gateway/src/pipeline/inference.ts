@@ -133,10 +133,13 @@ function header(fields: readonly HttpField[], name: string): string | undefined 
 export class InferencePipeline {
   private readonly limiter: TenantLimiter;
   private readonly refusals: RefusalLogThrottle;
+  /** Ledger failures, logged like tenant refusals: one line a second at most, with the count. */
+  private readonly ledgerFailures: RefusalLogThrottle;
 
   constructor(private readonly o: InferencePipelineOptions) {
     this.limiter = new TenantLimiter(o.limitsClock);
     this.refusals = new RefusalLogThrottle(o.limitsClock);
+    this.ledgerFailures = new RefusalLogThrottle(o.limitsClock);
   }
 
   private checkDate(fields: readonly HttpField[], now: Date): void {
@@ -145,6 +148,12 @@ export class InferencePipeline {
     if (Number.isNaN(t) || Math.abs(t - now.getTime()) > (this.o.dateWindowMs ?? 60_000)) {
       throw new CustodyError('ERR_GATEWAY_REQUEST_DATE', undefined, { detail: { present: d !== undefined } });
     }
+  }
+
+  /** Logs that the ledger did not take an entry (the request is refused): its code, never the entry. */
+  private ledgerFailed(entry: 'decision' | 'receipt', e: unknown): void {
+    const failed = this.ledgerFailures.note(entry);
+    if (failed !== undefined) this.o.logger.error({ event: 'ledger.failed', entry, code: toCustodyError(e).code, failed }, 'the ledger did not take an entry: requests are refused until it does');
   }
 
   private async decide(ctx: Ctx, decision: 'allow' | 'deny' | 'redact', reason?: string): Promise<void> {
@@ -164,6 +173,7 @@ export class InferencePipeline {
       await this.o.ledger.append(event);
     } catch (e) {
       ctx.ledgerRefused = true;
+      this.ledgerFailed('decision', e);
       throw new CustodyError('ERR_GATEWAY_LEDGER', 'the ledger did not accept the policy decision; nothing was forwarded', { cause: e });
     }
   }
@@ -360,6 +370,7 @@ export class InferencePipeline {
       stored = appended.entry;
     } catch (e) {
       this.o.metrics.receipts.inc({ outcome: 'withheld' });
+      this.ledgerFailed('receipt', e);
       throw new CustodyError('ERR_GATEWAY_LEDGER', undefined, { cause: e });
     }
     const { header } = await signPreparedReceipt(prepared, { index, entryDigest: sha256Digest(stored instanceof Uint8Array ? stored : encodeEvent(event)) }, ctx.sign ?? this.o.signReceipt);
