@@ -34,6 +34,8 @@ export interface BrokerPlugins {
   attestation?: AttestationPlugin;
   /** The transparency ledger's sink. Events fall back to the interim local table when it fails; without it they go there directly. */
   audit?: AuditSink;
+  /** After the ledger fails, how long events go straight to the interim table, and how often kept ones are offered again (default 30 s). */
+  auditRetryMs?: number;
   logger?: Logger;
   clock?: Clock;
   metrics?: Registry;
@@ -93,7 +95,14 @@ export async function openBroker(config: BrokerStorageConfig, plugins: BrokerPlu
     throw e;
   }
   const interim = new InterimLocalAuditSink(metadata);
-  const audit = plugins.audit ? new FallbackAuditSink(plugins.audit, interim, (e) => logger.error({ code: (e as { code?: string }).code ?? 'unknown' }, 'audit sink failed; event kept in the interim table')) : interim;
+  const fallback = plugins.audit
+    ? new FallbackAuditSink(plugins.audit, interim, {
+        ...(plugins.auditRetryMs !== undefined ? { retryAfterMs: plugins.auditRetryMs } : {}),
+        onFallback: (e) => logger.error({ op: 'audit.fallback', code: (e as { code?: string }).code ?? 'unknown' }, 'audit sink failed; events are kept in the interim table and forwarded when it takes them again'),
+        onForwarded: (count) => logger.info({ op: 'audit.forwarded', count }, 'events kept in the interim table reached the audit sink'),
+      })
+    : undefined;
+  const audit = fallback ?? interim;
   const service = new KeyService({ metadata, keystore, audit, wrapper: plugins.wrapper ?? new HpkeKeyWrapper(nodeHpkePrimitives), policy: plugins.policy ?? new CelReleasePolicyEvaluator(), logger, ...(plugins.clock ? { clock: plugins.clock } : {}) });
   let attestation: AttestationService | undefined;
   let policies: TenantPolicies;
@@ -108,6 +117,7 @@ export async function openBroker(config: BrokerStorageConfig, plugins: BrokerPlu
       ...(plugins.clock ? { clock: plugins.clock } : {}),
     });
   } catch (e) {
+    await fallback?.close();
     await keystore.close();
     await metadata.close();
     throw e;
@@ -131,6 +141,7 @@ export async function openBroker(config: BrokerStorageConfig, plugins: BrokerPlu
         ...(plugins.metrics ? { metrics: plugins.metrics } : {}),
       });
     } catch (e) {
+      await fallback?.close();
       await keystore.close();
       await metadata.close();
       throw e;
@@ -156,6 +167,7 @@ export async function openBroker(config: BrokerStorageConfig, plugins: BrokerPlu
     metadata,
     keystore,
     async close() {
+      await fallback?.close();
       await keystore.close();
       await metadata.close();
     },

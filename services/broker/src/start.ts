@@ -49,8 +49,10 @@ export interface StartBrokerOptions {
   masterKey?: 'file' | { source: 'tpm'; tcti?: string; pcrs?: number[] };
   /** PostgreSQL connection string: metadata there (replicas) instead of `<dataDir>/broker.db`. */
   postgres?: string;
-  /** The ledger's sink; events fall back to the interim table when it fails. Default: the interim table. */
+  /** The ledger's sink; events fall back to the interim table when it fails, and are forwarded when it is back. Default: the interim table. */
   audit?: AuditSink;
+  /** After the ledger fails, how long events go straight to the interim table, and how often kept ones are offered again (default 30 s). */
+  auditRetryMs?: number;
   /** Handshake settings besides the policies and the signer (verifier, roots, lifetimes). */
   attestation?: Omit<AttestationPlugin, 'policies' | 'signer'>;
   /** EAR signing key file; default `<dataDir>/ear-signing-key.jwk`. Replicas share one. */
@@ -131,6 +133,7 @@ export async function startBroker(options: StartBrokerOptions): Promise<StartedB
     attestation: { ...options.attestation, policies, signer },
     ...(options.releasePolicy ? { policy: options.releasePolicy } : {}),
     ...(options.audit ? { audit: options.audit } : {}),
+    ...(options.auditRetryMs !== undefined ? { auditRetryMs: options.auditRetryMs } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.metrics ? { metrics: options.metrics } : {}),

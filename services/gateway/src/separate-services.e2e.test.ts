@@ -27,6 +27,7 @@ const captured = pino({ level: 'debug' }, { write: (line: string) => void logLin
 describe('ledger, broker and gateway as separate services, one ledger over HTTP', () => {
   const dir = mkdtempSync(join(tmpdir(), 'custody-separate-'));
   let log: TransparencyLog;
+  let opened: Awaited<ReturnType<typeof openLog>>;
   let ledger: RunningServer;
   let broker: StartedBroker;
   let upstream: FakeUpstream;
@@ -38,16 +39,20 @@ describe('ledger, broker and gateway as separate services, one ledger over HTTP'
   beforeAll(async () => {
     const key = await generateSignerKey('custody.test/separate', SIG_TYPE_ED25519, (n) => new Uint8Array(n).fill(9));
     vkey = key.vkey;
-    const opened = await openLog({ dir: join(dir, 'ledger'), skey: key.skey, integrateIntervalMs: 50 });
+    opened = await openLog({ dir: join(dir, 'ledger'), skey: key.skey, integrateIntervalMs: 50 });
     log = opened.log;
-    // The log takes appends from its two writers only (custody log serve --writers).
-    const writers = parseWriters([brokerWriter.line, gatewayWriter.line].join('\n'));
-    ledger = await listenLog(createLogApp(opened.log, opened.store, { writers }), '127.0.0.1', 0, { intercept: createEventsNodeHandler(opened.log, { writers }) });
-    broker = await startBroker({ dataDir: join(dir, 'broker'), tenant: 'demo', policy: { text: simPolicyYaml([M]) }, audit: await HttpAuditSink.connect(ledger.url, undefined, { writerKey: brokerWriter.key }), logger: captured });
+    ledger = await serveLedger(0);
+    broker = await startBroker({ dataDir: join(dir, 'broker'), tenant: 'demo', policy: { text: simPolicyYaml([M]) }, audit: await HttpAuditSink.connect(ledger.url, undefined, { writerKey: brokerWriter.key }), auditRetryMs: 200, logger: captured });
     const workload = await new BrokerAdminClient({ baseUrl: broker.url, apiKey: broker.adminKey! }).createApiKey('workload', 'separate-services gateway');
     upstream = await startFakeUpstream({ words: 6 });
     gw = await launchGateway({ broker: { url: broker.url, apiKey: workload.token, tenant: 'demo', jwksUrl: broker.jwksUrl }, ledger: ledger.url, ledgerWriterKey: gatewayWriter.key, upstream: upstream.url, simMeasurement: M, port: 0, logger: captured });
   });
+
+  /** The log takes appends from its two writers only (custody log serve --writers). */
+  const serveLedger = (port: number) => {
+    const writers = parseWriters([brokerWriter.line, gatewayWriter.line].join('\n'));
+    return listenLog(createLogApp(opened.log, opened.store, { writers }), '127.0.0.1', port, { intercept: createEventsNodeHandler(opened.log, { writers }) });
+  };
 
   afterAll(async () => {
     await gw?.close();
@@ -145,6 +150,31 @@ describe('ledger, broker and gateway as separate services, one ledger over HTTP'
     expect(res.status).toBeGreaterThanOrEqual(500);
     expect(((await res.json()) as { code?: string }).code).toBe('ERR_GATEWAY_LEDGER');
     expect(upstream.received.length).toBe(before);
+  });
+
+  it('what the broker audits while the ledger is down waits in its interim table and reaches the ledger once it is back', async () => {
+    // The ledger is down (the test above closed it): the broker still answers, and says where the event is.
+    const admin = new BrokerAdminClient({ baseUrl: broker.url, apiKey: broker.adminKey! });
+    const created = await admin.createKey({ name: 'during-outage', type: 'aes-256' });
+    const interim = (await broker.broker.metadata.readAudit(null, -1, 1000)).map((r) => ({ index: r.index, event: JSON.parse(r.event) as { action: string; key?: { name: string }; detail?: Record<string, unknown> } }));
+    const kept = interim.find((r) => r.event.action === 'key.create' && r.event.key?.name === 'during-outage');
+    expect(kept?.event.detail).toMatchObject({ auditFallback: true });
+    // The ledger comes back at the same address; the broker forwards what it kept.
+    const port = Number(new URL(ledger.url).port);
+    ledger = await serveLedger(port);
+    const reader = new HttpAuditSink(ledger.url);
+    const forwardedIndex = async () => {
+      const rows = (await broker.broker.metadata.readAudit(null, kept!.index, 1000)).map((r) => JSON.parse(r.event) as { action: string; detail?: Record<string, number> });
+      return rows.find((r) => r.action === 'audit.forwarded' && r.detail?.interimIndex === kept!.index)?.detail?.ledgerIndex;
+    };
+    await expect.poll(forwardedIndex, { timeout: 10_000 }).toBeTypeOf('number');
+    const entry = decodeEvent(await reader.entry((await forwardedIndex())!)) as unknown as Record<string, unknown>;
+    expect(entry).toMatchObject({ type: 'audit.recorded', action: 'key.create' });
+    expect(entry.detail).toMatchObject({ auditFallback: true, interimIndex: kept!.index });
+    expect(created.name).toBe('during-outage');
+    // The gateway serves again without a restart.
+    const cfetch = createConfidentialFetch({ gateway: gw.url, jwksUrl: broker.jwksUrl, allowSimulated: true });
+    expect((await cfetch(`${gw.url}/v1/chat/completions`, chat('the ledger is back'))).status).toBe(200);
   });
 
   it('no writer key appears in any log line or in the startup summary', () => {

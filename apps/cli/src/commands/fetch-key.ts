@@ -134,7 +134,8 @@ export const register: Register = (program: Command) => {
             status: got.status,
             policyId: got.policyId,
             earExpiresAt: got.earExpiresAt,
-            auditIndex: got.auditIndex,
+            ...(got.auditIndex !== undefined ? { auditIndex: got.auditIndex } : {}),
+            ...(got.auditInterimIndex !== undefined ? { auditInterimIndex: got.auditInterimIndex } : {}),
             ...(opts.out ? { out: opts.out } : {}),
           };
           if (json) {

@@ -165,7 +165,7 @@ export const register: Register = (program: Command) => {
         say('');
         say('3. Attestation-gated key release (SIMULATED TEE: development only, the policy above allows it)');
         const good = await fetchKey({ broker: broker.url, tenant: 'demo', name: keyName, attester: new SimAttester({ measurements: { measurement } }) });
-        say(`  ${mark(true)}  released "${keyName}" v${good.key.version} (${good.material.length} bytes, HPKE-wrapped to the workload's TEE key) to a workload with the expected measurement; ledger entry ${good.auditIndex}`);
+        say(`  ${mark(true)}  released "${keyName}" v${good.key.version} (${good.material.length} bytes, HPKE-wrapped to the workload's TEE key) to a workload with the expected measurement; ledger entry ${good.auditIndex ?? `pending (interim table row ${good.auditInterimIndex})`}`);
         wipe(good.material);
         const tampered = 'ee'.repeat(48);
         try {

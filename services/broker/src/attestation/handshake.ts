@@ -4,7 +4,7 @@ import { Counter, type Registry } from 'prom-client';
 import { canonicalize, CustodyError, fromBase64Url, fromHex, secureRandom, systemClock, timingSafeEqual, toBase64Url, toCustodyError, toHex, utf8, type Clock } from '@custody/core';
 import { defaultRegistry, gpuAttestationKey, type NormalizedClaims, type Platform, type VerificationResult, type VerifyInput } from '@custody/attest';
 import { appraisalReasons, appraise, buildEar, DEFAULT_EAR_TTL_SECONDS, verifyEar, type Appraisal, type Ear, type VerifiedEar } from '@custody/policy';
-import type { AuditEvent, AuditSink, AuditVerdict } from '../audit/types.js';
+import type { AuditEvent, AuditRecord, AuditSink, AuditVerdict } from '../audit/types.js';
 import type { Principal } from '../auth/roles.js';
 import { releaseBinding, type KeyService } from '../keys/key-service.js';
 import { assertTenant, type KeyType } from '../keys/types.js';
@@ -126,7 +126,10 @@ export interface AttestResponse {
   policyId: string;
   /** When the EAR and the session expire. */
   expiresAt: string;
-  auditIndex: number;
+  /** The appraisal's audit event: its ledger index (or its index in the interim table when the broker has no ledger). */
+  auditIndex?: number;
+  /** Instead of `auditIndex` while the ledger cannot take entries: the event waits in the interim table, and is forwarded later. */
+  auditInterimIndex?: number;
 }
 
 export interface ReleaseRequest {
@@ -147,7 +150,9 @@ export interface ReleaseResponse {
   wrappedKey: string;
   /** The release context the wrapping authenticates (its RFC 8785 form is the HPKE aad). */
   context: ReleaseContext;
-  auditIndex: number;
+  /** As in AttestResponse. */
+  auditIndex?: number;
+  auditInterimIndex?: number;
 }
 
 /**
@@ -335,17 +340,18 @@ export class AttestationService {
       facts.earDigest = earDigest;
       facts.recipientDigest = `sha256:${sha256Hex(runtime.teeKey.publicKey)}`;
       await this.sessions.bindSession(session.id, releaseBinding(earDigest, runtime.teeKey), ear.exp * 1000, now);
-      let auditIndex: number;
+      let recorded: AuditRecord;
       try {
-        ({ index: auditIndex } = await this.appendAudit(actor, 'attest.appraise', session.tenant, 'allow', undefined, facts, now));
+        recorded = await this.appendAudit(actor, 'attest.appraise', session.tenant, 'allow', undefined, facts, now);
       } catch (e) {
         // No record, no EAR: the session is closed so the unsent EAR could not be used either.
         await this.sessions.closeSession(session.id, now).catch(() => undefined);
         throw new CustodyError('ERR_STORE_AUDIT_UNAVAILABLE', undefined, { cause: e, detail: { applied: false } });
       }
       this.counters?.attest.inc({ platform, outcome: 'allow' });
-      this.log.info({ op: 'attest', tenant: session.tenant, session: session.id, platform, ...(devices ? { devices: devices.length } : {}), status: appraisal.status, policy: facts.policy, auditIndex }, 'attestation affirmed');
-      return { session: session.id, ear: token, status: appraisal.status, platform, policyId: policy.policyId, expiresAt: iso(ear.exp * 1000), auditIndex };
+      const where = auditWhere(recorded);
+      this.log.info({ op: 'attest', tenant: session.tenant, session: session.id, platform, ...(devices ? { devices: devices.length } : {}), status: appraisal.status, policy: facts.policy, ...where }, 'attestation affirmed');
+      return { session: session.id, ear: token, status: appraisal.status, platform, policyId: policy.policyId, expiresAt: iso(ear.exp * 1000), ...where };
     } catch (e) {
       const err = toCustodyError(e);
       // In a composite, the refusal names the device (submodule) it is about.
@@ -414,7 +420,7 @@ export class AttestationService {
         scheme: released.wrapped.scheme,
         wrappedKey: toBase64Url(released.wrapped.payload),
         context: released.context,
-        auditIndex: released.auditIndex,
+        ...auditWhere({ index: released.auditIndex, ...(released.auditInterim ? { interim: true } : {}) }),
       };
     } catch (e) {
       this.counters?.release.inc({ outcome: toCustodyError(e).code });
@@ -592,7 +598,7 @@ export class AttestationService {
     return result;
   }
 
-  private async appendAudit(actor: Principal, action: AuditEvent['action'], tenant: string, verdict: AuditVerdict, reason: string | undefined, detail: Record<string, string | number | boolean>, now: number): Promise<{ index: number }> {
+  private async appendAudit(actor: Principal, action: AuditEvent['action'], tenant: string, verdict: AuditVerdict, reason: string | undefined, detail: Record<string, string | number | boolean>, now: number): Promise<AuditRecord> {
     const event: AuditEvent = {
       v: 1,
       action,
@@ -775,4 +781,9 @@ export function earLifetimeBound(options: { earTtlSeconds?: number; sessionTtlSe
 function seconds(v: number, what: string): number {
   if (!Number.isInteger(v) || v < 1 || v > 86_400) throw new CustodyError('ERR_USAGE', `${what} must be 1 to 86400 seconds`);
   return v;
+}
+
+/** Where an answer says its audit event is: `auditIndex`, or `auditInterimIndex` while it waits for the ledger. */
+function auditWhere(r: AuditRecord): { auditIndex: number } | { auditInterimIndex: number } {
+  return r.interim ? { auditInterimIndex: r.index } : { auditIndex: r.index };
 }

@@ -175,7 +175,9 @@ export interface FetchedKey {
   policyId: string;
   /** When the EAR (and the session) expire. */
   earExpiresAt: string;
-  auditIndex: number;
+  /** The release's audit event in the ledger; absent while it waits in the broker's interim table (then `auditInterimIndex`). */
+  auditIndex?: number;
+  auditInterimIndex?: number;
 }
 
 /** The whole handshake: challenge, a fresh TEE key, evidence over the runtime data, attest, release, unwrap. */
@@ -200,6 +202,7 @@ export async function fetchKey(options: FetchKeyOptions): Promise<FetchedKey> {
     status: attested.status,
     policyId: attested.policyId,
     earExpiresAt: attested.expiresAt,
-    auditIndex: released.auditIndex,
+    ...(released.auditIndex !== undefined ? { auditIndex: released.auditIndex } : {}),
+    ...(released.auditInterimIndex !== undefined ? { auditInterimIndex: released.auditInterimIndex } : {}),
   };
 }

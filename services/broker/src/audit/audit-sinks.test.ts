@@ -41,19 +41,123 @@ describe('audit sinks', () => {
     await expect(sink.append(event(2))).rejects.toMatchObject({ code: 'ERR_STORE_AUDIT_UNAVAILABLE', detail: { applied: false } });
   });
 
-  it('FallbackAuditSink uses the ledger, keeps what the ledger refuses locally, and fails only when both fail', async () => {
+  it('FallbackAuditSink uses the ledger, keeps what the ledger refuses locally (said so in its answer), and fails only when both fail', async () => {
     const ledger = new InMemoryAuditSinkTestDouble();
     const failures: unknown[] = [];
-    const sink = new FallbackAuditSink(ledger, new InterimLocalAuditSink(store), (e) => failures.push(e));
-    expect(await sink.append(event(0))).toEqual({ index: 0 });
-    expect(ledger.events).toHaveLength(1);
+    const sink = new FallbackAuditSink(ledger, new InterimLocalAuditSink(store), { onFallback: (e) => failures.push(e) });
+    try {
+      expect(await sink.append(event(0))).toEqual({ index: 0 });
+      expect(ledger.events).toHaveLength(1);
+      ledger.failing = true;
+      expect(await sink.append(event(1))).toEqual({ index: 0, interim: true });
+      expect(failures).toHaveLength(1);
+      expect((failures[0] as CustodyError).code).toBe('ERR_TLOG_UNAVAILABLE');
+      const kept = await store.readAudit(null, -1, 10);
+      expect(JSON.parse(kept[0]!.event)).toMatchObject({ key: { version: 2 }, detail: { auditFallback: true } });
+      await sink.close();
+      await store.close();
+      await expect(sink.append(event(2))).rejects.toMatchObject({ code: 'ERR_STORE_AUDIT_UNAVAILABLE' });
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('FallbackAuditSink stops trying a failing ledger for retryAfterMs, then forwards what it kept, in order, each once, and records it', async () => {
+    let t = 0;
+    const ledger = new InMemoryAuditSinkTestDouble();
+    let tried = 0;
+    ledger.beforeAppend = () => {
+      tried++;
+      return Promise.resolve();
+    };
+    const forwarded: number[] = [];
+    const sink = new FallbackAuditSink(ledger, new InterimLocalAuditSink(store), { retryAfterMs: 1000, now: () => t, onForwarded: (n) => forwarded.push(n) });
+    try {
+      ledger.failing = true;
+      expect(await sink.append(event(0))).toEqual({ index: 0, interim: true });
+      // While it is down, the ledger is not tried again: a hung ledger costs one caller its wait.
+      expect(await sink.append(event(1))).toEqual({ index: 1, interim: true });
+      expect(await sink.append(event(2))).toEqual({ index: 2, interim: true });
+      expect(tried).toBe(1);
+      expect(sink.pending).toBe(3);
+      // Back, and its time is up: the next append goes to the ledger and the kept ones follow it.
+      ledger.failing = false;
+      t = 1000;
+      expect(await sink.append(event(3))).toEqual({ index: 0 });
+      await sink.forward();
+      expect(sink.pending).toBe(0);
+      expect(forwarded).toEqual([3]);
+      expect(ledger.events.map((e) => [e.key!.version, e.detail?.interimIndex])).toEqual([
+        [4, undefined],
+        [1, 0],
+        [2, 1],
+        [3, 2],
+      ]);
+      expect(ledger.events.slice(1).every((e) => e.detail?.auditFallback === true)).toBe(true);
+      // The interim table records where each went: rows 3, 4, 5 are audit.forwarded.
+      const rows = (await store.readAudit(null, -1, 20)).map((r) => JSON.parse(r.event) as AuditEvent);
+      expect(rows.slice(3).map((r) => [r.action, r.detail?.interimIndex, r.detail?.ledgerIndex])).toEqual([
+        ['audit.forwarded', 0, 1],
+        ['audit.forwarded', 1, 2],
+        ['audit.forwarded', 2, 3],
+      ]);
+      // Nothing is forwarded twice.
+      await sink.forward();
+      expect(ledger.events).toHaveLength(4);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('a new FallbackAuditSink forwards what an earlier one kept and did not forward (a restart), and only that', async () => {
+    const ledger = new InMemoryAuditSinkTestDouble();
     ledger.failing = true;
-    expect(await sink.append(event(1))).toEqual({ index: 0 });
-    expect(failures).toHaveLength(1);
-    expect((failures[0] as CustodyError).code).toBe('ERR_TLOG_UNAVAILABLE');
-    const kept = await store.readAudit(null, -1, 10);
-    expect(JSON.parse(kept[0]!.event)).toMatchObject({ key: { version: 2 }, detail: { auditFallback: true } });
-    await store.close();
-    await expect(sink.append(event(2))).rejects.toMatchObject({ code: 'ERR_STORE_AUDIT_UNAVAILABLE' });
+    const first = new FallbackAuditSink(ledger, new InterimLocalAuditSink(store), { retryAfterMs: 60_000 });
+    await first.append(event(0));
+    await first.append(event(1));
+    await first.close();
+    ledger.failing = false;
+    const second = new FallbackAuditSink(ledger, new InterimLocalAuditSink(store), { retryAfterMs: 60_000 });
+    try {
+      await second.forward();
+      expect(ledger.events.map((e) => e.detail?.interimIndex)).toEqual([0, 1]);
+      await second.close();
+      const third = new FallbackAuditSink(ledger, new InterimLocalAuditSink(store), { retryAfterMs: 60_000 });
+      await third.forward();
+      await third.close();
+      expect(ledger.events).toHaveLength(2);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('a forwarding pass that the ledger fails stops there and leaves the rest for later', async () => {
+    let t = 0;
+    const ledger = new InMemoryAuditSinkTestDouble();
+    ledger.failing = true;
+    const sink = new FallbackAuditSink(ledger, new InterimLocalAuditSink(store), { retryAfterMs: 1000, now: () => t });
+    try {
+      for (let i = 0; i < 3; i++) await sink.append(event(i));
+      ledger.failing = false;
+      t = 1000;
+      let n = 0;
+      ledger.beforeAppend = () => {
+        if (++n === 2) ledger.failing = true;
+        return Promise.resolve();
+      };
+      await sink.forward();
+      expect(ledger.events.map((e) => e.detail?.interimIndex)).toEqual([0]);
+      expect(sink.pending).toBe(2);
+      // Still within its wait: a pass does not try.
+      ledger.failing = false;
+      ledger.beforeAppend = undefined;
+      await sink.forward();
+      expect(sink.pending).toBe(2);
+      t = 2000;
+      await sink.forward();
+      expect(ledger.events.map((e) => e.detail?.interimIndex)).toEqual([0, 1, 2]);
+    } finally {
+      await sink.close();
+    }
   });
 });

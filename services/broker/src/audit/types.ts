@@ -27,7 +27,9 @@ export type AuditAction =
   /** The handshake's appraisal of a workload's evidence (allow: an EAR was issued; deny: why not). */
   | 'attest.appraise'
   /** A tenant's appraisal policy replaced through the API (id, version, digest; never the text). */
-  | 'policy.changed';
+  | 'policy.changed'
+  /** An event kept in the interim table during a ledger outage reached the ledger (interim table only). */
+  | 'audit.forwarded';
 
 /**
  * One audit event. Serialized as canonical JSON (RFC 8785) by the sink. Fields hold only public
@@ -57,5 +59,12 @@ export interface AuditEvent {
  * ERR_STORE_AUDIT_UNAVAILABLE (or any error) when it cannot, and callers then fail closed.
  */
 export interface AuditSink {
-  append(event: AuditEvent): Promise<{ index: number }>;
+  append(event: AuditEvent): Promise<AuditRecord>;
+}
+
+/** Where an event was recorded: its index, in the interim table instead of the ledger when `interim`. */
+export interface AuditRecord {
+  index: number;
+  /** Kept in the interim table while the ledger could not take it (FallbackAuditSink); forwarded later. */
+  interim?: boolean;
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { CustodyError, secureRandom, systemClock, timingSafeEqual, toBase64, toHex, toCustodyError, utf8, wipe, type Bytes, type Clock } from '@custody/core';
-import type { AuditAction, AuditEvent, AuditSink, AuditVerdict } from '../audit/types.js';
+import type { AuditAction, AuditEvent, AuditRecord, AuditSink, AuditVerdict } from '../audit/types.js';
 import { issueApiKey } from '../auth/api-keys.js';
 import { authorize, type Permission, type Principal } from '../auth/roles.js';
 import type { KeyStore, KeyWrapper, RecipientKey, ReleaseContext, WrappedKey } from '../keystore/types.js';
@@ -117,8 +117,10 @@ export interface ReleasedKey {
   wrapped: WrappedKey;
   /** The release context the wrapping authenticates (as canonical JSON); the TEE needs it to unwrap. */
   context: ReleaseContext;
-  /** Index of the audit event that recorded this release. */
+  /** Index of the audit event that recorded this release: in the ledger, or in the interim table when `auditInterim`. */
   auditIndex: number;
+  /** The event waits in the interim table (the ledger could not take it); it is forwarded later. */
+  auditInterim?: boolean;
 }
 
 export interface GeneratedDataKey {
@@ -348,22 +350,22 @@ export class KeyService {
         const before = await this.metadata.checkRelease(key.id, ref.version, key.releasePolicy);
         if ((before === 'rotated' || before === 'policy-changed') && attempt < RELEASE_ATTEMPTS) continue;
         throwUnlessOk(before);
-        let index: number;
+        let recorded: AuditRecord;
         try {
-          ({ index } = await this.appendAudit(principal, 'key.release', tenant, subject, 'allow', undefined, { ...base, policyDigest: `sha256:${sha256Hex(key.releasePolicy)}` }));
+          recorded = await this.appendAudit(principal, 'key.release', tenant, subject, 'allow', undefined, { ...base, policyDigest: `sha256:${sha256Hex(key.releasePolicy)}` });
         } catch (e) {
           throw new CustodyError('ERR_STORE_AUDIT_UNAVAILABLE', undefined, { cause: e, detail: { applied: false } });
         }
         // The final re-check: nothing is awaited between it and handing the result back.
         const after = await this.metadata.checkRelease(key.id, ref.version, key.releasePolicy);
         if (after !== 'ok') {
-          await this.appendAudit(principal, 'key.release', tenant, subject, 'deny', releaseCheckCode(after), { ...base, supersedes: index }).catch(() => undefined);
+          await this.appendAudit(principal, 'key.release', tenant, subject, 'deny', releaseCheckCode(after), { ...base, supersedes: recorded.index }).catch(() => undefined);
           if ((after === 'rotated' || after === 'policy-changed') && attempt < RELEASE_ATTEMPTS) continue;
           denialAudited = true;
           throwUnlessOk(after);
         }
-        this.log.info({ op: 'key.release', tenant, key: name, keyId: key.id, version: ref.version, session: attestation.sessionId, auditIndex: index }, 'key released');
-        return { key: { id: key.id, name: key.name, type: key.type, version: ref.version }, wrapped, context, auditIndex: index };
+        this.log.info({ op: 'key.release', tenant, key: name, keyId: key.id, version: ref.version, session: attestation.sessionId, auditIndex: recorded.index, ...(recorded.interim ? { auditInterim: true } : {}) }, 'key released');
+        return { key: { id: key.id, name: key.name, type: key.type, version: ref.version }, wrapped, context, auditIndex: recorded.index, ...(recorded.interim ? { auditInterim: true } : {}) };
       }
     } catch (e) {
       const err = toCustodyError(e);
@@ -588,7 +590,7 @@ export class KeyService {
     verdict: AuditVerdict,
     reason?: string,
     detail?: AuditEvent['detail'],
-  ): Promise<{ index: number }> {
+  ): Promise<AuditRecord> {
     const event: AuditEvent = {
       v: 1,
       action,
