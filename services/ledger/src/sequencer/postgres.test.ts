@@ -102,4 +102,24 @@ describe.skipIf(skip !== undefined)('PostgreSQL sequencing: several writers shar
   it('reports an unreachable database as ERR_TLOG_UNAVAILABLE', async () => {
     await expect(PostgresSequencer.open('postgresql://nobody@/postgres?host=/nonexistent-socket-dir', 'log.test/none')).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE' });
   });
+
+  it('a connection the server ends while held (between two queries) fails that call, not the process; the next call works', async () => {
+    const seq = await PostgresSequencer.open(pg.url, 'log.test/terminated');
+    try {
+      // publish() holds its client across `write`: end that backend from another connection meanwhile.
+      const publishing = seq.publish(1, async () => {
+        const admin = new pgDriver.Client({ connectionString: pg.url });
+        await admin.connect();
+        await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'UPDATE tlog_published%'");
+        await admin.end();
+        // Give the held client time to see its connection end (its 'error' event) before COMMIT.
+        await new Promise((r) => setTimeout(r, 200));
+        return true;
+      });
+      await expect(publishing).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE' });
+      expect(await seq.sequence([utf8('after')])).toBe(0);
+    } finally {
+      await seq.close();
+    }
+  });
 });

@@ -33,21 +33,21 @@ export class PostgresSequencer implements Sequencer {
   ) {}
 
   static async open(config: pg.PoolConfig | string, origin: string): Promise<PostgresSequencer> {
-    const pool = new pg.Pool(typeof config === 'string' ? { connectionString: config, max: 4 } : { max: 4, ...config });
+    // Bounded waits: a server that stops answering (a partition, a frozen host) fails calls
+    // instead of holding every append behind one that never ends.
+    const defaults: pg.PoolConfig = { max: 4, connectionTimeoutMillis: 5000, query_timeout: 10_000, keepAlive: true };
+    const pool = new pg.Pool(typeof config === 'string' ? { ...defaults, connectionString: config } : { ...defaults, ...config });
     // An idle client's network error must not crash the process; queries surface it instead.
     pool.on('error', () => undefined);
     try {
-      const c = await pool.connect();
-      try {
+      await withClient(pool, 'cannot prepare the PostgreSQL sequencer', async (c) => {
         await c.query('SELECT pg_advisory_lock(727001)');
         await c.query(SCHEMA);
         await c.query('INSERT INTO tlog_sequence (origin, next_index) VALUES ($1, 0) ON CONFLICT DO NOTHING', [origin]);
         await c.query('INSERT INTO tlog_integrated (origin, size, root) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING', [origin, Buffer.from(rfc6962.emptyRoot())]);
         await c.query('INSERT INTO tlog_published (origin, size) VALUES ($1, 0) ON CONFLICT DO NOTHING', [origin]);
         await c.query('SELECT pg_advisory_unlock(727001)');
-      } finally {
-        c.release();
-      }
+      });
     } catch (e) {
       await pool.end().catch(() => undefined);
       throw unavailable(e, 'cannot prepare the PostgreSQL sequencer');
@@ -59,10 +59,7 @@ export class PostgresSequencer implements Sequencer {
   }
 
   async sequence(entries: readonly Uint8Array[]): Promise<number> {
-    const c = await this.pool.connect().catch((e: unknown) => {
-      throw unavailable(e, 'cannot reach PostgreSQL');
-    });
-    try {
+    return withClient(this.pool, 'sequencing failed', async (c) => {
       await c.query('BEGIN');
       const r = await c.query<{ first: string }>('UPDATE tlog_sequence SET next_index = next_index + $2 WHERE origin = $1 RETURNING next_index - $2 AS first', [
         this.origin,
@@ -76,12 +73,7 @@ export class PostgresSequencer implements Sequencer {
       ]);
       await c.query('COMMIT');
       return first;
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw unavailable(e, 'sequencing failed');
-    } finally {
-      c.release();
-    }
+    });
   }
 
   async state(): Promise<TreeState & { sequenced: number }> {
@@ -98,10 +90,7 @@ export class PostgresSequencer implements Sequencer {
   }
 
   async integrate(maxEntries: number, work: (state: TreeState, entries: Bytes[]) => Promise<TreeState>): Promise<{ state: TreeState; advanced: boolean }> {
-    const c = await this.pool.connect().catch((e: unknown) => {
-      throw unavailable(e, 'cannot reach PostgreSQL');
-    });
-    try {
+    return withClient(this.pool, 'integration failed', async (c) => {
       await c.query('BEGIN');
       const lock = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS ok', [this.lockKey]);
       const cur = await c.query<{ size: string; root: Buffer }>('SELECT size, root FROM tlog_integrated WHERE origin = $1', [this.origin]);
@@ -138,19 +127,11 @@ export class PostgresSequencer implements Sequencer {
       await c.query('DELETE FROM tlog_pending WHERE origin = $1 AND idx < $2', [this.origin, next.size]);
       await c.query('COMMIT');
       return { state: next, advanced: !equalBytes(next.root, st.root) || next.size !== st.size };
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw unavailable(e, 'integration failed');
-    } finally {
-      c.release();
-    }
+    });
   }
 
   async publish(size: number, write: () => Promise<boolean>): Promise<boolean> {
-    const c = await this.pool.connect().catch((e: unknown) => {
-      throw unavailable(e, 'cannot reach PostgreSQL');
-    });
-    try {
+    return withClient(this.pool, 'publication failed', async (c) => {
       await c.query('BEGIN');
       // The row lock serializes publishers across writers; the size check keeps publication monotonic.
       const r = await c.query<{ size: string }>('SELECT size FROM tlog_published WHERE origin = $1 FOR UPDATE', [this.origin]);
@@ -169,15 +150,38 @@ export class PostgresSequencer implements Sequencer {
       }
       await c.query('COMMIT');
       return true;
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw unavailable(e, 'publication failed');
-    } finally {
-      c.release();
-    }
+    });
   }
 
   async close(): Promise<void> {
     await this.pool.end();
+  }
+}
+
+/**
+ * Runs `fn` (a transaction) on a pooled client. An 'error' the client emits while it is held (its
+ * server went away between two queries) fails the call instead of crashing the process, and a
+ * client whose call failed is dropped (its transaction, if open, ends with it), not pooled again.
+ */
+async function withClient<T>(pool: pg.Pool, what: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  const c = await pool.connect().catch((e: unknown) => {
+    throw unavailable(e, 'cannot reach PostgreSQL');
+  });
+  let lost = false;
+  const onError = () => {
+    lost = true;
+  };
+  c.on('error', onError);
+  let failed = false;
+  try {
+    return await fn(c);
+  } catch (e) {
+    // No ROLLBACK: after a timeout it would wait behind the stuck query. Dropping the connection
+    // ends its transaction on the server all the same.
+    failed = true;
+    throw unavailable(e, what);
+  } finally {
+    c.off('error', onError);
+    c.release(failed || lost);
   }
 }

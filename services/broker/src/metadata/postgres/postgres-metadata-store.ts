@@ -112,6 +112,8 @@ export interface PostgresMetadataStoreOptions {
   maxConnections?: number;
   /** How long to wait for a connection before failing closed with ERR_STORE_UNAVAILABLE. */
   connectTimeoutMs?: number;
+  /** Longest wait for a query's answer (default 10 s): past it the call fails with ERR_STORE_UNAVAILABLE and its connection is dropped. */
+  queryTimeoutMs?: number;
 }
 
 type Client = pg.PoolClient;
@@ -133,6 +135,9 @@ export class PostgresMetadataStore implements MetadataStore {
       connectionString: options.connectionString,
       max: options.maxConnections ?? 10,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 3000,
+      // A server that stops answering fails calls (ERR_STORE_UNAVAILABLE) instead of holding them.
+      query_timeout: options.queryTimeoutMs ?? 10_000,
+      keepAlive: true,
       idleTimeoutMillis: 30_000,
     });
     // An idle client losing its server must not crash the process; the next query fails closed.
@@ -434,6 +439,12 @@ export class PostgresMetadataStore implements MetadataStore {
       throw mapPgError(e);
     }
     let broken = false;
+    // An 'error' the client emits while held (its server went away between two queries) fails
+    // this call instead of crashing the process; the client is then dropped, not pooled again.
+    const onError = () => {
+      broken = true;
+    };
+    c.on('error', onError);
     try {
       await c.query('BEGIN');
       const out = await fn(c);
@@ -441,10 +452,11 @@ export class PostgresMetadataStore implements MetadataStore {
       return out;
     } catch (e) {
       const mapped = mapPgError(e);
-      broken = mapped.code === 'ERR_STORE_UNAVAILABLE';
+      broken ||= mapped.code === 'ERR_STORE_UNAVAILABLE';
       if (!broken) await c.query('ROLLBACK').catch(() => undefined);
       throw mapped;
     } finally {
+      c.off('error', onError);
       c.release(broken);
     }
   }
@@ -477,7 +489,7 @@ export function mapPgError(e: unknown): CustodyError {
     if (constraint === 'custody_keys_tenant_name') return new CustodyError('ERR_KEY_EXISTS');
     return new CustodyError('ERR_KEY_CONFLICT', 'a record with this id already exists', { detail: { sqlstate: code } });
   }
-  if (NETWORK_CODES.has(code) || code.startsWith('08') || /^57P0[1-3]$/.test(code) || code === '53300' || /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Cannot use a pool after calling end/i.test(message)) {
+  if (NETWORK_CODES.has(code) || code.startsWith('08') || /^57P0[1-3]$/.test(code) || code === '53300' || /Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Cannot use a pool after calling end/i.test(message)) {
     return new CustodyError('ERR_STORE_UNAVAILABLE', 'the metadata store is unavailable', { detail: { sqlstate: code || 'connection' } });
   }
   if (/^[0-9A-Z]{5}$/.test(code)) return new CustodyError('ERR_STORE_BACKEND', 'the metadata store refused the operation', { detail: { sqlstate: code } });

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import pgDriver from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CustodyError, equalBytes, toBase64 } from '@custody/core';
 import { issueApiKey } from '../../auth/api-keys.js';
@@ -163,6 +164,28 @@ describe('broker replicas on one PostgreSQL', () => {
     } finally {
       pg.startServer();
       await a.close();
+    }
+  });
+
+  it('a connection the server ends while a transaction holds it fails that call, not the process', async () => {
+    const url = await pg.createDatabase('terminated');
+    const store = await PostgresMetadataStore.open({ connectionString: url, maxConnections: 4, connectTimeoutMs: 1500 });
+    try {
+      // A transaction between two queries when its backend is ended (a restart, an administrator).
+      const tx = (store as unknown as { tx<T>(fn: (c: { query(sql: string): Promise<unknown> }) => Promise<T>): Promise<T> }).tx.bind(store);
+      const held = tx(async (c) => {
+        await c.query('SELECT 1');
+        const admin = new pgDriver.Client({ connectionString: url });
+        await admin.connect();
+        await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle in transaction'");
+        await admin.end();
+        await new Promise((r) => setTimeout(r, 200));
+        return c.query('SELECT 2');
+      });
+      expect(await codeOf(held)).toBe('ERR_STORE_UNAVAILABLE');
+      expect((await store.appendAudit('acme', Date.now(), '{"after":true}')).index).toBe(0);
+    } finally {
+      await store.close();
     }
   });
 });

@@ -70,6 +70,7 @@ export class PostgresReplayStore implements ReplayStore {
       max: options.maxConnections ?? 10,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 2000,
       query_timeout: options.queryTimeoutMs ?? 2000,
+      keepAlive: true,
       idleTimeoutMillis: 30_000,
     });
     // An idle client losing its server must not crash the process; the next commit fails closed.
@@ -87,6 +88,11 @@ export class PostgresReplayStore implements ReplayStore {
   private async migrate(): Promise<void> {
     const c = await this.pool.connect();
     let broken = false;
+    // The server going away while the client is held fails the migration, not the process.
+    const onError = () => {
+      broken = true;
+    };
+    c.on('error', onError);
     try {
       await c.query('BEGIN');
       await c.query('SELECT pg_advisory_xact_lock($1)', [LOCK_MIGRATE]);
@@ -96,6 +102,7 @@ export class PostgresReplayStore implements ReplayStore {
       broken = true;
       throw e;
     } finally {
+      c.off('error', onError);
       c.release(broken);
     }
   }
