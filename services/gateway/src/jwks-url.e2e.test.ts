@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { JSONWebKeySet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateEarSigningKey, loadPolicy } from '@custody/policy';
-import { createConfidentialFetch } from '@custody/sdk';
+import { createConfidentialFetch, discoverGateway } from '@custody/sdk';
 import type { BrokerClient } from './attestation/broker-client.js';
 import { LocalAppraisalBroker } from './attestation/local-broker.js';
 import { DEMO_MODEL_ID } from './backends/demo.js';
@@ -106,6 +106,10 @@ describe('broker signing-key rotation: the gateway, and SDK clients with jwksUrl
       await expect(cfetch(`${gw.url}/v1/chat/completions`, chat('never sent'))).rejects.toMatchObject({ code: 'ERR_SDK_DISCOVERY' });
       // No request reached the gateway's pipeline (it logs a decision for every request it reads).
       expect(gw.logs.slice(lines).filter((l) => l.includes('"gate.decision"') || l.includes('"receipt"'))).toEqual([]);
+      // Discovery reports it in its document (it does not throw), with the gateway's bundle.
+      const d = await discoverGateway({ gateway: gw.url, jwksUrl, allowSimulated: true });
+      expect(d.document).toMatchObject({ ok: false, error: { code: 'ERR_SDK_DISCOVERY', step: 'trust' } });
+      expect(d.bundle?.ear).toBeTypeOf('string');
     } finally {
       jwksStatus = 200;
     }

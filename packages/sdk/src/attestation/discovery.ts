@@ -129,9 +129,22 @@ export interface DiscoverOptions extends GatewayTrustOptions {
 /** Fetches and verifies in one step. Never throws for a failed check: see `document.ok`. */
 export async function discoverGateway(options: DiscoverOptions): Promise<{ document: VerificationDocument; verified?: VerifiedGateway; bundle?: AttestationBundle }> {
   const now = options.now ?? systemClock;
-  const jwks = options.jwks ?? (options.jwksUrl ? await fetchJwks(options.jwksUrl, options.fetch) : undefined);
-  const wantsNonce = options.nonce !== undefined || (options.freshNonce ?? jwks === undefined);
+  const failed = (e: unknown, what: string): VerificationDocument => {
+    const err = isCustodyError(e) ? e : new CustodyError('ERR_SDK_DISCOVERY', undefined, { cause: e });
+    return {
+      format: 'custody.dev/gateway-verification/v1',
+      ok: false,
+      gateway: String(options.gateway),
+      verifiedAt: now().toISOString(),
+      steps: [{ name: 'trust', ok: false, ran: true, detail: `${what} failed: ${err.message}`, code: err.code }],
+      error: { code: err.code, message: err.message, step: 'trust' },
+    };
+  };
+  const brokerTrusted = options.jwks !== undefined || options.jwksUrl !== undefined;
+  const wantsNonce = options.nonce !== undefined || (options.freshNonce ?? !brokerTrusted);
   const nonce = options.nonce ?? (wantsNonce ? (options.random ?? secureRandom)(32) : undefined);
+  // The gateway first: when it cannot serve (revoked, lapsed), its own code says so, whether or
+  // not the broker's JWKS could be fetched.
   let bundle: AttestationBundle;
   try {
     bundle = await fetchAttestationBundle(options.via ?? options.gateway, {
@@ -140,16 +153,15 @@ export async function discoverGateway(options: DiscoverOptions): Promise<{ docum
       ...(options.signal ? { signal: options.signal } : {}),
     });
   } catch (e) {
-    const err = isCustodyError(e) ? e : new CustodyError('ERR_SDK_DISCOVERY', undefined, { cause: e });
-    const document: VerificationDocument = {
-      format: 'custody.dev/gateway-verification/v1',
-      ok: false,
-      gateway: String(options.gateway),
-      verifiedAt: now().toISOString(),
-      steps: [{ name: 'trust', ok: false, ran: true, detail: `discovery failed: ${err.message}`, code: err.code }],
-      error: { code: err.code, message: err.message, step: 'trust' },
-    };
-    return { document };
+    return { document: failed(e, 'discovery') };
+  }
+  let jwks = options.jwks;
+  if (!jwks && options.jwksUrl) {
+    try {
+      jwks = await fetchJwks(options.jwksUrl, options.fetch);
+    } catch (e) {
+      return { document: failed(e, "the broker's JWKS fetch"), bundle };
+    }
   }
   const r = await verifyGatewayBundle(bundle, { ...options, ...(jwks ? { jwks } : {}), now: now(), gateway: String(options.gateway), ...(nonce ? { nonce } : {}) });
   return { ...r, bundle };
