@@ -100,6 +100,8 @@ export async function openBroker(config: BrokerStorageConfig, plugins: BrokerPlu
         ...(plugins.auditRetryMs !== undefined ? { retryAfterMs: plugins.auditRetryMs } : {}),
         onFallback: (e) => logger.error({ op: 'audit.fallback', code: (e as { code?: string }).code ?? 'unknown' }, 'audit sink failed; events are kept in the interim table and forwarded when it takes them again'),
         onForwarded: (count) => logger.info({ op: 'audit.forwarded', count }, 'events kept in the interim table reached the audit sink'),
+        onRefused: (interimIndex, e) => logger.error({ op: 'audit.forward_refused', interimIndex, code: (e as { code?: string }).code ?? 'unknown' }, 'the audit sink refuses an event kept in the interim table; it stays there only'),
+        onTampered: (atIndex) => logger.error({ op: 'audit.interim_tampered', atIndex }, 'the interim audit table does not verify (hash chain); nothing more is forwarded from it'),
       })
     : undefined;
   const audit = fallback ?? interim;

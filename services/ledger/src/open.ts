@@ -112,18 +112,18 @@ export class HttpAuditSink implements AuditSink {
   /**
    * `fetchFn`: the transport for every call (tests inject one). Default: node:http with
    * keep-alive, appends answered in at most 64 KiB and reads in at most one entry bundle, each
-   * call ended within 10 s.
+   * call ended within `timeoutMs` (default 10 s).
    */
   constructor(
     private readonly url: string,
     fetchFn?: FetchLike,
-    options: { waitMs?: number; writerKey?: string } = {},
+    options: { waitMs?: number; writerKey?: string; timeoutMs?: number } = {},
   ) {
     this.writerKey = options.writerKey === undefined ? undefined : writerKeyFrom(options.writerKey);
     let reads: FetchLike;
     if (fetchFn) reads = this.appendFetch = fetchFn;
     else {
-      const ledger = { peer: 'the ledger', code: 'ERR_TLOG_UNAVAILABLE', timeoutMs: CALL_TIMEOUT_MS } as const;
+      const ledger = { peer: 'the ledger', code: 'ERR_TLOG_UNAVAILABLE', timeoutMs: options.timeoutMs ?? CALL_TIMEOUT_MS } as const;
       const a = nodeHttpFetch({ ...ledger, maxBody: MAX_SINK_RESPONSE });
       const r = nodeHttpFetch({ ...ledger, maxBody: MAX_BUNDLE_SIZE });
       this.owned.push(a, r);
@@ -144,7 +144,7 @@ export class HttpAuditSink implements AuditSink {
    * readable, so a service pointed at a wrong or stopped ledger says so at start instead of
    * refusing its first audited operation.
    */
-  static async connect(url: string, fetchFn?: FetchLike, options: { writerKey?: string } = {}): Promise<HttpAuditSink> {
+  static async connect(url: string, fetchFn?: FetchLike, options: { writerKey?: string; timeoutMs?: number } = {}): Promise<HttpAuditSink> {
     let u: URL;
     try {
       u = new URL(url);

@@ -18,6 +18,9 @@ import type { Register } from './index.js';
 import { EXIT_BAD_INPUT, EXIT_UNAVAILABLE } from '../exit.js';
 import { commandName, failWith, printJson, shellWord } from '../output.js';
 
+/** How long the broker waits for the ledger to take an audit event before keeping it in its interim table. */
+const BROKER_LEDGER_TIMEOUT_MS = 4000;
+
 export const DEFAULT_BROKER_PORT = 8787;
 export const DEFAULT_DATA_DIR = './custody-data';
 /** The EAR signing key file's name in the data directory. */
@@ -222,7 +225,9 @@ export const register: Register = (program: Command) => {
         const postgres = opts.postgres ?? (process.env.CUSTODY_DATABASE_URL || undefined);
         const masterKey = masterKeyOption(opts.masterKey, opts.masterKeyPcrs);
         const writerKey = opts.ledger !== undefined ? takeWriterKey(opts.ledgerKeyEnv ?? 'CUSTODY_LEDGER_KEY') : undefined;
-        const audit = opts.ledger !== undefined ? await HttpAuditSink.connect(opts.ledger, undefined, writerKey ? { writerKey } : {}) : undefined;
+        // A ledger that hangs costs an audited call at most 4 s (then its event waits in the
+        // interim table), within the 10 s that clients give the broker.
+        const audit = opts.ledger !== undefined ? await HttpAuditSink.connect(opts.ledger, undefined, { ...(writerKey ? { writerKey } : {}), timeoutMs: BROKER_LEDGER_TIMEOUT_MS }) : undefined;
         if (masterKey !== 'file' && (opts.keystore ?? 'embedded') !== 'embedded') throw new CustodyError('ERR_USAGE', '--master-key tpm applies to the embedded key store only');
         const started = await startBroker({
           dataDir,

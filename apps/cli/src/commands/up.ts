@@ -218,7 +218,7 @@ export const register: Register = (program: Command) => {
         say(`      --response ${q(resolve(saved, 'response.json'))}${proofFile ? ` --proof ${q(proofFile)} --vkey '${vkey}'` : ''}`);
         say(`    (offline: the gateway was attested when it answered, the receipt is signed by its attested key, is in the log, and covers this answer)`);
         say(`  Every appraisal, release, refusal and receipt above is an entry of that log; no prompt text or key bytes are in it.`);
-        if (json) printJson({ ok: samples.every((x) => x.result.ok), samples, ledger: ledgerServer.url, broker: broker.url, gateway: gw.url, release: { key: good.key, auditIndex: good.auditIndex }, receipt: r.receipt, verification: r.verification });
+        if (json) printJson({ ok: samples.every((x) => x.result.ok), samples, ledger: ledgerServer.url, broker: broker.url, gateway: gw.url, release: { key: good.key, ...(good.auditIndex !== undefined ? { auditIndex: good.auditIndex } : { auditInterimIndex: good.auditInterimIndex }) }, receipt: r.receipt, verification: r.verification });
         if (opts.once) {
           await closeAll();
           process.exitCode = samples.every((x) => x.result.ok) ? EXIT_OK : EXIT_NOT_VERIFIED;

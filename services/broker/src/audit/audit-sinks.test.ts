@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { canonicalize, type CustodyError } from '@custody/core';
+import { canonicalize, CustodyError } from '@custody/core';
 import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.js';
 import { InMemoryAuditSinkTestDouble } from '../testing/doubles.js';
 import { FallbackAuditSink, InterimLocalAuditSink } from './interim-local-audit-sink.js';
@@ -158,6 +158,85 @@ describe('audit sinks', () => {
       expect(ledger.events.map((e) => e.detail?.interimIndex)).toEqual([0, 1, 2]);
     } finally {
       await sink.close();
+    }
+  });
+
+  it('a kept event the ledger refuses for its content is recorded as refused and passed over; the rest still goes, and the ledger is not taken for down', async () => {
+    let t = 0;
+    const ledger = new InMemoryAuditSinkTestDouble();
+    ledger.failing = true;
+    const refused: number[] = [];
+    const sink = new FallbackAuditSink(ledger, new InterimLocalAuditSink(store), { retryAfterMs: 1000, now: () => t, onRefused: (i) => refused.push(i) });
+    try {
+      for (let i = 0; i < 3; i++) await sink.append(event(i));
+      ledger.failing = false;
+      // The ledger's own rules refuse the event of version 2 (say, a name it takes for a secret).
+      ledger.beforeAppend = (e) => (e.key?.version === 2 ? Promise.reject(new CustodyError('ERR_TLOG_EVENT_SECRET', 'looks like a secret')) : Promise.resolve());
+      t = 1000;
+      await sink.forward();
+      expect(refused).toEqual([1]);
+      expect(ledger.events.map((e) => e.detail?.interimIndex)).toEqual([0, 2]);
+      expect(sink.pending).toBe(0);
+      const rows = (await store.readAudit(null, 2, 20)).map((r) => JSON.parse(r.event) as AuditEvent);
+      expect(rows.map((r) => [r.action, r.detail?.interimIndex, r.detail?.code])).toEqual([
+        ['audit.forwarded', 0, undefined],
+        ['audit.forward_refused', 1, 'ERR_TLOG_EVENT_SECRET'],
+        ['audit.forwarded', 2, undefined],
+      ]);
+      // A live event refused as such is kept, but the ledger stays in use for the next one.
+      expect(await sink.append({ ...event(1), key: { ...event(1).key!, version: 2 } })).toMatchObject({ interim: true });
+      expect(await sink.append(event(5))).toEqual({ index: 2 });
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('forwards what an earlier run kept even when its first read of the table fails', async () => {
+    const ledger = new InMemoryAuditSinkTestDouble();
+    ledger.failing = true;
+    const first = new FallbackAuditSink(ledger, new InterimLocalAuditSink(store), { retryAfterMs: 60_000 });
+    await first.append(event(0));
+    await first.close();
+    ledger.failing = false;
+    let reads = 0;
+    const flaky = new InterimLocalAuditSink(store);
+    const read = flaky.read.bind(flaky);
+    flaky.read = (after, limit) => (++reads === 1 ? Promise.reject(new Error('the database blinked')) : read(after, limit));
+    const second = new FallbackAuditSink(ledger, flaky, { retryAfterMs: 50 });
+    try {
+      await expect.poll(() => ledger.events.map((e) => e.detail?.interimIndex), { timeout: 3000 }).toEqual([0]);
+      expect(reads).toBeGreaterThan(1);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('forwards nothing from an interim table whose hash chain does not verify', async () => {
+    const ledger = new InMemoryAuditSinkTestDouble();
+    ledger.failing = true;
+    const first = new FallbackAuditSink(ledger, new InterimLocalAuditSink(store), { retryAfterMs: 60_000 });
+    await first.append(event(0));
+    await first.close();
+    // A row written past the broker, hash and all made up: an event it never recorded.
+    const forged = new InterimLocalAuditSink(store);
+    const read = forged.read.bind(forged);
+    forged.read = async (after, limit) => (await read(after, limit)).map((r) => (r.index === 0 ? { ...r, event: r.event.replace('"version":1', '"version":9') } : r));
+    ledger.failing = false;
+    const tampered: number[] = [];
+    const second = new FallbackAuditSink(ledger, forged, { retryAfterMs: 60_000, onTampered: (i) => tampered.push(i) });
+    try {
+      await second.forward();
+      expect(tampered).toEqual([0]);
+      expect(ledger.events).toEqual([]);
+      expect(second.pending).toBe(0);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('refuses a retry interval under 10 ms or not a number', () => {
+    for (const retryAfterMs of [0, 5, Number.NaN, -1]) {
+      expect(() => new FallbackAuditSink(new InMemoryAuditSinkTestDouble(), new InterimLocalAuditSink(store), { retryAfterMs })).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }));
     }
   });
 });

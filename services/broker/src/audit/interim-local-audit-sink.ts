@@ -1,4 +1,5 @@
-import { canonicalize, CustodyError } from '@custody/core';
+import { canonicalize, CustodyError, toCustodyError, toHex } from '@custody/core';
+import { chainHash } from '../metadata/rows.js';
 import type { AuditRepository, StoredAuditEvent } from '../metadata/types.js';
 import type { AuditEvent, AuditSink, AuditRecord } from './types.js';
 
@@ -32,6 +33,10 @@ export interface FallbackAuditSinkOptions {
   onFallback?: (error: unknown) => void;
   /** Told how many kept events reached the primary in one pass. */
   onForwarded?: (count: number) => void;
+  /** Told of a kept event the primary refuses as such (not an outage): it is recorded as `audit.forward_refused` and passed over. */
+  onRefused?: (interimIndex: number, error: unknown) => void;
+  /** Told once when the interim table's hash chain does not verify: nothing more is forwarded from it. */
+  onTampered?: (atIndex: number) => void;
   /**
    * After the primary fails, how long appends go straight to the interim table without trying it
    * (default 30 s), so a ledger that hangs costs one caller its deadline, not every caller; also
@@ -53,18 +58,25 @@ const READ_PAGE = 500;
  * kept, each with `detail.interimIndex` naming its interim row, and each forwarding recorded in the
  * interim table by an `audit.forwarded` row (`detail.interimIndex`, `detail.ledgerIndex`). This runs
  * after an append the primary took, every `retryAfterMs` while events wait, and at start (events
- * kept before a restart). Replicas that share the interim table may each forward an event before
- * seeing the other's record: the ledger may then hold it twice, with the same `interimIndex`.
+ * kept before a restart). An event the primary refuses as such (its content, not an outage) is
+ * recorded as `audit.forward_refused` with the code and passed over. The table's hash chain is
+ * checked as it is read; a row that breaks it stops all forwarding (`onTampered`). Replicas that
+ * share the interim table may each forward an event before seeing the other's record: the ledger
+ * may then hold it twice, with the same `interimIndex`.
  */
 export class FallbackAuditSink implements AuditSink {
   private readonly retryAfterMs: number;
   private readonly now: () => number;
   /** Until then appends go straight to the interim table. */
   private downUntil = 0;
-  /** Interim rows kept and not yet forwarded; undefined until the table was first read. */
+  /** Interim rows kept and not yet forwarded, as far as the table was read. */
   private readonly waiting = new Set<number>();
   private readTo = -1;
+  /** The hash of row `readTo` (the chain is checked as rows are read). */
+  private lastHash: Uint8Array | null = null;
   private scanned = false;
+  /** The table's chain did not verify: nothing is forwarded from it. */
+  private tampered = false;
   private pass: Promise<void> | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private closed = false;
@@ -75,6 +87,7 @@ export class FallbackAuditSink implements AuditSink {
     private readonly options: FallbackAuditSinkOptions = {},
   ) {
     this.retryAfterMs = options.retryAfterMs ?? 30_000;
+    if (!Number.isFinite(this.retryAfterMs) || this.retryAfterMs < 10) throw new CustodyError('ERR_USAGE', 'the audit retry interval must be at least 10 ms');
     this.now = options.now ?? (() => performance.now());
     this.later(0);
   }
@@ -86,8 +99,9 @@ export class FallbackAuditSink implements AuditSink {
         if (this.waiting.size > 0) void this.forward();
         return r;
       } catch (e) {
-        this.downUntil = this.now() + this.retryAfterMs;
-        this.options.onFallback?.(e);
+        // An outage stops tries for a while; an event refused as such does not.
+        if (!refusedAsSuch(e)) this.downUntil = this.now() + this.retryAfterMs;
+        this.tell(() => this.options.onFallback?.(e));
       }
     }
     const kept = await this.fallback.append({ ...event, detail: { ...event.detail, auditFallback: true } });
@@ -105,7 +119,8 @@ export class FallbackAuditSink implements AuditSink {
   forward(): Promise<void> {
     this.pass ??= this.forwardPass().finally(() => {
       this.pass = undefined;
-      if (this.waiting.size > 0) this.later(this.retryAfterMs);
+      // Also when the table could not be read yet: events kept before a restart wait there.
+      if (this.waiting.size > 0 || !this.scanned) this.later(this.retryAfterMs);
     });
     return this.pass;
   }
@@ -126,14 +141,25 @@ export class FallbackAuditSink implements AuditSink {
     this.timer.unref?.();
   }
 
-  /** Reads the interim rows not read yet: kept events join `waiting`, forwarding records leave it. */
+  /**
+   * Reads the interim rows not read yet, checking their hash chain: kept events join `waiting`,
+   * forwarding records (and refusals) leave it. A row that breaks the chain stops all forwarding.
+   */
   private async readNew(): Promise<void> {
     for (;;) {
       const rows = await this.fallback.read(this.readTo, READ_PAGE);
       for (const row of rows) {
+        const hash = chainHash(this.lastHash, row.event);
+        if (row.index !== this.readTo + 1 || toHex(hash) !== row.hash) {
+          this.tampered = true;
+          this.waiting.clear();
+          this.tell(() => this.options.onTampered?.(row.index));
+          return;
+        }
         this.readTo = row.index;
+        this.lastHash = hash;
         const e = JSON.parse(row.event) as AuditEvent;
-        if (e.action === 'audit.forwarded') {
+        if (e.action === 'audit.forwarded' || e.action === 'audit.forward_refused') {
           if (typeof e.detail?.interimIndex === 'number') this.waiting.delete(e.detail.interimIndex);
         } else if (e.detail?.auditFallback === true && e.detail.interimIndex === undefined) this.waiting.add(row.index);
       }
@@ -141,14 +167,23 @@ export class FallbackAuditSink implements AuditSink {
     }
   }
 
+  /** Runs an observer; one that throws changes nothing here. */
+  private tell(f: () => void): void {
+    try {
+      f();
+    } catch {
+      // The observer's own failure.
+    }
+  }
+
   private async forwardPass(): Promise<void> {
     let forwarded = 0;
     try {
-      if (this.closed) return;
+      if (this.closed || this.tampered) return;
       // The whole table once (events kept before a restart), then only what was added since.
       if (!this.scanned || this.waiting.size > 0) await this.readNew();
       this.scanned = true;
-      while (this.waiting.size > 0 && !this.closed && this.now() >= this.downUntil) {
+      while (this.waiting.size > 0 && !this.closed && !this.tampered && this.now() >= this.downUntil) {
         let index = Infinity;
         for (const i of this.waiting) if (i < index) index = i;
         const [row] = await this.fallback.read(index - 1, 1);
@@ -161,26 +196,38 @@ export class FallbackAuditSink implements AuditSink {
         try {
           into = await this.primary.append({ ...kept, detail: { ...kept.detail, interimIndex: index } });
         } catch (e) {
-          this.downUntil = this.now() + this.retryAfterMs;
-          this.options.onFallback?.(e);
-          return;
+          if (!refusedAsSuch(e)) {
+            this.downUntil = this.now() + this.retryAfterMs;
+            this.tell(() => this.options.onFallback?.(e));
+            return;
+          }
+          // This event, not the ledger: recorded and passed over, so it blocks nothing behind it.
+          this.waiting.delete(index);
+          this.tell(() => this.options.onRefused?.(index, e));
+          await this.fallback.append(marker(kept, 'audit.forward_refused', { interimIndex: index, code: toCustodyError(e).code }));
+          continue;
         }
         this.waiting.delete(index);
         forwarded++;
-        await this.fallback.append({
-          v: 1,
-          action: 'audit.forwarded',
-          time: new Date().toISOString(),
-          actor: { tenant: kept.tenant, subject: 'system', role: 'system' },
-          tenant: kept.tenant,
-          verdict: 'allow',
-          detail: { interimIndex: index, ledgerIndex: into.index },
-        });
+        // Should this record fail to be written, a later start forwards the event again (the
+        // ledger then holds it twice, with the same interimIndex).
+        await this.fallback.append(marker(kept, 'audit.forwarded', { interimIndex: index, ledgerIndex: into.index }));
       }
     } catch {
       // The interim table failed: the next pass reads it again.
     } finally {
-      if (forwarded > 0) this.options.onForwarded?.(forwarded);
+      if (forwarded > 0) this.tell(() => this.options.onForwarded?.(forwarded));
     }
   }
+}
+
+/** A refusal of the event itself (its content), which trying again would not change; anything else is an outage. */
+function refusedAsSuch(e: unknown): boolean {
+  const code = toCustodyError(e).code;
+  return code.startsWith('ERR_TLOG_EVENT') || code === 'ERR_INPUT_TOO_LARGE' || code === 'ERR_INPUT_MALFORMED';
+}
+
+/** The interim table's record of what became of a kept event. */
+function marker(kept: AuditEvent, action: 'audit.forwarded' | 'audit.forward_refused', detail: Record<string, string | number>): AuditEvent {
+  return { v: 1, action, time: new Date().toISOString(), actor: { tenant: kept.tenant, subject: 'system', role: 'system' }, tenant: kept.tenant, verdict: action === 'audit.forwarded' ? 'allow' : 'error', detail };
 }

@@ -29,7 +29,9 @@ export type AuditAction =
   /** A tenant's appraisal policy replaced through the API (id, version, digest; never the text). */
   | 'policy.changed'
   /** An event kept in the interim table during a ledger outage reached the ledger (interim table only). */
-  | 'audit.forwarded';
+  | 'audit.forwarded'
+  /** The ledger refused such a kept event for its content (interim table only; `detail.code`). */
+  | 'audit.forward_refused';
 
 /**
  * One audit event. Serialized as canonical JSON (RFC 8785) by the sink. Fields hold only public

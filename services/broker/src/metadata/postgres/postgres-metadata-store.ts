@@ -453,7 +453,10 @@ export class PostgresMetadataStore implements MetadataStore {
     } catch (e) {
       const mapped = mapPgError(e);
       broken ||= mapped.code === 'ERR_STORE_UNAVAILABLE';
-      if (!broken) await c.query('ROLLBACK').catch(() => undefined);
+      if (!broken)
+        await c.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
       throw mapped;
     } finally {
       c.off('error', onError);
