@@ -139,7 +139,13 @@ export const register: Register = (program: Command) => {
         if (!existsSync(keyFile)) writeSecretFile(keyFile, (await generateSignerKey('custody.local/ledger', 1, secureRandom)).skey);
         const skey = readFileSync(keyFile, 'utf8').trim();
         const vkey = (await createEd25519Signer(skey)).vkey;
-        const { log, store } = await openLog({ dir: resolve(data, 'ledger'), skey, integrateIntervalMs: 100 });
+        const { log, store } = await openLog({
+          dir: resolve(data, 'ledger'),
+          skey,
+          integrateIntervalMs: 100,
+          // A log that cannot publish (a full disk, say) says so in custody.log, with the system's code.
+          onError: (e) => logger.warn({ event: 'ledger.retrying', code: e.code, error: e.message }, 'the ledger could not integrate or publish; retrying'),
+        });
         closers.push(() => log.close());
         // Reads only over HTTP: the broker and the gateway here write in process, so the log's
         // one writer key is made and thrown away.

@@ -67,3 +67,22 @@ describe('TransparencyLog proof cache', () => {
     }
   });
 });
+
+describe('FsTileStore write failures', () => {
+  const t = tempDir();
+  afterAll(() => t.cleanup());
+
+  it('a file-system failure is ERR_TLOG_UNAVAILABLE naming the step and the system code, not an internal error', async () => {
+    // `tile` is a file where the store needs a directory: the write fails as a full or read-only disk would.
+    const dir = join(t.dir, 'blocked');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'tile'), 'not a directory');
+    const store = new FsTileStore(dir);
+    const e = await store.writeTiles([{ tile: { level: 0, index: 0, width: 1 }, data: new Uint8Array(32) }]).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE', detail: { storage: 'tiles', errno: expect.stringMatching(/^E[A-Z]+$/) } });
+    expect((e as Error).message).toMatch(/could not write its tiles \(E[A-Z]+\)/);
+    // The checkpoint beside it is still written.
+    await store.writeCheckpoint('origin\n0\nAAAA\n');
+    expect(new TextDecoder().decode(await store.readCheckpoint())).toBe('origin\n0\nAAAA\n');
+  });
+});

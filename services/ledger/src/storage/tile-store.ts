@@ -56,7 +56,12 @@ export class FsTileStore implements LogSource {
       await unlink(tmp).catch(() => undefined);
       throw e;
     }
-    await rename(tmp, path);
+    try {
+      await rename(tmp, path);
+    } catch (e) {
+      await unlink(tmp).catch(() => undefined);
+      throw e;
+    }
   }
 
   /** fsyncs directories so renames and new entries in them survive a crash. */
@@ -76,14 +81,18 @@ export class FsTileStore implements LogSource {
   /** Writes tiles durably (all of them in parallel, then their directories). */
   async writeTiles(tiles: readonly TileWrite[]): Promise<void> {
     const dirs = new Set<string>();
-    await Promise.all(tiles.map((t) => this.writeAtomic(tilePath(t.tile), t.data, dirs)));
-    await this.syncDirs(dirs);
+    await storageStep('tiles', async () => {
+      await Promise.all(tiles.map((t) => this.writeAtomic(tilePath(t.tile), t.data, dirs)));
+      await this.syncDirs(dirs);
+    });
   }
 
   async writeCheckpoint(note: string): Promise<void> {
     const dirs = new Set<string>([this.dir]);
-    await this.writeAtomic('checkpoint', Buffer.from(note, 'utf8'), dirs);
-    await this.syncDirs([this.dir]);
+    await storageStep('checkpoint', async () => {
+      await this.writeAtomic('checkpoint', Buffer.from(note, 'utf8'), dirs);
+      await this.syncDirs([this.dir]);
+    });
   }
 
   async readCheckpoint(): Promise<Bytes> {
@@ -141,5 +150,20 @@ export class FsTileStore implements LogSource {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw e;
     }
+  }
+}
+
+/**
+ * A write of the public directory, its file-system failure (a full or read-only disk) made an
+ * ERR_TLOG_UNAVAILABLE that names the step and the system's code (ENOSPC, EROFS, EACCES...), so an
+ * operator reading the log sees the disk, not an internal error.
+ */
+async function storageStep(what: 'tiles' | 'checkpoint', f: () => Promise<void>): Promise<void> {
+  try {
+    await f();
+  } catch (e) {
+    if (e instanceof CustodyError) throw e;
+    const code = typeof (e as { code?: unknown })?.code === 'string' ? (e as { code: string }).code : 'unknown';
+    throw new CustodyError('ERR_TLOG_UNAVAILABLE', `the log could not write its ${what} (${code})`, { cause: e, detail: { storage: what, errno: code } });
   }
 }

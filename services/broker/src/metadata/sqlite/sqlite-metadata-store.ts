@@ -135,10 +135,17 @@ export class SqliteMetadataStore implements MetadataStore {
       db.pragma('foreign_keys = ON');
       db.pragma('secure_delete = ON');
     } catch (e) {
+      if (db! !== undefined && db.open) db.close();
       throw mapSqliteError(e);
     }
     const store = new SqliteMetadataStore(db, path === ':memory:' ? undefined : new WalSync(`${path}-wal`));
-    await store.migrate();
+    try {
+      await store.migrate();
+    } catch (e) {
+      // A store that cannot start (a full or read-only disk) lets go of its file.
+      await store.close().catch(() => undefined);
+      throw e;
+    }
     return store;
   }
 
