@@ -187,7 +187,7 @@ export class KeyService {
       this.log.info({ op: 'key.rotate', tenant: key.tenant, key: key.name, keyId: key.id, version: next }, 'key rotated');
       return this.view(updated);
     } catch (e) {
-      await this.undoMaterial(principal, 'key.rotate', key.tenant, subject, [ref], e);
+      await this.undoUnlessRecorded(e, () => this.metadata.getVersion(key.id, next).then((v) => v?.materialId === ref.materialId), principal, 'key.rotate', key.tenant, subject, [ref]);
       throw e;
     }
   }
@@ -477,7 +477,7 @@ export class KeyService {
     try {
       await this.metadata.insertKey(key, this.versionRecord(ref, material ? 'imported' : 'generated', info.length, info.publicKey, now));
     } catch (e) {
-      await this.undoMaterial(principal, action, input.tenant, subject, [ref], e);
+      await this.undoUnlessRecorded(e, () => this.metadata.getKey(input.tenant, input.name).then((k) => k?.id === keyId), principal, action, input.tenant, subject, [ref]);
       throw e;
     }
     this.log.info({ op: action, tenant: key.tenant, key: key.name, keyId, type: key.type, exportable }, action === 'key.create' ? 'key created' : 'key imported');
@@ -575,6 +575,24 @@ export class KeyService {
     }
     const check = await this.metadata.checkRelease(key.id, version);
     if (check !== 'rotated') throwUnlessOk(check);
+  }
+
+  /**
+   * After a failed metadata write, erases the new material, unless the write may have been
+   * recorded: a store that failed after its commit (the flush to disk, ERR_STORE_UNAVAILABLE) can
+   * have applied it, and erasing the material then would leave a key whose version has none. So
+   * the material is kept when `recorded` finds the record, or cannot tell; unused material names
+   * nothing and is harmless.
+   */
+  private async undoUnlessRecorded(cause: unknown, recorded: () => Promise<boolean>, principal: Principal, action: AuditAction, tenant: string, key: AuditEvent['key'], refs: MaterialRef[]): Promise<void> {
+    if (toCustodyError(cause).code === 'ERR_STORE_UNAVAILABLE') {
+      const found = await recorded().catch(() => undefined);
+      if (found !== false) {
+        this.log.warn({ op: action, tenant, key: key?.name, code: 'ERR_STORE_UNAVAILABLE', recorded: found ?? 'unknown' }, 'the store failed after the write may have been recorded; the new key material is kept');
+        return;
+      }
+    }
+    await this.undoMaterial(principal, action, tenant, key, refs, cause);
   }
 
   private async undoMaterial(principal: Principal, action: AuditAction, tenant: string, key: AuditEvent['key'], refs: MaterialRef[], cause: unknown): Promise<void> {
