@@ -3,7 +3,7 @@
 // stays usable, instead of a recorded key version left without material.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CustodyError } from '@custody/core';
-import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.js';
+import type { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.js';
 import { WalSync } from '../metadata/sqlite/wal-sync.js';
 import { admin, embeddedBackend, type Harness } from '../testing/harness.js';
 
@@ -19,10 +19,11 @@ describe('KeyService: a store failing after its commit', () => {
 
   it('create: the key was recorded, so its material is kept and it works', async () => {
     h = await embeddedBackend().open();
-    const insert = SqliteMetadataStore.prototype.insertKey;
-    vi.spyOn(SqliteMetadataStore.prototype, 'insertKey').mockImplementationOnce(async function (this: SqliteMetadataStore, ...a) {
+    const store = h.metadata as SqliteMetadataStore;
+    const insert = store.insertKey.bind(store);
+    vi.spyOn(store, 'insertKey').mockImplementationOnce(async (...a) => {
       vi.spyOn(WalSync.prototype, 'sync').mockImplementationOnce(flushFails);
-      return insert.apply(this, a);
+      return insert(...a);
     });
     await expect(h.service.create(admin(), { tenant: 'acme', name: 'k1', type: 'aes-256' })).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
     vi.restoreAllMocks();
@@ -35,10 +36,11 @@ describe('KeyService: a store failing after its commit', () => {
   it('rotate: the new version was recorded, so its material is kept and it is used', async () => {
     h = await embeddedBackend().open();
     await h.service.create(admin(), { tenant: 'acme', name: 'k2', type: 'aes-256' });
-    const add = SqliteMetadataStore.prototype.addVersion;
-    vi.spyOn(SqliteMetadataStore.prototype, 'addVersion').mockImplementationOnce(async function (this: SqliteMetadataStore, ...a) {
+    const store = h.metadata as SqliteMetadataStore;
+    const add = store.addVersion.bind(store);
+    vi.spyOn(store, 'addVersion').mockImplementationOnce(async (...a) => {
       vi.spyOn(WalSync.prototype, 'sync').mockImplementationOnce(flushFails);
-      return add.apply(this, a);
+      return add(...a);
     });
     await expect(h.service.rotate(admin(), { tenant: 'acme', name: 'k2' })).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
     vi.restoreAllMocks();
@@ -50,7 +52,7 @@ describe('KeyService: a store failing after its commit', () => {
   it('a write refused before its commit still erases the new material (nothing records it)', async () => {
     h = await embeddedBackend().open();
     const erase = vi.spyOn(h.keystore, 'erase');
-    vi.spyOn(SqliteMetadataStore.prototype, 'insertKey').mockRejectedValueOnce(new CustodyError('ERR_STORE_BACKEND', 'refused'));
+    vi.spyOn(h.metadata, 'insertKey').mockRejectedValueOnce(new CustodyError('ERR_STORE_BACKEND', 'refused'));
     await expect(h.service.create(admin(), { tenant: 'acme', name: 'k3', type: 'aes-256' })).rejects.toMatchObject({ code: 'ERR_STORE_BACKEND' });
     expect(erase).toHaveBeenCalledTimes(1);
     expect(await h.metadata.getKey('acme', 'k3')).toBeNull();
