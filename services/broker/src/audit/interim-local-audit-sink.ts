@@ -69,8 +69,8 @@ export class FallbackAuditSink implements AuditSink {
   private readonly now: () => number;
   /** Until then appends go straight to the interim table. */
   private downUntil = 0;
-  /** Interim rows kept and not yet forwarded, as far as the table was read. */
-  private readonly waiting = new Set<number>();
+  /** Interim rows kept and not yet forwarded (index to event), as far as the table was read. */
+  private readonly waiting = new Map<number, AuditEvent>();
   private readTo = -1;
   /** The hash of row `readTo` (the chain is checked as rows are read). */
   private lastHash: Uint8Array | null = null;
@@ -104,8 +104,9 @@ export class FallbackAuditSink implements AuditSink {
         this.tell(() => this.options.onFallback?.(e));
       }
     }
-    const kept = await this.fallback.append({ ...event, detail: { ...event.detail, auditFallback: true } });
-    this.waiting.add(kept.index);
+    const keep: AuditEvent = { ...event, detail: { ...event.detail, auditFallback: true } };
+    const kept = await this.fallback.append(keep);
+    this.waiting.set(kept.index, keep);
     this.later(this.retryAfterMs);
     return { index: kept.index, interim: true };
   }
@@ -161,7 +162,7 @@ export class FallbackAuditSink implements AuditSink {
         const e = JSON.parse(row.event) as AuditEvent;
         if (e.action === 'audit.forwarded' || e.action === 'audit.forward_refused') {
           if (typeof e.detail?.interimIndex === 'number') this.waiting.delete(e.detail.interimIndex);
-        } else if (e.detail?.auditFallback === true && e.detail.interimIndex === undefined) this.waiting.add(row.index);
+        } else if (e.detail?.auditFallback === true && e.detail.interimIndex === undefined) this.waiting.set(row.index, e);
       }
       if (rows.length < READ_PAGE) return;
     }
@@ -185,13 +186,8 @@ export class FallbackAuditSink implements AuditSink {
       this.scanned = true;
       while (this.waiting.size > 0 && !this.closed && !this.tampered && this.now() >= this.downUntil) {
         let index = Infinity;
-        for (const i of this.waiting) if (i < index) index = i;
-        const [row] = await this.fallback.read(index - 1, 1);
-        if (!row || row.index !== index) {
-          this.waiting.delete(index);
-          continue;
-        }
-        const kept = JSON.parse(row.event) as AuditEvent;
+        for (const i of this.waiting.keys()) if (i < index) index = i;
+        const kept = this.waiting.get(index)!;
         let into: AuditRecord;
         try {
           into = await this.primary.append({ ...kept, detail: { ...kept.detail, interimIndex: index } });
