@@ -79,6 +79,38 @@ describe('revocation and lapse', () => {
     expect(((await res.json()) as { code: string }).code).toBe('ERR_GATEWAY_ATTESTATION_LAPSED');
   });
 
+  it('a round whose bundle lacks its ledger proof is followed by earlier rounds, each twice as late, up to the interval; a round with the proof ends them', async () => {
+    gw = await startTestGateway({ gateway: { reattestIntervalMs: 2000, ledgerProofRetryMs: 100 } });
+    const g = gw;
+    const retries = () => g.logs.map((l) => JSON.parse(l) as { event?: string; inMs?: number }).filter((l) => l.event === 'attestation.ledger_retry').map((l) => l.inMs);
+    expect(g.gateway.attestation.snapshot!.bundle.ledger).toBeDefined();
+    expect(retries()).toEqual([]);
+    // The broker names no ledger entry for its appraisal (as a broker service does while its
+    // ledger is down: the record waits in its interim table).
+    const attest = g.broker!.attest.bind(g.broker!);
+    g.broker!.attest = async (req) => ({ ear: (await attest(req)).ear });
+    const rounds = () => g.logs.filter((l) => l.includes('"event":"attestation.ok"')).length;
+    const before = rounds();
+    // (A round already under way when the broker changed may still carry a proof: poll.)
+    let outage = await g.gateway.attestation.reattest();
+    while (!outage.ledgerProofMissing) outage = await g.gateway.attestation.reattest();
+    expect(outage.bundle.ledger).toBeUndefined();
+    // 100, 200, 400, 800, 1600 ms; the next (3200) would come after the 2 s interval.
+    await expect.poll(retries, { timeout: 10_000, interval: 100 }).toEqual([100, 200, 400, 800, 1600]);
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(retries()).toEqual([100, 200, 400, 800, 1600]);
+    expect(rounds() - before).toBeGreaterThanOrEqual(6);
+    // The broker logs again: a round with the proof, and no more early rounds.
+    g.broker!.attest = attest;
+    let back = await g.gateway.attestation.reattest();
+    while (back.ledgerProofMissing) back = await g.gateway.attestation.reattest();
+    expect(back.bundle.ledger?.event).toMatchObject({ type: 'attestation.appraised' });
+    // A later outage starts again from the first delay.
+    g.broker!.attest = async (req) => ({ ear: (await attest(req)).ear });
+    while (!(await g.gateway.attestation.reattest()).ledgerProofMissing);
+    expect(retries().slice(5, 6)).toEqual([100]);
+  });
+
   it('does not serve before its first attestation succeeds (ERR_GATEWAY_NOT_ATTESTED)', async () => {
     gw = await startTestGateway({ attester: { platform: 'sim', collect: () => Promise.reject(new CustodyError('ERR_ATTESTER_UNAVAILABLE')) } });
     expect(gw.gateway.attestation.state).toBe('starting');

@@ -46,6 +46,8 @@ export interface GatewayOptions {
   metrics?: GatewayMetrics;
   verifiers?: EvidenceVerifierSet;
   reattestIntervalMs?: number;
+  /** First delay of the early round after one whose bundle lacks its ledger proof (default 5 s). */
+  ledgerProofRetryMs?: number;
   maxEvidenceAgeMs?: number;
   /** How long a retired OHTTP key still decapsulates. Default 10 minutes. */
   keyGraceMs?: number;
@@ -147,6 +149,7 @@ export class Gateway {
       policyVersion: tenants.policyVersion,
       ...(options.verifiers ? { verifiers: options.verifiers } : {}),
       ...(options.reattestIntervalMs !== undefined ? { reattestIntervalMs: options.reattestIntervalMs } : {}),
+      ...(options.ledgerProofRetryMs !== undefined ? { ledgerProofRetryMs: options.ledgerProofRetryMs } : {}),
       ...(options.maxEvidenceAgeMs !== undefined ? { maxEvidenceAgeMs: options.maxEvidenceAgeMs } : {}),
       ...(options.modelKey ? { modelKey: options.modelKey } : {}),
       ...(options.identityKey ? { identityKey: options.identityKey } : {}),

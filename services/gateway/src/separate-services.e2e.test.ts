@@ -159,6 +159,15 @@ describe('ledger, broker and gateway as separate services, one ledger over HTTP'
     const interim = (await broker.broker.metadata.readAudit(null, -1, 1000)).map((r) => ({ index: r.index, event: JSON.parse(r.event) as { action: string; key?: { name: string }; detail?: Record<string, unknown> } }));
     const kept = interim.find((r) => r.event.action === 'key.create' && r.event.key?.name === 'during-outage');
     expect(kept?.event.detail).toMatchObject({ auditFallback: true });
+    // A round now: the broker keeps its appraisal record in the interim table, so the bundle has
+    // no ledger proof and strict clients refuse it; the gateway attests again within seconds.
+    const tlogPolicy = parseTlogPolicy(`log ${vkey}\nquorum none\n`);
+    const strict = { jwksUrl: broker.jwksUrl, allowSimulated: true, strict: { tlogPolicy } };
+    const outage = await gw.gateway.attestation.reattest();
+    expect(outage.ledgerProofMissing).toBe(true);
+    expect(outage.bundle.ledger).toBeUndefined();
+    expect(logLines.some((l) => l.includes('"event":"attestation.ledger_retry"'))).toBe(true);
+    await expect(createConfidentialFetch({ gateway: gw.url, ...strict }).verify()).rejects.toMatchObject({ code: expect.stringMatching(/^ERR_/) });
     // The ledger comes back at the same address; the broker forwards what it kept.
     const port = Number(new URL(ledger.url).port);
     ledger = await serveLedger(port);
@@ -172,9 +181,14 @@ describe('ledger, broker and gateway as separate services, one ledger over HTTP'
     expect(entry).toMatchObject({ type: 'audit.recorded', action: 'key.create' });
     expect(entry.detail).toMatchObject({ auditFallback: true, interimIndex: kept!.index });
     expect(created.name).toBe('during-outage');
-    // The gateway serves again without a restart.
+    // The gateway serves again without a restart, and within the early round (5 s after the
+    // outage round, well before the 60 s interval) publishes a bundle strict clients accept.
     const cfetch = createConfidentialFetch({ gateway: gw.url, jwksUrl: broker.jwksUrl, allowSimulated: true });
     expect((await cfetch(`${gw.url}/v1/chat/completions`, chat('the ledger is back'))).status).toBe(200);
+    await expect.poll(async () => (await fetchAttestationBundle(gw.url)).ledger?.event.action, { timeout: 15_000, interval: 250 }).toBe('attest.appraise');
+    expect(gw.gateway.attestation.snapshot!.ledgerProofMissing).toBeUndefined();
+    const strictFetch = createConfidentialFetch({ gateway: gw.url, ...strict });
+    expect((await strictFetch(`${gw.url}/v1/chat/completions`, chat('strict again'))).status).toBe(200);
   });
 
   it('no writer key appears in any log line or in the startup summary', () => {

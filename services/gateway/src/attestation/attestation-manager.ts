@@ -29,6 +29,14 @@ const JWKS_MAX_AGE_MS = 300_000;
 /** Longest an attestation round waits for the ledger to publish the broker's appraisal record. */
 const LEDGER_PROOF_WAIT_MS = 3000;
 
+/**
+ * After a round whose bundle lacks the ledger proof it should carry (the broker kept its
+ * appraisal record in its interim table while the ledger was down), the next round comes this
+ * soon, then twice as late each time, up to the regular interval: strict clients refuse a
+ * bundle without the proof, so the gateway does not wait a whole interval to publish one.
+ */
+const LEDGER_PROOF_RETRY_FIRST_MS = 5000;
+
 export type AttestationState = 'starting' | 'attested' | 'lapsed' | 'revoked';
 
 /** What the gateway currently proves about itself. */
@@ -62,6 +70,11 @@ export interface AttestationSnapshot {
   readonly attestationDigest: string;
   /** The GPUs attested with the CPU, as EAR submodules name them (gpu0, gpu1, ...). */
   readonly devices?: readonly AttestedDevice[];
+  /**
+   * True when the gateway's ledger should have proved the broker's appraisal record and the
+   * bundle carries no such proof (strict clients refuse it): the next round comes sooner.
+   */
+  readonly ledgerProofMissing?: boolean;
 }
 
 export interface AttestedDevice {
@@ -98,6 +111,11 @@ export interface AttestationManagerOptions {
   verifiers?: EvidenceVerifierSet;
   /** Re-attestation period; default half the EAR lifetime, at most 60 s. */
   reattestIntervalMs?: number;
+  /**
+   * First delay before an early round after one whose bundle lacks its ledger proof (default
+   * 5 s; doubled each time, never past the re-attestation period).
+   */
+  ledgerProofRetryMs?: number;
   /** Without a broker: evidence older than this stops serving (default 3 periods). */
   maxEvidenceAgeMs?: number;
   /** A key the broker releases to the attested gateway (model decryption key). */
@@ -133,6 +151,8 @@ export class AttestationManager {
   private stateValue: AttestationState = 'starting';
   private snap: AttestationSnapshot | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
+  /** An early round after one whose bundle lacks its ledger proof, and the delay it used. */
+  private proofRetry: { timer: ReturnType<typeof setTimeout> | undefined; delayMs: number } = { timer: undefined, delayMs: 0 };
   private inflight: Promise<AttestationSnapshot> | undefined;
   private challenges = 0;
   private revokedBy: string | undefined;
@@ -219,6 +239,32 @@ export class AttestationManager {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    if (this.proofRetry.timer) clearTimeout(this.proofRetry.timer);
+    this.proofRetry = { timer: undefined, delayMs: 0 };
+  }
+
+  /**
+   * After a scheduled gateway's round: when its bundle lacks the ledger proof it should carry,
+   * one early round (LEDGER_PROOF_RETRY_FIRST_MS, doubled after each round still without it, as
+   * long as that is sooner than the regular interval); a round with the proof ends the retries.
+   */
+  private retryLedgerProof(s: AttestationSnapshot): void {
+    if (this.proofRetry.timer) clearTimeout(this.proofRetry.timer);
+    this.proofRetry.timer = undefined;
+    if (!s.ledgerProofMissing) {
+      this.proofRetry.delayMs = 0;
+      return;
+    }
+    if (!this.timer) return;
+    const delayMs = this.proofRetry.delayMs === 0 ? (this.o.ledgerProofRetryMs ?? LEDGER_PROOF_RETRY_FIRST_MS) : this.proofRetry.delayMs * 2;
+    this.proofRetry.delayMs = delayMs;
+    if (delayMs >= this.intervalMs) return;
+    this.o.logger.info({ event: 'attestation.ledger_retry', inMs: delayMs }, 'the bundle carries no ledger proof of the appraisal (strict clients refuse it): attesting again sooner');
+    this.proofRetry.timer = setTimeout(() => {
+      this.proofRetry.timer = undefined;
+      if (this.timer) this.reattest().catch(() => undefined);
+    }, delayMs);
+    this.proofRetry.timer.unref();
   }
 
   /** Closes confidential routes at once and for good (an operator's or broker's revocation). */
@@ -254,7 +300,8 @@ export class AttestationManager {
       this.stateValue = 'attested';
       this.revokedBy = undefined;
       if (this.timer && before !== 'attested') this.schedule();
-      this.o.logger.info({ event: 'attestation.ok', platform: s.platform, simulated: s.simulated, earId: s.earId, keyIds: s.keyConfigs.map((k) => k.keyId) }, s.simulated ? 'attested (SIMULATED evidence)' : 'attested');
+      this.o.logger.info({ event: 'attestation.ok', platform: s.platform, simulated: s.simulated, earId: s.earId, keyIds: s.keyConfigs.map((k) => k.keyId), ...(s.ledgerProofMissing ? { ledgerProof: false } : {}) }, s.simulated ? 'attested (SIMULATED evidence)' : 'attested');
+      this.retryLedgerProof(s);
       return s;
     } catch (e) {
       const err = toCustodyError(e);
@@ -498,6 +545,7 @@ export class AttestationManager {
       if (o.modelKey) await this.releaseModelKey(o.modelKey, session, token);
       // Last: the releases above use the session while it is fresh; this waits for the ledger.
       if (r.ledgerIndex !== undefined) ledger = await this.ledgerProof(r.ledgerIndex, token);
+      else if (this.provesFromLedger()) this.o.logger.warn({ event: 'attestation.ledger' }, "the broker named no ledger entry for its appraisal (it keeps its record in its interim table while its ledger is down); the bundle carries no ledger proof");
     }
     const bundleDevices = publishedDevices(devices);
     const bundle: AttestationBundle = {
@@ -527,7 +575,14 @@ export class AttestationManager {
       attestedAt: now.getTime(),
       attestationDigest: await bundleAttestationDigest(bundle),
       ...(attested.length > 0 ? { devices: attested } : {}),
+      ...(o.broker && !ledger && this.provesFromLedger() ? { ledgerProofMissing: true } : {}),
     };
+  }
+
+  /** Whether the gateway's ledger can prove the broker's appraisal record (it publishes proofs). */
+  private provesFromLedger(): boolean {
+    const l = this.o.ledger;
+    return l?.proof !== undefined && l.entry !== undefined;
   }
 
   /**
