@@ -185,6 +185,20 @@ describe('broker admin HTTP API', () => {
     expectProblem(await call('admin', 'GET', '/v1/audit/interim?after=abc'), 400, 'ERR_INPUT_MALFORMED');
   });
 
+  it('is not ready while its metadata store answers reads but takes no writes (read-only database), and ready again after', async () => {
+    await call('admin', 'POST', '/v1/keys', { name: 'rk', type: 'aes-256' });
+    expect((await call(null, 'GET', '/readyz')).status).toBe(200);
+    // SQLite's query_only: every write fails with SQLITE_READONLY, as on a read-only file.
+    const db = (h.metadata as unknown as { db: { pragma(p: string): unknown } }).db;
+    db.pragma('query_only = ON');
+    const ready = await call(null, 'GET', '/readyz');
+    expectProblem(ready, 503, 'ERR_STORE_UNAVAILABLE');
+    expect((await call('admin', 'GET', '/v1/keys')).status).toBe(200);
+    expectProblem(await call('admin', 'POST', '/v1/keys/rk/rotate', {}), 503, 'ERR_STORE_UNAVAILABLE');
+    db.pragma('query_only = OFF');
+    expect((await call(null, 'GET', '/readyz')).status).toBe(200);
+  });
+
   it('fails closed with 503 and Retry-After when the stores are unavailable', async () => {
     await call('admin', 'POST', '/v1/keys', { name: 'dk', type: 'aes-256' });
     await h.keystore.close();

@@ -23,6 +23,13 @@ interface Opened {
   second(): Promise<MetadataStore>;
   /** Runs raw SQL on the database, bypassing the store. */
   raw(sql: string): Promise<void>;
+  /**
+   * Makes the database take no writes from the store, and back: SQLite's query_only on the
+   * store's connection (writes fail with SQLITE_READONLY, as on a read-only file); for
+   * PostgreSQL, default_transaction_read_only on the database with the store's connections
+   * ended, as after a failover to a standby.
+   */
+  readOnly(on: boolean): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -59,6 +66,10 @@ const sqlite: Factory = {
           db.close();
         }
       },
+      readOnly(on) {
+        (store as unknown as { db: Database.Database }).db.pragma(`query_only = ${on ? 'ON' : 'OFF'}`);
+        return Promise.resolve();
+      },
       async close() {
         for (const s of extra) await s.close();
         await store.close();
@@ -92,6 +103,20 @@ const postgres: Factory = {
         await c.connect();
         try {
           await c.query(sql);
+        } finally {
+          await c.end();
+        }
+      },
+      async readOnly(on) {
+        // From the cluster's maintenance database: a session on this one is read-only too.
+        const admin = new URL(url);
+        const name = admin.pathname.slice(1);
+        admin.pathname = '/postgres';
+        const c = new pg.Client({ connectionString: admin.toString() });
+        await c.connect();
+        try {
+          await c.query(`ALTER DATABASE ${name} ${on ? 'SET default_transaction_read_only = on' : 'RESET default_transaction_read_only'}`);
+          await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [name]);
         } finally {
           await c.end();
         }
@@ -418,6 +443,23 @@ describe.each([sqlite, postgres])('metadata store conformance: $name', (factory)
     const outcomes = await Promise.allSettled([a.delete(admin, 'acme'), b.delete(admin, 'acme')]);
     expect(outcomes.map((r) => (r.status === 'fulfilled' ? 'deleted' : (r.reason as CustodyError).code)).sort()).toEqual(['ERR_POLICY_NOT_STORED', 'deleted']);
     expect((await b.resolve('acme')).document.id).toBe('default-deny');
+  });
+
+  it('ping fails with ERR_STORE_UNAVAILABLE while the store answers reads but takes no writes, and succeeds again after', async () => {
+    await m.insertKey(key('k_ro', 'ro'), version('k_ro', 1));
+    await m.ping();
+    await o.readOnly(true);
+    // (PostgreSQL: the first call after the store's connections were ended may fail on its dead connection.)
+    await expect.poll(async () => (await m.getKey('acme', 'ro').then(() => 'read', (e: CustodyError) => e.code)), { timeout: 10_000 }).toBe('read');
+    const failed = await m.ping().then(
+      () => undefined,
+      (e: unknown) => e as CustodyError,
+    );
+    expect(failed).toBeInstanceOf(CustodyError);
+    expect(failed!.code).toBe('ERR_STORE_UNAVAILABLE');
+    expect(failed!.detail).toMatchObject(factory.name === 'sqlite' ? { sqlite: 'SQLITE_READONLY' } : { sqlstate: '25006' });
+    await o.readOnly(false);
+    await expect.poll(async () => m.ping().then(() => 'ok', (e: CustodyError) => e.code), { timeout: 10_000 }).toBe('ok');
   });
 
   it('fails closed with ERR_STORE_UNAVAILABLE once closed', async () => {

@@ -14,6 +14,11 @@ export interface MetadataStore extends KeyRepository, SealedMaterialRepository, 
   readonly backend: 'sqlite' | 'postgres';
   /** Creates or upgrades the schema; safe to call from several replicas at once. */
   migrate(): Promise<void>;
+  /**
+   * Succeeds only when the store answers and takes writes (a one-row write to its meta table):
+   * a database on a full or read-only disk, or a PostgreSQL standby after a failover, still
+   * answers reads but fails every write the broker needs, and readiness says so.
+   */
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -92,6 +97,9 @@ export interface SessionRepository {
 }
 
 export type Role = 'admin' | 'auditor' | 'workload';
+/** The meta-table row `ping()` writes (the time of the last ping): nothing reads it. */
+export const PING_ROW = 'ready-probe';
+
 export const ROLES: readonly Role[] = ['admin', 'auditor', 'workload'];
 
 export interface ApiKeyRecord {

@@ -18,7 +18,7 @@ import {
   type TenantPolicyRow,
   type VersionRow,
 } from '../rows.js';
-import type { ApiKeyRecord, MetadataStore, ReleaseCheck, SessionRecord, StoredAuditEvent, TenantPolicyRecord, TenantPolicyStamp } from '../types.js';
+import { PING_ROW, type ApiKeyRecord, type MetadataStore, type ReleaseCheck, type SessionRecord, type StoredAuditEvent, type TenantPolicyRecord, type TenantPolicyStamp } from '../types.js';
 
 /** Arbitrary constants naming the advisory locks (migration and interim audit chain). */
 const LOCK_MIGRATE = 0x637573_01;
@@ -160,7 +160,9 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async ping(): Promise<void> {
-    await this.q('SELECT 1');
+    const at = Buffer.alloc(8);
+    at.writeDoubleBE(Date.now());
+    await this.q(`INSERT INTO custody_store_meta (name, value) VALUES ('${PING_ROW}', $1) ON CONFLICT (name) DO UPDATE SET value = excluded.value`, [at]);
   }
 
   async close(): Promise<void> {
@@ -492,7 +494,9 @@ export function mapPgError(e: unknown): CustodyError {
     if (constraint === 'custody_keys_tenant_name') return new CustodyError('ERR_KEY_EXISTS');
     return new CustodyError('ERR_KEY_CONFLICT', 'a record with this id already exists', { detail: { sqlstate: code } });
   }
-  if (NETWORK_CODES.has(code) || code.startsWith('08') || /^57P0[1-3]$/.test(code) || code === '53300' || /Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Cannot use a pool after calling end/i.test(message)) {
+  // 25006: a read-only transaction (a standby, default_transaction_read_only); 53100: disk full;
+  // 58030: I/O error. The store cannot take writes now, and may again later.
+  if (NETWORK_CODES.has(code) || code.startsWith('08') || /^57P0[1-3]$/.test(code) || code === '53300' || code === '25006' || code === '53100' || code === '58030' || /Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Cannot use a pool after calling end/i.test(message)) {
     return new CustodyError('ERR_STORE_UNAVAILABLE', 'the metadata store is unavailable', { detail: { sqlstate: code || 'connection' } });
   }
   if (/^[0-9A-Z]{5}$/.test(code)) return new CustodyError('ERR_STORE_BACKEND', 'the metadata store refused the operation', { detail: { sqlstate: code } });

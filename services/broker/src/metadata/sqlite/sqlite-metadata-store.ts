@@ -19,7 +19,7 @@ import {
   type TenantPolicyRow,
   type VersionRow,
 } from '../rows.js';
-import type { ApiKeyRecord, MetadataStore, ReleaseCheck, SessionRecord, StoredAuditEvent, TenantPolicyRecord, TenantPolicyStamp } from '../types.js';
+import { PING_ROW, type ApiKeyRecord, type MetadataStore, type ReleaseCheck, type SessionRecord, type StoredAuditEvent, type TenantPolicyRecord, type TenantPolicyStamp } from '../types.js';
 import { WalSync } from './wal-sync.js';
 
 const SCHEMA = `
@@ -154,7 +154,9 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async ping(): Promise<void> {
-    await this.run(() => this.stmt('SELECT 1').get());
+    const at = Buffer.alloc(8);
+    at.writeDoubleBE(Date.now());
+    await this.write(() => this.stmt(`INSERT INTO custody_store_meta (name, value) VALUES ('${PING_ROW}', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value`).run(at));
   }
 
   async close(): Promise<void> {
