@@ -5,7 +5,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CustodyError } from '@custody/core';
 import type { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.js';
 import { WalSync } from '../metadata/sqlite/wal-sync.js';
-import { admin, embeddedBackend, type Harness } from '../testing/harness.js';
+import { teeKeyPair } from '../testing/doubles.js';
+import { admin, attest, embeddedBackend, workload, type Harness } from '../testing/harness.js';
 
 const flushFails = () => Promise.reject(new CustodyError('ERR_STORE_UNAVAILABLE', 'the metadata store could not be flushed to disk'));
 
@@ -56,5 +57,59 @@ describe('KeyService: a store failing after its commit', () => {
     await expect(h.service.create(admin(), { tenant: 'acme', name: 'k3', type: 'aes-256' })).rejects.toMatchObject({ code: 'ERR_STORE_BACKEND' });
     expect(erase).toHaveBeenCalledTimes(1);
     expect(await h.metadata.getKey('acme', 'k3')).toBeNull();
+  });
+});
+
+describe('KeyService: a revocation the metadata store could not take', () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  it('refuses every release until the store takes writes again; then the revocation can be made, and it holds', async () => {
+    h = await embeddedBackend().open();
+    const service = h.service;
+    await service.create(admin(), { tenant: 'acme', name: 'rk', type: 'aes-256', releasePolicy: 'ear.measurement == "aa11"' });
+    const tee = teeKeyPair('P-256');
+    const ear = { 'ear.status': 'affirming', submods: { cpu0: { 'ear.status': 'affirming' } }, measurement: 'aa11' };
+    const attestation = await attest(h.metadata, tee.recipient, ear);
+    const release = () => service.release({ principal: workload(), tenant: 'acme', name: 'rk', attestation, recipient: tee.recipient });
+    await release();
+    // The database reads but takes no writes (SQLite query_only: SQLITE_READONLY, as on a read-only file).
+    const db = (h.metadata as unknown as { db: { pragma(p: string): unknown } }).db;
+    db.pragma('query_only = ON');
+    // Releases still work while nobody needs a write...
+    await release();
+    const wrapped = h.wrapper.seen.length;
+    // ...but once a revocation fails, none is made until the store takes writes again.
+    await expect(service.revoke(admin(), { tenant: 'acme', name: 'rk', reason: 'compromised' })).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
+    await expect(release()).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
+    await expect(release()).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
+    expect(h.wrapper.seen.length).toBe(wrapped);
+    expect(h.logLines.some((l) => l.includes('"op":"store.write_failed"'))).toBe(true);
+    db.pragma('query_only = OFF');
+    // The revocation did not happen: releases resume; made again, it holds.
+    await release();
+    expect(h.logLines.some((l) => l.includes('"op":"store.writes_back"'))).toBe(true);
+    await service.revoke(admin(), { tenant: 'acme', name: 'rk', reason: 'compromised' });
+    await expect(release()).rejects.toMatchObject({ code: 'ERR_KEY_REVOKED' });
+  });
+
+  it('a destruction or a new release policy the store could not take stops releases the same way', async () => {
+    h = await embeddedBackend().open();
+    const service = h.service;
+    const tee = teeKeyPair('P-256');
+    const ear = { 'ear.status': 'affirming', submods: { cpu0: { 'ear.status': 'affirming' } }, measurement: 'aa11' };
+    const attestation = await attest(h.metadata, tee.recipient, ear);
+    await service.create(admin(), { tenant: 'acme', name: 'a', type: 'aes-256', releasePolicy: 'ear.measurement == "aa11"' });
+    const db = (h.metadata as unknown as { db: { pragma(p: string): unknown } }).db;
+    for (const stop of [() => service.destroy(admin(), { tenant: 'acme', name: 'a' }), () => service.setReleasePolicy(admin(), { tenant: 'acme', name: 'a', policy: 'false' })]) {
+      db.pragma('query_only = ON');
+      await expect(stop()).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
+      await expect(service.release({ principal: workload(), tenant: 'acme', name: 'a', attestation, recipient: tee.recipient })).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
+      db.pragma('query_only = OFF');
+      await service.release({ principal: workload(), tenant: 'acme', name: 'a', attestation, recipient: tee.recipient });
+    }
   });
 });

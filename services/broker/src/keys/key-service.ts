@@ -149,6 +149,11 @@ export class KeyService {
   private readonly policy: ReleasePolicyEvaluator;
   private readonly clock: Clock;
   private readonly log: Logger;
+  /**
+   * A change that stops or narrows releases (revoke, destroy, a new release policy) failed because
+   * the metadata store took no write: releases wait until a write succeeds again (see release).
+   */
+  private stopFailed = false;
 
   constructor(options: KeyServiceOptions) {
     this.metadata = options.metadata;
@@ -196,7 +201,7 @@ export class KeyService {
     await this.authorize(principal, 'key.write', input.tenant, 'key.revoke');
     const key = await this.requireKey(input.tenant, input.name);
     // The state change is the revocation: from this commit on, checkRelease denies.
-    const revoked = await this.metadata.transitionKey(key.id, ['active'], 'revoked', this.now());
+    const revoked = await this.stopping(() => this.metadata.transitionKey(key.id, ['active'], 'revoked', this.now()));
     await this.auditAfterChange(principal, 'key.revoke', key.tenant, { id: key.id, name: key.name, type: key.type, version: key.currentVersion }, input.reason ? { reason: input.reason.slice(0, 200) } : undefined);
     this.log.info({ op: 'key.revoke', tenant: key.tenant, key: key.name, keyId: key.id }, 'key revoked');
     return this.view(revoked);
@@ -214,7 +219,7 @@ export class KeyService {
     const remaining = versions.filter((v) => v.state !== 'destroyed');
     if (key.state === 'destroyed' && remaining.length === 0) throw new CustodyError('ERR_KEY_DESTROYED', undefined, { detail: { keyId: key.id } });
     const at = this.now();
-    const destroyed = key.state === 'destroyed' ? key : await this.metadata.transitionKey(key.id, ['active', 'revoked'], 'destroyed', at);
+    const destroyed = key.state === 'destroyed' ? key : await this.stopping(() => this.metadata.transitionKey(key.id, ['active', 'revoked'], 'destroyed', at));
     await this.keystore.erase(remaining.map((v) => ({ keyId: key.id, version: v.version, materialId: v.materialId, type: key.type })));
     await this.metadata.markVersionsDestroyed(key.id, at);
     await this.auditAfterChange(principal, 'key.destroy', key.tenant, { id: key.id, name: key.name, type: key.type, version: key.currentVersion }, { versionsErased: remaining.length });
@@ -228,7 +233,7 @@ export class KeyService {
     assertUsable(key);
     await this.validatePolicy(input.policy);
     await this.auditBeforeChange(principal, 'key.policy.set', key.tenant, { id: key.id, name: key.name, type: key.type }, policyDetail(input.policy), []);
-    const updated = await this.metadata.setReleasePolicy(key.id, input.policy, this.now());
+    const updated = await this.stopping(() => this.metadata.setReleasePolicy(key.id, input.policy, this.now()));
     this.log.info({ op: 'key.policy.set', tenant: key.tenant, key: key.name, keyId: key.id }, 'release policy set');
     return this.view(updated);
   }
@@ -322,6 +327,7 @@ export class KeyService {
     let subject: AuditEvent['key'] | undefined;
     let denialAudited = false;
     try {
+      if (this.stopFailed) await this.confirmWrites();
       await this.checkSession(tenant, attestation, req.recipient);
       for (let attempt = 1; ; attempt++) {
         const key = await this.requireKey(tenant, name);
@@ -439,6 +445,37 @@ export class KeyService {
   }
 
   // internals
+
+  /**
+   * Runs a metadata write that stops or narrows releases. When the store cannot take it
+   * (ERR_STORE_UNAVAILABLE: a read-only or full disk, a standby), an operator's revocation did
+   * not happen while every read still works, so releases would go on: from then on each release
+   * first checks that the store takes writes again (`confirmWrites`), and is refused until it does.
+   */
+  private async stopping<T>(write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } catch (e) {
+      if (toCustodyError(e).code === 'ERR_STORE_UNAVAILABLE' && !this.stopFailed) {
+        this.stopFailed = true;
+        this.log.error({ op: 'store.write_failed' }, 'the metadata store took no write of a revocation, destruction or release policy: releases are refused until it takes writes again');
+      }
+      throw e;
+    }
+  }
+
+  /** After a failed stopping write: a write to the store (its ping) must succeed before any release. */
+  private async confirmWrites(): Promise<void> {
+    try {
+      await this.metadata.ping();
+    } catch (e) {
+      throw new CustodyError('ERR_STORE_UNAVAILABLE', 'the metadata store takes no writes, and a revocation, destruction or release policy may not have been recorded: no release until it does', { cause: e });
+    }
+    if (this.stopFailed) {
+      this.stopFailed = false;
+      this.log.info({ op: 'store.writes_back' }, 'the metadata store takes writes again: releases resume');
+    }
+  }
 
   private async createOrImport(principal: Principal, action: 'key.create' | 'key.import', input: CreateKeyInput, material: Uint8Array | undefined): Promise<KeyView> {
     await this.authorize(principal, 'key.write', input.tenant, action);
