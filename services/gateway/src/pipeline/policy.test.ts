@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CustodyError, utf8 } from '@custody/core';
 import { MaskVault } from '@custody/policy';
-import { applyInputPolicy, restoreJson, restoreSseStream, type InferenceRoute } from './policy.js';
+import { MAX_SSE_EVENT, applyInputPolicy, restoreJson, restoreSseStream, type InferenceRoute } from './policy.js';
 import { apiKeyDigest, TenantDirectory, type TenantConfig } from './tenants.js';
 
 const CARD = '4111 1111 1111 1111';
@@ -352,5 +352,40 @@ describe('output policy restores masked values in tool calls', () => {
     const last = events(out).at(-1)!;
     expect(last.choices[0]!.delta).toEqual({ content: '[EMA', tool_calls: [{ index: 2, function: { arguments: '[EMAIL' } }] });
     expect(out.trimEnd().endsWith('data: [DONE]')).toBe(true);
+  });
+});
+
+describe('stream events are framed alike however the stream is cut', () => {
+  const vault = new MaskVault();
+  const email = vault.tokenFor('email', EMAIL);
+  const ev = (content: string, eol: string) => `data: ${JSON.stringify({ object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}${eol}${eol}`;
+
+  it('LF, CRLF and CR line ends, comments and multi-line data, cut at every position, give the same events as the whole', async () => {
+    const sse = [ev(`to ${email} `, '\n'), ': keep-alive\r\n\r\n', ev('and ', '\r\n'), ev(`${email}!`, '\r'), `data: {"object":"chat.completion.chunk",\ndata: "choices":[{"index":0,"delta":{"content":"${email}"},"finish_reason":"stop"}]}\n\n`, 'data: [DONE]\r\n\r\n'].join('');
+    const whole = await runStream([sse], vault);
+    expect(events(whole).map((e) => e.choices[0]!.delta.content).join('')).toBe(`to ${EMAIL} and ${EMAIL}!${EMAIL}`);
+    expect(whole).toContain(': keep-alive\n\n');
+    expect(whole.endsWith('data: [DONE]\n\n')).toBe(true);
+    for (let at = 0; at <= sse.length; at++) expect(await runStream([sse.slice(0, at), sse.slice(at)], vault)).toBe(whole);
+    await fc.assert(
+      fc.asyncProperty(fc.uniqueArray(fc.integer({ min: 1, max: sse.length - 1 }), { maxLength: 40 }), async (cuts) => {
+        const sorted = [0, ...cuts.sort((a, b) => a - b), sse.length];
+        const chunks = sorted.slice(1).map((end, i) => sse.slice(sorted[i], end));
+        expect(await runStream(chunks, vault)).toBe(whole);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('an event that grows past MAX_SSE_EVENT fails the stream with ERR_GATEWAY_BACKEND; one just under it passes', async () => {
+    const piece = 'x'.repeat(64 * 1024);
+    const chunks = (n: number) => [`data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"${email}`, ...Array.from({ length: n }, () => piece)];
+    const over = Math.ceil(MAX_SSE_EVENT / piece.length) + 1;
+    await expect(runStream(chunks(over), vault)).rejects.toMatchObject({ code: 'ERR_GATEWAY_BACKEND', detail: { max: MAX_SSE_EVENT } });
+    // Single LFs are line ends, not event ends: many of them still make one event.
+    const lines = Array.from({ length: over }, () => `data: ${piece}\n`);
+    await expect(runStream(lines, vault)).rejects.toMatchObject({ code: 'ERR_GATEWAY_BACKEND' });
+    const under = await runStream([...chunks(Math.floor(MAX_SSE_EVENT / piece.length) - 2), '"},"finish_reason":"stop"}]}\n\n'], vault);
+    expect(events(under)[0]!.choices[0]!.delta.content!.startsWith(EMAIL)).toBe(true);
   });
 });

@@ -890,6 +890,9 @@ function sseFields(lines: readonly string[], fix: Fix): string[] {
   return out;
 }
 
+/** The longest stream event (characters) the gateway holds to rewrite: the bound of a whole non-streamed answer. */
+export const MAX_SSE_EVENT = 8 * 1024 * 1024;
+
 /**
  * Restores masked tokens in a server-sent event stream, after the output policy (when given).
  * Events are read as the SSE format defines them (LF, CRLF or CR line ends; a payload over
@@ -909,7 +912,13 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output
   const names: Fix = (t) => vault.restore(t);
   type Channel = { channel: StreamChannel; put: PutRest };
   const channels = new Map<number, Map<string, Channel>>();
-  let pending = '';
+  /** The event being received (no blank line yet), in pieces: joined once, when it is complete. */
+  let held: string[] = [];
+  let heldLength = 0;
+  /** The held text ends with a LF (a LF starting the next piece completes the event). */
+  let heldEndsLf = false;
+  /** A CR that ended the last chunk: it may be half a CRLF. */
+  let carriedCr = false;
   /** Rewrites `holder[field]` through the choice's channel named `key`. */
   const push = (choice: number, key: string, holder: Record<string, unknown>, field: string, put: PutRest, json = false): void => {
     const text = holder[field];
@@ -1064,21 +1073,41 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output
     }
     return `${head}data: ${JSON.stringify(obj)}\n\n`;
   };
-  /** Splits complete events off `pending` (line ends normalised to LF; a final CR waits: it may be half a CRLF). */
-  const events = (final: boolean): string => {
-    let text = pending;
-    let tail = '';
-    if (!final && text.endsWith('\r')) {
-      tail = '\r';
-      text = text.slice(0, -1);
-    }
-    text = text.replace(/\r\n?/g, '\n');
+  /**
+   * Takes decoded text, line ends normalised to LF (a final CR waits: it may be half a CRLF), and
+   * rewrites the events it completes. Only the new text is searched, and a held event is joined
+   * once, so a stream costs time linear in its size however it is cut; an event that grows past
+   * MAX_SSE_EVENT characters fails the stream (as the whole of a non-streamed answer is bounded).
+   */
+  const take = (decoded: string, final: boolean): string => {
+    let text = carriedCr ? '\r' + decoded : decoded;
+    carriedCr = !final && text.endsWith('\r');
+    if (carriedCr) text = text.slice(0, -1);
+    if (text.includes('\r')) text = text.replace(/\r\n?/g, '\n');
     let out = '';
-    for (let at = text.indexOf('\n\n'); at >= 0; at = text.indexOf('\n\n')) {
-      out += rewrite(text.slice(0, at));
-      text = text.slice(at + 2);
+    let start = 0;
+    const complete = (last: string): void => {
+      const event = held.length > 0 ? held.join('') + last : last;
+      held = [];
+      heldLength = 0;
+      out += rewrite(event);
+    };
+    if (heldEndsLf && text.startsWith('\n')) {
+      const last = held.pop()!;
+      complete(last.slice(0, -1));
+      start = 1;
     }
-    pending = text + tail;
+    for (let at = text.indexOf('\n\n', start); at >= 0; at = text.indexOf('\n\n', start)) {
+      complete(text.slice(start, at));
+      start = at + 2;
+    }
+    if (start < text.length) {
+      const rest = start === 0 ? text : text.slice(start);
+      held.push(rest);
+      heldLength += rest.length;
+      heldEndsLf = rest.endsWith('\n');
+    } else if (start > 0) heldEndsLf = false;
+    if (heldLength > MAX_SSE_EVENT) throw new CustodyError('ERR_GATEWAY_BACKEND', `the model server sent a stream event of over ${MAX_SSE_EVENT} characters`, { detail: { max: MAX_SSE_EVENT } });
     return out;
   };
   // The readable side queues up to 16 rewritten chunks, so events the backend has already sent
@@ -1086,15 +1115,15 @@ export function restoreSseStream(route: InferenceRoute, vault: MaskVault, output
   // event would wait for the next read and leave alone).
   const transformer: Transformer<Uint8Array, Uint8Array> = {
     transform(chunk, controller) {
-      pending += decoder.decode(chunk, { stream: true });
-      const out = events(false);
+      const out = take(decoder.decode(chunk, { stream: true }), false);
       if (out) controller.enqueue(enc.encode(out));
     },
     flush(controller) {
-      pending += decoder.decode();
-      let out = events(true);
-      if (pending.trim()) out += rewrite(pending.replace(/\n+$/, ''));
-      pending = '';
+      let out = take(decoder.decode(), true);
+      const rest = held.join('');
+      held = [];
+      heldLength = 0;
+      if (rest.trim()) out += rewrite(rest.replace(/\n+$/, ''));
       out += flushAll();
       if (out) controller.enqueue(enc.encode(out));
     },
