@@ -67,14 +67,14 @@ function webStream(res: IncomingMessage): ReadableStream<Uint8Array> {
         done = true;
         controller.close();
       });
-      const fail = (e: unknown) => {
+      const fail = (e: CustodyError) => {
         if (done) return;
         done = true;
         controller.error(e);
       };
-      res.once('error', fail);
+      res.once('error', (e) => fail(backendError(e, 'the upstream stream failed')));
       // A connection that closes before the end of the body is an error, never a short stream.
-      res.once('close', () => fail(new Error('the upstream closed the stream before its end')));
+      res.once('close', () => fail(new CustodyError('ERR_GATEWAY_BACKEND', 'the upstream closed the stream before its end')));
     },
     pull() {
       res.resume();
@@ -83,6 +83,22 @@ function webStream(res: IncomingMessage): ReadableStream<Uint8Array> {
       res.destroy();
     },
   });
+}
+
+/** The gateway's own typed failure (the idle timeout) as it is; anything else as ERR_GATEWAY_BACKEND with `message`. */
+function backendError(e: unknown, message: string): CustodyError {
+  return e instanceof CustodyError && e.code === 'ERR_GATEWAY_BACKEND' ? e : new CustodyError('ERR_GATEWAY_BACKEND', message, { cause: e });
+}
+
+/**
+ * Whether the answer's end can be told from a cut: a Content-Length or chunked encoding, or a
+ * status without a body. A body that ends only when the connection closes (HTTP/1.0 style)
+ * reads the same whole or cut off, and the gateway signs no receipt for what may be a cut one.
+ */
+function framed(res: IncomingMessage): boolean {
+  const status = res.statusCode ?? 0;
+  if (status === 204 || status === 304 || (status >= 100 && status < 200)) return true;
+  return res.headers['content-length'] !== undefined || /(?:^|,)\s*chunked\s*$/i.test(res.headers['transfer-encoding'] ?? '');
 }
 
 /** The whole body of a non-streamed response, bounded like the pipeline bounds it. */
@@ -100,7 +116,7 @@ function readBody(res: IncomingMessage): Promise<Uint8Array> {
       parts.push(chunk);
     });
     res.once('end', () => resolve(joinBytes(parts, size)));
-    res.once('error', (e) => reject(new CustodyError('ERR_GATEWAY_BACKEND', 'the backend response could not be read', { cause: e })));
+    res.once('error', (e) => reject(backendError(e, 'the backend response could not be read')));
     // A connection that closes before the end of the body (or is destroyed on an abort) fails the read.
     res.once('close', () => {
       if (!res.complete) reject(new CustodyError('ERR_GATEWAY_BACKEND', 'the backend response could not be read'));
@@ -196,11 +212,17 @@ export class UpstreamBackend implements ModelBackend {
     return new Promise<BackendResponse>((resolve, reject) => {
       const unreachable = (e: unknown) => {
         stopListening();
-        reject(new CustodyError('ERR_GATEWAY_BACKEND', 'the upstream model server could not be reached', { cause: e }));
+        reject(backendError(e, 'the upstream model server could not be reached'));
       };
       const r = send(url, { method: 'POST', agent: this.agent, headers: { ...this.headers(req.stream ? 'text/event-stream' : 'application/json'), 'content-length': String(req.body.length) } }, (res) => {
         const status = res.statusCode ?? 502;
         const contentType = res.headers['content-type'] ?? 'application/json';
+        if (!framed(res)) {
+          stopListening();
+          res.destroy();
+          reject(new CustodyError('ERR_GATEWAY_BACKEND', 'the upstream answered without a Content-Length or chunked encoding: the end of its body could not be told from a cut', { detail: { framing: 'connection-close' } }));
+          return;
+        }
         if (contentType.includes('text/event-stream')) {
           stopListening();
           resolve({ status, contentType, body: webStream(res) });

@@ -658,7 +658,10 @@ function sealedBhttpChunks(d: GatewayAppDeps, inner: InnerResponse, started: num
         // The answer will not be completed: its masked values are wiped.
         inner.abandon();
         if (cancelled) return undefined;
-        d.logger.warn({ event: 'stream.failed', code: toCustodyError(e).code }, 'streamed response failed; the client sees a truncated message');
+        const code = toCustodyError(e).code;
+        d.logger.warn({ event: 'stream.failed', route: inner.routeLabel, code }, 'streamed response failed; the client sees a truncated message');
+        d.metrics.streamsFailed.inc({ route: inner.routeLabel, code: code.slice(0, 48) });
+        if (!finishing) d.metrics.receipts.inc({ outcome: 'withheld' });
         await reader?.cancel(e).catch(() => undefined);
         throw e;
       }

@@ -15,6 +15,7 @@ export class GatewayMetrics {
   readonly outputPiiFindings: Counter<'category' | 'action'>;
   readonly attestationState: Gauge<'state'>;
   readonly receipts: Counter<'outcome'>;
+  readonly streamsFailed: Counter<'route' | 'code'>;
   readonly tenantLimited: Counter<'tenant' | 'limit'>;
   readonly arrivingBodyBytes: Gauge;
   readonly arrivingBodyLimit: Gauge;
@@ -44,6 +45,7 @@ export class GatewayMetrics {
     this.outputPiiFindings = new Counter({ name: 'custody_gateway_output_pii_findings_total', help: 'PII the output policy found in model answers, by category and action (counts only)', labelNames: ['category', 'action'], registers });
     this.attestationState = new Gauge({ name: 'custody_gateway_attestation_state', help: '1 for the current attestation state', labelNames: ['state'], registers });
     this.receipts = new Counter({ name: 'custody_gateway_receipts_total', help: 'Receipts issued or withheld', labelNames: ['outcome'], registers });
+    this.streamsFailed = new Counter({ name: 'custody_gateway_streams_failed_total', help: 'Streamed answers that failed after their head was sent (the client sees a truncated answer, and no receipt), by route and code', labelNames: ['route', 'code'], registers });
     // Tenant ids come from the gateway policy (at most 1024), never from a request.
     this.tenantLimited = new Counter({ name: 'custody_gateway_tenant_limited_total', help: 'Requests refused because their tenant was at a limit (concurrent or rate)', labelNames: ['tenant', 'limit'], registers });
     this.arrivingBodyBytes = new Gauge({
