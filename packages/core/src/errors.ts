@@ -104,6 +104,7 @@ export const ErrorCodes = {
   ERR_WITNESS_BAD_REQUEST: 'add-checkpoint request is malformed',
   ERR_WITNESS_FORBIDDEN: 'checkpoint is not signed by a key the witness trusts for this log',
   ERR_WITNESS_UNAVAILABLE: 'the witness could not be reached or answered unexpectedly',
+  ERR_WITNESS_CLOCK: "the witness's cosignature timestamp is too far from the log's clock to be counted",
   // encryption: HPKE (RFC 9180), Oblivious HTTP (RFC 9458, chunked OHTTP)
   ERR_HPKE_UNSUPPORTED: 'HPKE KEM, KDF or AEAD id is not supported here',
   ERR_HPKE_KEY: 'HPKE key is malformed or does not belong to the KEM',

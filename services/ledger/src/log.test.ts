@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fromUtf8, utf8 } from '@custody/core';
+import { fromUtf8, utf8, type CustodyError } from '@custody/core';
 import {
   LogMonitor,
   MemoryTree,
@@ -24,6 +24,7 @@ import {
   verifyConsistency,
   verifyInclusion,
   verifyTlogProof,
+  verifyCheckpointWithPolicy,
   type CustodyEvent,
   type FetchLike,
 } from '@custody/ledger';
@@ -104,6 +105,7 @@ describe('log and witness over HTTP (in process)', async () => {
   const key = await generateSignerKey('log.test/http', SIG_TYPE_ED25519, seeded(3));
   const wkeys = await Promise.all([4, 5].map((s, i) => generateSignerKey(`witness.test/w${i}`, SIG_TYPE_COSIGNATURE_V1, seeded(s))));
   const clock = () => new Date('2025-06-01T00:00:00Z');
+  const witnessNow = () => Math.floor(clock().getTime() / 1000);
   const stores = wkeys.map((_, i) => new SqliteWitnessStore(join(t.dir, `w${i}.sqlite`)));
   afterAll(() => stores.forEach((s) => s.close()));
   const witnessApps = await Promise.all(
@@ -120,7 +122,7 @@ describe('log and witness over HTTP (in process)', async () => {
   };
 
   it('publishes only cosigned checkpoints, serves tiles and a write API, and a monitor follows it', async () => {
-    const { log, store } = await openLog({ dir: join(t.dir, 'public'), skey: key.skey, witnessPolicy: policy, fetch: witnessFetch, integrateIntervalMs: 60_000 });
+    const { log, store } = await openLog({ dir: join(t.dir, 'public'), skey: key.skey, witnessPolicy: policy, fetch: witnessFetch, witnessNow, integrateIntervalMs: 60_000 });
     const app = createLogApp(log, store);
     const logFetch: FetchLike = (url, init) => Promise.resolve(app.request(new URL(url).pathname + new URL(url).search, init));
     const monitor = new LogMonitor({ clock, source: httpLogSource(logFetch, 'http://log.test/'), policy, verifyEntries: true, verifyEvents: true, fetch: witnessFetch });
@@ -180,14 +182,14 @@ describe('log and witness over HTTP (in process)', async () => {
   });
 
   it('a restarted log learns the witness size from 409 and continues; witnesses refuse a fork', async () => {
-    const { log, store } = await openLog({ dir: join(t.dir, 'public'), skey: key.skey, witnessPolicy: policy, fetch: witnessFetch, integrateIntervalMs: 60_000 });
+    const { log, store } = await openLog({ dir: join(t.dir, 'public'), skey: key.skey, witnessPolicy: policy, fetch: witnessFetch, witnessNow, integrateIntervalMs: 60_000 });
     await log.addEntry(utf8('after restart'));
     await log.integrateNow();
     expect(log.publishedSize).toBe(5);
     await log.close();
     // A forked log with the same key (a different history at size 4) gets no cosignature.
     const refusals: string[] = [];
-    const fork = await openLog({ dir: join(t.dir, 'fork'), skey: key.skey, witnessPolicy: policy, fetch: witnessFetch, integrateIntervalMs: 60_000, onError: (e) => refusals.push(e.code) });
+    const fork = await openLog({ dir: join(t.dir, 'fork'), skey: key.skey, witnessPolicy: policy, fetch: witnessFetch, witnessNow, integrateIntervalMs: 60_000, onError: (e) => refusals.push(e.code) });
     for (const s of ['x', 'y', 'z', 'w', 'v', 'u']) await fork.log.addEntry(utf8(s));
     await fork.log.integrateNow();
     expect(fork.log.publishedSize).toBe(0);
@@ -260,6 +262,75 @@ describe('review regressions: quorum reachability, one writer, monotonic publica
     expect(fromUtf8(readFileSync(join(dir, 'checkpoint')))).toBe(larger);
     expect(log.publishedSize).toBe(10);
     await log.close({ integrate: false });
+  });
+
+  it('counts no cosignature whose timestamp is over a minute from its clock (ERR_WITNESS_CLOCK): clients would refuse it', async () => {
+    const dir = join(t.dir, 'skew');
+    let witnessClock = new Date('2025-06-01T01:00:00Z');
+    const witness = createWitnessApp({ cosigners: [await createCosigner(wa!.skey, () => witnessClock)], logs: await witnessLogs([parseVerifierKey(key.vkey)]), store: new SqliteWitnessStore(join(t.dir, 'skew-w.sqlite')) });
+    const fetchA: FetchLike = async (url, init) => witness.request(new URL(url).pathname, init);
+    const policy = parseTlogPolicy(`log ${key.vkey}\nwitness a ${wa!.vkey} http://a.test\nquorum a\n`);
+    const errors: CustodyError[] = [];
+    const logNow = () => Math.floor(new Date('2025-06-01T00:00:00Z').getTime() / 1000);
+    const { log } = await openLog({ dir, skey: key.skey, witnessPolicy: policy, fetch: fetchA, witnessNow: logNow, integrateIntervalMs: 60_000, onError: (e) => errors.push(e) });
+    await log.addEntry(utf8('one'));
+    // The witness's clock is an hour ahead: it cosigns, but the log publishes nothing.
+    await log.integrateNow();
+    expect(log.publishedSize).toBe(0);
+    expect(existsSync(join(dir, 'checkpoint'))).toBe(false);
+    expect(errors.find((e) => e.code === 'ERR_WITNESS_CLOCK')?.detail).toMatchObject({ witness: 'a', offsetSeconds: 3600, maxSkewSeconds: 60 });
+    expect(errors.map((e) => e.code)).toContain('ERR_TLOG_QUORUM');
+    // An hour behind, the same.
+    witnessClock = new Date('2025-05-31T23:00:00Z');
+    await log.addEntry(utf8('two'));
+    await log.integrateNow();
+    expect(log.publishedSize).toBe(0);
+    // Within a minute: published, and a client with the same policy verifies it at that time.
+    witnessClock = new Date('2025-06-01T00:00:50Z');
+    await log.addEntry(utf8('three'));
+    await log.integrateNow();
+    expect(log.publishedSize).toBe(3);
+    const note = fromUtf8(readFileSync(join(dir, 'checkpoint')));
+    await expect(verifyCheckpointWithPolicy(note, policy, { now: new Date('2025-06-01T00:00:00Z') })).resolves.toMatchObject({ witnesses: ['a'] });
+    await log.close();
+  });
+
+  it('publishes once its quorum has cosigned, without waiting for a hung witness it does not need, and does not ask that witness again while it hangs', async () => {
+    const dir = join(t.dir, 'hung');
+    const clock = () => new Date();
+    const apps = await Promise.all(
+      [wa!, wb!].map(async (k, i) => createWitnessApp({ cosigners: [await createCosigner(k.skey, clock)], logs: await witnessLogs([parseVerifierKey(key.vkey)]), store: new SqliteWitnessStore(join(t.dir, `hung-w${i}.sqlite`)) })),
+    );
+    let hung = 0;
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    const fetchAB: FetchLike = async (url, init) => {
+      const u = new URL(url);
+      if (u.host === 'b.test') {
+        hung++;
+        await held;
+        throw new Error('ECONNRESET');
+      }
+      return apps[0]!.request(u.pathname, init);
+    };
+    const policy = parseTlogPolicy(`log ${key.vkey}\nwitness a ${wa!.vkey} http://a.test\nwitness b ${wb!.vkey} http://b.test\ngroup any 1 a b\nquorum any\n`);
+    const { log } = await openLog({ dir, skey: key.skey, witnessPolicy: policy, fetch: fetchAB, integrateIntervalMs: 60_000 });
+    await log.addEntry(utf8('one'));
+    await log.integrateNow();
+    // Published with a's cosignature while b's request is still out.
+    expect(log.publishedSize).toBe(1);
+    expect(hung).toBe(1);
+    await log.addEntry(utf8('two'));
+    await log.integrateNow();
+    expect(log.publishedSize).toBe(2);
+    expect(hung).toBe(1);
+    await expect(verifyCheckpointWithPolicy(fromUtf8(readFileSync(join(dir, 'checkpoint'))), policy, { now: new Date() })).resolves.toMatchObject({ witnesses: ['a'] });
+    release();
+    await new Promise((r) => setTimeout(r, 10));
+    await log.addEntry(utf8('three'));
+    await log.integrateNow();
+    expect(hung).toBe(2);
+    await log.close();
   });
 
   it('fsyncs the parent of every directory it creates', async () => {

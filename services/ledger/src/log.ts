@@ -3,6 +3,7 @@ import {
   MAX_ENTRY_SIZE,
   TileCache,
   TileHashSource,
+  cosignatureTimestamp,
   createCosignatureVerifier,
   createEd25519Verifier,
   encodeEvent,
@@ -38,7 +39,22 @@ export interface WitnessConfig {
   policy: TlogPolicy;
   fetch?: FetchLike;
   timeoutMs?: number;
+  /**
+   * Most seconds a cosignature's timestamp may be from the log's clock, either way (default 60,
+   * what clients allow ahead). A witness whose clock is off further is not counted: clients would
+   * refuse its cosignature (ahead), or find it older than it is (behind).
+   */
+  maxClockSkewSeconds?: number;
+  /** Seconds since the epoch (tests). */
+  now?: () => number;
 }
+
+/**
+ * Once the quorum has cosigned, how long the other witnesses still have before the checkpoint is
+ * published without them: a slow or hung witness the quorum does not need does not hold up
+ * every publication for its whole timeout.
+ */
+const QUORUM_GRACE_MS = 200;
 
 export interface TransparencyLogOptions {
   origin: string;
@@ -96,7 +112,8 @@ export class TransparencyLog implements AuditSink {
   private integrated: TreeState = { size: 0, root: rfc6962.emptyRoot() };
   private waiters: Waiter[] = [];
   private readonly cache: TileCache;
-  private witnessVerifiers: { name: string; url: string; verifier: NoteVerifier; knownSize: number }[] = [];
+  /** `asking`: a request still out from an earlier round (a hung witness is not asked twice at once). */
+  private witnessVerifiers: { name: string; url: string; verifier: NoteVerifier; knownSize: number; asking?: Promise<void> }[] = [];
   private logVerifier: NoteVerifier | undefined;
 
   private constructor(private readonly opts: TransparencyLogOptions) {
@@ -274,44 +291,78 @@ export class TransparencyLog implements AuditSink {
     return true;
   }
 
-  /** Collects witness cosignatures; undefined if the quorum is not met. */
+  /**
+   * Collects witness cosignatures; undefined if the quorum is not met. Each counted cosignature
+   * is fresh by the log's clock (within `maxClockSkewSeconds`). Once the quorum holds, the
+   * witnesses still answering get QUORUM_GRACE_MS more; their answers after that are not
+   * included, but their sizes are kept for the next round's consistency proofs.
+   */
   private async cosign(note: string, size: number): Promise<string | undefined> {
     const cfg = this.opts.witnesses;
     if (!cfg) return note;
     const parsed = parseNote(note);
     const source = new TileHashSource(this.opts.store.readTile, size, rfc6962, this.cache);
     const fetchFn = cfg.fetch ?? ((url, init) => fetch(url, init));
-    const got: NoteSignature[] = [];
-    const names = new Set<string>();
-    await Promise.all(
-      this.witnessVerifiers.map(async (w) => {
-        for (let attempt = 0; attempt < 2; attempt++) {
-          const old = Math.min(w.knownSize, size);
-          try {
-            const proof = old === 0 ? [] : await proveConsistency(source, old, size);
-            const lines = await requestCosignature(fetchFn, w.url, { oldSize: old, proof, checkpoint: note }, cfg.timeoutMs ?? 5000);
-            const opened = await openNote(formatNote(parsed.text, parseNote(parsed.text + '\n' + lines).signatures), [w.verifier]);
-            got.push(...opened.verified.map((v) => v.signature));
-            names.add(w.name);
-            w.knownSize = size;
-            return;
-          } catch (e) {
-            const err = toCustodyError(e);
-            if (err.code === 'ERR_WITNESS_CONFLICT' && typeof err.detail?.size === 'number' && attempt === 0) {
-              w.knownSize = err.detail.size;
-              continue;
-            }
-            this.report(err);
-            return;
+    const skew = cfg.maxClockSkewSeconds ?? 60;
+    const nowSec = cfg.now ?? (() => Math.floor(Date.now() / 1000));
+    const got = new Map<string, NoteSignature[]>();
+    const ask = async (w: (typeof this.witnessVerifiers)[number]): Promise<void> => {
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const old = Math.min(w.knownSize, size);
+        try {
+          const proof = old === 0 ? [] : await proveConsistency(source, old, size);
+          const lines = await requestCosignature(fetchFn, w.url, { oldSize: old, proof, checkpoint: note }, cfg.timeoutMs ?? 5000);
+          const opened = await openNote(formatNote(parsed.text, parseNote(parsed.text + '\n' + lines).signatures), [w.verifier]);
+          w.knownSize = Math.max(w.knownSize, size);
+          const now = nowSec();
+          const off = opened.verified.map((v) => Number(cosignatureTimestamp(v.signature.signature) ?? 0)).find((t) => Math.abs(t - now) > skew);
+          if (off !== undefined) throw new CustodyError('ERR_WITNESS_CLOCK', `the witness ${w.name} cosigned with a timestamp ${off - now} s from the log's clock; not counted`, { detail: { witness: w.name, offsetSeconds: off - now, maxSkewSeconds: skew } });
+          got.set(w.name, opened.verified.map((v) => v.signature));
+          return;
+        } catch (e) {
+          const err = toCustodyError(e);
+          if (err.code === 'ERR_WITNESS_CONFLICT' && typeof err.detail?.size === 'number' && attempt === 0) {
+            w.knownSize = err.detail.size;
+            continue;
           }
+          this.report(err);
+          return;
         }
-      }),
-    );
+      }
+    };
+    const asked = this.witnessVerifiers
+      .filter((w) => w.asking === undefined)
+      .map((w) => {
+        const p = ask(w).finally(() => {
+          w.asking = undefined;
+        });
+        w.asking = p;
+        return p;
+      });
+    await new Promise<void>((resolve) => {
+      let left = asked.length;
+      let grace: ReturnType<typeof setTimeout> | undefined;
+      const check = (): void => {
+        if (left === 0) {
+          clearTimeout(grace);
+          resolve();
+        } else if (grace === undefined && quorumSatisfied(cfg.policy, new Set(got.keys()))) {
+          grace = setTimeout(resolve, QUORUM_GRACE_MS);
+        }
+      };
+      for (const p of asked)
+        void p.then(() => {
+          left--;
+          check();
+        });
+      check();
+    });
+    const names = new Set(got.keys());
     if (!quorumSatisfied(cfg.policy, names)) {
       this.report(new CustodyError('ERR_TLOG_QUORUM', 'witness quorum not met; checkpoint not published yet', { detail: { size, cosigned: names.size } }));
       return undefined;
     }
-    return formatNote(parsed.text, [...parsed.signatures, ...got]);
+    return formatNote(parsed.text, [...parsed.signatures, ...[...got.values()].flat()]);
   }
 
   /** Resolves with the first published checkpoint that includes `index`. */

@@ -23,6 +23,8 @@ export interface OpenLogConfig {
   /** Witnesses to ask for cosignatures and the quorum required before publishing. */
   witnessPolicy?: TlogPolicy;
   fetch?: FetchLike;
+  /** The log's clock for judging cosignature timestamps, seconds since the epoch (tests). */
+  witnessNow?: () => number;
   integrateIntervalMs?: number;
   maxBatch?: number;
   onPublish?: (note: string, size: number) => void;
@@ -40,7 +42,7 @@ export async function openLog(cfg: OpenLogConfig): Promise<{ log: TransparencyLo
       signer,
       store,
       sequencer,
-      ...(cfg.witnessPolicy ? { witnesses: { policy: cfg.witnessPolicy, ...(cfg.fetch ? { fetch: cfg.fetch } : {}) } } : {}),
+      ...(cfg.witnessPolicy ? { witnesses: { policy: cfg.witnessPolicy, ...(cfg.fetch ? { fetch: cfg.fetch } : {}), ...(cfg.witnessNow ? { now: cfg.witnessNow } : {}) } } : {}),
       ...(cfg.integrateIntervalMs !== undefined ? { integrateIntervalMs: cfg.integrateIntervalMs } : {}),
       ...(cfg.maxBatch !== undefined ? { maxBatch: cfg.maxBatch } : {}),
       ...(cfg.onPublish ? { onPublish: cfg.onPublish } : {}),
