@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createServer, type Server, type Socket } from 'node:net';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -330,5 +331,48 @@ describe('custody log serve + custody witness serve (real processes, loopback HT
     const r = spawnSync(process.execPath, [...nodeArgs, 'log', 'append', '--url', logUrl, '--event', join(dir, 'event.json'), '--json'], { cwd: cliDir, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', CUSTODY_LEDGER_KEY: writerKey } });
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, index: 0 });
+  });
+});
+
+describe('custody log readers against a log or witness that hangs', () => {
+  /** The CLI in a child process, asynchronously (the servers below answer from this process). */
+  const run = (env: Record<string, string>, ...args: string[]) =>
+    new Promise<{ code: number | null; stdout: string }>((done) => {
+      const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: cliDir, env: { ...process.env, NO_COLOR: '1', ...env } });
+      let stdout = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.on('exit', (code) => done({ code, stdout }));
+    });
+
+  it('a log that accepts and never answers, or trickles its checkpoint, ends in exit 3 (ERR_TLOG_UNAVAILABLE) at the deadline', async () => {
+    const sockets = new Set<Socket>();
+    const timers: ReturnType<typeof setInterval>[] = [];
+    // Accepts, reads, never answers.
+    const hang = createServer((s) => void sockets.add(s.on('data', () => undefined)));
+    // Answers 200 with a long body, one byte every 200 ms.
+    const trickle = createServer((s) => {
+      sockets.add(s);
+      s.once('data', () => {
+        s.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 4000\r\n\r\n');
+        timers.push(setInterval(() => s.write('x'), 200));
+      });
+    });
+    const listen = (srv: Server) => new Promise<string>((r) => srv.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(srv.address() as { port: number }).port}/`)));
+    const [hangUrl, trickleUrl] = [await listen(hang), await listen(trickle)];
+    try {
+      const env = { CUSTODY_HTTP_TIMEOUT_MS: '800' };
+      for (const url of [hangUrl, trickleUrl]) {
+        const m = await run(env, 'log', 'monitor', '--once', '--log', url, '--vkey', vkey, '--json');
+        expect(m.code).toBe(3);
+        expect(m.stdout).toContain('ERR_TLOG_UNAVAILABLE');
+        const p = await run(env, 'log', 'proof', '0', '--log', url, '--vkey', vkey, '--json');
+        expect(p.code).toBe(3);
+      }
+    } finally {
+      timers.forEach(clearInterval);
+      sockets.forEach((s) => s.destroy());
+      hang.close();
+      trickle.close();
+    }
   });
 });

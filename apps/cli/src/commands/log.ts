@@ -63,9 +63,23 @@ export function writeSecretFile(path: string, text: string): void {
   writeFileSync(path, text + '\n', { mode: 0o600, flag: 'wx' });
 }
 
+/**
+ * `fetch` with a deadline on the whole call, its body included (CUSTODY_HTTP_TIMEOUT_MS, default
+ * 30 s): a log or witness that accepts the connection and never answers, or trickles its answer,
+ * ends in the reader's typed error (ERR_TLOG_UNAVAILABLE, ERR_WITNESS_UNAVAILABLE: exit 3).
+ */
+export function boundedFetch(defaultMs = 30_000): (url: string, init?: RequestInit) => Promise<Response> {
+  const env = Number(process.env.CUSTODY_HTTP_TIMEOUT_MS);
+  const ms = Number.isSafeInteger(env) && env > 0 ? env : defaultMs;
+  return (url, init) => {
+    const deadline = AbortSignal.timeout(ms);
+    return fetch(url, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, deadline]) : deadline });
+  };
+}
+
 /** A log by URL (tlog-tiles over HTTP) or by directory (as `custody log serve` writes it). */
 export function logSource(where: string): LogSource {
-  if (/^https?:\/\//i.test(where)) return httpLogSource((u, i) => fetch(u, i), where);
+  if (/^https?:\/\//i.test(where)) return httpLogSource(boundedFetch(), where);
   if (!existsSync(where)) throw new CustodyError('ERR_FILE_NOT_FOUND', `log directory not found: ${where}`);
   return new FsTileStore(where);
 }
@@ -323,7 +337,7 @@ Example:
           let res: Response;
           try {
             const writerKey = process.env.CUSTODY_LEDGER_KEY;
-            res = await fetch(opts.url.replace(/\/+$/, '') + path, {
+            res = await boundedFetch(60_000)(opts.url.replace(/\/+$/, '') + path, {
               method: 'POST',
               body: new Uint8Array(entry),
               headers: { 'content-type': isEvent ? 'application/json' : 'application/octet-stream', ...(writerKey ? { authorization: `Bearer ${writerKey}` } : {}) },
@@ -521,7 +535,7 @@ Examples:
           ...(state ? { state } : {}),
           verifyEntries: opts.entries ?? false,
           verifyEvents: opts.events ?? false,
-          fetch: (u, i) => fetch(u, i),
+          fetch: boundedFetch(),
           clock: systemClock,
           ...(maxAge !== undefined ? { maxAgeSeconds: maxAge } : {}),
         });
