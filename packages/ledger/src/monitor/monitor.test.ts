@@ -74,6 +74,24 @@ describe('log monitor', async () => {
     expect(await new LogMonitor({ clock, source: log.source(), policy, verifyEntries: true }).poll()).toEqual([expect.objectContaining({ kind: 'invalid', code: 'ERR_TLOG_ENTRY' })]);
   });
 
+  it('without verifyEntries still finds a full level-0 tile damaged away from the right edge (its entries could not be proved)', async () => {
+    const log = new MemoryTiledLog('log.example/m', key.signer);
+    await log.append(Array.from({ length: 300 }, (_, i) => ev(i)));
+    await log.publish(cosign);
+    expect(await new LogMonitor({ clock, source: log.source(), policy }).poll()).toEqual([expect.objectContaining({ kind: 'checkpoint', size: 300 })]);
+    const good = log.files.get('tile/0/000')!;
+    // One flipped byte: the right edge (tile 1 and the level-1 tile) still hashes to the root.
+    const flipped = good.slice();
+    flipped[100]! ^= 1;
+    log.files.set('tile/0/000', flipped);
+    expect(await new LogMonitor({ clock, source: log.source(), policy }).poll()).toEqual([expect.objectContaining({ kind: 'invalid', code: expect.stringMatching(/^ERR_TLOG_(INCLUSION|TILE)$/) })]);
+    // Truncated.
+    log.files.set('tile/0/000', good.slice(0, 100));
+    expect(await new LogMonitor({ clock, source: log.source(), policy }).poll()).toEqual([expect.objectContaining({ kind: 'invalid', code: 'ERR_TLOG_TILE' })]);
+    log.files.set('tile/0/000', good);
+    expect(await new LogMonitor({ clock, source: log.source(), policy }).poll()).toEqual([expect.objectContaining({ kind: 'checkpoint', size: 300 })]);
+  });
+
   it("compares with witnesses' latest checkpoints and flags a split view shown to them", async () => {
     const log = new MemoryTiledLog('log.example/m', key.signer);
     await log.append(['a', 'b', 'c', 'd']);

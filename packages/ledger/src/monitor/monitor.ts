@@ -129,12 +129,12 @@ export class LogMonitor {
           return findings;
         }
       }
-      if (this.opts.verifyEntries || this.opts.verifyEvents) {
-        const bad = await this.verifyEntries(source, prev?.size ?? 0, size, rootHash);
-        if (bad) {
-          findings.push(bad);
-          return findings;
-        }
+      // Every new level-0 tile is bound to the root (its entries too with verifyEntries): a
+      // damaged tile the right edge does not use would leave its entries unprovable.
+      const bad = await this.verifyEntries(source, prev?.size ?? 0, size, rootHash, this.opts.verifyEntries === true || this.opts.verifyEvents === true);
+      if (bad) {
+        findings.push(bad);
+        return findings;
       }
       findings.push({ kind: 'checkpoint', size, rootHash: toBase64(rootHash), witnesses: cp.witnesses, newEntries: size - (prev?.size ?? 0) });
       this.state = { origin: cp.checkpoint.origin, size, rootHash: toBase64(rootHash), checkpoint: decodeUtf8Exact(text) };
@@ -143,17 +143,22 @@ export class LogMonitor {
     return findings;
   }
 
-  /** Checks entries [from, to): bundles hash to the level-0 tiles and each tile is bound to the root. */
-  private async verifyEntries(source: LogSource, from: number, to: number, root: Bytes): Promise<MonitorFinding | undefined> {
+  /**
+   * Checks the level-0 tiles over [from, to), each bound to the root; with `entries`, also that
+   * the entry bundles hash to them.
+   */
+  private async verifyEntries(source: LogSource, from: number, to: number, root: Bytes, entries: boolean): Promise<MonitorFinding | undefined> {
     const hashSource = new TileHashSource(source.readTile, to, rfc6962, this.cache);
     try {
       for (let n = Math.floor(from / TILE_WIDTH); n * TILE_WIDTH < to; n++) {
         const width = tileWidthAt(0, n, to);
-        const entries = parseEntryBundle(await source.readTile({ level: 'entries', index: n, width }), width);
         const hashes = tileHashes(await source.readTile({ level: 0, index: n, width }), width);
-        for (let i = 0; i < width; i++) {
-          if (!equalBytes(rfc6962.leaf(entries[i]!), hashes[i]!)) throw new CustodyError('ERR_TLOG_ENTRY', 'entry does not hash to its tile', { detail: { index: n * TILE_WIDTH + i } });
-          if (this.opts.verifyEvents && n * TILE_WIDTH + i >= from) decodeEvent(entries[i]!);
+        if (entries) {
+          const bundle = parseEntryBundle(await source.readTile({ level: 'entries', index: n, width }), width);
+          for (let i = 0; i < width; i++) {
+            if (!equalBytes(rfc6962.leaf(bundle[i]!), hashes[i]!)) throw new CustodyError('ERR_TLOG_ENTRY', 'entry does not hash to its tile', { detail: { index: n * TILE_WIDTH + i } });
+            if (this.opts.verifyEvents && n * TILE_WIDTH + i >= from) decodeEvent(bundle[i]!);
+          }
         }
         // The first leaf's path uses every hash of the tile, so this binds the whole tile to the root.
         const first = n * TILE_WIDTH;
