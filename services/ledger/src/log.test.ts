@@ -295,6 +295,48 @@ describe('review regressions: quorum reachability, one writer, monotonic publica
     await log.close();
   });
 
+  it('an idle log has its unchanged checkpoint cosigned again every refresh period, so clients bounding the cosignature age keep accepting it', async () => {
+    const dir = join(t.dir, 'refresh');
+    let at = Date.parse('2025-06-01T00:00:00Z');
+    const witness = createWitnessApp({ cosigners: [await createCosigner(wa!.skey, () => new Date(at))], logs: await witnessLogs([parseVerifierKey(key.vkey)]), store: new SqliteWitnessStore(join(t.dir, 'refresh-w.sqlite')) });
+    let asked = 0;
+    const fetchA: FetchLike = async (url, init) => {
+      asked++;
+      return witness.request(new URL(url).pathname, init);
+    };
+    const policy = parseTlogPolicy(`log ${key.vkey}\nwitness a ${wa!.vkey} http://a.test\nquorum a\n`);
+    const { log } = await openLog({ dir, skey: key.skey, witnessPolicy: policy, fetch: fetchA, witnessNow: () => Math.floor(at / 1000), witnessRefreshSeconds: 300, integrateIntervalMs: 60_000 });
+    await log.addEntry(utf8('one'));
+    await log.integrateNow();
+    const first = fromUtf8(readFileSync(join(dir, 'checkpoint')));
+    // (The empty tree at open was cosigned too.)
+    const base = asked;
+    const fresh = (now: number) => verifyCheckpointWithPolicy(fromUtf8(readFileSync(join(dir, 'checkpoint'))), policy, { now: new Date(now), maxAgeSeconds: 600 });
+    await expect(fresh(at)).resolves.toMatchObject({ witnesses: ['a'] });
+    // Idle for less than the period: nothing is asked.
+    at += 200_000;
+    await log.integrateNow();
+    expect(asked).toBe(base);
+    // Past it: the same tree, cosigned again with the witness's time now.
+    at += 200_000;
+    await log.integrateNow();
+    expect(asked).toBe(base + 1);
+    const second = fromUtf8(readFileSync(join(dir, 'checkpoint')));
+    expect(second).not.toBe(first);
+    expect(second.split('\n\n')[0]).toBe(first.split('\n\n')[0]);
+    expect(log.publishedSize).toBe(1);
+    expect(log.stats.refreshed).toBe(1);
+    // 700 s after the first cosignature: the first is too old for a 600 s bound, the refreshed one is not.
+    at += 300_000;
+    await expect(verifyCheckpointWithPolicy(first, policy, { now: new Date(at), maxAgeSeconds: 600 })).rejects.toMatchObject({ code: 'ERR_TLOG_QUORUM' });
+    await expect(fresh(at)).resolves.toMatchObject({ witnesses: ['a'] });
+    // Growth after a refresh publishes as usual.
+    await log.addEntry(utf8('two'));
+    await log.integrateNow();
+    expect(log.publishedSize).toBe(2);
+    await log.close();
+  });
+
   it('publishes once its quorum has cosigned, without waiting for a hung witness it does not need, and does not ask that witness again while it hangs', async () => {
     const dir = join(t.dir, 'hung');
     const clock = () => new Date();

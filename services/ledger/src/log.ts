@@ -47,6 +47,12 @@ export interface WitnessConfig {
   maxClockSkewSeconds?: number;
   /** Seconds since the epoch (tests). */
   now?: () => number;
+  /**
+   * An idle log asks its witnesses to cosign its unchanged checkpoint again this often (seconds,
+   * default 300; 0: never), so that clients and monitors that bound a cosignature's age
+   * (`maxAgeSeconds`, `--max-age`) keep accepting a log that has had nothing new to log.
+   */
+  refreshSeconds?: number;
 }
 
 /**
@@ -101,7 +107,7 @@ interface Waiter {
 export class TransparencyLog implements AuditSink {
   readonly origin: string;
   /** Counters for metrics: committed batches and entries, integrations, published checkpoints. */
-  readonly stats = { batches: 0, entries: 0, integrations: 0, published: 0 };
+  readonly stats = { batches: 0, entries: 0, integrations: 0, published: 0, refreshed: 0 };
   private queue: Pending[] = [];
   private flushing = false;
   private flushScheduled = false;
@@ -109,6 +115,8 @@ export class TransparencyLog implements AuditSink {
   private timer: NodeJS.Timeout | undefined;
   private integrating: Promise<void> | undefined;
   private published: { size: number; root: Bytes; note: string } | undefined;
+  /** When the published checkpoint was last cosigned by a quorum (seconds; 0 until this process has). */
+  private lastCosigned = 0;
   private integrated: TreeState = { size: 0, root: rfc6962.emptyRoot() };
   private waiters: Waiter[] = [];
   private readonly cache: TileCache;
@@ -257,6 +265,7 @@ export class TransparencyLog implements AuditSink {
       if (this.published.size === st.size && !equalBytes(this.published.root, st.root)) {
         throw new CustodyError('ERR_TLOG_SPLIT_VIEW', 'published root differs from the database root at the same size');
       }
+      if (this.published.size === st.size) await this.refreshCosignatures(st);
       return;
     }
     const note = await signCheckpoint({ origin: this.origin, size: st.size, rootHash: st.root, extensions: [] }, [this.opts.signer]);
@@ -268,8 +277,48 @@ export class TransparencyLog implements AuditSink {
       return;
     }
     this.setPublished(st.size, st.root, cosigned);
+    this.lastCosigned = this.nowSeconds();
     this.stats.published++;
     this.opts.onPublish?.(cosigned, st.size);
+  }
+
+  private nowSeconds(): number {
+    return this.opts.witnesses?.now?.() ?? Math.floor(Date.now() / 1000);
+  }
+
+  /**
+   * The unchanged checkpoint cosigned again (tlog-witness: old size = size, empty proof) once the
+   * last quorum's cosignatures are `refreshSeconds` old, and published with the fresh ones in
+   * their place. A quorum not met leaves the published checkpoint as it is, and is tried again
+   * 30 s later.
+   */
+  private async refreshCosignatures(st: TreeState): Promise<void> {
+    const cfg = this.opts.witnesses;
+    const every = cfg?.refreshSeconds ?? 300;
+    if (!cfg || every <= 0 || st.size === 0 || this.witnessVerifiers.length === 0) return;
+    const now = this.nowSeconds();
+    if (now - this.lastCosigned < every) return;
+    this.lastCosigned = now - every + Math.min(every, 30);
+    const note = await signCheckpoint({ origin: this.origin, size: st.size, rootHash: st.root, extensions: [] }, [this.opts.signer]);
+    const cosigned = await this.cosign(note, st.size);
+    if (cosigned === undefined) return;
+    const wrote = await this.opts.sequencer.publish(st.size, () => this.writeIfSame(st, cosigned), { sameSize: true });
+    if (!wrote) return;
+    this.lastCosigned = now;
+    this.setPublished(st.size, st.root, cosigned);
+    this.stats.refreshed++;
+    this.opts.onPublish?.(cosigned, st.size);
+  }
+
+  /** Inside the publication lock: replaces the stored checkpoint only if it is still this tree. */
+  private async writeIfSame(st: TreeState, note: string): Promise<boolean> {
+    const b = await this.opts.store.readCheckpointOrUndefined();
+    if (b) {
+      const stored = (await openCheckpoint(b, [this.logVerifier!])).checkpoint;
+      if (stored.size !== st.size || !equalBytes(stored.rootHash, st.root)) return false;
+    }
+    await this.opts.store.writeCheckpoint(note);
+    return true;
   }
 
   /**
@@ -310,7 +359,7 @@ export class TransparencyLog implements AuditSink {
       for (let attempt = 0; attempt < 2; attempt++) {
         const old = Math.min(w.knownSize, size);
         try {
-          const proof = old === 0 ? [] : await proveConsistency(source, old, size);
+          const proof = old === 0 || old === size ? [] : await proveConsistency(source, old, size);
           const lines = await requestCosignature(fetchFn, w.url, { oldSize: old, proof, checkpoint: note }, cfg.timeoutMs ?? 5000);
           const opened = await openNote(formatNote(parsed.text, parseNote(parsed.text + '\n' + lines).signatures), [w.verifier]);
           w.knownSize = Math.max(w.knownSize, size);

@@ -25,6 +25,8 @@ export interface OpenLogConfig {
   fetch?: FetchLike;
   /** The log's clock for judging cosignature timestamps, seconds since the epoch (tests). */
   witnessNow?: () => number;
+  /** How often an idle log has its unchanged checkpoint cosigned again (seconds; default 300, 0 never). */
+  witnessRefreshSeconds?: number;
   integrateIntervalMs?: number;
   maxBatch?: number;
   onPublish?: (note: string, size: number) => void;
@@ -42,7 +44,7 @@ export async function openLog(cfg: OpenLogConfig): Promise<{ log: TransparencyLo
       signer,
       store,
       sequencer,
-      ...(cfg.witnessPolicy ? { witnesses: { policy: cfg.witnessPolicy, ...(cfg.fetch ? { fetch: cfg.fetch } : {}), ...(cfg.witnessNow ? { now: cfg.witnessNow } : {}) } } : {}),
+      ...(cfg.witnessPolicy ? { witnesses: { policy: cfg.witnessPolicy, ...(cfg.fetch ? { fetch: cfg.fetch } : {}), ...(cfg.witnessNow ? { now: cfg.witnessNow } : {}), ...(cfg.witnessRefreshSeconds !== undefined ? { refreshSeconds: cfg.witnessRefreshSeconds } : {}) } } : {}),
       ...(cfg.integrateIntervalMs !== undefined ? { integrateIntervalMs: cfg.integrateIntervalMs } : {}),
       ...(cfg.maxBatch !== undefined ? { maxBatch: cfg.maxBatch } : {}),
       ...(cfg.onPublish ? { onPublish: cfg.onPublish } : {}),

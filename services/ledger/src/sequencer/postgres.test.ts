@@ -99,6 +99,21 @@ describe.skipIf(skip !== undefined)('PostgreSQL sequencing: several writers shar
     await Promise.all([a.log.close({ integrate: false }), b.log.close({ integrate: false })]);
   });
 
+  it('publishes a size once, again only with sameSize (fresh cosignatures of the same tree), never a smaller one', async () => {
+    const seq = await PostgresSequencer.open(pg.url, 'log.test/same-size');
+    try {
+      let writes = 0;
+      const write = () => Promise.resolve(++writes > 0);
+      expect(await seq.publish(3, write)).toBe(true);
+      expect(await seq.publish(3, write)).toBe(false);
+      expect(await seq.publish(3, write, { sameSize: true })).toBe(true);
+      expect(await seq.publish(2, write, { sameSize: true })).toBe(false);
+      expect(writes).toBe(2);
+    } finally {
+      await seq.close();
+    }
+  });
+
   it('reports an unreachable database as ERR_TLOG_UNAVAILABLE', async () => {
     await expect(PostgresSequencer.open('postgresql://nobody@/postgres?host=/nonexistent-socket-dir', 'log.test/none')).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE' });
   });

@@ -130,13 +130,13 @@ export class PostgresSequencer implements Sequencer {
     });
   }
 
-  async publish(size: number, write: () => Promise<boolean>): Promise<boolean> {
+  async publish(size: number, write: () => Promise<boolean>, options: { sameSize?: boolean } = {}): Promise<boolean> {
     return withClient(this.pool, 'publication failed', async (c) => {
       await c.query('BEGIN');
       // The row lock serializes publishers across writers; the size check keeps publication monotonic.
       const r = await c.query<{ size: string }>('SELECT size FROM tlog_published WHERE origin = $1 FOR UPDATE', [this.origin]);
       const cur = Number(r.rows[0]!.size);
-      if (cur > size || (cur === size && size !== 0)) {
+      if (cur > size || (cur === size && size !== 0 && !options.sameSize)) {
         await c.query('ROLLBACK');
         return false;
       }

@@ -279,8 +279,8 @@ export class SqliteSequencer implements Sequencer {
   // integrator serializes publication, so the guard can live in memory (no round trip through
   // the worker queue, behind fsync'ing commits). `write` re-reads the published checkpoint file
   // itself, which is also what a restart starts from.
-  async publish(size: number, write: () => Promise<boolean>): Promise<boolean> {
-    if (this.publishedSize !== undefined && (this.publishedSize > size || (this.publishedSize === size && size !== 0))) return false;
+  async publish(size: number, write: () => Promise<boolean>, options: { sameSize?: boolean } = {}): Promise<boolean> {
+    if (this.publishedSize !== undefined && (this.publishedSize > size || (this.publishedSize === size && size !== 0 && !options.sameSize))) return false;
     if (!(await write())) return false;
     this.publishedSize = size;
     return true;

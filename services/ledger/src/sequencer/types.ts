@@ -22,8 +22,10 @@ export interface Sequencer {
    * checkpoint of that size or larger was recorded as published yet. `write` re-checks the
    * stored checkpoint inside the lock and resolves false when it did not write (a larger one is
    * there); `size` is recorded only when it wrote. Returns whether it wrote. This keeps the
-   * published checkpoint monotonic when several writers publish.
+   * published checkpoint monotonic when several writers publish. With `sameSize`, a checkpoint of
+   * the size already published may be written again (fresh cosignatures of the same tree; `write`
+   * checks the root).
    */
-  publish(size: number, write: () => Promise<boolean>): Promise<boolean>;
+  publish(size: number, write: () => Promise<boolean>, options?: { sameSize?: boolean }): Promise<boolean>;
   close(): Promise<void>;
 }
