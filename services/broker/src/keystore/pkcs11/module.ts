@@ -49,6 +49,27 @@ export function acquireLibrary(path: string): Pkcs11Module {
   return module;
 }
 
+/**
+ * Finalises and initialises a loaded library again: after a token went away under a running
+ * process, some libraries (SoftHSM2) keep answering from their old state until then, so a
+ * session reopened without it never sees the token come back. Sessions of other stores on the
+ * same library end too; they reopen on their next call.
+ */
+export function reinitializeLibrary(path: string): void {
+  const hit = loaded.get(path);
+  if (!hit) return;
+  try {
+    hit.module.C_Finalize();
+  } catch {
+    // Not initialised, or failed: initialising is what matters.
+  }
+  try {
+    hit.module.C_Initialize();
+  } catch (e) {
+    if (ckr(e) !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') throw mapPkcs11Error(e, 'initialize');
+  }
+}
+
 export function releaseLibrary(path: string): void {
   const hit = loaded.get(path);
   if (!hit) return;

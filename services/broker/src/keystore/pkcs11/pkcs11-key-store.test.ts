@@ -1,5 +1,7 @@
 // PKCS#11 specifics the conformance suite cannot see: object attributes inside SoftHSM2, the
 // HSM refusing on its own, session loss and recovery, configuration errors.
+import { cpSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CustodyError } from '@custody/core';
 import { teeKeyPair } from '../../testing/doubles.js';
@@ -144,6 +146,35 @@ describe('Pkcs11KeyStore on SoftHSM2', () => {
     expect(await codeOf(h.service.release({ principal: workload(), tenant: 'acme', name: 'dk', attestation, recipient: tee.recipient }))).toBe('ERR_STORE_UNAVAILABLE');
     const released = await h.service.release({ principal: workload(), tenant: 'acme', name: 'dk', attestation, recipient: tee.recipient });
     expect(released.key.version).toBe(1);
+    s = m.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+  });
+
+  it('a token that goes away is ERR_STORE_UNAVAILABLE (not a destroyed key, not ready), and the store recovers once it is back', async () => {
+    await h.service.create(admin(), { tenant: 'acme', name: 'dk', type: 'aes-256', releasePolicy: 'true' });
+    const tee = teeKeyPair('P-256');
+    const attestation = await attest(h.metadata, tee.recipient);
+    const release = () => h.service.release({ principal: workload(), tenant: 'acme', name: 'dk', attestation, recipient: tee.recipient });
+    const tokens = join(backend.token().dir, 'tokens');
+    const token = join(tokens, readdirSync(tokens)[0]!);
+    const backup = join(backend.token().dir, 'token-backup');
+    cpSync(token, backup, { recursive: true });
+    rmSync(token, { recursive: true });
+    try {
+      // SoftHSM2 still answers for the session and finds no objects: neither means "destroyed".
+      expect(await codeOf(h.keystore.ping())).toBe('ERR_STORE_UNAVAILABLE');
+      expect(await codeOf(release())).toBe('ERR_STORE_UNAVAILABLE');
+      expect(await codeOf(release())).toBe('ERR_STORE_UNAVAILABLE');
+      expect(await codeOf(h.service.ping())).toBe('ERR_STORE_UNAVAILABLE');
+      expect((await h.metadata.getKey('acme', 'dk'))!.state).toBe('active');
+    } finally {
+      cpSync(backup, token, { recursive: true });
+      rmSync(backup, { recursive: true });
+    }
+    // Back without a restart (the library is initialised again before the next session).
+    await h.keystore.ping();
+    expect((await release()).key.version).toBe(1);
+    // That ended this test's own session too.
+    const slot = m.C_GetSlotList(true).find((sl) => m.C_GetTokenInfo(sl).label.trim() === backend.token().tokenLabel)!;
     s = m.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
   });
 

@@ -16,6 +16,7 @@ import {
   OID_ED25519,
   OID_P256,
   P,
+  reinitializeLibrary,
   releaseLibrary,
   type Handle,
   type Pkcs11Module,
@@ -62,6 +63,10 @@ export class Pkcs11KeyStore implements KeyStore {
 
   private readonly module: Pkcs11Module;
   private session: Handle | null = null;
+  /** A session was open once (a missing token is then an outage, not a configuration error). */
+  private opened = false;
+  /** The HSM failed since the last session was opened: the library is initialised again first. */
+  private failed = false;
   private closed = false;
 
   private constructor(private readonly options: Pkcs11KeyStoreOptions) {
@@ -247,13 +252,16 @@ export class Pkcs11KeyStore implements KeyStore {
   }
 
   async has(ref: MaterialRef): Promise<boolean> {
-    return this.run('has', (m, s) => this.findAll(m, s, ref.materialId).length > 0);
+    return this.run('has', (m, s) => {
+      if (this.findAll(m, s, ref.materialId).length > 0) return true;
+      assertTokenPresent(m, s);
+      return false;
+    });
   }
 
+  /** The session and its token answer (a library may keep a session of a token that went away). */
   async ping(): Promise<void> {
-    await this.run('ping', (m, s) => {
-      m.C_GetSessionInfo(s);
-    });
+    await this.run('ping', (m, s) => assertTokenPresent(m, s));
   }
 
   close(): Promise<void> {
@@ -273,15 +281,25 @@ export class Pkcs11KeyStore implements KeyStore {
       const s = this.session ?? this.openSession();
       return fn(this.module, s);
     } catch (e) {
-      if (isUnavailable(e)) this.dropSession();
+      if (isUnavailable(e)) {
+        this.dropSession();
+        this.failed = true;
+      }
       throw mapPkcs11Error(e, op);
     }
   }
 
   private openSession(): Handle {
     const m = this.module;
+    // After the HSM failed, the library is initialised again before a new session: otherwise a
+    // token that went away and came back is never seen again until a restart.
+    if (this.failed) reinitializeLibrary(this.options.library);
     const slot = m.C_GetSlotList(true).find((sl) => m.C_GetTokenInfo(sl).label.trim() === this.options.tokenLabel);
-    if (!slot) throw new CustodyError('ERR_STORE_CONFIG', 'no PKCS#11 token with this label', { detail: { token: this.options.tokenLabel } });
+    if (!slot) {
+      // At start a configuration error; later, the token went away (and may come back).
+      if (this.opened) throw new CustodyError('ERR_STORE_UNAVAILABLE', 'the HSM token is not present', { detail: { token: this.options.tokenLabel } });
+      throw new CustodyError('ERR_STORE_CONFIG', 'no PKCS#11 token with this label', { detail: { token: this.options.tokenLabel } });
+    }
     const s = m.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
     try {
       m.C_Login(s, P.CKU_USER, this.options.pin);
@@ -293,6 +311,8 @@ export class Pkcs11KeyStore implements KeyStore {
       }
     }
     this.session = s;
+    this.opened = true;
+    this.failed = false;
     return s;
   }
 
@@ -362,11 +382,13 @@ export class Pkcs11KeyStore implements KeyStore {
     ]);
     try {
       const found = m.C_FindObjects(s, 2);
-      if (found.length !== 1) throw new CustodyError('ERR_KEY_DESTROYED', 'no material for this key version in the HSM', { detail: { keyId: ref.keyId, version: ref.version } });
-      return found[0]!;
+      if (found.length === 1) return found[0]!;
     } finally {
       m.C_FindObjectsFinal(s);
     }
+    // No object: destroyed only if the token is there to say so (a token that went away finds nothing).
+    assertTokenPresent(m, s);
+    throw new CustodyError('ERR_KEY_DESTROYED', 'no material for this key version in the HSM', { detail: { keyId: ref.keyId, version: ref.version } });
   }
 
   private findAll(m: Pkcs11Module, s: Handle, materialId: string): Handle[] {
@@ -417,4 +439,12 @@ function parseEcPoint(v: Buffer, length: number): Bytes {
 function derOctetString(b: Uint8Array): Bytes {
   if (b.length >= 0x80) throw new CustodyError('ERR_INTERNAL', 'EC point too long');
   return concatBytes(Uint8Array.of(0x04, b.length), b);
+}
+
+/**
+ * Throws ERR_STORE_UNAVAILABLE unless the session's token answers: SoftHSM2, for one, still
+ * answers for a session and finds no objects once its token's files are gone.
+ */
+function assertTokenPresent(m: Pkcs11Module, s: Handle): void {
+  m.C_GetTokenInfo(m.C_GetSessionInfo(s).slotID);
 }
