@@ -105,6 +105,19 @@ describe('TPM attester end to end with swtpm', () => {
     expect(fromBase64(parse(ev).ak_public).length).toBeGreaterThan(256);
   });
 
+  it('a TPM that stops answering mid-quote is ERR_ATTESTER_UNAVAILABLE at one deadline, naming tpm2_quote (no flush or key re-creation after it); it quotes again once it answers', async () => {
+    const a = attester({ timeoutMs: 1500 });
+    const first = await a.collect(secureRandom(32));
+    process.kill(tpm.pid, 'SIGSTOP');
+    try {
+      await expect(a.collect(secureRandom(32))).rejects.toMatchObject({ code: 'ERR_ATTESTER_UNAVAILABLE', message: expect.stringContaining('tpm2_quote'), detail: { tool: 'tpm2_quote', timedOut: true } });
+    } finally {
+      process.kill(tpm.pid, 'SIGCONT');
+    }
+    const again = parse(await a.collect(secureRandom(32)));
+    expect(again.ak_public).toBe(parse(first).ak_public);
+  });
+
   it('rejects report data over 64 bytes before touching the TPM', async () => {
     await expect(attester().collect(new Uint8Array(65))).rejects.toMatchObject({ code: 'ERR_INPUT_TOO_LARGE' });
   });

@@ -133,9 +133,13 @@ export class TpmAttester implements Attester {
     if (reportData.length > 0) args.push('-q', toHex(reportData));
     try {
       await this.tool('tpm2_quote', args);
-    } finally {
+    } catch (e) {
+      // A TPM that did not answer the quote would not answer the flush either: one deadline, not two.
+      if (e instanceof CustodyError && e.detail?.timedOut === true) throw e;
       await this.flushTransient().catch(() => undefined);
+      throw e;
     }
+    await this.flushTransient().catch(() => undefined);
     const [akPublic, quote, signature, pcrBytes] = await Promise.all([readFile(ak.publicPath), readFile(msg), readFile(sig), readFile(pcrOut)]);
     await Promise.all([msg, sig, pcrOut].map((f) => rm(f, { force: true })));
     const size = DIGEST_SIZES[this.bank];

@@ -25,12 +25,17 @@ export function runTpm2Tool(tool: string, args: string[], opts: Tpm2ToolsOptions
         if (e.code === 'ENOENT') {
           return reject(new CustodyError('ERR_ATTESTER_UNAVAILABLE', `${tool} not found: install tpm2-tools`, { detail: { tool } }));
         }
+        // Killed at the deadline: the TPM (or its transport) does not answer. Unavailable, like
+        // an unreachable one: the caller may try again later, and nothing is retried here.
+        if (e.killed === true) {
+          return reject(new CustodyError('ERR_ATTESTER_UNAVAILABLE', `${tool} got no answer from the TPM within ${opts.timeoutMs ?? 60_000} ms`, { detail: { tool, timedOut: true } }));
+        }
         const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
         const last = (lines.at(-1) ?? '').slice(0, 200);
         const unreachable = /tcti|Connection refused|No such file or directory|Failed to initialize|Could not load/i.test(stderr);
         reject(
           new CustodyError(unreachable ? 'ERR_ATTESTER_UNAVAILABLE' : 'ERR_ATTESTER_FAILED', `${tool} failed${unreachable ? ': TPM not reachable' : ''}: ${last}`, {
-            detail: { tool, exit: typeof e.code === 'number' ? e.code : -1, timedOut: e.killed === true },
+            detail: { tool, exit: typeof e.code === 'number' ? e.code : -1 },
           }),
         );
       },

@@ -18,9 +18,10 @@ describe('gateway attested by a TPM quote (swtpm)', () => {
   let tpm: SwtpmInstance;
   let gw: TestGateway;
   let pcr0: string;
+  let attester: TpmAttester | undefined;
   beforeAll(async () => {
     tpm = await startSwtpm();
-    const attester = new TpmAttester({ tcti: tpm.tcti, keyAlgorithm: 'ecc', pcrs: [0, 7] });
+    attester = new TpmAttester({ tcti: tpm.tcti, keyAlgorithm: 'ecc', pcrs: [0, 7] });
     // Reference values from a first quote: what an operator records when enrolling the machine.
     const probe = await tpmVerifier.verify({ evidence: await attester.collect(new Uint8Array(32)), now: new Date() });
     const claims = probe.claims!;
@@ -34,6 +35,8 @@ describe('gateway attested by a TPM quote (swtpm)', () => {
   }, 120_000);
   afterAll(async () => {
     await gw?.close();
+    // The attester's key contexts live in its own temporary directory until it is closed.
+    await attester?.close();
     await tpm?.stop();
   });
 
