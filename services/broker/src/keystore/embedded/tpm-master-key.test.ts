@@ -148,6 +148,22 @@ describe('TPM-sealed master key (swtpm)', () => {
     expect(bad.detail?.reason).toBe('blob');
   }, 60_000);
 
+  it('a TPM that stops answering is reason unavailable, naming the tool, after the deadline; it unseals again once it answers', async () => {
+    await provider({ pcrs: [] }).load();
+    process.kill(tpm.pid, 'SIGSTOP');
+    let e: CustodyError;
+    try {
+      e = await errorOf(provider({ timeoutMs: 1500 }).load());
+    } finally {
+      process.kill(tpm.pid, 'SIGCONT');
+    }
+    expect(e.code).toBe('ERR_MASTER_KEY_TPM');
+    expect(e.detail).toMatchObject({ reason: 'unavailable', timedOut: true });
+    expect(e.message).toMatch(/^tpm2_\w+ got no answer from the TPM within 1500 ms/);
+    const again = await openStore(provider());
+    await again.close();
+  }, 60_000);
+
   it('the sealed blobs on disk, the data dir and the logs never contain the key bytes', async () => {
     const rnd = capturingRandom();
     await provider({ random: rnd.random }).load();

@@ -69,7 +69,11 @@ function runTool(tool: string, args: string[], tcti: string, timeoutMs: number, 
     let outLen = 0;
     let stderr = '';
     let settled = false;
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     const finish = (err: CustodyError | undefined) => {
       if (settled) return;
       settled = true;
@@ -97,6 +101,8 @@ function runTool(tool: string, args: string[], tcti: string, timeoutMs: number, 
     });
     child.on('close', (code, signal) => {
       if (code === 0) return finish(undefined);
+      // Killed at the deadline: the TPM does not answer (it may again later).
+      if (timedOut) return finish(tpmError('unavailable', `${tool} got no answer from the TPM within ${timeoutMs} ms`, { tool, timedOut: true }));
       const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
       const last = (lines.at(-1) === 'ERROR: Unable to run ' + tool ? lines.at(-2) : lines.at(-1)) ?? '';
       let reason: TpmFailure = 'failed';
