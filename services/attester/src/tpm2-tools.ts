@@ -27,7 +27,8 @@ export function runTpm2Tool(tool: string, args: string[], opts: Tpm2ToolsOptions
         }
         // Killed at the deadline: the TPM (or its transport) does not answer. Unavailable, like
         // an unreachable one: the caller may try again later, and nothing is retried here.
-        if (e.killed === true) {
+        // (execFile also kills a tool whose output passes maxBuffer: that is not a timeout.)
+        if (e.killed === true && e.code !== 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER') {
           return reject(new CustodyError('ERR_ATTESTER_UNAVAILABLE', `${tool} got no answer from the TPM within ${opts.timeoutMs ?? 60_000} ms`, { detail: { tool, timedOut: true } }));
         }
         const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);

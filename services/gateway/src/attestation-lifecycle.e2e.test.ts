@@ -5,10 +5,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { CustodyError } from '@custody/core';
 import { parseTlogPolicy } from '@custody/ledger';
-import { loadPolicy } from '@custody/policy';
+import { generateEarSigningKey, loadPolicy } from '@custody/policy';
 import { createConfidentialFetch, discoverGateway, fetchAttestationBundle, renderVerificationText, verifyGatewayBundle, verifyReceiptInclusion, type AttestationBundle, type Receipt } from '@custody/sdk';
 import { DEMO_MODEL_ID } from './backends/demo.js';
-import { simPolicyYaml, startTestGateway, type TestGateway } from './testing/index.js';
+import { LocalAppraisalBroker } from './attestation/local-broker.js';
+import { TEST_MEASUREMENT, simPolicyYaml, startTestGateway, type TestGateway } from './testing/index.js';
 
 let gw: TestGateway | undefined;
 afterEach(async () => {
@@ -109,6 +110,16 @@ describe('revocation and lapse', () => {
     g.broker!.attest = async (req) => ({ ear: (await attest(req)).ear });
     while (!(await g.gateway.attestation.reattest()).ledgerProofMissing);
     expect(retries().slice(5, 6)).toEqual([100]);
+  });
+
+  it('a first round at start whose bundle lacks its ledger proof is followed by an early round too', async () => {
+    // A broker that logs nowhere: its EARs name no ledger entry, so no round carries a proof.
+    const broker = new LocalAppraisalBroker({ policy: await loadPolicy(simPolicyYaml([TEST_MEASUREMENT])), signingKey: await generateEarSigningKey() });
+    gw = await startTestGateway({ broker: false, gateway: { broker, reattestIntervalMs: 60_000, ledgerProofRetryMs: 100 } });
+    const g = gw;
+    expect(g.gateway.attestation.snapshot!.ledgerProofMissing).toBe(true);
+    const retries = () => g.logs.map((l) => JSON.parse(l) as { event?: string; inMs?: number }).filter((l) => l.event === 'attestation.ledger_retry').map((l) => l.inMs);
+    await expect.poll(() => retries().slice(0, 3), { timeout: 10_000, interval: 50 }).toEqual([100, 200, 400]);
   });
 
   it('does not serve before its first attestation succeeds (ERR_GATEWAY_NOT_ATTESTED)', async () => {

@@ -71,6 +71,8 @@ describe('KeyService: a revocation the metadata store could not take', () => {
     h = await embeddedBackend().open();
     const service = h.service;
     await service.create(admin(), { tenant: 'acme', name: 'rk', type: 'aes-256', releasePolicy: 'ear.measurement == "aa11"' });
+    await service.create(admin(), { tenant: 'acme', name: 'sk', type: 'ed25519' });
+    const dataKey = await service.generateDataKey(admin(), { tenant: 'acme', kek: 'rk' });
     const tee = teeKeyPair('P-256');
     const ear = { 'ear.status': 'affirming', submods: { cpu0: { 'ear.status': 'affirming' } }, measurement: 'aa11' };
     const attestation = await attest(h.metadata, tee.recipient, ear);
@@ -87,6 +89,10 @@ describe('KeyService: a revocation the metadata store could not take', () => {
     await expect(release()).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
     await expect(release()).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
     expect(h.wrapper.seen.length).toBe(wrapped);
+    // Nor is the key used in any other way: no data key unwrapped, generated, or signature made.
+    await expect(service.unwrapDataKey(admin(), { tenant: 'acme', wrapped: dataKey.wrapped })).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
+    await expect(service.generateDataKey(admin(), { tenant: 'acme', kek: 'rk' })).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
+    await expect(service.sign(admin(), { tenant: 'acme', name: 'sk', data: new Uint8Array(8) })).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
     expect(h.logLines.some((l) => l.includes('"op":"store.write_failed"'))).toBe(true);
     db.pragma('query_only = OFF');
     // The revocation did not happen: releases resume; made again, it holds.

@@ -254,6 +254,7 @@ export class KeyService {
   /** Generates a 32-byte data key and wraps it with the current version of the `kek` key. */
   async generateDataKey(principal: Principal, input: { tenant: string; kek: string; context?: EncryptionContext }): Promise<GeneratedDataKey> {
     await this.authorize(principal, 'key.use', input.tenant, 'key.datakey.generate');
+    if (this.stopFailed) await this.confirmWrites();
     const key = await this.requireKey(input.tenant, input.kek);
     assertUsable(key);
     if (key.type !== 'aes-256') throw new CustodyError('ERR_KEY_TYPE', 'a key-encryption key must be aes-256', { detail: { type: key.type } });
@@ -272,6 +273,7 @@ export class KeyService {
   /** Unwraps a data key with the KEK version it names; older versions still unwrap. */
   async unwrapDataKey(principal: Principal, input: { tenant: string; wrapped: string; context?: EncryptionContext }): Promise<Bytes> {
     await this.authorize(principal, 'key.use', input.tenant, 'key.datakey.unwrap');
+    if (this.stopFailed) await this.confirmWrites();
     const w = decodeWrappedDataKey(input.wrapped);
     const key = await this.metadata.getKeyById(w.keyId);
     // Another tenant's key id is reported exactly like an unknown one.
@@ -294,6 +296,7 @@ export class KeyService {
   /** Signs with the current version of a signing key, inside the key store. */
   async sign(principal: Principal, input: { tenant: string; name: string; data: Uint8Array }): Promise<{ signature: Bytes; version: number }> {
     await this.authorize(principal, 'key.use', input.tenant, 'key.sign');
+    if (this.stopFailed) await this.confirmWrites();
     const key = await this.requireKey(input.tenant, input.name);
     assertUsable(key);
     if (!isSigningType(key.type)) throw new CustodyError('ERR_KEY_TYPE', 'only signing keys sign', { detail: { type: key.type } });

@@ -225,6 +225,8 @@ export class AttestationManager {
   async start(): Promise<void> {
     await this.reattest().catch(() => undefined);
     this.schedule();
+    // The first round ran before the schedule existed: its missing ledger proof is retried now.
+    if (this.snap?.ledgerProofMissing) this.retryLedgerProof(this.snap);
   }
 
   private schedule(): void {

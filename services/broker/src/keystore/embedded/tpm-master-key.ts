@@ -213,11 +213,24 @@ export function masterKeyFromTpm(options: TpmMasterKeyOptions): MasterKeyProvide
     await flush();
     const args = ['-c', ctx];
     if (sealed.policy) args.push('-p', `pcr:${policyDesc(sealed.policy)}`);
+    return afterFlush(tool('tpm2_unseal', args));
+  }
+
+  /**
+   * Flushes transient objects after `op`, whatever its outcome, except after a command killed at
+   * its deadline: a TPM that did not answer it would not answer the flush either (one deadline,
+   * not three).
+   */
+  async function afterFlush<T>(op: Promise<T>): Promise<T> {
+    let out: T;
     try {
-      return await tool('tpm2_unseal', args);
-    } finally {
-      await flush();
+      out = await op;
+    } catch (e) {
+      if (!(e instanceof CustodyError && e.detail?.timedOut === true)) await flush();
+      throw e;
     }
+    await flush();
+    return out;
   }
 
   return {
@@ -250,11 +263,7 @@ export function masterKeyFromTpm(options: TpmMasterKeyOptions): MasterKeyProvide
             args.push('-a', 'fixedtpm|fixedparent|userwithauth');
           }
           generated = (options.random ?? secureRandom)(MASTER_KEY_BYTES);
-          try {
-            await tool('tpm2_create', args, generated);
-          } finally {
-            await flush();
-          }
+          await afterFlush(tool('tpm2_create', args, generated));
           const [pub, priv] = await Promise.all([readFile(join(dir, 'new.pub')), readFile(join(dir, 'new.priv'))]);
           sealed = { format: SEALED_FORMAT, primary: 'owner/ecc-sha256', policy, public: toBase64(pub), private: toBase64(priv) };
         }

@@ -21,6 +21,8 @@ export const OID_ED25519 = Buffer.from('06032b6570', 'hex');
 interface Loaded {
   module: Pkcs11Module;
   refs: number;
+  /** Counts re-initialisations: a session handle from an earlier one means nothing now. */
+  generation: number;
 }
 const loaded = new Map<string, Loaded>();
 
@@ -45,7 +47,7 @@ export function acquireLibrary(path: string): Pkcs11Module {
   } catch (e) {
     if (ckr(e) !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') throw mapPkcs11Error(e, 'initialize');
   }
-  loaded.set(path, { module, refs: 1 });
+  loaded.set(path, { module, refs: 1, generation: 0 });
   return module;
 }
 
@@ -53,11 +55,14 @@ export function acquireLibrary(path: string): Pkcs11Module {
  * Finalises and initialises a loaded library again: after a token went away under a running
  * process, some libraries (SoftHSM2) keep answering from their old state until then, so a
  * session reopened without it never sees the token come back. Sessions of other stores on the
- * same library end too; they reopen on their next call.
+ * same library end too: their handles belong to the old generation, and a store drops (never
+ * uses or closes) a handle of an earlier generation, since the library may hand the same number
+ * to a new session.
  */
 export function reinitializeLibrary(path: string): void {
   const hit = loaded.get(path);
   if (!hit) return;
+  hit.generation++;
   try {
     hit.module.C_Finalize();
   } catch {
@@ -68,6 +73,11 @@ export function reinitializeLibrary(path: string): void {
   } catch (e) {
     if (ckr(e) !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') throw mapPkcs11Error(e, 'initialize');
   }
+}
+
+/** The library's re-initialisation count (see Loaded.generation); 0 when not loaded. */
+export function libraryGeneration(path: string): number {
+  return loaded.get(path)?.generation ?? 0;
 }
 
 export function releaseLibrary(path: string): void {

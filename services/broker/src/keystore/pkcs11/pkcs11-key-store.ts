@@ -12,6 +12,7 @@ import {
   CKM_EC_EDWARDS_KEY_PAIR_GEN,
   CKM_EDDSA,
   isUnavailable,
+  libraryGeneration,
   mapPkcs11Error,
   OID_ED25519,
   OID_P256,
@@ -63,6 +64,8 @@ export class Pkcs11KeyStore implements KeyStore {
 
   private readonly module: Pkcs11Module;
   private session: Handle | null = null;
+  /** The library generation the session was opened in. */
+  private sessionGeneration = 0;
   /** A session was open once (a missing token is then an outage, not a configuration error). */
   private opened = false;
   /** The HSM failed since the last session was opened: the library is initialised again first. */
@@ -277,6 +280,9 @@ export class Pkcs11KeyStore implements KeyStore {
   private async run<T>(op: string, fn: (m: Pkcs11Module, s: Handle) => T): Promise<T> {
     await Promise.resolve();
     if (this.closed) throw new CustodyError('ERR_STORE_UNAVAILABLE', 'the HSM key store is closed', { detail: { op } });
+    // A handle from before the library was initialised again (by another store) is not ours any
+    // more: forgotten, not closed.
+    if (this.session && this.sessionGeneration !== libraryGeneration(this.options.library)) this.session = null;
     try {
       const s = this.session ?? this.openSession();
       return fn(this.module, s);
@@ -311,6 +317,7 @@ export class Pkcs11KeyStore implements KeyStore {
       }
     }
     this.session = s;
+    this.sessionGeneration = libraryGeneration(this.options.library);
     this.opened = true;
     this.failed = false;
     return s;
