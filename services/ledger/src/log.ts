@@ -158,6 +158,9 @@ export class TransparencyLog implements AuditSink {
         });
       }
       log.published = { size: cp.checkpoint.size, root: cp.checkpoint.rootHash, note: new TextDecoder().decode(existing) };
+      // The stored cosignatures' age, so a restart does not cosign a fresh checkpoint again at once.
+      const times = parseNote(log.published.note).signatures.map((sig) => cosignatureTimestamp(sig.signature)).filter((t) => t !== undefined);
+      if (times.length > 0) log.lastCosigned = Math.min(...times.map(Number));
     }
     // Publish the integrated state if a crash happened between integration and publication.
     await log.publishIfBehind().catch((e: unknown) => log.report(e));
