@@ -256,7 +256,7 @@ describe('review regressions: quorum reachability, one writer, monotonic publica
       return new Response('busy', { status: 503 });
     };
     const policy = parseTlogPolicy(`witness a ${wa!.vkey} http://a.test\nquorum none\n`);
-    const { log } = await openLog({ dir, skey: key.skey, witnessPolicy: policy, fetch: witnessFetch, integrateIntervalMs: 60_000 });
+    const { log } = await openLog({ dir, skey: key.skey, witnessPolicy: policy, fetch: witnessFetch, witnessGraceMs: 60_000, integrateIntervalMs: 60_000 });
     await log.addEntry(utf8('mine'));
     await log.integrateNow();
     expect(fromUtf8(readFileSync(join(dir, 'checkpoint')))).toBe(larger);

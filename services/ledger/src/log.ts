@@ -45,6 +45,11 @@ export interface WitnessConfig {
    * refuse its cosignature (ahead), or find it older than it is (behind).
    */
   maxClockSkewSeconds?: number;
+  /**
+   * Once the quorum holds (at once for `quorum none`), how long the witnesses still answering
+   * get before the checkpoint is published without them (default QUORUM_GRACE_MS).
+   */
+  graceMs?: number;
   /** Seconds since the epoch (tests). */
   now?: () => number;
   /**
@@ -399,7 +404,7 @@ export class TransparencyLog implements AuditSink {
           clearTimeout(grace);
           resolve();
         } else if (grace === undefined && quorumSatisfied(cfg.policy, new Set(got.keys()))) {
-          grace = setTimeout(resolve, QUORUM_GRACE_MS);
+          grace = setTimeout(resolve, cfg.graceMs ?? QUORUM_GRACE_MS);
         }
       };
       for (const p of asked)

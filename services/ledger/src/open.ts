@@ -27,6 +27,8 @@ export interface OpenLogConfig {
   witnessNow?: () => number;
   /** How often an idle log has its unchanged checkpoint cosigned again (seconds; default 300, 0 never). */
   witnessRefreshSeconds?: number;
+  /** How long witnesses the quorum does not need still get once it holds (ms; default 200). */
+  witnessGraceMs?: number;
   integrateIntervalMs?: number;
   maxBatch?: number;
   onPublish?: (note: string, size: number) => void;
@@ -44,7 +46,7 @@ export async function openLog(cfg: OpenLogConfig): Promise<{ log: TransparencyLo
       signer,
       store,
       sequencer,
-      ...(cfg.witnessPolicy ? { witnesses: { policy: cfg.witnessPolicy, ...(cfg.fetch ? { fetch: cfg.fetch } : {}), ...(cfg.witnessNow ? { now: cfg.witnessNow } : {}), ...(cfg.witnessRefreshSeconds !== undefined ? { refreshSeconds: cfg.witnessRefreshSeconds } : {}) } } : {}),
+      ...(cfg.witnessPolicy ? { witnesses: { policy: cfg.witnessPolicy, ...(cfg.fetch ? { fetch: cfg.fetch } : {}), ...(cfg.witnessNow ? { now: cfg.witnessNow } : {}), ...(cfg.witnessRefreshSeconds !== undefined ? { refreshSeconds: cfg.witnessRefreshSeconds } : {}), ...(cfg.witnessGraceMs !== undefined ? { graceMs: cfg.witnessGraceMs } : {}) } } : {}),
       ...(cfg.integrateIntervalMs !== undefined ? { integrateIntervalMs: cfg.integrateIntervalMs } : {}),
       ...(cfg.maxBatch !== undefined ? { maxBatch: cfg.maxBatch } : {}),
       ...(cfg.onPublish ? { onPublish: cfg.onPublish } : {}),
