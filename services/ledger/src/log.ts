@@ -164,7 +164,7 @@ export class TransparencyLog implements AuditSink {
       }
       log.published = { size: cp.checkpoint.size, root: cp.checkpoint.rootHash, note: new TextDecoder().decode(existing) };
       // The stored cosignatures' age, so a restart does not cosign a fresh checkpoint again at once.
-      const times = parseNote(log.published.note).signatures.map((sig) => cosignatureTimestamp(sig.signature)).filter((t) => t !== undefined);
+      const times = cp.note.signatures.map((sig) => cosignatureTimestamp(sig.signature)).filter((t) => t !== undefined);
       if (times.length > 0) log.lastCosigned = Math.min(...times.map(Number));
     }
     // Publish the integrated state if a crash happened between integration and publication.
@@ -361,7 +361,6 @@ export class TransparencyLog implements AuditSink {
     const source = new TileHashSource(this.opts.store.readTile, size, rfc6962, this.cache);
     const fetchFn = cfg.fetch ?? ((url, init) => fetch(url, init));
     const skew = cfg.maxClockSkewSeconds ?? 60;
-    const nowSec = cfg.now ?? (() => Math.floor(Date.now() / 1000));
     const got = new Map<string, NoteSignature[]>();
     const ask = async (w: (typeof this.witnessVerifiers)[number]): Promise<void> => {
       for (let attempt = 0; attempt < 2; attempt++) {
@@ -371,7 +370,7 @@ export class TransparencyLog implements AuditSink {
           const lines = await requestCosignature(fetchFn, w.url, { oldSize: old, proof, checkpoint: note }, cfg.timeoutMs ?? 5000);
           const opened = await openNote(formatNote(parsed.text, parseNote(parsed.text + '\n' + lines).signatures), [w.verifier]);
           w.knownSize = Math.max(w.knownSize, size);
-          const now = nowSec();
+          const now = this.nowSeconds();
           const off = opened.verified.map((v) => Number(cosignatureTimestamp(v.signature.signature) ?? 0)).find((t) => Math.abs(t - now) > skew);
           if (off !== undefined) throw new CustodyError('ERR_WITNESS_CLOCK', `the witness ${w.name} cosigned with a timestamp ${off - now} s from the log's clock; not counted`, { detail: { witness: w.name, offsetSeconds: off - now, maxSkewSeconds: skew } });
           got.set(w.name, opened.verified.map((v) => v.signature));

@@ -254,7 +254,7 @@ export class KeyService {
   /** Generates a 32-byte data key and wraps it with the current version of the `kek` key. */
   async generateDataKey(principal: Principal, input: { tenant: string; kek: string; context?: EncryptionContext }): Promise<GeneratedDataKey> {
     await this.authorize(principal, 'key.use', input.tenant, 'key.datakey.generate');
-    if (this.stopFailed) await this.confirmWrites();
+    await this.confirmWrites();
     const key = await this.requireKey(input.tenant, input.kek);
     assertUsable(key);
     if (key.type !== 'aes-256') throw new CustodyError('ERR_KEY_TYPE', 'a key-encryption key must be aes-256', { detail: { type: key.type } });
@@ -273,7 +273,7 @@ export class KeyService {
   /** Unwraps a data key with the KEK version it names; older versions still unwrap. */
   async unwrapDataKey(principal: Principal, input: { tenant: string; wrapped: string; context?: EncryptionContext }): Promise<Bytes> {
     await this.authorize(principal, 'key.use', input.tenant, 'key.datakey.unwrap');
-    if (this.stopFailed) await this.confirmWrites();
+    await this.confirmWrites();
     const w = decodeWrappedDataKey(input.wrapped);
     const key = await this.metadata.getKeyById(w.keyId);
     // Another tenant's key id is reported exactly like an unknown one.
@@ -296,7 +296,7 @@ export class KeyService {
   /** Signs with the current version of a signing key, inside the key store. */
   async sign(principal: Principal, input: { tenant: string; name: string; data: Uint8Array }): Promise<{ signature: Bytes; version: number }> {
     await this.authorize(principal, 'key.use', input.tenant, 'key.sign');
-    if (this.stopFailed) await this.confirmWrites();
+    await this.confirmWrites();
     const key = await this.requireKey(input.tenant, input.name);
     assertUsable(key);
     if (!isSigningType(key.type)) throw new CustodyError('ERR_KEY_TYPE', 'only signing keys sign', { detail: { type: key.type } });
@@ -330,7 +330,7 @@ export class KeyService {
     let subject: AuditEvent['key'] | undefined;
     let denialAudited = false;
     try {
-      if (this.stopFailed) await this.confirmWrites();
+      await this.confirmWrites();
       await this.checkSession(tenant, attestation, req.recipient);
       for (let attempt = 1; ; attempt++) {
         const key = await this.requireKey(tenant, name);
@@ -467,8 +467,9 @@ export class KeyService {
     }
   }
 
-  /** After a failed stopping write: a write to the store (its ping) must succeed before any release. */
+  /** After a failed stopping write: a write to the store (its ping) must succeed before any use. */
   private async confirmWrites(): Promise<void> {
+    if (!this.stopFailed) return;
     try {
       await this.metadata.ping();
     } catch (e) {

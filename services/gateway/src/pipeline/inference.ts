@@ -275,13 +275,14 @@ export class InferencePipeline {
         throw new CustodyError('ERR_GATEWAY_BACKEND', 'the backend answered with a status outside 200-599', { detail: { status: Number.isFinite(res.status) ? res.status : String(res.status) } });
       }
       const contentType = res.contentType;
+      const eventStream = contentType.includes('text/event-stream');
       // A stream the request did not ask for: its receipt would say streamed while the client
       // reads one whole answer (and refuses the mismatch as the gateway's fault). The backend's.
-      if (!stream && contentType.includes('text/event-stream')) {
+      if (!stream && eventStream) {
         if (res.body instanceof ReadableStream) await res.body.cancel().catch(() => undefined);
         throw new CustodyError('ERR_GATEWAY_BACKEND', 'the backend streamed its answer to a request that did not ask for a stream', { detail: { contentType: 'text/event-stream' } });
       }
-      if (res.body instanceof ReadableStream && contentType.includes('text/event-stream')) {
+      if (res.body instanceof ReadableStream && eventStream) {
         const body = vault.size > 0 || output ? res.body.pipeThrough(restoreSseStream(route, vault, output)) : res.body;
         handedOff = true;
         return this.respond(ctx, snapshot, res.status, [['content-type', contentType], ['cache-control', 'no-store']], body, true, () => vault.clear());
