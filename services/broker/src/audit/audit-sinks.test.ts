@@ -234,6 +234,120 @@ describe('audit sinks', () => {
     }
   });
 
+  it('replicas sharing the interim table forward each kept event once: one holds the forwarding lease, the other waits for its records', async () => {
+    let t = 0;
+    const ledger = new InMemoryAuditSinkTestDouble();
+    ledger.failing = true;
+    const other = await SqliteMetadataStore.open(join(dir, 'm.db'));
+    const a = new FallbackAuditSink(ledger, new InterimLocalAuditSink(store), { retryAfterMs: 1000, now: () => t });
+    const b = new FallbackAuditSink(ledger, new InterimLocalAuditSink(other), { retryAfterMs: 1000, now: () => t });
+    // The first pass each runs at start, on an empty table, ends before the test goes on.
+    await new Promise((r) => setTimeout(r, 10));
+    await Promise.all([a.forward(), b.forward()]);
+    try {
+      for (let i = 0; i < 6; i++) await (i % 2 ? b : a).append(event(i));
+      ledger.failing = false;
+      t = 1000;
+      // Each append in flight yields, so the two passes interleave.
+      ledger.beforeAppend = () => new Promise((r) => setTimeout(r, 2));
+      await Promise.all([a.forward(), b.forward()]);
+      await a.forward();
+      await b.forward();
+      expect(ledger.events.map((e) => e.detail?.interimIndex).sort()).toEqual([0, 1, 2, 3, 4, 5]);
+      expect(a.pending + b.pending).toBe(0);
+      const markers = (await store.readAudit(null, 5, 50)).map((r) => JSON.parse(r.event) as AuditEvent);
+      expect(markers.map((m) => m.detail?.interimIndex).sort()).toEqual([0, 1, 2, 3, 4, 5]);
+    } finally {
+      await a.close();
+      await b.close();
+      await other.close();
+    }
+  });
+
+  it('a forwarding record the table did not take is written again before anything else, and the lease is kept until then', async () => {
+    let t = 0;
+    const ledger = new InMemoryAuditSinkTestDouble();
+    ledger.failing = true;
+    const other = await SqliteMetadataStore.open(join(dir, 'm.db'));
+    const flaky = new InterimLocalAuditSink(store);
+    const append = flaky.append.bind(flaky);
+    let blink = false;
+    flaky.append = (e) => (blink && e.action === 'audit.forwarded' ? ((blink = false), Promise.reject(new Error('the database blinked'))) : append(e));
+    const a = new FallbackAuditSink(ledger, flaky, { retryAfterMs: 1000, now: () => t });
+    const b = new FallbackAuditSink(ledger, new InterimLocalAuditSink(other), { retryAfterMs: 1000, now: () => t });
+    // The first pass each runs at start, on an empty table, ends before the test goes on.
+    await new Promise((r) => setTimeout(r, 10));
+    await Promise.all([a.forward(), b.forward()]);
+    try {
+      await a.append(event(0));
+      await a.append(event(1));
+      await b.append(event(2));
+      ledger.failing = false;
+      t = 1000;
+      blink = true;
+      await a.forward();
+      // The ledger took row 0, but its record is missing: b must not send it again.
+      expect(ledger.events.map((e) => e.detail?.interimIndex)).toEqual([0]);
+      await b.forward();
+      expect(ledger.events.map((e) => e.detail?.interimIndex)).toEqual([0]);
+      expect(b.pending).toBe(3);
+      await a.forward();
+      expect(ledger.events.map((e) => e.detail?.interimIndex)).toEqual([0, 1, 2]);
+      await b.forward();
+      expect(b.pending).toBe(0);
+      expect(ledger.events).toHaveLength(3);
+      const markers = (await store.readAudit(null, 2, 50)).map((r) => JSON.parse(r.event) as AuditEvent);
+      expect(markers.map((m) => [m.action, m.detail?.interimIndex, m.detail?.ledgerIndex])).toEqual([
+        ['audit.forwarded', 0, 0],
+        ['audit.forwarded', 1, 1],
+        ['audit.forwarded', 2, 2],
+      ]);
+    } finally {
+      await a.close();
+      await b.close();
+      await other.close();
+    }
+  });
+
+  it('a lease its holder stopped renewing (a crashed replica) lets another forward once it runs out', async () => {
+    const ledger = new InMemoryAuditSinkTestDouble();
+    ledger.failing = true;
+    const first = new FallbackAuditSink(ledger, new InterimLocalAuditSink(store), { retryAfterMs: 60_000 });
+    await first.append(event(0));
+    await first.close();
+    expect(await store.leaseAuditForwarding('crashed-replica', 300)).toBe(true);
+    ledger.failing = false;
+    const second = new FallbackAuditSink(ledger, new InterimLocalAuditSink(store), { retryAfterMs: 50 });
+    try {
+      await second.forward();
+      expect(ledger.events).toEqual([]);
+      await expect.poll(() => ledger.events.map((e) => e.detail?.interimIndex), { timeout: 5000, interval: 50 }).toEqual([0]);
+      // Released after the pass: the next holder may take it at once.
+      expect(await store.leaseAuditForwarding('next-replica', 60_000)).toBe(true);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('forwards what another replica kept and left (it stopped), though this one kept nothing', async () => {
+    const ledger = new InMemoryAuditSinkTestDouble();
+    const other = await SqliteMetadataStore.open(join(dir, 'm.db'));
+    const survivor = new FallbackAuditSink(ledger, new InterimLocalAuditSink(store), { retryAfterMs: 50 });
+    try {
+      await survivor.forward();
+      ledger.failing = true;
+      const stopped = new FallbackAuditSink(ledger, new InterimLocalAuditSink(other), { retryAfterMs: 60_000 });
+      await stopped.append(event(0));
+      await stopped.append(event(1));
+      await stopped.close();
+      ledger.failing = false;
+      await expect.poll(() => ledger.events.map((e) => e.detail?.interimIndex), { timeout: 5000, interval: 50 }).toEqual([0, 1]);
+    } finally {
+      await survivor.close();
+      await other.close();
+    }
+  });
+
   it('refuses a retry interval under 10 ms or not a number', () => {
     for (const retryAfterMs of [0, 5, Number.NaN, -1]) {
       expect(() => new FallbackAuditSink(new InMemoryAuditSinkTestDouble(), new InterimLocalAuditSink(store), { retryAfterMs })).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }));

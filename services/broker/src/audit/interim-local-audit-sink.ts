@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { canonicalize, CustodyError, toCustodyError, toHex } from '@custody/core';
 import { chainHash } from '../metadata/rows.js';
 import type { AuditRepository, StoredAuditEvent } from '../metadata/types.js';
@@ -26,6 +27,16 @@ export class InterimLocalAuditSink implements AuditSink {
   read(afterIndex: number, limit: number): Promise<StoredAuditEvent[]> {
     return this.repository.readAudit(null, afterIndex, limit);
   }
+
+  /** Takes or renews the table's one forwarding lease for `holder`; true when it holds it. */
+  lease(holder: string, ttlMs: number): Promise<boolean> {
+    return this.repository.leaseAuditForwarding(holder, ttlMs);
+  }
+
+  /** Ends `holder`'s forwarding lease. */
+  release(holder: string): Promise<void> {
+    return this.repository.releaseAuditForwarding(holder);
+  }
 }
 
 export interface FallbackAuditSinkOptions {
@@ -48,6 +59,10 @@ export interface FallbackAuditSinkOptions {
 }
 
 const READ_PAGE = 500;
+/** How long the forwarding lease lasts unless renewed; a pass renews it every third of that. */
+const LEASE_MS = 60_000;
+/** After finding the lease held by another replica, how long before this one asks again (at most). */
+const LEASE_BUSY_MS = 1000;
 
 /**
  * Sends events to `primary` (the ledger) and, when it fails, keeps them in the interim table
@@ -57,12 +72,18 @@ const READ_PAGE = 500;
  * Kept events are forwarded to the primary once it takes entries again: in the order they were
  * kept, each with `detail.interimIndex` naming its interim row, and each forwarding recorded in the
  * interim table by an `audit.forwarded` row (`detail.interimIndex`, `detail.ledgerIndex`). This runs
- * after an append the primary took, every `retryAfterMs` while events wait, and at start (events
- * kept before a restart). An event the primary refuses as such (its content, not an outage) is
+ * after an append the primary took while events wait, at start (events kept before a restart), and
+ * every `retryAfterMs` (events other replicas kept: one that stopped leaves them to the others). An event the primary refuses as such (its content, not an outage) is
  * recorded as `audit.forward_refused` with the code and passed over. The table's hash chain is
- * checked as it is read; a row that breaks it stops all forwarding (`onTampered`). Replicas that
- * share the interim table may each forward an event before seeing the other's record: the ledger
- * may then hold it twice, with the same `interimIndex`.
+ * checked as it is read; a row that breaks it stops all forwarding (`onTampered`).
+ *
+ * Replicas share the interim table, and each reads every kept event, so only the holder of the
+ * table's forwarding lease (`leaseAuditForwarding`, 60 s on the store's clock, renewed as a pass
+ * goes) forwards; it reads the table again once it holds the lease, so it sees what the previous
+ * holder forwarded. A record it could not write is written again before anything else is
+ * forwarded, and until then the lease is kept. An event is still sent twice when a holder stalls
+ * for longer than the lease in the middle of sending it, or stops (a crash) between the ledger
+ * taking it and its record: the ledger then holds it twice, with the same `interimIndex`.
  */
 export class FallbackAuditSink implements AuditSink {
   private readonly retryAfterMs: number;
@@ -74,12 +95,17 @@ export class FallbackAuditSink implements AuditSink {
   private readTo = -1;
   /** The hash of row `readTo` (the chain is checked as rows are read). */
   private lastHash: Uint8Array | null = null;
-  private scanned = false;
   /** The table's chain did not verify: nothing is forwarded from it. */
   private tampered = false;
   private pass: Promise<void> | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private closed = false;
+  /** Names this sink as the forwarding lease's holder. */
+  private readonly holder = randomUUID();
+  /** Another replica held the lease: not asked again before then. */
+  private leaseBusyUntil = -Infinity;
+  /** Records of forwarded events the table did not take yet (interim index to record), oldest first. */
+  private readonly unrecorded = new Map<number, AuditEvent>();
 
   constructor(
     private readonly primary: AuditSink,
@@ -120,8 +146,9 @@ export class FallbackAuditSink implements AuditSink {
   forward(): Promise<void> {
     this.pass ??= this.forwardPass().finally(() => {
       this.pass = undefined;
-      // Also when the table could not be read yet: events kept before a restart wait there.
-      if (this.waiting.size > 0 || !this.scanned) this.later(this.retryAfterMs);
+      // Always: another replica's kept events, which it may not live to forward, appear in the
+      // table, and so do events kept before a restart when it could not be read yet.
+      this.later(this.retryAfterMs);
     });
     return this.pass;
   }
@@ -179,12 +206,30 @@ export class FallbackAuditSink implements AuditSink {
 
   private async forwardPass(): Promise<void> {
     let forwarded = 0;
+    let leased = false;
     try {
       if (this.closed || this.tampered) return;
       // The whole table once (events kept before a restart), then only what was added since.
-      if (!this.scanned || this.waiting.size > 0) await this.readNew();
-      this.scanned = true;
+      await this.readNew();
+      if (this.waiting.size === 0 && this.unrecorded.size === 0) return;
+      if (this.now() < this.downUntil || this.now() < this.leaseBusyUntil) return;
+      if (!(await this.fallback.lease(this.holder, LEASE_MS))) {
+        this.leaseBusyUntil = this.now() + Math.min(this.retryAfterMs, LEASE_BUSY_MS);
+        return;
+      }
+      leased = true;
+      let renewedAt = this.now();
+      // What the lease's previous holder forwarded before it let go.
+      await this.readNew();
+      for (const [index, record] of this.unrecorded) await this.record(index, record);
       while (this.waiting.size > 0 && !this.closed && !this.tampered && this.now() >= this.downUntil) {
+        if (this.now() - renewedAt >= LEASE_MS / 3) {
+          if (!(await this.fallback.lease(this.holder, LEASE_MS))) {
+            leased = false;
+            return;
+          }
+          renewedAt = this.now();
+        }
         let index = Infinity;
         for (const i of this.waiting.keys()) if (i < index) index = i;
         const kept = this.waiting.get(index)!;
@@ -200,20 +245,27 @@ export class FallbackAuditSink implements AuditSink {
           // This event, not the ledger: recorded and passed over, so it blocks nothing behind it.
           this.waiting.delete(index);
           this.tell(() => this.options.onRefused?.(index, e));
-          await this.fallback.append(marker(kept, 'audit.forward_refused', { interimIndex: index, code: toCustodyError(e).code }));
+          await this.record(index, marker(kept, 'audit.forward_refused', { interimIndex: index, code: toCustodyError(e).code }));
           continue;
         }
         this.waiting.delete(index);
         forwarded++;
-        // Should this record fail to be written, a later start forwards the event again (the
-        // ledger then holds it twice, with the same interimIndex).
-        await this.fallback.append(marker(kept, 'audit.forwarded', { interimIndex: index, ledgerIndex: into.index }));
+        await this.record(index, marker(kept, 'audit.forwarded', { interimIndex: index, ledgerIndex: into.index }));
       }
     } catch {
       // The interim table failed: the next pass reads it again.
     } finally {
+      // A record not written yet keeps the lease, so that no other replica sends its event again.
+      if (leased && this.unrecorded.size === 0) await this.fallback.release(this.holder).catch(() => undefined);
       if (forwarded > 0) this.tell(() => this.options.onForwarded?.(forwarded));
     }
+  }
+
+  /** Writes what became of kept event `index`; kept in memory, to be written again, until the table takes it. */
+  private async record(index: number, record: AuditEvent): Promise<void> {
+    this.unrecorded.set(index, record);
+    await this.fallback.append(record);
+    this.unrecorded.delete(index);
   }
 }
 

@@ -304,6 +304,24 @@ describe.each([sqlite, postgres])('metadata store conformance: $name', (factory)
     expect(await m.readAudit(null, -1, 100)).toHaveLength(12);
   });
 
+  it('grants one forwarding lease across replicas: taken when free or run out, renewed by its holder, given back', async () => {
+    const other = await o.second();
+    // Two replicas asking at once: exactly one gets it.
+    const first = await Promise.all([m.leaseAuditForwarding('replica-a', 60_000), other.leaseAuditForwarding('replica-b', 60_000)]);
+    expect(first.filter(Boolean)).toHaveLength(1);
+    const [holder, holderStore, waiter, waiterStore] = first[0] ? (['replica-a', m, 'replica-b', other] as const) : (['replica-b', other, 'replica-a', m] as const);
+    expect(await holderStore.leaseAuditForwarding(holder, 60_000)).toBe(true);
+    expect(await waiterStore.leaseAuditForwarding(waiter, 60_000)).toBe(false);
+    // Releasing someone else's lease does nothing.
+    await waiterStore.releaseAuditForwarding(waiter);
+    expect(await waiterStore.leaseAuditForwarding(waiter, 60_000)).toBe(false);
+    await holderStore.releaseAuditForwarding(holder);
+    expect(await waiterStore.leaseAuditForwarding(waiter, 200)).toBe(true);
+    expect(await holderStore.leaseAuditForwarding(holder, 60_000)).toBe(false);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await holderStore.leaseAuditForwarding(holder, 60_000)).toBe(true);
+  });
+
   it('stores sealed blobs and store metadata', async () => {
     const blob = randomBytes(100);
     await m.putSealed('mat_1', 'key_a', 1, blob);

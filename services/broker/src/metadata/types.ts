@@ -138,6 +138,15 @@ export interface AuditRepository {
   /** Appends one canonical event; the table rejects UPDATE and DELETE. */
   appendAudit(tenant: string, at: number, canonicalEvent: string): Promise<{ index: number }>;
   readAudit(tenant: string | null, afterIndex: number, limit: number): Promise<StoredAuditEvent[]>;
+  /**
+   * Takes or renews, for `holder`, the one lease on forwarding the table's kept events to the
+   * ledger: when it is free, expired, or already `holder`'s, it is `holder`'s until `ttlMs` from
+   * now on the store's clock (the database server's for PostgreSQL, so replicas' clocks do not
+   * matter). True when `holder` holds it afterwards.
+   */
+  leaseAuditForwarding(holder: string, ttlMs: number): Promise<boolean>;
+  /** Ends `holder`'s lease, if it holds it. */
+  releaseAuditForwarding(holder: string): Promise<void>;
 }
 
 /** A tenant's appraisal policy installed through the API (`PUT /v1/policy`). */

@@ -93,6 +93,11 @@ const SCHEMA = [
   `DROP TRIGGER IF EXISTS custody_audit_interim_append_only ON custody_audit_interim`,
   `CREATE TRIGGER custody_audit_interim_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON custody_audit_interim
    FOR EACH STATEMENT EXECUTE FUNCTION custody_audit_interim_append_only()`,
+  `CREATE TABLE IF NOT EXISTS custody_audit_forwarder (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    holder TEXT NOT NULL,
+    until_ms BIGINT NOT NULL
+  )`,
   `CREATE TABLE IF NOT EXISTS custody_tenant_policies (
     tenant TEXT PRIMARY KEY,
     text TEXT NOT NULL,
@@ -385,6 +390,22 @@ export class PostgresMetadataStore implements MetadataStore {
         ? await this.q<AuditRow>('SELECT * FROM custody_audit_interim WHERE idx > $1 ORDER BY idx LIMIT $2', [afterIndex, limit])
         : await this.q<AuditRow>('SELECT * FROM custody_audit_interim WHERE tenant = $1 AND idx > $2 ORDER BY idx LIMIT $3', [tenant, afterIndex, limit]);
     return rows.map(toAudit);
+  }
+
+  async leaseAuditForwarding(holder: string, ttlMs: number): Promise<boolean> {
+    // The server's clock, so that replicas' clocks do not decide who holds the lease.
+    const r = await this.raw(
+      `INSERT INTO custody_audit_forwarder AS f (id, holder, until_ms)
+       VALUES (1, $1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint + $2)
+       ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms
+       WHERE f.holder = excluded.holder OR f.until_ms <= (extract(epoch FROM clock_timestamp()) * 1000)::bigint`,
+      [holder, Math.trunc(ttlMs)],
+    );
+    return r.rowCount === 1;
+  }
+
+  async releaseAuditForwarding(holder: string): Promise<void> {
+    await this.raw('UPDATE custody_audit_forwarder SET until_ms = 0 WHERE holder = $1', [holder]);
   }
 
   // tenant appraisal policies

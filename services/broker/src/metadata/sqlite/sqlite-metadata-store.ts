@@ -93,6 +93,11 @@ CREATE TRIGGER IF NOT EXISTS custody_audit_interim_no_update BEFORE UPDATE ON cu
   BEGIN SELECT RAISE(ABORT, 'custody_audit_interim is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS custody_audit_interim_no_delete BEFORE DELETE ON custody_audit_interim
   BEGIN SELECT RAISE(ABORT, 'custody_audit_interim is append-only'); END;
+CREATE TABLE IF NOT EXISTS custody_audit_forwarder (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  holder TEXT NOT NULL,
+  until_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS custody_tenant_policies (
   tenant TEXT PRIMARY KEY,
   text TEXT NOT NULL,
@@ -403,6 +408,22 @@ export class SqliteMetadataStore implements MetadataStore {
           : this.stmt('SELECT * FROM custody_audit_interim WHERE tenant = ? AND idx > ? ORDER BY idx LIMIT ?').all(tenant, afterIndex, limit)) as AuditRow[],
     );
     return rows.map(toAudit);
+  }
+
+  async leaseAuditForwarding(holder: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    return this.write(
+      () =>
+        this.stmt(
+          `INSERT INTO custody_audit_forwarder (id, holder, until_ms) VALUES (1, ?, ?)
+           ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms
+           WHERE custody_audit_forwarder.holder = excluded.holder OR custody_audit_forwarder.until_ms <= ?`,
+        ).run(holder, now + ttlMs, now).changes === 1,
+    );
+  }
+
+  async releaseAuditForwarding(holder: string): Promise<void> {
+    await this.write(() => this.stmt('UPDATE custody_audit_forwarder SET until_ms = 0 WHERE holder = ?').run(holder));
   }
 
   // tenant appraisal policies
