@@ -53,6 +53,13 @@ export interface ConfidentialFetchOptions extends GatewayTrustOptions {
   readonly random?: RandomSource;
   /** Challenge with a fresh nonce at each verification (default: when no broker JWKS is configured). */
   readonly freshNonce?: boolean;
+  /**
+   * Longest one verification of the gateway may take, from the discovery request to the last byte
+   * of the broker's JWKS (default 30 s). Every call waits for the verification in progress, so a
+   * gateway, relay or proxy that holds the answer open fails it (ERR_SDK_DISCOVERY,
+   * `detail.timedOut`) instead of holding every call; a call's own `signal` ends its wait at once.
+   */
+  readonly verifyTimeoutMs?: number;
   /** Require a valid receipt on every response except 401, 429 and 5xx (default true). */
   readonly requireReceipt?: boolean;
   readonly onVerified?: (document: VerificationDocument) => void;
@@ -88,6 +95,24 @@ const MAX_PROBLEM = 64 * 1024;
 const MAX_REQUEST_BODY = 8 * 1024 * 1024;
 
 const STREAM_TRUE = /"stream"\s*:\s*true/;
+const VERIFY_TIMEOUT_MS = 30_000;
+
+/** `p`, or the signal's reason as soon as it aborts (`p` goes on for whoever else waits for it). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | null | undefined): Promise<T> {
+  if (!signal) return p;
+  // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- an abort's reason may be any value, as with fetch
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** Two key configurations that would seal alike: the same id, KEM and public key. */
+function sameKeyConfig(a: KeyConfig | undefined, b: KeyConfig): boolean {
+  return a !== undefined && a.keyId === b.keyId && a.kem === b.kem && a.publicKey.length === b.publicKey.length && a.publicKey.every((x, i) => x === b.publicKey[i]);
+}
 
 /** Whether the response will be a stream: OpenAI-style `"stream": true`, or an SSE Accept header. */
 export function wantsStream(req: OutgoingRequest, body: Uint8Array): boolean {
@@ -210,6 +235,8 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
   const transport: FetchLike = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const clock = options.clock ?? systemClock;
   const requireReceipt = options.requireReceipt ?? true;
+  const verifyTimeoutMs = options.verifyTimeoutMs ?? VERIFY_TIMEOUT_MS;
+  if (!(verifyTimeoutMs > 0)) throw new CustodyError('ERR_USAGE', 'verifyTimeoutMs must be a positive number of milliseconds');
   const minGpus = options.minGpus ?? 0;
   const ohttpUrl = joinPath(options.relay ?? options.gateway, OHTTP_PATH);
   const encapsulateOptions: EncapsulateOptions = options.random ? { random: options.random } : {};
@@ -219,7 +246,15 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
   let lastBundle: AttestationBundle | undefined;
 
   async function verifyNow(): Promise<VerifiedGateway> {
-    const r = await discoverGateway({ ...options, fetch: transport, now: clock, ...(options.relay ? { via: options.relay } : {}) });
+    // A deadline over the whole verification, the bodies' bytes included (a trickle keeps no transport's own timer from firing).
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new CustodyError('ERR_SDK_DISCOVERY', `the gateway's attestation was not fetched within ${verifyTimeoutMs} ms`, { detail: { timedOut: true } })), verifyTimeoutMs);
+    let r: Awaited<ReturnType<typeof discoverGateway>>;
+    try {
+      r = await discoverGateway({ ...options, fetch: transport, now: clock, signal: deadline.signal, ...(options.relay ? { via: options.relay } : {}) });
+    } finally {
+      clearTimeout(timer);
+    }
     last = r.document;
     lastBundle = r.bundle;
     options.onVerified?.(r.document);
@@ -281,7 +316,7 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
   }
 
   async function send(req: OutgoingRequest, body: Bytes, stream: boolean, retried: boolean): Promise<Response> {
-    const gw = await verify();
+    const gw = await untilAborted(verify(), req.signal);
     const url = new URL(req.url);
     const bhttp = encodeBhttpRequest(
       {
@@ -373,8 +408,11 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
             try {
               r = await source.read();
             } catch (e) {
-              // A cut or undecryptable stream has no receipt to give: whoever waits for it learns why.
-              const err = e instanceof Error ? e : new CustodyError('ERR_SDK_GATEWAY', 'the streamed response failed');
+              // A cut or undecryptable stream has no receipt to give: whoever waits for it learns
+              // why. A transport's own error (undici's "terminated") becomes a typed one; the
+              // caller's abort stays what it is.
+              const name = (e as { name?: unknown } | null)?.name;
+              const err = isCustodyError(e) || name === 'AbortError' || name === 'TimeoutError' ? (e as Error) : new CustodyError('ERR_SDK_GATEWAY', 'the streamed response was cut off before its end', { cause: e });
               settle(() => Promise.reject(err));
               throw err;
             }
@@ -404,10 +442,13 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
     if (outer.status === 200) return open(outer);
     const problem = await problemOf(outer);
     // An unknown key id, or a key id that now names another key (the request did not decrypt):
-    // the configuration is stale, so verify the gateway again and retry once.
+    // the configuration is stale, so verify the gateway again and retry once, when the gateway
+    // now publishes another key. The outer answer is not authenticated: a relay could put this
+    // error in place of an answer the gateway gave, and a retry to the same key would have the
+    // model answer twice.
     if (problem.code === 'ERR_OHTTP_KEY_ID' || problem.type === OHTTP_KEY_PROBLEM_TYPE || problem.code === 'ERR_OHTTP_REQUEST_DECRYPT') {
       invalidate();
-      if (!retried) return send(req, body, stream, true);
+      if (!retried && !sameKeyConfig((await untilAborted(verify(), req.signal)).keyConfigs[0], config)) return send(req, body, stream, true);
     }
     if (problem.code.startsWith('ERR_GATEWAY_ATTESTATION') || problem.code === 'ERR_GATEWAY_NOT_ATTESTED') invalidate();
     throw new CustodyError(problem.code, `the gateway refused the encapsulated request (${outer.status} ${problem.code})`, { detail: { status: outer.status, code: problem.code } });

@@ -21,12 +21,17 @@ export function joinPath(base: string | URL, path: string): string {
   return u.toString();
 }
 
-async function readBounded(res: Response, max: number, code: string): Promise<string> {
+/** The error a call aborted by `signal` gives: the signal's reason when it is typed (a deadline's). */
+function abortedBy(signal: AbortSignal | undefined): CustodyError | undefined {
+  return signal?.aborted && isCustodyError(signal.reason) ? signal.reason : undefined;
+}
+
+async function readBounded(res: Response, max: number, code: string, signal?: AbortSignal): Promise<string> {
   if (!res.body) return '';
   try {
     return fromUtf8(await readAll(res.body, max));
   } catch (e) {
-    throw new CustodyError(code, 'response is too large or not UTF-8', { cause: e });
+    throw abortedBy(signal) ?? new CustodyError(code, 'response is too large or not UTF-8', { cause: e });
   }
 }
 
@@ -41,14 +46,14 @@ export interface FetchBundleOptions {
  * A bundle from a gateway's answer: `request` makes the call; a status other than 200 throws the
  * answer's problem code (ERR_SDK_DISCOVERY when it names none), `what` naming the request.
  */
-async function bundleFrom(request: () => Promise<Response>, what: string): Promise<AttestationBundle> {
+async function bundleFrom(request: () => Promise<Response>, what: string, signal: AbortSignal | undefined): Promise<AttestationBundle> {
   let res: Response;
   try {
     res = await request();
   } catch (e) {
-    throw new CustodyError('ERR_SDK_DISCOVERY', 'the gateway attestation bundle could not be fetched', { cause: e });
+    throw abortedBy(signal) ?? new CustodyError('ERR_SDK_DISCOVERY', 'the gateway attestation bundle could not be fetched', { cause: e });
   }
-  const text = await readBounded(res, MAX_BUNDLE_BYTES, 'ERR_SDK_DISCOVERY');
+  const text = await readBounded(res, MAX_BUNDLE_BYTES, 'ERR_SDK_DISCOVERY', signal);
   if (res.status !== 200) {
     let code = 'ERR_SDK_DISCOVERY';
     try {
@@ -73,6 +78,7 @@ export function fetchAttestationBundle(gateway: string | URL, options: FetchBund
         ? f(joinPath(gateway, CHALLENGE_PATH), { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' }, body: JSON.stringify({ nonce: toBase64Url(nonce) }), ...signal })
         : f(joinPath(gateway, ATTESTATION_PATH), { headers: { accept: 'application/json' }, ...signal }),
     'attestation discovery',
+    options.signal,
   );
 }
 
@@ -87,20 +93,24 @@ export function fetchAttestationBundle(gateway: string | URL, options: FetchBund
 export async function fetchAttestationBundleByDigest(gateway: string | URL, digest: string, options: Omit<FetchBundleOptions, 'nonce'> = {}): Promise<AttestationBundle> {
   if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new CustodyError('ERR_USAGE', 'an attestation digest is sha256:<64 lowercase hex>');
   const f = options.fetch ?? globalThis.fetch;
-  const bundle = await bundleFrom(() => f(`${joinPath(gateway, ATTESTATION_PATH)}?digest=${digest}`, { headers: { accept: 'application/json' }, ...(options.signal ? { signal: options.signal } : {}) }), `the attestation bundle ${digest.slice(0, 23)}...`);
+  const bundle = await bundleFrom(
+    () => f(`${joinPath(gateway, ATTESTATION_PATH)}?digest=${digest}`, { headers: { accept: 'application/json' }, ...(options.signal ? { signal: options.signal } : {}) }),
+    `the attestation bundle ${digest.slice(0, 23)}...`,
+    options.signal,
+  );
   if ((await bundleAttestationDigest(bundle)) !== digest) throw new CustodyError('ERR_SDK_DISCOVERY', 'the gateway answered another attestation bundle than the one asked for');
   return bundle;
 }
 
 /** Fetches a JWKS from a URL the caller chose (never from one the gateway names). */
-export async function fetchJwks(url: string | URL, fetchFn: FetchLike = globalThis.fetch): Promise<JSONWebKeySet> {
+export async function fetchJwks(url: string | URL, fetchFn: FetchLike = globalThis.fetch, signal?: AbortSignal): Promise<JSONWebKeySet> {
   let res: Response;
   try {
-    res = await fetchFn(String(url), { headers: { accept: 'application/json' } });
+    res = await fetchFn(String(url), { headers: { accept: 'application/json' }, ...(signal ? { signal } : {}) });
   } catch (e) {
-    throw new CustodyError('ERR_SDK_DISCOVERY', 'the broker JWKS could not be fetched', { cause: e });
+    throw abortedBy(signal) ?? new CustodyError('ERR_SDK_DISCOVERY', 'the broker JWKS could not be fetched', { cause: e });
   }
-  const text = await readBounded(res, MAX_JWKS_BYTES, 'ERR_SDK_DISCOVERY');
+  const text = await readBounded(res, MAX_JWKS_BYTES, 'ERR_SDK_DISCOVERY', signal);
   if (res.status !== 200) throw new CustodyError('ERR_SDK_DISCOVERY', `the broker JWKS endpoint answered ${res.status}`, { detail: { status: res.status } });
   try {
     const v = JSON.parse(text) as JSONWebKeySet;
@@ -158,7 +168,7 @@ export async function discoverGateway(options: DiscoverOptions): Promise<{ docum
   let jwks = options.jwks;
   if (!jwks && options.jwksUrl) {
     try {
-      jwks = await fetchJwks(options.jwksUrl, options.fetch);
+      jwks = await fetchJwks(options.jwksUrl, options.fetch, options.signal);
     } catch (e) {
       return { document: failed(e, "the broker's JWKS fetch"), bundle };
     }

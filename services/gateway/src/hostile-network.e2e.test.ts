@@ -1,0 +1,216 @@
+// The client SDK against whatever carries its traffic (a relay, a proxy, the network), over real
+// sockets: a proxy in front of a real gateway that can hold the attestation answer open, trickle
+// it, forge the outer (unauthenticated) error of an exchange the gateway answered, or cut a
+// streamed answer. The SDK ends a caller's wait on its signal, bounds a verification, never has
+// the model answer twice on a forged error, and types a cut stream.
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { CustodyError } from '@custody/core';
+import { nodeGatewayFetch } from '@custody/crypto-node';
+import { createConfidentialFetch, type ConfidentialFetchOptions } from '@custody/sdk';
+import { startTestGateway, type TestGateway } from './testing/index.js';
+
+/** Takes a request (true) or lets the proxy pass it on (false); `pass` sends it to the gateway and returns the answer whole. */
+type Hook = (req: IncomingMessage, res: ServerResponse, pass: () => Promise<{ status: number; headers: Record<string, string>; body: Buffer }>) => Promise<boolean> | boolean;
+
+let offset = 0;
+const gatewayClock = () => new Date(Date.now() + offset);
+let gw: TestGateway;
+let proxy: Server;
+let proxyUrl: string;
+let hook: Hook | undefined;
+/** Encapsulated requests that reached the gateway. */
+let sealedToGateway = 0;
+
+beforeAll(async () => {
+  gw = await startTestGateway({ clock: gatewayClock, gateway: { keyGraceMs: 1000 } });
+  proxy = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      const pass = () =>
+        new Promise<{ status: number; headers: Record<string, string>; body: Buffer }>((resolve, reject) => {
+          if (req.url === '/ohttp') sealedToGateway++;
+          const headers: Record<string, string> = {};
+          for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && k !== 'host' && k !== 'connection') headers[k] = v;
+          const up = httpRequest(new URL(req.url!, gw.url), { method: req.method, headers }, (r) => {
+            const got: Buffer[] = [];
+            r.on('data', (c: Buffer) => got.push(c));
+            r.on('end', () => {
+              const h: Record<string, string> = {};
+              for (const [k, v] of Object.entries(r.headers)) if (typeof v === 'string' && k !== 'transfer-encoding' && k !== 'connection') h[k] = v;
+              resolve({ status: r.statusCode!, headers: h, body: Buffer.concat(got) });
+            });
+            r.on('error', reject);
+          });
+          up.on('error', reject);
+          up.end(Buffer.concat(parts));
+        });
+      void (async () => {
+        try {
+          if (hook && (await hook(req, res, pass))) return;
+          const r = await pass();
+          res.writeHead(r.status, { ...r.headers, 'content-length': String(r.body.length) });
+          res.end(r.body);
+        } catch (e) {
+          res.destroy(e as Error);
+        }
+      })();
+    });
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  proxy?.closeAllConnections();
+  await new Promise((r) => proxy?.close(r));
+  await gw?.close();
+});
+beforeEach(() => {
+  hook = undefined;
+  sealedToGateway = 0;
+});
+
+const transports = [
+  ['fetch (undici)', undefined],
+  ['nodeGatewayFetch', nodeGatewayFetch()],
+] as const;
+
+function client(transport: (typeof transports)[number][1], over: Partial<ConfidentialFetchOptions> = {}) {
+  return createConfidentialFetch({ gateway: proxyUrl, jwks: gw.jwks!, allowSimulated: true, expectedMeasurements: { measurement: gw.measurement }, ...(transport ? { fetch: transport } : {}), ...over });
+}
+
+function chat(cfetch: ReturnType<typeof client>, init: { stream?: boolean; signal?: AbortSignal } = {}): Promise<Response> {
+  return cfetch(`${proxyUrl}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${gw.apiKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'custody-demo', stream: init.stream ?? false, messages: [{ role: 'user', content: 'hello' }] }),
+    ...(init.signal ? { signal: init.signal } : {}),
+  });
+}
+
+async function outcome(p: Promise<unknown>): Promise<{ name: string; code?: string; ms: number; timedOut?: unknown }> {
+  const t0 = performance.now();
+  try {
+    await p;
+    return { name: 'resolved', ms: performance.now() - t0 };
+  } catch (e) {
+    const err = e as { name?: string; code?: string; detail?: Record<string, unknown> };
+    return { name: err.name ?? 'unknown', ...(e instanceof CustodyError ? { code: err.code, timedOut: (e as Error).message.includes('not fetched within') } : {}), ms: performance.now() - t0 };
+  }
+}
+
+/** Holds every attestation answer open: no head (`silent`), or a head and then a byte every 100 ms (`trickle`). */
+function holdDiscovery(mode: 'silent' | 'trickle', held: ServerResponse[]): Hook {
+  return (req, res) => {
+    if (!req.url!.startsWith('/.well-known/custody/attestation')) return false;
+    held.push(res);
+    if (mode === 'trickle') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const t = setInterval(() => (res.destroyed ? clearInterval(t) : res.write(' ')), 100);
+      res.once('close', () => clearInterval(t));
+    }
+    return true;
+  };
+}
+
+describe('a verification the network holds open', () => {
+  for (const [name, transport] of transports) {
+    for (const mode of ['silent', 'trickle'] as const) {
+      it(`${name}, ${mode}: a call's signal ends its wait at once, the verification fails at its deadline, and the next call verifies afresh`, async () => {
+        const held: ServerResponse[] = [];
+        hook = holdDiscovery(mode, held);
+        const cfetch = client(transport, { verifyTimeoutMs: 1500 });
+        const ac = new AbortController();
+        setTimeout(() => ac.abort(), 200);
+        const aborted = outcome(chat(cfetch, { signal: ac.signal }));
+        const waiting = outcome(chat(cfetch));
+        const a = await aborted;
+        expect(a.name).toBe('AbortError');
+        expect(a.ms).toBeLessThan(1000);
+        // The other caller shares the verification, which ends at its own deadline, typed.
+        const w = await waiting;
+        expect(w).toMatchObject({ name: 'CustodyError', code: 'ERR_SDK_DISCOVERY', timedOut: true });
+        expect(w.ms).toBeLessThan(5000);
+        expect(cfetch.lastVerification?.error?.code).toBe('ERR_SDK_DISCOVERY');
+        // Nothing was sent while the gateway was not verified.
+        expect(sealedToGateway).toBe(0);
+        hook = undefined;
+        for (const r of held) r.destroy();
+        const res = await chat(cfetch);
+        expect(res.status).toBe(200);
+        expect(await cfetch.receiptOf(res)).toBeDefined();
+      }, 20_000);
+    }
+  }
+
+  it('refuses a verification deadline that is not a positive number', () => {
+    for (const verifyTimeoutMs of [0, -1, Number.NaN]) expect(() => client(undefined, { verifyTimeoutMs })).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }));
+  });
+});
+
+describe('a forged outer error on an exchange the gateway answered', () => {
+  for (const stream of [false, true]) {
+    for (const code of ['ERR_OHTTP_REQUEST_DECRYPT', 'ERR_OHTTP_KEY_ID']) {
+      it(`${stream ? 'streamed' : 'plain'}, ${code}: the request is not sent again while the gateway's key is the same, and the caller gets the error`, async () => {
+        const cfetch = client(undefined);
+        await cfetch.verify();
+        const before = gw.ledger.size;
+        let forged = false;
+        hook = async (req, res, pass) => {
+          if (req.url !== '/ohttp' || forged) return false;
+          forged = true;
+          // The gateway answers, and the answer is swapped for an error it did not give.
+          await pass();
+          res.writeHead(code === 'ERR_OHTTP_KEY_ID' ? 422 : 400, { 'content-type': 'application/problem+json' });
+          res.end(JSON.stringify({ code, type: code === 'ERR_OHTTP_KEY_ID' ? 'https://custody.dev/problems/ohttp-key' : `urn:custody:error:${code}` }));
+          return true;
+        };
+        expect(await outcome(chat(cfetch, { stream }))).toMatchObject({ name: 'CustodyError', code });
+        // The model answered once: one sealed request, one decision and one receipt in the ledger.
+        expect(sealedToGateway).toBe(1);
+        expect(gw.ledger.size - before).toBe(2);
+        // The next call goes through.
+        expect((await chat(cfetch, { stream })).status).toBe(200);
+      });
+    }
+  }
+
+  it('a key the gateway really retired: the SDK verifies again, finds the new key and sends once more', async () => {
+    const cfetch = client(undefined);
+    expect((await chat(cfetch)).status).toBe(200);
+    const oldKeyId = (await cfetch.verify()).keyConfigs[0]!.keyId;
+    await gw.gateway.attestation.rotateKeys();
+    offset += 5000;
+    sealedToGateway = 0;
+    const res = await chat(cfetch);
+    expect(res.status).toBe(200);
+    expect(sealedToGateway).toBe(2);
+    expect((await cfetch.verify()).keyConfigs[0]!.keyId).not.toBe(oldKeyId);
+  });
+});
+
+describe('a streamed answer cut off by the network', () => {
+  for (const [name, transport] of transports) {
+    it(`${name}: the body and the receipt fail typed (ERR_SDK_GATEWAY), not with the transport's own error`, async () => {
+      const cfetch = client(transport);
+      hook = async (req, res, pass) => {
+        if (req.url !== '/ohttp') return false;
+        const r = await pass();
+        // Half of the sealed stream, then the connection is cut.
+        res.writeHead(r.status, { 'content-type': r.headers['content-type']!, 'transfer-encoding': 'chunked' });
+        res.write(r.body.subarray(0, r.body.length >> 1));
+        setTimeout(() => res.destroy(), 50);
+        return true;
+      };
+      const res = await chat(cfetch, { stream: true });
+      expect(res.status).toBe(200);
+      const receipt = cfetch.receiptOf(res)!;
+      receipt.catch(() => undefined);
+      const read = await outcome(res.text());
+      expect(read).toMatchObject({ name: 'CustodyError', code: 'ERR_SDK_GATEWAY' });
+      expect(await outcome(receipt)).toMatchObject({ name: 'CustodyError', code: 'ERR_SDK_GATEWAY' });
+    });
+  }
+});
