@@ -24,6 +24,9 @@ const EXACT: Record<string, number> = {
   ERR_GATEWAY_REPLAY_STORE: 503,
   ERR_GATEWAY_CONFIG: 500,
   ERR_GATEWAY_MODEL_FILE: 500,
+  ERR_RELAY_GATEWAY_UNREACHABLE: 502,
+  ERR_RELAY_GATEWAY_TIMEOUT: 504,
+  ERR_RELAY_OVERLOADED: 503,
   ERR_OHTTP_KEY_ID: 422,
   ERR_OHTTP_MEDIA_TYPE: 415,
   ERR_AUTH_REQUIRED: 401,
@@ -62,7 +65,7 @@ export function toProblem(e: unknown): GatewayProblem {
   const err: CustodyError = toCustodyError(e);
   const status = statusFor(err.code);
   const title = (ErrorCodes as Record<string, string>)[err.code] ?? err.code;
-  const internal = status >= 500 && (err.code === 'ERR_INTERNAL' || !err.code.startsWith('ERR_GATEWAY_'));
+  const internal = status >= 500 && (err.code === 'ERR_INTERNAL' || !(err.code.startsWith('ERR_GATEWAY_') || err.code.startsWith('ERR_RELAY_')));
   const detail = internal ? title : err.message;
   return {
     type: err.code === 'ERR_OHTTP_KEY_ID' ? OHTTP_KEY_PROBLEM_TYPE : `urn:custody:error:${err.code}`,

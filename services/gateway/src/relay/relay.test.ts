@@ -1,7 +1,7 @@
 // The relay's own transport to the gateway: a streamed answer passes through for as long as it
 // keeps coming (the deadline covers the wait for its head), and one that falls silent is cut off,
 // logged through the relay's logger (not printed by the HTTP server).
-import { createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type ClientRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { listen, type RunningServer } from '../http/serve.js';
@@ -96,6 +96,64 @@ describe('relay transport', () => {
       expect(own.filter((l) => l.includes('relay.'))).toEqual([]);
     } finally {
       await patient.close();
+    }
+  });
+
+  it('answers 504 ERR_RELAY_GATEWAY_TIMEOUT when the gateway does not begin its answer in time, and 502 ERR_RELAY_GATEWAY_UNREACHABLE when it cannot be reached', async () => {
+    const slow = await fetch(`${relay.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req', accept: 'application/x-slow-head' }, body: new Uint8Array(40) });
+    expect(slow.status).toBe(504);
+    expect(await slow.json()).toMatchObject({ code: 'ERR_RELAY_GATEWAY_TIMEOUT' });
+    // A port nothing listens on.
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    const orphan = await listen(createRelayApp({ gateway: `http://127.0.0.1:${port}`, logger: createGatewayLogger({ destination: { write: () => undefined } }) }));
+    try {
+      for (const path of ['/ohttp', '/.well-known/custody/attestation']) {
+        const res = await fetch(`${orphan.url}${path}`, path === '/ohttp' ? { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: new Uint8Array(40) } : {});
+        expect(res.status).toBe(502);
+        expect(await res.json()).toMatchObject({ code: 'ERR_RELAY_GATEWAY_UNREACHABLE' });
+      }
+    } finally {
+      await orphan.close();
+    }
+  });
+
+  it('holds at most maxArrivingBodyBytes of bodies still arriving, across clients: a body that would cross it is refused (503 ERR_RELAY_OVERLOADED), and the bytes are given back when a sender leaves', async () => {
+    const small = await listen(createRelayApp({ gateway: `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`, maxArrivingBodyBytes: 100_000, logger: createGatewayLogger({ destination: { write: () => undefined } }) }));
+    const url = new URL(`${small.url}/ohttp`);
+    /** A client that declares 200 000 bytes, sends `n` and waits; `answer` settles with the status (or 0 when its connection is cut). */
+    const slowSender = (n: number) => {
+      let req!: ClientRequest;
+      const answer = new Promise<{ status: number; body: string }>((resolve) => {
+        req = httpRequest(url, { method: 'POST', headers: { 'content-type': 'message/ohttp-req', 'content-length': '200000' } }, (res) => {
+          const parts: Buffer[] = [];
+          res.on('data', (c: Buffer) => parts.push(c));
+          res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(parts).toString('utf8') }));
+          res.on('error', () => resolve({ status: res.statusCode!, body: '' }));
+        });
+        req.on('error', () => resolve({ status: 0, body: '' }));
+        req.write(Buffer.alloc(n));
+      });
+      return { answer, leave: () => req.destroy() };
+    };
+    try {
+      const first = slowSender(60_000);
+      await new Promise((r) => setTimeout(r, 200));
+      const second = slowSender(60_000);
+      const refused = await second.answer;
+      expect(refused.status).toBe(503);
+      expect(JSON.parse(refused.body)).toMatchObject({ code: 'ERR_RELAY_OVERLOADED' });
+      first.leave();
+      await first.answer;
+      await new Promise((r) => setTimeout(r, 200));
+      // The first sender's bytes are back: a whole request of the same size goes through.
+      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' }, body: new Uint8Array(60_000) });
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe('part0;part1;part2;part3;part4;part5;');
+    } finally {
+      await small.close();
     }
   });
 

@@ -8,9 +8,10 @@ import type { ServerResponse } from 'node:http';
 import { Hono } from 'hono';
 import { cors } from 'hono/cors';
 import type { Logger } from 'pino';
-import { CustodyError, toCustodyError } from '@custody/core';
+import { CustodyError, isCustodyError, joinBytes, toCustodyError, type Bytes } from '@custody/core';
 import { nodeGatewayFetch } from '@custody/crypto-node';
-import { ATTESTATION_PATH, CHALLENGE_PATH, MAX_OHTTP_MESSAGE, OhttpMediaType, readAll } from '@custody/sdk';
+import { BodyBudget } from '@custody/ledger-service';
+import { ATTESTATION_PATH, CHALLENGE_PATH, MAX_OHTTP_MESSAGE, OhttpMediaType } from '@custody/sdk';
 import { problemResponse } from '../http/problem.js';
 
 export interface RelayOptions {
@@ -23,6 +24,49 @@ export interface RelayOptions {
   timeoutMs?: number;
   /** A streamed answer that gives no byte for this long is cut off (default 300 s). Its length is not bounded. */
   idleTimeoutMs?: number;
+  /**
+   * Bytes of request bodies held at once while they arrive, across all clients (default 64 MiB,
+   * four of the largest OHTTP messages, as the gateway): slow senders cannot pin more. A body that
+   * would cross it is refused with 503 ERR_RELAY_OVERLOADED.
+   */
+  maxArrivingBodyBytes?: number;
+}
+
+const BODY_BUDGET_BYTES = 4 * MAX_OHTTP_MESSAGE;
+
+/**
+ * A client's request body in one buffer: at most `max` bytes (ERR_INPUT_TOO_LARGE, up front when
+ * its Content-Length says so), the bytes held while it arrives counted against `budget` and given
+ * back once it is read, refused or broken off.
+ */
+async function readBody(req: Request, max: number, budget: BodyBudget): Promise<Bytes> {
+  const tooLarge = () => new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is larger than allowed', { detail: { max } });
+  const declared = req.headers.get('content-length');
+  if (declared !== null && /^[0-9]{1,15}$/.test(declared) && Number(declared) > max) throw tooLarge();
+  if (!req.body) return new Uint8Array(0);
+  const reader = req.body.getReader();
+  const parts: Uint8Array[] = [];
+  let held = 0;
+  try {
+    for (;;) {
+      let r: ReadableStreamReadResult<Uint8Array>;
+      try {
+        r = await reader.read();
+      } catch (e) {
+        throw new CustodyError('ERR_INPUT_MALFORMED', 'the request body was broken off', { cause: e });
+      }
+      if (r.done) return joinBytes(parts, held);
+      if (held + r.value.byteLength > max) throw tooLarge();
+      if (!budget.take(r.value.byteLength)) throw budget.refusal();
+      held += r.value.byteLength;
+      parts.push(r.value);
+    }
+  } catch (e) {
+    await reader.cancel(e).catch(() => undefined);
+    throw e;
+  } finally {
+    budget.give(held);
+  }
 }
 
 const FORWARDED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'retry-after', 'x-custody-code'];
@@ -66,6 +110,7 @@ export function createRelayApp(options: RelayOptions): Hono {
   const base = options.gateway.replace(/\/+$/, '');
   const timeoutMs = options.timeoutMs ?? 600_000;
   const f: typeof fetch = options.fetch ?? nodeGatewayFetch({ maxSockets: 256, timeoutMs, ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}) });
+  const budget = new BodyBudget(options.maxArrivingBodyBytes ?? BODY_BUDGET_BYTES, () => new CustodyError('ERR_RELAY_OVERLOADED', 'too many request bodies are arriving at the relay at once; retry later'));
   const app = new Hono();
   app.onError((e) => problemResponse(e));
   app.use('*', cors({ origin: '*', allowMethods: ['GET', 'POST'], allowHeaders: ['content-type', 'accept'], maxAge: 600 }));
@@ -73,7 +118,7 @@ export function createRelayApp(options: RelayOptions): Hono {
   async function forward(path: string, method: 'GET' | 'POST', req: Request, accepted: readonly string[], client?: ServerResponse): Promise<Response> {
     const ct = (req.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
     if (method === 'POST' && !accepted.includes(ct)) throw new CustodyError('ERR_OHTTP_MEDIA_TYPE', `the relay forwards only ${accepted.join(', ')}`);
-    const body = method === 'POST' && req.body ? await readAll(req.body, MAX_OHTTP_MESSAGE) : undefined;
+    const body = method === 'POST' && req.body ? await readBody(req, MAX_OHTTP_MESSAGE, budget) : undefined;
     let res: Response;
     try {
       res = await f(base + path, {
@@ -87,8 +132,12 @@ export function createRelayApp(options: RelayOptions): Hono {
       });
     } catch (e) {
       if (req.signal.aborted) throw new CustodyError('ERR_SDK_GATEWAY', 'the client left before the answer', { cause: e });
-      options.logger?.warn({ event: 'relay.unreachable' }, 'gateway unreachable');
-      throw new CustodyError('ERR_SDK_GATEWAY', 'the relay could not reach the gateway', { cause: e });
+      // The default transport's deadline is typed (detail.reason 'timeout'); an injected fetch's is AbortSignal.timeout's TimeoutError.
+      const timedOut = isCustodyError(e) ? e.detail?.reason === 'timeout' : (e as { name?: unknown } | null)?.name === 'TimeoutError';
+      options.logger?.warn({ event: timedOut ? 'relay.gateway_timeout' : 'relay.unreachable' }, timedOut ? 'the gateway did not answer in time' : 'gateway unreachable');
+      throw timedOut
+        ? new CustodyError('ERR_RELAY_GATEWAY_TIMEOUT', `the gateway did not begin its answer within ${timeoutMs} ms`, { cause: e })
+        : new CustodyError('ERR_RELAY_GATEWAY_UNREACHABLE', 'the relay could not reach the gateway', { cause: e });
     }
     const headers = new Headers();
     for (const h of FORWARDED_RESPONSE_HEADERS) {
