@@ -15,12 +15,15 @@ describe('relay transport', () => {
   let finished = 0;
   let closedEarly = 0;
   let closedBeforeHead = 0;
+  const seen: Record<string, unknown>[] = [];
 
   beforeAll(async () => {
     // A stand-in gateway: a chunked answer of six parts 100 ms apart, or one part and then silence.
     gateway = createServer((req, res) => {
       req.resume();
-      if (req.headers.accept === 'application/x-slow-head') {
+      seen.push({ ...req.headers });
+      // A body of 41 bytes stands for a request the model takes long to begin answering.
+      if (req.headers['content-length'] === '41') {
         // A model still working: no head for a while.
         const t = setTimeout(() => res.end('late'), 5000);
         res.once('close', () => {
@@ -60,7 +63,15 @@ describe('relay transport', () => {
   });
 
   it('passes a stream longer than its deadline through whole, as it comes, with only the forwarded headers', async () => {
-    const res = await fetch(`${relay.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' }, body: new Uint8Array(40) });
+    seen.length = 0;
+    // The client's own headers, Accept included (its wording tells clients apart), do not reach the gateway.
+    const res = await fetch(`${relay.url}/ohttp`, {
+      method: 'POST',
+      headers: { 'content-type': 'message/ohttp-chunked-req', accept: 'message/ohttp-chunked-res, text/x-client-fingerprint', 'user-agent': 'probe/1', 'x-forwarded-for': '203.0.113.9' },
+      body: new Uint8Array(40),
+    });
+    expect(Object.keys(seen[0]!).sort()).toEqual(['accept', 'connection', 'content-length', 'content-type', 'host']);
+    expect(seen[0]).toMatchObject({ accept: 'message/ohttp-chunked-res', 'content-type': 'message/ohttp-chunked-req' });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('message/ohttp-chunked-res');
     expect(res.headers.get('x-not-forwarded')).toBeNull();
@@ -88,7 +99,7 @@ describe('relay transport', () => {
     const patient = await listen(createRelayApp({ gateway: `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`, timeoutMs: 10_000, logger: createGatewayLogger({ destination: { write: (l: string) => void own.push(l) } }) }));
     try {
       const ac = new AbortController();
-      const pending = fetch(`${patient.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req', accept: 'application/x-slow-head' }, body: new Uint8Array(40), signal: ac.signal });
+      const pending = fetch(`${patient.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: new Uint8Array(41), signal: ac.signal });
       await new Promise((r) => setTimeout(r, 100));
       ac.abort();
       await expect(pending).rejects.toThrow();
@@ -100,7 +111,7 @@ describe('relay transport', () => {
   });
 
   it('answers 504 ERR_RELAY_GATEWAY_TIMEOUT when the gateway does not begin its answer in time, and 502 ERR_RELAY_GATEWAY_UNREACHABLE when it cannot be reached', async () => {
-    const slow = await fetch(`${relay.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req', accept: 'application/x-slow-head' }, body: new Uint8Array(40) });
+    const slow = await fetch(`${relay.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: new Uint8Array(41) });
     expect(slow.status).toBe(504);
     expect(await slow.json()).toMatchObject({ code: 'ERR_RELAY_GATEWAY_TIMEOUT' });
     // A port nothing listens on.

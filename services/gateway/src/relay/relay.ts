@@ -1,8 +1,9 @@
 /**
  * Oblivious HTTP relay (RFC 9458 section 2): forwards encapsulated requests, and the public
  * attestation endpoints, to one gateway, so the gateway never learns client addresses. It
- * sends only the content type and accept headers (no Forwarded, X-Forwarded-For, Via, cookies
- * or client headers) and cannot read what it forwards.
+ * sends only the content type and an accept header of its own for the route (no Forwarded,
+ * X-Forwarded-For, Via, cookies or client headers, not even the client's Accept, whose wording
+ * tells browsers and libraries apart) and cannot read what it forwards.
  */
 import type { ServerResponse } from 'node:http';
 import { Hono } from 'hono';
@@ -115,15 +116,16 @@ export function createRelayApp(options: RelayOptions): Hono {
   app.onError((e) => problemResponse(e));
   app.use('*', cors({ origin: '*', allowMethods: ['GET', 'POST'], allowHeaders: ['content-type', 'accept'], maxAge: 600 }));
 
-  async function forward(path: string, method: 'GET' | 'POST', req: Request, accepted: readonly string[], client?: ServerResponse): Promise<Response> {
+  /** `accepted`: the request media types forwarded, each with the Accept header the relay sends for it (GET: `accept` alone). */
+  async function forward(path: string, method: 'GET' | 'POST', req: Request, accepted: Readonly<Record<string, string>>, client?: ServerResponse, accept = 'application/json'): Promise<Response> {
     const ct = (req.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
-    if (method === 'POST' && !accepted.includes(ct)) throw new CustodyError('ERR_OHTTP_MEDIA_TYPE', `the relay forwards only ${accepted.join(', ')}`);
+    if (method === 'POST' && !Object.hasOwn(accepted, ct)) throw new CustodyError('ERR_OHTTP_MEDIA_TYPE', `the relay forwards only ${Object.keys(accepted).join(', ')}`);
     const body = method === 'POST' && req.body ? await readBody(req, MAX_OHTTP_MESSAGE, budget) : undefined;
     let res: Response;
     try {
       res = await f(base + path, {
         method,
-        headers: { ...(ct ? { 'content-type': ct } : {}), accept: req.headers.get('accept') ?? '*/*' },
+        headers: method === 'POST' ? { 'content-type': ct, accept: accepted[ct]! } : { accept },
         ...(body ? { body } : {}),
         // A client that leaves ends the call, before the answer's head too (the gateway then
         // stops the model). With an injected fetch, the deadline covers the whole call (fetch has
@@ -161,15 +163,17 @@ export function createRelayApp(options: RelayOptions): Hono {
     return new Response(answer, { status: res.status, headers });
   }
 
-  app.post('/ohttp', (c) => forward('/ohttp', 'POST', c.req.raw, [OhttpMediaType.Request, OhttpMediaType.ChunkedRequest], nodeResponse(c.env)));
+  app.post('/ohttp', (c) =>
+    forward('/ohttp', 'POST', c.req.raw, { [OhttpMediaType.Request]: OhttpMediaType.Response, [OhttpMediaType.ChunkedRequest]: OhttpMediaType.ChunkedResponse }, nodeResponse(c.env)),
+  );
   app.get(ATTESTATION_PATH, (c) => {
     // A past bundle by digest passes through; nothing else of the query does.
     const digest = c.req.query('digest');
     if (digest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(digest)) throw new CustodyError('ERR_INPUT_MALFORMED', 'digest must be sha256:<64 lowercase hex>');
-    return forward(digest !== undefined ? `${ATTESTATION_PATH}?digest=${digest}` : ATTESTATION_PATH, 'GET', c.req.raw, [], nodeResponse(c.env));
+    return forward(digest !== undefined ? `${ATTESTATION_PATH}?digest=${digest}` : ATTESTATION_PATH, 'GET', c.req.raw, {}, nodeResponse(c.env));
   });
-  app.post(CHALLENGE_PATH, (c) => forward(CHALLENGE_PATH, 'POST', c.req.raw, ['application/json'], nodeResponse(c.env)));
-  app.get('/.well-known/ohttp-gateway', (c) => forward('/.well-known/ohttp-gateway', 'GET', c.req.raw, [], nodeResponse(c.env)));
+  app.post(CHALLENGE_PATH, (c) => forward(CHALLENGE_PATH, 'POST', c.req.raw, { 'application/json': 'application/json' }, nodeResponse(c.env)));
+  app.get('/.well-known/ohttp-gateway', (c) => forward('/.well-known/ohttp-gateway', 'GET', c.req.raw, {}, nodeResponse(c.env), OhttpMediaType.Keys));
   app.get('/healthz', (c) => c.json({ ok: true, relay: true }));
   app.notFound(() => problemResponse(new CustodyError('ERR_GATEWAY_ROUTE', 'the relay forwards only OHTTP and attestation discovery')));
   return app;
