@@ -23,7 +23,7 @@ import { OHTTP_KEY_PROBLEM_TYPE, OhttpMediaType } from './ohttp/media-types.js';
 import { encapsulateRequest, MAX_OHTTP_MESSAGE, prepareEncapsulation, type EncapsulateOptions } from './ohttp/ohttp.js';
 import type { KeyConfig } from './ohttp/key-config.js';
 import { readAll } from './ohttp/stream-buffer.js';
-import { discoverGateway, fetchAttestationBundleByDigest, joinPath, type FetchLike } from './attestation/discovery.js';
+import { discoverGateway, failedDiscovery, fetchAttestationBundleByDigest, joinPath, type FetchLike } from './attestation/discovery.js';
 import { bundleAttestationDigest, type AttestationBundle } from './attestation/bundle.js';
 import { assertDeviceOptions, assertVerified, type GatewayTrustOptions, type VerificationDocument, type VerifiedGateway } from './attestation/verify.js';
 import { digestOf, RECEIPT_HEADER, verifyReceipt, type Receipt } from './receipt/receipt.js';
@@ -100,8 +100,12 @@ const VERIFY_TIMEOUT_MS = 30_000;
 /** `p`, or the signal's reason as soon as it aborts (`p` goes on for whoever else waits for it). */
 function untilAborted<T>(p: Promise<T>, signal: AbortSignal | null | undefined): Promise<T> {
   if (!signal) return p;
-  // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- an abort's reason may be any value, as with fetch
-  if (signal.aborted) return Promise.reject(signal.reason);
+  if (signal.aborted) {
+    // Nobody else may wait for `p`: its failure must not go unhandled.
+    p.catch(() => undefined);
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- an abort's reason may be any value, as with fetch
+    return Promise.reject(signal.reason);
+  }
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason as Error);
     signal.addEventListener('abort', onAbort, { once: true });
@@ -251,7 +255,13 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
     const timer = setTimeout(() => deadline.abort(new CustodyError('ERR_SDK_DISCOVERY', `the gateway's attestation was not fetched within ${verifyTimeoutMs} ms`, { detail: { timedOut: true } })), verifyTimeoutMs);
     let r: Awaited<ReturnType<typeof discoverGateway>>;
     try {
-      r = await discoverGateway({ ...options, fetch: transport, now: clock, signal: deadline.signal, ...(options.relay ? { via: options.relay } : {}) });
+      // Raced too: a transport that does not honour the signal cannot hold the verification past it.
+      r = await untilAborted(discoverGateway({ ...options, fetch: transport, now: clock, signal: deadline.signal, ...(options.relay ? { via: options.relay } : {}) }), deadline.signal);
+    } catch (e) {
+      // Only the deadline rejects here (discoverGateway reports every failure in its document).
+      last = failedDiscovery(options.gateway, clock(), e, 'discovery');
+      options.onVerified?.(last);
+      throw e;
     } finally {
       clearTimeout(timer);
     }
@@ -316,6 +326,8 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
   }
 
   async function send(req: OutgoingRequest, body: Bytes, stream: boolean, retried: boolean): Promise<Response> {
+    // An aborted call neither starts nor joins a verification.
+    if (req.signal?.aborted) throw req.signal.reason;
     const gw = await untilAborted(verify(), req.signal);
     const url = new URL(req.url);
     const bhttp = encodeBhttpRequest(
@@ -412,7 +424,8 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
               // why. A transport's own error (undici's "terminated") becomes a typed one; the
               // caller's abort stays what it is.
               const name = (e as { name?: unknown } | null)?.name;
-              const err = isCustodyError(e) || name === 'AbortError' || name === 'TimeoutError' ? (e as Error) : new CustodyError('ERR_SDK_GATEWAY', 'the streamed response was cut off before its end', { cause: e });
+              const kept = isCustodyError(e) || name === 'AbortError' || name === 'TimeoutError' || (req.signal?.aborted === true && e === req.signal.reason);
+              const err = kept ? (e as Error) : new CustodyError('ERR_SDK_GATEWAY', 'the streamed response was cut off before its end', { cause: e });
               settle(() => Promise.reject(err));
               throw err;
             }
@@ -501,7 +514,8 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
       return await send(req, body, wantsStream(req, body), false);
     } catch (e) {
       if (isCustodyError(e)) throw e;
-      if (e instanceof Error && e.name === 'AbortError') throw e;
+      // An abort rejects with its reason, whatever it is, as fetch does.
+      if ((e instanceof Error && e.name === 'AbortError') || (req.signal?.aborted === true && e === req.signal.reason)) throw e;
       throw new CustodyError('ERR_SDK_GATEWAY', 'the confidential request failed', { cause: e });
     }
   }) as ConfidentialFetch;

@@ -97,7 +97,7 @@ async function outcome(p: Promise<unknown>): Promise<{ name: string; code?: stri
     return { name: 'resolved', ms: performance.now() - t0 };
   } catch (e) {
     const err = e as { name?: string; code?: string; detail?: Record<string, unknown> };
-    return { name: err.name ?? 'unknown', ...(e instanceof CustodyError ? { code: err.code, timedOut: (e as Error).message.includes('not fetched within') } : {}), ms: performance.now() - t0 };
+    return { name: err.name ?? 'unknown', ...(e instanceof CustodyError ? { code: err.code, timedOut: err.detail?.timedOut } : {}), ms: performance.now() - t0 };
   }
 }
 
@@ -145,6 +145,41 @@ describe('a verification the network holds open', () => {
     }
   }
 
+  it('a transport that ignores the signal cannot hold the verification past its deadline either', async () => {
+    const held: ServerResponse[] = [];
+    hook = holdDiscovery('trickle', held);
+    const deaf = (input: string | URL | Request, init?: RequestInit) => {
+      const { signal: _ignored, ...rest } = init ?? {};
+      return fetch(input, rest);
+    };
+    const cfetch = client(undefined, { verifyTimeoutMs: 500, fetch: deaf });
+    const w = await outcome(chat(cfetch));
+    expect(w).toMatchObject({ name: 'CustodyError', code: 'ERR_SDK_DISCOVERY', timedOut: true });
+    expect(w.ms).toBeLessThan(3000);
+    expect(cfetch.lastVerification).toMatchObject({ ok: false, error: { code: 'ERR_SDK_DISCOVERY' } });
+    for (const r of held) r.destroy();
+  });
+
+  it('a call whose signal is already aborted neither starts nor joins a verification, and a verification failing behind it is not left unhandled', async () => {
+    const held: ServerResponse[] = [];
+    hook = holdDiscovery('silent', held);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const cfetch = client(undefined, { verifyTimeoutMs: 300 });
+      const first = outcome(chat(cfetch));
+      const reason = new Error('the caller gave up before it began');
+      await expect(chat(cfetch, { signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+      expect(await first).toMatchObject({ code: 'ERR_SDK_DISCOVERY', timedOut: true });
+      await new Promise((r) => setTimeout(r, 100));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      for (const r of held) r.destroy();
+    }
+  });
+
   it('refuses a verification deadline that is not a positive number', () => {
     for (const verifyTimeoutMs of [0, -1, Number.NaN]) expect(() => client(undefined, { verifyTimeoutMs })).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }));
   });
@@ -189,6 +224,29 @@ describe('a forged outer error on an exchange the gateway answered', () => {
     expect(sealedToGateway).toBe(2);
     expect((await cfetch.verify()).keyConfigs[0]!.keyId).not.toBe(oldKeyId);
   });
+});
+
+describe('a streamed answer the caller stops', () => {
+  for (const [name, transport] of transports) {
+    it(`${name}: reading fails with the reason the caller aborted with, as fetch does`, async () => {
+      const cfetch = client(transport);
+      hook = async (req, res, pass) => {
+        if (req.url !== '/ohttp') return false;
+        const r = await pass();
+        // The first half of the sealed stream, then nothing more for a while.
+        res.writeHead(r.status, { 'content-type': r.headers['content-type']!, 'transfer-encoding': 'chunked' });
+        res.write(r.body.subarray(0, r.body.length >> 1));
+        setTimeout(() => res.destroy(), 3000);
+        return true;
+      };
+      const ac = new AbortController();
+      const res = await chat(cfetch, { stream: true, signal: ac.signal });
+      cfetch.receiptOf(res)!.catch(() => undefined);
+      const reason = new Error('the user pressed stop');
+      setTimeout(() => ac.abort(reason), 100);
+      await expect(res.text()).rejects.toBe(reason);
+    });
+  }
 });
 
 describe('a streamed answer cut off by the network', () => {

@@ -136,20 +136,23 @@ export interface DiscoverOptions extends GatewayTrustOptions {
   readonly signal?: AbortSignal;
 }
 
+/** The verification document of a verification that failed before the bundle could be checked (`what` failed with `e`). */
+export function failedDiscovery(gateway: string | URL, at: Date, e: unknown, what: string): VerificationDocument {
+  const err = isCustodyError(e) ? e : new CustodyError('ERR_SDK_DISCOVERY', undefined, { cause: e });
+  return {
+    format: 'custody.dev/gateway-verification/v1',
+    ok: false,
+    gateway: String(gateway),
+    verifiedAt: at.toISOString(),
+    steps: [{ name: 'trust', ok: false, ran: true, detail: `${what} failed: ${err.message}`, code: err.code }],
+    error: { code: err.code, message: err.message, step: 'trust' },
+  };
+}
+
 /** Fetches and verifies in one step. Never throws for a failed check: see `document.ok`. */
 export async function discoverGateway(options: DiscoverOptions): Promise<{ document: VerificationDocument; verified?: VerifiedGateway; bundle?: AttestationBundle }> {
   const now = options.now ?? systemClock;
-  const failed = (e: unknown, what: string): VerificationDocument => {
-    const err = isCustodyError(e) ? e : new CustodyError('ERR_SDK_DISCOVERY', undefined, { cause: e });
-    return {
-      format: 'custody.dev/gateway-verification/v1',
-      ok: false,
-      gateway: String(options.gateway),
-      verifiedAt: now().toISOString(),
-      steps: [{ name: 'trust', ok: false, ran: true, detail: `${what} failed: ${err.message}`, code: err.code }],
-      error: { code: err.code, message: err.message, step: 'trust' },
-    };
-  };
+  const failed = (e: unknown, what: string): VerificationDocument => failedDiscovery(options.gateway, now(), e, what);
   const brokerTrusted = options.jwks !== undefined || options.jwksUrl !== undefined;
   const wantsNonce = options.nonce !== undefined || (options.freshNonce ?? !brokerTrusted);
   const nonce = options.nonce ?? (wantsNonce ? (options.random ?? secureRandom)(32) : undefined);

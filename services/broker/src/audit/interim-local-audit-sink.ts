@@ -80,10 +80,12 @@ const LEASE_BUSY_MS = 1000;
  * Replicas share the interim table, and each reads every kept event, so only the holder of the
  * table's forwarding lease (`leaseAuditForwarding`, 60 s on the store's clock, renewed as a pass
  * goes) forwards; it reads the table again once it holds the lease, so it sees what the previous
- * holder forwarded. A record it could not write is written again before anything else is
- * forwarded, and until then the lease is kept. An event is still sent twice when a holder stalls
- * for longer than the lease in the middle of sending it, or stops (a crash) between the ledger
- * taking it and its record: the ledger then holds it twice, with the same `interimIndex`.
+ * holder forwarded. A record it could not write is written again at every pass (the ledger need
+ * not be up for that) and once more at close, before anything else, and until then the lease is
+ * kept, renewed at each pass. An event is still sent twice when a holder stalls for longer than
+ * the lease while sending it, when the table stays out longer than the lease (60 s) or the holder
+ * stops (a crash, or a close the table fails) with records unwritten: the ledger then holds the
+ * event twice, with the same `interimIndex`.
  */
 export class FallbackAuditSink implements AuditSink {
   private readonly retryAfterMs: number;
@@ -158,6 +160,15 @@ export class FallbackAuditSink implements AuditSink {
     this.closed = true;
     clearTimeout(this.timer);
     await this.pass?.catch(() => undefined);
+    // Records not written yet get one more try, so that no other replica sends their events again.
+    if (this.unrecorded.size > 0) {
+      try {
+        for (const [index, record] of this.unrecorded) await this.record(index, record);
+        await this.fallback.release(this.holder);
+      } catch {
+        // The table is still failing: the lease runs out, and another replica may send them again.
+      }
+    }
   }
 
   private later(ms: number): void {
@@ -211,17 +222,20 @@ export class FallbackAuditSink implements AuditSink {
       if (this.closed || this.tampered) return;
       // The whole table once (events kept before a restart), then only what was added since.
       await this.readNew();
-      if (this.waiting.size === 0 && this.unrecorded.size === 0) return;
-      if (this.now() < this.downUntil || this.now() < this.leaseBusyUntil) return;
-      if (!(await this.fallback.lease(this.holder, LEASE_MS))) {
+      const mayForward = this.waiting.size > 0 && this.now() >= this.downUntil && this.now() >= this.leaseBusyUntil;
+      if (this.unrecorded.size === 0 && !mayForward) return;
+      leased = await this.fallback.lease(this.holder, LEASE_MS);
+      // Records of events this sink sent need only the table, not the ledger, and go in even when
+      // the lease was lost meanwhile: a replica that reads one in time does not send the event again.
+      for (const [index, record] of this.unrecorded) await this.record(index, record);
+      if (!leased) {
         this.leaseBusyUntil = this.now() + Math.min(this.retryAfterMs, LEASE_BUSY_MS);
         return;
       }
-      leased = true;
+      if (!mayForward) return;
       let renewedAt = this.now();
       // What the lease's previous holder forwarded before it let go.
       await this.readNew();
-      for (const [index, record] of this.unrecorded) await this.record(index, record);
       while (this.waiting.size > 0 && !this.closed && !this.tampered && this.now() >= this.downUntil) {
         if (this.now() - renewedAt >= LEASE_MS / 3) {
           if (!(await this.fallback.lease(this.holder, LEASE_MS))) {

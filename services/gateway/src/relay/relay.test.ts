@@ -22,8 +22,8 @@ describe('relay transport', () => {
     gateway = createServer((req, res) => {
       req.resume();
       seen.push({ ...req.headers });
-      // A body of 41 bytes stands for a request the model takes long to begin answering.
-      if (req.headers['content-length'] === '41') {
+      // A body of 41 (or 60 001) bytes stands for a request the model takes long to begin answering.
+      if (req.headers['content-length'] === '41' || req.headers['content-length'] === '60001') {
         // A model still working: no head for a while.
         const t = setTimeout(() => res.end('late'), 5000);
         res.once('close', () => {
@@ -163,6 +163,20 @@ describe('relay transport', () => {
       const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' }, body: new Uint8Array(60_000) });
       expect(res.status).toBe(200);
       expect(await res.text()).toBe('part0;part1;part2;part3;part4;part5;');
+      // A whole body is held until the gateway begins its answer: while it has not, another is refused.
+      const waiting = new AbortController();
+      const slow = fetch(url, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: new Uint8Array(60_001), signal: waiting.signal }).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 300));
+      const meanwhile = await fetch(url, { method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' }, body: new Uint8Array(60_000) });
+      expect(meanwhile.status).toBe(503);
+      expect(await meanwhile.json()).toMatchObject({ code: 'ERR_RELAY_OVERLOADED' });
+      // The client that waits leaves: the call to the gateway ends and its bytes are given back.
+      waiting.abort();
+      await slow;
+      await new Promise((r) => setTimeout(r, 200));
+      const third = await fetch(url, { method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' }, body: new Uint8Array(60_000) });
+      expect(third.status).toBe(200);
+      await third.text();
     } finally {
       await small.close();
     }

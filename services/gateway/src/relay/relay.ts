@@ -26,9 +26,10 @@ export interface RelayOptions {
   /** A streamed answer that gives no byte for this long is cut off (default 300 s). Its length is not bounded. */
   idleTimeoutMs?: number;
   /**
-   * Bytes of request bodies held at once while they arrive, across all clients (default 64 MiB,
-   * four of the largest OHTTP messages, as the gateway): slow senders cannot pin more. A body that
-   * would cross it is refused with 503 ERR_RELAY_OVERLOADED.
+   * Bytes of request bodies held at once, across all clients, from their first byte until the
+   * gateway begins its answer (default 64 MiB, four of the largest OHTTP messages): slow senders,
+   * or a gateway slow to answer, cannot pin more. A body that would cross it is refused with 503
+   * ERR_RELAY_OVERLOADED.
    */
   maxArrivingBodyBytes?: number;
 }
@@ -37,8 +38,9 @@ const BODY_BUDGET_BYTES = 4 * MAX_OHTTP_MESSAGE;
 
 /**
  * A client's request body in one buffer: at most `max` bytes (ERR_INPUT_TOO_LARGE, up front when
- * its Content-Length says so), the bytes held while it arrives counted against `budget` and given
- * back once it is read, refused or broken off.
+ * its Content-Length says so), its bytes counted against `budget` as they arrive. When it fails
+ * (refused, broken off) they are given back here; a body returned is still counted, and the
+ * caller gives its length back once it no longer holds it.
  */
 async function readBody(req: Request, max: number, budget: BodyBudget): Promise<Bytes> {
   const tooLarge = () => new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is larger than allowed', { detail: { max } });
@@ -63,10 +65,9 @@ async function readBody(req: Request, max: number, budget: BodyBudget): Promise<
       parts.push(r.value);
     }
   } catch (e) {
+    budget.give(held);
     await reader.cancel(e).catch(() => undefined);
     throw e;
-  } finally {
-    budget.give(held);
   }
 }
 
@@ -140,6 +141,9 @@ export function createRelayApp(options: RelayOptions): Hono {
       throw timedOut
         ? new CustodyError('ERR_RELAY_GATEWAY_TIMEOUT', `the gateway did not begin its answer within ${timeoutMs} ms`, { cause: e })
         : new CustodyError('ERR_RELAY_GATEWAY_UNREACHABLE', 'the relay could not reach the gateway', { cause: e });
+    } finally {
+      // The body is held until the gateway begins its answer (the transport may need it until then).
+      if (body) budget.give(body.byteLength);
     }
     const headers = new Headers();
     for (const h of FORWARDED_RESPONSE_HEADERS) {
