@@ -1,26 +1,55 @@
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CustodyError } from '@custody/core';
 
 /** Largest file the CLI will read as evidence, certificates or collateral. */
 export const MAX_INPUT_FILE = 16 * 1024 * 1024;
 
+/**
+ * A regular file's bytes, at most MAX_INPUT_FILE of them. Anything else is refused before a byte
+ * is read: a directory, and a FIFO, device or socket, whose reads would wait for ever or never
+ * end (opened without blocking, so a FIFO with no writer is refused too). The read stops past the
+ * bound even when the file grows while it is read.
+ */
 export function readInputFile(path: string, what = 'file'): Uint8Array<ArrayBuffer> {
-  let size: number;
+  let fd: number;
   try {
-    size = statSync(path).size;
-  } catch {
-    throw new CustodyError('ERR_FILE_NOT_FOUND', `${what} not found: ${path}`);
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') throw new CustodyError('ERR_FILE_NOT_FOUND', `${what} not found: ${path}`);
+    throw new CustodyError('ERR_FILE_UNREADABLE', `${what} cannot be read (${code ?? 'error'}): ${path}`);
   }
-  if (size > MAX_INPUT_FILE) throw new CustodyError('ERR_INPUT_TOO_LARGE', `${what} is larger than ${MAX_INPUT_FILE} bytes: ${path}`);
-  const b = readFileSync(path);
-  return new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new CustodyError('ERR_FILE_NOT_REGULAR', `${what} is not a regular file (${st.isDirectory() ? 'a directory' : 'a FIFO, device or socket'}): ${path}`);
+    if (st.size > MAX_INPUT_FILE) throw tooLarge(what, path);
+    const buf = new Uint8Array(new ArrayBuffer(st.size + 1));
+    let n = 0;
+    for (;;) {
+      if (n === buf.length) throw tooLarge(what, path);
+      const got = readSync(fd, buf, n, buf.length - n, null);
+      if (got === 0) break;
+      n += got;
+    }
+    return n === buf.length ? buf : new Uint8Array(buf.buffer.slice(0, n));
+  } catch (e) {
+    if (e instanceof CustodyError) throw e;
+    throw new CustodyError('ERR_FILE_UNREADABLE', `${what} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'}): ${path}`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function tooLarge(what: string, path: string): CustodyError {
+  return new CustodyError('ERR_INPUT_TOO_LARGE', `${what} is larger than ${MAX_INPUT_FILE} bytes: ${path}`);
 }
 
 /**
  * Every regular file in a directory, keyed by its name without the extension
  * (`tcbInfo.json` → `tcbInfo`), which is how verifiers name their collateral; a single file is
- * keyed `single` (the caller names it, e.g. `bundle`).
+ * keyed `single` (the caller names it, e.g. `bundle`). Entries that are not regular files (or
+ * links to them), dangling links included, are passed over.
  */
 export function readNamedFiles(path: string, what: string, single = 'bundle'): Record<string, Uint8Array<ArrayBuffer>> {
   let isDir: boolean;
@@ -34,7 +63,7 @@ export function readNamedFiles(path: string, what: string, single = 'bundle'): R
   const out: Record<string, Uint8Array<ArrayBuffer>> = {};
   for (const name of readdirSync(path).sort()) {
     const p = join(path, name);
-    if (statSync(p).isFile()) out[key(name)] = readInputFile(p, what);
+    if (statSync(p, { throwIfNoEntry: false })?.isFile()) out[key(name)] = readInputFile(p, what);
   }
   return out;
 }

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalFromMembers, canonicalize, canonicalMembers } from './canonical-json.js';
+import { canonicalFromMembers, canonicalize, canonicalMembers, parseJsonUnique } from './canonical-json.js';
 
 describe('canonicalize (RFC 8785)', () => {
   // Examples from RFC 8785 section 3.2.2 and 3.2.3.
@@ -93,5 +93,43 @@ describe('canonical members', () => {
   it('refuses anything but a plain object', () => {
     expect(() => canonicalMembers([] as never)).toThrow(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }));
     expect(() => canonicalMembers(new Map() as never)).toThrow(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }));
+  });
+});
+
+describe('parseJsonUnique', () => {
+  it.each([
+    ['{"a":1,"a":2}', 'a'],
+    ['{"tenant":"evil","tenant":"demo"}', 'tenant'],
+    // The same name spelt with an escape is the same member.
+    ['{"tenant":1,"\\u0074enant":2}', 'tenant'],
+    ['[{"x":{"y":1,"z":[1,{"q":1,"q":2}]}}]', 'q'],
+    ['{"a":{"b":1},"c":{"b":2},"a":3}', 'a'],
+    ['{"a\\"b":1,"a\\"b":2}', 'a"b'],
+  ])('refuses %s, naming %s', (text, member) => {
+    expect(() => parseJsonUnique(text)).toThrow(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED', detail: { member } }));
+  });
+
+  it.each([
+    '{"a":1,"b":{"a":2},"c":[{"a":3},{"a":4}]}',
+    '{"a":"{\\"a\\":1,\\"a\\":2}","b":"a,a"}',
+    '[["a","a"],{"a":["a","a"]}]',
+    '"a"',
+    '{}',
+    ' { "x" : [ ] , "y" : { } } ',
+  ])('parses %s as JSON.parse does', (text) => {
+    expect(parseJsonUnique(text)).toEqual(JSON.parse(text));
+  });
+
+  it('parses any JSON text without repeated members (what JSON.stringify writes) as JSON.parse does', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.boolean(), (v, pretty) => {
+        const text = JSON.stringify(v, null, pretty ? 2 : undefined);
+        expect(parseJsonUnique(text)).toEqual(JSON.parse(text));
+      }),
+    );
+  });
+
+  it('throws the syntax error JSON.parse throws for text that is not JSON', () => {
+    expect(() => parseJsonUnique('{"a":1,')).toThrow(SyntaxError);
   });
 });

@@ -132,3 +132,49 @@ export function canonicalFromMembers(members: CanonicalMembers, options: { omit?
   while (j < added.length) putExtra(added[j++]!);
   return out + '}';
 }
+
+/**
+ * The first member name repeated within one object of `text` (valid JSON), as JSON.parse reads
+ * names (escapes resolved), or undefined. JSON.parse keeps the last of repeated members, so a
+ * reader that takes the first would see another document than the one checked.
+ */
+export function duplicateJsonMember(text: string): string | undefined {
+  // One set of names per open object; null for an open array.
+  const open: Array<Set<string> | null> = [];
+  let nameNext = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      let end = i + 1;
+      while (text.charCodeAt(end) !== 0x22) end += text.charCodeAt(end) === 0x5c ? 2 : 1;
+      const names = open[open.length - 1];
+      if (nameNext && names) {
+        const name = JSON.parse(text.slice(i, end + 1)) as string;
+        if (names.has(name)) return name;
+        names.add(name);
+        nameNext = false;
+      }
+      i = end;
+    } else if (c === 0x7b) {
+      open.push(new Set());
+      nameNext = true;
+    } else if (c === 0x5b) {
+      open.push(null);
+      nameNext = false;
+    } else if (c === 0x7d || c === 0x5d) {
+      open.pop();
+      nameNext = false;
+    } else if (c === 0x2c) {
+      nameNext = open[open.length - 1] != null;
+    }
+  }
+  return undefined;
+}
+
+/** JSON.parse that refuses an object with a repeated member (ERR_INPUT_MALFORMED, naming it); a syntax error throws as JSON.parse does. */
+export function parseJsonUnique(text: string): unknown {
+  const value = JSON.parse(text) as unknown;
+  const repeated = duplicateJsonMember(text);
+  if (repeated !== undefined) throw new CustodyError('ERR_INPUT_MALFORMED', `the JSON repeats the member ${JSON.stringify(repeated.slice(0, 64))} in one object`, { detail: { member: repeated.slice(0, 64) } });
+  return value;
+}

@@ -458,6 +458,29 @@ describe('custom rules', () => {
     await expect(policy((d) => (d.rules = [{ ...vmplRule, id: 'debug' }]))).rejects.toMatchObject({ code: 'ERR_POLICY_INVALID' });
   });
 
+  it('that could run for too long are refused when the policy loads: nested comprehensions are bounded by the lists they range over', async () => {
+    const list = (n: number) => `[${Array(n).fill(1).join(',')}]`;
+    // Four nested comprehensions over 200-element lists: 1.6e9 steps, hours of evaluation.
+    const slow = `${list(200)}.all(a, ${list(200)}.all(b, ${list(200)}.all(c, ${list(200)}.all(d, a == b))))`;
+    expect(slow.length).toBeLessThan(4096);
+    for (const field of ['expr', 'when', 'explain'] as const) {
+      await expect(policy((d) => (d.rules = [{ ...vmplRule, [field]: slow }]))).rejects.toMatchObject({ code: 'ERR_POLICY_INVALID', detail: { where: `rules.snp-vmpl0.${field}` } });
+    }
+    // Two nested over the claims' own lists (taken as up to 1000 elements each) are refused too...
+    await expect(policy((d) => (d.rules = [{ ...vmplRule, expr: 'claims.platformClaims.all(k, claims.platformClaims.all(j, k == j))' }]))).rejects.toMatchObject({ code: 'ERR_POLICY_INVALID' });
+    // ...while one over a claims list, with a short literal inside, loads and runs.
+    const p = await policy((d) => (d.rules = [{ ...vmplRule, expr: "claims.measurements.all(k, ['measurement', 'hostData', 'reportData', 'launchDigest', 'idKeyDigest'].exists(n, n == k) || true)" }]));
+    expect(appraise(p, F.snpClaims(), { now: NOW }).status).toBe('affirming');
+  });
+
+  it('together may not exceed the policy budget, though each is within its own', async () => {
+    const list = (n: number) => `[${Array(n).fill(1).join(',')}]`;
+    const heavy = `${list(400)}.all(a, ${list(40)}.exists(b, a == b))`;
+    const rules = Array.from({ length: 40 }, (_, i) => ({ ...vmplRule, id: `heavy-${i}`, when: undefined, expr: heavy }));
+    await expect(policy((d) => (d.rules = rules.slice(0, 1)))).resolves.toBeDefined();
+    await expect(policy((d) => (d.rules = rules))).rejects.toMatchObject({ code: 'ERR_POLICY_INVALID', detail: { maxSteps: 2_000_000 } });
+  });
+
   it('with CEL syntax errors make the policy invalid', async () => {
     await expect(policy((d) => (d.rules = [{ ...vmplRule, expr: 'claims.platform ==' }]))).rejects.toMatchObject({ code: 'ERR_POLICY_INVALID' });
     await expect(policy((d) => (d.rules = [{ ...vmplRule, explain: '(' }]))).rejects.toMatchObject({ code: 'ERR_POLICY_INVALID' });

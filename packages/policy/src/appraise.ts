@@ -2,7 +2,7 @@ import type { CelInput } from '@bufbuild/cel';
 import { CustodyError, toCustodyError } from '@custody/core';
 import { PLATFORMS, type NormalizedClaims, type Platform, type VerificationResult } from '@custody/attest';
 import { Ar4si, mergeClaimValue, overallStatus, statusOf, tierOf, type TrustClaimName, type TrustTier, type TrustVector } from './ar4si.js';
-import { CelEvaluationError, celToText, compileCel, toCelInput, type CelProgram } from './cel.js';
+import { CelEvaluationError, celToText, compileCel, MAX_CEL_STEPS, toCelInput, type CelProgram } from './cel.js';
 import { DEFAULT_RULES } from './default-rules.js';
 import {
   parsePolicyDocument,
@@ -87,20 +87,26 @@ export type DeviceInput = NormalizedClaims | VerificationResult;
 const SUBMOD_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const MAX_SUBMODS = 16;
 const MAX_DEVICE_DEPTH = 3;
+/** The most evaluation steps all of a policy's rules may take together by their static bound (about 0.2 s per device). */
+const MAX_POLICY_STEPS = 10 * MAX_CEL_STEPS;
 
 /** Compiles a validated document: parses and plans every rule's CEL (ERR_POLICY_INVALID on syntax). */
 export async function compilePolicy(document: PolicyDocument, options: CompileOptions = {}): Promise<CompiledPolicy> {
   const rules = [...(options.defaultRules ?? DEFAULT_RULES), ...document.rules];
   const ids = new Set<string>();
   const compiled: CompiledRule[] = [];
+  let steps = 0;
   for (const rule of rules) {
     if (ids.has(rule.id)) throw new CustodyError('ERR_POLICY_INVALID', `rule id ${rule.id} is used twice (custom rules may not reuse a default rule id)`, { detail: { rule: rule.id } });
     ids.add(rule.id);
     const c: CompiledRule = { rule, expr: compileCel(rule.expr, `rules.${rule.id}.expr`) };
     if (rule.when !== undefined) c.when = compileCel(rule.when, `rules.${rule.id}.when`);
     if (rule.explain !== undefined) c.explain = compileCel(rule.explain, `rules.${rule.id}.explain`);
+    steps += c.expr.steps + (c.when?.steps ?? 0) + (c.explain?.steps ?? 0);
     compiled.push(c);
   }
+  // Every rule runs for every device of an appraisal: the whole policy is bounded too.
+  if (steps > MAX_POLICY_STEPS) throw new CustodyError('ERR_POLICY_INVALID', `the policy's rules could take up to ${steps} evaluation steps together, more than ${MAX_POLICY_STEPS}`, { detail: { maxSteps: MAX_POLICY_STEPS } });
   const digest = await policyDigest(document);
   const policyId = `custody:policy:${document.id}:${document.version}:sha256:${digest}`;
   const refs = new Map<Platform, CelInput>();
@@ -148,7 +154,7 @@ export function submodNames(devices: readonly DeviceInput[]): Record<string, Dev
   let cpu = 0;
   let gpu = 0;
   for (const d of devices) {
-    if (d.platform === 'nvidia') out[`gpu${gpu++}`] = d;
+    if ((d as { platform?: unknown } | null)?.platform === 'nvidia') out[`gpu${gpu++}`] = d;
     else out[`cpu${cpu++}`] = d;
   }
   return out;
@@ -179,7 +185,10 @@ export function appraise(policy: CompiledPolicy, input: DeviceInput | readonly D
   const submods: Record<string, SubmodAppraisal> = {};
   for (const name of names) {
     if (!SUBMOD_NAME.test(name)) throw new CustodyError('ERR_USAGE', 'submodule names are 1-64 letters, digits, _ . -', { detail: { name: name.slice(0, 64) } });
-    submods[name] = appraiseDevice(policy, named[name]!, nowSeconds);
+    const device: unknown = named[name];
+    // Not claims at all (null, a number): the input is malformed, which no rule could appraise.
+    if (typeof device !== 'object' || device === null || Array.isArray(device)) throw new CustodyError('ERR_INPUT_MALFORMED', `device ${name} is not an object of claims`, { detail: { name } });
+    submods[name] = appraiseDevice(policy, device as DeviceInput, nowSeconds);
   }
   return {
     status: overallStatus(Object.values(submods).map((s) => s.status)),

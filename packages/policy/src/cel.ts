@@ -9,21 +9,68 @@ import { CustodyError } from '@custody/core';
 
 const env = celEnv({ funcs: strings });
 
-export type CelProgram = (bindings: Record<string, CelInput>) => CelValue;
+export type CelProgram = ((bindings: Record<string, CelInput>) => CelValue) & {
+  /** The most evaluation steps the expression can take (celStepBound). */
+  readonly steps: number;
+};
+
+type Expr = ReturnType<typeof parse>['expr'];
+
+/** What a range the expression does not spell out (a list or map from the claims) is taken to hold. */
+const UNKNOWN_RANGE = 1000;
+/**
+ * The most evaluation steps one expression may take by its static bound: about 20 ms of
+ * evaluation. @bufbuild/cel has no cost budget of its own, and a policy is text from a tenant.
+ */
+export const MAX_CEL_STEPS = 200_000;
+
+/**
+ * A bound on the steps evaluating `e` takes: one per node, and each comprehension (all, exists,
+ * exists_one, map, filter) times the size of its range, which is the length of a list or map
+ * written in the expression, the bound of a map or filter it ranges over, or UNKNOWN_RANGE for
+ * anything else (claims). Nested comprehensions multiply.
+ */
+export function celStepBound(e: Expr | undefined): number {
+  if (!e) return 0;
+  const k = e.exprKind;
+  switch (k.case) {
+    case 'comprehensionExpr': {
+      const c = k.value;
+      return 1 + celStepBound(c.iterRange) + celStepBound(c.accuInit) + rangeBound(c.iterRange) * (1 + celStepBound(c.loopCondition) + celStepBound(c.loopStep)) + celStepBound(c.result);
+    }
+    case 'callExpr':
+      return k.value.args.reduce((n, a) => n + celStepBound(a), 1 + celStepBound(k.value.target));
+    case 'listExpr':
+      return k.value.elements.reduce((n, a) => n + celStepBound(a), 1);
+    case 'structExpr':
+      return k.value.entries.reduce((n, en) => n + celStepBound(en.keyKind.case === 'mapKey' ? en.keyKind.value : undefined) + celStepBound(en.value), 1);
+    case 'selectExpr':
+      return 1 + celStepBound(k.value.operand);
+    default:
+      return 1;
+  }
+}
+
+function rangeBound(e: Expr | undefined): number {
+  const k = e?.exprKind;
+  if (k?.case === 'listExpr') return k.value.elements.length;
+  if (k?.case === 'structExpr') return k.value.entries.length;
+  // map() and filter() give at most as many elements as they range over.
+  if (k?.case === 'comprehensionExpr') return rangeBound(k.value.iterRange);
+  return UNKNOWN_RANGE;
+}
 
 /**
  * Parses and plans a CEL expression. Syntax errors become ERR_POLICY_INVALID with `what`
  * (e.g. `rules.my-rule.expr`) in the detail.
  */
 /** Planned programs by expression text: the default rules are shared by every policy. */
-const planned = new Map<string, (ctx: Record<string, CelInput>) => unknown>();
+const planned = new Map<string, { run: (ctx: Record<string, CelInput>) => unknown; steps: number }>();
 const MAX_PLANNED = 2048;
 
 export function compileCel(expr: string, what: string): CelProgram {
-  let run = planned.get(expr);
-  if (!run) run = planCel(expr, what);
-  const program = run;
-  return (bindings) => {
+  const { run: program, steps } = planned.get(expr) ?? planCel(expr, what);
+  const evaluate = (bindings: Record<string, CelInput>): CelValue => {
     let out: unknown;
     try {
       out = program(bindings);
@@ -33,21 +80,31 @@ export function compileCel(expr: string, what: string): CelProgram {
     if (isCelError(out)) throw new CelEvaluationError(out.message, out);
     return out as CelValue;
   };
+  return Object.assign(evaluate, { steps });
 }
 
-function planCel(expr: string, what: string): (ctx: Record<string, CelInput>) => unknown {
+function planCel(expr: string, what: string): { run: (ctx: Record<string, CelInput>) => unknown; steps: number } {
   let run: (ctx: Record<string, CelInput>) => unknown;
+  let steps: number;
   try {
-    run = plan(env, parse(expr));
+    const parsed = parse(expr);
+    steps = celStepBound(parsed.expr);
+    run = plan(env, parsed);
   } catch (e) {
     throw new CustodyError('ERR_POLICY_INVALID', `CEL in ${what} does not parse: ${e instanceof Error ? e.message : 'syntax error'}`, {
       cause: e,
       detail: { where: what },
     });
   }
+  if (steps > MAX_CEL_STEPS) {
+    throw new CustodyError('ERR_POLICY_INVALID', `CEL in ${what} could take up to ${steps > 1e12 ? 'more than 10^12' : Math.round(steps)} evaluation steps, more than ${MAX_CEL_STEPS}: nest fewer comprehensions (all, exists, map, filter), or range over shorter lists`, {
+      detail: { where: what, maxSteps: MAX_CEL_STEPS },
+    });
+  }
+  const entry = { run, steps };
   if (planned.size >= MAX_PLANNED) planned.delete(planned.keys().next().value!);
-  planned.set(expr, run);
-  return run;
+  planned.set(expr, entry);
+  return entry;
 }
 
 /** A CEL expression that failed at run time (missing field, type mismatch, ...). */

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { parseDocument, visit } from 'yaml';
-import { CustodyError, canonicalBytes, fromUtf8, sha256, toHex } from '@custody/core';
+import { CustodyError, canonicalBytes, fromUtf8, parseJsonUnique, sha256, toHex } from '@custody/core';
 import type { Platform } from '@custody/attest';
 import { isTrustClaimName, isTrustClaimValue, isTrustTier, TIER_VALUE, type TrustClaimName } from './ar4si.js';
 
@@ -395,7 +395,8 @@ export function readPolicyText(text: string, format: PolicyFormat = 'auto'): unk
 function parseText(text: string, format: PolicyFormat): unknown {
   const fmt = format === 'auto' ? (/^\s*[{[]/.test(text) ? 'json' : 'yaml') : format;
   try {
-    if (fmt === 'json') return JSON.parse(text) as unknown;
+    // Repeated members are refused, as YAML refuses repeated keys.
+    if (fmt === 'json') return parseJsonUnique(text);
     return parseYamlText(text);
   } catch (e) {
     throw invalid(`policy is not valid ${fmt.toUpperCase()}`, { format: fmt }, e);

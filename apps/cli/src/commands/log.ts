@@ -80,7 +80,9 @@ export function boundedFetch(defaultMs = 30_000): (url: string, init?: RequestIn
 /** A log by URL (tlog-tiles over HTTP) or by directory (as `custody log serve` writes it). */
 export function logSource(where: string): LogSource {
   if (/^https?:\/\//i.test(where)) return httpLogSource(boundedFetch(), where);
-  if (!existsSync(where)) throw new CustodyError('ERR_FILE_NOT_FOUND', `log directory not found: ${where}`);
+  const st = statSync(where, { throwIfNoEntry: false });
+  if (!st) throw new CustodyError('ERR_FILE_NOT_FOUND', `log directory not found: ${where}`);
+  if (!st.isDirectory()) throw new CustodyError('ERR_FILE_NOT_REGULAR', `the log must be a directory (as custody log serve writes it) or an http(s) URL: ${where}`);
   return new FsTileStore(where);
 }
 

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as F from '../../../../packages/policy/src/testing/claims.js';
+import { readPolicyText } from '@custody/policy';
 import { startBroker, type StartedBroker } from '@custody/broker-service';
 
 // Runs `custody policy ...` through this module's `register`, in a child process, so exit codes
@@ -87,6 +88,25 @@ describe('custody policy', () => {
     const missing = custody('policy', 'test', '--policy', join(dir, 'nope.yaml'), '--claims', join(dir, 'snp.json'));
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('ERR_FILE_NOT_FOUND');
+    // Claims that are not objects at all (they crashed as ERR_INTERNAL), a JSON policy with a
+    // repeated member (YAML refuses repeated keys, so JSON does too), and a rule that would run for hours.
+    for (const [name, text] of [
+      ['list-null.json', '[null]'],
+      ['map-null.json', '{"cpu0":null}'],
+      ['dup-claims.json', JSON.stringify(F.snpClaims()).replace('{', '{"platform":"tdx",')],
+    ] as const) {
+      writeFileSync(join(dir, name), text);
+      const r = custody('policy', 'test', '--policy', join(dir, 'policy.yaml'), '--claims', join(dir, name), '--json');
+      expect([name, r.code, (JSON.parse(r.stdout) as { errors: { code: string }[] }).errors[0]!.code]).toEqual([name, 2, 'ERR_INPUT_MALFORMED']);
+    }
+    const doc = readPolicyText(F.POLICY_YAML) as Record<string, unknown>;
+    writeFileSync(join(dir, 'dup.json'), JSON.stringify({ ...doc, allowSimulated: false }).replace('{', '{"allowSimulated":true,'));
+    const list = `[${Array(200).fill(1).join(',')}]`;
+    writeFileSync(join(dir, 'slow.json'), JSON.stringify({ ...doc, rules: [{ id: 'slow', expr: `${list}.all(a, ${list}.all(b, ${list}.all(c, a == b)))`, claim: 'configuration', fail: 'contraindicated', reason: 'x' }] }));
+    for (const name of ['dup.json', 'slow.json']) {
+      const r = custody('policy', 'test', '--policy', join(dir, name), '--claims', join(dir, 'snp.json'), '--json');
+      expect([name, r.code, (JSON.parse(r.stdout) as { errors: { code: string }[] }).errors[0]!.code]).toEqual([name, 2, 'ERR_POLICY_INVALID']);
+    }
   });
 
   it('show: prints reference values and rules; without --policy the default rules', () => {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { statSync } from 'node:fs';
-import { CustodyError, fromUtf8, systemClock, toCustodyError } from '@custody/core';
+import { CustodyError, fromUtf8, parseJsonUnique, systemClock, toCustodyError } from '@custody/core';
 import { BrokerAdminClient, type TenantPolicyView } from '@custody/broker-service/client';
 import type { DeviceInput } from '@custody/policy';
 import { DEFAULT_RULES, TRUST_CLAIMS, appraisalReasons, appraise, loadPolicy, type AppraisalRule, type CompiledPolicy } from '@custody/policy';
@@ -237,9 +237,9 @@ function readClaims(path: string): DeviceInput[] | Record<string, DeviceInput> {
   const text = fromUtf8(readInputFile(path, 'claims file'));
   let v: unknown;
   try {
-    v = JSON.parse(text);
+    v = parseJsonUnique(text);
   } catch (e) {
-    throw new CustodyError('ERR_INPUT_MALFORMED', `claims file is not JSON: ${path}`, { cause: e });
+    throw new CustodyError('ERR_INPUT_MALFORMED', e instanceof CustodyError ? `claims file ${path}: ${e.message}` : `claims file is not JSON: ${path}`, { cause: e });
   }
   if (Array.isArray(v)) return v as DeviceInput[];
   if (typeof v !== 'object' || v === null) throw new CustodyError('ERR_INPUT_MALFORMED', 'claims file must hold an object or a list');

@@ -1,5 +1,5 @@
 import type { JSONWebKeySet } from 'jose';
-import { CustodyError, fromUtf8 } from '@custody/core';
+import { CustodyError, fromUtf8, parseJsonUnique } from '@custody/core';
 import { defaultRegistry } from '@custody/attest';
 import { loadPolicy } from '@custody/policy';
 import { parseAttestationBundleText, renderReceiptVerificationText, verifyReceiptOffline, type VerifyReceiptOfflineInput } from '@custody/sdk';
@@ -71,29 +71,44 @@ Example (what ./custody up writes to .custody/last-request/):
     });
 };
 
+/** A JSON input file: not JSON, or an object with a repeated member (a reader taking the first would see another document), is bad input. */
+function jsonFile(text: string, what: string): unknown {
+  try {
+    return parseJsonUnique(text);
+  } catch (e) {
+    throw new CustodyError('ERR_INPUT_MALFORMED', e instanceof CustodyError ? `the ${what} file: ${e.message}` : `the ${what} file is not JSON`, { cause: e });
+  }
+}
+
+/** The attestation bundle file: one that is not a bundle at all is bad input (exit 2), not a failed check. */
+function bundleFile(text: string): ReturnType<typeof parseAttestationBundleText> {
+  try {
+    return parseAttestationBundleText(text);
+  } catch (e) {
+    if (e instanceof CustodyError && e.code === 'ERR_SDK_DISCOVERY') throw new CustodyError('ERR_INPUT_MALFORMED', `the attestation bundle file: ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
 async function inputFrom(file: string, opts: ReceiptVerifyOptions): Promise<VerifyReceiptOfflineInput> {
-  if (!opts.jwks && !opts.policy) throw new CustodyError('ERR_USAGE', "give --jwks (the broker's EAR keys) or --policy (an appraisal policy for the raw evidence)");
-  if (opts.proof && !opts.tlogPolicy && !opts.vkey?.length) throw new CustodyError('ERR_USAGE', '--proof needs --tlog-policy or --vkey');
+  // An empty value (an unset shell variable) is a mistake, not "skip this check".
+  for (const [name, value] of [['--bundle', opts.bundle], ['--jwks', opts.jwks], ['--policy', opts.policy], ['--proof', opts.proof], ['--tlog-policy', opts.tlogPolicy], ['--response', opts.response]] as const) {
+    if (value !== undefined && value.trim() === '') throw new CustodyError('ERR_USAGE', `${name} was given an empty value`);
+  }
+  if (opts.jwks === undefined && opts.policy === undefined) throw new CustodyError('ERR_USAGE', "give --jwks (the broker's EAR keys) or --policy (an appraisal policy for the raw evidence)");
+  if (opts.proof !== undefined && opts.tlogPolicy === undefined && !opts.vkey?.length) throw new CustodyError('ERR_USAGE', '--proof needs --tlog-policy or --vkey');
   const text = fromUtf8(readInputFile(file, 'receipt')).trim();
+  if (text === '') throw new CustodyError('ERR_INPUT_MALFORMED', 'the receipt file is empty');
   let receipt: unknown = text;
-  if (text.startsWith('{')) {
-    try {
-      receipt = JSON.parse(text);
-    } catch (e) {
-      throw new CustodyError('ERR_RECEIPT_MALFORMED', 'the receipt file is not JSON', { cause: e });
-    }
-  }
-  const bundle = parseAttestationBundleText(fromUtf8(readInputFile(opts.bundle, 'attestation bundle')));
+  if (text.startsWith('{')) receipt = jsonFile(text, 'receipt');
+  const bundle = bundleFile(fromUtf8(readInputFile(opts.bundle, 'attestation bundle')));
   let jwks: JSONWebKeySet | undefined;
-  if (opts.jwks) {
-    try {
-      jwks = JSON.parse(fromUtf8(readInputFile(opts.jwks, 'JWKS'))) as JSONWebKeySet;
-    } catch (e) {
-      throw new CustodyError('ERR_INPUT_MALFORMED', 'the JWKS file is not JSON', { cause: e });
-    }
-    if (!Array.isArray(jwks.keys)) throw new CustodyError('ERR_INPUT_MALFORMED', 'the JWKS file has no keys');
+  if (opts.jwks !== undefined) {
+    const v = jsonFile(fromUtf8(readInputFile(opts.jwks, 'JWKS')), 'JWKS') as Partial<JSONWebKeySet> | null;
+    if (typeof v !== 'object' || v === null || !Array.isArray(v.keys)) throw new CustodyError('ERR_INPUT_MALFORMED', 'the JWKS file has no keys');
+    jwks = v as JSONWebKeySet;
   }
-  const policy = opts.policy ? await loadPolicy(readInputFile(opts.policy, 'appraisal policy')) : undefined;
+  const policy = opts.policy !== undefined ? await loadPolicy(readInputFile(opts.policy, 'appraisal policy')) : undefined;
   const expectedMeasurements: Record<string, string> = {};
   for (const m of opts.measurement ?? []) {
     const at = m.indexOf('=');
@@ -114,8 +129,8 @@ async function inputFrom(file: string, opts: ReceiptVerifyOptions): Promise<Veri
     ...(Object.keys(expectedMeasurements).length > 0 ? { expectedMeasurements } : {}),
     ...(opts.minGpus !== undefined ? { minGpus: opts.minGpus } : {}),
     ...(opts.gpuRoot ? { gpuRoots: gpuRoots(opts.gpuRoot) } : {}),
-    ...(opts.proof ? { proof: readInputFile(opts.proof, 'tlog-proof'), tlogPolicy: readTrust({ ...(opts.tlogPolicy ? { policy: opts.tlogPolicy } : {}), ...(opts.vkey ? { vkey: opts.vkey } : {}) }) } : {}),
-    ...(opts.response ? { response: readInputFile(opts.response, 'response') } : {}),
+    ...(opts.proof !== undefined ? { proof: readInputFile(opts.proof, 'tlog-proof'), tlogPolicy: readTrust({ ...(opts.tlogPolicy !== undefined ? { policy: opts.tlogPolicy } : {}), ...(opts.vkey ? { vkey: opts.vkey } : {}) }) } : {}),
+    ...(opts.response !== undefined ? { response: readInputFile(opts.response, 'response') } : {}),
     ...(attestedAt ? { attestedAt } : {}),
   };
 }

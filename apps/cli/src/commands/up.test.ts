@@ -100,6 +100,50 @@ describe('custody up (the quick start)', () => {
     expect(usage.stderr).toContain('ERR_USAGE');
   });
 
+  it('`custody receipt verify` refuses bad files as bad input (exit 2), typed, and never waits on a FIFO or reads a device', () => {
+    const saved = join(data, 'last-request');
+    const vkey = /--vkey '([^']+)'/.exec(firstRun.split('custody receipt verify')[1] ?? '')?.[1];
+    const rest = (over: Record<string, string> = {}) => {
+      const o: Record<string, string> = { '--bundle': join(saved, 'bundle.json'), '--jwks': join(saved, 'jwks.json'), '--proof': join(saved, 'receipt.tlog-proof'), '--vkey': vkey!, ...over };
+      return [...Object.entries(o).flat(), '--allow-simulated'];
+    };
+    const receipt = readFileSync(join(saved, 'receipt.json'), 'utf8');
+    const tenant = /"tenant": ?"([^"]+)"/.exec(receipt)?.[1];
+    expect(tenant).toBeDefined();
+    const bad = mkdtempSync(join(tmpdir(), 'custody-bad-'));
+    try {
+      // A repeated member: JSON.parse keeps the last (the signed one), a reader may take the first.
+      const dup = join(bad, 'dup.json');
+      writeFileSync(dup, receipt.replace(/"tenant": ?"[^"]+"/, `"tenant": "another-tenant", "tenant": "${tenant}"`));
+      const fifo = join(bad, 'fifo');
+      expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+      const nullJwks = join(bad, 'null.json');
+      writeFileSync(nullJwks, 'null');
+      const empty = join(bad, 'empty.json');
+      writeFileSync(empty, '');
+      const cases: Array<[string, string[], string]> = [
+        ['repeated member', [dup, ...rest()], 'ERR_INPUT_MALFORMED'],
+        ['FIFO receipt', [fifo, ...rest()], 'ERR_FILE_NOT_REGULAR'],
+        ['FIFO proof', [join(saved, 'receipt.json'), ...rest({ '--proof': fifo })], 'ERR_FILE_NOT_REGULAR'],
+        ['a device', ['/dev/zero', ...rest()], 'ERR_FILE_NOT_REGULAR'],
+        ['a directory', [bad, ...rest()], 'ERR_FILE_NOT_REGULAR'],
+        ['JWKS null', [join(saved, 'receipt.json'), ...rest({ '--jwks': nullJwks })], 'ERR_INPUT_MALFORMED'],
+        ['empty receipt', [empty, ...rest()], 'ERR_INPUT_MALFORMED'],
+        ['bundle not JSON', [join(saved, 'receipt.json'), ...rest({ '--bundle': empty })], 'ERR_INPUT_MALFORMED'],
+        // An unset shell variable must not skip the check it was meant to ask for.
+        ['empty --proof', [join(saved, 'receipt.json'), ...rest({ '--proof': '' })], 'ERR_USAGE'],
+        ['empty --response', [join(saved, 'receipt.json'), ...rest({ '--response': '' })], 'ERR_USAGE'],
+      ];
+      for (const [what, args, code] of cases) {
+        const r = custody('receipt', 'verify', ...args);
+        expect({ what, status: r.status, code: /custody: (ERR_[A-Z0-9_]+)/.exec(r.stderr)?.[1] }).toEqual({ what, status: 2, code });
+        expect(r.stderr).not.toMatch(/\n\s+at /);
+      }
+    } finally {
+      rmSync(bad, { recursive: true, force: true });
+    }
+  });
+
   it('--model: seals the GGUF under a broker key in the state directory, serves it sealed, and reuses both on the next run', () => {
     const dir = mkdtempSync(join(tmpdir(), 'custody-up-model-'));
     try {

@@ -20,7 +20,7 @@
  * ```
  */
 import { z } from 'zod';
-import { canonicalize, CustodyError, fromBase64Url, sha256, toHex, utf8, type Bytes } from '@custody/core';
+import { canonicalize, CustodyError, fromBase64Url, parseJsonUnique, sha256, toHex, utf8, type Bytes } from '@custody/core';
 import type { Platform } from '@custody/attest';
 import { MAX_RUNTIME_DATA, type OkpPublicJwk } from './runtime-data.js';
 
@@ -114,9 +114,9 @@ export function parseAttestationBundleText(text: string): AttestationBundle {
   if (text.length > MAX_BUNDLE_BYTES) throw new CustodyError('ERR_SDK_DISCOVERY', 'attestation bundle is too large', { detail: { size: text.length } });
   let v: unknown;
   try {
-    v = JSON.parse(text);
+    v = parseJsonUnique(text);
   } catch (e) {
-    throw new CustodyError('ERR_SDK_DISCOVERY', 'attestation bundle is not JSON', { cause: e });
+    throw new CustodyError('ERR_SDK_DISCOVERY', e instanceof CustodyError ? `attestation bundle: ${e.message}` : 'attestation bundle is not JSON', { cause: e });
   }
   return parseAttestationBundle(v);
 }

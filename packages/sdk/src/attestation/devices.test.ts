@@ -26,7 +26,7 @@ import { receiptIdOf, signReceipt, RECEIPT_FORMAT, type ReceiptBody } from '../r
 import { bundleAttestationDigest, parseAttestationBundle, type AttestationBundle } from './bundle.js';
 import { discoverGateway } from './discovery.js';
 import { buildRuntimeData, runtimeDigest } from './runtime-data.js';
-import { renderVerificationText, verifierSet, verifyGatewayBundle, type EvidenceVerifierSet, type VerificationDocument, type VerifyBundleOptions } from './verify.js';
+import { printableLine, renderVerificationText, verifierSet, verifyGatewayBundle, type EvidenceVerifierSet, type VerificationDocument, type VerifyBundleOptions } from './verify.js';
 
 const NOW = new Date('2026-03-02T10:00:00.000Z');
 /** After the test GPU certificates' notAfter (2034-01-01). */
@@ -626,6 +626,15 @@ describe('the rendered text cannot be forged through GPU evidence', () => {
     expect(lines).not.toContain('Custody gateway verification: VERIFIED');
     expect(lines.some((l) => l.startsWith('   7. PASS devices'))).toBe(false);
     expect(text).toContain('\\u{a}Custody gateway verification: VERIFIED');
+  });
+
+  it('bidirectional controls, which reorder what a terminal shows, are written out too', () => {
+    for (const c of ['\u200e', '\u200f', '\u202a', '\u202b', '\u202c', '\u202d', '\u202e', '\u2066', '\u2067', '\u2068', '\u2069']) {
+      const line = printableLine(`route /v1/chat${c}snoitelpmoc`);
+      expect(line).not.toContain(c);
+      expect(line).toContain(`\\u{${c.charCodeAt(0).toString(16)}}`);
+    }
+    expect(printableLine('plain text, é and 日本')).toBe('plain text, é and 日本');
   });
 });
 

@@ -689,13 +689,14 @@ export function assertVerified(result: { document: VerificationDocument; verifie
 
 /** Plain-text rendering of a verification document, one line per step. */
 /**
- * One line of rendered text, with control and line-separator characters written as `\u{..}`:
+ * One line of rendered text, with control, line-separator and bidirectional-control characters written as `\u{..}`:
  * step details quote what the evidence says (a certificate subject, say), and a line break in
  * it must not forge a line such as "VERIFIED" or "PASS".
  */
 export function printableLine(text: string): string {
+  // Bidirectional controls too (U+200E/F, U+202A-202E, U+2066-2069): they reorder what a terminal shows.
   // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u{${c.charCodeAt(0).toString(16)}}`);
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]/g, (c) => `\\u{${c.charCodeAt(0).toString(16)}}`);
 }
 
 export function renderVerificationText(doc: VerificationDocument): string {

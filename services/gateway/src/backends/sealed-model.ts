@@ -16,7 +16,7 @@
  * same way (ERR_MODEL_UNSEAL), and the plaintext written so far is removed. Node-only (files).
  */
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Stats } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { canonicalBytes, CustodyError, fromBase64Url, toBase64Url } from '@custody/core';
@@ -154,7 +154,8 @@ async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
 export async function openModelFile(path: string): Promise<{ fh: FileHandle; stat: Stats }> {
   let fh: FileHandle;
   try {
-    fh = await open(path, 'r');
+    // Without blocking: a FIFO with no writer would hold open() itself, before the check below.
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     throw new CustodyError('ERR_GATEWAY_MODEL_FILE', 'the model file cannot be opened', { cause: e, detail: { file: basename(path) } });
   }
@@ -185,7 +186,8 @@ export async function readSealedModelHeader(path: string): Promise<SealedModelIn
 export async function isSealedModelFile(path: string): Promise<boolean> {
   let fh: FileHandle | undefined;
   try {
-    fh = await open(path, 'r');
+    // Without blocking: a FIFO with no writer would hold open() itself, before the check below.
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
     const head = Buffer.alloc(SEALED_MODEL_MAGIC.length);
     const { bytesRead } = await fh.read(head, 0, head.length, 0);
     return bytesRead === head.length && head.equals(SEALED_MODEL_MAGIC);

@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { toHex, utf8 } from '@custody/core';
 import { MemoryTree, SIG_TYPE_ED25519, createEd25519Signer, generateSignerKey, proveInclusion, verifyInclusion, type TileId } from '@custody/ledger';
@@ -24,6 +25,26 @@ describe('FsTileStore hash tile reads', () => {
     mkdirSync(join(store.dir, 'tile/2'), { recursive: true });
     writeFileSync(join(store.dir, 'tile/2/000'), new Uint8Array(256 * 32 + 1));
     expect(() => store.readHashTileSync({ level: 2, index: 0, width: 256 })).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_TOO_LARGE' }) as Error);
+  });
+
+  it('in a directory someone handed over: an oversized file is refused without being read whole; a FIFO or device is refused without waiting or reading', async () => {
+    const store = new FsTileStore(join(t.dir, 'handed'));
+    await store.init();
+    // 1.5 GiB, sparse: reading it whole took 1.6 GB of memory.
+    writeFileSync(join(store.dir, 'checkpoint'), '');
+    truncateSync(join(store.dir, 'checkpoint'), 1536 * 1024 * 1024);
+    const before = process.memoryUsage().rss;
+    await expect(store.readCheckpoint()).rejects.toMatchObject({ code: 'ERR_INPUT_TOO_LARGE' });
+    expect(process.memoryUsage().rss - before).toBeLessThan(64 * 1024 * 1024);
+    rmSync(join(store.dir, 'checkpoint'));
+    expect(spawnSync('mkfifo', [join(store.dir, 'checkpoint')]).status).toBe(0);
+    await expect(store.readCheckpoint()).rejects.toMatchObject({ code: 'ERR_INPUT_MALFORMED' });
+    mkdirSync(join(store.dir, 'tile/entries'), { recursive: true });
+    symlinkSync('/dev/zero', join(store.dir, 'tile/entries/000'));
+    await expect(store.readTile({ level: 'entries', index: 0, width: 256 })).rejects.toMatchObject({ code: 'ERR_INPUT_MALFORMED' });
+    mkdirSync(join(store.dir, 'tile/0'), { recursive: true });
+    symlinkSync('/dev/zero', join(store.dir, 'tile/0/000'));
+    expect(() => store.readHashTileSync({ level: 0, index: 0, width: 256 })).toThrowError(expect.objectContaining({ code: 'ERR_INPUT_MALFORMED' }) as Error);
   });
 });
 

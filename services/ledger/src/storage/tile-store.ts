@@ -1,14 +1,10 @@
-import { closeSync, openSync, readSync } from 'node:fs';
-import { mkdir, open, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { mkdir, open, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { CustodyError, type Bytes } from '@custody/core';
 import { MAX_BUNDLE_SIZE, TILE_WIDTH, tilePath, type LogSource, type TileId, type TileWrite } from '@custody/ledger';
 
 const MAX_CHECKPOINT = 1 << 20;
-
-function toBytes(b: Buffer): Bytes {
-  return new Uint8Array(b);
-}
 
 /**
  * The log's public files in a directory, laid out per C2SP tlog-tiles so any static HTTP
@@ -123,34 +119,62 @@ export class FsTileStore implements LogSource {
     const path = tilePath(tile);
     let fd: number;
     try {
-      fd = openSync(join(this.dir, path), 'r');
+      fd = openSync(join(this.dir, path), constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new CustodyError('ERR_TLOG_TILE', 'tile not found', { detail: { path } });
       throw e;
     }
     try {
+      if (!fstatSync(fd).isFile()) throw notRegular(path);
       // One byte more than allowed, so an oversized file is detected without reading it all.
       const buf = new Uint8Array(max + 1);
       let n = 0;
       for (let r = -1; r !== 0 && n < buf.length; n += r) r = readSync(fd, buf, n, buf.length - n, n);
-      if (n > max) throw new CustodyError('ERR_INPUT_TOO_LARGE', 'log file is larger than allowed', { detail: { path } });
+      if (n > max) throw tooLarge(path);
       return buf.slice(0, n);
     } finally {
       closeSync(fd);
     }
   }
 
-  /** Reads a file under the log directory by its (already validated) relative path. */
+  /**
+   * Reads a file under the log directory by its (already validated) relative path: at most `max`
+   * bytes (one more is read to tell an oversized file, never the whole of it), and only a regular
+   * file (a FIFO or device, in a directory someone handed over, would block or never end).
+   */
   async readFileOrUndefined(rel: string, max: number): Promise<Bytes | undefined> {
+    let handle: FileHandle;
     try {
-      const b = await readFile(join(this.dir, rel));
-      if (b.length > max) throw new CustodyError('ERR_INPUT_TOO_LARGE', 'log file is larger than allowed', { detail: { path: rel } });
-      return toBytes(b);
+      handle = await open(join(this.dir, rel), constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw e;
     }
+    try {
+      const st = await handle.stat();
+      if (!st.isFile()) throw notRegular(rel);
+      if (st.size > max) throw tooLarge(rel);
+      const buf = new Uint8Array(st.size + 1);
+      let n = 0;
+      for (;;) {
+        if (n === buf.length) throw tooLarge(rel);
+        const { bytesRead } = await handle.read(buf, n, buf.length - n, n);
+        if (bytesRead === 0) break;
+        n += bytesRead;
+      }
+      return buf.subarray(0, n);
+    } finally {
+      await handle.close();
+    }
   }
+}
+
+function tooLarge(path: string): CustodyError {
+  return new CustodyError('ERR_INPUT_TOO_LARGE', 'log file is larger than allowed', { detail: { path } });
+}
+
+function notRegular(path: string): CustodyError {
+  return new CustodyError('ERR_INPUT_MALFORMED', 'log file is not a regular file', { detail: { path } });
 }
 
 /**
