@@ -11,13 +11,26 @@ function tooLarge(what: string, max: number, detail: Record<string, unknown> = {
   return new ParseError('ERR_INPUT_TOO_LARGE', `${what} is too large`, { detail: { max, ...detail } });
 }
 
+/** Bytes shared by the bodies a server holds at once (BodyBudget in @custody/ledger-service). */
+export interface ByteBudget {
+  /** Counts `n` more bytes held; false (nothing counted) when that would cross the budget. */
+  take(n: number): boolean;
+  give(n: number): void;
+  /** The error a body that would cross the budget fails with. */
+  refusal(): Error;
+}
+
 /**
  * Reads a body of at most `max` bytes: a declared Content-Length above `max` is refused before
  * reading, and the stream is cancelled as soon as more than `max` bytes arrived, so a peer can
  * never make us buffer more than `max` (plus one chunk). Browser-safe (Web streams only).
  * Throws ERR_INPUT_TOO_LARGE; errors of the stream itself propagate as they are.
+ *
+ * With a `budget`, each chunk is counted against it as it arrives, and a chunk that would cross
+ * it fails the read with `budget.refusal()`. A read that fails gives its bytes back; a body
+ * returned is still counted, and the caller gives its length back once it no longer holds it.
  */
-export async function readBodyLimited(source: BodySource, max: number, what = 'body'): Promise<Bytes> {
+export async function readBodyLimited(source: BodySource, max: number, what = 'body', budget?: ByteBudget): Promise<Bytes> {
   const declared = source.headers.get('content-length');
   if (declared !== null && /^[0-9]+$/.test(declared.trim()) && Number(declared.trim()) > max) {
     await source.body?.cancel().catch(() => undefined);
@@ -31,13 +44,20 @@ export async function readBodyLimited(source: BodySource, max: number, what = 'b
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      n += value.length;
-      if (n > max) {
+      if (n + value.length > max) {
         await reader.cancel().catch(() => undefined);
         throw tooLarge(what, max);
       }
+      if (budget && !budget.take(value.length)) {
+        await reader.cancel().catch(() => undefined);
+        throw budget.refusal();
+      }
+      n += value.length;
       parts.push(value);
     }
+  } catch (e) {
+    budget?.give(n);
+    throw e;
   } finally {
     reader.releaseLock();
   }

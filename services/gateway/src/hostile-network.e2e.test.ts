@@ -115,6 +115,18 @@ function holdDiscovery(mode: 'silent' | 'trickle', held: ServerResponse[]): Hook
   };
 }
 
+/** Passes the first half of the gateway's sealed answer to /ohttp, then cuts the connection after `ms`. */
+function halfThenCut(ms: number): Hook {
+  return async (req, res, pass) => {
+    if (req.url !== '/ohttp') return false;
+    const r = await pass();
+    res.writeHead(r.status, { 'content-type': r.headers['content-type']!, 'transfer-encoding': 'chunked' });
+    res.write(r.body.subarray(0, r.body.length >> 1));
+    setTimeout(() => res.destroy(), ms);
+    return true;
+  };
+}
+
 describe('a verification the network holds open', () => {
   for (const [name, transport] of transports) {
     for (const mode of ['silent', 'trickle'] as const) {
@@ -230,15 +242,7 @@ describe('a streamed answer the caller stops', () => {
   for (const [name, transport] of transports) {
     it(`${name}: reading fails with the reason the caller aborted with, as fetch does`, async () => {
       const cfetch = client(transport);
-      hook = async (req, res, pass) => {
-        if (req.url !== '/ohttp') return false;
-        const r = await pass();
-        // The first half of the sealed stream, then nothing more for a while.
-        res.writeHead(r.status, { 'content-type': r.headers['content-type']!, 'transfer-encoding': 'chunked' });
-        res.write(r.body.subarray(0, r.body.length >> 1));
-        setTimeout(() => res.destroy(), 3000);
-        return true;
-      };
+      hook = halfThenCut(3000);
       const ac = new AbortController();
       const res = await chat(cfetch, { stream: true, signal: ac.signal });
       cfetch.receiptOf(res)!.catch(() => undefined);
@@ -253,15 +257,7 @@ describe('a streamed answer cut off by the network', () => {
   for (const [name, transport] of transports) {
     it(`${name}: the body and the receipt fail typed (ERR_SDK_GATEWAY), not with the transport's own error`, async () => {
       const cfetch = client(transport);
-      hook = async (req, res, pass) => {
-        if (req.url !== '/ohttp') return false;
-        const r = await pass();
-        // Half of the sealed stream, then the connection is cut.
-        res.writeHead(r.status, { 'content-type': r.headers['content-type']!, 'transfer-encoding': 'chunked' });
-        res.write(r.body.subarray(0, r.body.length >> 1));
-        setTimeout(() => res.destroy(), 50);
-        return true;
-      };
+      hook = halfThenCut(50);
       const res = await chat(cfetch, { stream: true });
       expect(res.status).toBe(200);
       const receipt = cfetch.receiptOf(res)!;

@@ -9,7 +9,7 @@ import type { ServerResponse } from 'node:http';
 import { Hono } from 'hono';
 import { cors } from 'hono/cors';
 import type { Logger } from 'pino';
-import { CustodyError, isCustodyError, joinBytes, toCustodyError, type Bytes } from '@custody/core';
+import { CustodyError, isCustodyError, readBodyLimited, toCustodyError } from '@custody/core';
 import { nodeGatewayFetch } from '@custody/crypto-node';
 import { BodyBudget } from '@custody/ledger-service';
 import { ATTESTATION_PATH, CHALLENGE_PATH, MAX_OHTTP_MESSAGE, OhttpMediaType } from '@custody/sdk';
@@ -35,41 +35,6 @@ export interface RelayOptions {
 }
 
 const BODY_BUDGET_BYTES = 4 * MAX_OHTTP_MESSAGE;
-
-/**
- * A client's request body in one buffer: at most `max` bytes (ERR_INPUT_TOO_LARGE, up front when
- * its Content-Length says so), its bytes counted against `budget` as they arrive. When it fails
- * (refused, broken off) they are given back here; a body returned is still counted, and the
- * caller gives its length back once it no longer holds it.
- */
-async function readBody(req: Request, max: number, budget: BodyBudget): Promise<Bytes> {
-  const tooLarge = () => new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is larger than allowed', { detail: { max } });
-  const declared = req.headers.get('content-length');
-  if (declared !== null && /^[0-9]{1,15}$/.test(declared) && Number(declared) > max) throw tooLarge();
-  if (!req.body) return new Uint8Array(0);
-  const reader = req.body.getReader();
-  const parts: Uint8Array[] = [];
-  let held = 0;
-  try {
-    for (;;) {
-      let r: ReadableStreamReadResult<Uint8Array>;
-      try {
-        r = await reader.read();
-      } catch (e) {
-        throw new CustodyError('ERR_INPUT_MALFORMED', 'the request body was broken off', { cause: e });
-      }
-      if (r.done) return joinBytes(parts, held);
-      if (held + r.value.byteLength > max) throw tooLarge();
-      if (!budget.take(r.value.byteLength)) throw budget.refusal();
-      held += r.value.byteLength;
-      parts.push(r.value);
-    }
-  } catch (e) {
-    budget.give(held);
-    await reader.cancel(e).catch(() => undefined);
-    throw e;
-  }
-}
 
 const FORWARDED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'retry-after', 'x-custody-code'];
 
@@ -121,7 +86,8 @@ export function createRelayApp(options: RelayOptions): Hono {
   async function forward(path: string, method: 'GET' | 'POST', req: Request, accepted: Readonly<Record<string, string>>, client?: ServerResponse, accept = 'application/json'): Promise<Response> {
     const ct = (req.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
     if (method === 'POST' && !Object.hasOwn(accepted, ct)) throw new CustodyError('ERR_OHTTP_MEDIA_TYPE', `the relay forwards only ${Object.keys(accepted).join(', ')}`);
-    const body = method === 'POST' && req.body ? await readBody(req, MAX_OHTTP_MESSAGE, budget) : undefined;
+    // Counted against the budget from its first byte until the gateway begins its answer (below).
+    const body = method === 'POST' && req.body ? await readBodyLimited(req, MAX_OHTTP_MESSAGE, 'request body', budget) : undefined;
     let res: Response;
     try {
       res = await f(base + path, {
