@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fromUtf8, utf8, type CustodyError } from '@custody/core';
@@ -88,6 +88,42 @@ describe('TransparencyLog (SQLite)', async () => {
     rmSync(`${dir}.sqlite-wal`, { force: true });
     rmSync(`${dir}.sqlite-shm`, { force: true });
     await expect(openLog({ dir, skey: key.skey })).rejects.toMatchObject({ code: 'ERR_TLOG_ROLLBACK' });
+  });
+
+  it("refuses a database whose tree does not extend the directory's published checkpoint (another run's database): it would sign a fork", async () => {
+    const small = join(t.dir, 'small');
+    const a = await openLog({ dir: small, skey: key.skey, integrateIntervalMs: 60_000 });
+    for (let i = 0; i < 3; i++) await a.log.append(event(i));
+    await a.log.integrateNow();
+    await a.log.close();
+    const big = join(t.dir, 'big');
+    const b = await openLog({ dir: big, skey: key.skey, integrateIntervalMs: 60_000 });
+    for (let i = 0; i < 5; i++) await b.log.append(event(100 + i));
+    await b.log.integrateNow();
+    await b.log.close();
+    const published = readFileSync(join(small, 'checkpoint'));
+    await expect(openLog({ dir: small, skey: key.skey, sqlitePath: `${big}.sqlite` })).rejects.toMatchObject({ code: 'ERR_TLOG_SPLIT_VIEW', detail: { published: 3, database: 5 } });
+    expect(readFileSync(join(small, 'checkpoint')).equals(published)).toBe(true);
+    // Its own database, grown while the directory was not yet published past it, still opens.
+    const again = await openLog({ dir: small, skey: key.skey, integrateIntervalMs: 60_000 });
+    await again.log.append(event(9));
+    await again.log.integrateNow();
+    await again.log.close();
+    const reopened = await openLog({ dir: small, skey: key.skey, integrateIntervalMs: 60_000 });
+    await reopened.log.close();
+  });
+
+  it('refuses a second writer on one tile directory, whatever database it names or path it takes; the lock goes with the first', async () => {
+    const shared = join(t.dir, 'one-dir');
+    const first = await openLog({ dir: shared, skey: key.skey, integrateIntervalMs: 60_000 });
+    symlinkSync(shared, `${shared}-link`);
+    // Another database, and the same directory through a symlink (a database beside it, too).
+    await expect(openLog({ dir: shared, skey: key.skey, sqlitePath: join(t.dir, 'second.sqlite') })).rejects.toMatchObject({ code: 'ERR_TLOG_LOCKED' });
+    await expect(openLog({ dir: `${shared}-link`, skey: key.skey })).rejects.toMatchObject({ code: 'ERR_TLOG_LOCKED' });
+    await first.log.append(event(1));
+    await first.log.close();
+    const next = await openLog({ dir: `${shared}-link`, skey: key.skey, sqlitePath: `${shared}.sqlite`, integrateIntervalMs: 60_000 });
+    await next.log.close();
   });
 
   it('refuses a database that belongs to another origin', async () => {

@@ -14,6 +14,7 @@ import {
   parseCheckpointBody,
   parseNote,
   proveConsistency,
+  verifyConsistency,
   proveInclusion,
   quorumSatisfied,
   readEntry,
@@ -72,6 +73,8 @@ export interface TransparencyLogOptions {
   signer: NoteSigner;
   store: FsTileStore;
   sequencer: Sequencer;
+  /** Held while the log is open and released at close (the tile directory's writer lock). */
+  lock?: { release(): void };
   witnesses?: WitnessConfig;
   /** Most entries committed in one sequencing transaction (group commit). */
   maxBatch?: number;
@@ -161,6 +164,20 @@ export class TransparencyLog implements AuditSink {
         throw new CustodyError('ERR_TLOG_ROLLBACK', 'published checkpoint is ahead of the database; refusing to roll back', {
           detail: { published: cp.checkpoint.size, database: st.size },
         });
+      }
+      // The database must extend what was published, and the tiles must hold its tree: a
+      // database from another run (or a directory another log writes) would otherwise sign a
+      // checkpoint that forks the published one.
+      if (cp.checkpoint.size < st.size) {
+        try {
+          const proof = await proveConsistency(new TileHashSource(opts.store.readTile, st.size, rfc6962), cp.checkpoint.size, st.size);
+          verifyConsistency(cp.checkpoint.size, st.size, cp.checkpoint.rootHash, st.root, proof);
+        } catch (e) {
+          throw new CustodyError('ERR_TLOG_SPLIT_VIEW', "the database's tree does not extend the published checkpoint in this directory (a database or directory of another log?); refusing to fork it", {
+            cause: e,
+            detail: { published: cp.checkpoint.size, database: st.size },
+          });
+        }
       }
       log.published = { size: cp.checkpoint.size, root: cp.checkpoint.rootHash, note: new TextDecoder().decode(existing) };
       // The stored cosignatures' age, so a restart does not cosign a fresh checkpoint again at once.
@@ -488,6 +505,7 @@ export class TransparencyLog implements AuditSink {
     for (const w of this.waiters) w.reject(new CustodyError('ERR_TLOG_UNAVAILABLE', 'log closed'));
     this.waiters = [];
     await this.opts.sequencer.close();
+    this.opts.lock?.release();
   }
 }
 

@@ -10,6 +10,8 @@ import { ENTRY_WAIT_MS, TransparencyLog, checkpointSize } from './log.js';
 import { FsTileStore } from './storage/tile-store.js';
 import { SqliteSequencer } from './sequencer/sqlite.js';
 import { PostgresSequencer } from './sequencer/postgres.js';
+import type { Sequencer } from './sequencer/types.js';
+import { WriterLock } from './storage/writer-lock.js';
 
 export interface OpenLogConfig {
   /** Public directory: checkpoint and tiles (serve it with any static server or `custody log serve`). */
@@ -39,13 +41,28 @@ export async function openLog(cfg: OpenLogConfig): Promise<{ log: TransparencyLo
   const signer = await createEd25519Signer(cfg.skey);
   const origin = signer.name;
   const store = new FsTileStore(cfg.dir);
-  const sequencer = cfg.postgres ? await PostgresSequencer.open(cfg.postgres, origin) : await SqliteSequencer.open(cfg.sqlitePath ?? `${cfg.dir.replace(/\/+$/, '')}.sqlite`, origin);
+  // With SQLite the database's lock is per file, and another --db (or the directory through a
+  // symlink) would name another file: the directory itself is locked too. Writers sharing a log
+  // through PostgreSQL coordinate there.
+  let lock: WriterLock | undefined;
+  if (!cfg.postgres) {
+    await store.init();
+    lock = WriterLock.acquire(cfg.dir);
+  }
+  let sequencer: Sequencer;
+  try {
+    sequencer = cfg.postgres ? await PostgresSequencer.open(cfg.postgres, origin) : await SqliteSequencer.open(cfg.sqlitePath ?? `${cfg.dir.replace(/\/+$/, '')}.sqlite`, origin);
+  } catch (e) {
+    lock?.release();
+    throw e;
+  }
   try {
     const log = await TransparencyLog.open({
       origin,
       signer,
       store,
       sequencer,
+      ...(lock ? { lock } : {}),
       ...(cfg.witnessPolicy ? { witnesses: { policy: cfg.witnessPolicy, ...(cfg.fetch ? { fetch: cfg.fetch } : {}), ...(cfg.witnessNow ? { now: cfg.witnessNow } : {}), ...(cfg.witnessRefreshSeconds !== undefined ? { refreshSeconds: cfg.witnessRefreshSeconds } : {}), ...(cfg.witnessGraceMs !== undefined ? { graceMs: cfg.witnessGraceMs } : {}) } } : {}),
       ...(cfg.integrateIntervalMs !== undefined ? { integrateIntervalMs: cfg.integrateIntervalMs } : {}),
       ...(cfg.maxBatch !== undefined ? { maxBatch: cfg.maxBatch } : {}),
@@ -55,6 +72,7 @@ export async function openLog(cfg: OpenLogConfig): Promise<{ log: TransparencyLo
     return { log, store };
   } catch (e) {
     await sequencer.close().catch(() => undefined);
+    lock?.release();
     throw e;
   }
 }
