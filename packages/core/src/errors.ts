@@ -11,6 +11,8 @@ export const ErrorCodes = {
   ERR_FILE_NOT_FOUND: 'the file or directory does not exist',
   ERR_FILE_NOT_REGULAR: 'the path names a directory, FIFO, device or socket where a regular file is needed',
   ERR_FILE_UNREADABLE: 'the file exists but cannot be read (permissions or an I/O error)',
+  ERR_FILE_EXISTS: 'the file exists and is not replaced',
+  ERR_FILE_UNWRITABLE: 'the file cannot be written (disk full, read-only or permissions); nothing was written',
   ERR_INPUT_TOO_LARGE: 'input exceeds the size bound for this format',
   ERR_INPUT_MALFORMED: 'input is not well-formed for this format',
   ERR_INPUT_UNSUPPORTED: 'input uses a version or algorithm this verifier does not support',

@@ -2,7 +2,7 @@
 // admin key (in memory, or written once to a 0600 file), state kept across restarts, and a JWKS
 // route that looks at the EAR key file itself (a dropped key leaves it at once, whatever the
 // reload interval; an unusable file publishes no key, not to be cached).
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -43,6 +43,33 @@ describe('startBroker', () => {
     } finally {
       await second.close();
     }
+  });
+
+  it('a bootstrap whose key file cannot be written revokes the key it issued, so the next start bootstraps again', async () => {
+    const dataDir = join(root, 'half');
+    mkdirSync(dataDir, { mode: 0o700 });
+    // Something in the way of the key file (a dangling link): the write fails after the key was issued.
+    symlinkSync(join(root, 'nowhere'), join(dataDir, 'admin-acme.key'));
+    await expect(startBroker({ dataDir, bootstrap: 'file', tenant: 'acme' })).rejects.toMatchObject({ code: 'ERR_FILE_EXISTS' });
+    expect(readdirSync(dataDir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    rmSync(join(dataDir, 'admin-acme.key'));
+    const again = await startBroker({ dataDir, bootstrap: 'file', tenant: 'acme' });
+    try {
+      expect(again.adminKeyCreated).toBe(true);
+      const admin = new BrokerAdminClient({ baseUrl: again.url, apiKey: readFileSync(again.adminKeyFile!, 'utf8').trim() });
+      expect(await admin.listKeys()).toEqual([]);
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('refuses to start on an emptied or replaced database beside an admin key file it issued', async () => {
+    const dataDir = join(root, 'emptied');
+    const first = await startBroker({ dataDir, bootstrap: 'file', tenant: 'acme' });
+    await first.close();
+    writeFileSync(join(dataDir, 'broker.db'), '');
+    for (const f of ['broker.db-wal', 'broker.db-shm']) rmSync(join(dataDir, f), { force: true });
+    await expect(startBroker({ dataDir, bootstrap: 'file', tenant: 'acme' })).rejects.toMatchObject({ code: 'ERR_STORE_CONFIG' });
   });
 
   it('by default issues an admin key held in memory only', async () => {

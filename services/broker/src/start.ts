@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { writeNewSecretFile } from '@custody/crypto-node';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { Clock } from '@custody/core';
+import { CustodyError, type Clock } from '@custody/core';
 import { AppraisalPolicies, type PolicySource } from './attestation/appraisal-policies.js';
 import { DEFAULT_EAR_KEY_RELOAD_MS, EarSigner } from './attestation/ear-signer.js';
 import { earLifetimeBound } from './attestation/handshake.js';
@@ -155,12 +156,26 @@ export async function startBroker(options: StartBrokerOptions): Promise<StartedB
       adminKey = (await broker.service.bootstrapAdminKey(tenant, 'start')).token;
     } else {
       adminKeyFile = join(options.dataDir, `admin-${tenant}.key`);
-      if (!existsSync(adminKeyFile) && (await broker.metadata.listApiKeys(tenant)).length === 0) {
-        adminKey = (await broker.service.bootstrapAdminKey(tenant, 'bootstrap')).token;
-        writeFileSync(adminKeyFile, adminKey + '\n', { mode: 0o600, flag: 'wx' });
+      // No file and no key anyone holds (a bootstrap that failed half-way revoked its key): bootstrap.
+      if (!existsSync(adminKeyFile) && (await broker.metadata.listApiKeys(tenant)).every((k) => k.revokedAt !== null)) {
+        const issued = await broker.service.bootstrapAdminKey(tenant, 'bootstrap');
+        try {
+          writeNewSecretFile(adminKeyFile, issued.token + '\n');
+        } catch (e) {
+          // The key would be held by nobody and would stop every later bootstrap: revoked.
+          await broker.metadata.revokeApiKey(tenant, issued.apiKey.id, Date.now()).catch(() => undefined);
+          throw e;
+        }
+        adminKey = issued.token;
         adminKeyCreated = true;
       } else if (!existsSync(adminKeyFile)) {
         adminKeyFile = undefined;
+      } else if ((await broker.metadata.listApiKeys(tenant)).length === 0) {
+        // A key file from an earlier start, and a store that never issued a key: the database was
+        // emptied or replaced. Starting would serve an empty broker that no key in hand can manage.
+        throw new CustodyError('ERR_STORE_CONFIG', `${adminKeyFile} was issued by this broker, but its metadata store holds no API key: the database was emptied or replaced; restore it, or move the key file away to start anew`, {
+          detail: { adminKeyFile },
+        });
       }
     }
     const server = await serveBroker(broker.app, { ...(options.port !== undefined ? { port: options.port } : {}), ...(options.hostname ? { hostname: options.hostname } : {}) });

@@ -12,3 +12,4 @@ export function installNodeCrypto(): void {
   installNodeHpkeProvider();
   installNodeSignatureProvider();
 }
+export { writeNewSecretFile } from './secret-file.js';

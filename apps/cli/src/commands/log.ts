@@ -29,6 +29,7 @@ import {
   type MonitorState,
   type TlogPolicy,
 } from '@custody/ledger';
+import { writeNewSecretFile } from '@custody/crypto-node';
 import { FsTileStore, createEventsNodeHandler, createLogApp, listen, newWriterKey, openLog, parseWriters } from '@custody/ledger-service';
 import type { Register } from './index.js';
 import { readInputFile, parseTime } from '../files.js';
@@ -60,7 +61,8 @@ export function readKeyFile(path: string): string {
 
 export function writeSecretFile(path: string, text: string): void {
   if (existsSync(path)) throw new CustodyError('ERR_USAGE', `${path} exists; refusing to overwrite a key`);
-  writeFileSync(path, text + '\n', { mode: 0o600, flag: 'wx' });
+  // All or nothing: a full disk must not leave an empty key file that the next start takes for the key.
+  writeNewSecretFile(path, text + '\n');
 }
 
 /**

@@ -415,7 +415,13 @@ export class KeyService {
   async bootstrapAdminKey(tenant: string, label = 'bootstrap'): Promise<{ token: string; apiKey: ApiKeyView }> {
     assertTenant(tenant);
     const issued = await issueApiKey(this.metadata, { tenant, role: 'admin', label, createdBy: 'system', now: this.now() });
-    await this.auditAfterChange({ ...SYSTEM, tenant }, 'apikey.create', tenant, undefined, { apiKeyId: issued.record.id, role: 'admin', bootstrap: true });
+    try {
+      await this.auditAfterChange({ ...SYSTEM, tenant }, 'apikey.create', tenant, undefined, { apiKeyId: issued.record.id, role: 'admin', bootstrap: true });
+    } catch (e) {
+      // Nobody will ever hold this key (its token is not returned): revoked, so a later start bootstraps again.
+      await this.metadata.revokeApiKey(tenant, issued.record.id, this.now()).catch(() => undefined);
+      throw e;
+    }
     return { token: issued.token, apiKey: apiKeyView(issued.record) };
   }
 

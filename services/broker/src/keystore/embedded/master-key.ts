@@ -1,4 +1,5 @@
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { writeNewSecretFile } from '@custody/crypto-node';
 import { CustodyError, fromBase64, fromUtf8, secureRandom, subtle, toBase64, wipe, type Bytes } from '@custody/core';
 
 export const MASTER_KEY_ENV = 'CUSTODY_MASTER_KEY';
@@ -93,7 +94,8 @@ export async function importMasterKey(raw: Bytes): Promise<CryptoKey> {
 export function generateMasterKeyFile(path: string): void {
   const raw = secureRandom(MASTER_KEY_BYTES);
   try {
-    writeFileSync(path, toBase64(raw) + '\n', { mode: 0o600, flag: 'wx' });
+    // All or nothing: a full disk must not leave an empty master key file that every later start refuses.
+    writeNewSecretFile(path, toBase64(raw) + '\n');
   } finally {
     wipe(raw);
   }

@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
-import { linkSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { CustodyError, fromBase64, secureRandom, timingSafeEqual, toBase64, wipe, type Bytes } from '@custody/core';
+import { join } from 'node:path';
+import { writeNewSecretFile } from '@custody/crypto-node';
+import { CustodyError, fromBase64, isCustodyError, secureRandom, timingSafeEqual, toBase64, wipe, type Bytes } from '@custody/core';
 import { importMasterKey, MASTER_KEY_BYTES, type MasterKeyProvider } from './master-key.js';
 
 export type TpmSealBank = 'sha1' | 'sha256' | 'sha384' | 'sha512';
@@ -165,14 +166,11 @@ function parseSealedFile(path: string): SealedFile {
 
 /** Writes the sealed file 0600 without ever replacing an existing one (write a temp name, then hard-link). */
 function persistSealedFile(path: string, sealed: SealedFile): void {
-  const tmp = join(dirname(path), `.master-key.tpm.${toBase64(secureRandom(6)).replace(/[+/=]/g, '_')}.tmp`);
-  writeFileSync(tmp, JSON.stringify(sealed, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
   try {
-    linkSync(tmp, path);
+    writeNewSecretFile(path, JSON.stringify(sealed, null, 2) + '\n');
   } catch (e) {
-    throw new CustodyError('ERR_STORE_CONFIG', 'sealed master key file appeared concurrently; start again', { cause: e, detail: { path } });
-  } finally {
-    unlinkSync(tmp);
+    if (isCustodyError(e) && e.code === 'ERR_FILE_EXISTS') throw new CustodyError('ERR_STORE_CONFIG', 'sealed master key file appeared concurrently; start again', { cause: e, detail: { path } });
+    throw e;
   }
 }
 

@@ -1,0 +1,42 @@
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, linkSync, openSync, rmSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { CustodyError } from '@custody/core';
+
+/**
+ * Writes a new secret file (mode 0600), all or nothing: the bytes go to a temporary name in the
+ * same directory, are synced, and are then hard-linked to `path`, which fails when `path` exists.
+ * So a full disk or a crash never leaves an empty or partial key file that a later start would
+ * take for the key, and an existing file is never replaced.
+ *
+ * Errors: ERR_FILE_EXISTS when `path` exists; ERR_FILE_UNWRITABLE (with the system's code in
+ * `detail.errno`: ENOSPC, EROFS, EACCES...) when it cannot be written. Nothing is left behind.
+ */
+export function writeNewSecretFile(path: string, data: Uint8Array | string): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const unwritable = (e: unknown) =>
+    new CustodyError('ERR_FILE_UNWRITABLE', `cannot write ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'}); nothing was written`, {
+      cause: e,
+      detail: { path, errno: (e as NodeJS.ErrnoException).code ?? 'unknown' },
+    });
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'wx', 0o600);
+  } catch (e) {
+    throw unwritable(e);
+  }
+  try {
+    try {
+      writeSync(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    linkSync(tmp, path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new CustodyError('ERR_FILE_EXISTS', `${path} exists; it is not replaced`, { detail: { path } });
+    throw unwritable(e);
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+}
