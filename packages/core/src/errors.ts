@@ -12,6 +12,7 @@ export const ErrorCodes = {
   ERR_FILE_NOT_REGULAR: 'the path names a directory, FIFO, device or socket where a regular file is needed',
   ERR_FILE_UNREADABLE: 'the file exists but cannot be read (permissions or an I/O error)',
   ERR_FILE_EXISTS: 'the file exists and is not replaced',
+  ERR_LISTEN: 'the service cannot listen on this address (in use, not permitted, or not an address of this machine)',
   ERR_FILE_UNWRITABLE: 'the file cannot be written (disk full, read-only or permissions); nothing was written',
   ERR_INPUT_TOO_LARGE: 'input exceeds the size bound for this format',
   ERR_INPUT_MALFORMED: 'input is not well-formed for this format',
@@ -254,4 +255,14 @@ export function toCustodyError(e: unknown, fallback: ErrorCode = 'ERR_INTERNAL')
   if (e instanceof CustodyError) return e;
   const name = e instanceof Error ? e.name : 'unknown';
   return new CustodyError(fallback, undefined, { cause: e, detail: { thrown: name } });
+}
+
+/**
+ * A server that could not listen on `address` (host:port), named with the system's code: in use
+ * (EADDRINUSE), not permitted (EACCES), or not an address of this machine (EADDRNOTAVAIL).
+ */
+export function listenFailure(e: unknown, address: string): CustodyError {
+  const errno = typeof (e as { code?: unknown } | null)?.code === 'string' ? (e as { code: string }).code : 'unknown';
+  const why = errno === 'EADDRINUSE' ? 'the port is in use' : errno === 'EACCES' ? 'not permitted' : errno === 'EADDRNOTAVAIL' ? 'not an address of this machine' : errno;
+  return new CustodyError('ERR_LISTEN', `cannot listen on ${address}: ${why}`, { cause: e, detail: { address, errno } });
 }

@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
+import { listenFailure } from '@custody/core';
 import { MAX_EAR_BYTES } from '@custody/policy';
 import type { BrokerEnv } from './http/app.js';
 
@@ -34,6 +35,6 @@ export async function serveBroker(app: Hono<BrokerEnv>, options: { port?: number
           }),
       });
     });
-    server.once('error', reject);
+    server.once('error', (e) => reject(listenFailure(e, `${hostname}:${options.port ?? 0}`)));
   });
 }

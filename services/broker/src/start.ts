@@ -1,5 +1,5 @@
-import { existsSync, mkdirSync } from 'node:fs';
-import { writeNewSecretFile } from '@custody/crypto-node';
+import { existsSync } from 'node:fs';
+import { makePrivateDir, writeNewSecretFile } from '@custody/crypto-node';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -100,7 +100,7 @@ export interface StartedBroker {
 export async function startBroker(options: StartBrokerOptions): Promise<StartedBroker> {
   const tenant = options.tenant ?? 'default';
   assertTenant(tenant);
-  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  makePrivateDir(options.dataDir);
   const keystore = options.keystore ?? 'embedded';
   let keystoreConfig: BrokerStorageConfig['keystore'];
   if (keystore === 'embedded') {

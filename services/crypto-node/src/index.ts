@@ -12,4 +12,4 @@ export function installNodeCrypto(): void {
   installNodeHpkeProvider();
   installNodeSignatureProvider();
 }
-export { writeNewSecretFile } from './secret-file.js';
+export { makePrivateDir, writeNewSecretFile } from './secret-file.js';

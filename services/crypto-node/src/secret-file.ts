@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CustodyError } from '@custody/core';
 
@@ -38,5 +38,20 @@ export function writeNewSecretFile(path: string, data: Uint8Array | string): voi
     throw unwritable(e);
   } finally {
     rmSync(tmp, { force: true });
+  }
+}
+
+/**
+ * Creates a private state directory (0700, parents as needed), or accepts one that exists. A path
+ * that is a file (ERR_FILE_NOT_REGULAR: not a directory) or cannot be created (ERR_FILE_UNWRITABLE,
+ * with the system's code) is a typed error naming it, not a bare system error.
+ */
+export function makePrivateDir(path: string): void {
+  try {
+    mkdirSync(path, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    const errno = (e as NodeJS.ErrnoException).code ?? 'unknown';
+    if (errno === 'EEXIST' || errno === 'ENOTDIR') throw new CustodyError('ERR_FILE_NOT_REGULAR', `${path} (or a parent of it) is a file, not a directory`, { detail: { path, errno } });
+    throw new CustodyError('ERR_FILE_UNWRITABLE', `cannot create the directory ${path} (${errno})`, { cause: e, detail: { path, errno } });
   }
 }

@@ -1,7 +1,7 @@
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
-import { CustodyError, fromUtf8, readBodyLimited, toCustodyError, type Bytes } from '@custody/core';
+import { CustodyError, fromUtf8, listenFailure, readBodyLimited, toCustodyError, type Bytes } from '@custody/core';
 import { MAX_BUNDLE_SIZE, buildTlogProof, createEd25519Signer, httpLogSource, readEntry, toCustodyEvent, type AuditSink, type CustodyEvent, type FetchLike, type LogSource, type ServiceAuditEvent, type TlogPolicy, type TlogProof } from '@custody/ledger';
 import { nodeHttpFetch, type NodeHttpFetch } from '@custody/crypto-node';
 import { interceptingServer, type NodeIntercept } from './http/node-server.js';
@@ -102,7 +102,7 @@ export function listen(app: Hono, host = '127.0.0.1', port = 0, options: { inter
           }),
       });
     });
-    server.once('error', (e) => reject(new CustodyError('ERR_TLOG_UNAVAILABLE', 'cannot listen', { cause: e, detail: { host, port } })));
+    server.once('error', (e) => reject(listenFailure(e, `${host}:${port}`)));
   });
 }
 

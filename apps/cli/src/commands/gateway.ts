@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { CustodyError, fromUtf8 } from '@custody/core';
 import { launchGateway, launchRelay, type LaunchGatewayConfig } from '@custody/gateway-service';
 import { readInputFile } from '../files.js';
+import { parsePort, parseSeconds } from '../numbers.js';
 import { GPU_EVIDENCE_CMD_HELP, gpuCommands, gpuRoots as readGpuRoots } from '../gpu.js';
 import { failWith, printJson } from '../output.js';
 import { HttpAuditSink, writerKeyFrom } from '@custody/ledger-service';
@@ -41,11 +42,6 @@ interface ServeOptions {
 
 const repeat = (value: string, previous: string[] = []): string[] => [...previous, value];
 
-function port(s: string): number {
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new CustodyError('ERR_USAGE', `--port must be 0..65535, got ${JSON.stringify(s)}`);
-  return n;
-}
 
 /**
  * The workload API key for --broker, read once and removed from the environment (as the ledger
@@ -154,7 +150,7 @@ export const register: Register = (program: Command) => {
           broker = { url: opts.broker, apiKey: key, tenant: opts.brokerTenant };
         }
         const launched = await launchGateway({
-          port: port(opts.port),
+          port: parsePort(opts.port),
           host: opts.host,
           attester: opts.attester,
           ...(opts.tpmTcti ? { tpmTcti: opts.tpmTcti } : {}),
@@ -166,7 +162,7 @@ export const register: Register = (program: Command) => {
           ...(opts.tenants ? { tenants: fromUtf8(readInputFile(opts.tenants, 'tenants policy')) } : {}),
           ...(opts.apiKey ? { apiKey: opts.apiKey } : {}),
           ...(broker ? { broker } : {}),
-          ...(opts.rotateKeys ? { keyRotationMs: Number(opts.rotateKeys) * 1000 } : {}),
+          ...(opts.rotateKeys !== undefined ? { keyRotationMs: parseSeconds(opts.rotateKeys, '--rotate-keys', 10) } : {}),
           replayStore: opts.replayStore,
           ...(opts.identityKey !== undefined ? { identityKey: opts.identityKey } : {}),
           ...(opts.ledger !== undefined ? { ledger: opts.ledger } : {}),
@@ -198,7 +194,8 @@ export const register: Register = (program: Command) => {
     .action(async (opts: { gateway: string; port: string; host: string; json?: boolean }) => {
       const json = opts.json ?? false;
       try {
-        const server = await launchRelay({ gateway: opts.gateway, port: port(opts.port), host: opts.host });
+        if (!URL.canParse(opts.gateway) || !/^https?:$/.test(new URL(opts.gateway).protocol)) throw new CustodyError('ERR_USAGE', `--gateway must be an http(s) URL, got ${JSON.stringify(opts.gateway.slice(0, 200))}`);
+        const server = await launchRelay({ gateway: opts.gateway, port: parsePort(opts.port), host: opts.host });
         if (json) printJson({ ok: true, url: server.url, gateway: opts.gateway });
         else process.stderr.write(`custody relay listening on ${server.url}, forwarding to ${opts.gateway} (no client addresses are passed on)\n`);
         await untilSignal(() => server.close());

@@ -33,6 +33,7 @@ import { writeNewSecretFile } from '@custody/crypto-node';
 import { FsTileStore, createEventsNodeHandler, createLogApp, listen, newWriterKey, openLog, parseWriters } from '@custody/ledger-service';
 import type { Register } from './index.js';
 import { readInputFile, parseTime } from '../files.js';
+import { parseMilliseconds } from '../numbers.js';
 import { failWith, isInputOrAvailabilityCode, mark, printJson } from '../output.js';
 import { EXIT_NOT_VERIFIED, EXIT_OK, EXIT_UNAVAILABLE } from '../exit.js';
 
@@ -71,8 +72,8 @@ export function writeSecretFile(path: string, text: string): void {
  * ends in the reader's typed error (ERR_TLOG_UNAVAILABLE, ERR_WITNESS_UNAVAILABLE: exit 3).
  */
 export function boundedFetch(defaultMs = 30_000): (url: string, init?: RequestInit) => Promise<Response> {
-  const env = Number(process.env.CUSTODY_HTTP_TIMEOUT_MS);
-  const ms = Number.isSafeInteger(env) && env > 0 ? env : defaultMs;
+  const env = process.env.CUSTODY_HTTP_TIMEOUT_MS;
+  const ms = env === undefined ? defaultMs : parseMilliseconds(env, 'CUSTODY_HTTP_TIMEOUT_MS', 1);
   return (url, init) => {
     const deadline = AbortSignal.timeout(ms);
     return fetch(url, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, deadline]) : deadline });
@@ -277,8 +278,7 @@ Example:
       const json = opts.json ?? false;
       try {
         const { host, port } = parseListen(opts.listen);
-        const interval = Number(opts.interval);
-        if (!Number.isInteger(interval) || interval < 10) throw new CustodyError('ERR_USAGE', '--interval must be an integer >= 10 (ms)');
+        const interval = parseMilliseconds(opts.interval, '--interval', 10);
         const witnessPolicy = opts.witnesses ? parseTlogPolicy(readInputFile(opts.witnesses, 'witness policy')) : undefined;
         const writers = opts.writers !== undefined ? parseWriters(fromUtf8(readInputFile(opts.writers, 'writers file'))) : undefined;
         const loopback = host === '127.0.0.1' || host === '::1' || host === 'localhost';

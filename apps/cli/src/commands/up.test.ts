@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -142,6 +142,21 @@ describe('custody up (the quick start)', () => {
     } finally {
       rmSync(bad, { recursive: true, force: true });
     }
+  });
+
+  it('refuses a bad --port before anything starts, and a state path that is a file or holds an unwritable log file, typed', () => {
+    const port = custody('up', '--once', '--data', join(data, 'never'), '--port', 'abc');
+    expect([port.status, /custody: (ERR_[A-Z_]+)/.exec(port.stderr)?.[1]]).toEqual([2, 'ERR_USAGE']);
+    expect(port.stdout).toBe('');
+    const file = join(data, 'a-file');
+    writeFileSync(file, 'x');
+    const notDir = custody('up', '--once', '--data', file);
+    expect([notDir.status, /custody: (ERR_[A-Z_]+)/.exec(notDir.stderr)?.[1]]).toEqual([2, 'ERR_FILE_NOT_REGULAR']);
+    const blocked = join(data, 'blocked');
+    mkdirSync(join(blocked, 'custody.log'), { recursive: true });
+    const log = custody('up', '--once', '--data', blocked);
+    expect([log.status, /custody: (ERR_[A-Z_]+)/.exec(log.stderr)?.[1]]).toEqual([3, 'ERR_FILE_UNWRITABLE']);
+    expect(log.stderr).not.toMatch(/\n\s+at /);
   });
 
   it('--model: seals the GGUF under a broker key in the state directory, serves it sealed, and reuses both on the next run', () => {

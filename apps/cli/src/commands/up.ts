@@ -4,7 +4,8 @@ import { basename, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import { secureRandom, toCustodyError, wipe } from '@custody/core';
+import { CustodyError, secureRandom, toCustodyError, wipe } from '@custody/core';
+import { makePrivateDir } from '@custody/crypto-node';
 import { defaultRegistry, type VerificationResult } from '@custody/attest';
 import { SimAttester } from '@custody/attester-service';
 import { createEd25519Signer, formatTlogProof, generateSignerKey, parseTlogPolicy } from '@custody/ledger';
@@ -15,6 +16,7 @@ import { readInputFile, readNamedFiles } from '../files.js';
 import { commandName, failWith, mark, printJson, shellWord } from '../output.js';
 import { EXIT_NOT_VERIFIED, EXIT_OK } from '../exit.js';
 import { writeSecretFile } from './log.js';
+import { parsePort } from '../numbers.js';
 import type { Register } from './index.js';
 
 /** Real evidence bundled in samples/ (see samples/README.md), verified at its capture time. */
@@ -49,6 +51,19 @@ export async function verifySamples(): Promise<{ name: string; result: Verificat
  * sealed file and its key are reused from the data directory), so the gateway gets the weights
  * only as the broker releases the key to it after attestation. Returns the sealed file and key.
  */
+/**
+ * `up`'s log file, opened now and written synchronously (it logs warnings only): a state
+ * directory that cannot take it (read-only, full) fails here with a typed error, not later in the
+ * logger's asynchronous open, which would end the process with an unhandled error.
+ */
+function openLogFile(path: string): ReturnType<typeof pino.destination> {
+  try {
+    return pino.destination({ dest: path, sync: true, mkdir: false });
+  } catch (e) {
+    throw new CustodyError('ERR_FILE_UNWRITABLE', `cannot write ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { cause: e, detail: { path } });
+  }
+}
+
 async function sealForUp(model: string, data: string, admin: BrokerAdminClient, releasePolicy: string): Promise<{ path: string; key: string; reused: boolean }> {
   const described = await describeGgufFile(model);
   const base = `model-weights-${described.digest.slice('sha256:'.length, 'sha256:'.length + 12)}`;
@@ -117,6 +132,8 @@ export const register: Register = (program: Command) => {
         for (const c of closers.reverse()) await c().catch(() => undefined);
       };
       try {
+        // Options first: a bad one must not cost the whole tour.
+        const port = opts.port !== undefined ? parsePort(opts.port) : undefined;
         // 1. Attestation on real evidence.
         const samples = await verifySamples();
         say('Custody quick start');
@@ -133,8 +150,8 @@ export const register: Register = (program: Command) => {
 
         // 2. Ledger, broker and gateway on embedded defaults.
         const data = resolve(opts.data);
-        mkdirSync(data, { recursive: true, mode: 0o700 });
-        const logger = pino({ level: 'warn' }, pino.destination({ dest: resolve(data, 'custody.log'), sync: false }));
+        makePrivateDir(data);
+        const logger = pino({ level: 'warn' }, openLogFile(resolve(data, 'custody.log')));
         const keyFile = resolve(data, 'ledger.key');
         if (!existsSync(keyFile)) writeSecretFile(keyFile, (await generateSignerKey('custody.local/ledger', 1, secureRandom)).skey);
         const skey = readFileSync(keyFile, 'utf8').trim();
@@ -188,7 +205,7 @@ export const register: Register = (program: Command) => {
         const workload = await admin.createApiKey('workload', 'custody-up gateway');
         // A model is served sealed: encrypted at rest under a broker key with the same release policy.
         const sealed = opts.model ? await sealForUp(opts.model, data, admin, releasePolicy) : undefined;
-        const gw = await launchGateway({ broker: { url: broker.url, apiKey: workload.token, tenant: 'demo', jwksUrl: broker.jwksUrl }, ledger: log, logger, simMeasurement: measurement, ...(opts.port ? { port: Number(opts.port) } : {}), ...(sealed ? { modelPath: sealed.path } : {}) });
+        const gw = await launchGateway({ broker: { url: broker.url, apiKey: workload.token, tenant: 'demo', jwksUrl: broker.jwksUrl }, ledger: log, logger, simMeasurement: measurement, ...(port !== undefined ? { port } : {}), ...(sealed ? { modelPath: sealed.path } : {}) });
         closers.push(() => gw.close());
         const prompt = 'Summarise the visit of patient Jane Roe (jane.roe@example.com, DOB: 1961-03-14).';
         // Strict: the SDK also checks that the broker's appraisal of this gateway is in the ledger.

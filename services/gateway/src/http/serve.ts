@@ -1,5 +1,6 @@
 import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
+import { listenFailure } from '@custody/core';
 import { interceptingServer, type NodeIntercept } from '@custody/ledger-service';
 
 export type { NodeIntercept };
@@ -42,7 +43,7 @@ export function listen(app: Hono, options: { port?: number; host?: string; inter
         });
       });
       (server as unknown as { requestTimeout: number }).requestTimeout = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
-      server.once('error', reject);
+      server.once('error', (e) => reject(listenFailure(e, `${host}:${options.port ?? 0}`)));
     } catch (e) {
       reject(e instanceof Error ? e : new Error(String(e)));
     }
