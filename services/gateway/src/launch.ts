@@ -23,7 +23,7 @@ import { isSealedModelFile } from './backends/sealed-model.js';
 import type { ModelBackend } from './backends/types.js';
 import { UpstreamBackend } from './backends/upstream.js';
 import { Gateway } from './gateway.js';
-import { listen, type RunningServer } from './http/serve.js';
+import { listen, type CloseOptions, type RunningServer } from './http/serve.js';
 import { InMemoryLedgerSink, type LedgerSink } from './ledger/ledger-sink.js';
 import { createGatewayLogger, gatewayLogDestination } from './observability/logger.js';
 import { openReplayStore, type ReplayStore } from './pipeline/replay-guard.js';
@@ -113,7 +113,8 @@ export interface LaunchedGateway {
   readonly gpus: number;
   /** Human summary lines (no secrets but the demo API key the operator asked for). */
   readonly summary: string[];
-  close(): Promise<void>;
+  /** Stops; with `drainMs`, requests in progress may finish for that long first (the gateway stays attested meanwhile). */
+  close(options?: CloseOptions): Promise<void>;
 }
 
 function simPolicy(measurement: string): string {
@@ -232,9 +233,10 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     simulated,
     gpus: snap.devices?.length ?? 0,
     summary,
-    async close() {
+    async close(options?: CloseOptions) {
+      // The server first: while it drains, the gateway is still attested and its backend up.
+      await server.close(options);
       await gateway.close();
-      await server.close();
       await attester.close?.();
       await closeReplay();
       remote?.close();

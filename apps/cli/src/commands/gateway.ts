@@ -66,6 +66,9 @@ export function takeBrokerKey(name: string): string | undefined {
   return value === undefined || value === '' ? undefined : value;
 }
 
+/** On SIGTERM or SIGINT, how long requests in progress may finish before their connections are cut. */
+const DRAIN_MS = 10_000;
+
 function untilSignal(close: () => Promise<void>): Promise<void> {
   return new Promise((resolve) => {
     const stop = () => {
@@ -177,7 +180,7 @@ export const register: Register = (program: Command) => {
           if (opts.jwksOut) process.stderr.write(`  JWKS         written to ${opts.jwksOut} (clients pin it)\n`);
           process.stderr.write('  stop         Ctrl-C\n');
         }
-        await untilSignal(() => launched.close());
+        await untilSignal(() => launched.close({ drainMs: DRAIN_MS }));
       } catch (e) {
         failWith(e, json);
       }
@@ -198,7 +201,7 @@ export const register: Register = (program: Command) => {
         const server = await launchRelay({ gateway: opts.gateway, port: parsePort(opts.port), host: opts.host });
         if (json) printJson({ ok: true, url: server.url, gateway: opts.gateway });
         else process.stderr.write(`custody relay listening on ${server.url}, forwarding to ${opts.gateway} (no client addresses are passed on)\n`);
-        await untilSignal(() => server.close());
+        await untilSignal(() => server.close({ drainMs: DRAIN_MS }));
       } catch (e) {
         failWith(e, json);
       }

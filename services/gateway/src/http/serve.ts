@@ -9,7 +9,16 @@ export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:8443 */
   readonly url: string;
   readonly port: number;
-  close(): Promise<void>;
+  /**
+   * Stops listening and ends when every connection has closed. By default every connection is cut
+   * at once; with `drainMs`, requests in progress may finish for that long (idle connections
+   * close at once, and each finished one closes after its answer), then the rest are cut.
+   */
+  close(options?: CloseOptions): Promise<void>;
+}
+
+export interface CloseOptions {
+  readonly drainMs?: number;
 }
 
 /**
@@ -34,11 +43,17 @@ export function listen(app: Hono, options: { port?: number; host?: string; inter
         resolve({
           url: `http://${h}:${info.port}`,
           port: info.port,
-          close: () =>
+          close: (o: CloseOptions = {}) =>
             new Promise<void>((res) => {
-              const s = server as unknown as { closeAllConnections?: () => void; close(cb: () => void): void };
-              s.close(() => res());
-              s.closeAllConnections?.();
+              const s = server as unknown as { closeAllConnections(): void; closeIdleConnections(): void; close(cb: () => void): void };
+              const drainMs = o.drainMs ?? 0;
+              const cut = drainMs > 0 ? setTimeout(() => s.closeAllConnections(), drainMs) : undefined;
+              s.close(() => {
+                clearTimeout(cut);
+                res();
+              });
+              if (cut === undefined) s.closeAllConnections();
+              else s.closeIdleConnections();
             }),
         });
       });
