@@ -45,10 +45,10 @@ describe('startBroker', () => {
     }
   });
 
-  it('a bootstrap whose key file cannot be written revokes the key it issued, so the next start bootstraps again', async () => {
+  it('a bootstrap whose key file cannot be written stores no key (the file is written first), so the next start bootstraps again', async () => {
     const dataDir = join(root, 'half');
     mkdirSync(dataDir, { mode: 0o700 });
-    // Something in the way of the key file (a dangling link): the write fails after the key was issued.
+    // Something in the way of the key file (a dangling link): the write fails before the key is stored.
     symlinkSync(join(root, 'nowhere'), join(dataDir, 'admin-acme.key'));
     await expect(startBroker({ dataDir, bootstrap: 'file', tenant: 'acme' })).rejects.toMatchObject({ code: 'ERR_FILE_EXISTS' });
     expect(readdirSync(dataDir).filter((f) => f.endsWith('.tmp'))).toEqual([]);

@@ -1,9 +1,9 @@
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { makePrivateDir, writeNewSecretFile } from '@custody/crypto-node';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { CustodyError, type Clock } from '@custody/core';
+import { CustodyError, isCustodyError, type Clock } from '@custody/core';
 import { AppraisalPolicies, type PolicySource } from './attestation/appraisal-policies.js';
 import { DEFAULT_EAR_KEY_RELOAD_MS, EarSigner } from './attestation/ear-signer.js';
 import { earLifetimeBound } from './attestation/handshake.js';
@@ -156,17 +156,22 @@ export async function startBroker(options: StartBrokerOptions): Promise<StartedB
       adminKey = (await broker.service.bootstrapAdminKey(tenant, 'start')).token;
     } else {
       adminKeyFile = join(options.dataDir, `admin-${tenant}.key`);
-      // No file and no key anyone holds (a bootstrap that failed half-way revoked its key): bootstrap.
-      if (!existsSync(adminKeyFile) && (await broker.metadata.listApiKeys(tenant)).every((k) => k.revokedAt !== null)) {
-        const issued = await broker.service.bootstrapAdminKey(tenant, 'bootstrap');
+      if (!existsSync(adminKeyFile) && (await broker.metadata.listApiKeys(tenant)).length === 0) {
+        // The key file is written before the key is stored: a full disk or a crash never leaves a
+        // stored key that nobody holds (which would stop every later bootstrap).
+        const file = adminKeyFile;
+        let wrote = false;
         try {
-          writeNewSecretFile(adminKeyFile, issued.token + '\n');
+          const issued = await broker.service.bootstrapAdminKey(tenant, 'bootstrap', (token) => {
+            writeNewSecretFile(file, token + '\n');
+            wrote = true;
+          });
+          adminKey = issued.token;
         } catch (e) {
-          // The key would be held by nobody and would stop every later bootstrap: revoked.
-          await broker.metadata.revokeApiKey(tenant, issued.apiKey.id, Date.now()).catch(() => undefined);
+          // Not stored (the audit event comes after the key is stored): the file names no key, and goes.
+          if (wrote && !(isCustodyError(e) && e.code === 'ERR_STORE_AUDIT_UNAVAILABLE')) rmSync(file, { force: true });
           throw e;
         }
-        adminKey = issued.token;
         adminKeyCreated = true;
       } else if (!existsSync(adminKeyFile)) {
         adminKeyFile = undefined;

@@ -27,12 +27,20 @@ export function writeNewSecretFile(path: string, data: Uint8Array | string): voi
   }
   try {
     try {
-      writeSync(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+      const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+      for (let n = 0; n < bytes.length; ) n += writeSync(fd, bytes, n, bytes.length - n);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
     linkSync(tmp, path);
+    // The new name made durable too: after a power loss the key file is there, or was never written.
+    const dir = openSync(dirname(path), 'r');
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new CustodyError('ERR_FILE_EXISTS', `${path} exists; it is not replaced`, { detail: { path } });
     throw unwritable(e);

@@ -36,7 +36,9 @@ describe('closing the gateway server', () => {
     expect(res.status).toBe(200);
     expect(await s.cfetch.receiptOf(res)).toBeDefined();
     await closing;
-    expect(performance.now() - started).toBeLessThan(5000);
+    // Soon after the answer, not at the end of the drain period, nor after the client's kept-alive
+    // connection times out (5 s): a connection that finished is closed as soon as it is idle.
+    expect(performance.now() - started).toBeLessThan(3000);
     await expect(fetch(`${s.gw.url}/healthz`)).rejects.toThrow();
   });
 

@@ -103,6 +103,13 @@ describe('TransparencyLog (SQLite)', async () => {
     await b.log.close();
     const published = readFileSync(join(small, 'checkpoint'));
     await expect(openLog({ dir: small, skey: key.skey, sqlitePath: `${big}.sqlite` })).rejects.toMatchObject({ code: 'ERR_TLOG_SPLIT_VIEW', detail: { published: 3, database: 5 } });
+    // The same size with another tree is refused too.
+    const same = join(t.dir, 'same');
+    const c = await openLog({ dir: same, skey: key.skey, integrateIntervalMs: 60_000 });
+    for (let i = 0; i < 3; i++) await c.log.append(event(200 + i));
+    await c.log.integrateNow();
+    await c.log.close();
+    await expect(openLog({ dir: small, skey: key.skey, sqlitePath: `${same}.sqlite` })).rejects.toMatchObject({ code: 'ERR_TLOG_SPLIT_VIEW', detail: { published: 3, database: 3 } });
     expect(readFileSync(join(small, 'checkpoint')).equals(published)).toBe(true);
     // Its own database, grown while the directory was not yet published past it, still opens.
     const again = await openLog({ dir: small, skey: key.skey, integrateIntervalMs: 60_000 });

@@ -1,4 +1,4 @@
-import { CustodyError, equalBytes, toCustodyError, type Bytes } from '@custody/core';
+import { CustodyError, equalBytes, isCustodyError, toCustodyError, type Bytes } from '@custody/core';
 import {
   MAX_ENTRY_SIZE,
   TileCache,
@@ -168,15 +168,25 @@ export class TransparencyLog implements AuditSink {
       // The database must extend what was published, and the tiles must hold its tree: a
       // database from another run (or a directory another log writes) would otherwise sign a
       // checkpoint that forks the published one.
+      const fork = (e?: unknown) =>
+        new CustodyError('ERR_TLOG_SPLIT_VIEW', "the database's tree does not extend the published checkpoint in this directory, or its tiles (a database or directory of another log?); refusing to fork it", {
+          ...(e !== undefined ? { cause: e } : {}),
+          detail: { published: cp.checkpoint.size, database: st.size },
+        });
+      if (cp.checkpoint.size === st.size && !equalBytes(cp.checkpoint.rootHash, st.root)) throw fork();
       if (cp.checkpoint.size < st.size) {
+        let proof: Bytes[];
         try {
-          const proof = await proveConsistency(new TileHashSource(opts.store.readTile, st.size, rfc6962), cp.checkpoint.size, st.size);
+          proof = await proveConsistency(new TileHashSource(opts.store.readTile, st.size, rfc6962), cp.checkpoint.size, st.size);
+        } catch (e) {
+          // Tiles missing for the database's tree: not this directory's database. Other failures (I/O) are what they are.
+          if (isCustodyError(e) && e.code === 'ERR_TLOG_TILE') throw fork(e);
+          throw e;
+        }
+        try {
           verifyConsistency(cp.checkpoint.size, st.size, cp.checkpoint.rootHash, st.root, proof);
         } catch (e) {
-          throw new CustodyError('ERR_TLOG_SPLIT_VIEW', "the database's tree does not extend the published checkpoint in this directory (a database or directory of another log?); refusing to fork it", {
-            cause: e,
-            detail: { published: cp.checkpoint.size, database: st.size },
-          });
+          throw fork(e);
         }
       }
       log.published = { size: cp.checkpoint.size, root: cp.checkpoint.rootHash, note: new TextDecoder().decode(existing) };
@@ -504,8 +514,11 @@ export class TransparencyLog implements AuditSink {
     else await this.integrating?.catch(() => undefined);
     for (const w of this.waiters) w.reject(new CustodyError('ERR_TLOG_UNAVAILABLE', 'log closed'));
     this.waiters = [];
-    await this.opts.sequencer.close();
-    this.opts.lock?.release();
+    try {
+      await this.opts.sequencer.close();
+    } finally {
+      this.opts.lock?.release();
+    }
   }
 }
 

@@ -25,6 +25,8 @@ export interface IssueApiKeyInput {
   label: string;
   createdBy: string;
   now: number;
+  /** Given the token before the key is stored (to put it in a file first); a throw stores nothing. */
+  beforeInsert?: (token: string) => void;
 }
 
 export async function issueApiKey(repo: ApiKeyRepository, input: IssueApiKeyInput): Promise<IssuedApiKey> {
@@ -44,8 +46,10 @@ export async function issueApiKey(repo: ApiKeyRepository, input: IssueApiKeyInpu
       createdBy: input.createdBy,
       revokedAt: null,
     };
+    const token = `cst_${id}_${toBase64Url(secret)}`;
+    input.beforeInsert?.(token);
     await repo.insertApiKey(record);
-    return { token: `cst_${id}_${toBase64Url(secret)}`, record };
+    return { token, record };
   } finally {
     wipe(secret);
   }

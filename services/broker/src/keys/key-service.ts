@@ -412,16 +412,11 @@ export class KeyService {
   }
 
   /** Issues an admin key for a tenant without a caller (first start, `custody up`). */
-  async bootstrapAdminKey(tenant: string, label = 'bootstrap'): Promise<{ token: string; apiKey: ApiKeyView }> {
+  /** `beforeInsert`: given the token before the key is stored (a key file written first is never left without its key, nor a key without its file). */
+  async bootstrapAdminKey(tenant: string, label = 'bootstrap', beforeInsert?: (token: string) => void): Promise<{ token: string; apiKey: ApiKeyView }> {
     assertTenant(tenant);
-    const issued = await issueApiKey(this.metadata, { tenant, role: 'admin', label, createdBy: 'system', now: this.now() });
-    try {
-      await this.auditAfterChange({ ...SYSTEM, tenant }, 'apikey.create', tenant, undefined, { apiKeyId: issued.record.id, role: 'admin', bootstrap: true });
-    } catch (e) {
-      // Nobody will ever hold this key (its token is not returned): revoked, so a later start bootstraps again.
-      await this.metadata.revokeApiKey(tenant, issued.record.id, this.now()).catch(() => undefined);
-      throw e;
-    }
+    const issued = await issueApiKey(this.metadata, { tenant, role: 'admin', label, createdBy: 'system', now: this.now(), ...(beforeInsert ? { beforeInsert } : {}) });
+    await this.auditAfterChange({ ...SYSTEM, tenant }, 'apikey.create', tenant, undefined, { apiKeyId: issued.record.id, role: 'admin', bootstrap: true });
     return { token: issued.token, apiKey: apiKeyView(issued.record) };
   }
 

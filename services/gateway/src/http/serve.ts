@@ -11,11 +11,15 @@ export interface RunningServer {
   readonly port: number;
   /**
    * Stops listening and ends when every connection has closed. By default every connection is cut
-   * at once; with `drainMs`, requests in progress may finish for that long (idle connections
-   * close at once, and each finished one closes after its answer), then the rest are cut.
+   * at once; with `drainMs`, requests in progress may finish for that long, then the rest are cut.
+   * While draining, answers carry `Connection: close` and idle kept-alive connections are closed
+   * as they become idle, so a pooled client does not keep sending new requests to be cut.
    */
   close(options?: CloseOptions): Promise<void>;
 }
+
+/** While draining, how often connections that became idle are closed. */
+const DRAIN_IDLE_CHECK_MS = 50;
 
 export interface CloseOptions {
   readonly drainMs?: number;
@@ -47,13 +51,21 @@ export function listen(app: Hono, options: { port?: number; host?: string; inter
             new Promise<void>((res) => {
               const s = server as unknown as { closeAllConnections(): void; closeIdleConnections(): void; close(cb: () => void): void };
               const drainMs = o.drainMs ?? 0;
-              const cut = drainMs > 0 ? setTimeout(() => s.closeAllConnections(), drainMs) : undefined;
+              if (drainMs <= 0) {
+                s.close(() => res());
+                return s.closeAllConnections();
+              }
+              const cut = setTimeout(() => s.closeAllConnections(), drainMs);
+              const idle = setInterval(() => s.closeIdleConnections(), DRAIN_IDLE_CHECK_MS);
+              server.on('request', (_req: unknown, r: { headersSent: boolean; setHeader(n: string, v: string): void }) => {
+                if (!r.headersSent) r.setHeader('connection', 'close');
+              });
               s.close(() => {
                 clearTimeout(cut);
+                clearInterval(idle);
                 res();
               });
-              if (cut === undefined) s.closeAllConnections();
-              else s.closeIdleConnections();
+              s.closeIdleConnections();
             }),
         });
       });
