@@ -489,3 +489,16 @@ describe.each([sqlite, postgres])('metadata store conformance: $name', (factory)
     expect(await codeOf(m.ping())).toBe('ERR_STORE_UNAVAILABLE');
   });
 });
+
+describe('PostgreSQL connection settings', () => {
+  it('a connection string that is not a postgres:// URL is a configuration error (exit 2), not an outage, and is not quoted back', async () => {
+    for (const bad of ['garbage', 'mysql://u:s3cret@h/db', 'postgres://u:s3cret@[bad', '']) {
+      const e = await PostgresMetadataStore.open({ connectionString: bad }).then(
+        () => undefined,
+        (x: unknown) => x as CustodyError,
+      );
+      expect(e).toMatchObject({ code: 'ERR_STORE_CONFIG' });
+      expect(e!.message).not.toContain('s3cret');
+    }
+  });
+});

@@ -136,6 +136,12 @@ export class PostgresMetadataStore implements MetadataStore {
   private constructor(private readonly pool: pg.Pool) {}
 
   static async open(options: PostgresMetadataStoreOptions): Promise<PostgresMetadataStore> {
+    // A malformed setting is the operator's to fix (exit 2), not an outage to retry; the text is
+    // not quoted back, as it may hold a password.
+    const cs = options.connectionString;
+    if (!/^postgres(ql)?:\/\//i.test(cs) || !URL.canParse(cs)) {
+      throw new CustodyError('ERR_STORE_CONFIG', 'the PostgreSQL connection string must be a postgres:// or postgresql:// URL');
+    }
     const pool = new pg.Pool({
       connectionString: options.connectionString,
       max: options.maxConnections ?? 10,
