@@ -3,9 +3,14 @@ import { CustodyError } from '@custody/core';
 /** Longest a timer takes in Node (2^31 - 1 ms); a longer one fires at once. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** An option's number; an empty value is not a number (Number('') would be 0). */
+function numberOf(s: string): number {
+  return s.trim() === '' ? Number.NaN : Number(s);
+}
+
 /** A TCP port option: an integer 0..65535 (0: any free port). An empty value is refused, not read as 0. */
 export function parsePort(s: string, name = '--port'): number {
-  const n = s.trim() === '' ? Number.NaN : Number(s);
+  const n = numberOf(s);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new CustodyError('ERR_USAGE', `${name} must be 0..65535, got ${JSON.stringify(s)}`);
   return n;
 }
@@ -15,14 +20,14 @@ export function parsePort(s: string, name = '--port'): number {
  * days), so a value past it cannot turn into a timer that fires at once.
  */
 export function parseMilliseconds(s: string, name: string, min: number): number {
-  const n = s.trim() === '' ? Number.NaN : Number(s);
+  const n = numberOf(s);
   if (!Number.isFinite(n) || n < min || n > MAX_TIMER_MS) throw new CustodyError('ERR_USAGE', `${name} must be a number of milliseconds from ${min} to ${MAX_TIMER_MS}, got ${JSON.stringify(s)}`);
   return n;
 }
 
 /** A duration option in seconds, as milliseconds: from `minSeconds` up to what a timer can wait. */
 export function parseSeconds(s: string, name: string, minSeconds: number): number {
-  const n = s.trim() === '' ? Number.NaN : Number(s);
+  const n = numberOf(s);
   if (!Number.isFinite(n) || n < minSeconds || n * 1000 > MAX_TIMER_MS) throw new CustodyError('ERR_USAGE', `${name} must be a number of seconds from ${minSeconds} to ${Math.floor(MAX_TIMER_MS / 1000)}, got ${JSON.stringify(s)}`);
   return n * 1000;
 }

@@ -15,7 +15,7 @@
  * header of non-streamed responses, and for every response through `onReceipt` and
  * `receiptOf(response)`.
  */
-import { concatBytes, CustodyError, isCustodyError, systemClock, toHex, type Bytes, type HpkePreparedEncap, type RandomSource } from '@custody/core';
+import { concatBytes, CustodyError, equalBytes, isCustodyError, systemClock, toHex, type Bytes, type HpkePreparedEncap, type RandomSource } from '@custody/core';
 import { Sha256 } from '@custody/ledger';
 import { decodeBhttpResponse, decodeBhttpResponseStream, encodeBhttpRequest, type HttpField } from './ohttp/bhttp.js';
 import { createChunkedRequest, sealReady } from './ohttp/chunked.js';
@@ -115,7 +115,7 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal | null | undefined):
 
 /** Two key configurations that would seal alike: the same id, KEM and public key. */
 function sameKeyConfig(a: KeyConfig | undefined, b: KeyConfig): boolean {
-  return a !== undefined && a.keyId === b.keyId && a.kem === b.kem && a.publicKey.length === b.publicKey.length && a.publicKey.every((x, i) => x === b.publicKey[i]);
+  return a !== undefined && a.keyId === b.keyId && a.kem === b.kem && equalBytes(a.publicKey, b.publicKey);
 }
 
 /** Whether the response will be a stream: OpenAI-style `"stream": true`, or an SSE Accept header. */

@@ -47,11 +47,6 @@ export async function verifySamples(): Promise<{ name: string; result: Verificat
 }
 
 /**
- * Seals the model `custody up` serves under a key of the broker (once per weights digest: the
- * sealed file and its key are reused from the data directory), so the gateway gets the weights
- * only as the broker releases the key to it after attestation. Returns the sealed file and key.
- */
-/**
  * `up`'s log file, opened now and written synchronously (it logs warnings only): a state
  * directory that cannot take it (read-only, full) fails here with a typed error, not later in the
  * logger's asynchronous open, which would end the process with an unhandled error.
@@ -64,6 +59,11 @@ function openLogFile(path: string): ReturnType<typeof pino.destination> {
   }
 }
 
+/**
+ * Seals the model `custody up` serves under a key of the broker (once per weights digest: the
+ * sealed file and its key are reused from the data directory), so the gateway gets the weights
+ * only as the broker releases the key to it after attestation. Returns the sealed file and key.
+ */
 async function sealForUp(model: string, data: string, admin: BrokerAdminClient, releasePolicy: string): Promise<{ path: string; key: string; reused: boolean }> {
   const described = await describeGgufFile(model);
   const base = `model-weights-${described.digest.slice('sha256:'.length, 'sha256:'.length + 12)}`;

@@ -73,8 +73,9 @@ const LEASE_BUSY_MS = 1000;
  * kept, each with `detail.interimIndex` naming its interim row, and each forwarding recorded in the
  * interim table by an `audit.forwarded` row (`detail.interimIndex`, `detail.ledgerIndex`). This runs
  * after an append the primary took while events wait, at start (events kept before a restart), and
- * every `retryAfterMs` (events other replicas kept: one that stopped leaves them to the others). An event the primary refuses as such (its content, not an outage) is
- * recorded as `audit.forward_refused` with the code and passed over. The table's hash chain is
+ * every `retryAfterMs` (events other replicas kept: one that stopped leaves them to the others).
+ * An event the primary refuses as such (its content, not an outage) is recorded as
+ * `audit.forward_refused` with the code and passed over. The table's hash chain is
  * checked as it is read; a row that breaks it stops all forwarding (`onTampered`).
  *
  * Replicas share the interim table, and each reads every kept event, so only the holder of the

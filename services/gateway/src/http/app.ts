@@ -414,7 +414,7 @@ export function createOhttpNodeHandler(d: GatewayAppDeps): (req: IncomingMessage
  * largest, or some sixteen thousand 4 KiB prompts. A body that would cross it is refused with
  * ERR_GATEWAY_OVERLOADED (503, retry later) instead of growing the gateway's memory.
  */
-const BODY_BUDGET_BYTES = 4 * MAX_OHTTP_MESSAGE;
+export const BODY_BUDGET_BYTES = 4 * MAX_OHTTP_MESSAGE;
 
 /**
  * Longest a streamed answer waits by default for a client that stopped reading (its socket stays

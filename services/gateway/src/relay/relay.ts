@@ -13,6 +13,7 @@ import { CustodyError, isCustodyError, readBodyLimited, toCustodyError } from '@
 import { nodeGatewayFetch } from '@custody/crypto-node';
 import { BodyBudget } from '@custody/ledger-service';
 import { ATTESTATION_PATH, CHALLENGE_PATH, MAX_OHTTP_MESSAGE, OhttpMediaType } from '@custody/sdk';
+import { BODY_BUDGET_BYTES } from '../http/app.js';
 import { problemResponse } from '../http/problem.js';
 
 export interface RelayOptions {
@@ -33,8 +34,6 @@ export interface RelayOptions {
    */
   maxArrivingBodyBytes?: number;
 }
-
-const BODY_BUDGET_BYTES = 4 * MAX_OHTTP_MESSAGE;
 
 const FORWARDED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'retry-after', 'x-custody-code'];
 
