@@ -1,7 +1,10 @@
-// The fast path that skips building a Request must see exactly what a Request would hold.
+// The fast path that skips building a Request must see exactly what a Request would hold; when a
+// "stale key" answer (unauthenticated) may lead to sending a request again.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fastRequest, wantsStream } from './confidential-fetch.js';
+import type { VerifiedGateway } from './attestation/verify.js';
+import { fastRequest, staleKeyConfirmed, wantsStream } from './confidential-fetch.js';
+import type { KeyConfig } from './ohttp/key-config.js';
 
 async function viaRequest(input: string | URL, init?: RequestInit) {
   const r = new Request(input, init);
@@ -107,5 +110,27 @@ describe('wantsStream', () => {
 
   it('an SSE Accept header means a stream whatever the body', () => {
     expect(wantsStream({ ...req, headers: new Headers({ accept: 'text/event-stream' }) }, bytes('{}'))).toBe(true);
+  });
+});
+
+describe('staleKeyConfirmed', () => {
+  const key = (keyId: number, fill: number): KeyConfig => ({ keyId, kem: 0x20, publicKey: new Uint8Array(32).fill(fill), suites: [] });
+  const k1 = key(1, 1);
+  const k2 = key(2, 2);
+  const gw = (keyConfigs: KeyConfig[], o: { iat?: number; nonce?: boolean } = {}) =>
+    ({ keyConfigs, nonceBound: o.nonce ?? false, ...(o.iat !== undefined ? { earIssuedAt: new Date(o.iat * 1000) } : {}) }) as unknown as VerifiedGateway;
+  it.each<[string, VerifiedGateway, VerifiedGateway, boolean]>([
+    ['a newer EAR that no longer lists the key: the gateway really dropped it', gw([k1], { iat: 100 }), gw([k2], { iat: 160 }), true],
+    ['the key still listed (in its grace period): the answer was forged', gw([k1], { iat: 100 }), gw([k2, k1], { iat: 160 }), false],
+    ['the same key id with the same key still listed', gw([k1], { iat: 100 }), gw([key(1, 1)], { iat: 160 }), false],
+    ['the key id now names another key: a newer attestation without this key', gw([k1], { iat: 100 }), gw([key(1, 9)], { iat: 160 }), true],
+    ['an older EAR (a replayed bundle from before the key existed)', gw([k2], { iat: 160 }), gw([k1], { iat: 100 }), false],
+    ['an EAR of the same second: not known to be newer', gw([k1], { iat: 100 }), gw([k2], { iat: 100 }), false],
+    ['evidence bound to a fresh nonce of this client, without the key', gw([k1], { nonce: true }), gw([k2], { nonce: true }), true],
+    ['evidence bound to a fresh nonce, still listing the key', gw([k1], { nonce: true }), gw([k2, k1], { nonce: true }), false],
+    ['no EAR and no nonce: nothing says it is newer', gw([k1]), gw([k2]), false],
+    ['an EAR before, none after (and no nonce)', gw([k1], { iat: 100 }), gw([k2]), false],
+  ])('%s', (_name, before, after, want) => {
+    expect(staleKeyConfirmed(before.keyConfigs[0]!, before, after)).toBe(want);
   });
 });

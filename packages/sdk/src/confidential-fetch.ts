@@ -114,8 +114,24 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal | null | undefined):
 }
 
 /** Two key configurations that would seal alike: the same id, KEM and public key. */
-function sameKeyConfig(a: KeyConfig | undefined, b: KeyConfig): boolean {
-  return a !== undefined && a.keyId === b.keyId && a.kem === b.kem && equalBytes(a.publicKey, b.publicKey);
+function sameKeyConfig(a: KeyConfig, b: KeyConfig): boolean {
+  return a.keyId === b.keyId && a.kem === b.kem && equalBytes(a.publicKey, b.publicKey);
+}
+
+/**
+ * Whether a "stale key" answer to a request sealed to `config` under verification `before` is
+ * borne out by the verification made after it (`after`), so that sending the request once more
+ * cannot have the model answer it twice. The answer itself is not authenticated (a relay can
+ * put it in place of an answer the gateway gave); the gateway stops decapsulating a retired key
+ * only once it publishes an attestation without it. So: the new verification must no longer list
+ * the key, and must be newer than the one the request was sealed under: evidence bound to this
+ * client's own nonce, or an EAR issued later (a relay that replays an older bundle, from before
+ * the key existed, gets no second answer).
+ */
+export function staleKeyConfirmed(config: KeyConfig, before: VerifiedGateway, after: VerifiedGateway): boolean {
+  if (after.keyConfigs.some((k) => sameKeyConfig(k, config))) return false;
+  if (after.nonceBound) return true;
+  return before.earIssuedAt !== undefined && after.earIssuedAt !== undefined && after.earIssuedAt.getTime() > before.earIssuedAt.getTime();
 }
 
 /** Whether the response will be a stream: OpenAI-style `"stream": true`, or an SSE Accept header. */
@@ -455,13 +471,12 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
     if (outer.status === 200) return open(outer);
     const problem = await problemOf(outer);
     // An unknown key id, or a key id that now names another key (the request did not decrypt):
-    // the configuration is stale, so verify the gateway again and retry once, when the gateway
-    // now publishes another key. The outer answer is not authenticated: a relay could put this
-    // error in place of an answer the gateway gave, and a retry to the same key would have the
-    // model answer twice.
+    // the configuration may be stale, so verify the gateway again, and send once more only when
+    // that verification bears the answer out (staleKeyConfirmed). The outer answer is not
+    // authenticated: a relay could put this error in place of an answer the gateway gave.
     if (problem.code === 'ERR_OHTTP_KEY_ID' || problem.type === OHTTP_KEY_PROBLEM_TYPE || problem.code === 'ERR_OHTTP_REQUEST_DECRYPT') {
       invalidate();
-      if (!retried && !sameKeyConfig((await untilAborted(verify(), req.signal)).keyConfigs[0], config)) return send(req, body, stream, true);
+      if (!retried && staleKeyConfirmed(config, gw, await untilAborted(verify(), req.signal))) return send(req, body, stream, true);
     }
     if (problem.code.startsWith('ERR_GATEWAY_ATTESTATION') || problem.code === 'ERR_GATEWAY_NOT_ATTESTED') invalidate();
     throw new CustodyError(problem.code, `the gateway refused the encapsulated request (${outer.status} ${problem.code})`, { detail: { status: outer.status, code: problem.code } });

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CustodyError } from '@custody/core';
 import { nodeGatewayFetch } from '@custody/crypto-node';
-import { createConfidentialFetch, type ConfidentialFetchOptions } from '@custody/sdk';
+import { createConfidentialFetch, parseRuntimeData, verifyGatewayBundle, type AttestationBundle, type ConfidentialFetchOptions } from '@custody/sdk';
 import { startTestGateway, type TestGateway } from './testing/index.js';
 
 /** Takes a request (true) or lets the proxy pass it on (false); `pass` sends it to the gateway and returns the answer whole. */
@@ -78,7 +78,8 @@ const transports = [
 ] as const;
 
 function client(transport: (typeof transports)[number][1], over: Partial<ConfidentialFetchOptions> = {}) {
-  return createConfidentialFetch({ gateway: proxyUrl, jwks: gw.jwks!, allowSimulated: true, expectedMeasurements: { measurement: gw.measurement }, ...(transport ? { fetch: transport } : {}), ...over });
+  // The gateway's clock (tests move it past a grace period): the EARs it gets are issued on it.
+  return createConfidentialFetch({ gateway: proxyUrl, jwks: gw.jwks!, allowSimulated: true, expectedMeasurements: { measurement: gw.measurement }, clock: gatewayClock, ...(transport ? { fetch: transport } : {}), ...over });
 }
 
 function chat(cfetch: ReturnType<typeof client>, init: { stream?: boolean; signal?: AbortSignal } = {}): Promise<Response> {
@@ -111,6 +112,19 @@ function holdDiscovery(mode: 'silent' | 'trickle', held: ServerResponse[]): Hook
       const t = setInterval(() => (res.destroyed ? clearInterval(t) : res.write(' ')), 100);
       res.once('close', () => clearInterval(t));
     }
+    return true;
+  };
+}
+
+/** Lets the gateway answer the first sealed request, and puts an error it did not give (`code`) in place of its answer. */
+function forgeOnce(code: string): Hook {
+  let forged = false;
+  return async (req, res, pass) => {
+    if (req.url !== '/ohttp' || forged) return false;
+    forged = true;
+    await pass();
+    res.writeHead(code === 'ERR_OHTTP_KEY_ID' ? 422 : 400, { 'content-type': 'application/problem+json' });
+    res.end(JSON.stringify({ code, type: code === 'ERR_OHTTP_KEY_ID' ? 'https://custody.dev/problems/ohttp-key' : `urn:custody:error:${code}` }));
     return true;
   };
 }
@@ -204,16 +218,7 @@ describe('a forged outer error on an exchange the gateway answered', () => {
         const cfetch = client(undefined);
         await cfetch.verify();
         const before = gw.ledger.size;
-        let forged = false;
-        hook = async (req, res, pass) => {
-          if (req.url !== '/ohttp' || forged) return false;
-          forged = true;
-          // The gateway answers, and the answer is swapped for an error it did not give.
-          await pass();
-          res.writeHead(code === 'ERR_OHTTP_KEY_ID' ? 422 : 400, { 'content-type': 'application/problem+json' });
-          res.end(JSON.stringify({ code, type: code === 'ERR_OHTTP_KEY_ID' ? 'https://custody.dev/problems/ohttp-key' : `urn:custody:error:${code}` }));
-          return true;
-        };
+        hook = forgeOnce(code);
         expect(await outcome(chat(cfetch, { stream }))).toMatchObject({ name: 'CustodyError', code });
         // The model answered once: one sealed request, one decision and one receipt in the ledger.
         expect(sealedToGateway).toBe(1);
@@ -224,17 +229,62 @@ describe('a forged outer error on an exchange the gateway answered', () => {
     }
   }
 
-  it('a key the gateway really retired: the SDK verifies again, finds the new key and sends once more', async () => {
+  it('a key the gateway really retired: the SDK verifies again, finds the key gone and sends once more', async () => {
     const cfetch = client(undefined);
     expect((await chat(cfetch)).status).toBe(200);
     const oldKeyId = (await cfetch.verify()).keyConfigs[0]!.keyId;
     await gw.gateway.attestation.rotateKeys();
     offset += 5000;
+    // The round at the end of the grace period (on a timer in real time) publishes the bundle
+    // without the old key; only then does the key stop decapsulating.
+    await gw.gateway.attestation.reattest();
     sealedToGateway = 0;
     const res = await chat(cfetch);
     expect(res.status).toBe(200);
     expect(sealedToGateway).toBe(2);
     expect((await cfetch.verify()).keyConfigs[0]!.keyId).not.toBe(oldKeyId);
+  });
+
+  for (const code of ['ERR_OHTTP_KEY_ID', 'ERR_OHTTP_REQUEST_DECRYPT']) {
+    it(`${code} forged during a rotation's grace period (the gateway publishes a new key and still the old one): not sent again`, async () => {
+      const cfetch = client(undefined);
+      const old = (await cfetch.verify()).keyConfigs[0]!;
+      offset += 2000;
+      await gw.gateway.attestation.rotateKeys();
+      const before = gw.ledger.size;
+      hook = forgeOnce(code);
+      expect(await outcome(chat(cfetch))).toMatchObject({ name: 'CustodyError', code });
+      expect(sealedToGateway).toBe(1);
+      expect(gw.ledger.size - before).toBe(2);
+      // The SDK verified again: it now seals to the new key.
+      expect((await cfetch.verify()).keyConfigs[0]!.keyId).not.toBe(old.keyId);
+      expect((await chat(cfetch)).status).toBe(200);
+    });
+  }
+
+  it('a relay that forges the error and answers the verification with an older bundle (from before the key existed) gets no second answer', async () => {
+    const older = await (await fetch(`${gw.url}/.well-known/custody/attestation`)).text();
+    offset += 2000;
+    await gw.gateway.attestation.rotateKeys();
+    const cfetch = client(undefined);
+    const now = await cfetch.verify();
+    // The older bundle does not list the key the client seals to now, and verifies on its own.
+    const sealedTo = now.keyConfigs[0]!;
+    expect(parseRuntimeData((JSON.parse(older) as AttestationBundle).runtimeData).keyConfigs.some((k) => k.keyId === sealedTo.keyId)).toBe(false);
+    expect((await verifyGatewayBundle(JSON.parse(older) as AttestationBundle, { jwks: gw.jwks!, allowSimulated: true, now: gatewayClock() })).verified).toBeDefined();
+    const forge = forgeOnce('ERR_OHTTP_KEY_ID');
+    hook = (req, res, pass) => {
+      if (req.url!.startsWith('/.well-known/custody/attestation')) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(older);
+        return true;
+      }
+      return forge(req, res, pass);
+    };
+    const before = gw.ledger.size;
+    expect(await outcome(chat(cfetch))).toMatchObject({ name: 'CustodyError', code: 'ERR_OHTTP_KEY_ID' });
+    expect(sealedToGateway).toBe(1);
+    expect(gw.ledger.size - before).toBe(2);
   });
 });
 

@@ -20,7 +20,9 @@ import {
   type KeyConfig,
 } from '@custody/sdk';
 import { DEMO_MODEL_ID } from './backends/demo.js';
-import { bhttpChatRequest, startTestGateway, type TestGateway } from './testing/index.js';
+import { loadPolicy } from '@custody/policy';
+import { SimAttester, type Attester } from '@custody/attester-service';
+import { bhttpChatRequest, simPolicyYaml, startTestGateway, TEST_MEASUREMENT, type TestGateway } from './testing/index.js';
 
 let gw: TestGateway;
 beforeAll(async () => {
@@ -40,6 +42,13 @@ function chatRequest(date = new Date()): Uint8Array {
 }
 
 const post = (body: Bytes, type = 'message/ohttp-req') => fetch(`${gw.url}/ohttp`, { method: 'POST', headers: { 'content-type': type }, body });
+
+/**
+ * Waits for the next second. EARs are dated to the second, and the SDK sends a request again
+ * only under an attestation newer than the one it sealed under (so that a replayed older bundle
+ * cannot make it): a test that re-attests right after a client verified waits for this first.
+ */
+const nextSecond = () => new Promise((r) => setTimeout(r, 1001 - (Date.now() % 1000)));
 
 async function problem(res: Response): Promise<{ code: string; type: string }> {
   expect(res.headers.get('content-type')).toBe('application/problem+json');
@@ -303,6 +312,7 @@ describe('key rotation', () => {
     const cfetch = createConfidentialFetch({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true });
     const first = await cfetch.verify();
     const oldId = first.keyConfigs[0]!.keyId;
+    await nextSecond();
     await gw.gateway.attestation.rotateKeys();
     const { encapsulatedRequest } = await encapsulateRequest(first.keyConfigs[0]!, chatRequest());
     const direct = await post(encapsulatedRequest);
@@ -325,6 +335,7 @@ describe('key rotation', () => {
     // Another key under the same id (what 255 identity versions apart look like), then attested.
     gw.gateway.keys.ohttp.remove(id);
     gw.gateway.keys.ohttp.install(await createOhttpServerKey({ keyId: id }));
+    await nextSecond();
     await gw.gateway.attestation.reattest();
     const { encapsulatedRequest } = await encapsulateRequest(first.keyConfigs[0]!, chatRequest());
     expect((await problem(await post(encapsulatedRequest))).code).toBe('ERR_OHTTP_REQUEST_DECRYPT');
@@ -335,5 +346,75 @@ describe('key rotation', () => {
     });
     expect(res.status).toBe(200);
     expect((await cfetch.verify()).keyConfigs[0]!.keyId).toBe(id);
+  });
+});
+
+describe('the end of a retired key', () => {
+  const sealTo = async (g: TestGateway, config: KeyConfig) => {
+    const { encapsulatedRequest } = await encapsulateRequest(config, bhttpChatRequest({ apiKey: g.apiKey, model: DEMO_MODEL_ID, content: 'retired key', date: new Date() }));
+    const res = await fetch(`${g.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: encapsulatedRequest });
+    return res.status === 200 ? { status: 200 } : { status: res.status, code: (await problem(res)).code };
+  };
+  const publishedIds = async (g: TestGateway) => parseRuntimeData(((await (await fetch(`${g.url}/.well-known/custody/attestation`)).json()) as AttestationBundle).runtimeData).keyConfigs.map((k) => k.keyId);
+
+  it('at the end of its grace the gateway attests without it on its own, and only then stops decapsulating it', async () => {
+    const g = await startTestGateway({ gateway: { keyGraceMs: 400 } });
+    try {
+      const old = parseRuntimeData(((await (await fetch(`${g.url}/.well-known/custody/attestation`)).json()) as AttestationBundle).runtimeData).keyConfigs[0]!;
+      await g.gateway.attestation.rotateKeys();
+      const ids = await publishedIds(g);
+      expect(ids).toHaveLength(2);
+      expect(ids[1]).toBe(old.keyId);
+      expect(await sealTo(g, old)).toEqual({ status: 200 });
+      // No call here: the round comes from the gateway's own timer at the end of the grace period.
+      const deadline = Date.now() + 5000;
+      while ((await publishedIds(g)).includes(old.keyId) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(await publishedIds(g)).toEqual([ids[0]]);
+      expect(await sealTo(g, old)).toEqual({ status: 422, code: 'ERR_OHTTP_KEY_ID' });
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('a key past its grace decapsulates while the attestation without it fails (it is still what clients see)', async () => {
+    let offset = 0;
+    const clock = () => new Date(Date.now() + offset);
+    const sim = new SimAttester({ measurements: { measurement: TEST_MEASUREMENT }, clock });
+    let down = false;
+    const attester: Attester = { platform: sim.platform, collect: (d) => (down ? Promise.reject(new Error('attester unavailable')) : sim.collect(d)) };
+    const g = await startTestGateway({ clock, attester, gateway: { keyGraceMs: 1000 } });
+    try {
+      const old = g.gateway.attestation.snapshot!.keyConfigs[0]!;
+      await g.gateway.attestation.rotateKeys();
+      offset = 2000;
+      // The round fails (the attester does not answer): the bundle that lists the old key stays, and so does the key.
+      down = true;
+      await expect(g.gateway.attestation.reattest()).rejects.toThrow();
+      expect(await publishedIds(g)).toContain(old.keyId);
+      expect(await sealTo(g, old)).toEqual({ status: 200 });
+      down = false;
+      await g.gateway.attestation.reattest();
+      expect(await publishedIds(g)).not.toContain(old.keyId);
+      expect(await sealTo(g, old)).toEqual({ status: 422, code: 'ERR_OHTTP_KEY_ID' });
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('without a broker (raw evidence, a nonce at each verification) the SDK sends once more after a real retirement', async () => {
+    const g = await startTestGateway({ broker: false, gateway: { keyGraceMs: 0 } });
+    try {
+      const cfetch = createConfidentialFetch({ gateway: g.url, policy: await loadPolicy(simPolicyYaml([g.measurement])), allowSimulated: true });
+      const first = await cfetch.verify();
+      expect(first.nonceBound).toBe(true);
+      expect(first.earIssuedAt).toBeUndefined();
+      await g.gateway.attestation.rotateKeys();
+      expect(await sealTo(g, first.keyConfigs[0]!)).toEqual({ status: 422, code: 'ERR_OHTTP_KEY_ID' });
+      const res = await cfetch(`${g.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${g.apiKey}` }, body: JSON.stringify({ model: DEMO_MODEL_ID, messages: [{ role: 'user', content: 'after rotation' }] }) });
+      expect(res.status).toBe(200);
+      expect((await cfetch.verify()).keyConfigs[0]!.keyId).not.toBe(first.keyConfigs[0]!.keyId);
+    } finally {
+      await g.close();
+    }
   });
 });

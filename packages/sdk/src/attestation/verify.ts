@@ -176,6 +176,10 @@ export interface VerifiedGateway {
   readonly platform: string;
   readonly measurements: Record<string, string>;
   readonly earId?: string;
+  /** When the broker issued the EAR (its signed `iat`), when the bundle carries one. */
+  readonly earIssuedAt?: Date;
+  /** True when the evidence was bound to this verification's own nonce (a challenge): it is fresh, not replayed. */
+  readonly nonceBound: boolean;
   /** How many GPUs were attested and bound to the runtime data (0 when none was published or required). */
   readonly gpus: number;
 }
@@ -673,6 +677,8 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
     platform: doc.platform!,
     measurements: doc.measurements ?? {},
     ...(doc.earId !== undefined ? { earId: doc.earId } : {}),
+    ...(ear ? { earIssuedAt: new Date(ear.iat * 1000) } : {}),
+    nonceBound: options.nonce !== undefined,
     gpus,
   };
   return { document: doc, verified };

@@ -146,6 +146,8 @@ export interface AttestationManagerOptions {
 }
 
 const DEFAULT_INTERVAL = 60_000;
+/** Longest delay setTimeout takes (a longer one fires at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class AttestationManager {
   private stateValue: AttestationState = 'starting';
@@ -153,6 +155,8 @@ export class AttestationManager {
   private timer: ReturnType<typeof setInterval> | undefined;
   /** An early round after one whose bundle lacks its ledger proof, and the delay it used. */
   private proofRetry: { timer: ReturnType<typeof setTimeout> | undefined; delayMs: number } = { timer: undefined, delayMs: 0 };
+  /** A round at the end of the next retired OHTTP key's grace period (it then stops being published). */
+  private retireTimer: ReturnType<typeof setTimeout> | undefined;
   private inflight: Promise<AttestationSnapshot> | undefined;
   private challenges = 0;
   private revokedBy: string | undefined;
@@ -227,12 +231,12 @@ export class AttestationManager {
     this.schedule();
     // The first round ran before the schedule existed: its missing ledger proof is retried now.
     if (this.snap?.ledgerProofMissing) this.retryLedgerProof(this.snap);
+    this.scheduleRetirement();
   }
 
   private schedule(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = setInterval(() => {
-      this.o.keys.ohttp.prune();
       this.reattest().catch(() => undefined);
     }, this.intervalMs);
     this.timer.unref();
@@ -243,6 +247,26 @@ export class AttestationManager {
     this.timer = undefined;
     if (this.proofRetry.timer) clearTimeout(this.proofRetry.timer);
     this.proofRetry = { timer: undefined, delayMs: 0 };
+    if (this.retireTimer) clearTimeout(this.retireTimer);
+    this.retireTimer = undefined;
+  }
+
+  /**
+   * On a scheduled gateway: one round just after the next retired OHTTP key's grace period ends,
+   * so that the key stops being published then, and stops decapsulating once that round has
+   * published (not up to a whole interval later, while clients still see it listed).
+   */
+  private scheduleRetirement(): void {
+    if (this.retireTimer) clearTimeout(this.retireTimer);
+    this.retireTimer = undefined;
+    const at = this.o.keys.ohttp.nextRetirement();
+    if (!this.timer || at === undefined) return;
+    const delayMs = Math.min(MAX_TIMER_MS, Math.max(1, at - this.o.clock().getTime() + 1));
+    this.retireTimer = setTimeout(() => {
+      this.retireTimer = undefined;
+      if (this.timer) this.reattest().catch(() => undefined);
+    }, delayMs);
+    this.retireTimer.unref();
   }
 
   /**
@@ -301,6 +325,10 @@ export class AttestationManager {
       this.keepPublished(s);
       this.stateValue = 'attested';
       this.revokedBy = undefined;
+      // Published without the retired keys whose grace ended: now they stop decapsulating.
+      const dropped = this.o.keys.ohttp.dropUnpublished(s.keyConfigs);
+      if (dropped.length > 0) this.o.logger.info({ event: 'ohttp.key_dropped', keyIds: dropped }, 'retired OHTTP keys are no longer published and no longer decapsulate');
+      this.scheduleRetirement();
       if (this.timer && before !== 'attested') this.schedule();
       this.o.logger.info({ event: 'attestation.ok', platform: s.platform, simulated: s.simulated, earId: s.earId, keyIds: s.keyConfigs.map((k) => k.keyId), ...(s.ledgerProofMissing ? { ledgerProof: false } : {}) }, s.simulated ? 'attested (SIMULATED evidence)' : 'attested');
       this.retryLedgerProof(s);

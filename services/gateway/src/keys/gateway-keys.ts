@@ -1,7 +1,9 @@
 /**
  * The keys a gateway creates inside its TEE and binds into its evidence:
- * - OHTTP keys (X25519 HPKE) with key ids 0..255, rotated; a retired key stays usable for a
- *   grace period, after which requests naming it get ERR_OHTTP_KEY_ID (the SDK refreshes);
+ * - OHTTP keys (X25519 HPKE) with key ids 0..255, rotated; a retired key stays published and
+ *   usable for a grace period; once the gateway has published an attestation without it,
+ *   requests naming it get ERR_OHTTP_KEY_ID (the SDK verifies again and sends once more only
+ *   when the gateway no longer publishes that key);
  * - the receipt key (Ed25519, non-extractable) that signs every receipt;
  * - the TEE key (X25519) a broker wraps model keys to (key-release protocol).
  * No private key ever leaves this module.
@@ -12,16 +14,27 @@
  * key configuration and receipt key, each with its own evidence. The TEE key stays per process.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, hkdfSync, sign as signMessage, type KeyObject } from 'node:crypto';
-import { CustodyError, KemId, generateHpkeKeyPair, utf8, wipe, type Clock, type HpkeKeyPair } from '@custody/core';
+import { CustodyError, KemId, equalBytes, generateHpkeKeyPair, utf8, wipe, type Clock, type HpkeKeyPair } from '@custody/core';
 import { createOhttpServerKey, type KeyConfig, type OhttpServerKey } from '@custody/sdk';
 
 interface RingEntry {
   key: OhttpServerKey;
   createdAt: number;
-  /** When set, the key is retired and removed at this time. */
+  /** When set, the key is retired: published and decapsulating until this time (its grace). */
   removeAt?: number;
 }
 
+const sameConfig = (a: KeyConfig, b: KeyConfig) => a.keyId === b.keyId && equalBytes(a.publicKey, b.publicKey);
+
+/**
+ * The gateway's OHTTP keys. A retired key leaves in two steps: at the end of its grace period it
+ * is no longer published (`configs`, what the next attestation binds), and only once an
+ * attestation without it has been published (`dropUnpublished`) does it stop decapsulating
+ * (`active`). So whenever the gateway answers ERR_OHTTP_KEY_ID, the bundle it publishes no
+ * longer lists that key, and a client can tell a real stale key from a forged "stale key"
+ * answer by verifying again (a relay that replaces an answer with that error must not make the
+ * model answer the same request twice).
+ */
 export class OhttpKeyRing {
   private entries: RingEntry[] = [];
   private nextId: number;
@@ -34,10 +47,9 @@ export class OhttpKeyRing {
     this.nextId = firstKeyId & 0xff;
   }
 
-  /** Creates a new current key; the previous one is retired (usable until the grace period ends). */
+  /** Creates a new current key; the previous one is retired (published and usable until its grace period ends). */
   async rotate(): Promise<OhttpServerKey> {
     const now = this.clock().getTime();
-    this.prune();
     const used = new Set(this.entries.map((e) => e.key.config.keyId));
     let id = this.nextId;
     for (let i = 0; i < 256 && used.has(id); i++) id = (id + 1) & 0xff;
@@ -56,7 +68,6 @@ export class OhttpKeyRing {
    */
   install(key: OhttpServerKey): void {
     const now = this.clock().getTime();
-    this.prune();
     this.entries = this.entries.filter((e) => e.key.config.keyId !== key.config.keyId);
     for (const e of this.entries) e.removeAt ??= now + this.graceMs;
     this.entries.unshift({ key, createdAt: now });
@@ -67,28 +78,41 @@ export class OhttpKeyRing {
     this.entries = [];
   }
 
-  /** Drops retired keys whose grace period ended; returns their ids. */
-  prune(): number[] {
+  /**
+   * After an attestation binding `published` was published: drops the retired keys whose grace
+   * period has ended and that it does not list (they no longer decapsulate); returns their ids.
+   * A key retired while that attestation was made is still listed by it, and stays.
+   */
+  dropUnpublished(published: readonly KeyConfig[]): number[] {
     const now = this.clock().getTime();
-    const gone = this.entries.filter((e) => e.removeAt !== undefined && e.removeAt <= now).map((e) => e.key.config.keyId);
-    if (gone.length > 0) this.entries = this.entries.filter((e) => !(e.removeAt !== undefined && e.removeAt <= now));
-    return gone;
+    const gone = (e: RingEntry) => e.removeAt !== undefined && e.removeAt <= now && !published.some((c) => sameConfig(c, e.key.config));
+    const ids = this.entries.filter(gone).map((e) => e.key.config.keyId);
+    if (ids.length > 0) this.entries = this.entries.filter((e) => !gone(e));
+    return ids;
   }
 
-  /** Removes a key at once (compromise, or a test of the refresh path). */
+  /** When the next retired key's grace period ends (ms since the epoch), if one is still in grace. */
+  nextRetirement(): number | undefined {
+    const now = this.clock().getTime();
+    let next: number | undefined;
+    for (const e of this.entries) if (e.removeAt !== undefined && e.removeAt > now && (next === undefined || e.removeAt < next)) next = e.removeAt;
+    return next;
+  }
+
+  /** Removes a key at once (compromise, or a test of the refresh path); re-attest to stop publishing it. */
   remove(keyId: number): void {
     this.entries = this.entries.filter((e) => e.key.config.keyId !== keyId);
   }
 
-  /** Keys that decapsulate: current first, then retired ones still in grace. */
+  /** Keys that decapsulate: current first, then retired ones not yet dropped by `dropUnpublished`. */
   get active(): OhttpServerKey[] {
-    this.prune();
     return this.entries.map((e) => e.key);
   }
 
-  /** Key configurations to publish and bind, current first. */
+  /** Key configurations to publish and bind, current first: the retired keys still in their grace period. */
   get configs(): KeyConfig[] {
-    return this.active.map((k) => k.config);
+    const now = this.clock().getTime();
+    return this.entries.filter((e) => e.removeAt === undefined || e.removeAt > now).map((e) => e.key.config);
   }
 
   get current(): OhttpServerKey | undefined {

@@ -98,17 +98,37 @@ describe('replay guard and key ring', () => {
     expect(g.size).toBe(1);
   });
 
-  it('rotates with fresh ids; retired keys live through the grace period only', async () => {
+  it('rotates with fresh ids; retired keys are published through their grace period, and decapsulate until an attestation without them is published', async () => {
     let t = 0;
     const ring = new OhttpKeyRing(() => new Date(t), 1000, 254);
     const a = await ring.rotate();
     const b = await ring.rotate();
+    expect(ring.nextRetirement()).toBe(1000);
+    t = 500;
     const c = await ring.rotate();
     expect([a, b, c].map((k) => k.config.keyId)).toEqual([254, 255, 0]);
     expect(ring.active.map((k) => k.config.keyId)).toEqual([0, 255, 254]);
+    expect(ring.configs.map((k) => k.keyId)).toEqual([0, 255, 254]);
+    // An attestation published while every key is in grace drops none.
+    expect(ring.dropUnpublished(ring.configs)).toEqual([]);
     t = 1000;
-    expect(ring.configs.map((k) => k.keyId)).toEqual([0]);
-    ring.remove(0);
+    // 254's grace ended: no longer published, still decapsulating until an attestation without it is out.
+    const published = ring.configs;
+    expect(published.map((k) => k.keyId)).toEqual([0, 255]);
+    expect(ring.nextRetirement()).toBe(1500);
+    expect(ring.active.map((k) => k.config.keyId)).toEqual([0, 255, 254]);
+    t = 1600;
+    // That attestation bound 255 (its grace ended while it was made): 255 stays until the next one.
+    expect(ring.dropUnpublished(published)).toEqual([254]);
+    expect(ring.active.map((k) => k.config.keyId)).toEqual([0, 255]);
+    expect(ring.nextRetirement()).toBeUndefined();
+    expect(ring.dropUnpublished(ring.configs)).toEqual([255]);
+    expect(ring.active.map((k) => k.config.keyId)).toEqual([0]);
+    // A configuration with the same id but another key does not keep a key.
+    await ring.rotate();
+    t = 3000;
+    expect(ring.dropUnpublished([{ ...c.config, publicKey: new Uint8Array(c.config.publicKey.length) }])).toEqual([0]);
+    ring.remove(1);
     expect(ring.active).toHaveLength(0);
   });
 });
