@@ -181,6 +181,35 @@ async function run(): Promise<void> {
       assert(c === 'ERR_EVIDENCE_MEASUREMENT', c);
     });
   }
+
+  // A gateway that signs its receipts with another key than the one it attested: however the
+  // page reads a streamed answer, it learns the receipt's typed error, not "Failed to fetch".
+  const forging = q.get('forging');
+  if (forging) {
+    const jwks = JSON.parse(q.get('forgingJwks')!) as { keys: JsonWebKey[] };
+    const apiKey = q.get('apiKey')!;
+    await test('forging gateway: a streamed answer fails ERR_RECEIPT_SIGNATURE through text(), json(), arrayBuffer(), blob() and the reader', async () => {
+      const cfetch = createConfidentialFetch({ gateway: forging, jwks, allowSimulated: true });
+      const reads: Record<string, (r: Response) => Promise<unknown>> = {
+        text: (r) => r.text(),
+        json: (r) => r.json(),
+        arrayBuffer: (r) => r.arrayBuffer(),
+        blob: (r) => r.blob(),
+        reader: async (r) => {
+          const reader = r.body!.getReader();
+          while (!(await reader.read()).done);
+        },
+      };
+      for (const [how, read] of Object.entries(reads)) {
+        const res = await cfetch(`${forging}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${apiKey}` }, body: JSON.stringify({ model: 'custody-demo', stream: true, messages: [{ role: 'user', content: 'forged receipt' }] }) });
+        assert(res.status === 200, `status ${res.status}`);
+        const receipt = code(cfetch.receiptOf(res)!);
+        const c = await code(read(res));
+        assert(c === 'ERR_RECEIPT_SIGNATURE', `${how}: ${c}`);
+        assert((await receipt) === 'ERR_RECEIPT_SIGNATURE', `${how}: receiptOf`);
+      }
+    });
+  }
 }
 
 const w = globalThis as unknown as { __results?: Result[]; __done?: boolean };

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { build, type Metafile } from 'esbuild';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ReceiptSigner } from '@custody/gateway-service';
 import { startTestGateway, type TestGateway } from '@custody/gateway-service/testing';
 import { vectorPath } from '../vectors.js';
 
@@ -63,12 +64,20 @@ describe('SDK bundle for the browser', () => {
 
 describe('SDK tests in Chromium', () => {
   let gw: TestGateway;
+  let forging: TestGateway;
   let page: Server;
   let browser: Browser | undefined;
   let pageUrl: string;
 
   beforeAll(async () => {
     gw = await startTestGateway();
+    // A gateway that signs its receipts with another key than the one it attested (a test
+    // double of a gateway whose receipts must not be trusted).
+    forging = await startTestGateway();
+    const keys = forging.gateway.keys;
+    const attested = keys.receiptFor.bind(keys);
+    const other = await ReceiptSigner.create();
+    keys.receiptFor = (id) => ({ publicKey: attested(id).publicKey, sign: other.sign }) as ReceiptSigner;
     const { code, metafile } = await bundle('test/browser/sdk-browser-entry.ts');
     expect(nodeImports(metafile)).toEqual([]);
     const files: Record<string, [string, string | Buffer]> = {
@@ -87,7 +96,7 @@ describe('SDK tests in Chromium', () => {
     });
     await new Promise<void>((r) => page.listen(0, '127.0.0.1', r));
     const port = (page.address() as { port: number }).port;
-    const q = new URLSearchParams({ gateway: gw.url, jwks: JSON.stringify(gw.jwks), apiKey: gw.apiKey, measurement: gw.measurement });
+    const q = new URLSearchParams({ gateway: gw.url, jwks: JSON.stringify(gw.jwks), apiKey: gw.apiKey, measurement: gw.measurement, forging: forging.url, forgingJwks: JSON.stringify(forging.jwks) });
     // localhost is a secure context, so WebCrypto's subtle is there.
     pageUrl = `http://localhost:${port}/?${q.toString()}`;
     browser = await chromium.launch({
@@ -100,6 +109,7 @@ describe('SDK tests in Chromium', () => {
     await browser?.close();
     if (page) await new Promise<void>((r) => page.close(() => r()));
     await gw?.close();
+    await forging?.close();
   });
 
   it('passes the OHTTP vectors, receipts, and verify + encapsulate against the gateway', async () => {
@@ -112,7 +122,7 @@ describe('SDK tests in Chromium', () => {
     const results = await p.evaluate(() => (globalThis as unknown as { __results: { name: string; ok: boolean; error?: string }[] }).__results);
     const failed = results.filter((r) => !r.ok);
     expect(failed, JSON.stringify({ failed, console }, null, 2)).toEqual([]);
-    expect(results.map((r) => r.name)).toHaveLength(8);
+    expect(results.map((r) => r.name)).toHaveLength(9);
     // The refused request never reached the gateway's pipeline: no receipt names it.
     expect(gw.logs.join('\n')).not.toContain('MUST-NOT-LEAVE');
     expect(gw.ledger.events.filter((e) => e.type === 'inference.receipt')).toHaveLength(2);

@@ -245,6 +245,36 @@ async function discard(res: Response): Promise<void> {
   await res.body?.cancel().catch(() => undefined);
 }
 
+/**
+ * A streamed answer whose body methods (`text`, `json`, `arrayBuffer`, `bytes`, `blob`) read
+ * through the body's reader: Chromium's own methods turn any error of the stream (a receipt that
+ * does not verify, a cut stream) into `TypeError: Failed to fetch`, and the caller would not
+ * learn that what it read must not be trusted. Errors reach the caller as the stream raised
+ * them, on every engine.
+ */
+function withStreamErrors(response: Response): Response {
+  const collect = async (): Promise<Uint8Array> => {
+    if (response.bodyUsed || !response.body) throw new TypeError('the body has already been read');
+    const reader = response.body.getReader();
+    const parts: Uint8Array[] = [];
+    for (;;) {
+      const r = await reader.read();
+      if (r.done) break;
+      parts.push(r.value);
+    }
+    return concatBytes(...parts);
+  };
+  const text = async () => new TextDecoder().decode(await collect());
+  Object.defineProperties(response, {
+    arrayBuffer: { value: async () => (await collect()).slice().buffer, configurable: true },
+    bytes: { value: collect, configurable: true },
+    text: { value: text, configurable: true },
+    json: { value: async (): Promise<unknown> => JSON.parse(await text()), configurable: true },
+    blob: { value: async () => new Blob([(await collect()).slice().buffer], { type: response.headers.get('content-type') ?? '' }), configurable: true },
+  });
+  return response;
+}
+
 function contentType(res: Response): string {
   return (res.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
 }
@@ -462,7 +492,7 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
             return source.cancel(reason);
           },
         });
-        const response = new Response(piped, { status, headers });
+        const response = withStreamErrors(new Response(piped, { status, headers }));
         track(response, receiptReady.then((r) => r ?? Promise.reject(new CustodyError('ERR_RECEIPT_MISSING'))), { url: req.url, status, streamed: true });
         return response;
       };
