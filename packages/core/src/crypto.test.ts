@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { toHex } from './bytes.js';
 import { publicNonceRandom, secureRandom } from './crypto.js';
@@ -47,5 +49,20 @@ describe('publicNonceRandom (pooled randomness for values sent in the clear)', (
     // 65536 bytes, 256 values each expected 256 times: a value missing or over 3 times its share would mean a broken pool.
     expect(Math.min(...counts)).toBeGreaterThan(128);
     expect(Math.max(...counts)).toBeLessThan(768);
+  });
+});
+
+describe('without WebCrypto (a browser page that is not a secure context)', () => {
+  it('fails ERR_CRYPTO_UNAVAILABLE, saying why, instead of a TypeError', () => {
+    // A fresh process whose global crypto has getRandomValues but no subtle, as on an http:// page.
+    const script = [
+      "Object.defineProperty(globalThis, 'crypto', { value: { getRandomValues: (a) => a }, configurable: true });",
+      `const { sha256, toCustodyError } = await import(${JSON.stringify(fileURLToPath(new URL('./index.ts', import.meta.url)))});`,
+      'try { await sha256(new Uint8Array(1)); console.log("no error"); } catch (e) { const c = toCustodyError(e); console.log(JSON.stringify({ code: c.code, message: c.message })); }',
+    ].join('\n');
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    const r = JSON.parse(out.trim()) as { code: string; message: string };
+    expect(r.code).toBe('ERR_CRYPTO_UNAVAILABLE');
+    expect(r.message).toContain('secure contexts');
   });
 });

@@ -1,8 +1,18 @@
 import { copyBytes, type Bytes } from './bytes.js';
 import { CustodyError } from './errors.js';
 
-/** WebCrypto, the same object in Node 20 and browsers. */
-export const subtle: SubtleCrypto = globalThis.crypto.subtle;
+/**
+ * WebCrypto, the same object in Node 20 and browsers. Browsers give it only to secure contexts
+ * (https:// pages, or http://localhost): elsewhere every use fails ERR_CRYPTO_UNAVAILABLE, which
+ * says so, rather than a TypeError read as an internal error.
+ */
+export const subtle: SubtleCrypto =
+  (globalThis.crypto as Crypto | undefined)?.subtle ??
+  new Proxy({} as SubtleCrypto, {
+    get() {
+      throw new CustodyError('ERR_CRYPTO_UNAVAILABLE', 'WebCrypto (crypto.subtle) is not available here: browsers give it only to secure contexts, pages served over https:// or from http://localhost');
+    },
+  });
 
 export type HashName = 'SHA-1' | 'SHA-256' | 'SHA-384' | 'SHA-512';
 

@@ -202,6 +202,7 @@ export const ErrorCodes = {
   ERR_RECEIPT_SIGNATURE: 'the receipt signature does not verify with the attested receipt key',
   ERR_RECEIPT_MISMATCH: 'the receipt does not describe this request and response',
   // generic
+  ERR_CRYPTO_UNAVAILABLE: 'WebCrypto is not available in this context (a browser page that is not https:// or localhost)',
   ERR_SERVICE_UNAVAILABLE: 'a service Custody depends on is unavailable; nothing was released, retry later',
   ERR_INTERNAL: 'internal error',
 } as const;

@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { VerifiedGateway } from './attestation/verify.js';
-import { fastRequest, staleKeyConfirmed, wantsStream } from './confidential-fetch.js';
+import { createConfidentialFetch, fastRequest, staleKeyConfirmed, wantsStream } from './confidential-fetch.js';
 import type { KeyConfig } from './ohttp/key-config.js';
 
 async function viaRequest(input: string | URL, init?: RequestInit) {
@@ -132,5 +132,29 @@ describe('staleKeyConfirmed', () => {
     ['an EAR before, none after (and no nonce)', gw([k1], { iat: 100 }), gw([k2]), false],
   ])('%s', (_name, before, after, want) => {
     expect(staleKeyConfirmed(before.keyConfigs[0]!, before, after)).toBe(want);
+  });
+});
+
+describe('createConfidentialFetch addresses', () => {
+  const jwks = { keys: [] };
+  it.each<[string, Record<string, string>, string]>([
+    ['credentials in the gateway URL', { gateway: 'https://operator:s3cr3t-token@gw.example' }, 'credentials'],
+    ['a user name alone in the relay URL', { gateway: 'https://gw.example', relay: 'https://someone@relay.example' }, 'credentials'],
+    ['a gateway that is not a URL', { gateway: 'gw.example' }, 'not a URL'],
+    ['a gateway that is not http(s)', { gateway: 'ftp://gw.example' }, 'http(s)'],
+  ])('refuses %s (ERR_USAGE), without repeating it', (_name, where, says) => {
+    let err: unknown;
+    try {
+      createConfidentialFetch({ jwks, ...where } as unknown as Parameters<typeof createConfidentialFetch>[0]);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: 'ERR_USAGE' });
+    expect((err as Error).message).toContain(says);
+    expect((err as Error).message).not.toContain('s3cr3t');
+  });
+
+  it('takes http and https URLs, as strings or URL objects', () => {
+    for (const gateway of ['http://127.0.0.1:8443', 'https://gw.example/base/', new URL('https://gw.example')]) expect(() => createConfidentialFetch({ gateway, jwks })).not.toThrow();
   });
 });

@@ -240,6 +240,22 @@ async function problemOf(res: Response): Promise<{ code: string; type?: string }
   }
 }
 
+/**
+ * The code of a refusal the gateway answered inside the encrypted exchange (so it is the
+ * gateway's own, not a relay's) as problem JSON, when it has one: what a missing receipt on it
+ * is reported as, rather than ERR_RECEIPT_MISSING (the gateway checks the request's date before
+ * the tenant, and a request it refuses before the tenant has no receipt).
+ */
+function innerRefusalCode(status: number, headers: Headers, content: Uint8Array): string | undefined {
+  if (status < 400 || status >= 500 || !(headers.get('content-type') ?? '').startsWith('application/problem+json') || content.length > MAX_PROBLEM) return undefined;
+  try {
+    const code = (JSON.parse(new TextDecoder().decode(content)) as { code?: unknown }).code;
+    return typeof code === 'string' && /^ERR_[A-Z0-9_]{1,60}$/.test(code) ? code : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Lets an answer that will not be read go: its connection is not held for a body nobody reads. */
 async function discard(res: Response): Promise<void> {
   await res.body?.cancel().catch(() => undefined);
@@ -275,6 +291,22 @@ function withStreamErrors(response: Response): Response {
   return response;
 }
 
+/**
+ * The gateway's (or relay's) address: an http(s) URL without credentials. A user name or
+ * password in it would be copied into the verification document a page shows, and sent with
+ * every request; a URL that does not parse fails now, not at the first request (ERR_USAGE).
+ */
+function assertServiceUrl(name: string, value: string | URL): void {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new CustodyError('ERR_USAGE', `${name} is not a URL`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CustodyError('ERR_USAGE', `${name} must be an http(s) URL`);
+  if (u.username !== '' || u.password !== '') throw new CustodyError('ERR_USAGE', `${name} must not carry credentials (user:password@): give the API key in the request's Authorization header`);
+}
+
 function contentType(res: Response): string {
   return (res.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
 }
@@ -287,6 +319,9 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
   const requireReceipt = options.requireReceipt ?? true;
   const verifyTimeoutMs = options.verifyTimeoutMs ?? VERIFY_TIMEOUT_MS;
   if (!(verifyTimeoutMs > 0)) throw new CustodyError('ERR_USAGE', 'verifyTimeoutMs must be a positive number of milliseconds');
+  for (const [name, value] of [['gateway', options.gateway], ['relay', options.relay]] as const) {
+    if (value !== undefined) assertServiceUrl(name, value);
+  }
   const minGpus = options.minGpus ?? 0;
   const ohttpUrl = joinPath(options.relay ?? options.gateway, OHTTP_PATH);
   const encapsulateOptions: EncapsulateOptions = options.random ? { random: options.random } : {};
@@ -409,7 +444,7 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
         const inner = decodeBhttpResponse(await context.decapsulateResponse(sealed));
         const headers = new Headers(inner.headers as [string, string][]);
         const status = inner.status;
-        const receipt = checkReceipt(gw, headers.get(RECEIPT_HEADER), { requestDigest: await requestDigest, responseDigest: await digestOf(inner.content), status, streamed: false });
+        const receipt = checkReceipt(gw, headers.get(RECEIPT_HEADER), { requestDigest: await requestDigest, responseDigest: await digestOf(inner.content), status, streamed: false, refusal: innerRefusalCode(status, headers, inner.content) });
         const response = new Response(NULL_BODY_STATUS.has(status) ? null : inner.content, { status, headers });
         track(response, receipt, { url: req.url, status, streamed: false });
         if (receipt) await receipt;
@@ -436,12 +471,13 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
         const inner = await decodeBhttpResponseStream(context.decapsulateResponse(res.body!));
         const headers = new Headers(inner.headers as [string, string][]);
         const status = inner.status;
-        if (NULL_BODY_STATUS.has(status)) {
-          // No body stream to fail when the receipt does not verify: read the (empty) content and
-          // the trailers now and check the receipt before the answer is returned, as for a plain one.
+        if (NULL_BODY_STATUS.has(status) || (status >= 400 && status < 500 && (headers.get('content-type') ?? '').startsWith('application/problem+json'))) {
+          // No body stream to fail when the receipt does not verify (or a short refusal): read the
+          // content and the trailers now and check the receipt before the answer is returned, as
+          // for a plain one.
           const content = await readAll(inner.body, MAX_OHTTP_MESSAGE);
-          const checked = checkReceipt(gw, receiptOfTrailers(await inner.trailers), { requestDigest: await requestDigest, responseDigest: await digestOf(content), status });
-          const response = new Response(null, { status, headers });
+          const checked = checkReceipt(gw, receiptOfTrailers(await inner.trailers), { requestDigest: await requestDigest, responseDigest: await digestOf(content), status, refusal: innerRefusalCode(status, headers, content) });
+          const response = new Response(NULL_BODY_STATUS.has(status) ? null : content, { status, headers });
           track(response, checked, { url: req.url, status, streamed: true });
           if (checked) await checked;
           return response;
@@ -518,11 +554,15 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
    * gateway records whether the model's answer streamed, and a chunked exchange carries whole
    * answers too (errors, embeddings, backends that do not stream), so there it is not compared.
    */
-  function checkReceipt(gw: VerifiedGateway, value: string | null, expect: { requestDigest: string; responseDigest: string; status: number; streamed?: boolean }): Promise<Receipt> | undefined {
+  function checkReceipt(gw: VerifiedGateway, value: string | null, expect: { requestDigest: string; responseDigest: string; status: number; streamed?: boolean; refusal?: string | undefined }): Promise<Receipt> | undefined {
     if (value === null) {
       // 401: no tenant, so no receipt; 429: the tenant was refused at its limit before anything
       // was looked at; 5xx: the gateway withheld the answer (nothing to vouch for).
-      if (requireReceipt && expect.status !== 401 && expect.status !== 429 && expect.status < 500) return Promise.reject(new CustodyError('ERR_RECEIPT_MISSING'));
+      if (requireReceipt && expect.status !== 401 && expect.status !== 429 && expect.status < 500) {
+        // A refusal the gateway gave inside the encrypted answer: its own code says why there is no receipt.
+        if (expect.refusal) return Promise.reject(new CustodyError(expect.refusal, `the gateway refused the request (${expect.status} ${expect.refusal}); it gave no receipt`, { detail: { status: expect.status, code: expect.refusal, receipt: false } }));
+        return Promise.reject(new CustodyError('ERR_RECEIPT_MISSING'));
+      }
       return undefined;
     }
     return verifyReceipt(value, gw.receiptKeyJwk, expect).then((r) => {

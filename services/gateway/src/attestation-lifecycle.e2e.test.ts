@@ -149,6 +149,36 @@ describe('model key release', () => {
 });
 
 describe('freshness and trust paths', () => {
+  it("accepts a client clock up to a minute from the broker's for the EAR (clockToleranceSeconds), and refuses beyond", async () => {
+    gw = await startTestGateway();
+    const g = gw;
+    const behind = (s: number) => () => new Date(Date.now() - s * 1000);
+    const verify = (o: Partial<Parameters<typeof createConfidentialFetch>[0]>) => createConfidentialFetch({ gateway: g.url, jwks: g.jwks!, allowSimulated: true, ...o }).verify();
+    // A device clock 30 s behind: the EAR was issued "in the future" by 30 s.
+    expect((await verify({ clock: behind(30) })).earIssuedAt).toBeInstanceOf(Date);
+    expect(await codeOf(verify({ clock: behind(120) }))).toBe('ERR_EAR_NOT_YET_VALID');
+    expect(await codeOf(verify({ clock: behind(30), clockToleranceSeconds: 0 }))).toBe('ERR_EAR_NOT_YET_VALID');
+    for (const clockToleranceSeconds of [-1, 301, Number.NaN]) expect(await codeOf(verify({ clockToleranceSeconds }))).toBe('ERR_USAGE');
+  });
+
+  it("a request whose date the gateway refuses (the client's clock is off) fails with the gateway's own code, not as a missing receipt", async () => {
+    gw = await startTestGateway();
+    const g = gw;
+    const cfetch = createConfidentialFetch({ gateway: g.url, jwks: g.jwks!, allowSimulated: true, clock: () => new Date(Date.now() + 90_000) });
+    for (const stream of [false, true]) {
+      const e = await cfetch(`${g.url}/v1/chat/completions`, { ...chat(g, 'clock ahead'), body: JSON.stringify({ model: DEMO_MODEL_ID, stream, messages: [{ role: 'user', content: 'clock ahead' }] }) }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(e).toMatchObject({ code: 'ERR_GATEWAY_REQUEST_DATE', detail: { status: 400, receipt: false } });
+    }
+    // The same refusal without requireReceipt is the gateway's answer itself.
+    const lax = createConfidentialFetch({ gateway: g.url, jwks: g.jwks!, allowSimulated: true, requireReceipt: false, clock: () => new Date(Date.now() + 90_000) });
+    const res = await lax(`${g.url}/v1/chat/completions`, chat(g, 'clock ahead'));
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { code: string }).code).toBe('ERR_GATEWAY_REQUEST_DATE');
+  });
+
   it('answers a caller nonce with fresh evidence bound to it; the SDK checks it against the EAR', async () => {
     gw = await startTestGateway();
     const r = await discoverGateway({ gateway: gw.url, jwks: gw.jwks!, allowSimulated: true, freshNonce: true });

@@ -77,6 +77,12 @@ export interface GatewayTrustOptions {
   acceptWarning?: boolean;
   /** Longest time a verification is relied on, and oldest EAR accepted. Default 300 s. */
   maxAgeSeconds?: number;
+  /**
+   * How far this client's clock may be from the broker's when the EAR is checked (issued "in
+   * the future", or just expired, by at most this). Default 60 s, the gateway's own window for a
+   * request's date; 0 to 300.
+   */
+  clockToleranceSeconds?: number;
   /** Strict mode: the broker's appraisal must be in the transparency log under this policy. */
   strict?: { tlogPolicy: TlogPolicy };
   /**
@@ -190,6 +196,9 @@ interface Claimed {
   debug: boolean;
   measurements: Record<string, string>;
 }
+
+/** Default distance accepted between the client's clock and the broker's for an EAR. */
+const DEFAULT_CLOCK_TOLERANCE_SECONDS = 60;
 
 class Stop extends Error {}
 
@@ -459,6 +468,8 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
   try {
     await run.step('trust', () => {
       assertDeviceOptions(options);
+      const tolerance = options.clockToleranceSeconds;
+      if (tolerance !== undefined && !(Number.isFinite(tolerance) && tolerance >= 0 && tolerance <= 300)) fail('ERR_USAGE', 'clockToleranceSeconds is a number of seconds from 0 to 300');
       if (!options.jwks && !options.policy) fail('ERR_SDK_TRUST_CONFIG', 'neither a broker JWKS nor an appraisal policy is configured: nothing to trust the gateway by');
       if (!options.jwks && !options.nonce && !options.pastAnswer) fail('ERR_SDK_STALE', 'without a broker EAR, freshness needs a caller nonce (use the challenge endpoint)');
       const how = [options.jwks ? `broker EAR against a pinned JWKS (${options.jwks.keys.length} key(s))` : '', options.policy ? `raw evidence appraised with policy ${options.policy.policyId}` : ''].filter(Boolean);
@@ -521,7 +532,7 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
         return { skipped: 'no broker JWKS pinned; the raw evidence is what the EAR appraised (its signature not checked)' };
       }
       if (!bundle.ear) fail('ERR_EAR_MALFORMED', 'the gateway published no EAR');
-      const v = await verifyEar(bundle.ear, { jwks: options.jwks, now, ...(options.earIssuer ? { issuer: options.earIssuer } : {}), ...(options.earAudience ? { audience: options.earAudience } : {}) });
+      const v = await verifyEar(bundle.ear, { jwks: options.jwks, now, clockToleranceSeconds: options.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS, ...(options.earIssuer ? { issuer: options.earIssuer } : {}), ...(options.earAudience ? { audience: options.earAudience } : {}) });
       ear = v.ear;
       const bound = await bindEar(ear, bundle, rd, evidenceClaims);
       if (!statusAccepted(v.status, options.acceptWarning ?? false)) fail('ERR_POLICY_DENIED', `the broker's verdict is ${v.status}`, { status: v.status });
