@@ -49,7 +49,7 @@ export interface GatewayOptions {
   /** First delay of the early round after one whose bundle lacks its ledger proof (default 5 s). */
   ledgerProofRetryMs?: number;
   maxEvidenceAgeMs?: number;
-  /** How long a retired OHTTP key still decapsulates. Default 10 minutes. */
+  /** How long a retired OHTTP key stays published and decapsulates (it stops once an attestation without it is published). Default 10 minutes. */
   keyGraceMs?: number;
   /** Rotate the OHTTP key this often (and re-attest). Default: never on a timer. */
   keyRotationMs?: number;
