@@ -246,13 +246,32 @@ async function problemOf(res: Response): Promise<{ code: string; type?: string }
  * is reported as, rather than ERR_RECEIPT_MISSING (the gateway checks the request's date before
  * the tenant, and a request it refuses before the tenant has no receipt).
  */
-function innerRefusalCode(status: number, headers: Headers, content: Uint8Array): string | undefined {
+function innerRefusal(status: number, headers: Headers, content: Uint8Array): InnerRefusal | undefined {
   if (status < 400 || status >= 500 || !(headers.get('content-type') ?? '').startsWith('application/problem+json') || content.length > MAX_PROBLEM) return undefined;
   try {
-    const code = (JSON.parse(new TextDecoder().decode(content)) as { code?: unknown }).code;
-    return typeof code === 'string' && /^ERR_[A-Z0-9_]{1,60}$/.test(code) ? code : undefined;
+    const p = JSON.parse(new TextDecoder().decode(content)) as { code?: unknown; facts?: { gatewayTime?: unknown } };
+    if (typeof p.code !== 'string' || !/^ERR_[A-Z0-9_]{1,60}$/.test(p.code)) return undefined;
+    const t = typeof p.facts?.gatewayTime === 'string' ? Date.parse(p.facts.gatewayTime) : NaN;
+    return Number.isFinite(t) ? { code: p.code, gatewayTime: t } : { code: p.code };
   } catch {
     return undefined;
+  }
+}
+
+interface InnerRefusal {
+  code: string;
+  /** The gateway's clock when it refused a request's date (ms since the epoch). */
+  gatewayTime?: number;
+}
+
+/**
+ * The gateway refused the request's date (this client's clock is off) and said what time it is
+ * (inside the encrypted answer, so it is the gateway's word): the request may be sent once more
+ * with a date on the gateway's clock. It reached no tenant check and no model.
+ */
+class DateRefused extends Error {
+  constructor(readonly gatewayTime: number) {
+    super('the gateway refused the request date');
   }
 }
 
@@ -327,6 +346,8 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
   const encapsulateOptions: EncapsulateOptions = options.random ? { random: options.random } : {};
   const receipts = new WeakMap<Response, Promise<Receipt>>();
   let cached: Promise<VerifiedGateway> | undefined;
+  /** Added to this client's clock for a request's date, once the gateway refused one and said its time. */
+  let dateOffsetMs = 0;
   let last: VerificationDocument | undefined;
   let lastBundle: AttestationBundle | undefined;
 
@@ -417,7 +438,7 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
         scheme: url.protocol.replace(/:$/, ''),
         authority: url.host,
         path: url.pathname + url.search,
-        headers: requestFields(req, clock()),
+        headers: requestFields(req, new Date(clock().getTime() + dateOffsetMs)),
         content: body,
       },
       stream ? { framing: 'indeterminate' } : {},
@@ -444,7 +465,9 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
         const inner = decodeBhttpResponse(await context.decapsulateResponse(sealed));
         const headers = new Headers(inner.headers as [string, string][]);
         const status = inner.status;
-        const receipt = checkReceipt(gw, headers.get(RECEIPT_HEADER), { requestDigest: await requestDigest, responseDigest: await digestOf(inner.content), status, streamed: false, refusal: innerRefusalCode(status, headers, inner.content) });
+        const refusal = innerRefusal(status, headers, inner.content);
+        if (!retried && refusal?.code === 'ERR_GATEWAY_REQUEST_DATE' && refusal.gatewayTime !== undefined) throw new DateRefused(refusal.gatewayTime);
+        const receipt = checkReceipt(gw, headers.get(RECEIPT_HEADER), { requestDigest: await requestDigest, responseDigest: await digestOf(inner.content), status, streamed: false, refusal: refusal?.code });
         const response = new Response(NULL_BODY_STATUS.has(status) ? null : inner.content, { status, headers });
         track(response, receipt, { url: req.url, status, streamed: false });
         if (receipt) await receipt;
@@ -476,7 +499,9 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
           // content and the trailers now and check the receipt before the answer is returned, as
           // for a plain one.
           const content = await readAll(inner.body, MAX_OHTTP_MESSAGE);
-          const checked = checkReceipt(gw, receiptOfTrailers(await inner.trailers), { requestDigest: await requestDigest, responseDigest: await digestOf(content), status, refusal: innerRefusalCode(status, headers, content) });
+          const refusal = innerRefusal(status, headers, content);
+          if (!retried && refusal?.code === 'ERR_GATEWAY_REQUEST_DATE' && refusal.gatewayTime !== undefined) throw new DateRefused(refusal.gatewayTime);
+          const checked = checkReceipt(gw, receiptOfTrailers(await inner.trailers), { requestDigest: await requestDigest, responseDigest: await digestOf(content), status, refusal: refusal?.code });
           const response = new Response(NULL_BODY_STATUS.has(status) ? null : content, { status, headers });
           track(response, checked, { url: req.url, status, streamed: true });
           if (checked) await checked;
@@ -534,7 +559,16 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
       };
     }
 
-    if (outer.status === 200) return open(outer);
+    if (outer.status === 200) {
+      try {
+        return await open(outer);
+      } catch (e) {
+        if (!(e instanceof DateRefused)) throw e;
+        // This client's clock is off: dates go out on the gateway's clock from now on.
+        dateOffsetMs = e.gatewayTime - clock().getTime();
+        return send(req, body, stream, true);
+      }
+    }
     const problem = await problemOf(outer);
     // An unknown key id, or a key id that now names another key (the request did not decrypt):
     // the configuration may be stale, so verify the gateway again, and send once more only when

@@ -161,20 +161,42 @@ describe('freshness and trust paths', () => {
     for (const clockToleranceSeconds of [-1, 301, Number.NaN]) expect(await codeOf(verify({ clockToleranceSeconds }))).toBe('ERR_USAGE');
   });
 
-  it("a request whose date the gateway refuses (the client's clock is off) fails with the gateway's own code, not as a missing receipt", async () => {
+  it("a client whose clock is off learns the gateway's time from its refusal (inside the encrypted answer) and sends once more; the date stays checked", async () => {
     gw = await startTestGateway();
     const g = gw;
-    const cfetch = createConfidentialFetch({ gateway: g.url, jwks: g.jwks!, allowSimulated: true, clock: () => new Date(Date.now() + 90_000) });
+    let sealed = 0;
+    const counting: typeof fetch = (input, init) => {
+      if (String(input instanceof Request ? input.url : input).endsWith('/ohttp')) sealed++;
+      return fetch(input, init);
+    };
+    const ahead = () => new Date(Date.now() + 90_000);
+    const cfetch = createConfidentialFetch({ gateway: g.url, jwks: g.jwks!, allowSimulated: true, clock: ahead, fetch: counting });
     for (const stream of [false, true]) {
-      const e = await cfetch(`${g.url}/v1/chat/completions`, { ...chat(g, 'clock ahead'), body: JSON.stringify({ model: DEMO_MODEL_ID, stream, messages: [{ role: 'user', content: 'clock ahead' }] }) }).then(
+      sealed = 0;
+      const res = await cfetch(`${g.url}/v1/chat/completions`, { ...chat(g), body: JSON.stringify({ model: DEMO_MODEL_ID, stream, messages: [{ role: 'user', content: 'clock ahead' }] }) });
+      expect(res.status).toBe(200);
+      await res.text();
+      expect(await cfetch.receiptOf(res)).toBeDefined();
+      // Refused once (the first call), then sent on the gateway's clock; later calls go once.
+      expect(sealed).toBe(stream ? 1 : 2);
+    }
+    await g.close();
+    // A date refused again after the one resend (here a gateway that accepts no distance at all,
+    // and dates go to the second) fails with the gateway's own code, not as a missing receipt.
+    gw = await startTestGateway({ gateway: { requestDateWindowMs: 0 } });
+    const h = gw;
+    const strict = createConfidentialFetch({ gateway: h.url, jwks: h.jwks!, allowSimulated: true, fetch: counting });
+    for (const stream of [false, true]) {
+      sealed = 0;
+      const e = await strict(`${h.url}/v1/chat/completions`, { ...chat(h), body: JSON.stringify({ model: DEMO_MODEL_ID, stream, messages: [{ role: 'user', content: 'refused' }] }) }).then(
         () => undefined,
         (err: unknown) => err,
       );
       expect(e).toMatchObject({ code: 'ERR_GATEWAY_REQUEST_DATE', detail: { status: 400, receipt: false } });
+      expect(sealed).toBe(2);
     }
-    // The same refusal without requireReceipt is the gateway's answer itself.
-    const lax = createConfidentialFetch({ gateway: g.url, jwks: g.jwks!, allowSimulated: true, requireReceipt: false, clock: () => new Date(Date.now() + 90_000) });
-    const res = await lax(`${g.url}/v1/chat/completions`, chat(g, 'clock ahead'));
+    const lax = createConfidentialFetch({ gateway: h.url, jwks: h.jwks!, allowSimulated: true, requireReceipt: false });
+    const res = await lax(`${h.url}/v1/chat/completions`, chat(h, 'refused'));
     expect(res.status).toBe(400);
     expect(((await res.json()) as { code: string }).code).toBe('ERR_GATEWAY_REQUEST_DATE');
   });

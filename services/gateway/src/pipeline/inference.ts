@@ -146,7 +146,8 @@ export class InferencePipeline {
     const d = header(fields, 'date');
     const t = d === undefined ? NaN : Date.parse(d);
     if (Number.isNaN(t) || Math.abs(t - now.getTime()) > (this.o.dateWindowMs ?? 60_000)) {
-      throw new CustodyError('ERR_GATEWAY_REQUEST_DATE', undefined, { detail: { present: d !== undefined } });
+      // The gateway's time goes back inside the encrypted answer: a client whose clock is off learns it, and may send once more.
+      throw new CustodyError('ERR_GATEWAY_REQUEST_DATE', undefined, { detail: { present: d !== undefined, gatewayTime: now.toISOString() } });
     }
   }
 
