@@ -80,12 +80,12 @@ export { ChallengeRateLimitConfig, DEFAULT_CHALLENGE_RATE_LIMIT, parseChallengeR
 export { ChallengeLimiter, TokenBuckets, clientAddressKey, type ChallengeLimiterOptions, type ChallengeLimitScope, type SessionSlot, type TokenBucketRate } from './attestation/challenge-limits.js';
 export { openBroker, openMetadataStore, openKeyStore } from './broker.js';
 export type { Broker, BrokerPlugins, AttestationPlugin } from './broker.js';
-export { serveBroker } from './serve.js';
-export type { RunningServer } from './serve.js';
+export { serveBroker, REQUEST_TIMEOUT_MS, HEADERS_TIMEOUT_MS } from './serve.js';
+export type { RunningServer, ServeBrokerOptions } from './serve.js';
 
 // attestation-gated key release handshake (docs/key-release-protocol.md)
-export { AttestationService, earLifetimeBound, HANDSHAKE_PLATFORMS, DEFAULT_NONCE_TTL_SECONDS, DEFAULT_SESSION_TTL_SECONDS, EAR_ISSUER, primaryMeasurement, DEVICE_PLATFORMS, MAX_DEVICES } from './attestation/handshake.js';
-export type { AttestationServiceOptions, EvidenceVerification, ChallengeResponse, AttestRequest, AttestResponse, DeviceEvidenceInput, DevicePlatform, ReleaseRequest as HandshakeReleaseRequest, ReleaseResponse } from './attestation/handshake.js';
+export { AttestationService, earLifetimeBound, HANDSHAKE_PLATFORMS, DEFAULT_NONCE_TTL_SECONDS, DEFAULT_SESSION_TTL_SECONDS, EAR_ISSUER, primaryMeasurement, DEVICE_PLATFORMS, MAX_DEVICES, MAX_COLLATERAL_ENTRIES } from './attestation/handshake.js';
+export type { AttestationServiceOptions, EvidenceVerification, ChallengeResponse, AttestRequest, EncodedAttestRequest, AttestResponse, DeviceEvidenceInput, DevicePlatform, ReleaseRequest as HandshakeReleaseRequest, ReleaseResponse } from './attestation/handshake.js';
 export { AppraisalPolicies, DEFAULT_DENY_POLICY_YAML } from './attestation/appraisal-policies.js';
 export { TenantPolicies, type AppraisalPolicyResolver, type TenantPoliciesOptions, type TenantPolicyView, type TenantPolicyDeletion } from './attestation/tenant-policies.js';
 export type { PolicySource } from './attestation/appraisal-policies.js';

@@ -4,6 +4,7 @@ import { Counter, type Registry } from 'prom-client';
 import { canonicalize, CustodyError, fromBase64Url, fromHex, secureRandom, systemClock, timingSafeEqual, toBase64Url, toCustodyError, toHex, utf8, type Clock } from '@custody/core';
 import { defaultRegistry, gpuAttestationKey, type NormalizedClaims, type Platform, type VerificationResult, type VerifyInput } from '@custody/attest';
 import { appraisalReasons, appraise, buildEar, DEFAULT_EAR_TTL_SECONDS, verifyEar, type Appraisal, type Ear, type VerifiedEar } from '@custody/policy';
+import { boundAuditEvent } from '../audit/bound-event.js';
 import type { AuditEvent, AuditRecord, AuditSink, AuditVerdict } from '../audit/types.js';
 import type { Principal } from '../auth/roles.js';
 import { releaseBinding, type KeyService } from '../keys/key-service.js';
@@ -103,6 +104,23 @@ export interface AttestRequest {
    */
   devices?: DeviceEvidenceInput[];
 }
+
+/**
+ * An attestation as the HTTP route hands it over: the session id, and the rest still to be
+ * decoded (base64), which `decode` does only once the session is found. Its errors
+ * (ERR_INPUT_MALFORMED) come before the nonce is spent.
+ */
+export interface EncodedAttestRequest {
+  session: string;
+  decode(): Omit<AttestRequest, 'session'>;
+}
+
+/**
+ * Most collateral entries one attestation may carry. TDX takes at most 8 (TDX_COLLATERAL_KEYS);
+ * four times that leaves room for other verifiers, and the bound keeps a body of a few hundred
+ * thousand one-byte entries from costing seconds.
+ */
+export const MAX_COLLATERAL_ENTRIES = 32;
 
 /** Platforms a device's evidence may come from (riding along a CPU TEE's evidence). */
 export const DEVICE_PLATFORMS = ['nvidia'] as const;
@@ -270,10 +288,16 @@ export class AttestationService {
     };
   }
 
-  /** Steps 2-3: verifies and appraises evidence bound to the session's nonce and a TEE key; returns a signed EAR. */
-  async attest(request: AttestRequest, caller?: Principal): Promise<AttestResponse> {
+  /**
+   * Steps 2-3: verifies and appraises evidence bound to the session's nonce and a TEE key; returns
+   * a signed EAR. The session is looked up before anything else, and an EncodedAttestRequest is
+   * decoded only then.
+   */
+  async attest(input: AttestRequest | EncodedAttestRequest, caller?: Principal): Promise<AttestResponse> {
     const now = this.now();
-    const session = await this.requireSession(request.session);
+    const session = await this.requireSession(input.session);
+    const request: AttestRequest = 'decode' in input ? { ...input.decode(), session: session.id } : input;
+    if (request.collateral) checkCollateral(request.collateral);
     const actor: Principal = { tenant: session.tenant, role: 'workload', subject: `session:${session.id}` };
     const facts: Record<string, string | number | boolean> = { session: session.id };
     let platform: Platform | undefined;
@@ -412,6 +436,8 @@ export class AttestationService {
         name: request.name,
         attestation: { sessionId: session.id, ear: verified.ear as unknown as Record<string, unknown>, earDigest, ...(measurement ? { measurement } : {}) },
         recipient,
+        // The key's refusals (no such key, a bad name, the policy's no) count against the session's bound too.
+        auditsDenial: () => this.auditsDenial(session.id),
       });
       this.counters?.release.inc({ outcome: 'allow' });
       return {
@@ -609,7 +635,7 @@ export class AttestationService {
       ...(reason ? { reason } : {}),
       detail: { ...detail },
     };
-    return this.auditSink.append(event);
+    return this.auditSink.append(boundAuditEvent(event));
   }
 
   private purgeExpired(now: number): void {
@@ -663,6 +689,12 @@ function checkDevices(devices: readonly DeviceEvidenceInput[]): readonly DeviceE
     if (!(d.evidence instanceof Uint8Array) || d.evidence.length === 0) throw new CustodyError('ERR_INPUT_MALFORMED', 'device evidence is empty');
   }
   return devices;
+}
+
+/** At most MAX_COLLATERAL_ENTRIES entries (the route's schema says the same; this holds for callers in process too). */
+function checkCollateral(collateral: Record<string, Uint8Array>): void {
+  const n = Object.keys(collateral).length;
+  if (n > MAX_COLLATERAL_ENTRIES) throw new CustodyError('ERR_INPUT_TOO_LARGE', `at most ${MAX_COLLATERAL_ENTRIES} collateral entries per attestation`, { detail: { collateral: n, max: MAX_COLLATERAL_ENTRIES } });
 }
 
 /** The EAR submodule of the i-th device: every device platform (NVIDIA) is a GPU. */

@@ -1,16 +1,16 @@
 import type { Context, Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
-import { CustodyError, fromBase64 } from '@custody/core';
+import { CustodyError, fromBase64, type ByteBudget } from '@custody/core';
 import { PLATFORMS } from '@custody/attest';
 import { authenticateApiKey } from '../auth/api-keys.js';
 import type { Principal } from '../auth/roles.js';
 import type { BrokerEnv } from '../http/app.js';
-import { problemResponse } from '../http/problem.js';
+import { parseJsonBody } from '../http/json-body.js';
+import { readRequestText } from '../http/request-body.js';
 import type { ApiKeyRepository } from '../metadata/types.js';
 import { MAX_RUNTIME_DATA } from './runtime-data.js';
 import type { ChallengeLimiter } from './challenge-limits.js';
-import { DEVICE_PLATFORMS, MAX_DEVICES, type AttestationService } from './handshake.js';
+import { DEVICE_PLATFORMS, MAX_COLLATERAL_ENTRIES, MAX_DEVICES, type AttestationService, type AttestRequest } from './handshake.js';
 
 /** Evidence plus certificates and collateral, base64, with JSON framing. */
 export const MAX_ATTEST_BODY = 4 * 1024 * 1024;
@@ -33,7 +33,13 @@ const AttestBody = z
     runtimeData: z.string().min(1).max(MAX_RUNTIME_DATA),
     platform: z.enum(PLATFORMS as unknown as [string, ...string[]]).optional(),
     certs: z.array(z.string().max(64 * 1024)).max(16).optional(),
-    collateral: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/), z.string().max(B64_MAX)).optional(),
+    collateral: z
+      .record(z.string().regex(/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/), z.string().max(B64_MAX))
+      .superRefine((entries, ctx) => {
+        const n = Object.keys(entries).length;
+        if (n > MAX_COLLATERAL_ENTRIES) ctx.addIssue({ code: 'too_big', origin: 'object', maximum: MAX_COLLATERAL_ENTRIES, inclusive: true, input: n, message: `at most ${MAX_COLLATERAL_ENTRIES} collateral entries` });
+      })
+      .optional(),
     devices: z
       .array(
         z
@@ -68,10 +74,11 @@ export function isWorkloadRoute(method: string, path: string): boolean {
  * and the attestation (and must then be of the session's tenant). Responses are no-store.
  * With a `limiter`, challenges are rate-limited per client address and per workload API key, and
  * capped by the sessions still open (429 ERR_RATE_LIMITED with Retry-After; ChallengeLimiter).
+ * Bodies are read only by their handler, counted against `budget` while they arrive, and their
+ * JSON is bounded in values and nesting before it is parsed (json-body.ts): an attestation
+ * naming no session costs a linear scan and a parse of its bounded structure, nothing more.
  */
-export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: AttestationService, apiKeys: ApiKeyRepository, limiter?: ChallengeLimiter): void {
-  const small = bodyLimit({ maxSize: MAX_SMALL_BODY, onError: () => problemResponse(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large')) });
-  const large = bodyLimit({ maxSize: MAX_ATTEST_BODY, onError: () => problemResponse(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large')) });
+export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: AttestationService, apiKeys: ApiKeyRepository, limiter?: ChallengeLimiter, budget?: ByteBudget): void {
   const noStore = { 'cache-control': 'no-store' };
 
   // The key file is looked at first (at most once a second), so a dropped key leaves the served
@@ -81,10 +88,10 @@ export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: Attestatio
     return c.json(jwks, 200, { 'cache-control': usable ? 'public, max-age=300' : 'no-store' });
   });
 
-  app.post('/v1/attest/challenge', small, async (c) => {
+  app.post('/v1/attest/challenge', async (c) => {
     // Address first: a flood is refused before its body is parsed or its API key looked up.
     limiter?.admitAddress(limiter.addressKeyFor(peerAddress(c), c.req.header('x-forwarded-for')));
-    const body = await parseJson(c, ChallengeBody);
+    const body = await parseJson(c, ChallengeBody, MAX_SMALL_BODY, budget);
     const caller = await optionalApiKey(c, apiKeys);
     if (caller) limiter?.admitApiKey(caller.subject);
     const slot = limiter?.reserveSession();
@@ -98,36 +105,35 @@ export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: Attestatio
     }
   });
 
-  app.post('/v1/attest', large, async (c) => {
-    const body = await parseJson(c, AttestBody);
+  app.post('/v1/attest', async (c) => {
+    const body = await parseJson(c, AttestBody, MAX_ATTEST_BODY, budget);
     const caller = await optionalApiKey(c, apiKeys);
-    const result = await service.attest(
-      {
-        session: body.session,
-        evidence: b64(body.evidence, 'evidence'),
-        runtimeData: body.runtimeData,
-        ...(body.platform !== undefined ? { platform: body.platform } : {}),
-        ...(body.certs ? { certs: body.certs.map((x) => b64(x, 'certs')) } : {}),
-        ...(body.collateral ? { collateral: Object.fromEntries(Object.entries(body.collateral).map(([k, v]) => [k, b64(v, 'collateral')])) } : {}),
-        ...(body.devices
-          ? {
-              devices: body.devices.map((d, i) => ({
-                platform: d.platform,
-                evidence: b64(d.evidence, `devices.${i}.evidence`),
-                ...(d.certs ? { certs: d.certs.map((x) => b64(x, `devices.${i}.certs`)) } : {}),
-              })),
-            }
-          : {}),
-      },
-      caller,
-    );
+    // The base64 is decoded only once the session is found: its cost is linear in the bytes,
+    // but it is the largest part of an attestation's that precedes the session lookup.
+    const decode = (): Omit<AttestRequest, 'session'> => ({
+      evidence: b64(body.evidence, 'evidence'),
+      runtimeData: body.runtimeData,
+      ...(body.platform !== undefined ? { platform: body.platform } : {}),
+      ...(body.certs ? { certs: body.certs.map((x) => b64(x, 'certs')) } : {}),
+      ...(body.collateral ? { collateral: Object.fromEntries(Object.entries(body.collateral).map(([k, v]) => [k, b64(v, 'collateral')])) } : {}),
+      ...(body.devices
+        ? {
+            devices: body.devices.map((d, i) => ({
+              platform: d.platform,
+              evidence: b64(d.evidence, `devices.${i}.evidence`),
+              ...(d.certs ? { certs: d.certs.map((x) => b64(x, `devices.${i}.certs`)) } : {}),
+            })),
+          }
+        : {}),
+    });
+    const result = await service.attest({ session: body.session, decode }, caller);
     return c.json(result, 200, noStore);
   });
 
-  app.post('/v1/keys/:name/release', small, async (c) => {
+  app.post('/v1/keys/:name/release', async (c) => {
     const ear = bearer(c);
     if (ear.startsWith('cst_')) throw new CustodyError('ERR_AUTH_INVALID', 'a release takes the EAR as its bearer token, not an API key');
-    const body = await parseJson(c, ReleaseBody);
+    const body = await parseJson(c, ReleaseBody, MAX_SMALL_BODY, budget);
     const released = await service.release({ name: c.req.param('name'), session: body.session, ear, ...(body.tenant !== undefined ? { tenant: body.tenant } : {}) });
     return c.json(released, 200, noStore);
   });
@@ -156,14 +162,9 @@ async function optionalApiKey(c: Context<BrokerEnv>, repo: ApiKeyRepository): Pr
   return principal;
 }
 
-async function parseJson<T>(c: Context<BrokerEnv>, schema: z.ZodType<T>): Promise<T> {
+async function parseJson<T>(c: Context<BrokerEnv>, schema: z.ZodType<T>, maxBytes: number, budget: ByteBudget | undefined): Promise<T> {
   if (!/^application\/json\b/i.test(c.req.header('content-type') ?? '')) throw new CustodyError('ERR_INPUT_UNSUPPORTED', 'request body must be application/json');
-  let json: unknown;
-  try {
-    json = JSON.parse(await c.req.text());
-  } catch {
-    throw new CustodyError('ERR_INPUT_MALFORMED', 'request body is not JSON');
-  }
+  const json = parseJsonBody(await readRequestText(c, maxBytes, budget));
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

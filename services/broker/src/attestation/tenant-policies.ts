@@ -1,6 +1,7 @@
 import { pino, type Logger } from 'pino';
 import { CustodyError, systemClock, toCustodyError, type Clock } from '@custody/core';
 import { loadPolicy, MAX_POLICY_BYTES, type CompiledPolicy } from '@custody/policy';
+import { boundAuditEvent } from '../audit/bound-event.js';
 import type { AuditEvent, AuditSink } from '../audit/types.js';
 import { authorize, type Permission, type Principal } from '../auth/roles.js';
 import { assertTenant } from '../keys/types.js';
@@ -232,7 +233,7 @@ export class TenantPolicies implements AppraisalPolicyResolver {
       verdict: 'allow',
       detail,
     };
-    await this.auditSink.append(event);
+    await this.auditSink.append(boundAuditEvent(event));
   }
 }
 

@@ -113,6 +113,18 @@ describe('broker admin HTTP API', () => {
     expect(denied.every((e) => e.actor.role === 'workload' && e.reason === 'ERR_AUTH_ROLE')).toBe(true);
   });
 
+  it('audits refusals with what the caller chose (a path, a ?tenant=) clipped: each event stays small', async () => {
+    const before = h.audit.lines.length;
+    const longPath = `/v1/keys/${'z'.repeat(50_000)}`;
+    expectProblem(await call('workload', 'GET', longPath), 403, 'ERR_AUTH_ROLE');
+    expectProblem(await call('admin', 'POST', `/v1/keys/dk/revoke?tenant=${'t'.repeat(50_000)}`, {}), 403, 'ERR_AUTH_TENANT');
+    const added = h.audit.events.slice(before);
+    expect(added.map((e) => e.reason)).toEqual(['ERR_AUTH_ROLE', 'ERR_AUTH_TENANT']);
+    expect(added[0]!.detail!.attempted).toBe(`GET ${longPath.slice(0, 251)}…`);
+    expect(added[1]!.tenant).toBe(`${'t'.repeat(127)}…`);
+    for (const line of h.audit.lines.slice(before)) expect(line.length).toBeLessThan(1024);
+  });
+
   it('an auditor reads but cannot change anything', async () => {
     await call('admin', 'POST', '/v1/keys', { name: 'dk', type: 'aes-256' });
     expect((await call('auditor', 'GET', '/v1/keys/dk')).status).toBe(200);

@@ -1,5 +1,4 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { routePath } from 'hono/route';
 import { pino, type Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
@@ -17,7 +16,10 @@ import { MAX_POLICY_BYTES } from '@custody/policy';
 import { isWorkloadRoute, mountAttestationRoutes } from '../attestation/routes.js';
 import { ChallengeLimiter } from '../attestation/challenge-limits.js';
 import { DEFAULT_CHALLENGE_RATE_LIMIT } from '../config.js';
+import { clipAudited } from '../audit/bound-event.js';
+import { parseJsonBody } from './json-body.js';
 import { problemResponse } from './problem.js';
+import { BODY_BUDGET_BYTES, closeAfterEarlyAnswer, readRequestText, RequestBodyBudget } from './request-body.js';
 
 export type BrokerEnv = { Variables: { principal: Principal } };
 
@@ -39,10 +41,14 @@ export interface BrokerAppOptions {
   challengeLimiter?: ChallengeLimiter | false;
   /** For the default challenge limiter. */
   clock?: Clock;
+  /** Most bytes of request bodies held at once while they arrive (all clients together). Default BODY_BUDGET_BYTES. */
+  maxArrivingBodyBytes?: number;
 }
 
 /** Largest request body: a 64 KiB secret in base64 plus JSON framing. */
 const MAX_BODY = 128 * 1024;
+/** Characters of a request path kept in the request log and in an audited refusal (`attempted`). */
+const MAX_RECORDED_PATH = 256;
 
 const CreateKeyBody = z
   .object({
@@ -76,30 +82,30 @@ export function createBrokerApp(options: BrokerAppOptions): Hono<BrokerEnv> {
   const log = options.logger ?? pino({ level: 'silent' });
   const app = new Hono<BrokerEnv>();
   const observe = options.metrics ? httpMetrics(options.metrics) : undefined;
+  const budget = new RequestBodyBudget(options.maxArrivingBodyBytes ?? BODY_BUDGET_BYTES);
 
   app.onError((e) => problemResponse(e));
   app.notFound(() => problemResponse(new CustodyError('ERR_INPUT_UNSUPPORTED', 'no such route'), 404));
 
+  app.use('*', closeAfterEarlyAnswer());
   app.use('*', async (c, next) => {
     const started = performance.now();
     await next();
     const ms = performance.now() - started;
     const principal = c.get('principal') as Principal | undefined;
     const code = c.res.status >= 400 ? c.res.headers.get('x-custody-code') ?? undefined : undefined;
-    log.info({ method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(ms * 10) / 10, tenant: principal?.tenant, subject: principal?.subject, code }, 'request');
+    log.info({ method: c.req.method, path: clipAudited(c.req.path, MAX_RECORDED_PATH), status: c.res.status, ms: Math.round(ms * 10) / 10, tenant: principal?.tenant, subject: principal?.subject, code }, 'request');
     observe?.(c.req.method, routePath(c as Context, -1), c.res.status, ms);
   });
   const adminOnly = (mw: MiddlewareHandler<BrokerEnv>): MiddlewareHandler<BrokerEnv> => (c, next) => (isWorkloadRoute(c.req.method, c.req.path) ? next() : mw(c, next));
-  const tooLarge = () => problemResponse(new CustodyError('ERR_INPUT_TOO_LARGE', 'request body is too large'));
-  const generalLimit = bodyLimit({ maxSize: MAX_BODY, onError: tooLarge });
-  // An appraisal policy may be as large as packages/policy accepts (MAX_POLICY_BYTES).
-  const policyLimit = bodyLimit({ maxSize: MAX_POLICY_BYTES, onError: tooLarge });
-  app.use('/v1/*', adminOnly((c, next) => (c.req.method === 'PUT' && c.req.path === '/v1/policy' ? policyLimit(c, next) : generalLimit(c, next))));
+  // Bodies are read by the handlers, after authentication: at most MAX_BODY (an appraisal policy
+  // up to MAX_POLICY_BYTES), counted against `budget` while they arrive.
+  const parseBody = <T>(c: Context<BrokerEnv>, schema: z.ZodType<T>) => parseJsonRequest(c, schema, budget);
   app.use('/v1/*', adminOnly(apiKeyAuth(options.apiKeys)));
   app.use('/v1/*', adminOnly(adminPlaneOnly(service)));
   if (options.attestation) {
     const limiter = options.challengeLimiter ?? new ChallengeLimiter(DEFAULT_CHALLENGE_RATE_LIMIT, { ...(options.clock ? { clock: options.clock } : {}), ...(options.metrics ? { metrics: options.metrics } : {}) });
-    mountAttestationRoutes(app, options.attestation, options.apiKeys, limiter === false ? undefined : limiter);
+    mountAttestationRoutes(app, options.attestation, options.apiKeys, limiter === false ? undefined : limiter, budget);
   }
 
   app.get('/healthz', (c) => c.json({ ok: true }));
@@ -176,7 +182,8 @@ export function createBrokerApp(options: BrokerAppOptions): Hono<BrokerEnv> {
       if (!/^(application\/(json|yaml|x-yaml)|text\/(plain|yaml|x-yaml))\s*(;|$)/i.test(type)) {
         throw new CustodyError('ERR_INPUT_UNSUPPORTED', 'the policy body must be application/yaml, application/json or text/plain');
       }
-      return c.json(await policies.set(who(c), tenantOf(c), await c.req.text()));
+      // An appraisal policy may be as large as packages/policy accepts (MAX_POLICY_BYTES).
+      return c.json(await policies.set(who(c), tenantOf(c), await readRequestText(c, MAX_POLICY_BYTES, budget)));
     });
     /**
      * Deletes the tenant's stored appraisal policy: the broker's file policy is in force from the
@@ -225,7 +232,8 @@ function adminPlaneOnly(service: KeyService): MiddlewareHandler<BrokerEnv> {
   return async (c, next) => {
     const p = c.get('principal');
     if (p.role === 'workload') {
-      await service.recordDenial(p, p.tenant, `${c.req.method} ${c.req.path}`, 'ERR_AUTH_ROLE');
+      // The path is the caller's: kept short, as everything audited is.
+      await service.recordDenial(p, p.tenant, clipAudited(`${c.req.method} ${c.req.path}`, MAX_RECORDED_PATH), 'ERR_AUTH_ROLE');
       throw new CustodyError('ERR_AUTH_ROLE', 'workload API keys cannot call administrative routes', { detail: { role: p.role } });
     }
     await next();
@@ -241,17 +249,12 @@ function tenantOf(c: Context<BrokerEnv>): string {
   return c.req.query('tenant') ?? c.get('principal').tenant;
 }
 
-async function parseBody<T>(c: Context<BrokerEnv>, schema: z.ZodType<T>): Promise<T> {
+async function parseJsonRequest<T>(c: Context<BrokerEnv>, schema: z.ZodType<T>, budget: RequestBodyBudget): Promise<T> {
   const type = c.req.header('content-type') ?? '';
-  const text = await c.req.text();
+  const text = await readRequestText(c, MAX_BODY, budget);
   if (text === '' && schema.safeParse({}).success) return schema.parse({});
   if (!/^application\/json\b/i.test(type)) throw new CustodyError('ERR_INPUT_UNSUPPORTED', 'request body must be application/json');
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new CustodyError('ERR_INPUT_MALFORMED', 'request body is not JSON');
-  }
+  const json = parseJsonBody(text);
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
     // Report where, never the offending value (it could be key material).

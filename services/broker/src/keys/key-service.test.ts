@@ -119,3 +119,43 @@ describe('KeyService: a revocation the metadata store could not take', () => {
     }
   });
 });
+
+describe('KeyService: release refusals in the audit log', () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  it('appends a refusal only when the caller’s bound (auditsDenial) allows it, and clips the name it audits', async () => {
+    h = await embeddedBackend().open();
+    const service = h.service;
+    await service.create(admin(), { tenant: 'acme', name: 'other', type: 'aes-256', releasePolicy: 'ear.measurement == "bb22"' });
+    const tee = teeKeyPair('P-256');
+    const attestation = await attest(h.metadata, tee.recipient, { 'ear.status': 'affirming', measurement: 'aa11' });
+    const release = (name: string, auditsDenial?: () => boolean) =>
+      service.release({ principal: workload(), tenant: 'acme', name, attestation, recipient: tee.recipient, ...(auditsDenial ? { auditsDenial } : {}) });
+    const before = h.audit.events.length;
+
+    // A name no key may have, as long as a URL holds: refused, and audited with the name clipped.
+    const huge = 'b'.repeat(200_000);
+    await expect(release(huge)).rejects.toMatchObject({ code: 'ERR_KEY_NAME' });
+    const audited = h.audit.lines.slice(before);
+    expect(audited).toHaveLength(1);
+    expect(h.audit.events.at(-1)).toMatchObject({ action: 'key.release', verdict: 'deny', reason: 'ERR_KEY_NAME', detail: { name: `${'b'.repeat(127)}…` } });
+    expect(audited[0]!.length).toBeLessThan(2048);
+    expect(h.logLines.every((l) => l.length < 4096)).toBe(true);
+
+    // The bound says no: the refusal is thrown (and logged) but not appended.
+    let asked = 0;
+    const no = () => (asked++, false);
+    await expect(release('missing', no)).rejects.toMatchObject({ code: 'ERR_KEY_NOT_FOUND' });
+    await expect(release('other', no)).rejects.toMatchObject({ code: 'ERR_POLICY_DENIED' });
+    await expect(release(huge, no)).rejects.toMatchObject({ code: 'ERR_KEY_NAME' });
+    expect(asked).toBe(3);
+    expect(h.audit.events.length).toBe(before + 1);
+    // It says yes: appended as before.
+    await expect(release('missing', () => true)).rejects.toMatchObject({ code: 'ERR_KEY_NOT_FOUND' });
+    expect(h.audit.events.length).toBe(before + 2);
+  });
+});

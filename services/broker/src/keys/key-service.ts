@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { CustodyError, secureRandom, systemClock, timingSafeEqual, toBase64, toHex, toCustodyError, utf8, wipe, type Bytes, type Clock } from '@custody/core';
+import { AUDIT_BOUNDS, boundAuditEvent, clipAudited } from '../audit/bound-event.js';
 import type { AuditAction, AuditEvent, AuditRecord, AuditSink, AuditVerdict } from '../audit/types.js';
 import { issueApiKey } from '../auth/api-keys.js';
 import { authorize, type Permission, type Principal } from '../auth/roles.js';
@@ -110,6 +111,12 @@ export interface ReleaseRequest {
   attestation: ReleaseAttestation;
   /** The TEE's ephemeral public key bound into the evidence. */
   recipient: RecipientKey;
+  /**
+   * Asked once per refusal: whether it is appended to the audit log (else it is only logged).
+   * The handshake passes its per-session bound (the first three refusals of a session), so one
+   * session cannot grow the ledger without bound. Default: every refusal is appended.
+   */
+  auditsDenial?: () => boolean;
 }
 
 export interface ReleasedKey {
@@ -378,10 +385,11 @@ export class KeyService {
       }
     } catch (e) {
       const err = toCustodyError(e);
-      if (err.code !== 'ERR_STORE_AUDIT_UNAVAILABLE' && !denialAudited) {
-        await this.appendAudit(principal, 'key.release', tenant, subject, err.code === 'ERR_INTERNAL' ? 'error' : 'deny', err.code, { ...base, name }).catch(() => undefined);
+      if (err.code !== 'ERR_STORE_AUDIT_UNAVAILABLE' && !denialAudited && (req.auditsDenial?.() ?? true)) {
+        await this.appendAudit(principal, 'key.release', tenant, subject, err.code === 'ERR_INTERNAL' ? 'error' : 'deny', err.code, { ...base, name: clipAudited(name, AUDIT_BOUNDS.name) }).catch(() => undefined);
       }
-      this.log.warn({ op: 'key.release', tenant, key: name, session: attestation.sessionId, code: err.code }, 'key release denied');
+      // The name is the caller's (up to a URL long when it is not a key name): logged clipped too.
+      this.log.warn({ op: 'key.release', tenant, key: clipAudited(name, AUDIT_BOUNDS.name), session: attestation.sessionId, code: err.code }, 'key release denied');
       throw err;
     }
   }
@@ -570,7 +578,7 @@ export class KeyService {
       authorize(principal, permission, tenant);
     } catch (e) {
       const code = (e as CustodyError).code;
-      this.log.warn({ op: action ?? permission, tenant, actorTenant: principal.tenant, subject: principal.subject, role: principal.role, code }, 'request denied');
+      this.log.warn({ op: action ?? permission, tenant: clipAudited(tenant, AUDIT_BOUNDS.id), actorTenant: principal.tenant, subject: principal.subject, role: principal.role, code }, 'request denied');
       if (action) await this.appendAudit(principal, 'auth.denied', tenant, undefined, 'deny', code, { attempted: action }).catch(() => undefined);
       throw e;
     }
@@ -662,7 +670,7 @@ export class KeyService {
       ...(reason ? { reason } : {}),
       ...(detail && Object.keys(detail).length > 0 ? { detail } : {}),
     };
-    return this.auditSink.append(event);
+    return this.auditSink.append(boundAuditEvent(event));
   }
 
   private async view(key: KeyRecord): Promise<KeyView> {
