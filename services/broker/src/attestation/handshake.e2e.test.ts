@@ -72,7 +72,10 @@ describe('key release handshake over HTTP with sim evidence', () => {
     expect(released).toMatchObject({ key: { name: 'dk', type: 'aes-256', version: 1 }, scheme: 'custody-hpke-key-wrap-v1' });
     secrets.push(fromBase64Url(a.tee.privateKey.export({ format: 'jwk' }).d!));
 
-    const jwks = (await (await fetch(`${b.url}/.well-known/jwks.json`)).json()) as { keys: Array<Record<string, unknown>> };
+    const published = await fetch(`${b.url}/.well-known/jwks.json`, { headers: { origin: 'https://app.example' } });
+    // Readable from a page of any origin (a browser SDK's jwksUrl).
+    expect(published.headers.get('access-control-allow-origin')).toBe('*');
+    const jwks = (await published.json()) as { keys: Array<Record<string, unknown>> };
     expect(jwks.keys).toHaveLength(1);
     expect(jwks.keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });
     expect(jwks.keys[0]).not.toHaveProperty('d');

@@ -83,9 +83,11 @@ export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: Attestatio
 
   // The key file is looked at first (at most once a second), so a dropped key leaves the served
   // set at once; verifiers may cache it 300 s. An empty set (the key file unusable) is not cached.
+  // Public keys, readable from any origin: a browser client (the SDK's jwksUrl) fetches them
+  // from its page's origin, which is never the broker's.
   app.get('/.well-known/jwks.json', async (c) => {
     const { jwks, usable } = await service.publishedJwks();
-    return c.json(jwks, 200, { 'cache-control': usable ? 'public, max-age=300' : 'no-store' });
+    return c.json(jwks, 200, { 'cache-control': usable ? 'public, max-age=300' : 'no-store', 'access-control-allow-origin': '*' });
   });
 
   app.post('/v1/attest/challenge', async (c) => {
