@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { VerifiedGateway } from './attestation/verify.js';
-import { createConfidentialFetch, fastRequest, staleKeyConfirmed, wantsStream } from './confidential-fetch.js';
+import { createConfidentialFetch, fastRequest, STALE_ANSWER_WINDOW_MS, staleKeyConfirmed, wantsStream } from './confidential-fetch.js';
 import type { KeyConfig } from './ohttp/key-config.js';
 
 async function viaRequest(input: string | URL, init?: RequestInit) {
@@ -131,7 +131,15 @@ describe('staleKeyConfirmed', () => {
     ['no EAR and no nonce: nothing says it is newer', gw([k1]), gw([k2]), false],
     ['an EAR before, none after (and no nonce)', gw([k1], { iat: 100 }), gw([k2]), false],
   ])('%s', (_name, before, after, want) => {
-    expect(staleKeyConfirmed(before.keyConfigs[0]!, before, after)).toBe(want);
+    expect(staleKeyConfirmed(before.keyConfigs[0]!, before, after, 40)).toBe(want);
+  });
+
+  it('an answer that took longer than STALE_ANSWER_WINDOW_MS is not borne out, whatever the verification says (a relay may have held it until the key was dropped)', () => {
+    const before = gw([k1], { iat: 100 });
+    const after = gw([k2], { iat: 900 });
+    expect(staleKeyConfirmed(k1, before, after, STALE_ANSWER_WINDOW_MS)).toBe(true);
+    expect(staleKeyConfirmed(k1, before, after, STALE_ANSWER_WINDOW_MS + 1)).toBe(false);
+    expect(staleKeyConfirmed(k1, before, after, Number.NaN)).toBe(false);
   });
 });
 

@@ -15,7 +15,7 @@
  * header of non-streamed responses, and for every response through `onReceipt` and
  * `receiptOf(response)`.
  */
-import { concatBytes, CustodyError, equalBytes, isCustodyError, systemClock, toHex, type Bytes, type HpkePreparedEncap, type RandomSource } from '@custody/core';
+import { concatBytes, CustodyError, equalBytes, isCustodyError, joinBytes, systemClock, toHex, type Bytes, type HpkePreparedEncap, type RandomSource } from '@custody/core';
 import { Sha256 } from '@custody/ledger';
 import { decodeBhttpResponse, decodeBhttpResponseStream, encodeBhttpRequest, type HttpField } from './ohttp/bhttp.js';
 import { createChunkedRequest, sealReady } from './ohttp/chunked.js';
@@ -96,6 +96,8 @@ const MAX_REQUEST_BODY = 8 * 1024 * 1024;
 
 const STREAM_TRUE = /"stream"\s*:\s*true/;
 const VERIFY_TIMEOUT_MS = 30_000;
+/** Longest wait for a "stale key" answer after which the request may still be sent again (staleKeyConfirmed). */
+export const STALE_ANSWER_WINDOW_MS = 30_000;
 
 /** `p`, or the signal's reason as soon as it aborts (`p` goes on for whoever else waits for it). */
 function untilAborted<T>(p: Promise<T>, signal: AbortSignal | null | undefined): Promise<T> {
@@ -126,9 +128,14 @@ function sameKeyConfig(a: KeyConfig, b: KeyConfig): boolean {
  * only once it publishes an attestation without it. So: the new verification must no longer list
  * the key, and must be newer than the one the request was sealed under: evidence bound to this
  * client's own nonce, or an EAR issued later (a relay that replays an older bundle, from before
- * the key existed, gets no second answer).
+ * the key existed, gets no second answer). And the answer must have come at once
+ * (`answeredAfterMs`, within STALE_ANSWER_WINDOW_MS of sending): a gateway refuses a key it no
+ * longer holds as soon as the request arrives, while a relay that held the answer until the key
+ * was dropped (having had the gateway answer it meanwhile) takes as long as the rest of the
+ * key's grace period, minutes with the defaults.
  */
-export function staleKeyConfirmed(config: KeyConfig, before: VerifiedGateway, after: VerifiedGateway): boolean {
+export function staleKeyConfirmed(config: KeyConfig, before: VerifiedGateway, after: VerifiedGateway, answeredAfterMs: number): boolean {
+  if (!(answeredAfterMs <= STALE_ANSWER_WINDOW_MS)) return false;
   if (after.keyConfigs.some((k) => sameKeyConfig(k, config))) return false;
   if (after.nonceBound) return true;
   return before.earIssuedAt !== undefined && after.earIssuedAt !== undefined && after.earIssuedAt.getTime() > before.earIssuedAt.getTime();
@@ -297,7 +304,7 @@ function withStreamErrors(response: Response): Response {
       if (r.done) break;
       parts.push(r.value);
     }
-    return concatBytes(...parts);
+    return joinBytes(parts);
   };
   const text = async () => new TextDecoder().decode(await collect());
   Object.defineProperties(response, {
@@ -446,10 +453,13 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
     const requestDigest = digestOf(bhttp);
     const config = gw.keyConfigs[0]!;
     let outer: Response;
+    /** When the sealed request was handed to the transport (monotonic ms). */
+    let sentAt: number;
     let open: (res: Response) => Promise<Response>;
     if (!stream) {
       const { encapsulatedRequest, context } = await encapsulateRequest(config, bhttp, await encapsulateOptionsFor(config));
       prepareNext(config, false);
+      sentAt = performance.now();
       outer = await transport(ohttpUrl, {
         method: 'POST',
         headers: { 'content-type': OhttpMediaType.Request, accept: OhttpMediaType.Response },
@@ -480,6 +490,7 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
       const { sealer, context } = await createChunkedRequest(config, await encapsulateOptionsFor(config));
       const sealed = concatBytes(await sealReady(sealer, bhttp, { first: true }), await sealer.seal(new Uint8Array(0), true));
       prepareNext(config, true);
+      sentAt = performance.now();
       outer = await transport(ohttpUrl, {
         method: 'POST',
         headers: { 'content-type': OhttpMediaType.ChunkedRequest, accept: OhttpMediaType.ChunkedResponse },
@@ -576,7 +587,8 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
     // authenticated: a relay could put this error in place of an answer the gateway gave.
     if (problem.code === 'ERR_OHTTP_KEY_ID' || problem.type === OHTTP_KEY_PROBLEM_TYPE || problem.code === 'ERR_OHTTP_REQUEST_DECRYPT') {
       invalidate();
-      if (!retried && staleKeyConfirmed(config, gw, await untilAborted(verify(), req.signal))) return send(req, body, stream, true);
+      const answeredAfterMs = performance.now() - sentAt;
+      if (!retried && staleKeyConfirmed(config, gw, await untilAborted(verify(), req.signal), answeredAfterMs)) return send(req, body, stream, true);
     }
     if (problem.code.startsWith('ERR_GATEWAY_ATTESTATION') || problem.code === 'ERR_GATEWAY_NOT_ATTESTED') invalidate();
     throw new CustodyError(problem.code, `the gateway refused the encapsulated request (${outer.status} ${problem.code})`, { detail: { status: outer.status, code: problem.code } });

@@ -181,12 +181,20 @@ describe('freshness and trust paths', () => {
       expect(sealed).toBe(stream ? 1 : 2);
     }
     await g.close();
-    // A date refused again after the one resend (here a gateway that accepts no distance at all,
-    // and dates go to the second) fails with the gateway's own code, not as a missing receipt.
-    gw = await startTestGateway({ gateway: { requestDateWindowMs: 0 } });
+    // A date refused again after the one resend (here the gateway's clock jumps two minutes after
+    // each sealed exchange) fails with the gateway's own code, not as a missing receipt.
+    let jump = 0;
+    gw = await startTestGateway({ clock: () => new Date(Date.now() + jump) });
     const h = gw;
-    const strict = createConfidentialFetch({ gateway: h.url, jwks: h.jwks!, allowSimulated: true, fetch: counting });
+    const jumping: typeof fetch = async (input, init) => {
+      const res = await counting(input, init);
+      if (String(input instanceof Request ? input.url : input).endsWith('/ohttp')) jump += 120_000;
+      return res;
+    };
     for (const stream of [false, true]) {
+      jump = 0;
+      const strict = createConfidentialFetch({ gateway: h.url, jwks: h.jwks!, allowSimulated: true, clock: () => new Date(Date.now() + 90_000), fetch: jumping });
+      await strict.verify();
       sealed = 0;
       const e = await strict(`${h.url}/v1/chat/completions`, { ...chat(h), body: JSON.stringify({ model: DEMO_MODEL_ID, stream, messages: [{ role: 'user', content: 'refused' }] }) }).then(
         () => undefined,
@@ -195,7 +203,8 @@ describe('freshness and trust paths', () => {
       expect(e).toMatchObject({ code: 'ERR_GATEWAY_REQUEST_DATE', detail: { status: 400, receipt: false } });
       expect(sealed).toBe(2);
     }
-    const lax = createConfidentialFetch({ gateway: h.url, jwks: h.jwks!, allowSimulated: true, requireReceipt: false });
+    jump = 0;
+    const lax = createConfidentialFetch({ gateway: h.url, jwks: h.jwks!, allowSimulated: true, requireReceipt: false, clock: () => new Date(Date.now() + 90_000), fetch: jumping });
     const res = await lax(`${h.url}/v1/chat/completions`, chat(h, 'refused'));
     expect(res.status).toBe(400);
     expect(((await res.json()) as { code: string }).code).toBe('ERR_GATEWAY_REQUEST_DATE');

@@ -5,6 +5,7 @@
 // the model answer twice on a forged error, and types a cut stream.
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CustodyError } from '@custody/core';
 import { nodeGatewayFetch } from '@custody/crypto-node';
@@ -228,6 +229,23 @@ describe('a forged outer error on an exchange the gateway answered', () => {
       });
     }
   }
+
+  it("the openai client as the README sets it up (maxRetries: 0) sends nothing again after a forged error; its own retries would", async () => {
+    for (const [maxRetries, sent] of [
+      [0, 1],
+      [2, 3],
+    ] as const) {
+      const cfetch = client(undefined);
+      await cfetch.verify();
+      sealedToGateway = 0;
+      // Every answer of the gateway is swapped for the forged error.
+      hook = (req, res, pass) => forgeOnce('ERR_OHTTP_KEY_ID')(req, res, pass);
+      const openai = new OpenAI({ baseURL: `${proxyUrl}/v1`, apiKey: gw.apiKey, fetch: cfetch, maxRetries });
+      await expect(openai.chat.completions.create({ model: 'custody-demo', messages: [{ role: 'user', content: 'once' }] })).rejects.toThrow();
+      // Every sealed request reached the gateway, which answered each: the model answered `sent` times.
+      expect(sealedToGateway).toBe(sent);
+    }
+  });
 
   it('a key the gateway really retired: the SDK verifies again, finds the key gone and sends once more', async () => {
     const cfetch = client(undefined);

@@ -358,7 +358,7 @@ describe('the end of a retired key', () => {
   const publishedIds = async (g: TestGateway) => parseRuntimeData(((await (await fetch(`${g.url}/.well-known/custody/attestation`)).json()) as AttestationBundle).runtimeData).keyConfigs.map((k) => k.keyId);
 
   it('at the end of its grace the gateway attests without it on its own, and only then stops decapsulating it', async () => {
-    const g = await startTestGateway({ gateway: { keyGraceMs: 400 } });
+    const g = await startTestGateway({ gateway: { keyGraceMs: 2000 } });
     try {
       const old = parseRuntimeData(((await (await fetch(`${g.url}/.well-known/custody/attestation`)).json()) as AttestationBundle).runtimeData).keyConfigs[0]!;
       await g.gateway.attestation.rotateKeys();
@@ -367,7 +367,7 @@ describe('the end of a retired key', () => {
       expect(ids[1]).toBe(old.keyId);
       expect(await sealTo(g, old)).toEqual({ status: 200 });
       // No call here: the round comes from the gateway's own timer at the end of the grace period.
-      const deadline = Date.now() + 5000;
+      const deadline = Date.now() + 10_000;
       while ((await publishedIds(g)).includes(old.keyId) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       expect(await publishedIds(g)).toEqual([ids[0]]);
       expect(await sealTo(g, old)).toEqual({ status: 422, code: 'ERR_OHTTP_KEY_ID' });

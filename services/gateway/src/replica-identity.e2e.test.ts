@@ -265,8 +265,8 @@ describe('(f) rotation of the identity key at the broker', () => {
   it('gives a new key id, key configuration and receipt key on every replica; the old key decapsulates until an attestation without it is published after its grace', async () => {
     let offset = 0;
     const clock = () => new Date(Date.now() + offset);
-    const a = await replica('gw-rotating', { clock, gateway: { keyGraceMs: 5000 } });
-    const b = await replica('gw-rotating', { clock, gateway: { keyGraceMs: 5000 } });
+    const a = await replica('gw-rotating', { clock, gateway: { keyGraceMs: 20_000 } });
+    const b = await replica('gw-rotating', { clock, gateway: { keyGraceMs: 20_000 } });
     const before = await bundleOf(a);
     const oldConfig = await keyConfigOf(a);
     expect(oldConfig.keyId).toBe(1);
@@ -316,7 +316,7 @@ describe('(f) rotation of the identity key at the broker', () => {
     // After the grace period the old key is no longer published; it decapsulates until each
     // replica has published an attestation without it (the round a replica runs when the grace
     // ends), then its id is unknown (the SDK verifies again on this problem type).
-    offset = 6000;
+    offset = 21_000;
     expect((await bundleOf(a)).ohttpKeys).toBe(ba.ohttpKeys);
     for (const g of [a, b]) expect(await send(oldConfig, g)).toEqual({ status: 200, inner: 200 });
     for (const g of [a, b]) await g.gateway.attestation.reattest();

@@ -146,6 +146,8 @@ export interface AttestationManagerOptions {
 }
 
 const DEFAULT_INTERVAL = 60_000;
+/** Delay of the round for a key whose grace ended while a round already under way still listed it. */
+const RETIRED_AGAIN_MS = 1000;
 /** Longest delay setTimeout takes (a longer one fires at once). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -261,7 +263,8 @@ export class AttestationManager {
     this.retireTimer = undefined;
     const at = this.o.keys.ohttp.nextRetirement();
     if (!this.timer || at === undefined) return;
-    const delayMs = Math.min(MAX_TIMER_MS, Math.max(1, at - this.o.clock().getTime() + 1));
+    // A key already past its grace (the round that ran then had listed it) gets a round soon, not at once: no tight loop.
+    const delayMs = Math.min(MAX_TIMER_MS, Math.max(RETIRED_AGAIN_MS, at - this.o.clock().getTime() + 1));
     this.retireTimer = setTimeout(() => {
       this.retireTimer = undefined;
       if (this.timer) this.reattest().catch(() => undefined);

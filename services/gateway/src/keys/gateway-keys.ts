@@ -91,11 +91,14 @@ export class OhttpKeyRing {
     return ids;
   }
 
-  /** When the next retired key's grace period ends (ms since the epoch), if one is still in grace. */
+  /**
+   * When the next retired key's grace period ends (ms since the epoch): the earliest among the
+   * retired keys still held, which is in the past for a key whose grace ended but that an
+   * attestation made before then still listed (it waits for the next one).
+   */
   nextRetirement(): number | undefined {
-    const now = this.clock().getTime();
     let next: number | undefined;
-    for (const e of this.entries) if (e.removeAt !== undefined && e.removeAt > now && (next === undefined || e.removeAt < next)) next = e.removeAt;
+    for (const e of this.entries) if (e.removeAt !== undefined && (next === undefined || e.removeAt < next)) next = e.removeAt;
     return next;
   }
 

@@ -115,14 +115,16 @@ describe('replay guard and key ring', () => {
     // 254's grace ended: no longer published, still decapsulating until an attestation without it is out.
     const published = ring.configs;
     expect(published.map((k) => k.keyId)).toEqual([0, 255]);
-    expect(ring.nextRetirement()).toBe(1500);
+    // Past its grace but still held: the next round is due now (the manager waits a second).
+    expect(ring.nextRetirement()).toBe(1000);
     expect(ring.active.map((k) => k.config.keyId)).toEqual([0, 255, 254]);
     t = 1600;
     // That attestation bound 255 (its grace ended while it was made): 255 stays until the next one.
     expect(ring.dropUnpublished(published)).toEqual([254]);
     expect(ring.active.map((k) => k.config.keyId)).toEqual([0, 255]);
-    expect(ring.nextRetirement()).toBeUndefined();
+    expect(ring.nextRetirement()).toBe(1500);
     expect(ring.dropUnpublished(ring.configs)).toEqual([255]);
+    expect(ring.nextRetirement()).toBeUndefined();
     expect(ring.active.map((k) => k.config.keyId)).toEqual([0]);
     // A configuration with the same id but another key does not keep a key.
     await ring.rotate();
