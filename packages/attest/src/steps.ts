@@ -2,6 +2,11 @@ import type { CustodyError} from '@custody/core';
 import { toCustodyError } from '@custody/core';
 import type { NormalizedClaims, Platform, StepName, StepResult, VerificationErrorInfo, VerificationResult } from './types.js';
 
+/** What a step returns when it passed without checking anything, and why. */
+export interface NotChecked {
+  notChecked: string;
+}
+
 /**
  * Thin orchestrator for a verification pipeline. Each step is a small function that either
  * returns a one-line account of what it checked or throws a CustodyError. The first failing
@@ -18,11 +23,15 @@ export class Pipeline {
     readonly now: Date,
   ) {}
 
-  /** Runs one step; on failure records it and rethrows to stop the pipeline. */
-  async step<T extends string | void>(name: StepName, fn: () => T | Promise<T>): Promise<void> {
+  /**
+   * Runs one step; on failure records it and rethrows to stop the pipeline. A step that passes
+   * without checking anything (optional collateral missing) returns `{ notChecked: why }`.
+   */
+  async step<T extends string | void | NotChecked>(name: StepName, fn: () => T | Promise<T>): Promise<void> {
     try {
       const detail = await fn();
-      this.steps.push({ name, ok: true, detail: detail || 'ok' });
+      if (typeof detail === 'object') this.steps.push({ name, ok: true, detail: detail.notChecked, checked: false });
+      else this.steps.push({ name, ok: true, detail: detail || 'ok' });
     } catch (e) {
       const err = toCustodyError(e);
       this.steps.push({ name, ok: false, detail: err.message, code: err.code });

@@ -25,6 +25,11 @@ export interface StepResult {
   detail: string;
   /** Stable error code when `ok` is false. */
   code?: string;
+  /**
+   * False when the step passed without checking (optional collateral, such as a CRL, was not
+   * supplied): reports show it as SKIP, not PASS. Absent otherwise.
+   */
+  checked?: false;
 }
 
 /** Intel's TCB statuses (also used for other platforms where a status is derived). */

@@ -8,6 +8,7 @@ import { createNvidiaEvidence } from '../../../../packages/attest/src/nvidia/evi
 import { REAL_NVIDIA_REPORT } from '../../../../packages/attest/src/nvidia/testing/reissue.js';
 import { createKeyCertificate } from '../../../../packages/core/src/testing/certificates.js';
 import { repoRoot, vectorPath } from '../../../../test/vectors.js';
+import { tcbText } from './attest.js';
 
 /** Runs the real `custody` program (from source) and returns its exit code and output. */
 function custody(...args: string[]): { status: number | null; stdout: string; stderr: string } {
@@ -22,6 +23,9 @@ describe('custody attest verify', () => {
     expect(r.stdout).toMatch(/PASS {2}chain/);
     expect(r.stdout).toMatch(/PASS {2}signature/);
     expect(r.stdout).toContain('result: VERIFIED');
+    // No CRL was given: revocation is shown as skipped, not as passed.
+    expect(r.stdout).toMatch(/SKIP {2}revocation +no CRL supplied/);
+    expect(r.stdout).not.toMatch(/PASS {2}revocation/);
   });
 
   it('prints one JSON object with ok, platform, claims, steps and errors', () => {
@@ -90,4 +94,13 @@ describe('custody attest verify: what the evidence says cannot forge a line of t
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe('tcbText (attest verify, and custody up\'s summary)', () => {
+  it.each<[string, Parameters<typeof tcbText>[0], string]>([
+    ['SEV-SNP: components, no status', { components: { bootloader: 2, tee: 0, snp: 5, microcode: 68 } }, 'bootloader=2 tee=0 snp=5 microcode=68'],
+    ['TDX: status, components and date', { status: 'UpToDate', components: { pcesvn: 11 }, tcbDate: '2024-03-13T00:00:00Z' }, 'UpToDate pcesvn=11 (tcbDate 2024-03-13T00:00:00Z)'],
+    ['many components: a count', { components: Object.fromEntries(Array.from({ length: 7 }, (_, i) => [`c${i}`, i])) }, '(7 components, see --json)'],
+    ['nothing known', { components: {} }, '-'],
+  ])('%s', (_name, tcb, text) => expect(tcbText(tcb)).toBe(text));
 });

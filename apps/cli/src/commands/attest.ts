@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { CustodyError, fromHex, toCustodyError } from '@custody/core';
-import { CollateralSource, collateralAccepted, collateralRefused, defaultRegistry, parseSevSnpProduct, SEV_SNP_PRODUCTS, withFetchedCollateral, type FetchedCollateral, type FetchedItem, type Platform, type VerificationResult } from '@custody/attest';
+import { CollateralSource, collateralAccepted, collateralRefused, defaultRegistry, parseSevSnpProduct, SEV_SNP_PRODUCTS, withFetchedCollateral, type FetchedCollateral, type FetchedItem, type Platform, type TcbClaims, type VerificationResult } from '@custody/attest';
 import { DiskCollateralStore } from '@custody/attester-service';
 import { printableLine } from '@custody/sdk';
 import { readInputFile, readNamedFiles, parseTime } from '../files.js';
@@ -183,16 +183,14 @@ function printHuman(file: string, r: VerifyFromFilesResult): void {
   if (r.claims?.simulated) out.push('WARNING: SIMULATED evidence. No hardware TEE stands behind it; default policies reject it.');
   out.push('');
   // Details and messages quote the evidence (a certificate subject, say): one line each, whatever they hold.
-  for (const s of r.steps) out.push(`  ${mark(s.ok)}  ${s.name.padEnd(13)} ${printableLine(s.detail)}${s.code ? ` [${s.code}]` : ''}`);
+  for (const s of r.steps) out.push(`  ${s.checked === false ? 'SKIP' : mark(s.ok)}  ${s.name.padEnd(13)} ${printableLine(s.detail)}${s.code ? ` [${s.code}]` : ''}`);
   const c = r.claims;
   if (c) {
     out.push('', 'claims:');
     for (const [k, v] of Object.entries(c.measurements)) out.push(`  ${k.padEnd(16)} ${v}`);
     out.push(`  ${'reportData'.padEnd(16)} ${c.reportData || '(none)'}`);
     if (c.tcb) {
-      const entries = Object.entries(c.tcb.components);
-      const comps = entries.length <= 6 ? entries.map(([k, v]) => `${k}=${v}`).join(' ') : `(${entries.length} components, see --json)`;
-      out.push(`  ${'tcb'.padEnd(16)} ${c.tcb.status ? c.tcb.status + ' ' : ''}${comps}${c.tcb.tcbDate ? ` (tcbDate ${c.tcb.tcbDate})` : ''}`);
+      out.push(`  ${'tcb'.padEnd(16)} ${tcbText(c.tcb)}`);
       if (c.tcb.advisoryIds?.length) out.push(`  ${'advisories'.padEnd(16)} ${c.tcb.advisoryIds.join(', ')}`);
     }
     out.push(`  ${'debug'.padEnd(16)} ${c.debug}`);
@@ -205,4 +203,11 @@ function printHuman(file: string, r: VerifyFromFilesResult): void {
   out.push(r.ok ? 'result: VERIFIED' : `result: NOT VERIFIED (${r.errors.map((e) => e.code).join(', ')})`);
   for (const e of r.errors) out.push(`  ${e.code}: ${printableLine(e.message)}`);
   process.stdout.write(out.join('\n') + '\n');
+}
+
+/** A TCB on one line: the status when the platform gives one (TDX), its components (at most six, else a count) and date. */
+export function tcbText(tcb: TcbClaims): string {
+  const entries = Object.entries(tcb.components);
+  const comps = entries.length <= 6 ? entries.map(([k, v]) => `${k}=${v}`).join(' ') : `(${entries.length} components, see --json)`;
+  return `${tcb.status ? tcb.status + ' ' : ''}${comps}${tcb.tcbDate ? ` (tcbDate ${tcb.tcbDate})` : ''}`.trim() || '-';
 }

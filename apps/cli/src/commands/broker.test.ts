@@ -231,6 +231,7 @@ describe('describeRotation', () => {
   const base: EarKeyRotation = {
     path: '/data/ear-signing-key.jwk',
     file: '/data/ear-signing-key.jwk',
+    linked: false,
     kid: 'new-kid',
     previousKid: 'old-kid',
     retiredAt: '2030-01-01T00:00:00.000Z',
@@ -251,6 +252,13 @@ describe('describeRotation', () => {
     expect(dropped).toContain('dropped kid  old-kid');
     expect(dropped).toContain('dropped      older');
     expect(dropped).toContain('max-age 300 s');
+  });
+
+  it('names a symbolic link only when the path given is one (a relative --data is not)', () => {
+    const relative = describeRotation({ ...base, path: 'custody-data/ear-signing-key.jwk', file: '/srv/custody-data/ear-signing-key.jwk' })[0]!;
+    expect(relative).toBe('EAR signing key rotated in custody-data/ear-signing-key.jwk');
+    const linked = describeRotation({ ...base, path: '/data/ear.jwk', file: '/keys/ear.jwk', linked: true })[0]!;
+    expect(linked).toContain('/keys/ear.jwk (the target of the symbolic link /data/ear.jwk, which is left as it is)');
   });
 });
 

@@ -64,7 +64,7 @@ const RELOAD_INTERVAL = formatSeconds(DEFAULT_EAR_KEY_RELOAD_MS / 1000);
 
 /** What `broker rotate-ear-key` prints: kids, times and the file's owner, never key material. */
 export function describeRotation(r: EarKeyRotation): string[] {
-  const lines = [`EAR signing key rotated in ${r.file === r.path ? r.path : `${r.file} (the target of the symbolic link ${r.path}, which is left as it is)`}`, `  new kid      ${r.kid} (signs every EAR from the brokers' next re-read of the file)`];
+  const lines = [`EAR signing key rotated in ${r.linked ? `${r.file} (the target of the symbolic link ${r.path}, which is left as it is)` : r.path}`, `  new kid      ${r.kid} (signs every EAR from the brokers' next re-read of the file)`];
   if (r.overlap) {
     lines.push(`  retired kid  ${r.previousKid} (retired ${r.retiredAt}; every broker publishes it until ${r.publishedUntil}, ${formatSeconds(EAR_KEY_RETENTION_SECONDS)}: the longest EAR lifetime and reload interval any broker may use, + clock skew)`);
   } else {

@@ -396,7 +396,8 @@ Example:
 Exit codes: 0 verified, 1 not verified, 2 bad input, 3 log unavailable.
 Examples:
   custody log verify --checkpoint checkpoint --vkey 'example.com/custody-log+1a2b3c4d+AY...'
-  custody log verify --proof entry-42.tlog-proof --entry event.json --policy tlog-policy.txt
+  custody log verify --proof entry-42.tlog-proof --event event.json --policy tlog-policy.txt
+  custody log verify --proof entry-42.tlog-proof --entry entry.bin --policy tlog-policy.txt
   custody log verify --old saved-checkpoint --log https://log.example.com/ --policy tlog-policy.txt`,
     )
     .action(async (opts: { checkpoint?: string; policy?: string; vkey?: string[]; proof?: string; entry?: string; event?: string; index?: string; old?: string; log?: string; at?: string; maxAge?: string; json?: boolean }) => {

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -148,6 +148,12 @@ describe('custody up (the quick start)', () => {
     const port = custody('up', '--once', '--data', join(data, 'never'), '--port', 'abc');
     expect([port.status, /custody: (ERR_[A-Z_]+)/.exec(port.stderr)?.[1]]).toEqual([2, 'ERR_USAGE']);
     expect(port.stdout).toBe('');
+    // A model that is not there: said at once, with the file and why; nothing started or logged.
+    const model = custody('up', '--once', '--data', join(data, 'never'), '--model', join(data, 'nosuch.gguf'));
+    expect([model.status, /custody: (ERR_[A-Z_]+)/.exec(model.stderr)?.[1]]).toEqual([2, 'ERR_GATEWAY_MODEL_FILE']);
+    expect(model.stderr).toContain('nosuch.gguf cannot be opened (no such file)');
+    expect(model.stdout).toBe('');
+    expect(existsSync(join(data, 'never'))).toBe(false);
     const file = join(data, 'a-file');
     writeFileSync(file, 'x');
     const notDir = custody('up', '--once', '--data', file);

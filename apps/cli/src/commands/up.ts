@@ -11,11 +11,12 @@ import { SimAttester } from '@custody/attester-service';
 import { createEd25519Signer, formatTlogProof, generateSignerKey, parseTlogPolicy } from '@custody/ledger';
 import { createEventsNodeHandler, createLogApp, listen, newWriterKey, openLog, parseWriters } from '@custody/ledger-service';
 import { BrokerAdminClient, fetchKey, startBroker } from '@custody/broker-service';
-import { DEV_SIM_MEASUREMENT, describeGgufFile, launchGateway, runConfidentialRequest, sealModelFile } from '@custody/gateway-service';
+import { DEV_SIM_MEASUREMENT, describeGgufFile, launchGateway, readGgufHeader, runConfidentialRequest, sealModelFile } from '@custody/gateway-service';
 import { readInputFile, readNamedFiles } from '../files.js';
 import { commandName, failWith, mark, printJson, shellWord } from '../output.js';
 import { EXIT_NOT_VERIFIED, EXIT_OK } from '../exit.js';
 import { writeSecretFile } from './log.js';
+import { tcbText } from './attest.js';
 import { parsePort } from '../numbers.js';
 import type { Register } from './index.js';
 
@@ -134,6 +135,8 @@ export const register: Register = (program: Command) => {
       try {
         // Options first: a bad one must not cost the whole tour.
         const port = opts.port !== undefined ? parsePort(opts.port) : undefined;
+        // A model that cannot be read fails now, before anything starts or is logged.
+        if (opts.model) await readGgufHeader(opts.model);
         // 1. Attestation on real evidence.
         const samples = await verifySamples();
         say('Custody quick start');
@@ -143,8 +146,8 @@ export const register: Register = (program: Command) => {
           const c = result.claims;
           const m = c ? Object.entries(c.measurements)[0] : undefined;
           say(`  ${mark(result.ok)}  ${name}`);
-          say(`        ${result.steps.map((st) => `${st.name} ${st.ok ? 'ok' : 'FAILED'}`).join(', ')}`);
-          if (m) say(`        ${m[0]} ${m[1].slice(0, 32)}...  tcb ${c?.tcb?.status ?? '-'}  debug ${c?.debug}`);
+          say(`        ${result.steps.map((st) => `${st.name} ${st.checked === false ? 'not checked' : st.ok ? 'ok' : 'FAILED'}`).join(', ')}`);
+          if (m) say(`        ${m[0]} ${m[1].slice(0, 32)}...  tcb ${c?.tcb ? tcbText(c.tcb) : '-'}  debug ${c?.debug}`);
           for (const e of result.errors) say(`        ${e.code}: ${e.message}`);
         }
 

@@ -82,6 +82,7 @@ describe('SEV-SNP on a synthetic Turin PKI', () => {
     expect(r.claims!.tcb?.components.fmc).toBe(1);
     // Turin's TCB bytes 2..3 are not reserved: the only warning is the missing CRL.
     expect(r.warnings).toEqual(['revocation of the AMD certificates was not checked: no CRL supplied (collateral "crl")']);
+    expect(r.steps.find((s) => s.name === 'revocation')).toMatchObject({ ok: true, checked: false });
   });
 
   it('warns (does not fail) when MASK_CHIP_KEY hides chip_id', async () => {

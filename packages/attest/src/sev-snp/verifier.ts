@@ -230,7 +230,7 @@ export async function verifySevSnp(input: VerifyInput): Promise<VerificationResu
       if (crls.length === 0) {
         p.claims!.platformClaims.revocationChecked = false;
         p.warn('revocation of the AMD certificates was not checked: no CRL supplied (collateral "crl")');
-        return 'no CRL supplied: revocation of the AMD certificates was not checked';
+        return { notChecked: 'no CRL supplied: revocation of the AMD certificates was not checked' };
       }
       const detail = (await Promise.all(crls.map((crl) => checkCrl(crl, signer.chain, input.now)))).join('; ');
       p.claims!.platformClaims.revocationChecked = true;

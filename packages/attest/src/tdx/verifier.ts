@@ -20,7 +20,7 @@ import {
   type SignatureAlgorithm,
   type X509Crl,
 } from '@custody/core';
-import { Pipeline } from '../steps.js';
+import { Pipeline, type NotChecked } from '../steps.js';
 import type { CertificateSummary, EvidenceVerifier, NormalizedClaims, VerificationResult, VerifyInput } from '../types.js';
 import { CollateralCache } from './cache.js';
 import { decodeTdAttributes, hex, sgxTcbComponents, tdMeasurements, teeTcbComponents } from './claims.js';
@@ -276,7 +276,7 @@ export class TdxVerifier implements EvidenceVerifier {
 
   // ---------- revocation ----------
 
-  private async revocation(run: Run, p: Pipeline): Promise<string> {
+  private async revocation(run: Run, p: Pipeline): Promise<string | NotChecked> {
     const path = run.pckPath!;
     const roots = run.roots!;
     const root = path.root;
@@ -306,7 +306,7 @@ export class TdxVerifier implements EvidenceVerifier {
     }
     if (missing.length > 0) {
       p.warn(`revocation not checked for ${missing.join(', ')}: no CRL supplied`);
-      return checked.length ? `not revoked: ${checked.join('; ')}; not checked (no CRL): ${missing.join(', ')}` : 'not checked: no CRLs supplied (allowed by configuration)';
+      return checked.length ? `not revoked: ${checked.join('; ')}; not checked (no CRL): ${missing.join(', ')}` : { notChecked: 'not checked: no CRLs supplied (allowed by configuration)' };
     }
     return `not revoked: ${checked.join('; ')}`;
   }

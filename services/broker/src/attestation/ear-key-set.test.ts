@@ -97,7 +97,7 @@ describe('EAR key file', () => {
       symlinkSync(target, link);
       const signer = await EarSigner.open(link);
       const r = await rotateEarKeyFile(link, { now: new Date(T0) });
-      expect(r).toMatchObject({ path: link, file: realpathSync(target), previousKid: first });
+      expect(r).toMatchObject({ path: link, file: realpathSync(target), linked: true, previousKid: first });
       expect(lstatSync(link).isSymbolicLink()).toBe(true);
       expect((await readEarKeyFile(target)).set.current.kid).toBe(r.kid);
       expect(statSync(target).mode & 0o777).toBe(0o600);

@@ -402,6 +402,8 @@ export interface EarKeyRotation {
   path: string;
   /** The file replaced: `path`, or the file it leads to when it is a symbolic link (which is left as it is). */
   file: string;
+  /** Whether `path` itself is a symbolic link (`file` is its target); false for a regular file, whatever its directories are. */
+  linked: boolean;
   /** The new signing key. */
   kid: string;
   /** The key it replaces: retired (overlap) or dropped. */
@@ -470,6 +472,7 @@ export async function rotateEarKeyFile(path: string, options: EarKeyRotationOpti
     return {
       path,
       file,
+      linked: isSymbolicLink(path),
       kid: next.kid,
       previousKid: set.current.kid,
       retiredAt: now.toISOString(),
@@ -490,6 +493,14 @@ function stampOf(path: string): string | undefined {
     return fileStamp(statSync(path));
   } catch {
     return undefined;
+  }
+}
+
+function isSymbolicLink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
   }
 }
 

@@ -157,7 +157,8 @@ export async function openModelFile(path: string): Promise<{ fh: FileHandle; sta
     // Without blocking: a FIFO with no writer would hold open() itself, before the check below.
     fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
-    throw new CustodyError('ERR_GATEWAY_MODEL_FILE', 'the model file cannot be opened', { cause: e, detail: { file: basename(path) } });
+    const reason = (e as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new CustodyError('ERR_GATEWAY_MODEL_FILE', `the model file ${basename(path)} cannot be opened (${reason === 'ENOENT' ? 'no such file' : reason})`, { cause: e, detail: { file: basename(path), reason } });
   }
   const s = await fh.stat().catch(async (e: unknown) => {
     await fh.close().catch(() => undefined);
