@@ -104,3 +104,41 @@ describe('POST /v1/attest: the work a body can cost', () => {
     expect(await post(p)).toMatchObject({ status: 200, json: { status: 'affirming', platform: 'sim' } });
   });
 });
+
+describe('arriving bodies: challenges and key releases have their own share', () => {
+  const backend = embeddedBackend();
+  let h: Harness;
+
+  beforeAll(async () => {
+    h = await backend.open();
+  });
+  afterAll(async () => h?.close());
+
+  it('attestation bodies held open up to the budget do not keep a challenge from being read', async () => {
+    const svc = new AttestationService({
+      keys: h.service,
+      sessions: h.metadata,
+      recipientCurves: h.keystore.capabilities.recipientCurves,
+      policies: await AppraisalPolicies.load({ defaultPolicy: { text: simPolicy([M]) } }),
+      signer: await EarSigner.inMemory(),
+      audit: new InMemoryAuditSinkTestDouble(),
+    });
+    const app = createBrokerApp({ service: h.service, apiKeys: h.metadata, attestation: svc, challengeLimiter: false, maxArrivingBodyBytes: 64 * 1024 });
+    let feed!: ReadableStreamDefaultController<Uint8Array>;
+    const held = new ReadableStream<Uint8Array>({ start: (c) => void (feed = c) });
+    // Within 4 bytes of the whole budget: no other body fits beside it.
+    const head = `{"session":"${NO_SESSION}","evidence":"`;
+    feed.enqueue(new TextEncoder().encode(head + 'A'.repeat(64 * 1024 - 4 - head.length)));
+    const first = app.request(new Request('http://broker/v1/attest', { method: 'POST', headers: { 'content-type': 'application/json' }, body: held, duplex: 'half' } as RequestInit));
+    await new Promise((r) => setTimeout(r, 50));
+    // The large budget is full: another attestation body is refused, retry later.
+    const another = await app.request('/v1/attest', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ session: NO_SESSION, evidence: 'A'.repeat(8 * 1024) }) });
+    expect([another.status, another.headers.get('x-custody-code')]).toEqual([503, 'ERR_SERVICE_UNAVAILABLE']);
+    // A challenge is read from its own share.
+    const challenge = await app.request('/v1/attest/challenge', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ tenant: 'acme' }) });
+    expect(challenge.status).toBe(201);
+    feed.enqueue(new TextEncoder().encode('"}'));
+    feed.close();
+    expect((await first).status).toBe(400);
+  });
+});

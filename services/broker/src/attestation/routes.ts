@@ -74,11 +74,12 @@ export function isWorkloadRoute(method: string, path: string): boolean {
  * and the attestation (and must then be of the session's tenant). Responses are no-store.
  * With a `limiter`, challenges are rate-limited per client address and per workload API key, and
  * capped by the sessions still open (429 ERR_RATE_LIMITED with Retry-After; ChallengeLimiter).
- * Bodies are read only by their handler, counted against `budget` while they arrive, and their
- * JSON is bounded in values and nesting before it is parsed (json-body.ts): an attestation
+ * Bodies are read only by their handler, counted against `budget` while they arrive (the small
+ * bodies of challenges and releases against `smallBudget`, so that senders who hold attestation
+ * bodies open cannot keep key releases from being read), and their JSON is bounded in values and nesting before it is parsed (json-body.ts): an attestation
  * naming no session costs a linear scan and a parse of its bounded structure, nothing more.
  */
-export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: AttestationService, apiKeys: ApiKeyRepository, limiter?: ChallengeLimiter, budget?: ByteBudget): void {
+export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: AttestationService, apiKeys: ApiKeyRepository, limiter?: ChallengeLimiter, budget?: ByteBudget, smallBudget: ByteBudget | undefined = budget): void {
   const noStore = { 'cache-control': 'no-store' };
 
   // The key file is looked at first (at most once a second), so a dropped key leaves the served
@@ -93,7 +94,7 @@ export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: Attestatio
   app.post('/v1/attest/challenge', async (c) => {
     // Address first: a flood is refused before its body is parsed or its API key looked up.
     limiter?.admitAddress(limiter.addressKeyFor(peerAddress(c), c.req.header('x-forwarded-for')));
-    const body = await parseJson(c, ChallengeBody, MAX_SMALL_BODY, budget);
+    const body = await parseJson(c, ChallengeBody, MAX_SMALL_BODY, smallBudget);
     const caller = await optionalApiKey(c, apiKeys);
     if (caller) limiter?.admitApiKey(caller.subject);
     const slot = limiter?.reserveSession();
@@ -135,7 +136,7 @@ export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: Attestatio
   app.post('/v1/keys/:name/release', async (c) => {
     const ear = bearer(c);
     if (ear.startsWith('cst_')) throw new CustodyError('ERR_AUTH_INVALID', 'a release takes the EAR as its bearer token, not an API key');
-    const body = await parseJson(c, ReleaseBody, MAX_SMALL_BODY, budget);
+    const body = await parseJson(c, ReleaseBody, MAX_SMALL_BODY, smallBudget);
     const released = await service.release({ name: c.req.param('name'), session: body.session, ear, ...(body.tenant !== undefined ? { tenant: body.tenant } : {}) });
     return c.json(released, 200, noStore);
   });

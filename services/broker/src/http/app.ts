@@ -19,7 +19,7 @@ import { DEFAULT_CHALLENGE_RATE_LIMIT } from '../config.js';
 import { clipAudited } from '../audit/bound-event.js';
 import { parseJsonBody } from './json-body.js';
 import { problemResponse } from './problem.js';
-import { BODY_BUDGET_BYTES, closeAfterEarlyAnswer, readRequestText, RequestBodyBudget } from './request-body.js';
+import { BODY_BUDGET_BYTES, closeAfterEarlyAnswer, readRequestText, RequestBodyBudget, SMALL_BODY_BUDGET_BYTES } from './request-body.js';
 
 export type BrokerEnv = { Variables: { principal: Principal } };
 
@@ -83,6 +83,8 @@ export function createBrokerApp(options: BrokerAppOptions): Hono<BrokerEnv> {
   const app = new Hono<BrokerEnv>();
   const observe = options.metrics ? httpMetrics(options.metrics) : undefined;
   const budget = new RequestBodyBudget(options.maxArrivingBodyBytes ?? BODY_BUDGET_BYTES);
+  // Challenges and key releases (at most 16 KiB each) have their own share.
+  const smallBudget = new RequestBodyBudget(SMALL_BODY_BUDGET_BYTES);
 
   app.onError((e) => problemResponse(e));
   app.notFound(() => problemResponse(new CustodyError('ERR_INPUT_UNSUPPORTED', 'no such route'), 404));
@@ -105,7 +107,7 @@ export function createBrokerApp(options: BrokerAppOptions): Hono<BrokerEnv> {
   app.use('/v1/*', adminOnly(adminPlaneOnly(service)));
   if (options.attestation) {
     const limiter = options.challengeLimiter ?? new ChallengeLimiter(DEFAULT_CHALLENGE_RATE_LIMIT, { ...(options.clock ? { clock: options.clock } : {}), ...(options.metrics ? { metrics: options.metrics } : {}) });
-    mountAttestationRoutes(app, options.attestation, options.apiKeys, limiter === false ? undefined : limiter, budget);
+    mountAttestationRoutes(app, options.attestation, options.apiKeys, limiter === false ? undefined : limiter, budget, smallBudget);
   }
 
   app.get('/healthz', (c) => c.json({ ok: true }));

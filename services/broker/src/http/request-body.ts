@@ -10,6 +10,13 @@ import { CustodyError, readBodyLimited, type ByteBudget } from '@custody/core';
 export const BODY_BUDGET_BYTES = 64 * 1024 * 1024;
 
 /**
+ * Bytes of challenge and key-release bodies (at most 16 KiB each) held while they arrive, apart
+ * from BODY_BUDGET_BYTES: a few senders holding 4 MiB attestation bodies open must not keep
+ * every gateway from having its key released. 512 such bodies at once.
+ */
+export const SMALL_BODY_BUDGET_BYTES = 8 * 1024 * 1024;
+
+/**
  * Counts the bytes of request bodies still arriving, across all requests (a ByteBudget of
  * readBodyLimited): one slow sender pins at most its own body, and many at most `maxBytes`;
  * a body that would cross it is refused with 503 ERR_SERVICE_UNAVAILABLE (retry later).
