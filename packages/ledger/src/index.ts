@@ -35,6 +35,7 @@ export {
   isValidKeyName,
   parseVerifierKey,
   verifierKeyFingerprint,
+  verifierKeyOfSigner,
   type SupportedSigType,
   type VerifierKey,
 } from './note/keys.js';

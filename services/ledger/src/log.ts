@@ -455,7 +455,8 @@ export class TransparencyLog implements AuditSink {
       const w: Waiter = { index, resolve, reject };
       const t = setTimeout(() => {
         this.waiters = this.waiters.filter((x) => x !== w);
-        reject(new CustodyError('ERR_TLOG_UNAVAILABLE', 'entry was not integrated in time', { detail: { index } }));
+        // The entry is sequenced (it stays in the log); no checkpoint that includes it was published in time, e.g. for want of a witness quorum.
+        reject(new CustodyError('ERR_TLOG_UNAVAILABLE', `the entry is sequenced at index ${index}, but no checkpoint including it was published in time (is the witness quorum reachable?)`, { detail: { index, sequenced: true } }));
       }, timeoutMs);
       t.unref();
       w.resolve = (n) => {

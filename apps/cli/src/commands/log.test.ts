@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -66,6 +66,14 @@ describe('custody log (local directory)', () => {
     expect(vkey).toMatch(/^log\.test\/cli\+[0-9a-f]{8}\+/);
     expect(statSync(join(dir, 'log.key')).mode & 0o077).toBe(0);
     expect(custody('log', 'keygen', '--origin', 'log.test/cli', '--out', join(dir, 'log.key')).code).toBe(2);
+    // The key kept, its vkey lost: `log vkey` gives it again; a witness key likewise.
+    expect(custody('log', 'vkey', '--key', join(dir, 'log.key'))).toMatchObject({ code: 0, stdout: vkey + '\n' });
+    const w = custody('witness', 'keygen', '--name', 'witness.test/w9', '--out', join(dir, 'w9.key'));
+    expect(custody('witness', 'vkey', '--key', join(dir, 'w9.key'))).toMatchObject({ code: 0, stdout: w.stdout });
+    // A key file whose key id does not match its key is refused (exit 2).
+    const parts = readFileSync(join(dir, 'log.key'), 'utf8').trim().split('+');
+    writeFileSync(join(dir, 'bad-id.key'), [...parts.slice(0, 3), '00000000', parts[4]].join('+'), { mode: 0o600 });
+    expect(custody('log', 'vkey', '--key', join(dir, 'bad-id.key')).code).toBe(2);
   });
 
   it('append --wait writes a tlog-proof that verify accepts; a different event or a malformed proof is refused', () => {
@@ -111,6 +119,18 @@ describe('custody log (local directory)', () => {
     expect(h.stdout).toContain('must share one tile directory');
     expect(custody('log', 'proof', 'abc', '--log', dir).code).toBe(2);
     expect(custody('log', 'verify', '--checkpoint', join(dir, 'nope')).code).toBe(2);
+  });
+
+  it('append to a URL where no log listens says so (exit 3, retry later)', async () => {
+    // A port that was free a moment ago: nothing listens there.
+    const s = createServer();
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    const port = (s.address() as AddressInfo).port;
+    await new Promise((r) => s.close(r));
+    writeFileSync(join(dir, 'event-refused.json'), JSON.stringify({ v: 1, type: 'operator.event', time: '2026-11-27T12:00:00Z', actor: 'ops', action: 'drill', subject: 'demo' }));
+    const r = custody('log', 'append', '--url', `http://127.0.0.1:${port}`, '--event', join(dir, 'event-refused.json'));
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`ERR_TLOG_UNAVAILABLE: nothing listens at http://127.0.0.1:${port} (is \`custody log serve\` running?)`);
   });
 });
 

@@ -24,6 +24,7 @@ import {
   verifyCheckpointWithPolicy,
   verifyConsistency,
   verifyInclusion,
+  verifierKeyOfSigner,
   type LogSource,
   type MonitorFinding,
   type MonitorState,
@@ -229,6 +230,22 @@ export const register: Register = (program: Command) => {
     });
 
   log
+    .command('vkey')
+    .description('Print the verifier key (vkey) of a log signing key file, as keygen printed it')
+    .requiredOption('--key <file>', 'the log signing key file')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { key: string; json?: boolean }) => {
+      const json = opts.json ?? false;
+      try {
+        const vkey = await verifierKeyOfSigner(readKeyFile(opts.key));
+        if (json) printJson({ ok: true, vkey });
+        else out(vkey);
+      } catch (e) {
+        failWith(e, json);
+      }
+    });
+
+  log
     .command('writer-key')
     .description("Generate a key that may append to a served log: writes the key (mode 0600) and prints the line that admits it to the log's --writers file")
     .requiredOption('--name <name>', 'the writer, e.g. broker or gateway-1 (1-64 of [A-Za-z0-9._-])')
@@ -347,10 +364,16 @@ Example:
               headers: { 'content-type': isEvent ? 'application/json' : 'application/octet-stream', ...(writerKey ? { authorization: `Bearer ${writerKey}` } : {}) },
             });
           } catch (e) {
-            throw new CustodyError('ERR_TLOG_UNAVAILABLE', `log at ${opts.url} did not answer`, { cause: e });
+            const refused = (e as { cause?: { code?: unknown } } | null)?.cause?.code === 'ECONNREFUSED';
+            throw new CustodyError('ERR_TLOG_UNAVAILABLE', refused ? `nothing listens at ${opts.url} (is \`custody log serve\` running?)` : `log at ${opts.url} did not answer`, { cause: e });
           }
-          const body = (await res.json().catch(() => ({}))) as { index?: number; proof?: string; code?: string; detail?: string };
-          if (res.status !== 200 || typeof body.index !== 'number') throw new CustodyError(body.code ?? 'ERR_TLOG_UNAVAILABLE', body.detail ?? `log answered ${res.status}`);
+          const body = (await res.json().catch(() => ({}))) as { index?: number; proof?: string; code?: string; detail?: string; facts?: { index?: unknown; sequenced?: unknown } };
+          if (res.status !== 200 || typeof body.index !== 'number') {
+            // Sequenced but not yet published: appending again would log the entry twice.
+            const sequenced = body.facts?.sequenced === true && typeof body.facts.index === 'number' ? body.facts.index : undefined;
+            const hint = sequenced !== undefined ? `; do not append it again: \`custody log proof ${sequenced} --log ${opts.url}\` proves it once it is published` : '';
+            throw new CustodyError(body.code ?? 'ERR_TLOG_UNAVAILABLE', (body.detail ?? `log answered ${res.status}`) + hint, sequenced !== undefined ? { detail: { index: sequenced, sequenced: true } } : {});
+          }
           index = body.index;
           proof = body.proof;
         } else {

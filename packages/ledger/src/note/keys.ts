@@ -169,6 +169,23 @@ export async function generateSignerKey(name: string, type: SupportedSigType, ra
   }
 }
 
+/**
+ * The verifier key (vkey) of a signer key, for an operator who kept the key file but not what
+ * `keygen` printed. The seed is wiped; only the public key is derived.
+ */
+export async function verifierKeyOfSigner(skey: string): Promise<string> {
+  const parts = parseSignerKey(skey);
+  try {
+    const { publicKey } = await importEd25519Seed(parts.seed);
+    const vkey = formatVerifierKey(parts.name, parts.type, publicKey);
+    // The key id in the file must be the one its name, type and key give.
+    if (computeKeyId(parts.name, parts.type, publicKey) !== parts.keyId) throw new ParseError('ERR_NOTE_KEY', 'the signer key file names another key id than its key gives');
+    return vkey;
+  } finally {
+    wipe(parts.seed);
+  }
+}
+
 /** Short human-readable fingerprint of a vkey's public key, for logs and reports (not secret). */
 export function verifierKeyFingerprint(vk: VerifierKey): string {
   return `${vk.name}+${keyIdHex(vk.keyId)} sha256:${toHex(sha256Sync(vk.publicKey)).slice(0, 16)}`;
