@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -164,6 +164,34 @@ describe('custody up (the quick start)', () => {
     expect([log.status, /custody: (ERR_[A-Z_]+)/.exec(log.stderr)?.[1]]).toEqual([3, 'ERR_FILE_UNWRITABLE']);
     expect(log.stderr).not.toMatch(/\n\s+at /);
   });
+
+  it('a second custody up on a state directory in use says so (exit 3, ERR_TLOG_LOCKED), and the first one keeps serving', async () => {
+    const busy = join(data, 'busy');
+    const first = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', 'apps/cli/src/main.ts', 'up', '--data', busy], { cwd: repoRoot, env: { ...process.env, CUSTODY_COMMAND: '' } });
+    try {
+      let out = '';
+      first.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      await new Promise<void>((resolve, reject) => {
+        const t = setInterval(() => {
+          if (out.includes('Serving until interrupted')) {
+            clearInterval(t);
+            resolve();
+          }
+        }, 100);
+        first.once('exit', (code) => {
+          clearInterval(t);
+          reject(new Error(`the first custody up exited ${code}`));
+        });
+      });
+      const second = custody('up', '--once', '--data', busy);
+      expect([second.status, /custody: (ERR_[A-Z_]+)/.exec(second.stderr)?.[1]]).toEqual([3, 'ERR_TLOG_LOCKED']);
+      expect(second.stderr).toContain('another custody up (or a log serve) is using');
+      expect(first.exitCode).toBeNull();
+    } finally {
+      first.kill('SIGINT');
+      await new Promise((r) => (first.exitCode !== null ? r(undefined) : first.once('exit', r)));
+    }
+  }, 180_000);
 
   it('--model: seals the GGUF under a broker key in the state directory, serves it sealed, and reuses both on the next run', () => {
     const dir = mkdtempSync(join(tmpdir(), 'custody-up-model-'));

@@ -165,6 +165,10 @@ export const register: Register = (program: Command) => {
           integrateIntervalMs: 100,
           // A log that cannot publish (a full disk, say) says so in custody.log, with the system's code.
           onError: (e) => logger.warn({ event: 'ledger.retrying', code: e.code, error: e.message }, 'the ledger could not integrate or publish; retrying'),
+        }).catch((e: unknown) => {
+          const err = toCustodyError(e);
+          if (err.code !== 'ERR_TLOG_LOCKED') throw err;
+          throw new CustodyError('ERR_TLOG_LOCKED', `another custody up (or a log serve) is using ${data}; stop it, or give this one another --data`, { cause: err });
         });
         closers.push(() => log.close());
         // Reads only over HTTP: the broker and the gateway here write in process, so the log's
