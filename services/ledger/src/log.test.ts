@@ -211,7 +211,9 @@ describe('log and witness over HTTP (in process)', async () => {
     await log.integrateNow();
     expect((await openCheckpoint(await (await app.request('/checkpoint')).text(), [await createEd25519Verifier(key.vkey)])).checkpoint.size).toBe(2);
     // Who waits for it is told it is sequenced, and where (so that it is not appended twice).
-    await expect(log.waitForCheckpoint(2, 50)).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE', detail: { index: 2, sequenced: true }, message: expect.stringContaining('sequenced at index 2') });
+    await expect(log.waitForCheckpoint(2, 50, true)).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE', detail: { index: 2, sequenced: true }, message: expect.stringContaining('sequenced at index 2') });
+    // Another caller's index (not known to be in this log) is not said to be sequenced.
+    await expect(log.waitForCheckpoint(99, 50)).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE', detail: { index: 99 }, message: 'no checkpoint including index 99 was published in time' });
     // ...until it is back; the log catches it up with a consistency proof.
     w1Down = false;
     await log.integrateNow();

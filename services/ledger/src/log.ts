@@ -448,15 +448,22 @@ export class TransparencyLog implements AuditSink {
     return formatNote(parsed.text, [...parsed.signatures, ...[...got.values()].flat()]);
   }
 
-  /** Resolves with the first published checkpoint that includes `index`. */
-  waitForCheckpoint(index: number, timeoutMs = 30_000): Promise<string> {
+  /**
+   * Resolves with the first published checkpoint that includes `index`. `sequenced`: the caller
+   * knows the entry is in the log (it just added it), which the timeout's error then says.
+   */
+  waitForCheckpoint(index: number, timeoutMs = 30_000, sequenced = false): Promise<string> {
     if (this.published && index < this.published.size) return Promise.resolve(this.published.note);
     return new Promise<string>((resolve, reject) => {
       const w: Waiter = { index, resolve, reject };
       const t = setTimeout(() => {
         this.waiters = this.waiters.filter((x) => x !== w);
-        // The entry is sequenced (it stays in the log); no checkpoint that includes it was published in time, e.g. for want of a witness quorum.
-        reject(new CustodyError('ERR_TLOG_UNAVAILABLE', `the entry is sequenced at index ${index}, but no checkpoint including it was published in time (is the witness quorum reachable?)`, { detail: { index, sequenced: true } }));
+        // A sequenced entry stays in the log; no checkpoint that includes it was published in time, e.g. for want of a witness quorum.
+        reject(
+          sequenced
+            ? new CustodyError('ERR_TLOG_UNAVAILABLE', `the entry is sequenced at index ${index}, but no checkpoint including it was published in time (is the witness quorum reachable?)`, { detail: { index, sequenced: true } })
+            : new CustodyError('ERR_TLOG_UNAVAILABLE', `no checkpoint including index ${index} was published in time`, { detail: { index } }),
+        );
       }, timeoutMs);
       t.unref();
       w.resolve = (n) => {

@@ -35,7 +35,7 @@ import { FsTileStore, createEventsNodeHandler, createLogApp, listen, newWriterKe
 import type { Register } from './index.js';
 import { readInputFile, parseTime } from '../files.js';
 import { parseMilliseconds } from '../numbers.js';
-import { failWith, isInputOrAvailabilityCode, mark, printJson } from '../output.js';
+import { failWith, isInputOrAvailabilityCode, mark, printJson, shellWord } from '../output.js';
 import { EXIT_NOT_VERIFIED, EXIT_OK, EXIT_UNAVAILABLE } from '../exit.js';
 
 function out(line = ''): void {
@@ -371,7 +371,7 @@ Example:
           if (res.status !== 200 || typeof body.index !== 'number') {
             // Sequenced but not yet published: appending again would log the entry twice.
             const sequenced = body.facts?.sequenced === true && typeof body.facts.index === 'number' ? body.facts.index : undefined;
-            const hint = sequenced !== undefined ? `; do not append it again: \`custody log proof ${sequenced} --log ${opts.url}\` proves it once it is published` : '';
+            const hint = sequenced !== undefined ? `; do not append it again: \`custody log proof ${sequenced} --log ${shellWord(opts.url)}\` proves it once it is published` : '';
             throw new CustodyError(body.code ?? 'ERR_TLOG_UNAVAILABLE', (body.detail ?? `log answered ${res.status}`) + hint, sequenced !== undefined ? { detail: { index: sequenced, sequenced: true } } : {});
           }
           index = body.index;

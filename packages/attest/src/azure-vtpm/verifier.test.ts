@@ -135,6 +135,7 @@ describe.each(snpVectors)('$name', (v) => {
     expect(r.platform).toBe('azure-vtpm');
     expect(r.steps.map((s) => s.name)).toEqual(SNP_STEPS);
     expect(r.warnings).toEqual([SNP_NO_CRL_WARNING]);
+    expect(r.steps.find((s) => s.name === 'revocation')).toMatchObject({ ok: true, checked: false });
     const c = r.claims!;
     expect(c.platform).toBe('azure-vtpm');
     expect(c.simulated).toBe(false);

@@ -503,8 +503,9 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
         fail(first?.code ?? 'ERR_EVIDENCE_SIGNATURE', `${bundle.platform} evidence does not verify: ${first?.message ?? 'unknown failure'}`);
       }
       evidenceClaims = result.claims;
-      const passed = result.steps.filter((s) => s.ok).map((s) => s.name);
-      return `${result.platform} evidence verifies (${passed.join(', ')})${result.claims.simulated ? ' — SIMULATED, no hardware TEE' : ''}`;
+      const passed = result.steps.filter((s) => s.ok && s.checked !== false).map((s) => s.name);
+      const skipped = result.steps.filter((s) => s.checked === false).map((s) => s.name);
+      return `${result.platform} evidence verifies (${passed.join(', ')})${skipped.length > 0 ? `; not checked: ${skipped.join(', ')}` : ''}${result.claims.simulated ? ' — SIMULATED, no hardware TEE' : ''}`;
     });
 
     await run.step('binding', async () => {

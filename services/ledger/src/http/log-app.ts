@@ -66,7 +66,7 @@ export function createLogApp(log: TransparencyLog, store: FsTileStore, options: 
   const answer = async (index: number, leafHash: Uint8Array, wait: boolean): Promise<Response> => {
     const body: Record<string, unknown> = { index, leafHash: toBase64(leafHash) };
     if (wait) {
-      await log.waitForCheckpoint(index);
+      await log.waitForCheckpoint(index, undefined, true);
       body.proof = formatTlogProof(await log.proof(index));
     }
     return new Response(JSON.stringify(body), { status: 200, headers: { 'content-type': 'application/json' } });
