@@ -11,13 +11,43 @@ function tooLarge(what: string, max: number, detail: Record<string, unknown> = {
   return new ParseError('ERR_INPUT_TOO_LARGE', `${what} is too large`, { detail: { max, ...detail } });
 }
 
-/** Bytes shared by the bodies a server holds at once (BodyBudget in @custody/ledger-service). */
+/** Bytes shared by the bodies a server holds at once (BodyBudget). */
 export interface ByteBudget {
   /** Counts `n` more bytes held; false (nothing counted) when that would cross the budget. */
   take(n: number): boolean;
   give(n: number): void;
   /** The error a body that would cross the budget fails with. */
   refusal(): Error;
+}
+
+/**
+ * How many bytes of request bodies a server holds while they arrive, across all its requests:
+ * one slow sender cannot pin more than its own body, and many cannot pin more than this. A body
+ * that would cross it is refused with `refusal()`; its bytes are given back once it is read,
+ * refused or broken off.
+ */
+export class BodyBudget implements ByteBudget {
+  private used = 0;
+
+  constructor(
+    readonly maxBytes: number,
+    readonly refusal: () => Error,
+  ) {}
+
+  /** Bytes held now by bodies still arriving. */
+  get inUse(): number {
+    return this.used;
+  }
+
+  take(n: number): boolean {
+    if (this.used + n > this.maxBytes) return false;
+    this.used += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.used -= n;
+  }
 }
 
 /**

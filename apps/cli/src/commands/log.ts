@@ -51,6 +51,18 @@ export function parseListen(s: string): { host: string; port: number } {
 }
 
 /** Reads a signer key file, warning when other users could read it. */
+/** `log vkey` and `witness vkey`: the verifier key of a signer key file. */
+export async function printVkeyOf(opts: { key: string; json?: boolean }): Promise<void> {
+  const json = opts.json ?? false;
+  try {
+    const vkey = await verifierKeyOfSigner(readKeyFile(opts.key));
+    if (json) printJson({ ok: true, vkey });
+    else process.stdout.write(vkey + '\n');
+  } catch (e) {
+    failWith(e, json);
+  }
+}
+
 export function readKeyFile(path: string): string {
   const text = fromUtf8(readInputFile(path, 'key file')).trim();
   try {
@@ -234,16 +246,7 @@ export const register: Register = (program: Command) => {
     .description('Print the verifier key (vkey) of a log signing key file, as keygen printed it')
     .requiredOption('--key <file>', 'the log signing key file')
     .option('--json', 'machine-readable output')
-    .action(async (opts: { key: string; json?: boolean }) => {
-      const json = opts.json ?? false;
-      try {
-        const vkey = await verifierKeyOfSigner(readKeyFile(opts.key));
-        if (json) printJson({ ok: true, vkey });
-        else out(vkey);
-      } catch (e) {
-        failWith(e, json);
-      }
-    });
+    .action(printVkeyOf);
 
   log
     .command('writer-key')

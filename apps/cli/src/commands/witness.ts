@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
 import { CustodyError, secureRandom, systemClock } from '@custody/core';
-import { SIG_TYPE_COSIGNATURE_V1, createCosigner, generateSignerKey, parseTlogPolicy, parseVerifierKey, verifierKeyOfSigner, type VerifierKey } from '@custody/ledger';
+import { SIG_TYPE_COSIGNATURE_V1, createCosigner, generateSignerKey, parseTlogPolicy, parseVerifierKey, type VerifierKey } from '@custody/ledger';
 import { SqliteWitnessStore, createWitnessApp, listen, witnessLogs } from '@custody/ledger-service';
 import type { Register } from './index.js';
 import { readInputFile } from '../files.js';
 import { failWith, printJson } from '../output.js';
 import { EXIT_OK } from '../exit.js';
-import { parseListen, readKeyFile, writeSecretFile } from './log.js';
+import { parseListen, printVkeyOf, readKeyFile, writeSecretFile } from './log.js';
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
@@ -36,16 +36,7 @@ export const register: Register = (program: Command) => {
     .description('Print the verifier key (vkey) of a witness key file, as keygen printed it')
     .requiredOption('--key <file>', 'the witness key file')
     .option('--json', 'machine-readable output')
-    .action(async (opts: { key: string; json?: boolean }) => {
-      const json = opts.json ?? false;
-      try {
-        const vkey = await verifierKeyOfSigner(readKeyFile(opts.key));
-        if (json) printJson({ ok: true, vkey });
-        else process.stdout.write(vkey + '\n');
-      } catch (e) {
-        failWith(e, json);
-      }
-    });
+    .action(printVkeyOf);
 
   witness
     .command('serve')

@@ -3,7 +3,7 @@ import { routePath } from 'hono/route';
 import { pino, type Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { z } from 'zod';
-import { CustodyError, fromBase64, wipe, type Clock } from '@custody/core';
+import { CustodyError, fromBase64, wipe, type ByteBudget, type Clock } from '@custody/core';
 import { authenticateApiKey } from '../auth/api-keys.js';
 import type { Principal } from '../auth/roles.js';
 import type { KeyService } from '../keys/key-service.js';
@@ -19,7 +19,7 @@ import { DEFAULT_CHALLENGE_RATE_LIMIT } from '../config.js';
 import { clipAudited } from '../audit/bound-event.js';
 import { parseJsonBody } from './json-body.js';
 import { problemResponse } from './problem.js';
-import { BODY_BUDGET_BYTES, closeAfterEarlyAnswer, readRequestText, RequestBodyBudget, SMALL_BODY_BUDGET_BYTES } from './request-body.js';
+import { BODY_BUDGET_BYTES, closeAfterEarlyAnswer, readRequestText, requestBodyBudget, SMALL_BODY_BUDGET_BYTES } from './request-body.js';
 
 export type BrokerEnv = { Variables: { principal: Principal } };
 
@@ -82,9 +82,9 @@ export function createBrokerApp(options: BrokerAppOptions): Hono<BrokerEnv> {
   const log = options.logger ?? pino({ level: 'silent' });
   const app = new Hono<BrokerEnv>();
   const observe = options.metrics ? httpMetrics(options.metrics) : undefined;
-  const budget = new RequestBodyBudget(options.maxArrivingBodyBytes ?? BODY_BUDGET_BYTES);
+  const budget = requestBodyBudget(options.maxArrivingBodyBytes ?? BODY_BUDGET_BYTES);
   // Challenges and key releases (at most 16 KiB each) have their own share.
-  const smallBudget = new RequestBodyBudget(SMALL_BODY_BUDGET_BYTES);
+  const smallBudget = requestBodyBudget(SMALL_BODY_BUDGET_BYTES);
 
   app.onError((e) => problemResponse(e));
   app.notFound(() => problemResponse(new CustodyError('ERR_INPUT_UNSUPPORTED', 'no such route'), 404));
@@ -251,7 +251,7 @@ function tenantOf(c: Context<BrokerEnv>): string {
   return c.req.query('tenant') ?? c.get('principal').tenant;
 }
 
-async function parseJsonRequest<T>(c: Context<BrokerEnv>, schema: z.ZodType<T>, budget: RequestBodyBudget): Promise<T> {
+async function parseJsonRequest<T>(c: Context<BrokerEnv>, schema: z.ZodType<T>, budget: ByteBudget): Promise<T> {
   const type = c.req.header('content-type') ?? '';
   const text = await readRequestText(c, MAX_BODY, budget);
   if (text === '' && schema.safeParse({}).success) return schema.parse({});

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Context, MiddlewareHandler } from 'hono';
-import { CustodyError, readBodyLimited, type ByteBudget } from '@custody/core';
+import { BodyBudget, CustodyError, readBodyLimited, type ByteBudget } from '@custody/core';
 
 /**
  * Bytes of request bodies the broker holds while they arrive, all requests together, by default:
@@ -17,33 +17,11 @@ export const BODY_BUDGET_BYTES = 64 * 1024 * 1024;
 export const SMALL_BODY_BUDGET_BYTES = 8 * 1024 * 1024;
 
 /**
- * Counts the bytes of request bodies still arriving, across all requests (a ByteBudget of
- * readBodyLimited): one slow sender pins at most its own body, and many at most `maxBytes`;
- * a body that would cross it is refused with 503 ERR_SERVICE_UNAVAILABLE (retry later).
+ * The broker's budget of request bodies still arriving (core's BodyBudget): a body that would
+ * cross it is refused with 503 ERR_SERVICE_UNAVAILABLE (retry later).
  */
-export class RequestBodyBudget implements ByteBudget {
-  private used = 0;
-
-  constructor(readonly maxBytes: number) {}
-
-  /** Bytes of bodies arriving now. */
-  get inUse(): number {
-    return this.used;
-  }
-
-  take(n: number): boolean {
-    if (this.used + n > this.maxBytes) return false;
-    this.used += n;
-    return true;
-  }
-
-  give(n: number): void {
-    this.used -= n;
-  }
-
-  refusal(): Error {
-    return new CustodyError('ERR_SERVICE_UNAVAILABLE', 'the broker holds as many arriving request bodies as it allows; retry later', { detail: { bound: 'arriving-bodies' } });
-  }
+export function requestBodyBudget(maxBytes: number): BodyBudget {
+  return new BodyBudget(maxBytes, () => new CustodyError('ERR_SERVICE_UNAVAILABLE', 'the broker holds as many arriving request bodies as it allows; retry later', { detail: { bound: 'arriving-bodies' } }));
 }
 
 /**

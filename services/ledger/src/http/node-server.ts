@@ -1,5 +1,8 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerOptions, type ServerResponse } from 'node:http';
-import { CustodyError, joinBytes, type Bytes } from '@custody/core';
+import { BodyBudget, CustodyError, joinBytes, type Bytes } from '@custody/core';
+
+/** Re-exported for the services that took it from here. */
+export { BodyBudget };
 
 /**
  * Node-side HTTP helpers shared by the services that answer their hot route straight from
@@ -21,36 +24,6 @@ export function interceptingServer(intercept: NodeIntercept | undefined): (opts:
           }
         : listener,
     );
-}
-
-/**
- * How many bytes of request bodies a server holds while they arrive, across all its requests:
- * one slow sender cannot pin more than its own body, and many cannot pin more than this. A body
- * that would cross it is refused with `refusal()`; its bytes are given back once it is read,
- * refused or broken off.
- */
-export class BodyBudget {
-  private used = 0;
-
-  constructor(
-    readonly maxBytes: number,
-    readonly refusal: () => CustodyError,
-  ) {}
-
-  /** Bytes held now by bodies still arriving. */
-  get inUse(): number {
-    return this.used;
-  }
-
-  take(n: number): boolean {
-    if (this.used + n > this.maxBytes) return false;
-    this.used += n;
-    return true;
-  }
-
-  give(n: number): void {
-    this.used -= n;
-  }
 }
 
 /**
