@@ -1,6 +1,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CustodyError } from '@custody/core';
+import { modeExposure } from '@custody/crypto-node';
 
 /** Largest file the CLI will read as evidence, certificates or collateral. */
 export const MAX_INPUT_FILE = 16 * 1024 * 1024;
@@ -12,6 +13,23 @@ export const MAX_INPUT_FILE = 16 * 1024 * 1024;
  * bound even when the file grows while it is read.
  */
 export function readInputFile(path: string, what = 'file'): Uint8Array<ArrayBuffer> {
+  return readRegularFile(path, what).bytes;
+}
+
+/**
+ * A secret file (a key, an API key) as readInputFile reads it, with a warning on stderr when
+ * users other than its owner can read or write it (judged on the file that was read). Warned,
+ * not refused: a Kubernetes Secret volume is group- or world-readable unless its defaultMode
+ * says otherwise.
+ */
+export function readSecretFile(path: string, what: string): Uint8Array<ArrayBuffer> {
+  const { bytes, mode } = readRegularFile(path, what);
+  const exposed = modeExposure(mode);
+  if (exposed) process.stderr.write(`custody: warning: the ${what} ${path}: ${exposed}; chmod 600 it\n`);
+  return bytes;
+}
+
+function readRegularFile(path: string, what: string): { bytes: Uint8Array<ArrayBuffer>; mode: number } {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
@@ -32,7 +50,7 @@ export function readInputFile(path: string, what = 'file'): Uint8Array<ArrayBuff
       if (got === 0) break;
       n += got;
     }
-    return n === buf.length ? buf : new Uint8Array(buf.buffer.slice(0, n));
+    return { bytes: n === buf.length ? buf : new Uint8Array(buf.buffer.slice(0, n)), mode: st.mode };
   } catch (e) {
     if (e instanceof CustodyError) throw e;
     throw new CustodyError('ERR_FILE_UNREADABLE', `${what} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'}): ${path}`);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CustodyError } from '@custody/core';
 
@@ -62,4 +62,42 @@ export function makePrivateDir(path: string): void {
     if (errno === 'EEXIST' || errno === 'ENOTDIR') throw new CustodyError('ERR_FILE_NOT_REGULAR', `${path} (or a parent of it) is a file, not a directory`, { detail: { path, errno } });
     throw new CustodyError('ERR_FILE_UNWRITABLE', `cannot create the directory ${path} (${errno})`, { cause: e, detail: { path, errno } });
   }
+}
+
+/**
+ * Who else a secret file's mode lets in: undefined for a file only its owner can read or write,
+ * else a phrase such as "group and other users can read it (mode 0644)". Mode bits only: owner,
+ * ACLs and the directories above are not judged.
+ */
+export function modeExposure(mode: number): string | undefined {
+  const perm = mode & 0o777;
+  if ((perm & 0o066) === 0) return undefined;
+  const who = [perm & 0o060 ? 'the group' : '', perm & 0o006 ? 'other users' : ''].filter(Boolean).join(' and ');
+  const can = [perm & 0o044 ? 'read' : '', perm & 0o022 ? 'write' : ''].filter(Boolean).join(' and ');
+  return `${who} can ${can} it (mode 0${perm.toString(8).padStart(3, '0')})`;
+}
+
+/**
+ * A warning for a secret file (a key, a token) that users other than its owner can read or
+ * write, or undefined. Warned, not refused: a Kubernetes Secret volume is group- or
+ * world-readable unless its defaultMode says otherwise. A file that cannot be examined gives
+ * undefined (whoever reads it reports that).
+ */
+export function secretFileWarning(path: string, what: string): string | undefined {
+  const st = statSync(path, { throwIfNoEntry: false });
+  const exposed = st?.isFile() ? modeExposure(st.mode) : undefined;
+  return exposed && `the ${what} ${path}: ${exposed}; chmod 600 it`;
+}
+
+/**
+ * A warning for a state directory that users other than its owner can write into (they could
+ * put their own key or database in place, or remove it), or undefined. A sticky world-writable
+ * directory (/tmp) is still one: others can create the names the owner has not created yet.
+ */
+export function privateDirWarning(path: string, what: string): string | undefined {
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (!st?.isDirectory() || (st.mode & 0o022) === 0) return undefined;
+  const who = [st.mode & 0o020 ? 'the group' : '', st.mode & 0o002 ? 'other users' : ''].filter(Boolean).join(' and ');
+  const can = st.mode & 0o1000 ? 'create files' : 'create and remove files';
+  return `the ${what} ${path}: ${who} can ${can} in it (mode 0${(st.mode & 0o7777).toString(8).padStart(3, '0')}); chmod 700 it`;
 }

@@ -6,7 +6,7 @@ import { CustodyError, fromUtf8, toBase64, toCustodyError, wipe } from '@custody
 import { createAttester, createDetectedAttester, type Attester } from '@custody/attester-service';
 import { fetchKey } from '@custody/broker-service/workload';
 import type { Register } from './index.js';
-import { readInputFile } from '../files.js';
+import { readSecretFile } from '../files.js';
 import { GPU_EVIDENCE_CMD_HELP, gpuAttesters } from '../gpu.js';
 import { exitCodeFor, failWith, printJson } from '../output.js';
 import { EXIT_UNAVAILABLE } from '../exit.js';
@@ -119,7 +119,7 @@ export const register: Register = (program: Command) => {
         const broker = opts.broker ?? process.env.CUSTODY_BROKER_URL ?? DEFAULT_BROKER_URL;
         if (!/^https?:\/\/[^\s/]+/.test(broker)) throw new CustodyError('ERR_USAGE', `--broker must be an http(s) URL, got ${JSON.stringify(broker)}`);
         const tenant = opts.tenant ?? process.env.CUSTODY_TENANT ?? 'default';
-        const apiKey = opts.apiKeyFile ? fromUtf8(readInputFile(opts.apiKeyFile, 'API key file')).trim() : undefined;
+        const apiKey = opts.apiKeyFile ? fromUtf8(readSecretFile(opts.apiKeyFile, 'API key file')).trim() : undefined;
         attester = await attesterFor(opts);
         const devices = gpuAttesters(opts.gpuEvidenceCmd ?? []);
         const got = await fetchKey({ broker, tenant, name, attester, ...(apiKey ? { apiKey } : {}), ...(devices.length > 0 ? { devices } : {}) });

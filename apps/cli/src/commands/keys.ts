@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { CustodyError, fromBase64, fromHex, fromUtf8, parsePem, wipe, type Bytes } from '@custody/core';
 import { BrokerAdminClient, KEY_TYPES, type KeyType, type KeyView } from '@custody/broker-service/client';
 import type { Register } from './index.js';
-import { readInputFile } from '../files.js';
+import { readInputFile, readSecretFile } from '../files.js';
 import { failWith, printJson } from '../output.js';
 import { writeSecretFile } from './log.js';
 
@@ -21,13 +21,7 @@ export interface ConnectionOptions {
  */
 function apiKey(opts: ConnectionOptions): string {
   if (opts.apiKeyFile) {
-    const text = fromUtf8(readInputFile(opts.apiKeyFile, 'API key file')).trim();
-    try {
-      if ((statSync(opts.apiKeyFile).mode & 0o077) !== 0) process.stderr.write(`custody: warning: ${opts.apiKeyFile} is readable by other users; chmod 600 it\n`);
-    } catch {
-      /* reported by readInputFile */
-    }
-    return text;
+    return fromUtf8(readSecretFile(opts.apiKeyFile, 'API key file')).trim();
   }
   const env = process.env.CUSTODY_API_KEY;
   if (env) return env.trim();
@@ -67,7 +61,7 @@ function exportableOf(opts: { exportable?: boolean; nonExportable?: boolean }): 
  * AES keys and secrets: the raw bytes, or text in --encoding base64|hex.
  */
 export function readMaterial(path: string, type: KeyType, encoding: string | undefined): Bytes {
-  const raw = readInputFile(path, 'key material file');
+  const raw = readSecretFile(path, 'key material file');
   if (type === 'ed25519' || type === 'ecdsa-p256') {
     if (raw[0] === 0x30) return raw;
     let text: string;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, linkSync, rmSync, statSync } from 'node:fs';
+import { existsSync, linkSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CustodyError, wipe } from '@custody/core';
 import { readGgufHeader, readSealedModelHeader, sealModelFile, type SealedModelHeader } from '@custody/gateway-service';
@@ -100,7 +100,6 @@ export const register: Register = (program) => {
           if (opts.policy !== undefined || opts.policyFile !== undefined) throw new CustodyError('ERR_USAGE', '--policy is for a key this command creates; with --key-file the key and its policy already are at the broker');
           if (opts.broker !== undefined || opts.apiKeyFile !== undefined) throw new CustodyError('ERR_USAGE', 'with --key-file the broker is not contacted: leave out --broker and --api-key-file');
           material = readMaterial(opts.keyFile, 'aes-256', opts.keyEncoding);
-          if ((statSync(opts.keyFile).mode & 0o077) !== 0) process.stderr.write(`custody: warning: ${opts.keyFile} is readable by other users; chmod 600 it\n`);
           if (material.length !== 32) throw new CustodyError('ERR_KEY_MATERIAL', 'the key file must hold exactly 32 raw bytes (an aes-256 key)');
           header = await sealModelFile(file, partial, { ...common, key: material, keyVersion: positive(opts.keyVersion, '--key-version', 1_000_000) ?? 1 });
         } else {

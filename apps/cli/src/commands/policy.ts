@@ -1,11 +1,10 @@
 import type { Command } from 'commander';
-import { statSync } from 'node:fs';
 import { CustodyError, fromUtf8, parseJsonUnique, systemClock, toCustodyError } from '@custody/core';
 import { BrokerAdminClient, type TenantPolicyView } from '@custody/broker-service/client';
 import type { DeviceInput } from '@custody/policy';
 import { DEFAULT_RULES, TRUST_CLAIMS, appraisalReasons, appraise, loadPolicy, type AppraisalRule, type CompiledPolicy } from '@custody/policy';
 import type { Register } from './index.js';
-import { readInputFile, parseTime } from '../files.js';
+import { readInputFile, readSecretFile, parseTime } from '../files.js';
 import { failWith, mark, printJson } from '../output.js';
 import { EXIT_NOT_VERIFIED, EXIT_OK } from '../exit.js';
 import { DEFAULT_BROKER_URL } from './keys.js';
@@ -199,8 +198,7 @@ function adminClient(opts: ConnectionOptions): BrokerAdminClient {
   if (!/^https?:\/\/[^\s/]+/.test(baseUrl)) throw new CustodyError('ERR_USAGE', `--broker must be an http(s) URL, got ${JSON.stringify(baseUrl)}`);
   let apiKey: string | undefined;
   if (opts.apiKeyFile) {
-    apiKey = fromUtf8(readInputFile(opts.apiKeyFile, 'API key file')).trim();
-    if ((statSync(opts.apiKeyFile).mode & 0o077) !== 0) process.stderr.write(`custody: warning: ${opts.apiKeyFile} is readable by other users; chmod 600 it\n`);
+    apiKey = fromUtf8(readSecretFile(opts.apiKeyFile, 'API key file')).trim();
   } else if (process.env.CUSTODY_API_KEY) {
     apiKey = process.env.CUSTODY_API_KEY.trim();
   }

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { pino } from 'pino';
 import { CustodyError, secureRandom, toCustodyError, wipe } from '@custody/core';
-import { makePrivateDir } from '@custody/crypto-node';
+import { makePrivateDir, privateDirWarning, secretFileWarning } from '@custody/crypto-node';
 import { defaultRegistry, type VerificationResult } from '@custody/attest';
 import { SimAttester } from '@custody/attester-service';
 import { createEd25519Signer, formatTlogProof, generateSignerKey, parseTlogPolicy } from '@custody/ledger';
@@ -157,6 +157,7 @@ export const register: Register = (program: Command) => {
         const logger = pino({ level: 'warn' }, openLogFile(resolve(data, 'custody.log')));
         const keyFile = resolve(data, 'ledger.key');
         if (!existsSync(keyFile)) writeSecretFile(keyFile, (await generateSignerKey('custody.local/ledger', 1, secureRandom)).skey);
+        for (const w of [privateDirWarning(data, 'state directory'), secretFileWarning(keyFile, 'ledger signing key file')]) if (w) process.stderr.write(`custody: warning: ${w}\n`);
         const skey = readFileSync(keyFile, 'utf8').trim();
         const vkey = (await createEd25519Signer(skey)).vkey;
         const { log, store } = await openLog({

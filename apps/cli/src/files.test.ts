@@ -1,0 +1,42 @@
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { readInputFile, readSecretFile } from './files.js';
+
+describe('readSecretFile', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'custody-cli-files-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterEach(() => vi.restoreAllMocks());
+
+  const written = (name: string, mode: number) => {
+    const path = join(dir, name);
+    writeFileSync(path, 'sk-token-value\n');
+    chmodSync(path, mode);
+    return path;
+  };
+
+  it('reads a 0600 file without a word', () => {
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    expect(new TextDecoder().decode(readSecretFile(written('private.key', 0o600), 'API key file'))).toBe('sk-token-value\n');
+    expect(err).not.toHaveBeenCalled();
+  });
+
+  it('warns, naming the file, who can get at it and the fix, when others can read it; never prints the contents', () => {
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const path = written('shared.key', 0o644);
+    expect(new TextDecoder().decode(readSecretFile(path, 'API key file'))).toBe('sk-token-value\n');
+    expect(err).toHaveBeenCalledTimes(1);
+    const line = String(err.mock.calls[0]![0]);
+    expect(line).toBe(`custody: warning: the API key file ${path}: the group and other users can read it (mode 0644); chmod 600 it\n`);
+    expect(line).not.toContain('sk-token-value');
+  });
+
+  it('a missing file is the same typed error as readInputFile, with no warning', () => {
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const missing = join(dir, 'absent.key');
+    expect(() => readSecretFile(missing, 'API key file')).toThrow(expect.objectContaining({ code: 'ERR_FILE_NOT_FOUND' }));
+    expect(() => readInputFile(missing, 'API key file')).toThrow(expect.objectContaining({ code: 'ERR_FILE_NOT_FOUND' }));
+    expect(err).not.toHaveBeenCalled();
+  });
+});
