@@ -121,6 +121,27 @@ describe('nodeHttpFetch', () => {
     }
   });
 
+  it('tells a server that got the request and broke its answer (not valid HTTP, or the connection closed before any) from one never reached', async () => {
+    const raw: TcpServer = createTcpServer((sock) => {
+      sock.once('data', (d) => {
+        if (d.toString().startsWith('GET /garbage')) sock.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nbad header line\r\n\r\nok');
+        else sock.destroy();
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    try {
+      const at = `http://127.0.0.1:${(raw.address() as AddressInfo).port}`;
+      await expect(nodeHttpFetch(ledger)(`${at}/garbage`)).rejects.toMatchObject({ code: 'ERR_TLOG_UNAVAILABLE', detail: { reason: 'answer' }, message: 'the answer of the ledger is not valid HTTP' });
+      await expect(nodeHttpFetch(ledger)(`${at}/closed`)).rejects.toMatchObject({
+        code: 'ERR_TLOG_UNAVAILABLE',
+        detail: { reason: 'reset' },
+        message: 'the ledger closed the connection after the request was sent, before answering',
+      });
+    } finally {
+      await new Promise((r) => raw.close(r));
+    }
+  });
+
   it('refuses a URL that is not http(s), a Request object and a streamed body with ERR_USAGE, and an unreachable host with its code', async () => {
     await expect(nodeHttpFetch()('ftp://127.0.0.1/x')).rejects.toMatchObject({ code: 'ERR_USAGE' });
     await expect(nodeHttpFetch()(new Request(`${base}/x`))).rejects.toMatchObject({ code: 'ERR_USAGE' });

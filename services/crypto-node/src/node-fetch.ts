@@ -55,8 +55,10 @@ export interface NodeHttpFetchOptions {
  *
  * Differences from fetch: redirects are not followed (a 3xx is the answer); no cookies, cache or
  * CORS; the answer's `url` is empty; a URL with credentials is refused. A call that has not
- * ended within `timeoutMs`, an answer cut off, a status outside 200-599 and a connection that
- * fails are `code` (`detail.reason`: timeout, cut-off, status, connect); a streamed body cut off,
+ * ended within `timeoutMs`, an answer cut off, a status outside 200-599, an answer that is not
+ * valid HTTP, a connection lost after the request was sent and one that cannot be made are `code`
+ * (`detail.reason`: timeout, cut-off, status, answer, reset, connect; only after `connect` has the
+ * server certainly not seen the request); a streamed body cut off,
  * or silent for `idleTimeoutMs`, errors its stream the same way.
  * An aborted call rejects with the signal's reason, as fetch does, and errors a body being streamed.
  */
@@ -229,7 +231,15 @@ export function nodeHttpFetch(options: NodeHttpFetchOptions = {}): NodeHttpFetch
         if (Number.isFinite(idleTimeoutMs)) req.setTimeout(idleTimeoutMs, () => fail(unavailable('timeout', `${peer} sent nothing for ${idleTimeoutMs} ms of a streamed answer`)));
         resolve(answer);
       }
-      req.on('error', (e) => fail(unavailable('connect', `${peer} could not be reached`, e)));
+      // Written whole to the connection: from then on the server may have acted on the request.
+      let sent = false;
+      req.once('finish', () => (sent = true));
+      req.on('error', (e) => {
+        const errno = String((e as NodeJS.ErrnoException).code ?? '');
+        if (errno.startsWith('HPE_')) fail(unavailable('answer', `the answer of ${peer} is not valid HTTP`, e));
+        else if (sent) fail(unavailable('reset', `${peer} closed the connection after the request was sent, before answering`, e));
+        else fail(unavailable('connect', `${peer} could not be reached`, e));
+      });
       signal?.addEventListener('abort', onAbort, { once: true });
       req.end(body);
     });

@@ -210,7 +210,59 @@ describe('custody gateway serve / custody relay serve', () => {
       t.cleanup();
     }
   }, 90_000);
+
+  it('relay serve logs through its own log on stderr: a gateway it cannot reach is relay.unreachable there, not only a 502 to the client', async () => {
+    const child = spawn(process.execPath, [...nodeArgs, 'relay', 'serve', '--gateway', `http://127.0.0.1:${await freePort()}`, '--port', '0', '--json'], { cwd: cliDir });
+    children.push(child);
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const info = await new Promise<{ url: string }>((res, rej) => {
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        try {
+          res(JSON.parse(out) as { url: string });
+        } catch {
+          // not complete yet
+        }
+      });
+      child.on('exit', (code) => rej(new Error(`exited ${code}: ${out}`)));
+    });
+    const res = await fetch(`${info.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: new Uint8Array(40) });
+    expect(res.status).toBe(502);
+    await res.arrayBuffer();
+    const exited = exitOf(child);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    const events = err
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => (JSON.parse(l) as { event?: string }).event);
+    expect(events).toContain('relay.unreachable');
+  }, 30_000);
+
+  it("relay serve refuses a --gateway that is the relay's own address (it would forward every request to itself), and one with credentials, without printing them (exit 2)", async () => {
+    const port = await freePort();
+    for (const gateway of [`http://127.0.0.1:${port}`, `http://localhost:${port}/`, 'http://admin:s3cret@127.0.0.1:8443']) {
+      const child = spawn(process.execPath, [...nodeArgs, 'relay', 'serve', '--gateway', gateway, '--port', String(port), '--json'], { cwd: cliDir });
+      children.push(child);
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      expect(await exitOf(child), gateway).toBe(2);
+      expect(out).toContain('ERR_USAGE');
+      expect(out).not.toContain('s3cret');
+    }
+  }, 60_000);
 });
+
+/** A port nothing listens on (just now). */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
 
 describe('the broker API key stays with the gateway', () => {
   it('takeBrokerKey reads the variable once and removes it from the environment', () => {

@@ -1,8 +1,11 @@
-import { statSync, writeFileSync } from 'node:fs';
+import { lookup } from 'node:dns/promises';
+import { writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import type { Command } from 'commander';
 import { CustodyError, fromUtf8 } from '@custody/core';
-import { launchGateway, launchRelay, type LaunchGatewayConfig } from '@custody/gateway-service';
-import { readInputFile } from '../files.js';
+import { createGatewayLogger, gatewayLogDestination, launchGateway, launchRelay, type LaunchGatewayConfig } from '@custody/gateway-service';
+import { readInputFile, readSecretFile } from '../files.js';
 import { parsePort, parseSeconds } from '../numbers.js';
 import { GPU_EVIDENCE_CMD_HELP, gpuCommands, gpuRoots as readGpuRoots } from '../gpu.js';
 import { failWith, printJson } from '../output.js';
@@ -42,28 +45,51 @@ interface ServeOptions {
 
 const repeat = (value: string, previous: string[] = []): string[] => [...previous, value];
 
+/** A key from a file (`--broker-key-file`, `--ledger-key-file`): its text, trimmed; empty is a usage error. */
+function keyFile(path: string, what: string): string {
+  const text = fromUtf8(readSecretFile(path, `${what} file`)).trim();
+  if (!text) throw new CustodyError('ERR_USAGE', `the ${what} file is empty`);
+  return text;
+}
 
 /**
  * The workload API key for --broker, read once and removed from the environment (as the ledger
  * writer key is): nothing started later (a GPU evidence program, a TPM tool) inherits it.
  */
-/** A key from a file (`--broker-key-file`, `--ledger-key-file`): its text, trimmed; empty is a usage error. */
-function keyFile(path: string, what: string): string {
-  try {
-    // Warned, not refused: a Kubernetes Secret volume is group- or world-readable unless its defaultMode says otherwise.
-    if ((statSync(path).mode & 0o077) !== 0) process.stderr.write(`custody: warning: the ${what} file ${path} is readable by other users (chmod 600 it)\n`);
-  } catch {
-    // readInputFile below reports a missing or unreadable file
-  }
-  const text = fromUtf8(readInputFile(path, what)).trim();
-  if (!text) throw new CustodyError('ERR_USAGE', `the ${what} file is empty`);
-  return text;
-}
-
 export function takeBrokerKey(name: string): string | undefined {
   const value = process.env[name];
   delete process.env[name];
   return value === undefined || value === '' ? undefined : value;
+}
+
+/** The addresses a host name or literal stands for (none when it does not resolve now). */
+async function addressesOf(host: string): Promise<string[]> {
+  const name = host.replace(/^\[|\]$/g, '');
+  const norm = (a: string) => a.toLowerCase().replace(/^::ffff:/, '');
+  if (isIP(name)) return [norm(name)];
+  try {
+    return (await lookup(name, { all: true })).map((a) => norm(a.address));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Whether an http `gateway` URL names the relay's own listening address (`host`, `port`): the
+ * relay would forward each request to itself, hop after hop, until its connections to "the
+ * gateway" are all taken and every request waits out the 10-minute deadline. An easy slip: the
+ * gateway listens on 8443 by default, the relay on 8444.
+ */
+async function isOwnAddress(gateway: string, host: string, port: number): Promise<boolean> {
+  const u = new URL(gateway);
+  if (u.protocol !== 'http:' || Number(u.port || 80) !== port) return false;
+  const targets = await addressesOf(u.hostname);
+  const listening = await addressesOf(host);
+  const unspecified = (a: string) => a === '0.0.0.0' || a === '::';
+  if (!listening.some(unspecified)) return targets.some((a) => listening.includes(a));
+  // Listening on every address: any address of this machine reaches it.
+  const local = new Set(Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address.toLowerCase())));
+  return targets.some((a) => unspecified(a) || local.has(a) || a.startsWith('127.') || a === '::1');
 }
 
 /** On SIGTERM or SIGINT, how long requests in progress may finish before their connections are cut. */
@@ -198,7 +224,12 @@ export const register: Register = (program: Command) => {
       const json = opts.json ?? false;
       try {
         if (!URL.canParse(opts.gateway) || !/^https?:$/.test(new URL(opts.gateway).protocol)) throw new CustodyError('ERR_USAGE', `--gateway must be an http(s) URL, got ${JSON.stringify(opts.gateway.slice(0, 200))}`);
-        const server = await launchRelay({ gateway: opts.gateway, port: parsePort(opts.port), host: opts.host });
+        // Its events (gateway unreachable, late, an answer cut off) as JSON lines on stderr, as the gateway's.
+        const server = await launchRelay({ gateway: opts.gateway, port: parsePort(opts.port), host: opts.host, logger: createGatewayLogger({ destination: gatewayLogDestination(2) }) });
+        if (await isOwnAddress(opts.gateway, opts.host, server.port)) {
+          await server.close();
+          throw new CustodyError('ERR_USAGE', `--gateway is this relay's own address (port ${server.port}): it would forward every request to itself; give the gateway's URL (gateway serve listens on 8443 by default)`);
+        }
         if (json) printJson({ ok: true, url: server.url, gateway: opts.gateway });
         else process.stderr.write(`custody relay listening on ${server.url}, forwarding to ${opts.gateway} (no client addresses are passed on)\n`);
         await untilSignal(() => server.close({ drainMs: DRAIN_MS }));

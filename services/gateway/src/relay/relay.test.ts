@@ -2,7 +2,7 @@
 // keeps coming (the deadline covers the wait for its head), and one that falls silent is cut off,
 // logged through the relay's logger (not printed by the HTTP server).
 import { createServer, request as httpRequest, type ClientRequest, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { listen, type RunningServer } from '../http/serve.js';
 import { createGatewayLogger } from '../observability/logger.js';
@@ -128,6 +128,35 @@ describe('relay transport', () => {
       }
     } finally {
       await orphan.close();
+    }
+  });
+
+  it('answers 502 ERR_RELAY_GATEWAY_ANSWER, not "unreachable, retry later", when the gateway got the request and its answer broke (it may have run the model)', async () => {
+    // A gateway that reads the whole request, then closes without a head, or answers bytes that are not HTTP.
+    const breaking: TcpServer = createTcpServer((sock) => {
+      let got = '';
+      sock.on('data', (d: Buffer) => {
+        got += d.toString('latin1');
+        if (!got.includes('\r\n\r\n')) return;
+        if (got.includes('/.well-known/custody/attestation')) sock.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nno colon here\r\n\r\nok');
+        else sock.destroy();
+      });
+    });
+    await new Promise<void>((r) => breaking.listen(0, '127.0.0.1', r));
+    const logged: string[] = [];
+    const broken = await listen(createRelayApp({ gateway: `http://127.0.0.1:${(breaking.address() as AddressInfo).port}`, logger: createGatewayLogger({ destination: { write: (l: string) => logged.push(l) } }) }));
+    try {
+      const posted = await fetch(`${broken.url}/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: new Uint8Array(40) });
+      expect(posted.status).toBe(502);
+      expect(await posted.json()).toMatchObject({ code: 'ERR_RELAY_GATEWAY_ANSWER', facts: { reason: 'reset' } });
+      const got = await fetch(`${broken.url}/.well-known/custody/attestation`);
+      expect(got.status).toBe(502);
+      expect(await got.json()).toMatchObject({ code: 'ERR_RELAY_GATEWAY_ANSWER', facts: { reason: 'answer' } });
+      expect(logged.filter((l) => l.includes('relay.gateway_answer_broken'))).toHaveLength(2);
+      expect(logged.filter((l) => l.includes('relay.unreachable'))).toEqual([]);
+    } finally {
+      await broken.close();
+      await new Promise((r) => breaking.close(r));
     }
   });
 

@@ -35,7 +35,39 @@ export interface RelayOptions {
   maxArrivingBodyBytes?: number;
 }
 
-const FORWARDED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'retry-after', 'x-custody-code'];
+const FORWARDED_RESPONSE_HEADERS = ['cache-control', 'retry-after', 'x-custody-code'];
+
+/** The transport's `detail.reason`s (crypto-node's nodeHttpFetch) of a gateway that got the request and then failed to answer it. */
+const BROKEN_ANSWER = new Set(['cut-off', 'answer', 'status', 'reset']);
+
+/** The problem documents every route may answer with. */
+const PROBLEM_JSON = 'application/problem+json';
+
+/**
+ * Answers with a Content-Length up to this are read whole before they are passed on (one write);
+ * longer ones stream through as they come, as chunked ones do, so a client that does not read
+ * pins at most a stream's few buffered chunks, not a whole answer of up to 16 MiB.
+ */
+const WHOLE_ANSWER_MAX = 64 * 1024;
+
+/**
+ * The gateway as the relay calls it: an http(s) base URL, maybe with a path, without credentials
+ * (the transport refuses them at every call, which would look like an unreachable gateway, and
+ * the startup summary prints the URL), a query or a fragment (routes are appended to the URL as
+ * text: they would end up in the query or be cut off). The error does not repeat the URL.
+ */
+function parseGatewayUrl(gateway: string): string {
+  let u: URL;
+  try {
+    u = new URL(gateway);
+  } catch {
+    throw new CustodyError('ERR_USAGE', 'the gateway URL is not a valid URL');
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CustodyError('ERR_USAGE', 'the gateway URL must be http:// or https://');
+  if (u.username !== '' || u.password !== '') throw new CustodyError('ERR_USAGE', 'the gateway URL must not carry credentials (user:password@)');
+  if (gateway.includes('?') || gateway.includes('#')) throw new CustodyError('ERR_USAGE', 'the gateway URL must not have a query (?) or a fragment (#): give the base URL the routes are appended to');
+  return u.href.replace(/\/+$/, '');
+}
 
 /**
  * The gateway's answer, passed on as it comes. When it breaks off (the gateway closed its
@@ -73,16 +105,29 @@ function nodeResponse(env: unknown): ServerResponse | undefined {
 }
 
 export function createRelayApp(options: RelayOptions): Hono {
-  const base = options.gateway.replace(/\/+$/, '');
+  const base = parseGatewayUrl(options.gateway);
   const timeoutMs = options.timeoutMs ?? 600_000;
-  const f: typeof fetch = options.fetch ?? nodeGatewayFetch({ maxSockets: 256, timeoutMs, ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}) });
+  const f: typeof fetch = options.fetch ?? nodeGatewayFetch({ maxSockets: 256, timeoutMs, maxBody: WHOLE_ANSWER_MAX, ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}) });
   const budget = new BodyBudget(options.maxArrivingBodyBytes ?? BODY_BUDGET_BYTES, () => new CustodyError('ERR_RELAY_OVERLOADED', 'too many request bodies are arriving at the relay at once; retry later'));
   const app = new Hono();
   app.onError((e) => problemResponse(e));
   app.use('*', cors({ origin: '*', allowMethods: ['GET', 'POST'], allowHeaders: ['content-type', 'accept'], maxAge: 600 }));
 
-  /** `accepted`: the request media types forwarded, each with the Accept header the relay sends for it (GET: `accept` alone). */
-  async function forward(path: string, method: 'GET' | 'POST', req: Request, accepted: Readonly<Record<string, string>>, client?: ServerResponse, accept = 'application/json'): Promise<Response> {
+  /**
+   * `accepted`: the request media types forwarded, each with the Accept header the relay sends for
+   * it (GET: `accept` alone). `answers`: the media types the route's answers are served as (and
+   * problem JSON); any other is served as application/octet-stream, so a gateway cannot have the
+   * relay's origin serve a page (HTML, SVG) of its making.
+   */
+  async function forward(
+    path: string,
+    method: 'GET' | 'POST',
+    req: Request,
+    accepted: Readonly<Record<string, string>>,
+    answers: readonly string[],
+    client?: ServerResponse,
+    accept = 'application/json',
+  ): Promise<Response> {
     const ct = (req.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
     if (method === 'POST' && !Object.hasOwn(accepted, ct)) throw new CustodyError('ERR_OHTTP_MEDIA_TYPE', `the relay forwards only ${Object.keys(accepted).join(', ')}`);
     // Counted against the budget from its first byte until the gateway begins its answer (below).
@@ -102,15 +147,29 @@ export function createRelayApp(options: RelayOptions): Hono {
       if (req.signal.aborted) throw new CustodyError('ERR_SDK_GATEWAY', 'the client left before the answer', { cause: e });
       // The default transport's deadline is typed (detail.reason 'timeout'); an injected fetch's is AbortSignal.timeout's TimeoutError.
       const timedOut = isCustodyError(e) ? e.detail?.reason === 'timeout' : (e as { name?: unknown } | null)?.name === 'TimeoutError';
-      options.logger?.warn({ event: timedOut ? 'relay.gateway_timeout' : 'relay.unreachable' }, timedOut ? 'the gateway did not answer in time' : 'gateway unreachable');
-      throw timedOut
-        ? new CustodyError('ERR_RELAY_GATEWAY_TIMEOUT', `the gateway did not begin its answer within ${timeoutMs} ms`, { cause: e })
-        : new CustodyError('ERR_RELAY_GATEWAY_UNREACHABLE', 'the relay could not reach the gateway', { cause: e });
+      if (timedOut) {
+        options.logger?.warn({ event: 'relay.gateway_timeout' }, 'the gateway did not answer in time');
+        throw new CustodyError('ERR_RELAY_GATEWAY_TIMEOUT', `the gateway did not begin its answer within ${timeoutMs} ms`, { cause: e });
+      }
+      // Reached, then broken: the gateway may have run the model, so this is not "retry later".
+      // Only the default transport tells these apart (an injected fetch's failures are "unreachable").
+      const reason = isCustodyError(e) ? e.detail?.reason : undefined;
+      if (typeof reason === 'string' && BROKEN_ANSWER.has(reason)) {
+        options.logger?.warn({ event: 'relay.gateway_answer_broken', reason }, 'the gateway got the request but its answer broke');
+        throw new CustodyError('ERR_RELAY_GATEWAY_ANSWER', 'the gateway got the request, but its answer broke off or was not valid HTTP', { cause: e, detail: { reason } });
+      }
+      options.logger?.warn({ event: 'relay.unreachable' }, 'gateway unreachable');
+      throw new CustodyError('ERR_RELAY_GATEWAY_UNREACHABLE', 'the relay could not reach the gateway', { cause: e });
     } finally {
       // The body is held until the gateway begins its answer (the transport may need it until then).
       if (body) budget.give(body.byteLength);
     }
-    const headers = new Headers();
+    const headers = new Headers({ 'x-content-type-options': 'nosniff' });
+    const type = res.headers.get('content-type');
+    if (type !== null) {
+      const media = type.split(';')[0]!.trim().toLowerCase();
+      headers.set('content-type', media === PROBLEM_JSON || answers.includes(media) ? type : 'application/octet-stream');
+    }
     for (const h of FORWARDED_RESPONSE_HEADERS) {
       const v = res.headers.get(h);
       if (v !== null) headers.set(h, v);
@@ -133,16 +192,23 @@ export function createRelayApp(options: RelayOptions): Hono {
   }
 
   app.post('/ohttp', (c) =>
-    forward('/ohttp', 'POST', c.req.raw, { [OhttpMediaType.Request]: OhttpMediaType.Response, [OhttpMediaType.ChunkedRequest]: OhttpMediaType.ChunkedResponse }, nodeResponse(c.env)),
+    forward(
+      '/ohttp',
+      'POST',
+      c.req.raw,
+      { [OhttpMediaType.Request]: OhttpMediaType.Response, [OhttpMediaType.ChunkedRequest]: OhttpMediaType.ChunkedResponse },
+      [OhttpMediaType.Response, OhttpMediaType.ChunkedResponse],
+      nodeResponse(c.env),
+    ),
   );
   app.get(ATTESTATION_PATH, (c) => {
     // A past bundle by digest passes through; nothing else of the query does.
     const digest = c.req.query('digest');
     if (digest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(digest)) throw new CustodyError('ERR_INPUT_MALFORMED', 'digest must be sha256:<64 lowercase hex>');
-    return forward(digest !== undefined ? `${ATTESTATION_PATH}?digest=${digest}` : ATTESTATION_PATH, 'GET', c.req.raw, {}, nodeResponse(c.env));
+    return forward(digest !== undefined ? `${ATTESTATION_PATH}?digest=${digest}` : ATTESTATION_PATH, 'GET', c.req.raw, {}, ['application/json'], nodeResponse(c.env));
   });
-  app.post(CHALLENGE_PATH, (c) => forward(CHALLENGE_PATH, 'POST', c.req.raw, { 'application/json': 'application/json' }, nodeResponse(c.env)));
-  app.get('/.well-known/ohttp-gateway', (c) => forward('/.well-known/ohttp-gateway', 'GET', c.req.raw, {}, nodeResponse(c.env), OhttpMediaType.Keys));
+  app.post(CHALLENGE_PATH, (c) => forward(CHALLENGE_PATH, 'POST', c.req.raw, { 'application/json': 'application/json' }, ['application/json'], nodeResponse(c.env)));
+  app.get('/.well-known/ohttp-gateway', (c) => forward('/.well-known/ohttp-gateway', 'GET', c.req.raw, {}, [OhttpMediaType.Keys], nodeResponse(c.env), OhttpMediaType.Keys));
   app.get('/healthz', (c) => c.json({ ok: true, relay: true }));
   app.notFound(() => problemResponse(new CustodyError('ERR_GATEWAY_ROUTE', 'the relay forwards only OHTTP and attestation discovery')));
   return app;
