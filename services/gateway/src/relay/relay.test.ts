@@ -211,6 +211,41 @@ describe('relay transport', () => {
     }
   });
 
+  it('cuts a client that stopped reading mid-stream after idleTimeoutMs, names it (not the gateway) and ends the call to the gateway', async () => {
+    // A gateway with an endless stream, sent as fast as the relay takes it.
+    let gatewayCallsEnded = 0;
+    const endless = createServer((req, res) => {
+      req.resume();
+      res.once('close', () => gatewayCallsEnded++);
+      res.writeHead(200, { 'content-type': 'message/ohttp-chunked-res' });
+      const block = Buffer.alloc(64 * 1024, 7);
+      const more = () => {
+        while (!res.destroyed && res.write(block));
+      };
+      res.on('drain', more);
+      more();
+    });
+    await new Promise<void>((r) => endless.listen(0, '127.0.0.1', r));
+    const logged: string[] = [];
+    const r2 = await listen(createRelayApp({ gateway: `http://127.0.0.1:${(endless.address() as AddressInfo).port}`, idleTimeoutMs: 250, logger: createGatewayLogger({ destination: { write: (l: string) => void logged.push(l) } }) }));
+    let client: ClientRequest | undefined;
+    try {
+      const u = new URL(`${r2.url}/ohttp`);
+      client = httpRequest({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' } }, (res) => res.pause());
+      client.on('error', () => undefined);
+      client.end(Buffer.alloc(40));
+      const events = () => logged.map((l) => (JSON.parse(l) as { event?: string }).event).filter((e) => e?.startsWith('relay.'));
+      await expect.poll(events, { timeout: 20_000, interval: 100 }).toEqual(['relay.client_stalled']);
+      // The call to the gateway is ended too (the gateway stops the model).
+      await expect.poll(() => gatewayCallsEnded, { timeout: 5000 }).toBe(1);
+    } finally {
+      client?.destroy();
+      await r2.close();
+      endless.closeAllConnections();
+      await new Promise((r) => endless.close(r));
+    }
+  });
+
   it('cuts off a stream that falls silent for idleTimeoutMs, and logs it through its logger only', async () => {
     const printed = [vi.spyOn(console, 'error').mockImplementation(() => undefined), vi.spyOn(console, 'info').mockImplementation(() => undefined)];
     lines.length = 0;

@@ -24,7 +24,10 @@ export interface RelayOptions {
   logger?: Logger;
   /** Longest wait for the head of the gateway's answer (default 10 minutes: a non-streamed answer's head comes when the model has finished). */
   timeoutMs?: number;
-  /** A streamed answer that gives no byte for this long is cut off (default 300 s). Its length is not bounded. */
+  /**
+   * A streamed answer that gives no byte for this long is cut off (default 300 s), and so is a
+   * client that takes none of it for this long (its connection backed up). Its length is not bounded.
+   */
   idleTimeoutMs?: number;
   /**
    * Bytes of request bodies held at once, across all clients, from their first byte until the
@@ -39,6 +42,9 @@ const FORWARDED_RESPONSE_HEADERS = ['cache-control', 'retry-after', 'x-custody-c
 
 /** The transport's `detail.reason`s (crypto-node's nodeHttpFetch) of a gateway that got the request and then failed to answer it. */
 const BROKEN_ANSWER = new Set(['cut-off', 'answer', 'status', 'reset']);
+
+/** How long a streamed answer may go without a byte, from the gateway or to the client. */
+const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
 
 /** The problem documents every route may answer with. */
 const PROBLEM_JSON = 'application/problem+json';
@@ -107,7 +113,8 @@ function nodeResponse(env: unknown): ServerResponse | undefined {
 export function createRelayApp(options: RelayOptions): Hono {
   const base = parseGatewayUrl(options.gateway);
   const timeoutMs = options.timeoutMs ?? 600_000;
-  const f: typeof fetch = options.fetch ?? nodeGatewayFetch({ maxSockets: 256, timeoutMs, maxBody: WHOLE_ANSWER_MAX, ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}) });
+  const idleMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  const f: typeof fetch = options.fetch ?? nodeGatewayFetch({ maxSockets: 256, timeoutMs, maxBody: WHOLE_ANSWER_MAX, idleTimeoutMs: idleMs });
   const budget = new BodyBudget(options.maxArrivingBodyBytes ?? BODY_BUDGET_BYTES, () => new CustodyError('ERR_RELAY_OVERLOADED', 'too many request bodies are arriving at the relay at once; retry later'));
   const app = new Hono();
   app.onError((e) => problemResponse(e));
@@ -176,18 +183,33 @@ export function createRelayApp(options: RelayOptions): Hono {
     }
     // The body streams through (chunked OHTTP responses arrive token by token). A break is logged
     // here, through the relay's logger, and not left to the HTTP server (which prints it).
+    const clientStalled = () => options.logger?.warn({ event: 'relay.client_stalled', path }, "the client stopped reading the gateway's answer; its connection is cut");
     const answer = res.body
       ? passOn(res.body, (e) => {
           // A client that left ended the call itself: nothing to report.
           if (!req.signal.aborted && !client?.destroyed) {
-            // Cut off by the gateway, or silent for idleTimeoutMs (a client that stops reading stalls it too).
-            options.logger?.warn({ event: 'relay.stream_cut', code: toCustodyError(e).code, path }, "the gateway's answer broke off or stalled; the client's connection is cut");
+            // Cut off by the gateway, or silent for idleTimeoutMs. A client that stops reading
+            // stalls the stream too (the relay stops reading the gateway): with the client's
+            // connection backed up, the client is named, not the gateway.
+            if (client?.writableNeedDrain === true) clientStalled();
+            else options.logger?.warn({ event: 'relay.stream_cut', code: toCustodyError(e).code, path }, "the gateway's answer broke off or stalled; the client's connection is cut");
           }
           if (!client) return false;
           client.destroy();
           return true;
         })
       : null;
+    // A client that stops reading holds its connection, the stream's buffered chunks and the call
+    // to the gateway for as long as it likes: nothing reads the stream, so the gateway side's
+    // silence limit is never looked at. Its own connection, backed up and silent for as long, is cut
+    // (ending the call to the gateway, so the gateway stops the model).
+    if (answer && client) {
+      client.setTimeout(idleMs, () => {
+        if (!client.writableNeedDrain || client.destroyed) return;
+        clientStalled();
+        client.destroy();
+      });
+    }
     return new Response(answer, { status: res.status, headers });
   }
 
