@@ -147,6 +147,7 @@ describe('custody log verify: cosignature freshness', () => {
     writeFileSync(join(dir, 'fresh-policy.txt'), `log ${logKey.vkey}\nwitness a ${wKey.vkey}\nquorum a\n`);
     writeFileSync(join(dir, 'future.cp'), await cosigned(5, fixedClock('2099-01-01T00:00:00Z')));
     writeFileSync(join(dir, 'now.cp'), await cosigned(5, systemClock));
+    writeFileSync(join(dir, 'now3.cp'), await cosigned(3, systemClock));
     writeFileSync(join(dir, 'old.tlog-proof'), formatTlogProof({ index: 1, proof: await proveInclusion(tree, 1, 3), checkpoint: await cosigned(3, fixedClock('2020-01-01T00:00:00Z')) }));
     writeFileSync(join(dir, 'e1'), 'e1');
     const policy = ['--policy', join(dir, 'fresh-policy.txt')];
@@ -157,8 +158,9 @@ describe('custody log verify: cosignature freshness', () => {
     expect(JSON.parse(future.stdout).steps[0]).toMatchObject({ step: 'checkpoint', ok: false, code: 'ERR_TLOG_QUORUM' });
     expect(custody('log', 'verify', '--checkpoint', join(dir, 'future.cp'), ...policy, '--at', '2099-01-01T00:00:30Z').code).toBe(0);
 
-    // The proof's own checkpoint (size 3, cosigned in 2020) is checked with the same freshness rules.
-    const proofArgs = ['log', 'verify', '--checkpoint', join(dir, 'now.cp'), '--proof', join(dir, 'old.tlog-proof'), '--entry', join(dir, 'e1'), ...policy, '--json'];
+    // The proof's own checkpoint (size 3, cosigned in 2020; the same tree as now3.cp, cosigned
+    // now) is checked with the same freshness rules.
+    const proofArgs = ['log', 'verify', '--checkpoint', join(dir, 'now3.cp'), '--proof', join(dir, 'old.tlog-proof'), '--entry', join(dir, 'e1'), ...policy, '--json'];
     const lax = custody(...proofArgs);
     expect(lax.code, lax.stdout + lax.stderr).toBe(0);
     const strict = custody(...proofArgs, '--max-age', '3600');
@@ -168,6 +170,64 @@ describe('custody log verify: cosignature freshness', () => {
       expect.objectContaining({ step: 'inclusion', ok: false, code: 'ERR_TLOG_QUORUM' }),
     ]);
     expect(custody('log', 'verify', '--checkpoint', join(dir, 'now.cp'), ...policy, '--max-age', 'soon').code).toBe(2);
+  });
+});
+
+describe('custody log verify: a proof against another checkpoint than --checkpoint', () => {
+  // The log (the party a transparency log guards against) signs a fork: another tree of the same
+  // size, or a larger one that does not extend the checkpoint the auditor holds.
+  let v = '';
+  const f = (name: string) => join(dir, 'other-cp', name);
+  const verify = (...args: string[]) => {
+    const r = custody('log', 'verify', ...args, '--vkey', v, '--json');
+    return { code: r.code, out: JSON.parse(r.stdout) as { ok: boolean; steps?: { step: string; ok: boolean; code?: string }[]; errors?: { code: string }[] }, raw: r.stdout + r.stderr };
+  };
+
+  beforeAll(() => {
+    mkdirSync(join(dir, 'other-cp'));
+    const k = custody('log', 'keygen', '--origin', 'log.test/other-cp', '--out', f('log.key'));
+    expect(k.code, k.stderr).toBe(0);
+    v = k.stdout.trim();
+    expect(custody('log', 'append', '--dir', f('log'), '--key', f('log.key'), '--event', join(dir, 'event.json'), '--wait', '--proof-out', f('e0.tlog-proof')).code).toBe(0);
+    copyFileSync(join(f('log'), 'checkpoint'), f('cp1'));
+    expect(custody('log', 'append', '--dir', f('log'), '--key', f('log.key'), '--entry', join(dir, 'forged.json')).code).toBe(0);
+    copyFileSync(join(f('log'), 'checkpoint'), f('cp2'));
+    // The fork: the same key, another first entry.
+    expect(custody('log', 'append', '--dir', f('fork'), '--key', f('log.key'), '--entry', join(dir, 'forged.json'), '--wait', '--proof-out', f('fork-e0.tlog-proof')).code).toBe(0);
+  });
+
+  it('an honest older proof verifies against a newer checkpoint with --log (consistency from its tiles)', () => {
+    const r = verify('--checkpoint', f('cp2'), '--proof', f('e0.tlog-proof'), '--event', join(dir, 'event.json'), '--log', f('log'));
+    expect(r.code, r.raw).toBe(0);
+    expect(r.out.steps).toEqual([expect.objectContaining({ step: 'checkpoint', ok: true }), expect.objectContaining({ step: 'inclusion', ok: true })]);
+  });
+
+  it('a fork of the same size is a split view (exit 1), with or without --log', () => {
+    for (const extra of [[], ['--log', f('log')]]) {
+      const r = verify('--checkpoint', f('cp1'), '--proof', f('fork-e0.tlog-proof'), '--entry', join(dir, 'forged.json'), ...extra);
+      expect(r.code, r.raw).toBe(1);
+      expect(r.out.steps).toEqual([expect.objectContaining({ step: 'checkpoint', ok: true }), expect.objectContaining({ step: 'inclusion', ok: false, code: 'ERR_TLOG_SPLIT_VIEW' })]);
+    }
+  });
+
+  it('a proof against a tree of another size is refused without --log (exit 2) and fails consistency with it (exit 1)', () => {
+    const args = ['--checkpoint', f('cp2'), '--proof', f('fork-e0.tlog-proof'), '--entry', join(dir, 'forged.json')];
+    const usage = verify(...args);
+    expect(usage.code, usage.raw).toBe(2);
+    expect(usage.out).toMatchObject({ ok: false, errors: [{ code: 'ERR_USAGE' }] });
+    const fork = verify(...args, '--log', f('log'));
+    expect(fork.code, fork.raw).toBe(1);
+    expect(fork.out.steps).toEqual([expect.objectContaining({ step: 'checkpoint', ok: true }), expect.objectContaining({ step: 'inclusion', ok: false, code: 'ERR_TLOG_CONSISTENCY' })]);
+  });
+
+  it('an event file that repeats a member is refused (exit 2), though the last value is the one logged', () => {
+    const text = readFileSync(join(dir, 'event.json'), 'utf8').replace('"subject": "recovery"', '"subject": "not-what-was-logged",\n  "subject": "recovery"');
+    expect(text).toContain('not-what-was-logged');
+    writeFileSync(f('dup-event.json'), text);
+    const r = verify('--proof', f('e0.tlog-proof'), '--event', f('dup-event.json'));
+    expect(r.code, r.raw).toBe(2);
+    expect(r.out).toMatchObject({ ok: false, errors: [{ code: 'ERR_TLOG_EVENT' }] });
+    expect(verify('--proof', f('e0.tlog-proof'), '--event', join(dir, 'event.json')).code).toBe(0);
   });
 });
 
@@ -187,6 +247,7 @@ describe('custody log verify: nothing given is left unchecked', () => {
     copyFileSync(join(log, 'checkpoint'), f('cp1'));
     expect(custody('log', 'append', '--dir', log, '--key', f('log.key'), '--entry', join(dir, 'forged.json')).code).toBe(0);
     copyFileSync(join(log, 'checkpoint'), f('cp2'));
+    writeFileSync(f('policy.txt'), `log ${v}\nquorum none\n`);
   });
 
   // Each of these was once (or could be) reported verified while an input was never checked.
@@ -201,6 +262,7 @@ describe('custody log verify: nothing given is left unchecked', () => {
     ['--index without an entry', () => ['--log', log, '--index', '0']],
     ['--entry and --event together', () => ['--proof', f('e0.tlog-proof'), '--entry', join(dir, 'event.json'), '--event', join(dir, 'event.json')]],
     ['--old without --log', () => ['--checkpoint', f('cp2'), '--old', f('cp1')]],
+    ['--policy and --vkey together (the vkey would be ignored)', () => ['--checkpoint', f('cp2'), '--policy', f('policy.txt')]],
   ];
   for (const [name, args] of usage) {
     it(`${name}: exit 2, ERR_USAGE, nothing reported verified`, () => {
@@ -290,6 +352,38 @@ describe('custody log monitor: a saved state is trusted only through its signed 
   it('refuses a state file that is not JSON', () => {
     writeFileSync(f('t.json'), '{');
     expect(monitor(f('t.json')).code).toBe(2);
+  });
+
+  it('a state it cannot write is ERR_FILE_UNWRITABLE naming the path (exit 3), not an internal error', () => {
+    const r = custody('log', 'monitor', '--log', f('log'), '--vkey', v, '--once', '--state', f('no-such-dir/state.json'));
+    expect(r.code, r.stdout + r.stderr).toBe(3);
+    expect(r.stderr).toContain(`ERR_FILE_UNWRITABLE: cannot write the monitor state ${f('no-such-dir/state.json')}`);
+  });
+
+  it('refuses an --interval a timer cannot wait (it would poll every millisecond): exit 2', () => {
+    for (const interval of ['3000000', 'Infinity', '0', '1e-9', '']) {
+      const r = custody('log', 'monitor', '--log', f('log'), '--vkey', v, '--once', '--interval', interval, '--json');
+      expect(r.code, `${interval}: ${r.stdout}${r.stderr}`).toBe(2);
+      expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, errors: [{ code: 'ERR_USAGE' }] });
+    }
+    expect(custody('log', 'monitor', '--log', f('log'), '--vkey', v, '--once', '--interval', '0.5').code).toBe(0);
+  });
+});
+
+describe('custody log vkey, custody witness vkey', () => {
+  it("each prints only its own kind of key: a log's key is not printed as a witness's, nor the reverse (exit 2, ERR_NOTE_KEY)", () => {
+    mkdirSync(join(dir, 'vkeys'));
+    const logKey = join(dir, 'vkeys', 'log.key');
+    const witnessKey = join(dir, 'vkeys', 'w.key');
+    const l = custody('log', 'keygen', '--origin', 'log.test/vkeys', '--out', logKey);
+    const w = custody('witness', 'keygen', '--name', 'witness.test/vkeys', '--out', witnessKey);
+    expect(custody('log', 'vkey', '--key', logKey)).toMatchObject({ code: 0, stdout: l.stdout });
+    expect(custody('witness', 'vkey', '--key', witnessKey)).toMatchObject({ code: 0, stdout: w.stdout });
+    for (const [cmd, key] of [['log', witnessKey], ['witness', logKey]] as const) {
+      const r = custody(cmd, 'vkey', '--key', key, '--json');
+      expect(r.code, r.stdout + r.stderr).toBe(2);
+      expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, errors: [{ code: 'ERR_NOTE_KEY' }] });
+    }
   });
 });
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { CustodyError, ParseError, fromUtf8, secureRandom, systemClock, toBase64, toCustodyError } from '@custody/core';
+import { CustodyError, ParseError, equalBytes, fromUtf8, parseJsonUnique, secureRandom, systemClock, toBase64, toCustodyError } from '@custody/core';
 import {
   LogMonitor,
   SIG_TYPE_ED25519,
@@ -28,13 +28,14 @@ import {
   type LogSource,
   type MonitorFinding,
   type MonitorState,
+  type SupportedSigType,
   type TlogPolicy,
 } from '@custody/ledger';
 import { writeNewSecretFile } from '@custody/crypto-node';
 import { FsTileStore, createEventsNodeHandler, createLogApp, listen, newWriterKey, openLog, parseWriters } from '@custody/ledger-service';
 import type { Register } from './index.js';
-import { readInputFile, parseTime } from '../files.js';
-import { parseMilliseconds } from '../numbers.js';
+import { readInputFile, readSecretFile, parseTime } from '../files.js';
+import { parseMilliseconds, parseSeconds } from '../numbers.js';
 import { failWith, isInputOrAvailabilityCode, mark, printJson, shellWord } from '../output.js';
 import { EXIT_NOT_VERIFIED, EXIT_OK, EXIT_UNAVAILABLE } from '../exit.js';
 
@@ -50,12 +51,18 @@ export function parseListen(s: string): { host: string; port: number } {
   return { host: (m[1] || '127.0.0.1').replace(/^\[|\]$/g, ''), port };
 }
 
-/** Reads a signer key file, warning when other users could read it. */
-/** `log vkey` and `witness vkey`: the verifier key of a signer key file. */
-export async function printVkeyOf(opts: { key: string; json?: boolean }): Promise<void> {
+/**
+ * `log vkey` and `witness vkey`: the verifier key of a signer key file of that kind (a log's
+ * Ed25519 key, a witness's cosignature/v1 key); the other kind is refused (ERR_NOTE_KEY), so a
+ * log's key is never printed as a witness's or the reverse.
+ */
+export async function printVkeyOf(opts: { key: string; json?: boolean }, want: SupportedSigType): Promise<void> {
   const json = opts.json ?? false;
   try {
     const vkey = await verifierKeyOfSigner(readKeyFile(opts.key));
+    if (parseVerifierKey(vkey).type !== want) {
+      throw new CustodyError('ERR_NOTE_KEY', want === SIG_TYPE_ED25519 ? `${opts.key} is a witness key (cosignature/v1), not a log key: use \`custody witness vkey\`` : `${opts.key} is a log key (Ed25519), not a witness key: use \`custody log vkey\``);
+    }
     if (json) printJson({ ok: true, vkey });
     else process.stdout.write(vkey + '\n');
   } catch (e) {
@@ -63,14 +70,20 @@ export async function printVkeyOf(opts: { key: string; json?: boolean }): Promis
   }
 }
 
+/** Reads a signer key file, warning when other users could read it. */
 export function readKeyFile(path: string): string {
-  const text = fromUtf8(readInputFile(path, 'key file')).trim();
+  return fromUtf8(readSecretFile(path, 'key file')).trim();
+}
+
+/** Saves a monitor state (a temporary file renamed over it); a failure names the path (ERR_FILE_UNWRITABLE). */
+export function writeMonitorState(path: string, state: MonitorState): void {
+  const tmp = `${path}.tmp`;
   try {
-    if ((statSync(path).mode & 0o077) !== 0) process.stderr.write(`custody: warning: ${path} is readable by other users; chmod 600 it\n`);
-  } catch {
-    /* reported by readInputFile */
+    writeFileSync(tmp, JSON.stringify(state, null, 1));
+    renameSync(tmp, path);
+  } catch (e) {
+    throw new CustodyError('ERR_FILE_UNWRITABLE', `cannot write the monitor state ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { cause: e, detail: { path } });
   }
-  return text;
 }
 
 export function writeSecretFile(path: string, text: string): void {
@@ -102,8 +115,12 @@ export function logSource(where: string): LogSource {
   return new FsTileStore(where);
 }
 
-/** Trust configuration: a tlog-policy file, or log vkeys (with quorum none). */
-export function readTrust(opts: { policy?: string; vkey?: string[] }): TlogPolicy {
+/**
+ * Trust configuration: a tlog-policy file, or log vkeys (with quorum none). Both at once is a
+ * usage error: the vkeys would be silently ignored (or, if merged, would drop the policy's quorum).
+ */
+export function readTrust(opts: { policy?: string; vkey?: string[] }, policyOption = '--policy'): TlogPolicy {
+  if (opts.policy !== undefined && opts.vkey && opts.vkey.length > 0) throw new CustodyError('ERR_USAGE', `give ${policyOption} <file> or --vkey <vkey>, not both (the policy names its logs)`);
   if (opts.policy) return parseTlogPolicy(readInputFile(opts.policy, 'policy file'));
   if (opts.vkey && opts.vkey.length > 0) return parseTlogPolicy(opts.vkey.map((k) => `log ${parseVerifierKey(k).vkey}`).join('\n') + '\nquorum none\n');
   throw new CustodyError('ERR_USAGE', 'give --policy <file> or --vkey <vkey>');
@@ -114,9 +131,11 @@ export function readEventFile(path: string): Uint8Array<ArrayBuffer> {
   const text = path === '-' ? readFileSync(0, 'utf8') : fromUtf8(readInputFile(path, 'event file'));
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    // A repeated member is refused: a reader taking the first would see another event than the
+    // one proven (JSON.parse keeps the last).
+    value = parseJsonUnique(text);
   } catch (e) {
-    throw new CustodyError('ERR_TLOG_EVENT', 'event file is not JSON', { cause: e });
+    throw new CustodyError('ERR_TLOG_EVENT', e instanceof CustodyError ? `event file: ${e.message}` : 'event file is not JSON', { cause: e });
   }
   return encodeEvent(value as Record<string, unknown>);
 }
@@ -246,7 +265,7 @@ export const register: Register = (program: Command) => {
     .description('Print the verifier key (vkey) of a log signing key file, as keygen printed it')
     .requiredOption('--key <file>', 'the log signing key file')
     .option('--json', 'machine-readable output')
-    .action(printVkeyOf);
+    .action((opts: { key: string; json?: boolean }) => printVkeyOf(opts, SIG_TYPE_ED25519));
 
   log
     .command('writer-key')
@@ -412,7 +431,7 @@ Example:
     .option('--event <file>', 'a Custody event JSON file (canonicalized, as `log append --event` logs it)')
     .option('--index <n>', 'entry index, to prove inclusion from the tiles at --log')
     .option('--old <file>', 'an earlier checkpoint you stored, to prove consistency (needs --log)')
-    .option('--log <url|dir>', 'the log, for proofs built from its tiles')
+    .option('--log <url|dir>', 'the log, for proofs built from its tiles (--index, --old, and a --proof against another checkpoint than --checkpoint)')
     .option('--at <time>', 'verification time for cosignature freshness (RFC 3339; default now): cosignatures dated over 60 s after it never count')
     .option('--max-age <seconds>', 'cosignatures older than this do not count toward the quorum (also for a proof against another checkpoint)')
     .option('--json', 'machine-readable output')
@@ -438,14 +457,25 @@ Examples:
         else if (proofFile) cpText = proofFile.checkpoint;
         else if (source) cpText = decodeNote(await source.readCheckpoint(), "the log's checkpoint");
         else throw new CustodyError('ERR_USAGE', 'give --checkpoint, --proof or --log');
+        // A proof against another checkpoint than --checkpoint proves the entry in that tree only:
+        // unless the two are the same tree, the log's tiles must prove them one history.
+        if (opts.checkpoint && proofFile && proofFile.checkpoint !== cpText && !source) {
+          const given = parseCheckpointBody(parseNote(cpText).text);
+          const proven = parseCheckpointBody(parseNote(proofFile.checkpoint).text);
+          if (given.origin === proven.origin && given.size !== proven.size) {
+            throw new CustodyError('ERR_USAGE', `the proof is against another checkpoint (size ${proven.size}) than --checkpoint (size ${given.size}): give --log <url|dir> to prove the two consistent, or verify the proof without --checkpoint`);
+          }
+        }
         const now = parseTime(opts.at) ?? new Date();
         const maxAge = parseMaxAge(opts.maxAge);
         const fresh = { now, ...(maxAge !== undefined ? { maxAgeSeconds: maxAge } : {}) };
         const steps: Step[] = [];
         let size = 0;
         let root = new Uint8Array();
+        let origin = '';
         const cpOk = await step(steps, 'checkpoint', async () => {
           const cp = await verifyCheckpointWithPolicy(cpText, policy, fresh);
+          origin = cp.checkpoint.origin;
           size = cp.checkpoint.size;
           root = cp.checkpoint.rootHash;
           return `${cp.checkpoint.origin} size ${size}, signed by the log${cp.witnesses.length ? `, cosigned by ${cp.witnesses.join(', ')}` : ''} (quorum ${policy.quorum})`;
@@ -457,10 +487,20 @@ Examples:
             let hashes;
             if (proofFile) {
               if (opts.checkpoint && proofFile.checkpoint !== cpText) {
-                // A proof against another checkpoint: check that one too, then its inclusion.
-                const other = await verifyCheckpointWithPolicy(proofFile.checkpoint, policy, fresh);
-                verifyInclusion(proofFile.index, other.checkpoint.size, rfc6962.leaf(entry), proofFile.proof, other.checkpoint.rootHash);
-                return `entry ${proofFile.index} is in the tree of size ${other.checkpoint.size}`;
+                // A proof against another checkpoint: check that one too, then its inclusion, then
+                // that it is the same history as --checkpoint (another tree the log signed would
+                // otherwise pass: a fork).
+                const other = (await verifyCheckpointWithPolicy(proofFile.checkpoint, policy, fresh)).checkpoint;
+                if (other.origin !== origin) throw new CustodyError('ERR_TLOG_ORIGIN', `the proof is from another log (${other.origin.slice(0, 200)}) than the checkpoint`);
+                verifyInclusion(proofFile.index, other.size, rfc6962.leaf(entry), proofFile.proof, other.rootHash);
+                if (other.size === size) {
+                  if (!equalBytes(other.rootHash, root)) throw new CustodyError('ERR_TLOG_SPLIT_VIEW', `the proof's checkpoint and the checkpoint are both of size ${size} with different roots: the log signed two histories`);
+                  return `entry ${proofFile.index} is in the tree of size ${size}`;
+                }
+                const [older, newer] = other.size < size ? [other, { size, rootHash: root }] : [{ size, rootHash: root }, other];
+                const p = await consistencyProofFromTiles(source!, older.size, newer.size);
+                verifyConsistency(older.size, newer.size, older.rootHash, newer.rootHash, p);
+                return `entry ${proofFile.index} is in the tree of size ${other.size}, which is consistent with the checkpoint's (size ${size}; ${p.length} proof hashes)`;
               }
               index = proofFile.index;
               hashes = proofFile.proof;
@@ -548,14 +588,14 @@ Examples:
     .option('--events', 'also check every new entry is a valid Custody event')
     .option('--max-age <seconds>', 'cosignatures older than this do not count toward the quorum (a frozen log becomes invalid)')
     .option('--json', 'one JSON object per finding')
-    .addHelpText('after', '\nExit codes (with --once, or when an alarm stops the monitor): 0 ok, 1 rollback/split view/invalid, 3 unavailable.')
+    .addHelpText('after', '\nExit codes (with --once, or when an alarm stops the monitor): 0 ok, 1 rollback/split view/invalid, 2 bad input or usage, 3 unavailable (the log, or a witness to compare with).')
     .action(async (opts: { log: string; policy?: string; vkey?: string[]; state?: string; interval: string; once?: boolean; entries?: boolean; events?: boolean; maxAge?: string; json?: boolean }) => {
       const json = opts.json ?? false;
       try {
         const policy = readTrust(opts);
         const maxAge = parseMaxAge(opts.maxAge);
-        const interval = Number(opts.interval);
-        if (!(interval > 0)) throw new CustodyError('ERR_USAGE', '--interval must be a positive number of seconds');
+        // At most what a timer can wait: a longer one (or Infinity) would fire at once, every poll.
+        const intervalMs = parseSeconds(opts.interval, '--interval', 0.1);
         let state: MonitorState | undefined;
         if (opts.state && existsSync(opts.state)) {
           state = await readMonitorState(fromUtf8(readInputFile(opts.state, 'monitor state')), policy, opts.state);
@@ -588,18 +628,14 @@ Examples:
         for (;;) {
           const findings = await monitor.poll();
           findings.forEach(report);
-          if (opts.state && monitor.current) {
-            const tmp = `${opts.state}.tmp`;
-            writeFileSync(tmp, JSON.stringify(monitor.current, null, 1));
-            renameSync(tmp, opts.state);
-          }
+          if (opts.state && monitor.current) writeMonitorState(opts.state, monitor.current);
           const alarm = findings.some((f) => f.kind === 'rollback' || f.kind === 'split-view');
           if (alarm) process.exit(EXIT_NOT_VERIFIED);
           if (opts.once) {
             process.exitCode = findings.some((f) => f.kind === 'invalid') ? EXIT_NOT_VERIFIED : findings.some((f) => f.kind === 'unavailable') ? EXIT_UNAVAILABLE : EXIT_OK;
             return;
           }
-          await new Promise((r) => setTimeout(r, interval * 1000));
+          await new Promise((r) => setTimeout(r, intervalMs));
         }
       } catch (e) {
         failWith(e, json);

@@ -1,6 +1,7 @@
 import type { JSONWebKeySet } from 'jose';
 import { CustodyError, fromUtf8, parseJsonUnique } from '@custody/core';
 import { defaultRegistry } from '@custody/attest';
+import { parseTlogProof } from '@custody/ledger';
 import { loadPolicy } from '@custody/policy';
 import { parseAttestationBundleText, renderReceiptVerificationText, verifyReceiptOffline, type VerifyReceiptOfflineInput } from '@custody/sdk';
 import { readInputFile, parseTime } from '../files.js';
@@ -56,7 +57,7 @@ Exit codes: 0 verified, 1 not verified, 2 bad input or usage.
 
 Example (what ./custody up writes to .custody/last-request/):
   custody receipt verify receipt.json --bundle bundle.json --jwks jwks.json --allow-simulated \\
-    --proof receipt.tlog-proof --vkey 'custody.dev/ledger+...' --response response.json`,
+    --proof receipt.tlog-proof --vkey 'custody.local/ledger+...' --response response.json`,
     )
     .action(async (file: string, opts: ReceiptVerifyOptions) => {
       const json = opts.json ?? false;
@@ -97,6 +98,8 @@ async function inputFrom(file: string, opts: ReceiptVerifyOptions): Promise<Veri
   }
   if (opts.jwks === undefined && opts.policy === undefined) throw new CustodyError('ERR_USAGE', "give --jwks (the broker's EAR keys) or --policy (an appraisal policy for the raw evidence)");
   if (opts.proof !== undefined && opts.tlogPolicy === undefined && !opts.vkey?.length) throw new CustodyError('ERR_USAGE', '--proof needs --tlog-policy or --vkey');
+  // A proof file that is no tlog-proof is bad input (exit 2), as for `custody log verify`, not a failed ledger step.
+  const proof = opts.proof !== undefined ? parseTlogProof(readInputFile(opts.proof, 'tlog-proof')) : undefined;
   const text = fromUtf8(readInputFile(file, 'receipt')).trim();
   if (text === '') throw new CustodyError('ERR_INPUT_MALFORMED', 'the receipt file is empty');
   let receipt: unknown = text;
@@ -129,7 +132,7 @@ async function inputFrom(file: string, opts: ReceiptVerifyOptions): Promise<Veri
     ...(Object.keys(expectedMeasurements).length > 0 ? { expectedMeasurements } : {}),
     ...(opts.minGpus !== undefined ? { minGpus: opts.minGpus } : {}),
     ...(opts.gpuRoot ? { gpuRoots: gpuRoots(opts.gpuRoot) } : {}),
-    ...(opts.proof !== undefined ? { proof: readInputFile(opts.proof, 'tlog-proof'), tlogPolicy: readTrust({ ...(opts.tlogPolicy !== undefined ? { policy: opts.tlogPolicy } : {}), ...(opts.vkey ? { vkey: opts.vkey } : {}) }) } : {}),
+    ...(proof !== undefined ? { proof, tlogPolicy: readTrust({ ...(opts.tlogPolicy !== undefined ? { policy: opts.tlogPolicy } : {}), ...(opts.vkey ? { vkey: opts.vkey } : {}) }, '--tlog-policy') } : {}),
     ...(opts.response !== undefined ? { response: readInputFile(opts.response, 'response') } : {}),
     ...(attestedAt ? { attestedAt } : {}),
   };

@@ -36,7 +36,7 @@ export const register: Register = (program: Command) => {
     .description('Print the verifier key (vkey) of a witness key file, as keygen printed it')
     .requiredOption('--key <file>', 'the witness key file')
     .option('--json', 'machine-readable output')
-    .action(printVkeyOf);
+    .action((opts: { key: string; json?: boolean }) => printVkeyOf(opts, SIG_TYPE_COSIGNATURE_V1));
 
   witness
     .command('serve')

@@ -91,6 +91,30 @@ describe('Custody events', () => {
     expect(() => validateEvent(null)).toThrowError(expect.objectContaining({ code: 'ERR_TLOG_EVENT' }) as Error);
     expect(() => validateEvent([])).toThrowError(expect.objectContaining({ code: 'ERR_TLOG_EVENT' }) as Error);
   });
+
+  it('a member named like an Object.prototype property is unknown, not a field (no schema or secrets-rule bypass, no crash)', () => {
+    // Parsed from JSON, as the ledger's POST /events and `log append --event` read them: own members.
+    const audit = JSON.stringify(samples[11]);
+    const operator = JSON.stringify(samples[10]);
+    const key = 'ab'.repeat(32);
+    const bad = [
+      operator.replace('{', '{"constructor":1,'),
+      operator.replace('{', '{"toString":"x",'),
+      operator.replace('{', '{"__proto__":{"x":1},'),
+      audit.replace('"principal":{', `"principal":{"toString":"${key}",`),
+      audit.replace('"principal":{', '"principal":{"constructor":{"any":["thing"]},'),
+      audit.replace('"key":{', '"key":{"__proto__":"x",'),
+      audit.replace('"key":{', '"key":{"hasOwnProperty":"x",'),
+    ];
+    for (const text of bad) {
+      expect(text).not.toBe(audit);
+      expect(() => encodeEvent(JSON.parse(text) as Record<string, unknown>), text.slice(0, 90)).toThrowError(expect.objectContaining({ code: 'ERR_TLOG_EVENT' }) as Error);
+    }
+    // An entry already in a log with such a member is refused by readers too (monitor --events).
+    expect(() => decodeEvent(utf8(`{"action":"key.release","principal":{"role":"admin","subject":"s","tenant":"demo","toString":"${key}"},"tenant":"demo","time":"${T}","type":"audit.recorded","v":1,"verdict":"allow"}`))).toThrowError(
+      expect.objectContaining({ code: 'ERR_TLOG_EVENT' }) as Error,
+    );
+  });
 });
 
 describe('service audit records (the key broker AuditEvent shape)', () => {

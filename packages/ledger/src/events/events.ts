@@ -418,7 +418,8 @@ function checkObject(field: string, v: unknown, fields: Record<string, 'id' | 't
   const o = v as Record<string, unknown>;
   for (const k of Object.keys(o)) {
     checkName(`${field}.${k}`);
-    const kind = fields[k];
+    // Own members only: `constructor`, `toString` or `__proto__` must not find Object.prototype's.
+    const kind = Object.hasOwn(fields, k) ? fields[k] : undefined;
     if (!kind) throw refuse(`${field}.${k}`, 'is not a known member');
     if (o[k] === undefined) continue;
     if (kind === 'count') {
@@ -498,7 +499,7 @@ export function validateEvent(value: unknown): CustodyEvent {
   }
   for (const key of Object.keys(obj)) {
     if (key === 'v' || key === 'type' || key === 'time' || key === 'actor' || key === 'labels') continue;
-    const spec = schema[key];
+    const spec = Object.hasOwn(schema, key) ? schema[key] : undefined;
     if (!spec) throw refuse(key, `is not a field of ${obj.type}`);
     if (obj[key] !== undefined) checkField(key, spec, obj[key]);
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CustodyError, fixedClock, utf8 } from '@custody/core';
+import { CustodyError, fixedClock, fromBase64, toBase64, utf8 } from '@custody/core';
 import { LogMonitor } from './monitor.js';
 import { parseTlogPolicy } from '../policy/policy.js';
 import { MemoryTiledLog } from '../testing/memory-log.js';
@@ -166,6 +166,31 @@ describe('log monitor', async () => {
     const forged = mapLogSource(bad);
     const m3 = new LogMonitor({ clock, source: forged, policy, fetch: fetchFn });
     expect(await m3.poll()).toEqual([expect.objectContaining({ kind: 'checkpoint' }), expect.objectContaining({ kind: 'split-view', code: 'ERR_TLOG_SPLIT_VIEW', source: 'witness W' })]);
+  });
+
+  it('a witness answer that is not a checkpoint the log signed for this origin is invalid whatever its code; only not getting an answer is unavailable', async () => {
+    const log = new MemoryTiledLog('log.example/m', key.signer);
+    await log.append(['a', 'b', 'c']);
+    const note = await log.publish(cosign);
+    const other = new MemoryTiledLog('other.example/m', (await testLogKey('other.example/m', 33)).signer);
+    await other.append(['a']);
+    const otherNote = await other.publish();
+    const answers: [string, string | Uint8Array<ArrayBuffer>, string][] = [
+      ['a malformed note', 'garbage', 'ERR_NOTE_MALFORMED'],
+      ['a malformed checkpoint body', note.replace('\n3\n', '\n03\n'), 'ERR_TLOG_CHECKPOINT'],
+      ['not UTF-8', new Uint8Array([0xff, 0xfe, 0x0a, 0x0a]), 'ERR_INPUT_MALFORMED'],
+      ["another log's checkpoint", otherNote, 'ERR_TLOG_ORIGIN'],
+      ['a bad log signature', note.replace(/^— log\.example\/m (\S+)$/m, (_l, sig: string) => `— log.example/m ${toBase64(fromBase64(sig).map((x, i) => (i === 10 ? x ^ 1 : x)))}`), 'ERR_NOTE_SIGNATURE'],
+    ];
+    for (const [name, served, code] of answers) {
+      const fetchFn = () => Promise.resolve(new Response(served, { status: 200 }));
+      const findings = await new LogMonitor({ clock, source: log.source(), policy, fetch: fetchFn }).poll();
+      expect(findings, name).toEqual([expect.objectContaining({ kind: 'checkpoint' }), expect.objectContaining({ kind: 'invalid', code, source: 'witness W' })]);
+    }
+    for (const fetchFn of [() => Promise.resolve(new Response('', { status: 500 })), () => Promise.reject(new TypeError('fetch failed'))]) {
+      const findings = await new LogMonitor({ clock, source: log.source(), policy, fetch: fetchFn }).poll();
+      expect(findings).toEqual([expect.objectContaining({ kind: 'checkpoint' }), expect.objectContaining({ kind: 'unavailable', code: 'ERR_WITNESS_UNAVAILABLE', source: 'witness W' })]);
+    }
   });
 
   it("reads at most a note's size from a witness, however much it sends", async () => {

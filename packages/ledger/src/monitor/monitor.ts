@@ -1,4 +1,4 @@
-import { CustodyError, equalBytes, fromBase64, isCustodyError, readBodyLimited, toBase64, toCustodyError, type Bytes, type Clock } from '@custody/core';
+import { CustodyError, equalBytes, fromBase64, readBodyLimited, toBase64, toCustodyError, type Bytes, type Clock } from '@custody/core';
 import { rfc6962 } from '../merkle/hasher.js';
 import { proveInclusion, verifyConsistency, verifyInclusion } from '../merkle/proof.js';
 import { treeRoot } from '../merkle/tree.js';
@@ -178,7 +178,11 @@ export class LogMonitor {
     for (const [name, w] of this.opts.policy.witnesses) {
       if (!w.url) continue;
       const where = `witness ${name}`;
-      let theirs: PolicyCheckpoint;
+      // Not getting the witness's answer (no answer, an error status, a body past a note's size)
+      // is "unavailable"; an answer that is not a checkpoint the log signed for this origin (not
+      // UTF-8, a malformed note or body, another origin, a bad signature) is "invalid", whatever
+      // its code.
+      let body: Uint8Array;
       try {
         const res = await fetchFn(joinUrl(w.url, `${originHash(ours.checkpoint.origin)}/checkpoint`));
         if (res.status === 404) {
@@ -189,12 +193,19 @@ export class LogMonitor {
           await res.body?.cancel();
           throw new CustodyError('ERR_WITNESS_UNAVAILABLE', `status ${res.status}`);
         }
-        const body = await readBodyLimited(res, MAX_NOTE_SIZE, 'witness checkpoint');
+        body = await readBodyLimited(res, MAX_NOTE_SIZE, 'witness checkpoint');
+      } catch (e) {
+        const err = toCustodyError(e, 'ERR_WITNESS_UNAVAILABLE');
+        out.push({ kind: 'unavailable', code: err.code, source: where, detail: err.message });
+        continue;
+      }
+      let theirs: PolicyCheckpoint;
+      try {
         // Accept the witness's view if the log signed it; the quorum applies to what clients accept, not to evidence.
         theirs = await verifyCheckpointWithPolicy(decodeUtf8Exact(body), { ...this.opts.policy, quorum: 'none' }, { now: this.opts.clock(), origin: ours.checkpoint.origin, verifiers: this.verifiers! });
       } catch (e) {
-        const err = toCustodyError(e, 'ERR_WITNESS_UNAVAILABLE');
-        out.push(isCustodyError(e) && err.code.startsWith('ERR_NOTE') ? { kind: 'invalid', code: err.code, source: where, detail: err.message } : { kind: 'unavailable', code: err.code, source: where, detail: err.message });
+        const err = toCustodyError(e);
+        out.push({ kind: 'invalid', code: err.code, source: where, detail: err.message });
         continue;
       }
       const a = ours.checkpoint;
