@@ -2,7 +2,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
-import { readInputFile, readSecretFile } from './files.js';
+import { parseTime, readInputFile, readSecretFile } from './files.js';
 
 describe('readSecretFile', () => {
   const dir = mkdtempSync(join(tmpdir(), 'custody-cli-files-'));
@@ -38,5 +38,30 @@ describe('readSecretFile', () => {
     expect(() => readSecretFile(missing, 'API key file')).toThrow(expect.objectContaining({ code: 'ERR_FILE_NOT_FOUND' }));
     expect(() => readInputFile(missing, 'API key file')).toThrow(expect.objectContaining({ code: 'ERR_FILE_NOT_FOUND' }));
     expect(err).not.toHaveBeenCalled();
+  });
+});
+
+describe('parseTime', () => {
+  it.each([
+    ['2023-06-01T00:00:00Z', '2023-06-01T00:00:00.000Z'],
+    ['2023-06-01t12:30:15.25z', '2023-06-01T12:30:15.250Z'],
+    ['2023-06-01T02:00:00+02:00', '2023-06-01T00:00:00.000Z'],
+    ['2023-06-01T10:00Z', '2023-06-01T10:00:00.000Z'],
+    ['2023-06-01 10:00:00Z', '2023-06-01T10:00:00.000Z'],
+    ['2024-02-29T00:00:00Z', '2024-02-29T00:00:00.000Z'],
+    ['2023-06-01', '2023-06-01T00:00:00.000Z'],
+  ])('%s is %s', (text, iso) => {
+    expect(parseTime(text)!.toISOString()).toBe(iso);
+  });
+
+  it.each(['2026-02-30T00:00:00Z', '2023-02-29', '2023-04-31T00:00:00Z', '2023-13-01T00:00:00Z', '2023-00-10', '2023-06-01T25:00:00Z', '2023-06-01T10:00:00', '2023-06-01T10:00:00+0200', 'June 1 2023', '2023-06-01T00:00:00Zjunk', ''])(
+    '%j is a usage error, not another day',
+    (text) => {
+      expect(() => parseTime(text)).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }));
+    },
+  );
+
+  it('no --at is undefined', () => {
+    expect(parseTime(undefined)).toBeUndefined();
   });
 });

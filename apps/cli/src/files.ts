@@ -86,9 +86,21 @@ export function readNamedFiles(path: string, what: string, single = 'bundle'): R
   return out;
 }
 
+/**
+ * RFC 3339: a date and a time with its offset (`2023-06-01T00:00:00Z`, `...+02:00`, seconds
+ * optional, fractions allowed), or a date alone (midnight UTC). A day the month does not have
+ * (`2026-02-30`, which Date rolls over into March) and a time without an offset (read in the
+ * machine's own zone, so another instant on another machine) are refused.
+ */
 export function parseTime(s: string | undefined): Date | undefined {
   if (s === undefined) return undefined;
-  const d = new Date(s);
-  if (Number.isNaN(d.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(s)) throw new CustodyError('ERR_USAGE', `--at must be an RFC 3339 time, got ${JSON.stringify(s)}`);
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2}))?$/.exec(s);
+  const bad = () => new CustodyError('ERR_USAGE', `--at must be an RFC 3339 time such as 2023-06-01T00:00:00Z, got ${JSON.stringify(s.slice(0, 100))}`);
+  if (!m) throw bad();
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth) throw bad();
+  const d = new Date(m[4] === undefined ? `${m[1]}-${m[2]}-${m[3]}T00:00:00Z` : s.replace(' ', 'T'));
+  if (Number.isNaN(d.getTime())) throw bad();
   return d;
 }
