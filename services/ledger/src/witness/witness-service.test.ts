@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { utf8 } from '@custody/core';
 import {
@@ -41,6 +42,15 @@ describe('witness service (SQLite, real HTTP on loopback)', async () => {
     const server = await listen(app, '127.0.0.1', 0);
     return { store, server };
   };
+
+  it('a database file that is not a database (or is damaged) is ERR_WITNESS_UNAVAILABLE naming it, not an internal error', () => {
+    const junk = join(t.dir, 'junk.sqlite');
+    writeFileSync(junk, Buffer.alloc(8192, 0x5a));
+    expect(() => new SqliteWitnessStore(junk)).toThrow(
+      expect.objectContaining({ code: 'ERR_WITNESS_UNAVAILABLE', message: `cannot open the witness database ${junk} (it is not a SQLite database, or it is damaged)`, detail: { path: junk, sqlite: 'SQLITE_NOTADB' } }),
+    );
+    expect(() => new SqliteWitnessStore(join(t.dir, 'no-such-dir', 'w.sqlite'))).toThrow(expect.objectContaining({ code: 'ERR_WITNESS_UNAVAILABLE' }));
+  });
 
   it('persists the latest cosigned checkpoint across restarts and serves it for monitors', async () => {
     let { store, server } = await start();

@@ -20,15 +20,21 @@ export class SqliteWitnessStore implements WitnessStore {
   private readonly cas: (origin: string, expected: number, next: WitnessRecord) => boolean;
 
   constructor(path: string) {
+    let db: Database.Database | undefined;
     try {
-      this.db = new Database(path);
+      db = new Database(path);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.pragma('busy_timeout = 5000');
+      db.exec('CREATE TABLE IF NOT EXISTS witness_latest (origin TEXT PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL, checkpoint TEXT NOT NULL)');
+      this.db = db;
     } catch (e) {
-      throw new CustodyError('ERR_WITNESS_UNAVAILABLE', 'cannot open the witness database', { cause: e });
+      // A file that is not a database (or a damaged one) fails here, at its first read, not at open.
+      db?.close();
+      const sqlite = (e as { code?: unknown }).code;
+      const why = sqlite === 'SQLITE_NOTADB' || (typeof sqlite === 'string' && sqlite.startsWith('SQLITE_CORRUPT')) ? 'it is not a SQLite database, or it is damaged' : typeof sqlite === 'string' ? sqlite : 'error';
+      throw new CustodyError('ERR_WITNESS_UNAVAILABLE', `cannot open the witness database ${path} (${why})`, { cause: e, detail: { path, ...(typeof sqlite === 'string' ? { sqlite } : {}) } });
     }
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('busy_timeout = 5000');
-    this.db.exec('CREATE TABLE IF NOT EXISTS witness_latest (origin TEXT PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL, checkpoint TEXT NOT NULL)');
     const get = this.db.prepare('SELECT size FROM witness_latest WHERE origin = ?').pluck();
     const put = this.db.prepare(
       'INSERT INTO witness_latest (origin, size, root, checkpoint) VALUES (?, ?, ?, ?) ON CONFLICT(origin) DO UPDATE SET size = excluded.size, root = excluded.root, checkpoint = excluded.checkpoint',
