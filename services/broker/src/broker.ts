@@ -13,6 +13,7 @@ import { TenantPolicies } from './attestation/tenant-policies.js';
 import { ChallengeLimiter } from './attestation/challenge-limits.js';
 import { parseChallengeRateLimit, type BrokerStorageConfig, type ChallengeRateLimitInput } from './config.js';
 import { createBrokerApp, type BrokerEnv } from './http/app.js';
+import type { ArrivingBodyLimits } from './http/request-body.js';
 import { KeyService } from './keys/key-service.js';
 import type { ReleasePolicyEvaluator } from './keys/release-policy.js';
 import { EmbeddedKeyStore } from './keystore/embedded/embedded-key-store.js';
@@ -36,6 +37,8 @@ export interface BrokerPlugins {
   audit?: AuditSink;
   /** After the ledger fails, how long events go straight to the interim table, and how often kept ones are offered again (default 30 s). */
   auditRetryMs?: number;
+  /** Bounds on the request bodies held while they arrive, all clients together and per client address (createBrokerApp). */
+  arrivingBodies?: ArrivingBodyLimits;
   logger?: Logger;
   clock?: Clock;
   metrics?: Registry;
@@ -125,10 +128,13 @@ export async function openBroker(config: BrokerStorageConfig, plugins: BrokerPlu
     throw e;
   }
   let challengeLimiter: ChallengeLimiter | undefined;
+  // Where client addresses come from; also when the challenge limits are off.
+  let trustProxy: boolean | number = false;
   if (plugins.attestation) {
     const { policies: _files, policyRecheckMs: _recheck, challengeRateLimit, signer, ...rest } = plugins.attestation;
     try {
       const limits = parseChallengeRateLimit(challengeRateLimit);
+      trustProxy = limits.trustProxy;
       if (limits.enabled) challengeLimiter = new ChallengeLimiter(limits, { ...(plugins.clock ? { clock: plugins.clock } : {}), ...(plugins.metrics ? { metrics: plugins.metrics } : {}) });
       attestation = new AttestationService({
         ...rest,
@@ -149,15 +155,26 @@ export async function openBroker(config: BrokerStorageConfig, plugins: BrokerPlu
       throw e;
     }
   }
-  const app = createBrokerApp({
-    service,
-    policies,
-    apiKeys: metadata,
-    logger,
-    challengeLimiter: challengeLimiter ?? false,
-    ...(plugins.metrics ? { metrics: plugins.metrics } : {}),
-    ...(attestation ? { attestation } : {}),
-  });
+  let app: Hono<BrokerEnv>;
+  try {
+    app = createBrokerApp({
+      service,
+      policies,
+      apiKeys: metadata,
+      logger,
+      challengeLimiter: challengeLimiter ?? false,
+      trustProxy,
+      ...plugins.arrivingBodies,
+      ...(plugins.metrics ? { metrics: plugins.metrics } : {}),
+      ...(attestation ? { attestation } : {}),
+    });
+  } catch (e) {
+    // Bad limits (ERR_USAGE).
+    await fallback?.close();
+    await keystore.close();
+    await metadata.close();
+    throw e;
+  }
   logger.info({ metadata: config.metadata.kind, keystore: config.keystore.kind, handshake: attestation !== undefined }, 'broker storage open');
   return {
     service,

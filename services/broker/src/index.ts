@@ -69,6 +69,7 @@ export type { IssuedApiKey } from './auth/api-keys.js';
 // HTTP
 export { createBrokerApp, apiKeyAuth } from './http/app.js';
 export type { BrokerEnv, BrokerAppOptions } from './http/app.js';
+export { ArrivingBodyBudget, BODY_BUDGET_BYTES, SMALL_BODY_BUDGET_BYTES, CLIENT_SHARE_DIVISOR, type ArrivingBodyLimits, type ArrivingBodyBound, type BodyLease } from './http/request-body.js';
 export { statusFor, toProblem, problemResponse } from './http/problem.js';
 export type { Problem } from './http/problem.js';
 export { BrokerAdminClient } from './http/client.js';
@@ -80,8 +81,8 @@ export { ChallengeRateLimitConfig, DEFAULT_CHALLENGE_RATE_LIMIT, parseChallengeR
 export { ChallengeLimiter, TokenBuckets, clientAddressKey, type ChallengeLimiterOptions, type ChallengeLimitScope, type SessionSlot, type TokenBucketRate } from './attestation/challenge-limits.js';
 export { openBroker, openMetadataStore, openKeyStore } from './broker.js';
 export type { Broker, BrokerPlugins, AttestationPlugin } from './broker.js';
-export { serveBroker, REQUEST_TIMEOUT_MS, HEADERS_TIMEOUT_MS } from './serve.js';
-export type { RunningServer, ServeBrokerOptions } from './serve.js';
+export { serveBroker, REQUEST_TIMEOUT_MS, HEADERS_TIMEOUT_MS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT, DRAIN_MS } from './serve.js';
+export type { RunningServer, ServeBrokerOptions, CloseOptions } from './serve.js';
 
 // attestation-gated key release handshake (docs/key-release-protocol.md)
 export { AttestationService, earLifetimeBound, HANDSHAKE_PLATFORMS, DEFAULT_NONCE_TTL_SECONDS, DEFAULT_SESSION_TTL_SECONDS, EAR_ISSUER, primaryMeasurement, DEVICE_PLATFORMS, MAX_DEVICES, MAX_COLLATERAL_ENTRIES } from './attestation/handshake.js';

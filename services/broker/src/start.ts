@@ -9,12 +9,13 @@ import { DEFAULT_EAR_KEY_RELOAD_MS, EarSigner } from './attestation/ear-signer.j
 import { earLifetimeBound } from './attestation/handshake.js';
 import type { AuditSink } from './audit/types.js';
 import { openBroker, type AttestationPlugin, type Broker } from './broker.js';
-import { parseStorageConfig, type BrokerStorageConfig } from './config.js';
+import { parseChallengeRateLimit, parseStorageConfig, type BrokerStorageConfig } from './config.js';
 import type { ReleasePolicyEvaluator } from './keys/release-policy.js';
 import { assertTenant } from './keys/types.js';
 import { generateMasterKeyFile } from './keystore/embedded/master-key.js';
 import type { KeyWrapper } from './keystore/types.js';
-import { serveBroker } from './serve.js';
+import type { ArrivingBodyLimits } from './http/request-body.js';
+import { DRAIN_MS, serveBroker, type CloseOptions } from './serve.js';
 
 export interface StartBrokerOptions {
   /** State directory (created 0700): broker.db (SQLite metadata), master.key, ear-signing-key.jwk. */
@@ -66,6 +67,21 @@ export interface StartBrokerOptions {
    * second. Retired keys stay published EAR_KEY_RETENTION_SECONDS whatever this is.
    */
   earKeyReloadMs?: number;
+  /** Bounds on the request bodies held while they arrive, all clients together and per client address (createBrokerApp). */
+  arrivingBodies?: ArrivingBodyLimits;
+  /** Connections open at once; default MAX_CONNECTIONS. */
+  maxConnections?: number;
+  /**
+   * Connections one client address may hold open; default MAX_CONNECTIONS_PER_CLIENT, and no
+   * bound when `attestation.challengeRateLimit.trustProxy` says the broker is reached through
+   * reverse proxies (the TCP peer is then a proxy; bodies are still shared per forwarded address).
+   */
+  maxConnectionsPerClient?: number | false;
+  /**
+   * How long `close()` lets requests in progress finish before it cuts their connections (it
+   * stops accepting at once); default DRAIN_MS. `custody broker serve` closes on SIGTERM and SIGINT.
+   */
+  drainMs?: number;
   logger?: Logger;
   clock?: Clock;
   metrics?: Registry;
@@ -90,7 +106,12 @@ export interface StartedBroker {
   broker: Broker;
   /** Re-reads the EAR key file now; true when it changed (a rotation) and is now in use. Errors: ERR_EAR_KEY (the broker then signs, verifies and releases nothing until a usable file loads). */
   reloadEarKey(): Promise<boolean>;
-  close(): Promise<void>;
+  /**
+   * Stops accepting connections, lets requests in progress finish for `drainMs` (default: the
+   * start option, else DRAIN_MS; 0 cuts them at once), then closes the stores. Answers given
+   * meanwhile carry `Connection: close`; idle connections are closed at once.
+   */
+  close(options?: CloseOptions): Promise<void>;
 }
 
 /**
@@ -139,6 +160,7 @@ export async function startBroker(options: StartBrokerOptions): Promise<StartedB
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.metrics ? { metrics: options.metrics } : {}),
     ...(options.wrapper ? { wrapper: options.wrapper } : {}),
+    ...(options.arrivingBodies ? { arrivingBodies: options.arrivingBodies } : {}),
   });
   // Mtime polling rather than a signal: replicas converge on a rotated file without anyone
   // signalling each one, and the poll interval bounds how long an idle one keeps signing with
@@ -183,7 +205,15 @@ export async function startBroker(options: StartBrokerOptions): Promise<StartedB
         });
       }
     }
-    const server = await serveBroker(broker.app, { ...(options.port !== undefined ? { port: options.port } : {}), ...(options.hostname ? { hostname: options.hostname } : {}) });
+    // Behind reverse proxies every connection comes from one of them: no bound per TCP peer then.
+    const behindProxies = parseChallengeRateLimit(options.attestation?.challengeRateLimit).trustProxy !== false;
+    const maxConnectionsPerClient = options.maxConnectionsPerClient ?? (behindProxies ? false : undefined);
+    const server = await serveBroker(broker.app, {
+      ...(options.port !== undefined ? { port: options.port } : {}),
+      ...(options.hostname ? { hostname: options.hostname } : {}),
+      ...(options.maxConnections !== undefined ? { maxConnections: options.maxConnections } : {}),
+      ...(maxConnectionsPerClient !== undefined ? { maxConnectionsPerClient } : {}),
+    });
     let closed: Promise<void> | undefined;
     return {
       url: server.url,
@@ -197,9 +227,12 @@ export async function startBroker(options: StartBrokerOptions): Promise<StartedB
       storage: { metadata: config.metadata.kind, keystore: config.keystore.kind },
       broker,
       reloadEarKey: () => signer.reload(),
-      close() {
+      close(o: CloseOptions = {}) {
         stopWatching();
-        closed ??= server.close().finally(() => broker.close());
+        const drainMs = o.drainMs ?? options.drainMs ?? DRAIN_MS;
+        // A second call with a shorter drain (0: a second signal) cuts what is still in progress.
+        const stopped = server.close({ drainMs });
+        closed ??= stopped.finally(() => broker.close());
         return closed;
       },
     };

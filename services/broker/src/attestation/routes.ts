@@ -1,12 +1,12 @@
 import type { Context, Hono } from 'hono';
 import { z } from 'zod';
-import { CustodyError, fromBase64, type ByteBudget } from '@custody/core';
+import { CustodyError, fromBase64 } from '@custody/core';
 import { PLATFORMS } from '@custody/attest';
 import { authenticateApiKey } from '../auth/api-keys.js';
 import type { Principal } from '../auth/roles.js';
 import type { BrokerEnv } from '../http/app.js';
 import { parseJsonBody } from '../http/json-body.js';
-import { readRequestText } from '../http/request-body.js';
+import { peerAddress, readRequestText, type ArrivingBodyBudget } from '../http/request-body.js';
 import type { ApiKeyRepository } from '../metadata/types.js';
 import { MAX_RUNTIME_DATA } from './runtime-data.js';
 import type { ChallengeLimiter } from './challenge-limits.js';
@@ -14,7 +14,8 @@ import { DEVICE_PLATFORMS, MAX_COLLATERAL_ENTRIES, MAX_DEVICES, type Attestation
 
 /** Evidence plus certificates and collateral, base64, with JSON framing. */
 export const MAX_ATTEST_BODY = 4 * 1024 * 1024;
-const MAX_SMALL_BODY = 16 * 1024;
+/** A challenge or key-release body. */
+export const MAX_SMALL_BODY = 16 * 1024;
 const B64_MAX = 3 * 1024 * 1024;
 /**
  * One device's evidence, base64: the largest NVIDIA GPU evidence the verifier reads (192 KiB:
@@ -76,10 +77,11 @@ export function isWorkloadRoute(method: string, path: string): boolean {
  * capped by the sessions still open (429 ERR_RATE_LIMITED with Retry-After; ChallengeLimiter).
  * Bodies are read only by their handler, counted against `budget` while they arrive (the small
  * bodies of challenges and releases against `smallBudget`, so that senders who hold attestation
- * bodies open cannot keep key releases from being read), and their JSON is bounded in values and nesting before it is parsed (json-body.ts): an attestation
+ * bodies open cannot keep key releases from being read; each client address against its share of
+ * either, so that a few cannot hold all of one), and their JSON is bounded in values and nesting before it is parsed (json-body.ts): an attestation
  * naming no session costs a linear scan and a parse of its bounded structure, nothing more.
  */
-export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: AttestationService, apiKeys: ApiKeyRepository, limiter?: ChallengeLimiter, budget?: ByteBudget, smallBudget: ByteBudget | undefined = budget): void {
+export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: AttestationService, apiKeys: ApiKeyRepository, limiter?: ChallengeLimiter, budget?: ArrivingBodyBudget, smallBudget: ArrivingBodyBudget | undefined = budget): void {
   const noStore = { 'cache-control': 'no-store' };
 
   // The key file is looked at first (at most once a second), so a dropped key leaves the served
@@ -142,13 +144,6 @@ export function mountAttestationRoutes(app: Hono<BrokerEnv>, service: Attestatio
   });
 }
 
-/** The TCP peer as @hono/node-server exposes it (`env.incoming`, or `env.server.incoming` over HTTP/2); undefined in process. */
-function peerAddress(c: Context<BrokerEnv>): string | undefined {
-  type Incoming = { incoming?: { socket?: { remoteAddress?: string } } };
-  const env = c.env as (Incoming & { server?: Incoming }) | undefined;
-  return (env?.server ?? env)?.incoming?.socket?.remoteAddress;
-}
-
 function bearer(c: Context<BrokerEnv>): string {
   const header = c.req.header('authorization');
   if (!header) throw new CustodyError('ERR_AUTH_REQUIRED', 'a release needs Authorization: Bearer <EAR>');
@@ -165,7 +160,7 @@ async function optionalApiKey(c: Context<BrokerEnv>, repo: ApiKeyRepository): Pr
   return principal;
 }
 
-async function parseJson<T>(c: Context<BrokerEnv>, schema: z.ZodType<T>, maxBytes: number, budget: ByteBudget | undefined): Promise<T> {
+async function parseJson<T>(c: Context<BrokerEnv>, schema: z.ZodType<T>, maxBytes: number, budget: ArrivingBodyBudget | undefined): Promise<T> {
   if (!/^application\/json\b/i.test(c.req.header('content-type') ?? '')) throw new CustodyError('ERR_INPUT_UNSUPPORTED', 'request body must be application/json');
   const json = parseJsonBody(await readRequestText(c, maxBytes, budget));
   const parsed = schema.safeParse(json);

@@ -1,9 +1,9 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { routePath } from 'hono/route';
 import { pino, type Logger } from 'pino';
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { z } from 'zod';
-import { CustodyError, fromBase64, wipe, type ByteBudget, type Clock } from '@custody/core';
+import { CustodyError, fromBase64, wipe, type Clock } from '@custody/core';
 import { authenticateApiKey } from '../auth/api-keys.js';
 import type { Principal } from '../auth/roles.js';
 import type { KeyService } from '../keys/key-service.js';
@@ -13,17 +13,18 @@ import { ROLES } from '../metadata/types.js';
 import type { AttestationService } from '../attestation/handshake.js';
 import type { TenantPolicies } from '../attestation/tenant-policies.js';
 import { MAX_POLICY_BYTES } from '@custody/policy';
-import { isWorkloadRoute, mountAttestationRoutes } from '../attestation/routes.js';
-import { ChallengeLimiter } from '../attestation/challenge-limits.js';
+import { isWorkloadRoute, MAX_ATTEST_BODY, MAX_SMALL_BODY, mountAttestationRoutes } from '../attestation/routes.js';
+import { ChallengeLimiter, clientAddressKey } from '../attestation/challenge-limits.js';
 import { DEFAULT_CHALLENGE_RATE_LIMIT } from '../config.js';
 import { clipAudited } from '../audit/bound-event.js';
 import { parseJsonBody } from './json-body.js';
 import { problemResponse } from './problem.js';
-import { BODY_BUDGET_BYTES, closeAfterEarlyAnswer, readRequestText, requestBodyBudget, SMALL_BODY_BUDGET_BYTES } from './request-body.js';
+import { ArrivingBodyBudget, BODY_BUDGET_BYTES, CLIENT_KEY, CLIENT_SHARE_DIVISOR, closeAfterEarlyAnswer, peerAddress, readRequestText, SMALL_BODY_BUDGET_BYTES, type ArrivingBodyBound, type ArrivingBodyLimits } from './request-body.js';
 
-export type BrokerEnv = { Variables: { principal: Principal } };
+/** `clientKey`: the request's client address (clientAddressKey), absent in process. */
+export type BrokerEnv = { Variables: { principal: Principal; [CLIENT_KEY]: string } };
 
-export interface BrokerAppOptions {
+export interface BrokerAppOptions extends ArrivingBodyLimits {
   service: KeyService;
   /** Where API keys are looked up (the metadata store). */
   apiKeys: ApiKeyRepository;
@@ -41,8 +42,12 @@ export interface BrokerAppOptions {
   challengeLimiter?: ChallengeLimiter | false;
   /** For the default challenge limiter. */
   clock?: Clock;
-  /** Most bytes of request bodies held at once while they arrive (all clients together). Default BODY_BUDGET_BYTES. */
-  maxArrivingBodyBytes?: number;
+  /**
+   * Where a request's client address comes from, for the per-client shares of the arriving-body
+   * budgets (see ChallengeRateLimitConfig.trustProxy). Default: the challenge limiter's setting,
+   * else false (the TCP peer).
+   */
+  trustProxy?: boolean | number;
 }
 
 /** Largest request body: a 64 KiB secret in base64 plus JSON framing. */
@@ -82,13 +87,20 @@ export function createBrokerApp(options: BrokerAppOptions): Hono<BrokerEnv> {
   const log = options.logger ?? pino({ level: 'silent' });
   const app = new Hono<BrokerEnv>();
   const observe = options.metrics ? httpMetrics(options.metrics) : undefined;
-  const budget = requestBodyBudget(options.maxArrivingBodyBytes ?? BODY_BUDGET_BYTES);
-  // Challenges and key releases (at most 16 KiB each) have their own share.
-  const smallBudget = requestBodyBudget(SMALL_BODY_BUDGET_BYTES);
+  const limiter = options.attestation ? options.challengeLimiter ?? new ChallengeLimiter(DEFAULT_CHALLENGE_RATE_LIMIT, { ...(options.clock ? { clock: options.clock } : {}), ...(options.metrics ? { metrics: options.metrics } : {}) }) : false;
+  const trustProxy = options.trustProxy ?? (limiter ? limiter.config.trustProxy : false);
+  const { budget, smallBudget } = arrivingBodyBudgets(options, options.metrics);
 
   app.onError((e) => problemResponse(e));
   app.notFound(() => problemResponse(new CustodyError('ERR_INPUT_UNSUPPORTED', 'no such route'), 404));
 
+  app.use('*', async (c, next) => {
+    // One notion of "client" with the challenge limiter: an IPv4 address or an IPv6 /64, the
+    // forwarded one behind trusted proxies.
+    const client = clientAddressKey(peerAddress(c), c.req.header('x-forwarded-for'), trustProxy);
+    if (client !== 'unknown') c.set(CLIENT_KEY, client);
+    await next();
+  });
   app.use('*', closeAfterEarlyAnswer());
   app.use('*', async (c, next) => {
     const started = performance.now();
@@ -106,7 +118,6 @@ export function createBrokerApp(options: BrokerAppOptions): Hono<BrokerEnv> {
   app.use('/v1/*', adminOnly(apiKeyAuth(options.apiKeys)));
   app.use('/v1/*', adminOnly(adminPlaneOnly(service)));
   if (options.attestation) {
-    const limiter = options.challengeLimiter ?? new ChallengeLimiter(DEFAULT_CHALLENGE_RATE_LIMIT, { ...(options.clock ? { clock: options.clock } : {}), ...(options.metrics ? { metrics: options.metrics } : {}) });
     mountAttestationRoutes(app, options.attestation, options.apiKeys, limiter === false ? undefined : limiter, budget, smallBudget);
   }
 
@@ -251,7 +262,7 @@ function tenantOf(c: Context<BrokerEnv>): string {
   return c.req.query('tenant') ?? c.get('principal').tenant;
 }
 
-async function parseJsonRequest<T>(c: Context<BrokerEnv>, schema: z.ZodType<T>, budget: ByteBudget): Promise<T> {
+async function parseJsonRequest<T>(c: Context<BrokerEnv>, schema: z.ZodType<T>, budget: ArrivingBodyBudget): Promise<T> {
   const type = c.req.header('content-type') ?? '';
   const text = await readRequestText(c, MAX_BODY, budget);
   if (text === '' && schema.safeParse({}).success) return schema.parse({});
@@ -278,6 +289,37 @@ function intQuery(v: string | undefined, fallback: number): number {
   if (v === undefined) return fallback;
   if (!/^-?[0-9]{1,15}$/.test(v)) throw new CustodyError('ERR_INPUT_MALFORMED', 'query parameter must be an integer');
   return Number(v);
+}
+
+/**
+ * The two arriving-body budgets: attestations and admin bodies; challenges and key releases
+ * (at most 16 KiB each) apart, so that senders holding attestation bodies open do not stop key
+ * releases. Each client address may hold a share of each (default 1/CLIENT_SHARE_DIVISOR, never
+ * less than one body of the largest size the budget serves).
+ */
+function arrivingBodyBudgets(limits: ArrivingBodyLimits, metrics: Registry | undefined): { budget: ArrivingBodyBudget; smallBudget: ArrivingBodyBudget } {
+  const refused = metrics
+    ? new Counter({ name: 'custody_broker_arriving_bodies_refused_total', help: 'Request bodies refused (503) because the bodies still arriving would cross a budget, by budget (large, small) and bound (arriving-bodies: all clients; arriving-bodies-per-client: one address)', labelNames: ['budget', 'bound'], registers: [metrics] })
+    : undefined;
+  const share = (total: number, largestBody: number) => Math.min(total, Math.max(Math.floor(total / CLIENT_SHARE_DIVISOR), largestBody));
+  const large = limits.maxArrivingBodyBytes ?? BODY_BUDGET_BYTES;
+  const small = limits.maxArrivingSmallBodyBytes ?? SMALL_BODY_BUDGET_BYTES;
+  const onRefused = (name: string) => (bound: ArrivingBodyBound) => refused?.inc({ budget: name, bound });
+  const budget = new ArrivingBodyBudget(large, limits.maxArrivingBodyBytesPerClient ?? share(large, MAX_ATTEST_BODY), onRefused('large'));
+  const smallBudget = new ArrivingBodyBudget(small, limits.maxArrivingSmallBodyBytesPerClient ?? share(small, MAX_SMALL_BODY), onRefused('small'));
+  if (metrics) {
+    new Gauge({
+      name: 'custody_broker_arriving_body_bytes',
+      help: 'Bytes of request bodies held while they arrive, by budget (large: attestations and admin bodies; small: challenges and key releases)',
+      labelNames: ['budget'],
+      registers: [metrics],
+      collect() {
+        this.set({ budget: 'large' }, budget.inUse);
+        this.set({ budget: 'small' }, smallBudget.inUse);
+      },
+    });
+  }
+  return { budget, smallBudget };
 }
 
 function httpMetrics(registry: Registry): (method: string, route: string, status: number, ms: number) => void {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fromBase64Url, type Clock } from '@custody/core';
 import type { AttestationPlugin } from '../broker.js';
 import { BrokerAdminClient } from '../http/client.js';
-import { startBroker, type StartedBroker } from '../start.js';
+import { startBroker, type StartBrokerOptions, type StartedBroker } from '../start.js';
 import { BrokerWorkloadClient, generateTeeKeyPair, openReleasedKey, type TeeKeyPair, type WorkloadAttester } from '../attestation/workload-client.js';
 import type { AttestResponse, ChallengeResponse, ReleaseResponse } from '../attestation/handshake.js';
 import { buildRuntimeData, runtimeDigest } from '../attestation/runtime-data.js';
@@ -44,6 +44,8 @@ export interface HandshakeBrokerOptions {
   keystore?: 'embedded' | { kind: 'pkcs11'; library: string; tokenLabel: string; pin: string };
   postgres?: string;
   attestation?: Omit<AttestationPlugin, 'policies' | 'signer'>;
+  /** Passed to startBroker as they are. */
+  start?: Pick<StartBrokerOptions, 'arrivingBodies' | 'metrics' | 'maxConnections' | 'maxConnectionsPerClient' | 'drainMs'>;
 }
 
 export async function startHandshakeBroker(options: HandshakeBrokerOptions = {}): Promise<HandshakeBroker> {
@@ -59,6 +61,7 @@ export async function startHandshakeBroker(options: HandshakeBrokerOptions = {})
     ...(options.keystore ? { keystore: options.keystore } : {}),
     ...(options.postgres ? { postgres: options.postgres } : {}),
     ...(options.attestation ? { attestation: options.attestation } : {}),
+    ...options.start,
     audit: ledger,
     logger,
     clock: time.clock,
