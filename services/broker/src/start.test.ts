@@ -45,6 +45,27 @@ describe('startBroker', () => {
     }
   });
 
+  it('warns (and logs) when others can write into the state directory or get at its admin key file; a fresh start has nothing to say', async () => {
+    const dataDir = join(root, 'exposed');
+    const fresh = await startBroker({ dataDir, bootstrap: 'file', tenant: 'acme' });
+    expect(fresh.warnings).toEqual([]);
+    await fresh.close();
+    chmodSync(dataDir, 0o777);
+    chmodSync(join(dataDir, 'admin-acme.key'), 0o666);
+    const logged: string[] = [];
+    const logger = { warn: (_o: unknown, m: string) => void logged.push(m), info: () => undefined, error: () => undefined, debug: () => undefined } as never;
+    const again = await startBroker({ dataDir, bootstrap: 'file', tenant: 'acme', logger });
+    try {
+      expect(again.warnings).toEqual([
+        `the broker state directory ${dataDir}: the group and other users can create and remove files in it (mode 0777); chmod 700 it`,
+        `the admin key file ${join(dataDir, 'admin-acme.key')}: the group and other users can read and write it (mode 0666); chmod 600 it`,
+      ]);
+      expect(logged).toEqual(again.warnings);
+    } finally {
+      await again.close();
+    }
+  });
+
   it('a bootstrap whose key file cannot be written stores no key (the file is written first), so the next start bootstraps again', async () => {
     const dataDir = join(root, 'half');
     mkdirSync(dataDir, { mode: 0o700 });

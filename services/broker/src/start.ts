@@ -1,5 +1,5 @@
 import { existsSync, rmSync } from 'node:fs';
-import { makePrivateDir, writeNewSecretFile } from '@custody/crypto-node';
+import { makePrivateDir, privateDirWarning, secretFileWarning, writeNewSecretFile } from '@custody/crypto-node';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -98,6 +98,14 @@ export interface StartedBroker {
   adminKey?: string;
   /** The bootstrap admin key file (`bootstrap: 'file'`), whether written now or at an earlier start. */
   adminKeyFile?: string;
+  /**
+   * What in the state directory users other than its owner can get at: the directory if they can
+   * write into it (they could put files of their own in place), the admin key file if they can
+   * read or write it. Warned (and logged), not refused: the operator decides (a Kubernetes Secret
+   * volume is group-readable unless its defaultMode says otherwise). The master key and EAR
+   * signing key files are stricter: refused when group or others can get at them.
+   */
+  warnings: string[];
   /** True when `adminKeyFile` was written at this start. */
   adminKeyCreated: boolean;
   /** Policy ids loaded from files at start (policies set through the API override these per tenant: `broker.policies`). */
@@ -146,7 +154,8 @@ export async function startBroker(options: StartBrokerOptions): Promise<StartedB
   const tenants: Record<string, PolicySource> = {};
   for (const [t, p] of Object.entries(options.tenantPolicies ?? {})) tenants[t] = source(p);
   const policies = await AppraisalPolicies.load({ ...(options.policy !== undefined ? { defaultPolicy: source(options.policy) } : {}), tenants });
-  const signer = await EarSigner.open(options.earKeyFile ?? join(options.dataDir, 'ear-signing-key.jwk'), {
+  const earKeyFile = options.earKeyFile ?? join(options.dataDir, 'ear-signing-key.jwk');
+  const signer = await EarSigner.open(earKeyFile, {
     maxEarLifetimeSeconds: earLifetimeBound(options.attestation),
     reloadIntervalMs: options.earKeyReloadMs ?? DEFAULT_EAR_KEY_RELOAD_MS,
     ...(options.clock ? { clock: options.clock } : {}),
@@ -214,8 +223,14 @@ export async function startBroker(options: StartBrokerOptions): Promise<StartedB
       ...(options.maxConnections !== undefined ? { maxConnections: options.maxConnections } : {}),
       ...(maxConnectionsPerClient !== undefined ? { maxConnectionsPerClient } : {}),
     });
+    const warnings = [
+      privateDirWarning(options.dataDir, 'broker state directory'),
+      adminKeyFile !== undefined ? secretFileWarning(adminKeyFile, 'admin key file') : undefined,
+    ].filter((w): w is string => w !== undefined);
+    for (const w of warnings) options.logger?.warn({ op: 'broker.start' }, w);
     let closed: Promise<void> | undefined;
     return {
+      warnings,
       url: server.url,
       port: server.port,
       jwksUrl: `${server.url}/.well-known/jwks.json`,

@@ -193,7 +193,8 @@ export const register: Register = (program: Command) => {
       'after',
       '\nState lives in --data: SQLite metadata, the embedded key store and its master key, the EAR signing key.\n' +
         'On the first start of a tenant its bootstrap admin key is written to <data>/admin-<tenant>.key (mode 0600);\n' +
-        'it is never printed or logged. Stop with Ctrl-C (SIGINT) or SIGTERM.\n' +
+        'it is never printed or logged. Stop with Ctrl-C (SIGINT) or SIGTERM: requests in progress may finish for up to 10 s\n' +
+        '(new connections are refused meanwhile); a second signal stops at once.\n' +
         `The EAR key file is re-read when it changes (checked every ${RELOAD_INTERVAL}, within a second of an attestation or release, at once on SIGHUP): see \`custody broker rotate-ear-key\`.`,
     )
     .option('--port <n>', `TCP port (0 picks a free one)`, String(DEFAULT_BROKER_PORT))
@@ -265,19 +266,26 @@ export const register: Register = (program: Command) => {
         } else {
           process.stdout.write(startupLines(started, dataDir, postgres, masterKey !== 'file', audit).join('\n') + '\n');
         }
+        for (const w of started.warnings) process.stderr.write(`custody: warning: ${w}\n`);
         logger.info({ url: started.url, metadata: started.storage.metadata, keystore: started.storage.keystore, policy: started.policies.default }, 'broker listening');
         let stopping = false;
+        // The first signal drains (requests in progress, a key release among them, may finish for
+        // 10 s; new connections are refused); a second one cuts what is left at once.
         const stop = (signal: string) => {
-          if (stopping) return;
+          if (stopping) {
+            logger.warn({ signal }, 'broker stopping now: requests still in progress are cut');
+            void started.close({ drainMs: 0 });
+            return;
+          }
           stopping = true;
-          logger.info({ signal }, 'broker stopping');
+          logger.info({ signal }, 'broker stopping: requests in progress may finish');
           void started.close().then(
             () => process.exit(0),
             () => process.exit(1),
           );
         };
-        process.once('SIGINT', () => stop('SIGINT'));
-        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.on('SIGINT', () => stop('SIGINT'));
+        process.on('SIGTERM', () => stop('SIGTERM'));
         // SIGHUP: re-read the EAR key file now (after `custody broker rotate-ear-key`) instead of at the next check.
         process.on('SIGHUP', () => {
           started.reloadEarKey().then(

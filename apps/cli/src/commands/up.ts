@@ -181,6 +181,7 @@ export const register: Register = (program: Command) => {
         const measurement = DEV_SIM_MEASUREMENT;
         const broker = await startBroker({ dataDir: resolve(data, 'broker'), tenant: 'demo', policy: { text: devPolicy(measurement) }, audit: log, logger });
         closers.push(() => broker.close());
+        for (const w of broker.warnings) process.stderr.write(`custody: warning: ${w}\n`);
         const admin = new BrokerAdminClient({ baseUrl: broker.url, apiKey: broker.adminKey! });
         const keyName = 'model-key';
         const releasePolicy = `status == 'affirming' && claims.measurements.measurement == '${measurement}'`;
