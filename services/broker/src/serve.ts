@@ -1,8 +1,9 @@
-import { createServer as createNodeServer, type IncomingMessage, type RequestListener, type Server, type ServerOptions, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { CustodyError, listenFailure } from '@custody/core';
+import { controlConnections } from '@custody/ledger-service';
 import { MAX_EAR_BYTES } from '@custody/policy';
 import { clientAddressKey } from './attestation/challenge-limits.js';
 import type { BrokerEnv } from './http/app.js';
@@ -96,6 +97,10 @@ export async function serveBroker(app: Hono<BrokerEnv>, options: ServeBrokerOpti
   const maxConnections = options.maxConnections ?? MAX_CONNECTIONS;
   const perClient = options.maxConnectionsPerClient ?? MAX_CONNECTIONS_PER_CLIENT;
   if (!isPositiveInteger(maxConnections) || (perClient !== false && !isPositiveInteger(perClient))) throw new CustodyError('ERR_USAGE', 'maxConnections and maxConnectionsPerClient must be whole numbers, at least 1');
+  const connections = controlConnections({
+    maxConnections,
+    ...(perClient !== false ? { perClient: { max: perClient, clientKey: (address: string) => clientAddressKey(address, undefined, false) } } : {}),
+  });
   const serverOptions = {
     maxHeaderSize: MAX_REQUEST_HEADER_BYTES,
     requestTimeout,
@@ -103,122 +108,16 @@ export async function serveBroker(app: Hono<BrokerEnv>, options: ServeBrokerOpti
     connectionsCheckingInterval: Math.min(DEADLINE_CHECK_MS, Math.max(100, Math.floor(headersTimeout / 2))),
   };
   return new Promise((resolve, reject) => {
-    let connections: ConnectionControl | undefined;
-    // Connections are under control from the server's creation (serve listens at once), and every
-    // request is seen before the app answers it (a synchronous answer writes its head at once).
-    const createServer = ((opts: ServerOptions, listener: RequestListener) => {
-      const server = createNodeServer(opts, (req, res) => {
-        connections?.onRequest(req, res);
-        listener(req, res);
-      });
-      server.maxConnections = maxConnections;
-      connections = controlConnections(server, perClient);
-      return server;
-    }) as typeof createNodeServer;
-    const server = serve({ fetch: app.fetch, port: options.port ?? 0, hostname, serverOptions, createServer }, (info: AddressInfo) => {
+    // Connections are under control from the server's creation (serve listens at once).
+    const server = serve({ fetch: app.fetch, port: options.port ?? 0, hostname, serverOptions, createServer: connections.createServer as typeof createServer }, (info: AddressInfo) => {
       resolve({
         port: info.port,
         url: `http://${hostname.includes(':') ? `[${hostname}]` : hostname}:${info.port}`,
-        close: (o: CloseOptions = {}) => connections!.close(o.drainMs ?? 0),
+        close: (o: CloseOptions = {}) => connections.close(o.drainMs ?? 0),
       });
     });
     server.once('error', (e) => reject(listenFailure(e, `${hostname}:${options.port ?? 0}`)));
   });
-}
-
-interface ConnectionState {
-  /** Requests received whose answer is not yet out. */
-  open: number;
-  /** socket.bytesRead when the last answer went out (0: none yet). */
-  readAtRest: number;
-}
-
-interface ConnectionControl {
-  /** Called for every request before the app sees it. */
-  onRequest(req: IncomingMessage, res: ServerResponse): void;
-  close(drainMs: number): Promise<void>;
-}
-
-/**
- * The connections of `server`: at most `perClientLimit` per client address, and close() with a
- * drain. The gateway's listen() drains with Node's closeIdleConnections on a timer; that leaves
- * connections that never sent a byte open (and server.close() stops Node's head and request
- * deadlines, so they would hold the drain to its end), and it closes a connection once its answer
- * is ended rather than written. So the broker keeps its own account of connections at rest.
- */
-function controlConnections(server: Server, perClientLimit: number | false): ConnectionControl {
-  const states = new Map<Socket, ConnectionState>();
-  const perClient = new Map<string, number>();
-  /** Answers in progress whose head is not yet written: they get `Connection: close` when a drain starts. */
-  const answering = new Set<ServerResponse>();
-  let draining = false;
-  let closing: Promise<void> | undefined;
-
-  /** Nothing in progress and nothing received since the last answer (a request still arriving has its head's deadline, or the drain's). */
-  const atRest = (socket: Socket, state: ConnectionState) => state.open === 0 && socket.bytesRead === state.readAtRest;
-
-  server.on('connection', (socket: Socket) => {
-    const limit = perClientLimit;
-    const client = limit === false || socket.remoteAddress === undefined ? undefined : clientAddressKey(socket.remoteAddress, undefined, false);
-    if (client !== undefined) {
-      const n = perClient.get(client) ?? 0;
-      if (limit !== false && n >= limit) {
-        socket.destroy();
-        return;
-      }
-      perClient.set(client, n + 1);
-    }
-    states.set(socket, { open: 0, readAtRest: 0 });
-    socket.once('close', () => {
-      states.delete(socket);
-      if (client === undefined) return;
-      const left = (perClient.get(client) ?? 1) - 1;
-      if (left > 0) perClient.set(client, left);
-      else perClient.delete(client);
-    });
-  });
-
-  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
-    const socket = req.socket;
-    const state = states.get(socket);
-    if (!state) return;
-    state.open++;
-    if (draining) res.setHeader('connection', 'close');
-    else answering.add(res);
-    res.once('close', () => {
-      answering.delete(res);
-      state.open--;
-      if (state.open > 0) return;
-      state.readAtRest = socket.bytesRead;
-      // An answer written before the drain began kept its connection: close it now that it is out
-      // (handed to the kernel: 'close' follows 'finish'). One ending already (Connection: close,
-      // or lingering after an early answer) closes by itself.
-      if (draining && socket.writable) socket.destroy();
-    });
-  };
-
-  return {
-    onRequest,
-    close(drainMs) {
-      if (!closing) {
-        draining = true;
-        closing = new Promise<void>((done, fail) => {
-          const cut = drainMs > 0 ? setTimeout(() => server.closeAllConnections(), drainMs) : undefined;
-          server.close((e) => {
-            clearTimeout(cut);
-            if (e) fail(e);
-            else done();
-          });
-          if (drainMs <= 0) return;
-          for (const res of answering) if (!res.headersSent) res.setHeader('connection', 'close');
-          answering.clear();
-          for (const [socket, state] of states) if (atRest(socket, state)) socket.destroy();
-        });
-      }
-      if (drainMs <= 0) server.closeAllConnections();
-      return closing;
-    },
-  };
 }
 
 function isPositiveInteger(n: number): boolean {

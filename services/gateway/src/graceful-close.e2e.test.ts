@@ -1,6 +1,7 @@
 // Stopping a gateway (SIGTERM, `custody gateway serve`): with a drain period, a confidential
 // request in progress finishes and gets its answer and receipt, new connections are refused, and
 // the close ends once it is done; without one (or past it), connections are cut.
+import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createConfidentialFetch } from '@custody/sdk';
 import { startTestGateway, type TestGateway } from './testing/index.js';
@@ -40,6 +41,24 @@ describe('closing the gateway server', () => {
     // connection times out (5 s): a connection that finished is closed as soon as it is idle.
     expect(performance.now() - started).toBeLessThan(3000);
     await expect(fetch(`${s.gw.url}/healthz`)).rejects.toThrow();
+  });
+
+  it('with drainMs and nothing in progress: a connection that never sent a byte does not hold the close', async () => {
+    gw = await startTestGateway();
+    const silent = connect(gw.server.port, '127.0.0.1');
+    silent.on('error', () => undefined);
+    const silentClosed = new Promise<void>((r) => silent.once('close', () => r()));
+    await new Promise<void>((r) => silent.once('connect', () => r()));
+    // Accepted after the silent one (and kept alive by fetch's pool).
+    expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
+    const started = performance.now();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // A drain of 20 s that ends well before it: nothing held it.
+    const ended = await Promise.race([gw.server.close({ drainMs: 20_000 }).then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), 10_000)))]);
+    clearTimeout(timer);
+    expect(ended).toBe(true);
+    expect(performance.now() - started).toBeLessThan(10_000);
+    await silentClosed;
   });
 
   it('without it, the request in progress is cut', async () => {

@@ -6,6 +6,7 @@ export { SqliteSequencer } from './sequencer/sqlite.js';
 export { PostgresSequencer } from './sequencer/postgres.js';
 export type { Sequencer, TreeState } from './sequencer/types.js';
 export { createEventsNodeHandler, createLogApp } from './http/log-app.js';
+export { controlConnections, type ConnectionControl, type ConnectionControlOptions, type PerClientLimit } from './http/connection-control.js';
 export { BodyBudget, endWhole, interceptingServer, readNodeBody, type DrainBounds, type NodeIntercept } from './http/node-server.js';
 export { newWriterKey, parseWriters, writerKeyFrom, type Writers } from './http/writers.js';
 export { problem, readBodyLimited, statusFor } from './http/problem.js';

@@ -1,7 +1,8 @@
+import type { createServer } from 'node:http';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { listenFailure } from '@custody/core';
-import { interceptingServer, type NodeIntercept } from '@custody/ledger-service';
+import { controlConnections, type NodeIntercept } from '@custody/ledger-service';
 
 export type { NodeIntercept };
 
@@ -12,14 +13,13 @@ export interface RunningServer {
   /**
    * Stops listening and ends when every connection has closed. By default every connection is cut
    * at once; with `drainMs`, requests in progress may finish for that long, then the rest are cut.
-   * While draining, answers carry `Connection: close` and idle kept-alive connections are closed
-   * as they become idle, so a pooled client does not keep sending new requests to be cut.
+   * While draining, answers carry `Connection: close`, and connections with nothing in progress
+   * (kept alive, or that never sent a byte) are closed, as are the others once their answer is
+   * written, so a pooled client does not keep sending new requests to be cut. A second call
+   * returns the same promise; one with `drainMs` 0 cuts what is left at once.
    */
   close(options?: CloseOptions): Promise<void>;
 }
-
-/** While draining, how often connections that became idle are closed. */
-const DRAIN_IDLE_CHECK_MS = 50;
 
 export interface CloseOptions {
   readonly drainMs?: number;
@@ -33,43 +33,43 @@ export interface CloseOptions {
 const REQUEST_TIMEOUT_MS = 60_000;
 
 /**
- * Serves a Hono app on Node; port 0 picks a free port. Loopback by default. `intercept` answers
- * the requests it claims without the app (the gateway's node:http OHTTP fast path).
+ * Connections open at once, by default (Node: no bound). Past it a new connection is closed as
+ * soon as it is accepted, so that many connections held open cannot take the process down. No
+ * bound per client address: a gateway's clients often come through a relay or load balancer,
+ * every connection then from one of a few addresses.
  */
-export function listen(app: Hono, options: { port?: number; host?: string; intercept?: NodeIntercept; requestTimeoutMs?: number } = {}): Promise<RunningServer> {
+export const MAX_CONNECTIONS = 1024;
+
+export interface ListenOptions {
+  port?: number;
+  host?: string;
+  /** Answers the requests it claims without the app (the gateway's node:http OHTTP fast path). */
+  intercept?: NodeIntercept;
+  /** Default 60 s. */
+  requestTimeoutMs?: number;
+  /** Default MAX_CONNECTIONS. */
+  maxConnections?: number;
+}
+
+/**
+ * Serves a Hono app on Node (the gateway, the relay); port 0 picks a free port. Loopback by
+ * default. Requests must arrive within the request deadline; connections are bounded in all.
+ */
+export function listen(app: Hono, options: ListenOptions = {}): Promise<RunningServer> {
   const host = options.host ?? '127.0.0.1';
-  const make = interceptingServer(options.intercept);
   return new Promise((resolve, reject) => {
     let server: ServerType;
     try {
-      server = serve({ fetch: app.fetch, port: options.port ?? 0, hostname: host, createServer: make as never }, (info) => {
+      const connections = controlConnections({ maxConnections: options.maxConnections ?? MAX_CONNECTIONS, ...(options.intercept ? { intercept: options.intercept } : {}) });
+      const serverOptions = { requestTimeout: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS };
+      server = serve({ fetch: app.fetch, port: options.port ?? 0, hostname: host, serverOptions, createServer: connections.createServer as typeof createServer }, (info) => {
         const h = host.includes(':') ? `[${host}]` : host;
         resolve({
           url: `http://${h}:${info.port}`,
           port: info.port,
-          close: (o: CloseOptions = {}) =>
-            new Promise<void>((res) => {
-              const s = server as unknown as { closeAllConnections(): void; closeIdleConnections(): void; close(cb: () => void): void };
-              const drainMs = o.drainMs ?? 0;
-              if (drainMs <= 0) {
-                s.close(() => res());
-                return s.closeAllConnections();
-              }
-              const cut = setTimeout(() => s.closeAllConnections(), drainMs);
-              const idle = setInterval(() => s.closeIdleConnections(), DRAIN_IDLE_CHECK_MS);
-              server.on('request', (_req: unknown, r: { headersSent: boolean; setHeader(n: string, v: string): void }) => {
-                if (!r.headersSent) r.setHeader('connection', 'close');
-              });
-              s.close(() => {
-                clearTimeout(cut);
-                clearInterval(idle);
-                res();
-              });
-              s.closeIdleConnections();
-            }),
+          close: (o: CloseOptions = {}) => connections.close(o.drainMs ?? 0),
         });
       });
-      (server as unknown as { requestTimeout: number }).requestTimeout = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
       server.once('error', (e) => reject(listenFailure(e, `${host}:${options.port ?? 0}`)));
     } catch (e) {
       reject(e instanceof Error ? e : new Error(String(e)));
