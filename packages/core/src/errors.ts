@@ -221,7 +221,8 @@ export class CustodyError extends Error {
   readonly detail: Record<string, string | number | boolean> | undefined;
 
   constructor(code: string, message?: string, options: CustodyErrorOptions = {}) {
-    super(message ?? (ErrorCodes as Record<string, string>)[code] ?? code, options.cause === undefined ? undefined : { cause: options.cause });
+    // A code may come from another service's answer: own members only, so `constructor` is no known code.
+    super(message ?? (Object.hasOwn(ErrorCodes, code) ? (ErrorCodes as Record<string, string>)[code] : undefined) ?? code, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'CustodyError';
     this.code = code;
     this.detail = options.detail;

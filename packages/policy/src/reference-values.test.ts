@@ -159,6 +159,29 @@ describe('policy documents', () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
+  // Measurement names are the author's: one named like an Object.prototype member is a name like
+  // any other (toString, valueOf, ...), or a reserved key refused as such (constructor, __proto__),
+  // the same whether the document is read from text or validated as an object (a database row).
+  for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf']) {
+    for (const field of ['measurements', 'configuration'] as const) {
+      it(`read a ${field} name ${name} as a name, or refuse it as reserved (ERR_POLICY_INVALID)`, () => {
+        const value = 'ab'.repeat(32);
+        const text = `{"apiVersion":"custody.dev/policy/v1","id":"p","version":1,"platforms":{"sim":{"measurement":"${'cd'.repeat(32)}","${field}":{"${name}":"${value}"}}}}`;
+        const reserved = name === 'constructor' || name === '__proto__';
+        for (const read of [() => parsePolicyDocument(text, 'json'), () => validatePolicyObject(JSON.parse(text))]) {
+          if (reserved) {
+            expect(read).toThrowError(expect.objectContaining({ code: 'ERR_POLICY_INVALID' }));
+            continue;
+          }
+          const sim = read().platforms.sim!;
+          const named = field === 'measurements' ? sim.executables : sim.configuration;
+          expect(Object.hasOwn(named, name)).toBe(true);
+          expect(named[name]).toEqual([value]);
+        }
+      });
+    }
+  }
+
   it('accept custom rules with tier names and integers', () => {
     const d = base();
     d.rules = [

@@ -292,11 +292,12 @@ const TPM_CONFIGURATION_PCRS = new Set([1, 3, 5, 6, 7]);
 const NITRO_CONFIGURATION_PCRS = new Set([3, 4]);
 
 function toPlatformReference(platform: Platform, section: CommonInput & Record<string, unknown>): PlatformReference {
-  const executables: Record<string, string[]> = {};
-  const configuration: Record<string, string[]> = {};
-  const add = (into: Record<string, string[]>, name: string, values: string[] | undefined) => {
+  // Maps: a claim name is the author's, and `toString` must not find Object.prototype's.
+  const executables = new Map<string, string[]>();
+  const configuration = new Map<string, string[]>();
+  const add = (into: Map<string, string[]>, name: string, values: string[] | undefined) => {
     if (!values) return;
-    into[name] = [...new Set([...(into[name] ?? []), ...values])];
+    into.set(name, [...new Set([...(into.get(name) ?? []), ...values])]);
   };
   const field = (name: string) => section[name] as string[] | undefined;
   for (const [k, v] of Object.entries(section.measurements ?? {})) add(executables, k, v);
@@ -342,8 +343,8 @@ function toPlatformReference(platform: Platform, section: CommonInput & Record<s
     requireStatus: t?.requireStatus ?? platform === 'tdx',
   };
   return {
-    executables,
-    configuration,
+    executables: Object.fromEntries(executables),
+    configuration: Object.fromEntries(configuration),
     signerRoots: section.signerRoots ?? [],
     requireSignerRoots: section.requireSignerRoots ?? platform === 'tpm',
     tcb,
@@ -360,10 +361,14 @@ function invalid(message: string, detail?: Record<string, string | number | bool
   return new CustodyError('ERR_POLICY_INVALID', message, { ...(detail ? { detail } : {}), ...(cause === undefined ? {} : { cause }) });
 }
 
-/** Rejects deep nesting and prototype-polluting keys before the schema sees the value. */
-function checkShape(v: unknown, depth: number): void {
+/**
+ * Rejects deep nesting and prototype-polluting keys before the schema sees the value. `built`: an
+ * object built in code, whose optional members may be undefined (text never holds undefined).
+ */
+function checkShape(v: unknown, depth: number, built = false): void {
   if (depth > MAX_DEPTH) throw invalid('policy nests too deeply', { maxDepth: MAX_DEPTH });
   if (v === null || typeof v !== 'object') {
+    if (built && v === undefined) return;
     if (typeof v === 'number' && !Number.isFinite(v)) throw invalid('policy holds a non-finite number');
     if (typeof v === 'bigint' || typeof v === 'symbol' || typeof v === 'function' || typeof v === 'undefined') {
       throw invalid('policy holds a value JSON cannot represent');
@@ -371,14 +376,14 @@ function checkShape(v: unknown, depth: number): void {
     return;
   }
   if (Array.isArray(v)) {
-    for (const x of v) checkShape(x, depth + 1);
+    for (const x of v) checkShape(x, depth + 1, built);
     return;
   }
   const proto = Object.getPrototypeOf(v) as unknown;
   if (proto !== Object.prototype && proto !== null) throw invalid('policy holds a value JSON cannot represent');
   for (const k of Object.keys(v)) {
     if (k === '__proto__' || k === 'constructor' || k === 'prototype') throw invalid('policy uses a reserved key', { key: k });
-    checkShape((v as Record<string, unknown>)[k], depth + 1);
+    checkShape((v as Record<string, unknown>)[k], depth + 1, built);
   }
 }
 
@@ -455,7 +460,7 @@ export function parsePolicyDocument(input: string | Uint8Array, format: PolicyFo
     const size = typeof input === 'string' ? input.length : input.byteLength;
     if (size > MAX_POLICY_BYTES) throw invalid('policy file is too large', { size, max: MAX_POLICY_BYTES });
     const text = typeof input === 'string' ? input : fromUtf8(input);
-    return validatePolicyObject(readPolicyText(text, format));
+    return validatePolicyObject(parseText(text, format));
   } catch (e) {
     if (e instanceof CustodyError && e.code === 'ERR_POLICY_INVALID') throw e;
     throw invalid('policy could not be read', undefined, e);
@@ -464,6 +469,8 @@ export function parsePolicyDocument(input: string | Uint8Array, format: PolicyFo
 
 /** Validates an already-parsed object (e.g. from a database row) as a policy document. */
 export function validatePolicyObject(raw: unknown): PolicyDocument {
+  // As for text: the schema's records would drop a `__proto__` member without a word.
+  checkShape(raw, 0, true);
   const r = documentSchema.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0];

@@ -98,6 +98,30 @@ describe('encapsulated requests', () => {
     expect((JSON.parse(new TextDecoder().decode(inner.content)) as { code: string }).code).toBe('ERR_GATEWAY_REQUEST_DATE');
   });
 
+  // The inner path is the client's: a name Object.prototype has must not find the route table's member.
+  for (const path of ['/v1/nope', 'constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf']) {
+    it(`an inner request to path ${path} gets ERR_GATEWAY_ROUTE (404)`, async () => {
+      const bhttp = encodeBhttpRequest({
+        method: 'POST',
+        scheme: 'https',
+        authority: 'gateway',
+        path,
+        headers: [
+          ['authorization', `Bearer ${gw.apiKey}`],
+          ['content-type', 'application/json'],
+          ['date', new Date().toUTCString()],
+        ],
+        content: new TextEncoder().encode(JSON.stringify({ model: DEMO_MODEL_ID, messages: [{ role: 'user', content: 'hello' }] })),
+      });
+      const { encapsulatedRequest, context } = await encapsulateRequest(await currentConfig(), bhttp);
+      const res = await post(encapsulatedRequest);
+      expect(res.status).toBe(200);
+      const inner = decodeBhttpResponse(await context.decapsulateResponse(new Uint8Array(await res.arrayBuffer())));
+      expect(inner.status).toBe(404);
+      expect((JSON.parse(new TextDecoder().decode(inner.content)) as { code: string }).code).toBe('ERR_GATEWAY_ROUTE');
+    });
+  }
+
   it('a chunked request replayed is refused; a chunked request cut before its final chunk fails', async () => {
     const { body } = await encapsulateChunkedRequest(await currentConfig(), chatRequest());
     const bytes = await readAll(body);

@@ -144,7 +144,8 @@ export function planTdxCollateral(evidence: Uint8Array, options: { pcsUrl?: stri
   if (!leaf) throw new CustodyError('ERR_TDX_PCK_CERT', 'the quote carries no PCK certificate');
   const fmspc = toHex(parsePckExtensions(leaf).fmspc).toUpperCase();
   const issuerCn = leaf.issuer.attributes.find((a) => a.type === 'CN')?.value ?? '';
-  const ca = PCK_CA[issuerCn];
+  // The issuer's name comes from the quote: own members only, so `constructor` names no CA.
+  const ca = Object.hasOwn(PCK_CA, issuerCn) ? PCK_CA[issuerCn] : undefined;
   if (!ca) throw new CustodyError('ERR_TDX_PCK_CERT', `the PCK certificate is issued by "${issuerCn.slice(0, 64)}", not an Intel SGX PCK Platform or Processor CA`);
   const rootCaCrl = options.rootCaCrlUrl ?? (isIntelPcs(base) ? INTEL_ROOT_CA_CRL_URL : join(base, 'the PCS URL', '/sgx/certification/v4/rootcacrl'));
   if (options.rootCaCrlUrl !== undefined) checkBaseUrl(options.rootCaCrlUrl.replace(/\?.*$/, ''), 'the root CA CRL URL');

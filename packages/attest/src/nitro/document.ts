@@ -77,7 +77,7 @@ export function parseNitroDocument(bytes: Uint8Array): NitroAttestationDocument 
 
   const digest = payload.get('digest');
   if (typeof digest !== 'string') throw malformed('digest', 'digest is not a text string');
-  const digestSize = DIGEST_SIZES[digest];
+  const digestSize = Object.hasOwn(DIGEST_SIZES, digest) ? DIGEST_SIZES[digest] : undefined;
   if (digestSize === undefined) throw new ParseError('ERR_INPUT_UNSUPPORTED', `digest "${digest.slice(0, 16)}" is not SHA384`, { detail: { field: 'digest' } });
 
   const timestamp = payload.get('timestamp');

@@ -231,6 +231,8 @@ describe('Nitro: strict document parsing (AWS NSM field rules)', () => {
   const cases: { name: string; edit: (m: CborMap) => void; code: string }[] = [
     { name: 'digest SHA256', edit: (m) => m.set('digest', 'SHA256'), code: 'ERR_INPUT_UNSUPPORTED' },
     { name: 'digest as bytes', edit: (m) => m.set('digest', fromHex('00')), code: 'ERR_INPUT_MALFORMED' },
+    // Names Object.prototype has are no digests (the size table's own members only).
+    ...['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf'].map((d) => ({ name: `digest ${d}`, edit: (m: CborMap) => m.set('digest', d), code: 'ERR_INPUT_UNSUPPORTED' })),
     { name: 'empty module_id', edit: (m) => m.set('module_id', ''), code: 'ERR_INPUT_MALFORMED' },
     { name: 'missing module_id', edit: (m) => m.delete('module_id'), code: 'ERR_INPUT_MALFORMED' },
     { name: 'timestamp 0', edit: (m) => m.set('timestamp', 0), code: 'ERR_INPUT_MALFORMED' },

@@ -134,6 +134,29 @@ describe('CoRIM import', () => {
     });
   }
 
+  // Claim names come from the CoRIM: one named like an Object.prototype member is a name like any
+  // other, or a reserved policy key refused as such (ERR_POLICY_INVALID), never a TypeError.
+  for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf']) {
+    const sha = digest(SHA384, 'ab'.repeat(48));
+    const kinds: [string, Map<number | string, CborValue>, (doc: ReturnType<typeof corimToPolicy>) => unknown][] = [
+      ['a digest', m([[2, [sha]]]), (doc) => doc.platforms.tdx!.executables[name]],
+      ['a min-svn', m([[1, new CborTag(553, 3)]]), (doc) => doc.platforms.tdx!.tcb.minSvn[name]],
+      ['an integrity register', m([[14, m([[name, [sha]]])]]), (doc) => doc.platforms.tdx!.executables[name]],
+    ];
+    for (const [kind, mval, read] of kinds) {
+      it(`imports ${kind} named ${name} as that name, or refuses it as reserved`, async () => {
+        const mkey = kind === 'an integrity register' ? 'rtmr3' : name;
+        const r = await readCorim(corim([[env, [measurement('mrtd', m([[2, [digest(SHA384, F.TDX.mrtd)]]])), measurement(mkey, mval)]]]), { platform: 'tdx' });
+        if (name === 'constructor' || name === '__proto__') {
+          expect(() => corimToPolicy(r, 'tdx', { id: 'x', version: 1 })).toThrowError(expect.objectContaining({ code: 'ERR_POLICY_INVALID' }));
+          return;
+        }
+        const doc = corimToPolicy(r, 'tdx', { id: 'x', version: 1 });
+        expect(read(doc)).toEqual(kind === 'a min-svn' ? 3 : ['ab'.repeat(48)]);
+      });
+    }
+  }
+
   it('rejects digests of the wrong length for the platform field', async () => {
     const bytes = corim([[env, [measurement('mrtd', m([[2, [digest(SHA256, 'ab'.repeat(32))]]]))]]]);
     const r = await readCorim(bytes, { platform: 'tdx' });

@@ -233,14 +233,15 @@ export interface CorimPolicyOptions {
  * policy file (ERR_POLICY_INVALID when, say, a digest has the wrong length for the field).
  */
 export function corimToPolicy(imported: CorimImport, platform: Platform, options: CorimPolicyOptions): PolicyDocument {
-  const measurements: Record<string, string[]> = {};
-  const minSvn: Record<string, number> = {};
+  // Maps: claim names come from the CoRIM, and `toString` or `__proto__` must not find Object.prototype's.
+  const measurements = new Map<string, string[]>();
+  const minSvn = new Map<string, number>();
   for (const rv of imported.referenceValues) {
-    if (rv.values.length > 0) measurements[rv.name] = [...new Set([...(measurements[rv.name] ?? []), ...rv.values])];
-    if (rv.minSvn !== undefined) minSvn[rv.name] = Math.max(minSvn[rv.name] ?? 0, rv.minSvn);
+    if (rv.values.length > 0) measurements.set(rv.name, [...new Set([...(measurements.get(rv.name) ?? []), ...rv.values])]);
+    if (rv.minSvn !== undefined) minSvn.set(rv.name, Math.max(minSvn.get(rv.name) ?? 0, rv.minSvn));
   }
   const section = sectionFor(platform, measurements);
-  if (Object.keys(minSvn).length > 0) section.tcb = { minSvn };
+  if (minSvn.size > 0) section.tcb = { minSvn: Object.fromEntries(minSvn) };
   if (options.signerRoots) section.signerRoots = options.signerRoots;
   const doc: Record<string, unknown> = {
     apiVersion: POLICY_API_VERSION,
@@ -253,9 +254,9 @@ export function corimToPolicy(imported: CorimImport, platform: Platform, options
 }
 
 /** Places claim names in the platform's own fields, so code and configuration stay apart. */
-function sectionFor(platform: Platform, m: Record<string, string[]>): Record<string, unknown> {
+function sectionFor(platform: Platform, m: ReadonlyMap<string, string[]>): Record<string, unknown> {
   const section: Record<string, unknown> = {};
-  const generic: Record<string, string[]> = {};
+  const generic = new Map<string, string[]>();
   const fields: Record<Platform, readonly string[]> = {
     'sev-snp': ['measurement', 'hostData', 'idKeyDigest', 'authorKeyDigest', 'familyId', 'imageId'],
     tdx: ['mrtd', 'rtmr0', 'rtmr1', 'rtmr2', 'rtmr3', 'mrconfigid', 'mrowner', 'mrownerconfig', 'mrseam', 'mrsignerseam', 'mrservicetd'],
@@ -267,7 +268,7 @@ function sectionFor(platform: Platform, m: Record<string, string[]>): Record<str
   };
   const pcrs: Record<string, Record<string, string[]>> = {};
   const indices: Record<string, string[]> = {};
-  for (const [name, values] of Object.entries(m)) {
+  for (const [name, values] of m) {
     const pcr = /^pcr([0-9]|[12][0-9]|3[01])$/.exec(name);
     const spdm = /^measurement([1-9][0-9]{0,2})$/.exec(name);
     if (fields[platform].includes(name)) section[name] = values;
@@ -279,11 +280,11 @@ function sectionFor(platform: Platform, m: Record<string, string[]>): Record<str
         ((pcrs[bank] ??= {})[pcr[1]!] ??= []).push(v);
       }
     } else if (spdm && platform === 'nvidia' && Number(spdm[1]) <= 254) indices[spdm[1]!] = values;
-    else generic[name] = values;
+    else generic.set(name, values);
   }
   if (platform === 'nitro' && pcrs.nitro) section.pcrs = pcrs.nitro;
   if ((platform === 'tpm' || platform === 'azure-vtpm') && Object.keys(pcrs).length > 0) section.pcrs = pcrs;
   if (Object.keys(indices).length > 0) section.indices = indices;
-  if (Object.keys(generic).length > 0) section.measurements = generic;
+  if (generic.size > 0) section.measurements = Object.fromEntries(generic);
   return section;
 }

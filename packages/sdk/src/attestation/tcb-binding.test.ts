@@ -79,14 +79,14 @@ beforeAll(async () => {
   ear = await signEar(await buildEar(a, { now: NOW, verifierId: { developer: 'https://custody.dev', build: 'review d' }, teePublicKey: teeJwk }), key);
 });
 
-async function bundle(rd: string, tcb: AmdTcb, earRuntimeData?: string): Promise<AttestationBundle> {
+async function bundle(rd: string, tcb: AmdTcb, earRuntimeData?: string, earToken = ear): Promise<AttestationBundle> {
   return parseAttestationBundle({
     format: 'custody.dev/attestation-bundle/v1',
     platform: 'sev-snp',
     simulated: false,
     evidence: toBase64Url(await snpEvidence(rd, tcb)),
     runtimeData: rd,
-    ear,
+    ear: earToken,
     ...(earRuntimeData !== undefined ? { earRuntimeData } : {}),
     ohttpKeys,
     receiptKey: { kty: 'OKP', crv: 'Ed25519', x: receiptX },
@@ -116,4 +116,33 @@ describe('SEV-SNP: the challenge evidence reports a newer TCB than the round evi
     const r = await verifyGatewayBundle(await bundle(baseRd, older), { policy, pastAnswer: true, verifiers, evidenceRoots: [turin.ark.cert], now: NOW });
     expect(r.document.error).toMatchObject({ step: 'ear', code: 'ERR_RECEIPT_MISMATCH' });
   });
+});
+
+describe('an EAR naming a firmware component the evidence does not report', () => {
+  // A past answer's EAR is not trusted: each component it names must be one the evidence reports
+  // with that level. A name Object.prototype has must not find Object.prototype's member.
+  for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf']) {
+    it(`is refused for a component named ${name} (ERR_RECEIPT_MISMATCH at ear)`, async () => {
+      const round = await sevSnpVerifier.verify({ evidence: await snpEvidence(baseRd, ROUND_TCB), roots: [turin.ark.cert], now: NOW });
+      const a = appraise(policy, { cpu0: round }, { now: NOW });
+      const claims = a.submods.cpu0!.claims!;
+      // What String() of the member Object.prototype has under that name prints.
+      const shown = String((Object.prototype as unknown as Record<string, unknown>)[name]);
+      claims.tcb = { ...claims.tcb!, components: Object.fromEntries([...Object.entries(claims.tcb!.components), [name, shown]]) };
+      const forged = await signEar(await buildEar(a, { now: NOW, verifierId: { developer: 'https://custody.dev', build: 'forged' }, teePublicKey: teeJwk }), await generateEarSigningKey());
+      const r = await verifyGatewayBundle(await bundle(baseRd, ROUND_TCB, undefined, forged), { policy, pastAnswer: true, verifiers, evidenceRoots: [turin.ark.cert], now: NOW });
+      expect(r.document.error).toMatchObject({ step: 'ear', code: 'ERR_RECEIPT_MISMATCH' });
+    });
+  }
+});
+
+describe('a pinned measurement the evidence does not report', () => {
+  // Pins name measurements: a name Object.prototype has is missing like any other (not a crash).
+  for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf']) {
+    it(`is refused for a pin named ${name} (ERR_EVIDENCE_MEASUREMENT at measurements)`, async () => {
+      const expectedMeasurements = Object.fromEntries([[name, 'ab'.repeat(48)]]);
+      const r = await verifyGatewayBundle(await bundle(freshRd, ROUND_TCB, baseRd), { jwks, nonce: NONCE, verifiers, evidenceRoots: [turin.ark.cert], now: NOW, expectedMeasurements });
+      expect(r.document.error).toMatchObject({ step: 'measurements', code: 'ERR_EVIDENCE_MEASUREMENT' });
+    });
+  }
 });

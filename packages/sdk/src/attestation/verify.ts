@@ -296,7 +296,8 @@ function tcbLevelsBound(fresh: Record<string, number | string> | undefined, appr
   if (appraised === undefined || appraised === null) return true;
   if (typeof appraised !== 'object' || Array.isArray(appraised)) return false;
   for (const [k, v] of Object.entries(appraised as Record<string, unknown>)) {
-    const f = fresh?.[k];
+    // The EAR names the component: own members only, so `constructor` is not Object.prototype's.
+    const f = fresh !== undefined && Object.hasOwn(fresh, k) ? fresh[k] : undefined;
     if (f === undefined) return false;
     if (typeof v === 'number' && typeof f === 'number') {
       if (challenge ? f < v : f !== v) return false;
@@ -621,7 +622,7 @@ export async function verifyGatewayBundle(bundle: AttestationBundle, options: Ve
       if (!pins || Object.keys(pins).length === 0) return { skipped: `no measurements pinned by the client; relying on ${doc.appraisalPolicyId ?? 'the appraisal'}` };
       for (const [name, accepted] of Object.entries(pins)) {
         const list = (typeof accepted === 'string' ? [accepted] : accepted).map((x) => x.toLowerCase());
-        const got = claims.measurements[name];
+        const got = Object.hasOwn(claims.measurements, name) ? claims.measurements[name] : undefined;
         if (got === undefined || !list.includes(got.toLowerCase())) fail('ERR_EVIDENCE_MEASUREMENT', `measurement ${name} is ${got === undefined ? 'missing' : short(got)}, not a pinned value`, { name });
       }
       return `pinned ${Object.keys(pins).join(', ')} match`;

@@ -184,4 +184,15 @@ describe('UpstreamBackend', () => {
     expect(backend.models()).toEqual([{ id: 'llama-3-8b', ownedBy: 'me' }, { id: 'qwen' }]);
     await backend.close();
   });
+
+  // Model ids are the upstream's: an id Object.prototype has must not find the digest table's member.
+  it.each(['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf'])('a listed model %s gets no digest unless one is given for it', async (id) => {
+    const digest = `sha256:${'ab'.repeat(32)}`;
+    const backend = await UpstreamBackend.create({ url: 'http://upstream.invalid', ...listed(JSON.stringify({ data: [{ id }, { id: 'qwen' }] })), digests: { qwen: digest } });
+    expect(backend.models()).toEqual([{ id }, { id: 'qwen', digest }]);
+    await backend.close();
+    const given = await UpstreamBackend.create({ url: 'http://upstream.invalid', models: [{ id }], digests: Object.fromEntries([[id, digest]]) });
+    expect(given.models()).toEqual([{ id, digest }]);
+    await given.close();
+  });
 });

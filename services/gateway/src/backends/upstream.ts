@@ -145,7 +145,9 @@ export class UpstreamBackend implements ModelBackend {
   static async create(options: UpstreamBackendOptions): Promise<UpstreamBackend> {
     const probe = new UpstreamBackend(options, []);
     const models = options.models ?? (await probe.listUpstream());
-    const withDigests = models.map((m) => (options.digests?.[m.id] ? { ...m, digest: options.digests[m.id]! } : m));
+    // Model ids come from the upstream: own members only, so a model named `constructor` finds no digest.
+    const digests = options.digests ?? {};
+    const withDigests = models.map((m) => (Object.hasOwn(digests, m.id) && digests[m.id] ? { ...m, digest: digests[m.id]! } : m));
     return new UpstreamBackend(options, withDigests);
   }
 

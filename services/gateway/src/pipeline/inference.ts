@@ -222,7 +222,8 @@ export class InferencePipeline {
         .map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.ownedBy ?? 'custody', ...(m.label ? { label: m.label } : {}), ...(m.digest ? { digest: m.digest } : {}) }));
       return this.respond(ctx, snapshot, 200, [['content-type', 'application/json']], enc.encode(JSON.stringify({ object: 'list', data })), false);
     }
-    const route = ROUTES[path];
+    // The path is the client's: own members only, so `constructor` or `__proto__` is no route.
+    const route = Object.hasOwn(ROUTES, path) ? ROUTES[path] : undefined;
     if (!route || req.method !== 'POST') throw new CustodyError('ERR_GATEWAY_ROUTE', undefined, { detail: { method: req.method.slice(0, 10) } });
     ctx.routeLabel = ctx.route = route;
     let json: Record<string, unknown>;
