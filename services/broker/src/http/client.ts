@@ -152,11 +152,23 @@ export class BrokerAdminClient {
   }
 }
 
+/** A problem's `facts`, when it is an object of strings, numbers and booleans (anything else is left out). */
+function scalarFacts(facts: unknown): Record<string, string | number | boolean> {
+  if (typeof facts !== 'object' || facts === null || Array.isArray(facts)) return {};
+  const out: Record<string, string | number | boolean> = {};
+  for (const [k, v] of Object.entries(facts as Record<string, unknown>)) {
+    if (k !== '__proto__' && (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean')) out[k] = typeof v === 'string' ? v.slice(0, 500) : v;
+  }
+  return out;
+}
+
 function problemError(status: number, text: string): CustodyError {
   try {
     const p = JSON.parse(text) as Partial<Problem>;
-    if (typeof p.code === 'string') {
-      return new CustodyError(p.code, typeof p.detail === 'string' ? p.detail : undefined, { detail: { status, ...(p.facts ?? {}) } });
+    // As the workload client: only a code of the documented form is taken (not `constructor`, not
+    // a page of text), the message is bounded, and a fact cannot replace the status.
+    if (typeof p.code === 'string' && /^ERR_[A-Z0-9_]{1,60}$/.test(p.code)) {
+      return new CustodyError(p.code, typeof p.detail === 'string' ? p.detail.slice(0, 500) : undefined, { detail: { ...scalarFacts(p.facts), status } });
     }
   } catch {
     // Not a problem document; fall through.

@@ -39,4 +39,14 @@ describe.each(clients)('broker %s', (_, max, call) => {
     const refuse = () => Promise.resolve(new Response(JSON.stringify({ code: 'ERR_AUTH_INVALID', detail: 'no' }), { status: 401, headers: { 'content-type': 'application/problem+json' } }));
     await expect(call(refuse)).rejects.toMatchObject({ code: 'ERR_AUTH_INVALID' });
   });
+
+  it.each(['constructor', '__proto__', 'toString', 'not a code', 'ERR_lower'])("a refusal whose code is %j is the broker's status, typed, and a fact cannot replace the status", async (code) => {
+    const refuse = () => Promise.resolve(new Response(JSON.stringify({ code, detail: 'x'.repeat(5000), facts: { status: 200 } }), { status: 503, headers: { 'content-type': 'application/problem+json' } }));
+    const err = await call(refuse).then(
+      () => undefined,
+      (e: unknown) => e as { code: string; message: string; detail: Record<string, unknown> },
+    );
+    expect(err).toMatchObject({ code: 'ERR_SERVICE_UNAVAILABLE', detail: { status: 503 } });
+    expect(err!.message.length).toBeLessThan(600);
+  });
 });
