@@ -2,7 +2,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
-import { parseTime, readInputFile, readSecretFile } from './files.js';
+import { parseTime, readInputFile, readNamedFiles, readSecretFile } from './files.js';
 
 describe('readSecretFile', () => {
   const dir = mkdtempSync(join(tmpdir(), 'custody-cli-files-'));
@@ -63,5 +63,21 @@ describe('parseTime', () => {
 
   it('no --at is undefined', () => {
     expect(parseTime(undefined)).toBeUndefined();
+  });
+});
+
+describe('readNamedFiles', () => {
+  it('keys each file by its name without the extension; a file named __proto__ is a member, not the prototype', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'custody-cli-named-'));
+    try {
+      writeFileSync(join(dir, 'tcbInfo.json'), '{}');
+      writeFileSync(join(dir, '__proto__.pem'), 'x');
+      const files = readNamedFiles(dir, 'collateral');
+      expect(Object.getPrototypeOf(files)).toBe(Object.prototype);
+      expect(Object.keys(files).sort()).toEqual(['__proto__', 'tcbInfo']);
+      expect(new TextDecoder().decode(files.tcbInfo)).toBe('{}');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -78,12 +78,13 @@ export function readNamedFiles(path: string, what: string, single = 'bundle'): R
   }
   const key = (name: string): string => name.replace(/\.[A-Za-z0-9]+$/, '');
   if (!isDir) return { [single]: readInputFile(path, what) };
-  const out: Record<string, Uint8Array<ArrayBuffer>> = {};
+  // Entries, not assignments: a file named __proto__.pem is a member of that name, not the object's prototype.
+  const out: [string, Uint8Array<ArrayBuffer>][] = [];
   for (const name of readdirSync(path).sort()) {
     const p = join(path, name);
-    if (statSync(p, { throwIfNoEntry: false })?.isFile()) out[key(name)] = readInputFile(p, what);
+    if (statSync(p, { throwIfNoEntry: false })?.isFile()) out.push([key(name), readInputFile(p, what)]);
   }
-  return out;
+  return Object.fromEntries(out);
 }
 
 /**
