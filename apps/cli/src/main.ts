@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-import { Command, CommanderError } from 'commander';
+import { CommanderError } from 'commander';
 import { registrations } from './commands/index.js';
 import { EXIT_BAD_INPUT } from './exit.js';
+import { CustodyCommand } from './output.js';
 
-const program = new Command();
+// Every subcommand is a CustodyCommand too (createCommand): with --json, its usage errors are JSON.
+const program = new CustodyCommand();
 program
   .name('custody')
   .description('Custody: a confidential-computing control plane for AI.\nVerify TEE evidence, release keys only to attested code, and keep a witnessed log of every decision.')

@@ -1,5 +1,5 @@
-import type { CustodyError} from '@custody/core';
-import { toCustodyError } from '@custody/core';
+import { Command, CommanderError, type ErrorOptions } from 'commander';
+import { CustodyError, toCustodyError } from '@custody/core';
 import { printableLine } from '@custody/sdk';
 import { EXIT_BAD_INPUT, EXIT_NOT_VERIFIED, EXIT_UNAVAILABLE } from './exit.js';
 
@@ -56,12 +56,53 @@ export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }
 
+/**
+ * The failure every command prints with --json, as one line: commands whose --json output is a
+ * line per event (log monitor, log serve, witness serve, broker serve) then end with one more
+ * JSON line, and a reader of a single document parses it the same.
+ */
+export function printJsonFailure(err: CustodyError): void {
+  process.stdout.write(JSON.stringify({ ok: false, errors: [err.toJSON()] }) + '\n');
+}
+
 /** Reports an error the way every command does: JSON on stdout with --json, text on stderr otherwise. */
 export function failWith(e: unknown, json: boolean): never {
   const err: CustodyError = toCustodyError(e);
-  if (json) printJson({ ok: false, errors: [err.toJSON()] });
+  if (json) printJsonFailure(err);
   else process.stderr.write(`custody: ${err.code}: ${printableLine(err.message)}\n`);
   process.exit(exitCodeFor(err.code));
+}
+
+/**
+ * The CLI's commander command: a usage error commander finds itself (an unknown option, a missing
+ * required option or argument, a value an option's parser refuses) in a command given --json is
+ * that command's JSON failure, ERR_USAGE, instead of text and help on stderr. The plain-text path
+ * is commander's own. Used with exitOverride: the error is then thrown as commander's, exit 2.
+ */
+export class CustodyCommand extends Command {
+  /** The arguments this command parses (after its name), for --json: an error may come before commander reads that flag. */
+  private givenArgs: readonly string[] = [];
+
+  override createCommand(name?: string): CustodyCommand {
+    return new CustodyCommand(name);
+  }
+
+  override parseOptions(argv: string[]): ReturnType<Command['parseOptions']> {
+    this.givenArgs = argv;
+    return super.parseOptions(argv);
+  }
+
+  override error(message: string, errorOptions?: ErrorOptions): never {
+    if (!this.wantsJson()) return super.error(message, errorOptions);
+    printJsonFailure(new CustodyError('ERR_USAGE', message.replace(/^error: /, '')));
+    throw new CommanderError(EXIT_BAD_INPUT, errorOptions?.code ?? 'commander.error', message);
+  }
+
+  private wantsJson(): boolean {
+    const end = this.givenArgs.indexOf('--');
+    const args = end < 0 ? this.givenArgs : this.givenArgs.slice(0, end);
+    return args.includes('--json') && this.options.some((o) => o.long === '--json');
+  }
 }
 
 const useColor = process.stdout.isTTY && !process.env.NO_COLOR;

@@ -21,6 +21,7 @@ interface ReceiptVerifyOptions {
   minGpus?: number;
   gpuRoot?: string[];
   proof?: string;
+  strict?: boolean;
   tlogPolicy?: string;
   vkey?: string[];
   response?: string;
@@ -45,19 +46,29 @@ export const register: Register = (program) => {
     .option('--min-gpus <n>', 'at least this many attested NVIDIA GPUs must be bound to the gateway\'s evidence (default 0; published GPU evidence is checked whatever this says)', minGpus)
     .option('--gpu-root <file>', 'trust anchor (PEM/DER) for GPU evidence instead of the pinned NVIDIA Device Identity CA (private PKI, tests; repeatable)', collect)
     .option('--proof <file>', "a C2SP tlog-proof for the receipt's ledger entry (custody log proof INDEX)")
-    .option('--tlog-policy <file>', 'the tlog-policy trusting the log the proof is from')
-    .option('--vkey <vkey>', 'or: the log verifier key (repeatable; no witness quorum)', collect)
+    .option('--strict', "also prove from the ledger that the broker appraised this gateway, as the SDK's strict mode: the bundle's appraisal record for its EAR, included under a checkpoint --tlog-policy or --vkey trusts")
+    .option('--tlog-policy <file>', 'the tlog-policy trusting the ledger (of --proof, and of the bundle\'s appraisal record with --strict)')
+    .option('--vkey <vkey>', 'or: the ledger verifier key (repeatable; no witness quorum)', collect)
     .option('--response <file>', 'the response content received (the whole stream for a streamed answer)')
     .option('--at <rfc3339>', "when to check the gateway's attestation (default: the receipt's receivedAt)")
     .option('--json', 'print the verification document as JSON')
     .addHelpText(
       'after',
       `
+Checked: the bundle verifies at the receipt's receivedAt under --jwks and/or --policy (evidence,
+EAR, the keys and GPUs they bind); its platform and mode are the attested ones, and its gateway
+policy version and model the ones the receipt signs; the receipt names that attestation and is
+signed by the receipt key the evidence binds. With --proof the receipt is that ledger entry; with
+--response the response is the one the receipt signs; with --strict the broker's appraisal of
+this gateway is in the ledger. The account says "not checked" for whatever was not asked for (no
+--proof, no --response, no --strict: the bundle's ledger record), and for what nothing signs: the
+bundle's issuedAt, its model's label, and a model it names other than the one that answered.
+
 Exit codes: 0 verified, 1 not verified, 2 bad input or usage.
 
 Example (what ./custody up writes to .custody/last-request/):
   custody receipt verify receipt.json --bundle bundle.json --jwks jwks.json --allow-simulated \\
-    --proof receipt.tlog-proof --vkey 'custody.local/ledger+...' --response response.json`,
+    --proof receipt.tlog-proof --vkey 'custody.local/ledger+...' --response response.json --strict`,
     )
     .action(async (file: string, opts: ReceiptVerifyOptions) => {
       const json = opts.json ?? false;
@@ -98,6 +109,7 @@ async function inputFrom(file: string, opts: ReceiptVerifyOptions): Promise<Veri
   }
   if (opts.jwks === undefined && opts.policy === undefined) throw new CustodyError('ERR_USAGE', "give --jwks (the broker's EAR keys) or --policy (an appraisal policy for the raw evidence)");
   if (opts.proof !== undefined && opts.tlogPolicy === undefined && !opts.vkey?.length) throw new CustodyError('ERR_USAGE', '--proof needs --tlog-policy or --vkey');
+  if (opts.strict && opts.tlogPolicy === undefined && !opts.vkey?.length) throw new CustodyError('ERR_USAGE', '--strict needs --tlog-policy or --vkey: the ledger the broker logs its appraisals to');
   // A proof file that is no tlog-proof is bad input (exit 2), as for `custody log verify`, not a failed ledger step.
   const proof = opts.proof !== undefined ? parseTlogProof(readInputFile(opts.proof, 'tlog-proof')) : undefined;
   const text = fromUtf8(readInputFile(file, 'receipt')).trim();
@@ -119,6 +131,8 @@ async function inputFrom(file: string, opts: ReceiptVerifyOptions): Promise<Veri
     expectedMeasurements[m.slice(0, at)] = m.slice(at + 1).toLowerCase();
   }
   const attestedAt = parseTime(opts.at);
+  // One trust for the ledger: the gateway and its broker log to the same one.
+  const tlogPolicy = proof !== undefined || opts.strict ? readTrust({ ...(opts.tlogPolicy !== undefined ? { policy: opts.tlogPolicy } : {}), ...(opts.vkey ? { vkey: opts.vkey } : {}) }, '--tlog-policy') : undefined;
   return {
     receipt,
     bundle,
@@ -132,7 +146,9 @@ async function inputFrom(file: string, opts: ReceiptVerifyOptions): Promise<Veri
     ...(Object.keys(expectedMeasurements).length > 0 ? { expectedMeasurements } : {}),
     ...(opts.minGpus !== undefined ? { minGpus: opts.minGpus } : {}),
     ...(opts.gpuRoot ? { gpuRoots: gpuRoots(opts.gpuRoot) } : {}),
-    ...(proof !== undefined ? { proof, tlogPolicy: readTrust({ ...(opts.tlogPolicy !== undefined ? { policy: opts.tlogPolicy } : {}), ...(opts.vkey ? { vkey: opts.vkey } : {}) }, '--tlog-policy') } : {}),
+    ...(proof !== undefined && tlogPolicy ? { proof, tlogPolicy } : {}),
+    // The SDK's strict mode, run by verifyGatewayBundle at the receipt's time: no second verifier here.
+    ...(opts.strict && tlogPolicy ? { strict: { tlogPolicy } } : {}),
     ...(opts.response !== undefined ? { response: readInputFile(opts.response, 'response') } : {}),
     ...(attestedAt ? { attestedAt } : {}),
   };

@@ -6,11 +6,16 @@
  * Steps, each reported (the first failure stops the rest):
  *  1. receipt    its shape and format;
  *  2. gateway    the bundle verifies under the caller's trust (broker JWKS or appraisal
- *                policy, platforms, measurements, strict ledger check) at the time the
- *                receipt says the request was received: the gateway was attested when it
- *                accepted it (a revocation during the answer would have withheld the receipt);
+ *                policy, platforms, measurements, and with `strict` the broker's appraisal
+ *                record in the ledger, as the SDK's strict mode) at the time the receipt says
+ *                the request was received: the gateway was attested when it accepted it (a
+ *                revocation during the answer would have withheld the receipt); without
+ *                `strict` the bundle's ledger record is reported as not checked;
  *  3. binding    the receipt names exactly that attestation (its digest, platform, mode,
  *                measurements, EAR id and number of attested GPUs), and at least `minGpus` GPUs;
+ *                the bundle's own statements are the signed ones where something signs them
+ *                (platform and mode: the evidence; policy version and the answering model: the
+ *                receipt), and the rest (issuedAt, the model's label) is reported as not checked;
  *  4. signature  Ed25519 by the receipt key the evidence binds, over the RFC 8785 form, and
  *                the id derived from the body;
  *  5. ledger     with a C2SP tlog-proof and a log policy: the receipt's `inference.receipt`
@@ -104,7 +109,11 @@ export async function verifyReceiptOffline(input: VerifyReceiptOfflineInput): Pr
         const { document } = await verifyGatewayBundle(input.bundle, { ...input, now: at, pastAnswer: true });
         doc.gateway = document;
         if (!document.ok) throw new CustodyError(document.error?.code ?? 'ERR_SDK_GATEWAY', `the gateway's attestation does not verify at ${at.toISOString()}: ${document.error?.message ?? 'failed'}`);
-        return `${document.platform}${document.simulated ? ' (SIMULATED)' : ''} attested at ${at.toISOString()}${document.earId ? `, EAR ${document.earId}` : ''}; receipt key bound to the evidence`;
+        // The bundle's ledger record of the broker's appraisal is proved only in strict mode (the
+        // gateway document's step ledger); otherwise the auditor is told it was not checked.
+        const ledger = document.steps.find((s) => s.name === 'ledger');
+        const logged = ledger?.ran ? `; strict: ${ledger.detail}` : input.bundle.ledger ? `; not checked: the bundle's ledger record of the appraisal (index ${input.bundle.ledger.index}), strict mode off` : '';
+        return `${document.platform}${document.simulated ? ' (SIMULATED)' : ''} attested at ${at.toISOString()}${document.earId ? `, EAR ${document.earId}` : ''}; receipt key bound to the evidence${logged}`;
       },
     ],
     [
@@ -128,7 +137,8 @@ export async function verifyReceiptOffline(input: VerifyReceiptOfflineInput): Pr
         if (gpus !== (d.devices?.length ?? 0)) throw mismatch('gateway.gpus');
         const minGpus = input.minGpus ?? 0;
         if (gpus < minGpus) throw new CustodyError('ERR_RECEIPT_MISMATCH', `the receipt names ${gpus} attested GPU(s), at least ${minGpus} required`, { detail: { field: 'gateway.gpus', gpus, required: minGpus } });
-        return `the receipt names this attestation (${digest.slice(0, 23)}...)${gpus > 0 ? ` and its ${gpus} GPU(s)` : ''}`;
+        const statements = bundleStatements(b, d, receipt);
+        return `the receipt names this attestation (${digest.slice(0, 23)}...)${gpus > 0 ? ` and its ${gpus} GPU(s)` : ''}; ${statements}`;
       },
     ],
     [
@@ -162,6 +172,38 @@ export async function verifyReceiptOffline(input: VerifyReceiptOfflineInput): Pr
   for (const [name, fn] of steps) if (!(await run(name, fn))) return doc;
   doc.ok = true;
   return doc;
+}
+
+/**
+ * The bundle's own statements beside its evidence and EAR, each compared with what signs it, or
+ * named as not checked: a reader must never take a changed one for a verified one. Platform and
+ * mode are the attested ones (the evidence or the EAR, which the receipt names too). The gateway
+ * policy version and the model are the receipt's: one gateway process publishes its bundles and
+ * signs its receipts with one tenant policy and one backend. A gateway serving several models
+ * names the first in its bundle, so a receipt answered by another one says nothing about it.
+ * Nothing signs issuedAt or the model's label. Returns the account; throws on a mismatch.
+ */
+function bundleStatements(b: AttestationBundle, d: VerificationDocument, receipt: Receipt): string {
+  const differs = (field: string, code: string, signedBy: string) =>
+    new CustodyError(code, `the bundle's ${field} is not the one ${signedBy} (the bundle was altered, or is not the one this receipt was answered under)`, { detail: { field: `bundle.${field}` } });
+  if (b.platform !== d.platform) throw differs('platform', 'ERR_EVIDENCE_BINDING', 'its evidence attests');
+  if (b.simulated !== d.simulated) throw differs('simulated', 'ERR_EVIDENCE_BINDING', 'its evidence attests');
+  const checked = ['platform', 'mode'];
+  const unsigned = ['issuedAt'];
+  let otherModel = '';
+  if (b.policyVersion !== undefined) {
+    if (b.policyVersion !== receipt.policy.version) throw differs('policyVersion', 'ERR_RECEIPT_MISMATCH', 'the receipt signs');
+    checked.push('policy version');
+  }
+  const m = b.model;
+  if (m && m.id !== receipt.model.id) otherModel = `; not checked: its model ${m.id}, not the one that answered (${receipt.model.id})`;
+  else if (m) {
+    if (m.digest !== receipt.model.digest) throw differs('model.digest', 'ERR_RECEIPT_MISMATCH', 'the receipt signs');
+    if (m.backend !== undefined && m.backend !== receipt.model.backend) throw differs('model.backend', 'ERR_RECEIPT_MISMATCH', 'the receipt signs');
+    checked.push('model');
+    if (m.label !== undefined) unsigned.push('model label');
+  }
+  return `the bundle's ${checked.join(', ')} are the attested and signed ones; not checked (nothing signs them): its ${unsigned.join(' and ')}${otherModel}`;
 }
 
 /** The document as plain text, one line a step, for a terminal or a log. */
