@@ -79,10 +79,13 @@ describe('custody up (the quick start)', () => {
     expect(vkey).toBeDefined();
     const args = [join(saved, 'receipt.json'), '--bundle', join(saved, 'bundle.json'), '--jwks', join(saved, 'jwks.json'), '--allow-simulated', '--proof', join(saved, 'receipt.tlog-proof'), '--vkey', vkey!];
     // The first run's files were replaced by the second run's: verify what is there now.
-    const ok = custody('receipt', 'verify', ...args, '--response', join(saved, 'response.json'), '--json');
+    // As printed: with --strict, the broker's appraisal of the gateway is proved from the log too.
+    expect(firstRun).toMatch(/receipt\.tlog-proof --vkey '[^']+' --strict$/m);
+    const ok = custody('receipt', 'verify', ...args, '--response', join(saved, 'response.json'), '--strict', '--json');
     expect(ok.status).toBe(0);
     const doc = JSON.parse(ok.stdout);
     expect(doc.ok).toBe(true);
+    expect(doc.steps.find((x: { name: string }) => x.name === 'gateway').detail).toMatch(/strict: the broker's appraisal is entry \d+ of custody\.local\/ledger/);
     expect(doc.steps.map((x: { name: string; ran: boolean }) => `${x.name}:${x.ran}`)).toEqual(['receipt:true', 'gateway:true', 'binding:true', 'signature:true', 'ledger:true', 'response:true']);
     const changed = join(data, 'changed-response.json');
     writeFileSync(changed, readFileSync(join(saved, 'response.json'), 'utf8').replace('custody-demo', 'custody-dem0'));

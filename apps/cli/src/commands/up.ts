@@ -247,8 +247,8 @@ export const register: Register = (program: Command) => {
         const q = shellWord;
         say(`  ${cmd} log verify --checkpoint ${q(resolve(data, 'ledger', 'checkpoint'))} --vkey '${vkey}'`);
         say(`  ${cmd} receipt verify ${q(resolve(saved, 'receipt.json'))} --bundle ${q(resolve(saved, 'bundle.json'))} --jwks ${q(resolve(saved, 'jwks.json'))} --allow-simulated \\`);
-        say(`      --response ${q(resolve(saved, 'response.json'))}${proofFile ? ` --proof ${q(proofFile)} --vkey '${vkey}'` : ''}`);
-        say(`    (offline: the gateway was attested when it answered, the receipt is signed by its attested key, is in the log, and covers this answer)`);
+        say(`      --response ${q(resolve(saved, 'response.json'))}${proofFile ? ` --proof ${q(proofFile)} --vkey '${vkey}' --strict` : ''}`);
+        say(`    (offline: the gateway was attested when it answered and the broker's appraisal of it is in the log, the receipt is signed by its attested key, is in the log, and covers this answer)`);
         say(`  Every appraisal, release, refusal and receipt above is an entry of that log; no prompt text or key bytes are in it.`);
         if (json) printJson({ ok: samples.every((x) => x.result.ok), samples, ledger: ledgerServer.url, broker: broker.url, gateway: gw.url, release: { key: good.key, ...(good.auditIndex !== undefined ? { auditIndex: good.auditIndex } : { auditInterimIndex: good.auditInterimIndex }) }, receipt: r.receipt, verification: r.verification });
         if (opts.once) {
