@@ -1,7 +1,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CustodyError } from '@custody/core';
-import { modeExposure } from '@custody/crypto-node';
+import { secretFileWarning } from '@custody/crypto-node';
 
 /** Largest file the CLI will read as evidence, certificates or collateral. */
 export const MAX_INPUT_FILE = 16 * 1024 * 1024;
@@ -24,8 +24,8 @@ export function readInputFile(path: string, what = 'file'): Uint8Array<ArrayBuff
  */
 export function readSecretFile(path: string, what: string): Uint8Array<ArrayBuffer> {
   const { bytes, mode } = readRegularFile(path, what);
-  const exposed = modeExposure(mode);
-  if (exposed) process.stderr.write(`custody: warning: the ${what} ${path}: ${exposed}; chmod 600 it\n`);
+  const warning = secretFileWarning(path, what, mode);
+  if (warning) process.stderr.write(`custody: warning: ${warning}\n`);
   return bytes;
 }
 

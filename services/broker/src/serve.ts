@@ -2,7 +2,7 @@ import type { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
-import { CustodyError, listenFailure } from '@custody/core';
+import { listenFailure } from '@custody/core';
 import { controlConnections } from '@custody/ledger-service';
 import { MAX_EAR_BYTES } from '@custody/policy';
 import { clientAddressKey } from './attestation/challenge-limits.js';
@@ -96,7 +96,7 @@ export async function serveBroker(app: Hono<BrokerEnv>, options: ServeBrokerOpti
   const headersTimeout = Math.min(options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS, requestTimeout);
   const maxConnections = options.maxConnections ?? MAX_CONNECTIONS;
   const perClient = options.maxConnectionsPerClient ?? MAX_CONNECTIONS_PER_CLIENT;
-  if (!isPositiveInteger(maxConnections) || (perClient !== false && !isPositiveInteger(perClient))) throw new CustodyError('ERR_USAGE', 'maxConnections and maxConnectionsPerClient must be whole numbers, at least 1');
+  // controlConnections refuses bounds that are not whole numbers of at least 1 (ERR_USAGE).
   const connections = controlConnections({
     maxConnections,
     ...(perClient !== false ? { perClient: { max: perClient, clientKey: (address: string) => clientAddressKey(address, undefined, false) } } : {}),
@@ -118,8 +118,4 @@ export async function serveBroker(app: Hono<BrokerEnv>, options: ServeBrokerOpti
     });
     server.once('error', (e) => reject(listenFailure(e, `${hostname}:${options.port ?? 0}`)));
   });
-}
-
-function isPositiveInteger(n: number): boolean {
-  return Number.isSafeInteger(n) && n >= 1;
 }

@@ -72,20 +72,31 @@ export function makePrivateDir(path: string): void {
 export function modeExposure(mode: number): string | undefined {
   const perm = mode & 0o777;
   if ((perm & 0o066) === 0) return undefined;
-  const who = [perm & 0o060 ? 'the group' : '', perm & 0o006 ? 'other users' : ''].filter(Boolean).join(' and ');
   const can = [perm & 0o044 ? 'read' : '', perm & 0o022 ? 'write' : ''].filter(Boolean).join(' and ');
-  return `${who} can ${can} it (mode 0${perm.toString(8).padStart(3, '0')})`;
+  return `${whoBesidesOwner(perm & 0o066)} can ${can} it (mode ${octal(perm)})`;
 }
+
+/** "the group", "other users" or both, for the permission bits set in `bits`. */
+function whoBesidesOwner(bits: number): string {
+  return [bits & 0o070 ? 'the group' : '', bits & 0o007 ? 'other users' : ''].filter(Boolean).join(' and ');
+}
+
+const octal = (mode: number) => `0${mode.toString(8).padStart(3, '0')}`;
 
 /**
  * A warning for a secret file (a key, a token) that users other than its owner can read or
  * write, or undefined. Warned, not refused: a Kubernetes Secret volume is group- or
  * world-readable unless its defaultMode says otherwise. A file that cannot be examined gives
- * undefined (whoever reads it reports that).
+ * undefined (whoever reads it reports that). `mode`: the mode of the file as it was read (its
+ * fstat), instead of a stat of `path` now.
  */
-export function secretFileWarning(path: string, what: string): string | undefined {
-  const st = statSync(path, { throwIfNoEntry: false });
-  const exposed = st?.isFile() ? modeExposure(st.mode) : undefined;
+export function secretFileWarning(path: string, what: string, mode?: number): string | undefined {
+  let exposed: string | undefined;
+  if (mode !== undefined) exposed = modeExposure(mode);
+  else {
+    const st = statSync(path, { throwIfNoEntry: false });
+    exposed = st?.isFile() ? modeExposure(st.mode) : undefined;
+  }
   return exposed && `the ${what} ${path}: ${exposed}; chmod 600 it`;
 }
 
@@ -97,7 +108,6 @@ export function secretFileWarning(path: string, what: string): string | undefine
 export function privateDirWarning(path: string, what: string): string | undefined {
   const st = statSync(path, { throwIfNoEntry: false });
   if (!st?.isDirectory() || (st.mode & 0o022) === 0) return undefined;
-  const who = [st.mode & 0o020 ? 'the group' : '', st.mode & 0o002 ? 'other users' : ''].filter(Boolean).join(' and ');
   const can = st.mode & 0o1000 ? 'create files' : 'create and remove files';
-  return `the ${what} ${path}: ${who} can ${can} in it (mode 0${(st.mode & 0o7777).toString(8).padStart(3, '0')}); chmod 700 it`;
+  return `the ${what} ${path}: ${whoBesidesOwner(st.mode & 0o022)} can ${can} in it (mode ${octal(st.mode & 0o7777)}); chmod 700 it`;
 }
