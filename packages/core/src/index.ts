@@ -12,3 +12,4 @@ export * from './cbor/index.js';
 export * from './cose/index.js';
 export * from './signature.js';
 export * from './read-body.js';
+export * from './service-url.js';

@@ -149,7 +149,10 @@ describe('createConfidentialFetch addresses', () => {
     ['credentials in the gateway URL', { gateway: 'https://operator:s3cr3t-token@gw.example' }, 'credentials'],
     ['a user name alone in the relay URL', { gateway: 'https://gw.example', relay: 'https://someone@relay.example' }, 'credentials'],
     ['a gateway that is not a URL', { gateway: 'gw.example' }, 'not a URL'],
-    ['a gateway that is not http(s)', { gateway: 'ftp://gw.example' }, 'http(s)'],
+    ['a gateway that is not http(s)', { gateway: 'ftp://gw.example' }, 'http:// or https://'],
+    // Routes are appended to the path: the query was dropped without a word.
+    ['a query in the gateway URL', { gateway: 'https://gw.example/?tenant=a' }, 'query'],
+    ['a fragment in the relay URL', { gateway: 'https://gw.example', relay: 'https://relay.example/#x' }, 'fragment'],
   ])('refuses %s (ERR_USAGE), without repeating it', (_name, where, says) => {
     let err: unknown;
     try {

@@ -15,7 +15,7 @@
  * header of non-streamed responses, and for every response through `onReceipt` and
  * `receiptOf(response)`.
  */
-import { concatBytes, CustodyError, equalBytes, isCustodyError, joinBytes, systemClock, toHex, type Bytes, type HpkePreparedEncap, type RandomSource } from '@custody/core';
+import { checkServiceUrl, concatBytes, CustodyError, equalBytes, isCustodyError, joinBytes, systemClock, toHex, type Bytes, type HpkePreparedEncap, type RandomSource } from '@custody/core';
 import { Sha256 } from '@custody/ledger';
 import { decodeBhttpResponse, decodeBhttpResponseStream, encodeBhttpRequest, type HttpField } from './ohttp/bhttp.js';
 import { createChunkedRequest, sealReady } from './ohttp/chunked.js';
@@ -317,22 +317,6 @@ function withStreamErrors(response: Response): Response {
   return response;
 }
 
-/**
- * The gateway's (or relay's) address: an http(s) URL without credentials. A user name or
- * password in it would be copied into the verification document a page shows, and sent with
- * every request; a URL that does not parse fails now, not at the first request (ERR_USAGE).
- */
-function assertServiceUrl(name: string, value: string | URL): void {
-  let u: URL;
-  try {
-    u = new URL(value);
-  } catch {
-    throw new CustodyError('ERR_USAGE', `${name} is not a URL`);
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CustodyError('ERR_USAGE', `${name} must be an http(s) URL`);
-  if (u.username !== '' || u.password !== '') throw new CustodyError('ERR_USAGE', `${name} must not carry credentials (user:password@): give the API key in the request's Authorization header`);
-}
-
 function contentType(res: Response): string {
   return (res.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
 }
@@ -346,7 +330,7 @@ export function createConfidentialFetch(options: ConfidentialFetchOptions): Conf
   const verifyTimeoutMs = options.verifyTimeoutMs ?? VERIFY_TIMEOUT_MS;
   if (!(verifyTimeoutMs > 0)) throw new CustodyError('ERR_USAGE', 'verifyTimeoutMs must be a positive number of milliseconds');
   for (const [name, value] of [['gateway', options.gateway], ['relay', options.relay]] as const) {
-    if (value !== undefined) assertServiceUrl(name, value);
+    if (value !== undefined) checkServiceUrl(value, name);
   }
   const minGpus = options.minGpus ?? 0;
   const ohttpUrl = joinPath(options.relay ?? options.gateway, OHTTP_PATH);

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { CustodyError, fromUtf8, toBase64, toCustodyError, wipe } from '@custody/core';
+import { checkServiceUrl, CustodyError, fromUtf8, toBase64, toCustodyError, wipe } from '@custody/core';
 import { createAttester, createDetectedAttester, type Attester } from '@custody/attester-service';
 import { fetchKey } from '@custody/broker-service/workload';
 import type { Register } from './index.js';
@@ -117,7 +117,7 @@ export const register: Register = (program: Command) => {
       try {
         if (!opts.out && !opts.print) throw new CustodyError('ERR_USAGE', 'give --out FILE (written 0600) or --print to receive the key');
         const broker = opts.broker ?? process.env.CUSTODY_BROKER_URL ?? DEFAULT_BROKER_URL;
-        if (!/^https?:\/\/[^\s/]+/.test(broker)) throw new CustodyError('ERR_USAGE', `--broker must be an http(s) URL, got ${JSON.stringify(broker)}`);
+        checkServiceUrl(broker, '--broker');
         const tenant = opts.tenant ?? process.env.CUSTODY_TENANT ?? 'default';
         const apiKey = opts.apiKeyFile ? fromUtf8(readSecretFile(opts.apiKeyFile, 'API key file')).trim() : undefined;
         attester = await attesterFor(opts);

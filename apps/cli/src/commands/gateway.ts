@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Command } from 'commander';
-import { CustodyError, fromUtf8 } from '@custody/core';
+import { checkServiceUrl, CustodyError, fromUtf8 } from '@custody/core';
 import { createGatewayLogger, gatewayLogDestination, launchGateway, launchRelay, type LaunchGatewayConfig } from '@custody/gateway-service';
 import { readInputFile, readSecretFile } from '../files.js';
 import { parsePort, parseSeconds } from '../numbers.js';
@@ -223,7 +223,7 @@ export const register: Register = (program: Command) => {
     .action(async (opts: { gateway: string; port: string; host: string; json?: boolean }) => {
       const json = opts.json ?? false;
       try {
-        if (!URL.canParse(opts.gateway) || !/^https?:$/.test(new URL(opts.gateway).protocol)) throw new CustodyError('ERR_USAGE', `--gateway must be an http(s) URL, got ${JSON.stringify(opts.gateway.slice(0, 200))}`);
+        checkServiceUrl(opts.gateway, '--gateway');
         // Its events (gateway unreachable, late, an answer cut off) as JSON lines on stderr, as the gateway's.
         const server = await launchRelay({ gateway: opts.gateway, port: parsePort(opts.port), host: opts.host, logger: createGatewayLogger({ destination: gatewayLogDestination(2) }) });
         if (await isOwnAddress(opts.gateway, opts.host, server.port)) {

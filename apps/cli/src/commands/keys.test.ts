@@ -138,6 +138,16 @@ describe('custody keys', () => {
     expect(json(offline).errors![0]!.code).toBe('ERR_SERVICE_UNAVAILABLE');
   });
 
+  it('refuses a broker URL with credentials or a query (exit 2) without printing it', async () => {
+    for (const broker of [`${server.url.replace('http://', 'http://admin:s3cr3t@')}`, `ftp://admin:s3cr3t@127.0.0.1:9`, `${server.url}/?s3cr3t=1`]) {
+      const r = await custody({}, 'keys', 'list', '--broker', broker, '--api-key-file', adminKeyFile, '--json');
+      expect(r.code, broker).toBe(2);
+      expect(json(r).errors![0]!.code).toBe('ERR_USAGE');
+      expect(json(r).errors![0]!.message).toContain('--broker');
+      expect(r.stdout + r.stderr).not.toContain('s3cr3t');
+    }
+  });
+
   it('api-key create writes a new key 0600 and shows it nowhere; list shows it; revoke ends it (a revoked key exits 2)', async () => {
     const out = join(dir, 'gateway-workload.key');
     const created = await keys('api-key', 'create', '--role', 'workload', '--label', 'gateway replica 1', '--out', out, '--json');

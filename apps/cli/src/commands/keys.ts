@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
-import { CustodyError, fromBase64, fromHex, fromUtf8, parsePem, wipe, type Bytes } from '@custody/core';
+import { checkServiceUrl, CustodyError, fromBase64, fromHex, fromUtf8, parsePem, wipe, type Bytes } from '@custody/core';
 import { BrokerAdminClient, KEY_TYPES, type KeyType, type KeyView } from '@custody/broker-service/client';
 import type { Register } from './index.js';
 import { readInputFile, readSecretFile } from '../files.js';
@@ -30,7 +30,7 @@ function apiKey(opts: ConnectionOptions): string {
 
 export function client(opts: ConnectionOptions): BrokerAdminClient {
   const baseUrl = opts.broker ?? process.env.CUSTODY_BROKER_URL ?? DEFAULT_BROKER_URL;
-  if (!/^https?:\/\/[^\s/]+/.test(baseUrl)) throw new CustodyError('ERR_USAGE', `--broker must be an http(s) URL, got ${JSON.stringify(baseUrl)}`);
+  checkServiceUrl(baseUrl, '--broker');
   return new BrokerAdminClient({ baseUrl, apiKey: apiKey(opts) });
 }
 

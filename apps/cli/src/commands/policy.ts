@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { CustodyError, fromUtf8, parseJsonUnique, systemClock, toCustodyError } from '@custody/core';
+import { checkServiceUrl, CustodyError, fromUtf8, parseJsonUnique, systemClock, toCustodyError } from '@custody/core';
 import { BrokerAdminClient, type TenantPolicyView } from '@custody/broker-service/client';
 import type { DeviceInput } from '@custody/policy';
 import { DEFAULT_RULES, TRUST_CLAIMS, appraisalReasons, appraise, loadPolicy, type AppraisalRule, type CompiledPolicy } from '@custody/policy';
@@ -195,7 +195,7 @@ interface ConnectionOptions {
 /** As `custody keys`: the API key comes from a file or CUSTODY_API_KEY, never from a flag value. */
 function adminClient(opts: ConnectionOptions): BrokerAdminClient {
   const baseUrl = opts.broker ?? process.env.CUSTODY_BROKER_URL ?? DEFAULT_BROKER_URL;
-  if (!/^https?:\/\/[^\s/]+/.test(baseUrl)) throw new CustodyError('ERR_USAGE', `--broker must be an http(s) URL, got ${JSON.stringify(baseUrl)}`);
+  checkServiceUrl(baseUrl, '--broker');
   let apiKey: string | undefined;
   if (opts.apiKeyFile) {
     apiKey = fromUtf8(readSecretFile(opts.apiKeyFile, 'API key file')).trim();

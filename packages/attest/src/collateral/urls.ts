@@ -1,4 +1,4 @@
-import { CustodyError, X509Certificate, readCertificates, toHex } from '@custody/core';
+import { CustodyError, X509Certificate, checkServiceUrl, readCertificates, toHex } from '@custody/core';
 import { readSevSnpEvidence } from '../sev-snp/evidence.js';
 import { parseSevSnpReport, type SevSnpProduct, type SevSnpReport } from '../sev-snp/report.js';
 import { SEV_SNP_PRODUCTS } from '../sev-snp/report.js';
@@ -43,16 +43,7 @@ export interface TdxCollateralPlan {
 
 /** A base URL the caller configured: http(s), no credentials, query or fragment. */
 export function checkBaseUrl(base: string, what: string): URL {
-  let u: URL;
-  try {
-    u = new URL(base);
-  } catch (e) {
-    throw new CustodyError('ERR_USAGE', `${what} is not a URL: ${JSON.stringify(base.slice(0, 200))}`, { cause: e });
-  }
-  if ((u.protocol !== 'https:' && u.protocol !== 'http:') || u.username || u.password || u.search || u.hash) {
-    throw new CustodyError('ERR_USAGE', `${what} must be an http(s) URL without credentials, query or fragment`);
-  }
-  return u;
+  return checkServiceUrl(base, what);
 }
 
 function join(base: string, what: string, path: string): string {

@@ -9,7 +9,7 @@ import type { ServerResponse } from 'node:http';
 import { Hono } from 'hono';
 import { cors } from 'hono/cors';
 import type { Logger } from 'pino';
-import { CustodyError, isCustodyError, readBodyLimited, toCustodyError } from '@custody/core';
+import { checkServiceUrl, CustodyError, isCustodyError, readBodyLimited, toCustodyError } from '@custody/core';
 import { nodeGatewayFetch } from '@custody/crypto-node';
 import { BodyBudget } from '@custody/ledger-service';
 import { ATTESTATION_PATH, CHALLENGE_PATH, MAX_OHTTP_MESSAGE, OhttpMediaType } from '@custody/sdk';
@@ -56,23 +56,9 @@ const PROBLEM_JSON = 'application/problem+json';
  */
 const WHOLE_ANSWER_MAX = 64 * 1024;
 
-/**
- * The gateway as the relay calls it: an http(s) base URL, maybe with a path, without credentials
- * (the transport refuses them at every call, which would look like an unreachable gateway, and
- * the startup summary prints the URL), a query or a fragment (routes are appended to the URL as
- * text: they would end up in the query or be cut off). The error does not repeat the URL.
- */
+/** The gateway as the relay calls it: a base URL the routes are appended to (see checkServiceUrl). */
 function parseGatewayUrl(gateway: string): string {
-  let u: URL;
-  try {
-    u = new URL(gateway);
-  } catch {
-    throw new CustodyError('ERR_USAGE', 'the gateway URL is not a valid URL');
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CustodyError('ERR_USAGE', 'the gateway URL must be http:// or https://');
-  if (u.username !== '' || u.password !== '') throw new CustodyError('ERR_USAGE', 'the gateway URL must not carry credentials (user:password@)');
-  if (gateway.includes('?') || gateway.includes('#')) throw new CustodyError('ERR_USAGE', 'the gateway URL must not have a query (?) or a fragment (#): give the base URL the routes are appended to');
-  return u.href.replace(/\/+$/, '');
+  return checkServiceUrl(gateway, 'the gateway URL').href.replace(/\/+$/, '');
 }
 
 /**
