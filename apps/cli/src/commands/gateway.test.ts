@@ -85,6 +85,25 @@ describe('custody gateway serve / custody relay serve', () => {
     expect(out).toContain('ERR_USAGE');
   }, 30_000);
 
+  it('a service URL that is not a plain http(s) base is a usage error (exit 2) naming the flag, never the URL', async () => {
+    for (const args of [
+      ['--upstream', 'ftp://127.0.0.1:9/'],
+      ['--upstream', 'http://vllm:s3cr3t@127.0.0.1:9'],
+      ['--ledger', 'http://127.0.0.1:9/?s3cr3t'],
+      ['--broker', 'http://admin:s3cr3t@127.0.0.1:9'],
+    ]) {
+      const child = spawn(process.execPath, [...nodeArgs, 'gateway', 'serve', '--port', '0', '--json', ...args], { cwd: cliDir, env: { ...process.env, CUSTODY_BROKER_API_KEY: 'cst_unused' } });
+      children.push(child);
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      expect(await exitOf(child), args.join(' ')).toBe(2);
+      expect(out).toContain('ERR_USAGE');
+      expect(out).toContain(args[0]);
+      expect(out).not.toContain('s3cr3t');
+    }
+  }, 60_000);
+
   it('a key file without the service it is for is a usage error (exit 2)', async () => {
     const t = tempDir();
     try {

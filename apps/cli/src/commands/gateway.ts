@@ -154,6 +154,8 @@ export const register: Register = (program: Command) => {
         if (opts.attester !== 'sim' && opts.attester !== 'tpm') throw new CustodyError('ERR_USAGE', '--attester must be sim or tpm');
         if (opts.identityKey !== undefined && !opts.broker) throw new CustodyError('ERR_USAGE', '--identity-key needs --broker: the identity key is held by the key broker');
         if (!/^(memory|sqlite:.+|postgres(ql)?:\/\/.+)$/.test(opts.replayStore)) throw new CustodyError('ERR_USAGE', '--replay-store must be memory, sqlite:PATH or postgres://...');
+        // Before anything starts: a URL with credentials or a query, or not http(s), would show as an unreachable service.
+        for (const [flag, url] of [['--upstream', opts.upstream], ['--broker', opts.broker], ['--ledger', opts.ledger]] as const) if (url !== undefined) checkServiceUrl(url, flag);
         const digests: Record<string, string> = {};
         for (const d of opts.modelDigest ?? []) {
           const m = /^([^=]+)=(sha256:[0-9a-f]{64})$/.exec(d);
