@@ -41,7 +41,7 @@ function custody(env: Record<string, string>, ...args: string[]): Promise<{ code
 }
 
 const keys = (...args: string[]) => custody({}, 'keys', ...args, '--broker', server.url, '--api-key-file', adminKeyFile);
-const json = (r: { stdout: string }) => JSON.parse(r.stdout) as { ok: boolean; key?: Record<string, unknown>; keys?: Array<Record<string, unknown>>; errors?: Array<{ code: string }> };
+const json = (r: { stdout: string }) => JSON.parse(r.stdout) as { ok: boolean; key?: Record<string, unknown>; keys?: Array<Record<string, unknown>>; errors?: Array<{ code: string; message?: string }> };
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'custody-keys-cli-'));
