@@ -15,6 +15,13 @@ export function parsePort(s: string, name = '--port'): number {
   return n;
 }
 
+/** A whole-number option from `min` up to `max`: digits only, so a sign, a fraction, an exponent or an empty value is refused. */
+export function parseCount(s: string, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const n = /^[0-9]{1,16}$/.test(s) ? Number(s) : Number.NaN;
+  if (!(n >= min && n <= max)) throw new CustodyError('ERR_USAGE', `${name} must be a whole number ${max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`}, got ${JSON.stringify(s)}`);
+  return n;
+}
+
 /**
  * A duration option in milliseconds: a number from `min` up to what a timer can wait (about 24.8
  * days), so a value past it cannot turn into a timer that fires at once.

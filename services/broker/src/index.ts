@@ -110,7 +110,7 @@ export {
 export { CelReleasePolicyEvaluator, releasePolicyVariables } from './attestation/cel-release-policy.js';
 export { buildRuntimeData, parseRuntimeData, runtimeDigest, runtimeDigestAlgorithm, teeKeyJwk, teeKeySpki, teeKeyFromSpki, MAX_RUNTIME_DATA } from './attestation/runtime-data.js';
 export type { RuntimeData, TeeKeyJwk } from './attestation/runtime-data.js';
-export { mountAttestationRoutes, isWorkloadRoute, MAX_ATTEST_BODY } from './attestation/routes.js';
+export { mountAttestationRoutes, isWorkloadRoute, MAX_ATTEST_BODY, MAX_SMALL_BODY } from './attestation/routes.js';
 export { BrokerWorkloadClient, generateTeeKeyPair, openReleasedKey, fetchKey } from './attestation/workload-client.js';
 export type { WorkloadClientOptions, TeeKeyPair, WorkloadAttester, WorkloadDeviceAttester, FetchKeyOptions, FetchedKey } from './attestation/workload-client.js';
 export { startBroker } from './start.js';

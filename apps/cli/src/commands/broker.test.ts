@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fromBase64Url, toBase64, toBase64Url, toHex } from '@custody/core';
-import { DEFAULT_EAR_KEY_RELOAD_MS, EAR_KEY_RETENTION_SECONDS, EarSigner, type EarKeyRotation } from '@custody/broker-service';
+import { DEFAULT_EAR_KEY_RELOAD_MS, EAR_KEY_RETENTION_SECONDS, EarSigner, MAX_CONNECTIONS, SMALL_BODY_BUDGET_BYTES, type EarKeyRotation } from '@custody/broker-service';
 import { describeRotation, formatSeconds, startupLines } from './broker.js';
 
 // `custody broker rotate-ear-key` in a child process (real exit codes and output): the key set
@@ -323,5 +324,131 @@ describe('broker serve start-up lines', () => {
       if (saved === undefined) delete process.env.CUSTODY_COMMAND;
       else process.env.CUSTODY_COMMAND = saved;
     }
+  });
+});
+
+// The connection, body and drain bounds of `custody broker serve`, over loopback with real peer
+// addresses (127.0.0.x): each flag changes what the running broker does, and a bad value is a
+// usage error before anything starts.
+describe('custody broker serve bounds', () => {
+  const children: ChildProcess[] = [];
+  const sockets: Socket[] = [];
+  afterAll(() => {
+    for (const s of sockets) s.destroy();
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  });
+
+  /** `broker serve` on a free port with `args`, once it printed its start-up line. */
+  async function serve(name: string, ...args: string[]): Promise<{ child: ChildProcess; port: number; exited: Promise<number | null> }> {
+    const child = spawn(process.execPath, [...nodeArgs, 'broker', 'serve', '--port', '0', '--data', join(root, name), '--json', ...args], {
+      cwd: cliDir,
+      env: { ...process.env, NO_COLOR: '1', CUSTODY_DATABASE_URL: '', CUSTODY_BROKER_CHALLENGE_LIMIT: 'off', CUSTODY_BROKER_TRUST_PROXY: '' },
+    });
+    children.push(child);
+    const exited = new Promise<number | null>((res) => child.once('exit', res));
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const url = await new Promise<string>((res, rej) => {
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        const line = out.split('\n').find((l) => l.startsWith('{'));
+        if (line) res((JSON.parse(line) as { url: string }).url);
+      });
+      void exited.then((code) => rej(new Error(`broker exited ${code}: ${out}${err}`)));
+    });
+    return { child, port: Number(new URL(url).port), exited };
+  }
+
+  function open(port: number, localAddress: string): Promise<Socket> {
+    return new Promise((res, rej) => {
+      const s = connect({ port, host: '127.0.0.1', localAddress }, () => res(s));
+      sockets.push(s);
+      s.once('error', rej);
+    });
+  }
+
+  /** Sends `request`; resolves with the first whole answer (head and Content-Length body), or what came before the connection closed. */
+  function ask(socket: Socket, request: string): Promise<string> {
+    return new Promise((res) => {
+      let text = '';
+      socket.on('data', (d: Buffer) => {
+        text += d.toString('latin1');
+        const end = text.indexOf('\r\n\r\n');
+        const length = /content-length: (\d+)/i.exec(text.slice(0, end));
+        if (end !== -1 && length && text.length >= end + 4 + Number(length[1])) res(text);
+      });
+      socket.on('error', () => undefined);
+      socket.once('close', () => res(text));
+      socket.write(request, () => undefined);
+    });
+  }
+
+  const healthz = 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n';
+  /** A key release whose body stops one byte short of its Content-Length (16 KiB, the most a release may send). */
+  const HELD = 16 * 1024 - 1;
+  const heldRelease = `POST /v1/keys/dk/release HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer held\r\nContent-Type: application/json\r\nContent-Length: ${HELD + 1}\r\n\r\n${' '.repeat(HELD)}`;
+
+  it('--max-connections-per-client and --max-connections: connections past them are closed as they are accepted', async () => {
+    const b = await serve('connections', '--max-connections', '2', '--max-connections-per-client', '1');
+    expect(await ask(await open(b.port, '127.0.0.1'), healthz)).toMatch(/^HTTP\/1\.1 200/);
+    // A second connection of the same address, while the first is open: closed, nothing answered.
+    expect(await ask(await open(b.port, '127.0.0.1'), healthz)).toBe('');
+    expect(await ask(await open(b.port, '127.0.0.2'), healthz)).toMatch(/^HTTP\/1\.1 200/);
+    // A third address: past the bound of all clients together.
+    expect(await ask(await open(b.port, '127.0.0.3'), healthz)).toBe('');
+    b.child.kill('SIGTERM');
+    expect(await b.exited).toBe(0);
+  });
+
+  it('--max-arriving-small-body-bytes-per-client bounds an address\'s release bodies (503, per client); --drain bounds the wait on SIGTERM', async () => {
+    const b = await serve('bodies', '--max-arriving-small-body-bytes-per-client', String(16 * 1024), '--drain', '1');
+    const held = await open(b.port, '127.0.0.2');
+    const cut = ask(held, heldRelease);
+    await expect.poll(async () => (await (await fetch(`http://127.0.0.1:${b.port}/metrics`)).text()).match(/^custody_broker_arriving_body_bytes\{budget="small"\} (\d+)$/m)?.[1], { timeout: 10_000 }).toBe(String(HELD));
+    // A second one from that address would cross its share (the default share holds 64 of them).
+    const refused = await ask(await open(b.port, '127.0.0.2'), heldRelease);
+    expect(refused).toMatch(/^HTTP\/1\.1 503/);
+    expect(JSON.parse(refused.slice(refused.indexOf('\r\n\r\n') + 4))).toMatchObject({ code: 'ERR_SERVICE_UNAVAILABLE', facts: { bound: 'arriving-bodies-per-client' } });
+
+    // The held release is in progress: the drain waits for it 1 s (not the default 10 s), then cuts it.
+    const signalled = Date.now();
+    b.child.kill('SIGTERM');
+    expect(await cut).toBe('');
+    expect(await b.exited).toBe(0);
+    expect(Date.now() - signalled).toBeGreaterThanOrEqual(900);
+    expect(Date.now() - signalled).toBeLessThan(5000);
+  });
+
+  it('refuses a value out of range, not a whole number, or a per-client bound above the total: exit 2, ERR_USAGE (one JSON line with --json), before anything starts', async () => {
+    const bad = [
+      ['--max-connections', '0'],
+      ['--max-connections', '1.5'],
+      ['--max-connections', ''],
+      ['--max-connections', '10', '--max-connections-per-client', '11'],
+      ['--max-connections-per-client', String(MAX_CONNECTIONS + 1)],
+      ['--max-arriving-body-bytes', '1024'],
+      ['--max-arriving-small-body-bytes-per-client', String(SMALL_BODY_BUDGET_BYTES + 1)],
+      ['--drain=-1'],
+    ];
+    const runs = await Promise.all(bad.map((args, i) => custody('broker', 'serve', '--port', '0', '--data', join(root, `bad-${i}`), ...args, ...(i === 0 ? [] : ['--json']))));
+    for (const [i, r] of runs.entries()) {
+      expect(r.code, bad[i]!.join(' ')).toBe(2);
+      expect(existsSync(join(root, `bad-${i}`)), bad[i]!.join(' ')).toBe(false);
+      if (i === 0) {
+        expect([r.stdout, r.stderr]).toEqual(['', expect.stringMatching(/^custody: ERR_USAGE: [^\n]*\n$/)]);
+        continue;
+      }
+      expect(r.stdout.endsWith('\n') && r.stdout.split('\n').length, bad[i]!.join(' ')).toBe(2);
+      expect(json(r), bad[i]!.join(' ')).toMatchObject({ ok: false, errors: [{ code: 'ERR_USAGE' }] });
+    }
+  }, 120_000);
+
+  it('lists the bounds with their defaults in --help', async () => {
+    const h = await custody('broker', 'serve', '--help');
+    expect(h.code).toBe(0);
+    expect(h.stdout).toContain(`--max-connections <n>`);
+    expect(h.stdout).toContain(`(default: "${MAX_CONNECTIONS}")`);
+    for (const flag of ['--max-connections-per-client <n>', '--max-arriving-body-bytes <n>', '--max-arriving-body-bytes-per-client <n>', '--max-arriving-small-body-bytes <n>', '--max-arriving-small-body-bytes-per-client <n>', '--drain <seconds>']) expect(h.stdout).toContain(flag);
   });
 });

@@ -3,10 +3,18 @@ import type { Command } from 'commander';
 import { CustodyError, toCustodyError } from '@custody/core';
 import { CLEARTEXT_KEY_WARNING, HttpAuditSink, writerKeyFrom } from '@custody/ledger-service';
 import {
+  BODY_BUDGET_BYTES,
   challengeRateLimitFromEnv,
+  CLIENT_SHARE_DIVISOR,
   DEFAULT_EAR_KEY_RELOAD_MS,
+  DRAIN_MS,
   EAR_KEY_RETENTION_SECONDS,
+  MAX_ATTEST_BODY,
+  MAX_CONNECTIONS,
+  MAX_CONNECTIONS_PER_CLIENT,
+  MAX_SMALL_BODY,
   rotateEarKeyFile,
+  SMALL_BODY_BUDGET_BYTES,
   startBroker,
   storageConfigFromEnv,
   type EarKeyRotation,
@@ -16,6 +24,7 @@ import {
 } from '@custody/broker-service';
 import type { Register } from './index.js';
 import { EXIT_BAD_INPUT, EXIT_UNAVAILABLE } from '../exit.js';
+import { parseCount, parseSeconds } from '../numbers.js';
 import { commandName, failWith, printJson, shellWord } from '../output.js';
 
 /** How long the broker waits for the ledger to take an audit event before keeping it in its interim table. */
@@ -41,6 +50,13 @@ interface ServeOptions {
   requireWorkloadKey?: boolean;
   ledger?: string;
   ledgerKeyEnv?: string;
+  maxConnections?: string;
+  maxConnectionsPerClient?: string;
+  maxArrivingBodyBytes?: string;
+  maxArrivingBodyBytesPerClient?: string;
+  maxArrivingSmallBodyBytes?: string;
+  maxArrivingSmallBodyBytesPerClient?: string;
+  drain?: string;
   json?: boolean;
 }
 
@@ -111,6 +127,47 @@ function port(s: string | undefined): number {
   if (s === undefined) return DEFAULT_BROKER_PORT;
   if (!/^[0-9]{1,5}$/.test(s) || Number(s) > 65535) throw new CustodyError('ERR_USAGE', '--port must be 0..65535 (0 picks a free port)');
   return Number(s);
+}
+
+/**
+ * Most connections one process can hold: Linux's default ceiling on a process's open files
+ * (fs.nr_open). A larger bound is a typo, not a setting.
+ */
+const MAX_CONNECTIONS_BOUND = 1_048_576;
+
+/** A per-client bound, refused when above the bound of all clients together (`of`, given or default). */
+function perClient(s: string | undefined, name: string, min: number, max: number, of: number, ofName: string): number | undefined {
+  if (s === undefined) return undefined;
+  const n = parseCount(s, name, min, max);
+  if (n > of) throw new CustodyError('ERR_USAGE', `${name} (${n}) must not exceed ${ofName} (${of})`);
+  return n;
+}
+
+type ServeLimits = Pick<StartBrokerOptions, 'maxConnections' | 'maxConnectionsPerClient' | 'arrivingBodies' | 'drainMs'>;
+
+/**
+ * The connection, body and drain bounds of `broker serve`, checked before anything starts. A body
+ * budget or share is at least one body of the largest size it serves: below that, such a body
+ * would be refused (503, retry later) however long its sender retried.
+ */
+function serveLimits(opts: ServeOptions): ServeLimits {
+  const maxConnections = parseCount(opts.maxConnections ?? String(MAX_CONNECTIONS), '--max-connections', 1, MAX_CONNECTIONS_BOUND);
+  const maxConnectionsPerClient = perClient(opts.maxConnectionsPerClient, '--max-connections-per-client', 1, MAX_CONNECTIONS_BOUND, maxConnections, '--max-connections');
+  const large = parseCount(opts.maxArrivingBodyBytes ?? String(BODY_BUDGET_BYTES), '--max-arriving-body-bytes', MAX_ATTEST_BODY);
+  const largePerClient = perClient(opts.maxArrivingBodyBytesPerClient, '--max-arriving-body-bytes-per-client', MAX_ATTEST_BODY, Number.MAX_SAFE_INTEGER, large, '--max-arriving-body-bytes');
+  const small = parseCount(opts.maxArrivingSmallBodyBytes ?? String(SMALL_BODY_BUDGET_BYTES), '--max-arriving-small-body-bytes', MAX_SMALL_BODY);
+  const smallPerClient = perClient(opts.maxArrivingSmallBodyBytesPerClient, '--max-arriving-small-body-bytes-per-client', MAX_SMALL_BODY, Number.MAX_SAFE_INTEGER, small, '--max-arriving-small-body-bytes');
+  return {
+    maxConnections,
+    ...(maxConnectionsPerClient !== undefined ? { maxConnectionsPerClient } : {}),
+    arrivingBodies: {
+      maxArrivingBodyBytes: large,
+      ...(largePerClient !== undefined ? { maxArrivingBodyBytesPerClient: largePerClient } : {}),
+      maxArrivingSmallBodyBytes: small,
+      ...(smallPerClient !== undefined ? { maxArrivingSmallBodyBytesPerClient: smallPerClient } : {}),
+    },
+    drainMs: parseSeconds(opts.drain ?? String(DRAIN_MS / 1000), '--drain', 0),
+  };
 }
 
 function keystore(kind: string | undefined): StartBrokerOptions['keystore'] {
@@ -193,8 +250,11 @@ export const register: Register = (program: Command) => {
       'after',
       '\nState lives in --data: SQLite metadata, the embedded key store and its master key, the EAR signing key.\n' +
         'On the first start of a tenant its bootstrap admin key is written to <data>/admin-<tenant>.key (mode 0600);\n' +
-        'it is never printed or logged. Stop with Ctrl-C (SIGINT) or SIGTERM: requests in progress may finish for up to 10 s\n' +
-        '(new connections are refused meanwhile); a second signal stops at once.\n' +
+        'it is never printed or logged. Stop with Ctrl-C (SIGINT) or SIGTERM: requests in progress may finish for up to --drain\n' +
+        'seconds (new connections are refused meanwhile); a second signal stops at once.\n' +
+        'Past --max-connections (or a client address\'s --max-connections-per-client: an IPv4 address, an IPv6 /64) a new\n' +
+        'connection is closed as it is accepted. Request bodies still arriving are bounded all together and per client address,\n' +
+        'attestations and admin bodies apart from challenges and key releases; past a bound a body is refused with 503 (retry later).\n' +
         `The EAR key file is re-read when it changes (checked every ${RELOAD_INTERVAL}, within a second of an attestation or release, at once on SIGHUP): see \`custody broker rotate-ear-key\`.`,
     )
     .option('--port <n>', `TCP port (0 picks a free one)`, String(DEFAULT_BROKER_PORT))
@@ -211,10 +271,18 @@ export const register: Register = (program: Command) => {
     .option('--log-level <level>', 'log level of the JSON logs on stderr: debug, info, warn, error', 'info')
     .option('--ledger <url>', 'transparency ledger (`custody log serve`) for every audit event: appraisals, releases, refusals, admin changes (default: the local interim table only)')
     .option('--ledger-key-env <name>', 'environment variable holding the broker\'s writer key for --ledger (`custody log writer-key`), when the log admits its writers only', 'CUSTODY_LEDGER_KEY')
+    .option('--max-connections <n>', 'connections open at once, all clients together', String(MAX_CONNECTIONS))
+    .option('--max-connections-per-client <n>', `connections one client address may hold open (default ${MAX_CONNECTIONS_PER_CLIENT}; behind proxies, CUSTODY_BROKER_TRUST_PROXY, none unless given, and then per proxy)`)
+    .option('--max-arriving-body-bytes <n>', `bytes of attestation and admin bodies held while they arrive, all clients together (at least ${MAX_ATTEST_BODY})`, String(BODY_BUDGET_BYTES))
+    .option('--max-arriving-body-bytes-per-client <n>', `one client address's share of it (default 1/${CLIENT_SHARE_DIVISOR}, at least ${MAX_ATTEST_BODY})`)
+    .option('--max-arriving-small-body-bytes <n>', `bytes of challenge and key release bodies held while they arrive, all clients together (at least ${MAX_SMALL_BODY})`, String(SMALL_BODY_BUDGET_BYTES))
+    .option('--max-arriving-small-body-bytes-per-client <n>', `one client address's share of it (default 1/${CLIENT_SHARE_DIVISOR}, at least ${MAX_SMALL_BODY})`)
+    .option('--drain <seconds>', 'on SIGTERM or SIGINT, how long requests in progress may finish before their connections are cut (0: at once)', String(DRAIN_MS / 1000))
     .option('--json', 'print the startup facts as one JSON line')
     .action(async (opts: ServeOptions) => {
       const json = opts.json === true;
       try {
+        const limits = serveLimits(opts);
         const { pino } = await import('pino');
         const { Registry, collectDefaultMetrics } = await import('prom-client');
         if (!['debug', 'info', 'warn', 'error'].includes(opts.logLevel ?? 'info')) throw new CustodyError('ERR_USAGE', '--log-level must be debug, info, warn or error');
@@ -246,6 +314,7 @@ export const register: Register = (program: Command) => {
           // Challenge rate limits from CUSTODY_BROKER_TRUST_PROXY, _CHALLENGE_BURST,
           // _CHALLENGE_PER_SECOND and _MAX_SESSIONS (defaults when unset).
           attestation: { challengeRateLimit: challengeRateLimitFromEnv(), ...(opts.requireWorkloadKey ? { requireWorkloadApiKey: true } : {}) },
+          ...limits,
           logger,
           metrics,
         });
@@ -270,7 +339,7 @@ export const register: Register = (program: Command) => {
         logger.info({ url: started.url, metadata: started.storage.metadata, keystore: started.storage.keystore, policy: started.policies.default }, 'broker listening');
         let stopping = false;
         // The first signal drains (requests in progress, a key release among them, may finish for
-        // 10 s; new connections are refused); a second one cuts what is left at once.
+        // --drain; new connections are refused); a second one cuts what is left at once.
         const stop = (signal: string) => {
           if (stopping) {
             logger.warn({ signal }, 'broker stopping now: requests still in progress are cut');
