@@ -15,6 +15,12 @@ export function parsePort(s: string, name = '--port'): number {
   return n;
 }
 
+/**
+ * Most connections one process can hold: Linux's default ceiling on a process's open files
+ * (fs.nr_open). A larger --max-connections is a typo, not a setting.
+ */
+export const MAX_CONNECTIONS_BOUND = 1_048_576;
+
 /** A whole-number option from `min` up to `max`: digits only, so a sign, a fraction, an exponent or an empty value is refused. */
 export function parseCount(s: string, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const n = /^[0-9]{1,16}$/.test(s) ? Number(s) : Number.NaN;

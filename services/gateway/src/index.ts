@@ -1,7 +1,7 @@
 // @custody/gateway-service: the confidential inference gateway (Node) and its OHTTP relay.
 export { Gateway, type GatewayOptions } from './gateway.js';
 export { createGatewayApp, type GatewayAppDeps } from './http/app.js';
-export { listen, type CloseOptions, type ListenOptions, type NodeIntercept, type RunningServer } from './http/serve.js';
+export { listen, MAX_CONNECTIONS, type CloseOptions, type ListenOptions, type NodeIntercept, type RunningServer } from './http/serve.js';
 export { statusFor, toProblem, problemResponse, type GatewayProblem } from './http/problem.js';
 export { AttestationManager, type AttestationState, type AttestationSnapshot, type AttestationManagerOptions, type AttestedDevice } from './attestation/attestation-manager.js';
 export { isRefusal, isIdentityRefusal, releasedKeyName, releasedKeyVersion, type BrokerClient, type BrokerChallenge, type BrokerAttestRequest, type BrokerAttestResult, type ReleasedKeyEnvelope } from './attestation/broker-client.js';

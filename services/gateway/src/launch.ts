@@ -62,6 +62,8 @@ export interface LaunchGatewayConfig {
   gpus?: readonly (readonly string[] | DeviceAttester)[];
   /** Trust anchors for GPU evidence instead of the pinned NVIDIA root (private PKI, tests): the gateway's own check and the in-process broker's. */
   gpuRoots?: Uint8Array[];
+  /** Connections open at once; default MAX_CONNECTIONS (http/serve.ts). */
+  maxConnections?: number;
   /** An HTTP broker (docs/key-release-protocol.md); without it an in-process appraisal broker. */
   broker?: { url: string; apiKey: string; tenant: string; jwksUrl?: string } | BrokerClient;
   /** Appraisal policy of the in-process broker (YAML/JSON text); default: accept this sim measurement. */
@@ -203,7 +205,7 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
     ownedBroker?.close();
     throw new CustodyError('ERR_GATEWAY_NOT_ATTESTED', 'the gateway could not attest at start; see the log for the reason');
   }
-  const server = await listen(gateway.app, { intercept: gateway.intercept, ...(c.port !== undefined ? { port: c.port } : {}), ...(c.host ? { host: c.host } : {}) });
+  const server = await listen(gateway.app, { intercept: gateway.intercept, ...(c.port !== undefined ? { port: c.port } : {}), ...(c.host ? { host: c.host } : {}), ...(c.maxConnections !== undefined ? { maxConnections: c.maxConnections } : {}) });
   const jwks = await broker.jwks();
   const model = backend.models()[0];
   const snap = gateway.attestation.snapshot!;
@@ -246,8 +248,8 @@ export async function launchGateway(c: LaunchGatewayConfig = {}): Promise<Launch
 }
 
 /** Starts an OHTTP relay in front of a gateway. */
-export async function launchRelay(c: { gateway: string; port?: number; host?: string; logger?: Logger }): Promise<RunningServer> {
-  return listen(createRelayApp({ gateway: c.gateway, ...(c.logger ? { logger: c.logger } : {}) }), { ...(c.port !== undefined ? { port: c.port } : {}), ...(c.host ? { host: c.host } : {}) });
+export async function launchRelay(c: { gateway: string; port?: number; host?: string; logger?: Logger; maxConnections?: number }): Promise<RunningServer> {
+  return listen(createRelayApp({ gateway: c.gateway, ...(c.logger ? { logger: c.logger } : {}) }), { ...(c.port !== undefined ? { port: c.port } : {}), ...(c.host ? { host: c.host } : {}), ...(c.maxConnections !== undefined ? { maxConnections: c.maxConnections } : {}) });
 }
 
 /**

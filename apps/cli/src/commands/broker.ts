@@ -24,7 +24,7 @@ import {
 } from '@custody/broker-service';
 import type { Register } from './index.js';
 import { EXIT_BAD_INPUT, EXIT_UNAVAILABLE } from '../exit.js';
-import { parseCount, parseSeconds } from '../numbers.js';
+import { MAX_CONNECTIONS_BOUND, parseCount, parseSeconds } from '../numbers.js';
 import { commandName, failWith, printJson, shellWord } from '../output.js';
 
 /** How long the broker waits for the ledger to take an audit event before keeping it in its interim table. */
@@ -128,12 +128,6 @@ function port(s: string | undefined): number {
   if (!/^[0-9]{1,5}$/.test(s) || Number(s) > 65535) throw new CustodyError('ERR_USAGE', '--port must be 0..65535 (0 picks a free port)');
   return Number(s);
 }
-
-/**
- * Most connections one process can hold: Linux's default ceiling on a process's open files
- * (fs.nr_open). A larger bound is a typo, not a setting.
- */
-const MAX_CONNECTIONS_BOUND = 1_048_576;
 
 /** A per-client bound, refused when above the bound of all clients together (`of`, given or default). */
 function perClient(s: string | undefined, name: string, min: number, max: number, of: number, ofName: string): number | undefined {

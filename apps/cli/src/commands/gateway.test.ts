@@ -1,6 +1,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
@@ -42,6 +43,19 @@ function start(...argsAndEnv: (string | Record<string, string>)[]): Promise<Reco
       }
     });
     child.on('exit', (code) => rej(new Error(`exited ${code}: ${out}`)));
+  });
+}
+
+/** Writes `request` on a fresh connection; resolves with all it read when the connection ends. */
+function rawRequest(port: number, request: string): Promise<string> {
+  return new Promise((res) => {
+    const sock = connect(port, '127.0.0.1');
+    let got = '';
+    sock.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    sock.on('error', () => undefined);
+    sock.on('close', () => res(got));
+    sock.write(request);
+    setTimeout(() => sock.destroy(), 10_000).unref();
   });
 }
 
@@ -103,6 +117,30 @@ describe('custody gateway serve / custody relay serve', () => {
       expect(out).not.toContain('s3cr3t');
     }
   }, 60_000);
+
+  it('--max-connections bounds the gateway and the relay (a connection past it is closed unanswered); bad bounds are usage errors (exit 2)', async () => {
+    const gw = await start('gateway', 'serve', '--port', '0', '--json', '--max-connections', '1', '--drain', '0');
+    const relay = await start('relay', 'serve', '--gateway', gw.url as string, '--port', '0', '--json', '--max-connections', '1');
+    for (const url of [gw.url as string, relay.url as string]) {
+      const { port } = new URL(url);
+      // The first connection is held open; the second is closed as it is accepted, before any answer.
+      const held = connect(Number(port), '127.0.0.1');
+      await new Promise((r) => held.once('connect', r));
+      const second = await rawRequest(Number(port), 'GET /.well-known/custody/attestation HTTP/1.1\r\nhost: x\r\n\r\n');
+      expect(second, url).toBe('');
+      held.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await rawRequest(Number(port), 'GET /.well-known/custody/attestation HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'), url).toMatch(/^HTTP\/1\.1 200/);
+    }
+    for (const args of [['gateway', 'serve', '--max-connections', '0'], ['gateway', 'serve', '--max-connections', '1.5'], ['gateway', 'serve', '--drain', '-1'], ['relay', 'serve', '--gateway', 'http://127.0.0.1:9', '--max-connections', '']]) {
+      const child = spawn(process.execPath, [...nodeArgs, ...args, '--port', '0', '--json'], { cwd: cliDir });
+      children.push(child);
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      expect(await exitOf(child), args.join(' ')).toBe(2);
+      expect(out).toContain('ERR_USAGE');
+    }
+  }, 90_000);
 
   it('a key file without the service it is for is a usage error (exit 2)', async () => {
     const t = tempDir();

@@ -4,9 +4,9 @@ import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Command } from 'commander';
 import { checkServiceUrl, CustodyError, fromUtf8 } from '@custody/core';
-import { createGatewayLogger, gatewayLogDestination, launchGateway, launchRelay, type LaunchGatewayConfig } from '@custody/gateway-service';
+import { createGatewayLogger, gatewayLogDestination, launchGateway, launchRelay, MAX_CONNECTIONS, type LaunchGatewayConfig } from '@custody/gateway-service';
 import { readInputFile, readSecretFile } from '../files.js';
-import { parsePort, parseSeconds } from '../numbers.js';
+import { MAX_CONNECTIONS_BOUND, parseCount, parsePort, parseSeconds } from '../numbers.js';
 import { GPU_EVIDENCE_CMD_HELP, gpuCommands, gpuRoots as readGpuRoots } from '../gpu.js';
 import { failWith, printJson } from '../output.js';
 import { HttpAuditSink, writerKeyFrom } from '@custody/ledger-service';
@@ -20,6 +20,8 @@ interface ServeOptions {
   upstream?: string;
   modelDigest?: string[];
   port: string;
+  maxConnections: string;
+  drain: string;
   host: string;
   attester: string;
   tpmTcti?: string;
@@ -122,6 +124,8 @@ export const register: Register = (program: Command) => {
     .option('--upstream <url>', 'forward to an OpenAI-compatible server in the same TEE (vLLM, llama.cpp server, Ollama)')
     .option('--model-digest <id=sha256:hex...>', 'weights digest of an upstream model, for receipts (repeatable)')
     .option('--port <n>', 'listen port (0: any free port)', '8443')
+    .option('--max-connections <n>', 'connections open at once (past it a new one is closed as it is accepted; no bound per client address: clients often come through one relay or load balancer)', String(MAX_CONNECTIONS))
+    .option('--drain <seconds>', 'on SIGTERM or SIGINT, how long requests in progress may finish before their connections are cut (0: at once; a second signal cuts too)', String(DRAIN_MS / 1000))
     .option('--host <addr>', 'listen address', '127.0.0.1')
     .option('--attester <sim|tpm>', 'evidence source (sim is SIMULATED, for development)', 'sim')
     .option('--tpm-tcti <tcti>', 'TPM TCTI, e.g. swtpm:host=127.0.0.1,port=2321 (default device:/dev/tpmrm0)')
@@ -156,6 +160,8 @@ export const register: Register = (program: Command) => {
         if (!/^(memory|sqlite:.+|postgres(ql)?:\/\/.+)$/.test(opts.replayStore)) throw new CustodyError('ERR_USAGE', '--replay-store must be memory, sqlite:PATH or postgres://...');
         // Before anything starts: a URL with credentials or a query, or not http(s), would show as an unreachable service.
         for (const [flag, url] of [['--upstream', opts.upstream], ['--broker', opts.broker], ['--ledger', opts.ledger]] as const) if (url !== undefined) checkServiceUrl(url, flag);
+        const maxConnections = parseCount(opts.maxConnections, '--max-connections', 1, MAX_CONNECTIONS_BOUND);
+        const drainMs = parseSeconds(opts.drain, '--drain', 0);
         const digests: Record<string, string> = {};
         for (const d of opts.modelDigest ?? []) {
           const m = /^([^=]+)=(sha256:[0-9a-f]{64})$/.exec(d);
@@ -195,6 +201,7 @@ export const register: Register = (program: Command) => {
           ...(broker ? { broker } : {}),
           ...(opts.rotateKeys !== undefined ? { keyRotationMs: parseSeconds(opts.rotateKeys, '--rotate-keys', 10) } : {}),
           replayStore: opts.replayStore,
+          maxConnections,
           ...(opts.identityKey !== undefined ? { identityKey: opts.identityKey } : {}),
           ...(opts.ledger !== undefined ? { ledger: opts.ledger } : {}),
           ...(writerKey ? { ledgerWriterKey: writerKey } : {}),
@@ -208,7 +215,7 @@ export const register: Register = (program: Command) => {
           if (opts.jwksOut) process.stderr.write(`  JWKS         written to ${opts.jwksOut} (clients pin it)\n`);
           process.stderr.write('  stop         Ctrl-C\n');
         }
-        await untilSignal(() => launched.close({ drainMs: DRAIN_MS }));
+        await untilSignal(() => launched.close({ drainMs }));
       } catch (e) {
         failWith(e, json);
       }
@@ -220,21 +227,25 @@ export const register: Register = (program: Command) => {
     .description('relay POST /ohttp and attestation discovery to one gateway until interrupted')
     .requiredOption('--gateway <url>', 'the gateway base URL')
     .option('--port <n>', 'listen port (0: any free port)', '8444')
+    .option('--max-connections <n>', 'connections open at once (past it a new one is closed as it is accepted)', String(MAX_CONNECTIONS))
+    .option('--drain <seconds>', 'on SIGTERM or SIGINT, how long requests in progress may finish before their connections are cut (0: at once)', String(DRAIN_MS / 1000))
     .option('--host <addr>', 'listen address', '127.0.0.1')
     .option('--json', 'print the startup summary as JSON')
-    .action(async (opts: { gateway: string; port: string; host: string; json?: boolean }) => {
+    .action(async (opts: { gateway: string; port: string; host: string; maxConnections: string; drain: string; json?: boolean }) => {
       const json = opts.json ?? false;
       try {
         checkServiceUrl(opts.gateway, '--gateway');
+        const maxConnections = parseCount(opts.maxConnections, '--max-connections', 1, MAX_CONNECTIONS_BOUND);
+        const drainMs = parseSeconds(opts.drain, '--drain', 0);
         // Its events (gateway unreachable, late, an answer cut off) as JSON lines on stderr, as the gateway's.
-        const server = await launchRelay({ gateway: opts.gateway, port: parsePort(opts.port), host: opts.host, logger: createGatewayLogger({ destination: gatewayLogDestination(2) }) });
+        const server = await launchRelay({ gateway: opts.gateway, port: parsePort(opts.port), host: opts.host, maxConnections, logger: createGatewayLogger({ destination: gatewayLogDestination(2) }) });
         if (await isOwnAddress(opts.gateway, opts.host, server.port)) {
           await server.close();
           throw new CustodyError('ERR_USAGE', `--gateway is this relay's own address (port ${server.port}): it would forward every request to itself; give the gateway's URL (gateway serve listens on 8443 by default)`);
         }
         if (json) printJson({ ok: true, url: server.url, gateway: opts.gateway });
         else process.stderr.write(`custody relay listening on ${server.url}, forwarding to ${opts.gateway} (no client addresses are passed on)\n`);
-        await untilSignal(() => server.close({ drainMs: DRAIN_MS }));
+        await untilSignal(() => server.close({ drainMs }));
       } catch (e) {
         failWith(e, json);
       }
