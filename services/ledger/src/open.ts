@@ -1,10 +1,12 @@
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
+import type { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CustodyError, fromUtf8, listenFailure, readBodyLimited, toCustodyError, type Bytes } from '@custody/core';
 import { MAX_BUNDLE_SIZE, buildTlogProof, createEd25519Signer, httpLogSource, readEntry, toCustodyEvent, type AuditSink, type CustodyEvent, type FetchLike, type LogSource, type ServiceAuditEvent, type TlogPolicy, type TlogProof } from '@custody/ledger';
 import { nodeHttpFetch, type NodeHttpFetch } from '@custody/crypto-node';
-import { interceptingServer, type NodeIntercept } from './http/node-server.js';
+import { controlConnections, peerAddressKey } from './http/connection-control.js';
+import type { NodeIntercept } from './http/node-server.js';
 import { writerKeyFrom } from './http/writers.js';
 import { ENTRY_WAIT_MS, TransparencyLog, checkpointSize } from './log.js';
 import { FsTileStore } from './storage/tile-store.js';
@@ -80,29 +82,83 @@ export async function openLog(cfg: OpenLogConfig): Promise<{ log: TransparencyLo
 export interface RunningServer {
   url: string;
   port: number;
-  close(): Promise<void>;
+  /**
+   * Stops listening and ends when every connection has closed. By default every connection is cut
+   * at once; with `drainMs`, requests in progress (an append waiting for its checkpoint among
+   * them) may finish for that long, then the rest are cut. While draining, answers carry
+   * `Connection: close`, and connections with nothing in progress are closed, as are the others
+   * once their answer is written. A second call returns the same promise; one with `drainMs` 0
+   * cuts what is left at once.
+   */
+  close(options?: CloseOptions): Promise<void>;
+}
+
+export interface CloseOptions {
+  readonly drainMs?: number;
 }
 
 /**
- * Serves a hono app on host:port (port 0 picks a free one). `intercept` answers the requests it
- * claims straight from node:http (the log's `createEventsNodeHandler`), the app the others.
+ * Connections open at once, by default (Node: no bound). Past it a new connection is closed as
+ * soon as it is accepted, so that the file descriptors and memory of many connections held open
+ * cannot take the process down.
  */
-export function listen(app: Hono, host = '127.0.0.1', port = 0, options: { intercept?: NodeIntercept } = {}): Promise<RunningServer> {
-  const make = interceptingServer(options.intercept);
+export const MAX_CONNECTIONS = 1024;
+
+/**
+ * Connections one client address (peerAddressKey: an IPv4 address, an IPv6 /64) may hold open at
+ * once, by default: a quarter of MAX_CONNECTIONS, so that filling the server takes four
+ * addresses, and far above what one writer (a broker, a gateway) or reader keeps open.
+ */
+export const MAX_CONNECTIONS_PER_CLIENT = 256;
+
+/**
+ * How long requests in progress may finish when a served log stops (`custody log serve` on
+ * SIGTERM and SIGINT): an append takes milliseconds, one with `?wait=1` about an integration
+ * interval (250 ms by default) plus its witnesses' cosignatures; well inside an orchestrator's
+ * grace period (Kubernetes: 30 s).
+ */
+export const DRAIN_MS = 10_000;
+
+export interface ListenOptions {
+  /** Answers the requests it claims straight from node:http (the log's `createEventsNodeHandler`). */
+  intercept?: NodeIntercept;
+  /** Default MAX_CONNECTIONS. */
+  maxConnections?: number;
+  /**
+   * Default MAX_CONNECTIONS_PER_CLIENT. false: no bound per address, for a log reached only
+   * through reverse proxies (every connection then comes from one of them).
+   */
+  maxConnectionsPerClient?: number | false;
+}
+
+/**
+ * Serves a hono app on host:port (port 0 picks a free one): the log, the witness. `intercept`
+ * answers the requests it claims straight from node:http, the app the others. Connections are
+ * bounded in all and per client address.
+ */
+export function listen(app: Hono, host = '127.0.0.1', port = 0, options: ListenOptions = {}): Promise<RunningServer> {
   return new Promise((resolve, reject) => {
-    const server = serve({ fetch: app.fetch, hostname: host, port, createServer: make as never }, (info: AddressInfo) => {
-      const h = info.address.includes(':') ? `[${info.address}]` : info.address;
-      resolve({
-        url: `http://${h}:${info.port}`,
-        port: info.port,
-        close: () =>
-          new Promise<void>((res) => {
-            (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
-            server.close(() => res());
-          }),
+    try {
+      const perClient = options.maxConnectionsPerClient ?? MAX_CONNECTIONS_PER_CLIENT;
+      // controlConnections refuses bounds that are not whole numbers of at least 1 (ERR_USAGE).
+      const connections = controlConnections({
+        maxConnections: options.maxConnections ?? MAX_CONNECTIONS,
+        ...(perClient !== false ? { perClient: { max: perClient, clientKey: peerAddressKey } } : {}),
+        ...(options.intercept ? { intercept: options.intercept } : {}),
       });
-    });
-    server.once('error', (e) => reject(listenFailure(e, `${host}:${port}`)));
+      // Connections are under control from the server's creation (serve listens at once).
+      const server = serve({ fetch: app.fetch, hostname: host, port, createServer: connections.createServer as typeof createServer }, (info: AddressInfo) => {
+        const h = info.address.includes(':') ? `[${info.address}]` : info.address;
+        resolve({
+          url: `http://${h}:${info.port}`,
+          port: info.port,
+          close: (o: CloseOptions = {}) => connections.close(o.drainMs ?? 0),
+        });
+      });
+      server.once('error', (e) => reject(listenFailure(e, `${host}:${port}`)));
+    } catch (e) {
+      reject(e instanceof Error ? e : new Error(String(e)));
+    }
   });
 }
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -447,6 +447,84 @@ describe('custody log serve + custody witness serve (real processes, loopback HT
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, index: 0 });
   });
 });
+
+describe('custody log serve stopping (real process, loopback HTTP)', () => {
+  const procs: ChildProcessWithoutNullStreams[] = [];
+  afterAll(() => procs.forEach((p) => p.kill('SIGKILL')));
+
+  /**
+   * A served log whose next checkpoint is seconds away, and an append (`?wait=1`) that waits for
+   * it: in progress when the test signals. `pending()`: whether the append is still unanswered.
+   */
+  async function servedWithWaitingAppend(name: string) {
+    custody('log', 'keygen', '--origin', `log.test/${name}`, '--out', join(dir, `${name}.key`));
+    const ls = background('log', 'serve', '--dir', join(dir, name), '--key', join(dir, `${name}.key`), '--listen', '127.0.0.1:0', '--interval', '5000', '--json');
+    procs.push(ls.child);
+    const exited = new Promise<number | null>((r) => ls.child.once('exit', (code) => r(code)));
+    let stdout = '';
+    ls.child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const url = await ls.ready;
+    const port = Number(new URL(url).port);
+    expect((await fetch(`${url}/checkpoint`)).status).toBe(200);
+    let settled = false;
+    const append = fetch(`${url}/events?wait=1`, { method: 'POST', body: JSON.stringify(event), headers: { 'content-type': 'application/json' } }).finally(() => (settled = true));
+    append.catch(() => undefined);
+    await sleep(300);
+    expect(settled).toBe(false);
+    return { child: ls.child, port, append, exited, pending: () => !settled, stdout: () => stdout };
+  }
+
+  /** Signals, then waits until the log refuses new connections. */
+  async function signalUntilRefused(child: ChildProcessWithoutNullStreams, port: number): Promise<void> {
+    child.kill('SIGTERM');
+    const until = Date.now() + 3000;
+    while ((await codeOfConnect(port)) !== 'ECONNREFUSED') {
+      if (Date.now() > until) throw new Error('the log still accepts connections');
+      await sleep(20);
+    }
+  }
+
+  it('on SIGTERM refuses new connections, lets an append waiting for its checkpoint finish and answer, then exits 0', async () => {
+    const s = await servedWithWaitingAppend('drain');
+    await signalUntilRefused(s.child, s.port);
+    await sleep(200);
+    expect(s.pending()).toBe(true);
+    const res = await s.append;
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { proof?: string }).proof).toContain('index 0');
+    expect(await s.exited).toBe(0);
+    expect(s.stdout()).toContain('"msg":"stopping","drainMs":10000');
+  });
+
+  it('on a second signal cuts the append still waiting, and exits 0 without waiting for the drain', async () => {
+    const s = await servedWithWaitingAppend('cut');
+    await signalUntilRefused(s.child, s.port);
+    await sleep(200);
+    expect(s.pending()).toBe(true);
+    const second = Date.now();
+    s.child.kill('SIGTERM');
+    await expect(s.append).rejects.toThrow();
+    expect(await s.exited).toBe(0);
+    // Well before the checkpoint the append waited for, let alone the end of the drain.
+    expect(Date.now() - second).toBeLessThan(3000);
+    expect(s.stdout()).toContain('stopping now: requests still in progress are cut');
+  });
+});
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** 'connected', or the error code of a connection attempt (closed at once when it connects). */
+function codeOfConnect(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1', () => {
+      s.destroy();
+      resolve('connected');
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? String(e)));
+  });
+}
 
 describe('custody log readers against a log or witness that hangs', () => {
   /** The CLI in a child process, asynchronously (the servers below answer from this process). */

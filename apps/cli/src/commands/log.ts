@@ -32,7 +32,7 @@ import {
   type TlogPolicy,
 } from '@custody/ledger';
 import { writeNewSecretFile } from '@custody/crypto-node';
-import { FsTileStore, createEventsNodeHandler, createLogApp, listen, newWriterKey, openLog, parseWriters } from '@custody/ledger-service';
+import { DRAIN_MS, FsTileStore, createEventsNodeHandler, createLogApp, listen, newWriterKey, openLog, parseWriters } from '@custody/ledger-service';
 import type { Register } from './index.js';
 import { readInputFile, readSecretFile, parseTime } from '../files.js';
 import { parseMilliseconds, parseSeconds } from '../numbers.js';
@@ -336,15 +336,31 @@ Example:
         });
         const server = await listen(createLogApp(tlog, store, writers ? { writers } : {}), host, port, { intercept: createEventsNodeHandler(tlog, writers ? { writers } : {}) });
         say('log serving', { origin: tlog.origin, url: server.url, dir: opts.dir, sequencing: opts.postgres ? 'postgres' : 'sqlite', writes: writers ? `writers ${writers.names.join(',')}` : 'open to anyone who can reach this address (give --writers FILE)' });
+        let stopping = false;
+        // The first signal drains (requests in progress, an append waiting for its checkpoint
+        // among them, may finish for 10 s; new connections are refused), then the log closes; a
+        // second one cuts what is left at once.
         const stop = () => {
-          say('stopping');
+          if (stopping) {
+            say('stopping now: requests still in progress are cut');
+            void server.close({ drainMs: 0 });
+            return;
+          }
+          stopping = true;
+          say('stopping', { drainMs: DRAIN_MS });
           void server
-            .close()
+            .close({ drainMs: DRAIN_MS })
             .then(() => tlog.close())
-            .then(() => process.exit(EXIT_OK));
+            .then(
+              () => process.exit(EXIT_OK),
+              (e: unknown) => {
+                say('stopping failed', { code: toCustodyError(e).code });
+                process.exit(EXIT_UNAVAILABLE);
+              },
+            );
         };
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
       } catch (e) {
         failWith(e, json);
       }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { CustodyError, secureRandom, systemClock } from '@custody/core';
 import { SIG_TYPE_COSIGNATURE_V1, createCosigner, generateSignerKey, parseTlogPolicy, parseVerifierKey, type VerifierKey } from '@custody/ledger';
-import { SqliteWitnessStore, createWitnessApp, listen, witnessLogs } from '@custody/ledger-service';
+import { DRAIN_MS, SqliteWitnessStore, createWitnessApp, listen, witnessLogs } from '@custody/ledger-service';
 import type { Register } from './index.js';
 import { readInputFile } from '../files.js';
 import { failWith, printJson } from '../output.js';
@@ -68,14 +68,22 @@ Example:
         const server = await listen(createWitnessApp({ cosigners: [cosigner], logs: await witnessLogs(keys), store }), host, port);
         const info = { msg: 'witness serving', name: cosigner.name, vkey: cosigner.vkey, url: server.url, logs: keys.map((k) => k.name) };
         process.stdout.write((json ? JSON.stringify(info) : `witness ${cosigner.name} serving at ${server.url} for ${info.logs.join(', ')}\nvkey ${cosigner.vkey}`) + '\n');
+        let stopping = false;
+        // The first signal drains (a cosignature in progress may finish for DRAIN_MS; new
+        // connections are refused); a second one cuts what is left at once.
         const stop = () => {
-          void server.close().then(() => {
+          if (stopping) {
+            void server.close({ drainMs: 0 });
+            return;
+          }
+          stopping = true;
+          void server.close({ drainMs: DRAIN_MS }).then(() => {
             store.close();
             process.exit(EXIT_OK);
           });
         };
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
       } catch (e) {
         failWith(e, json);
       }

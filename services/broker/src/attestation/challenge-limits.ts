@@ -1,6 +1,7 @@
-import { isIP, isIPv4 } from 'node:net';
+import { isIP } from 'node:net';
 import { Counter, type Registry } from 'prom-client';
 import { CustodyError, systemClock, type Clock } from '@custody/core';
+import { peerAddressKey } from '@custody/ledger-service';
 import { DEFAULT_CHALLENGE_RATE_LIMIT, type ChallengeRateLimitConfig } from '../config.js';
 import { DEFAULT_SESSION_TTL_SECONDS } from './handshake.js';
 
@@ -216,9 +217,9 @@ export function clientAddressKey(peer: string | undefined, forwardedFor: string 
     const hops = trustProxy === true ? 1 : trustProxy;
     const chain = forwardedFor.split(',').map((s) => s.trim());
     const entry = chain.length >= hops ? stripPort(chain[chain.length - hops]!) : undefined;
-    if (entry !== undefined && isIP(stripZone(entry)) !== 0) return addressKey(entry);
+    if (entry !== undefined && isIP(stripZone(entry)) !== 0) return peerAddressKey(entry);
   }
-  return peer ? addressKey(peer) : 'unknown';
+  return peer ? peerAddressKey(peer) : 'unknown';
 }
 
 function stripZone(a: string): string {
@@ -234,31 +235,3 @@ function stripPort(a: string): string {
   return v4 ? v4[1]! : a;
 }
 
-function addressKey(raw: string): string {
-  const a = stripZone(raw).toLowerCase();
-  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/.exec(a);
-  if (mapped && isIPv4(mapped[1]!)) return `ip4:${mapped[1]!}`;
-  if (isIPv4(a)) return `ip4:${a}`;
-  const groups = expandIPv6(a);
-  if (groups) return `ip6:${groups.slice(0, 4).join(':')}::/64`;
-  return `other:${a.slice(0, 64)}`;
-}
-
-/** The eight 16-bit groups of an IPv6 address, without leading zeros; null when not one. */
-function expandIPv6(a: string): string[] | null {
-  if (isIP(a) !== 6) return null;
-  let text = a;
-  // A trailing dotted quad (::ffff:1.2.3.4, 64:ff9b::1.2.3.4) is the last two groups.
-  const quad = /(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text);
-  if (quad) {
-    const [b0, b1, b2, b3] = quad.slice(1).map(Number) as [number, number, number, number];
-    text = text.slice(0, quad.index) + `${((b0 << 8) | b1).toString(16)}:${((b2 << 8) | b3).toString(16)}`;
-  }
-  const [left, right] = text.split('::') as [string, string | undefined];
-  const l = left === '' ? [] : left.split(':');
-  const r = right === undefined || right === '' ? [] : right.split(':');
-  const zeros = right === undefined ? 0 : 8 - l.length - r.length;
-  const groups = [...l, ...Array<string>(zeros).fill('0'), ...r];
-  if (groups.length !== 8) return null;
-  return groups.map((g) => parseInt(g, 16).toString(16));
-}

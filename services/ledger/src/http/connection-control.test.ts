@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { controlConnections, type ConnectionControl, type ConnectionControlOptions } from './connection-control.js';
+import { controlConnections, peerAddressKey, type ConnectionControl, type ConnectionControlOptions } from './connection-control.js';
 
 /** A drain far longer than any test may take; "well before" it: nothing held it. */
 const LONG_DRAIN_MS = 20_000;
@@ -175,6 +175,26 @@ describe('controlConnections bounds', () => {
     for (const options of [{ maxConnections: 0 }, { maxConnections: 1.5 }, { maxConnections: 4, perClient: { max: 0, clientKey: () => '' } }]) {
       expect(() => controlConnections(options)).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }));
     }
+  });
+});
+
+describe('peerAddressKey', () => {
+  it('keys an IPv4 peer by its address (also IPv4-mapped), an IPv6 peer by its /64, anything else apart', () => {
+    const cases: [string, string][] = [
+      ['127.0.0.2', 'ip4:127.0.0.2'],
+      ['::ffff:10.1.2.3', 'ip4:10.1.2.3'],
+      ['::FFFF:10.1.2.3', 'ip4:10.1.2.3'],
+      ['2001:db8:0:1::1', 'ip6:2001:db8:0:1::/64'],
+      ['2001:DB8:0000:0001:ffff::2', 'ip6:2001:db8:0:1::/64'],
+      ['2001:db8::1:0:0:1', 'ip6:2001:db8:0:0::/64'],
+      ['2001:db8:0:0:1::1', 'ip6:2001:db8:0:0::/64'],
+      ['fe80::1%eth0', 'ip6:fe80:0:0:0::/64'],
+      ['::1', 'ip6:0:0:0:0::/64'],
+      ['64:ff9b::1.2.3.4', 'ip6:64:ff9b:0:0::/64'],
+      ['1:2:3:4:5:6:1.2.3.4', 'ip6:1:2:3:4::/64'],
+      ['not-an-address', 'other:not-an-address'],
+    ];
+    for (const [address, key] of cases) expect(peerAddressKey(address), address).toBe(key);
   });
 });
 

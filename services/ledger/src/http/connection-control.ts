@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerOptions, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { isIPv4, isIPv6, type Socket } from 'node:net';
 import { CustodyError } from '@custody/core';
 import type { NodeIntercept } from './node-server.js';
 
@@ -13,7 +13,7 @@ export interface ConnectionControlOptions {
   readonly maxConnections: number;
   /** Connections one client may hold open at once; none: no bound per client. */
   readonly perClient?: PerClientLimit;
-  /** Answers the requests it claims without the app, as with interceptingServer. */
+  /** Takes the requests it claims before the app sees them (the OHTTP and events fast paths). */
   readonly intercept?: NodeIntercept;
 }
 
@@ -162,6 +162,41 @@ function closeKeepingAnswers(server: Server, callback: (e?: Error) => void): voi
   } finally {
     Reflect.deleteProperty(server, 'closeIdleConnections');
   }
+}
+
+/**
+ * The client a TCP peer's address counts as (PerClientLimit's `clientKey`): `ip4:<address>`
+ * (IPv4-mapped IPv6 too), `ip6:<first 64 bits>::/64` (one host of an IPv6 network can use its
+ * whole /64, so that is one client), `other:<address>` for anything else. The broker's
+ * clientAddressKey keys its peers and forwarded addresses with it.
+ */
+export function peerAddressKey(address: string): string {
+  const a = address.replace(/%.*$/, '').toLowerCase();
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/.exec(a);
+  if (mapped && isIPv4(mapped[1]!)) return `ip4:${mapped[1]!}`;
+  if (isIPv4(a)) return `ip4:${a}`;
+  const groups = expandIPv6(a);
+  if (groups) return `ip6:${groups.slice(0, 4).join(':')}::/64`;
+  return `other:${a.slice(0, 64)}`;
+}
+
+/** The eight 16-bit groups of an IPv6 address, without leading zeros; null when not one. */
+function expandIPv6(a: string): string[] | null {
+  if (!isIPv6(a)) return null;
+  let text = a;
+  // A trailing dotted quad (::ffff:1.2.3.4, 64:ff9b::1.2.3.4) is the last two groups.
+  const quad = /(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text);
+  if (quad) {
+    const [b0, b1, b2, b3] = quad.slice(1).map(Number) as [number, number, number, number];
+    text = text.slice(0, quad.index) + `${((b0 << 8) | b1).toString(16)}:${((b2 << 8) | b3).toString(16)}`;
+  }
+  const [left, right] = text.split('::') as [string, string | undefined];
+  const l = left === '' ? [] : left.split(':');
+  const r = right === undefined || right === '' ? [] : right.split(':');
+  const zeros = right === undefined ? 0 : 8 - l.length - r.length;
+  const groups = [...l, ...Array<string>(zeros).fill('0'), ...r];
+  if (groups.length !== 8) return null;
+  return groups.map((g) => parseInt(g, 16).toString(16));
 }
 
 function isPositiveInteger(n: number): boolean {

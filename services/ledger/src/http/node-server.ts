@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BodyBudget, CustodyError, joinBytes, type Bytes } from '@custody/core';
 
 /** Re-exported for the services that took it from here. */
@@ -12,19 +12,6 @@ export { BodyBudget };
 
 /** Takes a request before the app sees it; returns whether it did. */
 export type NodeIntercept = (req: IncomingMessage, res: ServerResponse) => boolean;
-
-/** A `createServer` for @hono/node-server's `serve` that offers every request to `intercept` first. */
-export function interceptingServer(intercept: NodeIntercept | undefined): (opts: ServerOptions, listener: RequestListener) => Server {
-  return (opts, listener) =>
-    createServer(
-      opts,
-      intercept
-        ? (req, res) => {
-            if (!intercept(req, res)) listener(req, res);
-          }
-        : listener,
-    );
-}
 
 /**
  * A node:http request body in one buffer, bounded: refused up front by its Content-Length, then
