@@ -29,7 +29,7 @@ export { UpstreamBackend, type UpstreamBackendOptions } from './backends/upstrea
 export { DemoBackend, DEMO_MODEL_ID, DEMO_MODEL_LABEL, demoReply, demoEmbedding } from './backends/demo.js';
 export { LlamaCppBackend, describeGgufFile, readGgufHeader, type LlamaCppBackendOptions } from './backends/llama-cpp.js';
 export { parseGgufHeader, encodeGgufMetadata, GGUF_MAGIC, type GgufHeader, type GgufValue } from './backends/gguf.js';
-export { sealModelFile, unsealModelFile, unsealModelInto, openModelFile, readSealedModelHeader, isSealedModelFile, parseSealedModelPrefix, SEALED_MODEL_FORMAT, SEALED_MODEL_MAGIC, DEFAULT_CHUNK_SIZE, type SealedModelHeader, type SealedModelInfo, type SealOptions } from './backends/sealed-model.js';
+export { sealModelFile, unsealModelFile, unsealModelInto, openModelFile, readSealedModelHeader, isSealedModelFile, parseSealedModelPrefix, SEALED_MODEL_FORMAT, SEALED_MODEL_MAGIC, DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, MAX_CHUNK_SIZE, SEALED_KEY_NAME, type SealedModelHeader, type SealedModelInfo, type SealOptions } from './backends/sealed-model.js';
 export { SealedModelBackend, checkMemoryBacked, DEFAULT_PLAINTEXT_DIR, type SealedModelBackendOptions } from './backends/sealed-backend.js';
 export { createRelayApp, type RelayOptions } from './relay/relay.js';
 export { GatewayMetrics } from './observability/metrics.js';

@@ -1,14 +1,20 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, linkSync, rmSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { existsSync, linkSync, rmSync, statSync } from 'node:fs';
+import { constants } from 'node:os';
+import { basename, dirname } from 'node:path';
 import { CustodyError, wipe } from '@custody/core';
-import { readGgufHeader, readSealedModelHeader, sealModelFile, type SealedModelHeader } from '@custody/gateway-service';
+import { hiddenSiblingPath } from '@custody/crypto-node';
+import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, readGgufHeader, readSealedModelHeader, SEALED_KEY_NAME, sealModelFile, type SealedModelHeader } from '@custody/gateway-service';
+import { compileCondition } from '@custody/policy';
 import type { Register } from './index.js';
 import { client, connection, policyOf, readMaterial, type ConnectionOptions } from './keys.js';
 import { printableLine } from '@custody/sdk';
 import { failWith, printJson } from '../output.js';
 
 const MODEL_ID = /^[A-Za-z0-9._:/@+-]{1,128}$/;
+const KEY_ENCODINGS = ['raw', 'base64', 'hex'];
+/** The longest file name (NAME_MAX on Linux and the BSDs), in bytes. */
+const NAME_MAX = 255;
 
 interface SealOptions extends ConnectionOptions {
   out: string;
@@ -23,10 +29,66 @@ interface SealOptions extends ConnectionOptions {
   chunkSize?: string;
 }
 
-function positive(s: string | undefined, what: string, max: number): number | undefined {
+function integer(s: string | undefined, what: string, min: number, max: number): number | undefined {
   if (s === undefined) return undefined;
-  if (!/^[0-9]{1,9}$/.test(s) || Number(s) < 1 || Number(s) > max) throw new CustodyError('ERR_USAGE', `${what} must be an integer from 1 to ${max}`);
+  if (!/^[0-9]{1,9}$/.test(s) || Number(s) < min || Number(s) > max) throw new CustodyError('ERR_USAGE', `${what} must be an integer from ${min} to ${max}`);
   return Number(s);
+}
+
+/** The options that go into the sealed header or pick the key, checked before any file is read or the broker asked. */
+function checkSealOptions(opts: SealOptions): void {
+  if (!SEALED_KEY_NAME.test(opts.key)) throw new CustodyError('ERR_KEY_NAME', '--key must be 1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit');
+  if (opts.label !== undefined && (opts.label.length === 0 || opts.label.length > 256 || /[\p{Cc}\p{Cf}]/u.test(opts.label))) throw new CustodyError('ERR_USAGE', '--label must be 1-256 printable characters');
+  if (opts.keyEncoding !== undefined && !KEY_ENCODINGS.includes(opts.keyEncoding)) throw new CustodyError('ERR_USAGE', '--key-encoding must be raw, base64 or hex');
+}
+
+/** Refuses an --out that could never be created, before the model is read: its directory must be one, its name fit NAME_MAX. */
+function checkOutPath(out: string): void {
+  if (existsSync(out)) throw new CustodyError('ERR_USAGE', `${out} exists; the sealed model is never written over another file`);
+  const name = basename(out);
+  if (Buffer.byteLength(name) > NAME_MAX) throw new CustodyError('ERR_GATEWAY_MODEL_FILE', `--out: the file name is longer than ${NAME_MAX} bytes`, { detail: { bytes: Buffer.byteLength(name) } });
+  let isDirectory: boolean;
+  try {
+    isDirectory = statSync(dirname(out)).isDirectory();
+  } catch (e) {
+    throw new CustodyError('ERR_GATEWAY_MODEL_FILE', `${out} cannot be created: its directory cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { cause: e });
+  }
+  if (!isDirectory) throw new CustodyError('ERR_GATEWAY_MODEL_FILE', `${out} cannot be created: ${dirname(out)} is not a directory`);
+}
+
+
+/** Removes a file if it is there. Cleanup on a failure path: it never throws over the error being reported. */
+function removeQuietly(path: string): void {
+  try {
+    rmSync(path, { force: true });
+  } catch {
+    // ENOTDIR, EACCES, ...: there is no file to remove, or nothing more this process can do.
+  }
+}
+
+/**
+ * While a model is sealed, SIGINT, SIGTERM and SIGHUP remove the hidden partial file (ciphertext)
+ * and wipe the key here, then the signal is raised again with its default action: the process
+ * ends by it, which a shell reports as 128 + its number (130, 143, 129). (process.exit could wait
+ * on a file system call that does not return.) Returns the function that removes the handlers.
+ */
+function onInterrupt(partial: string, material: () => Uint8Array | undefined): () => void {
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  const restore = (): void => {
+    for (const s of signals) process.off(s, stop);
+  };
+  function stop(signal: (typeof signals)[number]): void {
+    restore();
+    removeQuietly(partial);
+    const m = material();
+    if (m) wipe(m);
+    process.stderr.write(`custody: interrupted (${signal})\n`);
+    process.kill(process.pid, signal);
+    // Only if something else in this process still listens for the signal.
+    setImmediate(() => process.exit(128 + constants.signals[signal]));
+  }
+  for (const s of signals) process.on(s, stop);
+  return restore;
 }
 
 /** The model id and label: from the options, else from the GGUF header (read, not the whole file), else the file name. */
@@ -50,9 +112,11 @@ function publish(partial: string, out: string): void {
   try {
     linkSync(partial, out);
   } catch (e) {
-    throw new CustodyError('ERR_USAGE', `${out} cannot be written (it exists, or its directory does not)`, { cause: e });
+    const errno = (e as NodeJS.ErrnoException).code ?? 'error';
+    if (errno === 'EEXIST') throw new CustodyError('ERR_USAGE', `${out} exists; the sealed model is never written over another file`, { cause: e });
+    throw new CustodyError('ERR_FILE_UNWRITABLE', `cannot write ${out} (${errno})`, { cause: e, detail: { path: out, errno } });
   } finally {
-    rmSync(partial, { force: true });
+    removeQuietly(partial);
   }
 }
 
@@ -89,10 +153,13 @@ export const register: Register = (program) => {
     .action(async (file: string, opts: SealOptions) => {
       const json = opts.json === true;
       let material: Uint8Array | undefined;
-      const partial = join(dirname(opts.out), `.${basename(opts.out)}.partial-${randomBytes(6).toString('hex')}`);
+      // Sealed beside --out, then hard-linked to it: a model is never seen half-written under its name.
+      const partial = hiddenSiblingPath(opts.out, '.partial');
+      const restoreSignals = onInterrupt(partial, () => material);
       try {
-        if (existsSync(opts.out)) throw new CustodyError('ERR_USAGE', `${opts.out} exists; the sealed model is never written over another file`);
-        const chunkSize = positive(opts.chunkSize, '--chunk-size', 1 << 24);
+        checkSealOptions(opts);
+        const chunkSize = integer(opts.chunkSize, '--chunk-size', MIN_CHUNK_SIZE, MAX_CHUNK_SIZE);
+        checkOutPath(opts.out);
         const described = await describe(file, opts);
         const common = { keyName: opts.key, modelId: described.id, ...(described.label !== undefined ? { label: described.label } : {}), ...(chunkSize !== undefined ? { chunkSize } : {}) };
         let header: SealedModelHeader;
@@ -101,11 +168,13 @@ export const register: Register = (program) => {
           if (opts.broker !== undefined || opts.apiKeyFile !== undefined) throw new CustodyError('ERR_USAGE', 'with --key-file the broker is not contacted: leave out --broker and --api-key-file');
           material = readMaterial(opts.keyFile, 'aes-256', opts.keyEncoding);
           if (material.length !== 32) throw new CustodyError('ERR_KEY_MATERIAL', 'the key file must hold exactly 32 raw bytes (an aes-256 key)');
-          header = await sealModelFile(file, partial, { ...common, key: material, keyVersion: positive(opts.keyVersion, '--key-version', 1_000_000) ?? 1 });
+          header = await sealModelFile(file, partial, { ...common, key: material, keyVersion: integer(opts.keyVersion, '--key-version', 1, 1_000_000) ?? 1 });
         } else {
           if (opts.keyVersion !== undefined || opts.keyEncoding !== undefined) throw new CustodyError('ERR_USAGE', '--key-version and --key-encoding are for --key-file; a created key is version 1');
           const policy = policyOf(opts);
           if (policy === undefined) throw new CustodyError('ERR_USAGE', "a sealed model's key needs a release policy naming the gateway's measurements: --policy or --policy-file");
+          // The broker compiles release policies the same way (CEL): one it would refuse fails here, before the model is encrypted.
+          compileCondition(policy, 'release policy');
           const broker = client(opts);
           // Fails early (before reading gigabytes) when the name is taken or the broker is unreachable.
           const existing = await broker.getKey(opts.key).then(
@@ -125,7 +194,7 @@ export const register: Register = (program) => {
             const key = await broker.importKey({ name: opts.key, type: 'aes-256', material, releasePolicy: policy, exportable: true });
             if (key.currentVersion !== 1) throw new CustodyError('ERR_KEY_MATERIAL', 'the broker stored the key under another version than the sealed header names');
           } catch (e) {
-            rmSync(opts.out, { force: true });
+            removeQuietly(opts.out);
             throw e;
           }
           printHeader(header, json, 'sealed', opts.out);
@@ -134,9 +203,10 @@ export const register: Register = (program) => {
         publish(partial, opts.out);
         printHeader(header, json, 'sealed', opts.out);
       } catch (e) {
-        rmSync(partial, { force: true });
+        removeQuietly(partial);
         failWith(e, json);
       } finally {
+        restoreSignals();
         if (material) wipe(material);
       }
     });

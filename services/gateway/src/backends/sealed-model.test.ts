@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -167,5 +168,28 @@ describe('sealed models (custody.sealed-model/v1)', () => {
     expect(await codeOf(sealModelFile(input, out, { key, keyName: 'k', keyVersion: 1, modelId: 'a b' }))).toBe('ERR_MODEL_SEALED');
     expect(await codeOf(sealModelFile(input, out, { key, keyName: 'k', keyVersion: 0, modelId: 'm' }))).toBe('ERR_MODEL_SEALED');
     expect(existsSync(out)).toBe(false);
+  });
+
+  // Before: open(path, 'r') on a FIFO with no writer waited for one forever.
+  it('refuses a FIFO, or a link to one, at once (ERR_GATEWAY_MODEL_FILE), creating nothing', async () => {
+    const fifo = fresh('fifo');
+    execFileSync('mkfifo', [fifo]);
+    const link = fresh('fifo-link');
+    await symlink(fifo, link);
+    for (const input of [fifo, link]) {
+      const out = fresh('fifo.sealed');
+      const err = await sealModelFile(input, out, { key, keyName: 'k', keyVersion: 1, modelId: 'm' }).then(() => undefined, (e: unknown) => toCustodyError(e));
+      expect(err).toMatchObject({ code: 'ERR_GATEWAY_MODEL_FILE', message: expect.stringContaining('not a regular file') as unknown });
+      expect(existsSync(out)).toBe(false);
+    }
+  }, 10_000);
+
+  it('names why the sealed file cannot be created (a file where its directory should be)', async () => {
+    const input = fresh('in3');
+    await writeFile(input, plain);
+    const notDir = fresh('not-a-dir');
+    await writeFile(notDir, 'x');
+    const err = await sealModelFile(input, join(notDir, 'o'), { key, keyName: 'k', keyVersion: 1, modelId: 'm' }).then(() => undefined, (e: unknown) => toCustodyError(e));
+    expect(err).toMatchObject({ code: 'ERR_GATEWAY_MODEL_FILE', detail: { reason: 'ENOTDIR' } });
   });
 });

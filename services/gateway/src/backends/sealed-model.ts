@@ -30,9 +30,11 @@ const TAG = 16;
 const KEY_BYTES = 32;
 const SALT_BYTES = 32;
 export const DEFAULT_CHUNK_SIZE = 1 << 20;
-const MIN_CHUNK = 4096;
-const MAX_CHUNK = 1 << 24;
-const KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** The chunk sizes a sealed model may have. */
+export const MIN_CHUNK_SIZE = 4096;
+export const MAX_CHUNK_SIZE = 1 << 24;
+/** What a sealed model's key name may be. */
+export const SEALED_KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const MODEL_ID = /^[A-Za-z0-9._:/@+-]{1,128}$/;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 /** Largest plaintext (256 TiB): far past any model, and exact in a double with room for the lengths added to it. */
@@ -85,7 +87,7 @@ function checkHeader(v: unknown): SealedModelHeader {
   if (h.cipher !== CIPHER) throw malformed(`the sealed model cipher is not ${CIPHER}`);
   const key = h.key as Record<string, unknown> | undefined;
   if (typeof key !== 'object' || key === null || Object.keys(key).some((k) => k !== 'name' && k !== 'version')) throw malformed('the sealed model header names no key');
-  if (typeof key.name !== 'string' || !KEY_NAME.test(key.name)) throw malformed('the sealed model key name is not a key name');
+  if (typeof key.name !== 'string' || !SEALED_KEY_NAME.test(key.name)) throw malformed('the sealed model key name is not a key name');
   if (typeof key.version !== 'number' || !Number.isSafeInteger(key.version) || key.version < 1) throw malformed('the sealed model key version is not a positive integer');
   const model = h.model as Record<string, unknown> | undefined;
   if (typeof model !== 'object' || model === null || Object.keys(model).some((k) => k !== 'id' && k !== 'label')) throw malformed('the sealed model header names no model');
@@ -93,7 +95,7 @@ function checkHeader(v: unknown): SealedModelHeader {
   if (model.label !== undefined && (typeof model.label !== 'string' || model.label.length === 0 || model.label.length > 256 || !printable(model.label))) throw malformed('the sealed model label is not 1..256 printable characters');
   if (typeof h.size !== 'number' || !Number.isSafeInteger(h.size) || h.size < 1 || h.size > MAX_SIZE) throw malformed(`the sealed model size is not 1..${MAX_SIZE}`);
   if (typeof h.digest !== 'string' || !DIGEST.test(h.digest)) throw malformed('the sealed model digest is not sha256: and 64 lowercase hex digits');
-  if (typeof h.chunkSize !== 'number' || !Number.isSafeInteger(h.chunkSize) || h.chunkSize < MIN_CHUNK || h.chunkSize > MAX_CHUNK) throw malformed(`the sealed model chunk size is not ${MIN_CHUNK}..${MAX_CHUNK}`);
+  if (typeof h.chunkSize !== 'number' || !Number.isSafeInteger(h.chunkSize) || h.chunkSize < MIN_CHUNK_SIZE || h.chunkSize > MAX_CHUNK_SIZE) throw malformed(`the sealed model chunk size is not ${MIN_CHUNK_SIZE}..${MAX_CHUNK_SIZE}`);
   if (typeof h.salt !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(h.salt) || fromBase64Url(h.salt).length !== SALT_BYTES) throw malformed('the sealed model salt is not 32 bytes of base64url');
   return h as unknown as SealedModelHeader;
 }
@@ -218,17 +220,12 @@ export async function sealModelFile(inPath: string, outPath: string, o: SealOpti
   const chunkSize = o.chunkSize ?? DEFAULT_CHUNK_SIZE;
   // Everything but the digest and size is checked before the file is read (a bad name fails at once).
   checkHeader({ format: SEALED_MODEL_FORMAT, cipher: CIPHER, key: { name: o.keyName, version: o.keyVersion }, model: { id: o.modelId, ...(o.label !== undefined ? { label: o.label } : {}) }, size: 1, digest: 'sha256:' + '0'.repeat(64), chunkSize, salt: toBase64Url(new Uint8Array(SALT_BYTES)) });
-  let input: FileHandle;
-  try {
-    input = await open(inPath, 'r');
-  } catch (e) {
-    throw new CustodyError('ERR_GATEWAY_MODEL_FILE', 'the model file cannot be opened', { cause: e, detail: { file: basename(inPath) } });
-  }
+  // A regular file, opened without blocking: a FIFO (or a link to one) is refused instead of waiting for a writer.
+  const { fh: input, stat: s } = await openModelFile(inPath);
   let out: FileHandle | undefined;
   let ok = false;
   try {
-    const s = await input.stat();
-    if (!s.isFile() || s.size === 0) throw new CustodyError('ERR_GATEWAY_MODEL_FILE', 'the model path is not a non-empty regular file', { detail: { file: basename(inPath) } });
+    if (s.size === 0) throw new CustodyError('ERR_GATEWAY_MODEL_FILE', 'the model file is empty', { detail: { file: basename(inPath) } });
     const first = createHash('sha256');
     for await (const piece of input.createReadStream({ start: 0, highWaterMark: chunkSize, autoClose: false })) first.update(piece as Buffer);
     const header = checkHeader({
@@ -249,7 +246,8 @@ export async function sealModelFile(inPath: string, outPath: string, o: SealOpti
     try {
       out = await open(outPath, 'wx', 0o600);
     } catch (e) {
-      throw new CustodyError('ERR_GATEWAY_MODEL_FILE', 'the sealed model file cannot be created (it exists, or its directory does not)', { cause: e, detail: { file: basename(outPath) } });
+      const reason = (e as NodeJS.ErrnoException).code ?? 'error';
+      throw new CustodyError('ERR_GATEWAY_MODEL_FILE', `the sealed model file cannot be created (${reason === 'EEXIST' ? 'it exists' : reason === 'ENOENT' ? 'its directory does not exist' : reason})`, { cause: e, detail: { file: basename(outPath), reason } });
     }
     const len = Buffer.alloc(4);
     len.writeUInt32BE(headerBytes.length);
@@ -280,7 +278,8 @@ export async function sealModelFile(inPath: string, outPath: string, o: SealOpti
   } finally {
     await input.close().catch(() => undefined);
     await out?.close().catch(() => undefined);
-    if (out && !ok) await rm(outPath, { force: true });
+    // Never throws over the error being reported.
+    if (out && !ok) await rm(outPath, { force: true }).catch(() => undefined);
   }
 }
 
