@@ -12,4 +12,4 @@ export function installNodeCrypto(): void {
   installNodeHpkeProvider();
   installNodeSignatureProvider();
 }
-export { makePrivateDir, modeExposure, privateDirWarning, secretFileWarning, writeNewSecretFile } from './secret-file.js';
+export { hiddenSiblingPath, makePrivateDir, modeExposure, privateDirWarning, secretFileWarning, writeNewSecretFile } from './secret-file.js';

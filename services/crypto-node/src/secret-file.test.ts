@@ -28,6 +28,30 @@ describe('writeNewSecretFile', () => {
     expect(() => writeNewSecretFile(join(dir, 'missing-dir', 'key'), 'x')).toThrow(expect.objectContaining({ code: 'ERR_FILE_UNWRITABLE', detail: expect.objectContaining({ errno: 'ENOENT' }) }));
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
+
+  it('writes a file whose name is as long as the file system allows (the temporary name is bounded)', () => {
+    for (const name of ['k'.repeat(240), 'é'.repeat(127)]) {
+      const path = join(dir, name);
+      writeNewSecretFile(path, 'secret');
+      expect(readFileSync(path, 'utf8')).toBe('secret');
+      rmSync(path);
+    }
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('claimed: replaces the caller\'s empty claim whole, and nothing else', () => {
+    const path = join(dir, 'claimed');
+    writeNewSecretFile(path, '');
+    expect(() => writeNewSecretFile(path, 'token')).toThrow(expect.objectContaining({ code: 'ERR_FILE_EXISTS' }));
+    writeNewSecretFile(path, 'token\n', { claimed: true });
+    expect(readFileSync(path, 'utf8')).toBe('token\n');
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    // No longer an empty claim: not replaced again. No claim at all: nothing is created.
+    expect(() => writeNewSecretFile(path, 'other', { claimed: true })).toThrow(expect.objectContaining({ code: 'ERR_FILE_EXISTS' }));
+    expect(readFileSync(path, 'utf8')).toBe('token\n');
+    expect(() => writeNewSecretFile(join(dir, 'unclaimed'), 'x', { claimed: true })).toThrow(expect.objectContaining({ code: 'ERR_FILE_EXISTS' }));
+    expect(readdirSync(dir).filter((f) => f === 'unclaimed' || f.endsWith('.tmp'))).toEqual([]);
+  });
 });
 
 describe('modeExposure, secretFileWarning and privateDirWarning', () => {

@@ -1,24 +1,36 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CustodyError } from '@custody/core';
+
+export interface NewSecretFileOptions {
+  /**
+   * `path` is the caller's claim on the name: an empty file it created with
+   * `writeNewSecretFile(path, '')` before the secret existed (a token a server issues only once,
+   * asked after the name was known to be free). The claim is replaced, all or nothing; anything
+   * else at `path` (bytes, a link, a directory) is ERR_FILE_EXISTS and is left as it is.
+   */
+  claimed?: boolean;
+}
 
 /**
  * Writes a new secret file (mode 0600), all or nothing: the bytes go to a temporary name in the
  * same directory, are synced, and are then hard-linked to `path`, which fails when `path` exists.
  * So a full disk or a crash never leaves an empty or partial key file that a later start would
- * take for the key, and an existing file is never replaced.
+ * take for the key, and an existing file is never replaced (but for the caller's own empty claim,
+ * with `claimed`).
  *
  * Errors: ERR_FILE_EXISTS when `path` exists; ERR_FILE_UNWRITABLE (with the system's code in
  * `detail.errno`: ENOSPC, EROFS, EACCES...) when it cannot be written. Nothing is left behind.
  */
-export function writeNewSecretFile(path: string, data: Uint8Array | string): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+export function writeNewSecretFile(path: string, data: Uint8Array | string, options: NewSecretFileOptions = {}): void {
+  const tmp = hiddenSiblingPath(path, '.tmp');
   const unwritable = (e: unknown) =>
     new CustodyError('ERR_FILE_UNWRITABLE', `cannot write ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'}); nothing was written`, {
       cause: e,
       detail: { path, errno: (e as NodeJS.ErrnoException).code ?? 'unknown' },
     });
+  const exists = () => new CustodyError('ERR_FILE_EXISTS', `${path} exists; it is not replaced`, { detail: { path } });
   let fd: number;
   try {
     fd = openSync(tmp, 'wx', 0o600);
@@ -33,7 +45,11 @@ export function writeNewSecretFile(path: string, data: Uint8Array | string): voi
     } finally {
       closeSync(fd);
     }
-    linkSync(tmp, path);
+    if (options.claimed) {
+      const claim = lstatSync(path, { throwIfNoEntry: false });
+      if (!claim?.isFile() || claim.size !== 0) throw exists();
+      renameSync(tmp, path);
+    } else linkSync(tmp, path);
     // The new name made durable too: after a power loss the key file is there, or was never written.
     const dir = openSync(dirname(path), 'r');
     try {
@@ -42,11 +58,32 @@ export function writeNewSecretFile(path: string, data: Uint8Array | string): voi
       closeSync(dir);
     }
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new CustodyError('ERR_FILE_EXISTS', `${path} exists; it is not replaced`, { detail: { path } });
+    if (e instanceof CustodyError) throw e;
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw exists();
     throw unwritable(e);
   } finally {
     rmSync(tmp, { force: true });
   }
+}
+
+/** Longest part of a file's name that a hidden name beside it repeats, in UTF-8 bytes. */
+const HIDDEN_NAME_PREFIX_BYTES = 200;
+
+/**
+ * A hidden name beside `path` for work in progress: `.<name>.<random><suffix>`, where <name> is
+ * cut (at a character) to HIDDEN_NAME_PREFIX_BYTES, so that any name the file system takes (255
+ * bytes) has a hidden sibling it takes too. In the same directory, so a link or rename to `path`
+ * stays on one file system.
+ */
+export function hiddenSiblingPath(path: string, suffix: string): string {
+  let prefix = '';
+  let bytes = 0;
+  for (const ch of basename(path)) {
+    bytes += Buffer.byteLength(ch, 'utf8');
+    if (bytes > HIDDEN_NAME_PREFIX_BYTES) break;
+    prefix += ch;
+  }
+  return join(dirname(path), `.${prefix}.${randomBytes(6).toString('hex')}${suffix}`);
 }
 
 /**

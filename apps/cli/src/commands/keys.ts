@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
-import { existsSync } from 'node:fs';
-import { checkServiceUrl, CustodyError, fromBase64, fromHex, fromUtf8, parsePem, wipe, type Bytes } from '@custody/core';
-import { BrokerAdminClient, KEY_TYPES, type KeyType, type KeyView } from '@custody/broker-service/client';
+import { existsSync, lstatSync, rmSync } from 'node:fs';
+import { checkServiceUrl, CustodyError, fromBase64, fromHex, fromUtf8, parsePem, toCustodyError, wipe, type Bytes } from '@custody/core';
+import { BrokerAdminClient, KEY_TYPES, type ApiKeyView, type KeyType, type KeyView } from '@custody/broker-service/client';
+import { writeNewSecretFile } from '@custody/crypto-node';
+import { printableLine } from '@custody/sdk';
 import type { Register } from './index.js';
 import { readInputFile, readSecretFile } from '../files.js';
 import { failWith, printJson } from '../output.js';
-import { writeSecretFile } from './log.js';
 
 export const DEFAULT_BROKER_URL = 'http://127.0.0.1:8787';
 
@@ -88,18 +89,47 @@ export function readMaterial(path: string, type: KeyType, encoding: string | und
   }
 }
 
+// Text from the broker goes to the terminal through printableLine: a control character in it
+// must not move the cursor, clear the screen or forge a row.
 function printKey(key: KeyView, json: boolean, verb: string): void {
   if (json) return printJson({ ok: true, key });
   const current = key.versions.find((v) => v.version === key.currentVersion);
-  process.stdout.write(`${verb} ${key.name} (${key.type}): state ${key.state}, version ${key.currentVersion}${current ? ` (${current.origin})` : ''}, ${key.exportable ? 'exportable' : 'non-exportable'}, ${key.releasePolicy === null ? 'no release policy (never released)' : 'release policy set'}\n`);
-  if (current?.publicKey) process.stdout.write(`public key (SPKI, base64): ${current.publicKey}\n`);
+  process.stdout.write(printableLine(`${verb} ${key.name} (${key.type}): state ${key.state}, version ${key.currentVersion}${current ? ` (${current.origin})` : ''}, ${key.exportable ? 'exportable' : 'non-exportable'}, ${key.releasePolicy === null ? 'no release policy (never released)' : 'release policy set'}`) + '\n');
+  if (current?.publicKey) process.stdout.write(printableLine(`public key (SPKI, base64): ${current.publicKey}`) + '\n');
+}
+
+function printApiKey(k: ApiKeyView): void {
+  process.stdout.write(printableLine(`${k.id}  ${k.role.padEnd(8)}  ${k.revokedAt ? 'revoked ' + k.revokedAt : 'active  '}  ${k.label}`) + '\n');
+}
+
+/** Removes the claim on `path` (the empty file created before the broker was asked) if it is still that. */
+function releaseClaim(path: string): void {
+  const st = lstatSync(path, { throwIfNoEntry: false });
+  if (st?.isFile() && st.size === 0) rmSync(path, { force: true });
+}
+
+/**
+ * The error for a key file that could not be written after the broker issued the key: the key is
+ * revoked (best effort), since nobody holds its token, and the error says whether it was.
+ */
+async function revokeUnwritten(c: BrokerAdminClient, id: string, path: string, e: unknown): Promise<CustodyError> {
+  const err = toCustodyError(e);
+  let revoked = true;
+  try {
+    await c.revokeApiKey(id);
+  } catch {
+    revoked = false;
+  }
+  const why = typeof err.detail?.errno === 'string' ? ` (${err.detail.errno})` : err.code === 'ERR_FILE_EXISTS' ? ' (it was replaced meanwhile)' : '';
+  const outcome = revoked ? `the new API key ${id} was revoked at the broker` : `the new API key ${id} could not be revoked at the broker: revoke it with \`custody keys api-key revoke ${id}\``;
+  return new CustodyError(err.code, `cannot write ${path}${why}; ${outcome}`, { cause: e, detail: { ...err.detail, path, apiKeyId: id, apiKeyRevoked: revoked } });
 }
 
 function printList(keys: KeyView[], json: boolean): void {
   if (json) return printJson({ ok: true, keys });
   if (keys.length === 0) return void process.stdout.write('no keys\n');
   const rows = [['NAME', 'TYPE', 'STATE', 'VERSION', 'VERSIONS', 'EXPORTABLE', 'POLICY']];
-  for (const k of keys) rows.push([k.name, k.type, k.state, String(k.currentVersion), String(k.versions.length), k.exportable ? 'yes' : 'no', k.releasePolicy === null ? '-' : 'set']);
+  for (const k of keys) rows.push([k.name, k.type, k.state, String(k.currentVersion), String(k.versions.length), k.exportable ? 'yes' : 'no', k.releasePolicy === null ? '-' : 'set'].map(printableLine));
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
 }
@@ -231,11 +261,27 @@ export const register: Register = (program) => {
       try {
         if (!['admin', 'auditor', 'workload'].includes(opts.role)) throw new CustodyError('ERR_USAGE', '--role must be admin, auditor or workload');
         if (opts.label.length < 1 || opts.label.length > 128) throw new CustodyError('ERR_USAGE', '--label must be 1-128 characters');
+        const c = client(opts);
         if (existsSync(opts.out)) throw new CustodyError('ERR_USAGE', `${opts.out} exists; refusing to overwrite a key`);
-        const { token, apiKey } = await client(opts).createApiKey(opts.role as 'admin' | 'auditor' | 'workload', opts.label);
-        writeSecretFile(opts.out, token);
+        // Claim --out (empty, 0600, exclusively) before the broker issues anything: a name that
+        // cannot be written, or that a concurrent run took, fails here with no key issued.
+        writeNewSecretFile(opts.out, '');
+        let created: Awaited<ReturnType<BrokerAdminClient['createApiKey']>>;
+        try {
+          created = await c.createApiKey(opts.role as 'admin' | 'auditor' | 'workload', opts.label);
+        } catch (e) {
+          releaseClaim(opts.out);
+          throw e;
+        }
+        const { token, apiKey } = created;
+        try {
+          writeNewSecretFile(opts.out, token + '\n', { claimed: true });
+        } catch (e) {
+          releaseClaim(opts.out);
+          throw await revokeUnwritten(c, apiKey.id, opts.out, e);
+        }
         if (opts.json === true) printJson({ ok: true, apiKey, keyFile: opts.out });
-        else process.stdout.write(`created ${apiKey.role} API key ${apiKey.id} (${apiKey.label}), written to ${opts.out} (mode 0600)\n`);
+        else process.stdout.write(printableLine(`created ${apiKey.role} API key ${apiKey.id} (${apiKey.label}), written to ${opts.out} (mode 0600)`) + '\n');
       } catch (e) {
         failWith(e, opts.json === true);
       }
@@ -247,7 +293,7 @@ export const register: Register = (program) => {
       try {
         const list = await client(opts).listApiKeys();
         if (opts.json === true) printJson({ ok: true, apiKeys: list });
-        else for (const k of list) process.stdout.write(`${k.id}  ${k.role.padEnd(8)}  ${k.revokedAt ? 'revoked ' + k.revokedAt : 'active  '}  ${k.label}\n`);
+        else for (const k of list) printApiKey(k);
       } catch (e) {
         failWith(e, opts.json === true);
       }
@@ -259,7 +305,7 @@ export const register: Register = (program) => {
       try {
         await client(opts).revokeApiKey(id);
         if (opts.json === true) printJson({ ok: true, revoked: id });
-        else process.stdout.write(`revoked API key ${id}\n`);
+        else process.stdout.write(printableLine(`revoked API key ${id}`) + '\n');
       } catch (e) {
         failWith(e, opts.json === true);
       }

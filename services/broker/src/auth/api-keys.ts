@@ -13,6 +13,13 @@ import type { Principal } from './roles.js';
 const TOKEN_RE = /^cst_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 const SECRET_BYTES = 32;
 
+/**
+ * Control (C0, DEL, C1), format (bidirectional overrides, zero-width) and line/paragraph
+ * separator characters: a label is printed in listings, and such characters would move the
+ * terminal, forge rows or reorder what is shown. As sealed-model labels.
+ */
+const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+
 export interface IssuedApiKey {
   /** The bearer token. Shown once; never stored, logged or put in an event. */
   token: string;
@@ -33,6 +40,7 @@ export async function issueApiKey(repo: ApiKeyRepository, input: IssueApiKeyInpu
   assertTenant(input.tenant);
   if (!ROLES.includes(input.role)) throw new CustodyError('ERR_INPUT_MALFORMED', 'role must be admin, auditor or workload');
   if (input.label.length > 200) throw new CustodyError('ERR_INPUT_MALFORMED', 'label must be at most 200 characters');
+  if (UNPRINTABLE.test(input.label)) throw new CustodyError('ERR_INPUT_MALFORMED', 'label must be printable text: no control, line-separator or bidirectional-control characters');
   const id = toHex(secureRandom(8));
   const secret = secureRandom(SECRET_BYTES);
   try {

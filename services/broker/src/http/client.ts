@@ -1,6 +1,6 @@
 import { CustodyError, toBase64 } from '@custody/core';
 import type { ApiKeyView, KeyView } from '../keys/key-service.js';
-import type { KeyType } from '../keys/types.js';
+import { assertKeyName, type KeyType } from '../keys/types.js';
 
 export { KEY_TYPES } from '../keys/types.js';
 export type { KeyType } from '../keys/types.js';
@@ -14,10 +14,13 @@ import { readBroker } from './read-answer.js';
 /** Largest admin answer read (key and audit listings included). */
 const MAX_RESPONSE = 16 * 1024 * 1024;
 
+/** A bearer token (RFC 6750 b64token): nothing that could end the Authorization header or start another. */
+const BEARER_TOKEN_RE = /^[A-Za-z0-9\-._~+/]+=*$/;
+
 export interface BrokerAdminClientOptions {
   /** e.g. http://127.0.0.1:8443 */
   baseUrl: string;
-  /** Bearer API key (`cst_...`). */
+  /** Bearer API key (`cst_...`); one that is no bearer token (a space, CR/LF, NUL) is ERR_AUTH_INVALID, before any request. */
   apiKey: string;
   /** Injected for tests (`app.request`) or custom transports. */
   fetch?: (input: string, init: RequestInit) => Promise<Response>;
@@ -36,12 +39,16 @@ export interface CreateKeyRequest {
 /**
  * Client of the broker's administrative API (used by `custody keys ...`). Problem responses
  * become CustodyErrors with the broker's code; an unreachable broker is ERR_SERVICE_UNAVAILABLE.
+ * A malformed API key (ERR_AUTH_INVALID) or key name in a path (ERR_KEY_NAME) is refused
+ * before any request: fetch would throw on the one, and normalise `.` and `..` away in the other.
  */
 export class BrokerAdminClient {
   private readonly base: string;
   private readonly doFetch: (input: string, init: RequestInit) => Promise<Response>;
 
   constructor(private readonly options: BrokerAdminClientOptions) {
+    // The key itself is never put in the message.
+    if (!BEARER_TOKEN_RE.test(options.apiKey)) throw new CustodyError('ERR_AUTH_INVALID', 'the API key is malformed: it must be one token of letters, digits and -._~+/ (no spaces, line breaks or control characters)');
     this.base = options.baseUrl.replace(/\/+$/, '');
     this.doFetch = options.fetch ?? ((input, init) => fetch(input, init));
   }
@@ -51,7 +58,7 @@ export class BrokerAdminClient {
   }
 
   async getKey(name: string): Promise<KeyView> {
-    return this.call('GET', `/v1/keys/${encodeURIComponent(name)}`);
+    return this.call('GET', `/v1/keys/${keyPath(name)}`);
   }
 
   async createKey(req: CreateKeyRequest): Promise<KeyView> {
@@ -68,19 +75,19 @@ export class BrokerAdminClient {
     const body: Record<string, unknown> = {};
     if (opts.material) body.material = toBase64(opts.material);
     if (opts.length !== undefined) body.length = opts.length;
-    return this.call('POST', `/v1/keys/${encodeURIComponent(name)}/rotate`, body);
+    return this.call('POST', `/v1/keys/${keyPath(name)}/rotate`, body);
   }
 
   async revokeKey(name: string, reason?: string): Promise<KeyView> {
-    return this.call('POST', `/v1/keys/${encodeURIComponent(name)}/revoke`, reason ? { reason } : {});
+    return this.call('POST', `/v1/keys/${keyPath(name)}/revoke`, reason ? { reason } : {});
   }
 
   async destroyKey(name: string): Promise<KeyView> {
-    return this.call('POST', `/v1/keys/${encodeURIComponent(name)}/destroy`, {});
+    return this.call('POST', `/v1/keys/${keyPath(name)}/destroy`, {});
   }
 
   async setReleasePolicy(name: string, policy: string | null): Promise<KeyView> {
-    return this.call('PUT', `/v1/keys/${encodeURIComponent(name)}/policy`, { policy });
+    return this.call('PUT', `/v1/keys/${keyPath(name)}/policy`, { policy });
   }
 
   async createApiKey(role: Role, label: string): Promise<{ token: string; apiKey: ApiKeyView }> {
@@ -150,6 +157,12 @@ export class BrokerAdminClient {
       throw new CustodyError('ERR_INPUT_MALFORMED', 'the broker answered with something other than JSON', { detail: { status: res.status } });
     }
   }
+}
+
+/** A key name as a path segment; checked first, since `.` and `..` would be dot segments a URL drops. */
+function keyPath(name: string): string {
+  assertKeyName(name);
+  return encodeURIComponent(name);
 }
 
 /** A problem's `facts`, when it is an object of strings, numbers and booleans (anything else is left out). */
