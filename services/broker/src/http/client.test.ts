@@ -47,4 +47,11 @@ describe('BrokerAdminClient', () => {
     }
     expect(t.requests).toEqual([]);
   });
+
+  it.each(['', '.', '..'])('answers an API key id %j as the broker answers an unknown id (ERR_AUTH_INVALID), before any request', async (id) => {
+    const t = recording();
+    const c = new BrokerAdminClient({ baseUrl: 'http://broker.test', apiKey: TOKEN, fetch: t.fetch });
+    await expect(c.revokeApiKey(id)).rejects.toMatchObject({ code: 'ERR_AUTH_INVALID' });
+    expect(t.requests).toEqual([]);
+  });
 });

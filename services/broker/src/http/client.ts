@@ -99,6 +99,8 @@ export class BrokerAdminClient {
   }
 
   async revokeApiKey(id: string): Promise<void> {
+    // A URL dot segment would reach another route; no key has such an id (the broker's answer for any unknown id).
+    if (id === '' || id === '.' || id === '..') throw new CustodyError('ERR_AUTH_INVALID', 'no active API key with this id in this tenant');
     await this.call('POST', `/v1/api-keys/${encodeURIComponent(id)}/revoke`, {});
   }
 
