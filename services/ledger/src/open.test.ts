@@ -11,6 +11,7 @@ import { createEventsNodeHandler, createLogApp } from './http/log-app.js';
 import type { NodeIntercept } from './http/node-server.js';
 import { DRAIN_MS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT, listen, openLog, type RunningServer } from './open.js';
 import { tempDir } from './testing/tmp.js';
+import { ask, codeOfConnect, waitFor, whenClosed } from './testing/raw-http.js';
 
 /** A drain far longer than any test may take. */
 const LONG_DRAIN_MS = 60_000;
@@ -218,55 +219,6 @@ function open(port: number, localAddress?: string): Promise<Socket> {
   });
 }
 
-/** 'connected', or the error code of a connection attempt (closed at once when it connects). */
-function codeOfConnect(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1', () => {
-      s.destroy();
-      resolve('connected');
-    });
-    s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? String(e)));
-  });
-}
 
-/** Sends `request` and resolves with the first whole answer (head and Content-Length body). */
-function ask(socket: Socket, request: string): Promise<string> {
-  return new Promise((resolve) => {
-    let text = '';
-    const onData = (d: Buffer) => {
-      text += d.toString('latin1');
-      const end = text.indexOf('\r\n\r\n');
-      const length = /content-length: (\d+)/i.exec(text.slice(0, end));
-      if (end !== -1 && length && text.length >= end + 4 + Number(length[1])) done();
-    };
-    const done = () => {
-      socket.off('data', onData);
-      socket.off('close', done);
-      resolve(text);
-    };
-    socket.on('data', onData);
-    socket.once('close', done);
-    socket.on('error', () => undefined);
-    socket.write(request, () => undefined);
-  });
-}
 
-async function waitFor<T>(f: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
-/** What the server sent until the connection closed. */
-function whenClosed(socket: Socket): Promise<string> {
-  return new Promise((resolve) => {
-    let text = '';
-    socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
-    socket.on('error', () => undefined);
-    socket.once('close', () => resolve(text));
-  });
-}
